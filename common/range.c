@@ -1,0 +1,777 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Theory of the range allocator
+ * =============================
+ *
+ * The arena manages integers (pool offsets, device addresses), never memory,
+ * so all its metadata is out of band.  The model is Bonwick and Adams' vmem
+ * (USENIX 2001, FreeBSD vmem(9)), with an augmented tree for the constrained
+ * requests that vmem answers by walking lists.
+ *
+ * Segments.  Every byte of every span belongs to exactly one segment, free or
+ * used.  A segment is a boundary tag: start, size, and links.  Tags live in
+ * one array and refer to each other by 32-bit index (0 is "none"), which keeps
+ * a tag at 56 bytes and makes the whole table a plain data structure that can
+ * be written out and read back.  Retired tags go on a spare list, and every
+ * operation reserves the tags it may need before it changes anything, so once
+ * the array has grown to the working set no operation calls malloc, and an
+ * operation that cannot get memory fails before it has changed any state.
+ *
+ * Address list.  All segments, in address order, doubly linked.  Freeing a
+ * segment looks at its two neighbours and merges with the free ones: O(1)
+ * coalescing.  Two neighbours merge only if they touch, so spans that touch
+ * behave as one span and spans with a gap between them never merge.
+ *
+ * Used segments are also in a hash table keyed by start (chained through the
+ * tag), so a free needs only the start: O(1).
+ *
+ * Free segments are in two structures at once:
+ *
+ *   Size classes.  List k holds the free segments with 2^k <= size < 2^(k+1),
+ *   and bit k of a bitmap says whether list k is non-empty.  Any segment in a
+ *   class at or above ceil(log2(n)) holds n bytes, so "instant fit" is: find
+ *   the lowest set bit at or above that class, take the head of that list.
+ *   O(1), whatever the fragmentation.
+ *
+ *   Address treap.  A binary search tree ordered by start, each node
+ *   augmented with the largest free size in its subtree (as Linux drm_mm
+ *   does).  Balance comes from treap priorities derived by hashing the tag
+ *   index, so they cost no space.  A search for the lowest-addressed segment
+ *   that fits skips every subtree whose largest size is too small and every
+ *   subtree outside the window [low, high): O(log n).
+ *
+ * Constrained requests.  For a request of size s, alignment a, phase p and
+ * boundary b, every free segment of at least G bytes lying inside the window
+ * is certain to hold a placement:
+ *
+ *   G = s + (a - q)                          no boundary, or a >= b
+ *   G = s + (a - q) + (s - q) + p            a < b (one step past a boundary)
+ *
+ * (q is the quantum).  A constrained request first searches the treap
+ * pruning with G: the first candidate it checks fits, except the at most two
+ * segments cut by the window's edges, so this is O(log n).  Only if no
+ * segment of G bytes exists does it search again pruning with s, checking
+ * each candidate exactly; that second pass is linear in the number of free
+ * segments between s and G bytes in the worst case, and it is what keeps the
+ * contract: a request fails only if no placement satisfying all of its
+ * constraints exists.  Unwindowed instant-fit requests use G with the size
+ * classes and stay O(1).
+ *
+ * Policies.  Instant fit: size classes, falling back to the treap.  Best
+ * fit: the smallest free segment that holds the request, lowest address on
+ * ties; it scans the size classes from the request's upward and stops at the
+ * first class with a fit, so it is linear in the length of the classes it
+ * scans.  Next fit: treap first fit starting just after the previous next-fit
+ * range (a rotor), wrapping round once; it keeps recently freed ranges from
+ * being handed out again at once.
+ *
+ * The arena is not locked: allocd runs it on its one loop thread.
+ */
+
+#include "alloc/range.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NIL 0u
+#define NCLASSES 64
+#define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
+
+enum seg_state {
+        SEG_SPARE = 0,
+        SEG_FREE,
+        SEG_USED,
+};
+
+struct seg {
+        uint64_t start;
+        uint64_t size;
+        uint64_t max;          /* free: largest size in this treap subtree */
+        uint32_t aprev, anext; /* address order; spare tags chain through anext */
+        uint32_t lprev, lnext; /* free: size-class list; used: hash chain (lnext) */
+        uint32_t left, right;  /* free: treap children */
+        uint32_t parent;       /* free: treap parent */
+        uint32_t state;
+};
+
+_Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash bucket");
+
+struct range_arena {
+        struct seg *segs; /* segs[0] is never used: index 0 is NIL */
+        uint64_t cap;     /* tags allocated in segs */
+        uint32_t hw;      /* highest index ever handed out */
+        uint32_t spare;   /* retired tags */
+        uint32_t nspare;
+        uint32_t head, tail; /* address list */
+        uint32_t root;       /* treap of free segments */
+        uint32_t classes[NCLASSES];
+        uint64_t class_bits;
+        uint32_t *buckets;
+        uint32_t nbuckets; /* a power of two, or 0 before the first allocation */
+        unsigned hash_shift;
+        uint64_t quantum;
+        uint64_t total, in_use;
+        uint64_t nfree, nused;
+        uint64_t rotor; /* next fit resumes here */
+};
+
+/* A validated request, in bytes, every field a multiple of the quantum. */
+struct want {
+        uint64_t size, align, phase, boundary;
+        uint64_t low, high; /* high is exclusive; UINT64_MAX when unlimited */
+};
+
+static inline bool is_pow2(uint64_t v) {
+        return v != 0 && (v & (v - 1)) == 0;
+}
+
+static inline unsigned floor_log2(uint64_t v) {
+        return 63u - (unsigned)__builtin_clzll(v);
+}
+
+static inline uint64_t sat_add(uint64_t a, uint64_t b) {
+        uint64_t r;
+        return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static inline uint64_t umax(uint64_t a, uint64_t b) {
+        return a > b ? a : b;
+}
+
+static inline uint64_t umin(uint64_t a, uint64_t b) {
+        return a < b ? a : b;
+}
+
+static inline uint64_t seg_end(const struct seg *s) {
+        return s->start + s->size;
+}
+
+/* ---- tags ---------------------------------------------------------------- */
+
+/* Makes sure n tags can be taken without growing the array. */
+static int tags_reserve(struct range_arena *a, uint32_t n) {
+        uint64_t avail = a->nspare + (a->cap - 1 - a->hw);
+        if (a->cap > 0 && avail >= n)
+                return 0;
+        uint64_t ncap = a->cap ? a->cap * 2 : 64;
+        if (ncap > MAX_TAGS)
+                ncap = MAX_TAGS;
+        if (ncap <= a->cap || ncap - 1 - a->hw + a->nspare < n)
+                return -ENOMEM;
+        struct seg *segs = realloc(a->segs, ncap * sizeof(*segs));
+        if (!segs)
+                return -ENOMEM;
+        memset(segs + a->cap, 0, (ncap - a->cap) * sizeof(*segs));
+        a->segs = segs;
+        a->cap = ncap;
+        return 0;
+}
+
+static uint32_t tag_get(struct range_arena *a) {
+        uint32_t i;
+        if (a->spare) {
+                i = a->spare;
+                a->spare = a->segs[i].anext;
+                a->nspare--;
+        } else
+                i = ++a->hw;
+        a->segs[i] = (struct seg){0};
+        return i;
+}
+
+static void tag_put(struct range_arena *a, uint32_t i) {
+        a->segs[i].state = SEG_SPARE;
+        a->segs[i].anext = a->spare;
+        a->spare = i;
+        a->nspare++;
+}
+
+/* ---- address list -------------------------------------------------------- */
+
+/* Links i after p (p == NIL: at the head). */
+static void addr_link_after(struct range_arena *a, uint32_t p, uint32_t i) {
+        uint32_t n = p ? a->segs[p].anext : a->head;
+        a->segs[i].aprev = p;
+        a->segs[i].anext = n;
+        if (p)
+                a->segs[p].anext = i;
+        else
+                a->head = i;
+        if (n)
+                a->segs[n].aprev = i;
+        else
+                a->tail = i;
+}
+
+static void addr_unlink(struct range_arena *a, uint32_t i) {
+        uint32_t p = a->segs[i].aprev, n = a->segs[i].anext;
+        if (p)
+                a->segs[p].anext = n;
+        else
+                a->head = n;
+        if (n)
+                a->segs[n].aprev = p;
+        else
+                a->tail = p;
+}
+
+/* ---- size classes -------------------------------------------------------- */
+
+static void class_insert(struct range_arena *a, uint32_t i) {
+        unsigned k = floor_log2(a->segs[i].size);
+        uint32_t h = a->classes[k];
+        a->segs[i].lprev = NIL;
+        a->segs[i].lnext = h;
+        if (h)
+                a->segs[h].lprev = i;
+        a->classes[k] = i;
+        a->class_bits |= UINT64_C(1) << k;
+}
+
+static void class_remove_k(struct range_arena *a, uint32_t i, unsigned k) {
+        uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
+        if (p)
+                a->segs[p].lnext = n;
+        else
+                a->classes[k] = n;
+        if (n)
+                a->segs[n].lprev = p;
+        if (!a->classes[k])
+                a->class_bits &= ~(UINT64_C(1) << k);
+}
+
+/* Moves a free segment whose size changed from old_size to its new class. */
+static void class_resize(struct range_arena *a, uint32_t i, uint64_t old_size) {
+        unsigned k = floor_log2(old_size);
+        if (k == floor_log2(a->segs[i].size))
+                return;
+        class_remove_k(a, i, k);
+        class_insert(a, i);
+}
+
+/* ---- hash of used segments ----------------------------------------------- */
+
+static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
+        return (uint32_t)((start * UINT64_C(0x9E3779B97F4A7C15)) >> a->hash_shift);
+}
+
+static int hash_reserve(struct range_arena *a) {
+        if (a->nused < a->nbuckets)
+                return 0;
+        uint64_t nb = a->nbuckets ? (uint64_t)a->nbuckets * 2 : 64;
+        if (nb > UINT32_MAX)
+                return -ENOMEM;
+        uint32_t *b = calloc(nb, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        uint32_t *old = a->buckets;
+        uint32_t nold = a->nbuckets;
+        a->buckets = b;
+        a->nbuckets = (uint32_t)nb;
+        a->hash_shift = 64 - floor_log2(nb);
+        for (uint32_t k = 0; k < nold; k++)
+                for (uint32_t i = old[k], next; i; i = next) {
+                        next = a->segs[i].lnext;
+                        uint32_t h = bucket_of(a, a->segs[i].start);
+                        a->segs[i].lnext = b[h];
+                        b[h] = i;
+                }
+        free(old);
+        return 0;
+}
+
+static void hash_insert(struct range_arena *a, uint32_t i) {
+        uint32_t h = bucket_of(a, a->segs[i].start);
+        a->segs[i].lnext = a->buckets[h];
+        a->buckets[h] = i;
+}
+
+/* The used segment starting at start; *link is where it is chained from. */
+static uint32_t hash_find(const struct range_arena *a, uint64_t start, uint32_t **link) {
+        if (!a->nbuckets)
+                return NIL;
+        uint32_t *l = &a->buckets[bucket_of(a, start)];
+        for (; *l; l = &a->segs[*l].lnext)
+                if (a->segs[*l].start == start) {
+                        if (link)
+                                *link = l;
+                        return *l;
+                }
+        return NIL;
+}
+
+/* ---- treap of free segments ---------------------------------------------- */
+
+/* A bijective mix of the index: distinct tags never tie. */
+static inline uint32_t prio(uint32_t i) {
+        i ^= i >> 16;
+        i *= UINT32_C(0x7feb352d);
+        i ^= i >> 15;
+        i *= UINT32_C(0x846ca68b);
+        i ^= i >> 16;
+        return i;
+}
+
+static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
+        return i ? a->segs[i].max : 0;
+}
+
+static inline uint64_t node_max(const struct range_arena *a, uint32_t i) {
+        const struct seg *s = &a->segs[i];
+        return umax(s->size, umax(sub_max(a, s->left), sub_max(a, s->right)));
+}
+
+/* Recomputes the augmented maximum from i upwards until it stops changing. */
+static void treap_fix_up(struct range_arena *a, uint32_t i) {
+        for (; i; i = a->segs[i].parent) {
+                uint64_t m = node_max(a, i);
+                if (m == a->segs[i].max)
+                        return;
+                a->segs[i].max = m;
+        }
+}
+
+static void treap_replace_child(struct range_arena *a, uint32_t parent, uint32_t old, uint32_t new) {
+        if (!parent)
+                a->root = new;
+        else if (a->segs[parent].left == old)
+                a->segs[parent].left = new;
+        else
+                a->segs[parent].right = new;
+}
+
+/* Rotates x above its parent; the subtree as a whole keeps its maximum. */
+static void treap_rotate_up(struct range_arena *a, uint32_t x) {
+        struct seg *sx = &a->segs[x];
+        uint32_t p = sx->parent;
+        struct seg *sp = &a->segs[p];
+        uint32_t g = sp->parent, b;
+        if (sp->left == x) {
+                b = sx->right;
+                sp->left = b;
+                sx->right = p;
+        } else {
+                b = sx->left;
+                sp->right = b;
+                sx->left = p;
+        }
+        if (b)
+                a->segs[b].parent = p;
+        sp->parent = x;
+        sx->parent = g;
+        treap_replace_child(a, g, p, x);
+        sx->max = sp->max;
+        sp->max = node_max(a, p);
+}
+
+static void treap_insert(struct range_arena *a, uint32_t z) {
+        struct seg *sz = &a->segs[z];
+        uint32_t p = NIL;
+        sz->left = sz->right = NIL;
+        sz->max = sz->size;
+        for (uint32_t c = a->root; c;) {
+                struct seg *sc = &a->segs[c];
+                if (sc->max < sz->size)
+                        sc->max = sz->size;
+                p = c;
+                c = sz->start < sc->start ? sc->left : sc->right;
+        }
+        sz->parent = p;
+        if (!p)
+                a->root = z;
+        else if (sz->start < a->segs[p].start)
+                a->segs[p].left = z;
+        else
+                a->segs[p].right = z;
+        while (sz->parent && prio(z) > prio(sz->parent))
+                treap_rotate_up(a, z);
+}
+
+static void treap_delete(struct range_arena *a, uint32_t z) {
+        struct seg *sz = &a->segs[z];
+        while (sz->left || sz->right) {
+                uint32_t c;
+                if (!sz->left)
+                        c = sz->right;
+                else if (!sz->right)
+                        c = sz->left;
+                else
+                        c = prio(sz->left) > prio(sz->right) ? sz->left : sz->right;
+                treap_rotate_up(a, c);
+        }
+        uint32_t p = sz->parent;
+        treap_replace_child(a, p, z, NIL);
+        treap_fix_up(a, p);
+}
+
+/* ---- placement ----------------------------------------------------------- */
+
+/* The smallest x >= v with x % align == phase, or false if it passes 2^64. */
+static inline bool align_up(uint64_t v, const struct want *w, uint64_t *x) {
+        uint64_t c = (v & ~(w->align - 1)) + w->phase;
+        if (c < v && __builtin_add_overflow(c, w->align, &c))
+                return false;
+        *x = c;
+        return true;
+}
+
+/* The lowest placement inside free segment s that satisfies w. */
+static bool place(const struct seg *s, const struct want *w, uint64_t *ret) {
+        uint64_t lo = umax(s->start, w->low), hi = umin(seg_end(s), w->high), x;
+        if (hi <= lo || hi - lo < w->size || !align_up(lo, w, &x) || x > hi - w->size)
+                return false;
+        if (w->boundary && ((x ^ (x + w->size - 1)) & ~(w->boundary - 1))) {
+                /* Crosses a line: move to the next line (validation made sure the range fits after it). */
+                uint64_t line = x | (w->boundary - 1);
+                if (line == UINT64_MAX || !align_up(line + 1, w, &x))
+                        return false;
+        }
+        if (x > hi - w->size)
+                return false;
+        *ret = x;
+        return true;
+}
+
+/* Size of free segment that certainly holds a placement of w (see the theory above). */
+static uint64_t guaranteed_size(const struct range_arena *a, const struct want *w) {
+        uint64_t g = sat_add(w->size, w->align - a->quantum);
+        if (w->boundary && w->align < w->boundary)
+                g = sat_add(g, sat_add(w->size - a->quantum, w->phase));
+        return g;
+}
+
+/* Lowest-addressed free segment under i of at least min bytes with a placement. */
+static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const struct want *w, uint64_t min,
+                                uint64_t *x) {
+        while (i) {
+                const struct seg *s = &a->segs[i];
+                if (s->max < min)
+                        return NIL;
+                /* Segments on the left end at or before s->start. */
+                if (s->left && s->start > w->low) {
+                        uint32_t f = treap_first_fit(a, s->left, w, min, x);
+                        if (f)
+                                return f;
+                }
+                if (s->start >= w->high)
+                        return NIL;
+                if (s->size >= min && place(s, w, x))
+                        return i;
+                i = s->right;
+        }
+        return NIL;
+}
+
+static uint32_t first_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+        uint32_t i = treap_first_fit(a, a->root, w, guaranteed, x);
+        if (!i && guaranteed > w->size)
+                i = treap_first_fit(a, a->root, w, w->size, x);
+        return i;
+}
+
+static uint32_t instant_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+        if (w->low == 0 && w->high == UINT64_MAX) {
+                unsigned k = floor_log2(guaranteed) + !is_pow2(guaranteed);
+                uint64_t bits = k < NCLASSES ? a->class_bits & (~UINT64_C(0) << k) : 0;
+                if (bits) {
+                        uint32_t i = a->classes[__builtin_ctzll(bits)];
+                        if (place(&a->segs[i], w, x))
+                                return i;
+                }
+        }
+        return first_fit(a, w, guaranteed, x);
+}
+
+static uint32_t best_fit(const struct range_arena *a, const struct want *w, uint64_t *ret) {
+        uint32_t best = NIL;
+        uint64_t bits = a->class_bits & (~UINT64_C(0) << floor_log2(w->size));
+        for (; bits && !best; bits &= bits - 1) {
+                uint64_t x;
+                for (uint32_t i = a->classes[__builtin_ctzll(bits)]; i; i = a->segs[i].lnext) {
+                        const struct seg *s = &a->segs[i];
+                        if (s->size < w->size || !place(s, w, &x))
+                                continue;
+                        const struct seg *b = &a->segs[best];
+                        if (!best || s->size < b->size || (s->size == b->size && s->start < b->start)) {
+                                best = i;
+                                *ret = x;
+                        }
+                }
+        }
+        return best;
+}
+
+static uint32_t next_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+        if (a->rotor > w->low && a->rotor < w->high) {
+                struct want v = *w;
+                v.low = a->rotor;
+                uint32_t i = first_fit(a, &v, guaranteed, x);
+                if (i)
+                        return i;
+        }
+        return first_fit(a, w, guaranteed, x);
+}
+
+/* ---- segment surgery ----------------------------------------------------- */
+
+/* Cuts [x, x + size) out of free segment f; needs two reserved tags.  Returns the used tag. */
+static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t size) {
+        struct seg *sf = &a->segs[f];
+        uint64_t end = seg_end(sf), old = sf->size;
+        uint32_t u;
+
+        if (x == sf->start && size == sf->size) {
+                treap_delete(a, f);
+                class_remove_k(a, f, floor_log2(old));
+                a->nfree--;
+                u = f;
+        } else {
+                u = tag_get(a);
+                a->segs[u].start = x;
+                a->segs[u].size = size;
+                if (x == sf->start) {
+                        addr_link_after(a, sf->aprev, u);
+                        /* The start moves up but stays between its neighbours: the treap order holds. */
+                        sf->start += size;
+                        sf->size -= size;
+                } else {
+                        addr_link_after(a, f, u);
+                        sf->size = x - sf->start;
+                        if (x + size < end) {
+                                uint32_t r = tag_get(a);
+                                a->segs[r].start = x + size;
+                                a->segs[r].size = end - (x + size);
+                                a->segs[r].state = SEG_FREE;
+                                addr_link_after(a, u, r);
+                                class_insert(a, r);
+                                treap_insert(a, r);
+                                a->nfree++;
+                        }
+                }
+                class_resize(a, f, old);
+                treap_fix_up(a, f);
+        }
+        a->segs[u].state = SEG_USED;
+        hash_insert(a, u);
+        a->nused++;
+        a->in_use += size;
+        return u;
+}
+
+/* Makes i (linked in the address list, in no other structure) free, merging with free neighbours. */
+static void release(struct range_arena *a, uint32_t i) {
+        struct seg *s = &a->segs[i];
+        uint32_t p = s->aprev, n = s->anext;
+        bool left = p && a->segs[p].state == SEG_FREE && seg_end(&a->segs[p]) == s->start;
+        bool right = n && a->segs[n].state == SEG_FREE && seg_end(s) == a->segs[n].start;
+
+        if (left) {
+                struct seg *sp = &a->segs[p];
+                uint64_t old = sp->size;
+                if (right) {
+                        struct seg *sn = &a->segs[n];
+                        treap_delete(a, n);
+                        class_remove_k(a, n, floor_log2(sn->size));
+                        sp->size += sn->size;
+                        addr_unlink(a, n);
+                        tag_put(a, n);
+                        a->nfree--;
+                }
+                sp->size += s->size;
+                addr_unlink(a, i);
+                tag_put(a, i);
+                class_resize(a, p, old);
+                treap_fix_up(a, p);
+        } else if (right) {
+                struct seg *sn = &a->segs[n];
+                uint64_t old = sn->size;
+                /* The start moves down but stays above the previous segment: the treap order holds. */
+                sn->start = s->start;
+                sn->size += s->size;
+                addr_unlink(a, i);
+                tag_put(a, i);
+                class_resize(a, n, old);
+                treap_fix_up(a, n);
+        } else {
+                s->state = SEG_FREE;
+                class_insert(a, i);
+                treap_insert(a, i);
+                a->nfree++;
+        }
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+int range_arena_new(struct range_arena **ret, uint64_t quantum) {
+        if (!ret)
+                return -EINVAL;
+        if (!is_pow2(quantum))
+                return -EDOM;
+        struct range_arena *a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->quantum = quantum;
+        *ret = a;
+        return 0;
+}
+
+struct range_arena *range_arena_free(struct range_arena *a) {
+        if (a) {
+                free(a->segs);
+                free(a->buckets);
+                free(a);
+        }
+        return NULL;
+}
+
+int range_add(struct range_arena *a, uint64_t start, uint64_t size) {
+        uint64_t end;
+        if (!a || size == 0)
+                return -EINVAL;
+        if ((start | size) & (a->quantum - 1))
+                return -EDOM;
+        if (__builtin_add_overflow(start, size, &end))
+                return -EOVERFLOW;
+
+        /* Spans are usually added in address order: search from the top. */
+        uint32_t p = a->tail;
+        while (p && a->segs[p].start >= start)
+                p = a->segs[p].aprev;
+        uint32_t n = p ? a->segs[p].anext : a->head;
+        if ((p && seg_end(&a->segs[p]) > start) || (n && a->segs[n].start < end))
+                return -EEXIST;
+        int r = tags_reserve(a, 1);
+        if (r < 0)
+                return r;
+
+        uint32_t i = tag_get(a);
+        a->segs[i].start = start;
+        a->segs[i].size = size;
+        addr_link_after(a, p, i);
+        release(a, i);
+        a->total += size;
+        return 0;
+}
+
+static int want_init(const struct range_arena *a, uint64_t size, const struct range_req *req, struct want *w) {
+        static const struct range_req none = {0};
+        uint64_t q = a->quantum;
+        if (!req)
+                req = &none;
+        if (size == 0)
+                return -EINVAL;
+        if ((unsigned)req->policy > RANGE_NEXTFIT)
+                return -EDOM;
+        if ((req->align && !is_pow2(req->align)) || (req->boundary && !is_pow2(req->boundary)))
+                return -EDOM;
+        w->align = umax(req->align, q);
+        if (req->phase >= w->align || (req->phase & (q - 1)))
+                return -EDOM;
+        if (size > UINT64_MAX - (q - 1))
+                return -EOVERFLOW;
+        if (req->high && req->low >= req->high)
+                return -ERANGE;
+        w->size = (size + q - 1) & ~(q - 1);
+        w->phase = req->phase;
+        w->boundary = req->boundary;
+        if (w->boundary &&
+            (w->size > w->boundary || (w->phase & (umin(w->align, w->boundary) - 1)) + w->size > w->boundary))
+                return -EMSGSIZE;
+        /* The window, shrunk to whole quanta. */
+        w->low = req->low > UINT64_MAX - (q - 1) ? UINT64_MAX : (req->low + q - 1) & ~(q - 1);
+        w->high = req->high ? req->high & ~(q - 1) : UINT64_MAX;
+        return 0;
+}
+
+int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *req, uint64_t *ret) {
+        struct want w;
+        uint64_t x = 0;
+        uint32_t f;
+        int r;
+
+        if (!a || !ret)
+                return -EINVAL;
+        r = want_init(a, size, req, &w);
+        if (r < 0)
+                return r;
+        if (w.low >= w.high)
+                return -ENOSPC;
+        uint64_t g = guaranteed_size(a, &w);
+        switch (req ? req->policy : RANGE_INSTANTFIT) {
+        case RANGE_BESTFIT:
+                f = best_fit(a, &w, &x);
+                break;
+        case RANGE_NEXTFIT:
+                f = next_fit(a, &w, g, &x);
+                break;
+        default:
+                f = instant_fit(a, &w, g, &x);
+                break;
+        }
+        if (!f)
+                return -ENOSPC;
+        /* Reserve after the search, which needs no memory: a full arena costs no growth. */
+        r = tags_reserve(a, 2);
+        if (r >= 0)
+                r = hash_reserve(a);
+        if (r < 0)
+                return r;
+        carve(a, f, x, w.size);
+        if (req && req->policy == RANGE_NEXTFIT)
+                a->rotor = x + w.size;
+        *ret = x;
+        return 0;
+}
+
+int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
+        uint32_t *link, i;
+        if (!a)
+                return -EINVAL;
+        i = hash_find(a, start, &link);
+        if (!i)
+                return -ENOENT;
+        if (size &&
+            (size > UINT64_MAX - (a->quantum - 1) || ((size + a->quantum - 1) & ~(a->quantum - 1)) != a->segs[i].size))
+                return -EINVAL;
+        *link = a->segs[i].lnext;
+        a->nused--;
+        a->in_use -= a->segs[i].size;
+        release(a, i);
+        return 0;
+}
+
+int range_query(const struct range_arena *a, uint64_t start, uint64_t *ret_size) {
+        if (!a || !ret_size)
+                return -EINVAL;
+        uint32_t i = hash_find(a, start, NULL);
+        if (!i)
+                return -ENOENT;
+        *ret_size = a->segs[i].size;
+        return 0;
+}
+
+void range_stats(const struct range_arena *a, struct range_stats *st) {
+        *st = (struct range_stats){
+                .quantum = a->quantum,
+                .total = a->total,
+                .in_use = a->in_use,
+                .free = a->total - a->in_use,
+                .largest_free = sub_max(a, a->root),
+                .free_segments = a->nfree,
+                .used_segments = a->nused,
+                .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + (uint64_t)a->nbuckets * sizeof(uint32_t),
+        };
+}
+
+int range_walk(const struct range_arena *a, range_walk_fn fn, void *userdata) {
+        for (uint32_t i = a->head; i; i = a->segs[i].anext) {
+                const struct seg *s = &a->segs[i];
+                struct range_seg rs = {.start = s->start, .size = s->size, .used = s->state == SEG_USED};
+                int r = fn(&rs, userdata);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
