@@ -519,10 +519,10 @@ static uint32_t next_fit(struct range_arena *a, const struct want *w, uint64_t g
 /* Cuts [x, x + size) out of free segment f; needs two reserved tags.  Returns the used tag. */
 static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t size) {
         struct seg *sf = &a->segs[f];
-        uint64_t end = seg_end(sf), old = sf->size;
+        uint64_t start = sf->start, end = seg_end(sf), old = sf->size;
         uint32_t u;
 
-        if (x == sf->start && size == sf->size) {
+        if (x == start && x + size == end) {
                 treap_delete(a, f);
                 class_remove_k(a, f, floor_log2(old));
                 a->nfree--;
@@ -531,27 +531,32 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
                 u = tag_get(a);
                 a->segs[u].start = x;
                 a->segs[u].size = size;
-                if (x == sf->start) {
+                if (x == start) {
+                        /* f keeps the part above; its start moves up between the same neighbours. */
                         addr_link_after(a, sf->aprev, u);
-                        /* The start moves up but stays between its neighbours: the treap order holds. */
                         sf->start += size;
                         sf->size -= size;
                 } else {
+                        /* f keeps the part below. */
                         addr_link_after(a, f, u);
-                        sf->size = x - sf->start;
-                        if (x + size < end) {
-                                uint32_t r = tag_get(a);
-                                a->segs[r].start = x + size;
-                                a->segs[r].size = end - (x + size);
-                                a->segs[r].state = SEG_FREE;
-                                addr_link_after(a, u, r);
-                                class_insert(a, r);
-                                treap_insert(a, r);
-                                a->nfree++;
-                        }
+                        sf->size = x - start;
                 }
+                /*
+                 * Settle f's shrink before inserting anything: a rotation would
+                 * recompute f's maximum and leave its ancestors stale behind it.
+                 */
                 class_resize(a, f, old);
                 treap_fix_up(a, f);
+                if (x > start && x + size < end) {
+                        uint32_t r = tag_get(a);
+                        a->segs[r].start = x + size;
+                        a->segs[r].size = end - (x + size);
+                        a->segs[r].state = SEG_FREE;
+                        addr_link_after(a, u, r);
+                        class_insert(a, r);
+                        treap_insert(a, r);
+                        a->nfree++;
+                }
         }
         a->segs[u].state = SEG_USED;
         hash_insert(a, u);
@@ -773,5 +778,87 @@ int range_walk(const struct range_arena *a, range_walk_fn fn, void *userdata) {
                 if (r)
                         return r;
         }
+        return 0;
+}
+
+/* ---- self-check (tests) -------------------------------------------------- */
+
+#include <stdio.h>
+
+#include "range-internal.h"
+
+#define BAD(...)                                                                                                       \
+        do {                                                                                                           \
+                snprintf(why, why_size, __VA_ARGS__);                                                                  \
+                return -EUCLEAN;                                                                                       \
+        } while (0)
+
+/* Checks the subtree under i; *count gets its size. */
+static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent, uint64_t lo, uint64_t hi,
+                       uint64_t *count, char *why, size_t why_size) {
+        if (!i)
+                return 0;
+        const struct seg *s = &a->segs[i];
+        uint64_t nl = 0, nr = 0;
+        if (s->state != SEG_FREE)
+                BAD("treap node %u is not free", i);
+        if (s->parent != parent)
+                BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
+        if (s->start < lo || s->start > hi)
+                BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
+        if (parent && prio(i) > prio(parent))
+                BAD("treap node %u outranks its parent", i);
+        if (s->max != node_max(a, i))
+                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,
+                    (unsigned long long)node_max(a, i));
+        int r = check_treap(a, s->left, i, lo, s->start, &nl, why, why_size);
+        if (r == 0)
+                r = check_treap(a, s->right, i, s->start, hi, &nr, why, why_size);
+        *count = 1 + nl + nr;
+        return r;
+}
+
+int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
+        uint32_t prev = NIL;
+        for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
+                const struct seg *s = &a->segs[i];
+                if (s->aprev != prev)
+                        BAD("tag %u: aprev %u, expected %u", i, s->aprev, prev);
+                if (s->size == 0 || (s->start | s->size) & (a->quantum - 1))
+                        BAD("tag %u: %#llx+%#llx", i, (unsigned long long)s->start, (unsigned long long)s->size);
+                if (prev && seg_end(&a->segs[prev]) > s->start)
+                        BAD("tag %u overlaps its predecessor", i);
+                if (prev && s->state == SEG_FREE && a->segs[prev].state == SEG_FREE &&
+                    seg_end(&a->segs[prev]) == s->start)
+                        BAD("tags %u and %u are touching free segments", prev, i);
+                total += s->size;
+                if (s->state == SEG_FREE) {
+                        nfree++;
+                        uint32_t j = a->classes[floor_log2(s->size)];
+                        while (j && j != i)
+                                j = a->segs[j].lnext;
+                        if (!j)
+                                BAD("free tag %u is not in its size class", i);
+                } else if (s->state == SEG_USED) {
+                        nused++;
+                        in_use += s->size;
+                        if (hash_find(a, s->start, NULL) != i)
+                                BAD("used tag %u is not in the hash", i);
+                } else
+                        BAD("tag %u in the address list is spare", i);
+        }
+        if (prev != a->tail)
+                BAD("tail is %u, expected %u", a->tail, prev);
+        if (nfree != a->nfree || nused != a->nused || total != a->total || in_use != a->in_use)
+                BAD("counters differ from the address list");
+        for (unsigned k = 0; k < NCLASSES; k++)
+                if (!a->classes[k] != !(a->class_bits & (UINT64_C(1) << k)))
+                        BAD("class bitmap wrong at %u", k);
+        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
+        if (r < 0)
+                return r;
+        if (count != nfree)
+                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count, (unsigned long long)nfree);
         return 0;
 }

@@ -84,8 +84,8 @@ Test(span, add_rejects_bad_spans) {
 Test(span, touching_spans_merge_and_separate_ones_do_not) {
         struct range_arena *a = arena_with(4096, 64 * K, 64 * K);
         cr_assert_eq(range_add(a, 128 * K, 64 * K), 0); /* touches on the right */
-        cr_assert_eq(range_add(a, 0, 64 * K), 0);        /* touches on the left */
-        cr_assert_eq(range_add(a, 1 * M, 64 * K), 0);    /* a gap */
+        cr_assert_eq(range_add(a, 0, 64 * K), 0);       /* touches on the left */
+        cr_assert_eq(range_add(a, 1 * M, 64 * K), 0);   /* a gap */
         struct range_stats st = stats_of(a);
         cr_assert_eq(st.total, 256 * K);
         cr_assert_eq(st.free_segments, 2);
@@ -196,7 +196,8 @@ Test(alloc, window_is_respected) {
                 if (r == -ENOSPC)
                         break;
                 cr_assert_eq(r, 0);
-                cr_assert(x >= 100 * K && x + 8 * K <= 200 * K, "range %#llx outside the window", (unsigned long long)x);
+                cr_assert(x >= 100 * K && x + 8 * K <= 200 * K, "range %#llx outside the window",
+                          (unsigned long long)x);
                 end += 8 * K;
         }
         /* Everything in the window that is whole 8 KiB was handed out: [100K, 196K). */

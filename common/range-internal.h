@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_RANGE_INTERNAL_H
+#define ALLOC_RANGE_INTERNAL_H
+
+#include "alloc/range.h"
+
+/*
+ * Verifies every internal invariant of the arena (address list, treap order,
+ * priorities and maxima, size classes, hash, counters).  Returns 0, or a
+ * negative errno value with a description in why.  O(n): for tests only.
+ */
+int range_arena_check(const struct range_arena *arena, char *why, size_t why_size);
+
+#endif
