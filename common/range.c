@@ -160,10 +160,10 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
                 ncap = MAX_TAGS;
         if (ncap <= a->cap || ncap - 1 - a->hw + a->nspare < n)
                 return -ENOMEM;
+        /* Not cleared: tag_get initialises each tag, and untouched growth stays out of memory. */
         struct seg *segs = realloc(a->segs, ncap * sizeof(*segs));
         if (!segs)
                 return -ENOMEM;
-        memset(segs + a->cap, 0, (ncap - a->cap) * sizeof(*segs));
         a->segs = segs;
         a->cap = ncap;
         return 0;
@@ -242,15 +242,6 @@ static void class_remove_k(struct range_arena *a, uint32_t i, unsigned k) {
                 a->class_bits &= ~(UINT64_C(1) << k);
 }
 
-/* Moves a free segment whose size changed from old_size to its new class. */
-static void class_resize(struct range_arena *a, uint32_t i, uint64_t old_size) {
-        unsigned k = floor_log2(old_size);
-        if (k == floor_log2(a->segs[i].size))
-                return;
-        class_remove_k(a, i, k);
-        class_insert(a, i);
-}
-
 /* ---- hash of used segments ----------------------------------------------- */
 
 static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
@@ -304,14 +295,19 @@ static uint32_t hash_find(const struct range_arena *a, uint64_t start, uint32_t 
 
 /* ---- treap of free segments ---------------------------------------------- */
 
-/* A bijective mix of the index: distinct tags never tie. */
-static inline uint32_t prio(uint32_t i) {
-        i ^= i >> 16;
-        i *= UINT32_C(0x7feb352d);
-        i ^= i >> 15;
-        i *= UINT32_C(0x846ca68b);
-        i ^= i >> 16;
-        return i;
+/*
+ * Treap priority: the size class first, then a bijective mix of the index
+ * (distinct tags never tie).  Large segments sit near the root, so the
+ * segment that most allocations cut from has a short path to fix up.
+ */
+static inline uint64_t prio(const struct range_arena *a, uint32_t i) {
+        uint32_t h = i;
+        h ^= h >> 16;
+        h *= UINT32_C(0x7feb352d);
+        h ^= h >> 15;
+        h *= UINT32_C(0x846ca68b);
+        h ^= h >> 16;
+        return (uint64_t)floor_log2(a->segs[i].size) << 32 | h;
 }
 
 static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
@@ -385,8 +381,17 @@ static void treap_insert(struct range_arena *a, uint32_t z) {
                 a->segs[p].left = z;
         else
                 a->segs[p].right = z;
-        while (sz->parent && prio(z) > prio(sz->parent))
+        while (sz->parent && prio(a, z) > prio(a, sz->parent))
                 treap_rotate_up(a, z);
+}
+
+/* The child of i that outranks it, if any. */
+static uint32_t treap_outranking_child(const struct range_arena *a, uint32_t i) {
+        const struct seg *s = &a->segs[i];
+        uint32_t c = s->left;
+        if (!c || (s->right && prio(a, s->right) > prio(a, c)))
+                c = s->right;
+        return c && prio(a, c) > prio(a, i) ? c : NIL;
 }
 
 static void treap_delete(struct range_arena *a, uint32_t z) {
@@ -398,12 +403,30 @@ static void treap_delete(struct range_arena *a, uint32_t z) {
                 else if (!sz->right)
                         c = sz->left;
                 else
-                        c = prio(sz->left) > prio(sz->right) ? sz->left : sz->right;
+                        c = prio(a, sz->left) > prio(a, sz->right) ? sz->left : sz->right;
                 treap_rotate_up(a, c);
         }
         uint32_t p = sz->parent;
         treap_replace_child(a, p, z, NIL);
         treap_fix_up(a, p);
+}
+
+/*
+ * A free segment's size changed from old_size (its start may have moved, but
+ * never past a neighbour): fix the maxima first, so that the rotations that
+ * restore the priority order start from a consistent tree.
+ */
+static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
+        unsigned k = floor_log2(old_size);
+        treap_fix_up(a, i);
+        if (k == floor_log2(a->segs[i].size))
+                return;
+        class_remove_k(a, i, k);
+        class_insert(a, i);
+        while (a->segs[i].parent && prio(a, i) > prio(a, a->segs[i].parent))
+                treap_rotate_up(a, i);
+        for (uint32_t c; (c = treap_outranking_child(a, i));)
+                treap_rotate_up(a, c);
 }
 
 /* ---- placement ----------------------------------------------------------- */
@@ -545,8 +568,7 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
                  * Settle f's shrink before inserting anything: a rotation would
                  * recompute f's maximum and leave its ancestors stale behind it.
                  */
-                class_resize(a, f, old);
-                treap_fix_up(a, f);
+                free_resized(a, f, old);
                 if (x > start && x + size < end) {
                         uint32_t r = tag_get(a);
                         a->segs[r].start = x + size;
@@ -587,8 +609,7 @@ static void release(struct range_arena *a, uint32_t i) {
                 sp->size += s->size;
                 addr_unlink(a, i);
                 tag_put(a, i);
-                class_resize(a, p, old);
-                treap_fix_up(a, p);
+                free_resized(a, p, old);
         } else if (right) {
                 struct seg *sn = &a->segs[n];
                 uint64_t old = sn->size;
@@ -597,8 +618,7 @@ static void release(struct range_arena *a, uint32_t i) {
                 sn->size += s->size;
                 addr_unlink(a, i);
                 tag_put(a, i);
-                class_resize(a, n, old);
-                treap_fix_up(a, n);
+                free_resized(a, n, old);
         } else {
                 s->state = SEG_FREE;
                 class_insert(a, i);
@@ -806,7 +826,7 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
                 BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
         if (s->start < lo || s->start > hi)
                 BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
-        if (parent && prio(i) > prio(parent))
+        if (parent && prio(a, i) > prio(a, parent))
                 BAD("treap node %u outranks its parent", i);
         if (s->max != node_max(a, i))
                 BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,

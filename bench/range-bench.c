@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * range-bench: nanoseconds per alloc+free pair of the range allocator against
+ * a first-fit sorted free list, measured in the same run on the same state.
+ *
+ * The state: N live one-quantum ranges with a one-quantum hole between each
+ * two (fragmentation), then a large free tail.  A pair allocates 2..9 quanta
+ * (too big for any hole) and frees it again.  "constrained" adds a 64 KiB
+ * alignment, a 1 MiB boundary and a window that starts in the middle of the
+ * holes.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc/range.h"
+#include "firstfit.h"
+
+#define Q UINT64_C(4096)
+#define TAIL (UINT64_C(256) << 20)
+#define NSIZES 1024
+
+struct workload {
+        const char *name;
+        bool constrained;
+};
+
+static const struct workload workloads[] = {
+        {"unconstrained", false},
+        {"constrained", true},
+};
+#define NWORK (sizeof(workloads) / sizeof(workloads[0]))
+
+struct row {
+        uint64_t live;
+        double range_ns[NWORK], ff_ns[NWORK];
+        uint64_t range_pairs[NWORK], ff_pairs[NWORK];
+        double meta_per_seg;
+};
+
+static uint64_t sizes[NSIZES];
+static double min_seconds = 0.3; /* per measurement, split over TRIALS */
+#define TRIALS 5
+
+static double now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int r) {
+        fprintf(stderr, "range-bench: %s: %s\n", what, strerror(-r));
+        exit(1);
+}
+
+static struct range_req range_req_for(uint64_t live, bool constrained) {
+        if (!constrained)
+                return (struct range_req){0};
+        return (struct range_req){
+                .align = 64 * 1024, .boundary = 1 << 20, .low = live * Q, .high = 2 * live * Q + TAIL / 2};
+}
+
+static struct range_arena *build_range(uint64_t live) {
+        struct range_arena *a;
+        uint64_t x;
+        int r = range_arena_new(&a, Q);
+        if (r < 0 || (r = range_add(a, 0, 2 * live * Q + TAIL)) < 0)
+                die("building the arena", r);
+        for (uint64_t i = 0; i < 2 * live; i++)
+                if ((r = range_alloc(a, Q, NULL, &x)) < 0 || x != i * Q)
+                        die("filling the arena", r < 0 ? r : -EPROTO);
+        for (uint64_t i = 0; i < live; i++)
+                if ((r = range_free(a, 2 * i * Q, Q)) < 0)
+                        die("punching holes", r);
+        return a;
+}
+
+static void build_ff(struct firstfit *f, uint64_t live) {
+        int r = ff_init(f, (uint32_t)(live + 16));
+        if (r < 0)
+                die("building the first-fit list", r);
+        for (uint64_t i = 0; i < live; i++)
+                ff_append(f, 2 * i * Q, Q);
+        ff_append(f, 2 * live * Q, TAIL);
+}
+
+static int cmp_double(const void *x, const void *y) {
+        double a = *(const double *)x, b = *(const double *)y;
+        return (a > b) - (a < b);
+}
+
+static double median(double *v, int n) {
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        return v[n / 2];
+}
+
+/* One trial: pairs until its share of min_seconds has passed; returns ns per pair. */
+static double time_range(struct range_arena *a, const struct range_req *req, uint64_t *pairs) {
+        uint64_t n = 0, x;
+        double t0 = now(), t;
+        do {
+                for (int k = 0; k < 256; k++, n++) {
+                        uint64_t s = sizes[n % NSIZES];
+                        int r = range_alloc(a, s, req, &x);
+                        if (r < 0 || (r = range_free(a, x, s)) < 0)
+                                die("range pair", r);
+                }
+                t = now() - t0;
+        } while (t < min_seconds / TRIALS);
+        *pairs += n;
+        return t * 1e9 / (double)n;
+}
+
+static double time_ff(struct firstfit *f, const struct ff_req *req, uint64_t *pairs) {
+        uint64_t n = 0, x;
+        double t0 = now(), t;
+        do {
+                uint64_t s = sizes[n % NSIZES];
+                int r = ff_alloc(f, s, req, &x);
+                if (r < 0)
+                        die("first-fit pair", r);
+                ff_free(f, x, s);
+                n++;
+                t = now() - t0;
+        } while (t < min_seconds / TRIALS || n < 3);
+        *pairs += n;
+        return t * 1e9 / (double)n;
+}
+
+static void measure(struct row *row) {
+        struct range_arena *a = build_range(row->live);
+        struct range_stats st;
+        range_stats(a, &st);
+        row->meta_per_seg = (double)st.meta_bytes / (double)(st.free_segments + st.used_segments);
+        struct firstfit f;
+        build_ff(&f, row->live);
+        for (size_t w = 0; w < NWORK; w++) {
+                struct range_req rr = range_req_for(row->live, workloads[w].constrained);
+                struct ff_req fr = {.align = rr.align, .boundary = rr.boundary, .low = rr.low, .high = rr.high};
+                /* Interleaved trials, so that a slow spell of the machine hits both sides. */
+                double r_ns[TRIALS], f_ns[TRIALS];
+                for (int t = 0; t < TRIALS; t++) {
+                        r_ns[t] = time_range(a, &rr, &row->range_pairs[w]);
+                        f_ns[t] = time_ff(&f, &fr, &row->ff_pairs[w]);
+                }
+                row->range_ns[w] = median(r_ns, TRIALS);
+                row->ff_ns[w] = median(f_ns, TRIALS);
+        }
+        ff_destroy(&f);
+        range_arena_free(a);
+}
+
+static const struct row *find_row(const struct row *rows, size_t n, uint64_t live) {
+        for (size_t i = 0; i < n; i++)
+                if (rows[i].live == live)
+                        return &rows[i];
+        return NULL;
+}
+
+struct target {
+        const char *what;
+        double value, limit;
+        bool at_most; /* value <= limit, else value >= limit */
+};
+
+static void cpu_model(char *buf, size_t size) {
+        FILE *fp = fopen("/proc/cpuinfo", "re");
+        char line[256];
+        snprintf(buf, size, "unknown");
+        while (fp && fgets(line, sizeof(line), fp))
+                if (strncmp(line, "model name", 10) == 0) {
+                        char *v = strchr(line, ':');
+                        if (v) {
+                                snprintf(buf, size, "%s", v + 2);
+                                buf[strcspn(buf, "\n")] = 0;
+                        }
+                        break;
+                }
+        if (fp)
+                fclose(fp);
+}
+
+static void usage(FILE *out) {
+        fprintf(out,
+                "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]]\n"
+                "  --json         print JSON instead of a table\n"
+                "  --cpu N        pin to CPU N (default: not pinned; the CPUs used are reported)\n"
+                "  --seconds S    minimum time per measurement, over %d trials (default 0.3)\n"
+                "  --live LIST    live-range counts (default 1000,10000,100000,1000000)\n",
+                TRIALS);
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"json", no_argument, NULL, 'j'},          {"cpu", required_argument, NULL, 'c'},
+                {"seconds", required_argument, NULL, 's'}, {"live", required_argument, NULL, 'l'},
+                {"help", no_argument, NULL, 'h'},          {0},
+        };
+        bool json = false;
+        int pin = -1, c;
+        char *live_list = NULL;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'c':
+                        pin = atoi(optarg);
+                        break;
+                case 's':
+                        min_seconds = atof(optarg);
+                        break;
+                case 'l':
+                        live_list = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        if (optind < argc || min_seconds <= 0) {
+                usage(stderr);
+                return 2;
+        }
+
+        uint64_t lives[16] = {1000, 10000, 100000, 1000000};
+        size_t nrows = 4;
+        if (live_list) {
+                nrows = 0;
+                for (char *tok = strtok(live_list, ","); tok && nrows < 16; tok = strtok(NULL, ","))
+                        lives[nrows++] = strtoull(tok, NULL, 10);
+        }
+        for (size_t i = 0; i < nrows; i++)
+                if (lives[i] == 0 || lives[i] > 100000000) {
+                        fprintf(stderr, "range-bench: --live takes counts from 1 to 100000000\n");
+                        return 2;
+                }
+        if (pin >= 0) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(pin, &set);
+                if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+                        fprintf(stderr, "range-bench: cannot pin to CPU %d: %m\n", pin);
+                        return 2;
+                }
+        }
+
+        uint64_t v = 42;
+        for (int i = 0; i < NSIZES; i++) {
+                v = v * 6364136223846793005ULL + 1442695040888963407ULL;
+                sizes[i] = (2 + (v >> 33) % 8) * Q;
+        }
+
+        int cpu_first = sched_getcpu();
+        struct row rows[16] = {0};
+        for (size_t i = 0; i < nrows; i++) {
+                rows[i].live = lives[i];
+                measure(&rows[i]);
+        }
+        int cpu_last = sched_getcpu();
+
+        char model[128], placement[96];
+        cpu_model(model, sizeof(model));
+        if (pin >= 0)
+                snprintf(placement, sizeof(placement), "pinned to CPU %d", pin);
+        else
+                snprintf(placement, sizeof(placement), "not pinned (started on CPU %d, ended on CPU %d)", cpu_first,
+                         cpu_last);
+
+        /* The targets of the issue, checked against what this run measured. */
+        struct target targets[8];
+        size_t nt = 0;
+        const struct row *lo = find_row(rows, nrows, 1000), *hi = find_row(rows, nrows, 1000000),
+                         *mid = find_row(rows, nrows, 10000);
+        double worst_unc = 0;
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].range_ns[0] > worst_unc)
+                        worst_unc = rows[i].range_ns[0];
+        targets[nt++] = (struct target){"unconstrained ns/pair, worst size", worst_unc, 150, true};
+        if (lo && hi)
+                targets[nt++] =
+                        (struct target){"unconstrained 1M live / 1k live", hi->range_ns[0] / lo->range_ns[0], 2, true};
+        if (hi)
+                targets[nt++] = (struct target){"constrained ns/pair at 1M live", hi->range_ns[1], 2000, true};
+        if (mid)
+                targets[nt++] = (struct target){"first-fit / range at 10k live, unconstrained",
+                                                mid->ff_ns[0] / mid->range_ns[0], 100, false};
+        if (mid)
+                targets[nt++] = (struct target){"first-fit / range at 10k live, constrained",
+                                                mid->ff_ns[1] / mid->range_ns[1], 100, false};
+
+        if (json) {
+                json_object *root = json_object_new_object(), *jrows = json_object_new_array(),
+                            *jt = json_object_new_array();
+                json_object_object_add(root, "benchmark", json_object_new_string("range-bench"));
+                json_object_object_add(root, "cpu_model", json_object_new_string(model));
+                json_object_object_add(root, "placement", json_object_new_string(placement));
+                json_object_object_add(root, "quantum", json_object_new_uint64(Q));
+                for (size_t i = 0; i < nrows; i++) {
+                        json_object *r = json_object_new_object();
+                        json_object_object_add(r, "live", json_object_new_uint64(rows[i].live));
+                        json_object_object_add(r, "meta_bytes_per_segment",
+                                               json_object_new_double(rows[i].meta_per_seg));
+                        for (size_t w = 0; w < NWORK; w++) {
+                                json_object *m = json_object_new_object();
+                                json_object_object_add(m, "range_ns", json_object_new_double(rows[i].range_ns[w]));
+                                json_object_object_add(m, "firstfit_ns", json_object_new_double(rows[i].ff_ns[w]));
+                                json_object_object_add(m, "ratio",
+                                                       json_object_new_double(rows[i].ff_ns[w] / rows[i].range_ns[w]));
+                                json_object_object_add(m, "range_pairs",
+                                                       json_object_new_uint64(rows[i].range_pairs[w]));
+                                json_object_object_add(m, "firstfit_pairs",
+                                                       json_object_new_uint64(rows[i].ff_pairs[w]));
+                                json_object_object_add(r, workloads[w].name, m);
+                        }
+                        json_object_array_add(jrows, r);
+                }
+                json_object_object_add(root, "rows", jrows);
+                for (size_t i = 0; i < nt; i++) {
+                        json_object *t = json_object_new_object();
+                        json_object_object_add(t, "what", json_object_new_string(targets[i].what));
+                        json_object_object_add(t, "value", json_object_new_double(targets[i].value));
+                        json_object_object_add(t, "limit", json_object_new_double(targets[i].limit));
+                        json_object_object_add(t, "at_most", json_object_new_boolean(targets[i].at_most));
+                        bool met = targets[i].at_most ? targets[i].value <= targets[i].limit
+                                                      : targets[i].value >= targets[i].limit;
+                        json_object_object_add(t, "met", json_object_new_boolean(met));
+                        json_object_array_add(jt, t);
+                }
+                json_object_object_add(root, "targets", jt);
+                puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(root);
+                return 0;
+        }
+
+        printf("range-bench: ns per alloc+free pair, quantum 4 KiB, %s, %s\n", model, placement);
+        printf("constrained = align 64 KiB, boundary 1 MiB, window from the middle of the holes; each figure is the\n"
+               "median of %d interleaved trials; metadata = all arena heap / segments, growth slack included\n\n",
+               TRIALS);
+        printf("%12s | %28s | %28s | %10s\n", "", "unconstrained", "constrained", "metadata");
+        printf("%12s | %9s %10s %7s | %9s %10s %7s | %10s\n", "live ranges", "range", "first-fit", "ratio", "range",
+               "first-fit", "ratio", "B/segment");
+        for (size_t i = 0; i < nrows; i++) {
+                const struct row *r = &rows[i];
+                printf("%12llu |", (unsigned long long)r->live);
+                for (size_t w = 0; w < NWORK; w++)
+                        printf(" %9.1f %10.0f %6.0fx |", r->range_ns[w], r->ff_ns[w], r->ff_ns[w] / r->range_ns[w]);
+                printf(" %10.1f\n", r->meta_per_seg);
+        }
+        printf("\n");
+        for (size_t i = 0; i < nt; i++) {
+                bool met = targets[i].at_most ? targets[i].value <= targets[i].limit
+                                              : targets[i].value >= targets[i].limit;
+                printf("target %-46s %10.2f %s %-6.0f %s\n", targets[i].what, targets[i].value,
+                       targets[i].at_most ? "<=" : ">=", targets[i].limit, met ? "met" : "MISSED");
+        }
+        return 0;
+}
