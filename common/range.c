@@ -35,10 +35,16 @@
  *
  *   Address treap.  A binary search tree ordered by start, each node
  *   augmented with the largest free size in its subtree (as Linux drm_mm
- *   does).  Balance comes from treap priorities derived by hashing the tag
- *   index, so they cost no space.  A search for the lowest-addressed segment
- *   that fits skips every subtree whose largest size is too small and every
- *   subtree outside the window [low, high): O(log n).
+ *   does).  A node's priority is its size class, then a hash of its tag
+ *   index, so priorities cost no space.  Large segments therefore sit above
+ *   small ones: the segment that most allocations are cut from is at or near
+ *   the root, and propagating its new size is short.  Among segments of one
+ *   class the hash makes the order random, so the part of any path inside
+ *   one class is a random treap's, O(log n) expected; a path crosses each
+ *   of the 64 classes at most once.  A segment whose size moves to another
+ *   class is rotated to its new place.  A search for the lowest-addressed
+ *   segment that fits skips every subtree whose largest size is too small
+ *   and every subtree outside the window [low, high): O(log n).
  *
  * Constrained requests.  For a request of size s, alignment a, phase p and
  * boundary b, every free segment of at least G bytes lying inside the window
@@ -778,6 +784,10 @@ int range_query(const struct range_arena *a, uint64_t start, uint64_t *ret_size)
 }
 
 void range_stats(const struct range_arena *a, struct range_stats *st) {
+        if (!a) {
+                *st = (struct range_stats){0};
+                return;
+        }
         *st = (struct range_stats){
                 .quantum = a->quantum,
                 .total = a->total,
@@ -791,6 +801,8 @@ void range_stats(const struct range_arena *a, struct range_stats *st) {
 }
 
 int range_walk(const struct range_arena *a, range_walk_fn fn, void *userdata) {
+        if (!a || !fn)
+                return -EINVAL;
         for (uint32_t i = a->head; i; i = a->segs[i].anext) {
                 const struct seg *s = &a->segs[i];
                 struct range_seg rs = {.start = s->start, .size = s->size, .used = s->state == SEG_USED};

@@ -370,3 +370,13 @@ Test(stats, metadata_is_reported) {
         cr_assert_gt(stats_of(a).meta_bytes, 0);
         range_arena_free(a);
 }
+
+Test(stats, null_arena_is_refused_not_dereferenced) {
+        struct range_stats st = {.total = 1};
+        range_stats(NULL, &st);
+        cr_assert_eq(st.total, 0);
+        cr_assert_eq(range_walk(NULL, record, NULL), -EINVAL);
+        cr_assert_eq(range_add(NULL, 0, 4096), -EINVAL);
+        uint64_t size;
+        cr_assert_eq(range_query(NULL, 0, &size), -EINVAL);
+}

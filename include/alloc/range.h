@@ -94,6 +94,7 @@ int range_free(struct range_arena *arena, uint64_t start, uint64_t size);
 /* The size of the live range that starts at start. */
 int range_query(const struct range_arena *arena, uint64_t start, uint64_t *ret_size);
 
+/* A NULL arena reports all zeroes. */
 void range_stats(const struct range_arena *arena, struct range_stats *ret);
 
 /* Calls fn for every segment, free and used, in address order.  fn must not change the arena. */
