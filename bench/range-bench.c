@@ -7,7 +7,9 @@
  * two (fragmentation), then a large free tail.  A pair allocates 2..9 quanta
  * (too big for any hole) and frees it again.  "constrained" adds a 64 KiB
  * alignment, a 1 MiB boundary and a window that starts in the middle of the
- * holes.
+ * holes.  "churn" frees a random live range and allocates a new one-quantum
+ * range: every step touches a different part of the arena, so at large N it
+ * measures cache misses as much as the algorithm.
  */
 
 #include <errno.h>
@@ -26,14 +28,17 @@
 #define TAIL (UINT64_C(256) << 20)
 #define NSIZES 1024
 
+enum kind { UNCONSTRAINED, CONSTRAINED, CHURN };
+
 struct workload {
         const char *name;
-        bool constrained;
+        enum kind kind;
 };
 
 static const struct workload workloads[] = {
-        {"unconstrained", false},
-        {"constrained", true},
+        {"unconstrained", UNCONSTRAINED},
+        {"constrained", CONSTRAINED},
+        {"churn", CHURN},
 };
 #define NWORK (sizeof(workloads) / sizeof(workloads[0]))
 
@@ -59,8 +64,8 @@ static void die(const char *what, int r) {
         exit(1);
 }
 
-static struct range_req range_req_for(uint64_t live, bool constrained) {
-        if (!constrained)
+static struct range_req range_req_for(uint64_t live, enum kind kind) {
+        if (kind != CONSTRAINED)
                 return (struct range_req){0};
         return (struct range_req){
                 .align = 64 * 1024, .boundary = 1 << 20, .low = live * Q, .high = 2 * live * Q + TAIL / 2};
@@ -117,6 +122,41 @@ static double time_range(struct range_arena *a, const struct range_req *req, uin
         return t * 1e9 / (double)n;
 }
 
+/* Churn: the live ranges are in live[]; each step replaces a random one. */
+static double time_range_churn(struct range_arena *a, uint64_t *live, uint64_t nlive, uint64_t *steps) {
+        uint64_t n = 0, v = 7;
+        double t0 = now(), t;
+        do {
+                for (int k = 0; k < 256; k++, n++) {
+                        v = v * 6364136223846793005ULL + 1442695040888963407ULL;
+                        uint64_t *slot = &live[(v >> 20) % nlive];
+                        int r = range_free(a, *slot, Q);
+                        if (r < 0 || (r = range_alloc(a, Q, NULL, slot)) < 0)
+                                die("range churn", r);
+                }
+                t = now() - t0;
+        } while (t < min_seconds / TRIALS);
+        *steps += n;
+        return t * 1e9 / (double)n;
+}
+
+static double time_ff_churn(struct firstfit *f, uint64_t *live, uint64_t nlive, uint64_t *steps) {
+        uint64_t n = 0, v = 7;
+        double t0 = now(), t;
+        do {
+                v = v * 6364136223846793005ULL + 1442695040888963407ULL;
+                uint64_t *slot = &live[(v >> 20) % nlive];
+                ff_free(f, *slot, Q);
+                int r = ff_alloc(f, Q, NULL, slot);
+                if (r < 0)
+                        die("first-fit churn", r);
+                n++;
+                t = now() - t0;
+        } while (t < min_seconds / TRIALS || n < 3);
+        *steps += n;
+        return t * 1e9 / (double)n;
+}
+
 static double time_ff(struct firstfit *f, const struct ff_req *req, uint64_t *pairs) {
         uint64_t n = 0, x;
         double t0 = now(), t;
@@ -140,18 +180,30 @@ static void measure(struct row *row) {
         row->meta_per_seg = (double)st.meta_bytes / (double)(st.free_segments + st.used_segments);
         struct firstfit f;
         build_ff(&f, row->live);
+        /* The live ranges sit at the odd quanta; churn moves them, each allocator its own. */
+        uint64_t *r_live = malloc(row->live * sizeof(uint64_t)), *f_live = malloc(row->live * sizeof(uint64_t));
+        if (!r_live || !f_live)
+                die("live-range lists", -ENOMEM);
+        for (uint64_t i = 0; i < row->live; i++)
+                r_live[i] = f_live[i] = (2 * i + 1) * Q;
         for (size_t w = 0; w < NWORK; w++) {
-                struct range_req rr = range_req_for(row->live, workloads[w].constrained);
+                struct range_req rr = range_req_for(row->live, workloads[w].kind);
                 struct ff_req fr = {.align = rr.align, .boundary = rr.boundary, .low = rr.low, .high = rr.high};
                 /* Interleaved trials, so that a slow spell of the machine hits both sides. */
                 double r_ns[TRIALS], f_ns[TRIALS];
-                for (int t = 0; t < TRIALS; t++) {
-                        r_ns[t] = time_range(a, &rr, &row->range_pairs[w]);
-                        f_ns[t] = time_ff(&f, &fr, &row->ff_pairs[w]);
-                }
+                for (int t = 0; t < TRIALS; t++)
+                        if (workloads[w].kind == CHURN) {
+                                r_ns[t] = time_range_churn(a, r_live, row->live, &row->range_pairs[w]);
+                                f_ns[t] = time_ff_churn(&f, f_live, row->live, &row->ff_pairs[w]);
+                        } else {
+                                r_ns[t] = time_range(a, &rr, &row->range_pairs[w]);
+                                f_ns[t] = time_ff(&f, &fr, &row->ff_pairs[w]);
+                        }
                 row->range_ns[w] = median(r_ns, TRIALS);
                 row->ff_ns[w] = median(f_ns, TRIALS);
         }
+        free(r_live);
+        free(f_live);
         ff_destroy(&f);
         range_arena_free(a);
 }
@@ -343,11 +395,16 @@ int main(int argc, char **argv) {
 
         printf("range-bench: ns per alloc+free pair, quantum 4 KiB, %s, %s\n", model, placement);
         printf("constrained = align 64 KiB, boundary 1 MiB, window from the middle of the holes; each figure is the\n"
-               "median of %d interleaved trials; metadata = all arena heap / segments, growth slack included\n\n",
+               "median of %d interleaved trials; churn = free a random live range, allocate one quantum;\n"
+               "metadata = all arena heap / segments, growth slack included\n\n",
                TRIALS);
-        printf("%12s | %28s | %28s | %10s\n", "", "unconstrained", "constrained", "metadata");
-        printf("%12s | %9s %10s %7s | %9s %10s %7s | %10s\n", "live ranges", "range", "first-fit", "ratio", "range",
-               "first-fit", "ratio", "B/segment");
+        printf("%12s |", "");
+        for (size_t w = 0; w < NWORK; w++)
+                printf(" %28s |", workloads[w].name);
+        printf(" %10s\n%12s |", "metadata", "live ranges");
+        for (size_t w = 0; w < NWORK; w++)
+                printf(" %9s %10s %7s |", "range", "first-fit", "ratio");
+        printf(" %10s\n", "B/segment");
         for (size_t i = 0; i < nrows; i++) {
                 const struct row *r = &rows[i];
                 printf("%12llu |", (unsigned long long)r->live);
