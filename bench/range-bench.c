@@ -47,6 +47,7 @@ struct row {
         double range_ns[NWORK], ff_ns[NWORK];
         uint64_t range_pairs[NWORK], ff_pairs[NWORK];
         double meta_per_seg;
+        double ref_ns; /* unconstrained pairs on the 1k-live reference arena, interleaved with this row's */
 };
 
 static uint64_t sizes[NSIZES];
@@ -105,73 +106,87 @@ static double median(double *v, int n) {
         return v[n / 2];
 }
 
-/* One trial: pairs until its share of min_seconds has passed; returns ns per pair. */
-static double time_range(struct range_arena *a, const struct range_req *req, uint64_t *pairs) {
-        uint64_t n = 0, x;
-        double t0 = now(), t;
-        do {
-                for (int k = 0; k < 256; k++, n++) {
-                        uint64_t s = sizes[n % NSIZES];
-                        int r = range_alloc(a, s, req, &x);
-                        if (r < 0 || (r = range_free(a, x, s)) < 0)
-                                die("range pair", r);
-                }
-                t = now() - t0;
-        } while (t < min_seconds / TRIALS);
-        *pairs += n;
-        return t * 1e9 / (double)n;
+/* The allocator under test and its state, for one workload. */
+struct subject {
+        struct range_arena *arena; /* or: */
+        struct firstfit *ff;
+        struct range_req req;
+        uint64_t *live; /* churn: the live ranges */
+        uint64_t nlive;
+};
+
+/* Runs steps first .. first + count - 1 of a workload. */
+typedef void (*steps_fn)(struct subject *s, uint64_t first, unsigned count);
+
+static uint64_t *churn_slot(struct subject *s, uint64_t step) {
+        uint64_t z = (step + 1) * UINT64_C(0x9E3779B97F4A7C15);
+        z = (z ^ (z >> 31)) * UINT64_C(0xBF58476D1CE4E5B9);
+        return &s->live[(z ^ (z >> 29)) % s->nlive];
 }
 
-/* Churn: the live ranges are in live[]; each step replaces a random one. */
-static double time_range_churn(struct range_arena *a, uint64_t *live, uint64_t nlive, uint64_t *steps) {
-        uint64_t n = 0, v = 7;
-        double t0 = now(), t;
-        do {
-                for (int k = 0; k < 256; k++, n++) {
-                        v = v * 6364136223846793005ULL + 1442695040888963407ULL;
-                        uint64_t *slot = &live[(v >> 20) % nlive];
-                        int r = range_free(a, *slot, Q);
-                        if (r < 0 || (r = range_alloc(a, Q, NULL, slot)) < 0)
-                                die("range churn", r);
-                }
-                t = now() - t0;
-        } while (t < min_seconds / TRIALS);
-        *steps += n;
-        return t * 1e9 / (double)n;
+static void range_pairs(struct subject *s, uint64_t first, unsigned count) {
+        uint64_t x;
+        for (uint64_t n = first; n < first + count; n++) {
+                uint64_t size = sizes[n % NSIZES];
+                int r = range_alloc(s->arena, size, &s->req, &x);
+                if (r < 0 || (r = range_free(s->arena, x, size)) < 0)
+                        die("range pair", r);
+        }
 }
 
-static double time_ff_churn(struct firstfit *f, uint64_t *live, uint64_t nlive, uint64_t *steps) {
-        uint64_t n = 0, v = 7;
-        double t0 = now(), t;
-        do {
-                v = v * 6364136223846793005ULL + 1442695040888963407ULL;
-                uint64_t *slot = &live[(v >> 20) % nlive];
-                ff_free(f, *slot, Q);
-                int r = ff_alloc(f, Q, NULL, slot);
-                if (r < 0)
-                        die("first-fit churn", r);
-                n++;
-                t = now() - t0;
-        } while (t < min_seconds / TRIALS || n < 3);
-        *steps += n;
-        return t * 1e9 / (double)n;
+static void range_churn(struct subject *s, uint64_t first, unsigned count) {
+        for (uint64_t n = first; n < first + count; n++) {
+                uint64_t *slot = churn_slot(s, n);
+                int r = range_free(s->arena, *slot, Q);
+                if (r < 0 || (r = range_alloc(s->arena, Q, NULL, slot)) < 0)
+                        die("range churn", r);
+        }
 }
 
-static double time_ff(struct firstfit *f, const struct ff_req *req, uint64_t *pairs) {
-        uint64_t n = 0, x;
-        double t0 = now(), t;
-        do {
-                uint64_t s = sizes[n % NSIZES];
-                int r = ff_alloc(f, s, req, &x);
+static struct ff_req ff_req_of(const struct range_req *r) {
+        return (struct ff_req){.align = r->align, .boundary = r->boundary, .low = r->low, .high = r->high};
+}
+
+static void ff_pairs(struct subject *s, uint64_t first, unsigned count) {
+        struct ff_req req = ff_req_of(&s->req);
+        uint64_t x;
+        for (uint64_t n = first; n < first + count; n++) {
+                uint64_t size = sizes[n % NSIZES];
+                int r = ff_alloc(s->ff, size, &req, &x);
                 if (r < 0)
                         die("first-fit pair", r);
-                ff_free(f, x, s);
-                n++;
+                ff_free(s->ff, x, size);
+        }
+}
+
+static void ff_churn(struct subject *s, uint64_t first, unsigned count) {
+        for (uint64_t n = first; n < first + count; n++) {
+                uint64_t *slot = churn_slot(s, n);
+                ff_free(s->ff, *slot, Q);
+                int r = ff_alloc(s->ff, Q, NULL, slot);
+                if (r < 0)
+                        die("first-fit churn", r);
+        }
+}
+
+/*
+ * One trial: batches of steps until its share of min_seconds has passed (and
+ * at least 3 steps ran); returns ns per step and adds the steps to *total.
+ */
+static double time_trial(steps_fn fn, struct subject *s, unsigned batch, uint64_t *total) {
+        uint64_t n = 0;
+        double t0 = now(), t;
+        do {
+                fn(s, n, batch);
+                n += batch;
                 t = now() - t0;
         } while (t < min_seconds / TRIALS || n < 3);
-        *pairs += n;
+        *total += n;
         return t * 1e9 / (double)n;
 }
+
+/* The flatness reference: a 1,000-live arena, timed beside every row (see measure()). */
+static struct range_arena *reference;
 
 static void measure(struct row *row) {
         struct range_arena *a = build_range(row->live);
@@ -187,20 +202,24 @@ static void measure(struct row *row) {
         for (uint64_t i = 0; i < row->live; i++)
                 r_live[i] = f_live[i] = (2 * i + 1) * Q;
         for (size_t w = 0; w < NWORK; w++) {
-                struct range_req rr = range_req_for(row->live, workloads[w].kind);
-                struct ff_req fr = {.align = rr.align, .boundary = rr.boundary, .low = rr.low, .high = rr.high};
+                bool churn = workloads[w].kind == CHURN;
+                struct range_req req = range_req_for(row->live, workloads[w].kind);
+                struct subject rs = {.arena = a, .req = req, .live = r_live, .nlive = row->live};
+                struct subject fs = {.ff = &f, .req = req, .live = f_live, .nlive = row->live};
                 /* Interleaved trials, so that a slow spell of the machine hits both sides. */
-                double r_ns[TRIALS], f_ns[TRIALS];
-                for (int t = 0; t < TRIALS; t++)
-                        if (workloads[w].kind == CHURN) {
-                                r_ns[t] = time_range_churn(a, r_live, row->live, &row->range_pairs[w]);
-                                f_ns[t] = time_ff_churn(&f, f_live, row->live, &row->ff_pairs[w]);
-                        } else {
-                                r_ns[t] = time_range(a, &rr, &row->range_pairs[w]);
-                                f_ns[t] = time_ff(&f, &fr, &row->ff_pairs[w]);
-                        }
+                double r_ns[TRIALS], f_ns[TRIALS], ref_ns[TRIALS];
+                struct subject ref = {.arena = reference};
+                uint64_t ref_steps = 0;
+                for (int t = 0; t < TRIALS; t++) {
+                        r_ns[t] = time_trial(churn ? range_churn : range_pairs, &rs, 256, &row->range_pairs[w]);
+                        f_ns[t] = time_trial(churn ? ff_churn : ff_pairs, &fs, 1, &row->ff_pairs[w]);
+                        if (workloads[w].kind == UNCONSTRAINED)
+                                ref_ns[t] = time_trial(range_pairs, &ref, 256, &ref_steps);
+                }
                 row->range_ns[w] = median(r_ns, TRIALS);
                 row->ff_ns[w] = median(f_ns, TRIALS);
+                if (workloads[w].kind == UNCONSTRAINED)
+                        row->ref_ns = median(ref_ns, TRIALS);
         }
         free(r_live);
         free(f_live);
@@ -311,6 +330,7 @@ int main(int argc, char **argv) {
                 sizes[i] = (2 + (v >> 33) % 8) * Q;
         }
 
+        reference = build_range(1000);
         int cpu_first = sched_getcpu();
         struct row rows[16] = {0};
         for (size_t i = 0; i < nrows; i++) {
@@ -318,6 +338,7 @@ int main(int argc, char **argv) {
                 measure(&rows[i]);
         }
         int cpu_last = sched_getcpu();
+        reference = range_arena_free(reference);
 
         char model[128], placement[96];
         cpu_model(model, sizeof(model));
@@ -330,16 +351,15 @@ int main(int argc, char **argv) {
         /* The targets of the issue, checked against what this run measured. */
         struct target targets[8];
         size_t nt = 0;
-        const struct row *lo = find_row(rows, nrows, 1000), *hi = find_row(rows, nrows, 1000000),
-                         *mid = find_row(rows, nrows, 10000);
+        const struct row *hi = find_row(rows, nrows, 1000000), *mid = find_row(rows, nrows, 10000);
         double worst_unc = 0;
         for (size_t i = 0; i < nrows; i++)
                 if (rows[i].range_ns[0] > worst_unc)
                         worst_unc = rows[i].range_ns[0];
         targets[nt++] = (struct target){"unconstrained ns/pair, worst size", worst_unc, 150, true};
-        if (lo && hi)
-                targets[nt++] =
-                        (struct target){"unconstrained 1M live / 1k live", hi->range_ns[0] / lo->range_ns[0], 2, true};
+        if (hi)
+                targets[nt++] = (struct target){"unconstrained 1M live / 1k live (interleaved)",
+                                                hi->range_ns[0] / hi->ref_ns, 2, true};
         if (hi)
                 targets[nt++] = (struct target){"constrained ns/pair at 1M live", hi->range_ns[1], 2000, true};
         if (mid)
@@ -361,6 +381,9 @@ int main(int argc, char **argv) {
                         json_object_object_add(r, "live", json_object_new_uint64(rows[i].live));
                         json_object_object_add(r, "meta_bytes_per_segment",
                                                json_object_new_double(rows[i].meta_per_seg));
+                        json_object_object_add(r, "reference_1k_ns", json_object_new_double(rows[i].ref_ns));
+                        json_object_object_add(r, "vs_1k",
+                                               json_object_new_double(rows[i].range_ns[0] / rows[i].ref_ns));
                         for (size_t w = 0; w < NWORK; w++) {
                                 json_object *m = json_object_new_object();
                                 json_object_object_add(m, "range_ns", json_object_new_double(rows[i].range_ns[w]));
@@ -396,21 +419,22 @@ int main(int argc, char **argv) {
         printf("range-bench: ns per alloc+free pair, quantum 4 KiB, %s, %s\n", model, placement);
         printf("constrained = align 64 KiB, boundary 1 MiB, window from the middle of the holes; each figure is the\n"
                "median of %d interleaved trials; churn = free a random live range, allocate one quantum;\n"
-               "metadata = all arena heap / segments, growth slack included\n\n",
+               "metadata = all arena heap / segments, growth slack included; flat = unconstrained ns\n"
+               "divided by the same pairs on a 1,000-live arena timed in the same trials\n\n",
                TRIALS);
         printf("%12s |", "");
         for (size_t w = 0; w < NWORK; w++)
                 printf(" %28s |", workloads[w].name);
-        printf(" %10s\n%12s |", "metadata", "live ranges");
+        printf(" %10s | %6s\n%12s |", "metadata", "flat", "live ranges");
         for (size_t w = 0; w < NWORK; w++)
                 printf(" %9s %10s %7s |", "range", "first-fit", "ratio");
-        printf(" %10s\n", "B/segment");
+        printf(" %10s | %6s\n", "B/segment", "vs 1k");
         for (size_t i = 0; i < nrows; i++) {
                 const struct row *r = &rows[i];
                 printf("%12llu |", (unsigned long long)r->live);
                 for (size_t w = 0; w < NWORK; w++)
                         printf(" %9.1f %10.0f %6.0fx |", r->range_ns[w], r->ff_ns[w], r->ff_ns[w] / r->range_ns[w]);
-                printf(" %10.1f\n", r->meta_per_seg);
+                printf(" %10.1f | %5.2fx\n", r->meta_per_seg, r->range_ns[0] / r->ref_ns);
         }
         printf("\n");
         for (size_t i = 0; i < nt; i++) {
