@@ -368,6 +368,26 @@ static void treap_rotate_up(struct range_arena *a, uint32_t x) {
         sp->max = node_max(a, p);
 }
 
+/* Rotates i up while it outranks its parent. */
+static void treap_sift_up(struct range_arena *a, uint32_t i) {
+        while (a->segs[i].parent && prio(a, i) > prio(a, a->segs[i].parent))
+                treap_rotate_up(a, i);
+}
+
+/* The child of i with the higher priority, or NIL for a leaf. */
+static uint32_t treap_higher_child(const struct range_arena *a, uint32_t i) {
+        uint32_t l = a->segs[i].left, r = a->segs[i].right;
+        if (!l || !r)
+                return l ? l : r;
+        return prio(a, l) > prio(a, r) ? l : r;
+}
+
+/* Rotates i down while a child outranks it. */
+static void treap_sift_down(struct range_arena *a, uint32_t i) {
+        for (uint32_t c; (c = treap_higher_child(a, i)) && prio(a, c) > prio(a, i);)
+                treap_rotate_up(a, c);
+}
+
 static void treap_insert(struct range_arena *a, uint32_t z) {
         struct seg *sz = &a->segs[z];
         uint32_t p = NIL;
@@ -387,32 +407,14 @@ static void treap_insert(struct range_arena *a, uint32_t z) {
                 a->segs[p].left = z;
         else
                 a->segs[p].right = z;
-        while (sz->parent && prio(a, z) > prio(a, sz->parent))
-                treap_rotate_up(a, z);
-}
-
-/* The child of i that outranks it, if any. */
-static uint32_t treap_outranking_child(const struct range_arena *a, uint32_t i) {
-        const struct seg *s = &a->segs[i];
-        uint32_t c = s->left;
-        if (!c || (s->right && prio(a, s->right) > prio(a, c)))
-                c = s->right;
-        return c && prio(a, c) > prio(a, i) ? c : NIL;
+        treap_sift_up(a, z);
 }
 
 static void treap_delete(struct range_arena *a, uint32_t z) {
-        struct seg *sz = &a->segs[z];
-        while (sz->left || sz->right) {
-                uint32_t c;
-                if (!sz->left)
-                        c = sz->right;
-                else if (!sz->right)
-                        c = sz->left;
-                else
-                        c = prio(a, sz->left) > prio(a, sz->right) ? sz->left : sz->right;
+        /* Down to a leaf, whatever the priorities say, then off. */
+        for (uint32_t c; (c = treap_higher_child(a, z));)
                 treap_rotate_up(a, c);
-        }
-        uint32_t p = sz->parent;
+        uint32_t p = a->segs[z].parent;
         treap_replace_child(a, p, z, NIL);
         treap_fix_up(a, p);
 }
@@ -429,10 +431,8 @@ static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
                 return;
         class_remove_k(a, i, k);
         class_insert(a, i);
-        while (a->segs[i].parent && prio(a, i) > prio(a, a->segs[i].parent))
-                treap_rotate_up(a, i);
-        for (uint32_t c; (c = treap_outranking_child(a, i));)
-                treap_rotate_up(a, c);
+        treap_sift_up(a, i);
+        treap_sift_down(a, i);
 }
 
 /* ---- placement ----------------------------------------------------------- */
