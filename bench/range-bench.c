@@ -257,6 +257,22 @@ static void cpu_model(char *buf, size_t size) {
                 fclose(fp);
 }
 
+/* A whole decimal number in [min, max], or false. */
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || *s == '-' || v < min || v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
+static int bad_arg(const char *option, const char *value, const char *want) {
+        fprintf(stderr, "range-bench: %s '%s': expected %s\n", option, value, want);
+        return 2;
+}
+
 static void usage(FILE *out) {
         fprintf(out,
                 "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]]\n"
@@ -273,23 +289,43 @@ int main(int argc, char **argv) {
                 {"seconds", required_argument, NULL, 's'}, {"live", required_argument, NULL, 'l'},
                 {"help", no_argument, NULL, 'h'},          {0},
         };
-        bool json = false;
-        int pin = -1, c;
-        char *live_list = NULL;
+        bool json = false, pin = false;
+        uint64_t cpu = 0, lives[16] = {1000, 10000, 100000, 1000000};
+        size_t nrows = 4;
+        int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
                 switch (c) {
                 case 'j':
                         json = true;
                         break;
                 case 'c':
-                        pin = atoi(optarg);
+                        if (!parse_u64(optarg, 0, CPU_SETSIZE - 1, &cpu))
+                                return bad_arg("--cpu", optarg, "a CPU number");
+                        pin = true;
                         break;
-                case 's':
-                        min_seconds = atof(optarg);
+                case 's': {
+                        char *end;
+                        min_seconds = strtod(optarg, &end);
+                        if (end == optarg || *end || !(min_seconds > 0 && min_seconds <= 3600))
+                                return bad_arg("--seconds", optarg, "a number of seconds above 0, at most 3600");
                         break;
-                case 'l':
-                        live_list = optarg;
+                }
+                case 'l': {
+                        const char *want = "1 to 16 counts from 1 to 100000000, separated by commas";
+                        char *copy = strdup(optarg), *save = NULL;
+                        if (!copy)
+                                die("--live", -ENOMEM);
+                        nrows = 0;
+                        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+                                if (nrows == 16 || !parse_u64(tok, 1, 100000000, &lives[nrows++])) {
+                                        free(copy);
+                                        return bad_arg("--live", optarg, want);
+                                }
+                        free(copy);
+                        if (nrows == 0)
+                                return bad_arg("--live", optarg, want);
                         break;
+                }
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -297,29 +333,18 @@ int main(int argc, char **argv) {
                         usage(stderr);
                         return 2;
                 }
-        if (optind < argc || min_seconds <= 0) {
+        if (optind < argc) {
+                fprintf(stderr, "range-bench: unexpected argument '%s'\n", argv[optind]);
                 usage(stderr);
                 return 2;
         }
-
-        uint64_t lives[16] = {1000, 10000, 100000, 1000000};
-        size_t nrows = 4;
-        if (live_list) {
-                nrows = 0;
-                for (char *tok = strtok(live_list, ","); tok && nrows < 16; tok = strtok(NULL, ","))
-                        lives[nrows++] = strtoull(tok, NULL, 10);
-        }
-        for (size_t i = 0; i < nrows; i++)
-                if (lives[i] == 0 || lives[i] > 100000000) {
-                        fprintf(stderr, "range-bench: --live takes counts from 1 to 100000000\n");
-                        return 2;
-                }
-        if (pin >= 0) {
+        if (pin) {
                 cpu_set_t set;
                 CPU_ZERO(&set);
-                CPU_SET(pin, &set);
+                CPU_SET(cpu, &set);
                 if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-                        fprintf(stderr, "range-bench: cannot pin to CPU %d: %m\n", pin);
+                        fprintf(stderr, "range-bench: cannot pin to CPU %llu: %m (CPUs allowed: see nproc)\n",
+                                (unsigned long long)cpu);
                         return 2;
                 }
         }
@@ -342,8 +367,8 @@ int main(int argc, char **argv) {
 
         char model[128], placement[96];
         cpu_model(model, sizeof(model));
-        if (pin >= 0)
-                snprintf(placement, sizeof(placement), "pinned to CPU %d", pin);
+        if (pin)
+                snprintf(placement, sizeof(placement), "pinned to CPU %llu", (unsigned long long)cpu);
         else
                 snprintf(placement, sizeof(placement), "not pinned (started on CPU %d, ended on CPU %d)", cpu_first,
                          cpu_last);
