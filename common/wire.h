@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_WIRE_H
+#define ALLOC_WIRE_H
+
+/*
+ * The framing both sides share (docs/protocol.md): one protobuf message per
+ * SOCK_SEQPACKET packet, the packet's file descriptors beside it as
+ * SCM_RIGHTS.  A packet's bytes and its fds arrive together or not at all, so
+ * there is nothing to reassemble and no fd can drift onto another message.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#define WIRE_VERSION 1
+#define WIRE_MAX_PACKET 65536                    /* bytes of one message */
+#define WIRE_MAX_FDS 4                           /* fds one packet may carry; more are closed */
+#define WIRE_UNPACK_BUDGET (4 * WIRE_MAX_PACKET) /* heap bytes one unpacked message may use */
+
+/*
+ * Receives one packet into buf.  Returns its length, 0 at end of stream, or a
+ * negative errno value: -EMSGSIZE when the packet was longer than size,
+ * -ENOBUFS when it carried more fds than *nfds (in both cases every fd that
+ * arrived is closed).  On success *nfds is the number of fds stored in fds,
+ * each O_CLOEXEC and owned by the caller.
+ */
+ssize_t wire_recv(int sock, void *buf, size_t size, int *fds, size_t *nfds, int flags);
+
+/* Sends one packet with nfds fds beside it; returns 0 or a negative errno value. */
+int wire_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds, int flags);
+
+/*
+ * A ProtobufCAllocator that refuses to hand out more than a fixed number of
+ * bytes, so a hostile packet cannot make the unpacker allocate without bound.
+ */
+struct wire_budget {
+        ProtobufCAllocator allocator;
+        size_t left;
+};
+
+void wire_budget_init(struct wire_budget *b, size_t bytes);
+
+/* errno value for an allocd.Error code, and the code's name ("DENIED"). */
+int wire_error_errno(int code);
+const char *wire_error_name(int code);
+
+/*
+ * The socket a client connects to and the daemon listens on when none is
+ * given: $ALLOCD_SOCKET, else /run/allocd/allocd.sock for root, else
+ * $XDG_RUNTIME_DIR/allocd/allocd.sock.  Returns 0, -ENOENT when none applies
+ * (not root and no XDG_RUNTIME_DIR), or -ENAMETOOLONG.
+ */
+int wire_default_socket(char *buf, size_t size);
+
+#endif

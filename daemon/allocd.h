@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_H
+#define ALLOCD_H
+
+/*
+ * The daemon's shared declarations.  One thread runs the libuv loop; the
+ * only work done elsewhere is zero-filling large regions (uv_queue_work),
+ * and the region it fills holds an extra reference meanwhile.  So nothing
+ * here is locked.
+ *
+ *   main.c      arguments, signals, systemd, configuration reload
+ *   config.c    the INI file
+ *   log.c       stderr, or the journal with fields when systemd started us
+ *   server.c    listening socket, connections, packets in and out
+ *   dispatch.c  one handler per request type
+ *   region.c    the region table, holds (leases), names, accounting
+ *   waitq.c     allocations waiting for memory
+ *   pool.c      the pool interface, access control; pool-host.c, pool-fpga.c
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "alloc/range.h"
+#include "allocd.pb-c.h"
+#include "wire.h"
+
+#define NAME_MAX_LEN 255           /* region and pool names */
+#define CLIENT_NAME_MAX_LEN 63     /* Hello.client_name */
+#define MAX_GROUPS 64              /* supplementary groups kept per connection */
+#define ZERO_INLINE_MAX (1u << 20) /* larger ZERO regions are filled off the loop thread */
+
+/* ---- configuration (config.c) ---- */
+
+enum pool_kind { POOL_HOST = ALLOCD__POOL_KIND__HOST, POOL_FPGA = ALLOCD__POOL_KIND__FPGA };
+
+struct span {
+        uint64_t base, size;
+};
+
+struct pool_conf {
+        char name[NAME_MAX_LEN + 1];
+        enum pool_kind kind;
+        bool has_kind;
+        uint64_t size;       /* host */
+        uint64_t quantum;    /* 0: the kind's default */
+        uint64_t hugepage;   /* host: 0, 2 MiB or 1 GiB */
+        bool lock;           /* host: mlock */
+        int numa_node;       /* host: -1 none */
+        struct span *ranges; /* fpga */
+        size_t nranges;
+        uid_t owner;
+        gid_t group;
+        mode_t mode;
+        uint64_t quota_per_uid; /* 0: none */
+        int line;               /* where the section starts */
+};
+
+struct limits {
+        uint32_t max_connections;
+        uint32_t max_regions_per_connection;
+        uint32_t max_waiters_per_connection;
+        uint32_t max_names;
+        uint32_t wait_timeout_ms; /* for requests that give none */
+};
+
+struct config {
+        struct limits limits;
+        int log_level;
+        struct pool_conf *pools;
+        size_t npools;
+};
+
+/* Fills *conf; on error returns a negative errno value and a "file:line: what" message in err. */
+int config_load(struct config *conf, const char *path, char *err, size_t errsize);
+/* The built-in configuration used when no file is given. */
+int config_default(struct config *conf);
+void config_clear(struct config *conf);
+int parse_size(const char *s, uint64_t *ret);
+
+/* ---- logging (log.c) ---- */
+
+enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+
+struct log_ctx {
+        const char *pool;
+        uint64_t region;
+        pid_t pid;
+};
+
+extern int log_level;
+void log_init(void);
+int log_level_parse(const char *s);
+void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define log_err(...) logx(LOG_LEVEL_ERR, NULL, __VA_ARGS__)
+#define log_warn(...) logx(LOG_LEVEL_WARNING, NULL, __VA_ARGS__)
+#define log_info(...) logx(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) logx(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
+
+/* ---- pools (pool.c, pool-host.c, pool-fpga.c) ---- */
+
+struct waiter;
+TAILQ_HEAD(waiter_list, waiter);
+
+struct uid_usage {
+        uid_t uid;
+        uint64_t bytes;
+};
+
+struct pool {
+        struct pool_conf conf;
+        const struct pool_ops *ops;
+        uint32_t index;
+        struct range_arena *arena;
+        struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
+        uint64_t total;
+        int fd;    /* host: the memfd; -1 for fpga */
+        void *map; /* host: the daemon's own mapping, for ZERO */
+        uint64_t nregions;
+        struct waiter_list waiters;
+        uint64_t nwaiters;
+        struct uid_usage *usage;
+        size_t nusage;
+};
+
+struct pool_ops {
+        uint64_t default_quantum;
+        /* Creates the backing; on error a message in err. */
+        int (*open)(struct pool *p, char *err, size_t errsize);
+        void (*close)(struct pool *p);
+        /* Sets bytes to zero; NULL where the pool holds no memory. Runs off the loop thread. */
+        void (*zero)(struct pool *p, uint64_t offset, uint64_t size);
+};
+
+extern const struct pool_ops pool_host_ops, pool_fpga_ops;
+
+extern struct pool **pools;
+extern size_t npools;
+
+int pool_create(const struct pool_conf *conf, char *err, size_t errsize);
+struct pool *pool_find(const char *name);
+void pools_destroy(void);
+
+enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };
+struct conn;
+bool pool_may(const struct pool *p, const struct conn *c, int what);
+uint64_t pool_usage(const struct pool *p, uid_t uid);
+int pool_charge(struct pool *p, uid_t uid, int64_t bytes);
+
+/* ---- regions (region.c) ---- */
+
+/* Plain data, so the table can be written out and read back (DESIGN §10). */
+struct region {
+        uint32_t gen; /* bumped each time the slot is used, so ids are not reused */
+        bool live;
+        uint32_t pool; /* index into pools */
+        uint64_t offset, size;
+        uint32_t flags;
+        uint32_t refs; /* holds + 1 for PERSIST + 1 while being zeroed */
+        uid_t uid;
+        pid_t pid;
+        uint64_t conn; /* serial of the creating connection */
+        uint64_t created;
+        bool persist;   /* the daemon's own reference is held */
+        bool published; /* name is in the namespace */
+        bool zeroing;   /* a worker is filling it; not yet handed out */
+        char name[NAME_MAX_LEN + 1];
+};
+
+struct hold {
+        struct conn *conn;
+        uint32_t slot;
+        LIST_ENTRY(hold) by_conn, by_region;
+};
+LIST_HEAD(hold_list, hold);
+
+extern struct region *regions;
+extern uint32_t nslots;
+extern uint64_t nnames;
+
+uint64_t region_id(uint32_t slot);
+/* The slot of a live region id, or -ENOENT. */
+int region_slot(uint64_t id);
+/* Creates a region with one hold by c. */
+int region_new(struct pool *p, struct conn *c, uint64_t offset, uint64_t size, uint32_t flags, const char *name,
+               uint32_t *ret_slot);
+int region_hold(uint32_t slot, struct conn *c);
+struct hold *region_find_hold(uint32_t slot, const struct conn *c);
+/* Drops one reference; the region goes back to its pool when none are left. */
+void region_unref(uint32_t slot);
+void region_drop_hold(struct hold *h);
+void region_unpublish(uint32_t slot);
+int region_by_name(const char *name);
+void region_fill(Allocd__Region *out, uint32_t slot);
+void regions_destroy(void);
+
+/* ---- waiting allocations (waitq.c) ---- */
+
+struct alloc_args {
+        struct pool *pool;
+        uint64_t size;
+        struct range_req req;
+        uint32_t flags;
+        char name[NAME_MAX_LEN + 1];
+};
+
+struct waiter {
+        struct conn *conn;
+        uint64_t id;
+        struct alloc_args args;
+        uv_timer_t timer;
+        TAILQ_ENTRY(waiter) by_pool, by_conn;
+};
+
+int waitq_add(struct conn *c, uint64_t id, const struct alloc_args *a, uint32_t timeout_ms);
+/* Grants, in arrival order, every waiter of p whose request now fits. */
+void waitq_wake(struct pool *p);
+/* Answers with error and removes the waiter. */
+void waitq_cancel(struct waiter *w, int error, const char *msg);
+
+/* ---- connections (server.c) ---- */
+
+struct packet;
+STAILQ_HEAD(packet_list, packet);
+
+struct conn {
+        uv_poll_t poll;
+        int fd;
+        uint64_t serial;
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        gid_t groups[MAX_GROUPS];
+        int ngroups;
+        char name[CLIENT_NAME_MAX_LEN + 1];
+        bool hello;
+        bool closing; /* close once the loop is back in control */
+        bool *pool_fd_sent;
+        size_t npool_fd_sent;
+        struct hold_list holds;
+        uint32_t nholds;
+        struct waiter_list waiters;
+        uint32_t nwaiters;
+        uint32_t busy; /* zero-fill jobs that will answer on this connection */
+        struct packet_list out;
+        uint32_t nout;
+        TAILQ_ENTRY(conn) link;
+};
+TAILQ_HEAD(conn_list, conn);
+
+extern struct conn_list conns;
+extern uint32_t nconns;
+extern struct limits limits;
+extern uv_loop_t *loop;
+
+int server_listen(const char *path, char *err, size_t errsize);
+int server_adopt(int fd);
+void server_stop(void);
+/* Queues a reply; fds (at most one) are duplicated, the caller keeps its own. */
+void conn_send(struct conn *c, const Allocd__Reply *reply, const int *fds, size_t nfds);
+void conn_reply_error(struct conn *c, uint64_t id, int error, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+/* Marks c to be closed; safe inside any handler. */
+void conn_kill(struct conn *c);
+void conn_unbusy(struct conn *c);
+
+/* ---- requests (dispatch.c) ---- */
+
+void dispatch(struct conn *c, const Allocd__Request *req);
+/* Allocates a; on success replies to c (now or after zeroing) and returns 0; else an allocd error code. */
+int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg, size_t msgsize);
+
+/* ---- the daemon (main.c) ---- */
+
+extern bool stopping;
+void status_changed(void);
+
+#endif

@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The configuration file (docs/configuration.md): INI, parsed by libinih.
+ * Every key is checked as it is read, and the first problem stops the load
+ * with "FILE:LINE: what is wrong; what to write instead".  Nothing is applied
+ * here: the caller gets a whole struct config or an error.
+ */
+#include <errno.h>
+#include <ctype.h>
+#include <grp.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "allocd.h"
+
+#define MAX_POOLS 256
+#define MAX_RANGES 64
+
+struct parse {
+        struct config *conf;
+        const char *path;
+        FILE *f;
+        int line;         /* the line the reader handed out last */
+        int section_line; /* the last [section] header */
+        bool long_line;
+        char *err;
+        size_t errsize;
+        bool failed;
+        /* keys seen in the current section, to refuse repeats */
+        char section[NAME_MAX_LEN + 16];
+        char seen[32][24];
+        int nseen;
+};
+
+static int fail(struct parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse *ps, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (ps->failed)
+                return 0;
+        ps->failed = true;
+        n = snprintf(ps->err, ps->errsize, "%s:%d: ", ps->path, ps->line);
+        if (n >= 0 && (size_t)n < ps->errsize) {
+                va_start(ap, fmt);
+                vsnprintf(ps->err + n, ps->errsize - n, fmt, ap);
+                va_end(ap);
+        }
+        return 0;
+}
+
+/* fgets for libinih that counts lines and notices lines too long for its buffer. */
+static char *reader(char *str, int num, void *stream) {
+        struct parse *ps = stream;
+        char *s = fgets(str, num, ps->f);
+        size_t n;
+
+        if (!s)
+                return NULL;
+        ps->line++;
+        n = strlen(s);
+        if (n > 0 && s[n - 1] != '\n' && !feof(ps->f) && !ps->long_line) {
+                ps->long_line = true;
+                fail(ps, "line longer than %d characters; split the value or shorten it", num - 3);
+                return NULL;
+        }
+        while (isspace((unsigned char)*s))
+                s++;
+        if (*s == '[')
+                ps->section_line = ps->line;
+        return str;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        static const char units[] = "KMGTPE";
+        char *end;
+        uint64_t v;
+        int shift = 0;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno)
+                return -ERANGE;
+        if (*end) {
+                const char *u = strchr(units, toupper((unsigned char)*end));
+                if (!u)
+                        return -EINVAL;
+                shift = 10 * (int)(u - units + 1);
+                end++;
+                if (*end == 'i' && end[1] == 'B')
+                        end += 2;
+                else if (*end == 'B')
+                        end++;
+                if (*end)
+                        return -EINVAL;
+                if (v > (UINT64_MAX >> shift))
+                        return -ERANGE;
+        }
+        *ret = v << shift;
+        return 0;
+}
+
+static int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
+        char *end;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        uint64_t v = strtoull(s, &end, 0);
+        if (errno || *end)
+                return -EINVAL;
+        if (v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/* "30s", "500ms", "2min"; a bare number is seconds. */
+static int parse_duration_ms(const char *s, uint32_t *ret) {
+        char *end;
+        uint64_t v, mul;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+                return -ERANGE;
+        if (!*end || !strcmp(end, "s"))
+                mul = 1000;
+        else if (!strcmp(end, "ms"))
+                mul = 1;
+        else if (!strcmp(end, "min"))
+                mul = 60000;
+        else
+                return -EINVAL;
+        if (v > UINT32_MAX / mul)
+                return -ERANGE;
+        *ret = (uint32_t)(v * mul);
+        return 0;
+}
+
+static int parse_bool(const char *s) {
+        if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "on"))
+                return 1;
+        if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "off"))
+                return 0;
+        return -EINVAL;
+}
+
+static int parse_user(const char *s, uid_t *ret) {
+        uint64_t v;
+        struct passwd pw, *res;
+        char buf[4096];
+
+        if (parse_uint(s, UINT32_MAX - 1, &v) == 0) {
+                *ret = (uid_t)v;
+                return 0;
+        }
+        if (getpwnam_r(s, &pw, buf, sizeof(buf), &res) != 0 || !res)
+                return -ENOENT;
+        *ret = pw.pw_uid;
+        return 0;
+}
+
+static int parse_group(const char *s, gid_t *ret) {
+        uint64_t v;
+        struct group gr, *res;
+        char buf[4096];
+
+        if (parse_uint(s, UINT32_MAX - 1, &v) == 0) {
+                *ret = (gid_t)v;
+                return 0;
+        }
+        if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || !res)
+                return -ENOENT;
+        *ret = gr.gr_gid;
+        return 0;
+}
+
+/* "BASE+SIZE, BASE+SIZE": hex or decimal, sizes may carry units. */
+static int parse_ranges(struct parse *ps, struct pool_conf *pc, const char *value) {
+        char buf[1024], *save = NULL, *tok;
+
+        if (strlen(value) >= sizeof(buf))
+                return fail(ps, "ranges: too long");
+        strcpy(buf, value);
+        for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                char *plus, *b, *e;
+                struct span sp;
+
+                while (isspace((unsigned char)*tok))
+                        tok++;
+                for (e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]);)
+                        *--e = '\0';
+                plus = strchr(tok, '+');
+                if (!plus)
+                        return fail(ps, "ranges: '%s' is not BASE+SIZE (e.g. 0x100000000+4G)", tok);
+                *plus = '\0';
+                b = tok;
+                for (e = b + strlen(b); e > b && isspace((unsigned char)e[-1]);)
+                        *--e = '\0';
+                e = plus + 1;
+                while (isspace((unsigned char)*e))
+                        e++;
+                if (parse_uint(b, UINT64_MAX, &sp.base) < 0)
+                        return fail(ps, "ranges: base '%s' is not a number (decimal or 0x hex)", b);
+                if (parse_size(e, &sp.size) < 0 || sp.size == 0)
+                        return fail(ps, "ranges: size '%s' is not a size above zero (e.g. 4096, 64M, 0x1000)", e);
+                if (sp.base > UINT64_MAX - sp.size)
+                        return fail(ps, "ranges: %s+%s passes the end of the 64-bit address space", b, e);
+                if (pc->nranges == MAX_RANGES)
+                        return fail(ps, "ranges: more than %d ranges", MAX_RANGES);
+                struct span *n = realloc(pc->ranges, (pc->nranges + 1) * sizeof(*n));
+                if (!n)
+                        return fail(ps, "out of memory");
+                pc->ranges = n;
+                pc->ranges[pc->nranges++] = sp;
+        }
+        if (pc->nranges == 0)
+                return fail(ps, "ranges: empty; write BASE+SIZE, e.g. ranges = 0x100000000+4G");
+        return 1;
+}
+
+static void pool_conf_defaults(struct pool_conf *pc) {
+        memset(pc, 0, sizeof(*pc));
+        pc->numa_node = -1;
+        pc->owner = geteuid();
+        pc->group = getegid();
+        pc->mode = 0660;
+}
+
+static int pool_key(struct parse *ps, struct pool_conf *pc, const char *key, const char *value) {
+        uint64_t v;
+        int b;
+
+        if (!strcmp(key, "kind")) {
+                if (!strcmp(value, "host"))
+                        pc->kind = POOL_HOST;
+                else if (!strcmp(value, "fpga"))
+                        pc->kind = POOL_FPGA;
+                else if (!strcmp(value, "pinned") || !strcmp(value, "gpu"))
+                        return fail(ps, "kind = %s is not supported by this allocd yet; use host or fpga", value);
+                else
+                        return fail(ps, "kind = %s: unknown; use host or fpga", value);
+                pc->has_kind = true;
+        } else if (!strcmp(key, "size")) {
+                if (parse_size(value, &pc->size) < 0 || pc->size == 0)
+                        return fail(ps, "size = %s: not a size above zero (e.g. 64M, 2G)", value);
+        } else if (!strcmp(key, "quantum")) {
+                if (parse_size(value, &v) < 0 || v == 0 || (v & (v - 1)))
+                        return fail(ps, "quantum = %s: not a power of two (e.g. 4K)", value);
+                pc->quantum = v;
+        } else if (!strcmp(key, "hugepages")) {
+                if (!strcmp(value, "no") || !strcmp(value, "0"))
+                        pc->hugepage = 0;
+                else if (parse_size(value, &v) == 0 && (v == 2u << 20 || v == 1u << 30))
+                        pc->hugepage = v;
+                else
+                        return fail(ps, "hugepages = %s: use 2M, 1G or no", value);
+        } else if (!strcmp(key, "lock")) {
+                if ((b = parse_bool(value)) < 0)
+                        return fail(ps, "lock = %s: use yes or no", value);
+                pc->lock = b;
+        } else if (!strcmp(key, "numa_node")) {
+                if (parse_uint(value, 1023, &v) < 0)
+                        return fail(ps, "numa_node = %s: not a node number (0-1023)", value);
+                pc->numa_node = (int)v;
+        } else if (!strcmp(key, "ranges")) {
+                return parse_ranges(ps, pc, value);
+        } else if (!strcmp(key, "owner")) {
+                if (parse_user(value, &pc->owner) < 0)
+                        return fail(ps, "owner = %s: no such user (a name or a numeric uid)", value);
+        } else if (!strcmp(key, "group")) {
+                if (parse_group(value, &pc->group) < 0)
+                        return fail(ps, "group = %s: no such group (a name or a numeric gid)", value);
+        } else if (!strcmp(key, "mode")) {
+                char *end;
+                errno = 0;
+                unsigned long m = strtoul(value, &end, 8);
+                if (errno || *end || !*value || m > 0777 || (m & 0111))
+                        return fail(ps,
+                                    "mode = %s: an octal mode of read (attach) and write (allocate) bits, "
+                                    "e.g. 0660; execute bits mean nothing here",
+                                    value);
+                pc->mode = (mode_t)m;
+        } else if (!strcmp(key, "quota_per_uid")) {
+                if (parse_size(value, &pc->quota_per_uid) < 0)
+                        return fail(ps, "quota_per_uid = %s: not a size (e.g. 1G; 0 for none)", value);
+        } else {
+                return fail(ps,
+                            "unknown key '%s' in [%s]; pool keys are kind, size, quantum, hugepages, lock, "
+                            "numa_node, ranges, owner, group, mode, quota_per_uid",
+                            key, ps->section);
+        }
+        return 1;
+}
+
+static int limit_key(struct parse *ps, const char *key, const char *value) {
+        static const struct {
+                const char *key;
+                size_t off;
+        } keys[] = {
+                {"max_connections", offsetof(struct limits, max_connections)},
+                {"max_regions_per_connection", offsetof(struct limits, max_regions_per_connection)},
+                {"max_waiters_per_connection", offsetof(struct limits, max_waiters_per_connection)},
+                {"max_names", offsetof(struct limits, max_names)},
+        };
+        struct limits *l = &ps->conf->limits;
+        uint64_t v;
+        int lv;
+
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if (strcmp(key, keys[i].key))
+                        continue;
+                if (parse_uint(value, 1u << 24, &v) < 0 || v == 0)
+                        return fail(ps, "%s = %s: a number from 1 to %u", key, value, 1u << 24);
+                *(uint32_t *)((char *)l + keys[i].off) = (uint32_t)v;
+                return 1;
+        }
+        if (!strcmp(key, "wait_timeout")) {
+                if (parse_duration_ms(value, &l->wait_timeout_ms) < 0)
+                        return fail(ps, "wait_timeout = %s: a duration such as 30s, 500ms or 2min", value);
+        } else if (!strcmp(key, "log_level")) {
+                if ((lv = log_level_parse(value)) < 0)
+                        return fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
+                ps->conf->log_level = lv;
+        } else {
+                return fail(ps,
+                            "unknown key '%s' in [daemon]; keys are max_connections, max_regions_per_connection, "
+                            "max_waiters_per_connection, max_names, wait_timeout, log_level",
+                            key);
+        }
+        return 1;
+}
+
+static bool valid_name(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > NAME_MAX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!isalnum((unsigned char)*s) && !strchr("-_.:", *s))
+                        return false;
+        return true;
+}
+
+static int handler(void *user, const char *section, const char *key, const char *value) {
+        struct parse *ps = user;
+        struct config *conf = ps->conf;
+
+        if (strcmp(section, ps->section) != 0) {
+                snprintf(ps->section, sizeof(ps->section), "%s", section);
+                ps->nseen = 0;
+                if (!strncmp(section, "pool ", 5)) {
+                        const char *name = section + 5;
+                        while (*name == ' ')
+                                name++;
+                        if (!valid_name(name))
+                                return fail(ps, "[%s]: a pool name is 1-%d letters, digits, '-', '_', '.' or ':'",
+                                            section, NAME_MAX_LEN);
+                        for (size_t i = 0; i < conf->npools; i++)
+                                if (!strcmp(conf->pools[i].name, name))
+                                        return fail(ps, "[pool %s] appears twice (first at line %d)", name,
+                                                    conf->pools[i].line);
+                        if (conf->npools == MAX_POOLS)
+                                return fail(ps, "more than %d pools", MAX_POOLS);
+                        struct pool_conf *n = realloc(conf->pools, (conf->npools + 1) * sizeof(*n));
+                        if (!n)
+                                return fail(ps, "out of memory");
+                        conf->pools = n;
+                        pool_conf_defaults(&n[conf->npools]);
+                        snprintf(n[conf->npools].name, sizeof(n->name), "%s", name);
+                        n[conf->npools].line = ps->section_line;
+                        conf->npools++;
+                } else if (strcmp(section, "daemon") != 0) {
+                        if (!*section)
+                                return fail(ps, "'%s' is outside any section; put it under [daemon] or [pool NAME]",
+                                            key);
+                        return fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", section);
+                }
+        }
+        for (int i = 0; i < ps->nseen; i++)
+                if (!strcmp(ps->seen[i], key))
+                        return fail(ps, "'%s' is set twice in [%s]", key, section);
+        if (ps->nseen < 32 && strlen(key) < sizeof(ps->seen[0]))
+                strcpy(ps->seen[ps->nseen++], key);
+
+        if (!strcmp(section, "daemon"))
+                return limit_key(ps, key, value);
+        return pool_key(ps, &conf->pools[conf->npools - 1], key, value);
+}
+
+/* Checks that belong to a whole pool section rather than one key. */
+static int check_pool(struct parse *ps, const struct pool_conf *pc) {
+        ps->line = pc->line;
+        if (!pc->has_kind)
+                return fail(ps, "[pool %s] has no kind; add kind = host or kind = fpga", pc->name);
+        if (pc->kind == POOL_HOST) {
+                if (pc->size == 0)
+                        return fail(ps, "[pool %s] is a host pool without a size; add e.g. size = 256M", pc->name);
+                if (pc->nranges)
+                        return fail(ps, "[pool %s]: ranges is for fpga pools; a host pool has a size", pc->name);
+                long page = sysconf(_SC_PAGESIZE);
+                uint64_t unit = pc->hugepage ? pc->hugepage : (uint64_t)page;
+                if (pc->size % unit)
+                        return fail(ps, "[pool %s]: size %" PRIu64 " is not a multiple of the %s page size %" PRIu64,
+                                    pc->name, pc->size, pc->hugepage ? "huge" : "", unit);
+                if (pc->quantum && pc->quantum < (uint64_t)page)
+                        return fail(ps, "[pool %s]: quantum below the page size (%ld) is not supported for host pools",
+                                    pc->name, page);
+        } else {
+                if (pc->nranges == 0)
+                        return fail(ps, "[pool %s] is an fpga pool without ranges; add e.g. ranges = 0x0+4G", pc->name);
+                if (pc->size || pc->hugepage || pc->lock || pc->numa_node >= 0)
+                        return fail(ps,
+                                    "[pool %s]: size, hugepages, lock and numa_node are for host pools; an fpga "
+                                    "pool has ranges",
+                                    pc->name);
+                uint64_t q = pc->quantum ? pc->quantum : pool_fpga_ops.default_quantum;
+                for (size_t i = 0; i < pc->nranges; i++)
+                        if (pc->ranges[i].base % q || pc->ranges[i].size % q)
+                                return fail(ps,
+                                            "[pool %s]: range %#" PRIx64 "+%#" PRIx64
+                                            " is not a multiple of the quantum %#" PRIx64,
+                                            pc->name, pc->ranges[i].base, pc->ranges[i].size, q);
+        }
+        return 1;
+}
+
+static void limits_default(struct config *conf) {
+        conf->limits = (struct limits){
+                .max_connections = 1024,
+                .max_regions_per_connection = 65536,
+                .max_waiters_per_connection = 64,
+                .max_names = 65536,
+                .wait_timeout_ms = 30000,
+        };
+        conf->log_level = LOG_LEVEL_INFO;
+}
+
+int config_load(struct config *conf, const char *path, char *err, size_t errsize) {
+        struct parse ps = {.conf = conf, .path = path, .err = err, .errsize = errsize};
+        int r;
+
+        memset(conf, 0, sizeof(*conf));
+        limits_default(conf);
+        ps.f = fopen(path, "re");
+        if (!ps.f) {
+                r = -errno;
+                snprintf(err, errsize, "%s: %s", path, strerror(errno));
+                return r;
+        }
+        ini_allow_multiline = false;
+        ini_stop_on_first_error = true;
+        r = ini_parse_stream(reader, &ps, handler, &ps);
+        fclose(ps.f);
+        if (r > 0 && !ps.failed) {
+                ps.line = r;
+                fail(&ps, "syntax error: expected [section], key = value, or a comment starting with # or ;");
+        } else if (r < 0 && !ps.failed) {
+                fail(&ps, "cannot parse (%d)", r);
+        }
+        for (size_t i = 0; i < conf->npools && !ps.failed; i++)
+                check_pool(&ps, &conf->pools[i]);
+        if (ps.failed) {
+                config_clear(conf);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int config_default(struct config *conf) {
+        memset(conf, 0, sizeof(*conf));
+        limits_default(conf);
+        conf->pools = calloc(2, sizeof(*conf->pools));
+        if (!conf->pools)
+                return -ENOMEM;
+        conf->npools = 2;
+        pool_conf_defaults(&conf->pools[0]);
+        strcpy(conf->pools[0].name, "host");
+        conf->pools[0].kind = POOL_HOST;
+        conf->pools[0].has_kind = true;
+        conf->pools[0].size = 256u << 20;
+        pool_conf_defaults(&conf->pools[1]);
+        strcpy(conf->pools[1].name, "fpga0");
+        conf->pools[1].kind = POOL_FPGA;
+        conf->pools[1].has_kind = true;
+        conf->pools[1].ranges = malloc(sizeof(struct span));
+        if (!conf->pools[1].ranges) {
+                config_clear(conf);
+                return -ENOMEM;
+        }
+        /* 4 GiB of device address space at 4 GiB, as OPAE's examples lay out a card's memory. */
+        conf->pools[1].ranges[0] = (struct span){.base = 1ull << 32, .size = 1ull << 32};
+        conf->pools[1].nranges = 1;
+        return 0;
+}
+
+void config_clear(struct config *conf) {
+        for (size_t i = 0; i < conf->npools; i++)
+                free(conf->pools[i].ranges);
+        free(conf->pools);
+        conf->pools = NULL;
+        conf->npools = 0;
+}

@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One handler per request type.  Each validates its whole payload first and
+ * answers a bad one with an error naming the field and what to send instead;
+ * only then does it touch state, so a refused request changes nothing.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocd.h"
+
+#define KNOWN_FLAGS (ALLOCD__FLAG__ZERO | ALLOCD__FLAG__NOWAIT | ALLOCD__FLAG__NOFAIL | ALLOCD__FLAG__PERSIST)
+
+static void reply_ok(struct conn *c, uint64_t id) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.error = ALLOCD__ERROR__OK;
+        conn_send(c, &reply, NULL, 0);
+}
+
+/* The region's reply; with the pool's fd the first time this connection gets a region of that pool. */
+static void reply_region(struct conn *c, uint64_t id, uint32_t slot) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__Region region;
+        struct pool *p = pools[regions[slot].pool];
+        int fds[1];
+        size_t nfds = 0;
+
+        region_fill(&region, slot);
+        if (p->fd >= 0) {
+                if (c->npool_fd_sent <= p->index) {
+                        bool *n = realloc(c->pool_fd_sent, npools * sizeof(*n));
+                        if (!n) {
+                                conn_kill(c);
+                                return;
+                        }
+                        memset(n + c->npool_fd_sent, 0, (npools - c->npool_fd_sent) * sizeof(*n));
+                        c->pool_fd_sent = n;
+                        c->npool_fd_sent = npools;
+                }
+                if (!c->pool_fd_sent[p->index]) {
+                        fds[nfds++] = p->fd;
+                        c->pool_fd_sent[p->index] = true;
+                        region.has_pool_fd = region.pool_fd = true;
+                }
+        }
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.error = ALLOCD__ERROR__OK;
+        reply.body_case = ALLOCD__REPLY__BODY_REGION;
+        reply.region = &region;
+        conn_send(c, &reply, fds, nfds);
+}
+
+static bool valid_name(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > NAME_MAX_LEN)
+                return false;
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
+struct zero_job {
+        uv_work_t work;
+        struct conn *conn;
+        struct pool *pool;
+        uint64_t id, offset, size;
+        uint32_t slot;
+};
+
+static void zero_work(uv_work_t *w) {
+        struct zero_job *j = w->data;
+
+        j->pool->ops->zero(j->pool, j->offset, j->size);
+}
+
+static void zero_done(uv_work_t *w, int status) {
+        struct zero_job *j = w->data;
+
+        (void)status;
+        regions[j->slot].zeroing = false;
+        if (!j->conn->closing)
+                reply_region(j->conn, j->id, j->slot);
+        region_unref(j->slot);
+        conn_unbusy(j->conn);
+        free(j);
+}
+
+/* Everything that can change while a request waits is checked here, at every try. */
+int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg, size_t msgsize) {
+        struct pool *p = a->pool;
+        uint64_t off, size;
+        uint32_t slot;
+        int r;
+
+        if (*a->name && region_by_name(a->name) >= 0) {
+                snprintf(msg, msgsize, "the name '%s' is already published; pick another or attach to it", a->name);
+                return ALLOCD__ERROR__EXISTS;
+        }
+        if (*a->name && nnames >= limits.max_names) {
+                snprintf(msg, msgsize, "allocd holds max_names = %u names; free named regions or raise max_names",
+                         limits.max_names);
+                return ALLOCD__ERROR__LIMIT;
+        }
+        if (c->nholds >= limits.max_regions_per_connection) {
+                snprintf(msg, msgsize,
+                         "this connection holds max_regions_per_connection = %u regions; free some or "
+                         "raise the limit",
+                         limits.max_regions_per_connection);
+                return ALLOCD__ERROR__LIMIT;
+        }
+        if (p->conf.quota_per_uid && pool_usage(p, c->uid) + a->size > p->conf.quota_per_uid) {
+                snprintf(msg, msgsize,
+                         "uid %u holds %" PRIu64 " of its %" PRIu64 "-byte quota in pool %s and asks "
+                         "%" PRIu64 " more; free regions or raise quota_per_uid",
+                         (unsigned)c->uid, pool_usage(p, c->uid), p->conf.quota_per_uid, p->conf.name, a->size);
+                return ALLOCD__ERROR__QUOTA;
+        }
+        r = range_alloc(p->arena, a->size, &a->req, &off);
+        if (r == -ENOSPC) {
+                struct range_stats st;
+                range_stats(p->arena, &st);
+                snprintf(msg, msgsize,
+                         "pool %s has no room now for %" PRIu64 " bytes with these constraints (%" PRIu64
+                         " free, largest free piece %" PRIu64 ")",
+                         p->conf.name, a->size, st.free, st.largest_free);
+                return ALLOCD__ERROR__WOULD_BLOCK;
+        }
+        if (r < 0 || range_query(p->arena, off, &size) < 0) {
+                snprintf(msg, msgsize, "range allocator: %s", strerror(-r));
+                return ALLOCD__ERROR__INTERNAL;
+        }
+        r = region_new(p, c, off, size, a->flags, a->name, &slot);
+        if (r < 0) {
+                range_free(p->arena, off, size);
+                snprintf(msg, msgsize, "recording the region: %s", strerror(-r));
+                return ALLOCD__ERROR__INTERNAL;
+        }
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pool = p->conf.name, .region = region_id(slot), .pid = c->pid},
+             "region %" PRIu64 ": %" PRIu64 " bytes at %#" PRIx64 " in pool %s for pid %d", region_id(slot), size, off,
+             p->conf.name, (int)c->pid);
+        status_changed();
+        if ((a->flags & ALLOCD__FLAG__ZERO) && size > ZERO_INLINE_MAX) {
+                struct zero_job *j = malloc(sizeof(*j));
+                if (j) {
+                        *j = (struct zero_job){
+                                .conn = c, .pool = p, .id = id, .offset = off, .size = size, .slot = slot};
+                        j->work.data = j;
+                        if (uv_queue_work(loop, &j->work, zero_work, zero_done) == 0) {
+                                regions[slot].refs++;
+                                regions[slot].zeroing = true;
+                                c->busy++;
+                                return ALLOCD__ERROR__OK;
+                        }
+                        free(j);
+                }
+        }
+        if (a->flags & ALLOCD__FLAG__ZERO)
+                p->ops->zero(p, off, size);
+        reply_region(c, id, slot);
+        return ALLOCD__ERROR__OK;
+}
+
+/* Why the range allocator refuses a request even on an empty pool, in words. */
+static int explain(int r, const struct pool *p, const struct alloc_args *a, char *msg, size_t n) {
+        switch (r) {
+        case -ENOSPC:
+                snprintf(msg, n,
+                         "%" PRIu64 " bytes with these constraints cannot fit in pool %s even when it is "
+                         "empty (%" PRIu64 " bytes); ask for less or relax align/boundary/low/high",
+                         a->size, p->conf.name, p->total);
+                return ALLOCD__ERROR__NEVER_FITS;
+        case -EOVERFLOW:
+                snprintf(msg, n, "size %" PRIu64 " rounded up to the quantum passes 2^64", a->size);
+                return ALLOCD__ERROR__OVERFLOW;
+        case -ERANGE:
+                snprintf(msg, n, "low %#" PRIx64 " must be below high %#" PRIx64 " (high 0 means no limit)", a->req.low,
+                         a->req.high);
+                return ALLOCD__ERROR__INVALID;
+        case -EMSGSIZE:
+                snprintf(msg, n,
+                         "a region of %" PRIu64 " bytes cannot avoid crossing a multiple of boundary %#" PRIx64
+                         " with phase %#" PRIx64 "; use a boundary of at least the size",
+                         a->size, a->req.boundary, a->req.phase);
+                return ALLOCD__ERROR__INVALID;
+        case -EDOM:
+                snprintf(msg, n,
+                         "align (%#" PRIx64 ") and boundary (%#" PRIx64 ") must be 0 or powers of two, and "
+                         "phase (%#" PRIx64 ") a multiple of the pool's quantum (%#" PRIx64 ") below align",
+                         a->req.align, a->req.boundary, a->req.phase, p->conf.quantum);
+                return ALLOCD__ERROR__INVALID;
+        default:
+                snprintf(msg, n, "invalid request: %s", strerror(-r));
+                return ALLOCD__ERROR__INVALID;
+        }
+}
+
+static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
+        struct alloc_args a = {0};
+        char msg[512];
+        uint64_t count = m->has_count ? m->count : 1, off;
+        uint32_t flags = m->has_flags ? m->flags : 0;
+        int e, r;
+
+        if (!m->pool || !*m->pool)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "Alloc needs a pool name");
+        a.pool = pool_find(m->pool);
+        if (!a.pool)
+                return conn_reply_error(c, id, ALLOCD__ERROR__NO_POOL,
+                                        "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
+        struct pool *p = a.pool;
+        if (!pool_may(p, c, ACCESS_ALLOC)) {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = c->pid},
+                     "denied: pid %d uid %u may not allocate in pool %s", (int)c->pid, (unsigned)c->uid, p->conf.name);
+                return conn_reply_error(c, id, ALLOCD__ERROR__DENIED,
+                                        "uid %u may not allocate in pool %s (owner %u, group %u, mode %04o); ask its "
+                                        "owner to change owner/group/mode",
+                                        (unsigned)c->uid, p->conf.name, (unsigned)p->conf.owner,
+                                        (unsigned)p->conf.group, (unsigned)p->conf.mode);
+        }
+        if (!m->has_size || m->size == 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "size must be above 0");
+        if (count == 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "count must be above 0 (or unset for 1)");
+        if (m->size > UINT64_MAX / count)
+                return conn_reply_error(c, id, ALLOCD__ERROR__OVERFLOW,
+                                        "count %" PRIu64 " x size %" PRIu64 " overflows 64 bits", count, m->size);
+        if (flags & ~KNOWN_FLAGS)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                        "unknown flags %#x; known are ZERO 1, NOWAIT 2, NOFAIL 4, PERSIST 8",
+                                        flags & ~KNOWN_FLAGS);
+        if ((flags & ALLOCD__FLAG__NOWAIT) && (flags & ALLOCD__FLAG__NOFAIL))
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "NOWAIT and NOFAIL contradict each other");
+        if ((flags & ALLOCD__FLAG__ZERO) && !p->ops->zero)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                        "pool %s is an address space without memory; ZERO does not apply",
+                                        p->conf.name);
+        if (m->has_numa_node && m->numa_node != -1 && m->numa_node != p->conf.numa_node) {
+                if (p->conf.numa_node < 0)
+                        return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                                "pool %s is not bound to a NUMA node, so it cannot promise node %d; "
+                                                "ask for any node (-1) or use a pool with numa_node = %d",
+                                                p->conf.name, (int)m->numa_node, (int)m->numa_node);
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "pool %s is on NUMA node %d, not %d",
+                                        p->conf.name, p->conf.numa_node, (int)m->numa_node);
+        }
+        if (m->name && *m->name) {
+                if (!valid_name(m->name))
+                        return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                                "a region name is 1-%d bytes without control characters", NAME_MAX_LEN);
+                strcpy(a.name, m->name);
+        }
+        a.size = m->size * count;
+        a.flags = flags;
+        a.req = (struct range_req){
+                .align = m->has_align ? m->align : 0,
+                .phase = m->has_phase ? m->phase : 0,
+                .boundary = m->has_boundary ? m->boundary : 0,
+                .low = m->has_low ? m->low : 0,
+                .high = m->has_high ? m->high : 0,
+        };
+        if (p->conf.quota_per_uid && a.size > p->conf.quota_per_uid)
+                return conn_reply_error(c, id, ALLOCD__ERROR__QUOTA,
+                                        "%" PRIu64 " bytes is more than the whole per-uid quota of pool %s (%" PRIu64
+                                        ")",
+                                        a.size, p->conf.name, p->conf.quota_per_uid);
+        /* A request that no amount of freeing can satisfy fails now instead of waiting for nothing. */
+        r = range_alloc(p->empty, a.size, &a.req, &off);
+        if (r < 0) {
+                e = explain(r, p, &a, msg, sizeof(msg));
+                return conn_reply_error(c, id, e, "%s", msg);
+        }
+        range_free(p->empty, off, 0);
+
+        e = alloc_try(c, id, &a, msg, sizeof(msg));
+        if (e == ALLOCD__ERROR__OK)
+                return;
+        if (e != ALLOCD__ERROR__WOULD_BLOCK)
+                return conn_reply_error(c, id, e, "%s", msg);
+        if (flags & ALLOCD__FLAG__NOWAIT)
+                return conn_reply_error(c, id, e, "%s; NOWAIT was given", msg);
+        if (c->nwaiters >= limits.max_waiters_per_connection)
+                return conn_reply_error(c, id, ALLOCD__ERROR__LIMIT,
+                                        "%s, and this connection already has max_waiters_per_connection = %u "
+                                        "requests waiting",
+                                        msg, limits.max_waiters_per_connection);
+        uint32_t timeout = m->has_timeout_ms && m->timeout_ms ? m->timeout_ms : limits.wait_timeout_ms;
+        if (waitq_add(c, id, &a, timeout) < 0)
+                conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory queueing the request");
+}
+
+static int held(struct conn *c, uint64_t id, bool has, struct hold **ret) {
+        int slot = has ? region_slot(id) : -ENOENT;
+
+        *ret = slot >= 0 ? region_find_hold((uint32_t)slot, c) : NULL;
+        return *ret ? slot : -ENOENT;
+}
+
+static void handle_free(struct conn *c, uint64_t id, const Allocd__Free *m) {
+        struct hold *h;
+        int slot = held(c, m->region, m->has_region, &h);
+
+        if (slot < 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__NOT_FOUND, "this connection holds no region %" PRIu64,
+                                        m->region);
+        struct region *r = &regions[slot];
+        struct pool *p = pools[r->pool];
+        if (c->uid != r->uid && c->uid != 0 && c->uid != p->conf.owner)
+                return conn_reply_error(c, id, ALLOCD__ERROR__DENIED,
+                                        "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or "
+                                        "root may free it; use Detach to drop your reference",
+                                        m->region, (unsigned)r->uid);
+        bool persist = r->persist;
+        r->persist = false;
+        region_unpublish((uint32_t)slot);
+        region_drop_hold(h);
+        if (persist)
+                region_unref((uint32_t)slot);
+        reply_ok(c, id);
+}
+
+static void handle_detach(struct conn *c, uint64_t id, const Allocd__Detach *m) {
+        struct hold *h;
+
+        if (held(c, m->region, m->has_region, &h) < 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__NOT_FOUND, "this connection holds no region %" PRIu64,
+                                        m->region);
+        region_drop_hold(h);
+        reply_ok(c, id);
+}
+
+static void handle_attach(struct conn *c, uint64_t id, const Allocd__Attach *m) {
+        int slot;
+
+        if (!m->name || !valid_name(m->name))
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                        "Attach needs a name of 1-%d bytes without control characters", NAME_MAX_LEN);
+        slot = region_by_name(m->name);
+        if (slot < 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__NOT_FOUND, "no region is published as '%s'", m->name);
+        struct pool *p = pools[regions[slot].pool];
+        if (!pool_may(p, c, ACCESS_ATTACH)) {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = c->pid},
+                     "denied: pid %d uid %u may not attach in pool %s", (int)c->pid, (unsigned)c->uid, p->conf.name);
+                return conn_reply_error(c, id, ALLOCD__ERROR__DENIED,
+                                        "uid %u may not attach regions of pool %s (owner %u, group %u, mode %04o)",
+                                        (unsigned)c->uid, p->conf.name, (unsigned)p->conf.owner,
+                                        (unsigned)p->conf.group, (unsigned)p->conf.mode);
+        }
+        if (regions[slot].zeroing)
+                return conn_reply_error(c, id, ALLOCD__ERROR__WOULD_BLOCK,
+                                        "'%s' is still being zeroed for its creator; try again", m->name);
+        if (c->nholds >= limits.max_regions_per_connection)
+                return conn_reply_error(c, id, ALLOCD__ERROR__LIMIT,
+                                        "this connection holds max_regions_per_connection = %u regions",
+                                        limits.max_regions_per_connection);
+        if (region_hold((uint32_t)slot, c) < 0)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
+        reply_region(c, id, (uint32_t)slot);
+}
+
+static void handle_hello(struct conn *c, uint64_t id, const Allocd__Hello *m) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__HelloReply hello = ALLOCD__HELLO_REPLY__INIT;
+
+        if (c->hello)
+                return conn_reply_error(c, id, ALLOCD__ERROR__PROTOCOL, "Hello was already sent");
+        if (!m->has_version || m->version != WIRE_VERSION) {
+                conn_reply_error(c, id, ALLOCD__ERROR__VERSION,
+                                 "this allocd speaks protocol version %d, the client %u; use a matching "
+                                 "liballoc-client",
+                                 WIRE_VERSION, m->has_version ? m->version : 0);
+                return conn_kill(c);
+        }
+        if (m->client_name) {
+                if (strlen(m->client_name) > CLIENT_NAME_MAX_LEN || !valid_name(m->client_name))
+                        return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                                "client_name is at most %d bytes without control characters",
+                                                CLIENT_NAME_MAX_LEN);
+                strcpy(c->name, m->client_name);
+        }
+        c->hello = true;
+        hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
+        hello.version = WIRE_VERSION;
+        hello.daemon_version = (char *)ALLOCD_VERSION;
+        hello.max_packet = WIRE_MAX_PACKET;
+        hello.max_regions = limits.max_regions_per_connection;
+        hello.max_waiters = limits.max_waiters_per_connection;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_HELLO;
+        reply.hello = &hello;
+        conn_send(c, &reply, NULL, 0);
+        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->pid}, "client pid %d uid %u connected as '%s'", (int)c->pid,
+             (unsigned)c->uid, c->name);
+}
+
+static void handle_status(struct conn *c, uint64_t id) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__StatusReply st = ALLOCD__STATUS_REPLY__INIT;
+        Allocd__PoolStatus *ps = calloc(npools, sizeof(*ps)), **pp = calloc(npools, sizeof(*pp));
+        Allocd__ClientStatus *cs = calloc(nconns, sizeof(*cs)), **cp = calloc(nconns, sizeof(*cp));
+        struct conn *k;
+        size_t n = 0, budget = WIRE_MAX_PACKET - 1024;
+
+        if (!ps || !pp || (nconns && (!cs || !cp))) {
+                conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < npools; i++) {
+                struct range_stats rs;
+                range_stats(pools[i]->arena, &rs);
+                allocd__pool_status__init(&ps[i]);
+                ps[i].name = pools[i]->conf.name;
+                ps[i].has_kind = ps[i].has_size = ps[i].has_used = ps[i].has_free = ps[i].has_largest_free =
+                        ps[i].has_regions = ps[i].has_waiters = ps[i].has_quantum = true;
+                ps[i].kind = (Allocd__PoolKind)pools[i]->conf.kind;
+                ps[i].size = rs.total;
+                ps[i].used = rs.in_use;
+                ps[i].free = rs.free;
+                ps[i].largest_free = rs.largest_free;
+                ps[i].regions = pools[i]->nregions;
+                ps[i].waiters = pools[i]->nwaiters;
+                ps[i].quantum = rs.quantum;
+                pp[i] = &ps[i];
+        }
+        st.n_pools = npools;
+        st.pools = pp;
+        budget -= allocd__status_reply__get_packed_size(&st);
+        TAILQ_FOREACH(k, &conns, link) {
+                Allocd__ClientStatus *x = &cs[n];
+                struct hold *h;
+                uint64_t bytes = 0;
+
+                LIST_FOREACH(h, &k->holds, by_conn)
+                if (regions[h->slot].conn == k->serial)
+                        bytes += regions[h->slot].size;
+                allocd__client_status__init(x);
+                x->has_pid = x->has_uid = x->has_regions = x->has_bytes = x->has_waiters = true;
+                x->pid = k->pid;
+                x->uid = k->uid;
+                x->name = k->name;
+                x->regions = k->nholds;
+                x->bytes = bytes;
+                x->waiters = k->nwaiters;
+                size_t sz = allocd__client_status__get_packed_size(x) + 8;
+                if (sz > budget)
+                        break;
+                budget -= sz;
+                cp[n] = x;
+                n++;
+        }
+        st.n_clients = n;
+        st.clients = cp;
+        st.has_clients_omitted = true;
+        st.clients_omitted = nconns - n;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_STATUS;
+        reply.status = &st;
+        conn_send(c, &reply, NULL, 0);
+out:
+        free(ps);
+        free(pp);
+        free(cs);
+        free(cp);
+}
+
+static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__DumpReply d = ALLOCD__DUMP_REPLY__INIT;
+        enum { MAX = 512 };
+        Allocd__Region *rs = calloc(MAX, sizeof(*rs));
+        Allocd__Region **rp = calloc(MAX, sizeof(*rp));
+        size_t n = 0, budget = WIRE_MAX_PACKET - 256;
+        uint32_t slot = m->has_after && m->after ? (uint32_t)m->after + 1 : 0;
+
+        if (!rs || !rp) {
+                conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
+                goto out;
+        }
+        for (; slot < nslots; slot++) {
+                const struct region *r = &regions[slot];
+                if (!r->live)
+                        continue;
+                if (c->uid != 0 && r->uid != c->uid && !pool_may(pools[r->pool], c, ACCESS_ATTACH) &&
+                    !pool_may(pools[r->pool], c, ACCESS_ALLOC))
+                        continue;
+                if (n == MAX)
+                        break;
+                region_fill(&rs[n], slot);
+                size_t sz = allocd__region__get_packed_size(&rs[n]) + 8;
+                if (sz > budget)
+                        break;
+                budget -= sz;
+                rp[n] = &rs[n];
+                n++;
+        }
+        d.n_regions = n;
+        d.regions = rp;
+        d.has_more = true;
+        d.more = slot < nslots;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_DUMP;
+        reply.dump = &d;
+        conn_send(c, &reply, NULL, 0);
+out:
+        free(rs);
+        free(rp);
+}
+
+void dispatch(struct conn *c, const Allocd__Request *req) {
+        uint64_t id = req->has_id ? req->id : 0;
+
+        if (!c->hello && req->body_case != ALLOCD__REQUEST__BODY_HELLO) {
+                conn_reply_error(c, id, ALLOCD__ERROR__PROTOCOL, "the first request must be Hello; closing");
+                return conn_kill(c);
+        }
+        if (stopping)
+                return conn_reply_error(c, id, ALLOCD__ERROR__CANCELLED, "allocd is stopping");
+        switch (req->body_case) {
+        case ALLOCD__REQUEST__BODY_HELLO:
+                return handle_hello(c, id, req->hello);
+        case ALLOCD__REQUEST__BODY_ALLOC:
+                return handle_alloc(c, id, req->alloc);
+        case ALLOCD__REQUEST__BODY_FREE:
+                return handle_free(c, id, req->free);
+        case ALLOCD__REQUEST__BODY_ATTACH:
+                return handle_attach(c, id, req->attach);
+        case ALLOCD__REQUEST__BODY_DETACH:
+                return handle_detach(c, id, req->detach);
+        case ALLOCD__REQUEST__BODY_STATUS:
+                return handle_status(c, id);
+        case ALLOCD__REQUEST__BODY_DUMP:
+                return handle_dump(c, id, req->dump);
+        default:
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                        "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, "
+                                        "Status and Dump");
+        }
+}

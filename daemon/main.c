@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd: arguments, configuration, systemd integration, signals.
+ *
+ * Start-up order: configuration, pools (every byte reserved), socket (ours or
+ * systemd's), then READY=1, so a client that connects finds every pool up.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "allocd.h"
+
+uv_loop_t *loop;
+struct limits limits;
+bool stopping;
+
+static const char *config_path;
+static int cli_log_level = -1;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t watchdog_timer, status_timer;
+static bool status_dirty, notify;
+
+static void usage(FILE *f) {
+        fprintf(f, "usage: allocd [--config FILE] [--socket PATH] [--log-level LEVEL] [--version] [--help]\n"
+                   "\n"
+                   "Owns memory pools and hands out regions of them over a Unix socket; runs in the foreground.\n"
+                   "\n"
+                   "  -c, --config FILE      pools and limits (docs/configuration.md); without it: a 256 MiB host\n"
+                   "                         pool 'host' and a 4 GiB fpga address space 'fpga0'\n"
+                   "  -s, --socket PATH      where to listen; default $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
+                   "                         for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock\n"
+                   "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug\n"
+                   "  -V, --version          print the version and exit\n"
+                   "  -h, --help             print this help and exit\n");
+}
+
+void status_changed(void) {
+        status_dirty = true;
+}
+
+static void send_status(void) {
+        uint64_t used = 0, total = 0, nreg = 0;
+
+        for (size_t i = 0; i < npools; i++) {
+                struct range_stats st;
+                range_stats(pools[i]->arena, &st);
+                used += st.in_use;
+                total += st.total;
+                nreg += pools[i]->nregions;
+        }
+        sd_notifyf(0, "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64 " bytes in use, %u clients",
+                   npools, nreg, used, total, nconns);
+        status_dirty = false;
+}
+
+static void status_tick(uv_timer_t *t) {
+        (void)t;
+        if (status_dirty)
+                send_status();
+}
+
+static void watchdog_tick(uv_timer_t *t) {
+        (void)t;
+        sd_notify(0, "WATCHDOG=1");
+}
+
+static void stop(void) {
+        if (stopping)
+                return;
+        stopping = true;
+        log_info("stopping");
+        sd_notify(0, "STOPPING=1");
+        server_stop();
+        uv_close((uv_handle_t *)&sig_term, NULL);
+        uv_close((uv_handle_t *)&sig_int, NULL);
+        uv_close((uv_handle_t *)&sig_hup, NULL);
+        uv_close((uv_handle_t *)&watchdog_timer, NULL);
+        uv_close((uv_handle_t *)&status_timer, NULL);
+}
+
+static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
+        return a->nranges == b->nranges && !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges));
+}
+
+/* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
+static void reload(void) {
+        struct config conf;
+        char err[512];
+
+        if (!config_path) {
+                log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
+                return;
+        }
+        if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
+                log_err("SIGHUP: %s; keeping the running configuration", err);
+                return;
+        }
+        limits = conf.limits;
+        log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
+        for (size_t i = 0; i < conf.npools; i++) {
+                const struct pool_conf *n = &conf.pools[i];
+                struct pool *p = pool_find(n->name);
+                if (!p) {
+                        if (pool_create(n, err, sizeof(err)) < 0)
+                                log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
+                        else
+                                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = n->name}, "SIGHUP: added pool %s",
+                                     n->name);
+                        continue;
+                }
+                struct pool_conf *o = &p->conf;
+                if (o->kind != n->kind || o->size != n->size || (n->quantum && o->quantum != n->quantum) ||
+                    o->hugepage != n->hugepage || o->lock != n->lock || o->numa_node != n->numa_node ||
+                    !same_ranges(o, n))
+                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
+                             "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node and ranges change only "
+                             "on restart; keeping the running values",
+                             o->name);
+                o->owner = n->owner;
+                o->group = n->group;
+                o->mode = n->mode;
+                o->quota_per_uid = n->quota_per_uid;
+        }
+        for (size_t i = 0; i < npools; i++) {
+                bool found = false;
+                for (size_t j = 0; j < conf.npools && !found; j++)
+                        found = !strcmp(pools[i]->conf.name, conf.pools[j].name);
+                if (!found)
+                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = pools[i]->conf.name},
+                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts",
+                             pools[i]->conf.name);
+        }
+        config_clear(&conf);
+        log_info("SIGHUP: configuration re-read from %s", config_path);
+        status_changed();
+}
+
+static void on_signal(uv_signal_t *h, int sig) {
+        (void)h;
+        if (sig == SIGHUP)
+                reload();
+        else
+                stop();
+}
+
+static int open_socket(const char *path) {
+        char def[108], err[512];
+        int n = sd_listen_fds(1), r;
+
+        if (n < 0) {
+                log_err("LISTEN_FDS: %s", strerror(-n));
+                return n;
+        }
+        if (n > 1) {
+                log_err("systemd passed %d sockets; allocd.socket must have exactly one ListenSequentialPacket=", n);
+                return -EINVAL;
+        }
+        if (n == 1) {
+                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+                        log_err("the socket systemd passed is not a listening SOCK_SEQPACKET Unix socket; use "
+                                "ListenSequentialPacket= in allocd.socket");
+                        return -EINVAL;
+                }
+                if ((r = server_adopt(SD_LISTEN_FDS_START)) < 0) {
+                        log_err("the socket systemd passed: %s", strerror(-r));
+                        return r;
+                }
+                log_info("listening on the socket systemd passed");
+                return 0;
+        }
+        if (!path) {
+                if ((r = wire_default_socket(def, sizeof(def))) < 0) {
+                        log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
+                                "$ALLOCD_SOCKET");
+                        return r;
+                }
+                path = def;
+        }
+        if ((r = server_listen(path, err, sizeof(err))) < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        log_info("listening on %s", path);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"socket", required_argument, NULL, 's'},
+                {"log-level", required_argument, NULL, 'l'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        const char *socket_path = NULL;
+        struct config conf;
+        char err[512];
+        int c, r;
+        uint64_t wd_usec;
+
+        while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 's':
+                        socket_path = optarg;
+                        break;
+                case 'l':
+                        if ((cli_log_level = log_level_parse(optarg)) < 0) {
+                                fprintf(stderr, "allocd: --log-level %s: use error, warning, notice, info or debug\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case 'V':
+                        printf("allocd %s (protocol %d)\n", ALLOCD_VERSION, WIRE_VERSION);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        fprintf(stderr, "allocd: try 'allocd --help'\n");
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "allocd: unexpected argument '%s'; try 'allocd --help'\n", argv[optind]);
+                return 2;
+        }
+        log_init();
+        if (config_path)
+                r = config_load(&conf, config_path, err, sizeof(err));
+        else
+                r = config_default(&conf);
+        if (r < 0) {
+                log_err("%s", config_path ? err : "out of memory");
+                return 1;
+        }
+        limits = conf.limits;
+        log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
+        loop = uv_default_loop();
+        signal(SIGPIPE, SIG_IGN);
+
+        for (size_t i = 0; i < conf.npools; i++) {
+                if (pool_create(&conf.pools[i], err, sizeof(err)) < 0) {
+                        log_err("%s%s", err, config_path ? "" : " (built-in pool; give --config to choose others)");
+                        config_clear(&conf);
+                        pools_destroy();
+                        return 1;
+                }
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf.pools[i].name}, "pool %s: %s, %" PRIu64 " bytes",
+                     conf.pools[i].name, conf.pools[i].kind == POOL_HOST ? "host" : "fpga", pools[i]->total);
+        }
+        config_clear(&conf);
+        if (open_socket(socket_path) < 0) {
+                pools_destroy();
+                return 1;
+        }
+
+        uv_signal_init(loop, &sig_term);
+        uv_signal_init(loop, &sig_int);
+        uv_signal_init(loop, &sig_hup);
+        uv_signal_start(&sig_term, on_signal, SIGTERM);
+        uv_signal_start(&sig_int, on_signal, SIGINT);
+        uv_signal_start(&sig_hup, on_signal, SIGHUP);
+        uv_timer_init(loop, &watchdog_timer);
+        uv_timer_init(loop, &status_timer);
+        if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)
+                uv_timer_start(&watchdog_timer, watchdog_tick, 0, wd_usec / 2000);
+        notify = getenv("NOTIFY_SOCKET") != NULL;
+        if (notify)
+                uv_timer_start(&status_timer, status_tick, 1000, 1000);
+        send_status();
+        sd_notify(0, "READY=1");
+        log_info("ready: %zu pools", npools);
+
+        uv_run(loop, UV_RUN_DEFAULT);
+
+        pools_destroy();
+        regions_destroy();
+        uv_loop_close(loop);
+        log_info("stopped");
+        return 0;
+}

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host pools: one memfd per pool, sized, sealed and fully allocated at start,
+ * so a full tmpfs or hugetlb pool fails here with a message rather than as
+ * SIGBUS in a client later.  Clients map the whole fd once; a region is an
+ * offset.  The daemon keeps its own mapping to zero regions and to hold the
+ * mlock and the NUMA policy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/memfd.h>
+#include <linux/mempolicy.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "allocd.h"
+
+static void fmt_size(char *buf, size_t size, uint64_t v) {
+        static const char units[] = "KMGTPE";
+        int u = -1;
+
+        while (v >= 1024 && v % 1024 == 0 && u < 5)
+                v /= 1024, u++;
+        if (u < 0)
+                snprintf(buf, size, "%" PRIu64, v);
+        else
+                snprintf(buf, size, "%" PRIu64 "%c", v, units[u]);
+}
+
+static int bind_node(struct pool *p, char *err, size_t errsize) {
+        char path[64];
+        unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+        int node = p->conf.numa_node;
+
+        snprintf(path, sizeof(path), "/sys/devices/system/node/node%d", node);
+        if (access(path, F_OK) < 0) {
+                snprintf(err, errsize, "pool %s: numa_node = %d, but this machine has no NUMA node %d (%s)",
+                         p->conf.name, node, node, path);
+                return -ENODEV;
+        }
+        mask[node / (8 * sizeof(unsigned long))] |= 1ul << (node % (8 * sizeof(unsigned long)));
+        /* A shared mapping's policy is the memfd's: the pages fallocate places below follow it. */
+        if (syscall(SYS_mbind, p->map, p->conf.size, MPOL_BIND, mask, 1024, 0) < 0) {
+                int r = -errno;
+                snprintf(err, errsize, "pool %s: binding to NUMA node %d: %s", p->conf.name, node, strerror(errno));
+                return r;
+        }
+        return 0;
+}
+
+static int lock_pool(struct pool *p, char *err, size_t errsize) {
+        struct rlimit rl;
+        char need[32], have[32];
+
+        if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < p->conf.size &&
+            geteuid() != 0) {
+                fmt_size(need, sizeof(need), p->conf.size);
+                fmt_size(have, sizeof(have), rl.rlim_cur);
+                snprintf(err, errsize,
+                         "pool %s: lock = yes needs %s of locked memory but RLIMIT_MEMLOCK is %s; raise it "
+                         "(LimitMEMLOCK=infinity in allocd.service, or ulimit -l) or set lock = no",
+                         p->conf.name, need, have);
+                return -ENOMEM;
+        }
+        if (mlock(p->map, p->conf.size) < 0) {
+                int r = -errno;
+                fmt_size(need, sizeof(need), p->conf.size);
+                snprintf(err, errsize,
+                         "pool %s: mlock of %s failed: %s; raise RLIMIT_MEMLOCK (LimitMEMLOCK=) or set "
+                         "lock = no",
+                         p->conf.name, need, strerror(errno));
+                return r;
+        }
+        return 0;
+}
+
+static int host_open(struct pool *p, char *err, size_t errsize) {
+        char name[NAME_MAX_LEN + 16], sz[32];
+        unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+        int r;
+
+        if (p->conf.hugepage)
+                flags |= MFD_HUGETLB | (p->conf.hugepage == (2u << 20) ? MFD_HUGE_2MB : MFD_HUGE_1GB);
+        snprintf(name, sizeof(name), "allocd:%s", p->conf.name);
+        fmt_size(sz, sizeof(sz), p->conf.size);
+        p->fd = memfd_create(name, flags);
+        if (p->fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "pool %s: memfd_create: %s%s", p->conf.name, strerror(errno),
+                         p->conf.hugepage ? " (are huge pages of that size configured? see /proc/meminfo)" : "");
+                return r;
+        }
+        if (ftruncate(p->fd, (off_t)p->conf.size) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "pool %s: sizing to %s: %s", p->conf.name, sz, strerror(errno));
+                goto fail;
+        }
+        p->map = mmap(NULL, p->conf.size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+        if (p->map == MAP_FAILED) {
+                r = -errno;
+                p->map = NULL;
+                snprintf(err, errsize, "pool %s: mapping %s: %s", p->conf.name, sz, strerror(errno));
+                goto fail;
+        }
+        if (p->conf.numa_node >= 0 && (r = bind_node(p, err, errsize)) < 0)
+                goto fail;
+        if (fallocate(p->fd, 0, 0, (off_t)p->conf.size) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "pool %s: reserving %s: %s%s", p->conf.name, sz, strerror(errno),
+                         errno == ENOSPC ? p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in "
+                                                              "/proc/meminfo)"
+                                                            : " (not enough memory for the pool: make it smaller)"
+                                         : "");
+                goto fail;
+        }
+        if (p->conf.lock && (r = lock_pool(p, err, errsize)) < 0)
+                goto fail;
+        /* Clients hold this fd too: none of them may shrink it under the others or change the seals. */
+        if (fcntl(p->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "pool %s: sealing: %s", p->conf.name, strerror(errno));
+                goto fail;
+        }
+        r = range_add(p->arena, 0, p->conf.size);
+        if (r == 0)
+                r = range_add(p->empty, 0, p->conf.size);
+        if (r < 0) {
+                snprintf(err, errsize, "pool %s: %s", p->conf.name, strerror(-r));
+                goto fail;
+        }
+        return 0;
+fail:
+        if (p->map)
+                munmap(p->map, p->conf.size);
+        p->map = NULL;
+        close(p->fd);
+        p->fd = -1;
+        return r;
+}
+
+static void host_close(struct pool *p) {
+        if (p->map)
+                munmap(p->map, p->conf.size);
+        if (p->fd >= 0)
+                close(p->fd);
+}
+
+static void host_zero(struct pool *p, uint64_t offset, uint64_t size) {
+        memset((char *)p->map + offset, 0, size);
+}
+
+const struct pool_ops pool_host_ops = {
+        .default_quantum = 0, /* the page size */
+        .open = host_open,
+        .close = host_close,
+        .zero = host_zero,
+};

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool interface: what every kind shares (the range arena, access rules,
+ * per-uid accounting, the wait queue).  What differs per kind (the backing)
+ * is behind struct pool_ops, one file per kind.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "allocd.h"
+
+struct pool **pools;
+size_t npools;
+
+int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
+        struct pool *p, **n;
+        int r;
+
+        p = calloc(1, sizeof(*p));
+        n = realloc(pools, (npools + 1) * sizeof(*pools));
+        if (!p || !n) {
+                free(p);
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        pools = n;
+        p->conf = *conf;
+        p->conf.ranges = NULL;
+        if (conf->nranges) {
+                p->conf.ranges = malloc(conf->nranges * sizeof(*conf->ranges));
+                if (!p->conf.ranges) {
+                        free(p);
+                        snprintf(err, errsize, "out of memory");
+                        return -ENOMEM;
+                }
+                memcpy(p->conf.ranges, conf->ranges, conf->nranges * sizeof(*conf->ranges));
+        }
+        p->ops = conf->kind == POOL_HOST ? &pool_host_ops : &pool_fpga_ops;
+        if (!p->conf.quantum)
+                p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
+        p->fd = -1;
+        p->index = (uint32_t)npools;
+        TAILQ_INIT(&p->waiters);
+        r = range_arena_new(&p->arena, p->conf.quantum);
+        if (r == 0)
+                r = range_arena_new(&p->empty, p->conf.quantum);
+        if (r < 0) {
+                snprintf(err, errsize, "pool %s: cannot create its arena: %s", conf->name, strerror(-r));
+                goto fail;
+        }
+        r = p->ops->open(p, err, errsize);
+        if (r < 0)
+                goto fail;
+        struct range_stats st;
+        range_stats(p->arena, &st);
+        p->total = st.total;
+        pools[npools++] = p;
+        return 0;
+fail:
+        range_arena_free(p->arena);
+        range_arena_free(p->empty);
+        free(p->conf.ranges);
+        free(p);
+        return r;
+}
+
+struct pool *pool_find(const char *name) {
+        for (size_t i = 0; i < npools; i++)
+                if (!strcmp(pools[i]->conf.name, name))
+                        return pools[i];
+        return NULL;
+}
+
+void pools_destroy(void) {
+        for (size_t i = 0; i < npools; i++) {
+                struct pool *p = pools[i];
+                p->ops->close(p);
+                range_arena_free(p->arena);
+                range_arena_free(p->empty);
+                free(p->conf.ranges);
+                free(p->usage);
+                free(p);
+        }
+        free(pools);
+        pools = NULL;
+        npools = 0;
+}
+
+/* Like a file's mode: the owner's bits, else the group's, else the others'; root may do anything. */
+bool pool_may(const struct pool *p, const struct conn *c, int what) {
+        mode_t m = p->conf.mode;
+        int bits;
+
+        if (c->uid == 0)
+                return true;
+        if (c->uid == p->conf.owner) {
+                bits = (m >> 6) & 7;
+        } else {
+                bool in = c->gid == p->conf.group;
+                for (int i = 0; i < c->ngroups && !in; i++)
+                        in = c->groups[i] == p->conf.group;
+                bits = in ? (m >> 3) & 7 : m & 7;
+        }
+        return (bits & what) == what;
+}
+
+uint64_t pool_usage(const struct pool *p, uid_t uid) {
+        for (size_t i = 0; i < p->nusage; i++)
+                if (p->usage[i].uid == uid)
+                        return p->usage[i].bytes;
+        return 0;
+}
+
+int pool_charge(struct pool *p, uid_t uid, int64_t bytes) {
+        for (size_t i = 0; i < p->nusage; i++) {
+                if (p->usage[i].uid == uid) {
+                        p->usage[i].bytes += (uint64_t)bytes;
+                        return 0;
+                }
+        }
+        if (bytes <= 0)
+                return 0;
+        struct uid_usage *n = realloc(p->usage, (p->nusage + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        p->usage = n;
+        p->usage[p->nusage++] = (struct uid_usage){.uid = uid, .bytes = (uint64_t)bytes};
+        return 0;
+}
