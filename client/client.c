@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client.
+ *
+ * Threads share one socket.  Each request gets a fresh id and is sent whole
+ * (a SEQPACKET send is one packet, so sends need no ordering beyond the
+ * lock).  Replies are read by whichever waiting thread finds no one else
+ * reading; it files each reply under its id and wakes the others, so a
+ * thread waiting for memory does not hold up another's status call.
+ *
+ * A reply may carry a pool's fd (the first region of that pool on this
+ * connection); the pool is then mapped once and kept until disconnect.
+ */
+#include "alloc/client.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "allocd.pb-c.h"
+#include "wire.h"
+
+struct pool_map {
+        char *name;
+        void *base;
+        uint64_t size;
+};
+
+struct pending {
+        uint64_t id;
+        Allocd__Reply *reply;
+        int fd;
+        struct pending *next;
+};
+
+struct alloc_client {
+        int fd;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint64_t next_id;
+        bool reading;
+        int dead; /* 0, or the negative errno that ended the connection */
+        char dead_msg[256];
+        struct pending *pending;
+        struct pool_map *maps;
+        size_t nmaps;
+        uint8_t rbuf[WIRE_MAX_PACKET];
+};
+
+static __thread char last_error[512];
+
+static int fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof(last_error), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* The connection is unusable from now on; every call reports why.  Lock held. */
+static void die(struct alloc_client *c, int r, const char *why) {
+        if (c->dead)
+                return;
+        c->dead = r;
+        snprintf(c->dead_msg, sizeof(c->dead_msg), "%s", why);
+}
+
+const char *alloc_last_error(void) {
+        return last_error;
+}
+
+/* Reads one reply and files it under its id.  Called with the lock held, returns with it held. */
+static void read_one(struct alloc_client *c) {
+        struct wire_budget budget;
+        int fd = -1;
+        size_t nfds = 1;
+        ssize_t n;
+
+        c->reading = true;
+        pthread_mutex_unlock(&c->lock);
+        n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
+        pthread_mutex_lock(&c->lock);
+        c->reading = false;
+        if (n <= 0) {
+                die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
+        } else {
+                wire_budget_init(&budget, WIRE_UNPACK_BUDGET);
+                Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
+                struct pending *p = NULL;
+                if (!r)
+                        die(c, -EPROTO, "allocd sent a reply this library cannot decode");
+                else
+                        for (p = c->pending; p && (p->reply || p->id != r->id); p = p->next)
+                                ;
+                if (p) {
+                        p->reply = r;
+                        p->fd = nfds ? fd : -1;
+                } else {
+                        /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
+                        if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
+                                die(c, -wire_error_errno(r->error),
+                                    r->message ? r->message : wire_error_name(r->error));
+                        if (r)
+                                allocd__reply__free_unpacked(r, NULL);
+                        if (nfds)
+                                close(fd);
+                }
+        }
+        pthread_cond_broadcast(&c->cond);
+}
+
+/* Sends req and waits for its reply; the caller frees *ret with allocd__reply__free_unpacked(..., NULL). */
+static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, int *ret_fd) {
+        uint8_t buf[WIRE_MAX_PACKET];
+        struct pending me = {.fd = -1}, **pp;
+        size_t len;
+        int r = 0;
+
+        *ret = NULL;
+        if (ret_fd)
+                *ret_fd = -1;
+        pthread_mutex_lock(&c->lock);
+        if (c->dead) {
+                r = c->dead;
+                goto out;
+        }
+        req->has_id = true;
+        req->id = me.id = ++c->next_id;
+        len = allocd__request__get_packed_size(req);
+        if (len > sizeof(buf)) {
+                pthread_mutex_unlock(&c->lock);
+                return fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
+        }
+        allocd__request__pack(req, buf);
+        me.next = c->pending;
+        c->pending = &me;
+        r = wire_send(c->fd, buf, len, NULL, 0, 0);
+        if (r < 0)
+                die(c, r, "the connection to allocd is gone");
+        while (!me.reply && !c->dead) {
+                if (!c->reading)
+                        read_one(c);
+                else
+                        pthread_cond_wait(&c->cond, &c->lock);
+        }
+        for (pp = &c->pending; *pp != &me; pp = &(*pp)->next)
+                ;
+        *pp = me.next;
+        if (me.reply) {
+                *ret = me.reply;
+                if (ret_fd)
+                        *ret_fd = me.fd;
+                else if (me.fd >= 0)
+                        close(me.fd);
+                r = 0;
+        } else {
+                r = c->dead;
+        }
+out:
+        if (r < 0)
+                fail(r, "%s (%s)", c->dead_msg, strerror(-r));
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+/* 0 for an OK reply; else its error as a negative errno value, its message in last_error. */
+static int reply_error(const Allocd__Reply *r) {
+        if (!r->has_error || r->error == ALLOCD__ERROR__OK)
+                return 0;
+        return fail(-wire_error_errno(r->error), "%s", r->message ? r->message : wire_error_name(r->error));
+}
+
+int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char def[sizeof(sa.sun_path)];
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello hello = ALLOCD__HELLO__INIT;
+        Allocd__Reply *reply;
+        struct alloc_client *c;
+        int r;
+
+        *last_error = '\0';
+        if (!ret)
+                return fail(-EINVAL, "alloc_connect: ret is NULL");
+        *ret = NULL;
+        if (!socket_path) {
+                if ((r = wire_default_socket(def, sizeof(def))) < 0)
+                        return fail(r, "no allocd socket: not root and XDG_RUNTIME_DIR is unset; set ALLOCD_SOCKET");
+                socket_path = def;
+        }
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                return fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
+        strcpy(sa.sun_path, socket_path);
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return fail(-ENOMEM, "out of memory");
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->cond, NULL);
+        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
+                         strerror(errno));
+                alloc_disconnect(c);
+                return r;
+        }
+        hello.has_version = true;
+        hello.version = WIRE_VERSION;
+        hello.client_name = (char *)(client_name ? client_name : program_invocation_short_name);
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &hello;
+        r = call(c, &req, &reply, NULL);
+        if (r == 0) {
+                r = reply_error(reply);
+                if (r == 0 && reply->body_case != ALLOCD__REPLY__BODY_HELLO)
+                        r = fail(-EPROTO, "allocd answered Hello with something else");
+                allocd__reply__free_unpacked(reply, NULL);
+        }
+        if (r < 0) {
+                alloc_disconnect(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+struct alloc_client *alloc_disconnect(struct alloc_client *c) {
+        if (!c)
+                return NULL;
+        if (c->fd >= 0)
+                close(c->fd);
+        for (size_t i = 0; i < c->nmaps; i++) {
+                munmap(c->maps[i].base, c->maps[i].size);
+                free(c->maps[i].name);
+        }
+        free(c->maps);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}
+
+/* The mapping of a memory pool: from fd if the reply brought one, else the one made before. */
+static int pool_base(struct alloc_client *c, const Allocd__Region *g, int fd, void **ret) {
+        struct pool_map *m;
+        int r = 0;
+
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->nmaps; i++) {
+                if (!strcmp(c->maps[i].name, g->pool)) {
+                        *ret = c->maps[i].base;
+                        goto out;
+                }
+        }
+        if (fd < 0 || !g->has_pool_size || g->pool_size == 0) {
+                r = fail(-EPROTO, "allocd sent a region of pool %s without the pool's fd", g->pool);
+                goto out;
+        }
+        m = realloc(c->maps, (c->nmaps + 1) * sizeof(*m));
+        if (!m) {
+                r = fail(-ENOMEM, "out of memory");
+                goto out;
+        }
+        c->maps = m;
+        m = &c->maps[c->nmaps];
+        m->base = mmap(NULL, g->pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m->base == MAP_FAILED) {
+                r = fail(-errno, "mapping pool %s (%llu bytes): %s", g->pool, (unsigned long long)g->pool_size,
+                         strerror(errno));
+                goto out;
+        }
+        m->name = strdup(g->pool);
+        if (!m->name) {
+                munmap(m->base, g->pool_size);
+                r = fail(-ENOMEM, "out of memory");
+                goto out;
+        }
+        m->size = g->pool_size;
+        c->nmaps++;
+        *ret = m->base;
+out:
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+/* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, int fd, struct alloc_region *ret) {
+        const Allocd__Region *g = reply->region;
+        void *base = NULL;
+        int r;
+
+        if (reply->body_case != ALLOCD__REPLY__BODY_REGION || !g || !g->has_id || !g->pool)
+                return fail(-EPROTO, "allocd answered without a region");
+        if (g->kind == ALLOCD__POOL_KIND__HOST) {
+                r = pool_base(c, g, fd, &base);
+                if (r == 0 && g->offset + g->size > g->pool_size)
+                        r = fail(-EPROTO, "allocd sent a region outside its pool");
+                if (r < 0) {
+                        alloc_region_detach(c, g->id);
+                        return r;
+                }
+        }
+        *ret = (struct alloc_region){
+                .id = g->id,
+                .kind = (enum alloc_kind)g->kind,
+                .ptr = base ? (char *)base + g->offset : NULL,
+                .addr = g->offset,
+                .size = g->size,
+        };
+        return 0;
+}
+
+/* Runs req; for a region reply fills *region.  Returns 0 or a negative errno value. */
+static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region) {
+        Allocd__Reply *reply;
+        int fd = -1, r;
+
+        *last_error = '\0';
+        if (!c)
+                return fail(-EINVAL, "no connection (NULL)");
+        r = call(c, req, &reply, &fd);
+        if (r < 0)
+                return r;
+        r = reply_error(reply);
+        if (r == 0 && region)
+                r = take_region(c, reply, fd, region);
+        allocd__reply__free_unpacked(reply, NULL);
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
+int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                     struct alloc_region *ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        static const struct alloc_opts none;
+
+        if (!pool || !ret)
+                return fail(-EINVAL, "alloc_region_new: pool and ret must not be NULL");
+        if (!opts)
+                opts = &none;
+        a.pool = (char *)pool;
+        a.has_size = true;
+        a.size = size;
+        a.has_count = opts->count != 0;
+        a.count = opts->count;
+        a.has_align = a.has_phase = a.has_boundary = a.has_low = a.has_high = a.has_flags = true;
+        a.align = opts->align;
+        a.phase = opts->phase;
+        a.boundary = opts->boundary;
+        a.low = opts->low;
+        a.high = opts->high;
+        a.flags = opts->flags;
+        a.has_numa_node = true;
+        a.numa_node = opts->on_node ? opts->numa_node : -1;
+        if (opts->on_node && opts->numa_node < 0)
+                return fail(-EINVAL, "on_node is set but numa_node is %d", opts->numa_node);
+        a.has_timeout_ms = opts->timeout_ms != 0;
+        a.timeout_ms = opts->timeout_ms;
+        a.name = (char *)opts->name;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        return run(c, &req, ret);
+}
+
+int alloc_region_free(struct alloc_client *c, uint64_t id) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+
+        f.has_region = true;
+        f.region = id;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE;
+        req.free = &f;
+        return run(c, &req, NULL);
+}
+
+int alloc_region_attach(struct alloc_client *c, const char *name, struct alloc_region *ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Attach a = ALLOCD__ATTACH__INIT;
+
+        if (!name || !ret)
+                return fail(-EINVAL, "alloc_region_attach: name and ret must not be NULL");
+        a.name = (char *)name;
+        req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+        req.attach = &a;
+        return run(c, &req, ret);
+}
+
+int alloc_region_detach(struct alloc_client *c, uint64_t id) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Detach d = ALLOCD__DETACH__INIT;
+
+        d.has_region = true;
+        d.region = id;
+        req.body_case = ALLOCD__REQUEST__BODY_DETACH;
+        req.detach = &d;
+        return run(c, &req, NULL);
+}
+
+static void copy_name(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", src ? src : "");
+}
+
+int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+        Allocd__Reply *reply;
+        struct alloc_status *s;
+        int r;
+
+        *last_error = '\0';
+        if (!c || !ret)
+                return fail(-EINVAL, "alloc_status: c and ret must not be NULL");
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        if ((r = call(c, &req, &reply, NULL)) < 0)
+                return r;
+        if ((r = reply_error(reply)) < 0)
+                goto out;
+        if (reply->body_case != ALLOCD__REPLY__BODY_STATUS) {
+                r = fail(-EPROTO, "allocd answered Status with something else");
+                goto out;
+        }
+        const Allocd__StatusReply *sr = reply->status;
+        s = calloc(1, sizeof(*s));
+        if (s) {
+                s->pools = calloc(sr->n_pools + 1, sizeof(*s->pools));
+                s->clients = calloc(sr->n_clients + 1, sizeof(*s->clients));
+        }
+        if (!s || !s->pools || !s->clients) {
+                alloc_status_free(s);
+                r = fail(-ENOMEM, "out of memory");
+                goto out;
+        }
+        s->npools = sr->n_pools;
+        for (size_t i = 0; i < sr->n_pools; i++) {
+                const Allocd__PoolStatus *p = sr->pools[i];
+                struct alloc_pool_status *o = &s->pools[i];
+                copy_name(o->name, sizeof(o->name), p->name);
+                o->kind = (enum alloc_kind)p->kind;
+                o->size = p->size;
+                o->used = p->used;
+                o->free = p->free;
+                o->largest_free = p->largest_free;
+                o->regions = p->regions;
+                o->waiters = p->waiters;
+                o->quantum = p->quantum;
+        }
+        s->nclients = sr->n_clients;
+        for (size_t i = 0; i < sr->n_clients; i++) {
+                const Allocd__ClientStatus *k = sr->clients[i];
+                struct alloc_client_status *o = &s->clients[i];
+                o->pid = k->pid;
+                o->uid = k->uid;
+                copy_name(o->name, sizeof(o->name), k->name);
+                o->regions = k->regions;
+                o->bytes = k->bytes;
+                o->waiters = k->waiters;
+        }
+        s->clients_omitted = sr->clients_omitted;
+        *ret = s;
+out:
+        allocd__reply__free_unpacked(reply, NULL);
+        return r;
+}
+
+struct alloc_status *alloc_status_free(struct alloc_status *s) {
+        if (s) {
+                free(s->pools);
+                free(s->clients);
+                free(s);
+        }
+        return NULL;
+}

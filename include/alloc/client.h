@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_CLIENT_H
+#define ALLOC_CLIENT_H
+
+/*
+ * liballoc-client: regions of allocd's pools.
+ *
+ * A connection is a lease: every region it allocated or attached is
+ * released when it disconnects or the process exits, however that happens
+ * (regions allocated with ALLOC_PERSIST excepted).  Memory pools are mapped
+ * once per connection; a region's ptr stays valid until the region is freed
+ * or detached, or the connection is closed.  If allocd dies, calls fail with
+ * -ECONNRESET and existing mappings stay valid.
+ *
+ * Every function returns 0 or a negative errno value; alloc_last_error()
+ * then says what was wrong in words (allocd's message where it answered).
+ * All functions are thread-safe; threads may share one connection.
+ *
+ *   -EINVAL      an argument is out of its domain (size 0, alignment or
+ *                boundary not a power of two, low >= high, bad name or flags)
+ *   -EOVERFLOW   count x size overflows
+ *   -ENODEV      no pool of that name
+ *   -ENOENT      no region of that id held by this connection; no such name
+ *   -EEXIST      the name is already published
+ *   -EACCES      the pool's owner/group/mode forbid it
+ *   -EDQUOT      the uid's quota in the pool would be exceeded
+ *   -EMFILE      a daemon limit (connections, regions, waiters, names)
+ *   -EAGAIN      ALLOC_NOWAIT and no room now
+ *   -ETIMEDOUT   no room within the timeout
+ *   -E2BIG       the request cannot fit even in the empty pool
+ *   -ECANCELED   allocd is stopping
+ *   -ECONNRESET  the connection to allocd is gone
+ *   -EPROTO      allocd answered something this library does not understand
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ALLOC_ZERO 0x1u    /* the bytes are zero when the region is handed out */
+#define ALLOC_NOWAIT 0x2u  /* fail with -EAGAIN instead of waiting for room */
+#define ALLOC_NOFAIL 0x4u  /* wait for room without a time limit */
+#define ALLOC_PERSIST 0x8u /* the region outlives this connection until alloc_region_free */
+
+#define ALLOC_NAME_MAX 255
+
+enum alloc_kind { ALLOC_KIND_HOST = 0, ALLOC_KIND_FPGA = 1, ALLOC_KIND_PINNED = 2, ALLOC_KIND_GPU = 3 };
+
+/* Constraints of contigmalloc(9), semantics of kcalloc(9).  All zero (or NULL) means none. */
+struct alloc_opts {
+        uint64_t count;    /* region of count x size bytes, overflow-checked; 0 means 1 */
+        uint64_t align;    /* power of two; 0: the pool's quantum */
+        uint64_t phase;    /* offset % align == phase */
+        uint64_t boundary; /* power of two the region must not cross; 0: none */
+        uint64_t low;      /* the region lies inside [low, high) of the pool's offsets or addresses */
+        uint64_t high;     /* 0: no upper limit */
+        bool on_node;      /* the region must be on numa_node */
+        int numa_node;
+        uint32_t flags;      /* ALLOC_ZERO | ALLOC_NOWAIT | ALLOC_NOFAIL | ALLOC_PERSIST */
+        uint32_t timeout_ms; /* how long to wait for room; 0: allocd's wait_timeout */
+        const char *name;    /* publish the region under this name; NULL: unnamed */
+};
+
+struct alloc_region {
+        uint64_t id;
+        enum alloc_kind kind;
+        void *ptr;     /* memory pools: where it is mapped in this process; fpga: NULL */
+        uint64_t addr; /* fpga: the device address; memory pools: the offset in the pool */
+        uint64_t size; /* as asked, rounded up to the pool's quantum */
+};
+
+struct alloc_pool_status {
+        char name[ALLOC_NAME_MAX + 1];
+        enum alloc_kind kind;
+        uint64_t size, used, free, largest_free, regions, waiters, quantum;
+};
+
+struct alloc_client_status {
+        pid_t pid;
+        uid_t uid;
+        char name[64];
+        uint64_t regions; /* references held */
+        uint64_t bytes;   /* bytes of the regions it allocated and still holds */
+        uint64_t waiters;
+};
+
+struct alloc_status {
+        size_t npools;
+        struct alloc_pool_status *pools;
+        size_t nclients;
+        struct alloc_client_status *clients;
+        uint64_t clients_omitted; /* clients not listed (the reply had no room) */
+};
+
+struct alloc_client;
+
+/*
+ * Connects to allocd at socket_path (NULL: $ALLOCD_SOCKET, else
+ * /run/allocd/allocd.sock for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock).
+ * client_name (NULL: the program's name) shows in allocctl status.
+ */
+int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name);
+/* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
+struct alloc_client *alloc_disconnect(struct alloc_client *c);
+
+/* A region of size bytes (times opts->count) in pool; opts may be NULL. */
+int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                     struct alloc_region *ret);
+/* Frees a region this connection holds: unpublishes its name, drops PERSIST, drops this reference. */
+int alloc_region_free(struct alloc_client *c, uint64_t id);
+/* Takes a reference to the region published as name. */
+int alloc_region_attach(struct alloc_client *c, const char *name, struct alloc_region *ret);
+/* Drops this connection's reference; the region goes when no reference is left. */
+int alloc_region_detach(struct alloc_client *c, uint64_t id);
+
+int alloc_status(struct alloc_client *c, struct alloc_status **ret);
+/* Accepts NULL; returns NULL. */
+struct alloc_status *alloc_status_free(struct alloc_status *s);
+
+/* What the last failed call in this thread did wrong, in words; "" if none. */
+const char *alloc_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
