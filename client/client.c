@@ -71,6 +71,9 @@ static int fail(int r, const char *fmt, ...) {
 static void die(struct alloc_client *c, int r, const char *why) {
         if (c->dead)
                 return;
+        /* However the socket says it, a peer that went away is one documented error. */
+        if (r == -EPIPE || r == -ENOTCONN)
+                r = -ECONNRESET;
         c->dead = r;
         snprintf(c->dead_msg, sizeof(c->dead_msg), "%s", why);
 }

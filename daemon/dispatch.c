@@ -400,7 +400,7 @@ static void handle_hello(struct conn *c, uint64_t id, const Allocd__Hello *m) {
         reply.body_case = ALLOCD__REPLY__BODY_HELLO;
         reply.hello = &hello;
         conn_send(c, &reply, NULL, 0);
-        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->pid}, "client pid %d uid %u connected as '%s'", (int)c->pid,
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->pid}, "client pid %d uid %u connected as '%s'", (int)c->pid,
              (unsigned)c->uid, c->name);
 }
 

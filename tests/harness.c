@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+        cr_assert(f, "cannot write %s", path);
+        fputs(text, f);
+        fclose(f);
+}
+
+static long now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool daemon_notified(struct daemon *d, const char *what, int timeout_ms)
+{
+        long end = now_ms() + timeout_ms;
+        char buf[4096];
+
+        for (;;) {
+                long left = end - now_ms();
+                struct pollfd p = {.fd = d->notify_fd, .events = POLLIN};
+                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+                        return false;
+                ssize_t n = recv(d->notify_fd, buf, sizeof(buf) - 1, 0);
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                if (strstr(buf, what))
+                        return true;
+        }
+}
+
+int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        memset(d, 0, sizeof(*d));
+        strcpy(d->dir, "/tmp/allocd-test-XXXXXX");
+        cr_assert(mkdtemp(d->dir));
+        chmod(d->dir, 0755); /* tests connect as other uids too */
+        snprintf(d->sock, sizeof(d->sock), "%s/allocd.sock", d->dir);
+        snprintf(d->conf, sizeof(d->conf), "%s/allocd.conf", d->dir);
+        snprintf(d->notify, sizeof(d->notify), "%s/notify", d->dir);
+        d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        strcpy(sa.sun_path, d->notify);
+        cr_assert(bind(d->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+        if (config)
+                write_file(d->conf, config);
+
+        d->pid = fork();
+        cr_assert(d->pid >= 0);
+        if (d->pid == 0) {
+                char env[200];
+                snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", d->notify);
+                putenv(env);
+                for (int i = 0; extra_env && extra_env[i]; i++)
+                        putenv(extra_env[i]);
+                if (stderr_file) {
+                        int fd = open(stderr_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                        dup2(fd, 2);
+                }
+                if (config)
+                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);
+                else
+                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, (char *)NULL);
+                _exit(127);
+        }
+        long end = now_ms() + 20000;
+        while (now_ms() < end) {
+                int status;
+                if (daemon_notified(d, "READY=1", 100))
+                        return -1;
+                if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+                        d->pid = 0;
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                }
+        }
+        cr_assert_fail("allocd did not become ready within 20 s");
+        return -1;
+}
+
+void daemon_start(struct daemon *d, const char *config)
+{
+        int r = daemon_spawn(d, config, NULL, NULL);
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
+}
+
+void daemon_stop(struct daemon *d)
+{
+        int status;
+
+        if (d->pid > 0) {
+                kill(d->pid, SIGTERM);
+                cr_expect(daemon_notified(d, "STOPPING=1", 10000), "no STOPPING=1");
+                cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x",
+                          status);
+        }
+        close(d->notify_fd);
+        unlink(d->notify);
+        unlink(d->conf);
+        unlink(d->sock);
+        rmdir(d->dir);
+}
+
+struct alloc_client *daemon_connect(struct daemon *d)
+{
+        struct alloc_client *c;
+        int r = alloc_connect(&c, d->sock, "test");
+        cr_assert_eq(r, 0, "alloc_connect: %s", alloc_last_error());
+        return c;
+}
+
+static const struct alloc_pool_status *find(const struct alloc_status *s, const char *pool)
+{
+        for (size_t i = 0; i < s->npools; i++)
+                if (!strcmp(s->pools[i].name, pool))
+                        return &s->pools[i];
+        cr_assert_fail("no pool %s in status", pool);
+        return NULL;
+}
+
+unsigned long long pool_used(struct alloc_client *c, const char *pool)
+{
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        unsigned long long v = find(s, pool)->used;
+        alloc_status_free(s);
+        return v;
+}
+
+unsigned long long pool_waiters(struct alloc_client *c, const char *pool)
+{
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        unsigned long long v = find(s, pool)->waiters;
+        alloc_status_free(s);
+        return v;
+}
+
+static unsigned long long wait_for(unsigned long long (*get)(struct alloc_client *, const char *),
+                                   struct alloc_client *c, const char *pool, unsigned long long want)
+{
+        long end = now_ms() + 10000;
+        unsigned long long v;
+
+        while ((v = get(c, pool)) != want && now_ms() < end)
+                usleep(2000);
+        return v;
+}
+
+unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want)
+{
+        return wait_for(pool_used, c, pool, want);
+}
+
+unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want)
+{
+        return wait_for(pool_waiters, c, pool, want);
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_TEST_HARNESS_H
+#define ALLOC_TEST_HARNESS_H
+
+/*
+ * A real allocd for one test: its own temporary directory, socket and
+ * configuration, started as a child and waited for through a NOTIFY_SOCKET
+ * until it says READY=1, so tests never sleep and hope.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <alloc/client.h>
+
+struct daemon {
+        pid_t pid;
+        char dir[64];
+        char sock[128];
+        char conf[128];
+        char notify[128];
+        int notify_fd;
+};
+
+/* Starts allocd with config (NULL: the built-in pools); fails the test if it does not become ready. */
+void daemon_start(struct daemon *d, const char *config);
+/* As daemon_start, with extra arguments and environment; returns the exit status if allocd exits before READY=1 (-1 when it became ready). */
+int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file);
+/* SIGTERM, then checks that allocd stopped cleanly with STOPPING=1. */
+void daemon_stop(struct daemon *d);
+/* Waits up to timeout_ms for a notify datagram containing what; returns true if seen. */
+bool daemon_notified(struct daemon *d, const char *what, int timeout_ms);
+struct alloc_client *daemon_connect(struct daemon *d);
+/* Total used bytes of pool, through allocctl's API. */
+unsigned long long pool_used(struct alloc_client *c, const char *pool);
+unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
+/*
+ * Polls status until pool's used bytes (or waiters) equal want, for up to 10 s:
+ * a closed connection is released when allocd reads its end, not before
+ * close() returns.  Returns the last value seen.
+ */
+unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want);
+unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want);
+void write_file(const char *path, const char *text);
+
+#endif
