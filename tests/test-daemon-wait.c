@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/* The wait queue: arrival order, wake-up on free, timeouts, NOWAIT, NOFAIL, cancellation, its limit. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct daemon d;
+static struct alloc_client *c;
+static struct alloc_region fill[4];
+
+/* A 16 KiB pool, filled by four 4 KiB regions before each test. */
+static void setup(void)
+{
+        daemon_start(&d, "[daemon]\nwait_timeout = 300ms\nmax_waiters_per_connection = 2\n"
+                         "[pool h]\nkind = host\nsize = 16K\n");
+        c = daemon_connect(&d);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &fill[i]), 0, "%s", alloc_last_error());
+}
+
+static void teardown(void)
+{
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+TestSuite(daemon_wait, .init = setup, .fini = teardown, .timeout = 60);
+
+struct waiter {
+        pthread_t thread;
+        struct alloc_client *conn; /* NULL: its own connection */
+        uint64_t size;
+        struct alloc_opts opts;
+        int result;
+        atomic_bool done;
+};
+
+static void *wait_thread(void *arg)
+{
+        struct waiter *w = arg;
+        struct alloc_client *k = w->conn ? w->conn : daemon_connect(&d);
+        struct alloc_region r;
+
+        w->result = alloc_region_new(k, "h", w->size, &w->opts, &r);
+        atomic_store(&w->done, true);
+        /* Hold the region until the test ends. */
+        return w->conn ? NULL : k;
+}
+
+static void start(struct waiter *w, uint64_t size, uint32_t flags, unsigned long long waiters_after)
+{
+        w->size = size;
+        w->opts.flags |= flags;
+        cr_assert_eq(pthread_create(&w->thread, NULL, wait_thread, w), 0);
+        if (waiters_after)
+                cr_assert_eq(wait_waiters(c, "h", waiters_after), waiters_after, "the request did not queue");
+}
+
+static int finish(struct waiter *w)
+{
+        void *k;
+        pthread_join(w->thread, &k);
+        alloc_disconnect(k);
+        return w->result;
+}
+
+Test(daemon_wait, waiters_are_served_in_arrival_order)
+{
+        struct waiter a = {0}, b = {0};
+
+        start(&a, 4096, ALLOC_NOFAIL, 1);
+        start(&b, 4096, ALLOC_NOFAIL, 2);
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
+        cr_assert_eq(wait_waiters(c, "h", 1), 1);
+        pthread_join(a.thread, NULL);
+        cr_assert_eq(a.result, 0, "the first waiter got the freed region");
+        cr_assert_not(atomic_load(&b.done), "the second is still waiting");
+        cr_assert_eq(alloc_region_free(c, fill[1].id), 0);
+        cr_assert_eq(finish(&b), 0);
+        cr_assert_eq(pool_waiters(c, "h"), 0);
+}
+
+Test(daemon_wait, a_large_waiter_does_not_block_smaller_ones)
+{
+        struct waiter big = {0}, small = {0};
+
+        start(&big, 8192, ALLOC_NOFAIL, 1);
+        start(&small, 4096, ALLOC_NOFAIL, 2);
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0); /* 4 KiB free: only the small one fits */
+        cr_assert_eq(finish(&small), 0);
+        cr_assert_not(atomic_load(&big.done));
+        cr_assert_eq(alloc_region_free(c, fill[2].id), 0);
+        cr_assert_eq(alloc_region_free(c, fill[3].id), 0); /* 8 KiB together at the end */
+        cr_assert_eq(finish(&big), 0);
+}
+
+Test(daemon_wait, timeout_and_nowait)
+{
+        struct alloc_region r;
+        struct alloc_opts t = {.timeout_ms = 100};
+        struct alloc_opts nw = {.flags = ALLOC_NOWAIT};
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &t, &r), -ETIMEDOUT);
+        cr_assert_str_not_empty(alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), -ETIMEDOUT, "wait_timeout = 300ms applies");
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &nw, &r), -EAGAIN);
+        cr_assert_eq(pool_waiters(c, "h"), 0, "nothing is left queued");
+}
+
+Test(daemon_wait, nofail_waits_past_the_default_timeout)
+{
+        struct waiter w = {0};
+
+        start(&w, 4096, ALLOC_NOFAIL, 1);
+        usleep(600 * 1000); /* twice wait_timeout */
+        cr_assert_not(atomic_load(&w.done));
+        cr_assert_eq(pool_waiters(c, "h"), 1);
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
+        cr_assert_eq(finish(&w), 0);
+}
+
+Test(daemon_wait, a_closed_connection_cancels_its_waiters)
+{
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct alloc_client *k;
+                struct alloc_region r;
+                struct alloc_opts o = {.flags = ALLOC_NOFAIL};
+                if (alloc_connect(&k, d.sock, "waiter") < 0)
+                        _exit(1);
+                alloc_region_new(k, "h", 4096, &o, &r);
+                _exit(2);
+        }
+        cr_assert_eq(wait_waiters(c, "h", 1), 1);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        cr_assert_eq(wait_waiters(c, "h", 0), 0);
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
+        cr_assert_eq(pool_used(c, "h"), 3 * 4096, "the cancelled request took nothing");
+}
+
+Test(daemon_wait, waiters_per_connection_are_limited)
+{
+        struct alloc_client *shared = daemon_connect(&d);
+        struct waiter a = {.conn = shared}, b = {.conn = shared};
+        struct alloc_region r;
+        struct alloc_opts o = {.flags = ALLOC_NOFAIL};
+
+        start(&a, 4096, ALLOC_NOFAIL, 1);
+        start(&b, 4096, ALLOC_NOFAIL, 2);
+        cr_assert_eq(alloc_region_new(shared, "h", 4096, &o, &r), -EMFILE, "max_waiters_per_connection = 2");
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
+        cr_assert_eq(alloc_region_free(c, fill[1].id), 0);
+        pthread_join(a.thread, NULL);
+        pthread_join(b.thread, NULL);
+        cr_assert_eq(a.result, 0);
+        cr_assert_eq(b.result, 0);
+        alloc_disconnect(shared);
+}
