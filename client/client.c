@@ -148,8 +148,12 @@ static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         me.next = c->pending;
         c->pending = &me;
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
-        if (r < 0)
+        if (r < 0) {
+                /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
+                if (!c->reading)
+                        read_one(c);
                 die(c, r, "the connection to allocd is gone");
+        }
         while (!me.reply && !c->dead) {
                 if (!c->reading)
                         read_one(c);

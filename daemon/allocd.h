@@ -239,6 +239,7 @@ struct conn {
         char name[CLIENT_NAME_MAX_LEN + 1];
         bool hello;
         bool closing; /* close once the loop is back in control */
+        bool refused; /* over max_connections: answered LIMIT to its first request, then closed */
         bool *pool_fd_sent;
         size_t npool_fd_sent;
         struct hold_list holds;

@@ -522,6 +522,12 @@ out:
 void dispatch(struct conn *c, const Allocd__Request *req) {
         uint64_t id = req->has_id ? req->id : 0;
 
+        if (c->refused) {
+                conn_reply_error(c, id, ALLOCD__ERROR__LIMIT,
+                                 "allocd has max_connections = %u clients already; close some or raise "
+                                 "max_connections", limits.max_connections);
+                return conn_kill(c);
+        }
         if (!c->hello && req->body_case != ALLOCD__REQUEST__BODY_HELLO) {
                 conn_reply_error(c, id, ALLOCD__ERROR__PROTOCOL, "the first request must be Hello; closing");
                 return conn_kill(c);

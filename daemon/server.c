@@ -28,6 +28,7 @@
 
 #define OUT_MAX 256   /* replies queued for one client that does not read them */
 #define READ_BURST 32 /* requests served from one connection before the loop moves on */
+#define REFUSED_MAX 16 /* connections over the limit kept just long enough to say why */
 
 struct packet {
         STAILQ_ENTRY(packet) link;
@@ -38,6 +39,7 @@ struct packet {
 
 struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
 uint32_t nconns;
+static uint32_t nrefused;
 static uv_poll_t listen_poll;
 static int listen_fd = -1;
 static char *bound_path;
@@ -77,8 +79,12 @@ static void conn_close(struct conn *c) {
         uint32_t n = c->nholds;
 
         c->closing = true;
-        TAILQ_REMOVE(&conns, c, link);
-        nconns--;
+        if (c->refused) {
+                nrefused--;
+        } else {
+                TAILQ_REMOVE(&conns, c, link);
+                nconns--;
+        }
         while ((w = TAILQ_FIRST(&c->waiters)))
                 waitq_cancel(w, ALLOCD__ERROR__CANCELLED, "connection closed");
         while (!LIST_EMPTY(&c->holds))
@@ -253,7 +259,7 @@ static void conn_cb(uv_poll_t *h, int status, int events) {
                 conn_close(c);
 }
 
-static void conn_new(int fd) {
+static void conn_new(int fd, bool refused) {
         struct conn *c = calloc(1, sizeof(*c));
         struct ucred cred;
         socklen_t len = sizeof(cred);
@@ -281,8 +287,15 @@ static void conn_new(int fd) {
         STAILQ_INIT(&c->out);
         uv_poll_init(loop, &c->poll, fd);
         c->poll.data = c;
-        TAILQ_INSERT_TAIL(&conns, c, link);
-        nconns++;
+        c->refused = refused;
+        if (refused) {
+                nrefused++;
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->pid},
+                     "refusing client pid %d: max_connections (%u) reached", (int)c->pid, limits.max_connections);
+        } else {
+                TAILQ_INSERT_TAIL(&conns, c, link);
+                nconns++;
+        }
         conn_events(c);
         logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->pid}, "client pid %d uid %u connected", (int)c->pid,
              (unsigned)c->uid);
@@ -321,10 +334,12 @@ static void listen_cb(uv_poll_t *h, int status, int events) {
                                 log_warn("accept: %s", strerror(errno));
                         return;
                 }
-                if (nconns >= limits.max_connections)
-                        refuse(fd);
+                if (nconns < limits.max_connections)
+                        conn_new(fd, false);
+                else if (nrefused < REFUSED_MAX)
+                        conn_new(fd, true); /* closing now could reset the socket before it reads why */
                 else
-                        conn_new(fd);
+                        refuse(fd);
         }
 }
 

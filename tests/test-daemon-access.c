@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Access control and limits.  Other uids are real: a child sets its uid and
+ * gid to nobody/nogroup and execs helper-client, and allocd learns who it is
+ * from SO_PEERCRED alone.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define NOBODY 65534
+
+static struct daemon d;
+static struct alloc_client *c;
+static char log_path[160];
+
+static const char *conf = "[daemon]\n"
+                          "max_connections = 6\n"
+                          "max_regions_per_connection = 3\n"
+                          "max_names = 2\n"
+                          "[pool open]\nkind = host\nsize = 1M\nmode = 0666\n"
+                          "[pool private]\nkind = host\nsize = 1M\nmode = 0600\n"
+                          "[pool alloconly]\nkind = host\nsize = 1M\nmode = 0662\n"
+                          "[pool attachonly]\nkind = fpga\nranges = 0x0+1M\nmode = 0664\n"
+                          "[pool grp]\nkind = host\nsize = 1M\nmode = 0060\ngroup = 65534\n"
+                          "[pool quota]\nkind = host\nsize = 1M\nmode = 0666\nquota_per_uid = 64K\n";
+
+static void setup(void)
+{
+        char tmp[] = "/tmp/allocd-log-XXXXXX";
+        int fd = mkstemp(tmp);
+        close(fd);
+        snprintf(log_path, sizeof(log_path), "%s", tmp);
+        int r = daemon_spawn(&d, conf, NULL, log_path);
+        cr_assert_eq(r, -1, "allocd exited with %d", r);
+        c = daemon_connect(&d);
+}
+
+static void teardown(void)
+{
+        alloc_disconnect(c);
+        daemon_stop(&d);
+        unlink(log_path);
+}
+
+TestSuite(daemon_access, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Runs helper-client as nobody:nogroup; returns its exit code (0 or an errno value). */
+static int as_nobody(const char *op, const char *arg, const char *size)
+{
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                        _exit(101);
+                execl(HELPER_PATH, "helper-client", d.sock, op, arg, size, (char *)NULL);
+                _exit(102);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status));
+        cr_assert_lt(WEXITSTATUS(status), 100, "helper failed to run: %d", WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+}
+
+static bool log_has(const char *what)
+{
+        char line[2048];
+        bool found = false;
+        FILE *f = fopen(log_path, "r");
+        while (f && !found && fgets(line, sizeof(line), f))
+                found = strstr(line, what) != NULL;
+        if (f)
+                fclose(f);
+        return found;
+}
+
+Test(daemon_access, mode_decides_who_may_allocate)
+{
+        cr_assert_eq(as_nobody("alloc", "open", "4096"), 0);
+        cr_assert_eq(as_nobody("alloc", "private", "4096"), EACCES);
+        cr_assert_eq(as_nobody("alloc", "alloconly", "4096"), 0);
+        cr_assert_eq(as_nobody("alloc", "attachonly", "4096"), EACCES);
+        cr_assert_eq(as_nobody("alloc", "grp", "4096"), 0, "nogroup is the pool's group");
+        cr_assert(log_has("denied: pid"), "the daemon logs denials");
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_new(c, "private", 4096, NULL, &r), 0, "root may");
+        cr_assert_eq(pool_used(c, "private"), 4096, "the denied request took nothing");
+}
+
+Test(daemon_access, mode_decides_who_may_attach)
+{
+        struct alloc_region a, b;
+        struct alloc_opts oa = {.name = "in-alloconly"}, ob = {.name = "in-attachonly"};
+
+        cr_assert_eq(alloc_region_new(c, "alloconly", 4096, &oa, &a), 0);
+        cr_assert_eq(alloc_region_new(c, "attachonly", 4096, &ob, &b), 0);
+        cr_assert_eq(as_nobody("attach", "in-alloconly", NULL), EACCES);
+        cr_assert_eq(as_nobody("attach", "in-attachonly", NULL), 0);
+}
+
+Test(daemon_access, quota_per_uid)
+{
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(c, "quota", 48 << 10, NULL, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "quota", 32 << 10, NULL, &r), -EDQUOT);
+        cr_assert_str_not_empty(alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "quota", 128 << 10, NULL, &r), -EDQUOT, "more than the whole quota");
+        cr_assert_eq(as_nobody("alloc", "quota", "49152"), 0, "quotas are per uid");
+        cr_assert_eq(alloc_region_new(c, "quota", 16 << 10, NULL, &r), 0, "up to the quota exactly");
+        cr_assert_eq(pool_used(c, "quota"), 64 << 10);
+}
+
+Test(daemon_access, regions_and_names_per_limits)
+{
+        struct alloc_region r;
+        struct alloc_opts n1 = {.name = "n1"}, n2 = {.name = "n2"}, n3 = {.name = "n3"};
+
+        cr_assert_eq(alloc_region_new(c, "open", 4096, &n1, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "open", 4096, &n2, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "open", 4096, &n3, &r), -EMFILE, "max_names = 2");
+        cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 3");
+        cr_assert_eq(alloc_region_attach(c, "n1", &r), -EMFILE, "attach counts too");
+        cr_assert_eq(pool_used(c, "open"), 3 * 4096);
+}
+
+Test(daemon_access, connections_are_limited)
+{
+        struct alloc_client *k[5] = {0}, *extra;
+
+        for (int i = 0; i < 5; i++)
+                k[i] = daemon_connect(&d); /* with c: max_connections = 6 */
+        cr_assert_eq(alloc_connect(&extra, d.sock, "one too many"), -EMFILE);
+        cr_assert(strstr(alloc_last_error(), "max_connections"), "message: %s", alloc_last_error());
+        alloc_disconnect(k[0]);
+        cr_assert_eq(wait_used(c, "open", 0), 0);
+        struct alloc_status *s;
+        for (int tries = 0; tries < 1000; tries++) {
+                cr_assert_eq(alloc_status(c, &s), 0);
+                size_t n = s->nclients;
+                alloc_status_free(s);
+                if (n == 5)
+                        break;
+                usleep(2000);
+        }
+        cr_assert_eq(alloc_connect(&extra, d.sock, "fits again"), 0, "%s", alloc_last_error());
+        alloc_disconnect(extra);
+        for (int i = 1; i < 5; i++)
+                alloc_disconnect(k[i]);
+}
