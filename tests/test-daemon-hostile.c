@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hostile input on a raw socket.  Each case checks the answer (an error reply,
+ * a closed connection, or both), then that allocd still serves and that its
+ * state is what it was.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "allocd.pb-c.h"
+#include "harness.h"
+#include "wire.h"
+
+static struct daemon d;
+static struct alloc_client *c;
+static struct alloc_region held;
+
+static void setup(void)
+{
+        daemon_start(&d, "[pool h]\nkind = host\nsize = 1M\n[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "h", 8192, NULL, &held), 0);
+}
+
+/* The daemon still answers, and holds exactly what it held before the attack. */
+static void teardown(void)
+{
+        struct alloc_region r;
+        cr_expect_eq(pool_used(c, "h"), 8192);
+        cr_expect_eq(pool_used(c, "f"), 0);
+        cr_expect_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(alloc_region_free(c, r.id), 0);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 60);
+
+static int raw_connect(void)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        strcpy(sa.sun_path, d.sock);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nfds)
+{
+        uint8_t buf[WIRE_MAX_PACKET];
+        size_t n = allocd__request__pack(req, buf);
+        cr_assert_eq(wire_send(fd, buf, n, fds, nfds, 0), 0);
+}
+
+/* The next reply, or NULL when allocd closed the connection. */
+static Allocd__Reply *next_reply(int fd)
+{
+        static uint8_t buf[WIRE_MAX_PACKET];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        size_t nfds = 0;
+
+        cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), NULL, &nfds, 0);
+        if (n <= 0)
+                return NULL;
+        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(r, "allocd sent a reply that does not decode");
+        return r;
+}
+
+static void expect_error(int fd, Allocd__Error err)
+{
+        Allocd__Reply *r = next_reply(fd);
+        cr_assert_not_null(r, "closed without an error reply");
+        cr_expect_eq(r->error, err, "error %d (%s), want %d", r->error, r->message, err);
+        if (err != ALLOCD__ERROR__OK)
+                cr_expect(r->message && *r->message, "the error has no message");
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+static void expect_closed(int fd)
+{
+        Allocd__Reply *r = next_reply(fd);
+        cr_expect_null(r, "the connection stayed open");
+        if (r)
+                allocd__reply__free_unpacked(r, NULL);
+        close(fd);
+}
+
+static int hello(void)
+{
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        int fd = raw_connect();
+
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__OK);
+        return fd;
+}
+
+static void send_status(int fd, const int *fds, size_t nfds)
+{
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+        req.has_id = true;
+        req.id = 7;
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        send_request(fd, &req, fds, nfds);
+}
+
+Test(hostile, garbage_before_and_after_hello)
+{
+        static const char junk[] = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01 not protobuf";
+        int fd = raw_connect();
+        cr_assert_eq(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+
+        fd = hello();
+        cr_assert_eq(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+}
+
+Test(hostile, truncated_message)
+{
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        uint8_t buf[256];
+        int fd = hello();
+
+        a.pool = "h";
+        a.has_size = true;
+        a.size = 4096;
+        a.name = "a name long enough to cut in the middle";
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        size_t n = allocd__request__pack(&req, buf);
+        cr_assert_eq(send(fd, buf, n - 10, 0), (ssize_t)(n - 10));
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+}
+
+Test(hostile, unknown_request_keeps_the_connection)
+{
+        static const uint8_t unknown[] = {0x08, 0x05, 0xd8, 0x06, 0x01}; /* id 5, field 107 = 1 */
+        int fd = hello();
+        cr_assert_eq(send(fd, unknown, sizeof(unknown), 0), (ssize_t)sizeof(unknown));
+        Allocd__Reply *r = next_reply(fd);
+        cr_assert_not_null(r);
+        cr_expect_eq(r->error, ALLOCD__ERROR__INVALID);
+        cr_expect_eq(r->id, 5, "the id is echoed");
+        allocd__reply__free_unpacked(r, NULL);
+        send_status(fd, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__OK);
+        close(fd);
+}
+
+Test(hostile, packet_over_the_limit)
+{
+        size_t n = WIRE_MAX_PACKET + 4096;
+        char *big = calloc(1, n);
+        int fd = hello();
+        cr_assert_eq(send(fd, big, n, 0), (ssize_t)n);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+        free(big);
+}
+
+Test(hostile, unexpected_fds_are_closed)
+{
+        int fd = hello(), p[2], many[10];
+        char x;
+
+        cr_assert_eq(pipe(p), 0);
+        send_status(fd, &p[1], 1);
+        close(p[1]);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        cr_assert_eq(read(p[0], &x, 1), 0, "allocd kept the write end of the pipe");
+        close(p[0]);
+
+        /* More fds than any packet may carry. */
+        cr_assert_eq(pipe(p), 0);
+        for (int i = 0; i < 10; i++)
+                many[i] = p[1];
+        uint8_t buf[64];
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        size_t n = allocd__request__pack(&req, buf);
+        union {
+                struct cmsghdr h;
+                char b[CMSG_SPACE(sizeof(many))];
+        } ctl = {0};
+        struct iovec iov = {buf, n};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(many));
+        memcpy(CMSG_DATA(cm), many, sizeof(many));
+        cr_assert_eq(sendmsg(fd, &m, 0), (ssize_t)n);
+        close(p[1]);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        cr_assert_eq(read(p[0], &x, 1), 0, "allocd kept some of the ten fds");
+        close(p[0]);
+
+        send_status(fd, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__OK);
+        close(fd);
+}
+
+Test(hostile, request_before_hello_and_wrong_version)
+{
+        int fd = raw_connect();
+        send_status(fd, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        h.has_version = true;
+        h.version = 99;
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        fd = raw_connect();
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__VERSION);
+        expect_closed(fd);
+}
+
+Test(hostile, regions_not_held)
+{
+        int fd = hello();
+        uint64_t ids[] = {0, 1, held.id, held.id ^ (1ull << 32), UINT64_MAX};
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Free f = ALLOCD__FREE__INIT;
+                Allocd__Detach dt = ALLOCD__DETACH__INIT;
+                f.has_region = dt.has_region = true;
+                f.region = dt.region = ids[i];
+                req.body_case = ALLOCD__REQUEST__BODY_FREE;
+                req.free = &f;
+                send_request(fd, &req, NULL, 0);
+                expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
+                req.detach = &dt;
+                send_request(fd, &req, NULL, 0);
+                expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        }
+        close(fd);
+}
+
+Test(hostile, oversized_fields)
+{
+        static char name[40000];
+        memset(name, 'n', sizeof(name) - 1);
+        int fd = hello();
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        a.pool = name;
+        a.has_size = true;
+        a.size = 4096;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__NO_POOL);
+        a.pool = "h";
+        a.name = name;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__INVALID);
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        at.name = name;
+        req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+        req.attach = &at;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__INVALID);
+        close(fd);
+}
+
+Test(hostile, unpacking_is_budgeted)
+{
+        /* 32,000 two-byte unknown fields: protobuf-c would keep each one; the budget refuses. */
+        static uint8_t spam[64000];
+        for (size_t i = 0; i < sizeof(spam); i += 2) {
+                spam[i] = 13 << 3; /* field 13 (not in Request), varint */
+                spam[i + 1] = 0x01;
+        }
+        int fd = hello();
+        cr_assert_eq(send(fd, spam, sizeof(spam), 0), (ssize_t)sizeof(spam));
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+}
