@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The project's entry points.  The README's quick start is `./dev.sh run` and `./dev.sh test`.
 #
-#   ./dev.sh run        install what is missing, build, run the main job
-#   ./dev.sh test       install what is missing, build, run the whole test suite
-#   ./dev.sh sanitize   the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench ARGS build and run range-bench with ARGS
+#   ./dev.sh run [ARGS]         install what is missing, build, run allocd in the foreground
+#   ./dev.sh test               install what is missing, build, run the whole test suite
+#   ./dev.sh sanitize           the test suite again, built by clang with ASan and UBSan
+#   ./dev.sh bench NAME [ARGS]  build and run bench/NAME-bench: range or allocd
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-        sed -n '2,8s/^# \{0,1\}//p' "$0" >&2
+        sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
         exit 2
 }
 
@@ -35,8 +35,9 @@ case "$cmd" in
 run)
         scripts/install-deps.sh
         build build
-        # Until the daemon lands, the main job is the range allocator's benchmark.
-        exec build/bench/range-bench "$@"
+        # Without --config allocd serves its built-in pools: 'host' (256 MiB) and 'fpga0'.
+        echo "dev.sh: allocd in the foreground; 'build/client/allocctl status' in another shell; Ctrl-C stops it" >&2
+        exec build/daemon/allocd "$@"
         ;;
 test)
         scripts/install-deps.sh
@@ -57,9 +58,12 @@ sanitize)
         exit $rc
         ;;
 bench)
+        [ $# -gt 0 ] && [ -f "bench/$1-bench.c" ] || usage
+        name=$1
+        shift
         scripts/install-deps.sh
         build build
-        exec build/bench/range-bench "$@"
+        exec "build/bench/$name-bench" "$@"
         ;;
 *)
         usage

@@ -29,6 +29,8 @@ struct parse {
         FILE *f;
         int line;         /* the line the reader handed out last */
         int section_line; /* the last [section] header */
+        int sections;     /* headers read so far */
+        int current;      /* the header the handler saw last */
         bool long_line;
         char *err;
         size_t errsize;
@@ -73,8 +75,10 @@ static char *reader(char *str, int num, void *stream) {
         }
         while (isspace((unsigned char)*s))
                 s++;
-        if (*s == '[')
+        if (*s == '[') {
                 ps->section_line = ps->line;
+                ps->sections++;
+        }
         return str;
 }
 
@@ -358,7 +362,10 @@ static int handler(void *user, const char *section, const char *key, const char 
         struct parse *ps = user;
         struct config *conf = ps->conf;
 
-        if (strcmp(section, ps->section) != 0) {
+        if (!*section)
+                return fail(ps, "'%s' is outside any section; put it under [daemon] or [pool NAME]", key);
+        if (ps->current != ps->sections) {
+                ps->current = ps->sections;
                 snprintf(ps->section, sizeof(ps->section), "%s", section);
                 ps->nseen = 0;
                 if (!strncmp(section, "pool ", 5)) {
@@ -383,9 +390,6 @@ static int handler(void *user, const char *section, const char *key, const char 
                         n[conf->npools].line = ps->section_line;
                         conf->npools++;
                 } else if (strcmp(section, "daemon") != 0) {
-                        if (!*section)
-                                return fail(ps, "'%s' is outside any section; put it under [daemon] or [pool NAME]",
-                                            key);
                         return fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", section);
                 }
         }

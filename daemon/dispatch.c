@@ -525,7 +525,8 @@ void dispatch(struct conn *c, const Allocd__Request *req) {
         if (c->refused) {
                 conn_reply_error(c, id, ALLOCD__ERROR__LIMIT,
                                  "allocd has max_connections = %u clients already; close some or raise "
-                                 "max_connections", limits.max_connections);
+                                 "max_connections",
+                                 limits.max_connections);
                 return conn_kill(c);
         }
         if (!c->hello && req->body_case != ALLOCD__REQUEST__BODY_HELLO) {

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,15 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                 flags |= MFD_HUGETLB | (p->conf.hugepage == (2u << 20) ? MFD_HUGE_2MB : MFD_HUGE_1GB);
         snprintf(name, sizeof(name), "allocd:%s", p->conf.name);
         fmt_size(sz, sizeof(sz), p->conf.size);
+        /* fallocate would take memory until the kernel kills something: refuse what cannot fit. */
+        struct sysinfo si;
+        if (!p->conf.hugepage && sysinfo(&si) == 0 && p->conf.size / si.mem_unit > si.totalram) {
+                char ram[32];
+                fmt_size(ram, sizeof(ram), (uint64_t)si.totalram * si.mem_unit);
+                snprintf(err, errsize, "pool %s: size %s is more than this machine's memory (%s); make it smaller",
+                         p->conf.name, sz, ram);
+                return -ENOMEM;
+        }
         p->fd = memfd_create(name, flags);
         if (p->fd < 0) {
                 r = -errno;

@@ -26,8 +26,8 @@
 
 #include "allocd.h"
 
-#define OUT_MAX 256   /* replies queued for one client that does not read them */
-#define READ_BURST 32 /* requests served from one connection before the loop moves on */
+#define OUT_MAX 256    /* replies queued for one client that does not read them */
+#define READ_BURST 32  /* requests served from one connection before the loop moves on */
 #define REFUSED_MAX 16 /* connections over the limit kept just long enough to say why */
 
 struct packet {

@@ -12,6 +12,7 @@ pkgs=(
         libprotobuf-c-dev protobuf-c-compiler  # the wire protocol
         libsystemd-dev             # sd_notify, socket activation, the journal
         libinih-dev                # the configuration file
+        systemd                    # systemd-socket-activate and systemd-analyze, for the tests
 )
 
 missing=()

@@ -16,23 +16,20 @@
 #include <time.h>
 #include <unistd.h>
 
-void write_file(const char *path, const char *text)
-{
+void write_file(const char *path, const char *text) {
         FILE *f = fopen(path, "w");
         cr_assert(f, "cannot write %s", path);
         fputs(text, f);
         fclose(f);
 }
 
-static long now_ms(void)
-{
+static long now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool daemon_notified(struct daemon *d, const char *what, int timeout_ms)
-{
+bool daemon_notified(struct daemon *d, const char *what, int timeout_ms) {
         long end = now_ms() + timeout_ms;
         char buf[4096];
 
@@ -50,8 +47,7 @@ bool daemon_notified(struct daemon *d, const char *what, int timeout_ms)
         }
 }
 
-int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file)
-{
+int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
         memset(d, 0, sizeof(*d));
@@ -99,22 +95,19 @@ int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], 
         return -1;
 }
 
-void daemon_start(struct daemon *d, const char *config)
-{
+void daemon_start(struct daemon *d, const char *config) {
         int r = daemon_spawn(d, config, NULL, NULL);
         cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
 }
 
-void daemon_stop(struct daemon *d)
-{
+void daemon_stop(struct daemon *d) {
         int status;
 
         if (d->pid > 0) {
                 kill(d->pid, SIGTERM);
                 cr_expect(daemon_notified(d, "STOPPING=1", 10000), "no STOPPING=1");
                 cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
-                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x",
-                          status);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x", status);
         }
         close(d->notify_fd);
         unlink(d->notify);
@@ -123,16 +116,14 @@ void daemon_stop(struct daemon *d)
         rmdir(d->dir);
 }
 
-struct alloc_client *daemon_connect(struct daemon *d)
-{
+struct alloc_client *daemon_connect(struct daemon *d) {
         struct alloc_client *c;
         int r = alloc_connect(&c, d->sock, "test");
         cr_assert_eq(r, 0, "alloc_connect: %s", alloc_last_error());
         return c;
 }
 
-static const struct alloc_pool_status *find(const struct alloc_status *s, const char *pool)
-{
+static const struct alloc_pool_status *find(const struct alloc_status *s, const char *pool) {
         for (size_t i = 0; i < s->npools; i++)
                 if (!strcmp(s->pools[i].name, pool))
                         return &s->pools[i];
@@ -140,8 +131,7 @@ static const struct alloc_pool_status *find(const struct alloc_status *s, const 
         return NULL;
 }
 
-unsigned long long pool_used(struct alloc_client *c, const char *pool)
-{
+unsigned long long pool_used(struct alloc_client *c, const char *pool) {
         struct alloc_status *s;
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
         unsigned long long v = find(s, pool)->used;
@@ -149,8 +139,7 @@ unsigned long long pool_used(struct alloc_client *c, const char *pool)
         return v;
 }
 
-unsigned long long pool_waiters(struct alloc_client *c, const char *pool)
-{
+unsigned long long pool_waiters(struct alloc_client *c, const char *pool) {
         struct alloc_status *s;
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
         unsigned long long v = find(s, pool)->waiters;
@@ -159,8 +148,7 @@ unsigned long long pool_waiters(struct alloc_client *c, const char *pool)
 }
 
 static unsigned long long wait_for(unsigned long long (*get)(struct alloc_client *, const char *),
-                                   struct alloc_client *c, const char *pool, unsigned long long want)
-{
+                                   struct alloc_client *c, const char *pool, unsigned long long want) {
         long end = now_ms() + 10000;
         unsigned long long v;
 
@@ -169,12 +157,10 @@ static unsigned long long wait_for(unsigned long long (*get)(struct alloc_client
         return v;
 }
 
-unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want)
-{
+unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want) {
         return wait_for(pool_used, c, pool, want);
 }
 
-unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want)
-{
+unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want) {
         return wait_for(pool_waiters, c, pool, want);
 }

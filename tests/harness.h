@@ -24,7 +24,8 @@ struct daemon {
 
 /* Starts allocd with config (NULL: the built-in pools); fails the test if it does not become ready. */
 void daemon_start(struct daemon *d, const char *config);
-/* As daemon_start, with extra arguments and environment; returns the exit status if allocd exits before READY=1 (-1 when it became ready). */
+/* As daemon_start, with extra arguments and environment; returns the exit status if allocd exits before READY=1 (-1
+ * when it became ready). */
 int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file);
 /* SIGTERM, then checks that allocd stopped cleanly with STOPPING=1. */
 void daemon_stop(struct daemon *d);

@@ -10,8 +10,7 @@
 
 #include <alloc/client.h>
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
         struct alloc_client *c;
         struct alloc_region r;
         int e;

@@ -32,8 +32,7 @@ static const char *conf = "[daemon]\n"
                           "[pool grp]\nkind = host\nsize = 1M\nmode = 0060\ngroup = 65534\n"
                           "[pool quota]\nkind = host\nsize = 1M\nmode = 0666\nquota_per_uid = 64K\n";
 
-static void setup(void)
-{
+static void setup(void) {
         char tmp[] = "/tmp/allocd-log-XXXXXX";
         int fd = mkstemp(tmp);
         close(fd);
@@ -43,8 +42,7 @@ static void setup(void)
         c = daemon_connect(&d);
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
         alloc_disconnect(c);
         daemon_stop(&d);
         unlink(log_path);
@@ -53,8 +51,7 @@ static void teardown(void)
 TestSuite(daemon_access, .init = setup, .fini = teardown, .timeout = 60);
 
 /* Runs helper-client as nobody:nogroup; returns its exit code (0 or an errno value). */
-static int as_nobody(const char *op, const char *arg, const char *size)
-{
+static int as_nobody(const char *op, const char *arg, const char *size) {
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
@@ -70,8 +67,7 @@ static int as_nobody(const char *op, const char *arg, const char *size)
         return WEXITSTATUS(status);
 }
 
-static bool log_has(const char *what)
-{
+static bool log_has(const char *what) {
         char line[2048];
         bool found = false;
         FILE *f = fopen(log_path, "r");
@@ -82,8 +78,7 @@ static bool log_has(const char *what)
         return found;
 }
 
-Test(daemon_access, mode_decides_who_may_allocate)
-{
+Test(daemon_access, mode_decides_who_may_allocate) {
         cr_assert_eq(as_nobody("alloc", "open", "4096"), 0);
         cr_assert_eq(as_nobody("alloc", "private", "4096"), EACCES);
         cr_assert_eq(as_nobody("alloc", "alloconly", "4096"), 0);
@@ -95,8 +90,7 @@ Test(daemon_access, mode_decides_who_may_allocate)
         cr_assert_eq(pool_used(c, "private"), 4096, "the denied request took nothing");
 }
 
-Test(daemon_access, mode_decides_who_may_attach)
-{
+Test(daemon_access, mode_decides_who_may_attach) {
         struct alloc_region a, b;
         struct alloc_opts oa = {.name = "in-alloconly"}, ob = {.name = "in-attachonly"};
 
@@ -106,8 +100,7 @@ Test(daemon_access, mode_decides_who_may_attach)
         cr_assert_eq(as_nobody("attach", "in-attachonly", NULL), 0);
 }
 
-Test(daemon_access, quota_per_uid)
-{
+Test(daemon_access, quota_per_uid) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_region_new(c, "quota", 48 << 10, NULL, &r), 0);
@@ -119,8 +112,7 @@ Test(daemon_access, quota_per_uid)
         cr_assert_eq(pool_used(c, "quota"), 64 << 10);
 }
 
-Test(daemon_access, regions_and_names_per_limits)
-{
+Test(daemon_access, regions_and_names_per_limits) {
         struct alloc_region r;
         struct alloc_opts n1 = {.name = "n1"}, n2 = {.name = "n2"}, n3 = {.name = "n3"};
 
@@ -133,8 +125,7 @@ Test(daemon_access, regions_and_names_per_limits)
         cr_assert_eq(pool_used(c, "open"), 3 * 4096);
 }
 
-Test(daemon_access, connections_are_limited)
-{
+Test(daemon_access, connections_are_limited) {
         struct alloc_client *k[5] = {0}, *extra;
 
         for (int i = 0; i < 5; i++)

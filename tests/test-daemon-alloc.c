@@ -19,22 +19,19 @@ static const char *conf = "[pool h]\n"
 static struct daemon d;
 static struct alloc_client *c;
 
-static void setup(void)
-{
+static void setup(void) {
         daemon_start(&d, conf);
         c = daemon_connect(&d);
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
         alloc_disconnect(c);
         daemon_stop(&d);
 }
 
 TestSuite(daemon_alloc, .init = setup, .fini = teardown, .timeout = 60);
 
-Test(daemon_alloc, host_region_is_mapped_and_returned)
-{
+Test(daemon_alloc, host_region_is_mapped_and_returned) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_region_new(c, "h", 10000, NULL, &r), 0, "%s", alloc_last_error());
@@ -49,8 +46,7 @@ Test(daemon_alloc, host_region_is_mapped_and_returned)
         cr_assert_eq(alloc_region_free(c, r.id), -ENOENT, "a second free is refused");
 }
 
-Test(daemon_alloc, zero_fills_small_and_large_regions)
-{
+Test(daemon_alloc, zero_fills_small_and_large_regions) {
         /* Dirty the whole pool, give it back, and ask again with ZERO: inline and worker-thread paths. */
         uint64_t sizes[] = {64 << 10, 6 << 20};
         for (int i = 0; i < 2; i++) {
@@ -67,8 +63,7 @@ Test(daemon_alloc, zero_fills_small_and_large_regions)
         }
 }
 
-Test(daemon_alloc, regions_share_one_mapping)
-{
+Test(daemon_alloc, regions_share_one_mapping) {
         struct alloc_region a, b;
 
         cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &a), 0);
@@ -76,8 +71,7 @@ Test(daemon_alloc, regions_share_one_mapping)
         cr_assert_eq((char *)b.ptr - (char *)a.ptr, (long)(b.addr - a.addr));
 }
 
-Test(daemon_alloc, fpga_regions_are_addresses_in_the_ranges)
-{
+Test(daemon_alloc, fpga_regions_are_addresses_in_the_ranges) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
@@ -88,8 +82,7 @@ Test(daemon_alloc, fpga_regions_are_addresses_in_the_ranges)
         cr_assert_eq(alloc_region_free(c, r.id), 0);
 }
 
-Test(daemon_alloc, constraints_hold_end_to_end)
-{
+Test(daemon_alloc, constraints_hold_end_to_end) {
         for (int i = 0; i < 200; i++) {
                 struct alloc_region r;
                 uint64_t size = 4096u * (1 + (i * 7919u) % 50);
@@ -114,8 +107,7 @@ Test(daemon_alloc, constraints_hold_end_to_end)
         cr_assert(r.addr >= (1 << 20) && r.addr < (4 << 20));
 }
 
-Test(daemon_alloc, count_times_size)
-{
+Test(daemon_alloc, count_times_size) {
         struct alloc_region r;
         struct alloc_opts o = {.count = 3};
 
@@ -126,8 +118,7 @@ Test(daemon_alloc, count_times_size)
         cr_assert_str_not_empty(alloc_last_error());
 }
 
-Test(daemon_alloc, bad_requests_are_refused_and_change_nothing)
-{
+Test(daemon_alloc, bad_requests_are_refused_and_change_nothing) {
         struct alloc_region r;
         struct {
                 const char *pool;
@@ -162,8 +153,7 @@ Test(daemon_alloc, bad_requests_are_refused_and_change_nothing)
         cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), 0, "the connection still works");
 }
 
-Test(daemon_alloc, nowait_fails_at_once_when_full)
-{
+Test(daemon_alloc, nowait_fails_at_once_when_full) {
         struct alloc_region all, r;
         struct alloc_opts o = {.flags = ALLOC_NOWAIT};
 
@@ -173,8 +163,7 @@ Test(daemon_alloc, nowait_fails_at_once_when_full)
         cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &r), 0);
 }
 
-Test(daemon_alloc, regions_of_other_connections_are_not_ours)
-{
+Test(daemon_alloc, regions_of_other_connections_are_not_ours) {
         struct alloc_client *other = daemon_connect(&d);
         struct alloc_region r;
 

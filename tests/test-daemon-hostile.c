@@ -21,16 +21,14 @@ static struct daemon d;
 static struct alloc_client *c;
 static struct alloc_region held;
 
-static void setup(void)
-{
+static void setup(void) {
         daemon_start(&d, "[pool h]\nkind = host\nsize = 1M\n[pool f]\nkind = fpga\nranges = 0x0+1M\n");
         c = daemon_connect(&d);
         cr_assert_eq(alloc_region_new(c, "h", 8192, NULL, &held), 0);
 }
 
 /* The daemon still answers, and holds exactly what it held before the attack. */
-static void teardown(void)
-{
+static void teardown(void) {
         struct alloc_region r;
         cr_expect_eq(pool_used(c, "h"), 8192);
         cr_expect_eq(pool_used(c, "f"), 0);
@@ -42,8 +40,7 @@ static void teardown(void)
 
 TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 60);
 
-static int raw_connect(void)
-{
+static int raw_connect(void) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         strcpy(sa.sun_path, d.sock);
@@ -51,16 +48,14 @@ static int raw_connect(void)
         return fd;
 }
 
-static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nfds)
-{
+static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nfds) {
         uint8_t buf[WIRE_MAX_PACKET];
         size_t n = allocd__request__pack(req, buf);
         cr_assert_eq(wire_send(fd, buf, n, fds, nfds, 0), 0);
 }
 
 /* The next reply, or NULL when allocd closed the connection. */
-static Allocd__Reply *next_reply(int fd)
-{
+static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
         struct pollfd p = {.fd = fd, .events = POLLIN};
         size_t nfds = 0;
@@ -74,8 +69,7 @@ static Allocd__Reply *next_reply(int fd)
         return r;
 }
 
-static void expect_error(int fd, Allocd__Error err)
-{
+static void expect_error(int fd, Allocd__Error err) {
         Allocd__Reply *r = next_reply(fd);
         cr_assert_not_null(r, "closed without an error reply");
         cr_expect_eq(r->error, err, "error %d (%s), want %d", r->error, r->message, err);
@@ -84,8 +78,7 @@ static void expect_error(int fd, Allocd__Error err)
         allocd__reply__free_unpacked(r, NULL);
 }
 
-static void expect_closed(int fd)
-{
+static void expect_closed(int fd) {
         Allocd__Reply *r = next_reply(fd);
         cr_expect_null(r, "the connection stayed open");
         if (r)
@@ -93,8 +86,7 @@ static void expect_closed(int fd)
         close(fd);
 }
 
-static int hello(void)
-{
+static int hello(void) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         int fd = raw_connect();
@@ -108,8 +100,7 @@ static int hello(void)
         return fd;
 }
 
-static void send_status(int fd, const int *fds, size_t nfds)
-{
+static void send_status(int fd, const int *fds, size_t nfds) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Status st = ALLOCD__STATUS__INIT;
         req.has_id = true;
@@ -119,8 +110,7 @@ static void send_status(int fd, const int *fds, size_t nfds)
         send_request(fd, &req, fds, nfds);
 }
 
-Test(hostile, garbage_before_and_after_hello)
-{
+Test(hostile, garbage_before_and_after_hello) {
         static const char junk[] = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01 not protobuf";
         int fd = raw_connect();
         cr_assert_eq(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
@@ -133,8 +123,7 @@ Test(hostile, garbage_before_and_after_hello)
         expect_closed(fd);
 }
 
-Test(hostile, truncated_message)
-{
+Test(hostile, truncated_message) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
         uint8_t buf[256];
@@ -152,8 +141,7 @@ Test(hostile, truncated_message)
         expect_closed(fd);
 }
 
-Test(hostile, unknown_request_keeps_the_connection)
-{
+Test(hostile, unknown_request_keeps_the_connection) {
         static const uint8_t unknown[] = {0x08, 0x05, 0xd8, 0x06, 0x01}; /* id 5, field 107 = 1 */
         int fd = hello();
         cr_assert_eq(send(fd, unknown, sizeof(unknown), 0), (ssize_t)sizeof(unknown));
@@ -167,8 +155,7 @@ Test(hostile, unknown_request_keeps_the_connection)
         close(fd);
 }
 
-Test(hostile, packet_over_the_limit)
-{
+Test(hostile, packet_over_the_limit) {
         size_t n = WIRE_MAX_PACKET + 4096;
         char *big = calloc(1, n);
         int fd = hello();
@@ -178,8 +165,7 @@ Test(hostile, packet_over_the_limit)
         free(big);
 }
 
-Test(hostile, unexpected_fds_are_closed)
-{
+Test(hostile, unexpected_fds_are_closed) {
         int fd = hello(), p[2], many[10];
         char x;
 
@@ -222,8 +208,7 @@ Test(hostile, unexpected_fds_are_closed)
         close(fd);
 }
 
-Test(hostile, request_before_hello_and_wrong_version)
-{
+Test(hostile, request_before_hello_and_wrong_version) {
         int fd = raw_connect();
         send_status(fd, NULL, 0);
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
@@ -241,8 +226,7 @@ Test(hostile, request_before_hello_and_wrong_version)
         expect_closed(fd);
 }
 
-Test(hostile, regions_not_held)
-{
+Test(hostile, regions_not_held) {
         int fd = hello();
         uint64_t ids[] = {0, 1, held.id, held.id ^ (1ull << 32), UINT64_MAX};
         for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
@@ -263,8 +247,7 @@ Test(hostile, regions_not_held)
         close(fd);
 }
 
-Test(hostile, oversized_fields)
-{
+Test(hostile, oversized_fields) {
         static char name[40000];
         memset(name, 'n', sizeof(name) - 1);
         int fd = hello();
@@ -290,8 +273,7 @@ Test(hostile, oversized_fields)
         close(fd);
 }
 
-Test(hostile, unpacking_is_budgeted)
-{
+Test(hostile, unpacking_is_budgeted) {
         /* 32,000 two-byte unknown fields: protobuf-c would keep each one; the budget refuses. */
         static uint8_t spam[64000];
         for (size_t i = 0; i < sizeof(spam); i += 2) {

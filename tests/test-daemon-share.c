@@ -13,14 +13,12 @@
 static struct daemon d;
 static struct alloc_client *c;
 
-static void setup(void)
-{
+static void setup(void) {
         daemon_start(&d, "[pool h]\nkind = host\nsize = 4M\n[pool f]\nkind = fpga\nranges = 0x1000+1M\n");
         c = daemon_connect(&d);
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
         alloc_disconnect(c);
         daemon_stop(&d);
 }
@@ -28,8 +26,7 @@ static void teardown(void)
 TestSuite(daemon_share, .init = setup, .fini = teardown, .timeout = 60);
 
 /* Runs fn in a child process with its own connection; returns its exit status. */
-static int in_child(int (*fn)(struct alloc_client *, const void *), const void *arg)
-{
+static int in_child(int (*fn)(struct alloc_client *, const void *), const void *arg) {
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
@@ -45,8 +42,7 @@ static int in_child(int (*fn)(struct alloc_client *, const void *), const void *
         return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
 }
 
-static int read_shared(struct alloc_client *k, const void *arg)
-{
+static int read_shared(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         const char *want = arg;
 
@@ -58,8 +54,7 @@ static int read_shared(struct alloc_client *k, const void *arg)
         return alloc_region_detach(k, r.id) < 0 ? 3 : 0;
 }
 
-Test(daemon_share, two_processes_share_a_named_region)
-{
+Test(daemon_share, two_processes_share_a_named_region) {
         struct alloc_region r;
         struct alloc_opts o = {.name = "job/buffer"};
         const char *msg = "written by the parent process";
@@ -71,8 +66,7 @@ Test(daemon_share, two_processes_share_a_named_region)
         cr_assert_eq(pool_used(c, "h"), 8192, "the child's detach left the creator's reference");
 }
 
-Test(daemon_share, names_are_unique_and_freed_with_the_region)
-{
+Test(daemon_share, names_are_unique_and_freed_with_the_region) {
         struct alloc_region a, b;
         struct alloc_opts o = {.name = "only-one"};
 
@@ -84,8 +78,7 @@ Test(daemon_share, names_are_unique_and_freed_with_the_region)
         cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &b), 0, "the name is free again");
 }
 
-static int attach_and_hold(struct alloc_client *k, const void *arg)
-{
+static int attach_and_hold(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         (void)arg;
         if (alloc_region_attach(k, "shared", &r) < 0)
@@ -97,8 +90,7 @@ static int attach_and_hold(struct alloc_client *k, const void *arg)
         return 0;
 }
 
-Test(daemon_share, free_unpublishes_but_attachers_keep_the_memory)
-{
+Test(daemon_share, free_unpublishes_but_attachers_keep_the_memory) {
         struct alloc_region r;
         struct alloc_opts o = {.name = "shared"};
         int p[2];
@@ -126,8 +118,7 @@ Test(daemon_share, free_unpublishes_but_attachers_keep_the_memory)
         close(p[1]);
 }
 
-static int make_persistent(struct alloc_client *k, const void *arg)
-{
+static int make_persistent(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         struct alloc_opts o = {.name = "persistent", .flags = ALLOC_PERSIST};
         (void)arg;
@@ -137,8 +128,7 @@ static int make_persistent(struct alloc_client *k, const void *arg)
         return 0;
 }
 
-Test(daemon_share, persist_outlives_its_creator_until_freed)
-{
+Test(daemon_share, persist_outlives_its_creator_until_freed) {
         struct alloc_region r;
 
         cr_assert_eq(in_child(make_persistent, NULL), 0);
@@ -152,8 +142,7 @@ Test(daemon_share, persist_outlives_its_creator_until_freed)
         cr_assert_eq(pool_used(c, "h"), 0, "free drops PERSIST");
 }
 
-static int alloc_and_wait(struct alloc_client *k, const void *arg)
-{
+static int alloc_and_wait(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         (void)arg;
         for (int i = 0; i < 50; i++)
@@ -165,8 +154,7 @@ static int alloc_and_wait(struct alloc_client *k, const void *arg)
         return 0;
 }
 
-Test(daemon_share, sigkill_releases_every_region)
-{
+Test(daemon_share, sigkill_releases_every_region) {
         int p[2];
         cr_assert_eq(pipe(p), 0);
         pid_t pid = fork();
@@ -193,8 +181,7 @@ Test(daemon_share, sigkill_releases_every_region)
         close(p[1]);
 }
 
-Test(daemon_share, mappings_survive_the_daemon)
-{
+Test(daemon_share, mappings_survive_the_daemon) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), 0);

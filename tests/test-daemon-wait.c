@@ -16,8 +16,7 @@ static struct alloc_client *c;
 static struct alloc_region fill[4];
 
 /* A 16 KiB pool, filled by four 4 KiB regions before each test. */
-static void setup(void)
-{
+static void setup(void) {
         daemon_start(&d, "[daemon]\nwait_timeout = 300ms\nmax_waiters_per_connection = 2\n"
                          "[pool h]\nkind = host\nsize = 16K\n");
         c = daemon_connect(&d);
@@ -25,8 +24,7 @@ static void setup(void)
                 cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &fill[i]), 0, "%s", alloc_last_error());
 }
 
-static void teardown(void)
-{
+static void teardown(void) {
         alloc_disconnect(c);
         daemon_stop(&d);
 }
@@ -42,8 +40,7 @@ struct waiter {
         atomic_bool done;
 };
 
-static void *wait_thread(void *arg)
-{
+static void *wait_thread(void *arg) {
         struct waiter *w = arg;
         struct alloc_client *k = w->conn ? w->conn : daemon_connect(&d);
         struct alloc_region r;
@@ -54,8 +51,7 @@ static void *wait_thread(void *arg)
         return w->conn ? NULL : k;
 }
 
-static void start(struct waiter *w, uint64_t size, uint32_t flags, unsigned long long waiters_after)
-{
+static void start(struct waiter *w, uint64_t size, uint32_t flags, unsigned long long waiters_after) {
         w->size = size;
         w->opts.flags |= flags;
         cr_assert_eq(pthread_create(&w->thread, NULL, wait_thread, w), 0);
@@ -63,16 +59,14 @@ static void start(struct waiter *w, uint64_t size, uint32_t flags, unsigned long
                 cr_assert_eq(wait_waiters(c, "h", waiters_after), waiters_after, "the request did not queue");
 }
 
-static int finish(struct waiter *w)
-{
+static int finish(struct waiter *w) {
         void *k;
         pthread_join(w->thread, &k);
         alloc_disconnect(k);
         return w->result;
 }
 
-Test(daemon_wait, waiters_are_served_in_arrival_order)
-{
+Test(daemon_wait, waiters_are_served_in_arrival_order) {
         struct waiter a = {0}, b = {0};
 
         start(&a, 4096, ALLOC_NOFAIL, 1);
@@ -87,8 +81,7 @@ Test(daemon_wait, waiters_are_served_in_arrival_order)
         cr_assert_eq(pool_waiters(c, "h"), 0);
 }
 
-Test(daemon_wait, a_large_waiter_does_not_block_smaller_ones)
-{
+Test(daemon_wait, a_large_waiter_does_not_block_smaller_ones) {
         struct waiter big = {0}, small = {0};
 
         start(&big, 8192, ALLOC_NOFAIL, 1);
@@ -101,8 +94,7 @@ Test(daemon_wait, a_large_waiter_does_not_block_smaller_ones)
         cr_assert_eq(finish(&big), 0);
 }
 
-Test(daemon_wait, timeout_and_nowait)
-{
+Test(daemon_wait, timeout_and_nowait) {
         struct alloc_region r;
         struct alloc_opts t = {.timeout_ms = 100};
         struct alloc_opts nw = {.flags = ALLOC_NOWAIT};
@@ -114,8 +106,7 @@ Test(daemon_wait, timeout_and_nowait)
         cr_assert_eq(pool_waiters(c, "h"), 0, "nothing is left queued");
 }
 
-Test(daemon_wait, nofail_waits_past_the_default_timeout)
-{
+Test(daemon_wait, nofail_waits_past_the_default_timeout) {
         struct waiter w = {0};
 
         start(&w, 4096, ALLOC_NOFAIL, 1);
@@ -126,8 +117,7 @@ Test(daemon_wait, nofail_waits_past_the_default_timeout)
         cr_assert_eq(finish(&w), 0);
 }
 
-Test(daemon_wait, a_closed_connection_cancels_its_waiters)
-{
+Test(daemon_wait, a_closed_connection_cancels_its_waiters) {
         pid_t pid = fork();
         if (pid == 0) {
                 struct alloc_client *k;
@@ -146,8 +136,7 @@ Test(daemon_wait, a_closed_connection_cancels_its_waiters)
         cr_assert_eq(pool_used(c, "h"), 3 * 4096, "the cancelled request took nothing");
 }
 
-Test(daemon_wait, waiters_per_connection_are_limited)
-{
+Test(daemon_wait, waiters_per_connection_are_limited) {
         struct alloc_client *shared = daemon_connect(&d);
         struct waiter a = {.conn = shared}, b = {.conn = shared};
         struct alloc_region r;

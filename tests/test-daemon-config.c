@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/* Start-up with bad configurations (file:line and what to do, nothing started), SIGHUP, a socket in use. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char *slurp(const char *path) {
+        static char buf[8192];
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+        buf[n] = '\0';
+        if (f)
+                fclose(f);
+        return buf;
+}
+
+Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) {
+        static const struct {
+                const char *text, *want;
+        } bad[] = {
+                {"[pool a]\nkind = host\nsize = 12Q\n", "allocd.conf:3: size = 12Q"},
+                {"[pool a]\nkind = host\nsize = 1M\ncolour = blue\n", "allocd.conf:4: unknown key 'colour'"},
+                {"[pool a]\nkind = host\nsize = 1M\nsize = 2M\n", "allocd.conf:4: 'size' is set twice"},
+                {"[pool a]\nkind = nvme\n", "allocd.conf:2: kind = nvme: unknown"},
+                {"[pool a]\nkind = fpga\n", "allocd.conf:1: [pool a] is an fpga pool without ranges"},
+                {"[pool a]\nkind = host\n", "allocd.conf:1: [pool a] is a host pool without a size"},
+                {"[pool a]\nkind = fpga\nranges = 0x0+1M, 0x80000+1M\n", "overlaps another range"},
+                {"[pool a]\nkind = fpga\nranges = 0x0-1M\n", "allocd.conf:3: ranges: '0x0-1M' is not BASE+SIZE"},
+                {"[pool a]\nkind = host\nsize = 1M\nmode = 0755\n", "allocd.conf:4: mode = 0755"},
+                {"[pool a]\nkind = host\nsize = 1M\nowner = no-such-user-here\n", "no such user"},
+                {"[pool a]\nkind = host\nsize = 1M\n[pool a]\nkind = host\nsize = 1M\n", "appears twice"},
+                {"[pools]\nkind = host\n", "unknown section [pools]"},
+                {"size = 1M\n", "outside any section"},
+                {"this is not ini\n", "allocd.conf:1: syntax error"},
+                {"[daemon]\nmax_connections = 0\n", "allocd.conf:2: max_connections = 0"},
+                {"[daemon]\nwait_timeout = soon\n", "wait_timeout = soon"},
+                {"[pool a]\nkind = host\nsize = 1M\nnuma_node = 999\n", "no NUMA node 999"},
+                {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", "not a multiple of the huge page size"},
+                {"[pool a]\nkind = host\nsize = 64T\n", "pool a: "},
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct daemon d;
+                char log[] = "/tmp/allocd-conf-log-XXXXXX";
+                close(mkstemp(log));
+                int r = daemon_spawn(&d, bad[i].text, NULL, log);
+                cr_expect_eq(r, 1, "case %zu: allocd exited %d, want 1", i, r);
+                const char *out = slurp(log);
+                cr_expect(strstr(out, bad[i].want), "case %zu: stderr lacks '%s':\n%s", i, bad[i].want, out);
+                unlink(log);
+                daemon_stop(&d);
+        }
+}
+
+Test(config, sighup_adds_pools_and_applies_access_rules, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+        char log[] = "/tmp/allocd-conf-log-XXXXXX";
+        close(mkstemp(log));
+
+        cr_assert_eq(daemon_spawn(&d, "[pool a]\nkind = host\nsize = 1M\n", NULL, log), -1);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "b", 4096, NULL, &r), -ENODEV);
+
+        write_file(d.conf, "[pool a]\nkind = host\nsize = 2M\nquota_per_uid = 8K\n"
+                           "[pool b]\nkind = fpga\nranges = 0x10000+64K\n");
+        kill(d.pid, SIGHUP);
+        int e = -1;
+        for (int i = 0; i < 2000 && (e = alloc_region_new(c, "b", 4096, NULL, &r)) == -ENODEV; i++)
+                usleep(5000);
+        cr_assert_eq(e, 0, "pool b was not added: %s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "a", 8192, NULL, &r), -EDQUOT, "the new quota applies");
+        cr_assert_eq(pool_used(c, "a"), 4096, "the region from before the reload is kept");
+        cr_assert(strstr(slurp(log), "change only on restart"), "the size change is logged as not applied");
+
+        write_file(d.conf, "[pool a]\nkind = host\nsize = oops\n");
+        kill(d.pid, SIGHUP);
+        for (int i = 0; i < 2000 && !strstr(slurp(log), "keeping the running configuration"); i++)
+                usleep(5000);
+        cr_assert(strstr(slurp(log), "allocd.conf:3: size = oops"), "%s", slurp(log));
+        cr_assert_eq(alloc_region_new(c, "b", 4096, NULL, &r), 0, "a bad reload changes nothing");
+        alloc_disconnect(c);
+        daemon_stop(&d);
+        unlink(log);
+}
+
+Test(config, a_socket_in_use_is_not_stolen, .timeout = 60) {
+        struct daemon a, b;
+        char log[] = "/tmp/allocd-conf-log-XXXXXX";
+        close(mkstemp(log));
+
+        daemon_start(&a, NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--socket", a.sock, (char *)NULL);
+                _exit(127);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        cr_assert(strstr(slurp(log), "another allocd is already listening"), "%s", slurp(log));
+        struct alloc_client *c = daemon_connect(&a);
+        alloc_disconnect(c);
+        daemon_stop(&a);
+        (void)b;
+        unlink(log);
+}
+
+Test(config, lock_yes_locks_the_pool, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+
+        daemon_start(&d, "[pool locked]\nkind = host\nsize = 4M\nlock = yes\n");
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "locked", 1 << 20, NULL, &r), 0);
+        char path[64], line[256];
+        unsigned long locked_kb = 0;
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f))
+                sscanf(line, "VmLck: %lu kB", &locked_kb);
+        if (f)
+                fclose(f);
+        cr_assert_geq(locked_kb, 4096, "VmLck %lu kB", locked_kb);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
