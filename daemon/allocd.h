@@ -174,7 +174,8 @@ struct region {
 struct hold {
         struct conn *conn;
         uint32_t slot;
-        LIST_ENTRY(hold) by_conn, by_region;
+        LIST_ENTRY(hold) by_conn;
+        struct hold *next_in_region;
 };
 LIST_HEAD(hold_list, hold);
 

@@ -9,7 +9,8 @@
  *
  * Leases are holds: a hold is one reference from one connection to one
  * region, on two lists at once, the connection's (walked when it closes) and
- * the region's (short: its holders).  A region's references are its holds,
+ * the region's (short: its holders; singly linked from a per-slot array,
+ * which may move when the table grows).  A region's references are its holds,
  * plus one while PERSIST, plus one while a worker zeroes it; at zero it goes
  * back to its pool and the pool's waiters are woken.
  *
@@ -27,7 +28,7 @@
 struct region *regions;
 uint32_t nslots;
 uint64_t nnames;
-static struct hold_list *holders; /* per slot; runtime state, kept out of the plain table */
+static struct hold **holders; /* per slot, the first hold; runtime state, kept out of the plain table */
 static uint32_t *free_slots;
 static uint32_t nfree;
 static void *names;
@@ -54,7 +55,7 @@ int region_slot(uint64_t id) {
 static int grow(void) {
         uint32_t n = nslots ? nslots * 2 : 64;
         struct region *r;
-        struct hold_list *h;
+        struct hold **h;
         uint32_t *f;
 
         if (nslots >= (1u << 30))
@@ -73,7 +74,7 @@ static int grow(void) {
         free_slots = f;
         memset(regions + nslots, 0, (n - nslots) * sizeof(*regions));
         for (uint32_t i = n; i-- > nslots;) {
-                LIST_INIT(&holders[i]);
+                holders[i] = NULL;
                 free_slots[nfree++] = i;
         }
         nslots = n;
@@ -88,7 +89,8 @@ int region_hold(uint32_t slot, struct conn *c) {
         h->conn = c;
         h->slot = slot;
         LIST_INSERT_HEAD(&c->holds, h, by_conn);
-        LIST_INSERT_HEAD(&holders[slot], h, by_region);
+        h->next_in_region = holders[slot];
+        holders[slot] = h;
         c->nholds++;
         regions[slot].refs++;
         return 0;
@@ -97,9 +99,9 @@ int region_hold(uint32_t slot, struct conn *c) {
 struct hold *region_find_hold(uint32_t slot, const struct conn *c) {
         struct hold *h;
 
-        LIST_FOREACH(h, &holders[slot], by_region)
-        if (h->conn == c)
-                return h;
+        for (h = holders[slot]; h; h = h->next_in_region)
+                if (h->conn == c)
+                        return h;
         return NULL;
 }
 
@@ -191,8 +193,12 @@ void region_unref(uint32_t slot) {
 void region_drop_hold(struct hold *h) {
         uint32_t slot = h->slot;
 
+        struct hold **pp;
+
         LIST_REMOVE(h, by_conn);
-        LIST_REMOVE(h, by_region);
+        for (pp = &holders[slot]; *pp != h; pp = &(*pp)->next_in_region)
+                ;
+        *pp = h->next_in_region;
         h->conn->nholds--;
         free(h);
         region_unref(slot);

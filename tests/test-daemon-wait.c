@@ -73,11 +73,13 @@ Test(daemon_wait, waiters_are_served_in_arrival_order) {
         start(&b, 4096, ALLOC_NOFAIL, 2);
         cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
         cr_assert_eq(wait_waiters(c, "h", 1), 1);
-        pthread_join(a.thread, NULL);
-        cr_assert_eq(a.result, 0, "the first waiter got the freed region");
-        cr_assert_not(atomic_load(&b.done), "the second is still waiting");
+        for (int i = 0; i < 5000 && !atomic_load(&a.done); i++)
+                usleep(1000);
+        cr_assert(atomic_load(&a.done) && a.result == 0, "the first waiter got the freed region");
+        cr_assert_not(atomic_load(&b.done), "the second is still waiting, but returned %d", b.result);
         cr_assert_eq(alloc_region_free(c, fill[1].id), 0);
         cr_assert_eq(finish(&b), 0);
+        cr_assert_eq(finish(&a), 0);
         cr_assert_eq(pool_waiters(c, "h"), 0);
 }
 
@@ -147,9 +149,7 @@ Test(daemon_wait, waiters_per_connection_are_limited) {
         cr_assert_eq(alloc_region_new(shared, "h", 4096, &o, &r), -EMFILE, "max_waiters_per_connection = 2");
         cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
         cr_assert_eq(alloc_region_free(c, fill[1].id), 0);
-        pthread_join(a.thread, NULL);
-        pthread_join(b.thread, NULL);
-        cr_assert_eq(a.result, 0);
-        cr_assert_eq(b.result, 0);
+        cr_assert_eq(finish(&a), 0);
+        cr_assert_eq(finish(&b), 0);
         alloc_disconnect(shared);
 }
