@@ -47,6 +47,7 @@ struct alloc_client {
         pthread_cond_t cond;
         uint64_t next_id;
         bool reading;
+        int sleepers; /* threads in pthread_cond_wait */
         int dead; /* 0, or the negative errno that ended the connection */
         char dead_msg[256];
         struct pending *pending;
@@ -119,7 +120,8 @@ static void read_one(struct alloc_client *c) {
                                 close(fd);
                 }
         }
-        pthread_cond_broadcast(&c->cond);
+        if (c->sleepers)
+                pthread_cond_broadcast(&c->cond);
 }
 
 /* Sends req and waits for its reply; the caller frees *ret with allocd__reply__free_unpacked(..., NULL). */
@@ -157,8 +159,11 @@ static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         while (!me.reply && !c->dead) {
                 if (!c->reading)
                         read_one(c);
-                else
+                else {
+                        c->sleepers++;
                         pthread_cond_wait(&c->cond, &c->lock);
+                        c->sleepers--;
+                }
         }
         for (pp = &c->pending; *pp != &me; pp = &(*pp)->next)
                 ;

@@ -95,6 +95,40 @@ static void zero_done(uv_work_t *w, int status) {
         free(j);
 }
 
+/* Why the range allocator refuses a request, in words. */
+static int explain(int r, const struct pool *p, const struct alloc_args *a, char *msg, size_t n) {
+        switch (r) {
+        case -ENOSPC:
+                snprintf(msg, n,
+                         "%" PRIu64 " bytes with these constraints cannot fit in pool %s even when it is "
+                         "empty (%" PRIu64 " bytes); ask for less or relax align/boundary/low/high",
+                         a->size, p->conf.name, p->total);
+                return ALLOCD__ERROR__NEVER_FITS;
+        case -EOVERFLOW:
+                snprintf(msg, n, "size %" PRIu64 " rounded up to the quantum passes 2^64", a->size);
+                return ALLOCD__ERROR__OVERFLOW;
+        case -ERANGE:
+                snprintf(msg, n, "low %#" PRIx64 " must be below high %#" PRIx64 " (high 0 means no limit)", a->req.low,
+                         a->req.high);
+                return ALLOCD__ERROR__INVALID;
+        case -EMSGSIZE:
+                snprintf(msg, n,
+                         "a region of %" PRIu64 " bytes cannot avoid crossing a multiple of boundary %#" PRIx64
+                         " with phase %#" PRIx64 "; use a boundary of at least the size",
+                         a->size, a->req.boundary, a->req.phase);
+                return ALLOCD__ERROR__INVALID;
+        case -EDOM:
+                snprintf(msg, n,
+                         "align (%#" PRIx64 ") and boundary (%#" PRIx64 ") must be 0 or powers of two, and "
+                         "phase (%#" PRIx64 ") a multiple of the pool's quantum (%#" PRIx64 ") below align",
+                         a->req.align, a->req.boundary, a->req.phase, p->conf.quantum);
+                return ALLOCD__ERROR__INVALID;
+        default:
+                snprintf(msg, n, "invalid request: %s", strerror(-r));
+                return ALLOCD__ERROR__INVALID;
+        }
+}
+
 /* Everything that can change while a request waits is checked here, at every try. */
 int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg, size_t msgsize) {
         struct pool *p = a->pool;
@@ -135,7 +169,9 @@ int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg
                          p->conf.name, a->size, st.free, st.largest_free);
                 return ALLOCD__ERROR__WOULD_BLOCK;
         }
-        if (r < 0 || range_query(p->arena, off, &size) < 0) {
+        if (r < 0)
+                return explain(r, p, a, msg, msgsize);
+        if (range_query(p->arena, off, &size) < 0) {
                 snprintf(msg, msgsize, "range allocator: %s", strerror(-r));
                 return ALLOCD__ERROR__INTERNAL;
         }
@@ -168,40 +204,6 @@ int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg
                 p->ops->zero(p, off, size);
         reply_region(c, id, slot);
         return ALLOCD__ERROR__OK;
-}
-
-/* Why the range allocator refuses a request even on an empty pool, in words. */
-static int explain(int r, const struct pool *p, const struct alloc_args *a, char *msg, size_t n) {
-        switch (r) {
-        case -ENOSPC:
-                snprintf(msg, n,
-                         "%" PRIu64 " bytes with these constraints cannot fit in pool %s even when it is "
-                         "empty (%" PRIu64 " bytes); ask for less or relax align/boundary/low/high",
-                         a->size, p->conf.name, p->total);
-                return ALLOCD__ERROR__NEVER_FITS;
-        case -EOVERFLOW:
-                snprintf(msg, n, "size %" PRIu64 " rounded up to the quantum passes 2^64", a->size);
-                return ALLOCD__ERROR__OVERFLOW;
-        case -ERANGE:
-                snprintf(msg, n, "low %#" PRIx64 " must be below high %#" PRIx64 " (high 0 means no limit)", a->req.low,
-                         a->req.high);
-                return ALLOCD__ERROR__INVALID;
-        case -EMSGSIZE:
-                snprintf(msg, n,
-                         "a region of %" PRIu64 " bytes cannot avoid crossing a multiple of boundary %#" PRIx64
-                         " with phase %#" PRIx64 "; use a boundary of at least the size",
-                         a->size, a->req.boundary, a->req.phase);
-                return ALLOCD__ERROR__INVALID;
-        case -EDOM:
-                snprintf(msg, n,
-                         "align (%#" PRIx64 ") and boundary (%#" PRIx64 ") must be 0 or powers of two, and "
-                         "phase (%#" PRIx64 ") a multiple of the pool's quantum (%#" PRIx64 ") below align",
-                         a->req.align, a->req.boundary, a->req.phase, p->conf.quantum);
-                return ALLOCD__ERROR__INVALID;
-        default:
-                snprintf(msg, n, "invalid request: %s", strerror(-r));
-                return ALLOCD__ERROR__INVALID;
-        }
 }
 
 static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
@@ -273,6 +275,11 @@ static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
                                         "%" PRIu64 " bytes is more than the whole per-uid quota of pool %s (%" PRIu64
                                         ")",
                                         a.size, p->conf.name, p->conf.quota_per_uid);
+        e = alloc_try(c, id, &a, msg, sizeof(msg));
+        if (e == ALLOCD__ERROR__OK)
+                return;
+        if (e != ALLOCD__ERROR__WOULD_BLOCK)
+                return conn_reply_error(c, id, e, "%s", msg);
         /* A request that no amount of freeing can satisfy fails now instead of waiting for nothing. */
         r = range_alloc(p->empty, a.size, &a.req, &off);
         if (r < 0) {
@@ -280,12 +287,6 @@ static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
                 return conn_reply_error(c, id, e, "%s", msg);
         }
         range_free(p->empty, off, 0);
-
-        e = alloc_try(c, id, &a, msg, sizeof(msg));
-        if (e == ALLOCD__ERROR__OK)
-                return;
-        if (e != ALLOCD__ERROR__WOULD_BLOCK)
-                return conn_reply_error(c, id, e, "%s", msg);
         if (flags & ALLOCD__FLAG__NOWAIT)
                 return conn_reply_error(c, id, e, "%s; NOWAIT was given", msg);
         if (c->nwaiters >= limits.max_waiters_per_connection)
