@@ -115,7 +115,8 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         if (p->map == MAP_FAILED) {
                 r = -errno;
                 p->map = NULL;
-                snprintf(err, errsize, "pool %s: mapping %s: %s", p->conf.name, sz, strerror(errno));
+                snprintf(err, errsize, "pool %s: mapping %s: %s%s", p->conf.name, sz, strerror(errno),
+                         p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" : "");
                 goto fail;
         }
         if (p->conf.numa_node >= 0 && (r = bind_node(p, err, errsize)) < 0)
