@@ -9,7 +9,8 @@
  * thread waiting for memory does not hold up another's status call.
  *
  * A reply may carry a pool's fd (the first region of that pool on this
- * connection); the pool is then mapped once and kept until disconnect.
+ * connection); the reading thread maps the pool before it files the reply,
+ * once, and the mapping is kept until disconnect.
  */
 #include "alloc/client.h"
 
@@ -37,7 +38,7 @@ struct pool_map {
 struct pending {
         uint64_t id;
         Allocd__Reply *reply;
-        int fd;
+        int map_err; /* the pool fd that came with the reply could not be mapped */
         struct pending *next;
 };
 
@@ -48,7 +49,7 @@ struct alloc_client {
         uint64_t next_id;
         bool reading;
         int sleepers; /* threads in pthread_cond_wait */
-        int dead; /* 0, or the negative errno that ended the connection */
+        int dead;     /* 0, or the negative errno that ended the connection */
         char dead_msg[256];
         struct pending *pending;
         struct pool_map *maps;
@@ -83,6 +84,38 @@ const char *alloc_last_error(void) {
         return last_error;
 }
 
+/*
+ * Maps the pool whose fd came with reply.  Done by the reading thread, under
+ * the lock, before the reply is filed: another thread's reply for a later
+ * region of the same pool may be read next, and finds the mapping made.
+ */
+static int map_pool(struct alloc_client *c, const Allocd__Reply *reply, int fd) {
+        const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
+        struct pool_map *m;
+
+        if (!g || !g->pool_fd || !g->pool || !g->has_pool_size || g->pool_size == 0)
+                return -EPROTO;
+        for (size_t i = 0; i < c->nmaps; i++)
+                if (!strcmp(c->maps[i].name, g->pool))
+                        return -EPROTO; /* sent once per connection; a second one is a daemon bug */
+        m = realloc(c->maps, (c->nmaps + 1) * sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        c->maps = m;
+        m = &c->maps[c->nmaps];
+        m->base = mmap(NULL, g->pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m->base == MAP_FAILED)
+                return -errno;
+        m->name = strdup(g->pool);
+        if (!m->name) {
+                munmap(m->base, g->pool_size);
+                return -ENOMEM;
+        }
+        m->size = g->pool_size;
+        c->nmaps++;
+        return 0;
+}
+
 /* Reads one reply and files it under its id.  Called with the lock held, returns with it held. */
 static void read_one(struct alloc_client *c) {
         struct wire_budget budget;
@@ -108,7 +141,9 @@ static void read_one(struct alloc_client *c) {
                                 ;
                 if (p) {
                         p->reply = r;
-                        p->fd = nfds ? fd : -1;
+                        p->map_err = nfds ? map_pool(c, r, fd) : 0;
+                        if (nfds)
+                                close(fd);
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
                         if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
@@ -125,15 +160,15 @@ static void read_one(struct alloc_client *c) {
 }
 
 /* Sends req and waits for its reply; the caller frees *ret with allocd__reply__free_unpacked(..., NULL). */
-static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, int *ret_fd) {
+static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, int *ret_map_err) {
         uint8_t buf[WIRE_MAX_PACKET];
-        struct pending me = {.fd = -1}, **pp;
+        struct pending me = {0}, **pp;
         size_t len;
         int r = 0;
 
         *ret = NULL;
-        if (ret_fd)
-                *ret_fd = -1;
+        if (ret_map_err)
+                *ret_map_err = 0;
         pthread_mutex_lock(&c->lock);
         if (c->dead) {
                 r = c->dead;
@@ -170,10 +205,8 @@ static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         *pp = me.next;
         if (me.reply) {
                 *ret = me.reply;
-                if (ret_fd)
-                        *ret_fd = me.fd;
-                else if (me.fd >= 0)
-                        close(me.fd);
+                if (ret_map_err)
+                        *ret_map_err = me.map_err;
                 r = 0;
         } else {
                 r = c->dead;
@@ -261,70 +294,52 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         return NULL;
 }
 
-/* The mapping of a memory pool: from fd if the reply brought one, else the one made before. */
-static int pool_base(struct alloc_client *c, const Allocd__Region *g, int fd, void **ret) {
-        struct pool_map *m;
-        int r = 0;
+/* Where the pool of region g is mapped in this process. */
+static int pool_base(struct alloc_client *c, const Allocd__Region *g, int map_err, void **ret) {
+        int r = -EPROTO;
 
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->nmaps; i++) {
                 if (!strcmp(c->maps[i].name, g->pool)) {
-                        *ret = c->maps[i].base;
-                        goto out;
+                        if (g->size <= c->maps[i].size && g->offset <= c->maps[i].size - g->size) {
+                                *ret = (char *)c->maps[i].base + g->offset;
+                                r = 0;
+                        }
+                        break;
                 }
         }
-        if (fd < 0 || !g->has_pool_size || g->pool_size == 0) {
-                r = fail(-EPROTO, "allocd sent a region of pool %s without the pool's fd", g->pool);
-                goto out;
-        }
-        m = realloc(c->maps, (c->nmaps + 1) * sizeof(*m));
-        if (!m) {
-                r = fail(-ENOMEM, "out of memory");
-                goto out;
-        }
-        c->maps = m;
-        m = &c->maps[c->nmaps];
-        m->base = mmap(NULL, g->pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (m->base == MAP_FAILED) {
-                r = fail(-errno, "mapping pool %s (%llu bytes): %s", g->pool, (unsigned long long)g->pool_size,
-                         strerror(errno));
-                goto out;
-        }
-        m->name = strdup(g->pool);
-        if (!m->name) {
-                munmap(m->base, g->pool_size);
-                r = fail(-ENOMEM, "out of memory");
-                goto out;
-        }
-        m->size = g->pool_size;
-        c->nmaps++;
-        *ret = m->base;
-out:
         pthread_mutex_unlock(&c->lock);
-        return r;
+        if (map_err < 0)
+                return fail(map_err, "mapping pool %s (%llu bytes): %s", g->pool, (unsigned long long)g->pool_size,
+                            strerror(-map_err));
+        if (r < 0)
+                return fail(r, "allocd sent a region of pool %s that this connection has not mapped, or outside it",
+                            g->pool);
+        return 0;
 }
 
 /* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
-static int take_region(struct alloc_client *c, Allocd__Reply *reply, int fd, struct alloc_region *ret) {
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, int map_err, struct alloc_region *ret) {
         const Allocd__Region *g = reply->region;
-        void *base = NULL;
+        void *ptr = NULL;
         int r;
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION || !g || !g->has_id || !g->pool)
                 return fail(-EPROTO, "allocd answered without a region");
         if (g->kind == ALLOCD__POOL_KIND__HOST) {
-                r = pool_base(c, g, fd, &base);
-                if (r == 0 && g->offset + g->size > g->pool_size)
-                        r = fail(-EPROTO, "allocd sent a region outside its pool");
+                r = pool_base(c, g, map_err, &ptr);
                 if (r < 0) {
-                        alloc_region_detach(c, g->id);
+                        char why[sizeof(last_error)];
+                        memcpy(why, last_error, sizeof(why));
+                        alloc_region_detach(c, g->id); /* nothing leaks; its result does not change ours */
+                        memcpy(last_error, why, sizeof(why));
                         return r;
                 }
         }
         *ret = (struct alloc_region){
                 .id = g->id,
                 .kind = (enum alloc_kind)g->kind,
-                .ptr = base ? (char *)base + g->offset : NULL,
+                .ptr = ptr,
                 .addr = g->offset,
                 .size = g->size,
         };
@@ -334,20 +349,18 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, int fd, str
 /* Runs req; for a region reply fills *region.  Returns 0 or a negative errno value. */
 static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region) {
         Allocd__Reply *reply;
-        int fd = -1, r;
+        int map_err, r;
 
         *last_error = '\0';
         if (!c)
                 return fail(-EINVAL, "no connection (NULL)");
-        r = call(c, req, &reply, &fd);
+        r = call(c, req, &reply, &map_err);
         if (r < 0)
                 return r;
         r = reply_error(reply);
         if (r == 0 && region)
-                r = take_region(c, reply, fd, region);
+                r = take_region(c, reply, map_err, region);
         allocd__reply__free_unpacked(reply, NULL);
-        if (fd >= 0)
-                close(fd);
         return r;
 }
 

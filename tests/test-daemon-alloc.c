@@ -2,6 +2,7 @@
 /* Allocation through a real allocd: both pool kinds, every constraint, every refusal. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -173,5 +174,43 @@ Test(daemon_alloc, regions_of_other_connections_are_not_ours) {
         cr_assert_eq(alloc_region_free(c, r.id + (1ull << 32)), -ENOENT);
         cr_assert_eq(pool_used(c, "h"), 4096);
         alloc_disconnect(other);
+        cr_assert_eq(wait_used(c, "h", 0), 0);
+}
+
+struct first_use {
+        struct alloc_client *conn;
+        int result;
+        void *ptr;
+};
+
+static void *first_use_thread(void *arg) {
+        struct first_use *f = arg;
+        struct alloc_region r;
+
+        f->result = alloc_region_new(f->conn, "h", 4096, NULL, &r);
+        if (f->result == 0) {
+                memset(r.ptr, 0x33, r.size); /* the pool is mapped before any thread uses it */
+                f->ptr = r.ptr;
+        }
+        return NULL;
+}
+
+Test(daemon_alloc, threads_race_for_the_first_region_of_a_pool) {
+        /* Only the first reply carries the pool's fd; whichever thread reads it, all must find the mapping. */
+        for (int round = 0; round < 20; round++) {
+                struct alloc_client *k = daemon_connect(&d);
+                struct first_use f[8] = {0};
+                pthread_t t[8];
+                for (int i = 0; i < 8; i++) {
+                        f[i].conn = k;
+                        cr_assert_eq(pthread_create(&t[i], NULL, first_use_thread, &f[i]), 0);
+                }
+                for (int i = 0; i < 8; i++) {
+                        pthread_join(t[i], NULL);
+                        cr_assert_eq(f[i].result, 0, "round %d thread %d: %s", round, i, alloc_last_error());
+                        cr_assert_not_null(f[i].ptr);
+                }
+                alloc_disconnect(k);
+        }
         cr_assert_eq(wait_used(c, "h", 0), 0);
 }
