@@ -141,7 +141,8 @@ Test(config, lock_yes_locks_the_pool, .timeout = 60) {
         daemon_stop(&d);
         cr_assert_eq(e, 0);
 #ifdef UNDER_ASAN
-        /* AddressSanitizer turns mlock into a no-op (and criterion leaks on a skip): VmLck is checked in the plain build. */
+        /* AddressSanitizer turns mlock into a no-op (and criterion leaks on a skip): VmLck is checked in the plain
+         * build. */
         (void)locked_kb;
 #else
         cr_assert_geq(locked_kb, 4096, "VmLck %lu kB", locked_kb);
