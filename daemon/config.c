@@ -82,6 +82,11 @@ static char *reader(char *str, int num, void *stream) {
         return str;
 }
 
+/* Decimal, or hex with 0x; never octal, so "010" is ten. */
+static int number_base(const char *s) {
+        return s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10;
+}
+
 int parse_size(const char *s, uint64_t *ret) {
         static const char units[] = "KMGTPE";
         char *end;
@@ -91,7 +96,7 @@ int parse_size(const char *s, uint64_t *ret) {
         if (!isdigit((unsigned char)*s))
                 return -EINVAL;
         errno = 0;
-        v = strtoull(s, &end, 0);
+        v = strtoull(s, &end, number_base(s));
         if (errno)
                 return -ERANGE;
         if (*end) {
@@ -119,7 +124,7 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
         if (!isdigit((unsigned char)*s))
                 return -EINVAL;
         errno = 0;
-        uint64_t v = strtoull(s, &end, 0);
+        uint64_t v = strtoull(s, &end, number_base(s));
         if (errno || *end)
                 return -EINVAL;
         if (v > max)

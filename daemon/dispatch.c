@@ -436,7 +436,8 @@ static void handle_status(struct conn *c, uint64_t id) {
         }
         st.n_pools = npools;
         st.pools = pp;
-        budget -= allocd__status_reply__get_packed_size(&st);
+        size_t fixed = allocd__status_reply__get_packed_size(&st);
+        budget = fixed < budget ? budget - fixed : 0; /* pools too many to list fail in conn_send, logged */
         TAILQ_FOREACH(k, &conns, link) {
                 Allocd__ClientStatus *x = &cs[n];
                 struct hold *h;
@@ -483,7 +484,7 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
         Allocd__Region *rs = calloc(MAX, sizeof(*rs));
         Allocd__Region **rp = calloc(MAX, sizeof(*rp));
         size_t n = 0, budget = WIRE_MAX_PACKET - 256;
-        uint32_t slot = m->has_after && m->after ? (uint32_t)m->after + 1 : 0;
+        uint64_t slot = m->has_after && m->after ? (uint64_t)(uint32_t)m->after + 1 : 0;
 
         if (!rs || !rp) {
                 conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
@@ -498,7 +499,7 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
                         continue;
                 if (n == MAX)
                         break;
-                region_fill(&rs[n], slot);
+                region_fill(&rs[n], (uint32_t)slot);
                 size_t sz = allocd__region__get_packed_size(&rs[n]) + 8;
                 if (sz > budget)
                         break;

@@ -89,7 +89,7 @@ static void conn_close(struct conn *c) {
                 waitq_cancel(w, ALLOCD__ERROR__CANCELLED, "connection closed");
         while (!LIST_EMPTY(&c->holds))
                 region_drop_hold(LIST_FIRST(&c->holds));
-        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->pid},
+        logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->pid},
              "client pid %d uid %u%s%s disconnected; %u references "
              "released",
              (int)c->pid, (unsigned)c->uid, *c->name ? " " : "", c->name, n);
