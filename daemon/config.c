@@ -37,7 +37,7 @@ struct parse {
         bool failed;
         /* keys seen in the current section, to refuse repeats */
         char section[NAME_MAX_LEN + 16];
-        char seen[32][24];
+        char seen[32][32]; /* longer than any key */
         int nseen;
 };
 

@@ -41,6 +41,8 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"this is not ini\n", "allocd.conf:1: syntax error"},
                 {"[daemon]\nmax_connections = 0\n", "allocd.conf:2: max_connections = 0"},
                 {"[daemon]\nwait_timeout = soon\n", "wait_timeout = soon"},
+                {"[daemon]\nmax_waiters_per_connection = 2\nmax_waiters_per_connection = 3\n",
+                 "allocd.conf:3: 'max_waiters_per_connection' is set twice"},
                 {"[pool a]\nkind = host\nsize = 1M\nnuma_node = 999\n", "no NUMA node 999"},
                 {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", "not a multiple of the huge page size"},
                 {"[pool a]\nkind = host\nsize = 64T\n", "pool a: "},
