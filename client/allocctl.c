@@ -1,91 +1,373 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * allocctl: look at a running allocd.  For now one command: status, as a
- * table or as JSON (--json) for scripts and monitoring.
+ * allocctl: what a running allocd holds and for whom.
+ *
+ *   allocctl [--socket PATH] [--json] COMMAND [ARGS]
+ *
+ * One function per command; each parses its own options (so --help and
+ * --json work after the command too), asks allocd through liballoc-client
+ * and prints a table, or with --json one JSON document built with json-c.
+ * The JSON schema is in docs/cli.md and only ever grows.
  */
+#include "allocctl.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <json-c/json.h>
+#include "wire.h"
 
-#include "alloc/client.h"
+static const char *socket_path;
 
-static const char *kind_name(enum alloc_kind k) {
+const char *kind_name(enum alloc_kind k) {
         static const char *names[] = {"host", "fpga", "pinned", "gpu"};
 
         return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 
-static void usage(FILE *f) {
-        fprintf(f, "usage: allocctl [--socket PATH] status [--json]\n"
-                   "\n"
-                   "  status         pools (size, used, free, largest free piece, regions, waiters) and clients\n"
-                   "  --json         the same as one JSON object\n"
-                   "  -s, --socket   allocd's socket (default: $ALLOCD_SOCKET, /run/allocd/allocd.sock for root,\n"
-                   "                 else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n");
+const char *fmt_size(uint64_t bytes, char *buf, size_t size) {
+        static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+        unsigned u = 0;
+
+        while (u + 1 < sizeof(units) / sizeof(units[0]) && bytes >> (10 * (u + 1)))
+                u++;
+        if (u == 0 || bytes % (1ull << (10 * u)) == 0)
+                snprintf(buf, size, "%" PRIu64 "%s", bytes >> (10 * u), units[u]);
+        else
+                snprintf(buf, size, "%.1f%s", (double)bytes / (double)(1ull << (10 * u)), units[u]);
+        return buf;
+}
+
+const char *printable(const char *s, bool spaces, char *buf, size_t size) {
+        size_t i = 0;
+
+        for (; *s && i + 1 < size; s++, i++) {
+                unsigned char ch = (unsigned char)*s;
+                buf[i] = ch < 0x20 || ch == 0x7f ? '?' : (spaces && ch == ' ') ? '_' : (char)ch;
+        }
+        buf[i] = '\0';
+        if (i == 0 && size > 1)
+                snprintf(buf, size, "-");
+        return buf;
+}
+
+static const char *fmt_age(uint64_t seconds, char *buf, size_t size) {
+        if (seconds < 60)
+                snprintf(buf, size, "%" PRIu64 "s", seconds);
+        else if (seconds < 3600)
+                snprintf(buf, size, "%" PRIu64 "m%02" PRIu64 "s", seconds / 60, seconds % 60);
+        else if (seconds < 86400)
+                snprintf(buf, size, "%" PRIu64 "h%02" PRIu64 "m", seconds / 3600, seconds / 60 % 60);
+        else
+                snprintf(buf, size, "%" PRIu64 "d%02" PRIu64 "h", seconds / 86400, seconds / 3600 % 24);
+        return buf;
+}
+
+static const char *fmt_flags(uint32_t flags, char *buf, size_t size) {
+        static const struct {
+                uint32_t bit;
+                const char *name;
+        } names[] = {
+                {ALLOC_ZERO, "zero"}, {ALLOC_NOWAIT, "nowait"}, {ALLOC_NOFAIL, "nofail"}, {ALLOC_PERSIST, "persist"}};
+        size_t n = 0;
+
+        *buf = '\0';
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (flags & names[i].bit)
+                        n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? "," : "", names[i].name);
+        if (!*buf)
+                snprintf(buf, size, "-");
+        return buf;
+}
+
+static json_object *flags_json(uint32_t flags) {
+        char buf[64], *save = NULL;
+        json_object *a = json_object_new_array();
+
+        fmt_flags(flags, buf, sizeof(buf));
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                if (strcmp(t, "-") != 0)
+                        json_object_array_add(a, json_object_new_string(t));
+        return a;
+}
+
+void json_print(json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+int request_failed(const char *what) {
+        fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
+        return EXIT_FAILED;
 }
 
 static json_object *u64(uint64_t v) {
         return json_object_new_uint64(v);
 }
 
-static int print_json(const struct alloc_status *s) {
-        json_object *root = json_object_new_object(), *pools = json_object_new_array(),
-                    *clients = json_object_new_array();
-
-        for (size_t i = 0; i < s->npools; i++) {
-                const struct alloc_pool_status *p = &s->pools[i];
-                json_object *o = json_object_new_object();
-                json_object_object_add(o, "name", json_object_new_string(p->name));
-                json_object_object_add(o, "kind", json_object_new_string(kind_name(p->kind)));
-                json_object_object_add(o, "size", u64(p->size));
-                json_object_object_add(o, "used", u64(p->used));
-                json_object_object_add(o, "free", u64(p->free));
-                json_object_object_add(o, "largest_free", u64(p->largest_free));
-                json_object_object_add(o, "regions", u64(p->regions));
-                json_object_object_add(o, "waiters", u64(p->waiters));
-                json_object_object_add(o, "quantum", u64(p->quantum));
-                json_object_array_add(pools, o);
-        }
-        for (size_t i = 0; i < s->nclients; i++) {
-                const struct alloc_client_status *k = &s->clients[i];
-                json_object *o = json_object_new_object();
-                json_object_object_add(o, "pid", json_object_new_int(k->pid));
-                json_object_object_add(o, "uid", u64(k->uid));
-                json_object_object_add(o, "name", json_object_new_string(k->name));
-                json_object_object_add(o, "regions", u64(k->regions));
-                json_object_object_add(o, "bytes", u64(k->bytes));
-                json_object_object_add(o, "waiters", u64(k->waiters));
-                json_object_array_add(clients, o);
-        }
-        json_object_object_add(root, "pools", pools);
-        json_object_object_add(root, "clients", clients);
-        json_object_object_add(root, "clients_omitted", u64(s->clients_omitted));
-        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(root);
-        return 0;
+static double fragmentation(const struct alloc_pool_status *p) {
+        return p->free ? 1.0 - (double)p->largest_free / (double)p->free : 0.0;
 }
 
-static void print_table(const struct alloc_status *s) {
-        printf("%-16s %-6s %14s %14s %14s %14s %8s %7s\n", "POOL", "KIND", "SIZE", "USED", "FREE", "LARGEST_FREE",
-               "REGIONS", "WAITERS");
-        for (size_t i = 0; i < s->npools; i++) {
-                const struct alloc_pool_status *p = &s->pools[i];
-                printf("%-16s %-6s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %14" PRIu64 " %8" PRIu64 " %7" PRIu64 "\n",
-                       p->name, kind_name(p->kind), p->size, p->used, p->free, p->largest_free, p->regions, p->waiters);
-        }
-        printf("\n%-8s %-8s %-20s %8s %14s %7s\n", "PID", "UID", "CLIENT", "REGIONS", "BYTES", "WAITERS");
+/* ---- status ---- */
+
+static json_object *client_json(const struct alloc_client_status *k) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "pid", json_object_new_int(k->pid));
+        json_object_object_add(o, "uid", u64(k->uid));
+        json_object_object_add(o, "comm", json_object_new_string(k->comm));
+        json_object_object_add(o, "name", json_object_new_string(k->name));
+        json_object_object_add(o, "regions", u64(k->regions));
+        json_object_object_add(o, "bytes", u64(k->bytes));
+        json_object_object_add(o, "waiters", u64(k->waiters));
+        return o;
+}
+
+static json_object *clients_json(const struct alloc_status *s) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < s->nclients; i++)
+                json_object_array_add(a, client_json(&s->clients[i]));
+        return a;
+}
+
+static void clients_table(const struct alloc_status *s) {
+        char b1[16], b2[80], b3[80];
+
+        printf("%-8s %-8s %-16s %8s %10s %8s  %s\n", "PID", "UID", "COMMAND", "REGIONS", "BYTES", "WAITING", "CLIENT");
         for (size_t i = 0; i < s->nclients; i++) {
                 const struct alloc_client_status *k = &s->clients[i];
-                printf("%-8d %-8u %-20s %8" PRIu64 " %14" PRIu64 " %7" PRIu64 "\n", (int)k->pid, (unsigned)k->uid,
-                       k->name, k->regions, k->bytes, k->waiters);
+                printf("%-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", (int)k->pid, (unsigned)k->uid,
+                       printable(k->comm, true, b2, sizeof(b2)), k->regions, fmt_size(k->bytes, b1, sizeof(b1)),
+                       k->waiters, printable(k->name, false, b3, sizeof(b3)));
         }
-        if (s->clients_omitted)
-                printf("(%" PRIu64 " more clients not listed)\n", s->clients_omitted);
+}
+
+static json_object *pool_json(const struct alloc_pool_status *p) {
+        json_object *o = json_object_new_object(), *spans = json_object_new_array();
+
+        json_object_object_add(o, "name", json_object_new_string(p->name));
+        json_object_object_add(o, "kind", json_object_new_string(kind_name(p->kind)));
+        json_object_object_add(o, "size", u64(p->size));
+        json_object_object_add(o, "used", u64(p->used));
+        json_object_object_add(o, "free", u64(p->free));
+        json_object_object_add(o, "largest_free", u64(p->largest_free));
+        json_object_object_add(o, "fragmentation", json_object_new_double(fragmentation(p)));
+        json_object_object_add(o, "regions", u64(p->regions));
+        json_object_object_add(o, "waiters", u64(p->waiters));
+        json_object_object_add(o, "quantum", u64(p->quantum));
+        for (size_t j = 0; j < p->nspans; j++) {
+                json_object *sp = json_object_new_object();
+                json_object_object_add(sp, "base", u64(p->spans[j].base));
+                json_object_object_add(sp, "size", u64(p->spans[j].size));
+                json_object_array_add(spans, sp);
+        }
+        json_object_object_add(o, "spans", spans);
+        return o;
+}
+
+static void status_text(const struct alloc_status *s) {
+        char up[32], b[5][16], name[80];
+
+        printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
+               s->nclients == 1 ? "" : "s");
+        printf("%-16s %-6s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "SIZE", "USED", "FREE", "LARGEST",
+               "FRAG", "REGIONS", "WAITERS");
+        for (size_t i = 0; i < s->npools; i++) {
+                const struct alloc_pool_status *p = &s->pools[i];
+                printf("%-16s %-6s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
+                       printable(p->name, true, name, sizeof(name)), kind_name(p->kind), fmt_size(p->size, b[0], 16),
+                       fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16),
+                       100.0 * fragmentation(p), p->regions, p->waiters);
+        }
+        if (s->nclients) {
+                putchar('\n');
+                clients_table(s);
+        }
+}
+
+static int cmd_status(struct ctl *ctl, int argc, char **argv) {
+        struct alloc_status *s;
+        (void)argc;
+        (void)argv;
+
+        if (alloc_status(ctl->client, &s) < 0)
+                return request_failed("status");
+        if (ctl->json) {
+                json_object *o = json_object_new_object(), *pools = json_object_new_array();
+                json_object_object_add(o, "version", json_object_new_string(s->daemon_version));
+                json_object_object_add(o, "uptime", u64(s->uptime));
+                json_object_object_add(o, "started", u64(s->started));
+                for (size_t i = 0; i < s->npools; i++)
+                        json_object_array_add(pools, pool_json(&s->pools[i]));
+                json_object_object_add(o, "pools", pools);
+                json_object_object_add(o, "clients", clients_json(s));
+                json_print(o);
+        } else {
+                status_text(s);
+        }
+        alloc_status_free(s);
+        return EXIT_OK;
+}
+
+/* ---- clients ---- */
+
+static int cmd_clients(struct ctl *ctl, int argc, char **argv) {
+        struct alloc_status *s;
+        (void)argc;
+        (void)argv;
+
+        if (alloc_status(ctl->client, &s) < 0)
+                return request_failed("clients");
+        if (ctl->json)
+                json_print(clients_json(s));
+        else
+                clients_table(s);
+        alloc_status_free(s);
+        return EXIT_OK;
+}
+
+/* ---- dump ---- */
+
+static json_object *region_json(const struct alloc_region_info *r, uint64_t now) {
+        json_object *o = json_object_new_object(), *holders = json_object_new_array();
+
+        json_object_object_add(o, "id", u64(r->id));
+        json_object_object_add(o, "pool", json_object_new_string(r->pool));
+        json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
+        json_object_object_add(o, "addr", u64(r->addr));
+        json_object_object_add(o, "size", u64(r->size));
+        json_object_object_add(o, "flags", flags_json(r->flags));
+        json_object_object_add(o, "name", *r->name ? json_object_new_string(r->name) : NULL);
+        json_object_object_add(o, "refs", u64(r->refs));
+        json_object_object_add(o, "uid", u64(r->uid));
+        json_object_object_add(o, "pid", json_object_new_int(r->pid));
+        json_object_object_add(o, "created", u64(r->created));
+        json_object_object_add(o, "age", u64(now > r->created ? now - r->created : 0));
+        for (size_t j = 0; j < r->nholders; j++) {
+                json_object *h = json_object_new_object();
+                json_object_object_add(h, "pid", json_object_new_int(r->holders[j].pid));
+                json_object_object_add(h, "uid", u64(r->holders[j].uid));
+                json_object_object_add(h, "comm", json_object_new_string(r->holders[j].comm));
+                json_object_object_add(h, "name", json_object_new_string(r->holders[j].name));
+                json_object_array_add(holders, h);
+        }
+        json_object_object_add(o, "holders", holders);
+        json_object_object_add(o, "holders_omitted", u64(r->holders_omitted));
+        return o;
+}
+
+static void region_row(const struct alloc_region_info *r, uint64_t now) {
+        char size[16], flags[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
+        size_t n = 0;
+
+        *holders = '\0';
+        for (size_t j = 0; j < r->nholders && n < sizeof(holders); j++) {
+                char comm[32];
+                n += (size_t)snprintf(holders + n, sizeof(holders) - n, "%s%d/%u/%s", j ? "," : "",
+                                      (int)r->holders[j].pid, (unsigned)r->holders[j].uid,
+                                      printable(r->holders[j].comm, true, comm, sizeof(comm)));
+        }
+        if (r->holders_omitted && n < sizeof(holders))
+                snprintf(holders + n, sizeof(holders) - n, ",+%u", r->holders_omitted);
+        if (!*holders)
+                snprintf(holders, sizeof(holders), "-");
+        printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-14s %4u %8s %-24s %s\n", r->id,
+               printable(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
+               fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
+               fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)), holders,
+               printable(r->name, false, name, sizeof(name)));
+}
+
+static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
+        const char *pool = argc > 0 ? argv[0] : NULL;
+        uint64_t now = (uint64_t)time(NULL);
+        struct alloc_dump *d;
+
+        if (alloc_dump(ctl->client, pool, &d) < 0)
+                return request_failed("dump");
+        if (ctl->json) {
+                json_object *a = json_object_new_array();
+                for (size_t i = 0; i < d->nregions; i++)
+                        json_object_array_add(a, region_json(&d->regions[i], now));
+                json_print(a);
+        } else {
+                printf("%-12s %-12s %18s %10s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FLAGS", "REFS",
+                       "AGE", "HOLDERS", "NAME");
+                for (size_t i = 0; i < d->nregions; i++)
+                        region_row(&d->regions[i], now);
+        }
+        alloc_dump_free(d);
+        return EXIT_OK;
+}
+
+/* ---- the command line ---- */
+
+static const struct command {
+        const char *name;
+        int (*run)(struct ctl *ctl, int argc, char **argv);
+        int (*parse)(int argc, char **argv); /* NULL: min_args to max_args words, no options */
+        int min_args, max_args;
+        const char *args, *summary, *help;
+} commands[] = {
+        {"status", cmd_status, NULL, 0, 0, "", "pools, daemon version and uptime, connected clients",
+         "One row per pool: kind, size, used, free, largest free range, fragmentation\n"
+         "(1 - largest free / free), regions and waiting requests; then the clients.\n"},
+        {"dump", cmd_dump, NULL, 0, 1, "[POOL]", "every region, or every region of POOL",
+         "One row per region you may see: id, pool, offset (memory pools) or address\n"
+         "(fpga), size, flags, references, age, holders (pid/uid/command) and name.\n"},
+        {"clients", cmd_clients, NULL, 0, 0, "", "every connection and what it holds",
+         "One row per connection: pid, uid, command name, regions and bytes held,\n"
+         "waiting requests, and the name the client gave.\n"},
+        {"map", cmd_map, map_args, 1, 1, "POOL [--svg FILE] [--width N] [--rows N]", "a picture of how POOL is used",
+         "One cell per slice of the pool, as wide as the terminal: used, partly used,\n"
+         "free, the largest free range, and reserved (address space between an fpga\n"
+         "pool's ranges).  --svg FILE writes the same picture as SVG, one shape per\n"
+         "segment, for a bug report; --width and --rows size the terminal picture.\n"},
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "usage: allocctl [--socket PATH] [--json] COMMAND [ARGS]\n\ncommands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                fprintf(f, "  %-8s %-42s %s\n", commands[i].name, commands[i].args, commands[i].summary);
+        fprintf(f, "\noptions:\n"
+                   "  -s, --socket PATH  allocd's socket (default: $ALLOCD_SOCKET, /run/allocd/allocd.sock for\n"
+                   "                     root, else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n"
+                   "  -j, --json         print JSON (schema: docs/cli.md) instead of a table\n"
+                   "  -h, --help         this text; 'allocctl COMMAND --help' for one command\n"
+                   "  -V, --version      allocctl's version\n"
+                   "\nexit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable\n");
+}
+
+static void command_usage(const struct command *cmd, FILE *f) {
+        fprintf(f, "usage: allocctl [--socket PATH] [--json] %s %s\n\n%s", cmd->name, cmd->args, cmd->help);
+}
+
+/* Connects; on failure says what to do and returns EXIT_UNREACHABLE. */
+static int connect_daemon(struct ctl *ctl) {
+        char def[108];
+        const char *path = socket_path;
+        int r = alloc_connect(&ctl->client, path, "allocctl");
+
+        if (r == 0)
+                return EXIT_OK;
+        if (!path && wire_default_socket(def, sizeof(def)) == 0)
+                path = def;
+        if (!path)
+                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+        else if (r == -ENOENT || r == -ECONNREFUSED)
+                fprintf(stderr,
+                        "allocctl: allocd is not running at %s: start it with `systemctl start allocd` or pass "
+                        "--socket\n",
+                        path);
+        else if (r == -EACCES || r == -EPERM)
+                fprintf(stderr, "allocctl: may not connect to allocd at %s: %s; run as a user who may\n", path,
+                        strerror(-r));
+        else
+                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", path, alloc_last_error());
+        return EXIT_UNREACHABLE;
 }
 
 int main(int argc, char **argv) {
@@ -93,62 +375,85 @@ int main(int argc, char **argv) {
                 {"socket", required_argument, NULL, 's'},
                 {"json", no_argument, NULL, 'j'},
                 {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
                 {0},
         };
-        const char *socket_path = NULL;
-        bool json = false;
-        struct alloc_client *c;
-        struct alloc_status *s;
-        int o, r;
+        struct ctl ctl = {0};
+        const struct command *cmd = NULL;
+        char **args;
+        int o, nargs = 0, r;
 
-        while ((o = getopt_long(argc, argv, "+s:jh", opts, NULL)) != -1) {
+        /* '+': stop at the command; its own options are read below, after it. */
+        while ((o = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
                 switch (o) {
                 case 's':
                         socket_path = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        ctl.json = true;
                         break;
                 case 'h':
                         usage(stdout);
-                        return 0;
+                        return EXIT_OK;
+                case 'V':
+                        printf("allocctl %s\n", ALLOCD_VERSION);
+                        return EXIT_OK;
                 default:
-                        usage(stderr);
-                        return 2;
+                        fprintf(stderr, "allocctl: try 'allocctl --help'\n");
+                        return EXIT_USAGE;
                 }
         }
         if (optind >= argc) {
                 usage(stderr);
-                return 2;
+                return EXIT_USAGE;
         }
-        if (strcmp(argv[optind], "status") != 0) {
-                fprintf(stderr, "allocctl: unknown command '%s'; try 'allocctl --help'\n", argv[optind]);
-                return 2;
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (!strcmp(argv[optind], commands[i].name))
+                        cmd = &commands[i];
+        if (!cmd) {
+                fprintf(stderr, "allocctl: unknown command '%s'; the commands are status, dump, clients and map\n",
+                        argv[optind]);
+                return EXIT_USAGE;
+        }
+        /* The command's words: options every command takes are handled here, the rest passed on. */
+        args = calloc((size_t)argc, sizeof(*args));
+        if (!args) {
+                fprintf(stderr, "allocctl: out of memory\n");
+                return EXIT_FAILED;
         }
         for (int i = optind + 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--json")) {
-                        json = true;
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                        command_usage(cmd, stdout);
+                        free(args);
+                        return EXIT_OK;
+                } else if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j")) {
+                        ctl.json = true;
                 } else {
-                        fprintf(stderr, "allocctl: status: unexpected '%s'; try 'allocctl --help'\n", argv[i]);
-                        return 2;
+                        args[nargs++] = argv[i];
                 }
         }
-        r = alloc_connect(&c, socket_path, "allocctl");
-        if (r < 0) {
-                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
-                return 1;
+        if (cmd->parse) {
+                if ((r = cmd->parse(nargs, args)) != EXIT_OK) {
+                        free(args);
+                        return r;
+                }
+        } else {
+                for (int i = 0; i < nargs; i++)
+                        if (args[i][0] == '-') {
+                                fprintf(stderr, "allocctl %s: unknown option '%s'; try 'allocctl %s --help'\n",
+                                        cmd->name, args[i], cmd->name);
+                                free(args);
+                                return EXIT_USAGE;
+                        }
+                if (nargs < cmd->min_args || nargs > cmd->max_args) {
+                        command_usage(cmd, stderr);
+                        free(args);
+                        return EXIT_USAGE;
+                }
         }
-        r = alloc_status(c, &s);
-        if (r < 0) {
-                fprintf(stderr, "allocctl: status: %s\n", alloc_last_error());
-                alloc_disconnect(c);
-                return 1;
-        }
-        if (json)
-                print_json(s);
-        else
-                print_table(s);
-        alloc_status_free(s);
-        alloc_disconnect(c);
-        return 0;
+        if ((r = connect_daemon(&ctl)) == EXIT_OK)
+                r = cmd->run(&ctl, nargs, args);
+        alloc_disconnect(ctl.client);
+        free(args);
+        return r;
 }

@@ -197,6 +197,8 @@ void region_drop_hold(struct hold *h);
 void region_unpublish(uint32_t slot);
 int region_by_name(const char *name);
 void region_fill(Allocd__Region *out, uint32_t slot);
+/* The first of the region's holds, each linked by next_in_region. */
+const struct hold *region_holders(uint32_t slot);
 void regions_destroy(void);
 
 /* ---- waiting allocations (waitq.c) ---- */
@@ -238,6 +240,7 @@ struct conn {
         gid_t groups[MAX_GROUPS];
         int ngroups;
         char name[CLIENT_NAME_MAX_LEN + 1];
+        char comm[16]; /* /proc/PID/comm when it connected; "" if unreadable */
         bool hello;
         bool closing; /* close once the loop is back in control */
         bool refused; /* over max_connections: answered LIMIT to its first request, then closed */
@@ -279,6 +282,8 @@ int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg
 /* ---- the daemon (main.c) ---- */
 
 extern bool stopping;
+extern uint64_t started_realtime; /* seconds since the epoch */
+extern uint64_t started_hrtime;   /* uv_hrtime() at start */
 void status_changed(void);
 
 #endif

@@ -405,37 +405,61 @@ static void handle_hello(struct conn *c, uint64_t id, const Allocd__Hello *m) {
              (unsigned)c->uid, c->name);
 }
 
-static void handle_status(struct conn *c, uint64_t id) {
+static size_t pool_nspans(const struct pool *p) {
+        return p->conf.kind == POOL_FPGA ? p->conf.nranges : 1;
+}
+
+static void handle_status(struct conn *c, uint64_t id, const Allocd__Status *m) {
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__StatusReply st = ALLOCD__STATUS_REPLY__INIT;
+        uint64_t after = m->has_clients_after ? m->clients_after : 0, omitted = 0;
+        size_t nspans = 0, n = 0, budget = WIRE_MAX_PACKET - 1024;
+
+        for (size_t i = 0; i < npools; i++)
+                nspans += pool_nspans(pools[i]);
         Allocd__PoolStatus *ps = calloc(npools, sizeof(*ps)), **pp = calloc(npools, sizeof(*pp));
+        Allocd__Span *sp = calloc(nspans, sizeof(*sp)), **spp = calloc(nspans, sizeof(*spp));
         Allocd__ClientStatus *cs = calloc(nconns, sizeof(*cs)), **cp = calloc(nconns, sizeof(*cp));
         struct conn *k;
-        size_t n = 0, budget = WIRE_MAX_PACKET - 1024;
 
-        if (!ps || !pp || (nconns && (!cs || !cp))) {
+        if (!ps || !pp || !sp || !spp || (nconns && (!cs || !cp))) {
                 conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
                 goto out;
         }
+        nspans = 0;
         for (size_t i = 0; i < npools; i++) {
+                const struct pool *p = pools[i];
                 struct range_stats rs;
-                range_stats(pools[i]->arena, &rs);
+                range_stats(p->arena, &rs);
                 allocd__pool_status__init(&ps[i]);
-                ps[i].name = pools[i]->conf.name;
+                ps[i].name = (char *)p->conf.name;
                 ps[i].has_kind = ps[i].has_size = ps[i].has_used = ps[i].has_free = ps[i].has_largest_free =
                         ps[i].has_regions = ps[i].has_waiters = ps[i].has_quantum = true;
-                ps[i].kind = (Allocd__PoolKind)pools[i]->conf.kind;
+                ps[i].kind = (Allocd__PoolKind)p->conf.kind;
                 ps[i].size = rs.total;
                 ps[i].used = rs.in_use;
                 ps[i].free = rs.free;
                 ps[i].largest_free = rs.largest_free;
-                ps[i].regions = pools[i]->nregions;
-                ps[i].waiters = pools[i]->nwaiters;
+                ps[i].regions = p->nregions;
+                ps[i].waiters = p->nwaiters;
                 ps[i].quantum = rs.quantum;
+                ps[i].spans = &spp[nspans];
+                ps[i].n_spans = pool_nspans(p);
+                for (size_t j = 0; j < ps[i].n_spans; j++, nspans++) {
+                        allocd__span__init(&sp[nspans]);
+                        sp[nspans].has_address = sp[nspans].has_size = true;
+                        sp[nspans].address = p->conf.kind == POOL_FPGA ? p->conf.ranges[j].base : 0;
+                        sp[nspans].size = p->conf.kind == POOL_FPGA ? p->conf.ranges[j].size : p->conf.size;
+                        spp[nspans] = &sp[nspans];
+                }
                 pp[i] = &ps[i];
         }
         st.n_pools = npools;
         st.pools = pp;
+        st.daemon_version = (char *)ALLOCD_VERSION;
+        st.has_uptime = st.has_started = true;
+        st.uptime = (uv_hrtime() - started_hrtime) / 1000000000u;
+        st.started = started_realtime;
         size_t fixed = allocd__status_reply__get_packed_size(&st);
         budget = fixed < budget ? budget - fixed : 0; /* pools too many to list fail in conn_send, logged */
         TAILQ_FOREACH(k, &conns, link) {
@@ -443,20 +467,30 @@ static void handle_status(struct conn *c, uint64_t id) {
                 struct hold *h;
                 uint64_t bytes = 0;
 
+                if (k->serial <= after)
+                        continue;
+                if (omitted) {
+                        omitted++;
+                        continue;
+                }
                 LIST_FOREACH(h, &k->holds, by_conn)
                 if (regions[h->slot].conn == k->serial)
                         bytes += regions[h->slot].size;
                 allocd__client_status__init(x);
-                x->has_pid = x->has_uid = x->has_regions = x->has_bytes = x->has_waiters = true;
+                x->has_pid = x->has_uid = x->has_regions = x->has_bytes = x->has_waiters = x->has_serial = true;
                 x->pid = k->pid;
                 x->uid = k->uid;
                 x->name = k->name;
+                x->comm = k->comm;
                 x->regions = k->nholds;
                 x->bytes = bytes;
                 x->waiters = k->nwaiters;
+                x->serial = k->serial;
                 size_t sz = allocd__client_status__get_packed_size(x) + 8;
-                if (sz > budget)
-                        break;
+                if (sz > budget) {
+                        omitted++;
+                        continue;
+                }
                 budget -= sz;
                 cp[n] = x;
                 n++;
@@ -464,7 +498,7 @@ static void handle_status(struct conn *c, uint64_t id) {
         st.n_clients = n;
         st.clients = cp;
         st.has_clients_omitted = true;
-        st.clients_omitted = nconns - n;
+        st.clients_omitted = omitted;
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.body_case = ALLOCD__REPLY__BODY_STATUS;
@@ -473,8 +507,46 @@ static void handle_status(struct conn *c, uint64_t id) {
 out:
         free(ps);
         free(pp);
+        free(sp);
+        free(spp);
         free(cs);
         free(cp);
+}
+
+/* Holders listed per region in a Dump; the rest are counted in holders_omitted. */
+#define HOLDERS_LISTED 32
+
+struct holder_block {
+        Allocd__Holder h[HOLDERS_LISTED];
+        Allocd__Holder *p[HOLDERS_LISTED];
+};
+
+/* Lists the region's holders into b; returns 0 or -ENOMEM. */
+static int fill_holders(Allocd__Region *out, uint32_t slot, struct holder_block **ret) {
+        struct holder_block *b = NULL;
+        const struct hold *h;
+
+        *ret = NULL;
+        for (h = region_holders(slot); h; h = h->next_in_region) {
+                if (out->n_holders == HOLDERS_LISTED) {
+                        out->holders_omitted++;
+                        continue;
+                }
+                if (!b && !(b = calloc(1, sizeof(*b))))
+                        return -ENOMEM;
+                Allocd__Holder *x = &b->h[out->n_holders];
+                allocd__holder__init(x);
+                x->has_pid = x->has_uid = true;
+                x->pid = h->conn->pid;
+                x->uid = h->conn->uid;
+                x->name = h->conn->name;
+                x->comm = h->conn->comm;
+                b->p[out->n_holders++] = x;
+        }
+        out->holders = b ? b->p : NULL;
+        out->has_holders_omitted = true;
+        *ret = b;
+        return 0;
 }
 
 static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
@@ -483,16 +555,25 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
         enum { MAX = 512 };
         Allocd__Region *rs = calloc(MAX, sizeof(*rs));
         Allocd__Region **rp = calloc(MAX, sizeof(*rp));
+        struct holder_block **blocks = calloc(MAX, sizeof(*blocks));
         size_t n = 0, budget = WIRE_MAX_PACKET - 256;
         uint64_t slot = m->has_after && m->after ? (uint64_t)(uint32_t)m->after + 1 : 0;
+        const struct pool *only = NULL;
 
-        if (!rs || !rp) {
+        if (!rs || !rp || !blocks) {
                 conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
                 goto out;
         }
+        if (m->pool) {
+                if (!valid_name(m->pool) || !(only = pool_find(m->pool))) {
+                        conn_reply_error(c, id, ALLOCD__ERROR__NO_POOL,
+                                         "no pool is named '%.64s'; 'allocctl status' lists the pools", m->pool);
+                        goto out;
+                }
+        }
         for (; slot < nslots; slot++) {
                 const struct region *r = &regions[slot];
-                if (!r->live)
+                if (!r->live || (only && r->pool != only->index))
                         continue;
                 if (c->uid != 0 && r->uid != c->uid && !pool_may(pools[r->pool], c, ACCESS_ATTACH) &&
                     !pool_may(pools[r->pool], c, ACCESS_ALLOC))
@@ -500,9 +581,17 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
                 if (n == MAX)
                         break;
                 region_fill(&rs[n], (uint32_t)slot);
+                if (fill_holders(&rs[n], (uint32_t)slot, &blocks[n]) < 0) {
+                        conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
+                        n++;
+                        goto out;
+                }
                 size_t sz = allocd__region__get_packed_size(&rs[n]) + 8;
-                if (sz > budget)
+                if (sz > budget) {
+                        free(blocks[n]);
+                        blocks[n] = NULL;
                         break;
+                }
                 budget -= sz;
                 rp[n] = &rs[n];
                 n++;
@@ -517,6 +606,9 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
         reply.dump = &d;
         conn_send(c, &reply, NULL, 0);
 out:
+        for (size_t i = 0; blocks && i < n; i++)
+                free(blocks[i]);
+        free(blocks);
         free(rs);
         free(rp);
 }
@@ -549,7 +641,7 @@ void dispatch(struct conn *c, const Allocd__Request *req) {
         case ALLOCD__REQUEST__BODY_DETACH:
                 return handle_detach(c, id, req->detach);
         case ALLOCD__REQUEST__BODY_STATUS:
-                return handle_status(c, id);
+                return handle_status(c, id, req->status);
         case ALLOCD__REQUEST__BODY_DUMP:
                 return handle_dump(c, id, req->dump);
         default:

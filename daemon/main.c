@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -21,6 +22,7 @@
 uv_loop_t *loop;
 struct limits limits;
 bool stopping;
+uint64_t started_realtime, started_hrtime;
 
 static const char *config_path;
 static int cli_log_level = -1;
@@ -249,6 +251,8 @@ int main(int argc, char **argv) {
         limits = conf.limits;
         log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
         loop = uv_default_loop();
+        started_realtime = (uint64_t)time(NULL);
+        started_hrtime = uv_hrtime();
         signal(SIGPIPE, SIG_IGN);
 
         for (size_t i = 0; i < conf.npools; i++) {

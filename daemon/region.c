@@ -226,6 +226,10 @@ void region_fill(Allocd__Region *out, uint32_t slot) {
         out->created = r->created;
 }
 
+const struct hold *region_holders(uint32_t slot) {
+        return holders[slot];
+}
+
 static void no_free(void *p) {
         (void)p;
 }

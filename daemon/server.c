@@ -259,6 +259,25 @@ static void conn_cb(uv_poll_t *h, int status, int events) {
                 conn_close(c);
 }
 
+/* The command name of pid, for allocctl; best effort (another pid namespace, a process already gone). */
+static void read_comm(pid_t pid, char *buf, size_t size) {
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        *buf = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        n = read(fd, buf, size - 1);
+        close(fd);
+        if (n <= 0)
+                n = 0;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+}
+
 static void conn_new(int fd, bool refused) {
         struct conn *c = calloc(1, sizeof(*c));
         struct ucred cred;
@@ -275,6 +294,7 @@ static void conn_new(int fd, bool refused) {
         c->pid = cred.pid;
         c->uid = cred.uid;
         c->gid = cred.gid;
+        read_comm(c->pid, c->comm, sizeof(c->comm));
         len = sizeof(c->groups);
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
                 c->ngroups = (int)(len / sizeof(gid_t));

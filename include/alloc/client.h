@@ -74,18 +74,29 @@ struct alloc_region {
         uint64_t size; /* as asked, rounded up to the pool's quantum */
 };
 
+/* A stretch of a pool: offsets [base, base + size) of a memory pool, addresses of an fpga pool. */
+struct alloc_span {
+        uint64_t base, size;
+};
+
 struct alloc_pool_status {
         char name[ALLOC_NAME_MAX + 1];
         enum alloc_kind kind;
         uint64_t size, used, free, largest_free, regions, waiters, quantum;
+        size_t nspans;
+        struct alloc_span *spans; /* what the pool covers, in order; the gaps between them are not the pool's */
 };
+
+#define ALLOC_CLIENT_NAME_MAX 63
 
 struct alloc_client_status {
         pid_t pid;
         uid_t uid;
-        char name[64];
-        uint64_t regions; /* references held */
-        uint64_t bytes;   /* bytes of the regions it allocated and still holds */
+        char name[ALLOC_CLIENT_NAME_MAX + 1]; /* as given to alloc_connect */
+        char comm[16];                        /* the process's command name when it connected; "" if unknown */
+        uint64_t serial;                      /* the connection's number in allocd, in order of connecting */
+        uint64_t regions;                     /* references held */
+        uint64_t bytes;                       /* bytes of the regions it allocated and still holds */
         uint64_t waiters;
 };
 
@@ -94,7 +105,41 @@ struct alloc_status {
         struct alloc_pool_status *pools;
         size_t nclients;
         struct alloc_client_status *clients;
-        uint64_t clients_omitted; /* clients not listed (the reply had no room) */
+        uint64_t clients_omitted; /* clients not listed (they came and went while the list was read) */
+        char daemon_version[32];
+        uint64_t uptime;  /* seconds since allocd started */
+        uint64_t started; /* when, in seconds since the epoch */
+};
+
+/* A connection holding a reference to a region. */
+struct alloc_holder {
+        pid_t pid;
+        uid_t uid;
+        char name[ALLOC_CLIENT_NAME_MAX + 1];
+        char comm[16];
+};
+
+/* One region as alloc_dump() lists it. */
+struct alloc_region_info {
+        uint64_t id;
+        char pool[ALLOC_NAME_MAX + 1];
+        enum alloc_kind kind;
+        uint64_t addr; /* the offset in a memory pool, the address in an fpga pool */
+        uint64_t size;
+        uint32_t flags;                /* as allocated: ALLOC_ZERO, ALLOC_PERSIST, ... */
+        char name[ALLOC_NAME_MAX + 1]; /* published name; "" if none */
+        uint32_t refs;                 /* holders, plus one while ALLOC_PERSIST holds it */
+        uid_t uid;                     /* who allocated it */
+        pid_t pid;
+        uint64_t created; /* seconds since the epoch */
+        size_t nholders;
+        struct alloc_holder *holders;
+        uint32_t holders_omitted; /* holders past allocd's per-region listing limit */
+};
+
+struct alloc_dump {
+        size_t nregions;
+        struct alloc_region_info *regions;
 };
 
 struct alloc_client;
@@ -121,6 +166,15 @@ int alloc_region_detach(struct alloc_client *c, uint64_t id);
 int alloc_status(struct alloc_client *c, struct alloc_status **ret);
 /* Accepts NULL; returns NULL. */
 struct alloc_status *alloc_status_free(struct alloc_status *s);
+
+/*
+ * Every region this connection's uid may see (its own, and those of pools it
+ * may allocate from or attach to; root sees all), in order of id.  pool
+ * (NULL: every pool) limits the list to one pool.
+ */
+int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret);
+/* Accepts NULL; returns NULL. */
+struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
 
 /* What the last failed call in this thread did wrong, in words; "" if none. */
 const char *alloc_last_error(void);

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCCTL_H
+#define ALLOCCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "alloc/client.h"
+
+/* Exit codes, documented in allocctl(1) and docs/cli.md. */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+
+struct ctl {
+        struct alloc_client *client;
+        bool json;
+};
+
+/* "256MiB", "1.5GiB", "0B": a byte count for people; buf of at least 16 bytes. */
+const char *fmt_size(uint64_t bytes, char *buf, size_t size);
+const char *kind_name(enum alloc_kind k);
+/* s with control characters (and, if spaces, also blanks) shown as '?' and '_'. */
+const char *printable(const char *s, bool spaces, char *buf, size_t size);
+/* Prints o to stdout and drops it. */
+void json_print(json_object *o);
+/* Reports a failed request on stderr; returns EXIT_FAILED. */
+int request_failed(const char *what);
+
+/* allocctl map (map.c): its options, checked before connecting, then the command. */
+int map_args(int argc, char **argv);
+int cmd_map(struct ctl *ctl, int argc, char **argv);
+
+#endif
