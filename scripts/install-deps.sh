@@ -7,6 +7,8 @@ pkgs=(
         meson ninja-build pkg-config gcc
         clang libclang-rt-14-dev   # the sanitizer pass (ASan/UBSan runtimes for clang)
         libcriterion-dev           # tests
+        libxml2-dev                # tests: allocctl map --svg must parse as XML
+        scdoc                      # the man pages
         libjson-c-dev              # JSON output (benchmarks, allocctl)
         libuv1-dev                 # the daemon's event loop
         libprotobuf-c-dev protobuf-c-compiler  # the wire protocol

@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocctl against a real allocd holding a known set of regions: each command
+ * in text and JSON, compared field by field with what the test created, the
+ * SVG map parsed as XML, and the exit codes.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct daemon d;
+static struct alloc_client *c, *c2;
+static struct alloc_region big, small, shared, f1, f2, attached;
+
+#define FPGA_A 0x100000000ull
+#define FPGA_B 0x180000000ull
+
+static void setup(void) {
+        daemon_start(&d, "[pool h]\nkind = host\nsize = 16M\n"
+                         "[pool f]\nkind = fpga\nranges = 0x180000000+256M, 0x100000000+1G\n");
+        cr_assert_eq(alloc_connect(&c, d.sock, "tester one"), 0);
+        cr_assert_eq(alloc_connect(&c2, d.sock, "tester two"), 0);
+        struct alloc_opts named = {.name = "frame buffer", .flags = ALLOC_ZERO | ALLOC_PERSIST};
+        struct alloc_opts aligned = {.align = 1 << 20};
+        cr_assert_eq(alloc_region_new(c, "h", 4 << 20, &named, &shared), 0);
+        cr_assert_eq(alloc_region_new(c, "h", 1 << 20, NULL, &big), 0);
+        cr_assert_eq(alloc_region_new(c2, "h", 4096, NULL, &small), 0);
+        cr_assert_eq(alloc_region_new(c, "f", 64 << 20, &aligned, &f1), 0);
+        cr_assert_eq(alloc_region_new(c2, "f", 300 << 20, &aligned, &f2), 0);
+        cr_assert_eq(alloc_region_attach(c2, "frame buffer", &attached), 0);
+}
+
+static void teardown(void) {
+        alloc_disconnect(c);
+        alloc_disconnect(c2);
+        daemon_stop(&d);
+}
+
+TestSuite(allocctl, .init = setup, .fini = teardown, .timeout = 60);
+
+struct run {
+        int status;
+        char out[256 * 1024];
+        char err[4096];
+};
+
+static void slurp(int fd, char *buf, size_t size) {
+        size_t n = 0;
+        ssize_t k;
+        while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
+                n += (size_t)k;
+        buf[n] = '\0';
+}
+
+/* Runs allocctl with args (NULL-terminated), socket first unless sock is NULL; LC_ALL=C for ASCII maps. */
+static struct run *allocctl(const char *sock, ...) {
+        static struct run r;
+        const char *argv[32] = {"allocctl"};
+        int n = 1, out[2], err[2];
+        va_list ap;
+
+        if (sock) {
+                argv[n++] = "--socket";
+                argv[n++] = sock;
+        }
+        va_start(ap, sock);
+        while (n < 31 && (argv[n] = va_arg(ap, const char *)))
+                n++;
+        va_end(ap);
+        argv[n] = NULL;
+        cr_assert(pipe(out) == 0 && pipe(err) == 0);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                dup2(out[1], 1);
+                dup2(err[1], 2);
+                setenv("LC_ALL", "C", 1);
+                unsetenv("ALLOCD_SOCKET");
+                execv(ALLOCCTL_PATH, (char **)argv);
+                _exit(127);
+        }
+        close(out[1]);
+        close(err[1]);
+        /* stderr is small; read stdout first, then stderr. */
+        slurp(out[0], r.out, sizeof(r.out));
+        slurp(err[0], r.err, sizeof(r.err));
+        close(out[0]);
+        close(err[0]);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status));
+        r.status = WEXITSTATUS(status);
+        return &r;
+}
+
+static json_object *run_json(const char *what, ...) {
+        struct run *r;
+        va_list ap;
+        const char *a[4] = {0};
+
+        va_start(ap, what);
+        for (int i = 0; i < 3 && (a[i] = va_arg(ap, const char *)); i++)
+                ;
+        va_end(ap);
+        r = allocctl(d.sock, "--json", what, a[0], a[1], a[2], (char *)NULL);
+        cr_assert_eq(r->status, 0, "allocctl %s: %s", what, r->err);
+        json_object *o = json_tokener_parse(r->out);
+        cr_assert_not_null(o, "allocctl --json %s printed no JSON: %s", what, r->out);
+        return o;
+}
+
+static json_object *get(json_object *o, const char *key) {
+        json_object *v;
+        cr_assert(json_object_object_get_ex(o, key, &v), "no key '%s' in %s", key, json_object_to_json_string(o));
+        return v;
+}
+
+static uint64_t get_u64(json_object *o, const char *key) {
+        return json_object_get_uint64(get(o, key));
+}
+
+static const char *get_str(json_object *o, const char *key) {
+        return json_object_get_string(get(o, key));
+}
+
+/* "1.5MiB" back into bytes. */
+static double parse_human(const char *s) {
+        static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        char *end;
+        double v = strtod(s, &end);
+        for (int i = 0; i < 5; i++)
+                if (!strcmp(end, units[i]))
+                        return v * (double)(1ull << (10 * i));
+        cr_assert_fail("'%s' is not a size with a unit", s);
+        return 0;
+}
+
+static void assert_human(const char *text, uint64_t bytes) {
+        double v = parse_human(text);
+        cr_assert(v >= bytes * 0.95 && v <= bytes * 1.05 + 1, "'%s' is not about %llu bytes", text,
+                  (unsigned long long)bytes);
+}
+
+/* The words of line, split on blanks, at most max. */
+static int words(char *line, char **w, int max) {
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(line, " \t", &save); t && n < max; t = strtok_r(NULL, " \t", &save))
+                w[n++] = t;
+        return n;
+}
+
+/* The line of text whose first word is key; copied into buf. */
+static char *line_starting(const char *text, const char *key, char *buf, size_t size) {
+        for (const char *p = text; p && *p;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t)(nl - p) : strlen(p);
+                if (len < size && !strncmp(p, key, strlen(key)) && (p[strlen(key)] == ' ')) {
+                        memcpy(buf, p, len);
+                        buf[len] = '\0';
+                        return buf;
+                }
+                p = nl ? nl + 1 : NULL;
+        }
+        return NULL;
+}
+
+static json_object *find(json_object *array, const char *key, uint64_t value) {
+        for (size_t i = 0; i < json_object_array_length(array); i++) {
+                json_object *x = json_object_array_get_idx(array, i);
+                if (get_u64(x, key) == value)
+                        return x;
+        }
+        return NULL;
+}
+
+Test(allocctl, status_json_matches_the_pools) {
+        json_object *o = run_json("status", NULL), *pools = get(o, "pools");
+        struct alloc_status *s;
+
+        cr_assert_eq(alloc_status(c, &s), 0);
+        cr_assert_str_eq(get_str(o, "version"), ALLOCD_VERSION);
+        cr_assert_leq(get_u64(o, "uptime"), 60);
+        cr_assert_eq(json_object_array_length(pools), 2);
+        json_object *h = json_object_array_get_idx(pools, 0), *f = json_object_array_get_idx(pools, 1);
+        cr_assert_str_eq(get_str(h, "name"), "h");
+        cr_assert_str_eq(get_str(h, "kind"), "host");
+        cr_assert_eq(get_u64(h, "size"), 16 << 20);
+        cr_assert_eq(get_u64(h, "used"), (4 << 20) + (1 << 20) + 4096);
+        cr_assert_eq(get_u64(h, "free"), (16 << 20) - get_u64(h, "used"));
+        cr_assert_eq(get_u64(h, "largest_free"), s->pools[0].largest_free);
+        cr_assert_eq(get_u64(h, "regions"), 3);
+        cr_assert_eq(get_u64(h, "waiters"), 0);
+        cr_assert_float_eq(json_object_get_double(get(h, "fragmentation")),
+                           1.0 - (double)s->pools[0].largest_free / (double)s->pools[0].free, 1e-9);
+        cr_assert_str_eq(get_str(f, "kind"), "fpga");
+        cr_assert_eq(get_u64(f, "size"), (256 << 20) + (1ull << 30));
+        cr_assert_eq(get_u64(f, "used"), (64 << 20) + (300 << 20));
+        cr_assert_eq(get_u64(f, "regions"), 2);
+        json_object *spans = get(f, "spans");
+        cr_assert_eq(json_object_array_length(spans), 2);
+        /* In the order configured; allocctl map sorts them. */
+        cr_assert_eq(get_u64(json_object_array_get_idx(spans, 0), "base"), FPGA_B);
+        cr_assert_eq(get_u64(json_object_array_get_idx(spans, 1), "size"), 1ull << 30);
+        json_object *me = find(get(o, "clients"), "pid", (uint64_t)getpid());
+        cr_assert_not_null(me);
+        alloc_status_free(s);
+        json_object_put(o);
+}
+
+Test(allocctl, status_text_matches_the_pools) {
+        struct run *r = allocctl(d.sock, "status", (char *)NULL);
+        char line[512], *w[16];
+
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert(!strncmp(r->out, "allocd " ALLOCD_VERSION ", up ", strlen("allocd " ALLOCD_VERSION ", up ")), "%s",
+                  r->out);
+        cr_assert(strstr(r->out, ", 3 clients\n"), "%s", r->out); /* two testers and allocctl itself */
+        cr_assert_not_null(line_starting(r->out, "h", line, sizeof(line)), "%s", r->out);
+        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_str_eq(w[1], "host");
+        assert_human(w[2], 16 << 20);
+        assert_human(w[3], (4 << 20) + (1 << 20) + 4096);
+        assert_human(w[4], (16 << 20) - (5 << 20) - 4096);
+        cr_assert_str_eq(w[7], "3");
+        cr_assert_str_eq(w[8], "0");
+        cr_assert_not_null(line_starting(r->out, "f", line, sizeof(line)));
+        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_str_eq(w[1], "fpga");
+        assert_human(w[3], 364 << 20);
+        cr_assert_str_eq(w[7], "2");
+}
+
+Test(allocctl, dump_json_lists_every_region_with_its_holders) {
+        json_object *a = run_json("dump", NULL);
+
+        cr_assert_eq(json_object_array_length(a), 5);
+        json_object *x = find(a, "id", shared.id);
+        cr_assert_not_null(x);
+        cr_assert_str_eq(get_str(x, "pool"), "h");
+        cr_assert_eq(get_u64(x, "addr"), shared.addr);
+        cr_assert_eq(get_u64(x, "size"), 4 << 20);
+        cr_assert_str_eq(get_str(x, "name"), "frame buffer");
+        cr_assert_eq(get_u64(x, "refs"), 3); /* two holders and PERSIST */
+        json_object *flags = get(x, "flags");
+        cr_assert_eq(json_object_array_length(flags), 2);
+        cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(flags, 0)), "zero");
+        cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(flags, 1)), "persist");
+        json_object *holders = get(x, "holders");
+        cr_assert_eq(json_object_array_length(holders), 2);
+        for (int i = 0; i < 2; i++) {
+                json_object *h = json_object_array_get_idx(holders, i);
+                cr_assert_eq(get_u64(h, "pid"), (uint64_t)getpid());
+                cr_assert_eq(get_u64(h, "uid"), getuid());
+                cr_assert_str_eq(get_str(h, "comm"), "test-allocctl");
+        }
+        x = find(a, "id", f2.id);
+        cr_assert_not_null(x);
+        cr_assert_str_eq(get_str(x, "kind"), "fpga");
+        cr_assert_eq(get_u64(x, "addr"), f2.addr);
+        cr_assert_eq(get_u64(x, "size"), 300 << 20);
+        cr_assert(json_object_is_type(get(x, "name"), json_type_null));
+        cr_assert_eq(json_object_array_length(get(x, "flags")), 0);
+        cr_assert_str_eq(get_str(json_object_array_get_idx(get(x, "holders"), 0), "name"), "tester two");
+        json_object_put(a);
+
+        a = run_json("dump", "f", NULL);
+        cr_assert_eq(json_object_array_length(a), 2);
+        cr_assert_not_null(find(a, "id", f1.id));
+        json_object_put(a);
+}
+
+Test(allocctl, dump_text_has_one_row_per_region) {
+        struct run *r = allocctl(d.sock, "dump", (char *)NULL);
+        char line[1024], id[32], addr[128], *w[16];
+
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)shared.id);
+        cr_assert_not_null(line_starting(r->out, id, line, sizeof(line)), "%s", r->out);
+        /* ID POOL ADDR SIZE FLAGS REFS AGE HOLDERS NAME (the name may hold blanks: last) */
+        cr_assert_eq(words(line, w, 16), 10);
+        cr_assert_str_eq(w[1], "h");
+        cr_assert_eq(strtoull(w[2], NULL, 0), shared.addr);
+        cr_assert_str_eq(w[3], "4MiB");
+        cr_assert_str_eq(w[4], "zero,persist");
+        cr_assert_str_eq(w[5], "3");
+        snprintf(addr, sizeof(addr), "%d/%u/test-allocctl,%d/%u/test-allocctl", (int)getpid(), (unsigned)getuid(),
+                 (int)getpid(), (unsigned)getuid());
+        cr_assert_str_eq(w[7], addr);
+        cr_assert_str_eq(w[8], "frame");
+        cr_assert_str_eq(w[9], "buffer");
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)f1.id);
+        cr_assert_not_null(line_starting(r->out, id, line, sizeof(line)));
+        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_str_eq(w[1], "f");
+        cr_assert_eq(strtoull(w[2], NULL, 16), f1.addr);
+        cr_assert_str_eq(w[3], "64MiB");
+        cr_assert_str_eq(w[4], "-");
+        cr_assert_str_eq(w[8], "-");
+}
+
+Test(allocctl, clients_in_text_and_json) {
+        json_object *a = run_json("clients", NULL);
+        int seen = 0;
+
+        cr_assert_eq(json_object_array_length(a), 3);
+        for (size_t i = 0; i < 3; i++) {
+                json_object *k = json_object_array_get_idx(a, i);
+                const char *name = get_str(k, "name");
+                if (!strcmp(name, "tester one")) {
+                        seen |= 1;
+                        cr_assert_eq(get_u64(k, "regions"), 3);
+                        cr_assert_eq(get_u64(k, "bytes"), (4 << 20) + (1 << 20) + (64 << 20));
+                } else if (!strcmp(name, "tester two")) {
+                        seen |= 2;
+                        cr_assert_eq(get_u64(k, "regions"), 3);
+                        cr_assert_eq(get_u64(k, "bytes"), 4096 + (300 << 20)); /* the attached region is not its */
+                } else {
+                        cr_assert_str_eq(name, "allocctl");
+                        continue;
+                }
+                cr_assert_eq(get_u64(k, "pid"), (uint64_t)getpid());
+                cr_assert_str_eq(get_str(k, "comm"), "test-allocctl");
+                cr_assert_eq(get_u64(k, "waiters"), 0);
+        }
+        cr_assert_eq(seen, 3);
+        json_object_put(a);
+
+        struct run *r = allocctl(d.sock, "clients", (char *)NULL);
+        cr_assert_eq(r->status, 0);
+        char *p = strstr(r->out, "tester two"), *w[16];
+        cr_assert_not_null(p);
+        char *start = p;
+        while (start > r->out && start[-1] != '\n')
+                start--;
+        char line[256];
+        snprintf(line, sizeof(line), "%.*s", (int)(p - start), start);
+        cr_assert_eq(words(line, w, 16), 6);
+        cr_assert_eq(atoi(w[0]), getpid());
+        cr_assert_str_eq(w[2], "test-allocctl");
+        cr_assert_str_eq(w[3], "3");
+        assert_human(w[4], 4096 + (300 << 20));
+}
+
+/* The segments allocctl map reports for pool f: spans sorted, the gap reserved, f1 and f2 used. */
+Test(allocctl, map_segments_picture_and_svg) {
+        char svg[200];
+        snprintf(svg, sizeof(svg), "%s/f.svg", d.dir);
+        json_object *o = run_json("map", "f", "--width=60", "--rows=5", NULL), *segs = get(o, "segments");
+        size_t n = json_object_array_length(segs);
+        uint64_t at = FPGA_A, used = 0;
+
+        cr_assert_eq(get_u64(o, "start"), FPGA_A);
+        cr_assert_eq(get_u64(o, "extent"), FPGA_B + (256 << 20) - FPGA_A);
+        /* Contiguous, in order, covering everything; types where they must be. */
+        for (size_t i = 0; i < n; i++) {
+                json_object *s = json_object_array_get_idx(segs, i);
+                const char *type = get_str(s, "type");
+                uint64_t base = get_u64(s, "base"), size = get_u64(s, "size");
+                cr_assert_eq(base, at, "segment %zu starts at %#llx, not %#llx", i, (unsigned long long)base,
+                             (unsigned long long)at);
+                bool in_gap = base >= FPGA_A + (1ull << 30) && base < FPGA_B;
+                cr_assert_eq(!strcmp(type, "reserved"), in_gap, "segment %zu at %#llx is %s", i,
+                             (unsigned long long)base, type);
+                if (!strcmp(type, "used")) {
+                        uint64_t id = get_u64(s, "region");
+                        cr_assert(id == f1.id || id == f2.id);
+                        cr_assert_eq(base, id == f1.id ? f1.addr : f2.addr);
+                        used += size;
+                }
+                at += size;
+        }
+        cr_assert_eq(at, FPGA_B + (256 << 20));
+        cr_assert_eq(used, (64 << 20) + (300 << 20));
+        json_object *pic = get(o, "picture");
+        cr_assert_eq(json_object_array_length(pic), 5);
+        size_t cols = get_u64(o, "columns");
+        cr_assert_leq(cols, 60);
+        for (size_t r = 0; r < 5; r++)
+                cr_assert_eq(strlen(json_object_get_string(json_object_array_get_idx(pic, r))), cols);
+        json_object_put(o);
+
+        /* The text picture: 5 rows as wide as asked, the gap reserved ('x'), some cells used. */
+        struct run *r = allocctl(d.sock, "map", "f", "--width", "60", "--rows", "5", "--svg", svg, (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        int rows = 0;
+        for (char *p = r->out; (p = strstr(p, " |")); p++) {
+                char *e = strchr(p + 2, '|');
+                cr_assert_not_null(e);
+                cr_assert_eq((size_t)(e - p - 2), cols);
+                rows++;
+        }
+        cr_assert_eq(rows, 5);
+        cr_assert(strchr(r->out, '#') && strstr(r->out, "xxx"), "%s", r->out);
+        cr_assert(strstr(r->out, "largest free range: 0x"), "%s", r->out);
+
+        /* The SVG parses and has one shape per segment. */
+        xmlDocPtr doc = xmlReadFile(svg, NULL, XML_PARSE_NONET);
+        cr_assert_not_null(doc, "%s does not parse as XML", svg);
+        xmlXPathContextPtr x = xmlXPathNewContext(doc);
+        xmlXPathRegisterNs(x, BAD_CAST "s", BAD_CAST "http://www.w3.org/2000/svg");
+        xmlXPathObjectPtr shapes = xmlXPathEvalExpression(BAD_CAST "//s:g[@id='segments']/*", x);
+        cr_assert_not_null(shapes);
+        cr_assert_eq((size_t)xmlXPathNodeSetGetLength(shapes->nodesetval), n);
+        xmlXPathObjectPtr used_shapes =
+                xmlXPathEvalExpression(BAD_CAST "//s:g[@id='segments']/s:path[@class='used']", x);
+        cr_assert_eq(xmlXPathNodeSetGetLength(used_shapes->nodesetval), 2);
+        xmlXPathFreeObject(used_shapes);
+        xmlXPathFreeObject(shapes);
+        xmlXPathFreeContext(x);
+        xmlFreeDoc(doc);
+}
+
+Test(allocctl, map_of_a_full_pool_and_of_an_unknown_one) {
+        struct alloc_region rest;
+        struct alloc_opts nowait = {.flags = ALLOC_NOWAIT};
+        cr_assert_eq(alloc_region_new(c, "h", (16 << 20) - (5 << 20) - 4096, &nowait, &rest), 0);
+        struct run *r = allocctl(d.sock, "map", "h", "--width", "40", "--rows", "2", (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert(strstr(r->out, "largest free range: none"), "%s", r->out);
+        for (char *p = r->out; (p = strstr(p, " |")); p++)
+                for (p += 2; *p != '|'; p++)
+                        cr_assert_eq(*p, '#', "a full pool shows cells not used: %s", r->out);
+
+        r = allocctl(d.sock, "map", "nosuch", (char *)NULL);
+        cr_assert_eq(r->status, 1);
+        cr_assert(strstr(r->err, "no pool named 'nosuch'"), "%s", r->err);
+        r = allocctl(d.sock, "dump", "nosuch", (char *)NULL);
+        cr_assert_eq(r->status, 1);
+        cr_assert(strstr(r->err, "'nosuch'"), "%s", r->err);
+}
+
+Test(allocctl, exit_codes_and_help) {
+        struct run *r = allocctl("/nonexistent/allocd.sock", "status", (char *)NULL);
+        cr_assert_eq(r->status, 3);
+        cr_assert(strstr(r->err, "allocd is not running at /nonexistent/allocd.sock: start it with `systemctl start "
+                                 "allocd` or pass --socket"),
+                  "%s", r->err);
+        r = allocctl(d.sock, "frobnicate", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        cr_assert(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
+        r = allocctl(d.sock, "status", "--bogus", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        r = allocctl(d.sock, "status", "extra", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        r = allocctl(d.sock, "map", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        r = allocctl(d.sock, "map", "f", "--width", "abc", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        cr_assert(strstr(r->err, "--width abc"), "%s", r->err);
+        r = allocctl(d.sock, "map", "f", "--svg", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        /* Usage errors are found before connecting: no daemon needed. */
+        r = allocctl("/nonexistent/allocd.sock", "map", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        r = allocctl(NULL, "--version", (char *)NULL);
+        cr_assert_eq(r->status, 0);
+        cr_assert_str_eq(r->out, "allocctl " ALLOCD_VERSION "\n");
+        r = allocctl(NULL, "dump", "--help", (char *)NULL);
+        cr_assert_eq(r->status, 0);
+        cr_assert(strstr(r->out, "usage: allocctl [--socket PATH] [--json] dump [POOL]"), "%s", r->out);
+        r = allocctl(NULL, "--help", (char *)NULL);
+        cr_assert_eq(r->status, 0);
+        cr_assert(strstr(r->out, "exit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable"));
+}
