@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * consumer: waits for a name to be published, attaches to the region, reads
+ * the producer's message and answers in the same memory.
+ *
+ *   consumer [NAME]          (default name: example-frame)
+ *
+ * It may start before the producer: until the name appears, attaching fails
+ * with -ENOENT and the consumer tries again.
+ */
+#include <alloc/client.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct frame {
+        _Atomic int state; /* 0 empty, 1 written by the producer, 2 read by the consumer */
+        char text[256];
+};
+
+int main(int argc, char **argv) {
+        const char *name = argc > 1 ? argv[1] : "example-frame";
+        struct alloc_client *c;
+        struct alloc_region r;
+        int err = -ENOENT;
+
+        if (alloc_connect(&c, NULL, "consumer") < 0) {
+                fprintf(stderr, "consumer: %s\n", alloc_last_error());
+                return 1;
+        }
+        /* Poll for the name: 10 ms apart, for up to 30 s. */
+        for (int i = 0; i < 3000 && (err = alloc_region_attach(c, name, &r)) == -ENOENT; i++)
+                nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        if (err < 0) {
+                fprintf(stderr, "consumer: attaching to '%s': %s\n", name, alloc_last_error());
+                alloc_disconnect(c);
+                return 1;
+        }
+        struct frame *f = r.ptr;
+        while (atomic_load(&f->state) != 1) /* the name is published before the producer has written */
+                nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        printf("consumer: read '%s'\n", f->text);
+        snprintf(f->text, sizeof(f->text), "thanks, from the consumer");
+        atomic_store(&f->state, 2);
+        alloc_region_detach(c, r.id);
+        alloc_disconnect(c);
+        return 0;
+}

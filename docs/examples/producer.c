@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * producer: publishes a region under a name, writes a message into it, and
+ * waits for a consumer to answer in the same memory.
+ *
+ *   producer [NAME]          (default name: example-frame)
+ *
+ * The region is a lease of this connection: when the producer exits,
+ * however it exits, allocd takes the memory back once the consumer has let
+ * go of it too.
+ */
+#include <alloc/client.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct frame {
+        _Atomic int state; /* 0 empty, 1 written by the producer, 2 read by the consumer */
+        char text[256];
+};
+
+int main(int argc, char **argv) {
+        const char *name = argc > 1 ? argv[1] : "example-frame";
+        struct alloc_opts opts = {.flags = ALLOC_ZERO, .name = name};
+        struct alloc_client *c;
+        struct alloc_region r;
+
+        if (alloc_connect(&c, NULL, "producer") < 0 || alloc_region_new(c, "host", sizeof(struct frame), &opts, &r) < 0) {
+                fprintf(stderr, "producer: %s\n", alloc_last_error());
+                return 1;
+        }
+        struct frame *f = r.ptr;
+        snprintf(f->text, sizeof(f->text), "hello from the producer, region %llu", (unsigned long long)r.id);
+        atomic_store(&f->state, 1);
+        printf("producer: published '%s' (%llu bytes at offset %#llx); waiting for a consumer\n", name,
+               (unsigned long long)r.size, (unsigned long long)r.addr);
+        fflush(stdout);
+
+        for (int i = 0; i < 3000 && atomic_load(&f->state) != 2; i++)
+                nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+        if (atomic_load(&f->state) != 2) {
+                fprintf(stderr, "producer: no consumer answered within 30 s\n");
+                alloc_disconnect(c);
+                return 1;
+        }
+        printf("producer: the consumer answered: %s\n", f->text);
+        alloc_disconnect(c);
+        return 0;
+}

@@ -1,0 +1,59 @@
+#!/bin/sh
+# meson install into a DESTDIR, then what a user of the package does: check the
+# files are where they belong, build an example with nothing but
+#   pkg-config --cflags --libs alloc-client
+# from that DESTDIR (shared, then static), and run it against the installed allocd.
+#   install.sh BUILD_DIR EXAMPLE_C
+set -eu
+build=$1 example=$2
+D=$(mktemp -d)
+pids=
+cleanup() {
+        rc=$?
+        kill $pids 2>/dev/null || true
+        wait 2>/dev/null || true
+        rm -rf "$D"
+        exit $rc
+}
+trap cleanup EXIT
+fail() { echo "install: $*" >&2; exit 1; }
+
+meson install -C "$build" --destdir "$D" --no-rebuild --quiet >"$D.log" 2>&1 || { cat "$D.log" >&2; rm -f "$D.log"; fail "meson install failed"; }
+rm -f "$D.log"
+pc=$(find "$D" -name alloc-client.pc)
+[ -n "$pc" ] || fail "no alloc-client.pc installed"
+libdir=$(dirname "$(dirname "$pc")")
+prefix=$(sed -n 's/^prefix=//p' "$pc")
+root=$D$prefix
+unitdir=$D$(pkg-config --variable=systemdsystemunitdir systemd)
+
+for f in "$root/sbin/allocd" "$root/bin/allocctl" "$libdir/liballoc-client.a" "$root/include/alloc/client.h" \
+        "$root/include/alloc/range.h" "$root/include/alloc/mem_alloc.h" "$unitdir/allocd.service" \
+        "$unitdir/allocd.socket" "$root/share/man/man8/allocd.8" "$root/share/man/man5/allocd.conf.5" \
+        "$root/share/man/man1/allocctl.1" "$root/share/man/man3/liballoc-client.3"; do
+        [ -e "$f" ] || fail "not installed: ${f#$D}"
+done
+[ -L "$libdir/liballoc-client.so" ] || fail "no liballoc-client.so link for -lalloc-client"
+soname=$(objdump -p "$libdir/liballoc-client.so" | sed -n 's/^ *SONAME *//p')
+[ "$soname" = liballoc-client.so.0 ] || fail "soname is '$soname', not liballoc-client.so.0"
+[ -e "$libdir/$soname" ] || fail "no $soname"
+grep -q "ExecStart=$prefix/sbin/allocd" "$unitdir/allocd.service" || fail "allocd.service does not start $prefix/sbin/allocd"
+man -l "$root/share/man/man1/allocctl.1" >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "allocctl.1 does not render"
+
+export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
+flags=$(pkg-config --cflags --libs alloc-client) || fail "pkg-config --cflags --libs alloc-client failed"
+cc -o "$D/example" "$example" $flags || fail "the example does not build with: $flags"
+static=$(pkg-config --static --libs alloc-client | sed 's/-lalloc-client//')
+cc -o "$D/example-static" "$example" $(pkg-config --cflags alloc-client) "$libdir/liballoc-client.a" $static ||
+        fail "the example does not link statically with: $static"
+unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+
+export ALLOCD_SOCKET="$D/allocd.sock"
+"$root/sbin/allocd" --log-level warning &
+pids=$!
+for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
+LD_LIBRARY_PATH=$libdir "$D/example" >"$D/out" 2>&1 || fail "the installed example failed: $(cat "$D/out")"
+"$D/example-static" >"$D/out" 2>&1 || fail "the static example failed: $(cat "$D/out")"
+"$root/bin/allocctl" status >/dev/null 2>&1 || LD_LIBRARY_PATH=$libdir "$root/bin/allocctl" status >/dev/null ||
+        fail "the installed allocctl cannot reach the installed allocd"
+echo "install: ok ($prefix, units in ${unitdir#$D})"
