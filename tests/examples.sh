@@ -4,23 +4,10 @@
 #   examples.sh ALLOCD ALLOCCTL PRODUCER CONSUMER FPGA_RANGES EXAMPLES_DIR
 set -eu
 allocd=$1 allocctl=$2 producer=$3 consumer=$4 fpga=$5 src=$6
-dir=$(mktemp -d)
-export ALLOCD_SOCKET="$dir/allocd.sock"
-pids=
-cleanup() {
-        rc=$?
-        kill $pids 2>/dev/null || true
-        wait 2>/dev/null || true
-        rm -rf "$dir"
-        exit $rc
-}
-trap cleanup EXIT
-fail() { echo "examples: $*" >&2; exit 1; }
+name=examples
+. "$(dirname "$0")/scratch.sh"
 
-"$allocd" --config "$src/example.conf" --log-level warning &
-pids=$!
-for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
-[ -S "$ALLOCD_SOCKET" ] || fail "allocd did not start"
+start_allocd "$allocd" --config "$src/example.conf"
 
 "$consumer" demo-frame >"$dir/consumer.out" 2>&1 &
 cpid=$!

@@ -6,20 +6,12 @@
 #   install.sh BUILD_DIR EXAMPLE_C
 set -eu
 build=$1 example=$2
-D=$(mktemp -d)
-pids=
-cleanup() {
-        rc=$?
-        kill $pids 2>/dev/null || true
-        wait 2>/dev/null || true
-        rm -rf "$D"
-        exit $rc
-}
-trap cleanup EXIT
-fail() { echo "install: $*" >&2; exit 1; }
+name=install
+. "$(dirname "$0")/scratch.sh"
+D=$dir/destdir
 
-meson install -C "$build" --destdir "$D" --no-rebuild --quiet >"$D.log" 2>&1 || { cat "$D.log" >&2; rm -f "$D.log"; fail "meson install failed"; }
-rm -f "$D.log"
+meson install -C "$build" --destdir "$D" --no-rebuild --quiet >"$dir/install.log" 2>&1 ||
+        fail "meson install failed: $(cat "$dir/install.log")"
 pc=$(find "$D" -name alloc-client.pc)
 [ -n "$pc" ] || fail "no alloc-client.pc installed"
 libdir=$(dirname "$(dirname "$pc")")
@@ -48,10 +40,7 @@ cc -o "$D/example-static" "$example" $(pkg-config --cflags alloc-client) "$libdi
         fail "the example does not link statically with: $static"
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 
-export ALLOCD_SOCKET="$D/allocd.sock"
-"$root/sbin/allocd" --log-level warning &
-pids=$!
-for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
+start_allocd "$root/sbin/allocd"
 LD_LIBRARY_PATH=$libdir "$D/example" >"$D/out" 2>&1 || fail "the installed example failed: $(cat "$D/out")"
 "$D/example-static" >"$D/out" 2>&1 || fail "the static example failed: $(cat "$D/out")"
 "$root/bin/allocctl" status >/dev/null 2>&1 || LD_LIBRARY_PATH=$libdir "$root/bin/allocctl" status >/dev/null ||
