@@ -3,9 +3,13 @@
 # files are where they belong, build an example with nothing but
 #   pkg-config --cflags --libs alloc-client
 # from that DESTDIR (shared, then static), and run it against the installed allocd.
-#   install.sh BUILD_DIR EXAMPLE_C
+#   install.sh BUILD_DIR EXAMPLE_C CC SANITIZE
+# CC and SANITIZE (meson's b_sanitize) are the build's: a library built with the
+# sanitizers links only into programs built with them.
 set -eu
-build=$1 example=$2
+build=$1 example=$2 cc=$3 sanitize=$4
+cflags=
+[ "$sanitize" = none ] || cflags="-fsanitize=$sanitize"
 name=install
 . "$(dirname "$0")/scratch.sh"
 D=$dir/destdir
@@ -34,9 +38,9 @@ man -l "$root/share/man/man1/allocctl.1" >/dev/null 2>&1 || [ ! -x /usr/bin/man 
 
 export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
 flags=$(pkg-config --cflags --libs alloc-client) || fail "pkg-config --cflags --libs alloc-client failed"
-cc -o "$D/example" "$example" $flags || fail "the example does not build with: $flags"
+$cc $cflags -o "$D/example" "$example" $flags || fail "the example does not build with: $flags"
 static=$(pkg-config --static --libs alloc-client | sed 's/-lalloc-client//')
-cc -o "$D/example-static" "$example" $(pkg-config --cflags alloc-client) "$libdir/liballoc-client.a" $static ||
+$cc $cflags -o "$D/example-static" "$example" $(pkg-config --cflags alloc-client) "$libdir/liballoc-client.a" $static ||
         fail "the example does not link statically with: $static"
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 
