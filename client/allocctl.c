@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "wire.h"
@@ -347,7 +348,7 @@ static void command_usage(const struct command *cmd, FILE *f) {
 
 /* Connects; on failure says what to do and returns EXIT_UNREACHABLE. */
 static int connect_daemon(struct ctl *ctl) {
-        char def[108];
+        char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
         const char *path = socket_path;
         int r = alloc_connect(&ctl->client, path, "allocctl");
 

@@ -42,6 +42,9 @@ static const char *shade_ascii[NSHADES] = {"#", "+", ".", "_", "x"};
 static const char *shade_name[NSHADES] = {"used", "partly used", "free", "largest free range", "reserved"};
 static const char *seg_name[] = {"used", "free", "reserved"};
 
+/* Bounds on the picture, whatever the terminal or the options say: at most 1000 x 1000 cells. */
+enum { MIN_WIDTH = 20, MAX_WIDTH = 1000, MAX_ROWS = 1000 };
+
 static struct {
         const char *svg;
         unsigned width, rows;
@@ -154,14 +157,15 @@ static enum shade shade_of(const struct cell *c) {
 static unsigned terminal_width(void) {
         struct winsize ws;
         const char *env = getenv("COLUMNS");
+        unsigned w = 80;
 
         if (opt.width)
                 return opt.width;
-        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
-                return ws.ws_col;
-        if (env && atoi(env) >= 20)
-                return (unsigned)atoi(env);
-        return 80;
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= MIN_WIDTH)
+                w = ws.ws_col;
+        else if (env && atoi(env) >= MIN_WIDTH)
+                w = (unsigned)atoi(env);
+        return w < MAX_WIDTH ? w : MAX_WIDTH;
 }
 
 static void xml_text(FILE *f, const char *s) {
@@ -331,9 +335,11 @@ int map_args(int argc, char **argv) {
                 case 'r':
                         errno = 0;
                         x = strtol(optarg, &end, 10);
-                        if (errno || *end || end == optarg || (o == 'w' ? x < 20 || x > 4096 : x < 1 || x > 1000)) {
-                                fprintf(stderr, "allocctl map: --%s %s: expected a number from %s\n",
-                                        o == 'w' ? "width" : "rows", optarg, o == 'w' ? "20 to 4096" : "1 to 1000");
+                        if (errno || *end || end == optarg ||
+                            (o == 'w' ? x < MIN_WIDTH || x > MAX_WIDTH : x < 1 || x > MAX_ROWS)) {
+                                fprintf(stderr, "allocctl map: --%s %s: expected a number from %d to %d\n",
+                                        o == 'w' ? "width" : "rows", optarg, o == 'w' ? MIN_WIDTH : 1,
+                                        o == 'w' ? MAX_WIDTH : MAX_ROWS);
                                 free(v);
                                 return EXIT_USAGE;
                         }

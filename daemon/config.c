@@ -352,7 +352,8 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
         return 1;
 }
 
-static bool valid_name(const char *s) {
+/* Pool names are stricter than region names: they appear in config sections, logs and journal fields. */
+static bool valid_pool_name(const char *s) {
         size_t n = strlen(s);
 
         if (n == 0 || n > NAME_MAX_LEN)
@@ -377,7 +378,7 @@ static int handler(void *user, const char *section, const char *key, const char 
                         const char *name = section + 5;
                         while (*name == ' ')
                                 name++;
-                        if (!valid_name(name))
+                        if (!valid_pool_name(name))
                                 return fail(ps, "[%s]: a pool name is 1-%d letters, digits, '-', '_', '.' or ':'",
                                             section, NAME_MAX_LEN);
                         for (size_t i = 0; i < conf->npools; i++)

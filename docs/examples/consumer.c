@@ -10,15 +10,11 @@
  */
 #include <alloc/client.h>
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-struct frame {
-        _Atomic int state; /* 0 empty, 1 written by the producer, 2 read by the consumer */
-        char text[256];
-};
+#include "frame.h"
 
 int main(int argc, char **argv) {
         const char *name = argc > 1 ? argv[1] : "example-frame";
@@ -39,8 +35,12 @@ int main(int argc, char **argv) {
                 return 1;
         }
         struct frame *f = r.ptr;
-        while (atomic_load(&f->state) != 1) /* the name is published before the producer has written */
-                nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        /* The name is published before the producer has written; it may also die before it does. */
+        if (!frame_wait(f, 1)) {
+                fprintf(stderr, "consumer: the producer wrote nothing within 30 s\n");
+                alloc_disconnect(c);
+                return 1;
+        }
         printf("consumer: read '%s'\n", f->text);
         snprintf(f->text, sizeof(f->text), "thanks, from the consumer");
         atomic_store(&f->state, 2);

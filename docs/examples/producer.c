@@ -10,15 +10,10 @@
  * go of it too.
  */
 #include <alloc/client.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-struct frame {
-        _Atomic int state; /* 0 empty, 1 written by the producer, 2 read by the consumer */
-        char text[256];
-};
+#include "frame.h"
 
 int main(int argc, char **argv) {
         const char *name = argc > 1 ? argv[1] : "example-frame";
@@ -26,7 +21,8 @@ int main(int argc, char **argv) {
         struct alloc_client *c;
         struct alloc_region r;
 
-        if (alloc_connect(&c, NULL, "producer") < 0 || alloc_region_new(c, "host", sizeof(struct frame), &opts, &r) < 0) {
+        if (alloc_connect(&c, NULL, "producer") < 0 ||
+            alloc_region_new(c, "host", sizeof(struct frame), &opts, &r) < 0) {
                 fprintf(stderr, "producer: %s\n", alloc_last_error());
                 return 1;
         }
@@ -37,9 +33,7 @@ int main(int argc, char **argv) {
                (unsigned long long)r.size, (unsigned long long)r.addr);
         fflush(stdout);
 
-        for (int i = 0; i < 3000 && atomic_load(&f->state) != 2; i++)
-                nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
-        if (atomic_load(&f->state) != 2) {
+        if (!frame_wait(f, 2)) {
                 fprintf(stderr, "producer: no consumer answered within 30 s\n");
                 alloc_disconnect(c);
                 return 1;
