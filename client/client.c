@@ -27,18 +27,22 @@
 #include <unistd.h>
 
 #include "allocd.pb-c.h"
+#include "cuda-loader.h"
+#include "gpu.h"
 #include "wire.h"
 
 struct pool_map {
         char *name;
-        void *base;
+        void *base; /* where the CPU reaches the pool; NULL for gpu pools */
         uint64_t size;
+        struct gpu_map gpu;
 };
 
 struct pending {
         uint64_t id;
         Allocd__Reply *reply;
         int map_err; /* the pool fd that came with the reply could not be mapped */
+        char map_msg[256];
         struct pending *next;
 };
 
@@ -84,16 +88,24 @@ const char *alloc_last_error(void) {
         return last_error;
 }
 
+const char *alloc_cuda_unavailable(void) {
+        const char *why;
+
+        return cuda_get(&why) ? NULL : why;
+}
+
 /*
  * Maps the pool whose fd came with reply.  Done by the reading thread, under
  * the lock, before the reply is filed: another thread's reply for a later
  * region of the same pool may be read next, and finds the mapping made.
  */
-static int map_pool(struct alloc_client *c, const Allocd__Reply *reply, int fd) {
+static int map_pool(struct alloc_client *c, const Allocd__Reply *reply, int fd, char *err, size_t errsize) {
         const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
         struct pool_map *m;
+        int r = 0;
 
-        if (!g || !g->pool_fd || !g->pool || !g->has_pool_size || g->pool_size == 0)
+        snprintf(err, errsize, "allocd sent a pool fd this library cannot use");
+        if (!g || !g->pool_fd || !g->pool || !g->has_pool_size || g->pool_size == 0 || g->pool_size > SIZE_MAX)
                 return -EPROTO;
         for (size_t i = 0; i < c->nmaps; i++)
                 if (!strcmp(c->maps[i].name, g->pool))
@@ -103,15 +115,35 @@ static int map_pool(struct alloc_client *c, const Allocd__Reply *reply, int fd) 
                 return -ENOMEM;
         c->maps = m;
         m = &c->maps[c->nmaps];
-        m->base = mmap(NULL, g->pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (m->base == MAP_FAILED)
-                return -errno;
-        m->name = strdup(g->pool);
-        if (!m->name) {
-                munmap(m->base, g->pool_size);
-                return -ENOMEM;
+        *m = (struct pool_map){.size = g->pool_size, .gpu = {.device = -1, .ctx_device = -1}};
+        if (g->has_backing && g->backing == ALLOCD__BACKING__CUDA_VMM) {
+                if (g->kind == ALLOCD__POOL_KIND__GPU && (!g->has_device_uuid || g->device_uuid.len != 16))
+                        return -EPROTO;
+                r = gpu_import(&m->gpu, fd, g->pool_size,
+                               g->kind == ALLOCD__POOL_KIND__GPU ? g->device_uuid.data : NULL, err, errsize);
+                if (r < 0)
+                        return r;
+                if (g->kind != ALLOCD__POOL_KIND__GPU)
+                        m->base = (void *)(uintptr_t)m->gpu.va;
+        } else {
+                m->base = mmap(NULL, g->pool_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (m->base == MAP_FAILED) {
+                        r = -errno;
+                        snprintf(err, errsize, "%s", strerror(errno));
+                        return r;
+                }
+                if (g->kind == ALLOCD__POOL_KIND__PINNED)
+                        r = gpu_register(&m->gpu, m->base, g->pool_size, g->register_flags, err, errsize);
         }
-        m->size = g->pool_size;
+        m->name = r == 0 ? strdup(g->pool) : NULL;
+        if (!m->name) {
+                if (r == 0)
+                        snprintf(err, errsize, "out of memory");
+                gpu_release(&m->gpu, m->base);
+                if (!m->gpu.vmm && m->base)
+                        munmap(m->base, g->pool_size);
+                return r < 0 ? r : -ENOMEM;
+        }
         c->nmaps++;
         return 0;
 }
@@ -141,7 +173,7 @@ static void read_one(struct alloc_client *c) {
                                 ;
                 if (p) {
                         p->reply = r;
-                        p->map_err = nfds ? map_pool(c, r, fd) : 0;
+                        p->map_err = nfds ? map_pool(c, r, fd, p->map_msg, sizeof(p->map_msg)) : 0;
                         if (nfds)
                                 close(fd);
                 } else {
@@ -160,15 +192,15 @@ static void read_one(struct alloc_client *c) {
 }
 
 /* Sends req and waits for its reply; the caller frees *ret with allocd__reply__free_unpacked(..., NULL). */
-static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, int *ret_map_err) {
+static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct pending *ret_map) {
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me = {0}, **pp;
         size_t len;
         int r = 0;
 
         *ret = NULL;
-        if (ret_map_err)
-                *ret_map_err = 0;
+        if (ret_map)
+                ret_map->map_err = 0;
         pthread_mutex_lock(&c->lock);
         if (c->dead) {
                 r = c->dead;
@@ -205,8 +237,10 @@ static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         *pp = me.next;
         if (me.reply) {
                 *ret = me.reply;
-                if (ret_map_err)
-                        *ret_map_err = me.map_err;
+                if (ret_map) {
+                        ret_map->map_err = me.map_err;
+                        memcpy(ret_map->map_msg, me.map_msg, sizeof(me.map_msg));
+                }
                 r = 0;
         } else {
                 r = c->dead;
@@ -284,8 +318,12 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         if (c->fd >= 0)
                 close(c->fd);
         for (size_t i = 0; i < c->nmaps; i++) {
-                munmap(c->maps[i].base, c->maps[i].size);
-                free(c->maps[i].name);
+                struct pool_map *m = &c->maps[i];
+                bool vmm = m->gpu.vmm;
+                gpu_release(&m->gpu, m->base);
+                if (!vmm)
+                        munmap(m->base, m->size);
+                free(m->name);
         }
         free(c->maps);
         pthread_cond_destroy(&c->cond);
@@ -294,24 +332,29 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         return NULL;
 }
 
-/* Where the pool of region g is mapped in this process. */
-static int pool_base(struct alloc_client *c, const Allocd__Region *g, int map_err, void **ret) {
+/* Where region g is in this process: its host pointer, device address and device. */
+static int locate(struct alloc_client *c, const Allocd__Region *g, const struct pending *map,
+                  struct alloc_region *ret) {
         int r = -EPROTO;
 
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->nmaps; i++) {
-                if (!strcmp(c->maps[i].name, g->pool)) {
-                        if (g->size <= c->maps[i].size && g->offset <= c->maps[i].size - g->size) {
-                                *ret = (char *)c->maps[i].base + g->offset;
+                const struct pool_map *m = &c->maps[i];
+                if (!strcmp(m->name, g->pool)) {
+                        if (g->size <= m->size && g->offset <= m->size - g->size) {
+                                ret->ptr = m->base ? (char *)m->base + g->offset : NULL;
+                                ret->dev_ptr = gpu_dev_ptr(&m->gpu, g->offset, g->size);
+                                ret->device = m->gpu.device;
+                                ret->registered = m->gpu.registered;
                                 r = 0;
                         }
                         break;
                 }
         }
         pthread_mutex_unlock(&c->lock);
-        if (map_err < 0)
-                return fail(map_err, "mapping pool %s (%llu bytes): %s", g->pool, (unsigned long long)g->pool_size,
-                            strerror(-map_err));
+        if (map->map_err < 0)
+                return fail(map->map_err, "mapping pool %s (%llu bytes): %s", g->pool, (unsigned long long)g->pool_size,
+                            map->map_msg);
         if (r < 0)
                 return fail(r, "allocd sent a region of pool %s that this connection has not mapped, or outside it",
                             g->pool);
@@ -319,15 +362,16 @@ static int pool_base(struct alloc_client *c, const Allocd__Region *g, int map_er
 }
 
 /* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
-static int take_region(struct alloc_client *c, Allocd__Reply *reply, int map_err, struct alloc_region *ret) {
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct pending *map,
+                       struct alloc_region *ret) {
         const Allocd__Region *g = reply->region;
-        void *ptr = NULL;
+        struct alloc_region out = {.device = -1};
         int r;
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION || !g || !g->has_id || !g->pool)
                 return fail(-EPROTO, "allocd answered without a region");
-        if (g->kind == ALLOCD__POOL_KIND__HOST) {
-                r = pool_base(c, g, map_err, &ptr);
+        if (g->kind != ALLOCD__POOL_KIND__FPGA) {
+                r = locate(c, g, map, &out);
                 if (r < 0) {
                         char why[sizeof(last_error)];
                         memcpy(why, last_error, sizeof(why));
@@ -336,30 +380,29 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, int map_err
                         return r;
                 }
         }
-        *ret = (struct alloc_region){
-                .id = g->id,
-                .kind = (enum alloc_kind)g->kind,
-                .ptr = ptr,
-                .addr = g->offset,
-                .size = g->size,
-        };
+        out.id = g->id;
+        out.kind = (enum alloc_kind)g->kind;
+        out.addr = g->offset;
+        out.size = g->size;
+        *ret = out;
         return 0;
 }
 
 /* Runs req; for a region reply fills *region.  Returns 0 or a negative errno value. */
 static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region) {
         Allocd__Reply *reply;
-        int map_err, r;
+        struct pending map;
+        int r;
 
         *last_error = '\0';
         if (!c)
                 return fail(-EINVAL, "no connection (NULL)");
-        r = call(c, req, &reply, &map_err);
+        r = call(c, req, &reply, &map);
         if (r < 0)
                 return r;
         r = reply_error(reply);
         if (r == 0 && region)
-                r = take_region(c, reply, map_err, region);
+                r = take_region(c, reply, &map, region);
         allocd__reply__free_unpacked(reply, NULL);
         return r;
 }
@@ -481,10 +524,24 @@ static int status_pools(struct alloc_status *s, const Allocd__StatusReply *sr) {
                 o->regions = p->regions;
                 o->waiters = p->waiters;
                 o->quantum = p->quantum;
+                copy_name(o->backend, sizeof(o->backend), p->backend);
+                o->device = p->has_device ? p->device : -1;
+                for (size_t j = 0; j < p->n_flags; j++)
+                        o->register_flags |= !strcmp(p->flags[j], "portable")    ? ALLOC_REGISTER_PORTABLE
+                                             : !strcmp(p->flags[j], "devicemap") ? ALLOC_REGISTER_DEVICEMAP
+                                                                                 : 0;
                 if (grow(&o->spans, &o->nspans, p->n_spans, sizeof(*o->spans)) < 0)
                         return -ENOMEM;
                 for (size_t j = 0; j < p->n_spans; j++)
                         o->spans[o->nspans++] = (struct alloc_span){p->spans[j]->address, p->spans[j]->size};
+        }
+        if (grow(&s->unavailable, &s->nunavailable, sr->n_unavailable, sizeof(*s->unavailable)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < sr->n_unavailable; i++) {
+                struct alloc_unavailable_pool *u = &s->unavailable[s->nunavailable++];
+                copy_name(u->name, sizeof(u->name), sr->unavailable[i]->name);
+                u->kind = (enum alloc_kind)sr->unavailable[i]->kind;
+                copy_name(u->reason, sizeof(u->reason), sr->unavailable[i]->reason);
         }
         copy_name(s->daemon_version, sizeof(s->daemon_version), sr->daemon_version);
         s->uptime = sr->uptime;
@@ -558,6 +615,7 @@ struct alloc_status *alloc_status_free(struct alloc_status *s) {
                         free(s->pools[i].spans);
                 free(s->pools);
                 free(s->clients);
+                free(s->unavailable);
                 free(s);
         }
         return NULL;

@@ -36,7 +36,19 @@
 
 /* ---- configuration (config.c) ---- */
 
-enum pool_kind { POOL_HOST = ALLOCD__POOL_KIND__HOST, POOL_FPGA = ALLOCD__POOL_KIND__FPGA };
+enum pool_kind {
+        POOL_HOST = ALLOCD__POOL_KIND__HOST,
+        POOL_FPGA = ALLOCD__POOL_KIND__FPGA,
+        POOL_PINNED = ALLOCD__POOL_KIND__PINNED,
+        POOL_GPU = ALLOCD__POOL_KIND__GPU,
+};
+
+/* How a pinned pool is made (a gpu pool is always BACKEND_VMM). */
+enum pool_backend { BACKEND_AUTO, BACKEND_MEMFD, BACKEND_VMM };
+
+/* cuMemHostRegister's flags, by the values of CUDA's ABI (config.c needs no CUDA headers). */
+#define REGISTER_PORTABLE 0x01u
+#define REGISTER_DEVICEMAP 0x02u
 
 struct span {
         uint64_t base, size;
@@ -57,7 +69,11 @@ struct pool_conf {
         gid_t group;
         mode_t mode;
         uint64_t quota_per_uid; /* 0: none */
-        int line;               /* where the section starts */
+        enum pool_backend backend;
+        uint32_t register_flags; /* pinned: REGISTER_* */
+        int device;              /* gpu: the device ordinal, as allocd sees it */
+        uint32_t keys;           /* the keys the section set, one bit each (config.c) */
+        int line;                /* where the section starts */
 };
 
 struct limits {
@@ -81,6 +97,7 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
 int config_default(struct config *conf);
 void config_clear(struct config *conf);
 int parse_size(const char *s, uint64_t *ret);
+const char *pool_kind_name(enum pool_kind k);
 
 /* ---- logging (log.c) ---- */
 
@@ -118,8 +135,10 @@ struct pool {
         struct range_arena *arena;
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
         uint64_t total;
-        int fd;    /* host: the memfd; -1 for fpga */
-        void *map; /* host: the daemon's own mapping, for ZERO */
+        int fd;           /* host, pinned memfd: the memfd; vmm: the exported CUDA fd; -1 for fpga */
+        void *map;        /* memfd: the daemon's own mapping, for ZERO */
+        void *priv;       /* the kind's own state (pool-vmm.c) */
+        uint8_t uuid[16]; /* gpu: the device's CUuuid, so clients find it whatever their ordinals */
         uint64_t nregions;
         struct waiter_list waiters;
         uint64_t nwaiters;
@@ -132,11 +151,26 @@ struct pool_ops {
         /* Creates the backing; on error a message in err. */
         int (*open)(struct pool *p, char *err, size_t errsize);
         void (*close)(struct pool *p);
-        /* Sets bytes to zero; NULL where the pool holds no memory. Runs off the loop thread. */
-        void (*zero)(struct pool *p, uint64_t offset, uint64_t size);
+        /* Sets bytes to zero; NULL where the pool holds no memory. May run off the loop thread. */
+        int (*zero)(struct pool *p, uint64_t offset, uint64_t size);
 };
 
-extern const struct pool_ops pool_host_ops, pool_fpga_ops;
+extern const struct pool_ops pool_host_ops, pool_fpga_ops, pool_vmm_ops;
+
+/* 0 if pinned pools can use backend = vmm here; else why not, and -ENODEV when there is no GPU. */
+int vmm_host_numa_check(char *why, size_t whysize);
+/* "memfd", "vmm", or NULL for pools without memory. */
+const char *pool_backend_name(const struct pool *p);
+
+/* A configured pool that could not be made because allocd cannot use the GPU. */
+struct unavailable {
+        char name[NAME_MAX_LEN + 1];
+        enum pool_kind kind;
+        char reason[256];
+};
+extern struct unavailable *unavailable;
+extern size_t nunavailable;
+const struct unavailable *pool_unavailable(const char *name);
 
 extern struct pool **pools;
 extern size_t npools;

@@ -243,56 +243,163 @@ static int parse_ranges(struct parse *ps, struct pool_conf *pc, const char *valu
 static void pool_conf_defaults(struct pool_conf *pc) {
         memset(pc, 0, sizeof(*pc));
         pc->numa_node = -1;
+        pc->device = -1;
         pc->owner = geteuid();
         pc->group = getegid();
         pc->mode = 0660;
+        pc->register_flags = REGISTER_PORTABLE | REGISTER_DEVICEMAP;
+}
+
+#define KIND_BIT(k) (1u << (k))
+#define ALL_KINDS (KIND_BIT(POOL_HOST) | KIND_BIT(POOL_FPGA) | KIND_BIT(POOL_PINNED) | KIND_BIT(POOL_GPU))
+#define MEMORY_KINDS (KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED) | KIND_BIT(POOL_GPU))
+
+enum {
+        KEY_KIND,
+        KEY_SIZE,
+        KEY_QUANTUM,
+        KEY_HUGEPAGES,
+        KEY_LOCK,
+        KEY_NUMA_NODE,
+        KEY_RANGES,
+        KEY_OWNER,
+        KEY_GROUP,
+        KEY_MODE,
+        KEY_QUOTA,
+        KEY_BACKEND,
+        KEY_FLAGS,
+        KEY_DEVICE,
+};
+
+/* Every pool key and the kinds it belongs to; check_pool refuses a key set for another kind. */
+static const struct {
+        const char *name;
+        unsigned kinds;
+} pool_keys[] = {
+        [KEY_KIND] = {"kind", ALL_KINDS},
+        [KEY_SIZE] = {"size", MEMORY_KINDS},
+        [KEY_QUANTUM] = {"quantum", ALL_KINDS},
+        [KEY_HUGEPAGES] = {"hugepages", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
+        [KEY_LOCK] = {"lock", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
+        [KEY_NUMA_NODE] = {"numa_node", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
+        [KEY_RANGES] = {"ranges", KIND_BIT(POOL_FPGA)},
+        [KEY_OWNER] = {"owner", ALL_KINDS},
+        [KEY_GROUP] = {"group", ALL_KINDS},
+        [KEY_MODE] = {"mode", ALL_KINDS},
+        [KEY_QUOTA] = {"quota_per_uid", ALL_KINDS},
+        [KEY_BACKEND] = {"backend", KIND_BIT(POOL_PINNED)},
+        [KEY_FLAGS] = {"flags", KIND_BIT(POOL_PINNED)},
+        [KEY_DEVICE] = {"device", KIND_BIT(POOL_GPU)},
+};
+#define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
+
+static const char *const kind_names[] = {
+        [POOL_HOST] = "host",
+        [POOL_FPGA] = "fpga",
+        [POOL_PINNED] = "pinned",
+        [POOL_GPU] = "gpu",
+};
+
+const char *pool_kind_name(enum pool_kind k) {
+        return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
+}
+
+/* "a, b, c": the keys a kind takes, for messages. */
+static void keys_of(unsigned kinds, char *buf, size_t size) {
+        size_t n = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < NPOOL_KEYS && n < size; i++)
+                if (pool_keys[i].kinds & kinds)
+                        n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", pool_keys[i].name);
+}
+
+/* "portable, devicemap": cuMemHostRegister's flags for a pinned pool's clients. */
+static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const char *value) {
+        char buf[256], *save = NULL, *tok;
+
+        if (strlen(value) >= sizeof(buf))
+                return fail(ps, "flags: too long");
+        strcpy(buf, value);
+        pc->register_flags = 0;
+        for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+                if (!strcmp(tok, "portable"))
+                        pc->register_flags |= REGISTER_PORTABLE;
+                else if (!strcmp(tok, "devicemap"))
+                        pc->register_flags |= REGISTER_DEVICEMAP;
+                else if (!strcmp(tok, "none"))
+                        ;
+                else if (!strcmp(tok, "writecombined"))
+                        return fail(ps, "flags = writecombined: write-combined memory comes only from cuMemHostAlloc, "
+                                        "which cannot be shared between processes; allocate it in the process that "
+                                        "uses it with cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) and drop it here");
+                else
+                        return fail(ps, "flags: unknown flag '%s'; use portable, devicemap or none", tok);
+        }
+        return 1;
 }
 
 static int pool_key(struct parse *ps, struct pool_conf *pc, const char *key, const char *value) {
+        char list[256];
+        size_t k;
         uint64_t v;
         int b;
 
-        if (!strcmp(key, "kind")) {
-                if (!strcmp(value, "host"))
-                        pc->kind = POOL_HOST;
-                else if (!strcmp(value, "fpga"))
-                        pc->kind = POOL_FPGA;
-                else if (!strcmp(value, "pinned") || !strcmp(value, "gpu"))
-                        return fail(ps, "kind = %s is not supported by this allocd yet; use host or fpga", value);
-                else
-                        return fail(ps, "kind = %s: unknown; use host or fpga", value);
+        for (k = 0; k < NPOOL_KEYS && strcmp(key, pool_keys[k].name); k++)
+                ;
+        if (k == NPOOL_KEYS) {
+                keys_of(ALL_KINDS, list, sizeof(list));
+                return fail(ps, "unknown key '%s' in [%s]; pool keys are %s", key, ps->section, list);
+        }
+        pc->keys |= 1u << k;
+        switch (k) {
+        case KEY_KIND:
+                for (b = 0; b < (int)(sizeof(kind_names) / sizeof(kind_names[0])); b++)
+                        if (!strcmp(value, kind_names[b]))
+                                break;
+                if (b == (int)(sizeof(kind_names) / sizeof(kind_names[0])))
+                        return fail(ps, "kind = %s: unknown; use host, pinned, gpu or fpga", value);
+                pc->kind = (enum pool_kind)b;
                 pc->has_kind = true;
-        } else if (!strcmp(key, "size")) {
+                break;
+        case KEY_SIZE:
                 if (parse_size(value, &pc->size) < 0 || pc->size == 0)
                         return fail(ps, "size = %s: not a size above zero (e.g. 64M, 2G)", value);
-        } else if (!strcmp(key, "quantum")) {
+                break;
+        case KEY_QUANTUM:
                 if (parse_size(value, &v) < 0 || v == 0 || (v & (v - 1)))
                         return fail(ps, "quantum = %s: not a power of two (e.g. 4K)", value);
                 pc->quantum = v;
-        } else if (!strcmp(key, "hugepages")) {
+                break;
+        case KEY_HUGEPAGES:
                 if (!strcmp(value, "no") || !strcmp(value, "0"))
                         pc->hugepage = 0;
                 else if (parse_size(value, &v) == 0 && (v == 2u << 20 || v == 1u << 30))
                         pc->hugepage = v;
                 else
                         return fail(ps, "hugepages = %s: use 2M, 1G or no", value);
-        } else if (!strcmp(key, "lock")) {
+                break;
+        case KEY_LOCK:
                 if ((b = parse_bool(value)) < 0)
                         return fail(ps, "lock = %s: use yes or no", value);
                 pc->lock = b;
-        } else if (!strcmp(key, "numa_node")) {
+                break;
+        case KEY_NUMA_NODE:
                 if (parse_uint(value, 1023, &v) < 0)
                         return fail(ps, "numa_node = %s: not a node number (0-1023)", value);
                 pc->numa_node = (int)v;
-        } else if (!strcmp(key, "ranges")) {
+                break;
+        case KEY_RANGES:
                 return parse_ranges(ps, pc, value);
-        } else if (!strcmp(key, "owner")) {
+        case KEY_OWNER:
                 if (parse_user(value, &pc->owner) < 0)
                         return fail(ps, "owner = %s: no such user (a name or a numeric uid)", value);
-        } else if (!strcmp(key, "group")) {
+                break;
+        case KEY_GROUP:
                 if (parse_group(value, &pc->group) < 0)
                         return fail(ps, "group = %s: no such group (a name or a numeric gid)", value);
-        } else if (!strcmp(key, "mode")) {
+                break;
+        case KEY_MODE: {
                 char *end;
                 errno = 0;
                 unsigned long m = strtoul(value, &end, 8);
@@ -302,14 +409,32 @@ static int pool_key(struct parse *ps, struct pool_conf *pc, const char *key, con
                                     "e.g. 0660; execute bits mean nothing here",
                                     value);
                 pc->mode = (mode_t)m;
-        } else if (!strcmp(key, "quota_per_uid")) {
+                break;
+        }
+        case KEY_QUOTA:
                 if (parse_size(value, &pc->quota_per_uid) < 0)
                         return fail(ps, "quota_per_uid = %s: not a size (e.g. 1G; 0 for none)", value);
-        } else {
-                return fail(ps,
-                            "unknown key '%s' in [%s]; pool keys are kind, size, quantum, hugepages, lock, "
-                            "numa_node, ranges, owner, group, mode, quota_per_uid",
-                            key, ps->section);
+                break;
+        case KEY_BACKEND:
+                if (!strcmp(value, "auto"))
+                        pc->backend = BACKEND_AUTO;
+                else if (!strcmp(value, "memfd"))
+                        pc->backend = BACKEND_MEMFD;
+                else if (!strcmp(value, "vmm"))
+                        pc->backend = BACKEND_VMM;
+                else
+                        return fail(ps,
+                                    "backend = %s: use auto, memfd (cuMemHostRegister in each client) or vmm "
+                                    "(cuMemCreate on a host NUMA node, CUDA 12.2 or later)",
+                                    value);
+                break;
+        case KEY_FLAGS:
+                return parse_register_flags(ps, pc, value);
+        case KEY_DEVICE:
+                if (parse_uint(value, 1023, &v) < 0)
+                        return fail(ps, "device = %s: not a CUDA device ordinal (0, 1, ...)", value);
+                pc->device = (int)v;
+                break;
         }
         return 1;
 }
@@ -410,40 +535,66 @@ static int handler(void *user, const char *section, const char *key, const char 
         return pool_key(ps, &conf->pools[conf->npools - 1], key, value);
 }
 
+/* A memory pool's size: set, and whole pages of the kind it is made of. */
+static int check_size(struct parse *ps, const struct pool_conf *pc) {
+        long page = sysconf(_SC_PAGESIZE);
+        uint64_t unit = pc->hugepage ? pc->hugepage : (uint64_t)page;
+
+        if (pc->size == 0)
+                return fail(ps, "[pool %s] is a %s pool without a size; add e.g. size = 256M", pc->name,
+                            pool_kind_name(pc->kind));
+        /* A gpu pool is rounded up to the device's allocation granularity when it is created. */
+        if (pc->kind != POOL_GPU && pc->size % unit)
+                return fail(ps, "[pool %s]: size %" PRIu64 " is not a multiple of the %s page size %" PRIu64, pc->name,
+                            pc->size, pc->hugepage ? "huge" : "", unit);
+        if (pc->kind != POOL_GPU && pc->quantum && pc->quantum < (uint64_t)page)
+                return fail(ps, "[pool %s]: quantum below the page size (%ld) is not supported for %s pools", pc->name,
+                            page, pool_kind_name(pc->kind));
+        return 1;
+}
+
 /* Checks that belong to a whole pool section rather than one key. */
 static int check_pool(struct parse *ps, const struct pool_conf *pc) {
+        char list[256];
+
         ps->line = pc->line;
         if (!pc->has_kind)
-                return fail(ps, "[pool %s] has no kind; add kind = host or kind = fpga", pc->name);
-        if (pc->kind == POOL_HOST) {
-                if (pc->size == 0)
-                        return fail(ps, "[pool %s] is a host pool without a size; add e.g. size = 256M", pc->name);
-                if (pc->nranges)
-                        return fail(ps, "[pool %s]: ranges is for fpga pools; a host pool has a size", pc->name);
-                long page = sysconf(_SC_PAGESIZE);
-                uint64_t unit = pc->hugepage ? pc->hugepage : (uint64_t)page;
-                if (pc->size % unit)
-                        return fail(ps, "[pool %s]: size %" PRIu64 " is not a multiple of the %s page size %" PRIu64,
-                                    pc->name, pc->size, pc->hugepage ? "huge" : "", unit);
-                if (pc->quantum && pc->quantum < (uint64_t)page)
-                        return fail(ps, "[pool %s]: quantum below the page size (%ld) is not supported for host pools",
-                                    pc->name, page);
-        } else {
-                if (pc->nranges == 0)
-                        return fail(ps, "[pool %s] is an fpga pool without ranges; add e.g. ranges = 0x0+4G", pc->name);
-                if (pc->size || pc->hugepage || pc->lock || pc->numa_node >= 0)
-                        return fail(ps,
-                                    "[pool %s]: size, hugepages, lock and numa_node are for host pools; an fpga "
-                                    "pool has ranges",
-                                    pc->name);
-                uint64_t q = pc->quantum ? pc->quantum : pool_fpga_ops.default_quantum;
-                for (size_t i = 0; i < pc->nranges; i++)
-                        if (pc->ranges[i].base % q || pc->ranges[i].size % q)
-                                return fail(ps,
-                                            "[pool %s]: range %#" PRIx64 "+%#" PRIx64
-                                            " is not a multiple of the quantum %#" PRIx64,
-                                            pc->name, pc->ranges[i].base, pc->ranges[i].size, q);
+                return fail(ps, "[pool %s] has no kind; add kind = host, pinned, gpu or fpga", pc->name);
+        for (size_t k = 0; k < NPOOL_KEYS; k++) {
+                if ((pc->keys & (1u << k)) && !(pool_keys[k].kinds & KIND_BIT(pc->kind))) {
+                        keys_of(KIND_BIT(pc->kind), list, sizeof(list));
+                        return fail(ps, "[pool %s]: %s is not a key of %s pools; they take %s", pc->name,
+                                    pool_keys[k].name, pool_kind_name(pc->kind), list);
+                }
         }
+        switch (pc->kind) {
+        case POOL_HOST:
+                return check_size(ps, pc);
+        case POOL_PINNED:
+                if ((pc->keys & (1u << KEY_LOCK)) && !pc->lock)
+                        return fail(ps, "[pool %s]: a pinned pool is always locked; remove lock = no", pc->name);
+                if (pc->hugepage && pc->backend == BACKEND_VMM)
+                        return fail(ps,
+                                    "[pool %s]: hugepages is for backend = memfd; the vmm backend takes the "
+                                    "driver's own page size",
+                                    pc->name);
+                return check_size(ps, pc);
+        case POOL_GPU:
+                if (pc->device < 0)
+                        return fail(ps, "[pool %s] is a gpu pool without a device; add e.g. device = 0", pc->name);
+                return check_size(ps, pc);
+        case POOL_FPGA:
+                break;
+        }
+        if (pc->nranges == 0)
+                return fail(ps, "[pool %s] is an fpga pool without ranges; add e.g. ranges = 0x0+4G", pc->name);
+        uint64_t q = pc->quantum ? pc->quantum : pool_fpga_ops.default_quantum;
+        for (size_t i = 0; i < pc->nranges; i++)
+                if (pc->ranges[i].base % q || pc->ranges[i].size % q)
+                        return fail(ps,
+                                    "[pool %s]: range %#" PRIx64 "+%#" PRIx64
+                                    " is not a multiple of the quantum %#" PRIx64,
+                                    pc->name, pc->ranges[i].base, pc->ranges[i].size, q);
         return 1;
 }
 

@@ -48,6 +48,17 @@ static void reply_region(struct conn *c, uint64_t id, uint32_t slot) {
                         fds[nfds++] = p->fd;
                         c->pool_fd_sent[p->index] = true;
                         region.has_pool_fd = region.pool_fd = true;
+                        region.has_backing = true;
+                        region.backing = p->ops == &pool_vmm_ops ? ALLOCD__BACKING__CUDA_VMM : ALLOCD__BACKING__MEMFD;
+                        if (p->conf.kind == POOL_PINNED) {
+                                region.has_register_flags = true;
+                                region.register_flags = p->conf.register_flags;
+                        }
+                        if (p->conf.kind == POOL_GPU) {
+                                region.has_device_uuid = true;
+                                region.device_uuid.data = p->uuid;
+                                region.device_uuid.len = sizeof(p->uuid);
+                        }
                 }
         }
         reply.has_id = reply.has_error = true;
@@ -75,21 +86,41 @@ struct zero_job {
         struct pool *pool;
         uint64_t id, offset, size;
         uint32_t slot;
+        int result;
 };
+
+/* Undoes region_new for a region that could not be handed out: no name, no PERSIST, no hold of c. */
+static void discard(struct conn *c, uint32_t slot) {
+        struct hold *h = region_find_hold(slot, c);
+        bool persist = regions[slot].persist;
+
+        regions[slot].persist = false;
+        region_unpublish(slot);
+        if (h)
+                region_drop_hold(h);
+        if (persist)
+                region_unref(slot);
+}
 
 static void zero_work(uv_work_t *w) {
         struct zero_job *j = w->data;
 
-        j->pool->ops->zero(j->pool, j->offset, j->size);
+        j->result = j->pool->ops->zero(j->pool, j->offset, j->size);
 }
 
 static void zero_done(uv_work_t *w, int status) {
         struct zero_job *j = w->data;
 
-        (void)status;
         regions[j->slot].zeroing = false;
-        if (!j->conn->closing)
+        if (status < 0 && j->result == 0)
+                j->result = status;
+        if (j->result < 0 && !j->conn->closing) {
+                discard(j->conn, j->slot);
+                conn_reply_error(j->conn, j->id, ALLOCD__ERROR__INTERNAL,
+                                 "zeroing the region failed (allocd's log says why); nothing was allocated");
+        } else if (!j->conn->closing) {
                 reply_region(j->conn, j->id, j->slot);
+        }
         region_unref(j->slot);
         conn_unbusy(j->conn);
         free(j);
@@ -200,8 +231,11 @@ int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg
                         free(j);
                 }
         }
-        if (a->flags & ALLOCD__FLAG__ZERO)
-                p->ops->zero(p, off, size);
+        if ((a->flags & ALLOCD__FLAG__ZERO) && p->ops->zero(p, off, size) < 0) {
+                discard(c, slot);
+                snprintf(msg, msgsize, "zeroing the region failed (allocd's log says why)");
+                return ALLOCD__ERROR__INTERNAL;
+        }
         reply_region(c, id, slot);
         return ALLOCD__ERROR__OK;
 }
@@ -216,6 +250,11 @@ static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
         if (!m->pool || !*m->pool)
                 return conn_reply_error(c, id, ALLOCD__ERROR__INVALID, "Alloc needs a pool name");
         a.pool = pool_find(m->pool);
+        const struct unavailable *u = a.pool ? NULL : pool_unavailable(m->pool);
+        if (u)
+                return conn_reply_error(c, id, ALLOCD__ERROR__NO_POOL,
+                                        "pool %s (%s) is configured but not available: %s", u->name,
+                                        pool_kind_name(u->kind), u->reason);
         if (!a.pool)
                 return conn_reply_error(c, id, ALLOCD__ERROR__NO_POOL,
                                         "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
@@ -236,6 +275,11 @@ static void handle_alloc(struct conn *c, uint64_t id, const Allocd__Alloc *m) {
         if (m->size > UINT64_MAX / count)
                 return conn_reply_error(c, id, ALLOCD__ERROR__OVERFLOW,
                                         "count %" PRIu64 " x size %" PRIu64 " overflows 64 bits", count, m->size);
+        if (flags & ALLOCD__FLAG__WRITECOMBINED)
+                return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
+                                        "WRITECOMBINED: write-combined memory comes only from cuMemHostAlloc, which "
+                                        "cannot be shared between processes; for memory only this process uses, call "
+                                        "cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) yourself");
         if (flags & ~KNOWN_FLAGS)
                 return conn_reply_error(c, id, ALLOCD__ERROR__INVALID,
                                         "unknown flags %#x; known are ZERO 1, NOWAIT 2, NOFAIL 4, PERSIST 8",
@@ -420,9 +464,12 @@ static void handle_status(struct conn *c, uint64_t id, const Allocd__Status *m) 
         Allocd__PoolStatus *ps = calloc(npools, sizeof(*ps)), **pp = calloc(npools, sizeof(*pp));
         Allocd__Span *sp = calloc(nspans, sizeof(*sp)), **spp = calloc(nspans, sizeof(*spp));
         Allocd__ClientStatus *cs = calloc(nconns, sizeof(*cs)), **cp = calloc(nconns, sizeof(*cp));
+        Allocd__UnavailablePool *us = calloc(nunavailable, sizeof(*us)), **up = calloc(nunavailable, sizeof(*up));
+        /* A pinned pool's flags, as a slice of this: both, "portable" alone, or "devicemap" alone. */
+        static char *flag_names[] = {"portable", "devicemap"};
         struct conn *k;
 
-        if (!ps || !pp || !sp || !spp || (nconns && (!cs || !cp))) {
+        if (!ps || !pp || !sp || !spp || (nconns && (!cs || !cp)) || (nunavailable && (!us || !up))) {
                 conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
                 goto out;
         }
@@ -443,6 +490,14 @@ static void handle_status(struct conn *c, uint64_t id, const Allocd__Status *m) 
                 ps[i].regions = p->nregions;
                 ps[i].waiters = p->nwaiters;
                 ps[i].quantum = rs.quantum;
+                ps[i].backend = (char *)pool_backend_name(p);
+                ps[i].has_device = p->conf.kind == POOL_GPU;
+                ps[i].device = p->conf.device;
+                if (p->conf.kind == POOL_PINNED && p->ops != &pool_vmm_ops) {
+                        ps[i].flags = &flag_names[p->conf.register_flags & REGISTER_PORTABLE ? 0 : 1];
+                        ps[i].n_flags = (size_t) !!(p->conf.register_flags & REGISTER_PORTABLE) +
+                                        !!(p->conf.register_flags & REGISTER_DEVICEMAP);
+                }
                 ps[i].spans = &spp[nspans];
                 ps[i].n_spans = pool_nspans(p);
                 for (size_t j = 0; j < ps[i].n_spans; j++, nspans++) {
@@ -456,6 +511,16 @@ static void handle_status(struct conn *c, uint64_t id, const Allocd__Status *m) 
         }
         st.n_pools = npools;
         st.pools = pp;
+        st.n_unavailable = nunavailable;
+        st.unavailable = up;
+        for (size_t i = 0; i < nunavailable; i++) {
+                allocd__unavailable_pool__init(&us[i]);
+                us[i].name = unavailable[i].name;
+                us[i].has_kind = true;
+                us[i].kind = (Allocd__PoolKind)unavailable[i].kind;
+                us[i].reason = unavailable[i].reason;
+                up[i] = &us[i];
+        }
         st.daemon_version = (char *)ALLOCD_VERSION;
         st.has_uptime = st.has_started = true;
         st.uptime = (uv_hrtime() - started_hrtime) / 1000000000u;
@@ -511,6 +576,8 @@ out:
         free(spp);
         free(cs);
         free(cp);
+        free(us);
+        free(up);
 }
 
 /* Holders listed per region in a Dump; the rest are counted in holders_omitted. */

@@ -58,8 +58,8 @@ static void send_status(void) {
                 total += st.total;
                 nreg += pools[i]->nregions;
         }
-        sd_notifyf(0, "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64 " bytes in use, %u clients",
-                   npools, nreg, used, total, nconns);
+        sd_notifyf(0, "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64 " bytes in use, %u clients%s",
+                   npools, nreg, used, total, nconns, nunavailable ? "; some pools unavailable (allocctl status)" : "");
         status_dirty = false;
 }
 
@@ -111,7 +111,10 @@ static void reload(void) {
                 const struct pool_conf *n = &conf.pools[i];
                 struct pool *p = pool_find(n->name);
                 if (!p) {
-                        if (pool_create(n, err, sizeof(err)) < 0)
+                        int r = pool_create(n, err, sizeof(err));
+                        if (r == -ENODEV)
+                                log_warn("SIGHUP: %s; pool %s stays unavailable", err, n->name);
+                        else if (r < 0)
                                 log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
                         else
                                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = n->name}, "SIGHUP: added pool %s",
@@ -119,17 +122,20 @@ static void reload(void) {
                         continue;
                 }
                 struct pool_conf *o = &p->conf;
-                if (o->kind != n->kind || o->size != n->size || (n->quantum && o->quantum != n->quantum) ||
-                    o->hugepage != n->hugepage || o->lock != n->lock || o->numa_node != n->numa_node ||
-                    !same_ranges(o, n))
+                /* A gpu pool's size was rounded up to the granularity, and auto became a backend. */
+                if (o->kind != n->kind || (o->size != n->size && o->kind != POOL_GPU) ||
+                    (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
+                    (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
+                    o->numa_node != n->numa_node || !same_ranges(o, n))
                         logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                             "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node and ranges change only "
-                             "on restart; keeping the running values",
+                             "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
+                             "device change only on restart; keeping the running values",
                              o->name);
                 o->owner = n->owner;
                 o->group = n->group;
                 o->mode = n->mode;
                 o->quota_per_uid = n->quota_per_uid;
+                o->register_flags = n->register_flags; /* sent to clients that map the pool from now on */
         }
         for (size_t i = 0; i < npools; i++) {
                 bool found = false;
@@ -256,14 +262,22 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
 
         for (size_t i = 0; i < conf.npools; i++) {
-                if (pool_create(&conf.pools[i], err, sizeof(err)) < 0) {
+                r = pool_create(&conf.pools[i], err, sizeof(err));
+                if (r == -ENODEV) {
+                        /* No GPU is a state of the machine, not a mistake in the file: serve the other pools. */
+                        log_warn("%s; the pool is left out (SIGHUP tries again)", err);
+                        continue;
+                }
+                if (r < 0) {
                         log_err("%s%s", err, config_path ? "" : " (built-in pool; give --config to choose others)");
                         config_clear(&conf);
                         pools_destroy();
                         return 1;
                 }
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf.pools[i].name}, "pool %s: %s, %" PRIu64 " bytes",
-                     conf.pools[i].name, conf.pools[i].kind == POOL_HOST ? "host" : "fpga", pools[i]->total);
+                const struct pool *p = pools[npools - 1];
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p->conf.name}, "pool %s: %s%s%s, %" PRIu64 " bytes",
+                     p->conf.name, pool_kind_name(p->conf.kind), p->conf.kind == POOL_PINNED ? ", backend " : "",
+                     p->conf.kind == POOL_PINNED ? pool_backend_name(p) : "", p->total);
         }
         config_clear(&conf);
         if (open_socket(socket_path) < 0) {

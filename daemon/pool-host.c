@@ -43,7 +43,7 @@ static int bind_node(struct pool *p, char *err, size_t errsize) {
         if (access(path, F_OK) < 0) {
                 snprintf(err, errsize, "pool %s: numa_node = %d, but this machine has no NUMA node %d (%s)",
                          p->conf.name, node, node, path);
-                return -ENODEV;
+                return -EINVAL;
         }
         mask[node / (8 * sizeof(unsigned long))] |= 1ul << (node % (8 * sizeof(unsigned long)));
         /* A shared mapping's policy is the memfd's: the pages fallocate places below follow it. */
@@ -162,8 +162,9 @@ static void host_close(struct pool *p) {
                 close(p->fd);
 }
 
-static void host_zero(struct pool *p, uint64_t offset, uint64_t size) {
+static int host_zero(struct pool *p, uint64_t offset, uint64_t size) {
         memset((char *)p->map + offset, 0, size);
+        return 0;
 }
 
 const struct pool_ops pool_host_ops = {

@@ -14,6 +14,66 @@
 
 struct pool **pools;
 size_t npools;
+struct unavailable *unavailable;
+size_t nunavailable;
+
+static const struct pool_ops *pick_ops(struct pool_conf *conf) {
+        char why[256];
+
+        switch (conf->kind) {
+        case POOL_FPGA:
+                return &pool_fpga_ops;
+        case POOL_GPU:
+                return &pool_vmm_ops;
+        case POOL_PINNED:
+                if (conf->backend == BACKEND_AUTO) {
+                        conf->backend = vmm_host_numa_check(why, sizeof(why)) == 0 ? BACKEND_VMM : BACKEND_MEMFD;
+                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf->name}, "pool %s: backend = auto: %s%s",
+                             conf->name, conf->backend == BACKEND_VMM ? "vmm" : "memfd, since ",
+                             conf->backend == BACKEND_VMM ? "" : why);
+                }
+                conf->lock = true;
+                return conf->backend == BACKEND_VMM ? &pool_vmm_ops : &pool_host_ops;
+        case POOL_HOST:
+                break;
+        }
+        return &pool_host_ops;
+}
+
+const char *pool_backend_name(const struct pool *p) {
+        if (p->ops == &pool_fpga_ops)
+                return NULL;
+        return p->ops == &pool_vmm_ops ? "vmm" : "memfd";
+}
+
+const struct unavailable *pool_unavailable(const char *name) {
+        for (size_t i = 0; i < nunavailable; i++)
+                if (!strcmp(unavailable[i].name, name))
+                        return &unavailable[i];
+        return NULL;
+}
+
+/* Records (or forgets, when it was made after all) a pool that needs a GPU allocd cannot use. */
+static void mark_unavailable(const struct pool_conf *conf, const char *err) {
+        struct unavailable *u = (struct unavailable *)pool_unavailable(conf->name);
+        size_t skip = strlen(conf->name) + 7; /* "pool NAME: " */
+
+        if (!err) {
+                if (u)
+                        *u = unavailable[--nunavailable];
+                return;
+        }
+        if (!u) {
+                u = realloc(unavailable, (nunavailable + 1) * sizeof(*u));
+                if (!u)
+                        return;
+                unavailable = u;
+                u = &unavailable[nunavailable++];
+        }
+        snprintf(u->name, sizeof(u->name), "%s", conf->name);
+        u->kind = conf->kind;
+        snprintf(u->reason, sizeof(u->reason), "%s", strlen(err) > skip ? err + skip : err);
+}
 
 int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
         struct pool *p, **n;
@@ -38,7 +98,7 @@ int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
                 }
                 memcpy(p->conf.ranges, conf->ranges, conf->nranges * sizeof(*conf->ranges));
         }
-        p->ops = conf->kind == POOL_HOST ? &pool_host_ops : &pool_fpga_ops;
+        p->ops = pick_ops(&p->conf);
         if (!p->conf.quantum)
                 p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
         p->fd = -1;
@@ -52,6 +112,7 @@ int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
                 goto fail;
         }
         r = p->ops->open(p, err, errsize);
+        mark_unavailable(conf, r == -ENODEV ? err : NULL);
         if (r < 0)
                 goto fail;
         struct range_stats st;
@@ -87,6 +148,9 @@ void pools_destroy(void) {
         free(pools);
         pools = NULL;
         npools = 0;
+        free(unavailable);
+        unavailable = NULL;
+        nunavailable = 0;
 }
 
 /* Like a file's mode: the owner's bits, else the group's, else the others'; root may do anything. */

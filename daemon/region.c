@@ -215,7 +215,7 @@ void region_fill(Allocd__Region *out, uint32_t slot) {
         out->kind = (Allocd__PoolKind)p->conf.kind;
         out->offset = r->offset;
         out->size = r->size;
-        out->pool_size = p->conf.kind == POOL_HOST ? p->conf.size : 0;
+        out->pool_size = p->conf.kind == POOL_FPGA ? 0 : p->conf.size;
         if (r->published)
                 out->name = (char *)r->name;
         out->has_flags = out->has_refs = out->has_uid = out->has_pid = out->has_created = true;

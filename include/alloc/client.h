@@ -46,6 +46,12 @@ extern "C" {
 #define ALLOC_NOWAIT 0x2u  /* fail with -EAGAIN instead of waiting for room */
 #define ALLOC_NOFAIL 0x4u  /* wait for room without a time limit */
 #define ALLOC_PERSIST 0x8u /* the region outlives this connection until alloc_region_free */
+/*
+ * Refused with -EINVAL: write-combined memory comes only from cuMemHostAlloc,
+ * which cannot be shared between processes.  For memory one process uses,
+ * call cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) there.
+ */
+#define ALLOC_WRITECOMBINED 0x10u
 
 #define ALLOC_NAME_MAX 255
 
@@ -66,12 +72,23 @@ struct alloc_opts {
         const char *name;    /* publish the region under this name; NULL: unnamed */
 };
 
+/*
+ * A region as this process sees it.  The pointers work with the caller's
+ * own CUDA calls (cudaMemcpy, kernels, cuMemcpy) in any context: pinned
+ * pools are registered PORTABLE by default, and CUDA allocations are mapped
+ * for every device this process sees (pinned) or for their own (gpu).
+ */
 struct alloc_region {
         uint64_t id;
         enum alloc_kind kind;
-        void *ptr;     /* memory pools: where it is mapped in this process; fpga: NULL */
-        uint64_t addr; /* fpga: the device address; memory pools: the offset in the pool */
-        uint64_t size; /* as asked, rounded up to the pool's quantum */
+        void *ptr;        /* host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL */
+        uint64_t addr;    /* fpga: the device address; memory pools: the offset in the pool */
+        uint64_t size;    /* as asked, rounded up to the pool's quantum */
+        uint64_t dev_ptr; /* pinned (with devicemap, or backend vmm) and gpu: its CUdeviceptr here; else 0 */
+        int device;       /* gpu: the CUDA device ordinal in this process (CUDA_VISIBLE_DEVICES applied); else -1 */
+        bool registered;  /* pinned, backend memfd: registered with CUDA here; false where this process has no
+                           * usable GPU (alloc_cuda_unavailable() says why), and the memory is then plain
+                           * locked shared memory */
 };
 
 /* A stretch of a pool: offsets [base, base + size) of a memory pool, addresses of an fpga pool. */
@@ -79,12 +96,25 @@ struct alloc_span {
         uint64_t base, size;
 };
 
+#define ALLOC_REGISTER_PORTABLE 0x1u  /* CU_MEMHOSTREGISTER_PORTABLE */
+#define ALLOC_REGISTER_DEVICEMAP 0x2u /* CU_MEMHOSTREGISTER_DEVICEMAP */
+
 struct alloc_pool_status {
         char name[ALLOC_NAME_MAX + 1];
         enum alloc_kind kind;
         uint64_t size, used, free, largest_free, regions, waiters, quantum;
         size_t nspans;
         struct alloc_span *spans; /* what the pool covers, in order; the gaps between them are not the pool's */
+        char backend[8];          /* "memfd" or "vmm" (pinned, host, gpu); "" for fpga */
+        int device;               /* gpu: the device ordinal as allocd sees it; else -1 */
+        uint32_t register_flags;  /* pinned, backend memfd: ALLOC_REGISTER_* */
+};
+
+/* A configured pool allocd could not make because it cannot use the GPU. */
+struct alloc_unavailable_pool {
+        char name[ALLOC_NAME_MAX + 1];
+        enum alloc_kind kind;
+        char reason[256];
 };
 
 #define ALLOC_CLIENT_NAME_MAX 63
@@ -109,6 +139,8 @@ struct alloc_status {
         char daemon_version[32];
         uint64_t uptime;  /* seconds since allocd started */
         uint64_t started; /* when, in seconds since the epoch */
+        size_t nunavailable;
+        struct alloc_unavailable_pool *unavailable;
 };
 
 /* A connection holding a reference to a region. */
@@ -178,6 +210,13 @@ struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
 
 /* What the last failed call in this thread did wrong, in words; "" if none. */
 const char *alloc_last_error(void);
+
+/*
+ * NULL if this process can use CUDA; else why not, in words ("no GPU:
+ * libcuda.so.1 cannot be loaded ...").  Pinned regions are then not
+ * registered and gpu pools cannot be mapped.  Loads the driver on first use.
+ */
+const char *alloc_cuda_unavailable(void);
 
 #ifdef __cplusplus
 }

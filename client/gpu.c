@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CUDA in liballoc-client.  Every driver call runs with the primary
+ * context of the device in question pushed (and popped after), so the
+ * caller's own current context, if any, is left as it was; the primary
+ * context is the one the CUDA runtime uses, so registrations made without
+ * PORTABLE still serve cudaMemcpy and kernels launched through the runtime.
+ */
+#include "gpu.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda-loader.h"
+
+/* cuMemHostRegister takes at most this much at once (DESIGN §6). */
+#define GPU_PIECE (64ull << 30)
+
+#if HAVE_CUDA
+
+static int cu_fail(const struct cuda *cu, CUresult r, const char *what, char *err, size_t errsize) {
+        cuda_error(cu, r, what, err, errsize);
+        return r == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+}
+
+/* Pushes device ordinal's primary context, retaining it once for g. */
+static int enter(const struct cuda *cu, struct gpu_map *g, int ordinal, char *err, size_t errsize) {
+        CUdevice dev;
+        CUcontext ctx;
+        CUresult r;
+
+        if ((r = cu->cuDeviceGet(&dev, ordinal)) != CUDA_SUCCESS)
+                return cu_fail(cu, r, "cuDeviceGet", err, errsize);
+        if ((r = cu->cuDevicePrimaryCtxRetain(&ctx, dev)) != CUDA_SUCCESS)
+                return cu_fail(cu, r, "cuDevicePrimaryCtxRetain", err, errsize);
+        if (g->ctx_device == ordinal)
+                cu->cuDevicePrimaryCtxRelease(dev); /* one retain per map is enough */
+        g->ctx_device = ordinal;
+        cu->cuCtxPushCurrent(ctx);
+        return 0;
+}
+
+static void leave(const struct cuda *cu) {
+        CUcontext popped;
+
+        cu->cuCtxPopCurrent(&popped);
+}
+
+int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize) {
+        const struct cuda *cu = cuda_get(NULL);
+        CUresult r = CUDA_SUCCESS;
+        size_t i, n = (size_t)((size + GPU_PIECE - 1) / GPU_PIECE);
+        int e;
+
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1};
+        if (!cu)
+                return 0; /* the pool is still locked shared memory; alloc_cuda_unavailable() says why */
+        if (flags & CU_MEMHOSTREGISTER_DEVICEMAP) {
+                g->piece_dev = calloc(n, sizeof(*g->piece_dev));
+                if (!g->piece_dev) {
+                        snprintf(err, errsize, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        if ((e = enter(cu, g, 0, err, errsize)) < 0) {
+                gpu_release(g, base);
+                return e;
+        }
+        for (i = 0; i < n && r == CUDA_SUCCESS; i++) {
+                char *p = (char *)base + i * GPU_PIECE;
+                size_t len = (size_t)(i + 1 < n ? GPU_PIECE : size - i * GPU_PIECE);
+                r = cu->cuMemHostRegister(p, len, flags);
+                if (r == CUDA_SUCCESS)
+                        g->npieces++;
+                if (r == CUDA_SUCCESS && g->piece_dev)
+                        r = cu->cuMemHostGetDevicePointer((CUdeviceptr *)&g->piece_dev[i], p, 0);
+        }
+        leave(cu);
+        g->registered = true;
+        g->size = size;
+        if (r != CUDA_SUCCESS) {
+                e = cu_fail(cu, r, "cuMemHostRegister", err, errsize);
+                gpu_release(g, base);
+                return e;
+        }
+        return 0;
+}
+
+/* This process's ordinal of the device with uuid; -ENODEV with a message if it does not see it. */
+static int find_device(const struct cuda *cu, const uint8_t *uuid, char *err, size_t errsize) {
+        for (int i = 0; i < cu->ndevices; i++) {
+                CUdevice dev;
+                CUuuid u;
+                if (cu->cuDeviceGet(&dev, i) == CUDA_SUCCESS && cu->cuDeviceGetUuid(&u, dev) == CUDA_SUCCESS &&
+                    !memcmp(u.bytes, uuid, sizeof(u.bytes)))
+                        return i;
+        }
+        char hex[33];
+        for (int i = 0; i < 16; i++)
+                snprintf(hex + 2 * i, 3, "%02x", uuid[i]);
+        snprintf(err, errsize,
+                 "the pool's GPU (UUID %s) is not one of the %d this process can see; check CUDA_VISIBLE_DEVICES", hex,
+                 cu->ndevices);
+        return -ENODEV;
+}
+
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize) {
+        const char *why;
+        const struct cuda *cu = cuda_get(&why);
+        CUmemGenericAllocationHandle handle;
+        CUmemAccessDesc access[65];
+        size_t naccess = 0;
+        CUresult r;
+        int e;
+
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1, .vmm = true};
+        if (!cu) {
+                snprintf(err, errsize, "this pool is CUDA memory and this process cannot use CUDA: %s", why);
+                return -ENODEV;
+        }
+        if (uuid && (g->device = find_device(cu, uuid, err, errsize)) < 0)
+                return -ENODEV;
+        if ((e = enter(cu, g, uuid ? g->device : 0, err, errsize)) < 0)
+                return e;
+        r = cu->cuMemImportFromShareableHandle(&handle, (void *)(uintptr_t)fd,
+                                               CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+        if (r != CUDA_SUCCESS) {
+                leave(cu);
+                gpu_release(g, NULL);
+                return cu_fail(cu, r, "cuMemImportFromShareableHandle", err, errsize);
+        }
+        r = cu->cuMemAddressReserve((CUdeviceptr *)&g->va, size, 0, 0, 0);
+        if (r == CUDA_SUCCESS) {
+                g->size = size;
+                r = cu->cuMemMap(g->va, size, 0, handle, 0);
+                if (r != CUDA_SUCCESS)
+                        g->size = 0, cu->cuMemAddressFree(g->va, size);
+        }
+        /* The mapping keeps the memory; the handle is not needed once mapped. */
+        cu->cuMemRelease(handle);
+        if (r == CUDA_SUCCESS) {
+                if (uuid) {
+                        access[naccess++] =
+                                (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = g->device},
+                                                  .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                } else {
+                        /* Host memory: the CPU, and every device this process sees. */
+                        access[naccess++] = (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_HOST_NUMA},
+                                                              .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                        for (int i = 0; i < cu->ndevices && naccess < sizeof(access) / sizeof(access[0]); i++)
+                                access[naccess++] =
+                                        (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = i},
+                                                          .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                }
+                r = cu->cuMemSetAccess(g->va, size, access, naccess);
+        }
+        leave(cu);
+        if (r != CUDA_SUCCESS) {
+                e = cu_fail(cu, r, "mapping the pool (cuMemAddressReserve, cuMemMap, cuMemSetAccess)", err, errsize);
+                gpu_release(g, NULL);
+                return e;
+        }
+        return 0;
+}
+
+uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size) {
+        if (g->vmm)
+                return g->va + offset;
+        if (!g->piece_dev || size == 0)
+                return 0;
+        uint64_t first = offset / GPU_PIECE, last = (offset + size - 1) / GPU_PIECE;
+        /* Pieces are registered apart; a region across two needs them adjacent on the device too. */
+        for (uint64_t i = first; i < last; i++)
+                if (g->piece_dev[i + 1] != g->piece_dev[i] + GPU_PIECE)
+                        return 0;
+        return g->piece_dev[first] + offset % GPU_PIECE;
+}
+
+void gpu_release(struct gpu_map *g, void *base) {
+        const struct cuda *cu = cuda_get(NULL);
+        CUdevice dev;
+        CUcontext ctx;
+
+        if (cu && g->ctx_device >= 0 && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
+            cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
+                cu->cuCtxPushCurrent(ctx);
+                for (size_t i = 0; i < g->npieces; i++)
+                        cu->cuMemHostUnregister((char *)base + i * GPU_PIECE);
+                if (g->vmm && g->size) {
+                        cu->cuMemUnmap(g->va, g->size);
+                        cu->cuMemAddressFree(g->va, g->size);
+                }
+                leave(cu);
+                cu->cuDevicePrimaryCtxRelease(dev); /* the retain just above */
+                cu->cuDevicePrimaryCtxRelease(dev); /* the map's own */
+        }
+        free(g->piece_dev);
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1};
+}
+
+#else
+
+int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize) {
+        (void)base, (void)size, (void)flags, (void)err, (void)errsize;
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1};
+        return 0;
+}
+
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize) {
+        const char *why;
+
+        (void)fd, (void)size, (void)uuid;
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1};
+        cuda_get(&why);
+        snprintf(err, errsize, "this pool is CUDA memory and this process cannot use CUDA: %s", why);
+        return -ENODEV;
+}
+
+uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size) {
+        (void)g, (void)offset, (void)size;
+        return 0;
+}
+
+void gpu_release(struct gpu_map *g, void *base) {
+        (void)base;
+        *g = (struct gpu_map){.device = -1, .ctx_device = -1};
+}
+
+#endif

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_CLIENT_GPU_H
+#define ALLOC_CLIENT_GPU_H
+
+/*
+ * What liballoc-client does with CUDA for pinned and gpu pools (gpu.c):
+ * register a mapped memfd with cuMemHostRegister, or import, map and open
+ * a cuMemCreate allocation.  Once per pool per connection.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct gpu_map {
+        bool registered;     /* pinned memfd: registered with CUDA in this process */
+        bool vmm;            /* mapped with cuMemMap (va), not mmap */
+        int device;          /* gpu: the device's ordinal in this process; else -1 */
+        int ctx_device;      /* whose primary context is retained; -1: none */
+        uint64_t va;         /* vmm: where the pool is mapped (host and device address alike) */
+        uint64_t size;       /* what was registered or mapped */
+        size_t npieces;      /* memfd: registered in pieces of at most GPU_PIECE bytes */
+        uint64_t *piece_dev; /* memfd with DEVICEMAP: each piece's device address */
+};
+
+/* Registers [base, base + size) with cuMemHostRegister(flags); without a usable GPU, leaves it unregistered. */
+int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize);
+/* Imports the CUDA fd of a vmm pool and maps it; uuid names a gpu pool's device, NULL for host memory. */
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize);
+/* The device address of offset..offset+size in a registered pool; 0 where there is none. */
+uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size);
+/* Undoes gpu_register or gpu_import (the caller munmaps a memfd mapping).  Accepts a zeroed map. */
+void gpu_release(struct gpu_map *g, void *base);
+
+#endif

@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pools made by the CUDA driver's virtual memory management (DESIGN §6):
+ * gpu pools (location DEVICE) and pinned pools with backend = vmm (location
+ * HOST_NUMA, CUDA 12.2 or later).  The daemon creates one allocation per
+ * pool with cuMemCreate, exports it as a POSIX fd and hands that fd to each
+ * client with its first region; the client imports, reserves, maps and sets
+ * access itself.  The memory lives while any fd or mapping of it exists, so
+ * clients keep working if the daemon dies.
+ *
+ * The daemon maps the pool too, with access for one device, only to zero
+ * regions (cuMemsetD8 from whatever thread runs the job).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "allocd.h"
+#include "cuda-loader.h"
+
+#if HAVE_CUDA
+
+struct vmm {
+        const struct cuda *cu;
+        CUdevice dev;
+        CUcontext ctx; /* the device's primary context, retained while the pool exists */
+        CUmemGenericAllocationHandle handle;
+        bool created, reserved, mapped;
+        CUdeviceptr va;
+};
+
+static int cu_fail(const struct pool *p, const struct cuda *cu, CUresult r, const char *what, char *err,
+                   size_t errsize) {
+        char buf[256];
+
+        cuda_error(cu, r, what, buf, sizeof(buf));
+        snprintf(err, errsize, "pool %s: %s", p->conf.name, buf);
+        return -EIO;
+}
+
+static int attr(const struct vmm *v, CUdevice_attribute a) {
+        int value = 0;
+
+        if (v->cu->cuDeviceGetAttribute(&value, a, v->dev) != CUDA_SUCCESS)
+                return 0;
+        return value;
+}
+
+/* The device a pool is made with and checked against: a gpu pool's own, device 0 for host memory. */
+static int pool_device(const struct pool *p) {
+        return p->conf.kind == POOL_GPU ? p->conf.device : 0;
+}
+
+int vmm_host_numa_check(char *why, size_t whysize) {
+        const char *no;
+        const struct cuda *cu = cuda_get(&no);
+        struct vmm v = {.cu = cu};
+
+        if (!cu) {
+                snprintf(why, whysize, "%s", no);
+                return -ENODEV;
+        }
+        if (cu->driver_version < 12020) {
+                snprintf(why, whysize, "the NVIDIA driver supports CUDA %d.%d; host NUMA allocations need 12.2",
+                         cu->driver_version / 1000, cu->driver_version % 1000 / 10);
+                return -ENOTSUP;
+        }
+        if (cu->cuDeviceGet(&v.dev, 0) != CUDA_SUCCESS ||
+            !attr(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) ||
+            !attr(&v, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED)) {
+                snprintf(why, whysize,
+                         "device 0 does not support host NUMA allocations with POSIX fd export "
+                         "(CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED)");
+                return -ENOTSUP;
+        }
+        return 0;
+}
+
+/* Checks that the device can make and export the pool's memory; fills prop. */
+static int vmm_prop(struct pool *p, struct vmm *v, CUmemAllocationProp *prop, char *err, size_t errsize) {
+        int ordinal = pool_device(p);
+        char why[256];
+
+        if (ordinal >= v->cu->ndevices) {
+                snprintf(err, errsize, "pool %s: device = %d, but allocd sees %d CUDA device%s (0-%d)", p->conf.name,
+                         ordinal, v->cu->ndevices, v->cu->ndevices == 1 ? "" : "s", v->cu->ndevices - 1);
+                return -EINVAL;
+        }
+        CUresult r = v->cu->cuDeviceGet(&v->dev, ordinal);
+        if (r != CUDA_SUCCESS)
+                return cu_fail(p, v->cu, r, "cuDeviceGet", err, errsize);
+        if (!attr(v, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED) ||
+            !attr(v, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED)) {
+                snprintf(err, errsize,
+                         "pool %s: device %d cannot share memory between processes: it lacks virtual memory "
+                         "management or POSIX fd export (CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, "
+                         "..._HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED); use another device or a pinned pool "
+                         "with backend = memfd",
+                         p->conf.name, ordinal);
+                return -ENOTSUP;
+        }
+        memset(prop, 0, sizeof(*prop));
+        prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+        prop->requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+        if (p->conf.kind == POOL_GPU) {
+                prop->location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+                prop->location.id = ordinal;
+                return 0;
+        }
+        if (vmm_host_numa_check(why, sizeof(why)) < 0) {
+                snprintf(err, errsize, "pool %s: backend = vmm: %s; use backend = memfd or auto", p->conf.name, why);
+                return -ENOTSUP;
+        }
+        prop->location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+        /* Without numa_node, the node nearest the device; 0 where the machine has no NUMA. */
+        int node = p->conf.numa_node >= 0 ? p->conf.numa_node : attr(v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID);
+        prop->location.id = node < 0 ? 0 : node;
+        return 0;
+}
+
+static void vmm_close(struct pool *p) {
+        struct vmm *v = p->priv;
+
+        if (!v)
+                return;
+        if (v->ctx)
+                v->cu->cuCtxPushCurrent(v->ctx);
+        if (v->mapped)
+                v->cu->cuMemUnmap(v->va, p->conf.size);
+        if (v->reserved)
+                v->cu->cuMemAddressFree(v->va, p->conf.size);
+        if (v->created)
+                v->cu->cuMemRelease(v->handle);
+        if (v->ctx) {
+                CUcontext popped;
+                v->cu->cuCtxPopCurrent(&popped);
+                v->cu->cuDevicePrimaryCtxRelease(v->dev);
+        }
+        if (p->fd >= 0)
+                close(p->fd);
+        p->fd = -1;
+        free(v);
+        p->priv = NULL;
+}
+
+static int vmm_open(struct pool *p, char *err, size_t errsize) {
+        const char *why;
+        const struct cuda *cu = cuda_get(&why);
+        CUmemAllocationProp prop;
+        CUmemAccessDesc access = {0};
+        CUcontext popped;
+        size_t gran = 0;
+        CUresult cr;
+        int r;
+
+        if (!cu) {
+                snprintf(err, errsize, "pool %s: %s", p->conf.name, why);
+                return -ENODEV;
+        }
+        struct vmm *v = calloc(1, sizeof(*v));
+        if (!v) {
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        v->cu = cu;
+        p->priv = v;
+        if ((r = vmm_prop(p, v, &prop, err, errsize)) < 0)
+                goto fail;
+        cr = cu->cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        if (cr != CUDA_SUCCESS || gran == 0) {
+                r = cu_fail(p, cu, cr, "cuMemGetAllocationGranularity", err, errsize);
+                goto fail;
+        }
+        if (p->conf.size % gran) {
+                uint64_t size = (p->conf.size / gran + 1) * gran;
+                log_info("pool %s: size %" PRIu64 " rounded up to %" PRIu64 ", a multiple of the allocation "
+                         "granularity %zu",
+                         p->conf.name, p->conf.size, size, gran);
+                p->conf.size = size;
+        }
+        if ((cr = cu->cuDevicePrimaryCtxRetain(&v->ctx, v->dev)) != CUDA_SUCCESS) {
+                v->ctx = NULL;
+                r = cu_fail(p, cu, cr, "cuDevicePrimaryCtxRetain", err, errsize);
+                goto fail;
+        }
+        cu->cuCtxPushCurrent(v->ctx);
+        cr = cu->cuMemCreate(&v->handle, p->conf.size, &prop, 0);
+        if (cr != CUDA_SUCCESS) {
+                cu->cuCtxPopCurrent(&popped);
+                r = cu_fail(p, cu, cr, "cuMemCreate", err, errsize);
+                if (cr == CUDA_ERROR_OUT_OF_MEMORY)
+                        snprintf(err + strlen(err), errsize - strlen(err), "; make the pool smaller");
+                goto fail;
+        }
+        v->created = true;
+        cr = cu->cuMemExportToShareableHandle(&p->fd, v->handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+        if (cr == CUDA_SUCCESS && fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0)
+                cr = CUDA_ERROR_OPERATING_SYSTEM;
+        if (cr == CUDA_SUCCESS)
+                cr = cu->cuMemAddressReserve(&v->va, p->conf.size, 0, 0, 0);
+        if (cr == CUDA_SUCCESS) {
+                v->reserved = true;
+                cr = cu->cuMemMap(v->va, p->conf.size, 0, v->handle, 0);
+        }
+        if (cr == CUDA_SUCCESS) {
+                v->mapped = true;
+                access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+                access.location.id = pool_device(p);
+                access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+                cr = cu->cuMemSetAccess(v->va, p->conf.size, &access, 1);
+        }
+        cu->cuCtxPopCurrent(&popped);
+        if (cr != CUDA_SUCCESS) {
+                r = cu_fail(p, cu, cr, "exporting and mapping the pool", err, errsize);
+                goto fail;
+        }
+        r = range_add(p->arena, 0, p->conf.size);
+        if (r == 0)
+                r = range_add(p->empty, 0, p->conf.size);
+        if (r < 0) {
+                snprintf(err, errsize, "pool %s: %s", p->conf.name, strerror(-r));
+                goto fail;
+        }
+        if (p->conf.kind == POOL_GPU)
+                v->cu->cuDeviceGetUuid((CUuuid *)p->uuid, v->dev);
+        return 0;
+fail:
+        vmm_close(p);
+        return r;
+}
+
+static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
+        struct vmm *v = p->priv;
+        CUcontext popped;
+        CUresult r;
+
+        v->cu->cuCtxPushCurrent(v->ctx);
+        r = v->cu->cuMemsetD8(v->va + offset, 0, size);
+        if (r == CUDA_SUCCESS)
+                r = v->cu->cuCtxSynchronize();
+        v->cu->cuCtxPopCurrent(&popped);
+        if (r != CUDA_SUCCESS) {
+                char buf[256];
+                cuda_error(v->cu, r, "cuMemsetD8", buf, sizeof(buf));
+                log_err("pool %s: zeroing %" PRIu64 " bytes at %#" PRIx64 ": %s", p->conf.name, size, offset, buf);
+                return -EIO;
+        }
+        return 0;
+}
+
+#else
+
+int vmm_host_numa_check(char *why, size_t whysize) {
+        const char *no;
+
+        cuda_get(&no);
+        snprintf(why, whysize, "%s", no);
+        return -ENODEV;
+}
+
+static int vmm_open(struct pool *p, char *err, size_t errsize) {
+        char why[256];
+
+        vmm_host_numa_check(why, sizeof(why));
+        snprintf(err, errsize, "pool %s: %s", p->conf.name, why);
+        return -ENODEV;
+}
+
+static void vmm_close(struct pool *p) {
+        (void)p;
+}
+
+static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
+        (void)p, (void)offset, (void)size;
+        return -ENODEV;
+}
+
+#endif
+
+const struct pool_ops pool_vmm_ops = {
+        .default_quantum = 0, /* the page size */
+        .open = vmm_open,
+        .close = vmm_close,
+        .zero = vmm_zero,
+};
