@@ -159,6 +159,17 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
         json_object_object_add(o, "regions", u64(p->regions));
         json_object_object_add(o, "waiters", u64(p->waiters));
         json_object_object_add(o, "quantum", u64(p->quantum));
+        json_object_object_add(o, "backend", *p->backend ? json_object_new_string(p->backend) : NULL);
+        if (p->kind == ALLOC_KIND_GPU)
+                json_object_object_add(o, "device", json_object_new_int(p->device));
+        if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
+                json_object *fl = json_object_new_array();
+                if (p->register_flags & ALLOC_REGISTER_PORTABLE)
+                        json_object_array_add(fl, json_object_new_string("portable"));
+                if (p->register_flags & ALLOC_REGISTER_DEVICEMAP)
+                        json_object_array_add(fl, json_object_new_string("devicemap"));
+                json_object_object_add(o, "register_flags", fl);
+        }
         for (size_t j = 0; j < p->nspans; j++) {
                 json_object *sp = json_object_new_object();
                 json_object_object_add(sp, "base", u64(p->spans[j].base));
@@ -174,14 +185,19 @@ static void status_text(const struct alloc_status *s) {
 
         printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
                s->nclients == 1 ? "" : "s");
-        printf("%-16s %-6s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "SIZE", "USED", "FREE", "LARGEST",
-               "FRAG", "REGIONS", "WAITERS");
+        printf("%-16s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
+               "LARGEST", "FRAG", "REGIONS", "WAITERS");
         for (size_t i = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
-                printf("%-16s %-6s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
-                       printable(p->name, true, name, sizeof(name)), kind_name(p->kind), fmt_size(p->size, b[0], 16),
-                       fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16),
-                       100.0 * fragmentation(p), p->regions, p->waiters);
+                printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
+                       printable(p->name, true, name, sizeof(name)), kind_name(p->kind), *p->backend ? p->backend : "-",
+                       fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16),
+                       fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p), p->regions, p->waiters);
+        }
+        for (size_t i = 0; i < s->nunavailable; i++) {
+                const struct alloc_unavailable_pool *u = &s->unavailable[i];
+                printf("%-16s %-6s not available: %s\n", printable(u->name, true, name, sizeof(name)),
+                       kind_name(u->kind), u->reason);
         }
         if (s->nclients) {
                 putchar('\n');
@@ -204,6 +220,15 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv) {
                 for (size_t i = 0; i < s->npools; i++)
                         json_object_array_add(pools, pool_json(&s->pools[i]));
                 json_object_object_add(o, "pools", pools);
+                json_object *un = json_object_new_array();
+                for (size_t i = 0; i < s->nunavailable; i++) {
+                        json_object *u = json_object_new_object();
+                        json_object_object_add(u, "name", json_object_new_string(s->unavailable[i].name));
+                        json_object_object_add(u, "kind", json_object_new_string(kind_name(s->unavailable[i].kind)));
+                        json_object_object_add(u, "reason", json_object_new_string(s->unavailable[i].reason));
+                        json_object_array_add(un, u);
+                }
+                json_object_object_add(o, "unavailable", un);
                 json_object_object_add(o, "clients", clients_json(s));
                 json_print(o);
         } else {

@@ -113,7 +113,7 @@ static void reload(void) {
                 if (!p) {
                         int r = pool_create(n, err, sizeof(err));
                         if (r == -ENODEV)
-                                log_warn("SIGHUP: %s; pool %s stays unavailable", err, n->name);
+                                log_warn("SIGHUP: pool %s stays unavailable: %s", n->name, err);
                         else if (r < 0)
                                 log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
                         else
@@ -265,7 +265,8 @@ int main(int argc, char **argv) {
                 r = pool_create(&conf.pools[i], err, sizeof(err));
                 if (r == -ENODEV) {
                         /* No GPU is a state of the machine, not a mistake in the file: serve the other pools. */
-                        log_warn("%s; the pool is left out (SIGHUP tries again)", err);
+                        log_warn("pool %s (%s) is left out: allocd cannot use the GPU; SIGHUP tries again",
+                                 conf.pools[i].name, pool_kind_name(conf.pools[i].kind));
                         continue;
                 }
                 if (r < 0) {

@@ -11,26 +11,45 @@
 #include <unistd.h>
 
 #include "allocd.h"
+#include "cuda-loader.h"
 
 struct pool **pools;
 size_t npools;
 struct unavailable *unavailable;
 size_t nunavailable;
 
+/* Says once, the first time a pool wants it, why allocd cannot use the GPU. */
+static void say_no_gpu(void) {
+        static bool said;
+        const char *why;
+
+        if (!said && !cuda_get(&why)) {
+                log_warn("%s", why);
+                said = true;
+        }
+}
+
 static const struct pool_ops *pick_ops(struct pool_conf *conf) {
         char why[256];
+        int r;
 
         switch (conf->kind) {
         case POOL_FPGA:
                 return &pool_fpga_ops;
         case POOL_GPU:
+                say_no_gpu();
                 return &pool_vmm_ops;
         case POOL_PINNED:
+                say_no_gpu();
                 if (conf->backend == BACKEND_AUTO) {
-                        conf->backend = vmm_host_numa_check(why, sizeof(why)) == 0 ? BACKEND_VMM : BACKEND_MEMFD;
+                        r = vmm_host_numa_check(why, sizeof(why));
+                        conf->backend = r == 0 ? BACKEND_VMM : BACKEND_MEMFD;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf->name}, "pool %s: backend = auto: %s%s",
-                             conf->name, conf->backend == BACKEND_VMM ? "vmm" : "memfd, since ",
-                             conf->backend == BACKEND_VMM ? "" : why);
+                             conf->name,
+                             r == 0         ? "vmm"
+                             : r == -ENODEV ? "memfd (no GPU)"
+                                            : "memfd, since ",
+                             r == 0 || r == -ENODEV ? "" : why);
                 }
                 conf->lock = true;
                 return conf->backend == BACKEND_VMM ? &pool_vmm_ops : &pool_host_ops;

@@ -202,6 +202,10 @@ Test(allocctl, status_json_matches_the_pools) {
         cr_assert_eq(get_u64(h, "waiters"), 0);
         cr_assert_float_eq(json_object_get_double(get(h, "fragmentation")),
                            1.0 - (double)s->pools[0].largest_free / (double)s->pools[0].free, 1e-9);
+        cr_assert_str_eq(get_str(h, "backend"), "memfd");
+        json_object *none = (json_object *)1;
+        cr_assert(json_object_object_get_ex(f, "backend", &none) && none == NULL, "fpga pools have backend null");
+        cr_assert_eq(json_object_array_length(get(o, "unavailable")), 0);
         cr_assert_str_eq(get_str(f, "kind"), "fpga");
         cr_assert_eq(get_u64(f, "size"), (256 << 20) + (1ull << 30));
         cr_assert_eq(get_u64(f, "used"), (64 << 20) + (300 << 20));
@@ -226,18 +230,20 @@ Test(allocctl, status_text_matches_the_pools) {
                   r->out);
         cr_assert(strstr(r->out, ", 3 clients\n"), "%s", r->out); /* two testers and allocctl itself */
         cr_assert_not_null(line_starting(r->out, "h", line, sizeof(line)), "%s", r->out);
-        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_eq(words(line, w, 16), 10);
         cr_assert_str_eq(w[1], "host");
-        assert_human(w[2], 16 << 20);
-        assert_human(w[3], (4 << 20) + (1 << 20) + 4096);
-        assert_human(w[4], (16 << 20) - (5 << 20) - 4096);
-        cr_assert_str_eq(w[7], "3");
-        cr_assert_str_eq(w[8], "0");
+        cr_assert_str_eq(w[2], "memfd");
+        assert_human(w[3], 16 << 20);
+        assert_human(w[4], (4 << 20) + (1 << 20) + 4096);
+        assert_human(w[5], (16 << 20) - (5 << 20) - 4096);
+        cr_assert_str_eq(w[8], "3");
+        cr_assert_str_eq(w[9], "0");
         cr_assert_not_null(line_starting(r->out, "f", line, sizeof(line)));
-        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_eq(words(line, w, 16), 10);
         cr_assert_str_eq(w[1], "fpga");
-        assert_human(w[3], 364 << 20);
-        cr_assert_str_eq(w[7], "2");
+        cr_assert_str_eq(w[2], "-");
+        assert_human(w[4], 364 << 20);
+        cr_assert_str_eq(w[8], "2");
 }
 
 Test(allocctl, dump_json_lists_every_region_with_its_holders) {

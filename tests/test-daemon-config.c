@@ -46,6 +46,24 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"[pool a]\nkind = host\nsize = 1M\nnuma_node = 999\n", "no NUMA node 999"},
                 {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", "not a multiple of the huge page size"},
                 {"[pool a]\nkind = host\nsize = 64T\n", "pool a: "},
+                {"[pool g]\nkind = gpu\nsize = 64M\n", "allocd.conf:1: [pool g] is a gpu pool without a device"},
+                {"[pool g]\nkind = gpu\ndevice = 0\n", "[pool g] is a gpu pool without a size"},
+                {"[pool g]\nkind = gpu\ndevice = first\nsize = 1M\n", "allocd.conf:3: device = first"},
+                {"[pool g]\nkind = gpu\ndevice = 0\nsize = 1M\nranges = 0x0+1M\n",
+                 "[pool g]: ranges is not a key of gpu pools; they take kind, size, quantum, owner"},
+                {"[pool g]\nkind = gpu\ndevice = 0\nsize = 1M\nlock = yes\n", "lock is not a key of gpu pools"},
+                {"[pool p]\nkind = pinned\nsize = 1M\ndevice = 0\n", "device is not a key of pinned pools"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nflags = portable, writecombined\n",
+                 "allocd.conf:4: flags = writecombined: write-combined memory comes only from cuMemHostAlloc, which "
+                 "cannot be shared"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nflags = mapped\n", "flags: unknown flag 'mapped'"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nbackend = fast\n", "allocd.conf:4: backend = fast: use auto"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nlock = no\n", "a pinned pool is always locked"},
+                {"[pool p]\nkind = pinned\nsize = 2M\nbackend = vmm\nhugepages = 2M\n",
+                 "hugepages is for backend = memfd"},
+                {"[pool p]\nkind = pinned\n", "[pool p] is a pinned pool without a size"},
+                {"[pool h]\nkind = host\nsize = 1M\nbackend = memfd\n", "backend is not a key of host pools"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+1M\nsize = 1M\n", "size is not a key of fpga pools"},
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 struct daemon d;
