@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GPU test: two processes share pinned and gpu regions through allocd and
+ * keep using them after allocd is killed (DESIGN §6).  Exits 77 without a
+ * GPU.
+ *
+ *   gpu-share                 the test: starts allocd and two workers
+ *   gpu-share worker SOCKET   a worker: one liballoc-client connection,
+ *                             commands on stdin, one answer line each
+ *
+ * Process A allocates each region and writes it with a kernel through its
+ * device pointer; process B attaches and reads it on the host (pinned) and
+ * with another kernel (pinned and gpu).  Then allocd is killed with SIGKILL
+ * and both go on writing and reading the same memory.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <alloc/client.h>
+
+#include "gpu-util.h"
+
+#if !HAVE_CUDA || !defined(KERNELS_PATH)
+int main(void) {
+        printf("skipped: built without the CUDA toolkit (headers and nvcc)\n");
+        return EXIT_SKIP;
+}
+#else
+
+#define MAX_REGIONS 8
+
+struct worker_state {
+        const struct cuda *cu;
+        CUfunction fill, check;
+        struct alloc_client *c;
+        char names[MAX_REGIONS][64];
+        struct alloc_region regions[MAX_REGIONS];
+        int n;
+};
+
+static struct alloc_region *lookup(struct worker_state *w, const char *name) {
+        for (int i = 0; i < w->n; i++)
+                if (!strcmp(w->names[i], name))
+                        return &w->regions[i];
+        return NULL;
+}
+
+static void load_kernels(struct worker_state *w) {
+        FILE *f = fopen(KERNELS_PATH, "rb");
+        static char image[1 << 20];
+        CUmodule mod;
+
+        if (!f || fread(image, 1, sizeof(image), f) == 0) {
+                fprintf(stderr, "cannot read %s\n", KERNELS_PATH);
+                exit(1);
+        }
+        fclose(f);
+        gpu_check(w->cu->cuModuleLoadData(&mod, image), "cuModuleLoadData");
+        gpu_check(w->cu->cuModuleGetFunction(&w->fill, mod, "fill"), "cuModuleGetFunction fill");
+        gpu_check(w->cu->cuModuleGetFunction(&w->check, mod, "check"), "cuModuleGetFunction check");
+}
+
+/* Runs fill or check over r through its device pointer; returns the mismatches (check) or 0. */
+static unsigned long long launch(struct worker_state *w, const struct alloc_region *r, bool fill, uint32_t seed) {
+        CUdeviceptr p = r->dev_ptr, bad = 0;
+        uint64_t n = r->size / 4;
+        unsigned long long nbad = 0;
+
+        if (!fill) {
+                gpu_check(w->cu->cuMemAlloc(&bad, sizeof(nbad)), "cuMemAlloc");
+                gpu_check(w->cu->cuMemsetD8(bad, 0, sizeof(nbad)), "cuMemsetD8");
+        }
+        void *fill_args[] = {&p, &n, &seed}, *check_args[] = {&p, &n, &seed, &bad};
+        gpu_check(w->cu->cuLaunchKernel(fill ? w->fill : w->check, 264, 1, 1, 256, 1, 1, 0, NULL,
+                                        fill ? fill_args : check_args, NULL),
+                  "cuLaunchKernel");
+        gpu_check(w->cu->cuCtxSynchronize(), "cuCtxSynchronize");
+        if (!fill) {
+                gpu_check(w->cu->cuMemcpyDtoH(&nbad, bad, sizeof(nbad)), "cuMemcpyDtoH");
+                w->cu->cuMemFree(bad);
+        }
+        return nbad;
+}
+
+static void command(struct worker_state *w, char *line) {
+        char op[16], a[64], b[64], size[32];
+        int n = sscanf(line, "%15s %63s %63s %31s", op, a, b, size);
+        struct alloc_region *r = n >= 2 ? lookup(w, !strcmp(op, "alloc") ? b : a) : NULL;
+        uint32_t seed = n >= 3 ? (uint32_t)strtoul(b, NULL, 0) : 0;
+        unsigned long long bad = 0;
+
+        if (n == 4 && !strcmp(op, "alloc") && w->n < MAX_REGIONS) {
+                struct alloc_opts o = {.name = b};
+                r = &w->regions[w->n];
+                if (alloc_region_new(w->c, a, strtoull(size, NULL, 0), &o, r) < 0) {
+                        printf("error alloc: %s\n", alloc_last_error());
+                        return;
+                }
+                snprintf(w->names[w->n++], sizeof(w->names[0]), "%s", b);
+        } else if (n == 2 && !strcmp(op, "attach") && w->n < MAX_REGIONS) {
+                r = &w->regions[w->n];
+                if (alloc_region_attach(w->c, a, r) < 0) {
+                        printf("error attach: %s\n", alloc_last_error());
+                        return;
+                }
+                snprintf(w->names[w->n++], sizeof(w->names[0]), "%s", a);
+        } else if (n == 3 && r && (!strcmp(op, "fill") || !strcmp(op, "check"))) {
+                if (!r->dev_ptr) {
+                        printf("error %s has no device pointer\n", a);
+                        return;
+                }
+                bad = launch(w, r, !strcmp(op, "fill"), seed);
+        } else if (n == 3 && r && (!strcmp(op, "fill-host") || !strcmp(op, "check-host"))) {
+                uint32_t *p = r->ptr;
+                if (!p) {
+                        printf("error %s has no host pointer\n", a);
+                        return;
+                }
+                for (uint64_t i = 0; i < r->size / 4; i++) {
+                        if (op[0] == 'f')
+                                p[i] = gpu_pattern(seed, i);
+                        else
+                                bad += p[i] != gpu_pattern(seed, i);
+                }
+        } else {
+                printf("error bad command: %s", line);
+                return;
+        }
+        if (bad)
+                printf("error %llu of %" PRIu64 " words differ\n", bad, r->size / 4);
+        else
+                printf("ok dev_ptr=%#" PRIx64 " device=%d registered=%d\n", r ? r->dev_ptr : 0, r ? r->device : -1,
+                       r ? r->registered : 0);
+}
+
+static int worker(const char *sock) {
+        struct worker_state w = {0};
+        char line[256];
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        w.cu = gpu_setup();
+        load_kernels(&w);
+        if (alloc_connect(&w.c, sock, "gpu-share") < 0) {
+                printf("error connect: %s\n", alloc_last_error());
+                return 1;
+        }
+        while (fgets(line, sizeof(line), stdin) && strncmp(line, "quit", 4))
+                command(&w, line);
+        /* allocd may be gone: the regions go with the process either way. */
+        alloc_disconnect(w.c);
+        return 0;
+}
+
+struct proc {
+        pid_t pid;
+        FILE *in, *out;
+        const char *name;
+};
+
+static struct proc spawn(const char *self, const char *sock, const char *name) {
+        int to[2], from[2];
+        struct proc p = {.name = name};
+
+        if (pipe(to) < 0 || pipe(from) < 0)
+                exit(1);
+        p.pid = fork();
+        if (p.pid == 0) {
+                dup2(to[0], 0);
+                dup2(from[1], 1);
+                close(to[1]);
+                close(from[0]);
+                execl(self, self, "worker", sock, (char *)NULL);
+                _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        p.in = fdopen(to[1], "w");
+        p.out = fdopen(from[0], "r");
+        setvbuf(p.in, NULL, _IOLBF, 0);
+        return p;
+}
+
+static int failures;
+
+/* Sends one command and prints the answer; counts an answer other than "ok". */
+static void say(struct proc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct proc *p, const char *fmt, ...) {
+        char cmd[256], answer[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(cmd, sizeof(cmd), fmt, ap);
+        va_end(ap);
+        fprintf(p->in, "%s\n", cmd);
+        if (!fgets(answer, sizeof(answer), p->out))
+                snprintf(answer, sizeof(answer), "error: the worker died\n");
+        bool ok = !strncmp(answer, "ok", 2);
+        failures += !ok;
+        printf("%-4s %s %-36s %s", ok ? "ok" : "FAIL", p->name, cmd, answer);
+}
+
+/* With a GPU, a gpu pool on a device allocd does not see stops start-up and says how many there are. */
+static void refuses_a_device_it_does_not_have(int ndevices) {
+        char dir[] = "/tmp/allocd-gpu-XXXXXX", conf[128], err[128], sock[128], out[1024] = "";
+        int status;
+
+        if (!mkdtemp(dir))
+                exit(1);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(err, sizeof(err), "%s/stderr", dir);
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        FILE *f = fopen(conf, "w");
+        fprintf(f, "[pool g]\nkind = gpu\ndevice = %d\nsize = 64M\n", ndevices);
+        fclose(f);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(err, "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--config", conf, "--socket", sock, (char *)NULL);
+                _exit(127);
+        }
+        waitpid(pid, &status, 0);
+        f = fopen(err, "r");
+        if (f) {
+                out[fread(out, 1, sizeof(out) - 1, f)] = '\0';
+                fclose(f);
+        }
+        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(out, "CUDA device");
+        failures += !ok;
+        printf("%-4s allocd with device = %d: %s", ok ? "ok" : "FAIL", ndevices, out);
+}
+
+int main(int argc, char **argv) {
+        static const char *const pools[] = {"pin", "auto", "g"};
+        char sock[128], name[8][32];
+        CUdevice dev;
+        char devname[128];
+
+        if (argc == 3 && !strcmp(argv[1], "worker"))
+                return worker(argv[2]);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        const struct cuda *cu = gpu_setup();
+        gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+        cu->cuDeviceGetName(devname, sizeof(devname), dev);
+        printf("device 0: %s, driver CUDA %d.%d\n", devname, cu->driver_version / 1000, cu->driver_version % 1000 / 10);
+        pid_t allocd = gpu_start_allocd(ALLOCD_PATH,
+                                        "[pool pin]\nkind = pinned\nbackend = memfd\nsize = 64M\n"
+                                        "flags = portable, devicemap\n"
+                                        "[pool auto]\nkind = pinned\nsize = 64M\n"
+                                        "[pool g]\nkind = gpu\ndevice = 0\nsize = 256M\n",
+                                        sock, sizeof(sock));
+        struct proc a = spawn(argv[0], sock, "A"), b = spawn(argv[0], sock, "B");
+
+        for (int i = 0; i < 3; i++) {
+                snprintf(name[i], sizeof(name[i]), "%s/buf", pools[i]);
+                say(&a, "alloc %s %s %d", pools[i], name[i], 16 << 20);
+                say(&a, "fill %s %d", name[i], 1 + i);
+                say(&b, "attach %s", name[i]);
+                say(&b, "check %s %d", name[i], 1 + i);
+                if (i < 2)
+                        say(&b, "check-host %s %d", name[i], 1 + i);
+        }
+        printf("killing allocd (pid %d) with SIGKILL\n", (int)allocd);
+        kill(allocd, SIGKILL);
+        waitpid(allocd, NULL, 0);
+        for (int i = 0; i < 3; i++) {
+                say(&a, "fill %s %d", name[i], 10 + i);
+                say(&b, "check %s %d", name[i], 10 + i);
+                if (i < 2) {
+                        say(&b, "check-host %s %d", name[i], 10 + i);
+                        say(&b, "fill-host %s %d", name[i], 20 + i);
+                        say(&a, "check %s %d", name[i], 20 + i);
+                }
+        }
+        fprintf(a.in, "quit\n");
+        fprintf(b.in, "quit\n");
+        int sa, sb;
+        waitpid(a.pid, &sa, 0);
+        waitpid(b.pid, &sb, 0);
+        failures += !(WIFEXITED(sa) && WEXITSTATUS(sa) == 0) + !(WIFEXITED(sb) && WEXITSTATUS(sb) == 0);
+        refuses_a_device_it_does_not_have(cu->ndevices);
+        printf("%s: %d failure%s\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
+        return failures ? 1 : 0;
+}
+#endif

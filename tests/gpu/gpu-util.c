@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+#include "gpu-util.h"
+
+#if HAVE_CUDA
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const struct cuda *cu;
+
+void gpu_check(CUresult r, const char *what) {
+        char buf[512];
+
+        if (r == CUDA_SUCCESS)
+                return;
+        cuda_error(cu, r, what, buf, sizeof(buf));
+        fprintf(stderr, "%s\n", buf);
+        exit(1);
+}
+
+const struct cuda *gpu_setup(void) {
+        const char *why;
+        CUdevice dev;
+        CUcontext ctx;
+
+        cu = cuda_get(&why);
+        if (!cu) {
+                printf("skipped: %s\n", why);
+                exit(EXIT_SKIP);
+        }
+        gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+        gpu_check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+        gpu_check(cu->cuCtxPushCurrent(ctx), "cuCtxPushCurrent");
+        return cu;
+}
+
+pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize) {
+        char dir[] = "/tmp/allocd-gpu-XXXXXX", conf[128];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (!mkdtemp(dir)) {
+                perror("mkdtemp");
+                exit(1);
+        }
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(sock, socksize, "%s/allocd.sock", dir);
+        FILE *f = fopen(conf, "w");
+        if (!f || fputs(config, f) < 0 || fclose(f) != 0) {
+                perror(conf);
+                exit(1);
+        }
+        /* fork+exec: never fork a process that has loaded CUDA without exec. */
+        pid_t pid = fork();
+        if (pid == 0) {
+                execl(allocd_path, "allocd", "--config", conf, "--socket", sock, "--log-level", "warning",
+                      (char *)NULL);
+                _exit(127);
+        }
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+        for (int i = 0; i < 3000; i++) {
+                int status;
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        fprintf(stderr, "allocd exited (status %#x) before it listened on %s\n", status, sock);
+                        exit(1);
+                }
+                int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+                int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+                close(fd);
+                if (ok)
+                        return pid;
+                nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+        }
+        fprintf(stderr, "allocd did not start on %s\n", sock);
+        exit(1);
+}
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_GPU_UTIL_H
+#define ALLOC_GPU_UTIL_H
+
+/*
+ * For the GPU tests and benchmarks: plain programs (not criterion) that exit
+ * 77 where there is no GPU, so meson reports them skipped.  They reach CUDA
+ * only through the driver loader, as the daemon and library do.
+ */
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cuda-loader.h"
+
+#define EXIT_SKIP 77
+
+#if HAVE_CUDA
+/* The same pattern as kernels.cu, for checks on the host. */
+static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
+        return seed * 2654435761u ^ (uint32_t)i ^ (uint32_t)(i >> 32);
+}
+
+/* The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU. */
+const struct cuda *gpu_setup(void);
+/* Exits 1 with what and the driver's words unless r is CUDA_SUCCESS. */
+void gpu_check(CUresult r, const char *what);
+/* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
+pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
+#endif
+
+#endif
