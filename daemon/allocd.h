@@ -6,7 +6,8 @@
  * The daemon's shared declarations.  One thread runs the libuv loop; the
  * only work done elsewhere is zero-filling large regions (uv_queue_work),
  * and the region it fills holds an extra reference meanwhile.  So nothing
- * here is locked.
+ * here is locked.  (Zeroing a gpu or pinned vmm region runs cuMemsetD8 there,
+ * with the pool's context pushed on that thread.)
  *
  *   main.c      arguments, signals, systemd, configuration reload
  *   config.c    the INI file
@@ -15,7 +16,8 @@
  *   dispatch.c  one handler per request type
  *   region.c    the region table, holds (leases), names, accounting
  *   waitq.c     allocations waiting for memory
- *   pool.c      the pool interface, access control; pool-host.c, pool-fpga.c
+ *   pool.c      the pool interface, access control; pool-host.c (host, pinned memfd),
+ *               pool-vmm.c (gpu, pinned vmm), pool-fpga.c
  */
 
 #include <stdbool.h>
@@ -177,6 +179,8 @@ extern size_t npools;
 
 int pool_create(const struct pool_conf *conf, char *err, size_t errsize);
 struct pool *pool_find(const char *name);
+/* Adds [base, base + size) to the pool's arenas (at open); on error a message in err. */
+int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize);
 void pools_destroy(void);
 
 enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };

@@ -631,8 +631,11 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
         } else if (r < 0 && !ps.failed) {
                 fail(&ps, "cannot parse (%d)", r);
         }
-        for (size_t i = 0; i < conf->npools && !ps.failed; i++)
+        for (size_t i = 0; i < conf->npools && !ps.failed; i++) {
                 check_pool(&ps, &conf->pools[i]);
+                if (conf->pools[i].kind == POOL_PINNED)
+                        conf->pools[i].lock = true; /* always, so a reload sees no change */
+        }
         if (ps.failed) {
                 config_clear(conf);
                 return -EINVAL;

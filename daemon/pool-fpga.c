@@ -9,20 +9,9 @@
 
 static int fpga_open(struct pool *p, char *err, size_t errsize) {
         for (size_t i = 0; i < p->conf.nranges; i++) {
-                const struct span *s = &p->conf.ranges[i];
-                int r = range_add(p->arena, s->base, s->size);
-                if (r == 0)
-                        r = range_add(p->empty, s->base, s->size);
-                if (r == -EEXIST) {
-                        snprintf(err, errsize, "pool %s: range %#" PRIx64 "+%#" PRIx64 " overlaps another range",
-                                 p->conf.name, s->base, s->size);
+                int r = pool_add_span(p, p->conf.ranges[i].base, p->conf.ranges[i].size, err, errsize);
+                if (r < 0)
                         return r;
-                }
-                if (r < 0) {
-                        snprintf(err, errsize, "pool %s: range %#" PRIx64 "+%#" PRIx64 ": %s", p->conf.name, s->base,
-                                 s->size, strerror(-r));
-                        return r;
-                }
         }
         return 0;
 }

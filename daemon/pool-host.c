@@ -138,13 +138,8 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                 snprintf(err, errsize, "pool %s: sealing: %s", p->conf.name, strerror(errno));
                 goto fail;
         }
-        r = range_add(p->arena, 0, p->conf.size);
-        if (r == 0)
-                r = range_add(p->empty, 0, p->conf.size);
-        if (r < 0) {
-                snprintf(err, errsize, "pool %s: %s", p->conf.name, strerror(-r));
+        if ((r = pool_add_span(p, 0, p->conf.size, err, errsize)) < 0)
                 goto fail;
-        }
         return 0;
 fail:
         if (p->map)

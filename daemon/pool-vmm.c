@@ -218,13 +218,8 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 r = cu_fail(p, cu, cr, "exporting and mapping the pool", err, errsize);
                 goto fail;
         }
-        r = range_add(p->arena, 0, p->conf.size);
-        if (r == 0)
-                r = range_add(p->empty, 0, p->conf.size);
-        if (r < 0) {
-                snprintf(err, errsize, "pool %s: %s", p->conf.name, strerror(-r));
+        if ((r = pool_add_span(p, 0, p->conf.size, err, errsize)) < 0)
                 goto fail;
-        }
         if (p->conf.kind == POOL_GPU)
                 v->cu->cuDeviceGetUuid((CUuuid *)p->uuid, v->dev);
         return 0;

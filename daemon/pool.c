@@ -5,6 +5,7 @@
  * is behind struct pool_ops, one file per kind.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,6 @@ static const struct pool_ops *pick_ops(struct pool_conf *conf) {
                                             : "memfd, since ",
                              r == 0 || r == -ENODEV ? "" : why);
                 }
-                conf->lock = true;
                 return conf->backend == BACKEND_VMM ? &pool_vmm_ops : &pool_host_ops;
         case POOL_HOST:
                 break;
@@ -144,6 +144,20 @@ fail:
         range_arena_free(p->empty);
         free(p->conf.ranges);
         free(p);
+        return r;
+}
+
+int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize) {
+        int r = range_add(p->arena, base, size);
+
+        if (r == 0)
+                r = range_add(p->empty, base, size);
+        if (r == -EEXIST)
+                snprintf(err, errsize, "pool %s: range %#" PRIx64 "+%#" PRIx64 " overlaps another range", p->conf.name,
+                         base, size);
+        else if (r < 0)
+                snprintf(err, errsize, "pool %s: range %#" PRIx64 "+%#" PRIx64 ": %s", p->conf.name, base, size,
+                         strerror(-r));
         return r;
 }
 

@@ -23,6 +23,17 @@ void write_file(const char *path, const char *text) {
         fclose(f);
 }
 
+const char *slurp(const char *path) {
+        static char buf[16384];
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+        buf[n] = '\0';
+        if (f)
+                fclose(f);
+        return buf;
+}
+
 static long now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);

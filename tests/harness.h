@@ -43,5 +43,7 @@ unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
 unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want);
 unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want);
 void write_file(const char *path, const char *text);
+/* The file's first 16 KiB as a string, in a static buffer ("" if it cannot be read). */
+const char *slurp(const char *path);
 
 #endif

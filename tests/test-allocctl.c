@@ -54,7 +54,7 @@ struct run {
         char err[4096];
 };
 
-static void slurp(int fd, char *buf, size_t size) {
+static void read_all(int fd, char *buf, size_t size) {
         size_t n = 0;
         ssize_t k;
         while (n + 1 < size && (k = read(fd, buf + n, size - 1 - n)) > 0)
@@ -92,8 +92,8 @@ static struct run *allocctl(const char *sock, ...) {
         close(out[1]);
         close(err[1]);
         /* stderr is small; read stdout first, then stderr. */
-        slurp(out[0], r.out, sizeof(r.out));
-        slurp(err[0], r.err, sizeof(r.err));
+        read_all(out[0], r.out, sizeof(r.out));
+        read_all(err[0], r.err, sizeof(r.err));
         close(out[0]);
         close(err[0]);
         int status;

@@ -11,16 +11,6 @@
 
 #include "harness.h"
 
-static char *slurp(const char *path) {
-        static char buf[8192];
-        FILE *f = fopen(path, "r");
-        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-        buf[n] = '\0';
-        if (f)
-                fclose(f);
-        return buf;
-}
-
 Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) {
         static const struct {
                 const char *text, *want;
