@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The CUDA loader on machines without a usable driver: each way "no GPU" happens, and the words it says. */
 #include <criterion/criterion.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,11 +47,9 @@ Test(cuda_loader, no_library_is_no_gpu) {
 Test(cuda_loader, a_library_without_cuGetProcAddress_v2_is_a_driver_too_old) {
         struct cuda cu;
         char why[512];
-        Dl_info info;
 
         /* libc: a real shared library that is no CUDA driver at all. */
-        cr_assert(dladdr((void *)&printf, &info) && info.dli_fname);
-        cr_assert_eq(cuda_open(&cu, info.dli_fname, why, sizeof(why)), -ENOSYS);
+        cr_assert_eq(cuda_open(&cu, "libc.so.6", why, sizeof(why)), -ENOSYS, "%s", why);
         cr_assert(strstr(why, "older than CUDA 12.0") && strstr(why, "upgrade"), "%s", why);
 }
 

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,8 @@ static void setup(void) {
 
         cr_assert(mkdtemp(libdir));
         if (access(TOOLKIT_STUB, R_OK) < 0) {
-                cr_assert(dladdr((void *)&printf, &info) && info.dli_fname);
+                /* Not printf: a sanitizer's interceptor would answer for it. */
+                cr_assert(dladdr((void *)&gnu_get_libc_version, &info) && info.dli_fname);
                 target = info.dli_fname;
         }
         snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
@@ -158,7 +160,17 @@ Test(daemon_pinned, pinned_memfd_regions_are_locked_shared_memory) {
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other process read it (status %#x)", status);
 
-        /* allocd holds both pinned pools locked. */
+        /* allocd holds both pinned pools locked (AddressSanitizer makes mlock a no-op: not there). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MLOCK_WORKS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLOCK_WORKS 0
+#endif
+#endif
+#ifndef MLOCK_WORKS
+#define MLOCK_WORKS 1
+#endif
         snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
         FILE *f = fopen(path, "r");
         unsigned long long lck = 0;
@@ -167,7 +179,8 @@ Test(daemon_pinned, pinned_memfd_regions_are_locked_shared_memory) {
                 if (sscanf(line, "VmLck: %llu kB", &lck) == 1)
                         break;
         fclose(f);
-        cr_expect_geq(lck, 6144ull, "VmLck %llu kB, want the 4 MiB and 2 MiB pools", lck);
+        if (MLOCK_WORKS)
+                cr_expect_geq(lck, 6144ull, "VmLck %llu kB, want the 4 MiB and 2 MiB pools", lck);
         cr_assert_eq(alloc_region_free(c, r.id), 0);
         cr_expect_eq(wait_used(c, "pin", 0), 0);
 }
