@@ -237,10 +237,8 @@ static int call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         *pp = me.next;
         if (me.reply) {
                 *ret = me.reply;
-                if (ret_map) {
-                        ret_map->map_err = me.map_err;
+                if (ret_map && (ret_map->map_err = me.map_err) < 0)
                         memcpy(ret_map->map_msg, me.map_msg, sizeof(me.map_msg));
-                }
                 r = 0;
         } else {
                 r = c->dead;

@@ -155,6 +155,8 @@ struct pool_ops {
         void (*close)(struct pool *p);
         /* Sets bytes to zero; NULL where the pool holds no memory. May run off the loop thread. */
         int (*zero)(struct pool *p, uint64_t offset, uint64_t size);
+        /* zero waits for a device: never on the loop thread, whatever the size. */
+        bool zero_blocks;
 };
 
 extern const struct pool_ops pool_host_ops, pool_fpga_ops, pool_vmm_ops;
@@ -173,6 +175,8 @@ struct unavailable {
 extern struct unavailable *unavailable;
 extern size_t nunavailable;
 const struct unavailable *pool_unavailable(const char *name);
+/* Drops name from the unavailable pools (it was made, or is no longer configured). */
+void pool_forget_unavailable(const char *name);
 
 extern struct pool **pools;
 extern size_t npools;

@@ -216,7 +216,7 @@ int alloc_try(struct conn *c, uint64_t id, const struct alloc_args *a, char *msg
              "region %" PRIu64 ": %" PRIu64 " bytes at %#" PRIx64 " in pool %s for pid %d", region_id(slot), size, off,
              p->conf.name, (int)c->pid);
         status_changed();
-        if ((a->flags & ALLOCD__FLAG__ZERO) && size > ZERO_INLINE_MAX) {
+        if ((a->flags & ALLOCD__FLAG__ZERO) && (size > ZERO_INLINE_MAX || p->ops->zero_blocks)) {
                 struct zero_job *j = malloc(sizeof(*j));
                 if (j) {
                         *j = (struct zero_job){

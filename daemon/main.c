@@ -107,6 +107,14 @@ static void reload(void) {
         }
         limits = conf.limits;
         log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
+        /* A pool left out and then taken out of the file is no longer "configured". */
+        for (size_t i = nunavailable; i-- > 0;) {
+                bool found = false;
+                for (size_t j = 0; j < conf.npools && !found; j++)
+                        found = !strcmp(unavailable[i].name, conf.pools[j].name);
+                if (!found)
+                        pool_forget_unavailable(unavailable[i].name);
+        }
         for (size_t i = 0; i < conf.npools; i++) {
                 const struct pool_conf *n = &conf.pools[i];
                 struct pool *p = pool_find(n->name);

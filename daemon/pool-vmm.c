@@ -281,4 +281,5 @@ const struct pool_ops pool_vmm_ops = {
         .open = vmm_open,
         .close = vmm_close,
         .zero = vmm_zero,
+        .zero_blocks = true,
 };

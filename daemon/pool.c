@@ -72,16 +72,11 @@ const struct unavailable *pool_unavailable(const char *name) {
         return NULL;
 }
 
-/* Records (or forgets, when it was made after all) a pool that needs a GPU allocd cannot use. */
-static void mark_unavailable(const struct pool_conf *conf, const char *err) {
+/* Records a pool that needs a GPU allocd cannot use, with the loader's reason. */
+static void mark_unavailable(const struct pool_conf *conf) {
         struct unavailable *u = (struct unavailable *)pool_unavailable(conf->name);
-        size_t skip = strlen(conf->name) + 7; /* "pool NAME: " */
+        const char *why;
 
-        if (!err) {
-                if (u)
-                        *u = unavailable[--nunavailable];
-                return;
-        }
         if (!u) {
                 u = realloc(unavailable, (nunavailable + 1) * sizeof(*u));
                 if (!u)
@@ -89,9 +84,17 @@ static void mark_unavailable(const struct pool_conf *conf, const char *err) {
                 unavailable = u;
                 u = &unavailable[nunavailable++];
         }
+        cuda_get(&why);
         snprintf(u->name, sizeof(u->name), "%s", conf->name);
         u->kind = conf->kind;
-        snprintf(u->reason, sizeof(u->reason), "%s", strlen(err) > skip ? err + skip : err);
+        snprintf(u->reason, sizeof(u->reason), "%s", why ? why : "allocd cannot use the GPU");
+}
+
+void pool_forget_unavailable(const char *name) {
+        const struct unavailable *u = pool_unavailable(name);
+
+        if (u)
+                unavailable[u - unavailable] = unavailable[--nunavailable];
 }
 
 int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
@@ -131,9 +134,11 @@ int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
                 goto fail;
         }
         r = p->ops->open(p, err, errsize);
-        mark_unavailable(conf, r == -ENODEV ? err : NULL);
+        if (r == -ENODEV)
+                mark_unavailable(conf);
         if (r < 0)
                 goto fail;
+        pool_forget_unavailable(conf->name);
         struct range_stats st;
         range_stats(p->arena, &st);
         p->total = st.total;

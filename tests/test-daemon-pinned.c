@@ -211,3 +211,22 @@ Test(daemon_pinned, sighup_tries_the_pools_left_out_again) {
         cr_expect_eq(s->npools, 3);
         alloc_status_free(s);
 }
+
+Test(daemon_pinned, a_pool_taken_out_of_the_file_is_no_longer_listed_as_unavailable) {
+        struct alloc_status *s;
+
+        write_file(d.conf, "[pool pin]\nkind = pinned\nsize = 4M\nbackend = memfd\nflags = portable\n"
+                           "[pool auto]\nkind = pinned\nsize = 2M\n"
+                           "[pool numa]\nkind = pinned\nbackend = vmm\nsize = 2M\n"
+                           "[pool h]\nkind = host\nsize = 1M\n");
+        kill(d.pid, SIGHUP);
+        for (int i = 0; i < 200 && !strstr(slurp(log_path), "SIGHUP: configuration re-read"); i++)
+                usleep(10000);
+        cr_assert_eq(alloc_status(c, &s), 0);
+        cr_assert_eq(s->nunavailable, 1, "dev went with the file; numa stays");
+        cr_expect_str_eq(s->unavailable[0].name, "numa");
+        alloc_status_free(s);
+        struct alloc_region r;
+        cr_expect_eq(alloc_region_new(c, "dev", 4096, NULL, &r), -ENODEV);
+        cr_expect(strstr(alloc_last_error(), "no pool named 'dev'"), "%s", alloc_last_error());
+}
