@@ -163,7 +163,7 @@ static void read_one(struct alloc_client *c) {
         if (n <= 0) {
                 die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
-                wire_budget_init(&budget, WIRE_UNPACK_BUDGET);
+                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, NULL, 0);
                 Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
                 struct pending *p = NULL;
                 if (!r)
@@ -420,14 +420,14 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
         a.size = size;
         a.has_count = opts->count != 0;
         a.count = opts->count;
-        a.has_align = a.has_phase = a.has_boundary = a.has_low = a.has_high = a.has_flags = true;
-        a.align = opts->align;
-        a.phase = opts->phase;
-        a.boundary = opts->boundary;
-        a.low = opts->low;
-        a.high = opts->high;
-        a.flags = opts->flags;
-        a.has_numa_node = true;
+        /* Only what differs from the protocol's defaults goes on the wire: fewer fields, less to code. */
+        a.has_align = (a.align = opts->align) != 0;
+        a.has_phase = (a.phase = opts->phase) != 0;
+        a.has_boundary = (a.boundary = opts->boundary) != 0;
+        a.has_low = (a.low = opts->low) != 0;
+        a.has_high = (a.high = opts->high) != 0;
+        a.has_flags = (a.flags = opts->flags) != 0;
+        a.has_numa_node = opts->on_node;
         a.numa_node = opts->on_node ? opts->numa_node : -1;
         if (opts->on_node && opts->numa_node < 0)
                 return fail(-EINVAL, "on_node is set but numa_node is %d", opts->numa_node);

@@ -23,18 +23,22 @@ ssize_t wire_recv(int sock, void *buf, size_t size, int *fds, size_t *nfds, int 
                 char buf[CMSG_SPACE(sizeof(int) * (WIRE_MAX_FDS + 1))];
         } control;
         struct iovec iov = {.iov_base = buf, .iov_len = size};
-        struct msghdr msg = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = control.buf,
-                .msg_controllen = sizeof(control.buf),
-        };
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
         size_t max = *nfds, got = 0;
         int extra[WIRE_MAX_FDS + 1];
         size_t nextra = 0;
         bool too_many = false;
         ssize_t n;
 
+        /*
+         * A caller that takes no fds gets no control buffer: the kernel then
+         * closes whatever fds came and says so with MSG_CTRUNC, and the
+         * common packet skips the cmsg work on both sides of the syscall.
+         */
+        if (max > 0) {
+                msg.msg_control = control.buf;
+                msg.msg_controllen = sizeof(control.buf);
+        }
         *nfds = 0;
         do
                 n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
@@ -89,8 +93,9 @@ int wire_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds
                 c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
                 memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
         }
+        /* send() when there are no fds: it spares the kernel copying in a msghdr and an iovec. */
         do
-                n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+                n = nfds > 0 ? sendmsg(sock, &msg, flags | MSG_NOSIGNAL) : send(sock, buf, len, flags | MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
@@ -99,21 +104,40 @@ int wire_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds
 
 static void *budget_alloc(void *data, size_t size) {
         struct wire_budget *b = data;
+        size_t need = (size + 15) & ~(size_t)15; /* malloc's alignment, for any member type */
 
         if (size > b->left)
                 return NULL;
         b->left -= size;
+        if (b->arena && size > 0 && need >= size && need <= b->arena_size - b->arena_used) {
+                void *p = b->arena + b->arena_used;
+                b->arena_used += need;
+                return p;
+        }
+        b->spilled++;
         return malloc(size);
 }
 
 static void budget_free(void *data, void *p) {
-        (void)data;
-        free(p);
+        struct wire_budget *b = data;
+
+        if (!b->arena || (uint8_t *)p < b->arena || (uint8_t *)p >= b->arena + b->arena_size)
+                free(p);
 }
 
-void wire_budget_init(struct wire_budget *b, size_t bytes) {
-        b->allocator = (ProtobufCAllocator){.alloc = budget_alloc, .free = budget_free, .allocator_data = b};
-        b->left = bytes;
+void wire_budget_init(struct wire_budget *b, size_t bytes, void *arena, size_t arena_size) {
+        *b = (struct wire_budget){
+                .allocator = {.alloc = budget_alloc, .free = budget_free, .allocator_data = b},
+                .left = bytes,
+                .arena = arena,
+                .arena_size = arena ? arena_size : 0,
+        };
+}
+
+void wire_budget_free(struct wire_budget *b, ProtobufCMessage *m) {
+        /* Walking the message only to free nothing is a measurable part of a small request. */
+        if (m && b->spilled)
+                protobuf_c_message_free_unpacked(m, &b->allocator);
 }
 
 static const struct {

@@ -35,13 +35,22 @@ int wire_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds
 /*
  * A ProtobufCAllocator that refuses to hand out more than a fixed number of
  * bytes, so a hostile packet cannot make the unpacker allocate without bound.
+ * Given an arena it carves from that first and mallocs only what does not
+ * fit: a message that fits whole costs no malloc and no free at all.
  */
 struct wire_budget {
         ProtobufCAllocator allocator;
         size_t left;
+        uint8_t *arena;
+        size_t arena_size, arena_used;
+        size_t spilled; /* blocks that came from malloc */
 };
 
-void wire_budget_init(struct wire_budget *b, size_t bytes);
+/* arena may be NULL (size 0): everything is malloc'ed, and may be freed with the default allocator. */
+void wire_budget_init(struct wire_budget *b, size_t bytes, void *arena, size_t arena_size);
+
+/* Frees a message unpacked with b; the arena itself is the caller's and is simply reused. */
+void wire_budget_free(struct wire_budget *b, ProtobufCMessage *m);
 
 /* errno value for an allocd.Error code, and the code's name ("DENIED"). */
 int wire_error_errno(int code);

@@ -238,7 +238,12 @@ void region_unref(uint32_t slot);
 void region_drop_hold(struct hold *h);
 void region_unpublish(uint32_t slot);
 int region_by_name(const char *name);
-void region_fill(Allocd__Region *out, uint32_t slot);
+/*
+ * The region as the protocol describes it.  Alloc and Attach replies carry
+ * only where it is (full false): encoding the bookkeeping that only Dump
+ * shows is a measurable part of a round trip.
+ */
+void region_fill(Allocd__Region *out, uint32_t slot, bool full);
 /* The first of the region's holds, each linked by next_in_region. */
 const struct hold *region_holders(uint32_t slot);
 void regions_destroy(void);

@@ -32,7 +32,7 @@ static void reply_region(struct conn *c, uint64_t id, uint32_t slot) {
         int fds[1];
         size_t nfds = 0;
 
-        region_fill(&region, slot);
+        region_fill(&region, slot, false);
         if (p->fd >= 0) {
                 if (c->npool_fd_sent <= p->index) {
                         bool *n = realloc(c->pool_fd_sent, npools * sizeof(*n));
@@ -48,6 +48,8 @@ static void reply_region(struct conn *c, uint64_t id, uint32_t slot) {
                         fds[nfds++] = p->fd;
                         c->pool_fd_sent[p->index] = true;
                         region.has_pool_fd = region.pool_fd = true;
+                        region.has_pool_size = true;
+                        region.pool_size = p->conf.size;
                         region.has_backing = true;
                         region.backing = p->ops == &pool_vmm_ops ? ALLOCD__BACKING__CUDA_VMM : ALLOCD__BACKING__MEMFD;
                         if (p->conf.kind == POOL_PINNED) {
@@ -647,7 +649,7 @@ static void handle_dump(struct conn *c, uint64_t id, const Allocd__Dump *m) {
                         continue;
                 if (n == MAX)
                         break;
-                region_fill(&rs[n], (uint32_t)slot);
+                region_fill(&rs[n], (uint32_t)slot, true);
                 if (fill_holders(&rs[n], (uint32_t)slot, &blocks[n]) < 0) {
                         conn_reply_error(c, id, ALLOCD__ERROR__INTERNAL, "out of memory");
                         n++;

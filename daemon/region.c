@@ -204,20 +204,21 @@ void region_drop_hold(struct hold *h) {
         region_unref(slot);
 }
 
-void region_fill(Allocd__Region *out, uint32_t slot) {
+void region_fill(Allocd__Region *out, uint32_t slot, bool full) {
         const struct region *r = &regions[slot];
         const struct pool *p = pools[r->pool];
 
         allocd__region__init(out);
-        out->has_id = out->has_kind = out->has_offset = out->has_size = out->has_pool_size = true;
+        out->has_id = out->has_kind = out->has_offset = out->has_size = true;
         out->id = region_id(slot);
         out->pool = (char *)p->conf.name;
         out->kind = (Allocd__PoolKind)p->conf.kind;
         out->offset = r->offset;
         out->size = r->size;
-        out->pool_size = p->conf.kind == POOL_FPGA ? 0 : p->conf.size;
         if (r->published)
                 out->name = (char *)r->name;
+        if (!full)
+                return;
         out->has_flags = out->has_refs = out->has_uid = out->has_pid = out->has_created = true;
         out->flags = r->flags;
         out->refs = r->refs;

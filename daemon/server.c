@@ -199,6 +199,7 @@ void conn_reply_error(struct conn *c, uint64_t id, int error, const char *fmt, .
 
 static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
+        static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
 
         for (int i = 0; i < READ_BURST && !c->closing; i++) {
                 struct wire_budget budget;
@@ -228,7 +229,7 @@ static void serve(struct conn *c) {
                         c->closing = true;
                         return;
                 }
-                wire_budget_init(&budget, WIRE_UNPACK_BUDGET);
+                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, arena, sizeof(arena));
                 req = allocd__request__unpack(&budget.allocator, (size_t)n, buf);
                 if (!req) {
                         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = c->pid},
@@ -240,7 +241,7 @@ static void serve(struct conn *c) {
                         return;
                 }
                 dispatch(c, req);
-                allocd__request__free_unpacked(req, &budget.allocator);
+                wire_budget_free(&budget, &req->base);
         }
 }
 
