@@ -131,7 +131,8 @@ struct uid_usage {
 };
 
 struct pool {
-        struct pool_conf conf;
+        struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
+        uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
         const struct pool_ops *ops;
         uint32_t index;
         struct range_arena *arena;

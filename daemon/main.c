@@ -130,8 +130,8 @@ static void reload(void) {
                         continue;
                 }
                 struct pool_conf *o = &p->conf;
-                /* A gpu pool's size was rounded up to the granularity, and auto became a backend. */
-                if (o->kind != n->kind || (o->size != n->size && o->kind != POOL_GPU) ||
+                /* auto became a backend when the pool was made. */
+                if (o->kind != n->kind || p->size_asked != n->size ||
                     (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
                     (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
                     o->numa_node != n->numa_node || !same_ranges(o, n))

@@ -110,6 +110,7 @@ int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
         }
         pools = n;
         p->conf = *conf;
+        p->size_asked = conf->size;
         p->conf.ranges = NULL;
         if (conf->nranges) {
                 p->conf.ranges = malloc(conf->nranges * sizeof(*conf->ranges));
