@@ -18,7 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "allocd.h"
+#include "config.h"
+#include "log.h"
 
 #define MAX_POOLS 256
 #define MAX_RANGES 64
@@ -448,6 +449,9 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 {"max_regions_per_connection", offsetof(struct limits, max_regions_per_connection)},
                 {"max_waiters_per_connection", offsetof(struct limits, max_waiters_per_connection)},
                 {"max_names", offsetof(struct limits, max_names)},
+                {"max_connections_per_uid", offsetof(struct limits, max_connections_per_uid)},
+                {"max_names_per_uid", offsetof(struct limits, max_names_per_uid)},
+                {"max_persist_per_uid", offsetof(struct limits, max_persist_per_uid)},
         };
         struct limits *l = &ps->conf->limits;
         uint64_t v;
@@ -461,17 +465,20 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 *(uint32_t *)((char *)l + keys[i].off) = (uint32_t)v;
                 return 1;
         }
-        if (!strcmp(key, "wait_timeout")) {
-                if (parse_duration_ms(value, &l->wait_timeout_ms) < 0)
-                        return fail(ps, "wait_timeout = %s: a duration such as 30s, 500ms or 2min", value);
+        if (!strcmp(key, "wait_timeout") || !strcmp(key, "hello_timeout")) {
+                uint32_t *ms = !strcmp(key, "wait_timeout") ? &l->wait_timeout_ms : &l->hello_timeout_ms;
+                if (parse_duration_ms(value, ms) < 0 || (ms == &l->hello_timeout_ms && *ms == 0))
+                        return fail(ps, "%s = %s: a duration such as 30s, 500ms or 2min%s", key, value,
+                                    ms == &l->hello_timeout_ms ? ", above 0" : "");
         } else if (!strcmp(key, "log_level")) {
                 if ((lv = log_level_parse(value)) < 0)
                         return fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
                 ps->conf->log_level = lv;
         } else {
                 return fail(ps,
-                            "unknown key '%s' in [daemon]; keys are max_connections, max_regions_per_connection, "
-                            "max_waiters_per_connection, max_names, wait_timeout, log_level",
+                            "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
+                            "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
+                            "max_persist_per_uid, wait_timeout, hello_timeout, log_level",
                             key);
         }
         return 1;
@@ -588,7 +595,7 @@ static int check_pool(struct parse *ps, const struct pool_conf *pc) {
         }
         if (pc->nranges == 0)
                 return fail(ps, "[pool %s] is an fpga pool without ranges; add e.g. ranges = 0x0+4G", pc->name);
-        uint64_t q = pc->quantum ? pc->quantum : pool_fpga_ops.default_quantum;
+        uint64_t q = pc->quantum ? pc->quantum : FPGA_DEFAULT_QUANTUM;
         for (size_t i = 0; i < pc->nranges; i++)
                 if (pc->ranges[i].base % q || pc->ranges[i].size % q)
                         return fail(ps,
@@ -604,7 +611,11 @@ static void limits_default(struct config *conf) {
                 .max_regions_per_connection = 65536,
                 .max_waiters_per_connection = 64,
                 .max_names = 65536,
+                .max_connections_per_uid = 256,
+                .max_names_per_uid = 16384,
+                .max_persist_per_uid = 4096,
                 .wait_timeout_ms = 30000,
+                .hello_timeout_ms = 10000,
         };
         conf->log_level = LOG_LEVEL_INFO;
 }

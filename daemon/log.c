@@ -6,6 +6,8 @@
  * otherwise it is one line on stderr.
  */
 #include <inttypes.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +18,10 @@
 
 #include <systemd/sd-journal.h>
 
-#include "allocd.h"
+#include "config.h"
+#include "log.h"
 
-int log_level = LOG_LEVEL_INFO;
+static int log_level = LOG_LEVEL_INFO;
 static bool to_journal;
 
 void log_init(void) {
@@ -28,6 +31,14 @@ void log_init(void) {
 
         to_journal = e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
                      st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_set_level(int level) {
+        log_level = level;
+}
+
+int log_get_level(void) {
+        return log_level;
 }
 
 int log_level_parse(const char *s) {

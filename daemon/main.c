@@ -12,17 +12,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
-#include "allocd.h"
+#include "config.h"
+#include "core.h"
+#include "listen.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+#include "wire.h"
 
-uv_loop_t *loop;
-struct limits limits;
-bool stopping;
-uint64_t started_realtime, started_hrtime;
+static uv_loop_t *loop;
+static struct core *core;
+static bool stopping;
 
 static const char *config_path;
 static int cli_log_level = -1;
@@ -44,22 +50,28 @@ static void usage(FILE *f) {
                    "  -h, --help             print this help and exit\n");
 }
 
-void status_changed(void) {
+static void status_changed(void) {
         status_dirty = true;
 }
 
 static void send_status(void) {
         uint64_t used = 0, total = 0, nreg = 0;
+        size_t up = 0, down = 0;
 
-        for (size_t i = 0; i < npools; i++) {
-                struct range_stats st;
-                range_stats(pools[i]->arena, &st);
-                used += st.in_use;
-                total += st.total;
-                nreg += pools[i]->nregions;
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool_info p;
+                core_pool_info(core_pool_at(core, i), &p);
+                if (!p.available) {
+                        down += *p.reason != '\0';
+                        continue;
+                }
+                used += p.stats.in_use;
+                total += p.stats.total;
+                nreg += p.regions;
+                up++;
         }
         sd_notifyf(0, "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64 " bytes in use, %u clients%s",
-                   npools, nreg, used, total, nconns, nunavailable ? "; some pools unavailable (allocctl status)" : "");
+                   up, nreg, used, total, server_nconns(), down ? "; some pools unavailable (allocctl status)" : "");
         status_dirty = false;
 }
 
@@ -88,8 +100,68 @@ static void stop(void) {
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
 
+/*
+ * Raises the soft NOFILE limit to the hard one and keeps max_connections to
+ * what fits beside the pools' fds and a margin (journal, CUDA, zero jobs),
+ * so that running out of fds is a limit clients are told about, not a
+ * failing accept().
+ */
+static void fit_nofile(struct limits *l, bool quiet) {
+        struct rlimit rl;
+        uint64_t reserve = 64 + 2 * core_npools(core), fit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        fit = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve - 16 : 1; /* 16: refused ones, told why */
+        if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
+                if (!quiet)
+                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=); "
+                                 "serving at most %llu connections",
+                                 l->max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+                l->max_connections = (uint32_t)fit;
+        }
+}
+
+static void apply_limits(const struct config *conf) {
+        struct limits l = conf->limits;
+
+        fit_nofile(&l, false);
+        core_set_limits(core, &l);
+}
+
 static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
         return a->nranges == b->nranges && !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges));
+}
+
+static bool configured(const struct config *conf, const char *name) {
+        for (size_t j = 0; j < conf->npools; j++)
+                if (!strcmp(name, conf->pools[j].name))
+                        return true;
+        return false;
+}
+
+/* SIGHUP for a pool that is running: access rules and quota apply, the rest waits for a restart. */
+static void reload_pool(struct pool *p, const struct pool_conf *n) {
+        struct pool_info info;
+        const struct pool_conf *o;
+
+        core_pool_info(p, &info);
+        o = info.conf;
+        /* auto became a backend when the pool was made. */
+        if (o->kind != n->kind || info.size_asked != n->size ||
+            (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
+            (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
+            o->numa_node != n->numa_node || !same_ranges(o, n))
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
+                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
+                     "device change only on restart; keeping the running values",
+                     o->name);
+        core_pool_update(p, n);
 }
 
 /* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
@@ -105,54 +177,34 @@ static void reload(void) {
                 log_err("SIGHUP: %s; keeping the running configuration", err);
                 return;
         }
-        limits = conf.limits;
-        log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
-        /* A pool left out and then taken out of the file is no longer "configured". */
-        for (size_t i = nunavailable; i-- > 0;) {
-                bool found = false;
-                for (size_t j = 0; j < conf.npools && !found; j++)
-                        found = !strcmp(unavailable[i].name, conf.pools[j].name);
-                if (!found)
-                        pool_forget_unavailable(unavailable[i].name);
+        apply_limits(&conf);
+        log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool_info p;
+                core_pool_info(core_pool_at(core, i), &p);
+                if (configured(&conf, p.name))
+                        continue;
+                if (!p.available)
+                        core_pool_forget(core, p.name); /* left out, and now taken out of the file */
+                else
+                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
+                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
         }
         for (size_t i = 0; i < conf.npools; i++) {
                 const struct pool_conf *n = &conf.pools[i];
-                struct pool *p = pool_find(n->name);
-                if (!p) {
-                        int r = pool_create(n, err, sizeof(err));
-                        if (r == -ENODEV)
-                                log_warn("SIGHUP: pool %s stays unavailable: %s", n->name, err);
-                        else if (r < 0)
-                                log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
-                        else
-                                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = n->name}, "SIGHUP: added pool %s",
-                                     n->name);
+                struct pool *p = core_pool_find(core, n->name);
+                struct pool_info info;
+                if (p && (core_pool_info(p, &info), info.available)) {
+                        reload_pool(p, n);
                         continue;
                 }
-                struct pool_conf *o = &p->conf;
-                /* auto became a backend when the pool was made. */
-                if (o->kind != n->kind || p->size_asked != n->size ||
-                    (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
-                    (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
-                    o->numa_node != n->numa_node || !same_ranges(o, n))
-                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                             "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
-                             "device change only on restart; keeping the running values",
-                             o->name);
-                o->owner = n->owner;
-                o->group = n->group;
-                o->mode = n->mode;
-                o->quota_per_uid = n->quota_per_uid;
-                o->register_flags = n->register_flags; /* sent to clients that map the pool from now on */
-        }
-        for (size_t i = 0; i < npools; i++) {
-                bool found = false;
-                for (size_t j = 0; j < conf.npools && !found; j++)
-                        found = !strcmp(pools[i]->conf.name, conf.pools[j].name);
-                if (!found)
-                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = pools[i]->conf.name},
-                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts",
-                             pools[i]->conf.name);
+                int r = core_pool_add(core, n, err, sizeof(err));
+                if (r == -ENODEV)
+                        log_warn("SIGHUP: pool %s stays unavailable: %s", n->name, err);
+                else if (r < 0)
+                        log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
+                else
+                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = n->name}, "SIGHUP: added pool %s", n->name);
         }
         config_clear(&conf);
         log_info("SIGHUP: configuration re-read from %s", config_path);
@@ -262,15 +314,17 @@ int main(int argc, char **argv) {
                 log_err("%s", config_path ? err : "out of memory");
                 return 1;
         }
-        limits = conf.limits;
-        log_level = cli_log_level >= 0 ? cli_log_level : conf.log_level;
+        log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         loop = uv_default_loop();
-        started_realtime = (uint64_t)time(NULL);
-        started_hrtime = uv_hrtime();
         signal(SIGPIPE, SIG_IGN);
-
+        if ((r = core_new(&core, &conf.limits)) < 0) {
+                log_err("out of memory");
+                config_clear(&conf);
+                return 1;
+        }
         for (size_t i = 0; i < conf.npools; i++) {
-                r = pool_create(&conf.pools[i], err, sizeof(err));
+                struct pool_info p;
+                r = core_pool_add(core, &conf.pools[i], err, sizeof(err));
                 if (r == -ENODEV) {
                         /* No GPU is a state of the machine, not a mistake in the file: serve the other pools. */
                         log_warn("pool %s (%s) is left out: allocd cannot use the GPU; SIGHUP tries again",
@@ -280,19 +334,24 @@ int main(int argc, char **argv) {
                 if (r < 0) {
                         log_err("%s%s", err, config_path ? "" : " (built-in pool; give --config to choose others)");
                         config_clear(&conf);
-                        pools_destroy();
+                        core_free(core);
                         return 1;
                 }
-                const struct pool *p = pools[npools - 1];
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p->conf.name}, "pool %s: %s%s%s, %" PRIu64 " bytes",
-                     p->conf.name, pool_kind_name(p->conf.kind), p->conf.kind == POOL_PINNED ? ", backend " : "",
-                     p->conf.kind == POOL_PINNED ? pool_backend_name(p) : "", p->total);
+                core_pool_info(core_pool_find(core, conf.pools[i].name), &p);
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,
+                     pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
+                     p.kind == POOL_PINNED ? p.backend : "", p.stats.total);
         }
+        apply_limits(&conf);
         config_clear(&conf);
+        server_init(loop, core, status_changed);
         if (open_socket(socket_path) < 0) {
-                pools_destroy();
+                core_free(core);
                 return 1;
         }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        proto_set_started((uint64_t)time(NULL), (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 
         uv_signal_init(loop, &sig_term);
         uv_signal_init(loop, &sig_int);
@@ -309,12 +368,11 @@ int main(int argc, char **argv) {
                 uv_timer_start(&status_timer, status_tick, 1000, 1000);
         send_status();
         sd_notify(0, "READY=1");
-        log_info("ready: %zu pools", npools);
+        log_info("ready: %zu pools", core_npools(core));
 
         uv_run(loop, UV_RUN_DEFAULT);
 
-        pools_destroy();
-        regions_destroy();
+        core_free(core);
         uv_loop_close(loop);
         log_info("stopped");
         return 0;

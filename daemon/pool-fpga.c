@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "allocd.h"
+#include "core-impl.h"
+#include "log.h"
 
 static int fpga_open(struct pool *p, char *err, size_t errsize) {
         for (size_t i = 0; i < p->conf.nranges; i++) {
@@ -21,7 +22,7 @@ static void fpga_close(struct pool *p) {
 }
 
 const struct pool_ops pool_fpga_ops = {
-        .default_quantum = 4096,
+        .default_quantum = FPGA_DEFAULT_QUANTUM,
         .open = fpga_open,
         .close = fpga_close,
         .zero = NULL,

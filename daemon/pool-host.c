@@ -20,7 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "allocd.h"
+#include "core-impl.h"
+#include "log.h"
 
 static void fmt_size(char *buf, size_t size, uint64_t v) {
         static const char units[] = "KMGTPE";

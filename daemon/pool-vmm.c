@@ -19,7 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "allocd.h"
+#include "core-impl.h"
+#include "log.h"
 #include "cuda-loader.h"
 
 #if HAVE_CUDA

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The pool interface: what every kind shares (the range arena, access rules,
- * per-uid accounting, the wait queue).  What differs per kind (the backing)
- * is behind struct pool_ops, one file per kind.
+ * per-uid accounting).  What differs per kind (the backing) is behind struct
+ * pool_ops, one file per kind.  A pool keeps its id for its life and pools
+ * are never removed, so an id is as good as a name; a pool configured but
+ * left out because allocd cannot use its GPU is listed too, unavailable, with
+ * the loader's reason, so it takes its place and shifts nobody.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,13 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "allocd.h"
+#include "core-impl.h"
 #include "cuda-loader.h"
-
-struct pool **pools;
-size_t npools;
-struct unavailable *unavailable;
-size_t nunavailable;
+#include "log.h"
 
 /* Says once, the first time a pool wants it, why allocd cannot use the GPU. */
 static void say_no_gpu(void) {
@@ -59,59 +58,120 @@ static const struct pool_ops *pick_ops(struct pool_conf *conf) {
         return &pool_host_ops;
 }
 
-const char *pool_backend_name(const struct pool *p) {
-        if (p->ops == &pool_fpga_ops)
+static const char *backend_name(const struct pool *p) {
+        if (!p->available || p->ops == &pool_fpga_ops)
                 return NULL;
         return p->ops == &pool_vmm_ops ? "vmm" : "memfd";
 }
 
-const struct unavailable *pool_unavailable(const char *name) {
-        for (size_t i = 0; i < nunavailable; i++)
-                if (!strcmp(unavailable[i].name, name))
-                        return &unavailable[i];
+static struct pool *find_any(const struct core *core, const char *name) {
+        for (size_t i = 0; i < core->npools; i++)
+                if (!strcmp(core->pools[i]->conf.name, name))
+                        return core->pools[i];
         return NULL;
 }
 
-/* Records a pool that needs a GPU allocd cannot use, with the loader's reason. */
-static void mark_unavailable(const struct pool_conf *conf) {
-        struct unavailable *u = (struct unavailable *)pool_unavailable(conf->name);
+struct pool *core_pool_find(const struct core *core, const char *name) {
+        struct pool *p = find_any(core, name);
+
+        return p && !p->gone ? p : NULL;
+}
+
+size_t core_npools(const struct core *core) {
+        return core->npools;
+}
+
+struct pool *core_pool_at(const struct core *core, size_t i) {
+        return core->pools[i];
+}
+
+static void free_pool(struct pool *p) {
+        if (!p)
+                return;
+        range_arena_free(p->arena);
+        range_arena_free(p->empty);
+        free(p->conf.ranges);
+        free(p->usage);
+        free(p);
+}
+
+void pool_destroy(struct pool *p) {
+        if (p && p->available)
+                p->ops->close(p);
+        free_pool(p);
+}
+
+/* Makes p's backing; on -ENODEV p is kept, unavailable, with the loader's reason. */
+static int open_pool(struct pool *p, char *err, size_t errsize) {
+        struct range_stats st;
         const char *why;
-
-        if (!u) {
-                u = realloc(unavailable, (nunavailable + 1) * sizeof(*u));
-                if (!u)
-                        return;
-                unavailable = u;
-                u = &unavailable[nunavailable++];
-        }
-        cuda_get(&why);
-        snprintf(u->name, sizeof(u->name), "%s", conf->name);
-        u->kind = conf->kind;
-        snprintf(u->reason, sizeof(u->reason), "%s", why ? why : "allocd cannot use the GPU");
-}
-
-void pool_forget_unavailable(const char *name) {
-        const struct unavailable *u = pool_unavailable(name);
-
-        if (u)
-                unavailable[u - unavailable] = unavailable[--nunavailable];
-}
-
-int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
-        struct pool *p, **n;
         int r;
 
-        p = calloc(1, sizeof(*p));
-        n = realloc(pools, (npools + 1) * sizeof(*pools));
-        if (!p || !n) {
-                free(p);
+        p->ops = pick_ops(&p->conf);
+        if (!p->conf.quantum)
+                p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
+        p->fd = -1;
+        if ((r = range_arena_new(&p->arena, p->conf.quantum)) < 0 ||
+            (r = range_arena_new(&p->empty, p->conf.quantum)) < 0) {
+                snprintf(err, errsize, "pool %s: cannot create its arena: %s", p->conf.name, strerror(-r));
+                return r;
+        }
+        r = p->ops->open(p, err, errsize);
+        if (r == -ENODEV) {
+                cuda_get(&why);
+                snprintf(p->reason, sizeof(p->reason), "%s", why ? why : "allocd cannot use the GPU");
+        }
+        if (r < 0)
+                return r;
+        range_stats(p->arena, &st);
+        p->total = st.total;
+        p->available = true;
+        p->reason[0] = '\0';
+        return 0;
+}
+
+int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize) {
+        struct pool *p = find_any(core, conf->name), **n;
+        int r;
+
+        if (p && p->available) {
+                snprintf(err, errsize, "pool %s exists already", conf->name);
+                return -EEXIST;
+        }
+        if (p) {
+                /* An unavailable pool tried again (SIGHUP): it keeps its id. */
+                struct pool *fresh = calloc(1, sizeof(*fresh));
+                if (!fresh) {
+                        snprintf(err, errsize, "out of memory");
+                        return -ENOMEM;
+                }
+                fresh->conf = *conf;
+                fresh->conf.ranges = NULL;
+                fresh->conf.nranges = 0;
+                fresh->id = p->id;
+                fresh->size_asked = conf->size;
+                TAILQ_INIT(&fresh->waiters);
+                r = open_pool(fresh, err, errsize);
+                if (r < 0) {
+                        if (r == -ENODEV) {
+                                memcpy(p->reason, fresh->reason, sizeof(p->reason));
+                                p->gone = false;
+                        }
+                        free_pool(fresh);
+                        return r;
+                }
+                core->pools[p->id] = fresh;
+                free_pool(p);
+                return 0;
+        }
+        if (core->npools >= UINT32_MAX || !(p = calloc(1, sizeof(*p)))) {
                 snprintf(err, errsize, "out of memory");
                 return -ENOMEM;
         }
-        pools = n;
         p->conf = *conf;
         p->size_asked = conf->size;
         p->conf.ranges = NULL;
+        TAILQ_INIT(&p->waiters);
         if (conf->nranges) {
                 p->conf.ranges = malloc(conf->nranges * sizeof(*conf->ranges));
                 if (!p->conf.ranges) {
@@ -121,36 +181,31 @@ int pool_create(const struct pool_conf *conf, char *err, size_t errsize) {
                 }
                 memcpy(p->conf.ranges, conf->ranges, conf->nranges * sizeof(*conf->ranges));
         }
-        p->ops = pick_ops(&p->conf);
-        if (!p->conf.quantum)
-                p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
-        p->fd = -1;
-        p->index = (uint32_t)npools;
-        TAILQ_INIT(&p->waiters);
-        r = range_arena_new(&p->arena, p->conf.quantum);
-        if (r == 0)
-                r = range_arena_new(&p->empty, p->conf.quantum);
-        if (r < 0) {
-                snprintf(err, errsize, "pool %s: cannot create its arena: %s", conf->name, strerror(-r));
-                goto fail;
+        n = realloc(core->pools, (core->npools + 1) * sizeof(*n));
+        if (!n) {
+                free_pool(p);
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
         }
-        r = p->ops->open(p, err, errsize);
-        if (r == -ENODEV)
-                mark_unavailable(conf);
-        if (r < 0)
-                goto fail;
-        pool_forget_unavailable(conf->name);
-        struct range_stats st;
-        range_stats(p->arena, &st);
-        p->total = st.total;
-        pools[npools++] = p;
-        return 0;
-fail:
-        range_arena_free(p->arena);
-        range_arena_free(p->empty);
-        free(p->conf.ranges);
-        free(p);
+        core->pools = n;
+        r = open_pool(p, err, errsize);
+        if (r < 0 && r != -ENODEV) {
+                free_pool(p);
+                return r;
+        }
+        p->id = (uint32_t)core->npools;
+        core->pools[core->npools++] = p;
         return r;
+}
+
+void core_pool_forget(struct core *core, const char *name) {
+        struct pool *p = core_pool_find(core, name);
+
+        /* Its id stays taken, by a placeholder with nothing in it that nobody sees. */
+        if (p && !p->available) {
+                p->gone = true;
+                p->reason[0] = '\0';
+        }
 }
 
 int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize) {
@@ -167,44 +222,46 @@ int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_
         return r;
 }
 
-struct pool *pool_find(const char *name) {
-        for (size_t i = 0; i < npools; i++)
-                if (!strcmp(pools[i]->conf.name, name))
-                        return pools[i];
-        return NULL;
+void core_pool_info(const struct pool *p, struct pool_info *info) {
+        *info = (struct pool_info){
+                .name = p->conf.name,
+                .kind = p->conf.kind,
+                .id = p->id,
+                .available = p->available,
+                .reason = p->reason,
+                .backend = backend_name(p),
+                .fd = p->available ? p->fd : -1,
+                .size = p->conf.size,
+                .regions = p->nregions,
+                .waiters = p->nwaiters,
+                .size_asked = p->size_asked,
+                .conf = &p->conf,
+                .uuid = p->uuid,
+        };
+        range_stats(p->arena, &info->stats);
 }
 
-void pools_destroy(void) {
-        for (size_t i = 0; i < npools; i++) {
-                struct pool *p = pools[i];
-                p->ops->close(p);
-                range_arena_free(p->arena);
-                range_arena_free(p->empty);
-                free(p->conf.ranges);
-                free(p->usage);
-                free(p);
-        }
-        free(pools);
-        pools = NULL;
-        npools = 0;
-        free(unavailable);
-        unavailable = NULL;
-        nunavailable = 0;
+void core_pool_update(struct pool *p, const struct pool_conf *conf) {
+        p->conf.owner = conf->owner;
+        p->conf.group = conf->group;
+        p->conf.mode = conf->mode;
+        p->conf.quota_per_uid = conf->quota_per_uid;
+        p->conf.register_flags = conf->register_flags; /* sent to clients that map the pool from now on */
 }
 
 /* Like a file's mode: the owner's bits, else the group's, else the others'; root may do anything. */
-bool pool_may(const struct pool *p, const struct conn *c, int what) {
+bool core_pool_may(const struct pool *p, const struct client *cl, int what) {
         mode_t m = p->conf.mode;
         int bits;
 
-        if (c->uid == 0)
+        if (cl->uid == 0)
                 return true;
-        if (c->uid == p->conf.owner) {
+        if (cl->uid == p->conf.owner) {
                 bits = (m >> 6) & 7;
         } else {
-                bool in = c->gid == p->conf.group;
-                for (int i = 0; i < c->ngroups && !in; i++)
-                        in = c->groups[i] == p->conf.group;
+                bool in = cl->gid == p->conf.group;
+                for (int i = 0; i < cl->ngroups && !in; i++)
+                        in = cl->groups[i] == p->conf.group;
                 bits = in ? (m >> 3) & 7 : m & 7;
         }
         return (bits & what) == what;
@@ -232,4 +289,12 @@ int pool_charge(struct pool *p, uid_t uid, int64_t bytes) {
         p->usage = n;
         p->usage[p->nusage++] = (struct uid_usage){.uid = uid, .bytes = (uint64_t)bytes};
         return 0;
+}
+
+const char *core_pool_name(const struct pool *p) {
+        return p->conf.name;
+}
+
+enum pool_kind core_pool_kind(const struct pool *p) {
+        return p->conf.kind;
 }

@@ -1,249 +1,274 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The region table.
+ * The region table, and the only code that changes reference counts,
+ * PERSIST and zeroing state (docs/ARCHITECTURE.md, "How a region dies").
  *
- * Regions live in one array of plain structs (no pointers), indexed by slot;
- * a region's id is (generation << 32 | slot), so an id names one region for
- * the daemon's lifetime even after its slot is reused.  That array, with the
- * pools' arenas, is the state a restart must carry (DESIGN §10).
+ * Regions live in one array of plain 64-byte structs, indexed by slot; a
+ * region's id is (generation << 32 | slot), so an id names one region for the
+ * daemon's life even after its slot is reused.  Slots are handed out lowest
+ * first (slots.c) and the array shrinks when its top empties; a slot dropped
+ * that way comes back with a generation above every one it had (gen_floor).
  *
- * Leases are holds: a hold is one reference from one connection to one
- * region, on two lists at once, the connection's (walked when it closes) and
- * the region's (short: its holders; singly linked from a per-slot array,
- * which may move when the table grows).  A region's references are its holds,
- * plus one while PERSIST, plus one while a worker zeroes it; at zero it goes
- * back to its pool and the pool's waiters are woken.
- *
- * Names are one global namespace (attach needs only the name), kept in a
- * tsearch(3) tree of slots ordered by the name stored in the region.
+ * A region's references are its holds' counts (hold.c), plus one while
+ * PERSIST, plus one while it is pending: made but not yet handed out, which
+ * lasts as long as a worker zeroes it.  A pending region has no holder, so
+ * its creator cannot free it before it has it.  At zero it goes back to its
+ * pool, and the pool is marked ready: its waiters are retried on the next
+ * loop turn, never from inside this call.
  */
 #include <errno.h>
-#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "allocd.h"
+#include "core-impl.h"
 
-struct region *regions;
-uint32_t nslots;
-uint64_t nnames;
-static struct hold **holders; /* per slot, the first hold; runtime state, kept out of the plain table */
-static uint32_t *free_slots;
-static uint32_t nfree;
-static void *names;
-static const char *lookup; /* the name a search looks for: key 0 */
-
-static int name_cmp(const void *a, const void *b) {
-        uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-
-        return strcmp(x ? regions[x - 1].name : lookup, y ? regions[y - 1].name : lookup);
+int regions_init(struct regions *rt) {
+        *rt = (struct regions){0};
+        slots_init(&rt->slots);
+        return holds_init(&rt->holds);
 }
 
-uint64_t region_id(uint32_t slot) {
-        return (uint64_t)regions[slot].gen << 32 | slot;
+void regions_clear(struct regions *rt) {
+        free(rt->tab);
+        slots_clear(&rt->slots);
+        holds_clear(&rt->holds);
+        *rt = (struct regions){0};
 }
 
-int region_slot(uint64_t id) {
+uint64_t region_id(const struct regions *rt, uint32_t slot) {
+        return (uint64_t)rt->tab[slot].gen << 32 | slot;
+}
+
+int region_slot(const struct regions *rt, uint64_t id) {
         uint32_t slot = (uint32_t)id;
 
-        if (slot >= nslots || !regions[slot].live || regions[slot].gen != id >> 32)
+        if (slot >= rt->slots.cap || !(rt->tab[slot].state & R_LIVE) || rt->tab[slot].gen != id >> 32)
                 return -ENOENT;
         return (int)slot;
 }
 
-static int grow(void) {
-        uint32_t n = nslots ? nslots * 2 : 64;
-        struct region *r;
-        struct hold **h;
-        uint32_t *f;
+static void shrink(struct regions *rt) {
+        uint32_t cap = slots_shrink_to(&rt->slots);
 
-        if (nslots >= (1u << 30))
-                return -ENOMEM;
-        r = realloc(regions, n * sizeof(*r));
-        if (!r)
-                return -ENOMEM;
-        regions = r;
-        h = realloc(holders, n * sizeof(*h));
-        if (!h)
-                return -ENOMEM;
-        holders = h;
-        f = realloc(free_slots, n * sizeof(*f));
-        if (!f)
-                return -ENOMEM;
-        free_slots = f;
-        memset(regions + nslots, 0, (n - nslots) * sizeof(*regions));
-        for (uint32_t i = n; i-- > nslots;) {
-                holders[i] = NULL;
-                free_slots[nfree++] = i;
-        }
-        nslots = n;
-        return 0;
+        for (uint32_t i = cap; i < rt->slots.cap; i++)
+                if (rt->tab[i].gen > rt->gen_floor)
+                        rt->gen_floor = rt->tab[i].gen;
+        slots_trim(&rt->slots, (void **)&rt->tab, sizeof(*rt->tab));
 }
 
-int region_hold(uint32_t slot, struct conn *c) {
-        struct hold *h = malloc(sizeof(*h));
-
-        if (!h)
-                return -ENOMEM;
-        h->conn = c;
-        h->slot = slot;
-        LIST_INSERT_HEAD(&c->holds, h, by_conn);
-        h->next_in_region = holders[slot];
-        holders[slot] = h;
-        c->nholds++;
-        regions[slot].refs++;
-        return 0;
-}
-
-struct hold *region_find_hold(uint32_t slot, const struct conn *c) {
-        struct hold *h;
-
-        for (h = holders[slot]; h; h = h->next_in_region)
-                if (h->conn == c)
-                        return h;
-        return NULL;
-}
-
-int region_new(struct pool *p, struct conn *c, uint64_t offset, uint64_t size, uint32_t flags, const char *name,
-               uint32_t *ret_slot) {
-        struct region *r;
+int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
+               uint32_t flags, uint32_t *ret) {
+        struct regions *rt = &core->regions;
         uint32_t slot;
         int e;
 
-        if (nfree == 0 && (e = grow()) < 0)
+        uint32_t old = rt->slots.cap;
+
+        if ((e = slots_take(&rt->slots, (void **)&rt->tab, sizeof(*rt->tab), &slot)) < 0)
                 return e;
-        if (pool_charge(p, c->uid, (int64_t)size) < 0)
+        /* New slots start above every generation a slot dropped by shrinking had. */
+        for (uint32_t i = old; i < rt->slots.cap; i++)
+                rt->tab[i] = (struct region){.gen = rt->gen_floor};
+        if (pool_charge(p, cl->uid, (int64_t)size) < 0) {
+                slots_put(&rt->slots, slot);
                 return -ENOMEM;
-        slot = free_slots[--nfree];
-        r = &regions[slot];
+        }
+        struct region *r = &rt->tab[slot];
         uint32_t gen = r->gen + 1 ? r->gen + 1 : 1;
         *r = (struct region){
-                .gen = gen,
-                .live = true,
-                .pool = p->index,
                 .offset = offset,
                 .size = size,
-                .flags = flags,
-                .uid = c->uid,
-                .pid = c->pid,
-                .conn = c->serial,
+                .creator = cl->serial,
                 .created = (uint64_t)time(NULL),
-                .persist = flags & ALLOCD__FLAG__PERSIST,
+                .gen = gen,
+                .pool = p->id,
+                .uid = cl->uid,
+                .pid = cl->pid,
+                .holds = HOLD_NONE,
+                .flags = (uint16_t)flags,
+                .refs = 1,
+                .state = R_LIVE | R_PENDING,
         };
-        r->refs = r->persist;
-        /* On failure nothing is left behind, and the range stays the caller's. */
-        if (name && *name) {
-                snprintf(r->name, sizeof(r->name), "%s", name);
-                if (!tsearch((void *)(uintptr_t)(slot + 1), &names, name_cmp)) {
-                        e = -ENOMEM;
-                        goto undo;
-                }
-                r->published = true;
-                nnames++;
-        }
-        if ((e = region_hold(slot, c)) < 0) {
-                region_unpublish(slot);
-                goto undo;
+        if (flags & F_PERSIST) {
+                r->state |= R_PERSIST;
+                r->refs++;
+                cl->user->persist++;
         }
         p->nregions++;
-        *ret_slot = slot;
+        *ret = slot;
         return 0;
-undo:
-        r->live = false;
-        free_slots[nfree++] = slot;
-        pool_charge(p, c->uid, -(int64_t)size);
-        return e;
 }
 
-int region_by_name(const char *name) {
-        void *n;
+/* The last reference went: the range goes back to the pool, and the pool's waiters get a try next turn. */
+static void region_die(struct core *core, uint32_t slot) {
+        struct regions *rt = &core->regions;
+        struct region *r = &rt->tab[slot];
+        struct pool *p = core->pools[r->pool];
 
-        lookup = name;
-        n = tfind((void *)0, &names, name_cmp);
-        return n ? (int)(*(uintptr_t *)n - 1) : -ENOENT;
-}
-
-void region_unpublish(uint32_t slot) {
-        if (!regions[slot].published)
-                return;
-        tdelete((void *)(uintptr_t)(slot + 1), &names, name_cmp);
-        regions[slot].published = false;
-        nnames--;
-}
-
-void region_unref(uint32_t slot) {
-        struct region *r = &regions[slot];
-        struct pool *p = pools[r->pool];
-
-        if (--r->refs > 0)
-                return;
-        region_unpublish(slot);
+        region_unpublish(core, slot);
         range_free(p->arena, r->offset, r->size);
         pool_charge(p, r->uid, -(int64_t)r->size);
         p->nregions--;
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pool = p->conf.name, .region = region_id(slot)},
-             "region %llu returned to pool %s", (unsigned long long)region_id(slot), p->conf.name);
-        r->live = false;
-        free_slots[nfree++] = slot;
-        waitq_wake(p);
-        status_changed();
+        r->state = 0;
+        slots_put(&rt->slots, slot);
+        shrink(rt);
+        waitq_pool_ready(core, p);
 }
 
-void region_drop_hold(struct hold *h) {
-        uint32_t slot = h->slot;
+static void unref(struct core *core, uint32_t slot, uint32_t n) {
+        struct region *r = &core->regions.tab[slot];
 
-        struct hold **pp;
-
-        LIST_REMOVE(h, by_conn);
-        for (pp = &holders[slot]; *pp != h; pp = &(*pp)->next_in_region)
-                ;
-        *pp = h->next_in_region;
-        h->conn->nholds--;
-        free(h);
-        region_unref(slot);
+        r->refs -= n;
+        if (r->refs == 0)
+                region_die(core, slot);
 }
 
-void region_fill(Allocd__Region *out, uint32_t slot, bool full) {
-        const struct region *r = &regions[slot];
-        const struct pool *p = pools[r->pool];
+int region_hold(struct core *core, uint32_t slot, struct client *cl) {
+        struct regions *rt = &core->regions;
+        struct region *r = &rt->tab[slot];
+        uint32_t i = hold_find(&rt->holds, cl, slot);
+        int e;
 
-        allocd__region__init(out);
-        out->has_id = out->has_kind = out->has_offset = out->has_size = true;
-        out->id = region_id(slot);
-        out->pool = (char *)p->conf.name;
-        out->kind = (Allocd__PoolKind)p->conf.kind;
-        out->offset = r->offset;
-        out->size = r->size;
-        if (r->published)
-                out->name = (char *)r->name;
-        if (!full)
+        if (i == HOLD_NONE && (e = hold_add(&rt->holds, r, cl, slot, &i)) < 0)
+                return e;
+        if (rt->holds.tab[i].count++ == 0 && r->creator == cl->serial)
+                cl->bytes += r->size;
+        cl->nrefs++;
+        r->refs++;
+        return 0;
+}
+
+uint32_t region_held(const struct core *core, uint32_t slot, const struct client *cl) {
+        uint32_t i = hold_find(&core->regions.holds, cl, slot);
+
+        return i == HOLD_NONE ? 0 : core->regions.holds.tab[i].count;
+}
+
+static void drop(struct core *core, uint32_t i, bool all) {
+        struct regions *rt = &core->regions;
+        struct hold *h = &rt->holds.tab[i];
+        struct client *cl = h->cl;
+        uint32_t slot = h->slot, n = all ? h->count : 1;
+        struct region *r = &rt->tab[slot];
+
+        cl->nrefs -= n;
+        h->count -= n;
+        if (h->count == 0) {
+                if (r->creator == cl->serial)
+                        cl->bytes -= r->size;
+                hold_remove(&rt->holds, rt->tab, i);
+        }
+        unref(core, slot, n);
+}
+
+void region_release(struct core *core, uint32_t slot, struct client *cl, bool all) {
+        uint32_t i = hold_find(&core->regions.holds, cl, slot);
+
+        if (i != HOLD_NONE)
+                drop(core, i, all);
+}
+
+void region_release_client(struct core *core, struct client *cl) {
+        while (cl->holds != HOLD_NONE)
+                drop(core, cl->holds, true);
+}
+
+void region_unpersist(struct core *core, uint32_t slot) {
+        struct region *r = &core->regions.tab[slot];
+
+        if (!(r->state & R_PERSIST))
                 return;
-        out->has_flags = out->has_refs = out->has_uid = out->has_pid = out->has_created = true;
-        out->flags = r->flags;
-        out->refs = r->refs;
-        out->uid = r->uid;
-        out->pid = r->pid;
-        out->created = r->created;
+        struct user *u = user_find(core, r->uid);
+        r->state &= (uint8_t)~R_PERSIST;
+        u->persist--;
+        user_put(core, u);
+        unref(core, slot, 1);
 }
 
-const struct hold *region_holders(uint32_t slot) {
-        return holders[slot];
+int region_hand_out(struct core *core, uint32_t slot, struct client *cl) {
+        struct region *r = &core->regions.tab[slot];
+        int e;
+
+        if ((e = region_hold(core, slot, cl)) < 0)
+                return e;
+        r->state &= (uint8_t)~R_PENDING;
+        unref(core, slot, 1);
+        return 0;
 }
 
-static void no_free(void *p) {
-        (void)p;
+void region_discard(struct core *core, uint32_t slot) {
+        struct region *r = &core->regions.tab[slot];
+
+        region_unpersist(core, slot);
+        r->state &= (uint8_t)~R_PENDING;
+        unref(core, slot, 1);
 }
 
-void regions_destroy(void) {
-        tdestroy(names, no_free);
-        names = NULL;
-        free(regions);
-        free(holders);
-        free(free_slots);
-        regions = NULL;
-        holders = NULL;
-        free_slots = NULL;
-        nslots = nfree = 0;
-        nnames = 0;
+void core_region_info(const struct core *core, uint32_t slot, struct region_info *info) {
+        const struct region *r = &core->regions.tab[slot];
+
+        *info = (struct region_info){
+                .id = region_id(&core->regions, slot),
+                .pool = core->pools[r->pool],
+                .offset = r->offset,
+                .size = r->size,
+                .flags = r->flags,
+                .refs = r->refs,
+                .uid = r->uid,
+                .pid = r->pid,
+                .creator = r->creator,
+                .created = r->created,
+                .name = r->name ? names_text(&core->names, r->name) : NULL,
+                .pending = r->state & R_PENDING,
+        };
+}
+
+bool core_region_next(const struct core *core, uint32_t *slot) {
+        const struct regions *rt = &core->regions;
+
+        for (uint32_t s = *slot; s < rt->slots.hi; s++) {
+                if (rt->tab[s].state & R_LIVE) {
+                        *slot = s;
+                        return true;
+                }
+        }
+        return false;
+}
+
+int core_region_slot(const struct core *core, uint64_t id) {
+        return region_slot(&core->regions, id);
+}
+
+void core_region_holders(const struct core *core, uint32_t slot,
+                         bool (*fn)(const struct client *cl, uint32_t count, void *data), void *data) {
+        const struct holds *h = &core->regions.holds;
+
+        for (uint32_t i = core->regions.tab[slot].holds; i != HOLD_NONE; i = h->tab[i].rnext)
+                if (!fn(h->tab[i].cl, h->tab[i].count, data))
+                        return;
+}
+
+int region_publish(struct core *core, uint32_t slot, const char *name) {
+        struct region *r = &core->regions.tab[slot];
+        struct user *u = user_find(core, r->uid);
+        int e;
+
+        if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
+                return e;
+        u->names++;
+        return 0;
+}
+
+void region_unpublish(struct core *core, uint32_t slot) {
+        struct region *r = &core->regions.tab[slot];
+        struct user *u;
+
+        if (!r->name)
+                return;
+        u = user_find(core, r->uid); /* a name counts against its creator's uid */
+        names_remove(&core->names, r->name);
+        u->names--;
+        user_put(core, u);
+        r->name = 0;
 }

@@ -1,34 +1,50 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Sockets and connections.  libuv cannot carry arbitrary fds on its streams
- * (libuv#1587), so the listening socket and every connection are raw
- * non-blocking fds under a uv_poll_t, read and written with recvmsg/sendmsg
- * (common/wire.c).
+ * Connections (docs/ARCHITECTURE.md, "Connections").  libuv cannot carry
+ * arbitrary fds on its streams (libuv#1587), so the listening socket and
+ * every connection are raw non-blocking fds under a uv_poll_t, read and
+ * written with recvmsg/sendmsg (common/wire.c); the socket itself is made or
+ * checked in listen.c.
  *
- * In: one packet is one request.  A packet over the limit, a packet that is
- * not an allocd.Request, or a request before Hello ends the connection after
- * an error reply; fds a client sends are closed and answered with an error.
+ * Every connection is on one list, in one state:
+ *   HANDSHAKE  accepted, counted against the limits, waiting for Hello;
+ *   READY      said Hello;
+ *   REFUSED    over a connection limit: told why at once (an id-0 error) and
+ *              kept only until it speaks, its Hello deadline, or stop, so
+ *              that it reads the reason before it sees the socket close;
+ *   CLOSING    being torn down.
+ * HANDSHAKE and REFUSED connections also sit, in accept order, on a deadline
+ * list that one timer sweeps: a client that never says Hello is closed.
+ *
  * Out: replies go straight to the socket; when it is full they queue, with
- * their fds, up to OUT_MAX packets, and a client that lets more pile up
- * without reading is disconnected.
+ * their fds.  While a connection has OUT_PAUSE bytes queued its requests are
+ * not read (it gets no more replies until it reads the ones it has); past
+ * OUT_MAX bytes (only waiters' outcomes can get it there) it is closed.
+ *
+ * Once per loop turn (a uv_check) the core runs its deferred work and each
+ * outcome is answered; one timer follows the core's earliest waiter deadline.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "allocd.h"
+#include "listen.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
 
-#define OUT_MAX 256    /* replies queued for one client that does not read them */
-#define READ_BURST 32  /* requests served from one connection before the loop moves on */
-#define REFUSED_MAX 16 /* connections over the limit kept just long enough to say why */
+#define OUT_PAUSE (64u << 10) /* queued reply bytes at which a connection's requests wait */
+#define OUT_MAX (1u << 20)    /* queued reply bytes at which it is closed */
+#define READ_BURST 32         /* requests served from one connection before the loop moves on */
+#define REFUSED_MAX 16        /* refused connections kept just long enough to read why */
+#define ACCEPT_PAUSE_MS 100   /* out of fds: accept again after this, or when a connection closes */
+
+enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
 
 struct packet {
         STAILQ_ENTRY(packet) link;
@@ -37,15 +53,52 @@ struct packet {
         uint8_t data[];
 };
 
-struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
-uint32_t nconns;
-static uint32_t nrefused;
+struct conn {
+        struct session s; /* s.client is the core's once in_core */
+        uv_poll_t poll;
+        int fd;
+        enum conn_state state;
+        bool in_core;
+        uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
+        STAILQ_HEAD(, packet) out;
+        size_t out_bytes;
+        uint32_t busy; /* zeroing jobs that will answer on this connection */
+        TAILQ_ENTRY(conn) link, hs_link;
+};
+TAILQ_HEAD(conn_list, conn);
+
+struct zero_work {
+        uv_work_t work;
+        struct conn *conn;
+        uint32_t slot;
+        uint64_t req_id;
+        struct zero_job job;
+        int result;
+};
+
+static uv_loop_t *loop;
+static struct core *core;
+static void (*changed)(void);
+static struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
+static struct conn_list handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
+static uint32_t nconns, nrefused;
+static uint64_t next_serial = 1;
+static uv_check_t turn;
+static uv_timer_t wait_timer, hello_timer, accept_timer;
+static bool accept_paused, stopping;
 static uv_poll_t listen_poll;
 static int listen_fd = -1;
-static char *bound_path;
-static uint64_t next_serial = 1;
+static char *bound_path;     /* the socket file we made, removed at stop */
+static struct proto_out out; /* one reply at a time: the loop is single-threaded */
 
 static void conn_cb(uv_poll_t *h, int status, int events);
+static void listen_cb(uv_poll_t *h, int status, int events);
+
+uint32_t server_nconns(void) {
+        return nconns;
+}
+
+/* ---- lifecycle ---- */
 
 static void conn_free(struct conn *c) {
         struct packet *p;
@@ -56,7 +109,7 @@ static void conn_free(struct conn *c) {
                         close(p->fd);
                 free(p);
         }
-        free(c->pool_fd_sent);
+        session_clear(&c->s);
         free(c);
 }
 
@@ -69,48 +122,81 @@ static void conn_handle_closed(uv_handle_t *h) {
                 conn_free(c);
 }
 
-void conn_unbusy(struct conn *c) {
-        if (--c->busy == 0 && c->fd < 0)
-                conn_free(c);
-}
-
 static void conn_close(struct conn *c) {
-        struct waiter *w;
-        uint32_t n = c->nholds;
+        uint32_t n = c->s.client.nrefs;
 
-        c->closing = true;
-        if (c->refused) {
+        if (c->state == CONN_CLOSING)
+                return;
+        if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
+                TAILQ_REMOVE(&handshakes, c, hs_link);
+        if (c->state == CONN_REFUSED)
                 nrefused--;
-        } else {
-                TAILQ_REMOVE(&conns, c, link);
-                nconns--;
+        c->state = CONN_CLOSING;
+        TAILQ_REMOVE(&conns, c, link);
+        nconns--;
+        if (c->in_core) {
+                core_client_remove(core, &c->s.client);
+                c->in_core = false;
+                logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->s.client.pid},
+                     "client pid %d uid %u%s%s disconnected; %u references released", (int)c->s.client.pid,
+                     (unsigned)c->s.client.uid, *c->s.client.name ? " " : "", c->s.client.name, n);
         }
-        while ((w = TAILQ_FIRST(&c->waiters)))
-                waitq_cancel(w, ALLOCD__ERROR__CANCELLED, "connection closed");
-        while (!LIST_EMPTY(&c->holds))
-                region_drop_hold(LIST_FIRST(&c->holds));
-        logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->pid},
-             "client pid %d uid %u%s%s disconnected; %u references "
-             "released",
-             (int)c->pid, (unsigned)c->uid, *c->name ? " " : "", c->name, n);
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
-        status_changed();
+        /* A freed fd may be what accept was waiting for. */
+        if (accept_paused && !stopping) {
+                accept_paused = false;
+                uv_timer_stop(&accept_timer);
+                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
+        }
+        changed();
 }
 
 static void conn_events(struct conn *c) {
-        int ev = UV_READABLE | UV_DISCONNECT;
+        int ev = UV_DISCONNECT;
 
-        if (!STAILQ_EMPTY(&c->out) || c->closing)
+        if (c->state == CONN_CLOSING)
+                return;
+        if (c->out_bytes < OUT_PAUSE)
+                ev |= UV_READABLE;
+        if (!STAILQ_EMPTY(&c->out))
                 ev |= UV_WRITABLE;
         uv_poll_start(&c->poll, ev, conn_cb);
 }
 
-void conn_kill(struct conn *c) {
-        if (c->closing)
+/* ---- out ---- */
+
+/* Sends out's reply to c now, or queues it; a connection that cannot take it is closed. */
+static void conn_send(struct conn *c, const struct proto_out *o) {
+        struct packet *p;
+        int r;
+
+        if (c->state == CONN_CLOSING || o->len == 0)
                 return;
-        c->closing = true;
-        /* The socket is writable at once, so the poll callback comes soon and closes it there. */
+        if (STAILQ_EMPTY(&c->out)) {
+                r = wire_send(c->fd, o->buf, o->len, &o->fd, o->fd >= 0, MSG_DONTWAIT);
+                if (r == 0)
+                        return;
+                if (r != -EAGAIN)
+                        return conn_close(c);
+        }
+        if (c->out_bytes + o->len > OUT_MAX) {
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->s.client.pid},
+                     "client pid %d leaves its replies unread (%zu bytes queued); disconnecting it",
+                     (int)c->s.client.pid, c->out_bytes);
+                return conn_close(c);
+        }
+        if (!(p = malloc(sizeof(*p) + o->len)))
+                return conn_close(c);
+        p->len = o->len;
+        p->fd = o->fd >= 0 ? fcntl(o->fd, F_DUPFD_CLOEXEC, 3) : -1;
+        memcpy(p->data, o->buf, o->len);
+        if (o->fd >= 0 && p->fd < 0) {
+                free(p);
+                return conn_close(c);
+        }
+        STAILQ_INSERT_TAIL(&c->out, p, link);
+        c->out_bytes += p->len;
         conn_events(c);
 }
 
@@ -121,144 +207,177 @@ static void flush(struct conn *c) {
                 int r = wire_send(c->fd, p->data, p->len, &p->fd, p->fd >= 0, MSG_DONTWAIT);
                 if (r == -EAGAIN)
                         break;
+                if (r < 0)
+                        return conn_close(c);
                 STAILQ_REMOVE_HEAD(&c->out, link);
-                c->nout--;
+                c->out_bytes -= p->len;
                 if (p->fd >= 0)
                         close(p->fd);
                 free(p);
-                if (r < 0) {
-                        conn_kill(c);
-                        return;
-                }
         }
         conn_events(c);
 }
 
-void conn_send(struct conn *c, const Allocd__Reply *reply, const int *fds, size_t nfds) {
-        uint8_t buf[WIRE_MAX_PACKET];
-        size_t len = allocd__reply__get_packed_size(reply);
-        struct packet *p;
-        int r;
+static void error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
+        proto_error(&out, id, code, msg);
+        out.fd = -1;
+        conn_send(c, &out);
+}
 
-        if (c->closing)
-                return;
-        if (len > sizeof(buf) || nfds > 1) {
-                log_err("reply to pid %d does not fit in one packet (%zu bytes); dropping the connection", (int)c->pid,
-                        len);
-                conn_kill(c);
-                return;
-        }
-        allocd__reply__pack(reply, buf);
-        if (STAILQ_EMPTY(&c->out)) {
-                r = wire_send(c->fd, buf, len, fds, nfds, MSG_DONTWAIT);
-                if (r == 0)
-                        return;
-                if (r != -EAGAIN) {
-                        conn_kill(c);
+/* ---- zeroing off the loop thread ---- */
+
+static void zero_work(uv_work_t *w) {
+        struct zero_work *z = w->data;
+
+        z->result = core_zero_run(&z->job);
+}
+
+static void act(struct conn *c);
+
+static void zero_done(uv_work_t *w, int status) {
+        struct zero_work *z = w->data;
+        struct conn *c = z->conn;
+        bool live = c->in_core;
+
+        if (status < 0 && z->result == 0)
+                z->result = status;
+        proto_zeroed(core, live ? &c->s : NULL, z->slot, z->req_id, z->result, &out);
+        if (live)
+                act(c);
+        if (--c->busy == 0 && c->state == CONN_CLOSING && c->fd < 0)
+                conn_free(c);
+        free(z);
+        changed();
+}
+
+static void start_zeroing(struct conn *c, uint32_t slot, uint64_t req_id) {
+        struct zero_work *z = malloc(sizeof(*z));
+
+        if (z) {
+                *z = (struct zero_work){.conn = c, .slot = slot, .req_id = req_id};
+                core_zero_job(core, slot, &z->job);
+                z->work.data = z;
+                if (uv_queue_work(loop, &z->work, zero_work, zero_done) == 0) {
+                        c->busy++;
                         return;
                 }
+                free(z);
         }
-        if (c->nout >= OUT_MAX) {
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->pid},
-                     "client pid %d leaves its replies unread (%u queued); disconnecting it", (int)c->pid, c->nout);
-                conn_kill(c);
-                return;
-        }
-        p = malloc(sizeof(*p) + len);
-        if (!p) {
-                conn_kill(c);
-                return;
-        }
-        p->len = len;
-        p->fd = nfds ? fcntl(fds[0], F_DUPFD_CLOEXEC, 3) : -1;
-        memcpy(p->data, buf, len);
-        if (nfds && p->fd < 0) {
-                free(p);
-                conn_kill(c);
-                return;
-        }
-        STAILQ_INSERT_TAIL(&c->out, p, link);
-        c->nout++;
-        conn_events(c);
+        proto_zeroed(core, &c->s, slot, req_id, -ENOMEM, &out);
+        act(c);
 }
 
-void conn_reply_error(struct conn *c, uint64_t id, int error, const char *fmt, ...) {
-        Allocd__Reply reply = ALLOCD__REPLY__INIT;
-        char msg[1024];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        reply.has_id = reply.has_error = true;
-        reply.id = id;
-        reply.error = (Allocd__Error)error;
-        reply.message = msg;
-        conn_send(c, &reply, NULL, 0);
+/* Does what the protocol layer asked for in out. */
+static void act(struct conn *c) {
+        if (out.zero) {
+                out.zero = false;
+                start_zeroing(c, out.slot, out.req_id);
+                return;
+        }
+        conn_send(c, &out);
+        if (out.close)
+                conn_close(c);
 }
+
+/* ---- in ---- */
 
 static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
         static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
 
-        for (int i = 0; i < READ_BURST && !c->closing; i++) {
-                struct wire_budget budget;
-                Allocd__Request *req;
+        core_set_now(core, uv_now(loop));
+        for (int i = 0; i < READ_BURST && c->state != CONN_CLOSING && c->out_bytes < OUT_PAUSE; i++) {
                 size_t nfds = 0;
                 ssize_t n = wire_recv(c->fd, buf, sizeof(buf), NULL, &nfds, MSG_DONTWAIT);
 
                 if (n == -EAGAIN)
                         return;
-                if (n == 0 || n == -ECONNRESET) {
-                        c->closing = true;
-                        return;
-                }
                 if (n == -ENOBUFS) {
-                        conn_reply_error(c, 0, ALLOCD__ERROR__PROTOCOL,
-                                         "requests carry no file descriptors; the ones sent were closed and the "
-                                         "request ignored");
+                        error_reply(c, 0, E_PROTOCOL,
+                                    "requests carry no file descriptors; the ones sent were closed and the request "
+                                    "ignored");
                         continue;
                 }
                 if (n == -EMSGSIZE) {
-                        conn_reply_error(c, 0, ALLOCD__ERROR__PROTOCOL, "packet over the %d-byte limit; closing",
-                                         WIRE_MAX_PACKET);
-                        conn_kill(c);
-                        return;
+                        char msg[96];
+                        snprintf(msg, sizeof(msg), "packet over the %d-byte limit; closing", WIRE_MAX_PACKET);
+                        error_reply(c, 0, E_PROTOCOL, msg);
+                        return conn_close(c);
                 }
-                if (n < 0) {
-                        c->closing = true;
-                        return;
+                if (n <= 0 || c->state == CONN_REFUSED)
+                        return conn_close(c); /* hung up, or refused and told why already */
+                proto_request(core, &c->s, buf, (size_t)n, arena, sizeof(arena), &out);
+                if (c->state == CONN_HANDSHAKE && c->s.hello) {
+                        c->state = CONN_READY;
+                        TAILQ_REMOVE(&handshakes, c, hs_link);
                 }
-                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, arena, sizeof(arena));
-                req = allocd__request__unpack(&budget.allocator, (size_t)n, buf);
-                if (!req) {
-                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = c->pid},
-                             "client pid %d sent %zd bytes that are not an allocd request; disconnecting it",
-                             (int)c->pid, n);
-                        conn_reply_error(c, 0, ALLOCD__ERROR__PROTOCOL,
-                                         "cannot decode the packet as an allocd.Request; closing");
-                        conn_kill(c);
-                        return;
-                }
-                dispatch(c, req);
-                wire_budget_free(&budget, &req->base);
+                act(c);
         }
 }
 
 static void conn_cb(uv_poll_t *h, int status, int events) {
         struct conn *c = h->data;
 
-        if (status < 0) {
-                conn_close(c);
-                return;
-        }
-        if ((events & UV_WRITABLE) && !c->closing)
+        if (status < 0)
+                return conn_close(c);
+        if (events & UV_WRITABLE)
                 flush(c);
-        if (events & (UV_READABLE | UV_DISCONNECT))
+        if (c->state != CONN_CLOSING && (events & (UV_READABLE | UV_DISCONNECT)))
                 serve(c);
-        if (c->closing)
+        if (c->state != CONN_CLOSING && (events & UV_DISCONNECT) && !(events & UV_READABLE))
                 conn_close(c);
 }
+
+/* ---- once per loop turn ---- */
+
+static void wait_timer_cb(uv_timer_t *t) {
+        (void)t; /* the turn that follows runs the core, which expires what is due */
+}
+
+static void arm_wait_timer(void) {
+        uint64_t d = core_next_deadline(core), now = uv_now(loop);
+
+        if (d == UINT64_MAX)
+                uv_timer_stop(&wait_timer);
+        else
+                uv_timer_start(&wait_timer, wait_timer_cb, d > now ? d - now : 0, 0);
+}
+
+static void run_core(void) {
+        struct core_done d;
+
+        core_set_now(core, uv_now(loop));
+        core_run(core);
+        while (core_done_pop(core, &d)) {
+                struct conn *c = (struct conn *)((char *)d.client - offsetof(struct conn, s.client));
+                proto_done(core, &c->s, &d, &out);
+                act(c);
+                changed();
+        }
+        arm_wait_timer();
+}
+
+/* Closes the connections that have not said Hello in time, oldest first. */
+static void hello_sweep(uv_timer_t *t) {
+        struct conn *c;
+        uint64_t now = uv_now(loop);
+
+        (void)t;
+        while ((c = TAILQ_FIRST(&handshakes)) && c->deadline <= now) {
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
+                     "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
+                conn_close(c);
+        }
+        if (c)
+                uv_timer_start(&hello_timer, hello_sweep, c->deadline - now, 0);
+}
+
+static void turn_cb(uv_check_t *h) {
+        (void)h;
+        run_core();
+}
+
+/* ---- accepting ---- */
 
 /* The command name of pid, for allocctl; best effort (another pid namespace, a process already gone). */
 static void read_comm(pid_t pid, char *buf, size_t size) {
@@ -273,95 +392,118 @@ static void read_comm(pid_t pid, char *buf, size_t size) {
                 return;
         n = read(fd, buf, size - 1);
         close(fd);
-        if (n <= 0)
-                n = 0;
-        buf[n] = '\0';
+        buf[n > 0 ? n : 0] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
 }
 
-static void conn_new(int fd, bool refused) {
+static int conn_new(int fd) {
         struct conn *c = calloc(1, sizeof(*c));
+        struct client *cl = c ? &c->s.client : NULL;
+        struct core_result res;
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
         if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 log_err("accepting a client: %s", c ? strerror(errno) : "out of memory");
                 free(c);
-                close(fd);
-                return;
+                return -1;
         }
         c->fd = fd;
-        c->serial = next_serial++;
-        c->pid = cred.pid;
-        c->uid = cred.uid;
-        c->gid = cred.gid;
-        read_comm(c->pid, c->comm, sizeof(c->comm));
-        len = sizeof(c->groups);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
-                c->ngroups = (int)(len / sizeof(gid_t));
+        cl->serial = next_serial++;
+        cl->pid = cred.pid;
+        cl->uid = cred.uid;
+        cl->gid = cred.gid;
+        len = sizeof(cl->groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
+                cl->ngroups = (int)(len / sizeof(gid_t));
         else
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = c->pid},
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = cl->pid},
                      "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
-                     (int)c->pid, strerror(errno));
-        LIST_INIT(&c->holds);
-        TAILQ_INIT(&c->waiters);
+                     (int)cl->pid, strerror(errno));
+        core_client_add(core, cl, &res);
+        if (res.code != E_OK && nrefused >= REFUSED_MAX) {
+                /* Too many refused already: say why and close now. */
+                proto_error(&out, 0, res.code, res.msg);
+                wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
+                     res.msg);
+                free(c);
+                return -1;
+        }
+        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         STAILQ_INIT(&c->out);
         uv_poll_init(loop, &c->poll, fd);
         c->poll.data = c;
-        c->refused = refused;
-        if (refused) {
+        c->in_core = res.code == E_OK;
+        c->state = c->in_core ? CONN_HANDSHAKE : CONN_REFUSED;
+        c->deadline = uv_now(loop) + core_limits(core)->hello_timeout_ms;
+        TAILQ_INSERT_TAIL(&conns, c, link);
+        TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
+        nconns++;
+        if (TAILQ_FIRST(&handshakes) == c)
+                uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
+        if (!c->in_core) {
                 nrefused++;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->pid},
-                     "refusing client pid %d: max_connections (%u) reached", (int)c->pid, limits.max_connections);
-        } else {
-                TAILQ_INSERT_TAIL(&conns, c, link);
-                nconns++;
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
+                     res.msg);
+                error_reply(c, 0, res.code, res.msg);
         }
         conn_events(c);
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->pid}, "client pid %d uid %u connected", (int)c->pid,
-             (unsigned)c->uid);
-        status_changed();
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = cl->pid}, "client pid %d uid %u connected", (int)cl->pid,
+             (unsigned)cl->uid);
+        changed();
+        return 0;
 }
 
-static void refuse(int fd) {
-        Allocd__Reply reply = ALLOCD__REPLY__INIT;
-        uint8_t buf[1024];
-        char msg[256];
-        struct ucred cred = {0};
-        socklen_t len = sizeof(cred);
-
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cred.pid},
-             "refusing client pid %d: max_connections (%u) reached", (int)cred.pid, limits.max_connections);
-        snprintf(msg, sizeof(msg),
-                 "allocd has max_connections = %u clients already; close some or raise max_connections",
-                 limits.max_connections);
-        reply.has_id = reply.has_error = true;
-        reply.error = ALLOCD__ERROR__LIMIT;
-        reply.message = msg;
-        wire_send(fd, buf, allocd__reply__pack(&reply, buf), NULL, 0, MSG_DONTWAIT);
-        close(fd);
+static void accept_again(uv_timer_t *t) {
+        (void)t;
+        accept_paused = false;
+        if (!stopping)
+                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
 }
 
 static void listen_cb(uv_poll_t *h, int status, int events) {
+        static bool said;
+
         (void)h;
         (void)events;
         if (status < 0)
                 return;
         for (int i = 0; i < 64; i++) {
                 int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warn("accept: %s", strerror(errno));
-                        return;
+                if (fd >= 0) {
+                        said = false;
+                        if (conn_new(fd) < 0)
+                                close(fd);
+                        continue;
                 }
-                if (nconns < limits.max_connections)
-                        conn_new(fd, false);
-                else if (nrefused < REFUSED_MAX)
-                        conn_new(fd, true); /* closing now could reset the socket before it reads why */
-                else
-                        refuse(fd);
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /* Accepting again at once would spin: wait for a connection to close, or a moment. */
+                        if (!said)
+                                log_warn("accept: %s; not accepting until a connection closes (at most %d ms)",
+                                         strerror(errno), ACCEPT_PAUSE_MS);
+                        said = true;
+                        accept_paused = true;
+                        uv_poll_stop(&listen_poll);
+                        uv_timer_start(&accept_timer, accept_again, ACCEPT_PAUSE_MS, 0);
+                } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                        log_warn("accept: %s", strerror(errno));
+                }
+                return;
         }
+}
+
+/* ---- set-up and stop ---- */
+
+void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
+        loop = l;
+        core = c;
+        changed = changed_cb;
+        uv_check_init(loop, &turn);
+        uv_check_start(&turn, turn_cb);
+        uv_timer_init(loop, &wait_timer);
+        uv_timer_init(loop, &hello_timer);
+        uv_timer_init(loop, &accept_timer);
 }
 
 static int start_listening(int fd) {
@@ -371,87 +513,45 @@ static int start_listening(int fd) {
 }
 
 int server_adopt(int fd) {
-        int fl = fcntl(fd, F_GETFL);
+        int r = listen_adopt(fd);
 
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
-                return -errno;
-        return start_listening(fd);
+        return r < 0 ? r : start_listening(fd);
 }
 
 int server_listen(const char *path, char *err, size_t errsize) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        char dir[sizeof(sa.sun_path)];
-        int fd, r;
+        int fd = listen_open(path, err, errsize);
 
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                snprintf(err, errsize, "socket path %s is longer than %zu bytes; choose a shorter --socket", path,
-                         sizeof(sa.sun_path) - 1);
-                return -ENAMETOOLONG;
-        }
-        strcpy(sa.sun_path, path);
-        strcpy(dir, path);
-        /* The parent of a default path is ours to create: /run/allocd, or $XDG_RUNTIME_DIR/allocd. */
-        if (mkdir(dirname(dir), geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
-                r = -errno;
-                snprintf(err, errsize, "creating %s for the socket: %s", dir, strerror(errno));
-                return r;
-        }
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                r = -errno;
-                snprintf(err, errsize, "socket: %s", strerror(errno));
-                return r;
-        }
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        if (r < 0 && errno == EADDRINUSE) {
-                /* A live daemon answers; a stale socket file left by a crash does not. */
-                int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                bool live = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-                if (probe >= 0)
-                        close(probe);
-                if (live) {
-                        close(fd);
-                        snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
-                                 path);
-                        return -EADDRINUSE;
-                }
-                unlink(path);
-                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        }
-        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
-                r = -errno;
-                snprintf(err, errsize, "listening on %s: %s", path, strerror(errno));
-                close(fd);
-                return r;
-        }
-        /* Who may do what is each pool's mode; anyone may connect and ask for status. */
-        chmod(path, 0666);
+        if (fd < 0)
+                return fd;
         bound_path = strdup(path);
         return start_listening(fd);
-}
-
-static void listen_closed(uv_handle_t *h) {
-        (void)h;
 }
 
 void server_stop(void) {
         struct conn *c;
 
+        stopping = true;
         if (listen_fd >= 0) {
                 uv_poll_stop(&listen_poll);
-                uv_close((uv_handle_t *)&listen_poll, listen_closed);
+                uv_close((uv_handle_t *)&listen_poll, NULL);
                 close(listen_fd);
                 listen_fd = -1;
         }
         if (bound_path) {
-                unlink(bound_path);
+                listen_remove(bound_path);
                 free(bound_path);
                 bound_path = NULL;
         }
+        /* Waiters are told before anyone's regions go, so none is granted room that a hang-up made. */
+        core_cancel_waiters(core, "allocd is stopping");
+        run_core();
         while ((c = TAILQ_FIRST(&conns))) {
-                struct waiter *w;
-                while ((w = TAILQ_FIRST(&c->waiters)))
-                        waitq_cancel(w, ALLOCD__ERROR__CANCELLED, "allocd is stopping");
+                flush(c);
                 conn_close(c);
         }
+        uv_check_stop(&turn);
+        uv_close((uv_handle_t *)&turn, NULL);
+        uv_close((uv_handle_t *)&wait_timer, NULL);
+        uv_close((uv_handle_t *)&hello_timer, NULL);
+        uv_close((uv_handle_t *)&accept_timer, NULL);
 }

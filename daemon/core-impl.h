@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_CORE_IMPL_H
+#define ALLOCD_CORE_IMPL_H
+
+/*
+ * Inside the core: each piece of state has one owner, the file named beside
+ * it, and only that file changes it (docs/ARCHITECTURE.md, "Who owns what").
+ */
+
+#include "core.h"
+#include "slots.h"
+
+#define HOLD_NONE UINT32_MAX
+
+/* An Alloc once checked: what every try of it needs. */
+struct alloc_args {
+        struct pool *pool;
+        uint64_t size;
+        struct range_req req;
+        uint32_t flags;
+        uint32_t timeout_ms; /* 0: the daemon's wait_timeout */
+        char name[NAME_MAX_LEN + 1];
+};
+
+/* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
+
+struct uid_usage {
+        uid_t uid;
+        uint64_t bytes;
+};
+
+struct pool {
+        struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
+        uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
+        uint32_t id;           /* its place in core->pools, for its life: pools are never removed */
+        bool available;        /* false: configured, but allocd cannot use the GPU it needs */
+        char reason[256];      /* !available: the loader's reason */
+        bool gone;             /* !available, and no longer configured: hidden, its id kept */
+        const struct pool_ops *ops;
+        struct range_arena *arena;
+        struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
+        uint64_t total;
+        int fd;           /* host, pinned memfd: the memfd; vmm: the exported CUDA fd; -1 for fpga */
+        void *map;        /* memfd: the daemon's own mapping, for ZERO */
+        void *priv;       /* the kind's own state (pool-vmm.c) */
+        uint8_t uuid[16]; /* gpu: the device's CUuuid, so clients find it whatever their ordinals */
+        uint64_t nregions;
+        struct uid_usage *usage;
+        size_t nusage;
+        /* waitq.c's */
+        struct waiter_list waiters;
+        uint64_t nwaiters;
+        bool ready; /* on the ready list: a region came back since its waiters were last tried */
+        TAILQ_ENTRY(pool) ready_link;
+};
+TAILQ_HEAD(pool_list, pool);
+
+struct pool_ops {
+        uint64_t default_quantum;
+        /* Creates the backing; on error a message in err. */
+        int (*open)(struct pool *p, char *err, size_t errsize);
+        void (*close)(struct pool *p);
+        /* Sets bytes to zero; NULL where the pool holds no memory. May run off the loop thread. */
+        int (*zero)(struct pool *p, uint64_t offset, uint64_t size);
+        /* zero waits for a device: never on the loop thread, whatever the size. */
+        bool zero_blocks;
+};
+
+extern const struct pool_ops pool_host_ops, pool_fpga_ops, pool_vmm_ops;
+
+/* 0 if pinned pools can use backend = vmm here; else why not, and -ENODEV when there is no GPU. */
+int vmm_host_numa_check(char *why, size_t whysize);
+/* Adds [base, base + size) to the pool's arenas (at open); on error a message in err. */
+int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize);
+void pool_destroy(struct pool *p);
+uint64_t pool_usage(const struct pool *p, uid_t uid);
+int pool_charge(struct pool *p, uid_t uid, int64_t bytes);
+
+/* ---- regions and holds (region.c, hold.c) ---- */
+
+enum {
+        R_LIVE = 1,
+        R_PERSIST = 2, /* the daemon's own reference is held */
+        R_PENDING = 4, /* made, not yet handed out (a worker may be zeroing it): no client holds it */
+};
+
+/* Plain data, 64 bytes: 1,000,000 regions cost 64 MB here (docs/ARCHITECTURE.md, "Scale"). */
+struct region {
+        uint64_t offset, size;
+        uint64_t creator; /* serial of the creating connection */
+        uint64_t created; /* seconds since the epoch */
+        uint32_t gen;     /* bumped each time the slot is used, so ids are not reused */
+        uint32_t pool;    /* pool id */
+        uint32_t refs;    /* holds' counts + 1 for PERSIST + 1 until handed out */
+        uid_t uid;
+        pid_t pid;
+        uint32_t name;  /* names.c's id, 0: unnamed */
+        uint32_t holds; /* the first hold, or HOLD_NONE */
+        uint16_t flags;
+        uint8_t state;
+};
+
+/* One client's references to one region: found in O(1) by (client, region), however many. */
+struct hold {
+        struct client *cl;
+        uint32_t slot, count;
+        uint32_t rprev, rnext; /* the region's holds */
+        uint32_t cprev, cnext; /* the client's holds */
+};
+
+struct holds {
+        struct hold *tab;
+        struct slots slots;
+        uint32_t *hash; /* hold index + 1; 0 empty; linear probing */
+        uint32_t hash_cap, hash_used;
+};
+
+struct regions {
+        struct region *tab;
+        struct slots slots;
+        uint32_t gen_floor; /* every gen a slot dropped by shrinking had is at most this */
+        struct holds holds;
+};
+
+int regions_init(struct regions *rt);
+void regions_clear(struct regions *rt);
+uint64_t region_id(const struct regions *rt, uint32_t slot);
+int region_slot(const struct regions *rt, uint64_t id);
+/* A new region, pending: no holder yet, one reference until handed out or discarded (+1 if PERSIST). */
+int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
+               uint32_t flags, uint32_t *ret);
+/* Adds one reference of cl. */
+int region_hold(struct core *core, uint32_t slot, struct client *cl);
+/* cl's count of references to slot (0: none). */
+uint32_t region_held(const struct core *core, uint32_t slot, const struct client *cl);
+/* Drops all (all true) or one of cl's references to slot; the region dies at zero. */
+void region_release(struct core *core, uint32_t slot, struct client *cl, bool all);
+/* A pending region becomes cl's: one hold, and the pending reference goes.  -ENOMEM changes nothing. */
+int region_hand_out(struct core *core, uint32_t slot, struct client *cl);
+/* A pending region that cannot be handed out goes back, name, PERSIST and all. */
+void region_discard(struct core *core, uint32_t slot);
+/* Drops the daemon's PERSIST reference. */
+void region_unpersist(struct core *core, uint32_t slot);
+/* Drops every reference cl holds, in O(its holds). */
+void region_release_client(struct core *core, struct client *cl);
+/* Takes slot's name away (if it has one). */
+void region_unpublish(struct core *core, uint32_t slot);
+/* Publishes slot under name, charged to its creator's uid. */
+int region_publish(struct core *core, uint32_t slot, const char *name);
+
+int holds_init(struct holds *h);
+void holds_clear(struct holds *h);
+uint32_t hold_find(const struct holds *h, const struct client *cl, uint32_t slot);
+int hold_add(struct holds *h, struct region *r, struct client *cl, uint32_t slot, uint32_t *ret);
+void hold_remove(struct holds *h, struct region *regions, uint32_t i);
+
+/* ---- names (names.c) ---- */
+
+struct name {
+        char *text;
+        uint32_t slot; /* the region */
+};
+
+struct names {
+        void *tree;       /* tsearch(3) of name ids, ordered by their text */
+        struct name *tab; /* by id; [0] is never a name */
+        struct slots ids;
+        uint64_t count;
+};
+
+int names_init(struct names *n);
+void names_clear(struct names *n);
+/* The region published as name, or -ENOENT. */
+int names_find(const struct names *n, const char *name);
+int names_add(struct names *n, const char *name, uint32_t slot, uint32_t *ret_id);
+void names_remove(struct names *n, uint32_t id);
+const char *names_text(const struct names *n, uint32_t id);
+
+/* ---- per-uid counts (core.c) ---- */
+
+struct user {
+        uid_t uid;
+        uint32_t conns, names, persist;
+        struct user *next;
+};
+
+/* ---- waiters (waitq.c) ---- */
+
+struct waiter {
+        struct client *cl;
+        uint64_t req_id;
+        struct alloc_args args;
+        uint64_t deadline; /* UINT64_MAX: NOFAIL */
+        uint32_t heap;     /* index in the deadline heap, or UINT32_MAX */
+        TAILQ_ENTRY(waiter) by_pool, by_client;
+        /* once done */
+        struct core_done done;
+        STAILQ_ENTRY(waiter) done_link;
+};
+
+struct waitq {
+        struct pool_list ready;
+        struct waiter **heap; /* by deadline */
+        uint32_t nheap, heap_cap;
+        STAILQ_HEAD(, waiter) done;
+        uint64_t nwaiters, tries;
+};
+
+void waitq_init(struct waitq *q);
+void waitq_clear(struct waitq *q);
+int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a);
+/* A region of p came back: its waiters are retried in the next core_run. */
+void waitq_pool_ready(struct core *core, struct pool *p);
+/* Removes cl's waiters without an outcome (its connection is gone). */
+void waitq_drop_client(struct core *core, struct client *cl);
+
+/* ---- the core (core.c) ---- */
+
+struct core {
+        struct limits limits;
+        uint64_t now;
+        struct pool **pools;
+        size_t npools;
+        struct regions regions;
+        struct names names;
+        struct waitq waitq;
+        struct user *users;
+        struct client_list clients;
+        uint32_t nclients;
+};
+
+/* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */
+int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
+              struct core_result *res);
+/* The region's ZERO work: GRANT_REGION (done inline), GRANT_ZEROING (for a worker) or GRANT_NONE. */
+int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *a, uint32_t slot,
+                 struct core_result *res);
+/* The uid's counts: found, found or made (NULL: out of memory), and freed once all are zero. */
+struct user *user_find(const struct core *core, uid_t uid);
+struct user *user_get(struct core *core, uid_t uid);
+void user_put(struct core *core, struct user *u);
+int ok_result(struct core_result *res);
+/* Why the range allocator refused a, in words. */
+int explain(int r, const struct pool *p, const struct alloc_args *a, struct core_result *res);
+int fail(struct core_result *res, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core's requests (docs/ARCHITECTURE.md, "How a request travels").
+ * Each validates everything it can before it touches state, and reserves
+ * before it mutates, so a refused request changes nothing; each answers with
+ * a protocol error code and a message that says what to do.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core-impl.h"
+
+int fail(struct core_result *res, int code, const char *fmt, ...) {
+        va_list ap;
+
+        res->code = code;
+        va_start(ap, fmt);
+        vsnprintf(res->msg, sizeof(res->msg), fmt, ap);
+        va_end(ap);
+        return code;
+}
+
+int ok_result(struct core_result *res) {
+        res->code = E_OK;
+        res->msg[0] = '\0';
+        return E_OK;
+}
+
+int core_new(struct core **ret, const struct limits *limits) {
+        struct core *core = calloc(1, sizeof(*core));
+
+        if (!core)
+                return -ENOMEM;
+        core->limits = *limits;
+        TAILQ_INIT(&core->clients);
+        waitq_init(&core->waitq);
+        if (names_init(&core->names) < 0 || regions_init(&core->regions) < 0) {
+                names_clear(&core->names);
+                regions_clear(&core->regions);
+                free(core);
+                return -ENOMEM;
+        }
+        *ret = core;
+        return 0;
+}
+
+void core_free(struct core *core) {
+        struct client *cl;
+
+        if (!core)
+                return;
+        while ((cl = TAILQ_FIRST(&core->clients)))
+                core_client_remove(core, cl);
+        waitq_clear(&core->waitq);
+        for (size_t i = 0; i < core->npools; i++)
+                pool_destroy(core->pools[i]);
+        free(core->pools);
+        regions_clear(&core->regions);
+        names_clear(&core->names);
+        while (core->users) {
+                struct user *u = core->users;
+                core->users = u->next;
+                free(u);
+        }
+        free(core);
+}
+
+void core_set_limits(struct core *core, const struct limits *limits) {
+        core->limits = *limits;
+}
+
+const struct limits *core_limits(const struct core *core) {
+        return &core->limits;
+}
+
+void core_set_now(struct core *core, uint64_t now_ms) {
+        core->now = now_ms;
+}
+
+uint64_t core_now(const struct core *core) {
+        return core->now;
+}
+
+/* ---- per-uid counts: a short list, one entry per uid that has a connection, a name or a PERSIST region ---- */
+
+struct user *user_find(const struct core *core, uid_t uid) {
+        for (struct user *u = core->users; u; u = u->next)
+                if (u->uid == uid)
+                        return u;
+        return NULL;
+}
+
+struct user *user_get(struct core *core, uid_t uid) {
+        struct user *u = user_find(core, uid);
+
+        if (u || !(u = calloc(1, sizeof(*u))))
+                return u;
+        u->uid = uid;
+        u->next = core->users;
+        core->users = u;
+        return u;
+}
+
+void user_put(struct core *core, struct user *u) {
+        if (u->conns || u->names || u->persist)
+                return;
+        for (struct user **pp = &core->users; *pp; pp = &(*pp)->next) {
+                if (*pp == u) {
+                        *pp = u->next;
+                        free(u);
+                        return;
+                }
+        }
+}
+
+/* ---- clients ---- */
+
+int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
+        struct user *u;
+
+        if (core->nclients >= core->limits.max_connections)
+                return fail(res, E_LIMIT,
+                            "allocd has max_connections = %u clients already; close some or raise max_connections",
+                            core->limits.max_connections);
+        if (!(u = user_get(core, cl->uid)))
+                return fail(res, E_INTERNAL, "out of memory");
+        if (u->conns >= core->limits.max_connections_per_uid) {
+                user_put(core, u);
+                return fail(res, E_LIMIT,
+                            "uid %u has max_connections_per_uid = %u connections already; close some or raise "
+                            "max_connections_per_uid",
+                            (unsigned)cl->uid, core->limits.max_connections_per_uid);
+        }
+        u->conns++;
+        cl->user = u;
+        cl->holds = HOLD_NONE;
+        cl->nrefs = cl->npending = cl->nwaiters = 0;
+        cl->bytes = 0;
+        TAILQ_INIT(&cl->waiters);
+        TAILQ_INSERT_TAIL(&core->clients, cl, link);
+        core->nclients++;
+        return ok_result(res);
+}
+
+void core_client_remove(struct core *core, struct client *cl) {
+        waitq_drop_client(core, cl);
+        region_release_client(core, cl);
+        TAILQ_REMOVE(&core->clients, cl, link);
+        core->nclients--;
+        cl->user->conns--;
+        user_put(core, cl->user);
+        cl->user = NULL;
+}
+
+const struct client_list *core_clients(const struct core *core) {
+        return &core->clients;
+}
+
+uint32_t core_nclients(const struct core *core) {
+        return core->nclients;
+}
+
+/* ---- allocation ---- */
+
+/* Why the range allocator refuses a request, in words. */
+int explain(int r, const struct pool *p, const struct alloc_args *a, struct core_result *res) {
+        switch (r) {
+        case -ENOSPC:
+                return fail(res, E_NEVER_FITS,
+                            "%" PRIu64 " bytes with these constraints cannot fit in pool %s even when it is "
+                            "empty (%" PRIu64 " bytes); ask for less or relax align/boundary/low/high",
+                            a->size, p->conf.name, p->total);
+        case -EOVERFLOW:
+                return fail(res, E_OVERFLOW, "size %" PRIu64 " rounded up to the quantum passes 2^64", a->size);
+        case -ERANGE:
+                return fail(res, E_INVALID, "low %#" PRIx64 " must be below high %#" PRIx64 " (high 0 means no limit)",
+                            a->req.low, a->req.high);
+        case -EMSGSIZE:
+                return fail(res, E_INVALID,
+                            "a region of %" PRIu64 " bytes cannot avoid crossing a multiple of boundary %#" PRIx64
+                            " with phase %#" PRIx64 "; use a boundary of at least the size",
+                            a->size, a->req.boundary, a->req.phase);
+        case -EDOM:
+                return fail(res, E_INVALID,
+                            "align (%#" PRIx64 ") and boundary (%#" PRIx64 ") must be 0 or powers of two, and "
+                            "phase (%#" PRIx64 ") a multiple of the pool's quantum (%#" PRIx64 ") below align",
+                            a->req.align, a->req.boundary, a->req.phase, p->conf.quantum);
+        default:
+                return fail(res, E_INVALID, "invalid request: %s", strerror(-r));
+        }
+}
+
+/* Everything that can change while a request waits is checked here, at every try. */
+int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
+              struct core_result *res) {
+        const struct limits *l = &core->limits;
+        struct pool *p = a->pool;
+        uint64_t off, size;
+        int r;
+
+        if (*a->name) {
+                if (names_find(&core->names, a->name) >= 0)
+                        return fail(res, E_EXISTS, "the name '%s' is already published; pick another or attach to it",
+                                    a->name);
+                if (core->names.count >= l->max_names)
+                        return fail(res, E_LIMIT,
+                                    "allocd holds max_names = %u names; free named regions or raise max_names",
+                                    l->max_names);
+                if (cl->user->names >= l->max_names_per_uid)
+                        return fail(res, E_LIMIT,
+                                    "uid %u has published max_names_per_uid = %u names; free named regions or raise "
+                                    "max_names_per_uid",
+                                    (unsigned)cl->uid, l->max_names_per_uid);
+        }
+        if ((a->flags & F_PERSIST) && cl->user->persist >= l->max_persist_per_uid)
+                return fail(res, E_LIMIT,
+                            "uid %u holds max_persist_per_uid = %u PERSIST regions; free some or raise "
+                            "max_persist_per_uid",
+                            (unsigned)cl->uid, l->max_persist_per_uid);
+        if (cl->nrefs + cl->npending >= l->max_regions_per_connection)
+                return fail(res, E_LIMIT,
+                            "this connection holds max_regions_per_connection = %u regions; free some or raise the "
+                            "limit",
+                            l->max_regions_per_connection);
+        if (p->conf.quota_per_uid && pool_usage(p, cl->uid) + a->size > p->conf.quota_per_uid)
+                return fail(res, E_QUOTA,
+                            "uid %u holds %" PRIu64 " of its %" PRIu64 "-byte quota in pool %s and asks %" PRIu64
+                            " more; free regions or raise quota_per_uid",
+                            (unsigned)cl->uid, pool_usage(p, cl->uid), p->conf.quota_per_uid, p->conf.name, a->size);
+        r = range_alloc(p->arena, a->size, &a->req, &off);
+        if (r == -ENOSPC) {
+                struct range_stats st;
+                if (quiet)
+                        return res->code = E_WOULD_BLOCK;
+                range_stats(p->arena, &st);
+                return fail(res, E_WOULD_BLOCK,
+                            "pool %s has no room now for %" PRIu64 " bytes with these constraints (%" PRIu64
+                            " free, largest free piece %" PRIu64 ")",
+                            p->conf.name, a->size, st.free, st.largest_free);
+        }
+        if (r < 0)
+                return explain(r, p, a, res);
+        if ((r = range_query(p->arena, off, &size)) < 0 ||
+            (r = region_new(core, p, cl, off, size, a->flags, slot)) < 0) {
+                range_free(p->arena, off, 0);
+                return fail(res, E_INTERNAL, "recording the region: %s", strerror(-r));
+        }
+        if (*a->name && (r = region_publish(core, *slot, a->name)) < 0) {
+                region_discard(core, *slot);
+                return fail(res, E_INTERNAL, "publishing the name: %s", strerror(-r));
+        }
+        return ok_result(res);
+}
+
+int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *a, uint32_t slot,
+                 struct core_result *res) {
+        struct pool *p = a->pool;
+        const struct region *r = &core->regions.tab[slot];
+
+        if (a->flags & F_ZERO) {
+                if (r->size > ZERO_INLINE_MAX || p->ops->zero_blocks) {
+                        cl->npending++;
+                        return GRANT_ZEROING;
+                }
+                if (p->ops->zero(p, r->offset, r->size) < 0) {
+                        region_discard(core, slot);
+                        fail(res, E_INTERNAL,
+                             "zeroing the region failed (allocd's log says why); nothing was "
+                             "allocated");
+                        return GRANT_NONE;
+                }
+        }
+        if (region_hand_out(core, slot, cl) < 0) {
+                region_discard(core, slot);
+                fail(res, E_INTERNAL, "out of memory recording the region's holder");
+                return GRANT_NONE;
+        }
+        return GRANT_REGION;
+}

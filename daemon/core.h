@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_CORE_H
+#define ALLOCD_CORE_H
+
+/*
+ * allocd's core (docs/ARCHITECTURE.md): pools, regions, names, leases, wait
+ * queues and accounting.  It knows neither libuv nor protobuf, sends nothing
+ * and logs only what an operator must see; every call returns a typed error
+ * with a message.  Work that a change makes possible (a free that lets a
+ * waiter fit) is not done inside the change: the pool is marked ready and
+ * core_run(), called once per loop turn, retries its waiters and puts the
+ * outcomes on a list that the server drains (core_done_pop).
+ *
+ * One thread owns a core.  The only work done elsewhere is zeroing a region
+ * (core_zero_run), on memory no one else can reach until core_zero_done.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "alloc/range.h"
+#include "config.h"
+
+#define MAX_GROUPS 64              /* supplementary groups kept per client */
+#define ZERO_INLINE_MAX (1u << 20) /* larger ZERO regions are filled off the loop thread */
+#define CORE_MSG_MAX 512
+
+/* The protocol's Error codes, by value (proto.c checks that they agree). */
+enum core_err {
+        E_OK = 0,
+        E_PROTOCOL = 1,
+        E_VERSION = 2,
+        E_INVALID = 3,
+        E_OVERFLOW = 4,
+        E_NO_POOL = 5,
+        E_NOT_FOUND = 6,
+        E_EXISTS = 7,
+        E_DENIED = 8,
+        E_QUOTA = 9,
+        E_LIMIT = 10,
+        E_WOULD_BLOCK = 11,
+        E_TIMEOUT = 12,
+        E_NEVER_FITS = 13,
+        E_CANCELLED = 14,
+        E_INTERNAL = 15,
+};
+
+/* Alloc flags, by the protocol's values. */
+enum {
+        F_ZERO = 1,
+        F_NOWAIT = 2,
+        F_NOFAIL = 4,
+        F_PERSIST = 8,
+        F_WRITECOMBINED = 16,
+};
+#define F_KNOWN (F_ZERO | F_NOWAIT | F_NOFAIL | F_PERSIST)
+
+/* What a call did; msg is set whenever code is not E_OK. */
+struct core_result {
+        int code;
+        char msg[CORE_MSG_MAX];
+};
+
+struct core;
+struct pool;
+struct user;
+struct waiter;
+TAILQ_HEAD(waiter_list, waiter);
+
+/*
+ * One connection as the core sees it: who it is and what it holds.  The
+ * server embeds it in its connection; the core owns every field after
+ * core_client_add.
+ */
+struct client {
+        uint64_t serial; /* unique for the daemon's life; regions name their creator by it */
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        gid_t groups[MAX_GROUPS];
+        int ngroups;
+        char name[CLIENT_NAME_MAX_LEN + 1];
+        char comm[16];     /* /proc/PID/comm when it connected; "" if unreadable */
+        uint32_t holds;    /* first of its holds (region.c), or HOLD_NONE */
+        uint32_t nrefs;    /* references held, duplicates counted (max_regions_per_connection) */
+        uint32_t npending; /* regions being zeroed for it, not yet handed out */
+        uint64_t bytes;    /* bytes of the regions it created and still holds */
+        struct waiter_list waiters;
+        uint32_t nwaiters;
+        struct user *user;
+        TAILQ_ENTRY(client) link;
+};
+TAILQ_HEAD(client_list, client);
+
+/* ---- the core ---- */
+
+int core_new(struct core **ret, const struct limits *limits);
+/* Drops every client's holds without replies, destroys regions and pools. NULL is fine. */
+void core_free(struct core *core);
+void core_set_limits(struct core *core, const struct limits *limits);
+const struct limits *core_limits(const struct core *core);
+/* Monotonic milliseconds; the server sets it each loop turn (tests and fuzzers set their own). */
+void core_set_now(struct core *core, uint64_t now_ms);
+uint64_t core_now(const struct core *core);
+
+/* ---- clients ---- */
+
+/* Registers cl (filled by the caller up to comm); E_LIMIT when its uid has max_connections_per_uid. */
+int core_client_add(struct core *core, struct client *cl, struct core_result *res);
+/* Cancels its waiters without answering them and drops every reference it holds. */
+void core_client_remove(struct core *core, struct client *cl);
+const struct client_list *core_clients(const struct core *core);
+uint32_t core_nclients(const struct core *core);
+
+/* ---- requests: each validates first and changes nothing on error ---- */
+
+struct alloc_request {
+        const char *pool;
+        uint64_t size, count; /* count 0: 1; count x size is checked for overflow */
+        struct range_req req;
+        int numa_node; /* -1: any */
+        uint32_t flags;
+        uint32_t timeout_ms; /* 0: the daemon's wait_timeout */
+        const char *name;    /* NULL or "": unnamed */
+};
+
+/* What an Alloc, Attach or a granted waiter produced. */
+enum grant {
+        GRANT_NONE,    /* an error: see the result */
+        GRANT_REGION,  /* *slot is the client's now */
+        GRANT_ZEROING, /* *slot is to be zeroed (core_zero_run) before it is the client's */
+        GRANT_WAITING, /* queued: the outcome comes from core_done_pop */
+};
+
+/* Returns an enum grant; req_id comes back with a waiter's outcome. */
+int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_request *m, uint32_t *slot,
+               struct core_result *res);
+int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
+int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
+int core_attach(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res);
+
+/* Zeroing off the loop thread: the bytes of slot, read on the loop thread before the job starts. */
+struct zero_job {
+        struct pool *pool;
+        uint64_t offset, size;
+};
+void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job);
+/* Runs on a worker thread. */
+int core_zero_run(const struct zero_job *job);
+/*
+ * Back on the loop thread: the region becomes cl's (cl NULL: its client is
+ * gone, the region is dropped).  Returns GRANT_REGION or GRANT_NONE (result
+ * failed; the region is gone, nothing was allocated).
+ */
+int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int result, struct core_result *res);
+
+/* ---- deferred work ---- */
+
+/* Expires waiters past their deadline and retries those of pools that became ready; once per loop turn. */
+void core_run(struct core *core);
+/* True when core_run has work (a pool became ready). */
+bool core_pending(const struct core *core);
+/* The earliest waiter deadline, or UINT64_MAX. */
+uint64_t core_next_deadline(const struct core *core);
+
+/* A finished waiter: granted (grant, slot) or failed (res).  Free it with core_done_free. */
+struct core_done {
+        struct client *client;
+        uint64_t req_id;
+        int grant;
+        uint32_t slot;
+        struct core_result res;
+};
+/* The next finished waiter, or NULL; d is the caller's to fill. */
+bool core_done_pop(struct core *core, struct core_done *d);
+/* Ends every waiter with E_CANCELLED (the daemon stops); their outcomes go on the done list. */
+void core_cancel_waiters(struct core *core, const char *why);
+
+/* Region and client names: 1 to max bytes, no control characters. */
+bool core_valid_name(const char *s, size_t max);
+
+/* ---- pools ---- */
+
+/* Makes a pool from conf; on error a message.  -ENODEV: it needs a GPU allocd cannot use (listed unavailable). */
+int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize);
+struct pool *core_pool_find(const struct core *core, const char *name);
+size_t core_npools(const struct core *core);
+/* The i-th pool (i < core_npools), available or not. */
+struct pool *core_pool_at(const struct core *core, size_t i);
+
+/* What Status and Dump show of a pool. */
+struct pool_info {
+        const char *name;
+        enum pool_kind kind;
+        uint32_t id;
+        bool available;
+        const char *reason;  /* !available: why */
+        const char *backend; /* "memfd", "vmm", or NULL */
+        int fd;              /* -1: no memory to map */
+        uint64_t size;       /* the mapping's size */
+        struct range_stats stats;
+        uint64_t regions, waiters;
+        uint64_t size_asked; /* as configured (a vmm pool's size is rounded up) */
+        const struct pool_conf *conf;
+        const uint8_t *uuid; /* gpu: 16 bytes */
+};
+void core_pool_info(const struct pool *p, struct pool_info *info);
+const char *core_pool_name(const struct pool *p);
+enum pool_kind core_pool_kind(const struct pool *p);
+enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };
+bool core_pool_may(const struct pool *p, const struct client *cl, int what);
+/* SIGHUP: access rules and quota of a running pool. */
+void core_pool_update(struct pool *p, const struct pool_conf *conf);
+/* Forgets an unavailable pool taken out of the configuration. */
+void core_pool_forget(struct core *core, const char *name);
+
+/* ---- regions, for Status and Dump ---- */
+
+struct region_info {
+        uint64_t id;
+        const struct pool *pool;
+        uint64_t offset, size;
+        uint32_t flags, refs;
+        uid_t uid;
+        pid_t pid;
+        uint64_t creator; /* serial of the creating connection */
+        uint64_t created; /* seconds since the epoch */
+        const char *name; /* NULL: unnamed */
+        bool pending;     /* not yet handed out (being zeroed) */
+};
+void core_region_info(const struct core *core, uint32_t slot, struct region_info *info);
+/* The first live slot at or after *slot; false when there is none. */
+bool core_region_next(const struct core *core, uint32_t *slot);
+/* The slot of a live region id, or -ENOENT. */
+int core_region_slot(const struct core *core, uint64_t id);
+/* Calls fn for each client holding slot, with its count of references; stops when fn returns false. */
+void core_region_holders(const struct core *core, uint32_t slot,
+                         bool (*fn)(const struct client *cl, uint32_t count, void *data), void *data);
+
+/* Totals for STATUS= and benchmarks. */
+struct core_stats {
+        uint64_t regions, names, holds, waiters, used, total;
+        uint64_t tries;     /* waiters tried against a pool since start */
+        size_t table_bytes; /* memory of the region table, holds and names */
+};
+void core_stats(const struct core *core, struct core_stats *st);
+
+#endif

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The listening socket.  A path we bind is ours to clean up, but only if it
+ * is a socket: a slip of the finger (--socket allocd.conf) must not delete a
+ * file.  A socket file left by a crash is taken over only when nothing
+ * answers on it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "listen.h"
+
+void listen_remove(const char *path) {
+        struct stat st;
+
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+                unlink(path);
+}
+
+int listen_adopt(int fd) {
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                return -errno;
+        return 0;
+}
+
+/* EADDRINUSE at path: a live daemon answers; a stale socket file left by a crash does not. */
+static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+        struct stat st;
+
+        if (probe >= 0)
+                close(probe);
+        if (live) {
+                snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
+                         sa->sun_path);
+                return -EADDRINUSE;
+        }
+        if (lstat(sa->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                snprintf(err, errsize, "%s exists and is not a socket; remove it or choose another --socket",
+                         sa->sun_path);
+                return -EEXIST;
+        }
+        unlink(sa->sun_path);
+        return 0;
+}
+
+int listen_open(const char *path, char *err, size_t errsize) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char dir[sizeof(sa.sun_path)];
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                snprintf(err, errsize, "socket path %s is longer than %zu bytes; choose a shorter --socket", path,
+                         sizeof(sa.sun_path) - 1);
+                return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, path);
+        strcpy(dir, path);
+        /* The parent of a default path is ours to create: /run/allocd, or $XDG_RUNTIME_DIR/allocd. */
+        if (mkdir(dirname(dir), geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                snprintf(err, errsize, "creating %s for the socket: %s", dir, strerror(errno));
+                return r;
+        }
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "socket: %s", strerror(errno));
+                return r;
+        }
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        if (r < 0 && errno == EADDRINUSE) {
+                if ((r = take_over(&sa, err, errsize)) < 0) {
+                        close(fd);
+                        return r;
+                }
+                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        }
+        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "listening on %s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        /* Who may do what is each pool's mode; anyone may connect and ask for status. */
+        chmod(path, 0666);
+        return fd;
+}

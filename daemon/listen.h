@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_LISTEN_H
+#define ALLOCD_LISTEN_H
+
+/* The listening socket (listen.c): made at a path, or passed by systemd. */
+
+#include <stddef.h>
+
+/* A listening, non-blocking SOCK_SEQPACKET socket bound at path; or a negative errno value and why in err. */
+int listen_open(const char *path, char *err, size_t errsize);
+/* Makes a socket systemd passed non-blocking and close-on-exec. */
+int listen_adopt(int fd);
+/* Removes the socket file at path, and nothing that is not a socket. */
+void listen_remove(const char *path);
+
+#endif

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_LOG_H
+#define ALLOCD_LOG_H
+
+/* Logging (log.c): stderr, or the journal with fields when systemd started us. */
+
+#include <stdint.h>
+#include <sys/types.h>
+
+enum { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARNING = 4, LOG_LEVEL_NOTICE = 5, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
+
+struct log_ctx {
+        const char *pool;
+        uint64_t region;
+        pid_t pid;
+};
+
+void log_init(void);
+void log_set_level(int level);
+int log_get_level(void);
+int log_level_parse(const char *s);
+void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define log_err(...) logx(LOG_LEVEL_ERR, NULL, __VA_ARGS__)
+#define log_warn(...) logx(LOG_LEVEL_WARNING, NULL, __VA_ARGS__)
+#define log_info(...) logx(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) logx(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
+
+#endif

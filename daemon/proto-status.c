@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Status and Dump: the core's state, marshalled into one packet each.  Both
+ * page: Status lists the clients after a serial until the packet is full and
+ * says how many it left out; Dump lists regions after an id, at most
+ * DUMP_MAX a packet, and says whether there are more, so neither side ever
+ * holds more than a packet of it, however many regions there are.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "proto.h"
+
+static uint64_t started_realtime, started_ms;
+
+void proto_set_started(uint64_t realtime_s, uint64_t monotonic_ms) {
+        started_realtime = realtime_s;
+        started_ms = monotonic_ms;
+}
+
+/* A pool Status lists: made, or configured and waiting for a GPU. */
+static bool listed(const struct pool_info *p) {
+        return p->available || *p->reason;
+}
+
+static size_t nspans(const struct pool_info *p) {
+        return p->kind == POOL_FPGA ? p->conf->nranges : 1;
+}
+
+/* A pinned pool's flags, as a slice of this: both, "portable" alone, or "devicemap" alone. */
+static char *flag_names[] = {"portable", "devicemap"};
+
+static void fill_pool(Allocd__PoolStatus *ps, const struct pool_info *p, Allocd__Span *sp, Allocd__Span **spp) {
+        allocd__pool_status__init(ps);
+        ps->name = (char *)p->name;
+        ps->has_kind = ps->has_size = ps->has_used = ps->has_free = ps->has_largest_free = ps->has_regions =
+                ps->has_waiters = ps->has_quantum = true;
+        ps->kind = (Allocd__PoolKind)p->kind;
+        ps->size = p->stats.total;
+        ps->used = p->stats.in_use;
+        ps->free = p->stats.free;
+        ps->largest_free = p->stats.largest_free;
+        ps->regions = p->regions;
+        ps->waiters = p->waiters;
+        ps->quantum = p->stats.quantum;
+        ps->backend = (char *)p->backend;
+        ps->has_device = p->kind == POOL_GPU;
+        ps->device = p->conf->device;
+        if (p->kind == POOL_PINNED && strcmp(p->backend, "vmm")) {
+                uint32_t f = p->conf->register_flags;
+                ps->flags = &flag_names[f & REGISTER_PORTABLE ? 0 : 1];
+                ps->n_flags = (size_t) !!(f & REGISTER_PORTABLE) + !!(f & REGISTER_DEVICEMAP);
+        }
+        ps->spans = spp;
+        ps->n_spans = nspans(p);
+        for (size_t j = 0; j < ps->n_spans; j++) {
+                allocd__span__init(&sp[j]);
+                sp[j].has_address = sp[j].has_size = true;
+                sp[j].address = p->kind == POOL_FPGA ? p->conf->ranges[j].base : 0;
+                sp[j].size = p->kind == POOL_FPGA ? p->conf->ranges[j].size : p->conf->size;
+                spp[j] = &sp[j];
+        }
+}
+
+void proto_status(struct core *core, const struct session *s, uint64_t id, const Allocd__Status *m,
+                  struct proto_out *out) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__StatusReply st = ALLOCD__STATUS_REPLY__INIT;
+        uint64_t after = m->has_clients_after ? m->clients_after : 0, omitted = 0;
+        size_t npools = core_npools(core), nsp = 0, nc = core_nclients(core), n = 0;
+        size_t budget = WIRE_MAX_PACKET - 1024;
+        struct pool_info *info = calloc(npools + 1, sizeof(*info));
+        const struct client *k;
+        struct timespec now;
+
+        (void)s;
+        for (size_t i = 0; info && i < npools; i++) {
+                core_pool_info(core_pool_at(core, i), &info[i]);
+                nsp += info[i].available ? nspans(&info[i]) : 0;
+        }
+        Allocd__PoolStatus *ps = calloc(npools + 1, sizeof(*ps)), **pp = calloc(npools + 1, sizeof(*pp));
+        Allocd__Span *sp = calloc(nsp + 1, sizeof(*sp)), **spp = calloc(nsp + 1, sizeof(*spp));
+        Allocd__ClientStatus *cs = calloc(nc + 1, sizeof(*cs)), **cp = calloc(nc + 1, sizeof(*cp));
+        Allocd__UnavailablePool *us = calloc(npools + 1, sizeof(*us)), **up = calloc(npools + 1, sizeof(*up));
+
+        if (!info || !ps || !pp || !sp || !spp || !cs || !cp || !us || !up) {
+                proto_error(out, id, E_INTERNAL, "out of memory");
+                goto out;
+        }
+        nsp = 0;
+        for (size_t i = 0; i < npools; i++) {
+                if (info[i].available) {
+                        fill_pool(&ps[st.n_pools], &info[i], &sp[nsp], &spp[nsp]);
+                        nsp += nspans(&info[i]);
+                        pp[st.n_pools] = &ps[st.n_pools];
+                        st.n_pools++;
+                } else if (listed(&info[i])) {
+                        allocd__unavailable_pool__init(&us[st.n_unavailable]);
+                        us[st.n_unavailable].name = (char *)info[i].name;
+                        us[st.n_unavailable].has_kind = true;
+                        us[st.n_unavailable].kind = (Allocd__PoolKind)info[i].kind;
+                        us[st.n_unavailable].reason = (char *)info[i].reason;
+                        up[st.n_unavailable] = &us[st.n_unavailable];
+                        st.n_unavailable++;
+                }
+        }
+        st.pools = pp;
+        st.unavailable = up;
+        st.daemon_version = (char *)ALLOCD_VERSION;
+        st.has_uptime = st.has_started = true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        st.uptime = ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - started_ms) / 1000;
+        st.started = started_realtime;
+        size_t fixed = allocd__status_reply__get_packed_size(&st);
+        budget = fixed < budget ? budget - fixed : 0; /* pools too many to list: proto_pack answers INTERNAL */
+        TAILQ_FOREACH(k, core_clients(core), link) {
+                Allocd__ClientStatus *x = &cs[n];
+
+                if (k->serial <= after)
+                        continue;
+                if (omitted) {
+                        omitted++;
+                        continue;
+                }
+                allocd__client_status__init(x);
+                x->has_pid = x->has_uid = x->has_regions = x->has_bytes = x->has_waiters = x->has_serial = true;
+                x->pid = k->pid;
+                x->uid = k->uid;
+                x->name = (char *)k->name;
+                x->comm = (char *)k->comm;
+                x->regions = k->nrefs;
+                x->bytes = k->bytes;
+                x->waiters = k->nwaiters;
+                x->serial = k->serial;
+                size_t sz = allocd__client_status__get_packed_size(x) + 8;
+                if (sz > budget) {
+                        omitted++;
+                        continue;
+                }
+                budget -= sz;
+                cp[n++] = x;
+        }
+        st.n_clients = n;
+        st.clients = cp;
+        st.has_clients_omitted = true;
+        st.clients_omitted = omitted;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_STATUS;
+        reply.status = &st;
+        proto_pack(out, &reply);
+out:
+        free(info);
+        free(ps);
+        free(pp);
+        free(sp);
+        free(spp);
+        free(cs);
+        free(cp);
+        free(us);
+        free(up);
+}
+
+/* Holders listed per region in a Dump; the rest are counted in holders_omitted. */
+#define HOLDERS_LISTED 32
+#define DUMP_MAX 512
+
+struct holder_block {
+        Allocd__Holder h[HOLDERS_LISTED];
+        Allocd__Holder *p[HOLDERS_LISTED];
+        Allocd__Region *out;
+};
+
+static bool add_holder(const struct client *cl, uint32_t count, void *data) {
+        struct holder_block *b = data;
+        Allocd__Region *out = b->out;
+
+        (void)count;
+        if (out->n_holders == HOLDERS_LISTED) {
+                out->holders_omitted++;
+                return true;
+        }
+        Allocd__Holder *x = &b->h[out->n_holders];
+        allocd__holder__init(x);
+        x->has_pid = x->has_uid = true;
+        x->pid = cl->pid;
+        x->uid = cl->uid;
+        x->name = (char *)cl->name;
+        x->comm = (char *)cl->comm;
+        b->p[out->n_holders++] = x;
+        return true;
+}
+
+static void fill_region(Allocd__Region *out, const struct region_info *r) {
+        allocd__region__init(out);
+        out->has_id = out->has_kind = out->has_offset = out->has_size = true;
+        out->id = r->id;
+        out->pool = (char *)core_pool_name(r->pool);
+        out->kind = (Allocd__PoolKind)core_pool_kind(r->pool);
+        out->offset = r->offset;
+        out->size = r->size;
+        out->name = (char *)r->name;
+        out->has_flags = out->has_refs = out->has_uid = out->has_pid = out->has_created = true;
+        out->flags = r->flags;
+        out->refs = r->refs;
+        out->uid = r->uid;
+        out->pid = r->pid;
+        out->created = r->created;
+        out->has_holders_omitted = true;
+}
+
+void proto_dump(struct core *core, const struct session *s, uint64_t id, const Allocd__Dump *m, struct proto_out *out) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__DumpReply d = ALLOCD__DUMP_REPLY__INIT;
+        Allocd__Region *rs = calloc(DUMP_MAX, sizeof(*rs));
+        Allocd__Region **rp = calloc(DUMP_MAX, sizeof(*rp));
+        struct holder_block *blocks = calloc(DUMP_MAX, sizeof(*blocks));
+        const struct client *cl = &s->client;
+        size_t n = 0, budget = WIRE_MAX_PACKET - 256;
+        uint32_t slot = m->has_after && m->after ? (uint32_t)m->after + 1 : 0;
+        const struct pool *only = NULL;
+        bool more = false;
+
+        if (!rs || !rp || !blocks) {
+                proto_error(out, id, E_INTERNAL, "out of memory");
+                goto out;
+        }
+        if (m->has_after && m->after && (uint32_t)m->after == UINT32_MAX)
+                slot = UINT32_MAX; /* nothing after the last slot */
+        if (m->pool && (!core_valid_name(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
+                char msg[128];
+                snprintf(msg, sizeof(msg), "no pool is named '%.64s'; 'allocctl status' lists the pools", m->pool);
+                proto_error(out, id, E_NO_POOL, msg);
+                goto out;
+        }
+        for (; slot != UINT32_MAX && core_region_next(core, &slot); slot++) {
+                struct region_info r;
+                core_region_info(core, slot, &r);
+                if (only && r.pool != only)
+                        continue;
+                if (cl->uid != 0 && r.uid != cl->uid && !core_pool_may(r.pool, cl, ACCESS_ATTACH) &&
+                    !core_pool_may(r.pool, cl, ACCESS_ALLOC))
+                        continue;
+                if (n == DUMP_MAX) {
+                        more = true;
+                        break;
+                }
+                fill_region(&rs[n], &r);
+                blocks[n].out = &rs[n];
+                core_region_holders(core, slot, add_holder, &blocks[n]);
+                rs[n].holders = blocks[n].p;
+                size_t sz = allocd__region__get_packed_size(&rs[n]) + 8;
+                if (sz > budget) {
+                        more = true;
+                        break;
+                }
+                budget -= sz;
+                rp[n] = &rs[n];
+                n++;
+        }
+        d.n_regions = n;
+        d.regions = rp;
+        d.has_more = true;
+        d.more = more;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_DUMP;
+        reply.dump = &d;
+        proto_pack(out, &reply);
+out:
+        free(blocks);
+        free(rs);
+        free(rp);
+}

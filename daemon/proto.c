@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Requests in, replies out (docs/ARCHITECTURE.md, "How a request travels").
+ * Unpacking is bounded (a byte budget over a reused arena); a request that is
+ * not an allocd.Request, or anything but Hello first, ends the connection
+ * after an error reply.  Each handler maps the message onto a core call; the
+ * core validates and answers with a code and a message, which go back as
+ * they are.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proto.h"
+
+/* The core's codes are the protocol's, value for value. */
+#define SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(SAME(E_OK, ALLOCD__ERROR__OK) && SAME(E_INVALID, ALLOCD__ERROR__INVALID) &&
+                       SAME(E_LIMIT, ALLOCD__ERROR__LIMIT) && SAME(E_WOULD_BLOCK, ALLOCD__ERROR__WOULD_BLOCK) &&
+                       SAME(E_CANCELLED, ALLOCD__ERROR__CANCELLED) && SAME(E_INTERNAL, ALLOCD__ERROR__INTERNAL),
+               "core errors are the protocol's");
+_Static_assert(SAME(F_ZERO, ALLOCD__FLAG__ZERO) && SAME(F_NOWAIT, ALLOCD__FLAG__NOWAIT) &&
+                       SAME(F_NOFAIL, ALLOCD__FLAG__NOFAIL) && SAME(F_PERSIST, ALLOCD__FLAG__PERSIST) &&
+                       SAME(F_WRITECOMBINED, ALLOCD__FLAG__WRITECOMBINED),
+               "core flags are the protocol's");
+_Static_assert(SAME(POOL_HOST, ALLOCD__POOL_KIND__HOST) && SAME(POOL_FPGA, ALLOCD__POOL_KIND__FPGA) &&
+                       SAME(POOL_PINNED, ALLOCD__POOL_KIND__PINNED) && SAME(POOL_GPU, ALLOCD__POOL_KIND__GPU),
+               "pool kinds are the protocol's");
+
+void proto_pack(struct proto_out *out, const Allocd__Reply *reply) {
+        size_t len = allocd__reply__get_packed_size(reply);
+
+        if (len > sizeof(out->buf)) {
+                log_err("a reply of %zu bytes does not fit in one packet; answering INTERNAL", len);
+                out->fd = -1;
+                proto_error(out, reply->id, E_INTERNAL, "the reply does not fit in one packet (allocd's log)");
+                return;
+        }
+        out->len = allocd__reply__pack(reply, out->buf);
+}
+
+void proto_error(struct proto_out *out, uint64_t req_id, int code, const char *msg) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+
+        reply.has_id = reply.has_error = true;
+        reply.id = req_id;
+        reply.error = (Allocd__Error)code;
+        reply.message = (char *)msg;
+        proto_pack(out, &reply);
+}
+
+static void reply_result(struct proto_out *out, uint64_t id, const struct core_result *res) {
+        proto_error(out, id, res->code, res->code == E_OK ? NULL : res->msg);
+}
+
+/* Marks pool id as sent to s; false if it was already (or out of memory: then it is sent again, harmless). */
+static bool first_fd(struct session *s, uint32_t id) {
+        if (s->nfd_sent <= id) {
+                size_t n = id + 16;
+                uint8_t *f = realloc(s->fd_sent, n);
+                if (!f)
+                        return true;
+                memset(f + s->nfd_sent, 0, n - s->nfd_sent);
+                s->fd_sent = f;
+                s->nfd_sent = n;
+        }
+        if (s->fd_sent[id])
+                return false;
+        s->fd_sent[id] = 1;
+        return true;
+}
+
+/* The region's reply; with the pool's fd the first time this connection gets a region of that pool. */
+static void reply_region(struct core *core, struct session *s, struct proto_out *out, uint64_t id, uint32_t slot) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__Region region = ALLOCD__REGION__INIT;
+        struct region_info r;
+        struct pool_info p;
+
+        core_region_info(core, slot, &r);
+        core_pool_info(r.pool, &p);
+        region.has_id = region.has_kind = region.has_offset = region.has_size = true;
+        region.id = r.id;
+        region.pool = (char *)p.name;
+        region.kind = (Allocd__PoolKind)p.kind;
+        region.offset = r.offset;
+        region.size = r.size;
+        region.name = (char *)r.name;
+        if (p.fd >= 0 && first_fd(s, p.id)) {
+                out->fd = p.fd;
+                region.has_pool_fd = region.pool_fd = true;
+                region.has_pool_size = true;
+                region.pool_size = p.size;
+                region.has_backing = true;
+                region.backing = !strcmp(p.backend, "vmm") ? ALLOCD__BACKING__CUDA_VMM : ALLOCD__BACKING__MEMFD;
+                if (p.kind == POOL_PINNED) {
+                        region.has_register_flags = true;
+                        region.register_flags = p.conf->register_flags;
+                }
+                if (p.kind == POOL_GPU) {
+                        region.has_device_uuid = true;
+                        region.device_uuid.data = (uint8_t *)p.uuid;
+                        region.device_uuid.len = 16;
+                }
+        }
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.error = ALLOCD__ERROR__OK;
+        reply.body_case = ALLOCD__REPLY__BODY_REGION;
+        reply.region = &region;
+        proto_pack(out, &reply);
+}
+
+/* What a grant asks of the server: a reply now, zeroing first, or nothing yet. */
+static void granted(struct core *core, struct session *s, struct proto_out *out, uint64_t id, int grant, uint32_t slot,
+                    const struct core_result *res) {
+        switch (grant) {
+        case GRANT_REGION:
+                return reply_region(core, s, out, id, slot);
+        case GRANT_ZEROING:
+                out->zero = true;
+                out->slot = slot;
+                out->req_id = id;
+                return;
+        case GRANT_WAITING:
+                return;
+        default:
+                return reply_result(out, id, res);
+        }
+}
+
+static void handle_alloc(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                         const Allocd__Alloc *m) {
+        struct alloc_request a = {
+                .pool = m->pool,
+                .size = m->has_size ? m->size : 0,
+                .count = m->has_count ? m->count : 1,
+                .req =
+                        {
+                                .align = m->has_align ? m->align : 0,
+                                .phase = m->has_phase ? m->phase : 0,
+                                .boundary = m->has_boundary ? m->boundary : 0,
+                                .low = m->has_low ? m->low : 0,
+                                .high = m->has_high ? m->high : 0,
+                        },
+                .numa_node = m->has_numa_node ? m->numa_node : -1,
+                .flags = m->has_flags ? m->flags : 0,
+                .timeout_ms = m->has_timeout_ms ? m->timeout_ms : 0,
+                .name = m->name,
+        };
+        struct core_result res;
+        uint32_t slot = 0;
+
+        if (m->has_count && m->count == 0)
+                return proto_error(out, id, E_INVALID, "count must be above 0 (or unset for 1)");
+        int grant = core_alloc(core, &s->client, id, &a, &slot, &res);
+        granted(core, s, out, id, grant, slot, &res);
+}
+
+static void handle_attach(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                          const Allocd__Attach *m) {
+        struct core_result res;
+        uint32_t slot;
+
+        if (core_attach(core, &s->client, m->name, &slot, &res) != E_OK)
+                return reply_result(out, id, &res);
+        reply_region(core, s, out, id, slot);
+}
+
+static void handle_hello(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                         const Allocd__Hello *m) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__HelloReply hello = ALLOCD__HELLO_REPLY__INIT;
+        const struct limits *l = core_limits(core);
+        char msg[256];
+
+        if (s->hello)
+                return proto_error(out, id, E_PROTOCOL, "Hello was already sent");
+        if (!m->has_version || m->version != WIRE_VERSION) {
+                snprintf(msg, sizeof(msg),
+                         "this allocd speaks protocol version %d, the client %u; use a matching liballoc-client",
+                         WIRE_VERSION, m->has_version ? m->version : 0);
+                out->close = true;
+                return proto_error(out, id, E_VERSION, msg);
+        }
+        if (m->client_name) {
+                if (!core_valid_name(m->client_name, CLIENT_NAME_MAX_LEN)) {
+                        snprintf(msg, sizeof(msg), "client_name is 1-%d bytes without control characters",
+                                 CLIENT_NAME_MAX_LEN);
+                        return proto_error(out, id, E_INVALID, msg);
+                }
+                strcpy(s->client.name, m->client_name);
+        }
+        s->hello = true;
+        hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
+        hello.version = WIRE_VERSION;
+        hello.daemon_version = (char *)ALLOCD_VERSION;
+        hello.max_packet = WIRE_MAX_PACKET;
+        hello.max_regions = l->max_regions_per_connection;
+        hello.max_waiters = l->max_waiters_per_connection;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_HELLO;
+        reply.hello = &hello;
+        proto_pack(out, &reply);
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = s->client.pid}, "client pid %d uid %u connected as '%s'",
+             (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
+}
+
+static void dispatch(struct core *core, struct session *s, const Allocd__Request *req, struct proto_out *out) {
+        uint64_t id = req->has_id ? req->id : 0;
+        struct core_result res;
+
+        if (!s->hello && req->body_case != ALLOCD__REQUEST__BODY_HELLO) {
+                out->close = true;
+                return proto_error(out, id, E_PROTOCOL, "the first request must be Hello; closing");
+        }
+        switch (req->body_case) {
+        case ALLOCD__REQUEST__BODY_HELLO:
+                return handle_hello(core, s, out, id, req->hello);
+        case ALLOCD__REQUEST__BODY_ALLOC:
+                return handle_alloc(core, s, out, id, req->alloc);
+        case ALLOCD__REQUEST__BODY_FREE:
+                core_free_region(core, &s->client, req->free->region, &res);
+                return reply_result(out, id, &res);
+        case ALLOCD__REQUEST__BODY_ATTACH:
+                return handle_attach(core, s, out, id, req->attach);
+        case ALLOCD__REQUEST__BODY_DETACH:
+                core_detach(core, &s->client, req->detach->region, &res);
+                return reply_result(out, id, &res);
+        case ALLOCD__REQUEST__BODY_STATUS:
+                return proto_status(core, s, id, req->status, out);
+        case ALLOCD__REQUEST__BODY_DUMP:
+                return proto_dump(core, s, id, req->dump, out);
+        default:
+                return proto_error(out, id, E_INVALID,
+                                   "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status "
+                                   "and Dump");
+        }
+}
+
+static void out_init(struct proto_out *out) {
+        out->len = 0;
+        out->fd = -1;
+        out->close = out->zero = false;
+}
+
+void proto_request(struct core *core, struct session *s, const uint8_t *buf, size_t len, void *arena, size_t arena_size,
+                   struct proto_out *out) {
+        struct wire_budget budget;
+        Allocd__Request *req;
+
+        out_init(out);
+        wire_budget_init(&budget, WIRE_UNPACK_BUDGET, arena, arena_size);
+        req = allocd__request__unpack(&budget.allocator, len, buf);
+        if (!req) {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
+                     "client pid %d sent %zu bytes that are not an allocd request; disconnecting it",
+                     (int)s->client.pid, len);
+                out->close = true;
+                return proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
+        }
+        dispatch(core, s, req, out);
+        wire_budget_free(&budget, &req->base);
+}
+
+void proto_done(struct core *core, struct session *s, const struct core_done *d, struct proto_out *out) {
+        out_init(out);
+        granted(core, s, out, d->req_id, d->grant, d->slot, &d->res);
+}
+
+void proto_zeroed(struct core *core, struct session *s, uint32_t slot, uint64_t req_id, int result,
+                  struct proto_out *out) {
+        struct core_result res;
+        int grant = core_zero_done(core, s ? &s->client : NULL, slot, result, &res);
+
+        out_init(out);
+        if (s)
+                granted(core, s, out, req_id, grant, slot, &res);
+}
+
+void session_clear(struct session *s) {
+        free(s->fd_sent);
+        s->fd_sent = NULL;
+        s->nfd_sent = 0;
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_PROTO_H
+#define ALLOCD_PROTO_H
+
+/*
+ * The protocol layer (docs/ARCHITECTURE.md, "Layers"): a packet in, a reply
+ * out.  It decodes and validates a request, calls the core and encodes what
+ * the core answered; it sends nothing and keeps no state but the session's.
+ * The server owns the socket and acts on what proto_out asks.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocd.pb-c.h"
+#include "core.h"
+#include "wire.h"
+
+/* One connection as the protocol sees it. */
+struct session {
+        struct client client; /* the core's */
+        bool hello;
+        uint8_t *fd_sent; /* by pool id: this connection has the pool's fd */
+        size_t nfd_sent;
+};
+
+struct proto_out {
+        uint8_t buf[WIRE_MAX_PACKET];
+        size_t len; /* 0: nothing to send now */
+        int fd;     /* -1, or a pool's fd to send beside the reply (still the core's) */
+        bool close; /* close the connection once the reply is out */
+        bool zero;  /* start zeroing slot; answer req_id when that is done (proto_zeroed) */
+        uint32_t slot;
+        uint64_t req_id;
+};
+
+/* The daemon's start, for Status. */
+void proto_set_started(uint64_t realtime_s, uint64_t monotonic_ms);
+/* The request in buf[0, len); arena is scratch memory for unpacking (WIRE_UNPACK_BUDGET is the limit). */
+void proto_request(struct core *core, struct session *s, const uint8_t *buf, size_t len, void *arena, size_t arena_size,
+                   struct proto_out *out);
+/* A waiter's outcome, for its session. */
+void proto_done(struct core *core, struct session *s, const struct core_done *d, struct proto_out *out);
+/* Zeroing slot ended with result (s NULL: its connection is gone, nothing is sent). */
+void proto_zeroed(struct core *core, struct session *s, uint32_t slot, uint64_t req_id, int result,
+                  struct proto_out *out);
+/* An error reply. */
+void proto_error(struct proto_out *out, uint64_t req_id, int code, const char *msg);
+void session_clear(struct session *s);
+
+/* Status and Dump (proto-status.c). */
+void proto_status(struct core *core, const struct session *s, uint64_t id, const Allocd__Status *m,
+                  struct proto_out *out);
+void proto_dump(struct core *core, const struct session *s, uint64_t id, const Allocd__Dump *m, struct proto_out *out);
+/* Packs reply into out (an INTERNAL error reply if it does not fit). */
+void proto_pack(struct proto_out *out, const Allocd__Reply *reply);
+
+#endif

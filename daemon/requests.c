@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core's requests: Alloc, Free, Detach, Attach and the end of zeroing.
+ * Each validates its whole input before it touches state, so a refused
+ * request changes nothing (docs/ARCHITECTURE.md, "How a request travels").
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core-impl.h"
+#include "log.h"
+
+bool core_valid_name(const char *s, size_t max) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > max)
+                return false;
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
+/* The pool a request names, if cl may use it for what. */
+static struct pool *usable_pool(struct core *core, const struct client *cl, const char *name, int what,
+                                struct core_result *res) {
+        struct pool *p = name && *name ? core_pool_find(core, name) : NULL;
+
+        if (!name || !*name) {
+                fail(res, E_INVALID, "Alloc needs a pool name");
+                return NULL;
+        }
+        if (!p) {
+                fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", name);
+                return NULL;
+        }
+        if (!p->available) {
+                fail(res, E_NO_POOL, "pool %s (%s) is configured but not available: %s", p->conf.name,
+                     pool_kind_name(p->conf.kind), p->reason);
+                return NULL;
+        }
+        if (!core_pool_may(p, cl, what)) {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
+                     "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
+                     what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
+                fail(res, E_DENIED,
+                     "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
+                     "owner/group/mode",
+                     (unsigned)cl->uid, what == ACCESS_ALLOC ? "allocate in" : "attach regions of", p->conf.name,
+                     (unsigned)p->conf.owner, (unsigned)p->conf.group, (unsigned)p->conf.mode);
+                return NULL;
+        }
+        return p;
+}
+
+static int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
+                       struct core_result *res) {
+        struct pool *p = usable_pool(core, cl, m->pool, ACCESS_ALLOC, res);
+        uint64_t count = m->count ? m->count : 1;
+
+        if (!p)
+                return res->code;
+        if (m->size == 0)
+                return fail(res, E_INVALID, "size must be above 0");
+        if (m->size > UINT64_MAX / count)
+                return fail(res, E_OVERFLOW, "count %" PRIu64 " x size %" PRIu64 " overflows 64 bits", count, m->size);
+        if (m->flags & F_WRITECOMBINED)
+                return fail(res, E_INVALID,
+                            "WRITECOMBINED: write-combined memory comes only from cuMemHostAlloc, which cannot be "
+                            "shared between processes; for memory only this process uses, call "
+                            "cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) yourself");
+        if (m->flags & ~F_KNOWN)
+                return fail(res, E_INVALID, "unknown flags %#x; known are ZERO 1, NOWAIT 2, NOFAIL 4, PERSIST 8",
+                            m->flags & ~F_KNOWN);
+        if ((m->flags & F_NOWAIT) && (m->flags & F_NOFAIL))
+                return fail(res, E_INVALID, "NOWAIT and NOFAIL contradict each other");
+        if ((m->flags & F_ZERO) && !p->ops->zero)
+                return fail(res, E_INVALID, "pool %s is an address space without memory; ZERO does not apply",
+                            p->conf.name);
+        if (m->numa_node != -1 && m->numa_node != p->conf.numa_node) {
+                if (p->conf.numa_node < 0)
+                        return fail(res, E_INVALID,
+                                    "pool %s is not bound to a NUMA node, so it cannot promise node %d; ask for any "
+                                    "node (-1) or use a pool with numa_node = %d",
+                                    p->conf.name, m->numa_node, m->numa_node);
+                return fail(res, E_INVALID, "pool %s is on NUMA node %d, not %d", p->conf.name, p->conf.numa_node,
+                            m->numa_node);
+        }
+        if (m->name && *m->name && !core_valid_name(m->name, NAME_MAX_LEN))
+                return fail(res, E_INVALID, "a region name is 1-%d bytes without control characters", NAME_MAX_LEN);
+        *a = (struct alloc_args){
+                .pool = p,
+                .size = m->size * count,
+                .req = m->req,
+                .flags = m->flags,
+                .timeout_ms = m->timeout_ms,
+        };
+        if (m->name)
+                snprintf(a->name, sizeof(a->name), "%s", m->name);
+        if (p->conf.quota_per_uid && a->size > p->conf.quota_per_uid)
+                return fail(res, E_QUOTA,
+                            "%" PRIu64 " bytes is more than the whole per-uid quota of pool %s (%" PRIu64 ")", a->size,
+                            p->conf.name, p->conf.quota_per_uid);
+        return E_OK;
+}
+
+int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_request *m, uint32_t *slot,
+               struct core_result *res) {
+        struct alloc_args a;
+        uint64_t off;
+        int e, r;
+
+        if (check_alloc(core, cl, m, &a, res) != E_OK)
+                return GRANT_NONE;
+        e = alloc_try(core, cl, &a, false, slot, res);
+        if (e == E_OK)
+                return alloc_finish(core, cl, &a, *slot, res);
+        if (e != E_WOULD_BLOCK)
+                return GRANT_NONE;
+        /* A request that no amount of freeing can satisfy fails now instead of waiting for nothing. */
+        r = range_alloc(a.pool->empty, a.size, &a.req, &off);
+        if (r < 0) {
+                explain(r, a.pool, &a, res);
+                return GRANT_NONE;
+        }
+        range_free(a.pool->empty, off, 0);
+        if (a.flags & F_NOWAIT) {
+                size_t n = strlen(res->msg);
+                snprintf(res->msg + n, sizeof(res->msg) - n, "; NOWAIT was given");
+                return GRANT_NONE;
+        }
+        if (cl->nwaiters >= core->limits.max_waiters_per_connection) {
+                size_t n = strlen(res->msg);
+                res->code = E_LIMIT;
+                snprintf(res->msg + n, sizeof(res->msg) - n,
+                         ", and this connection already has max_waiters_per_connection = %u requests waiting",
+                         core->limits.max_waiters_per_connection);
+                return GRANT_NONE;
+        }
+        if (waitq_add(core, cl, req_id, &a) < 0) {
+                fail(res, E_INTERNAL, "out of memory queueing the request");
+                return GRANT_NONE;
+        }
+        return GRANT_WAITING;
+}
+
+/* The slot of a region cl holds, by id. */
+static int held(struct core *core, const struct client *cl, uint64_t id, struct core_result *res) {
+        int slot = region_slot(&core->regions, id);
+
+        if (slot < 0 || !region_held(core, (uint32_t)slot, cl))
+                return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id), -ENOENT;
+        return slot;
+}
+
+int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
+        int slot = held(core, cl, id, res);
+        struct region_info r;
+
+        if (slot < 0)
+                return res->code;
+        core_region_info(core, (uint32_t)slot, &r);
+        if (cl->uid != r.uid && cl->uid != 0 && cl->uid != r.pool->conf.owner)
+                return fail(res, E_DENIED,
+                            "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or root may free "
+                            "it; use Detach to drop your reference",
+                            id, (unsigned)r.uid);
+        /* Free takes the name and the PERSIST reference away, and one of this holder's references. */
+        region_unpublish(core, (uint32_t)slot);
+        region_release(core, (uint32_t)slot, cl, false);
+        region_unpersist(core, (uint32_t)slot);
+        return ok_result(res);
+}
+
+int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
+        int slot = held(core, cl, id, res);
+
+        if (slot < 0)
+                return res->code;
+        region_release(core, (uint32_t)slot, cl, false);
+        return ok_result(res);
+}
+
+int core_attach(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res) {
+        struct region_info r;
+        int s;
+
+        if (!name || !core_valid_name(name, NAME_MAX_LEN))
+                return fail(res, E_INVALID, "Attach needs a name of 1-%d bytes without control characters",
+                            NAME_MAX_LEN);
+        if ((s = names_find(&core->names, name)) < 0)
+                return fail(res, E_NOT_FOUND, "no region is published as '%s'", name);
+        core_region_info(core, (uint32_t)s, &r);
+        if (!usable_pool(core, cl, r.pool->conf.name, ACCESS_ATTACH, res))
+                return res->code;
+        if (r.pending)
+                return fail(res, E_WOULD_BLOCK, "'%s' is still being zeroed for its creator; try again", name);
+        if (cl->nrefs + cl->npending >= core->limits.max_regions_per_connection)
+                return fail(res, E_LIMIT, "this connection holds max_regions_per_connection = %u regions",
+                            core->limits.max_regions_per_connection);
+        if (region_hold(core, (uint32_t)s, cl) < 0)
+                return fail(res, E_INTERNAL, "out of memory");
+        *slot = (uint32_t)s;
+        return ok_result(res);
+}
+
+void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job) {
+        const struct region *r = &core->regions.tab[slot];
+
+        *job = (struct zero_job){.pool = core->pools[r->pool], .offset = r->offset, .size = r->size};
+}
+
+int core_zero_run(const struct zero_job *job) {
+        return job->pool->ops->zero(job->pool, job->offset, job->size);
+}
+
+int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int result, struct core_result *res) {
+        if (cl)
+                cl->npending--;
+        if (!cl) {
+                region_discard(core, slot);
+                return GRANT_NONE;
+        }
+        if (result < 0) {
+                region_discard(core, slot);
+                fail(res, E_INTERNAL, "zeroing the region failed (allocd's log says why); nothing was allocated");
+                return GRANT_NONE;
+        }
+        if (region_hand_out(core, slot, cl) < 0) {
+                region_discard(core, slot);
+                fail(res, E_INTERNAL, "out of memory recording the region's holder");
+                return GRANT_NONE;
+        }
+        ok_result(res);
+        return GRANT_REGION;
+}
