@@ -281,3 +281,26 @@ int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *
         }
         return GRANT_REGION;
 }
+
+void core_stats(const struct core *core, struct core_stats *st) {
+        const struct regions *rt = &core->regions;
+        const struct holds *h = &rt->holds;
+
+        *st = (struct core_stats){
+                .regions = rt->slots.used,
+                .names = core->names.count,
+                .holds = h->slots.used,
+                .waiters = core->waitq.nwaiters,
+                .tries = core->waitq.tries,
+                .table_bytes = (size_t)rt->slots.cap * sizeof(*rt->tab) + (size_t)h->slots.cap * sizeof(*h->tab) +
+                               (size_t)h->hash_cap * sizeof(*h->hash) +
+                               (size_t)core->names.ids.cap * sizeof(*core->names.tab) +
+                               (size_t)(rt->slots.cap + h->slots.cap + core->names.ids.cap) / 8,
+        };
+        for (size_t i = 0; i < core->npools; i++) {
+                struct range_stats rs;
+                range_stats(core->pools[i]->arena, &rs);
+                st->used += rs.in_use;
+                st->total += rs.total;
+        }
+}

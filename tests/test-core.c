@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's core in-process, without a socket: the costs the restructure
+ * removed are counted here (waiter tries, hold records, table bytes), not
+ * timed, and each test is the regression test of one fault the old core had.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "slots.h"
+
+#define K UINT64_C(1024)
+
+static struct core *core;
+static uint64_t serial;
+
+static struct limits test_limits(void) {
+        return (struct limits){
+                .max_connections = 100000,
+                .max_connections_per_uid = 100000,
+                .max_regions_per_connection = 1u << 24,
+                .max_waiters_per_connection = 64,
+                .max_names = 1u << 20,
+                .max_names_per_uid = 1u << 20,
+                .max_persist_per_uid = 1u << 20,
+                .wait_timeout_ms = 1000,
+                .hello_timeout_ms = 1000,
+        };
+}
+
+static void setup_with(const struct limits *l) {
+        cr_assert_eq(core_new(&core, l), 0);
+        serial = 0;
+}
+
+static void setup(void) {
+        struct limits l = test_limits();
+        setup_with(&l);
+}
+
+static void teardown(void) {
+        core_free(core);
+        core = NULL;
+}
+
+static void add_fpga(const char *name, uint64_t size) {
+        struct span s = {.base = 1ull << 32, .size = size};
+        struct pool_conf pc = {.kind = POOL_FPGA,
+                               .has_kind = true,
+                               .quantum = 4096,
+                               .ranges = &s,
+                               .nranges = 1,
+                               .mode = 0666,
+                               .numa_node = -1};
+        char err[256];
+
+        snprintf(pc.name, sizeof(pc.name), "%s", name);
+        cr_assert_eq(core_pool_add(core, &pc, err, sizeof(err)), 0, "%s", err);
+}
+
+static void add_host(const char *name, uint64_t size) {
+        struct pool_conf pc = {.kind = POOL_HOST, .has_kind = true, .size = size, .mode = 0666, .numa_node = -1};
+        char err[256];
+
+        snprintf(pc.name, sizeof(pc.name), "%s", name);
+        cr_assert_eq(core_pool_add(core, &pc, err, sizeof(err)), 0, "%s", err);
+}
+
+static struct client *client(uid_t uid) {
+        struct client *cl = calloc(1, sizeof(*cl));
+        struct core_result res;
+
+        cl->serial = ++serial;
+        cl->uid = uid;
+        cl->pid = 1000 + (pid_t)serial;
+        cr_assert_eq(core_client_add(core, cl, &res), E_OK, "%s", res.msg);
+        return cl;
+}
+
+static void bye(struct client *cl) {
+        core_client_remove(core, cl);
+        free(cl);
+}
+
+static int alloc(struct client *cl, const char *pool, uint64_t size, uint32_t flags, const char *name, uint32_t *slot) {
+        struct alloc_request a = {.pool = pool, .size = size, .numa_node = -1, .flags = flags, .name = name};
+        struct core_result res;
+        uint32_t s = UINT32_MAX;
+        int g = core_alloc(core, cl, 0, &a, &s, &res);
+
+        if (slot)
+                *slot = s;
+        return g == GRANT_NONE ? -res.code : g;
+}
+
+static uint64_t id_of(uint32_t slot) {
+        struct region_info r;
+        core_region_info(core, slot, &r);
+        return r.id;
+}
+
+static struct core_stats stats(void) {
+        struct core_stats st;
+        core_stats(core, &st);
+        return st;
+}
+
+static unsigned drain(int *errors) {
+        struct core_done d;
+        unsigned n = 0;
+
+        while (core_done_pop(core, &d)) {
+                n++;
+                if (d.grant == GRANT_NONE && errors)
+                        (*errors)++;
+        }
+        return n;
+}
+
+TestSuite(core, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Fault 3: a hang-up that returns N regions retried every waiter N times. */
+Test(core, a_hangup_retries_each_waiter_once) {
+        enum { N = 20000, W = 400 };
+        struct client *a, *w[W];
+
+        add_fpga("f", N * 4 * K);
+        a = client(1);
+        for (int i = 0; i < N; i++)
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, NULL), GRANT_REGION);
+        for (int i = 0; i < W; i++) {
+                w[i] = client(2);
+                cr_assert_eq(alloc(w[i], "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        cr_assert_eq(stats().waiters, W);
+        bye(a);
+        cr_assert_eq(stats().tries, 0, "nothing is retried inside the hang-up");
+        core_run(core);
+        cr_assert_eq(drain(NULL), W);
+        cr_assert_leq(stats().tries, W, "%llu tries for %d waiters", (unsigned long long)stats().tries, W);
+        for (int i = 0; i < W; i++)
+                bye(w[i]);
+}
+
+/* Fault 6: waiters of one pool cost nothing to another pool's frees. */
+Test(core, another_pools_waiters_are_not_tried) {
+        struct client *a = client(1), *b = client(2);
+        uint32_t slot;
+
+        add_fpga("busy", 4 * K);
+        add_fpga("other", 64 * K);
+        cr_assert_eq(alloc(a, "busy", 4 * K, 0, NULL, NULL), GRANT_REGION);
+        for (int i = 0; i < 64; i++)
+                cr_assert_eq(alloc(b, "busy", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        for (int i = 0; i < 1000; i++) {
+                struct core_result res;
+                cr_assert_eq(alloc(a, "other", 4 * K, 0, NULL, &slot), GRANT_REGION);
+                cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_OK);
+                core_run(core);
+        }
+        cr_assert_eq(stats().tries, 0);
+        bye(b);
+        bye(a);
+}
+
+/* A waiter larger than the largest free range is skipped without a try; one that fits is granted. */
+Test(core, waiters_too_large_are_skipped_and_fifo_holds) {
+        struct client *a = client(1), *big = client(2), *small = client(3);
+        uint32_t s1, s2;
+        struct core_done d;
+        struct core_result res;
+
+        add_fpga("f", 16 * K);
+        cr_assert_eq(alloc(a, "f", 8 * K, 0, NULL, &s1), GRANT_REGION);
+        cr_assert_eq(alloc(a, "f", 8 * K, 0, NULL, &s2), GRANT_REGION);
+        cr_assert_eq(alloc(big, "f", 16 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(alloc(small, "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(core_free_region(core, a, id_of(s1), &res), E_OK);
+        core_run(core);
+        cr_assert(core_done_pop(core, &d));
+        cr_assert_eq(d.client, small);
+        cr_assert_eq(d.grant, GRANT_REGION);
+        cr_assert_not(core_done_pop(core, &d));
+        cr_assert_eq(stats().tries, 1, "the 16 KiB waiter cannot fit in 8 KiB and costs no try");
+        bye(big);
+        bye(small);
+        bye(a);
+}
+
+Test(core, waiters_time_out_by_the_clock_they_are_given) {
+        struct client *a = client(1), *b = client(2);
+        struct core_done d;
+
+        add_fpga("f", 4 * K);
+        core_set_now(core, 5000);
+        cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, NULL), GRANT_REGION);
+        cr_assert_eq(alloc(b, "f", 4 * K, 0, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(core_next_deadline(core), 6000);
+        core_set_now(core, 5999);
+        core_run(core);
+        cr_assert_not(core_done_pop(core, &d));
+        core_set_now(core, 6000);
+        core_run(core);
+        cr_assert(core_done_pop(core, &d));
+        cr_assert_eq(d.res.code, E_TIMEOUT);
+        cr_assert_eq(stats().waiters, 0);
+        cr_assert_eq(core_next_deadline(core), UINT64_MAX);
+        bye(b);
+        bye(a);
+}
+
+/* Fault 5: a connection's many references to one region are one record, dropped in one step. */
+Test(core, duplicate_holds_are_one_record) {
+        enum { N = 65536 };
+        struct client *owner = client(1), *a = client(2), *b = client(3);
+        struct core_result res;
+        uint32_t slot, s;
+
+        add_fpga("f", 64 * K);
+        cr_assert_eq(alloc(owner, "f", 4 * K, 0, "shared", &slot), GRANT_REGION);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(core_attach(core, a, "shared", &s, &res), E_OK, "%s", res.msg);
+                cr_assert_eq(core_attach(core, b, "shared", &s, &res), E_OK, "%s", res.msg);
+        }
+        cr_assert_eq(stats().holds, 3);
+        cr_assert_eq(a->nrefs, N);
+        struct region_info r;
+        core_region_info(core, slot, &r);
+        cr_assert_eq(r.refs, 2 * N + 1);
+        cr_assert_eq(core_detach(core, a, r.id, &res), E_OK);
+        cr_assert_eq(a->nrefs, N - 1);
+        bye(a);
+        core_region_info(core, slot, &r);
+        cr_assert_eq(r.refs, N + 1);
+        cr_assert_eq(stats().holds, 2);
+        bye(owner);
+        bye(b);
+        cr_assert_eq(stats().regions, 0);
+        cr_assert_eq(stats().used, 0);
+}
+
+/* Fault 8: a region being zeroed is not its creator's yet: a Free of its id does not free it. */
+Test(core, a_region_being_zeroed_cannot_be_freed) {
+        struct client *a = client(1);
+        struct core_result res;
+        struct zero_job job;
+        uint32_t slot;
+
+        add_host("h", 16 << 20);
+        cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO, "z", &slot), GRANT_ZEROING);
+        cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_NOT_FOUND);
+        cr_assert_eq(core_detach(core, a, id_of(slot), &res), E_NOT_FOUND);
+        cr_assert_eq(core_attach(core, client(2), "z", &slot, &res), E_WOULD_BLOCK);
+        cr_assert_eq(stats().used, 4 << 20);
+        core_zero_job(core, slot, &job);
+        cr_assert_eq(core_zero_run(&job), 0);
+        cr_assert_eq(core_zero_done(core, a, slot, 0, &res), GRANT_REGION);
+        cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_OK);
+        cr_assert_eq(stats().used, 0);
+        bye(a);
+}
+
+/* A client that goes while its region is zeroed: the region goes back when the worker is done. */
+Test(core, a_region_zeroed_for_a_client_that_left_goes_back) {
+        struct client *a = client(1);
+        struct core_result res;
+        uint32_t slot;
+
+        add_host("h", 16 << 20);
+        cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO | F_PERSIST, NULL, &slot), GRANT_ZEROING);
+        bye(a);
+        cr_assert_eq(stats().used, 4 << 20);
+        cr_assert_eq(core_zero_done(core, NULL, slot, 0, &res), GRANT_NONE);
+        cr_assert_eq(stats().used, 0, "PERSIST included: nothing was handed out");
+        cr_assert_eq(stats().regions, 0);
+}
+
+/* Fault 9: the region table, holds and names shrink when regions go. */
+Test(core, tables_shrink_when_regions_go) {
+        enum { N = 262144 };
+        struct client *a = client(1);
+        size_t before, peak;
+        char name[32];
+
+        add_fpga("f", (uint64_t)N * 4 * K);
+        before = stats().table_bytes;
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "n%d", i);
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, i % 4 ? NULL : name, NULL), GRANT_REGION);
+        }
+        peak = stats().table_bytes;
+        cr_assert_geq(peak, (size_t)N * 64);
+        bye(a);
+        cr_assert_eq(stats().regions, 0);
+        cr_assert_eq(stats().names, 0);
+        cr_assert_leq(stats().table_bytes, before + 16384,
+                      /* the tables' smallest sizes */ "%zu bytes left of a %zu-byte peak (%zu at start)",
+                      stats().table_bytes, peak, before);
+}
+
+/* Ids stay unique when the table shrinks and grows again. */
+Test(core, ids_are_never_reused) {
+        enum { N = 5000 };
+        uint64_t *ids = calloc(2 * N, sizeof(*ids));
+        struct client *a;
+        uint32_t slot;
+
+        add_fpga("f", N * 4 * K);
+        for (int round = 0; round < 2; round++) {
+                a = client(1);
+                for (int i = 0; i < N; i++) {
+                        cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &slot), GRANT_REGION);
+                        ids[round * N + i] = id_of(slot);
+                }
+                bye(a);
+        }
+        for (int i = 0; i < N; i++)
+                for (int j = N; j < 2 * N; j++)
+                        cr_assert_neq(ids[i], ids[j]);
+        free(ids);
+}
+
+/* Fault 7: one uid cannot take every connection, name or PERSIST region. */
+Test(core, per_uid_limits) {
+        struct limits l = test_limits();
+        struct client *bob[3], *alice;
+        struct core_result res;
+
+        teardown();
+        l.max_connections_per_uid = 2;
+        l.max_names_per_uid = 2;
+        l.max_persist_per_uid = 1;
+        setup_with(&l);
+        add_fpga("f", 64 * K);
+        bob[0] = client(1001);
+        bob[1] = client(1001);
+        bob[2] = calloc(1, sizeof(*bob[2]));
+        bob[2]->uid = 1001;
+        bob[2]->serial = ++serial;
+        cr_assert_eq(core_client_add(core, bob[2], &res), E_LIMIT);
+        cr_assert(strstr(res.msg, "max_connections_per_uid"), "%s", res.msg);
+        free(bob[2]);
+        alice = client(1002);
+        cr_assert_eq(alloc(bob[0], "f", 4 * K, 0, "b1", NULL), GRANT_REGION);
+        cr_assert_eq(alloc(bob[1], "f", 4 * K, 0, "b2", NULL), GRANT_REGION);
+        cr_assert_eq(alloc(bob[1], "f", 4 * K, 0, "b3", NULL), -E_LIMIT);
+        cr_assert_eq(alloc(alice, "f", 4 * K, 0, "a1", NULL), GRANT_REGION);
+        cr_assert_eq(alloc(bob[0], "f", 4 * K, F_PERSIST, NULL, NULL), GRANT_REGION);
+        cr_assert_eq(alloc(bob[0], "f", 4 * K, F_PERSIST, NULL, NULL), -E_LIMIT);
+        cr_assert_eq(alloc(alice, "f", 4 * K, F_PERSIST, NULL, NULL), GRANT_REGION);
+        /* Names go with their regions, and the count with them. */
+        bye(bob[1]);
+        cr_assert_eq(alloc(bob[0], "f", 4 * K, 0, "b4", NULL), GRANT_REGION);
+        bye(bob[0]);
+        bye(alice);
+        cr_assert_eq(stats().regions, 2, "the PERSIST regions stay");
+}
+
+/* A refused request changes nothing. */
+Test(core, refused_requests_change_nothing) {
+        struct client *a = client(1);
+        struct core_stats before;
+
+        add_fpga("f", 64 * K);
+        cr_assert_eq(alloc(a, "f", 4 * K, 0, "taken", NULL), GRANT_REGION);
+        before = stats();
+        cr_assert_eq(alloc(a, "f", 4 * K, 0, "taken", NULL), -E_EXISTS);
+        cr_assert_eq(alloc(a, "f", 0, 0, NULL, NULL), -E_INVALID);
+        cr_assert_eq(alloc(a, "f", 4 * K, F_ZERO, NULL, NULL), -E_INVALID);
+        cr_assert_eq(alloc(a, "f", 4 * K, F_NOWAIT | F_NOFAIL, NULL, NULL), -E_INVALID);
+        cr_assert_eq(alloc(a, "f", 128 * K, 0, NULL, NULL), -E_NEVER_FITS);
+        cr_assert_eq(alloc(a, "nope", 4 * K, 0, NULL, NULL), -E_NO_POOL);
+        cr_assert_eq(alloc(a, "f", 4 * K, 0, "bad\n", NULL), -E_INVALID);
+        struct core_stats after = stats();
+        cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0);
+        bye(a);
+}
+
+/* slots.c against a model: always the lowest free slot, hi right, capacity shrinks. */
+Test(core, slots_hand_out_the_lowest_free) {
+        enum { N = 5000 };
+        static bool used[1 << 14];
+        struct slots s;
+        unsigned seed = 7;
+        void *tab = NULL;
+
+        slots_init(&s);
+        for (int step = 0; step < 200000; step++) {
+                uint32_t i, lowest = 0, hi = 0;
+                bool get = rand_r(&seed) % 100 < (step < 100000 ? 55 : 40);
+                while (used[lowest])
+                        lowest++;
+                if (get && lowest < N) {
+                        cr_assert_eq(slots_take(&s, &tab, 8, &i), 0);
+                        cr_assert_eq(i, lowest);
+                        used[i] = true;
+                } else {
+                        i = (uint32_t)rand_r(&seed) % N;
+                        if (!used[i])
+                                continue;
+                        slots_put(&s, i);
+                        used[i] = false;
+                        slots_trim(&s, &tab, 8);
+                }
+                for (uint32_t k = 0; k < N; k++)
+                        if (used[k])
+                                hi = k + 1;
+                cr_assert_eq(s.hi, hi, "step %d", step);
+                cr_assert_geq(s.cap, hi);
+        }
+        cr_assert_leq(s.cap, 4 * (s.hi > SLOTS_MIN ? s.hi : SLOTS_MIN));
+        slots_clear(&s);
+        free(tab);
+}
