@@ -3,7 +3,7 @@
 #define ALLOC_CUDA_LOADER_H
 
 /*
- * The CUDA driver, loaded at run time and never linked (DESIGN §6):
+ * The CUDA driver, loaded at run time and never linked (docs/ARCHITECTURE.md, "CUDA"):
  * dlopen("libcuda.so.1"), then cuGetProcAddress_v2 for every entry point,
  * each asked for at the API version of the PFN_* typedef it is stored as.
  * A machine with the toolkit and no GPU is a normal case, not an error:

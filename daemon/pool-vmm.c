@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Pools made by the CUDA driver's virtual memory management (DESIGN §6):
+ * Pools made by the CUDA driver's virtual memory management (docs/ARCHITECTURE.md, "CUDA"):
  * gpu pools (location DEVICE) and pinned pools with backend = vmm (location
  * HOST_NUMA, CUDA 12.2 or later).  The daemon creates one allocation per
  * pool with cuMemCreate, exports it as a POSIX fd and hands that fd to each
