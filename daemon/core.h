@@ -229,6 +229,7 @@ struct region_info {
         uint64_t created; /* seconds since the epoch */
         const char *name; /* NULL: unnamed */
         bool pending;     /* not yet handed out (being zeroed) */
+        bool persist;     /* the daemon still holds its PERSIST reference */
 };
 void core_region_info(const struct core *core, uint32_t slot, struct region_info *info);
 /* The first live slot at or after *slot; false when there is none. */

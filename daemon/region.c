@@ -221,6 +221,7 @@ void core_region_info(const struct core *core, uint32_t slot, struct region_info
                 .created = r->created,
                 .name = r->name ? names_text(&core->names, r->name) : NULL,
                 .pending = r->state & R_PENDING,
+                .persist = r->state & R_PERSIST,
         };
 }
 

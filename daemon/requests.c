@@ -156,12 +156,17 @@ static int held(struct core *core, const struct client *cl, uint64_t id, struct 
 }
 
 int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
-        int slot = held(core, cl, id, res);
+        int slot = region_slot(&core->regions, id);
         struct region_info r;
+        bool holds;
 
         if (slot < 0)
-                return res->code;
+                return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         core_region_info(core, (uint32_t)slot, &r);
+        holds = region_held(core, (uint32_t)slot, cl) > 0;
+        /* A PERSIST region outlives its creator's connection: its owner frees it without holding it. */
+        if (!holds && (r.pending || !r.persist))
+                return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
         if (cl->uid != r.uid && cl->uid != 0 && cl->uid != r.pool->conf.owner)
                 return fail(res, E_DENIED,
                             "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or root may free "
@@ -169,7 +174,8 @@ int core_free_region(struct core *core, struct client *cl, uint64_t id, struct c
                             id, (unsigned)r.uid);
         /* Free takes the name and the PERSIST reference away, and one of this holder's references. */
         region_unpublish(core, (uint32_t)slot);
-        region_release(core, (uint32_t)slot, cl, false);
+        if (holds)
+                region_release(core, (uint32_t)slot, cl, false);
         region_unpersist(core, (uint32_t)slot);
         return ok_result(res);
 }

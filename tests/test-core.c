@@ -416,3 +416,25 @@ Test(core, slots_hand_out_the_lowest_free) {
         slots_clear(&s);
         free(tab);
 }
+
+/* A PERSIST region whose creator is gone is freed by its uid, the pool's owner or root, not others. */
+Test(core, an_orphaned_persist_region_is_freed_by_its_owner) {
+        struct client *a = client(1001), *other, *owner;
+        struct core_result res;
+        uint32_t slot;
+        uint64_t id;
+
+        add_fpga("f", 64 * K);
+        cr_assert_eq(alloc(a, "f", 4 * K, F_PERSIST, "kept", &slot), GRANT_REGION);
+        id = id_of(slot);
+        bye(a);
+        other = client(1002);
+        cr_assert_eq(core_free_region(core, other, id, &res), E_DENIED);
+        owner = client(1001);
+        cr_assert_eq(core_free_region(core, owner, id, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(stats().regions, 0);
+        cr_assert_eq(stats().names, 0);
+        cr_assert_eq(core_free_region(core, owner, id, &res), E_NOT_FOUND);
+        bye(other);
+        bye(owner);
+}
