@@ -185,6 +185,15 @@ bool core_valid_name(const char *s, size_t max);
 
 /* Makes a pool from conf; on error a message.  -ENODEV: it needs a GPU allocd cannot use (listed unavailable). */
 int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize);
+/*
+ * core_pool_add in two steps, so that the slow one (fallocate, mlock, cuMemCreate) can run off the
+ * loop thread: core_pool_make touches no core state; -ENODEV gives an unavailable placeholder in
+ * *ret.  core_pool_adopt adds the result on the core's thread (an unavailable pool made at last
+ * keeps its id); on error the pool is still the caller's, to core_pool_discard.
+ */
+int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize);
+int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize);
+void core_pool_discard(struct pool *p);
 struct pool *core_pool_find(const struct core *core, const char *name);
 size_t core_npools(const struct core *core);
 /* The i-th pool (i < core_npools), available or not. */

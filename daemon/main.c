@@ -164,6 +164,76 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
         core_pool_update(p, n);
 }
 
+/*
+ * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
+ * seconds) and adopted by the core back on the loop thread, so clients are served meanwhile.
+ */
+struct pool_work {
+        uv_work_t work;
+        struct pool_conf conf;
+        struct pool *pool;
+        int r;
+        char err[512];
+};
+
+static unsigned pools_in_flight;
+static bool reload_again;
+static void reload(void);
+
+static void make_pool_work(uv_work_t *w) {
+        struct pool_work *pw = w->data;
+
+        pw->r = core_pool_make(&pw->conf, &pw->pool, pw->err, sizeof(pw->err));
+}
+
+static void make_pool_done(uv_work_t *w, int status) {
+        struct pool_work *pw = w->data;
+        const char *name = pw->conf.name;
+
+        if (status < 0 || stopping) {
+                core_pool_discard(pw->pool);
+        } else if (pw->pool && core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
+                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+                core_pool_discard(pw->pool);
+        } else if (pw->r == -ENODEV) {
+                log_warn("SIGHUP: pool %s stays unavailable: %s", name, pw->err);
+        } else if (pw->r < 0) {
+                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+        } else {
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
+        }
+        free(pw->conf.ranges);
+        free(pw);
+        status_changed();
+        if (--pools_in_flight == 0 && reload_again && !stopping) {
+                reload_again = false;
+                reload();
+        }
+}
+
+static void make_pool(const struct pool_conf *n) {
+        struct pool_work *pw = calloc(1, sizeof(*pw));
+
+        if (!pw || (n->nranges && !(pw->conf.ranges = malloc(n->nranges * sizeof(*n->ranges))))) {
+                log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
+                free(pw);
+                return;
+        }
+        struct span *ranges = pw->conf.ranges;
+        pw->conf = *n;
+        pw->conf.ranges = ranges;
+        if (n->nranges)
+                memcpy(ranges, n->ranges, n->nranges * sizeof(*n->ranges));
+        pw->work.data = pw;
+        if (uv_queue_work(loop, &pw->work, make_pool_work, make_pool_done) < 0) {
+                log_err("SIGHUP: cannot add pool %s: no worker thread", n->name);
+                free(ranges);
+                free(pw);
+                return;
+        }
+        pools_in_flight++;
+}
+
 /* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
 static void reload(void) {
         struct config conf;
@@ -171,6 +241,11 @@ static void reload(void) {
 
         if (!config_path) {
                 log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
+                return;
+        }
+        if (pools_in_flight) {
+                log_info("SIGHUP: pools of the last reload are still being made; re-reading once they are");
+                reload_again = true;
                 return;
         }
         if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
@@ -194,17 +269,10 @@ static void reload(void) {
                 const struct pool_conf *n = &conf.pools[i];
                 struct pool *p = core_pool_find(core, n->name);
                 struct pool_info info;
-                if (p && (core_pool_info(p, &info), info.available)) {
+                if (p && (core_pool_info(p, &info), info.available))
                         reload_pool(p, n);
-                        continue;
-                }
-                int r = core_pool_add(core, n, err, sizeof(err));
-                if (r == -ENODEV)
-                        log_warn("SIGHUP: pool %s stays unavailable: %s", n->name, err);
-                else if (r < 0)
-                        log_err("SIGHUP: cannot add pool %s: %s", n->name, err);
                 else
-                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = n->name}, "SIGHUP: added pool %s", n->name);
+                        make_pool(n);
         }
         config_clear(&conf);
         log_info("SIGHUP: configuration re-read from %s", config_path);

@@ -95,6 +95,10 @@ static void free_pool(struct pool *p) {
         free(p);
 }
 
+void core_pool_discard(struct pool *p) {
+        pool_destroy(p);
+}
+
 void pool_destroy(struct pool *p) {
         if (p && p->available)
                 p->ops->close(p);
@@ -130,41 +134,12 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
-int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize) {
-        struct pool *p = find_any(core, conf->name), **n;
+int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize) {
+        struct pool *p = calloc(1, sizeof(*p));
         int r;
 
-        if (p && p->available) {
-                snprintf(err, errsize, "pool %s exists already", conf->name);
-                return -EEXIST;
-        }
-        if (p) {
-                /* An unavailable pool tried again (SIGHUP): it keeps its id. */
-                struct pool *fresh = calloc(1, sizeof(*fresh));
-                if (!fresh) {
-                        snprintf(err, errsize, "out of memory");
-                        return -ENOMEM;
-                }
-                fresh->conf = *conf;
-                fresh->conf.ranges = NULL;
-                fresh->conf.nranges = 0;
-                fresh->id = p->id;
-                fresh->size_asked = conf->size;
-                TAILQ_INIT(&fresh->waiters);
-                r = open_pool(fresh, err, errsize);
-                if (r < 0) {
-                        if (r == -ENODEV) {
-                                memcpy(p->reason, fresh->reason, sizeof(p->reason));
-                                p->gone = false;
-                        }
-                        free_pool(fresh);
-                        return r;
-                }
-                core->pools[p->id] = fresh;
-                free_pool(p);
-                return 0;
-        }
-        if (core->npools >= UINT32_MAX || !(p = calloc(1, sizeof(*p)))) {
+        *ret = NULL;
+        if (!p) {
                 snprintf(err, errsize, "out of memory");
                 return -ENOMEM;
         }
@@ -181,20 +156,54 @@ int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, si
                 }
                 memcpy(p->conf.ranges, conf->ranges, conf->nranges * sizeof(*conf->ranges));
         }
-        n = realloc(core->pools, (core->npools + 1) * sizeof(*n));
-        if (!n) {
-                free_pool(p);
-                snprintf(err, errsize, "out of memory");
-                return -ENOMEM;
-        }
-        core->pools = n;
         r = open_pool(p, err, errsize);
         if (r < 0 && r != -ENODEV) {
                 free_pool(p);
                 return r;
         }
+        *ret = p;
+        return r;
+}
+
+int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize) {
+        struct pool *old = find_any(core, p->conf.name), **n;
+
+        if (old && old->available) {
+                snprintf(err, errsize, "pool %s exists already", p->conf.name);
+                return -EEXIST;
+        }
+        if (old && !p->available) {
+                /* Still no GPU: the placeholder stays, with the newest reason. */
+                memcpy(old->reason, p->reason, sizeof(old->reason));
+                old->gone = false;
+                pool_destroy(p);
+                return 0;
+        }
+        if (old) {
+                /* An unavailable pool made at last keeps its id. */
+                p->id = old->id;
+                core->pools[p->id] = p;
+                pool_destroy(old);
+                return 0;
+        }
+        if (core->npools >= UINT32_MAX || !(n = realloc(core->pools, (core->npools + 1) * sizeof(*n)))) {
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        core->pools = n;
         p->id = (uint32_t)core->npools;
         core->pools[core->npools++] = p;
+        return 0;
+}
+
+int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize) {
+        struct pool *p;
+        int r = core_pool_make(conf, &p, err, errsize), e;
+
+        if (p && (e = core_pool_adopt(core, p, err, errsize)) < 0) {
+                pool_destroy(p);
+                return e;
+        }
         return r;
 }
 
