@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,7 +61,13 @@ bool daemon_notified(struct daemon *d, const char *what, int timeout_ms) {
 }
 
 int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file) {
+        return daemon_spawn_opts(d, config, &(struct daemon_opts){.env = extra_env, .stderr_file = stderr_file});
+}
+
+int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_opts *o) {
+        static const struct daemon_opts none;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        pid_t parent = getpid();
 
         memset(d, 0, sizeof(*d));
         strcpy(d->dir, "/tmp/allocd-test-XXXXXX");
@@ -74,18 +82,25 @@ int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], 
         if (config)
                 write_file(d->conf, config);
 
+        if (!o)
+                o = &none;
         d->pid = fork();
         cr_assert(d->pid >= 0);
         if (d->pid == 0) {
                 char env[200];
                 snprintf(env, sizeof(env), "NOTIFY_SOCKET=%s", d->notify);
                 putenv(env);
-                for (int i = 0; extra_env && extra_env[i]; i++)
-                        putenv(extra_env[i]);
-                if (stderr_file) {
-                        int fd = open(stderr_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                for (int i = 0; o->env && o->env[i]; i++)
+                        putenv(o->env[i]);
+                if (o->stderr_file) {
+                        int fd = open(o->stderr_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
                         dup2(fd, 2);
                 }
+                if (o->nofile && setrlimit(RLIMIT_NOFILE, &(struct rlimit){o->nofile, o->nofile}) < 0)
+                        _exit(126);
+                /* The parent may have died before the call: then nothing would kill us. */
+                if (o->die_with_test && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+                        _exit(126);
                 if (config)
                         execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);
                 else
@@ -104,6 +119,38 @@ int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], 
         }
         cr_assert_fail("allocd did not become ready within 20 s");
         return -1;
+}
+
+unsigned long long daemon_rss(const struct daemon *d) {
+        char path[64], line[256];
+        unsigned long long kb = 0;
+        bool found = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)d->pid);
+        FILE *f = fopen(path, "r");
+        cr_assert(f, "cannot read %s", path);
+        while (!found && fgets(line, sizeof(line), f))
+                found = sscanf(line, "VmRSS: %llu kB", &kb) == 1;
+        fclose(f);
+        cr_assert(found, "no VmRSS in %s", path);
+        return kb << 10;
+}
+
+double daemon_cpu_seconds(const struct daemon *d) {
+        char path[64], buf[1024];
+        unsigned long long utime, stime;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)d->pid);
+        FILE *f = fopen(path, "r");
+        cr_assert(f, "cannot read %s", path);
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* Fields 14 and 15, counted after the command name, which may itself hold spaces and parentheses. */
+        const char *p = strrchr(buf, ')');
+        cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2,
+                  "cannot parse %s: %s", path, buf);
+        return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 void daemon_start(struct daemon *d, const char *config) {

@@ -9,6 +9,7 @@
  */
 
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <alloc/client.h>
@@ -27,6 +28,15 @@ void daemon_start(struct daemon *d, const char *config);
 /* As daemon_start, with extra arguments and environment; returns the exit status if allocd exits before READY=1 (-1
  * when it became ready). */
 int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file);
+/* How daemon_spawn_opts starts allocd; all zero (or NULL) is daemon_spawn's way. */
+struct daemon_opts {
+        char *const *env;        /* extra environment, NULL-terminated */
+        const char *stderr_file; /* allocd's stderr goes there */
+        rlim_t nofile;           /* RLIMIT_NOFILE, soft and hard, set in allocd before it starts; 0: inherited */
+        bool die_with_test;      /* SIGKILL allocd when the test process dies (PR_SET_PDEATHSIG), e.g. on a timeout */
+};
+/* As daemon_spawn, with the options in o (NULL: none). */
+int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_opts *o);
 /* SIGTERM, then checks that allocd stopped cleanly with STOPPING=1. */
 void daemon_stop(struct daemon *d);
 /* Waits up to timeout_ms for a notify datagram containing what; returns true if seen. */
@@ -42,6 +52,10 @@ unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
  */
 unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want);
 unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want);
+/* allocd's resident set (VmRSS) in bytes, from /proc/PID/status; fails the test if it cannot be read. */
+unsigned long long daemon_rss(const struct daemon *d);
+/* allocd's CPU time so far, user and system, all threads, in seconds (/proc/PID/stat). */
+double daemon_cpu_seconds(const struct daemon *d);
 void write_file(const char *path, const char *text);
 /* The file's first 16 KiB as a string, in a static buffer ("" if it cannot be read). */
 const char *slurp(const char *path);

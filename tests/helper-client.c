@@ -5,12 +5,58 @@
  * alloc POOL SIZE | attach NAME | expect NAME TEXT.  Exits 0 on success,
  * else the errno value the call failed with (prints the message), or 99 when
  * the region does not start with TEXT.
+ *
+ * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL
+ * tries N connections, N named 4 KiB regions of POOL ("helper-0", ...) or N
+ * PERSIST 4 KiB regions of POOL, stopping at the first failure.  It writes one
+ * line to stdout, "OK ERRNO MESSAGE" (how many succeeded, the errno value of
+ * the one that failed or 0, and allocd's message or "-"), then holds what it
+ * got until stdin reaches end of file, and exits with ERRNO.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <alloc/client.h>
+
+#define HOLD_MAX 1024
+
+static int hold(const char *sock, const char *op, int n, const char *pool) {
+        static struct alloc_client *conns[HOLD_MAX];
+        struct alloc_region r;
+        char name[32], buf[64];
+        int ok = 0, e = 0;
+
+        if (n < 0 || n > HOLD_MAX || (strcmp(op, "conns") && !pool))
+                return 100;
+        if (strcmp(op, "conns") && (e = alloc_connect(&conns[0], sock, "helper")) < 0)
+                n = 0;
+        for (int i = 0; i < n && e == 0; i++) {
+                struct alloc_opts o = {0};
+                if (!strcmp(op, "conns")) {
+                        e = alloc_connect(&conns[i], sock, "helper");
+                } else if (!strcmp(op, "names")) {
+                        snprintf(name, sizeof(name), "helper-%d", i);
+                        o.name = name;
+                        e = alloc_region_new(conns[0], pool, 4096, &o, &r);
+                } else if (!strcmp(op, "persist")) {
+                        o.flags = ALLOC_PERSIST;
+                        e = alloc_region_new(conns[0], pool, 4096, &o, &r);
+                } else {
+                        return 100;
+                }
+                if (e == 0)
+                        ok++;
+        }
+        printf("%d %d %s\n", ok, -e, e ? alloc_last_error() : "-");
+        fflush(stdout);
+        while (read(0, buf, sizeof(buf)) > 0)
+                ;
+        for (int i = 0; i < HOLD_MAX; i++)
+                alloc_disconnect(conns[i]);
+        return -e;
+}
 
 int main(int argc, char **argv) {
         struct alloc_client *c;
@@ -19,6 +65,8 @@ int main(int argc, char **argv) {
 
         if (argc < 4)
                 return 100;
+        if (!strcmp(argv[2], "conns") || !strcmp(argv[2], "names") || !strcmp(argv[2], "persist"))
+                return hold(argv[1], argv[2], atoi(argv[3]), argc > 4 ? argv[4] : NULL);
         if ((e = alloc_connect(&c, argv[1], "helper")) < 0) {
                 fprintf(stderr, "helper: %s\n", alloc_last_error());
                 return -e;

@@ -1,0 +1,728 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regression tests for faults that a client (or a crowd of them) could cause:
+ * one test a fault, each against a real allocd started with the configuration
+ * the fault needs.  Nothing is timed: the tests measure the work allocd did
+ * (CPU seconds, resident memory, lines of log) with wide margins, and whether
+ * it answered or exited within a deadline of seconds.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allocd.pb-c.h"
+#include "harness.h"
+#include "wire.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
+#define NOBODY 65534
+#define MiB (1ull << 20)
+
+static struct daemon d;
+static struct alloc_client *c, *c2; /* a test's clients, disconnected by teardown if it fails */
+static bool live;                   /* d was spawned and not yet cleaned up */
+static char log_path[160];
+static char helper[200];
+
+static long now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* allocd with config and the extra environment env (NULL-terminated, or NULL); its stderr goes to log_path. */
+static void start(const char *config, rlim_t nofile, char *const *env) {
+        if (!*log_path) {
+                char tmp[] = "/tmp/allocd-log-XXXXXX";
+                int fd = mkstemp(tmp);
+                cr_assert(fd >= 0);
+                close(fd);
+                snprintf(log_path, sizeof(log_path), "%s", tmp);
+        }
+        struct daemon_opts o = {.env = env, .stderr_file = log_path, .nofile = nofile, .die_with_test = true};
+        int r = daemon_spawn_opts(&d, config, &o);
+        live = true;
+        snprintf(helper, sizeof(helper), "%s/helper-client", d.dir);
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1; its log:\n%s", r, slurp(log_path));
+}
+
+/* Stops allocd (checking that it stops cleanly, unless it is already reaped: pid 0) and removes its files. */
+static void stop(void) {
+        unlink(helper);
+        daemon_stop(&d);
+        live = false;
+}
+
+/* After a failed assertion: allocd may be stuck in the very fault under test. */
+static void teardown(void) {
+        c = alloc_disconnect(c);
+        c2 = alloc_disconnect(c2);
+        if (live) {
+                if (d.pid > 0) {
+                        kill(d.pid, SIGKILL);
+                        waitpid(d.pid, NULL, 0);
+                        d.pid = 0;
+                }
+                stop();
+        }
+        if (*log_path)
+                unlink(log_path);
+}
+
+TestSuite(faults, .fini = teardown, .timeout = 90);
+
+/* Lines of allocd's log that contain any of what (NULL-terminated); the log may be far larger than slurp reads. */
+static unsigned long log_count(const char *const *what) {
+        char line[2048];
+        unsigned long n = 0;
+        FILE *f = fopen(log_path, "r");
+
+        while (f && fgets(line, sizeof(line), f)) {
+                bool hit = false;
+                for (size_t i = 0; what[i] && !hit; i++)
+                        hit = strstr(line, what[i]) != NULL;
+                n += hit;
+        }
+        if (f)
+                fclose(f);
+        return n;
+}
+
+/* ---- raw sockets ---- */
+
+static int raw_socket(bool nonblock, bool *connected) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+
+        cr_assert(fd >= 0, "socket: %s", strerror(errno));
+        strcpy(sa.sun_path, d.sock);
+        *connected = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        return fd;
+}
+
+static int raw_connect(void) {
+        bool ok;
+        int fd = raw_socket(false, &ok);
+        cr_assert(ok, "connect: %s", strerror(errno));
+        return fd;
+}
+
+/* Sends req; returns 0 or a negative errno value (-EAGAIN with MSG_DONTWAIT). */
+static int send_req(int fd, Allocd__Request *req, uint64_t id, int flags) {
+        uint8_t buf[WIRE_MAX_PACKET];
+
+        req->has_id = true;
+        req->id = id;
+        return wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, flags | MSG_NOSIGNAL);
+}
+
+/*
+ * The next reply within timeout_ms, or NULL when allocd closed the connection.  A pool fd that comes with it is
+ * closed.  Fails the test when nothing comes.
+ */
+static Allocd__Reply *recv_reply(int fd, int timeout_ms, const char *what) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int fds[WIRE_MAX_FDS];
+        size_t nfds = WIRE_MAX_FDS;
+
+        cr_assert_eq(poll(&p, 1, timeout_ms), 1, "%s: allocd neither answered nor closed within %d ms", what,
+                     timeout_ms);
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+        for (size_t i = 0; i < nfds; i++)
+                close(fds[i]);
+        if (n == 0 || n == -ECONNRESET)
+                return NULL;
+        cr_assert_gt(n, 0, "%s: recv: %s", what, strerror((int)-n));
+        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(r, "%s: allocd sent a reply that does not decode", what);
+        return r;
+}
+
+static int send_hello(int fd, const char *name) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        h.client_name = (char *)name;
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        return send_req(fd, &req, 1, 0);
+}
+
+/* A raw connection that has said Hello, within 10 s. */
+static int raw_hello(const char *name) {
+        int fd = raw_connect();
+
+        cr_assert_eq(send_hello(fd, name), 0);
+        Allocd__Reply *r = recv_reply(fd, 10000, "Hello");
+        cr_assert_not_null(r, "allocd closed a new connection instead of answering its Hello");
+        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "Hello: error %d: %s", r->error, r->message);
+        allocd__reply__free_unpacked(r, NULL);
+        return fd;
+}
+
+static int send_status(int fd, uint64_t id, int flags) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        return send_req(fd, &req, id, flags);
+}
+
+static void send_alloc(int fd, uint64_t id, const char *pool, uint64_t size, uint32_t flags) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        a.pool = (char *)pool;
+        a.has_size = true;
+        a.size = size;
+        a.has_flags = flags != 0;
+        a.flags = flags;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        cr_assert_eq(send_req(fd, &req, id, 0), 0);
+}
+
+/* Free, or Detach, of region on fd. */
+static void send_release(int fd, uint64_t id, uint64_t region, bool detach) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Detach dt = ALLOCD__DETACH__INIT;
+
+        f.has_region = dt.has_region = true;
+        f.region = dt.region = region;
+        if (detach) {
+                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
+                req.detach = &dt;
+        } else {
+                req.body_case = ALLOCD__REQUEST__BODY_FREE;
+                req.free = &f;
+        }
+        cr_assert_eq(send_req(fd, &req, id, 0), 0);
+}
+
+/* Waits up to timeout_ms for allocd to close fd, reading (at most two) replies it sends first; true if it did. */
+static bool closed_by_allocd(int fd, int timeout_ms) {
+        for (int i = 0; i < 3; i++) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                if (poll(&p, 1, timeout_ms) != 1)
+                        return false;
+                Allocd__Reply *r = recv_reply(fd, 0, "closing");
+                if (!r)
+                        return true;
+                cr_log_info("before closing, allocd sent error %d: %s", r->error, r->message ? r->message : "");
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        return false;
+}
+
+/*
+ * Fault 1: out of fds, allocd spun on its listening socket (EMFILE leaves the
+ * connection queued, so the poll fires again at once) and logged each failed
+ * accept.  With RLIMIT_NOFILE = 40 and 60 connections it must neither burn
+ * CPU nor flood the log, and it must serve again once they are gone.
+ */
+Test(faults, out_of_fds_does_not_spin) {
+        enum { NOFILE = 40, NCONN = 60, HOLD_MS = 2500 };
+        int fds[NCONN], nconnected = 0;
+
+        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", NOFILE, NULL);
+        /* allocd keeps max_connections (1024 by default) to what RLIMIT_NOFILE leaves room for, and says so. */
+        cr_expect_geq(log_count((const char *[]){"max_connections", NULL}), 1,
+                      "allocd did not log that it lowered max_connections to fit RLIMIT_NOFILE = %d; its log:\n%s",
+                      NOFILE, slurp(log_path));
+
+        double cpu0 = daemon_cpu_seconds(&d);
+        long t0 = now_ms();
+        for (int i = 0; i < NCONN; i++) {
+                bool ok;
+                fds[i] = raw_socket(true, &ok); /* beyond the backlog a blocking connect would wait */
+                nconnected += ok;
+        }
+        cr_assert_gt(nconnected, NOFILE, "only %d of %d connections were queued", nconnected, NCONN);
+        while (now_ms() - t0 < HOLD_MS)
+                usleep(50000);
+        double cpu = daemon_cpu_seconds(&d) - cpu0;
+        long held_ms = now_ms() - t0;
+        /* Today's line is "accept: Too many open files"; in other words, EMFILE's strerror or "file descriptors". */
+        unsigned long accept_lines = log_count((const char *[]){"accept:", "open files", "file descriptors", NULL});
+
+        cr_log_info("out of fds: %.2f s of CPU in %ld ms, %lu log lines about accept", cpu, held_ms, accept_lines);
+        cr_expect_lt(cpu, 0.5, "allocd used %.2f s of CPU in %ld ms while out of fds: it spins on accept", cpu,
+                     held_ms);
+        cr_expect_leq(accept_lines, 5, "allocd logged %lu lines about failing to accept in %ld ms", accept_lines,
+                      held_ms);
+
+        for (int i = 0; i < NCONN; i++)
+                close(fds[i]);
+        /* Served again: a new connection is answered, and a client allocates and frees. */
+        close(raw_hello("after"));
+        c = daemon_connect(&d);
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 2: a connection over max_connections is kept until its first request
+ * (to tell it why it is refused); one that says nothing held allocd up on
+ * SIGTERM.  And no connection may stay silent for ever: hello_timeout.
+ */
+Test(faults, silent_connections_do_not_hold_allocd) {
+        static const char *pool = "[pool f]\nkind = fpga\nranges = 0x0+1M\n";
+        char conf[256];
+        int status = 0;
+
+        snprintf(conf, sizeof(conf), "[daemon]\nmax_connections = 1\n%s", pool);
+        start(conf, 0, NULL);
+        c = daemon_connect(&d);
+        int b = raw_connect(); /* over the limit, and silent */
+        /* Refused in turn after b: once it is answered, allocd has accepted b (accept takes them in order). */
+        int third = raw_connect();
+        /* Should allocd tell it unasked and close it, this send fails: its answer is read all the same. */
+        send_hello(third, "third");
+        Allocd__Reply *r = recv_reply(third, 10000, "a refused Hello");
+        cr_assert_not_null(r, "closed without saying why");
+        cr_assert_eq(r->error, ALLOCD__ERROR__LIMIT, "error %d: %s", r->error, r->message);
+        allocd__reply__free_unpacked(r, NULL);
+        close(third);
+
+        kill(d.pid, SIGTERM);
+        long end = now_ms() + 5000;
+        pid_t w = 0;
+        while ((w = waitpid(d.pid, &status, WNOHANG)) == 0 && now_ms() < end)
+                usleep(10000);
+        cr_expect_eq(w, d.pid, "allocd did not exit within 5 s of SIGTERM while a refused connection stays silent");
+        if (w == d.pid)
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x", status);
+        close(b);
+        if (w != d.pid) {
+                /* Today it exits once the silent one hangs up; failing that, it is killed. */
+                end = now_ms() + 5000;
+                while ((w = waitpid(d.pid, &status, WNOHANG)) == 0 && now_ms() < end)
+                        usleep(10000);
+                if (w == 0) {
+                        kill(d.pid, SIGKILL);
+                        waitpid(d.pid, &status, 0);
+                }
+        }
+        c = alloc_disconnect(c);
+        d.pid = 0;
+        stop();
+
+        /* hello_timeout: a connection that has not said Hello within it is closed, whether it fits or not. */
+        snprintf(conf, sizeof(conf), "[daemon]\nmax_connections = 1\nhello_timeout = 200ms\n%s", pool);
+        start(conf, 0, NULL);
+        int s = raw_connect();
+        cr_expect(closed_by_allocd(s, 5000), "allocd did not close a connection silent for 5 s (hello_timeout 200ms)");
+        close(s);
+        c = daemon_connect(&d);
+        b = raw_connect();
+        cr_expect(closed_by_allocd(b, 5000),
+                  "allocd did not close a refused connection silent for 5 s (hello_timeout 200ms)");
+        close(b);
+        struct alloc_region reg;
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &reg), 0, "%s", alloc_last_error());
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 4: replies were queued per connection up to 256 packets whatever their
+ * size, so clients that send requests and never read the replies made allocd
+ * grow by hundreds of MiB.  Status replies are made large here (many pools
+ * with long names, many clients): 64 connections each send up to 250 Status
+ * requests without reading.  allocd must stay within a bound, and keep
+ * answering a client that reads its replies.
+ */
+Test(faults, unread_replies_are_bounded) {
+        enum { NCONN = 64, NREQ = 250, NPOOLS = 128 };
+        static char conf[NPOOLS * 220 + 128];
+        char name[ALLOC_CLIENT_NAME_MAX + 1];
+        int fds[NCONN];
+        size_t n = 0;
+
+        for (int i = 0; i < NPOOLS; i++)
+                n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+                                      "[pool p%03d-%0140d]\nkind = fpga\nranges = 0x%x000000+4K\n", i, 0, i + 1);
+        /* AddressSanitizer's quarantine would keep what allocd frees resident: without it, growth is what it holds. */
+        static char asan[512];
+        const char *inherited = getenv("ASAN_OPTIONS");
+        snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%squarantine_size_mb=0", inherited ? inherited : "",
+                 inherited ? ":" : "");
+        start(conf, 0, (char *[]){asan, NULL});
+        memset(name, 'c', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        int good = raw_hello("reads its replies");
+        for (int i = 0; i < NCONN; i++)
+                fds[i] = raw_hello(name);
+
+        unsigned long long rss0 = daemon_rss(&d), peak = rss0;
+        unsigned long sent = 0;
+        for (int i = 0; i < NCONN; i++) {
+                for (int j = 0; j < NREQ; j++) {
+                        int e = send_status(fds[i], 2 + (uint64_t)j, MSG_DONTWAIT);
+                        if (e < 0) /* -EAGAIN: allocd stops reading; -EPIPE, -ECONNRESET: it hung up */
+                                break;
+                        sent++;
+                }
+        }
+        /* While they sit there, a client that reads its replies is answered; allocd's size is sampled meanwhile. */
+        for (int i = 0; i < 15; i++) {
+                cr_assert_eq(send_status(good, 1000 + (uint64_t)i, 0), 0);
+                Allocd__Reply *r = recv_reply(good, 10000, "a well-behaved client's Status");
+                cr_assert_not_null(r, "allocd closed the connection of a client that reads its replies");
+                cr_assert_eq(r->error, ALLOCD__ERROR__OK, "Status: error %d: %s", r->error, r->message);
+                cr_assert_eq(r->id, 1000 + (uint64_t)i);
+                allocd__reply__free_unpacked(r, NULL);
+                unsigned long long rss = daemon_rss(&d);
+                if (rss > peak)
+                        peak = rss;
+                usleep(100000);
+        }
+        c = daemon_connect(&d);
+        struct alloc_status *st;
+        cr_assert_eq(alloc_status(c, &st), 0, "alloc_status: %s", alloc_last_error());
+        cr_expect_eq(st->npools, NPOOLS);
+        alloc_status_free(st);
+        c = alloc_disconnect(c);
+
+        cr_log_info("unread replies: %lu requests sent, VmRSS %llu -> %llu KiB", sent, rss0 >> 10, peak >> 10);
+        cr_expect_lt(peak - rss0, 64 * MiB,
+                     "allocd grew by %llu MiB holding replies that %d clients do not read (%lu requests)",
+                     (peak - rss0) / MiB, NCONN, sent);
+        for (int i = 0; i < NCONN; i++)
+                close(fds[i]);
+        close(good);
+        stop();
+}
+
+/* ---- another uid ---- */
+
+struct helper {
+        pid_t pid;
+        int in, out; /* its stdin (we close it to let it go), its stdout */
+};
+
+/* helper-client SOCKET op count [pool] as nobody:nogroup, holding what it got until helper_finish. */
+static void helper_start(struct helper *h, const char *op, int count, const char *pool) {
+        char n[16], cmd[512];
+        int in[2], out[2];
+
+        if (access(helper, X_OK) < 0) {
+                snprintf(cmd, sizeof(cmd), "install -m 0755 '%s' '%s'", HELPER_PATH, helper);
+                cr_assert_eq(system(cmd), 0, "%s", cmd);
+        }
+        snprintf(n, sizeof(n), "%d", count);
+        cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+        cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+        h->pid = fork();
+        cr_assert(h->pid >= 0);
+        if (h->pid == 0) {
+                if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
+                        _exit(103);
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                        _exit(101);
+                execl(helper, "helper-client", d.sock, op, n, pool, (char *)NULL);
+                _exit(102);
+        }
+        close(in[0]);
+        close(out[1]);
+        h->in = in[1];
+        h->out = out[0];
+}
+
+/* Its report: how many it got, the errno value of the one refused (0: none), allocd's message. */
+static int helper_report(struct helper *h, int *err, char *msg, size_t size) {
+        char line[1024];
+        size_t n = 0;
+        int ok = -1, off = 0;
+
+        while (n < sizeof(line) - 1 && !memchr(line, '\n', n)) {
+                struct pollfd p = {.fd = h->out, .events = POLLIN};
+                cr_assert_eq(poll(&p, 1, 10000), 1, "helper-client said nothing within 10 s");
+                ssize_t k = read(h->out, line + n, sizeof(line) - 1 - n);
+                cr_assert_gt(k, 0, "helper-client ended without a report");
+                n += (size_t)k;
+        }
+        line[n] = '\0';
+        line[strcspn(line, "\n")] = '\0';
+        cr_assert_eq(sscanf(line, "%d %d %n", &ok, err, &off), 2, "helper-client said: %s", line);
+        snprintf(msg, size, "%s", line + off);
+        return ok;
+}
+
+/* Lets it go; returns its exit code. */
+static int helper_finish(struct helper *h) {
+        int status;
+
+        close(h->in);
+        close(h->out);
+        cr_assert_eq(waitpid(h->pid, &status, 0), h->pid);
+        cr_assert(WIFEXITED(status), "helper-client: status %#x", status);
+        cr_assert_lt(WEXITSTATUS(status), 100, "helper-client failed to run: %d", WEXITSTATUS(status));
+        return WEXITSTATUS(status);
+}
+
+/* Runs op as nobody: expects want successes, then LIMIT (EMFILE) naming key; holds the result until released. */
+static void expect_uid_limit(struct helper *h, const char *op, int want, const char *pool, const char *key) {
+        char msg[1024];
+        int err = 0;
+
+        helper_start(h, op, want + 1, pool);
+        int ok = helper_report(h, &err, msg, sizeof(msg));
+        cr_log_info("nobody: %s %d: %d, then errno %d: %s", op, want + 1, ok, err, msg);
+        cr_expect_eq(ok, want, "%s: nobody got %d, want %d (then refused): %s", op, ok, want, msg);
+        cr_expect_eq(err, EMFILE, "%s: the one over %s: errno %d (want EMFILE, allocd's LIMIT): %s", op, key, err, msg);
+        cr_expect(strstr(msg, key), "%s: the refusal does not name %s: %s", op, key, msg);
+}
+
+/*
+ * Fault 7: max_connections and max_names were global, so one uid could take
+ * them all.  max_connections_per_uid, max_names_per_uid and
+ * max_persist_per_uid bound each uid, and refuse with LIMIT naming the key.
+ * The other uid is real: nobody, through helper-client.
+ */
+Test(faults, one_uid_cannot_exhaust_global_limits) {
+        struct helper h;
+        struct alloc_region r;
+        char name[32];
+
+        start("[daemon]\n"
+              "max_connections = 16\n"
+              "max_connections_per_uid = 4\n"
+              "max_names = 64\n"
+              "max_names_per_uid = 8\n"
+              "max_persist_per_uid = 4\n"
+              "[pool f]\nkind = fpga\nranges = 0x0+16M\nmode = 0666\n",
+              0, NULL);
+        c = daemon_connect(&d);
+
+        /* Connections: nobody holds 4 and is refused a 5th; root still connects (2 of its own 4). */
+        expect_uid_limit(&h, "conns", 4, NULL, "max_connections_per_uid");
+        cr_expect_eq(alloc_connect(&c2, d.sock, "root too"), 0, "root is refused while nobody is at its limit: %s",
+                     alloc_last_error());
+        c2 = alloc_disconnect(c2);
+        cr_assert_eq(helper_finish(&h), EMFILE);
+
+        /* Names: nobody publishes 8 and is refused a 9th; root still publishes. */
+        expect_uid_limit(&h, "names", 8, "f", "max_names_per_uid");
+        for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "root-%d", i);
+                struct alloc_opts o = {.name = name};
+                cr_expect_eq(alloc_region_new(c, "f", 4096, &o, &r), 0, "root cannot publish %s: %s", name,
+                             alloc_last_error());
+        }
+        cr_assert_eq(helper_finish(&h), EMFILE);
+
+        /* PERSIST: nobody makes 4 and is refused a 5th; root still makes some; nobody's count outlives it. */
+        expect_uid_limit(&h, "persist", 4, "f", "max_persist_per_uid");
+        for (int i = 0; i < 2; i++)
+                cr_expect_eq(alloc_region_new(c, "f", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r), 0,
+                             "root cannot make a PERSIST region: %s", alloc_last_error());
+        cr_assert_eq(helper_finish(&h), EMFILE);
+        expect_uid_limit(&h, "persist", 0, "f", "max_persist_per_uid");
+        cr_assert_eq(helper_finish(&h), EMFILE);
+
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/* ---- regions being zeroed ---- */
+
+static int by_base(const void *a, const void *b) {
+        const struct alloc_region_info *x = a, *y = b;
+        return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Live regions of pool h do not overlap, and the pool's used bytes are their sum. */
+static void check_pool(const char *when) {
+        struct alloc_dump *dm;
+        uint64_t sum = 0;
+
+        cr_assert_eq(alloc_dump(c, "h", &dm), 0, "%s", alloc_last_error());
+        qsort(dm->regions, dm->nregions, sizeof(dm->regions[0]), by_base);
+        for (size_t i = 0; i < dm->nregions; i++) {
+                sum += dm->regions[i].size;
+                if (i > 0)
+                        cr_assert_leq(dm->regions[i - 1].addr + dm->regions[i - 1].size, dm->regions[i].addr,
+                                      "%s: live regions %llu and %llu overlap", when,
+                                      (unsigned long long)dm->regions[i - 1].id, (unsigned long long)dm->regions[i].id);
+        }
+        alloc_dump_free(dm);
+        cr_assert_eq(pool_used(c, "h"), sum, "%s: pool h says %llu bytes used, its live regions add up to %llu", when,
+                     pool_used(c, "h"), (unsigned long long)sum);
+}
+
+/* The id of the region of pool h that is live now and is not except (0: none yet). */
+static uint64_t find_new_region(uint64_t except) {
+        struct alloc_dump *dm;
+        uint64_t id = 0;
+
+        cr_assert_eq(alloc_dump(c, "h", &dm), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < dm->nregions && !id; i++)
+                if (dm->regions[i].id != except)
+                        id = dm->regions[i].id;
+        alloc_dump_free(dm);
+        return id;
+}
+
+/*
+ * Fault 8: a ZERO region over 1 MiB is zeroed on a worker thread before its
+ * Alloc is answered.  A Free (or Detach) of its id, pipelined on the same
+ * connection before that answer, released it; the Alloc was then answered
+ * with memory back in the pool, and the next Alloc got the same offset.  The
+ * region is the connection's only once its Alloc is answered: before that,
+ * Free and Detach are NOT_FOUND.  The id is learned from a Dump on another
+ * connection while the zeroing runs.
+ */
+Test(faults, region_released_while_zeroed_is_not_handed_out_twice) {
+        enum { ROUNDS = 20, SIZE = 64 << 20 };
+        int raced = 0;
+
+        start("[pool h]\nkind = host\nsize = 256M\n", 0, NULL);
+        c = daemon_connect(&d);
+        int fd = raw_hello("pipeliner");
+
+        for (int i = 0; i < ROUNDS; i++) {
+                uint64_t aid = 100 + 2 * (uint64_t)i, fid = aid + 1, id = 0, off = 0;
+                bool detach = i % 2, alloc_first, held;
+                int ferr = -1;
+
+                send_alloc(fd, aid, "h", SIZE, ALLOCD__FLAG__ZERO);
+                for (long end = now_ms() + 10000; !(id = find_new_region(0)) && now_ms() < end;)
+                        ;
+                cr_assert_neq(id, 0, "round %d: the region never showed in Dump", i);
+                send_release(fd, fid, id, detach);
+
+                /* Both answers, in the order allocd sent them. */
+                Allocd__Reply *first = recv_reply(fd, 10000, "Alloc or Free"), *second;
+                cr_assert_not_null(first, "round %d: allocd closed the connection", i);
+                second = recv_reply(fd, 10000, "Alloc or Free");
+                cr_assert_not_null(second, "round %d: allocd closed the connection", i);
+                alloc_first = first->id == aid;
+                Allocd__Reply *ar = alloc_first ? first : second, *fr = alloc_first ? second : first;
+                cr_assert_eq(ar->id, aid);
+                cr_assert_eq(fr->id, fid);
+                cr_assert_eq(ar->error, ALLOCD__ERROR__OK, "round %d: Alloc: error %d: %s", i, ar->error, ar->message);
+                cr_assert_eq(ar->body_case, ALLOCD__REPLY__BODY_REGION);
+                cr_assert_eq(ar->region->id, id, "round %d: Alloc answered region %llu, Dump showed %llu", i,
+                             (unsigned long long)ar->region->id, (unsigned long long)id);
+                off = ar->region->offset;
+                ferr = fr->error;
+                if (!alloc_first) {
+                        raced++;
+                        cr_expect_eq(ferr, ALLOCD__ERROR__NOT_FOUND,
+                                     "round %d: %s of region %llu, still being zeroed, was answered %d (%s) before "
+                                     "its Alloc was; want NOT_FOUND",
+                                     i, detach ? "Detach" : "Free", (unsigned long long)id, ferr,
+                                     fr->message ? fr->message : "OK");
+                } else {
+                        cr_assert_eq(ferr, ALLOCD__ERROR__OK, "round %d: %s after the Alloc's answer: error %d: %s", i,
+                                     detach ? "Detach" : "Free", ferr, fr->message);
+                }
+                allocd__reply__free_unpacked(first, NULL);
+                allocd__reply__free_unpacked(second, NULL);
+                held = ferr != ALLOCD__ERROR__OK || !alloc_first; /* what the client was told it holds */
+
+                check_pool("after the answers");
+                if (held) {
+                        /* The next client must not get the same memory. */
+                        struct alloc_region other;
+                        cr_assert_eq(alloc_region_new(c, "h", SIZE, NULL, &other), 0, "%s", alloc_last_error());
+                        cr_expect(other.addr + other.size <= off || off + SIZE <= other.addr,
+                                  "round %d: region %llu at %#llx, which the client holds, was handed out again", i,
+                                  (unsigned long long)id, (unsigned long long)off);
+                        cr_assert_eq(alloc_region_free(c, other.id), 0, "%s", alloc_last_error());
+                        cr_assert_eq(find_new_region(0), id,
+                                     "round %d: the client was handed region %llu, and allocd no longer has it", i,
+                                     (unsigned long long)id);
+                        send_release(fd, fid, id, false);
+                        Allocd__Reply *r = recv_reply(fd, 10000, "Free");
+                        cr_assert_not_null(r);
+                        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "round %d: Free after the Alloc's answer: %s", i,
+                                     r->message);
+                        allocd__reply__free_unpacked(r, NULL);
+                }
+                cr_assert_eq(pool_used(c, "h"), 0, "round %d: the pool is not empty", i);
+        }
+        cr_log_info("zeroing: the release overtook the Alloc's answer in %d of %d rounds", raced, ROUNDS);
+        close(fd);
+        cr_assert_eq(wait_used(c, "h", 0), 0);
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 9: the region table grew with the most regions ever held and never
+ * shrank: 262,144 regions left allocd about 114 MB larger after their client
+ * had gone.  The table must give the memory back when the regions go.  (The
+ * pool's range arena keeps its tags, 56 bytes a region at the most, about
+ * 15 MiB here: the margin allows for them.)
+ */
+Test(faults, region_table_shrinks) {
+        enum { NREG = 262144, BATCH = 64 };
+
+        start("[daemon]\nmax_regions_per_connection = 262144\n[pool f]\nkind = fpga\nranges = 0x0+2G\n", 0, NULL);
+        c = daemon_connect(&d);
+        unsigned long long rss0 = daemon_rss(&d);
+        int fd = raw_hello("many regions");
+
+        for (int i = 0; i < NREG; i += BATCH) {
+                for (int j = 0; j < BATCH; j++)
+                        send_alloc(fd, 1 + (uint64_t)(i + j), "f", 4096, 0);
+                for (int j = 0; j < BATCH; j++) {
+                        Allocd__Reply *r = recv_reply(fd, 10000, "Alloc");
+                        cr_assert_not_null(r, "allocd closed the connection after %d regions", i + j);
+                        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "region %d: error %d: %s", i + j, r->error,
+                                     r->message);
+                        allocd__reply__free_unpacked(r, NULL);
+                }
+        }
+        cr_assert_eq(pool_used(c, "f"), (unsigned long long)NREG * 4096);
+        unsigned long long full = daemon_rss(&d);
+        close(fd);
+        cr_assert_eq(wait_used(c, "f", 0), 0, "the regions were not released within 10 s");
+
+        /* Given a few seconds, in case allocd shrinks the table lazily. */
+        unsigned long long rss = daemon_rss(&d);
+        for (long end = now_ms() + 3000; rss >= rss0 + 32 * MiB && now_ms() < end; rss = daemon_rss(&d))
+                usleep(100000);
+        cr_log_info("region table: VmRSS %llu KiB, %llu with %d regions, %llu after", rss0 >> 10, full >> 10, NREG,
+                    rss >> 10);
+        if (UNDER_ASAN)
+                cr_log_info("under ASan, whose allocator keeps what allocd frees resident, its size is not checked");
+        else
+                cr_expect_lt(rss, rss0 + 32 * MiB,
+                             "allocd is %llu MiB larger than before %d regions came and went (%llu MiB with them)",
+                             (rss - rss0) / MiB, NREG, (full - rss0) / MiB);
+        c = alloc_disconnect(c);
+        stop();
+}
