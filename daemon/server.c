@@ -347,13 +347,16 @@ static void run_core(void) {
         struct core_done d;
 
         core_set_now(core, uv_now(loop));
-        core_run(core);
-        while (core_done_pop(core, &d)) {
-                struct conn *c = (struct conn *)((char *)d.client - offsetof(struct conn, s.client));
-                proto_done(core, &c->s, &d, &out);
-                act(c);
-                changed();
-        }
+        /* Answering can close a connection, which can make a pool ready: run again, or that waits for an event. */
+        do {
+                core_run(core);
+                while (core_done_pop(core, &d)) {
+                        struct conn *c = (struct conn *)((char *)d.client - offsetof(struct conn, s.client));
+                        proto_done(core, &c->s, &d, &out);
+                        act(c);
+                        changed();
+                }
+        } while (core_pending(core));
         arm_wait_timer();
 }
 

@@ -17,6 +17,7 @@
 
 static struct core *core;
 static uint64_t serial;
+static struct client *clients[1024]; /* every client a test made, freed at teardown */
 
 static struct limits test_limits(void) {
         return (struct limits){
@@ -45,6 +46,8 @@ static void setup(void) {
 static void teardown(void) {
         core_free(core);
         core = NULL;
+        for (uint64_t i = 0; i < serial && i < 1024; i++)
+                free(clients[i]);
 }
 
 static void add_fpga(const char *name, uint64_t size) {
@@ -77,13 +80,15 @@ static struct client *client(uid_t uid) {
         cl->serial = ++serial;
         cl->uid = uid;
         cl->pid = 1000 + (pid_t)serial;
+        cr_assert_lt(serial, 1024);
+        clients[serial - 1] = cl;
         cr_assert_eq(core_client_add(core, cl, &res), E_OK, "%s", res.msg);
         return cl;
 }
 
+/* The client goes; its memory stays until teardown (outcomes may still name it). */
 static void bye(struct client *cl) {
         core_client_remove(core, cl);
-        free(cl);
 }
 
 static int alloc(struct client *cl, const char *pool, uint64_t size, uint32_t flags, const char *name, uint32_t *slot) {
@@ -341,9 +346,9 @@ Test(core, per_uid_limits) {
         bob[2] = calloc(1, sizeof(*bob[2]));
         bob[2]->uid = 1001;
         bob[2]->serial = ++serial;
+        clients[serial - 1] = bob[2];
         cr_assert_eq(core_client_add(core, bob[2], &res), E_LIMIT);
         cr_assert(strstr(res.msg, "max_connections_per_uid"), "%s", res.msg);
-        free(bob[2]);
         alice = client(1002);
         cr_assert_eq(alloc(bob[0], "f", 4 * K, 0, "b1", NULL), GRANT_REGION);
         cr_assert_eq(alloc(bob[1], "f", 4 * K, 0, "b2", NULL), GRANT_REGION);
