@@ -74,6 +74,9 @@ static char *reader(char *str, int num, void *stream) {
                 fail(ps, "line longer than %d characters; split the value or shorten it", num - 3);
                 return NULL;
         }
+        /* libinih skips a UTF-8 byte-order mark before the first line: so must the section count. */
+        if (ps->line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
+                s += 3;
         while (isspace((unsigned char)*s))
                 s++;
         if (*s == '[') {
@@ -539,6 +542,8 @@ static int handler(void *user, const char *section, const char *key, const char 
 
         if (!strcmp(section, "daemon"))
                 return limit_key(ps, key, value);
+        if (conf->npools == 0) /* the section count and libinih disagree: never guess a pool */
+                return fail(ps, "cannot tell which section '%s' belongs to; check the line above it", key);
         return pool_key(ps, &conf->pools[conf->npools - 1], key, value);
 }
 

@@ -124,6 +124,40 @@ Test(config, a_socket_in_use_is_not_stolen, .timeout = 60) {
         unlink(log);
 }
 
+/* A file that is not a socket is never removed to make room for one. */
+Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
+        char log[] = "/tmp/allocd-conf-log-XXXXXX", file[] = "/tmp/allocd-not-a-socket-XXXXXX";
+        int status, fd = mkstemp(file);
+
+        close(mkstemp(log));
+        cr_assert_eq(write(fd, "hi\n", 3), 3);
+        close(fd);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--socket", file, (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+        cr_assert(strstr(slurp(log), "is not a socket"), "%s", slurp(log));
+        cr_assert_str_eq(slurp(file), "hi\n");
+        unlink(file);
+        unlink(log);
+}
+
+/* libinih skips a byte-order mark; allocd once counted the section beside it wrong and crashed. */
+Test(config, a_byte_order_mark_is_ignored, .timeout = 60) {
+        struct daemon d;
+
+        daemon_start(&d, "\xef\xbb\xbf[pool host]\nkind = host\nsize = 1M\n");
+        struct alloc_client *c = daemon_connect(&d);
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
 #elif defined(__has_feature)
