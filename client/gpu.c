@@ -180,11 +180,18 @@ uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size) {
 }
 
 void gpu_release(struct gpu_map *g, void *base) {
-        const struct cuda *cu = cuda_get(NULL);
+        const struct cuda *cu;
         CUdevice dev;
         CUcontext ctx;
 
-        if (cu && g->ctx_device >= 0 && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
+        /*
+         * Whatever gpu_register and gpu_import set up in CUDA, they set up after
+         * retaining a primary context (ctx_device).  A map without one has
+         * nothing to undo in CUDA, and asking cuda_get() about it would load
+         * and initialise the driver in a process that never used CUDA (every
+         * host-only client, at disconnect).
+         */
+        if (g->ctx_device >= 0 && (cu = cuda_get(NULL)) && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
             cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
                 cu->cuCtxPushCurrent(ctx);
                 for (size_t i = 0; i < g->npieces; i++)
