@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc/client.h"
 #include "cuda-loader.h"
 
 /* cuMemHostRegister takes at most this much at once (DESIGN §6). */
@@ -237,3 +238,10 @@ void gpu_release(struct gpu_map *g, void *base) {
 }
 
 #endif
+
+/* The public word on what this file can do in this process; loads the driver on first use, as documented. */
+const char *alloc_cuda_unavailable(void) {
+        const char *why;
+
+        return cuda_get(&why) ? NULL : why;
+}
