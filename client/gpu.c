@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc/client.h"
 #include "cuda-loader.h"
 
 /* cuMemHostRegister takes at most this much at once (DESIGN §6). */
@@ -180,11 +181,18 @@ uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size) {
 }
 
 void gpu_release(struct gpu_map *g, void *base) {
-        const struct cuda *cu = cuda_get(NULL);
+        const struct cuda *cu;
         CUdevice dev;
         CUcontext ctx;
 
-        if (cu && g->ctx_device >= 0 && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
+        /*
+         * Whatever gpu_register and gpu_import set up in CUDA, they set up after
+         * retaining a primary context (ctx_device).  A map without one has
+         * nothing to undo in CUDA, and asking cuda_get() about it would load
+         * and initialise the driver in a process that never used CUDA (every
+         * host-only client, at disconnect).
+         */
+        if (g->ctx_device >= 0 && (cu = cuda_get(NULL)) && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
             cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
                 cu->cuCtxPushCurrent(ctx);
                 for (size_t i = 0; i < g->npieces; i++)
@@ -230,3 +238,10 @@ void gpu_release(struct gpu_map *g, void *base) {
 }
 
 #endif
+
+/* The public word on what this file can do in this process; loads the driver on first use, as documented. */
+const char *alloc_cuda_unavailable(void) {
+        const char *why;
+
+        return cuda_get(&why) ? NULL : why;
+}

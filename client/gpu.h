@@ -29,7 +29,12 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
 int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize);
 /* The device address of offset..offset+size in a registered pool; 0 where there is none. */
 uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size);
-/* Undoes gpu_register or gpu_import (the caller munmaps a memfd mapping).  Accepts a zeroed map. */
+/*
+ * Undoes gpu_register or gpu_import (the caller munmaps a memfd mapping) and
+ * resets g to a map of nothing.  Accepts a zeroed map, and one whose gpu_register or gpu_import
+ * failed (they clean up after themselves); calls into CUDA only for a map
+ * that used it, so a host-only process never loads the driver here.
+ */
 void gpu_release(struct gpu_map *g, void *base);
 
 #endif

@@ -174,15 +174,20 @@ const char *wire_error_name(int code) {
         return errors[code].name;
 }
 
+/*
+ * secure_getenv: in a setuid or setgid program that links the client library
+ * the environment belongs to whoever ran it, and a socket it named would be
+ * connected to with the program's privileges; there only the fixed paths count.
+ */
 int wire_default_socket(char *buf, size_t size) {
-        const char *env = getenv("ALLOCD_SOCKET"), *xdg;
+        const char *env = secure_getenv("ALLOCD_SOCKET"), *xdg;
         int n;
 
         if (env && *env)
                 n = snprintf(buf, size, "%s", env);
         else if (geteuid() == 0)
                 n = snprintf(buf, size, "/run/allocd/allocd.sock");
-        else if ((xdg = getenv("XDG_RUNTIME_DIR")) && *xdg)
+        else if ((xdg = secure_getenv("XDG_RUNTIME_DIR")) && *xdg)
                 n = snprintf(buf, size, "%s/allocd/allocd.sock", xdg);
         else
                 return -ENOENT;

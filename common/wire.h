@@ -59,8 +59,10 @@ const char *wire_error_name(int code);
 /*
  * The socket a client connects to and the daemon listens on when none is
  * given: $ALLOCD_SOCKET, else /run/allocd/allocd.sock for root, else
- * $XDG_RUNTIME_DIR/allocd/allocd.sock.  Returns 0, -ENOENT when none applies
- * (not root and no XDG_RUNTIME_DIR), or -ENAMETOOLONG.
+ * $XDG_RUNTIME_DIR/allocd/allocd.sock.  Both variables are read with
+ * secure_getenv(3): a setuid or setgid process ignores them.  Returns 0,
+ * -ENOENT when none applies (not root and no XDG_RUNTIME_DIR), or
+ * -ENAMETOOLONG.
  */
 int wire_default_socket(char *buf, size_t size);
 

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_CLIENT_INTERNAL_H
+#define ALLOC_CLIENT_INTERNAL_H
+
+/*
+ * What the files of liballoc-client tell each other; none of it is exported
+ * (liballoc-client.sym).  Each file owns its state:
+ *
+ *   transport.c  the connection: socket, Hello, requests and the replies
+ *                matched to them by id, last_error, disconnect
+ *   pool-map.c   the pools this connection has mapped, by name and by address
+ *   region.c     alloc, free, attach, detach
+ *   status.c     alloc_status, alloc_dump
+ *
+ * Dependencies run one way: region.c and status.c call transport.c, which
+ * hands each pool fd that comes with a reply to pool-map.c.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc/client.h"
+#include "allocd.pb-c.h"
+#include "gpu.h"
+
+/* transport.c */
+
+#define CLIENT_ERROR_MAX 512 /* alloc_last_error()'s bytes, its NUL included */
+
+/* Why the pool fd that came with a reply could not be mapped; err is 0 where it was, or none came. */
+struct map_error {
+        int err;
+        char msg[256];
+};
+
+/* Sets this thread's alloc_last_error() and returns r, so that callers can write `return client_fail(...)`. */
+int client_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empties alloc_last_error(): each public call starts with it, so the text always belongs to the latest failure. */
+void client_clear_error(void);
+
+/*
+ * Sends req (its id is set here) and waits for its reply.  On 0 the caller
+ * owns *ret (allocd__reply__free_unpacked(*ret, NULL)); map, if not NULL, says
+ * whether the pool fd that came with the reply was mapped.  A negative errno
+ * value means there is no reply; alloc_last_error() says why.
+ */
+int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map);
+/* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */
+int client_reply_error(const Allocd__Reply *r);
+/* client_call, then checks that the reply is OK and of kind body (what names the request for the message). */
+int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply__BodyCase body, const char *what,
+                    Allocd__Reply **ret);
+/* The connection's table of mapped pools; it lives as long as c. */
+struct pool_table *client_pools(struct alloc_client *c);
+
+/* pool-map.c */
+
+/*
+ * A pool mapped by this connection.  Every field is fixed from the moment it
+ * is in the table until the table is freed (at disconnect), so a pointer to
+ * it may be kept and read without a lock for as long as the connection.
+ */
+struct pool_map {
+        char *name;
+        enum alloc_kind kind;
+        void *base;    /* host, pinned: where the CPU reaches the pool; gpu: NULL */
+        uint64_t addr; /* where the pool lies in this process: base, or a gpu pool's CUDA address */
+        uint64_t size;
+        bool mmapped;       /* base is this table's mmap of the pool fd (else nothing, or CUDA's mapping) */
+        struct gpu_map gpu; /* the pool's registration with CUDA, or its import */
+};
+
+/* A table of no pools; NULL when out of memory. */
+struct pool_table *pool_table_new(void);
+/* Unmaps every pool and frees the table.  Accepts NULL; returns NULL. */
+struct pool_table *pool_table_free(struct pool_table *t);
+
+/*
+ * Maps the pool whose fd came with reply (a Region reply: its pool, size,
+ * kind and backing say how) and adds it to t.  fd stays the caller's.  0, or
+ * a negative errno value with the reason in err; then t is as it was and
+ * nothing of the mapping is left.  -EPROTO if the reply is not one that may
+ * carry a pool fd, or the pool is mapped already (allocd sends it once).
+ */
+int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
+
+/*
+ * Where region g is in this process: ret's ptr, dev_ptr, device and
+ * registered.  -EPROTO if g's pool is not in t or g does not lie inside it.
+ */
+int pool_table_locate(struct pool_table *t, const Allocd__Region *g, struct alloc_region *ret);
+
+/*
+ * Find by pointer: the mapped pool that contains ptr, and ptr's offset in
+ * it, in O(log n) for n pools.  A pool is found at its addr (struct
+ * pool_map): host and pinned pools where the CPU reaches them, gpu pools at
+ * their CUDA address.  0, or -ENOENT when ptr lies in no pool of t.
+ */
+int pool_table_find(struct pool_table *t, const void *ptr, const struct pool_map **ret_pool, uint64_t *ret_offset);
+/* pool_table_find on the connection's table. */
+int pool_map_find(struct alloc_client *c, const void *ptr, const struct pool_map **ret_pool, uint64_t *ret_offset);
+
+#endif

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pools one connection has mapped, found by name or by pointer.
+ *
+ * allocd sends a pool's fd once per connection, with the first region of
+ * that pool; the pool is mapped then, whole (a memfd with mmap, registered
+ * with CUDA for pinned pools; CUDA memory imported and mapped by gpu.c), and
+ * stays mapped until disconnect.  Every later region of the pool is an
+ * offset in a mapping that exists already, which is what makes an
+ * allocation one round trip.
+ *
+ * Theory.  The mappings are disjoint ranges [addr, addr + size) of this
+ * process's address space: the kernel's mmaps and CUDA's address
+ * reservations never overlap.  They are added one at a time and all leave
+ * together, when the table is freed.  The table keeps pointers to them in
+ * an array sorted by addr:
+ *
+ *   - find by pointer: a binary search for the last pool whose addr is at
+ *     or below the pointer, which lies in that pool iff pointer - addr <
+ *     size: O(log n).  This is the common path: what client-side kinds
+ *     (arenas carved from regions) ask on every free, "which pool, at what
+ *     offset".  PipeWire's mem.c answers the same question for its blocks
+ *     by walking a list; a free must not cost a walk.
+ *   - insert: a binary search and a memmove, O(n); it happens once per
+ *     pool per connection, and n is bounded by the pools allocd serves.
+ *   - by name: a walk, O(n), for the same reason, and a name is looked up
+ *     once per region handed out, beside a round trip to allocd.
+ *
+ * Rare inserts and frequent lookups are the case a sorted array serves
+ * best: no rebalancing, no node per entry, and a search over contiguous
+ * memory.  The pools themselves are allocated one by one and never move,
+ * so a struct pool_map pointer stays valid while the array is reallocated
+ * as it grows, until the table is freed.  The lock guards the array only:
+ * lookups share it, and it is never held across mmap or CUDA calls, so a
+ * find is not held up by the import of another pool.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "client-internal.h"
+
+struct pool_table {
+        pthread_rwlock_t lock;
+        struct pool_map **by_addr; /* sorted by addr; their ranges do not overlap */
+        size_t n, allocated;
+};
+
+struct pool_table *pool_table_new(void) {
+        struct pool_table *t = calloc(1, sizeof(*t));
+
+        if (t)
+                pthread_rwlock_init(&t->lock, NULL);
+        return t;
+}
+
+/* Undoes what map_fd set up, each step only if it was done, in reverse order.  Accepts NULL; returns NULL. */
+static struct pool_map *pool_map_free(struct pool_map *m) {
+        if (!m)
+                return NULL;
+        /* Unregisters a pinned memfd mapping, or unmaps CUDA memory; nothing for a host pool. */
+        gpu_release(&m->gpu, m->base);
+        if (m->mmapped)
+                munmap(m->base, m->size);
+        free(m->name);
+        free(m);
+        return NULL;
+}
+
+struct pool_table *pool_table_free(struct pool_table *t) {
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < t->n; i++)
+                pool_map_free(t->by_addr[i]);
+        free(t->by_addr);
+        pthread_rwlock_destroy(&t->lock);
+        free(t);
+        return NULL;
+}
+
+/* The index of the first pool whose addr is above addr; t->n if there is none.  Lock held. */
+static size_t upper_bound(const struct pool_table *t, uint64_t addr) {
+        size_t lo = 0, hi = t->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (t->by_addr[mid]->addr <= addr)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Lock held. */
+static struct pool_map *find_name(const struct pool_table *t, const char *name) {
+        for (size_t i = 0; i < t->n; i++)
+                if (!strcmp(t->by_addr[i]->name, name))
+                        return t->by_addr[i];
+        return NULL;
+}
+
+/*
+ * Whether pool name may join t, and room in the array for it.  Asked once
+ * before the pool is mapped, so that a refusal or a lack of memory costs no
+ * mapping (a CUDA import is not cheap to make or undo), and again as it
+ * joins.  Write lock held.
+ */
+static int admit(struct pool_table *t, const char *name, char *err, size_t errsize) {
+        if (find_name(t, name)) {
+                /* allocd sends a pool's fd once per connection: a second one is a daemon bug. */
+                snprintf(err, errsize, "allocd sent the fd of pool %s a second time", name);
+                return -EPROTO;
+        }
+        if (t->n == t->allocated) {
+                size_t want = t->allocated ? 2 * t->allocated : 8;
+                struct pool_map **p = reallocarray(t->by_addr, want, sizeof(*p));
+                if (!p) {
+                        snprintf(err, errsize, "out of memory");
+                        return -ENOMEM;
+                }
+                t->by_addr = p;
+                t->allocated = want;
+        }
+        return 0;
+}
+
+/* Adds m to t in address order; on failure t is as it was and m is still the caller's. */
+static int insert(struct pool_table *t, struct pool_map *m, char *err, size_t errsize) {
+        size_t i;
+        int r;
+
+        pthread_rwlock_wrlock(&t->lock);
+        r = admit(t, m->name, err, errsize);
+        if (r < 0)
+                goto out;
+        i = upper_bound(t, m->addr);
+        /* Mappings cannot overlap; if these seem to, one pointer would have two answers: refuse the second. */
+        if ((i > 0 && m->addr - t->by_addr[i - 1]->addr < t->by_addr[i - 1]->size) ||
+            (i < t->n && t->by_addr[i]->addr - m->addr < m->size)) {
+                snprintf(err, errsize, "pool %s is mapped where another pool is mapped already", m->name);
+                r = -EADDRINUSE;
+                goto out;
+        }
+        memmove(&t->by_addr[i + 1], &t->by_addr[i], (t->n - i) * sizeof(*t->by_addr));
+        t->by_addr[i] = m;
+        t->n++;
+out:
+        pthread_rwlock_unlock(&t->lock);
+        return r;
+}
+
+/*
+ * Maps fd as g says into m, recording each step as it succeeds (gpu_import
+ * and gpu_register leave nothing behind when they fail), so that
+ * pool_map_free undoes exactly what was set up.
+ */
+static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err, size_t errsize) {
+        void *p;
+        int r;
+
+        if (g->has_backing && g->backing == ALLOCD__BACKING__CUDA_VMM) {
+                bool gpu = g->kind == ALLOCD__POOL_KIND__GPU;
+                if (gpu && (!g->has_device_uuid || g->device_uuid.len != 16))
+                        return -EPROTO;
+                r = gpu_import(&m->gpu, fd, m->size, gpu ? g->device_uuid.data : NULL, err, errsize);
+                if (r < 0)
+                        return r;
+                m->addr = m->gpu.va;
+                /* Host memory mapped by CUDA is reached by the CPU at the same address; device memory is not. */
+                if (!gpu)
+                        m->base = (void *)(uintptr_t)m->gpu.va;
+                return 0;
+        }
+        p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+                r = -errno;
+                snprintf(err, errsize, "%s", strerror(errno));
+                return r;
+        }
+        m->base = p;
+        m->addr = (uintptr_t)p;
+        m->mmapped = true;
+        if (g->kind == ALLOCD__POOL_KIND__PINNED)
+                return gpu_register(&m->gpu, m->base, m->size, g->register_flags, err, errsize);
+        return 0;
+}
+
+int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize) {
+        const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
+        struct pool_map *m;
+        int r;
+
+        snprintf(err, errsize, "allocd sent a pool fd this library cannot use");
+        if (!g || !g->pool_fd || !g->pool || !g->has_pool_size || g->pool_size == 0 || g->pool_size > SIZE_MAX)
+                return -EPROTO;
+        /* Everything that can be refused or run out is settled before the pool is mapped. */
+        pthread_rwlock_wrlock(&t->lock);
+        r = admit(t, g->pool, err, errsize);
+        pthread_rwlock_unlock(&t->lock);
+        if (r < 0)
+                return r;
+        m = calloc(1, sizeof(*m));
+        if (!m || !(m->name = strdup(g->pool))) {
+                free(m);
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        m->kind = (enum alloc_kind)g->kind;
+        m->size = g->pool_size;
+        m->gpu = (struct gpu_map){.device = -1, .ctx_device = -1};
+        r = map_fd(m, g, fd, err, errsize);
+        if (r == 0)
+                r = insert(t, m, err, errsize);
+        if (r < 0)
+                pool_map_free(m);
+        return r;
+}
+
+int pool_table_locate(struct pool_table *t, const Allocd__Region *g, struct alloc_region *ret) {
+        const struct pool_map *m;
+
+        pthread_rwlock_rdlock(&t->lock);
+        m = find_name(t, g->pool);
+        pthread_rwlock_unlock(&t->lock);
+        /* m's fields are fixed while the table lives: no lock needed to read them. */
+        if (!m || g->size > m->size || g->offset > m->size - g->size)
+                return -EPROTO;
+        ret->ptr = m->base ? (char *)m->base + g->offset : NULL;
+        ret->dev_ptr = gpu_dev_ptr(&m->gpu, g->offset, g->size);
+        ret->device = m->gpu.device;
+        ret->registered = m->gpu.registered;
+        return 0;
+}
+
+int pool_table_find(struct pool_table *t, const void *ptr, const struct pool_map **ret_pool, uint64_t *ret_offset) {
+        uint64_t addr = (uintptr_t)ptr;
+        const struct pool_map *m = NULL;
+        size_t i;
+
+        pthread_rwlock_rdlock(&t->lock);
+        i = upper_bound(t, addr);
+        if (i > 0 && addr - t->by_addr[i - 1]->addr < t->by_addr[i - 1]->size)
+                m = t->by_addr[i - 1];
+        pthread_rwlock_unlock(&t->lock);
+        if (!m)
+                return -ENOENT;
+        if (ret_pool)
+                *ret_pool = m;
+        if (ret_offset)
+                *ret_offset = addr - m->addr;
+        return 0;
+}
+
+int pool_map_find(struct alloc_client *c, const void *ptr, const struct pool_map **ret_pool, uint64_t *ret_offset) {
+        if (!c)
+                return -EINVAL;
+        return pool_table_find(client_pools(c), ptr, ret_pool, ret_offset);
+}

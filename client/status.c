@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * alloc_status and alloc_dump: allocd's answers copied into the public
+ * structs, so that a caller never sees protobuf.  Both may take several
+ * requests: allocd pages its list of clients and of regions, and a list
+ * grows as each page is appended.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client-internal.h"
+
+static void copy_name(char *dst, size_t size, const char *src) {
+        snprintf(dst, size, "%s", src ? src : "");
+}
+
+/* Grows *array of *n elements of size each by more; 0 or -ENOMEM. */
+static int grow(void *array, size_t *n, size_t more, size_t size) {
+        void *p;
+
+        if (more > SIZE_MAX / size - *n - 1)
+                return client_fail(-ENOMEM, "out of memory");
+        p = realloc(*(void **)array, (*n + more + 1) * size);
+        if (!p)
+                return client_fail(-ENOMEM, "out of memory");
+        memset((char *)p + *n * size, 0, (more + 1) * size);
+        *(void **)array = p;
+        return 0;
+}
+
+static int status_pools(struct alloc_status *s, const Allocd__StatusReply *sr) {
+        if (grow(&s->pools, &s->npools, sr->n_pools, sizeof(*s->pools)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < sr->n_pools; i++) {
+                const Allocd__PoolStatus *p = sr->pools[i];
+                struct alloc_pool_status *o = &s->pools[s->npools++];
+                copy_name(o->name, sizeof(o->name), p->name);
+                o->kind = (enum alloc_kind)p->kind;
+                o->size = p->size;
+                o->used = p->used;
+                o->free = p->free;
+                o->largest_free = p->largest_free;
+                o->regions = p->regions;
+                o->waiters = p->waiters;
+                o->quantum = p->quantum;
+                copy_name(o->backend, sizeof(o->backend), p->backend);
+                o->device = p->has_device ? p->device : -1;
+                for (size_t j = 0; j < p->n_flags; j++)
+                        o->register_flags |= !strcmp(p->flags[j], "portable")    ? ALLOC_REGISTER_PORTABLE
+                                             : !strcmp(p->flags[j], "devicemap") ? ALLOC_REGISTER_DEVICEMAP
+                                                                                 : 0;
+                if (grow(&o->spans, &o->nspans, p->n_spans, sizeof(*o->spans)) < 0)
+                        return -ENOMEM;
+                for (size_t j = 0; j < p->n_spans; j++)
+                        o->spans[o->nspans++] = (struct alloc_span){p->spans[j]->address, p->spans[j]->size};
+        }
+        if (grow(&s->unavailable, &s->nunavailable, sr->n_unavailable, sizeof(*s->unavailable)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < sr->n_unavailable; i++) {
+                struct alloc_unavailable_pool *u = &s->unavailable[s->nunavailable++];
+                copy_name(u->name, sizeof(u->name), sr->unavailable[i]->name);
+                u->kind = (enum alloc_kind)sr->unavailable[i]->kind;
+                copy_name(u->reason, sizeof(u->reason), sr->unavailable[i]->reason);
+        }
+        copy_name(s->daemon_version, sizeof(s->daemon_version), sr->daemon_version);
+        s->uptime = sr->uptime;
+        s->started = sr->started;
+        return 0;
+}
+
+/* Appends the reply's clients; *last is the serial to ask after next. */
+static int status_clients(struct alloc_status *s, const Allocd__StatusReply *sr, uint64_t *last) {
+        if (grow(&s->clients, &s->nclients, sr->n_clients, sizeof(*s->clients)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < sr->n_clients; i++) {
+                const Allocd__ClientStatus *k = sr->clients[i];
+                struct alloc_client_status *o = &s->clients[s->nclients++];
+                o->pid = k->pid;
+                o->uid = k->uid;
+                copy_name(o->name, sizeof(o->name), k->name);
+                copy_name(o->comm, sizeof(o->comm), k->comm);
+                o->serial = k->serial;
+                o->regions = k->regions;
+                o->bytes = k->bytes;
+                o->waiters = k->waiters;
+                if (k->serial > *last)
+                        *last = k->serial;
+        }
+        s->clients_omitted = sr->clients_omitted;
+        return 0;
+}
+
+int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+        struct alloc_status *s;
+        uint64_t last = 0;
+        int r;
+
+        client_clear_error();
+        if (!c || !ret)
+                return client_fail(-EINVAL, "alloc_status: c and ret must not be NULL");
+        *ret = NULL;
+        if (!(s = calloc(1, sizeof(*s))))
+                return client_fail(-ENOMEM, "out of memory");
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        /* The pools come whole in the first reply; the clients in as many as it takes. */
+        for (bool first = true;; first = false) {
+                Allocd__Reply *reply;
+                st.has_clients_after = !first;
+                st.clients_after = last;
+                uint64_t before = last;
+                if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_STATUS, "Status", &reply)) < 0)
+                        break;
+                r = first ? status_pools(s, reply->status) : 0;
+                if (r == 0)
+                        r = status_clients(s, reply->status, &last);
+                allocd__reply__free_unpacked(reply, NULL);
+                if (r < 0 || !s->clients_omitted || last == before)
+                        break;
+        }
+        if (r < 0) {
+                alloc_status_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+struct alloc_status *alloc_status_free(struct alloc_status *s) {
+        if (s) {
+                for (size_t i = 0; i < s->npools; i++)
+                        free(s->pools[i].spans);
+                free(s->pools);
+                free(s->clients);
+                free(s->unavailable);
+                free(s);
+        }
+        return NULL;
+}
+
+static int dump_regions(struct alloc_dump *d, const Allocd__DumpReply *dr, uint64_t *last) {
+        if (grow(&d->regions, &d->nregions, dr->n_regions, sizeof(*d->regions)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < dr->n_regions; i++) {
+                const Allocd__Region *x = dr->regions[i];
+                struct alloc_region_info *o = &d->regions[d->nregions++];
+                o->id = x->id;
+                copy_name(o->pool, sizeof(o->pool), x->pool);
+                o->kind = (enum alloc_kind)x->kind;
+                o->addr = x->offset;
+                o->size = x->size;
+                o->flags = x->flags;
+                copy_name(o->name, sizeof(o->name), x->name);
+                o->refs = x->refs;
+                o->uid = x->uid;
+                o->pid = x->pid;
+                o->created = x->created;
+                o->holders_omitted = x->holders_omitted;
+                if (grow(&o->holders, &o->nholders, x->n_holders, sizeof(*o->holders)) < 0)
+                        return -ENOMEM;
+                for (size_t j = 0; j < x->n_holders; j++) {
+                        struct alloc_holder *h = &o->holders[o->nholders++];
+                        h->pid = x->holders[j]->pid;
+                        h->uid = x->holders[j]->uid;
+                        copy_name(h->name, sizeof(h->name), x->holders[j]->name);
+                        copy_name(h->comm, sizeof(h->comm), x->holders[j]->comm);
+                }
+                *last = x->id;
+        }
+        return 0;
+}
+
+int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Dump dm = ALLOCD__DUMP__INIT;
+        struct alloc_dump *d;
+        uint64_t last = 0;
+        int r;
+
+        client_clear_error();
+        if (!c || !ret)
+                return client_fail(-EINVAL, "alloc_dump: c and ret must not be NULL");
+        *ret = NULL;
+        if (!(d = calloc(1, sizeof(*d))))
+                return client_fail(-ENOMEM, "out of memory");
+        req.body_case = ALLOCD__REQUEST__BODY_DUMP;
+        req.dump = &dm;
+        dm.pool = (char *)pool;
+        for (;;) {
+                Allocd__Reply *reply;
+                uint64_t before = last;
+                dm.has_after = true;
+                dm.after = last;
+                if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_DUMP, "Dump", &reply)) < 0)
+                        break;
+                r = dump_regions(d, reply->dump, &last);
+                bool more = reply->dump->more;
+                allocd__reply__free_unpacked(reply, NULL);
+                if (r < 0 || !more || last == before)
+                        break;
+        }
+        if (r < 0) {
+                alloc_dump_free(d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+struct alloc_dump *alloc_dump_free(struct alloc_dump *d) {
+        if (d) {
+                for (size_t i = 0; i < d->nregions; i++)
+                        free(d->regions[i].holders);
+                free(d->regions);
+                free(d);
+        }
+        return NULL;
+}
