@@ -6,7 +6,8 @@
  *            pool (no memory behind them: what is measured is allocd's own bookkeeping)
  *   latency  an alloc + free pair from a second client at each of those counts, and its
  *            ratio to the pair at 1k live (same run, same daemon)
- *   dump     a whole Dump of every live region through liballoc-client, at the largest count
+ *   dump     a whole Dump of every live region at the largest count: through liballoc-client's
+ *            alloc_dump, and `allocctl dump` and `allocctl --json dump` into /dev/null
  *   stall    a client holding 65,536 regions of a full pool is SIGKILLed while 400 other
  *            connections wait (NOFAIL) for room; a probe client sends Status round trips all the
  *            while, and the longest one is the loop's longest stall.  The baseline is the
@@ -27,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +55,30 @@ static void die(const char *what) {
         if (allocd_pid > 0)
                 kill(allocd_pid, SIGKILL);
         exit(1);
+}
+
+/* Runs allocctl [--json] dump into /dev/null; returns seconds, and its peak RSS in *kib. */
+static double allocctl_dump(bool json, long *kib) {
+        struct rusage ru;
+        double t = now();
+        int status;
+        pid_t pid = fork();
+
+        if (pid < 0)
+                die("fork");
+        if (pid == 0) {
+                if (!freopen("/dev/null", "w", stdout))
+                        _exit(127);
+                if (json)
+                        execl(ALLOCCTL_PATH, "allocctl", "--socket", sock, "--json", "dump", (char *)NULL);
+                else
+                        execl(ALLOCCTL_PATH, "allocctl", "--socket", sock, "dump", (char *)NULL);
+                _exit(127);
+        }
+        if (wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                die("allocctl dump");
+        *kib = ru.ru_maxrss;
+        return now() - t;
 }
 
 static long rss_kib(pid_t pid) {
@@ -294,7 +320,8 @@ int main(int argc, char **argv) {
         static const struct option opts[] = {
                 {"json", no_argument, NULL, 'j'}, {"max", required_argument, NULL, 'm'}, {0}};
         long max = 1000000, rss0, rss[3] = {0};
-        double pair[3] = {0}, dump_s = 0, worst, base, settle;
+        double pair[3] = {0}, dump_s = 0, ctl_s[2] = {0}, worst, base, settle;
+        long ctl_kib[2] = {0};
         size_t ndumped = 0;
         bool json = false;
         int c, n = 0;
@@ -333,6 +360,8 @@ int main(int argc, char **argv) {
                 dump_s = now() - t;
                 ndumped = d->nregions;
                 alloc_dump_free(d);
+                ctl_s[0] = allocctl_dump(false, &ctl_kib[0]);
+                ctl_s[1] = allocctl_dump(true, &ctl_kib[1]);
         }
         alloc_disconnect(holder);
         alloc_disconnect(other);
@@ -360,6 +389,10 @@ int main(int argc, char **argv) {
                 json_object_object_add(o, "live", a);
                 json_object_object_add(o, "dump_regions", json_object_new_int64((int64_t)ndumped));
                 json_object_object_add(o, "dump_s", json_object_new_double(dump_s));
+                json_object_object_add(o, "allocctl_dump_s", json_object_new_double(ctl_s[0]));
+                json_object_object_add(o, "allocctl_dump_rss_kib", json_object_new_int64(ctl_kib[0]));
+                json_object_object_add(o, "allocctl_json_dump_s", json_object_new_double(ctl_s[1]));
+                json_object_object_add(o, "allocctl_json_dump_rss_kib", json_object_new_int64(ctl_kib[1]));
                 json_object_object_add(o, "stall_ms", json_object_new_double(worst));
                 json_object_object_add(o, "stall_baseline_ms", json_object_new_double(base));
                 json_object_object_add(o, "stall_settle_ms", json_object_new_double(settle));
@@ -374,7 +407,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++)
                 printf("%10ld %12ld %16.1f %14.1f %10.2f\n", counts[i], rss[i], (rss[i] - rss0) * 1024.0 / counts[i],
                        pair[i], pair[i] / pair[0]);
-        printf("\ndump of %zu regions: %.2f s\n", ndumped, dump_s);
+        printf("\ndump of %zu regions: alloc_dump %.2f s; allocctl dump %.2f s (peak RSS %ld KiB); allocctl --json "
+               "dump %.2f s (peak RSS %ld KiB)\n",
+               ndumped, dump_s, ctl_s[0], ctl_kib[0], ctl_s[1], ctl_kib[1]);
         printf("a holder of %d regions SIGKILLed with %d waiters: longest Status round trip %.1f ms "
                "(baseline %.1f ms); every waiter granted %.1f ms after the kill\n",
                STALL_REGIONS, STALL_WAITERS, worst, base, settle);

@@ -307,25 +307,54 @@ static void region_row(const struct alloc_region_info *r, uint64_t now) {
                printable(r->name, false, name, sizeof(name)));
 }
 
-static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
-        const char *pool = argc > 0 ? argv[0] : NULL;
-        uint64_t now = (uint64_t)time(NULL);
-        struct alloc_dump *d;
+struct dump_out {
+        bool json;
+        uint64_t now;
+        size_t n;
+};
 
-        if (alloc_dump(ctl->client, pool, &d) < 0)
-                return request_failed("dump");
-        if (ctl->json) {
-                json_object *a = json_object_new_array();
-                for (size_t i = 0; i < d->nregions; i++)
-                        json_object_array_add(a, region_json(&d->regions[i], now));
-                json_print(a);
-        } else {
+static void dump_start(const struct dump_out *o) {
+        if (o->json)
+                printf("[");
+        else
                 printf("%-12s %-12s %18s %10s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FLAGS", "REFS",
                        "AGE", "HOLDERS", "NAME");
-                for (size_t i = 0; i < d->nregions; i++)
-                        region_row(&d->regions[i], now);
+}
+
+/* One region as it arrives: a dump of a million regions is never held whole. */
+static int dump_one(const struct alloc_region_info *r, void *data) {
+        struct dump_out *o = data;
+
+        if (o->n == 0)
+                dump_start(o);
+        if (o->json) {
+                json_object *x = region_json(r, o->now);
+                printf("%s%s", o->n ? ",\n" : "",
+                       json_object_to_json_string_ext(x, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(x);
+        } else {
+                region_row(r, o->now);
         }
-        alloc_dump_free(d);
+        o->n++;
+        return 0;
+}
+
+static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
+        const char *pool = argc > 0 ? argv[0] : NULL;
+        struct dump_out o = {.json = ctl->json, .now = (uint64_t)time(NULL)};
+        int r;
+
+        /* Nothing is printed before the first page arrives, and a walk cut short is not closed: a
+         * failed dump never reads as a complete one. */
+        r = alloc_dump_each(ctl->client, pool, dump_one, &o);
+        if (r < 0) {
+                fflush(stdout);
+                return request_failed("dump");
+        }
+        if (o.n == 0)
+                dump_start(&o);
+        if (o.json)
+                printf("]\n");
         return EXIT_OK;
 }
 

@@ -142,50 +142,49 @@ struct alloc_status *alloc_status_free(struct alloc_status *s) {
         return NULL;
 }
 
-static int dump_regions(struct alloc_dump *d, const Allocd__DumpReply *dr, uint64_t *last) {
-        if (grow(&d->regions, &d->nregions, dr->n_regions, sizeof(*d->regions)) < 0)
-                return -ENOMEM;
-        for (size_t i = 0; i < dr->n_regions; i++) {
-                const Allocd__Region *x = dr->regions[i];
-                struct alloc_region_info *o = &d->regions[d->nregions++];
-                o->id = x->id;
-                copy_name(o->pool, sizeof(o->pool), x->pool);
-                o->kind = (enum alloc_kind)x->kind;
-                o->addr = x->offset;
-                o->size = x->size;
-                o->flags = x->flags;
-                copy_name(o->name, sizeof(o->name), x->name);
-                o->refs = x->refs;
-                o->uid = x->uid;
-                o->pid = x->pid;
-                o->created = x->created;
-                o->holders_omitted = x->holders_omitted;
-                if (grow(&o->holders, &o->nholders, x->n_holders, sizeof(*o->holders)) < 0)
-                        return -ENOMEM;
-                for (size_t j = 0; j < x->n_holders; j++) {
-                        struct alloc_holder *h = &o->holders[o->nholders++];
-                        h->pid = x->holders[j]->pid;
-                        h->uid = x->holders[j]->uid;
-                        copy_name(h->name, sizeof(h->name), x->holders[j]->name);
-                        copy_name(h->comm, sizeof(h->comm), x->holders[j]->comm);
-                }
-                *last = x->id;
+/* Holders a Dump reply lists per region (allocd's own limit); more are counted as omitted. */
+#define DUMP_HOLDERS_MAX 32
+
+/* One region of a Dump reply as the API shows it; holders point into x until the next page. */
+static void region_info(const Allocd__Region *x, struct alloc_region_info *o, struct alloc_holder *holders) {
+        *o = (struct alloc_region_info){
+                .id = x->id,
+                .kind = (enum alloc_kind)x->kind,
+                .addr = x->offset,
+                .size = x->size,
+                .flags = x->flags,
+                .refs = x->refs,
+                .uid = x->uid,
+                .pid = x->pid,
+                .created = x->created,
+                .holders = holders,
+                .holders_omitted = x->holders_omitted,
+        };
+        copy_name(o->pool, sizeof(o->pool), x->pool);
+        copy_name(o->name, sizeof(o->name), x->name);
+        for (size_t j = 0; j < x->n_holders && j < DUMP_HOLDERS_MAX; j++) {
+                struct alloc_holder *h = &holders[o->nholders++];
+                h->pid = x->holders[j]->pid;
+                h->uid = x->holders[j]->uid;
+                copy_name(h->name, sizeof(h->name), x->holders[j]->name);
+                copy_name(h->comm, sizeof(h->comm), x->holders[j]->comm);
         }
-        return 0;
+        o->holders_omitted += (uint32_t)(x->n_holders - o->nholders);
 }
 
-int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret) {
+int alloc_dump_each(struct alloc_client *c, const char *pool,
+                    int (*fn)(const struct alloc_region_info *region, void *data), void *data) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Dump dm = ALLOCD__DUMP__INIT;
-        struct alloc_dump *d;
+        struct alloc_holder *holders;
+        struct alloc_region_info info;
         uint64_t last = 0;
-        int r;
+        int r = 0;
 
         client_clear_error();
-        if (!c || !ret)
-                return client_fail(-EINVAL, "alloc_dump: c and ret must not be NULL");
-        *ret = NULL;
-        if (!(d = calloc(1, sizeof(*d))))
+        if (!c || !fn)
+                return client_fail(-EINVAL, "alloc_dump_each: c and fn must not be NULL");
+        if (!(holders = calloc(DUMP_HOLDERS_MAX, sizeof(*holders))))
                 return client_fail(-ENOMEM, "out of memory");
         req.body_case = ALLOCD__REQUEST__BODY_DUMP;
         req.dump = &dm;
@@ -197,13 +196,51 @@ int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret
                 dm.after = last;
                 if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_DUMP, "Dump", &reply)) < 0)
                         break;
-                r = dump_regions(d, reply->dump, &last);
+                for (size_t i = 0; r == 0 && i < reply->dump->n_regions; i++) {
+                        region_info(reply->dump->regions[i], &info, holders);
+                        last = info.id;
+                        r = fn(&info, data);
+                }
                 bool more = reply->dump->more;
                 allocd__reply__free_unpacked(reply, NULL);
-                if (r < 0 || !more || last == before)
+                if (r != 0 || !more || last == before)
                         break;
         }
-        if (r < 0) {
+        free(holders);
+        return r;
+}
+
+/* alloc_dump's callback: a copy of each region, holders and all. */
+static int collect(const struct alloc_region_info *x, void *data) {
+        struct alloc_dump *d = data;
+        struct alloc_region_info *o;
+
+        /* Doubling: a million regions must not cost a million reallocs. */
+        if ((d->nregions == 0 || (d->nregions >= 16 && !(d->nregions & (d->nregions - 1)))) &&
+            grow(&d->regions, &d->nregions, d->nregions ? d->nregions : 16, sizeof(*d->regions)) < 0)
+                return -ENOMEM;
+        o = &d->regions[d->nregions++];
+        *o = *x;
+        o->holders = NULL;
+        o->nholders = 0;
+        if (x->nholders && grow(&o->holders, &o->nholders, x->nholders, sizeof(*o->holders)) < 0)
+                return -ENOMEM;
+        if (x->nholders)
+                memcpy(o->holders, x->holders, x->nholders * sizeof(*o->holders));
+        o->nholders = x->nholders;
+        return 0;
+}
+
+int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret) {
+        struct alloc_dump *d;
+        int r;
+
+        if (!c || !ret)
+                return client_fail(-EINVAL, "alloc_dump: c and ret must not be NULL");
+        *ret = NULL;
+        if (!(d = calloc(1, sizeof(*d))))
+                return client_fail(-ENOMEM, "out of memory");
+        if ((r = alloc_dump_each(c, pool, collect, d)) < 0) {
                 alloc_dump_free(d);
                 return r;
         }

@@ -207,6 +207,15 @@ struct alloc_status *alloc_status_free(struct alloc_status *s);
 int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret);
 /* Accepts NULL; returns NULL. */
 struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
+/*
+ * alloc_dump without holding the list: calls fn for each region in order of
+ * id, one page of allocd's replies at a time, so a dump of a million regions
+ * costs neither side more than a page.  region (and its holders) is valid
+ * only during the call.  fn returns 0 to go on; anything else ends the walk
+ * and is returned.
+ */
+int alloc_dump_each(struct alloc_client *c, const char *pool,
+                    int (*fn)(const struct alloc_region_info *region, void *data), void *data);
 
 /* What the last failed call in this thread did wrong, in words; "" if none. */
 const char *alloc_last_error(void);
