@@ -2,7 +2,7 @@
 /*
  * gpu-bench: how long it takes to get page-locked host memory, and device
  * memory, from allocd against asking the CUDA driver each time, measured in
- * the same run (issue 5; DESIGN §9).  GPU only: exits 77 without one.
+ * the same run (issue 5; docs/PERFORMANCE.md).  GPU only: exits 77 without one.
  *
  *   pinned  alloc_region_new + alloc_region_free in a pinned pool, against
  *           cuMemHostAlloc(PORTABLE | DEVICEMAP) + cuMemFreeHost

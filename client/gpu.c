@@ -17,7 +17,7 @@
 #include "alloc/client.h"
 #include "cuda-loader.h"
 
-/* cuMemHostRegister takes at most this much at once (DESIGN §6). */
+/* cuMemHostRegister takes at most this much at once (docs/ARCHITECTURE.md, "CUDA"). */
 #define GPU_PIECE (64ull << 30)
 
 #if HAVE_CUDA

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * GPU test: two processes share pinned and gpu regions through allocd and
- * keep using them after allocd is killed (DESIGN §6).  Exits 77 without a
+ * keep using them after allocd is killed (docs/ARCHITECTURE.md, "CUDA").  Exits 77 without a
  * GPU.
  *
  *   gpu-share                 the test: starts allocd and two workers
