@@ -74,6 +74,7 @@ int vmm_host_numa_check(char *why, size_t whysize);
 int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize);
 void pool_destroy(struct pool *p);
 uint64_t pool_usage(const struct pool *p, uid_t uid);
+void pool_count_region(struct pool *p, int delta);
 int pool_charge(struct pool *p, uid_t uid, int64_t bytes);
 
 /* ---- regions and holds (region.c, hold.c) ---- */
@@ -129,7 +130,7 @@ int region_slot(const struct regions *rt, uint64_t id);
 /* A new region, pending: no holder yet, one reference until handed out or discarded (+1 if PERSIST). */
 int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
                uint32_t flags, uint32_t *ret);
-/* Adds one reference of cl. */
+/* Adds one reference of cl; -EOVERFLOW when the region has UINT32_MAX already. */
 int region_hold(struct core *core, uint32_t slot, struct client *cl);
 /* cl's count of references to slot (0: none). */
 uint32_t region_held(const struct core *core, uint32_t slot, const struct client *cl);
@@ -211,6 +212,8 @@ void waitq_clear(struct waitq *q);
 int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a);
 /* A region of p came back: its waiters are retried in the next core_run. */
 void waitq_pool_ready(struct core *core, struct pool *p);
+/* If p is ready, retries its waiters now, before a newcomer can take the room they wait for. */
+void waitq_retry_now(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
 
@@ -238,6 +241,8 @@ int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *
 /* The uid's counts: found, found or made (NULL: out of memory), and freed once all are zero. */
 struct user *user_find(const struct core *core, uid_t uid);
 struct user *user_get(struct core *core, uid_t uid);
+/* Adds to the names and PERSIST regions counted against uid, which has a record already. */
+void user_count(struct core *core, uid_t uid, int names, int persist);
 void user_put(struct core *core, struct user *u);
 int ok_result(struct core_result *res);
 /* Why the range allocator refused a, in words. */

@@ -117,6 +117,15 @@ void user_put(struct core *core, struct user *u) {
         }
 }
 
+void user_count(struct core *core, uid_t uid, int names, int persist) {
+        /* The uid has a record: a connection made the region, and counts keep it until they are 0. */
+        struct user *u = user_find(core, uid);
+
+        u->names = (uint32_t)((int64_t)u->names + names);
+        u->persist = (uint32_t)((int64_t)u->persist + persist);
+        user_put(core, u);
+}
+
 /* ---- clients ---- */
 
 int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
@@ -154,6 +163,11 @@ void core_client_remove(struct core *core, struct client *cl) {
         cl->user->conns--;
         user_put(core, cl->user);
         cl->user = NULL;
+}
+
+void core_client_set_name(struct core *core, struct client *cl, const char *name) {
+        (void)core;
+        snprintf(cl->name, sizeof(cl->name), "%s", name);
 }
 
 const struct client_list *core_clients(const struct core *core) {

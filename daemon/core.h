@@ -111,6 +111,8 @@ uint64_t core_now(const struct core *core);
 int core_client_add(struct core *core, struct client *cl, struct core_result *res);
 /* Cancels its waiters without answering them and drops every reference it holds. */
 void core_client_remove(struct core *core, struct client *cl);
+/* The name it gave in Hello (checked by the caller). */
+void core_client_set_name(struct core *core, struct client *cl, const char *name);
 const struct client_list *core_clients(const struct core *core);
 uint32_t core_nclients(const struct core *core);
 

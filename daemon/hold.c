@@ -164,8 +164,8 @@ void hold_remove(struct holds *h, struct region *regions, uint32_t i) {
         slots_put(&h->slots, i);
         /* Lowest-free allocation keeps the table dense, but holds die in any order: pack the top down. */
         if (h->slots.used < h->slots.cap / 4 && h->slots.cap > SLOTS_MIN) {
-                uint32_t half = h->slots.cap / 2, to;
-                while (h->slots.hi > half && slots_get(&h->slots, &to) == 0) {
+                uint32_t to;
+                while (slots_get(&h->slots, &to) == 0) {
                         uint32_t top = h->slots.hi - 1;
                         if (to >= top) {
                                 slots_put(&h->slots, to);

@@ -276,6 +276,10 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what) {
         return (bits & what) == what;
 }
 
+void pool_count_region(struct pool *p, int delta) {
+        p->nregions = (uint64_t)((int64_t)p->nregions + delta);
+}
+
 uint64_t pool_usage(const struct pool *p, uid_t uid) {
         for (size_t i = 0; i < p->nusage; i++)
                 if (p->usage[i].uid == uid)

@@ -191,7 +191,7 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
                                  CLIENT_NAME_MAX_LEN);
                         return proto_error(out, id, E_INVALID, msg);
                 }
-                strcpy(s->client.name, m->client_name);
+                core_client_set_name(core, &s->client, m->client_name);
         }
         s->hello = true;
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;

@@ -93,9 +93,9 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
         if (flags & F_PERSIST) {
                 r->state |= R_PERSIST;
                 r->refs++;
-                cl->user->persist++;
+                user_count(core, cl->uid, 0, 1);
         }
-        p->nregions++;
+        pool_count_region(p, 1);
         *ret = slot;
         return 0;
 }
@@ -109,7 +109,7 @@ static void region_die(struct core *core, uint32_t slot) {
         region_unpublish(core, slot);
         range_free(p->arena, r->offset, r->size);
         pool_charge(p, r->uid, -(int64_t)r->size);
-        p->nregions--;
+        pool_count_region(p, -1);
         r->state = 0;
         slots_put(&rt->slots, slot);
         shrink(rt);
@@ -130,6 +130,8 @@ int region_hold(struct core *core, uint32_t slot, struct client *cl) {
         uint32_t i = hold_find(&rt->holds, cl, slot);
         int e;
 
+        if (r->refs == UINT32_MAX)
+                return -EOVERFLOW;
         if (i == HOLD_NONE && (e = hold_add(&rt->holds, r, cl, slot, &i)) < 0)
                 return e;
         if (rt->holds.tab[i].count++ == 0 && r->creator == cl->serial)
@@ -179,10 +181,8 @@ void region_unpersist(struct core *core, uint32_t slot) {
 
         if (!(r->state & R_PERSIST))
                 return;
-        struct user *u = user_find(core, r->uid);
         r->state &= (uint8_t)~R_PERSIST;
-        u->persist--;
-        user_put(core, u);
+        user_count(core, r->uid, 0, -1);
         unref(core, slot, 1);
 }
 
@@ -252,24 +252,20 @@ void core_region_holders(const struct core *core, uint32_t slot,
 
 int region_publish(struct core *core, uint32_t slot, const char *name) {
         struct region *r = &core->regions.tab[slot];
-        struct user *u = user_find(core, r->uid);
         int e;
 
         if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
                 return e;
-        u->names++;
+        user_count(core, r->uid, 1, 0); /* a name counts against its creator's uid */
         return 0;
 }
 
 void region_unpublish(struct core *core, uint32_t slot) {
         struct region *r = &core->regions.tab[slot];
-        struct user *u;
 
         if (!r->name)
                 return;
-        u = user_find(core, r->uid); /* a name counts against its creator's uid */
         names_remove(&core->names, r->name);
-        u->names--;
-        user_put(core, u);
+        user_count(core, r->uid, -1, 0);
         r->name = 0;
 }

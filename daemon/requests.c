@@ -114,6 +114,8 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
 
         if (check_alloc(core, cl, m, &a, res) != E_OK)
                 return GRANT_NONE;
+        /* Room a free made goes to the pool's waiters first, oldest first, not to whoever asks next. */
+        waitq_retry_now(core, a.pool);
         e = alloc_try(core, cl, &a, false, slot, res);
         if (e == E_OK)
                 return alloc_finish(core, cl, &a, *slot, res);
@@ -172,11 +174,15 @@ int core_free_region(struct core *core, struct client *cl, uint64_t id, struct c
                             "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or root may free "
                             "it; use Detach to drop your reference",
                             id, (unsigned)r.uid);
-        /* Free takes the name and the PERSIST reference away, and one of this holder's references. */
+        /*
+         * Free takes the name and the PERSIST reference away, and one of this holder's references:
+         * in that order, since the last reference to go can take the region, and even shrink the
+         * table, with it; nothing may read the slot after that.
+         */
         region_unpublish(core, (uint32_t)slot);
+        region_unpersist(core, (uint32_t)slot);
         if (holds)
                 region_release(core, (uint32_t)slot, cl, false);
-        region_unpersist(core, (uint32_t)slot);
         return ok_result(res);
 }
 
@@ -191,7 +197,7 @@ int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_r
 
 int core_attach(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res) {
         struct region_info r;
-        int s;
+        int s, e;
 
         if (!name || !core_valid_name(name, NAME_MAX_LEN))
                 return fail(res, E_INVALID, "Attach needs a name of 1-%d bytes without control characters",
@@ -206,8 +212,9 @@ int core_attach(struct core *core, struct client *cl, const char *name, uint32_t
         if (cl->nrefs + cl->npending >= core->limits.max_regions_per_connection)
                 return fail(res, E_LIMIT, "this connection holds max_regions_per_connection = %u regions",
                             core->limits.max_regions_per_connection);
-        if (region_hold(core, (uint32_t)s, cl) < 0)
-                return fail(res, E_INTERNAL, "out of memory");
+        if ((e = region_hold(core, (uint32_t)s, cl)) < 0)
+                return e == -EOVERFLOW ? fail(res, E_LIMIT, "'%s' has as many references as allocd counts", name)
+                                       : fail(res, E_INTERNAL, "out of memory");
         *slot = (uint32_t)s;
         return ok_result(res);
 }

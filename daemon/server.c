@@ -49,7 +49,7 @@ enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
 struct packet {
         STAILQ_ENTRY(packet) link;
         size_t len;
-        int fd;
+        int fd; /* a pool's fd to send beside it, not ours to close; or -1 */
         uint8_t data[];
 };
 
@@ -105,8 +105,6 @@ static void conn_free(struct conn *c) {
 
         while ((p = STAILQ_FIRST(&c->out))) {
                 STAILQ_REMOVE_HEAD(&c->out, link);
-                if (p->fd >= 0)
-                        close(p->fd);
                 free(p);
         }
         session_clear(&c->s);
@@ -189,12 +187,8 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
         if (!(p = malloc(sizeof(*p) + o->len)))
                 return conn_close(c);
         p->len = o->len;
-        p->fd = o->fd >= 0 ? fcntl(o->fd, F_DUPFD_CLOEXEC, 3) : -1;
+        p->fd = o->fd; /* a pool's: it lives as long as the core, so a queued reply need not dup it */
         memcpy(p->data, o->buf, o->len);
-        if (o->fd >= 0 && p->fd < 0) {
-                free(p);
-                return conn_close(c);
-        }
         STAILQ_INSERT_TAIL(&c->out, p, link);
         c->out_bytes += p->len;
         conn_events(c);
@@ -211,8 +205,6 @@ static void flush(struct conn *c) {
                         return conn_close(c);
                 STAILQ_REMOVE_HEAD(&c->out, link);
                 c->out_bytes -= p->len;
-                if (p->fd >= 0)
-                        close(p->fd);
                 free(p);
         }
         conn_events(c);
@@ -423,6 +415,7 @@ static int conn_new(int fd) {
                 logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = cl->pid},
                      "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
                      (int)cl->pid, strerror(errno));
+        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
                 /* Too many refused already: say why and close now. */
@@ -433,7 +426,6 @@ static int conn_new(int fd) {
                 free(c);
                 return -1;
         }
-        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         STAILQ_INIT(&c->out);
         uv_poll_init(loop, &c->poll, fd);
         c->poll.data = c;

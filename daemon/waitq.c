@@ -194,6 +194,14 @@ static void retry(struct core *core, struct pool *p) {
         }
 }
 
+void waitq_retry_now(struct core *core, struct pool *p) {
+        if (!p->ready)
+                return;
+        TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
+        p->ready = false;
+        retry(core, p);
+}
+
 void core_run(struct core *core) {
         struct waitq *q = &core->waitq;
         struct pool *p;
@@ -207,11 +215,8 @@ void core_run(struct core *core) {
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
-        while ((p = TAILQ_FIRST(&q->ready))) {
-                TAILQ_REMOVE(&q->ready, p, ready_link);
-                p->ready = false;
-                retry(core, p);
-        }
+        while ((p = TAILQ_FIRST(&q->ready)))
+                waitq_retry_now(core, p);
 }
 
 bool core_pending(const struct core *core) {

@@ -443,3 +443,64 @@ Test(core, an_orphaned_persist_region_is_freed_by_its_owner) {
         bye(other);
         bye(owner);
 }
+
+/* The last Free of a table's top region shrinks the table: nothing may read its slot after that. */
+Test(core, freeing_the_top_region_reads_nothing_after_the_table_shrinks) {
+        enum { N = 60000 };
+        static uint32_t slots[N];
+        struct client *a = client(1);
+        struct core_result res;
+
+        add_fpga("f", N * 4 * K);
+        for (int i = 0; i < N; i++)
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &slots[i]), GRANT_REGION);
+        for (int i = 1; i < N - 1; i++)
+                cr_assert_eq(core_free_region(core, a, id_of(slots[i]), &res), E_OK);
+        cr_assert_eq(core_free_region(core, a, id_of(slots[N - 1]), &res), E_OK);
+        cr_assert_eq(stats().regions, 1);
+        cr_assert_eq(stats().used, 4 * K);
+        bye(a);
+}
+
+/* Room a free made goes to the waiter, not to the next request that asks before the loop turns. */
+Test(core, freed_room_goes_to_waiters_before_newcomers) {
+        struct client *a = client(1), *w = client(2);
+        struct core_result res;
+        struct core_done d;
+        uint32_t slot;
+
+        add_fpga("f", 4 * K);
+        cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &slot), GRANT_REGION);
+        cr_assert_eq(alloc(w, "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_OK);
+        cr_assert_eq(alloc(a, "f", 4 * K, F_NOWAIT, NULL, NULL), -E_WOULD_BLOCK);
+        cr_assert(core_done_pop(core, &d));
+        cr_assert_eq(d.client, w);
+        cr_assert_eq(d.grant, GRANT_REGION);
+        bye(w);
+        bye(a);
+}
+
+/* One hold left high in a large hold table does not pin the table's peak size. */
+Test(core, the_hold_table_shrinks_around_a_survivor) {
+        enum { N = 65536 };
+        struct client *a = client(1), *b = client(2);
+        struct core_result res;
+        uint32_t s;
+        char name[32];
+        size_t before = stats().table_bytes;
+
+        add_fpga("f", N * 4 * K);
+        for (int i = 0; i < N; i++) {
+                snprintf(name, sizeof(name), "n%d", i);
+                cr_assert_eq(alloc(a, "f", 4 * K, F_PERSIST, i == N / 2 - 1 ? name : NULL, NULL), GRANT_REGION);
+        }
+        snprintf(name, sizeof(name), "n%d", N / 2 - 1);
+        cr_assert_eq(core_attach(core, b, name, &s, &res), E_OK, "%s", res.msg);
+        bye(a);
+        cr_assert_eq(stats().holds, 1);
+        /* The PERSIST regions stay: the region table is full, the hold table must not be. */
+        cr_assert_leq(stats().table_bytes, before + (size_t)N * 64 + (size_t)N / 8 + 65536, "%zu bytes",
+                      stats().table_bytes);
+        bye(b);
+}
