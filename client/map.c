@@ -81,8 +81,10 @@ static int segments(struct alloc_pool_status *p, struct alloc_dump *d, struct se
         size_t n = 0, cap = 0, k = 0;
         int r = 0;
 
-        qsort(p->spans, p->nspans, sizeof(*p->spans), cmp_span);
-        qsort(d->regions, d->nregions, sizeof(*d->regions), cmp_region);
+        if (p->nspans) /* qsort must not see NULL, even for nothing */
+                qsort(p->spans, p->nspans, sizeof(*p->spans), cmp_span);
+        if (d->nregions)
+                qsort(d->regions, d->nregions, sizeof(*d->regions), cmp_region);
         for (size_t i = 0; i < p->nspans && r == 0; i++) {
                 uint64_t at = p->spans[i].base, end = at + p->spans[i].size;
                 if (i > 0) {
