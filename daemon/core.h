@@ -211,13 +211,14 @@ struct pool_info {
         const char *backend; /* "memfd", "vmm", or NULL */
         int fd;              /* -1: no memory to map */
         uint64_t size;       /* the mapping's size */
-        struct range_stats stats;
         uint64_t regions, waiters;
         uint64_t size_asked; /* as configured (a vmm pool's size is rounded up) */
         const struct pool_conf *conf;
         const uint8_t *uuid; /* gpu: 16 bytes */
 };
 void core_pool_info(const struct pool *p, struct pool_info *info);
+/* Its arena's figures (not in pool_info: the reply to every Alloc reads that). */
+void core_pool_stats(const struct pool *p, struct range_stats *st);
 const char *core_pool_name(const struct pool *p);
 enum pool_kind core_pool_kind(const struct pool *p);
 enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };

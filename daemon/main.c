@@ -65,8 +65,10 @@ static void send_status(void) {
                         down += *p.reason != '\0';
                         continue;
                 }
-                used += p.stats.in_use;
-                total += p.stats.total;
+                struct range_stats st;
+                core_pool_stats(core_pool_at(core, i), &st);
+                used += st.in_use;
+                total += st.total;
                 nreg += p.regions;
                 up++;
         }
@@ -405,10 +407,12 @@ int main(int argc, char **argv) {
                         core_free(core);
                         return 1;
                 }
+                struct range_stats st;
                 core_pool_info(core_pool_find(core, conf.pools[i].name), &p);
+                core_pool_stats(core_pool_find(core, conf.pools[i].name), &st);
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,
                      pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
-                     p.kind == POOL_PINNED ? p.backend : "", p.stats.total);
+                     p.kind == POOL_PINNED ? p.backend : "", st.total);
         }
         apply_limits(&conf);
         config_clear(&conf);

@@ -247,7 +247,10 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .conf = &p->conf,
                 .uuid = p->uuid,
         };
-        range_stats(p->arena, &info->stats);
+}
+
+void core_pool_stats(const struct pool *p, struct range_stats *st) {
+        range_stats(p->arena, st);
 }
 
 void core_pool_update(struct pool *p, const struct pool_conf *conf) {

@@ -34,19 +34,23 @@ static size_t nspans(const struct pool_info *p) {
 /* A pinned pool's flags, as a slice of this: both, "portable" alone, or "devicemap" alone. */
 static char *flag_names[] = {"portable", "devicemap"};
 
-static void fill_pool(Allocd__PoolStatus *ps, const struct pool_info *p, Allocd__Span *sp, Allocd__Span **spp) {
+static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const struct pool_info *p, Allocd__Span *sp,
+                      Allocd__Span **spp) {
+        struct range_stats st;
+
+        core_pool_stats(pool, &st);
         allocd__pool_status__init(ps);
         ps->name = (char *)p->name;
         ps->has_kind = ps->has_size = ps->has_used = ps->has_free = ps->has_largest_free = ps->has_regions =
                 ps->has_waiters = ps->has_quantum = true;
         ps->kind = (Allocd__PoolKind)p->kind;
-        ps->size = p->stats.total;
-        ps->used = p->stats.in_use;
-        ps->free = p->stats.free;
-        ps->largest_free = p->stats.largest_free;
+        ps->size = st.total;
+        ps->used = st.in_use;
+        ps->free = st.free;
+        ps->largest_free = st.largest_free;
         ps->regions = p->regions;
         ps->waiters = p->waiters;
-        ps->quantum = p->stats.quantum;
+        ps->quantum = st.quantum;
         ps->backend = (char *)p->backend;
         ps->has_device = p->kind == POOL_GPU;
         ps->device = p->conf->device;
@@ -94,7 +98,7 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
         nsp = 0;
         for (size_t i = 0; i < npools; i++) {
                 if (info[i].available) {
-                        fill_pool(&ps[st.n_pools], &info[i], &sp[nsp], &spp[nsp]);
+                        fill_pool(&ps[st.n_pools], core_pool_at(core, i), &info[i], &sp[nsp], &spp[nsp]);
                         nsp += nspans(&info[i]);
                         pp[st.n_pools] = &ps[st.n_pools];
                         st.n_pools++;

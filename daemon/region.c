@@ -127,7 +127,7 @@ static void unref(struct core *core, uint32_t slot, uint32_t n) {
 int region_hold(struct core *core, uint32_t slot, struct client *cl) {
         struct regions *rt = &core->regions;
         struct region *r = &rt->tab[slot];
-        uint32_t i = hold_find(&rt->holds, cl, slot);
+        uint32_t i = r->holds == HOLD_NONE ? HOLD_NONE : hold_find(&rt->holds, cl, slot);
         int e;
 
         if (r->refs == UINT32_MAX)

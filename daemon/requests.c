@@ -159,25 +159,25 @@ static int held(struct core *core, const struct client *cl, uint64_t id, struct 
 
 int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
         int slot = region_slot(&core->regions, id);
-        struct region_info r;
+        const struct region *r;
         bool holds;
 
         if (slot < 0)
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
-        core_region_info(core, (uint32_t)slot, &r);
+        r = &core->regions.tab[slot];
         holds = region_held(core, (uint32_t)slot, cl) > 0;
         /* A PERSIST region outlives its creator's connection: its owner frees it without holding it. */
-        if (!holds && (r.pending || !r.persist))
+        if (!holds && ((r->state & R_PENDING) || !(r->state & R_PERSIST)))
                 return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
-        if (cl->uid != r.uid && cl->uid != 0 && cl->uid != r.pool->conf.owner)
+        if (cl->uid != r->uid && cl->uid != 0 && cl->uid != core->pools[r->pool]->conf.owner)
                 return fail(res, E_DENIED,
                             "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or root may free "
                             "it; use Detach to drop your reference",
-                            id, (unsigned)r.uid);
+                            id, (unsigned)r->uid);
         /*
          * Free takes the name and the PERSIST reference away, and one of this holder's references:
          * in that order, since the last reference to go can take the region, and even shrink the
-         * table, with it; nothing may read the slot after that.
+         * table, with it; nothing may read the slot, or r, after that.
          */
         region_unpublish(core, (uint32_t)slot);
         region_unpersist(core, (uint32_t)slot);

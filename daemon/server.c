@@ -418,9 +418,16 @@ static int conn_new(int fd) {
         read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
-                /* Too many refused already: say why and close now. */
+                /*
+                 * Too many refused already: say why and close now.  What the client sent is read
+                 * first: closing a socket with unread packets resets it, and the client would see
+                 * ECONNRESET before the reason.
+                 */
+                char junk[64];
                 proto_error(&out, 0, res.code, res.msg);
                 wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+                for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
+                        ;
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
                      res.msg);
                 free(c);
