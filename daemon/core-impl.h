@@ -19,7 +19,7 @@ struct alloc_args {
         struct range_req req;
         uint32_t flags;
         uint32_t timeout_ms; /* 0: the daemon's wait_timeout */
-        char name[NAME_MAX_LEN + 1];
+        const char *name;    /* "" unnamed; the request's until it waits, then the waiter's own copy */
 };
 
 /* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
@@ -132,10 +132,10 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
                uint32_t flags, uint32_t *ret);
 /* Adds one reference of cl; -EOVERFLOW when the region has UINT32_MAX already. */
 int region_hold(struct core *core, uint32_t slot, struct client *cl);
-/* cl's count of references to slot (0: none). */
-uint32_t region_held(const struct core *core, uint32_t slot, const struct client *cl);
-/* Drops all (all true) or one of cl's references to slot; the region dies at zero. */
-void region_release(struct core *core, uint32_t slot, struct client *cl, bool all);
+/* cl's hold on slot, or HOLD_NONE.  The index is good until a hold is removed. */
+uint32_t region_hold_of(const struct core *core, uint32_t slot, const struct client *cl);
+/* Drops one reference of a hold; the region dies when it has none left. */
+void region_drop_one(struct core *core, uint32_t hold);
 /* A pending region becomes cl's: one hold, and the pending reference goes.  -ENOMEM changes nothing. */
 int region_hand_out(struct core *core, uint32_t slot, struct client *cl);
 /* A pending region that cannot be handed out goes back, name, PERSIST and all. */
@@ -197,6 +197,7 @@ struct waiter {
         /* once done */
         struct core_done done;
         STAILQ_ENTRY(waiter) done_link;
+        char name[]; /* args.name's copy */
 };
 
 struct waitq {

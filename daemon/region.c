@@ -141,10 +141,8 @@ int region_hold(struct core *core, uint32_t slot, struct client *cl) {
         return 0;
 }
 
-uint32_t region_held(const struct core *core, uint32_t slot, const struct client *cl) {
-        uint32_t i = hold_find(&core->regions.holds, cl, slot);
-
-        return i == HOLD_NONE ? 0 : core->regions.holds.tab[i].count;
+uint32_t region_hold_of(const struct core *core, uint32_t slot, const struct client *cl) {
+        return core->regions.tab[slot].holds == HOLD_NONE ? HOLD_NONE : hold_find(&core->regions.holds, cl, slot);
 }
 
 static void drop(struct core *core, uint32_t i, bool all) {
@@ -164,11 +162,8 @@ static void drop(struct core *core, uint32_t i, bool all) {
         unref(core, slot, n);
 }
 
-void region_release(struct core *core, uint32_t slot, struct client *cl, bool all) {
-        uint32_t i = hold_find(&core->regions.holds, cl, slot);
-
-        if (i != HOLD_NONE)
-                drop(core, i, all);
+void region_drop_one(struct core *core, uint32_t hold) {
+        drop(core, hold, false);
 }
 
 void region_release_client(struct core *core, struct client *cl) {

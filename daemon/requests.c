@@ -96,9 +96,8 @@ static int check_alloc(struct core *core, const struct client *cl, const struct 
                 .req = m->req,
                 .flags = m->flags,
                 .timeout_ms = m->timeout_ms,
+                .name = m->name ? m->name : "",
         };
-        if (m->name)
-                snprintf(a->name, sizeof(a->name), "%s", m->name);
         if (p->conf.quota_per_uid && a->size > p->conf.quota_per_uid)
                 return fail(res, E_QUOTA,
                             "%" PRIu64 " bytes is more than the whole per-uid quota of pool %s (%" PRIu64 ")", a->size,
@@ -148,24 +147,17 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
         return GRANT_WAITING;
 }
 
-/* The slot of a region cl holds, by id. */
-static int held(struct core *core, const struct client *cl, uint64_t id, struct core_result *res) {
-        int slot = region_slot(&core->regions, id);
-
-        if (slot < 0 || !region_held(core, (uint32_t)slot, cl))
-                return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id), -ENOENT;
-        return slot;
-}
-
 int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
         int slot = region_slot(&core->regions, id);
         const struct region *r;
+        uint32_t hold;
         bool holds;
 
         if (slot < 0)
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         r = &core->regions.tab[slot];
-        holds = region_held(core, (uint32_t)slot, cl) > 0;
+        hold = region_hold_of(core, (uint32_t)slot, cl);
+        holds = hold != HOLD_NONE;
         /* A PERSIST region outlives its creator's connection: its owner frees it without holding it. */
         if (!holds && ((r->state & R_PENDING) || !(r->state & R_PERSIST)))
                 return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
@@ -177,21 +169,23 @@ int core_free_region(struct core *core, struct client *cl, uint64_t id, struct c
         /*
          * Free takes the name and the PERSIST reference away, and one of this holder's references:
          * in that order, since the last reference to go can take the region, and even shrink the
-         * table, with it; nothing may read the slot, or r, after that.
+         * table, with it; nothing may read the slot, or r, after that.  Neither of the first two
+         * moves a hold, so the one found above is still where it was.
          */
         region_unpublish(core, (uint32_t)slot);
         region_unpersist(core, (uint32_t)slot);
         if (holds)
-                region_release(core, (uint32_t)slot, cl, false);
+                region_drop_one(core, hold);
         return ok_result(res);
 }
 
 int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
-        int slot = held(core, cl, id, res);
+        int slot = region_slot(&core->regions, id);
+        uint32_t hold = slot < 0 ? HOLD_NONE : region_hold_of(core, (uint32_t)slot, cl);
 
-        if (slot < 0)
-                return res->code;
-        region_release(core, (uint32_t)slot, cl, false);
+        if (hold == HOLD_NONE)
+                return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
+        region_drop_one(core, hold);
         return ok_result(res);
 }
 

@@ -139,7 +139,7 @@ int slots_take(struct slots *s, void **tab, size_t elem, uint32_t *ret) {
         return slots_get(s, ret);
 }
 
-void slots_trim(struct slots *s, void **tab, size_t elem) {
+void slots_shrink(struct slots *s, void **tab, size_t elem) {
         uint32_t cap = slots_shrink_to(s);
         void *t;
 

@@ -30,6 +30,10 @@ uint32_t slots_shrink_to(const struct slots *s);
 /* For a table *tab of elem-byte entries: the lowest free slot, doubling the table when it is full. */
 int slots_take(struct slots *s, void **tab, size_t elem, uint32_t *ret);
 /* Halves the table while its top quarters are empty. */
-void slots_trim(struct slots *s, void **tab, size_t elem);
+void slots_shrink(struct slots *s, void **tab, size_t elem);
+static inline void slots_trim(struct slots *s, void **tab, size_t elem) {
+        if (s->cap > SLOTS_MIN && s->hi <= s->cap / 4) /* the common case, a call for nothing, stays inline */
+                slots_shrink(s, tab, elem);
+}
 
 #endif

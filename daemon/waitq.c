@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core-impl.h"
 
@@ -103,11 +104,12 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
                 q->heap = h;
                 q->heap_cap = cap;
         }
-        if (!(w = calloc(1, sizeof(*w))))
+        if (!(w = calloc(1, sizeof(*w) + strlen(a->name) + 1)))
                 return -ENOMEM;
         w->cl = cl;
         w->req_id = req_id;
         w->args = *a;
+        w->args.name = strcpy(w->name, a->name); /* the request's buffer is gone once it is answered */
         w->heap = UINT32_MAX;
         w->deadline = a->flags & F_NOFAIL ? UINT64_MAX : core->now + timeout;
         if (w->deadline != UINT64_MAX) {
@@ -164,7 +166,7 @@ void waitq_drop_client(struct core *core, struct client *cl) {
                         continue;
                 STAILQ_REMOVE(&core->waitq.done, d, waiter, done_link);
                 if (d->done.grant == GRANT_REGION)
-                        region_release(core, d->done.slot, cl, false);
+                        region_drop_one(core, region_hold_of(core, d->done.slot, cl));
                 else if (d->done.grant == GRANT_ZEROING)
                         core_zero_done(core, NULL, d->done.slot, 0, &d->done.res);
                 free(d);
