@@ -153,3 +153,21 @@ Test(daemon_wait, waiters_per_connection_are_limited) {
         cr_assert_eq(finish(&b), 0);
         alloc_disconnect(shared);
 }
+
+/*
+ * SIGTERM answers every waiter CANCELLED before any connection's regions go, so a waiter is never
+ * granted room that the stop itself made (here: the filler's connection closing).
+ */
+Test(daemon_wait, stop_cancels_waiters_it_could_have_granted) {
+        struct waiter w = {0};
+
+        start(&w, 4096, 0, 1);
+        kill(d.pid, SIGTERM);
+        cr_assert_eq(finish(&w), -ECANCELED, "allocd is stopping: the waiter is cancelled, not served");
+        alloc_disconnect(c);
+        c = NULL;
+        int status;
+        cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        d.pid = 0;
+}
