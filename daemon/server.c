@@ -352,19 +352,28 @@ static void run_core(void) {
         arm_wait_timer();
 }
 
-/* Closes the connections that have not said Hello in time, oldest first. */
+/*
+ * Closes the connections that have not said Hello in time.  The list is in accept order, which is
+ * deadline order until a SIGHUP changes hello_timeout: so the whole list is looked at, and it holds
+ * at most max_connections + REFUSED_MAX entries.
+ */
 static void hello_sweep(uv_timer_t *t) {
-        struct conn *c;
-        uint64_t now = uv_now(loop);
+        struct conn *c, *next;
+        uint64_t now = uv_now(loop), first = UINT64_MAX;
 
         (void)t;
-        while ((c = TAILQ_FIRST(&handshakes)) && c->deadline <= now) {
+        for (c = TAILQ_FIRST(&handshakes); c; c = next) {
+                next = TAILQ_NEXT(c, hs_link);
+                if (c->deadline > now) {
+                        first = c->deadline < first ? c->deadline : first;
+                        continue;
+                }
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
                      "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
                 conn_close(c);
         }
-        if (c)
-                uv_timer_start(&hello_timer, hello_sweep, c->deadline - now, 0);
+        if (first != UINT64_MAX)
+                uv_timer_start(&hello_timer, hello_sweep, first - now, 0);
 }
 
 static void turn_cb(uv_check_t *h) {
@@ -442,7 +451,8 @@ static int conn_new(int fd) {
         TAILQ_INSERT_TAIL(&conns, c, link);
         TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
         nconns++;
-        if (TAILQ_FIRST(&handshakes) == c)
+        if (!uv_is_active((uv_handle_t *)&hello_timer) ||
+            uv_timer_get_due_in(&hello_timer) > core_limits(core)->hello_timeout_ms)
                 uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
         if (!c->in_core) {
                 nrefused++;
