@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The project's entry points.  The README's quick start is `./dev.sh run` and `./dev.sh test`.
 #
-#   ./dev.sh run [ARGS]         install what is missing, build, run allocd in the foreground
-#   ./dev.sh test               install what is missing, build, run the whole test suite
-#   ./dev.sh sanitize           the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench NAME [ARGS]  build and run bench/NAME-bench: range, allocd, scale or gpu (GPU only)
+#   ./dev.sh run [ARGS]           install what is missing, build, run allocd in the foreground
+#   ./dev.sh test                 install what is missing, build, run the whole test suite
+#   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
+#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale or gpu (GPU only)
+#   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range; all by default), SECS (60) each
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-        sed -n '2,9s/^# \{0,1\}//p' "$0" >&2
+        sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
         exit 2
 }
 
@@ -26,6 +27,35 @@ run_tests() {
         local dir=$1 rc=0
         meson test -C "$dir" --print-errorlogs "${@:2}" || rc=$?
         scripts/test-summary.py "$dir/meson-logs/testlog.json" || rc=1
+        return $rc
+}
+
+# fuzz_one NAME SECONDS: fuzz/fuzz-NAME over a copy of its corpus (the committed one never grows);
+# a crash, a leak or a sanitizer report fails it, and leaves the input in build-fuzz/run/NAME/.
+fuzz_one() {
+        local name=$1 secs=$2 work=build-fuzz/run/$1 max_len=4096 rc=0
+        [ -x "build-fuzz/fuzz/fuzz-$name" ] || {
+                echo "dev.sh: no fuzzer '$name'; they are request, config and range" >&2
+                return 2
+        }
+        [ "$name" = request ] && max_len=65536 # one input is several packets of up to 64 KiB
+        rm -rf "$work"
+        mkdir -p "$work/corpus" "$work/crashes"
+        cp "fuzz/corpus/$name"/* "$work/corpus/"
+        # UBSan reports and goes on unless told to stop: libFuzzer would not see its findings.
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+                "build-fuzz/fuzz/fuzz-$name" -max_total_time="$secs" -max_len=$max_len -timeout=10 \
+                -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$work/crashes/" "$work/corpus" \
+                >"$work/log" 2>&1 || rc=$?
+        # The last status line (execs, cov, ft, corpus) and the run's totals.
+        grep -E '^#[0-9]+' "$work/log" | tail -n 1 >&2 || true
+        grep -E 'stat::(number_of_executed_units|average_exec_per_sec)' "$work/log" >&2 || true
+        if [ $rc -ne 0 ]; then
+                tail -n 60 "$work/log" >&2
+                echo "fuzz: $name FAILED (exit $rc); the input: $(ls "$work/crashes"/* 2>/dev/null | tr '\n' ' ')" >&2
+        else
+                echo "fuzz: $name: ${secs} s, no crash (log: $work/log)" >&2
+        fi
         return $rc
 }
 
@@ -55,6 +85,22 @@ sanitize)
                 echo "sanitize: the sanitizers reported errors (above; full log: $log)" >&2
                 rc=1
         fi
+        exit $rc
+        ;;
+fuzz)
+        targets=(request config range)
+        if [ $# -gt 0 ] && ! [[ $1 =~ ^[0-9]+$ ]]; then
+                targets=("$1")
+                shift
+        fi
+        secs=${1:-60}
+        scripts/install-deps.sh
+        CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dtests=false \
+                -Dbench=false
+        rc=0
+        for t in "${targets[@]}"; do
+                fuzz_one "$t" "$secs" || rc=1
+        done
         exit $rc
         ;;
 bench)

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
         meson ninja-build pkg-config gcc
-        clang libclang-rt-14-dev   # the sanitizer pass (ASan/UBSan runtimes for clang)
+        clang libclang-rt-14-dev   # the sanitizer pass and the fuzzers (ASan/UBSan runtimes, libFuzzer)
         libcriterion-dev           # tests
         libxml2-dev                # tests: allocctl map --svg must parse as XML
         scdoc                      # the man pages

@@ -250,7 +250,7 @@ Test(core, duplicate_holds_are_one_record) {
 
 /* Fault 8: a region being zeroed is not its creator's yet: a Free of its id does not free it. */
 Test(core, a_region_being_zeroed_cannot_be_freed) {
-        struct client *a = client(1);
+        struct client *a = client(1), *b = client(2);
         struct core_result res;
         struct zero_job job;
         uint32_t slot;
@@ -259,13 +259,14 @@ Test(core, a_region_being_zeroed_cannot_be_freed) {
         cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO, "z", &slot), GRANT_ZEROING);
         cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_NOT_FOUND);
         cr_assert_eq(core_detach(core, a, id_of(slot), &res), E_NOT_FOUND);
-        cr_assert_eq(core_attach(core, client(2), "z", &slot, &res), E_WOULD_BLOCK);
+        cr_assert_eq(core_attach(core, b, "z", &slot, &res), E_WOULD_BLOCK);
         cr_assert_eq(stats().used, 4 << 20);
         core_zero_job(core, slot, &job);
         cr_assert_eq(core_zero_run(&job), 0);
         cr_assert_eq(core_zero_done(core, a, slot, 0, &res), GRANT_REGION);
         cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_OK);
         cr_assert_eq(stats().used, 0);
+        bye(b);
         bye(a);
 }
 

@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes fuzz-request's seed corpus: real Requests packed by protobuf-c, in
+ * fuzz-request.h's records, one file a story: every request type, good and
+ * bad, the hostile inputs of tests/test-daemon-hostile.c, waiters, zeroing,
+ * hang-ups and limits.  The fuzzer grows its own corpus from these; the
+ * committed one changes only when this program does:
+ *
+ *   build-fuzz/fuzz/gen-request-seeds fuzz/corpus/request
+ *
+ * Region ids are known in advance because each input starts from a fresh
+ * core: the n-th slot handed out (lowest free first) has id 1 << 32 | n.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allocd.pb-c.h"
+#include "fuzz-request.h"
+#include "wire.h"
+
+#define ID(slot) (UINT64_C(1) << 32 | (slot))
+#define BIG ((1u << 20) + 4096) /* above ZERO_INLINE_MAX: zeroed by a job */
+
+static uint8_t in[1 << 17];
+static size_t len;
+static const char *dir;
+
+static void begin(uint8_t header) {
+        len = 0;
+        in[len++] = header;
+}
+
+static void save(const char *name) {
+        char path[4096];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (!(f = fopen(path, "we")) || fwrite(in, 1, len, f) != len || fclose(f) != 0) {
+                fprintf(stderr, "gen-request-seeds: %s: %s\n", path, strerror(errno));
+                exit(1);
+        }
+}
+
+static void record(int s, int kind) {
+        in[len++] = (uint8_t)(s * 8 + kind);
+}
+
+static size_t last_packet; /* where the last packet's length is */
+
+static void raw(int s, const void *data, size_t n) {
+        record(s, FUZZ_PACKET);
+        last_packet = len;
+        in[len++] = (uint8_t)n;
+        in[len++] = (uint8_t)(n >> 8);
+        memcpy(in + len, data, n);
+        len += n;
+}
+
+/* The last packet loses its last n bytes. */
+static void cut(size_t n) {
+        size_t packet = (size_t)(in[last_packet] | in[last_packet + 1] << 8) - n;
+
+        in[last_packet] = (uint8_t)packet;
+        in[last_packet + 1] = (uint8_t)(packet >> 8);
+        len -= n;
+}
+
+static void tick(int ms) {
+        record(0, FUZZ_TICK);
+        in[len++] = (uint8_t)ms;
+        in[len++] = (uint8_t)(ms >> 8);
+}
+
+static void zeroed(int failed) {
+        record(0, FUZZ_ZEROED);
+        in[len++] = (uint8_t) !!failed;
+}
+
+/* One Request with body (of the kind body_case says) as a packet from session s. */
+static void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        Allocd__Request r = ALLOCD__REQUEST__INIT;
+
+        r.has_id = true;
+        r.id = id;
+        r.body_case = body_case;
+        r.hello = body; /* the oneof's members share one pointer */
+        raw(s, buf, allocd__request__pack(&r, buf));
+}
+
+static void hello_as(int s, uint32_t version, const char *name) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+
+        h.has_version = version != 0;
+        h.version = version;
+        h.client_name = (char *)name;
+        put(s, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+}
+
+static void hello(int s) {
+        hello_as(s, WIRE_VERSION, NULL);
+}
+
+/* An Alloc of size in pool with flags and name; a, if given, carries the rest. */
+static void alloc_with(int s, const char *pool, uint64_t size, uint32_t flags, const char *name, Allocd__Alloc *a) {
+        Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
+
+        if (!a)
+                a = &plain;
+        a->pool = (char *)pool;
+        a->has_size = true;
+        a->size = size;
+        a->has_flags = flags != 0;
+        a->flags = flags;
+        a->name = (char *)name;
+        put(s, 2, ALLOCD__REQUEST__BODY_ALLOC, a);
+}
+
+static void alloc(int s, const char *pool, uint64_t size, uint32_t flags, const char *name) {
+        alloc_with(s, pool, size, flags, name, NULL);
+}
+
+static void free_region(int s, uint64_t region) {
+        Allocd__Free f = ALLOCD__FREE__INIT;
+
+        f.has_region = true;
+        f.region = region;
+        put(s, 3, ALLOCD__REQUEST__BODY_FREE, &f);
+}
+
+static void detach(int s, uint64_t region) {
+        Allocd__Detach d = ALLOCD__DETACH__INIT;
+
+        d.has_region = true;
+        d.region = region;
+        put(s, 4, ALLOCD__REQUEST__BODY_DETACH, &d);
+}
+
+static void attach(int s, const char *name) {
+        Allocd__Attach a = ALLOCD__ATTACH__INIT;
+
+        a.name = (char *)name;
+        put(s, 5, ALLOCD__REQUEST__BODY_ATTACH, &a);
+}
+
+static void status(int s, uint64_t after) {
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+
+        st.has_clients_after = after != 0;
+        st.clients_after = after;
+        put(s, 6, ALLOCD__REQUEST__BODY_STATUS, &st);
+}
+
+static void dump(int s, uint64_t after, const char *pool) {
+        Allocd__Dump d = ALLOCD__DUMP__INIT;
+
+        d.has_after = after != 0;
+        d.after = after;
+        d.pool = (char *)pool;
+        put(s, 7, ALLOCD__REQUEST__BODY_DUMP, &d);
+}
+
+/* ---- the stories ---- */
+
+static void basics(void) {
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        save("hello");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 4096, 0, NULL);
+        status(0, 0);
+        dump(0, 0, NULL);
+        free_region(0, ID(0));
+        save("alloc-free");
+
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        a.has_align = a.has_boundary = true;
+        a.align = 1 << 16;
+        a.boundary = 1 << 20;
+        begin(fuzz_header(0, 0, 2, 3));
+        hello(0);
+        alloc(0, "h", 8192, 0, "in-h");
+        alloc(0, "p", 65536, 0, NULL);
+        alloc_with(0, "f", 4096, 0, NULL, &a);
+        alloc(0, "g", 4096, 0, NULL);
+        alloc(0, "nope", 4096, 0, NULL);
+        status(0, 0);
+        dump(0, 0, "f");
+        save("every-pool");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        raw(0, "", 0);
+        hello(0);
+        status(0, 0);
+        save("hangup-first");
+}
+
+/* test-daemon-hostile.c's cases. */
+static void hostile(void) {
+        static const char junk[] = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01 not protobuf";
+        static const uint8_t unknown[] = {0x08, 0x05, 0xd8, 0x06, 0x01}; /* id 5, field 107 = 1 */
+        static char name[40000];
+        static uint8_t spam[64000];
+
+        begin(fuzz_header(0, 1, 2, 3));
+        raw(0, junk, sizeof(junk));
+        hello(0);
+        raw(0, junk, sizeof(junk));
+        save("garbage-before-and-after-hello");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 4096, 0, "a name long enough to cut in the middle");
+        cut(10);
+        save("truncated-message");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        raw(0, unknown, sizeof(unknown));
+        status(0, 0);
+        save("unknown-request");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        status(0, 0);
+        hello_as(1, 99, NULL);
+        hello_as(2, 0, NULL);
+        save("before-hello-and-wrong-version");
+
+        begin(fuzz_header(0, 1, 1, 3));
+        hello(0);
+        alloc(0, "h", 8192, 0, NULL);
+        hello(1);
+        uint64_t ids[] = {0, 1, ID(0), ID(0) ^ (UINT64_C(1) << 32), UINT64_MAX};
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                free_region(1, ids[i]);
+                detach(1, ids[i]);
+        }
+        save("regions-not-held");
+
+        memset(name, 'n', sizeof(name) - 1);
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, name, 4096, 0, NULL);
+        save("oversized-pool-name");
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 4096, 0, name);
+        save("oversized-region-name");
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        attach(0, name);
+        save("oversized-attach");
+
+        /* 32,000 two-byte unknown fields: the unpack budget refuses them. */
+        for (size_t i = 0; i < sizeof(spam); i += 2) {
+                spam[i] = 13 << 3;
+                spam[i + 1] = 0x01;
+        }
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        raw(0, spam, sizeof(spam));
+        save("unpacking-is-budgeted");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello_as(0, WIRE_VERSION, "bad\nname");
+        hello_as(0, WIRE_VERSION, "job-1");
+        hello(0);
+        save("hello-names-and-twice");
+}
+
+static void bad_allocs(void) {
+        Allocd__Alloc a;
+
+        begin(fuzz_header(0, 0, 2, 3));
+        hello(0);
+        alloc(0, "f", 4096, ALLOCD__FLAG__NOWAIT | ALLOCD__FLAG__NOFAIL, NULL);
+        alloc(0, "p", 4096, ALLOCD__FLAG__WRITECOMBINED, NULL);
+        alloc(0, "h", 4096, 0x100, NULL);
+        alloc(0, "h", 0, 0, NULL);
+        alloc(0, "f", 4096, ALLOCD__FLAG__ZERO, NULL);
+        alloc(0, "f", 4u << 20, 0, NULL);
+        alloc(0, "f", UINT64_MAX, 0, NULL);
+        alloc(0, "", 4096, 0, NULL);
+        alloc(0, "h", 4096, 0, "bad\x7f");
+        allocd__alloc__init(&a);
+        a.has_count = true;
+        alloc_with(0, "h", 4096, 0, NULL, &a);
+        a.count = UINT64_C(1) << 63;
+        alloc_with(0, "h", 4, 0, NULL, &a);
+        allocd__alloc__init(&a);
+        a.has_align = a.has_phase = true;
+        a.align = 3;
+        alloc_with(0, "f", 4096, 0, NULL, &a);
+        a.align = 8192;
+        a.phase = 1;
+        alloc_with(0, "f", 4096, 0, NULL, &a);
+        allocd__alloc__init(&a);
+        a.has_boundary = true;
+        a.boundary = 4096;
+        alloc_with(0, "f", 8192, 0, NULL, &a);
+        allocd__alloc__init(&a);
+        a.has_low = a.has_high = true;
+        a.low = 2ull << 32;
+        a.high = 1ull << 32;
+        alloc_with(0, "f", 4096, 0, NULL, &a);
+        allocd__alloc__init(&a);
+        a.has_numa_node = true;
+        a.numa_node = 2;
+        alloc_with(0, "h", 4096, 0, NULL, &a);
+        save("bad-allocs");
+
+        /* h's quota is 192 KiB a uid. */
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 128 << 10, 0, NULL);
+        alloc(0, "h", 128 << 10, 0, NULL);
+        alloc(0, "h", 256 << 10, 0, NULL);
+        save("quota");
+
+        /* uid 65534: p is 0660 (denied), f 0664 (attach only). */
+        begin(fuzz_header(0, 3, 1, 0));
+        hello(0);
+        alloc(0, "p", 4096, 0, NULL);
+        alloc(0, "f", 4096, 0, NULL);
+        hello(1);
+        alloc(1, "f", 4096, 0, "fa");
+        attach(0, "fa");
+        detach(0, ID(0));
+        free_region(0, ID(0));
+        save("denied");
+}
+
+static void sharing(void) {
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        hello(1);
+        alloc(0, "f", 4096, 0, "shared");
+        alloc(1, "f", 4096, 0, "shared");
+        attach(1, "shared");
+        attach(1, "shared");
+        attach(1, "missing");
+        attach(1, "");
+        free_region(1, ID(0));
+        detach(1, ID(0));
+        dump(1, 0, NULL);
+        free_region(0, ID(0));
+        detach(1, ID(0));
+        save("share");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 4096, ALLOCD__FLAG__PERSIST, "keep");
+        alloc(0, "h", 4096, ALLOCD__FLAG__PERSIST, NULL);
+        raw(0, "", 0);
+        hello(0);
+        attach(0, "keep");
+        free_region(0, ID(0));
+        dump(0, 0, NULL);
+        save("persist");
+
+        begin(fuzz_header(0, 0, 1, 2));
+        hello(0);
+        for (int i = 0; i < 20; i++)
+                alloc(0, "f", 4096, 0, i % 3 ? NULL : "named");
+        dump(0, 0, NULL);
+        dump(0, ID(10), NULL);
+        dump(0, UINT32_MAX, NULL);
+        dump(0, 0, "f");
+        dump(0, 0, "nope");
+        dump(0, 0, "bad\n");
+        hello(1);
+        hello(2);
+        status(0, 0);
+        status(0, 2);
+        status(0, UINT64_MAX);
+        save("dump-and-status");
+}
+
+/* f is 0664, owner 1000: the waiting stories run as 1000 and root (uid indices 1 and 0). */
+static void fill_f(int s) {
+        alloc(s, "f", 1 << 20, 0, NULL);
+        alloc(s, "f", 64 << 10, 0, NULL);
+}
+
+static void waiting(void) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        fill_f(0);
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        alloc(1, "f", 1 << 20, 0, NULL);
+        free_region(0, ID(1));
+        record(0, FUZZ_TURN);
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        save("wait-granted");
+
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        fill_f(0);
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOWAIT, NULL);
+        a.has_timeout_ms = true;
+        a.timeout_ms = 10;
+        alloc_with(1, "f", 4096, 0, NULL, &a);
+        alloc(1, "f", 4096, 0, "late");
+        tick(20);
+        tick(40000); /* past the default wait_timeout, 30 s */
+        save("wait-timeout");
+
+        begin(fuzz_header(0, 1, 0, 0));
+        hello(0);
+        hello(1);
+        hello(2);
+        fill_f(0);
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        alloc(2, "f", 8192, 0, NULL);
+        raw(1, "", 0);
+        record(0, FUZZ_STOP);
+        save("stop-with-waiters");
+
+        /* A waiter whose name is taken while it waits is refused when it is tried. */
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        fill_f(0);
+        alloc(1, "f", 4096, 0, "race");
+        alloc(0, "h", 4096, 0, "race");
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        save("wait-name-taken");
+}
+
+static void zeroing(void) {
+        for (int failed = 0; failed < 2; failed++) {
+                begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
+                hello(0);
+                alloc(0, "p", BIG, ALLOCD__FLAG__ZERO, "z");
+                hello(1);
+                attach(1, "z");
+                free_region(0, ID(0));
+                zeroed(failed);
+                free_region(0, ID(0));
+                save(failed ? "zero-failed" : "zero-big");
+        }
+
+        begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
+        hello(0);
+        alloc(0, "p", BIG, ALLOCD__FLAG__ZERO | ALLOCD__FLAG__PERSIST, NULL);
+        raw(0, "", 0);
+        zeroed(0);
+        save("zero-after-hangup");
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc(0, "h", 65536, ALLOCD__FLAG__ZERO, NULL);
+        alloc(0, "p", 65536, ALLOCD__FLAG__ZERO, NULL);
+        save("zero-inline");
+
+        begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
+        hello(0);
+        hello(1);
+        alloc(0, "p", 65536, 0, NULL);
+        alloc(1, "p", BIG, ALLOCD__FLAG__ZERO | ALLOCD__FLAG__NOFAIL, NULL);
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        zeroed(0);
+        save("zero-waiter");
+}
+
+static void limits(void) {
+        begin(fuzz_header(FUZZ_TIGHT, 1, 1, 2));
+        hello(0);
+        hello(1);
+        for (int i = 0; i < 4; i++)
+                alloc(0, "f", 4096, 0, NULL);
+        save("tight-regions-and-connections");
+
+        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
+        hello(0);
+        alloc(0, "f", 4096, 0, "n1");
+        alloc(0, "f", 4096, 0, "n2");
+        alloc(0, "f", 4096, ALLOCD__FLAG__PERSIST, NULL);
+        alloc(0, "f", 4096, ALLOCD__FLAG__PERSIST, NULL);
+        save("tight-names-and-persist");
+
+        begin(fuzz_header(FUZZ_TIGHT, 1, 0, 2));
+        hello(0);
+        hello(1);
+        fill_f(0);
+        alloc(1, "f", 4096, 0, NULL);
+        alloc(1, "f", 4096, 0, NULL);
+        tick(60);
+        save("tight-waiters");
+
+        /* A connection that never says Hello is closed at its deadline. */
+        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
+        hello_as(0, WIRE_VERSION, "\x01");
+        tick(200);
+        status(0, 0);
+        save("hello-deadline");
+}
+
+int main(int argc, char **argv) {
+        if (argc != 2) {
+                fprintf(stderr, "usage: gen-request-seeds DIR\n");
+                return 2;
+        }
+        dir = argv[1];
+        basics();
+        hostile();
+        bad_allocs();
+        sharing();
+        waiting();
+        zeroing();
+        limits();
+        return 0;
+}
