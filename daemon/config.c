@@ -59,17 +59,30 @@ static int fail(struct parse *ps, const char *fmt, ...) {
         return 0;
 }
 
-/* fgets for libinih that counts lines and notices lines too long for its buffer. */
+/*
+ * fgets for libinih that counts lines, notices lines too long for its buffer, and refuses NUL
+ * bytes (fgets cannot say where a line with one ends, so the count would drift).
+ */
 static char *reader(char *str, int num, void *stream) {
         struct parse *ps = stream;
-        char *s = fgets(str, num, ps->f);
-        size_t n;
+        size_t n = 0;
+        char *s = str;
+        int ch = 0;
 
-        if (!s)
+        while (n + 1 < (size_t)num && (ch = getc(ps->f)) != EOF) {
+                str[n++] = (char)ch;
+                if (ch == '\n')
+                        break;
+        }
+        if (n == 0)
                 return NULL;
+        str[n] = '\0';
         ps->line++;
-        n = strlen(s);
-        if (n > 0 && s[n - 1] != '\n' && !feof(ps->f) && !ps->long_line) {
+        if (memchr(str, '\0', n)) {
+                fail(ps, "a NUL byte; a configuration file is text");
+                return NULL;
+        }
+        if (str[n - 1] != '\n' && !feof(ps->f) && !ps->long_line) {
                 ps->long_line = true;
                 fail(ps, "line longer than %d characters; split the value or shorten it", num - 3);
                 return NULL;

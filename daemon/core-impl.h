@@ -213,8 +213,6 @@ void waitq_clear(struct waitq *q);
 int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a);
 /* A region of p came back: its waiters are retried in the next core_run. */
 void waitq_pool_ready(struct core *core, struct pool *p);
-/* If p is ready, retries its waiters now, before a newcomer can take the room they wait for. */
-void waitq_retry_now(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
 

@@ -113,8 +113,6 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
 
         if (check_alloc(core, cl, m, &a, res) != E_OK)
                 return GRANT_NONE;
-        /* Room a free made goes to the pool's waiters first, oldest first, not to whoever asks next. */
-        waitq_retry_now(core, a.pool);
         e = alloc_try(core, cl, &a, false, slot, res);
         if (e == E_OK)
                 return alloc_finish(core, cl, &a, *slot, res);

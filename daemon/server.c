@@ -225,6 +225,7 @@ static void zero_work(uv_work_t *w) {
 }
 
 static void act(struct conn *c);
+static void run_core(void);
 
 static void zero_done(uv_work_t *w, int status) {
         struct zero_work *z = w->data;
@@ -298,6 +299,12 @@ static void serve(struct conn *c) {
                 }
                 if (n <= 0 || c->state == CONN_REFUSED)
                         return conn_close(c); /* hung up, or refused and told why already */
+                /* Room an earlier request freed goes to the waiters first, not to whoever asks next. */
+                if (core_pending(core)) {
+                        run_core();
+                        if (c->state == CONN_CLOSING)
+                                return;
+                }
                 proto_request(core, &c->s, buf, (size_t)n, arena, sizeof(arena), &out);
                 if (c->state == CONN_HANDSHAKE && c->s.hello) {
                         c->state = CONN_READY;

@@ -196,7 +196,7 @@ static void retry(struct core *core, struct pool *p) {
         }
 }
 
-void waitq_retry_now(struct core *core, struct pool *p) {
+static void retry_now(struct core *core, struct pool *p) {
         if (!p->ready)
                 return;
         TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
@@ -218,7 +218,7 @@ void core_run(struct core *core) {
                 finish(core, w);
         }
         while ((p = TAILQ_FIRST(&q->ready)))
-                waitq_retry_now(core, p);
+                retry_now(core, p);
 }
 
 bool core_pending(const struct core *core) {

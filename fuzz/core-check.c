@@ -34,7 +34,7 @@ void core_snap(struct core *core, const struct core_view *v, struct core_snap *s
         for (size_t i = 0; i < core->npools && i < CHECK_POOLS_MAX; i++) {
                 struct pool_info pi;
                 core_pool_info(core->pools[i], &pi);
-                s->pools[i].rs = pi.stats;
+                core_pool_stats(core->pools[i], &s->pools[i].rs);
                 s->pools[i].regions = pi.regions;
                 s->pools[i].waiters = pi.waiters;
         }

@@ -236,6 +236,8 @@ static int act(int i) {
         return code;
 }
 
+static void turn(void);
+
 static void packet(int i, const uint8_t *buf, size_t len) {
         static _Alignas(16) uint8_t arena[16384];
         struct conn *c = &conns[i];
@@ -250,6 +252,12 @@ static void packet(int i, const uint8_t *buf, size_t len) {
         if (len == 0 || c->state == CONN_REFUSED || len > WIRE_MAX_PACKET) {
                 conn_close(c);
                 return;
+        }
+        /* As the server does: room an earlier request freed goes to the waiters first. */
+        if (core_pending(core)) {
+                turn();
+                if (c->state != CONN_OPEN)
+                        return;
         }
         snap(&before);
         proto_request(core, &c->s, buf, len, arena, sizeof(arena), &out);
