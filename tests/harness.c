@@ -181,7 +181,7 @@ struct alloc_client *daemon_connect(struct daemon *d) {
         return c;
 }
 
-static const struct alloc_pool_status *find(const struct alloc_status *s, const char *pool) {
+const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *pool) {
         for (size_t i = 0; i < s->npools; i++)
                 if (!strcmp(s->pools[i].name, pool))
                         return &s->pools[i];
@@ -192,7 +192,7 @@ static const struct alloc_pool_status *find(const struct alloc_status *s, const 
 unsigned long long pool_used(struct alloc_client *c, const char *pool) {
         struct alloc_status *s;
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
-        unsigned long long v = find(s, pool)->used;
+        unsigned long long v = pool_status(s, pool)->used;
         alloc_status_free(s);
         return v;
 }
@@ -200,7 +200,7 @@ unsigned long long pool_used(struct alloc_client *c, const char *pool) {
 unsigned long long pool_waiters(struct alloc_client *c, const char *pool) {
         struct alloc_status *s;
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
-        unsigned long long v = find(s, pool)->waiters;
+        unsigned long long v = pool_status(s, pool)->waiters;
         alloc_status_free(s);
         return v;
 }

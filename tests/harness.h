@@ -14,6 +14,18 @@
 
 #include <alloc/client.h>
 
+/* 1 when built with AddressSanitizer: its allocator keeps freed memory, and mlock is a no-op. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 struct daemon {
         pid_t pid;
         char dir[64];
@@ -43,6 +55,8 @@ void daemon_stop(struct daemon *d);
 bool daemon_notified(struct daemon *d, const char *what, int timeout_ms);
 struct alloc_client *daemon_connect(struct daemon *d);
 /* Total used bytes of pool, through allocctl's API. */
+/* The pool's entry in s; fails the test if there is none. */
+const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *pool);
 unsigned long long pool_used(struct alloc_client *c, const char *pool);
 unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
 /*

@@ -53,16 +53,6 @@ extern char **environ;
  * before it is reused, so its RSS climbs with any churn: allocd gets a 4 MiB
  * quarantine here (filled by the warm-up), and its RSS means something again.
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
 
 static const char *const op_names[NOPS] = {
         [OP_CONNECT] = "connect", [OP_ALLOC] = "alloc",      [OP_ALLOC_NAMED] = "alloc-named",
@@ -382,14 +372,6 @@ static int settled_fds(int want) {
                         return n;
                 last = n;
         }
-}
-
-static const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *name) {
-        for (size_t i = 0; i < s->npools; i++)
-                if (!strcmp(s->pools[i].name, name))
-                        return &s->pools[i];
-        cr_assert_fail("no pool %s in status", name);
-        return NULL;
 }
 
 static const char *const pools[] = {CHAOS_POOL_HOST, CHAOS_POOL_SMALL, CHAOS_POOL_FPGA};

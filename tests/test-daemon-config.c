@@ -158,14 +158,6 @@ Test(config, a_byte_order_mark_is_ignored, .timeout = 60) {
         daemon_stop(&d);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 Test(config, lock_yes_locks_the_pool, .timeout = 60) {
         struct daemon d;
         struct alloc_region r;
@@ -184,7 +176,7 @@ Test(config, lock_yes_locks_the_pool, .timeout = 60) {
         alloc_disconnect(c);
         daemon_stop(&d);
         cr_assert_eq(e, 0);
-#ifdef UNDER_ASAN
+#if UNDER_ASAN
         /* AddressSanitizer turns mlock into a no-op (and criterion leaks on a skip): VmLck is checked in the plain
          * build. */
         (void)locked_kb;
