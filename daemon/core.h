@@ -167,7 +167,7 @@ bool core_pending(const struct core *core);
 /* The earliest waiter deadline, or UINT64_MAX. */
 uint64_t core_next_deadline(const struct core *core);
 
-/* A finished waiter: granted (grant, slot) or failed (res).  Free it with core_done_free. */
+/* A finished waiter: granted (grant, slot) or failed (res). */
 struct core_done {
         struct client *client;
         uint64_t req_id;

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The configuration's values: numbers (decimal or 0x hex, never octal), sizes with units,
+ * durations, booleans, users and groups by name or number.  Each returns 0 or a negative errno
+ * value and leaves the message to config.c, which knows the file and the line.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-values.h"
+#include "config.h"
+
+/* Decimal, or hex with 0x; never octal, so "010" is ten. */
+static int number_base(const char *s) {
+        return s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10;
+}
+
+int parse_size(const char *s, uint64_t *ret) {
+        static const char units[] = "KMGTPE";
+        char *end;
+        uint64_t v;
+        int shift = 0;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, number_base(s));
+        if (errno)
+                return -ERANGE;
+        if (*end) {
+                const char *u = strchr(units, toupper((unsigned char)*end));
+                if (!u)
+                        return -EINVAL;
+                shift = 10 * (int)(u - units + 1);
+                end++;
+                if (*end == 'i' && end[1] == 'B')
+                        end += 2;
+                else if (*end == 'B')
+                        end++;
+                if (*end)
+                        return -EINVAL;
+                if (v > (UINT64_MAX >> shift))
+                        return -ERANGE;
+        }
+        *ret = v << shift;
+        return 0;
+}
+
+int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
+        char *end;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        uint64_t v = strtoull(s, &end, number_base(s));
+        if (errno || *end)
+                return -EINVAL;
+        if (v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/* "30s", "500ms", "2min"; a bare number is seconds. */
+int parse_duration_ms(const char *s, uint32_t *ret) {
+        char *end;
+        uint64_t v, mul;
+
+        if (!isdigit((unsigned char)*s))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+                return -ERANGE;
+        if (!*end || !strcmp(end, "s"))
+                mul = 1000;
+        else if (!strcmp(end, "ms"))
+                mul = 1;
+        else if (!strcmp(end, "min"))
+                mul = 60000;
+        else
+                return -EINVAL;
+        if (v > UINT32_MAX / mul)
+                return -ERANGE;
+        *ret = (uint32_t)(v * mul);
+        return 0;
+}
+
+int parse_bool(const char *s) {
+        if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "on"))
+                return 1;
+        if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "off"))
+                return 0;
+        return -EINVAL;
+}
+
+int parse_user(const char *s, uid_t *ret) {
+        uint64_t v;
+        struct passwd pw, *res;
+        char buf[4096];
+
+        if (parse_uint(s, UINT32_MAX - 1, &v) == 0) {
+                *ret = (uid_t)v;
+                return 0;
+        }
+        if (getpwnam_r(s, &pw, buf, sizeof(buf), &res) != 0 || !res)
+                return -ENOENT;
+        *ret = pw.pw_uid;
+        return 0;
+}
+
+int parse_group(const char *s, gid_t *ret) {
+        uint64_t v;
+        struct group gr, *res;
+        char buf[4096];
+
+        if (parse_uint(s, UINT32_MAX - 1, &v) == 0) {
+                *ret = (gid_t)v;
+                return 0;
+        }
+        if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || !res)
+                return -ENOENT;
+        *ret = gr.gr_gid;
+        return 0;
+}
+
+/* "BASE+SIZE, BASE+SIZE": hex or decimal, sizes may carry units. */
