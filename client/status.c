@@ -240,7 +240,9 @@ int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret
         *ret = NULL;
         if (!(d = calloc(1, sizeof(*d))))
                 return client_fail(-ENOMEM, "out of memory");
-        if ((r = alloc_dump_each(c, pool, collect, d)) < 0) {
+        /* regions is never NULL, even for none: callers qsort it as they always could. */
+        if ((r = alloc_dump_each(c, pool, collect, d)) < 0 ||
+            (!d->regions && (r = grow(&d->regions, &d->nregions, 0, sizeof(*d->regions))) < 0)) {
                 alloc_dump_free(d);
                 return r;
         }
