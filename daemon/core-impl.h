@@ -104,7 +104,9 @@ struct region {
 /* One client's references to one region: found in O(1) by (client, region), however many. */
 struct hold {
         struct client *cl;
-        uint32_t slot, count;
+        uint32_t slot;
+        uint32_t count : 31;
+        uint32_t hashed : 1;   /* in the hash: every hold but a region's head is */
         uint32_t rprev, rnext; /* the region's holds */
         uint32_t cprev, cnext; /* the client's holds */
 };
@@ -151,7 +153,8 @@ int region_publish(struct core *core, uint32_t slot, const char *name);
 
 int holds_init(struct holds *h);
 void holds_clear(struct holds *h);
-uint32_t hold_find(const struct holds *h, const struct client *cl, uint32_t slot);
+/* cl's hold on slot, whose first hold is head; HOLD_NONE if it has none. */
+uint32_t hold_find(const struct holds *h, uint32_t head, const struct client *cl, uint32_t slot);
 int hold_add(struct holds *h, struct region *r, struct client *cl, uint32_t slot, uint32_t *ret);
 void hold_remove(struct holds *h, struct region *regions, uint32_t i);
 

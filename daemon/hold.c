@@ -9,6 +9,11 @@
  * Records live in a table indexed by slots.c (lowest free first, so the
  * table shrinks as holds go); the hash is open addressing with linear probing
  * and backward-shift deletion, resized to stay between 1/8 and 1/2 full.
+ *
+ * A region's first hold is found without the hash (it is the head of the
+ * region's list), so a hold goes into the hash only when another one takes
+ * its place at the head.  Most regions have one holder, their creator, and
+ * then an alloc and a free cost no hash work at all.
  * Only region.c calls this file; it alone turns holds into reference counts.
  */
 #include <errno.h>
@@ -67,7 +72,11 @@ static int rehash(struct holds *h, uint32_t cap) {
         return 0;
 }
 
-uint32_t hold_find(const struct holds *h, const struct client *cl, uint32_t slot) {
+uint32_t hold_find(const struct holds *h, uint32_t head, const struct client *cl, uint32_t slot) {
+        if (head != HOLD_NONE && h->tab[head].cl == cl)
+                return head;
+        if (h->hash_used == 0)
+                return HOLD_NONE;
         for (uint32_t b = hash_of(cl->serial, slot, h->hash_cap); h->hash[b]; b = (b + 1) & (h->hash_cap - 1)) {
                 const struct hold *x = &h->tab[h->hash[b] - 1];
                 if (x->cl == cl && x->slot == slot)
@@ -92,14 +101,19 @@ int hold_add(struct holds *h, struct region *r, struct client *cl, uint32_t slot
                                   .rnext = r->holds,
                                   .cprev = HOLD_NONE,
                                   .cnext = cl->holds};
-        if (r->holds != HOLD_NONE)
-                h->tab[r->holds].rprev = i;
+        if (r->holds != HOLD_NONE) {
+                struct hold *old = &h->tab[r->holds];
+                old->rprev = i;
+                if (!old->hashed) { /* no longer the head: found through the hash from now on */
+                        hash_put(h->hash, h->hash_cap, h->tab, r->holds);
+                        old->hashed = 1;
+                        h->hash_used++;
+                }
+        }
         r->holds = i;
         if (cl->holds != HOLD_NONE)
                 h->tab[cl->holds].cprev = i;
         cl->holds = i;
-        hash_put(h->hash, h->hash_cap, h->tab, i);
-        h->hash_used++;
         *ret = i;
         return 0;
 }
@@ -125,8 +139,10 @@ static void hash_remove(struct holds *h, uint32_t i) {
 /* Moves hold i to index to (a free one), so the table can shrink. */
 static void hold_move(struct holds *h, struct region *regions, uint32_t i, uint32_t to) {
         struct hold *x = &h->tab[i];
+        bool hashed = x->hashed;
 
-        hash_remove(h, i);
+        if (hashed)
+                hash_remove(h, i);
         h->tab[to] = *x;
         x = &h->tab[to];
         if (x->rprev != HOLD_NONE)
@@ -141,14 +157,17 @@ static void hold_move(struct holds *h, struct region *regions, uint32_t i, uint3
                 x->cl->holds = to;
         if (x->cnext != HOLD_NONE)
                 h->tab[x->cnext].cprev = to;
-        hash_put(h->hash, h->hash_cap, h->tab, to);
-        h->hash_used++;
+        if (hashed) {
+                hash_put(h->hash, h->hash_cap, h->tab, to);
+                h->hash_used++;
+        }
 }
 
 void hold_remove(struct holds *h, struct region *regions, uint32_t i) {
         struct hold *x = &h->tab[i];
 
-        hash_remove(h, i);
+        if (x->hashed)
+                hash_remove(h, i);
         if (x->rprev != HOLD_NONE)
                 h->tab[x->rprev].rnext = x->rnext;
         else

@@ -127,10 +127,10 @@ static void unref(struct core *core, uint32_t slot, uint32_t n) {
 int region_hold(struct core *core, uint32_t slot, struct client *cl) {
         struct regions *rt = &core->regions;
         struct region *r = &rt->tab[slot];
-        uint32_t i = r->holds == HOLD_NONE ? HOLD_NONE : hold_find(&rt->holds, cl, slot);
+        uint32_t i = hold_find(&rt->holds, r->holds, cl, slot);
         int e;
 
-        if (r->refs == UINT32_MAX)
+        if (r->refs == UINT32_MAX || (i != HOLD_NONE && rt->holds.tab[i].count == (1u << 31) - 1))
                 return -EOVERFLOW;
         if (i == HOLD_NONE && (e = hold_add(&rt->holds, r, cl, slot, &i)) < 0)
                 return e;
@@ -142,7 +142,7 @@ int region_hold(struct core *core, uint32_t slot, struct client *cl) {
 }
 
 uint32_t region_hold_of(const struct core *core, uint32_t slot, const struct client *cl) {
-        return core->regions.tab[slot].holds == HOLD_NONE ? HOLD_NONE : hold_find(&core->regions.holds, cl, slot);
+        return hold_find(&core->regions.holds, core->regions.tab[slot].holds, cl, slot);
 }
 
 static void drop(struct core *core, uint32_t i, bool all) {

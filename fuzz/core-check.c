@@ -72,7 +72,7 @@ static int client_index(const struct core_view *v, const struct client *cl) {
 
 /* Everything recounted, in one pass over the region table. */
 struct tally {
-        uint64_t regions, named, pending, bytes, holds;
+        uint64_t regions, named, pending, bytes, holds, hashed;
         uint64_t client_refs[CHECK_CLIENTS_MAX], client_bytes[CHECK_CLIENTS_MAX];
         uint64_t pool_regions[CHECK_POOLS_MAX], pool_bytes[CHECK_POOLS_MAX];
         struct {
@@ -106,12 +106,16 @@ static uint64_t count_holds(struct core *core, const struct core_view *v, uint32
                 const struct hold *x = &h->tab[i];
                 int c = client_index(v, x->cl);
 
-                if (c < 0 || x->count == 0 || x->slot != slot || hold_find(h, x->cl, slot) != i)
+                if (c < 0 || x->count == 0 || x->slot != slot ||
+                    hold_find(h, core->regions.tab[slot].holds, x->cl, slot) != i)
                         check_fail("region slot %u: hold %u is of a client that is gone, empty, of another region, "
                                    "or not in the hash",
                                    slot, i);
+                if (i != r->holds && !x->hashed)
+                        check_fail("region slot %u: hold %u is not its first, yet not in the hash", slot, i);
                 refs += x->count;
                 t->holds++;
+                t->hashed += x->hashed;
                 t->client_refs[c] += x->count;
                 if (r->creator == x->cl->serial)
                         t->client_bytes[c] += r->size;
@@ -248,6 +252,9 @@ void core_check(struct core *core, const struct core_view *v, bool arenas) {
                 if (rt->tab[slot].state & R_LIVE)
                         count_region(core, v, slot, &t);
         core_stats(core, &st);
+        if (core->regions.holds.hash_used != t.hashed)
+                check_fail("the hold hash counts %u entries; %llu holds are marked as in it",
+                           core->regions.holds.hash_used, (unsigned long long)t.hashed);
         if (st.regions != t.regions || st.names != t.named || st.holds != t.holds || st.used != t.bytes)
                 check_fail("core_stats says %llu regions, %llu names, %llu holds, %llu bytes; there are %llu, %llu, "
                            "%llu, %llu",
