@@ -23,6 +23,7 @@
 #include "listen.h"
 #include "log.h"
 #include "proto.h"
+#include "reload.h"
 #include "server.h"
 #include "wire.h"
 
@@ -33,7 +34,7 @@ static bool stopping;
 static const char *config_path;
 static int cli_log_level = -1;
 static uv_signal_t sig_term, sig_int, sig_hup;
-static uv_timer_t watchdog_timer, status_timer;
+static uv_timer_t watchdog_timer, status_timer, leave_timer;
 static bool status_dirty, notify;
 
 static void usage(FILE *f) {
@@ -88,13 +89,28 @@ static void watchdog_tick(uv_timer_t *t) {
         sd_notify(0, "WATCHDOG=1");
 }
 
+static void leave(uv_timer_t *t) {
+        (void)t;
+        uv_stop(loop);
+}
+
 static void stop(void) {
         if (stopping)
                 return;
         stopping = true;
         log_info("stopping");
         sd_notify(0, "STOPPING=1");
+        reload_stop();
         server_stop();
+        /*
+         * A pool being made (fallocate, mlock of gigabytes) or a large region being zeroed can take
+         * longer than systemd waits: the loop is left once the handles closed now are closed (next
+         * turn), without waiting for them.
+         */
+        if (reload_busy() || server_jobs()) {
+                uv_timer_init(loop, &leave_timer);
+                uv_timer_start(&leave_timer, leave, 0, 0);
+        }
         uv_close((uv_handle_t *)&sig_term, NULL);
         uv_close((uv_handle_t *)&sig_int, NULL);
         uv_close((uv_handle_t *)&sig_hup, NULL);
@@ -102,189 +118,10 @@ static void stop(void) {
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
 
-/*
- * Raises the soft NOFILE limit to the hard one and keeps max_connections to
- * what fits beside the pools' fds and a margin (journal, CUDA, zero jobs),
- * so that running out of fds is a limit clients are told about, not a
- * failing accept().
- */
-static void fit_nofile(struct limits *l, bool quiet) {
-        struct rlimit rl;
-        uint64_t reserve = 64 + 2 * core_npools(core), fit;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        if (rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                        getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        fit = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve - 16 : 1; /* 16: refused ones, told why */
-        if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
-                if (!quiet)
-                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=); "
-                                 "serving at most %llu connections",
-                                 l->max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
-                l->max_connections = (uint32_t)fit;
-        }
-}
-
-static void apply_limits(const struct config *conf) {
-        struct limits l = conf->limits;
-
-        fit_nofile(&l, false);
-        core_set_limits(core, &l);
-}
-
-static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
-        return a->nranges == b->nranges && !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges));
-}
-
-static bool configured(const struct config *conf, const char *name) {
-        for (size_t j = 0; j < conf->npools; j++)
-                if (!strcmp(name, conf->pools[j].name))
-                        return true;
-        return false;
-}
-
-/* SIGHUP for a pool that is running: access rules and quota apply, the rest waits for a restart. */
-static void reload_pool(struct pool *p, const struct pool_conf *n) {
-        struct pool_info info;
-        const struct pool_conf *o;
-
-        core_pool_info(p, &info);
-        o = info.conf;
-        /* auto became a backend when the pool was made. */
-        if (o->kind != n->kind || info.size_asked != n->size ||
-            (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
-            (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
-            o->numa_node != n->numa_node || !same_ranges(o, n))
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
-                     "device change only on restart; keeping the running values",
-                     o->name);
-        core_pool_update(p, n);
-}
-
-/*
- * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
- * seconds) and adopted by the core back on the loop thread, so clients are served meanwhile.
- */
-struct pool_work {
-        uv_work_t work;
-        struct pool_conf conf;
-        struct pool *pool;
-        int r;
-        char err[512];
-};
-
-static unsigned pools_in_flight;
-static bool reload_again;
-static void reload(void);
-
-static void make_pool_work(uv_work_t *w) {
-        struct pool_work *pw = w->data;
-
-        pw->r = core_pool_make(&pw->conf, &pw->pool, pw->err, sizeof(pw->err));
-}
-
-static void make_pool_done(uv_work_t *w, int status) {
-        struct pool_work *pw = w->data;
-        const char *name = pw->conf.name;
-
-        if (status < 0 || stopping) {
-                core_pool_discard(pw->pool);
-        } else if (pw->pool && core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
-                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
-                core_pool_discard(pw->pool);
-        } else if (pw->r == -ENODEV) {
-                log_warn("SIGHUP: pool %s stays unavailable: %s", name, pw->err);
-        } else if (pw->r < 0) {
-                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
-        } else {
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
-        }
-        free(pw->conf.ranges);
-        free(pw);
-        status_changed();
-        if (--pools_in_flight == 0 && reload_again && !stopping) {
-                reload_again = false;
-                reload();
-        }
-}
-
-static void make_pool(const struct pool_conf *n) {
-        struct pool_work *pw = calloc(1, sizeof(*pw));
-
-        if (!pw || (n->nranges && !(pw->conf.ranges = malloc(n->nranges * sizeof(*n->ranges))))) {
-                log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
-                free(pw);
-                return;
-        }
-        struct span *ranges = pw->conf.ranges;
-        pw->conf = *n;
-        pw->conf.ranges = ranges;
-        if (n->nranges)
-                memcpy(ranges, n->ranges, n->nranges * sizeof(*n->ranges));
-        pw->work.data = pw;
-        if (uv_queue_work(loop, &pw->work, make_pool_work, make_pool_done) < 0) {
-                log_err("SIGHUP: cannot add pool %s: no worker thread", n->name);
-                free(ranges);
-                free(pw);
-                return;
-        }
-        pools_in_flight++;
-}
-
-/* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
-static void reload(void) {
-        struct config conf;
-        char err[512];
-
-        if (!config_path) {
-                log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
-                return;
-        }
-        if (pools_in_flight) {
-                log_info("SIGHUP: pools of the last reload are still being made; re-reading once they are");
-                reload_again = true;
-                return;
-        }
-        if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
-                log_err("SIGHUP: %s; keeping the running configuration", err);
-                return;
-        }
-        apply_limits(&conf);
-        log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
-        for (size_t i = 0; i < core_npools(core); i++) {
-                struct pool_info p;
-                core_pool_info(core_pool_at(core, i), &p);
-                if (configured(&conf, p.name))
-                        continue;
-                if (!p.available)
-                        core_pool_forget(core, p.name); /* left out, and now taken out of the file */
-                else
-                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
-                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
-        }
-        for (size_t i = 0; i < conf.npools; i++) {
-                const struct pool_conf *n = &conf.pools[i];
-                struct pool *p = core_pool_find(core, n->name);
-                struct pool_info info;
-                if (p && (core_pool_info(p, &info), info.available))
-                        reload_pool(p, n);
-                else
-                        make_pool(n);
-        }
-        config_clear(&conf);
-        log_info("SIGHUP: configuration re-read from %s", config_path);
-        status_changed();
-}
-
 static void on_signal(uv_signal_t *h, int sig) {
         (void)h;
         if (sig == SIGHUP)
-                reload();
+                reload_run();
         else
                 stop();
 }
@@ -414,7 +251,8 @@ int main(int argc, char **argv) {
                      pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
                      p.kind == POOL_PINNED ? p.backend : "", st.total);
         }
-        apply_limits(&conf);
+        reload_init(loop, core, config_path, cli_log_level, status_changed);
+        reload_apply_limits(&conf);
         config_clear(&conf);
         server_init(loop, core, status_changed);
         if (open_socket(socket_path) < 0) {
@@ -444,6 +282,16 @@ int main(int argc, char **argv) {
 
         uv_run(loop, UV_RUN_DEFAULT);
 
+        if (reload_busy() || server_jobs()) {
+                /*
+                 * Their threads still use pools and memory that core_free would take away, and
+                 * libuv's destructor would join them: _exit leaves them to the kernel.
+                 */
+                log_info("stopped, without waiting for %u pool(s) being made and %u region(s) being zeroed",
+                         reload_busy(), server_jobs());
+                fflush(NULL);
+                _exit(0);
+        }
         core_free(core);
         uv_loop_close(loop);
         log_info("stopped");

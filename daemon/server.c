@@ -81,7 +81,7 @@ static struct core *core;
 static void (*changed)(void);
 static struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct conn_list handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
-static uint32_t nconns, nrefused;
+static uint32_t nconns, nrefused, njobs;                                 /* njobs: zeroing jobs in flight */
 static uint64_t next_serial = 1;
 static uv_check_t turn;
 static uv_timer_t wait_timer, hello_timer, accept_timer;
@@ -96,6 +96,10 @@ static void listen_cb(uv_poll_t *h, int status, int events);
 
 uint32_t server_nconns(void) {
         return nconns;
+}
+
+uint32_t server_jobs(void) {
+        return njobs;
 }
 
 /* ---- lifecycle ---- */
@@ -232,6 +236,7 @@ static void zero_done(uv_work_t *w, int status) {
         struct conn *c = z->conn;
         bool live = c->in_core;
 
+        njobs--;
         if (status < 0 && z->result == 0)
                 z->result = status;
         proto_zeroed(core, live ? &c->s : NULL, z->slot, z->req_id, z->result, &out);
@@ -252,6 +257,7 @@ static void start_zeroing(struct conn *c, uint32_t slot, uint64_t req_id) {
                 z->work.data = z;
                 if (uv_queue_work(loop, &z->work, zero_work, zero_done) == 0) {
                         c->busy++;
+                        njobs++;
                         return;
                 }
                 free(z);

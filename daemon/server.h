@@ -21,5 +21,7 @@ int server_adopt(int fd);
 /* Cancels every waiter, answers them, closes every connection and the socket. */
 void server_stop(void);
 uint32_t server_nconns(void);
+/* Zeroing jobs on the thread pool. */
+uint32_t server_jobs(void);
 
 #endif

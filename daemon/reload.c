@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
+ * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
+ * one at a time, and adopted by the core on the loop thread; the rest waits for a restart.  Also
+ * the limits every configuration is applied with, start-up's included.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
+
+#include "log.h"
+#include "reload.h"
+
+static uv_loop_t *loop;
+static struct core *core;
+static const char *config_path;
+static int cli_log_level = -1;
+static void (*changed)(void);
+
+/*
+ * Raises the soft NOFILE limit to the hard one and keeps max_connections to
+ * what fits beside the pools' fds and a margin (journal, CUDA, zero jobs),
+ * so that running out of fds is a limit clients are told about, not a
+ * failing accept().
+ */
+static void fit_nofile(struct limits *l, bool quiet) {
+        struct rlimit rl;
+        /* About 14 fds are the daemon's own (stdio, epoll, signals, the thread pool, the socket, the
+         * journal), 2 each pool (its fd, and one a queued reply may be sending), 10 to spare. */
+        uint64_t reserve = 24 + 2 * core_npools(core), fit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        fit = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve - 16 : 1; /* 16: refused ones, told why */
+        if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
+                if (!quiet)
+                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=); "
+                                 "serving at most %llu connections",
+                                 l->max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+                l->max_connections = (uint32_t)fit;
+        }
+}
+
+void reload_apply_limits(const struct config *conf) {
+        struct limits l = conf->limits;
+
+        fit_nofile(&l, false);
+        core_set_limits(core, &l);
+}
+
+static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
+        return a->nranges == b->nranges && !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges));
+}
+
+static bool configured(const struct config *conf, const char *name) {
+        for (size_t j = 0; j < conf->npools; j++)
+                if (!strcmp(name, conf->pools[j].name))
+                        return true;
+        return false;
+}
+
+/* SIGHUP for a pool that is running: access rules and quota apply, the rest waits for a restart. */
+static void reload_pool(struct pool *p, const struct pool_conf *n) {
+        struct pool_info info;
+        const struct pool_conf *o;
+
+        core_pool_info(p, &info);
+        o = info.conf;
+        /* auto became a backend when the pool was made. */
+        if (o->kind != n->kind || info.size_asked != n->size ||
+            (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
+            (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
+            o->numa_node != n->numa_node || !same_ranges(o, n))
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
+                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
+                     "device change only on restart; keeping the running values",
+                     o->name);
+        core_pool_update(p, n);
+}
+
+/*
+ * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
+ * seconds) and adopted by the core back on the loop thread, so clients are served meanwhile.
+ */
+struct pool_work {
+        uv_work_t work;
+        struct pool_conf conf;
+        struct pool *pool;
+        int r;
+        char err[512];
+        STAILQ_ENTRY(pool_work) link;
+};
+
+/*
+ * One pool is made at a time: libuv's thread pool (4 threads) is shared with zeroing, and a reload
+ * that adds four large locked pools must not hold up every ZERO region for seconds.
+ */
+static STAILQ_HEAD(, pool_work) queue = STAILQ_HEAD_INITIALIZER(queue);
+static unsigned pools_in_flight; /* queued or being made */
+static bool reload_again, stopping;
+
+static void make_pool_work(uv_work_t *w) {
+        struct pool_work *pw = w->data;
+
+        pw->r = core_pool_make(&pw->conf, &pw->pool, pw->err, sizeof(pw->err));
+}
+
+static void make_pool_done(uv_work_t *w, int status);
+
+/* Starts the next queued pool if none is being made. */
+static void next_pool(void) {
+        struct pool_work *pw;
+
+        while (!stopping && (pw = STAILQ_FIRST(&queue)) && !pw->work.data) {
+                pw->work.data = pw;
+                if (uv_queue_work(loop, &pw->work, make_pool_work, make_pool_done) == 0)
+                        return;
+                log_err("SIGHUP: cannot add pool %s: no worker thread", pw->conf.name);
+                STAILQ_REMOVE_HEAD(&queue, link);
+                free(pw->conf.ranges);
+                free(pw);
+                pools_in_flight--;
+        }
+}
+
+static void make_pool_done(uv_work_t *w, int status) {
+        struct pool_work *pw = w->data;
+        const char *name = pw->conf.name;
+
+        STAILQ_REMOVE_HEAD(&queue, link);
+        if (status < 0 || stopping) {
+                core_pool_discard(pw->pool);
+        } else if (pw->pool && core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
+                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+                core_pool_discard(pw->pool);
+        } else if (pw->r == -ENODEV) {
+                log_warn("SIGHUP: pool %s stays unavailable: %s", name, pw->err);
+        } else if (pw->r < 0) {
+                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+        } else {
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
+        }
+        free(pw->conf.ranges);
+        free(pw);
+        changed();
+        pools_in_flight--;
+        next_pool();
+        if (pools_in_flight == 0 && reload_again && !stopping) {
+                reload_again = false;
+                reload_run();
+        }
+}
+
+static void make_pool(const struct pool_conf *n) {
+        struct pool_work *pw = calloc(1, sizeof(*pw));
+
+        if (!pw || (n->nranges && !(pw->conf.ranges = malloc(n->nranges * sizeof(*n->ranges))))) {
+                log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
+                free(pw);
+                return;
+        }
+        struct span *ranges = pw->conf.ranges;
+        pw->conf = *n;
+        pw->conf.ranges = ranges;
+        if (n->nranges)
+                memcpy(ranges, n->ranges, n->nranges * sizeof(*n->ranges));
+        STAILQ_INSERT_TAIL(&queue, pw, link);
+        pools_in_flight++;
+        next_pool();
+}
+
+/* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
+void reload_run(void) {
+        struct config conf;
+        char err[512];
+
+        if (!config_path) {
+                log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
+                return;
+        }
+        if (pools_in_flight) {
+                log_info("SIGHUP: pools of the last reload are still being made; re-reading once they are");
+                reload_again = true;
+                return;
+        }
+        if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
+                log_err("SIGHUP: %s; keeping the running configuration", err);
+                return;
+        }
+        reload_apply_limits(&conf);
+        log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool_info p;
+                core_pool_info(core_pool_at(core, i), &p);
+                if (configured(&conf, p.name))
+                        continue;
+                if (!p.available)
+                        core_pool_forget(core, p.name); /* left out, and now taken out of the file */
+                else
+                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
+                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
+        }
+        for (size_t i = 0; i < conf.npools; i++) {
+                const struct pool_conf *n = &conf.pools[i];
+                struct pool *p = core_pool_find(core, n->name);
+                struct pool_info info;
+                if (p && (core_pool_info(p, &info), info.available))
+                        reload_pool(p, n);
+                else
+                        make_pool(n);
+        }
+        config_clear(&conf);
+        log_info("SIGHUP: configuration re-read from %s", config_path);
+        changed();
+}
+
+unsigned reload_busy(void) {
+        return pools_in_flight;
+}
+
+void reload_stop(void) {
+        struct pool_work *head = STAILQ_FIRST(&queue), *pw, *next;
+        bool making = head && head->work.data;
+
+        stopping = true;
+        /* Only the head is ever being made: it is discarded when its worker is done; the rest go now. */
+        for (pw = making ? STAILQ_NEXT(head, link) : head; pw; pw = next) {
+                next = STAILQ_NEXT(pw, link);
+                free(pw->conf.ranges);
+                free(pw);
+                pools_in_flight--;
+        }
+        STAILQ_INIT(&queue);
+        if (making)
+                STAILQ_INSERT_TAIL(&queue, head, link);
+}
+
+void reload_init(uv_loop_t *l, struct core *c, const char *path, int log_level_override, void (*changed_cb)(void)) {
+        loop = l;
+        core = c;
+        config_path = path;
+        cli_log_level = log_level_override;
+        changed = changed_cb;
+}

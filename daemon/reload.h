@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_RELOAD_H
+#define ALLOCD_RELOAD_H
+
+/* SIGHUP and the limits a configuration is applied with (reload.c); main.c is its caller. */
+
+#include <uv.h>
+
+#include "config.h"
+#include "core.h"
+
+/* path NULL: started with the built-in pools; log_level_override -1: the file's. */
+void reload_init(uv_loop_t *loop, struct core *core, const char *path, int log_level_override, void (*changed)(void));
+/* The file's limits, with max_connections lowered to what RLIMIT_NOFILE (raised to its hard limit) fits. */
+void reload_apply_limits(const struct config *conf);
+void reload_run(void);
+/* Pools queued or being made. */
+unsigned reload_busy(void);
+/* Drops queued pools; the one being made is discarded when done. */
+void reload_stop(void);
+
+#endif
