@@ -80,7 +80,7 @@ int parse_duration_ms(const char *s, uint32_t *ret) {
                 mul = 1000;
         else if (!strcmp(end, "ms"))
                 mul = 1;
-        else if (!strcmp(end, "min"))
+        else if (!strcmp(end, "min") || !strcmp(end, "m"))
                 mul = 60000;
         else
                 return -EINVAL;

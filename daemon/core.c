@@ -240,11 +240,15 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
                             "this connection holds max_regions_per_connection = %u regions; free some or raise the "
                             "limit",
                             l->max_regions_per_connection);
-        if (p->conf.quota_per_uid && pool_usage(p, cl->uid) + a->size > p->conf.quota_per_uid)
+        /* The quota counts what a region takes, its size rounded up to the pool's quantum. */
+        uint64_t q = p->conf.quantum, taken = a->size > UINT64_MAX - (q - 1) ? UINT64_MAX : (a->size + q - 1) / q * q;
+        if (p->conf.quota_per_uid &&
+            (taken > p->conf.quota_per_uid || pool_usage(p, cl->uid) > p->conf.quota_per_uid - taken))
                 return fail(res, E_QUOTA,
                             "uid %u holds %" PRIu64 " of its %" PRIu64 "-byte quota in pool %s and asks %" PRIu64
-                            " more; free regions or raise quota_per_uid",
-                            (unsigned)cl->uid, pool_usage(p, cl->uid), p->conf.quota_per_uid, p->conf.name, a->size);
+                            " more (%" PRIu64 " as the pool's quantum rounds it); free regions or raise quota_per_uid",
+                            (unsigned)cl->uid, pool_usage(p, cl->uid), p->conf.quota_per_uid, p->conf.name, a->size,
+                            taken);
         r = range_alloc(p->arena, a->size, &a->req, &off);
         if (r == -ENOSPC) {
                 struct range_stats st;

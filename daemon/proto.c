@@ -176,8 +176,10 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         const struct limits *l = core_limits(core);
         char msg[256];
 
-        if (s->hello)
-                return proto_error(out, id, E_PROTOCOL, "Hello was already sent");
+        if (s->hello) {
+                out->close = true; /* PROTOCOL always ends the connection (docs/protocol.md) */
+                return proto_error(out, id, E_PROTOCOL, "Hello was already sent; closing");
+        }
         if (!m->has_version || m->version != WIRE_VERSION) {
                 snprintf(msg, sizeof(msg),
                          "this allocd speaks protocol version %d, the client %u; use a matching liballoc-client",

@@ -57,7 +57,9 @@ void reload_apply_limits(const struct config *conf) {
 }
 
 static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
-        return a->nranges == b->nranges && !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges));
+        /* memcmp must not see NULL, even for nothing (pools other than fpga have no ranges). */
+        return a->nranges == b->nranges &&
+               (a->nranges == 0 || !memcmp(a->ranges, b->ranges, a->nranges * sizeof(*a->ranges)));
 }
 
 static bool configured(const struct config *conf, const char *name) {

@@ -508,3 +508,26 @@ Test(core, the_hold_table_shrinks_around_a_survivor) {
                       stats().table_bytes);
         bye(b);
 }
+
+/* A quota counts what a region takes: its size rounded up to the pool's quantum. */
+Test(core, quota_counts_the_rounded_size) {
+        struct pool_conf pc = {.kind = POOL_FPGA,
+                               .has_kind = true,
+                               .quantum = 64 * K,
+                               .mode = 0666,
+                               .numa_node = -1,
+                               .quota_per_uid = 100 * K};
+        struct span sp = {.base = 0, .size = 1024 * K};
+        struct client *a;
+        char err[256];
+
+        snprintf(pc.name, sizeof(pc.name), "q");
+        pc.ranges = &sp;
+        pc.nranges = 1;
+        cr_assert_eq(core_pool_add(core, &pc, err, sizeof(err)), 0, "%s", err);
+        a = client(1000);
+        cr_assert_eq(alloc(a, "q", 1, 0, NULL, NULL), GRANT_REGION);
+        cr_assert_eq(alloc(a, "q", 1, 0, NULL, NULL), -E_QUOTA, "two 1-byte regions take 128 KiB of a 100 KiB quota");
+        cr_assert_eq(stats().used, 64 * K);
+        bye(a);
+}

@@ -147,6 +147,15 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
 }
 
 /* libinih skips a byte-order mark; allocd once counted the section beside it wrong and crashed. */
+/* allocd.conf(5) lists m for minutes, as min. */
+Test(config, durations_take_m_for_minutes, .timeout = 60) {
+        struct daemon d;
+
+        daemon_start(&d, "[daemon]\nwait_timeout = 2m\nhello_timeout = 1min\n[pool host]\nkind = host\nsize = 1M\n");
+        alloc_disconnect(daemon_connect(&d));
+        daemon_stop(&d);
+}
+
 Test(config, a_byte_order_mark_is_ignored, .timeout = 60) {
         struct daemon d;
 

@@ -226,6 +226,21 @@ Test(hostile, request_before_hello_and_wrong_version) {
         expect_closed(fd);
 }
 
+/* PROTOCOL ends the connection, a second Hello included (it was answered and left open). */
+Test(hostile, a_second_hello_ends_the_connection) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        int fd = hello();
+
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+}
+
 Test(hostile, regions_not_held) {
         int fd = hello();
         uint64_t ids[] = {0, 1, held.id, held.id ^ (1ull << 32), UINT64_MAX};
