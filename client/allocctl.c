@@ -358,6 +358,30 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* ---- free ---- */
+
+/*
+ * Frees a PERSIST region by id, whoever made it: allocd lets its uid, the pool's owner or root do
+ * that from any connection, which is how an operator takes back a region whose creator is gone.
+ */
+static int cmd_free(struct ctl *ctl, int argc, char **argv) {
+        char *end;
+        uint64_t id;
+
+        (void)argc;
+        errno = 0;
+        id = strtoull(argv[0], &end, 0);
+        if (errno || end == argv[0] || *end) {
+                fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
+                return EXIT_USAGE;
+        }
+        if (alloc_region_free(ctl->client, id) < 0)
+                return request_failed("free");
+        if (ctl->json)
+                json_print(json_object_new_object());
+        return EXIT_OK;
+}
+
 /* ---- the command line ---- */
 
 static const struct command {
@@ -376,6 +400,10 @@ static const struct command {
         {"clients", cmd_clients, NULL, 0, 0, "", "every connection and what it holds",
          "One row per connection: pid, uid, command name, regions and bytes held,\n"
          "waiting requests, and the name the client gave.\n"},
+        {"free", cmd_free, NULL, 1, 1, "ID", "free a PERSIST region (its uid, the pool's owner or root)",
+         "Takes the region's name and its PERSIST reference away, as its creator's Free\n"
+         "would: it goes back to its pool once no connection holds it.  Only PERSIST\n"
+         "regions outlive their holders, so only those can be freed this way.\n"},
         {"map", cmd_map, map_args, 1, 1, "POOL [--svg FILE] [--width N] [--rows N]", "a picture of how POOL is used",
          "One cell per slice of the pool, as wide as the terminal: used, partly used,\n"
          "free, the largest free range, and reserved (address space between an fpga\n"
@@ -466,7 +494,8 @@ int main(int argc, char **argv) {
                 if (!strcmp(argv[optind], commands[i].name))
                         cmd = &commands[i];
         if (!cmd) {
-                fprintf(stderr, "allocctl: unknown command '%s'; the commands are status, dump, clients and map\n",
+                fprintf(stderr,
+                        "allocctl: unknown command '%s'; the commands are status, dump, clients, free and map\n",
                         argv[optind]);
                 return EXIT_USAGE;
         }

@@ -478,3 +478,27 @@ Test(allocctl, exit_codes_and_help) {
         cr_assert_eq(r->status, 0);
         cr_assert(strstr(r->out, "exit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable"));
 }
+
+/* An operator frees a PERSIST region whose creator is gone; other regions cannot be freed this way. */
+Test(allocctl, free_takes_back_an_orphaned_persist_region) {
+        struct alloc_region r;
+        struct alloc_client *gone;
+        char id[32];
+
+        cr_assert_eq(alloc_connect(&gone, d.sock, "gone"), 0);
+        cr_assert_eq(alloc_region_new(gone, "f", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r), 0);
+        alloc_disconnect(gone);
+        unsigned long long before = pool_used(c, "f");
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)r.id);
+        struct run *x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        cr_assert_eq(pool_used(c, "f"), before - 4096);
+        x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 1, "a dead region: %s", x->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)small.id);
+        x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 1, "not PERSIST, held by another connection");
+        cr_assert(strstr(x->err, "holds no region"), "%s", x->err);
+        x = allocctl(d.sock, "free", "twelve", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+}
