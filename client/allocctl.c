@@ -512,6 +512,15 @@ int main(int argc, char **argv) {
                         return EXIT_OK;
                 } else if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j")) {
                         ctl.json = true;
+                } else if (!strcmp(argv[i], "--socket") || !strcmp(argv[i], "-s")) {
+                        if (i + 1 >= argc) {
+                                fprintf(stderr, "allocctl %s: --socket needs a PATH\n", cmd->name);
+                                free(args);
+                                return EXIT_USAGE;
+                        }
+                        socket_path = argv[++i];
+                } else if (!strncmp(argv[i], "--socket=", 9)) {
+                        socket_path = argv[i] + 9;
                 } else {
                         args[nargs++] = argv[i];
                 }

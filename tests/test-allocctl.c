@@ -451,6 +451,13 @@ Test(allocctl, exit_codes_and_help) {
         cr_assert(strstr(r->err, "allocd is not running at /nonexistent/allocd.sock: start it with `systemctl start "
                                  "allocd` or pass --socket"),
                   "%s", r->err);
+        /* Options may follow the command, --socket included (docs/cli.md). */
+        r = allocctl(NULL, "status", "--socket", "/nonexistent/allocd.sock", (char *)NULL);
+        cr_assert_eq(r->status, 3, "%s", r->err);
+        r = allocctl(NULL, "status", "--socket=/nonexistent/allocd.sock", (char *)NULL);
+        cr_assert_eq(r->status, 3, "%s", r->err);
+        r = allocctl(NULL, "status", "--socket", (char *)NULL);
+        cr_assert_eq(r->status, 2, "%s", r->err);
         r = allocctl(d.sock, "frobnicate", (char *)NULL);
         cr_assert_eq(r->status, 2);
         cr_assert(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
