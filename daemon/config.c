@@ -39,23 +39,49 @@ struct parse {
         char section[NAME_MAX_LEN + 16];
         char seen[32][32]; /* longer than any key */
         int nseen;
+        bool pool_header; /* the last header is a [pool NAME]: reader's, to find pools without keys */
+        char pool_header_name[64];
+        int daemon_line; /* where [daemon] started, 0 before it */
 };
 
-static int fail(struct parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct parse *ps, const char *fmt, ...) {
-        va_list ap;
+static int vfail(struct parse *ps, int line, const char *fmt, va_list ap) {
         int n;
 
         if (ps->failed)
                 return 0;
         ps->failed = true;
-        n = snprintf(ps->err, ps->errsize, "%s:%d: ", ps->path, ps->line);
-        if (n >= 0 && (size_t)n < ps->errsize) {
-                va_start(ap, fmt);
+        n = snprintf(ps->err, ps->errsize, "%s:%d: ", ps->path, line);
+        if (n >= 0 && (size_t)n < ps->errsize)
                 vsnprintf(ps->err + n, ps->errsize - n, fmt, ap);
-                va_end(ap);
-        }
         return 0;
+}
+
+static int fail(struct parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse *ps, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vfail(ps, ps->line, fmt, ap);
+        va_end(ap);
+        return 0;
+}
+
+static int fail_at(struct parse *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail_at(struct parse *ps, int line, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vfail(ps, line, fmt, ap);
+        va_end(ap);
+        return 0;
+}
+
+/* libinih calls the handler only for keys: a [pool NAME] with none would vanish without a word. */
+static void check_empty_pool(struct parse *ps) {
+        if (ps->pool_header && ps->current != ps->sections)
+                fail_at(ps, ps->section_line,
+                        "[pool %s] has no keys; give it a kind and a size (or ranges), or remove it",
+                        ps->pool_header_name);
 }
 
 /*
@@ -92,6 +118,10 @@ static char *reader(char *str, int num, void *stream) {
         while (isspace((unsigned char)*s))
                 s++;
         if (*s == '[') {
+                check_empty_pool(ps);
+                ps->pool_header = !strncmp(s, "[pool ", 6);
+                snprintf(ps->pool_header_name, sizeof(ps->pool_header_name), "%.*s", (int)strcspn(s + 6, "]\n"),
+                         ps->pool_header ? s + 6 : "");
                 ps->section_line = ps->line;
                 ps->sections++;
         }
@@ -429,6 +459,11 @@ static int handler(void *user, const char *section, const char *key, const char 
                         conf->npools++;
                 } else if (strcmp(section, "daemon") != 0) {
                         return fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", section);
+                } else if (ps->daemon_line) {
+                        return fail_at(ps, ps->section_line, "[daemon] appears twice (first at line %d); merge them",
+                                       ps->daemon_line);
+                } else {
+                        ps->daemon_line = ps->section_line;
                 }
         }
         for (int i = 0; i < ps->nseen; i++)
@@ -538,6 +573,8 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
         ini_stop_on_first_error = true;
         r = ini_parse_stream(reader, &ps, handler, &ps);
         fclose(ps.f);
+        if (r == 0)
+                check_empty_pool(&ps);
         if (r > 0 && !ps.failed) {
                 ps.line = r;
                 fail(&ps, "syntax error: expected [section], key = value, or a comment starting with # or ;");
