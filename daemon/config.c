@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config-values.h"
@@ -563,10 +565,25 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
 
         memset(conf, 0, sizeof(*conf));
         limits_default(conf);
-        ps.f = fopen(path, "re");
-        if (!ps.f) {
+        /* Not blocking on a FIFO, and nothing but a regular file: a reload must never hang the loop. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
                 snprintf(err, errsize, "%s: %s", path, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(err, errsize, "%s: not a regular file; --config takes the configuration file itself", path);
+                close(fd);
+                return -EINVAL;
+        }
+        if (!(ps.f = fdopen(fd, "r"))) {
+                r = -errno;
+                snprintf(err, errsize, "%s: %s", path, strerror(errno));
+                close(fd);
                 return r;
         }
         ini_allow_multiline = false;

@@ -251,6 +251,9 @@ int main(int argc, char **argv) {
                      pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
                      p.kind == POOL_PINNED ? p.backend : "", st.total);
         }
+        if (conf.npools == 0)
+                log_warn("%s configures no pools: allocd serves none until a reload adds some",
+                         config_path ? config_path : "the configuration");
         reload_init(loop, core, config_path, cli_log_level, status_changed);
         reload_apply_limits(&conf);
         config_clear(&conf);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +152,35 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
 }
 
 /* libinih skips a byte-order mark; allocd once counted the section beside it wrong and crashed. */
+/* --config takes a file: a directory or a FIFO is refused at once (a FIFO once hung SIGHUP). */
+Test(config, the_config_must_be_a_regular_file, .timeout = 60) {
+        char dir[] = "/tmp/allocd-conf-dir-XXXXXX", fifo[64], log[] = "/tmp/allocd-conf-log-XXXXXX";
+        const char *paths[2];
+        int status;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+        cr_assert_eq(mkfifo(fifo, 0600), 0);
+        close(mkstemp(log));
+        paths[0] = dir;
+        paths[1] = fifo;
+        for (int i = 0; i < 2; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                        freopen(log, "w", stderr);
+                        execl(ALLOCD_PATH, "allocd", "--config", paths[i], "--socket", "/tmp/allocd-never.sock",
+                              (char *)NULL);
+                        _exit(127);
+                }
+                cr_assert_eq(waitpid(pid, &status, 0), pid);
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+                cr_assert(strstr(slurp(log), "not a regular file"), "%s", slurp(log));
+        }
+        unlink(fifo);
+        rmdir(dir);
+        unlink(log);
+}
+
 /* allocd.conf(5) lists m for minutes, as min. */
 Test(config, durations_take_m_for_minutes, .timeout = 60) {
         struct daemon d;
