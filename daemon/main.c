@@ -27,6 +27,9 @@
 #include "server.h"
 #include "wire.h"
 
+/* sysexits' EX_CONFIG: the unit's RestartPreventExitStatus= stops restarting on a broken file. */
+#define EXIT_CONFIG 78
+
 static uv_loop_t *loop;
 static struct core *core;
 static bool stopping;
@@ -38,7 +41,8 @@ static uv_timer_t watchdog_timer, status_timer, leave_timer;
 static bool status_dirty, notify;
 
 static void usage(FILE *f) {
-        fprintf(f, "usage: allocd [--config FILE] [--socket PATH] [--log-level LEVEL] [--version] [--help]\n"
+        fprintf(f, "usage: allocd [--config FILE] [--socket PATH] [--log-level LEVEL] [--check-config] [--version] "
+                   "[--help]\n"
                    "\n"
                    "Owns memory pools and hands out regions of them over a Unix socket; runs in the foreground.\n"
                    "\n"
@@ -47,6 +51,8 @@ static void usage(FILE *f) {
                    "  -s, --socket PATH      where to listen; default $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
                    "                         for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock\n"
                    "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug\n"
+                   "      --check-config     read the configuration, say whether it is valid, and exit (0, or 78\n"
+                   "                         for an invalid file, as when allocd starts with one)\n"
                    "  -V, --version          print the version and exit\n"
                    "  -h, --help             print this help and exit\n");
 }
@@ -174,8 +180,10 @@ int main(int argc, char **argv) {
                 {"log-level", required_argument, NULL, 'l'},
                 {"version", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
+                {"check-config", no_argument, NULL, 'C'},
                 {0},
         };
+        bool check_only = false;
         const char *socket_path = NULL;
         struct config conf;
         char err[512];
@@ -203,6 +211,9 @@ int main(int argc, char **argv) {
                 case 'h':
                         usage(stdout);
                         return 0;
+                case 'C':
+                        check_only = true;
+                        break;
                 default:
                         fprintf(stderr, "allocd: try 'allocd --help'\n");
                         return 2;
@@ -219,7 +230,12 @@ int main(int argc, char **argv) {
                 r = config_default(&conf);
         if (r < 0) {
                 log_err("%s", config_path ? err : "out of memory");
-                return 1;
+                return config_path ? EXIT_CONFIG : 1;
+        }
+        if (check_only) {
+                printf("%s: valid, %zu pools\n", config_path ? config_path : "the built-in configuration", conf.npools);
+                config_clear(&conf);
+                return 0;
         }
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         loop = uv_default_loop();

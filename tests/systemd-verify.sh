@@ -6,7 +6,8 @@ allocd=$1 service=$2 socket=$3
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not installed" >&2; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-sed "s|^ExecStart=[^ ]*|ExecStart=$allocd|" "$service" >"$dir/allocd.service"
+sed -e "s|^ExecStart=[^ ]*|ExecStart=$allocd|" -e "s|^ExecReload=[^ ]*/allocd |ExecReload=$allocd |" \
+        "$service" >"$dir/allocd.service"
 cp "$socket" "$dir/allocd.socket"
 out=$(cd "$dir" && SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no allocd.socket allocd.service 2>&1) || {
         echo "$out" >&2

@@ -65,7 +65,11 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 char log[] = "/tmp/allocd-conf-log-XXXXXX";
                 close(mkstemp(log));
                 int r = daemon_spawn(&d, bad[i].text, NULL, log);
-                cr_expect_eq(r, 1, "case %zu: allocd exited %d, want 1", i, r);
+                /* 78 (EX_CONFIG) for what is wrong in the file; 1 when a pool it describes cannot be made. */
+                if (strstr(bad[i].want, "allocd.conf:"))
+                        cr_expect_eq(r, 78, "case %zu: allocd exited %d, want 78 (EX_CONFIG)", i, r);
+                else
+                        cr_expect(r == 78 || r == 1, "case %zu: allocd exited %d, want 78 or 1", i, r);
                 const char *out = slurp(log);
                 cr_expect(strstr(out, bad[i].want), "case %zu: stderr lacks '%s':\n%s", i, bad[i].want, out);
                 unlink(log);
@@ -173,11 +177,40 @@ Test(config, the_config_must_be_a_regular_file, .timeout = 60) {
                         _exit(127);
                 }
                 cr_assert_eq(waitpid(pid, &status, 0), pid);
-                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78);
                 cr_assert(strstr(slurp(log), "not a regular file"), "%s", slurp(log));
         }
         unlink(fifo);
         rmdir(dir);
+        unlink(log);
+}
+
+/* --check-config: 0 and a word for a valid file, 78 and FILE:LINE for an invalid one; nothing starts. */
+Test(config, check_config_says_whether_a_file_is_valid, .timeout = 60) {
+        char good[] = "/tmp/allocd-good-XXXXXX", bad[] = "/tmp/allocd-bad-XXXXXX", log[] = "/tmp/allocd-log-XXXXXX";
+        const char *files[2] = {good, bad};
+        int status, want[2] = {0, 78};
+
+        close(mkstemp(good));
+        close(mkstemp(bad));
+        close(mkstemp(log));
+        write_file(good, "[pool host]\nkind = host\nsize = 1M\n");
+        write_file(bad, "[pool host]\nkind = host\nsize = lots\n");
+        for (int i = 0; i < 2; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                        freopen(log, "w", stdout);
+                        freopen(log, "a", stderr);
+                        execl(ALLOCD_PATH, "allocd", "--check-config", "--config", files[i], (char *)NULL);
+                        _exit(127);
+                }
+                cr_assert_eq(waitpid(pid, &status, 0), pid);
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == want[i], "%s: %#x: %s", files[i], status,
+                          slurp(log));
+                cr_assert(strstr(slurp(log), i ? ":3: size = lots" : "valid, 1 pools"), "%s", slurp(log));
+        }
+        unlink(good);
+        unlink(bad);
         unlink(log);
 }
 
