@@ -122,8 +122,10 @@ static char *reader(char *str, int num, void *stream) {
         if (*s == '[') {
                 check_empty_pool(ps);
                 ps->pool_header = !strncmp(s, "[pool ", 6);
-                snprintf(ps->pool_header_name, sizeof(ps->pool_header_name), "%.*s", (int)strcspn(s + 6, "]\n"),
-                         ps->pool_header ? s + 6 : "");
+                /* Only a [pool header is read past its first bytes: a shorter line may end there. */
+                if (ps->pool_header)
+                        snprintf(ps->pool_header_name, sizeof(ps->pool_header_name), "%.*s", (int)strcspn(s + 6, "]\n"),
+                                 s + 6);
                 ps->section_line = ps->line;
                 ps->sections++;
         }

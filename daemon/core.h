@@ -246,8 +246,6 @@ struct region_info {
 void core_region_info(const struct core *core, uint32_t slot, struct region_info *info);
 /* The first live slot at or after *slot; false when there is none. */
 bool core_region_next(const struct core *core, uint32_t *slot);
-/* The slot of a live region id, or -ENOENT. */
-int core_region_slot(const struct core *core, uint64_t id);
 /* Calls fn for each client holding slot, with its count of references; stops when fn returns false. */
 void core_region_holders(const struct core *core, uint32_t slot,
                          bool (*fn)(const struct client *cl, uint32_t count, void *data), void *data);

@@ -17,7 +17,6 @@ struct log_ctx {
 
 void log_init(void);
 void log_set_level(int level);
-int log_get_level(void);
 int log_level_parse(const char *s);
 void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define log_err(...) logx(LOG_LEVEL_ERR, NULL, __VA_ARGS__)

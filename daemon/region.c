@@ -232,10 +232,6 @@ bool core_region_next(const struct core *core, uint32_t *slot) {
         return false;
 }
 
-int core_region_slot(const struct core *core, uint64_t id) {
-        return region_slot(&core->regions, id);
-}
-
 void core_region_holders(const struct core *core, uint32_t slot,
                          bool (*fn)(const struct client *cl, uint32_t count, void *data), void *data) {
         const struct holds *h = &core->regions.holds;

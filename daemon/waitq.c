@@ -113,7 +113,6 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
         w->heap = UINT32_MAX;
         w->deadline = a->flags & F_NOFAIL ? UINT64_MAX : core->now + timeout;
         if (w->deadline != UINT64_MAX) {
-                q->heap[q->nheap] = w;
                 heap_set(q, q->nheap++, w);
                 heap_up(q, w->heap);
         }
@@ -165,10 +164,13 @@ void waitq_drop_client(struct core *core, struct client *cl) {
                 if (d->cl != cl)
                         continue;
                 STAILQ_REMOVE(&core->waitq.done, d, waiter, done_link);
-                if (d->done.grant == GRANT_REGION)
-                        region_drop_one(core, region_hold_of(core, d->done.slot, cl));
-                else if (d->done.grant == GRANT_ZEROING)
+                if (d->done.grant == GRANT_REGION) {
+                        uint32_t hold = region_hold_of(core, d->done.slot, cl);
+                        if (hold != HOLD_NONE)
+                                region_drop_one(core, hold);
+                } else if (d->done.grant == GRANT_ZEROING) {
                         core_zero_done(core, NULL, d->done.slot, 0, &d->done.res);
+                }
                 free(d);
         }
 }

@@ -86,16 +86,21 @@ static void expect_closed(int fd) {
         close(fd);
 }
 
-static int hello(void) {
+static void send_hello(int fd, uint32_t version) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello h = ALLOCD__HELLO__INIT;
-        int fd = raw_connect();
 
         h.has_version = true;
-        h.version = WIRE_VERSION;
+        h.version = version;
         req.body_case = ALLOCD__REQUEST__BODY_HELLO;
         req.hello = &h;
         send_request(fd, &req, NULL, 0);
+}
+
+static int hello(void) {
+        int fd = raw_connect();
+
+        send_hello(fd, WIRE_VERSION);
         expect_error(fd, ALLOCD__ERROR__OK);
         return fd;
 }
@@ -214,29 +219,17 @@ Test(hostile, request_before_hello_and_wrong_version) {
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
 
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Hello h = ALLOCD__HELLO__INIT;
-        h.has_version = true;
-        h.version = 99;
-        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-        req.hello = &h;
         fd = raw_connect();
-        send_request(fd, &req, NULL, 0);
+        send_hello(fd, 99);
         expect_error(fd, ALLOCD__ERROR__VERSION);
         expect_closed(fd);
 }
 
 /* PROTOCOL ends the connection, a second Hello included (it was answered and left open). */
 Test(hostile, a_second_hello_ends_the_connection) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Hello h = ALLOCD__HELLO__INIT;
         int fd = hello();
 
-        h.has_version = true;
-        h.version = WIRE_VERSION;
-        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-        req.hello = &h;
-        send_request(fd, &req, NULL, 0);
+        send_hello(fd, WIRE_VERSION);
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
 }
