@@ -33,8 +33,8 @@ struct pool {
         struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
         uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
         uint32_t id;           /* its place in core->pools, for its life: pools are never removed */
-        bool available;        /* false: configured, but allocd cannot use the GPU it needs */
-        char reason[256];      /* !available: the loader's reason */
+        bool available;        /* false: configured, but not made (no GPU for it, or the machine refused it) */
+        char reason[256];      /* !available: why, for Status and for requests naming the pool */
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
         const struct pool_ops *ops;
         struct range_arena *arena;

@@ -185,13 +185,20 @@ bool core_valid_name(const char *s, size_t max);
 
 /* ---- pools ---- */
 
-/* Makes a pool from conf; on error a message.  -ENODEV: it needs a GPU allocd cannot use (listed unavailable). */
+/*
+ * Makes a pool from conf; on error a message.  A pool whose backing cannot be made (-ENODEV: it
+ * needs a GPU allocd cannot use; else what the machine refused: memory, huge pages, mlock) is
+ * added all the same, unavailable, with the reason, and the error is returned: core_pool_find
+ * finds it unless the error came before it existed (-ENOMEM).
+ */
 int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize);
 /*
  * core_pool_add in two steps, so that the slow one (fallocate, mlock, cuMemCreate) can run off the
- * loop thread: core_pool_make touches no core state; -ENODEV gives an unavailable placeholder in
- * *ret.  core_pool_adopt adds the result on the core's thread (an unavailable pool made at last
- * keeps its id); on error the pool is still the caller's, to core_pool_discard.
+ * loop thread: core_pool_make touches no core state; a backing that cannot be made gives an
+ * unavailable placeholder in *ret with the error (*ret NULL: out of memory before).
+ * core_pool_adopt adds the result on the core's thread (an unavailable pool made at last keeps
+ * its id; a placeholder replaces an older one's reason); on error the pool is still the caller's,
+ * to core_pool_discard.
  */
 int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize);
 int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize);

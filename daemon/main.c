@@ -64,12 +64,16 @@ static void status_changed(void) {
 static void send_status(void) {
         uint64_t used = 0, total = 0, nreg = 0;
         size_t up = 0, down = 0;
+        char names[128] = "";
 
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool_info p;
                 core_pool_info(core_pool_at(core, i), &p);
                 if (!p.available) {
-                        down += *p.reason != '\0';
+                        if (*p.reason != '\0') {
+                                down++;
+                                reload_list_add(names, sizeof(names), p.name);
+                        }
                         continue;
                 }
                 struct range_stats st;
@@ -79,8 +83,11 @@ static void send_status(void) {
                 nreg += p.regions;
                 up++;
         }
-        sd_notifyf(0, "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64 " bytes in use, %u clients%s",
-                   up, nreg, used, total, server_nconns(), down ? "; some pools unavailable (allocctl status)" : "");
+        sd_notifyf(0,
+                   "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64
+                   " bytes in use, %u clients%s%s%s%s%s",
+                   up, nreg, used, total, server_nconns(), down ? "; not available: " : "", names,
+                   down ? " (allocctl status says why)" : "", *reload_summary() ? "; " : "", reload_summary());
         status_dirty = false;
 }
 
@@ -130,6 +137,40 @@ static void on_signal(uv_signal_t *h, int sig) {
                 reload_run();
         else
                 stop();
+}
+
+/*
+ * A pool the machine cannot make now (no GPU, memory, huge pages, mlock) is a state of the machine,
+ * not a mistake in the file: it is listed unavailable with the reason, the others are served, and
+ * SIGHUP tries it again.  Only running out of memory for the placeholder itself stops start-up.
+ * Returns 1 when the pool was made, 0 when it is listed as not available.
+ */
+static int add_pool(const struct pool_conf *pc) {
+        struct pool_info p;
+        struct range_stats st;
+        char err[512];
+        int r = core_pool_add(core, pc, err, sizeof(err));
+        struct pool *pool = core_pool_find(core, pc->name);
+
+        if (!pool) {
+                log_err("%s", err);
+                return r;
+        }
+        core_pool_info(pool, &p);
+        if (r == -ENODEV) {
+                log_warn("pool %s (%s) is left out: allocd cannot use the GPU; SIGHUP tries again", p.name,
+                         pool_kind_name(p.kind));
+        } else if (r < 0) {
+                logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = p.name},
+                     "%s; pool %s is left out (allocctl status lists it as not available), SIGHUP tries again%s", err,
+                     p.name, config_path ? "" : " (built-in pool; give --config to choose others)");
+        } else {
+                core_pool_stats(pool, &st);
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,
+                     pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
+                     p.kind == POOL_PINNED ? p.backend : "", st.total);
+        }
+        return r == 0;
 }
 
 static int open_socket(const char *path) {
@@ -188,6 +229,7 @@ int main(int argc, char **argv) {
         struct config conf;
         char err[512];
         int c, r;
+        size_t made = 0;
         uint64_t wd_usec;
 
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
@@ -246,27 +288,19 @@ int main(int argc, char **argv) {
                 return 1;
         }
         for (size_t i = 0; i < conf.npools; i++) {
-                struct pool_info p;
-                r = core_pool_add(core, &conf.pools[i], err, sizeof(err));
-                if (r == -ENODEV) {
-                        /* No GPU is a state of the machine, not a mistake in the file: serve the other pools. */
-                        log_warn("pool %s (%s) is left out: allocd cannot use the GPU; SIGHUP tries again",
-                                 conf.pools[i].name, pool_kind_name(conf.pools[i].kind));
-                        continue;
-                }
-                if (r < 0) {
-                        log_err("%s%s", err, config_path ? "" : " (built-in pool; give --config to choose others)");
+                if ((r = add_pool(&conf.pools[i])) < 0) {
                         config_clear(&conf);
                         core_free(core);
                         return 1;
                 }
-                struct range_stats st;
-                core_pool_info(core_pool_find(core, conf.pools[i].name), &p);
-                core_pool_stats(core_pool_find(core, conf.pools[i].name), &st);
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,
-                     pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
-                     p.kind == POOL_PINNED ? p.backend : "", st.total);
+                made += (size_t)r;
         }
+        /* Still serves: allocctl status says why, and a reload (huge pages reserved, a driver loaded) needs no restart.
+         */
+        if (conf.npools && !made)
+                log_err("not one of the %zu pools could be made: allocd serves none until a reload makes some "
+                        "(allocctl status says why)",
+                        conf.npools);
         if (conf.npools == 0)
                 log_warn("%s configures no pools: allocd serves none until a reload adds some",
                          config_path ? config_path : "the configuration");
@@ -297,7 +331,7 @@ int main(int argc, char **argv) {
                 uv_timer_start(&status_timer, status_tick, 1000, 1000);
         send_status();
         sd_notify(0, "READY=1");
-        log_info("ready: %zu pools", core_npools(core));
+        log_info("ready: %zu pools, %zu not available", made, core_npools(core) - made);
 
         uv_run(loop, UV_RUN_DEFAULT);
 

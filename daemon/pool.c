@@ -4,8 +4,9 @@
  * per-uid accounting).  What differs per kind (the backing) is behind struct
  * pool_ops, one file per kind.  A pool keeps its id for its life and pools
  * are never removed, so an id is as good as a name; a pool configured but
- * left out because allocd cannot use its GPU is listed too, unavailable, with
- * the loader's reason, so it takes its place and shifts nobody.
+ * not made (allocd cannot use its GPU, or the machine refused its memory) is
+ * listed too, unavailable, with the reason, so it takes its place and shifts
+ * nobody, and a reload that can make it gives it that same id.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -105,7 +106,16 @@ void pool_destroy(struct pool *p) {
         free_pool(p);
 }
 
-/* Makes p's backing; on -ENODEV p is kept, unavailable, with the loader's reason. */
+/* The reason an unavailable pool shows: err without its "pool NAME: ", which the listing says already. */
+static void set_reason(struct pool *p, const char *err) {
+        size_t n = strlen(p->conf.name);
+
+        if (!strncmp(err, "pool ", 5) && !strncmp(err + 5, p->conf.name, n) && !strncmp(err + 5 + n, ": ", 2))
+                err += 5 + n + 2;
+        snprintf(p->reason, sizeof(p->reason), "%s", *err ? err : "cannot be made");
+}
+
+/* Makes p's backing; on failure p stays unavailable, with the reason. */
 static int open_pool(struct pool *p, char *err, size_t errsize) {
         struct range_stats st;
         const char *why;
@@ -116,15 +126,14 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
                 p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
         p->fd = -1;
         if ((r = range_arena_new(&p->arena, p->conf.quantum)) < 0 ||
-            (r = range_arena_new(&p->empty, p->conf.quantum)) < 0) {
+            (r = range_arena_new(&p->empty, p->conf.quantum)) < 0)
                 snprintf(err, errsize, "pool %s: cannot create its arena: %s", p->conf.name, strerror(-r));
-                return r;
-        }
-        r = p->ops->open(p, err, errsize);
-        if (r == -ENODEV) {
-                cuda_get(&why);
-                snprintf(p->reason, sizeof(p->reason), "%s", why ? why : "allocd cannot use the GPU");
-        }
+        else
+                r = p->ops->open(p, err, errsize);
+        if (r == -ENODEV && !cuda_get(&why))
+                snprintf(p->reason, sizeof(p->reason), "%s", why);
+        else if (r < 0)
+                set_reason(p, err);
         if (r < 0)
                 return r;
         range_stats(p->arena, &st);
@@ -136,7 +145,6 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
 
 int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize) {
         struct pool *p = calloc(1, sizeof(*p));
-        int r;
 
         *ret = NULL;
         if (!p) {
@@ -156,13 +164,8 @@ int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, s
                 }
                 memcpy(p->conf.ranges, conf->ranges, conf->nranges * sizeof(*conf->ranges));
         }
-        r = open_pool(p, err, errsize);
-        if (r < 0 && r != -ENODEV) {
-                free_pool(p);
-                return r;
-        }
         *ret = p;
-        return r;
+        return open_pool(p, err, errsize);
 }
 
 int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize) {
@@ -173,7 +176,7 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
                 return -EEXIST;
         }
         if (old && !p->available) {
-                /* Still no GPU: the placeholder stays, with the newest reason. */
+                /* Still not made: the placeholder stays, with the newest reason. */
                 memcpy(old->reason, p->reason, sizeof(old->reason));
                 old->gone = false;
                 pool_destroy(p);

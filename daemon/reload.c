@@ -2,14 +2,19 @@
 /*
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
  * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
- * one at a time, and adopted by the core on the loop thread; the rest waits for a restart.  Also
- * the limits every configuration is applied with, start-up's included.
+ * one at a time, and adopted by the core on the loop thread; the rest waits for a restart.  A file
+ * that does not load, or that has no pools while pools are configured, changes nothing.  What a
+ * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
+ * is applied with, start-up's included.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "log.h"
 #include "reload.h"
@@ -49,11 +54,165 @@ static void fit_nofile(struct limits *l, bool quiet) {
         }
 }
 
-void reload_apply_limits(const struct config *conf) {
+/* Returns whether they changed. */
+static bool apply_limits(const struct config *conf) {
         struct limits l = conf->limits;
+        bool differ;
 
         fit_nofile(&l, false);
+        differ = memcmp(&l, core_limits(core), sizeof(l)) != 0; /* all uint32_t: no padding to differ in */
         core_set_limits(core, &l);
+        return differ;
+}
+
+void reload_apply_limits(const struct config *conf) {
+        apply_limits(conf);
+}
+
+void reload_list_add(char *buf, size_t size, const char *item) {
+        size_t n = strlen(buf);
+
+        if (n >= 3 && !strcmp(buf + n - 3, "..."))
+                return;
+        if (n + 2 + strlen(item) + 5 <= size)
+                snprintf(buf + n, size - n, "%s%s", n ? ", " : "", item);
+        else if (n + 5 <= size)
+                snprintf(buf + n, size - n, "%s...", n ? ", " : "");
+}
+
+/*
+ * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
+ * seconds) and adopted by the core back on the loop thread, so clients are served meanwhile.
+ */
+struct pool_work {
+        uv_work_t work;
+        struct pool_conf conf;
+        struct pool *pool;
+        int r;
+        char err[512];
+        STAILQ_ENTRY(pool_work) link;
+};
+
+/*
+ * One pool is made at a time: libuv's thread pool (4 threads) is shared with zeroing, and a reload
+ * that adds four large locked pools must not hold up every ZERO region for seconds.
+ */
+static STAILQ_HEAD(, pool_work) queue = STAILQ_HEAD_INITIALIZER(queue);
+static unsigned pools_in_flight; /* queued or being made */
+static bool reload_again, stopping;
+
+static void pending_names(char *buf, size_t size) {
+        struct pool_work *pw;
+
+        STAILQ_FOREACH(pw, &queue, link) {
+                reload_list_add(buf, size, pw->conf.name);
+        }
+}
+
+/*
+ * What the last reload did.  Its new pools are made after reload_run returns, so it is counted as
+ * they come: said in the journal when the file is read and again once the last pool is made, and
+ * in STATUS= (reload_summary) all along, the pools still being made as pending.
+ */
+static struct {
+        char when[16];     /* local time, HH:MM:SS; "": no reload yet */
+        char refused[512]; /* why the file was refused; "": it was not */
+        unsigned added, failed, rules, restart_only, dropped;
+        bool limits; /* the limits changed */
+        char added_names[96], failed_names[96];
+        char failed_why[1024]; /* "name: reason", one a failed pool, for the journal */
+} last;
+static char summary[320];
+
+/* Appends a part to a list of parts. */
+static void part(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void part(char *buf, size_t size, const char *fmt, ...) {
+        size_t n = strlen(buf);
+        va_list ap;
+
+        if (n + 3 >= size)
+                return;
+        if (n) {
+                strcpy(buf + n, ", ");
+                n += 2;
+        }
+        va_start(ap, fmt);
+        vsnprintf(buf + n, size - n, fmt, ap);
+        va_end(ap);
+}
+
+static const char *plural(unsigned n, const char *one, const char *more) {
+        return n == 1 ? one : more;
+}
+
+/* The outcome in words; full: with each failed pool's reason and what changed besides pools (the journal's). */
+static void describe(char *buf, size_t size, bool full) {
+        char pending[96] = "";
+
+        buf[0] = '\0';
+        if (*last.refused) {
+                snprintf(buf, size, "refused (%s)", last.refused);
+                return;
+        }
+        pending_names(pending, sizeof(pending));
+        if (last.added)
+                part(buf, size, "%u %s added (%s)", last.added, plural(last.added, "pool", "pools"), last.added_names);
+        if (pools_in_flight)
+                part(buf, size, "%u %s pending (%s)", pools_in_flight, plural(pools_in_flight, "pool", "pools"),
+                     pending);
+        if (last.failed)
+                part(buf, size, "%u %s failed (%s)", last.failed, plural(last.failed, "pool", "pools"),
+                     full ? last.failed_why : last.failed_names);
+        if (!full)
+                return;
+        if (last.limits)
+                part(buf, size, "limits changed");
+        if (last.rules)
+                part(buf, size, "%u %s access rules changed", last.rules, plural(last.rules, "pool's", "pools'"));
+        if (last.restart_only)
+                part(buf, size, "%u %s other changes wait for a restart", last.restart_only,
+                     plural(last.restart_only, "pool's", "pools'"));
+        if (last.dropped)
+                part(buf, size, "%u %s no longer configured, kept until a restart", last.dropped,
+                     plural(last.dropped, "pool", "pools"));
+}
+
+/* Refreshes STATUS='s part and tells main.c. */
+static void update(void) {
+        char what[256];
+
+        describe(what, sizeof(what), false);
+        snprintf(summary, sizeof(summary), "last reload %s: %s", last.when, *what ? what : "applied");
+        changed();
+}
+
+static void begin(void) {
+        time_t now = time(NULL);
+        struct tm tm;
+
+        memset(&last, 0, sizeof(last));
+        if (!localtime_r(&now, &tm) || !strftime(last.when, sizeof(last.when), "%H:%M:%S", &tm))
+                snprintf(last.when, sizeof(last.when), "?");
+}
+
+static void refuse(const char *why) {
+        begin();
+        snprintf(last.refused, sizeof(last.refused), "%s", why);
+        log_err("SIGHUP: %s; keeping the running configuration", why);
+        update();
+}
+
+static void pool_failed(const char *name, const char *why) {
+        char item[NAME_MAX_LEN + 520];
+
+        last.failed++;
+        reload_list_add(last.failed_names, sizeof(last.failed_names), name);
+        snprintf(item, sizeof(item), "%s: %s", name, why);
+        reload_list_add(last.failed_why, sizeof(last.failed_why), item);
+}
+
+const char *reload_summary(void) {
+        return summary;
 }
 
 static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
@@ -80,34 +239,18 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
         if (o->kind != n->kind || info.size_asked != n->size ||
             (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
             (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
-            o->numa_node != n->numa_node || !same_ranges(o, n))
+            o->numa_node != n->numa_node || !same_ranges(o, n)) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
                      "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
                      "device change only on restart; keeping the running values",
                      o->name);
+                last.restart_only++;
+        }
+        if (o->owner != n->owner || o->group != n->group || o->mode != n->mode ||
+            o->quota_per_uid != n->quota_per_uid || o->register_flags != n->register_flags)
+                last.rules++;
         core_pool_update(p, n);
 }
-
-/*
- * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
- * seconds) and adopted by the core back on the loop thread, so clients are served meanwhile.
- */
-struct pool_work {
-        uv_work_t work;
-        struct pool_conf conf;
-        struct pool *pool;
-        int r;
-        char err[512];
-        STAILQ_ENTRY(pool_work) link;
-};
-
-/*
- * One pool is made at a time: libuv's thread pool (4 threads) is shared with zeroing, and a reload
- * that adds four large locked pools must not hold up every ZERO region for seconds.
- */
-static STAILQ_HEAD(, pool_work) queue = STAILQ_HEAD_INITIALIZER(queue);
-static unsigned pools_in_flight; /* queued or being made */
-static bool reload_again, stopping;
 
 static void make_pool_work(uv_work_t *w) {
         struct pool_work *pw = w->data;
@@ -126,6 +269,7 @@ static void next_pool(void) {
                 if (uv_queue_work(loop, &pw->work, make_pool_work, make_pool_done) == 0)
                         return;
                 log_err("SIGHUP: cannot add pool %s: no worker thread", pw->conf.name);
+                pool_failed(pw->conf.name, "no worker thread");
                 STAILQ_REMOVE_HEAD(&queue, link);
                 free(pw->conf.ranges);
                 free(pw);
@@ -136,26 +280,40 @@ static void next_pool(void) {
 static void make_pool_done(uv_work_t *w, int status) {
         struct pool_work *pw = w->data;
         const char *name = pw->conf.name;
+        struct pool_info info;
+        char what[1536];
 
         STAILQ_REMOVE_HEAD(&queue, link);
         if (status < 0 || stopping) {
                 core_pool_discard(pw->pool);
-        } else if (pw->pool && core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
+        } else if (!pw->pool || core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
                 log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+                pool_failed(name, pw->err);
                 core_pool_discard(pw->pool);
-        } else if (pw->r == -ENODEV) {
-                log_warn("SIGHUP: pool %s stays unavailable: %s", name, pw->err);
         } else if (pw->r < 0) {
-                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+                /* Adopted as a placeholder: listed as not available, with the reason; the next reload tries
+                 * again. */
+                core_pool_info(core_pool_find(core, name), &info);
+                logx(pw->r == -ENODEV ? LOG_LEVEL_WARNING : LOG_LEVEL_ERR, &(struct log_ctx){.pool = name},
+                     "SIGHUP: pool %s is not available: %s; the next reload tries again", name, pw->err);
+                pool_failed(name, info.reason);
         } else {
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
+                last.added++;
+                reload_list_add(last.added_names, sizeof(last.added_names), name);
         }
         free(pw->conf.ranges);
         free(pw);
-        changed();
         pools_in_flight--;
         next_pool();
-        if (pools_in_flight == 0 && reload_again && !stopping) {
+        if (stopping)
+                return;
+        update();
+        if (pools_in_flight == 0) {
+                describe(what, sizeof(what), true);
+                log_info("SIGHUP: reload of %s at %s done: %s", config_path, last.when, what);
+        }
+        if (pools_in_flight == 0 && reload_again) {
                 reload_again = false;
                 reload_run();
         }
@@ -166,6 +324,7 @@ static void make_pool(const struct pool_conf *n) {
 
         if (!pw || (n->nranges && !(pw->conf.ranges = malloc(n->nranges * sizeof(*n->ranges))))) {
                 log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
+                pool_failed(n->name, "out of memory");
                 free(pw);
                 return;
         }
@@ -179,10 +338,22 @@ static void make_pool(const struct pool_conf *n) {
         next_pool();
 }
 
+/* Pools Status lists: made, or configured and not available. */
+static size_t nlisted(void) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool_info p;
+                core_pool_info(core_pool_at(core, i), &p);
+                n += p.available || *p.reason;
+        }
+        return n;
+}
+
 /* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
 void reload_run(void) {
         struct config conf;
-        char err[512];
+        char err[512], what[1536];
 
         if (!config_path) {
                 log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
@@ -194,21 +365,31 @@ void reload_run(void) {
                 return;
         }
         if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
-                log_err("SIGHUP: %s; keeping the running configuration", err);
+                refuse(err);
                 return;
         }
-        reload_apply_limits(&conf);
+        /* An emptied or truncated file is almost always a mistake: it would reset every limit. */
+        if (conf.npools == 0 && nlisted() > 0) {
+                config_clear(&conf);
+                snprintf(err, sizeof(err), "%s: no pools", config_path);
+                refuse(err);
+                return;
+        }
+        begin();
+        last.limits = apply_limits(&conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool_info p;
                 core_pool_info(core_pool_at(core, i), &p);
-                if (configured(&conf, p.name))
+                if (configured(&conf, p.name) || (!p.available && !*p.reason))
                         continue;
-                if (!p.available)
+                if (!p.available) {
                         core_pool_forget(core, p.name); /* left out, and now taken out of the file */
-                else
-                        logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
-                             "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
+                        continue;
+                }
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
+                     "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
+                last.dropped++;
         }
         for (size_t i = 0; i < conf.npools; i++) {
                 const struct pool_conf *n = &conf.pools[i];
@@ -220,8 +401,9 @@ void reload_run(void) {
                         make_pool(n);
         }
         config_clear(&conf);
-        log_info("SIGHUP: configuration re-read from %s", config_path);
-        changed();
+        describe(what, sizeof(what), true);
+        log_info("SIGHUP: reloaded %s: %s", config_path, *what ? what : "no changes");
+        update();
 }
 
 unsigned reload_busy(void) {

@@ -18,5 +18,9 @@ void reload_run(void);
 unsigned reload_busy(void);
 /* Drops queued pools; the one being made is discarded when done. */
 void reload_stop(void);
+/* What the last reload did, for STATUS= ("last reload 12:03:01: 1 pool failed (staging)"); "" before the first. */
+const char *reload_summary(void);
+/* Appends item to the comma-separated list in buf, ending it with "..." once the next would not fit. */
+void reload_list_add(char *buf, size_t size, const char *item);
 
 #endif

@@ -22,7 +22,6 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"[pool a]\nkind = nvme\n", "allocd.conf:2: kind = nvme: unknown"},
                 {"[pool a]\nkind = fpga\n", "allocd.conf:1: [pool a] is an fpga pool without ranges"},
                 {"[pool a]\nkind = host\n", "allocd.conf:1: [pool a] is a host pool without a size"},
-                {"[pool a]\nkind = fpga\nranges = 0x0+1M, 0x80000+1M\n", "overlaps another range"},
                 {"[pool a]\nkind = fpga\nranges = 0x0-1M\n", "allocd.conf:3: ranges: '0x0-1M' is not BASE+SIZE"},
                 {"[pool a]\nkind = host\nsize = 1M\nmode = 0755\n", "allocd.conf:4: mode = 0755"},
                 {"[pool a]\nkind = host\nsize = 1M\nowner = no-such-user-here\n", "no such user"},
@@ -38,9 +37,7 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"[daemon]\nwait_timeout = soon\n", "wait_timeout = soon"},
                 {"[daemon]\nmax_waiters_per_connection = 2\nmax_waiters_per_connection = 3\n",
                  "allocd.conf:3: 'max_waiters_per_connection' is set twice"},
-                {"[pool a]\nkind = host\nsize = 1M\nnuma_node = 999\n", "no NUMA node 999"},
                 {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", "not a multiple of the huge page size"},
-                {"[pool a]\nkind = host\nsize = 64T\n", "pool a: "},
                 {"[pool g]\nkind = gpu\nsize = 64M\n", "allocd.conf:1: [pool g] is a gpu pool without a device"},
                 {"[pool g]\nkind = gpu\ndevice = 0\n", "[pool g] is a gpu pool without a size"},
                 {"[pool g]\nkind = gpu\ndevice = first\nsize = 1M\n", "allocd.conf:3: device = first"},
@@ -65,7 +62,8 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 char log[] = "/tmp/allocd-conf-log-XXXXXX";
                 close(mkstemp(log));
                 int r = daemon_spawn(&d, bad[i].text, NULL, log);
-                /* 78 (EX_CONFIG) for what is wrong in the file; 1 when a pool it describes cannot be made. */
+                /* 78 (EX_CONFIG) for what is wrong in the file; a pool the machine cannot make no longer stops
+                 * start-up (test-daemon-reload.c). */
                 if (strstr(bad[i].want, "allocd.conf:"))
                         cr_expect_eq(r, 78, "case %zu: allocd exited %d, want 78 (EX_CONFIG)", i, r);
                 else

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SIGHUP: a file that does not load, or has no pools, changes nothing; a pool the machine cannot
+ * make (a host pool larger than its memory: refused on any machine before a byte is taken) is
+ * listed as not available with its reason, at start-up and on reload, while the others serve;
+ * the journal and STATUS= say what the last reload did.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define NOBODY 65534
+#define TOO_BIG_WORDS "is more than this machine's memory"
+
+static const char running[] = "[daemon]\nmax_regions_per_connection = 2\n"
+                              "[pool a]\nkind = host\nsize = 1M\nmode = 0666\nquota_per_uid = 16K\n";
+
+static char log_path[64];
+
+/* A fresh file for allocd's stderr. */
+static void new_log(void) {
+        snprintf(log_path, sizeof(log_path), "/tmp/allocd-reload-log-XXXXXX");
+        close(mkstemp(log_path));
+}
+
+/* Starts allocd, its stderr in a fresh log_path; it dies with the test, even one that fails half-way. */
+static int spawn(struct daemon *d, const char *config) {
+        new_log();
+        return daemon_spawn_opts(d, config, &(struct daemon_opts){.stderr_file = log_path, .die_with_test = true});
+}
+
+static void start(struct daemon *d, const char *config) {
+        int r = spawn(d, config);
+        cr_assert_eq(r, -1, "allocd exited with %d: %s", r, slurp(log_path));
+}
+
+static void stop(struct daemon *d) {
+        daemon_stop(d);
+        unlink(log_path);
+}
+
+/* Sends SIGHUP and waits until allocd's log says what. */
+static void reload(struct daemon *d, const char *config, const char *what) {
+        write_file(d->conf, config);
+        kill(d->pid, SIGHUP);
+        for (int i = 0; i < 1000 && !strstr(slurp(log_path), what); i++)
+                usleep(10000);
+        cr_assert(strstr(slurp(log_path), what), "allocd did not say '%s':\n%s", what, slurp(log_path));
+}
+
+/* Allocates 4 KiB of pool as nobody (the pool's mode decides); 0 or a negative errno value. */
+static int alloc_as_nobody(const struct daemon *d, const char *pool) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                struct alloc_client *c;
+                struct alloc_region r;
+                if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&c, d->sock, "nobody") < 0)
+                        _exit(100);
+                _exit(-alloc_region_new(c, pool, 4096, NULL, &r));
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 100, "the child could not connect as nobody");
+        return -WEXITSTATUS(status);
+}
+
+static const char *allocctl_status(const struct daemon *d) {
+        static char out[8192];
+        char cmd[256];
+
+        snprintf(cmd, sizeof(cmd), "%s --socket %s status", ALLOCCTL_PATH, d->sock);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        cr_assert_eq(pclose(p), 0, "%s", out);
+        return out;
+}
+
+/* The running configuration is still in force: the limit, the quota and the mode. */
+static void expect_running(const struct daemon *d, struct alloc_client *c) {
+        struct alloc_region r;
+
+        cr_expect_eq(alloc_region_new(c, "a", 20 << 10, NULL, &r), -EDQUOT, "quota_per_uid = 16K stays");
+        cr_expect_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(alloc_region_new(c, "a", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 2 stays");
+        if (getuid() == 0)
+                cr_expect_eq(alloc_as_nobody(d, "a"), 0, "mode = 0666 stays");
+}
+
+Test(reload, a_file_that_does_not_load_changes_nothing, .timeout = 60) {
+        struct daemon d;
+
+        start(&d, running);
+        reload(&d,
+               "[daemon]\nmax_regions_per_connection = 100\n"
+               "[pool a]\nkind = host\nsize = 1M\nmode = 0600\n"
+               "[pool b]\nkind = host\nsize = oops\n",
+               "keeping the running configuration");
+        cr_expect(strstr(slurp(log_path), "allocd.conf:9: size = oops"), "%s", slurp(log_path));
+        cr_expect(daemon_notified(&d, "; last reload ", 5000), "STATUS= says what the reload did");
+        struct alloc_client *c = daemon_connect(&d);
+        expect_running(&d, c);
+        const char *out = allocctl_status(&d);
+        cr_expect(strstr(out, "\na ") && !strstr(out, "\nb "), "%s", out);
+        alloc_disconnect(c);
+        stop(&d);
+}
+
+Test(reload, an_empty_file_is_refused, .timeout = 60) {
+        static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
+
+        for (size_t i = 0; i < 2; i++) {
+                struct daemon d;
+                start(&d, running);
+                reload(&d, empty[i], "allocd.conf: no pools; keeping the running configuration");
+                cr_expect(daemon_notified(&d, "refused (", 5000), "STATUS= says the reload was refused");
+                struct alloc_client *c = daemon_connect(&d);
+                expect_running(&d, c);
+                alloc_disconnect(c);
+                stop(&d);
+        }
+}
+
+static const struct alloc_unavailable_pool *unavailable(const struct alloc_status *s, const char *name) {
+        for (size_t i = 0; i < s->nunavailable; i++)
+                if (!strcmp(s->unavailable[i].name, name))
+                        return &s->unavailable[i];
+        return NULL;
+}
+
+Test(reload, a_pool_that_cannot_be_made_is_listed_and_the_next_reload_makes_it, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+        struct alloc_status *s;
+
+        start(&d, "[pool a]\nkind = host\nsize = 1M\n");
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0);
+        reload(&d, "[pool a]\nkind = host\nsize = 1M\n[pool big]\nkind = host\nsize = 64T\n", " done: ");
+        cr_expect(strstr(slurp(log_path), "SIGHUP: reloaded ") && strstr(slurp(log_path), "1 pool pending (big)"), "%s",
+                  slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "done: 1 pool failed (big: size 64T " TOO_BIG_WORDS), "%s", slurp(log_path));
+        cr_expect(daemon_notified(&d, "; not available: big (allocctl status says why); last reload ", 5000));
+
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        const struct alloc_unavailable_pool *u = unavailable(s, "big");
+        cr_assert(u, "big is listed as not available");
+        cr_expect_eq(u->kind, ALLOC_KIND_HOST);
+        cr_expect(strstr(u->reason, "size 64T " TOO_BIG_WORDS), "%s", u->reason);
+        cr_expect_eq(pool_status(s, "a")->used, 4096, "the running pool keeps its region");
+        alloc_status_free(s);
+        cr_expect(strstr(allocctl_status(&d), "\nbig              host   not available: size 64T " TOO_BIG_WORDS), "%s",
+                  allocctl_status(&d));
+        cr_expect_eq(alloc_region_new(c, "big", 4096, NULL, &r), -ENODEV);
+        cr_expect(strstr(alloc_last_error(), TOO_BIG_WORDS), "%s", alloc_last_error());
+
+        reload(&d, "[pool a]\nkind = host\nsize = 1M\n[pool big]\nkind = host\nsize = 2M\n",
+               "done: 1 pool added (big)");
+        cr_expect(daemon_notified(&d, "last reload ", 5000));
+        cr_expect_eq(alloc_region_new(c, "big", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        cr_expect_eq(s->nunavailable, 0);
+        cr_expect_eq(pool_status(s, "big")->size, 2 << 20);
+        cr_expect_eq(pool_status(s, "a")->used, 4096);
+        alloc_status_free(s);
+        alloc_disconnect(c);
+        stop(&d);
+}
+
+Test(reload, start_up_lists_a_pool_that_cannot_be_made_and_serves_the_rest, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+        struct alloc_status *s;
+
+        cr_assert_eq(spawn(&d, "[pool a]\nkind = host\nsize = 1M\n[pool big]\nkind = host\nsize = 64T\n"), -1,
+                     "allocd serves the pools it could make: %s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "error: pool big: size 64T " TOO_BIG_WORDS), "%s", slurp(log_path));
+        struct alloc_client *c = daemon_connect(&d);
+        cr_expect_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        cr_expect(s->nunavailable == 1 && strstr(s->unavailable[0].reason, TOO_BIG_WORDS));
+        alloc_status_free(s);
+        alloc_disconnect(c);
+        stop(&d);
+
+        /* Not one pool: allocd still starts, says so, and allocctl status says why. */
+        cr_assert_eq(spawn(&d, "[pool big]\nkind = host\nsize = 64T\n"), -1, "%s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "not one of the 1 pools could be made"), "%s", slurp(log_path));
+        cr_expect(strstr(allocctl_status(&d), "\nbig              host   not available: "), "%s", allocctl_status(&d));
+        stop(&d);
+}
