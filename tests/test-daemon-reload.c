@@ -113,6 +113,17 @@ Test(reload, a_file_that_does_not_load_changes_nothing, .timeout = 60) {
         const char *out = allocctl_status(&d);
         cr_expect(strstr(out, "\na ") && !strstr(out, "\nb "), "%s", out);
         alloc_disconnect(c);
+
+        /* The same file, fixed, applies, and the journal says what changed. */
+        reload(&d,
+               "[daemon]\nmax_regions_per_connection = 100\n"
+               "[pool a]\nkind = host\nsize = 1M\nmode = 0600\nquota_per_uid = 16K\n",
+               "SIGHUP: reloaded ");
+        cr_expect(strstr(slurp(log_path), "allocd.conf: limits changed, 1 pool's access rules changed"), "%s",
+                  slurp(log_path));
+        cr_expect(daemon_notified(&d, "; last reload ", 5000));
+        if (getuid() == 0)
+                cr_expect_eq(alloc_as_nobody(&d, "a"), -EACCES, "mode = 0600 applies");
         stop(&d);
 }
 
