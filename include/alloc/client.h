@@ -83,7 +83,13 @@ struct alloc_opts {
 struct alloc_region {
         uint64_t id;
         enum alloc_kind kind;
-        void *ptr;        /* host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL */
+        /*
+         * host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL.  Pools are mapped
+         * at a multiple of their largest power of two (2 MiB to 1 GiB), so an align up to that (the
+         * pool's size, for a pool under 1 GiB) holds for ptr, and for a gpu or vmm pool's dev_ptr,
+         * as it does for the offset.
+         */
+        void *ptr;
         uint64_t addr;    /* fpga: the device address; memory pools: the offset in the pool */
         uint64_t size;    /* as asked, rounded up to the pool's quantum */
         uint64_t dev_ptr; /* pinned (with devicemap, or backend vmm) and gpu: its CUdeviceptr here; else 0 */
