@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The configuration's values: numbers (decimal or 0x hex, never octal), sizes with units,
- * durations, booleans, users and groups by name or number.  Each returns 0 or a negative errno
+ * booleans, users and groups by name or number (durations: common/duration.c).  Each returns 0 or a negative errno
  * value and leaves the message to config.c, which knows the file and the line.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,36 +58,11 @@ int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
                 return -EINVAL;
         errno = 0;
         uint64_t v = strtoull(s, &end, number_base(s));
-        if (errno || *end)
+        if (*end)
                 return -EINVAL;
-        if (v > max)
+        if (errno || v > max)
                 return -ERANGE;
         *ret = v;
-        return 0;
-}
-
-/* "30s", "500ms", "2min"; a bare number is seconds. */
-int parse_duration_ms(const char *s, uint32_t *ret) {
-        char *end;
-        uint64_t v, mul;
-
-        if (!isdigit((unsigned char)*s))
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -ERANGE;
-        if (!*end || !strcmp(end, "s"))
-                mul = 1000;
-        else if (!strcmp(end, "ms"))
-                mul = 1;
-        else if (!strcmp(end, "min") || !strcmp(end, "m"))
-                mul = 60000;
-        else
-                return -EINVAL;
-        if (v > UINT32_MAX / mul)
-                return -ERANGE;
-        *ret = (uint32_t)(v * mul);
         return 0;
 }
 
@@ -128,4 +104,31 @@ int parse_group(const char *s, gid_t *ret) {
         return 0;
 }
 
-/* "BASE+SIZE, BASE+SIZE": hex or decimal, sizes may carry units. */
+void size_problem(const char *s, int r, char *buf, size_t size) {
+        char *end;
+
+        if (!isdigit((unsigned char)*s)) {
+                snprintf(buf, size, "not a number");
+                return;
+        }
+        if (r == -ERANGE) {
+                snprintf(buf, size, "more than 16E (2^64 bytes)");
+                return;
+        }
+        strtoull(s, &end, number_base(s));
+        snprintf(buf, size, "'%s' after the number is not a unit", end);
+}
+
+void size_text(uint64_t v, char *buf, size_t size) {
+        static const char units[] = "KMGTPE";
+        int u = 0;
+
+        while (v && u < 6 && !(v & 1023)) {
+                v >>= 10;
+                u++;
+        }
+        if (u)
+                snprintf(buf, size, "%llu%c", (unsigned long long)v, units[u - 1]);
+        else
+                snprintf(buf, size, "%llu", (unsigned long long)v);
+}

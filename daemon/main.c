@@ -46,8 +46,9 @@ static void usage(FILE *f) {
                    "\n"
                    "Owns memory pools and hands out regions of them over a Unix socket; runs in the foreground.\n"
                    "\n"
-                   "  -c, --config FILE      pools and limits (docs/configuration.md); without it: a 256 MiB host\n"
-                   "                         pool 'host' and a 4 GiB fpga address space 'fpga0'\n"
+                   "  -c, --config FILE      pools and limits, as allocd.conf(5) describes; an example is\n"
+                   "                         " ALLOCD_EXAMPLE_CONF "; without it: a 256 MiB\n"
+                   "                         host pool 'host' and a 4 GiB fpga address space 'fpga0'\n"
                    "  -s, --socket PATH      where to listen; default $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
                    "                         for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock\n"
                    "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug\n"
@@ -199,7 +200,7 @@ static int open_socket(const char *path) {
                 return 0;
         }
         if (!path) {
-                if ((r = wire_default_socket(def, sizeof(def))) < 0) {
+                if ((r = wire_default_socket(def, sizeof(def), false)) < 0) {
                         log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
                                 "$ALLOCD_SOCKET");
                         return r;
@@ -295,8 +296,7 @@ int main(int argc, char **argv) {
                 }
                 made += (size_t)r;
         }
-        /* Still serves: allocctl status says why, and a reload (huge pages reserved, a driver loaded) needs no restart.
-         */
+        /* Serves all the same: allocctl status says why, and a reload that can make them needs no restart. */
         if (conf.npools && !made)
                 log_err("not one of the %zu pools could be made: allocd serves none until a reload makes some "
                         "(allocctl status says why)",
