@@ -18,10 +18,13 @@
 #include <string.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "wire.h"
 
 static const char *socket_path;
+/* socket_path, or the default it stands for; "" if there is none. */
+static char resolved_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 const char *kind_name(enum alloc_kind k) {
         static const char *names[] = {"host", "fpga", "pinned", "gpu"};
@@ -100,11 +103,6 @@ void json_print(json_object *o) {
         json_object_put(o);
 }
 
-int request_failed(const char *what) {
-        fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
-        return EXIT_FAILED;
-}
-
 static json_object *u64(uint64_t v) {
         return json_object_new_uint64(v);
 }
@@ -117,6 +115,7 @@ static double fragmentation(const struct alloc_pool_status *p) {
 
 static json_object *client_json(const struct alloc_client_status *k) {
         json_object *o = json_object_new_object();
+        json_object_object_add(o, "serial", u64(k->serial));
         json_object_object_add(o, "pid", json_object_new_int(k->pid));
         json_object_object_add(o, "uid", u64(k->uid));
         json_object_object_add(o, "comm", json_object_new_string(k->comm));
@@ -137,12 +136,13 @@ static json_object *clients_json(const struct alloc_status *s) {
 static void clients_table(const struct alloc_status *s) {
         char b1[16], b2[80], b3[80];
 
-        printf("%-8s %-8s %-16s %8s %10s %8s  %s\n", "PID", "UID", "COMMAND", "REGIONS", "BYTES", "WAITING", "CLIENT");
+        printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
+               "WAITING", "CLIENT");
         for (size_t i = 0; i < s->nclients; i++) {
                 const struct alloc_client_status *k = &s->clients[i];
-                printf("%-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", (int)k->pid, (unsigned)k->uid,
-                       printable(k->comm, true, b2, sizeof(b2)), k->regions, fmt_size(k->bytes, b1, sizeof(b1)),
-                       k->waiters, printable(k->name, false, b3, sizeof(b3)));
+                printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", k->serial, (int)k->pid,
+                       (unsigned)k->uid, printable(k->comm, true, b2, sizeof(b2)), k->regions,
+                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, printable(k->name, false, b3, sizeof(b3)));
         }
 }
 
@@ -207,11 +207,12 @@ static void status_text(const struct alloc_status *s) {
 
 static int cmd_status(struct ctl *ctl, int argc, char **argv) {
         struct alloc_status *s;
+        int r;
         (void)argc;
         (void)argv;
 
-        if (alloc_status(ctl->client, &s) < 0)
-                return request_failed("status");
+        if ((r = alloc_status(ctl->client, &s)) < 0)
+                return request_failed("status", r);
         if (ctl->json) {
                 json_object *o = json_object_new_object(), *pools = json_object_new_array();
                 json_object_object_add(o, "version", json_object_new_string(s->daemon_version));
@@ -242,11 +243,12 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv) {
 
 static int cmd_clients(struct ctl *ctl, int argc, char **argv) {
         struct alloc_status *s;
+        int r;
         (void)argc;
         (void)argv;
 
-        if (alloc_status(ctl->client, &s) < 0)
-                return request_failed("clients");
+        if ((r = alloc_status(ctl->client, &s)) < 0)
+                return request_failed("clients", r);
         if (ctl->json)
                 json_print(clients_json(s));
         else
@@ -349,7 +351,7 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
         r = alloc_dump_each(ctl->client, pool, dump_one, &o);
         if (r < 0) {
                 fflush(stdout);
-                return request_failed("dump");
+                return request_failed("dump", r);
         }
         if (o.n == 0)
                 dump_start(&o);
@@ -367,6 +369,7 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
 static int cmd_free(struct ctl *ctl, int argc, char **argv) {
         char *end;
         uint64_t id;
+        int r;
 
         (void)argc;
         errno = 0;
@@ -375,10 +378,45 @@ static int cmd_free(struct ctl *ctl, int argc, char **argv) {
                 fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
                 return EXIT_USAGE;
         }
-        if (alloc_region_free(ctl->client, id) < 0)
-                return request_failed("free");
+        if ((r = alloc_region_free(ctl->client, id)) < 0)
+                return request_failed("free", r);
         if (ctl->json)
                 json_print(json_object_new_object());
+        return EXIT_OK;
+}
+
+/* ---- disconnect ---- */
+
+/* PID, or serial:N as `allocctl clients` lists it. */
+static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
+        const char *arg = argv[0], *num = arg;
+        uint32_t n = 0;
+        uint64_t v;
+        char *end;
+        int r;
+
+        (void)argc;
+        if (!strncmp(arg, "serial:", 7))
+                num = arg + 7;
+        errno = 0;
+        v = strtoull(num, &end, 10);
+        if (errno || end == num || *end || v == 0 || (num == arg && v > INT32_MAX)) {
+                fprintf(stderr,
+                        "allocctl: disconnect %s: a process id, or serial:N for one connection (the SERIAL column "
+                        "of `allocctl clients`)\n",
+                        arg);
+                return EXIT_USAGE;
+        }
+        if ((r = num == arg ? alloc_drop_client(ctl->client, (pid_t)v, 0, &n)
+                            : alloc_drop_client(ctl->client, 0, v, &n)) < 0)
+                return request_failed("disconnect", r);
+        if (ctl->json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "connections", u64(n));
+                json_print(o);
+        } else {
+                printf("disconnected %u connection%s\n", n, n == 1 ? "" : "s");
+        }
         return EXIT_OK;
 }
 
@@ -398,12 +436,17 @@ static const struct command {
          "One row per region you may see: id, pool, offset (memory pools) or address\n"
          "(fpga), size, flags, references, age, holders (pid/uid/command) and name.\n"},
         {"clients", cmd_clients, NULL, 0, 0, "", "every connection and what it holds",
-         "One row per connection: pid, uid, command name, regions and bytes held,\n"
-         "waiting requests, and the name the client gave.\n"},
+         "One row per connection: its serial, pid, uid, command name, regions and bytes\n"
+         "held, waiting requests, and the name the client gave.\n"},
         {"free", cmd_free, NULL, 1, 1, "ID", "free a PERSIST region (its uid, the pool's owner or root)",
          "Takes the region's name and its PERSIST reference away, as its creator's Free\n"
          "would: it goes back to its pool once no connection holds it.  Only PERSIST\n"
          "regions outlive their holders, so only those can be freed this way.\n"},
+        {"disconnect", cmd_disconnect, NULL, 1, 1, "PID|serial:N", "close a client's connections (its uid or root)",
+         "Closes every connection of process PID, or the one connection serial:N (the\n"
+         "SERIAL column of `allocctl clients`), as if the process had exited: every\n"
+         "region they hold is released, and their next call fails.  Root may close any\n"
+         "connection; other users only their own.\n"},
         {"map", cmd_map, map_args, 1, 1, "POOL [--svg FILE] [--width N] [--rows N]", "a picture of how POOL is used",
          "One cell per slice of the pool, as wide as the terminal: used, partly used,\n"
          "free, the largest free range, and reserved (address space between an fpga\n"
@@ -414,42 +457,67 @@ static const struct command {
 static void usage(FILE *f) {
         fprintf(f, "usage: allocctl [--socket PATH] [--json] COMMAND [ARGS]\n\ncommands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                fprintf(f, "  %-8s %-42s %s\n", commands[i].name, commands[i].args, commands[i].summary);
+                fprintf(f, "  %-10s %-40s %s\n", commands[i].name, commands[i].args, commands[i].summary);
         fprintf(f, "\noptions:\n"
-                   "  -s, --socket PATH  allocd's socket (default: $ALLOCD_SOCKET, /run/allocd/allocd.sock for\n"
-                   "                     root, else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n"
+                   "  -s, --socket PATH  allocd's socket (default: $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
+                   "                     if it exists, else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n"
                    "  -j, --json         print JSON (schema: docs/cli.md) instead of a table\n"
                    "  -h, --help         this text; 'allocctl COMMAND --help' for one command\n"
                    "  -V, --version      allocctl's version\n"
-                   "\nexit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable\n");
+                   "\nenvironment: ALLOCD_SOCKET, and ALLOCD_TIMEOUT (default 30s) for how long to wait for\n"
+                   "allocd to answer\n"
+                   "\nexit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable or not answering\n");
 }
 
 static void command_usage(const struct command *cmd, FILE *f) {
         fprintf(f, "usage: allocctl [--socket PATH] [--json] %s %s\n\n%s", cmd->name, cmd->args, cmd->help);
 }
 
+/*
+ * Where to look when allocd cannot be reached: the system daemon is started by systemd
+ * (allocd.socket), which accepts connections for it even when it fails to start.
+ */
+static void unreachable_hint(void) {
+        if (!strcmp(resolved_path, WIRE_SYSTEM_SOCKET) && access("/run/systemd/system", F_OK) == 0)
+                fprintf(stderr, "allocctl: allocd runs under systemd here: see `systemctl status allocd` and "
+                                "`journalctl -u allocd`\n");
+}
+
+int request_failed(const char *what, int r) {
+        fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
+        if (r != -ETIME && r != -ECONNRESET)
+                return EXIT_FAILED;
+        unreachable_hint();
+        return EXIT_UNREACHABLE;
+}
+
 /* Connects; on failure says what to do and returns EXIT_UNREACHABLE. */
 static int connect_daemon(struct ctl *ctl) {
-        char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
-        const char *path = socket_path;
-        int r = alloc_connect(&ctl->client, path, "allocctl");
+        int r = alloc_connect(&ctl->client, socket_path, "allocctl");
 
+        if (socket_path)
+                snprintf(resolved_path, sizeof(resolved_path), "%s", socket_path);
+        else if (wire_default_socket(resolved_path, sizeof(resolved_path), true) < 0)
+                *resolved_path = '\0';
         if (r == 0)
                 return EXIT_OK;
-        if (!path && wire_default_socket(def, sizeof(def)) == 0)
-                path = def;
-        if (!path)
+        if (r == -EINVAL) { /* ALLOCD_TIMEOUT is not a duration */
+                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+                return EXIT_USAGE;
+        }
+        if (!*resolved_path)
                 fprintf(stderr, "allocctl: %s\n", alloc_last_error());
         else if (r == -ENOENT || r == -ECONNREFUSED)
                 fprintf(stderr,
                         "allocctl: allocd is not running at %s: start it with `systemctl start allocd` or pass "
                         "--socket\n",
-                        path);
+                        resolved_path);
         else if (r == -EACCES || r == -EPERM)
-                fprintf(stderr, "allocctl: may not connect to allocd at %s: %s; run as a user who may\n", path,
+                fprintf(stderr, "allocctl: may not connect to allocd at %s: %s; run as a user who may\n", resolved_path,
                         strerror(-r));
         else
-                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", path, alloc_last_error());
+                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", resolved_path, alloc_last_error());
+        unreachable_hint();
         return EXIT_UNREACHABLE;
 }
 

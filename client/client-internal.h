@@ -56,6 +56,10 @@ struct pool_table *client_pools(struct alloc_client *c);
 
 /* pool-map.c */
 
+/* A pool is mapped at a multiple of its largest power of two, within these (alloc/client.h, "ptr"). */
+#define MAP_ALIGN_MIN (2ull << 20)
+#define MAP_ALIGN_MAX (1ull << 30)
+
 /*
  * A pool mapped by this connection.  Every field is fixed from the moment it
  * is in the table until the table is freed (at disconnect), so a pointer to

@@ -108,7 +108,8 @@ static int find_device(const struct cuda *cu, const uint8_t *uuid, char *err, si
         return -ENODEV;
 }
 
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize) {
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+               size_t errsize) {
         const char *why;
         const struct cuda *cu = cuda_get(&why);
         CUmemGenericAllocationHandle handle;
@@ -133,7 +134,7 @@ int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, ch
                 gpu_release(g, NULL);
                 return cu_fail(cu, r, "cuMemImportFromShareableHandle", err, errsize);
         }
-        r = cu->cuMemAddressReserve((CUdeviceptr *)&g->va, size, 0, 0, 0);
+        r = cu->cuMemAddressReserve((CUdeviceptr *)&g->va, size, align, 0, 0);
         if (r == CUDA_SUCCESS) {
                 g->size = size;
                 r = cu->cuMemMap(g->va, size, 0, handle, 0);
@@ -217,10 +218,11 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
         return 0;
 }
 
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize) {
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+               size_t errsize) {
         const char *why;
 
-        (void)fd, (void)size, (void)uuid;
+        (void)fd, (void)size, (void)align, (void)uuid;
         *g = (struct gpu_map){.device = -1, .ctx_device = -1};
         cuda_get(&why);
         snprintf(err, errsize, "this pool is CUDA memory and this process cannot use CUDA: %s", why);

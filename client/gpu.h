@@ -25,8 +25,12 @@ struct gpu_map {
 
 /* Registers [base, base + size) with cuMemHostRegister(flags); without a usable GPU, leaves it unregistered. */
 int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize);
-/* Imports the CUDA fd of a vmm pool and maps it; uuid names a gpu pool's device, NULL for host memory. */
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, const uint8_t *uuid, char *err, size_t errsize);
+/*
+ * Imports the CUDA fd of a vmm pool and maps it at an address aligned to align; uuid names a gpu
+ * pool's device, NULL for host memory.
+ */
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+               size_t errsize);
 /* The device address of offset..offset+size in a registered pool; 0 where there is none. */
 uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size);
 /*

@@ -370,11 +370,11 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
         struct cell *cells = NULL;
         char **lines = NULL;
         size_t n = 0;
-        int rc = EXIT_FAILED;
+        int err, rc = EXIT_FAILED;
         (void)argc;
 
-        if (alloc_status(ctl->client, &st) < 0)
-                return request_failed("map");
+        if ((err = alloc_status(ctl->client, &st)) < 0)
+                return request_failed("map", err);
         for (size_t i = 0; i < st->npools; i++)
                 if (!strcmp(st->pools[i].name, argv[0]))
                         p = &st->pools[i];
@@ -386,8 +386,8 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 fprintf(stderr, "allocctl map: allocd did not say what pool '%s' covers (an older allocd?)\n", p->name);
                 goto out;
         }
-        if (alloc_dump(ctl->client, p->name, &d) < 0) {
-                rc = request_failed("map");
+        if ((err = alloc_dump(ctl->client, p->name, &d)) < 0) {
+                rc = request_failed("map", err);
                 goto out;
         }
         if (segments(p, d, &s, &n) < 0) {

@@ -154,6 +154,47 @@ out:
 }
 
 /*
+ * Where a pool is mapped: at a multiple of its largest power of two, from
+ * 2 MiB (a huge page) to 1 GiB, so that a region's align, which allocd
+ * applies to its offset, holds for its pointer too.  Reserving the extra is
+ * address space only, given back at once.
+ */
+static uint64_t map_align(uint64_t size) {
+        uint64_t a = MAP_ALIGN_MIN;
+
+        while (a < MAP_ALIGN_MAX && a * 2 <= size)
+                a *= 2;
+        return a;
+}
+
+/* mmap of fd at a multiple of align: a PROT_NONE reservation of size + align, the pool inside it, the rest unmapped. */
+static void *mmap_aligned(int fd, uint64_t size, uint64_t align) {
+        uint8_t *p, *a;
+        uint64_t span;
+
+        if (size > SIZE_MAX - align) {
+                errno = ENOMEM;
+                return MAP_FAILED;
+        }
+        span = size + align;
+        p = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED)
+                return MAP_FAILED;
+        a = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+        if (mmap(a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+                int e = errno;
+                munmap(p, span);
+                errno = e;
+                return MAP_FAILED;
+        }
+        if (a > p)
+                munmap(p, (size_t)(a - p));
+        if (p + span > a + size)
+                munmap(a + size, (size_t)(p + span - (a + size)));
+        return a;
+}
+
+/*
  * Maps fd as g says into m, recording each step as it succeeds (gpu_import
  * and gpu_register leave nothing behind when they fail), so that
  * pool_map_free undoes exactly what was set up.
@@ -166,7 +207,8 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
                 bool gpu = g->kind == ALLOCD__POOL_KIND__GPU;
                 if (gpu && (!g->has_device_uuid || g->device_uuid.len != 16))
                         return -EPROTO;
-                r = gpu_import(&m->gpu, fd, m->size, gpu ? g->device_uuid.data : NULL, err, errsize);
+                r = gpu_import(&m->gpu, fd, m->size, map_align(m->size), gpu ? g->device_uuid.data : NULL, err,
+                               errsize);
                 if (r < 0)
                         return r;
                 m->addr = m->gpu.va;
@@ -175,7 +217,7 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
                         m->base = (void *)(uintptr_t)m->gpu.va;
                 return 0;
         }
-        p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        p = mmap_aligned(fd, m->size, map_align(m->size));
         if (p == MAP_FAILED) {
                 r = -errno;
                 snprintf(err, errsize, "%s", strerror(errno));

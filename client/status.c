@@ -3,7 +3,8 @@
  * alloc_status and alloc_dump: allocd's answers copied into the public
  * structs, so that a caller never sees protobuf.  Both may take several
  * requests: allocd pages its list of clients and of regions, and a list
- * grows as each page is appended.
+ * grows as each page is appended.  Also the operator's alloc_drop_client,
+ * which acts on what status lists.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -258,4 +259,29 @@ struct alloc_dump *alloc_dump_free(struct alloc_dump *d) {
                 free(d);
         }
         return NULL;
+}
+
+int alloc_drop_client(struct alloc_client *c, pid_t pid, uint64_t serial, uint32_t *ret_connections) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Disconnect m = ALLOCD__DISCONNECT__INIT;
+        Allocd__Reply *reply;
+        int r;
+
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_drop_client: c is NULL");
+        if ((pid > 0) == (serial != 0))
+                return client_fail(-EINVAL, "alloc_drop_client: give either a pid above 0 or a serial");
+        m.has_pid = pid > 0;
+        m.pid = pid;
+        m.has_serial = serial != 0;
+        m.serial = serial;
+        req.body_case = ALLOCD__REQUEST__BODY_DISCONNECT;
+        req.disconnect = &m;
+        if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_DISCONNECT, "Disconnect", &reply)) < 0)
+                return r;
+        if (ret_connections)
+                *ret_connections = reply->disconnect->connections;
+        allocd__reply__free_unpacked(reply, NULL);
+        return 0;
 }

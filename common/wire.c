@@ -160,6 +160,7 @@ static const struct {
         [ALLOCD__ERROR__NEVER_FITS] = {"NEVER_FITS", E2BIG},
         [ALLOCD__ERROR__CANCELLED] = {"CANCELLED", ECANCELED},
         [ALLOCD__ERROR__INTERNAL] = {"INTERNAL", EIO},
+        [ALLOCD__ERROR__DISCONNECTED] = {"DISCONNECTED", ECONNRESET},
 };
 
 int wire_error_errno(int code) {
@@ -179,14 +180,14 @@ const char *wire_error_name(int code) {
  * the environment belongs to whoever ran it, and a socket it named would be
  * connected to with the program's privileges; there only the fixed paths count.
  */
-int wire_default_socket(char *buf, size_t size) {
+int wire_default_socket(char *buf, size_t size, bool connecting) {
         const char *env = secure_getenv("ALLOCD_SOCKET"), *xdg;
         int n;
 
         if (env && *env)
                 n = snprintf(buf, size, "%s", env);
-        else if (geteuid() == 0)
-                n = snprintf(buf, size, "/run/allocd/allocd.sock");
+        else if (geteuid() == 0 || (connecting && access(WIRE_SYSTEM_SOCKET, F_OK) == 0))
+                n = snprintf(buf, size, "%s", WIRE_SYSTEM_SOCKET);
         else if ((xdg = secure_getenv("XDG_RUNTIME_DIR")) && *xdg)
                 n = snprintf(buf, size, "%s/allocd/allocd.sock", xdg);
         else

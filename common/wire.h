@@ -9,6 +9,7 @@
  * there is nothing to reassemble and no fd can drift onto another message.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -57,13 +58,16 @@ int wire_error_errno(int code);
 const char *wire_error_name(int code);
 
 /*
- * The socket a client connects to and the daemon listens on when none is
- * given: $ALLOCD_SOCKET, else /run/allocd/allocd.sock for root, else
- * $XDG_RUNTIME_DIR/allocd/allocd.sock.  Both variables are read with
- * secure_getenv(3): a setuid or setgid process ignores them.  Returns 0,
- * -ENOENT when none applies (not root and no XDG_RUNTIME_DIR), or
- * -ENAMETOOLONG.
+ * The socket allocd listens on when none is given: $ALLOCD_SOCKET, else
+ * /run/allocd/allocd.sock for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock.
+ * A client (connecting true) looks for the system daemon first: after
+ * $ALLOCD_SOCKET comes /run/allocd/allocd.sock whenever it exists, whoever
+ * runs the client; the per-user path is for per-user daemons.  Both
+ * variables are read with secure_getenv(3): a setuid or setgid process
+ * ignores them.  Returns 0, -ENOENT when none applies (not root, no system
+ * socket and no XDG_RUNTIME_DIR), or -ENAMETOOLONG.
  */
-int wire_default_socket(char *buf, size_t size);
+#define WIRE_SYSTEM_SOCKET "/run/allocd/allocd.sock"
+int wire_default_socket(char *buf, size_t size, bool connecting);
 
 #endif

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The configuration's values: numbers (decimal or 0x hex, never octal), sizes with units,
- * durations, booleans, users and groups by name or number.  Each returns 0 or a negative errno
+ * booleans, users and groups by name or number (durations: common/duration.c).  Each returns 0 or a negative errno
  * value and leaves the message to config.c, which knows the file and the line.
  */
 #include <ctype.h>
@@ -62,31 +62,6 @@ int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
         if (v > max)
                 return -ERANGE;
         *ret = v;
-        return 0;
-}
-
-/* "30s", "500ms", "2min"; a bare number is seconds. */
-int parse_duration_ms(const char *s, uint32_t *ret) {
-        char *end;
-        uint64_t v, mul;
-
-        if (!isdigit((unsigned char)*s))
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -ERANGE;
-        if (!*end || !strcmp(end, "s"))
-                mul = 1000;
-        else if (!strcmp(end, "ms"))
-                mul = 1;
-        else if (!strcmp(end, "min") || !strcmp(end, "m"))
-                mul = 60000;
-        else
-                return -EINVAL;
-        if (v > UINT32_MAX / mul)
-                return -ERANGE;
-        *ret = (uint32_t)(v * mul);
         return 0;
 }
 

@@ -7,9 +7,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "duration.h" /* parse_duration_ms */
+
 int parse_uint(const char *s, uint64_t max, uint64_t *ret);
-/* 500ms, 30s, 2min; a bare number is seconds. */
-int parse_duration_ms(const char *s, uint32_t *ret);
 /* 1 or 0; -EINVAL if s is not a boolean. */
 int parse_bool(const char *s);
 int parse_user(const char *s, uid_t *ret);

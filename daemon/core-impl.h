@@ -232,6 +232,7 @@ struct core {
         struct user *users;
         struct client_list clients;
         uint32_t nclients;
+        bool evicting; /* a Disconnect marked connections the server has not closed yet */
 };
 
 /* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */

@@ -149,6 +149,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
         cl->holds = HOLD_NONE;
         cl->nrefs = cl->npending = cl->nwaiters = 0;
         cl->bytes = 0;
+        cl->evicted = false;
         TAILQ_INIT(&cl->waiters);
         TAILQ_INSERT_TAIL(&core->clients, cl, link);
         core->nclients++;
@@ -176,6 +177,51 @@ const struct client_list *core_clients(const struct core *core) {
 
 uint32_t core_nclients(const struct core *core) {
         return core->nclients;
+}
+
+static bool evict_target(const struct client *cl, const struct client *by, uint64_t serial, pid_t pid) {
+        return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid);
+}
+
+int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
+                      uint64_t *refs, struct core_result *res) {
+        struct client *cl;
+
+        *count = 0;
+        *refs = 0;
+        if ((serial == 0) == (pid <= 0))
+                return fail(res, E_INVALID, "Disconnect takes either a pid (above 0) or a connection serial");
+        /* All or none: every target is checked before the first is marked. */
+        TAILQ_FOREACH(cl, &core->clients, link) {
+                if (!evict_target(cl, by, serial, pid))
+                        continue;
+                if (by->uid != 0 && by->uid != cl->uid)
+                        return fail(res, E_DENIED,
+                                    "connection %" PRIu64 " (pid %d) belongs to uid %u; only root may disconnect "
+                                    "another user's clients",
+                                    cl->serial, (int)cl->pid, (unsigned)cl->uid);
+                (*count)++;
+        }
+        if (*count == 0) {
+                if (serial)
+                        return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
+                return fail(res, E_NOT_FOUND, "no other connection is from pid %d", (int)pid);
+        }
+        TAILQ_FOREACH(cl, &core->clients, link) {
+                if (evict_target(cl, by, serial, pid)) {
+                        cl->evicted = true;
+                        *refs += cl->nrefs;
+                }
+        }
+        core->evicting = true;
+        return ok_result(res);
+}
+
+bool core_evictions(struct core *core) {
+        bool r = core->evicting;
+
+        core->evicting = false;
+        return r;
 }
 
 /* ---- allocation ---- */

@@ -45,6 +45,7 @@ enum core_err {
         E_NEVER_FITS = 13,
         E_CANCELLED = 14,
         E_INTERNAL = 15,
+        E_DISCONNECTED = 16,
 };
 
 /* Alloc flags, by the protocol's values. */
@@ -90,6 +91,7 @@ struct client {
         struct waiter_list waiters;
         uint32_t nwaiters;
         struct user *user;
+        bool evicted; /* a Disconnect marked it; the server closes it (core_evictions) */
         TAILQ_ENTRY(client) link;
 };
 TAILQ_HEAD(client_list, client);
@@ -114,6 +116,17 @@ void core_client_remove(struct core *core, struct client *cl);
 /* The name it gave in Hello (checked by the caller). */
 void core_client_set_name(struct core *core, struct client *cl, const char *name);
 const struct client_list *core_clients(const struct core *core);
+/*
+ * Disconnect: marks every connection of pid (serial 0), or the one numbered
+ * serial (pid 0), to be closed, all or none: E_DENIED unless by is root or
+ * of their uid; by itself is never marked.  *count and *refs: the
+ * connections marked and the references they hold.  The server closes them
+ * (core_evictions) once the reply is out, so no state changes here but the mark.
+ */
+int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
+                      uint64_t *refs, struct core_result *res);
+/* Whether connections were marked since the last call; the server then closes each with evicted set. */
+bool core_evictions(struct core *core);
 uint32_t core_nclients(const struct core *core);
 
 /* ---- requests: each validates first and changes nothing on error ---- */

@@ -163,7 +163,7 @@ static int open_socket(const char *path) {
                 return 0;
         }
         if (!path) {
-                if ((r = wire_default_socket(def, sizeof(def))) < 0) {
+                if ((r = wire_default_socket(def, sizeof(def), false)) < 0) {
                         log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
                                 "$ALLOCD_SOCKET");
                         return r;

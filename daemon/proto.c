@@ -19,7 +19,8 @@
 #define SAME(a, b) ((int)(a) == (int)(b))
 _Static_assert(SAME(E_OK, ALLOCD__ERROR__OK) && SAME(E_INVALID, ALLOCD__ERROR__INVALID) &&
                        SAME(E_LIMIT, ALLOCD__ERROR__LIMIT) && SAME(E_WOULD_BLOCK, ALLOCD__ERROR__WOULD_BLOCK) &&
-                       SAME(E_CANCELLED, ALLOCD__ERROR__CANCELLED) && SAME(E_INTERNAL, ALLOCD__ERROR__INTERNAL),
+                       SAME(E_CANCELLED, ALLOCD__ERROR__CANCELLED) && SAME(E_INTERNAL, ALLOCD__ERROR__INTERNAL) &&
+                       SAME(E_DISCONNECTED, ALLOCD__ERROR__DISCONNECTED),
                "core errors are the protocol's");
 _Static_assert(SAME(F_ZERO, ALLOCD__FLAG__ZERO) && SAME(F_NOWAIT, ALLOCD__FLAG__NOWAIT) &&
                        SAME(F_NOFAIL, ALLOCD__FLAG__NOFAIL) && SAME(F_PERSIST, ALLOCD__FLAG__PERSIST) &&
@@ -197,11 +198,13 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         }
         s->hello = true;
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
+        hello.has_wait_timeout_ms = true;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;
         hello.max_regions = l->max_regions_per_connection;
         hello.max_waiters = l->max_waiters_per_connection;
+        hello.wait_timeout_ms = l->wait_timeout_ms;
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.body_case = ALLOCD__REPLY__BODY_HELLO;
@@ -209,6 +212,26 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         proto_pack(out, &reply);
         logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = s->client.pid}, "client pid %d uid %u connected as '%s'",
              (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
+}
+
+static void handle_disconnect(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                              const Allocd__Disconnect *m) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__DisconnectReply body = ALLOCD__DISCONNECT_REPLY__INIT;
+        struct core_result res;
+
+        if (core_client_evict(core, &s->client, m->has_serial ? m->serial : 0, m->has_pid ? m->pid : 0,
+                              &body.connections, &body.references, &res) != E_OK)
+                return reply_result(out, id, &res);
+        body.has_connections = body.has_references = true;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_DISCONNECT;
+        reply.disconnect = &body;
+        proto_pack(out, &reply);
+        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
+             "client pid %d uid %u disconnects %u connection(s) holding %llu references", (int)s->client.pid,
+             (unsigned)s->client.uid, body.connections, (unsigned long long)body.references);
 }
 
 static void dispatch(struct core *core, struct session *s, const Allocd__Request *req, struct proto_out *out) {
@@ -236,10 +259,12 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return proto_status(core, s, id, req->status, out);
         case ALLOCD__REQUEST__BODY_DUMP:
                 return proto_dump(core, s, id, req->dump, out);
+        case ALLOCD__REQUEST__BODY_DISCONNECT:
+                return handle_disconnect(core, s, out, id, req->disconnect);
         default:
                 return proto_error(out, id, E_INVALID,
-                                   "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status "
-                                   "and Dump");
+                                   "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
+                                   "Dump and Disconnect");
         }
 }
 

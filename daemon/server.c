@@ -280,6 +280,21 @@ static void act(struct conn *c) {
 
 /* ---- in ---- */
 
+/* The connections a Disconnect marked: each is told why, as far as its socket takes it now, and closed. */
+static void close_evicted(void) {
+        struct conn *c, *next;
+
+        proto_error(&out, 0, E_DISCONNECTED,
+                    "an operator disconnected this connection (allocctl disconnect); its regions were released");
+        for (c = TAILQ_FIRST(&conns); c; c = next) {
+                next = TAILQ_NEXT(c, link);
+                if (!c->in_core || !c->s.client.evicted)
+                        continue;
+                wire_send(c->fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+                conn_close(c);
+        }
+}
+
 static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
         static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
@@ -317,6 +332,8 @@ static void serve(struct conn *c) {
                         TAILQ_REMOVE(&handshakes, c, hs_link);
                 }
                 act(c);
+                if (core_evictions(core))
+                        close_evicted();
         }
 }
 

@@ -264,6 +264,11 @@ static void packet(int i, const uint8_t *buf, size_t len) {
         snap(&after);
         if (act(i) != E_OK)
                 core_snap_same(&before, &after, "a refused request");
+        /* As the server does once the reply is out: a Disconnect's marked connections close. */
+        if (core_evictions(core))
+                for (int k = 0; k < FUZZ_SESSIONS; k++)
+                        if (conns[k].state == CONN_OPEN && conns[k].s.client.evicted)
+                                conn_close(&conns[k]);
 }
 
 /* A job ends: the region is the client's, or goes back if its connection is gone or zeroing failed. */

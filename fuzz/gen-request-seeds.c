@@ -163,6 +163,17 @@ static void dump(int s, uint64_t after, const char *pool) {
         put(s, 7, ALLOCD__REQUEST__BODY_DUMP, &d);
 }
 
+/* Disconnect by pid (serial 0) or by serial. */
+static void disconnect(int s, int32_t pid, uint64_t serial) {
+        Allocd__Disconnect d = ALLOCD__DISCONNECT__INIT;
+
+        d.has_pid = pid != 0;
+        d.pid = pid;
+        d.has_serial = serial != 0;
+        d.serial = serial;
+        put(s, 8, ALLOCD__REQUEST__BODY_DISCONNECT, &d);
+}
+
 /* ---- the stories ---- */
 
 static void basics(void) {
@@ -198,6 +209,22 @@ static void basics(void) {
         hello(0);
         status(0, 0);
         save("hangup-first");
+
+        /* Sessions are numbered 1, 2, 3 as they open, pids 101, 102, 103; session 0 is root. */
+        begin(fuzz_header(0, 0, 1, 1));
+        hello(0);
+        hello(1);
+        alloc(1, "h", 4096, ALLOCD__FLAG__PERSIST, "kept");
+        hello(2);
+        alloc(2, "h", 8192, 0, NULL);
+        disconnect(1, 101, 0); /* root's: denied */
+        disconnect(1, 0, 3);   /* its own uid's */
+        disconnect(0, 102, 0); /* root may */
+        disconnect(0, 0, 0);   /* neither */
+        disconnect(0, 101, 1); /* both */
+        disconnect(0, 101, 0); /* itself: not found */
+        status(0, 0);
+        save("disconnect");
 }
 
 /* test-daemon-hostile.c's cases. */

@@ -6,6 +6,8 @@
  * else the errno value the call failed with (prints the message), or 99 when
  * the region does not start with TEXT.
  *
+ * SOCKET "-" is the library's default socket (alloc_connect with NULL).
+ *
  * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL
  * tries N connections, N named 4 KiB regions of POOL ("helper-0", ...) or N
  * PERSIST 4 KiB regions of POOL, stopping at the first failure.  It writes one
@@ -59,6 +61,8 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
 }
 
 int main(int argc, char **argv) {
+        if (argc > 1 && !strcmp(argv[1], "-"))
+                argv[1] = NULL;
         struct alloc_client *c;
         struct alloc_region r;
         int e;

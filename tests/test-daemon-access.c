@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,8 +54,8 @@ static void teardown(void) {
 
 TestSuite(daemon_access, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Runs helper-client as nobody:nogroup; returns its exit code (0 or an errno value). */
-static int as_nobody(const char *op, const char *arg, const char *size) {
+/* Runs helper-client on sock ("-": the default) as nobody:nogroup; returns its exit code (0 or an errno value). */
+static int as_nobody_on(const char *sock, const char *op, const char *arg, const char *size) {
         char helper[200], cmd[512];
         snprintf(helper, sizeof(helper), "%s/helper-client", d.dir);
         if (access(helper, X_OK) < 0) {
@@ -66,7 +67,7 @@ static int as_nobody(const char *op, const char *arg, const char *size) {
         if (pid == 0) {
                 if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
                         _exit(101);
-                execl(helper, "helper-client", d.sock, op, arg, size, (char *)NULL);
+                execl(helper, "helper-client", sock, op, arg, size, (char *)NULL);
                 _exit(102);
         }
         int status;
@@ -74,6 +75,10 @@ static int as_nobody(const char *op, const char *arg, const char *size) {
         cr_assert(WIFEXITED(status));
         cr_assert_lt(WEXITSTATUS(status), 100, "helper failed to run: %d", WEXITSTATUS(status));
         return WEXITSTATUS(status);
+}
+
+static int as_nobody(const char *op, const char *arg, const char *size) {
+        return as_nobody_on(d.sock, op, arg, size);
 }
 
 static bool log_has(const char *what) {
@@ -156,4 +161,23 @@ Test(daemon_access, connections_are_limited) {
         alloc_disconnect(extra);
         for (int i = 1; i < 5; i++)
                 alloc_disconnect(k[i]);
+}
+
+/*
+ * One system socket for every user: a client that names none finds /run/allocd/allocd.sock when
+ * it exists, whoever runs it, before the per-user path.  The system path is a link to this test's
+ * daemon, made only where no allocd is installed.
+ */
+Test(daemon_access, every_user_finds_the_system_socket) {
+        if (access("/run/allocd", F_OK) == 0)
+                cr_skip_test("/run/allocd exists (an installed allocd): not touching it");
+        cr_assert_eq(mkdir("/run/allocd", 0755), 0, "%s", strerror(errno));
+        int r = symlink(d.sock, "/run/allocd/allocd.sock");
+        unsetenv("ALLOCD_SOCKET");
+        setenv("XDG_RUNTIME_DIR", d.dir, 1); /* a per-user path that has no daemon */
+        int e = r == 0 ? as_nobody_on("-", "alloc", "open", "4096") : -1;
+        unlink("/run/allocd/allocd.sock");
+        rmdir("/run/allocd");
+        cr_assert_eq(r, 0, "symlink: %s", strerror(errno));
+        cr_assert_eq(e, 0, "nobody's client did not reach the system socket: %d", e);
 }

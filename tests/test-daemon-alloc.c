@@ -108,6 +108,22 @@ Test(daemon_alloc, constraints_hold_end_to_end) {
         cr_assert(r.addr >= (1 << 20) && r.addr < (4 << 20));
 }
 
+/* align holds for the pointer too: the pool is mapped at a multiple of its size's largest power of two. */
+Test(daemon_alloc, alignment_holds_for_the_pointer) {
+        struct alloc_region r;
+
+        for (uint64_t align = 4096; align <= (4u << 20); align *= 2) {
+                struct alloc_opts o = {.align = align, .phase = align > 4096 ? 4096 : 0};
+                cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq((uintptr_t)r.ptr % align, o.phase, "align %#llx: ptr %p, offset %#llx",
+                             (unsigned long long)align, r.ptr, (unsigned long long)r.addr);
+                cr_assert_eq(alloc_region_free(c, r.id), 0);
+        }
+        /* The README's: 1 MiB aligned. */
+        cr_assert_eq(alloc_region_new(c, "h", 2 << 20, &(struct alloc_opts){.align = 1 << 20}, &r), 0);
+        cr_assert_eq((uintptr_t)r.ptr % (1 << 20), 0);
+}
+
 Test(daemon_alloc, count_times_size) {
         struct alloc_region r;
         struct alloc_opts o = {.count = 3};

@@ -29,6 +29,8 @@
  *   -ETIMEDOUT   no room within the timeout
  *   -E2BIG       the request cannot fit even in the empty pool
  *   -ECANCELED   allocd is stopping
+ *   -ETIME       allocd did not answer within the connection's timeout
+ *                (alloc_set_timeout); the connection stays usable
  *   -ECONNRESET  the connection to allocd is gone
  *   -EPROTO      allocd answered something this library does not understand
  */
@@ -81,7 +83,13 @@ struct alloc_opts {
 struct alloc_region {
         uint64_t id;
         enum alloc_kind kind;
-        void *ptr;        /* host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL */
+        /*
+         * host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL.  Pools are mapped
+         * at a multiple of their largest power of two (2 MiB to 1 GiB), so an align up to that (the
+         * pool's size, for a pool under 1 GiB) holds for ptr, and for a gpu or vmm pool's dev_ptr,
+         * as it does for the offset.
+         */
+        void *ptr;
         uint64_t addr;    /* fpga: the device address; memory pools: the offset in the pool */
         uint64_t size;    /* as asked, rounded up to the pool's quantum */
         uint64_t dev_ptr; /* pinned (with devicemap, or backend vmm) and gpu: its CUdeviceptr here; else 0 */
@@ -177,11 +185,23 @@ struct alloc_dump {
 struct alloc_client;
 
 /*
- * Connects to allocd at socket_path (NULL: $ALLOCD_SOCKET, else
- * /run/allocd/allocd.sock for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock).
- * client_name (NULL: the program's name) shows in allocctl status.
+ * Connects to allocd at socket_path (NULL: $ALLOCD_SOCKET, else the system
+ * daemon's /run/allocd/allocd.sock when it exists, else
+ * $XDG_RUNTIME_DIR/allocd/allocd.sock, a per-user daemon's).  client_name
+ * (NULL: the program's name) shows in allocctl status.  Connecting, and each
+ * request after it, time out as alloc_set_timeout says; the timeout is
+ * $ALLOCD_TIMEOUT ("500ms", "30s", "2m"; "0": none), else 30 s.
  */
 int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name);
+/*
+ * How long each request on c may wait for allocd's answer before it fails
+ * with -ETIME (0: no limit).  An allocation that may wait for room gets its
+ * own wait on top (opts->timeout_ms, else allocd's wait_timeout), and one
+ * with ALLOC_NOFAIL no limit.  A region allocd grants after its request
+ * timed out is given back by the library (on the connection's next call, or
+ * when it closes), so no memory is held that the caller never learned of.
+ */
+int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms);
 /* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 
@@ -216,6 +236,17 @@ struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
  */
 int alloc_dump_each(struct alloc_client *c, const char *pool,
                     int (*fn)(const struct alloc_region_info *region, void *data), void *data);
+
+/*
+ * For operators: closes other connections as if their processes had exited,
+ * releasing what they hold: every connection of process pid (serial 0), or
+ * the one numbered serial (pid 0; struct alloc_client_status says it).  Root
+ * may close any; other users only their own uid's, and then -EACCES, closing
+ * none, if one belongs to another uid.  -ENOENT: no such other connection
+ * (c itself is never closed).  *ret_connections (may be NULL): how many were
+ * closed.  Their library calls fail with -ECONNRESET from then on.
+ */
+int alloc_drop_client(struct alloc_client *c, pid_t pid, uint64_t serial, uint32_t *ret_connections);
 
 /* What the last failed call in this thread did wrong, in words; "" if none. */
 const char *alloc_last_error(void);

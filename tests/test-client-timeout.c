@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client's timeouts against a real allocd stopped with SIGSTOP:
+ * connecting and each request fail with -ETIME instead of blocking, the
+ * connection stays usable once allocd runs again, a region granted after its
+ * request timed out is given back (its pool fd still mapped, since allocd
+ * sends it once), and an allocation that asked to wait gets that wait on top.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static struct daemon d;
+
+static void setup(void) {
+        unsetenv("ALLOCD_TIMEOUT");
+        daemon_start(&d, "[pool host]\nkind = host\nsize = 4M\n");
+}
+
+static void teardown(void) {
+        kill(d.pid, SIGCONT);
+        daemon_stop(&d);
+}
+
+TestSuite(timeout, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(timeout, connect_to_a_stopped_daemon) {
+        struct alloc_client *c = NULL;
+
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        setenv("ALLOCD_TIMEOUT", "300ms", 1);
+        cr_assert_eq(alloc_connect(&c, d.sock, NULL), -ETIME, "%s", alloc_last_error());
+        cr_assert_null(c);
+        cr_assert(strstr(alloc_last_error(), "did not answer within 300 ms"), "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), d.sock), "%s", alloc_last_error());
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(alloc_connect(&c, d.sock, NULL), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+}
+
+Test(timeout, bad_environment_value) {
+        struct alloc_client *c = NULL;
+
+        setenv("ALLOCD_TIMEOUT", "soon", 1);
+        cr_assert_eq(alloc_connect(&c, d.sock, NULL), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "ALLOCD_TIMEOUT=soon is not a duration"), "%s", alloc_last_error());
+        setenv("ALLOCD_TIMEOUT", "0", 1); /* no timeout at all */
+        cr_assert_eq(alloc_connect(&c, d.sock, NULL), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+}
+
+Test(timeout, request_to_a_stopped_daemon_then_recovers) {
+        struct alloc_client *c = daemon_connect(&d);
+        struct alloc_status *s = NULL;
+
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_status(c, &s), -ETIME);
+        cr_assert_null(s);
+        cr_assert(strstr(alloc_last_error(), "did not answer within 200 ms"), "%s", alloc_last_error());
+        kill(d.pid, SIGCONT);
+        /* The late answer to the first status is read and dropped; this one gets its own. */
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        cr_assert_eq(s->npools, 1);
+        alloc_status_free(s);
+        alloc_disconnect(c);
+}
+
+Test(timeout, late_grant_is_given_back) {
+        struct alloc_client *c = daemon_connect(&d), *watch = daemon_connect(&d);
+        struct alloc_opts nowait = {.flags = ALLOC_NOWAIT | ALLOC_PERSIST, .name = "late"};
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &nowait, &r), -ETIME);
+        kill(d.pid, SIGCONT);
+        /* allocd grants it once it runs: PERSIST and the name would keep it past the connection. */
+        cr_assert_eq(wait_used(watch, "host", 1 << 20), 1 << 20);
+        /* c's next call reads the grant, gives it back, and the pool's fd that came with it is mapped. */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        memset(r.ptr, 0xa5, 4096);
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(wait_used(watch, "host", 0), 0);
+        cr_assert_eq(alloc_region_attach(watch, "late", &r), -ENOENT, "the name was given back too");
+        alloc_disconnect(c);
+        alloc_disconnect(watch);
+}
+
+Test(timeout, a_wait_for_room_is_on_top) {
+        struct alloc_client *c = daemon_connect(&d), *hog = daemon_connect(&d);
+        struct alloc_opts wait = {.timeout_ms = 700};
+        struct alloc_region full, r;
+
+        cr_assert_eq(alloc_region_new(hog, "host", 4 << 20, NULL, &full), 0);
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        /* allocd answers after 700 ms, past the 200 ms timeout but within 200 + 700. */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &wait, &r), -ETIMEDOUT, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "did not answer") == NULL, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        alloc_disconnect(hog);
+}
