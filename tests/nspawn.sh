@@ -46,6 +46,15 @@ cleanup() {
         exit $rc
 }
 trap cleanup EXIT
+trap 'exit 1' TERM INT HUP # meson's timeout: still power the container off and remove the copy
+
+# has PATTERN: whether stdin has PATTERN, read to its end (grep -q would stop early, and
+# pipefail would count the writer's SIGPIPE as a failure).
+has() {
+        local s
+        s=$(cat)
+        grep -q -- "$1" <<<"$s"
+}
 
 # ct CMD...: CMD inside the container, with the container's environment rather than ours.
 ct() { nsenter -t "$pid1" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
@@ -147,7 +156,7 @@ say "allocctl status starts allocd (socket activation)"
 out=$(ct allocctl status 2>&1) || fail "the first allocctl status failed: $out"
 grep -q fpga0 <<<"$out" || fail "allocctl status does not list fpga0: $out"
 [ "$(ct systemctl is-active allocd.service)" = active ] || fail "allocd.service is not active after allocctl status"
-ct systemctl show -p User --value allocd.service | grep -qx allocd || fail "allocd.service does not run as allocd"
+[ "$(ct systemctl show -p User --value allocd.service)" = allocd ] || fail "allocd.service does not run as allocd"
 mainpid=$(ct systemctl show -p MainPID --value allocd.service)
 [ "$(ct stat -c %U "/proc/$mainpid")" = allocd ] || fail "allocd (pid $mainpid) does not run as user allocd"
 caps=$(ct sed -n 's/^CapBnd:\t//p' "/proc/$mainpid/status")
@@ -161,8 +170,8 @@ say "  $st"
 say "systemctl reload with a good config: a locked pool (lock = yes) appears"
 ct sh -c "printf '\n[pool locked]\nkind = host\nsize = ${lock_mib}M\nlock = yes\nmode = 0666\n' >>/etc/allocd/allocd.conf"
 ct systemctl reload allocd || fail "systemctl reload with a good config failed"
-for _ in $(seq 50); do ct allocctl status 2>/dev/null | grep -q locked && break; sleep 0.1; done
-ct allocctl status | grep -q locked || fail "the locked pool did not appear after the reload"
+for _ in $(seq 50); do ct allocctl status 2>/dev/null | has locked && break; sleep 0.1; done
+ct allocctl status | has locked || fail "the locked pool did not appear after the reload"
 vmlck=$(ct sed -n 's/^VmLck:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$mainpid/status")
 [ "${vmlck:-0}" -ge $((lock_mib * 1024)) ] || fail "allocd has ${vmlck:-0} kB locked, not the pool's $lock_mib MiB"
 
@@ -180,13 +189,13 @@ ct sh -c 'printf "\n[pool broken]\nkind = nonsense\n" >>/etc/allocd/allocd.conf'
 if ct systemctl reload allocd >/dev/null 2>&1; then fail "systemctl reload with a bad config succeeded"; fi
 [ "$(ct systemctl is-active allocd.service)" = active ] || fail "allocd stopped after a bad reload"
 [ "$(ct systemctl show -p MainPID --value allocd.service)" = "$mainpid" ] || fail "allocd was restarted by a bad reload"
-ct allocctl status | grep -q locked || fail "allocd lost the locked pool on a bad reload"
+ct allocctl status | has locked || fail "allocd lost the locked pool on a bad reload"
 ct mv /etc/allocd/allocd.conf.good /etc/allocd/allocd.conf
 
 say "systemctl restart allocd"
 ct systemctl restart allocd || fail "systemctl restart allocd failed"
 [ "$(ct systemctl show -p MainPID --value allocd.service)" != "$mainpid" ] || fail "the restart kept the same process"
-ct allocctl status | grep -q locked || fail "allocctl status after the restart does not list the locked pool"
+ct allocctl status | has locked || fail "allocctl status after the restart does not list the locked pool"
 
 say "systemd-analyze security allocd.service"
 level=$(ct systemd-analyze security allocd.service | sed -n 's/.*Overall exposure level for allocd.service: \([0-9.]*\).*/\1/p')
@@ -199,7 +208,12 @@ ct rm /etc/allocd/allocd.conf
 ct systemctl restart allocd || fail "allocd does not start without a config"
 out=$(ct allocctl status) || fail "allocctl status failed with the built-in pools"
 grep -q fpga0 <<<"$out" && ! grep -q locked <<<"$out" || fail "not the built-in pools: $out"
-ct journalctl --no-pager -u allocd | grep -q 'no /etc/allocd/allocd.conf; serving the built-in pools' ||
+# The journal may take a moment to have the line.
+for _ in $(seq 50); do
+        ct journalctl --no-pager -u allocd | has 'no /etc/allocd/allocd.conf; serving the built-in pools' && break
+        sleep 0.1
+done
+ct journalctl --no-pager -u allocd | has 'no /etc/allocd/allocd.conf; serving the built-in pools' ||
         fail "allocd did not say that it serves the built-in pools"
 
 say "systemctl stop allocd"
