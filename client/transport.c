@@ -483,6 +483,11 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 return NULL;
         if (c->fd >= 0)
                 close(c->fd);
+        /* Only abandoned requests are left (no call is in flight): closing gives back what they got. */
+        for (struct pending *p = c->pending, *next; p; p = next) {
+                next = p->next;
+                free(p);
+        }
         c->pools = pool_table_free(c->pools);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,9 +58,9 @@ int parse_uint(const char *s, uint64_t max, uint64_t *ret) {
                 return -EINVAL;
         errno = 0;
         uint64_t v = strtoull(s, &end, number_base(s));
-        if (errno || *end)
+        if (*end)
                 return -EINVAL;
-        if (v > max)
+        if (errno || v > max)
                 return -ERANGE;
         *ret = v;
         return 0;
@@ -103,4 +104,31 @@ int parse_group(const char *s, gid_t *ret) {
         return 0;
 }
 
-/* "BASE+SIZE, BASE+SIZE": hex or decimal, sizes may carry units. */
+void size_problem(const char *s, int r, char *buf, size_t size) {
+        char *end;
+
+        if (!isdigit((unsigned char)*s)) {
+                snprintf(buf, size, "not a number");
+                return;
+        }
+        if (r == -ERANGE) {
+                snprintf(buf, size, "more than 16E (2^64 bytes)");
+                return;
+        }
+        strtoull(s, &end, number_base(s));
+        snprintf(buf, size, "'%s' after the number is not a unit", end);
+}
+
+void size_text(uint64_t v, char *buf, size_t size) {
+        static const char units[] = "KMGTPE";
+        int u = 0;
+
+        while (v && u < 6 && !(v & 1023)) {
+                v >>= 10;
+                u++;
+        }
+        if (u)
+                snprintf(buf, size, "%llu%c", (unsigned long long)v, units[u - 1]);
+        else
+                snprintf(buf, size, "%llu", (unsigned long long)v);
+}

@@ -5,46 +5,21 @@
  * with "FILE:LINE: what is wrong; what to write instead".  Nothing is applied
  * here: the caller gets a whole struct config or an error.
  */
-#include <errno.h>
 #include <ctype.h>
-#include <ini.h>
-#include <inttypes.h>
-#include <limits.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config-parse.h"
 #include "config-values.h"
-#include "config.h"
 #include "log.h"
 
 #define MAX_POOLS 256
-#define MAX_RANGES 64
-
-struct parse {
-        struct config *conf;
-        const char *path;
-        FILE *f;
-        int line;         /* the line the reader handed out last */
-        int section_line; /* the last [section] header */
-        int sections;     /* headers read so far */
-        int current;      /* the header the handler saw last */
-        bool long_line;
-        char *err;
-        size_t errsize;
-        bool failed;
-        /* keys seen in the current section, to refuse repeats */
-        char section[NAME_MAX_LEN + 16];
-        char seen[32][32]; /* longer than any key */
-        int nseen;
-        bool pool_header; /* the last header is a [pool NAME]: reader's, to find pools without keys */
-        char pool_header_name[64];
-        int daemon_line; /* where [daemon] started, 0 before it */
-};
+#define BOM "\xef\xbb\xbf"
 
 static int vfail(struct parse *ps, int line, const char *fmt, va_list ap) {
         int n;
@@ -58,8 +33,7 @@ static int vfail(struct parse *ps, int line, const char *fmt, va_list ap) {
         return 0;
 }
 
-static int fail(struct parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(struct parse *ps, const char *fmt, ...) {
+int conf_fail(struct parse *ps, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -68,8 +42,7 @@ static int fail(struct parse *ps, const char *fmt, ...) {
         return 0;
 }
 
-static int fail_at(struct parse *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail_at(struct parse *ps, int line, const char *fmt, ...) {
+int conf_fail_at(struct parse *ps, int line, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -78,17 +51,87 @@ static int fail_at(struct parse *ps, int line, const char *fmt, ...) {
         return 0;
 }
 
+/* The NAME of the last header, a [pool NAME]. */
+static const char *header_pool_name(const struct parse *ps) {
+        const char *name = ps->header + 5;
+
+        while (*name == ' ')
+                name++;
+        return name;
+}
+
 /* libinih calls the handler only for keys: a [pool NAME] with none would vanish without a word. */
 static void check_empty_pool(struct parse *ps) {
         if (ps->pool_header && ps->current != ps->sections)
-                fail_at(ps, ps->section_line,
-                        "[pool %s] has no keys; give it a kind and a size (or ranges), or remove it",
-                        ps->pool_header_name);
+                conf_fail_at(ps, ps->section_line,
+                             "[pool %s] has no keys; give it a kind and a size (or ranges), or remove it",
+                             header_pool_name(ps));
 }
 
 /*
- * fgets for libinih that counts lines, notices lines too long for its buffer, and refuses NUL
- * bytes (fgets cannot say where a line with one ends, so the count would drift).
+ * Pool names are stricter than region names: they head config sections and appear in log lines,
+ * journal fields and allocctl's tables.
+ */
+static bool header_ok(struct parse *ps) {
+        if (!ps->pool_header) {
+                if (strcmp(ps->header, "daemon") != 0)
+                        return conf_fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", ps->header);
+                return true;
+        }
+        const char *name = header_pool_name(ps);
+        size_t n = strlen(name);
+
+        if (n > POOL_NAME_MAX_LEN)
+                return conf_fail(ps, "[pool %s]: a name of %zu characters; a pool name is at most %d, shorten it", name,
+                                 n, POOL_NAME_MAX_LEN);
+        if (n == 0 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != n)
+                return conf_fail(ps, "[%s]: a pool name is 1-%d letters, digits, '-', '_', '.' or ':'", ps->header,
+                                 POOL_NAME_MAX_LEN);
+        for (size_t i = 0; i < ps->conf->npools; i++)
+                if (!strcmp(ps->conf->pools[i].name, name))
+                        return conf_fail(ps, "[pool %s] appears twice (first at line %d); merge them", name,
+                                         ps->conf->pools[i].line);
+        return true;
+}
+
+/*
+ * A line that reaches past libinih's buffer: the rest of it is skipped if what was read is, or ends
+ * in, a comment (';' or '#' first, or ';' after a space); otherwise it is refused.
+ */
+static bool long_line(struct parse *ps, const char *s, size_t n) {
+        size_t i = strspn(s, " \t\r\v\f");
+        bool comment = i < n && (s[i] == ';' || s[i] == '#');
+        char key[32];
+        int ch;
+
+        for (i++; i < n && !comment; i++)
+                comment = s[i] == ';' && isspace((unsigned char)s[i - 1]);
+        if (comment) {
+                while ((ch = getc(ps->f)) != EOF && ch != '\n')
+                        if (ch == '\0')
+                                return conf_fail(ps, "a NUL byte; a configuration file is text");
+                return true;
+        }
+        /* The key, as libinih will read it: before '=' or ':', without the spaces around it. */
+        s += strspn(s, " \t");
+        i = strcspn(s, "=:");
+        snprintf(key, sizeof(key), "%.*s", s[i] ? (int)i : 0, s);
+        for (char *e = key + strlen(key); e > key && isspace((unsigned char)e[-1]);)
+                *--e = '\0';
+        if (pool_key_is_list(key))
+                return conf_fail(ps,
+                                 "line longer than %d characters; split the list over several '%s =' lines, each "
+                                 "adds to it",
+                                 INI_MAX_LINE - 3, key);
+        return conf_fail(ps, "line longer than %d characters; shorten it (only a comment may be longer)",
+                         INI_MAX_LINE - 3);
+}
+
+/*
+ * fgets for libinih that counts lines, skips the rest of a comment too long for its buffer, refuses
+ * any other long line and NUL bytes (fgets cannot say where a line with one ends, so the count would
+ * drift), and reads each [section] header whole: libinih keeps only its first 49 characters, which
+ * would make two long pool names one.
  */
 static char *reader(char *str, int num, void *stream) {
         struct parse *ps = stream;
@@ -101,277 +144,35 @@ static char *reader(char *str, int num, void *stream) {
                 if (ch == '\n')
                         break;
         }
-        if (n == 0)
+        if (n == 0 || ps->failed)
                 return NULL;
         str[n] = '\0';
         ps->line++;
         if (memchr(str, '\0', n)) {
-                fail(ps, "a NUL byte; a configuration file is text");
-                return NULL;
-        }
-        if (str[n - 1] != '\n' && !feof(ps->f) && !ps->long_line) {
-                ps->long_line = true;
-                fail(ps, "line longer than %d characters; split the value or shorten it", num - 3);
+                conf_fail(ps, "a NUL byte; a configuration file is text");
                 return NULL;
         }
         /* libinih skips a UTF-8 byte-order mark before the first line: so must the section count. */
-        if (ps->line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
+        if (ps->line == 1 && !strncmp(s, BOM, 3))
                 s += 3;
+        if (str[n - 1] != '\n' && (ch = getc(ps->f)) != EOF) {
+                ungetc(ch, ps->f);
+                if (!long_line(ps, s, n - (size_t)(s - str)))
+                        return NULL;
+        }
         while (isspace((unsigned char)*s))
                 s++;
         if (*s == '[') {
                 check_empty_pool(ps);
-                ps->pool_header = !strncmp(s, "[pool ", 6);
-                /* Only a [pool header is read past its first bytes: a shorter line may end there. */
-                if (ps->pool_header)
-                        snprintf(ps->pool_header_name, sizeof(ps->pool_header_name), "%.*s", (int)strcspn(s + 6, "]\n"),
-                                 s + 6);
+                /* The text libinih takes for the section; a header with no ']' is its syntax error. */
+                snprintf(ps->header, sizeof(ps->header), "%.*s", (int)strcspn(s + 1, "]\r\n"), s + 1);
+                ps->pool_header = !strncmp(ps->header, "pool ", 5);
                 ps->section_line = ps->line;
                 ps->sections++;
+                if (ps->failed || !header_ok(ps))
+                        return NULL;
         }
         return str;
-}
-
-static int parse_ranges(struct parse *ps, struct pool_conf *pc, const char *value) {
-        char buf[1024], *save = NULL, *tok;
-
-        if (strlen(value) >= sizeof(buf))
-                return fail(ps, "ranges: too long");
-        strcpy(buf, value);
-        for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                char *plus, *b, *e;
-                struct span sp;
-
-                while (isspace((unsigned char)*tok))
-                        tok++;
-                for (e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]);)
-                        *--e = '\0';
-                plus = strchr(tok, '+');
-                if (!plus)
-                        return fail(ps, "ranges: '%s' is not BASE+SIZE (e.g. 0x100000000+4G)", tok);
-                *plus = '\0';
-                b = tok;
-                for (e = b + strlen(b); e > b && isspace((unsigned char)e[-1]);)
-                        *--e = '\0';
-                e = plus + 1;
-                while (isspace((unsigned char)*e))
-                        e++;
-                if (parse_uint(b, UINT64_MAX, &sp.base) < 0)
-                        return fail(ps, "ranges: base '%s' is not a number (decimal or 0x hex)", b);
-                if (parse_size(e, &sp.size) < 0 || sp.size == 0)
-                        return fail(ps, "ranges: size '%s' is not a size above zero (e.g. 4096, 64M, 0x1000)", e);
-                if (sp.base > UINT64_MAX - sp.size)
-                        return fail(ps, "ranges: %s+%s passes the end of the 64-bit address space", b, e);
-                if (pc->nranges == MAX_RANGES)
-                        return fail(ps, "ranges: more than %d ranges", MAX_RANGES);
-                struct span *n = realloc(pc->ranges, (pc->nranges + 1) * sizeof(*n));
-                if (!n)
-                        return fail(ps, "out of memory");
-                pc->ranges = n;
-                pc->ranges[pc->nranges++] = sp;
-        }
-        if (pc->nranges == 0)
-                return fail(ps, "ranges: empty; write BASE+SIZE, e.g. ranges = 0x100000000+4G");
-        return 1;
-}
-
-static void pool_conf_defaults(struct pool_conf *pc) {
-        memset(pc, 0, sizeof(*pc));
-        pc->numa_node = -1;
-        pc->device = -1;
-        pc->owner = geteuid();
-        pc->group = getegid();
-        pc->mode = 0660;
-        pc->register_flags = REGISTER_PORTABLE | REGISTER_DEVICEMAP;
-}
-
-#define KIND_BIT(k) (1u << (k))
-#define ALL_KINDS (KIND_BIT(POOL_HOST) | KIND_BIT(POOL_FPGA) | KIND_BIT(POOL_PINNED) | KIND_BIT(POOL_GPU))
-#define MEMORY_KINDS (KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED) | KIND_BIT(POOL_GPU))
-
-enum {
-        KEY_KIND,
-        KEY_SIZE,
-        KEY_QUANTUM,
-        KEY_HUGEPAGES,
-        KEY_LOCK,
-        KEY_NUMA_NODE,
-        KEY_RANGES,
-        KEY_OWNER,
-        KEY_GROUP,
-        KEY_MODE,
-        KEY_QUOTA,
-        KEY_BACKEND,
-        KEY_FLAGS,
-        KEY_DEVICE,
-};
-
-/* Every pool key and the kinds it belongs to; check_pool refuses a key set for another kind. */
-static const struct {
-        const char *name;
-        unsigned kinds;
-} pool_keys[] = {
-        [KEY_KIND] = {"kind", ALL_KINDS},
-        [KEY_SIZE] = {"size", MEMORY_KINDS},
-        [KEY_QUANTUM] = {"quantum", ALL_KINDS},
-        [KEY_HUGEPAGES] = {"hugepages", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
-        [KEY_LOCK] = {"lock", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
-        [KEY_NUMA_NODE] = {"numa_node", KIND_BIT(POOL_HOST) | KIND_BIT(POOL_PINNED)},
-        [KEY_RANGES] = {"ranges", KIND_BIT(POOL_FPGA)},
-        [KEY_OWNER] = {"owner", ALL_KINDS},
-        [KEY_GROUP] = {"group", ALL_KINDS},
-        [KEY_MODE] = {"mode", ALL_KINDS},
-        [KEY_QUOTA] = {"quota_per_uid", ALL_KINDS},
-        [KEY_BACKEND] = {"backend", KIND_BIT(POOL_PINNED)},
-        [KEY_FLAGS] = {"flags", KIND_BIT(POOL_PINNED)},
-        [KEY_DEVICE] = {"device", KIND_BIT(POOL_GPU)},
-};
-#define NPOOL_KEYS (sizeof(pool_keys) / sizeof(pool_keys[0]))
-
-static const char *const kind_names[] = {
-        [POOL_HOST] = "host",
-        [POOL_FPGA] = "fpga",
-        [POOL_PINNED] = "pinned",
-        [POOL_GPU] = "gpu",
-};
-
-const char *pool_kind_name(enum pool_kind k) {
-        return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
-}
-
-/* "a, b, c": the keys a kind takes, for messages. */
-static void keys_of(unsigned kinds, char *buf, size_t size) {
-        size_t n = 0;
-
-        buf[0] = '\0';
-        for (size_t i = 0; i < NPOOL_KEYS && n < size; i++)
-                if (pool_keys[i].kinds & kinds)
-                        n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", pool_keys[i].name);
-}
-
-/* "portable, devicemap": cuMemHostRegister's flags for a pinned pool's clients. */
-static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const char *value) {
-        char buf[256], *save = NULL, *tok;
-
-        if (strlen(value) >= sizeof(buf))
-                return fail(ps, "flags: too long");
-        strcpy(buf, value);
-        pc->register_flags = 0;
-        for (tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-                if (!strcmp(tok, "portable"))
-                        pc->register_flags |= REGISTER_PORTABLE;
-                else if (!strcmp(tok, "devicemap"))
-                        pc->register_flags |= REGISTER_DEVICEMAP;
-                else if (!strcmp(tok, "none"))
-                        ;
-                else if (!strcmp(tok, "writecombined"))
-                        return fail(ps, "flags = writecombined: write-combined memory comes only from cuMemHostAlloc, "
-                                        "which cannot be shared between processes; allocate it in the process that "
-                                        "uses it with cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) and drop it here");
-                else
-                        return fail(ps, "flags: unknown flag '%s'; use portable, devicemap or none", tok);
-        }
-        return 1;
-}
-
-static int pool_key(struct parse *ps, struct pool_conf *pc, const char *key, const char *value) {
-        char list[256];
-        size_t k;
-        uint64_t v;
-        int b;
-
-        for (k = 0; k < NPOOL_KEYS && strcmp(key, pool_keys[k].name); k++)
-                ;
-        if (k == NPOOL_KEYS) {
-                keys_of(ALL_KINDS, list, sizeof(list));
-                return fail(ps, "unknown key '%s' in [%s]; pool keys are %s", key, ps->section, list);
-        }
-        pc->keys |= 1u << k;
-        switch (k) {
-        case KEY_KIND:
-                for (b = 0; b < (int)(sizeof(kind_names) / sizeof(kind_names[0])); b++)
-                        if (!strcmp(value, kind_names[b]))
-                                break;
-                if (b == (int)(sizeof(kind_names) / sizeof(kind_names[0])))
-                        return fail(ps, "kind = %s: unknown; use host, pinned, gpu or fpga", value);
-                pc->kind = (enum pool_kind)b;
-                pc->has_kind = true;
-                break;
-        case KEY_SIZE:
-                if (parse_size(value, &pc->size) < 0 || pc->size == 0)
-                        return fail(ps, "size = %s: not a size above zero (e.g. 64M, 2G)", value);
-                break;
-        case KEY_QUANTUM:
-                if (parse_size(value, &v) < 0 || v == 0 || (v & (v - 1)))
-                        return fail(ps, "quantum = %s: not a power of two (e.g. 4K)", value);
-                pc->quantum = v;
-                break;
-        case KEY_HUGEPAGES:
-                if (!strcmp(value, "no") || !strcmp(value, "0"))
-                        pc->hugepage = 0;
-                else if (parse_size(value, &v) == 0 && (v == 2u << 20 || v == 1u << 30))
-                        pc->hugepage = v;
-                else
-                        return fail(ps, "hugepages = %s: use 2M, 1G or no", value);
-                break;
-        case KEY_LOCK:
-                if ((b = parse_bool(value)) < 0)
-                        return fail(ps, "lock = %s: use yes or no", value);
-                pc->lock = b;
-                break;
-        case KEY_NUMA_NODE:
-                if (parse_uint(value, 1023, &v) < 0)
-                        return fail(ps, "numa_node = %s: not a node number (0-1023)", value);
-                pc->numa_node = (int)v;
-                break;
-        case KEY_RANGES:
-                return parse_ranges(ps, pc, value);
-        case KEY_OWNER:
-                if (parse_user(value, &pc->owner) < 0)
-                        return fail(ps, "owner = %s: no such user (a name or a numeric uid)", value);
-                break;
-        case KEY_GROUP:
-                if (parse_group(value, &pc->group) < 0)
-                        return fail(ps, "group = %s: no such group (a name or a numeric gid)", value);
-                break;
-        case KEY_MODE: {
-                char *end;
-                errno = 0;
-                unsigned long m = strtoul(value, &end, 8);
-                if (errno || *end || !*value || m > 0777 || (m & 0111))
-                        return fail(ps,
-                                    "mode = %s: an octal mode of read (attach) and write (allocate) bits, "
-                                    "e.g. 0660; execute bits mean nothing here",
-                                    value);
-                pc->mode = (mode_t)m;
-                break;
-        }
-        case KEY_QUOTA:
-                if (parse_size(value, &pc->quota_per_uid) < 0)
-                        return fail(ps, "quota_per_uid = %s: not a size (e.g. 1G; 0 for none)", value);
-                break;
-        case KEY_BACKEND:
-                if (!strcmp(value, "auto"))
-                        pc->backend = BACKEND_AUTO;
-                else if (!strcmp(value, "memfd"))
-                        pc->backend = BACKEND_MEMFD;
-                else if (!strcmp(value, "vmm"))
-                        pc->backend = BACKEND_VMM;
-                else
-                        return fail(ps,
-                                    "backend = %s: use auto, memfd (cuMemHostRegister in each client) or vmm "
-                                    "(cuMemCreate on a host NUMA node, CUDA 12.2 or later)",
-                                    value);
-                break;
-        case KEY_FLAGS:
-                return parse_register_flags(ps, pc, value);
-        case KEY_DEVICE:
-                if (parse_uint(value, 1023, &v) < 0)
-                        return fail(ps, "device = %s: not a CUDA device ordinal (0, 1, ...)", value);
-                pc->device = (int)v;
-                break;
-        }
-        return 1;
 }
 
 static int limit_key(struct parse *ps, const char *key, const char *value) {
@@ -395,39 +196,40 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 if (strcmp(key, keys[i].key))
                         continue;
                 if (parse_uint(value, 1u << 24, &v) < 0 || v == 0)
-                        return fail(ps, "%s = %s: a number from 1 to %u", key, value, 1u << 24);
+                        return conf_fail(ps, "%s = %s: must be a whole number from 1 to %u", key, value, 1u << 24);
                 *(uint32_t *)((char *)l + keys[i].off) = (uint32_t)v;
                 return 1;
         }
         if (!strcmp(key, "wait_timeout") || !strcmp(key, "hello_timeout")) {
                 uint32_t *ms = !strcmp(key, "wait_timeout") ? &l->wait_timeout_ms : &l->hello_timeout_ms;
-                if (parse_duration_ms(value, ms) < 0 || (ms == &l->hello_timeout_ms && *ms == 0))
-                        return fail(ps, "%s = %s: a duration such as 30s, 500ms or 2min%s", key, value,
-                                    ms == &l->hello_timeout_ms ? ", above 0" : "");
+                int r = parse_duration_ms(value, ms);
+                if (r == -ERANGE)
+                        return conf_fail(ps,
+                                         "%s = %s: longer than 49 days, the longest allocd can wait; use e.g. 30s, "
+                                         "500ms or 2min",
+                                         key, value);
+                if (r < 0)
+                        return conf_fail(
+                                ps, "%s = %s: not a duration; use e.g. 30s, 500ms or 2min (a bare number is seconds)",
+                                key, value);
+                if (ms == &l->hello_timeout_ms && *ms == 0)
+                        return conf_fail(ps,
+                                         "%s = %s: a connection needs time to say Hello; use a duration above 0, "
+                                         "e.g. 10s",
+                                         key, value);
         } else if (!strcmp(key, "log_level")) {
                 if ((lv = log_level_parse(value)) < 0)
-                        return fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
+                        return conf_fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
                 ps->conf->log_level = lv;
         } else {
-                return fail(ps,
-                            "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
-                            "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
-                            "max_persist_per_uid, wait_timeout, hello_timeout, log_level",
-                            key);
+                return conf_fail(
+                        ps,
+                        "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
+                        "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
+                        "max_persist_per_uid, wait_timeout, hello_timeout, log_level",
+                        key);
         }
         return 1;
-}
-
-/* Pool names are stricter than region names: they appear in config sections, logs and journal fields. */
-static bool valid_pool_name(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > NAME_MAX_LEN)
-                return false;
-        for (; *s; s++)
-                if (!isalnum((unsigned char)*s) && !strchr("-_.:", *s))
-                        return false;
-        return true;
 }
 
 static int handler(void *user, const char *section, const char *key, const char *value) {
@@ -435,115 +237,50 @@ static int handler(void *user, const char *section, const char *key, const char 
         struct config *conf = ps->conf;
 
         if (!*section)
-                return fail(ps, "'%s' is outside any section; put it under [daemon] or [pool NAME]", key);
+                return conf_fail(ps, "'%s' is outside any section; put it under [daemon] or [pool NAME]", key);
+        /* libinih's section is the reader's header, cut short: anything else, and never guess a pool. */
+        if (!ps->sections || strncmp(section, ps->header, strlen(section)) != 0)
+                return conf_fail(ps, "cannot tell which section '%s' belongs to; check the line above it", key);
         if (ps->current != ps->sections) {
                 ps->current = ps->sections;
-                snprintf(ps->section, sizeof(ps->section), "%s", section);
                 ps->nseen = 0;
-                if (!strncmp(section, "pool ", 5)) {
-                        const char *name = section + 5;
-                        while (*name == ' ')
-                                name++;
-                        if (!valid_pool_name(name))
-                                return fail(ps, "[%s]: a pool name is 1-%d letters, digits, '-', '_', '.' or ':'",
-                                            section, NAME_MAX_LEN);
-                        for (size_t i = 0; i < conf->npools; i++)
-                                if (!strcmp(conf->pools[i].name, name))
-                                        return fail(ps, "[pool %s] appears twice (first at line %d)", name,
-                                                    conf->pools[i].line);
+                if (ps->pool_header) {
                         if (conf->npools == MAX_POOLS)
-                                return fail(ps, "more than %d pools", MAX_POOLS);
+                                return conf_fail_at(ps, ps->section_line, "[%s]: more than %d pools", ps->header,
+                                                    MAX_POOLS);
                         struct pool_conf *n = realloc(conf->pools, (conf->npools + 1) * sizeof(*n));
-                        if (!n)
-                                return fail(ps, "out of memory");
-                        conf->pools = n;
+                        if (n)
+                                conf->pools = n;
+                        struct pool_src *src = n ? realloc(ps->src, (conf->npools + 1) * sizeof(*src)) : NULL;
+                        if (!src)
+                                return conf_fail(ps, "out of memory");
+                        ps->src = src;
+                        memset(&src[conf->npools], 0, sizeof(*src));
                         pool_conf_defaults(&n[conf->npools]);
-                        snprintf(n[conf->npools].name, sizeof(n->name), "%s", name);
+                        snprintf(n[conf->npools].name, sizeof(n->name), "%s", header_pool_name(ps));
                         n[conf->npools].line = ps->section_line;
                         conf->npools++;
-                } else if (strcmp(section, "daemon") != 0) {
-                        return fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", section);
                 } else if (ps->daemon_line) {
-                        return fail_at(ps, ps->section_line, "[daemon] appears twice (first at line %d); merge them",
-                                       ps->daemon_line);
+                        return conf_fail_at(ps, ps->section_line,
+                                            "[daemon] appears twice (first at line %d); merge them", ps->daemon_line);
                 } else {
                         ps->daemon_line = ps->section_line;
                 }
         }
-        for (int i = 0; i < ps->nseen; i++)
-                if (!strcmp(ps->seen[i], key))
-                        return fail(ps, "'%s' is set twice in [%s]", key, section);
-        if (ps->nseen < 32 && strlen(key) < sizeof(ps->seen[0]))
+        int i;
+        for (i = 0; i < ps->nseen && strcmp(ps->seen[i], key); i++)
+                ;
+        /* A list key (ranges) may come again: each line adds to the list. */
+        if (i < ps->nseen && !(ps->pool_header && pool_key_is_list(key)))
+                return conf_fail(ps, "'%s' is set twice in [%s] (first at line %d); keep one", key, ps->header,
+                                 ps->seen_line[i]);
+        if (i == ps->nseen && ps->nseen < 32 && strlen(key) < sizeof(ps->seen[0])) {
+                ps->seen_line[ps->nseen] = ps->line;
                 strcpy(ps->seen[ps->nseen++], key);
-
-        if (!strcmp(section, "daemon"))
+        }
+        if (!ps->pool_header)
                 return limit_key(ps, key, value);
-        if (conf->npools == 0) /* the section count and libinih disagree: never guess a pool */
-                return fail(ps, "cannot tell which section '%s' belongs to; check the line above it", key);
-        return pool_key(ps, &conf->pools[conf->npools - 1], key, value);
-}
-
-/* A memory pool's size: set, and whole pages of the kind it is made of. */
-static int check_size(struct parse *ps, const struct pool_conf *pc) {
-        long page = sysconf(_SC_PAGESIZE);
-        uint64_t unit = pc->hugepage ? pc->hugepage : (uint64_t)page;
-
-        if (pc->size == 0)
-                return fail(ps, "[pool %s] is a %s pool without a size; add e.g. size = 256M", pc->name,
-                            pool_kind_name(pc->kind));
-        /* A gpu pool is rounded up to the device's allocation granularity when it is created. */
-        if (pc->kind != POOL_GPU && pc->size % unit)
-                return fail(ps, "[pool %s]: size %" PRIu64 " is not a multiple of the %s page size %" PRIu64, pc->name,
-                            pc->size, pc->hugepage ? "huge" : "", unit);
-        if (pc->kind != POOL_GPU && pc->quantum && pc->quantum < (uint64_t)page)
-                return fail(ps, "[pool %s]: quantum below the page size (%ld) is not supported for %s pools", pc->name,
-                            page, pool_kind_name(pc->kind));
-        return 1;
-}
-
-/* Checks that belong to a whole pool section rather than one key. */
-static int check_pool(struct parse *ps, const struct pool_conf *pc) {
-        char list[256];
-
-        ps->line = pc->line;
-        if (!pc->has_kind)
-                return fail(ps, "[pool %s] has no kind; add kind = host, pinned, gpu or fpga", pc->name);
-        for (size_t k = 0; k < NPOOL_KEYS; k++) {
-                if ((pc->keys & (1u << k)) && !(pool_keys[k].kinds & KIND_BIT(pc->kind))) {
-                        keys_of(KIND_BIT(pc->kind), list, sizeof(list));
-                        return fail(ps, "[pool %s]: %s is not a key of %s pools; they take %s", pc->name,
-                                    pool_keys[k].name, pool_kind_name(pc->kind), list);
-                }
-        }
-        switch (pc->kind) {
-        case POOL_HOST:
-                return check_size(ps, pc);
-        case POOL_PINNED:
-                if ((pc->keys & (1u << KEY_LOCK)) && !pc->lock)
-                        return fail(ps, "[pool %s]: a pinned pool is always locked; remove lock = no", pc->name);
-                if (pc->hugepage && pc->backend == BACKEND_VMM)
-                        return fail(ps,
-                                    "[pool %s]: hugepages is for backend = memfd; the vmm backend takes the "
-                                    "driver's own page size",
-                                    pc->name);
-                return check_size(ps, pc);
-        case POOL_GPU:
-                if (pc->device < 0)
-                        return fail(ps, "[pool %s] is a gpu pool without a device; add e.g. device = 0", pc->name);
-                return check_size(ps, pc);
-        case POOL_FPGA:
-                break;
-        }
-        if (pc->nranges == 0)
-                return fail(ps, "[pool %s] is an fpga pool without ranges; add e.g. ranges = 0x0+4G", pc->name);
-        uint64_t q = pc->quantum ? pc->quantum : FPGA_DEFAULT_QUANTUM;
-        for (size_t i = 0; i < pc->nranges; i++)
-                if (pc->ranges[i].base % q || pc->ranges[i].size % q)
-                        return fail(ps,
-                                    "[pool %s]: range %#" PRIx64 "+%#" PRIx64
-                                    " is not a multiple of the quantum %#" PRIx64,
-                                    pc->name, pc->ranges[i].base, pc->ranges[i].size, q);
-        return 1;
+        return pool_key(ps, conf->npools - 1, key, value);
 }
 
 static void limits_default(struct config *conf) {
@@ -596,15 +333,18 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
                 check_empty_pool(&ps);
         if (r > 0 && !ps.failed) {
                 ps.line = r;
-                fail(&ps, "syntax error: expected [section], key = value, or a comment starting with # or ;");
+                conf_fail(&ps, "syntax error: expected [section], key = value, or a comment starting with # or ;");
         } else if (r < 0 && !ps.failed) {
-                fail(&ps, "cannot parse (%d)", r);
+                conf_fail(&ps, "out of memory while reading the file");
         }
         for (size_t i = 0; i < conf->npools && !ps.failed; i++) {
-                check_pool(&ps, &conf->pools[i]);
+                check_pool(&ps, i);
                 if (conf->pools[i].kind == POOL_PINNED)
                         conf->pools[i].lock = true; /* always, so a reload sees no change */
         }
+        for (size_t i = 0; i < conf->npools; i++)
+                pool_src_clear(&ps.src[i]);
+        free(ps.src);
         if (ps.failed) {
                 config_clear(conf);
                 return -EINVAL;

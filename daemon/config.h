@@ -9,8 +9,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define NAME_MAX_LEN 255          /* region and pool names */
-#define CLIENT_NAME_MAX_LEN 63    /* Hello.client_name */
+#define NAME_MAX_LEN 255       /* region names (and the room a pool_conf keeps for its name) */
+#define CLIENT_NAME_MAX_LEN 63 /* Hello.client_name */
+/* Pool names are shorter: they head a config line (197 characters at most), log lines and allocctl's tables. */
+#define POOL_NAME_MAX_LEN 63
 #define FPGA_DEFAULT_QUANTUM 4096 /* an fpga pool's quantum when the file gives none */
 
 /* The protocol's PoolKind values (proto.c checks that they agree). */

@@ -2,9 +2,10 @@
 /*
  * The configuration file: bytes -> config_load -> config_clear.  It must never
  * crash or leak (the sanitizers and libFuzzer's leak check see to that), a
- * file it accepts must hold what check_pool promises, and a file it refuses
- * must be told of as main.c prints it: "FILE:LINE: what", with a line of the
- * file.
+ * file it accepts must hold what check_pool promises (pool names whole,
+ * distinct and short enough; fpga windows on the quantum, none overlapping),
+ * and a file it refuses must be told of as main.c prints it: "FILE:LINE:
+ * what", with a line of the file.
  *
  * The input is written to one memfd, reopened by its /proc/self/fd path as
  * config_load opens a file: nothing touches the disk.
@@ -55,9 +56,20 @@ static void check_config(const struct config *conf) {
                         die("accepted", "a pool without a kind or name, or a quantum not a power of two");
                 if (pc->kind == POOL_FPGA && pc->nranges == 0)
                         die("accepted", "an fpga pool without ranges");
-                for (size_t j = 0; pc->kind == POOL_FPGA && j < pc->nranges; j++)
-                        if (pc->ranges[j].base % q || pc->ranges[j].size % q || !pc->ranges[j].size)
+                if (strlen(pc->name) > POOL_NAME_MAX_LEN)
+                        die("accepted", "a pool name longer than POOL_NAME_MAX_LEN");
+                for (size_t j = 0; j < i; j++)
+                        if (!strcmp(conf->pools[j].name, pc->name))
+                                die("accepted", "two pools of one name");
+                for (size_t j = 0; pc->kind == POOL_FPGA && j < pc->nranges; j++) {
+                        const struct span *a = &pc->ranges[j];
+                        if (a->base % q || a->size % q || !a->size)
                                 die("accepted", "an fpga range off the quantum");
+                        for (size_t k = 0; k < j; k++)
+                                if (a->base < pc->ranges[k].base + pc->ranges[k].size &&
+                                    pc->ranges[k].base < a->base + a->size)
+                                        die("accepted", "two fpga ranges that overlap");
+                }
                 if (pc->kind != POOL_FPGA && pc->size == 0)
                         die("accepted", "a memory pool without a size");
         }

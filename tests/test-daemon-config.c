@@ -22,7 +22,8 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"[pool a]\nkind = nvme\n", "allocd.conf:2: kind = nvme: unknown"},
                 {"[pool a]\nkind = fpga\n", "allocd.conf:1: [pool a] is an fpga pool without ranges"},
                 {"[pool a]\nkind = host\n", "allocd.conf:1: [pool a] is a host pool without a size"},
-                {"[pool a]\nkind = fpga\nranges = 0x0+1M, 0x80000+1M\n", "overlaps another range"},
+                {"[pool a]\nkind = fpga\nranges = 0x0+1M, 0x80000+1M\n",
+                 "allocd.conf:3: ranges: 0x80000+1M (line 3) overlaps 0x0+1M (line 3)"},
                 {"[pool a]\nkind = fpga\nranges = 0x0-1M\n", "allocd.conf:3: ranges: '0x0-1M' is not BASE+SIZE"},
                 {"[pool a]\nkind = host\nsize = 1M\nmode = 0755\n", "allocd.conf:4: mode = 0755"},
                 {"[pool a]\nkind = host\nsize = 1M\nowner = no-such-user-here\n", "no such user"},
@@ -39,26 +40,34 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                 {"[daemon]\nmax_waiters_per_connection = 2\nmax_waiters_per_connection = 3\n",
                  "allocd.conf:3: 'max_waiters_per_connection' is set twice"},
                 {"[pool a]\nkind = host\nsize = 1M\nnuma_node = 999\n", "no NUMA node 999"},
-                {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", "not a multiple of the huge page size"},
+                {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n",
+                 "allocd.conf:3: size = 3M: not a multiple of the huge page size 2M"},
                 {"[pool a]\nkind = host\nsize = 64T\n", "pool a: "},
                 {"[pool g]\nkind = gpu\nsize = 64M\n", "allocd.conf:1: [pool g] is a gpu pool without a device"},
                 {"[pool g]\nkind = gpu\ndevice = 0\n", "[pool g] is a gpu pool without a size"},
                 {"[pool g]\nkind = gpu\ndevice = first\nsize = 1M\n", "allocd.conf:3: device = first"},
                 {"[pool g]\nkind = gpu\ndevice = 0\nsize = 1M\nranges = 0x0+1M\n",
-                 "[pool g]: ranges is not a key of gpu pools; they take kind, size, quantum, owner"},
-                {"[pool g]\nkind = gpu\ndevice = 0\nsize = 1M\nlock = yes\n", "lock is not a key of gpu pools"},
-                {"[pool p]\nkind = pinned\nsize = 1M\ndevice = 0\n", "device is not a key of pinned pools"},
+                 "allocd.conf:5: ranges = 0x0+1M: not a key of gpu pools ([pool g] has kind = gpu at line 2); they "
+                 "take kind, size, quantum, owner"},
+                {"[pool g]\nkind = gpu\ndevice = 0\nsize = 1M\nlock = yes\n",
+                 "allocd.conf:5: lock = yes: not a key of gpu pools"},
+                {"[pool p]\nkind = pinned\nsize = 1M\ndevice = 0\n",
+                 "allocd.conf:4: device = 0: not a key of pinned pools"},
                 {"[pool p]\nkind = pinned\nsize = 1M\nflags = portable, writecombined\n",
                  "allocd.conf:4: flags = writecombined: write-combined memory comes only from cuMemHostAlloc, which "
                  "cannot be shared"},
-                {"[pool p]\nkind = pinned\nsize = 1M\nflags = mapped\n", "flags: unknown flag 'mapped'"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nflags = mapped\n",
+                 "allocd.conf:4: flags = mapped: unknown flag 'mapped'"},
                 {"[pool p]\nkind = pinned\nsize = 1M\nbackend = fast\n", "allocd.conf:4: backend = fast: use auto"},
-                {"[pool p]\nkind = pinned\nsize = 1M\nlock = no\n", "a pinned pool is always locked"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nlock = no\n",
+                 "allocd.conf:4: lock = no: a pinned pool is always locked"},
                 {"[pool p]\nkind = pinned\nsize = 2M\nbackend = vmm\nhugepages = 2M\n",
-                 "hugepages is for backend = memfd"},
+                 "allocd.conf:5: hugepages = 2M: hugepages is for backend = memfd"},
                 {"[pool p]\nkind = pinned\n", "[pool p] is a pinned pool without a size"},
-                {"[pool h]\nkind = host\nsize = 1M\nbackend = memfd\n", "backend is not a key of host pools"},
-                {"[pool f]\nkind = fpga\nranges = 0x0+1M\nsize = 1M\n", "size is not a key of fpga pools"},
+                {"[pool h]\nkind = host\nsize = 1M\nbackend = memfd\n",
+                 "allocd.conf:4: backend = memfd: not a key of host pools"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+1M\nsize = 1M\n",
+                 "allocd.conf:4: size = 1M: not a key of fpga pools"},
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 struct daemon d;
@@ -259,4 +268,192 @@ Test(config, lock_yes_locks_the_pool, .timeout = 60) {
 #else
         cr_assert_geq(locked_kb, 4096, "VmLck %lu kB", locked_kb);
 #endif
+}
+
+/* allocd --check-config on text written as DIR/allocd.conf; its exit status, and its output in out. */
+static int check_config(const char *text, char *out, size_t size) {
+        char dir[] = "/tmp/allocd-check-XXXXXX", conf[64], log[64];
+        int status;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(log, sizeof(log), "%s/log", dir);
+        write_file(conf, text);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stdout);
+                freopen(log, "a", stderr);
+                execl(ALLOCD_PATH, "allocd", "--check-config", "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        snprintf(out, size, "%s", slurp(log));
+        unlink(log);
+        unlink(conf);
+        rmdir(dir);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Each refusal names FILE:LINE (the line of the key at fault, not its section's), the key, and what is wrong. */
+Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
+        static const struct {
+                const char *text;
+                int line;
+                const char *key, *what;
+        } bad[] = {
+                {"[pool a]\nkind = host\nsize = 12Q\n", 3, "size = 12Q", "'Q' after the number is not a unit"},
+                {"[pool a]\nkind = host\nsize = abc\n", 3, "size = abc", "not a number"},
+                {"[pool a]\nkind = host\nsize = 99999999999T\n", 3, "size = 99999999999T", "more than 16E"},
+                {"[pool a]\nkind = host\nsize = 0\n", 3, "size = 0", "above zero"},
+                {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n", 3, "size = 3M",
+                 "huge page size 2M; use e.g. 4M"},
+                {"[pool a]\nkind = host\nsize = 1M\n\nquantum = 1K\n", 5, "quantum = 1K", "below the page size"},
+                {"[pool a]\nkind = host\nsize = 1M\nquantum = lots\n", 4, "quantum = lots", "not a number"},
+                {"[pool a]\nkind = host\nsize = 1M\nquantum = 12K\n", 4, "quantum = 12K", "not a power of two"},
+                {"[pool a]\nkind = host\nsize = 1M\nquota_per_uid = 5X\n", 4, "quota_per_uid = 5X", "'X' after"},
+                {"[pool a]\nkind = host\nsize = 1M\nlock = maybe\n", 4, "lock = maybe", "use yes or no"},
+                {"[pool a]\nkind = host\nsize = 1M\nnuma_node = -1\n", 4, "numa_node = -1", "0 to 1023"},
+                {"[pool a]\nkind = host\nsize = 1M\nowner = no-such-user-here\n", 4, "owner", "no such user"},
+                {"[pool a]\nkind = host\nsize = 1M\ngroup = no-such-group-here\n", 4, "group", "no such group"},
+                {"[pool a]\nkind = host\nsize = 1M\nhugepages = 4K\n", 4, "hugepages = 4K", "use 2M, 1G or no"},
+                {"[pool a]\nkind = host\nsize = 1M\n\ndevice = 0\n", 5, "device = 0", "not a key of host pools"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+12Q\n", 3, "ranges: 0x0+12Q", "'Q' after the number"},
+                {"[pool f]\nkind = fpga\nranges = zz+1M\n", 3, "ranges: zz+1M", "the base 'zz' is not a number"},
+                {"[pool f]\nkind = fpga\nranges = 0x1ffffffffffffffff+4K\n", 3, "ranges: 0x1f", "past 2^64"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+0\n", 3, "ranges: 0x0+0", "size 0"},
+                {"[pool f]\nkind = fpga\nranges = 0xfffffffffffff000+8K\n", 3, "ranges: 0xf", "passes the end"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+64K\nranges = 0x11000+4K\nquantum = 64K\n", 4,
+                 "ranges: 0x11000+4K", "not on the quantum (64K)"},
+                {"[pool f]\nkind = fpga\nranges = 0x0+1M, 0x100000+1M\nranges = 0x180000+4K\n", 4,
+                 "ranges: 0x180000+4K (line 4) overlaps 0x100000+1M (line 3)", "must not overlap"},
+                {"[daemon]\nwait_timeout = 99999999999\n", 2, "wait_timeout = 99999999999", "longer than 49 days"},
+                {"[daemon]\nwait_timeout = soon\n", 2, "wait_timeout = soon", "not a duration"},
+                {"[daemon]\nhello_timeout = 0\n", 2, "hello_timeout = 0", "above 0"},
+                {"[daemon]\nmax_names = 0x1000000000\n", 2, "max_names = 0x1000000000", "from 1 to 16777216"},
+                {"[daemon]\nlog_level = loud\n", 2, "log_level = loud", "use error, warning"},
+                {"[daemon]\nmax_names = 9\nmax_names = 10\n", 3, "'max_names' is set twice", "first at line 2"},
+        };
+        char out[4096], where[32];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                int r = check_config(bad[i].text, out, sizeof(out));
+                snprintf(where, sizeof(where), "allocd.conf:%d: ", bad[i].line);
+                cr_expect_eq(r, 78, "case %zu: exit %d", i, r);
+                cr_expect(strstr(out, where), "case %zu: no '%s' in: %s", i, where, out);
+                cr_expect(strstr(out, bad[i].key), "case %zu: no key '%s' in: %s", i, bad[i].key, out);
+                cr_expect(strstr(out, bad[i].what), "case %zu: no '%s' in: %s", i, bad[i].what, out);
+        }
+}
+
+/* libinih keeps 49 characters of a section name: two long pool names were cut to one and "appeared twice". */
+Test(config, long_pool_names_are_kept_whole_or_refused, .timeout = 60) {
+        char conf[512], name_a[64], name_b[64], out[4096];
+        struct daemon d;
+        struct alloc_region r;
+
+        memset(name_a, 'p', 63);
+        name_a[63] = '\0';
+        strcpy(name_b, name_a);
+        name_a[62] = 'a';
+        name_b[62] = 'b';
+        snprintf(conf, sizeof(conf), "[pool %s]\nkind = host\nsize = 1M\n[pool  %s]\nkind = host\nsize = 1M\n", name_a,
+                 name_b);
+        daemon_start(&d, conf);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_expect_eq(alloc_region_new(c, name_a, 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(alloc_region_new(c, name_b, 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&d);
+
+        snprintf(conf, sizeof(conf), "[daemon]\n[pool %sx]\nkind = host\nsize = 1M\n", name_a);
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
+        cr_expect(strstr(out, "allocd.conf:2: [pool pppp"), "%s", out);
+        cr_expect(strstr(out, "a name of 64 characters; a pool name is at most 63"), "%s", out);
+}
+
+/* A comment may be as long as it likes; only libinih's buffer (197 characters) bounds a key's line. */
+Test(config, comments_of_any_length_are_skipped, .timeout = 60) {
+        char conf[8192], out[4096], dots[1001];
+        struct daemon d;
+        struct alloc_region r;
+
+        memset(dots, '.', 1000);
+        dots[1000] = '\0';
+        snprintf(conf, sizeof(conf),
+                 "# %s\n[pool host] ; %s\n  ; %s\nkind = host ; %s\n\t# %s\nsize = 1M\n"
+                 "[pool f]\nkind = fpga\nranges = 0x0+1M\n",
+                 dots, dots, dots, dots, dots);
+        daemon_start(&d, conf);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_expect_eq(alloc_region_new(c, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&d);
+
+        size_t n = (size_t)snprintf(conf, sizeof(conf), "[pool f]\nkind = fpga\nranges = 0x0+4K");
+        for (int i = 1; i < 16; i++) /* 16 windows: 250 characters */
+                n += (size_t)snprintf(conf + n, sizeof(conf) - n, ", 0x%x+4K", i << 20);
+        snprintf(conf + n, sizeof(conf) - n, "\n");
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
+        cr_expect(strstr(out, "allocd.conf:3: line longer than 197 characters; split the list over several "
+                              "'ranges =' lines"),
+                  "%s", out);
+        snprintf(conf, sizeof(conf), "[pool h]\nkind = host\nowner = %.200s\n", dots);
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
+        cr_expect(strstr(out, "allocd.conf:3: line longer than 197 characters; shorten it"), "%s", out);
+}
+
+/* ranges is a list: each line adds windows, up to 64 in a pool; so is flags. */
+Test(config, list_keys_add_up_over_several_lines, .timeout = 60) {
+        char conf[8192], out[4096];
+        size_t n = 0;
+        struct daemon d;
+        struct alloc_status *s;
+
+        n += (size_t)snprintf(conf + n, sizeof(conf) - n, "[pool f]\nkind = fpga\nquantum = 64K\n");
+        for (int i = 0; i < 64; i++)
+                n += (size_t)snprintf(conf + n, sizeof(conf) - n, "%s0x%x+64K%s",
+                                      i % 8 ? ", " : "ranges = ", (i + 1) << 20, i % 8 == 7 ? "\n" : "");
+        n += (size_t)snprintf(
+                conf + n, sizeof(conf) - n,
+                "[pool pin]\nkind = pinned\nbackend = memfd\nsize = 1M\nflags = none\nflags = portable\n");
+        daemon_start(&d, conf);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        const struct alloc_pool_status *f = pool_status(s, "f");
+        cr_expect_eq(f->nspans, 64);
+        cr_expect_eq(f->size, 64u << 16);
+        cr_expect_eq(f->spans[63].base, 64u << 20);
+        cr_expect_eq(pool_status(s, "pin")->register_flags, ALLOC_REGISTER_PORTABLE);
+        alloc_status_free(s);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+
+        snprintf(conf + n, sizeof(conf) - n, "[pool g]\nkind = fpga\nranges = 0x0+4K\n");
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 0, "%s", out);
+        n -= strlen("[pool pin]\nkind = pinned\nbackend = memfd\nsize = 1M\nflags = none\nflags = portable\n");
+        snprintf(conf + n, sizeof(conf) - n, "ranges = 0x7000000+64K\n");
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
+        cr_expect(
+                strstr(out, "allocd.conf:12: ranges: 0x7000000+64K is window 65 of [pool f]; a pool takes at most 64"),
+                "%s", out);
+}
+
+Test(config, help_points_at_the_manual_and_the_installed_example, .timeout = 60) {
+        char log[] = "/tmp/allocd-help-XXXXXX";
+        int status;
+
+        close(mkstemp(log));
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stdout);
+                execl(ALLOCD_PATH, "allocd", "--help", (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        cr_expect(strstr(slurp(log), "allocd.conf(5)"), "%s", slurp(log));
+        cr_expect(strstr(slurp(log), "/share/doc/allocd/allocd.conf"), "%s", slurp(log));
+        cr_expect(!strstr(slurp(log), "docs/"), "%s", slurp(log));
+        unlink(log);
 }

@@ -358,9 +358,9 @@ Test(faults, unread_replies_are_bounded) {
         int fds[NCONN];
         size_t n = 0;
 
-        for (int i = 0; i < NPOOLS; i++)
+        for (int i = 0; i < NPOOLS; i++) /* names of 63 characters, the most a pool name may have */
                 n += (size_t)snprintf(conf + n, sizeof(conf) - n,
-                                      "[pool p%03d-%0140d]\nkind = fpga\nranges = 0x%x000000+4K\n", i, 0, i + 1);
+                                      "[pool p%03d-%058d]\nkind = fpga\nranges = 0x%x000000+4K\n", i, 0, i + 1);
         /* AddressSanitizer's quarantine would keep what allocd frees resident: without it, growth is what it holds. */
         static char asan[512];
         const char *inherited = getenv("ASAN_OPTIONS");
