@@ -86,6 +86,7 @@ fi
 # README: meson setup build-system --prefix=/usr && meson install -C build-system
 sys=$build/nspawn/build-system
 say "building $src with --prefix=/usr in $sys"
+mkdir -p "$build/nspawn"
 [ -f "$sys/build.ninja" ] || meson setup "$sys" "$src" --prefix=/usr -Dtests=false -Dbench=false >"$build/nspawn/setup.log" 2>&1 ||
         fail "meson setup --prefix=/usr failed: $(tail -n 20 "$build/nspawn/setup.log")"
 meson compile -C "$sys" >"$build/nspawn/compile.log" 2>&1 || fail "the --prefix=/usr build failed: $(tail -n 20 "$build/nspawn/compile.log")"
