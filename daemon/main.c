@@ -27,6 +27,9 @@
 #include "server.h"
 #include "wire.h"
 
+/* ALLOCD_CONFIG (read without --config) and ALLOCD_EXAMPLE_CONFIG come from daemon/meson.build. */
+#define BUILTIN_POOLS "the built-in pools host (256 MiB) and fpga0"
+
 /* sysexits' EX_CONFIG: the unit's RestartPreventExitStatus= stops restarting on a broken file. */
 #define EXIT_CONFIG 78
 
@@ -41,14 +44,15 @@ static uv_timer_t watchdog_timer, status_timer, leave_timer;
 static bool status_dirty, notify;
 
 static void usage(FILE *f) {
-        fprintf(f, "usage: allocd [--config FILE] [--socket PATH] [--log-level LEVEL] [--check-config] [--version] "
-                   "[--help]\n"
+        fprintf(f, "usage: allocd [--config FILE | --no-config] [--socket PATH] [--log-level LEVEL] [--check-config] "
+                   "[--version] [--help]\n"
                    "\n"
                    "Owns memory pools and hands out regions of them over a Unix socket; runs in the foreground.\n"
                    "\n"
-                   "  -c, --config FILE      pools and limits, as allocd.conf(5) describes; an example is\n"
-                   "                         " ALLOCD_EXAMPLE_CONF "; without it: a 256 MiB\n"
-                   "                         host pool 'host' and a 4 GiB fpga address space 'fpga0'\n"
+                   "  -c, --config FILE      pools and limits (allocd.conf(5)); default " ALLOCD_CONFIG "\n"
+                   "                         when it exists, else a 256 MiB host pool 'host' and a 4 GiB fpga\n"
+                   "                         address space 'fpga0'; an example: " ALLOCD_EXAMPLE_CONFIG "\n"
+                   "      --no-config        serve those built-in pools even when " ALLOCD_CONFIG " exists\n"
                    "  -s, --socket PATH      where to listen; default $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
                    "                         for root, else $XDG_RUNTIME_DIR/allocd/allocd.sock\n"
                    "  -l, --log-level LEVEL  error, warning, notice, info (default) or debug\n"
@@ -223,9 +227,10 @@ int main(int argc, char **argv) {
                 {"version", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
                 {"check-config", no_argument, NULL, 'C'},
+                {"no-config", no_argument, NULL, 'N'},
                 {0},
         };
-        bool check_only = false;
+        bool check_only = false, no_config = false;
         const char *socket_path = NULL;
         struct config conf;
         char err[512];
@@ -257,6 +262,9 @@ int main(int argc, char **argv) {
                 case 'C':
                         check_only = true;
                         break;
+                case 'N':
+                        no_config = true;
+                        break;
                 default:
                         fprintf(stderr, "allocd: try 'allocd --help'\n");
                         return 2;
@@ -266,6 +274,16 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "allocd: unexpected argument '%s'; try 'allocd --help'\n", argv[optind]);
                 return 2;
         }
+        if (config_path && no_config) {
+                fprintf(stderr, "allocd: --config and --no-config: choose one\n");
+                return 2;
+        }
+        /*
+         * Only a missing default file means the built-in pools: one that exists but cannot be read or
+         * parsed is an error, as an explicit --config is, rather than pools nobody configured.
+         */
+        if (!config_path && !no_config && (access(ALLOCD_CONFIG, F_OK) == 0 || errno != ENOENT))
+                config_path = ALLOCD_CONFIG;
         log_init();
         if (config_path)
                 r = config_load(&conf, config_path, err, sizeof(err));
@@ -276,11 +294,18 @@ int main(int argc, char **argv) {
                 return config_path ? EXIT_CONFIG : 1;
         }
         if (check_only) {
-                printf("%s: valid, %zu pools\n", config_path ? config_path : "the built-in configuration", conf.npools);
+                if (config_path)
+                        printf("%s: valid, %zu pools\n", config_path, conf.npools);
+                else
+                        printf("%s: allocd would serve %s\n", no_config ? "--no-config" : "no " ALLOCD_CONFIG,
+                               BUILTIN_POOLS);
                 config_clear(&conf);
                 return 0;
         }
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
+        if (!config_path && !no_config)
+                logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
+                     BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
         loop = uv_default_loop();
         signal(SIGPIPE, SIG_IGN);
         if ((r = core_new(&core, &conf.limits)) < 0) {

@@ -15,6 +15,7 @@ pkgs=(
         libsystemd-dev             # sd_notify, socket activation, the journal
         libinih-dev                # the configuration file
         systemd                    # systemd-socket-activate and systemd-analyze, for the tests
+        debootstrap systemd-container  # the real-systemd test (tests/nspawn.sh): a Debian root, booted
 )
 
 missing=()

@@ -104,7 +104,8 @@ int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_
                 if (config)
                         execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);
                 else
-                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, (char *)NULL);
+                        /* --no-config: never a file this machine may have at allocd's default path. */
+                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--no-config", (char *)NULL);
                 _exit(127);
         }
         long end = now_ms() + 20000;

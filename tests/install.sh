@@ -26,7 +26,8 @@ unitdir=$D$(pkg-config --variable=systemdsystemunitdir systemd)
 for f in "$root/sbin/allocd" "$root/bin/allocctl" "$libdir/liballoc-client.a" "$root/include/alloc/client.h" \
         "$root/include/alloc/range.h" "$root/include/alloc/mem_alloc.h" "$unitdir/allocd.service" \
         "$unitdir/allocd.socket" "$root/share/man/man8/allocd.8" "$root/share/man/man5/allocd.conf.5" \
-        "$root/share/man/man1/allocctl.1" "$root/share/man/man3/liballoc-client.3"; do
+        "$root/share/man/man1/allocctl.1" "$root/share/man/man3/liballoc-client.3" "$root/share/doc/allocd/allocd.conf" \
+        "$D$(pkg-config --variable=sysusersdir systemd)/allocd.conf"; do
         [ -e "$f" ] || fail "not installed: ${f#$D}"
 done
 [ -L "$libdir/liballoc-client.so" ] || fail "no liballoc-client.so link for -lalloc-client"
@@ -39,12 +40,17 @@ man -l "$root/share/man/man1/allocctl.1" >/dev/null 2>&1 || [ ! -x /usr/bin/man 
 export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
 flags=$(pkg-config --cflags --libs alloc-client) || fail "pkg-config --cflags --libs alloc-client failed"
 $cc $cflags -o "$D/example" "$example" $flags || fail "the example does not build with: $flags"
-static=$(pkg-config --static --libs alloc-client | sed 's/-lalloc-client//')
-$cc $cflags -o "$D/example-static" "$example" $(pkg-config --cflags alloc-client) "$libdir/liballoc-client.a" $static ||
-        fail "the example does not link statically with: $static"
+# README.md, "Use it from C": --static links the static library, and nothing else changes.
+static=$(pkg-config --static --cflags --libs alloc-client)
+$cc $cflags -o "$D/example-static" "$example" $static || fail "the example does not link statically with: $static"
+! objdump -p "$D/example-static" | grep -q 'NEEDED.*liballoc-client' ||
+        fail "pkg-config --static linked the shared library: $static"
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 
-start_allocd "$root/sbin/allocd"
+# The installed example starts as it is on a fresh machine (no group of its own making needed).
+"$root/sbin/allocd" --check-config --config "$root/share/doc/allocd/allocd.conf" >"$D/out" 2>&1 ||
+        fail "the installed example config is not valid here: $(cat "$D/out")"
+start_allocd "$root/sbin/allocd" --config "$root/share/doc/allocd/allocd.conf"
 LD_LIBRARY_PATH=$libdir "$D/example" >"$D/out" 2>&1 || fail "the installed example failed: $(cat "$D/out")"
 "$D/example-static" >"$D/out" 2>&1 || fail "the static example failed: $(cat "$D/out")"
 "$root/bin/allocctl" status >/dev/null 2>&1 || LD_LIBRARY_PATH=$libdir "$root/bin/allocctl" status >/dev/null ||

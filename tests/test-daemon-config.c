@@ -127,7 +127,7 @@ Test(config, a_socket_in_use_is_not_stolen, .timeout = 60) {
         pid_t pid = fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
-                execl(ALLOCD_PATH, "allocd", "--socket", a.sock, (char *)NULL);
+                execl(ALLOCD_PATH, "allocd", "--socket", a.sock, "--no-config", (char *)NULL);
                 _exit(127);
         }
         int status;
@@ -152,7 +152,7 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         pid_t pid = fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
-                execl(ALLOCD_PATH, "allocd", "--socket", file, (char *)NULL);
+                execl(ALLOCD_PATH, "allocd", "--socket", file, "--no-config", (char *)NULL);
                 _exit(127);
         }
         cr_assert_eq(waitpid(pid, &status, 0), pid);

@@ -50,7 +50,7 @@ Test(systemd, socket_activation_and_notify, .timeout = 60) {
                 unsetenv("ALLOCD_SOCKET");
                 setenv("XDG_RUNTIME_DIR", "/nonexistent", 1);
                 execl(sa, sa, "--seqpacket", "-l", d.sock, "-E", notify, "-E", "WATCHDOG_USEC=200000", ALLOCD_PATH,
-                      (char *)NULL);
+                      "--no-config", (char *)NULL);
                 _exit(127);
         }
         /* systemd-socket-activate starts allocd when the first client connects, as systemd would. */
@@ -90,7 +90,7 @@ Test(systemd, a_passed_socket_of_the_wrong_type_is_refused, .timeout = 60) {
         if (pid == 0) {
                 freopen(log, "w", stderr);
                 /* A stream socket, as a unit with ListenStream= would pass; --accept=no, so it execs at once. */
-                execl(sa, sa, "-l", sock, ALLOCD_PATH, (char *)NULL);
+                execl(sa, sa, "-l", sock, ALLOCD_PATH, "--no-config", (char *)NULL);
                 _exit(127);
         }
         /* systemd-socket-activate waits for a connection before it starts allocd. */

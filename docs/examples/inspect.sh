@@ -2,12 +2,31 @@
 # Starts allocd with example.conf on a private socket, lets the producer and a
 # few fpga ranges hold memory, and shows what allocctl sees.
 #
-#   inspect.sh [ALLOCD [ALLOCCTL [PRODUCER]]]     (default: the ones on $PATH)
+#   inspect.sh [ALLOCD [ALLOCCTL [PRODUCER]]]
+# By default the ones this checkout built in build/ (./dev.sh test), else the installed allocd
+# and allocctl; the producer is never installed.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-allocd=${1:-allocd}
-allocctl=${2:-allocctl}
-producer=${3:-producer}
+built=$here/../../build
+# program NAME BUILT: the program built in build/, else the one on $PATH or in sbin.
+program() {
+        if [ -x "$built/$2" ]; then
+                echo "$built/$2"
+        elif command -v "$1" >/dev/null 2>&1; then
+                command -v "$1"
+        elif [ -x "/usr/sbin/$1" ]; then
+                echo "/usr/sbin/$1"
+        elif [ -x "/usr/local/sbin/$1" ]; then
+                echo "/usr/local/sbin/$1"
+        else
+                echo "inspect.sh: no $1: build this checkout (meson setup build && meson compile -C build)" >&2
+                echo "inspect.sh: or give its path: inspect.sh [ALLOCD [ALLOCCTL [PRODUCER]]]" >&2
+                exit 1
+        fi
+}
+allocd=${1:-$(program allocd daemon/allocd)}
+allocctl=${2:-$(program allocctl client/allocctl)}
+producer=${3:-$(program producer docs/examples/producer)}
 dir=$(mktemp -d)
 export ALLOCD_SOCKET="$dir/allocd.sock"
 pids=
