@@ -165,10 +165,17 @@ static int add_pool(const struct pool_conf *pc) {
         if (r == -ENODEV) {
                 log_warn("pool %s (%s) is left out: allocd cannot use the GPU; SIGHUP tries again", p.name,
                          pool_kind_name(p.kind));
+        } else if (r < 0 && config_path) {
+                /* The machine refused it, but the operator's way in is the section that asked for it. */
+                logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = p.name},
+                     "%s:%d: %s; pool %s is left out (allocctl status lists it as not available), SIGHUP tries "
+                     "again",
+                     config_path, pc->line, err, p.name);
         } else if (r < 0) {
                 logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = p.name},
-                     "%s; pool %s is left out (allocctl status lists it as not available), SIGHUP tries again%s", err,
-                     p.name, config_path ? "" : " (built-in pool; give --config to choose others)");
+                     "%s; built-in pool %s is left out (allocctl status lists it as not available); give --config "
+                     "to choose others",
+                     err, p.name);
         } else {
                 core_pool_stats(pool, &st);
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,

@@ -287,7 +287,7 @@ static void make_pool_done(uv_work_t *w, int status) {
         if (status < 0 || stopping) {
                 core_pool_discard(pw->pool);
         } else if (!pw->pool || core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
-                log_err("SIGHUP: cannot add pool %s: %s", name, pw->err);
+                log_err("SIGHUP: %s:%d: cannot add pool %s: %s", config_path, pw->conf.line, name, pw->err);
                 pool_failed(name, pw->err);
                 core_pool_discard(pw->pool);
         } else if (pw->r < 0) {
@@ -295,7 +295,8 @@ static void make_pool_done(uv_work_t *w, int status) {
                  * again. */
                 core_pool_info(core_pool_find(core, name), &info);
                 logx(pw->r == -ENODEV ? LOG_LEVEL_WARNING : LOG_LEVEL_ERR, &(struct log_ctx){.pool = name},
-                     "SIGHUP: pool %s is not available: %s; the next reload tries again", name, pw->err);
+                     "SIGHUP: %s:%d: pool %s is not available: %s; the next reload tries again", config_path,
+                     pw->conf.line, name, pw->err);
                 pool_failed(name, info.reason);
         } else {
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);

@@ -161,6 +161,7 @@ Test(reload, a_pool_that_cannot_be_made_is_listed_and_the_next_reload_makes_it, 
         cr_expect(strstr(slurp(log_path), "SIGHUP: reloaded ") && strstr(slurp(log_path), "1 pool pending (big)"), "%s",
                   slurp(log_path));
         cr_expect(strstr(slurp(log_path), "done: 1 pool failed (big: size 64T " TOO_BIG_WORDS), "%s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "allocd.conf:4: pool big is not available: "), "%s", slurp(log_path));
         cr_expect(daemon_notified(&d, "; not available: big (allocctl status says why); last reload ", 5000));
 
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
@@ -195,7 +196,8 @@ Test(reload, start_up_lists_a_pool_that_cannot_be_made_and_serves_the_rest, .tim
 
         cr_assert_eq(spawn(&d, "[pool a]\nkind = host\nsize = 1M\n[pool big]\nkind = host\nsize = 64T\n"), -1,
                      "allocd serves the pools it could make: %s", slurp(log_path));
-        cr_expect(strstr(slurp(log_path), "error: pool big: size 64T " TOO_BIG_WORDS), "%s", slurp(log_path));
+        /* The machine's refusal, at the line of the section that asked for it. */
+        cr_expect(strstr(slurp(log_path), "/allocd.conf:4: pool big: size 64T " TOO_BIG_WORDS), "%s", slurp(log_path));
         struct alloc_client *c = daemon_connect(&d);
         cr_expect_eq(alloc_region_new(c, "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
