@@ -481,9 +481,21 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         if (!c)
                 return NULL;
+        /*
+         * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
+         * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to
+         * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
+         */
+        pthread_mutex_lock(&c->lock);
+        while (c->fd >= 0 && c->pending && !c->dead) {
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!read_one(c, &now))
+                        break;
+        }
+        pthread_mutex_unlock(&c->lock);
         if (c->fd >= 0)
                 close(c->fd);
-        /* Only abandoned requests are left (no call is in flight): closing gives back what they got. */
         for (struct pending *p = c->pending, *next; p; p = next) {
                 next = p->next;
                 free(p);

@@ -117,9 +117,15 @@ static void reply_region(struct core *core, struct session *s, struct proto_out 
 /* What a grant asks of the server: a reply now, zeroing first, or nothing yet. */
 static void granted(struct core *core, struct session *s, struct proto_out *out, uint64_t id, int grant, uint32_t slot,
                     const struct core_result *res) {
+        struct region_info r;
+
         switch (grant) {
         case GRANT_REGION:
-                return reply_region(core, s, out, id, slot);
+                reply_region(core, s, out, id, slot);
+                core_region_info(core, slot, &r);
+                if (r.persist)
+                        out->persist_grant = r.id;
+                return;
         case GRANT_ZEROING:
                 out->zero = true;
                 out->slot = slot;
@@ -272,6 +278,7 @@ static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
         out->close = out->zero = false;
+        out->persist_grant = 0;
 }
 
 void proto_request(struct core *core, struct session *s, const uint8_t *buf, size_t len, void *arena, size_t arena_size,

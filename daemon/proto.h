@@ -30,6 +30,12 @@ struct proto_out {
         size_t len; /* 0: nothing to send now */
         int fd;     /* -1, or a pool's fd to send beside the reply (still the core's) */
         bool close; /* close the connection once the reply is out */
+        /*
+         * The PERSIST region this reply hands to the Alloc that made it (0: none).  If the reply never
+         * reaches the client (it hung up first), no one knows the id and nothing would ever free it:
+         * the server frees it as the client's Free would.
+         */
+        uint64_t persist_grant;
         bool zero;  /* start zeroing slot; answer req_id when that is done (proto_zeroed) */
         uint32_t slot;
         uint64_t req_id;

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@ enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
 struct packet {
         STAILQ_ENTRY(packet) link;
         size_t len;
-        int fd; /* a pool's fd to send beside it, not ours to close; or -1 */
+        int fd;                 /* a pool's fd to send beside it, not ours to close; or -1 */
+        uint64_t persist_grant; /* proto_out's: freed if the packet is never sent */
         uint8_t data[];
 };
 
@@ -124,11 +126,27 @@ static void conn_handle_closed(uv_handle_t *h) {
                 conn_free(c);
 }
 
+/*
+ * A PERSIST region whose grant did not reach its client: no one knows its id, so nothing would
+ * ever free it.  It goes as the client's Free would (the connection is closing; its hold goes too).
+ */
+static void unsent_grant(struct conn *c, uint64_t id) {
+        struct core_result res;
+
+        if (!id || !c->in_core || core_free_region(core, &c->s.client, id, &res) != E_OK)
+                return;
+        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
+             "client pid %d went before PERSIST region %" PRIu64 " reached it; freed", (int)c->s.client.pid, id);
+}
+
 static void conn_close(struct conn *c) {
         uint32_t n = c->s.client.nrefs;
+        struct packet *p;
 
         if (c->state == CONN_CLOSING)
                 return;
+        STAILQ_FOREACH(p, &c->out, link)
+        unsent_grant(c, p->persist_grant);
         if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
                 TAILQ_REMOVE(&handshakes, c, hs_link);
         if (c->state == CONN_REFUSED)
@@ -179,18 +197,24 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
                 r = wire_send(c->fd, o->buf, o->len, &o->fd, o->fd >= 0, MSG_DONTWAIT);
                 if (r == 0)
                         return;
-                if (r != -EAGAIN)
+                if (r != -EAGAIN) {
+                        unsent_grant(c, o->persist_grant); /* it hung up: a queued Alloc's answer has no reader */
                         return conn_close(c);
+                }
         }
         if (c->out_bytes + o->len > OUT_MAX) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->s.client.pid},
                      "client pid %d leaves its replies unread (%zu bytes queued); disconnecting it",
                      (int)c->s.client.pid, c->out_bytes);
+                unsent_grant(c, o->persist_grant);
                 return conn_close(c);
         }
-        if (!(p = malloc(sizeof(*p) + o->len)))
+        if (!(p = malloc(sizeof(*p) + o->len))) {
+                unsent_grant(c, o->persist_grant);
                 return conn_close(c);
+        }
         p->len = o->len;
+        p->persist_grant = o->persist_grant;
         p->fd = o->fd; /* a pool's: it lives as long as the core, so a queued reply need not dup it */
         memcpy(p->data, o->buf, o->len);
         STAILQ_INSERT_TAIL(&c->out, p, link);

@@ -104,3 +104,36 @@ Test(timeout, a_wait_for_room_is_on_top) {
         alloc_disconnect(c);
         alloc_disconnect(hog);
 }
+
+/* The caller gives up and hangs up before allocd, stopped, even reads its PERSIST Alloc. */
+Test(timeout, a_grant_after_the_hang_up_is_freed) {
+        struct alloc_client *c = daemon_connect(&d), *watch = daemon_connect(&d);
+        struct alloc_opts persist = {.flags = ALLOC_NOWAIT | ALLOC_PERSIST, .name = "orphan"};
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &persist, &r), -ETIME);
+        alloc_disconnect(c);
+        kill(d.pid, SIGCONT);
+        /* allocd makes it, cannot hand it over, and frees it: no region that no one can name. */
+        cr_assert_eq(wait_used(watch, "host", 0), 0);
+        cr_assert_eq(alloc_region_attach(watch, "orphan", &r), -ENOENT);
+        alloc_disconnect(watch);
+}
+
+/* The answer is there when the caller hangs up: it is given back, not left to PERSIST. */
+Test(timeout, a_grant_read_at_disconnect_is_given_back) {
+        struct alloc_client *c = daemon_connect(&d), *watch = daemon_connect(&d);
+        struct alloc_opts persist = {.flags = ALLOC_NOWAIT | ALLOC_PERSIST};
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &persist, &r), -ETIME);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(wait_used(watch, "host", 1 << 20), 1 << 20, "granted, the answer waiting in c's socket");
+        alloc_disconnect(c);
+        cr_assert_eq(wait_used(watch, "host", 0), 0);
+        alloc_disconnect(watch);
+}
