@@ -226,20 +226,33 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
         return true;
 }
 
+/* Zeroing is counted at this rate, far below memset's even on a slow machine, so that it never times out. */
+#define ZERO_BYTES_PER_S (128ull << 20)
+
 /*
  * How long req may take, or false for no limit: the connection's timeout, plus, for an
- * allocation that may wait for room, the wait it asked for (allocd's wait_timeout if none).
+ * allocation, the wait for room it asks for and the time its zeroing may take.  An allocation
+ * that leaves its wait to allocd is given the wait_timeout Hello said, so that a reload that
+ * changes it cannot make the two sides count different waits.
  */
-static bool request_deadline(const struct alloc_client *c, const Allocd__Request *req, struct timespec *ret) {
+static bool request_deadline(const struct alloc_client *c, Allocd__Request *req, struct timespec *ret) {
         uint64_t ms = c->timeout_ms;
-        const Allocd__Alloc *a = req->body_case == ALLOCD__REQUEST__BODY_ALLOC ? req->alloc : NULL;
+        Allocd__Alloc *a = req->body_case == ALLOCD__REQUEST__BODY_ALLOC ? req->alloc : NULL;
+        uint32_t flags = a && a->has_flags ? a->flags : 0;
 
-        if (!ms)
+        if (!ms || (flags & ALLOCD__FLAG__NOFAIL))
                 return false;
-        if (a && a->has_flags && (a->flags & ALLOCD__FLAG__NOFAIL))
-                return false;
-        if (a && !(a->has_flags && (a->flags & ALLOCD__FLAG__NOWAIT)))
-                ms += a->has_timeout_ms && a->timeout_ms ? a->timeout_ms : c->wait_ms;
+        if (a && !(flags & ALLOCD__FLAG__NOWAIT)) {
+                if (!a->has_timeout_ms || !a->timeout_ms) {
+                        a->has_timeout_ms = true;
+                        a->timeout_ms = c->wait_ms;
+                }
+                ms += a->timeout_ms;
+        }
+        if (a && (flags & ALLOCD__FLAG__ZERO)) {
+                uint64_t n = a->has_count && a->count ? a->count : 1, size = a->has_size ? a->size : 0;
+                ms += size > UINT64_MAX / n ? UINT32_MAX : size * n / ZERO_BYTES_PER_S * 1000 + 1000;
+        }
         clock_gettime(CLOCK_MONOTONIC, ret);
         ret->tv_sec += (time_t)(ms / 1000);
         ret->tv_nsec += (long)(ms % 1000) * 1000000;
@@ -289,26 +302,35 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         }
         req->has_id = true;
         req->id = me.id = ++c->next_id;
+        timed = request_deadline(c, req, &deadline); /* before packing: it may state an allocation's wait */
         len = allocd__request__get_packed_size(req);
         if (len > sizeof(buf)) {
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
         }
         allocd__request__pack(req, buf);
-        timed = request_deadline(c, req, &deadline);
-        /* SO_SNDTIMEO bounds the send: a packet is sent whole or not at all, so nothing is left half-said. */
+        /*
+         * Listed before it is sent, so whoever reads finds it; sent without the lock, so a full socket
+         * holds up no other thread (a SEQPACKET send is one packet, whole or not at all, whoever else
+         * sends), and SO_SNDTIMEO bounds it.
+         */
+        me.next = c->pending;
+        c->pending = &me;
+        pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
+        pthread_mutex_lock(&c->lock);
         if (r == -EAGAIN) {
+                for (pp = &c->pending; *pp != &me; pp = &(*pp)->next)
+                        ;
+                *pp = me.next;
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
         }
-        me.next = c->pending;
-        c->pending = &me;
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading)
-                        read_one(c, NULL);
+                        read_one(c, timed ? &deadline : NULL);
                 die(c, r, "the connection to allocd is gone");
         }
         while (!me.reply && !c->dead && !expired) {

@@ -342,6 +342,14 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
                 if (conf->pools[i].kind == POOL_PINNED)
                         conf->pools[i].lock = true; /* always, so a reload sees no change */
         }
+        /* allocd, --check-config and SIGHUP alike: an emptied or truncated file is almost always a mistake. */
+        if (!ps.failed && conf->npools == 0) {
+                ps.failed = true;
+                snprintf(err, errsize,
+                         "%s: configures no pools; add a [pool NAME] section (allocd.conf(5)), or run allocd with "
+                         "--no-config for the built-in pools",
+                         path);
+        }
         for (size_t i = 0; i < conf->npools; i++)
                 pool_src_clear(&ps.src[i]);
         free(ps.src);

@@ -333,9 +333,6 @@ int main(int argc, char **argv) {
                 log_err("not one of the %zu pools could be made: allocd serves none until a reload makes some "
                         "(allocctl status says why)",
                         conf.npools);
-        if (conf.npools == 0)
-                log_warn("%s configures no pools: allocd serves none until a reload adds some",
-                         config_path ? config_path : "the configuration");
         reload_init(loop, core, config_path, cli_log_level, status_changed);
         reload_apply_limits(&conf);
         config_clear(&conf);

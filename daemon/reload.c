@@ -3,7 +3,7 @@
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
  * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
  * one at a time, and adopted by the core on the loop thread; the rest waits for a restart.  A file
- * that does not load, or that has no pools while pools are configured, changes nothing.  What a
+ * that does not load (one with no pools included) changes nothing.  What a
  * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
  * is applied with, start-up's included.
  */
@@ -339,18 +339,6 @@ static void make_pool(const struct pool_conf *n) {
         next_pool();
 }
 
-/* Pools Status lists: made, or configured and not available. */
-static size_t nlisted(void) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < core_npools(core); i++) {
-                struct pool_info p;
-                core_pool_info(core_pool_at(core, i), &p);
-                n += p.available || *p.reason;
-        }
-        return n;
-}
-
 /* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
 void reload_run(void) {
         struct config conf;
@@ -366,13 +354,6 @@ void reload_run(void) {
                 return;
         }
         if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
-                refuse(err);
-                return;
-        }
-        /* An emptied or truncated file is almost always a mistake: it would reset every limit. */
-        if (conf.npools == 0 && nlisted() > 0) {
-                config_clear(&conf);
-                snprintf(err, sizeof(err), "%s: no pools", config_path);
                 refuse(err);
                 return;
         }

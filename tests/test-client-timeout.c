@@ -137,3 +137,24 @@ Test(timeout, a_grant_read_at_disconnect_is_given_back) {
         cr_assert_eq(wait_used(watch, "host", 0), 0);
         alloc_disconnect(watch);
 }
+
+/* The wait Hello announced is the one the library asks for, so a reload that lengthens it cannot outrun the client. */
+Test(timeout, a_reload_cannot_make_the_sides_count_different_waits) {
+        struct alloc_client *c, *hog = daemon_connect(&d);
+        struct alloc_region full, r;
+
+        daemon_stop(&d);
+        daemon_start(&d, "[daemon]\nwait_timeout = 500ms\n[pool host]\nkind = host\nsize = 4M\n");
+        c = daemon_connect(&d);
+        alloc_disconnect(hog);
+        hog = daemon_connect(&d);
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(alloc_region_new(hog, "host", 4 << 20, NULL, &full), 0);
+        write_file(d.conf, "[daemon]\nwait_timeout = 10s\n[pool host]\nkind = host\nsize = 4M\n");
+        kill(d.pid, SIGHUP);
+        cr_assert(daemon_notified(&d, "last reload", 5000));
+        /* allocd gives up at the 500 ms c was told of (-ETIMEDOUT), within c's 200 ms beyond it. */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), -ETIMEDOUT, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        alloc_disconnect(hog);
+}

@@ -456,3 +456,20 @@ Test(config, help_points_at_the_manual_and_the_installed_example, .timeout = 60)
         cr_expect(!strstr(slurp(log), "docs/"), "%s", slurp(log));
         unlink(log);
 }
+
+/*
+ * A file with no pools is refused by allocd, --check-config and SIGHUP alike (an emptied or cut
+ * file is almost always a mistake; --no-config asks for the built-in pools).
+ */
+Test(config, a_file_with_no_pools_is_refused, .timeout = 60) {
+        static const char *empty[] = {"", "# only a comment\n", "[daemon]\nmax_names = 10\n"};
+        char out[4096];
+
+        for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+                cr_expect_eq(check_config(empty[i], out, sizeof(out)), 78, "case %zu: %s", i, out);
+                cr_expect(strstr(out, "allocd.conf: configures no pools; add a [pool NAME] section"), "case %zu: %s", i,
+                          out);
+        }
+        struct daemon d;
+        cr_expect_eq(daemon_spawn(&d, "# nothing\n", NULL, NULL), 78, "allocd does not start on it");
+}

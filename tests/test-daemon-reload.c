@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * SIGHUP: a file that does not load, or has no pools, changes nothing; a pool the machine cannot
+ * SIGHUP: a file that does not load (one with no pools included) changes nothing; a pool the machine cannot
  * make (a host pool larger than its memory: refused on any machine before a byte is taken) is
  * listed as not available with its reason, at start-up and on reload, while the others serve;
  * the journal and STATUS= say what the last reload did.
@@ -133,7 +133,7 @@ Test(reload, an_empty_file_is_refused, .timeout = 60) {
         for (size_t i = 0; i < 2; i++) {
                 struct daemon d;
                 start(&d, running);
-                reload(&d, empty[i], "allocd.conf: no pools; keeping the running configuration");
+                reload(&d, empty[i], "allocd.conf: configures no pools; add a [pool NAME] section");
                 cr_expect(daemon_notified(&d, "refused (", 5000), "STATUS= says the reload was refused");
                 struct alloc_client *c = daemon_connect(&d);
                 expect_running(&d, c);

@@ -196,8 +196,10 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
 /*
  * How long each request on c may wait for allocd's answer before it fails
  * with -ETIME (0: no limit).  An allocation that may wait for room gets its
- * own wait on top (opts->timeout_ms, else allocd's wait_timeout), and one
- * with ALLOC_NOFAIL no limit.  A region allocd grants after its request
+ * own wait on top (opts->timeout_ms, else allocd's wait_timeout when the
+ * connection was made, which the library then asks for explicitly), one with
+ * ALLOC_ZERO time for zeroing (1 s per 128 MiB), and one with ALLOC_NOFAIL
+ * no limit.  A region allocd grants after its request
  * timed out is given back by the library (on the connection's next call, or
  * when it closes), so no memory is held that the caller never learned of.
  */
