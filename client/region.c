@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Regions: alloc, free, attach, detach.  Each is one request and its reply;
+ * Regions: alloc, free, attach, detach, seal.  Each is one request and its reply;
  * a region reply becomes a struct alloc_region through the pool it lies in,
  * which the reading thread mapped (pool-map.c) if the reply brought its fd.
  */
@@ -104,36 +104,52 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
         return run(c, &req, ret);
 }
 
-int alloc_region_free(struct alloc_client *c, uint64_t id) {
+/* Free, Detach and Seal: a region id, and an empty answer. */
+static int on_region(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Detach d = ALLOCD__DETACH__INIT;
+        Allocd__Seal s = ALLOCD__SEAL__INIT;
 
-        f.has_region = true;
-        f.region = id;
-        req.body_case = ALLOCD__REQUEST__BODY_FREE;
-        req.free = &f;
+        req.body_case = what;
+        if (what == ALLOCD__REQUEST__BODY_FREE) {
+                f.has_region = true;
+                f.region = id;
+                req.free = &f;
+        } else if (what == ALLOCD__REQUEST__BODY_DETACH) {
+                d.has_region = true;
+                d.region = id;
+                req.detach = &d;
+        } else {
+                s.has_region = true;
+                s.region = id;
+                req.seal = &s;
+        }
         return run(c, &req, NULL);
 }
 
-int alloc_region_attach(struct alloc_client *c, const char *name, struct alloc_region *ret) {
+int alloc_region_free(struct alloc_client *c, uint64_t id) {
+        return on_region(c, ALLOCD__REQUEST__BODY_FREE, id);
+}
+
+int alloc_region_seal(struct alloc_client *c, uint64_t id) {
+        return on_region(c, ALLOCD__REQUEST__BODY_SEAL, id);
+}
+
+int alloc_region_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Attach a = ALLOCD__ATTACH__INIT;
 
         if (!name || !ret)
                 return client_fail(-EINVAL, "alloc_region_attach: name and ret must not be NULL");
         a.name = (char *)name;
+        a.has_timeout_ms = timeout_ms != 0;
+        a.timeout_ms = timeout_ms;
         req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
         req.attach = &a;
         return run(c, &req, ret);
 }
 
 int alloc_region_detach(struct alloc_client *c, uint64_t id) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Detach d = ALLOCD__DETACH__INIT;
-
-        d.has_region = true;
-        d.region = id;
-        req.body_case = ALLOCD__REQUEST__BODY_DETACH;
-        req.detach = &d;
-        return run(c, &req, NULL);
+        return on_region(c, ALLOCD__REQUEST__BODY_DETACH, id);
 }

@@ -249,6 +249,8 @@ static bool request_deadline(const struct alloc_client *c, Allocd__Request *req,
                 }
                 ms += a->timeout_ms;
         }
+        if (req->body_case == ALLOCD__REQUEST__BODY_ATTACH && req->attach->has_timeout_ms)
+                ms += req->attach->timeout_ms;
         if (a && (flags & ALLOCD__FLAG__ZERO)) {
                 uint64_t n = a->has_count && a->count ? a->count : 1, size = a->has_size ? a->size : 0;
                 ms += size > UINT64_MAX / n ? UINT32_MAX : size * n / ZERO_BYTES_PER_S * 1000 + 1000;

@@ -146,6 +146,8 @@ void region_discard(struct core *core, uint32_t slot);
 void region_unpersist(struct core *core, uint32_t slot);
 /* Drops every reference cl holds, in O(its holds). */
 void region_release_client(struct core *core, struct client *cl);
+/* Takes an UNSEALED region's name and PERSIST away (its waiters are told); its holds stay. */
+void region_abort_unsealed(struct core *core, uint32_t slot);
 /* Takes slot's name away (if it has one). */
 void region_unpublish(struct core *core, uint32_t slot);
 /* Publishes slot under name, charged to its creator's uid. */
@@ -193,14 +195,23 @@ struct user {
 struct waiter {
         struct client *cl;
         uint64_t req_id;
-        struct alloc_args args;
-        uint64_t deadline; /* UINT64_MAX: NOFAIL */
-        uint32_t heap;     /* index in the deadline heap, or UINT32_MAX */
-        TAILQ_ENTRY(waiter) by_pool, by_client;
+        struct alloc_args args;     /* an Attach's: only args.name */
+        struct namewait *nw;        /* an Attach's wait for a name; NULL: an Alloc's wait for room */
+        uint64_t deadline;          /* UINT64_MAX: NOFAIL */
+        uint32_t heap;              /* index in the deadline heap, or UINT32_MAX */
+        TAILQ_ENTRY(waiter) by_pool, by_client; /* by_pool: the pool's, or the name's (nw) */
         /* once done */
         struct core_done done;
         STAILQ_ENTRY(waiter) done_link;
         char name[]; /* args.name's copy */
+};
+
+/* The Attaches waiting for one name, in arrival order. */
+struct namewait {
+        char *name;
+        TAILQ_HEAD(, waiter) waiters;
+        bool queued, gone; /* on the ready list; gone: its unsealed region went before the Seal */
+        STAILQ_ENTRY(namewait) ready_link;
 };
 
 struct waitq {
@@ -209,6 +220,8 @@ struct waitq {
         uint32_t nheap, heap_cap;
         STAILQ_HEAD(, waiter) done;
         uint64_t nwaiters, tries;
+        void *names;                                /* tsearch(3) of struct namewait, by name */
+        STAILQ_HEAD(, namewait) ready_names;        /* to be tried in the next core_run */
 };
 
 void waitq_init(struct waitq *q);
@@ -218,6 +231,14 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
 void waitq_pool_ready(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
+/* An Attach of name that waits up to timeout_ms. */
+int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms);
+/* name may be attachable now (published, sealed, zeroed): its waiters try in the next core_run. */
+void waitq_name_ready(struct core *core, const char *name);
+/* name's unsealed region went before its Seal: its waiters are told so in the next core_run. */
+void waitq_name_gone(struct core *core, const char *name);
+/* One try of an Attach, as the request does it and as a waiter is retried (requests.c). */
+int attach_try(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res);
 
 /* ---- the core (core.c) ---- */
 

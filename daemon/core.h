@@ -55,8 +55,9 @@ enum {
         F_NOFAIL = 4,
         F_PERSIST = 8,
         F_WRITECOMBINED = 16,
+        F_UNSEALED = 32,
 };
-#define F_KNOWN (F_ZERO | F_NOWAIT | F_NOFAIL | F_PERSIST)
+#define F_KNOWN (F_ZERO | F_NOWAIT | F_NOFAIL | F_PERSIST | F_UNSEALED)
 
 /* What a call did; msg is set whenever code is not E_OK. */
 struct core_result {
@@ -154,7 +155,15 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
                struct core_result *res);
 int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
-int core_attach(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res);
+/*
+ * Attach: a reference to the region published as name (GRANT_REGION, *slot), or, with timeout_ms,
+ * a wait for the name to be published, sealed and zeroed (GRANT_WAITING: the outcome comes from
+ * core_done_pop, in arrival order among the name's waiters); GRANT_NONE on error.
+ */
+int core_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms,
+                uint32_t *slot, struct core_result *res);
+/* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */
+int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 
 /* Zeroing off the loop thread: the bytes of slot, read on the loop thread before the job starts. */
 struct zero_job {
@@ -184,6 +193,7 @@ uint64_t core_next_deadline(const struct core *core);
 struct core_done {
         struct client *client;
         uint64_t req_id;
+        bool attach; /* an Attach's wait, not an Alloc's */
         int grant;
         uint32_t slot;
         struct core_result res;

@@ -24,7 +24,7 @@ _Static_assert(SAME(E_OK, ALLOCD__ERROR__OK) && SAME(E_INVALID, ALLOCD__ERROR__I
                "core errors are the protocol's");
 _Static_assert(SAME(F_ZERO, ALLOCD__FLAG__ZERO) && SAME(F_NOWAIT, ALLOCD__FLAG__NOWAIT) &&
                        SAME(F_NOFAIL, ALLOCD__FLAG__NOFAIL) && SAME(F_PERSIST, ALLOCD__FLAG__PERSIST) &&
-                       SAME(F_WRITECOMBINED, ALLOCD__FLAG__WRITECOMBINED),
+                       SAME(F_WRITECOMBINED, ALLOCD__FLAG__WRITECOMBINED) && SAME(F_UNSEALED, ALLOCD__FLAG__UNSEALED),
                "core flags are the protocol's");
 _Static_assert(SAME(POOL_HOST, ALLOCD__POOL_KIND__HOST) && SAME(POOL_FPGA, ALLOCD__POOL_KIND__FPGA) &&
                        SAME(POOL_PINNED, ALLOCD__POOL_KIND__PINNED) && SAME(POOL_GPU, ALLOCD__POOL_KIND__GPU),
@@ -166,14 +166,22 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
         granted(core, s, out, id, grant, slot, &res);
 }
 
+/* An Attach's outcome, now or after its wait: never a persist_grant, the region is not this connection's. */
+static void attached(struct core *core, struct session *s, struct proto_out *out, uint64_t id, int grant, uint32_t slot,
+                     const struct core_result *res) {
+        if (grant == GRANT_REGION)
+                reply_region(core, s, out, id, slot);
+        else if (grant != GRANT_WAITING)
+                reply_result(out, id, res);
+}
+
 static void handle_attach(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                           const Allocd__Attach *m) {
         struct core_result res;
-        uint32_t slot;
+        uint32_t slot = 0;
+        int grant = core_attach(core, &s->client, id, m->name, m->has_timeout_ms ? m->timeout_ms : 0, &slot, &res);
 
-        if (core_attach(core, &s->client, m->name, &slot, &res) != E_OK)
-                return reply_result(out, id, &res);
-        reply_region(core, s, out, id, slot);
+        attached(core, s, out, id, grant, slot, &res);
 }
 
 static void handle_hello(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
@@ -267,10 +275,13 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return proto_dump(core, s, id, req->dump, out);
         case ALLOCD__REQUEST__BODY_DISCONNECT:
                 return handle_disconnect(core, s, out, id, req->disconnect);
+        case ALLOCD__REQUEST__BODY_SEAL:
+                core_seal(core, &s->client, req->seal->has_region ? req->seal->region : 0, &res);
+                return reply_result(out, id, &res);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump and Disconnect");
+                                   "Dump, Disconnect and Seal");
         }
 }
 
@@ -302,7 +313,10 @@ void proto_request(struct core *core, struct session *s, const uint8_t *buf, siz
 
 void proto_done(struct core *core, struct session *s, const struct core_done *d, struct proto_out *out) {
         out_init(out);
-        granted(core, s, out, d->req_id, d->grant, d->slot, &d->res);
+        if (d->attach)
+                attached(core, s, out, d->req_id, d->grant, d->slot, &d->res);
+        else
+                granted(core, s, out, d->req_id, d->grant, d->slot, &d->res);
 }
 
 void proto_zeroed(struct core *core, struct session *s, uint32_t slot, uint64_t req_id, int result,

@@ -166,7 +166,21 @@ void region_drop_one(struct core *core, uint32_t hold) {
         drop(core, hold, false);
 }
 
+/* An UNSEALED region loses its name and PERSIST: its creator went, or gave it up, before the Seal. */
+void region_abort_unsealed(struct core *core, uint32_t slot) {
+        region_unpublish(core, slot);
+        region_unpersist(core, slot);
+}
+
 void region_release_client(struct core *core, struct client *cl) {
+        const struct holds *h = &core->regions.holds;
+
+        /* What it did not seal goes whole, PERSIST or not: nothing half-written is left behind. */
+        for (uint32_t i = cl->holds; i != HOLD_NONE; i = h->tab[i].cnext) {
+                const struct region *r = &core->regions.tab[h->tab[i].slot];
+                if ((r->flags & F_UNSEALED) && r->creator == cl->serial)
+                        region_abort_unsealed(core, h->tab[i].slot);
+        }
         while (cl->holds != HOLD_NONE)
                 drop(core, cl->holds, true);
 }
@@ -189,6 +203,8 @@ int region_hand_out(struct core *core, uint32_t slot, struct client *cl) {
                 return e;
         r->state &= (uint8_t)~R_PENDING;
         unref(core, slot, 1);
+        if (r->name)
+                waitq_name_ready(core, names_text(&core->names, r->name)); /* zeroed: attachable now */
         return 0;
 }
 
@@ -248,6 +264,8 @@ int region_publish(struct core *core, uint32_t slot, const char *name) {
         if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
                 return e;
         user_count(core, r->uid, 1, 0); /* a name counts against its creator's uid */
+        if (!(r->flags & F_UNSEALED) && !(r->state & R_PENDING))
+                waitq_name_ready(core, name);
         return 0;
 }
 
@@ -256,6 +274,8 @@ void region_unpublish(struct core *core, uint32_t slot) {
 
         if (!r->name)
                 return;
+        if (r->flags & F_UNSEALED)
+                waitq_name_gone(core, names_text(&core->names, r->name));
         names_remove(&core->names, r->name);
         user_count(core, r->uid, -1, 0);
         r->name = 0;

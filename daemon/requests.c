@@ -72,8 +72,11 @@ static int check_alloc(struct core *core, const struct client *cl, const struct 
                             "shared between processes; for memory only this process uses, call "
                             "cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) yourself");
         if (m->flags & ~F_KNOWN)
-                return fail(res, E_INVALID, "unknown flags %#x; known are ZERO 1, NOWAIT 2, NOFAIL 4, PERSIST 8",
+                return fail(res, E_INVALID,
+                            "unknown flags %#x; known are ZERO 1, NOWAIT 2, NOFAIL 4, PERSIST 8, UNSEALED 32",
                             m->flags & ~F_KNOWN);
+        if ((m->flags & F_UNSEALED) && !(m->name && *m->name))
+                return fail(res, E_INVALID, "UNSEALED reserves a name until Seal: give the region a name");
         if ((m->flags & F_NOWAIT) && (m->flags & F_NOFAIL))
                 return fail(res, E_INVALID, "NOWAIT and NOFAIL contradict each other");
         if ((m->flags & F_ZERO) && !p->ops->zero)
@@ -183,22 +186,26 @@ int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_r
 
         if (hold == HOLD_NONE)
                 return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
+        /* Its creator lets go of it before the Seal: as if it had freed it. */
+        if ((core->regions.tab[slot].flags & F_UNSEALED) && core->regions.tab[slot].creator == cl->serial)
+                region_abort_unsealed(core, (uint32_t)slot);
         region_drop_one(core, hold);
         return ok_result(res);
 }
 
-int core_attach(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res) {
+int attach_try(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res) {
         struct region_info r;
         int s, e;
 
-        if (!name || !core_valid_name(name, NAME_MAX_LEN))
-                return fail(res, E_INVALID, "Attach needs a name of 1-%d bytes without control characters",
-                            NAME_MAX_LEN);
         if ((s = names_find(&core->names, name)) < 0)
-                return fail(res, E_NOT_FOUND, "no region is published as '%s'", name);
+                return fail(res, E_NOT_FOUND, "no region is published as '%s'; attach with a timeout to wait for it",
+                            name);
         core_region_info(core, (uint32_t)s, &r);
         if (!usable_pool(core, cl, r.pool->conf.name, ACCESS_ATTACH, res))
                 return res->code;
+        if (r.flags & F_UNSEALED)
+                return fail(res, E_WOULD_BLOCK,
+                            "'%s' is not sealed yet; attach with a timeout to wait for its creator's Seal", name);
         if (r.pending)
                 return fail(res, E_WOULD_BLOCK, "'%s' is still being zeroed for its creator; try again", name);
         if (cl->nrefs + cl->npending >= core->limits.max_regions_per_connection)
@@ -208,6 +215,49 @@ int core_attach(struct core *core, struct client *cl, const char *name, uint32_t
                 return e == -EOVERFLOW ? fail(res, E_LIMIT, "'%s' has as many references as allocd counts", name)
                                        : fail(res, E_INTERNAL, "out of memory");
         *slot = (uint32_t)s;
+        return ok_result(res);
+}
+
+int core_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms,
+                uint32_t *slot, struct core_result *res) {
+        int e;
+
+        if (!name || !core_valid_name(name, NAME_MAX_LEN)) {
+                fail(res, E_INVALID, "Attach needs a name of 1-%d bytes without control characters", NAME_MAX_LEN);
+                return GRANT_NONE;
+        }
+        e = attach_try(core, cl, name, slot, res);
+        if (e == E_OK)
+                return GRANT_REGION;
+        if (timeout_ms == 0 || (e != E_NOT_FOUND && e != E_WOULD_BLOCK))
+                return GRANT_NONE;
+        if (cl->nwaiters >= core->limits.max_waiters_per_connection) {
+                fail(res, E_LIMIT, "this connection has max_waiters_per_connection = %u requests waiting",
+                     core->limits.max_waiters_per_connection);
+                return GRANT_NONE;
+        }
+        if (waitq_add_attach(core, cl, req_id, name, timeout_ms) < 0) {
+                fail(res, E_INTERNAL, "out of memory queueing the request");
+                return GRANT_NONE;
+        }
+        return GRANT_WAITING;
+}
+
+int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
+        int slot = region_slot(&core->regions, id);
+        struct region *r;
+
+        if (slot < 0)
+                return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
+        r = &core->regions.tab[slot];
+        if (r->creator != cl->serial)
+                return fail(res, E_DENIED, "only the connection that allocated region %" PRIu64 " may seal it", id);
+        if (!(r->flags & F_UNSEALED))
+                return fail(res, E_INVALID,
+                            "region %" PRIu64 " is not unsealed: it was allocated without UNSEALED, or sealed already",
+                            id);
+        r->flags &= (uint16_t)~F_UNSEALED;
+        waitq_name_ready(core, names_text(&core->names, r->name));
         return ok_result(res);
 }
 

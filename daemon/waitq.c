@@ -12,12 +12,20 @@
  * hang-up that returns 65,536 regions retries each waiter once, not 65,536
  * times, and waiters of one pool never slow another's frees.
  *
+ * An Attach may wait too, for a name to be published, sealed and zeroed.
+ * Its waiters are kept by name (a tsearch tree of struct namewait), and a
+ * change that may let them attach (a publish, a Seal, a region handed out
+ * after zeroing) only queues the name; core_run tries its waiters once, in
+ * arrival order.  If an unsealed region goes before its Seal, the name's
+ * waiters are told so rather than left to time out.
+ *
  * Deadlines are a binary heap, so expiring is O(log n) a waiter.  A waiter
  * ends granted, timed out, refused (its request became impossible, e.g. its
  * name was taken meanwhile) or cancelled; the outcome goes on the done list
  * for the server to answer.  A waiter whose client goes is dropped silently.
  */
 #include <errno.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +35,14 @@ void waitq_init(struct waitq *q) {
         *q = (struct waitq){0};
         TAILQ_INIT(&q->ready);
         STAILQ_INIT(&q->done);
+        STAILQ_INIT(&q->ready_names);
+}
+
+static void namewait_free(void *p) {
+        struct namewait *nw = p;
+
+        free(nw->name);
+        free(nw);
 }
 
 void waitq_clear(struct waitq *q) {
@@ -37,7 +53,69 @@ void waitq_clear(struct waitq *q) {
                 free(w);
         }
         free(q->heap);
+        /* Every waiter went with its client: what is left are names nobody waits for. */
+        tdestroy(q->names, namewait_free);
         waitq_init(q);
+}
+
+/* ---- names waited for ---- */
+
+static int namewait_cmp(const void *a, const void *b) {
+        return strcmp(((const struct namewait *)a)->name, ((const struct namewait *)b)->name);
+}
+
+static struct namewait *namewait_find(const struct waitq *q, const char *name) {
+        struct namewait key = {.name = (char *)name};
+        void *x = tfind(&key, &q->names, namewait_cmp);
+
+        return x ? *(struct namewait **)x : NULL;
+}
+
+/* name's record, made if there is none; NULL when out of memory. */
+static struct namewait *namewait_get(struct waitq *q, const char *name) {
+        struct namewait *nw = namewait_find(q, name), **x;
+
+        if (nw)
+                return nw;
+        if (!(nw = calloc(1, sizeof(*nw))) || !(nw->name = strdup(name))) {
+                free(nw);
+                return NULL;
+        }
+        TAILQ_INIT(&nw->waiters);
+        if (!(x = tsearch(nw, &q->names, namewait_cmp))) {
+                namewait_free(nw);
+                return NULL;
+        }
+        return nw;
+}
+
+/* Drops nw once no one waits on it and it is not queued. */
+static void namewait_put(struct waitq *q, struct namewait *nw) {
+        if (!TAILQ_EMPTY(&nw->waiters) || nw->queued)
+                return;
+        tdelete(nw, &q->names, namewait_cmp);
+        namewait_free(nw);
+}
+
+static void namewait_queue(struct core *core, const char *name, bool gone) {
+        struct waitq *q = &core->waitq;
+        struct namewait *nw = q->names ? namewait_find(q, name) : NULL;
+
+        if (!nw)
+                return;
+        nw->gone |= gone;
+        if (!nw->queued) {
+                nw->queued = true;
+                STAILQ_INSERT_TAIL(&q->ready_names, nw, ready_link);
+        }
+}
+
+void waitq_name_ready(struct core *core, const char *name) {
+        namewait_queue(core, name, false);
+}
+
+void waitq_name_gone(struct core *core, const char *name) {
+        namewait_queue(core, name, true);
 }
 
 /* ---- the deadline heap ---- */
@@ -91,36 +169,68 @@ static void heap_remove(struct waitq *q, struct waiter *w) {
 
 /* ---- waiters ---- */
 
-int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a) {
-        struct waitq *q = &core->waitq;
+/* A waiter for cl with a copy of name and room for it in the heap; NULL when out of memory. */
+static struct waiter *waiter_new(struct waitq *q, struct client *cl, uint64_t req_id, const char *name) {
         struct waiter *w;
-        uint32_t timeout = a->timeout_ms ? a->timeout_ms : core->limits.wait_timeout_ms;
 
         if (q->nheap == q->heap_cap) {
                 uint32_t cap = q->heap_cap ? q->heap_cap * 2 : 64;
                 struct waiter **h = realloc(q->heap, cap * sizeof(*h));
                 if (!h)
-                        return -ENOMEM;
+                        return NULL;
                 q->heap = h;
                 q->heap_cap = cap;
         }
-        if (!(w = calloc(1, sizeof(*w) + strlen(a->name) + 1)))
-                return -ENOMEM;
+        if (!(w = calloc(1, sizeof(*w) + strlen(name) + 1)))
+                return NULL;
         w->cl = cl;
         w->req_id = req_id;
-        w->args = *a;
-        w->args.name = strcpy(w->name, a->name); /* the request's buffer is gone once it is answered */
         w->heap = UINT32_MAX;
-        w->deadline = a->flags & F_NOFAIL ? UINT64_MAX : core->now + timeout;
-        if (w->deadline != UINT64_MAX) {
+        strcpy(w->name, name); /* the request's buffer is gone once it is answered */
+        return w;
+}
+
+/* Puts w, its list chosen by the caller, on its client's list and in the heap (deadline UINT64_MAX: none). */
+static void waiter_start(struct waitq *q, struct waiter *w, uint64_t deadline) {
+        w->deadline = deadline;
+        if (deadline != UINT64_MAX) {
                 heap_set(q, q->nheap++, w);
                 heap_up(q, w->heap);
         }
-        TAILQ_INSERT_TAIL(&a->pool->waiters, w, by_pool);
-        TAILQ_INSERT_TAIL(&cl->waiters, w, by_client);
-        a->pool->nwaiters++;
-        cl->nwaiters++;
+        TAILQ_INSERT_TAIL(&w->cl->waiters, w, by_client);
+        w->cl->nwaiters++;
         q->nwaiters++;
+}
+
+int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a) {
+        struct waitq *q = &core->waitq;
+        struct waiter *w = waiter_new(q, cl, req_id, a->name);
+        uint32_t timeout = a->timeout_ms ? a->timeout_ms : core->limits.wait_timeout_ms;
+
+        if (!w)
+                return -ENOMEM;
+        w->args = *a;
+        w->args.name = w->name;
+        TAILQ_INSERT_TAIL(&a->pool->waiters, w, by_pool);
+        a->pool->nwaiters++;
+        waiter_start(q, w, a->flags & F_NOFAIL ? UINT64_MAX : core->now + timeout);
+        return 0;
+}
+
+int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms) {
+        struct waitq *q = &core->waitq;
+        struct waiter *w = waiter_new(q, cl, req_id, name);
+        struct namewait *nw = w ? namewait_get(q, name) : NULL;
+
+        if (!nw) {
+                free(w);
+                return -ENOMEM;
+        }
+        w->args.name = w->name;
+        w->nw = nw;
+        w->done.attach = true;
+        TAILQ_INSERT_TAIL(&nw->waiters, w, by_pool);
+        waiter_start(q, w, core->now + timeout_ms);
         return 0;
 }
 
@@ -129,9 +239,15 @@ static void unlink_waiter(struct core *core, struct waiter *w) {
         struct pool *p = w->args.pool;
 
         heap_remove(q, w);
-        TAILQ_REMOVE(&p->waiters, w, by_pool);
+        if (w->nw) {
+                TAILQ_REMOVE(&w->nw->waiters, w, by_pool);
+                namewait_put(q, w->nw);
+                w->nw = NULL;
+        } else {
+                TAILQ_REMOVE(&p->waiters, w, by_pool);
+                p->nwaiters--;
+        }
         TAILQ_REMOVE(&w->cl->waiters, w, by_client);
-        p->nwaiters--;
         w->cl->nwaiters--;
         q->nwaiters--;
 }
@@ -206,25 +322,58 @@ static void retry_now(struct core *core, struct pool *p) {
         retry(core, p);
 }
 
+/* Tries nw's waiters once, in arrival order: attach needs no room, so each may succeed. */
+static void retry_name(struct core *core, struct namewait *nw) {
+        struct waiter *w, *next;
+
+        for (w = TAILQ_FIRST(&nw->waiters); w; w = next) {
+                next = TAILQ_NEXT(w, by_pool);
+                core->waitq.tries++;
+                int e = attach_try(core, w->cl, w->name, &w->done.slot, &w->done.res);
+                if (e == E_NOT_FOUND || e == E_WOULD_BLOCK) {
+                        if (!nw->gone)
+                                continue;
+                        fail(&w->done.res, E_NOT_FOUND,
+                             "the region published as '%s' went before its creator sealed it", w->name);
+                }
+                w->done.grant = e == E_OK ? GRANT_REGION : GRANT_NONE;
+                finish(core, w);
+        }
+}
+
 void core_run(struct core *core) {
         struct waitq *q = &core->waitq;
+        struct namewait *nw;
         struct pool *p;
 
         while (q->nheap && q->heap[0]->deadline <= core->now) {
                 struct waiter *w = q->heap[0];
-                fail(&w->done.res, E_TIMEOUT,
-                     "no room in pool %s within the timeout (%llu bytes asked); free regions, raise timeout_ms, "
-                     "or use NOFAIL to wait without limit",
-                     w->args.pool->conf.name, (unsigned long long)w->args.size);
+                if (w->nw)
+                        fail(&w->done.res, E_TIMEOUT,
+                             "no region was published and sealed as '%s' within the timeout; raise the timeout, or "
+                             "check that its producer runs",
+                             w->name);
+                else
+                        fail(&w->done.res, E_TIMEOUT,
+                             "no room in pool %s within the timeout (%llu bytes asked); free regions, raise "
+                             "timeout_ms, or use NOFAIL to wait without limit",
+                             w->args.pool->conf.name, (unsigned long long)w->args.size);
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
         while ((p = TAILQ_FIRST(&q->ready)))
                 retry_now(core, p);
+        while ((nw = STAILQ_FIRST(&q->ready_names))) {
+                STAILQ_REMOVE_HEAD(&q->ready_names, ready_link);
+                retry_name(core, nw);
+                nw->queued = nw->gone = false;
+                namewait_put(q, nw);
+        }
 }
 
 bool core_pending(const struct core *core) {
-        return !TAILQ_EMPTY(&core->waitq.ready) || !STAILQ_EMPTY(&core->waitq.done);
+        return !TAILQ_EMPTY(&core->waitq.ready) || !STAILQ_EMPTY(&core->waitq.done) ||
+               !STAILQ_EMPTY(&core->waitq.ready_names);
 }
 
 uint64_t core_next_deadline(const struct core *core) {
@@ -243,10 +392,11 @@ bool core_done_pop(struct core *core, struct core_done *d) {
 }
 
 void core_cancel_waiters(struct core *core, const char *why) {
-        for (size_t i = 0; i < core->npools; i++) {
-                struct pool *p = core->pools[i];
-                struct waiter *w;
-                while ((w = TAILQ_FIRST(&p->waiters))) {
+        struct client *cl;
+        struct waiter *w;
+
+        TAILQ_FOREACH(cl, &core->clients, link) {
+                while ((w = TAILQ_FIRST(&cl->waiters))) {
                         fail(&w->done.res, E_CANCELLED, "%s", why);
                         w->done.grant = GRANT_NONE;
                         finish(core, w);

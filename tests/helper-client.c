@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "alloc") && argc == 5)
                 e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), NULL, &r);
         else if (!strcmp(argv[2], "attach") || (!strcmp(argv[2], "expect") && argc == 5))
-                e = alloc_region_attach(c, argv[3], &r);
+                e = alloc_region_attach(c, argv[3], 0, &r);
         else
                 return 100;
         if (e < 0)

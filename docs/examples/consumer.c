@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         /* Poll for the name: 10 ms apart, for up to 30 s. */
-        for (int i = 0; i < 3000 && (err = alloc_region_attach(c, name, &r)) == -ENOENT; i++)
+        for (int i = 0; i < 3000 && (err = alloc_region_attach(c, name, 0, &r)) == -ENOENT; i++)
                 nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
         if (err < 0) {
                 fprintf(stderr, "consumer: attaching to '%s': %s\n", name, alloc_last_error());

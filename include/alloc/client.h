@@ -54,6 +54,14 @@ extern "C" {
  * call cuMemHostAlloc(CU_MEMHOSTALLOC_WRITECOMBINED) there.
  */
 #define ALLOC_WRITECOMBINED 0x10u
+/*
+ * With a name: the name is reserved at once, but alloc_region_attach does
+ * not hand the region out (it waits, or fails with -EAGAIN) until this
+ * connection calls alloc_region_seal, typically once the bytes are written.
+ * If the connection frees or detaches it, or ends, before the Seal, the
+ * region goes (ALLOC_PERSIST or not) and waiting attaches fail with -ENOENT.
+ */
+#define ALLOC_UNSEALED 0x20u
 
 #define ALLOC_NAME_MAX 255
 
@@ -69,7 +77,7 @@ struct alloc_opts {
         uint64_t high;     /* 0: no upper limit */
         bool on_node;      /* the region must be on numa_node */
         int numa_node;
-        uint32_t flags;      /* ALLOC_ZERO | ALLOC_NOWAIT | ALLOC_NOFAIL | ALLOC_PERSIST */
+        uint32_t flags;      /* ALLOC_ZERO | ALLOC_NOWAIT | ALLOC_NOFAIL | ALLOC_PERSIST | ALLOC_UNSEALED */
         uint32_t timeout_ms; /* how long to wait for room; 0: allocd's wait_timeout */
         const char *name;    /* publish the region under this name; NULL: unnamed */
 };
@@ -212,8 +220,15 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
                      struct alloc_region *ret);
 /* Frees a region this connection holds: unpublishes its name, drops PERSIST, drops this reference. */
 int alloc_region_free(struct alloc_client *c, uint64_t id);
-/* Takes a reference to the region published as name. */
-int alloc_region_attach(struct alloc_client *c, const char *name, struct alloc_region *ret);
+/*
+ * Takes a reference to the region published as name.  With timeout_ms, waits
+ * up to that long for the name to be published and sealed (in arrival order
+ * among those waiting; -ETIMEDOUT then); 0: -ENOENT at once if there is no
+ * such name, -EAGAIN if it is not sealed yet.
+ */
+int alloc_region_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *ret);
+/* Lets a region allocated with ALLOC_UNSEALED by this connection be attached. */
+int alloc_region_seal(struct alloc_client *c, uint64_t id);
 /* Drops this connection's reference; the region goes when no reference is left. */
 int alloc_region_detach(struct alloc_client *c, uint64_t id);
 
