@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "duration.h"
 #include "wire.h"
 
 static const char *socket_path;
@@ -75,7 +76,9 @@ static const char *fmt_flags(uint32_t flags, char *buf, size_t size) {
                 uint32_t bit;
                 const char *name;
         } names[] = {
-                {ALLOC_ZERO, "zero"}, {ALLOC_NOWAIT, "nowait"}, {ALLOC_NOFAIL, "nofail"}, {ALLOC_PERSIST, "persist"}};
+                {ALLOC_ZERO, "zero"},       {ALLOC_NOWAIT, "nowait"},     {ALLOC_NOFAIL, "nofail"},
+                {ALLOC_PERSIST, "persist"}, {ALLOC_UNSEALED, "unsealed"},
+        };
         size_t n = 0;
 
         *buf = '\0';
@@ -385,6 +388,35 @@ static int cmd_free(struct ctl *ctl, int argc, char **argv) {
         return EXIT_OK;
 }
 
+/* ---- wait ---- */
+
+/* Attaches NAME, waiting for it up to DURATION (30s), then says what it is; the reference goes as allocctl exits. */
+static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
+        uint32_t ms = 30000;
+        struct alloc_region r;
+        char size[16];
+        int e;
+
+        if (argc > 1 && parse_duration_ms(argv[1], &ms) < 0) {
+                fprintf(stderr, "allocctl: wait %s %s: a duration, as 500ms, 30s or 2m\n", argv[0], argv[1]);
+                return EXIT_USAGE;
+        }
+        if ((e = alloc_region_attach(ctl->client, argv[0], ms, &r)) < 0)
+                return request_failed("wait", e);
+        if (ctl->json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "id", u64(r.id));
+                json_object_object_add(o, "kind", json_object_new_string(kind_name(r.kind)));
+                json_object_object_add(o, "addr", u64(r.addr));
+                json_object_object_add(o, "size", u64(r.size));
+                json_print(o);
+        } else {
+                printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 "\n", argv[0], r.id, kind_name(r.kind),
+                       fmt_size(r.size, size, sizeof(size)), r.addr);
+        }
+        return EXIT_OK;
+}
+
 /* ---- disconnect ---- */
 
 /* PID, or serial:N as `allocctl clients` lists it. */
@@ -442,6 +474,11 @@ static const struct command {
          "Takes the region's name and its PERSIST reference away, as its creator's Free\n"
          "would: it goes back to its pool once no connection holds it.  Only PERSIST\n"
          "regions outlive their holders, so only those can be freed this way.\n"},
+        {"wait", cmd_wait, NULL, 1, 2, "NAME [DURATION]", "wait until NAME is published and sealed",
+         "Waits up to DURATION (30s; 500ms, 2m ...) for a region to be published as NAME\n"
+         "and sealed, as a consumer's attach would, then prints its id, kind, size and\n"
+         "offset (exit 0); exit 1 if it is not there in time.  For scripts that start\n"
+         "a consumer only once its producer is ready.\n"},
         {"disconnect", cmd_disconnect, NULL, 1, 1, "PID|serial:N", "close a client's connections (its uid or root)",
          "Closes every connection of process PID, or the one connection serial:N (the\n"
          "SERIAL column of `allocctl clients`), as if the process had exited: every\n"

@@ -139,11 +139,25 @@ static void detach(int s, uint64_t region) {
         put(s, 4, ALLOCD__REQUEST__BODY_DETACH, &d);
 }
 
-static void attach(int s, const char *name) {
+static void attach_within(int s, const char *name, uint32_t timeout_ms) {
         Allocd__Attach a = ALLOCD__ATTACH__INIT;
 
         a.name = (char *)name;
+        a.has_timeout_ms = timeout_ms != 0;
+        a.timeout_ms = timeout_ms;
         put(s, 5, ALLOCD__REQUEST__BODY_ATTACH, &a);
+}
+
+static void attach(int s, const char *name) {
+        attach_within(s, name, 0);
+}
+
+static void seal(int s, uint64_t region) {
+        Allocd__Seal m = ALLOCD__SEAL__INIT;
+
+        m.has_region = true;
+        m.region = region;
+        put(s, 9, ALLOCD__REQUEST__BODY_SEAL, &m);
 }
 
 static void status(int s, uint64_t after) {
@@ -225,6 +239,27 @@ static void basics(void) {
         disconnect(0, 101, 0); /* itself: not found */
         status(0, 0);
         save("disconnect");
+
+        /* Waiting attaches: a name sealed later, one abandoned, one that times out. */
+        begin(fuzz_header(0, 0, 1, 1));
+        hello(0);
+        hello(1);
+        hello(2);
+        attach_within(1, "later", 1000);
+        attach_within(2, "later", 1000);
+        alloc(0, "h", 4096, ALLOCD__FLAG__UNSEALED, "later");
+        attach(1, "later");
+        seal(1, ID(0));
+        seal(0, ID(0));
+        seal(0, ID(0));
+        attach_within(1, "half", 1000);
+        alloc(2, "h", 8192, ALLOCD__FLAG__UNSEALED | ALLOCD__FLAG__PERSIST, "half");
+        raw(2, "", 0);
+        attach_within(1, "never", 50);
+        tick(100);
+        alloc(0, "h", 4096, ALLOCD__FLAG__UNSEALED, NULL);
+        status(0, 0);
+        save("seal-and-wait");
 }
 
 /* test-daemon-hostile.c's cases. */

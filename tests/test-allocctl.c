@@ -598,3 +598,17 @@ Test(allocctl, a_stopped_daemon_times_out) {
         cr_assert(strstr(x->err, "ALLOCD_TIMEOUT=soon is not a duration"), "%s", x->err);
         unsetenv("ALLOCD_TIMEOUT");
 }
+
+Test(allocctl, wait_for_a_name) {
+        char want[64];
+        struct run *x = allocctl(d.sock, "wait", "frame buffer", (char *)NULL);
+
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(want, sizeof(want), "frame buffer: region %llu, host, 4MiB", (unsigned long long)shared.id);
+        cr_assert(strstr(x->out, want), "%s", x->out);
+        x = allocctl(d.sock, "wait", "nobody's", "200ms", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "no region was published and sealed as 'nobody's'"), "%s", x->err);
+        x = allocctl(d.sock, "wait", "x", "soon", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+}

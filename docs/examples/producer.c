@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * producer: publishes a region under a name, writes a message into it, and
- * waits for a consumer to answer in the same memory.
+ * producer: reserves a name for a region, writes a message into it, seals it
+ * (only then can a consumer attach it), and waits for a consumer to answer in
+ * the same memory.
  *
  *   producer [NAME]          (default name: example-frame)
  *
@@ -17,7 +18,7 @@
 
 int main(int argc, char **argv) {
         const char *name = argc > 1 ? argv[1] : "example-frame";
-        struct alloc_opts opts = {.flags = ALLOC_ZERO, .name = name};
+        struct alloc_opts opts = {.flags = ALLOC_ZERO | ALLOC_UNSEALED, .name = name};
         struct alloc_client *c;
         struct alloc_region r;
 
@@ -29,6 +30,11 @@ int main(int argc, char **argv) {
         struct frame *f = r.ptr;
         snprintf(f->text, sizeof(f->text), "hello from the producer, region %llu", (unsigned long long)r.id);
         atomic_store(&f->state, 1);
+        /* Consumers waiting for the name get it now, with the message in it. */
+        if (alloc_region_seal(c, r.id) < 0) {
+                fprintf(stderr, "producer: %s\n", alloc_last_error());
+                return 1;
+        }
         printf("producer: published '%s' (%llu bytes at offset %#llx); waiting for a consumer\n", name,
                (unsigned long long)r.size, (unsigned long long)r.addr);
         fflush(stdout);
