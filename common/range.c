@@ -52,6 +52,19 @@
  *   segment that fits skips every subtree whose largest size is too small
  *   and every subtree outside the window [low, high): O(log n).
  *
+ * The treap is kept only while requests use it.  Unwindowed instant-fit and
+ * best-fit requests, and frees, need only the lists, the address list and
+ * the hash, all O(1) per change; keeping the treap would add a walk from the
+ * root for each segment inserted and rotations for each that changes class,
+ * which under churn is most of the cost (a cache miss a level at a million
+ * segments).  So the arena starts without it; the first request that
+ * searches it (a window, next fit, a fallback below) builds it from the
+ * address list in O(n), with no memory; every change keeps it from then on;
+ * and after as many operations as there are free segments with no search,
+ * it is dropped again, so that a rebuild never costs more than the upkeep it
+ * saved.  range_stats reads the largest free size from the treap when it is
+ * kept, else from the highest size class's lists.
+ *
  * Constrained requests.  For a request of size s, alignment a, phase p and
  * boundary b, every free segment of at least G bytes lying inside the window
  * is certain to hold a placement:
@@ -122,7 +135,9 @@ struct range_arena {
         uint32_t spare;   /* retired tags */
         uint32_t nspare;
         uint32_t head, tail; /* address list */
-        uint32_t root;       /* treap of free segments */
+        uint32_t root;       /* treap of free segments, while tree is set */
+        bool tree;           /* the treap is kept (see "The treap is kept" above) */
+        uint64_t tree_idle;  /* operations since a request last used the treap */
         uint32_t lists[NLISTS];
         uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
         uint32_t *buckets;
@@ -422,6 +437,8 @@ static void treap_sift_down(struct range_arena *a, uint32_t i) {
 }
 
 static void treap_insert(struct range_arena *a, uint32_t z) {
+        if (!a->tree)
+                return;
         struct seg *sz = &a->segs[z];
         uint32_t p = NIL;
         sz->left = sz->right = NIL;
@@ -444,6 +461,8 @@ static void treap_insert(struct range_arena *a, uint32_t z) {
 }
 
 static void treap_delete(struct range_arena *a, uint32_t z) {
+        if (!a->tree)
+                return;
         /* Down to a leaf, whatever the priorities say, then off. */
         for (uint32_t c; (c = treap_higher_child(a, z));)
                 treap_rotate_up(a, c);
@@ -453,18 +472,69 @@ static void treap_delete(struct range_arena *a, uint32_t z) {
 }
 
 /*
+ * Builds the treap of every free segment from the address list in O(n), as a
+ * Cartesian tree: each segment joins the right spine, below the last node
+ * that outranks it, and takes the nodes it outranks as its left subtree.  A
+ * node's subtree is complete when it leaves the spine, so its maximum is
+ * computed then.  The parent links are the spine's stack: no memory needed.
+ */
+static void treap_build(struct range_arena *a) {
+        uint32_t last = NIL;
+        a->root = NIL;
+        for (uint32_t i = a->head; i; i = a->segs[i].anext) {
+                struct seg *s = &a->segs[i];
+                if (s->state != SEG_FREE)
+                        continue;
+                uint32_t c = last, below = NIL;
+                uint64_t pi = prio(a, i);
+                for (; c && prio(a, c) < pi; below = c, c = a->segs[c].parent)
+                        a->segs[c].max = node_max(a, c);
+                s->left = below;
+                s->right = NIL;
+                if (below)
+                        a->segs[below].parent = i;
+                s->parent = c;
+                if (c)
+                        a->segs[c].right = i;
+                else
+                        a->root = i;
+                last = i;
+        }
+        for (uint32_t c = last; c; c = a->segs[c].parent)
+                a->segs[c].max = node_max(a, c);
+        a->tree = true;
+}
+
+/* A request is about to search the treap. */
+static void tree_use(struct range_arena *a) {
+        if (!a->tree)
+                treap_build(a);
+        a->tree_idle = 0;
+}
+
+/*
+ * An operation that did not use the treap: after as many of them as there
+ * are free segments (a build's cost), stop keeping it.
+ */
+static void tree_idle(struct range_arena *a) {
+        if (a->tree && ++a->tree_idle > a->nfree + 64)
+                a->tree = false;
+}
+
+/*
  * A free segment's size changed from old_size (its start may have moved, but
  * never past a neighbour): fix the maxima first, so that the rotations that
  * restore the priority order start from a consistent tree.
  */
 static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
         struct seg *s = &a->segs[i];
-        treap_fix_up(a, i);
+        if (a->tree)
+                treap_fix_up(a, i);
         if (s->list == list_of(s->start, s->size))
                 return;
         class_remove(a, i);
         class_insert(a, i);
-        if (floor_log2(old_size) == floor_log2(s->size))
+        if (!a->tree || floor_log2(old_size) == floor_log2(s->size))
                 return;
         treap_sift_up(a, i);
         treap_sift_down(a, i);
@@ -528,7 +598,8 @@ static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const s
         return NIL;
 }
 
-static uint32_t first_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+        tree_use(a);
         uint32_t i = treap_first_fit(a, a->root, w, guaranteed, x);
         if (!i && guaranteed > w->size)
                 i = treap_first_fit(a, a->root, w, w->size, x);
@@ -553,7 +624,7 @@ static unsigned sure_list(const struct range_arena *a, const struct want *w) {
         return t;
 }
 
-static uint32_t instant_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
         if (w->low == 0 && w->high == UINT64_MAX) {
                 unsigned k = first_list_from(a, sure_list(a, w));
                 if (k < NLISTS) {
@@ -804,6 +875,7 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
         if (r < 0)
                 return r;
         carve(a, f, x, w.size);
+        tree_idle(a);
         if (req && req->policy == RANGE_NEXTFIT)
                 a->rotor = x + w.size;
         *ret = x;
@@ -824,6 +896,7 @@ int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
         a->nused--;
         a->in_use -= a->segs[i].size;
         release(a, i);
+        tree_idle(a);
         return 0;
 }
 
@@ -837,6 +910,19 @@ int range_query(const struct range_arena *a, uint64_t start, uint64_t *ret_size)
         return 0;
 }
 
+/* Without the treap: the largest segment of the highest class, by a walk of its two lists. */
+static uint64_t largest_listed(const struct range_arena *a) {
+        uint64_t m = 0;
+        int w = a->list_bits[1] ? 1 : 0;
+        if (!a->list_bits[w])
+                return 0;
+        unsigned k = (unsigned)(64 * w + 63 - __builtin_clzll(a->list_bits[w])) & ~1u;
+        for (unsigned l = k; l <= k + 1; l++)
+                for (uint32_t i = a->lists[l]; i; i = a->segs[i].lnext)
+                        m = umax(m, a->segs[i].size);
+        return m;
+}
+
 void range_stats(const struct range_arena *a, struct range_stats *st) {
         if (!a) {
                 *st = (struct range_stats){0};
@@ -847,7 +933,7 @@ void range_stats(const struct range_arena *a, struct range_stats *st) {
                 .total = a->total,
                 .in_use = a->in_use,
                 .free = a->total - a->in_use,
-                .largest_free = sub_max(a, a->root),
+                .largest_free = a->tree ? sub_max(a, a->root) : largest_listed(a),
                 .free_segments = a->nfree,
                 .used_segments = a->nused,
                 .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + (uint64_t)a->nbuckets * sizeof(uint32_t),
@@ -904,6 +990,10 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
         return r;
 }
 
+void range_arena_drop_tree(struct range_arena *a) {
+        a->tree = false;
+}
+
 int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
         uint32_t prev = NIL;
@@ -952,6 +1042,8 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         if (listed != nfree)
                 BAD("the free lists hold %llu segments or more, %llu are free", (unsigned long long)listed,
                     (unsigned long long)nfree);
+        if (!a->tree)
+                return 0;
         int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
         if (r < 0)
                 return r;

@@ -427,6 +427,9 @@ void model_step(struct model *m) {
                 op_free(m);
         else
                 op_query(m);
+        /* The next search rebuilds the treap from the address list: the rebuild is checked too. */
+        if (rnd(m, 100) == 0)
+                range_arena_drop_tree(m->a);
         CHECK(m, range_arena_check(m->a, why, sizeof(why)) == 0, "arena corrupt: %s", why);
         compute_runs(m);
         check_stats(m);
