@@ -19,14 +19,18 @@ const char *const mix_col_names[MIX_COLS] = {"unaligned q=1", "aligned q=1", "un
 static const uint64_t col_quantum[MIX_COLS] = {1, 1, 4 * KIB, 4 * KIB};
 static const bool col_aligned[MIX_COLS] = {false, true, false, true};
 
+struct live {
+        uint64_t start;
+        uint8_t log2size;
+};
+
 /* One allocator and its live ranges; exactly one of arena, ma, opae is set. */
 struct mix {
         struct range_arena *arena;
         struct mem_alloc ma;
         struct opae_list opae;
         bool use_ma, use_opae, aligned;
-        uint64_t *start;
-        uint8_t *log2size;
+        struct live *live; /* one array, so that the benchmark's own step costs one cache miss */
         uint64_t n, next;
 };
 
@@ -52,9 +56,10 @@ static uint64_t mix_get(struct mix *m, unsigned lg) {
 }
 
 static void mix_put(struct mix *m, uint64_t i) {
-        int r = m->use_opae ? opae_put(&m->opae, m->start[i])
-                : m->use_ma ? mem_alloc_put(&m->ma, m->start[i])
-                            : range_free(m->arena, m->start[i], UINT64_C(1) << m->log2size[i]);
+        const struct live *l = &m->live[i];
+        int r = m->use_opae ? opae_put(&m->opae, l->start)
+                : m->use_ma ? mem_alloc_put(&m->ma, l->start)
+                            : range_free(m->arena, l->start, UINT64_C(1) << l->log2size);
         if (r < 0)
                 die("mixed churn: freeing", r);
 }
@@ -64,8 +69,8 @@ static void mix_steps(void *subject, uint64_t first, unsigned count) {
         for (uint64_t s = first; s < first + count; s++) {
                 uint64_t z = mix_rand(s), i = (z & 0xFFFFFFFF) % m->n;
                 mix_put(m, i);
-                m->log2size[i] = (uint8_t)(12 + (z >> 32) % 5);
-                m->start[i] = mix_get(m, m->log2size[i]);
+                m->live[i].log2size = (uint8_t)(12 + (z >> 32) % 5);
+                m->live[i].start = mix_get(m, m->live[i].log2size);
         }
 }
 
@@ -82,13 +87,12 @@ static void mix_build(struct mix *m, int col, uint64_t n, int flavour) {
                 r = mem_alloc_add_free(&m->ma, 0, span);
         } else if ((r = range_arena_new(&m->arena, col_quantum[col])) >= 0)
                 r = range_add(m->arena, 0, span);
-        m->start = malloc(n * sizeof(*m->start));
-        m->log2size = malloc(n);
-        if (r < 0 || !m->start || !m->log2size)
+        m->live = malloc(n * sizeof(*m->live));
+        if (r < 0 || !m->live)
                 die("mixed churn: building", r < 0 ? r : -ENOMEM);
         for (uint64_t i = 0; i < n; i++) {
-                m->log2size[i] = (uint8_t)(12 + mix_rand(UINT64_MAX - i) % 5);
-                m->start[i] = mix_get(m, m->log2size[i]);
+                m->live[i].log2size = (uint8_t)(12 + mix_rand(UINT64_MAX - i) % 5);
+                m->live[i].start = mix_get(m, m->live[i].log2size);
         }
         uint64_t warm = n < 100000 ? 200000 : 2 * n;
         if (m->use_opae)
@@ -104,8 +108,7 @@ static void mix_free(struct mix *m) {
                 mem_alloc_destroy(&m->ma);
         else
                 range_arena_free(m->arena);
-        free(m->start);
-        free(m->log2size);
+        free(m->live);
 }
 
 void mix_init(void) {
