@@ -88,8 +88,8 @@
  * Policies.  Instant fit: the free lists, falling back to the treap.  Best
  * fit: the smallest free segment that holds the request, lowest address on
  * ties; it scans the size classes (both lists of each) from the request's
- * upward and stops at the first class with a fit, so it is linear in the length of the classes it
- * scans.  Next fit: treap first fit starting just after the previous next-fit
+ * upward and stops at the first class with a fit, so it is linear in the
+ * length of the classes it scans.  Next fit: treap first fit starting just after the previous next-fit
  * range (a rotor), wrapping round once; it keeps recently freed ranges from
  * being handed out again at once.
  *
