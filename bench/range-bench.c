@@ -19,10 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "alloc/range.h"
+#include "bench-util.h"
 #include "firstfit.h"
+#include "range-mixed.h"
 
 #define Q UINT64_C(4096)
 #define TAIL (UINT64_C(256) << 20)
@@ -51,19 +52,6 @@ struct row {
 };
 
 static uint64_t sizes[NSIZES];
-static double min_seconds = 0.3; /* per measurement, split over TRIALS */
-#define TRIALS 5
-
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int r) {
-        fprintf(stderr, "range-bench: %s: %s\n", what, strerror(-r));
-        exit(1);
-}
 
 static struct range_req range_req_for(uint64_t live, enum kind kind) {
         if (kind != CONSTRAINED)
@@ -96,16 +84,6 @@ static void build_ff(struct firstfit *f, uint64_t live) {
         ff_append(f, 2 * live * Q, TAIL);
 }
 
-static int cmp_double(const void *x, const void *y) {
-        double a = *(const double *)x, b = *(const double *)y;
-        return (a > b) - (a < b);
-}
-
-static double median(double *v, int n) {
-        qsort(v, (size_t)n, sizeof(*v), cmp_double);
-        return v[n / 2];
-}
-
 /* The allocator under test and its state, for one workload. */
 struct subject {
         struct range_arena *arena; /* or: */
@@ -113,10 +91,8 @@ struct subject {
         struct range_req req;
         uint64_t *live; /* churn: the live ranges */
         uint64_t nlive;
+        uint64_t next; /* the next step */
 };
-
-/* Runs steps first .. first + count - 1 of a workload. */
-typedef void (*steps_fn)(struct subject *s, uint64_t first, unsigned count);
 
 static uint64_t *churn_slot(struct subject *s, uint64_t step) {
         uint64_t z = (step + 1) * UINT64_C(0x9E3779B97F4A7C15);
@@ -124,7 +100,8 @@ static uint64_t *churn_slot(struct subject *s, uint64_t step) {
         return &s->live[(z ^ (z >> 29)) % s->nlive];
 }
 
-static void range_pairs(struct subject *s, uint64_t first, unsigned count) {
+static void range_pairs(void *subject, uint64_t first, unsigned count) {
+        struct subject *s = subject;
         uint64_t x;
         for (uint64_t n = first; n < first + count; n++) {
                 uint64_t size = sizes[n % NSIZES];
@@ -134,7 +111,8 @@ static void range_pairs(struct subject *s, uint64_t first, unsigned count) {
         }
 }
 
-static void range_churn(struct subject *s, uint64_t first, unsigned count) {
+static void range_churn(void *subject, uint64_t first, unsigned count) {
+        struct subject *s = subject;
         for (uint64_t n = first; n < first + count; n++) {
                 uint64_t *slot = churn_slot(s, n);
                 int r = range_free(s->arena, *slot, Q);
@@ -147,7 +125,8 @@ static struct ff_req ff_req_of(const struct range_req *r) {
         return (struct ff_req){.align = r->align, .boundary = r->boundary, .low = r->low, .high = r->high};
 }
 
-static void ff_pairs(struct subject *s, uint64_t first, unsigned count) {
+static void ff_pairs(void *subject, uint64_t first, unsigned count) {
+        struct subject *s = subject;
         struct ff_req req = ff_req_of(&s->req);
         uint64_t x;
         for (uint64_t n = first; n < first + count; n++) {
@@ -159,7 +138,8 @@ static void ff_pairs(struct subject *s, uint64_t first, unsigned count) {
         }
 }
 
-static void ff_churn(struct subject *s, uint64_t first, unsigned count) {
+static void ff_churn(void *subject, uint64_t first, unsigned count) {
+        struct subject *s = subject;
         for (uint64_t n = first; n < first + count; n++) {
                 uint64_t *slot = churn_slot(s, n);
                 ff_free(s->ff, *slot, Q);
@@ -167,22 +147,6 @@ static void ff_churn(struct subject *s, uint64_t first, unsigned count) {
                 if (r < 0)
                         die("first-fit churn", r);
         }
-}
-
-/*
- * One trial: batches of steps until its share of min_seconds has passed (and
- * at least 3 steps ran); returns ns per step and adds the steps to *total.
- */
-static double time_trial(steps_fn fn, struct subject *s, unsigned batch, uint64_t *total) {
-        uint64_t n = 0;
-        double t0 = now(), t;
-        do {
-                fn(s, n, batch);
-                n += batch;
-                t = now() - t0;
-        } while (t < min_seconds / TRIALS || n < 3);
-        *total += n;
-        return t * 1e9 / (double)n;
 }
 
 /* The flatness reference: a 1,000-live arena, timed beside every row (see measure()). */
@@ -211,10 +175,11 @@ static void measure(struct row *row) {
                 struct subject ref = {.arena = reference};
                 uint64_t ref_steps = 0;
                 for (int t = 0; t < TRIALS; t++) {
-                        r_ns[t] = time_trial(churn ? range_churn : range_pairs, &rs, 256, &row->range_pairs[w]);
-                        f_ns[t] = time_trial(churn ? ff_churn : ff_pairs, &fs, 1, &row->ff_pairs[w]);
+                        r_ns[t] =
+                                time_trial(churn ? range_churn : range_pairs, &rs, 256, &rs.next, &row->range_pairs[w]);
+                        f_ns[t] = time_trial(churn ? ff_churn : ff_pairs, &fs, 1, &fs.next, &row->ff_pairs[w]);
                         if (workloads[w].kind == UNCONSTRAINED)
-                                ref_ns[t] = time_trial(range_pairs, &ref, 256, &ref_steps);
+                                ref_ns[t] = time_trial(range_pairs, &ref, 256, &ref.next, &ref_steps);
                 }
                 row->range_ns[w] = median(r_ns, TRIALS);
                 row->ff_ns[w] = median(f_ns, TRIALS);
@@ -233,12 +198,6 @@ static const struct row *find_row(const struct row *rows, size_t n, uint64_t liv
                         return &rows[i];
         return NULL;
 }
-
-struct target {
-        const char *what;
-        double value, limit;
-        bool at_most; /* value <= limit, else value >= limit */
-};
 
 static void cpu_model(char *buf, size_t size) {
         FILE *fp = fopen("/proc/cpuinfo", "re");
@@ -275,21 +234,25 @@ static int bad_arg(const char *option, const char *value, const char *want) {
 
 static void usage(FILE *out) {
         fprintf(out,
-                "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]]\n"
+                "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]] [--only classic|mixed]\n"
                 "  --json         print JSON instead of a table\n"
                 "  --cpu N        pin to CPU N (default: not pinned; the CPUs used are reported)\n"
                 "  --seconds S    minimum time per measurement, over %d trials (default 0.3)\n"
-                "  --live LIST    live-range counts (default 1000,10000,100000,1000000)\n",
+                "  --live LIST    live-range counts (default 1000,10000,100000,1000000)\n"
+                "  --only PART    only the classic workloads (first table) or only the mixed churn (second)\n",
                 TRIALS);
 }
 
 int main(int argc, char **argv) {
+        /* clang-format off */
         static const struct option opts[] = {
                 {"json", no_argument, NULL, 'j'},          {"cpu", required_argument, NULL, 'c'},
                 {"seconds", required_argument, NULL, 's'}, {"live", required_argument, NULL, 'l'},
-                {"help", no_argument, NULL, 'h'},          {0},
+                {"only", required_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},
+                {0},
         };
-        bool json = false, pin = false;
+        /* clang-format on */
+        bool json = false, pin = false, classic = true, mixed = true;
         uint64_t cpu = 0, lives[16] = {1000, 10000, 100000, 1000000};
         size_t nrows = 4;
         int c;
@@ -326,6 +289,12 @@ int main(int argc, char **argv) {
                                 return bad_arg("--live", optarg, want);
                         break;
                 }
+                case 'o':
+                        if (strcmp(optarg, "classic") != 0 && strcmp(optarg, "mixed") != 0)
+                                return bad_arg("--only", optarg, "classic or mixed");
+                        classic = strcmp(optarg, "classic") == 0;
+                        mixed = !classic;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -355,15 +324,25 @@ int main(int argc, char **argv) {
                 sizes[i] = (2 + (v >> 33) % 8) * Q;
         }
 
-        reference = build_range(1000);
         int cpu_first = sched_getcpu();
         struct row rows[16] = {0};
-        for (size_t i = 0; i < nrows; i++) {
+        struct mix_row mrows[16] = {0};
+        size_t ncrows = classic ? nrows : 0, nmrows = mixed ? nrows : 0;
+        reference = classic ? build_range(1000) : NULL;
+        for (size_t i = 0; i < ncrows; i++) {
                 rows[i].live = lives[i];
                 measure(&rows[i]);
         }
-        int cpu_last = sched_getcpu();
         reference = range_arena_free(reference);
+        if (mixed)
+                mix_init();
+        for (size_t i = 0; i < nmrows; i++) {
+                mrows[i].live = lives[i];
+                mix_measure(&mrows[i]);
+        }
+        if (mixed)
+                mix_done();
+        int cpu_last = sched_getcpu();
 
         char model[128], placement[96];
         cpu_model(model, sizeof(model));
@@ -374,14 +353,15 @@ int main(int argc, char **argv) {
                          cpu_last);
 
         /* The targets of the issue, checked against what this run measured. */
-        struct target targets[8];
+        struct target targets[8 + MIX_TARGETS];
         size_t nt = 0;
-        const struct row *hi = find_row(rows, nrows, 1000000), *mid = find_row(rows, nrows, 10000);
+        const struct row *hi = find_row(rows, ncrows, 1000000), *mid = find_row(rows, ncrows, 10000);
         double worst_unc = 0;
-        for (size_t i = 0; i < nrows; i++)
+        for (size_t i = 0; i < ncrows; i++)
                 if (rows[i].range_ns[0] > worst_unc)
                         worst_unc = rows[i].range_ns[0];
-        targets[nt++] = (struct target){"unconstrained ns/pair, worst size", worst_unc, 150, true};
+        if (ncrows)
+                targets[nt++] = (struct target){"unconstrained ns/pair, worst size", worst_unc, 150, true};
         if (hi)
                 targets[nt++] = (struct target){"unconstrained 1M live / 1k live (interleaved)",
                                                 hi->range_ns[0] / hi->ref_ns, 2, true};
@@ -393,6 +373,7 @@ int main(int argc, char **argv) {
         if (mid)
                 targets[nt++] = (struct target){"first-fit / range at 10k live, constrained",
                                                 mid->ff_ns[1] / mid->range_ns[1], 100, false};
+        nt += mix_targets(mrows, nmrows, targets + nt);
 
         if (json) {
                 json_object *root = json_object_new_object(), *jrows = json_object_new_array(),
@@ -401,7 +382,7 @@ int main(int argc, char **argv) {
                 json_object_object_add(root, "cpu_model", json_object_new_string(model));
                 json_object_object_add(root, "placement", json_object_new_string(placement));
                 json_object_object_add(root, "quantum", json_object_new_uint64(Q));
-                for (size_t i = 0; i < nrows; i++) {
+                for (size_t i = 0; i < ncrows; i++) {
                         json_object *r = json_object_new_object();
                         json_object_object_add(r, "live", json_object_new_uint64(rows[i].live));
                         json_object_object_add(r, "meta_bytes_per_segment",
@@ -424,6 +405,7 @@ int main(int argc, char **argv) {
                         json_object_array_add(jrows, r);
                 }
                 json_object_object_add(root, "rows", jrows);
+                json_object_object_add(root, "mixed_churn", mix_json(mrows, nmrows));
                 for (size_t i = 0; i < nt; i++) {
                         json_object *t = json_object_new_object();
                         json_object_object_add(t, "what", json_object_new_string(targets[i].what));
@@ -441,31 +423,38 @@ int main(int argc, char **argv) {
                 return 0;
         }
 
-        printf("range-bench: ns per alloc+free pair, quantum 4 KiB, %s, %s\n", model, placement);
-        printf("constrained = align 64 KiB, boundary 1 MiB, window from the middle of the holes; each figure is the\n"
-               "median of %d interleaved trials; churn = free a random live range, allocate one quantum;\n"
-               "metadata = all arena heap / segments, growth slack included; flat = unconstrained ns\n"
-               "divided by the same pairs on a 1,000-live arena timed in the same trials\n\n",
-               TRIALS);
-        printf("%12s |", "");
-        for (size_t w = 0; w < NWORK; w++)
-                printf(" %28s |", workloads[w].name);
-        printf(" %10s | %6s\n%12s |", "metadata", "flat", "live ranges");
-        for (size_t w = 0; w < NWORK; w++)
-                printf(" %9s %10s %7s |", "range", "first-fit", "ratio");
-        printf(" %10s | %6s\n", "B/segment", "vs 1k");
-        for (size_t i = 0; i < nrows; i++) {
-                const struct row *r = &rows[i];
-                printf("%12llu |", (unsigned long long)r->live);
+        printf("range-bench: %s, %s\n", model, placement);
+        if (ncrows) {
+                printf("\nns per alloc+free pair, quantum 4 KiB; ");
+                printf("constrained = align 64 KiB, boundary 1 MiB, window from the middle of the holes; each figure "
+                       "is the\n"
+                       "median of %d interleaved trials; churn = free a random live range, allocate one quantum;\n"
+                       "metadata = all arena heap / segments, growth slack included; flat = unconstrained ns\n"
+                       "divided by the same pairs on a 1,000-live arena timed in the same trials\n\n",
+                       TRIALS);
+                printf("%12s |", "");
                 for (size_t w = 0; w < NWORK; w++)
-                        printf(" %9.1f %10.0f %6.0fx |", r->range_ns[w], r->ff_ns[w], r->ff_ns[w] / r->range_ns[w]);
-                printf(" %10.1f | %5.2fx\n", r->meta_per_seg, r->range_ns[0] / r->ref_ns);
+                        printf(" %28s |", workloads[w].name);
+                printf(" %10s | %6s\n%12s |", "metadata", "flat", "live ranges");
+                for (size_t w = 0; w < NWORK; w++)
+                        printf(" %9s %10s %7s |", "range", "first-fit", "ratio");
+                printf(" %10s | %6s\n", "B/segment", "vs 1k");
+                for (size_t i = 0; i < ncrows; i++) {
+                        const struct row *r = &rows[i];
+                        printf("%12llu |", (unsigned long long)r->live);
+                        for (size_t w = 0; w < NWORK; w++)
+                                printf(" %9.1f %10.0f %6.0fx |", r->range_ns[w], r->ff_ns[w],
+                                       r->ff_ns[w] / r->range_ns[w]);
+                        printf(" %10.1f | %5.2fx\n", r->meta_per_seg, r->range_ns[0] / r->ref_ns);
+                }
         }
+        if (nmrows)
+                mix_print(mrows, nmrows);
         printf("\n");
         for (size_t i = 0; i < nt; i++) {
                 bool met = targets[i].at_most ? targets[i].value <= targets[i].limit
                                               : targets[i].value >= targets[i].limit;
-                printf("target %-46s %10.2f %s %-6.0f %s\n", targets[i].what, targets[i].value,
+                printf("target %-46s %10.2f %s %-6g %s\n", targets[i].what, targets[i].value,
                        targets[i].at_most ? "<=" : ">=", targets[i].limit, met ? "met" : "MISSED");
         }
         return 0;

@@ -27,11 +27,17 @@
  *
  * Free segments are in two structures at once:
  *
- *   Size classes.  List k holds the free segments with 2^k <= size < 2^(k+1),
- *   and bit k of a bitmap says whether list k is non-empty.  Any segment in a
- *   class at or above ceil(log2(n)) holds n bytes, so "instant fit" is: find
- *   the lowest set bit at or above that class, take the head of that list.
- *   O(1), whatever the fragmentation.
+ *   Size classes.  Class k holds the free segments with 2^k <= size <
+ *   2^(k+1), in two lists: list 2k+1 those that hold a block of 2^k bytes
+ *   aligned to 2^k, list 2k those that do not (a segment of class k always
+ *   holds an aligned block of 2^(k-1)).  A bitmap says which lists are
+ *   non-empty.  Any segment in a class at or above ceil(log2(n)) holds n
+ *   bytes, and any segment on list 2m+1 or above holds a block aligned to
+ *   2^m, so "instant fit" is: find the lowest set bit at or above the first
+ *   list whose every segment holds the request, take the head of that list.
+ *   O(1), whatever the fragmentation.  The second list is what makes
+ *   requests aligned to their size (most device users') instant: with sizes
+ *   alone they would need a segment of twice their size.
  *
  *   Address treap.  A binary search tree ordered by start, each node
  *   augmented with the largest free size in its subtree (as Linux drm_mm
@@ -45,6 +51,19 @@
  *   class is rotated to its new place.  A search for the lowest-addressed
  *   segment that fits skips every subtree whose largest size is too small
  *   and every subtree outside the window [low, high): O(log n).
+ *
+ * The treap is kept only while requests use it.  Unwindowed instant-fit and
+ * best-fit requests, and frees, need only the lists, the address list and
+ * the hash, all O(1) per change; keeping the treap would add a walk from the
+ * root for each segment inserted and rotations for each that changes class,
+ * which under churn is most of the cost (a cache miss a level at a million
+ * segments).  So the arena starts without it; the first request that
+ * searches it (a window, next fit, a fallback below) builds it from the
+ * address list in O(n), with no memory; every change keeps it from then on;
+ * and after as many operations as there are free segments with no search,
+ * it is dropped again, so that a rebuild never costs more than the upkeep it
+ * saved.  range_stats reads the largest free size from the treap when it is
+ * kept, else from the highest size class's lists.
  *
  * Constrained requests.  For a request of size s, alignment a, phase p and
  * boundary b, every free segment of at least G bytes lying inside the window
@@ -60,14 +79,17 @@
  * each candidate exactly; that second pass is linear in the number of free
  * segments between s and G bytes in the worst case, and it is what keeps the
  * contract: a request fails only if no placement satisfying all of its
- * constraints exists.  Unwindowed instant-fit requests use G with the size
- * classes and stay O(1).
+ * constraints exists.  Unwindowed instant-fit requests use the free lists
+ * and stay O(1): a segment of G bytes, or one holding a block aligned to its
+ * size 2^m >= max(a, p + s) (when 2^m <= b, such a block crosses no
+ * boundary line), certainly holds a placement; the lower of the two lists
+ * these conditions give is where the search starts.
  *
- * Policies.  Instant fit: size classes, falling back to the treap.  Best
+ * Policies.  Instant fit: the free lists, falling back to the treap.  Best
  * fit: the smallest free segment that holds the request, lowest address on
- * ties; it scans the size classes from the request's upward and stops at the
- * first class with a fit, so it is linear in the length of the classes it
- * scans.  Next fit: treap first fit starting just after the previous next-fit
+ * ties; it scans the size classes (both lists of each) from the request's
+ * upward and stops at the first class with a fit, so it is linear in the
+ * length of the classes it scans.  Next fit: treap first fit starting just after the previous next-fit
  * range (a rotor), wrapping round once; it keeps recently freed ranges from
  * being handed out again at once.
  *
@@ -83,6 +105,7 @@
 
 #define NIL 0u
 #define NCLASSES 64
+#define NLISTS (2 * NCLASSES)           /* two lists a size class: see "Size classes" above */
 #define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
 
 enum seg_state {
@@ -99,7 +122,8 @@ struct seg {
         uint32_t lprev, lnext; /* free: size-class list; used: hash chain (lnext) */
         uint32_t left, right;  /* free: treap children */
         uint32_t parent;       /* free: treap parent */
-        uint32_t state;
+        uint16_t state;
+        uint16_t list; /* free: the free list it is on */
 };
 
 _Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash bucket");
@@ -111,9 +135,11 @@ struct range_arena {
         uint32_t spare;   /* retired tags */
         uint32_t nspare;
         uint32_t head, tail; /* address list */
-        uint32_t root;       /* treap of free segments */
-        uint32_t classes[NCLASSES];
-        uint64_t class_bits;
+        uint32_t root;       /* treap of free segments, while tree is set */
+        bool tree;           /* the treap is kept (see "The treap is kept" above) */
+        uint64_t tree_idle;  /* operations since a request last used the treap */
+        uint32_t lists[NLISTS];
+        uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
         uint32_t *buckets;
         uint32_t nbuckets; /* a power of two, or 0 before the first allocation */
         unsigned hash_shift;
@@ -225,33 +251,63 @@ static void addr_unlink(struct range_arena *a, uint32_t i) {
 
 /* ---- size classes -------------------------------------------------------- */
 
+/* Does [start, start + size) hold a block of 2^floor_log2(size) bytes aligned to its size? */
+static inline bool holds_aligned_block(uint64_t start, uint64_t size) {
+        uint64_t b = UINT64_C(1) << floor_log2(size);
+        return (-start & (b - 1)) <= size - b;
+}
+
+static inline unsigned list_of(uint64_t start, uint64_t size) {
+        return 2 * floor_log2(size) + holds_aligned_block(start, size);
+}
+
 static void class_insert(struct range_arena *a, uint32_t i) {
-        unsigned k = floor_log2(a->segs[i].size);
-        uint32_t h = a->classes[k];
+        unsigned k = list_of(a->segs[i].start, a->segs[i].size);
+        uint32_t h = a->lists[k];
+        a->segs[i].list = (uint16_t)k;
         a->segs[i].lprev = NIL;
         a->segs[i].lnext = h;
         if (h)
                 a->segs[h].lprev = i;
-        a->classes[k] = i;
-        a->class_bits |= UINT64_C(1) << k;
+        a->lists[k] = i;
+        a->list_bits[k / 64] |= UINT64_C(1) << (k % 64);
 }
 
-static void class_remove_k(struct range_arena *a, uint32_t i, unsigned k) {
+static void class_remove(struct range_arena *a, uint32_t i) {
         uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
+        unsigned k = a->segs[i].list;
         if (p)
                 a->segs[p].lnext = n;
         else
-                a->classes[k] = n;
+                a->lists[k] = n;
         if (n)
                 a->segs[n].lprev = p;
-        if (!a->classes[k])
-                a->class_bits &= ~(UINT64_C(1) << k);
+        if (!a->lists[k])
+                a->list_bits[k / 64] &= ~(UINT64_C(1) << (k % 64));
+}
+
+/* The lowest non-empty list at or above k, or NLISTS. */
+static unsigned first_list_from(const struct range_arena *a, unsigned k) {
+        for (; k < NLISTS; k = (k / 64 + 1) * 64) {
+                uint64_t bits = a->list_bits[k / 64] & (~UINT64_C(0) << (k % 64));
+                if (bits)
+                        return k / 64 * 64 + (unsigned)__builtin_ctzll(bits);
+        }
+        return NLISTS;
 }
 
 /* ---- hash of used segments ----------------------------------------------- */
 
+/*
+ * Starts aligned to their sizes are a lattice that a single multiply spreads
+ * badly (at a million ranges aligned to 4-64 KiB, 2.4 probes a lookup instead
+ * of 1.5, each probe a tag that is likely a cache miss): mix twice.
+ */
 static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
-        return (uint32_t)((start * UINT64_C(0x9E3779B97F4A7C15)) >> a->hash_shift);
+        uint64_t z = start * UINT64_C(0x9E3779B97F4A7C15);
+        z ^= z >> 29;
+        z *= UINT64_C(0xBF58476D1CE4E5B9);
+        return (uint32_t)(z >> a->hash_shift);
 }
 
 static int hash_reserve(struct range_arena *a) {
@@ -389,6 +445,8 @@ static void treap_sift_down(struct range_arena *a, uint32_t i) {
 }
 
 static void treap_insert(struct range_arena *a, uint32_t z) {
+        if (!a->tree)
+                return;
         struct seg *sz = &a->segs[z];
         uint32_t p = NIL;
         sz->left = sz->right = NIL;
@@ -411,6 +469,8 @@ static void treap_insert(struct range_arena *a, uint32_t z) {
 }
 
 static void treap_delete(struct range_arena *a, uint32_t z) {
+        if (!a->tree)
+                return;
         /* Down to a leaf, whatever the priorities say, then off. */
         for (uint32_t c; (c = treap_higher_child(a, z));)
                 treap_rotate_up(a, c);
@@ -420,17 +480,70 @@ static void treap_delete(struct range_arena *a, uint32_t z) {
 }
 
 /*
+ * Builds the treap of every free segment from the address list in O(n), as a
+ * Cartesian tree: each segment joins the right spine, below the last node
+ * that outranks it, and takes the nodes it outranks as its left subtree.  A
+ * node's subtree is complete when it leaves the spine, so its maximum is
+ * computed then.  The parent links are the spine's stack: no memory needed.
+ */
+static void treap_build(struct range_arena *a) {
+        uint32_t last = NIL;
+        a->root = NIL;
+        for (uint32_t i = a->head; i; i = a->segs[i].anext) {
+                struct seg *s = &a->segs[i];
+                if (s->state != SEG_FREE)
+                        continue;
+                uint32_t c = last, below = NIL;
+                uint64_t pi = prio(a, i);
+                for (; c && prio(a, c) < pi; below = c, c = a->segs[c].parent)
+                        a->segs[c].max = node_max(a, c);
+                s->left = below;
+                s->right = NIL;
+                if (below)
+                        a->segs[below].parent = i;
+                s->parent = c;
+                if (c)
+                        a->segs[c].right = i;
+                else
+                        a->root = i;
+                last = i;
+        }
+        for (uint32_t c = last; c; c = a->segs[c].parent)
+                a->segs[c].max = node_max(a, c);
+        a->tree = true;
+}
+
+/* A request is about to search the treap. */
+static void tree_use(struct range_arena *a) {
+        if (!a->tree)
+                treap_build(a);
+        a->tree_idle = 0;
+}
+
+/*
+ * An operation that did not use the treap: after as many of them as there
+ * are free segments (a build's cost), stop keeping it.
+ */
+static void tree_idle(struct range_arena *a) {
+        if (a->tree && ++a->tree_idle > a->nfree + 64)
+                a->tree = false;
+}
+
+/*
  * A free segment's size changed from old_size (its start may have moved, but
  * never past a neighbour): fix the maxima first, so that the rotations that
  * restore the priority order start from a consistent tree.
  */
 static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
-        unsigned k = floor_log2(old_size);
-        treap_fix_up(a, i);
-        if (k == floor_log2(a->segs[i].size))
+        struct seg *s = &a->segs[i];
+        if (a->tree)
+                treap_fix_up(a, i);
+        if (s->list == list_of(s->start, s->size))
                 return;
-        class_remove_k(a, i, k);
+        class_remove(a, i);
         class_insert(a, i);
+        if (!a->tree || floor_log2(old_size) == floor_log2(s->size))
+                return;
         treap_sift_up(a, i);
         treap_sift_down(a, i);
 }
@@ -493,19 +606,37 @@ static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const s
         return NIL;
 }
 
-static uint32_t first_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+        tree_use(a);
         uint32_t i = treap_first_fit(a, a->root, w, guaranteed, x);
         if (!i && guaranteed > w->size)
                 i = treap_first_fit(a, a->root, w, w->size, x);
         return i;
 }
 
-static uint32_t instant_fit(const struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+/* The ceiling of log2(v), v > 0. */
+static inline unsigned ceil_log2(uint64_t v) {
+        return floor_log2(v) + !is_pow2(v);
+}
+
+/*
+ * The lowest free list whose every segment certainly holds a placement of w
+ * (an unwindowed request): a size of at least G, or a block aligned to its
+ * size 2^m >= max(align, phase + size) that no boundary line crosses.
+ */
+static unsigned sure_list(const struct range_arena *a, const struct want *w) {
+        unsigned k = ceil_log2(guaranteed_size(a, w)), m = ceil_log2(umax(w->align, sat_add(w->phase, w->size)));
+        unsigned t = k < NCLASSES ? 2 * k : NLISTS;
+        if (m < NCLASSES && (!w->boundary || UINT64_C(1) << m <= w->boundary))
+                t = umin(t, 2 * m + 1);
+        return t;
+}
+
+static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
         if (w->low == 0 && w->high == UINT64_MAX) {
-                unsigned k = floor_log2(guaranteed) + !is_pow2(guaranteed);
-                uint64_t bits = k < NCLASSES ? a->class_bits & (~UINT64_C(0) << k) : 0;
-                if (bits) {
-                        uint32_t i = a->classes[__builtin_ctzll(bits)];
+                unsigned k = first_list_from(a, sure_list(a, w));
+                if (k < NLISTS) {
+                        uint32_t i = a->lists[k];
                         if (place(&a->segs[i], w, x))
                                 return i;
                 }
@@ -515,19 +646,21 @@ static uint32_t instant_fit(const struct range_arena *a, const struct want *w, u
 
 static uint32_t best_fit(const struct range_arena *a, const struct want *w, uint64_t *ret) {
         uint32_t best = NIL;
-        uint64_t bits = a->class_bits & (~UINT64_C(0) << floor_log2(w->size));
-        for (; bits && !best; bits &= bits - 1) {
+        /* The two lists of a class hold sizes in the same range: scan both before stopping. */
+        for (unsigned k = first_list_from(a, 2 * floor_log2(w->size)); k < NLISTS && !best;
+             k = first_list_from(a, (k | 1) + 1)) {
                 uint64_t x;
-                for (uint32_t i = a->classes[__builtin_ctzll(bits)]; i; i = a->segs[i].lnext) {
-                        const struct seg *s = &a->segs[i];
-                        if (s->size < w->size || !place(s, w, &x))
-                                continue;
-                        const struct seg *b = &a->segs[best];
-                        if (!best || s->size < b->size || (s->size == b->size && s->start < b->start)) {
-                                best = i;
-                                *ret = x;
+                for (unsigned l = k; l <= (k | 1); l++)
+                        for (uint32_t i = a->lists[l]; i; i = a->segs[i].lnext) {
+                                const struct seg *s = &a->segs[i];
+                                if (s->size < w->size || !place(s, w, &x))
+                                        continue;
+                                const struct seg *b = &a->segs[best];
+                                if (!best || s->size < b->size || (s->size == b->size && s->start < b->start)) {
+                                        best = i;
+                                        *ret = x;
+                                }
                         }
-                }
         }
         return best;
 }
@@ -553,7 +686,7 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
 
         if (x == start && x + size == end) {
                 treap_delete(a, f);
-                class_remove_k(a, f, floor_log2(old));
+                class_remove(a, f);
                 a->nfree--;
                 u = f;
         } else {
@@ -606,7 +739,7 @@ static void release(struct range_arena *a, uint32_t i) {
                 if (right) {
                         struct seg *sn = &a->segs[n];
                         treap_delete(a, n);
-                        class_remove_k(a, n, floor_log2(sn->size));
+                        class_remove(a, n);
                         sp->size += sn->size;
                         addr_unlink(a, n);
                         tag_put(a, n);
@@ -750,6 +883,7 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
         if (r < 0)
                 return r;
         carve(a, f, x, w.size);
+        tree_idle(a);
         if (req && req->policy == RANGE_NEXTFIT)
                 a->rotor = x + w.size;
         *ret = x;
@@ -770,6 +904,7 @@ int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
         a->nused--;
         a->in_use -= a->segs[i].size;
         release(a, i);
+        tree_idle(a);
         return 0;
 }
 
@@ -783,6 +918,19 @@ int range_query(const struct range_arena *a, uint64_t start, uint64_t *ret_size)
         return 0;
 }
 
+/* Without the treap: the largest segment of the highest class, by a walk of its two lists. */
+static uint64_t largest_listed(const struct range_arena *a) {
+        uint64_t m = 0;
+        int w = a->list_bits[1] ? 1 : 0;
+        if (!a->list_bits[w])
+                return 0;
+        unsigned k = (unsigned)(64 * w + 63 - __builtin_clzll(a->list_bits[w])) & ~1u;
+        for (unsigned l = k; l <= k + 1; l++)
+                for (uint32_t i = a->lists[l]; i; i = a->segs[i].lnext)
+                        m = umax(m, a->segs[i].size);
+        return m;
+}
+
 void range_stats(const struct range_arena *a, struct range_stats *st) {
         if (!a) {
                 *st = (struct range_stats){0};
@@ -793,7 +941,7 @@ void range_stats(const struct range_arena *a, struct range_stats *st) {
                 .total = a->total,
                 .in_use = a->in_use,
                 .free = a->total - a->in_use,
-                .largest_free = sub_max(a, a->root),
+                .largest_free = a->tree ? sub_max(a, a->root) : largest_listed(a),
                 .free_segments = a->nfree,
                 .used_segments = a->nused,
                 .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + (uint64_t)a->nbuckets * sizeof(uint32_t),
@@ -850,6 +998,10 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
         return r;
 }
 
+void range_arena_drop_tree(struct range_arena *a) {
+        a->tree = false;
+}
+
 int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
         uint32_t prev = NIL;
@@ -867,11 +1019,14 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                 total += s->size;
                 if (s->state == SEG_FREE) {
                         nfree++;
-                        uint32_t j = a->classes[floor_log2(s->size)];
+                        if (s->list != list_of(s->start, s->size))
+                                BAD("free tag %u is filed on list %u, belongs on %u", i, s->list,
+                                    list_of(s->start, s->size));
+                        uint32_t j = a->lists[s->list];
                         while (j && j != i)
                                 j = a->segs[j].lnext;
                         if (!j)
-                                BAD("free tag %u is not in its size class", i);
+                                BAD("free tag %u is not on its free list", i);
                 } else if (s->state == SEG_USED) {
                         nused++;
                         in_use += s->size;
@@ -884,9 +1039,19 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                 BAD("tail is %u, expected %u", a->tail, prev);
         if (nfree != a->nfree || nused != a->nused || total != a->total || in_use != a->in_use)
                 BAD("counters differ from the address list");
-        for (unsigned k = 0; k < NCLASSES; k++)
-                if (!a->classes[k] != !(a->class_bits & (UINT64_C(1) << k)))
-                        BAD("class bitmap wrong at %u", k);
+        uint64_t listed = 0;
+        for (unsigned k = 0; k < NLISTS; k++) {
+                if (!a->lists[k] != !(a->list_bits[k / 64] & (UINT64_C(1) << (k % 64))))
+                        BAD("list bitmap wrong at %u", k);
+                for (uint32_t j = a->lists[k]; j && listed <= nfree; j = a->segs[j].lnext, listed++)
+                        if (a->segs[j].state != SEG_FREE || a->segs[j].list != k)
+                                BAD("tag %u on free list %u is not a free segment of that list", j, k);
+        }
+        if (listed != nfree)
+                BAD("the free lists hold %llu segments or more, %llu are free", (unsigned long long)listed,
+                    (unsigned long long)nfree);
+        if (!a->tree)
+                return 0;
         int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
         if (r < 0)
                 return r;

@@ -72,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         in_pos = 2;
         if (model_init(&m, q, bases[data[1] % 4]) < 0)
                 abort();
+        m.natural = data[1] & 4; /* the differential test's natural mode too */
         while (in_pos < in_len)
                 model_step(&m);
         model_finish(&m);

@@ -210,7 +210,26 @@ static void op_add(struct model *m) {
                 memset(&m->unit[u0], FREE, (size_t)len);
 }
 
+/*
+ * The churn of most device users (natural mode): power-of-two sizes, aligned
+ * to their size or not at all, no window, mostly instant fit; sometimes a
+ * size short of its power of two (mem_alloc's alignment) or a boundary.
+ */
+static void gen_natural(struct model *m, uint64_t *size, struct range_req *req) {
+        uint64_t block = m->q << rnd(m, 6), pick = rnd(m, 100);
+        *size = pick < 80 ? block : block - rnd(m, block);
+        *req = (struct range_req){.align = rnd(m, 3) ? block : 0};
+        if (rnd(m, 10) == 0)
+                req->boundary = block << rnd(m, 3);
+        pick = rnd(m, 100);
+        req->policy = pick < 80 ? RANGE_INSTANTFIT : pick < 90 ? RANGE_BESTFIT : RANGE_NEXTFIT;
+}
+
 static void gen_request(struct model *m, uint64_t *size, struct range_req *req) {
+        if (m->natural && rnd(m, 10)) {
+                gen_natural(m, size, req);
+                return;
+        }
         uint64_t units = 1 + (rnd(m, 4) == 0 ? rnd(m, 64) : rnd(m, 8));
         uint64_t pick = rnd(m, 100);
         *size = units * m->q - rnd(m, m->q);
@@ -408,6 +427,9 @@ void model_step(struct model *m) {
                 op_free(m);
         else
                 op_query(m);
+        /* The next search rebuilds the treap from the address list: the rebuild is checked too. */
+        if (rnd(m, 100) == 0)
+                range_arena_drop_tree(m->a);
         CHECK(m, range_arena_check(m->a, why, sizeof(why)) == 0, "arena corrupt: %s", why);
         compute_runs(m);
         check_stats(m);

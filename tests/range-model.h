@@ -37,6 +37,7 @@ struct model {
         uint64_t last_freed;
         long op;
         long walk_every; /* walk the arena after every walk_every-th operation */
+        bool natural;    /* requests mostly of power-of-two sizes aligned to their size (gen_natural) */
         struct range_arena *a;
         /* A number below n, or any 64-bit number when n is 0. */
         uint64_t (*next)(struct model *m, uint64_t n);

@@ -10,6 +10,7 @@
  */
 
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "range-model.h"
@@ -37,12 +38,13 @@ static uint64_t env_or(const char *name, uint64_t dflt) {
         return v && *v ? strtoull(v, NULL, 0) : dflt;
 }
 
-static void run_model(uint64_t q, uint64_t base, uint64_t default_seed) {
+static void run_model(uint64_t q, uint64_t base, uint64_t default_seed, bool natural) {
         static struct model m = {.walk_every = 997, .next = next, .fail = fail};
         long ops = (long)env_or("RANGE_DIFF_OPS", DEFAULT_OPS);
 
         seed = rng = env_or("RANGE_DIFF_SEED", default_seed);
         cr_assert_eq(model_init(&m, q, base), 0);
+        m.natural = natural;
         while (m.op < ops)
                 model_step(&m);
         /* Free everything: each span must be one free segment again. */
@@ -51,18 +53,27 @@ static void run_model(uint64_t q, uint64_t base, uint64_t default_seed) {
 }
 
 Test(differential, byte_quantum_at_zero) {
-        run_model(1, 0, 1);
+        run_model(1, 0, 1, false);
 }
 
 Test(differential, page_quantum_mid_space) {
-        run_model(4096, (UINT64_C(1) << 40) + 4096 * 7, 2);
+        run_model(4096, (UINT64_C(1) << 40) + 4096 * 7, 2, false);
 }
 
 Test(differential, quantum_16_at_top_of_space) {
         /* The last unit ends at 2^64 - 16: windows, alignment and boundaries near overflow. */
-        run_model(16, UINT64_C(0) - 16 * (MODEL_UNITS + 1), 3);
+        run_model(16, UINT64_C(0) - 16 * (MODEL_UNITS + 1), 3, false);
 }
 
 Test(differential, large_quantum_big_alignments) {
-        run_model(UINT64_C(1) << 20, UINT64_C(1) << 50, 4);
+        run_model(UINT64_C(1) << 20, UINT64_C(1) << 50, 4, false);
+}
+
+/* Mixed power-of-two sizes aligned to their size, random frees: the churn of issue 21. */
+Test(differential, natural_alignment_byte_quantum) {
+        run_model(1, 0, 5, true);
+}
+
+Test(differential, natural_alignment_page_quantum_at_top_of_space) {
+        run_model(4096, UINT64_C(0) - 4096 * (MODEL_UNITS + 1), 6, true);
 }

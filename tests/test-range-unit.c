@@ -249,6 +249,27 @@ Test(policy, best_fit_takes_the_smallest_hole) {
         range_arena_free(a);
 }
 
+/*
+ * A request aligned to its size takes the head of the first free list whose
+ * every segment holds a block aligned to that size, like an unaligned one
+ * (the most recently freed), without searching by address.
+ */
+Test(policy, instant_fit_aligned_to_size_needs_no_search) {
+        struct range_arena *a = arena_with(4 * K, 0, 2 * M);
+        struct range_req req = {.align = 64 * K};
+        uint64_t sizes[] = {64 * K, 64 * K, 896 * K, 64 * K, 960 * K}, starts[5];
+        for (int i = 0; i < 5; i++)
+                starts[i] = must_alloc(a, sizes[i], NULL);
+        cr_assert_eq(starts[1], 64 * K);
+        cr_assert_eq(starts[3], M);
+        cr_assert_eq(range_free(a, starts[1], 0), 0);
+        cr_assert_eq(range_free(a, starts[3], 0), 0);
+        /* Both holes hold the range, neither holds size + align - quantum: the one freed last. */
+        cr_assert_eq(must_alloc(a, 64 * K, &req), M);
+        cr_assert_eq(must_alloc(a, 64 * K, &req), 64 * K);
+        range_arena_free(a);
+}
+
 Test(policy, next_fit_moves_on) {
         struct range_arena *a = holes();
         struct range_req req = {.policy = RANGE_NEXTFIT};

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+#include "bench-util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double min_seconds = 0.3;
+
+static double now(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void die(const char *what, int r) {
+        fprintf(stderr, "range-bench: %s: %s\n", what, strerror(-r));
+        exit(1);
+}
+
+static int cmp_double(const void *x, const void *y) {
+        double a = *(const double *)x, b = *(const double *)y;
+        return (a > b) - (a < b);
+}
+
+double median(double *v, int n) {
+        qsort(v, (size_t)n, sizeof(*v), cmp_double);
+        return v[n / 2];
+}
+
+double time_trial(steps_fn fn, void *subject, unsigned batch, uint64_t *next, uint64_t *total) {
+        uint64_t n = 0;
+        double t0 = now(), t;
+        do {
+                fn(subject, *next + n, batch);
+                n += batch;
+                t = now() - t0;
+        } while (t < min_seconds / TRIALS || n < 3);
+        *next += n;
+        *total += n;
+        return t * 1e9 / (double)n;
+}

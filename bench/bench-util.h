@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef BENCH_BENCH_UTIL_H
+#define BENCH_BENCH_UTIL_H
+
+/* What range-bench's measurements share: the clock, trials and their median. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TRIALS 5
+
+extern double min_seconds; /* per measurement, split over TRIALS */
+
+/* Runs steps first .. first + count - 1 of a workload on its subject. */
+typedef void (*steps_fn)(void *subject, uint64_t first, unsigned count);
+
+/* One of the targets, checked against what a run measured. */
+struct target {
+        const char *what;
+        double value, limit;
+        bool at_most; /* value <= limit, else value >= limit */
+};
+
+_Noreturn void die(const char *what, int r);
+double median(double *v, int n);
+/*
+ * One trial: batches of steps until its share of min_seconds has passed (and
+ * at least 3 steps ran); returns ns per step and adds the steps to *total.
+ * *next is the first step to run, and moves past the ones that ran.
+ */
+double time_trial(steps_fn fn, void *subject, unsigned batch, uint64_t *next, uint64_t *total);
+
+#endif
