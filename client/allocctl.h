@@ -25,7 +25,7 @@ const char *kind_name(enum alloc_kind k);
 const char *printable(const char *s, bool spaces, char *buf, size_t size);
 /* Prints o to stdout and drops it. */
 void json_print(json_object *o);
-/* Reports the request that failed with r on stderr; returns EXIT_FAILED, or EXIT_UNREACHABLE if allocd did not answer. */
+/* Reports the request that failed with r; EXIT_FAILED, or EXIT_UNREACHABLE if allocd did not answer. */
 int request_failed(const char *what, int r);
 
 /* allocctl map (map.c): its options, checked before connecting, then the command. */

@@ -195,11 +195,12 @@ struct user {
 struct waiter {
         struct client *cl;
         uint64_t req_id;
-        struct alloc_args args;     /* an Attach's: only args.name */
-        struct namewait *nw;        /* an Attach's wait for a name; NULL: an Alloc's wait for room */
-        uint64_t deadline;          /* UINT64_MAX: NOFAIL */
-        uint32_t heap;              /* index in the deadline heap, or UINT32_MAX */
-        TAILQ_ENTRY(waiter) by_pool, by_client; /* by_pool: the pool's, or the name's (nw) */
+        struct alloc_args args; /* an Attach's: only args.name */
+        struct namewait *nw;    /* an Attach's wait for a name; NULL: an Alloc's wait for room */
+        uint64_t deadline;      /* UINT64_MAX: NOFAIL */
+        uint32_t heap;          /* index in the deadline heap, or UINT32_MAX */
+        /* by_pool: the pool's list, or the name's (nw) */
+        TAILQ_ENTRY(waiter) by_pool, by_client;
         /* once done */
         struct core_done done;
         STAILQ_ENTRY(waiter) done_link;
@@ -220,8 +221,8 @@ struct waitq {
         uint32_t nheap, heap_cap;
         STAILQ_HEAD(, waiter) done;
         uint64_t nwaiters, tries;
-        void *names;                                /* tsearch(3) of struct namewait, by name */
-        STAILQ_HEAD(, namewait) ready_names;        /* to be tried in the next core_run */
+        void *names;                         /* tsearch(3) of struct namewait, by name */
+        STAILQ_HEAD(, namewait) ready_names; /* to be tried in the next core_run */
 };
 
 void waitq_init(struct waitq *q);
