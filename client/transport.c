@@ -265,21 +265,28 @@ static bool request_deadline(const struct alloc_client *c, Allocd__Request *req,
         return true;
 }
 
-/* me's caller gives up; lock held.  A copy stays in the list to take allocd's late answer. */
-static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
-        struct pending *p = malloc(sizeof(*p)), **pp;
+/* Takes p out of the list of requests waiting for a reply; lock held. */
+static void unlist(struct alloc_client *c, struct pending *p) {
+        struct pending **pp;
 
-        for (pp = &c->pending; *pp != me; pp = &(*pp)->next)
+        for (pp = &c->pending; *pp != p; pp = &(*pp)->next)
                 ;
+        *pp = p->next;
+}
+
+/* me's caller gives up; lock held.  A copy takes its place in the list, to take allocd's late answer. */
+static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
+        struct pending *p = malloc(sizeof(*p));
+
+        unlist(c, me);
         if (!p) {
                 /* A late grant could not be given back: the connection, and every region it holds, ends. */
-                *pp = me->next;
                 die(c, -ENOMEM, "out of memory while giving up on a request");
                 shutdown(c->fd, SHUT_RDWR);
                 return client_fail(-ENOMEM, "out of memory");
         }
-        *p = (struct pending){.id = me->id, .what = what, .abandoned = true, .next = me->next};
-        *pp = p;
+        *p = (struct pending){.id = me->id, .what = what, .abandoned = true, .next = c->pending};
+        c->pending = p;
         return client_fail(-ETIME,
                            "allocd at %s did not answer within %u ms (beyond any wait for room the request asked "
                            "for); is it stopped or overloaded? (the timeout is ALLOCD_TIMEOUT or alloc_set_timeout)",
@@ -288,7 +295,7 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
 
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
         uint8_t buf[WIRE_MAX_PACKET];
-        struct pending me = {0}, **pp;
+        struct pending me = {0};
         struct timespec deadline;
         bool timed, expired = false;
         size_t len;
@@ -322,9 +329,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
         if (r == -EAGAIN) {
-                for (pp = &c->pending; *pp != &me; pp = &(*pp)->next)
-                        ;
-                *pp = me.next;
+                unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
@@ -352,9 +357,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
                 pthread_mutex_unlock(&c->lock);
                 return r;
         }
-        for (pp = &c->pending; *pp != &me; pp = &(*pp)->next)
-                ;
-        *pp = me.next;
+        unlist(c, &me);
         if (me.reply) {
                 *ret = me.reply;
                 /* Only a failure has words to copy: the message buffer is most of the struct. */

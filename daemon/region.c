@@ -173,16 +173,14 @@ void region_abort_unsealed(struct core *core, uint32_t slot) {
 }
 
 void region_release_client(struct core *core, struct client *cl) {
-        const struct holds *h = &core->regions.holds;
-
-        /* What it did not seal goes whole, PERSIST or not: nothing half-written is left behind. */
-        for (uint32_t i = cl->holds; i != HOLD_NONE; i = h->tab[i].cnext) {
-                const struct region *r = &core->regions.tab[h->tab[i].slot];
+        while (cl->holds != HOLD_NONE) {
+                uint32_t slot = core->regions.holds.tab[cl->holds].slot;
+                const struct region *r = &core->regions.tab[slot];
+                /* What it did not seal goes whole, PERSIST or not: nothing half-written is left behind. */
                 if ((r->flags & F_UNSEALED) && r->creator == cl->serial)
-                        region_abort_unsealed(core, h->tab[i].slot);
-        }
-        while (cl->holds != HOLD_NONE)
+                        region_abort_unsealed(core, slot);
                 drop(core, cl->holds, true);
+        }
 }
 
 void region_unpersist(struct core *core, uint32_t slot) {

@@ -127,18 +127,13 @@ static char summary[320];
 /* Appends a part to a list of parts. */
 static void part(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void part(char *buf, size_t size, const char *fmt, ...) {
-        size_t n = strlen(buf);
+        char item[1200]; /* the longest part: a count and failed_why */
         va_list ap;
 
-        if (n + 3 >= size)
-                return;
-        if (n) {
-                strcpy(buf + n, ", ");
-                n += 2;
-        }
         va_start(ap, fmt);
-        vsnprintf(buf + n, size - n, fmt, ap);
+        vsnprintf(item, sizeof(item), fmt, ap);
         va_end(ap);
+        reload_list_add(buf, size, item);
 }
 
 static const char *plural(unsigned n, const char *one, const char *more) {
