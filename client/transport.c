@@ -21,10 +21,23 @@
  * consumed (a pool fd mapped, since allocd sends each pool's fd once), and a
  * region granted to no one given back, or the connection would hold memory
  * its owner never learned of.
+ *
+ * Pipelined requests (a Free or Detach of a region the connection holds)
+ * are listed like any other, but no caller waits for them: whoever reads
+ * next files their replies, keeps a refusal for client_sync and frees the
+ * entry.  Replies come in the order of the requests, so a request sent after
+ * one sees its effect in allocd; at most PIPE_MAX are in flight, so that a
+ * caller that never waits cannot fill the socket with replies nobody reads.
+ *
+ * Spinning: a thread about to sleep for a reply first polls the socket
+ * without blocking for spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding the
+ * CPU between tries so that an allocd on the same CPU can run: a reply
+ * within that time costs no wake-up.
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +52,15 @@
 #include "wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_SPIN_US 50 /* alloc/client.h, alloc_set_spin: why this much */
 
 struct pending {
         uint64_t id;
         Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */
         bool abandoned;                 /* its caller timed out; the entry is on the heap */
+        bool pipelined;                 /* no caller waits (client_send_pipelined); the entry is on the heap */
+        const uint64_t *ids;            /* pipelined: the regions it gives back, n of them */
+        size_t n;
         Allocd__Reply *reply;
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
         struct pending *next;
@@ -63,6 +80,12 @@ struct alloc_client {
         uint32_t timeout_ms; /* each request's, beyond the wait it asks for; 0: none */
         uint32_t wait_ms;    /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
         char path[108];      /* sizeof(sun_path), for messages */
+        struct held *held;
+        uint32_t npipelined; /* pipelined requests not answered yet */
+        int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
+        uint32_t refused_more;
+        char refused_msg[CLIENT_ERROR_MAX];
+        uint64_t spin_ns; /* poll the socket this long before sleeping for a reply */
         uint8_t rbuf[WIRE_MAX_PACKET];
 };
 
@@ -88,6 +111,15 @@ const char *alloc_last_error(void) {
 
 struct pool_table *client_pools(struct alloc_client *c) {
         return c->pools;
+}
+
+struct held *client_held(struct alloc_client *c) {
+        return c->held;
+}
+
+/* Why the connection is unusable, as a call's failure. */
+static int fail_dead(const struct alloc_client *c) {
+        return client_fail(c->dead, "%s (%s)", c->dead_msg, strerror(-c->dead));
 }
 
 /* The connection is unusable from now on; every call reports why.  Lock held. */
@@ -158,6 +190,49 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
         return !c->dead;
 }
 
+/* The reply to pipelined request p (out of the list already): a refusal is kept, and its regions are held again. */
+static void pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r) {
+        c->npipelined--;
+        if (r->has_error && r->error != ALLOCD__ERROR__OK) {
+                held_add(c->held, p->ids, p->n);
+                if (c->refused) {
+                        c->refused_more++;
+                } else {
+                        c->refused = -wire_error_errno(r->error);
+                        snprintf(c->refused_msg, sizeof(c->refused_msg), "allocd refused the %s of region %llu%s: %s",
+                                 p->what == ALLOCD__REQUEST__BODY_DETACH ? "Detach" : "Free",
+                                 (unsigned long long)p->ids[0], p->n > 1 ? " and the rest of its batch" : "",
+                                 r->message ? r->message : wire_error_name(r->error));
+                }
+        }
+        free(p);
+}
+
+static uint64_t now_ns(void) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A packet that arrives within spin_ns, read without sleeping; -EAGAIN if none did.  Yielding between
+ * tries lets an allocd that shares this CPU run; where it has a CPU of its own, sched_yield returns at
+ * once.
+ */
+static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size_t *nfds) {
+        uint64_t end = now_ns() + spin_ns;
+        ssize_t n;
+
+        for (;;) {
+                *nfds = 1;
+                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), fd, nfds, MSG_DONTWAIT);
+                if (n != -EAGAIN || now_ns() >= end)
+                        return n;
+                sched_yield();
+        }
+}
+
 /*
  * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
  * false if deadline (NULL: none) passed with nothing to read.
@@ -167,16 +242,23 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int fd = -1, k = 1;
         size_t nfds = 1;
-        ssize_t n = 0;
+        ssize_t n = -EAGAIN;
+        uint64_t spin = deadline && ms_left(deadline) == 0 ? 0 : c->spin_ns;
 
         c->reading = true;
         pthread_mutex_unlock(&c->lock);
-        if (deadline)
-                do
-                        k = poll(&pfd, 1, ms_left(deadline));
-                while (k < 0 && errno == EINTR);
-        if (k != 0)
-                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
+        if (spin)
+                n = spin_recv(c, spin, &fd, &nfds);
+        if (n == -EAGAIN) {
+                if (deadline)
+                        do
+                                k = poll(&pfd, 1, ms_left(deadline));
+                        while (k < 0 && errno == EINTR);
+                if (k != 0) {
+                        nfds = 1;
+                        n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
+                }
+        }
         pthread_mutex_lock(&c->lock);
         c->reading = false;
         if (k == 0) {
@@ -188,7 +270,8 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
         if (n <= 0) {
                 die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
-                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, NULL, 0);
+                /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */
+                wire_budget_init(&budget, 16 * WIRE_MAX_PACKET, NULL, 0);
                 Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
                 struct pending *p = NULL, **pp = &c->pending;
                 if (!r)
@@ -197,10 +280,14 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                         for (; (p = *pp) && (p->reply || p->id != r->id); pp = &p->next)
                                 ;
                 if (p) {
-                        struct map_error scratch, *map = p->abandoned ? &scratch : &p->map;
+                        struct map_error scratch, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
                         if (nfds)
                                 map->err = pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
-                        if (!p->abandoned) {
+                        if (p->pipelined) {
+                                *pp = p->next;
+                                pipelined_answered(c, p, r);
+                                allocd__reply__free_unpacked(r, NULL);
+                        } else if (!p->abandoned) {
                                 p->reply = r;
                         } else {
                                 if (!answer_abandoned(c, p, r)) {
@@ -293,11 +380,38 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
                            c->path, c->timeout_ms);
 }
 
+/*
+ * Reads, or sleeps while another thread reads, until *done, the connection dies or deadline (NULL:
+ * none) passes; lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
+ */
+static void await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                  const struct timespec *deadline) {
+        bool expired = false;
+
+        while (!done(c, arg) && !c->dead && !expired) {
+                if (!c->reading) {
+                        expired = !read_one(c, deadline);
+                } else {
+                        c->sleepers++;
+                        if (deadline)
+                                expired = pthread_cond_timedwait(&c->cond, &c->lock, deadline) == ETIMEDOUT;
+                        else
+                                pthread_cond_wait(&c->cond, &c->lock);
+                        c->sleepers--;
+                }
+        }
+}
+
+static bool replied(const struct alloc_client *c, const void *me) {
+        (void)c;
+        return ((const struct pending *)me)->reply != NULL;
+}
+
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me = {0};
         struct timespec deadline;
-        bool timed, expired = false;
+        bool timed;
         size_t len;
         int r = 0;
 
@@ -340,18 +454,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
                         read_one(c, timed ? &deadline : NULL);
                 die(c, r, "the connection to allocd is gone");
         }
-        while (!me.reply && !c->dead && !expired) {
-                if (!c->reading) {
-                        expired = !read_one(c, timed ? &deadline : NULL);
-                } else {
-                        c->sleepers++;
-                        if (timed)
-                                expired = pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT;
-                        else
-                                pthread_cond_wait(&c->cond, &c->lock);
-                        c->sleepers--;
-                }
-        }
+        await(c, replied, &me, timed ? &deadline : NULL);
         if (!me.reply && !c->dead) {
                 r = abandon(c, &me, req->body_case);
                 pthread_mutex_unlock(&c->lock);
@@ -369,7 +472,105 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         }
 out:
         if (r < 0)
-                client_fail(r, "%s (%s)", c->dead_msg, strerror(-r));
+                fail_dead(c);
+        pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+/* The connection's own deadline from now, for requests that wait for no room; false for none. */
+static bool plain_deadline(const struct alloc_client *c, struct timespec *ret) {
+        Allocd__Request status = ALLOCD__REQUEST__INIT;
+
+        status.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        return request_deadline(c, &status, ret);
+}
+
+static bool pipe_has_room(const struct alloc_client *c, const void *arg) {
+        (void)arg;
+        return c->npipelined < PIPE_MAX;
+}
+
+static bool pipe_empty(const struct alloc_client *c, const void *arg) {
+        (void)arg;
+        return c->npipelined == 0;
+}
+
+int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n) {
+        uint8_t buf[WIRE_MAX_PACKET];
+        struct pending *p = malloc(sizeof(*p) + n * sizeof(*ids));
+        struct timespec deadline;
+        size_t len;
+        int r;
+
+        if (!p) {
+                held_add(c->held, ids, n);
+                return client_fail(-ENOMEM, "out of memory");
+        }
+        *p = (struct pending){
+                .what = req->body_case, .pipelined = true, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
+        pthread_mutex_lock(&c->lock);
+        if (!pipe_has_room(c, NULL))
+                await(c, pipe_has_room, NULL, plain_deadline(c, &deadline) ? &deadline : NULL);
+        if (c->dead || !pipe_has_room(c, NULL)) {
+                r = c->dead ? fail_dead(c)
+                            : client_fail(-ETIME, "allocd at %s answered none of %d requests within %u ms", c->path,
+                                          PIPE_MAX, c->timeout_ms);
+                goto fail;
+        }
+        req->has_id = true;
+        req->id = p->id = ++c->next_id;
+        len = allocd__request__get_packed_size(req);
+        if (len > sizeof(buf)) {
+                r = client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
+                goto fail;
+        }
+        allocd__request__pack(req, buf);
+        p->next = c->pending;
+        c->pending = p;
+        c->npipelined++;
+        pthread_mutex_unlock(&c->lock);
+        r = wire_send(c->fd, buf, len, NULL, 0, 0);
+        pthread_mutex_lock(&c->lock);
+        if (r == -EAGAIN) {
+                unlist(c, p);
+                c->npipelined--;
+                r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
+                                c->timeout_ms);
+                goto fail;
+        }
+        if (r < 0) {
+                /* The entry stays listed: the connection is over, and alloc_disconnect frees it. */
+                die(c, r, "the connection to allocd is gone");
+                r = fail_dead(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+        return r;
+fail:
+        pthread_mutex_unlock(&c->lock);
+        held_add(c->held, ids, n);
+        free(p);
+        return r;
+}
+
+int client_sync(struct alloc_client *c) {
+        struct timespec deadline;
+        int r = 0;
+
+        pthread_mutex_lock(&c->lock);
+        await(c, pipe_empty, NULL, plain_deadline(c, &deadline) ? &deadline : NULL);
+        if (c->refused) {
+                if (c->refused_more)
+                        r = client_fail(c->refused, "%s (and %u more refused since)", c->refused_msg, c->refused_more);
+                else
+                        r = client_fail(c->refused, "%s", c->refused_msg);
+                c->refused = 0;
+                c->refused_more = 0;
+        } else if (c->dead) {
+                r = fail_dead(c);
+        } else if (c->npipelined) {
+                r = client_fail(-ETIME, "allocd at %s did not answer %u requests within %u ms", c->path, c->npipelined,
+                                c->timeout_ms);
+        }
         pthread_mutex_unlock(&c->lock);
         return r;
 }
@@ -408,6 +609,18 @@ static int env_timeout(uint32_t *ret) {
         return 0;
 }
 
+/* ALLOCD_SPIN, or the default. */
+static int env_spin(uint32_t *ret) {
+        const char *s = secure_getenv("ALLOCD_SPIN");
+
+        *ret = DEFAULT_SPIN_US;
+        if (!s || !*s)
+                return 0;
+        if (parse_duration_us(s, SPIN_MAX_US, ret) < 0)
+                return client_fail(-EINVAL, "ALLOCD_SPIN=%s is not a duration of 0 to 10ms: write e.g. 50us or 0", s);
+        return 0;
+}
+
 int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char def[sizeof(sa.sun_path)];
@@ -415,7 +628,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         Allocd__Hello hello = ALLOCD__HELLO__INIT;
         Allocd__Reply *reply;
         struct alloc_client *c;
-        uint32_t timeout_ms;
+        uint32_t timeout_ms, spin_us;
         int r;
 
         client_clear_error();
@@ -430,7 +643,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0)
+        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0)
                 return r;
         strcpy(sa.sun_path, socket_path);
         c = calloc(1, sizeof(*c));
@@ -446,8 +659,10 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&c->cond, &ca);
         pthread_condattr_destroy(&ca);
+        c->spin_ns = (uint64_t)spin_us * 1000;
         c->pools = pool_table_new();
-        if (!c->pools) {
+        c->held = held_new();
+        if (!c->pools || !c->held) {
                 alloc_disconnect(c);
                 return client_fail(-ENOMEM, "out of memory");
         }
@@ -505,6 +720,19 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
         return 0;
 }
 
+int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_spin: c is NULL");
+        if (spin_us > SPIN_MAX_US)
+                return client_fail(-EINVAL, "alloc_set_spin: %u us is more than the %u us a spin may take", spin_us,
+                                   SPIN_MAX_US);
+        pthread_mutex_lock(&c->lock);
+        c->spin_ns = (uint64_t)spin_us * 1000;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         if (!c)
                 return NULL;
@@ -528,6 +756,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 free(p);
         }
         c->pools = pool_table_free(c->pools);
+        c->held = held_free(c->held);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
         free(c);
