@@ -234,7 +234,8 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
  * (it was handed to it and not given back), the call returns once the
  * request is sent, without waiting for allocd's answer; requests sent after
  * it on the connection see its effect (a free followed by an alloc that
- * needs the room succeeds).  What only allocd can refuse (-EACCES: another
+ * needs the room succeeds, unless an allocation already waiting for room
+ * takes it first).  What only allocd can refuse (-EACCES: another
  * uid's region, attached) is reported by the next alloc_region_sync.  For an
  * id this connection does not hold (another connection's ALLOC_PERSIST
  * region), the call waits for allocd's answer, as alloc_region_free_sync
