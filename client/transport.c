@@ -30,9 +30,12 @@
  * caller that never waits cannot fill the socket with replies nobody reads.
  *
  * Spinning: a thread about to sleep for a reply first polls the socket
- * without blocking for spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding the
- * CPU between tries so that an allocd on the same CPU can run: a reply
- * within that time costs no wake-up.
+ * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
+ * the CPU between tries so that an allocd on the same CPU can run: a reply
+ * within that time costs no wake-up.  Adaptive: a reply that took longer
+ * than spin_ns halves the next spin, one that came within it restores the
+ * whole, so clients that outnumber the CPUs (each reply late) soon stop
+ * burning CPU on each other, and a connection that talks fast spins again.
  */
 #include <errno.h>
 #include <poll.h>
@@ -85,7 +88,8 @@ struct alloc_client {
         int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
         uint32_t refused_more;
         char refused_msg[CLIENT_ERROR_MAX];
-        uint64_t spin_ns; /* poll the socket this long before sleeping for a reply */
+        uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
+        uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];
 };
 
@@ -243,7 +247,8 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
         int fd = -1, k = 1;
         size_t nfds = 1;
         ssize_t n = -EAGAIN;
-        uint64_t spin = deadline && ms_left(deadline) == 0 ? 0 : c->spin_ns;
+        bool drain = deadline && ms_left(deadline) == 0; /* what has arrived, nothing more */
+        uint64_t spin = drain ? 0 : c->spin_now, start = c->spin_ns && !drain ? now_ns() : 0;
 
         c->reading = true;
         pthread_mutex_unlock(&c->lock);
@@ -261,6 +266,9 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
         }
         pthread_mutex_lock(&c->lock);
         c->reading = false;
+        /* A reply that came within spin_ns, spun for or not, says spinning pays on this connection. */
+        if (start && n > 0)
+                c->spin_now = now_ns() - start <= c->spin_ns ? c->spin_ns : c->spin_now / 2;
         if (k == 0) {
                 /* Another waiter, with a later deadline, may read instead. */
                 if (c->sleepers)
@@ -659,7 +667,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&c->cond, &ca);
         pthread_condattr_destroy(&ca);
-        c->spin_ns = (uint64_t)spin_us * 1000;
+        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
         c->pools = pool_table_new();
         c->held = held_new();
         if (!c->pools || !c->held) {
@@ -728,7 +736,7 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
                 return client_fail(-EINVAL, "alloc_set_spin: %u us is more than the %u us a spin may take", spin_us,
                                    SPIN_MAX_US);
         pthread_mutex_lock(&c->lock);
-        c->spin_ns = (uint64_t)spin_us * 1000;
+        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
         pthread_mutex_unlock(&c->lock);
         return 0;
 }
