@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "text.h"
 
 static uint64_t started_realtime, started_ms;
 
@@ -235,7 +236,7 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
         }
         if (m->has_after && m->after && (uint32_t)m->after == UINT32_MAX)
                 slot = UINT32_MAX; /* nothing after the last slot */
-        if (m->pool && (!core_valid_name(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
+        if (m->pool && (!text_valid(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "no pool is named '%.64s'; 'allocctl status' lists the pools", m->pool);
                 proto_error(out, id, E_NO_POOL, msg);

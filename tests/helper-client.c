@@ -78,12 +78,12 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "alloc") && argc == 5)
                 e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), NULL, &r);
         else if (!strcmp(argv[2], "attach") || (!strcmp(argv[2], "expect") && argc == 5))
-                e = alloc_region_attach(c, argv[3], 0, &r);
+                e = alloc_region_attach(c, argv[3], NULL, &r);
         else
                 return 100;
         if (e < 0)
                 fprintf(stderr, "helper: %s\n", alloc_last_error());
-        else if (argc == 5 && !strcmp(argv[2], "expect") && (!r.ptr || strncmp(r.ptr, argv[4], strlen(argv[4]))))
+        else if (argc == 5 && !strcmp(argv[2], "expect") && (!r.cptr || strncmp(r.cptr, argv[4], strlen(argv[4]))))
                 e = -99;
         else if (r.ptr)
                 ((volatile char *)r.ptr)[0] = 1; /* the mapping works for this uid too */
