@@ -159,6 +159,9 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
         json_object_object_add(o, "waiters", u64(p->waiters));
         json_object_object_add(o, "quantum", u64(p->quantum));
         json_object_object_add(o, "backend", *p->backend ? json_text(p->backend) : NULL);
+        if (p->kind != ALLOC_KIND_FPGA)
+                json_object_object_add(o, "isolation", json_text(p->isolated ? "region" : "pool"));
+        json_object_object_add(o, "names", json_text(p->names));
         if (p->kind == ALLOC_KIND_GPU)
                 json_object_object_add(o, "device", json_object_new_int(p->device));
         if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
@@ -198,6 +201,19 @@ static void status_text(const struct alloc_status *s) {
                 const struct alloc_unavailable_pool *u = &s->unavailable[i];
                 printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
                        kind_name(u->kind), u->reason);
+        }
+        /* What the table has no column for: who can reach which bytes, and whose names are whose. */
+        for (size_t i = 0, n = 0; i < s->npools; i++) {
+                const struct alloc_pool_status *p = &s->pools[i];
+                char names[sizeof(p->names) * 4];
+                text_escape(p->name, true, name, sizeof(name));
+                if ((p->isolated || *p->names) && n++ == 0)
+                        putchar('\n');
+                if (p->isolated)
+                        printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
+                               name);
+                if (*p->names)
+                        printf("%s: reserves the names %s\n", name, text_escape(p->names, false, names, sizeof(names)));
         }
         if (s->nclients) {
                 putchar('\n');

@@ -154,6 +154,8 @@ struct alloc_pool_status {
         char backend[8];          /* "memfd" or "vmm" (pinned, host, gpu); "" for fpga */
         int device;               /* gpu: the device ordinal as allocd sees it; else -1 */
         uint32_t register_flags;  /* pinned, backend memfd: ALLOC_REGISTER_* */
+        bool isolated;            /* isolation = region: each region its own memfd */
+        char names[2048];         /* the name patterns it reserves (names =), ", " between them; "" none */
 };
 
 /* A configured pool allocd could not make because it cannot use the GPU. */
