@@ -422,10 +422,15 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 json_object_object_add(o, "kind", json_text(kind_name(r.kind)));
                 json_object_object_add(o, "addr", u64(r.addr));
                 json_object_object_add(o, "size", u64(r.size));
+                json_object_object_add(o, "pool", json_text(r.pool));
+                json_object_object_add(o, "owner", u64(r.owner));
                 json_print(o);
         } else {
-                printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 "\n", argv[0], r.id, kind_name(r.kind),
-                       fmt_size(r.size, size, sizeof(size)), r.addr);
+                char pool[4 * ALLOC_POOL_NAME_MAX + 1], name[4 * ALLOC_NAME_MAX + 1];
+                printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 " in pool %s, allocated by uid %u\n",
+                       text_escape(argv[0], false, name, sizeof(name)), r.id, kind_name(r.kind),
+                       fmt_size(r.size, size, sizeof(size)), r.addr, text_escape(r.pool, false, pool, sizeof(pool)),
+                       (unsigned)r.owner);
         }
         return EXIT_OK;
 }
