@@ -25,6 +25,12 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
 const struct cuda *gpu_setup(void);
 /* Exits 1 with what and the driver's words unless r is CUDA_SUCCESS. */
 void gpu_check(CUresult r, const char *what);
+/* Loads a fatbin (or cubin) from path into the current context; exits 1 if it cannot. */
+CUmodule gpu_load_module(const char *path);
+/* A falloc heap of size bytes in the current device's memory, formatted (only its header and bitmaps are copied). */
+CUdeviceptr gpu_falloc_heap(uint64_t size, uint64_t chunk_size);
+/* Writes the falloc header and bitmaps of a heap of size bytes at dptr (memory of the current device). */
+void gpu_falloc_format(CUdeviceptr dptr, uint64_t size, uint64_t chunk_size);
 /* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
 #endif
