@@ -79,6 +79,29 @@ CUdeviceptr gpu_falloc_heap(uint64_t size, uint64_t chunk_size) {
         return d;
 }
 
+struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]) {
+        int to[2], from[2];
+        struct gpu_proc p = {.name = name};
+
+        if (pipe(to) < 0 || pipe(from) < 0)
+                exit(1);
+        p.pid = fork();
+        if (p.pid == 0) {
+                dup2(to[0], 0);
+                dup2(from[1], 1);
+                close(to[1]);
+                close(from[0]);
+                execv(self, argv);
+                _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        p.in = fdopen(to[1], "w");
+        p.out = fdopen(from[0], "r");
+        setvbuf(p.in, NULL, _IOLBF, 0);
+        return p;
+}
+
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize) {
         char dir[] = "/tmp/allocd-gpu-XXXXXX", conf[128];
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
