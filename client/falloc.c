@@ -74,8 +74,8 @@ int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, ui
         return 0;
 }
 
-int alloc_falloc_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *region,
-                        fallocDeviceHeap **heap) {
+int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *region, fallocDeviceHeap **heap) {
         _Alignas(8) char header[FALLOC_HEADER_SIZE];
         char err[256];
         void *at;
@@ -84,10 +84,12 @@ int alloc_falloc_attach(struct alloc_client *c, const char *name, uint32_t timeo
         client_clear_error();
         if (!c || !name || !region || !heap)
                 return client_fail(-EINVAL, "alloc_falloc_attach: c, name, region and heap must not be NULL");
-        if ((r = alloc_region_attach(c, name, timeout_ms, region)) < 0)
+        if ((r = alloc_region_attach(c, name, opts, region)) < 0)
                 return r;
         at = region->ptr ? region->ptr : (void *)(uintptr_t)region->dev_ptr;
-        if (!at || region->size < FALLOC_HEADER_SIZE)
+        if (region->read_only)
+                r = client_fail(-EACCES, "region %s is mapped read-only here: a falloc heap needs write access", name);
+        else if (!at || region->size < FALLOC_HEADER_SIZE)
                 r = client_fail(-EBADMSG, "region %s holds no falloc heap: it has no memory here or is too small",
                                 name);
         else if (!region->ptr &&

@@ -91,7 +91,7 @@ static int child(int to_parent, int from_parent, const fallocDeviceHeap *parents
         static void *got[HEAP_SIZE / CHUNK];
         char go;
 
-        if (alloc_connect(&k, d.sock, "child") < 0 || alloc_falloc_attach(k, "heap/shared", 0, &r, &heap) < 0)
+        if (alloc_connect(&k, d.sock, "child") < 0 || alloc_falloc_attach(k, "heap/shared", NULL, &r, &heap) < 0)
                 return 10;
         if (heap == parents)
                 return 11; /* the point is another address: the parent's mapping is still here too */
@@ -162,9 +162,9 @@ Test(daemon_falloc, attach_checks_that_a_region_holds_a_heap) {
 
         cr_assert_eq(alloc_region_new(c, "h", 65536, &o, &r), 0);
         memset(r.ptr, 0, 65536);
-        cr_assert_eq(alloc_falloc_attach(c, "plain", 0, &a, &heap), -EBADMSG);
+        cr_assert_eq(alloc_falloc_attach(c, "plain", NULL, &a, &heap), -EBADMSG);
         cr_assert(strstr(alloc_last_error(), "holds no falloc heap"), "%s", alloc_last_error());
-        cr_assert_eq(alloc_falloc_attach(c, "no-such-heap", 0, &a, &heap), -ENOENT);
+        cr_assert_eq(alloc_falloc_attach(c, "no-such-heap", NULL, &a, &heap), -ENOENT);
         cr_assert_eq(alloc_falloc_new(c, "h", 600, CHUNK, NULL, &a, &heap), -ENOSPC);
         cr_assert(strstr(alloc_last_error(), "ask for at least"), "%s", alloc_last_error());
         cr_assert_eq(alloc_falloc_new(c, "h", 65536, 0, NULL, &a, &heap), -EINVAL);
@@ -179,10 +179,10 @@ Test(daemon_falloc, a_named_heap_is_formatted_before_it_can_be_attached) {
         fallocDeviceHeap *heap, *h2;
 
         cr_assert_eq(alloc_falloc_new(c, "h", 65536, 64, &o, &r, &heap), 0);
-        cr_assert_eq(alloc_falloc_attach(c, "heap/later", 0, &a, &h2), -EAGAIN, "ALLOC_UNSEALED: the caller seals");
+        cr_assert_eq(alloc_falloc_attach(c, "heap/later", NULL, &a, &h2), -EAGAIN, "ALLOC_UNSEALED: the caller seals");
         void *p = fallocGetChunk(heap);
         cr_assert(p);
         cr_assert_eq(alloc_region_seal(c, r.id), 0);
-        cr_assert_eq(alloc_falloc_attach(c, "heap/later", 0, &a, &h2), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_falloc_attach(c, "heap/later", NULL, &a, &h2), 0, "%s", alloc_last_error());
         cr_assert_eq(falloc_heap_available(h2), heap->chunk_count - 1, "the chunk taken before the seal");
 }

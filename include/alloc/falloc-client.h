@@ -18,6 +18,7 @@
  *   -EINVAL   chunk_size 0 or over FALLOC_CHUNK_MAX, or an fpga pool
  *   -ENOSPC   size does not hold the header, the bitmaps and one chunk
  *   -EBADMSG  alloc_falloc_attach: the region holds no falloc heap that fits it
+ *   -EACCES   alloc_falloc_attach: the region is mapped read-only here (a heap is written by all)
  */
 
 #include <alloc/client.h>
@@ -36,9 +37,9 @@ extern "C" {
  */
 int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, uint64_t chunk_size,
                      const struct alloc_opts *opts, struct alloc_region *region, fallocDeviceHeap **heap);
-/* Attaches the heap published as name (timeout_ms as alloc_region_attach's) and checks its header. */
-int alloc_falloc_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *region,
-                        fallocDeviceHeap **heap);
+/* Attaches the heap published as name (opts as alloc_region_attach's; may be NULL) and checks its header. */
+int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *region, fallocDeviceHeap **heap);
 
 #ifdef __cplusplus
 }

@@ -103,12 +103,14 @@ static int worker(const char *sock, const char *role) {
         int e = alloc_connect(&c, sock, role);
         if (e == 0)
                 e = create ? alloc_falloc_new(c, "g", 64u << 20, 256, &ho, &r, &h)
-                           : alloc_falloc_attach(c, "falloc/heap", 10000, &r, &h);
+                           : alloc_falloc_attach(c, "falloc/heap", &(struct alloc_attach_opts){.timeout_ms = 10000}, &r,
+                                                 &h);
         if (e == 0) {
                 heap = (CUdeviceptr)(uintptr_t)h;
                 count = read_u64(heap + offsetof(fallocDeviceHeap, chunk_count));
                 e = create ? alloc_region_new(c, "g", count * 8, &oo, &o)
-                           : alloc_region_attach(c, "falloc/owners", 10000, &o);
+                           : alloc_region_attach(c, "falloc/owners", &(struct alloc_attach_opts){.timeout_ms = 10000},
+                                                 &o);
         }
         if (e < 0) {
                 printf("error: %s\n", alloc_last_error());
