@@ -45,6 +45,8 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         uint32_t prev = NIL;
         for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
                 const struct seg *s = &a->segs[i];
+                if (i > a->hw)
+                        BAD("tag %u in the address list is above the highest handed out, %u", i, a->hw);
                 if (s->aprev != prev)
                         BAD("tag %u: aprev %u, expected %u", i, s->aprev, prev);
                 if (s->size == 0 || (s->start | s->size) & (a->quantum - 1))
@@ -88,6 +90,17 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         if (listed != nfree)
                 BAD("the free lists hold %llu segments or more, %llu are free", (unsigned long long)listed,
                     (unsigned long long)nfree);
+        /* Every tag handed out is in the address list or spare (a compaction must lose none). */
+        uint64_t nspare = 0;
+        for (uint32_t i = a->spare; i && nspare <= a->hw; i = a->segs[i].anext, nspare++)
+                if (i > a->hw || a->segs[i].state != SEG_SPARE)
+                        BAD("tag %u on the spare list is not a spare tag", i);
+        if (nspare != a->nspare || nfree + nused + nspare != a->hw || (a->hw && a->hw >= a->cap))
+                BAD("tags 1 to %u of %llu handed out: %llu segments, %llu spare (%u counted)", a->hw,
+                    (unsigned long long)a->cap, (unsigned long long)(nfree + nused), (unsigned long long)nspare,
+                    a->nspare);
+        if (nused > a->nbuckets)
+                BAD("%llu used segments in %u hash buckets", (unsigned long long)nused, a->nbuckets);
         if (!a->tree)
                 return 0;
         int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);

@@ -44,7 +44,7 @@ _Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64
 struct range_arena {
         struct seg *segs; /* segs[0] is never used: index 0 is NIL */
         uint64_t cap;     /* tags allocated in segs */
-        uint32_t hw;      /* highest index ever handed out */
+        uint32_t hw;      /* highest index handed out since the array last changed size */
         uint32_t spare;   /* retired tags */
         uint32_t nspare;
         uint32_t head, tail; /* address list */
@@ -74,6 +74,11 @@ static inline bool is_pow2(uint64_t v) {
 
 static inline unsigned floor_log2(uint64_t v) {
         return 63u - (unsigned)__builtin_clzll(v);
+}
+
+/* The ceiling of log2(v), v > 0. */
+static inline unsigned ceil_log2(uint64_t v) {
+        return floor_log2(v) + !is_pow2(v);
 }
 
 static inline uint64_t sat_add(uint64_t a, uint64_t b) {
@@ -287,9 +292,9 @@ uint32_t range_find(struct range_arena *a, const struct want *w, enum range_poli
 
 /*
  * Verifies every internal invariant of the arena (address list, free lists
- * and their bitmap, hash, counters, and while it is kept the treap's order,
- * priorities and maxima).  Returns 0, or a
- * negative errno value with a description in why.  O(n): for tests only.
+ * and their bitmap, hash, spare tags, counters, and while it is kept the
+ * treap's order, priorities and maxima).  Returns 0, or a negative errno
+ * value with a description in why.  O(n): for tests only.
  */
 int range_arena_check(const struct range_arena *arena, char *why, size_t why_size);
 

@@ -71,11 +71,6 @@ static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t 
         return i;
 }
 
-/* The ceiling of log2(v), v > 0. */
-static inline unsigned ceil_log2(uint64_t v) {
-        return floor_log2(v) + !is_pow2(v);
-}
-
 /*
  * The lowest free list whose every segment certainly holds a placement of w
  * (an unwindowed request): a size of at least G, or a block aligned to its

@@ -16,6 +16,9 @@
  * operation reserves the tags it may need before it changes anything, so once
  * the array has grown to the working set no operation calls malloc, and an
  * operation that cannot get memory fails before it has changed any state.
+ * The array doubles when it is full; when the segments fall below a quarter
+ * of it, a free compacts them into one of twice their number ("giving memory
+ * back" below), so that an arena's memory follows its segments down too.
  *
  * Address list.  All segments, in address order, doubly linked.  Freeing a
  * segment looks at its two neighbours and merges with the free ones: O(1)
@@ -103,6 +106,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "range-internal.h"
 
@@ -129,6 +133,21 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
 
 /* ---- hash of used segments ----------------------------------------------- */
 
+/*
+ * Replaces the table with b, nb zeroed buckets, and chains every used tag
+ * into it.  The tags are read in index order, not along the old chains:
+ * sequential reads, and after a compaction the old chains name old indices.
+ */
+static void hash_install(struct range_arena *a, uint32_t *b, uint64_t nb) {
+        free(a->buckets);
+        a->buckets = b;
+        a->nbuckets = (uint32_t)nb;
+        a->hash_shift = 64 - floor_log2(nb);
+        for (uint32_t i = 1; i <= a->hw; i++)
+                if (a->segs[i].state == SEG_USED)
+                        hash_insert(a, i);
+}
+
 static int hash_reserve(struct range_arena *a) {
         if (a->nused < a->nbuckets)
                 return 0;
@@ -138,20 +157,84 @@ static int hash_reserve(struct range_arena *a) {
         uint32_t *b = calloc(nb, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        uint32_t *old = a->buckets;
-        uint32_t nold = a->nbuckets;
-        a->buckets = b;
-        a->nbuckets = (uint32_t)nb;
-        a->hash_shift = 64 - floor_log2(nb);
-        for (uint32_t k = 0; k < nold; k++)
-                for (uint32_t i = old[k], next; i; i = next) {
-                        next = a->segs[i].lnext;
-                        uint32_t h = bucket_of(a, a->segs[i].start);
-                        a->segs[i].lnext = b[h];
-                        b[h] = i;
-                }
-        free(old);
+        hash_install(a, b, nb);
         return 0;
+}
+
+/* ---- giving memory back -------------------------------------------------- */
+
+/*
+ * The tag array and the hash table grow by doubling; without this they would
+ * keep the memory of their peak for the arena's life.  When the tags in use
+ * fall below a quarter of the array, they are copied in address order into a
+ * new array of at least twice their number, and everything that names a tag
+ * is rebuilt from the address order: the free lists, the hash; the treap is
+ * dropped, for the next search to build.  The hash table alone is rebuilt
+ * smaller when the used segments fall below a quarter of its buckets.  Either
+ * way the new size is at least twice what is in use, so the next growth waits
+ * for that to double and the next shrink for it to halve: churn at a
+ * threshold does not thrash, and the O(n) rebuild is paid for by the n or
+ * more frees since the last one.  Short of memory, nothing changes: the free
+ * that triggered it has succeeded, and a later one tries again.
+ */
+
+static inline uint64_t table_size(uint64_t n) {
+        return n <= 32 ? 64 : UINT64_C(1) << ceil_log2(2 * n);
+}
+
+static inline bool tags_oversized(const struct range_arena *a) {
+        return a->cap > 64 && (a->nfree + a->nused + 1) * 4 < a->cap;
+}
+
+static inline bool hash_oversized(const struct range_arena *a) {
+        return a->nbuckets > 64 && a->nused * 4 < a->nbuckets;
+}
+
+/* Copies the tags in address order into an array of ncap and rebuilds what names them. */
+static void tags_compact(struct range_arena *a, uint64_t ncap) {
+        /* Called after a free, so there is a hash table to size from. */
+        uint64_t nb = umin(a->nbuckets, table_size(a->nused));
+        struct seg *segs = malloc(ncap * sizeof(*segs));
+        uint32_t *b = calloc(nb, sizeof(*b));
+        if (!segs || !b) {
+                free(segs);
+                free(b);
+                return;
+        }
+        uint32_t n = 0;
+        for (uint32_t i = a->head; i; i = a->segs[i].anext) {
+                n++;
+                segs[n] = a->segs[i];
+                segs[n].aprev = n - 1;
+                segs[n].anext = n + 1;
+        }
+        segs[n].anext = NIL;
+        free(a->segs);
+        a->segs = segs;
+        a->cap = ncap;
+        a->hw = n;
+        a->spare = NIL;
+        a->nspare = 0;
+        a->head = n ? 1 : NIL;
+        a->tail = n;
+        a->tree = false;
+        memset(a->lists, 0, sizeof(a->lists));
+        memset(a->list_bits, 0, sizeof(a->list_bits));
+        /* From the top down, so that each list starts with its lowest segment. */
+        for (uint32_t i = n; i; i--)
+                if (segs[i].state == SEG_FREE)
+                        class_insert(a, i);
+        hash_install(a, b, nb);
+}
+
+static void give_back(struct range_arena *a) {
+        if (tags_oversized(a)) {
+                tags_compact(a, table_size(a->nfree + a->nused + 1));
+                return;
+        }
+        uint32_t *b = calloc(table_size(a->nused), sizeof(*b));
+        if (b)
+                hash_install(a, b, table_size(a->nused));
 }
 
 /* ---- segment surgery ----------------------------------------------------- */
@@ -389,6 +472,8 @@ int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
         a->in_use -= a->segs[i].size;
         release(a, i);
         tree_idle(a);
+        if (tags_oversized(a) || hash_oversized(a))
+                give_back(a);
         return 0;
 }
 
