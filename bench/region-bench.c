@@ -218,7 +218,7 @@ static void handoff(int k, double *handoff_ns, double *rtt_ns) {
                         char x = 1;
                         if (write(ready[1], &x, 1) != 1)
                                 _exit(1);
-                        if (alloc_region_attach(c, name, 10000, &r) < 0)
+                        if (alloc_region_attach(c, name, &(struct alloc_attach_opts){.timeout_ms = 10000}, &r) < 0)
                                 _exit(2);
                         double t = now();
                         if (write(took[1], &t, sizeof(t)) != sizeof(t))

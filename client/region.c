@@ -24,7 +24,8 @@ _Static_assert(ALLOC_BATCH_MAX == WIRE_MAX_BATCH, "a batch is the protocol's");
 /* Where region g is in this process: its host pointer, device address and device. */
 static int locate(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
                   struct alloc_region *ret) {
-        int r = pool_table_locate(client_pools(c), g, ret);
+        int r = g->region_fd ? region_table_locate(client_regions(c), g, ret)
+                             : pool_table_locate(client_pools(c), g, ret);
 
         /* A pool that could not be mapped is not in the table: its own reason says more than "not mapped". */
         if (map->err < 0)
@@ -51,6 +52,10 @@ static int region_out(struct alloc_client *c, const Allocd__Region *g, const str
         out.kind = (enum alloc_kind)g->kind;
         out.addr = g->offset;
         out.size = g->size;
+        snprintf(out.pool, sizeof(out.pool), "%s", g->pool);
+        out.owner = g->uid;
+        out.sealed = g->sealed;
+        out.read_only = g->read_only;
         *ret = out;
         return 0;
 }
@@ -82,6 +87,7 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
                 d.region = reply->region->id;
                 req.body_case = ALLOCD__REQUEST__BODY_DETACH;
                 req.detach = &d;
+                region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
                 return refuse_grant(c, &req, r);
         }
         held_add(client_held(c), &ret->id, 1);
@@ -151,20 +157,25 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
 
 /*
  * Gives back the n regions of ids with req (a Free, Detach or FreeBatch): without waiting when the
- * connection holds them all and pipe allows it, else waiting for allocd's answer.
+ * connection holds them all and pipe allows it, else waiting for allocd's answer.  Each reference
+ * given back drops one of an isolation = region region's mapping here (region-map.c); a pipelined
+ * one at once, since its caller is done with the memory.
  */
 static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe) {
+        bool piped;
         int r;
 
         client_clear_error();
         if (!c)
                 return client_fail(-EINVAL, "no connection (NULL)");
-        if (pipe && held_take(client_held(c), ids, n))
-                return client_send_pipelined(c, req, ids, n);
-        r = run(c, req, NULL);
-        /* What allocd took back is not held any longer; an id held by no record here (PERSIST) is skipped. */
-        for (size_t i = 0; r == 0 && i < n; i++)
-                held_take(client_held(c), &ids[i], 1);
+        piped = pipe && held_take(client_held(c), ids, n);
+        r = piped ? client_send_pipelined(c, req, ids, n) : run(c, req, NULL);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                /* What allocd took back is not held any longer; an id held by no record here (PERSIST) is skipped. */
+                if (!piped)
+                        held_take(client_held(c), &ids[i], 1);
+                region_table_drop(client_regions(c), ids[i]);
+        }
         return r;
 }
 
@@ -192,7 +203,7 @@ int alloc_region_free(struct alloc_client *c, uint64_t id) {
 }
 
 int alloc_region_free_sync(struct alloc_client *c, uint64_t id) {
-        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, false);
 }
 
 int alloc_region_detach(struct alloc_client *c, uint64_t id) {
@@ -244,15 +255,22 @@ int alloc_region_seal(struct alloc_client *c, uint64_t id) {
         return run(c, &req, NULL);
 }
 
-int alloc_region_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *ret) {
+int alloc_region_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Attach a = ALLOCD__ATTACH__INIT;
+        static const struct alloc_attach_opts none;
 
         if (!name || !ret)
                 return client_fail(-EINVAL, "alloc_region_attach: name and ret must not be NULL");
+        if (!opts)
+                opts = &none;
         a.name = (char *)name;
-        a.has_timeout_ms = timeout_ms != 0;
-        a.timeout_ms = timeout_ms;
+        a.has_timeout_ms = opts->timeout_ms != 0;
+        a.timeout_ms = opts->timeout_ms;
+        a.pool = opts->pool && *opts->pool ? (char *)opts->pool : NULL;
+        a.has_owner = opts->by_owner;
+        a.owner = opts->owner;
         req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
         req.attach = &a;
         return run(c, &req, ret);

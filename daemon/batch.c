@@ -64,6 +64,14 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                 one.size = sizes[i];
                 if (check_alloc(core, cl, &one, &a, res) != E_OK)
                         break;
+                if (a.pool->conf.isolation == ISOLATION_REGION) {
+                        /* A packet carries 4 fds; each region of such a pool brings its own. */
+                        fail(res, E_INVALID,
+                             "pool %s gives each region its own fd (isolation = region): allocate its regions one by "
+                             "one",
+                             a.pool->conf.name);
+                        break;
+                }
                 uint64_t q = a.pool->conf.quantum;
                 /* A worker's zeroing answers later, one region at a time: a batch's answer is one reply. */
                 if ((a.flags & F_ZERO) && (a.pool->ops->zero_blocks || a.size > ZERO_INLINE_MAX ||

@@ -2,7 +2,8 @@
 /*
  * A client for tests that need another process image (e.g. another uid after
  * setuid, or a process that has not loaded CUDA): helper-client SOCKET
- * alloc POOL SIZE | attach NAME | expect NAME TEXT.  Exits 0 on success,
+ * alloc POOL SIZE | attach NAME | expect NAME TEXT | scribble NAME (writes
+ * through cptr, which faults where the region is read-only).  Exits 0 on success,
  * else the errno value the call failed with (prints the message), or 99 when
  * the region does not start with TEXT.
  *
@@ -15,6 +16,7 @@
  * the one that failed or 0, and allocd's message or "-"), then holds what it
  * got until stdin reaches end of file, and exits with ERRNO.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,17 +80,20 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "alloc") && argc == 5)
                 e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), NULL, &r);
         else if (!strcmp(argv[2], "attach-free")) {
-                if ((e = alloc_region_attach(c, argv[3], 0, &r)) == 0)
+                if ((e = alloc_region_attach(c, argv[3], NULL, &r)) == 0)
                         e = alloc_region_free(c, r.id) < 0 ? -98 : alloc_region_sync(c);
                 r.ptr = NULL; /* given back, or not to be touched */
-        } else if (!strcmp(argv[2], "attach") || (!strcmp(argv[2], "expect") && argc == 5))
-                e = alloc_region_attach(c, argv[3], 0, &r);
+        } else if (!strcmp(argv[2], "attach") || !strcmp(argv[2], "scribble") ||
+                   (!strcmp(argv[2], "expect") && argc == 5))
+                e = alloc_region_attach(c, argv[3], NULL, &r);
         else
                 return 100;
         if (e < 0)
                 fprintf(stderr, "helper: %s\n", alloc_last_error());
-        else if (argc == 5 && !strcmp(argv[2], "expect") && (!r.ptr || strncmp(r.ptr, argv[4], strlen(argv[4]))))
+        else if (argc == 5 && !strcmp(argv[2], "expect") && (!r.cptr || strncmp(r.cptr, argv[4], strlen(argv[4]))))
                 e = -99;
+        else if (!strcmp(argv[2], "scribble") && signal(SIGSEGV, SIG_DFL) != SIG_ERR) /* past a sanitizer's handler */
+                ((volatile char *)r.cptr)[0] = 1; /* a read-only region: this faults */
         else if (r.ptr)
                 ((volatile char *)r.ptr)[0] = 1; /* the mapping works for this uid too */
         alloc_disconnect(c);

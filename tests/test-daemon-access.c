@@ -126,7 +126,7 @@ Test(daemon_access, a_pipelined_free_reports_what_only_allocd_knows) {
         cr_assert_eq(as_nobody("attach-free", "roots", NULL), EACCES);
         /* Refused: the region, and its name, are still there. */
         struct alloc_region again;
-        cr_assert_eq(alloc_region_attach(c, "roots", 0, &again), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(c, "roots", NULL, &again), 0, "%s", alloc_last_error());
 }
 
 Test(daemon_access, quota_per_uid) {
@@ -150,7 +150,7 @@ Test(daemon_access, regions_and_names_per_limits) {
         cr_assert_eq(alloc_region_new(c, "open", 4096, &n3, &r), -EMFILE, "max_names = 2");
         cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), 0);
         cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 3");
-        cr_assert_eq(alloc_region_attach(c, "n1", 0, &r), -EMFILE, "attach counts too");
+        cr_assert_eq(alloc_region_attach(c, "n1", NULL, &r), -EMFILE, "attach counts too");
         cr_assert_eq(pool_used(c, "open"), 3 * 4096);
 }
 

@@ -25,7 +25,8 @@ static void stop(void) {
 static void start(void) {
         daemon_start(&d, "[daemon]\nmax_regions_per_connection = 1100\n"
                          "[pool small]\nkind = host\nsize = 1M\n"
-                         "[pool big]\nkind = host\nsize = 8M\n");
+                         "[pool big]\nkind = host\nsize = 8M\n"
+                         "[pool iso]\nkind = host\nsize = 1M\nisolation = region\n");
 }
 
 TestSuite(pipe, .init = start, .fini = stop, .timeout = 60);
@@ -98,6 +99,15 @@ Test(pipe, the_sync_variants_wait_and_answer) {
         cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0);
         cr_assert_eq(alloc_region_detach_sync(c, r.id), 0, "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 0);
+        /* A sync free waits for allocd's answer, even for a region the connection holds. */
+        cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0);
+        cr_assert_eq(alloc_set_timeout(c, 300), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        int e = alloc_region_free_sync(c, r.id);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(e, -ETIME, "the sync free did not wait: %d", e);
+        cr_assert_eq(alloc_set_timeout(c, 10000), 0);
+        cr_assert_eq(wait_used(c, "small", 0), 0);
         alloc_disconnect(c);
 }
 
@@ -148,6 +158,8 @@ Test(pipe, a_batch_keeps_to_the_limits_and_refuses_what_does_not_apply) {
         cr_assert_eq(alloc_region_new_batch(c, "big", sizes, 2, &persist, r), -EINVAL);
         uint64_t two_mib[] = {2 << 20};
         cr_assert_eq(alloc_region_new_batch(c, "big", two_mib, 1, &big_zero, r), -EINVAL);
+        /* Each region of an isolation = region pool brings its own fd; a packet carries 4. */
+        cr_assert_eq(alloc_region_new_batch(c, "iso", sizes, 2, NULL, r), -EINVAL);
         cr_assert_eq(alloc_region_new_batch(c, "big", sizes, 1, &big_zero, r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(c, r[0].id), 0);
         /* The largest batch fits one packet each way, and max_regions_per_connection (1100) still counts. */
