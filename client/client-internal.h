@@ -6,8 +6,10 @@
  * What the files of liballoc-client tell each other; none of it is exported
  * (liballoc-client.sym).  Each file owns its state:
  *
- *   transport.c  the connection: socket, Hello, requests and the replies
- *                matched to them by id, last_error, disconnect
+ *   transport.c  requests and the replies matched to them by id, last_error,
+ *                spinning for a reply
+ *   pipeline.c   requests no one waits for (pipelined frees and detaches)
+ *   connect.c    the socket, Hello, settings, disconnect
  *   pool-map.c   the pools this connection has mapped, by name and by address
  *   region.c     alloc, free, attach, detach, batches
  *   held.c       the regions this connection holds, so that frees need not wait

@@ -22,12 +22,10 @@
  * region granted to no one given back, or the connection would hold memory
  * its owner never learned of.
  *
- * Pipelined requests (a Free or Detach of a region the connection holds)
- * are listed like any other, but no caller waits for them: whoever reads
- * next files their replies, keeps a refusal for client_sync and frees the
- * entry.  Replies come in the order of the requests, so a request sent after
- * one sees its effect in allocd; at most PIPE_MAX are in flight, so that a
- * caller that never waits cannot fill the socket with replies nobody reads.
+ * Pipelined requests (pipeline.c) are listed like any other, but no caller
+ * waits for them: whoever reads next hands their replies to pipeline.c.
+ * Making and ending a connection is connect.c's; the structures all three
+ * share are in connection.h.
  *
  * Spinning: a thread about to sleep for a reply first polls the socket
  * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
@@ -51,48 +49,9 @@
 #include <unistd.h>
 
 #include "client-internal.h"
+#include "connection.h"
 #include "duration.h"
 #include "wire.h"
-
-#define DEFAULT_TIMEOUT_MS 30000
-#define DEFAULT_SPIN_US 50 /* alloc/client.h, alloc_set_spin: why this much */
-
-struct pending {
-        uint64_t id;
-        Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */
-        bool abandoned;                 /* its caller timed out; the entry is on the heap */
-        bool pipelined;                 /* no caller waits (client_send_pipelined); the entry is on the heap */
-        const uint64_t *ids;            /* pipelined: the regions it gives back, n of them */
-        size_t n;
-        Allocd__Reply *reply;
-        struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
-        struct pending *next;
-};
-
-struct alloc_client {
-        int fd;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        uint64_t next_id;
-        bool reading;
-        int sleepers; /* threads in pthread_cond_wait */
-        int dead;     /* 0, or the negative errno that ended the connection */
-        char dead_msg[256];
-        struct pending *pending;
-        struct pool_table *pools;
-        struct region_table *regions; /* isolation = region pools' regions, each its own mapping */
-        uint32_t timeout_ms;          /* each request's, beyond the wait it asks for; 0: none */
-        uint32_t wait_ms;             /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
-        char path[108];               /* sizeof(sun_path), for messages */
-        struct held *held;
-        uint32_t npipelined; /* pipelined requests not answered yet */
-        int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
-        uint32_t refused_more;
-        char refused_msg[CLIENT_ERROR_MAX];
-        uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
-        uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
-        uint8_t rbuf[WIRE_MAX_PACKET];
-};
 
 /* Per thread, so that one thread's failure does not overwrite the words of another's. */
 static __thread char last_error[CLIENT_ERROR_MAX];
@@ -127,12 +86,12 @@ struct held *client_held(struct alloc_client *c) {
 }
 
 /* Why the connection is unusable, as a call's failure. */
-static int fail_dead(const struct alloc_client *c) {
+int conn_fail_dead(const struct alloc_client *c) {
         return client_fail(c->dead, "%s (%s)", c->dead_msg, strerror(-c->dead));
 }
 
 /* The connection is unusable from now on; every call reports why.  Lock held. */
-static void die(struct alloc_client *c, int r, const char *why) {
+void conn_die(struct alloc_client *c, int r, const char *why) {
         if (c->dead)
                 return;
         /* However the socket says it, a peer that went away is one documented error. */
@@ -161,7 +120,7 @@ static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
 
         if (len > sizeof(buf) || wire_send(c->fd, buf, allocd__request__pack(req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
                 /* Hanging up gives it back: allocd releases all the connection holds. */
-                die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
+                conn_die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
                 shutdown(c->fd, SHUT_RDWR);
         }
 }
@@ -200,24 +159,6 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
         return !c->dead;
 }
 
-/* The reply to pipelined request p (out of the list already): a refusal is kept, and its regions are held again. */
-static void pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r) {
-        c->npipelined--;
-        if (r->has_error && r->error != ALLOCD__ERROR__OK) {
-                held_add(c->held, p->ids, p->n);
-                if (c->refused) {
-                        c->refused_more++;
-                } else {
-                        c->refused = -wire_error_errno(r->error);
-                        snprintf(c->refused_msg, sizeof(c->refused_msg), "allocd refused the %s of region %llu%s: %s",
-                                 p->what == ALLOCD__REQUEST__BODY_DETACH ? "Detach" : "Free",
-                                 (unsigned long long)p->ids[0], p->n > 1 ? " and the rest of its batch" : "",
-                                 r->message ? r->message : wire_error_name(r->error));
-                }
-        }
-        free(p);
-}
-
 static uint64_t now_ns(void) {
         struct timespec t;
 
@@ -247,7 +188,7 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
  * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
  * false if deadline (NULL: none) passed with nothing to read.
  */
-static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
+bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
         struct wire_budget budget;
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int fd = -1, k = 1;
@@ -282,14 +223,14 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                 return false;
         }
         if (n <= 0) {
-                die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
+                conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
                 /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */
                 wire_budget_init(&budget, 16 * WIRE_MAX_PACKET, NULL, 0);
                 Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
                 struct pending *p = NULL, **pp = &c->pending;
                 if (!r)
-                        die(c, -EPROTO, "allocd sent a reply this library cannot decode");
+                        conn_die(c, -EPROTO, "allocd sent a reply this library cannot decode");
                 else
                         for (; (p = *pp) && (p->reply || p->id != r->id); pp = &p->next)
                                 ;
@@ -301,7 +242,7 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                                                    : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
                         if (p->pipelined) {
                                 *pp = p->next;
-                                pipelined_answered(c, p, r);
+                                conn_pipelined_answered(c, p, r);
                                 allocd__reply__free_unpacked(r, NULL);
                         } else if (!p->abandoned) {
                                 p->reply = r;
@@ -315,8 +256,8 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
                         if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
-                                die(c, -wire_error_errno(r->error),
-                                    r->message ? r->message : wire_error_name(r->error));
+                                conn_die(c, -wire_error_errno(r->error),
+                                         r->message ? r->message : wire_error_name(r->error));
                         if (r)
                                 allocd__reply__free_unpacked(r, NULL);
                 }
@@ -369,7 +310,7 @@ static bool request_deadline(const struct alloc_client *c, Allocd__Request *req,
 }
 
 /* Takes p out of the list of requests waiting for a reply; lock held. */
-static void unlist(struct alloc_client *c, struct pending *p) {
+void conn_unlist(struct alloc_client *c, struct pending *p) {
         struct pending **pp;
 
         for (pp = &c->pending; *pp != p; pp = &(*pp)->next)
@@ -381,10 +322,10 @@ static void unlist(struct alloc_client *c, struct pending *p) {
 static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
         struct pending *p = malloc(sizeof(*p));
 
-        unlist(c, me);
+        conn_unlist(c, me);
         if (!p) {
                 /* A late grant could not be given back: the connection, and every region it holds, ends. */
-                die(c, -ENOMEM, "out of memory while giving up on a request");
+                conn_die(c, -ENOMEM, "out of memory while giving up on a request");
                 shutdown(c->fd, SHUT_RDWR);
                 return client_fail(-ENOMEM, "out of memory");
         }
@@ -400,13 +341,13 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
  * Reads, or sleeps while another thread reads, until *done, the connection dies or deadline (NULL:
  * none) passes; lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
  */
-static void await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
-                  const struct timespec *deadline) {
+void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                const struct timespec *deadline) {
         bool expired = false;
 
         while (!done(c, arg) && !c->dead && !expired) {
                 if (!c->reading) {
-                        expired = !read_one(c, deadline);
+                        expired = !conn_read_one(c, deadline);
                 } else {
                         c->sleepers++;
                         if (deadline)
@@ -459,7 +400,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
         if (r == -EAGAIN) {
-                unlist(c, &me);
+                conn_unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
@@ -467,16 +408,16 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading)
-                        read_one(c, timed ? &deadline : NULL);
-                die(c, r, "the connection to allocd is gone");
+                        conn_read_one(c, timed ? &deadline : NULL);
+                conn_die(c, r, "the connection to allocd is gone");
         }
-        await(c, replied, &me, timed ? &deadline : NULL);
+        conn_await(c, replied, &me, timed ? &deadline : NULL);
         if (!me.reply && !c->dead) {
                 r = abandon(c, &me, req->body_case);
                 pthread_mutex_unlock(&c->lock);
                 return r;
         }
-        unlist(c, &me);
+        conn_unlist(c, &me);
         if (me.reply) {
                 *ret = me.reply;
                 /* Only a failure has words to copy: the message buffer is most of the struct. */
@@ -488,107 +429,17 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         }
 out:
         if (r < 0)
-                fail_dead(c);
+                conn_fail_dead(c);
         pthread_mutex_unlock(&c->lock);
         return r;
 }
 
 /* The connection's own deadline from now, for requests that wait for no room; false for none. */
-static bool plain_deadline(const struct alloc_client *c, struct timespec *ret) {
+bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret) {
         Allocd__Request status = ALLOCD__REQUEST__INIT;
 
         status.body_case = ALLOCD__REQUEST__BODY_STATUS;
         return request_deadline(c, &status, ret);
-}
-
-static bool pipe_has_room(const struct alloc_client *c, const void *arg) {
-        (void)arg;
-        return c->npipelined < PIPE_MAX;
-}
-
-static bool pipe_empty(const struct alloc_client *c, const void *arg) {
-        (void)arg;
-        return c->npipelined == 0;
-}
-
-int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n) {
-        uint8_t buf[WIRE_MAX_PACKET];
-        struct pending *p = malloc(sizeof(*p) + n * sizeof(*ids));
-        struct timespec deadline;
-        size_t len;
-        int r;
-
-        if (!p) {
-                held_add(c->held, ids, n);
-                return client_fail(-ENOMEM, "out of memory");
-        }
-        *p = (struct pending){
-                .what = req->body_case, .pipelined = true, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
-        pthread_mutex_lock(&c->lock);
-        if (!pipe_has_room(c, NULL))
-                await(c, pipe_has_room, NULL, plain_deadline(c, &deadline) ? &deadline : NULL);
-        if (c->dead || !pipe_has_room(c, NULL)) {
-                r = c->dead ? fail_dead(c)
-                            : client_fail(-ETIME, "allocd at %s answered none of %d requests within %u ms", c->path,
-                                          PIPE_MAX, c->timeout_ms);
-                goto fail;
-        }
-        req->has_id = true;
-        req->id = p->id = ++c->next_id;
-        len = allocd__request__get_packed_size(req);
-        if (len > sizeof(buf)) {
-                r = client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
-                goto fail;
-        }
-        allocd__request__pack(req, buf);
-        p->next = c->pending;
-        c->pending = p;
-        c->npipelined++;
-        pthread_mutex_unlock(&c->lock);
-        r = wire_send(c->fd, buf, len, NULL, 0, 0);
-        pthread_mutex_lock(&c->lock);
-        if (r == -EAGAIN) {
-                unlist(c, p);
-                c->npipelined--;
-                r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
-                                c->timeout_ms);
-                goto fail;
-        }
-        if (r < 0) {
-                /* The entry stays listed: the connection is over, and alloc_disconnect frees it. */
-                die(c, r, "the connection to allocd is gone");
-                r = fail_dead(c);
-        }
-        pthread_mutex_unlock(&c->lock);
-        return r;
-fail:
-        pthread_mutex_unlock(&c->lock);
-        held_add(c->held, ids, n);
-        free(p);
-        return r;
-}
-
-int client_sync(struct alloc_client *c) {
-        struct timespec deadline;
-        int r = 0;
-
-        pthread_mutex_lock(&c->lock);
-        await(c, pipe_empty, NULL, plain_deadline(c, &deadline) ? &deadline : NULL);
-        if (c->refused) {
-                if (c->refused_more)
-                        r = client_fail(c->refused, "%s (and %u more refused since)", c->refused_msg, c->refused_more);
-                else
-                        r = client_fail(c->refused, "%s", c->refused_msg);
-                c->refused = 0;
-                c->refused_more = 0;
-        } else if (c->dead) {
-                r = fail_dead(c);
-        } else if (c->npipelined) {
-                r = client_fail(-ETIME, "allocd at %s did not answer %u requests within %u ms", c->path, c->npipelined,
-                                c->timeout_ms);
-        }
-        pthread_mutex_unlock(&c->lock);
-        return r;
 }
 
 int client_reply_error(const Allocd__Reply *r) {
@@ -610,173 +461,4 @@ int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply_
                 *ret = NULL;
         }
         return r;
-}
-
-/* ALLOCD_TIMEOUT, or the default; an unparsable value is an error, not silently the default. */
-static int env_timeout(uint32_t *ret) {
-        const char *s = secure_getenv("ALLOCD_TIMEOUT");
-
-        *ret = DEFAULT_TIMEOUT_MS;
-        if (!s || !*s)
-                return 0;
-        if (parse_duration_ms(s, ret) < 0)
-                return client_fail(-EINVAL,
-                                   "ALLOCD_TIMEOUT=%s is not a duration: write 500ms, 30s or 2m (0 for no timeout)", s);
-        return 0;
-}
-
-/* ALLOCD_SPIN, or the default. */
-static int env_spin(uint32_t *ret) {
-        const char *s = secure_getenv("ALLOCD_SPIN");
-
-        *ret = DEFAULT_SPIN_US;
-        if (!s || !*s)
-                return 0;
-        if (parse_duration_us(s, SPIN_MAX_US, ret) < 0)
-                return client_fail(-EINVAL, "ALLOCD_SPIN=%s is not a duration of 0 to 10ms: write e.g. 50us or 0", s);
-        return 0;
-}
-
-int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        char def[sizeof(sa.sun_path)];
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Hello hello = ALLOCD__HELLO__INIT;
-        Allocd__Reply *reply;
-        struct alloc_client *c;
-        uint32_t timeout_ms, spin_us;
-        int r;
-
-        client_clear_error();
-        if (!ret)
-                return client_fail(-EINVAL, "alloc_connect: ret is NULL");
-        *ret = NULL;
-        if (!socket_path) {
-                if ((r = wire_default_socket(def, sizeof(def), true)) < 0)
-                        return client_fail(r, "no allocd socket: ALLOCD_SOCKET is unset, " WIRE_SYSTEM_SOCKET
-                                              " does not exist and XDG_RUNTIME_DIR is unset; set ALLOCD_SOCKET");
-                socket_path = def;
-        }
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0)
-                return r;
-        strcpy(sa.sun_path, socket_path);
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return client_fail(-ENOMEM, "out of memory");
-        c->fd = -1;
-        strcpy(c->path, socket_path);
-        c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
-        pthread_mutex_init(&c->lock, NULL);
-        /* Deadlines are on the monotonic clock: setting the time of day must not fire or stall them. */
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
-        c->pools = pool_table_new();
-        c->regions = region_table_new();
-        c->held = held_new();
-        if (!c->pools || !c->regions || !c->held) {
-                alloc_disconnect(c);
-                return client_fail(-ENOMEM, "out of memory");
-        }
-        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
-                r = client_fail(-errno, "cannot make a socket: %s", strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        /* A Unix connect() waits while allocd's backlog is full; SO_SNDTIMEO bounds that wait too. */
-        alloc_set_timeout(c, timeout_ms);
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno == EAGAIN)
-                        r = client_fail(-ETIME,
-                                        "allocd at %s accepted no connection within %u ms (its backlog is full); is it "
-                                        "stopped or overloaded? (the timeout is ALLOCD_TIMEOUT)",
-                                        socket_path, timeout_ms);
-                else
-                        r = client_fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
-                                        strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        hello.has_version = true;
-        hello.version = WIRE_VERSION;
-        hello.client_name = (char *)(client_name ? client_name : program_invocation_short_name);
-        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-        req.hello = &hello;
-        r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
-        if (r < 0) {
-                alloc_disconnect(c);
-                return r;
-        }
-        if (reply->hello->has_wait_timeout_ms)
-                c->wait_ms = reply->hello->wait_timeout_ms;
-        allocd__reply__free_unpacked(reply, NULL);
-        *ret = c;
-        return 0;
-}
-
-int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
-        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
-
-        client_clear_error();
-        if (!c)
-                return client_fail(-EINVAL, "alloc_set_timeout: c is NULL");
-        pthread_mutex_lock(&c->lock);
-        c->timeout_ms = timeout_ms;
-        /* Sends wait no longer than replies: a full socket buffer is as stuck as a silent allocd. */
-        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-                pthread_mutex_unlock(&c->lock);
-                return client_fail(-errno, "cannot set the socket's send timeout: %s", strerror(errno));
-        }
-        pthread_mutex_unlock(&c->lock);
-        return 0;
-}
-
-int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
-        client_clear_error();
-        if (!c)
-                return client_fail(-EINVAL, "alloc_set_spin: c is NULL");
-        if (spin_us > SPIN_MAX_US)
-                return client_fail(-EINVAL, "alloc_set_spin: %u us is more than the %u us a spin may take", spin_us,
-                                   SPIN_MAX_US);
-        pthread_mutex_lock(&c->lock);
-        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
-        pthread_mutex_unlock(&c->lock);
-        return 0;
-}
-
-struct alloc_client *alloc_disconnect(struct alloc_client *c) {
-        if (!c)
-                return NULL;
-        /*
-         * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
-         * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to
-         * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
-         */
-        pthread_mutex_lock(&c->lock);
-        while (c->fd >= 0 && c->pending && !c->dead) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!read_one(c, &now))
-                        break;
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (c->fd >= 0)
-                close(c->fd);
-        for (struct pending *p = c->pending, *next; p; p = next) {
-                next = p->next;
-                free(p);
-        }
-        c->pools = pool_table_free(c->pools);
-        c->regions = region_table_free(c->regions);
-        c->held = held_free(c->held);
-        pthread_cond_destroy(&c->cond);
-        pthread_mutex_destroy(&c->lock);
-        free(c);
-        return NULL;
 }
