@@ -46,19 +46,6 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t size) {
         return buf;
 }
 
-const char *printable(const char *s, bool spaces, char *buf, size_t size) {
-        size_t i = 0;
-
-        for (; *s && i + 1 < size; s++, i++) {
-                unsigned char ch = (unsigned char)*s;
-                buf[i] = ch < 0x20 || ch == 0x7f ? '?' : (spaces && ch == ' ') ? '_' : (char)ch;
-        }
-        buf[i] = '\0';
-        if (i == 0 && size > 1)
-                snprintf(buf, size, "-");
-        return buf;
-}
-
 static const char *fmt_age(uint64_t seconds, char *buf, size_t size) {
         if (seconds < 60)
                 snprintf(buf, size, "%" PRIu64 "s", seconds);
@@ -97,13 +84,22 @@ static json_object *flags_json(uint32_t flags) {
         fmt_flags(flags, buf, sizeof(buf));
         for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
                 if (strcmp(t, "-") != 0)
-                        json_object_array_add(a, json_object_new_string(t));
+                        json_object_array_add(a, json_text(t));
         return a;
 }
 
 void json_print(json_object *o) {
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
+}
+
+/* Text from allocd as JSON: whatever bytes a client put in it, the document stays valid UTF-8. */
+json_object *json_text(const char *s) {
+        char *t = text_utf8(s);
+        json_object *o = json_object_new_string(t ? t : "?");
+
+        free(t);
+        return o;
 }
 
 static json_object *u64(uint64_t v) {
@@ -121,8 +117,8 @@ static json_object *client_json(const struct alloc_client_status *k) {
         json_object_object_add(o, "serial", u64(k->serial));
         json_object_object_add(o, "pid", json_object_new_int(k->pid));
         json_object_object_add(o, "uid", u64(k->uid));
-        json_object_object_add(o, "comm", json_object_new_string(k->comm));
-        json_object_object_add(o, "name", json_object_new_string(k->name));
+        json_object_object_add(o, "comm", json_text(k->comm));
+        json_object_object_add(o, "name", json_text(k->name));
         json_object_object_add(o, "regions", u64(k->regions));
         json_object_object_add(o, "bytes", u64(k->bytes));
         json_object_object_add(o, "waiters", u64(k->waiters));
@@ -144,16 +140,16 @@ static void clients_table(const struct alloc_status *s) {
         for (size_t i = 0; i < s->nclients; i++) {
                 const struct alloc_client_status *k = &s->clients[i];
                 printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", k->serial, (int)k->pid,
-                       (unsigned)k->uid, printable(k->comm, true, b2, sizeof(b2)), k->regions,
-                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, printable(k->name, false, b3, sizeof(b3)));
+                       (unsigned)k->uid, text_escape(k->comm, true, b2, sizeof(b2)), k->regions,
+                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, text_escape(k->name, false, b3, sizeof(b3)));
         }
 }
 
 static json_object *pool_json(const struct alloc_pool_status *p) {
         json_object *o = json_object_new_object(), *spans = json_object_new_array();
 
-        json_object_object_add(o, "name", json_object_new_string(p->name));
-        json_object_object_add(o, "kind", json_object_new_string(kind_name(p->kind)));
+        json_object_object_add(o, "name", json_text(p->name));
+        json_object_object_add(o, "kind", json_text(kind_name(p->kind)));
         json_object_object_add(o, "size", u64(p->size));
         json_object_object_add(o, "used", u64(p->used));
         json_object_object_add(o, "free", u64(p->free));
@@ -162,7 +158,10 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
         json_object_object_add(o, "regions", u64(p->regions));
         json_object_object_add(o, "waiters", u64(p->waiters));
         json_object_object_add(o, "quantum", u64(p->quantum));
-        json_object_object_add(o, "backend", *p->backend ? json_object_new_string(p->backend) : NULL);
+        json_object_object_add(o, "backend", *p->backend ? json_text(p->backend) : NULL);
+        if (p->kind != ALLOC_KIND_FPGA)
+                json_object_object_add(o, "isolation", json_text(p->isolated ? "region" : "pool"));
+        json_object_object_add(o, "names", json_text(p->names));
         if (p->kind == ALLOC_KIND_GPU)
                 json_object_object_add(o, "device", json_object_new_int(p->device));
         if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
@@ -193,14 +192,28 @@ static void status_text(const struct alloc_status *s) {
         for (size_t i = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
                 printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
-                       printable(p->name, true, name, sizeof(name)), kind_name(p->kind), *p->backend ? p->backend : "-",
-                       fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16),
-                       fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p), p->regions, p->waiters);
+                       text_escape(p->name, true, name, sizeof(name)), kind_name(p->kind),
+                       *p->backend ? p->backend : "-", fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16),
+                       fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p),
+                       p->regions, p->waiters);
         }
         for (size_t i = 0; i < s->nunavailable; i++) {
                 const struct alloc_unavailable_pool *u = &s->unavailable[i];
-                printf("%-16s %-6s not available: %s\n", printable(u->name, true, name, sizeof(name)),
+                printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
                        kind_name(u->kind), u->reason);
+        }
+        /* What the table has no column for: who can reach which bytes, and whose names are whose. */
+        for (size_t i = 0, n = 0; i < s->npools; i++) {
+                const struct alloc_pool_status *p = &s->pools[i];
+                char names[sizeof(p->names) * 4];
+                text_escape(p->name, true, name, sizeof(name));
+                if ((p->isolated || *p->names) && n++ == 0)
+                        putchar('\n');
+                if (p->isolated)
+                        printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
+                               name);
+                if (*p->names)
+                        printf("%s: reserves the names %s\n", name, text_escape(p->names, false, names, sizeof(names)));
         }
         if (s->nclients) {
                 putchar('\n');
@@ -218,7 +231,7 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv) {
                 return request_failed("status", r);
         if (ctl->json) {
                 json_object *o = json_object_new_object(), *pools = json_object_new_array();
-                json_object_object_add(o, "version", json_object_new_string(s->daemon_version));
+                json_object_object_add(o, "version", json_text(s->daemon_version));
                 json_object_object_add(o, "uptime", u64(s->uptime));
                 json_object_object_add(o, "started", u64(s->started));
                 for (size_t i = 0; i < s->npools; i++)
@@ -227,9 +240,9 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv) {
                 json_object *un = json_object_new_array();
                 for (size_t i = 0; i < s->nunavailable; i++) {
                         json_object *u = json_object_new_object();
-                        json_object_object_add(u, "name", json_object_new_string(s->unavailable[i].name));
-                        json_object_object_add(u, "kind", json_object_new_string(kind_name(s->unavailable[i].kind)));
-                        json_object_object_add(u, "reason", json_object_new_string(s->unavailable[i].reason));
+                        json_object_object_add(u, "name", json_text(s->unavailable[i].name));
+                        json_object_object_add(u, "kind", json_text(kind_name(s->unavailable[i].kind)));
+                        json_object_object_add(u, "reason", json_text(s->unavailable[i].reason));
                         json_object_array_add(un, u);
                 }
                 json_object_object_add(o, "unavailable", un);
@@ -266,12 +279,12 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
         json_object *o = json_object_new_object(), *holders = json_object_new_array();
 
         json_object_object_add(o, "id", u64(r->id));
-        json_object_object_add(o, "pool", json_object_new_string(r->pool));
-        json_object_object_add(o, "kind", json_object_new_string(kind_name(r->kind)));
+        json_object_object_add(o, "pool", json_text(r->pool));
+        json_object_object_add(o, "kind", json_text(kind_name(r->kind)));
         json_object_object_add(o, "addr", u64(r->addr));
         json_object_object_add(o, "size", u64(r->size));
         json_object_object_add(o, "flags", flags_json(r->flags));
-        json_object_object_add(o, "name", *r->name ? json_object_new_string(r->name) : NULL);
+        json_object_object_add(o, "name", *r->name ? json_text(r->name) : NULL);
         json_object_object_add(o, "refs", u64(r->refs));
         json_object_object_add(o, "uid", u64(r->uid));
         json_object_object_add(o, "pid", json_object_new_int(r->pid));
@@ -281,8 +294,8 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
                 json_object *h = json_object_new_object();
                 json_object_object_add(h, "pid", json_object_new_int(r->holders[j].pid));
                 json_object_object_add(h, "uid", u64(r->holders[j].uid));
-                json_object_object_add(h, "comm", json_object_new_string(r->holders[j].comm));
-                json_object_object_add(h, "name", json_object_new_string(r->holders[j].name));
+                json_object_object_add(h, "comm", json_text(r->holders[j].comm));
+                json_object_object_add(h, "name", json_text(r->holders[j].name));
                 json_object_array_add(holders, h);
         }
         json_object_object_add(o, "holders", holders);
@@ -299,17 +312,17 @@ static void region_row(const struct alloc_region_info *r, uint64_t now) {
                 char comm[32];
                 n += (size_t)snprintf(holders + n, sizeof(holders) - n, "%s%d/%u/%s", j ? "," : "",
                                       (int)r->holders[j].pid, (unsigned)r->holders[j].uid,
-                                      printable(r->holders[j].comm, true, comm, sizeof(comm)));
+                                      text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
         }
         if (r->holders_omitted && n < sizeof(holders))
                 snprintf(holders + n, sizeof(holders) - n, ",+%u", r->holders_omitted);
         if (!*holders)
                 snprintf(holders, sizeof(holders), "-");
         printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-14s %4u %8s %-24s %s\n", r->id,
-               printable(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
+               text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
                fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
                fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)), holders,
-               printable(r->name, false, name, sizeof(name)));
+               text_escape(r->name, false, name, sizeof(name)));
 }
 
 struct dump_out {
@@ -401,12 +414,12 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 fprintf(stderr, "allocctl: wait %s %s: a duration, as 500ms, 30s or 2m\n", argv[0], argv[1]);
                 return EXIT_USAGE;
         }
-        if ((e = alloc_region_attach(ctl->client, argv[0], ms, &r)) < 0)
+        if ((e = alloc_region_attach(ctl->client, argv[0], &(struct alloc_attach_opts){.timeout_ms = ms}, &r)) < 0)
                 return request_failed("wait", e);
         if (ctl->json) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "id", u64(r.id));
-                json_object_object_add(o, "kind", json_object_new_string(kind_name(r.kind)));
+                json_object_object_add(o, "kind", json_text(kind_name(r.kind)));
                 json_object_object_add(o, "addr", u64(r.addr));
                 json_object_object_add(o, "size", u64(r.size));
                 json_print(o);

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "alloc/client.h"
+#include "text.h"
 
 /* Exit codes, documented in allocctl(1) and docs/cli.md. */
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
@@ -22,7 +23,7 @@ struct ctl {
 const char *fmt_size(uint64_t bytes, char *buf, size_t size);
 const char *kind_name(enum alloc_kind k);
 /* s with control characters (and, if spaces, also blanks) shown as '?' and '_'. */
-const char *printable(const char *s, bool spaces, char *buf, size_t size);
+json_object *json_text(const char *s);
 /* Prints o to stdout and drops it. */
 void json_print(json_object *o);
 /* Reports the request that failed with r; EXIT_FAILED, or EXIT_UNREACHABLE if allocd did not answer. */

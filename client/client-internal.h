@@ -59,6 +59,12 @@ struct pool_table *client_pools(struct alloc_client *c);
 /* A pool is mapped at a multiple of its largest power of two, within these (alloc/client.h, "ptr"). */
 #define MAP_ALIGN_MIN (2ull << 20)
 #define MAP_ALIGN_MAX (1ull << 30)
+/* CU_MEMHOSTREGISTER_READ_ONLY, by its value in CUDA's ABI. */
+#define REGISTER_READ_ONLY 0x08u
+/* Where to map size bytes: at a multiple of their largest power of two, MAP_ALIGN_MIN to MAP_ALIGN_MAX. */
+uint64_t map_align(uint64_t size);
+/* mmap of fd, shared, at a multiple of align; MAP_FAILED and errno on failure. */
+void *mmap_aligned(int fd, uint64_t size, uint64_t align, bool read_only);
 
 /*
  * A pool mapped by this connection.  Every field is fixed from the moment it
@@ -72,8 +78,24 @@ struct pool_map {
         uint64_t addr; /* where the pool lies in this process: base, or a gpu pool's CUDA address */
         uint64_t size;
         bool mmapped;       /* base is this table's mmap of the pool fd (else nothing, or CUDA's mapping) */
+        bool read_only;     /* this connection may only attach in the pool: mapped for reading only */
         struct gpu_map gpu; /* the pool's registration with CUDA, or its import */
 };
+
+/*
+ * The regions of isolation = region pools this connection holds (region-map.c), each mapped from
+ * its own fd.  region_table_map maps the one whose fd came with reply (fd stays the caller's) or,
+ * mapped already, counts one more reference; 0, or a negative errno value with the reason in err.
+ * region_table_locate fills ret's ptr and cptr (-EPROTO: not mapped); region_table_drop drops one
+ * reference, and unmaps the region at the last (an id not in the table is ignored).
+ */
+struct region_table;
+struct region_table *region_table_new(void);
+struct region_table *region_table_free(struct region_table *t);
+int region_table_map(struct region_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
+int region_table_locate(struct region_table *t, const Allocd__Region *g, struct alloc_region *ret);
+void region_table_drop(struct region_table *t, uint64_t id);
+struct region_table *client_regions(struct alloc_client *c);
 
 /* A table of no pools; NULL when out of memory. */
 struct pool_table *pool_table_new(void);

@@ -108,11 +108,12 @@ static int find_device(const struct cuda *cu, const uint8_t *uuid, char *err, si
         return -ENODEV;
 }
 
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, bool read_only, char *err,
                size_t errsize) {
         const char *why;
         const struct cuda *cu = cuda_get(&why);
         CUmemGenericAllocationHandle handle;
+        const CUmemAccess_flags prot = read_only ? CU_MEM_ACCESS_FLAGS_PROT_READ : CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
         CUmemAccessDesc access[65];
         size_t naccess = 0;
         CUresult r;
@@ -145,17 +146,15 @@ int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const u
         cu->cuMemRelease(handle);
         if (r == CUDA_SUCCESS) {
                 if (uuid) {
-                        access[naccess++] =
-                                (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = g->device},
-                                                  .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                        access[naccess++] = (CUmemAccessDesc){
+                                .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = g->device}, .flags = prot};
                 } else {
                         /* Host memory: the CPU, and every device this process sees. */
-                        access[naccess++] = (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_HOST_NUMA},
-                                                              .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                        access[naccess++] =
+                                (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_HOST_NUMA}, .flags = prot};
                         for (int i = 0; i < cu->ndevices && naccess < sizeof(access) / sizeof(access[0]); i++)
-                                access[naccess++] =
-                                        (CUmemAccessDesc){.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = i},
-                                                          .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+                                access[naccess++] = (CUmemAccessDesc){
+                                        .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = i}, .flags = prot};
                 }
                 r = cu->cuMemSetAccess(g->va, size, access, naccess);
         }
@@ -218,11 +217,11 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
         return 0;
 }
 
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, bool read_only, char *err,
                size_t errsize) {
         const char *why;
 
-        (void)fd, (void)size, (void)align, (void)uuid;
+        (void)fd, (void)size, (void)align, (void)uuid, (void)read_only;
         *g = (struct gpu_map){.device = -1, .ctx_device = -1};
         cuda_get(&why);
         snprintf(err, errsize, "this pool is CUDA memory and this process cannot use CUDA: %s", why);

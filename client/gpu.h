@@ -27,9 +27,9 @@ struct gpu_map {
 int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize);
 /*
  * Imports the CUDA fd of a vmm pool and maps it at an address aligned to align; uuid names a gpu
- * pool's device, NULL for host memory.
+ * pool's device, NULL for host memory; read_only maps it for reading only.
  */
-int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, char *err,
+int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const uint8_t *uuid, bool read_only, char *err,
                size_t errsize);
 /* The device address of offset..offset+size in a registered pool; 0 where there is none. */
 uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size);

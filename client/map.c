@@ -273,24 +273,24 @@ static json_object *map_json(const struct alloc_pool_status *p, const struct seg
                              uint64_t start, u128 extent, char **lines, unsigned rows, unsigned cols) {
         json_object *o = json_object_new_object(), *segs = json_object_new_array(), *pic = json_object_new_array();
 
-        json_object_object_add(o, "pool", json_object_new_string(p->name));
-        json_object_object_add(o, "kind", json_object_new_string(kind_name(p->kind)));
+        json_object_object_add(o, "pool", json_text(p->name));
+        json_object_object_add(o, "kind", json_text(kind_name(p->kind)));
         json_object_object_add(o, "start", json_object_new_uint64(start));
         json_object_object_add(o, "extent", json_object_new_uint64((uint64_t)(extent - (extent > UINT64_MAX))));
         json_object_object_add(o, "rows", json_object_new_uint64(rows));
         json_object_object_add(o, "columns", json_object_new_uint64(cols));
         for (unsigned r = 0; r < rows; r++)
-                json_object_array_add(pic, json_object_new_string(lines[r]));
+                json_object_array_add(pic, json_text(lines[r]));
         json_object_object_add(o, "picture", pic);
         for (size_t i = 0; i < n; i++) {
                 json_object *x = json_object_new_object();
-                json_object_object_add(x, "type", json_object_new_string(seg_name[s[i].type]));
+                json_object_object_add(x, "type", json_text(seg_name[s[i].type]));
                 json_object_object_add(x, "base", json_object_new_uint64(s[i].base));
                 json_object_object_add(x, "size", json_object_new_uint64(s[i].size));
                 if (s[i].region) {
                         json_object_object_add(x, "region", json_object_new_uint64(s[i].region->id));
                         if (*s[i].region->name)
-                                json_object_object_add(x, "name", json_object_new_string(s[i].region->name));
+                                json_object_object_add(x, "name", json_text(s[i].region->name));
                 }
                 json_object_array_add(segs, x);
         }

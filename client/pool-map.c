@@ -159,7 +159,7 @@ out:
  * applies to its offset, holds for its pointer too.  Reserving the extra is
  * address space only, given back at once.
  */
-static uint64_t map_align(uint64_t size) {
+uint64_t map_align(uint64_t size) {
         uint64_t a = MAP_ALIGN_MIN;
 
         while (a < MAP_ALIGN_MAX && a * 2 <= size)
@@ -168,7 +168,7 @@ static uint64_t map_align(uint64_t size) {
 }
 
 /* mmap of fd at a multiple of align: a PROT_NONE reservation of size + align, the pool inside it, the rest unmapped. */
-static void *mmap_aligned(int fd, uint64_t size, uint64_t align) {
+void *mmap_aligned(int fd, uint64_t size, uint64_t align, bool read_only) {
         uint8_t *p, *a;
         uint64_t span;
 
@@ -181,7 +181,8 @@ static void *mmap_aligned(int fd, uint64_t size, uint64_t align) {
         if (p == MAP_FAILED)
                 return MAP_FAILED;
         a = (uint8_t *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-        if (mmap(a, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        if (mmap(a, size, read_only ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) ==
+            MAP_FAILED) {
                 int e = errno;
                 munmap(p, span);
                 errno = e;
@@ -207,8 +208,8 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
                 bool gpu = g->kind == ALLOCD__POOL_KIND__GPU;
                 if (gpu && (!g->has_device_uuid || g->device_uuid.len != 16))
                         return -EPROTO;
-                r = gpu_import(&m->gpu, fd, m->size, map_align(m->size), gpu ? g->device_uuid.data : NULL, err,
-                               errsize);
+                r = gpu_import(&m->gpu, fd, m->size, map_align(m->size), gpu ? g->device_uuid.data : NULL, m->read_only,
+                               err, errsize);
                 if (r < 0)
                         return r;
                 m->addr = m->gpu.va;
@@ -217,7 +218,7 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
                         m->base = (void *)(uintptr_t)m->gpu.va;
                 return 0;
         }
-        p = mmap_aligned(fd, m->size, map_align(m->size));
+        p = mmap_aligned(fd, m->size, map_align(m->size), m->read_only);
         if (p == MAP_FAILED) {
                 r = -errno;
                 snprintf(err, errsize, "%s", strerror(errno));
@@ -226,8 +227,10 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
         m->base = p;
         m->addr = (uintptr_t)p;
         m->mmapped = true;
+        /* CUDA registers a read-only mapping only when told that the device must not write it either. */
         if (g->kind == ALLOCD__POOL_KIND__PINNED)
-                return gpu_register(&m->gpu, m->base, m->size, g->register_flags, err, errsize);
+                return gpu_register(&m->gpu, m->base, m->size,
+                                    g->register_flags | (m->read_only ? REGISTER_READ_ONLY : 0), err, errsize);
         return 0;
 }
 
@@ -253,6 +256,7 @@ int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, cha
         }
         m->kind = (enum alloc_kind)g->kind;
         m->size = g->pool_size;
+        m->read_only = g->read_only;
         m->gpu = (struct gpu_map){.device = -1, .ctx_device = -1};
         r = map_fd(m, g, fd, err, errsize);
         if (r == 0)
@@ -271,7 +275,8 @@ int pool_table_locate(struct pool_table *t, const Allocd__Region *g, struct allo
         /* m's fields are fixed while the table lives: no lock needed to read them. */
         if (!m || g->size > m->size || g->offset > m->size - g->size)
                 return -EPROTO;
-        ret->ptr = m->base ? (char *)m->base + g->offset : NULL;
+        ret->cptr = m->base ? (char *)m->base + g->offset : NULL;
+        ret->ptr = m->read_only ? NULL : (void *)ret->cptr;
         ret->dev_ptr = gpu_dev_ptr(&m->gpu, g->offset, g->size);
         ret->device = m->gpu.device;
         ret->registered = m->gpu.registered;

@@ -12,7 +12,8 @@
 /* Where region g is in this process: its host pointer, device address and device. */
 static int locate(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
                   struct alloc_region *ret) {
-        int r = pool_table_locate(client_pools(c), g, ret);
+        int r = g->region_fd ? region_table_locate(client_regions(c), g, ret)
+                             : pool_table_locate(client_pools(c), g, ret);
 
         /* A pool that could not be mapped is not in the table: its own reason says more than "not mapped". */
         if (map->err < 0)
@@ -47,6 +48,10 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
         out.kind = (enum alloc_kind)g->kind;
         out.addr = g->offset;
         out.size = g->size;
+        snprintf(out.pool, sizeof(out.pool), "%s", g->pool);
+        out.owner = g->uid;
+        out.sealed = g->sealed;
+        out.read_only = g->read_only;
         *ret = out;
         return 0;
 }
@@ -128,28 +133,44 @@ static int on_region(struct alloc_client *c, Allocd__Request__BodyCase what, uin
         return run(c, &req, NULL);
 }
 
+/* Free and Detach drop a reference: the last one of an isolation = region region unmaps it here. */
+static int drop(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id) {
+        int r = on_region(c, what, id);
+
+        if (r == 0)
+                region_table_drop(client_regions(c), id);
+        return r;
+}
+
 int alloc_region_free(struct alloc_client *c, uint64_t id) {
-        return on_region(c, ALLOCD__REQUEST__BODY_FREE, id);
+        return drop(c, ALLOCD__REQUEST__BODY_FREE, id);
 }
 
 int alloc_region_seal(struct alloc_client *c, uint64_t id) {
         return on_region(c, ALLOCD__REQUEST__BODY_SEAL, id);
 }
 
-int alloc_region_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *ret) {
+int alloc_region_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Attach a = ALLOCD__ATTACH__INIT;
+        static const struct alloc_attach_opts none;
 
         if (!name || !ret)
                 return client_fail(-EINVAL, "alloc_region_attach: name and ret must not be NULL");
+        if (!opts)
+                opts = &none;
         a.name = (char *)name;
-        a.has_timeout_ms = timeout_ms != 0;
-        a.timeout_ms = timeout_ms;
+        a.has_timeout_ms = opts->timeout_ms != 0;
+        a.timeout_ms = opts->timeout_ms;
+        a.pool = opts->pool && *opts->pool ? (char *)opts->pool : NULL;
+        a.has_owner = opts->by_owner;
+        a.owner = opts->owner;
         req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
         req.attach = &a;
         return run(c, &req, ret);
 }
 
 int alloc_region_detach(struct alloc_client *c, uint64_t id) {
-        return on_region(c, ALLOCD__REQUEST__BODY_DETACH, id);
+        return drop(c, ALLOCD__REQUEST__BODY_DETACH, id);
 }

@@ -61,9 +61,10 @@ struct alloc_client {
         char dead_msg[256];
         struct pending *pending;
         struct pool_table *pools;
-        uint32_t timeout_ms; /* each request's, beyond the wait it asks for; 0: none */
-        uint32_t wait_ms;    /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
-        char path[108];      /* sizeof(sun_path), for messages */
+        struct region_table *regions; /* isolation = region pools' regions, each its own mapping */
+        uint32_t timeout_ms;          /* each request's, beyond the wait it asks for; 0: none */
+        uint32_t wait_ms;             /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
+        char path[108];               /* sizeof(sun_path), for messages */
         uint8_t rbuf[WIRE_MAX_PACKET];
 };
 
@@ -85,6 +86,10 @@ void client_clear_error(void) {
 
 const char *alloc_last_error(void) {
         return last_error;
+}
+
+struct region_table *client_regions(struct alloc_client *c) {
+        return c->regions;
 }
 
 struct pool_table *client_pools(struct alloc_client *c) {
@@ -155,6 +160,7 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
         req.has_id = true;
         req.id = p->id = ++c->next_id;
         p->what = req.body_case;
+        region_table_drop(c->regions, r->region->id);
         send_quietly(c, &req);
         return !c->dead;
 }
@@ -200,7 +206,9 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                 if (p) {
                         struct map_error scratch, *map = p->abandoned ? &scratch : &p->map;
                         if (nfds)
-                                map->err = pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
+                                map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
+                                                   ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
+                                                   : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
                         if (!p->abandoned) {
                                 p->reply = r;
                         } else {
@@ -448,7 +456,8 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         pthread_cond_init(&c->cond, &ca);
         pthread_condattr_destroy(&ca);
         c->pools = pool_table_new();
-        if (!c->pools) {
+        c->regions = region_table_new();
+        if (!c->pools || !c->regions) {
                 alloc_disconnect(c);
                 return client_fail(-ENOMEM, "out of memory");
         }
@@ -531,6 +540,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 free(p);
         }
         c->pools = pool_table_free(c->pools);
+        c->regions = region_table_free(c->regions);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->lock);
         free(c);

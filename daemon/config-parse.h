@@ -28,6 +28,8 @@ enum pool_key_id {
         KEY_BACKEND,
         KEY_FLAGS,
         KEY_DEVICE,
+        KEY_ISOLATION,
+        KEY_NAMES,
         NPOOL_KEYS
 };
 

@@ -13,6 +13,7 @@
 
 #include "config-parse.h"
 #include "config-values.h"
+#include "text.h"
 
 #define MAX_RANGES 64
 
@@ -46,6 +47,8 @@ static const struct {
         [KEY_BACKEND] = {"backend", KIND_BIT(POOL_PINNED), false},
         [KEY_FLAGS] = {"flags", KIND_BIT(POOL_PINNED), true},
         [KEY_DEVICE] = {"device", KIND_BIT(POOL_GPU), false},
+        [KEY_ISOLATION] = {"isolation", MEMORY_KINDS, false},
+        [KEY_NAMES] = {"names", ALL_KINDS, true},
 };
 
 static const char *const kind_names[] = {
@@ -204,6 +207,40 @@ static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const ch
         return r;
 }
 
+/*
+ * "job42/..., shared/..." (globs): the names only this pool may publish (fnmatch(3) patterns; `*` crosses `/`);
+ * a second line adds.  A pattern is text as a name is, so that it can match one.
+ */
+static int parse_names(struct parse *ps, struct pool_conf *pc, const char *value) {
+        char *buf = strdup(value), *save = NULL, *tok, *e;
+        int r = 1, n = 0;
+
+        if (!buf)
+                return conf_fail(ps, "out of memory");
+        for (tok = strtok_r(buf, ",", &save); tok && r; tok = strtok_r(NULL, ",", &save), n++) {
+                size_t have = strlen(pc->names);
+                while (isspace((unsigned char)*tok))
+                        tok++;
+                for (e = tok + strlen(tok); e > tok && isspace((unsigned char)e[-1]);)
+                        *--e = '\0';
+                if (!text_valid(tok, NAME_MAX_LEN))
+                        r = conf_fail(ps,
+                                      "names = %s: '%s' is not a name pattern; write 1-%d bytes of UTF-8 without "
+                                      "control characters, e.g. names = job42/*",
+                                      value, tok, NAME_MAX_LEN);
+                else if (have + strlen(tok) + 1 > NAME_PATTERNS_MAX)
+                        r = conf_fail(ps,
+                                      "names: the patterns of [pool %s] pass %d bytes in all; use fewer, wider ones",
+                                      pc->name, NAME_PATTERNS_MAX);
+                else
+                        snprintf(pc->names + have, sizeof(pc->names) - have, "%s\n", tok);
+        }
+        free(buf);
+        if (r && n == 0)
+                return conf_fail(ps, "names: empty; write patterns, e.g. names = job42/*, job43/*");
+        return r;
+}
+
 int pool_key(struct parse *ps, size_t pool, const char *key, const char *value) {
         struct pool_conf *pc = &ps->conf->pools[pool];
         struct written *w;
@@ -304,6 +341,19 @@ int pool_key(struct parse *ps, size_t pool, const char *key, const char *value) 
                 break;
         case KEY_FLAGS:
                 return parse_register_flags(ps, pc, value, again);
+        case KEY_ISOLATION:
+                if (!strcmp(value, "pool"))
+                        pc->isolation = ISOLATION_POOL;
+                else if (!strcmp(value, "region"))
+                        pc->isolation = ISOLATION_REGION;
+                else
+                        return conf_fail(ps,
+                                         "isolation = %s: use pool (one mapping; every holder reaches the whole "
+                                         "pool) or region (each region its own memfd)",
+                                         value);
+                break;
+        case KEY_NAMES:
+                return parse_names(ps, pc, value);
         case KEY_DEVICE:
                 if (parse_uint(value, 1023, &v) < 0)
                         return conf_fail(ps, "device = %s: not a CUDA device ordinal; use 0, 1, ... (at most 1023)",
@@ -395,6 +445,18 @@ int check_pool(struct parse *ps, size_t pool) {
                                 pool_kind_name(pc->kind), key[KEY_KIND].line, list);
                 }
         }
+        if (pc->isolation == ISOLATION_REGION && pc->kind != POOL_HOST)
+                return conf_fail_at(ps, key[KEY_ISOLATION].line,
+                                    "isolation = region: only host pools have it; a %s pool is one CUDA allocation, "
+                                    "exported whole, and a region of it cannot be handed out alone (use a host pool, "
+                                    "or a %s pool per tenant)",
+                                    pool_kind_name(pc->kind), pool_kind_name(pc->kind));
+        if (pc->isolation == ISOLATION_REGION && (pc->lock || pc->numa_node >= 0))
+                return conf_fail_at(ps, key[pc->lock ? KEY_LOCK : KEY_NUMA_NODE].line,
+                                    "%s = %s: not with isolation = region (line %d), whose regions are made one by "
+                                    "one; remove one of the two",
+                                    pc->lock ? "lock" : "numa_node", key[pc->lock ? KEY_LOCK : KEY_NUMA_NODE].text,
+                                    key[KEY_ISOLATION].line);
         switch (pc->kind) {
         case POOL_HOST:
                 return check_size(ps, pool);

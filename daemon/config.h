@@ -25,6 +25,15 @@ enum pool_backend { BACKEND_AUTO, BACKEND_MEMFD, BACKEND_VMM };
 #define REGISTER_PORTABLE 0x01u
 #define REGISTER_DEVICEMAP 0x02u
 
+/* Whom a pool's bytes are shared with (docs/configuration.md, "Who can touch which bytes"). */
+enum pool_isolation {
+        ISOLATION_POOL,   /* one mapping of the whole pool: every holder reaches every region's bytes */
+        ISOLATION_REGION, /* each region its own memfd: a holder reaches the regions it holds, nothing else */
+};
+
+/* names = ...: the patterns of the names a pool reserves, one per line, at most this many bytes in all. */
+#define NAME_PATTERNS_MAX 1023
+
 struct span {
         uint64_t base, size;
 };
@@ -47,8 +56,10 @@ struct pool_conf {
         enum pool_backend backend;
         uint32_t register_flags; /* pinned: REGISTER_* */
         int device;              /* gpu: the device ordinal, as allocd sees it */
-        uint32_t keys;           /* the keys the section set, one bit each (config.c) */
-        int line;                /* where the section starts */
+        enum pool_isolation isolation;
+        char names[NAME_PATTERNS_MAX + 1]; /* fnmatch(3) patterns, each ending in '\n'; "" reserves none */
+        uint32_t keys;                     /* the keys the section set, one bit each (config.c) */
+        int line;                          /* where the section starts */
 };
 
 struct limits {

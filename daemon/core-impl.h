@@ -12,6 +12,13 @@
 
 #define HOLD_NONE UINT32_MAX
 
+/* What an Attach asks of the region it finds: its pool, its creator's uid. */
+struct attach_want {
+        const struct pool *pool; /* NULL: any */
+        bool by_owner;
+        uid_t owner;
+};
+
 /* An Alloc once checked: what every try of it needs. */
 struct alloc_args {
         struct pool *pool;
@@ -41,6 +48,7 @@ struct pool {
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
         uint64_t total;
         int fd;           /* host, pinned memfd: the memfd; vmm: the exported CUDA fd; -1 for fpga */
+        int ro_fd;        /* host, pinned memfd: a read-only open of it, for holders that may only attach */
         void *map;        /* memfd: the daemon's own mapping, for ZERO */
         void *priv;       /* the kind's own state (pool-vmm.c) */
         uint8_t uuid[16]; /* gpu: the device's CUuuid, so clients find it whatever their ordinals */
@@ -66,7 +74,17 @@ struct pool_ops {
         bool zero_blocks;
 };
 
-extern const struct pool_ops pool_host_ops, pool_fpga_ops, pool_vmm_ops;
+extern const struct pool_ops pool_host_ops, pool_fpga_ops, pool_vmm_ops, pool_region_ops;
+
+/* pool-host.c: a memfd of conf's pages, mode 0600 (reopening it takes allocd's uid), size bytes long. */
+int host_memfd(const struct pool_conf *conf, uint64_t size, int *ret);
+/* Seals fd's size, and its seals. */
+int host_seal(int fd);
+/* A read-only open of the file fd is (a new fd, or a negative errno value). */
+int host_reopen_ro(int fd);
+/* pool-region.c: a region's own memfd, sealed; then its memory (fallocate), which may run off the loop thread. */
+int pool_region_new(const struct pool *p, uint64_t size, int *ret);
+int pool_region_fill(int fd, uint64_t size);
 
 /* 0 if pinned pools can use backend = vmm here; else why not, and -ENODEV when there is no GPU. */
 int vmm_host_numa_check(char *why, size_t whysize);
@@ -89,7 +107,8 @@ enum {
 struct region {
         uint64_t offset, size;
         uint64_t creator; /* serial of the creating connection */
-        uint64_t created; /* seconds since the epoch */
+        uint32_t created; /* seconds since the epoch (unsigned: until 2106) */
+        int32_t fd;       /* isolation = region: the region's own memfd; else -1 */
         uint32_t gen;     /* bumped each time the slot is used, so ids are not reused */
         uint32_t pool;    /* pool id */
         uint32_t refs;    /* holds' counts + 1 for PERSIST + 1 until handed out */
@@ -129,9 +148,10 @@ int regions_init(struct regions *rt);
 void regions_clear(struct regions *rt);
 uint64_t region_id(const struct regions *rt, uint32_t slot);
 int region_slot(const struct regions *rt, uint64_t id);
-/* A new region, pending: no holder yet, one reference until handed out or discarded (+1 if PERSIST). */
+/* A new region (fd: its own memfd, or -1), pending: no holder yet, one reference until handed out or discarded (+1 if
+ * PERSIST). */
 int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
-               uint32_t flags, uint32_t *ret);
+               uint32_t flags, int fd, uint32_t *ret);
 /* Adds one reference of cl; -EOVERFLOW when the region has UINT32_MAX already. */
 int region_hold(struct core *core, uint32_t slot, struct client *cl);
 /* cl's hold on slot, or HOLD_NONE.  The index is good until a hold is removed. */
@@ -195,10 +215,11 @@ struct user {
 struct waiter {
         struct client *cl;
         uint64_t req_id;
-        struct alloc_args args; /* an Attach's: only args.name */
-        struct namewait *nw;    /* an Attach's wait for a name; NULL: an Alloc's wait for room */
-        uint64_t deadline;      /* UINT64_MAX: NOFAIL */
-        uint32_t heap;          /* index in the deadline heap, or UINT32_MAX */
+        struct alloc_args args;  /* an Attach's: only args.name */
+        struct namewait *nw;     /* an Attach's wait for a name; NULL: an Alloc's wait for room */
+        struct attach_want want; /* an Attach's */
+        uint64_t deadline;       /* UINT64_MAX: NOFAIL */
+        uint32_t heap;           /* index in the deadline heap, or UINT32_MAX */
         /* by_pool: the pool's list, or the name's (nw) */
         TAILQ_ENTRY(waiter) by_pool, by_client;
         /* once done */
@@ -233,13 +254,15 @@ void waitq_pool_ready(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
 /* An Attach of name that waits up to timeout_ms. */
-int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms);
+int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name,
+                     const struct attach_want *want, uint32_t timeout_ms);
 /* name may be attachable now (published, sealed, zeroed): its waiters try in the next core_run. */
 void waitq_name_ready(struct core *core, const char *name);
 /* name's unsealed region went before its Seal: its waiters are told so in the next core_run. */
 void waitq_name_gone(struct core *core, const char *name);
 /* One try of an Attach, as the request does it and as a waiter is retried (requests.c). */
-int attach_try(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res);
+int attach_try(struct core *core, struct client *cl, const char *name, const struct attach_want *want, uint32_t *slot,
+               struct core_result *res);
 
 /* ---- the core (core.c) ---- */
 

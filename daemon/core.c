@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core-impl.h"
 
@@ -260,7 +261,7 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
         const struct limits *l = &core->limits;
         struct pool *p = a->pool;
         uint64_t off, size;
-        int r;
+        int r, fd = -1;
 
         if (*a->name) {
                 if (names_find(&core->names, a->name) >= 0)
@@ -308,9 +309,23 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
         }
         if (r < 0)
                 return explain(r, p, a, res);
-        if ((r = range_query(p->arena, off, &size)) < 0 ||
-            (r = region_new(core, p, cl, off, size, a->flags, slot)) < 0) {
+        if ((r = range_query(p->arena, off, &size)) < 0) {
                 range_free(p->arena, off, 0);
+                return fail(res, E_INTERNAL, "recording the region: %s", strerror(-r));
+        }
+        if (p->conf.isolation == ISOLATION_REGION && (r = pool_region_new(p, size, &fd)) < 0) {
+                range_free(p->arena, off, 0);
+                if (r == -EMFILE || r == -ENFILE)
+                        return fail(res, E_LIMIT,
+                                    "allocd has no file descriptor left for another region of pool %s (isolation = "
+                                    "region takes one a region); raise LimitNOFILE= in allocd.service",
+                                    p->conf.name);
+                return fail(res, E_INTERNAL, "making the region's memfd: %s", strerror(-r));
+        }
+        if ((r = region_new(core, p, cl, off, size, a->flags, fd, slot)) < 0) {
+                range_free(p->arena, off, 0);
+                if (fd >= 0)
+                        close(fd);
                 return fail(res, E_INTERNAL, "recording the region: %s", strerror(-r));
         }
         if (*a->name && (r = region_publish(core, *slot, a->name)) < 0) {
@@ -325,7 +340,18 @@ int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *
         struct pool *p = a->pool;
         const struct region *r = &core->regions.tab[slot];
 
-        if (a->flags & F_ZERO) {
+        if (r->fd >= 0) {
+                /* Its own memfd reads as zeros; its memory is taken now, on a worker if it is large. */
+                if (r->size > ZERO_INLINE_MAX) {
+                        cl->npending++;
+                        return GRANT_ZEROING;
+                }
+                if (pool_region_fill(r->fd, r->size) < 0) {
+                        region_discard(core, slot);
+                        fail(res, E_INTERNAL, "no memory for the region now (the machine's, not the pool's)");
+                        return GRANT_NONE;
+                }
+        } else if (a->flags & F_ZERO) {
                 if (r->size > ZERO_INLINE_MAX || p->ops->zero_blocks) {
                         cl->npending++;
                         return GRANT_ZEROING;

@@ -158,10 +158,19 @@ int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_r
 /*
  * Attach: a reference to the region published as name (GRANT_REGION, *slot), or, with timeout_ms,
  * a wait for the name to be published, sealed and zeroed (GRANT_WAITING: the outcome comes from
- * core_done_pop, in arrival order among the name's waiters); GRANT_NONE on error.
+ * core_done_pop, in arrival order among the name's waiters); GRANT_NONE on error.  A name
+ * published in another pool, or by another uid, than the request asks is E_EXISTS at once: the
+ * name is someone else's, and waiting would not change that.
  */
-int core_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms,
-                uint32_t *slot, struct core_result *res);
+struct attach_request {
+        const char *name;
+        uint32_t timeout_ms;
+        const char *pool; /* NULL or "": any; else the name must be published in this pool */
+        bool by_owner;    /* the name must be published by a connection of uid owner */
+        uid_t owner;
+};
+int core_attach(struct core *core, struct client *cl, uint64_t req_id, const struct attach_request *m, uint32_t *slot,
+                struct core_result *res);
 /* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */
 int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 
@@ -169,6 +178,7 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
 struct zero_job {
         struct pool *pool;
         uint64_t offset, size;
+        int fd; /* isolation = region: the region's memfd, to fill with memory; else -1 */
 };
 void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job);
 /* Runs on a worker thread. */
@@ -203,9 +213,6 @@ bool core_done_pop(struct core *core, struct core_done *d);
 /* Ends every waiter with E_CANCELLED (the daemon stops); their outcomes go on the done list. */
 void core_cancel_waiters(struct core *core, const char *why);
 
-/* Region and client names: 1 to max bytes, no control characters. */
-bool core_valid_name(const char *s, size_t max);
-
 /* ---- pools ---- */
 
 /*
@@ -239,7 +246,8 @@ struct pool_info {
         bool available;
         const char *reason;  /* !available: why */
         const char *backend; /* "memfd", "vmm", or NULL */
-        int fd;              /* -1: no memory to map */
+        int fd;              /* -1: no memory to map (or, isolation = region, no pool-wide memory) */
+        int ro_fd;           /* a read-only open of fd, or -1 where the backing has none (CUDA VMM) */
         uint64_t size;       /* the mapping's size */
         uint64_t regions, waiters;
         uint64_t size_asked; /* as configured (a vmm pool's size is rounded up) */
@@ -247,12 +255,16 @@ struct pool_info {
         const uint8_t *uuid; /* gpu: 16 bytes */
 };
 void core_pool_info(const struct pool *p, struct pool_info *info);
+/* A new fd of the file fd is (a region's memfd): the same open file, or, read_only, a read-only open of it. */
+int core_fd_open(int fd, bool read_only);
 /* Its arena's figures (not in pool_info: the reply to every Alloc reads that). */
 void core_pool_stats(const struct pool *p, struct range_stats *st);
 const char *core_pool_name(const struct pool *p);
 enum pool_kind core_pool_kind(const struct pool *p);
 enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };
 bool core_pool_may(const struct pool *p, const struct client *cl, int what);
+/* Whether p's names = reserves name. */
+bool core_pool_reserves(const struct pool *p, const char *name);
 /* SIGHUP: access rules and quota of a running pool. */
 void core_pool_update(struct pool *p, const struct pool_conf *conf);
 /* Forgets an unavailable pool taken out of the configuration. */
@@ -269,6 +281,7 @@ struct region_info {
         pid_t pid;
         uint64_t creator; /* serial of the creating connection */
         uint64_t created; /* seconds since the epoch */
+        int fd;           /* isolation = region: the region's memfd (the core's); else -1 */
         const char *name; /* NULL: unnamed */
         bool pending;     /* not yet handed out (being zeroed) */
         bool persist;     /* the daemon still holds its PERSIST reference */

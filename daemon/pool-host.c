@@ -82,14 +82,50 @@ static int lock_pool(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
-static int host_open(struct pool *p, char *err, size_t errsize) {
-        char name[NAME_MAX_LEN + 16], sz[32];
+int host_memfd(const struct pool_conf *conf, uint64_t size, int *ret) {
+        char name[NAME_MAX_LEN + 16];
         unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+        int fd;
+
+        if (conf->hugepage)
+                flags |= MFD_HUGETLB | (conf->hugepage == (2u << 20) ? MFD_HUGE_2MB : MFD_HUGE_1GB);
+        snprintf(name, sizeof(name), "allocd:%s", conf->name);
+        fd = memfd_create(name, flags);
+        if (fd < 0)
+                return -errno;
+        /*
+         * A memfd is made mode 0777, and any process that holds an fd of it may open it again through
+         * /proc/self/fd, with the rights the mode gives: a holder of a read-only fd would reopen it
+         * read-write.  Only allocd's uid may.
+         */
+        if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)size) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret = fd;
+        return 0;
+}
+
+int host_seal(int fd) {
+        /* Clients hold this fd too: none of them may shrink it under the others or change the seals. */
+        return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ? -errno : 0;
+}
+
+int host_reopen_ro(int fd) {
+        char path[64];
         int r;
 
-        if (p->conf.hugepage)
-                flags |= MFD_HUGETLB | (p->conf.hugepage == (2u << 20) ? MFD_HUGE_2MB : MFD_HUGE_1GB);
-        snprintf(name, sizeof(name), "allocd:%s", p->conf.name);
+        /* A new open file description, read-only: through it no one can write, pwrite or punch a hole. */
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        r = open(path, O_RDONLY | O_CLOEXEC);
+        return r < 0 ? -errno : r;
+}
+
+static int host_open(struct pool *p, char *err, size_t errsize) {
+        char sz[32];
+        int r;
+
         fmt_size(sz, sizeof(sz), p->conf.size);
         /* fallocate would take memory until the kernel kills something: refuse what cannot fit. */
         struct sysinfo si;
@@ -100,17 +136,10 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                          p->conf.name, sz, ram);
                 return -ENOMEM;
         }
-        p->fd = memfd_create(name, flags);
-        if (p->fd < 0) {
-                r = -errno;
-                snprintf(err, errsize, "pool %s: memfd_create: %s%s", p->conf.name, strerror(errno),
+        if ((r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {
+                snprintf(err, errsize, "pool %s: making a memfd of %s: %s%s", p->conf.name, sz, strerror(-r),
                          p->conf.hugepage ? " (are huge pages of that size configured? see /proc/meminfo)" : "");
                 return r;
-        }
-        if (ftruncate(p->fd, (off_t)p->conf.size) < 0) {
-                r = -errno;
-                snprintf(err, errsize, "pool %s: sizing to %s: %s", p->conf.name, sz, strerror(errno));
-                goto fail;
         }
         p->map = mmap(NULL, p->conf.size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
         if (p->map == MAP_FAILED) {
@@ -133,10 +162,8 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         }
         if (p->conf.lock && (r = lock_pool(p, err, errsize)) < 0)
                 goto fail;
-        /* Clients hold this fd too: none of them may shrink it under the others or change the seals. */
-        if (fcntl(p->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-                r = -errno;
-                snprintf(err, errsize, "pool %s: sealing: %s", p->conf.name, strerror(errno));
+        if ((r = host_seal(p->fd)) < 0 || (r = p->ro_fd = host_reopen_ro(p->fd)) < 0) {
+                snprintf(err, errsize, "pool %s: sealing and reopening read-only: %s", p->conf.name, strerror(-r));
                 goto fail;
         }
         if ((r = pool_add_span(p, 0, p->conf.size, err, errsize)) < 0)
@@ -156,6 +183,8 @@ static void host_close(struct pool *p) {
                 munmap(p->map, p->conf.size);
         if (p->fd >= 0)
                 close(p->fd);
+        if (p->ro_fd >= 0)
+                close(p->ro_fd);
 }
 
 static int host_zero(struct pool *p, uint64_t offset, uint64_t size) {

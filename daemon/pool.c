@@ -9,6 +9,8 @@
  * nobody, and a reload that can make it gives it that same id.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,7 @@ static const struct pool_ops *pick_ops(struct pool_conf *conf) {
         case POOL_HOST:
                 break;
         }
-        return &pool_host_ops;
+        return conf->isolation == ISOLATION_REGION ? &pool_region_ops : &pool_host_ops;
 }
 
 static const char *backend_name(const struct pool *p) {
@@ -124,7 +126,7 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
         p->ops = pick_ops(&p->conf);
         if (!p->conf.quantum)
                 p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
-        p->fd = -1;
+        p->fd = p->ro_fd = -1;
         if ((r = range_arena_new(&p->arena, p->conf.quantum)) < 0 ||
             (r = range_arena_new(&p->empty, p->conf.quantum)) < 0)
                 snprintf(err, errsize, "pool %s: cannot create its arena: %s", p->conf.name, strerror(-r));
@@ -243,6 +245,7 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .reason = p->reason,
                 .backend = backend_name(p),
                 .fd = p->available ? p->fd : -1,
+                .ro_fd = p->available ? p->ro_fd : -1,
                 .size = p->conf.size,
                 .regions = p->nregions,
                 .waiters = p->nwaiters,
@@ -250,6 +253,12 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .conf = &p->conf,
                 .uuid = p->uuid,
         };
+}
+
+int core_fd_open(int fd, bool read_only) {
+        int r = read_only ? host_reopen_ro(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+        return r < 0 && !read_only ? -errno : r;
 }
 
 void core_pool_stats(const struct pool *p, struct range_stats *st) {
@@ -261,7 +270,8 @@ void core_pool_update(struct pool *p, const struct pool_conf *conf) {
         p->conf.group = conf->group;
         p->conf.mode = conf->mode;
         p->conf.quota_per_uid = conf->quota_per_uid;
-        p->conf.register_flags = conf->register_flags; /* sent to clients that map the pool from now on */
+        p->conf.register_flags = conf->register_flags;             /* sent to clients that map the pool from now on */
+        memcpy(p->conf.names, conf->names, sizeof(p->conf.names)); /* names published already keep their pools */
 }
 
 /* Like a file's mode: the owner's bits, else the group's, else the others'; root may do anything. */
@@ -280,6 +290,20 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what) {
                 bits = in ? (m >> 3) & 7 : m & 7;
         }
         return (bits & what) == what;
+}
+
+bool core_pool_reserves(const struct pool *p, const char *name) {
+        const char *pat = p->conf.names;
+        char one[NAME_MAX_LEN + 1];
+
+        if (p->gone)
+                return false;
+        for (const char *nl; (nl = strchr(pat, '\n')); pat = nl + 1) {
+                snprintf(one, sizeof(one), "%.*s", (int)(nl - pat), pat);
+                if (fnmatch(one, name, 0) == 0)
+                        return true;
+        }
+        return false;
 }
 
 void pool_count_region(struct pool *p, int delta) {

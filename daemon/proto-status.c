@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "text.h"
 
 static uint64_t started_realtime, started_ms;
 
@@ -34,8 +35,11 @@ static size_t nspans(const struct pool_info *p) {
 /* A pinned pool's flags, as a slice of this: both, "portable" alone, or "devicemap" alone. */
 static char *flag_names[] = {"portable", "devicemap"};
 
+/* NAMES_TEXT_MAX: room for a pool's names = as one line (a '\n' becomes ", "). */
+#define NAMES_TEXT_MAX (2 * NAME_PATTERNS_MAX + 1)
+
 static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const struct pool_info *p, Allocd__Span *sp,
-                      Allocd__Span **spp) {
+                      Allocd__Span **spp, char *names) {
         struct range_stats st;
 
         core_pool_stats(pool, &st);
@@ -58,6 +62,16 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
                 uint32_t f = p->conf->register_flags;
                 ps->flags = &flag_names[f & REGISTER_PORTABLE ? 0 : 1];
                 ps->n_flags = (size_t) !!(f & REGISTER_PORTABLE) + !!(f & REGISTER_DEVICEMAP);
+        }
+        if (p->kind != POOL_FPGA)
+                ps->isolation = p->conf->isolation == ISOLATION_REGION ? "region" : "pool";
+        if (*p->conf->names)
+                ps->names = names;
+        for (const char *c = p->conf->names; *c; c++) {
+                if (*c != '\n')
+                        *names++ = *c;
+                else if (c[1])
+                        *names++ = ',', *names++ = ' ';
         }
         ps->spans = spp;
         ps->n_spans = nspans(p);
@@ -90,15 +104,17 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
         Allocd__Span *sp = calloc(nsp + 1, sizeof(*sp)), **spp = calloc(nsp + 1, sizeof(*spp));
         Allocd__ClientStatus *cs = calloc(nc + 1, sizeof(*cs)), **cp = calloc(nc + 1, sizeof(*cp));
         Allocd__UnavailablePool *us = calloc(npools + 1, sizeof(*us)), **up = calloc(npools + 1, sizeof(*up));
+        char *names = calloc(npools + 1, NAMES_TEXT_MAX);
 
-        if (!info || !ps || !pp || !sp || !spp || !cs || !cp || !us || !up) {
+        if (!info || !ps || !pp || !sp || !spp || !cs || !cp || !us || !up || !names) {
                 proto_error(out, id, E_INTERNAL, "out of memory");
                 goto out;
         }
         nsp = 0;
         for (size_t i = 0; i < npools; i++) {
                 if (info[i].available) {
-                        fill_pool(&ps[st.n_pools], core_pool_at(core, i), &info[i], &sp[nsp], &spp[nsp]);
+                        fill_pool(&ps[st.n_pools], core_pool_at(core, i), &info[i], &sp[nsp], &spp[nsp],
+                                  names + i * NAMES_TEXT_MAX);
                         nsp += nspans(&info[i]);
                         pp[st.n_pools] = &ps[st.n_pools];
                         st.n_pools++;
@@ -167,6 +183,7 @@ out:
         free(cp);
         free(us);
         free(up);
+        free(names);
 }
 
 /* Holders listed per region in a Dump; the rest are counted in holders_omitted. */
@@ -235,7 +252,7 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
         }
         if (m->has_after && m->after && (uint32_t)m->after == UINT32_MAX)
                 slot = UINT32_MAX; /* nothing after the last slot */
-        if (m->pool && (!core_valid_name(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
+        if (m->pool && (!text_valid(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
                 char msg[128];
                 snprintf(msg, sizeof(msg), "no pool is named '%.64s'; 'allocctl status' lists the pools", m->pool);
                 proto_error(out, id, E_NO_POOL, msg);

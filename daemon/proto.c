@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "proto.h"
+#include "text.h"
 
 /* The core's codes are the protocol's, value for value. */
 #define SAME(a, b) ((int)(a) == (int)(b))
@@ -35,7 +37,10 @@ void proto_pack(struct proto_out *out, const Allocd__Reply *reply) {
 
         if (len > sizeof(out->buf)) {
                 log_err("a reply of %zu bytes does not fit in one packet; answering INTERNAL", len);
+                if (out->fd_owned)
+                        close(out->fd);
                 out->fd = -1;
+                out->fd_owned = false;
                 proto_error(out, reply->id, E_INTERNAL, "the reply does not fit in one packet (allocd's log)");
                 return;
         }
@@ -56,24 +61,78 @@ static void reply_result(struct proto_out *out, uint64_t id, const struct core_r
         proto_error(out, id, res->code, res->code == E_OK ? NULL : res->msg);
 }
 
-/* Marks pool id as sent to s; false if it was already (or out of memory: then it is sent again, harmless). */
-static bool first_fd(struct session *s, uint32_t id) {
+/*
+ * Which fd of pool id s has (FD_NONE, FD_RW, FD_RO); sets it to form the first time, and then
+ * returns FD_NONE (or out of memory: then it is sent again, harmless).
+ */
+enum { FD_NONE, FD_RW, FD_RO };
+static int fd_sent(struct session *s, uint32_t id) {
+        return id < s->nfd_sent ? s->fd_sent[id] : FD_NONE;
+}
+
+static void mark_fd(struct session *s, uint32_t id, int form) {
         if (s->nfd_sent <= id) {
                 size_t n = id + 16;
                 uint8_t *f = realloc(s->fd_sent, n);
                 if (!f)
-                        return true;
+                        return;
                 memset(f + s->nfd_sent, 0, n - s->nfd_sent);
                 s->fd_sent = f;
                 s->nfd_sent = n;
         }
-        if (s->fd_sent[id])
-                return false;
-        s->fd_sent[id] = 1;
-        return true;
+        s->fd_sent[id] = (uint8_t)form;
 }
 
-/* The region's reply; with the pool's fd the first time this connection gets a region of that pool. */
+/*
+ * The fd that lets this connection map region r: the pool's, the first time it gets a region of
+ * that pool; the region's own, each time, in an isolation = region pool.  A connection that may
+ * only attach in the pool gets a read-only open of the memory (CUDA's exports have none: there
+ * the read-only mapping is the client library's choice, not enforced; docs/configuration.md).
+ */
+static void region_fd(struct session *s, const struct region_info *r, const struct pool_info *p, Allocd__Region *region,
+                      struct proto_out *out) {
+        bool rw = core_pool_may(r->pool, &s->client, ACCESS_ALLOC);
+
+        if (p->kind != POOL_FPGA) {
+                region->has_read_only = true;
+                region->read_only = !rw;
+        }
+        if (r->fd >= 0) {
+                /* Owned by the reply: the region may die (a Free of a guessed id) while it is queued. */
+                out->fd = core_fd_open(r->fd, !rw);
+                if (out->fd < 0) {
+                        out->fd = -1; /* the client gives the region back, not having its memory */
+                        return;
+                }
+                out->fd_owned = true;
+                region->has_region_fd = region->region_fd = true;
+                region->has_pool_size = true;
+                region->pool_size = r->size;
+                region->has_backing = true;
+                region->backing = ALLOCD__BACKING__MEMFD;
+                return;
+        }
+        if (p->fd < 0 || fd_sent(s, p->id) != FD_NONE)
+                return;
+        mark_fd(s, p->id, rw || p->ro_fd < 0 ? FD_RW : FD_RO);
+        out->fd = rw || p->ro_fd < 0 ? p->fd : p->ro_fd;
+        region->has_pool_fd = region->pool_fd = true;
+        region->has_pool_size = true;
+        region->pool_size = p->size;
+        region->has_backing = true;
+        region->backing = !strcmp(p->backend, "vmm") ? ALLOCD__BACKING__CUDA_VMM : ALLOCD__BACKING__MEMFD;
+        if (p->kind == POOL_PINNED) {
+                region->has_register_flags = true;
+                region->register_flags = p->conf->register_flags;
+        }
+        if (p->kind == POOL_GPU) {
+                region->has_device_uuid = true;
+                region->device_uuid.data = (uint8_t *)p->uuid;
+                region->device_uuid.len = 16;
+        }
+}
+
+/* The region's reply, with what this connection needs to map it (region_fd). */
 static void reply_region(struct core *core, struct session *s, struct proto_out *out, uint64_t id, uint32_t slot) {
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__Region region = ALLOCD__REGION__INIT;
@@ -89,23 +148,10 @@ static void reply_region(struct core *core, struct session *s, struct proto_out 
         region.offset = r.offset;
         region.size = r.size;
         region.name = (char *)r.name;
-        if (p.fd >= 0 && first_fd(s, p.id)) {
-                out->fd = p.fd;
-                region.has_pool_fd = region.pool_fd = true;
-                region.has_pool_size = true;
-                region.pool_size = p.size;
-                region.has_backing = true;
-                region.backing = !strcmp(p.backend, "vmm") ? ALLOCD__BACKING__CUDA_VMM : ALLOCD__BACKING__MEMFD;
-                if (p.kind == POOL_PINNED) {
-                        region.has_register_flags = true;
-                        region.register_flags = p.conf->register_flags;
-                }
-                if (p.kind == POOL_GPU) {
-                        region.has_device_uuid = true;
-                        region.device_uuid.data = (uint8_t *)p.uuid;
-                        region.device_uuid.len = 16;
-                }
-        }
+        region.has_uid = region.has_sealed = true;
+        region.uid = r.uid;
+        region.sealed = !(r.flags & F_UNSEALED);
+        region_fd(s, &r, &p, &region, out);
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.error = ALLOCD__ERROR__OK;
@@ -162,6 +208,14 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
 
         if (m->has_count && m->count == 0)
                 return proto_error(out, id, E_INVALID, "count must be above 0 (or unset for 1)");
+        struct pool *p = m->pool ? core_pool_find(core, m->pool) : NULL;
+        struct pool_info info;
+        if (p)
+                core_pool_info(p, &info);
+        if (p && fd_sent(s, info.id) == FD_RO && core_pool_may(p, &s->client, ACCESS_ALLOC))
+                return proto_error(out, id, E_DENIED,
+                                   "this connection mapped the pool read-only, when its mode let it only attach; "
+                                   "connect again to allocate in it");
         int grant = core_alloc(core, &s->client, id, &a, &slot, &res);
         granted(core, s, out, id, grant, slot, &res);
 }
@@ -177,9 +231,16 @@ static void attached(struct core *core, struct session *s, struct proto_out *out
 
 static void handle_attach(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                           const Allocd__Attach *m) {
+        struct attach_request a = {
+                .name = m->name,
+                .timeout_ms = m->has_timeout_ms ? m->timeout_ms : 0,
+                .pool = m->pool,
+                .by_owner = m->has_owner,
+                .owner = m->owner,
+        };
         struct core_result res;
         uint32_t slot = 0;
-        int grant = core_attach(core, &s->client, id, m->name, m->has_timeout_ms ? m->timeout_ms : 0, &slot, &res);
+        int grant = core_attach(core, &s->client, id, &a, &slot, &res);
 
         attached(core, s, out, id, grant, slot, &res);
 }
@@ -203,8 +264,8 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
                 return proto_error(out, id, E_VERSION, msg);
         }
         if (m->client_name) {
-                if (!core_valid_name(m->client_name, CLIENT_NAME_MAX_LEN)) {
-                        snprintf(msg, sizeof(msg), "client_name is 1-%d bytes without control characters",
+                if (!text_valid(m->client_name, CLIENT_NAME_MAX_LEN)) {
+                        snprintf(msg, sizeof(msg), "client_name is 1-%d bytes of UTF-8 without control characters",
                                  CLIENT_NAME_MAX_LEN);
                         return proto_error(out, id, E_INVALID, msg);
                 }
@@ -288,7 +349,7 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
 static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
-        out->close = out->zero = false;
+        out->close = out->zero = out->fd_owned = false;
         out->persist_grant = 0;
 }
 

@@ -21,15 +21,16 @@
 struct session {
         struct client client; /* the core's */
         bool hello;
-        uint8_t *fd_sent; /* by pool id: this connection has the pool's fd */
+        uint8_t *fd_sent; /* by pool id: which of the pool's fds this connection has (proto.c) */
         size_t nfd_sent;
 };
 
 struct proto_out {
         uint8_t buf[WIRE_MAX_PACKET];
-        size_t len; /* 0: nothing to send now */
-        int fd;     /* -1, or a pool's fd to send beside the reply (still the core's) */
-        bool close; /* close the connection once the reply is out */
+        size_t len;    /* 0: nothing to send now */
+        int fd;        /* -1, or an fd to send beside the reply: a pool's (the core's), or fd_owned */
+        bool fd_owned; /* fd is the reply's, closed once sent (or never sent) */
+        bool close;    /* close the connection once the reply is out */
         /*
          * The PERSIST region this reply hands to the Alloc that made it (0: none).  If the reply never
          * reaches the client (it hung up first), no one knows the id and nothing would ever free it:

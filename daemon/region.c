@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core-impl.h"
 
@@ -58,7 +59,7 @@ static void shrink(struct regions *rt) {
 }
 
 int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
-               uint32_t flags, uint32_t *ret) {
+               uint32_t flags, int fd, uint32_t *ret) {
         struct regions *rt = &core->regions;
         uint32_t slot;
         int e;
@@ -69,7 +70,7 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
                 return e;
         /* New slots start above every generation a slot dropped by shrinking had. */
         for (uint32_t i = old; i < rt->slots.cap; i++)
-                rt->tab[i] = (struct region){.gen = rt->gen_floor};
+                rt->tab[i] = (struct region){.gen = rt->gen_floor, .fd = -1};
         if (pool_charge(p, cl->uid, (int64_t)size) < 0) {
                 slots_put(&rt->slots, slot);
                 return -ENOMEM;
@@ -80,7 +81,8 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
                 .offset = offset,
                 .size = size,
                 .creator = cl->serial,
-                .created = (uint64_t)time(NULL),
+                .created = (uint32_t)time(NULL),
+                .fd = fd,
                 .gen = gen,
                 .pool = p->id,
                 .uid = cl->uid,
@@ -108,6 +110,9 @@ static void region_die(struct core *core, uint32_t slot) {
 
         region_unpublish(core, slot);
         range_free(p->arena, r->offset, r->size);
+        if (r->fd >= 0)
+                close(r->fd);
+        r->fd = -1;
         pool_charge(p, r->uid, -(int64_t)r->size);
         pool_count_region(p, -1);
         r->state = 0;
@@ -228,6 +233,7 @@ void core_region_info(const struct core *core, uint32_t slot, struct region_info
                 .pid = r->pid,
                 .creator = r->creator,
                 .created = r->created,
+                .fd = r->fd,
                 .name = r->name ? names_text(&core->names, r->name) : NULL,
                 .pending = r->state & R_PENDING,
                 .persist = r->state & R_PERSIST,

@@ -234,15 +234,16 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
         if (o->kind != n->kind || info.size_asked != n->size ||
             (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
             (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
-            o->numa_node != n->numa_node || !same_ranges(o, n)) {
+            o->numa_node != n->numa_node || !same_ranges(o, n) || o->isolation != n->isolation) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend and "
-                     "device change only on restart; keeping the running values",
+                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend, "
+                     "device and isolation change only on restart; keeping the running values",
                      o->name);
                 last.restart_only++;
         }
         if (o->owner != n->owner || o->group != n->group || o->mode != n->mode ||
-            o->quota_per_uid != n->quota_per_uid || o->register_flags != n->register_flags)
+            o->quota_per_uid != n->quota_per_uid || o->register_flags != n->register_flags ||
+            strcmp(o->names, n->names))
                 last.rules++;
         core_pool_update(p, n);
 }

@@ -11,17 +11,7 @@
 
 #include "core-impl.h"
 #include "log.h"
-
-bool core_valid_name(const char *s, size_t max) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > max)
-                return false;
-        for (; *s; s++)
-                if ((unsigned char)*s < 0x20 || *s == 0x7f)
-                        return false;
-        return true;
-}
+#include "text.h"
 
 /* The pool a request names, if cl may use it for what. */
 static struct pool *usable_pool(struct core *core, const struct client *cl, const char *name, int what,
@@ -91,8 +81,16 @@ static int check_alloc(struct core *core, const struct client *cl, const struct 
                 return fail(res, E_INVALID, "pool %s is on NUMA node %d, not %d", p->conf.name, p->conf.numa_node,
                             m->numa_node);
         }
-        if (m->name && *m->name && !core_valid_name(m->name, NAME_MAX_LEN))
-                return fail(res, E_INVALID, "a region name is 1-%d bytes without control characters", NAME_MAX_LEN);
+        if (m->name && *m->name && !text_valid(m->name, NAME_MAX_LEN))
+                return fail(res, E_INVALID, "a region name is 1-%d bytes of UTF-8 without control characters",
+                            NAME_MAX_LEN);
+        if (m->name && *m->name && !core_pool_reserves(p, m->name))
+                for (size_t i = 0; i < core->npools; i++)
+                        if (core_pool_reserves(core->pools[i], m->name))
+                                return fail(res, E_DENIED,
+                                            "the name '%s' is reserved for pool %s (its names = ...); publish it "
+                                            "there, if its mode lets you allocate, or pick another name",
+                                            m->name, core->pools[i]->conf.name);
         *a = (struct alloc_args){
                 .pool = p,
                 .size = m->size * count,
@@ -193,7 +191,8 @@ int core_detach(struct core *core, struct client *cl, uint64_t id, struct core_r
         return ok_result(res);
 }
 
-int attach_try(struct core *core, struct client *cl, const char *name, uint32_t *slot, struct core_result *res) {
+int attach_try(struct core *core, struct client *cl, const char *name, const struct attach_want *want, uint32_t *slot,
+               struct core_result *res) {
         struct region_info r;
         int s, e;
 
@@ -201,6 +200,17 @@ int attach_try(struct core *core, struct client *cl, const char *name, uint32_t 
                 return fail(res, E_NOT_FOUND, "no region is published as '%s'; attach with a timeout to wait for it",
                             name);
         core_region_info(core, (uint32_t)s, &r);
+        if ((want->pool && r.pool != want->pool) || (want->by_owner && r.uid != want->owner)) {
+                char asked[128];
+                int n = want->pool ? snprintf(asked, sizeof(asked), "in pool %s", want->pool->conf.name) : 0;
+                if (want->by_owner)
+                        snprintf(asked + n, sizeof(asked) - (size_t)n, "%sby uid %u", n ? " " : "",
+                                 (unsigned)want->owner);
+                return fail(res, E_EXISTS,
+                            "'%s' is published in pool %s by uid %u, not %s as this Attach asks: the name is someone "
+                            "else's; do not trust it (allocctl dump shows who holds it)",
+                            name, r.pool->conf.name, (unsigned)r.uid, asked);
+        }
         if (!usable_pool(core, cl, r.pool->conf.name, ACCESS_ATTACH, res))
                 return res->code;
         if (r.flags & F_UNSEALED)
@@ -218,25 +228,31 @@ int attach_try(struct core *core, struct client *cl, const char *name, uint32_t 
         return ok_result(res);
 }
 
-int core_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms,
-                uint32_t *slot, struct core_result *res) {
+int core_attach(struct core *core, struct client *cl, uint64_t req_id, const struct attach_request *m, uint32_t *slot,
+                struct core_result *res) {
+        struct attach_want want = {.by_owner = m->by_owner, .owner = m->owner};
         int e;
 
-        if (!name || !core_valid_name(name, NAME_MAX_LEN)) {
-                fail(res, E_INVALID, "Attach needs a name of 1-%d bytes without control characters", NAME_MAX_LEN);
+        if (!m->name || !text_valid(m->name, NAME_MAX_LEN)) {
+                fail(res, E_INVALID, "Attach needs a name of 1-%d bytes of UTF-8 without control characters",
+                     NAME_MAX_LEN);
                 return GRANT_NONE;
         }
-        e = attach_try(core, cl, name, slot, res);
+        if (m->pool && *m->pool && !(want.pool = core_pool_find(core, m->pool))) {
+                fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
+                return GRANT_NONE;
+        }
+        e = attach_try(core, cl, m->name, &want, slot, res);
         if (e == E_OK)
                 return GRANT_REGION;
-        if (timeout_ms == 0 || (e != E_NOT_FOUND && e != E_WOULD_BLOCK))
+        if (m->timeout_ms == 0 || (e != E_NOT_FOUND && e != E_WOULD_BLOCK))
                 return GRANT_NONE;
         if (cl->nwaiters >= core->limits.max_waiters_per_connection) {
                 fail(res, E_LIMIT, "this connection has max_waiters_per_connection = %u requests waiting",
                      core->limits.max_waiters_per_connection);
                 return GRANT_NONE;
         }
-        if (waitq_add_attach(core, cl, req_id, name, timeout_ms) < 0) {
+        if (waitq_add_attach(core, cl, req_id, m->name, &want, m->timeout_ms) < 0) {
                 fail(res, E_INTERNAL, "out of memory queueing the request");
                 return GRANT_NONE;
         }
@@ -264,10 +280,12 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
 void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job) {
         const struct region *r = &core->regions.tab[slot];
 
-        *job = (struct zero_job){.pool = core->pools[r->pool], .offset = r->offset, .size = r->size};
+        *job = (struct zero_job){.pool = core->pools[r->pool], .offset = r->offset, .size = r->size, .fd = r->fd};
 }
 
 int core_zero_run(const struct zero_job *job) {
+        if (job->fd >= 0)
+                return pool_region_fill(job->fd, job->size);
         return job->pool->ops->zero(job->pool, job->offset, job->size);
 }
 
@@ -279,8 +297,10 @@ int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int resu
                 return GRANT_NONE;
         }
         if (result < 0) {
+                bool own = core->regions.tab[slot].fd >= 0;
                 region_discard(core, slot);
-                fail(res, E_INTERNAL, "zeroing the region failed (allocd's log says why); nothing was allocated");
+                fail(res, E_INTERNAL, "%s the region failed: %s; nothing was allocated",
+                     own ? "taking the memory of" : "zeroing", strerror(-result));
                 return GRANT_NONE;
         }
         if (region_hand_out(core, slot, cl) < 0) {

@@ -36,6 +36,7 @@
 
 #include "listen.h"
 #include "log.h"
+#include "text.h"
 #include "proto.h"
 #include "server.h"
 
@@ -50,7 +51,8 @@ enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
 struct packet {
         STAILQ_ENTRY(packet) link;
         size_t len;
-        int fd;                 /* a pool's fd to send beside it, not ours to close; or -1 */
+        int fd;                 /* an fd to send beside it, or -1 */
+        bool fd_owned;          /* fd is the packet's, closed once sent or dropped; else a pool's */
         uint64_t persist_grant; /* proto_out's: freed if the packet is never sent */
         uint8_t data[];
 };
@@ -106,12 +108,18 @@ uint32_t server_jobs(void) {
 
 /* ---- lifecycle ---- */
 
+static void packet_free(struct packet *p) {
+        if (p->fd_owned)
+                close(p->fd);
+        free(p);
+}
+
 static void conn_free(struct conn *c) {
         struct packet *p;
 
         while ((p = STAILQ_FIRST(&c->out))) {
                 STAILQ_REMOVE_HEAD(&c->out, link);
-                free(p);
+                packet_free(p);
         }
         session_clear(&c->s);
         free(c);
@@ -192,14 +200,15 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
         int r;
 
         if (c->state == CONN_CLOSING || o->len == 0)
-                return;
+                goto drop;
         if (STAILQ_EMPTY(&c->out)) {
                 r = wire_send(c->fd, o->buf, o->len, &o->fd, o->fd >= 0, MSG_DONTWAIT);
                 if (r == 0)
-                        return;
+                        goto drop;
                 if (r != -EAGAIN) {
                         unsent_grant(c, o->persist_grant); /* it hung up: a queued Alloc's answer has no reader */
-                        return conn_close(c);
+                        conn_close(c);
+                        goto drop;
                 }
         }
         if (c->out_bytes + o->len > OUT_MAX) {
@@ -207,19 +216,27 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
                      "client pid %d leaves its replies unread (%zu bytes queued); disconnecting it",
                      (int)c->s.client.pid, c->out_bytes);
                 unsent_grant(c, o->persist_grant);
-                return conn_close(c);
+                conn_close(c);
+                goto drop;
         }
         if (!(p = malloc(sizeof(*p) + o->len))) {
                 unsent_grant(c, o->persist_grant);
-                return conn_close(c);
+                conn_close(c);
+                goto drop;
         }
         p->len = o->len;
         p->persist_grant = o->persist_grant;
-        p->fd = o->fd; /* a pool's: it lives as long as the core, so a queued reply need not dup it */
+        /* A pool's fd lives as long as the core, so a queued reply need not dup it; an owned one goes with it. */
+        p->fd = o->fd;
+        p->fd_owned = o->fd_owned;
         memcpy(p->data, o->buf, o->len);
         STAILQ_INSERT_TAIL(&c->out, p, link);
         c->out_bytes += p->len;
         conn_events(c);
+        return;
+drop:
+        if (o->fd_owned)
+                close(o->fd);
 }
 
 static void flush(struct conn *c) {
@@ -233,7 +250,7 @@ static void flush(struct conn *c) {
                         return conn_close(c);
                 STAILQ_REMOVE_HEAD(&c->out, link);
                 c->out_bytes -= p->len;
-                free(p);
+                packet_free(p);
         }
         conn_events(c);
 }
@@ -241,6 +258,7 @@ static void flush(struct conn *c) {
 static void error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
         proto_error(&out, id, code, msg);
         out.fd = -1;
+        out.fd_owned = false;
         conn_send(c, &out);
 }
 
@@ -452,6 +470,8 @@ static void read_comm(pid_t pid, char *buf, size_t size) {
         close(fd);
         buf[n > 0 ? n : 0] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
+        /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
+        text_sanitize(buf);
 }
 
 static int conn_new(int fd) {

@@ -217,7 +217,8 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
         return 0;
 }
 
-int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name, uint32_t timeout_ms) {
+int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, const char *name,
+                     const struct attach_want *want, uint32_t timeout_ms) {
         struct waitq *q = &core->waitq;
         struct waiter *w = waiter_new(q, cl, req_id, name);
         struct namewait *nw = w ? namewait_get(q, name) : NULL;
@@ -228,6 +229,7 @@ int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, cons
         }
         w->args.name = w->name;
         w->nw = nw;
+        w->want = *want;
         w->done.attach = true;
         TAILQ_INSERT_TAIL(&nw->waiters, w, by_pool);
         waiter_start(q, w, core->now + timeout_ms);
@@ -329,7 +331,7 @@ static void retry_name(struct core *core, struct namewait *nw) {
         for (w = TAILQ_FIRST(&nw->waiters); w; w = next) {
                 next = TAILQ_NEXT(w, by_pool);
                 core->waitq.tries++;
-                int e = attach_try(core, w->cl, w->name, &w->done.slot, &w->done.res);
+                int e = attach_try(core, w->cl, w->name, &w->want, &w->done.slot, &w->done.res);
                 if (e == E_NOT_FOUND || e == E_WOULD_BLOCK) {
                         if (!nw->gone)
                                 continue;

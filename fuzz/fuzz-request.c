@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core-check.h"
 #include "fuzz-request.h"
@@ -103,6 +104,10 @@ static void add_pool(const char *name, enum pool_kind kind, uint64_t size, mode_
                 pc.quantum = 4096;
         if (kind == POOL_GPU)
                 pc.device = 0;
+        if (!strcmp(name, "r")) /* each region its own memfd, read-only for those who may only attach */
+                pc.isolation = ISOLATION_REGION;
+        if (!strcmp(name, "h")) /* names only h may publish */
+                snprintf(pc.names, sizeof(pc.names), "res/*\n");
         int r = core_pool_add(core, &pc, err, sizeof(err));
         if (r < 0 && !(r == -ENODEV && kind == POOL_GPU))
                 check_fail("pool %s: %s", name, err);
@@ -137,6 +142,7 @@ static void setup(uint8_t header) {
         add_pool("p", POOL_PINNED, (header & FUZZ_BIG_P ? 1u << 20 : 0) + (64u << 10), 0660, NULL, 0);
         add_pool("f", POOL_FPGA, 0, 0664, f_ranges, 2);
         add_pool("g", POOL_GPU, 1u << 20, 0666, NULL, 0);
+        add_pool("r", POOL_HOST, 128u << 10, 0664, NULL, 0);
         for (int c = 0; c < FUZZ_SESSIONS; c++) {
                 conns[c] = (struct conn){.state = CONN_CLOSED};
                 uids[c] = fuzz_uids[(header >> (1 + 2 * c)) & 3];
@@ -180,8 +186,16 @@ static void check_region(struct conn *c, const Allocd__Region *g) {
         if (!p)
                 check_fail("a region of pool '%s', which does not exist", g->pool ? g->pool : "(none)");
         core_pool_info(p, &pi);
+        if (g->region_fd) {
+                /* isolation = region: the region's own memfd, each time, the reply's to close. */
+                if (pi.fd >= 0 || g->pool_fd || out.fd < 0 || !out.fd_owned || g->pool_size != g->size ||
+                    g->offset >= pi.size)
+                        check_fail("pool %s: a region fd reply that is not one (fd %d)", pi.name, out.fd);
+                return;
+        }
         bool first = pi.fd >= 0 && !(c->fds & 1u << pi.id);
-        if (g->pool_fd != first || (out.fd >= 0) != first || (first && out.fd != pi.fd))
+        if (g->pool_fd != first || (out.fd >= 0) != first ||
+            (first && out.fd != (g->read_only && pi.ro_fd >= 0 ? pi.ro_fd : pi.fd)))
                 check_fail("pool %s: the reply %s its fd (fd %d), but this connection %s it", pi.name,
                            g->pool_fd ? "carries" : "lacks", out.fd, first ? "lacks" : "has");
         if (first)
@@ -231,6 +245,8 @@ static int act(int i) {
         }
         if (out.len)
                 code = check_reply(i);
+        if (out.fd_owned)
+                close(out.fd);
         if (out.close)
                 conn_close(c);
         return code;

@@ -401,7 +401,7 @@ static void op_attach(struct thr *t) {
         char name[32];
 
         name_of(&t->rng, name, sizeof(name));
-        int e = alloc_region_attach(t->c, name, 0, &reg);
+        int e = alloc_region_attach(t->c, name, NULL, &reg);
         count(OP_ATTACH, e);
         lost(e);
         if (e == 0)
@@ -589,7 +589,7 @@ static void op_second(struct thr *t) {
         }
         if (chance(&t->rng, 40)) {
                 name_of(&t->rng, name, sizeof(name));
-                e = alloc_region_attach(t->second, name, 0, &reg);
+                e = alloc_region_attach(t->second, name, NULL, &reg);
                 count(OP_ATTACH, e);
         }
         if (chance(&t->rng, 60))

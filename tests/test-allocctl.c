@@ -39,7 +39,7 @@ static void setup(void) {
         cr_assert_eq(alloc_region_new(c2, "h", 4096, NULL, &small), 0);
         cr_assert_eq(alloc_region_new(c, "f", 64 << 20, &aligned, &f1), 0);
         cr_assert_eq(alloc_region_new(c2, "f", 300 << 20, &aligned, &f2), 0);
-        cr_assert_eq(alloc_region_attach(c2, "frame buffer", 0, &attached), 0);
+        cr_assert_eq(alloc_region_attach(c2, "frame buffer", NULL, &attached), 0);
 }
 
 static void teardown(void) {

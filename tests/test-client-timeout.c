@@ -86,7 +86,7 @@ Test(timeout, late_grant_is_given_back) {
         memset(r.ptr, 0xa5, 4096);
         cr_assert_eq(alloc_region_free(c, r.id), 0);
         cr_assert_eq(wait_used(watch, "host", 0), 0);
-        cr_assert_eq(alloc_region_attach(watch, "late", 0, &r), -ENOENT, "the name was given back too");
+        cr_assert_eq(alloc_region_attach(watch, "late", NULL, &r), -ENOENT, "the name was given back too");
         alloc_disconnect(c);
         alloc_disconnect(watch);
 }
@@ -118,7 +118,7 @@ Test(timeout, a_grant_after_the_hang_up_is_freed) {
         kill(d.pid, SIGCONT);
         /* allocd makes it, cannot hand it over, and frees it: no region that no one can name. */
         cr_assert_eq(wait_used(watch, "host", 0), 0);
-        cr_assert_eq(alloc_region_attach(watch, "orphan", 0, &r), -ENOENT);
+        cr_assert_eq(alloc_region_attach(watch, "orphan", NULL, &r), -ENOENT);
         alloc_disconnect(watch);
 }
 

@@ -228,8 +228,10 @@ Test(core, duplicate_holds_are_one_record) {
         add_fpga("f", 64 * K);
         cr_assert_eq(alloc(owner, "f", 4 * K, 0, "shared", &slot), GRANT_REGION);
         for (int i = 0; i < N; i++) {
-                cr_assert_eq(core_attach(core, a, 0, "shared", 0, &s, &res), GRANT_REGION, "%s", res.msg);
-                cr_assert_eq(core_attach(core, b, 0, "shared", 0, &s, &res), GRANT_REGION, "%s", res.msg);
+                cr_assert_eq(core_attach(core, a, 0, &(struct attach_request){.name = "shared"}, &s, &res),
+                             GRANT_REGION, "%s", res.msg);
+                cr_assert_eq(core_attach(core, b, 0, &(struct attach_request){.name = "shared"}, &s, &res),
+                             GRANT_REGION, "%s", res.msg);
         }
         cr_assert_eq(stats().holds, 3);
         cr_assert_eq(a->nrefs, N);
@@ -259,7 +261,7 @@ Test(core, a_region_being_zeroed_cannot_be_freed) {
         cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO, "z", &slot), GRANT_ZEROING);
         cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_NOT_FOUND);
         cr_assert_eq(core_detach(core, a, id_of(slot), &res), E_NOT_FOUND);
-        cr_assert_eq(core_attach(core, b, 0, "z", 0, &slot, &res), GRANT_NONE);
+        cr_assert_eq(core_attach(core, b, 0, &(struct attach_request){.name = "z"}, &slot, &res), GRANT_NONE);
         cr_assert_eq(res.code, E_WOULD_BLOCK);
         cr_assert_eq(stats().used, 4 << 20);
         core_zero_job(core, slot, &job);
@@ -501,7 +503,8 @@ Test(core, the_hold_table_shrinks_around_a_survivor) {
                 cr_assert_eq(alloc(a, "f", 4 * K, F_PERSIST, i == N / 2 - 1 ? name : NULL, NULL), GRANT_REGION);
         }
         snprintf(name, sizeof(name), "n%d", N / 2 - 1);
-        cr_assert_eq(core_attach(core, b, 0, name, 0, &s, &res), GRANT_REGION, "%s", res.msg);
+        cr_assert_eq(core_attach(core, b, 0, &(struct attach_request){.name = name}, &s, &res), GRANT_REGION, "%s",
+                     res.msg);
         bye(a);
         cr_assert_eq(stats().holds, 1);
         /* The PERSIST regions stay: the region table is full, the hold table must not be. */

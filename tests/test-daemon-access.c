@@ -135,7 +135,7 @@ Test(daemon_access, regions_and_names_per_limits) {
         cr_assert_eq(alloc_region_new(c, "open", 4096, &n3, &r), -EMFILE, "max_names = 2");
         cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), 0);
         cr_assert_eq(alloc_region_new(c, "open", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 3");
-        cr_assert_eq(alloc_region_attach(c, "n1", 0, &r), -EMFILE, "attach counts too");
+        cr_assert_eq(alloc_region_attach(c, "n1", NULL, &r), -EMFILE, "attach counts too");
         cr_assert_eq(pool_used(c, "open"), 3 * 4096);
 }
 

@@ -452,7 +452,7 @@ static void check_leftovers(struct alloc_dump *dm) {
                 for (size_t i = 0; i < dm->nregions; i++)
                         if (!strcmp(dm->regions[i].name, name))
                                 listed = &dm->regions[i];
-                int e = alloc_region_attach(c, name, 0, &r);
+                int e = alloc_region_attach(c, name, NULL, &r);
                 if (listed) {
                         cr_expect_eq(e, 0, "'%s' is listed on region %#llx but does not attach: %s", name,
                                      (unsigned long long)listed->id, alloc_last_error());
@@ -481,7 +481,7 @@ static unsigned free_leftovers(const struct alloc_dump *dm, char *why, size_t wh
                 struct alloc_region r;
                 int e;
 
-                if (*x->name && alloc_region_attach(c, x->name, 0, &r) == 0 && r.id != x->id)
+                if (*x->name && alloc_region_attach(c, x->name, NULL, &r) == 0 && r.id != x->id)
                         alloc_region_detach(c, r.id);
                 e = alloc_region_free(c, x->id);
                 if (e < 0 && !failed++)
@@ -668,7 +668,7 @@ Test(daemon_chaos, a_thousand_kills_leave_allocd_as_it_was) {
                 struct alloc_region r;
                 struct alloc_opts o = {.flags = ALLOC_NOWAIT, .name = name};
                 snprintf(name, sizeof(name), CHAOS_NAME_FMT, n);
-                cr_expect_eq(alloc_region_attach(c, name, 0, &r), -ENOENT, "'%s' still attaches", name);
+                cr_expect_eq(alloc_region_attach(c, name, NULL, &r), -ENOENT, "'%s' still attaches", name);
                 int e = alloc_region_new(c, CHAOS_POOL_FPGA, 4096, &o, &r);
                 cr_expect_eq(e, 0, "'%s' cannot be taken again: %s", name, alloc_last_error());
                 if (e == 0)

@@ -40,7 +40,7 @@ struct waiting {
 static void *wait_thread(void *arg) {
         struct waiting *w = arg;
 
-        w->result = alloc_region_attach(w->c, w->name, w->timeout_ms, &w->r);
+        w->result = alloc_region_attach(w->c, w->name, &(struct alloc_attach_opts){.timeout_ms = w->timeout_ms}, &w->r);
         snprintf(w->error, sizeof(w->error), "%s", alloc_last_error());
         if (w->result == 0)
                 memcpy(w->first, w->r.ptr, sizeof(w->first));
@@ -101,7 +101,7 @@ Test(seal, nothing_attaches_before_the_seal) {
         struct waiting w;
 
         cr_assert_eq(alloc_region_new(c, "host", 4096, &o, &r), 0, "%s", alloc_last_error());
-        cr_assert_eq(alloc_region_attach(other, "frame", 0, &x), -EAGAIN);
+        cr_assert_eq(alloc_region_attach(other, "frame", NULL, &x), -EAGAIN);
         cr_assert(strstr(alloc_last_error(), "not sealed yet"), "%s", alloc_last_error());
         start_waiting(&w, c, "frame", 10000);
         memcpy(r.ptr, "written first", 14);
@@ -111,7 +111,7 @@ Test(seal, nothing_attaches_before_the_seal) {
         cr_assert_eq(w.result, 0, "%s", w.error);
         cr_assert_str_eq(w.first, "written first", "the waiter sees what was written before the seal");
         cr_assert_eq(alloc_region_seal(c, r.id), -EINVAL, "sealed already");
-        cr_assert_eq(alloc_region_attach(other, "frame", 0, &x), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(other, "frame", NULL, &x), 0, "%s", alloc_last_error());
         alloc_disconnect(c);
         alloc_disconnect(other);
 }
@@ -130,7 +130,7 @@ Test(seal, the_creator_going_before_the_seal_leaves_nothing) {
         cr_assert_eq(w.result, -ENOENT, "%d %s", w.result, w.error);
         cr_assert(strstr(w.error, "went before its creator sealed it"), "%s", w.error);
         cr_assert_eq(wait_used(watch, "host", 0), 0, "the PERSIST region went too");
-        cr_assert_eq(alloc_region_attach(watch, "half", 0, &r), -ENOENT);
+        cr_assert_eq(alloc_region_attach(watch, "half", NULL, &r), -ENOENT);
         alloc_disconnect(watch);
 }
 
@@ -154,7 +154,7 @@ Test(seal, waits_end_and_are_limited) {
         struct alloc_region r;
         struct waiting w[2];
 
-        cr_assert_eq(alloc_region_attach(c, "never", 300, &r), -ETIMEDOUT);
+        cr_assert_eq(alloc_region_attach(c, "never", &(struct alloc_attach_opts){.timeout_ms = 300}, &r), -ETIMEDOUT);
         cr_assert(strstr(alloc_last_error(), "no region was published and sealed as 'never'"), "%s",
                   alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.flags = ALLOC_UNSEALED}, &r), -EINVAL,
@@ -163,7 +163,8 @@ Test(seal, waits_end_and_are_limited) {
         start_waiting(&w[0], c, "many", 10000);
         start_thread(&w[1], w[0].c, "many", 10000);
         wait_for_waiters(c, 2);
-        cr_assert_eq(alloc_region_attach(w[0].c, "many", 10000, &r), -EMFILE);
+        cr_assert_eq(alloc_region_attach(w[0].c, "many", &(struct alloc_attach_opts){.timeout_ms = 10000}, &r),
+                     -EMFILE);
         cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.name = "many"}, &r), 0);
         pthread_join(w[1].thread, NULL);
         end_waiting(&w[0]);

@@ -46,7 +46,7 @@ static int read_shared(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         const char *want = arg;
 
-        if (alloc_region_attach(k, "job/buffer", 0, &r) < 0)
+        if (alloc_region_attach(k, "job/buffer", NULL, &r) < 0)
                 return 1;
         if (memcmp(r.ptr, want, strlen(want) + 1) != 0)
                 return 2;
@@ -72,16 +72,16 @@ Test(daemon_share, names_are_unique_and_freed_with_the_region) {
 
         cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &a), 0);
         cr_assert_eq(alloc_region_new(c, "f", 4096, &o, &b), -EEXIST, "names are one global namespace");
-        cr_assert_eq(alloc_region_attach(c, "no-such-name", 0, &b), -ENOENT);
+        cr_assert_eq(alloc_region_attach(c, "no-such-name", NULL, &b), -ENOENT);
         cr_assert_eq(alloc_region_free(c, a.id), 0);
-        cr_assert_eq(alloc_region_attach(c, "only-one", 0, &b), -ENOENT);
+        cr_assert_eq(alloc_region_attach(c, "only-one", NULL, &b), -ENOENT);
         cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &b), 0, "the name is free again");
 }
 
 static int attach_and_hold(struct alloc_client *k, const void *arg) {
         struct alloc_region r;
         (void)arg;
-        if (alloc_region_attach(k, "shared", 0, &r) < 0)
+        if (alloc_region_attach(k, "shared", NULL, &r) < 0)
                 return 1;
         /* Tell the parent, then wait to be killed while holding the reference. */
         if (write(3, "x", 1) != 1)
@@ -109,7 +109,7 @@ Test(daemon_share, free_unpublishes_but_attachers_keep_the_memory) {
         cr_assert_eq(read(p[0], &x, 1), 1);
         cr_assert_eq(alloc_region_free(c, r.id), 0);
         struct alloc_region again;
-        cr_assert_eq(alloc_region_attach(c, "shared", 0, &again), -ENOENT, "free unpublished the name");
+        cr_assert_eq(alloc_region_attach(c, "shared", NULL, &again), -ENOENT, "free unpublished the name");
         cr_assert_eq(pool_used(c, "h"), 4096, "the attacher still holds it");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -133,11 +133,11 @@ Test(daemon_share, persist_outlives_its_creator_until_freed) {
 
         cr_assert_eq(in_child(make_persistent, NULL), 0);
         cr_assert_eq(pool_used(c, "h"), 4096);
-        cr_assert_eq(alloc_region_attach(c, "persistent", 0, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(c, "persistent", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_str_eq(r.ptr, "still here");
         cr_assert_eq(alloc_region_detach(c, r.id), 0);
         cr_assert_eq(pool_used(c, "h"), 4096, "detach leaves the PERSIST reference");
-        cr_assert_eq(alloc_region_attach(c, "persistent", 0, &r), 0);
+        cr_assert_eq(alloc_region_attach(c, "persistent", NULL, &r), 0);
         cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "h"), 0, "free drops PERSIST");
 }

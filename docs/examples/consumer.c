@@ -24,12 +24,19 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "consumer: %s\n", alloc_last_error());
                 return 1;
         }
-        if (alloc_region_attach(c, name, 30000, &r) < 0) {
+        if (alloc_region_attach(c, name, &(struct alloc_attach_opts){.timeout_ms = 30000}, &r) < 0) {
                 fprintf(stderr, "consumer: attaching to '%s': %s\n", name, alloc_last_error());
                 alloc_disconnect(c);
                 return 1;
         }
-        /* Sealed: the producer wrote before it let anyone in. */
+        /* Sealed: the producer wrote before it let anyone in.  It answers, so it needs to write. */
+        if (!r.ptr) {
+                fprintf(stderr, "consumer: '%s' is read-only for this user (pool %s); it cannot answer\n", name,
+                        r.pool);
+                alloc_region_detach(c, r.id);
+                alloc_disconnect(c);
+                return 1;
+        }
         struct frame *f = r.ptr;
         printf("consumer: read '%s'\n", f->text);
         snprintf(f->text, sizeof(f->text), "thanks, from the consumer");

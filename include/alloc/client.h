@@ -64,6 +64,7 @@ extern "C" {
 #define ALLOC_UNSEALED 0x20u
 
 #define ALLOC_NAME_MAX 255
+#define ALLOC_POOL_NAME_MAX 63
 
 enum alloc_kind { ALLOC_KIND_HOST = 0, ALLOC_KIND_FPGA = 1, ALLOC_KIND_PINNED = 2, ALLOC_KIND_GPU = 3 };
 
@@ -92,12 +93,18 @@ struct alloc_region {
         uint64_t id;
         enum alloc_kind kind;
         /*
-         * host, pinned: where the CPU reaches it in this process; gpu, fpga: NULL.  Pools are mapped
-         * at a multiple of their largest power of two (2 MiB to 1 GiB), so an align up to that (the
-         * pool's size, for a pool under 1 GiB) holds for ptr, and for a gpu or vmm pool's dev_ptr,
-         * as it does for the offset.
+         * host, pinned: where the CPU may write it in this process; NULL where this process may only
+         * read it (read_only) and for gpu and fpga.  Pools are mapped at a multiple of their largest
+         * power of two (2 MiB to 1 GiB), so an align up to that (the pool's size, for a pool under
+         * 1 GiB) holds for ptr, and for a gpu or vmm pool's dev_ptr, as it does for the offset.
          */
         void *ptr;
+        /*
+         * host, pinned: where the CPU may read it, whether or not it may write (the same address as
+         * ptr where ptr is set); gpu, fpga: NULL.  A write through it to a read-only region faults
+         * (SIGSEGV): the mapping is PROT_READ, of a read-only fd.
+         */
+        const void *cptr;
         uint64_t addr;    /* fpga: the device address; memory pools: the offset in the pool */
         uint64_t size;    /* as asked, rounded up to the pool's quantum */
         uint64_t dev_ptr; /* pinned (with devicemap, or backend vmm) and gpu: its CUdeviceptr here; else 0 */
@@ -105,6 +112,29 @@ struct alloc_region {
         bool registered;  /* pinned, backend memfd: registered with CUDA here; false where this process has no
                            * usable GPU (alloc_cuda_unavailable() says why), and the memory is then plain
                            * locked shared memory */
+        /*
+         * Whose it is, so that a consumer can check before it trusts the bytes: the pool it lies in,
+         * the uid of the connection that allocated it (from the kernel, not from the client), and
+         * whether its name is published for attach (false: allocated ALLOC_UNSEALED, not sealed yet).
+         */
+        char pool[ALLOC_POOL_NAME_MAX + 1];
+        uid_t owner;
+        bool sealed;
+        /*
+         * This connection may only attach in the pool, not allocate (its mode): the memory is mapped
+         * read-only, from a read-only fd, and ptr is NULL.  Enforced by the kernel for host and
+         * pinned memfd pools; for gpu and pinned vmm pools the mapping is read-only too, but a
+         * client that speaks the protocol itself could map it writable (docs/configuration.md).
+         */
+        bool read_only;
+};
+
+/* Where alloc_region_attach looks and what it accepts.  All zero (or NULL) means any. */
+struct alloc_attach_opts {
+        uint32_t timeout_ms; /* wait up to this long for the name to be published and sealed; 0: not at all */
+        const char *pool;    /* the name must be published in this pool */
+        bool by_owner;       /* the name must be published by a connection of uid owner */
+        uid_t owner;
 };
 
 /* A stretch of a pool: offsets [base, base + size) of a memory pool, addresses of an fpga pool. */
@@ -124,6 +154,8 @@ struct alloc_pool_status {
         char backend[8];          /* "memfd" or "vmm" (pinned, host, gpu); "" for fpga */
         int device;               /* gpu: the device ordinal as allocd sees it; else -1 */
         uint32_t register_flags;  /* pinned, backend memfd: ALLOC_REGISTER_* */
+        bool isolated;            /* isolation = region: each region its own memfd */
+        char names[2048];         /* the name patterns it reserves (names =), ", " between them; "" none */
 };
 
 /* A configured pool allocd could not make because it cannot use the GPU. */
@@ -221,12 +253,15 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
 /* Frees a region this connection holds: unpublishes its name, drops PERSIST, drops this reference. */
 int alloc_region_free(struct alloc_client *c, uint64_t id);
 /*
- * Takes a reference to the region published as name.  With timeout_ms, waits
- * up to that long for the name to be published and sealed (in arrival order
- * among those waiting; -ETIMEDOUT then); 0: -ENOENT at once if there is no
- * such name, -EAGAIN if it is not sealed yet.
+ * Takes a reference to the region published as name; opts may be NULL.  With
+ * opts->timeout_ms, waits up to that long for the name to be published and
+ * sealed (in arrival order among those waiting; -ETIMEDOUT then); without, -ENOENT
+ * at once if there is no such name, -EAGAIN if it is not sealed yet.  A name
+ * published in another pool than opts->pool, or by another uid than
+ * opts->owner, is -EEXIST at once: someone else holds the name.
  */
-int alloc_region_attach(struct alloc_client *c, const char *name, uint32_t timeout_ms, struct alloc_region *ret);
+int alloc_region_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *ret);
 /* Lets a region allocated with ALLOC_UNSEALED by this connection be attached. */
 int alloc_region_seal(struct alloc_client *c, uint64_t id);
 /* Drops this connection's reference; the region goes when no reference is left. */

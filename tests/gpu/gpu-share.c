@@ -107,7 +107,7 @@ static void command(struct worker_state *w, char *line) {
                 snprintf(w->names[w->n++], sizeof(w->names[0]), "%s", b);
         } else if (n == 2 && !strcmp(op, "attach") && w->n < MAX_REGIONS) {
                 r = &w->regions[w->n];
-                if (alloc_region_attach(w->c, a, 0, r) < 0) {
+                if (alloc_region_attach(w->c, a, NULL, r) < 0) {
                         printf("error attach: %s\n", alloc_last_error());
                         return;
                 }

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host pools with isolation = region: each region is a memfd of its own,
+ * made when the region is allocated, so that a holder is handed exactly the
+ * bytes it holds (docs/configuration.md, "Who can touch which bytes").  The
+ * pool is an address space the range allocator places regions in, for
+ * quotas, alignment and the figures of allocctl; no memory backs the pool
+ * itself, and a region's memory is allocated when it is made, so that a
+ * machine out of memory answers the Alloc rather than killing a client
+ * with SIGBUS later.  A new memfd reads as zeros: ZERO costs nothing here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core-impl.h"
+
+static int region_pool_open(struct pool *p, char *err, size_t errsize) {
+        return pool_add_span(p, 0, p->conf.size, err, errsize);
+}
+
+static void region_pool_close(struct pool *p) {
+        (void)p;
+}
+
+static int region_pool_zero(struct pool *p, uint64_t offset, uint64_t size) {
+        (void)p, (void)offset, (void)size;
+        return 0;
+}
+
+const struct pool_ops pool_region_ops = {
+        .default_quantum = 0, /* the page size */
+        .open = region_pool_open,
+        .close = region_pool_close,
+        .zero = region_pool_zero,
+};
+
+int pool_region_new(const struct pool *p, uint64_t size, int *ret) {
+        int fd, r;
+
+        if ((r = host_memfd(&p->conf, size, &fd)) < 0)
+                return r;
+        if ((r = host_seal(fd)) < 0) {
+                close(fd);
+                return r;
+        }
+        *ret = fd;
+        return 0;
+}
+
+int pool_region_fill(int fd, uint64_t size) {
+        return fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
+}
