@@ -33,7 +33,7 @@
 #include "client-internal.h"
 #include "kind-internal.h"
 
-__thread struct kind_dir *kind_tl_dir __attribute__((tls_model("initial-exec")));
+__thread struct kind_dir *kind_tl_dir;
 static __thread unsigned tl_hash; /* a hash of the thread's id; 0: not yet */
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -153,7 +153,7 @@ struct kind_dir {
         } e[ALLOC_KIND_MAX];
 };
 
-extern __thread struct kind_dir *kind_tl_dir __attribute__((tls_model("initial-exec")));
+extern __thread struct kind_dir *kind_tl_dir;
 
 /* kind_cache_get's way when the thread has no settled cache for kind: makes it, settles it, or says none. */
 struct kind_cache *kind_cache_slow(struct alloc_memkind *kind);

@@ -81,8 +81,9 @@ struct alloc_kind_stats {
 /*
  * A kind on pool of connection c, as memkind_create_kind makes one: takes
  * its first region at once, so that a pool that does not exist (-ENODEV),
- * may not be used (-EACCES), is full (-EAGAIN, -ETIMEDOUT) or holds no
- * memory (fpga, host pointers of a gpu pool: -EINVAL) is refused here.
+ * may not be used (-EACCES), is full (-EAGAIN, -ETIMEDOUT, -E2BIG), holds
+ * no memory (fpga) or has no device pointers where they are asked for
+ * (-EINVAL) is refused here; a bad option is -EINVAL.  Nothing is held then.
  * -EMFILE: ALLOC_KIND_MAX kinds are alive.  The kind lives until
  * alloc_kind_destroy or alloc_disconnect(c), which destroys it.
  */
