@@ -85,10 +85,15 @@ static void chunk_free(struct kind_arena *a, struct kind_chunk *c, bool release)
         }
         atomic_fetch_sub(&k->regions, 1);
         atomic_fetch_sub(&k->region_bytes, c->size);
-        for (size_t i = 0; i < c->size >> KIND_PAGE_SHIFT; i++) {
-                struct kind_slab *s = (struct kind_slab *)c->pages[i];
-                if (s && !(c->pages[i] & 1) && s->base == c->base + (i << KIND_PAGE_SHIFT))
-                        free(s);
+        /* A slab's pages all point to it, and the first one met is its first: free it there, skip the rest. */
+        for (size_t i = 0; i < c->size >> KIND_PAGE_SHIFT;) {
+                uintptr_t pg = c->pages[i];
+                if (pg && !(pg & 1)) {
+                        free((struct kind_slab *)pg);
+                        i += KIND_SLAB_SIZE >> KIND_PAGE_SHIFT;
+                } else {
+                        i += pg ? pg >> 1 : 1;
+                }
         }
         range_arena_free(c->space);
         free(c);
