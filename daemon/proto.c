@@ -114,7 +114,7 @@ static void region_fd(struct session *s, const struct region_info *r, const stru
         }
         if (p->fd < 0 || fd_sent(s, p->id) != FD_NONE)
                 return;
-        mark_fd(s, p->id, rw || p->ro_fd < 0 ? FD_RW : FD_RO);
+        mark_fd(s, p->id, rw ? FD_RW : FD_RO); /* the client maps it as read_only says */
         out->fd = rw || p->ro_fd < 0 ? p->fd : p->ro_fd;
         region->has_pool_fd = region->pool_fd = true;
         region->has_pool_size = true;

@@ -260,6 +260,34 @@ static void basics(void) {
         alloc(0, "h", 4096, ALLOCD__FLAG__UNSEALED, NULL);
         status(0, 0);
         save("seal-and-wait");
+
+        /* Isolation: a region pool's regions (read-only for those who may only attach), reserved names, attach by pool
+         * and owner. */
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        hello(1);
+        alloc(0, "r", 4096, 0, "iso");
+        alloc(0, "r", 1 << 20, ALLOCD__FLAG__ZERO, NULL);
+        alloc(1, "r", 2 << 20, ALLOCD__FLAG__ZERO, NULL);
+        attach(1, "iso");
+        attach(1, "iso");
+        detach(1, ID(0));
+        alloc(1, "h", 4096, 0, "res/x");
+        alloc(1, "p", 4096, 0, "res/y");
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        at.name = "iso";
+        at.pool = "h";
+        put(1, 7, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        at.pool = "r";
+        at.has_owner = true;
+        at.owner = 1000;
+        put(1, 8, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        at.pool = "nope";
+        put(1, 9, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        alloc(0, "h", 4096, 0, "bad\xc2\x85name");
+        free_region(0, ID(0));
+        status(0, 0);
+        save("isolation");
 }
 
 /* test-daemon-hostile.c's cases. */

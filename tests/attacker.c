@@ -107,5 +107,6 @@ int main(int argc, char **argv) {
                                 *t = '.';
         }
         printf(" read=%s\n", *text ? text : "-");
+        allocd__reply__free_unpacked(r, NULL);
         return 0;
 }
