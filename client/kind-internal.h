@@ -111,6 +111,8 @@ int kind_map_add(struct kind_chunk *c);
 void kind_map_remove(const struct kind_chunk *c);
 /* The chunk that ptr lies in, or NULL: two loads, no lock. */
 struct kind_chunk *kind_map_find(const void *ptr);
+/* Its kind, or NULL, without a load from the chunk. */
+struct alloc_memkind *kind_map_kind(const void *ptr);
 
 /* kind-arena.c */
 

@@ -274,9 +274,7 @@ size_t alloc_kind_malloc_usable_size(struct alloc_memkind *kind, void *ptr) {
 }
 
 struct alloc_memkind *alloc_kind_detect(const void *ptr) {
-        struct kind_chunk *c = kind_map_find(ptr);
-
-        return c ? c->kind : NULL;
+        return kind_map_kind(ptr);
 }
 
 void *alloc_kind_realloc(struct alloc_memkind *kind, void *ptr, size_t size) {
