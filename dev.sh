@@ -4,13 +4,14 @@
 #   ./dev.sh run [ARGS]           install what is missing, build, run allocd in the foreground
 #   ./dev.sh test                 install what is missing, build, run the whole test suite
 #   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation or gpu (GPU only)
+#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, gpu (GPU only)
+#                                 or python (bench/python-bench.py, with Debian's python3)
 #   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range; all by default), SECS (60) each
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-        sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
+        sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
         exit 2
 }
 
@@ -104,11 +105,16 @@ fuzz)
         exit $rc
         ;;
 bench)
-        [ $# -gt 0 ] && [ -f "bench/$1-bench.c" ] || usage
+        [ $# -gt 0 ] && [ -f "bench/$1-bench.c" ] || [ "${1:-}" = python ] || usage
         name=$1
         shift
         scripts/install-deps.sh
         build build
+        if [ "$name" = python ]; then
+                # The interpreter the module was built for (-Dpython_interpreter), not whichever is first on PATH.
+                PYTHONPATH=build/client/python ALLOCD_PATH=build/daemon/allocd exec /usr/bin/python3 \
+                        bench/python-bench.py "$@"
+        fi
         exec "build/bench/$name-bench" "$@"
         ;;
 *)
