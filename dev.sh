@@ -4,7 +4,7 @@
 #   ./dev.sh run [ARGS]           install what is missing, build, run allocd in the foreground
 #   ./dev.sh test                 install what is missing, build, run the whole test suite
 #   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, gpu (GPU only)
+#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, falloc, gpu
 #                                 or python (bench/python-bench.py, with Debian's python3)
 #   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range; all by default), SECS (60) each
 set -euo pipefail

@@ -209,7 +209,34 @@ void gpu_release(struct gpu_map *g, void *base) {
         *g = (struct gpu_map){.device = -1, .ctx_device = -1};
 }
 
+int gpu_copy(int device, uint64_t dev, void *host, size_t n, bool to_device, char *err, size_t errsize) {
+        const char *why;
+        const struct cuda *cu = cuda_get(&why);
+        struct gpu_map tmp = {.ctx_device = -1};
+        CUresult r;
+        CUdevice d;
+        int e;
+
+        if (!cu) {
+                snprintf(err, errsize, "%s", why);
+                return -ENODEV;
+        }
+        if ((e = enter(cu, &tmp, device, err, errsize)) < 0)
+                return e;
+        r = to_device ? cu->cuMemcpyHtoD(dev, host, n) : cu->cuMemcpyDtoH(host, dev, n);
+        leave(cu);
+        if (cu->cuDeviceGet(&d, device) == CUDA_SUCCESS)
+                cu->cuDevicePrimaryCtxRelease(d); /* enter's retain */
+        return r == CUDA_SUCCESS ? 0 : cu_fail(cu, r, to_device ? "cuMemcpyHtoD" : "cuMemcpyDtoH", err, errsize);
+}
+
 #else
+
+int gpu_copy(int device, uint64_t dev, void *host, size_t n, bool to_device, char *err, size_t errsize) {
+        (void)device, (void)dev, (void)host, (void)n, (void)to_device;
+        snprintf(err, errsize, "built without the CUDA toolkit");
+        return -ENODEV;
+}
 
 int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize) {
         (void)base, (void)size, (void)flags, (void)err, (void)errsize;

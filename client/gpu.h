@@ -33,6 +33,8 @@ int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const u
                size_t errsize);
 /* The device address of offset..offset+size in a registered pool; 0 where there is none. */
 uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size);
+/* Copies n bytes from host to the memory of a gpu pool at dev on device ordinal (to_device), or back. */
+int gpu_copy(int device, uint64_t dev, void *host, size_t n, bool to_device, char *err, size_t errsize);
 /*
  * Undoes gpu_register or gpu_import (the caller munmaps a memfd mapping) and
  * resets g to a map of nothing.  Accepts a zeroed map, and one whose gpu_register or gpu_import

@@ -34,6 +34,7 @@
         X(cuCtxPushCurrent, 4000)                                                                                      \
         X(cuCtxPopCurrent, 4000)                                                                                       \
         X(cuCtxSynchronize, 2000)                                                                                      \
+        X(cuCtxSetLimit, 3010)                                                                                         \
         X(cuMemHostRegister, 6050)                                                                                     \
         X(cuMemHostUnregister, 4000)                                                                                   \
         X(cuMemHostGetDevicePointer, 3020)                                                                             \

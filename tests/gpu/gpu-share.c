@@ -159,40 +159,11 @@ static int worker(const char *sock) {
         return 0;
 }
 
-struct proc {
-        pid_t pid;
-        FILE *in, *out;
-        const char *name;
-};
-
-static struct proc spawn(const char *self, const char *sock, const char *name) {
-        int to[2], from[2];
-        struct proc p = {.name = name};
-
-        if (pipe(to) < 0 || pipe(from) < 0)
-                exit(1);
-        p.pid = fork();
-        if (p.pid == 0) {
-                dup2(to[0], 0);
-                dup2(from[1], 1);
-                close(to[1]);
-                close(from[0]);
-                execl(self, self, "worker", sock, (char *)NULL);
-                _exit(127);
-        }
-        close(to[0]);
-        close(from[1]);
-        p.in = fdopen(to[1], "w");
-        p.out = fdopen(from[0], "r");
-        setvbuf(p.in, NULL, _IOLBF, 0);
-        return p;
-}
-
 static int failures;
 
 /* Sends one command and prints the answer; counts an answer other than "ok". */
-static void say(struct proc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(struct proc *p, const char *fmt, ...) {
+static void say(struct gpu_proc *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct gpu_proc *p, const char *fmt, ...) {
         char cmd[256], answer[512];
         va_list ap;
 
@@ -256,7 +227,8 @@ int main(int argc, char **argv) {
                                         "[pool auto]\nkind = pinned\nsize = 64M\n"
                                         "[pool g]\nkind = gpu\ndevice = 0\nsize = 256M\n",
                                         sock, sizeof(sock));
-        struct proc a = spawn(argv[0], sock, "A"), b = spawn(argv[0], sock, "B");
+        struct gpu_proc a = gpu_spawn(argv[0], "A", (char *const[]){argv[0], "worker", sock, NULL}),
+                        b = gpu_spawn(argv[0], "B", (char *const[]){argv[0], "worker", sock, NULL});
 
         for (int i = 0; i < 3; i++) {
                 snprintf(name[i], sizeof(name[i]), "%s/buf", pools[i]);

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <alloc/falloc.h>
+
 static const struct cuda *cu;
 
 void gpu_check(CUresult r, const char *what) {
@@ -38,6 +40,66 @@ const struct cuda *gpu_setup(void) {
         gpu_check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
         gpu_check(cu->cuCtxPushCurrent(ctx), "cuCtxPushCurrent");
         return cu;
+}
+
+CUmodule gpu_load_module(const char *path) {
+        static char image[4 << 20];
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(image, 1, sizeof(image), f) : 0;
+        CUmodule mod;
+
+        if (f)
+                fclose(f);
+        if (n == 0 || n == sizeof(image)) {
+                fprintf(stderr, "cannot read %s (or it passes 4 MiB)\n", path);
+                exit(1);
+        }
+        gpu_check(cu->cuModuleLoadData(&mod, image), "cuModuleLoadData");
+        return mod;
+}
+
+void gpu_falloc_format(CUdeviceptr dptr, uint64_t size, uint64_t chunk_size) {
+        uint64_t meta = falloc_heap_meta_size(size, chunk_size);
+        void *staging = meta ? malloc(meta) : NULL;
+
+        if (!staging || falloc_heap_format(staging, size, chunk_size, NULL) < 0) {
+                fprintf(stderr, "no falloc heap of %llu-byte chunks fits in %llu bytes\n",
+                        (unsigned long long)chunk_size, (unsigned long long)size);
+                exit(1);
+        }
+        gpu_check(cu->cuMemcpyHtoD(dptr, staging, meta), "cuMemcpyHtoD (the falloc header)");
+        free(staging);
+}
+
+CUdeviceptr gpu_falloc_heap(uint64_t size, uint64_t chunk_size) {
+        CUdeviceptr d;
+
+        gpu_check(cu->cuMemAlloc(&d, size), "cuMemAlloc (a falloc heap)");
+        gpu_falloc_format(d, size, chunk_size);
+        return d;
+}
+
+struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]) {
+        int to[2], from[2];
+        struct gpu_proc p = {.name = name};
+
+        if (pipe(to) < 0 || pipe(from) < 0)
+                exit(1);
+        p.pid = fork();
+        if (p.pid == 0) {
+                dup2(to[0], 0);
+                dup2(from[1], 1);
+                close(to[1]);
+                close(from[0]);
+                execv(self, argv);
+                _exit(127);
+        }
+        close(to[0]);
+        close(from[1]);
+        p.in = fdopen(to[1], "w");
+        p.out = fdopen(from[0], "r");
+        setvbuf(p.in, NULL, _IOLBF, 0);
+        return p;
 }
 
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize) {

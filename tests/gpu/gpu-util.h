@@ -9,6 +9,7 @@
  */
 
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "cuda-loader.h"
@@ -25,6 +26,20 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
 const struct cuda *gpu_setup(void);
 /* Exits 1 with what and the driver's words unless r is CUDA_SUCCESS. */
 void gpu_check(CUresult r, const char *what);
+/* Loads a fatbin (or cubin) from path into the current context; exits 1 if it cannot. */
+CUmodule gpu_load_module(const char *path);
+/* A falloc heap of size bytes in the current device's memory, formatted (only its header and bitmaps are copied). */
+CUdeviceptr gpu_falloc_heap(uint64_t size, uint64_t chunk_size);
+/* Writes the falloc header and bitmaps of a heap of size bytes at dptr (memory of the current device). */
+void gpu_falloc_format(CUdeviceptr dptr, uint64_t size, uint64_t chunk_size);
+/* A worker process: commands go to in, one answer line each comes from out. */
+struct gpu_proc {
+        pid_t pid;
+        FILE *in, *out;
+        const char *name;
+};
+/* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
+struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
 /* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
 #endif

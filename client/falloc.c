@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * falloc heaps as allocd regions (include/alloc/falloc-client.h).  The heap
+ * is formatted by its creator through its own mapping (for a gpu pool, a
+ * staging copy of the header and bitmaps, cuMemcpyHtoD) before the region is
+ * sealed, so an attacher never sees one half written; an attacher checks the
+ * header against the region's size before it trusts the geometry.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "alloc/falloc-client.h"
+#include "client-internal.h"
+#include "gpu.h"
+
+/* Formats the heap of region; its memory is the host's (ptr) or a gpu pool's (dev_ptr). */
+static int format(struct alloc_region *region, uint64_t size, uint64_t chunk_size) {
+        char err[256];
+        uint64_t meta = falloc_heap_meta_size(size, chunk_size);
+        void *staging;
+        int r;
+
+        if (region->ptr)
+                return falloc_heap_format(region->ptr, size, chunk_size, NULL);
+        if (!(staging = malloc(meta)))
+                return client_fail(-ENOMEM, "alloc_falloc_new: out of memory for the heap's header");
+        r = falloc_heap_format(staging, size, chunk_size, NULL);
+        if (r == 0 && (r = gpu_copy(region->device, region->dev_ptr, staging, meta, true, err, sizeof(err))) < 0)
+                client_fail(r, "alloc_falloc_new: cannot write the heap's header: %s", err);
+        free(staging);
+        return r;
+}
+
+/* Lets go of a region that did not become a heap, keeping the error that said why. */
+static int give_back(struct alloc_client *c, uint64_t id, bool attached, int r) {
+        char why[CLIENT_ERROR_MAX];
+
+        snprintf(why, sizeof(why), "%s", alloc_last_error());
+        if (attached)
+                alloc_region_detach(c, id);
+        else
+                alloc_region_free(c, id);
+        return client_fail(r, "%s", why);
+}
+
+int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, uint64_t chunk_size,
+                     const struct alloc_opts *opts, struct alloc_region *region, fallocDeviceHeap **heap) {
+        struct alloc_opts o = opts ? *opts : (struct alloc_opts){0};
+        bool seal = o.name && !(o.flags & ALLOC_UNSEALED);
+        uint64_t cs, count;
+        int r;
+
+        client_clear_error();
+        if (!c || !pool || !region || !heap)
+                return client_fail(-EINVAL, "alloc_falloc_new: c, pool, region and heap must not be NULL");
+        if ((r = falloc_heap_geometry(size, chunk_size, &cs, &count)) == -ENOSPC)
+                return client_fail(r, "%llu bytes do not hold a falloc heap of %llu-byte chunks: ask for at least %llu",
+                                   (unsigned long long)size, (unsigned long long)chunk_size,
+                                   (unsigned long long)falloc_heap_size(chunk_size, 1));
+        if (r < 0)
+                return client_fail(r, "chunk size %llu is not between 1 and 1 GiB", (unsigned long long)chunk_size);
+        if (o.name)
+                o.flags |= ALLOC_UNSEALED;
+        if ((r = alloc_region_new(c, pool, size, &o, region)) < 0)
+                return r;
+        if (region->kind == ALLOC_KIND_FPGA || (!region->ptr && !region->dev_ptr))
+                r = client_fail(-EINVAL, "pool %s has no memory this process reaches for a falloc heap", pool);
+        else if ((r = format(region, size, chunk_size)) == 0 && seal)
+                r = alloc_region_seal(c, region->id);
+        if (r < 0)
+                return give_back(c, region->id, false, r);
+        *heap = (fallocDeviceHeap *)(region->ptr ? region->ptr : (void *)(uintptr_t)region->dev_ptr);
+        return 0;
+}
+
+int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
+                        struct alloc_region *region, fallocDeviceHeap **heap) {
+        _Alignas(8) char header[FALLOC_HEADER_SIZE];
+        char err[256];
+        void *at;
+        int r;
+
+        client_clear_error();
+        if (!c || !name || !region || !heap)
+                return client_fail(-EINVAL, "alloc_falloc_attach: c, name, region and heap must not be NULL");
+        if ((r = alloc_region_attach(c, name, opts, region)) < 0)
+                return r;
+        at = region->ptr ? region->ptr : (void *)(uintptr_t)region->dev_ptr;
+        if (region->read_only)
+                r = client_fail(-EACCES, "region %s is mapped read-only here: a falloc heap needs write access", name);
+        else if (!at || region->size < FALLOC_HEADER_SIZE)
+                r = client_fail(-EBADMSG, "region %s holds no falloc heap: it has no memory here or is too small",
+                                name);
+        else if (!region->ptr &&
+                 (r = gpu_copy(region->device, region->dev_ptr, header, sizeof(header), false, err, sizeof(err))) < 0)
+                client_fail(r, "cannot read the heap's header in region %s: %s", name, err);
+        else if (falloc_heap_open(region->ptr ? region->ptr : header, region->size, NULL) < 0)
+                r = client_fail(-EBADMSG, "region %s holds no falloc heap (no header, or one that does not fit it)",
+                                name);
+        if (r < 0)
+                return give_back(c, region->id, true, r);
+        *heap = (fallocDeviceHeap *)at;
+        return 0;
+}

@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Theory of the falloc heap
+ * =========================
+ *
+ * The heap is a block of memory: a header, two bitmaps and chunk_count chunks
+ * of chunk_size bytes.  Everything inside refers to everything else by its
+ * offset from the header, so the block works at whatever address each process
+ * maps it, in any number of processes at once, and nothing in it is a pointer.
+ *
+ * State.  Bit i of the used bitmap is 1 while chunk i is taken (handed out, or
+ * claimed by a caller that is still looking); bits past the last chunk are
+ * 1 from the start.  avail is a 64-bit count of the chunks nobody has taken or
+ * been promised.  Bit i of the run bitmap is 1 when chunk i belongs to the
+ * same fallocGetChunks run as chunk i - 1; only the holder of a run writes its
+ * bits.  Nothing else is shared: there are no lists, no indices that are
+ * recycled and no version counters, so there is no ABA to defend against (a
+ * compare-and-swap that sees a word holding the value it read has seen every
+ * fact that word stands for) and no counter to wrap.
+ *
+ * Getting one chunk: (1) reserve: a compare-and-swap takes 1 from avail if it
+ * is not 0, else the call returns NULL; (2) claim: scan the used words from a
+ * per-thread start and set the lowest 0 bit of the first word that has one
+ * with a compare-and-swap; that bit's chunk is the caller's.  Freeing: clear
+ * the run's bits of the used words (fetch-and), then add to avail the number
+ * of bits that were set.  A run of n chunks reserves n, then claims the first
+ * n-bit gap of 0s (first fit, one pass, words set in increasing order with
+ * compare-and-swaps); when a word of the gap turns out taken, it clears the
+ * words it had set and goes on past that bit; with no gap left it gives its
+ * n back to avail and returns NULL.
+ *
+ * Why it is correct under any interleaving:
+ *
+ *   Invariant: the 0 bits of the used words are at least avail plus what the
+ *   callers between reserve and claim still miss (reserved minus claimed).
+ *   It holds at format (every bit 0, avail = count); a reservation moves k
+ *   from avail to the callers, a claim turns a 0 into a 1 and lowers what its
+ *   caller misses, a give-back (of a run's claimed words, or of a reservation)
+ *   undoes one of these, and a free adds 0s before it adds to avail.
+ *
+ *   So a caller holding a reservation always has a 0 bit to find, and the
+ *   claim scan, which goes round the words until it sets one, ends.  It is
+ *   lock-free: a failed compare-and-swap means another one on that word
+ *   succeeded, and a whole round that finds every word full means the 0 bits
+ *   it needed were set by other callers (finishing their gets) while it read.
+ *   A run's search is one pass, so it ends whatever others do.
+ *
+ *   No chunk twice: a chunk is handed out only by the compare-and-swap that
+ *   turned its bit from 0 to 1, which one caller alone can do, and the bit
+ *   stays 1 until that caller's chunk is freed.
+ *
+ *   NULL means exhausted: a single get returns NULL only when the reserving
+ *   compare-and-swap read avail = 0, that is, when every chunk was taken or
+ *   promised at that instant.  A run returns NULL when no free gap of its size
+ *   was seen in its pass; a gap another caller held for a moment counts as
+ *   not free.
+ *
+ *   Publication: the claim's compare-and-swap is acquire-release and the free's
+ *   fetch-and is release, so whatever the previous holder wrote in a chunk
+ *   happens before its next holder gets it; the reservation's
+ *   compare-and-swap and the free's add to avail pair the same way.  avail
+ *   and the bitmaps are the only synchronisation; there are no plain fences.
+ *
+ *   Freeing something that is not a taken chunk or the start of a run (a
+ *   pointer outside the chunks or inside one, a double free seen as such)
+ *   changes nothing and counts in bad_frees.
+ *
+ * On the GPU, the lanes of a warp that reserve or free at once on one heap do
+ * it with one atomic on avail between them (the leader takes up to as many as
+ * there are lanes), since avail is the one word every caller touches.  Each
+ * thread starts its scan at a word of its own (a hash of its global index on
+ * the device, the last word it used on the host), so that threads contend on
+ * a word only when the heap is nearly full.
+ *
+ * Contexts, stacks of bytes in chunks, are in falloc-ctx.h.
+ */
+#ifndef ALLOC_FALLOC_IMPL_H
+#define ALLOC_FALLOC_IMPL_H
+
+#ifndef ALLOC_FALLOC_H
+#error "include <alloc/falloc.h>, not falloc-impl.h"
+#endif
+
+#include <errno.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#include <cuda/atomic>
+#ifdef FALLOC_SYSTEM_SCOPE
+#define FALLOC_REF_(p) cuda::atomic_ref<uint64_t, cuda::thread_scope_system>(*(p))
+#else
+#define FALLOC_REF_(p) cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*(p))
+#endif
+#define FALLOC_LOAD_(p, o) FALLOC_REF_(p).load(cuda::std::memory_order_##o)
+#define FALLOC_CAS_(p, e, d) FALLOC_REF_(p).compare_exchange_weak(*(e), d, cuda::std::memory_order_acq_rel)
+#define FALLOC_RMW_(op, p, v) FALLOC_REF_(p).fetch_##op(v, cuda::std::memory_order_acq_rel)
+#elif defined(__cplusplus)
+#define FALLOC_LOAD_(p, o) __atomic_load_n(p, __ATOMIC_##o)
+#define FALLOC_CAS_(p, e, d) __atomic_compare_exchange_n(p, e, d, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
+#define FALLOC_RMW_(op, p, v) __atomic_fetch_##op(p, v, __ATOMIC_ACQ_REL)
+#else
+#include <stdatomic.h>
+#define FALLOC_LOAD_(p, o) atomic_load_explicit((_Atomic uint64_t *)(p), memory_order_##o)
+#define FALLOC_CAS_(p, e, d)                                                                                           \
+        atomic_compare_exchange_weak_explicit((_Atomic uint64_t *)(p), e, d, memory_order_acq_rel, memory_order_relaxed)
+#define FALLOC_RMW_(op, p, v) atomic_fetch_##op##_explicit((_Atomic uint64_t *)(p), v, memory_order_acq_rel)
+#endif
+
+#if defined(__cplusplus) && !defined(__CUDACC__)
+#define FALLOC_ACQ_ ACQUIRE
+#define FALLOC_RLX_ RELAXED
+#else
+#define FALLOC_ACQ_ acquire
+#define FALLOC_RLX_ relaxed
+#endif
+#define FALLOC_XLOAD_(p, o) FALLOC_LOAD_(p, o)
+#define falloc_load_(p) FALLOC_XLOAD_((uint64_t *)(p), FALLOC_ACQ_)
+#define falloc_peek_(p) FALLOC_XLOAD_((uint64_t *)(p), FALLOC_RLX_)
+
+#define FALLOC_NONE_ UINT64_MAX
+#define FALLOC_CTX_MAGIC 0x78544331u /* "1CTx" */
+
+#ifdef __cplusplus
+static_assert(sizeof(fallocDeviceHeap) == FALLOC_HEADER_SIZE, "the header is 256 bytes");
+#else
+_Static_assert(sizeof(fallocDeviceHeap) == FALLOC_HEADER_SIZE, "the header is 256 bytes");
+#endif
+
+#if defined(__CUDACC__)
+static __device__ fallocDeviceHeap *falloc_default_device_heap_;
+#endif
+static fallocDeviceHeap *falloc_default_host_heap_;
+#ifdef __cplusplus
+static thread_local uint64_t falloc_hint_; /* the word this thread last used, plus 1 */
+#else
+static _Thread_local uint64_t falloc_hint_;
+#endif
+
+FALLOC_FN unsigned falloc_ctz_(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+        return (unsigned)__ffsll((long long)v) - 1;
+#else
+        return (unsigned)__builtin_ctzll(v);
+#endif
+}
+
+FALLOC_FN unsigned falloc_popcount_(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+        return (unsigned)__popcll(v);
+#else
+        return (unsigned)__builtin_popcountll(v);
+#endif
+}
+
+FALLOC_FN fallocDeviceHeap *falloc_heap_or_default_(fallocDeviceHeap *heap) {
+        if (heap)
+                return heap;
+#if defined(__CUDA_ARCH__)
+        return falloc_default_device_heap_;
+#else
+        return falloc_default_host_heap_;
+#endif
+}
+
+FALLOC_FN uint64_t *falloc_used_(fallocDeviceHeap *h) {
+        return (uint64_t *)((char *)h + h->used_offset);
+}
+
+FALLOC_FN uint64_t *falloc_runs_(fallocDeviceHeap *h) {
+        return (uint64_t *)((char *)h + h->run_offset);
+}
+
+FALLOC_FN char *falloc_chunk_(fallocDeviceHeap *h, uint64_t i) {
+        return (char *)h + h->chunks_offset + i * h->chunk_size;
+}
+
+/* Bits [first, first + n) of the word holding bit first, up to its end; *len says how many. */
+FALLOC_FN uint64_t falloc_mask_(uint64_t first, uint64_t n, uint64_t *len) {
+        uint64_t lo = first % 64, k = 64 - lo < n ? 64 - lo : n;
+        *len = k;
+        return (k == 64 ? ~0ull : ((1ull << k) - 1)) << lo;
+}
+
+/* Where this thread starts its scan. */
+FALLOC_FN uint64_t falloc_start_(uint64_t words) {
+#if defined(__CUDA_ARCH__)
+        uint64_t block = blockIdx.x + (uint64_t)gridDim.x * (blockIdx.y + (uint64_t)gridDim.y * blockIdx.z);
+        uint64_t tid = threadIdx.x + (uint64_t)blockDim.x * (threadIdx.y + (uint64_t)blockDim.y * threadIdx.z);
+        uint64_t g = block * ((uint64_t)blockDim.x * blockDim.y * blockDim.z) + tid;
+        return ((g * 0x9E3779B97F4A7C15ull) >> 20) % words;
+#else
+        if (!falloc_hint_)
+                falloc_hint_ = ((uint64_t)(uintptr_t)&falloc_hint_ * 0x9E3779B97F4A7C15ull >> 20) + 1;
+        return (falloc_hint_ - 1) % words;
+#endif
+}
+
+FALLOC_FN void falloc_used_word_(uint64_t w) {
+#if defined(__CUDA_ARCH__)
+        (void)w;
+#else
+        falloc_hint_ = w + 1;
+#endif
+}
+
+/* Takes k from avail, or fewer if partial and fewer are left; returns how many it took. */
+FALLOC_FN uint64_t falloc_reserve_(fallocDeviceHeap *h, uint64_t k, bool partial) {
+        uint64_t a = falloc_load_(&h->avail);
+        for (;;) {
+                uint64_t take = a >= k ? k : (partial ? a : 0);
+                if (take == 0)
+                        return 0;
+                if (FALLOC_CAS_(&h->avail, &a, a - take))
+                        return take;
+        }
+}
+
+#if defined(__CUDA_ARCH__)
+static __device__ inline unsigned falloc_lane_(void) {
+        unsigned lane;
+        asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+        return lane;
+}
+#endif
+
+/* One chunk's reservation; on the device, one atomic for the lanes of the warp here on the same heap. */
+FALLOC_FN bool falloc_reserve_one_(fallocDeviceHeap *h) {
+#if defined(__CUDA_ARCH__)
+        unsigned group = __match_any_sync(__activemask(), (unsigned long long)(uintptr_t)h);
+        unsigned lane = falloc_lane_(), leader = __ffs(group) - 1;
+        unsigned rank = __popc(group & ((1u << lane) - 1));
+        unsigned long long got = 0;
+        if (lane == leader)
+                got = falloc_reserve_(h, (uint64_t)__popc(group), true);
+        got = __shfl_sync(group, got, leader);
+        return rank < got;
+#else
+        return falloc_reserve_(h, 1, false) == 1;
+#endif
+}
+
+/* Gives n chunks back to avail (n = 0 for a refused free); on the device, one atomic a warp for single chunks. */
+FALLOC_FN void falloc_unreserve_(fallocDeviceHeap *h, uint64_t n) {
+#if defined(__CUDA_ARCH__)
+        unsigned group = __match_any_sync(__activemask(), (unsigned long long)(uintptr_t)h);
+        unsigned ones = __ballot_sync(group, n == 1);
+        if (n > 1)
+                FALLOC_RMW_(add, &h->avail, n);
+        if (falloc_lane_() == (unsigned)__ffs(group) - 1 && ones)
+                FALLOC_RMW_(add, &h->avail, (uint64_t)__popc(ones));
+#else
+        if (n)
+                FALLOC_RMW_(add, &h->avail, n);
+#endif
+}
+
+/* Sets a 0 bit of the used words; ends because the caller holds a reservation (see the theory). */
+FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
+        uint64_t *used = falloc_used_(h), words = h->words, w = falloc_start_(words);
+        for (;;) {
+                uint64_t v = falloc_peek_(&used[w]);
+                while (~v) {
+                        if (FALLOC_CAS_(&used[w], &v, v | (~v & (v + 1)))) {
+                                falloc_used_word_(w);
+                                return w * 64 + falloc_ctz_(~v);
+                        }
+                }
+                if (++w == words)
+                        w = 0;
+        }
+}
+
+/* The first 0 bit at or after i, or count. */
+FALLOC_FN uint64_t falloc_next_zero_(uint64_t *used, uint64_t i, uint64_t count) {
+        uint64_t w = i / 64, v = falloc_peek_(&used[w]) | ((1ull << (i % 64)) - 1);
+        while (!~v) {
+                if (++w * 64 >= count)
+                        return count;
+                v = falloc_peek_(&used[w]);
+        }
+        uint64_t z = w * 64 + falloc_ctz_(~v);
+        return z < count ? z : count;
+}
+
+/* How many 0 bits follow from i on, counting up to n. */
+FALLOC_FN uint64_t falloc_zeros_(uint64_t *used, uint64_t i, uint64_t n) {
+        uint64_t pos = i;
+        while (pos < i + n) {
+                uint64_t b = pos % 64, v = falloc_peek_(&used[pos / 64]) >> b;
+                uint64_t z = v ? falloc_ctz_(v) : 64 - b;
+                pos += z;
+                if (z < 64 - b)
+                        break;
+        }
+        return pos - i < n ? pos - i : n;
+}
+
+/* Clears bits [i, i + n); returns how many of them were set. */
+FALLOC_FN uint64_t falloc_clear_(uint64_t *bits, uint64_t i, uint64_t n) {
+        uint64_t cleared = 0, len;
+        for (uint64_t pos = i; pos < i + n; pos += len) {
+                uint64_t m = falloc_mask_(pos, i + n - pos, &len);
+                cleared += falloc_popcount_(FALLOC_RMW_(and, &bits[pos / 64], ~m) & m);
+        }
+        return cleared;
+}
+
+/*
+ * Sets bits [i, i + n), all of which it saw 0, word by word.  Returns n, or the
+ * offset from i of a bit some other caller set first, having cleared its own.
+ */
+FALLOC_FN uint64_t falloc_set_run_(uint64_t *used, uint64_t i, uint64_t n) {
+        uint64_t len;
+        for (uint64_t pos = i; pos < i + n; pos += len) {
+                uint64_t m = falloc_mask_(pos, i + n - pos, &len), v = falloc_peek_(&used[pos / 64]);
+                while (!(v & m) && !FALLOC_CAS_(&used[pos / 64], &v, v | m))
+                        ;
+                if (v & m) {
+                        falloc_clear_(used, i, pos - i);
+                        return pos - pos % 64 + falloc_ctz_(v & m) - i;
+                }
+        }
+        return n;
+}
+
+/* The first chunk of a gap of n free chunks, now taken, or FALLOC_NONE_. */
+FALLOC_FN uint64_t falloc_claim_run_(fallocDeviceHeap *h, uint64_t n) {
+        uint64_t *used = falloc_used_(h), count = h->chunk_count, i = 0;
+        while (i + n <= count) {
+                uint64_t z = falloc_next_zero_(used, i, count);
+                if (z + n > count)
+                        break;
+                uint64_t got = falloc_zeros_(used, z, n);
+                if (got == n)
+                        got = falloc_set_run_(used, z, n);
+                if (got == n)
+                        return z;
+                i = z + got + 1;
+        }
+        return FALLOC_NONE_;
+}
+
+FALLOC_FN void falloc_bad_free_(fallocDeviceHeap *h) {
+        FALLOC_RMW_(add, &h->bad_frees, 1);
+}
+
+FALLOC_FN void *fallocGetChunk(fallocDeviceHeap *heap) {
+        heap = falloc_heap_or_default_(heap);
+        if (!heap || !falloc_reserve_one_(heap))
+                return FALLOC_NULL;
+        return falloc_chunk_(heap, falloc_claim_one_(heap));
+}
+
+FALLOC_FN void *fallocGetChunks(size_t length, size_t *allocLength, fallocDeviceHeap *heap) {
+        heap = falloc_heap_or_default_(heap);
+        if (allocLength)
+                *allocLength = 0;
+        if (!heap || length == 0)
+                return FALLOC_NULL;
+        uint64_t cs = heap->chunk_size, n = length / cs + (length % cs != 0), i;
+        if (n > heap->chunk_count)
+                return FALLOC_NULL;
+        if (n == 1) {
+                if (!falloc_reserve_one_(heap))
+                        return FALLOC_NULL;
+                i = falloc_claim_one_(heap);
+        } else {
+                if (!falloc_reserve_(heap, n, false))
+                        return FALLOC_NULL;
+                i = falloc_claim_run_(heap, n);
+                if (i == FALLOC_NONE_) {
+                        FALLOC_RMW_(add, &heap->avail, n);
+                        return FALLOC_NULL;
+                }
+                uint64_t *runs = falloc_runs_(heap), len;
+                for (uint64_t pos = i + 1; pos < i + n; pos += len)
+                        FALLOC_RMW_(or, &runs[pos / 64], falloc_mask_(pos, i + n - pos, &len));
+        }
+        if (allocLength)
+                *allocLength = (size_t)(n * cs);
+        return falloc_chunk_(heap, i);
+}
+
+FALLOC_FN void fallocFreeChunks(void *obj, fallocDeviceHeap *heap) {
+        heap = falloc_heap_or_default_(heap);
+        if (!heap || !obj)
+                return;
+        char *chunks = (char *)heap + heap->chunks_offset;
+        uint64_t cs = heap->chunk_size, count = heap->chunk_count, i = (uint64_t)((char *)obj - chunks) / cs;
+        uint64_t *used = falloc_used_(heap), *runs = falloc_runs_(heap), n = 1;
+        if ((char *)obj < chunks || i >= count || (uint64_t)((char *)obj - chunks) % cs ||
+            (falloc_peek_(&runs[i / 64]) >> (i % 64) & 1) || !(falloc_load_(&used[i / 64]) >> (i % 64) & 1)) {
+                falloc_bad_free_(heap);
+                return;
+        }
+        while (i + n < count && (falloc_peek_(&runs[(i + n) / 64]) >> ((i + n) % 64) & 1))
+                n++;
+        if (n > 1)
+                falloc_clear_(runs, i + 1, n - 1);
+        uint64_t freed = falloc_clear_(used, i, n);
+        if (freed < n)
+                falloc_bad_free_(heap);
+        falloc_used_word_(i / 64);
+        falloc_unreserve_(heap, freed);
+}
+
+FALLOC_FN void fallocFreeChunk(void *obj, fallocDeviceHeap *heap) {
+        fallocFreeChunks(obj, heap);
+}
+
+/* Host helpers. */
+
+FALLOC_FN uint64_t falloc_meta_(uint64_t count) {
+        uint64_t words = count / 64 + (count % 64 != 0);
+        return (FALLOC_HEADER_SIZE + 16 * words + FALLOC_CHUNKS_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNKS_ALIGN - 1);
+}
+
+FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count) {
+        uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1);
+        if (chunk_size == 0 || cs > FALLOC_CHUNK_MAX || count > (UINT64_MAX >> 8))
+                return 0;
+        uint64_t meta = falloc_meta_(count);
+        return count > (UINT64_MAX - meta) / cs ? 0 : meta + count * cs;
+}
+
+FALLOC_HOST_FN int falloc_heap_geometry(uint64_t size, uint64_t chunk_size, uint64_t *ret_chunk_size,
+                                        uint64_t *ret_count) {
+        uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1), count;
+        if (chunk_size == 0 || cs > FALLOC_CHUNK_MAX)
+                return -EINVAL;
+        if (size < FALLOC_HEADER_SIZE + 16 + FALLOC_CHUNKS_ALIGN + cs)
+                return -ENOSPC;
+        /* Metadata is at most 2 bits a chunk plus 527 bytes: this count is low by at most a few. */
+        count = (size - 528) / (4 * cs + 1) * 4;
+        if (count > (UINT64_MAX >> 8) - 1)
+                count = (UINT64_MAX >> 8) - 1;
+        while (falloc_heap_size(cs, count + 1) && falloc_heap_size(cs, count + 1) <= size)
+                count++;
+        if (count == 0)
+                return -ENOSPC;
+        *ret_chunk_size = cs;
+        *ret_count = count;
+        return 0;
+}
+
+FALLOC_HOST_FN uint64_t falloc_heap_meta_size(uint64_t size, uint64_t chunk_size) {
+        uint64_t cs, count;
+        return falloc_heap_geometry(size, chunk_size, &cs, &count) ? 0 : falloc_meta_(count);
+}
+
+FALLOC_HOST_FN int falloc_heap_format(void *mem, uint64_t size, uint64_t chunk_size, fallocDeviceHeap **ret) {
+        uint64_t cs, count;
+        if ((uintptr_t)mem % 8)
+                return -EINVAL;
+        int r = falloc_heap_geometry(size, chunk_size, &cs, &count);
+        if (r < 0)
+                return r;
+        fallocDeviceHeap *h = (fallocDeviceHeap *)mem;
+        uint64_t meta = falloc_meta_(count);
+        memset(mem, 0, meta);
+        h->magic = FALLOC_MAGIC;
+        h->version = FALLOC_VERSION;
+        h->header_size = FALLOC_HEADER_SIZE;
+        h->size = size;
+        h->chunk_size = cs;
+        h->chunk_count = count;
+        h->words = count / 64 + (count % 64 != 0);
+        h->used_offset = FALLOC_HEADER_SIZE;
+        h->run_offset = FALLOC_HEADER_SIZE + 8 * h->words;
+        h->chunks_offset = meta;
+        h->avail = count;
+        if (count % 64)
+                falloc_used_(h)[h->words - 1] = ~0ull << (count % 64); /* no chunks there */
+        if (ret)
+                *ret = h;
+        return 0;
+}
+
+FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap **ret) {
+        fallocDeviceHeap *h = (fallocDeviceHeap *)mem;
+        if (!mem || (uintptr_t)mem % 8)
+                return -EINVAL;
+        if (size < FALLOC_HEADER_SIZE || h->magic != FALLOC_MAGIC || h->version != FALLOC_VERSION ||
+            h->header_size != FALLOC_HEADER_SIZE || h->chunk_size % FALLOC_CHUNK_ALIGN || h->chunk_count == 0 ||
+            h->size > size || !falloc_heap_size(h->chunk_size, h->chunk_count) ||
+            falloc_heap_size(h->chunk_size, h->chunk_count) > h->size ||
+            h->words != h->chunk_count / 64 + (h->chunk_count % 64 != 0) || h->used_offset != FALLOC_HEADER_SIZE ||
+            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count))
+                return -EBADMSG;
+        if (ret)
+                *ret = h;
+        return 0;
+}
+
+FALLOC_FN uint64_t falloc_heap_available(const fallocDeviceHeap *heap) {
+        return falloc_load_(&heap->avail);
+}
+
+FALLOC_HOST_FN void fallocSetDefaultHeap(fallocDeviceHeap *heap) {
+        falloc_default_host_heap_ = heap;
+}
+
+#endif

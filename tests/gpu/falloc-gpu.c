@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * GPU test of falloc heaps: kernels of two processes take chunks from one heap
+ * in a gpu pool of allocd at once.  Exits 77 without a GPU.
+ *
+ *   falloc-gpu                        the test: starts allocd and two workers
+ *   falloc-gpu worker SOCKET ROLE     a worker (ROLE: create or attach);
+ *                                     commands on stdin, one answer line each
+ *
+ * A creates the heap (64 MiB of 256-byte chunks) and an owner table (8 bytes a
+ * chunk, zeroed) as named regions; B attaches both.  Both then, at once:
+ * churn (every thread of 1024 blocks of 256: get+free pairs), drain (every
+ * thread takes chunks until NULL, claiming each in the owner table: together
+ * they must get exactly the chunk count and no chunk twice; exhaustion under
+ * contention), undrain (each frees its own, checking its marks), contexts
+ * (every thread pushes and pops 100 values on its own context, with marks).
+ * After each step the heap must hold every chunk again.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <alloc/falloc-client.h>
+
+#include "gpu-util.h"
+
+#if !HAVE_CUDA || !defined(FALLOC_KERNELS_PATH)
+int main(void) {
+        printf("skipped: built without the CUDA toolkit (headers and nvcc)\n");
+        return EXIT_SKIP;
+}
+#else
+
+#define BLOCKS 1024u
+#define THREADS (BLOCKS * 256u)
+
+static const struct cuda *cu;
+static CUfunction fn_pairs, fn_drain, fn_undrain, fn_contexts;
+static CUdeviceptr heap, owners, got, counter;
+static uint64_t count;
+
+static void run(CUfunction f, void **args) {
+        gpu_check(cu->cuMemsetD8(counter, 0, 8), "cuMemsetD8");
+        gpu_check(cu->cuLaunchKernel(f, BLOCKS, 1, 1, 256, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
+        gpu_check(cu->cuCtxSynchronize(), "cuCtxSynchronize");
+}
+
+static unsigned long long read_u64(CUdeviceptr p) {
+        unsigned long long v;
+        gpu_check(cu->cuMemcpyDtoH(&v, p, 8), "cuMemcpyDtoH");
+        return v;
+}
+
+static void command(const char *line, unsigned long long tag) {
+        uint64_t iters = 16;
+        unsigned n = 100;
+        if (!strncmp(line, "churn", 5)) {
+                run(fn_pairs, (void *[]){&heap, &iters, &counter});
+                printf("ok nulls %llu\n", read_u64(counter));
+        } else if (!strncmp(line, "drain", 5)) {
+                run(fn_drain, (void *[]){&heap, &tag, &owners, &got, &counter});
+                static unsigned long long per[THREADS];
+                unsigned long long total = 0;
+                gpu_check(cu->cuMemcpyDtoH(per, got, sizeof(per)), "cuMemcpyDtoH");
+                for (unsigned i = 0; i < THREADS; i++)
+                        total += per[i];
+                printf("ok got %llu twice %llu\n", total, read_u64(counter));
+        } else if (!strncmp(line, "undrain", 7)) {
+                run(fn_undrain, (void *[]){&heap, &tag, &owners, &counter});
+                printf("ok bad %llu\n", read_u64(counter));
+        } else if (!strncmp(line, "contexts", 8)) {
+                run(fn_contexts, (void *[]){&heap, &n, &counter});
+                printf("ok bad %llu\n", read_u64(counter));
+        } else if (!strncmp(line, "avail", 5)) {
+                printf("ok avail %llu count %llu\n", read_u64(heap + offsetof(fallocDeviceHeap, avail)),
+                       (unsigned long long)count);
+        } else {
+                printf("error: unknown command %s", line);
+        }
+}
+
+static int worker(const char *sock, const char *role) {
+        struct alloc_client *c;
+        struct alloc_region r, o;
+        struct alloc_opts ho = {.name = "falloc/heap"}, oo = {.name = "falloc/owners", .flags = ALLOC_ZERO};
+        fallocDeviceHeap *h;
+        char line[128];
+        bool create = !strcmp(role, "create");
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        cu = gpu_setup();
+        CUmodule mod = gpu_load_module(FALLOC_KERNELS_PATH);
+        gpu_check(cu->cuModuleGetFunction(&fn_pairs, mod, "falloc_pairs"), "falloc_pairs");
+        gpu_check(cu->cuModuleGetFunction(&fn_drain, mod, "falloc_drain"), "falloc_drain");
+        gpu_check(cu->cuModuleGetFunction(&fn_undrain, mod, "falloc_undrain"), "falloc_undrain");
+        gpu_check(cu->cuModuleGetFunction(&fn_contexts, mod, "falloc_contexts"), "falloc_contexts");
+        int e = alloc_connect(&c, sock, role);
+        if (e == 0)
+                e = create ? alloc_falloc_new(c, "g", 64u << 20, 256, &ho, &r, &h)
+                           : alloc_falloc_attach(c, "falloc/heap", &(struct alloc_attach_opts){.timeout_ms = 10000}, &r,
+                                                 &h);
+        if (e == 0) {
+                heap = (CUdeviceptr)(uintptr_t)h;
+                count = read_u64(heap + offsetof(fallocDeviceHeap, chunk_count));
+                e = create ? alloc_region_new(c, "g", count * 8, &oo, &o)
+                           : alloc_region_attach(c, "falloc/owners", &(struct alloc_attach_opts){.timeout_ms = 10000},
+                                                 &o);
+        }
+        if (e < 0) {
+                printf("error: %s\n", alloc_last_error());
+                return 1;
+        }
+        owners = o.dev_ptr;
+        gpu_check(cu->cuMemAlloc(&got, THREADS * 8ull), "cuMemAlloc");
+        gpu_check(cu->cuMemAlloc(&counter, 8), "cuMemAlloc");
+        printf("ok heap at %#llx in this process\n", (unsigned long long)heap);
+        while (fgets(line, sizeof(line), stdin) && strncmp(line, "quit", 4))
+                command(line, create ? 1 : 2);
+        alloc_disconnect(c);
+        return 0;
+}
+
+static int failures;
+
+/* Sends cmd to both workers (their kernels run at once), then reads both answers into a and b. */
+static void both(struct gpu_proc *p, const char *cmd, char a[128], char b[128]) {
+        char *ans[2] = {a, b};
+        for (int i = 0; i < 2; i++)
+                fprintf(p[i].in, "%s\n", cmd);
+        for (int i = 0; i < 2; i++) {
+                if (!fgets(ans[i], 128, p[i].out))
+                        snprintf(ans[i], 128, "error: the worker died\n");
+                printf("%s %-9s %s", p[i].name, cmd, ans[i]);
+                failures += strncmp(ans[i], "ok", 2) != 0;
+        }
+}
+
+static void expect(bool ok, const char *what) {
+        printf("%-4s %s\n", ok ? "ok" : "FAIL", what);
+        failures += !ok;
+}
+
+static void all_back(struct gpu_proc *p) {
+        char a[128], b[128];
+        unsigned long long avail = 0, n = 1;
+        both(p, "avail", a, b);
+        sscanf(a, "ok avail %llu count %llu", &avail, &n);
+        expect(avail == n, "every chunk is back in the heap");
+}
+
+int main(int argc, char **argv) {
+        char sock[128], a[128], b[128];
+        unsigned long long ga = 0, gb = 0, ta = 1, tb = 1, n = 0, x;
+
+        if (argc == 4 && !strcmp(argv[1], "worker"))
+                return worker(argv[2], argv[3]);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        gpu_setup();
+        pid_t allocd =
+                gpu_start_allocd(ALLOCD_PATH, "[pool g]\nkind = gpu\ndevice = 0\nsize = 256M\n", sock, sizeof(sock));
+        struct gpu_proc p[2];
+        p[0] = gpu_spawn(argv[0], "A", (char *const[]){argv[0], "worker", sock, "create", NULL});
+        if (!fgets(a, sizeof(a), p[0].out) || strncmp(a, "ok", 2))
+                expect(false, "A creates the heap");
+        p[1] = gpu_spawn(argv[0], "B", (char *const[]){argv[0], "worker", sock, "attach", NULL});
+        if (!fgets(b, sizeof(b), p[1].out) || strncmp(b, "ok", 2))
+                expect(false, "B attaches the heap");
+        printf("A %sB %s", a, b);
+        all_back(p);
+        both(p, "churn", a, b);
+        all_back(p);
+        both(p, "drain", a, b);
+        sscanf(a, "ok got %llu twice %llu", &ga, &ta);
+        sscanf(b, "ok got %llu twice %llu", &gb, &tb);
+        both(p, "avail", a, b);
+        sscanf(a, "ok avail %llu count %llu", &x, &n);
+        expect(ga + gb == n, "the two processes' kernels drained exactly the chunk count together");
+        expect(ta == 0 && tb == 0, "no chunk was handed out twice");
+        expect(x == 0, "an exhausted heap: avail is 0");
+        both(p, "undrain", a, b);
+        expect(!strcmp(a, "ok bad 0\n") && !strcmp(b, "ok bad 0\n"), "every chunk kept its holder's mark");
+        all_back(p);
+        both(p, "contexts", a, b);
+        expect(!strcmp(a, "ok bad 0\n") && !strcmp(b, "ok bad 0\n"), "contexts push, pop and mark in kernels");
+        all_back(p);
+        for (int i = 0; i < 2; i++) {
+                fprintf(p[i].in, "quit\n");
+                waitpid(p[i].pid, NULL, 0);
+        }
+        kill(allocd, SIGTERM);
+        waitpid(allocd, NULL, 0);
+        printf("falloc-gpu: %d failures\n", failures);
+        return failures ? 1 : 0;
+}
+#endif

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/* The falloc heap in one thread: geometry, exhaustion, runs, refused frees, contexts (falloc(3)). */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <alloc/falloc.h>
+
+static void *mem;
+static fallocDeviceHeap *heap;
+
+/* A heap of count chunks of chunk bytes. */
+static fallocDeviceHeap *make(uint64_t chunk, uint64_t count) {
+        uint64_t size = falloc_heap_size(chunk, count);
+        cr_assert(size);
+        free(mem);
+        mem = aligned_alloc(FALLOC_CHUNKS_ALIGN, (size + 255) / 256 * 256);
+        cr_assert_eq(falloc_heap_format(mem, size, chunk, &heap), 0);
+        cr_assert_eq(heap->chunk_count, count);
+        return heap;
+}
+
+static void fini(void) {
+        free(mem);
+        mem = NULL;
+}
+
+TestSuite(falloc, .fini = fini);
+
+static uint64_t index_of(const void *p) {
+        return (uint64_t)((const char *)p - ((const char *)heap + heap->chunks_offset)) / heap->chunk_size;
+}
+
+Test(falloc, geometry_rounds_the_chunk_and_fills_the_size) {
+        uint64_t cs, count;
+        cr_assert_eq(falloc_heap_geometry(FALLOC_DEFAULT_LENGTH, FALLOC_DEFAULT_CHUNK, &cs, &count), 0);
+        cr_assert_eq(cs, 2048, "the seed's 2046 is rounded up to 16");
+        cr_assert_eq(count, 511, "1 MiB holds 511 chunks of 2 KiB beside the header and bitmaps");
+        for (uint64_t size = 600; size < 200000; size = size * 3 / 2 + 7) {
+                cr_assert_eq(falloc_heap_geometry(size, 48, &cs, &count), 0);
+                cr_assert_leq(falloc_heap_size(cs, count), size);
+                cr_assert_gt(falloc_heap_size(cs, count + 1), size, "%llu bytes hold more than %llu chunks",
+                             (unsigned long long)size, (unsigned long long)count);
+        }
+        cr_assert_eq(falloc_heap_geometry(1 << 20, 0, &cs, &count), -EINVAL);
+        cr_assert_eq(falloc_heap_geometry(1ull << 40, (1ull << 30) + 1, &cs, &count), -EINVAL);
+        cr_assert_eq(falloc_heap_geometry(700, 512, &cs, &count), -ENOSPC);
+        cr_assert_eq(falloc_heap_size(16, UINT64_MAX / 8), 0, "overflow is 0, not a wrapped size");
+}
+
+Test(falloc, open_checks_what_another_process_formatted) {
+        fallocDeviceHeap *h = make(64, 100), *o;
+        uint64_t size = falloc_heap_size(64, 100);
+        cr_assert_eq(falloc_heap_open(mem, size, &o), 0);
+        cr_assert_eq(o, h);
+        cr_assert_eq(falloc_heap_open(mem, size - 1, &o), -EBADMSG, "the heap does not fit in the region");
+        h->chunk_count++;
+        cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG);
+        h->chunk_count--;
+        h->magic ^= 1;
+        cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG);
+        cr_assert_eq(falloc_heap_open((char *)mem + 4, size, &o), -EINVAL);
+}
+
+Test(falloc, exhaustion_is_null_and_every_chunk_comes_back) {
+        make(32, 130);
+        void *got[130];
+        for (int i = 0; i < 130; i++) {
+                got[i] = fallocGetChunk(heap);
+                cr_assert(got[i], "chunk %d of 130 is NULL", i);
+                cr_assert_eq((uintptr_t)got[i] % 16, 0);
+                memset(got[i], 0xa5, 32);
+                for (int j = 0; j < i; j++)
+                        cr_assert_neq(got[i], got[j], "a chunk handed out twice");
+        }
+        cr_assert_null(fallocGetChunk(heap), "an exhausted heap gives NULL");
+        cr_assert_null(fallocGetChunks(1, NULL, heap));
+        cr_assert_eq(falloc_heap_available(heap), 0);
+        fallocFreeChunk(got[77], heap);
+        cr_assert_eq(fallocGetChunk(heap), got[77], "a freed chunk is handed out again");
+        for (int i = 0; i < 130; i++)
+                fallocFreeChunk(got[i], heap);
+        cr_assert_eq(falloc_heap_available(heap), 130);
+        cr_assert_eq(heap->bad_frees, 0);
+}
+
+Test(falloc, runs_are_contiguous_or_null) {
+        make(64, 200);
+        size_t len = 1;
+        char *a = fallocGetChunks(64 * 70 + 1, &len, heap);
+        cr_assert(a);
+        cr_assert_eq(len, 64 * 71, "a run is whole chunks");
+        char *b = fallocGetChunks(64 * 128, &len, heap);
+        cr_assert(b);
+        cr_assert(b >= a + 64 * 71 || b + 64 * 128 <= a, "runs overlap");
+        memset(a, 1, 64 * 71);
+        memset(b, 2, 64 * 128);
+        cr_assert_null(fallocGetChunks(64 * 2, &len, heap), "1 chunk left: no run of 2");
+        cr_assert_eq(len, 0);
+        cr_assert_null(fallocGetChunks(0, NULL, heap));
+        cr_assert_null(fallocGetChunks(64 * 201, NULL, heap));
+        cr_assert_eq(falloc_heap_available(heap), 1, "a refused run gives its reservation back");
+        fallocFreeChunks(b, heap);
+        cr_assert_eq(falloc_heap_available(heap), 129, "the whole run is freed");
+        fallocFreeChunk(a, heap);
+        cr_assert_eq(falloc_heap_available(heap), 200, "fallocFreeChunk frees a run as fallocFreeChunks does");
+}
+
+Test(falloc, a_fragmented_heap_has_no_run) {
+        make(16, 256);
+        void *got[256];
+        for (int i = 0; i < 256; i++)
+                got[i] = fallocGetChunk(heap);
+        for (int i = 0; i < 256; i++)
+                if (index_of(got[i]) % 2 == 0 && index_of(got[i]) != 200)
+                        fallocFreeChunk(got[i], heap);
+        cr_assert_eq(falloc_heap_available(heap), 127);
+        cr_assert_null(fallocGetChunks(32, NULL, heap), "127 free chunks, none next to another");
+        cr_assert_eq(falloc_heap_available(heap), 127);
+        for (int i = 0; i < 256; i++)
+                if (index_of(got[i]) == 101 || index_of(got[i]) == 103)
+                        fallocFreeChunk(got[i], heap);
+        char *r = fallocGetChunks(5 * 16, NULL, heap);
+        cr_assert_eq(index_of(r), 100, "the only gap of 5 is chunks 100-104");
+}
+
+Test(falloc, refused_frees_change_nothing) {
+        make(64, 64);
+        char *a = fallocGetChunk(heap), *run = fallocGetChunks(64 * 3, NULL, heap);
+        static char outside[64];
+        fallocFreeChunk(a + 8, heap);
+        fallocFreeChunk(run + 64, heap);
+        fallocFreeChunk(outside, heap);
+        fallocFreeChunk(NULL, heap);
+        cr_assert_eq(heap->bad_frees, 3, "inside a chunk, inside a run, outside the heap");
+        cr_assert_eq(falloc_heap_available(heap), 60);
+        fallocFreeChunk(a, heap);
+        fallocFreeChunk(a, heap);
+        cr_assert_eq(heap->bad_frees, 4, "a double free is seen");
+        cr_assert_eq(falloc_heap_available(heap), 61, "and gives nothing back twice");
+        fallocFreeChunks(run, heap);
+        cr_assert_eq(falloc_heap_available(heap), 64);
+}
+
+Test(falloc, the_default_heap_is_this_files) {
+        make(64, 4);
+        cr_assert_null(fallocGetChunk(NULL), "no default heap yet");
+        fallocSetDefaultHeap(heap);
+        void *p = fallocGetChunk(NULL);
+        cr_assert(p);
+        fallocFreeChunk(p, NULL);
+        cr_assert_eq(falloc_heap_available(heap), 4);
+        fallocSetDefaultHeap(NULL);
+}
+
+Test(falloc, a_context_is_a_stack_across_chunks) {
+        make(128, 100);
+        fallocCtx *ctx = fallocCreateCtx(heap);
+        cr_assert(ctx);
+        void *mark;
+        unsigned short mark2;
+        fallocMark(ctx, &mark, &mark2);
+        cr_assert(fallocAtMark(ctx, mark, mark2));
+        cr_assert_null(fallocRetract(ctx, 1), "nothing to retract");
+        /* 1000 values of 8 bytes: 11 in the first chunk (88 bytes past the header), 14 in each of 71 more. */
+        for (uint64_t i = 0; i < 1000; i++) {
+                uint64_t *v = falloc(ctx, sizeof(*v), false);
+                cr_assert(v, "push %llu", (unsigned long long)i);
+                *v = i * 3;
+                cr_assert_not(fallocAtMark(ctx, mark, mark2));
+        }
+        cr_assert_eq(falloc_heap_available(heap), 100 - 72);
+        for (uint64_t i = 1000; i-- > 0;) {
+                uint64_t *v = fallocRetract(ctx, sizeof(*v));
+                cr_assert(v);
+                cr_assert_eq(*v, i * 3, "pop %llu gave %llu", (unsigned long long)i, (unsigned long long)*v);
+        }
+        cr_assert(fallocAtMark(ctx, mark, mark2), "popping everything is back at the mark");
+        cr_assert_eq(falloc_heap_available(heap), 100 - 2, "the context's chunk and one spare");
+        cr_assert_null(fallocRetract(ctx, 8));
+        fallocDisposeCtx(ctx);
+        cr_assert_eq(falloc_heap_available(heap), 100);
+        cr_assert_eq(heap->bad_frees, 0);
+}
+
+Test(falloc, context_marks_sizes_and_exhaustion) {
+        make(64, 3);
+        fallocCtx *ctx = fallocCreateCtx(heap);
+        void *mark;
+        unsigned short mark2;
+        char *a = falloc(ctx, 3, true);
+        cr_assert_eq((uintptr_t)a % 8, 0);
+        cr_assert_eq((char *)falloc(ctx, 1, true), a + 8, "sizes are rounded up to 8");
+        fallocMark(ctx, &mark, &mark2);
+        cr_assert_null(falloc(ctx, 64 - 16 + 1, true), "more than a chunk holds beside its link");
+        cr_assert(falloc(ctx, 48, true), "a whole chunk");
+        cr_assert(falloc(ctx, 48, true), "the last chunk");
+        cr_assert_null(falloc(ctx, 8, true), "the heap is exhausted");
+        cr_assert_not(fallocAtMark(ctx, mark, mark2));
+        cr_assert(fallocRetract(ctx, 48));
+        cr_assert(fallocRetract(ctx, 48));
+        cr_assert(fallocAtMark(ctx, mark, mark2), "back in the first chunk, where the mark was");
+        cr_assert(falloc(ctx, 48, true), "pushing again reuses the spare chunk");
+        fallocDisposeCtx(ctx);
+        cr_assert_eq(falloc_heap_available(heap), 3);
+        make(16, 8);
+        cr_assert_null(fallocCreateCtx(heap), "a chunk too small for a context's header");
+}
