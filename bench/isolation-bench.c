@@ -30,6 +30,8 @@
 
 #include <alloc/client.h>
 
+#include "bench-allocd.h"
+
 #define TRIALS 5
 
 enum way { POOL, REGION, BY_HAND, NWAYS };
@@ -107,33 +109,13 @@ static double trial(enum way w, uint64_t size, const char *name) {
         return (t - t0) / (double)n * 1e6;
 }
 
-static pid_t start(const char *dir, const char *sock, int cpu) {
-        char conf[128];
-        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
-        FILE *f = fopen(conf, "w");
-        if (!f)
-                fail("config");
-        fputs("[pool pool]\nkind = host\nsize = 512M\n[pool region]\nkind = host\nsize = 512M\nisolation = region\n",
-              f);
-        fclose(f);
-        pid_t pid = fork();
-        if (pid == 0) {
-                if (cpu >= 0) {
-                        cpu_set_t set;
-                        CPU_ZERO(&set);
-                        CPU_SET(cpu, &set);
-                        sched_setaffinity(0, sizeof(set), &set);
-                }
-                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, "--log-level", "warning",
-                      (char *)NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 400; i++) {
-                if (alloc_connect(&c, sock, "isolation-bench") == 0 && alloc_connect(&other, sock, "attacher") == 0)
-                        return pid;
-                usleep(5000);
-        }
-        fail("allocd did not start");
+/* Pins pid (0: this process) to cpu. */
+static void pin(pid_t pid, int cpu) {
+        cpu_set_t set;
+
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        sched_setaffinity(pid, sizeof(set), &set);
 }
 
 int main(int argc, char **argv) {
@@ -162,13 +144,18 @@ int main(int argc, char **argv) {
         }
         if (!mkdtemp(dir))
                 fail("mkdtemp");
-        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
-        pid_t pid = start(dir, sock, cpu);
+        const char *what;
+        pid_t pid = bench_allocd_start(ALLOCD_PATH, dir,
+                                       "[pool pool]\nkind = host\nsize = 512M\n"
+                                       "[pool region]\nkind = host\nsize = 512M\nisolation = region\n",
+                                       sock, sizeof(sock), &what);
+        if (pid < 0)
+                fail(what);
+        if (alloc_connect(&c, sock, "isolation-bench") < 0 || alloc_connect(&other, sock, "attacher") < 0)
+                fail("connect");
         if (cpu >= 0) {
-                cpu_set_t set;
-                CPU_ZERO(&set);
-                CPU_SET(cpu, &set);
-                sched_setaffinity(0, sizeof(set), &set);
+                pin(pid, cpu);
+                pin(0, cpu);
         }
         for (size_t s = 0; s < NSIZES; s++) {
                 struct alloc_region pub[2];
