@@ -52,6 +52,10 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
         out.owner = g->uid;
         out.sealed = g->sealed;
         out.read_only = g->read_only;
+        out.format = (enum alloc_format)g->format;
+        out.chunk_size = g->chunk_size;
+        out.chunk_count = g->chunk_count;
+        out.formatted_by_allocd = g->formatted_by_allocd;
         *ret = out;
         return 0;
 }
@@ -104,6 +108,10 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
         a.has_timeout_ms = opts->timeout_ms != 0;
         a.timeout_ms = opts->timeout_ms;
         a.name = (char *)opts->name;
+        a.has_format = opts->format != ALLOC_FORMAT_RAW;
+        a.format = (Allocd__Format)opts->format;
+        a.has_chunk_size = opts->chunk_size != 0;
+        a.chunk_size = opts->chunk_size;
         req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
         req.alloc = &a;
         return run(c, &req, ret);
