@@ -4,13 +4,14 @@
 #   ./dev.sh run [ARGS]           install what is missing, build, run allocd in the foreground
 #   ./dev.sh test                 install what is missing, build, run the whole test suite
 #   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, falloc or gpu
+#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, falloc, kind, gpu
+#                                 or python (bench/python-bench.py, with Debian's python3)
 #   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range; all by default), SECS (60) each
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-        sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
+        sed -n '2,11s/^# \{0,1\}//p' "$0" >&2
         exit 2
 }
 
@@ -76,7 +77,8 @@ test)
         ;;
 sanitize)
         scripts/install-deps.sh
-        CC=clang build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
+        # Not the Python module: Python itself is not built with ASan, so its runtime would not come first.
+        CC=clang build build-sanitize -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false -Dpython=disabled
         log=build-sanitize/meson-logs/testlog.txt
         rc=0
         ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_tests build-sanitize || rc=$?
@@ -96,7 +98,7 @@ fuzz)
         secs=${1:-60}
         scripts/install-deps.sh
         CC=clang build build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false -Dtests=false \
-                -Dbench=false
+                -Dbench=false -Dpython=disabled
         rc=0
         for t in "${targets[@]}"; do
                 fuzz_one "$t" "$secs" || rc=1
@@ -104,11 +106,16 @@ fuzz)
         exit $rc
         ;;
 bench)
-        [ $# -gt 0 ] && [ -f "bench/$1-bench.c" ] || usage
+        [ $# -gt 0 ] && [ -f "bench/$1-bench.c" ] || [ "${1:-}" = python ] || usage
         name=$1
         shift
         scripts/install-deps.sh
         build build
+        if [ "$name" = python ]; then
+                # The interpreter the module was built for (-Dpython_interpreter), not whichever is first on PATH.
+                PYTHONPATH=build/client/python ALLOCD_PATH=build/daemon/allocd exec /usr/bin/python3 \
+                        bench/python-bench.py "$@"
+        fi
         exec "build/bench/$name-bench" "$@"
         ;;
 *)

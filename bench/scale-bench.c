@@ -36,6 +36,8 @@
 #include <alloc/client.h>
 #include <json-c/json.h>
 
+#include "bench-allocd.h"
+
 #define FILLERS 4
 #define PAIRS 2000
 #define STALL_REGIONS 65536
@@ -97,29 +99,10 @@ static long rss_kib(pid_t pid) {
 }
 
 static void start_allocd(const char *conf_text) {
-        char conf[128];
-        FILE *f;
+        const char *what;
 
-        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
-        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
-        if (!(f = fopen(conf, "we")) || fputs(conf_text, f) < 0 || fclose(f) != 0)
-                die("writing the configuration");
-        if ((allocd_pid = fork()) < 0)
-                die("fork");
-        if (allocd_pid == 0) {
-                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, "--log-level", "warning",
-                      (char *)NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 2000; i++) {
-                struct alloc_client *c;
-                if (alloc_connect(&c, sock, "bench-probe") == 0) {
-                        alloc_disconnect(c);
-                        return;
-                }
-                usleep(5000);
-        }
-        die("allocd did not start");
+        if ((allocd_pid = bench_allocd_start(ALLOCD_PATH, dir, conf_text, sock, sizeof(sock), &what)) < 0)
+                die(what);
 }
 
 static void stop_allocd(void) {

@@ -46,7 +46,7 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t size) {
         return buf;
 }
 
-static const char *fmt_age(uint64_t seconds, char *buf, size_t size) {
+const char *fmt_age(uint64_t seconds, char *buf, size_t size) {
         if (seconds < 60)
                 snprintf(buf, size, "%" PRIu64 "s", seconds);
         else if (seconds < 3600)
@@ -106,7 +106,6 @@ void json_print(json_object *o) {
         json_object_put(o);
 }
 
-/* Text from allocd as JSON: whatever bytes a client put in it, the document stays valid UTF-8. */
 json_object *json_text(const char *s) {
         char *t = text_utf8(s);
         json_object *o = json_object_new_string(t ? t : "?");
@@ -115,175 +114,8 @@ json_object *json_text(const char *s) {
         return o;
 }
 
-static json_object *u64(uint64_t v) {
+json_object *json_u64(uint64_t v) {
         return json_object_new_uint64(v);
-}
-
-static double fragmentation(const struct alloc_pool_status *p) {
-        return p->free ? 1.0 - (double)p->largest_free / (double)p->free : 0.0;
-}
-
-/* ---- status ---- */
-
-static json_object *client_json(const struct alloc_client_status *k) {
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "serial", u64(k->serial));
-        json_object_object_add(o, "pid", json_object_new_int(k->pid));
-        json_object_object_add(o, "uid", u64(k->uid));
-        json_object_object_add(o, "comm", json_text(k->comm));
-        json_object_object_add(o, "name", json_text(k->name));
-        json_object_object_add(o, "regions", u64(k->regions));
-        json_object_object_add(o, "bytes", u64(k->bytes));
-        json_object_object_add(o, "waiters", u64(k->waiters));
-        return o;
-}
-
-static json_object *clients_json(const struct alloc_status *s) {
-        json_object *a = json_object_new_array();
-        for (size_t i = 0; i < s->nclients; i++)
-                json_object_array_add(a, client_json(&s->clients[i]));
-        return a;
-}
-
-static void clients_table(const struct alloc_status *s) {
-        char b1[16], b2[80], b3[80];
-
-        printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
-               "WAITING", "CLIENT");
-        for (size_t i = 0; i < s->nclients; i++) {
-                const struct alloc_client_status *k = &s->clients[i];
-                printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", k->serial, (int)k->pid,
-                       (unsigned)k->uid, text_escape(k->comm, true, b2, sizeof(b2)), k->regions,
-                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, text_escape(k->name, false, b3, sizeof(b3)));
-        }
-}
-
-static json_object *pool_json(const struct alloc_pool_status *p) {
-        json_object *o = json_object_new_object(), *spans = json_object_new_array();
-
-        json_object_object_add(o, "name", json_text(p->name));
-        json_object_object_add(o, "kind", json_text(kind_name(p->kind)));
-        json_object_object_add(o, "size", u64(p->size));
-        json_object_object_add(o, "used", u64(p->used));
-        json_object_object_add(o, "free", u64(p->free));
-        json_object_object_add(o, "largest_free", u64(p->largest_free));
-        json_object_object_add(o, "fragmentation", json_object_new_double(fragmentation(p)));
-        json_object_object_add(o, "regions", u64(p->regions));
-        json_object_object_add(o, "waiters", u64(p->waiters));
-        json_object_object_add(o, "quantum", u64(p->quantum));
-        json_object_object_add(o, "backend", *p->backend ? json_text(p->backend) : NULL);
-        if (p->kind != ALLOC_KIND_FPGA)
-                json_object_object_add(o, "isolation", json_text(p->isolated ? "region" : "pool"));
-        json_object_object_add(o, "names", json_text(p->names));
-        if (p->kind == ALLOC_KIND_GPU)
-                json_object_object_add(o, "device", json_object_new_int(p->device));
-        if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
-                json_object *fl = json_object_new_array();
-                if (p->register_flags & ALLOC_REGISTER_PORTABLE)
-                        json_object_array_add(fl, json_object_new_string("portable"));
-                if (p->register_flags & ALLOC_REGISTER_DEVICEMAP)
-                        json_object_array_add(fl, json_object_new_string("devicemap"));
-                json_object_object_add(o, "register_flags", fl);
-        }
-        for (size_t j = 0; j < p->nspans; j++) {
-                json_object *sp = json_object_new_object();
-                json_object_object_add(sp, "base", u64(p->spans[j].base));
-                json_object_object_add(sp, "size", u64(p->spans[j].size));
-                json_object_array_add(spans, sp);
-        }
-        json_object_object_add(o, "spans", spans);
-        return o;
-}
-
-static void status_text(const struct alloc_status *s) {
-        char up[32], b[5][16], name[80];
-
-        printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
-               s->nclients == 1 ? "" : "s");
-        printf("%-16s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
-               "LARGEST", "FRAG", "REGIONS", "WAITERS");
-        for (size_t i = 0; i < s->npools; i++) {
-                const struct alloc_pool_status *p = &s->pools[i];
-                printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
-                       text_escape(p->name, true, name, sizeof(name)), kind_name(p->kind),
-                       *p->backend ? p->backend : "-", fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16),
-                       fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p),
-                       p->regions, p->waiters);
-        }
-        for (size_t i = 0; i < s->nunavailable; i++) {
-                const struct alloc_unavailable_pool *u = &s->unavailable[i];
-                printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
-                       kind_name(u->kind), u->reason);
-        }
-        /* What the table has no column for: who can reach which bytes, and whose names are whose. */
-        for (size_t i = 0, n = 0; i < s->npools; i++) {
-                const struct alloc_pool_status *p = &s->pools[i];
-                char names[sizeof(p->names) * 4];
-                text_escape(p->name, true, name, sizeof(name));
-                if ((p->isolated || *p->names) && n++ == 0)
-                        putchar('\n');
-                if (p->isolated)
-                        printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
-                               name);
-                if (*p->names)
-                        printf("%s: reserves the names %s\n", name, text_escape(p->names, false, names, sizeof(names)));
-        }
-        if (s->nclients) {
-                putchar('\n');
-                clients_table(s);
-        }
-}
-
-static int cmd_status(struct ctl *ctl, int argc, char **argv) {
-        struct alloc_status *s;
-        int r;
-        (void)argc;
-        (void)argv;
-
-        if ((r = alloc_status(ctl->client, &s)) < 0)
-                return request_failed("status", r);
-        if (ctl->json) {
-                json_object *o = json_object_new_object(), *pools = json_object_new_array();
-                json_object_object_add(o, "version", json_text(s->daemon_version));
-                json_object_object_add(o, "uptime", u64(s->uptime));
-                json_object_object_add(o, "started", u64(s->started));
-                for (size_t i = 0; i < s->npools; i++)
-                        json_object_array_add(pools, pool_json(&s->pools[i]));
-                json_object_object_add(o, "pools", pools);
-                json_object *un = json_object_new_array();
-                for (size_t i = 0; i < s->nunavailable; i++) {
-                        json_object *u = json_object_new_object();
-                        json_object_object_add(u, "name", json_text(s->unavailable[i].name));
-                        json_object_object_add(u, "kind", json_text(kind_name(s->unavailable[i].kind)));
-                        json_object_object_add(u, "reason", json_text(s->unavailable[i].reason));
-                        json_object_array_add(un, u);
-                }
-                json_object_object_add(o, "unavailable", un);
-                json_object_object_add(o, "clients", clients_json(s));
-                json_print(o);
-        } else {
-                status_text(s);
-        }
-        alloc_status_free(s);
-        return EXIT_OK;
-}
-
-/* ---- clients ---- */
-
-static int cmd_clients(struct ctl *ctl, int argc, char **argv) {
-        struct alloc_status *s;
-        int r;
-        (void)argc;
-        (void)argv;
-
-        if ((r = alloc_status(ctl->client, &s)) < 0)
-                return request_failed("clients", r);
-        if (ctl->json)
-                json_print(clients_json(s));
-        else
-                clients_table(s);
-        alloc_status_free(s);
-        return EXIT_OK;
 }
 
 /* ---- dump ---- */
@@ -291,31 +123,31 @@ static int cmd_clients(struct ctl *ctl, int argc, char **argv) {
 static json_object *region_json(const struct alloc_region_info *r, uint64_t now) {
         json_object *o = json_object_new_object(), *holders = json_object_new_array();
 
-        json_object_object_add(o, "id", u64(r->id));
+        json_object_object_add(o, "id", json_u64(r->id));
         json_object_object_add(o, "pool", json_text(r->pool));
         json_object_object_add(o, "kind", json_text(kind_name(r->kind)));
-        json_object_object_add(o, "addr", u64(r->addr));
-        json_object_object_add(o, "size", u64(r->size));
+        json_object_object_add(o, "addr", json_u64(r->addr));
+        json_object_object_add(o, "size", json_u64(r->size));
         json_object_object_add(o, "flags", flags_json(r->flags));
         json_object_object_add(o, "format", json_text(format_name(r->format)));
         json_object_object_add(o, "chunk_size", r->format == ALLOC_FORMAT_FALLOC ? u64(r->chunk_size) : NULL);
         json_object_object_add(o, "chunk_count", r->format == ALLOC_FORMAT_FALLOC ? u64(r->chunk_count) : NULL);
         json_object_object_add(o, "name", *r->name ? json_text(r->name) : NULL);
-        json_object_object_add(o, "refs", u64(r->refs));
-        json_object_object_add(o, "uid", u64(r->uid));
+        json_object_object_add(o, "refs", json_u64(r->refs));
+        json_object_object_add(o, "uid", json_u64(r->uid));
         json_object_object_add(o, "pid", json_object_new_int(r->pid));
-        json_object_object_add(o, "created", u64(r->created));
-        json_object_object_add(o, "age", u64(now > r->created ? now - r->created : 0));
+        json_object_object_add(o, "created", json_u64(r->created));
+        json_object_object_add(o, "age", json_u64(now > r->created ? now - r->created : 0));
         for (size_t j = 0; j < r->nholders; j++) {
                 json_object *h = json_object_new_object();
                 json_object_object_add(h, "pid", json_object_new_int(r->holders[j].pid));
-                json_object_object_add(h, "uid", u64(r->holders[j].uid));
+                json_object_object_add(h, "uid", json_u64(r->holders[j].uid));
                 json_object_object_add(h, "comm", json_text(r->holders[j].comm));
                 json_object_object_add(h, "name", json_text(r->holders[j].name));
                 json_object_array_add(holders, h);
         }
         json_object_object_add(o, "holders", holders);
-        json_object_object_add(o, "holders_omitted", u64(r->holders_omitted));
+        json_object_object_add(o, "holders_omitted", json_u64(r->holders_omitted));
         return o;
 }
 
@@ -434,12 +266,12 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 return request_failed("wait", e);
         if (ctl->json) {
                 json_object *o = json_object_new_object();
-                json_object_object_add(o, "id", u64(r.id));
+                json_object_object_add(o, "id", json_u64(r.id));
                 json_object_object_add(o, "kind", json_text(kind_name(r.kind)));
-                json_object_object_add(o, "addr", u64(r.addr));
-                json_object_object_add(o, "size", u64(r.size));
+                json_object_object_add(o, "addr", json_u64(r.addr));
+                json_object_object_add(o, "size", json_u64(r.size));
                 json_object_object_add(o, "pool", json_text(r.pool));
-                json_object_object_add(o, "owner", u64(r.owner));
+                json_object_object_add(o, "owner", json_u64(r.owner));
                 json_print(o);
         } else {
                 char pool[4 * ALLOC_POOL_NAME_MAX + 1], name[4 * ALLOC_NAME_MAX + 1];
@@ -478,7 +310,7 @@ static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
                 return request_failed("disconnect", r);
         if (ctl->json) {
                 json_object *o = json_object_new_object();
-                json_object_object_add(o, "connections", u64(n));
+                json_object_object_add(o, "connections", json_u64(n));
                 json_print(o);
         } else {
                 printf("disconnected %u connection%s\n", n, n == 1 ? "" : "s");

@@ -22,8 +22,11 @@ struct ctl {
 /* "256MiB", "1.5GiB", "0B": a byte count for people; buf of at least 16 bytes. */
 const char *fmt_size(uint64_t bytes, char *buf, size_t size);
 const char *kind_name(enum alloc_kind k);
-/* s with control characters (and, if spaces, also blanks) shown as '?' and '_'. */
+/* Text from allocd as a JSON string: whatever bytes a client put in it, valid UTF-8. */
 json_object *json_text(const char *s);
+json_object *json_u64(uint64_t v);
+/* "45s", "3m05s", "2h10m", "4d03h": an age for people. */
+const char *fmt_age(uint64_t seconds, char *buf, size_t size);
 /* Prints o to stdout and drops it. */
 void json_print(json_object *o);
 /* Reports the request that failed with r; EXIT_FAILED, or EXIT_UNREACHABLE if allocd did not answer. */
@@ -32,5 +35,8 @@ int request_failed(const char *what, int r);
 /* allocctl map (map.c): its options, checked before connecting, then the command. */
 int map_args(int argc, char **argv);
 int cmd_map(struct ctl *ctl, int argc, char **argv);
+/* allocctl-status.c */
+int cmd_status(struct ctl *ctl, int argc, char **argv);
+int cmd_clients(struct ctl *ctl, int argc, char **argv);
 
 #endif

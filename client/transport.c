@@ -36,6 +36,7 @@
 
 #include "client-internal.h"
 #include "duration.h"
+#include "kind-internal.h"
 #include "wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -517,6 +518,8 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         if (!c)
                 return NULL;
+        /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
+        kind_connection_closing(c);
         /*
          * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
          * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to

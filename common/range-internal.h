@@ -1,14 +1,300 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The range allocator's internals, shared by its files: range.c (the theory
+ * of the structure, tags, segment surgery, the API), range-treap.c (the
+ * address treap), range-place.c (the placement policies) and range-check.c
+ * (the invariant checker).  The small operations every allocation and free
+ * runs several of are inline here, so that splitting the file costs no calls
+ * on those paths.
+ */
 #ifndef ALLOC_RANGE_INTERNAL_H
 #define ALLOC_RANGE_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "alloc/range.h"
+
+#define NIL 0u
+#define NCLASSES 64
+#define NLISTS (2 * NCLASSES)           /* two lists a size class: see "Size classes" in range.c */
+#define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
+
+enum seg_state {
+        SEG_SPARE = 0,
+        SEG_FREE,
+        SEG_USED,
+};
+
+struct seg {
+        uint64_t start;
+        uint64_t size;
+        uint64_t max;          /* free: largest size in this treap subtree */
+        uint32_t aprev, anext; /* address order; spare tags chain through anext */
+        uint32_t lprev, lnext; /* free: size-class list; used: hash chain (lnext) */
+        uint32_t left, right;  /* free: treap children */
+        uint32_t parent;       /* free: treap parent */
+        uint16_t state;
+        uint16_t list; /* free: the free list it is on */
+};
+
+_Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash bucket");
+
+struct range_arena {
+        struct seg *segs; /* segs[0] is never used: index 0 is NIL */
+        uint64_t cap;     /* tags allocated in segs */
+        uint32_t hw;      /* highest index handed out since the array last changed size */
+        uint32_t spare;   /* retired tags */
+        uint32_t nspare;
+        uint32_t head, tail; /* address list */
+        uint32_t root;       /* treap of free segments, while tree is set */
+        bool tree;           /* the treap is kept (see "The treap is kept" in range.c) */
+        uint64_t tree_idle;  /* operations since a request last used the treap */
+        uint32_t lists[NLISTS];
+        uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
+        uint32_t *buckets;
+        uint32_t nbuckets; /* a power of two, or 0 before the first allocation */
+        unsigned hash_shift;
+        uint64_t quantum;
+        uint64_t total, in_use;
+        uint64_t nfree, nused;
+        uint64_t rotor; /* next fit resumes here */
+};
+
+/* A validated request, in bytes, every field a multiple of the quantum. */
+struct want {
+        uint64_t size, align, phase, boundary;
+        uint64_t low, high; /* high is exclusive; UINT64_MAX when unlimited */
+};
+
+static inline bool is_pow2(uint64_t v) {
+        return v != 0 && (v & (v - 1)) == 0;
+}
+
+static inline unsigned floor_log2(uint64_t v) {
+        return 63u - (unsigned)__builtin_clzll(v);
+}
+
+/* The ceiling of log2(v), v > 0. */
+static inline unsigned ceil_log2(uint64_t v) {
+        return floor_log2(v) + !is_pow2(v);
+}
+
+static inline uint64_t sat_add(uint64_t a, uint64_t b) {
+        uint64_t r;
+        return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static inline uint64_t umax(uint64_t a, uint64_t b) {
+        return a > b ? a : b;
+}
+
+static inline uint64_t umin(uint64_t a, uint64_t b) {
+        return a < b ? a : b;
+}
+
+static inline uint64_t seg_end(const struct seg *s) {
+        return s->start + s->size;
+}
+
+/* ---- tags ---------------------------------------------------------------- */
+
+static inline uint32_t tag_get(struct range_arena *a) {
+        uint32_t i;
+        if (a->spare) {
+                i = a->spare;
+                a->spare = a->segs[i].anext;
+                a->nspare--;
+        } else
+                i = ++a->hw;
+        a->segs[i] = (struct seg){0};
+        return i;
+}
+
+static inline void tag_put(struct range_arena *a, uint32_t i) {
+        a->segs[i].state = SEG_SPARE;
+        a->segs[i].anext = a->spare;
+        a->spare = i;
+        a->nspare++;
+}
+
+/* ---- address list -------------------------------------------------------- */
+
+/* Links i after p (p == NIL: at the head). */
+static inline void addr_link_after(struct range_arena *a, uint32_t p, uint32_t i) {
+        uint32_t n = p ? a->segs[p].anext : a->head;
+        a->segs[i].aprev = p;
+        a->segs[i].anext = n;
+        if (p)
+                a->segs[p].anext = i;
+        else
+                a->head = i;
+        if (n)
+                a->segs[n].aprev = i;
+        else
+                a->tail = i;
+}
+
+static inline void addr_unlink(struct range_arena *a, uint32_t i) {
+        uint32_t p = a->segs[i].aprev, n = a->segs[i].anext;
+        if (p)
+                a->segs[p].anext = n;
+        else
+                a->head = n;
+        if (n)
+                a->segs[n].aprev = p;
+        else
+                a->tail = p;
+}
+
+/* ---- size classes -------------------------------------------------------- */
+
+/* Does [start, start + size) hold a block of 2^floor_log2(size) bytes aligned to its size? */
+static inline bool holds_aligned_block(uint64_t start, uint64_t size) {
+        uint64_t b = UINT64_C(1) << floor_log2(size);
+        return (-start & (b - 1)) <= size - b;
+}
+
+static inline unsigned list_of(uint64_t start, uint64_t size) {
+        return 2 * floor_log2(size) + holds_aligned_block(start, size);
+}
+
+static inline void class_insert(struct range_arena *a, uint32_t i) {
+        unsigned k = list_of(a->segs[i].start, a->segs[i].size);
+        uint32_t h = a->lists[k];
+        a->segs[i].list = (uint16_t)k;
+        a->segs[i].lprev = NIL;
+        a->segs[i].lnext = h;
+        if (h)
+                a->segs[h].lprev = i;
+        a->lists[k] = i;
+        a->list_bits[k / 64] |= UINT64_C(1) << (k % 64);
+}
+
+static inline void class_remove(struct range_arena *a, uint32_t i) {
+        uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
+        unsigned k = a->segs[i].list;
+        if (p)
+                a->segs[p].lnext = n;
+        else
+                a->lists[k] = n;
+        if (n)
+                a->segs[n].lprev = p;
+        if (!a->lists[k])
+                a->list_bits[k / 64] &= ~(UINT64_C(1) << (k % 64));
+}
+
+/* The lowest non-empty list at or above k, or NLISTS. */
+static inline unsigned first_list_from(const struct range_arena *a, unsigned k) {
+        for (; k < NLISTS; k = (k / 64 + 1) * 64) {
+                uint64_t bits = a->list_bits[k / 64] & (~UINT64_C(0) << (k % 64));
+                if (bits)
+                        return k / 64 * 64 + (unsigned)__builtin_ctzll(bits);
+        }
+        return NLISTS;
+}
+
+/* ---- hash of used segments ----------------------------------------------- */
+
+/*
+ * Starts aligned to their sizes are a lattice that a single multiply spreads
+ * badly (at a million ranges aligned to 4-64 KiB, 2.4 probes a lookup instead
+ * of 1.5, each probe a tag that is likely a cache miss): mix twice.
+ */
+static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
+        uint64_t z = start * UINT64_C(0x9E3779B97F4A7C15);
+        z ^= z >> 29;
+        z *= UINT64_C(0xBF58476D1CE4E5B9);
+        return (uint32_t)(z >> a->hash_shift);
+}
+
+static inline void hash_insert(struct range_arena *a, uint32_t i) {
+        uint32_t h = bucket_of(a, a->segs[i].start);
+        a->segs[i].lnext = a->buckets[h];
+        a->buckets[h] = i;
+}
+
+/* The used segment starting at start; *link is where it is chained from. */
+static inline uint32_t hash_find(const struct range_arena *a, uint64_t start, uint32_t **link) {
+        if (!a->nbuckets)
+                return NIL;
+        uint32_t *l = &a->buckets[bucket_of(a, start)];
+        for (; *l; l = &a->segs[*l].lnext)
+                if (a->segs[*l].start == start) {
+                        if (link)
+                                *link = l;
+                        return *l;
+                }
+        return NIL;
+}
+
+/* ---- treap of free segments (range-treap.c) ------------------------------ */
+
+/*
+ * Treap priority: the size class first, then a bijective mix of the index
+ * (distinct tags never tie).  Large segments sit near the root, so the
+ * segment that most allocations cut from has a short path to fix up.
+ */
+static inline uint64_t prio(const struct range_arena *a, uint32_t i) {
+        uint32_t h = i;
+        h ^= h >> 16;
+        h *= UINT32_C(0x7feb352d);
+        h ^= h >> 15;
+        h *= UINT32_C(0x846ca68b);
+        h ^= h >> 16;
+        return (uint64_t)floor_log2(a->segs[i].size) << 32 | h;
+}
+
+static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
+        return i ? a->segs[i].max : 0;
+}
+
+static inline uint64_t node_max(const struct range_arena *a, uint32_t i) {
+        const struct seg *s = &a->segs[i];
+        return umax(s->size, umax(sub_max(a, s->left), sub_max(a, s->right)));
+}
+
+void range_treap_insert(struct range_arena *a, uint32_t i);
+void range_treap_delete(struct range_arena *a, uint32_t i);
+/* Recomputes the augmented maximum from i upwards until it stops changing. */
+void range_treap_fix_up(struct range_arena *a, uint32_t i);
+/* Free segment i changed size class: rotates it to where its new priority puts it. */
+void range_treap_resift(struct range_arena *a, uint32_t i);
+/* A request is about to search the treap: builds it if it is not kept. */
+void range_tree_use(struct range_arena *a);
+
+static inline void treap_insert(struct range_arena *a, uint32_t i) {
+        if (a->tree)
+                range_treap_insert(a, i);
+}
+
+static inline void treap_delete(struct range_arena *a, uint32_t i) {
+        if (a->tree)
+                range_treap_delete(a, i);
+}
+
+/*
+ * An operation that did not use the treap: after as many of them as there
+ * are free segments (a build's cost), stop keeping it.
+ */
+static inline void tree_idle(struct range_arena *a) {
+        if (a->tree && ++a->tree_idle > a->nfree + 64)
+                a->tree = false;
+}
+
+/* ---- placement (range-place.c) ------------------------------------------- */
+
+/* The free segment to cut w from under policy, its placement in *x; NIL if none. */
+uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x);
+
+/* ---- for tests (range-check.c) ------------------------------------------- */
 
 /*
  * Verifies every internal invariant of the arena (address list, free lists
- * and their bitmap, hash, counters, and while it is kept the treap's order,
- * priorities and maxima).  Returns 0, or a
- * negative errno value with a description in why.  O(n): for tests only.
+ * and their bitmap, hash, spare tags, counters, and while it is kept the
+ * treap's order, priorities and maxima).  Returns 0, or a negative errno
+ * value with a description in why.  O(n): for tests only.
  */
 int range_arena_check(const struct range_arena *arena, char *why, size_t why_size);
 

@@ -16,6 +16,9 @@
  * operation reserves the tags it may need before it changes anything, so once
  * the array has grown to the working set no operation calls malloc, and an
  * operation that cannot get memory fails before it has changed any state.
+ * The array doubles when it is full; when the segments fall below a quarter
+ * of it, a free compacts them into one of twice their number ("giving memory
+ * back" below), so that an arena's memory follows its segments down too.
  *
  * Address list.  All segments, in address order, doubly linked.  Freeing a
  * segment looks at its two neighbours and merges with the free ones: O(1)
@@ -94,91 +97,18 @@
  * being handed out again at once.
  *
  * The arena is not locked: allocd runs it on its one loop thread.
+ *
+ * The code: this file has the tags, the segment surgery and the API;
+ * range-internal.h the structures and the small operations every request
+ * runs (tags, address list, free lists, hash), inline; range-treap.c the
+ * treap; range-place.c the policies; range-check.c the invariant checker.
  */
 
-#include "alloc/range.h"
-
 #include <errno.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NIL 0u
-#define NCLASSES 64
-#define NLISTS (2 * NCLASSES)           /* two lists a size class: see "Size classes" above */
-#define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
-
-enum seg_state {
-        SEG_SPARE = 0,
-        SEG_FREE,
-        SEG_USED,
-};
-
-struct seg {
-        uint64_t start;
-        uint64_t size;
-        uint64_t max;          /* free: largest size in this treap subtree */
-        uint32_t aprev, anext; /* address order; spare tags chain through anext */
-        uint32_t lprev, lnext; /* free: size-class list; used: hash chain (lnext) */
-        uint32_t left, right;  /* free: treap children */
-        uint32_t parent;       /* free: treap parent */
-        uint16_t state;
-        uint16_t list; /* free: the free list it is on */
-};
-
-_Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash bucket");
-
-struct range_arena {
-        struct seg *segs; /* segs[0] is never used: index 0 is NIL */
-        uint64_t cap;     /* tags allocated in segs */
-        uint32_t hw;      /* highest index ever handed out */
-        uint32_t spare;   /* retired tags */
-        uint32_t nspare;
-        uint32_t head, tail; /* address list */
-        uint32_t root;       /* treap of free segments, while tree is set */
-        bool tree;           /* the treap is kept (see "The treap is kept" above) */
-        uint64_t tree_idle;  /* operations since a request last used the treap */
-        uint32_t lists[NLISTS];
-        uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
-        uint32_t *buckets;
-        uint32_t nbuckets; /* a power of two, or 0 before the first allocation */
-        unsigned hash_shift;
-        uint64_t quantum;
-        uint64_t total, in_use;
-        uint64_t nfree, nused;
-        uint64_t rotor; /* next fit resumes here */
-};
-
-/* A validated request, in bytes, every field a multiple of the quantum. */
-struct want {
-        uint64_t size, align, phase, boundary;
-        uint64_t low, high; /* high is exclusive; UINT64_MAX when unlimited */
-};
-
-static inline bool is_pow2(uint64_t v) {
-        return v != 0 && (v & (v - 1)) == 0;
-}
-
-static inline unsigned floor_log2(uint64_t v) {
-        return 63u - (unsigned)__builtin_clzll(v);
-}
-
-static inline uint64_t sat_add(uint64_t a, uint64_t b) {
-        uint64_t r;
-        return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
-}
-
-static inline uint64_t umax(uint64_t a, uint64_t b) {
-        return a > b ? a : b;
-}
-
-static inline uint64_t umin(uint64_t a, uint64_t b) {
-        return a < b ? a : b;
-}
-
-static inline uint64_t seg_end(const struct seg *s) {
-        return s->start + s->size;
-}
+#include "range-internal.h"
 
 /* ---- tags ---------------------------------------------------------------- */
 
@@ -201,113 +131,21 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
         return 0;
 }
 
-static uint32_t tag_get(struct range_arena *a) {
-        uint32_t i;
-        if (a->spare) {
-                i = a->spare;
-                a->spare = a->segs[i].anext;
-                a->nspare--;
-        } else
-                i = ++a->hw;
-        a->segs[i] = (struct seg){0};
-        return i;
-}
-
-static void tag_put(struct range_arena *a, uint32_t i) {
-        a->segs[i].state = SEG_SPARE;
-        a->segs[i].anext = a->spare;
-        a->spare = i;
-        a->nspare++;
-}
-
-/* ---- address list -------------------------------------------------------- */
-
-/* Links i after p (p == NIL: at the head). */
-static void addr_link_after(struct range_arena *a, uint32_t p, uint32_t i) {
-        uint32_t n = p ? a->segs[p].anext : a->head;
-        a->segs[i].aprev = p;
-        a->segs[i].anext = n;
-        if (p)
-                a->segs[p].anext = i;
-        else
-                a->head = i;
-        if (n)
-                a->segs[n].aprev = i;
-        else
-                a->tail = i;
-}
-
-static void addr_unlink(struct range_arena *a, uint32_t i) {
-        uint32_t p = a->segs[i].aprev, n = a->segs[i].anext;
-        if (p)
-                a->segs[p].anext = n;
-        else
-                a->head = n;
-        if (n)
-                a->segs[n].aprev = p;
-        else
-                a->tail = p;
-}
-
-/* ---- size classes -------------------------------------------------------- */
-
-/* Does [start, start + size) hold a block of 2^floor_log2(size) bytes aligned to its size? */
-static inline bool holds_aligned_block(uint64_t start, uint64_t size) {
-        uint64_t b = UINT64_C(1) << floor_log2(size);
-        return (-start & (b - 1)) <= size - b;
-}
-
-static inline unsigned list_of(uint64_t start, uint64_t size) {
-        return 2 * floor_log2(size) + holds_aligned_block(start, size);
-}
-
-static void class_insert(struct range_arena *a, uint32_t i) {
-        unsigned k = list_of(a->segs[i].start, a->segs[i].size);
-        uint32_t h = a->lists[k];
-        a->segs[i].list = (uint16_t)k;
-        a->segs[i].lprev = NIL;
-        a->segs[i].lnext = h;
-        if (h)
-                a->segs[h].lprev = i;
-        a->lists[k] = i;
-        a->list_bits[k / 64] |= UINT64_C(1) << (k % 64);
-}
-
-static void class_remove(struct range_arena *a, uint32_t i) {
-        uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
-        unsigned k = a->segs[i].list;
-        if (p)
-                a->segs[p].lnext = n;
-        else
-                a->lists[k] = n;
-        if (n)
-                a->segs[n].lprev = p;
-        if (!a->lists[k])
-                a->list_bits[k / 64] &= ~(UINT64_C(1) << (k % 64));
-}
-
-/* The lowest non-empty list at or above k, or NLISTS. */
-static unsigned first_list_from(const struct range_arena *a, unsigned k) {
-        for (; k < NLISTS; k = (k / 64 + 1) * 64) {
-                uint64_t bits = a->list_bits[k / 64] & (~UINT64_C(0) << (k % 64));
-                if (bits)
-                        return k / 64 * 64 + (unsigned)__builtin_ctzll(bits);
-        }
-        return NLISTS;
-}
-
 /* ---- hash of used segments ----------------------------------------------- */
 
 /*
- * Starts aligned to their sizes are a lattice that a single multiply spreads
- * badly (at a million ranges aligned to 4-64 KiB, 2.4 probes a lookup instead
- * of 1.5, each probe a tag that is likely a cache miss): mix twice.
+ * Replaces the table with b, nb zeroed buckets, and chains every used tag
+ * into it.  The tags are read in index order, not along the old chains:
+ * sequential reads, and after a compaction the old chains name old indices.
  */
-static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
-        uint64_t z = start * UINT64_C(0x9E3779B97F4A7C15);
-        z ^= z >> 29;
-        z *= UINT64_C(0xBF58476D1CE4E5B9);
-        return (uint32_t)(z >> a->hash_shift);
+static void hash_install(struct range_arena *a, uint32_t *b, uint64_t nb) {
+        free(a->buckets);
+        a->buckets = b;
+        a->nbuckets = (uint32_t)nb;
+        a->hash_shift = 64 - floor_log2(nb);
+        for (uint32_t i = 1; i <= a->hw; i++)
+                if (a->segs[i].state == SEG_USED)
+                        hash_insert(a, i);
 }
 
 static int hash_reserve(struct range_arena *a) {
@@ -319,215 +157,87 @@ static int hash_reserve(struct range_arena *a) {
         uint32_t *b = calloc(nb, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        uint32_t *old = a->buckets;
-        uint32_t nold = a->nbuckets;
-        a->buckets = b;
-        a->nbuckets = (uint32_t)nb;
-        a->hash_shift = 64 - floor_log2(nb);
-        for (uint32_t k = 0; k < nold; k++)
-                for (uint32_t i = old[k], next; i; i = next) {
-                        next = a->segs[i].lnext;
-                        uint32_t h = bucket_of(a, a->segs[i].start);
-                        a->segs[i].lnext = b[h];
-                        b[h] = i;
-                }
-        free(old);
+        hash_install(a, b, nb);
         return 0;
 }
 
-static void hash_insert(struct range_arena *a, uint32_t i) {
-        uint32_t h = bucket_of(a, a->segs[i].start);
-        a->segs[i].lnext = a->buckets[h];
-        a->buckets[h] = i;
-}
-
-/* The used segment starting at start; *link is where it is chained from. */
-static uint32_t hash_find(const struct range_arena *a, uint64_t start, uint32_t **link) {
-        if (!a->nbuckets)
-                return NIL;
-        uint32_t *l = &a->buckets[bucket_of(a, start)];
-        for (; *l; l = &a->segs[*l].lnext)
-                if (a->segs[*l].start == start) {
-                        if (link)
-                                *link = l;
-                        return *l;
-                }
-        return NIL;
-}
-
-/* ---- treap of free segments ---------------------------------------------- */
+/* ---- giving memory back -------------------------------------------------- */
 
 /*
- * Treap priority: the size class first, then a bijective mix of the index
- * (distinct tags never tie).  Large segments sit near the root, so the
- * segment that most allocations cut from has a short path to fix up.
+ * The tag array and the hash table grow by doubling; without this they would
+ * keep the memory of their peak for the arena's life.  When the tags in use
+ * fall below a quarter of the array, they are copied in address order into a
+ * new array of at least twice their number, and everything that names a tag
+ * is rebuilt from the address order: the free lists, the hash; the treap is
+ * dropped, for the next search to build.  The hash table alone is rebuilt
+ * smaller when the used segments fall below a quarter of its buckets.  Either
+ * way the new size is at least twice what is in use, so the next growth waits
+ * for that to double and the next shrink for it to halve: churn at a
+ * threshold does not thrash, and the O(n) rebuild is paid for by the n or
+ * more frees since the last one.  Short of memory, nothing changes: the free
+ * that triggered it has succeeded, and a later one tries again.
  */
-static inline uint64_t prio(const struct range_arena *a, uint32_t i) {
-        uint32_t h = i;
-        h ^= h >> 16;
-        h *= UINT32_C(0x7feb352d);
-        h ^= h >> 15;
-        h *= UINT32_C(0x846ca68b);
-        h ^= h >> 16;
-        return (uint64_t)floor_log2(a->segs[i].size) << 32 | h;
+
+static inline uint64_t table_size(uint64_t n) {
+        return n <= 32 ? 64 : UINT64_C(1) << ceil_log2(2 * n);
 }
 
-static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
-        return i ? a->segs[i].max : 0;
+static inline bool tags_oversized(const struct range_arena *a) {
+        return a->cap > 64 && (a->nfree + a->nused + 1) * 4 < a->cap;
 }
 
-static inline uint64_t node_max(const struct range_arena *a, uint32_t i) {
-        const struct seg *s = &a->segs[i];
-        return umax(s->size, umax(sub_max(a, s->left), sub_max(a, s->right)));
+static inline bool hash_oversized(const struct range_arena *a) {
+        return a->nbuckets > 64 && a->nused * 4 < a->nbuckets;
 }
 
-/* Recomputes the augmented maximum from i upwards until it stops changing. */
-static void treap_fix_up(struct range_arena *a, uint32_t i) {
-        for (; i; i = a->segs[i].parent) {
-                uint64_t m = node_max(a, i);
-                if (m == a->segs[i].max)
-                        return;
-                a->segs[i].max = m;
-        }
-}
-
-static void treap_replace_child(struct range_arena *a, uint32_t parent, uint32_t old, uint32_t new) {
-        if (!parent)
-                a->root = new;
-        else if (a->segs[parent].left == old)
-                a->segs[parent].left = new;
-        else
-                a->segs[parent].right = new;
-}
-
-/* Rotates x above its parent; the subtree as a whole keeps its maximum. */
-static void treap_rotate_up(struct range_arena *a, uint32_t x) {
-        struct seg *sx = &a->segs[x];
-        uint32_t p = sx->parent;
-        struct seg *sp = &a->segs[p];
-        uint32_t g = sp->parent, b;
-        if (sp->left == x) {
-                b = sx->right;
-                sp->left = b;
-                sx->right = p;
-        } else {
-                b = sx->left;
-                sp->right = b;
-                sx->left = p;
-        }
-        if (b)
-                a->segs[b].parent = p;
-        sp->parent = x;
-        sx->parent = g;
-        treap_replace_child(a, g, p, x);
-        sx->max = sp->max;
-        sp->max = node_max(a, p);
-}
-
-/* Rotates i up while it outranks its parent. */
-static void treap_sift_up(struct range_arena *a, uint32_t i) {
-        while (a->segs[i].parent && prio(a, i) > prio(a, a->segs[i].parent))
-                treap_rotate_up(a, i);
-}
-
-/* The child of i with the higher priority, or NIL for a leaf. */
-static uint32_t treap_higher_child(const struct range_arena *a, uint32_t i) {
-        uint32_t l = a->segs[i].left, r = a->segs[i].right;
-        if (!l || !r)
-                return l ? l : r;
-        return prio(a, l) > prio(a, r) ? l : r;
-}
-
-/* Rotates i down while a child outranks it. */
-static void treap_sift_down(struct range_arena *a, uint32_t i) {
-        for (uint32_t c; (c = treap_higher_child(a, i)) && prio(a, c) > prio(a, i);)
-                treap_rotate_up(a, c);
-}
-
-static void treap_insert(struct range_arena *a, uint32_t z) {
-        if (!a->tree)
+/* Copies the tags in address order into an array of ncap and rebuilds what names them. */
+static void tags_compact(struct range_arena *a, uint64_t ncap) {
+        /* Called after a free, so there is a hash table to size from. */
+        uint64_t nb = umin(a->nbuckets, table_size(a->nused));
+        struct seg *segs = malloc(ncap * sizeof(*segs));
+        uint32_t *b = calloc(nb, sizeof(*b));
+        if (!segs || !b) {
+                free(segs);
+                free(b);
                 return;
-        struct seg *sz = &a->segs[z];
-        uint32_t p = NIL;
-        sz->left = sz->right = NIL;
-        sz->max = sz->size;
-        for (uint32_t c = a->root; c;) {
-                struct seg *sc = &a->segs[c];
-                if (sc->max < sz->size)
-                        sc->max = sz->size;
-                p = c;
-                c = sz->start < sc->start ? sc->left : sc->right;
         }
-        sz->parent = p;
-        if (!p)
-                a->root = z;
-        else if (sz->start < a->segs[p].start)
-                a->segs[p].left = z;
-        else
-                a->segs[p].right = z;
-        treap_sift_up(a, z);
-}
-
-static void treap_delete(struct range_arena *a, uint32_t z) {
-        if (!a->tree)
-                return;
-        /* Down to a leaf, whatever the priorities say, then off. */
-        for (uint32_t c; (c = treap_higher_child(a, z));)
-                treap_rotate_up(a, c);
-        uint32_t p = a->segs[z].parent;
-        treap_replace_child(a, p, z, NIL);
-        treap_fix_up(a, p);
-}
-
-/*
- * Builds the treap of every free segment from the address list in O(n), as a
- * Cartesian tree: each segment joins the right spine, below the last node
- * that outranks it, and takes the nodes it outranks as its left subtree.  A
- * node's subtree is complete when it leaves the spine, so its maximum is
- * computed then.  The parent links are the spine's stack: no memory needed.
- */
-static void treap_build(struct range_arena *a) {
-        uint32_t last = NIL;
-        a->root = NIL;
+        uint32_t n = 0;
         for (uint32_t i = a->head; i; i = a->segs[i].anext) {
-                struct seg *s = &a->segs[i];
-                if (s->state != SEG_FREE)
-                        continue;
-                uint32_t c = last, below = NIL;
-                uint64_t pi = prio(a, i);
-                for (; c && prio(a, c) < pi; below = c, c = a->segs[c].parent)
-                        a->segs[c].max = node_max(a, c);
-                s->left = below;
-                s->right = NIL;
-                if (below)
-                        a->segs[below].parent = i;
-                s->parent = c;
-                if (c)
-                        a->segs[c].right = i;
-                else
-                        a->root = i;
-                last = i;
+                n++;
+                segs[n] = a->segs[i];
+                segs[n].aprev = n - 1;
+                segs[n].anext = n + 1;
         }
-        for (uint32_t c = last; c; c = a->segs[c].parent)
-                a->segs[c].max = node_max(a, c);
-        a->tree = true;
+        segs[n].anext = NIL;
+        free(a->segs);
+        a->segs = segs;
+        a->cap = ncap;
+        a->hw = n;
+        a->spare = NIL;
+        a->nspare = 0;
+        a->head = n ? 1 : NIL;
+        a->tail = n;
+        a->tree = false;
+        memset(a->lists, 0, sizeof(a->lists));
+        memset(a->list_bits, 0, sizeof(a->list_bits));
+        /* From the top down, so that each list starts with its lowest segment. */
+        for (uint32_t i = n; i; i--)
+                if (segs[i].state == SEG_FREE)
+                        class_insert(a, i);
+        hash_install(a, b, nb);
 }
 
-/* A request is about to search the treap. */
-static void tree_use(struct range_arena *a) {
-        if (!a->tree)
-                treap_build(a);
-        a->tree_idle = 0;
+static void give_back(struct range_arena *a) {
+        if (tags_oversized(a)) {
+                tags_compact(a, table_size(a->nfree + a->nused + 1));
+                return;
+        }
+        uint32_t *b = calloc(table_size(a->nused), sizeof(*b));
+        if (b)
+                hash_install(a, b, table_size(a->nused));
 }
 
-/*
- * An operation that did not use the treap: after as many of them as there
- * are free segments (a build's cost), stop keeping it.
- */
-static void tree_idle(struct range_arena *a) {
-        if (a->tree && ++a->tree_idle > a->nfree + 64)
-                a->tree = false;
-}
+/* ---- segment surgery ----------------------------------------------------- */
 
 /*
  * A free segment's size changed from old_size (its start may have moved, but
@@ -537,146 +247,14 @@ static void tree_idle(struct range_arena *a) {
 static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
         struct seg *s = &a->segs[i];
         if (a->tree)
-                treap_fix_up(a, i);
+                range_treap_fix_up(a, i);
         if (s->list == list_of(s->start, s->size))
                 return;
         class_remove(a, i);
         class_insert(a, i);
-        if (!a->tree || floor_log2(old_size) == floor_log2(s->size))
-                return;
-        treap_sift_up(a, i);
-        treap_sift_down(a, i);
+        if (a->tree && floor_log2(old_size) != floor_log2(s->size))
+                range_treap_resift(a, i);
 }
-
-/* ---- placement ----------------------------------------------------------- */
-
-/* The smallest x >= v with x % align == phase, or false if it passes 2^64. */
-static inline bool align_up(uint64_t v, const struct want *w, uint64_t *x) {
-        uint64_t c = (v & ~(w->align - 1)) + w->phase;
-        if (c < v && __builtin_add_overflow(c, w->align, &c))
-                return false;
-        *x = c;
-        return true;
-}
-
-/* The lowest placement inside free segment s that satisfies w. */
-static bool place(const struct seg *s, const struct want *w, uint64_t *ret) {
-        uint64_t lo = umax(s->start, w->low), hi = umin(seg_end(s), w->high), x;
-        if (hi <= lo || hi - lo < w->size || !align_up(lo, w, &x) || x > hi - w->size)
-                return false;
-        if (w->boundary && ((x ^ (x + w->size - 1)) & ~(w->boundary - 1))) {
-                /* Crosses a line: move to the next line (validation made sure the range fits after it). */
-                uint64_t line = x | (w->boundary - 1);
-                if (line == UINT64_MAX || !align_up(line + 1, w, &x))
-                        return false;
-        }
-        if (x > hi - w->size)
-                return false;
-        *ret = x;
-        return true;
-}
-
-/* Size of free segment that certainly holds a placement of w (see the theory above). */
-static uint64_t guaranteed_size(const struct range_arena *a, const struct want *w) {
-        uint64_t g = sat_add(w->size, w->align - a->quantum);
-        if (w->boundary && w->align < w->boundary)
-                g = sat_add(g, sat_add(w->size - a->quantum, w->phase));
-        return g;
-}
-
-/* Lowest-addressed free segment under i of at least min bytes with a placement. */
-static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const struct want *w, uint64_t min,
-                                uint64_t *x) {
-        while (i) {
-                const struct seg *s = &a->segs[i];
-                if (s->max < min)
-                        return NIL;
-                /* Segments on the left end at or before s->start. */
-                if (s->left && s->start > w->low) {
-                        uint32_t f = treap_first_fit(a, s->left, w, min, x);
-                        if (f)
-                                return f;
-                }
-                if (s->start >= w->high)
-                        return NIL;
-                if (s->size >= min && place(s, w, x))
-                        return i;
-                i = s->right;
-        }
-        return NIL;
-}
-
-static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
-        tree_use(a);
-        uint32_t i = treap_first_fit(a, a->root, w, guaranteed, x);
-        if (!i && guaranteed > w->size)
-                i = treap_first_fit(a, a->root, w, w->size, x);
-        return i;
-}
-
-/* The ceiling of log2(v), v > 0. */
-static inline unsigned ceil_log2(uint64_t v) {
-        return floor_log2(v) + !is_pow2(v);
-}
-
-/*
- * The lowest free list whose every segment certainly holds a placement of w
- * (an unwindowed request): a size of at least G, or a block aligned to its
- * size 2^m >= max(align, phase + size) that no boundary line crosses.
- */
-static unsigned sure_list(const struct range_arena *a, const struct want *w) {
-        unsigned k = ceil_log2(guaranteed_size(a, w)), m = ceil_log2(umax(w->align, sat_add(w->phase, w->size)));
-        unsigned t = k < NCLASSES ? 2 * k : NLISTS;
-        if (m < NCLASSES && (!w->boundary || UINT64_C(1) << m <= w->boundary))
-                t = umin(t, 2 * m + 1);
-        return t;
-}
-
-static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
-        if (w->low == 0 && w->high == UINT64_MAX) {
-                unsigned k = first_list_from(a, sure_list(a, w));
-                if (k < NLISTS) {
-                        uint32_t i = a->lists[k];
-                        if (place(&a->segs[i], w, x))
-                                return i;
-                }
-        }
-        return first_fit(a, w, guaranteed, x);
-}
-
-static uint32_t best_fit(const struct range_arena *a, const struct want *w, uint64_t *ret) {
-        uint32_t best = NIL;
-        /* The two lists of a class hold sizes in the same range: scan both before stopping. */
-        for (unsigned k = first_list_from(a, 2 * floor_log2(w->size)); k < NLISTS && !best;
-             k = first_list_from(a, (k | 1) + 1)) {
-                uint64_t x;
-                for (unsigned l = k; l <= (k | 1); l++)
-                        for (uint32_t i = a->lists[l]; i; i = a->segs[i].lnext) {
-                                const struct seg *s = &a->segs[i];
-                                if (s->size < w->size || !place(s, w, &x))
-                                        continue;
-                                const struct seg *b = &a->segs[best];
-                                if (!best || s->size < b->size || (s->size == b->size && s->start < b->start)) {
-                                        best = i;
-                                        *ret = x;
-                                }
-                        }
-        }
-        return best;
-}
-
-static uint32_t next_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
-        if (a->rotor > w->low && a->rotor < w->high) {
-                struct want v = *w;
-                v.low = a->rotor;
-                uint32_t i = first_fit(a, &v, guaranteed, x);
-                if (i)
-                        return i;
-        }
-        return first_fit(a, w, guaranteed, x);
-}
-
-/* ---- segment surgery ----------------------------------------------------- */
 
 /* Cuts [x, x + size) out of free segment f; needs two reserved tags.  Returns the used tag. */
 static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t size) {
@@ -862,18 +440,7 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
                 return r;
         if (w.low >= w.high)
                 return -ENOSPC;
-        uint64_t g = guaranteed_size(a, &w);
-        switch (req ? req->policy : RANGE_INSTANTFIT) {
-        case RANGE_BESTFIT:
-                f = best_fit(a, &w, &x);
-                break;
-        case RANGE_NEXTFIT:
-                f = next_fit(a, &w, g, &x);
-                break;
-        default:
-                f = instant_fit(a, &w, g, &x);
-                break;
-        }
+        f = range_find(a, &w, req ? req->policy : RANGE_INSTANTFIT, &x);
         if (!f)
                 return -ENOSPC;
         /* Reserve after the search, which needs no memory: a full arena costs no growth. */
@@ -905,6 +472,8 @@ int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
         a->in_use -= a->segs[i].size;
         release(a, i);
         tree_idle(a);
+        if (tags_oversized(a) || hash_oversized(a))
+                give_back(a);
         return 0;
 }
 
@@ -958,104 +527,5 @@ int range_walk(const struct range_arena *a, range_walk_fn fn, void *userdata) {
                 if (r)
                         return r;
         }
-        return 0;
-}
-
-/* ---- self-check (tests) -------------------------------------------------- */
-
-#include <stdio.h>
-
-#include "range-internal.h"
-
-#define BAD(...)                                                                                                       \
-        do {                                                                                                           \
-                snprintf(why, why_size, __VA_ARGS__);                                                                  \
-                return -EUCLEAN;                                                                                       \
-        } while (0)
-
-/* Checks the subtree under i; *count gets its size. */
-static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent, uint64_t lo, uint64_t hi,
-                       uint64_t *count, char *why, size_t why_size) {
-        if (!i)
-                return 0;
-        const struct seg *s = &a->segs[i];
-        uint64_t nl = 0, nr = 0;
-        if (s->state != SEG_FREE)
-                BAD("treap node %u is not free", i);
-        if (s->parent != parent)
-                BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
-        if (s->start < lo || s->start > hi)
-                BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
-        if (parent && prio(a, i) > prio(a, parent))
-                BAD("treap node %u outranks its parent", i);
-        if (s->max != node_max(a, i))
-                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,
-                    (unsigned long long)node_max(a, i));
-        int r = check_treap(a, s->left, i, lo, s->start, &nl, why, why_size);
-        if (r == 0)
-                r = check_treap(a, s->right, i, s->start, hi, &nr, why, why_size);
-        *count = 1 + nl + nr;
-        return r;
-}
-
-void range_arena_drop_tree(struct range_arena *a) {
-        a->tree = false;
-}
-
-int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
-        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
-        uint32_t prev = NIL;
-        for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
-                const struct seg *s = &a->segs[i];
-                if (s->aprev != prev)
-                        BAD("tag %u: aprev %u, expected %u", i, s->aprev, prev);
-                if (s->size == 0 || (s->start | s->size) & (a->quantum - 1))
-                        BAD("tag %u: %#llx+%#llx", i, (unsigned long long)s->start, (unsigned long long)s->size);
-                if (prev && seg_end(&a->segs[prev]) > s->start)
-                        BAD("tag %u overlaps its predecessor", i);
-                if (prev && s->state == SEG_FREE && a->segs[prev].state == SEG_FREE &&
-                    seg_end(&a->segs[prev]) == s->start)
-                        BAD("tags %u and %u are touching free segments", prev, i);
-                total += s->size;
-                if (s->state == SEG_FREE) {
-                        nfree++;
-                        if (s->list != list_of(s->start, s->size))
-                                BAD("free tag %u is filed on list %u, belongs on %u", i, s->list,
-                                    list_of(s->start, s->size));
-                        uint32_t j = a->lists[s->list];
-                        while (j && j != i)
-                                j = a->segs[j].lnext;
-                        if (!j)
-                                BAD("free tag %u is not on its free list", i);
-                } else if (s->state == SEG_USED) {
-                        nused++;
-                        in_use += s->size;
-                        if (hash_find(a, s->start, NULL) != i)
-                                BAD("used tag %u is not in the hash", i);
-                } else
-                        BAD("tag %u in the address list is spare", i);
-        }
-        if (prev != a->tail)
-                BAD("tail is %u, expected %u", a->tail, prev);
-        if (nfree != a->nfree || nused != a->nused || total != a->total || in_use != a->in_use)
-                BAD("counters differ from the address list");
-        uint64_t listed = 0;
-        for (unsigned k = 0; k < NLISTS; k++) {
-                if (!a->lists[k] != !(a->list_bits[k / 64] & (UINT64_C(1) << (k % 64))))
-                        BAD("list bitmap wrong at %u", k);
-                for (uint32_t j = a->lists[k]; j && listed <= nfree; j = a->segs[j].lnext, listed++)
-                        if (a->segs[j].state != SEG_FREE || a->segs[j].list != k)
-                                BAD("tag %u on free list %u is not a free segment of that list", j, k);
-        }
-        if (listed != nfree)
-                BAD("the free lists hold %llu segments or more, %llu are free", (unsigned long long)listed,
-                    (unsigned long long)nfree);
-        if (!a->tree)
-                return 0;
-        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
-        if (r < 0)
-                return r;
-        if (count != nfree)
-                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count, (unsigned long long)nfree);
         return 0;
 }

@@ -16,6 +16,8 @@ pkgs=(
         libinih-dev                # the configuration file
         systemd                    # systemd-socket-activate and systemd-analyze, for the tests
         debootstrap systemd-container  # the real-systemd test (tests/nspawn.sh): a Debian root, booted
+        python3-dev                # the Python module (client/python), for Debian's /usr/bin/python3
+        python3-pytest python3-numpy python3-torch  # its tests: NumPy and PyTorch (CPU) through DLPack
 )
 
 missing=()

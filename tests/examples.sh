@@ -1,9 +1,9 @@
 #!/bin/sh
 # Runs docs/examples against a real allocd: the consumer started before the
-# producer (it must wait for the name), the fpga ranges, and inspect.sh.
-#   examples.sh ALLOCD ALLOCCTL PRODUCER CONSUMER FPGA_RANGES EXAMPLES_DIR
+# producer (it must wait for the name), the fpga ranges, the kind's heap, and inspect.sh.
+#   examples.sh ALLOCD ALLOCCTL PRODUCER CONSUMER FPGA_RANGES EXAMPLES_DIR KIND_HEAP
 set -eu
-allocd=$1 allocctl=$2 producer=$3 consumer=$4 fpga=$5 src=$6
+allocd=$1 allocctl=$2 producer=$3 consumer=$4 fpga=$5 src=$6 kind=$7
 name=examples
 . "$(dirname "$0")/scratch.sh"
 
@@ -22,6 +22,10 @@ grep -q "the consumer answered: thanks, from the consumer" "$dir/producer.out" |
 
 out=$("$fpga" fpga0) || fail "fpga-ranges: $out"
 [ "$(echo "$out" | grep -c ' ok$')" -eq 5 ] || fail "fpga-ranges: $out"
+
+out=$("$kind" host) || fail "kind-heap: $out"
+echo "$out" | grep -qE "checksum 0; [1-9][0-9]* regions \([0-9]+ bytes\) held from pool host, [1-9][0-9]* requests" || fail "kind-heap: $out"
+"$allocctl" --json status | grep -q '"used":0' || fail "memory still in use after kind-heap: $("$allocctl" status)"
 
 # As the README runs it, with no arguments, when this is the build/ it looks in (./dev.sh test).
 if [ "$(cd "$(dirname "$allocd")/.." && pwd)" = "$(cd "$src/../.." && pwd)/build" ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # liballoc-client exports exactly the functions the public headers declare: no internal
-# function (range_arena_check, wire_*, cuda_*, pool_*) and no variable, and none missing.
+# function (range_arena_check, wire_*, cuda_*, pool_*) and no variable, and none missing; and it
+# needs no static TLS, so that dlopen can load it anywhere.
 set -euo pipefail
 lib=$1
 shift
@@ -20,6 +21,12 @@ if ! diff -u --label declared --label exported "$dir/declared" "$dir/exported"; 
         rc=1
 fi
 if awk '$1 != "T" { bad = 1; print "exports: not a function:", $0 } END { exit !bad }' "$dir/nm" >&2; then
+        rc=1
+fi
+# Frameworks load it with dlopen (PyTorch's CUDAPluggableAllocator): initial-exec TLS would make that
+# fail in a process whose static TLS block is full ("cannot allocate memory in static TLS block").
+if command -v readelf >/dev/null && readelf -d "$lib" | grep -q STATIC_TLS; then
+        echo "exports: $lib uses initial-exec TLS (STATIC_TLS): dlopen may fail; use the default TLS model" >&2
         rc=1
 fi
 [ $rc -eq 0 ] && echo "exports: $(wc -l <"$dir/exported") functions, as the headers declare"

@@ -392,6 +392,17 @@ static void op_free(struct model *m) {
                 drop_live(m, i);
 }
 
+/* Frees all but a few live ranges: the arena's tags and hash fall far below their peak and are compacted. */
+static void op_drain(struct model *m) {
+        int keep = (int)rnd(m, 8);
+        while (m->nlive > keep) {
+                int i = (int)rnd(m, m->nlive);
+                CHECK(m, range_free(m->a, m->live[i].start, 0) == 0, "range_free(%#llx) in a drain",
+                      (unsigned long long)m->live[i].start);
+                drop_live(m, i);
+        }
+}
+
 static void op_query(struct model *m) {
         bool live = m->nlive && rnd(m, 2);
         uint64_t start = live ? m->live[rnd(m, m->nlive)].start : addr_of(m, (int)rnd(m, UNITS)), size = 0;
@@ -423,6 +434,8 @@ void model_step(struct model *m) {
                 op_add(m);
         else if (pick < 560)
                 op_alloc(m);
+        else if (pick == 949 && rnd(m, 10) == 0)
+                op_drain(m); /* one operation in 10,000 */
         else if (pick < 950)
                 op_free(m);
         else

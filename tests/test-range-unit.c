@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "alloc/range.h"
+#include "range-internal.h"
 
 #define K UINT64_C(1024)
 #define M (K * K)
@@ -389,6 +390,69 @@ Test(free, freeing_everything_restores_each_span) {
 Test(stats, metadata_is_reported) {
         struct range_arena *a = arena_with(4096, 0, 1 * M);
         cr_assert_gt(stats_of(a).meta_bytes, 0);
+        range_arena_free(a);
+}
+
+static void assert_sound(const struct range_arena *a) {
+        char why[256];
+        cr_assert_eq(range_arena_check(a, why, sizeof(why)), 0, "arena corrupt: %s", why);
+}
+
+/* Allocates a third as many ranges as there are segments, frees them: the metadata must not resize either way. */
+static void churn_resizes_nothing(struct range_arena *a) {
+        static uint64_t ys[100000];
+        struct range_stats st = stats_of(a);
+        uint64_t n = (st.free_segments + st.used_segments) / 3;
+        cr_assert_leq(n, sizeof(ys) / sizeof(ys[0]));
+        for (uint64_t i = 0; i < n; i++)
+                ys[i] = must_alloc(a, 1, NULL);
+        cr_assert_eq(stats_of(a).meta_bytes, st.meta_bytes, "resized at %llu more ranges", (unsigned long long)n);
+        for (uint64_t i = 0; i < n; i++)
+                cr_assert_eq(range_free(a, ys[i], 0), 0);
+        cr_assert_eq(stats_of(a).meta_bytes, st.meta_bytes, "resized at %llu more ranges and back",
+                     (unsigned long long)n);
+}
+
+/*
+ * The arena's memory follows its live ranges down (tags and hash buckets),
+ * the ranges kept stay where they were, and churn right after each shrink
+ * resizes nothing.
+ */
+Test(stats, memory_is_given_back_without_thrashing) {
+        enum { N = 100000, KEEP = 64 };
+        static uint64_t xs[N];
+        struct range_arena *a = arena_with(1, 0, 2 * N);
+        uint64_t size;
+        int shrinks = 0;
+        for (int i = 0; i < N; i++)
+                xs[i] = must_alloc(a, 1, NULL);
+        uint64_t peak = stats_of(a).meta_bytes, meta = peak;
+        for (int i = 0; i < N; i++) {
+                if (i % KEEP == 0)
+                        continue;
+                cr_assert_eq(range_free(a, xs[i], 0), 0);
+                if (stats_of(a).meta_bytes < meta) {
+                        shrinks++;
+                        assert_sound(a);
+                        churn_resizes_nothing(a);
+                }
+                meta = stats_of(a).meta_bytes;
+        }
+        cr_assert_lt(meta, peak / 8, "%llu bytes of metadata at the peak of %d ranges, %llu after %d shrinks",
+                     (unsigned long long)peak, N, (unsigned long long)meta, shrinks);
+        for (int i = 0; i < N; i += KEEP)
+                cr_assert(range_query(a, xs[i], &size) == 0 && size == 1, "kept range %#llx lost",
+                          (unsigned long long)xs[i]);
+        assert_sound(a);
+
+        for (int i = 0; i < N; i += KEEP)
+                cr_assert_eq(range_free(a, xs[i], 0), 0);
+        struct range_stats st = stats_of(a);
+        cr_assert_eq(st.free_segments, 1);
+        cr_assert_lt(st.meta_bytes, 8 * K, "%llu bytes of metadata for one free segment",
+                     (unsigned long long)st.meta_bytes);
+        assert_sound(a);
+        cr_assert_eq(must_alloc(a, 1, NULL), 0);
         range_arena_free(a);
 }
 

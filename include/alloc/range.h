@@ -61,7 +61,7 @@ struct range_stats {
         uint64_t largest_free; /* size of the largest free segment */
         uint64_t free_segments;
         uint64_t used_segments;
-        uint64_t meta_bytes; /* heap memory the arena holds for its own bookkeeping */
+        uint64_t meta_bytes; /* heap memory the arena holds for its own bookkeeping (range_free) */
 };
 
 struct range_seg {
@@ -88,7 +88,14 @@ int range_add(struct range_arena *arena, uint64_t start, uint64_t size);
 /* On success *ret is the start of a range of size bytes (rounded up to the quantum). */
 int range_alloc(struct range_arena *arena, uint64_t size, const struct range_req *req, uint64_t *ret);
 
-/* Frees the live range that starts at start; size 0 skips the size check. */
+/*
+ * Frees the live range that starts at start; size 0 skips the size check.
+ * O(1), except now and then: a free that leaves the segments (or the used
+ * ones) below a quarter of the room the arena's tables have also moves them
+ * into tables of about twice their number and gives the rest of the memory
+ * back, in O(segments).  The next such move needs them to halve again (a
+ * growth, to double), so it costs a constant a free, amortised.
+ */
 int range_free(struct range_arena *arena, uint64_t start, uint64_t size);
 
 /* The size of the live range that starts at start. */

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocctl status and allocctl clients: the pools, the daemon and its
+ * connections, as a table or as JSON (docs/cli.md).
+ */
+#include "allocctl.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static double fragmentation(const struct alloc_pool_status *p) {
+        return p->free ? 1.0 - (double)p->largest_free / (double)p->free : 0.0;
+}
+
+/* ---- status ---- */
+
+static json_object *client_json(const struct alloc_client_status *k) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "serial", json_u64(k->serial));
+        json_object_object_add(o, "pid", json_object_new_int(k->pid));
+        json_object_object_add(o, "uid", json_u64(k->uid));
+        json_object_object_add(o, "comm", json_text(k->comm));
+        json_object_object_add(o, "name", json_text(k->name));
+        json_object_object_add(o, "regions", json_u64(k->regions));
+        json_object_object_add(o, "bytes", json_u64(k->bytes));
+        json_object_object_add(o, "waiters", json_u64(k->waiters));
+        return o;
+}
+
+static json_object *clients_json(const struct alloc_status *s) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < s->nclients; i++)
+                json_object_array_add(a, client_json(&s->clients[i]));
+        return a;
+}
+
+static void clients_table(const struct alloc_status *s) {
+        char b1[16], b2[80], b3[80];
+
+        printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
+               "WAITING", "CLIENT");
+        for (size_t i = 0; i < s->nclients; i++) {
+                const struct alloc_client_status *k = &s->clients[i];
+                printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", k->serial, (int)k->pid,
+                       (unsigned)k->uid, text_escape(k->comm, true, b2, sizeof(b2)), k->regions,
+                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, text_escape(k->name, false, b3, sizeof(b3)));
+        }
+}
+
+static json_object *pool_json(const struct alloc_pool_status *p) {
+        json_object *o = json_object_new_object(), *spans = json_object_new_array();
+
+        json_object_object_add(o, "name", json_text(p->name));
+        json_object_object_add(o, "kind", json_text(kind_name(p->kind)));
+        json_object_object_add(o, "size", json_u64(p->size));
+        json_object_object_add(o, "used", json_u64(p->used));
+        json_object_object_add(o, "free", json_u64(p->free));
+        json_object_object_add(o, "largest_free", json_u64(p->largest_free));
+        json_object_object_add(o, "fragmentation", json_object_new_double(fragmentation(p)));
+        json_object_object_add(o, "regions", json_u64(p->regions));
+        json_object_object_add(o, "waiters", json_u64(p->waiters));
+        json_object_object_add(o, "quantum", json_u64(p->quantum));
+        json_object_object_add(o, "backend", *p->backend ? json_text(p->backend) : NULL);
+        if (p->kind != ALLOC_KIND_FPGA)
+                json_object_object_add(o, "isolation", json_text(p->isolated ? "region" : "pool"));
+        json_object_object_add(o, "names", json_text(p->names));
+        if (p->kind == ALLOC_KIND_GPU)
+                json_object_object_add(o, "device", json_object_new_int(p->device));
+        if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
+                json_object *fl = json_object_new_array();
+                if (p->register_flags & ALLOC_REGISTER_PORTABLE)
+                        json_object_array_add(fl, json_object_new_string("portable"));
+                if (p->register_flags & ALLOC_REGISTER_DEVICEMAP)
+                        json_object_array_add(fl, json_object_new_string("devicemap"));
+                json_object_object_add(o, "register_flags", fl);
+        }
+        for (size_t j = 0; j < p->nspans; j++) {
+                json_object *sp = json_object_new_object();
+                json_object_object_add(sp, "base", json_u64(p->spans[j].base));
+                json_object_object_add(sp, "size", json_u64(p->spans[j].size));
+                json_object_array_add(spans, sp);
+        }
+        json_object_object_add(o, "spans", spans);
+        return o;
+}
+
+static void status_text(const struct alloc_status *s) {
+        char up[32], b[5][16], name[80];
+
+        printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
+               s->nclients == 1 ? "" : "s");
+        printf("%-16s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
+               "LARGEST", "FRAG", "REGIONS", "WAITERS");
+        for (size_t i = 0; i < s->npools; i++) {
+                const struct alloc_pool_status *p = &s->pools[i];
+                printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
+                       text_escape(p->name, true, name, sizeof(name)), kind_name(p->kind),
+                       *p->backend ? p->backend : "-", fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16),
+                       fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p),
+                       p->regions, p->waiters);
+        }
+        for (size_t i = 0; i < s->nunavailable; i++) {
+                const struct alloc_unavailable_pool *u = &s->unavailable[i];
+                printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
+                       kind_name(u->kind), u->reason);
+        }
+        /* What the table has no column for: who can reach which bytes, and whose names are whose. */
+        for (size_t i = 0, n = 0; i < s->npools; i++) {
+                const struct alloc_pool_status *p = &s->pools[i];
+                char names[sizeof(p->names) * 4];
+                text_escape(p->name, true, name, sizeof(name));
+                if ((p->isolated || *p->names) && n++ == 0)
+                        putchar('\n');
+                if (p->isolated)
+                        printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
+                               name);
+                if (*p->names)
+                        printf("%s: reserves the names %s\n", name, text_escape(p->names, false, names, sizeof(names)));
+        }
+        if (s->nclients) {
+                putchar('\n');
+                clients_table(s);
+        }
+}
+
+int cmd_status(struct ctl *ctl, int argc, char **argv) {
+        struct alloc_status *s;
+        int r;
+        (void)argc;
+        (void)argv;
+
+        if ((r = alloc_status(ctl->client, &s)) < 0)
+                return request_failed("status", r);
+        if (ctl->json) {
+                json_object *o = json_object_new_object(), *pools = json_object_new_array();
+                json_object_object_add(o, "version", json_text(s->daemon_version));
+                json_object_object_add(o, "uptime", json_u64(s->uptime));
+                json_object_object_add(o, "started", json_u64(s->started));
+                for (size_t i = 0; i < s->npools; i++)
+                        json_object_array_add(pools, pool_json(&s->pools[i]));
+                json_object_object_add(o, "pools", pools);
+                json_object *un = json_object_new_array();
+                for (size_t i = 0; i < s->nunavailable; i++) {
+                        json_object *u = json_object_new_object();
+                        json_object_object_add(u, "name", json_text(s->unavailable[i].name));
+                        json_object_object_add(u, "kind", json_text(kind_name(s->unavailable[i].kind)));
+                        json_object_object_add(u, "reason", json_text(s->unavailable[i].reason));
+                        json_object_array_add(un, u);
+                }
+                json_object_object_add(o, "unavailable", un);
+                json_object_object_add(o, "clients", clients_json(s));
+                json_print(o);
+        } else {
+                status_text(s);
+        }
+        alloc_status_free(s);
+        return EXIT_OK;
+}
+
+/* ---- clients ---- */
+
+int cmd_clients(struct ctl *ctl, int argc, char **argv) {
+        struct alloc_status *s;
+        int r;
+        (void)argc;
+        (void)argv;
+
+        if ((r = alloc_status(ctl->client, &s)) < 0)
+                return request_failed("clients", r);
+        if (ctl->json)
+                json_print(clients_json(s));
+        else
+                clients_table(s);
+        alloc_status_free(s);
+        return EXIT_OK;
+}

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The module: allocd.connect, the exceptions, and the helpers the types share.  Each error code of
+ * liballoc-client(3) has an exception class, so that callers catch what they can handle (WouldBlock,
+ * Timeout) and let the rest through; each also derives from the builtin that means the same (the
+ * standard library's TimeoutError, PermissionError...), so generic handlers work too.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pyallocd.h"
+
+static PyObject *error_base;
+
+static struct error_class {
+        const char *name;
+        int errnos[3];
+        PyObject **builtin; /* a second base, or NULL */
+        const char *doc;
+        PyObject *cls;
+} error_classes[] = {
+        {"NoPool", {ENODEV}, NULL, "No pool of that name (ENODEV).", NULL},
+        {"Quota", {EDQUOT}, NULL, "The uid's quota in the pool would be exceeded (EDQUOT).", NULL},
+        {"WouldBlock",
+         {EAGAIN},
+         &PyExc_BlockingIOError,
+         "No room now and nowait=True, or the name is not sealed yet (EAGAIN).",
+         NULL},
+        {"Timeout",
+         {ETIMEDOUT, ETIME},
+         &PyExc_TimeoutError,
+         "No room or no such name within the timeout (ETIMEDOUT), or allocd did not answer in time (ETIME).",
+         NULL},
+        {"Denied",
+         {EACCES, EPERM},
+         &PyExc_PermissionError,
+         "The pool's owner, group and mode forbid it (EACCES).",
+         NULL},
+        {"NotFound", {ENOENT}, &PyExc_FileNotFoundError, "No region published under that name (ENOENT).", NULL},
+        {"Exists",
+         {EEXIST},
+         &PyExc_FileExistsError,
+         "The name is published already, or in another pool or by another owner than asked (EEXIST).",
+         NULL},
+        {"TooBig", {E2BIG}, NULL, "The request cannot fit even in the empty pool (E2BIG).", NULL},
+        {"Limit", {EMFILE}, NULL, "A limit of allocd: connections, regions, waiters or names (EMFILE).", NULL},
+        {"Invalid",
+         {EINVAL, EOVERFLOW},
+         &PyExc_ValueError,
+         "allocd refused an argument (EINVAL), or count x size overflows (EOVERFLOW).",
+         NULL},
+        {"Disconnected",
+         {ECONNRESET, ECONNREFUSED, EPIPE},
+         &PyExc_ConnectionError,
+         "The connection to allocd is gone, or there is no allocd at the socket (ECONNRESET, ECONNREFUSED).",
+         NULL},
+};
+
+PyObject *py_raise_msg(int err, const char *fmt, ...) {
+        PyObject *cls = error_base, *msg, *exc;
+        va_list ap;
+
+        if (err < 0)
+                err = -err;
+        for (size_t i = 0; i < sizeof(error_classes) / sizeof(error_classes[0]); i++)
+                for (size_t j = 0; j < 3 && error_classes[i].errnos[j]; j++)
+                        if (error_classes[i].errnos[j] == err)
+                                cls = error_classes[i].cls;
+        va_start(ap, fmt);
+        msg = PyUnicode_FromFormatV(fmt, ap);
+        va_end(ap);
+        if (!msg)
+                return NULL;
+        exc = PyObject_CallFunction(cls, "iO", err, msg);
+        if (exc && PyObject_SetAttrString(exc, "message", msg) == 0)
+                PyErr_SetObject(cls, exc);
+        Py_XDECREF(exc);
+        Py_DECREF(msg);
+        return NULL;
+}
+
+PyObject *py_raise(int err) {
+        const char *m = alloc_last_error();
+        return py_raise_msg(err, "%s", *m ? m : strerror(err < 0 ? -err : err));
+}
+
+int py_client_enter(struct py_client *cl) {
+        if (cl->closed || !cl->c) {
+                PyErr_SetString(PyExc_ValueError, "the allocd client is closed");
+                return -1;
+        }
+        cl->holds++;
+        return 0;
+}
+
+void py_client_leave(struct py_client *cl) {
+        if (--cl->holds == 0 && cl->closed && cl->c) {
+                struct alloc_client *c = cl->c;
+                cl->c = NULL;
+                PyThreadState *ts = PyEval_SaveThread();
+                alloc_disconnect(c);
+                PyEval_RestoreThread(ts);
+        }
+}
+
+/* Names and client names are bytes to allocd; surrogateescape gives back exactly the bytes it sent. */
+PyObject *py_text(const char *s) {
+        return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "surrogateescape");
+}
+
+int py_name_arg(PyObject *o, void *ret) {
+        PyObject **out = ret, *b = NULL;
+
+        if (!o) { /* the cleanup call of an O& converter */
+                Py_CLEAR(*out);
+                return 1;
+        }
+        if (o == Py_None) {
+                *out = NULL;
+                return 1;
+        }
+        if (PyUnicode_Check(o))
+                b = PyUnicode_AsEncodedString(o, "utf-8", "surrogateescape");
+        else if (PyBytes_Check(o))
+                b = Py_NewRef(o);
+        else
+                PyErr_Format(PyExc_TypeError, "a name is a str or bytes, not %.80s", Py_TYPE(o)->tp_name);
+        if (!b)
+                return 0;
+        if ((size_t)PyBytes_GET_SIZE(b) != strlen(PyBytes_AS_STRING(b))) {
+                PyErr_SetString(PyExc_ValueError, "a name may not contain a NUL character");
+                Py_DECREF(b);
+                return 0;
+        }
+        *out = b;
+        return Py_CLEANUP_SUPPORTED;
+}
+
+int py_timeout_ms(PyObject *o, const char *what, bool zero_ok, uint32_t *ret) {
+        double s = PyFloat_AsDouble(o);
+
+        if (s == -1.0 && PyErr_Occurred()) {
+                PyErr_Format(PyExc_TypeError, "%s is in seconds (an int or a float), not %.80s", what,
+                             Py_TYPE(o)->tp_name);
+                return -1;
+        }
+        if (!(s >= 0) || (!zero_ok && s == 0) || ceil(s * 1000) > UINT32_MAX) {
+                PyErr_Format(PyExc_ValueError, "%s=%R: seconds, %s and at most %u", what, o,
+                             zero_ok ? "0 or more" : "more than 0", UINT32_MAX / 1000);
+                return -1;
+        }
+        *ret = (uint32_t)ceil(s * 1000);
+        return 0;
+}
+
+const char *py_kind_name(enum alloc_kind k) {
+        static const char *names[] = {"host", "fpga", "pinned", "gpu"};
+
+        return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
+}
+
+static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
+        static char *kwlist[] = {"socket", "name", NULL};
+        PyObject *sock = NULL, *name = NULL;
+        struct py_client *cl = NULL;
+        struct alloc_client *c = NULL;
+        PyThreadState *ts;
+        int r;
+        (void)self;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&:connect", kwlist, PyUnicode_FSConverter, &sock, py_name_arg,
+                                         &name))
+                goto out;
+        ts = PyEval_SaveThread();
+        r = alloc_connect(&c, sock ? PyBytes_AS_STRING(sock) : NULL, name ? PyBytes_AS_STRING(name) : NULL);
+        PyEval_RestoreThread(ts);
+        if (r < 0) {
+                py_raise(r);
+                goto out;
+        }
+        cl = PyObject_New(struct py_client, &py_client_type);
+        if (!cl) {
+                alloc_disconnect(c);
+                goto out;
+        }
+        cl->c = c;
+        cl->closed = false;
+        cl->holds = 0;
+out:
+        Py_XDECREF(sock);
+        Py_XDECREF(name);
+        return (PyObject *)cl;
+}
+
+static PyObject *py_cuda_unavailable(PyObject *self, PyObject *unused) {
+        const char *why;
+        (void)self;
+        (void)unused;
+
+        PyThreadState *ts = PyEval_SaveThread();
+        why = alloc_cuda_unavailable();
+        PyEval_RestoreThread(ts);
+        if (!why)
+                Py_RETURN_NONE;
+        return py_text(why);
+}
+
+static PyMethodDef module_methods[] = {
+        {"connect", (PyCFunction)(void (*)(void))py_connect, METH_VARARGS | METH_KEYWORDS,
+         "connect(socket=None, name=None) -> Client\n\n"
+         "Connects to allocd at socket (None: $ALLOCD_SOCKET, else the system daemon's /run/allocd/allocd.sock,\n"
+         "else $XDG_RUNTIME_DIR/allocd/allocd.sock).  name (None: the program's name) shows in allocctl status.\n"
+         "The connection is a lease: what it holds goes back to allocd when it closes or the process ends."},
+        {"cuda_unavailable", py_cuda_unavailable, METH_NOARGS,
+         "cuda_unavailable() -> str or None\n\nNone if this process can use CUDA, else why not, in words."},
+        {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+        PyModuleDef_HEAD_INIT,
+        .m_name = "allocd",
+        .m_doc = "Regions of allocd's memory pools, shared between processes, as buffers, NumPy arrays and\n"
+                 "DLPack tensors (PyTorch, CuPy) without a copy.  See docs/python.md.",
+        .m_size = -1,
+        .m_methods = module_methods,
+};
+
+static int add_errors(PyObject *m) {
+        error_base = PyErr_NewExceptionWithDoc("allocd.Error",
+                                               "An allocd request failed.  errno is the error code of "
+                                               "liballoc-client(3), message what allocd said.",
+                                               PyExc_OSError, NULL);
+        if (!error_base || PyModule_AddObjectRef(m, "Error", error_base) < 0)
+                return -1;
+        for (size_t i = 0; i < sizeof(error_classes) / sizeof(error_classes[0]); i++) {
+                struct error_class *e = &error_classes[i];
+                char qual[64];
+                PyObject *bases = e->builtin ? PyTuple_Pack(2, error_base, *e->builtin) : PyTuple_Pack(1, error_base);
+
+                snprintf(qual, sizeof(qual), "allocd.%s", e->name);
+                e->cls = bases ? PyErr_NewExceptionWithDoc(qual, e->doc, bases, NULL) : NULL;
+                Py_XDECREF(bases);
+                if (!e->cls || PyModule_AddObjectRef(m, e->name, e->cls) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+PyMODINIT_FUNC PyInit_allocd(void);
+
+PyMODINIT_FUNC PyInit_allocd(void) {
+        PyObject *m;
+
+        if (PyType_Ready(&py_client_type) < 0 || PyType_Ready(&py_region_type) < 0 || PyType_Ready(&py_view_type) < 0)
+                return NULL;
+        m = PyModule_Create(&module_def);
+        if (!m)
+                return NULL;
+        if (add_errors(m) < 0 || PyModule_AddObjectRef(m, "Client", (PyObject *)&py_client_type) < 0 ||
+            PyModule_AddObjectRef(m, "Region", (PyObject *)&py_region_type) < 0 ||
+            PyModule_AddObjectRef(m, "View", (PyObject *)&py_view_type) < 0 || py_dlpack_add_constants(m) < 0) {
+                Py_DECREF(m);
+                return NULL;
+        }
+        return m;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* The invariant checker of the range allocator, for the tests and the fuzzers: O(n) a call. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "range-internal.h"
+
+#define BAD(...)                                                                                                       \
+        do {                                                                                                           \
+                snprintf(why, why_size, __VA_ARGS__);                                                                  \
+                return -EUCLEAN;                                                                                       \
+        } while (0)
+
+/* Checks the subtree under i; *count gets its size. */
+static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent, uint64_t lo, uint64_t hi,
+                       uint64_t *count, char *why, size_t why_size) {
+        if (!i)
+                return 0;
+        const struct seg *s = &a->segs[i];
+        uint64_t nl = 0, nr = 0;
+        if (s->state != SEG_FREE)
+                BAD("treap node %u is not free", i);
+        if (s->parent != parent)
+                BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
+        if (s->start < lo || s->start > hi)
+                BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
+        if (parent && prio(a, i) > prio(a, parent))
+                BAD("treap node %u outranks its parent", i);
+        if (s->max != node_max(a, i))
+                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,
+                    (unsigned long long)node_max(a, i));
+        int r = check_treap(a, s->left, i, lo, s->start, &nl, why, why_size);
+        if (r == 0)
+                r = check_treap(a, s->right, i, s->start, hi, &nr, why, why_size);
+        *count = 1 + nl + nr;
+        return r;
+}
+
+void range_arena_drop_tree(struct range_arena *a) {
+        a->tree = false;
+}
+
+int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
+        uint32_t prev = NIL;
+        for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
+                const struct seg *s = &a->segs[i];
+                if (i > a->hw)
+                        BAD("tag %u in the address list is above the highest handed out, %u", i, a->hw);
+                if (s->aprev != prev)
+                        BAD("tag %u: aprev %u, expected %u", i, s->aprev, prev);
+                if (s->size == 0 || (s->start | s->size) & (a->quantum - 1))
+                        BAD("tag %u: %#llx+%#llx", i, (unsigned long long)s->start, (unsigned long long)s->size);
+                if (prev && seg_end(&a->segs[prev]) > s->start)
+                        BAD("tag %u overlaps its predecessor", i);
+                if (prev && s->state == SEG_FREE && a->segs[prev].state == SEG_FREE &&
+                    seg_end(&a->segs[prev]) == s->start)
+                        BAD("tags %u and %u are touching free segments", prev, i);
+                total += s->size;
+                if (s->state == SEG_FREE) {
+                        nfree++;
+                        if (s->list != list_of(s->start, s->size))
+                                BAD("free tag %u is filed on list %u, belongs on %u", i, s->list,
+                                    list_of(s->start, s->size));
+                        uint32_t j = a->lists[s->list];
+                        while (j && j != i)
+                                j = a->segs[j].lnext;
+                        if (!j)
+                                BAD("free tag %u is not on its free list", i);
+                } else if (s->state == SEG_USED) {
+                        nused++;
+                        in_use += s->size;
+                        if (hash_find(a, s->start, NULL) != i)
+                                BAD("used tag %u is not in the hash", i);
+                } else
+                        BAD("tag %u in the address list is spare", i);
+        }
+        if (prev != a->tail)
+                BAD("tail is %u, expected %u", a->tail, prev);
+        if (nfree != a->nfree || nused != a->nused || total != a->total || in_use != a->in_use)
+                BAD("counters differ from the address list");
+        uint64_t listed = 0;
+        for (unsigned k = 0; k < NLISTS; k++) {
+                if (!a->lists[k] != !(a->list_bits[k / 64] & (UINT64_C(1) << (k % 64))))
+                        BAD("list bitmap wrong at %u", k);
+                for (uint32_t j = a->lists[k]; j && listed <= nfree; j = a->segs[j].lnext, listed++)
+                        if (a->segs[j].state != SEG_FREE || a->segs[j].list != k)
+                                BAD("tag %u on free list %u is not a free segment of that list", j, k);
+        }
+        if (listed != nfree)
+                BAD("the free lists hold %llu segments or more, %llu are free", (unsigned long long)listed,
+                    (unsigned long long)nfree);
+        /* Every tag handed out is in the address list or spare (a compaction must lose none). */
+        uint64_t nspare = 0;
+        for (uint32_t i = a->spare; i && nspare <= a->hw; i = a->segs[i].anext, nspare++)
+                if (i > a->hw || a->segs[i].state != SEG_SPARE)
+                        BAD("tag %u on the spare list is not a spare tag", i);
+        if (nspare != a->nspare || nfree + nused + nspare != a->hw || (a->hw && a->hw >= a->cap))
+                BAD("tags 1 to %u of %llu handed out: %llu segments, %llu spare (%u counted)", a->hw,
+                    (unsigned long long)a->cap, (unsigned long long)(nfree + nused), (unsigned long long)nspare,
+                    a->nspare);
+        if (nused > a->nbuckets)
+                BAD("%llu used segments in %u hash buckets", (unsigned long long)nused, a->nbuckets);
+        if (!a->tree)
+                return 0;
+        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
+        if (r < 0)
+                return r;
+        if (count != nfree)
+                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count, (unsigned long long)nfree);
+        return 0;
+}
