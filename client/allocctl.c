@@ -130,8 +130,8 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
         json_object_object_add(o, "size", json_u64(r->size));
         json_object_object_add(o, "flags", flags_json(r->flags));
         json_object_object_add(o, "format", json_text(format_name(r->format)));
-        json_object_object_add(o, "chunk_size", r->format == ALLOC_FORMAT_FALLOC ? u64(r->chunk_size) : NULL);
-        json_object_object_add(o, "chunk_count", r->format == ALLOC_FORMAT_FALLOC ? u64(r->chunk_count) : NULL);
+        json_object_object_add(o, "chunk_size", r->format == ALLOC_FORMAT_FALLOC ? json_u64(r->chunk_size) : NULL);
+        json_object_object_add(o, "chunk_count", r->format == ALLOC_FORMAT_FALLOC ? json_u64(r->chunk_count) : NULL);
         json_object_object_add(o, "name", *r->name ? json_text(r->name) : NULL);
         json_object_object_add(o, "refs", json_u64(r->refs));
         json_object_object_add(o, "uid", json_u64(r->uid));
