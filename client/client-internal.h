@@ -6,10 +6,13 @@
  * What the files of liballoc-client tell each other; none of it is exported
  * (liballoc-client.sym).  Each file owns its state:
  *
- *   transport.c  the connection: socket, Hello, requests and the replies
- *                matched to them by id, last_error, disconnect
+ *   transport.c  requests and the replies matched to them by id, last_error,
+ *                spinning for a reply
+ *   pipeline.c   requests no one waits for (pipelined frees and detaches)
+ *   connect.c    the socket, Hello, settings, disconnect
  *   pool-map.c   the pools this connection has mapped, by name and by address
- *   region.c     alloc, free, attach, detach
+ *   region.c     alloc, free, attach, detach, batches
+ *   held.c       the regions this connection holds, so that frees need not wait
  *   status.c     alloc_status, alloc_dump
  *
  * Dependencies run one way: region.c and status.c call transport.c, which
@@ -53,6 +56,27 @@ int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply_
                     Allocd__Reply **ret);
 /* The connection's table of mapped pools; it lives as long as c. */
 struct pool_table *client_pools(struct alloc_client *c);
+/* The connection's table of the regions it holds (held.c); it lives as long as c. */
+struct held *client_held(struct alloc_client *c);
+
+/*
+ * Sends req (a Free, Detach or a batch of frees of the n regions in ids, all held and taken out
+ * of client_held already) without waiting for its reply: whoever reads next files the reply, and
+ * a refusal puts ids back in the table and is kept for client_sync.  At most PIPE_MAX such
+ * requests are in flight: beyond, this waits for the oldest to be answered.
+ */
+#define PIPE_MAX 64
+int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n);
+/* Waits until every pipelined request on c is answered; the first refusal among them since the last call, or 0. */
+int client_sync(struct alloc_client *c);
+
+/* held.c: id -> references, under its own lock. */
+struct held *held_new(void);
+struct held *held_free(struct held *h);
+/* One reference more to each of ids (out of memory: not recorded, so frees of it wait for allocd). */
+void held_add(struct held *h, const uint64_t *ids, size_t n);
+/* Takes one reference to each of ids, all or none: false (nothing taken) if one is not held. */
+bool held_take(struct held *h, const uint64_t *ids, size_t n);
 
 /* pool-map.c */
 
@@ -103,11 +127,11 @@ struct pool_table *pool_table_new(void);
 struct pool_table *pool_table_free(struct pool_table *t);
 
 /*
- * Maps the pool whose fd came with reply (a Region reply: its pool, size,
- * kind and backing say how) and adds it to t.  fd stays the caller's.  0, or
- * a negative errno value with the reason in err; then t is as it was and
- * nothing of the mapping is left.  -EPROTO if the reply is not one that may
- * carry a pool fd, or the pool is mapped already (allocd sends it once).
+ * Maps the pool whose fd came with reply (a Region reply, or a RegionBatch
+ * whose first region names the pool: its pool, size, kind and backing say how) and adds it to t.  fd stays the
+ * caller's.  0, or a negative errno value with the reason in err; then t is as it was and nothing of the mapping is
+ * left.  -EPROTO if the reply is not one that may carry a pool fd, or the pool is mapped already (allocd sends it
+ * once).
  */
 int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
 

@@ -236,6 +236,10 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
 
 int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize) {
         const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
+
+        /* A batch's fd belongs to its first region, the one that names the pool. */
+        if (reply->body_case == ALLOCD__REPLY__BODY_BATCH && reply->batch->n_regions)
+                g = reply->batch->regions[0];
         struct pool_map *m;
         int r;
 

@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Regions: alloc, free, attach, detach, seal.  Each is one request and its reply;
- * a region reply becomes a struct alloc_region through the pool it lies in,
- * which the reading thread mapped (pool-map.c) if the reply brought its fd.
+ * Regions: alloc, free, attach, detach, seal, and batches of allocs and
+ * frees.  Each is one request and its reply; a region reply becomes a struct
+ * alloc_region through the pool it lies in, which the reading thread mapped
+ * (pool-map.c) if the reply brought its fd.
+ *
+ * Every region handed out is recorded as held (held.c).  A Free or Detach of
+ * regions all held is pipelined: it goes without waiting for its reply,
+ * since allocd can refuse it only for what the library cannot see, and that
+ * refusal waits for alloc_region_sync (docs/protocol.md, "Pipelining").
+ * Anything else waits for allocd's word, as the _sync variants always do.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "client-internal.h"
+#include "wire.h"
+
+_Static_assert(ALLOC_BATCH_MAX == WIRE_MAX_BATCH, "a batch is the protocol's");
 
 /* Where region g is in this process: its host pointer, device address and device. */
 static int locate(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
@@ -26,24 +38,16 @@ static int locate(struct alloc_client *c, const Allocd__Region *g, const struct 
         return 0;
 }
 
-/* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
-static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map,
-                       struct alloc_region *ret) {
-        const Allocd__Region *g = reply->region;
+/* Region g as this process sees it. */
+static int region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
+                      struct alloc_region *ret) {
         struct alloc_region out = {.device = -1};
         int r;
 
-        if (reply->body_case != ALLOCD__REPLY__BODY_REGION || !g || !g->has_id || !g->pool)
+        if (!g || !g->has_id || !g->pool)
                 return client_fail(-EPROTO, "allocd answered without a region");
-        if (g->kind != ALLOCD__POOL_KIND__FPGA) {
-                r = locate(c, g, map, &out);
-                if (r < 0) {
-                        char why[CLIENT_ERROR_MAX];
-                        snprintf(why, sizeof(why), "%s", alloc_last_error());
-                        alloc_region_detach(c, g->id); /* nothing leaks; its result does not change ours */
-                        return client_fail(r, "%s", why);
-                }
-        }
+        if (g->kind != ALLOCD__POOL_KIND__FPGA && (r = locate(c, g, map, &out)) < 0)
+                return r;
         out.id = g->id;
         out.kind = (enum alloc_kind)g->kind;
         out.addr = g->offset;
@@ -57,6 +61,40 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
         out.chunk_count = g->chunk_count;
         out.formatted_by_allocd = g->formatted_by_allocd;
         *ret = out;
+        return 0;
+}
+
+/* Gives back regions a reply granted that cannot be handed to the caller; the failure r stays the call's. */
+static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region);
+
+static int refuse_grant(struct alloc_client *c, Allocd__Request *req, int r) {
+        char why[CLIENT_ERROR_MAX];
+
+        snprintf(why, sizeof(why), "%s", alloc_last_error());
+        run(c, req, NULL); /* nothing leaks; its result does not change ours */
+        return client_fail(r, "%s", why);
+}
+
+/* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map,
+                       struct alloc_region *ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Detach d = ALLOCD__DETACH__INIT;
+        int r;
+
+        if (reply->body_case != ALLOCD__REPLY__BODY_REGION)
+                return client_fail(-EPROTO, "allocd answered without a region");
+        if ((r = region_out(c, reply->region, map, ret)) < 0) {
+                if (r == -EPROTO && (!reply->region || !reply->region->has_id))
+                        return r;
+                d.has_region = true;
+                d.region = reply->region->id;
+                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
+                req.detach = &d;
+                region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
+                return refuse_grant(c, &req, r);
+        }
+        held_add(client_held(c), &ret->id, 1);
         return 0;
 }
 
@@ -79,83 +117,150 @@ static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region
         return r;
 }
 
+/* An Alloc of pool with opts (NULL: none), all but its size. */
+static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opts *opts) {
+        static const struct alloc_opts none;
+
+        if (!opts)
+                opts = &none;
+        a->pool = (char *)pool;
+        a->has_count = opts->count != 0;
+        a->count = opts->count;
+        /* Only what differs from the protocol's defaults goes on the wire: fewer fields, less to code. */
+        a->has_align = (a->align = opts->align) != 0;
+        a->has_phase = (a->phase = opts->phase) != 0;
+        a->has_boundary = (a->boundary = opts->boundary) != 0;
+        a->has_low = (a->low = opts->low) != 0;
+        a->has_high = (a->high = opts->high) != 0;
+        a->has_flags = (a->flags = opts->flags) != 0;
+        a->has_numa_node = opts->on_node;
+        a->numa_node = opts->on_node ? opts->numa_node : -1;
+        if (opts->on_node && opts->numa_node < 0)
+                return client_fail(-EINVAL, "on_node is set but numa_node is %d", opts->numa_node);
+        a->has_timeout_ms = opts->timeout_ms != 0;
+        a->timeout_ms = opts->timeout_ms;
+        a->name = (char *)opts->name;
+        a->has_format = opts->format != ALLOC_FORMAT_RAW;
+        a->format = (Allocd__Format)opts->format;
+        a->has_chunk_size = opts->chunk_size != 0;
+        a->chunk_size = opts->chunk_size;
+        return 0;
+}
+
 int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                      struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-        static const struct alloc_opts none;
 
         if (!pool || !ret)
                 return client_fail(-EINVAL, "alloc_region_new: pool and ret must not be NULL");
-        if (!opts)
-                opts = &none;
-        a.pool = (char *)pool;
+        if (alloc_fill(&a, pool, opts) < 0)
+                return -EINVAL;
         a.has_size = true;
         a.size = size;
-        a.has_count = opts->count != 0;
-        a.count = opts->count;
-        /* Only what differs from the protocol's defaults goes on the wire: fewer fields, less to code. */
-        a.has_align = (a.align = opts->align) != 0;
-        a.has_phase = (a.phase = opts->phase) != 0;
-        a.has_boundary = (a.boundary = opts->boundary) != 0;
-        a.has_low = (a.low = opts->low) != 0;
-        a.has_high = (a.high = opts->high) != 0;
-        a.has_flags = (a.flags = opts->flags) != 0;
-        a.has_numa_node = opts->on_node;
-        a.numa_node = opts->on_node ? opts->numa_node : -1;
-        if (opts->on_node && opts->numa_node < 0)
-                return client_fail(-EINVAL, "on_node is set but numa_node is %d", opts->numa_node);
-        a.has_timeout_ms = opts->timeout_ms != 0;
-        a.timeout_ms = opts->timeout_ms;
-        a.name = (char *)opts->name;
-        a.has_format = opts->format != ALLOC_FORMAT_RAW;
-        a.format = (Allocd__Format)opts->format;
-        a.has_chunk_size = opts->chunk_size != 0;
-        a.chunk_size = opts->chunk_size;
         req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
         req.alloc = &a;
         return run(c, &req, ret);
 }
 
-/* Free, Detach and Seal: a region id, and an empty answer. */
-static int on_region(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id) {
+/*
+ * Gives back the n regions of ids with req (a Free, Detach or FreeBatch): without waiting when the
+ * connection holds them all and pipe allows it, else waiting for allocd's answer.  Each reference
+ * given back drops one of an isolation = region region's mapping here (region-map.c); a pipelined
+ * one at once, since its caller is done with the memory.
+ */
+static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe) {
+        bool piped;
+        int r;
+
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "no connection (NULL)");
+        piped = pipe && held_take(client_held(c), ids, n);
+        r = piped ? client_send_pipelined(c, req, ids, n) : run(c, req, NULL);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                /* What allocd took back is not held any longer; an id held by no record here (PERSIST) is skipped. */
+                if (!piped)
+                        held_take(client_held(c), &ids[i], 1);
+                region_table_drop(client_regions(c), ids[i]);
+        }
+        return r;
+}
+
+/* Free or Detach of one region. */
+static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id, bool pipe) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
         Allocd__Detach d = ALLOCD__DETACH__INIT;
-        Allocd__Seal s = ALLOCD__SEAL__INIT;
 
         req.body_case = what;
         if (what == ALLOCD__REQUEST__BODY_FREE) {
                 f.has_region = true;
                 f.region = id;
                 req.free = &f;
-        } else if (what == ALLOCD__REQUEST__BODY_DETACH) {
+        } else {
                 d.has_region = true;
                 d.region = id;
                 req.detach = &d;
-        } else {
-                s.has_region = true;
-                s.region = id;
-                req.seal = &s;
         }
-        return run(c, &req, NULL);
-}
-
-/* Free and Detach drop a reference: the last one of an isolation = region region unmaps it here. */
-static int drop(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id) {
-        int r = on_region(c, what, id);
-
-        if (r == 0)
-                region_table_drop(client_regions(c), id);
-        return r;
+        return give_back(c, &req, &id, 1, pipe);
 }
 
 int alloc_region_free(struct alloc_client *c, uint64_t id) {
-        return drop(c, ALLOCD__REQUEST__BODY_FREE, id);
+        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+}
+
+int alloc_region_free_sync(struct alloc_client *c, uint64_t id) {
+        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, false);
+}
+
+int alloc_region_detach(struct alloc_client *c, uint64_t id) {
+        return give_back_one(c, ALLOCD__REQUEST__BODY_DETACH, id, true);
+}
+
+int alloc_region_detach_sync(struct alloc_client *c, uint64_t id) {
+        return give_back_one(c, ALLOCD__REQUEST__BODY_DETACH, id, false);
+}
+
+int alloc_region_sync(struct alloc_client *c) {
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_region_sync: c is NULL");
+        return client_sync(c);
+}
+
+int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+        uint64_t *sorted, dup;
+
+        if (n == 0 || n > ALLOC_BATCH_MAX || !ids)
+                return client_fail(-EINVAL, "alloc_region_free_batch: 1 to %d ids, not %zu%s", ALLOC_BATCH_MAX, n,
+                                   ids ? "" : " (ids is NULL)");
+        /* allocd refuses a batch that names a region twice; that much is plain here, so it fails here. */
+        if (!(sorted = malloc(n * sizeof(*ids))))
+                return client_fail(-ENOMEM, "out of memory");
+        dup = wire_first_duplicate(ids, n, sorted);
+        free(sorted);
+        if (dup)
+                return client_fail(-EINVAL, "alloc_region_free_batch: region %llu appears twice; name each once",
+                                   (unsigned long long)dup);
+        fb.n_regions = n;
+        fb.regions = (uint64_t *)ids;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+        req.free_batch = &fb;
+        return give_back(c, &req, ids, n, true);
 }
 
 int alloc_region_seal(struct alloc_client *c, uint64_t id) {
-        return on_region(c, ALLOCD__REQUEST__BODY_SEAL, id);
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Seal s = ALLOCD__SEAL__INIT;
+
+        s.has_region = true;
+        s.region = id;
+        req.body_case = ALLOCD__REQUEST__BODY_SEAL;
+        req.seal = &s;
+        return run(c, &req, NULL);
 }
 
 int alloc_region_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
@@ -179,6 +284,64 @@ int alloc_region_attach(struct alloc_client *c, const char *name, const struct a
         return run(c, &req, ret);
 }
 
-int alloc_region_detach(struct alloc_client *c, uint64_t id) {
-        return drop(c, ALLOCD__REQUEST__BODY_DETACH, id);
+/* The n regions of a batch reply into ret; on failure all are given back, so nothing leaks. */
+static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map, size_t n,
+                      struct alloc_region *ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+        const Allocd__RegionBatch *b = reply->body_case == ALLOCD__REPLY__BODY_BATCH ? reply->batch : NULL;
+        uint64_t ids[ALLOC_BATCH_MAX];
+        int r = 0;
+
+        if (!b || b->n_regions != n || !b->regions[0]->pool)
+                return client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else", n);
+        for (size_t i = 0; i < n; i++) {
+                Allocd__Region g = *b->regions[i]; /* a copy: the reply's own strings are freed with it */
+                if (!g.has_id)
+                        return client_fail(-EPROTO, "allocd answered a batch with a region without an id");
+                if (!g.pool)
+                        g.pool = b->regions[0]->pool; /* only the first names it (docs/protocol.md) */
+                if (r == 0)
+                        r = region_out(c, &g, map, &ret[i]);
+                ids[i] = g.id;
+        }
+        if (r < 0) {
+                fb.n_regions = n;
+                fb.regions = ids;
+                req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+                req.free_batch = &fb;
+                return refuse_grant(c, &req, r);
+        }
+        held_add(client_held(c), ids, n);
+        return 0;
+}
+
+int alloc_region_new_batch(struct alloc_client *c, const char *pool, const uint64_t *sizes, size_t n,
+                           const struct alloc_opts *opts, struct alloc_region *ret) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__AllocBatch b = ALLOCD__ALLOC_BATCH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Reply *reply;
+        struct map_error map;
+        int r;
+
+        client_clear_error();
+        if (!c || !pool || !sizes || !ret)
+                return client_fail(-EINVAL, "alloc_region_new_batch: c, pool, sizes and ret must not be NULL");
+        if (n == 0 || n > ALLOC_BATCH_MAX)
+                return client_fail(-EINVAL, "alloc_region_new_batch: a batch is 1 to %d regions, not %zu",
+                                   ALLOC_BATCH_MAX, n);
+        if (alloc_fill(&a, pool, opts) < 0)
+                return -EINVAL;
+        b.alloc = &a;
+        b.n_sizes = n;
+        b.sizes = (uint64_t *)sizes;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC_BATCH;
+        req.alloc_batch = &b;
+        if ((r = client_call(c, &req, &reply, &map)) < 0)
+                return r;
+        if ((r = client_reply_error(reply)) == 0)
+                r = take_batch(c, reply, &map, n, ret);
+        allocd__reply__free_unpacked(reply, NULL);
+        return r;
 }

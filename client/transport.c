@@ -21,10 +21,24 @@
  * consumed (a pool fd mapped, since allocd sends each pool's fd once), and a
  * region granted to no one given back, or the connection would hold memory
  * its owner never learned of.
+ *
+ * Pipelined requests (pipeline.c) are listed like any other, but no caller
+ * waits for them: whoever reads next hands their replies to pipeline.c.
+ * Making and ending a connection is connect.c's; the structures all three
+ * share are in connection.h.
+ *
+ * Spinning: a thread about to sleep for a reply first polls the socket
+ * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
+ * the CPU between tries so that an allocd on the same CPU can run: a reply
+ * within that time costs no wake-up.  Adaptive: a reply that took longer
+ * than spin_ns halves the next spin, one that came within it restores the
+ * whole, so clients that outnumber the CPUs (each reply late) soon stop
+ * burning CPU on each other, and a connection that talks fast spins again.
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,38 +49,9 @@
 #include <unistd.h>
 
 #include "client-internal.h"
+#include "connection.h"
 #include "duration.h"
-#include "kind-internal.h"
 #include "wire.h"
-
-#define DEFAULT_TIMEOUT_MS 30000
-
-struct pending {
-        uint64_t id;
-        Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */
-        bool abandoned;                 /* its caller timed out; the entry is on the heap */
-        Allocd__Reply *reply;
-        struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
-        struct pending *next;
-};
-
-struct alloc_client {
-        int fd;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        uint64_t next_id;
-        bool reading;
-        int sleepers; /* threads in pthread_cond_wait */
-        int dead;     /* 0, or the negative errno that ended the connection */
-        char dead_msg[256];
-        struct pending *pending;
-        struct pool_table *pools;
-        struct region_table *regions; /* isolation = region pools' regions, each its own mapping */
-        uint32_t timeout_ms;          /* each request's, beyond the wait it asks for; 0: none */
-        uint32_t wait_ms;             /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
-        char path[108];               /* sizeof(sun_path), for messages */
-        uint8_t rbuf[WIRE_MAX_PACKET];
-};
 
 /* Per thread, so that one thread's failure does not overwrite the words of another's. */
 static __thread char last_error[CLIENT_ERROR_MAX];
@@ -96,8 +81,17 @@ struct pool_table *client_pools(struct alloc_client *c) {
         return c->pools;
 }
 
+struct held *client_held(struct alloc_client *c) {
+        return c->held;
+}
+
+/* Why the connection is unusable, as a call's failure. */
+int conn_fail_dead(const struct alloc_client *c) {
+        return client_fail(c->dead, "%s (%s)", c->dead_msg, strerror(-c->dead));
+}
+
 /* The connection is unusable from now on; every call reports why.  Lock held. */
-static void die(struct alloc_client *c, int r, const char *why) {
+void conn_die(struct alloc_client *c, int r, const char *why) {
         if (c->dead)
                 return;
         /* However the socket says it, a peer that went away is one documented error. */
@@ -126,7 +120,7 @@ static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
 
         if (len > sizeof(buf) || wire_send(c->fd, buf, allocd__request__pack(req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
                 /* Hanging up gives it back: allocd releases all the connection holds. */
-                die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
+                conn_die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
                 shutdown(c->fd, SHUT_RDWR);
         }
 }
@@ -165,27 +159,63 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
         return !c->dead;
 }
 
+static uint64_t now_ns(void) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A packet that arrives within spin_ns, read without sleeping; -EAGAIN if none did.  Yielding between
+ * tries lets an allocd that shares this CPU run; where it has a CPU of its own, sched_yield returns at
+ * once.
+ */
+static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size_t *nfds) {
+        uint64_t end = now_ns() + spin_ns;
+        ssize_t n;
+
+        for (;;) {
+                *nfds = 1;
+                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), fd, nfds, MSG_DONTWAIT);
+                if (n != -EAGAIN || now_ns() >= end)
+                        return n;
+                sched_yield();
+        }
+}
+
 /*
  * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
  * false if deadline (NULL: none) passed with nothing to read.
  */
-static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
+bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
         struct wire_budget budget;
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int fd = -1, k = 1;
         size_t nfds = 1;
-        ssize_t n = 0;
+        ssize_t n = -EAGAIN;
+        bool drain = deadline && ms_left(deadline) == 0; /* what has arrived, nothing more */
+        uint64_t spin = drain ? 0 : c->spin_now, start = c->spin_ns && !drain ? now_ns() : 0;
 
         c->reading = true;
         pthread_mutex_unlock(&c->lock);
-        if (deadline)
-                do
-                        k = poll(&pfd, 1, ms_left(deadline));
-                while (k < 0 && errno == EINTR);
-        if (k != 0)
-                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
+        if (spin)
+                n = spin_recv(c, spin, &fd, &nfds);
+        if (n == -EAGAIN) {
+                if (deadline)
+                        do
+                                k = poll(&pfd, 1, ms_left(deadline));
+                        while (k < 0 && errno == EINTR);
+                if (k != 0) {
+                        nfds = 1;
+                        n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
+                }
+        }
         pthread_mutex_lock(&c->lock);
         c->reading = false;
+        /* A reply that came within spin_ns, spun for or not, says spinning pays on this connection. */
+        if (start && n > 0)
+                c->spin_now = now_ns() - start <= c->spin_ns ? c->spin_ns : c->spin_now / 2;
         if (k == 0) {
                 /* Another waiter, with a later deadline, may read instead. */
                 if (c->sleepers)
@@ -193,23 +223,28 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                 return false;
         }
         if (n <= 0) {
-                die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
+                conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
-                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, NULL, 0);
+                /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */
+                wire_budget_init(&budget, 16 * WIRE_MAX_PACKET, NULL, 0);
                 Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
                 struct pending *p = NULL, **pp = &c->pending;
                 if (!r)
-                        die(c, -EPROTO, "allocd sent a reply this library cannot decode");
+                        conn_die(c, -EPROTO, "allocd sent a reply this library cannot decode");
                 else
                         for (; (p = *pp) && (p->reply || p->id != r->id); pp = &p->next)
                                 ;
                 if (p) {
-                        struct map_error scratch, *map = p->abandoned ? &scratch : &p->map;
+                        struct map_error scratch, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
                         if (nfds)
                                 map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
                                                    ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
                                                    : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
-                        if (!p->abandoned) {
+                        if (p->pipelined) {
+                                *pp = p->next;
+                                conn_pipelined_answered(c, p, r);
+                                allocd__reply__free_unpacked(r, NULL);
+                        } else if (!p->abandoned) {
                                 p->reply = r;
                         } else {
                                 if (!answer_abandoned(c, p, r)) {
@@ -221,8 +256,8 @@ static bool read_one(struct alloc_client *c, const struct timespec *deadline) {
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
                         if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
-                                die(c, -wire_error_errno(r->error),
-                                    r->message ? r->message : wire_error_name(r->error));
+                                conn_die(c, -wire_error_errno(r->error),
+                                         r->message ? r->message : wire_error_name(r->error));
                         if (r)
                                 allocd__reply__free_unpacked(r, NULL);
                 }
@@ -275,7 +310,7 @@ static bool request_deadline(const struct alloc_client *c, Allocd__Request *req,
 }
 
 /* Takes p out of the list of requests waiting for a reply; lock held. */
-static void unlist(struct alloc_client *c, struct pending *p) {
+void conn_unlist(struct alloc_client *c, struct pending *p) {
         struct pending **pp;
 
         for (pp = &c->pending; *pp != p; pp = &(*pp)->next)
@@ -287,10 +322,10 @@ static void unlist(struct alloc_client *c, struct pending *p) {
 static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
         struct pending *p = malloc(sizeof(*p));
 
-        unlist(c, me);
+        conn_unlist(c, me);
         if (!p) {
                 /* A late grant could not be given back: the connection, and every region it holds, ends. */
-                die(c, -ENOMEM, "out of memory while giving up on a request");
+                conn_die(c, -ENOMEM, "out of memory while giving up on a request");
                 shutdown(c->fd, SHUT_RDWR);
                 return client_fail(-ENOMEM, "out of memory");
         }
@@ -302,11 +337,38 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
                            c->path, c->timeout_ms);
 }
 
+/*
+ * Reads, or sleeps while another thread reads, until *done, the connection dies or deadline (NULL:
+ * none) passes; lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
+ */
+void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                const struct timespec *deadline) {
+        bool expired = false;
+
+        while (!done(c, arg) && !c->dead && !expired) {
+                if (!c->reading) {
+                        expired = !conn_read_one(c, deadline);
+                } else {
+                        c->sleepers++;
+                        if (deadline)
+                                expired = pthread_cond_timedwait(&c->cond, &c->lock, deadline) == ETIMEDOUT;
+                        else
+                                pthread_cond_wait(&c->cond, &c->lock);
+                        c->sleepers--;
+                }
+        }
+}
+
+static bool replied(const struct alloc_client *c, const void *me) {
+        (void)c;
+        return ((const struct pending *)me)->reply != NULL;
+}
+
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me = {0};
         struct timespec deadline;
-        bool timed, expired = false;
+        bool timed;
         size_t len;
         int r = 0;
 
@@ -338,7 +400,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
         if (r == -EAGAIN) {
-                unlist(c, &me);
+                conn_unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
@@ -346,27 +408,16 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading)
-                        read_one(c, timed ? &deadline : NULL);
-                die(c, r, "the connection to allocd is gone");
+                        conn_read_one(c, timed ? &deadline : NULL);
+                conn_die(c, r, "the connection to allocd is gone");
         }
-        while (!me.reply && !c->dead && !expired) {
-                if (!c->reading) {
-                        expired = !read_one(c, timed ? &deadline : NULL);
-                } else {
-                        c->sleepers++;
-                        if (timed)
-                                expired = pthread_cond_timedwait(&c->cond, &c->lock, &deadline) == ETIMEDOUT;
-                        else
-                                pthread_cond_wait(&c->cond, &c->lock);
-                        c->sleepers--;
-                }
-        }
+        conn_await(c, replied, &me, timed ? &deadline : NULL);
         if (!me.reply && !c->dead) {
                 r = abandon(c, &me, req->body_case);
                 pthread_mutex_unlock(&c->lock);
                 return r;
         }
-        unlist(c, &me);
+        conn_unlist(c, &me);
         if (me.reply) {
                 *ret = me.reply;
                 /* Only a failure has words to copy: the message buffer is most of the struct. */
@@ -378,9 +429,17 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         }
 out:
         if (r < 0)
-                client_fail(r, "%s (%s)", c->dead_msg, strerror(-r));
+                conn_fail_dead(c);
         pthread_mutex_unlock(&c->lock);
         return r;
+}
+
+/* The connection's own deadline from now, for requests that wait for no room; false for none. */
+bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret) {
+        Allocd__Request status = ALLOCD__REQUEST__INIT;
+
+        status.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        return request_deadline(c, &status, ret);
 }
 
 int client_reply_error(const Allocd__Reply *r) {
@@ -402,147 +461,4 @@ int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply_
                 *ret = NULL;
         }
         return r;
-}
-
-/* ALLOCD_TIMEOUT, or the default; an unparsable value is an error, not silently the default. */
-static int env_timeout(uint32_t *ret) {
-        const char *s = secure_getenv("ALLOCD_TIMEOUT");
-
-        *ret = DEFAULT_TIMEOUT_MS;
-        if (!s || !*s)
-                return 0;
-        if (parse_duration_ms(s, ret) < 0)
-                return client_fail(-EINVAL,
-                                   "ALLOCD_TIMEOUT=%s is not a duration: write 500ms, 30s or 2m (0 for no timeout)", s);
-        return 0;
-}
-
-int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        char def[sizeof(sa.sun_path)];
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Hello hello = ALLOCD__HELLO__INIT;
-        Allocd__Reply *reply;
-        struct alloc_client *c;
-        uint32_t timeout_ms;
-        int r;
-
-        client_clear_error();
-        if (!ret)
-                return client_fail(-EINVAL, "alloc_connect: ret is NULL");
-        *ret = NULL;
-        if (!socket_path) {
-                if ((r = wire_default_socket(def, sizeof(def), true)) < 0)
-                        return client_fail(r, "no allocd socket: ALLOCD_SOCKET is unset, " WIRE_SYSTEM_SOCKET
-                                              " does not exist and XDG_RUNTIME_DIR is unset; set ALLOCD_SOCKET");
-                socket_path = def;
-        }
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0)
-                return r;
-        strcpy(sa.sun_path, socket_path);
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return client_fail(-ENOMEM, "out of memory");
-        c->fd = -1;
-        strcpy(c->path, socket_path);
-        c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
-        pthread_mutex_init(&c->lock, NULL);
-        /* Deadlines are on the monotonic clock: setting the time of day must not fire or stall them. */
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        c->pools = pool_table_new();
-        c->regions = region_table_new();
-        if (!c->pools || !c->regions) {
-                alloc_disconnect(c);
-                return client_fail(-ENOMEM, "out of memory");
-        }
-        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
-                r = client_fail(-errno, "cannot make a socket: %s", strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        /* A Unix connect() waits while allocd's backlog is full; SO_SNDTIMEO bounds that wait too. */
-        alloc_set_timeout(c, timeout_ms);
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno == EAGAIN)
-                        r = client_fail(-ETIME,
-                                        "allocd at %s accepted no connection within %u ms (its backlog is full); is it "
-                                        "stopped or overloaded? (the timeout is ALLOCD_TIMEOUT)",
-                                        socket_path, timeout_ms);
-                else
-                        r = client_fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
-                                        strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        hello.has_version = true;
-        hello.version = WIRE_VERSION;
-        hello.client_name = (char *)(client_name ? client_name : program_invocation_short_name);
-        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-        req.hello = &hello;
-        r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
-        if (r < 0) {
-                alloc_disconnect(c);
-                return r;
-        }
-        if (reply->hello->has_wait_timeout_ms)
-                c->wait_ms = reply->hello->wait_timeout_ms;
-        allocd__reply__free_unpacked(reply, NULL);
-        *ret = c;
-        return 0;
-}
-
-int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
-        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
-
-        client_clear_error();
-        if (!c)
-                return client_fail(-EINVAL, "alloc_set_timeout: c is NULL");
-        pthread_mutex_lock(&c->lock);
-        c->timeout_ms = timeout_ms;
-        /* Sends wait no longer than replies: a full socket buffer is as stuck as a silent allocd. */
-        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
-                pthread_mutex_unlock(&c->lock);
-                return client_fail(-errno, "cannot set the socket's send timeout: %s", strerror(errno));
-        }
-        pthread_mutex_unlock(&c->lock);
-        return 0;
-}
-
-struct alloc_client *alloc_disconnect(struct alloc_client *c) {
-        if (!c)
-                return NULL;
-        /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
-        kind_connection_closing(c);
-        /*
-         * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
-         * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to
-         * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
-         */
-        pthread_mutex_lock(&c->lock);
-        while (c->fd >= 0 && c->pending && !c->dead) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!read_one(c, &now))
-                        break;
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (c->fd >= 0)
-                close(c->fd);
-        for (struct pending *p = c->pending, *next; p; p = next) {
-                next = p->next;
-                free(p);
-        }
-        c->pools = pool_table_free(c->pools);
-        c->regions = region_table_free(c->regions);
-        pthread_cond_destroy(&c->cond);
-        pthread_mutex_destroy(&c->lock);
-        free(c);
-        return NULL;
 }

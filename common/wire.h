@@ -20,6 +20,14 @@
 #define WIRE_MAX_PACKET 65536                    /* bytes of one message */
 #define WIRE_MAX_FDS 4                           /* fds one packet may carry; more are closed */
 #define WIRE_UNPACK_BUDGET (4 * WIRE_MAX_PACKET) /* heap bytes one unpacked message may use */
+/*
+ * Regions one AllocBatch or FreeBatch names.  A RegionBatch of this many fits a packet: a region
+ * other than the first takes at most 38 bytes (id, kind, offset, size and its framing), and the
+ * first, with the pool's name and fd fields, under 400.
+ */
+#define WIRE_MAX_BATCH 1024
+/* An id that appears twice among ids[0, n) (a batch names each region once), or 0; scratch holds n. */
+uint64_t wire_first_duplicate(const uint64_t *ids, size_t n, uint64_t *scratch);
 
 /*
  * Receives one packet into buf.  Returns its length, 0 at end of stream, or a

@@ -217,6 +217,12 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                                          "%s = %s: a connection needs time to say Hello; use a duration above 0, "
                                          "e.g. 10s",
                                          key, value);
+        } else if (!strcmp(key, "spin")) {
+                int r = parse_duration_us(value, SPIN_MAX_US, &l->spin_us);
+                if (r < 0)
+                        return conf_fail(ps,
+                                         "spin = %s: %s; use e.g. 50us or 1ms (at most %dms), or 0 to sleep at once",
+                                         value, r == -ERANGE ? "too long" : "not a duration", SPIN_MAX_US / 1000);
         } else if (!strcmp(key, "log_level")) {
                 if ((lv = log_level_parse(value)) < 0)
                         return conf_fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
@@ -226,7 +232,7 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                         ps,
                         "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
                         "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
-                        "max_persist_per_uid, wait_timeout, hello_timeout, log_level",
+                        "max_persist_per_uid, wait_timeout, hello_timeout, spin, log_level",
                         key);
         }
         return 1;
@@ -294,6 +300,7 @@ static void limits_default(struct config *conf) {
                 .max_persist_per_uid = 4096,
                 .wait_timeout_ms = 30000,
                 .hello_timeout_ms = 10000,
+                .spin_us = SPIN_DEFAULT_US,
         };
         conf->log_level = LOG_LEVEL_INFO;
 }

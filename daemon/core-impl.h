@@ -310,6 +310,11 @@ struct core {
         bool evicting; /* a Disconnect marked connections the server has not closed yet */
 };
 
+/* An Alloc's arguments checked (pool, access, size, flags, name, the whole quota) into *a; E_OK or an error. */
+int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
+                struct core_result *res);
+/* Whether cl may Free id now; E_OK or why not.  Changes nothing. */
+int check_free(const struct core *core, const struct client *cl, uint64_t id, struct core_result *res);
 /* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */
 int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
               struct core_result *res);

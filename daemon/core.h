@@ -182,6 +182,16 @@ struct attach_request {
 };
 int core_attach(struct core *core, struct client *cl, uint64_t req_id, const struct attach_request *m, uint32_t *slot,
                 struct core_result *res);
+/*
+ * Batches (batch.c): n regions of m's pool, constraints and flags, sizes[i] bytes each (m's size
+ * unset, count 0 or 1), into slots[0, n), all or none, each handed out to cl (never waiting,
+ * never a worker's zeroing); and Free of each of ids[0, n), all or none, each id at most once.
+ * A refused alloc batch leaves no region, reference or range behind, but may leave tables grown.
+ */
+#define CORE_BATCH_MAX 1024
+int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_request *m, const uint64_t *sizes,
+                     size_t n, uint32_t *slots, struct core_result *res);
+int core_free_batch(struct core *core, struct client *cl, const uint64_t *ids, size_t n, struct core_result *res);
 /* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */
 int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 

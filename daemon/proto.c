@@ -28,6 +28,7 @@ _Static_assert(SAME(F_ZERO, ALLOCD__FLAG__ZERO) && SAME(F_NOWAIT, ALLOCD__FLAG__
                        SAME(F_NOFAIL, ALLOCD__FLAG__NOFAIL) && SAME(F_PERSIST, ALLOCD__FLAG__PERSIST) &&
                        SAME(F_WRITECOMBINED, ALLOCD__FLAG__WRITECOMBINED) && SAME(F_UNSEALED, ALLOCD__FLAG__UNSEALED),
                "core flags are the protocol's");
+_Static_assert(CORE_BATCH_MAX == WIRE_MAX_BATCH, "the core's batches are the protocol's");
 _Static_assert(SAME(POOL_HOST, ALLOCD__POOL_KIND__HOST) && SAME(POOL_FPGA, ALLOCD__POOL_KIND__FPGA) &&
                        SAME(POOL_PINNED, ALLOCD__POOL_KIND__PINNED) && SAME(POOL_GPU, ALLOCD__POOL_KIND__GPU),
                "pool kinds are the protocol's");
@@ -146,27 +147,35 @@ static void region_fd(struct session *s, const struct region_info *r, const stru
         }
 }
 
-/* The region's reply, with what this connection needs to map it (region_fd). */
-static void reply_region(struct core *core, struct session *s, struct proto_out *out, uint64_t id, uint32_t slot) {
-        Allocd__Reply reply = ALLOCD__REPLY__INIT;
-        Allocd__Region region = ALLOCD__REGION__INIT;
+/* slot's Region message (its strings the core's), with what this connection needs to map it (region_fd). */
+static void region_msg(struct core *core, struct session *s, struct proto_out *out, uint32_t slot,
+                       Allocd__Region *region) {
         struct region_info r;
         struct pool_info p;
 
         core_region_info(core, slot, &r);
         core_pool_info(r.pool, &p);
-        region.has_id = region.has_kind = region.has_offset = region.has_size = true;
-        region.id = r.id;
-        region.pool = (char *)p.name;
-        region.kind = (Allocd__PoolKind)p.kind;
-        region.offset = r.offset;
-        region.size = r.size;
-        region.name = (char *)r.name;
-        region.has_uid = region.has_sealed = true;
-        region.uid = r.uid;
-        region.sealed = !(r.flags & F_UNSEALED);
-        proto_region_format(&region, &r);
-        region_fd(s, &r, &p, &region, out);
+        allocd__region__init(region);
+        region->has_id = region->has_kind = region->has_offset = region->has_size = true;
+        region->id = r.id;
+        region->pool = (char *)p.name;
+        region->kind = (Allocd__PoolKind)p.kind;
+        region->offset = r.offset;
+        region->size = r.size;
+        region->name = (char *)r.name;
+        region->has_uid = region->has_sealed = true;
+        region->uid = r.uid;
+        region->sealed = !(r.flags & F_UNSEALED);
+        proto_region_format(region, &r);
+        region_fd(s, &r, &p, region, out);
+}
+
+/* The region's reply. */
+static void reply_region(struct core *core, struct session *s, struct proto_out *out, uint64_t id, uint32_t slot) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__Region region;
+
+        region_msg(core, s, out, slot, &region);
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.error = ALLOCD__ERROR__OK;
@@ -199,9 +208,8 @@ static void granted(struct core *core, struct session *s, struct proto_out *out,
         }
 }
 
-static void handle_alloc(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
-                         const Allocd__Alloc *m) {
-        struct alloc_request a = {
+static struct alloc_request alloc_request(const Allocd__Alloc *m) {
+        return (struct alloc_request){
                 .pool = m->pool,
                 .size = m->has_size ? m->size : 0,
                 .count = m->has_count ? m->count : 1,
@@ -220,6 +228,11 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
                 .format = m->has_format ? (uint32_t)m->format : FMT_RAW,
                 .chunk_size = m->has_chunk_size ? m->chunk_size : 0,
         };
+}
+
+static void handle_alloc(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                         const Allocd__Alloc *m) {
+        struct alloc_request a = alloc_request(m);
         struct core_result res;
         uint32_t slot = 0;
 
@@ -235,6 +248,45 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
                                    "connect again to allocate in it");
         int grant = core_alloc(core, &s->client, id, &a, &slot, &res);
         granted(core, s, out, id, grant, slot, &res);
+}
+
+/* The regions of a batch, in one reply: only the first names the pool (docs/protocol.md, "Batches"). */
+static void handle_alloc_batch(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                               const Allocd__AllocBatch *m) {
+        static Allocd__Region regions[CORE_BATCH_MAX]; /* the loop is single-threaded: one reply at a time */
+        static Allocd__Region *list[CORE_BATCH_MAX];
+        static uint32_t slots[CORE_BATCH_MAX];
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__RegionBatch batch = ALLOCD__REGION_BATCH__INIT;
+        struct alloc_request a;
+        struct core_result res;
+
+        if (!m->alloc)
+                return proto_error(out, id, E_INVALID, "AllocBatch needs alloc: the pool, constraints and flags");
+        if (m->alloc->has_count && m->alloc->count == 0)
+                return proto_error(out, id, E_INVALID, "count must be 1 or unset in a batch");
+        a = alloc_request(m->alloc);
+        if (core_alloc_batch(core, &s->client, &a, m->sizes, m->n_sizes, slots, &res) != E_OK)
+                return reply_result(out, id, &res);
+        for (size_t i = 0; i < m->n_sizes; i++) {
+                region_msg(core, s, out, slots[i], &regions[i]);
+                if (i > 0)
+                        regions[i].pool = NULL;
+                list[i] = &regions[i];
+        }
+        batch.n_regions = m->n_sizes;
+        batch.regions = list;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_BATCH;
+        reply.batch = &batch;
+        if (allocd__reply__get_packed_size(&reply) > sizeof(out->buf)) {
+                /* WIRE_MAX_BATCH is sized so that this cannot happen; if it did, the regions must not outlive it. */
+                for (size_t i = 0; i < m->n_sizes; i++)
+                        core_free_region(core, &s->client, regions[i].id, &res);
+                return proto_error(out, id, E_INTERNAL, "the batch's reply does not fit in one packet; none allocated");
+        }
+        proto_pack(out, &reply);
 }
 
 /* An Attach's outcome, now or after its wait: never a persist_grant, the region is not this connection's. */
@@ -290,7 +342,8 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         }
         s->hello = true;
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
-        hello.has_wait_timeout_ms = true;
+        hello.has_wait_timeout_ms = hello.has_max_batch = true;
+        hello.max_batch = CORE_BATCH_MAX;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;
@@ -356,10 +409,15 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         case ALLOCD__REQUEST__BODY_SEAL:
                 core_seal(core, &s->client, req->seal->has_region ? req->seal->region : 0, &res);
                 return reply_result(out, id, &res);
+        case ALLOCD__REQUEST__BODY_ALLOC_BATCH:
+                return handle_alloc_batch(core, s, out, id, req->alloc_batch);
+        case ALLOCD__REQUEST__BODY_FREE_BATCH:
+                core_free_batch(core, &s->client, req->free_batch->regions, req->free_batch->n_regions, &res);
+                return reply_result(out, id, &res);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump, Disconnect and Seal");
+                                   "Dump, Disconnect, Seal, AllocBatch and FreeBatch");
         }
 }
 

@@ -83,8 +83,8 @@ static int check_format(const struct pool *p, const struct alloc_request *m, uin
         return E_OK;
 }
 
-static int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
-                       struct core_result *res) {
+int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
+                struct core_result *res) {
         struct pool *p = usable_pool(core, cl, m->pool, ACCESS_ALLOC, res);
         uint64_t count = m->count ? m->count : 1;
 
@@ -186,25 +186,32 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
         return GRANT_WAITING;
 }
 
-int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
+int check_free(const struct core *core, const struct client *cl, uint64_t id, struct core_result *res) {
         int slot = region_slot(&core->regions, id);
         const struct region *r;
-        uint32_t hold;
-        bool holds;
 
         if (slot < 0)
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         r = &core->regions.tab[slot];
-        hold = region_hold_of(core, (uint32_t)slot, cl);
-        holds = hold != HOLD_NONE;
         /* A PERSIST region outlives its creator's connection: its owner frees it without holding it. */
-        if (!holds && ((r->state & R_PENDING) || !(r->state & R_PERSIST)))
+        if (region_hold_of(core, (uint32_t)slot, cl) == HOLD_NONE &&
+            ((r->state & R_PENDING) || !(r->state & R_PERSIST)))
                 return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
         if (cl->uid != r->uid && cl->uid != 0 && cl->uid != core->pools[r->pool]->conf.owner)
                 return fail(res, E_DENIED,
                             "region %" PRIu64 " belongs to uid %u; only its owner, the pool's owner or root may free "
                             "it; use Detach to drop your reference",
                             id, (unsigned)r->uid);
+        return ok_result(res);
+}
+
+int core_free_region(struct core *core, struct client *cl, uint64_t id, struct core_result *res) {
+        int slot = region_slot(&core->regions, id);
+        uint32_t hold;
+
+        if (check_free(core, cl, id, res) != E_OK)
+                return res->code;
+        hold = region_hold_of(core, (uint32_t)slot, cl);
         /*
          * Free takes the name and the PERSIST reference away, and one of this holder's references:
          * in that order, since the last reference to go can take the region, and even shrink the
@@ -213,7 +220,7 @@ int core_free_region(struct core *core, struct client *cl, uint64_t id, struct c
          */
         region_unpublish(core, (uint32_t)slot);
         region_unpersist(core, (uint32_t)slot);
-        if (holds)
+        if (hold != HOLD_NONE)
                 region_drop_one(core, hold);
         return ok_result(res);
 }

@@ -23,6 +23,7 @@
  *
  * Once per loop turn (a uv_check) the core runs its deferred work and each
  * outcome is answered; one timer follows the core's earliest waiter deadline.
+ * After each request the loop stays awake for allocd.conf's spin (awake.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "awake.h"
 #include "listen.h"
 #include "log.h"
 #include "text.h"
@@ -376,6 +378,7 @@ static void serve(struct conn *c) {
                 act(c);
                 if (core_evictions(core))
                         close_evicted();
+                awake_served(core_limits(core)->spin_us);
         }
 }
 
@@ -590,6 +593,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         uv_timer_init(loop, &wait_timer);
         uv_timer_init(loop, &hello_timer);
         uv_timer_init(loop, &accept_timer);
+        awake_init(loop);
 }
 
 static int start_listening(int fd) {
@@ -640,4 +644,5 @@ void server_stop(void) {
         uv_close((uv_handle_t *)&wait_timer, NULL);
         uv_close((uv_handle_t *)&hello_timer, NULL);
         uv_close((uv_handle_t *)&accept_timer, NULL);
+        awake_close();
 }

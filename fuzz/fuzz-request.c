@@ -179,7 +179,8 @@ static void conn_open(int i) {
 }
 
 /* A region lies in its pool, and the pool's fd comes with the first region of that pool a connection gets. */
-static void check_region(struct conn *c, const Allocd__Region *g) {
+/* fd: the one the reply carries (-1: none, as for a batch's regions after its first). */
+static void check_region(struct conn *c, const Allocd__Region *g, int fd) {
         struct pool *p = g->pool ? core_pool_find(core, g->pool) : NULL;
         struct pool_info pi;
 
@@ -196,10 +197,10 @@ static void check_region(struct conn *c, const Allocd__Region *g) {
                 return;
         }
         bool first = pi.fd >= 0 && !(c->fds & 1u << pi.id);
-        if (g->pool_fd != first || (out.fd >= 0) != first ||
-            (first && out.fd != (g->read_only && pi.ro_fd >= 0 ? pi.ro_fd : pi.fd)))
+        if (g->pool_fd != first || (fd >= 0) != first ||
+            (first && fd != (g->read_only && pi.ro_fd >= 0 ? pi.ro_fd : pi.fd)))
                 check_fail("pool %s: the reply %s its fd (fd %d), but this connection %s it", pi.name,
-                           g->pool_fd ? "carries" : "lacks", out.fd, first ? "lacks" : "has");
+                           g->pool_fd ? "carries" : "lacks", fd, first ? "lacks" : "has");
         if (first)
                 c->fds |= 1u << pi.id;
         if (!g->size || (pi.fd >= 0 && (g->offset > pi.size || g->size > pi.size - g->offset)))
@@ -218,7 +219,15 @@ static int check_reply(int i) {
         if (code != E_OK && (!r->message || !*r->message))
                 check_fail("error %d without a message", code);
         if (r->body_case == ALLOCD__REPLY__BODY_REGION)
-                check_region(&conns[i], r->region);
+                check_region(&conns[i], r->region, out.fd);
+        /* A batch: the first region names the pool and brings its fd; the others lie in it too. */
+        for (size_t k = 0; r->body_case == ALLOCD__REPLY__BODY_BATCH && k < r->batch->n_regions; k++) {
+                Allocd__Region g = *r->batch->regions[k];
+                if (k > 0 && g.pool)
+                        check_fail("region %zu of a batch names its pool; only the first does", k);
+                g.pool = r->batch->regions[0]->pool;
+                check_region(&conns[i], &g, k == 0 ? out.fd : -1);
+        }
         if (trace)
                 fprintf(stderr, "  session %d <- id %llu %s%s%s%s\n", i, (unsigned long long)r->id,
                         wire_error_name(code), r->message ? ": " : "", r->message ? r->message : "",
@@ -280,8 +289,19 @@ static void packet(int i, const uint8_t *buf, size_t len) {
         snap(&before);
         proto_request(core, &c->s, buf, len, arena, sizeof(arena), &out);
         snap(&after);
-        if (act(i) != E_OK)
+        if (act(i) != E_OK) {
+                /* An AllocBatch finds out that it does not fit by placing regions: tables may have grown. */
+                struct wire_budget budget;
+                wire_budget_init(&budget, WIRE_UNPACK_BUDGET, NULL, 0);
+                Allocd__Request *req = allocd__request__unpack(&budget.allocator, len, buf);
+                if (req && req->body_case == ALLOCD__REQUEST__BODY_ALLOC_BATCH) {
+                        core_snap_forget_capacity(&before);
+                        core_snap_forget_capacity(&after);
+                }
+                if (req)
+                        wire_budget_free(&budget, &req->base);
                 core_snap_same(&before, &after, "a refused request");
+        }
         /* As the server does once the reply is out: a Disconnect's marked connections close. */
         if (core_evictions(core))
                 for (int k = 0; k < FUZZ_SESSIONS; k++)

@@ -160,6 +160,29 @@ static void seal(int s, uint64_t region) {
         put(s, 9, ALLOCD__REQUEST__BODY_SEAL, &m);
 }
 
+/* An AllocBatch of the n sizes in pool with flags and name (a batch refuses names). */
+static void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name) {
+        Allocd__AllocBatch b = ALLOCD__ALLOC_BATCH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        a.pool = (char *)pool;
+        a.has_flags = flags != 0;
+        a.flags = flags;
+        a.name = (char *)name;
+        b.alloc = &a;
+        b.n_sizes = n;
+        b.sizes = (uint64_t *)sizes;
+        put(s, 10, ALLOCD__REQUEST__BODY_ALLOC_BATCH, &b);
+}
+
+static void free_batch(int s, const uint64_t *ids, size_t n) {
+        Allocd__FreeBatch b = ALLOCD__FREE_BATCH__INIT;
+
+        b.n_regions = n;
+        b.regions = (uint64_t *)ids;
+        put(s, 11, ALLOCD__REQUEST__BODY_FREE_BATCH, &b);
+}
+
 static void status(int s, uint64_t after) {
         Allocd__Status st = ALLOCD__STATUS__INIT;
 
@@ -596,6 +619,37 @@ static void heaps(void) {
         save("falloc-heaps");
 }
 
+/* Batches: all or none, the first region brings the pool's fd, what does not apply to a batch. */
+static void batches(void) {
+        static const uint64_t three[] = {4096, 8192, 65536}, too_much[] = {65536, 131072}, big[] = {BIG};
+        static const uint64_t two[] = {ID(0), ID(1)}, twice[] = {ID(2), ID(2)}, unknown[] = {ID(2), ID(99)};
+        static const uint64_t four[] = {4096, 4096, 4096, 4096};
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc_batch(0, "h", three, 3, 0, NULL);
+        alloc_batch(0, "h", too_much, 2, 0, NULL); /* the first fits, the second not: neither stays */
+        alloc_batch(0, "h", three, 2, ALLOCD__FLAG__ZERO, NULL);
+        alloc_batch(0, "h", big, 1, ALLOCD__FLAG__ZERO, NULL);
+        alloc_batch(0, "h", three, 1, ALLOCD__FLAG__PERSIST, NULL);
+        alloc_batch(0, "h", three, 1, 0, "named");
+        alloc_batch(0, "p", three, 3, 0, NULL);
+        alloc_batch(0, "g", three, 2, 0, NULL);
+        alloc_batch(0, "f", four, 4, 0, NULL);
+        free_batch(0, two, 2);
+        free_batch(0, twice, 2);
+        free_batch(0, unknown, 2);
+        status(0, 0);
+        save("batches");
+
+        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
+        hello(0);
+        alloc_batch(0, "f", four, 4, 0, NULL);
+        alloc_batch(0, "f", four, 3, 0, NULL);
+        free_batch(0, two, 2);
+        save("tight-batches");
+}
+
 static void limits(void) {
         begin(fuzz_header(FUZZ_TIGHT, 1, 1, 2));
         hello(0);
@@ -643,5 +697,6 @@ int main(int argc, char **argv) {
         zeroing();
         heaps();
         limits();
+        batches();
         return 0;
 }

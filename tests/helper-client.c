@@ -79,8 +79,12 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[2], "alloc") && argc == 5)
                 e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), NULL, &r);
-        else if (!strcmp(argv[2], "attach") || !strcmp(argv[2], "scribble") ||
-                 (!strcmp(argv[2], "expect") && argc == 5))
+        else if (!strcmp(argv[2], "attach-free")) {
+                if ((e = alloc_region_attach(c, argv[3], NULL, &r)) == 0)
+                        e = alloc_region_free(c, r.id) < 0 ? -98 : alloc_region_sync(c);
+                r.ptr = NULL; /* given back, or not to be touched */
+        } else if (!strcmp(argv[2], "attach") || !strcmp(argv[2], "scribble") ||
+                   (!strcmp(argv[2], "expect") && argc == 5))
                 e = alloc_region_attach(c, argv[3], NULL, &r);
         else
                 return 100;

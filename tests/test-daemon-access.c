@@ -114,6 +114,21 @@ Test(daemon_access, mode_decides_who_may_attach) {
         cr_assert_eq(as_nobody("attach", "in-attachonly", NULL), 0);
 }
 
+/*
+ * Only allocd knows that nobody may not free root's region (it may detach it): the free is
+ * pipelined, returns 0, and the refusal comes from alloc_region_sync (helper-client attach-free).
+ */
+Test(daemon_access, a_pipelined_free_reports_what_only_allocd_knows) {
+        struct alloc_region r;
+        struct alloc_opts o = {.name = "roots"};
+
+        cr_assert_eq(alloc_region_new(c, "open", 4096, &o, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(as_nobody("attach-free", "roots", NULL), EACCES);
+        /* Refused: the region, and its name, are still there. */
+        struct alloc_region again;
+        cr_assert_eq(alloc_region_attach(c, "roots", NULL, &again), 0, "%s", alloc_last_error());
+}
+
 Test(daemon_access, quota_per_uid) {
         struct alloc_region r;
 

@@ -338,6 +338,8 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 {"[daemon]\nhello_timeout = 0\n", 2, "hello_timeout = 0", "above 0"},
                 {"[daemon]\nmax_names = 0x1000000000\n", 2, "max_names = 0x1000000000", "from 1 to 16777216"},
                 {"[daemon]\nlog_level = loud\n", 2, "log_level = loud", "use error, warning"},
+                {"[daemon]\nspin = 50\n", 2, "spin = 50", "not a duration; use e.g. 50us"},
+                {"[daemon]\nspin = 20ms\n", 2, "spin = 20ms", "too long"},
                 {"[daemon]\nmax_names = 9\nmax_names = 10\n", 3, "'max_names' is set twice", "first at line 2"},
         };
         char out[4096], where[32];

@@ -288,6 +288,10 @@ Test(daemon_falloc, a_bad_format_is_refused_and_changes_nothing) {
                 cr_assert_eq(alloc_region_new(c, bad[i].pool, bad[i].size, &o, &r), -EINVAL, "case %zu", i);
                 cr_assert(strstr(alloc_last_error(), bad[i].says), "case %zu: %s", i, alloc_last_error());
         }
+        struct alloc_opts heaps = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 256};
+        struct alloc_region two[2];
+        cr_assert_eq(alloc_region_new_batch(c, "h", (uint64_t[]){65536, 65536}, 2, &heaps, two), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "allocate falloc heaps one by one"), "%s", alloc_last_error());
         cr_assert_eq(alloc_region_attach(c, "bad", NULL, &r), -ENOENT, "no name was published");
         cr_assert_eq(pool_used(c, "h") + pool_used(c, "iso") + pool_used(c, "f"), 0, "nothing was allocated");
 }

@@ -127,6 +127,21 @@ Test(reload, a_file_that_does_not_load_changes_nothing, .timeout = 60) {
         stop(&d);
 }
 
+/* spin is reloadable like the limits it sits beside, and a bad one is refused at its line. */
+Test(reload, spin_changes_on_reload, .timeout = 60) {
+        static const char *pool = "[pool a]\nkind = host\nsize = 1M\n";
+        char conf[256];
+        struct daemon d;
+
+        snprintf(conf, sizeof(conf), "[daemon]\nspin = 0\n%s", pool);
+        start(&d, conf);
+        snprintf(conf, sizeof(conf), "[daemon]\nspin = 2ms\n%s", pool);
+        reload(&d, conf, "limits changed");
+        snprintf(conf, sizeof(conf), "[daemon]\nspin = forever\n%s", pool);
+        reload(&d, conf, "allocd.conf:2: spin = forever: not a duration");
+        stop(&d);
+}
+
 Test(reload, an_empty_file_is_refused, .timeout = 60) {
         static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
 

@@ -269,14 +269,38 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
  * when it closes), so no memory is held that the caller never learned of.
  */
 int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms);
+/*
+ * How long a call that waits for allocd's answer first polls the socket
+ * without sleeping (yielding the CPU between tries), so that an answer that
+ * comes within it costs no wake-up: at most 10000 us (-EINVAL beyond); 0
+ * never spins.  The default is $ALLOCD_SPIN ("50us", "1ms", "0"), else 50 us:
+ * about one round trip to an allocd that is awake (allocd.conf's spin), so a
+ * reply that will come at once is caught, while a request that waits for
+ * room costs at most that much CPU before it sleeps.
+ */
+int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
 /* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 
 /* A region of size bytes (times opts->count) in pool; opts may be NULL. */
 int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                      struct alloc_region *ret);
-/* Frees a region this connection holds: unpublishes its name, drops PERSIST, drops this reference. */
+/*
+ * Frees a region: unpublishes its name, drops PERSIST, drops this
+ * connection's reference.  Pipelined: for a region this connection holds
+ * (it was handed to it and not given back), the call returns once the
+ * request is sent, without waiting for allocd's answer; requests sent after
+ * it on the connection see its effect (a free followed by an alloc that
+ * needs the room succeeds, unless an allocation already waiting for room
+ * takes it first).  What only allocd can refuse (-EACCES: another
+ * uid's region, attached) is reported by the next alloc_region_sync.  For an
+ * id this connection does not hold (another connection's ALLOC_PERSIST
+ * region), the call waits for allocd's answer, as alloc_region_free_sync
+ * always does.
+ */
 int alloc_region_free(struct alloc_client *c, uint64_t id);
+/* alloc_region_free, waiting for allocd's answer and returning its error. */
+int alloc_region_free_sync(struct alloc_client *c, uint64_t id);
 /*
  * Takes a reference to the region published as name; opts may be NULL.  With
  * opts->timeout_ms, waits up to that long for the name to be published and
@@ -289,8 +313,41 @@ int alloc_region_attach(struct alloc_client *c, const char *name, const struct a
                         struct alloc_region *ret);
 /* Lets a region allocated with ALLOC_UNSEALED by this connection be attached. */
 int alloc_region_seal(struct alloc_client *c, uint64_t id);
-/* Drops this connection's reference; the region goes when no reference is left. */
+/*
+ * Drops this connection's reference; the region goes when no reference is
+ * left.  Pipelined as alloc_region_free is.
+ */
 int alloc_region_detach(struct alloc_client *c, uint64_t id);
+/* alloc_region_detach, waiting for allocd's answer and returning its error. */
+int alloc_region_detach_sync(struct alloc_client *c, uint64_t id);
+/*
+ * Waits until allocd has answered every pipelined free and detach of c, and
+ * returns the first refusal among those answered since the last call (its
+ * region and allocd's words in alloc_last_error(), with how many more were
+ * refused), or 0.  A refused region is still held, as if never freed.  A
+ * program that never calls it never learns of a refusal.
+ */
+int alloc_region_sync(struct alloc_client *c);
+
+/* Regions one batch may name: a batch's request and reply each fit one packet. */
+#define ALLOC_BATCH_MAX 1024
+/*
+ * n regions of pool in one request, one of sizes[i] bytes (times
+ * opts->count) each, with opts's constraints and flags, into ret[0..n):
+ * all or none.  A batch does not wait for room: if the n do not fit now
+ * (-EAGAIN), or one is refused (a quota, max_regions_per_connection), none
+ * is allocated and alloc_last_error() says which and why.  opts->name,
+ * ALLOC_PERSIST, ALLOC_UNSEALED and ALLOC_NOFAIL do not apply to a batch
+ * (-EINVAL), nor ALLOC_ZERO where allocd would zero off its loop (regions
+ * over 1 MiB, gpu pools), nor a format but ALLOC_FORMAT_RAW.  1 <= n <= ALLOC_BATCH_MAX.
+ */
+int alloc_region_new_batch(struct alloc_client *c, const char *pool, const uint64_t *sizes, size_t n,
+                           const struct alloc_opts *opts, struct alloc_region *ret);
+/*
+ * Frees n regions in one request, all or none; an id may appear once.
+ * Pipelined as alloc_region_free is when this connection holds them all.
+ */
+int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n);
 
 int alloc_status(struct alloc_client *c, struct alloc_status **ret);
 /* Accepts NULL; returns NULL. */

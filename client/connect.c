@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client's connections made and ended: the socket, Hello, the
+ * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN) and the per-connection settings.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client-internal.h"
+#include "connection.h"
+#include "duration.h"
+#include "kind-internal.h"
+#include "wire.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_SPIN_US 50 /* alloc/client.h, alloc_set_spin: why this much */
+
+/* ALLOCD_TIMEOUT, or the default; an unparsable value is an error, not silently the default. */
+static int env_timeout(uint32_t *ret) {
+        const char *s = secure_getenv("ALLOCD_TIMEOUT");
+
+        *ret = DEFAULT_TIMEOUT_MS;
+        if (!s || !*s)
+                return 0;
+        if (parse_duration_ms(s, ret) < 0)
+                return client_fail(-EINVAL,
+                                   "ALLOCD_TIMEOUT=%s is not a duration: write 500ms, 30s or 2m (0 for no timeout)", s);
+        return 0;
+}
+
+/* ALLOCD_SPIN, or the default. */
+static int env_spin(uint32_t *ret) {
+        const char *s = secure_getenv("ALLOCD_SPIN");
+
+        *ret = DEFAULT_SPIN_US;
+        if (!s || !*s)
+                return 0;
+        if (parse_duration_us(s, SPIN_MAX_US, ret) < 0)
+                return client_fail(-EINVAL, "ALLOCD_SPIN=%s is not a duration of 0 to 10ms: write e.g. 50us or 0", s);
+        return 0;
+}
+
+int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char def[sizeof(sa.sun_path)];
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello hello = ALLOCD__HELLO__INIT;
+        Allocd__Reply *reply;
+        struct alloc_client *c;
+        uint32_t timeout_ms, spin_us;
+        int r;
+
+        client_clear_error();
+        if (!ret)
+                return client_fail(-EINVAL, "alloc_connect: ret is NULL");
+        *ret = NULL;
+        if (!socket_path) {
+                if ((r = wire_default_socket(def, sizeof(def), true)) < 0)
+                        return client_fail(r, "no allocd socket: ALLOCD_SOCKET is unset, " WIRE_SYSTEM_SOCKET
+                                              " does not exist and XDG_RUNTIME_DIR is unset; set ALLOCD_SOCKET");
+                socket_path = def;
+        }
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
+        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0)
+                return r;
+        strcpy(sa.sun_path, socket_path);
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return client_fail(-ENOMEM, "out of memory");
+        c->fd = -1;
+        strcpy(c->path, socket_path);
+        c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
+        pthread_mutex_init(&c->lock, NULL);
+        /* Deadlines are on the monotonic clock: setting the time of day must not fire or stall them. */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
+        c->pools = pool_table_new();
+        c->regions = region_table_new();
+        c->held = held_new();
+        if (!c->pools || !c->regions || !c->held) {
+                alloc_disconnect(c);
+                return client_fail(-ENOMEM, "out of memory");
+        }
+        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                r = client_fail(-errno, "cannot make a socket: %s", strerror(errno));
+                alloc_disconnect(c);
+                return r;
+        }
+        /* A Unix connect() waits while allocd's backlog is full; SO_SNDTIMEO bounds that wait too. */
+        alloc_set_timeout(c, timeout_ms);
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EAGAIN)
+                        r = client_fail(-ETIME,
+                                        "allocd at %s accepted no connection within %u ms (its backlog is full); is it "
+                                        "stopped or overloaded? (the timeout is ALLOCD_TIMEOUT)",
+                                        socket_path, timeout_ms);
+                else
+                        r = client_fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
+                                        strerror(errno));
+                alloc_disconnect(c);
+                return r;
+        }
+        hello.has_version = true;
+        hello.version = WIRE_VERSION;
+        hello.client_name = (char *)(client_name ? client_name : program_invocation_short_name);
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &hello;
+        r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
+        if (r < 0) {
+                alloc_disconnect(c);
+                return r;
+        }
+        if (reply->hello->has_wait_timeout_ms)
+                c->wait_ms = reply->hello->wait_timeout_ms;
+        allocd__reply__free_unpacked(reply, NULL);
+        *ret = c;
+        return 0;
+}
+
+int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
+
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_timeout: c is NULL");
+        pthread_mutex_lock(&c->lock);
+        c->timeout_ms = timeout_ms;
+        /* Sends wait no longer than replies: a full socket buffer is as stuck as a silent allocd. */
+        if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+                pthread_mutex_unlock(&c->lock);
+                return client_fail(-errno, "cannot set the socket's send timeout: %s", strerror(errno));
+        }
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_spin: c is NULL");
+        if (spin_us > SPIN_MAX_US)
+                return client_fail(-EINVAL, "alloc_set_spin: %u us is more than the %u us a spin may take", spin_us,
+                                   SPIN_MAX_US);
+        pthread_mutex_lock(&c->lock);
+        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
+struct alloc_client *alloc_disconnect(struct alloc_client *c) {
+        if (!c)
+                return NULL;
+        /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
+        kind_connection_closing(c);
+        /*
+         * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
+         * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to
+         * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
+         */
+        pthread_mutex_lock(&c->lock);
+        while (c->fd >= 0 && c->pending && !c->dead) {
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!conn_read_one(c, &now))
+                        break;
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (c->fd >= 0)
+                close(c->fd);
+        for (struct pending *p = c->pending, *next; p; p = next) {
+                next = p->next;
+                free(p);
+        }
+        c->pools = pool_table_free(c->pools);
+        c->regions = region_table_free(c->regions);
+        c->held = held_free(c->held);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+        return NULL;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOC_CONNECTION_H
+#define ALLOC_CONNECTION_H
+
+/*
+ * A connection's insides, shared by the files that make it work:
+ * transport.c (requests and replies), pipeline.c (requests no one waits
+ * for) and connect.c (making and ending it).  Nothing else sees them.
+ */
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "client-internal.h"
+#include "wire.h"
+
+struct pending {
+        uint64_t id;
+        Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */
+        bool abandoned;                 /* its caller timed out; the entry is on the heap */
+        bool pipelined;                 /* no caller waits (client_send_pipelined); the entry is on the heap */
+        const uint64_t *ids;            /* pipelined: the regions it gives back, n of them */
+        size_t n;
+        Allocd__Reply *reply;
+        struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
+        struct pending *next;
+};
+
+struct alloc_client {
+        int fd;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        uint64_t next_id;
+        bool reading;
+        int sleepers; /* threads in pthread_cond_wait */
+        int dead;     /* 0, or the negative errno that ended the connection */
+        char dead_msg[256];
+        struct pending *pending;
+        struct pool_table *pools;
+        struct region_table *regions; /* isolation = region pools' regions, each its own mapping */
+        uint32_t timeout_ms;          /* each request's, beyond the wait it asks for; 0: none */
+        uint32_t wait_ms;             /* allocd's wait_timeout, for an allocation that gives no timeout_ms */
+        char path[108];               /* sizeof(sun_path), for messages */
+        struct held *held;
+        uint32_t npipelined; /* pipelined requests not answered yet */
+        int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
+        uint32_t refused_more;
+        char refused_msg[CLIENT_ERROR_MAX];
+        uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
+        uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
+        uint8_t rbuf[WIRE_MAX_PACKET];
+};
+
+/* Why the connection is unusable, as a call's failure (alloc_last_error). */
+int conn_fail_dead(const struct alloc_client *c);
+/* The connection is unusable from now on; every call reports why.  Lock held. */
+void conn_die(struct alloc_client *c, int r, const char *why);
+/* Takes p out of the list of requests waiting for a reply; lock held. */
+void conn_unlist(struct alloc_client *c, struct pending *p);
+/*
+ * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
+ * false if deadline (NULL: none) passed with nothing to read.
+ */
+bool conn_read_one(struct alloc_client *c, const struct timespec *deadline);
+/*
+ * Reads, or sleeps while another thread reads, until done(c, arg), the connection dies or deadline
+ * (NULL: none) passes; lock held.
+ */
+void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                const struct timespec *deadline);
+/* The connection's own deadline from now, for requests that wait for no room; false for none. */
+bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
+/* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
+void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
+
+#endif
