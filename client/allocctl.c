@@ -77,6 +77,19 @@ static const char *fmt_flags(uint32_t flags, char *buf, size_t size) {
         return buf;
 }
 
+static const char *format_name(enum alloc_format f) {
+        return f == ALLOC_FORMAT_RAW ? "raw" : f == ALLOC_FORMAT_FALLOC ? "falloc" : "?";
+}
+
+/* What a region holds: "raw", or "falloc:SIZExCOUNT" (a heap of COUNT chunks of SIZE bytes). */
+static const char *fmt_format(const struct alloc_region_info *r, char *buf, size_t size) {
+        if (r->format == ALLOC_FORMAT_FALLOC)
+                snprintf(buf, size, "falloc:%" PRIu64 "x%" PRIu64, r->chunk_size, r->chunk_count);
+        else
+                snprintf(buf, size, "%s", format_name(r->format));
+        return buf;
+}
+
 static json_object *flags_json(uint32_t flags) {
         char buf[64], *save = NULL;
         json_object *a = json_object_new_array();
@@ -116,6 +129,9 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
         json_object_object_add(o, "addr", json_u64(r->addr));
         json_object_object_add(o, "size", json_u64(r->size));
         json_object_object_add(o, "flags", flags_json(r->flags));
+        json_object_object_add(o, "format", json_text(format_name(r->format)));
+        json_object_object_add(o, "chunk_size", r->format == ALLOC_FORMAT_FALLOC ? json_u64(r->chunk_size) : NULL);
+        json_object_object_add(o, "chunk_count", r->format == ALLOC_FORMAT_FALLOC ? json_u64(r->chunk_count) : NULL);
         json_object_object_add(o, "name", *r->name ? json_text(r->name) : NULL);
         json_object_object_add(o, "refs", json_u64(r->refs));
         json_object_object_add(o, "uid", json_u64(r->uid));
@@ -136,7 +152,7 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
 }
 
 static void region_row(const struct alloc_region_info *r, uint64_t now) {
-        char size[16], flags[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
+        char size[16], flags[64], format[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
         size_t n = 0;
 
         *holders = '\0';
@@ -150,9 +166,9 @@ static void region_row(const struct alloc_region_info *r, uint64_t now) {
                 snprintf(holders + n, sizeof(holders) - n, ",+%u", r->holders_omitted);
         if (!*holders)
                 snprintf(holders, sizeof(holders), "-");
-        printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-14s %4u %8s %-24s %s\n", r->id,
+        printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
-               fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
+               fmt_format(r, format, sizeof(format)), fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
                fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)), holders,
                text_escape(r->name, false, name, sizeof(name)));
 }
@@ -167,8 +183,8 @@ static void dump_start(const struct dump_out *o) {
         if (o->json)
                 printf("[");
         else
-                printf("%-12s %-12s %18s %10s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FLAGS", "REFS",
-                       "AGE", "HOLDERS", "NAME");
+                printf("%-12s %-12s %18s %10s %-16s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FORMAT",
+                       "FLAGS", "REFS", "AGE", "HOLDERS", "NAME");
 }
 
 /* One region as it arrives: a dump of a million regions is never held whole. */

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * falloc heaps as allocd regions (include/alloc/falloc-client.h).  The heap
- * is formatted by its creator through its own mapping (for a gpu pool, a
- * staging copy of the header and bitmaps, cuMemcpyHtoD) before the region is
- * sealed, so an attacher never sees one half written; an attacher checks the
- * header against the region's size before it trusts the geometry.
+ * falloc heaps as allocd regions (include/alloc/falloc-client.h).  A heap's
+ * region is tagged as one at its Alloc (ALLOC_FORMAT_FALLOC, its chunk size),
+ * and allocd writes its header and bitmaps before it hands the region out
+ * where it reaches the memory (host and pinned memfd pools).  In gpu and vmm
+ * pools it cannot (daemon/formats.c says why): there the creator writes them
+ * through a staging copy and cuMemcpyHtoD.  Either way a named heap is sealed
+ * only once written, so an attacher never sees one half written; an attacher
+ * checks the tag, and the header against the tag, before it trusts either.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -60,13 +63,18 @@ int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, ui
                                    (unsigned long long)falloc_heap_size(chunk_size, 1));
         if (r < 0)
                 return client_fail(r, "chunk size %llu is not between 1 and 1 GiB", (unsigned long long)chunk_size);
+        o.format = ALLOC_FORMAT_FALLOC;
+        o.chunk_size = chunk_size;
+        /* Sealed once written: allocd writes it where it can, but only its answer says whether it did. */
         if (o.name)
                 o.flags |= ALLOC_UNSEALED;
         if ((r = alloc_region_new(c, pool, size, &o, region)) < 0)
                 return r;
-        if (region->kind == ALLOC_KIND_FPGA || (!region->ptr && !region->dev_ptr))
+        if (region->format != ALLOC_FORMAT_FALLOC || region->chunk_size != cs || region->chunk_count != count)
+                r = client_fail(-EPROTO, "allocd tagged the heap's region with another format or geometry");
+        else if (!region->ptr && !region->dev_ptr)
                 r = client_fail(-EINVAL, "pool %s has no memory this process reaches for a falloc heap", pool);
-        else if ((r = format(region, size, chunk_size)) == 0 && seal)
+        else if ((region->formatted_by_allocd || (r = format(region, size, chunk_size)) == 0) && seal)
                 r = alloc_region_seal(c, region->id);
         if (r < 0)
                 return give_back(c, region->id, false, r);
@@ -77,6 +85,7 @@ int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, ui
 int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
                         struct alloc_region *region, fallocDeviceHeap **heap) {
         _Alignas(8) char header[FALLOC_HEADER_SIZE];
+        fallocDeviceHeap *h = NULL;
         char err[256];
         void *at;
         int r;
@@ -89,15 +98,20 @@ int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct a
         at = region->ptr ? region->ptr : (void *)(uintptr_t)region->dev_ptr;
         if (region->read_only)
                 r = client_fail(-EACCES, "region %s is mapped read-only here: a falloc heap needs write access", name);
-        else if (!at || region->size < FALLOC_HEADER_SIZE)
-                r = client_fail(-EBADMSG, "region %s holds no falloc heap: it has no memory here or is too small",
+        else if (region->format != ALLOC_FORMAT_FALLOC)
+                r = client_fail(-EBADMSG, "region %s holds no falloc heap: it was allocated as raw bytes", name);
+        else if (!at)
+                r = client_fail(-EBADMSG, "region %s holds no falloc heap this process reaches: it has no memory here",
                                 name);
         else if (!region->ptr &&
                  (r = gpu_copy(region->device, region->dev_ptr, header, sizeof(header), false, err, sizeof(err))) < 0)
                 client_fail(r, "cannot read the heap's header in region %s: %s", name, err);
-        else if (falloc_heap_open(region->ptr ? region->ptr : header, region->size, NULL) < 0)
-                r = client_fail(-EBADMSG, "region %s holds no falloc heap (no header, or one that does not fit it)",
-                                name);
+        else if (falloc_heap_open(region->ptr ? region->ptr : header, region->size, &h) < 0 ||
+                 h->chunk_size != region->chunk_size || h->chunk_count != region->chunk_count)
+                r = client_fail(-EBADMSG,
+                                "region %s is tagged as a falloc heap of %llu chunks of %llu bytes, but holds none "
+                                "that fits it (no header, or another geometry)",
+                                name, (unsigned long long)region->chunk_count, (unsigned long long)region->chunk_size);
         if (r < 0)
                 return give_back(c, region->id, true, r);
         *heap = (fallocDeviceHeap *)at;

@@ -56,6 +56,10 @@ static int region_out(struct alloc_client *c, const Allocd__Region *g, const str
         out.owner = g->uid;
         out.sealed = g->sealed;
         out.read_only = g->read_only;
+        out.format = (enum alloc_format)g->format;
+        out.chunk_size = g->chunk_size;
+        out.chunk_count = g->chunk_count;
+        out.formatted_by_allocd = g->formatted_by_allocd;
         *ret = out;
         return 0;
 }
@@ -136,6 +140,10 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
         a->has_timeout_ms = opts->timeout_ms != 0;
         a->timeout_ms = opts->timeout_ms;
         a->name = (char *)opts->name;
+        a->has_format = opts->format != ALLOC_FORMAT_RAW;
+        a->format = (Allocd__Format)opts->format;
+        a->has_chunk_size = opts->chunk_size != 0;
+        a->chunk_size = opts->chunk_size;
         return 0;
 }
 

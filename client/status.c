@@ -162,6 +162,9 @@ static void region_info(const Allocd__Region *x, struct alloc_region_info *o, st
                 .created = x->created,
                 .holders = holders,
                 .holders_omitted = x->holders_omitted,
+                .format = (enum alloc_format)x->format,
+                .chunk_size = x->chunk_size,
+                .chunk_count = x->chunk_count,
         };
         copy_name(o->pool, sizeof(o->pool), x->pool);
         copy_name(o->name, sizeof(o->name), x->name);

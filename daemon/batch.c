@@ -41,6 +41,8 @@ static int batch_args(const struct core *core, const struct client *cl, const st
                 return fail(res, E_INVALID,
                             "PERSIST, UNSEALED and NOFAIL do not apply to a batch, which does not wait and whose "
                             "regions are the connection's; allocate such regions one by one");
+        if (m->format != FMT_RAW)
+                return fail(res, E_INVALID, "a batch's regions are raw bytes; allocate falloc heaps one by one");
         if (m->size || m->count > 1)
                 return fail(res, E_INVALID, "a batch's sizes are its regions' sizes: leave size and count unset");
         if ((uint64_t)cl->nrefs + cl->npending + n > l->max_regions_per_connection)
@@ -84,7 +86,7 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                 }
                 if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK)
                         break;
-                if (alloc_finish(core, cl, &a, slots[i], res) != GRANT_REGION)
+                if (alloc_finish(core, cl, slots[i], res) != GRANT_REGION)
                         break;
         }
         if (i == n)

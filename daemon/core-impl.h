@@ -27,6 +27,7 @@ struct alloc_args {
         uint32_t flags;
         uint32_t timeout_ms; /* 0: the daemon's wait_timeout */
         const char *name;    /* "" unnamed; the request's until it waits, then the waiter's own copy */
+        struct region_format fmt;
 };
 
 /* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
@@ -118,7 +119,9 @@ struct region {
         uint32_t holds; /* the first hold, or HOLD_NONE */
         uint16_t flags;
         uint8_t state;
+        uint8_t format; /* FMT_*; the rest of the tag is in formats.c's table (not raw bytes: rare) */
 };
+_Static_assert(sizeof(struct region) == 64, "a region is 64 bytes (docs/ARCHITECTURE.md, \"Scale\")");
 
 /* One client's references to one region: found in O(1) by (client, region), however many. */
 struct hold {
@@ -137,21 +140,30 @@ struct holds {
         uint32_t hash_cap, hash_used;
 };
 
+/* The tags of the regions that are not raw bytes, by slot (formats.c). */
+struct formats {
+        void *tree; /* tsearch(3) of struct format_entry, by slot */
+        uint64_t count;
+};
+
 struct regions {
         struct region *tab;
         struct slots slots;
         uint32_t gen_floor; /* every gen a slot dropped by shrinking had is at most this */
         struct holds holds;
+        struct formats formats;
 };
 
 int regions_init(struct regions *rt);
 void regions_clear(struct regions *rt);
 uint64_t region_id(const struct regions *rt, uint32_t slot);
 int region_slot(const struct regions *rt, uint64_t id);
-/* A new region (fd: its own memfd, or -1), pending: no holder yet, one reference until handed out or discarded (+1 if
- * PERSIST). */
+/*
+ * A new region (fd: its own memfd, or -1; fmt: what it will hold), pending: no holder yet, one
+ * reference until handed out or discarded (+1 if PERSIST).
+ */
 int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
-               uint32_t flags, int fd, uint32_t *ret);
+               uint32_t flags, int fd, const struct region_format *fmt, uint32_t *ret);
 /* Adds one reference of cl; -EOVERFLOW when the region has UINT32_MAX already. */
 int region_hold(struct core *core, uint32_t slot, struct client *cl);
 /* cl's hold on slot, or HOLD_NONE.  The index is good until a hold is removed. */
@@ -179,6 +191,24 @@ void holds_clear(struct holds *h);
 uint32_t hold_find(const struct holds *h, uint32_t head, const struct client *cl, uint32_t slot);
 int hold_add(struct holds *h, struct region *r, struct client *cl, uint32_t slot, uint32_t *ret);
 void hold_remove(struct holds *h, struct region *regions, uint32_t i);
+
+/* ---- formats (formats.c): the side table region.c keeps, and the heaps allocd writes ---- */
+
+void formats_clear(struct formats *f);
+/* Records slot's tag; -ENOMEM changes nothing. */
+int formats_add(struct formats *f, uint32_t slot, const struct region_format *fmt);
+/* slot's tag; slot has one. */
+void formats_get(const struct formats *f, uint32_t slot, struct region_format *fmt);
+void formats_remove(struct formats *f, uint32_t slot);
+/* Whether allocd writes the heaps of p's regions itself: it reaches their memory (p->map, or a region's memfd). */
+bool format_by_allocd(const struct pool *p);
+/* Bytes format_write writes: the heap's header and bitmaps. */
+uint64_t format_bytes(const struct region_format *fmt);
+/*
+ * Writes the heap fmt says at the start of a region of p (offset, size; fd: its own memfd, or -1),
+ * through allocd's mapping of the pool or a mapping of the memfd; may run off the loop thread.
+ */
+int format_write(const struct pool *p, int fd, uint64_t offset, uint64_t size, const struct region_format *fmt);
 
 /* ---- names (names.c) ---- */
 
@@ -288,9 +318,13 @@ int check_free(const struct core *core, const struct client *cl, uint64_t id, st
 /* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */
 int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
               struct core_result *res);
-/* The region's ZERO work: GRANT_REGION (done inline), GRANT_ZEROING (for a worker) or GRANT_NONE. */
-int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *a, uint32_t slot,
-                 struct core_result *res);
+/*
+ * A new region's work (its memory, ZERO, its heap; core_zero_job): GRANT_REGION (done inline),
+ * GRANT_ZEROING (for a worker) or GRANT_NONE.
+ */
+int alloc_finish(struct core *core, struct client *cl, uint32_t slot, struct core_result *res);
+/* Says why a region's work failed; the caller discards the region. */
+void prep_failed(struct core_result *res, const struct zero_job *job, int result);
 /* The uid's counts: found, found or made (NULL: out of memory), and freed once all are zero. */
 struct user *user_find(const struct core *core, uid_t uid);
 struct user *user_get(struct core *core, uid_t uid);

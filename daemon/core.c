@@ -322,7 +322,7 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
                                     p->conf.name);
                 return fail(res, E_INTERNAL, "making the region's memfd: %s", strerror(-r));
         }
-        if ((r = region_new(core, p, cl, off, size, a->flags, fd, slot)) < 0) {
+        if ((r = region_new(core, p, cl, off, size, a->flags, fd, &a->fmt, slot)) < 0) {
                 range_free(p->arena, off, 0);
                 if (fd >= 0)
                         close(fd);
@@ -335,34 +335,26 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
         return ok_result(res);
 }
 
-int alloc_finish(struct core *core, struct client *cl, const struct alloc_args *a, uint32_t slot,
-                 struct core_result *res) {
-        struct pool *p = a->pool;
-        const struct region *r = &core->regions.tab[slot];
+/* Work a job may not do on the loop thread: more than ZERO_INLINE_MAX bytes, or a wait for a device. */
+static bool job_blocks(const struct zero_job *job) {
+        return (job->fd >= 0 && job->size > ZERO_INLINE_MAX) ||
+               (job->zero && (job->size > ZERO_INLINE_MAX || job->pool->ops->zero_blocks)) ||
+               (job->fmt.format != FMT_RAW && format_bytes(&job->fmt) > ZERO_INLINE_MAX);
+}
 
-        if (r->fd >= 0) {
-                /* Its own memfd reads as zeros; its memory is taken now, on a worker if it is large. */
-                if (r->size > ZERO_INLINE_MAX) {
-                        cl->npending++;
-                        return GRANT_ZEROING;
-                }
-                if (pool_region_fill(r->fd, r->size) < 0) {
-                        region_discard(core, slot);
-                        fail(res, E_INTERNAL, "no memory for the region now (the machine's, not the pool's)");
-                        return GRANT_NONE;
-                }
-        } else if (a->flags & F_ZERO) {
-                if (r->size > ZERO_INLINE_MAX || p->ops->zero_blocks) {
-                        cl->npending++;
-                        return GRANT_ZEROING;
-                }
-                if (p->ops->zero(p, r->offset, r->size) < 0) {
-                        region_discard(core, slot);
-                        fail(res, E_INTERNAL,
-                             "zeroing the region failed (allocd's log says why); nothing was "
-                             "allocated");
-                        return GRANT_NONE;
-                }
+int alloc_finish(struct core *core, struct client *cl, uint32_t slot, struct core_result *res) {
+        struct zero_job job;
+        int e;
+
+        core_zero_job(core, slot, &job);
+        if (job_blocks(&job)) {
+                cl->npending++;
+                return GRANT_ZEROING;
+        }
+        if ((e = core_zero_run(&job)) < 0) {
+                prep_failed(res, &job, e);
+                region_discard(core, slot);
+                return GRANT_NONE;
         }
         if (region_hand_out(core, slot, cl) < 0) {
                 region_discard(core, slot);
@@ -379,6 +371,7 @@ void core_stats(const struct core *core, struct core_stats *st) {
         *st = (struct core_stats){
                 .regions = rt->slots.used,
                 .names = core->names.count,
+                .formats = rt->formats.count,
                 .holds = h->slots.used,
                 .waiters = core->waitq.nwaiters,
                 .tries = core->waitq.tries,

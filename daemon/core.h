@@ -59,6 +59,15 @@ enum {
 };
 #define F_KNOWN (F_ZERO | F_NOWAIT | F_NOFAIL | F_PERSIST | F_UNSEALED)
 
+/* What a region holds, by the protocol's Format values. */
+enum { FMT_RAW = 0, FMT_FALLOC = 1 };
+
+/* A region's format tag: FMT_RAW, or a falloc heap of heap_size bytes at its start, and its geometry. */
+struct region_format {
+        uint8_t format;
+        uint64_t heap_size, chunk_size, chunk_count;
+};
+
 /* What a call did; msg is set whenever code is not E_OK. */
 struct core_result {
         int code;
@@ -140,6 +149,8 @@ struct alloc_request {
         uint32_t flags;
         uint32_t timeout_ms; /* 0: the daemon's wait_timeout */
         const char *name;    /* NULL or "": unnamed */
+        uint32_t format;     /* FMT_*, as asked */
+        uint64_t chunk_size; /* FMT_FALLOC: as asked; 0: not given */
 };
 
 /* What an Alloc, Attach or a granted waiter produced. */
@@ -184,11 +195,17 @@ int core_free_batch(struct core *core, struct client *cl, const uint64_t *ids, s
 /* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */
 int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 
-/* Zeroing off the loop thread: the bytes of slot, read on the loop thread before the job starts. */
+/*
+ * Zeroing off the loop thread, and what comes with it: the memory of a region's own memfd, and
+ * the header of a falloc heap allocd writes.  What to do to slot, read on the loop thread before
+ * the job starts.
+ */
 struct zero_job {
         struct pool *pool;
         uint64_t offset, size;
-        int fd; /* isolation = region: the region's memfd, to fill with memory; else -1 */
+        int fd;                   /* isolation = region: the region's memfd, to fill with memory; else -1 */
+        bool zero;                /* set the bytes to zero (a memfd of its own reads as zeros already) */
+        struct region_format fmt; /* FMT_FALLOC: write the heap's header and bitmaps, after the rest */
 };
 void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job);
 /* Runs on a worker thread. */
@@ -295,6 +312,8 @@ struct region_info {
         const char *name; /* NULL: unnamed */
         bool pending;     /* not yet handed out (being zeroed) */
         bool persist;     /* the daemon still holds its PERSIST reference */
+        struct region_format fmt;
+        bool formatted; /* FMT_FALLOC: allocd wrote the heap (else its creator does, before its Seal) */
 };
 void core_region_info(const struct core *core, uint32_t slot, struct region_info *info);
 /* The first live slot at or after *slot; false when there is none. */
@@ -306,6 +325,7 @@ void core_region_holders(const struct core *core, uint32_t slot,
 /* Totals for STATUS= and benchmarks. */
 struct core_stats {
         uint64_t regions, names, holds, waiters, used, total;
+        uint64_t formats;   /* regions that are not raw bytes (formats.c's entries) */
         uint64_t tries;     /* waiters tried against a pool since start */
         size_t table_bytes; /* memory of the region table, holds and names */
 };

@@ -232,6 +232,7 @@ static void fill_region(Allocd__Region *out, const struct region_info *r) {
         out->pid = r->pid;
         out->created = r->created;
         out->has_holders_omitted = true;
+        proto_region_format(out, r);
 }
 
 void proto_dump(struct core *core, const struct session *s, uint64_t id, const Allocd__Dump *m, struct proto_out *out) {

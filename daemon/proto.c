@@ -33,6 +33,20 @@ _Static_assert(SAME(POOL_HOST, ALLOCD__POOL_KIND__HOST) && SAME(POOL_FPGA, ALLOC
                        SAME(POOL_PINNED, ALLOCD__POOL_KIND__PINNED) && SAME(POOL_GPU, ALLOCD__POOL_KIND__GPU),
                "pool kinds are the protocol's");
 
+_Static_assert(SAME(FMT_RAW, ALLOCD__FORMAT__RAW) && SAME(FMT_FALLOC, ALLOCD__FORMAT__FALLOC_HEAP),
+               "formats are the protocol's");
+
+void proto_region_format(Allocd__Region *out, const struct region_info *r) {
+        out->has_format = true;
+        out->format = (Allocd__Format)r->fmt.format;
+        if (r->fmt.format == FMT_RAW)
+                return;
+        out->has_chunk_size = out->has_chunk_count = out->has_formatted_by_allocd = true;
+        out->chunk_size = r->fmt.chunk_size;
+        out->chunk_count = r->fmt.chunk_count;
+        out->formatted_by_allocd = r->formatted;
+}
+
 void proto_pack(struct proto_out *out, const Allocd__Reply *reply) {
         size_t len = allocd__reply__get_packed_size(reply);
 
@@ -152,6 +166,7 @@ static void region_msg(struct core *core, struct session *s, struct proto_out *o
         region->has_uid = region->has_sealed = true;
         region->uid = r.uid;
         region->sealed = !(r.flags & F_UNSEALED);
+        proto_region_format(region, &r);
         region_fd(s, &r, &p, region, out);
 }
 
@@ -210,6 +225,8 @@ static struct alloc_request alloc_request(const Allocd__Alloc *m) {
                 .flags = m->has_flags ? m->flags : 0,
                 .timeout_ms = m->has_timeout_ms ? m->timeout_ms : 0,
                 .name = m->name,
+                .format = m->has_format ? (uint32_t)m->format : FMT_RAW,
+                .chunk_size = m->has_chunk_size ? m->chunk_size : 0,
         };
 }
 

@@ -62,5 +62,7 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
 void proto_dump(struct core *core, const struct session *s, uint64_t id, const Allocd__Dump *m, struct proto_out *out);
 /* Packs reply into out (an INTERNAL error reply if it does not fit). */
 void proto_pack(struct proto_out *out, const Allocd__Reply *reply);
+/* What region r holds (Region.format and its geometry), on every Region a reply carries. */
+void proto_region_format(Allocd__Region *out, const struct region_info *r);
 
 #endif

@@ -34,6 +34,7 @@ void regions_clear(struct regions *rt) {
         free(rt->tab);
         slots_clear(&rt->slots);
         holds_clear(&rt->holds);
+        formats_clear(&rt->formats);
         *rt = (struct regions){0};
 }
 
@@ -59,7 +60,7 @@ static void shrink(struct regions *rt) {
 }
 
 int region_new(struct core *core, struct pool *p, const struct client *cl, uint64_t offset, uint64_t size,
-               uint32_t flags, int fd, uint32_t *ret) {
+               uint32_t flags, int fd, const struct region_format *fmt, uint32_t *ret) {
         struct regions *rt = &core->regions;
         uint32_t slot;
         int e;
@@ -71,7 +72,13 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
         /* New slots start above every generation a slot dropped by shrinking had. */
         for (uint32_t i = old; i < rt->slots.cap; i++)
                 rt->tab[i] = (struct region){.gen = rt->gen_floor, .fd = -1};
+        if (fmt && fmt->format != FMT_RAW && formats_add(&rt->formats, slot, fmt) < 0) {
+                slots_put(&rt->slots, slot);
+                return -ENOMEM;
+        }
         if (pool_charge(p, cl->uid, (int64_t)size) < 0) {
+                if (fmt && fmt->format != FMT_RAW)
+                        formats_remove(&rt->formats, slot);
                 slots_put(&rt->slots, slot);
                 return -ENOMEM;
         }
@@ -91,6 +98,7 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
                 .flags = (uint16_t)flags,
                 .refs = 1,
                 .state = R_LIVE | R_PENDING,
+                .format = fmt ? fmt->format : FMT_RAW,
         };
         if (flags & F_PERSIST) {
                 r->state |= R_PERSIST;
@@ -113,6 +121,8 @@ static void region_die(struct core *core, uint32_t slot) {
         if (r->fd >= 0)
                 close(r->fd);
         r->fd = -1;
+        if (r->format != FMT_RAW)
+                formats_remove(&rt->formats, slot);
         pool_charge(p, r->uid, -(int64_t)r->size);
         pool_count_region(p, -1);
         r->state = 0;
@@ -237,7 +247,12 @@ void core_region_info(const struct core *core, uint32_t slot, struct region_info
                 .name = r->name ? names_text(&core->names, r->name) : NULL,
                 .pending = r->state & R_PENDING,
                 .persist = r->state & R_PERSIST,
+                .fmt = {.format = r->format},
         };
+        if (r->format != FMT_RAW) {
+                formats_get(&core->regions.formats, slot, &info->fmt);
+                info->formatted = format_by_allocd(info->pool);
+        }
 }
 
 bool core_region_next(const struct core *core, uint32_t *slot) {

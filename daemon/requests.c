@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "alloc/falloc.h"
 #include "core-impl.h"
 #include "log.h"
 #include "text.h"
@@ -43,6 +44,43 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                 return NULL;
         }
         return p;
+}
+
+/* What the region is to hold: its tag, with a heap's geometry checked against the region's size. */
+static int check_format(const struct pool *p, const struct alloc_request *m, uint64_t size, struct region_format *fmt,
+                        struct core_result *res) {
+        uint64_t cs, count;
+        int r;
+
+        *fmt = (struct region_format){.format = FMT_RAW};
+        if (m->format > FMT_FALLOC)
+                return fail(res, E_INVALID, "unknown format %u; known are RAW 0 and FALLOC_HEAP 1", m->format);
+        if (m->format == FMT_RAW)
+                return m->chunk_size ? fail(res, E_INVALID,
+                                            "chunk_size is for format FALLOC_HEAP; a RAW region has no chunks")
+                                     : E_OK;
+        if (!p->ops->zero)
+                return fail(res, E_INVALID, "pool %s is an address space without memory; a falloc heap needs memory",
+                            p->conf.name);
+        r = falloc_heap_geometry(size, m->chunk_size, &cs, &count);
+        if (r == -EINVAL)
+                return fail(res, E_INVALID,
+                            "FALLOC_HEAP needs a chunk_size of 1 to %u bytes (chunks are rounded up to %u), not "
+                            "%" PRIu64,
+                            FALLOC_CHUNK_MAX, FALLOC_CHUNK_ALIGN, m->chunk_size);
+        if (r < 0)
+                return fail(res, E_INVALID,
+                            "%" PRIu64 " bytes do not hold a falloc heap of %" PRIu64 "-byte chunks (a %u-byte "
+                            "header, two bitmaps and one chunk at least); ask for at least %" PRIu64 " bytes",
+                            size, m->chunk_size, FALLOC_HEADER_SIZE, falloc_heap_size(m->chunk_size, 1));
+        /* A heap only its creator can write must not be attached before it is written. */
+        if (m->name && *m->name && !(m->flags & F_UNSEALED) && !format_by_allocd(p))
+                return fail(res, E_INVALID,
+                            "allocd does not write falloc heaps in pool %s (%s memory, which only CUDA reaches): "
+                            "allocate a named heap there UNSEALED, write it and Seal it (alloc_falloc_new does)",
+                            p->conf.name, pool_kind_name(p->conf.kind));
+        *fmt = (struct region_format){.format = FMT_FALLOC, .heap_size = size, .chunk_size = cs, .chunk_count = count};
+        return E_OK;
 }
 
 int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
@@ -99,6 +137,8 @@ int check_alloc(struct core *core, const struct client *cl, const struct alloc_r
                 .timeout_ms = m->timeout_ms,
                 .name = m->name ? m->name : "",
         };
+        if (check_format(p, m, a->size, &a->fmt, res) != E_OK)
+                return res->code;
         if (p->conf.quota_per_uid && a->size > p->conf.quota_per_uid)
                 return fail(res, E_QUOTA,
                             "%" PRIu64 " bytes is more than the whole per-uid quota of pool %s (%" PRIu64 ")", a->size,
@@ -116,7 +156,7 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
                 return GRANT_NONE;
         e = alloc_try(core, cl, &a, false, slot, res);
         if (e == E_OK)
-                return alloc_finish(core, cl, &a, *slot, res);
+                return alloc_finish(core, cl, *slot, res);
         if (e != E_WOULD_BLOCK)
                 return GRANT_NONE;
         /* A request that no amount of freeing can satisfy fails now instead of waiting for nothing. */
@@ -286,14 +326,43 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
 
 void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job) {
         const struct region *r = &core->regions.tab[slot];
+        struct pool *p = core->pools[r->pool];
 
-        *job = (struct zero_job){.pool = core->pools[r->pool], .offset = r->offset, .size = r->size, .fd = r->fd};
+        *job = (struct zero_job){
+                .pool = p,
+                .offset = r->offset,
+                .size = r->size,
+                .fd = r->fd,
+                .zero = r->fd < 0 && (r->flags & F_ZERO),
+        };
+        if (r->format != FMT_RAW && format_by_allocd(p))
+                formats_get(&core->regions.formats, slot, &job->fmt);
 }
 
 int core_zero_run(const struct zero_job *job) {
+        int r = 0;
+
         if (job->fd >= 0)
-                return pool_region_fill(job->fd, job->size);
-        return job->pool->ops->zero(job->pool, job->offset, job->size);
+                r = pool_region_fill(job->fd, job->size);
+        else if (job->zero)
+                r = job->pool->ops->zero(job->pool, job->offset, job->size);
+        /* The heap last: ZERO would wipe its header. */
+        if (r == 0 && job->fmt.format != FMT_RAW)
+                r = format_write(job->pool, job->fd, job->offset, job->size, &job->fmt);
+        return r;
+}
+
+void prep_failed(struct core_result *res, const struct zero_job *job, int result) {
+        const char *step = job->fd >= 0 ? "taking the memory of the region (the machine's, not the pool's)"
+                           : job->zero  ? "zeroing the region"
+                                        : NULL;
+        char what[128];
+
+        if (job->fmt.format == FMT_RAW || !step)
+                snprintf(what, sizeof(what), "%s", step ? step : "writing the region's falloc heap");
+        else
+                snprintf(what, sizeof(what), "%s, or writing its falloc heap,", step);
+        fail(res, E_INTERNAL, "%s failed: %s; nothing was allocated", what, strerror(-result));
 }
 
 int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int result, struct core_result *res) {
@@ -304,10 +373,10 @@ int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int resu
                 return GRANT_NONE;
         }
         if (result < 0) {
-                bool own = core->regions.tab[slot].fd >= 0;
+                struct zero_job job;
+                core_zero_job(core, slot, &job);
+                prep_failed(res, &job, result);
                 region_discard(core, slot);
-                fail(res, E_INTERNAL, "%s the region failed: %s; nothing was allocated",
-                     own ? "taking the memory of" : "zeroing", strerror(-result));
                 return GRANT_NONE;
         }
         if (region_hand_out(core, slot, cl) < 0) {

@@ -307,8 +307,7 @@ static void retry(struct core *core, struct pool *p) {
                 int e = alloc_try(core, w->cl, &w->args, true, &w->done.slot, &w->done.res);
                 if (e == E_WOULD_BLOCK)
                         continue;
-                w->done.grant =
-                        e == E_OK ? alloc_finish(core, w->cl, &w->args, w->done.slot, &w->done.res) : GRANT_NONE;
+                w->done.grant = e == E_OK ? alloc_finish(core, w->cl, w->done.slot, &w->done.res) : GRANT_NONE;
                 finish(core, w);
                 range_stats(p->arena, &st);
                 if (st.largest_free == 0)

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include "alloc/falloc.h"
 
 #include "core-check.h"
 #include "core-impl.h"
@@ -78,7 +81,7 @@ static int client_index(const struct core_view *v, const struct client *cl) {
 
 /* Everything recounted, in one pass over the region table. */
 struct tally {
-        uint64_t regions, named, pending, bytes, holds, hashed;
+        uint64_t regions, named, pending, bytes, holds, hashed, formats;
         uint64_t client_refs[CHECK_CLIENTS_MAX], client_bytes[CHECK_CLIENTS_MAX];
         uint64_t pool_regions[CHECK_POOLS_MAX], pool_bytes[CHECK_POOLS_MAX];
         struct {
@@ -129,6 +132,32 @@ static uint64_t count_holds(struct core *core, const struct core_view *v, uint32
         return refs;
 }
 
+/* A heap allocd wrote and handed out is in the region, as its tag says (nothing here writes chunks). */
+static void check_heap(struct core *core, uint32_t slot) {
+        const struct region *r = &core->regions.tab[slot];
+        const struct pool *p = core->pools[r->pool];
+        struct region_format f;
+        fallocDeviceHeap *h;
+        void *at;
+
+        formats_get(&core->regions.formats, slot, &f);
+        if (f.format != r->format || f.heap_size > r->size ||
+            falloc_heap_size(f.chunk_size, f.chunk_count) > f.heap_size)
+                check_fail("region slot %u: its tag (format %u, %llu chunks of %llu in %llu bytes) does not fit it",
+                           slot, f.format, (unsigned long long)f.chunk_count, (unsigned long long)f.chunk_size,
+                           (unsigned long long)f.heap_size);
+        if ((r->state & R_PENDING) || !format_by_allocd(p))
+                return;
+        at = r->fd >= 0 ? mmap(NULL, r->size, PROT_READ, MAP_SHARED, r->fd, 0) : (char *)p->map + r->offset;
+        if (at == MAP_FAILED)
+                check_fail("region slot %u: cannot map its memfd", slot);
+        if (falloc_heap_open(at, r->size, &h) < 0 || h->chunk_size != f.chunk_size || h->chunk_count != f.chunk_count ||
+            h->size != f.heap_size || h->avail != f.chunk_count)
+                check_fail("region slot %u was handed out without the falloc heap its tag says", slot);
+        if (r->fd >= 0)
+                munmap(at, r->size);
+}
+
 static void count_region(struct core *core, const struct core_view *v, uint32_t slot, struct tally *t) {
         const struct region *r = &core->regions.tab[slot];
         uint64_t held = count_holds(core, v, slot, t);
@@ -147,8 +176,11 @@ static void count_region(struct core *core, const struct core_view *v, uint32_t 
                 check_fail("region slot %u is not found by its id", slot);
         if (r->name && names_find(&core->names, names_text(&core->names, r->name)) != (int)slot)
                 check_fail("region slot %u is not found by its name", slot);
+        if (r->format != FMT_RAW)
+                check_heap(core, slot);
         t->regions++;
         t->named += r->name != 0;
+        t->formats += r->format != FMT_RAW;
         t->pending += !!(r->state & R_PENDING);
         t->bytes += r->size;
         t->pool_regions[r->pool]++;
@@ -261,12 +293,14 @@ void core_check(struct core *core, const struct core_view *v, bool arenas) {
         if (core->regions.holds.hash_used != t.hashed)
                 check_fail("the hold hash counts %u entries; %llu holds are marked as in it",
                            core->regions.holds.hash_used, (unsigned long long)t.hashed);
-        if (st.regions != t.regions || st.names != t.named || st.holds != t.holds || st.used != t.bytes)
-                check_fail("core_stats says %llu regions, %llu names, %llu holds, %llu bytes; there are %llu, %llu, "
-                           "%llu, %llu",
+        if (st.regions != t.regions || st.names != t.named || st.holds != t.holds || st.used != t.bytes ||
+            st.formats != t.formats)
+                check_fail("core_stats says %llu regions, %llu names, %llu holds, %llu bytes, %llu tags; there are "
+                           "%llu, %llu, %llu, %llu, %llu",
                            (unsigned long long)st.regions, (unsigned long long)st.names, (unsigned long long)st.holds,
-                           (unsigned long long)st.used, (unsigned long long)t.regions, (unsigned long long)t.named,
-                           (unsigned long long)t.holds, (unsigned long long)t.bytes);
+                           (unsigned long long)st.used, (unsigned long long)st.formats, (unsigned long long)t.regions,
+                           (unsigned long long)t.named, (unsigned long long)t.holds, (unsigned long long)t.bytes,
+                           (unsigned long long)t.formats);
         if (t.pending != v->njobs)
                 check_fail("%llu regions are pending, %zu are being zeroed", (unsigned long long)t.pending, v->njobs);
         for (size_t j = 0; j < v->njobs; j++)

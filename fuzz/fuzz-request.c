@@ -187,6 +187,8 @@ static void check_region(struct conn *c, const Allocd__Region *g, int fd) {
         if (!p)
                 check_fail("a region of pool '%s', which does not exist", g->pool ? g->pool : "(none)");
         core_pool_info(p, &pi);
+        if (!g->has_format || (g->format == ALLOCD__FORMAT__FALLOC_HEAP) != (g->has_chunk_size && g->has_chunk_count))
+                check_fail("a region without its format, or a heap without its geometry");
         if (g->region_fd) {
                 /* isolation = region: the region's own memfd, each time, the reply's to close. */
                 if (pi.fd >= 0 || g->pool_fd || out.fd < 0 || !out.fd_owned || g->pool_size != g->size ||

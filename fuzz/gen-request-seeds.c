@@ -3,7 +3,7 @@
  * Writes fuzz-request's seed corpus: real Requests packed by protobuf-c, in
  * fuzz-request.h's records, one file a story: every request type, good and
  * bad, the hostile inputs of tests/test-daemon-hostile.c, waiters, zeroing,
- * hang-ups and limits.  The fuzzer grows its own corpus from these; the
+ * falloc heaps, hang-ups and limits.  The fuzzer grows its own corpus from these; the
  * committed one changes only when this program does:
  *
  *   build-fuzz/fuzz/gen-request-seeds fuzz/corpus/request
@@ -588,6 +588,37 @@ static void zeroing(void) {
         save("zero-waiter");
 }
 
+/* falloc heaps: allocd writes them (inline, in a region's memfd, after a worker's ZERO); bad formats. */
+static void heaps(void) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
+        hello(0);
+        hello(1);
+        a.has_format = a.has_chunk_size = true;
+        a.format = ALLOCD__FORMAT__FALLOC_HEAP;
+        a.chunk_size = 256;
+        alloc_with(0, "h", 65536, 0, "heap", &a);
+        attach(1, "heap");
+        alloc_with(0, "r", 65536, 0, NULL, &a);
+        alloc_with(0, "p", BIG, ALLOCD__FLAG__ZERO, "big-heap", &a);
+        attach(1, "big-heap");
+        zeroed(0);
+        alloc_with(0, "g", 65536, 0, "gpu-heap", &a);
+        dump(1, 0, NULL);
+        alloc_with(0, "h", 600, 0, NULL, &a); /* no room for a chunk beside the header */
+        alloc_with(0, "f", 65536, 0, NULL, &a);
+        a.chunk_size = 0;
+        alloc_with(0, "h", 65536, 0, NULL, &a);
+        a.chunk_size = 1ull << 31;
+        alloc_with(0, "h", 65536, 0, NULL, &a);
+        a.format = 7;
+        alloc_with(0, "h", 65536, 0, NULL, &a);
+        a.format = ALLOCD__FORMAT__RAW;
+        alloc_with(0, "h", 65536, 0, NULL, &a);
+        save("falloc-heaps");
+}
+
 /* Batches: all or none, the first region brings the pool's fd, what does not apply to a batch. */
 static void batches(void) {
         static const uint64_t three[] = {4096, 8192, 65536}, too_much[] = {65536, 131072}, big[] = {BIG};
@@ -664,6 +695,7 @@ int main(int argc, char **argv) {
         sharing();
         waiting();
         zeroing();
+        heaps();
         limits();
         batches();
         return 0;

@@ -292,28 +292,56 @@ Test(allocctl, dump_text_has_one_row_per_region) {
         char line[1024], id[32], addr[128], *w[16];
 
         cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert(strstr(r->out, "SIZE FORMAT "), "%s", r->out);
         snprintf(id, sizeof(id), "%llu", (unsigned long long)shared.id);
         cr_assert_not_null(line_starting(r->out, id, line, sizeof(line)), "%s", r->out);
-        /* ID POOL ADDR SIZE FLAGS REFS AGE HOLDERS NAME (the name may hold blanks: last) */
-        cr_assert_eq(words(line, w, 16), 10);
+        /* ID POOL ADDR SIZE FORMAT FLAGS REFS AGE HOLDERS NAME (the name may hold blanks: last) */
+        cr_assert_eq(words(line, w, 16), 11);
         cr_assert_str_eq(w[1], "h");
         cr_assert_eq(strtoull(w[2], NULL, 0), shared.addr);
         cr_assert_str_eq(w[3], "4MiB");
-        cr_assert_str_eq(w[4], "zero,persist");
-        cr_assert_str_eq(w[5], "3");
+        cr_assert_str_eq(w[4], "raw");
+        cr_assert_str_eq(w[5], "zero,persist");
+        cr_assert_str_eq(w[6], "3");
         snprintf(addr, sizeof(addr), "%d/%u/test-allocctl,%d/%u/test-allocctl", (int)getpid(), (unsigned)getuid(),
                  (int)getpid(), (unsigned)getuid());
-        cr_assert_str_eq(w[7], addr);
-        cr_assert_str_eq(w[8], "frame");
-        cr_assert_str_eq(w[9], "buffer");
+        cr_assert_str_eq(w[8], addr);
+        cr_assert_str_eq(w[9], "frame");
+        cr_assert_str_eq(w[10], "buffer");
         snprintf(id, sizeof(id), "%llu", (unsigned long long)f1.id);
         cr_assert_not_null(line_starting(r->out, id, line, sizeof(line)));
-        cr_assert_eq(words(line, w, 16), 9);
+        cr_assert_eq(words(line, w, 16), 10);
         cr_assert_str_eq(w[1], "f");
         cr_assert_eq(strtoull(w[2], NULL, 16), f1.addr);
         cr_assert_str_eq(w[3], "64MiB");
-        cr_assert_str_eq(w[4], "-");
-        cr_assert_str_eq(w[8], "-");
+        cr_assert_str_eq(w[4], "raw");
+        cr_assert_str_eq(w[5], "-");
+        cr_assert_str_eq(w[9], "-");
+}
+
+/* A falloc heap's region says so, with its geometry, in both forms. */
+Test(allocctl, dump_shows_a_heaps_format) {
+        struct alloc_opts o = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 256, .name = "heap"};
+        struct alloc_region heap;
+        char line[1024], id[32], *w[16];
+
+        cr_assert_eq(alloc_region_new(c, "h", 1 << 20, &o, &heap), 0, "%s", alloc_last_error());
+        struct run *r = allocctl(d.sock, "dump", (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)heap.id);
+        cr_assert_not_null(line_starting(r->out, id, line, sizeof(line)), "%s", r->out);
+        cr_assert_eq(words(line, w, 16), 10);
+        cr_assert_str_eq(w[4], "falloc:256x4091", "1 MiB holds 4091 chunks of 256 bytes: %s", line);
+        cr_assert_str_eq(w[9], "heap");
+        json_object *a = run_json("dump", "h", NULL), *x = find(a, "id", heap.id);
+        cr_assert_not_null(x);
+        cr_assert_str_eq(get_str(x, "format"), "falloc");
+        cr_assert_eq(get_u64(x, "chunk_size"), 256);
+        cr_assert_eq(get_u64(x, "chunk_count"), 4091);
+        x = find(a, "id", shared.id);
+        cr_assert_str_eq(get_str(x, "format"), "raw");
+        cr_assert(json_object_is_type(get(x, "chunk_size"), json_type_null));
+        json_object_put(a);
 }
 
 Test(allocctl, clients_in_text_and_json) {

@@ -535,3 +535,34 @@ Test(core, quota_counts_the_rounded_size) {
         cr_assert_eq(stats().used, 64 * K);
         bye(a);
 }
+
+/* A falloc heap's tag: a side entry while the region lives; its header written inline, or by the zeroing job. */
+Test(core, a_large_heap_is_written_off_the_loop_thread) {
+        struct client *a = client(1);
+        struct alloc_request heap = {.pool = "h", .numa_node = -1, .format = FMT_FALLOC, .chunk_size = 16};
+        struct core_result res;
+        struct region_info r;
+        struct zero_job job;
+        uint32_t small, large;
+
+        add_host("h", 80 << 20);
+        heap.size = 64 * K;
+        cr_assert_eq(core_alloc(core, a, 0, &heap, &small, &res), GRANT_REGION, "%s", res.msg);
+        heap.size = 72 << 20; /* its bitmaps pass ZERO_INLINE_MAX */
+        cr_assert_eq(core_alloc(core, a, 0, &heap, &large, &res), GRANT_ZEROING, "%s", res.msg);
+        core_region_info(core, large, &r);
+        cr_assert(r.pending && r.formatted && r.fmt.format == FMT_FALLOC && r.fmt.chunk_size == 16);
+        cr_assert_eq(stats().formats, 2);
+        core_zero_job(core, large, &job);
+        cr_assert(!job.zero && job.fmt.format == FMT_FALLOC && job.fmt.chunk_count == r.fmt.chunk_count);
+        cr_assert_eq(core_zero_run(&job), 0);
+        cr_assert_eq(core_zero_done(core, a, large, 0, &res), GRANT_REGION);
+        heap.chunk_size = 0;
+        struct core_stats before = stats();
+        cr_assert_eq(core_alloc(core, a, 0, &heap, &small, &res), GRANT_NONE);
+        cr_assert_eq(res.code, E_INVALID);
+        struct core_stats after = stats();
+        cr_assert_eq(memcmp(&before, &after, sizeof(before)), 0, "a refusal changes nothing");
+        bye(a);
+        cr_assert_eq(stats().formats, 0, "the tags went with their regions");
+}

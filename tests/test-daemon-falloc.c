@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* falloc heaps as allocd regions: two processes on one heap in a host pool, at different addresses. */
+/*
+ * falloc heaps as allocd regions: two processes on one heap in a host pool, at different addresses;
+ * the region's format tag, and the heaps allocd writes itself (inline, on a worker, in a region's
+ * own memfd).
+ */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdint.h>
@@ -21,7 +25,8 @@ static struct daemon d;
 static struct alloc_client *c;
 
 static void setup(void) {
-        daemon_start(&d, "[pool h]\nkind = host\nsize = 8M\n[pool f]\nkind = fpga\nranges = 0x1000+1M\n");
+        daemon_start(&d, "[pool h]\nkind = host\nsize = 8M\n[pool f]\nkind = fpga\nranges = 0x1000+1M\n"
+                         "[pool iso]\nkind = host\nsize = 8M\nisolation = region\n");
         c = daemon_connect(&d);
 }
 
@@ -95,6 +100,8 @@ static int child(int to_parent, int from_parent, const fallocDeviceHeap *parents
                 return 10;
         if (heap == parents)
                 return 11; /* the point is another address: the parent's mapping is still here too */
+        if (r.format != ALLOC_FORMAT_FALLOC || r.chunk_size != CHUNK || r.chunk_count != heap->chunk_count)
+                return 15; /* the geometry comes with the region, and it is the header's */
         uint64_t msg[2] = {(uint64_t)(uintptr_t)heap, 0};
         if (write(to_parent, msg, 8) != 8 || read(from_parent, &go, 1) != 1)
                 return 12;
@@ -122,6 +129,8 @@ Test(daemon_falloc, two_processes_share_one_heap) {
         cr_assert_eq((void *)heap, r.ptr);
         uint64_t count = heap->chunk_count;
         cr_assert_eq(count, 4091, "1 MiB holds 4091 chunks of 256 bytes beside 1280 of header and bitmaps");
+        cr_assert(r.format == ALLOC_FORMAT_FALLOC && r.chunk_size == CHUNK && r.chunk_count == count);
+        cr_assert(r.formatted_by_allocd, "allocd writes the heaps of host pools");
         cr_assert(pipe(up) == 0 && pipe(down) == 0);
         pid_t pid = fork();
         cr_assert(pid >= 0);
@@ -185,4 +194,128 @@ Test(daemon_falloc, a_named_heap_is_formatted_before_it_can_be_attached) {
         cr_assert_eq(alloc_region_seal(c, r.id), 0);
         cr_assert_eq(alloc_falloc_attach(c, "heap/later", NULL, &a, &h2), 0, "%s", alloc_last_error());
         cr_assert_eq(falloc_heap_available(h2), heap->chunk_count - 1, "the chunk taken before the seal");
+}
+
+/* A heap allocd made: valid at once, every chunk free, whatever the bytes were before. */
+static void assert_fresh_heap(void *at, const struct alloc_region *r, uint64_t chunk_size) {
+        fallocDeviceHeap *h;
+        void *p;
+        uint64_t n = 0;
+
+        cr_assert(r->format == ALLOC_FORMAT_FALLOC && r->formatted_by_allocd);
+        cr_assert_eq(falloc_heap_open(at, r->size, &h), 0, "no heap in region %llu", (unsigned long long)r->id);
+        cr_assert(h->chunk_size == chunk_size && h->chunk_count == r->chunk_count && r->chunk_size == chunk_size);
+        cr_assert_eq(falloc_heap_available(h), h->chunk_count);
+        while ((p = fallocGetChunk(h))) {
+                memset(p, 0x5a, chunk_size); /* every chunk lies in the region */
+                n++;
+        }
+        cr_assert_eq(n, h->chunk_count, "%llu chunks of %llu", (unsigned long long)n,
+                     (unsigned long long)h->chunk_count);
+}
+
+Test(daemon_falloc, allocd_writes_the_heap_over_what_was_there) {
+        struct alloc_region raw, r, a;
+        struct alloc_opts o = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 100, .name = "heap/by-allocd"};
+        struct alloc_client *other = daemon_connect(&d);
+        fallocDeviceHeap *heap;
+
+        cr_assert_eq(alloc_region_new(c, "h", 65536, NULL, &raw), 0);
+        memset(raw.ptr, 0xff, 65536); /* an old heap's bitmaps: every chunk taken */
+        cr_assert_eq(alloc_region_free(c, raw.id), 0);
+        cr_assert_eq(alloc_region_new(c, "h", 65536, &o, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(r.addr, raw.addr, "the same bytes again (lowest fit)");
+        cr_assert_eq(r.chunk_size, 112, "rounded up to 16");
+        cr_assert(r.sealed, "allocd wrote it before anyone could attach it: no Seal needed");
+        cr_assert_eq(alloc_falloc_attach(other, "heap/by-allocd", NULL, &a, &heap), 0, "%s", alloc_last_error());
+        cr_assert(a.format == ALLOC_FORMAT_FALLOC && a.chunk_count == r.chunk_count && a.chunk_size == 112);
+        assert_fresh_heap(r.ptr, &r, 112);
+        alloc_disconnect(other);
+}
+
+Test(daemon_falloc, a_large_heap_is_written_on_a_worker) {
+        /* 16-byte chunks: over a MiB of bitmaps (ZERO_INLINE_MAX) in 72 MiB. */
+        struct daemon big;
+        struct alloc_client *k;
+        struct alloc_region r;
+        struct alloc_opts o = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 16, .flags = ALLOC_ZERO};
+
+        daemon_start(&big, "[pool b]\nkind = host\nsize = 80M\n");
+        k = daemon_connect(&big);
+        cr_assert_eq(alloc_region_new(k, "b", 72 << 20, &o, &r), 0, "%s", alloc_last_error());
+        cr_assert_gt(falloc_heap_meta_size(72 << 20, 16), 1 << 20);
+        assert_fresh_heap(r.ptr, &r, 16);
+        alloc_disconnect(k);
+        daemon_stop(&big);
+}
+
+Test(daemon_falloc, allocd_writes_heaps_in_a_regions_own_memfd) {
+        struct alloc_opts o = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 64, .name = "heap/small"};
+        struct alloc_client *other = daemon_connect(&d);
+        struct alloc_region r, a;
+        fallocDeviceHeap *heap;
+
+        cr_assert_eq(alloc_region_new(c, "iso", 65536, &o, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_falloc_attach(other, "heap/small", NULL, &a, &heap), 0, "%s", alloc_last_error());
+        cr_assert_neq(a.ptr, r.ptr, "each holder maps the region's memfd on its own");
+        assert_fresh_heap(heap, &a, 64);
+        o.name = "heap/large"; /* its memory is taken on a worker, and the heap written there */
+        cr_assert_eq(alloc_falloc_new(c, "iso", 4 << 20, 4096, &o, &r, &heap), 0, "%s", alloc_last_error());
+        assert_fresh_heap(heap, &r, 4096);
+        alloc_disconnect(other);
+}
+
+Test(daemon_falloc, a_bad_format_is_refused_and_changes_nothing) {
+        static const struct {
+                const char *pool;
+                uint64_t size;
+                enum alloc_format format;
+                uint64_t chunk_size;
+                const char *says;
+        } bad[] = {
+                {"h", 65536, ALLOC_FORMAT_FALLOC, 0, "needs a chunk_size of 1 to 1073741824"},
+                {"h", 65536, ALLOC_FORMAT_FALLOC, (1ull << 30) + 1, "needs a chunk_size of 1 to 1073741824"},
+                {"h", 600, ALLOC_FORMAT_FALLOC, 256, "600 bytes do not hold a falloc heap of 256-byte chunks"},
+                {"iso", 4096, ALLOC_FORMAT_FALLOC, 4096, "ask for at least 4608 bytes"},
+                {"f", 65536, ALLOC_FORMAT_FALLOC, 256, "a falloc heap needs memory"},
+                {"h", 65536, (enum alloc_format)7, 0, "unknown format 7"},
+                {"h", 65536, ALLOC_FORMAT_RAW, 256, "a RAW region has no chunks"},
+        };
+        struct alloc_region r;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct alloc_opts o = {.format = bad[i].format, .chunk_size = bad[i].chunk_size, .name = "bad"};
+                cr_assert_eq(alloc_region_new(c, bad[i].pool, bad[i].size, &o, &r), -EINVAL, "case %zu", i);
+                cr_assert(strstr(alloc_last_error(), bad[i].says), "case %zu: %s", i, alloc_last_error());
+        }
+        struct alloc_opts heaps = {.format = ALLOC_FORMAT_FALLOC, .chunk_size = 256};
+        struct alloc_region two[2];
+        cr_assert_eq(alloc_region_new_batch(c, "h", (uint64_t[]){65536, 65536}, 2, &heaps, two), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "allocate falloc heaps one by one"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(c, "bad", NULL, &r), -ENOENT, "no name was published");
+        cr_assert_eq(pool_used(c, "h") + pool_used(c, "iso") + pool_used(c, "f"), 0, "nothing was allocated");
+}
+
+Test(daemon_falloc, attach_trusts_the_tag_not_the_bytes) {
+        struct alloc_region r, a;
+        struct alloc_opts o = {.name = "looks-like-a-heap"};
+        struct alloc_dump *dump;
+        fallocDeviceHeap *heap;
+
+        cr_assert_eq(alloc_region_new(c, "h", 65536, &o, &r), 0);
+        cr_assert_eq(falloc_heap_format(r.ptr, 65536, 256, NULL), 0, "a heap written into raw bytes");
+        cr_assert_eq(alloc_falloc_attach(c, "looks-like-a-heap", NULL, &a, &heap), -EBADMSG);
+        cr_assert(strstr(alloc_last_error(), "allocated as raw bytes"), "%s", alloc_last_error());
+        o = (struct alloc_opts){.name = "heap/wiped", .format = ALLOC_FORMAT_FALLOC, .chunk_size = 256};
+        cr_assert_eq(alloc_region_new(c, "h", 65536, &o, &r), 0);
+        memset(r.ptr, 0, 256);
+        cr_assert_eq(alloc_falloc_attach(c, "heap/wiped", NULL, &a, &heap), -EBADMSG, "a tag without its header");
+        cr_assert(strstr(alloc_last_error(), "tagged as a falloc heap of 254 chunks of 256 bytes"), "%s",
+                  alloc_last_error());
+        cr_assert_eq(alloc_dump(c, "h", &dump), 0);
+        cr_assert_eq(dump->nregions, 2, "the refused attaches hold nothing");
+        cr_assert_eq(dump->regions[0].format, ALLOC_FORMAT_RAW);
+        cr_assert(dump->regions[1].format == ALLOC_FORMAT_FALLOC && dump->regions[1].chunk_size == 256 &&
+                  dump->regions[1].chunk_count == 254);
+        alloc_dump_free(dump);
 }

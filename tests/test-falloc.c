@@ -46,6 +46,8 @@ Test(falloc, geometry_rounds_the_chunk_and_fills_the_size) {
         cr_assert_eq(falloc_heap_geometry(1 << 20, 0, &cs, &count), -EINVAL);
         cr_assert_eq(falloc_heap_geometry(1ull << 40, (1ull << 30) + 1, &cs, &count), -EINVAL);
         cr_assert_eq(falloc_heap_geometry(700, 512, &cs, &count), -ENOSPC);
+        cr_assert_eq(falloc_heap_geometry(falloc_heap_size(4096, 1), 4096, &cs, &count), 0, "the smallest heap fits");
+        cr_assert_eq(count, 1);
         cr_assert_eq(falloc_heap_size(16, UINT64_MAX / 8), 0, "overflow is 0, not a wrapped size");
 }
 

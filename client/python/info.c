@@ -124,15 +124,27 @@ static PyObject *holder_dict(const void *items, size_t i) {
                              py_text(h->comm), "name", py_text(h->name));
 }
 
+/* A falloc heap's geometry figure, None for raw bytes (allocctl's JSON). */
+static PyObject *heap_figure(const struct alloc_region_info *g, uint64_t v) {
+        if (g->format == ALLOC_FORMAT_FALLOC)
+                return PyLong_FromUnsignedLongLong(v);
+        Py_INCREF(Py_None);
+        return Py_None;
+}
+
 static PyObject *region_dict(const struct alloc_region_info *g, uint64_t now) {
-        return Py_BuildValue(
-                "{s:K,s:N,s:N,s:K,s:K,s:N,s:N,s:K,s:K,s:i,s:K,s:K,s:N,s:K}", "id", (unsigned long long)g->id, "pool",
-                py_text(g->pool), "kind", kind(g->kind), "addr", (unsigned long long)g->addr, "size",
-                (unsigned long long)g->size, "flags", flags_list(g->flags), "name", text_or_none(g->name), "refs",
-                (unsigned long long)g->refs, "uid", (unsigned long long)g->uid, "pid", (int)g->pid, "created",
-                (unsigned long long)g->created, "age", (unsigned long long)(now > g->created ? now - g->created : 0),
-                "holders", list_of(g->nholders, holder_dict, g->holders), "holders_omitted",
-                (unsigned long long)g->holders_omitted);
+        const char *format = g->format == ALLOC_FORMAT_RAW ? "raw" : g->format == ALLOC_FORMAT_FALLOC ? "falloc" : "?";
+
+        return Py_BuildValue("{s:K,s:N,s:N,s:K,s:K,s:N,s:s,s:N,s:N,s:N,s:K,s:K,s:i,s:K,s:K,s:N,s:K}", "id",
+                             (unsigned long long)g->id, "pool", py_text(g->pool), "kind", kind(g->kind), "addr",
+                             (unsigned long long)g->addr, "size", (unsigned long long)g->size, "flags",
+                             flags_list(g->flags), "format", format, "chunk_size", heap_figure(g, g->chunk_size),
+                             "chunk_count", heap_figure(g, g->chunk_count), "name", text_or_none(g->name), "refs",
+                             (unsigned long long)g->refs, "uid", (unsigned long long)g->uid, "pid", (int)g->pid,
+                             "created", (unsigned long long)g->created, "age",
+                             (unsigned long long)(now > g->created ? now - g->created : 0), "holders",
+                             list_of(g->nholders, holder_dict, g->holders), "holders_omitted",
+                             (unsigned long long)g->holders_omitted);
 }
 
 struct dump_walk {

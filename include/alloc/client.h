@@ -68,6 +68,13 @@ extern "C" {
 
 enum alloc_kind { ALLOC_KIND_HOST = 0, ALLOC_KIND_FPGA = 1, ALLOC_KIND_PINNED = 2, ALLOC_KIND_GPU = 3 };
 
+/*
+ * What a region holds, as its creator said at allocation: raw bytes, or a falloc heap (falloc(3),
+ * alloc/falloc-client.h) of chunk_size chunks, which allocd writes in host and pinned memfd pools
+ * before it hands the region out.  Every holder learns it, from the attach and from alloc_dump.
+ */
+enum alloc_format { ALLOC_FORMAT_RAW = 0, ALLOC_FORMAT_FALLOC = 1 };
+
 /* Constraints of contigmalloc(9), semantics of kcalloc(9).  All zero (or NULL) means none. */
 struct alloc_opts {
         uint64_t count;    /* region of count x size bytes, overflow-checked; 0 means 1 */
@@ -81,6 +88,15 @@ struct alloc_opts {
         uint32_t flags;      /* ALLOC_ZERO | ALLOC_NOWAIT | ALLOC_NOFAIL | ALLOC_PERSIST | ALLOC_UNSEALED */
         uint32_t timeout_ms; /* how long to wait for room; 0: allocd's wait_timeout */
         const char *name;    /* publish the region under this name; NULL: unnamed */
+        /*
+         * What it holds; ALLOC_FORMAT_FALLOC: a heap of chunk_size chunks (1 to FALLOC_CHUNK_MAX,
+         * rounded up to 16) in its first size x count bytes.  allocd writes it in host and pinned
+         * memfd pools; in gpu and vmm pools the region comes back with formatted_by_allocd false and its
+         * creator writes it, so a named one there must be ALLOC_UNSEALED (alloc_falloc_new does all
+         * this).  -EINVAL: no such format, no room for the heap, or an fpga pool.
+         */
+        enum alloc_format format;
+        uint64_t chunk_size;
 };
 
 /*
@@ -127,6 +143,13 @@ struct alloc_region {
          * client that speaks the protocol itself could map it writable (docs/configuration.md).
          */
         bool read_only;
+        /*
+         * What it holds (alloc_opts.format); ALLOC_FORMAT_FALLOC: chunk_count chunks of chunk_size
+         * bytes, and formatted_by_allocd says whether allocd wrote the heap (else its creator did).
+         */
+        enum alloc_format format;
+        uint64_t chunk_size, chunk_count;
+        bool formatted_by_allocd;
 };
 
 /* Where alloc_region_attach looks and what it accepts.  All zero (or NULL) means any. */
@@ -215,6 +238,8 @@ struct alloc_region_info {
         size_t nholders;
         struct alloc_holder *holders;
         uint32_t holders_omitted; /* holders past allocd's per-region listing limit */
+        enum alloc_format format; /* what it holds; ALLOC_FORMAT_FALLOC: chunk_count chunks of chunk_size */
+        uint64_t chunk_size, chunk_count;
 };
 
 struct alloc_dump {
@@ -314,7 +339,7 @@ int alloc_region_sync(struct alloc_client *c);
  * is allocated and alloc_last_error() says which and why.  opts->name,
  * ALLOC_PERSIST, ALLOC_UNSEALED and ALLOC_NOFAIL do not apply to a batch
  * (-EINVAL), nor ALLOC_ZERO where allocd would zero off its loop (regions
- * over 1 MiB, gpu pools).  1 <= n <= ALLOC_BATCH_MAX.
+ * over 1 MiB, gpu pools), nor a format but ALLOC_FORMAT_RAW.  1 <= n <= ALLOC_BATCH_MAX.
  */
 int alloc_region_new_batch(struct alloc_client *c, const char *pool, const uint64_t *sizes, size_t n,
                            const struct alloc_opts *opts, struct alloc_region *ret);

@@ -17,7 +17,8 @@
  * Errors as liballoc-client's (alloc/client.h), and:
  *   -EINVAL   chunk_size 0 or over FALLOC_CHUNK_MAX, or an fpga pool
  *   -ENOSPC   size does not hold the header, the bitmaps and one chunk
- *   -EBADMSG  alloc_falloc_attach: the region holds no falloc heap that fits it
+ *   -EBADMSG  alloc_falloc_attach: the region is not tagged as a falloc heap, or holds none that fits
+ *             it and its tag
  *   -EACCES   alloc_falloc_attach: the region is mapped read-only here (a heap is written by all)
  */
 
@@ -30,14 +31,16 @@ extern "C" {
 
 /*
  * A heap of size bytes (header and bitmaps included) of chunk_size chunks
- * (rounded up to 16) in pool, formatted before anyone can attach it: with
- * opts->name the region is allocated ALLOC_UNSEALED and sealed once the heap is
- * written (unless opts has ALLOC_UNSEALED itself: then the caller seals).
- * opts as alloc_region_new's; may be NULL (an unnamed heap).
+ * (rounded up to 16) in pool, its region tagged ALLOC_FORMAT_FALLOC and
+ * formatted before anyone can attach it (by allocd in host and pinned memfd
+ * pools, by this process in gpu and vmm pools): with opts->name the region is
+ * allocated ALLOC_UNSEALED and sealed once the heap is written (unless opts has
+ * ALLOC_UNSEALED itself: then the caller seals).  opts as alloc_region_new's,
+ * whose format and chunk_size are set here; may be NULL (an unnamed heap).
  */
 int alloc_falloc_new(struct alloc_client *c, const char *pool, uint64_t size, uint64_t chunk_size,
                      const struct alloc_opts *opts, struct alloc_region *region, fallocDeviceHeap **heap);
-/* Attaches the heap published as name (opts as alloc_region_attach's; may be NULL) and checks its header. */
+/* Attaches the heap published as name (opts as alloc_region_attach's; may be NULL); checks its tag and header. */
 int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct alloc_attach_opts *opts,
                         struct alloc_region *region, fallocDeviceHeap **heap);
 

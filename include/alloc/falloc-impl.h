@@ -428,7 +428,7 @@ FALLOC_HOST_FN int falloc_heap_geometry(uint64_t size, uint64_t chunk_size, uint
         uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1), count;
         if (chunk_size == 0 || cs > FALLOC_CHUNK_MAX)
                 return -EINVAL;
-        if (size < FALLOC_HEADER_SIZE + 16 + FALLOC_CHUNKS_ALIGN + cs)
+        if (size < falloc_heap_size(cs, 1))
                 return -ENOSPC;
         /* Metadata is at most 2 bits a chunk plus 527 bytes: this count is low by at most a few. */
         count = (size - 528) / (4 * cs + 1) * 4;
