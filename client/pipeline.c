@@ -189,8 +189,7 @@ int client_sync(struct alloc_client *c) {
 
         pthread_mutex_lock(&c->lock);
         last = c->next_id;
-        /* Quiet requests get no reply of their own; a Sync's confirms those sent before it (one in wire_send waits for
-         * the next). */
+        /* A Sync's reply confirms the quiet ones sent before it; one still in wire_send waits for the next Sync. */
         while (c->quiet && !c->dead && unanswered(c, &last)) {
                 pthread_mutex_unlock(&c->lock);
                 r = quiet_sync(c);
