@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * liballoc-client's connections made and ended: the socket, Hello, the
- * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN) and the per-connection settings.
+ * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET) and the per-connection settings.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -47,6 +47,16 @@ static int env_spin(uint32_t *ret) {
         return 0;
 }
 
+/* ALLOCD_QUIET: whether pipelined frees may go unanswered where allocd allows it (the default). */
+static int env_quiet(bool *ret) {
+        const char *s = secure_getenv("ALLOCD_QUIET");
+
+        *ret = !s || !*s || strcmp(s, "1") == 0;
+        if (s && *s && strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
+                return client_fail(-EINVAL, "ALLOCD_QUIET=%s is neither 0 nor 1", s);
+        return 0;
+}
+
 int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char def[sizeof(sa.sun_path)];
@@ -55,6 +65,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         Allocd__Reply *reply;
         struct alloc_client *c;
         uint32_t timeout_ms, spin_us;
+        bool quiet;
         int r;
 
         client_clear_error();
@@ -69,7 +80,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0)
+        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 || (r = env_quiet(&quiet)) < 0)
                 return r;
         strcpy(sa.sun_path, socket_path);
         c = calloc(1, sizeof(*c));
@@ -125,6 +136,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (reply->hello->has_wait_timeout_ms)
                 c->wait_ms = reply->hello->wait_timeout_ms;
+        c->quiet = quiet && reply->hello->quiet;
         allocd__reply__free_unpacked(reply, NULL);
         *ret = c;
         return 0;

@@ -21,8 +21,12 @@ struct pending {
         Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */
         bool abandoned;                 /* its caller timed out; the entry is on the heap */
         bool pipelined;                 /* no caller waits (client_send_pipelined); the entry is on the heap */
+        bool sending;                   /* pipelined: its sender is in wire_send, and frees it once back */
+        bool answered;                  /* pipelined: answered while sending; its sender frees it */
         const uint64_t *ids;            /* pipelined: the regions it gives back, n of them */
         size_t n;
+        uint64_t sent;     /* pipelined and quiet: its place among the quiet requests sent (1, 2, ...); 0: not yet */
+        uint64_t confirms; /* its reply says allocd accepted the quiet requests with sent <= confirms */
         Allocd__Reply *reply;
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
         struct pending *next;
@@ -45,6 +49,8 @@ struct alloc_client {
         char path[108];               /* sizeof(sun_path), for messages */
         struct held *held;
         uint32_t npipelined; /* pipelined requests not answered yet */
+        bool quiet;          /* allocd answers a pipelined request only to refuse it (Hello said so) */
+        uint64_t quiet_sent; /* quiet requests sent so far: each request listed confirms those */
         int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
         uint32_t refused_more;
         char refused_msg[CLIENT_ERROR_MAX];
@@ -74,5 +80,7 @@ void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *
 bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
+/* pipeline.c: a reply that confirms the quiet requests sent up to upto came; lock held. */
+void conn_quiet_confirmed(struct alloc_client *c, uint64_t upto);
 
 #endif

@@ -8,6 +8,15 @@
  * sent after one sees its effect in allocd; at most PIPE_MAX are in flight,
  * so that a caller that never waits cannot fill the socket with replies
  * nobody reads (allocd would stop reading it, and its sends would block).
+ *
+ * Quiet (where Hello says allocd understands it): the request asks for no
+ * reply unless refused, which saves allocd a send and this side a receive.
+ * Since allocd serves in order and sends in order, the reply to any request
+ * sent after a quiet one says it was accepted: each listed request records
+ * how many quiet ones had been sent (confirms), and its reply confirms them.
+ * Sent means wire_send returned: one still in it may reach allocd after a
+ * request listed meanwhile, so it is numbered (sent) only when back.  Where
+ * no other reply comes, a Sync asks for one (PIPE_MAX in flight, client_sync).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +30,8 @@
 
 /* The reply to pipelined request p (out of the list already): a refusal is kept, and its regions are held again. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r) {
+        if (p->sending)
+                p->answered = true; /* its sender still holds it */
         c->npipelined--;
         if (r->has_error && r->error != ALLOCD__ERROR__OK) {
                 held_add(c->held, p->ids, p->n);
@@ -34,7 +45,46 @@ void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Al
                                  r->message ? r->message : wire_error_name(r->error));
                 }
         }
-        free(p);
+        if (!p->answered)
+                free(p);
+}
+
+void conn_quiet_confirmed(struct alloc_client *c, uint64_t upto) {
+        for (struct pending *p, **pp = &c->pending; (p = *pp);) {
+                if (p->pipelined && p->sent && p->sent <= upto) {
+                        *pp = p->next;
+                        c->npipelined--;
+                        free(p);
+                } else {
+                        pp = &p->next;
+                }
+        }
+}
+
+/* One Sync round trip: every quiet request sent before it is answered, by a refusal or by its reply. */
+static int quiet_sync(struct alloc_client *c) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Sync s = ALLOCD__SYNC__INIT;
+        Allocd__Reply *reply;
+        int r;
+
+        req.body_case = ALLOCD__REQUEST__BODY_SYNC;
+        req.sync = &s;
+        if ((r = client_call(c, &req, &reply, NULL)) < 0)
+                return r;
+        r = client_reply_error(reply);
+        allocd__reply__free_unpacked(reply, NULL);
+        return r;
+}
+
+/* Whether a pipelined request sent before request id last is not answered yet; lock held. */
+static bool unanswered(const struct alloc_client *c, const void *arg) {
+        uint64_t last = *(const uint64_t *)arg;
+
+        for (const struct pending *p = c->pending; p; p = p->next)
+                if (p->pipelined && p->id <= last)
+                        return true;
+        return false;
 }
 
 static bool pipe_has_room(const struct alloc_client *c, const void *arg) {
@@ -45,6 +95,15 @@ static bool pipe_has_room(const struct alloc_client *c, const void *arg) {
 static bool pipe_empty(const struct alloc_client *c, const void *arg) {
         (void)arg;
         return c->npipelined == 0;
+}
+
+static void set_quiet(Allocd__Request *req) {
+        if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
+                req->free->has_quiet = req->free->quiet = true;
+        else if (req->body_case == ALLOCD__REQUEST__BODY_DETACH)
+                req->detach->has_quiet = req->detach->quiet = true;
+        else if (req->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH)
+                req->free_batch->has_quiet = req->free_batch->quiet = true;
 }
 
 int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n) {
@@ -61,6 +120,14 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         *p = (struct pending){
                 .what = req->body_case, .pipelined = true, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
         pthread_mutex_lock(&c->lock);
+        /* Quiet ones are answered only by later replies: ask for one. */
+        while (c->quiet && !c->dead && !pipe_has_room(c, NULL)) {
+                pthread_mutex_unlock(&c->lock);
+                r = quiet_sync(c);
+                pthread_mutex_lock(&c->lock);
+                if (r < 0 && !c->dead)
+                        goto fail;
+        }
         if (!pipe_has_room(c, NULL))
                 conn_await(c, pipe_has_room, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
         if (c->dead || !pipe_has_room(c, NULL)) {
@@ -71,19 +138,30 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         }
         req->has_id = true;
         req->id = p->id = ++c->next_id;
+        if (c->quiet)
+                set_quiet(req);
         len = allocd__request__get_packed_size(req);
         if (len > sizeof(buf)) {
                 r = client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
                 goto fail;
         }
         allocd__request__pack(req, buf);
+        p->confirms = c->quiet_sent;
+        p->sending = true;
         p->next = c->pending;
         c->pending = p;
         c->npipelined++;
         pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
-        if (r == -EAGAIN) {
+        p->sending = false;
+        if (p->answered) {
+                /* Refused already (it was sent): the refusal is filed, and the entry is out of the list. */
+                free(p);
+                r = 0;
+        } else if (r == 0 && c->quiet) {
+                p->sent = ++c->quiet_sent;
+        } else if (r == -EAGAIN) {
                 conn_unlist(c, p);
                 c->npipelined--;
                 r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
@@ -106,10 +184,22 @@ fail:
 
 int client_sync(struct alloc_client *c) {
         struct timespec deadline;
+        uint64_t last;
         int r = 0;
 
         pthread_mutex_lock(&c->lock);
-        conn_await(c, pipe_empty, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
+        last = c->next_id;
+        /* A Sync's reply confirms the quiet ones sent before it; one still in wire_send waits for the next Sync. */
+        while (c->quiet && !c->dead && unanswered(c, &last)) {
+                pthread_mutex_unlock(&c->lock);
+                r = quiet_sync(c);
+                pthread_mutex_lock(&c->lock);
+                if (r < 0)
+                        break;
+        }
+        if (!c->quiet)
+                conn_await(c, pipe_empty, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
+        r = 0;
         if (c->refused) {
                 if (c->refused_more)
                         r = client_fail(c->refused, "%s (and %u more refused since)", c->refused_msg, c->refused_more);
@@ -119,7 +209,7 @@ int client_sync(struct alloc_client *c) {
                 c->refused_more = 0;
         } else if (c->dead) {
                 r = conn_fail_dead(c);
-        } else if (c->npipelined) {
+        } else if (c->quiet ? unanswered(c, &last) : c->npipelined > 0) {
                 r = client_fail(-ETIME, "allocd at %s did not answer %u requests within %u ms", c->path, c->npipelined,
                                 c->timeout_ms);
         }

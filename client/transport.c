@@ -235,6 +235,7 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                         for (; (p = *pp) && (p->reply || p->id != r->id); pp = &p->next)
                                 ;
                 if (p) {
+                        uint64_t confirms = p->confirms; /* p may be freed below */
                         struct map_error scratch, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
                         if (nfds)
                                 map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
@@ -253,6 +254,7 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                                 }
                                 allocd__reply__free_unpacked(r, NULL);
                         }
+                        conn_quiet_confirmed(c, confirms);
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
                         if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
@@ -329,7 +331,8 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
                 shutdown(c->fd, SHUT_RDWR);
                 return client_fail(-ENOMEM, "out of memory");
         }
-        *p = (struct pending){.id = me->id, .what = what, .abandoned = true, .next = c->pending};
+        *p = (struct pending){
+                .id = me->id, .what = what, .abandoned = true, .confirms = me->confirms, .next = c->pending};
         c->pending = p;
         return client_fail(-ETIME,
                            "allocd at %s did not answer within %u ms (beyond any wait for room the request asked "
@@ -394,6 +397,7 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
          * holds up no other thread (a SEQPACKET send is one packet, whole or not at all, whoever else
          * sends), and SO_SNDTIMEO bounds it.
          */
+        me.confirms = c->quiet_sent;
         me.next = c->pending;
         c->pending = &me;
         pthread_mutex_unlock(&c->lock);

@@ -76,6 +76,12 @@ static void reply_result(struct proto_out *out, uint64_t id, const struct core_r
         proto_error(out, id, res->code, res->code == E_OK ? NULL : res->msg);
 }
 
+/* A quiet request's success goes unsaid: the client learns of it from the reply to any later request. */
+static void reply_unless_quiet(struct proto_out *out, uint64_t id, bool quiet, const struct core_result *res) {
+        if (!quiet || res->code != E_OK)
+                reply_result(out, id, res);
+}
+
 /*
  * Which fd of pool id s has (FD_NONE, FD_RW, FD_RO); sets it to form the first time, and then
  * returns FD_NONE (or out of memory: then it is sent again, harmless).
@@ -342,8 +348,9 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         }
         s->hello = true;
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
-        hello.has_wait_timeout_ms = hello.has_max_batch = true;
+        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = true;
         hello.max_batch = CORE_BATCH_MAX;
+        hello.quiet = true;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;
@@ -394,12 +401,12 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return handle_alloc(core, s, out, id, req->alloc);
         case ALLOCD__REQUEST__BODY_FREE:
                 core_free_region(core, &s->client, req->free->region, &res);
-                return reply_result(out, id, &res);
+                return reply_unless_quiet(out, id, req->free->quiet, &res);
         case ALLOCD__REQUEST__BODY_ATTACH:
                 return handle_attach(core, s, out, id, req->attach);
         case ALLOCD__REQUEST__BODY_DETACH:
                 core_detach(core, &s->client, req->detach->region, &res);
-                return reply_result(out, id, &res);
+                return reply_unless_quiet(out, id, req->detach->quiet, &res);
         case ALLOCD__REQUEST__BODY_STATUS:
                 return proto_status(core, s, id, req->status, out);
         case ALLOCD__REQUEST__BODY_DUMP:
@@ -413,11 +420,13 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return handle_alloc_batch(core, s, out, id, req->alloc_batch);
         case ALLOCD__REQUEST__BODY_FREE_BATCH:
                 core_free_batch(core, &s->client, req->free_batch->regions, req->free_batch->n_regions, &res);
-                return reply_result(out, id, &res);
+                return reply_unless_quiet(out, id, req->free_batch->quiet, &res);
+        case ALLOCD__REQUEST__BODY_SYNC:
+                return proto_error(out, id, E_OK, NULL);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump, Disconnect, Seal, AllocBatch and FreeBatch");
+                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch and Sync");
         }
 }
 

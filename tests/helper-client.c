@@ -80,8 +80,18 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "alloc") && argc == 5)
                 e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), NULL, &r);
         else if (!strcmp(argv[2], "attach-free")) {
-                if ((e = alloc_region_attach(c, argv[3], NULL, &r)) == 0)
-                        e = alloc_region_free(c, r.id) < 0 ? -98 : alloc_region_sync(c);
+                /* Refused, then an attach and a detach allocd accepts: sync reports the refusal, of this region. */
+                if ((e = alloc_region_attach(c, argv[3], NULL, &r)) == 0 && alloc_region_free(c, r.id) == 0) {
+                        struct alloc_region again;
+                        char want[48];
+                        snprintf(want, sizeof(want), "region %llu:", (unsigned long long)r.id);
+                        if (alloc_region_attach(c, argv[3], NULL, &again) < 0 || alloc_region_detach(c, again.id) < 0)
+                                e = -97;
+                        else if ((e = alloc_region_sync(c)) < 0 && !strstr(alloc_last_error(), want))
+                                e = -96;
+                } else if (e == 0) {
+                        e = -98;
+                }
                 r.ptr = NULL; /* given back, or not to be touched */
         } else if (!strcmp(argv[2], "attach") || !strcmp(argv[2], "scribble") ||
                    (!strcmp(argv[2], "expect") && argc == 5))

@@ -285,11 +285,55 @@ Test(hostile, unpacking_is_budgeted) {
         /* 32,000 two-byte unknown fields: protobuf-c would keep each one; the budget refuses. */
         static uint8_t spam[64000];
         for (size_t i = 0; i < sizeof(spam); i += 2) {
-                spam[i] = 13 << 3; /* field 13 (not in Request), varint */
+                spam[i] = 15 << 3; /* field 15 (not in Request), varint */
                 spam[i + 1] = 0x01;
         }
         int fd = hello();
         cr_assert_eq(send(fd, spam, sizeof(spam), 0), (ssize_t)sizeof(spam));
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
+}
+
+/* Not hostile, but said on a raw socket: a quiet Free is answered only when refused, and Sync answers after it. */
+Test(hostile, a_quiet_free_is_answered_only_when_refused) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Sync sync = ALLOCD__SYNC__INIT;
+        Allocd__Reply *r;
+        int fd = raw_connect();
+
+        send_hello(fd, WIRE_VERSION);
+        r = next_reply(fd);
+        cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_HELLO && r->hello->quiet, "Hello does not offer quiet");
+        allocd__reply__free_unpacked(r, NULL);
+        a.pool = "f"; /* an fpga pool: its regions come without an fd, which next_reply does not take */
+        a.has_size = true;
+        a.size = 4096;
+        req.has_id = true;
+        req.id = 2;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 2 && r->body_case == ALLOCD__REPLY__BODY_REGION, "no region");
+        f.has_region = f.has_quiet = f.quiet = true;
+        f.region = r->region->id;
+        allocd__reply__free_unpacked(r, NULL);
+        req.body_case = ALLOCD__REQUEST__BODY_FREE;
+        req.free = &f;
+        for (req.id = 3; req.id <= 4; req.id++) /* the second frees it again: refused */
+                send_request(fd, &req, NULL, 0);
+        req.body_case = ALLOCD__REQUEST__BODY_SYNC;
+        req.sync = &sync;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 4, "the first reply is to request %llu, not the refused Free (4)",
+                  r ? (unsigned long long)r->id : 0ull);
+        cr_expect_eq(r->error, ALLOCD__ERROR__NOT_FOUND);
+        allocd__reply__free_unpacked(r, NULL);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 5 && r->error == ALLOCD__ERROR__OK, "Sync is not answered OK after the refusal");
+        allocd__reply__free_unpacked(r, NULL);
+        close(fd);
 }

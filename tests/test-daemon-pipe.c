@@ -88,6 +88,26 @@ Test(pipe, what_the_connection_does_not_hold_is_answered_by_allocd) {
         alloc_disconnect(c);
 }
 
+/* ALLOCD_QUIET=0: pipelined frees ask for their replies, as for an allocd that does not offer quiet ones. */
+Test(pipe, allocd_quiet_0_asks_for_every_reply_and_other_values_are_refused) {
+        struct alloc_client *c;
+        struct alloc_region r;
+
+        setenv("ALLOCD_QUIET", "yes", 1);
+        cr_assert_eq(alloc_connect(&c, d.sock, "quiet"), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "ALLOCD_QUIET=yes"), "%s", alloc_last_error());
+        setenv("ALLOCD_QUIET", "0", 1);
+        c = daemon_connect(&d);
+        unsetenv("ALLOCD_QUIET");
+        for (int i = 0; i < 200; i++) {
+                cr_assert_eq(alloc_region_new(c, "small", 1 << 20, NULL, &r), 0, "%d: %s", i, alloc_last_error());
+                cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 0);
+        alloc_disconnect(c);
+}
+
 Test(pipe, the_sync_variants_wait_and_answer) {
         struct alloc_client *c = daemon_connect(&d);
         struct alloc_region r;
