@@ -185,6 +185,21 @@ void region_unpublish(struct core *core, uint32_t slot);
 /* Publishes slot under name, charged to its creator's uid. */
 int region_publish(struct core *core, uint32_t slot, const char *name);
 
+/* Slots taken only to reach a restored region's own, given back once every region is in place. */
+struct slot_fill {
+        uint32_t *slots;
+        uint32_t n, cap;
+};
+/*
+ * state.c's restore: rec at slot (above every slot restored before it), in p, at its own offset and
+ * gen, with one extra reference until region_restore_done; holds added with their counts.
+ */
+int region_restore(struct core *core, struct pool *p, uint32_t slot, const struct region *rec,
+                   const struct region_format *fmt, const char *name, struct slot_fill *fill);
+int region_restore_hold(struct core *core, uint32_t slot, struct client *cl, uint32_t count);
+void region_restore_done(struct core *core, uint32_t slot);
+void region_restore_fill(struct core *core, const struct slot_fill *fill);
+
 int holds_init(struct holds *h);
 void holds_clear(struct holds *h);
 /* cl's hold on slot, whose first hold is head; HOLD_NONE if it has none. */
@@ -308,6 +323,9 @@ struct core {
         struct client_list clients;
         uint32_t nclients;
         bool evicting; /* a Disconnect marked connections the server has not closed yet */
+        /* state.c: placeholders for the connections a restored state names, the core's to free */
+        struct client **absent;
+        size_t nabsent;
 };
 
 /* An Alloc's arguments checked (pool, access, size, flags, name, the whole quota) into *a; E_OK or an error. */
@@ -331,6 +349,8 @@ struct user *user_get(struct core *core, uid_t uid);
 /* Adds to the names and PERSIST regions counted against uid, which has a record already. */
 void user_count(struct core *core, uid_t uid, int names, int persist);
 void user_put(struct core *core, struct user *u);
+/* Registers cl under its uid's record u, whatever the limits (core_client_add checked them, or a restore). */
+void client_enter(struct core *core, struct client *cl, struct user *u);
 int ok_result(struct core_result *res);
 /* Why the range allocator refused a, in words. */
 int explain(int r, const struct pool *p, const struct alloc_args *a, struct core_result *res);

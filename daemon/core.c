@@ -56,6 +56,9 @@ void core_free(struct core *core) {
                 return;
         while ((cl = TAILQ_FIRST(&core->clients)))
                 core_client_remove(core, cl);
+        for (size_t i = 0; i < core->nabsent; i++)
+                free(core->absent[i]);
+        free(core->absent);
         waitq_clear(&core->waitq);
         for (size_t i = 0; i < core->npools; i++)
                 pool_destroy(core->pools[i]);
@@ -145,6 +148,11 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
                             "max_connections_per_uid",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid);
         }
+        client_enter(core, cl, u);
+        return ok_result(res);
+}
+
+void client_enter(struct core *core, struct client *cl, struct user *u) {
         u->conns++;
         cl->user = u;
         cl->holds = HOLD_NONE;
@@ -154,7 +162,6 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
         TAILQ_INIT(&cl->waiters);
         TAILQ_INSERT_TAIL(&core->clients, cl, link);
         core->nclients++;
-        return ok_result(res);
 }
 
 void core_client_remove(struct core *core, struct client *cl) {

@@ -299,3 +299,107 @@ void region_unpublish(struct core *core, uint32_t slot) {
         user_count(core, r->uid, -1, 0);
         r->name = 0;
 }
+
+/*
+ * Restoring (state.c): a region put back at its own slot, gen and offset, with one reference that
+ * stands for the restore itself until region_restore_done, so that a half-done restore unwinds by
+ * the ordinary paths (holds released, PERSIST dropped, that reference dropped: the region dies).
+ */
+int region_restore(struct core *core, struct pool *p, uint32_t slot, const struct region *rec,
+                   const struct region_format *fmt, const char *name, struct slot_fill *fill) {
+        struct regions *rt = &core->regions;
+        struct range_req req = {.low = rec->offset, .high = rec->offset + rec->size, .policy = RANGE_BESTFIT};
+        struct user *u = user_get(core, rec->uid);
+        uint32_t got, old;
+        uint64_t at;
+        int e;
+
+        if (!u)
+                return -ENOMEM;
+        /* Slots come lowest first: those below slot that hold no region are taken, and given back at the end. */
+        for (;;) {
+                old = rt->slots.cap;
+                if ((e = slots_take(&rt->slots, (void **)&rt->tab, sizeof(*rt->tab), &got)) < 0)
+                        goto no_slot;
+                for (uint32_t i = old; i < rt->slots.cap; i++)
+                        rt->tab[i] = (struct region){.gen = rt->gen_floor, .fd = -1};
+                if (got == slot)
+                        break;
+                if (got > slot || fill->n == fill->cap) {
+                        slots_put(&rt->slots, got);
+                        e = -EEXIST;
+                        goto no_slot;
+                }
+                fill->slots[fill->n++] = got;
+        }
+        if ((e = range_alloc(p->arena, rec->size, &req, &at)) < 0)
+                goto no_range;
+        if (at != rec->offset) {
+                e = -EEXIST;
+                goto no_format;
+        }
+        if (fmt->format != FMT_RAW && (e = formats_add(&rt->formats, slot, fmt)) < 0)
+                goto no_format;
+        if ((e = pool_charge(p, rec->uid, (int64_t)rec->size)) < 0)
+                goto no_charge;
+        struct region *r = &rt->tab[slot];
+        *r = *rec;
+        r->fd = -1;
+        r->pool = p->id;
+        r->refs = 1;
+        r->holds = HOLD_NONE;
+        r->name = 0;
+        r->state = R_LIVE;
+        pool_count_region(p, 1);
+        if (rec->state & R_PERSIST) {
+                r->state |= R_PERSIST;
+                r->refs++;
+                user_count(core, rec->uid, 0, 1);
+        }
+        if (name && *name && (e = region_publish(core, slot, name)) < 0) {
+                region_discard(core, slot);
+                return e;
+        }
+        user_put(core, u); /* a uid with neither names nor PERSIST keeps no record */
+        return 0;
+no_charge:
+        if (fmt->format != FMT_RAW)
+                formats_remove(&rt->formats, slot);
+no_format:
+        range_free(p->arena, at, rec->size);
+no_range:
+        slots_put(&rt->slots, slot);
+no_slot:
+        user_put(core, u);
+        return e;
+}
+
+int region_restore_hold(struct core *core, uint32_t slot, struct client *cl, uint32_t count) {
+        struct regions *rt = &core->regions;
+        struct region *r = &rt->tab[slot];
+        uint32_t i;
+        int e;
+
+        if (count == 0 || count >= 1u << 31 || r->refs > UINT32_MAX - count || cl->nrefs > UINT32_MAX - count)
+                return -EOVERFLOW;
+        if (hold_find(&rt->holds, r->holds, cl, slot) != HOLD_NONE)
+                return -EEXIST;
+        if ((e = hold_add(&rt->holds, r, cl, slot, &i)) < 0)
+                return e;
+        rt->holds.tab[i].count = count;
+        if (r->creator == cl->serial)
+                cl->bytes += r->size;
+        cl->nrefs += count;
+        r->refs += count;
+        return 0;
+}
+
+void region_restore_done(struct core *core, uint32_t slot) {
+        unref(core, slot, 1);
+}
+
+void region_restore_fill(struct core *core, const struct slot_fill *fill) {
+        for (uint32_t i = 0; i < fill->n; i++)
+                slots_put(&core->regions.slots, fill->slots[i]);
+        shrink(&core->regions);
+}

@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading a state back (state.c has the format and the plan).  One pass over records already
+ * checksummed: each is applied as it is read, and any refusal unwinds what was applied
+ * (undo()), so a bad state changes nothing.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core-impl.h"
+#include "state.h"
+
+enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
+
+uint32_t state_crc32c(const uint8_t *p, size_t n);
+
+struct in {
+        const uint8_t *p;
+        size_t left;
+        bool bad; /* read past the record */
+};
+
+static void get(struct in *in, void *v, size_t n) {
+        if (in->bad || in->left < n) {
+                in->bad = true;
+                memset(v, 0, n);
+                return;
+        }
+        memcpy(v, in->p, n);
+        in->p += n;
+        in->left -= n;
+}
+
+#define GET(in, type)                                                                                                  \
+        ({                                                                                                             \
+                type v_;                                                                                               \
+                get(in, &v_, sizeof(v_));                                                                              \
+                v_;                                                                                                    \
+        })
+
+/* A string of at most max bytes, without a NUL, copied into buf (max + 1 bytes). */
+static void get_str(struct in *in, char *buf, size_t max) {
+        uint16_t n = GET(in, uint16_t);
+
+        if (n > max || in->left < n || memchr(in->p, 0, n) != NULL) {
+                in->bad = true;
+                buf[0] = '\0';
+                return;
+        }
+        get(in, buf, n);
+        buf[n] = '\0';
+}
+
+struct restore {
+        struct core *core;
+        char *err;
+        size_t errsize;
+        uint64_t next_serial;
+        uint32_t floor, hi, npools, nregions, nclients, nholds;
+        struct pool **pools; /* the state's pool ids to the configured pools (NULL: not configured) */
+        uint64_t *pool_regions;
+        uint32_t *slots; /* restored, in order */
+        uint32_t *refs;  /* their records' reference counts */
+        uint32_t nslots;
+        bool done; /* the restore's own references dropped */
+        struct slot_fill fill;
+        uint32_t old_floor;
+        struct {
+                uint32_t refs;
+                uint64_t bytes;
+        } * want; /* each absent client's CLIENT record, to check the recount against */
+};
+
+static int bad(struct restore *st, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(struct restore *st, int e, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(st->err, st->errsize, fmt, ap);
+        va_end(ap);
+        return e;
+}
+
+static struct client *absent_find(const struct core *core, uint64_t serial) {
+        for (size_t i = 0; i < core->nabsent; i++)
+                if (core->absent[i]->serial == serial)
+                        return core->absent[i];
+        return NULL;
+}
+
+static int rec_core(struct restore *st, struct in *in) {
+        st->next_serial = GET(in, uint64_t);
+        st->floor = GET(in, uint32_t);
+        st->hi = GET(in, uint32_t);
+        st->npools = GET(in, uint32_t);
+        st->nregions = GET(in, uint32_t);
+        st->nclients = GET(in, uint32_t);
+        st->nholds = GET(in, uint32_t);
+        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->nholds > UINT32_MAX / 2)
+                return bad(st, -EBADMSG, "the state's CORE record is malformed");
+        st->pools = calloc(st->npools + 1, sizeof(*st->pools));
+        st->pool_regions = calloc(st->npools + 1, sizeof(*st->pool_regions));
+        st->slots = malloc(((size_t)st->nregions + 1) * sizeof(*st->slots));
+        st->refs = malloc(((size_t)st->nregions + 1) * sizeof(*st->refs));
+        st->fill.cap = st->hi - st->nregions;
+        st->fill.slots = malloc(((size_t)st->fill.cap + 1) * sizeof(*st->fill.slots));
+        st->core->absent = calloc(st->nclients + 1, sizeof(*st->core->absent));
+        st->want = calloc(st->nclients + 1, sizeof(*st->want));
+        if (!st->pools || !st->pool_regions || !st->slots || !st->refs || !st->fill.slots || !st->core->absent ||
+            !st->want)
+                return bad(st, -ENOMEM, "out of memory reading the state");
+        return 0;
+}
+
+static int rec_pool(struct restore *st, struct in *in) {
+        char name[NAME_MAX_LEN + 1];
+        uint32_t id = GET(in, uint32_t), kind = GET(in, uint32_t), iso = GET(in, uint32_t);
+        (void)GET(in, uint32_t);
+        uint64_t total = GET(in, uint64_t), nregions = GET(in, uint64_t);
+        struct pool *p;
+
+        get_str(in, name, POOL_NAME_MAX_LEN);
+        if (in->bad || id >= st->npools || st->pools[id] || st->pool_regions[id])
+                return bad(st, -EBADMSG, "the state's record of pool %u is malformed or repeated", id);
+        st->pool_regions[id] = nregions + 1; /* + 1: seen */
+        if (!nregions)
+                return 0; /* nothing of it to restore: whether it is still configured does not matter */
+        if (!(p = core_pool_find(st->core, name)) || !p->available)
+                return bad(st, -ENOENT,
+                           "pool %s holds %llu regions in the state but is %s: configure it as it was, or its "
+                           "regions are lost",
+                           name, (unsigned long long)nregions, p ? "not available" : "not configured");
+        if (p->conf.kind != kind || p->conf.isolation != iso || p->total != total)
+                return bad(st, -ENOENT,
+                           "pool %s holds %llu regions in the state, but its kind, isolation or size (%llu bytes "
+                           "then, %llu now) changed: configure it as it was, or its regions are lost",
+                           name, (unsigned long long)nregions, (unsigned long long)total, (unsigned long long)p->total);
+        if (iso == ISOLATION_REGION)
+                return bad(st, -ENOENT,
+                           "pool %s (isolation = region) holds %llu regions: their memfds are not in the state, "
+                           "and restoring them is not supported yet",
+                           name, (unsigned long long)nregions);
+        st->pools[id] = p;
+        return 0;
+}
+
+static int rec_client(struct restore *st, struct in *in) {
+        struct core *core = st->core;
+        struct client *cl = calloc(1, sizeof(*cl));
+        struct user *u;
+
+        if (!cl)
+                return bad(st, -ENOMEM, "out of memory reading the state");
+        cl->serial = GET(in, uint64_t);
+        cl->uid = GET(in, uint32_t);
+        cl->gid = GET(in, uint32_t);
+        cl->pid = GET(in, int32_t);
+        cl->nrefs = GET(in, uint32_t); /* moved to st->want: client_enter starts the counts at 0 */
+        cl->bytes = GET(in, uint64_t);
+        get_str(in, cl->name, CLIENT_NAME_MAX_LEN);
+        get_str(in, cl->comm, sizeof(cl->comm) - 1);
+        if (in->bad || !cl->serial || cl->serial >= st->next_serial || absent_find(core, cl->serial) ||
+            core->nabsent == st->nclients) {
+                free(cl);
+                return bad(st, -EBADMSG, "the state's CLIENT record is malformed or repeated");
+        }
+        if (!(u = user_get(core, cl->uid))) {
+                free(cl);
+                return bad(st, -ENOMEM, "out of memory reading the state");
+        }
+        st->want[core->nabsent].refs = cl->nrefs;
+        st->want[core->nabsent].bytes = cl->bytes;
+        client_enter(core, cl, u);
+        core->absent[core->nabsent++] = cl;
+        return 0;
+}
+
+static int rec_region(struct restore *st, struct in *in) {
+        char name[NAME_MAX_LEN + 1];
+        struct region r = {0};
+        struct region_format f = {0};
+        uint32_t slot = GET(in, uint32_t), id;
+        int e;
+
+        r.gen = GET(in, uint32_t);
+        r.offset = GET(in, uint64_t);
+        r.size = GET(in, uint64_t);
+        r.creator = GET(in, uint64_t);
+        r.created = GET(in, uint32_t);
+        id = GET(in, uint32_t);
+        r.uid = GET(in, uint32_t);
+        r.pid = GET(in, int32_t);
+        r.refs = GET(in, uint32_t);
+        r.flags = GET(in, uint16_t);
+        r.state = GET(in, uint8_t);
+        r.format = GET(in, uint8_t);
+        if (r.format != FMT_RAW) {
+                f.format = r.format;
+                f.heap_size = GET(in, uint64_t);
+                f.chunk_size = GET(in, uint64_t);
+                f.chunk_count = GET(in, uint64_t);
+        }
+        get_str(in, name, NAME_MAX_LEN);
+        if (in->bad || st->nslots == st->nregions || slot >= st->hi ||
+            (st->nslots && slot <= st->slots[st->nslots - 1]) || !r.gen || r.gen > st->floor || !r.size ||
+            r.offset + r.size < r.offset || !r.refs || r.state != (r.state & (R_LIVE | R_PERSIST)) ||
+            !(r.state & R_LIVE) || r.format > FMT_FALLOC || (r.flags & ~(F_KNOWN | F_WRITECOMBINED)) ||
+            id >= st->npools || !st->pools[id] || (f.format && f.heap_size > r.size))
+                return bad(st, -EBADMSG, "the state's record of region slot %u is malformed or out of order", slot);
+        if ((e = region_restore(st->core, st->pools[id], slot, &r, &f, name, &st->fill)) < 0)
+                return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
+                           "region slot %u (%s, offset %#llx, %llu bytes) cannot be restored: %s", slot,
+                           core_pool_name(st->pools[id]), (unsigned long long)r.offset, (unsigned long long)r.size,
+                           e == -ENOSPC || e == -EEXIST ? "it overlaps another or lies outside the pool"
+                           : e == -ENOMEM               ? "out of memory"
+                                                        : "its name is taken, or its slot");
+        st->refs[st->nslots] = r.refs;
+        st->slots[st->nslots++] = slot;
+        return 0;
+}
+
+static int rec_hold(struct restore *st, struct in *in) {
+        uint32_t slot = GET(in, uint32_t), count = GET(in, uint32_t);
+        uint64_t serial = GET(in, uint64_t);
+        struct client *cl = absent_find(st->core, serial);
+        int e;
+
+        if (in->bad || !cl || region_slot(&st->core->regions, region_id(&st->core->regions, slot)) < 0 ||
+            slot >= st->hi)
+                return bad(st, -EBADMSG, "the state's hold of slot %u by connection %llu is malformed", slot,
+                           (unsigned long long)serial);
+        if ((e = region_restore_hold(st->core, slot, cl, count)) < 0)
+                return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
+                           "the state's hold of slot %u by connection %llu is repeated or too large", slot,
+                           (unsigned long long)serial);
+        return 0;
+}
+
+/* USAGE and USER records (kept from the pass) against the recount: every figure, and their totals. */
+static int check_usage(struct restore *st, struct in *in) {
+        struct core *core = st->core;
+        uint64_t bytes = 0, counts = 0, core_bytes = 0, core_counts = 0;
+
+        while (in->left) {
+                uint16_t type = GET(in, uint16_t);
+                (void)GET(in, uint16_t);
+                (void)GET(in, uint32_t);
+                uint32_t a = GET(in, uint32_t), uid = GET(in, uint32_t);
+                if (type == REC_USAGE) {
+                        uint64_t b = GET(in, uint64_t);
+                        if (a >= st->npools || !st->pools[a] || pool_usage(st->pools[a], uid) != b)
+                                return bad(st, -EBADMSG,
+                                           "uid %u: the state's bytes charged in pool %u are not its "
+                                           "regions'",
+                                           uid, a);
+                        bytes += b;
+                } else {
+                        const struct user *u = user_find(core, a);
+                        uint32_t persist = GET(in, uint32_t);
+                        if (!u || u->names != uid || u->persist != persist)
+                                return bad(st, -EBADMSG,
+                                           "uid %u: the state's names or PERSIST count is not its "
+                                           "regions'",
+                                           a);
+                        counts += (uint64_t)uid + persist;
+                }
+        }
+        for (size_t i = 0; i < core->npools; i++)
+                for (size_t u = 0; u < core->pools[i]->nusage; u++)
+                        core_bytes += core->pools[i]->usage[u].bytes;
+        for (const struct user *u = core->users; u; u = u->next)
+                core_counts += (uint64_t)u->names + u->persist;
+        if (bytes != core_bytes || counts != core_counts)
+                return bad(st, -EBADMSG, "the state's accounting leaves out some of its regions");
+        return 0;
+}
+
+/* Every count the core keeps, recounted by the restore, against the records. */
+static int check_counts(struct restore *st) {
+        struct core *core = st->core;
+
+        for (uint32_t i = 0; i < st->nslots; i++)
+                if (core->regions.tab[st->slots[i]].refs != st->refs[i] + 1 || st->refs[i] < 1)
+                        return bad(st, -EBADMSG, "region slot %u: the state counts %u references, has %u", st->slots[i],
+                                   st->refs[i], core->regions.tab[st->slots[i]].refs - 1);
+        for (uint32_t i = 0; i < st->npools; i++)
+                if (st->pools[i] && st->pools[i]->nregions != st->pool_regions[i] - 1)
+                        return bad(st, -EBADMSG, "pool %s: the state counts %llu regions, holds %llu",
+                                   core_pool_name(st->pools[i]), (unsigned long long)st->pool_regions[i] - 1,
+                                   (unsigned long long)st->pools[i]->nregions);
+        for (size_t i = 0; i < core->nabsent; i++)
+                if (core->absent[i]->nrefs != st->want[i].refs || core->absent[i]->bytes != st->want[i].bytes)
+                        return bad(st, -EBADMSG, "connection %llu: the state counts %u references, its holds make %u",
+                                   (unsigned long long)core->absent[i]->serial, st->want[i].refs,
+                                   core->absent[i]->nrefs);
+        if (core->nabsent != st->nclients || st->nslots != st->nregions)
+                return bad(st, -EBADMSG, "the state says %u holders and %u regions, has %zu and %u", st->nclients,
+                           st->nregions, core->nabsent, st->nslots);
+        return 0;
+}
+
+/* A refused state: what was restored goes by the ordinary paths, and the core is as it was. */
+static void undo(struct restore *st) {
+        struct core *core = st->core;
+
+        for (size_t i = 0; i < core->nabsent; i++) {
+                core_client_remove(core, core->absent[i]);
+                free(core->absent[i]);
+        }
+        core->nabsent = 0;
+        for (uint32_t i = st->nslots; i-- > 0;) {
+                const struct region *r = &core->regions.tab[st->slots[i]];
+                if (!(r->state & R_LIVE))
+                        continue;
+                region_unpersist(core, st->slots[i]);
+                if (!st->done)
+                        region_restore_done(core, st->slots[i]);
+        }
+        region_restore_fill(core, &st->fill);
+        core->regions.gen_floor = st->old_floor;
+}
+
+static int records(struct restore *st, const uint8_t *body, size_t len, struct in *usage) {
+        struct in in = {body, len, false};
+        uint16_t last = 0;
+        int e = 0;
+
+        while (!e && last != REC_END) {
+                uint16_t type = GET(&in, uint16_t), zero = GET(&in, uint16_t);
+                uint32_t n = GET(&in, uint32_t);
+                if (in.bad || zero || n > in.left || type < last || type > REC_END || (type == REC_CORE) != !last ||
+                    (last == REC_CORE && type == REC_CORE))
+                        return bad(st, -EBADMSG, "the state's record at byte %zu is malformed or out of order",
+                                   (size_t)(in.p - body) + 32);
+                struct in rec = {in.p, n, false};
+                if ((type == REC_USAGE || type == REC_USER) && !usage->p)
+                        usage->p = in.p - 8;
+                if (type == REC_USAGE || type == REC_USER)
+                        usage->left = (size_t)(in.p + n - usage->p);
+                in.p += n;
+                in.left -= n;
+                last = type;
+                e = type == REC_CORE     ? rec_core(st, &rec)
+                    : type == REC_POOL   ? rec_pool(st, &rec)
+                    : type == REC_CLIENT ? rec_client(st, &rec)
+                    : type == REC_REGION ? rec_region(st, &rec)
+                    : type == REC_HOLD   ? rec_hold(st, &rec)
+                    : type == REC_USER   ? (rec.left == 12 ? 0 : -EBADMSG)
+                    : type == REC_USAGE  ? (rec.left == 16 ? 0 : -EBADMSG)
+                                         : (rec.left == 0 ? 0 : -EBADMSG);
+                if (!e && rec.bad)
+                        e = -EBADMSG;
+                if (e == -EBADMSG && !st->err[0])
+                        bad(st, e, "the state's record of type %u is malformed", type);
+                if (!e && rec.left && type != REC_USER && type != REC_USAGE)
+                        e = bad(st, -EBADMSG, "the state's record of type %u has %zu bytes too many", type, rec.left);
+        }
+        if (!e && in.left)
+                return bad(st, -EBADMSG, "the state has %zu bytes after its END", in.left);
+        return e;
+}
+
+int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize) {
+        struct restore st = {.core = core, .err = err, .errsize = errsize, .old_floor = core->regions.gen_floor};
+        struct in usage = {0};
+        const uint8_t *b = buf;
+        uint32_t v, hlen, crc;
+        uint64_t body;
+        int e;
+
+        err[0] = '\0';
+        if (core->regions.slots.used || core->names.count || core->nclients || core->absent)
+                return bad(&st, -EBUSY, "a state is restored only into a core with no region, name or client");
+        if (len < 32 || memcmp(b, "ALLOCDST", 8) != 0)
+                return bad(&st, -EBADMSG, "not an allocd state (%zu bytes, no ALLOCDST header)", len);
+        memcpy(&v, b + 8, 4);
+        memcpy(&hlen, b + 12, 4);
+        memcpy(&body, b + 16, 8);
+        memcpy(&crc, b + 28, 4);
+        if (crc != state_crc32c(b, 28))
+                return bad(&st, -EBADMSG, "the state's header is damaged (checksum)");
+        if (v != STATE_VERSION || hlen != 32)
+                return bad(&st, -EPROTO, "the state is of version %u; this allocd reads version %u", v, STATE_VERSION);
+        if (body != len - 32)
+                return bad(&st, -EBADMSG, "the state is %zu bytes; its header says %llu: it was cut short or added to",
+                           len, (unsigned long long)body + 32);
+        memcpy(&crc, b + 24, 4);
+        if (crc != state_crc32c(b + 32, body))
+                return bad(&st, -EBADMSG, "the state is damaged (checksum of its %llu bytes)",
+                           (unsigned long long)body);
+        e = records(&st, b + 32, body, &usage);
+        if (!e)
+                e = check_counts(&st);
+        if (!e) {
+                for (uint32_t i = 0; i < st.nslots; i++)
+                        region_restore_done(core, st.slots[i]);
+                st.done = true;
+                region_restore_fill(core, &st.fill);
+                st.fill.n = 0;
+                if (st.floor > core->regions.gen_floor)
+                        core->regions.gen_floor = st.floor;
+                e = check_usage(&st, &usage);
+        }
+        if (e)
+                undo(&st);
+        else
+                *next_serial = st.next_serial;
+        if (e || !core->nabsent) {
+                free(core->absent);
+                core->absent = NULL;
+        }
+        free(st.pools);
+        free(st.pool_regions);
+        free(st.slots);
+        free(st.refs);
+        free(st.fill.slots);
+        free(st.want);
+        return e;
+}
+
+int state_read_fd(struct core *core, int fd, uint64_t *next_serial, char *err, size_t errsize) {
+        struct stat sb;
+        uint8_t *buf;
+        size_t done = 0;
+        int e;
+
+        if (fstat(fd, &sb) < 0)
+                return bad(&(struct restore){.err = err, .errsize = errsize}, -errno, "cannot read the state: %m");
+        if (!(buf = malloc((size_t)sb.st_size + 1)))
+                return bad(&(struct restore){.err = err, .errsize = errsize}, -ENOMEM,
+                           "out of memory reading the state");
+        while (done < (size_t)sb.st_size) {
+                ssize_t n = pread(fd, buf + done, (size_t)sb.st_size - done, (off_t)done);
+                if (n <= 0 && !(n < 0 && errno == EINTR))
+                        break;
+                done += n > 0 ? (size_t)n : 0;
+        }
+        e = state_read(core, buf, done, next_serial, err, errsize);
+        free(buf);
+        return e;
+}
