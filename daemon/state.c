@@ -110,7 +110,8 @@ static void put(struct out *o, const void *v, size_t n) {
                 o->b = b;
                 o->cap = cap;
         }
-        memcpy(o->b + o->len, v, n);
+        if (n)
+                memcpy(o->b + o->len, v, n);
         o->len += n;
 }
 
