@@ -146,18 +146,48 @@ static bool written(const struct region *r) {
         return (r->state & R_LIVE) && !(r->state & R_PENDING);
 }
 
-/* What the core counts, less the regions left out (pending ones): the reader's recount must agree. */
-static void put_usage(struct out *o, const struct core *core) {
+/*
+ * The pending regions (made, not yet handed out), which the state leaves out: there are few (a
+ * worker is zeroing them), so the counts below subtract them by walking this list rather than
+ * the whole table once per pool, uid and user.
+ */
+struct pending {
+        uint32_t *slot;
+        size_t n;
+};
+
+static int find_pending(const struct core *core, struct pending *pd) {
         const struct regions *rt = &core->regions;
+        size_t cap = 0;
+
+        *pd = (struct pending){0};
+        for (uint32_t s = 0; s < rt->slots.hi; s++) {
+                if (!(rt->tab[s].state & R_PENDING))
+                        continue;
+                if (pd->n == cap) {
+                        uint32_t *n = reallocarray(pd->slot, cap = cap ? 2 * cap : 16, sizeof(*n));
+                        if (!n) {
+                                free(pd->slot);
+                                return -ENOMEM;
+                        }
+                        pd->slot = n;
+                }
+                pd->slot[pd->n++] = s;
+        }
+        return 0;
+}
+
+/* What the core counts, less the regions left out (pending ones): the reader's recount must agree. */
+static void put_usage(struct out *o, const struct core *core, const struct pending *pd) {
+        const struct region *tab = core->regions.tab;
 
         for (size_t i = 0; i < core->npools; i++) {
                 const struct pool *p = core->pools[i];
                 for (size_t u = 0; u < p->nusage; u++) {
                         uint64_t bytes = p->usage[u].bytes;
-                        for (uint32_t s = 0; s < rt->slots.hi; s++)
-                                if ((rt->tab[s].state & R_PENDING) && rt->tab[s].pool == p->id &&
-                                    rt->tab[s].uid == p->usage[u].uid)
-                                        bytes -= rt->tab[s].size;
+                        for (size_t k = 0; k < pd->n; k++)
+                                if (tab[pd->slot[k]].pool == p->id && tab[pd->slot[k]].uid == p->usage[u].uid)
+                                        bytes -= tab[pd->slot[k]].size;
                         if (!bytes)
                                 continue;
                         begin(o, REC_USAGE);
@@ -169,9 +199,9 @@ static void put_usage(struct out *o, const struct core *core) {
         }
         for (const struct user *u = core->users; u; u = u->next) {
                 uint32_t names = u->names, persist = u->persist;
-                for (uint32_t s = 0; s < rt->slots.hi; s++) {
-                        const struct region *r = &rt->tab[s];
-                        if ((r->state & R_PENDING) && r->uid == u->uid) {
+                for (size_t k = 0; k < pd->n; k++) {
+                        const struct region *r = &tab[pd->slot[k]];
+                        if (r->uid == u->uid) {
                                 names -= r->name != 0;
                                 persist -= !!(r->state & R_PERSIST);
                         }
@@ -219,6 +249,10 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
         const struct holds *h = &rt->holds;
         uint32_t nregions = 0, nclients = 0, nholds = 0, floor = rt->gen_floor;
         const struct client *cl;
+        struct pending pd;
+
+        if ((o->err = find_pending(core, &pd)) < 0)
+                return;
 
         for (uint32_t s = 0; s < rt->slots.cap; s++)
                 floor = rt->tab[s].gen > floor ? rt->tab[s].gen : floor;
@@ -241,8 +275,8 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
         for (size_t i = 0; i < core->npools; i++) {
                 const struct pool *p = core->pools[i];
                 uint64_t n = p->nregions;
-                for (uint32_t s = 0; s < rt->slots.hi; s++)
-                        n -= (rt->tab[s].state & R_PENDING) && rt->tab[s].pool == p->id;
+                for (size_t k = 0; k < pd.n; k++)
+                        n -= rt->tab[pd.slot[k]].pool == p->id;
                 begin(o, REC_POOL);
                 PUT(o, uint32_t, p->id);
                 PUT(o, uint32_t, p->conf.kind);
@@ -253,7 +287,8 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
                 put_str(o, p->conf.name);
                 end(o);
         }
-        put_usage(o, core);
+        put_usage(o, core, &pd);
+        free(pd.slot);
         TAILQ_FOREACH(cl, &core->clients, link) {
                 if (cl->holds == HOLD_NONE)
                         continue;

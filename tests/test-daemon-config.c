@@ -322,7 +322,9 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                  "only host pools have it"},
                 {"[pool a]\nkind = host\nsize = 1M\nisolation = region\nlock = yes\n", 5, "lock = yes",
                  "not with isolation = region (line 4)"},
-                {"[pool a]\nkind = host\nsize = 1M\nnames = job/*, \x01" "bad\n", 4, "names = job/*", "not a name pattern"},
+                {"[pool a]\nkind = host\nsize = 1M\nnames = job/*, \x01"
+                 "bad\n",
+                 4, "names = job/*", "not a name pattern"},
                 {"[pool a]\nkind = host\nsize = 1M\nnames = ,\n", 4, "names", "empty; write patterns"},
                 {"[pool f]\nkind = fpga\nranges = 0x0+12Q\n", 3, "ranges: 0x0+12Q", "'Q' after the number"},
                 {"[pool f]\nkind = fpga\nranges = zz+1M\n", 3, "ranges: zz+1M", "the base 'zz' is not a number"},

@@ -251,6 +251,39 @@ Test(state, every_cut_and_every_damaged_byte_is_refused, .timeout = 600, .disabl
         gone(a);
 }
 
+/* A region still being zeroed was never handed out: the state leaves it out, and its counts with it. */
+Test(state, a_region_being_zeroed_is_left_out) {
+        struct core *a = fresh(true), *b = fresh(true);
+        struct alloc_request z = {
+                .pool = "b", .size = 2 << 20, .numa_node = -1, .flags = F_ZERO | F_PERSIST, .name = "zeroing"};
+        struct core_result res;
+        char err[512];
+        uint64_t serial;
+        uint32_t s;
+        void *buf;
+        size_t len;
+
+        connect(a, 0, 1000);
+        alloc(a, 0, "b", 4096, F_PERSIST, "kept", FMT_RAW);
+        cr_assert_eq(core_alloc(a, &cls[0], 0, &z, &s, &res), GRANT_ZEROING, "%s", res.msg);
+        cr_assert_eq(state_write(a, 100, &buf, &len), 0);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), 0, "%s", err);
+        cr_assert_geq(names_find(&b->names, "kept"), 0);
+        cr_assert_lt(names_find(&b->names, "zeroing"), 0);
+        cr_assert_eq(b->regions.slots.used, 1);
+        check(b);
+        free(buf);
+        while (b->nabsent) {
+                struct client *k = b->absent[--b->nabsent];
+                core_client_remove(b, k);
+                free(k);
+        }
+        core_free(b);
+        core_zero_done(a, &cls[0], s, 0, &res);
+        core_client_remove(a, &cls[0]);
+        core_free(a);
+}
+
 Test(state, a_pool_missing_or_changed_is_reported) {
         struct core *a = busy(), *b = fresh(false);
         char err[512];
