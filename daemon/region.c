@@ -208,6 +208,12 @@ void region_unpersist(struct core *core, uint32_t slot) {
         unref(core, slot, 1);
 }
 
+/* r's name's waiters may attach from the next loop turn: it is published, sealed and handed out. */
+static void name_ready(struct core *core, const struct region *r) {
+        if (r->name && !(r->flags & F_UNSEALED) && !(r->state & R_PENDING))
+                waitq_name_ready(core, names_text(&core->names, r->name));
+}
+
 int region_hand_out(struct core *core, uint32_t slot, struct client *cl) {
         struct region *r = &core->regions.tab[slot];
         int e;
@@ -216,8 +222,7 @@ int region_hand_out(struct core *core, uint32_t slot, struct client *cl) {
                 return e;
         r->state &= (uint8_t)~R_PENDING;
         unref(core, slot, 1);
-        if (r->name)
-                waitq_name_ready(core, names_text(&core->names, r->name)); /* zeroed: attachable now */
+        name_ready(core, r); /* zeroed: attachable now, if sealed */
         return 0;
 }
 
@@ -283,8 +288,7 @@ int region_publish(struct core *core, uint32_t slot, const char *name) {
         if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
                 return e;
         user_count(core, r->uid, 1, 0); /* a name counts against its creator's uid */
-        if (!(r->flags & F_UNSEALED) && !(r->state & R_PENDING))
-                waitq_name_ready(core, name);
+        name_ready(core, r);
         return 0;
 }
 
@@ -356,12 +360,10 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
                 r->refs++;
                 user_count(core, rec->uid, 0, 1);
         }
-        if (name && *name && (e = region_publish(core, slot, name)) < 0) {
+        if (name && *name && (e = region_publish(core, slot, name)) < 0)
                 region_discard(core, slot);
-                return e;
-        }
         user_put(core, u); /* a uid with neither names nor PERSIST keeps no record */
-        return 0;
+        return e;
 no_charge:
         if (fmt->format != FMT_RAW)
                 formats_remove(&rt->formats, slot);

@@ -17,7 +17,6 @@
 
 enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
 
-uint32_t state_crc32c(const uint8_t *p, size_t n);
 
 struct in {
         const uint8_t *p;
@@ -61,7 +60,8 @@ struct restore {
         char *err;
         size_t errsize;
         uint64_t next_serial;
-        uint32_t floor, hi, npools, nregions, nclients, nholds;
+        uint32_t floor, hi, npools, nregions, nclients, nholds, nheld;
+        size_t body_len;
         struct pool **pools; /* the state's pool ids to the configured pools (NULL: not configured) */
         uint64_t *pool_regions;
         uint32_t *slots; /* restored, in order */
@@ -101,7 +101,9 @@ static int rec_core(struct restore *st, struct in *in) {
         st->nregions = GET(in, uint32_t);
         st->nclients = GET(in, uint32_t);
         st->nholds = GET(in, uint32_t);
-        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->nholds > UINT32_MAX / 2)
+        /* Every region and client is a record of at least a header: the body bounds what is allocated for them. */
+        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > INT32_MAX ||
+            st->nregions > st->body_len / 8 || st->nclients > st->body_len / 8 || st->nholds > st->body_len / 8)
                 return bad(st, -EBADMSG, "the state's CORE record is malformed");
         st->pools = calloc(st->npools + 1, sizeof(*st->pools));
         st->pool_regions = calloc(st->npools + 1, sizeof(*st->pool_regions));
@@ -230,14 +232,16 @@ static int rec_hold(struct restore *st, struct in *in) {
         struct client *cl = absent_find(st->core, serial);
         int e;
 
-        if (in->bad || !cl || region_slot(&st->core->regions, region_id(&st->core->regions, slot)) < 0 ||
-            slot >= st->hi)
+        /* The slot is the file's word: within the table, and a region restored there, before it is read. */
+        if (in->bad || !cl || slot >= st->hi || slot >= st->core->regions.slots.cap ||
+            !(st->core->regions.tab[slot].state & R_LIVE))
                 return bad(st, -EBADMSG, "the state's hold of slot %u by connection %llu is malformed", slot,
                            (unsigned long long)serial);
         if ((e = region_restore_hold(st->core, slot, cl, count)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
                            "the state's hold of slot %u by connection %llu is repeated or too large", slot,
                            (unsigned long long)serial);
+        st->nheld++;
         return 0;
 }
 
@@ -298,9 +302,9 @@ static int check_counts(struct restore *st) {
                         return bad(st, -EBADMSG, "connection %llu: the state counts %u references, its holds make %u",
                                    (unsigned long long)core->absent[i]->serial, st->want[i].refs,
                                    core->absent[i]->nrefs);
-        if (core->nabsent != st->nclients || st->nslots != st->nregions)
-                return bad(st, -EBADMSG, "the state says %u holders and %u regions, has %zu and %u", st->nclients,
-                           st->nregions, core->nabsent, st->nslots);
+        if (core->nabsent != st->nclients || st->nslots != st->nregions || st->nheld != st->nholds)
+                return bad(st, -EBADMSG, "the state says %u holders, %u regions and %u holds, has %zu, %u and %u",
+                           st->nclients, st->nregions, st->nholds, core->nabsent, st->nslots, st->nheld);
         return 0;
 }
 
@@ -330,6 +334,7 @@ static int records(struct restore *st, const uint8_t *body, size_t len, struct i
         uint16_t last = 0;
         int e = 0;
 
+        st->body_len = len;
         while (!e && last != REC_END) {
                 uint16_t type = GET(&in, uint16_t), zero = GET(&in, uint16_t);
                 uint32_t n = GET(&in, uint32_t);

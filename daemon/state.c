@@ -60,7 +60,6 @@
 #include "core-impl.h"
 #include "state.h"
 
-uint32_t state_crc32c(const uint8_t *p, size_t n);
 
 enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
 

@@ -33,4 +33,7 @@ int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_se
 /* The same, from a memfd (or any file) read from offset 0. */
 int state_read_fd(struct core *core, int fd, uint64_t *next_serial, char *err, size_t errsize);
 
+/* CRC-32C (Castagnoli) of n bytes, as the header keeps it for the header and for the body. */
+uint32_t state_crc32c(const uint8_t *p, size_t n);
+
 #endif

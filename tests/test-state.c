@@ -284,6 +284,40 @@ Test(state, a_region_being_zeroed_is_left_out) {
         core_free(a);
 }
 
+
+/* A state whose checksums are right but whose records lie: each lie refused, nothing read past the table. */
+Test(state, a_checksummed_lie_is_refused) {
+        struct core *a = fresh(true), *b = fresh(true);
+        char err[512];
+        uint64_t serial;
+        uint8_t *buf;
+        size_t len, at = 32;
+
+        connect(a, 0, 1000);
+        alloc(a, 0, "b", 4096, F_PERSIST, "kept", FMT_RAW);
+        cr_assert_eq(state_write(a, 100, (void **)&buf, &len), 0);
+        for (uint16_t type; memcpy(&type, buf + at, 2), type != 7 /* REC_HOLD */;) {
+                uint32_t n;
+                memcpy(&n, buf + at + 4, 4);
+                at += 8 + n;
+                cr_assert_lt(at, len, "no HOLD record");
+        }
+        uint32_t slot = 1u << 28, crc;
+        memcpy(buf + at + 8, &slot, 4);
+        crc = state_crc32c(buf + 32, len - 32);
+        memcpy(buf + 24, &crc, 4);
+        crc = state_crc32c(buf, 28);
+        memcpy(buf + 28, &crc, 4);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
+        cr_assert(strstr(err, "hold of slot 268435456"), "%s", err);
+        cr_assert_eq(b->regions.slots.used, 0);
+        cr_assert_eq(b->nclients, 0);
+        free(buf);
+        core_free(b);
+        core_client_remove(a, &cls[0]);
+        core_free(a);
+}
+
 Test(state, a_pool_missing_or_changed_is_reported) {
         struct core *a = busy(), *b = fresh(false);
         char err[512];
