@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "client-internal.h"
+#include "ids.h"
 #include "wire.h"
 
 _Static_assert(ALLOC_BATCH_MAX == WIRE_MAX_BATCH, "a batch is the protocol's");
@@ -240,7 +241,7 @@ int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t 
         /* allocd refuses a batch that names a region twice; that much is plain here, so it fails here. */
         if (!(sorted = malloc(n * sizeof(*ids))))
                 return client_fail(-ENOMEM, "out of memory");
-        dup = wire_first_duplicate(ids, n, sorted);
+        dup = ids_first_duplicate(ids, n, sorted);
         free(sorted);
         if (dup)
                 return client_fail(-EINVAL, "alloc_region_free_batch: region %llu appears twice; name each once",

@@ -26,8 +26,6 @@
  * first, with the pool's name and fd fields, under 400.
  */
 #define WIRE_MAX_BATCH 1024
-/* An id that appears twice among ids[0, n) (a batch names each region once), or 0; scratch holds n. */
-uint64_t wire_first_duplicate(const uint64_t *ids, size_t n, uint64_t *scratch);
 
 /*
  * Receives one packet into buf.  Returns its length, 0 at end of stream, or a

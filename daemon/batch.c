@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core-impl.h"
+#include "ids.h"
 
 /* Prefixes res's message with which region of the batch failed and that nothing changed. */
 static int batch_fail(struct core_result *res, size_t i, size_t n, uint64_t size) {
@@ -74,18 +75,17 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                              a.pool->conf.name);
                         break;
                 }
-                uint64_t q = a.pool->conf.quantum;
+                if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK)
+                        break;
                 /* A worker's zeroing answers later, one region at a time: a batch's answer is one reply. */
-                if ((a.flags & F_ZERO) && (a.pool->ops->zero_blocks || a.size > ZERO_INLINE_MAX ||
-                                           (a.size + q - 1) / q * q > ZERO_INLINE_MAX)) {
+                if (alloc_defers(core, slots[i])) {
+                        region_discard(core, slots[i]);
                         fail(res, E_INVALID,
                              "ZERO in a batch is for regions allocd zeroes at once (at most %u bytes, not in a gpu "
                              "pool); allocate larger ones one by one",
                              ZERO_INLINE_MAX);
                         break;
                 }
-                if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK)
-                        break;
                 if (alloc_finish(core, cl, slots[i], res) != GRANT_REGION)
                         break;
         }
@@ -100,23 +100,13 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
         return res->code;
 }
 
-static int cmp_id(const void *a, const void *b) {
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-        return x < y ? -1 : x > y;
-}
-
 int core_free_batch(struct core *core, struct client *cl, const uint64_t *ids, size_t n, struct core_result *res) {
-        uint64_t sorted[CORE_BATCH_MAX];
+        uint64_t sorted[CORE_BATCH_MAX], dup;
 
         if (n == 0 || n > CORE_BATCH_MAX)
                 return fail(res, E_INVALID, "a batch is 1 to %d regions, not %zu", CORE_BATCH_MAX, n);
-        /* The core knows no protobuf, so not wire.h's wire_first_duplicate: the same few lines. */
-        memcpy(sorted, ids, n * sizeof(*ids));
-        qsort(sorted, n, sizeof(*sorted), cmp_id);
-        for (size_t i = 1; i < n; i++)
-                if (sorted[i] == sorted[i - 1])
-                        return fail(res, E_INVALID, "region %" PRIu64 " appears twice in the batch; name each once",
-                                    sorted[i]);
+        if ((dup = ids_first_duplicate(ids, n, sorted)))
+                return fail(res, E_INVALID, "region %" PRIu64 " appears twice in the batch; name each once", dup);
         for (size_t i = 0; i < n; i++)
                 if (check_free(core, cl, ids[i], res) != E_OK) {
                         char why[CORE_MSG_MAX];

@@ -336,6 +336,8 @@ int check_free(const struct core *core, const struct client *cl, uint64_t id, st
 /* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */
 int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
               struct core_result *res);
+/* Whether alloc_finish would hand slot to a worker (GRANT_ZEROING) rather than finish it now. */
+bool alloc_defers(const struct core *core, uint32_t slot);
 /*
  * A new region's work (its memory, ZERO, its heap; core_zero_job): GRANT_REGION (done inline),
  * GRANT_ZEROING (for a worker) or GRANT_NONE.

@@ -349,6 +349,13 @@ static bool job_blocks(const struct zero_job *job) {
                (job->fmt.format != FMT_RAW && format_bytes(&job->fmt) > ZERO_INLINE_MAX);
 }
 
+bool alloc_defers(const struct core *core, uint32_t slot) {
+        struct zero_job job;
+
+        core_zero_job(core, slot, &job);
+        return job_blocks(&job);
+}
+
 int alloc_finish(struct core *core, struct client *cl, uint32_t slot, struct core_result *res) {
         struct zero_job job;
         int e;

@@ -87,7 +87,7 @@ static void reply_unless_quiet(struct proto_out *out, uint64_t id, bool quiet, c
  * returns FD_NONE (or out of memory: then it is sent again, harmless).
  */
 enum { FD_NONE, FD_RW, FD_RO };
-static int fd_sent(struct session *s, uint32_t id) {
+static int fd_sent(const struct session *s, uint32_t id) {
         return id < s->nfd_sent ? s->fd_sent[id] : FD_NONE;
 }
 
@@ -102,6 +102,7 @@ static void mark_fd(struct session *s, uint32_t id, int form) {
                 s->nfd_sent = n;
         }
         s->fd_sent[id] = (uint8_t)form;
+        s->any_ro |= form == FD_RO;
 }
 
 /*
@@ -236,6 +237,27 @@ static struct alloc_request alloc_request(const Allocd__Alloc *m) {
         };
 }
 
+/*
+ * Whether this connection mapped pool read-only (its mode let it only attach) and may allocate
+ * there now (a reload): its mapping cannot take a region it would write.  Most connections never
+ * had a read-only fd, and pay nothing.
+ */
+static bool mapped_read_only(struct core *core, const struct session *s, const char *pool) {
+        struct pool *p = s->any_ro && pool ? core_pool_find(core, pool) : NULL;
+        struct pool_info info;
+
+        if (!p)
+                return false;
+        core_pool_info(p, &info);
+        return fd_sent(s, info.id) == FD_RO && core_pool_may(p, &s->client, ACCESS_ALLOC);
+}
+
+static void refuse_read_only(struct proto_out *out, uint64_t id) {
+        proto_error(out, id, E_DENIED,
+                    "this connection mapped the pool read-only, when its mode let it only attach; connect again to "
+                    "allocate in it");
+}
+
 static void handle_alloc(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                          const Allocd__Alloc *m) {
         struct alloc_request a = alloc_request(m);
@@ -244,14 +266,8 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
 
         if (m->has_count && m->count == 0)
                 return proto_error(out, id, E_INVALID, "count must be above 0 (or unset for 1)");
-        struct pool *p = m->pool ? core_pool_find(core, m->pool) : NULL;
-        struct pool_info info;
-        if (p)
-                core_pool_info(p, &info);
-        if (p && fd_sent(s, info.id) == FD_RO && core_pool_may(p, &s->client, ACCESS_ALLOC))
-                return proto_error(out, id, E_DENIED,
-                                   "this connection mapped the pool read-only, when its mode let it only attach; "
-                                   "connect again to allocate in it");
+        if (mapped_read_only(core, s, m->pool))
+                return refuse_read_only(out, id);
         int grant = core_alloc(core, &s->client, id, &a, &slot, &res);
         granted(core, s, out, id, grant, slot, &res);
 }
@@ -271,6 +287,8 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
                 return proto_error(out, id, E_INVALID, "AllocBatch needs alloc: the pool, constraints and flags");
         if (m->alloc->has_count && m->alloc->count == 0)
                 return proto_error(out, id, E_INVALID, "count must be 1 or unset in a batch");
+        if (mapped_read_only(core, s, m->alloc->pool))
+                return refuse_read_only(out, id);
         a = alloc_request(m->alloc);
         if (core_alloc_batch(core, &s->client, &a, m->sizes, m->n_sizes, slots, &res) != E_OK)
                 return reply_result(out, id, &res);
@@ -287,9 +305,18 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
         reply.body_case = ALLOCD__REPLY__BODY_BATCH;
         reply.batch = &batch;
         if (allocd__reply__get_packed_size(&reply) > sizeof(out->buf)) {
-                /* WIRE_MAX_BATCH is sized so that this cannot happen; if it did, the regions must not outlive it. */
+                /*
+                 * WIRE_MAX_BATCH is sized so that this cannot happen; if it did, the regions must not outlive
+                 * it, and the pool's fd, if this reply was to bring it, is not sent: the next region brings it.
+                 */
                 for (size_t i = 0; i < m->n_sizes; i++)
                         core_free_region(core, &s->client, regions[i].id, &res);
+                if (out->fd >= 0) {
+                        struct pool_info info;
+                        core_pool_info(core_pool_find(core, a.pool), &info);
+                        mark_fd(s, info.id, FD_NONE);
+                        out->fd = -1;
+                }
                 return proto_error(out, id, E_INTERNAL, "the batch's reply does not fit in one packet; none allocated");
         }
         proto_pack(out, &reply);
@@ -478,4 +505,5 @@ void session_clear(struct session *s) {
         free(s->fd_sent);
         s->fd_sent = NULL;
         s->nfd_sent = 0;
+        s->any_ro = false;
 }

@@ -22,6 +22,7 @@ struct session {
         struct client client; /* the core's */
         bool hello;
         uint8_t *fd_sent; /* by pool id: which of the pool's fds this connection has (proto.c) */
+        bool any_ro;      /* one of them is read-only */
         size_t nfd_sent;
 };
 

@@ -17,7 +17,6 @@
 
 enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
 
-
 struct in {
         const uint8_t *p;
         size_t left;

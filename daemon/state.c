@@ -60,7 +60,6 @@
 #include "core-impl.h"
 #include "state.h"
 
-
 enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
 
 #define MAGIC "ALLOCDST"

@@ -178,6 +178,7 @@ Test(pipe, a_batch_keeps_to_the_limits_and_refuses_what_does_not_apply) {
         cr_assert_eq(alloc_region_new_batch(c, "big", sizes, 2, &persist, r), -EINVAL);
         uint64_t two_mib[] = {2 << 20};
         cr_assert_eq(alloc_region_new_batch(c, "big", two_mib, 1, &big_zero, r), -EINVAL);
+        cr_assert_eq(pool_used(c, "big"), 0, "the region placed before the refusal went back");
         /* Each region of an isolation = region pool brings its own fd; a packet carries 4. */
         cr_assert_eq(alloc_region_new_batch(c, "iso", sizes, 2, NULL, r), -EINVAL);
         cr_assert_eq(alloc_region_new_batch(c, "big", sizes, 1, &big_zero, r), 0, "%s", alloc_last_error());
