@@ -92,7 +92,7 @@ static Py_ssize_t itemsize(const struct dtype_info *d) {
 
 /* shape None: all the bytes from offset; else ints, one of which may be -1 (what is left). */
 static int parse_shape(struct py_view *v, PyObject *shape, Py_ssize_t avail) {
-        Py_ssize_t isz = itemsize(v->dtype), n = 1, unknown = -1;
+        Py_ssize_t isz = itemsize(v->dtype), n = 1, extent = 1, unknown = -1;
         PyObject *seq;
 
         if (shape == Py_None) {
@@ -134,11 +134,20 @@ static int parse_shape(struct py_view *v, PyObject *shape, Py_ssize_t avail) {
                         n = PY_SSIZE_T_MAX; /* more than any region: refused below */
                 else
                         n *= x;
+                /* The strides are products of the sizes, a 0 among them or not: they must not overflow either. */
+                if (x > 0)
+                        extent = extent > PY_SSIZE_T_MAX / x ? PY_SSIZE_T_MAX : extent * x;
                 v->shape[i] = x;
         }
         Py_DECREF(seq);
+        if (extent > PY_SSIZE_T_MAX / isz) {
+                PyErr_Format(PyExc_ValueError, "shape %R of %s: its strides would pass %zd bytes", shape,
+                             v->dtype->name, PY_SSIZE_T_MAX);
+                return -1;
+        }
         if (unknown >= 0) {
-                if (n == 0 || avail % (n * isz)) {
+                /* n <= avail / isz first: then n * isz cannot overflow, nor be 0. */
+                if (n == 0 || n > avail / isz || avail % (n * isz)) {
                         PyErr_Format(PyExc_ValueError, "shape %R: %zd bytes of %s do not divide into it", shape, avail,
                                      v->dtype->name);
                         return -1;

@@ -35,6 +35,11 @@ def test_bad_arguments_raise_and_change_nothing(client):
         allocd.connect(5)
     with pytest.raises(TypeError):
         allocd.Region()
+    r = client.alloc("h", 4096)
+    for shape in [(-1, 2**61), (0, 2**62, 2**62), (2**62, 0, 4)]:  # sizes whose products overflow
+        with pytest.raises(ValueError):
+            r.view("int64", shape)
+    r.free()
     assert region_ids(client) == []
 
 
