@@ -293,7 +293,11 @@ void waitq_drop_client(struct core *core, struct client *cl) {
         }
 }
 
-/* Tries p's waiters once, oldest first. */
+/*
+ * Tries p's waiters once, oldest first.  The largest free piece is read once (without the
+ * arena's treap it is a walk of a list): each grant only makes it smaller, so it stays an upper
+ * bound that skips the waiters that cannot fit, and alloc_try decides the rest exactly.
+ */
 static void retry(struct core *core, struct pool *p) {
         struct waiter *w, *next;
         struct range_stats st;
@@ -309,9 +313,6 @@ static void retry(struct core *core, struct pool *p) {
                         continue;
                 w->done.grant = e == E_OK ? alloc_finish(core, w->cl, w->done.slot, &w->done.res) : GRANT_NONE;
                 finish(core, w);
-                range_stats(p->arena, &st);
-                if (st.largest_free == 0)
-                        break;
         }
 }
 
