@@ -185,7 +185,11 @@ int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r) {
         return e;
 }
 
-/* Adds a region of at least size bytes, aligned to align, to the arena.  Lock held. */
+/*
+ * Adds a region of at least size bytes, aligned to align, to the arena.  Lock held, and let go
+ * while allocd is asked: the request may wait for room, and the frees of other threads into
+ * this arena may be what makes it.  The caller looks at the chunks again after this.
+ */
 static int arena_grow(struct kind_arena *a, size_t size, size_t align) {
         struct alloc_memkind *k = a->kind;
         uint64_t want = size > k->region_size
@@ -199,7 +203,9 @@ static int arena_grow(struct kind_arena *a, size_t size, size_t align) {
 
         if (size > SIZE_MAX - ALLOC_KIND_REGION_UNIT)
                 return client_fail(-ENOMEM, "%zu bytes is more than any region", size);
+        pthread_mutex_unlock(&a->lock);
         e = alloc_region_new(k->client, k->pool, want, &o, &r);
+        pthread_mutex_lock(&a->lock);
         atomic_fetch_add(&k->round_trips, 1);
         if (e < 0)
                 return e;

@@ -31,6 +31,10 @@ static const char *conf = "[pool h]\n"
                           "kind = host\n"
                           "size = 32M\n"
                           "mode = 0666\n"
+                          "[pool tiny]\n"
+                          "kind = host\n"
+                          "size = 2M\n"
+                          "mode = 0666\n"
                           "[pool f]\n"
                           "kind = fpga\n"
                           "ranges = 0x100000000+1G\n"
@@ -378,6 +382,28 @@ Test(kind, conservative_gives_regions_back_at_once) {
         cr_assert_eq(pool_used(c, "h"), 2 * MiB);
         alloc_kind_free(k, s);
         cr_assert_eq(pool_used(c, "h"), 0);
+        alloc_kind_destroy(k);
+}
+
+static void *take_big(void *k) {
+        return alloc_kind_malloc(k, 3 * MiB / 2);
+}
+
+/* A thread whose region waits for room holds no lock another thread's free needs to make that room. */
+Test(kind, a_region_waiting_for_room_blocks_no_free) {
+        struct alloc_memkind *k = make("tiny", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE,
+                                                                         .usage = ALLOC_KIND_USAGE_CONSERVATIVE,
+                                                                         .timeout_ms = 20000});
+        void *p = alloc_kind_malloc(k, MiB), *q;
+        pthread_t t;
+
+        cr_assert_not_null(p);
+        cr_assert_eq(pthread_create(&t, NULL, take_big, k), 0);
+        wait_waiters(c, "tiny", 1);
+        alloc_kind_free(k, p); /* the pool's only region goes back: the waiting one gets it */
+        cr_assert_eq(pthread_join(t, &q), 0);
+        cr_assert_not_null(q, "the waiting region got the room the free made: %s", alloc_last_error());
+        alloc_kind_free(k, q);
         alloc_kind_destroy(k);
 }
 
