@@ -115,47 +115,72 @@ static int ms_left(const struct timespec *deadline) {
 
 /* Sends a packet for which no one waits; lock held.  It must not block: the reading thread sends it. */
 static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
-        uint8_t buf[64];
+        uint8_t small[64], *buf = small;
         size_t len = allocd__request__get_packed_size(req);
 
-        if (len > sizeof(buf) || wire_send(c->fd, buf, allocd__request__pack(req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
+        if (len > sizeof(small) && len <= WIRE_MAX_PACKET)
+                buf = malloc(len); /* a FreeBatch: rare, and no stack for it on a reading thread */
+        if (!buf || len > WIRE_MAX_PACKET ||
+            wire_send(c->fd, buf, allocd__request__pack(req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
                 /* Hanging up gives it back: allocd releases all the connection holds. */
                 conn_die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
                 shutdown(c->fd, SHUT_RDWR);
         }
+        if (buf != small)
+                free(buf);
+}
+
+/* A batch allocated after its request timed out goes back whole: req a FreeBatch of its ids (fb's, malloc'd). */
+static bool give_back_batch(const Allocd__Reply *r, Allocd__Request *req, Allocd__FreeBatch *fb) {
+        _Static_assert(sizeof(uint64_t) * WIRE_MAX_BATCH < WIRE_MAX_PACKET - 64, "a FreeBatch of a batch fits");
+        uint64_t *ids;
+
+        if (r->body_case != ALLOCD__REPLY__BODY_BATCH || !r->batch || !r->batch->n_regions ||
+            r->batch->n_regions > WIRE_MAX_BATCH || !(ids = malloc(r->batch->n_regions * sizeof(*ids))))
+                return false;
+        for (size_t i = 0; i < r->batch->n_regions; i++)
+                ids[i] = r->batch->regions[i] ? r->batch->regions[i]->id : 0;
+        fb->n_regions = r->batch->n_regions;
+        fb->regions = ids;
+        req->body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+        req->free_batch = fb;
+        return true;
 }
 
 /*
- * The late reply to an abandoned request: a region it granted goes back with
- * a Free (alloc) or Detach (attach) whose own reply is dropped in turn.
- * Returns whether p stays in the list, waiting for that reply.
+ * The late reply to an abandoned request: what it granted goes back with a
+ * Free (alloc), a Detach (attach) or a FreeBatch (a batch) whose own reply is
+ * dropped in turn.  Returns whether p stays in the list, waiting for that reply.
  */
 static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Allocd__Reply *r) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Free fr = ALLOCD__FREE__INIT;
         Allocd__Detach dt = ALLOCD__DETACH__INIT;
+        Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+        bool one = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region && r->region->has_id;
 
-        if ((r->has_error && r->error != ALLOCD__ERROR__OK) || r->body_case != ALLOCD__REPLY__BODY_REGION ||
-            !r->region || !r->region->has_id)
+        if (r->has_error && r->error != ALLOCD__ERROR__OK)
                 return false;
-        if (p->what == ALLOCD__REQUEST__BODY_ALLOC) {
+        if (p->what == ALLOCD__REQUEST__BODY_ALLOC && one) {
                 fr.has_region = true;
                 fr.region = r->region->id;
                 req.body_case = ALLOCD__REQUEST__BODY_FREE;
                 req.free = &fr;
-        } else if (p->what == ALLOCD__REQUEST__BODY_ATTACH) {
+        } else if (p->what == ALLOCD__REQUEST__BODY_ATTACH && one) {
                 dt.has_region = true;
                 dt.region = r->region->id;
                 req.body_case = ALLOCD__REQUEST__BODY_DETACH;
                 req.detach = &dt;
-        } else {
+        } else if (p->what != ALLOCD__REQUEST__BODY_ALLOC_BATCH || !give_back_batch(r, &req, &fb)) {
                 return false;
         }
         req.has_id = true;
         req.id = p->id = ++c->next_id;
         p->what = req.body_case;
-        region_table_drop(c->regions, r->region->id);
+        if (one)
+                region_table_drop(c->regions, r->region->id);
         send_quietly(c, &req);
+        free(fb.regions);
         return !c->dead;
 }
 

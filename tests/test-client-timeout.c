@@ -91,6 +91,24 @@ Test(timeout, late_grant_is_given_back) {
         alloc_disconnect(watch);
 }
 
+Test(timeout, late_batch_is_given_back) {
+        struct alloc_client *c = daemon_connect(&d), *watch = daemon_connect(&d);
+        uint64_t sizes[3] = {4096, 8192, 4096};
+        struct alloc_region r[3];
+
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new_batch(c, "host", sizes, 3, NULL, r), -ETIME);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(wait_used(watch, "host", 16384), 16384);
+        /* c's next call reads the late batch and gives every region of it back. */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r[0]), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r[0].id), 0);
+        cr_assert_eq(wait_used(watch, "host", 0), 0);
+        alloc_disconnect(c);
+        alloc_disconnect(watch);
+}
+
 Test(timeout, a_wait_for_room_is_on_top) {
         struct alloc_client *c = daemon_connect(&d), *hog = daemon_connect(&d);
         struct alloc_opts wait = {.timeout_ms = 700};
