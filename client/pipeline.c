@@ -92,9 +92,8 @@ static bool pipe_has_room(const struct alloc_client *c, const void *arg) {
         return c->npipelined < PIPE_MAX;
 }
 
-static bool pipe_empty(const struct alloc_client *c, const void *arg) {
-        (void)arg;
-        return c->npipelined == 0;
+static bool answered(const struct alloc_client *c, const void *arg) {
+        return !unanswered(c, arg);
 }
 
 static void set_quiet(Allocd__Request *req) {
@@ -197,9 +196,9 @@ int client_sync(struct alloc_client *c) {
                 if (r < 0)
                         break;
         }
+        /* Only what was pipelined before this call: other threads' frees since are theirs to sync. */
         if (!c->quiet)
-                conn_await(c, pipe_empty, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
-        r = 0;
+                conn_await(c, answered, &last, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
         if (c->refused) {
                 if (c->refused_more)
                         r = client_fail(c->refused, "%s (and %u more refused since)", c->refused_msg, c->refused_more);
@@ -209,7 +208,9 @@ int client_sync(struct alloc_client *c) {
                 c->refused_more = 0;
         } else if (c->dead) {
                 r = conn_fail_dead(c);
-        } else if (c->quiet ? unanswered(c, &last) : c->npipelined > 0) {
+        } else if (r < 0) {
+                /* The Sync itself failed, and alloc_last_error says how. */
+        } else if (unanswered(c, &last)) {
                 r = client_fail(-ETIME, "allocd at %s did not answer %u requests within %u ms", c->path, c->npipelined,
                                 c->timeout_ms);
         }
