@@ -110,7 +110,7 @@ struct pool_map {
  * The regions of isolation = region pools this connection holds (region-map.c), each mapped from
  * its own fd.  region_table_map maps the one whose fd came with reply (fd stays the caller's) or,
  * mapped already, counts one more reference; 0, or a negative errno value with the reason in err.
- * region_table_locate fills ret's ptr and cptr (-EPROTO: not mapped); region_table_drop drops one
+ * region_table_locate fills ret's ptr, cptr and read_only (-EPROTO: not mapped); region_table_drop drops one
  * reference, and unmaps the region at the last (an id not in the table is ignored).
  */
 struct region_table;
@@ -136,8 +136,8 @@ struct pool_table *pool_table_free(struct pool_table *t);
 int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
 
 /*
- * Where region g is in this process: ret's ptr, dev_ptr, device and
- * registered.  -EPROTO if g's pool is not in t or g does not lie inside it.
+ * Where region g is in this process: ret's ptr, cptr, read_only, dev_ptr,
+ * device and registered.  -EPROTO if g's pool is not in t or g does not lie inside it.
  */
 int pool_table_locate(struct pool_table *t, const Allocd__Region *g, struct alloc_region *ret);
 

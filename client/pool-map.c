@@ -280,6 +280,8 @@ int pool_table_locate(struct pool_table *t, const Allocd__Region *g, struct allo
         if (!m || g->size > m->size || g->offset > m->size - g->size)
                 return -EPROTO;
         ret->cptr = m->base ? (char *)m->base + g->offset : NULL;
+        /* The mapping's, not the reply's: a pool is mapped once, as the connection's mode was then. */
+        ret->read_only = m->read_only;
         ret->ptr = m->read_only ? NULL : (void *)ret->cptr;
         ret->dev_ptr = gpu_dev_ptr(&m->gpu, g->offset, g->size);
         ret->device = m->gpu.device;

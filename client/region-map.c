@@ -115,6 +115,7 @@ int region_table_locate(struct region_table *t, const Allocd__Region *g, struct 
         m = find(t, g->id);
         if (m) {
                 ret->cptr = m->base;
+                ret->read_only = m->read_only;
                 ret->ptr = m->read_only ? NULL : m->base;
         }
         pthread_mutex_unlock(&t->lock);

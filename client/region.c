@@ -56,7 +56,6 @@ static int region_out(struct alloc_client *c, const Allocd__Region *g, const str
         snprintf(out.pool, sizeof(out.pool), "%s", g->pool);
         out.owner = g->uid;
         out.sealed = g->sealed;
-        out.read_only = g->read_only;
         out.format = (enum alloc_format)g->format;
         out.chunk_size = g->chunk_size;
         out.chunk_count = g->chunk_count;
@@ -292,22 +291,29 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
         Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
         const Allocd__RegionBatch *b = reply->body_case == ALLOCD__REPLY__BODY_BATCH ? reply->batch : NULL;
         uint64_t ids[ALLOC_BATCH_MAX];
+        size_t nids = 0;
         int r = 0;
 
         if (!b || b->n_regions != n || !b->regions[0]->pool)
                 return client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else", n);
         for (size_t i = 0; i < n; i++) {
                 Allocd__Region g = *b->regions[i]; /* a copy: the reply's own strings are freed with it */
-                if (!g.has_id)
-                        return client_fail(-EPROTO, "allocd answered a batch with a region without an id");
+                if (!g.has_id) {
+                        /* The others are given back all the same. */
+                        if (r == 0)
+                                r = client_fail(-EPROTO, "allocd answered a batch with a region without an id");
+                        continue;
+                }
                 if (!g.pool)
                         g.pool = b->regions[0]->pool; /* only the first names it (docs/protocol.md) */
                 if (r == 0)
                         r = region_out(c, &g, map, &ret[i]);
-                ids[i] = g.id;
+                ids[nids++] = g.id;
         }
+        if (r < 0 && nids == 0)
+                return r;
         if (r < 0) {
-                fb.n_regions = n;
+                fb.n_regions = nids;
                 fb.regions = ids;
                 req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
                 req.free_batch = &fb;
