@@ -404,7 +404,7 @@ static int connect_daemon(struct ctl *ctl) {
                 *resolved_path = '\0';
         if (r == 0)
                 return EXIT_OK;
-        if (r == -EINVAL) { /* ALLOCD_TIMEOUT is not a duration */
+        if (r == -EINVAL) { /* ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET or the socket path: how it was asked */
                 fprintf(stderr, "allocctl: %s\n", alloc_last_error());
                 return EXIT_USAGE;
         }
