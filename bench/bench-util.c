@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "bench-util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,14 +9,17 @@
 
 double min_seconds = 0.3;
 
-static double now(void) {
+double now(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 void die(const char *what, int r) {
-        fprintf(stderr, "range-bench: %s: %s\n", what, strerror(-r));
+        if (r)
+                fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(-r));
+        else
+                fprintf(stderr, "%s: %s failed\n", program_invocation_short_name, what);
         exit(1);
 }
 

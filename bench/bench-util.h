@@ -21,7 +21,10 @@ struct target {
         bool at_most; /* value <= limit, else value >= limit */
 };
 
+/* Says what failed (with strerror(-r) when r is an errno value, else "failed") and exits 1. */
 _Noreturn void die(const char *what, int r);
+/* CLOCK_MONOTONIC, in seconds. */
+double now(void);
 double median(double *v, int n);
 /*
  * One trial: batches of steps until its share of min_seconds has passed (and

@@ -104,12 +104,6 @@ static void *thread_main(void *arg) {
         return NULL;
 }
 
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* Pairs per second of nthreads threads on subject s for seconds. */
 static double measure(enum subject s, int nthreads, double seconds) {
         pthread_t t[2];

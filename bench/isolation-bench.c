@@ -31,8 +31,7 @@
 #include <alloc/client.h>
 
 #include "bench-allocd.h"
-
-#define TRIALS 5
+#include "bench-util.h"
 
 enum way { POOL, REGION, BY_HAND, NWAYS };
 static const char *const way_name[] = {"isolation = pool", "isolation = region", "memfd by hand"};
@@ -40,12 +39,6 @@ static const char *const way_pool[] = {"pool", "region", NULL};
 
 static double seconds = 0.3;
 static struct alloc_client *c, *other;
-
-static double now(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static _Noreturn void fail(const char *what) {
         fprintf(stderr, "isolation-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
@@ -89,11 +82,6 @@ static void attach_cycle(const char *name, uint64_t size) {
         touch(r.ptr, size);
         if (alloc_region_detach(other, r.id) < 0)
                 fail("detach");
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
 }
 
 /* µs per cycle of w (attach: the attach cycle of name), over seconds / TRIALS. */
@@ -174,8 +162,7 @@ int main(int argc, char **argv) {
                         v[NWAYS + 1][t] = trial(REGION, sizes[s], name[REGION]);
                 }
                 for (int w = 0; w < NWAYS + 2; w++) {
-                        qsort(v[w], TRIALS, sizeof(double), cmp);
-                        us[s][w] = v[w][TRIALS / 2];
+                        us[s][w] = median(v[w], TRIALS);
                 }
                 for (int w = POOL; w <= REGION; w++)
                         alloc_region_free(c, pub[w].id);

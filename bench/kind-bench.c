@@ -48,12 +48,6 @@ static struct alloc_memkind *kind; /* NULL: glibc */
 static double seconds = 0.3;
 static int cpu0 = 0;
 
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void fail(const char *what) {
         fprintf(stderr, "kind-bench: %s: %s\n", what, alloc_last_error()[0] ? alloc_last_error() : strerror(errno));
         exit(1);

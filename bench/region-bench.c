@@ -54,12 +54,6 @@ static double seconds = 0.2; /* per cell */
 static char dir[64];
 static pid_t servers[4]; /* 0 on CPU 0, 1 on CPU 0 spinning not at all, 2 and 3 the same unpinned */
 
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static _Noreturn void fail(const char *what) {
         fprintf(stderr, "region-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
         exit(1);
