@@ -285,7 +285,6 @@ Test(state, a_region_being_zeroed_is_left_out) {
         core_free(a);
 }
 
-
 /* A state whose checksums are right but whose records lie: each lie refused, nothing read past the table. */
 Test(state, a_checksummed_lie_is_refused) {
         struct core *a = fresh(true), *b = fresh(true);
