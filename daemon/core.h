@@ -26,6 +26,7 @@
 #define MAX_GROUPS 64              /* supplementary groups kept per client */
 #define ZERO_INLINE_MAX (1u << 20) /* larger ZERO regions are filled off the loop thread */
 #define CORE_MSG_MAX 512
+#define CLIENT_SECRET_LEN 16 /* bytes of getrandom() a connection is given to reclaim its holds after a restart */
 
 /* The protocol's Error codes, by value (proto.c checks that they agree). */
 enum core_err {
@@ -93,11 +94,12 @@ struct client {
         gid_t groups[MAX_GROUPS];
         int ngroups;
         char name[CLIENT_NAME_MAX_LEN + 1];
-        char comm[16];     /* /proc/PID/comm when it connected; "" if unreadable */
-        uint32_t holds;    /* first of its holds (region.c), or HOLD_NONE */
-        uint32_t nrefs;    /* references held, duplicates counted (max_regions_per_connection) */
-        uint32_t npending; /* regions being zeroed for it, not yet handed out */
-        uint64_t bytes;    /* bytes of the regions it created and still holds */
+        char comm[16];                     /* /proc/PID/comm when it connected; "" if unreadable */
+        uint8_t secret[CLIENT_SECRET_LEN]; /* from Hello: proves a reconnecting client is this one (state.c) */
+        uint32_t holds;                    /* first of its holds (region.c), or HOLD_NONE */
+        uint32_t nrefs;                    /* references held, duplicates counted (max_regions_per_connection) */
+        uint32_t npending;                 /* regions being zeroed for it, not yet handed out */
+        uint64_t bytes;                    /* bytes of the regions it created and still holds */
         struct waiter_list waiters;
         uint32_t nwaiters;
         struct user *user;

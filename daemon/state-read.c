@@ -165,6 +165,7 @@ static int rec_client(struct restore *st, struct in *in) {
         cl->bytes = GET(in, uint64_t);
         get_str(in, cl->name, CLIENT_NAME_MAX_LEN);
         get_str(in, cl->comm, sizeof(cl->comm) - 1);
+        get(in, cl->secret, sizeof(cl->secret));
         if (in->bad || !cl->serial || cl->serial >= st->next_serial || absent_find(core, cl->serial) ||
             core->nabsent == st->nclients) {
                 free(cl);

@@ -2,7 +2,7 @@
 /*
  * The core's state as bytes, for a successor allocd (issue 18).
  *
- * Format, version 1 (host byte order: a state never leaves the machine that wrote it):
+ * Format, version 2 (host byte order: a state never leaves the machine that wrote it):
  *
  *   header, 32 bytes: "ALLOCDST", u32 version, u32 header length (32), u64 body length,
  *                     u32 CRC-32C of the body, u32 CRC-32C of the header's first 28 bytes
@@ -13,7 +13,8 @@
  *   POOL    u32 id, kind, isolation, 0, u64 bytes, regions; string name
  *   USAGE   u32 pool id, uid, u64 bytes              (what the pool charges each uid)
  *   USER    u32 uid, names, PERSIST regions          (uids with either)
- *   CLIENT  u64 serial, u32 uid, gid, pid, refs, u64 bytes; strings name, comm  (every holder)
+ *   CLIENT  u64 serial, u32 uid, gid, pid, refs, u64 bytes; strings name, comm; 16 bytes secret
+ *           (every holder)
  *   REGION  u32 slot, gen, u64 offset, size, creator, u32 created, pool id, uid, pid, refs,
  *           u16 flags, u8 state, u8 format, [u64 heap size, chunk size, chunk count]; string name
  *   HOLD    u32 slot, count, u64 serial
@@ -299,6 +300,7 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
                 PUT(o, uint64_t, cl->bytes);
                 put_str(o, cl->name);
                 put_str(o, cl->comm);
+                put(o, cl->secret, sizeof(cl->secret));
                 end(o);
         }
         for (uint32_t s = 0; s < rt->slots.hi; s++)

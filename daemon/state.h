@@ -12,7 +12,7 @@
 
 #include "core.h"
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 
 /*
  * The whole state, into a buffer of its own (*ret_buf, the caller's to free) of *ret_len bytes.
