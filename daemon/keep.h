@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_KEEP_H
+#define ALLOCD_KEEP_H
+
+/*
+ * The core's state kept current in a memfd for systemd's fd store (issue 18), so that a successor
+ * allocd (restart, or after kill -9) restores it with state_read_fd().  The server (main.c) stores
+ * keep_fd() under an fd-store name and swaps it when keep_turn() says it changed.
+ *
+ * STUB (lead, to be replaced by the append log, h-keeplog): keep_turn writes a whole new snapshot
+ * every turn.  The contract below is what the log keeps: a change is in the memfd before the call
+ * that made it returns, so a reply sent after it is covered even when allocd is killed with -9.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+
+struct keep;
+
+/* Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC). */
+int keep_new(struct keep **ret, struct core *core, uint64_t next_serial);
+/* Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine. */
+void keep_free(struct keep *k);
+/* The memfd that holds the state now. */
+int keep_fd(const struct keep *k);
+/*
+ * Once per loop turn.  Returns 1 when keep_fd() changed (the new memfd must be stored, then the
+ * old one removed from the store; the old fd is closed at the next keep_turn), 0 when it did not,
+ * or a negative errno with a message in err when the state can no longer be kept (a restart would
+ * then lose what changed since).
+ */
+int keep_turn(struct keep *k, uint64_t next_serial, char *err, size_t errsize);
+/*
+ * Which of several stored state memfds is newest: its epoch (raised at each new memfd), after
+ * checking its header.  -EBADMSG or -EPROTO when it is not a state this allocd can read.
+ */
+int keep_epoch_fd(int fd, uint64_t *epoch);
+
+#endif
