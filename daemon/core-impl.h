@@ -44,6 +44,8 @@ struct pool {
         bool available;        /* false: configured, but not made (no GPU for it, or the machine refused it) */
         char reason[256];      /* !available: why, for Status and for requests naming the pool */
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
+        char draining[256];    /* not "": takes no Alloc, why (restored from the fd store unconfigured) */
+        int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
         const struct pool_ops *ops;
         struct range_arena *arena;
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
