@@ -194,6 +194,7 @@ void restart_discard(void) {
                 if (passed[i].fd >= 0)
                         close(passed[i].fd);
                 passed[i].fd = -1;
+                passed[i].name[0] = '\0'; /* nothing of it is in the store now */
         }
         state_at = -1;
         state_name = -1;

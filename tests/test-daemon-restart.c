@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd across a restart with systemd's fd store (issue 18), systemd played by sysd.c: SIGTERM and
+ * SIGKILL under load lose no region, name or byte, and `allocctl dump` reads the same after; a
+ * damaged or truncated state is said and gives fresh pools; a pool taken out of the configuration
+ * is kept read-only until its regions go; without a store, a stop says what it loses.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sysd.h"
+
+#define CONF "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n"
+#define NCLIENTS 3
+#define NREGIONS 16
+
+static struct sysd s;
+
+static void teardown(void) {
+        sysd_end(&s);
+}
+
+TestSuite(restart, .fini = teardown, .timeout = 120);
+
+/* `allocctl --json dump [POOL]`, without the "age" fields, which move with the clock. */
+static char *dump(const char *pool) {
+        char cmd[512], *out = malloc(1 << 20);
+        size_t n = 0, k;
+
+        snprintf(cmd, sizeof(cmd), "%s --socket %s --json dump %s", ALLOCCTL_PATH, s.d.sock, pool ? pool : "");
+        FILE *f = popen(cmd, "r");
+        cr_assert(f && out);
+        while ((k = fread(out + n, 1, (1 << 20) - 1 - n, f)) > 0)
+                n += k;
+        out[n] = '\0';
+        cr_assert_eq(pclose(f), 0, "%s failed: %s", cmd, out);
+        for (char *a; (a = strstr(out, "\"age\": "));) {
+                char *e = a + 7;
+                while (*e >= '0' && *e <= '9')
+                        e++;
+                memmove(a, e, strlen(e) + 1);
+        }
+        return out;
+}
+
+static void pattern(void *p, uint64_t size, unsigned seed) {
+        uint32_t *w = p;
+        for (uint64_t i = 0; i < size / 4; i++)
+                w[i] = seed * 2654435761u + (uint32_t)i;
+}
+
+static bool pattern_ok(const void *p, uint64_t size, unsigned seed) {
+        const uint32_t *w = p;
+        for (uint64_t i = 0; i < size / 4; i++)
+                if (w[i] != seed * 2654435761u + (uint32_t)i)
+                        return false;
+        return true;
+}
+
+/*
+ * Each client allocates NREGIONS regions, writes a pattern, names every other one "cI/J", and
+ * attaches the names of the client before it; one PERSIST region "orphan" outlives its client.
+ */
+static void populate(struct alloc_client **c) {
+        struct alloc_region r;
+        char name[32];
+
+        for (int i = 0; i < NCLIENTS; i++) {
+                c[i] = daemon_connect(&s.d);
+                for (int j = 0; j < NREGIONS; j++) {
+                        struct alloc_opts o = {0};
+                        snprintf(name, sizeof(name), "c%d/%d", i, j);
+                        o.name = j % 2 ? NULL : name;
+                        cr_assert_eq(alloc_region_new(c[i], j % 3 ? "host" : "other", 4096u << (j % 4), &o, &r), 0,
+                                     "%s", alloc_last_error());
+                        pattern(r.ptr, r.size, (unsigned)(i * 100 + j));
+                }
+        }
+        for (int i = 1; i < NCLIENTS; i++)
+                for (int j = 0; j < NREGIONS; j += 2) {
+                        snprintf(name, sizeof(name), "c%d/%d", i - 1, j);
+                        cr_assert_eq(alloc_region_attach(c[i], name, NULL, &r), 0, "%s", alloc_last_error());
+                }
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 1 << 20,
+                                      &(struct alloc_opts){.name = "orphan", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 7);
+        alloc_disconnect(k);
+}
+
+/* A new client finds every name with its bytes. */
+static void check_names(void) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+        char name[32];
+
+        for (int i = 0; i < NCLIENTS; i++)
+                for (int j = 0; j < NREGIONS; j += 2) {
+                        snprintf(name, sizeof(name), "c%d/%d", i, j);
+                        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s after the restart: %s", name,
+                                     alloc_last_error());
+                        cr_assert(pattern_ok(r.ptr, r.size, (unsigned)(i * 100 + j)), "%s: bytes changed", name);
+                        alloc_region_detach(k, r.id);
+                }
+        cr_assert_eq(alloc_region_attach(k, "orphan", NULL, &r), 0, "the PERSIST region: %s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 7));
+        alloc_region_detach(k, r.id);
+        alloc_disconnect(k);
+}
+
+static void restart_keeps_everything(int sig) {
+        struct alloc_client *c[NCLIENTS];
+
+        sysd_start(&s, CONF);
+        cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1, "the pool's fd was not stored");
+        cr_assert_eq(sysd_count(&s, "state."), 1);
+        populate(c);
+        unsigned long long used = pool_used(c[0], "host"); /* a round trip: every change is kept by now */
+        char *before = dump(NULL);
+        sysd_restart(&s, sig);
+        cr_assert(strstr(sysd_log(&s), "restored from the fd store"), "%s", sysd_log(&s));
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        check_names();
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "host"), used);
+        alloc_disconnect(k);
+        cr_assert_eq(sysd_count(&s, "state."), 1, "the old state was not removed from the store");
+        for (int i = 0; i < NCLIENTS; i++)
+                alloc_disconnect(c[i]);
+        free(before);
+        free(after);
+}
+
+Test(restart, sigterm_loses_nothing) {
+        restart_keeps_everything(SIGTERM);
+}
+
+Test(restart, sigkill_loses_nothing) {
+        restart_keeps_everything(SIGKILL);
+}
+
+/* Allocates and frees in pool other until killed. */
+static void load(void) {
+        struct alloc_client *k;
+        struct alloc_region r[8];
+
+        if (alloc_connect(&k, s.d.sock, "load") < 0)
+                _exit(1);
+        for (unsigned n = 0;; n++) {
+                if (alloc_region_new(k, "other", 4096, NULL, &r[n % 8]) < 0)
+                        _exit(0); /* allocd went away */
+                if (n % 8 == 7)
+                        for (int i = 0; i < 8; i++)
+                                alloc_region_free(k, r[i].id);
+        }
+}
+
+Test(restart, sigkill_under_load) {
+        struct alloc_client *c[NCLIENTS];
+
+        sysd_start(&s, CONF);
+        populate(c);
+        pool_used(c[0], "host");
+        char *before = dump("host");
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0)
+                load();
+        usleep(100000);
+        sysd_restart(&s, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        char *after = dump("host");
+        cr_assert_str_eq(after, before);
+        check_names();
+        /* What the load had in other is whatever the state last kept: consistent, and freed with its holder. */
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+        for (int i = 0; i < NCLIENTS; i++)
+                alloc_disconnect(c[i]);
+        free(before);
+        free(after);
+}
+
+static void damaged(bool truncate, const char *why) {
+        struct alloc_client *c[NCLIENTS];
+        struct alloc_region r;
+
+        sysd_start(&s, CONF);
+        populate(c);
+        sysd_kill(&s, SIGTERM);
+        sysd_damage_state(&s, truncate);
+        int e = sysd_spawn(&s);
+        cr_assert_eq(e, -1, "allocd did not start with a damaged state (%d): %s", e, sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "cannot be restored") && strstr(log, "is lost") && strstr(log, why), "%s", log);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "c0/0", NULL, &r), -ENOENT, "a region of the lost state is there");
+        cr_assert_eq(pool_used(k, "host"), 0);
+        /* Fresh pools, stored again under their names; the damaged state is gone from the store. */
+        cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1);
+        cr_assert_eq(sysd_count(&s, "state."), 1);
+        /* Fresh memory, not the old pool's: an old client still maps that, and it held others' bytes. */
+        cr_assert_eq(alloc_region_new(k, "host", 1 << 20, NULL, &r), 0);
+        for (size_t i = 0; i < r.size; i++)
+                cr_assert_eq(((const unsigned char *)r.ptr)[i], 0, "byte %zu of a new pool is not 0", i);
+        alloc_disconnect(k);
+        for (int i = 0; i < NCLIENTS; i++)
+                alloc_disconnect(c[i]);
+}
+
+Test(restart, damaged_state_starts_fresh) {
+        damaged(false, "damaged");
+}
+
+Test(restart, truncated_state_starts_fresh) {
+        damaged(true, "cut short");
+}
+
+Test(restart, removed_pool_drains) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(
+                alloc_region_new(k, "other", 8192, &(struct alloc_opts){.name = "kept", .flags = ALLOC_PERSIST}, &r),
+                0);
+        pattern(r.ptr, r.size, 9);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool host]\nkind = host\nsize = 64M\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_status(k, &st), 0);
+        const struct alloc_pool_status *p = pool_status(st, "other");
+        cr_assert(strstr(p->draining, "no longer configured"), "draining: '%s'", p->draining);
+        cr_assert_eq(p->regions, 1);
+        alloc_status_free(st);
+        cr_assert_lt(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0);
+        cr_assert(strstr(alloc_last_error(), "takes no new regions"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 9));
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        /* Its last region gone, the pool goes (at the end of the loop turn), from the store too. */
+        bool listed = true;
+        for (int i = 0; i < 500 && listed; i++) {
+                cr_assert_eq(alloc_status(k, &st), 0);
+                listed = false;
+                for (size_t j = 0; j < st->npools; j++)
+                        listed |= !strcmp(st->pools[j].name, "other");
+                alloc_status_free(st);
+                usleep(listed ? 10000 : 0);
+        }
+        cr_assert(!listed, "the drained pool is still listed");
+        for (int i = 0; i < 500 && sysd_count(&s, "pool.host.16777216.other"); i++)
+                usleep(10000); /* the FDSTOREREMOVE comes after the reply */
+        cr_assert_eq(sysd_count(&s, "pool.host.16777216.other"), 0);
+        alloc_disconnect(k);
+}
+
+Test(restart, without_a_store_a_stop_says_what_it_loses) {
+        struct daemon d;
+        char log[128];
+        struct alloc_region r;
+
+        snprintf(log, sizeof(log), "/tmp/allocd-restart-%d.log", (int)getpid());
+        cr_assert_eq(daemon_spawn(&d, CONF, NULL, log), -1);
+        struct alloc_client *k = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0);
+        daemon_stop(&d);
+        alloc_disconnect(k);
+        cr_assert(strstr(slurp(log), "1 regions held by 1 clients: they are lost"), "%s", slurp(log));
+        unlink(log);
+}
