@@ -310,6 +310,19 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what);
 bool core_pool_reserves(const struct pool *p, const char *name);
 /* SIGHUP: access rules and quota of a running pool. */
 void core_pool_update(struct pool *p, const struct pool_conf *conf);
+/*
+ * isolation = region across a restart (restart.c keeps each region's memfd in systemd's fd store):
+ * made(data, id, fd) when a region with a memfd of its own is made, gone(data, id) when it goes, and
+ * stored(data, id), while a state is restored, the memfd kept for region id (the core takes it), or
+ * -1.  Any of them NULL: not called.
+ */
+struct region_fds {
+        void (*made)(void *data, uint64_t id, int fd);
+        void (*gone)(void *data, uint64_t id);
+        int (*stored)(void *data, uint64_t id);
+        void *data;
+};
+void core_set_region_fds(struct core *core, const struct region_fds *fds);
 /* Forgets an unavailable pool taken out of the configuration. */
 void core_pool_forget(struct core *core, const char *name);
 

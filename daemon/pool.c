@@ -244,6 +244,10 @@ bool core_pool_retire(struct pool *p) {
         return true;
 }
 
+void core_set_region_fds(struct core *core, const struct region_fds *fds) {
+        core->region_fds = *fds;
+}
+
 void core_pool_forget(struct core *core, const char *name) {
         struct pool *p = core_pool_find(core, name);
 

@@ -47,6 +47,77 @@ static struct pool_conf *deferred; /* configured pools waiting for a draining na
 static size_t ndeferred;
 
 static const char *const state_names[] = {"state.0", "state.1"};
+static uint64_t *gone_ids; /* regions whose memfds leave the store once the state says they are gone */
+static size_t ngone, gone_cap;
+static size_t nregion_fds; /* region memfds in the store */
+static bool said_max;
+
+/* ---- isolation = region: a memfd a region, stored as region-ID (core_set_region_fds) ---- */
+
+static void region_made(void *data, uint64_t id, int fd) {
+        char name[32];
+        int r;
+
+        (void)data;
+        if (!keep)
+                return;
+        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        if ((r = fdstore_put(fd, name)) < 0)
+                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses it",
+                         id, strerror(-r));
+        if (++nregion_fds + nstored + 2 > store_max && !said_max) {
+                log_warn("more fds to store than FileDescriptorStoreMax=%u (isolation = region keeps a memfd a "
+                         "region): systemd drops the rest, and a restart loses those regions; raise it",
+                         store_max);
+                said_max = true;
+        }
+}
+
+/* Removed from the store only after the state that no longer has it is kept: a crash keeps what it names. */
+static void region_gone(void *data, uint64_t id) {
+        (void)data;
+        if (!keep)
+                return;
+        if (ngone == gone_cap) {
+                size_t cap = gone_cap ? 2 * gone_cap : 64;
+                uint64_t *n = realloc(gone_ids, cap * sizeof(*n));
+                if (!n)
+                        return; /* left in the store: the next start removes what no region claims */
+                gone_ids = n;
+                gone_cap = cap;
+        }
+        gone_ids[ngone++] = id;
+}
+
+static int region_stored(void *data, uint64_t id) {
+        char name[32];
+        int fd;
+
+        (void)data;
+        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        for (size_t i = 0; i < npassed; i++) {
+                if (passed[i].fd < 0 || strcmp(passed[i].name, name))
+                        continue;
+                fd = passed[i].fd;
+                passed[i].fd = -1;
+                nregion_fds++;
+                return fd;
+        }
+        return -1;
+}
+
+static const struct region_fds region_fds = {.made = region_made, .gone = region_gone, .stored = region_stored};
+
+static void unstore_gone(void) {
+        char name[32];
+
+        for (size_t i = 0; i < ngone; i++) {
+                snprintf(name, sizeof(name), "region-%" PRIu64, gone_ids[i]);
+                fdstore_remove(name);
+        }
+        nregion_fds -= ngone < nregion_fds ? ngone : nregion_fds;
+        ngone = 0;
+}
 
 int restart_collect(int *sock) {
         int r = fdstore_passed(&passed, &npassed);
@@ -167,6 +238,7 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
         *next_serial = 1;
         if (state_at < 0)
                 return 0;
+        core_set_region_fds(core, &region_fds);
         for (size_t i = 0; i < npassed; i++)
                 if (passed[i].fd >= 0 && fdstore_pool_parse(passed[i].name, &sp) && !sp.vmm && sp.kind != POOL_GPU &&
                     !core_pool_find(core, sp.name))
@@ -318,14 +390,27 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 for (size_t j = 0; j < npassed; j++)
                         stored[i] |= passed[j].fd < 0 && !strcmp(passed[j].name, name);
         }
+        size_t regions = 0;
         for (size_t i = 0; i < npassed; i++) {
                 if (passed[i].fd < 0 || (int)i == state_at)
                         continue;
+                fdstore_remove(passed[i].name);
+                /* A region's memfd stored just before a crash that its state never named, or freed after it was kept.
+                 */
+                if (!strncmp(passed[i].name, "region-", 7)) {
+                        regions++;
+                        continue;
+                }
                 /* A second state, older, or a pool nobody configured that held no region. */
                 logx(LOG_LEVEL_NOTICE, NULL,
                      "the fd store held %s, which nothing restored uses; removed from the store", passed[i].name);
-                fdstore_remove(passed[i].name);
         }
+        if (regions)
+                logx(LOG_LEVEL_NOTICE, NULL,
+                     "the fd store held %zu region memfds that the restored state does not name; removed from the "
+                     "store",
+                     regions);
+        core_set_region_fds(core, &region_fds);
         if ((r = keep_new(&keep, core, next_serial)) < 0) {
                 log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
         } else {
@@ -354,6 +439,8 @@ void restart_turn(struct core *core, uint64_t next_serial) {
         r = keep_turn(keep, next_serial, err, sizeof(err));
         if (r == 1)
                 store_state();
+        if (r >= 0)
+                unstore_gone();
         else if (r < 0 && !keep_failed)
                 log_err("cannot keep the state for a restart any longer: %s; a restart loses what changed since", err);
         keep_failed |= r < 0;

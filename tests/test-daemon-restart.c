@@ -50,6 +50,16 @@ static char *dump(const char *pool) {
         return out;
 }
 
+/*
+ * How many names in the store begin with prefix, once it holds want of them or 5 s passed: allocd's
+ * FDSTORE and FDSTOREREMOVE come after the reply that caused them, and a swap of the state is two.
+ */
+static size_t stored(const char *prefix, size_t want) {
+        for (int i = 0; i < 500 && sysd_count(&s, prefix) != want; i++)
+                usleep(10000);
+        return sysd_count(&s, prefix);
+}
+
 static void pattern(void *p, uint64_t size, unsigned seed) {
         uint32_t *w = p;
         for (uint64_t i = 0; i < size / 4; i++)
@@ -121,7 +131,7 @@ static void restart_keeps_everything(int sig) {
 
         sysd_start(&s, CONF);
         cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1, "the pool's fd was not stored");
-        cr_assert_eq(sysd_count(&s, "state."), 1);
+        cr_assert_eq(stored("state.", 1), 1);
         populate(c);
         unsigned long long used = pool_used(c[0], "host"); /* a round trip: every change is kept by now */
         char *before = dump(NULL);
@@ -133,7 +143,7 @@ static void restart_keeps_everything(int sig) {
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(pool_used(k, "host"), used);
         alloc_disconnect(k);
-        cr_assert_eq(sysd_count(&s, "state."), 1, "the old state was not removed from the store");
+        cr_assert_eq(stored("state.", 1), 1, "the old state was not removed from the store");
         for (int i = 0; i < NCLIENTS; i++)
                 alloc_disconnect(c[i]);
         free(before);
@@ -208,8 +218,8 @@ static void damaged(bool truncate, const char *why) {
         cr_assert_eq(alloc_region_attach(k, "c0/0", NULL, &r), -ENOENT, "a region of the lost state is there");
         cr_assert_eq(pool_used(k, "host"), 0);
         /* Fresh pools, stored again under their names; the damaged state is gone from the store. */
-        cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1);
-        cr_assert_eq(sysd_count(&s, "state."), 1);
+        cr_assert_eq(stored("pool.host.67108864.host", 1), 1);
+        cr_assert_eq(stored("state.", 1), 1);
         /* Fresh memory, not the old pool's: an old client still maps that, and it held others' bytes. */
         cr_assert_eq(alloc_region_new(k, "host", 1 << 20, NULL, &r), 0);
         for (size_t i = 0; i < r.size; i++)
@@ -263,9 +273,7 @@ Test(restart, removed_pool_drains) {
                 usleep(listed ? 10000 : 0);
         }
         cr_assert(!listed, "the drained pool is still listed");
-        for (int i = 0; i < 500 && sysd_count(&s, "pool.host.16777216.other"); i++)
-                usleep(10000); /* the FDSTOREREMOVE comes after the reply */
-        cr_assert_eq(sysd_count(&s, "pool.host.16777216.other"), 0);
+        cr_assert_eq(stored("pool.host.16777216.other", 0), 0);
         alloc_disconnect(k);
 }
 
@@ -282,4 +290,38 @@ Test(restart, without_a_store_a_stop_says_what_it_loses) {
         alloc_disconnect(k);
         cr_assert(strstr(slurp(log), "1 regions held by 1 clients: they are lost"), "%s", slurp(log));
         unlink(log);
+}
+
+/* isolation = region: each region's own memfd is stored as region-ID, restored with the state, removed when freed. */
+Test(restart, region_pools_keep_their_memfds) {
+        struct alloc_region r[4];
+        char name[32];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_new(k, "iso", 8192u << i, &(struct alloc_opts){.name = name}, &r[i]), 0, "%s",
+                             alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 50u + (unsigned)i);
+        }
+        cr_assert_eq(alloc_region_free(k, r[3].id), 0);
+        pool_used(k, "iso");
+        char *before = dump(NULL);
+        cr_assert_eq(stored("region-", 3), 3, "a freed region's memfd is still stored");
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        struct alloc_client *n = daemon_connect(&s.d);
+        for (int i = 0; i < 3; i++) {
+                struct alloc_region a;
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_attach(n, name, NULL, &a), 0, "%s: %s", name, alloc_last_error());
+                cr_assert(pattern_ok(a.ptr, a.size, 50u + (unsigned)i), "%s: bytes changed", name);
+        }
+        cr_assert_eq(stored("region-", 3), 3);
+        alloc_disconnect(n);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
 }
