@@ -139,6 +139,7 @@ int restart_collect(int *sock) {
                         }
                         *sock = f->fd;
                         f->fd = -1;
+                        f->name[0] = '\0'; /* allocd.socket's, not the store's */
                 } else if (!strcmp(f->name, state_names[0]) || !strcmp(f->name, state_names[1])) {
                         /* The later of two of the same epoch: systemd passes them in the order they were stored. */
                         if (keep_epoch_fd(f->fd, &epoch) == 0 && (state_at < 0 || epoch >= best)) {
@@ -259,9 +260,8 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
 
 void restart_discard(void) {
         for (size_t i = 0; i < npassed; i++) {
-                if (passed[i].fd < 0 && !fdstore_pool_parse(passed[i].name, &(struct stored_pool){0}) &&
-                    (int)i != state_at)
-                        continue; /* the socket */
+                if (!passed[i].name[0])
+                        continue; /* the socket, or removed already */
                 fdstore_remove(passed[i].name);
                 if (passed[i].fd >= 0)
                         close(passed[i].fd);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -156,6 +157,8 @@ int sysd_spawn(struct sysd *s) {
                 putenv(fdnames);
                 putenv(fdstore);
                 putenv(notify);
+                /* A test that fails leaves no allocd behind. */
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
                 dup2(fd, 2);
                 execl(ALLOCD_PATH, "allocd", "--config", s->d.conf, (char *)NULL);

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +18,10 @@
 
 #include "sysd.h"
 
-#define CONF "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n"
+#define CONF                                                                                                           \
+        "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
+        "= "                                                                                                           \
+        "16M\nisolation = region\n"
 #define NCLIENTS 3
 #define NREGIONS 16
 
@@ -74,36 +78,91 @@ static bool pattern_ok(const void *p, uint64_t size, unsigned seed) {
         return true;
 }
 
+/* The client processes: each holds its connection and regions until told to check them, or to go. */
+struct clients {
+        pid_t pid[NCLIENTS];
+        int cmd[NCLIENTS];
+};
+
 /*
- * Each client allocates NREGIONS regions, writes a pattern, names every other one "cI/J", and
- * attaches the names of the client before it; one PERSIST region "orphan" outlives its client.
+ * Client i allocates NREGIONS regions, writes a pattern, names every other one "cI/J", and attaches
+ * the names of client i - 1; then waits.  Told 'c' (after a restart), it checks its regions' bytes
+ * through the pointers it had before: its mappings outlive the allocd that made them.
  */
-static void populate(struct alloc_client **c) {
+static void client_proc(int i, int cmd, int ready) {
+        struct alloc_client *k;
+        struct alloc_region r[NREGIONS], a;
+        char name[32], c;
+
+        if (alloc_connect(&k, s.d.sock, "restart-client") < 0)
+                _exit(10);
+        for (int j = 0; j < NREGIONS; j++) {
+                snprintf(name, sizeof(name), "c%d/%d", i, j);
+                struct alloc_opts o = {.name = j % 2 ? NULL : name};
+                if (alloc_region_new(k, j % 3 ? "host" : "other", 4096u << (j % 4), &o, &r[j]) < 0)
+                        _exit(11);
+                pattern(r[j].ptr, r[j].size, (unsigned)(i * 100 + j));
+        }
+        for (int j = 0; i > 0 && j < NREGIONS; j += 2) {
+                snprintf(name, sizeof(name), "c%d/%d", i - 1, j);
+                if (alloc_region_attach(k, name, NULL, &a) < 0)
+                        _exit(12);
+        }
+        /* A round trip: allocd has answered, and kept, everything above. */
+        struct alloc_status *st;
+        if (alloc_status(k, &st) < 0 || write(ready, "r", 1) != 1)
+                _exit(13);
+        alloc_status_free(st);
+        if (read(cmd, &c, 1) != 1)
+                _exit(0);
+        for (int j = 0; j < NREGIONS; j++)
+                if (!pattern_ok(r[j].ptr, r[j].size, (unsigned)(i * 100 + j)))
+                        _exit(20 + j);
+        _exit(0);
+}
+
+/* Starts the client processes one after the other; one PERSIST region "orphan" outlives its client. */
+static void populate(struct clients *cs) {
         struct alloc_region r;
-        char name[32];
+        char c;
 
         for (int i = 0; i < NCLIENTS; i++) {
-                c[i] = daemon_connect(&s.d);
-                for (int j = 0; j < NREGIONS; j++) {
-                        struct alloc_opts o = {0};
-                        snprintf(name, sizeof(name), "c%d/%d", i, j);
-                        o.name = j % 2 ? NULL : name;
-                        cr_assert_eq(alloc_region_new(c[i], j % 3 ? "host" : "other", 4096u << (j % 4), &o, &r), 0,
-                                     "%s", alloc_last_error());
-                        pattern(r.ptr, r.size, (unsigned)(i * 100 + j));
+                int cmd[2], ready[2];
+                cr_assert(pipe2(cmd, O_CLOEXEC) == 0 && pipe2(ready, O_CLOEXEC) == 0);
+                cs->pid[i] = fork();
+                cr_assert(cs->pid[i] >= 0);
+                if (cs->pid[i] == 0) {
+                        /* The clients before it must see their pipe's end when the test closes it. */
+                        for (int j = 0; j < i; j++)
+                                close(cs->cmd[j]);
+                        close(cmd[1]);
+                        close(ready[0]);
+                        client_proc(i, cmd[0], ready[1]);
                 }
+                close(cmd[0]);
+                close(ready[1]);
+                cs->cmd[i] = cmd[1];
+                cr_assert_eq(read(ready[0], &c, 1), 1, "client %d failed", i);
+                close(ready[0]);
         }
-        for (int i = 1; i < NCLIENTS; i++)
-                for (int j = 0; j < NREGIONS; j += 2) {
-                        snprintf(name, sizeof(name), "c%d/%d", i - 1, j);
-                        cr_assert_eq(alloc_region_attach(c[i], name, NULL, &r), 0, "%s", alloc_last_error());
-                }
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(k, "host", 1 << 20,
                                       &(struct alloc_opts){.name = "orphan", .flags = ALLOC_PERSIST}, &r),
                      0, "%s", alloc_last_error());
         pattern(r.ptr, r.size, 7);
         alloc_disconnect(k);
+}
+
+/* check: each client checks its bytes first; else it just goes. */
+static void clients_end(struct clients *cs, bool check) {
+        for (int i = 0; i < NCLIENTS; i++) {
+                int status;
+                if (check)
+                        cr_assert_eq(write(cs->cmd[i], "c", 1), 1);
+                close(cs->cmd[i]);
+                cr_assert_eq(waitpid(cs->pid[i], &status, 0), cs->pid[i]);
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d: %#x", i, status);
+        }
 }
 
 /* A new client finds every name with its bytes. */
@@ -127,25 +186,26 @@ static void check_names(void) {
 }
 
 static void restart_keeps_everything(int sig) {
-        struct alloc_client *c[NCLIENTS];
+        struct clients c;
 
         sysd_start(&s, CONF);
         cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1, "the pool's fd was not stored");
         cr_assert_eq(stored("state.", 1), 1);
-        populate(c);
-        unsigned long long used = pool_used(c[0], "host"); /* a round trip: every change is kept by now */
+        populate(&c);
+        struct alloc_client *k = daemon_connect(&s.d);
+        unsigned long long used = pool_used(k, "host"); /* a round trip: every change is kept by now */
+        alloc_disconnect(k);
         char *before = dump(NULL);
         sysd_restart(&s, sig);
         cr_assert(strstr(sysd_log(&s), "restored from the fd store"), "%s", sysd_log(&s));
         char *after = dump(NULL);
         cr_assert_str_eq(after, before);
         check_names();
-        struct alloc_client *k = daemon_connect(&s.d);
+        clients_end(&c, true);
+        k = daemon_connect(&s.d);
         cr_assert_eq(pool_used(k, "host"), used);
         alloc_disconnect(k);
         cr_assert_eq(stored("state.", 1), 1, "the old state was not removed from the store");
-        for (int i = 0; i < NCLIENTS; i++)
-                alloc_disconnect(c[i]);
         free(before);
         free(after);
 }
@@ -175,11 +235,10 @@ static void load(void) {
 }
 
 Test(restart, sigkill_under_load) {
-        struct alloc_client *c[NCLIENTS];
+        struct clients c;
 
         sysd_start(&s, CONF);
-        populate(c);
-        pool_used(c[0], "host");
+        populate(&c);
         char *before = dump("host");
         pid_t pid = fork();
         cr_assert(pid >= 0);
@@ -196,37 +255,40 @@ Test(restart, sigkill_under_load) {
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0, "%s", alloc_last_error());
         alloc_disconnect(k);
-        for (int i = 0; i < NCLIENTS; i++)
-                alloc_disconnect(c[i]);
+        clients_end(&c, true);
         free(before);
         free(after);
 }
 
 static void damaged(bool truncate, const char *why) {
-        struct alloc_client *c[NCLIENTS];
+        struct clients c;
         struct alloc_region r;
 
         sysd_start(&s, CONF);
-        populate(c);
+        populate(&c);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("region-", 1), 1);
         sysd_kill(&s, SIGTERM);
+        alloc_disconnect(k);
         sysd_damage_state(&s, truncate);
         int e = sysd_spawn(&s);
         cr_assert_eq(e, -1, "allocd did not start with a damaged state (%d): %s", e, sysd_log(&s));
         const char *log = sysd_log(&s);
         cr_assert(strstr(log, "cannot be restored") && strstr(log, "is lost") && strstr(log, why), "%s", log);
-        struct alloc_client *k = daemon_connect(&s.d);
+        k = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_attach(k, "c0/0", NULL, &r), -ENOENT, "a region of the lost state is there");
         cr_assert_eq(pool_used(k, "host"), 0);
         /* Fresh pools, stored again under their names; the damaged state is gone from the store. */
         cr_assert_eq(stored("pool.host.67108864.host", 1), 1);
         cr_assert_eq(stored("state.", 1), 1);
+        cr_assert_eq(stored("region-", 0), 0, "the lost regions' memfds are still stored");
         /* Fresh memory, not the old pool's: an old client still maps that, and it held others' bytes. */
         cr_assert_eq(alloc_region_new(k, "host", 1 << 20, NULL, &r), 0);
         for (size_t i = 0; i < r.size; i++)
                 cr_assert_eq(((const unsigned char *)r.ptr)[i], 0, "byte %zu of a new pool is not 0", i);
         alloc_disconnect(k);
-        for (int i = 0; i < NCLIENTS; i++)
-                alloc_disconnect(c[i]);
+        clients_end(&c, false);
 }
 
 Test(restart, damaged_state_starts_fresh) {
