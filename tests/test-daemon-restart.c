@@ -387,3 +387,47 @@ Test(restart, region_pools_keep_their_memfds) {
         free(before);
         free(after);
 }
+
+/* A pool a reload adds is stored too. */
+Test(restart, reloaded_pools_are_stored) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n");
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
+}
+
+/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
+Test(restart, resized_pool_waits_for_the_old_one) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "p", 4096, &(struct alloc_opts){.name = "old", .flags = ALLOC_PERSIST}, &r),
+                     0);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 8M\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_status(k, &st), 0);
+        cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
+        cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
+        alloc_status_free(st);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        uint64_t size = 0;
+        for (int i = 0; i < 500 && size != 8u << 20; i++) {
+                usleep(size ? 10000 : 0);
+                cr_assert_eq(alloc_status(k, &st), 0);
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, "p"))
+                                size = st->pools[j].size;
+                alloc_status_free(st);
+        }
+        cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        alloc_disconnect(k);
+}
