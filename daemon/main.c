@@ -192,7 +192,6 @@ static int add_pool(const struct pool_conf *pc, int fd) {
         return r == 0;
 }
 
-/* sock: the socket systemd passed (restart_collect), or -1. */
 /*
  * A core with conf's pools, made from the fd store's where it has them as configured
  * (restart.h).  Returns the pools made, or a negative errno (logged).
@@ -212,6 +211,7 @@ static int make_core(const struct config *conf) {
                              "pool %s: the fd store holds a pool of that name of another kind or size; it is made "
                              "once that one's regions are freed",
                              pc.name);
+                        made++; /* that one serves in its place meanwhile */
                         continue;
                 }
                 if ((r = add_pool(&pc, fd)) < 0) {
@@ -224,6 +224,7 @@ static int make_core(const struct config *conf) {
         return made;
 }
 
+/* sock: the socket systemd passed (restart_collect), or -1. */
 static int open_socket(const char *path, int sock) {
         char def[108], err[512];
         int r;

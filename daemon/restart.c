@@ -342,12 +342,14 @@ static void sync_pools(struct core *core) {
                 struct pool_info pi;
                 core_pool_info(p, &pi);
                 if (pi.draining && !pi.regions) {
+                        char name[POOL_NAME_MAX_LEN + 1]; /* the pool made in its place frees pi's */
+                        snprintf(name, sizeof(name), "%s", pi.name);
                         unstore_pool(&pi);
                         core_pool_retire(p);
                         stored[i] = false;
-                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = pi.name},
-                             "pool %s: its last region went; the draining pool is dropped", pi.name);
-                        make_deferred(core, pi.name);
+                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
+                             "pool %s: its last region went; the draining pool is dropped", name);
+                        make_deferred(core, name);
                 } else if (pi.available && pi.fd >= 0 && !stored[i]) {
                         store_pool(&pi);
                         stored[i] = true;

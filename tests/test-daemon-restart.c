@@ -299,21 +299,47 @@ Test(restart, truncated_state_starts_fresh) {
         damaged(true, "cut short");
 }
 
+/*
+ * A PERSIST region named name in pool, with a pattern (seed 9), and no client; then a restart (SIGTERM)
+ * with conf as the configuration.  Returns a new connection.
+ */
+static struct alloc_client *persist_then_restart(const char *pool, const char *name, const char *conf) {
+        struct alloc_region r;
+        struct alloc_client *k = daemon_connect(&s.d);
+
+        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 9);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, conf);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        return daemon_connect(&s.d);
+}
+
+/* The size of the pool named name as status lists it once it is want, or after 5 s; 0: not listed. */
+static uint64_t listed_size(struct alloc_client *k, const char *name, uint64_t want) {
+        struct alloc_status *st;
+        uint64_t size = UINT64_MAX;
+
+        for (int i = 0; i < 500 && size != want; i++) {
+                usleep(i ? 10000 : 0); /* a drained pool goes at the end of the loop turn that freed its last region */
+                cr_assert_eq(alloc_status(k, &st), 0);
+                size = 0;
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, name))
+                                size = st->pools[j].size;
+                alloc_status_free(st);
+        }
+        return size;
+}
+
 Test(restart, removed_pool_drains) {
         struct alloc_region r;
         struct alloc_status *st;
 
         sysd_start(&s, CONF);
-        struct alloc_client *k = daemon_connect(&s.d);
-        cr_assert_eq(
-                alloc_region_new(k, "other", 8192, &(struct alloc_opts){.name = "kept", .flags = ALLOC_PERSIST}, &r),
-                0);
-        pattern(r.ptr, r.size, 9);
-        alloc_disconnect(k);
-        sysd_kill(&s, SIGTERM);
-        write_file(s.d.conf, "[pool host]\nkind = host\nsize = 64M\n");
-        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
-        k = daemon_connect(&s.d);
+        struct alloc_client *k = persist_then_restart("other", "kept", "[pool host]\nkind = host\nsize = 64M\n");
         cr_assert_eq(alloc_status(k, &st), 0);
         const struct alloc_pool_status *p = pool_status(st, "other");
         cr_assert(strstr(p->draining, "no longer configured"), "draining: '%s'", p->draining);
@@ -324,17 +350,8 @@ Test(restart, removed_pool_drains) {
         cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert(pattern_ok(r.ptr, r.size, 9));
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
-        /* Its last region gone, the pool goes (at the end of the loop turn), from the store too. */
-        bool listed = true;
-        for (int i = 0; i < 500 && listed; i++) {
-                cr_assert_eq(alloc_status(k, &st), 0);
-                listed = false;
-                for (size_t j = 0; j < st->npools; j++)
-                        listed |= !strcmp(st->pools[j].name, "other");
-                alloc_status_free(st);
-                usleep(listed ? 10000 : 0);
-        }
-        cr_assert(!listed, "the drained pool is still listed");
+        /* Its last region gone, the pool goes, from the store too. */
+        cr_assert_eq(listed_size(k, "other", 0), 0, "the drained pool is still listed");
         cr_assert_eq(stored("pool.host.16777216.other", 0), 0);
         alloc_disconnect(k);
 }
@@ -402,29 +419,14 @@ Test(restart, resized_pool_waits_for_the_old_one) {
         struct alloc_status *st;
 
         sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
-        struct alloc_client *k = daemon_connect(&s.d);
-        cr_assert_eq(alloc_region_new(k, "p", 4096, &(struct alloc_opts){.name = "old", .flags = ALLOC_PERSIST}, &r),
-                     0);
-        alloc_disconnect(k);
-        sysd_kill(&s, SIGTERM);
-        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 8M\n");
-        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
-        k = daemon_connect(&s.d);
+        struct alloc_client *k = persist_then_restart("p", "old", "[pool p]\nkind = host\nsize = 8M\n");
         cr_assert_eq(alloc_status(k, &st), 0);
         cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
         cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
         alloc_status_free(st);
         cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
-        uint64_t size = 0;
-        for (int i = 0; i < 500 && size != 8u << 20; i++) {
-                usleep(size ? 10000 : 0);
-                cr_assert_eq(alloc_status(k, &st), 0);
-                for (size_t j = 0; j < st->npools; j++)
-                        if (!strcmp(st->pools[j].name, "p"))
-                                size = st->pools[j].size;
-                alloc_status_free(st);
-        }
+        uint64_t size = listed_size(k, "p", 8u << 20);
         cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
         cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
