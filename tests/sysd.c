@@ -236,6 +236,14 @@ size_t sysd_count(struct sysd *s, const char *prefix) {
         return n;
 }
 
+void sysd_put(struct sysd *s, const char *name, int fd) {
+        pthread_mutex_lock(&s->mu);
+        cr_assert_lt(s->nstore, SYSD_STORE_MAX);
+        snprintf(s->store[s->nstore].name, sizeof(s->store[0].name), "%s", name);
+        s->store[s->nstore++].fd = fd;
+        pthread_mutex_unlock(&s->mu);
+}
+
 void sysd_damage_state(struct sysd *s, bool truncate) {
         size_t damaged = 0;
 

@@ -48,6 +48,8 @@ void sysd_restart(struct sysd *s, int sig);
 /* The fd stored under name (the last stored), or -1; and how many names begin with prefix. */
 int sysd_fd(struct sysd *s, const char *name);
 size_t sysd_count(struct sysd *s, const char *prefix);
+/* Adds fd to the store under name, as allocd's FDSTORE=1 would (the store takes fd). */
+void sysd_put(struct sysd *s, const char *name, int fd);
 /* Replaces every stored state memfd with a copy, cut to half its length or with a byte flipped. */
 void sysd_damage_state(struct sysd *s, bool truncate);
 /* allocd's stderr so far (slurp's buffer). */

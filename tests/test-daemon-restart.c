@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -432,4 +433,20 @@ Test(restart, resized_pool_waits_for_the_old_one) {
         cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
         cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
         alloc_disconnect(k);
+}
+
+/* What nobody claims is removed from the store and said: an fd of no known kind, a pool with no region, a region. */
+Test(restart, unclaimed_fds_are_removed) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        sysd_kill(&s, SIGTERM);
+        sysd_put(&s, "junk", memfd_create("junk", MFD_CLOEXEC));
+        sysd_put(&s, "region-77", memfd_create("stale", MFD_CLOEXEC));
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "the fd store held junk, which nothing restored uses; removed from the store"), "%s",
+                  log);
+        cr_assert(strstr(log, "held 1 region memfds that the restored state does not name"), "%s", log);
+        cr_assert_eq(stored("junk", 0), 0);
+        cr_assert_eq(stored("region-", 0), 0);
+        cr_assert_eq(stored("pool.host.4194304.host", 1), 1);
 }
