@@ -288,6 +288,15 @@ static inline void tree_idle(struct range_arena *a) {
 /* The free segment to cut w from under policy, its placement in *x; NIL if none. */
 uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x);
 
+/* ---- the tables' memory (range-mem.c) ------------------------------------ */
+
+/* bytes of memory, zeroed if zero is set; huge pages from HUGE_MIN bytes on.  NULL without memory. */
+void *range_mem_alloc(size_t bytes, bool zero);
+/* Frees what range_mem_alloc or range_mem_grow returned for bytes; takes NULL. */
+void range_mem_free(void *p, size_t bytes);
+/* p (old_bytes, or NULL) moved into new_bytes > old_bytes, as realloc; on failure p is left as it was. */
+void *range_mem_grow(void *p, size_t old_bytes, size_t new_bytes);
+
 /* ---- for tests (range-check.c) ------------------------------------------- */
 
 /*

@@ -123,7 +123,7 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
         if (ncap <= a->cap || ncap - 1 - a->hw + a->nspare < n)
                 return -ENOMEM;
         /* Not cleared: tag_get initialises each tag, and untouched growth stays out of memory. */
-        struct seg *segs = realloc(a->segs, ncap * sizeof(*segs));
+        struct seg *segs = range_mem_grow(a->segs, a->cap * sizeof(*segs), ncap * sizeof(*segs));
         if (!segs)
                 return -ENOMEM;
         a->segs = segs;
@@ -139,7 +139,7 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
  * sequential reads, and after a compaction the old chains name old indices.
  */
 static void hash_install(struct range_arena *a, uint32_t *b, uint64_t nb) {
-        free(a->buckets);
+        range_mem_free(a->buckets, (size_t)a->nbuckets * sizeof(*b));
         a->buckets = b;
         a->nbuckets = (uint32_t)nb;
         a->hash_shift = 64 - floor_log2(nb);
@@ -154,7 +154,7 @@ static int hash_reserve(struct range_arena *a) {
         uint64_t nb = a->nbuckets ? (uint64_t)a->nbuckets * 2 : 64;
         if (nb > UINT32_MAX)
                 return -ENOMEM;
-        uint32_t *b = calloc(nb, sizeof(*b));
+        uint32_t *b = range_mem_alloc(nb * sizeof(*b), true);
         if (!b)
                 return -ENOMEM;
         hash_install(a, b, nb);
@@ -194,11 +194,11 @@ static inline bool hash_oversized(const struct range_arena *a) {
 static void tags_compact(struct range_arena *a, uint64_t ncap) {
         /* Called after a free, so there is a hash table to size from. */
         uint64_t nb = umin(a->nbuckets, table_size(a->nused));
-        struct seg *segs = malloc(ncap * sizeof(*segs));
-        uint32_t *b = calloc(nb, sizeof(*b));
+        struct seg *segs = range_mem_alloc(ncap * sizeof(*segs), false);
+        uint32_t *b = range_mem_alloc(nb * sizeof(*b), true);
         if (!segs || !b) {
-                free(segs);
-                free(b);
+                range_mem_free(segs, ncap * sizeof(*segs));
+                range_mem_free(b, nb * sizeof(*b));
                 return;
         }
         uint32_t n = 0;
@@ -209,7 +209,7 @@ static void tags_compact(struct range_arena *a, uint64_t ncap) {
                 segs[n].anext = n + 1;
         }
         segs[n].anext = NIL;
-        free(a->segs);
+        range_mem_free(a->segs, a->cap * sizeof(*segs));
         a->segs = segs;
         a->cap = ncap;
         a->hw = n;
@@ -232,7 +232,7 @@ static void give_back(struct range_arena *a) {
                 tags_compact(a, table_size(a->nfree + a->nused + 1));
                 return;
         }
-        uint32_t *b = calloc(table_size(a->nused), sizeof(*b));
+        uint32_t *b = range_mem_alloc(table_size(a->nused) * sizeof(*b), true);
         if (b)
                 hash_install(a, b, table_size(a->nused));
 }
@@ -361,8 +361,8 @@ int range_arena_new(struct range_arena **ret, uint64_t quantum) {
 
 struct range_arena *range_arena_free(struct range_arena *a) {
         if (a) {
-                free(a->segs);
-                free(a->buckets);
+                range_mem_free(a->segs, a->cap * sizeof(struct seg));
+                range_mem_free(a->buckets, (size_t)a->nbuckets * sizeof(uint32_t));
                 free(a);
         }
         return NULL;

@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc/range.h"
@@ -453,6 +454,38 @@ Test(stats, memory_is_given_back_without_thrashing) {
                      (unsigned long long)st.meta_bytes);
         assert_sound(a);
         cr_assert_eq(must_alloc(a, 1, NULL), 0);
+        range_arena_free(a);
+}
+
+/* The VmFlags line of the mapping that holds p, from /proc/self/smaps; "" if none does. */
+static void vm_flags_of(const void *p, char *flags, size_t size) {
+        FILE *fp = fopen("/proc/self/smaps", "re");
+        char line[512];
+        bool in = false;
+        cr_assert_not_null(fp);
+        snprintf(flags, size, "%s", "");
+        while (fgets(line, sizeof(line), fp)) {
+                unsigned long lo, hi;
+                if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+                        in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+                else if (in && strncmp(line, "VmFlags:", 8) == 0)
+                        snprintf(flags, size, "%s", line + 8);
+        }
+        fclose(fp);
+}
+
+/* Tables from 4 MiB on are mappings of their own, aligned to 2 MiB and advised for huge pages. */
+Test(stats, big_tables_are_advised_huge_pages) {
+        enum { N = 100000 };
+        struct range_arena *a = arena_with(1, 0, 2 * N);
+        char flags[512];
+        for (int i = 0; i < N; i++)
+                must_alloc(a, 1, NULL);
+        cr_assert_geq(a->cap * sizeof(struct seg), 4 * M);
+        cr_assert_eq((uintptr_t)a->segs % (2 * M), 0, "tag array at %p", (void *)a->segs);
+        vm_flags_of(a->segs, flags, sizeof(flags));
+        cr_assert(strstr(flags, " hg"), "the tag array's mapping has flags '%s', no hg", flags);
+        assert_sound(a);
         range_arena_free(a);
 }
 
