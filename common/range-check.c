@@ -2,6 +2,7 @@
 /* The invariant checker of the range allocator, for the tests and the fuzzers: O(n) a call. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "range-internal.h"
 
@@ -36,12 +37,70 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
         return r;
 }
 
+/*
+ * Every used tag was found from its line by the address list's walk; here,
+ * nothing else is filed, and each line's count of insertions passed on is
+ * exact (or saturated).
+ */
+static int check_lines(const struct range_arena *a, uint64_t *passed, char *why, size_t why_size) {
+        uint64_t filed = 0;
+        for (uint64_t h = 0; h < a->nlines; h++) {
+                const struct hline *l = &a->lines[h];
+                for (unsigned k = 0; k < LINE_SLOTS; k++) {
+                        uint32_t i = l->tag[k];
+                        if (!(l->occ & (1u << k))) {
+                                if (i)
+                                        BAD("hash line %llu slot %u is empty but names tag %u", (unsigned long long)h,
+                                            k, i);
+                                continue;
+                        }
+                        filed++;
+                        uint64_t z = start_hash(a->segs[i].start);
+                        if (i > a->hw || a->segs[i].state != SEG_USED || l->fp[k] != hash_fp(a, z))
+                                BAD("hash line %llu slot %u names tag %u, not a used tag with that hash",
+                                    (unsigned long long)h, k, i);
+                        for (uint64_t g = z >> a->hash_shift; g != h; g = (g + 1) & (a->nlines - 1))
+                                passed[g]++;
+                }
+        }
+        for (uint64_t h = 0; h < a->nlines; h++)
+                if (a->lines[h].over != UINT16_MAX && a->lines[h].over != passed[h])
+                        BAD("hash line %llu counts %u insertions passed on, %llu were", (unsigned long long)h,
+                            a->lines[h].over, (unsigned long long)passed[h]);
+        if (filed != a->nused || a->nused * 4 > a->nlines * LINE_SLOTS * 3)
+                BAD("%llu used segments, %llu in the hash's %llu lines", (unsigned long long)a->nused,
+                    (unsigned long long)filed, (unsigned long long)a->nlines);
+        return 0;
+}
+
+static int check_hash(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t *passed = calloc(a->nlines ? a->nlines : 1, sizeof(*passed));
+        if (!passed)
+                BAD("no memory to check the hash");
+        int r = check_lines(a, passed, why, why_size);
+        free(passed);
+        return r;
+}
+
+static int check_tree(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t count = 0;
+        if (!a->tree)
+                return 0;
+        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
+        if (r < 0)
+                return r;
+        if (count != a->nfree)
+                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count,
+                    (unsigned long long)a->nfree);
+        return 0;
+}
+
 void range_arena_drop_tree(struct range_arena *a) {
         a->tree = false;
 }
 
 int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
-        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
+        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0;
         uint32_t prev = NIL;
         for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
                 const struct seg *s = &a->segs[i];
@@ -99,14 +158,6 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                 BAD("tags 1 to %u of %llu handed out: %llu segments, %llu spare (%u counted)", a->hw,
                     (unsigned long long)a->cap, (unsigned long long)(nfree + nused), (unsigned long long)nspare,
                     a->nspare);
-        if (nused > a->nbuckets)
-                BAD("%llu used segments in %u hash buckets", (unsigned long long)nused, a->nbuckets);
-        if (!a->tree)
-                return 0;
-        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
-        if (r < 0)
-                return r;
-        if (count != nfree)
-                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count, (unsigned long long)nfree);
-        return 0;
+        int r = check_hash(a, why, why_size);
+        return r < 0 ? r : check_tree(a, why, why_size);
 }

@@ -26,8 +26,13 @@ static size_t map_len(size_t bytes) {
 }
 
 void *range_mem_alloc(size_t bytes, bool zero) {
-        if (bytes < HUGE_MIN)
-                return zero ? calloc(1, bytes) : malloc(bytes);
+        if (bytes < HUGE_MIN) {
+                /* Aligned to a cache line, for the hash's lines. */
+                void *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+                if (p && zero)
+                        memset(p, 0, bytes);
+                return p;
+        }
         size_t len = map_len(bytes);
         uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (raw == MAP_FAILED)

@@ -25,8 +25,9 @@
  * coalescing.  Two neighbours merge only if they touch, so spans that touch
  * behave as one span and spans with a gap between them never merge.
  *
- * Used segments are also in a hash table keyed by start (chained through the
- * tag), so a free needs only the start: O(1).
+ * Used segments are also in a hash table keyed by start (a table of cache
+ * lines: range-internal.h), so a free needs only the start: O(1), one line
+ * and one tag read.
  *
  * Free segments are in two structures at once:
  *
@@ -134,30 +135,29 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
 /* ---- hash of used segments ----------------------------------------------- */
 
 /*
- * Replaces the table with b, nb zeroed buckets, and chains every used tag
- * into it.  The tags are read in index order, not along the old chains:
- * sequential reads, and after a compaction the old chains name old indices.
+ * Replaces the table with t, n zeroed lines, and files every used tag in it.
+ * The tags are read in index order: sequential reads, and after a compaction
+ * the old lines name old indices.
  */
-static void hash_install(struct range_arena *a, uint32_t *b, uint64_t nb) {
-        range_mem_free(a->buckets, (size_t)a->nbuckets * sizeof(*b));
-        a->buckets = b;
-        a->nbuckets = (uint32_t)nb;
-        a->hash_shift = 64 - floor_log2(nb);
+static void hash_install(struct range_arena *a, struct hline *t, uint64_t n) {
+        range_mem_free(a->lines, a->nlines * sizeof(*t));
+        a->lines = t;
+        a->nlines = n;
+        a->hash_shift = 64 - floor_log2(n);
         for (uint32_t i = 1; i <= a->hw; i++)
                 if (a->segs[i].state == SEG_USED)
                         hash_insert(a, i);
 }
 
+/* Room for one more used segment: at most three quarters of the slots are used. */
 static int hash_reserve(struct range_arena *a) {
-        if (a->nused < a->nbuckets)
+        if ((a->nused + 1) * 4 <= a->nlines * LINE_SLOTS * 3)
                 return 0;
-        uint64_t nb = a->nbuckets ? (uint64_t)a->nbuckets * 2 : 64;
-        if (nb > UINT32_MAX)
+        uint64_t n = a->nlines ? a->nlines * 2 : 8;
+        struct hline *t = range_mem_alloc(n * sizeof(*t), true);
+        if (!t)
                 return -ENOMEM;
-        uint32_t *b = range_mem_alloc(nb * sizeof(*b), true);
-        if (!b)
-                return -ENOMEM;
-        hash_install(a, b, nb);
+        hash_install(a, t, n);
         return 0;
 }
 
@@ -170,11 +170,11 @@ static int hash_reserve(struct range_arena *a) {
  * new array of at least twice their number, and everything that names a tag
  * is rebuilt from the address order: the free lists, the hash; the treap is
  * dropped, for the next search to build.  The hash table alone is rebuilt
- * smaller when the used segments fall below a quarter of its buckets.  Either
- * way the new size is at least twice what is in use, so the next growth waits
- * for that to double and the next shrink for it to halve: churn at a
- * threshold does not thrash, and the O(n) rebuild is paid for by the n or
- * more frees since the last one.  Short of memory, nothing changes: the free
+ * smaller when the used segments fill less than 3/32 of its slots.  Either
+ * way the new size is at least twice what is in use (for the hash, the
+ * number it grows at), so the next growth waits for that to double and the
+ * next shrink for it to halve: churn at a threshold does not thrash, and the
+ * O(n) rebuild is paid for by the n or more frees since the last one.  Short of memory, nothing changes: the free
  * that triggered it has succeeded, and a later one tries again.
  */
 
@@ -186,19 +186,27 @@ static inline bool tags_oversized(const struct range_arena *a) {
         return a->cap > 64 && (a->nfree + a->nused + 1) * 4 < a->cap;
 }
 
+/* Lines for nused used segments: they fill 3/16 to 3/8 of the slots, half of where the table grows. */
+static inline uint64_t lines_for(uint64_t nused) {
+        uint64_t n = 8;
+        while (n * LINE_SLOTS * 3 < nused * 8)
+                n *= 2;
+        return n;
+}
+
 static inline bool hash_oversized(const struct range_arena *a) {
-        return a->nbuckets > 64 && a->nused * 4 < a->nbuckets;
+        return a->nlines > 8 && a->nused * 32 < a->nlines * LINE_SLOTS * 3;
 }
 
 /* Copies the tags in address order into an array of ncap and rebuilds what names them. */
 static void tags_compact(struct range_arena *a, uint64_t ncap) {
         /* Called after a free, so there is a hash table to size from. */
-        uint64_t nb = umin(a->nbuckets, table_size(a->nused));
+        uint64_t nl = umin(a->nlines, lines_for(a->nused));
         struct seg *segs = range_mem_alloc(ncap * sizeof(*segs), false);
-        uint32_t *b = range_mem_alloc(nb * sizeof(*b), true);
-        if (!segs || !b) {
+        struct hline *t = range_mem_alloc(nl * sizeof(*t), true);
+        if (!segs || !t) {
                 range_mem_free(segs, ncap * sizeof(*segs));
-                range_mem_free(b, nb * sizeof(*b));
+                range_mem_free(t, nl * sizeof(*t));
                 return;
         }
         uint32_t n = 0;
@@ -224,7 +232,7 @@ static void tags_compact(struct range_arena *a, uint64_t ncap) {
         for (uint32_t i = n; i; i--)
                 if (segs[i].state == SEG_FREE)
                         class_insert(a, i);
-        hash_install(a, b, nb);
+        hash_install(a, t, nl);
 }
 
 static void give_back(struct range_arena *a) {
@@ -232,9 +240,10 @@ static void give_back(struct range_arena *a) {
                 tags_compact(a, table_size(a->nfree + a->nused + 1));
                 return;
         }
-        uint32_t *b = range_mem_alloc(table_size(a->nused) * sizeof(*b), true);
-        if (b)
-                hash_install(a, b, table_size(a->nused));
+        uint64_t nl = lines_for(a->nused);
+        struct hline *t = range_mem_alloc(nl * sizeof(*t), true);
+        if (t)
+                hash_install(a, t, nl);
 }
 
 /* ---- segment surgery ----------------------------------------------------- */
@@ -362,7 +371,7 @@ int range_arena_new(struct range_arena **ret, uint64_t quantum) {
 struct range_arena *range_arena_free(struct range_arena *a) {
         if (a) {
                 range_mem_free(a->segs, a->cap * sizeof(struct seg));
-                range_mem_free(a->buckets, (size_t)a->nbuckets * sizeof(uint32_t));
+                range_mem_free(a->lines, a->nlines * sizeof(struct hline));
                 free(a);
         }
         return NULL;
@@ -458,16 +467,17 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
 }
 
 int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
-        uint32_t *link, i;
+        struct hpos pos;
+        uint32_t i;
         if (!a)
                 return -EINVAL;
-        i = hash_find(a, start, &link);
+        i = hash_find(a, start, &pos);
         if (!i)
                 return -ENOENT;
         if (size &&
             (size > UINT64_MAX - (a->quantum - 1) || ((size + a->quantum - 1) & ~(a->quantum - 1)) != a->segs[i].size))
                 return -EINVAL;
-        *link = a->segs[i].lnext;
+        hash_remove(a, &pos);
         a->nused--;
         a->in_use -= a->segs[i].size;
         release(a, i);
@@ -513,7 +523,7 @@ void range_stats(const struct range_arena *a, struct range_stats *st) {
                 .largest_free = a->tree ? sub_max(a, a->root) : largest_listed(a),
                 .free_segments = a->nfree,
                 .used_segments = a->nused,
-                .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + (uint64_t)a->nbuckets * sizeof(uint32_t),
+                .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + a->nlines * sizeof(struct hline),
         };
 }
 

@@ -489,6 +489,36 @@ Test(stats, big_tables_are_advised_huge_pages) {
         range_arena_free(a);
 }
 
+/*
+ * Used ranges whose starts all hash to the first of the hash's 8 lines, so
+ * that it and the lines after it fill and pass insertions on: every lookup,
+ * free and the checker's count of what each line passed on must hold while
+ * they are taken and given back in a scrambled order.
+ */
+Test(hash, lines_that_overflow) {
+        enum { N = 60 }; /* below the 72 that 8 lines hold before the table grows */
+        struct range_arena *a = arena_with(1, 0, 1 << 20);
+        uint64_t xs[N], size;
+        int n = 0;
+        for (uint64_t x = 0; n < N; x++)
+                if (start_hash(x) >> 61 == 0) {
+                        struct range_req req = {.low = x, .high = x + 1};
+                        cr_assert_eq(range_alloc(a, 1, &req, &xs[n]), 0);
+                        cr_assert_eq(xs[n++], x);
+                        assert_sound(a);
+                }
+        cr_assert_eq(a->nlines, 8, "the table grew: the test no longer fills one line");
+        cr_assert_gt(a->lines[0].over, 0);
+        for (int i = 0; i < N; i++)
+                cr_assert(range_query(a, xs[i], &size) == 0 && size == 1);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(range_free(a, xs[i * 37 % N], 1), 0);
+                assert_sound(a);
+        }
+        cr_assert_eq(a->lines[0].over, 0);
+        range_arena_free(a);
+}
+
 Test(stats, null_arena_is_refused_not_dereferenced) {
         struct range_stats st = {.total = 1};
         range_stats(NULL, &st);
