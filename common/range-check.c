@@ -18,21 +18,22 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
         if (!i)
                 return 0;
         const struct seg *s = &a->segs[i];
+        const struct tnode *t = &a->tn[i];
         uint64_t nl = 0, nr = 0;
-        if (s->state != SEG_FREE)
+        if (!seg_free(s))
                 BAD("treap node %u is not free", i);
-        if (s->parent != parent)
-                BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
+        if (t->parent != parent)
+                BAD("treap node %u has parent %u, expected %u", i, t->parent, parent);
         if (s->start < lo || s->start > hi)
                 BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
         if (parent && prio(a, i) > prio(a, parent))
                 BAD("treap node %u outranks its parent", i);
-        if (s->max != node_max(a, i))
-                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,
+        if (t->max != node_max(a, i))
+                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)t->max,
                     (unsigned long long)node_max(a, i));
-        int r = check_treap(a, s->left, i, lo, s->start, &nl, why, why_size);
+        int r = check_treap(a, t->left, i, lo, s->start, &nl, why, why_size);
         if (r == 0)
-                r = check_treap(a, s->right, i, s->start, hi, &nr, why, why_size);
+                r = check_treap(a, t->right, i, s->start, hi, &nr, why, why_size);
         *count = 1 + nl + nr;
         return r;
 }
@@ -56,7 +57,7 @@ static int check_lines(const struct range_arena *a, uint64_t *passed, char *why,
                         }
                         filed++;
                         uint64_t z = start_hash(a->segs[i].start);
-                        if (i > a->hw || a->segs[i].state != SEG_USED || l->fp[k] != hash_fp(a, z))
+                        if (i > a->hw || !seg_used(&a->segs[i]) || l->fp[k] != hash_fp(a, z))
                                 BAD("hash line %llu slot %u names tag %u, not a used tag with that hash",
                                     (unsigned long long)h, k, i);
                         for (uint64_t g = z >> a->hash_shift; g != h; g = (g + 1) & (a->nlines - 1))
@@ -96,7 +97,7 @@ static int check_tree(const struct range_arena *a, char *why, size_t why_size) {
 }
 
 void range_arena_drop_tree(struct range_arena *a) {
-        a->tree = false;
+        range_tree_drop(a);
 }
 
 int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
@@ -112,21 +113,18 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                         BAD("tag %u: %#llx+%#llx", i, (unsigned long long)s->start, (unsigned long long)s->size);
                 if (prev && seg_end(&a->segs[prev]) > s->start)
                         BAD("tag %u overlaps its predecessor", i);
-                if (prev && s->state == SEG_FREE && a->segs[prev].state == SEG_FREE &&
-                    seg_end(&a->segs[prev]) == s->start)
+                if (prev && seg_free(s) && seg_free(&a->segs[prev]) && seg_end(&a->segs[prev]) == s->start)
                         BAD("tags %u and %u are touching free segments", prev, i);
                 total += s->size;
-                if (s->state == SEG_FREE) {
+                if (seg_free(s)) {
                         nfree++;
-                        if (s->list != list_of(s->start, s->size))
-                                BAD("free tag %u is filed on list %u, belongs on %u", i, s->list,
-                                    list_of(s->start, s->size));
-                        uint32_t j = a->lists[s->list];
+                        uint32_t j = a->lists[list_of(s->start, s->size)];
                         while (j && j != i)
                                 j = a->segs[j].lnext;
                         if (!j)
-                                BAD("free tag %u is not on its free list", i);
-                } else if (s->state == SEG_USED) {
+                                BAD("free tag %u is not on list %u, where its size and start file it", i,
+                                    list_of(s->start, s->size));
+                } else if (seg_used(s)) {
                         nused++;
                         in_use += s->size;
                         if (hash_find(a, s->start, NULL) != i)
@@ -143,7 +141,7 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                 if (!a->lists[k] != !(a->list_bits[k / 64] & (UINT64_C(1) << (k % 64))))
                         BAD("list bitmap wrong at %u", k);
                 for (uint32_t j = a->lists[k]; j && listed <= nfree; j = a->segs[j].lnext, listed++)
-                        if (a->segs[j].state != SEG_FREE || a->segs[j].list != k)
+                        if (!seg_free(&a->segs[j]) || list_of(a->segs[j].start, a->segs[j].size) != k)
                                 BAD("tag %u on free list %u is not a free segment of that list", j, k);
         }
         if (listed != nfree)
@@ -152,7 +150,7 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         /* Every tag handed out is in the address list or spare (a compaction must lose none). */
         uint64_t nspare = 0;
         for (uint32_t i = a->spare; i && nspare <= a->hw; i = a->segs[i].anext, nspare++)
-                if (i > a->hw || a->segs[i].state != SEG_SPARE)
+                if (i > a->hw || !seg_spare(&a->segs[i]))
                         BAD("tag %u on the spare list is not a spare tag", i);
         if (nspare != a->nspare || nfree + nused + nspare != a->hw || (a->hw && a->hw >= a->cap))
                 BAD("tags 1 to %u of %llu handed out: %llu segments, %llu spare (%u counted)", a->hw,

@@ -22,28 +22,48 @@
 
 #define NIL 0u
 #define NCLASSES 64
-#define NLISTS (2 * NCLASSES)           /* two lists a size class: see "Size classes" in range.c */
-#define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
+#define NLISTS (2 * NCLASSES)               /* two lists a size class: see "Size classes" in range.c */
+#define MAX_TAGS ((uint64_t)UINT32_MAX - 2) /* indices 1 .. UINT32_MAX - 3; the top two mark states */
 
-enum seg_state {
-        SEG_SPARE = 0,
-        SEG_FREE,
-        SEG_USED,
-};
+/*
+ * A boundary tag: 32 bytes, two to a cache line.  Under random frees at a
+ * million segments the tags are most of the working set, and how much of it
+ * the last-level cache holds is what a pair costs (a 56-byte tag padded to 88
+ * cost 1.05-1.26x per pair from 30k to 300k live).  So a tag has no field
+ * that only some segments use: the state is in lprev (a free segment's is an
+ * index, used and spare ones hold a mark no index takes), the free list is
+ * computed from start and size (list_of), and the treap's fields are in a
+ * side array that exists only while the treap is kept (struct tnode).
+ */
+#define LPREV_USED UINT32_MAX
+#define LPREV_SPARE (UINT32_MAX - 1)
 
 struct seg {
         uint64_t start;
         uint64_t size;
-        uint64_t max;          /* free: largest size in this treap subtree */
         uint32_t aprev, anext; /* address order; spare tags chain through anext */
-        uint32_t lprev, lnext; /* free: size-class list */
-        uint32_t left, right;  /* free: treap children */
-        uint32_t parent;       /* free: treap parent */
-        uint16_t state;
-        uint16_t list; /* free: the free list it is on */
+        uint32_t lprev, lnext; /* free: size-class list; used, spare: lprev is the mark */
 };
 
-_Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash slot");
+_Static_assert(sizeof(struct seg) == 32, "a boundary tag is half a cache line");
+
+/* A free segment's node in the treap, at the same index as its tag. */
+struct tnode {
+        uint64_t max; /* largest size in this subtree */
+        uint32_t left, right, parent;
+};
+
+static inline bool seg_used(const struct seg *s) {
+        return s->lprev == LPREV_USED;
+}
+
+static inline bool seg_spare(const struct seg *s) {
+        return s->lprev == LPREV_SPARE;
+}
+
+static inline bool seg_free(const struct seg *s) {
+        return s->lprev < LPREV_SPARE;
+}
 
 struct range_arena {
         struct seg *segs; /* segs[0] is never used: index 0 is NIL */
@@ -54,6 +74,7 @@ struct range_arena {
         uint32_t head, tail; /* address list */
         uint32_t root;       /* treap of free segments, while tree is set */
         bool tree;           /* the treap is kept (see "The treap is kept" in range.c) */
+        struct tnode *tn;    /* its nodes, cap of them, while tree is set */
         uint64_t tree_idle;  /* operations since a request last used the treap */
         uint32_t lists[NLISTS];
         uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
@@ -112,12 +133,12 @@ static inline uint32_t tag_get(struct range_arena *a) {
                 a->nspare--;
         } else
                 i = ++a->hw;
-        a->segs[i] = (struct seg){0};
+        a->segs[i] = (struct seg){.lprev = LPREV_USED};
         return i;
 }
 
 static inline void tag_put(struct range_arena *a, uint32_t i) {
-        a->segs[i].state = SEG_SPARE;
+        a->segs[i].lprev = LPREV_SPARE;
         a->segs[i].anext = a->spare;
         a->spare = i;
         a->nspare++;
@@ -164,10 +185,10 @@ static inline unsigned list_of(uint64_t start, uint64_t size) {
         return 2 * floor_log2(size) + holds_aligned_block(start, size);
 }
 
+/* Files free segment i (which makes it free: lprev becomes an index) on its list. */
 static inline void class_insert(struct range_arena *a, uint32_t i) {
         unsigned k = list_of(a->segs[i].start, a->segs[i].size);
         uint32_t h = a->lists[k];
-        a->segs[i].list = (uint16_t)k;
         a->segs[i].lprev = NIL;
         a->segs[i].lnext = h;
         if (h)
@@ -176,9 +197,9 @@ static inline void class_insert(struct range_arena *a, uint32_t i) {
         a->list_bits[k / 64] |= UINT64_C(1) << (k % 64);
 }
 
-static inline void class_remove(struct range_arena *a, uint32_t i) {
+/* Takes free segment i off list k, the list its start and size were filed by. */
+static inline void class_remove(struct range_arena *a, uint32_t i, unsigned k) {
         uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
-        unsigned k = a->segs[i].list;
         if (p)
                 a->segs[p].lnext = n;
         else
@@ -332,12 +353,12 @@ static inline uint64_t prio(const struct range_arena *a, uint32_t i) {
 }
 
 static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
-        return i ? a->segs[i].max : 0;
+        return i ? a->tn[i].max : 0;
 }
 
 static inline uint64_t node_max(const struct range_arena *a, uint32_t i) {
-        const struct seg *s = &a->segs[i];
-        return umax(s->size, umax(sub_max(a, s->left), sub_max(a, s->right)));
+        const struct tnode *t = &a->tn[i];
+        return umax(a->segs[i].size, umax(sub_max(a, t->left), sub_max(a, t->right)));
 }
 
 void range_treap_insert(struct range_arena *a, uint32_t i);
@@ -346,8 +367,10 @@ void range_treap_delete(struct range_arena *a, uint32_t i);
 void range_treap_fix_up(struct range_arena *a, uint32_t i);
 /* Free segment i changed size class: rotates it to where its new priority puts it. */
 void range_treap_resift(struct range_arena *a, uint32_t i);
-/* A request is about to search the treap: builds it if it is not kept. */
-void range_tree_use(struct range_arena *a);
+/* A request is about to search the treap: builds it if it is not kept.  -ENOMEM without memory for its nodes. */
+int range_tree_use(struct range_arena *a);
+/* Stops keeping the treap and frees its nodes. */
+void range_tree_drop(struct range_arena *a);
 
 static inline void treap_insert(struct range_arena *a, uint32_t i) {
         if (a->tree)
@@ -365,13 +388,16 @@ static inline void treap_delete(struct range_arena *a, uint32_t i) {
  */
 static inline void tree_idle(struct range_arena *a) {
         if (a->tree && ++a->tree_idle > a->nfree + 64)
-                a->tree = false;
+                range_tree_drop(a);
 }
 
 /* ---- placement (range-place.c) ------------------------------------------- */
 
-/* The free segment to cut w from under policy, its placement in *x; NIL if none. */
-uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x);
+/*
+ * The free segment to cut w from under policy, its placement in *x; NIL if
+ * none, or if the treap it needed could not get memory (*err = -ENOMEM).
+ */
+uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x, int *err);
 
 /* ---- the tables' memory (range-mem.c) ------------------------------------ */
 

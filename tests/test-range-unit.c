@@ -394,6 +394,23 @@ Test(stats, metadata_is_reported) {
         range_arena_free(a);
 }
 
+/*
+ * A used segment costs a 32-byte tag and its share of the hash's lines, with
+ * the tables' growth slack: at most 60 bytes at 100,000 ranges (a 56-byte tag
+ * and chained buckets took 78).
+ */
+Test(stats, metadata_per_segment) {
+        enum { N = 100000 };
+        struct range_arena *a = arena_with(1, 0, N);
+        for (int i = 0; i < N; i++)
+                must_alloc(a, 1, NULL);
+        struct range_stats st = stats_of(a);
+        cr_assert_eq(st.free_segments + st.used_segments, N);
+        cr_assert_leq(st.meta_bytes, 60 * N, "%llu bytes of metadata for %d segments",
+                      (unsigned long long)st.meta_bytes, N);
+        range_arena_free(a);
+}
+
 static void assert_sound(const struct range_arena *a) {
         char why[256];
         cr_assert_eq(range_arena_check(a, why, sizeof(why)), 0, "arena corrupt: %s", why);
@@ -476,7 +493,7 @@ static void vm_flags_of(const void *p, char *flags, size_t size) {
 
 /* Tables from 4 MiB on are mappings of their own, aligned to 2 MiB and advised for huge pages. */
 Test(stats, big_tables_are_advised_huge_pages) {
-        enum { N = 100000 };
+        enum { N = 200000 };
         struct range_arena *a = arena_with(1, 0, 2 * N);
         char flags[512];
         for (int i = 0; i < N; i++)
