@@ -141,7 +141,8 @@ static void treap_build(struct range_arena *a) {
 
 int range_tree_use(struct range_arena *a) {
         if (!a->tree) {
-                a->tn = malloc(a->cap * sizeof(*a->tn));
+                /* At least one: an arena with no tags yet has a treap too, an empty one. */
+                a->tn = malloc((a->cap ? a->cap : 1) * sizeof(*a->tn));
                 if (!a->tn)
                         return -ENOMEM;
                 treap_build(a);

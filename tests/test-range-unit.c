@@ -474,6 +474,20 @@ Test(stats, memory_is_given_back_without_thrashing) {
         range_arena_free(a);
 }
 
+/* No span yet: every policy, windowed or not, finds nothing (the treap a search builds is empty). */
+Test(arena, empty_arena_has_no_space_for_any_policy) {
+        struct range_arena *a = NULL;
+        uint64_t x;
+        cr_assert_eq(range_arena_new(&a, 4096), 0);
+        for (int p = RANGE_INSTANTFIT; p <= RANGE_NEXTFIT; p++) {
+                struct range_req plain = {.policy = p}, window = {.policy = p, .low = 4096, .high = 1 << 20};
+                cr_assert_eq(range_alloc(a, 4096, &plain, &x), -ENOSPC);
+                cr_assert_eq(range_alloc(a, 4096, &window, &x), -ENOSPC);
+        }
+        assert_sound(a);
+        range_arena_free(a);
+}
+
 /* The VmFlags line of the mapping that holds p, from /proc/self/smaps; "" if none does. */
 static void vm_flags_of(const void *p, char *flags, size_t size) {
         FILE *fp = fopen("/proc/self/smaps", "re");
