@@ -104,7 +104,8 @@
  * The code: this file has the tags, the segment surgery and the API;
  * range-internal.h the structures and the small operations every request
  * runs (tags, address list, free lists, hash), inline; range-treap.c the
- * treap; range-place.c the policies; range-check.c the invariant checker.
+ * treap; range-place.c the policies; range-mem.c the big tables' memory
+ * (huge pages); range-check.c the invariant checker.
  */
 
 #include <errno.h>
