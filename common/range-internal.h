@@ -228,12 +228,12 @@ static inline unsigned first_list_from(const struct range_arena *a, unsigned k) 
  * above it), so a lookup reads one line and then, but for a one-in-256 false
  * match, only the tag it wants.  (A chain through the tags read 1.5 tags a
  * lookup at a million ranges, and each was a cache miss; open addressing with
- * 8-byte slots made the table 4 to 8 times larger than these lines for no
- * gain.)  A line that is full passes an insertion on to the next line and
- * counts it in over, so a lookup goes on to the next line only while over is
- * not zero; a count that reaches its maximum stays there (lookups then always
- * go on, which is slower but right).  At most three quarters of the slots are
- * used, so nearly every lookup reads one line.
+ * 8-byte slots, at most half full, made the table four times the size of
+ * those buckets and gained nothing.)  A line that is full passes an insertion
+ * on to the next line and counts it in over, so a lookup goes on to the next
+ * line only while over is not zero; a count that reaches its maximum stays
+ * there (lookups then always go on, which is slower but right).  At most
+ * three quarters of the slots are used, so nearly every lookup reads one line.
  */
 #define LINE_SLOTS 12
 
@@ -401,8 +401,10 @@ uint32_t range_find(struct range_arena *a, const struct want *w, enum range_poli
 
 /* ---- the tables' memory (range-mem.c) ------------------------------------ */
 
-/* bytes of memory aligned to a cache line, zeroed if zero is set; huge pages from HUGE_MIN bytes on.  NULL without
- * memory. */
+/*
+ * bytes of memory aligned to a cache line, zeroed if zero is set; on huge
+ * pages from 4 MiB on.  NULL without memory.
+ */
 void *range_mem_alloc(size_t bytes, bool zero);
 /* Frees what range_mem_alloc or range_mem_grow returned for bytes; takes NULL. */
 void range_mem_free(void *p, size_t bytes);

@@ -68,8 +68,9 @@
  * address list in O(n), its nodes in an array of their own beside the tags;
  * every change keeps it from then on; and after as many operations as there
  * are free segments with no search, it is dropped again and its nodes freed,
- * so that a rebuild never costs more than the upkeep it saved.  range_stats reads the largest free size from the treap
- * when it is kept, else from the highest size class's lists.
+ * so that a rebuild never costs more than the upkeep it saved.  range_stats
+ * reads the largest free size from the treap when it is kept, else from the
+ * highest size class's lists.
  *
  * Constrained requests.  For a request of size s, alignment a, phase p and
  * boundary b, every free segment of at least G bytes lying inside the window
@@ -176,11 +177,11 @@ static int hash_reserve(struct range_arena *a) {
  * is rebuilt from the address order: the free lists, the hash; the treap is
  * dropped, for the next search to build.  The hash table alone is rebuilt
  * smaller when the used segments fill less than 3/32 of its slots.  Either
- * way the new size is at least twice what is in use (for the hash, the
- * number it grows at), so the next growth waits for that to double and the
- * next shrink for it to halve: churn at a threshold does not thrash, and the
- * O(n) rebuild is paid for by the n or more frees since the last one.  Short of memory, nothing changes: the free
- * that triggered it has succeeded, and a later one tries again.
+ * way the new size leaves room for what is in use to double before the table
+ * must grow, and the next shrink waits for it to halve: churn at a threshold
+ * does not thrash, and the O(n) rebuild is paid for by the n or more frees
+ * since the last one.  Short of memory, nothing changes: the free that
+ * triggered it has succeeded, and a later one tries again.
  */
 
 static inline uint64_t table_size(uint64_t n) {
