@@ -291,7 +291,7 @@ Test(state, a_checksummed_lie_is_refused) {
         char err[512];
         uint64_t serial;
         uint8_t *buf;
-        size_t len, at = 32;
+        size_t len, at = STATE_HEADER_LEN;
 
         connect(a, 0, 1000);
         alloc(a, 0, "b", 4096, F_PERSIST, "kept", FMT_RAW);
@@ -304,10 +304,10 @@ Test(state, a_checksummed_lie_is_refused) {
         }
         uint32_t slot = 1u << 28, crc;
         memcpy(buf + at + 8, &slot, 4);
-        crc = state_crc32c(buf + 32, len - 32);
-        memcpy(buf + 24, &crc, 4);
-        crc = state_crc32c(buf, 28);
-        memcpy(buf + 28, &crc, 4);
+        crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
+        memcpy(buf + 32, &crc, 4);
+        crc = state_crc32c(buf, 36);
+        memcpy(buf + 36, &crc, 4);
         cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
         cr_assert(strstr(err, "hold of slot 268435456"), "%s", err);
         cr_assert_eq(b->regions.slots.used, 0);
