@@ -192,8 +192,8 @@ static int region_set(struct image *im, const uint8_t *rec, uint32_t len, bool f
                 return bad(im, "the state's record of a region is malformed");
         slot = u32_at(rec);
         gen = u32_at(rec + 4);
-        if (++im->nrecords, slot >= im->nrecords)
-                return bad(im, "the state's record of region slot %u is above every slot it could have", slot);
+        if (slot >= STATE_SLOTS_MAX)
+                return bad(im, "the state's record of region slot %u is above the most a state may have", slot);
         if (slot >= im->nslots) {
                 uint32_t cap = im->nslots;
                 if (!room((void **)&im->regions, &cap, (uint64_t)slot + 1, sizeof(*im->regions)))
@@ -456,9 +456,9 @@ static int rebuild(struct image *im, struct state_rebuilt *out) {
         }
         for (uint32_t s = 0; s < im->nslots; s++) {
                 const struct img_region *r = &im->regions[s];
-                uint32_t n = (uint32_t)refs(im, r);
                 if (!r->rec)
                         continue;
+                uint32_t n = (uint32_t)refs(im, r);
                 uint8_t *p = o + 8;
                 o = rec(o, REC_REGION, r->rec, r->len);
                 memcpy(p + 48, &n, 4);

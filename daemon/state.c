@@ -398,12 +398,16 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
         for (uint32_t s = 0; s < rt->slots.hi; s++)
                 if (written(&rt->tab[s]))
                         put_region(o, core, s);
-        TAILQ_FOREACH(cl, &core->clients, link) {
-                for (uint32_t i = cl->holds; i != HOLD_NONE; i = h->tab[i].cnext) {
+        /* By region, oldest first: the restore adds each at its list's head, so Dump lists holders as it did. */
+        for (uint32_t s = 0; s < rt->slots.hi; s++) {
+                uint32_t i = written(&rt->tab[s]) ? rt->tab[s].holds : HOLD_NONE;
+                while (i != HOLD_NONE && h->tab[i].rnext != HOLD_NONE)
+                        i = h->tab[i].rnext;
+                for (; i != HOLD_NONE; i = h->tab[i].rprev) {
                         begin(o, REC_HOLD);
-                        PUT(o, uint32_t, h->tab[i].slot);
+                        PUT(o, uint32_t, s);
                         PUT(o, uint32_t, h->tab[i].count);
-                        PUT(o, uint64_t, cl->serial);
+                        PUT(o, uint64_t, h->tab[i].cl->serial);
                         end(o);
                 }
         }

@@ -29,6 +29,9 @@ enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_
 enum { LOG_REGION = 16, LOG_HOLD, LOG_CLIENT, LOG_CLIENT_GONE, LOG_SERIAL };
 #define LOG_HEADER_LEN 8
 
+/* The most region slots a state may have (a 1 GiB table): a reader refuses more rather than try. */
+#define STATE_SLOTS_MAX (1u << 24)
+
 /* The longest REGION and CLIENT payloads: a tag and the longest names. */
 #define STATE_REGION_MAX (56 + 24 + 2 + NAME_MAX_LEN)
 #define STATE_CLIENT_MAX (32 + 2 + CLIENT_NAME_MAX_LEN + 2 + 15 + CLIENT_SECRET_LEN)
