@@ -136,6 +136,8 @@ int state_header(const void *buf, size_t len, uint64_t *epoch, uint64_t *body_le
         return 0;
 }
 
+uint32_t state_slots_max = STATE_SLOTS_MAX;
+
 /* ---- writing ---- */
 
 struct out {
@@ -286,7 +288,8 @@ static uint8_t *w_str(uint8_t *p, const char *s) {
         size_t n = s ? strlen(s) : 0;
 
         W(p, uint16_t, n);
-        memcpy(p, s, n);
+        if (n)
+                memcpy(p, s, n);
         return p + n;
 }
 
