@@ -26,6 +26,13 @@
 
 #define LOG_MIN_DEFAULT (1u << 20)
 #define STEP_MIN (64u << 10)
+#define AHEAD (1u << 20) /* log pages made ready at a time */
+/*
+ * Compaction when the log is this many times the snapshot: a compaction costs about 2.5 ns a byte of
+ * snapshot (docs/PERFORMANCE.md), so each byte of log pays 2.5 / LOG_RATIO ns for it; a restore
+ * replays up to LOG_RATIO times the snapshot's bytes of log.
+ */
+#define LOG_RATIO 2
 
 struct keep {
         struct core *core;
@@ -34,36 +41,72 @@ struct keep {
         size_t map_len;  /* the memfd's size */
         size_t snap_len; /* header and snapshot */
         size_t end;      /* where the next record goes */
+        size_t ready;    /* pages below are in place: no fault to take */
         size_t log_min;
         uint64_t epoch, next_serial;
         int broken; /* an append failed: 0, or its errno value */
 };
 
-/* A new memfd of a snapshot of core, mapped with room for a log of about its size. */
-static int open_snapshot(struct keep *k, uint64_t epoch, int *fd, uint8_t **map, size_t *map_len, size_t *len) {
+static size_t pages(size_t n) {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        void *buf, *m;
+
+        return (n + page - 1) / page * page;
+}
+
+/*
+ * Pages of [from, to) in place, in one call: a page fault for each, as a memfd's new pages are first
+ * written, costs more than the records written to it (several microseconds in a VM, each 4 KiB).
+ * An older kernel without MADV_POPULATE_WRITE takes the faults instead.
+ */
+static void populate(uint8_t *map, size_t from, size_t to) {
+        if (to > from)
+                (void)madvise(map + from, to - from, MADV_POPULATE_WRITE);
+}
+
+/*
+ * A new memfd of a snapshot of core, written straight into its mapping (no copy: at 1M regions the
+ * snapshot is some 90 MB), then cut to the snapshot and room for a log of about its size.  A
+ * compaction expects a snapshot about the size of the last one, and makes its pages ready first.
+ */
+static int open_snapshot(struct keep *k, uint64_t epoch, int *fd, uint8_t **map, size_t *map_len, size_t *len) {
+        size_t bound = pages(state_snapshot_bound(k->core)), want;
+        void *m, *nm;
         int e;
 
-        if ((e = state_snapshot(k->core, k->next_serial, epoch, &buf, len)) < 0)
-                return e;
-        *map_len = (*len + (*len > STEP_MIN ? *len : STEP_MIN) + page - 1) / page * page;
-        if ((*fd = memfd_create("allocd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0) {
-                e = -errno;
-                goto out;
-        }
-        /* Never shrunk: a successor reads whatever the store hands it, and a shrink could only lose records. */
-        if (ftruncate(*fd, (off_t)*map_len) < 0 || fcntl(*fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0 ||
-            (m = mmap(NULL, *map_len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0)) == MAP_FAILED) {
+        if ((*fd = memfd_create("allocd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING)) < 0)
+                return -errno;
+        if (ftruncate(*fd, (off_t)bound) < 0 ||
+            (m = mmap(NULL, bound, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0)) == MAP_FAILED) {
                 e = -errno;
                 close(*fd);
-                goto out;
+                return e;
         }
-        memcpy(m, buf, *len);
-        *map = m;
-out:
-        free(buf);
-        return e;
+        if (k->snap_len)
+                populate(m, 0,
+                         pages(k->snap_len + k->snap_len / 8) < bound ? pages(k->snap_len + k->snap_len / 8) : bound);
+        if ((e = state_snapshot_into(k->core, k->next_serial, epoch, m, bound, len)) < 0) {
+                munmap(m, bound);
+                close(*fd);
+                return e;
+        }
+        want = pages(*len + (*len > STEP_MIN ? *len : STEP_MIN));
+        /* Never shrunk once sealed: a successor reads whatever the store hands it, and a shrink could only lose
+         * records. */
+        if (ftruncate(*fd, (off_t)want) < 0 || (nm = mremap(m, bound, want, MREMAP_MAYMOVE)) == MAP_FAILED) {
+                e = -errno;
+                munmap(m, bound);
+                close(*fd);
+                return e;
+        }
+        if (fcntl(*fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+                e = -errno;
+                munmap(nm, want);
+                close(*fd);
+                return e;
+        }
+        *map = nm;
+        *map_len = want;
+        return 0;
 }
 
 int keep_new(struct keep **ret, struct core *core, uint64_t next_serial) {
@@ -79,6 +122,7 @@ int keep_new(struct keep **ret, struct core *core, uint64_t next_serial) {
                 return e;
         }
         k->end = k->snap_len;
+        k->ready = pages(k->snap_len);
         core->keep = k;
         *ret = k;
         return 0;
@@ -115,8 +159,14 @@ static uint8_t *room(struct keep *k, size_t n) {
 
         if (k->broken)
                 return NULL;
-        if (k->end + LOG_HEADER_LEN + n <= k->map_len)
+        if (k->end + LOG_HEADER_LEN + n <= k->ready)
                 return k->map + k->end;
+        if (k->end + LOG_HEADER_LEN + n <= k->map_len) {
+                size_t to = k->ready + AHEAD < k->map_len ? k->ready + AHEAD : k->map_len;
+                populate(k->map, k->ready, to);
+                k->ready = to;
+                return k->map + k->end;
+        }
         len = k->map_len * 2;
         if (ftruncate(k->fd, (off_t)len) < 0 || (m = mremap(k->map, k->map_len, len, MREMAP_MAYMOVE)) == MAP_FAILED) {
                 k->broken = errno ? -errno : -ENOMEM;
@@ -124,7 +174,7 @@ static uint8_t *room(struct keep *k, size_t n) {
         }
         k->map = m;
         k->map_len = len;
-        return k->map + k->end;
+        return room(k, n);
 }
 
 /* The record at p (its payload written) is whole: its header, its CRC, and the log's end moves past it. */
@@ -193,6 +243,7 @@ static int compact(struct keep *k) {
         k->map = map;
         k->map_len = map_len;
         k->snap_len = k->end = len;
+        k->ready = pages(len);
         k->epoch++;
         k->broken = 0;
         return 1;
@@ -209,7 +260,7 @@ int keep_turn(struct keep *k, uint64_t next_serial, char *err, size_t errsize) {
                 k->next_serial = next_serial;
                 keep_u64(k, LOG_SERIAL, next_serial);
         }
-        if (!k->broken && (log <= k->snap_len || log <= k->log_min))
+        if (!k->broken && (log <= LOG_RATIO * k->snap_len || log <= k->log_min))
                 return 0;
         if ((e = compact(k)) >= 0 || !k->broken)
                 return e >= 0 ? e : 0; /* a compaction that failed is tried again next turn; the log still holds */

@@ -354,18 +354,39 @@ static int apply(struct image *im, uint16_t type, const uint8_t *p, uint32_t n) 
         return bad(im, "the state's log record of type %u (%u bytes) is malformed", type, n);
 }
 
+/* Whether the record at log is whole: its length within len, its CRC right (type 0: the zeros after the last). */
+static bool whole(const uint8_t *log, size_t len) {
+        uint16_t type, n;
+
+        if (len < LOG_HEADER_LEN)
+                return false;
+        memcpy(&type, log + 4, 2);
+        memcpy(&n, log + 6, 2);
+        return type && n <= len - LOG_HEADER_LEN && u32_at(log) == state_crc32c(log + 4, 4 + (size_t)n);
+}
+
+/*
+ * How many bytes after at are not the zeros a memfd grows by: a record cut short, or damage.  Only
+ * as far as the longest record reaches: the rest of the room is never read (nor faulted in).
+ */
+static size_t torn(const uint8_t *log, size_t at, size_t len) {
+        size_t end = len - at > LOG_HEADER_LEN + UINT16_MAX ? at + LOG_HEADER_LEN + UINT16_MAX : len;
+
+        for (size_t k = at; k < end; k++)
+                if (log[k])
+                        return end - at;
+        return 0;
+}
+
 static int replay(struct image *im, const uint8_t *log, size_t len, struct state_info *info) {
         size_t at = 0;
 
-        while (len - at >= LOG_HEADER_LEN) {
+        while (whole(log + at, len - at)) {
                 uint16_t type, n;
                 int e;
 
                 memcpy(&type, log + at + 4, 2);
                 memcpy(&n, log + at + 6, 2);
-                if (!type || n > len - at - LOG_HEADER_LEN ||
-                    u32_at(log + at) != state_crc32c(log + at + 4, 4 + (size_t)n))
-                        break;
                 if ((e = apply(im, type, log + at + LOG_HEADER_LEN, n)) < 0) {
                         size_t k = strlen(im->err);
                         snprintf(im->err + k, im->errsize - k, " (log record %llu, at byte %zu of the log)",
@@ -375,12 +396,7 @@ static int replay(struct image *im, const uint8_t *log, size_t len, struct state
                 info->records++;
                 at += LOG_HEADER_LEN + n;
         }
-        /* The memfd grows in steps of zeros: anything else after the last whole record was cut short. */
-        for (size_t k = at; k < len; k++)
-                if (log[k]) {
-                        info->torn = len - at;
-                        break;
-                }
+        info->torn = torn(log, at, len);
         return 0;
 }
 
@@ -499,8 +515,10 @@ int state_log_apply(const uint8_t *body, size_t body_len, const uint8_t *log, si
 
         *out = (struct state_rebuilt){0};
         info->records = info->torn = 0;
-        if (!log_len)
-                return 0; /* a snapshot alone: read as it is */
+        if (!whole(log, log_len)) { /* a snapshot alone: read as it is */
+                info->torn = torn(log, 0, log_len);
+                return 0;
+        }
         if ((e = snapshot(&im, body, body_len)) == 0 && (e = replay(&im, log, log_len, info)) == 0 && info->records)
                 e = rebuild(&im, out);
         free(im.pools);

@@ -140,6 +140,7 @@ uint32_t state_slots_max = STATE_SLOTS_MAX;
 
 /* ---- writing ---- */
 
+/* A buffer of the bound's size (state_snapshot_bound): written straight into a memfd's mapping, never grown. */
 struct out {
         uint8_t *b;
         size_t len, cap;
@@ -150,17 +151,9 @@ struct out {
 static void put(struct out *o, const void *v, size_t n) {
         if (o->err)
                 return;
-        if (o->len + n > o->cap) {
-                size_t cap = o->cap ? o->cap * 2 : 4096;
-                while (cap < o->len + n)
-                        cap *= 2;
-                uint8_t *b = realloc(o->b, cap);
-                if (!b) {
-                        o->err = -ENOMEM;
-                        return;
-                }
-                o->b = b;
-                o->cap = cap;
+        if (o->len + n > o->cap) { /* a bound that was wrong: a bug, but no overrun */
+                o->err = -ENOSPC;
+                return;
         }
         if (n && v) /* v NULL: room only (reserve) */
                 memcpy(o->b + o->len, v, n);
@@ -208,12 +201,15 @@ struct pending {
         size_t n;
 };
 
-static int find_pending(const struct core *core, struct pending *pd) {
+/* With the gen floor: the highest gen any slot had.  One pass over the table, which is 64 MB at 1M regions. */
+static int find_pending(const struct core *core, struct pending *pd, uint32_t *floor) {
         const struct regions *rt = &core->regions;
         size_t cap = 0;
 
         *pd = (struct pending){0};
-        for (uint32_t s = 0; s < rt->slots.hi; s++) {
+        *floor = rt->gen_floor;
+        for (uint32_t s = 0; s < rt->slots.cap; s++) {
+                *floor = rt->tab[s].gen > *floor ? rt->tab[s].gen : *floor;
                 if (!(rt->tab[s].state & R_PENDING))
                         continue;
                 if (pd->n == cap) {
@@ -348,17 +344,13 @@ static void put_region(struct out *o, const struct core *core, uint32_t s) {
 static void put_body(struct out *o, const struct core *core, uint64_t next_serial) {
         const struct regions *rt = &core->regions;
         const struct holds *h = &rt->holds;
-        uint32_t nregions = 0, nclients = 0, nholds = 0, floor = rt->gen_floor;
+        uint32_t nregions, nclients = 0, nholds = 0, floor;
         const struct client *cl;
         struct pending pd;
 
-        if ((o->err = find_pending(core, &pd)) < 0)
+        if ((o->err = find_pending(core, &pd, &floor)) < 0)
                 return;
-
-        for (uint32_t s = 0; s < rt->slots.cap; s++)
-                floor = rt->tab[s].gen > floor ? rt->tab[s].gen : floor;
-        for (uint32_t s = 0; s < rt->slots.hi; s++)
-                nregions += written(&rt->tab[s]);
+        nregions = rt->slots.used - (uint32_t)pd.n;
         TAILQ_FOREACH(cl, &core->clients, link) {
                 nclients++;
                 for (uint32_t i = cl->holds; i != HOLD_NONE; i = h->tab[i].cnext)
@@ -422,8 +414,35 @@ int state_write(const struct core *core, uint64_t next_serial, void **ret_buf, s
         return state_snapshot(core, next_serial, 0, ret_buf, ret_len);
 }
 
+size_t state_snapshot_bound(const struct core *core) {
+        size_t n = HEADER_LEN + 8 + 32 + 8, users = 0;
+
+        for (size_t i = 0; i < core->npools; i++)
+                n += 8 + 32 + 2 + POOL_NAME_MAX_LEN + core->pools[i]->nusage * (8 + 16);
+        for (const struct user *u = core->users; u; u = u->next)
+                users++;
+        return n + users * (8 + 12) + (size_t)core->nclients * (8 + STATE_CLIENT_MAX) +
+               (size_t)core->regions.slots.used * (8 + STATE_REGION_MAX) + (size_t)core->regions.holds.slots.used * 24;
+}
+
 int state_snapshot(const struct core *core, uint64_t next_serial, uint64_t epoch, void **ret_buf, size_t *ret_len) {
-        struct out o = {0};
+        size_t cap = state_snapshot_bound(core);
+        uint8_t *b = malloc(cap);
+        int e;
+
+        if (!b)
+                return -ENOMEM;
+        if ((e = state_snapshot_into(core, next_serial, epoch, b, cap, ret_len)) < 0) {
+                free(b);
+                return e;
+        }
+        *ret_buf = b;
+        return 0;
+}
+
+int state_snapshot_into(const struct core *core, uint64_t next_serial, uint64_t epoch, uint8_t *buf, size_t cap,
+                        size_t *ret_len) {
+        struct out o = {.b = buf, .cap = cap};
         uint32_t crc;
 
         put(&o, MAGIC, 8);
@@ -433,17 +452,14 @@ int state_snapshot(const struct core *core, uint64_t next_serial, uint64_t epoch
         PUT(&o, uint64_t, epoch);
         PUT(&o, uint64_t, 0);
         put_body(&o, core, next_serial);
-        if (o.err) {
-                free(o.b);
+        if (o.err)
                 return o.err;
-        }
         uint64_t body = o.len - HEADER_LEN;
         memcpy(o.b + 16, &body, sizeof(body));
         crc = state_crc32c(o.b + HEADER_LEN, body);
         memcpy(o.b + 32, &crc, sizeof(crc));
         crc = state_crc32c(o.b, 36);
         memcpy(o.b + 36, &crc, sizeof(crc));
-        *ret_buf = o.b;
         *ret_len = o.len;
         return 0;
 }

@@ -42,7 +42,7 @@ extern uint32_t state_slots_max;
 struct state_info {
         uint64_t epoch;
         uint64_t records; /* log records applied after the snapshot */
-        uint64_t torn;    /* bytes dropped after the last whole record (a write cut short, or damage) */
+        uint64_t torn;    /* bytes dropped after the last whole record (a write cut short, or damage), up to 64 KiB */
 };
 
 /*
@@ -53,6 +53,10 @@ struct state_info {
 int state_write(const struct core *core, uint64_t next_serial, void **ret_buf, size_t *ret_len);
 /* The same, with the epoch the header keeps (keep.c raises it at each new memfd). */
 int state_snapshot(const struct core *core, uint64_t next_serial, uint64_t epoch, void **ret_buf, size_t *ret_len);
+/* At most how many bytes a snapshot of core takes now; and a snapshot into buf of cap (at least that) bytes. */
+size_t state_snapshot_bound(const struct core *core);
+int state_snapshot_into(const struct core *core, uint64_t next_serial, uint64_t epoch, uint8_t *buf, size_t cap,
+                        size_t *ret_len);
 /* slot's REGION payload, cl's CLIENT payload, at p (room for STATE_REGION_MAX, STATE_CLIENT_MAX); their lengths. */
 size_t state_region_payload(const struct core *core, uint32_t slot, uint8_t *p);
 size_t state_client_payload(const struct client *cl, uint8_t *p);

@@ -409,7 +409,7 @@ Test(keep, the_epoch_is_read_from_a_checked_header) {
         struct core_result res;
         cr_assert_eq(core_client_add(w.core, &w.cl[0], &res), E_OK);
         w.on[0] = true;
-        for (int k = 0; k < 10; k++)
+        for (int k = 0; k < 40; k++) /* the log outgrows LOG_RATIO (2) snapshots */
                 op_alloc(&w, 0);
         fd = keep_fd(w.keep);
         cr_assert_eq(keep_turn(w.keep, w.serial, err, sizeof(err)), 1, "the log outgrew the snapshot");
