@@ -109,7 +109,8 @@ static void pairs(void *subject, uint64_t first, unsigned count) {
 }
 
 /* ns per pair without and with a keep, the median of TRIALS interleaved trials each. */
-static void pair_cost(uint32_t live, double *plain, double *kept, double *compact_ms) {
+/* compact_ms: a compaction's time; in_compaction: the ns of a pair spent in them, spread over every pair. */
+static void pair_cost(uint32_t live, double *plain, double *kept, double *compact_ms, double *in_compaction) {
         struct subject s[2];
         double t[2][TRIALS];
         uint64_t next[2] = {0}, total[2] = {0};
@@ -122,6 +123,7 @@ static void pair_cost(uint32_t live, double *plain, double *kept, double *compac
         *plain = median(t[0], TRIALS);
         *kept = median(t[1], TRIALS);
         *compact_ms = s[1].compactions ? s[1].compact_s * 1e3 / (double)s[1].compactions : 0;
+        *in_compaction = s[1].compact_s * 1e9 / (double)total[1];
         subject_free(&s[0]);
         subject_free(&s[1]);
 }
@@ -180,7 +182,7 @@ static double restore_cost(uint32_t n, bool log_only, bool full, uint64_t *log_b
 int main(int argc, char **argv) {
         static const uint32_t live[] = {1000, 100000}, restore[] = {1000, 100000, 1000000};
         static const char *const from[] = {"snapshot", "snapshot", "snapshot", "log", "snapshot+full log"};
-        double plain[2], kept[2], compact[2], rt[5];
+        double plain[2], kept[2], compact[2], share[2], rt[5];
         uint64_t logb[5], fileb[5];
         bool json = false;
 
@@ -195,7 +197,7 @@ int main(int argc, char **argv) {
                 }
         }
         for (int i = 0; i < 2; i++)
-                pair_cost(live[i], &plain[i], &kept[i], &compact[i]);
+                pair_cost(live[i], &plain[i], &kept[i], &compact[i], &share[i]);
         for (int i = 0; i < 3; i++)
                 rt[i] = restore_cost(restore[i], false, false, &logb[i], &fileb[i]);
         rt[3] = restore_cost(1000000, true, false, &logb[3], &fileb[3]);
@@ -212,6 +214,7 @@ int main(int argc, char **argv) {
                         json_object_object_add(r, "ns_added", json_object_new_double(kept[i] - plain[i]));
                         json_object_object_add(r, "ratio", json_object_new_double(kept[i] / plain[i]));
                         json_object_object_add(r, "ms_per_compaction", json_object_new_double(compact[i]));
+                        json_object_object_add(r, "ns_in_compaction", json_object_new_double(share[i]));
                         json_object_array_add(pa, r);
                 }
                 for (int i = 0; i < 5; i++) {
@@ -231,10 +234,11 @@ int main(int argc, char **argv) {
         }
         printf("(a) an alloc+free pair in the core, ns (median of %d interleaved trials of %.2f s each)\n\n", TRIALS,
                min_seconds / TRIALS);
-        printf("%-14s %12s %12s %12s %8s %16s\n", "live regions", "no keep", "kept", "added", "ratio", "compaction ms");
+        printf("%-14s %9s %9s %9s %7s %14s %15s\n", "live regions", "no keep", "kept", "added", "ratio",
+               "compaction ms", "of which compac.");
         for (int i = 0; i < 2; i++)
-                printf("%-14u %12.0f %12.0f %12.0f %7.2fx %16.2f\n", live[i], plain[i], kept[i], kept[i] - plain[i],
-                       kept[i] / plain[i], compact[i]);
+                printf("%-14u %9.0f %9.0f %9.0f %6.2fx %14.2f %15.0f\n", live[i], plain[i], kept[i], kept[i] - plain[i],
+                       kept[i] / plain[i], compact[i], share[i]);
         printf("\n(b) restore: the memfd read into a fresh core (median of 3)\n\n");
         printf("%-10s %-18s %12s %14s %14s\n", "regions", "from", "seconds", "log bytes", "memfd bytes");
         for (int i = 0; i < 5; i++)

@@ -53,10 +53,17 @@
  * call had not returned).  Accounting, generations, slot capacity and the CORE counts are derived
  * on replay too (state-log.c): the reader applies the log to an image of the snapshot (pointers to
  * the latest record of each key), then restores that image as a snapshot, with all the checks
- * above.  When the log outgrows the snapshot (and 1 MiB), keep_turn writes a new snapshot into a
- * new memfd with the next epoch; the fd store may hold both for a moment, and the higher epoch
- * wins.  The alternative, an in-place table of fixed slots in the memfd, is weighed in
- * docs/PERFORMANCE.md ("Keeping the state").
+ * above.  When the log is over twice the snapshot (and 1 MiB), keep_turn writes a new snapshot
+ * into a new memfd with the next epoch (compaction); the fd store may hold both for a moment, and
+ * the higher epoch wins.  The ratio weighs a change's cost (a compaction spread over the log that
+ * paid for it) against a restore's (the log replayed): docs/PERFORMANCE.md, "Keeping the state",
+ * which also weighs the alternative, an in-place table of fixed slots in the memfd.
+ *
+ * What a kill -9 can lose: nothing a reply was sent for.  A change is in the memfd before its call
+ * returns; only a record cut short by the kill itself is dropped, and its call never returned.
+ * What the log does not hold: regions still being zeroed (never answered; their memory goes back),
+ * waiters (their requests were never answered), and what a failed append left out (keep.c: the
+ * next loop turn writes a whole snapshot; if that fails too, keep_turn says so).
  */
 #include <errno.h>
 #include <fcntl.h>
