@@ -22,7 +22,11 @@ struct keep;
 
 /* Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC). */
 int keep_new(struct keep **ret, struct core *core, uint64_t next_serial);
-/* Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine. */
+/*
+ * Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine.  At stop,
+ * call it before the connections are closed: a close after it would be kept too, every hold it
+ * releases with it, and the successor would find only PERSIST regions.
+ */
 void keep_free(struct keep *k);
 /* The memfd that holds the state now. */
 int keep_fd(const struct keep *k);
@@ -33,7 +37,7 @@ int keep_fd(const struct keep *k);
  * then lose what changed since).
  */
 int keep_turn(struct keep *k, uint64_t next_serial, char *err, size_t errsize);
-/* Compaction waits until the log is larger than the snapshot and than bytes (1 MiB unless set): tests, benchmarks. */
+/* Compaction waits until the log is over twice the snapshot and over bytes (1 MiB unless set): tests, benchmarks. */
 void keep_set_log_min(struct keep *k, size_t bytes);
 /* Bytes of log after the snapshot in keep_fd(). */
 size_t keep_log_bytes(const struct keep *k);

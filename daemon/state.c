@@ -61,6 +61,9 @@
  *
  * What a kill -9 can lose: nothing a reply was sent for.  A change is in the memfd before its call
  * returns; only a record cut short by the kill itself is dropped, and its call never returned.
+ * What it can keep that no client heard of: a change made but not yet answered (a region handed
+ * out, its reply still queued; the first regions of a batch refused part way, before they went
+ * again): its holder's placeholder holds it until reclaimed or released at the grace time.
  * What the log does not hold: regions still being zeroed (never answered; their memory goes back),
  * waiters (their requests were never answered), and what a failed append left out (keep.c: the
  * next loop turn writes a whole snapshot; if that fails too, keep_turn says so).
