@@ -12,44 +12,8 @@
 
 #include "core-check.h"
 #include "core-impl.h"
+#include "state-util.h"
 #include "state.h"
-
-static struct limits limits(void) {
-        return (struct limits){.max_connections = 1000,
-                               .max_connections_per_uid = 1000,
-                               .max_regions_per_connection = 1u << 20,
-                               .max_waiters_per_connection = 64,
-                               .max_names = 1u << 20,
-                               .max_names_per_uid = 1u << 20,
-                               .max_persist_per_uid = 1u << 20,
-                               .wait_timeout_ms = 1000,
-                               .hello_timeout_ms = 1000};
-}
-
-static struct core *fresh(bool with_b) {
-        static struct span s = {.base = 1ull << 32, .size = 64ull << 20};
-        struct pool_conf pc = {.kind = POOL_FPGA,
-                               .has_kind = true,
-                               .quantum = 4096,
-                               .ranges = &s,
-                               .nranges = 1,
-                               .mode = 0666,
-                               .numa_node = -1};
-        struct limits l = limits();
-        struct core *c;
-        char err[256];
-
-        cr_assert_eq(core_new(&c, &l), 0);
-        snprintf(pc.name, sizeof(pc.name), "a");
-        cr_assert_eq(core_pool_add(c, &pc, err, sizeof(err)), 0, "%s", err);
-        if (with_b) { /* memory: falloc heaps go here */
-                struct pool_conf hc = {
-                        .kind = POOL_HOST, .has_kind = true, .size = 16ull << 20, .mode = 0666, .numa_node = -1};
-                snprintf(hc.name, sizeof(hc.name), "b");
-                cr_assert_eq(core_pool_add(c, &hc, err, sizeof(err)), 0, "%s", err);
-        }
-        return c;
-}
 
 static struct client cls[4];
 
@@ -81,7 +45,7 @@ static uint32_t alloc(struct core *c, int i, const char *pool, uint64_t size, ui
 
 /* A core with many regions: named, PERSIST, tagged, shared, freed ones between, several uids. */
 static struct core *busy(void) {
-        struct core *c = fresh(true);
+        struct core *c = state_core(true);
         struct core_result res;
         uint32_t s;
 
@@ -114,65 +78,9 @@ static void gone(struct core *c) {
         core_free(c);
 }
 
-/* What Dump would show: every region's info and holders, every pool's figures. */
-static bool holder(const struct client *cl, uint32_t count, void *data) {
-        FILE *f = data;
-        fprintf(f, " holder %llu uid %u pid %d x%u", (unsigned long long)cl->serial, cl->uid, cl->pid, count);
-        return true;
-}
-
-static char *dump(struct core *c) {
-        char *text;
-        size_t len;
-        FILE *f = open_memstream(&text, &len);
-        struct core_stats st;
-
-        core_stats(c, &st);
-        fprintf(f, "regions %llu names %llu holds %llu used %llu formats %llu\n", (unsigned long long)st.regions,
-                (unsigned long long)st.names, (unsigned long long)st.holds, (unsigned long long)st.used,
-                (unsigned long long)st.formats);
-        for (size_t i = 0; i < core_npools(c); i++) {
-                struct range_stats rs;
-                struct pool_info pi;
-                core_pool_info(core_pool_at(c, i), &pi);
-                core_pool_stats(core_pool_at(c, i), &rs);
-                fprintf(f, "pool %s regions %llu in_use %llu free_segs %llu\n", pi.name, (unsigned long long)pi.regions,
-                        (unsigned long long)rs.in_use, (unsigned long long)rs.free_segments);
-        }
-        for (uint32_t s = 0; core_region_next(c, &s); s++) {
-                struct region_info r;
-                core_region_info(c, s, &r);
-                fprintf(f,
-                        "%#llx %s %#llx+%llu flags %u refs %u uid %u pid %d creator %llu created %llu name %s "
-                        "persist %d fmt %u %llu %llu %llu",
-                        (unsigned long long)r.id, core_pool_name(r.pool), (unsigned long long)r.offset,
-                        (unsigned long long)r.size, r.flags, r.refs, r.uid, r.pid, (unsigned long long)r.creator,
-                        (unsigned long long)r.created, r.name ? r.name : "-", r.persist, r.fmt.format,
-                        (unsigned long long)r.fmt.heap_size, (unsigned long long)r.fmt.chunk_size,
-                        (unsigned long long)r.fmt.chunk_count);
-                core_region_holders(c, s, holder, f);
-                fputc('\n', f);
-        }
-        fclose(f);
-        return text;
-}
-
-/* core_check's view: the absent clients. */
-static void check(struct core *c) {
-        struct core_view v = {0};
-        int i = 0;
-        struct client *cl;
-
-        TAILQ_FOREACH(cl, core_clients(c), link) {
-                cr_assert_lt(i, CHECK_CLIENTS_MAX);
-                v.clients[i++] = cl;
-        }
-        core_check(c, &v, true);
-}
-
 Test(state, a_round_trip_restores_everything_in_place) {
-        struct core *a = busy(), *b = fresh(true);
-        char err[512], *before = dump(a), *after;
+        struct core *a = busy(), *b = state_core(true);
+        char err[512], *before = state_dump(a), *after;
         uint64_t serial = 0;
         int fd;
 
@@ -180,11 +88,11 @@ Test(state, a_round_trip_restores_everything_in_place) {
         cr_assert_eq(state_read_fd(b, fd, &serial, err, sizeof(err)), 0, "%s", err);
         close(fd);
         cr_assert_eq(serial, 77);
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before);
         /* The pool's memory, as the fd store would hand it over: the heaps allocd wrote are in it. */
         memcpy(b->pools[1]->map, a->pools[1]->map, b->pools[1]->total);
-        check(b);
+        state_check(b);
         /* An id freed before is not handed out again; a new region takes the lowest free slot. */
         struct client n = {.serial = 77, .uid = 1000, .pid = 7};
         struct core_result res;
@@ -196,12 +104,8 @@ Test(state, a_round_trip_restores_everything_in_place) {
         /* Names are found; an absent holder's release frees what only it held. */
         cr_assert_geq(names_find(&b->names, "r8"), 0);
         core_client_remove(b, &n);
-        while (b->nabsent) {
-                struct client *k = b->absent[--b->nabsent]; /* the core's until taken off its list */
-                core_client_remove(b, k);
-                free(k);
-        }
-        check(b);
+        state_drop_absent(b);
+        state_check(b);
         cr_assert_eq(b->nclients, 0);
         free(before);
         free(after);
@@ -216,14 +120,14 @@ static void refused(struct core *b, const char *before, const uint8_t *buf, size
 
         cr_assert_lt(state_read(b, buf, len, &serial, err, sizeof(err)), 0, "%s %zu was accepted", what, at);
         cr_assert_neq(err[0], '\0');
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before, "%s %zu changed the core", what, at);
         cr_assert_eq(b->nclients, 0);
         free(after);
 }
 
 Test(state, every_cut_and_every_damaged_byte_is_refused) {
-        struct core *a = fresh(true);
+        struct core *a = state_core(true);
         void *buf;
         size_t len;
 
@@ -232,8 +136,8 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
         for (int k = 0; k < 6; k++)
                 alloc(a, k % 2, k == 4 ? "b" : "a", 4096, k == 2 ? F_PERSIST : 0, k == 3 ? "x" : NULL,
                       k == 4 ? FMT_FALLOC : 0);
-        struct core *b = fresh(true);
-        char *before = dump(b);
+        struct core *b = state_core(true);
+        char *before = state_dump(b);
         cr_assert_eq(state_write(a, 5, &buf, &len), 0);
         for (size_t n = 0; n < len; n++)
                 refused(b, before, buf, n, "a cut at", n);
@@ -243,7 +147,7 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
                 refused(b, before, buf, len, "a damaged byte at", i);
                 p[i] ^= 0x5a;
         }
-        check(b);
+        state_check(b);
         free(before);
         free(buf);
         core_free(b);
@@ -254,7 +158,7 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
 
 /* A region still being zeroed was never handed out: the state leaves it out, and its counts with it. */
 Test(state, a_region_being_zeroed_is_left_out) {
-        struct core *a = fresh(true), *b = fresh(true);
+        struct core *a = state_core(true), *b = state_core(true);
         struct alloc_request z = {
                 .pool = "b", .size = 2 << 20, .numa_node = -1, .flags = F_ZERO | F_PERSIST, .name = "zeroing"};
         struct core_result res;
@@ -272,13 +176,9 @@ Test(state, a_region_being_zeroed_is_left_out) {
         cr_assert_geq(names_find(&b->names, "kept"), 0);
         cr_assert_lt(names_find(&b->names, "zeroing"), 0);
         cr_assert_eq(b->regions.slots.used, 1);
-        check(b);
+        state_check(b);
         free(buf);
-        while (b->nabsent) {
-                struct client *k = b->absent[--b->nabsent];
-                core_client_remove(b, k);
-                free(k);
-        }
+        state_drop_absent(b);
         core_free(b);
         core_zero_done(a, &cls[0], s, 0, &res);
         core_client_remove(a, &cls[0]);
@@ -287,11 +187,11 @@ Test(state, a_region_being_zeroed_is_left_out) {
 
 /* A state whose checksums are right but whose records lie: each lie refused, nothing read past the table. */
 Test(state, a_checksummed_lie_is_refused) {
-        struct core *a = fresh(true), *b = fresh(true);
+        struct core *a = state_core(true), *b = state_core(true);
         char err[512];
         uint64_t serial;
         uint8_t *buf;
-        size_t len, at = 32;
+        size_t len, at = STATE_HEADER_LEN;
 
         connect(a, 0, 1000);
         alloc(a, 0, "b", 4096, F_PERSIST, "kept", FMT_RAW);
@@ -304,10 +204,10 @@ Test(state, a_checksummed_lie_is_refused) {
         }
         uint32_t slot = 1u << 28, crc;
         memcpy(buf + at + 8, &slot, 4);
-        crc = state_crc32c(buf + 32, len - 32);
-        memcpy(buf + 24, &crc, 4);
-        crc = state_crc32c(buf, 28);
-        memcpy(buf + 28, &crc, 4);
+        crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
+        memcpy(buf + 32, &crc, 4);
+        crc = state_crc32c(buf, 36);
+        memcpy(buf + 36, &crc, 4);
         cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
         cr_assert(strstr(err, "hold of slot 268435456"), "%s", err);
         cr_assert_eq(b->regions.slots.used, 0);
@@ -319,7 +219,7 @@ Test(state, a_checksummed_lie_is_refused) {
 }
 
 Test(state, a_pool_missing_or_changed_is_reported) {
-        struct core *a = busy(), *b = fresh(false);
+        struct core *a = busy(), *b = state_core(false);
         char err[512];
         uint64_t serial;
         void *buf;
