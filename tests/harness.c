@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
 
-#include <criterion/criterion.h>
+#include "checks.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

@@ -8,7 +8,7 @@
  */
 #include "sysd.h"
 
-#include <criterion/criterion.h>
+#include "checks.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -200,6 +200,7 @@ void sysd_kill(struct sysd *s, int sig) {
                 return;
         kill(s->d.pid, sig);
         cr_assert_eq(waitpid(s->d.pid, &status, 0), s->d.pid);
+        clock_gettime(CLOCK_MONOTONIC, &s->reaped);
         if (sig == SIGTERM)
                 cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x: %s", status,
                           sysd_log(s));

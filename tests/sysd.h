@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -35,6 +36,7 @@ struct sysd {
         struct sysd_fd store[SYSD_STORE_MAX];
         size_t nstore;
         unsigned ready, stopping, dropped; /* READY=1 and STOPPING=1 seen; fds past the store's maximum */
+        struct timespec reaped;            /* CLOCK_MONOTONIC when sysd_kill reaped allocd (restart-bench's stop) */
 };
 
 /* Binds the socket, writes config, starts allocd with an empty store and waits for READY=1. */
