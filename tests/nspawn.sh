@@ -6,8 +6,9 @@
 #
 # It builds SOURCE_DIR with --prefix=/usr in BUILD_DIR/nspawn/build-system (as the README does),
 # installs that into a copy of a cached root (ALLOCD_TEST_CACHE, default /var/cache/allocd-test),
-# boots it, and runs the README's commands inside.  HELPER_CLIENT (tests/helper-client.c)
-# allocates from a pool as another user.  Exits 77 with one line where the machine cannot do this
+# boots it, and runs the README's commands inside; then restarts allocd (systemctl restart, a
+# SIGKILL, stop + start) while clients hold regions (issue 18).  HELPER_CLIENT
+# (tests/helper-client.c) allocates from a pool as another user, and holds named regions.  Exits 77 with one line where the machine cannot do this
 # (not root, no debootstrap or systemd-nspawn, no network for the first root, no booting).
 set -euo pipefail
 src=$1 build=$2 helper=$3
@@ -229,4 +230,64 @@ say "systemctl stop allocd"
 ct systemctl stop allocd 2>/dev/null || fail "systemctl stop allocd failed"
 [ "$(ct systemctl is-active allocd.service)" = inactive ] || fail "allocd.service is still active after stop"
 ct systemctl stop allocd.socket
+
+# Issue 18: systemctl restart keeps every region (systemd's fd store); stop + start keeps none.
+say "the unit's fd store: FileDescriptorStoreMax= and FDSTORE (systemd 252 does not set FDSTORE itself)"
+[ "$(ct systemctl show -p FileDescriptorStoreMax --value allocd.service)" = 4096 ] ||
+        fail "FileDescriptorStoreMax is '$(ct systemctl show -p FileDescriptorStoreMax --value allocd.service)', not 4096"
+ct systemctl show -p Environment --value allocd.service | tr ' ' '\n' | has '^FDSTORE=4096$' ||
+        fail "the unit's Environment= has no FDSTORE=4096: $(ct systemctl show -p Environment --value allocd.service)"
+ct sh -c "printf '[pool keep]\nkind = host\nsize = 64M\nmode = 0666\n' >/etc/allocd/allocd.conf"
+ct systemctl start allocd.socket allocd || fail "allocd did not start with the [pool keep] config"
+mainpid=$(ct systemctl show -p MainPID --value allocd.service)
+ct cat "/proc/$mainpid/environ" | tr '\0' '\n' | has '^FDSTORE=4096$' || fail "allocd (pid $mainpid) was started without FDSTORE=4096"
+
+say "systemctl restart allocd while a client holds 8 named regions and 4 PERSIST ones are held by none"
+sock=/run/allocd/allocd.sock
+out=$(ct /usr/local/bin/helper-client $sock persist 4 keep </dev/null) || fail "helper-client persist 4 keep: $out"
+# The holder keeps its regions (each holding its name as text) until its stdin, a fifo, closes.
+mkfifo "$scratch/hold"
+ct /usr/local/bin/helper-client $sock names 8 keep <"$scratch/hold" >"$scratch/names.out" 2>&1 &
+holder=$!
+exec {hold}>"$scratch/hold"
+for _ in $(seq 100); do [ -s "$scratch/names.out" ] && break; sleep 0.1; done
+[ "$(cat "$scratch/names.out")" = "8 0 -" ] || fail "helper-client names 8 keep: $(cat "$scratch/names.out")"
+# allocctl --json dump, one region a line, without the ages, which move with the clock.
+dump() { ct allocctl --json dump | sed -E 's/"age": [0-9]+, //'; }
+before=$(dump) || fail "allocctl --json dump failed: $before"
+[ "$(grep -c '"id": ' <<<"$before")" = 12 ] || fail "not 12 regions before the restart: $before"
+ct systemctl restart allocd || fail "systemctl restart allocd failed"
+newpid=$(ct systemctl show -p MainPID --value allocd.service)
+[ "$newpid" != "$mainpid" ] || fail "the restart kept the same process"
+after=$(dump) || fail "allocctl --json dump after the restart failed: $after"
+[ "$after" = "$before" ] || fail "the dump changed across systemctl restart: $(diff <(echo "$before") <(echo "$after") | head -n 20)"
+ct journalctl --no-pager -u allocd | has 'restored from the fd store' || fail "allocd did not say it restored from the fd store"
+out=$(ct /usr/local/bin/helper-client $sock expect helper-3 helper-3 2>&1) ||
+        fail "helper-3's bytes are not there after the restart (exit $?): $out"
+[ "$(grep -c '"persist"' <<<"$after")" = 4 ] || fail "not 4 PERSIST regions after the restart: $after"
+
+say "allocd killed (SIGKILL): Restart=on-failure starts it again with the same regions"
+# This test has started allocd more than StartLimitBurst= (5) times in 10 s: without this the restart
+# is refused ("Start request repeated too quickly"), and the store goes with the failed unit.
+ct systemctl reset-failed allocd.service
+ct systemctl kill -s SIGKILL allocd.service
+for _ in $(seq 100); do
+        pid=$(ct systemctl show -p MainPID --value allocd.service)
+        [ "$pid" != 0 ] && [ "$pid" != "$newpid" ] && [ "$(ct systemctl is-active allocd.service)" = active ] && break
+        sleep 0.1
+done
+[ "$pid" != "$newpid" ] && [ "$pid" != 0 ] || fail "systemd did not start allocd again after SIGKILL"
+after=$(dump) || fail "allocctl --json dump after the kill failed: $after"
+[ "$after" = "$before" ] || fail "the dump changed across a SIGKILL: $(diff <(echo "$before") <(echo "$after") | head -n 20)"
+exec {hold}>&-
+wait "$holder" || fail "helper-client names 8 keep failed after the restarts: $(cat "$scratch/names.out")"
+
+say "systemctl stop + start empties the store: no region, no name"
+ct systemctl stop allocd || fail "systemctl stop allocd failed"
+ct systemctl start allocd || fail "systemctl start allocd failed"
+after=$(dump) || fail "allocctl --json dump after stop + start failed: $after"
+[ "$(grep -c '"id": ' <<<"$after")" = 0 ] || fail "regions came back after stop + start: $after"
+if out=$(ct /usr/local/bin/helper-client $sock attach helper-3 2>&1); then rc=0; else rc=$?; fi
+[ "$rc" = 2 ] || fail "attach of helper-3 after stop + start: exit $rc, not ENOENT (2): $out"
+ct systemctl stop allocd allocd.socket
 say "ok"
