@@ -268,7 +268,7 @@ out=$(ct /usr/local/bin/helper-client $sock expect helper-3 helper-3 2>&1) ||
 
 say "allocd killed (SIGKILL): Restart=on-failure starts it again with the same regions"
 # This test has started allocd more than StartLimitBurst= (5) times in 10 s: without this the restart
-# is refused ("Start request repeated too quickly"), and the store goes with the failed unit.
+# is refused ("Start request repeated too quickly") and the unit fails.
 ct systemctl reset-failed allocd.service
 ct systemctl kill -s SIGKILL allocd.service
 for _ in $(seq 100); do
