@@ -36,9 +36,16 @@
 #define SLICE 128 /* requests per burst: about 1 ms */
 #define MAX_SIZES 3
 
-#define CONF                                                                                                           \
-        "[daemon]\nmax_regions_per_connection = 1048576\nmax_persist_per_uid = 1048576\nlog_level = warning\n"         \
-        "[pool host]\nkind = host\nsize = 5G\nmode = 0666\n"
+/* A host pool just large enough: allocd fallocates it whole, so every MiB of it is memory taken. */
+static const char *conf(unsigned regions) {
+        static char text[256];
+
+        snprintf(text, sizeof(text),
+                 "[daemon]\nmax_regions_per_connection = 1048576\n"
+                 "log_level = warning\n[pool host]\nkind = host\nsize = %lluM\nmode = 0666\n",
+                 ((unsigned long long)regions * 4096 >> 20) + 64);
+        return text;
+}
 
 struct restart_row {
         unsigned regions;
@@ -132,7 +139,7 @@ static void restart_cost(unsigned regions, struct restart_row *row) {
         double stop[2][64], ready[2][64], answer[2][64], total[2][64];
 
         row->regions = regions;
-        sysd_start(&s, CONF);
+        sysd_start(&s, conf(regions));
         populate(s.d.sock, regions, conns);
         /* Interleaved: a stop by SIGTERM, then a kill, and again. */
         for (int t = 0; t < trials; t++)
@@ -177,8 +184,8 @@ static void round_trip(unsigned regions, bool pinned, struct rt_row *row) {
                 die("calloc", -ENOMEM);
         if (!mkdtemp(dir))
                 die("mkdtemp", -errno);
-        sysd_start(&s, CONF);
-        pid_t plain = bench_allocd_start(ALLOCD_PATH, dir, CONF, sock, sizeof(sock), &what);
+        sysd_start(&s, conf(regions));
+        pid_t plain = bench_allocd_start(ALLOCD_PATH, dir, conf(regions), sock, sizeof(sock), &what);
         if (plain < 0)
                 die(what, -errno);
         pin_or_die(s.d.pid, pinned ? 1 : -1);
