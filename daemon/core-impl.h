@@ -178,6 +178,8 @@ void region_discard(struct core *core, uint32_t slot);
 void region_unpersist(struct core *core, uint32_t slot);
 /* Drops every reference cl holds, in O(its holds). */
 void region_release_client(struct core *core, struct client *cl);
+/* to (a new connection of from's serial, holding nothing) takes every hold of from over (reclaim.c). */
+void region_take_over(struct core *core, struct client *from, struct client *to);
 /* Takes an UNSEALED region's name and PERSIST away (its waiters are told); its holds stay. */
 void region_abort_unsealed(struct core *core, uint32_t slot);
 /* Takes slot's name away (if it has one). */
