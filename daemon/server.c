@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "awake.h"
+#include "grace.h"
 #include "listen.h"
 #include "log.h"
 #include "text.h"
@@ -594,6 +595,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         uv_timer_init(loop, &hello_timer);
         uv_timer_init(loop, &accept_timer);
         awake_init(loop);
+        grace_init(loop, core, changed);
 }
 
 static int start_listening(int fd) {
@@ -645,4 +647,5 @@ void server_stop(void) {
         uv_close((uv_handle_t *)&hello_timer, NULL);
         uv_close((uv_handle_t *)&accept_timer, NULL);
         awake_close();
+        grace_close();
 }
