@@ -171,6 +171,7 @@ bool core_absent_release(struct core *core, struct absent_info *info);
 struct held_page {
         uint64_t ids[HELD_PAGE];
         uint32_t counts[HELD_PAGE];
+        int created[HELD_PAGE]; /* this connection made it (0 or 1, as protobuf-c's booleans are) */
         size_t n;
         bool more; /* ask again with after = ids[n - 1] */
 };

@@ -311,10 +311,12 @@ void proto_held(struct core *core, const struct session *s, uint64_t id, const A
                 free(page);
                 return proto_error(out, id, res.code, res.msg);
         }
-        _Static_assert(HELD_PAGE * (10 + 5) < WIRE_MAX_PACKET - 64, "a page of held ids fits in a packet");
-        h.n_regions = h.n_counts = page->n;
+        _Static_assert(HELD_PAGE * (10 + 5 + 1) < WIRE_MAX_PACKET - 64, "a page of held ids fits in a packet");
+        _Static_assert(sizeof(page->created[0]) == sizeof(protobuf_c_boolean), "created[] is protobuf-c's booleans");
+        h.n_regions = h.n_counts = h.n_created = page->n;
         h.regions = page->ids;
         h.counts = page->counts;
+        h.created = (protobuf_c_boolean *)page->created;
         h.has_more = true;
         h.more = page->more;
         reply.has_id = reply.has_error = true;

@@ -128,6 +128,7 @@ int core_client_held(const struct core *core, const struct client *cl, uint64_t 
         for (size_t k = 0; k < page->n; k++) {
                 page->ids[k] = region_id(&core->regions, (uint32_t)all[k]);
                 page->counts[k] = (uint32_t)(all[k] >> 32);
+                page->created[k] = core->regions.tab[(uint32_t)all[k]].creator == cl->serial;
         }
         free(all);
         return ok_result(res);

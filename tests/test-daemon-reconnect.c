@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client carries on when allocd restarts (issue 18; client/reconnect.c).  Here allocd
+ * restarts without its state, on the same socket: the client makes its connection again, and
+ * its next call works, or, if it held regions, says once that they are gone and why.
+ * ALLOCD_RECONNECT=0 keeps the old behaviour, and a bound on the tries is kept.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define CONF "[pool host]\nkind = host\nsize = 4M\n"
+
+/* allocd, killed if the test dies first (a failed assertion leaves no allocd behind). */
+static void start(struct daemon *d) {
+        int r = daemon_spawn_opts(d, CONF, &(struct daemon_opts){.die_with_test = true});
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
+}
+
+/* allocd stopped as systemctl stop would, and not started again. */
+static void stop_only(struct daemon *d) {
+        int status;
+
+        kill(d->pid, SIGTERM);
+        cr_assert(daemon_notified(d, "STOPPING=1", 10000), "no STOPPING=1");
+        cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
+        d->pid = 0;
+}
+
+/* A new allocd on the same socket and configuration, without the state of the one before. */
+static void start_again(struct daemon *d) {
+        int r = daemon_respawn(d, &(struct daemon_opts){.die_with_test = true});
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
+}
+
+static void restart(struct daemon *d) {
+        stop_only(d);
+        start_again(d);
+}
+
+static long ms_since(const struct timespec *t0) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(reconnect, a_client_without_regions_carries_on_unaware, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        restart(&d);
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region old, r, seen;
+        struct alloc_opts named = {.name = "after"};
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &old), 0, "%s", alloc_last_error());
+        memcpy(old.ptr, "before", 7);
+        restart(&d);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), -ESTALE);
+        cr_assert(strstr(alloc_last_error(), "restarted") && strstr(alloc_last_error(), "gone") &&
+                          strstr(alloc_last_error(), "not waiting to be reclaimed"),
+                  "%s", alloc_last_error());
+        /* The memory stays mapped: a pointer the program still has does not fault. */
+        cr_assert_str_eq(old.ptr, "before");
+        /* It carries on as a new connection, in the new allocd's pool (a new memfd, mapped anew). */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), 0, "%s", alloc_last_error());
+        memcpy(r.ptr, "shared", 7);
+        struct alloc_client *b = daemon_connect(&d);
+        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.ptr, "shared");
+        alloc_disconnect(b);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, allocd_reconnect_0_keeps_the_lost_connection_lost, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+
+        setenv("ALLOCD_RECONNECT", "0", 1);
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        restart(&d);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert(strstr(alloc_last_error(), "gone"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, the_tries_end_within_allocd_reconnect, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+        struct timespec t0;
+
+        setenv("ALLOCD_RECONNECT", "500ms", 1);
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        stop_only(&d);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert(strstr(alloc_last_error(), "500 ms") && strstr(alloc_last_error(), "ALLOCD_RECONNECT"), "%s",
+                  alloc_last_error());
+        long took = ms_since(&t0);
+        cr_assert(took >= 250 && took < 5000, "gave up after %ld ms", took);
+        /* Given up: the next call says so at once, even with allocd back. */
+        start_again(&d);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert_lt(ms_since(&t0), 250);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, a_bad_allocd_reconnect_is_refused_at_connect, .timeout = 60) {
+        struct daemon d;
+        struct alloc_client *c;
+
+        setenv("ALLOCD_RECONNECT", "often", 1);
+        start(&d);
+        cr_assert_eq(alloc_connect(&c, d.sock, "test"), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "ALLOCD_RECONNECT=often"), "%s", alloc_last_error());
+        daemon_stop(&d);
+}
