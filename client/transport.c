@@ -396,6 +396,25 @@ static bool replied(const struct alloc_client *c, const void *me) {
         return ((const struct pending *)me)->reply != NULL;
 }
 
+static bool never(const struct alloc_client *c, const void *arg) {
+        (void)c;
+        (void)arg;
+        return false;
+}
+
+/*
+ * A request allocd cancelled because it is stopping (a wait for room, for a name) is sent again to
+ * the allocd that follows, if the connection is to be made again: once this one closes, which
+ * allocd does as it stops.  Lock held; whether the connection was lost within the deadline.
+ */
+static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struct timespec *deadline, uint64_t gen) {
+        if (!r->has_error || r->error != ALLOCD__ERROR__CANCELLED || !c->reconnect_ms || c->given_up)
+                return false;
+        if (c->gen == gen)
+                conn_await(c, never, NULL, deadline);
+        return c->dead || c->gen != gen;
+}
+
 /* A Free, Detach or FreeBatch: sent again after a reconnect, NOT_FOUND means the squaring gave it back. */
 static bool gives_back(const Allocd__Request *req) {
         return req->body_case == ALLOCD__REQUEST__BODY_FREE || req->body_case == ALLOCD__REQUEST__BODY_DETACH ||
@@ -479,6 +498,13 @@ retry:
                 return r;
         }
         conn_unlist(c, &me);
+        if (conn_retry_safe(req) && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
+                allocd__reply__free_unpacked(me.reply, NULL);
+                if ((r = conn_revive(c, gen)) < 0)
+                        goto out;
+                again = true;
+                goto retry;
+        }
         *ret = me.reply;
         if (again && gives_back(req) && me.reply->has_error && me.reply->error == ALLOCD__ERROR__NOT_FOUND)
                 me.reply->error = ALLOCD__ERROR__OK;

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,5 +145,43 @@ Test(reconnect, a_bad_allocd_reconnect_is_refused_at_connect, .timeout = 60) {
         start(&d);
         cr_assert_eq(alloc_connect(&c, d.sock, "test"), -EINVAL);
         cr_assert(strstr(alloc_last_error(), "ALLOCD_RECONNECT=often"), "%s", alloc_last_error());
+        daemon_stop(&d);
+}
+
+struct waiting {
+        struct alloc_client *c;
+        int r;
+        char err[512];
+};
+
+static void *alloc_waiting(void *arg) {
+        struct waiting *w = arg;
+        struct alloc_region r;
+        struct alloc_opts o = {.timeout_ms = 20000};
+
+        w->r = alloc_region_new(w->c, "host", 2 << 20, &o, &r);
+        snprintf(w->err, sizeof(w->err), "%s", alloc_last_error());
+        return NULL;
+}
+
+/* allocd cancels the waits as it stops; each is sent again to the allocd that follows. */
+Test(reconnect, a_wait_cut_by_the_restart_is_sent_again, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region big;
+        pthread_t t;
+
+        start(&d);
+        struct alloc_client *a = daemon_connect(&d);
+        struct waiting w = {.c = daemon_connect(&d)};
+        cr_assert_eq(alloc_region_new(a, "host", 3 << 20, NULL, &big), 0, "%s", alloc_last_error());
+        pthread_create(&t, NULL, alloc_waiting, &w);
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        restart(&d);
+        pthread_join(t, NULL);
+        /* w held nothing: nothing was lost, and the new allocd has room. */
+        cr_assert_eq(w.r, 0, "%s", w.err);
+        cr_assert_eq(pool_used(w.c, "host"), 2 << 20);
+        alloc_disconnect(w.c);
+        alloc_disconnect(a);
         daemon_stop(&d);
 }
