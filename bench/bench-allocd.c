@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "bench-allocd.h"
+#include "bench-util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@ pid_t bench_allocd_start(const char *allocd_path, const char *dir, const char *c
                          const char **what) {
         char conf[128];
         FILE *f;
-        pid_t pid;
 
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
         snprintf(sock, socksize, "%s/allocd.sock", dir);
@@ -19,11 +19,19 @@ pid_t bench_allocd_start(const char *allocd_path, const char *dir, const char *c
                 *what = "writing the configuration";
                 return -1;
         }
+        return bench_allocd_spawn(allocd_path, conf, sock, -1, what);
+}
+
+pid_t bench_allocd_spawn(const char *allocd_path, const char *conf, const char *sock, int cpu, const char **what) {
+        pid_t pid;
+
         if ((pid = fork()) < 0) {
                 *what = "fork";
                 return -1;
         }
         if (pid == 0) {
+                if (cpu >= 0)
+                        bench_pin(0, cpu);
                 execl(allocd_path, "allocd", "--socket", sock, "--config", conf, "--log-level", "warning",
                       (char *)NULL);
                 _exit(127);

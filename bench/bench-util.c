@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 double min_seconds = 0.3;
@@ -21,6 +22,16 @@ void die(const char *what, int r) {
         else
                 fprintf(stderr, "%s: %s failed\n", program_invocation_short_name, what);
         exit(1);
+}
+
+int bench_pin(pid_t pid, int cpu) {
+        cpu_set_t set;
+
+        CPU_ZERO(&set);
+        for (int i = 0; i < CPU_SETSIZE; i++)
+                if (cpu < 0 || i == cpu)
+                        CPU_SET(i, &set);
+        return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
 }
 
 static int cmp_double(const void *x, const void *y) {

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define TRIALS 5
 
@@ -26,6 +27,8 @@ _Noreturn void die(const char *what, int r);
 /* CLOCK_MONOTONIC, in seconds. */
 double now(void);
 double median(double *v, int n);
+/* Pins pid (0: this process) to cpu, or lets it run on every CPU when cpu < 0; 0 or -errno. */
+int bench_pin(pid_t pid, int cpu);
 /*
  * One trial: batches of steps until its share of min_seconds has passed (and
  * at least 3 steps ran); returns ns per step and adds the steps to *total.

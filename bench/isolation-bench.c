@@ -97,15 +97,6 @@ static double trial(enum way w, uint64_t size, const char *name) {
         return (t - t0) / (double)n * 1e6;
 }
 
-/* Pins pid (0: this process) to cpu. */
-static void pin(pid_t pid, int cpu) {
-        cpu_set_t set;
-
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        sched_setaffinity(pid, sizeof(set), &set);
-}
-
 int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
@@ -142,8 +133,8 @@ int main(int argc, char **argv) {
         if (alloc_connect(&c, sock, "isolation-bench") < 0 || alloc_connect(&other, sock, "attacher") < 0)
                 fail("connect");
         if (cpu >= 0) {
-                pin(pid, cpu);
-                pin(0, cpu);
+                bench_pin(pid, cpu);
+                bench_pin(0, cpu);
         }
         for (size_t s = 0; s < NSIZES; s++) {
                 struct alloc_region pub[2];

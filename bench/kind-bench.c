@@ -53,15 +53,6 @@ static void fail(const char *what) {
         exit(1);
 }
 
-static void pin(int cpu) {
-        cpu_set_t set;
-
-        CPU_ZERO(&set);
-        CPU_SET(cpu % CPU_SETSIZE, &set);
-        if (sched_setaffinity(0, sizeof(set), &set) < 0)
-                fail("sched_setaffinity");
-}
-
 static inline void *a_malloc(struct alloc_memkind *k, size_t n) {
         return k ? alloc_kind_malloc(k, n) : malloc(n);
 }
@@ -108,7 +99,8 @@ struct thread_run {
 static void *thread_pairs(void *arg) {
         struct thread_run *r = arg;
 
-        pin(r->cpu);
+        if (bench_pin(0, r->cpu) < 0)
+                fail("sched_setaffinity");
         r->ns = pairs(kind, false, seconds / TRIALS);
         return NULL;
 }
@@ -193,7 +185,7 @@ int main(int argc, char **argv) {
                 fail(what);
         if (alloc_connect(&c, sock, "kind-bench") < 0 || alloc_kind_create(c, "bench", NULL, &k) < 0)
                 fail("kind");
-        pin(cpu0);
+        bench_pin(0, cpu0);
         pairs(k, true, seconds / TRIALS); /* the warm-up pass: the regions this load needs */
         pairs(NULL, true, seconds / TRIALS);
         uint64_t trips = 0;
@@ -209,7 +201,7 @@ int main(int argc, char **argv) {
                 kd[2][t] = two_over_one(k);
                 g[2][t] = two_over_one(NULL);
                 r[2][t] = kd[2][t] / g[2][t];
-                pin(cpu0);
+                bench_pin(0, cpu0);
                 det[t] = detect_ns(k);
         }
         struct row rows[] = {

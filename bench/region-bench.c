@@ -40,6 +40,7 @@
 #include <alloc/client.h>
 #include <json-c/json.h>
 
+#include "bench-allocd.h"
 #include "bench-util.h"
 
 #define SLICE 16      /* operations of each way per slice */
@@ -59,18 +60,6 @@ static _Noreturn void fail(const char *what) {
         exit(1);
 }
 
-static void pin(int cpu) {
-        cpu_set_t set;
-
-        CPU_ZERO(&set);
-        if (cpu < 0)
-                for (int i = 0; i < CPU_SETSIZE; i++)
-                        CPU_SET(i, &set);
-        else
-                CPU_SET(cpu, &set);
-        sched_setaffinity(0, sizeof(set), &set);
-}
-
 /* allocd number k's socket (servers[k]). */
 static void sock_path(char *buf, size_t n, int k) {
         snprintf(buf, n, "%s/allocd%d.sock", dir, k);
@@ -78,26 +67,13 @@ static void sock_path(char *buf, size_t n, int k) {
 
 static pid_t start_allocd(int k, int cpu, const char *conf) {
         char path[128];
+        const char *what;
         pid_t pid;
 
         sock_path(path, sizeof(path), k);
-        if ((pid = fork()) == 0) {
-                if (cpu >= 0)
-                        pin(cpu);
-                execl(ALLOCD_PATH, "allocd", "--socket", path, "--config", conf, "--log-level", "warning",
-                      (char *)NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 2000; i++) {
-                struct alloc_client *c;
-                if (alloc_connect(&c, path, "bench-probe") == 0) {
-                        alloc_disconnect(c);
-                        return pid;
-                }
-                usleep(5000);
-        }
-        errno = 0;
-        fail("allocd did not start");
+        if ((pid = bench_allocd_spawn(ALLOCD_PATH, conf, path, cpu, &what)) < 0)
+                fail(what);
+        return pid;
 }
 
 static struct alloc_client *open_allocd(int k, uint32_t spin_us) {
@@ -161,7 +137,7 @@ static void region_cell(int pinned_k, int nospin_k, int client_cpu, uint64_t siz
 
         for (int w = 0; w < NWAYS; w++)
                 t[w] = calloc(max, sizeof(double));
-        pin(client_cpu);
+        bench_pin(0, client_cpu);
         for (int w = 0; w < NWAYS; w++)
                 slice((enum way)w, w == NOSPIN ? z : c, size); /* warm: pool mappings, page cache */
         for (double end = now() + seconds; n < max && (now() < end || n < 5); n++) {
@@ -175,7 +151,7 @@ static void region_cell(int pinned_k, int nospin_k, int client_cpu, uint64_t siz
                 ss[n] = t[SHM][n] / t[ALLOCD][n];
                 zm[n] = t[MEMFD][n] / t[NOSPIN][n];
         }
-        pin(-1);
+        bench_pin(0, -1);
         for (int w = 0; w < NWAYS; w++) {
                 out->ns[w] = median(t[w], (int)n);
                 free(t[w]);

@@ -77,7 +77,6 @@ static size_t page_index(const struct kind_chunk *c, uintptr_t p) {
 static void chunk_free(struct kind_arena *a, struct kind_chunk *c, bool release) {
         struct alloc_memkind *k = a->kind;
 
-        kind_map_remove(c);
         if (release) {
                 /* A failure means the connection is gone, and with it the region. */
                 alloc_region_free(k->client, c->region_id);
@@ -103,6 +102,7 @@ void kind_arena_fini(struct kind_arena *a, bool release) {
         while (!LIST_EMPTY(&a->chunks)) {
                 struct kind_chunk *c = LIST_FIRST(&a->chunks);
                 LIST_REMOVE(c, link);
+                kind_map_remove(c);
                 chunk_free(a, c, release);
         }
         pthread_mutex_destroy(&a->lock);
@@ -122,7 +122,20 @@ void kind_arena_decay(struct kind_arena *a) {
                         continue;
                 LIST_REMOVE(c, link);
                 a->nempty--;
+                kind_map_remove(c); /* under the lock: no one finds it between here and its free */
+                LIST_INSERT_HEAD(&a->doomed, c, link);
+        }
+}
+
+void kind_arena_unlock(struct kind_arena *a) {
+        struct kind_chunk *c = LIST_FIRST(&a->doomed);
+
+        LIST_INIT(&a->doomed);
+        pthread_mutex_unlock(&a->lock);
+        while (c) {
+                struct kind_chunk *next = LIST_NEXT(c, link);
                 chunk_free(a, c, true);
+                c = next;
         }
 }
 
@@ -181,7 +194,7 @@ int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r) {
 
         pthread_mutex_lock(&a->lock);
         e = adopt(a, r);
-        pthread_mutex_unlock(&a->lock);
+        kind_arena_unlock(a);
         return e;
 }
 
@@ -203,7 +216,7 @@ static int arena_grow(struct kind_arena *a, size_t size, size_t align) {
 
         if (size > SIZE_MAX - ALLOC_KIND_REGION_UNIT)
                 return client_fail(-ENOMEM, "%zu bytes is more than any region", size);
-        pthread_mutex_unlock(&a->lock);
+        kind_arena_unlock(a);
         e = alloc_region_new(k->client, k->pool, want, &o, &r);
         pthread_mutex_lock(&a->lock);
         atomic_fetch_add(&k->round_trips, 1);
@@ -285,7 +298,7 @@ unsigned kind_arena_take(struct kind_arena *a, unsigned cls, void **out, unsigne
                         LIST_REMOVE(s, link);
         }
         kind_arena_decay(a);
-        pthread_mutex_unlock(&a->lock);
+        kind_arena_unlock(a);
         return got;
 }
 
@@ -303,7 +316,7 @@ void *kind_arena_take_run(struct kind_arena *a, size_t size, size_t align) {
         if (pages_take(a, pages, align > KIND_PAGE ? align : KIND_PAGE, &c, &p) == 0)
                 c->pages[page_index(c, p)] = (pages >> KIND_PAGE_SHIFT) << 1 | 1;
         kind_arena_decay(a);
-        pthread_mutex_unlock(&a->lock);
+        kind_arena_unlock(a);
         return (void *)p;
 }
 
@@ -344,14 +357,14 @@ void kind_arena_give(void *const *blocks, unsigned n) {
                 /* Blocks of one thread's cache mostly come from one arena: its lock is kept across them. */
                 if (c->arena != held) {
                         if (held)
-                                pthread_mutex_unlock(&held->lock);
+                                kind_arena_unlock(held);
                         held = c->arena;
                         pthread_mutex_lock(&held->lock);
                 }
                 give_one(held, c, (uintptr_t)blocks[i]);
         }
         if (held)
-                pthread_mutex_unlock(&held->lock);
+                kind_arena_unlock(held);
 }
 
 size_t kind_block_size(const struct kind_chunk *c, const void *ptr) {

@@ -76,6 +76,7 @@ struct kind_arena {
         LIST_HEAD(, kind_slab) partial[KIND_NCLASSES];
         LIST_HEAD(, kind_chunk) chunks; /* the latest first */
         unsigned nempty;                /* chunks with nothing in them, waiting for their decay */
+        LIST_HEAD(, kind_chunk) doomed; /* decayed, given back to allocd by kind_arena_unlock, after the lock */
 } __attribute__((aligned(64)));
 
 struct kind_cache;
@@ -132,6 +133,11 @@ size_t kind_block_size(const struct kind_chunk *c, const void *ptr);
 int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r);
 /* Gives chunks empty for longer than the decay (all of them, for the conservative policy) back to allocd. */
 void kind_arena_decay(struct kind_arena *a);
+/*
+ * Lets go of a's lock, then gives the chunks decay took back to allocd: a free may wait for the
+ * connection (another thread's request on it), and nobody should wait for that on the arena.
+ */
+void kind_arena_unlock(struct kind_arena *a);
 
 /* kind-cache.c: each thread's cache of free blocks, per kind; the fast path is inline, below. */
 

@@ -177,7 +177,7 @@ int alloc_kind_update_memory_usage_policy(struct alloc_memkind *kind, enum alloc
         for (unsigned i = 0; i < kind->narenas; i++) {
                 pthread_mutex_lock(&kind->arenas[i].lock);
                 kind_arena_decay(&kind->arenas[i]);
-                pthread_mutex_unlock(&kind->arenas[i].lock);
+                kind_arena_unlock(&kind->arenas[i]);
         }
         return 0;
 }

@@ -10,7 +10,8 @@
  * SOCKET "-" is the library's default socket (alloc_connect with NULL).
  *
  * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL
- * tries N connections, N named 4 KiB regions of POOL ("helper-0", ...) or N
+ * tries N connections, N named 4 KiB regions of POOL ("helper-0", ..., each holding its
+ * name as text where the pool has memory) or N
  * PERSIST 4 KiB regions of POOL, stopping at the first failure.  It writes one
  * line to stdout, "OK ERRNO MESSAGE" (how many succeeded, the errno value of
  * the one that failed or 0, and allocd's message or "-"), then holds what it
@@ -44,6 +45,8 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
                         snprintf(name, sizeof(name), "helper-%d", i);
                         o.name = name;
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);
+                        if (e == 0 && r.ptr)
+                                strcpy(r.ptr, name); /* so that expect NAME NAME can check its bytes later */
                 } else if (!strcmp(op, "persist")) {
                         o.flags = ALLOC_PERSIST;
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);

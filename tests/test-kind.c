@@ -407,6 +407,54 @@ Test(kind, a_region_waiting_for_room_blocks_no_free) {
         alloc_kind_destroy(k);
 }
 
+static void *free_it(void *arg) {
+        void **a = arg;
+
+        alloc_kind_free(a[0], a[1]);
+        return NULL;
+}
+
+static void *take_small(void *k) {
+        return alloc_kind_malloc(k, 64);
+}
+
+/*
+ * A free that gives a region back may wait for allocd (here: PIPE_MAX frees in flight and allocd
+ * stopped); it must not hold the arena's lock meanwhile, or every thread's malloc waits with it.
+ */
+Test(kind, a_free_waiting_for_allocd_holds_no_arena_lock) {
+        struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE,
+                                                                      .usage = ALLOC_KIND_USAGE_CONSERVATIVE});
+        void *small = alloc_kind_malloc(k, 64), *big = alloc_kind_malloc(k, 2 * MiB - 4096), *got;
+        void *args[2] = {k, big};
+        struct alloc_region r[64];
+        pthread_t f, t;
+        struct timespec until;
+
+        cr_assert(small && big);
+        for (int i = 0; i < 64; i++)
+                cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r[i]), 0, "%s", alloc_last_error());
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        for (int i = 0; i < 64; i++)
+                cr_assert_eq(alloc_region_free(c, r[i].id), 0, "pipelined: it does not wait");
+        /* big's chunk empties: its region goes back, and that free waits for a Sync allocd cannot answer. */
+        cr_assert_eq(pthread_create(&f, NULL, free_it, args), 0);
+        usleep(200 * 1000);
+        cr_assert_eq(pthread_create(&t, NULL, take_small, k), 0);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        int e = pthread_timedjoin_np(t, &got, &until);
+        kill(d.pid, SIGCONT);
+        if (e)
+                pthread_join(t, &got);
+        pthread_join(f, NULL);
+        cr_assert_eq(e, 0, "a malloc from a chunk with room waited for another thread's free to reach allocd");
+        cr_assert_not_null(got);
+        alloc_kind_free(k, got);
+        alloc_kind_free(k, small);
+        alloc_kind_destroy(k);
+}
+
 Test(kind, policy_update_to_conservative_gives_back_at_once) {
         struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
         void *p[4];

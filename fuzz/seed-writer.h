@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef FUZZ_SEED_WRITER_H
+#define FUZZ_SEED_WRITER_H
+
+/*
+ * Writing fuzz-request's seeds (gen-request-seeds.c): begin() starts an input, the calls below
+ * add records to it (s: the session a packet comes from), save() writes it to seed_dir/name.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "allocd.pb-c.h"
+#include "fuzz-request.h"
+
+extern const char *seed_dir;
+
+void begin(uint8_t header);
+void save(const char *name);
+void record(int s, int kind);
+void raw(int s, const void *data, size_t n);
+void cut(size_t n);
+void tick(int ms);
+void zeroed(int failed);
+void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body);
+void hello_as(int s, uint32_t version, const char *name);
+void hello(int s);
+void alloc_with(int s, const char *pool, uint64_t size, uint32_t flags, const char *name, Allocd__Alloc *a);
+void alloc(int s, const char *pool, uint64_t size, uint32_t flags, const char *name);
+void free_region(int s, uint64_t region);
+void detach(int s, uint64_t region);
+void attach_within(int s, const char *name, uint32_t timeout_ms);
+void attach(int s, const char *name);
+void seal(int s, uint64_t region);
+void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name);
+void free_batch(int s, const uint64_t *ids, size_t n);
+void status(int s, uint64_t after);
+void dump(int s, uint64_t after, const char *pool);
+void disconnect(int s, int32_t pid, uint64_t serial);
+
+#endif
