@@ -185,3 +185,55 @@ Test(reconnect, a_wait_cut_by_the_restart_is_sent_again, .timeout = 60) {
         alloc_disconnect(a);
         daemon_stop(&d);
 }
+
+struct looping {
+        struct alloc_client *c;
+        volatile bool *stop;
+        int calls, failed, last;
+        char err[512];
+};
+
+static void *status_loop(void *arg) {
+        struct looping *l = arg;
+
+        while (!*l->stop) {
+                struct alloc_status *st = NULL;
+                int r = alloc_status(l->c, &st);
+                alloc_status_free(st);
+                l->calls++;
+                if (r < 0) {
+                        l->failed++;
+                        l->last = r;
+                        snprintf(l->err, sizeof(l->err), "%s", alloc_last_error());
+                }
+        }
+        return NULL;
+}
+
+/* Threads that share one connection: one of them makes it again, the others wait and carry on. */
+Test(reconnect, threads_on_one_connection_carry_on_together, .timeout = 60) {
+        struct daemon d;
+        volatile bool stop = false;
+        struct looping l[4];
+        pthread_t t[4];
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        for (int i = 0; i < 4; i++) {
+                l[i] = (struct looping){.c = c, .stop = &stop};
+                pthread_create(&t[i], NULL, status_loop, &l[i]);
+        }
+        usleep(50000);
+        restart(&d);
+        usleep(50000);
+        restart(&d);
+        usleep(50000);
+        stop = true;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                cr_expect_eq(l[i].failed, 0, "thread %d: %d of %d calls failed, the last %d: %s", i, l[i].failed,
+                             l[i].calls, l[i].last, l[i].err);
+        }
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
