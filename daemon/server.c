@@ -589,6 +589,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         loop = l;
         core = c;
         changed = changed_cb;
+        stopping = false; /* a server started again in one process (tests/test-reclaim.c) */
         uv_check_init(loop, &turn);
         uv_check_start(&turn, turn_cb);
         uv_timer_init(loop, &wait_timer);
