@@ -186,15 +186,21 @@ Test(reclaim, a_client_takes_its_regions_back_and_frees_them, .timeout = 60) {
         finish(&s);
 }
 
+/* A server, and a client holding one region of 1 MiB. */
+static struct alloc_client *holding_one(struct srv *s, struct alloc_region *r) {
+        setenv("ALLOCD_RECONNECT", "10s", 1);
+        start(s);
+        struct alloc_client *c = connect_to(s);
+        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, r), 0, "%s", alloc_last_error());
+        return c;
+}
+
 Test(reclaim, what_no_one_reclaims_within_the_grace_time_is_released, .timeout = 60) {
         struct alloc_region r;
         struct srv s;
         uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
 
-        setenv("ALLOCD_RECONNECT", "10s", 1);
-        start(&s);
-        struct alloc_client *c = connect_to(&s);
-        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         restart(&s, 100);
         usleep(400 * 1000);
         cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), -ESTALE);
@@ -209,11 +215,8 @@ Test(reclaim, another_connection_cannot_take_them, .timeout = 60) {
         struct alloc_region r;
         struct srv s;
         uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
 
-        setenv("ALLOCD_RECONNECT", "10s", 1);
-        start(&s);
-        struct alloc_client *c = connect_to(&s);
-        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         restart(&s, 60000);
         /* A connection of its own holds nothing of them; the owner's next call finds them. */
         struct alloc_client *other = connect_to(&s);
