@@ -178,6 +178,8 @@ void region_discard(struct core *core, uint32_t slot);
 void region_unpersist(struct core *core, uint32_t slot);
 /* Drops every reference cl holds, in O(its holds). */
 void region_release_client(struct core *core, struct client *cl);
+/* Placeholders of uid (reclaim.c): counted in its conns, but no connections. */
+uint32_t absent_of_uid(const struct core *core, uid_t uid);
 /* to (a new connection of from's serial, holding nothing) takes every hold of from over (reclaim.c). */
 void region_take_over(struct core *core, struct client *from, struct client *to);
 /* Takes an UNSEALED region's name and PERSIST away (its waiters are told); its holds stay. */

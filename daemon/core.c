@@ -135,13 +135,15 @@ void user_count(struct core *core, uid_t uid, int names, int persist) {
 int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
         struct user *u;
 
-        if (core->nclients >= core->limits.max_connections)
+        /* Placeholders of a restored state are no connections: their clients must get in to reclaim them. */
+        if (core->nclients - core->nabsent >= core->limits.max_connections)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already; close some or raise max_connections",
                             core->limits.max_connections);
         if (!(u = user_get(core, cl->uid)))
                 return fail(res, E_INTERNAL, "out of memory");
-        if (u->conns >= core->limits.max_connections_per_uid) {
+        if (u->conns >= core->limits.max_connections_per_uid &&
+            u->conns - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
                 user_put(core, u);
                 return fail(res, E_LIMIT,
                             "uid %u has max_connections_per_uid = %u connections already; close some or raise "

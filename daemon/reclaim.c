@@ -82,6 +82,14 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
         return ok_result(res);
 }
 
+uint32_t absent_of_uid(const struct core *core, uid_t uid) {
+        uint32_t n = 0;
+
+        for (size_t i = 0; i < core->nabsent; i++)
+                n += core->absent[i]->uid == uid;
+        return n;
+}
+
 size_t core_nabsent(const struct core *core) {
         return core->nabsent;
 }

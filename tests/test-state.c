@@ -393,6 +393,23 @@ Test(state, a_reclaim_takes_the_holds_and_the_serial_over) {
         core_free(b);
 }
 
+/* Placeholders are no connections: a uid at its limit before the restart gets in again to reclaim. */
+Test(state, placeholders_do_not_count_against_connection_limits) {
+        struct core *b = restored();
+        struct limits l = limits();
+        struct client n = {.serial = 500, .uid = 1000, .pid = 100}, m = {.serial = 501, .uid = 1000, .pid = 102};
+        struct core_result res;
+
+        l.max_connections = 2;
+        l.max_connections_per_uid = 1; /* uid 1000 had two connections: cls[0] and cls[2] */
+        core_set_limits(b, &l);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(core_client_add(b, &m, &res), E_LIMIT); /* n is a connection */
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        core_client_remove(b, &n);
+        core_free(b);
+}
+
 Test(state, a_wrong_secret_uid_or_serial_is_refused_changing_nothing) {
         struct core *b = restored();
         char *before = dump(b), *after;
