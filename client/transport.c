@@ -27,6 +27,14 @@
  * Making and ending a connection is connect.c's; the structures all three
  * share are in connection.h.
  *
+ * Reconnecting (reconnect.c): each connection has a generation.  A call that
+ * finds its connection lost, or made again by another thread while it
+ * waited, takes its entry out and has conn_revive make the connection
+ * again (once, whoever asks first); a request safe to repeat is then sent
+ * again, at most RETRY_MAX times.  Sends happen without the lock, so a
+ * reconnect waits for the senders (senders) and the reader to leave the old
+ * socket before it closes it.
+ *
  * Spinning: a thread about to sleep for a reply first polls the socket
  * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
  * the CPU between tries so that an allocd on the same CPU can run: a reply
@@ -415,6 +423,8 @@ static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struc
         return c->dead || c->gen != gen;
 }
 
+#define RETRY_MAX 3
+
 /* A Free, Detach or FreeBatch: sent again after a reconnect, NOT_FOUND means the squaring gave it back. */
 static bool gives_back(const Allocd__Request *req) {
         return req->body_case == ALLOCD__REQUEST__BODY_FREE || req->body_case == ALLOCD__REQUEST__BODY_DETACH ||
@@ -425,7 +435,8 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me;
         struct timespec deadline;
-        bool timed, again = false;
+        bool timed;
+        int again = 0; /* times sent again after a reconnect: a request that brings allocd down is not sent forever */
         uint64_t gen;
         size_t len;
         int r = 0;
@@ -481,8 +492,8 @@ retry:
                 /* Lost with the connection: made again, it is sent again if that is safe. */
                 conn_unlist(c, &me);
                 r = conn_revive(c, gen);
-                if (r == 0 && conn_retry_safe(req)) {
-                        again = true;
+                if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
+                        again++;
                         goto retry;
                 }
                 if (r == 0)
@@ -498,11 +509,11 @@ retry:
                 return r;
         }
         conn_unlist(c, &me);
-        if (conn_retry_safe(req) && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
+        if (conn_retry_safe(req) && again < RETRY_MAX && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
                 allocd__reply__free_unpacked(me.reply, NULL);
                 if ((r = conn_revive(c, gen)) < 0)
                         goto out;
-                again = true;
+                again++;
                 goto retry;
         }
         *ret = me.reply;
