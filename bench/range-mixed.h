@@ -7,7 +7,8 @@
  * sizes from 4 KiB to 64 KiB in one span of N x 48 KiB (about half used);
  * each step frees a random live range and allocates one of a new random size
  * in its place.  Four columns: without alignment and with align = size, each
- * at quantum 1 and 4 KiB.  Where N <= OPAE_MAX_LIVE, OPAE's list (opae-list.c)
+ * at quantum 1 and 4 KiB; beside them the floor, the least any allocator must
+ * do on this churn (a table lookup and a table write a step).  Where N <= OPAE_MAX_LIVE, OPAE's list (opae-list.c)
  * and our mem_alloc run the same churn side by side (both align to the size).
  */
 
@@ -27,6 +28,8 @@ struct mix_row {
         double ns[MIX_COLS], ref_ns[MIX_COLS]; /* ref: the same column on a 1,000-live arena, same trials */
         uint64_t steps[MIX_COLS];
         double meta_per_seg[MIX_COLS];
+        double floor_ns, floor_ref_ns; /* the floor (range-mixed.c), here and on 1,000 live, same trials */
+        uint64_t floor_steps;
         bool opae; /* measured */
         double opae_ns, ours_ns;
         uint64_t opae_steps, ours_steps;

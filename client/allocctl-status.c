@@ -64,6 +64,8 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
         if (p->kind != ALLOC_KIND_FPGA)
                 json_object_object_add(o, "isolation", json_text(p->isolated ? "region" : "pool"));
         json_object_object_add(o, "names", json_text(p->names));
+        if (*p->draining)
+                json_object_object_add(o, "draining", json_text(p->draining));
         if (p->kind == ALLOC_KIND_GPU)
                 json_object_object_add(o, "device", json_object_new_int(p->device));
         if (p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {
@@ -109,8 +111,10 @@ static void status_text(const struct alloc_status *s) {
                 const struct alloc_pool_status *p = &s->pools[i];
                 char names[sizeof(p->names) * 4];
                 text_escape(p->name, true, name, sizeof(name));
-                if ((p->isolated || *p->names) && n++ == 0)
+                if ((p->isolated || *p->names || *p->draining) && n++ == 0)
                         putchar('\n');
+                if (*p->draining)
+                        printf("%s: draining, takes no new regions: %s\n", name, p->draining);
                 if (p->isolated)
                         printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
                                name);

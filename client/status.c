@@ -50,6 +50,7 @@ static int status_pools(struct alloc_status *s, const Allocd__StatusReply *sr) {
                 o->device = p->has_device ? p->device : -1;
                 o->isolated = p->isolation && !strcmp(p->isolation, "region");
                 copy_name(o->names, sizeof(o->names), p->names);
+                copy_name(o->draining, sizeof(o->draining), p->draining);
                 for (size_t j = 0; j < p->n_flags; j++)
                         o->register_flags |= !strcmp(p->flags[j], "portable")    ? ALLOC_REGISTER_PORTABLE
                                              : !strcmp(p->flags[j], "devicemap") ? ALLOC_REGISTER_DEVICEMAP

@@ -2,6 +2,7 @@
 /* The invariant checker of the range allocator, for the tests and the fuzzers: O(n) a call. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "range-internal.h"
 
@@ -17,31 +18,90 @@ static int check_treap(const struct range_arena *a, uint32_t i, uint32_t parent,
         if (!i)
                 return 0;
         const struct seg *s = &a->segs[i];
+        const struct tnode *t = &a->tn[i];
         uint64_t nl = 0, nr = 0;
-        if (s->state != SEG_FREE)
+        if (!seg_free(s))
                 BAD("treap node %u is not free", i);
-        if (s->parent != parent)
-                BAD("treap node %u has parent %u, expected %u", i, s->parent, parent);
+        if (t->parent != parent)
+                BAD("treap node %u has parent %u, expected %u", i, t->parent, parent);
         if (s->start < lo || s->start > hi)
                 BAD("treap node %u at %#llx is out of order", i, (unsigned long long)s->start);
         if (parent && prio(a, i) > prio(a, parent))
                 BAD("treap node %u outranks its parent", i);
-        if (s->max != node_max(a, i))
-                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)s->max,
+        if (t->max != node_max(a, i))
+                BAD("treap node %u has max %#llx, its subtree %#llx", i, (unsigned long long)t->max,
                     (unsigned long long)node_max(a, i));
-        int r = check_treap(a, s->left, i, lo, s->start, &nl, why, why_size);
+        int r = check_treap(a, t->left, i, lo, s->start, &nl, why, why_size);
         if (r == 0)
-                r = check_treap(a, s->right, i, s->start, hi, &nr, why, why_size);
+                r = check_treap(a, t->right, i, s->start, hi, &nr, why, why_size);
         *count = 1 + nl + nr;
         return r;
 }
 
+/*
+ * Every used tag was found from its line by the address list's walk; here,
+ * nothing else is filed, and each line's count of insertions passed on is
+ * exact (or saturated).
+ */
+static int check_lines(const struct range_arena *a, uint64_t *passed, char *why, size_t why_size) {
+        uint64_t filed = 0;
+        for (uint64_t h = 0; h < a->nlines; h++) {
+                const struct hline *l = &a->lines[h];
+                for (unsigned k = 0; k < LINE_SLOTS; k++) {
+                        uint32_t i = l->tag[k];
+                        if (!(l->occ & (1u << k))) {
+                                if (i)
+                                        BAD("hash line %llu slot %u is empty but names tag %u", (unsigned long long)h,
+                                            k, i);
+                                continue;
+                        }
+                        filed++;
+                        uint64_t z = start_hash(a->segs[i].start);
+                        if (i > a->hw || !seg_used(&a->segs[i]) || l->fp[k] != hash_fp(a, z))
+                                BAD("hash line %llu slot %u names tag %u, not a used tag with that hash",
+                                    (unsigned long long)h, k, i);
+                        for (uint64_t g = z >> a->hash_shift; g != h; g = (g + 1) & (a->nlines - 1))
+                                passed[g]++;
+                }
+        }
+        for (uint64_t h = 0; h < a->nlines; h++)
+                if (a->lines[h].over != UINT16_MAX && a->lines[h].over != passed[h])
+                        BAD("hash line %llu counts %u insertions passed on, %llu were", (unsigned long long)h,
+                            a->lines[h].over, (unsigned long long)passed[h]);
+        if (filed != a->nused || a->nused * 4 > a->nlines * LINE_SLOTS * 3)
+                BAD("%llu used segments, %llu in the hash's %llu lines", (unsigned long long)a->nused,
+                    (unsigned long long)filed, (unsigned long long)a->nlines);
+        return 0;
+}
+
+static int check_hash(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t *passed = calloc(a->nlines ? a->nlines : 1, sizeof(*passed));
+        if (!passed)
+                BAD("no memory to check the hash");
+        int r = check_lines(a, passed, why, why_size);
+        free(passed);
+        return r;
+}
+
+static int check_tree(const struct range_arena *a, char *why, size_t why_size) {
+        uint64_t count = 0;
+        if (!a->tree)
+                return 0;
+        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
+        if (r < 0)
+                return r;
+        if (count != a->nfree)
+                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count,
+                    (unsigned long long)a->nfree);
+        return 0;
+}
+
 void range_arena_drop_tree(struct range_arena *a) {
-        a->tree = false;
+        range_tree_drop(a);
 }
 
 int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
-        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0, count = 0;
+        uint64_t nfree = 0, nused = 0, total = 0, in_use = 0;
         uint32_t prev = NIL;
         for (uint32_t i = a->head; i; prev = i, i = a->segs[i].anext) {
                 const struct seg *s = &a->segs[i];
@@ -53,21 +113,18 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                         BAD("tag %u: %#llx+%#llx", i, (unsigned long long)s->start, (unsigned long long)s->size);
                 if (prev && seg_end(&a->segs[prev]) > s->start)
                         BAD("tag %u overlaps its predecessor", i);
-                if (prev && s->state == SEG_FREE && a->segs[prev].state == SEG_FREE &&
-                    seg_end(&a->segs[prev]) == s->start)
+                if (prev && seg_free(s) && seg_free(&a->segs[prev]) && seg_end(&a->segs[prev]) == s->start)
                         BAD("tags %u and %u are touching free segments", prev, i);
                 total += s->size;
-                if (s->state == SEG_FREE) {
+                if (seg_free(s)) {
                         nfree++;
-                        if (s->list != list_of(s->start, s->size))
-                                BAD("free tag %u is filed on list %u, belongs on %u", i, s->list,
-                                    list_of(s->start, s->size));
-                        uint32_t j = a->lists[s->list];
+                        uint32_t j = a->lists[list_of(s->start, s->size)];
                         while (j && j != i)
                                 j = a->segs[j].lnext;
                         if (!j)
-                                BAD("free tag %u is not on its free list", i);
-                } else if (s->state == SEG_USED) {
+                                BAD("free tag %u is not on list %u, where its size and start file it", i,
+                                    list_of(s->start, s->size));
+                } else if (seg_used(s)) {
                         nused++;
                         in_use += s->size;
                         if (hash_find(a, s->start, NULL) != i)
@@ -84,7 +141,7 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
                 if (!a->lists[k] != !(a->list_bits[k / 64] & (UINT64_C(1) << (k % 64))))
                         BAD("list bitmap wrong at %u", k);
                 for (uint32_t j = a->lists[k]; j && listed <= nfree; j = a->segs[j].lnext, listed++)
-                        if (a->segs[j].state != SEG_FREE || a->segs[j].list != k)
+                        if (!seg_free(&a->segs[j]) || list_of(a->segs[j].start, a->segs[j].size) != k)
                                 BAD("tag %u on free list %u is not a free segment of that list", j, k);
         }
         if (listed != nfree)
@@ -93,20 +150,12 @@ int range_arena_check(const struct range_arena *a, char *why, size_t why_size) {
         /* Every tag handed out is in the address list or spare (a compaction must lose none). */
         uint64_t nspare = 0;
         for (uint32_t i = a->spare; i && nspare <= a->hw; i = a->segs[i].anext, nspare++)
-                if (i > a->hw || a->segs[i].state != SEG_SPARE)
+                if (i > a->hw || !seg_spare(&a->segs[i]))
                         BAD("tag %u on the spare list is not a spare tag", i);
         if (nspare != a->nspare || nfree + nused + nspare != a->hw || (a->hw && a->hw >= a->cap))
                 BAD("tags 1 to %u of %llu handed out: %llu segments, %llu spare (%u counted)", a->hw,
                     (unsigned long long)a->cap, (unsigned long long)(nfree + nused), (unsigned long long)nspare,
                     a->nspare);
-        if (nused > a->nbuckets)
-                BAD("%llu used segments in %u hash buckets", (unsigned long long)nused, a->nbuckets);
-        if (!a->tree)
-                return 0;
-        int r = check_treap(a, a->root, NIL, 0, UINT64_MAX, &count, why, why_size);
-        if (r < 0)
-                return r;
-        if (count != nfree)
-                BAD("treap holds %llu segments, %llu are free", (unsigned long long)count, (unsigned long long)nfree);
-        return 0;
+        int r = check_hash(a, why, why_size);
+        return r < 0 ? r : check_tree(a, why, why_size);
 }

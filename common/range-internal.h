@@ -13,33 +13,57 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "alloc/range.h"
 
 #define NIL 0u
 #define NCLASSES 64
-#define NLISTS (2 * NCLASSES)           /* two lists a size class: see "Size classes" in range.c */
-#define MAX_TAGS ((uint64_t)UINT32_MAX) /* indices 1 .. UINT32_MAX - 1 */
+#define NLISTS (2 * NCLASSES)               /* two lists a size class: see "Size classes" in range.c */
+#define MAX_TAGS ((uint64_t)UINT32_MAX - 2) /* indices 1 .. UINT32_MAX - 3; the top two mark states */
 
-enum seg_state {
-        SEG_SPARE = 0,
-        SEG_FREE,
-        SEG_USED,
-};
+/*
+ * A boundary tag: 32 bytes, two to a cache line.  Under random frees at a
+ * million segments the tags are most of the working set, and how much of it
+ * the last-level cache holds is what a pair costs (a 56-byte tag padded to 88
+ * cost 1.05-1.26x per pair from 30k to 300k live).  So a tag has no field
+ * that only some segments use: the state is in lprev (a free segment's is an
+ * index, used and spare ones hold a mark no index takes), the free list is
+ * computed from start and size (list_of), and the treap's fields are in a
+ * side array that exists only while the treap is kept (struct tnode).
+ */
+#define LPREV_USED UINT32_MAX
+#define LPREV_SPARE (UINT32_MAX - 1)
 
 struct seg {
         uint64_t start;
         uint64_t size;
-        uint64_t max;          /* free: largest size in this treap subtree */
         uint32_t aprev, anext; /* address order; spare tags chain through anext */
-        uint32_t lprev, lnext; /* free: size-class list; used: hash chain (lnext) */
-        uint32_t left, right;  /* free: treap children */
-        uint32_t parent;       /* free: treap parent */
-        uint16_t state;
-        uint16_t list; /* free: the free list it is on */
+        uint32_t lprev, lnext; /* free: size-class list; used, spare: lprev is the mark */
 };
 
-_Static_assert(sizeof(struct seg) == 56, "a boundary tag must stay within the 64-byte budget with its hash bucket");
+_Static_assert(sizeof(struct seg) == 32, "a boundary tag is half a cache line");
+
+/* A free segment's node in the treap, at the same index as its tag. */
+struct tnode {
+        uint64_t max; /* largest size in this subtree */
+        uint32_t left, right, parent;
+};
+
+static inline bool seg_used(const struct seg *s) {
+        return s->lprev == LPREV_USED;
+}
+
+static inline bool seg_spare(const struct seg *s) {
+        return s->lprev == LPREV_SPARE;
+}
+
+static inline bool seg_free(const struct seg *s) {
+        return s->lprev < LPREV_SPARE;
+}
 
 struct range_arena {
         struct seg *segs; /* segs[0] is never used: index 0 is NIL */
@@ -50,12 +74,13 @@ struct range_arena {
         uint32_t head, tail; /* address list */
         uint32_t root;       /* treap of free segments, while tree is set */
         bool tree;           /* the treap is kept (see "The treap is kept" in range.c) */
+        struct tnode *tn;    /* its nodes, cap of them, while tree is set */
         uint64_t tree_idle;  /* operations since a request last used the treap */
         uint32_t lists[NLISTS];
         uint64_t list_bits[2]; /* bit k % 64 of word k / 64: list k is not empty */
-        uint32_t *buckets;
-        uint32_t nbuckets; /* a power of two, or 0 before the first allocation */
-        unsigned hash_shift;
+        struct hline *lines;   /* hash of used segments (see below) */
+        uint64_t nlines;       /* a power of two, or 0 before the first allocation */
+        unsigned hash_shift;   /* 64 - log2(nlines) */
         uint64_t quantum;
         uint64_t total, in_use;
         uint64_t nfree, nused;
@@ -108,12 +133,12 @@ static inline uint32_t tag_get(struct range_arena *a) {
                 a->nspare--;
         } else
                 i = ++a->hw;
-        a->segs[i] = (struct seg){0};
+        a->segs[i] = (struct seg){.lprev = LPREV_USED};
         return i;
 }
 
 static inline void tag_put(struct range_arena *a, uint32_t i) {
-        a->segs[i].state = SEG_SPARE;
+        a->segs[i].lprev = LPREV_SPARE;
         a->segs[i].anext = a->spare;
         a->spare = i;
         a->nspare++;
@@ -160,10 +185,10 @@ static inline unsigned list_of(uint64_t start, uint64_t size) {
         return 2 * floor_log2(size) + holds_aligned_block(start, size);
 }
 
+/* Files free segment i (which makes it free: lprev becomes an index) on its list. */
 static inline void class_insert(struct range_arena *a, uint32_t i) {
         unsigned k = list_of(a->segs[i].start, a->segs[i].size);
         uint32_t h = a->lists[k];
-        a->segs[i].list = (uint16_t)k;
         a->segs[i].lprev = NIL;
         a->segs[i].lnext = h;
         if (h)
@@ -172,9 +197,9 @@ static inline void class_insert(struct range_arena *a, uint32_t i) {
         a->list_bits[k / 64] |= UINT64_C(1) << (k % 64);
 }
 
-static inline void class_remove(struct range_arena *a, uint32_t i) {
+/* Takes free segment i off list k, the list its start and size were filed by. */
+static inline void class_remove(struct range_arena *a, uint32_t i, unsigned k) {
         uint32_t p = a->segs[i].lprev, n = a->segs[i].lnext;
-        unsigned k = a->segs[i].list;
         if (p)
                 a->segs[p].lnext = n;
         else
@@ -198,35 +223,116 @@ static inline unsigned first_list_from(const struct range_arena *a, unsigned k) 
 /* ---- hash of used segments ----------------------------------------------- */
 
 /*
+ * The hash is a table of cache lines, each holding up to LINE_SLOTS used tags
+ * with one byte of their start's hash beside each (the line's own bits are
+ * above it), so a lookup reads one line and then, but for a one-in-256 false
+ * match, only the tag it wants.  (A chain through the tags read 1.5 tags a
+ * lookup at a million ranges, and each was a cache miss; open addressing with
+ * 8-byte slots, at most half full, made the table four times the size of
+ * those buckets and gained nothing.)  A line that is full passes an insertion
+ * on to the next line and counts it in over, so a lookup goes on to the next
+ * line only while over is not zero; a count that reaches its maximum stays
+ * there (lookups then always go on, which is slower but right).  At most
+ * three quarters of the slots are used, so nearly every lookup reads one line.
+ */
+#define LINE_SLOTS 12
+
+struct hline {
+        uint32_t tag[LINE_SLOTS];
+        uint8_t fp[LINE_SLOTS];
+        uint16_t occ;  /* bit k: tag[k] is used */
+        uint16_t over; /* insertions passed on to the next line, saturating */
+};
+
+_Static_assert(sizeof(struct hline) == 64, "a hash line is one cache line");
+
+/*
  * Starts aligned to their sizes are a lattice that a single multiply spreads
  * badly (at a million ranges aligned to 4-64 KiB, 2.4 probes a lookup instead
- * of 1.5, each probe a tag that is likely a cache miss): mix twice.
+ * of 1.5 with one bucket a segment): mix twice.
  */
-static inline uint32_t bucket_of(const struct range_arena *a, uint64_t start) {
+static inline uint64_t start_hash(uint64_t start) {
         uint64_t z = start * UINT64_C(0x9E3779B97F4A7C15);
         z ^= z >> 29;
-        z *= UINT64_C(0xBF58476D1CE4E5B9);
-        return (uint32_t)(z >> a->hash_shift);
+        return z * UINT64_C(0xBF58476D1CE4E5B9);
+}
+
+static inline uint8_t hash_fp(const struct range_arena *a, uint64_t z) {
+        return (uint8_t)(z >> (a->hash_shift - 8));
+}
+
+/* Bit k set where fp[k] == f and slot k is used. */
+static inline unsigned line_match(const struct hline *l, uint8_t f) {
+#ifdef __SSE2__
+        /* The 16 bytes from fp on: the 12 fingerprints, then occ and over, which the mask drops. */
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)l->fp);
+        return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8((char)f))) & l->occ;
+#else
+        /* Eight bytes at a time, exactly (no borrow from one byte into the next). */
+        uint64_t lo, ones = UINT64_C(0x0101010101010101), high = ones * 0x7F;
+        uint32_t hi;
+        unsigned m = 0;
+        memcpy(&lo, l->fp, 8);
+        memcpy(&hi, l->fp + 8, 4);
+        uint64_t x = lo ^ (ones * f), y = (uint64_t)(hi ^ (uint32_t)(ones * f)) | ~UINT64_C(0xFFFFFFFF);
+        x = ~(((x & high) + high) | x | high);
+        y = ~(((y & high) + high) | y | high);
+        for (; x; x &= x - 1)
+                m |= 1u << (__builtin_ctzll(x) / 8);
+        for (; y; y &= y - 1)
+                m |= 1u << (8 + __builtin_ctzll(y) / 8);
+        return m & l->occ;
+#endif
 }
 
 static inline void hash_insert(struct range_arena *a, uint32_t i) {
-        uint32_t h = bucket_of(a, a->segs[i].start);
-        a->segs[i].lnext = a->buckets[h];
-        a->buckets[h] = i;
+        uint64_t z = start_hash(a->segs[i].start), h = z >> a->hash_shift;
+        struct hline *l;
+        while ((l = &a->lines[h])->occ == (1u << LINE_SLOTS) - 1) {
+                if (l->over != UINT16_MAX)
+                        l->over++;
+                h = (h + 1) & (a->nlines - 1);
+        }
+        unsigned k = (unsigned)__builtin_ctz(~l->occ);
+        l->tag[k] = i;
+        l->fp[k] = hash_fp(a, z);
+        l->occ |= (uint16_t)(1u << k);
 }
 
-/* The used segment starting at start; *link is where it is chained from. */
-static inline uint32_t hash_find(const struct range_arena *a, uint64_t start, uint32_t **link) {
-        if (!a->nbuckets)
+/* Where a used tag is filed: line, slot, and the line its start hashes to. */
+struct hpos {
+        uint64_t line, home;
+        unsigned slot;
+};
+
+/* The used segment starting at start, NIL if none; *pos says where it is filed. */
+static inline uint32_t hash_find(const struct range_arena *a, uint64_t start, struct hpos *pos) {
+        if (!a->nlines)
                 return NIL;
-        uint32_t *l = &a->buckets[bucket_of(a, start)];
-        for (; *l; l = &a->segs[*l].lnext)
-                if (a->segs[*l].start == start) {
-                        if (link)
-                                *link = l;
-                        return *l;
+        uint64_t z = start_hash(start), home = z >> a->hash_shift, h = home;
+        uint8_t f = hash_fp(a, z);
+        for (;;) {
+                const struct hline *l = &a->lines[h];
+                for (unsigned m = line_match(l, f); m; m &= m - 1) {
+                        unsigned k = (unsigned)__builtin_ctz(m);
+                        if (a->segs[l->tag[k]].start == start) {
+                                if (pos)
+                                        *pos = (struct hpos){h, home, k};
+                                return l->tag[k];
+                        }
                 }
-        return NIL;
+                if (!l->over)
+                        return NIL;
+                h = (h + 1) & (a->nlines - 1);
+        }
+}
+
+static inline void hash_remove(struct range_arena *a, const struct hpos *pos) {
+        a->lines[pos->line].occ &= (uint16_t) ~(1u << pos->slot);
+        a->lines[pos->line].tag[pos->slot] = NIL;
+        for (uint64_t h = pos->home; h != pos->line; h = (h + 1) & (a->nlines - 1))
+                if (a->lines[h].over != UINT16_MAX)
+                        a->lines[h].over--;
 }
 
 /* ---- treap of free segments (range-treap.c) ------------------------------ */
@@ -247,12 +353,12 @@ static inline uint64_t prio(const struct range_arena *a, uint32_t i) {
 }
 
 static inline uint64_t sub_max(const struct range_arena *a, uint32_t i) {
-        return i ? a->segs[i].max : 0;
+        return i ? a->tn[i].max : 0;
 }
 
 static inline uint64_t node_max(const struct range_arena *a, uint32_t i) {
-        const struct seg *s = &a->segs[i];
-        return umax(s->size, umax(sub_max(a, s->left), sub_max(a, s->right)));
+        const struct tnode *t = &a->tn[i];
+        return umax(a->segs[i].size, umax(sub_max(a, t->left), sub_max(a, t->right)));
 }
 
 void range_treap_insert(struct range_arena *a, uint32_t i);
@@ -261,8 +367,10 @@ void range_treap_delete(struct range_arena *a, uint32_t i);
 void range_treap_fix_up(struct range_arena *a, uint32_t i);
 /* Free segment i changed size class: rotates it to where its new priority puts it. */
 void range_treap_resift(struct range_arena *a, uint32_t i);
-/* A request is about to search the treap: builds it if it is not kept. */
-void range_tree_use(struct range_arena *a);
+/* A request is about to search the treap: builds it if it is not kept.  -ENOMEM without memory for its nodes. */
+int range_tree_use(struct range_arena *a);
+/* Stops keeping the treap and frees its nodes. */
+void range_tree_drop(struct range_arena *a);
 
 static inline void treap_insert(struct range_arena *a, uint32_t i) {
         if (a->tree)
@@ -280,13 +388,28 @@ static inline void treap_delete(struct range_arena *a, uint32_t i) {
  */
 static inline void tree_idle(struct range_arena *a) {
         if (a->tree && ++a->tree_idle > a->nfree + 64)
-                a->tree = false;
+                range_tree_drop(a);
 }
 
 /* ---- placement (range-place.c) ------------------------------------------- */
 
-/* The free segment to cut w from under policy, its placement in *x; NIL if none. */
-uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x);
+/*
+ * The free segment to cut w from under policy, its placement in *x; NIL if
+ * none, or if the treap it needed could not get memory (*err = -ENOMEM).
+ */
+uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x, int *err);
+
+/* ---- the tables' memory (range-mem.c) ------------------------------------ */
+
+/*
+ * bytes of memory aligned to a cache line, zeroed if zero is set; on huge
+ * pages from 4 MiB on.  NULL without memory.
+ */
+void *range_mem_alloc(size_t bytes, bool zero);
+/* Frees what range_mem_alloc or range_mem_grow returned for bytes; takes NULL. */
+void range_mem_free(void *p, size_t bytes);
+/* p (old_bytes, or NULL) moved into new_bytes > old_bytes, as realloc; on failure p is left as it was. */
+void *range_mem_grow(void *p, size_t old_bytes, size_t new_bytes);
 
 /* ---- for tests (range-check.c) ------------------------------------------- */
 

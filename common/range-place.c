@@ -46,11 +46,12 @@ static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const s
                                 uint64_t *x) {
         while (i) {
                 const struct seg *s = &a->segs[i];
-                if (s->max < min)
+                const struct tnode *t = &a->tn[i];
+                if (t->max < min)
                         return NIL;
                 /* Segments on the left end at or before s->start. */
-                if (s->left && s->start > w->low) {
-                        uint32_t f = treap_first_fit(a, s->left, w, min, x);
+                if (t->left && s->start > w->low) {
+                        uint32_t f = treap_first_fit(a, t->left, w, min, x);
                         if (f)
                                 return f;
                 }
@@ -58,13 +59,15 @@ static uint32_t treap_first_fit(const struct range_arena *a, uint32_t i, const s
                         return NIL;
                 if (s->size >= min && place(s, w, x))
                         return i;
-                i = s->right;
+                i = t->right;
         }
         return NIL;
 }
 
-static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
-        range_tree_use(a);
+static uint32_t first_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x, int *err) {
+        *err = range_tree_use(a);
+        if (*err < 0)
+                return NIL;
         uint32_t i = treap_first_fit(a, a->root, w, guaranteed, x);
         if (!i && guaranteed > w->size)
                 i = treap_first_fit(a, a->root, w, w->size, x);
@@ -84,7 +87,7 @@ static unsigned sure_list(const struct range_arena *a, const struct want *w) {
         return t;
 }
 
-static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x, int *err) {
         if (w->low == 0 && w->high == UINT64_MAX) {
                 unsigned k = first_list_from(a, sure_list(a, w));
                 if (k < NLISTS) {
@@ -93,7 +96,7 @@ static uint32_t instant_fit(struct range_arena *a, const struct want *w, uint64_
                                 return i;
                 }
         }
-        return first_fit(a, w, guaranteed, x);
+        return first_fit(a, w, guaranteed, x, err);
 }
 
 static uint32_t best_fit(const struct range_arena *a, const struct want *w, uint64_t *ret) {
@@ -117,25 +120,26 @@ static uint32_t best_fit(const struct range_arena *a, const struct want *w, uint
         return best;
 }
 
-static uint32_t next_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x) {
+static uint32_t next_fit(struct range_arena *a, const struct want *w, uint64_t guaranteed, uint64_t *x, int *err) {
         if (a->rotor > w->low && a->rotor < w->high) {
                 struct want v = *w;
                 v.low = a->rotor;
-                uint32_t i = first_fit(a, &v, guaranteed, x);
-                if (i)
+                uint32_t i = first_fit(a, &v, guaranteed, x, err);
+                if (i || *err < 0)
                         return i;
         }
-        return first_fit(a, w, guaranteed, x);
+        return first_fit(a, w, guaranteed, x, err);
 }
 
-uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x) {
+uint32_t range_find(struct range_arena *a, const struct want *w, enum range_policy policy, uint64_t *x, int *err) {
         uint64_t g = guaranteed_size(a, w);
+        *err = 0;
         switch (policy) {
         case RANGE_BESTFIT:
                 return best_fit(a, w, x);
         case RANGE_NEXTFIT:
-                return next_fit(a, w, g, x);
+                return next_fit(a, w, g, x, err);
         default:
-                return instant_fit(a, w, g, x);
+                return instant_fit(a, w, g, x, err);
         }
 }

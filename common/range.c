@@ -11,11 +11,13 @@
  * Segments.  Every byte of every span belongs to exactly one segment, free or
  * used.  A segment is a boundary tag: start, size, and links.  Tags live in
  * one array and refer to each other by 32-bit index (0 is "none"), which keeps
- * a tag at 56 bytes and makes the whole table a plain data structure that can
- * be written out and read back.  Retired tags go on a spare list, and every
- * operation reserves the tags it may need before it changes anything, so once
- * the array has grown to the working set no operation calls malloc, and an
- * operation that cannot get memory fails before it has changed any state.
+ * a tag at 32 bytes (range-internal.h says what it holds and why no more) and
+ * makes the whole table a plain data structure that can be written out and
+ * read back.  Retired tags go on a spare list, and every operation reserves
+ * the tags it may need before it changes anything, so once the array has
+ * grown to the working set no operation calls malloc but a search that builds
+ * the treap (below), and an operation that cannot get memory fails before it
+ * has changed any state.
  * The array doubles when it is full; when the segments fall below a quarter
  * of it, a free compacts them into one of twice their number ("giving memory
  * back" below), so that an arena's memory follows its segments down too.
@@ -25,8 +27,9 @@
  * coalescing.  Two neighbours merge only if they touch, so spans that touch
  * behave as one span and spans with a gap between them never merge.
  *
- * Used segments are also in a hash table keyed by start (chained through the
- * tag), so a free needs only the start: O(1).
+ * Used segments are also in a hash table keyed by start (a table of cache
+ * lines: range-internal.h), so a free needs only the start: O(1), one line
+ * and one tag read.
  *
  * Free segments are in two structures at once:
  *
@@ -62,11 +65,12 @@
  * which under churn is most of the cost (a cache miss a level at a million
  * segments).  So the arena starts without it; the first request that
  * searches it (a window, next fit, a fallback below) builds it from the
- * address list in O(n), with no memory; every change keeps it from then on;
- * and after as many operations as there are free segments with no search,
- * it is dropped again, so that a rebuild never costs more than the upkeep it
- * saved.  range_stats reads the largest free size from the treap when it is
- * kept, else from the highest size class's lists.
+ * address list in O(n), its nodes in an array of their own beside the tags;
+ * every change keeps it from then on; and after as many operations as there
+ * are free segments with no search, it is dropped again and its nodes freed,
+ * so that a rebuild never costs more than the upkeep it saved.  range_stats
+ * reads the largest free size from the treap when it is kept, else from the
+ * highest size class's lists.
  *
  * Constrained requests.  For a request of size s, alignment a, phase p and
  * boundary b, every free segment of at least G bytes lying inside the window
@@ -101,7 +105,8 @@
  * The code: this file has the tags, the segment surgery and the API;
  * range-internal.h the structures and the small operations every request
  * runs (tags, address list, free lists, hash), inline; range-treap.c the
- * treap; range-place.c the policies; range-check.c the invariant checker.
+ * treap; range-place.c the policies; range-mem.c the big tables' memory
+ * (huge pages); range-check.c the invariant checker.
  */
 
 #include <errno.h>
@@ -123,41 +128,42 @@ static int tags_reserve(struct range_arena *a, uint32_t n) {
         if (ncap <= a->cap || ncap - 1 - a->hw + a->nspare < n)
                 return -ENOMEM;
         /* Not cleared: tag_get initialises each tag, and untouched growth stays out of memory. */
-        struct seg *segs = realloc(a->segs, ncap * sizeof(*segs));
+        struct seg *segs = range_mem_grow(a->segs, a->cap * sizeof(*segs), ncap * sizeof(*segs));
         if (!segs)
                 return -ENOMEM;
         a->segs = segs;
         a->cap = ncap;
+        /* Its nodes were sized to the old array: the next search rebuilds it, O(n) as this growth was. */
+        range_tree_drop(a);
         return 0;
 }
 
 /* ---- hash of used segments ----------------------------------------------- */
 
 /*
- * Replaces the table with b, nb zeroed buckets, and chains every used tag
- * into it.  The tags are read in index order, not along the old chains:
- * sequential reads, and after a compaction the old chains name old indices.
+ * Replaces the table with t, n zeroed lines, and files every used tag in it.
+ * The tags are read in index order: sequential reads, and after a compaction
+ * the old lines name old indices.
  */
-static void hash_install(struct range_arena *a, uint32_t *b, uint64_t nb) {
-        free(a->buckets);
-        a->buckets = b;
-        a->nbuckets = (uint32_t)nb;
-        a->hash_shift = 64 - floor_log2(nb);
+static void hash_install(struct range_arena *a, struct hline *t, uint64_t n) {
+        range_mem_free(a->lines, a->nlines * sizeof(*t));
+        a->lines = t;
+        a->nlines = n;
+        a->hash_shift = 64 - floor_log2(n);
         for (uint32_t i = 1; i <= a->hw; i++)
-                if (a->segs[i].state == SEG_USED)
+                if (seg_used(&a->segs[i]))
                         hash_insert(a, i);
 }
 
+/* Room for one more used segment: at most three quarters of the slots are used. */
 static int hash_reserve(struct range_arena *a) {
-        if (a->nused < a->nbuckets)
+        if ((a->nused + 1) * 4 <= a->nlines * LINE_SLOTS * 3)
                 return 0;
-        uint64_t nb = a->nbuckets ? (uint64_t)a->nbuckets * 2 : 64;
-        if (nb > UINT32_MAX)
+        uint64_t n = a->nlines ? a->nlines * 2 : 8;
+        struct hline *t = range_mem_alloc(n * sizeof(*t), true);
+        if (!t)
                 return -ENOMEM;
-        uint32_t *b = calloc(nb, sizeof(*b));
-        if (!b)
-                return -ENOMEM;
-        hash_install(a, b, nb);
+        hash_install(a, t, n);
         return 0;
 }
 
@@ -170,12 +176,12 @@ static int hash_reserve(struct range_arena *a) {
  * new array of at least twice their number, and everything that names a tag
  * is rebuilt from the address order: the free lists, the hash; the treap is
  * dropped, for the next search to build.  The hash table alone is rebuilt
- * smaller when the used segments fall below a quarter of its buckets.  Either
- * way the new size is at least twice what is in use, so the next growth waits
- * for that to double and the next shrink for it to halve: churn at a
- * threshold does not thrash, and the O(n) rebuild is paid for by the n or
- * more frees since the last one.  Short of memory, nothing changes: the free
- * that triggered it has succeeded, and a later one tries again.
+ * smaller when the used segments fill less than 3/32 of its slots.  Either
+ * way the new size leaves room for what is in use to double before the table
+ * must grow, and the next shrink waits for it to halve: churn at a threshold
+ * does not thrash, and the O(n) rebuild is paid for by the n or more frees
+ * since the last one.  Short of memory, nothing changes: the free that
+ * triggered it has succeeded, and a later one tries again.
  */
 
 static inline uint64_t table_size(uint64_t n) {
@@ -186,19 +192,27 @@ static inline bool tags_oversized(const struct range_arena *a) {
         return a->cap > 64 && (a->nfree + a->nused + 1) * 4 < a->cap;
 }
 
+/* Lines for nused used segments: they fill 3/16 to 3/8 of the slots, half of where the table grows. */
+static inline uint64_t lines_for(uint64_t nused) {
+        uint64_t n = 8;
+        while (n * LINE_SLOTS * 3 < nused * 8)
+                n *= 2;
+        return n;
+}
+
 static inline bool hash_oversized(const struct range_arena *a) {
-        return a->nbuckets > 64 && a->nused * 4 < a->nbuckets;
+        return a->nlines > 8 && a->nused * 32 < a->nlines * LINE_SLOTS * 3;
 }
 
 /* Copies the tags in address order into an array of ncap and rebuilds what names them. */
 static void tags_compact(struct range_arena *a, uint64_t ncap) {
         /* Called after a free, so there is a hash table to size from. */
-        uint64_t nb = umin(a->nbuckets, table_size(a->nused));
-        struct seg *segs = malloc(ncap * sizeof(*segs));
-        uint32_t *b = calloc(nb, sizeof(*b));
-        if (!segs || !b) {
-                free(segs);
-                free(b);
+        uint64_t nl = umin(a->nlines, lines_for(a->nused));
+        struct seg *segs = range_mem_alloc(ncap * sizeof(*segs), false);
+        struct hline *t = range_mem_alloc(nl * sizeof(*t), true);
+        if (!segs || !t) {
+                range_mem_free(segs, ncap * sizeof(*segs));
+                range_mem_free(t, nl * sizeof(*t));
                 return;
         }
         uint32_t n = 0;
@@ -209,7 +223,7 @@ static void tags_compact(struct range_arena *a, uint64_t ncap) {
                 segs[n].anext = n + 1;
         }
         segs[n].anext = NIL;
-        free(a->segs);
+        range_mem_free(a->segs, a->cap * sizeof(*segs));
         a->segs = segs;
         a->cap = ncap;
         a->hw = n;
@@ -217,14 +231,14 @@ static void tags_compact(struct range_arena *a, uint64_t ncap) {
         a->nspare = 0;
         a->head = n ? 1 : NIL;
         a->tail = n;
-        a->tree = false;
+        range_tree_drop(a);
         memset(a->lists, 0, sizeof(a->lists));
         memset(a->list_bits, 0, sizeof(a->list_bits));
         /* From the top down, so that each list starts with its lowest segment. */
         for (uint32_t i = n; i; i--)
-                if (segs[i].state == SEG_FREE)
+                if (seg_free(&segs[i]))
                         class_insert(a, i);
-        hash_install(a, b, nb);
+        hash_install(a, t, nl);
 }
 
 static void give_back(struct range_arena *a) {
@@ -232,25 +246,28 @@ static void give_back(struct range_arena *a) {
                 tags_compact(a, table_size(a->nfree + a->nused + 1));
                 return;
         }
-        uint32_t *b = calloc(table_size(a->nused), sizeof(*b));
-        if (b)
-                hash_install(a, b, table_size(a->nused));
+        uint64_t nl = lines_for(a->nused);
+        struct hline *t = range_mem_alloc(nl * sizeof(*t), true);
+        if (t)
+                hash_install(a, t, nl);
 }
 
 /* ---- segment surgery ----------------------------------------------------- */
 
 /*
- * A free segment's size changed from old_size (its start may have moved, but
- * never past a neighbour): fix the maxima first, so that the rotations that
- * restore the priority order start from a consistent tree.
+ * A free segment was [old_start, + old_size) and is now what its tag says
+ * (its start may have moved, but never past a neighbour): fix the maxima
+ * first, so that the rotations that restore the priority order start from a
+ * consistent tree.
  */
-static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_size) {
+static void free_resized(struct range_arena *a, uint32_t i, uint64_t old_start, uint64_t old_size) {
         struct seg *s = &a->segs[i];
+        unsigned k = list_of(old_start, old_size);
         if (a->tree)
                 range_treap_fix_up(a, i);
-        if (s->list == list_of(s->start, s->size))
+        if (k == list_of(s->start, s->size))
                 return;
-        class_remove(a, i);
+        class_remove(a, i, k);
         class_insert(a, i);
         if (a->tree && floor_log2(old_size) != floor_log2(s->size))
                 range_treap_resift(a, i);
@@ -264,7 +281,7 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
 
         if (x == start && x + size == end) {
                 treap_delete(a, f);
-                class_remove(a, f);
+                class_remove(a, f, list_of(start, old));
                 a->nfree--;
                 u = f;
         } else {
@@ -285,19 +302,18 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
                  * Settle f's shrink before inserting anything: a rotation would
                  * recompute f's maximum and leave its ancestors stale behind it.
                  */
-                free_resized(a, f, old);
+                free_resized(a, f, start, old);
                 if (x > start && x + size < end) {
                         uint32_t r = tag_get(a);
                         a->segs[r].start = x + size;
                         a->segs[r].size = end - (x + size);
-                        a->segs[r].state = SEG_FREE;
                         addr_link_after(a, u, r);
                         class_insert(a, r);
                         treap_insert(a, r);
                         a->nfree++;
                 }
         }
-        a->segs[u].state = SEG_USED;
+        a->segs[u].lprev = LPREV_USED;
         hash_insert(a, u);
         a->nused++;
         a->in_use += size;
@@ -308,8 +324,8 @@ static uint32_t carve(struct range_arena *a, uint32_t f, uint64_t x, uint64_t si
 static void release(struct range_arena *a, uint32_t i) {
         struct seg *s = &a->segs[i];
         uint32_t p = s->aprev, n = s->anext;
-        bool left = p && a->segs[p].state == SEG_FREE && seg_end(&a->segs[p]) == s->start;
-        bool right = n && a->segs[n].state == SEG_FREE && seg_end(s) == a->segs[n].start;
+        bool left = p && seg_free(&a->segs[p]) && seg_end(&a->segs[p]) == s->start;
+        bool right = n && seg_free(&a->segs[n]) && seg_end(s) == a->segs[n].start;
 
         if (left) {
                 struct seg *sp = &a->segs[p];
@@ -317,7 +333,7 @@ static void release(struct range_arena *a, uint32_t i) {
                 if (right) {
                         struct seg *sn = &a->segs[n];
                         treap_delete(a, n);
-                        class_remove(a, n);
+                        class_remove(a, n, list_of(sn->start, sn->size));
                         sp->size += sn->size;
                         addr_unlink(a, n);
                         tag_put(a, n);
@@ -326,18 +342,17 @@ static void release(struct range_arena *a, uint32_t i) {
                 sp->size += s->size;
                 addr_unlink(a, i);
                 tag_put(a, i);
-                free_resized(a, p, old);
+                free_resized(a, p, sp->start, old);
         } else if (right) {
                 struct seg *sn = &a->segs[n];
-                uint64_t old = sn->size;
+                uint64_t old_start = sn->start, old = sn->size;
                 /* The start moves down but stays above the previous segment: the treap order holds. */
                 sn->start = s->start;
                 sn->size += s->size;
                 addr_unlink(a, i);
                 tag_put(a, i);
-                free_resized(a, n, old);
+                free_resized(a, n, old_start, old);
         } else {
-                s->state = SEG_FREE;
                 class_insert(a, i);
                 treap_insert(a, i);
                 a->nfree++;
@@ -361,8 +376,9 @@ int range_arena_new(struct range_arena **ret, uint64_t quantum) {
 
 struct range_arena *range_arena_free(struct range_arena *a) {
         if (a) {
-                free(a->segs);
-                free(a->buckets);
+                range_tree_drop(a);
+                range_mem_free(a->segs, a->cap * sizeof(struct seg));
+                range_mem_free(a->lines, a->nlines * sizeof(struct hline));
                 free(a);
         }
         return NULL;
@@ -440,10 +456,10 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
                 return r;
         if (w.low >= w.high)
                 return -ENOSPC;
-        f = range_find(a, &w, req ? req->policy : RANGE_INSTANTFIT, &x);
+        f = range_find(a, &w, req ? req->policy : RANGE_INSTANTFIT, &x, &r);
         if (!f)
-                return -ENOSPC;
-        /* Reserve after the search, which needs no memory: a full arena costs no growth. */
+                return r < 0 ? r : -ENOSPC;
+        /* Reserve after the search, which needs no memory but the treap's nodes: a full arena costs no growth. */
         r = tags_reserve(a, 2);
         if (r >= 0)
                 r = hash_reserve(a);
@@ -458,16 +474,17 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
 }
 
 int range_free(struct range_arena *a, uint64_t start, uint64_t size) {
-        uint32_t *link, i;
+        struct hpos pos;
+        uint32_t i;
         if (!a)
                 return -EINVAL;
-        i = hash_find(a, start, &link);
+        i = hash_find(a, start, &pos);
         if (!i)
                 return -ENOENT;
         if (size &&
             (size > UINT64_MAX - (a->quantum - 1) || ((size + a->quantum - 1) & ~(a->quantum - 1)) != a->segs[i].size))
                 return -EINVAL;
-        *link = a->segs[i].lnext;
+        hash_remove(a, &pos);
         a->nused--;
         a->in_use -= a->segs[i].size;
         release(a, i);
@@ -513,7 +530,8 @@ void range_stats(const struct range_arena *a, struct range_stats *st) {
                 .largest_free = a->tree ? sub_max(a, a->root) : largest_listed(a),
                 .free_segments = a->nfree,
                 .used_segments = a->nused,
-                .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + (uint64_t)a->nbuckets * sizeof(uint32_t),
+                .meta_bytes = sizeof(*a) + a->cap * sizeof(struct seg) + a->nlines * sizeof(struct hline) +
+                              (a->tn ? a->cap * sizeof(struct tnode) : 0),
         };
 }
 
@@ -522,7 +540,7 @@ int range_walk(const struct range_arena *a, range_walk_fn fn, void *userdata) {
                 return -EINVAL;
         for (uint32_t i = a->head; i; i = a->segs[i].anext) {
                 const struct seg *s = &a->segs[i];
-                struct range_seg rs = {.start = s->start, .size = s->size, .used = s->state == SEG_USED};
+                struct range_seg rs = {.start = s->start, .size = s->size, .used = seg_used(s)};
                 int r = fn(&rs, userdata);
                 if (r)
                         return r;

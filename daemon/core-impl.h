@@ -44,6 +44,8 @@ struct pool {
         bool available;        /* false: configured, but not made (no GPU for it, or the machine refused it) */
         char reason[256];      /* !available: why, for Status and for requests naming the pool */
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
+        char draining[256];    /* not "": takes no Alloc, why (restored from the fd store unconfigured) */
+        int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
         const struct pool_ops *ops;
         struct range_arena *arena;
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
@@ -86,6 +88,8 @@ int host_reopen_ro(int fd);
 /* pool-region.c: a region's own memfd, sealed; then its memory (fallocate), which may run off the loop thread. */
 int pool_region_new(const struct pool *p, uint64_t size, int *ret);
 int pool_region_fill(int fd, uint64_t size);
+/* A restored region of an isolation = region pool gets its memfd back (region_fds.stored); -ENOENT, -EBADF. */
+int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot);
 
 /* 0 if pinned pools can use backend = vmm here; else why not, and -ENODEV when there is no GPU. */
 int vmm_host_numa_check(char *why, size_t whysize);
@@ -330,6 +334,7 @@ struct core {
         /* state.c: placeholders for the connections a restored state names, the core's to free */
         struct client **absent;
         size_t nabsent;
+        struct region_fds region_fds; /* core_set_region_fds */
 };
 
 /* An Alloc's arguments checked (pool, access, size, flags, name, the whole quota) into *a; E_OK or an error. */

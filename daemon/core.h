@@ -300,6 +300,19 @@ int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, si
 int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize);
 int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize);
 void core_pool_discard(struct pool *p);
+/*
+ * core_pool_add from fd, a pool's fd from systemd's fd store (fdstore.h) that the caller found to
+ * be of conf's kind and size: the same memory, mapped, locked and checked again (a memfd's size and
+ * seals).  fd is taken, closed on error; the pool is then unavailable with the reason, as above.
+ */
+int core_pool_add_fd(struct core *core, const struct pool_conf *conf, int fd, char *err, size_t errsize);
+/* The pool takes no Alloc from now on (why says so); Attach, Detach and Free work as before. */
+void core_pool_drain(struct pool *p, const char *why);
+/*
+ * A draining pool whose last region went: its backing is closed and it is hidden as core_pool_forget
+ * hides a pool, its id kept.  False (nothing done) when p is not draining or still holds a region.
+ */
+bool core_pool_retire(struct pool *p);
 struct pool *core_pool_find(const struct core *core, const char *name);
 size_t core_npools(const struct core *core);
 /* The i-th pool (i < core_npools), available or not. */
@@ -319,7 +332,8 @@ struct pool_info {
         uint64_t regions, waiters;
         uint64_t size_asked; /* as configured (a vmm pool's size is rounded up) */
         const struct pool_conf *conf;
-        const uint8_t *uuid; /* gpu: 16 bytes */
+        const uint8_t *uuid;  /* gpu: 16 bytes */
+        const char *draining; /* NULL, or why the pool takes no Alloc (core_pool_drain) */
 };
 void core_pool_info(const struct pool *p, struct pool_info *info);
 /* A new fd of the file fd is (a region's memfd): the same open file, or, read_only, a read-only open of it. */
@@ -334,6 +348,19 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what);
 bool core_pool_reserves(const struct pool *p, const char *name);
 /* SIGHUP: access rules and quota of a running pool. */
 void core_pool_update(struct pool *p, const struct pool_conf *conf);
+/*
+ * isolation = region across a restart (restart.c keeps each region's memfd in systemd's fd store):
+ * made(data, id, fd) when a region with a memfd of its own is made, gone(data, id) when it goes, and
+ * stored(data, id), while a state is restored, the memfd kept for region id (the core takes it), or
+ * -1.  Any of them NULL: not called.
+ */
+struct region_fds {
+        void (*made)(void *data, uint64_t id, int fd);
+        void (*gone)(void *data, uint64_t id);
+        int (*stored)(void *data, uint64_t id);
+        void *data;
+};
+void core_set_region_fds(struct core *core, const struct region_fds *fds);
 /* Forgets an unavailable pool taken out of the configuration. */
 void core_pool_forget(struct core *core, const char *name);
 

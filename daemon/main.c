@@ -24,6 +24,7 @@
 #include "log.h"
 #include "proto.h"
 #include "reload.h"
+#include "restart.h"
 #include "server.h"
 #include "wire.h"
 
@@ -64,6 +65,7 @@ static void usage(FILE *f) {
 
 static void status_changed(void) {
         status_dirty = true;
+        server_changed();
 }
 
 static void send_status(void) {
@@ -118,6 +120,7 @@ static void stop(void) {
         stopping = true;
         log_info("stopping");
         sd_notify(0, "STOPPING=1");
+        restart_stop(core, server_next_serial());
         reload_stop();
         server_stop();
         /*
@@ -136,6 +139,10 @@ static void stop(void) {
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
 
+static void keep_tick(void) {
+        restart_turn(core, server_next_serial());
+}
+
 static void on_signal(uv_signal_t *h, int sig) {
         (void)h;
         if (sig == SIGHUP)
@@ -150,11 +157,11 @@ static void on_signal(uv_signal_t *h, int sig) {
  * SIGHUP tries it again.  Only running out of memory for the placeholder itself stops start-up.
  * Returns 1 when the pool was made, 0 when it is listed as not available.
  */
-static int add_pool(const struct pool_conf *pc) {
+static int add_pool(const struct pool_conf *pc, int fd) {
         struct pool_info p;
         struct range_stats st;
         char err[512];
-        int r = core_pool_add(core, pc, err, sizeof(err));
+        int r = core_pool_add_fd(core, pc, fd, err, sizeof(err));
         struct pool *pool = core_pool_find(core, pc->name);
 
         if (!pool) {
@@ -178,32 +185,58 @@ static int add_pool(const struct pool_conf *pc) {
                      err, p.name);
         } else {
                 core_pool_stats(pool, &st);
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes", p.name,
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = p.name}, "pool %s: %s%s%s, %" PRIu64 " bytes%s", p.name,
                      pool_kind_name(p.kind), p.kind == POOL_PINNED ? ", backend " : "",
-                     p.kind == POOL_PINNED ? p.backend : "", st.total);
+                     p.kind == POOL_PINNED ? p.backend : "", st.total, fd >= 0 ? ", from the fd store" : "");
         }
         return r == 0;
 }
 
-static int open_socket(const char *path) {
-        char def[108], err[512];
-        int n = sd_listen_fds(1), r;
+/*
+ * A core with conf's pools, made from the fd store's where it has them as configured
+ * (restart.h).  Returns the pools made, or a negative errno (logged).
+ */
+static int make_core(const struct config *conf) {
+        int made = 0, r;
 
-        if (n < 0) {
-                log_err("LISTEN_FDS: %s", strerror(-n));
-                return n;
+        if (core_new(&core, &conf->limits) < 0) {
+                log_err("out of memory");
+                return -ENOMEM;
         }
-        if (n > 1) {
-                log_err("systemd passed %d sockets; allocd.socket must have exactly one ListenSequentialPacket=", n);
-                return -EINVAL;
+        for (size_t i = 0; i < conf->npools; i++) {
+                struct pool_conf pc = conf->pools[i];
+                int fd = restart_pool_fd(&pc);
+                if (fd < 0 && restart_pool_deferred(&pc)) {
+                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = pc.name},
+                             "pool %s: the fd store holds a pool of that name of another kind or size; it is made "
+                             "once that one's regions are freed",
+                             pc.name);
+                        made++; /* that one serves in its place meanwhile */
+                        continue;
+                }
+                if ((r = add_pool(&pc, fd)) < 0) {
+                        core_free(core);
+                        core = NULL;
+                        return r;
+                }
+                made += r;
         }
-        if (n == 1) {
-                if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+        return made;
+}
+
+/* sock: the socket systemd passed (restart_collect), or -1. */
+static int open_socket(const char *path, int sock) {
+        char def[108], err[512];
+        int r;
+
+        if (sock >= 0) {
+                if (sd_is_socket_unix(sock, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
                         log_err("the socket systemd passed is not a listening SOCK_SEQPACKET Unix socket; use "
                                 "ListenSequentialPacket= in allocd.socket");
+                        close(sock);
                         return -EINVAL;
                 }
-                if ((r = server_adopt(SD_LISTEN_FDS_START)) < 0) {
+                if ((r = server_adopt(sock)) < 0) {
                         log_err("the socket systemd passed: %s", strerror(-r));
                         return r;
                 }
@@ -238,11 +271,11 @@ int main(int argc, char **argv) {
                 {0},
         };
         bool check_only = false, no_config = false;
+        uint64_t next_serial;
         const char *socket_path = NULL;
         struct config conf;
         char err[512];
-        int c, r;
-        size_t made = 0;
+        int c, r, sock, made;
         uint64_t wd_usec;
 
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
@@ -315,18 +348,18 @@ int main(int argc, char **argv) {
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
         loop = uv_default_loop();
         signal(SIGPIPE, SIG_IGN);
-        if ((r = core_new(&core, &conf.limits)) < 0) {
-                log_err("out of memory");
+        if (restart_collect(&sock) < 0 || (made = make_core(&conf)) < 0) {
                 config_clear(&conf);
                 return 1;
         }
-        for (size_t i = 0; i < conf.npools; i++) {
-                if ((r = add_pool(&conf.pools[i])) < 0) {
+        /* What a state that cannot be read held is lost: fresh pools, which no old client maps. */
+        if (restart_restore(core, &next_serial) < 0) {
+                core_free(core);
+                restart_discard();
+                if ((made = make_core(&conf)) < 0) {
                         config_clear(&conf);
-                        core_free(core);
                         return 1;
                 }
-                made += (size_t)r;
         }
         /* Serves all the same: allocctl status says why, and a reload that can make them needs no restart. */
         if (conf.npools && !made)
@@ -337,10 +370,13 @@ int main(int argc, char **argv) {
         reload_apply_limits(&conf);
         config_clear(&conf);
         server_init(loop, core, status_changed);
-        if (open_socket(socket_path) < 0) {
+        server_set_next_serial(next_serial);
+        if (open_socket(socket_path, sock) < 0) {
                 core_free(core);
                 return 1;
         }
+        restart_begin(core, next_serial);
+        server_on_turn(keep_tick);
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         proto_set_started((uint64_t)time(NULL), (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
@@ -360,7 +396,7 @@ int main(int argc, char **argv) {
                 uv_timer_start(&status_timer, status_tick, 1000, 1000);
         send_status();
         sd_notify(0, "READY=1");
-        log_info("ready: %zu pools, %zu not available", made, core_npools(core) - made);
+        log_info("ready: %d pools, %zu not available", made, core_npools(core) - (size_t)made);
 
         uv_run(loop, UV_RUN_DEFAULT);
 

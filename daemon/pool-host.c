@@ -122,21 +122,41 @@ int host_reopen_ro(int fd) {
         return r < 0 ? -errno : r;
 }
 
+/* A memfd from the fd store: the pool it was (the name said so) only if it is still sized and sealed as made. */
+static int host_adopt(struct pool *p, char *err, size_t errsize) {
+        struct stat st;
+        int seals, want = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+        p->fd = p->adopt_fd;
+        p->adopt_fd = -1;
+        if (fstat(p->fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != p->conf.size ||
+            (seals = fcntl(p->fd, F_GET_SEALS)) < 0 || (seals & want) != want) {
+                snprintf(err, errsize,
+                         "pool %s: the fd stored for it is not a sealed memfd of %" PRIu64 " bytes; it is not used",
+                         p->conf.name, p->conf.size);
+                return -EBADF;
+        }
+        return 0;
+}
+
 static int host_open(struct pool *p, char *err, size_t errsize) {
+        bool adopt = p->adopt_fd >= 0;
         char sz[32];
         int r;
 
         fmt_size(sz, sizeof(sz), p->conf.size);
+        if (adopt && (r = host_adopt(p, err, errsize)) < 0)
+                goto fail;
         /* fallocate would take memory until the kernel kills something: refuse what cannot fit. */
         struct sysinfo si;
-        if (!p->conf.hugepage && sysinfo(&si) == 0 && p->conf.size / si.mem_unit > si.totalram) {
+        if (!adopt && !p->conf.hugepage && sysinfo(&si) == 0 && p->conf.size / si.mem_unit > si.totalram) {
                 char ram[32];
                 fmt_size(ram, sizeof(ram), (uint64_t)si.totalram * si.mem_unit);
                 snprintf(err, errsize, "pool %s: size %s is more than this machine's memory (%s); make it smaller",
                          p->conf.name, sz, ram);
                 return -ENOMEM;
         }
-        if ((r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {
+        if (!adopt && (r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {
                 snprintf(err, errsize, "pool %s: making a memfd of %s: %s%s", p->conf.name, sz, strerror(-r),
                          p->conf.hugepage ? " (are huge pages of that size configured? see /proc/meminfo)" : "");
                 return r;
@@ -151,7 +171,8 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         }
         if (p->conf.numa_node >= 0 && (r = bind_node(p, err, errsize)) < 0)
                 goto fail;
-        if (fallocate(p->fd, 0, 0, (off_t)p->conf.size) < 0) {
+        /* A stored memfd was reserved and sealed by the allocd that made it; its pages hold regions. */
+        if (!adopt && fallocate(p->fd, 0, 0, (off_t)p->conf.size) < 0) {
                 r = -errno;
                 snprintf(err, errsize, "pool %s: reserving %s: %s%s", p->conf.name, sz, strerror(errno),
                          errno == ENOSPC ? p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in "
@@ -162,7 +183,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         }
         if (p->conf.lock && (r = lock_pool(p, err, errsize)) < 0)
                 goto fail;
-        if ((r = host_seal(p->fd)) < 0 || (r = p->ro_fd = host_reopen_ro(p->fd)) < 0) {
+        if ((!adopt && (r = host_seal(p->fd)) < 0) || (r = p->ro_fd = host_reopen_ro(p->fd)) < 0) {
                 snprintf(err, errsize, "pool %s: sealing and reopening read-only: %s", p->conf.name, strerror(-r));
                 goto fail;
         }
@@ -173,7 +194,8 @@ fail:
         if (p->map)
                 munmap(p->map, p->conf.size);
         p->map = NULL;
-        close(p->fd);
+        if (p->fd >= 0)
+                close(p->fd);
         p->fd = -1;
         return r;
 }

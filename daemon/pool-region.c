@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core-impl.h"
@@ -50,4 +51,25 @@ int pool_region_new(const struct pool *p, uint64_t size, int *ret) {
 
 int pool_region_fill(int fd, uint64_t size) {
         return fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
+}
+
+int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot) {
+        struct region *r = &core->regions.tab[slot];
+        int want = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, seals, fd;
+        struct stat st;
+
+        if (p->conf.isolation != ISOLATION_REGION)
+                return 0;
+        fd = core->region_fds.stored ? core->region_fds.stored(core->region_fds.data, region_id(&core->regions, slot))
+                                     : -1;
+        if (fd < 0)
+                return -ENOENT;
+        /* Its holders map it whole: it must be the memfd this region was made with, as it was sealed. */
+        if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != r->size || (seals = fcntl(fd, F_GET_SEALS)) < 0 ||
+            (seals & want) != want) {
+                close(fd);
+                return -EBADF;
+        }
+        r->fd = fd;
+        return 0;
 }

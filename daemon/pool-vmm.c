@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,16 +190,25 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 goto fail;
         }
         cu->cuCtxPushCurrent(v->ctx);
-        cr = cu->cuMemCreate(&v->handle, p->conf.size, &prop, 0);
+        if (p->adopt_fd >= 0) {
+                /* The fd store kept the allocation alive across the restart: the same memory, regions and all. */
+                p->fd = p->adopt_fd;
+                p->adopt_fd = -1;
+                cr = cu->cuMemImportFromShareableHandle(&v->handle, (void *)(uintptr_t)p->fd,
+                                                        CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
+        } else {
+                cr = cu->cuMemCreate(&v->handle, p->conf.size, &prop, 0);
+        }
         if (cr != CUDA_SUCCESS) {
                 cu->cuCtxPopCurrent(&popped);
-                r = cu_fail(p, cu, cr, "cuMemCreate", err, errsize);
+                r = cu_fail(p, cu, cr, p->fd >= 0 ? "importing the stored fd" : "cuMemCreate", err, errsize);
                 if (cr == CUDA_ERROR_OUT_OF_MEMORY)
                         snprintf(err + strlen(err), errsize - strlen(err), "; make the pool smaller");
                 goto fail;
         }
         v->created = true;
-        cr = cu->cuMemExportToShareableHandle(&p->fd, v->handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+        if (p->fd < 0)
+                cr = cu->cuMemExportToShareableHandle(&p->fd, v->handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
         if (cr == CUDA_SUCCESS && fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0)
                 cr = CUDA_ERROR_OPERATING_SYSTEM;
         if (cr == CUDA_SUCCESS)

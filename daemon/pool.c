@@ -132,6 +132,9 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
                 snprintf(err, errsize, "pool %s: cannot create its arena: %s", p->conf.name, strerror(-r));
         else
                 r = p->ops->open(p, err, errsize);
+        if (p->adopt_fd >= 0) /* a kind that keeps no fd, or one that failed before it took it */
+                close(p->adopt_fd);
+        p->adopt_fd = -1;
         if (r == -ENODEV && !cuda_get(&why))
                 snprintf(p->reason, sizeof(p->reason), "%s", why);
         else if (r < 0)
@@ -145,14 +148,17 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
-int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize) {
+static int make_pool(const struct pool_conf *conf, int fd, struct pool **ret, char *err, size_t errsize) {
         struct pool *p = calloc(1, sizeof(*p));
 
         *ret = NULL;
         if (!p) {
+                if (fd >= 0)
+                        close(fd);
                 snprintf(err, errsize, "out of memory");
                 return -ENOMEM;
         }
+        p->adopt_fd = fd;
         p->conf = *conf;
         p->size_asked = conf->size;
         p->conf.ranges = NULL;
@@ -160,6 +166,8 @@ int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, s
         if (conf->nranges) {
                 p->conf.ranges = malloc(conf->nranges * sizeof(*conf->ranges));
                 if (!p->conf.ranges) {
+                        if (fd >= 0)
+                                close(fd);
                         free(p);
                         snprintf(err, errsize, "out of memory");
                         return -ENOMEM;
@@ -168,6 +176,10 @@ int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, s
         }
         *ret = p;
         return open_pool(p, err, errsize);
+}
+
+int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize) {
+        return make_pool(conf, -1, ret, err, errsize);
 }
 
 int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize) {
@@ -201,15 +213,39 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
         return 0;
 }
 
-int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize) {
+int core_pool_add_fd(struct core *core, const struct pool_conf *conf, int fd, char *err, size_t errsize) {
         struct pool *p;
-        int r = core_pool_make(conf, &p, err, errsize), e;
+        int r = make_pool(conf, fd, &p, err, errsize), e;
 
         if (p && (e = core_pool_adopt(core, p, err, errsize)) < 0) {
                 pool_destroy(p);
                 return e;
         }
         return r;
+}
+
+int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, size_t errsize) {
+        return core_pool_add_fd(core, conf, -1, err, errsize);
+}
+
+void core_pool_drain(struct pool *p, const char *why) {
+        snprintf(p->draining, sizeof(p->draining), "%s", why);
+}
+
+bool core_pool_retire(struct pool *p) {
+        if (!p->available || !p->draining[0] || p->nregions)
+                return false;
+        /* Like a pool taken out of the configuration that was never made: its id stays, nobody sees it. */
+        p->ops->close(p);
+        p->available = false;
+        p->gone = true;
+        p->draining[0] = '\0';
+        p->reason[0] = '\0';
+        return true;
+}
+
+void core_set_region_fds(struct core *core, const struct region_fds *fds) {
+        core->region_fds = *fds;
 }
 
 void core_pool_forget(struct core *core, const char *name) {
@@ -252,6 +288,7 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .size_asked = p->size_asked,
                 .conf = &p->conf,
                 .uuid = p->uuid,
+                .draining = p->available && p->draining[0] ? p->draining : NULL,
         };
 }
 

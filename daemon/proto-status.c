@@ -67,6 +67,7 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
                 ps->isolation = p->conf->isolation == ISOLATION_REGION ? "region" : "pool";
         if (*p->conf->names)
                 ps->names = names;
+        ps->draining = (char *)p->draining;
         for (const char *c = p->conf->names; *c; c++) {
                 if (*c != '\n')
                         *names++ = *c;

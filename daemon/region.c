@@ -106,6 +106,8 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
                 user_count(core, cl->uid, 0, 1);
         }
         pool_count_region(p, 1);
+        if (fd >= 0 && core->region_fds.made)
+                core->region_fds.made(core->region_fds.data, region_id(rt, slot), fd);
         *ret = slot;
         return 0;
 }
@@ -118,6 +120,8 @@ static void region_die(struct core *core, uint32_t slot) {
 
         region_unpublish(core, slot);
         range_free(p->arena, r->offset, r->size);
+        if (r->fd >= 0 && core->region_fds.gone)
+                core->region_fds.gone(core->region_fds.data, region_id(rt, slot));
         if (r->fd >= 0)
                 close(r->fd);
         r->fd = -1;

@@ -32,6 +32,12 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                      pool_kind_name(p->conf.kind), p->reason);
                 return NULL;
         }
+        if (what == ACCESS_ALLOC && p->draining[0]) {
+                fail(res, E_NO_POOL,
+                     "pool %s takes no new regions: %s; its regions can still be attached, detached and freed",
+                     p->conf.name, p->draining);
+                return NULL;
+        }
         if (!core_pool_may(p, cl, what)) {
                 logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
                      "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,

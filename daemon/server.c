@@ -90,6 +90,8 @@ static struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
 static struct conn_list handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
 static uint32_t nconns, nrefused, njobs;                                 /* njobs: zeroing jobs in flight */
 static uint64_t next_serial = 1;
+static void (*turn_end)(void);
+static bool served, dirty; /* this turn answered a request; something else changed (server_changed) */
 static uv_check_t turn;
 static uv_timer_t wait_timer, hello_timer, accept_timer;
 static bool accept_paused, stopping;
@@ -380,6 +382,7 @@ static void serve(struct conn *c) {
                 if (core_evictions(core))
                         close_evicted();
                 awake_served(core_limits(core)->spin_us);
+                served = true;
         }
 }
 
@@ -455,6 +458,25 @@ static void hello_sweep(uv_timer_t *t) {
 static void turn_cb(uv_check_t *h) {
         (void)h;
         run_core();
+        if (turn_end && (served || dirty))
+                turn_end();
+        served = dirty = false;
+}
+
+void server_on_turn(void (*fn)(void)) {
+        turn_end = fn;
+}
+
+void server_changed(void) {
+        dirty = true;
+}
+
+uint64_t server_next_serial(void) {
+        return next_serial;
+}
+
+void server_set_next_serial(uint64_t serial) {
+        next_serial = serial;
 }
 
 /* ---- accepting ---- */

@@ -9,6 +9,7 @@
  */
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -18,6 +19,15 @@
 void server_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
 int server_listen(const char *path, char *err, size_t errsize);
 int server_adopt(int fd);
+/*
+ * fn runs at the end of each loop turn that answered a request or saw server_changed(), after the
+ * core's deferred work: whatever a reply sent this turn said is in the core by then.
+ */
+void server_on_turn(void (*fn)(void));
+void server_changed(void);
+/* The serial the next connection gets; set before serving, to go on from a restored state's. */
+uint64_t server_next_serial(void);
+void server_set_next_serial(uint64_t serial);
 /* Cancels every waiter, answers them, closes every connection and the socket. */
 void server_stop(void);
 uint32_t server_nconns(void);

@@ -141,11 +141,6 @@ static int rec_pool(struct restore *st, struct in *in) {
                            "pool %s holds %llu regions in the state, but its kind, isolation or size (%llu bytes "
                            "then, %llu now) changed: configure it as it was, or its regions are lost",
                            name, (unsigned long long)nregions, (unsigned long long)total, (unsigned long long)p->total);
-        if (iso == ISOLATION_REGION)
-                return bad(st, -ENOENT,
-                           "pool %s (isolation = region) holds %llu regions: their memfds are not in the state, "
-                           "and restoring them is not supported yet",
-                           name, (unsigned long long)nregions);
         st->pools[id] = p;
         return 0;
 }
@@ -223,6 +218,9 @@ static int rec_region(struct restore *st, struct in *in) {
                                                         : "its name is taken, or its slot");
         st->refs[st->nslots] = r.refs;
         st->slots[st->nslots++] = slot;
+        if ((e = pool_region_restore(st->core, st->pools[id], slot)) < 0)
+                return bad(st, -ENOENT, "region slot %u of pool %s (isolation = region): its memfd is %s", slot,
+                           core_pool_name(st->pools[id]), e == -ENOENT ? "not in the fd store" : "not of its size");
         return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc/range.h"
@@ -393,6 +394,23 @@ Test(stats, metadata_is_reported) {
         range_arena_free(a);
 }
 
+/*
+ * A used segment costs a 32-byte tag and its share of the hash's lines, with
+ * the tables' growth slack: at most 60 bytes at 100,000 ranges (a 56-byte tag
+ * and chained buckets took 78).
+ */
+Test(stats, metadata_per_segment) {
+        enum { N = 100000 };
+        struct range_arena *a = arena_with(1, 0, N);
+        for (int i = 0; i < N; i++)
+                must_alloc(a, 1, NULL);
+        struct range_stats st = stats_of(a);
+        cr_assert_eq(st.free_segments + st.used_segments, N);
+        cr_assert_leq(st.meta_bytes, 60 * N, "%llu bytes of metadata for %d segments",
+                      (unsigned long long)st.meta_bytes, N);
+        range_arena_free(a);
+}
+
 static void assert_sound(const struct range_arena *a) {
         char why[256];
         cr_assert_eq(range_arena_check(a, why, sizeof(why)), 0, "arena corrupt: %s", why);
@@ -453,6 +471,82 @@ Test(stats, memory_is_given_back_without_thrashing) {
                      (unsigned long long)st.meta_bytes);
         assert_sound(a);
         cr_assert_eq(must_alloc(a, 1, NULL), 0);
+        range_arena_free(a);
+}
+
+/* No span yet: every policy, windowed or not, finds nothing (the treap a search builds is empty). */
+Test(arena, empty_arena_has_no_space_for_any_policy) {
+        struct range_arena *a = NULL;
+        uint64_t x;
+        cr_assert_eq(range_arena_new(&a, 4096), 0);
+        for (int p = RANGE_INSTANTFIT; p <= RANGE_NEXTFIT; p++) {
+                struct range_req plain = {.policy = p}, window = {.policy = p, .low = 4096, .high = 1 << 20};
+                cr_assert_eq(range_alloc(a, 4096, &plain, &x), -ENOSPC);
+                cr_assert_eq(range_alloc(a, 4096, &window, &x), -ENOSPC);
+        }
+        assert_sound(a);
+        range_arena_free(a);
+}
+
+/* The VmFlags line of the mapping that holds p, from /proc/self/smaps; "" if none does. */
+static void vm_flags_of(const void *p, char *flags, size_t size) {
+        FILE *fp = fopen("/proc/self/smaps", "re");
+        char line[512];
+        bool in = false;
+        cr_assert_not_null(fp);
+        snprintf(flags, size, "%s", "");
+        while (fgets(line, sizeof(line), fp)) {
+                unsigned long lo, hi;
+                if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+                        in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+                else if (in && strncmp(line, "VmFlags:", 8) == 0)
+                        snprintf(flags, size, "%s", line + 8);
+        }
+        fclose(fp);
+}
+
+/* Tables from 4 MiB on are mappings of their own, aligned to 2 MiB and advised for huge pages. */
+Test(stats, big_tables_are_advised_huge_pages) {
+        enum { N = 200000 };
+        struct range_arena *a = arena_with(1, 0, 2 * N);
+        char flags[512];
+        for (int i = 0; i < N; i++)
+                must_alloc(a, 1, NULL);
+        cr_assert_geq(a->cap * sizeof(struct seg), 4 * M);
+        cr_assert_eq((uintptr_t)a->segs % (2 * M), 0, "tag array at %p", (void *)a->segs);
+        vm_flags_of(a->segs, flags, sizeof(flags));
+        cr_assert(strstr(flags, " hg"), "the tag array's mapping has flags '%s', no hg", flags);
+        assert_sound(a);
+        range_arena_free(a);
+}
+
+/*
+ * Used ranges whose starts all hash to the first of the hash's 8 lines, so
+ * that it and the lines after it fill and pass insertions on: every lookup,
+ * free and the checker's count of what each line passed on must hold while
+ * they are taken and given back in a scrambled order.
+ */
+Test(hash, lines_that_overflow) {
+        enum { N = 60 }; /* below the 72 that 8 lines hold before the table grows */
+        struct range_arena *a = arena_with(1, 0, 1 << 20);
+        uint64_t xs[N], size;
+        int n = 0;
+        for (uint64_t x = 0; n < N; x++)
+                if (start_hash(x) >> 61 == 0) {
+                        struct range_req req = {.low = x, .high = x + 1};
+                        cr_assert_eq(range_alloc(a, 1, &req, &xs[n]), 0);
+                        cr_assert_eq(xs[n++], x);
+                        assert_sound(a);
+                }
+        cr_assert_eq(a->nlines, 8, "the table grew: the test no longer fills one line");
+        cr_assert_gt(a->lines[0].over, 0);
+        for (int i = 0; i < N; i++)
+                cr_assert(range_query(a, xs[i], &size) == 0 && size == 1);
+        for (int i = 0; i < N; i++) {
+                cr_assert_eq(range_free(a, xs[i * 37 % N], 1), 0);
+                assert_sound(a);
+        }
+        cr_assert_eq(a->lines[0].over, 0);
         range_arena_free(a);
 }
 

@@ -61,7 +61,7 @@ struct range_stats {
         uint64_t largest_free; /* size of the largest free segment */
         uint64_t free_segments;
         uint64_t used_segments;
-        uint64_t meta_bytes; /* heap memory the arena holds for its own bookkeeping (range_free) */
+        uint64_t meta_bytes; /* memory the arena holds for its own bookkeeping, heap and mappings (range_free) */
 };
 
 struct range_seg {

@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd across a restart (docs/ARCHITECTURE.md, "Across a restart").
+ *
+ * What systemd keeps for allocd in its fd store, by name (fdstore.h):
+ *   pool.KIND.SIZE.NAME   each pool's memory (a memfd, or a CUDA VMM export), stored when made
+ *   state.0, state.1      the state (keep.h): a new memfd goes under the name the old one does
+ *                         not use, then the old name is removed, so a crash between the two leaves
+ *                         both and the start takes the newer (keep_epoch_fd)
+ * At start the pools come back first, made from their stored fds where the configuration still
+ * asks for the same pool, then the state is read into them, all before the socket is served.
+ * A state that cannot be read means its regions are lost: the adopted pools would hand out
+ * memory that old clients may still map and write, so the whole core is made again from fresh
+ * memory.  A stored pool with no configuration (or another kind or size now) is restored all
+ * the same, draining: its regions can be attached, detached and freed, it takes no Alloc, and it
+ * goes (from the store too) with its last region; a configured pool of its name waits for that.
+ * Without a store nothing is kept, and a stop says what it loses.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "config-parse.h"
+#include "fdstore.h"
+#include "keep.h"
+#include "log.h"
+#include "restart.h"
+#include "state.h"
+
+static struct passed_fd *passed;
+static size_t npassed;
+static int state_at = -1; /* passed[] index of the state to restore */
+
+static bool store;          /* there is a store to keep things in */
+static unsigned store_max;  /* FileDescriptorStoreMax= */
+static struct keep *keep;   /* keeping the state, once serving */
+static int state_name = -1; /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
+static bool keep_failed;    /* keep_turn failed: said once */
+static bool *stored;        /* by pool id: its fd is in the store */
+static size_t nstored;
+static struct pool_conf *deferred; /* configured pools waiting for a draining namesake to empty */
+static size_t ndeferred;
+
+static const char *const state_names[] = {"state.0", "state.1"};
+static uint64_t *gone_ids; /* regions whose memfds leave the store once the state says they are gone */
+static size_t ngone, gone_cap;
+static size_t nregion_fds; /* region memfds in the store */
+static bool said_max;
+
+/* ---- isolation = region: a memfd a region, stored as region-ID (core_set_region_fds) ---- */
+
+static void region_made(void *data, uint64_t id, int fd) {
+        char name[32];
+        int r;
+
+        (void)data;
+        if (!keep)
+                return;
+        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        if ((r = fdstore_put(fd, name)) < 0)
+                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses it",
+                         id, strerror(-r));
+        if (++nregion_fds + nstored + 2 > store_max && !said_max) {
+                log_warn("more fds to store than FileDescriptorStoreMax=%u (isolation = region keeps a memfd a "
+                         "region): systemd drops the rest, and a restart loses those regions; raise it",
+                         store_max);
+                said_max = true;
+        }
+}
+
+/* Removed from the store only after the state that no longer has it is kept: a crash keeps what it names. */
+static void region_gone(void *data, uint64_t id) {
+        (void)data;
+        if (!keep)
+                return;
+        if (ngone == gone_cap) {
+                size_t cap = gone_cap ? 2 * gone_cap : 64;
+                uint64_t *n = realloc(gone_ids, cap * sizeof(*n));
+                if (!n)
+                        return; /* left in the store: the next start removes what no region claims */
+                gone_ids = n;
+                gone_cap = cap;
+        }
+        gone_ids[ngone++] = id;
+}
+
+static int region_stored(void *data, uint64_t id) {
+        char name[32];
+        int fd;
+
+        (void)data;
+        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        for (size_t i = 0; i < npassed; i++) {
+                if (passed[i].fd < 0 || strcmp(passed[i].name, name))
+                        continue;
+                fd = passed[i].fd;
+                passed[i].fd = -1;
+                nregion_fds++;
+                return fd;
+        }
+        return -1;
+}
+
+static const struct region_fds region_fds = {.made = region_made, .gone = region_gone, .stored = region_stored};
+
+static void unstore_gone(void) {
+        char name[32];
+
+        for (size_t i = 0; i < ngone; i++) {
+                snprintf(name, sizeof(name), "region-%" PRIu64, gone_ids[i]);
+                fdstore_remove(name);
+        }
+        nregion_fds -= ngone < nregion_fds ? ngone : nregion_fds;
+        ngone = 0;
+}
+
+int restart_collect(int *sock) {
+        int r = fdstore_passed(&passed, &npassed);
+        uint64_t epoch, best = 0;
+
+        *sock = -1;
+        if (r < 0) {
+                log_err("LISTEN_FDS: %s", strerror(-r));
+                return r;
+        }
+        store = fdstore_enabled(&store_max);
+        for (size_t i = 0; i < npassed; i++) {
+                struct passed_fd *f = &passed[i];
+                if (sd_is_socket(f->fd, AF_UNSPEC, 0, -1) > 0) {
+                        if (*sock >= 0) {
+                                log_err("systemd passed more than one socket; allocd.socket must have exactly one "
+                                        "ListenSequentialPacket=");
+                                return -EINVAL;
+                        }
+                        *sock = f->fd;
+                        f->fd = -1;
+                        f->name[0] = '\0'; /* allocd.socket's, not the store's */
+                } else if (!strcmp(f->name, state_names[0]) || !strcmp(f->name, state_names[1])) {
+                        /* The later of two of the same epoch: systemd passes them in the order they were stored. */
+                        if (keep_epoch_fd(f->fd, &epoch) == 0 && (state_at < 0 || epoch >= best)) {
+                                state_at = (int)i;
+                                best = epoch;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* The passed fd stored for a pool named name, or NULL. */
+static struct passed_fd *stored_pool(const char *name, struct stored_pool *sp) {
+        for (size_t i = 0; i < npassed; i++)
+                if (passed[i].fd >= 0 && fdstore_pool_parse(passed[i].name, sp) && !strcmp(sp->name, name))
+                        return &passed[i];
+        return NULL;
+}
+
+static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp) {
+        bool vmm = pc->kind == POOL_PINNED && sp->vmm;
+
+        if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
+                return false;
+        return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
+}
+
+int restart_pool_fd(struct pool_conf *pc) {
+        struct stored_pool sp;
+        struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
+        int fd;
+
+        if (!f || !same_pool(pc, &sp))
+                return -1;
+        if (pc->kind == POOL_PINNED)
+                pc->backend = sp.vmm ? BACKEND_VMM : BACKEND_MEMFD;
+        fd = f->fd;
+        f->fd = -1;
+        return fd;
+}
+
+bool restart_pool_deferred(const struct pool_conf *pc) {
+        struct stored_pool sp;
+        struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
+        struct pool_conf *n;
+
+        if (!f || same_pool(pc, &sp) || sp.kind == POOL_GPU || sp.vmm)
+                return false;
+        if (!(n = realloc(deferred, (ndeferred + 1) * sizeof(*n))))
+                return false;
+        deferred = n;
+        deferred[ndeferred] = *pc;
+        deferred[ndeferred++].ranges = NULL; /* only memory pools are stored */
+        return true;
+}
+
+static bool is_deferred(const char *name) {
+        for (size_t i = 0; i < ndeferred; i++)
+                if (!strcmp(deferred[i].name, name))
+                        return true;
+        return false;
+}
+
+/* A stored memfd pool that nobody configured as it was: restored read-only, for its regions' holders. */
+static void add_draining(struct core *core, struct passed_fd *f, const struct stored_pool *sp) {
+        struct pool_conf pc;
+        char err[512], why[200];
+        struct pool *p;
+
+        pool_conf_defaults(&pc);
+        snprintf(pc.name, sizeof(pc.name), "%s", sp->name);
+        pc.kind = sp->kind;
+        pc.size = sp->size;
+        pc.backend = BACKEND_MEMFD;
+        /* Its access rules went with its section: only root reaches a name in it; holders keep theirs. */
+        pc.owner = 0;
+        pc.group = 0;
+        pc.mode = 0600;
+        int r = core_pool_add_fd(core, &pc, f->fd, err, sizeof(err));
+        f->fd = -1;
+        if (r < 0 || !(p = core_pool_find(core, sp->name))) {
+                log_err("the stored pool %s (%s, %" PRIu64 " bytes) cannot be restored: %s; its regions are lost",
+                        sp->name, pool_kind_name(sp->kind), sp->size, err);
+                return;
+        }
+        snprintf(why, sizeof(why), "restored from the fd store, but %s",
+                 is_deferred(sp->name) ? "configured with another kind or size now" : "no longer configured");
+        core_pool_drain(p, why);
+}
+
+int restart_restore(struct core *core, uint64_t *next_serial) {
+        struct core_stats cs;
+        struct stored_pool sp;
+        char err[512];
+        int r;
+
+        *next_serial = 1;
+        if (state_at < 0)
+                return 0;
+        core_set_region_fds(core, &region_fds);
+        for (size_t i = 0; i < npassed; i++)
+                if (passed[i].fd >= 0 && fdstore_pool_parse(passed[i].name, &sp) && !sp.vmm && sp.kind != POOL_GPU &&
+                    !core_pool_find(core, sp.name))
+                        add_draining(core, &passed[i], &sp);
+        if ((r = state_read_fd(core, passed[state_at].fd, next_serial, err, sizeof(err))) < 0) {
+                log_err("the state the previous allocd left in the fd store (%s) cannot be restored: %s; every region "
+                        "it held is lost, and allocd starts with fresh pools",
+                        passed[state_at].name, err);
+                return r;
+        }
+        core_stats(core, &cs);
+        log_info("restored from the fd store (%s): %" PRIu64 " regions, %" PRIu64 " names, %" PRIu64
+                 " references of %u clients (they keep them until they reconnect); %" PRIu64 " bytes in use",
+                 passed[state_at].name, cs.regions, cs.names, cs.holds, core_nclients(core), cs.used);
+        state_name = !strcmp(passed[state_at].name, state_names[1]);
+        return 0;
+}
+
+void restart_discard(void) {
+        for (size_t i = 0; i < npassed; i++) {
+                if (!passed[i].name[0])
+                        continue; /* the socket, or removed already */
+                fdstore_remove(passed[i].name);
+                if (passed[i].fd >= 0)
+                        close(passed[i].fd);
+                passed[i].fd = -1;
+                passed[i].name[0] = '\0'; /* nothing of it is in the store now */
+        }
+        state_at = -1;
+        state_name = -1;
+        free(deferred);
+        deferred = NULL;
+        ndeferred = 0;
+}
+
+/* The name a pool's fd has in the store. */
+static void pool_fdname(const struct pool_info *pi, char *name, size_t size) {
+        struct stored_pool sp = {.kind = pi->kind,
+                                 .vmm = pi->kind == POOL_PINNED && pi->backend && !strcmp(pi->backend, "vmm"),
+                                 .size = pi->size_asked};
+
+        snprintf(sp.name, sizeof(sp.name), "%s", pi->name);
+        fdstore_pool_name(name, size, &sp);
+}
+
+static void store_pool(const struct pool_info *pi) {
+        char name[300];
+        int r;
+
+        pool_fdname(pi, name, sizeof(name));
+        if ((r = fdstore_put(pi->fd, name)) < 0)
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = pi->name},
+                     "pool %s: cannot store its fd in systemd's fd store (%s): a restart loses its regions", pi->name,
+                     strerror(-r));
+}
+
+static void unstore_pool(const struct pool_info *pi) {
+        char name[300];
+
+        pool_fdname(pi, name, sizeof(name));
+        fdstore_remove(name);
+}
+
+/* The configured pool that waited for its draining namesake, made now that the namesake is gone. */
+static void make_deferred(struct core *core, const char *name) {
+        char err[512];
+
+        for (size_t i = 0; i < ndeferred; i++) {
+                if (strcmp(deferred[i].name, name))
+                        continue;
+                if (core_pool_add(core, &deferred[i], err, sizeof(err)) < 0)
+                        log_err("%s; pool %s is left out (allocctl status says why), SIGHUP tries again", err, name);
+                else
+                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "pool %s: made as configured", name);
+                deferred[i] = deferred[--ndeferred];
+                return;
+        }
+}
+
+/* Stores the fd of each pool that has memory and is not in the store yet; retires empty draining pools. */
+static bool sync_pools_size(struct core *core) {
+        size_t n = core_npools(core);
+
+        if (n > nstored) {
+                bool *g = realloc(stored, n * sizeof(*g));
+                if (!g)
+                        return false;
+                memset(g + nstored, 0, (n - nstored) * sizeof(*g));
+                stored = g;
+                nstored = n;
+        }
+        return true;
+}
+
+static void sync_pools(struct core *core) {
+        if (!sync_pools_size(core))
+                return;
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool *p = core_pool_at(core, i);
+                struct pool_info pi;
+                core_pool_info(p, &pi);
+                if (pi.draining && !pi.regions) {
+                        char name[POOL_NAME_MAX_LEN + 1]; /* the pool made in its place frees pi's */
+                        snprintf(name, sizeof(name), "%s", pi.name);
+                        unstore_pool(&pi);
+                        core_pool_retire(p);
+                        stored[i] = false;
+                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
+                             "pool %s: its last region went; the draining pool is dropped", name);
+                        make_deferred(core, name);
+                } else if (pi.available && pi.fd >= 0 && !stored[i]) {
+                        store_pool(&pi);
+                        stored[i] = true;
+                }
+        }
+}
+
+/* Stores keep_fd() under the state name not in use, then removes the other: a crash between leaves both. */
+static void store_state(void) {
+        int next = state_name == 0 ? 1 : 0, r;
+
+        if ((r = fdstore_put(keep_fd(keep), state_names[next])) < 0) {
+                log_warn("cannot store the state in systemd's fd store (%s): a restart restores an older one",
+                         strerror(-r));
+                return;
+        }
+        if (state_name >= 0)
+                fdstore_remove(state_names[state_name]);
+        state_name = next;
+}
+
+void restart_begin(struct core *core, uint64_t next_serial) {
+        char name[300];
+        size_t want = 2;
+        int r;
+
+        if (!store) {
+                restart_discard();
+                fdstore_passed_free(passed, npassed);
+                passed = NULL;
+                npassed = 0;
+                return;
+        }
+        /* The pools made from stored fds are in the store already. */
+        for (size_t i = 0; sync_pools_size(core) && i < core_npools(core); i++) {
+                struct pool_info pi;
+                core_pool_info(core_pool_at(core, i), &pi);
+                want += pi.available && pi.fd >= 0;
+                pool_fdname(&pi, name, sizeof(name));
+                for (size_t j = 0; j < npassed; j++)
+                        stored[i] |= passed[j].fd < 0 && !strcmp(passed[j].name, name);
+        }
+        size_t regions = 0;
+        for (size_t i = 0; i < npassed; i++) {
+                if (passed[i].fd < 0 || (int)i == state_at)
+                        continue;
+                fdstore_remove(passed[i].name);
+                /* A region's memfd stored just before a crash that its state never named, or freed after it was kept.
+                 */
+                if (!strncmp(passed[i].name, "region-", 7)) {
+                        regions++;
+                        continue;
+                }
+                /* A second state, older, or a pool nobody configured that held no region. */
+                logx(LOG_LEVEL_NOTICE, NULL,
+                     "the fd store held %s, which nothing restored uses; removed from the store", passed[i].name);
+        }
+        if (regions)
+                logx(LOG_LEVEL_NOTICE, NULL,
+                     "the fd store held %zu region memfds that the restored state does not name; removed from the "
+                     "store",
+                     regions);
+        core_set_region_fds(core, &region_fds);
+        if ((r = keep_new(&keep, core, next_serial)) < 0) {
+                log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
+        } else {
+                /* A state of that name restored is not the one restored: a crash between two stores left it. */
+                fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
+                store_state();
+        }
+        fdstore_passed_free(passed, npassed);
+        passed = NULL;
+        npassed = 0;
+        state_at = -1;
+        sync_pools(core);
+        if (want > store_max)
+                log_warn("FileDescriptorStoreMax=%u is less than the %zu fds allocd stores (its pools' and the "
+                         "state's): systemd drops the rest without a word, and a restart loses their regions; raise it",
+                         store_max, want);
+}
+
+void restart_turn(struct core *core, uint64_t next_serial) {
+        char err[512];
+        int r;
+
+        if (!keep)
+                return;
+        sync_pools(core);
+        r = keep_turn(keep, next_serial, err, sizeof(err));
+        if (r == 1)
+                store_state();
+        if (r >= 0)
+                unstore_gone();
+        else if (r < 0 && !keep_failed)
+                log_err("cannot keep the state for a restart any longer: %s; a restart loses what changed since", err);
+        keep_failed |= r < 0;
+}
+
+void restart_stop(struct core *core, uint64_t next_serial) {
+        struct core_stats cs;
+
+        if (keep) {
+                /* The last changes, then no more: closing the connections below must not free their regions there. */
+                restart_turn(core, next_serial);
+                keep_free(keep);
+                keep = NULL;
+                return;
+        }
+        core_stats(core, &cs);
+        if (cs.regions)
+                log_warn("stopping with %" PRIu64 " regions held by %u clients: they are lost, since allocd keeps them "
+                         "across a restart only in systemd's fd store (run it as allocd.service, which sets "
+                         "FileDescriptorStoreMax= and FDSTORE=; allocd(8), RESTART)",
+                         cs.regions, core_nclients(core));
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_RESTART_H
+#define ALLOCD_RESTART_H
+
+/*
+ * Across a restart (restart.c; docs/ARCHITECTURE.md, "Across a restart"): what allocd takes back
+ * from systemd's fd store at start, and what it keeps there while it runs.  main.c is the caller.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "core.h"
+
+/*
+ * At start, before anything else reads LISTEN_FDS: takes the fds systemd passed.  *sock: the one
+ * socket among them (allocd.socket's, whatever its name), or -1.  Logs and returns a negative errno
+ * when they cannot be taken or there is more than one socket.
+ */
+int restart_collect(int *sock);
+/*
+ * The stored fd of the configured pool *pc, when there is a state to restore and the fd was made
+ * for a pool of the same kind, backend and size; -1 otherwise.  The fd is the caller's
+ * (core_pool_add_fd); *pc's backend = auto is settled to the stored pool's.
+ */
+int restart_pool_fd(struct pool_conf *pc);
+/*
+ * Whether pc must wait for the regions of a stored pool of its name but another kind or size to
+ * go: that pool is restored read-only in its place (draining), and pc is made once it is empty.
+ */
+bool restart_pool_deferred(const struct pool_conf *pc);
+/*
+ * After the configured pools: the stored pools no configured pool took become draining pools, then
+ * the newest stored state is restored.  0 (*next_serial set, 1 when there was no state), or a
+ * negative errno when the state could not be restored (logged, saying what is lost and why): the
+ * caller then makes a fresh core, after restart_discard.
+ */
+int restart_restore(struct core *core, uint64_t *next_serial);
+/* Every stored fd is removed from the store and closed: a fresh start. */
+void restart_discard(void);
+/*
+ * Ready to serve: stores what the store lacks (each pool's fd, the state), removes what nobody
+ * claimed, saying so, and starts keeping the state (keep.h).  Does nothing without a store.
+ */
+void restart_begin(struct core *core, uint64_t next_serial);
+/*
+ * Once per loop turn that changed something: keeps the state current (next_serial: the server's),
+ * stores new pools' fds, retires draining pools whose last region went and makes the configured pool
+ * that waited for each (restart_pool_deferred).
+ */
+void restart_turn(struct core *core, uint64_t next_serial);
+/*
+ * allocd stops: the state is kept once more and then left as it is (the connections about to close
+ * keep their references in it, for their reconnection); with no store, what is lost is logged.
+ */
+void restart_stop(struct core *core, uint64_t next_serial);
+
+#endif

@@ -1,0 +1,452 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd across a restart with systemd's fd store (issue 18), systemd played by sysd.c: SIGTERM and
+ * SIGKILL under load lose no region, name or byte, and `allocctl dump` reads the same after; a
+ * damaged or truncated state is said and gives fresh pools; a pool taken out of the configuration
+ * is kept read-only until its regions go; without a store, a stop says what it loses.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sysd.h"
+
+#define CONF                                                                                                           \
+        "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
+        "= "                                                                                                           \
+        "16M\nisolation = region\n"
+#define NCLIENTS 3
+#define NREGIONS 16
+
+static struct sysd s;
+
+static void teardown(void) {
+        sysd_end(&s);
+}
+
+TestSuite(restart, .fini = teardown, .timeout = 120);
+
+/* `allocctl --json dump [POOL]`, without the "age" fields, which move with the clock. */
+static char *dump(const char *pool) {
+        char cmd[512], *out = malloc(1 << 20);
+        size_t n = 0, k;
+
+        snprintf(cmd, sizeof(cmd), "%s --socket %s --json dump %s", ALLOCCTL_PATH, s.d.sock, pool ? pool : "");
+        FILE *f = popen(cmd, "r");
+        cr_assert(f && out);
+        while ((k = fread(out + n, 1, (1 << 20) - 1 - n, f)) > 0)
+                n += k;
+        out[n] = '\0';
+        cr_assert_eq(pclose(f), 0, "%s failed: %s", cmd, out);
+        for (char *a; (a = strstr(out, "\"age\": "));) {
+                char *e = a + 7;
+                while (*e >= '0' && *e <= '9')
+                        e++;
+                memmove(a, e, strlen(e) + 1);
+        }
+        return out;
+}
+
+/*
+ * How many names in the store begin with prefix, once it holds want of them or 5 s passed: allocd's
+ * FDSTORE and FDSTOREREMOVE come after the reply that caused them, and a swap of the state is two.
+ */
+static size_t stored(const char *prefix, size_t want) {
+        for (int i = 0; i < 500 && sysd_count(&s, prefix) != want; i++)
+                usleep(10000);
+        return sysd_count(&s, prefix);
+}
+
+static void pattern(void *p, uint64_t size, unsigned seed) {
+        uint32_t *w = p;
+        for (uint64_t i = 0; i < size / 4; i++)
+                w[i] = seed * 2654435761u + (uint32_t)i;
+}
+
+static bool pattern_ok(const void *p, uint64_t size, unsigned seed) {
+        const uint32_t *w = p;
+        for (uint64_t i = 0; i < size / 4; i++)
+                if (w[i] != seed * 2654435761u + (uint32_t)i)
+                        return false;
+        return true;
+}
+
+/* The client processes: each holds its connection and regions until told to check them, or to go. */
+struct clients {
+        pid_t pid[NCLIENTS];
+        int cmd[NCLIENTS];
+};
+
+/*
+ * Client i allocates NREGIONS regions, writes a pattern, names every other one "cI/J", and attaches
+ * the names of client i - 1; then waits.  Told 'c' (after a restart), it checks its regions' bytes
+ * through the pointers it had before: its mappings outlive the allocd that made them.
+ */
+static void client_proc(int i, int cmd, int ready) {
+        struct alloc_client *k;
+        struct alloc_region r[NREGIONS], a;
+        char name[32], c;
+
+        if (alloc_connect(&k, s.d.sock, "restart-client") < 0)
+                _exit(10);
+        for (int j = 0; j < NREGIONS; j++) {
+                snprintf(name, sizeof(name), "c%d/%d", i, j);
+                struct alloc_opts o = {.name = j % 2 ? NULL : name};
+                if (alloc_region_new(k, j % 3 ? "host" : "other", 4096u << (j % 4), &o, &r[j]) < 0)
+                        _exit(11);
+                pattern(r[j].ptr, r[j].size, (unsigned)(i * 100 + j));
+        }
+        for (int j = 0; i > 0 && j < NREGIONS; j += 2) {
+                snprintf(name, sizeof(name), "c%d/%d", i - 1, j);
+                if (alloc_region_attach(k, name, NULL, &a) < 0)
+                        _exit(12);
+        }
+        /* A round trip: allocd has answered, and kept, everything above. */
+        struct alloc_status *st;
+        if (alloc_status(k, &st) < 0 || write(ready, "r", 1) != 1)
+                _exit(13);
+        alloc_status_free(st);
+        if (read(cmd, &c, 1) != 1)
+                _exit(0);
+        for (int j = 0; j < NREGIONS; j++)
+                if (!pattern_ok(r[j].ptr, r[j].size, (unsigned)(i * 100 + j)))
+                        _exit(20 + j);
+        _exit(0);
+}
+
+/* Starts the client processes one after the other; one PERSIST region "orphan" outlives its client. */
+static void populate(struct clients *cs) {
+        struct alloc_region r;
+        char c;
+
+        for (int i = 0; i < NCLIENTS; i++) {
+                int cmd[2], ready[2];
+                cr_assert(pipe2(cmd, O_CLOEXEC) == 0 && pipe2(ready, O_CLOEXEC) == 0);
+                cs->pid[i] = fork();
+                cr_assert(cs->pid[i] >= 0);
+                if (cs->pid[i] == 0) {
+                        /* The clients before it must see their pipe's end when the test closes it. */
+                        for (int j = 0; j < i; j++)
+                                close(cs->cmd[j]);
+                        close(cmd[1]);
+                        close(ready[0]);
+                        client_proc(i, cmd[0], ready[1]);
+                }
+                close(cmd[0]);
+                close(ready[1]);
+                cs->cmd[i] = cmd[1];
+                cr_assert_eq(read(ready[0], &c, 1), 1, "client %d failed", i);
+                close(ready[0]);
+        }
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 1 << 20,
+                                      &(struct alloc_opts){.name = "orphan", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 7);
+        alloc_disconnect(k);
+}
+
+/* check: each client checks its bytes first; else it just goes. */
+static void clients_end(struct clients *cs, bool check) {
+        for (int i = 0; i < NCLIENTS; i++) {
+                int status;
+                if (check)
+                        cr_assert_eq(write(cs->cmd[i], "c", 1), 1);
+                close(cs->cmd[i]);
+                cr_assert_eq(waitpid(cs->pid[i], &status, 0), cs->pid[i]);
+                cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d: %#x", i, status);
+        }
+}
+
+/* A new client finds every name with its bytes. */
+static void check_names(void) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+        char name[32];
+
+        for (int i = 0; i < NCLIENTS; i++)
+                for (int j = 0; j < NREGIONS; j += 2) {
+                        snprintf(name, sizeof(name), "c%d/%d", i, j);
+                        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s after the restart: %s", name,
+                                     alloc_last_error());
+                        cr_assert(pattern_ok(r.ptr, r.size, (unsigned)(i * 100 + j)), "%s: bytes changed", name);
+                        alloc_region_detach(k, r.id);
+                }
+        cr_assert_eq(alloc_region_attach(k, "orphan", NULL, &r), 0, "the PERSIST region: %s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 7));
+        alloc_region_detach(k, r.id);
+        alloc_disconnect(k);
+}
+
+static void restart_keeps_everything(int sig) {
+        struct clients c;
+
+        sysd_start(&s, CONF);
+        cr_assert_eq(sysd_count(&s, "pool.host.67108864.host"), 1, "the pool's fd was not stored");
+        cr_assert_eq(stored("state.", 1), 1);
+        populate(&c);
+        struct alloc_client *k = daemon_connect(&s.d);
+        unsigned long long used = pool_used(k, "host"); /* a round trip: every change is kept by now */
+        alloc_disconnect(k);
+        char *before = dump(NULL);
+        sysd_restart(&s, sig);
+        cr_assert(strstr(sysd_log(&s), "restored from the fd store"), "%s", sysd_log(&s));
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        check_names();
+        clients_end(&c, true);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "host"), used);
+        alloc_disconnect(k);
+        cr_assert_eq(stored("state.", 1), 1, "the old state was not removed from the store");
+        free(before);
+        free(after);
+}
+
+Test(restart, sigterm_loses_nothing) {
+        restart_keeps_everything(SIGTERM);
+}
+
+Test(restart, sigkill_loses_nothing) {
+        restart_keeps_everything(SIGKILL);
+}
+
+/* Allocates and frees in pool other until killed. */
+static void load(void) {
+        struct alloc_client *k;
+        struct alloc_region r[8];
+
+        if (alloc_connect(&k, s.d.sock, "load") < 0)
+                _exit(1);
+        for (unsigned n = 0;; n++) {
+                if (alloc_region_new(k, "other", 4096, NULL, &r[n % 8]) < 0)
+                        _exit(0); /* allocd went away */
+                if (n % 8 == 7)
+                        for (int i = 0; i < 8; i++)
+                                alloc_region_free(k, r[i].id);
+        }
+}
+
+Test(restart, sigkill_under_load) {
+        struct clients c;
+
+        sysd_start(&s, CONF);
+        populate(&c);
+        char *before = dump("host");
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0)
+                load();
+        usleep(100000);
+        sysd_restart(&s, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        char *after = dump("host");
+        cr_assert_str_eq(after, before);
+        check_names();
+        /* What the load had in other is whatever the state last kept: consistent, and freed with its holder. */
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+        clients_end(&c, true);
+        free(before);
+        free(after);
+}
+
+static void damaged(bool truncate, const char *why) {
+        struct clients c;
+        struct alloc_region r;
+
+        sysd_start(&s, CONF);
+        populate(&c);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("region-", 1), 1);
+        sysd_kill(&s, SIGTERM);
+        alloc_disconnect(k);
+        sysd_damage_state(&s, truncate);
+        int e = sysd_spawn(&s);
+        cr_assert_eq(e, -1, "allocd did not start with a damaged state (%d): %s", e, sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "cannot be restored") && strstr(log, "is lost") && strstr(log, why), "%s", log);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "c0/0", NULL, &r), -ENOENT, "a region of the lost state is there");
+        cr_assert_eq(pool_used(k, "host"), 0);
+        /* Fresh pools, stored again under their names; the damaged state is gone from the store. */
+        cr_assert_eq(stored("pool.host.67108864.host", 1), 1);
+        cr_assert_eq(stored("state.", 1), 1);
+        cr_assert_eq(stored("region-", 0), 0, "the lost regions' memfds are still stored");
+        /* Fresh memory, not the old pool's: an old client still maps that, and it held others' bytes. */
+        cr_assert_eq(alloc_region_new(k, "host", 1 << 20, NULL, &r), 0);
+        for (size_t i = 0; i < r.size; i++)
+                cr_assert_eq(((const unsigned char *)r.ptr)[i], 0, "byte %zu of a new pool is not 0", i);
+        alloc_disconnect(k);
+        clients_end(&c, false);
+}
+
+Test(restart, damaged_state_starts_fresh) {
+        damaged(false, "damaged");
+}
+
+Test(restart, truncated_state_starts_fresh) {
+        damaged(true, "cut short");
+}
+
+/*
+ * A PERSIST region named name in pool, with a pattern (seed 9), and no client; then a restart (SIGTERM)
+ * with conf as the configuration.  Returns a new connection.
+ */
+static struct alloc_client *persist_then_restart(const char *pool, const char *name, const char *conf) {
+        struct alloc_region r;
+        struct alloc_client *k = daemon_connect(&s.d);
+
+        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 9);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, conf);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        return daemon_connect(&s.d);
+}
+
+/* The size of the pool named name as status lists it once it is want, or after 5 s; 0: not listed. */
+static uint64_t listed_size(struct alloc_client *k, const char *name, uint64_t want) {
+        struct alloc_status *st;
+        uint64_t size = UINT64_MAX;
+
+        for (int i = 0; i < 500 && size != want; i++) {
+                usleep(i ? 10000 : 0); /* a drained pool goes at the end of the loop turn that freed its last region */
+                cr_assert_eq(alloc_status(k, &st), 0);
+                size = 0;
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, name))
+                                size = st->pools[j].size;
+                alloc_status_free(st);
+        }
+        return size;
+}
+
+Test(restart, removed_pool_drains) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = persist_then_restart("other", "kept", "[pool host]\nkind = host\nsize = 64M\n");
+        cr_assert_eq(alloc_status(k, &st), 0);
+        const struct alloc_pool_status *p = pool_status(st, "other");
+        cr_assert(strstr(p->draining, "no longer configured"), "draining: '%s'", p->draining);
+        cr_assert_eq(p->regions, 1);
+        alloc_status_free(st);
+        cr_assert_lt(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0);
+        cr_assert(strstr(alloc_last_error(), "takes no new regions"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 9));
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        /* Its last region gone, the pool goes, from the store too. */
+        cr_assert_eq(listed_size(k, "other", 0), 0, "the drained pool is still listed");
+        cr_assert_eq(stored("pool.host.16777216.other", 0), 0);
+        alloc_disconnect(k);
+}
+
+Test(restart, without_a_store_a_stop_says_what_it_loses) {
+        struct daemon d;
+        char log[128];
+        struct alloc_region r;
+
+        snprintf(log, sizeof(log), "/tmp/allocd-restart-%d.log", (int)getpid());
+        cr_assert_eq(daemon_spawn(&d, CONF, NULL, log), -1);
+        struct alloc_client *k = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0);
+        daemon_stop(&d);
+        alloc_disconnect(k);
+        cr_assert(strstr(slurp(log), "1 regions held by 1 clients: they are lost"), "%s", slurp(log));
+        unlink(log);
+}
+
+/* isolation = region: each region's own memfd is stored as region-ID, restored with the state, removed when freed. */
+Test(restart, region_pools_keep_their_memfds) {
+        struct alloc_region r[4];
+        char name[32];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_new(k, "iso", 8192u << i, &(struct alloc_opts){.name = name}, &r[i]), 0, "%s",
+                             alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 50u + (unsigned)i);
+        }
+        cr_assert_eq(alloc_region_free(k, r[3].id), 0);
+        pool_used(k, "iso");
+        char *before = dump(NULL);
+        cr_assert_eq(stored("region-", 3), 3, "a freed region's memfd is still stored");
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        struct alloc_client *n = daemon_connect(&s.d);
+        for (int i = 0; i < 3; i++) {
+                struct alloc_region a;
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_attach(n, name, NULL, &a), 0, "%s: %s", name, alloc_last_error());
+                cr_assert(pattern_ok(a.ptr, a.size, 50u + (unsigned)i), "%s: bytes changed", name);
+        }
+        cr_assert_eq(stored("region-", 3), 3);
+        alloc_disconnect(n);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
+}
+
+/* A pool a reload adds is stored too. */
+Test(restart, reloaded_pools_are_stored) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n");
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
+}
+
+/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
+Test(restart, resized_pool_waits_for_the_old_one) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("p", "old", "[pool p]\nkind = host\nsize = 8M\n");
+        cr_assert_eq(alloc_status(k, &st), 0);
+        cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
+        cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
+        alloc_status_free(st);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        uint64_t size = listed_size(k, "p", 8u << 20);
+        cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        alloc_disconnect(k);
+}
+
+/* What nobody claims is removed from the store and said: an fd of no known kind, a pool with no region, a region. */
+Test(restart, unclaimed_fds_are_removed) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        sysd_kill(&s, SIGTERM);
+        sysd_put(&s, "junk", memfd_create("junk", MFD_CLOEXEC));
+        sysd_put(&s, "region-77", memfd_create("stale", MFD_CLOEXEC));
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "the fd store held junk, which nothing restored uses; removed from the store"), "%s",
+                  log);
+        cr_assert(strstr(log, "held 1 region memfds that the restored state does not name"), "%s", log);
+        cr_assert_eq(stored("junk", 0), 0);
+        cr_assert_eq(stored("region-", 0), 0);
+        cr_assert_eq(stored("pool.host.4194304.host", 1), 1);
+}
