@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sysd.h"
 
 #define CONF "[pool host]\nkind = host\nsize = 4M\n"
 
@@ -236,4 +237,83 @@ Test(reconnect, threads_on_one_connection_carry_on_together, .timeout = 60) {
         }
         alloc_disconnect(c);
         daemon_stop(&d);
+}
+
+/* ---- a restart with the state (systemd's fd store, played by sysd.c): the clients reclaim ---- */
+
+static struct sysd s;
+
+static void end_sysd(void) {
+        sysd_end(&s);
+}
+
+/* Status through c: the pool's used bytes. */
+static uint64_t used_by(struct alloc_client *c) {
+        return pool_used(c, "host");
+}
+
+Test(reconnect, after_a_restart_with_its_state_a_client_carries_on_with_its_regions, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region r[4], seen;
+        struct alloc_opts named = {.name = "kept"};
+
+        sysd_start(&s, CONF);
+        struct alloc_client *c = daemon_connect(&s.d);
+        for (int i = 0; i < 4; i++) {
+                cr_assert_eq(alloc_region_new(c, "host", 65536, i ? NULL : &named, &r[i]), 0, "%s", alloc_last_error());
+                memset(r[i].ptr, 'a' + i, r[i].size);
+        }
+        cr_assert_eq(alloc_region_free(c, r[3].id), 0); /* pipelined: maybe in flight as allocd stops */
+        sysd_restart(&s, SIGTERM);
+        /* The next call reconnects and reclaims; the free in flight is done either way. */
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), 3 * 65536);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(((char *)r[i].ptr)[65535], 'a' + i);
+        /* Its old pointer still writes the pool's memory, as another connection sees it. */
+        memcpy(r[0].ptr, "after", 6);
+        struct alloc_client *b = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(b, "kept", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.ptr, "after");
+        alloc_disconnect(b);
+        cr_assert(strstr(sysd_log(&s), "reclaimed connection"), "%s", sysd_log(&s));
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(alloc_region_free_sync(c, r[i].id), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), 0);
+        alloc_disconnect(c);
+}
+
+Test(reconnect, regions_not_reclaimed_within_reclaim_grace_are_released, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[daemon]\nreclaim_grace = 200ms\n" CONF);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        sysd_restart(&s, SIGKILL);
+        usleep(600 * 1000);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), -ESTALE);
+        cr_assert(strstr(alloc_last_error(), "grace time"), "%s", alloc_last_error());
+        cr_assert(strstr(sysd_log(&s), "was not reclaimed within reclaim_grace = 200ms"), "%s", sysd_log(&s));
+        cr_assert_eq(used_by(c), 0);
+        alloc_disconnect(c);
+}
+
+Test(reconnect, a_wait_cut_by_a_restart_with_state_is_granted_by_the_next_allocd, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region big;
+        pthread_t t;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *a = daemon_connect(&s.d);
+        struct waiting w = {.c = daemon_connect(&s.d)};
+        cr_assert_eq(alloc_region_new(a, "host", 3 << 20, NULL, &big), 0, "%s", alloc_last_error());
+        pthread_create(&t, NULL, alloc_waiting, &w);
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        sysd_restart(&s, SIGTERM);
+        /* a reclaims its region and frees it: the wait, sent again, fits. */
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        cr_assert_eq(alloc_region_free_sync(a, big.id), 0, "%s", alloc_last_error());
+        pthread_join(t, NULL);
+        cr_assert_eq(w.r, 0, "%s", w.err);
+        cr_assert_eq(used_by(a), 2 << 20);
+        alloc_disconnect(w.c);
+        alloc_disconnect(a);
 }
