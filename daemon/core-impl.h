@@ -12,6 +12,8 @@
 
 #define HOLD_NONE UINT32_MAX
 
+struct keep;
+
 /* What an Attach asks of the region it finds: its pool, its creator's uid. */
 struct attach_want {
         const struct pool *pool; /* NULL: any */
@@ -335,7 +337,42 @@ struct core {
         struct client **absent;
         size_t nabsent;
         struct region_fds region_fds; /* core_set_region_fds */
+        struct keep *keep; /* keep.c: the state kept in a memfd, or NULL (tests, fuzzers, allocd without systemd) */
 };
+
+/*
+ * Keeping the state (keep.c, state.c's theory comment): each change to what a state holds is
+ * appended to the kept memfd before the call that made it returns.  The core calls these at each
+ * change point; without a keep each is one test of a pointer.  Regions still pending (made, not
+ * yet handed out) are not kept: their Alloc was never answered.
+ */
+void keep_region(struct keep *k, const struct core *core, uint32_t slot, uint64_t holder);
+void keep_hold(struct keep *k, uint32_t slot, uint64_t serial, uint32_t count);
+void keep_client(struct keep *k, const struct client *cl);
+void keep_client_gone(struct keep *k, uint64_t serial);
+
+/* slot's fields changed (PERSIST, a seal, its name), or, holder != NULL, it was handed out to holder. */
+static inline void kept_region(const struct core *core, uint32_t slot, const struct client *holder) {
+        if (core->keep && !(core->regions.tab[slot].state & R_PENDING))
+                keep_region(core->keep, core, slot, holder ? holder->serial : 0);
+}
+
+/* serial's hold on slot has count references now (0: it has none).  A reclaim moving holds calls this for both. */
+static inline void kept_hold(const struct core *core, uint32_t slot, uint64_t serial, uint32_t count) {
+        if (core->keep && !(core->regions.tab[slot].state & R_PENDING))
+                keep_hold(core->keep, slot, serial, count);
+}
+
+/* cl connected, or its name or secret changed; or it went (after its holds did). */
+static inline void kept_client(const struct core *core, const struct client *cl) {
+        if (core->keep)
+                keep_client(core->keep, cl);
+}
+
+static inline void kept_client_gone(const struct core *core, uint64_t serial) {
+        if (core->keep)
+                keep_client_gone(core->keep, serial);
+}
 
 /* An Alloc's arguments checked (pool, access, size, flags, name, the whole quota) into *a; E_OK or an error. */
 int check_alloc(struct core *core, const struct client *cl, const struct alloc_request *m, struct alloc_args *a,
@@ -360,6 +397,8 @@ struct user *user_get(struct core *core, uid_t uid);
 /* Adds to the names and PERSIST regions counted against uid, which has a record already. */
 void user_count(struct core *core, uid_t uid, int names, int persist);
 void user_put(struct core *core, struct user *u);
+/* Takes cl, which holds and waits for nothing, off the client list and its uid's count; nothing is kept. */
+void client_leave(struct core *core, struct client *cl);
 /* Registers cl under its uid's record u, whatever the limits (core_client_add checked them, or a restore). */
 void client_enter(struct core *core, struct client *cl, struct user *u);
 int ok_result(struct core_result *res);

@@ -151,6 +151,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
                             (unsigned)cl->uid, core->limits.max_connections_per_uid);
         }
         client_enter(core, cl, u);
+        kept_client(core, cl);
         return ok_result(res);
 }
 
@@ -169,6 +170,11 @@ void client_enter(struct core *core, struct client *cl, struct user *u) {
 void core_client_remove(struct core *core, struct client *cl) {
         waitq_drop_client(core, cl);
         region_release_client(core, cl);
+        kept_client_gone(core, cl->serial);
+        client_leave(core, cl);
+}
+
+void client_leave(struct core *core, struct client *cl) {
         TAILQ_REMOVE(&core->clients, cl, link);
         core->nclients--;
         cl->user->conns--;
@@ -177,8 +183,12 @@ void core_client_remove(struct core *core, struct client *cl) {
 }
 
 void core_client_set_name(struct core *core, struct client *cl, const char *name) {
-        (void)core;
         snprintf(cl->name, sizeof(cl->name), "%s", name);
+        kept_client(core, cl);
+}
+
+void core_client_update(struct core *core, const struct client *cl) {
+        kept_client(core, cl);
 }
 
 const struct client_list *core_clients(const struct core *core) {

@@ -127,6 +127,8 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
 void core_client_remove(struct core *core, struct client *cl);
 /* The name it gave in Hello (checked by the caller). */
 void core_client_set_name(struct core *core, struct client *cl, const char *name);
+/* cl's fields changed (its secret): what the core keeps for a successor is brought up to date. */
+void core_client_update(struct core *core, const struct client *cl);
 const struct client_list *core_clients(const struct core *core);
 /*
  * Disconnect: marks every connection of pid (serial 0), or the one numbered

@@ -7,9 +7,10 @@
  * allocd (restart, or after kill -9) restores it with state_read_fd().  The server (main.c) stores
  * keep_fd() under an fd-store name and swaps it when keep_turn() says it changed.
  *
- * STUB (lead, to be replaced by the append log, h-keeplog): keep_turn writes a whole new snapshot
- * every turn.  The contract below is what the log keeps: a change is in the memfd before the call
- * that made it returns, so a reply sent after it is covered even when allocd is killed with -9.
+ * The memfd holds a snapshot and an append log after it (keep.c; the format in state.c): a change
+ * is in the memfd before the core call that made it returns, so a reply sent after it is covered
+ * even when allocd is killed with -9.  keep_new attaches the keep to the core (the core's change
+ * points append through it); keep_free detaches it.
  */
 
 #include <stddef.h>
@@ -21,7 +22,11 @@ struct keep;
 
 /* Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC). */
 int keep_new(struct keep **ret, struct core *core, uint64_t next_serial);
-/* Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine. */
+/*
+ * Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine.  At stop,
+ * call it before the connections are closed: a close after it would be kept too, every hold it
+ * releases with it, and the successor would find only PERSIST regions.
+ */
 void keep_free(struct keep *k);
 /* The memfd that holds the state now. */
 int keep_fd(const struct keep *k);
@@ -32,6 +37,10 @@ int keep_fd(const struct keep *k);
  * then lose what changed since).
  */
 int keep_turn(struct keep *k, uint64_t next_serial, char *err, size_t errsize);
+/* Compaction waits until the log is over twice the snapshot and over bytes (1 MiB unless set): tests, benchmarks. */
+void keep_set_log_min(struct keep *k, size_t bytes);
+/* Bytes of log after the snapshot in keep_fd(). */
+size_t keep_log_bytes(const struct keep *k);
 /*
  * Which of several stored state memfds is newest: its epoch (raised at each new memfd), after
  * checking its header.  -EBADMSG or -EPROTO when it is not a state this allocd can read.

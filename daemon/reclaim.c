@@ -72,13 +72,20 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
                             "connection %" PRIu64 " may be reclaimed only by its own uid with the secret its Hello "
                             "gave; this is uid %u with another secret or uid",
                             serial, (unsigned)cl->uid);
+        /*
+         * The kept state (keep.c) sees the connection's own serial go, holding nothing, and the
+         * placeholder's record become this connection's (its pid, name, comm): the holds are the
+         * serial's, so they stay as they are kept.
+         */
+        kept_client_gone(core, cl->serial);
         region_take_over(core, ph, cl);
         cl->serial = ph->serial;
         memcpy(cl->secret, ph->secret, sizeof(cl->secret));
         TAILQ_REMOVE(&core->clients, cl, link);
         TAILQ_INSERT_BEFORE(ph, cl, link);
-        core_client_remove(core, ph);
+        client_leave(core, ph);
         absent_drop(core, i);
+        kept_client(core, cl);
         return ok_result(res);
 }
 

@@ -157,6 +157,7 @@ int region_hold(struct core *core, uint32_t slot, struct client *cl) {
                 cl->bytes += r->size;
         cl->nrefs++;
         r->refs++;
+        kept_hold(core, slot, cl->serial, rt->holds.tab[i].count);
         return 0;
 }
 
@@ -173,6 +174,7 @@ static void drop(struct core *core, uint32_t i, bool all) {
 
         cl->nrefs -= n;
         h->count -= n;
+        kept_hold(core, slot, cl->serial, h->count); /* at 0 with no other reference, the region is gone too */
         if (h->count == 0) {
                 if (r->creator == cl->serial)
                         cl->bytes -= r->size;
@@ -223,6 +225,7 @@ void region_unpersist(struct core *core, uint32_t slot) {
                 return;
         r->state &= (uint8_t)~R_PERSIST;
         user_count(core, r->uid, 0, -1);
+        kept_region(core, slot, NULL);
         unref(core, slot, 1);
 }
 
@@ -240,7 +243,8 @@ int region_hand_out(struct core *core, uint32_t slot, struct client *cl) {
                 return e;
         r->state &= (uint8_t)~R_PENDING;
         unref(core, slot, 1);
-        name_ready(core, r); /* zeroed: attachable now, if sealed */
+        kept_region(core, slot, cl); /* the region and its first hold, in one record */
+        name_ready(core, r);         /* zeroed: attachable now, if sealed */
         return 0;
 }
 
@@ -306,6 +310,7 @@ int region_publish(struct core *core, uint32_t slot, const char *name) {
         if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
                 return e;
         user_count(core, r->uid, 1, 0); /* a name counts against its creator's uid */
+        kept_region(core, slot, NULL);
         name_ready(core, r);
         return 0;
 }
@@ -320,6 +325,8 @@ void region_unpublish(struct core *core, uint32_t slot) {
         names_remove(&core->names, r->name);
         user_count(core, r->uid, -1, 0);
         r->name = 0;
+        if (r->refs) /* not as it dies: its last reference's record took it already */
+                kept_region(core, slot, NULL);
 }
 
 /*

@@ -326,6 +326,7 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
                             "region %" PRIu64 " is not unsealed: it was allocated without UNSEALED, or sealed already",
                             id);
         r->flags &= (uint16_t)~F_UNSEALED;
+        kept_region(core, (uint32_t)slot, NULL);
         waitq_name_ready(core, names_text(&core->names, r->name));
         return ok_result(res);
 }

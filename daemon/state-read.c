@@ -9,13 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core-impl.h"
 #include "state.h"
-
-enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
 
 struct in {
         const uint8_t *p;
@@ -101,7 +100,7 @@ static int rec_core(struct restore *st, struct in *in) {
         st->nclients = GET(in, uint32_t);
         st->nholds = GET(in, uint32_t);
         /* Every region and client is a record of at least a header: the body bounds what is allocated for them. */
-        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > INT32_MAX ||
+        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > state_slots_max ||
             st->nregions > st->body_len / 8 || st->nclients > st->body_len / 8 || st->nholds > st->body_len / 8)
                 return bad(st, -EBADMSG, "the state's CORE record is malformed");
         st->pools = calloc(st->npools + 1, sizeof(*st->pools));
@@ -339,7 +338,7 @@ static int records(struct restore *st, const uint8_t *body, size_t len, struct i
                 if (in.bad || zero || n > in.left || type < last || type > REC_END || (type == REC_CORE) != !last ||
                     (last == REC_CORE && type == REC_CORE))
                         return bad(st, -EBADMSG, "the state's record at byte %zu is malformed or out of order",
-                                   (size_t)(in.p - body) + 32);
+                                   (size_t)(in.p - body) + STATE_HEADER_LEN);
                 struct in rec = {in.p, n, false};
                 if ((type == REC_USAGE || type == REC_USER) && !usage->p)
                         usage->p = in.p - 8;
@@ -368,82 +367,122 @@ static int records(struct restore *st, const uint8_t *body, size_t len, struct i
         return e;
 }
 
-int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize) {
-        struct restore st = {.core = core, .err = err, .errsize = errsize, .old_floor = core->regions.gen_floor};
+/* Placeholders of connections that held nothing: nothing to reclaim, so nothing to keep. */
+static void drop_idle(struct core *core) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < core->nabsent; i++) {
+                struct client *cl = core->absent[i];
+                if (cl->holds != HOLD_NONE) {
+                        core->absent[n++] = cl;
+                        continue;
+                }
+                core_client_remove(core, cl);
+                free(cl);
+        }
+        core->nabsent = n;
+}
+
+/* body: the snapshot's, or one rebuilt with the log (derived: its accounting is the recount's own). */
+static int restore(struct restore *st, const uint8_t *body, size_t len, bool derived) {
+        struct core *core = st->core;
         struct in usage = {0};
+        int e = records(st, body, len, &usage);
+
+        if (!e)
+                e = check_counts(st);
+        if (!e) {
+                for (uint32_t i = 0; i < st->nslots; i++)
+                        region_restore_done(core, st->slots[i]);
+                st->done = true;
+                region_restore_fill(core, &st->fill);
+                st->fill.n = 0;
+                if (st->floor > core->regions.gen_floor)
+                        core->regions.gen_floor = st->floor;
+                if (!derived)
+                        e = check_usage(st, &usage);
+        }
+        if (e)
+                undo(st);
+        else
+                drop_idle(core);
+        if (e || !core->nabsent) {
+                free(core->absent);
+                core->absent = NULL;
+                core->nabsent = 0;
+        }
+        free(st->pools);
+        free(st->pool_regions);
+        free(st->slots);
+        free(st->refs);
+        free(st->fill.slots);
+        free(st->want);
+        return e;
+}
+
+int state_read_info(struct core *core, const void *buf, size_t len, uint64_t *next_serial, struct state_info *info,
+                    char *err, size_t errsize) {
+        struct restore st = {.core = core, .err = err, .errsize = errsize, .old_floor = core->regions.gen_floor};
+        struct state_rebuilt rb = {0};
+        struct state_info si = {0};
         const uint8_t *b = buf;
-        uint32_t v, hlen, crc;
         uint64_t body;
+        uint32_t v, crc;
         int e;
 
         err[0] = '\0';
         if (core->regions.slots.used || core->names.count || core->nclients || core->absent)
                 return bad(&st, -EBUSY, "a state is restored only into a core with no region, name or client");
-        if (len < 32 || memcmp(b, "ALLOCDST", 8) != 0)
+        if (len < 16 || memcmp(b, "ALLOCDST", 8) != 0)
                 return bad(&st, -EBADMSG, "not an allocd state (%zu bytes, no ALLOCDST header)", len);
         memcpy(&v, b + 8, 4);
-        memcpy(&hlen, b + 12, 4);
-        memcpy(&body, b + 16, 8);
-        memcpy(&crc, b + 28, 4);
-        if (crc != state_crc32c(b, 28))
-                return bad(&st, -EBADMSG, "the state's header is damaged (checksum)");
-        if (v != STATE_VERSION || hlen != 32)
+        if ((e = state_header(buf, len, &si.epoch, &body)) == -EPROTO)
                 return bad(&st, -EPROTO, "the state is of version %u; this allocd reads version %u", v, STATE_VERSION);
-        if (body != len - 32)
-                return bad(&st, -EBADMSG, "the state is %zu bytes; its header says %llu: it was cut short or added to",
-                           len, (unsigned long long)body + 32);
-        memcpy(&crc, b + 24, 4);
-        if (crc != state_crc32c(b + 32, body))
+        if (e < 0)
+                return bad(&st, -EBADMSG, "the state's header is damaged (checksum)");
+        if (body > len - STATE_HEADER_LEN)
+                return bad(&st, -EBADMSG, "the state is %zu bytes; its header says %llu at least: it was cut short",
+                           len, (unsigned long long)body + STATE_HEADER_LEN);
+        memcpy(&crc, b + 32, 4);
+        if (crc != state_crc32c(b + STATE_HEADER_LEN, body))
                 return bad(&st, -EBADMSG, "the state is damaged (checksum of its %llu bytes)",
                            (unsigned long long)body);
-        e = records(&st, b + 32, body, &usage);
-        if (!e)
-                e = check_counts(&st);
+        b += STATE_HEADER_LEN;
+        if ((e = state_log_apply(b, body, b + body, len - STATE_HEADER_LEN - body, &rb, &si, err, errsize)) < 0)
+                return e;
+        e = rb.body ? restore(&st, rb.body, rb.len, true) : restore(&st, b, body, false);
+        free(rb.body);
         if (!e) {
-                for (uint32_t i = 0; i < st.nslots; i++)
-                        region_restore_done(core, st.slots[i]);
-                st.done = true;
-                region_restore_fill(core, &st.fill);
-                st.fill.n = 0;
-                if (st.floor > core->regions.gen_floor)
-                        core->regions.gen_floor = st.floor;
-                e = check_usage(&st, &usage);
-        }
-        if (e)
-                undo(&st);
-        else
                 *next_serial = st.next_serial;
-        if (e || !core->nabsent) {
-                free(core->absent);
-                core->absent = NULL;
+                if (info)
+                        *info = si;
         }
-        free(st.pools);
-        free(st.pool_regions);
-        free(st.slots);
-        free(st.refs);
-        free(st.fill.slots);
-        free(st.want);
+        return e;
+}
+
+int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize) {
+        return state_read_info(core, buf, len, next_serial, NULL, err, errsize);
+}
+
+int state_read_fd_info(struct core *core, int fd, uint64_t *next_serial, struct state_info *info, char *err,
+                       size_t errsize) {
+        struct restore st = {.err = err, .errsize = errsize};
+        struct stat sb;
+        void *map;
+        int e;
+
+        /* Mapped, not copied: a memfd of 1M regions is some 100 MB, and the log's zeros after it more. */
+        if (fstat(fd, &sb) < 0)
+                return bad(&st, -errno, "cannot read the state: %m");
+        if (sb.st_size < STATE_HEADER_LEN)
+                return bad(&st, -EBADMSG, "not an allocd state (%lld bytes)", (long long)sb.st_size);
+        if ((map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+                return bad(&st, -errno, "cannot map the state: %m");
+        e = state_read_info(core, map, (size_t)sb.st_size, next_serial, info, err, errsize);
+        munmap(map, (size_t)sb.st_size);
         return e;
 }
 
 int state_read_fd(struct core *core, int fd, uint64_t *next_serial, char *err, size_t errsize) {
-        struct stat sb;
-        uint8_t *buf;
-        size_t done = 0;
-        int e;
-
-        if (fstat(fd, &sb) < 0)
-                return bad(&(struct restore){.err = err, .errsize = errsize}, -errno, "cannot read the state: %m");
-        if (!(buf = malloc((size_t)sb.st_size + 1)))
-                return bad(&(struct restore){.err = err, .errsize = errsize}, -ENOMEM,
-                           "out of memory reading the state");
-        while (done < (size_t)sb.st_size) {
-                ssize_t n = pread(fd, buf + done, (size_t)sb.st_size - done, (off_t)done);
-                if (n <= 0 && !(n < 0 && errno == EINTR))
-                        break;
-                done += n > 0 ? (size_t)n : 0;
-        }
-        e = state_read(core, buf, done, next_serial, err, errsize);
-        free(buf);
-        return e;
+        return state_read_fd_info(core, fd, next_serial, NULL, err, errsize);
 }

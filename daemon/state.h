@@ -12,7 +12,38 @@
 
 #include "core.h"
 
-#define STATE_VERSION 2
+#define STATE_VERSION 3
+#define STATE_HEADER_LEN 40
+
+/* Records of a snapshot (state.c's theory comment has their payloads). */
+enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_HOLD, REC_END };
+
+/*
+ * Records of the log after a snapshot: u32 CRC-32C of the rest, u16 type, u16 payload length, payload.
+ *   LOG_REGION       u64 holder serial (0: an update, else the region is new, with one hold of it), REGION payload
+ *   LOG_HOLD         HOLD payload (count 0: the hold is gone)
+ *   LOG_CLIENT       CLIENT payload (a connection seen, or its name or secret changed)
+ *   LOG_CLIENT_GONE  u64 serial
+ *   LOG_SERIAL       u64 next serial
+ */
+enum { LOG_REGION = 16, LOG_HOLD, LOG_CLIENT, LOG_CLIENT_GONE, LOG_SERIAL };
+#define LOG_HEADER_LEN 8
+
+/* The most region slots a state may have (a 1 GiB table): a reader refuses more rather than try. */
+#define STATE_SLOTS_MAX (1u << 24)
+/* STATE_SLOTS_MAX, unless a fuzzer lowered it: its inputs should not each ask for a 1 GiB table. */
+extern uint32_t state_slots_max;
+
+/* The longest REGION and CLIENT payloads: a tag and the longest names. */
+#define STATE_REGION_MAX (56 + 24 + 2 + NAME_MAX_LEN)
+#define STATE_CLIENT_MAX (32 + 2 + CLIENT_NAME_MAX_LEN + 2 + 15 + CLIENT_SECRET_LEN)
+
+/* What a restore read, for its log line. */
+struct state_info {
+        uint64_t epoch;
+        uint64_t records; /* log records applied after the snapshot */
+        uint64_t torn;    /* bytes dropped after the last whole record (a write cut short, or damage), up to 64 KiB */
+};
 
 /*
  * The whole state, into a buffer of its own (*ret_buf, the caller's to free) of *ret_len bytes.
@@ -20,6 +51,15 @@
  * Regions being zeroed (not yet handed out) are left out: their Alloc was never answered.
  */
 int state_write(const struct core *core, uint64_t next_serial, void **ret_buf, size_t *ret_len);
+/* The same, with the epoch the header keeps (keep.c raises it at each new memfd). */
+int state_snapshot(const struct core *core, uint64_t next_serial, uint64_t epoch, void **ret_buf, size_t *ret_len);
+/* At most how many bytes a snapshot of core takes now; and a snapshot into buf of cap (at least that) bytes. */
+size_t state_snapshot_bound(const struct core *core);
+int state_snapshot_into(const struct core *core, uint64_t next_serial, uint64_t epoch, uint8_t *buf, size_t cap,
+                        size_t *ret_len);
+/* slot's REGION payload, cl's CLIENT payload, at p (room for STATE_REGION_MAX, STATE_CLIENT_MAX); their lengths. */
+size_t state_region_payload(const struct core *core, uint32_t slot, uint8_t *p);
+size_t state_client_payload(const struct client *cl, uint8_t *p);
 /* The same, into a new sealed memfd (O_CLOEXEC), read from offset 0. */
 int state_write_memfd(const struct core *core, uint64_t next_serial, int *ret_fd);
 /*
@@ -30,10 +70,29 @@ int state_write_memfd(const struct core *core, uint64_t next_serial, int *ret_fd
  * version), -EBUSY (core not fresh) or -ENOMEM; a message in err, and the core as it was.
  */
 int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize);
+/*
+ * The snapshot, then each log record after it in order, up to the first that is cut short or
+ * whose CRC fails (a write killed half way: dropped, and counted in info->torn).  A whole record
+ * that contradicts the state (a hold of a region that is not there) is -EBADMSG, as damage in the
+ * snapshot is.  Holders without references are not restored.  info may be NULL.
+ */
+int state_read_info(struct core *core, const void *buf, size_t len, uint64_t *next_serial, struct state_info *info,
+                    char *err, size_t errsize);
 /* The same, from a memfd (or any file) read from offset 0. */
 int state_read_fd(struct core *core, int fd, uint64_t *next_serial, char *err, size_t errsize);
+int state_read_fd_info(struct core *core, int fd, uint64_t *next_serial, struct state_info *info, char *err,
+                       size_t errsize);
+/* state-log.c: buf's body rebuilt with its log applied (state-read.c reads it as a snapshot's). */
+struct state_rebuilt {
+        uint8_t *body; /* the caller's to free; NULL: no log record applied, read the snapshot as it is */
+        size_t len;
+};
+int state_log_apply(const uint8_t *body, size_t body_len, const uint8_t *log, size_t log_len, struct state_rebuilt *out,
+                    struct state_info *info, char *err, size_t errsize);
 
 /* CRC-32C (Castagnoli) of n bytes, as the header keeps it for the header and for the body. */
 uint32_t state_crc32c(const uint8_t *p, size_t n);
+/* The header's epoch, after checking it: -EBADMSG (not a state, or damaged) or -EPROTO (another version). */
+int state_header(const void *buf, size_t len, uint64_t *epoch, uint64_t *body_len);
 
 #endif

@@ -255,9 +255,16 @@ void sysd_damage_state(struct sysd *s, bool truncate) {
                 cr_assert(fstat(s->store[i].fd, &st) == 0 && st.st_size > 64);
                 char *b = malloc((size_t)st.st_size);
                 cr_assert(pread(s->store[i].fd, b, (size_t)st.st_size, 0) == st.st_size);
-                size_t len = truncate ? (size_t)st.st_size / 2 : (size_t)st.st_size;
+                /* The snapshot (the header says how long: state.c), not the log after it: a log cut
+                 * short or damaged at its end is a torn tail, which the reader drops and says so. */
+                uint32_t hlen;
+                uint64_t body;
+                memcpy(&hlen, b + 12, sizeof(hlen));
+                memcpy(&body, b + 16, sizeof(body));
+                cr_assert(hlen + body <= (uint64_t)st.st_size && body > 16);
+                size_t len = truncate ? hlen + body / 2 : (size_t)st.st_size;
                 if (!truncate)
-                        b[len - 9] ^= 0x40; /* in the last record, past the header */
+                        b[hlen + body - 9] ^= 0x40; /* in the snapshot's last record before END */
                 int fd = memfd_create("damaged-state", MFD_CLOEXEC);
                 cr_assert(fd >= 0 && write(fd, b, len) == (ssize_t)len);
                 free(b);

@@ -12,44 +12,9 @@
 
 #include "core-check.h"
 #include "core-impl.h"
+#include "keep.h"
+#include "state-util.h"
 #include "state.h"
-
-static struct limits limits(void) {
-        return (struct limits){.max_connections = 1000,
-                               .max_connections_per_uid = 1000,
-                               .max_regions_per_connection = 1u << 20,
-                               .max_waiters_per_connection = 64,
-                               .max_names = 1u << 20,
-                               .max_names_per_uid = 1u << 20,
-                               .max_persist_per_uid = 1u << 20,
-                               .wait_timeout_ms = 1000,
-                               .hello_timeout_ms = 1000};
-}
-
-static struct core *fresh(bool with_b) {
-        static struct span s = {.base = 1ull << 32, .size = 64ull << 20};
-        struct pool_conf pc = {.kind = POOL_FPGA,
-                               .has_kind = true,
-                               .quantum = 4096,
-                               .ranges = &s,
-                               .nranges = 1,
-                               .mode = 0666,
-                               .numa_node = -1};
-        struct limits l = limits();
-        struct core *c;
-        char err[256];
-
-        cr_assert_eq(core_new(&c, &l), 0);
-        snprintf(pc.name, sizeof(pc.name), "a");
-        cr_assert_eq(core_pool_add(c, &pc, err, sizeof(err)), 0, "%s", err);
-        if (with_b) { /* memory: falloc heaps go here */
-                struct pool_conf hc = {
-                        .kind = POOL_HOST, .has_kind = true, .size = 16ull << 20, .mode = 0666, .numa_node = -1};
-                snprintf(hc.name, sizeof(hc.name), "b");
-                cr_assert_eq(core_pool_add(c, &hc, err, sizeof(err)), 0, "%s", err);
-        }
-        return c;
-}
 
 static struct client cls[4];
 
@@ -81,7 +46,7 @@ static uint32_t alloc(struct core *c, int i, const char *pool, uint64_t size, ui
 
 /* A core with many regions: named, PERSIST, tagged, shared, freed ones between, several uids. */
 static struct core *busy(void) {
-        struct core *c = fresh(true);
+        struct core *c = state_core(true);
         struct core_result res;
         uint32_t s;
 
@@ -114,65 +79,9 @@ static void gone(struct core *c) {
         core_free(c);
 }
 
-/* What Dump would show: every region's info and holders, every pool's figures. */
-static bool holder(const struct client *cl, uint32_t count, void *data) {
-        FILE *f = data;
-        fprintf(f, " holder %llu uid %u pid %d x%u", (unsigned long long)cl->serial, cl->uid, cl->pid, count);
-        return true;
-}
-
-static char *dump(struct core *c) {
-        char *text;
-        size_t len;
-        FILE *f = open_memstream(&text, &len);
-        struct core_stats st;
-
-        core_stats(c, &st);
-        fprintf(f, "regions %llu names %llu holds %llu used %llu formats %llu\n", (unsigned long long)st.regions,
-                (unsigned long long)st.names, (unsigned long long)st.holds, (unsigned long long)st.used,
-                (unsigned long long)st.formats);
-        for (size_t i = 0; i < core_npools(c); i++) {
-                struct range_stats rs;
-                struct pool_info pi;
-                core_pool_info(core_pool_at(c, i), &pi);
-                core_pool_stats(core_pool_at(c, i), &rs);
-                fprintf(f, "pool %s regions %llu in_use %llu free_segs %llu\n", pi.name, (unsigned long long)pi.regions,
-                        (unsigned long long)rs.in_use, (unsigned long long)rs.free_segments);
-        }
-        for (uint32_t s = 0; core_region_next(c, &s); s++) {
-                struct region_info r;
-                core_region_info(c, s, &r);
-                fprintf(f,
-                        "%#llx %s %#llx+%llu flags %u refs %u uid %u pid %d creator %llu created %llu name %s "
-                        "persist %d fmt %u %llu %llu %llu",
-                        (unsigned long long)r.id, core_pool_name(r.pool), (unsigned long long)r.offset,
-                        (unsigned long long)r.size, r.flags, r.refs, r.uid, r.pid, (unsigned long long)r.creator,
-                        (unsigned long long)r.created, r.name ? r.name : "-", r.persist, r.fmt.format,
-                        (unsigned long long)r.fmt.heap_size, (unsigned long long)r.fmt.chunk_size,
-                        (unsigned long long)r.fmt.chunk_count);
-                core_region_holders(c, s, holder, f);
-                fputc('\n', f);
-        }
-        fclose(f);
-        return text;
-}
-
-/* core_check's view: the absent clients. */
-static void check(struct core *c) {
-        struct core_view v = {0};
-        int i = 0;
-        struct client *cl;
-
-        TAILQ_FOREACH(cl, core_clients(c), link) {
-                cr_assert_lt(i, CHECK_CLIENTS_MAX);
-                v.clients[i++] = cl;
-        }
-        core_check(c, &v, true);
-}
-
 Test(state, a_round_trip_restores_everything_in_place) {
-        struct core *a = busy(), *b = fresh(true);
-        char err[512], *before = dump(a), *after;
+        struct core *a = busy(), *b = state_core(true);
+        char err[512], *before = state_dump(a), *after;
         uint64_t serial = 0;
         int fd;
 
@@ -180,11 +89,11 @@ Test(state, a_round_trip_restores_everything_in_place) {
         cr_assert_eq(state_read_fd(b, fd, &serial, err, sizeof(err)), 0, "%s", err);
         close(fd);
         cr_assert_eq(serial, 77);
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before);
         /* The pool's memory, as the fd store would hand it over: the heaps allocd wrote are in it. */
         memcpy(b->pools[1]->map, a->pools[1]->map, b->pools[1]->total);
-        check(b);
+        state_check(b);
         /* An id freed before is not handed out again; a new region takes the lowest free slot. */
         struct client n = {.serial = 77, .uid = 1000, .pid = 7};
         struct core_result res;
@@ -196,12 +105,8 @@ Test(state, a_round_trip_restores_everything_in_place) {
         /* Names are found; an absent holder's release frees what only it held. */
         cr_assert_geq(names_find(&b->names, "r8"), 0);
         core_client_remove(b, &n);
-        while (b->nabsent) {
-                struct client *k = b->absent[--b->nabsent]; /* the core's until taken off its list */
-                core_client_remove(b, k);
-                free(k);
-        }
-        check(b);
+        state_drop_absent(b);
+        state_check(b);
         cr_assert_eq(b->nclients, 0);
         free(before);
         free(after);
@@ -216,14 +121,14 @@ static void refused(struct core *b, const char *before, const uint8_t *buf, size
 
         cr_assert_lt(state_read(b, buf, len, &serial, err, sizeof(err)), 0, "%s %zu was accepted", what, at);
         cr_assert_neq(err[0], '\0');
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before, "%s %zu changed the core", what, at);
         cr_assert_eq(b->nclients, 0);
         free(after);
 }
 
 Test(state, every_cut_and_every_damaged_byte_is_refused) {
-        struct core *a = fresh(true);
+        struct core *a = state_core(true);
         void *buf;
         size_t len;
 
@@ -232,8 +137,8 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
         for (int k = 0; k < 6; k++)
                 alloc(a, k % 2, k == 4 ? "b" : "a", 4096, k == 2 ? F_PERSIST : 0, k == 3 ? "x" : NULL,
                       k == 4 ? FMT_FALLOC : 0);
-        struct core *b = fresh(true);
-        char *before = dump(b);
+        struct core *b = state_core(true);
+        char *before = state_dump(b);
         cr_assert_eq(state_write(a, 5, &buf, &len), 0);
         for (size_t n = 0; n < len; n++)
                 refused(b, before, buf, n, "a cut at", n);
@@ -243,7 +148,7 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
                 refused(b, before, buf, len, "a damaged byte at", i);
                 p[i] ^= 0x5a;
         }
-        check(b);
+        state_check(b);
         free(before);
         free(buf);
         core_free(b);
@@ -254,7 +159,7 @@ Test(state, every_cut_and_every_damaged_byte_is_refused) {
 
 /* A region still being zeroed was never handed out: the state leaves it out, and its counts with it. */
 Test(state, a_region_being_zeroed_is_left_out) {
-        struct core *a = fresh(true), *b = fresh(true);
+        struct core *a = state_core(true), *b = state_core(true);
         struct alloc_request z = {
                 .pool = "b", .size = 2 << 20, .numa_node = -1, .flags = F_ZERO | F_PERSIST, .name = "zeroing"};
         struct core_result res;
@@ -272,13 +177,9 @@ Test(state, a_region_being_zeroed_is_left_out) {
         cr_assert_geq(names_find(&b->names, "kept"), 0);
         cr_assert_lt(names_find(&b->names, "zeroing"), 0);
         cr_assert_eq(b->regions.slots.used, 1);
-        check(b);
+        state_check(b);
         free(buf);
-        while (b->nabsent) {
-                struct client *k = b->absent[--b->nabsent];
-                core_client_remove(b, k);
-                free(k);
-        }
+        state_drop_absent(b);
         core_free(b);
         core_zero_done(a, &cls[0], s, 0, &res);
         core_client_remove(a, &cls[0]);
@@ -287,11 +188,11 @@ Test(state, a_region_being_zeroed_is_left_out) {
 
 /* A state whose checksums are right but whose records lie: each lie refused, nothing read past the table. */
 Test(state, a_checksummed_lie_is_refused) {
-        struct core *a = fresh(true), *b = fresh(true);
+        struct core *a = state_core(true), *b = state_core(true);
         char err[512];
         uint64_t serial;
         uint8_t *buf;
-        size_t len, at = 32;
+        size_t len, at = STATE_HEADER_LEN;
 
         connect(a, 0, 1000);
         alloc(a, 0, "b", 4096, F_PERSIST, "kept", FMT_RAW);
@@ -304,10 +205,10 @@ Test(state, a_checksummed_lie_is_refused) {
         }
         uint32_t slot = 1u << 28, crc;
         memcpy(buf + at + 8, &slot, 4);
-        crc = state_crc32c(buf + 32, len - 32);
-        memcpy(buf + 24, &crc, 4);
-        crc = state_crc32c(buf, 28);
-        memcpy(buf + 28, &crc, 4);
+        crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
+        memcpy(buf + 32, &crc, 4);
+        crc = state_crc32c(buf, 36);
+        memcpy(buf + 36, &crc, 4);
         cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
         cr_assert(strstr(err, "hold of slot 268435456"), "%s", err);
         cr_assert_eq(b->regions.slots.used, 0);
@@ -319,7 +220,7 @@ Test(state, a_checksummed_lie_is_refused) {
 }
 
 Test(state, a_pool_missing_or_changed_is_reported) {
-        struct core *a = busy(), *b = fresh(false);
+        struct core *a = busy(), *b = state_core(false);
         char err[512];
         uint64_t serial;
         void *buf;
@@ -338,7 +239,7 @@ Test(state, a_pool_missing_or_changed_is_reported) {
 
 /* busy()'s state, each client with a secret of its own, read into a fresh core. */
 static struct core *restored(void) {
-        struct core *a = busy(), *b = fresh(true);
+        struct core *a = busy(), *b = state_core(true);
         char err[512];
         uint64_t serial;
         void *buf;
@@ -364,7 +265,7 @@ static int reclaim(struct core *b, struct client *n, uint64_t serial, uint8_t fi
 
 Test(state, a_reclaim_takes_the_holds_and_the_serial_over) {
         struct core *b = restored();
-        char *before = dump(b), *after;
+        char *before = state_dump(b), *after;
         struct client n = {.serial = 500, .uid = 1000, .pid = 100}; /* cls[0]'s uid and pid: the dump reads the same */
         struct core_result res;
         uint32_t refs = 0;
@@ -379,14 +280,14 @@ Test(state, a_reclaim_takes_the_holds_and_the_serial_over) {
         cr_assert_eq(n.nrefs, refs);
         cr_assert_eq(n.secret[0], 0xa0);
         cr_assert_eq(core_nabsent(b), 2);
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before);
-        check(b);
+        state_check(b);
         /* Its own again: it frees what it made, and the list stays in serial order for Status. */
         cr_assert_eq(TAILQ_FIRST(core_clients(b)), &n);
         uint32_t s = b->regions.holds.tab[n.holds].slot;
         cr_assert_eq(core_detach(b, &n, region_id(&b->regions, s), &res), E_OK, "%s", res.msg);
-        check(b);
+        state_check(b);
         core_client_remove(b, &n);
         free(before);
         free(after);
@@ -394,9 +295,38 @@ Test(state, a_reclaim_takes_the_holds_and_the_serial_over) {
 }
 
 /* Placeholders are no connections: a uid at its limit before the restart gets in again to reclaim. */
+/* The kept state (keep.c) follows a reclaim: the placeholder's record becomes the connection's, its holds stay. */
+Test(state, a_reclaim_is_kept) {
+        struct core *b = restored(), *c = state_core(true);
+        struct client n = {.serial = 500, .uid = 1000, .pid = 4242};
+        struct core_result res;
+        struct keep *k;
+        uint64_t serial;
+        char err[512];
+
+        cr_assert_eq(keep_new(&k, b, 1000), 0);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK);
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        char *want = state_dump(b);
+        cr_assert_eq(state_read_fd(c, keep_fd(k), &serial, err, sizeof(err)), 0, "%s", err);
+        char *got = state_dump(c);
+        cr_assert_str_eq(got, want);
+        cr_assert_eq(c->nabsent, 3);
+        for (size_t i = 0; i < c->nabsent; i++)
+                if (c->absent[i]->serial == 10)
+                        cr_assert_eq(c->absent[i]->pid, 4242);
+        free(want);
+        free(got);
+        state_drop_absent(c);
+        core_free(c);
+        core_client_remove(b, &n);
+        keep_free(k);
+        core_free(b);
+}
+
 Test(state, placeholders_do_not_count_against_connection_limits) {
         struct core *b = restored();
-        struct limits l = limits();
+        struct limits l = state_limits();
         struct client n = {.serial = 500, .uid = 1000, .pid = 100}, m = {.serial = 501, .uid = 1000, .pid = 102};
         struct core_result res;
 
@@ -412,7 +342,7 @@ Test(state, placeholders_do_not_count_against_connection_limits) {
 
 Test(state, a_wrong_secret_uid_or_serial_is_refused_changing_nothing) {
         struct core *b = restored();
-        char *before = dump(b), *after;
+        char *before = state_dump(b), *after;
         struct client n = {.serial = 500, .uid = 1000, .pid = 100}, m = {.serial = 501, .uid = 1001, .pid = 101};
         struct core_result res;
 
@@ -428,9 +358,9 @@ Test(state, a_wrong_secret_uid_or_serial_is_refused_changing_nothing) {
         cr_assert_eq(core_nabsent(b), 3);
         core_client_remove(b, &n);
         core_client_remove(b, &m);
-        after = dump(b);
+        after = state_dump(b);
         cr_assert_str_eq(after, before);
-        check(b);
+        state_check(b);
         free(before);
         free(after);
         core_free(b);
@@ -456,14 +386,14 @@ Test(state, the_grace_time_releases_what_no_one_reclaimed) {
         cr_assert_eq(b->nclients, 0);
         core_stats(b, &st);
         cr_assert_eq(st.holds, 0);
-        check(b);
+        state_check(b);
         for (uint32_t s = 0; core_region_next(b, &s); s++) /* what is left is PERSIST, held by no one */
                 cr_assert(b->regions.tab[s].state & R_PERSIST);
         core_free(b);
 }
 
 Test(state, held_lists_a_connections_regions_a_page_at_a_time) {
-        struct core *c = fresh(false);
+        struct core *c = state_core(false);
         struct held_page *page = malloc(sizeof(*page));
         struct core_result res;
         uint64_t after = 0, seen = 0, last = 0;

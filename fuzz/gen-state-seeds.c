@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes fuzz-state's seeds (fuzz/corpus/state/): the memfds a keep (daemon/keep.c) holds after
+ * a few stories of core operations, trimmed of the zeros after the log; each once as it is
+ * (byte 0 = 0) and once for the checksums to be put right after mutation (byte 0 = 1).
+ *   build-fuzz/fuzz/gen-state-seeds fuzz/corpus/state
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core-impl.h"
+#include "fuzz-state.h"
+#include "keep.h"
+#include "state.h"
+
+static struct client cl[3];
+
+/* fpga pools: raw bytes only (a falloc heap needs memory) */
+static uint32_t alloc(struct core *c, int i, const char *pool, uint32_t flags, const char *name) {
+        struct alloc_request a = {.pool = pool, .size = 8192, .numa_node = -1, .flags = flags, .name = name};
+        struct core_result res;
+        uint32_t slot = 0;
+
+        if (core_alloc(c, &cl[i], 0, &a, &slot, &res) != GRANT_REGION) {
+                fprintf(stderr, "gen-state-seeds: %s\n", res.msg);
+                exit(1);
+        }
+        return slot;
+}
+
+static void save(const char *dir, const char *name, struct keep *k) {
+        uint8_t h[STATE_HEADER_LEN];
+        uint64_t body;
+        char path[512];
+
+        /* Up to the log's end: the zeros after it are the memfd's room to grow. */
+        if (pread(keep_fd(k), h, sizeof(h), 0) != (ssize_t)sizeof(h))
+                exit(1);
+        memcpy(&body, h + 16, 8);
+        size_t len = STATE_HEADER_LEN + body + keep_log_bytes(k);
+        uint8_t *b = malloc(len + 1);
+        if (!b || pread(keep_fd(k), b + 1, len, 0) != (ssize_t)len)
+                exit(1);
+        for (int mode = 0; mode < 2; mode++) {
+                snprintf(path, sizeof(path), "%s/%s-%d", dir, name, mode);
+                FILE *f = fopen(path, "w");
+                b[0] = (uint8_t)mode;
+                if (!f || fwrite(b, 1, len + 1, f) != len + 1 || fclose(f)) {
+                        perror(path);
+                        exit(1);
+                }
+        }
+        free(b);
+}
+
+int main(int argc, char **argv) {
+        struct core_result res;
+        struct keep *k;
+
+        if (argc != 2) {
+                fprintf(stderr, "usage: gen-state-seeds DIR\n");
+                return 2;
+        }
+        for (int story = 0; story < 4; story++) {
+                struct core *c = fuzz_state_core();
+                char name[32];
+                uint64_t serial = 20;
+                for (int i = 0; i < 3; i++) {
+                        cl[i] = (struct client){.serial = 10 + (uint64_t)i, .uid = 1000 + (uid_t)i, .pid = 100 + i};
+                        memset(cl[i].secret, 'a' + i, sizeof(cl[i].secret));
+                        if (i < 2)
+                                core_client_add(c, &cl[i], &res);
+                }
+                alloc(c, 0, "a", F_PERSIST, "kept");
+                if (story & 1) /* a snapshot with something in it, then the log */
+                        alloc(c, 1, "b", F_PERSIST, NULL);
+                keep_new(&k, c, serial);
+                uint32_t s = alloc(c, 1, "a", 0, "shared");
+                core_attach(c, &cl[0], 0, &(struct attach_request){.name = "shared"}, &s, &res);
+                s = alloc(c, 0, "b", F_UNSEALED | F_PERSIST, "draft");
+                if (story & 2) {
+                        core_seal(c, &cl[0], region_id(&c->regions, s), &res);
+                        core_client_add(c, &cl[2], &res);
+                        core_client_set_name(c, &cl[2], "late");
+                        alloc(c, 2, "a", 0, NULL);
+                        keep_turn(k, ++serial, name, sizeof(name));
+                }
+                core_detach(c, &cl[1], region_id(&c->regions, names_find(&c->names, "shared")), &res);
+                core_client_remove(c, &cl[1]);
+                snprintf(name, sizeof(name), "story%d", story);
+                save(argv[1], name, k);
+                keep_free(k);
+                for (int i = 0; i < 3; i++)
+                        if (cl[i].user)
+                                core_client_remove(c, &cl[i]);
+                core_free(c);
+        }
+        return 0;
+}
