@@ -391,6 +391,8 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
                      (unsigned)s->client.uid, s->client.serial, s->client.nrefs);
         } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
                 return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
+        } else {
+                core_client_update(core, &s->client); /* the kept state has the secret before the reply */
         }
         s->hello = true;
         hello.has_serial = hello.has_secret = true;
