@@ -231,6 +231,7 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
 }
 
 int restart_restore(struct core *core, uint64_t *next_serial) {
+        struct state_info info;
         struct core_stats cs;
         struct stored_pool sp;
         char err[512];
@@ -244,16 +245,23 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
                 if (passed[i].fd >= 0 && fdstore_pool_parse(passed[i].name, &sp) && !sp.vmm && sp.kind != POOL_GPU &&
                     !core_pool_find(core, sp.name))
                         add_draining(core, &passed[i], &sp);
-        if ((r = state_read_fd(core, passed[state_at].fd, next_serial, err, sizeof(err))) < 0) {
+        if ((r = state_read_fd_info(core, passed[state_at].fd, next_serial, &info, err, sizeof(err))) < 0) {
                 log_err("the state the previous allocd left in the fd store (%s) cannot be restored: %s; every region "
                         "it held is lost, and allocd starts with fresh pools",
                         passed[state_at].name, err);
                 return r;
         }
         core_stats(core, &cs);
-        log_info("restored from the fd store (%s): %" PRIu64 " regions, %" PRIu64 " names, %" PRIu64
+        log_info("restored from the fd store (%s, epoch %" PRIu64 ", %" PRIu64 " changes after its snapshot): %" PRIu64
+                 " regions, %" PRIu64 " names, %" PRIu64
                  " references of %u clients (they keep them until they reconnect); %" PRIu64 " bytes in use",
-                 passed[state_at].name, cs.regions, cs.names, cs.holds, core_nclients(core), cs.used);
+                 passed[state_at].name, info.epoch, info.records, cs.regions, cs.names, cs.holds, core_nclients(core),
+                 cs.used);
+        if (info.torn)
+                log_warn("the state's log ends in %" PRIu64 " bytes that are not a whole change (one cut short when "
+                         "allocd was killed while writing it, whose request was never answered; or damage): what "
+                         "they held is not restored",
+                         info.torn);
         state_name = !strcmp(passed[state_at].name, state_names[1]);
         return 0;
 }
