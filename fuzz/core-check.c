@@ -52,10 +52,14 @@ void core_snap(struct core *core, const struct core_view *v, struct core_snap *s
         }
 }
 
-void core_snap_forget_capacity(struct core_snap *s) {
-        s->st.table_bytes = 0;
+void core_snap_forget_arenas(struct core_snap *s) {
         for (size_t i = 0; i < CHECK_POOLS_MAX; i++)
                 s->pools[i].rs.meta_bytes = 0;
+}
+
+void core_snap_forget_capacity(struct core_snap *s) {
+        s->st.table_bytes = 0;
+        core_snap_forget_arenas(s);
 }
 
 void core_snap_same(const struct core_snap *a, const struct core_snap *b, const char *what) {

@@ -40,6 +40,11 @@ struct core_view {
 void core_snap(struct core *core, const struct core_view *v, struct core_snap *s);
 /* Forgets what s says of memory held for tables and arenas (their capacity), to compare the rest. */
 void core_snap_forget_capacity(struct core_snap *s);
+/*
+ * Forgets only the arenas' memory: a refused placement may build an arena's search tree (range.c
+ * keeps its nodes only while such requests come), which is a cache, not state.
+ */
+void core_snap_forget_arenas(struct core_snap *s);
 /* Aborts, saying what differs, unless a and b are the same. */
 void core_snap_same(const struct core_snap *a, const struct core_snap *b, const char *what);
 /*

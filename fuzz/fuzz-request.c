@@ -298,6 +298,8 @@ static void packet(int i, const uint8_t *buf, size_t len) {
                         core_snap_forget_capacity(&before);
                         core_snap_forget_capacity(&after);
                 }
+                core_snap_forget_arenas(&before);
+                core_snap_forget_arenas(&after);
                 if (req)
                         wire_budget_free(&budget, &req->base);
                 core_snap_same(&before, &after, "a refused request");

@@ -462,6 +462,33 @@ static void batches(void) {
         save("tight-batches");
 }
 
+/* A reclaim allocd cannot grant (a fresh core holds no placeholder), then the held list paged. */
+static void reclaiming(void) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Held held = ALLOCD__HELD__INIT;
+        uint8_t secret[16] = {1, 2, 3};
+
+        begin(fuzz_header(0, 1, 2, 3));
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        h.has_reclaim_serial = true;
+        h.reclaim_serial = 7;
+        h.has_reclaim_secret = true;
+        h.reclaim_secret.len = sizeof(secret);
+        h.reclaim_secret.data = secret;
+        put(0, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        h.reclaim_secret.len = 3; /* too short: refused as invalid */
+        put(0, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        hello(0);
+        alloc(0, "h", 4096, 0, NULL);
+        alloc(0, "h", 8192, 0, "kept");
+        put(0, 12, ALLOCD__REQUEST__BODY_HELD, &held);
+        held.has_after = true;
+        held.after = ID(0);
+        put(0, 13, ALLOCD__REQUEST__BODY_HELD, &held);
+        save("reclaim-refused-then-held");
+}
+
 static void limits(void) {
         begin(fuzz_header(FUZZ_TIGHT, 1, 1, 2));
         hello(0);
@@ -510,5 +537,6 @@ int main(int argc, char **argv) {
         heaps();
         limits();
         batches();
+        reclaiming();
         return 0;
 }
