@@ -120,9 +120,9 @@ static void stop(void) {
         stopping = true;
         log_info("stopping");
         sd_notify(0, "STOPPING=1");
-        restart_stop(core, server_next_serial());
+        bool kept = restart_stop(core, server_next_serial());
         reload_stop();
-        server_stop();
+        server_stop(kept);
         /*
          * A pool being made (fallocate, mlock of gigabytes) or a large region being zeroed can take
          * longer than systemd waits: the loop is left once the handles closed now are closed (next

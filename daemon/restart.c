@@ -456,7 +456,7 @@ void restart_turn(struct core *core, uint64_t next_serial) {
         keep_failed |= r < 0;
 }
 
-void restart_stop(struct core *core, uint64_t next_serial) {
+bool restart_stop(struct core *core, uint64_t next_serial) {
         struct core_stats cs;
 
         if (keep) {
@@ -464,7 +464,7 @@ void restart_stop(struct core *core, uint64_t next_serial) {
                 restart_turn(core, next_serial);
                 keep_free(keep);
                 keep = NULL;
-                return;
+                return !keep_failed;
         }
         core_stats(core, &cs);
         if (cs.regions)
@@ -472,4 +472,5 @@ void restart_stop(struct core *core, uint64_t next_serial) {
                          "across a restart only in systemd's fd store (run it as allocd.service, which sets "
                          "FileDescriptorStoreMax= and FDSTORE=; allocd(8), RESTART)",
                          cs.regions, core_nclients(core));
+        return false;
 }

@@ -53,7 +53,8 @@ void restart_turn(struct core *core, uint64_t next_serial);
 /*
  * allocd stops: the state is kept once more and then left as it is (the connections about to close
  * keep their references in it, for their reconnection); with no store, what is lost is logged.
+ * Returns whether the state was kept.
  */
-void restart_stop(struct core *core, uint64_t next_serial);
+bool restart_stop(struct core *core, uint64_t next_serial);
 
 #endif

@@ -95,6 +95,7 @@ static bool served, dirty; /* this turn answered a request; something else chang
 static uv_check_t turn;
 static uv_timer_t wait_timer, hello_timer, accept_timer;
 static bool accept_paused, stopping;
+static bool kept_at_stop; /* the stop kept the state: connections closing now keep their references there */
 static uv_poll_t listen_poll;
 static int listen_fd = -1;
 static char *bound_path;     /* the socket file we made, removed at stop */
@@ -171,8 +172,9 @@ static void conn_close(struct conn *c) {
                 core_client_remove(core, &c->s.client);
                 c->in_core = false;
                 logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = c->s.client.pid},
-                     "client pid %d uid %u%s%s disconnected; %u references released", (int)c->s.client.pid,
-                     (unsigned)c->s.client.uid, *c->s.client.name ? " " : "", c->s.client.name, n);
+                     "client pid %d uid %u%s%s disconnected; %u references %s", (int)c->s.client.pid,
+                     (unsigned)c->s.client.uid, *c->s.client.name ? " " : "", c->s.client.name, n,
+                     kept_at_stop ? "kept in the fd store for its reconnection" : "released");
         }
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
@@ -642,10 +644,11 @@ int server_listen(const char *path, char *err, size_t errsize) {
         return start_listening(fd);
 }
 
-void server_stop(void) {
+void server_stop(bool kept) {
         struct conn *c;
 
         stopping = true;
+        kept_at_stop = kept;
         if (listen_fd >= 0) {
                 uv_poll_stop(&listen_poll);
                 uv_close((uv_handle_t *)&listen_poll, NULL);

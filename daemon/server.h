@@ -28,8 +28,9 @@ void server_changed(void);
 /* The serial the next connection gets; set before serving, to go on from a restored state's. */
 uint64_t server_next_serial(void);
 void server_set_next_serial(uint64_t serial);
-/* Cancels every waiter, answers them, closes every connection and the socket. */
-void server_stop(void);
+/* Cancels every waiter, answers them, closes every connection and the socket; kept: the state was kept for a restart
+ * (restart_stop), so the log says their references are kept, not released. */
+void server_stop(bool kept);
 uint32_t server_nconns(void);
 /* Zeroing jobs on the thread pool. */
 uint32_t server_jobs(void);

@@ -56,7 +56,7 @@ static void on_stop(uv_async_t *a) {
         if (s->lost)
                 grant_unheard(s->core, s->lost);
         cr_assert_eq(state_write(s->core, 1 << 20, &s->state, &s->len), 0);
-        server_stop();
+        server_stop(true);
         uv_close((uv_handle_t *)a, NULL);
 }
 
