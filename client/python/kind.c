@@ -381,7 +381,7 @@ PyObject *py_kind_of(PyObject *self, PyObject *obj) {
                 return NULL;
         k = alloc_kind_detect((const void *)p);
         for (size_t i = 0; k && i < nregistry; i++)
-                if (kind_ptr(registry[i]) == k)
+                if (kind_ptr(registry[i]) == k && !registry[i]->client->closed)
                         return Py_NewRef((PyObject *)registry[i]);
         Py_RETURN_NONE;
 }
