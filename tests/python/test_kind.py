@@ -8,7 +8,7 @@ import time
 import pytest
 
 import allocd
-from conftest import Daemon, used, wait_used
+from conftest import PINNED_SKIP, daemon_fixture, used, wait_used
 
 np = pytest.importorskip("numpy", reason="NumPy is not importable (Debian: python3-numpy)")
 
@@ -25,13 +25,7 @@ kind = fpga
 ranges = 0x200000+8M
 """
 SIZES = [0, 1, 7, 16, 100, 4096, 5000, 16384, 16385, 100000, MIB, 3 * MIB + 5]
-
-
-@pytest.fixture
-def kdaemon():
-    d = Daemon(CONFIG)
-    yield d
-    d.stop()
+kdaemon = daemon_fixture(CONFIG)
 
 
 @pytest.fixture
@@ -79,7 +73,7 @@ def test_blocks_lie_in_regions_allocd_lists(kc):
     k = kc.kind("k", arena="bijective")
     blocks = [k.malloc(n) for n in SIZES[:-2] * 20 + SIZES[-2:]]
     st = k.stats()
-    regions = [r for r in kc.dump("k")]
+    regions = kc.dump("k")
     assert len(regions) == st["regions"] >= 2, "allocd lists the kind's regions, and only them"
     assert used(kc, "k") == st["region_bytes"] == sum(r["size"] for r in regions)
     for b in blocks:
@@ -221,16 +215,7 @@ def test_bad_arguments(kc):
 
 
 PINNED = "[pool pin]\nkind = pinned\nsize = 8M\nbackend = memfd\n[pool g]\nkind = gpu\ndevice = 0\nsize = 64M\n"
-
-
-@pytest.fixture
-def gpu_daemon():
-    try:
-        d = Daemon(PINNED)
-    except RuntimeError as e:
-        pytest.skip("allocd cannot make a pinned pool here (RLIMIT_MEMLOCK?): %s" % e)
-    yield d
-    d.stop()
+gpu_daemon = daemon_fixture(PINNED, PINNED_SKIP)
 
 
 def test_pinned_kind(gpu_daemon):
