@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "alloc/client.h"
 #include "allocd.pb-c.h"
@@ -70,6 +71,10 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
 /* Waits until every pipelined request on c is answered; the first refusal among them since the last call, or 0. */
 int client_sync(struct alloc_client *c);
 
+/* region.c: req a Free (what) or a Detach of id, in f or d. */
+void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase what, uint64_t id, Allocd__Free *f,
+                              Allocd__Detach *d);
+
 /* held.c: id -> references, under its own lock. */
 struct held *held_new(void);
 struct held *held_free(struct held *h);
@@ -77,6 +82,15 @@ struct held *held_free(struct held *h);
 void held_add(struct held *h, const uint64_t *ids, size_t n);
 /* Takes one reference to each of ids, all or none: false (nothing taken) if one is not held. */
 bool held_take(struct held *h, const uint64_t *ids, size_t n);
+/* Ids held. */
+size_t held_count(struct held *h);
+/*
+ * After a reclaim (reconnect.c): allocd says the connection holds counts[i] references to ids[i].
+ * The table keeps of each id as many as both sides count, and forgets every id allocd does not
+ * list; excess[i] is how many allocd holds beyond that (a grant whose reply was lost, or a give-back
+ * that never reached it), for the caller to give back.  -ENOMEM changes nothing.
+ */
+int held_sync(struct held *h, const uint64_t *ids, const uint32_t *counts, size_t n, uint32_t *excess);
 
 /* pool-map.c */
 
@@ -104,6 +118,9 @@ struct pool_map {
         bool mmapped;       /* base is this table's mmap of the pool fd (else nothing, or CUDA's mapping) */
         bool read_only;     /* this connection may only attach in the pool: mapped for reading only */
         struct gpu_map gpu; /* the pool's registration with CUDA, or its import */
+        dev_t dev;          /* mmapped: the file, to know it again after a reconnect */
+        ino_t ino;
+        bool renewed; /* a reconnect happened since it was mapped: its fd may come again (pool_table_renew) */
 };
 
 /*
@@ -121,6 +138,8 @@ int region_table_locate(struct region_table *t, const Allocd__Region *g, struct 
 void region_table_drop(struct region_table *t, uint64_t id);
 struct region_table *client_regions(struct alloc_client *c);
 
+/* After a reconnect: allocd sends each pool's fd again, which maps it anew unless it is the same file. */
+void pool_table_renew(struct pool_table *t);
 /* A table of no pools; NULL when out of memory. */
 struct pool_table *pool_table_new(void);
 /* Unmaps every pool and frees the table.  Accepts NULL; returns NULL. */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * liballoc-client's connections made and ended: the socket, Hello, the
- * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET) and the per-connection settings.
+ * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET, ALLOCD_RECONNECT) and the per-connection
+ * settings.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -21,6 +22,12 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_SPIN_US 50 /* alloc/client.h, alloc_set_spin: why this much */
+/*
+ * How long a lost connection is tried again: a systemctl restart (stop, then a start that restores
+ * the state) takes seconds; a minute also covers a slow one, and a stop and start by hand.  allocd's
+ * reclaim_grace default is twice this, so that a client that tries this long finds its regions.
+ */
+#define DEFAULT_RECONNECT_MS 60000
 
 /* ALLOCD_TIMEOUT, or the default; an unparsable value is an error, not silently the default. */
 static int env_timeout(uint32_t *ret) {
@@ -57,6 +64,39 @@ static int env_quiet(bool *ret) {
         return 0;
 }
 
+/* ALLOCD_RECONNECT: how long to try a lost connection again, or 0 for not at all. */
+static int env_reconnect(uint32_t *ret) {
+        const char *s = secure_getenv("ALLOCD_RECONNECT");
+
+        *ret = DEFAULT_RECONNECT_MS;
+        if (s && *s && parse_duration_ms(s, ret) < 0)
+                return client_fail(-EINVAL,
+                                   "ALLOCD_RECONNECT=%s is not a duration: write 0 (do not reconnect), 30s or 2m", s);
+        return 0;
+}
+
+void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim) {
+        hello->has_version = true;
+        hello->version = WIRE_VERSION;
+        hello->client_name = c->name;
+        hello->has_reclaim_serial = hello->has_reclaim_secret = reclaim && c->serial;
+        hello->reclaim_serial = c->serial;
+        hello->reclaim_secret.data = c->secret;
+        hello->reclaim_secret.len = c->secret_len;
+}
+
+void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
+        if (h->has_wait_timeout_ms)
+                c->wait_ms = h->wait_timeout_ms;
+        c->quiet = c->quiet_env && h->quiet;
+        c->serial = h->has_serial ? h->serial : 0;
+        c->secret_len = h->has_secret && h->secret.len <= sizeof(c->secret) ? h->secret.len : 0;
+        if (c->secret_len)
+                memcpy(c->secret, h->secret.data, c->secret_len);
+        else
+                c->serial = 0; /* an allocd that gives no secret cannot be reclaimed from */
+}
+
 int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char def[sizeof(sa.sun_path)];
@@ -64,7 +104,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         Allocd__Hello hello = ALLOCD__HELLO__INIT;
         Allocd__Reply *reply;
         struct alloc_client *c;
-        uint32_t timeout_ms, spin_us;
+        uint32_t timeout_ms, spin_us, reconnect_ms;
         bool quiet;
         int r;
 
@@ -80,7 +120,8 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 || (r = env_quiet(&quiet)) < 0)
+        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 || (r = env_quiet(&quiet)) < 0 ||
+            (r = env_reconnect(&reconnect_ms)) < 0)
                 return r;
         strcpy(sa.sun_path, socket_path);
         c = calloc(1, sizeof(*c));
@@ -124,9 +165,8 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
                 alloc_disconnect(c);
                 return r;
         }
-        hello.has_version = true;
-        hello.version = WIRE_VERSION;
-        hello.client_name = (char *)(client_name ? client_name : program_invocation_short_name);
+        snprintf(c->name, sizeof(c->name), "%s", client_name ? client_name : program_invocation_short_name);
+        conn_hello(c, &hello, false);
         req.body_case = ALLOCD__REQUEST__BODY_HELLO;
         req.hello = &hello;
         r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
@@ -134,10 +174,10 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
                 alloc_disconnect(c);
                 return r;
         }
-        if (reply->hello->has_wait_timeout_ms)
-                c->wait_ms = reply->hello->wait_timeout_ms;
-        c->quiet = quiet && reply->hello->quiet;
+        c->quiet_env = quiet;
+        conn_hello_done(c, reply->hello);
         allocd__reply__free_unpacked(reply, NULL);
+        c->reconnect_ms = reconnect_ms; /* from now on: a Hello that fails is not tried again */
         *ret = c;
         return 0;
 }

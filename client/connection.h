@@ -50,10 +50,22 @@ struct alloc_client {
         struct held *held;
         uint32_t npipelined; /* pipelined requests not answered yet */
         bool quiet;          /* allocd answers a pipelined request only to refuse it (Hello said so) */
+        bool quiet_env;      /* ALLOCD_QUIET allows it */
         uint64_t quiet_sent; /* quiet requests sent so far: each request listed confirms those */
         int refused;         /* the first pipelined request allocd refused since client_sync, or 0 */
         uint32_t refused_more;
         char refused_msg[CLIENT_ERROR_MAX];
+        /* reconnect.c: carrying on after allocd restarts */
+        uint64_t gen;          /* bumped by each reconnect: a request sent before it has no reply coming */
+        uint32_t senders;      /* threads in wire_send on fd without the lock: a reconnect waits for them */
+        uint32_t reconnect_ms; /* ALLOCD_RECONNECT: how long a lost connection is tried again; 0: never */
+        bool given_up;         /* reconnecting failed: dead stays, and calls fail at once */
+        int revived;           /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
+        char revived_msg[CLIENT_ERROR_MAX];
+        uint64_t serial; /* Hello's: this connection's number and secret, to reclaim its regions with */
+        uint8_t secret[32];
+        size_t secret_len;
+        char name[256];    /* the client name Hello gave (allocd refuses one past 63 bytes, cut here or not) */
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];
@@ -78,6 +90,18 @@ void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *
                 const struct timespec *deadline);
 /* The connection's own deadline from now, for requests that wait for no room; false for none. */
 bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
+/*
+ * reconnect.c: the connection of generation gen was lost: unless another thread did it already,
+ * makes it again (ALLOCD_RECONNECT), reclaims its regions and squares the held table with them;
+ * lock held.  0: carry on (a safe request may be sent again); -ESTALE: carry on, but the regions
+ * the connection held are gone (alloc_last_error says why); else it stays dead, and why.
+ */
+int conn_revive(struct alloc_client *c, uint64_t gen);
+/* Whether req may be sent again on a new connection when its reply was lost (reconnect.c). */
+bool conn_retry_safe(const Allocd__Request *req);
+/* connect.c: Hello for this connection (reclaiming, with secret); and what its reply says, kept. */
+void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim);
+void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
 /* pipeline.c: a reply that confirms the quiet requests sent up to upto came; lock held. */

@@ -148,3 +148,43 @@ bool held_take(struct held *h, const uint64_t *ids, size_t n) {
         pthread_mutex_unlock(&h->lock);
         return i == n;
 }
+
+size_t held_count(struct held *h) {
+        size_t n;
+
+        pthread_mutex_lock(&h->lock);
+        n = h->used;
+        pthread_mutex_unlock(&h->lock);
+        return n;
+}
+
+int held_sync(struct held *h, const uint64_t *ids, const uint32_t *counts, size_t n, uint32_t *excess) {
+        struct held now = {.cap = HELD_MIN};
+        int e = 0;
+
+        pthread_mutex_lock(&h->lock);
+        while (now.cap / 2 < n)
+                now.cap *= 2;
+        if (!(now.tab = calloc(now.cap, sizeof(*now.tab)))) {
+                e = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const struct held_entry *old = find(h, ids[i]);
+                uint32_t keep = old->id == ids[i] && old->refs < counts[i] ? old->refs : counts[i];
+                if (old->id != ids[i])
+                        keep = 0;
+                excess[i] = counts[i] - keep;
+                if (keep && ids[i]) {
+                        *find(&now, ids[i]) = (struct held_entry){.id = ids[i], .refs = keep};
+                        now.used++;
+                }
+        }
+        free(h->tab);
+        h->tab = now.tab;
+        h->cap = now.cap;
+        h->used = now.used;
+out:
+        pthread_mutex_unlock(&h->lock);
+        return e;
+}

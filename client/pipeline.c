@@ -119,6 +119,15 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         *p = (struct pending){
                 .what = req->body_case, .pipelined = true, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
         pthread_mutex_lock(&c->lock);
+        if (c->dead && (r = conn_revive(c, c->gen)) < 0) {
+                /* Made again without its regions: these are gone with the rest. */
+                if (r == -ESTALE) {
+                        pthread_mutex_unlock(&c->lock);
+                        free(p);
+                        return r;
+                }
+                goto fail;
+        }
         /* Quiet ones are answered only by later replies: ask for one. */
         while (c->quiet && !c->dead && !pipe_has_room(c, NULL)) {
                 pthread_mutex_unlock(&c->lock);
@@ -150,9 +159,13 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         p->next = c->pending;
         c->pending = p;
         c->npipelined++;
+        c->senders++;
+        uint64_t gen = c->gen;
         pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
+        if (--c->senders == 0 && c->sleepers)
+                pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
         p->sending = false;
         if (p->answered) {
                 /* Refused already (it was sent): the refusal is filed, and the entry is out of the list. */
@@ -168,9 +181,12 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 goto fail;
         }
         if (r < 0) {
-                /* The entry stays listed: the connection is over, and alloc_disconnect frees it. */
+                /*
+                 * The entry stays listed: the connection is over, and alloc_disconnect frees it, or a
+                 * reconnect, whose squaring with allocd gives these regions back (reconnect.c).
+                 */
                 conn_die(c, r, "the connection to allocd is gone");
-                r = conn_fail_dead(c);
+                r = conn_revive(c, gen);
         }
         pthread_mutex_unlock(&c->lock);
         return r;
@@ -207,7 +223,7 @@ int client_sync(struct alloc_client *c) {
                 c->refused = 0;
                 c->refused_more = 0;
         } else if (c->dead) {
-                r = conn_fail_dead(c);
+                r = conn_revive(c, c->gen); /* the frees are given back by its squaring, or gone */
         } else if (r < 0) {
                 /* The Sync itself failed, and alloc_last_error says how. */
         } else if (unanswered(c, &last)) {

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "client-internal.h"
 
@@ -47,6 +48,8 @@ struct pool_table {
         pthread_rwlock_t lock;
         struct pool_map **by_addr; /* sorted by addr; their ranges do not overlap */
         size_t n, allocated;
+        struct pool_map **retired; /* replaced after a reconnect: mapped until the table goes, for old pointers */
+        size_t nretired;
 };
 
 struct pool_table *pool_table_new(void) {
@@ -75,7 +78,10 @@ struct pool_table *pool_table_free(struct pool_table *t) {
                 return NULL;
         for (size_t i = 0; i < t->n; i++)
                 pool_map_free(t->by_addr[i]);
+        for (size_t i = 0; i < t->nretired; i++)
+                pool_map_free(t->retired[i]);
         free(t->by_addr);
+        free(t->retired);
         pthread_rwlock_destroy(&t->lock);
         free(t);
         return NULL;
@@ -125,6 +131,42 @@ static int admit(struct pool_table *t, const char *name, char *err, size_t errsi
                 t->by_addr = p;
                 t->allocated = want;
         }
+        return 0;
+}
+
+void pool_table_renew(struct pool_table *t) {
+        pthread_rwlock_wrlock(&t->lock);
+        for (size_t i = 0; i < t->n; i++)
+                t->by_addr[i]->renewed = true;
+        pthread_rwlock_unlock(&t->lock);
+}
+
+/*
+ * The fd of pool name, after a reconnect, for a pool mapped already: the same memfd (allocd kept it
+ * across its restart) is mapped already, 1; another file (a new allocd made the pool anew) retires
+ * the old mapping, so that the old pointers still reach memory, and the new is mapped beside it.
+ * CUDA's exports cannot be told apart: they are always mapped anew.  Write lock held.
+ */
+static int renew(struct pool_table *t, const char *name, int fd, char *err, size_t errsize) {
+        struct pool_map *m = find_name(t, name), **p;
+        struct stat st;
+        size_t i;
+
+        if (!m || !m->renewed)
+                return 0;
+        m->renewed = false;
+        if (m->mmapped && fstat(fd, &st) == 0 && st.st_dev == m->dev && st.st_ino == m->ino)
+                return 1;
+        if (!(p = reallocarray(t->retired, t->nretired + 1, sizeof(*p)))) {
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        t->retired = p;
+        t->retired[t->nretired++] = m;
+        for (i = 0; t->by_addr[i] != m; i++)
+                ;
+        memmove(&t->by_addr[i], &t->by_addr[i + 1], (t->n - i - 1) * sizeof(*t->by_addr));
+        t->n--;
         return 0;
 }
 
@@ -201,6 +243,7 @@ void *mmap_aligned(int fd, uint64_t size, uint64_t align, bool read_only) {
  * pool_map_free undoes exactly what was set up.
  */
 static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err, size_t errsize) {
+        struct stat st;
         void *p;
         int r;
 
@@ -227,6 +270,10 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
         m->base = p;
         m->addr = (uintptr_t)p;
         m->mmapped = true;
+        if (fstat(fd, &st) == 0) {
+                m->dev = st.st_dev;
+                m->ino = st.st_ino;
+        }
         /* CUDA registers a read-only mapping only when told that the device must not write it either. */
         if (g->kind == ALLOCD__POOL_KIND__PINNED)
                 return gpu_register(&m->gpu, m->base, m->size,
@@ -248,10 +295,12 @@ int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, cha
                 return -EPROTO;
         /* Everything that can be refused or run out is settled before the pool is mapped. */
         pthread_rwlock_wrlock(&t->lock);
-        r = admit(t, g->pool, err, errsize);
+        r = renew(t, g->pool, fd, err, errsize);
+        if (r == 0)
+                r = admit(t, g->pool, err, errsize);
         pthread_rwlock_unlock(&t->lock);
-        if (r < 0)
-                return r;
+        if (r != 0)
+                return r > 0 ? 0 : r;
         m = calloc(1, sizeof(*m));
         if (!m || !(m->name = strdup(g->pool))) {
                 free(m);

@@ -187,22 +187,27 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
         return r;
 }
 
+void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase what, uint64_t id, Allocd__Free *f,
+                              Allocd__Detach *d) {
+        req->body_case = what;
+        if (what == ALLOCD__REQUEST__BODY_FREE) {
+                f->has_region = true;
+                f->region = id;
+                req->free = f;
+        } else {
+                d->has_region = true;
+                d->region = id;
+                req->detach = d;
+        }
+}
+
 /* Free or Detach of one region. */
 static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id, bool pipe) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
         Allocd__Detach d = ALLOCD__DETACH__INIT;
 
-        req.body_case = what;
-        if (what == ALLOCD__REQUEST__BODY_FREE) {
-                f.has_region = true;
-                f.region = id;
-                req.free = &f;
-        } else {
-                d.has_region = true;
-                d.region = id;
-                req.detach = &d;
-        }
+        client_give_back_request(&req, what, id, &f, &d);
         return give_back(c, &req, &id, 1, pipe);
 }
 

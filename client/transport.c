@@ -27,6 +27,14 @@
  * Making and ending a connection is connect.c's; the structures all three
  * share are in connection.h.
  *
+ * Reconnecting (reconnect.c): each connection has a generation.  A call that
+ * finds its connection lost, or made again by another thread while it
+ * waited, takes its entry out and has conn_revive make the connection
+ * again (once, whoever asks first); a request safe to repeat is then sent
+ * again, at most RETRY_MAX times.  Sends happen without the lock, so a
+ * reconnect waits for the senders (senders) and the reader to leave the old
+ * socket before it closes it.
+ *
  * Spinning: a thread about to sleep for a reply first polls the socket
  * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
  * the CPU between tries so that an allocd on the same CPU can run: a reply
@@ -282,9 +290,12 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                         conn_quiet_confirmed(c, confirms);
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
-                        if (r && r->has_error && r->error != ALLOCD__ERROR__OK)
+                        if (r && r->has_error && r->error != ALLOCD__ERROR__OK) {
                                 conn_die(c, -wire_error_errno(r->error),
                                          r->message ? r->message : wire_error_name(r->error));
+                                /* An operator closed it (Disconnect): coming back would undo that. */
+                                c->given_up |= r->error == ALLOCD__ERROR__DISCONNECTED;
+                        }
                         if (r)
                                 allocd__reply__free_unpacked(r, NULL);
                 }
@@ -372,8 +383,9 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
 void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
                 const struct timespec *deadline) {
         bool expired = false;
+        uint64_t gen = c->gen; /* a reconnect ends the wait: its requests have no reply coming */
 
-        while (!done(c, arg) && !c->dead && !expired) {
+        while (!done(c, arg) && !c->dead && !expired && c->gen == gen) {
                 if (!c->reading) {
                         expired = !conn_read_one(c, deadline);
                 } else {
@@ -392,11 +404,40 @@ static bool replied(const struct alloc_client *c, const void *me) {
         return ((const struct pending *)me)->reply != NULL;
 }
 
+static bool never(const struct alloc_client *c, const void *arg) {
+        (void)c;
+        (void)arg;
+        return false;
+}
+
+/*
+ * A request allocd cancelled because it is stopping (a wait for room, for a name) is sent again to
+ * the allocd that follows, if the connection is to be made again: once this one closes, which
+ * allocd does as it stops.  Lock held; whether the connection was lost within the deadline.
+ */
+static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struct timespec *deadline, uint64_t gen) {
+        if (!r->has_error || r->error != ALLOCD__ERROR__CANCELLED || !c->reconnect_ms || c->given_up)
+                return false;
+        if (c->gen == gen)
+                conn_await(c, never, NULL, deadline);
+        return c->dead || c->gen != gen;
+}
+
+#define RETRY_MAX 3
+
+/* A Free, Detach or FreeBatch: sent again after a reconnect, NOT_FOUND means the squaring gave it back. */
+static bool gives_back(const Allocd__Request *req) {
+        return req->body_case == ALLOCD__REQUEST__BODY_FREE || req->body_case == ALLOCD__REQUEST__BODY_DETACH ||
+               req->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH;
+}
+
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
         uint8_t buf[WIRE_MAX_PACKET];
-        struct pending me = {0};
+        struct pending me;
         struct timespec deadline;
         bool timed;
+        int again = 0; /* times sent again after a reconnect: a request that brings allocd down is not sent forever */
+        uint64_t gen;
         size_t len;
         int r = 0;
 
@@ -404,10 +445,12 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         if (map)
                 map->err = 0;
         pthread_mutex_lock(&c->lock);
-        if (c->dead) {
-                r = c->dead;
+retry:
+        /* A connection lost before this call is made again first (reconnect.c), or says why not. */
+        if (c->dead && (r = conn_revive(c, c->gen)) < 0)
                 goto out;
-        }
+        me = (struct pending){0};
+        gen = c->gen;
         req->has_id = true;
         req->id = me.id = ++c->next_id;
         timed = request_deadline(c, req, &deadline); /* before packing: it may state an allocation's wait */
@@ -425,9 +468,12 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         me.confirms = c->quiet_sent;
         me.next = c->pending;
         c->pending = &me;
+        c->senders++;
         pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
+        if (--c->senders == 0 && c->sleepers)
+                pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
         if (r == -EAGAIN) {
                 conn_unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
@@ -436,29 +482,49 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
         }
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
-                if (!c->reading)
+                if (!c->reading && c->gen == gen)
                         conn_read_one(c, timed ? &deadline : NULL);
-                conn_die(c, r, "the connection to allocd is gone");
+                if (c->gen == gen)
+                        conn_die(c, r, "the connection to allocd is gone");
         }
         conn_await(c, replied, &me, timed ? &deadline : NULL);
-        if (!me.reply && !c->dead) {
+        if (!me.reply && (c->dead || c->gen != gen)) {
+                /* Lost with the connection: made again, it is sent again if that is safe. */
+                conn_unlist(c, &me);
+                r = conn_revive(c, gen);
+                if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
+                        again++;
+                        goto retry;
+                }
+                if (r == 0)
+                        r = client_fail(-ECONNRESET,
+                                        "the connection to allocd was lost while this request was in flight and made "
+                                        "again; whether allocd did it is not known");
+                pthread_mutex_unlock(&c->lock);
+                return r;
+        }
+        if (!me.reply) {
                 r = abandon(c, &me, req->body_case);
                 pthread_mutex_unlock(&c->lock);
                 return r;
         }
         conn_unlist(c, &me);
-        if (me.reply) {
-                *ret = me.reply;
-                /* Only a failure has words to copy: the message buffer is most of the struct. */
-                if (map && (map->err = me.map.err) < 0)
-                        memcpy(map->msg, me.map.msg, sizeof(map->msg));
-                r = 0;
-        } else {
-                r = c->dead;
+        if (conn_retry_safe(req) && again < RETRY_MAX && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
+                allocd__reply__free_unpacked(me.reply, NULL);
+                if ((r = conn_revive(c, gen)) < 0)
+                        goto out;
+                again++;
+                goto retry;
         }
+        *ret = me.reply;
+        if (again && gives_back(req) && me.reply->has_error && me.reply->error == ALLOCD__ERROR__NOT_FOUND)
+                me.reply->error = ALLOCD__ERROR__OK;
+        /* Only a failure has words to copy: the message buffer is most of the struct. */
+        if (map && (map->err = me.map.err) < 0)
+                memcpy(map->msg, me.map.msg, sizeof(map->msg));
+        pthread_mutex_unlock(&c->lock);
+        return 0;
 out:
-        if (r < 0)
-                conn_fail_dead(c);
         pthread_mutex_unlock(&c->lock);
         return r;
 }

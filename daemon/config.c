@@ -200,8 +200,10 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 *(uint32_t *)((char *)l + keys[i].off) = (uint32_t)v;
                 return 1;
         }
-        if (!strcmp(key, "wait_timeout") || !strcmp(key, "hello_timeout")) {
-                uint32_t *ms = !strcmp(key, "wait_timeout") ? &l->wait_timeout_ms : &l->hello_timeout_ms;
+        if (!strcmp(key, "wait_timeout") || !strcmp(key, "hello_timeout") || !strcmp(key, "reclaim_grace")) {
+                uint32_t *ms = !strcmp(key, "wait_timeout")    ? &l->wait_timeout_ms
+                               : !strcmp(key, "hello_timeout") ? &l->hello_timeout_ms
+                                                               : &l->reclaim_grace_ms;
                 int r = parse_duration_ms(value, ms);
                 if (r == -ERANGE)
                         return conf_fail(ps,
@@ -232,7 +234,7 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                         ps,
                         "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
                         "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
-                        "max_persist_per_uid, wait_timeout, hello_timeout, spin, log_level",
+                        "max_persist_per_uid, wait_timeout, hello_timeout, reclaim_grace, spin, log_level",
                         key);
         }
         return 1;
@@ -301,6 +303,7 @@ static void limits_default(struct config *conf) {
                 .wait_timeout_ms = 30000,
                 .hello_timeout_ms = 10000,
                 .spin_us = SPIN_DEFAULT_US,
+                .reclaim_grace_ms = RECLAIM_GRACE_DEFAULT_MS,
         };
         conf->log_level = LOG_LEVEL_INFO;
 }

@@ -15,6 +15,8 @@
 #define POOL_NAME_MAX_LEN 63
 #define FPGA_DEFAULT_QUANTUM 4096 /* an fpga pool's quantum when the file gives none */
 #define SPIN_DEFAULT_US 50        /* allocd.conf's spin when the file gives none (allocd.conf(5) says why) */
+#define RECLAIM_GRACE_DEFAULT_MS                                                                                       \
+        120000 /* allocd.conf's reclaim_grace: twice the client library's default reconnect bound */
 
 /* The protocol's PoolKind values (proto.c checks that they agree). */
 enum pool_kind { POOL_HOST = 0, POOL_FPGA = 1, POOL_PINNED = 2, POOL_GPU = 3 };
@@ -74,6 +76,7 @@ struct limits {
         uint32_t wait_timeout_ms;  /* for requests that give none */
         uint32_t hello_timeout_ms; /* a connection that says nothing for this long is closed */
         uint32_t spin_us;          /* the loop polls this long after a request before it sleeps (awake.c) */
+        uint32_t reclaim_grace_ms; /* a restored connection not reclaimed for this long is released (grace.c) */
 };
 
 struct config {

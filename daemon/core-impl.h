@@ -184,6 +184,10 @@ void region_discard(struct core *core, uint32_t slot);
 void region_unpersist(struct core *core, uint32_t slot);
 /* Drops every reference cl holds, in O(its holds). */
 void region_release_client(struct core *core, struct client *cl);
+/* Placeholders of uid (reclaim.c): counted in its conns, but no connections. */
+uint32_t absent_of_uid(const struct core *core, uid_t uid);
+/* to (a new connection of from's serial, holding nothing) takes every hold of from over (reclaim.c). */
+void region_take_over(struct core *core, struct client *from, struct client *to);
 /* Takes an UNSEALED region's name and PERSIST away (its waiters are told); its holds stay. */
 void region_abort_unsealed(struct core *core, uint32_t slot);
 /* Takes slot's name away (if it has one). */
@@ -393,6 +397,8 @@ struct user *user_get(struct core *core, uid_t uid);
 /* Adds to the names and PERSIST regions counted against uid, which has a record already. */
 void user_count(struct core *core, uid_t uid, int names, int persist);
 void user_put(struct core *core, struct user *u);
+/* Takes cl, which holds and waits for nothing, off the client list and its uid's count; nothing is kept. */
+void client_leave(struct core *core, struct client *cl);
 /* Registers cl under its uid's record u, whatever the limits (core_client_add checked them, or a restore). */
 void client_enter(struct core *core, struct client *cl, struct user *u);
 int ok_result(struct core_result *res);

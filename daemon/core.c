@@ -135,13 +135,15 @@ void user_count(struct core *core, uid_t uid, int names, int persist) {
 int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
         struct user *u;
 
-        if (core->nclients >= core->limits.max_connections)
+        /* Placeholders of a restored state are no connections: their clients must get in to reclaim them. */
+        if (core->nclients - core->nabsent >= core->limits.max_connections)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already; close some or raise max_connections",
                             core->limits.max_connections);
         if (!(u = user_get(core, cl->uid)))
                 return fail(res, E_INTERNAL, "out of memory");
-        if (u->conns >= core->limits.max_connections_per_uid) {
+        if (u->conns >= core->limits.max_connections_per_uid &&
+            u->conns - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
                 user_put(core, u);
                 return fail(res, E_LIMIT,
                             "uid %u has max_connections_per_uid = %u connections already; close some or raise "
@@ -169,6 +171,10 @@ void core_client_remove(struct core *core, struct client *cl) {
         waitq_drop_client(core, cl);
         region_release_client(core, cl);
         kept_client_gone(core, cl->serial);
+        client_leave(core, cl);
+}
+
+void client_leave(struct core *core, struct client *cl) {
         TAILQ_REMOVE(&core->clients, cl, link);
         core->nclients--;
         cl->user->conns--;

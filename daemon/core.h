@@ -143,6 +143,44 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
 bool core_evictions(struct core *core);
 uint32_t core_nclients(const struct core *core);
 
+/* ---- connections that carry on across a restart (reclaim.c) ---- */
+
+/*
+ * cl (added, nothing held yet: in its Hello) proves it is connection serial of the allocd that wrote
+ * the restored state: the absent placeholder of that serial must be of cl's uid and have secret
+ * (len bytes).  cl then takes the placeholder's serial, secret and every reference, and the
+ * placeholder goes.  E_NOT_FOUND: no placeholder of that serial (no state, or reclaim_grace
+ * passed); E_DENIED: another uid or a wrong secret; E_INVALID: a secret of the wrong length, or cl
+ * holds something.  Nothing changes on error.
+ */
+int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, const uint8_t *secret, size_t len,
+                        struct core_result *res);
+/* Placeholders not reclaimed yet. */
+size_t core_nabsent(const struct core *core);
+/* What a placeholder held when it was released, for the log. */
+struct absent_info {
+        uint64_t serial;
+        uid_t uid;
+        pid_t pid;
+        char name[CLIENT_NAME_MAX_LEN + 1];
+        uint32_t refs;
+        uint64_t bytes;
+};
+/* Releases one placeholder left (reclaim_grace passed) as its hang-up would have; false when none is. */
+bool core_absent_release(struct core *core, struct absent_info *info);
+/* A page of the regions a connection holds: ids in the order of their slot (an id's low 32 bits), each count. */
+#define HELD_PAGE 4000
+struct held_page {
+        uint64_t ids[HELD_PAGE];
+        uint32_t counts[HELD_PAGE];
+        int created[HELD_PAGE]; /* this connection made it (0 or 1, as protobuf-c's booleans are) */
+        size_t n;
+        bool more; /* ask again with after = ids[n - 1] */
+};
+/* The regions cl holds whose slot is above after's (after 0: from the first); E_INTERNAL out of memory. */
+int core_client_held(const struct core *core, const struct client *cl, uint64_t after, struct held_page *page,
+                     struct core_result *res);
+
 /* ---- requests: each validates first and changes nothing on error ---- */
 
 struct alloc_request {

@@ -299,3 +299,31 @@ out:
         free(rs);
         free(rp);
 }
+
+void proto_held(struct core *core, const struct session *s, uint64_t id, const Allocd__Held *m, struct proto_out *out) {
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__HeldReply h = ALLOCD__HELD_REPLY__INIT;
+        struct held_page *page = malloc(sizeof(*page));
+        struct core_result res;
+
+        if (!page)
+                return proto_error(out, id, E_INTERNAL, "out of memory listing the connection's regions");
+        if (core_client_held(core, &s->client, m->has_after ? m->after : 0, page, &res) != E_OK) {
+                free(page);
+                return proto_error(out, id, res.code, res.msg);
+        }
+        _Static_assert(HELD_PAGE * (10 + 5 + 1) < WIRE_MAX_PACKET - 64, "a page of held ids fits in a packet");
+        _Static_assert(sizeof(page->created[0]) == sizeof(protobuf_c_boolean), "created[] is protobuf-c's booleans");
+        h.n_regions = h.n_counts = h.n_created = page->n;
+        h.regions = page->ids;
+        h.counts = page->counts;
+        h.created = (protobuf_c_boolean *)page->created;
+        h.has_more = true;
+        h.more = page->more;
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.body_case = ALLOCD__REPLY__BODY_HELD;
+        reply.held = &h;
+        proto_pack(out, &reply);
+        free(page);
+}

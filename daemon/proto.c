@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -373,7 +374,31 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
                 }
                 core_client_set_name(core, &s->client, m->client_name);
         }
+        if (m->has_reclaim_serial) {
+                struct core_result res;
+                if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
+                                        m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
+                        /* Still in its handshake: it may say a plain Hello next, as a new connection. */
+                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
+                             "client pid %d uid %u cannot reclaim connection %" PRIu64 ": %s", (int)s->client.pid,
+                             (unsigned)s->client.uid, m->reclaim_serial, res.msg);
+                        return reply_result(out, id, &res);
+                }
+                hello.has_reclaimed = true;
+                hello.reclaimed = s->client.nrefs;
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = s->client.pid},
+                     "client pid %d uid %u reclaimed connection %" PRIu64 " and its %u references", (int)s->client.pid,
+                     (unsigned)s->client.uid, s->client.serial, s->client.nrefs);
+        } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
+                return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
+        } else {
+                core_client_update(core, &s->client); /* the kept state has the secret before the reply */
+        }
         s->hello = true;
+        hello.has_serial = hello.has_secret = true;
+        hello.serial = s->client.serial;
+        hello.secret.data = s->client.secret;
+        hello.secret.len = sizeof(s->client.secret);
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
         hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = true;
         hello.max_batch = CORE_BATCH_MAX;
@@ -450,10 +475,12 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return reply_unless_quiet(out, id, req->free_batch->quiet, &res);
         case ALLOCD__REQUEST__BODY_SYNC:
                 return proto_error(out, id, E_OK, NULL);
+        case ALLOCD__REQUEST__BODY_HELD:
+                return proto_held(core, s, id, req->held, out);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch and Sync");
+                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch, Sync and Held");
         }
 }
 

@@ -61,6 +61,8 @@ void session_clear(struct session *s);
 void proto_status(struct core *core, const struct session *s, uint64_t id, const Allocd__Status *m,
                   struct proto_out *out);
 void proto_dump(struct core *core, const struct session *s, uint64_t id, const Allocd__Dump *m, struct proto_out *out);
+/* Held: a page of the regions this connection holds (proto-status.c). */
+void proto_held(struct core *core, const struct session *s, uint64_t id, const Allocd__Held *m, struct proto_out *out);
 /* Packs reply into out (an INTERNAL error reply if it does not fit). */
 void proto_pack(struct proto_out *out, const Allocd__Reply *reply);
 /* What region r holds (Region.format and its geometry), on every Region a reply carries. */

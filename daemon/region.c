@@ -204,6 +204,20 @@ void region_release_client(struct core *core, struct client *cl) {
         }
 }
 
+void region_take_over(struct core *core, struct client *from, struct client *to) {
+        struct hold *tab = core->regions.holds.tab;
+
+        /* The hash finds a hold by its client's serial, which stays: only the pointers move. */
+        for (uint32_t i = from->holds; i != HOLD_NONE; i = tab[i].cnext)
+                tab[i].cl = to;
+        to->holds = from->holds;
+        to->nrefs = from->nrefs;
+        to->bytes = from->bytes;
+        from->holds = HOLD_NONE;
+        from->nrefs = 0;
+        from->bytes = 0;
+}
+
 void region_unpersist(struct core *core, uint32_t slot) {
         struct region *r = &core->regions.tab[slot];
 

@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "grace.h"
 #include "log.h"
 #include "reload.h"
 
@@ -62,6 +63,7 @@ static bool apply_limits(const struct config *conf) {
         fit_nofile(&l, false);
         differ = memcmp(&l, core_limits(core), sizeof(l)) != 0; /* all uint32_t: no padding to differ in */
         core_set_limits(core, &l);
+        grace_arm();
         return differ;
 }
 

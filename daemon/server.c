@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "awake.h"
+#include "grace.h"
 #include "listen.h"
 #include "log.h"
 #include "text.h"
@@ -610,12 +611,14 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         loop = l;
         core = c;
         changed = changed_cb;
+        stopping = false; /* a server started again in one process (tests/test-reclaim.c) */
         uv_check_init(loop, &turn);
         uv_check_start(&turn, turn_cb);
         uv_timer_init(loop, &wait_timer);
         uv_timer_init(loop, &hello_timer);
         uv_timer_init(loop, &accept_timer);
         awake_init(loop);
+        grace_init(loop, core, changed);
 }
 
 static int start_listening(int fd) {
@@ -667,4 +670,5 @@ void server_stop(void) {
         uv_close((uv_handle_t *)&hello_timer, NULL);
         uv_close((uv_handle_t *)&accept_timer, NULL);
         awake_close();
+        grace_close();
 }

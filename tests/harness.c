@@ -65,9 +65,7 @@ int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], 
 }
 
 int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_opts *o) {
-        static const struct daemon_opts none;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        pid_t parent = getpid();
 
         memset(d, 0, sizeof(*d));
         strcpy(d->dir, "/tmp/allocd-test-XXXXXX");
@@ -81,6 +79,14 @@ int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_
         cr_assert(bind(d->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
         if (config)
                 write_file(d->conf, config);
+
+        return daemon_respawn(d, o);
+}
+
+int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
+        static const struct daemon_opts none;
+        bool config = access(d->conf, F_OK) == 0; /* daemon_spawn_opts wrote it if it was given one */
+        pid_t parent = getpid();
 
         if (!o)
                 o = &none;

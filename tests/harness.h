@@ -49,6 +49,8 @@ struct daemon_opts {
 };
 /* As daemon_spawn, with the options in o (NULL: none). */
 int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_opts *o);
+/* A new allocd on d's socket, configuration and notify socket (the one before has stopped); as daemon_spawn_opts. */
+int daemon_respawn(struct daemon *d, const struct daemon_opts *o);
 /* SIGTERM, then checks that allocd stopped cleanly with STOPPING=1. */
 void daemon_stop(struct daemon *d);
 /* Waits up to timeout_ms for a notify datagram containing what; returns true if seen. */

@@ -226,7 +226,8 @@ Test(config, check_config_says_whether_a_file_is_valid, .timeout = 60) {
 Test(config, durations_take_m_for_minutes, .timeout = 60) {
         struct daemon d;
 
-        daemon_start(&d, "[daemon]\nwait_timeout = 2m\nhello_timeout = 1min\n[pool host]\nkind = host\nsize = 1M\n");
+        daemon_start(&d, "[daemon]\nwait_timeout = 2m\nhello_timeout = 1min\nreclaim_grace = 0\n[pool host]\nkind = "
+                         "host\nsize = 1M\n");
         alloc_disconnect(daemon_connect(&d));
         daemon_stop(&d);
 }
@@ -338,6 +339,8 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 {"[daemon]\nwait_timeout = 99999999999\n", 2, "wait_timeout = 99999999999", "longer than 49 days"},
                 {"[daemon]\nwait_timeout = soon\n", 2, "wait_timeout = soon", "not a duration"},
                 {"[daemon]\nhello_timeout = 0\n", 2, "hello_timeout = 0", "above 0"},
+                {"[daemon]\nreclaim_grace = a while\n", 2, "reclaim_grace = a while", "not a duration"},
+                {"[daemon]\nreclaim_grace = 100000min\n", 2, "reclaim_grace = 100000min", "longer than 49 days"},
                 {"[daemon]\nmax_names = 0x1000000000\n", 2, "max_names = 0x1000000000", "from 1 to 16777216"},
                 {"[daemon]\nlog_level = loud\n", 2, "log_level = loud", "use error, warning"},
                 {"[daemon]\nspin = 50\n", 2, "spin = 50", "not a duration; use e.g. 50us"},

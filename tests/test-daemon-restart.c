@@ -219,16 +219,16 @@ Test(restart, sigkill_loses_nothing) {
         restart_keeps_everything(SIGKILL);
 }
 
-/* Allocates and frees in pool other until killed. */
-static void load(void) {
+/* Allocates and frees in pool other until killed, counting its allocations in *done (shared). */
+static void load(volatile unsigned *done) {
         struct alloc_client *k;
         struct alloc_region r[8];
 
         if (alloc_connect(&k, s.d.sock, "load") < 0)
                 _exit(1);
-        for (unsigned n = 0;; n++) {
+        for (unsigned n = 0;; n++, (*done)++) {
                 if (alloc_region_new(k, "other", 4096, NULL, &r[n % 8]) < 0)
-                        _exit(0); /* allocd went away */
+                        _exit(2); /* it carries on across a restart: never */
                 if (n % 8 == 7)
                         for (int i = 0; i < 8; i++)
                                 alloc_region_free(k, r[i].id);
@@ -241,13 +241,22 @@ Test(restart, sigkill_under_load) {
         sysd_start(&s, CONF);
         populate(&c);
         char *before = dump("host");
+        volatile unsigned *done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        cr_assert(done != MAP_FAILED);
         pid_t pid = fork();
         cr_assert(pid >= 0);
         if (pid == 0)
-                load();
+                load(done);
         usleep(100000);
         sysd_restart(&s, SIGKILL);
-        int status;
+        /* The load carries on across the restart (liballoc-client reconnects and reclaims); it ends here. */
+        unsigned at = *done;
+        for (int i = 0; i < 500 && *done < at + 100; i++)
+                usleep(10000);
+        int status = 0;
+        cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "the load stopped at the restart: %#x", status);
+        cr_assert_geq(*done, at + 100, "the load did not carry on after the restart");
+        kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         char *after = dump("host");
         cr_assert_str_eq(after, before);

@@ -12,6 +12,7 @@
 
 #include "core-check.h"
 #include "core-impl.h"
+#include "keep.h"
 #include "state-util.h"
 #include "state.h"
 
@@ -232,4 +233,194 @@ Test(state, a_pool_missing_or_changed_is_reported) {
         free(buf);
         core_free(b);
         gone(a);
+}
+
+/* ---- reclaim (daemon/reclaim.c): a connection of the restored state comes back ---- */
+
+/* busy()'s state, each client with a secret of its own, read into a fresh core. */
+static struct core *restored(void) {
+        struct core *a = busy(), *b = state_core(true);
+        char err[512];
+        uint64_t serial;
+        void *buf;
+        size_t len;
+
+        for (int i = 0; i < 3; i++)
+                memset(cls[i].secret, 0xa0 + i, sizeof(cls[i].secret));
+        cr_assert_eq(state_write(a, 77, &buf, &len), 0);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), 0, "%s", err);
+        free(buf);
+        memcpy(b->pools[1]->map, a->pools[1]->map, b->pools[1]->total); /* the fd store's part: the same memory */
+        gone(a);
+        return b;
+}
+
+static int reclaim(struct core *b, struct client *n, uint64_t serial, uint8_t fill, size_t len) {
+        uint8_t secret[CLIENT_SECRET_LEN + 1];
+        struct core_result res;
+
+        memset(secret, fill, sizeof(secret));
+        return core_client_reclaim(b, n, serial, secret, len, &res);
+}
+
+Test(state, a_reclaim_takes_the_holds_and_the_serial_over) {
+        struct core *b = restored();
+        char *before = state_dump(b), *after;
+        struct client n = {.serial = 500, .uid = 1000, .pid = 100}; /* cls[0]'s uid and pid: the dump reads the same */
+        struct core_result res;
+        uint32_t refs = 0;
+
+        for (size_t i = 0; i < b->nabsent; i++)
+                if (b->absent[i]->serial == 10)
+                        refs = b->absent[i]->nrefs;
+        cr_assert_gt(refs, 0);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK);
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        cr_assert_eq(n.serial, 10);
+        cr_assert_eq(n.nrefs, refs);
+        cr_assert_eq(n.secret[0], 0xa0);
+        cr_assert_eq(core_nabsent(b), 2);
+        after = state_dump(b);
+        cr_assert_str_eq(after, before);
+        state_check(b);
+        /* Its own again: it frees what it made, and the list stays in serial order for Status. */
+        cr_assert_eq(TAILQ_FIRST(core_clients(b)), &n);
+        uint32_t s = b->regions.holds.tab[n.holds].slot;
+        cr_assert_eq(core_detach(b, &n, region_id(&b->regions, s), &res), E_OK, "%s", res.msg);
+        state_check(b);
+        core_client_remove(b, &n);
+        free(before);
+        free(after);
+        core_free(b);
+}
+
+/* Placeholders are no connections: a uid at its limit before the restart gets in again to reclaim. */
+/* The kept state (keep.c) follows a reclaim: the placeholder's record becomes the connection's, its holds stay. */
+Test(state, a_reclaim_is_kept) {
+        struct core *b = restored(), *c = state_core(true);
+        struct client n = {.serial = 500, .uid = 1000, .pid = 4242};
+        struct core_result res;
+        struct keep *k;
+        uint64_t serial;
+        char err[512];
+
+        cr_assert_eq(keep_new(&k, b, 1000), 0);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK);
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        char *want = state_dump(b);
+        cr_assert_eq(state_read_fd(c, keep_fd(k), &serial, err, sizeof(err)), 0, "%s", err);
+        char *got = state_dump(c);
+        cr_assert_str_eq(got, want);
+        cr_assert_eq(c->nabsent, 3);
+        for (size_t i = 0; i < c->nabsent; i++)
+                if (c->absent[i]->serial == 10)
+                        cr_assert_eq(c->absent[i]->pid, 4242);
+        free(want);
+        free(got);
+        state_drop_absent(c);
+        core_free(c);
+        core_client_remove(b, &n);
+        keep_free(k);
+        core_free(b);
+}
+
+Test(state, placeholders_do_not_count_against_connection_limits) {
+        struct core *b = restored();
+        struct limits l = state_limits();
+        struct client n = {.serial = 500, .uid = 1000, .pid = 100}, m = {.serial = 501, .uid = 1000, .pid = 102};
+        struct core_result res;
+
+        l.max_connections = 2;
+        l.max_connections_per_uid = 1; /* uid 1000 had two connections: cls[0] and cls[2] */
+        core_set_limits(b, &l);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(core_client_add(b, &m, &res), E_LIMIT); /* n is a connection */
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        core_client_remove(b, &n);
+        core_free(b);
+}
+
+Test(state, a_wrong_secret_uid_or_serial_is_refused_changing_nothing) {
+        struct core *b = restored();
+        char *before = state_dump(b), *after;
+        struct client n = {.serial = 500, .uid = 1000, .pid = 100}, m = {.serial = 501, .uid = 1001, .pid = 101};
+        struct core_result res;
+
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK);
+        cr_assert_eq(core_client_add(b, &m, &res), E_OK);
+        cr_assert_eq(reclaim(b, &n, 10, 0xa1, CLIENT_SECRET_LEN), E_DENIED); /* cls[1]'s secret */
+        cr_assert_eq(reclaim(b, &m, 10, 0xa0, CLIENT_SECRET_LEN), E_DENIED); /* the secret, another uid */
+        cr_assert_eq(reclaim(b, &n, 99, 0xa0, CLIENT_SECRET_LEN), E_NOT_FOUND);
+        cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN - 1), E_INVALID);
+        cr_assert_eq(core_client_reclaim(b, &n, 12, (const uint8_t[16]){0}, 16, &res), E_DENIED);
+        cr_assert_eq(n.serial, 500);
+        cr_assert_eq(n.nrefs + m.nrefs, 0);
+        cr_assert_eq(core_nabsent(b), 3);
+        core_client_remove(b, &n);
+        core_client_remove(b, &m);
+        after = state_dump(b);
+        cr_assert_str_eq(after, before);
+        state_check(b);
+        free(before);
+        free(after);
+        core_free(b);
+}
+
+Test(state, the_grace_time_releases_what_no_one_reclaimed) {
+        struct core *b = restored();
+        struct absent_info info;
+        struct core_stats st;
+        uint64_t refs = 0;
+        int n = 0;
+
+        while (core_absent_release(b, &info)) {
+                cr_assert(info.serial >= 10 && info.serial <= 12, "%llu", (unsigned long long)info.serial);
+                char want[16];
+                snprintf(want, sizeof(want), "client%d", (int)(info.serial - 10));
+                cr_assert_str_eq(info.name, want);
+                refs += info.refs;
+                n++;
+        }
+        cr_assert_eq(n, 3);
+        cr_assert_gt(refs, 0);
+        cr_assert_eq(b->nclients, 0);
+        core_stats(b, &st);
+        cr_assert_eq(st.holds, 0);
+        state_check(b);
+        for (uint32_t s = 0; core_region_next(b, &s); s++) /* what is left is PERSIST, held by no one */
+                cr_assert(b->regions.tab[s].state & R_PERSIST);
+        core_free(b);
+}
+
+Test(state, held_lists_a_connections_regions_a_page_at_a_time) {
+        struct core *c = state_core(false);
+        struct held_page *page = malloc(sizeof(*page));
+        struct core_result res;
+        uint64_t after = 0, seen = 0, last = 0;
+        uint32_t first;
+
+        connect(c, 0, 1000);
+        connect(c, 1, 1000);
+        first = alloc(c, 0, "a", 4096, 0, "twice", FMT_RAW);
+        for (int k = 0; k < HELD_PAGE + 500; k++)
+                alloc(c, k % 7 ? 0 : 1, "a", 4096, 0, NULL, FMT_RAW);
+        struct attach_request at = {.name = "twice"};
+        uint32_t s;
+        cr_assert_eq(core_attach(c, &cls[0], 0, &at, &s, &res), GRANT_REGION);
+        do {
+                cr_assert_eq(core_client_held(c, &cls[0], after, page, &res), E_OK);
+                for (size_t i = 0; i < page->n; i++) {
+                        cr_assert_gt((uint32_t)page->ids[i] + 1, (uint32_t)last + (seen ? 1 : 0));
+                        cr_assert_neq(region_hold_of(c, (uint32_t)page->ids[i], &cls[0]), HOLD_NONE);
+                        cr_assert_eq(page->counts[i], (uint32_t)page->ids[i] == first ? 2 : 1);
+                        last = page->ids[i];
+                        seen++;
+                }
+                after = page->n ? page->ids[page->n - 1] : 0;
+        } while (page->more);
+        cr_assert_eq(seen + 1, cls[0].nrefs);
+        free(page);
+        core_client_remove(c, &cls[0]);
+        core_client_remove(c, &cls[1]);
+        core_free(c);
 }

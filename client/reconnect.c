@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Carrying on after allocd restarts (issue 18).
+ *
+ * A call that finds the connection lost (EOF, ECONNRESET, EPIPE) makes it
+ * again, tries for ALLOCD_RECONNECT (a minute by default) with a backoff
+ * from 10 ms doubling to 1 s, and says Hello with the serial and secret the
+ * first Hello gave.  An allocd that restarted with its state (the fd store)
+ * has kept this connection's references for it, as a placeholder, for
+ * reclaim_grace: the new connection takes them over, and the pools are the
+ * same memfds, so every mapping and struct alloc_region stays good (pool-map.c
+ * keeps a mapping whose file comes again).
+ *
+ * Then the held table is squared with what allocd says the connection holds
+ * (Held, a page at a time).  Whatever allocd holds beyond the table is a
+ * grant whose reply was lost (an Alloc, an Attach in flight) or a give-back
+ * that did not reach it (a pipelined Free or Detach): each goes back, a Free
+ * for an id a lost Free named or this connection made (the Held reply says
+ * so), else a Detach.  Whatever the table holds that allocd does not list is
+ * gone.  So a request in flight may be sent again: an Alloc or Attach
+ * allocates anew, a Free or Detach finds its region given back already
+ * (transport.c).
+ *
+ * allocd refuses the reclaim when it restarted without the state, or the
+ * grace time passed, or the secret is wrong: the new connection starts
+ * afresh (a plain Hello), and the calls cut by the loss fail with -ESTALE
+ * and allocd's reason, once, if the connection held regions; the memory
+ * stays mapped, so old pointers do not fault, but it is no longer shared.
+ *
+ * All of it runs with the connection's lock held, on a socket no other
+ * thread knows yet: the others wait for the lock, then find a new
+ * generation and learn the outcome from revived.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client-internal.h"
+#include "connection.h"
+#include "wire.h"
+
+#define BACKOFF_FIRST_MS 10
+#define BACKOFF_MAX_MS 1000
+#define RPC_TIMEOUT_MS 10000 /* a reply on the new socket, when the connection has no timeout of its own */
+
+bool conn_retry_safe(const Allocd__Request *req) {
+        switch (req->body_case) {
+        case ALLOCD__REQUEST__BODY_HELLO:
+        case ALLOCD__REQUEST__BODY_DISCONNECT: /* it closes others: done or not, not twice */
+                return false;
+        default:
+                return true;
+        }
+}
+
+static uint64_t now_ms(void) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* req on fd and its reply, read on this thread alone: no other reads fd yet. */
+static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Reply **ret) {
+        uint8_t out[128], *buf = out;
+        size_t len = allocd__request__get_packed_size(req);
+        int r;
+
+        req->has_id = true;
+        req->id = ++c->next_id;
+        if (len > sizeof(out) && !(buf = malloc(len)))
+                return -ENOMEM;
+        r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
+        if (buf != out)
+                free(buf);
+        while (r == 0) {
+                int pfd = -1;
+                size_t nfds = 1;
+                ssize_t n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0);
+                if (nfds)
+                        close(pfd);
+                if (n <= 0)
+                        return n == 0 ? -ECONNRESET : (int)n;
+                Allocd__Reply *rep = allocd__reply__unpack(NULL, (size_t)n, c->rbuf);
+                if (!rep)
+                        return -EPROTO;
+                if (rep->id == req->id || (rep->id == 0 && rep->has_error && rep->error != ALLOCD__ERROR__OK)) {
+                        *ret = rep;
+                        return 0;
+                }
+                allocd__reply__free_unpacked(rep, NULL); /* never: nothing else was sent on fd */
+        }
+        return r;
+}
+
+/* A connected socket to allocd, with the connection's send timeout and rpc's receive timeout. */
+static int dial(struct alloc_client *c, int *ret) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        uint32_t ms = c->timeout_ms ? c->timeout_ms : RPC_TIMEOUT_MS;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
+
+        if (fd < 0)
+                return -errno;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", c->path);
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+            connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret = fd;
+        return 0;
+}
+
+/*
+ * Hello on fd, reclaiming if the connection has a serial: 1 reclaimed, 0 a new connection (why the
+ * reclaim was refused in why), or a negative errno value (try again, or give up: -EPROTO, -EPROTONOSUPPORT).
+ */
+static int hello(struct alloc_client *c, int fd, char *why, size_t whysize) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Reply *rep;
+        bool reclaim = c->serial != 0;
+        int r;
+
+        *why = '\0';
+        for (;;) {
+                conn_hello(c, &h, reclaim);
+                req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+                req.hello = &h;
+                if ((r = rpc(c, fd, &req, &rep)) < 0)
+                        return r;
+                if (rep->has_error && rep->error != ALLOCD__ERROR__OK) {
+                        r = -wire_error_errno(rep->error);
+                        /* Refused reclaims stay in the handshake: a plain Hello carries on as a new connection. */
+                        if (reclaim && rep->id &&
+                            (rep->error == ALLOCD__ERROR__NOT_FOUND || rep->error == ALLOCD__ERROR__DENIED ||
+                             rep->error == ALLOCD__ERROR__INVALID)) {
+                                snprintf(why, whysize, "%s", rep->message ? rep->message : "refused");
+                                allocd__reply__free_unpacked(rep, NULL);
+                                reclaim = false;
+                                continue;
+                        }
+                        snprintf(why, whysize, "%s", rep->message ? rep->message : wire_error_name(rep->error));
+                        allocd__reply__free_unpacked(rep, NULL);
+                        return r;
+                }
+                if (rep->body_case != ALLOCD__REPLY__BODY_HELLO) {
+                        allocd__reply__free_unpacked(rep, NULL);
+                        return -EPROTO;
+                }
+                conn_hello_done(c, rep->hello);
+                allocd__reply__free_unpacked(rep, NULL);
+                return reclaim;
+        }
+}
+
+/* Sends back one reference to id (a Free, or a Detach) on fd. */
+static int give_back(struct alloc_client *c, int fd, uint64_t id, bool free_it) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Detach d = ALLOCD__DETACH__INIT;
+        Allocd__Reply *rep;
+        int r;
+
+        client_give_back_request(&req, free_it ? ALLOCD__REQUEST__BODY_FREE : ALLOCD__REQUEST__BODY_DETACH, id, &f, &d);
+        if ((r = rpc(c, fd, &req, &rep)) < 0)
+                return r;
+        r = rep->has_error ? -wire_error_errno(rep->error) : 0;
+        allocd__reply__free_unpacked(rep, NULL);
+        /* A Free another uid's region refuses (it was an Attach): a Detach gives the reference back. */
+        return r == -EACCES && free_it ? give_back(c, fd, id, false) : r;
+}
+
+/* Whether id is among the n that lost Frees named. */
+static bool among(const uint64_t *ids, size_t n, uint64_t id) {
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                        return true;
+        return false;
+}
+
+/* What allocd says the reclaimed connection holds, squared with the held table (see above). */
+static int square(struct alloc_client *c, int fd, const uint64_t *freed, size_t nfreed) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Held h = ALLOCD__HELD__INIT;
+        uint64_t *ids = NULL;
+        uint32_t *counts = NULL, *excess = NULL;
+        uint8_t *made = NULL;
+        size_t n = 0;
+        int r = 0;
+
+        req.body_case = ALLOCD__REQUEST__BODY_HELD;
+        req.held = &h;
+        for (bool more = true; more && r == 0;) {
+                Allocd__Reply *rep;
+                if ((r = rpc(c, fd, &req, &rep)) < 0)
+                        break;
+                Allocd__HeldReply *p = rep->body_case == ALLOCD__REPLY__BODY_HELD ? rep->held : NULL;
+                size_t k = p ? p->n_regions : 0;
+                void *a = reallocarray(ids, n + k, sizeof(*ids)), *b = reallocarray(counts, n + k, sizeof(*counts));
+                void *m = realloc(made, n + k + 1);
+                ids = a ? a : ids;
+                counts = b ? b : counts;
+                made = m ? m : made;
+                if (!p || p->n_counts != k || (p->n_created && p->n_created != k))
+                        r = rep->has_error ? -wire_error_errno(rep->error) : -EPROTO;
+                else if (!a || !b || !m)
+                        r = -ENOMEM;
+                for (size_t i = 0; r == 0 && i < k; i++, n++) {
+                        ids[n] = p->regions[i];
+                        counts[n] = p->counts[i];
+                        made[n] = p->n_created && p->created[i];
+                }
+                more = r == 0 && p->more && k;
+                h.has_after = true;
+                h.after = k ? ids[n - 1] : 0;
+                allocd__reply__free_unpacked(rep, NULL);
+        }
+        if (r == 0 && !(excess = calloc(n + 1, sizeof(*excess))))
+                r = -ENOMEM;
+        if (r == 0)
+                r = held_sync(c->held, ids, counts, n, excess);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                for (uint32_t k = 0; r == 0 && k < excess[i]; k++) {
+                        int e = give_back(c, fd, ids[i], k == 0 && (made[i] || among(freed, nfreed, ids[i])));
+                        r = e == -ENOENT ? 0 : e; /* gone meanwhile: what was wanted */
+                }
+        free(ids);
+        free(counts);
+        free(excess);
+        free(made);
+        return r;
+}
+
+/*
+ * Forgets the requests of the lost connection that no caller waits for (abandoned, pipelined),
+ * keeping the ids that pipelined Frees named (*freed, malloc'd); the callers' own entries stay, for
+ * them to take out.  Lock held, no thread sending or reading.
+ */
+static void forget(struct alloc_client *c, uint64_t **freed, size_t *nfreed) {
+        for (struct pending **pp = &c->pending, *p; (p = *pp);) {
+                if (!p->abandoned && !p->pipelined) {
+                        pp = &p->next;
+                        continue;
+                }
+                if (p->pipelined && p->what != ALLOCD__REQUEST__BODY_DETACH) {
+                        uint64_t *f = reallocarray(*freed, *nfreed + p->n, sizeof(**freed));
+                        if (f) {
+                                memcpy(f + *nfreed, p->ids, p->n * sizeof(*f));
+                                *freed = f;
+                                *nfreed += p->n;
+                        }
+                }
+                *pp = p->next;
+                free(p);
+        }
+        c->npipelined = 0;
+}
+
+int conn_revive(struct alloc_client *c, uint64_t gen) {
+        uint64_t start = now_ms(), *freed = NULL;
+        uint32_t wait = BACKOFF_FIRST_MS;
+        size_t nfreed = 0;
+        char why[256];
+        int fd = -1, r;
+        bool had;
+
+        if (c->gen != gen)
+                return c->revived ? client_fail(c->revived, "%s", c->revived_msg) : 0;
+        if (!c->dead)
+                return 0;
+        if (c->dead != -ECONNRESET || !c->reconnect_ms || c->given_up)
+                return conn_fail_dead(c);
+        while (c->senders || c->reading) {
+                c->sleepers++;
+                pthread_cond_wait(&c->cond, &c->lock);
+                c->sleepers--;
+        }
+        if (c->gen != gen)
+                return conn_revive(c, gen);
+        for (;;) {
+                r = dial(c, &fd);
+                if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0)
+                        break;
+                if (fd >= 0)
+                        close(fd);
+                fd = -1;
+                if (r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
+                        c->given_up = true;
+                        snprintf(c->dead_msg, sizeof(c->dead_msg),
+                                 "the connection to allocd at %s was lost, and making it again failed for %u ms "
+                                 "(%s%s%s; "
+                                 "ALLOCD_RECONNECT says how long to try)",
+                                 c->path, c->reconnect_ms, strerror(-r), *why ? ": " : "", why);
+                        return conn_fail_dead(c);
+                }
+                nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000}, NULL);
+                wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
+        }
+        forget(c, &freed, &nfreed);
+        had = held_count(c->held) != 0;
+        c->revived = 0;
+        if (r == 1) {
+                r = square(c, fd, freed, nfreed);
+        } else {
+                held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
+                if (had) {
+                        c->revived = -ESTALE;
+                        snprintf(c->revived_msg, sizeof(c->revived_msg),
+                                 "allocd at %s restarted and this connection's regions are gone (%s); the connection "
+                                 "carries on as a new one",
+                                 c->path, why);
+                }
+                r = 0;
+        }
+        free(freed);
+        if (r < 0) {
+                close(fd);
+                snprintf(c->dead_msg, sizeof(c->dead_msg),
+                         "the connection to allocd was made again, but squaring "
+                         "its regions with allocd failed");
+                c->dead = r == -ECONNRESET ? r : -EIO;
+                return conn_fail_dead(c);
+        }
+        /* As alloc_set_timeout has it: sends bounded by the connection's timeout, reads by their deadlines. */
+        uint32_t ms = c->timeout_ms;
+        struct timeval snd = {.tv_sec = ms / 1000, .tv_usec = (suseconds_t)(ms % 1000) * 1000}, rcv = {0};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+        close(c->fd);
+        c->fd = fd;
+        c->dead = 0;
+        c->gen++;
+        pool_table_renew(c->pools);
+        if (c->sleepers)
+                pthread_cond_broadcast(&c->cond);
+        return c->revived ? client_fail(c->revived, "%s", c->revived_msg) : 0;
+}

@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client carries on when allocd restarts (issue 18; client/reconnect.c).  Here allocd
+ * restarts without its state, on the same socket: the client makes its connection again, and
+ * its next call works, or, if it held regions, says once that they are gone and why.
+ * ALLOCD_RECONNECT=0 keeps the old behaviour, and a bound on the tries is kept.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "sysd.h"
+
+#define CONF "[pool host]\nkind = host\nsize = 4M\n"
+
+/* allocd, killed if the test dies first (a failed assertion leaves no allocd behind). */
+static void start(struct daemon *d) {
+        int r = daemon_spawn_opts(d, CONF, &(struct daemon_opts){.die_with_test = true});
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
+}
+
+/* allocd stopped as systemctl stop would, and not started again. */
+static void stop_only(struct daemon *d) {
+        int status;
+
+        kill(d->pid, SIGTERM);
+        cr_assert(daemon_notified(d, "STOPPING=1", 10000), "no STOPPING=1");
+        cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
+        d->pid = 0;
+}
+
+/* A new allocd on the same socket and configuration, without the state of the one before. */
+static void start_again(struct daemon *d) {
+        int r = daemon_respawn(d, &(struct daemon_opts){.die_with_test = true});
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
+}
+
+static void restart(struct daemon *d) {
+        stop_only(d);
+        start_again(d);
+}
+
+static long ms_since(const struct timespec *t0) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+Test(reconnect, a_client_without_regions_carries_on_unaware, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        restart(&d);
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region old, r, seen;
+        struct alloc_opts named = {.name = "after"};
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &old), 0, "%s", alloc_last_error());
+        memcpy(old.ptr, "before", 7);
+        restart(&d);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), -ESTALE);
+        cr_assert(strstr(alloc_last_error(), "restarted") && strstr(alloc_last_error(), "gone") &&
+                          strstr(alloc_last_error(), "not waiting to be reclaimed"),
+                  "%s", alloc_last_error());
+        /* The memory stays mapped: a pointer the program still has does not fault. */
+        cr_assert_str_eq(old.ptr, "before");
+        /* It carries on as a new connection, in the new allocd's pool (a new memfd, mapped anew). */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), 0, "%s", alloc_last_error());
+        memcpy(r.ptr, "shared", 7);
+        struct alloc_client *b = daemon_connect(&d);
+        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.ptr, "shared");
+        alloc_disconnect(b);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, allocd_reconnect_0_keeps_the_lost_connection_lost, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+
+        setenv("ALLOCD_RECONNECT", "0", 1);
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        restart(&d);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert(strstr(alloc_last_error(), "gone"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, the_tries_end_within_allocd_reconnect, .timeout = 60) {
+        struct daemon d;
+        struct alloc_status *st = NULL;
+        struct timespec t0;
+
+        setenv("ALLOCD_RECONNECT", "500ms", 1);
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        stop_only(&d);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert(strstr(alloc_last_error(), "500 ms") && strstr(alloc_last_error(), "ALLOCD_RECONNECT"), "%s",
+                  alloc_last_error());
+        long took = ms_since(&t0);
+        cr_assert(took >= 250 && took < 5000, "gave up after %ld ms", took);
+        /* Given up: the next call says so at once, even with allocd back. */
+        start_again(&d);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(alloc_status(c, &st), -ECONNRESET);
+        cr_assert_lt(ms_since(&t0), 250);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+Test(reconnect, a_bad_allocd_reconnect_is_refused_at_connect, .timeout = 60) {
+        struct daemon d;
+        struct alloc_client *c;
+
+        setenv("ALLOCD_RECONNECT", "often", 1);
+        start(&d);
+        cr_assert_eq(alloc_connect(&c, d.sock, "test"), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "ALLOCD_RECONNECT=often"), "%s", alloc_last_error());
+        daemon_stop(&d);
+}
+
+struct waiting {
+        struct alloc_client *c;
+        int r;
+        char err[512];
+};
+
+static void *alloc_waiting(void *arg) {
+        struct waiting *w = arg;
+        struct alloc_region r;
+        struct alloc_opts o = {.timeout_ms = 20000};
+
+        w->r = alloc_region_new(w->c, "host", 2 << 20, &o, &r);
+        snprintf(w->err, sizeof(w->err), "%s", alloc_last_error());
+        return NULL;
+}
+
+/* allocd cancels the waits as it stops; each is sent again to the allocd that follows. */
+Test(reconnect, a_wait_cut_by_the_restart_is_sent_again, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region big;
+        pthread_t t;
+
+        start(&d);
+        struct alloc_client *a = daemon_connect(&d);
+        struct waiting w = {.c = daemon_connect(&d)};
+        cr_assert_eq(alloc_region_new(a, "host", 3 << 20, NULL, &big), 0, "%s", alloc_last_error());
+        pthread_create(&t, NULL, alloc_waiting, &w);
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        restart(&d);
+        pthread_join(t, NULL);
+        /* w held nothing: nothing was lost, and the new allocd has room. */
+        cr_assert_eq(w.r, 0, "%s", w.err);
+        cr_assert_eq(pool_used(w.c, "host"), 2 << 20);
+        alloc_disconnect(w.c);
+        alloc_disconnect(a);
+        daemon_stop(&d);
+}
+
+struct looping {
+        struct alloc_client *c;
+        volatile bool *stop;
+        int calls, failed, last;
+        char err[512];
+};
+
+static void *status_loop(void *arg) {
+        struct looping *l = arg;
+
+        while (!*l->stop) {
+                struct alloc_status *st = NULL;
+                int r = alloc_status(l->c, &st);
+                alloc_status_free(st);
+                l->calls++;
+                if (r < 0) {
+                        l->failed++;
+                        l->last = r;
+                        snprintf(l->err, sizeof(l->err), "%s", alloc_last_error());
+                }
+        }
+        return NULL;
+}
+
+/* Threads that share one connection: one of them makes it again, the others wait and carry on. */
+Test(reconnect, threads_on_one_connection_carry_on_together, .timeout = 60) {
+        struct daemon d;
+        volatile bool stop = false;
+        struct looping l[4];
+        pthread_t t[4];
+
+        start(&d);
+        struct alloc_client *c = daemon_connect(&d);
+        for (int i = 0; i < 4; i++) {
+                l[i] = (struct looping){.c = c, .stop = &stop};
+                pthread_create(&t[i], NULL, status_loop, &l[i]);
+        }
+        usleep(50000);
+        restart(&d);
+        usleep(50000);
+        restart(&d);
+        usleep(50000);
+        stop = true;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                cr_expect_eq(l[i].failed, 0, "thread %d: %d of %d calls failed, the last %d: %s", i, l[i].failed,
+                             l[i].calls, l[i].last, l[i].err);
+        }
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+/* ---- a restart with the state (systemd's fd store, played by sysd.c): the clients reclaim ---- */
+
+static struct sysd s;
+
+static void end_sysd(void) {
+        sysd_end(&s);
+}
+
+/* Status through c: the pool's used bytes. */
+static uint64_t used_by(struct alloc_client *c) {
+        return pool_used(c, "host");
+}
+
+Test(reconnect, after_a_restart_with_its_state_a_client_carries_on_with_its_regions, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region r[4], seen;
+        struct alloc_opts named = {.name = "kept"};
+
+        sysd_start(&s, CONF);
+        struct alloc_client *c = daemon_connect(&s.d);
+        for (int i = 0; i < 4; i++) {
+                cr_assert_eq(alloc_region_new(c, "host", 65536, i ? NULL : &named, &r[i]), 0, "%s", alloc_last_error());
+                memset(r[i].ptr, 'a' + i, r[i].size);
+        }
+        cr_assert_eq(alloc_region_free(c, r[3].id), 0); /* pipelined: maybe in flight as allocd stops */
+        sysd_restart(&s, SIGTERM);
+        /* The next call reconnects and reclaims; the free in flight is done either way. */
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), 3 * 65536);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(((char *)r[i].ptr)[65535], 'a' + i);
+        /* Its old pointer still writes the pool's memory, as another connection sees it. */
+        memcpy(r[0].ptr, "after", 6);
+        struct alloc_client *b = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(b, "kept", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.ptr, "after");
+        alloc_disconnect(b);
+        cr_assert(strstr(sysd_log(&s), "reclaimed connection"), "%s", sysd_log(&s));
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(alloc_region_free_sync(c, r[i].id), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), 0);
+        alloc_disconnect(c);
+}
+
+Test(reconnect, regions_not_reclaimed_within_reclaim_grace_are_released, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[daemon]\nreclaim_grace = 200ms\n" CONF);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        sysd_restart(&s, SIGKILL);
+        usleep(600 * 1000);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), -ESTALE);
+        cr_assert(strstr(alloc_last_error(), "grace time"), "%s", alloc_last_error());
+        cr_assert(strstr(sysd_log(&s), "was not reclaimed within reclaim_grace = 200ms"), "%s", sysd_log(&s));
+        cr_assert_eq(used_by(c), 0);
+        alloc_disconnect(c);
+}
+
+Test(reconnect, a_wait_cut_by_a_restart_with_state_is_granted_by_the_next_allocd, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region big;
+        pthread_t t;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *a = daemon_connect(&s.d);
+        struct waiting w = {.c = daemon_connect(&s.d)};
+        cr_assert_eq(alloc_region_new(a, "host", 3 << 20, NULL, &big), 0, "%s", alloc_last_error());
+        pthread_create(&t, NULL, alloc_waiting, &w);
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        sysd_restart(&s, SIGTERM);
+        /* a reclaims its region and frees it: the wait, sent again, fits. */
+        cr_assert_eq(wait_waiters(a, "host", 1), 1);
+        cr_assert_eq(alloc_region_free_sync(a, big.id), 0, "%s", alloc_last_error());
+        pthread_join(t, NULL);
+        cr_assert_eq(w.r, 0, "%s", w.err);
+        cr_assert_eq(used_by(a), 2 << 20);
+        alloc_disconnect(w.c);
+        alloc_disconnect(a);
+}

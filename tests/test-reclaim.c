@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A client reclaims its regions from an allocd restarted with its state (issue 18): the server
+ * runs in this process, on a thread, over a core; a restart writes the core's state while the
+ * connections are still open (as the fd store keeps it), stops the server, and serves a new core
+ * read from that state on the same socket.  The pool is an fpga pool (ranges, no memory), so
+ * that the new core needs no fd of the old one: what is checked is the reclaim, not the bytes.
+ * The client is the real liballoc-client, reconnecting on its own.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "alloc/client.h"
+#include "proto.h"
+#include "server.h"
+#include "state.h"
+
+struct srv {
+        uv_loop_t loop;
+        uv_async_t stop;
+        pthread_t thread;
+        struct core *core;
+        char dir[64], path[128];
+        void *state; /* written as it stopped */
+        size_t len;
+        uint64_t lost; /* give this connection serial a region it never hears of, before the state is written */
+};
+
+static struct srv *current;
+
+static void changed(void) {
+}
+
+/* A region granted to connection serial whose reply never left: the state has it, the client does not. */
+static void grant_unheard(struct core *core, uint64_t serial) {
+        struct alloc_request a = {.pool = "f", .size = 4096, .numa_node = -1};
+        struct core_result res;
+        struct client *cl;
+        uint32_t slot;
+
+        TAILQ_FOREACH(cl, core_clients(core), link)
+        if (cl->serial == serial)
+                cr_assert_eq(core_alloc(core, cl, 0, &a, &slot, &res), GRANT_REGION, "%s", res.msg);
+}
+
+static void on_stop(uv_async_t *a) {
+        struct srv *s = a->data;
+
+        if (s->lost)
+                grant_unheard(s->core, s->lost);
+        cr_assert_eq(state_write(s->core, 1 << 20, &s->state, &s->len), 0);
+        server_stop();
+        uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *run(void *arg) {
+        struct srv *s = arg;
+
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        return NULL;
+}
+
+/* Serves a fresh core on s->path, or the core a state makes (state, len). */
+static void serve(struct srv *s, const void *state, size_t len, uint32_t grace_ms) {
+        static struct span span = {.base = 1ull << 32, .size = 64ull << 20};
+        struct pool_conf pc = {
+                .kind = POOL_FPGA, .has_kind = true, .quantum = 4096, .ranges = &span, .nranges = 1, .mode = 0666};
+        struct limits l = {.max_connections = 64,
+                           .max_connections_per_uid = 64,
+                           .max_regions_per_connection = 1 << 20,
+                           .max_waiters_per_connection = 64,
+                           .max_names = 1024,
+                           .max_names_per_uid = 1024,
+                           .max_persist_per_uid = 1024,
+                           .wait_timeout_ms = 5000,
+                           .hello_timeout_ms = 5000,
+                           .reclaim_grace_ms = grace_ms};
+        uint64_t serial;
+        char err[512];
+
+        pc.numa_node = -1;
+        snprintf(pc.name, sizeof(pc.name), "f");
+        cr_assert_eq(uv_loop_init(&s->loop), 0);
+        cr_assert_eq(core_new(&s->core, &l), 0);
+        cr_assert_eq(core_pool_add(s->core, &pc, err, sizeof(err)), 0, "%s", err);
+        if (state)
+                cr_assert_eq(state_read(s->core, state, len, &serial, err, sizeof(err)), 0, "%s", err);
+        server_init(&s->loop, s->core, changed);
+        cr_assert_eq(server_listen(s->path, err, sizeof(err)), 0, "%s", err);
+        uv_async_init(&s->loop, &s->stop, on_stop);
+        s->stop.data = s;
+        cr_assert_eq(pthread_create(&s->thread, NULL, run, s), 0);
+}
+
+static void start(struct srv *s) {
+        *s = (struct srv){0};
+        strcpy(s->dir, "/tmp/allocd-reclaim-XXXXXX");
+        cr_assert(mkdtemp(s->dir));
+        snprintf(s->path, sizeof(s->path), "%s/allocd.sock", s->dir);
+        current = s;
+        serve(s, NULL, 0, 60000);
+}
+
+/* Stops the server as the state is written; the core is gone with it. */
+static void stop(struct srv *s) {
+        uv_async_send(&s->stop);
+        pthread_join(s->thread, NULL);
+        uv_loop_close(&s->loop);
+        core_free(s->core);
+        s->core = NULL;
+}
+
+/* A restart that keeps the state: the new core gets what the old one had, placeholders and all. */
+static void restart(struct srv *s, uint32_t grace_ms) {
+        stop(s);
+        serve(s, s->state, s->len, grace_ms);
+        free(s->state);
+        s->state = NULL;
+}
+
+static void finish(struct srv *s) {
+        stop(s);
+        free(s->state);
+        rmdir(s->dir);
+}
+
+static struct alloc_client *connect_to(struct srv *s) {
+        struct alloc_client *c;
+
+        cr_assert_eq(alloc_connect(&c, s->path, "reclaim"), 0, "%s", alloc_last_error());
+        return c;
+}
+
+/* Status as the client sees it: the pool's used bytes and regions, and the serial of its one connection. */
+static void seen(struct alloc_client *c, uint64_t *used, uint64_t *serial) {
+        struct alloc_status *st;
+
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        *used = st->pools[0].used;
+        *serial = st->nclients ? st->clients[0].serial : 0;
+        alloc_status_free(st);
+}
+
+#define N 4500 /* more than a page of Held */
+
+Test(reclaim, a_client_takes_its_regions_back_and_frees_them, .timeout = 60) {
+        static struct alloc_region r[N];
+        static uint64_t sizes[1024], ids[N];
+        struct srv s;
+        uint64_t used, serial, used2, serial2;
+
+        setenv("ALLOCD_RECONNECT", "10s", 1);
+        start(&s);
+        struct alloc_client *c = connect_to(&s);
+        for (size_t i = 0; i < 1024; i++)
+                sizes[i] = 4096;
+        for (size_t i = 0; i < N; i += 1024) {
+                size_t n = N - i < 1024 ? N - i : 1024;
+                cr_assert_eq(alloc_region_new_batch(c, "f", sizes, n, NULL, &r[i]), 0, "%s", alloc_last_error());
+        }
+        seen(c, &used, &serial);
+        cr_assert_eq(used, (uint64_t)N * 4096);
+        s.lost = serial; /* and one region whose reply was lost */
+        restart(&s, 60000);
+        /* The next call reconnects, reclaims, gives the unheard region back, and answers. */
+        seen(c, &used2, &serial2);
+        cr_assert_eq(serial2, serial);
+        cr_assert_eq(used2, used);
+        /* The ids it had are its own still: freed without waiting, and allocd agrees. */
+        for (size_t i = 0; i < N; i++)
+                ids[i] = r[i].id;
+        for (size_t i = 0; i < N; i += 1024)
+                cr_assert_eq(alloc_region_free_batch(c, &ids[i], N - i < 1024 ? N - i : 1024), 0, "%s",
+                             alloc_last_error());
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        seen(c, &used2, &serial2);
+        cr_assert_eq(used2, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* A server, and a client holding one region of 1 MiB. */
+static struct alloc_client *holding_one(struct srv *s, struct alloc_region *r) {
+        setenv("ALLOCD_RECONNECT", "10s", 1);
+        start(s);
+        struct alloc_client *c = connect_to(s);
+        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, r), 0, "%s", alloc_last_error());
+        return c;
+}
+
+Test(reclaim, what_no_one_reclaims_within_the_grace_time_is_released, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        restart(&s, 100);
+        usleep(400 * 1000);
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), -ESTALE);
+        cr_assert(strstr(alloc_last_error(), "grace time"), "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+Test(reclaim, another_connection_cannot_take_them, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        restart(&s, 60000);
+        /* A connection of its own holds nothing of them; the owner's next call finds them. */
+        struct alloc_client *other = connect_to(&s);
+        cr_assert_eq(alloc_region_free_sync(other, r.id), -ENOENT);
+        alloc_disconnect(other);
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 1 << 20);
+        cr_assert_eq(alloc_region_free_sync(c, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* A free on its way as allocd stops: done before the state was written, or given back by the squaring. */
+Test(reclaim, a_free_in_flight_is_not_lost, .timeout = 60) {
+        struct alloc_region r[8];
+        struct srv s;
+        uint64_t used, serial;
+
+        setenv("ALLOCD_RECONNECT", "10s", 1);
+        start(&s);
+        struct alloc_client *c = connect_to(&s);
+        for (int i = 0; i < 8; i++)
+                cr_assert_eq(alloc_region_new(c, "f", 8192, NULL, &r[i]), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_free(c, r[i].id), 0, "%s", alloc_last_error());
+        restart(&s, 60000);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 4 * 8192);
+        for (int i = 4; i < 8; i++)
+                cr_assert_eq(alloc_region_detach_sync(c, r[i].id), 0, "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
