@@ -11,6 +11,8 @@ started here on a private socket with a 256 MiB host pool; each figure is the me
   open     attach by name + as_array from a second connection | SharedMemory(name) + ndarray
 DLPack: region.__dlpack__ + numpy.from_dlpack / torch.from_dlpack of a View, per call, against
 numpy.frombuffer(region) (the buffer protocol) as the baseline.
+Kinds: kind.malloc(n) + free(), and kind.malloc(n) + as_array(), per call, against numpy.empty(n) (the
+process's own heap) at 64 B to 1 MiB, interleaved batches; the ratio is kind / numpy.empty.
 """
 import argparse
 import json
@@ -107,6 +109,19 @@ def compare(rounds, sizes, c, c2):
     return rows
 
 
+def interleaved(calls, rounds):
+    """ns per call of each of calls, the median of 5 batches taken in turn."""
+    n = max(100, 20000 * rounds // 100)
+    out = {k: [] for k in calls}
+    for _ in range(5):
+        for k, fn in calls.items():
+            t = time.perf_counter_ns()
+            for _ in range(n // 5):
+                fn()
+            out[k].append((time.perf_counter_ns() - t) / (n // 5))
+    return {k: median(v) for k, v in out.items()}
+
+
 def dlpack_costs(rounds, c):
     r = c.alloc("h", 1 << 20)
     v = r.view("float32", (256, 1024))
@@ -122,17 +137,26 @@ def dlpack_costs(rounds, c):
         calls["torch.from_numpy(frombuffer) (baseline)"] = lambda: torch.from_numpy(np.frombuffer(r, np.float32))
     except ImportError:
         pass
-    n = max(100, 20000 * rounds // 100)
-    out = {k: [] for k in calls}
-    for _ in range(5):
-        for k, fn in calls.items():  # interleaved batches
-            t = time.perf_counter_ns()
-            for _ in range(n // 5):
-                fn()
-            out[k].append((time.perf_counter_ns() - t) / (n // 5))
-    res = [{"call": k, "ns": median(v)} for k, v in out.items()]
+    res = [{"call": k, "ns": ns} for k, ns in interleaved(calls, rounds).items()]
     r.free()
     return res
+
+
+KIND_SIZES = [64, 4096, 65536, 1 << 20]
+
+
+def kind_costs(rounds, c):
+    rows = []
+    with c.kind("h") as k:
+        for size in KIND_SIZES:
+            calls = {
+                "malloc_free": lambda: k.malloc(size).free(),
+                "malloc_array": lambda: k.malloc(size).as_array(),
+                "numpy_empty": lambda: np.empty(size, np.uint8),
+            }
+            rows.append({"size": size, **interleaved(calls, rounds)})
+        rows.append({"round_trips": k.stats()["round_trips"]})
+    return rows
 
 
 def main():
@@ -148,6 +172,7 @@ def main():
         with allocd.connect(sock, "bench") as c, allocd.connect(sock, "bench-open") as c2:
             rows = compare(args.rounds, SIZES, c, c2)
             dl = dlpack_costs(args.rounds, c)
+            kinds = kind_costs(args.rounds, c)
     finally:
         p.terminate()
         p.wait()
@@ -156,7 +181,7 @@ def main():
         os.rmdir(d)
     where = {"python": sys.version.split()[0], "numpy": np.__version__, "cpus": sorted(os.sched_getaffinity(0))}
     if args.json:
-        print(json.dumps({"where": where, "arrays": rows, "dlpack": dl}, indent=2))
+        print(json.dumps({"where": where, "arrays": rows, "dlpack": dl, "kind": kinds}, indent=2))
         return
     print("shared array into NumPy, median us per turn (allocd / SharedMemory: the ratio; < 1: allocd faster)")
     print("%-8s %6s  %10s %10s %6s  %10s %10s %6s  %10s %10s %6s" % (
@@ -169,6 +194,13 @@ def main():
     print("\nDLPack, ns per call (1 MiB region as float32 (256, 1024))")
     for x in dl:
         print("  %-42s %8.0f" % (x["call"], x["ns"]))
+    print("\nKind blocks against numpy.empty, ns per call (ratio: kind / numpy.empty)")
+    print("%-8s %12s %12s %12s %8s %8s" % ("size", "malloc+free", "+as_array", "numpy.empty", "ratio", "ratio"))
+    for x in kinds[:-1]:
+        print("%-8d %12.0f %12.0f %12.0f %8.2f %8.2f" % (x["size"], x["malloc_free"], x["malloc_array"],
+                                                         x["numpy_empty"], x["malloc_free"] / x["numpy_empty"],
+                                                         x["malloc_array"] / x["numpy_empty"]))
+    print("  round trips to allocd over all of them: %d" % kinds[-1]["round_trips"])
     print("\n(%s; CPUs %s)" % (", ".join("%s %s" % kv for kv in where.items() if kv[0] != "cpus"), where["cpus"]))
 
 

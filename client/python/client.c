@@ -223,6 +223,14 @@ static PyMethodDef client_methods[] = {
          "The region published as name, mapped here.  timeout: seconds to wait for the name to be published\n"
          "and sealed (None or 0: NotFound or WouldBlock at once, else Timeout).  pool and owner (a uid): the\n"
          "name must have been published in that pool, by that uid (else Exists)."},
+        {"kind", (PyCFunction)(void (*)(void))py_client_kind, METH_VARARGS | METH_KEYWORDS,
+         "kind(pool, *, arena='thread', region_size=None, zero=False, nowait=False, nofail=False, timeout=None,\n"
+         "     usage='default', decay_ms=None) -> Kind\n\n"
+         "A kind on pool (alloc_kind_create(3)): its malloc carves regions of region_size bytes (None: 2 MiB; a\n"
+         "multiple of 2 MiB) taken from allocd, so that small blocks need no round trip.  arena: 'thread' (arenas\n"
+         "by a hash of the thread) or 'bijective' (one).  zero: malloc's default.  nowait, nofail, timeout: how a\n"
+         "region waits for room, as in alloc().  usage: 'default' (empty regions go back after decay_ms, None:\n"
+         "10000) or 'conservative' (at once).  The kind lives until destroy(), or close()."},
         {"status", (PyCFunction)client_status, METH_NOARGS,
          "status() -> dict\n\nallocd's pools, unavailable pools and clients: the fields of `allocctl --json status`."},
         {"dump", (PyCFunction)(void (*)(void))client_dump, METH_VARARGS | METH_KEYWORDS,

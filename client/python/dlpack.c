@@ -205,9 +205,8 @@ PyObject *py_view_make(struct py_region *rg, PyObject *dtype, PyObject *shape, P
         struct py_view *v;
         Py_ssize_t avail;
 
-        if (rg->state != REGION_LIVE || rg->client->closed)
-                return PyErr_Format(PyExc_ValueError, "region %llu was freed or detached, or its client closed",
-                                    (unsigned long long)rg->r.id);
+        if (py_region_check(rg) < 0)
+                return NULL;
         v = PyObject_New(struct py_view, &py_view_type);
         if (!v)
                 return NULL;

@@ -46,6 +46,11 @@ static struct error_class {
          "The name is published already, or in another pool or by another owner than asked (EEXIST).",
          NULL},
         {"TooBig", {E2BIG}, NULL, "The request cannot fit even in the empty pool (E2BIG).", NULL},
+        {"NoMemory",
+         {ENOMEM},
+         &PyExc_MemoryError,
+         "A kind has no room: its pool cannot give it a region (ENOMEM; the message says why).",
+         NULL},
         {"Limit", {EMFILE}, NULL, "A limit of allocd: connections, regions, waiters or names (EMFILE).", NULL},
         {"Invalid",
          {EINVAL, EOVERFLOW},
@@ -214,6 +219,11 @@ static PyMethodDef module_methods[] = {
          "Connects to allocd at socket (None: $ALLOCD_SOCKET, else the system daemon's /run/allocd/allocd.sock,\n"
          "else $XDG_RUNTIME_DIR/allocd/allocd.sock).  name (None: the program's name) shows in allocctl status.\n"
          "The connection is a lease: what it holds goes back to allocd when it closes or the process ends."},
+        {"kind_of", py_kind_of, METH_O,
+         "kind_of(obj) -> Kind or None\n\n"
+         "The Kind whose blocks obj lies in (alloc_kind_detect(3)): obj is an address (an int), a Block, an\n"
+         "object with the buffer protocol (a NumPy array) or with data_ptr() (a torch tensor).  None for memory\n"
+         "of no kind, or of a kind whose client is closed."},
         {"cuda_unavailable", py_cuda_unavailable, METH_NOARGS,
          "cuda_unavailable() -> str or None\n\nNone if this process can use CUDA, else why not, in words."},
         {NULL, NULL, 0, NULL},
@@ -254,14 +264,17 @@ PyMODINIT_FUNC PyInit_allocd(void);
 PyMODINIT_FUNC PyInit_allocd(void) {
         PyObject *m;
 
-        if (PyType_Ready(&py_client_type) < 0 || PyType_Ready(&py_region_type) < 0 || PyType_Ready(&py_view_type) < 0)
+        if (PyType_Ready(&py_client_type) < 0 || PyType_Ready(&py_region_type) < 0 || PyType_Ready(&py_view_type) < 0 ||
+            PyType_Ready(&py_kind_type) < 0 || PyType_Ready(&py_block_type) < 0)
                 return NULL;
         m = PyModule_Create(&module_def);
         if (!m)
                 return NULL;
         if (add_errors(m) < 0 || PyModule_AddObjectRef(m, "Client", (PyObject *)&py_client_type) < 0 ||
             PyModule_AddObjectRef(m, "Region", (PyObject *)&py_region_type) < 0 ||
-            PyModule_AddObjectRef(m, "View", (PyObject *)&py_view_type) < 0 || py_dlpack_add_constants(m) < 0) {
+            PyModule_AddObjectRef(m, "View", (PyObject *)&py_view_type) < 0 ||
+            PyModule_AddObjectRef(m, "Kind", (PyObject *)&py_kind_type) < 0 ||
+            PyModule_AddObjectRef(m, "Block", (PyObject *)&py_block_type) < 0 || py_dlpack_add_constants(m) < 0) {
                 Py_DECREF(m);
                 return NULL;
         }

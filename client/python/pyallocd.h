@@ -34,9 +34,29 @@ struct py_region {
         PyObject *name;     /* the name it was allocated or attached under, or None */
         Py_ssize_t exports; /* views (buffers, DLPack tensors) alive */
         enum region_state state;
+        struct py_kind *kind; /* a Block's kind (a strong reference); NULL for a Region */
 };
 
-extern PyTypeObject py_client_type, py_region_type, py_view_type;
+/*
+ * A kind (kind.c).  Its blocks are struct py_region with kind set, so that the buffer protocol,
+ * View and DLPack serve them as they serve regions.  k is valid while the client is connected
+ * (alloc_disconnect destroys every kind of the connection) and destroy() has not run; holds counts
+ * the blocks' views and malloc calls running without the GIL, and destroy() waits for them.
+ */
+struct py_kind {
+        PyObject_HEAD struct py_client *client; /* a strong reference */
+        struct alloc_memkind *k;                /* NULL once destroyed */
+        PyObject *pool;
+        char pool_name[ALLOC_POOL_NAME_MAX + 1];
+        Py_ssize_t holds;
+        bool destroying;     /* destroy() was called while something held it */
+        bool zero;           /* malloc's default for zero */
+        enum alloc_kind mem; /* the pool's kind */
+        bool registered;     /* pinned: registered with CUDA here (kDLCUDAHost) */
+        int device;          /* gpu: the CUDA ordinal here */
+};
+
+extern PyTypeObject py_client_type, py_region_type, py_view_type, py_kind_type, py_block_type;
 
 /* module.c */
 PyObject *py_raise(int err);                           /* allocd.Error subclass for -err, alloc_last_error() */
@@ -50,8 +70,23 @@ const char *py_kind_name(enum alloc_kind k);
 
 /* region.c */
 PyObject *py_region_new(struct py_client *cl, const struct alloc_region *r, PyObject *name);
+int py_region_check(struct py_region *rg);                 /* -1 (ValueError set) if its memory is gone */
 int py_region_export(struct py_region *rg, bool writable); /* -1 (exception set) or 0 and one more view */
 void py_region_unexport(struct py_region *rg);             /* with the GIL */
+PyObject *py_region_end(struct py_region *rg, bool free);  /* free() or detach(), or their wait for the views */
+/* What Regions and Blocks share: their bytes as buffers, arrays, Views and DLPack tensors. */
+extern PyBufferProcs py_region_buffer;
+PyObject *py_region_as_array(struct py_region *rg, PyObject *args, PyObject *kw);
+PyObject *py_region_view(struct py_region *rg, PyObject *args, PyObject *kw);
+PyObject *py_region_dlpack(struct py_region *rg, PyObject *args, PyObject *kw);
+PyObject *py_region_dlpack_device(struct py_region *rg, PyObject *unused);
+
+/* kind.c */
+bool py_kind_alive(struct py_kind *kd);      /* its k may be used: not destroyed, client open */
+int py_block_give_back(struct py_region *b); /* alloc_kind_free, when the kind is still there */
+void py_kind_leave(struct py_kind *kd);      /* one hold fewer; destroys it when destroy() waited */
+PyObject *py_client_kind(struct py_client *cl, PyObject *args, PyObject *kw);
+PyObject *py_kind_of(PyObject *self, PyObject *obj);
 
 /* dlpack.c */
 PyObject *py_view_make(struct py_region *rg, PyObject *dtype, PyObject *shape, Py_ssize_t offset, PyObject *device);

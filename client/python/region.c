@@ -25,6 +25,7 @@ PyObject *py_region_new(struct py_client *cl, const struct alloc_region *r, PyOb
         rg->name = name;
         rg->exports = 0;
         rg->state = REGION_LIVE;
+        rg->kind = NULL;
         return (PyObject *)rg;
 }
 
@@ -33,11 +34,22 @@ static bool cpu_memory(const struct py_region *rg) {
         return rg->r.kind == ALLOC_KIND_HOST || rg->r.kind == ALLOC_KIND_PINNED;
 }
 
-int py_region_export(struct py_region *rg, bool writable) {
-        if (rg->state != REGION_LIVE) {
-                PyErr_SetString(PyExc_ValueError, "the region was freed or detached");
+int py_region_check(struct py_region *rg) {
+        if (rg->kind && (rg->state != REGION_LIVE || !py_kind_alive(rg->kind))) {
+                PyErr_SetString(PyExc_ValueError, "the block was freed, or its kind destroyed or its client closed");
                 return -1;
         }
+        if (rg->state != REGION_LIVE || rg->client->closed) {
+                PyErr_Format(PyExc_ValueError, "region %llu was freed or detached, or its client closed",
+                             (unsigned long long)rg->r.id);
+                return -1;
+        }
+        return 0;
+}
+
+int py_region_export(struct py_region *rg, bool writable) {
+        if (py_region_check(rg) < 0)
+                return -1;
         if (writable && rg->r.read_only) {
                 PyErr_Format(PyExc_BufferError,
                              "region %llu is read-only here: this uid may attach in pool %s, not allocate",
@@ -46,6 +58,8 @@ int py_region_export(struct py_region *rg, bool writable) {
         }
         if (py_client_enter(rg->client) < 0)
                 return -1;
+        if (rg->kind)
+                rg->kind->holds++;
         rg->exports++;
         return 0;
 }
@@ -59,6 +73,8 @@ static int give_back(struct py_region *rg, bool free) {
         rg->state = REGION_GONE;
         if (rg->client->closed || !c)
                 return 0; /* the disconnect gives it back */
+        if (rg->kind)
+                return py_block_give_back(rg);
         rg->client->holds++;
         PyThreadState *ts = PyEval_SaveThread();
         r = free ? alloc_region_free(c, id) : alloc_region_detach(c, id);
@@ -70,17 +86,23 @@ static int give_back(struct py_region *rg, bool free) {
 void py_region_unexport(struct py_region *rg) {
         if (--rg->exports == 0 && rg->state != REGION_LIVE && rg->state != REGION_GONE)
                 give_back(rg, rg->state == REGION_FREE_PENDING);
+        if (rg->kind)
+                py_kind_leave(rg->kind);
         py_client_leave(rg->client);
 }
 
-static PyObject *end(struct py_region *rg, bool free) {
+PyObject *py_region_end(struct py_region *rg, bool free) {
         int r;
 
-        if (rg->state != REGION_LIVE)
+        if (rg->kind) {
+                if (py_region_check(rg) < 0)
+                        return NULL;
+        } else if (rg->state != REGION_LIVE) {
                 return PyErr_Format(PyExc_ValueError, "region %llu was freed or detached already",
                                     (unsigned long long)rg->r.id);
-        if (rg->client->closed)
+        } else if (rg->client->closed) {
                 return PyErr_Format(PyExc_ValueError, "the allocd client is closed");
+        }
         if (rg->exports > 0) {
                 rg->state = free ? REGION_FREE_PENDING : REGION_DETACH_PENDING;
                 Py_RETURN_NONE;
@@ -93,12 +115,12 @@ static PyObject *end(struct py_region *rg, bool free) {
 
 static PyObject *region_free(struct py_region *rg, PyObject *unused) {
         (void)unused;
-        return end(rg, true);
+        return py_region_end(rg, true);
 }
 
 static PyObject *region_detach(struct py_region *rg, PyObject *unused) {
         (void)unused;
-        return end(rg, false);
+        return py_region_end(rg, false);
 }
 
 static PyObject *region_seal(struct py_region *rg, PyObject *unused) {
@@ -120,7 +142,7 @@ static PyObject *region_seal(struct py_region *rg, PyObject *unused) {
         Py_RETURN_NONE;
 }
 
-static PyObject *region_view(struct py_region *rg, PyObject *args, PyObject *kw) {
+PyObject *py_region_view(struct py_region *rg, PyObject *args, PyObject *kw) {
         static char *kwlist[] = {"dtype", "shape", "offset", "device", NULL};
         PyObject *dtype = NULL, *shape = Py_None, *device = Py_None;
         Py_ssize_t offset = 0;
@@ -131,7 +153,7 @@ static PyObject *region_view(struct py_region *rg, PyObject *args, PyObject *kw)
 }
 
 /* numpy.frombuffer over the buffer, so that every dtype NumPy knows works, then the shape. */
-static PyObject *region_as_array(struct py_region *rg, PyObject *args, PyObject *kw) {
+PyObject *py_region_as_array(struct py_region *rg, PyObject *args, PyObject *kw) {
         static char *kwlist[] = {"dtype", "shape", "offset", NULL};
         PyObject *dtype = NULL, *shape = Py_None, *np, *a, *out = NULL;
         Py_ssize_t offset = 0;
@@ -155,7 +177,7 @@ static PyObject *region_as_array(struct py_region *rg, PyObject *args, PyObject 
         return out;
 }
 
-static PyObject *region_dlpack(struct py_region *rg, PyObject *args, PyObject *kw) {
+PyObject *py_region_dlpack(struct py_region *rg, PyObject *args, PyObject *kw) {
         PyObject *v = py_view_make(rg, NULL, Py_None, 0, Py_None), *cap;
 
         if (!v)
@@ -165,7 +187,7 @@ static PyObject *region_dlpack(struct py_region *rg, PyObject *args, PyObject *k
         return cap;
 }
 
-static PyObject *region_dlpack_device(struct py_region *rg, PyObject *unused) {
+PyObject *py_region_dlpack_device(struct py_region *rg, PyObject *unused) {
         PyObject *v = py_view_make(rg, NULL, Py_None, 0, Py_None), *d;
         (void)unused;
 
@@ -200,7 +222,7 @@ static void region_releasebuffer(struct py_region *rg, Py_buffer *view) {
         py_region_unexport(rg);
 }
 
-static PyBufferProcs region_buffer = {
+PyBufferProcs py_region_buffer = {
         .bf_getbuffer = (getbufferproc)region_getbuffer,
         .bf_releasebuffer = (releasebufferproc)region_releasebuffer,
 };
@@ -288,20 +310,20 @@ static PyMethodDef region_methods[] = {
          "it, that happens when the last of them goes.  A Region nobody references is detached."},
         {"seal", (PyCFunction)region_seal, METH_NOARGS,
          "seal()\n\nLets a region allocated with unsealed=True be attached, typically once it is written."},
-        {"as_array", (PyCFunction)(void (*)(void))region_as_array, METH_VARARGS | METH_KEYWORDS,
+        {"as_array", (PyCFunction)(void (*)(void))py_region_as_array, METH_VARARGS | METH_KEYWORDS,
          "as_array(dtype='uint8', shape=None, *, offset=0) -> numpy.ndarray\n\n"
          "A NumPy array over the region's bytes from offset, without a copy: numpy.frombuffer, then reshape\n"
          "(shape None: one dimension, all the bytes).  Read-only where the region is.  host and pinned pools."},
-        {"view", (PyCFunction)(void (*)(void))region_view, METH_VARARGS | METH_KEYWORDS,
+        {"view", (PyCFunction)(void (*)(void))py_region_view, METH_VARARGS | METH_KEYWORDS,
          "view(dtype='uint8', shape=None, *, offset=0, device=None) -> View\n\n"
          "A typed, shaped, C-contiguous view for DLPack consumers (torch.from_dlpack, numpy.from_dlpack,\n"
          "cupy.from_dlpack) and the buffer protocol.  dtype: a name ('float32', 'int64', 'bfloat16', ...),\n"
          "a NumPy dtype or a torch dtype.  device='cpu' exports a pinned region as kDLCPU, for consumers\n"
          "that do not take kDLCUDAHost (PyTorch)."},
-        {"__dlpack__", (PyCFunction)(void (*)(void))region_dlpack, METH_VARARGS | METH_KEYWORDS,
+        {"__dlpack__", (PyCFunction)(void (*)(void))py_region_dlpack, METH_VARARGS | METH_KEYWORDS,
          "__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None) -> capsule\n\n"
          "The region's bytes as a one-dimensional uint8 DLPack tensor, without a copy (View.__dlpack__)."},
-        {"__dlpack_device__", (PyCFunction)region_dlpack_device, METH_NOARGS,
+        {"__dlpack_device__", (PyCFunction)py_region_dlpack_device, METH_NOARGS,
          "__dlpack_device__() -> (device_type, device_id)\n\n"
          "(kDLCPU, 0) host, (kDLCUDAHost, 0) pinned and registered with CUDA, (kDLCUDA, ordinal) gpu."},
         {NULL, NULL, 0, NULL},
@@ -316,7 +338,7 @@ PyTypeObject py_region_type = {
         .tp_flags = Py_TPFLAGS_DEFAULT,
         .tp_dealloc = (destructor)region_dealloc,
         .tp_repr = (reprfunc)region_repr,
-        .tp_as_buffer = &region_buffer,
+        .tp_as_buffer = &py_region_buffer,
         .tp_methods = region_methods,
         .tp_members = region_members,
         .tp_getset = region_getset,

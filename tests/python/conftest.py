@@ -94,11 +94,23 @@ class Daemon:
                                 stdout=subprocess.PIPE, text=True, **kw)
 
 
-@pytest.fixture
-def daemon():
-    d = Daemon(CONFIG)
-    yield d
-    d.stop()
+def daemon_fixture(config, skip=None):
+    """A fixture: a Daemon on config.  skip: where allocd cannot start, skip with this reason (%s: why)."""
+    @pytest.fixture
+    def fixture():
+        try:
+            d = Daemon(config)
+        except RuntimeError as e:
+            if skip is None:
+                raise
+            pytest.skip(skip % e)
+        yield d
+        d.stop()
+    return fixture
+
+
+daemon = daemon_fixture(CONFIG)
+PINNED_SKIP = "allocd cannot make a pinned pool here (RLIMIT_MEMLOCK?): %s"
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def expect(cls, err, fn, *args, **kw):
     return e.value
 
 
-def test_each_error_class(daemon, client):
+def test_each_error_class(daemon, client, monkeypatch):
     e = expect(allocd.NoPool, errno.ENODEV, client.alloc, "nope", 4096)
     assert "nope" in e.message
     held = [client.alloc("quota", 48 << 10)]  # a Region nobody references is detached
@@ -75,6 +75,8 @@ def test_each_error_class(daemon, client):
     with pytest.raises(allocd.Error) as x:
         allocd.connect(os.path.join(daemon.dir, "no-such.sock"))
     assert x.value.errno in (errno.ENOENT, errno.ECONNREFUSED) and x.value.message
+    # A lost connection is tried again for $ALLOCD_RECONNECT (a minute by default) before it fails.
+    monkeypatch.setenv("ALLOCD_RECONNECT", "1s")
     other = daemon.connect("doomed")
     daemon.proc.kill()
     daemon.proc.wait()

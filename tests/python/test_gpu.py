@@ -7,21 +7,12 @@ not what is installed, else through the driver (ctypes), which is always there w
 import pytest
 
 import allocd
-from conftest import Daemon
+from conftest import PINNED_SKIP, daemon_fixture
 
 np = pytest.importorskip("numpy", reason="NumPy is not importable (Debian: python3-numpy)")
 
 CONFIG = "[pool pin]\nkind = pinned\nsize = 4M\nbackend = memfd\n[pool g]\nkind = gpu\ndevice = 0\nsize = 64M\n"
-
-
-@pytest.fixture
-def gpu_daemon():
-    try:
-        d = Daemon(CONFIG)
-    except RuntimeError as e:
-        pytest.skip("allocd cannot make a pinned pool here (RLIMIT_MEMLOCK?): %s" % e)
-    yield d
-    d.stop()
+gpu_daemon = daemon_fixture(CONFIG, PINNED_SKIP)
 
 
 def test_pinned_region(gpu_daemon):
