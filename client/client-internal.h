@@ -50,6 +50,13 @@ void client_clear_error(void);
  * value means there is no reply; alloc_last_error() says why.
  */
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map);
+/*
+ * client_call for a Free, Detach or FreeBatch, and allocd's answer: 0 or a negative errno value.
+ * taken: the ntaken regions (all it names) it took out of client_held before it was sent, or NULL.
+ * Those are never sent again: if the connection is lost on the way, the squaring with allocd gives
+ * them back (reconnect.c), once, and this returns 0.
+ */
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken);
 /* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */
 int client_reply_error(const Allocd__Reply *r);
 /* client_call, then checks that the reply is OK and of kind body (what names the request for the message). */
@@ -88,7 +95,8 @@ size_t held_count(struct held *h);
  * After a reclaim (reconnect.c): allocd says the connection holds counts[i] references to ids[i].
  * The table keeps of each id as many as both sides count, and forgets every id allocd does not
  * list; excess[i] is how many allocd holds beyond that (a grant whose reply was lost, or a give-back
- * that never reached it), for the caller to give back.  -ENOMEM changes nothing.
+ * that never reached it), for the caller to give back; excess[i] == counts[i] where the table had
+ * no entry for ids[i].  -ENOMEM changes nothing.
  */
 int held_sync(struct held *h, const uint64_t *ids, const uint32_t *counts, size_t n, uint32_t *excess);
 

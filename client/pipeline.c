@@ -109,6 +109,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending *p = malloc(sizeof(*p) + n * sizeof(*ids));
         struct timespec deadline;
+        uint64_t gen;
         size_t len;
         int r;
 
@@ -116,28 +117,36 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 held_add(c->held, ids, n);
                 return client_fail(-ENOMEM, "out of memory");
         }
-        *p = (struct pending){
-                .what = req->body_case, .pipelined = true, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
+        /*
+         * Listed at once (not pipelined yet: nothing to read for it), so that a reconnect before it is
+         * sent counts its regions as given back (reconnect.c) and gives back what allocd still holds.
+         */
+        *p = (struct pending){.what = req->body_case, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
         pthread_mutex_lock(&c->lock);
-        if (c->dead && (r = conn_revive(c, c->gen)) < 0) {
-                /* Made again without its regions: these are gone with the rest. */
-                if (r == -ESTALE) {
-                        pthread_mutex_unlock(&c->lock);
-                        free(p);
-                        return r;
-                }
+        p->id = ++c->next_id;
+        p->next = c->pending;
+        c->pending = p;
+        gen = c->gen;
+        if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
                 goto fail;
-        }
         /* Quiet ones are answered only by later replies: ask for one. */
         while (c->quiet && !c->dead && !pipe_has_room(c, NULL)) {
                 pthread_mutex_unlock(&c->lock);
                 r = quiet_sync(c);
                 pthread_mutex_lock(&c->lock);
-                if (r < 0 && !c->dead)
+                if (r < 0 && !c->dead && c->gen == gen)
                         goto fail;
         }
         if (!pipe_has_room(c, NULL))
                 conn_await(c, pipe_has_room, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
+        if (c->gen != gen) {
+                /* Made again meanwhile: its squaring gave them back, or they are gone (-ESTALE). */
+                r = conn_revive(c, gen);
+                conn_unlist(c, p);
+                pthread_mutex_unlock(&c->lock);
+                free(p);
+                return r;
+        }
         if (c->dead || !pipe_has_room(c, NULL)) {
                 r = c->dead ? conn_fail_dead(c)
                             : client_fail(-ETIME, "allocd at %s answered none of %d requests within %u ms", c->path,
@@ -145,7 +154,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 goto fail;
         }
         req->has_id = true;
-        req->id = p->id = ++c->next_id;
+        req->id = p->id;
         if (c->quiet)
                 set_quiet(req);
         len = allocd__request__get_packed_size(req);
@@ -155,12 +164,9 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         }
         allocd__request__pack(req, buf);
         p->confirms = c->quiet_sent;
-        p->sending = true;
-        p->next = c->pending;
-        c->pending = p;
+        p->pipelined = p->sending = true;
         c->npipelined++;
         c->senders++;
-        uint64_t gen = c->gen;
         pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
         pthread_mutex_lock(&c->lock);
@@ -174,7 +180,6 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         } else if (r == 0 && c->quiet) {
                 p->sent = ++c->quiet_sent;
         } else if (r == -EAGAIN) {
-                conn_unlist(c, p);
                 c->npipelined--;
                 r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
                                 c->timeout_ms);
@@ -191,6 +196,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         pthread_mutex_unlock(&c->lock);
         return r;
 fail:
+        conn_unlist(c, p);
         pthread_mutex_unlock(&c->lock);
         held_add(c->held, ids, n);
         free(p);

@@ -14,12 +14,11 @@
  * Then the held table is squared with what allocd says the connection holds
  * (Held, a page at a time).  Whatever allocd holds beyond the table is a
  * grant whose reply was lost (an Alloc, an Attach in flight) or a give-back
- * that did not reach it (a pipelined Free or Detach): each goes back, a Free
- * for an id a lost Free named or this connection made (the Held reply says
- * so), else a Detach.  Whatever the table holds that allocd does not list is
- * gone.  So a request in flight may be sent again: an Alloc or Attach
- * allocates anew, a Free or Detach finds its region given back already
- * (transport.c).
+ * that did not reach it (a Free or Detach in flight, which took its table
+ * entry as it was sent): each goes back, once, by how_back.  Whatever the
+ * table holds that allocd does not list is gone.  So an Alloc or Attach in
+ * flight may be sent again (it allocates anew), but a give-back of regions
+ * the table held is not: allocd did it, or the squaring does (transport.c).
  *
  * allocd refuses the reclaim when it restarted without the state, or the
  * grace time passed, or the secret is wrong: the new connection starts
@@ -29,7 +28,9 @@
  *
  * All of it runs with the connection's lock held, on a socket no other
  * thread knows yet: the others wait for the lock, then find a new
- * generation and learn the outcome from revived.
+ * generation and learn the outcome from revived.  They wait past their own
+ * deadlines (liballoc-client(3) says so): a deadline cut short would leave
+ * a request that may be sent again with nothing to send it on.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -180,16 +181,28 @@ static int give_back(struct alloc_client *c, int fd, uint64_t id, bool free_it) 
         return r == -EACCES && free_it ? give_back(c, fd, id, false) : r;
 }
 
-/* Whether id is among the n that lost Frees named. */
-static bool among(const uint64_t *ids, size_t n, uint64_t id) {
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
+/* An id a give-back in flight named, and whether it was a Free (else a Detach). */
+struct in_flight {
+        uint64_t id;
+        bool free;
+};
+
+/*
+ * Whether the squaring gives back an extra reference to id (the first of them: first) with a Free,
+ * else a Detach.  A Free takes the name and PERSIST away with it, so it is only for what the
+ * connection meant to free: a Free in flight, or a region it made that the table never had (an
+ * Alloc whose reply was lost).  Anything else, a lost Attach or Detach among them, is one
+ * reference too many: a Detach.
+ */
+static bool how_back(const struct in_flight *f, size_t nf, uint64_t id, bool first, bool made, bool unknown) {
+        for (size_t i = 0; i < nf; i++)
+                if (f[i].id == id)
+                        return first && f[i].free;
+        return first && made && unknown;
 }
 
 /* What allocd says the reclaimed connection holds, squared with the held table (see above). */
-static int square(struct alloc_client *c, int fd, const uint64_t *freed, size_t nfreed) {
+static int square(struct alloc_client *c, int fd, const struct in_flight *given, size_t ngiven) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Held h = ALLOCD__HELD__INIT;
         uint64_t *ids = NULL;
@@ -231,7 +244,9 @@ static int square(struct alloc_client *c, int fd, const uint64_t *freed, size_t 
                 r = held_sync(c->held, ids, counts, n, excess);
         for (size_t i = 0; r == 0 && i < n; i++)
                 for (uint32_t k = 0; r == 0 && k < excess[i]; k++) {
-                        int e = give_back(c, fd, ids[i], k == 0 && (made[i] || among(freed, nfreed, ids[i])));
+                        /* All of them extra: the table had no entry for it. */
+                        bool f = how_back(given, ngiven, ids[i], k == 0, made[i], excess[i] == counts[i]);
+                        int e = give_back(c, fd, ids[i], f);
                         r = e == -ENOENT ? 0 : e; /* gone meanwhile: what was wanted */
                 }
         free(ids);
@@ -243,22 +258,19 @@ static int square(struct alloc_client *c, int fd, const uint64_t *freed, size_t 
 
 /*
  * Forgets the requests of the lost connection that no caller waits for (abandoned, pipelined),
- * keeping the ids that pipelined Frees named (*freed, malloc'd); the callers' own entries stay, for
- * them to take out.  Lock held, no thread sending or reading.
+ * keeping the ids that give-backs in flight named, pipelined or not (*given, malloc'd); the callers'
+ * own entries stay, for them to take out.  Lock held, no thread sending or reading.
  */
-static void forget(struct alloc_client *c, uint64_t **freed, size_t *nfreed) {
+static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngiven) {
         for (struct pending **pp = &c->pending, *p; (p = *pp);) {
+                struct in_flight *f = p->n ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
+                /* Out of memory: squared as if no give-back named them (a Detach, but for a lost Alloc's). */
+                for (size_t i = 0; f && i < p->n; i++)
+                        f[(*ngiven)++] = (struct in_flight){p->ids[i], p->what != ALLOCD__REQUEST__BODY_DETACH};
+                *given = f ? f : *given;
                 if (!p->abandoned && !p->pipelined) {
                         pp = &p->next;
                         continue;
-                }
-                if (p->pipelined && p->what != ALLOCD__REQUEST__BODY_DETACH) {
-                        uint64_t *f = reallocarray(*freed, *nfreed + p->n, sizeof(**freed));
-                        if (f) {
-                                memcpy(f + *nfreed, p->ids, p->n * sizeof(*f));
-                                *freed = f;
-                                *nfreed += p->n;
-                        }
                 }
                 *pp = p->next;
                 free(p);
@@ -267,9 +279,10 @@ static void forget(struct alloc_client *c, uint64_t **freed, size_t *nfreed) {
 }
 
 int conn_revive(struct alloc_client *c, uint64_t gen) {
-        uint64_t start = now_ms(), *freed = NULL;
+        uint64_t start = now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
-        size_t nfreed = 0;
+        struct in_flight *given = NULL;
+        size_t ngiven = 0;
         char why[256];
         int fd = -1, r;
         bool had;
@@ -306,11 +319,11 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000}, NULL);
                 wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
         }
-        forget(c, &freed, &nfreed);
+        forget(c, &given, &ngiven);
         had = held_count(c->held) != 0;
         c->revived = 0;
         if (r == 1) {
-                r = square(c, fd, freed, nfreed);
+                r = square(c, fd, given, ngiven);
         } else {
                 held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
                 if (had) {
@@ -322,7 +335,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 }
                 r = 0;
         }
-        free(freed);
+        free(given);
         if (r < 0) {
                 close(fd);
                 snprintf(c->dead_msg, sizeof(c->dead_msg),

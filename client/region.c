@@ -165,22 +165,31 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
 
 /*
  * Gives back the n regions of ids with req (a Free, Detach or FreeBatch): without waiting when the
- * connection holds them all and pipe allows it, else waiting for allocd's answer.  Each reference
- * given back drops one of an isolation = region region's mapping here (region-map.c); a pipelined
- * one at once, since its caller is done with the memory.
+ * connection holds them all and pipe allows it, else waiting for allocd's answer.  Held regions are
+ * taken out of the table before the request goes, so that a reconnect on the way knows them given
+ * back (reconnect.c), and put back if allocd refuses.  Each reference given back drops one of an
+ * isolation = region region's mapping here (region-map.c); a pipelined one at once, since its
+ * caller is done with the memory.
  */
 static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe) {
-        bool piped;
+        bool taken;
         int r;
 
         client_clear_error();
         if (!c)
                 return client_fail(-EINVAL, "no connection (NULL)");
-        piped = pipe && held_take(client_held(c), ids, n);
-        r = piped ? client_send_pipelined(c, req, ids, n) : run(c, req, NULL);
+        taken = held_take(client_held(c), ids, n);
+        if (taken && pipe)
+                r = client_send_pipelined(c, req, ids, n);
+        else
+                r = client_give_back_sync(c, req, taken ? ids : NULL, taken ? n : 0);
+        /* Refused, or not known (-ETIME): still held.  -ESTALE: nothing is held any more. */
+        if (r < 0 && taken && !pipe && r != -ESTALE)
+                held_add(client_held(c), ids, n);
         for (size_t i = 0; r == 0 && i < n; i++) {
-                /* What allocd took back is not held any longer; an id held by no record here (PERSIST) is skipped. */
-                if (!piped)
+                /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is
+                 * skipped. */
+                if (!taken)
                         held_take(client_held(c), &ids[i], 1);
                 region_table_drop(client_regions(c), ids[i]);
         }

@@ -425,13 +425,28 @@ static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struc
 
 #define RETRY_MAX 3
 
-/* A Free, Detach or FreeBatch: sent again after a reconnect, NOT_FOUND means the squaring gave it back. */
-static bool gives_back(const Allocd__Request *req) {
-        return req->body_case == ALLOCD__REQUEST__BODY_FREE || req->body_case == ALLOCD__REQUEST__BODY_DETACH ||
-               req->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH;
+/*
+ * What a request sent again after a reconnect answers, as the first sending would have: a Seal
+ * finds its region sealed already (INVALID); a Free, Detach or FreeBatch of regions the connection
+ * does not hold (a PERSIST region's owner frees it) finds them gone (NOT_FOUND; a FreeBatch that
+ * allocd did is refused whole, since one of its ids at least is not held).  Give-backs of regions
+ * the table held are never sent again (reconnect.c).
+ */
+static void done_before(const Allocd__Request *req, Allocd__Reply *rep) {
+        Allocd__Request__BodyCase what = req->body_case;
+
+        if (!rep->has_error || rep->error == ALLOCD__ERROR__OK)
+                return;
+        if ((what == ALLOCD__REQUEST__BODY_SEAL && rep->error == ALLOCD__ERROR__INVALID) ||
+            ((what == ALLOCD__REQUEST__BODY_FREE || what == ALLOCD__REQUEST__BODY_DETACH ||
+              what == ALLOCD__REQUEST__BODY_FREE_BATCH) &&
+             rep->error == ALLOCD__ERROR__NOT_FOUND))
+                rep->error = ALLOCD__ERROR__OK;
 }
 
-int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
+/* client_call; a give-back that took taken[0, ntaken) out of the held table is not sent again. */
+static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken, Allocd__Reply **ret,
+                struct map_error *map) {
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me;
         struct timespec deadline;
@@ -446,28 +461,33 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
                 map->err = 0;
         pthread_mutex_lock(&c->lock);
 retry:
-        /* A connection lost before this call is made again first (reconnect.c), or says why not. */
-        if (c->dead && (r = conn_revive(c, c->gen)) < 0)
-                goto out;
-        me = (struct pending){0};
+        me = (struct pending){.what = req->body_case, .ids = taken, .n = ntaken};
         gen = c->gen;
         req->has_id = true;
         req->id = me.id = ++c->next_id;
+        /*
+         * Listed from here on, so whoever reads finds it, and a reconnect counts what it gives back as
+         * given (reconnect.c); sent without the lock, so a full socket holds up no other thread (a
+         * SEQPACKET send is one packet, whole or not at all, whoever else sends), and SO_SNDTIMEO
+         * bounds it.
+         */
+        me.next = c->pending;
+        c->pending = &me;
+        /* A connection lost before this call is made again first, or says why not. */
+        if (c->dead && ((r = conn_revive(c, gen)) < 0 || ntaken)) {
+                conn_unlist(c, &me);
+                goto out; /* 0 with ntaken: the squaring gave them back */
+        }
+        gen = c->gen;
         timed = request_deadline(c, req, &deadline); /* before packing: it may state an allocation's wait */
         len = allocd__request__get_packed_size(req);
         if (len > sizeof(buf)) {
+                conn_unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
         }
         allocd__request__pack(req, buf);
-        /*
-         * Listed before it is sent, so whoever reads finds it; sent without the lock, so a full socket
-         * holds up no other thread (a SEQPACKET send is one packet, whole or not at all, whoever else
-         * sends), and SO_SNDTIMEO bounds it.
-         */
         me.confirms = c->quiet_sent;
-        me.next = c->pending;
-        c->pending = &me;
         c->senders++;
         pthread_mutex_unlock(&c->lock);
         r = wire_send(c->fd, buf, len, NULL, 0, 0);
@@ -489,9 +509,14 @@ retry:
         }
         conn_await(c, replied, &me, timed ? &deadline : NULL);
         if (!me.reply && (c->dead || c->gen != gen)) {
-                /* Lost with the connection: made again, it is sent again if that is safe. */
-                conn_unlist(c, &me);
+                /*
+                 * Lost with the connection: made again, it is sent again if that is safe.  Listed while
+                 * the squaring runs, so that what it took from the table is given back there, once.
+                 */
                 r = conn_revive(c, gen);
+                conn_unlist(c, &me);
+                if (r == 0 && ntaken)
+                        goto out; /* no reply: allocd did it, or the squaring did */
                 if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
                         again++;
                         goto retry;
@@ -517,8 +542,8 @@ retry:
                 goto retry;
         }
         *ret = me.reply;
-        if (again && gives_back(req) && me.reply->has_error && me.reply->error == ALLOCD__ERROR__NOT_FOUND)
-                me.reply->error = ALLOCD__ERROR__OK;
+        if (again)
+                done_before(req, me.reply);
         /* Only a failure has words to copy: the message buffer is most of the struct. */
         if (map && (map->err = me.map.err) < 0)
                 memcpy(map->msg, me.map.msg, sizeof(map->msg));
@@ -526,6 +551,21 @@ retry:
         return 0;
 out:
         pthread_mutex_unlock(&c->lock);
+        return r;
+}
+
+int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
+        return call(c, req, NULL, 0, ret, map);
+}
+
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken) {
+        Allocd__Reply *reply;
+        int r = call(c, req, taken, ntaken, &reply, NULL);
+
+        if (r < 0 || !reply)
+                return r;
+        r = client_reply_error(reply);
+        allocd__reply__free_unpacked(reply, NULL);
         return r;
 }
 

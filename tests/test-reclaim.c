@@ -30,7 +30,9 @@ struct srv {
         char dir[64], path[128];
         void *state; /* written as it stopped */
         size_t len;
-        uint64_t lost; /* give this connection serial a region it never hears of, before the state is written */
+        /* Run on connection serial's core record as the state is written: what allocd did but never said. */
+        void (*inject)(struct srv *s, struct client *cl);
+        uint64_t serial, id; /* the connection, and the region inject works on */
 };
 
 static struct srv *current;
@@ -38,23 +40,22 @@ static struct srv *current;
 static void changed(void) {
 }
 
-/* A region granted to connection serial whose reply never left: the state has it, the client does not. */
-static void grant_unheard(struct core *core, uint64_t serial) {
+/* A region granted whose reply never left: the state has it, the client does not. */
+static void grant_unheard(struct srv *s, struct client *cl) {
         struct alloc_request a = {.pool = "f", .size = 4096, .numa_node = -1};
         struct core_result res;
-        struct client *cl;
         uint32_t slot;
 
-        TAILQ_FOREACH(cl, core_clients(core), link)
-        if (cl->serial == serial)
-                cr_assert_eq(core_alloc(core, cl, 0, &a, &slot, &res), GRANT_REGION, "%s", res.msg);
+        cr_assert_eq(core_alloc(s->core, cl, 0, &a, &slot, &res), GRANT_REGION, "%s", res.msg);
 }
 
 static void on_stop(uv_async_t *a) {
         struct srv *s = a->data;
+        struct client *cl;
 
-        if (s->lost)
-                grant_unheard(s->core, s->lost);
+        TAILQ_FOREACH(cl, core_clients(s->core), link)
+        if (s->inject && cl->serial == s->serial)
+                s->inject(s, cl);
         cr_assert_eq(state_write(s->core, 1 << 20, &s->state, &s->len), 0);
         server_stop(true);
         uv_close((uv_handle_t *)a, NULL);
@@ -167,7 +168,8 @@ Test(reclaim, a_client_takes_its_regions_back_and_frees_them, .timeout = 60) {
         }
         seen(c, &used, &serial);
         cr_assert_eq(used, (uint64_t)N * 4096);
-        s.lost = serial; /* and one region whose reply was lost */
+        s.inject = grant_unheard; /* and one region whose reply was lost */
+        s.serial = serial;
         restart(&s, 60000);
         /* The next call reconnects, reclaims, gives the unheard region back, and answers. */
         seen(c, &used2, &serial2);
@@ -250,6 +252,142 @@ Test(reclaim, a_free_in_flight_is_not_lost, .timeout = 60) {
                 cr_assert_eq(alloc_region_detach_sync(c, r[i].id), 0, "%s", alloc_last_error());
         seen(c, &used, &serial);
         cr_assert_eq(used, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* Done by allocd as it stopped, each with its reply lost: a Free, a Detach, an Attach of "w", a Seal. */
+static void free_unheard(struct srv *s, struct client *cl) {
+        struct core_result res;
+
+        cr_assert_eq(core_free_region(s->core, cl, s->id, &res), 0, "%s", res.msg);
+}
+
+static void detach_unheard(struct srv *s, struct client *cl) {
+        struct core_result res;
+
+        cr_assert_eq(core_detach(s->core, cl, s->id, &res), 0, "%s", res.msg);
+}
+
+static void attach_unheard(struct srv *s, struct client *cl) {
+        struct attach_request a = {.name = "w"};
+        struct core_result res;
+        uint32_t slot;
+
+        cr_assert_eq(core_attach(s->core, cl, 0, &a, &slot, &res), GRANT_REGION, "%s", res.msg);
+}
+
+static void seal_unheard(struct srv *s, struct client *cl) {
+        struct core_result res;
+
+        cr_assert_eq(core_seal(s->core, cl, s->id, &res), 0, "%s", res.msg);
+}
+
+/* A client that allocated "w" with flags, on a server that runs inject on it at the restart. */
+static struct alloc_client *made_w(struct srv *s, uint32_t flags, void (*inject)(struct srv *, struct client *)) {
+        struct alloc_opts o = {.name = "w", .flags = flags};
+        struct alloc_region r;
+        uint64_t used;
+
+        setenv("ALLOCD_RECONNECT", "10s", 1);
+        start(s);
+        struct alloc_client *c = connect_to(s);
+        cr_assert_eq(alloc_region_new(c, "f", 4096, &o, &r), 0, "%s", alloc_last_error());
+        seen(c, &used, &s->serial);
+        s->id = r.id;
+        s->inject = inject;
+        return c;
+}
+
+/*
+ * A give-back whose reply the restart lost is not sent again: the connection holds "w" twice (an
+ * alloc and an attach), allocd gave one back as it stopped, and the one left stays.
+ */
+static void give_back_once(bool free_it) {
+        struct alloc_region a;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = made_w(&s, 0, free_it ? free_unheard : detach_unheard);
+
+        cr_assert_eq(alloc_region_attach(c, "w", NULL, &a), 0, "%s", alloc_last_error());
+        restart(&s, 60000);
+        cr_assert_eq(free_it ? alloc_region_free_sync(c, s.id) : alloc_region_detach_sync(c, s.id), 0, "%s",
+                     alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 4096, "the reference left was given back too");
+        cr_assert_eq(alloc_region_detach_sync(c, s.id), 0, "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+Test(reclaim, a_free_done_as_allocd_stopped_is_not_sent_again, .timeout = 60) {
+        give_back_once(true);
+}
+
+Test(reclaim, a_detach_done_as_allocd_stopped_is_not_sent_again, .timeout = 60) {
+        give_back_once(false);
+}
+
+/* A free_sync that never reached allocd is done by the squaring, once. */
+Test(reclaim, a_free_sync_lost_on_the_way_is_done_once, .timeout = 60) {
+        struct alloc_region a;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = made_w(&s, 0, NULL);
+
+        cr_assert_eq(alloc_region_attach(c, "w", NULL, &a), 0, "%s", alloc_last_error());
+        restart(&s, 60000);
+        cr_assert_eq(alloc_region_free_sync(c, s.id), 0, "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 4096);
+        struct alloc_client *other = connect_to(&s);
+        cr_assert_eq(alloc_region_attach(other, "w", NULL, &a), -ENOENT, "the Free did not unpublish w");
+        alloc_disconnect(other);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* What allocd holds beyond the table, of a PERSIST region the connection made and knows, goes back by Detach. */
+static void persist_kept(void (*inject)(struct srv *, struct client *), bool detach) {
+        struct alloc_region a;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = made_w(&s, ALLOC_PERSIST, inject);
+
+        restart(&s, 60000);
+        if (detach)
+                cr_assert_eq(alloc_region_detach(c, s.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 4096);
+        struct alloc_client *other = connect_to(&s);
+        cr_assert_eq(alloc_region_attach(other, "w", NULL, &a), 0, "w was withdrawn: %s", alloc_last_error());
+        alloc_disconnect(other);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+Test(reclaim, a_lost_attach_of_its_own_persist_region_keeps_it_published, .timeout = 60) {
+        persist_kept(attach_unheard, false);
+}
+
+Test(reclaim, a_lost_pipelined_detach_of_its_own_persist_region_keeps_it_published, .timeout = 60) {
+        persist_kept(NULL, true);
+}
+
+/* A Seal allocd did as it stopped is done: sent again, "sealed already" is what was asked. */
+Test(reclaim, a_seal_done_as_allocd_stopped_succeeds, .timeout = 60) {
+        struct alloc_region a;
+        struct srv s;
+        struct alloc_client *c = made_w(&s, ALLOC_UNSEALED, seal_unheard);
+
+        restart(&s, 60000);
+        cr_assert_eq(alloc_region_seal(c, s.id), 0, "%s", alloc_last_error());
+        struct alloc_client *other = connect_to(&s);
+        cr_assert_eq(alloc_region_attach(other, "w", NULL, &a), 0, "%s", alloc_last_error());
+        alloc_disconnect(other);
         alloc_disconnect(c);
         finish(&s);
 }
