@@ -426,11 +426,10 @@ static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struc
 #define RETRY_MAX 3
 
 /*
- * What a request sent again after a reconnect answers, as the first sending would have: a Seal
- * finds its region sealed already (INVALID); a Free, Detach or FreeBatch of regions the connection
- * does not hold (a PERSIST region's owner frees it) finds them gone (NOT_FOUND; a FreeBatch that
- * allocd did is refused whole, since one of its ids at least is not held).  Give-backs of regions
- * the table held are never sent again (reconnect.c).
+ * A request sent again after a reconnect answers as the first sending would have: a Seal finds its
+ * region sealed (INVALID); a give-back of regions the table did not hold (a PERSIST region's owner
+ * frees it) finds them gone (NOT_FOUND; a FreeBatch allocd did is refused whole, one id at least
+ * being unheld).  Give-backs of regions the table held are never sent again (reconnect.c).
  */
 static void done_before(const Allocd__Request *req, Allocd__Reply *rep) {
         Allocd__Request__BodyCase what = req->body_case;
@@ -515,6 +514,9 @@ retry:
                  */
                 r = conn_revive(c, gen);
                 conn_unlist(c, &me);
+                /* A reply another thread read meanwhile is stale: the squaring has given back what it grants. */
+                if (me.reply)
+                        allocd__reply__free_unpacked(me.reply, NULL);
                 if (r == 0 && ntaken)
                         goto out; /* no reply: allocd did it, or the squaring did */
                 if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
