@@ -48,6 +48,8 @@ struct pool {
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
         char draining[256];    /* not "": takes no Alloc, why (restored from the fd store unconfigured) */
         int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
+        bool from_store; /* its memory is the stored fd's (adopt_fd was open): a state's regions may be restored in it
+                          */
         const struct pool_ops *ops;
         struct range_arena *arena;
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */

@@ -245,6 +245,12 @@ void sysd_put(struct sysd *s, const char *name, int fd) {
         pthread_mutex_unlock(&s->mu);
 }
 
+void sysd_drop(struct sysd *s, const char *name) {
+        pthread_mutex_lock(&s->mu);
+        store_remove(s, name);
+        pthread_mutex_unlock(&s->mu);
+}
+
 void sysd_damage_state(struct sysd *s, bool truncate) {
         size_t damaged = 0;
 

@@ -52,6 +52,8 @@ int sysd_fd(struct sysd *s, const char *name);
 size_t sysd_count(struct sysd *s, const char *prefix);
 /* Adds fd to the store under name, as allocd's FDSTORE=1 would (the store takes fd). */
 void sysd_put(struct sysd *s, const char *name, int fd);
+/* Removes every fd stored under name, as FDSTOREREMOVE=1 (or a full store dropping it) would. */
+void sysd_drop(struct sysd *s, const char *name);
 /* Replaces every stored state memfd with a copy, cut to half its length or with a byte flipped. */
 void sysd_damage_state(struct sysd *s, bool truncate);
 /* allocd's stderr so far (slurp's buffer). */

@@ -462,3 +462,25 @@ Test(restart, unclaimed_fds_are_removed) {
         cr_assert_eq(stored("region-", 0), 0);
         cr_assert_eq(stored("pool.host.4194304.host", 1), 1);
 }
+
+/* A pool whose memory is not in the store (never stored, or dropped): its regions cannot be restored in fresh memory.
+ */
+Test(restart, a_pool_missing_from_the_store_is_not_restored_into_fresh_memory) {
+        struct alloc_region r;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "other", 8192, &(struct alloc_opts){.name = "p", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 3);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        sysd_drop(&s, "pool.host.16777216.other");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "pool other holds 1 regions in the state, but its memory is not in the fd store"), "%s",
+                  log);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "restored into fresh memory");
+        alloc_disconnect(k);
+}
