@@ -141,8 +141,17 @@ int restart_collect(int *sock) {
                         f->fd = -1;
                         f->name[0] = '\0'; /* allocd.socket's, not the store's */
                 } else if (!strcmp(f->name, state_names[0]) || !strcmp(f->name, state_names[1])) {
+                        if ((r = keep_epoch_fd(f->fd, &epoch)) < 0) {
+                                log_err("the fd store holds %s, which is not a state this allocd can read (%s): what "
+                                        "it held is not restored",
+                                        f->name,
+                                        r == -EPROTO    ? "another version of the format"
+                                        : r == -EBADMSG ? "its header is damaged"
+                                                        : strerror(-r));
+                                continue;
+                        }
                         /* The later of two of the same epoch: systemd passes them in the order they were stored. */
-                        if (keep_epoch_fd(f->fd, &epoch) == 0 && (state_at < 0 || epoch >= best)) {
+                        if (state_at < 0 || epoch >= best) {
                                 state_at = (int)i;
                                 best = epoch;
                         }

@@ -484,3 +484,33 @@ Test(restart, a_pool_missing_from_the_store_is_not_restored_into_fresh_memory) {
         cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "restored into fresh memory");
         alloc_disconnect(k);
 }
+
+/* A state whose header is damaged, or of another version, is an error that names it, not a quiet fresh start. */
+static void refused_state(off_t at) {
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 8192, &(struct alloc_opts){.name = "p", .flags = ALLOC_PERSIST},
+                                      &(struct alloc_region){0}),
+                     0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        const char *name = sysd_fd(&s, "state.0") >= 0 ? "state.0" : "state.1";
+        unsigned char b;
+        cr_assert_eq(pread(sysd_fd(&s, name), &b, 1, at), 1);
+        b ^= 0x5a;
+        cr_assert_eq(pwrite(sysd_fd(&s, name), &b, 1, at), 1);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        char want[128];
+        snprintf(want, sizeof(want), "error: the fd store holds %s, which is not a state this allocd can read", name);
+        cr_assert(strstr(sysd_log(&s), want), "%s", sysd_log(&s));
+}
+
+Test(restart, a_damaged_header_is_an_error) {
+        refused_state(0);
+        cr_assert(strstr(sysd_log(&s), "its header is damaged"), "%s", sysd_log(&s));
+}
+
+Test(restart, another_version_is_an_error) {
+        refused_state(8);
+        cr_assert(strstr(sysd_log(&s), "another version of the format"), "%s", sysd_log(&s));
+}
