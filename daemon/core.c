@@ -340,6 +340,15 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
                 range_free(p->arena, off, 0);
                 return fail(res, E_INTERNAL, "recording the region: %s", strerror(-r));
         }
+        if (p->conf.isolation == ISOLATION_REGION && core->region_fds.room &&
+            !core->region_fds.room(core->region_fds.data)) {
+                range_free(p->arena, off, 0);
+                return fail(res, E_LIMIT,
+                            "pool %s gives each region a memfd of its own (isolation = region), which allocd keeps "
+                            "in systemd's fd store for a restart, and the store is full (FileDescriptorStoreMax=); "
+                            "free regions of such pools, or raise FileDescriptorStoreMax= in allocd.service",
+                            p->conf.name);
+        }
         if (p->conf.isolation == ISOLATION_REGION && (r = pool_region_new(p, size, &fd)) < 0) {
                 range_free(p->arena, off, 0);
                 if (r == -EMFILE || r == -ENFILE)

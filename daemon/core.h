@@ -362,6 +362,7 @@ struct region_fds {
         void (*made)(void *data, uint64_t id, int fd);
         void (*gone)(void *data, uint64_t id);
         int (*stored)(void *data, uint64_t id);
+        bool (*room)(void *data); /* false: no more region memfds can be kept, and Alloc refuses them */
         void *data;
 };
 void core_set_region_fds(struct core *core, const struct region_fds *fds);

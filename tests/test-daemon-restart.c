@@ -514,3 +514,43 @@ Test(restart, another_version_is_an_error) {
         refused_state(8);
         cr_assert(strstr(sysd_log(&s), "another version of the format"), "%s", sysd_log(&s));
 }
+
+/*
+ * isolation = region: the store (FDSTORE=64) keeps two states and at most 62 region memfds (such a
+ * pool has no fd of its own); the next Alloc is refused, so that no stored state names a memfd systemd dropped.  A
+ * restore that failed counts none of the memfds it had taken.
+ */
+Test(restart, region_memfds_stop_where_the_store_is_full) {
+        static struct alloc_region r[63];
+        char name[64];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 2; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r[i]), 0,
+                             "%s", alloc_last_error());
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        snprintf(name, sizeof(name), "region-%llu", (unsigned long long)r[1].id);
+        cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
+        sysd_drop(&s, name);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "its memfd is not in the fd store"), "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 62; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "region %d: %s", i, alloc_last_error());
+        int e = alloc_region_new(k, "iso", 4096, NULL, &r[62]);
+        cr_assert_eq(e, -EMFILE, "%d %s", e, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "the store is full (FileDescriptorStoreMax=)"), "%s", alloc_last_error());
+        pool_used(k, "iso");
+        cr_assert_eq(stored("region-", 62), 62);
+        cr_assert_eq(stored("state.", 1), 1);
+        char *before = dump(NULL);
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(s.dropped, 0, "the store dropped %u fds", s.dropped);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
+}
