@@ -418,6 +418,16 @@ static void store_state(void) {
         state_name = next;
 }
 
+/*
+ * The state can no longer be kept: a stale one left in the store would be restored as if current
+ * (freed regions back, with their memory reused), so the next start is fresh, as after stop and start.
+ */
+static void unstore_state(void) {
+        fdstore_remove(state_names[0]);
+        fdstore_remove(state_names[1]);
+        state_name = -1;
+}
+
 void restart_begin(struct core *core, uint64_t next_serial) {
         char name[300];
         size_t want = 2;
@@ -465,6 +475,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
         core_set_region_fds(core, &region_fds);
         if ((r = keep_new(&keep, core, next_serial)) < 0) {
                 log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
+                unstore_state(); /* the one restored goes stale with the first change */
         } else {
                 /* A state of that name restored is not the one restored: a crash between two stores left it. */
                 fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
@@ -493,9 +504,14 @@ void restart_turn(struct core *core, uint64_t next_serial) {
                 store_state();
         if (r >= 0)
                 unstore_gone();
-        else if (r < 0 && !keep_failed)
-                log_err("cannot keep the state for a restart any longer: %s; a restart loses what changed since", err);
-        keep_failed |= r < 0;
+        else if (!keep_failed)
+                log_err("cannot keep the state for a restart any longer: %s; lest a restart restore it as if current, "
+                        "it is removed from the fd store, and a restart loses every region until a compaction works",
+                        err);
+        if (r < 0 && state_name >= 0)
+                unstore_state();
+        /* A compaction that works is a whole state again. */
+        keep_failed = r < 0 || (keep_failed && r != 1);
 }
 
 bool restart_stop(struct core *core, uint64_t next_serial) {

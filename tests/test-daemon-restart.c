@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -553,4 +554,44 @@ Test(restart, region_memfds_stop_where_the_store_is_full) {
         alloc_disconnect(k);
         free(before);
         free(after);
+}
+
+/* A state that cannot be kept leaves the store: a stale one would be restored as if current. */
+Test(restart, a_state_that_cannot_be_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("host", "p", "[pool host]\nkind = host\nsize = 4M\n");
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 32 << 10; /* the restored state is read; a new one cannot be written */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the restored state is still stored");
+        sysd_kill(&s, SIGKILL);
+        s.fsize = 0;
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "a region of the stale state is there");
+        alloc_disconnect(k);
+}
+
+/* The same when keeping fails while allocd runs: its memfd cannot grow for the log, nor a new one be made. */
+Test(restart, a_state_that_stops_being_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 64M\n");
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 1l << 30; /* SIGXFSZ ignored; lowered below */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 1), 1);
+        cr_assert_eq(prlimit(s.d.pid, RLIMIT_FSIZE, &(struct rlimit){32 << 10, 32 << 10}, NULL), 0);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4000 && !strstr(sysd_log(&s), "cannot keep the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart any longer"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the stale state is still stored");
+        alloc_disconnect(k);
 }
