@@ -595,3 +595,24 @@ Test(restart, a_state_that_stops_being_kept_leaves_the_store) {
         cr_assert_eq(stored("state.", 0), 0, "the stale state is still stored");
         alloc_disconnect(k);
 }
+
+/*
+ * The grace time counts from when allocd serves, not from its start: a pool made before the restore
+ * (1 GiB reserved here, about a second on a small machine) does not eat it.
+ */
+Test(restart, the_grace_time_starts_when_allocd_serves) {
+        struct alloc_region r;
+        const char *conf = "[daemon]\nreclaim_grace = 300ms\n[pool host]\nkind = host\nsize = 4M\n";
+
+        sysd_start(&s, conf);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[daemon]\nreclaim_grace = 300ms\n[pool big]\nkind = host\nsize = 1G\n[pool host]\nkind = "
+                             "host\nsize = 4M\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        /* The next call reconnects and reclaims, within the grace time. */
+        cr_assert_eq(pool_used(k, "host"), 8192, "%s", sysd_log(&s));
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
