@@ -48,6 +48,8 @@ struct pool {
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
         char draining[256];    /* not "": takes no Alloc, why (restored from the fd store unconfigured) */
         int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
+        bool from_store; /* its memory is the stored fd's (adopt_fd was open): a state's regions may be restored in it
+                          */
         const struct pool_ops *ops;
         struct range_arena *arena;
         struct range_arena *empty; /* the same spans, never allocated: "could this ever fit?" */
@@ -186,6 +188,9 @@ void region_unpersist(struct core *core, uint32_t slot);
 void region_release_client(struct core *core, struct client *cl);
 /* Placeholders of uid (reclaim.c): counted in its conns, but no connections. */
 uint32_t absent_of_uid(const struct core *core, uid_t uid);
+/* Whether cl is a placeholder; absent_release: if so, its references are released and it is freed. */
+bool absent_is(const struct core *core, const struct client *cl);
+bool absent_release(struct core *core, struct client *cl);
 /* to (a new connection of from's serial, holding nothing) takes every hold of from over (reclaim.c). */
 void region_take_over(struct core *core, struct client *from, struct client *to);
 /* Takes an UNSEALED region's name and PERSIST away (its waiters are told); its holds stay. */

@@ -199,13 +199,18 @@ uint32_t core_nclients(const struct core *core) {
         return core->nclients;
 }
 
-static bool evict_target(const struct client *cl, const struct client *by, uint64_t serial, pid_t pid) {
-        return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid);
+/*
+ * A placeholder (a connection of the allocd before a restart, not reclaimed yet) matches its serial
+ * only: its pid was that of a process which may have exited, and the pid be another's now.
+ */
+static bool evict_target(const struct core *core, const struct client *cl, const struct client *by, uint64_t serial,
+                         pid_t pid) {
+        return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid && !absent_is(core, cl));
 }
 
 int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
                       uint64_t *refs, struct core_result *res) {
-        struct client *cl;
+        struct client *cl, *next;
 
         *count = 0;
         *refs = 0;
@@ -213,7 +218,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
                 return fail(res, E_INVALID, "Disconnect takes either a pid (above 0) or a connection serial");
         /* All or none: every target is checked before the first is marked. */
         TAILQ_FOREACH(cl, &core->clients, link) {
-                if (!evict_target(cl, by, serial, pid))
+                if (!evict_target(core, cl, by, serial, pid))
                         continue;
                 if (by->uid != 0 && by->uid != cl->uid)
                         return fail(res, E_DENIED,
@@ -227,11 +232,14 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
                         return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
                 return fail(res, E_NOT_FOUND, "no other connection is from pid %d", (int)pid);
         }
-        TAILQ_FOREACH(cl, &core->clients, link) {
-                if (evict_target(cl, by, serial, pid)) {
+        for (cl = TAILQ_FIRST(&core->clients); cl; cl = next) {
+                next = TAILQ_NEXT(cl, link);
+                if (!evict_target(core, cl, by, serial, pid))
+                        continue;
+                *refs += cl->nrefs;
+                /* No connection to close: its references go now, as when its grace time passes. */
+                if (!absent_release(core, cl))
                         cl->evicted = true;
-                        *refs += cl->nrefs;
-                }
         }
         core->evicting = true;
         return ok_result(res);
@@ -331,6 +339,15 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
         if ((r = range_query(p->arena, off, &size)) < 0) {
                 range_free(p->arena, off, 0);
                 return fail(res, E_INTERNAL, "recording the region: %s", strerror(-r));
+        }
+        if (p->conf.isolation == ISOLATION_REGION && core->region_fds.room &&
+            !core->region_fds.room(core->region_fds.data)) {
+                range_free(p->arena, off, 0);
+                return fail(res, E_LIMIT,
+                            "pool %s gives each region a memfd of its own (isolation = region), which allocd keeps "
+                            "in systemd's fd store for a restart, and the store is full (FileDescriptorStoreMax=); "
+                            "free regions of such pools, or raise FileDescriptorStoreMax= in allocd.service",
+                            p->conf.name);
         }
         if (p->conf.isolation == ISOLATION_REGION && (r = pool_region_new(p, size, &fd)) < 0) {
                 range_free(p->arena, off, 0);

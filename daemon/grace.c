@@ -45,6 +45,8 @@ void grace_arm(void) {
 
         if (!loop || !core_nabsent(core))
                 return;
+        /* The loop's clock is that of its last turn, or of its start before the pools and the restore. */
+        uv_update_time(loop);
         now = uv_now(loop);
         if (!since)
                 since = now ? now : 1;

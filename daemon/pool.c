@@ -159,6 +159,7 @@ static int make_pool(const struct pool_conf *conf, int fd, struct pool **ret, ch
                 return -ENOMEM;
         }
         p->adopt_fd = fd;
+        p->from_store = fd >= 0;
         p->conf = *conf;
         p->size_asked = conf->size;
         p->conf.ranges = NULL;

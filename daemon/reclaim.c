@@ -101,6 +101,24 @@ size_t core_nabsent(const struct core *core) {
         return core->nabsent;
 }
 
+bool absent_is(const struct core *core, const struct client *cl) {
+        for (size_t i = 0; i < core->nabsent; i++)
+                if (core->absent[i] == cl)
+                        return true;
+        return false;
+}
+
+bool absent_release(struct core *core, struct client *cl) {
+        for (size_t i = 0; i < core->nabsent; i++) {
+                if (core->absent[i] != cl)
+                        continue;
+                core_client_remove(core, cl);
+                absent_drop(core, i);
+                return true;
+        }
+        return false;
+}
+
 bool core_absent_release(struct core *core, struct absent_info *info) {
         struct client *ph;
 

@@ -41,8 +41,10 @@ static unsigned store_max;  /* FileDescriptorStoreMax= */
 static struct keep *keep;   /* keeping the state, once serving */
 static int state_name = -1; /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
 static bool keep_failed;    /* keep_turn failed: said once */
-static bool *stored;        /* by pool id: its fd is in the store */
+enum { POOL_NEW, POOL_STORED, POOL_LEFT_OUT };
+static uint8_t *stored; /* by pool id: POOL_*, whether its fd is in the store */
 static size_t nstored;
+static size_t npool_fds;           /* pools' fds in the store */
 static struct pool_conf *deferred; /* configured pools waiting for a draining namesake to empty */
 static size_t ndeferred;
 
@@ -50,7 +52,15 @@ static const char *const state_names[] = {"state.0", "state.1"};
 static uint64_t *gone_ids; /* regions whose memfds leave the store once the state says they are gone */
 static size_t ngone, gone_cap;
 static size_t nregion_fds; /* region memfds in the store */
-static bool said_max;
+
+/*
+ * Whether the store has room for one more pool's or region's fd: two places are kept for the state,
+ * whose new memfd is stored before the old one is removed.  Past FileDescriptorStoreMax= systemd
+ * drops an fd without a word, and the state that names it could not be restored.
+ */
+static bool store_room(void) {
+        return npool_fds + nregion_fds + 2 < store_max;
+}
 
 /* ---- isolation = region: a memfd a region, stored as region-ID (core_set_region_fds) ---- */
 
@@ -65,12 +75,12 @@ static void region_made(void *data, uint64_t id, int fd) {
         if ((r = fdstore_put(fd, name)) < 0)
                 log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses it",
                          id, strerror(-r));
-        if (++nregion_fds + nstored + 2 > store_max && !said_max) {
-                log_warn("more fds to store than FileDescriptorStoreMax=%u (isolation = region keeps a memfd a "
-                         "region): systemd drops the rest, and a restart loses those regions; raise it",
-                         store_max);
-                said_max = true;
-        }
+        nregion_fds++; /* region_gone counts it out whether it was stored or not */
+}
+
+static bool region_room(void *data) {
+        (void)data;
+        return !keep || store_room();
 }
 
 /* Removed from the store only after the state that no longer has it is kept: a crash keeps what it names. */
@@ -106,7 +116,8 @@ static int region_stored(void *data, uint64_t id) {
         return -1;
 }
 
-static const struct region_fds region_fds = {.made = region_made, .gone = region_gone, .stored = region_stored};
+static const struct region_fds region_fds = {
+        .made = region_made, .gone = region_gone, .stored = region_stored, .room = region_room};
 
 static void unstore_gone(void) {
         char name[32];
@@ -141,8 +152,17 @@ int restart_collect(int *sock) {
                         f->fd = -1;
                         f->name[0] = '\0'; /* allocd.socket's, not the store's */
                 } else if (!strcmp(f->name, state_names[0]) || !strcmp(f->name, state_names[1])) {
+                        if ((r = keep_epoch_fd(f->fd, &epoch)) < 0) {
+                                log_err("the fd store holds %s, which is not a state this allocd can read (%s): what "
+                                        "it held is not restored",
+                                        f->name,
+                                        r == -EPROTO    ? "another version of the format"
+                                        : r == -EBADMSG ? "its header is damaged"
+                                                        : strerror(-r));
+                                continue;
+                        }
                         /* The later of two of the same epoch: systemd passes them in the order they were stored. */
-                        if (keep_epoch_fd(f->fd, &epoch) == 0 && (state_at < 0 || epoch >= best)) {
+                        if (state_at < 0 || epoch >= best) {
                                 state_at = (int)i;
                                 best = epoch;
                         }
@@ -278,6 +298,7 @@ void restart_discard(void) {
         }
         state_at = -1;
         state_name = -1;
+        nregion_fds = 0; /* a restore undone closed those it had taken */
         free(deferred);
         deferred = NULL;
         ndeferred = 0;
@@ -293,15 +314,26 @@ static void pool_fdname(const struct pool_info *pi, char *name, size_t size) {
         fdstore_pool_name(name, size, &sp);
 }
 
-static void store_pool(const struct pool_info *pi) {
+/* POOL_STORED, or POOL_LEFT_OUT (said). */
+static uint8_t store_pool(const struct pool_info *pi) {
         char name[300];
         int r;
 
+        if (!store_room()) {
+                logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = pi->name},
+                     "pool %s: systemd's fd store is full (FileDescriptorStoreMax=%u: %zu pools, %zu region memfds, "
+                     "the state): its fd is not stored, and a restart loses every region; raise "
+                     "FileDescriptorStoreMax= in allocd.service",
+                     pi->name, store_max, npool_fds, nregion_fds);
+                return POOL_LEFT_OUT;
+        }
         pool_fdname(pi, name, sizeof(name));
         if ((r = fdstore_put(pi->fd, name)) < 0)
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = pi->name},
                      "pool %s: cannot store its fd in systemd's fd store (%s): a restart loses its regions", pi->name,
                      strerror(-r));
+        npool_fds++;
+        return POOL_STORED;
 }
 
 static void unstore_pool(const struct pool_info *pi) {
@@ -332,7 +364,7 @@ static bool sync_pools_size(struct core *core) {
         size_t n = core_npools(core);
 
         if (n > nstored) {
-                bool *g = realloc(stored, n * sizeof(*g));
+                uint8_t *g = realloc(stored, n * sizeof(*g));
                 if (!g)
                         return false;
                 memset(g + nstored, 0, (n - nstored) * sizeof(*g));
@@ -354,13 +386,13 @@ static void sync_pools(struct core *core) {
                         snprintf(name, sizeof(name), "%s", pi.name);
                         unstore_pool(&pi);
                         core_pool_retire(p);
-                        stored[i] = false;
+                        npool_fds -= stored[i] == POOL_STORED;
+                        stored[i] = POOL_NEW;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
                              "pool %s: its last region went; the draining pool is dropped", name);
                         make_deferred(core, name);
-                } else if (pi.available && pi.fd >= 0 && !stored[i]) {
-                        store_pool(&pi);
-                        stored[i] = true;
+                } else if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW) {
+                        stored[i] = store_pool(&pi);
                 }
         }
 }
@@ -369,6 +401,13 @@ static void sync_pools(struct core *core) {
 static void store_state(void) {
         int next = state_name == 0 ? 1 : 0, r;
 
+        /* store_room keeps two places for it: this is never so, but systemd would drop it without a word. */
+        if (npool_fds + nregion_fds + (state_name >= 0) >= store_max) {
+                log_err("systemd's fd store has no room for the new state (FileDescriptorStoreMax=%u): the old one "
+                        "stays, and a restart restores it; raise FileDescriptorStoreMax= in allocd.service",
+                        store_max);
+                return;
+        }
         if ((r = fdstore_put(keep_fd(keep), state_names[next])) < 0) {
                 log_warn("cannot store the state in systemd's fd store (%s): a restart restores an older one",
                          strerror(-r));
@@ -377,6 +416,16 @@ static void store_state(void) {
         if (state_name >= 0)
                 fdstore_remove(state_names[state_name]);
         state_name = next;
+}
+
+/*
+ * The state can no longer be kept: a stale one left in the store would be restored as if current
+ * (freed regions back, with their memory reused), so the next start is fresh, as after stop and start.
+ */
+static void unstore_state(void) {
+        fdstore_remove(state_names[0]);
+        fdstore_remove(state_names[1]);
+        state_name = -1;
 }
 
 void restart_begin(struct core *core, uint64_t next_serial) {
@@ -397,8 +446,11 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 core_pool_info(core_pool_at(core, i), &pi);
                 want += pi.available && pi.fd >= 0;
                 pool_fdname(&pi, name, sizeof(name));
-                for (size_t j = 0; j < npassed; j++)
-                        stored[i] |= passed[j].fd < 0 && !strcmp(passed[j].name, name);
+                for (size_t j = 0; j < npassed && stored[i] == POOL_NEW; j++)
+                        if (passed[j].fd < 0 && !strcmp(passed[j].name, name)) {
+                                stored[i] = POOL_STORED;
+                                npool_fds++;
+                        }
         }
         size_t regions = 0;
         for (size_t i = 0; i < npassed; i++) {
@@ -423,6 +475,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
         core_set_region_fds(core, &region_fds);
         if ((r = keep_new(&keep, core, next_serial)) < 0) {
                 log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
+                unstore_state(); /* the one restored goes stale with the first change */
         } else {
                 /* A state of that name restored is not the one restored: a crash between two stores left it. */
                 fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
@@ -451,9 +504,14 @@ void restart_turn(struct core *core, uint64_t next_serial) {
                 store_state();
         if (r >= 0)
                 unstore_gone();
-        else if (r < 0 && !keep_failed)
-                log_err("cannot keep the state for a restart any longer: %s; a restart loses what changed since", err);
-        keep_failed |= r < 0;
+        else if (!keep_failed)
+                log_err("cannot keep the state for a restart any longer: %s; lest a restart restore it as if current, "
+                        "it is removed from the fd store, and a restart loses every region until a compaction works",
+                        err);
+        if (r < 0 && state_name >= 0)
+                unstore_state();
+        /* A compaction that works is a whole state again. */
+        keep_failed = r < 0 || (keep_failed && r != 1);
 }
 
 bool restart_stop(struct core *core, uint64_t next_serial) {

@@ -140,6 +140,16 @@ static int rec_pool(struct restore *st, struct in *in) {
                            "pool %s holds %llu regions in the state, but its kind, isolation or size (%llu bytes "
                            "then, %llu now) changed: configure it as it was, or its regions are lost",
                            name, (unsigned long long)nregions, (unsigned long long)total, (unsigned long long)p->total);
+        /*
+         * Restoring from an fd store (region_fds.stored set), a pool with memory must be the stored one: old
+         * clients map that and write it still, while attachers would map fresh zeros.
+         */
+        if (st->core->region_fds.stored && p->conf.isolation == ISOLATION_POOL && p->fd >= 0 && !p->from_store)
+                return bad(st, -ENOENT,
+                           "pool %s holds %llu regions in the state, but its memory is not in the fd store (it was not "
+                           "stored, or systemd dropped it: raise FileDescriptorStoreMax=), and a pool of fresh memory "
+                           "cannot hold them",
+                           name, (unsigned long long)nregions);
         st->pools[id] = p;
         return 0;
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -157,6 +158,10 @@ int sysd_spawn(struct sysd *s) {
                 putenv(fdnames);
                 putenv(fdstore);
                 putenv(notify);
+                if (s->fsize) {
+                        signal(SIGXFSZ, SIG_IGN);
+                        setrlimit(RLIMIT_FSIZE, &(struct rlimit){(rlim_t)s->fsize, (rlim_t)s->fsize});
+                }
                 /* A test that fails leaves no allocd behind. */
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -242,6 +247,12 @@ void sysd_put(struct sysd *s, const char *name, int fd) {
         cr_assert_lt(s->nstore, SYSD_STORE_MAX);
         snprintf(s->store[s->nstore].name, sizeof(s->store[0].name), "%s", name);
         s->store[s->nstore++].fd = fd;
+        pthread_mutex_unlock(&s->mu);
+}
+
+void sysd_drop(struct sysd *s, const char *name) {
+        pthread_mutex_lock(&s->mu);
+        store_remove(s, name);
         pthread_mutex_unlock(&s->mu);
 }
 

@@ -37,6 +37,7 @@ struct sysd {
         size_t nstore;
         unsigned ready, stopping, dropped; /* READY=1 and STOPPING=1 seen; fds past the store's maximum */
         struct timespec reaped;            /* CLOCK_MONOTONIC when sysd_kill reaped allocd (restart-bench's stop) */
+        long fsize; /* not 0: allocd starts with RLIMIT_FSIZE this low (SIGXFSZ ignored), so its memfds cannot grow */
 };
 
 /* Binds the socket, writes config, starts allocd with an empty store and waits for READY=1. */
@@ -52,6 +53,8 @@ int sysd_fd(struct sysd *s, const char *name);
 size_t sysd_count(struct sysd *s, const char *prefix);
 /* Adds fd to the store under name, as allocd's FDSTORE=1 would (the store takes fd). */
 void sysd_put(struct sysd *s, const char *name, int fd);
+/* Removes every fd stored under name, as FDSTOREREMOVE=1 (or a full store dropping it) would. */
+void sysd_drop(struct sysd *s, const char *name);
 /* Replaces every stored state memfd with a copy, cut to half its length or with a byte flipped. */
 void sysd_damage_state(struct sysd *s, bool truncate);
 /* allocd's stderr so far (slurp's buffer). */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -461,4 +462,157 @@ Test(restart, unclaimed_fds_are_removed) {
         cr_assert_eq(stored("junk", 0), 0);
         cr_assert_eq(stored("region-", 0), 0);
         cr_assert_eq(stored("pool.host.4194304.host", 1), 1);
+}
+
+/* A pool whose memory is not in the store (never stored, or dropped): its regions cannot be restored in fresh memory.
+ */
+Test(restart, a_pool_missing_from_the_store_is_not_restored_into_fresh_memory) {
+        struct alloc_region r;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "other", 8192, &(struct alloc_opts){.name = "p", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 3);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        sysd_drop(&s, "pool.host.16777216.other");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "pool other holds 1 regions in the state, but its memory is not in the fd store"), "%s",
+                  log);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "restored into fresh memory");
+        alloc_disconnect(k);
+}
+
+/* A state whose header is damaged, or of another version, is an error that names it, not a quiet fresh start. */
+static void refused_state(off_t at) {
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 8192, &(struct alloc_opts){.name = "p", .flags = ALLOC_PERSIST},
+                                      &(struct alloc_region){0}),
+                     0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        const char *name = sysd_fd(&s, "state.0") >= 0 ? "state.0" : "state.1";
+        unsigned char b;
+        cr_assert_eq(pread(sysd_fd(&s, name), &b, 1, at), 1);
+        b ^= 0x5a;
+        cr_assert_eq(pwrite(sysd_fd(&s, name), &b, 1, at), 1);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        char want[128];
+        snprintf(want, sizeof(want), "error: the fd store holds %s, which is not a state this allocd can read", name);
+        cr_assert(strstr(sysd_log(&s), want), "%s", sysd_log(&s));
+}
+
+Test(restart, a_damaged_header_is_an_error) {
+        refused_state(0);
+        cr_assert(strstr(sysd_log(&s), "its header is damaged"), "%s", sysd_log(&s));
+}
+
+Test(restart, another_version_is_an_error) {
+        refused_state(8);
+        cr_assert(strstr(sysd_log(&s), "another version of the format"), "%s", sysd_log(&s));
+}
+
+/*
+ * isolation = region: the store (FDSTORE=64) keeps two states and at most 62 region memfds (such a
+ * pool has no fd of its own); the next Alloc is refused, so that no stored state names a memfd systemd dropped.  A
+ * restore that failed counts none of the memfds it had taken.
+ */
+Test(restart, region_memfds_stop_where_the_store_is_full) {
+        static struct alloc_region r[63];
+        char name[64];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 2; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r[i]), 0,
+                             "%s", alloc_last_error());
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        snprintf(name, sizeof(name), "region-%llu", (unsigned long long)r[1].id);
+        cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
+        sysd_drop(&s, name);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "its memfd is not in the fd store"), "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 62; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "region %d: %s", i, alloc_last_error());
+        int e = alloc_region_new(k, "iso", 4096, NULL, &r[62]);
+        cr_assert_eq(e, -EMFILE, "%d %s", e, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "the store is full (FileDescriptorStoreMax=)"), "%s", alloc_last_error());
+        pool_used(k, "iso");
+        cr_assert_eq(stored("region-", 62), 62);
+        cr_assert_eq(stored("state.", 1), 1);
+        char *before = dump(NULL);
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(s.dropped, 0, "the store dropped %u fds", s.dropped);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
+}
+
+/* A state that cannot be kept leaves the store: a stale one would be restored as if current. */
+Test(restart, a_state_that_cannot_be_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("host", "p", "[pool host]\nkind = host\nsize = 4M\n");
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 32 << 10; /* the restored state is read; a new one cannot be written */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the restored state is still stored");
+        sysd_kill(&s, SIGKILL);
+        s.fsize = 0;
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "a region of the stale state is there");
+        alloc_disconnect(k);
+}
+
+/* The same when keeping fails while allocd runs: its memfd cannot grow for the log, nor a new one be made. */
+Test(restart, a_state_that_stops_being_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 64M\n");
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 1l << 30; /* SIGXFSZ ignored; lowered below */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 1), 1);
+        cr_assert_eq(prlimit(s.d.pid, RLIMIT_FSIZE, &(struct rlimit){32 << 10, 32 << 10}, NULL), 0);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4000 && !strstr(sysd_log(&s), "cannot keep the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart any longer"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the stale state is still stored");
+        alloc_disconnect(k);
+}
+
+/*
+ * The grace time counts from when allocd serves, not from its start: a pool made before the restore
+ * (1 GiB reserved here, about a second on a small machine) does not eat it.
+ */
+Test(restart, the_grace_time_starts_when_allocd_serves) {
+        struct alloc_region r;
+        const char *conf = "[daemon]\nreclaim_grace = 300ms\n[pool host]\nkind = host\nsize = 4M\n";
+
+        sysd_start(&s, conf);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[daemon]\nreclaim_grace = 300ms\n[pool big]\nkind = host\nsize = 1G\n[pool host]\nkind = "
+                             "host\nsize = 4M\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        /* The next call reconnects and reclaims, within the grace time. */
+        cr_assert_eq(pool_used(k, "host"), 8192, "%s", sysd_log(&s));
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
 }

@@ -391,3 +391,26 @@ Test(reclaim, a_seal_done_as_allocd_stopped_succeeds, .timeout = 60) {
         alloc_disconnect(c);
         finish(&s);
 }
+
+/* An operator's disconnect of a connection not reclaimed yet releases its references at once. */
+Test(reclaim, a_disconnect_releases_a_placeholder, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        uint64_t used, serial, other_serial;
+        uint32_t n = 0;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        seen(c, &used, &serial);
+        restart(&s, 60000);
+        struct alloc_client *other = connect_to(&s);
+        /* By pid, a placeholder is nobody's: its process may be gone, and the pid another's now. */
+        cr_assert_eq(alloc_drop_client(other, getpid(), 0, &n), -ENOENT, "%s", alloc_last_error());
+        cr_assert_eq(alloc_drop_client(other, 0, serial, &n), 0, "%s", alloc_last_error());
+        cr_assert_eq(n, 1);
+        seen(other, &used, &other_serial);
+        cr_assert_eq(used, 0, "the placeholder's region is still held");
+        alloc_disconnect(other);
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), -ESTALE, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        finish(&s);
+}
