@@ -10,6 +10,9 @@
  * slot scans at most cap / 4096 summary words.  The highest slot in use is
  * found again only when it is the one put back, by scanning down; the slots
  * it skips were all handed out before, so that cost is paid once per slot.
+ * The scan for the lowest starts at the lowest summary word that may have a
+ * free bit (low), so a table filled from the bottom (a restore, a burst of
+ * allocations) costs O(1) a slot, not cap / 4096 words.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -37,6 +40,8 @@ void slots_clear(struct slots *s) {
 static void set_free(struct slots *s, uint32_t i) {
         s->free[i / WORD_BITS] |= 1ull << (i % WORD_BITS);
         s->sum[i / (WORD_BITS * WORD_BITS)] |= 1ull << (i / WORD_BITS % WORD_BITS);
+        if (i / (WORD_BITS * WORD_BITS) < s->low)
+                s->low = i / (WORD_BITS * WORD_BITS);
 }
 
 int slots_resize(struct slots *s, uint32_t cap) {
@@ -71,7 +76,8 @@ int slots_resize(struct slots *s, uint32_t cap) {
 int slots_get(struct slots *s, uint32_t *ret) {
         uint32_t ns = nwords(nwords(s->cap));
 
-        for (uint32_t j = 0; j < ns; j++) {
+        for (uint32_t j = s->low; j < ns; j++) {
+                s->low = j;
                 if (!s->sum[j])
                         continue;
                 uint32_t w = j * WORD_BITS + (uint32_t)__builtin_ctzll(s->sum[j]);

@@ -15,6 +15,7 @@ struct slots {
         uint32_t cap; /* a multiple of 64 */
         uint32_t hi;  /* 1 + the highest slot in use; 0 when none is */
         uint32_t used;
+        uint32_t low; /* no summary word below this one has a free bit: where slots_get starts */
 };
 
 void slots_init(struct slots *s);

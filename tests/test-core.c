@@ -426,6 +426,26 @@ Test(core, slots_hand_out_the_lowest_free) {
         free(tab);
 }
 
+/* Across summary words (4096 slots each): a slot put back below where the scan starts is found first. */
+Test(core, slots_find_the_lowest_across_summary_words) {
+        struct slots s;
+        void *tab = NULL;
+        uint32_t i;
+
+        slots_init(&s);
+        for (uint32_t k = 0; k < 3 * 4096 + 10; k++)
+                cr_assert(slots_take(&s, &tab, 8, &i) == 0 && i == k);
+        slots_put(&s, 9000);
+        slots_put(&s, 100);
+        slots_put(&s, 5000);
+        cr_assert(slots_take(&s, &tab, 8, &i) == 0 && i == 100, "%u", i);
+        cr_assert(slots_take(&s, &tab, 8, &i) == 0 && i == 5000, "%u", i);
+        cr_assert(slots_take(&s, &tab, 8, &i) == 0 && i == 9000, "%u", i);
+        cr_assert(slots_take(&s, &tab, 8, &i) == 0 && i == 3 * 4096 + 10, "%u", i);
+        slots_clear(&s);
+        free(tab);
+}
+
 /* A PERSIST region whose creator is gone is freed by its uid, the pool's owner or root, not others. */
 Test(core, an_orphaned_persist_region_is_freed_by_its_owner) {
         struct client *a = client(1001), *other, *owner;
