@@ -75,6 +75,11 @@ struct alloc_client {
 int conn_fail_dead(const struct alloc_client *c);
 /* The connection is unusable from now on; every call reports why.  Lock held. */
 void conn_die(struct alloc_client *c, int r, const char *why);
+/*
+ * Sends one packet without the lock, as one of the senders a reconnect waits for before it replaces
+ * fd (a SEQPACKET send is one packet, whole or not at all, whoever else sends); lock held.
+ */
+int conn_send(struct alloc_client *c, const void *buf, size_t len);
 /* Takes p out of the list of requests waiting for a reply; lock held. */
 void conn_unlist(struct alloc_client *c, struct pending *p);
 /*

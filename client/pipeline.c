@@ -166,12 +166,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         p->confirms = c->quiet_sent;
         p->pipelined = p->sending = true;
         c->npipelined++;
-        c->senders++;
-        pthread_mutex_unlock(&c->lock);
-        r = wire_send(c->fd, buf, len, NULL, 0, 0);
-        pthread_mutex_lock(&c->lock);
-        if (--c->senders == 0 && c->sleepers)
-                pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
+        r = conn_send(c, buf, len);
         p->sending = false;
         if (p->answered) {
                 /* Refused already (it was sent): the refusal is filed, and the entry is out of the list. */

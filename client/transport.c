@@ -138,6 +138,18 @@ static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
                 free(buf);
 }
 
+int conn_send(struct alloc_client *c, const void *buf, size_t len) {
+        int fd = c->fd, r;
+
+        c->senders++;
+        pthread_mutex_unlock(&c->lock);
+        r = wire_send(fd, buf, len, NULL, 0, 0);
+        pthread_mutex_lock(&c->lock);
+        if (--c->senders == 0 && c->sleepers)
+                pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
+        return r;
+}
+
 /* A batch allocated after its request timed out goes back whole: req a FreeBatch of its ids (fb's, malloc'd). */
 static bool give_back_batch(const Allocd__Reply *r, Allocd__Request *req, Allocd__FreeBatch *fb) {
         _Static_assert(sizeof(uint64_t) * WIRE_MAX_BATCH < WIRE_MAX_PACKET - 64, "a FreeBatch of a batch fits");
@@ -487,12 +499,7 @@ retry:
         }
         allocd__request__pack(req, buf);
         me.confirms = c->quiet_sent;
-        c->senders++;
-        pthread_mutex_unlock(&c->lock);
-        r = wire_send(c->fd, buf, len, NULL, 0, 0);
-        pthread_mutex_lock(&c->lock);
-        if (--c->senders == 0 && c->sleepers)
-                pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
+        r = conn_send(c, buf, len);
         if (r == -EAGAIN) {
                 conn_unlist(c, &me);
                 pthread_mutex_unlock(&c->lock);
