@@ -171,9 +171,7 @@ int held_sync(struct held *h, const uint64_t *ids, const uint32_t *counts, size_
         }
         for (size_t i = 0; i < n; i++) {
                 const struct held_entry *old = find(h, ids[i]);
-                uint32_t keep = old->id == ids[i] && old->refs < counts[i] ? old->refs : counts[i];
-                if (old->id != ids[i])
-                        keep = 0;
+                uint32_t keep = old->id != ids[i] ? 0 : old->refs < counts[i] ? old->refs : counts[i];
                 excess[i] = counts[i] - keep;
                 if (keep && ids[i]) {
                         *find(&now, ids[i]) = (struct held_entry){.id = ids[i], .refs = keep};
