@@ -229,6 +229,11 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 else if (!a || !b || !m)
                         r = -ENOMEM;
                 for (size_t i = 0; r == 0 && i < k; i++, n++) {
+                        /* allocd lists ids rising, page after page: anything else would never end or count twice */
+                        if (n && p->regions[i] <= ids[n - 1]) {
+                                r = -EPROTO;
+                                break;
+                        }
                         ids[n] = p->regions[i];
                         counts[n] = p->counts[i];
                         made[n] = p->n_created && p->created[i];
