@@ -186,6 +186,8 @@ void region_discard(struct core *core, uint32_t slot);
 void region_unpersist(struct core *core, uint32_t slot);
 /* Drops every reference cl holds, in O(its holds). */
 void region_release_client(struct core *core, struct client *cl);
+/* The index in core->absent of the placeholder of serial, or SIZE_MAX (reclaim.c). */
+size_t absent_index(const struct core *core, uint64_t serial);
 /* Placeholders of uid (reclaim.c): counted in its conns, but no connections. */
 uint32_t absent_of_uid(const struct core *core, uid_t uid);
 /* Whether cl is a placeholder; absent_release: if so, its references are released and it is freed. */

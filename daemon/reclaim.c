@@ -26,7 +26,7 @@
 
 #include "core-impl.h"
 
-static size_t absent_index(const struct core *core, uint64_t serial) {
+size_t absent_index(const struct core *core, uint64_t serial) {
         for (size_t i = 0; i < core->nabsent; i++)
                 if (core->absent[i]->serial == serial)
                         return i;

@@ -85,10 +85,9 @@ static int bad(struct restore *st, int e, const char *fmt, ...) {
 }
 
 static struct client *absent_find(const struct core *core, uint64_t serial) {
-        for (size_t i = 0; i < core->nabsent; i++)
-                if (core->absent[i]->serial == serial)
-                        return core->absent[i];
-        return NULL;
+        size_t i = absent_index(core, serial);
+
+        return i == SIZE_MAX ? NULL : core->absent[i];
 }
 
 static int rec_core(struct restore *st, struct in *in) {
