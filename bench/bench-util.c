@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <time.h>
 
 double min_seconds = 0.3;
@@ -55,4 +57,26 @@ double time_trial(steps_fn fn, void *subject, unsigned batch, uint64_t *next, ui
         *next += n;
         *total += n;
         return t * 1e9 / (double)n;
+}
+
+void bench_touch(volatile char *p, uint64_t size) {
+        p[0] = 1;
+        p[size - 1] = 1;
+}
+
+int bench_map_cycle(int fd, uint64_t size) {
+        if (fd < 0)
+                return -1;
+        void *p = ftruncate(fd, (off_t)size) < 0 ? MAP_FAILED
+                                                 : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return -1;
+        }
+        bench_touch(p, size);
+        munmap(p, size);
+        close(fd);
+        return 0;
 }

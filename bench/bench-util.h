@@ -36,4 +36,13 @@ int bench_pin(pid_t pid, int cpu);
  */
 double time_trial(steps_fn fn, void *subject, unsigned batch, uint64_t *next, uint64_t *total);
 
+/* Writes the first and last of size bytes at p, so that a mapping's first and last page are faulted in. */
+void bench_touch(volatile char *p, uint64_t size);
+/*
+ * A region made by hand, the baseline of the region benchmarks: sizes fd (a memfd or shm object;
+ * < 0, its creation failed) to size, maps it, touches it, unmaps it and closes it; 0, or -1 with
+ * errno set.
+ */
+int bench_map_cycle(int fd, uint64_t size);
+
 #endif

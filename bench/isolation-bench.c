@@ -45,30 +45,18 @@ static _Noreturn void fail(const char *what) {
         exit(1);
 }
 
-static void touch(volatile char *p, uint64_t size) {
-        p[0] = 1;
-        p[size - 1] = 1;
-}
-
 /* One region made, touched and let go, the way w does it. */
 static void cycle(enum way w, uint64_t size) {
         struct alloc_region r;
 
         if (w == BY_HAND) {
-                int fd = memfd_create("bench", MFD_CLOEXEC);
-                if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+                if (bench_map_cycle(memfd_create("bench", MFD_CLOEXEC), size) < 0)
                         fail("memfd");
-                char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-                if (p == MAP_FAILED)
-                        fail("mmap");
-                touch(p, size);
-                munmap(p, size);
-                close(fd);
                 return;
         }
         if (alloc_region_new(c, way_pool[w], size, NULL, &r) < 0)
                 fail("alloc");
-        touch(r.ptr, size);
+        bench_touch(r.ptr, size);
         if (alloc_region_free(c, r.id) < 0)
                 fail("free");
 }
@@ -79,7 +67,7 @@ static void attach_cycle(const char *name, uint64_t size) {
 
         if (alloc_region_attach(other, name, NULL, &r) < 0)
                 fail("attach");
-        touch(r.ptr, size);
+        bench_touch(r.ptr, size);
         if (alloc_region_detach(other, r.id) < 0)
                 fail("detach");
 }

@@ -87,11 +87,6 @@ static struct alloc_client *open_allocd(int k, uint32_t spin_us) {
         return c;
 }
 
-static void touch(volatile char *p, uint64_t size) {
-        p[0] = 1;
-        p[size - 1] = 1;
-}
-
 /* SLICE regions of size one way; c is the allocd connection for ALLOCD and NOSPIN. */
 static void slice(enum way w, struct alloc_client *c, uint64_t size) {
         for (int i = 0; i < SLICE; i++) {
@@ -100,21 +95,15 @@ static void slice(enum way w, struct alloc_client *c, uint64_t size) {
                         errno = 0;
                         if (alloc_region_new(c, "bench", size, NULL, &r) < 0)
                                 fail("alloc");
-                        touch(r.ptr, size);
+                        bench_touch(r.ptr, size);
                         if (alloc_region_free(c, r.id) < 0)
                                 fail("free");
                         continue;
                 }
                 int fd = w == MEMFD ? memfd_create("bench", MFD_CLOEXEC)
                                     : shm_open("/region-bench", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-                if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+                if (bench_map_cycle(fd, size) < 0)
                         fail(w == MEMFD ? "memfd" : "shm_open");
-                void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-                if (p == MAP_FAILED)
-                        fail("mmap");
-                touch(p, size);
-                munmap(p, size);
-                close(fd);
                 if (w == SHM)
                         shm_unlink("/region-bench");
         }
