@@ -71,7 +71,9 @@ struct restore {
         struct {
                 uint32_t refs;
                 uint64_t bytes;
-        } * want; /* each absent client's CLIENT record, to check the recount against */
+        } * want;                  /* each absent client's CLIENT record, to check the recount against */
+        struct client **by_serial; /* the absent clients sorted, for the holds: a search each, not a scan */
+        size_t nby_serial;
 };
 
 static int bad(struct restore *st, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -88,6 +90,29 @@ static struct client *absent_find(const struct core *core, uint64_t serial) {
         size_t i = absent_index(core, serial);
 
         return i == SIZE_MAX ? NULL : core->absent[i];
+}
+
+static int by_serial(const void *a, const void *b) {
+        uint64_t x = (*(struct client *const *)a)->serial, y = (*(struct client *const *)b)->serial;
+        return (x > y) - (x < y);
+}
+
+/* A hold's client: up to a million holds, each of up to max_connections clients. */
+static struct client *holder_find(struct restore *st, uint64_t serial) {
+        struct core *core = st->core;
+        struct client key = {.serial = serial}, *kp = &key, **found;
+
+        if (st->nby_serial != core->nabsent) { /* CLIENT records come first: sorted once */
+                struct client **n = reallocarray(st->by_serial, core->nabsent + 1, sizeof(*n));
+                if (!n)
+                        return absent_find(core, serial);
+                st->by_serial = n;
+                st->nby_serial = core->nabsent;
+                memcpy(n, core->absent, core->nabsent * sizeof(*n));
+                qsort(n, st->nby_serial, sizeof(*n), by_serial);
+        }
+        found = bsearch(&kp, st->by_serial, st->nby_serial, sizeof(*found), by_serial);
+        return found ? *found : NULL;
 }
 
 static int rec_core(struct restore *st, struct in *in) {
@@ -235,7 +260,7 @@ static int rec_region(struct restore *st, struct in *in) {
 static int rec_hold(struct restore *st, struct in *in) {
         uint32_t slot = GET(in, uint32_t), count = GET(in, uint32_t);
         uint64_t serial = GET(in, uint64_t);
-        struct client *cl = absent_find(st->core, serial);
+        struct client *cl = holder_find(st, serial);
         int e;
 
         /* The slot is the file's word: within the table, and a region restored there, before it is read. */
@@ -426,6 +451,7 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
         free(st->refs);
         free(st->fill.slots);
         free(st->want);
+        free(st->by_serial);
         return e;
 }
 
