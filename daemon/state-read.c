@@ -111,6 +111,8 @@ static struct client *holder_find(struct restore *st, uint64_t serial) {
                 memcpy(n, core->absent, core->nabsent * sizeof(*n));
                 qsort(n, st->nby_serial, sizeof(*n), by_serial);
         }
+        if (!st->nby_serial)
+                return NULL;
         found = bsearch(&kp, st->by_serial, st->nby_serial, sizeof(*found), by_serial);
         return found ? *found : NULL;
 }
