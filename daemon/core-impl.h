@@ -358,6 +358,13 @@ void keep_region(struct keep *k, const struct core *core, uint32_t slot, uint64_
 void keep_hold(struct keep *k, uint32_t slot, uint64_t serial, uint32_t count);
 void keep_client(struct keep *k, const struct client *cl);
 void keep_client_gone(struct keep *k, uint64_t serial);
+void keep_pool(struct keep *k, const struct pool *p);
+
+/* p joined the core after the snapshot (a reload): a region of it in the log needs its POOL record. */
+static inline void kept_pool(const struct core *core, const struct pool *p) {
+        if (core->keep)
+                keep_pool(core->keep, p);
+}
 
 /* slot's fields changed (PERSIST, a seal, its name), or, holder != NULL, it was handed out to holder. */
 static inline void kept_region(const struct core *core, uint32_t slot, const struct client *holder) {

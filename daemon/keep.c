@@ -216,6 +216,13 @@ void keep_client(struct keep *k, const struct client *cl) {
                 commit(k, p, LOG_CLIENT, state_client_payload(cl, p + LOG_HEADER_LEN));
 }
 
+void keep_pool(struct keep *k, const struct pool *p) {
+        uint8_t *r = room(k, STATE_POOL_MAX);
+
+        if (r)
+                commit(k, r, LOG_POOL, state_pool_payload(p, p->nregions, r + LOG_HEADER_LEN));
+}
+
 static void keep_u64(struct keep *k, uint16_t type, uint64_t v) {
         uint8_t *p = room(k, 8);
 

@@ -202,6 +202,7 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
                 p->id = old->id;
                 core->pools[p->id] = p;
                 pool_destroy(old);
+                kept_pool(core, p);
                 return 0;
         }
         if (core->npools >= UINT32_MAX || !(n = realloc(core->pools, (core->npools + 1) * sizeof(*n)))) {
@@ -211,6 +212,7 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
         core->pools = n;
         p->id = (uint32_t)core->npools;
         core->pools[core->npools++] = p;
+        kept_pool(core, p);
         return 0;
 }
 

@@ -5,7 +5,8 @@
  * their holds (newest first, as the core keeps them), connections by serial.  Each log record is
  * applied to the image in order; references are derived (holds' counts, plus one for PERSIST),
  * and a region left with none is gone, as it went in the core.  The image is then written out as
- * a snapshot's body (POOL, CLIENT and REGION records patched with the derived counts) for
+ * a snapshot's body (POOL, CLIENT and REGION records patched with the derived counts; the log's
+ * POOL records, of pools a reload added, with the snapshot's or in place of one of their id) for
  * state-read.c to restore with every check it makes of a snapshot, so that a log can do nothing a
  * snapshot could not.  Nothing here touches the core.
  */
@@ -28,6 +29,11 @@ struct img_region {
         uint32_t holds; /* the newest hold, or NONE */
 };
 
+struct img_pool {
+        const uint8_t *rec; /* its POOL payload */
+        uint32_t len;
+};
+
 struct img_hold {
         uint32_t client; /* index in clients */
         uint32_t count;
@@ -43,7 +49,7 @@ struct img_client {
 
 struct image {
         const uint8_t *core_rec;
-        const uint8_t **pools; /* POOL records, header and all */
+        struct img_pool *pools;
         uint32_t npools, npools_cap;
         struct img_region *regions;
         uint32_t nslots;   /* regions[0, nslots) exist */
@@ -267,6 +273,28 @@ static int hold_set(struct image *im, uint32_t slot, uint32_t count, uint64_t se
         return 0;
 }
 
+/* ---- pools, by id ---- */
+
+#define POOL_MIN (32 + 2) /* a POOL payload with an empty name */
+
+/* A POOL payload: a pool of a new id, or (the log's) in place of the one of its id, unavailable then. */
+static int pool_set(struct image *im, const uint8_t *p, uint32_t n, bool snapshot) {
+        uint32_t i = 0;
+
+        if (n < POOL_MIN)
+                return bad(im, "the state's POOL record is malformed");
+        while (i < im->npools && u32_at(im->pools[i].rec) != u32_at(p))
+                i++;
+        if (snapshot && i < im->npools)
+                return bad(im, "the state's snapshot has two POOL records of id %u", u32_at(p));
+        if (i == im->npools &&
+            !room((void **)&im->pools, &im->npools_cap, (uint64_t)im->npools + 1, sizeof(*im->pools)))
+                return oom(im);
+        im->npools += i == im->npools;
+        im->pools[i] = (struct img_pool){p, n};
+        return 0;
+}
+
 /* ---- the snapshot into the image ---- */
 
 static int snapshot(struct image *im, const uint8_t *body, size_t len) {
@@ -285,9 +313,7 @@ static int snapshot(struct image *im, const uint8_t *body, size_t len) {
                         im->next_serial = u64_at(p);
                         im->floor = u32_at(p + 8);
                 } else if (type == REC_POOL) {
-                        if (!room((void **)&im->pools, &im->npools_cap, (uint64_t)im->npools + 1, sizeof(*im->pools)))
-                                return oom(im);
-                        im->pools[im->npools++] = body + at;
+                        e = pool_set(im, p, n, true);
                 } else if (type == REC_CLIENT) {
                         e = client_set(im, p, n);
                 } else if (type == REC_REGION) {
@@ -344,6 +370,8 @@ static int apply(struct image *im, uint16_t type, const uint8_t *p, uint32_t n) 
                 if (n != 8)
                         break;
                 return client_gone(im, u64_at(p));
+        case LOG_POOL:
+                return pool_set(im, p, n, false);
         case LOG_SERIAL:
                 if (n != 8)
                         break;
@@ -423,7 +451,7 @@ static int rebuild(struct image *im, struct state_rebuilt *out) {
         if (!pool_n || !bytes || !crefs || !order)
                 goto nomem;
         for (uint32_t i = 0; i < im->npools; i++)
-                len += 8 + u32_at(im->pools[i] + 4);
+                len += 8 + im->pools[i].len;
         for (uint32_t s = 0; s < im->nslots; s++) {
                 const struct img_region *r = &im->regions[s];
                 if (!r->rec)
@@ -433,7 +461,7 @@ static int rebuild(struct image *im, struct state_rebuilt *out) {
                 len += 8 + r->len;
                 uint32_t pool = u32_at(r->rec + 36);
                 for (uint32_t i = 0; i < im->npools; i++)
-                        if (u32_at(im->pools[i] + 8) == pool)
+                        if (u32_at(im->pools[i].rec) == pool)
                                 pool_n[i]++;
                 for (uint32_t h = r->holds; h != NONE; h = im->holds[h].next) {
                         uint32_t c = im->holds[h].client;
@@ -456,11 +484,9 @@ static int rebuild(struct image *im, struct state_rebuilt *out) {
         memcpy(core + 8, counts, sizeof(counts));
         o = rec(o, REC_CORE, core, sizeof(core));
         for (uint32_t i = 0; i < im->npools; i++) {
-                uint32_t n = u32_at(im->pools[i] + 4);
                 uint8_t *p = o + 8;
-                o = rec(o, REC_POOL, im->pools[i] + 8, n);
-                if (n >= 32)
-                        memcpy(p + 24, &pool_n[i], 8);
+                o = rec(o, REC_POOL, im->pools[i].rec, im->pools[i].len);
+                memcpy(p + 24, &pool_n[i], 8);
         }
         for (uint32_t c = 0; c < im->nclients; c++) {
                 if (im->clients[c].gone)

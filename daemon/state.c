@@ -2,7 +2,7 @@
 /*
  * The core's state as bytes, for a successor allocd (issue 18).
  *
- * Format, version 3 (host byte order: a state never leaves the machine that wrote it): a snapshot,
+ * Format, version 4 (host byte order: a state never leaves the machine that wrote it): a snapshot,
  * then an append log (keep.c writes both into one memfd; state_write writes a snapshot alone).
  *
  *   header, 40 bytes: "ALLOCDST", u32 version, u32 header length (40), u64 snapshot body length,
@@ -29,7 +29,7 @@
  * uid's names and PERSIST, every holder's references and bytes from the regions and holds, and
  * refuses a state whose USAGE, USER, POOL and CLIENT records disagree (a writer's bug, or damage
  * the checksums missed).  Regions are restored in place: the same slot and gen (so ids stay
- * valid), the same offset (range_alloc in the window [offset, offset + size)); a reader that
+ * valid), the same offset (range_reserve); a reader that
  * fails part way unwinds through the ordinary paths (holds released, PERSIST and the restore's
  * own reference dropped) and leaves the core as it was.  Generations: every free slot comes back
  * at the gen floor, which the writer raises to the highest gen any slot had, so no id is reused.
@@ -46,7 +46,9 @@
  * it returns, so a reply sent after it is covered even if allocd is killed the next instant.  A
  * record sets one key: LOG_REGION a region whole (as its REGION payload; a new one comes with its
  * first hold, so that no record leaves a region nobody references), LOG_HOLD one (slot, serial)
- * count, LOG_CLIENT and LOG_CLIENT_GONE one connection, LOG_SERIAL the next serial.  References
+ * count, LOG_CLIENT and LOG_CLIENT_GONE one connection, LOG_SERIAL the next serial, LOG_POOL a
+ * pool a reload added (or made at last: a pool keeps its id) as its POOL record, so that a region
+ * of it in the log has its pool in the state (version 3 lacked it; this allocd reads 3 too).  References
  * are derived: a region's are its holds' counts plus one for PERSIST, and a region left with none
  * after a record is gone, as it went in the core.  So a record never needs its neighbours to make
  * sense, each carries its own CRC, and a kill half way through one loses that change only (its
@@ -137,7 +139,7 @@ int state_header(const void *buf, size_t len, uint64_t *epoch, uint64_t *body_le
         memcpy(&v, b + 8, 4);
         memcpy(&hlen, b + 12, 4);
         memcpy(&crc, b + 36, 4);
-        if (v != STATE_VERSION) /* before the checksum: an older header is shorter */
+        if (v < STATE_VERSION_MIN || v > STATE_VERSION) /* before the checksum: an older header is shorter */
                 return -EPROTO;
         if (crc != state_crc32c(b, 36) || hlen != HEADER_LEN)
                 return -EBADMSG;
@@ -175,13 +177,6 @@ static void put(struct out *o, const void *v, size_t n) {
                 type v_ = (type)(v);                                                                                   \
                 put(o, &v_, sizeof(v_));                                                                               \
         } while (0)
-
-static void put_str(struct out *o, const char *s) {
-        size_t n = s ? strlen(s) : 0;
-
-        PUT(o, uint16_t, n);
-        put(o, s, n);
-}
 
 static void begin(struct out *o, uint16_t type) {
         o->rec = o->len;
@@ -342,6 +337,18 @@ size_t state_client_payload(const struct client *cl, uint8_t *p) {
         return (size_t)(p + sizeof(cl->secret) - start);
 }
 
+size_t state_pool_payload(const struct pool *pl, uint64_t nregions, uint8_t *p) {
+        uint8_t *start = p;
+
+        W(p, uint32_t, pl->id);
+        W(p, uint32_t, pl->conf.kind);
+        W(p, uint32_t, pl->conf.isolation);
+        W(p, uint32_t, 0);
+        W(p, uint64_t, pl->total);
+        W(p, uint64_t, nregions);
+        return (size_t)(w_str(p, pl->conf.name) - start);
+}
+
 static void put_region(struct out *o, const struct core *core, uint32_t s) {
         uint8_t *p;
 
@@ -380,14 +387,10 @@ static void put_body(struct out *o, const struct core *core, uint64_t next_seria
                 uint64_t n = p->nregions;
                 for (size_t k = 0; k < pd.n; k++)
                         n -= rt->tab[pd.slot[k]].pool == p->id;
+                uint8_t *rec;
                 begin(o, REC_POOL);
-                PUT(o, uint32_t, p->id);
-                PUT(o, uint32_t, p->conf.kind);
-                PUT(o, uint32_t, p->conf.isolation);
-                PUT(o, uint32_t, 0);
-                PUT(o, uint64_t, p->total);
-                PUT(o, uint64_t, n);
-                put_str(o, p->conf.name);
+                if ((rec = reserve(o, STATE_POOL_MAX)))
+                        o->len += state_pool_payload(p, n, rec);
                 end(o);
         }
         put_usage(o, core, &pd);

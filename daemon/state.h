@@ -12,7 +12,9 @@
 
 #include "core.h"
 
-#define STATE_VERSION 3
+#define STATE_VERSION 4
+/* The oldest version this allocd reads: 3 is 4 without LOG_POOL. */
+#define STATE_VERSION_MIN 3
 #define STATE_HEADER_LEN 40
 
 /* Records of a snapshot (state.c's theory comment has their payloads). */
@@ -25,8 +27,9 @@ enum { REC_CORE = 1, REC_POOL, REC_USAGE, REC_USER, REC_CLIENT, REC_REGION, REC_
  *   LOG_CLIENT       CLIENT payload (a connection seen, or its name or secret changed)
  *   LOG_CLIENT_GONE  u64 serial
  *   LOG_SERIAL       u64 next serial
+ *   LOG_POOL         POOL payload (a pool a reload added or made at last: in place of any of its id)
  */
-enum { LOG_REGION = 16, LOG_HOLD, LOG_CLIENT, LOG_CLIENT_GONE, LOG_SERIAL };
+enum { LOG_REGION = 16, LOG_HOLD, LOG_CLIENT, LOG_CLIENT_GONE, LOG_SERIAL, LOG_POOL };
 #define LOG_HEADER_LEN 8
 
 /* The most region slots a state may have (a 1 GiB table): a reader refuses more rather than try. */
@@ -37,6 +40,7 @@ extern uint32_t state_slots_max;
 /* The longest REGION and CLIENT payloads: a tag and the longest names. */
 #define STATE_REGION_MAX (56 + 24 + 2 + NAME_MAX_LEN)
 #define STATE_CLIENT_MAX (32 + 2 + CLIENT_NAME_MAX_LEN + 2 + 15 + CLIENT_SECRET_LEN)
+#define STATE_POOL_MAX (32 + 2 + POOL_NAME_MAX_LEN)
 
 /* What a restore read, for its log line. */
 struct state_info {
@@ -57,9 +61,13 @@ int state_snapshot(const struct core *core, uint64_t next_serial, uint64_t epoch
 size_t state_snapshot_bound(const struct core *core);
 int state_snapshot_into(const struct core *core, uint64_t next_serial, uint64_t epoch, uint8_t *buf, size_t cap,
                         size_t *ret_len);
-/* slot's REGION payload, cl's CLIENT payload, at p (room for STATE_REGION_MAX, STATE_CLIENT_MAX); their lengths. */
-size_t state_region_payload(const struct core *core, uint32_t slot, uint8_t *p);
-size_t state_client_payload(const struct client *cl, uint8_t *p);
+/*
+ * slot's REGION payload, cl's CLIENT payload, p's POOL payload (nregions: its regions, as the
+ * record says) at out (room for STATE_REGION_MAX, STATE_CLIENT_MAX, STATE_POOL_MAX); their lengths.
+ */
+size_t state_region_payload(const struct core *core, uint32_t slot, uint8_t *out);
+size_t state_client_payload(const struct client *cl, uint8_t *out);
+size_t state_pool_payload(const struct pool *p, uint64_t nregions, uint8_t *out);
 /* The same, into a new sealed memfd (O_CLOEXEC), read from offset 0. */
 int state_write_memfd(const struct core *core, uint64_t next_serial, int *ret_fd);
 /*

@@ -19,8 +19,24 @@
 #include "fuzz-state.h"
 #include "state.h"
 
+void fuzz_state_add_pool(struct core *c, int i) {
+        static struct span spans[3] = {{.base = 1ull << 32, .size = 1ull << 24},
+                                       {.base = 1ull << 40, .size = 1ull << 20},
+                                       {.base = 1ull << 44, .size = 1ull << 20}};
+        struct pool_conf pc = {
+                .kind = POOL_FPGA, .has_kind = true, .quantum = 4096, .nranges = 1, .mode = 0666, .ranges = &spans[i]};
+        char err[256];
+
+        snprintf(pc.name, sizeof(pc.name), "%c", 'a' + i);
+        if (core_pool_add(c, &pc, err, sizeof(err)) < 0)
+                check_fail("pool %s: %s", pc.name, err);
+}
+
 struct core *fuzz_state_core(void) {
-        static struct span a = {.base = 1ull << 32, .size = 1ull << 24}, b = {.base = 1ull << 40, .size = 1ull << 20};
+        return fuzz_state_core_pools(3);
+}
+
+struct core *fuzz_state_core_pools(int npools) {
         /* A restore takes no limit into account: none is met here, so that core_check's are the state's. */
         struct limits l = {.max_connections = 64,
                            .max_connections_per_uid = 64,
@@ -29,20 +45,12 @@ struct core *fuzz_state_core(void) {
                            .max_names = 1u << 20,
                            .max_names_per_uid = 1u << 20,
                            .max_persist_per_uid = 1u << 20};
-        struct pool_conf pc = {.kind = POOL_FPGA, .has_kind = true, .quantum = 4096, .nranges = 1, .mode = 0666};
         struct core *c;
-        char err[256];
 
         if (core_new(&c, &l) < 0)
                 check_fail("core_new");
-        pc.ranges = &a;
-        snprintf(pc.name, sizeof(pc.name), "a");
-        if (core_pool_add(c, &pc, err, sizeof(err)) < 0)
-                check_fail("pool a: %s", err);
-        pc.ranges = &b;
-        snprintf(pc.name, sizeof(pc.name), "b");
-        if (core_pool_add(c, &pc, err, sizeof(err)) < 0)
-                check_fail("pool b: %s", err);
+        for (int i = 0; i < npools; i++)
+                fuzz_state_add_pool(c, i);
         return c;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Writes fuzz-state's seeds (fuzz/corpus/state/): the memfds a keep (daemon/keep.c) holds after
- * a few stories of core operations, trimmed of the zeros after the log; each once as it is
- * (byte 0 = 0) and once for the checksums to be put right after mutation (byte 0 = 1).
+ * a few stories of core operations (one with a pool added after the snapshot), trimmed of the zeros after the log; each
+ * once as it is (byte 0 = 0) and once for the checksums to be put right after mutation (byte 0 = 1).
  *   build-fuzz/fuzz/gen-state-seeds fuzz/corpus/state
  */
 #include <stdio.h>
@@ -63,8 +63,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: gen-state-seeds DIR\n");
                 return 2;
         }
-        for (int story = 0; story < 4; story++) {
-                struct core *c = fuzz_state_core();
+        for (int story = 0; story < 5; story++) {
+                /* Story 4: pool c comes after the snapshot, as a reload adds it (LOG_POOL). */
+                struct core *c = fuzz_state_core_pools(story == 4 ? 2 : 3);
                 char name[32];
                 uint64_t serial = 20;
                 for (int i = 0; i < 3; i++) {
@@ -77,6 +78,10 @@ int main(int argc, char **argv) {
                 if (story & 1) /* a snapshot with something in it, then the log */
                         alloc(c, 1, "b", F_PERSIST, NULL);
                 keep_new(&k, c, serial);
+                if (story == 4) {
+                        fuzz_state_add_pool(c, 2);
+                        alloc(c, 0, "c", F_PERSIST, "in-c");
+                }
                 uint32_t s = alloc(c, 1, "a", 0, "shared");
                 core_attach(c, &cl[0], 0, &(struct attach_request){.name = "shared"}, &s, &res);
                 s = alloc(c, 0, "b", F_UNSEALED | F_PERSIST, "draft");

@@ -427,6 +427,29 @@ Test(restart, reloaded_pools_are_stored) {
         cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
 }
 
+/* A region in a pool a reload added comes through a restart (by kill: the snapshot from before the reload and its log).
+ */
+Test(restart, a_reloaded_pools_regions_survive) {
+        const char *two = "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n";
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, two);
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "extra", 8192, &(struct alloc_opts){.name = "x", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 5);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGKILL);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "x", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 5));
+        alloc_disconnect(k);
+}
+
 /* A pool resized across a restart: the old one drains its regions, then the new one is made. */
 Test(restart, resized_pool_waits_for_the_old_one) {
         struct alloc_region r;
