@@ -482,9 +482,10 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
 
 /* Free segment f (a hint, perhaps stale) holds [start, start + size). */
 static bool holds(const struct range_arena *a, uint32_t f, uint64_t start, uint64_t size) {
+        if (!f || f > a->hw)
+                return false;
         const struct seg *s = &a->segs[f];
-        return f && f <= a->hw && seg_free(s) && start >= s->start && start - s->start <= s->size &&
-               size <= s->size - (start - s->start);
+        return seg_free(s) && start >= s->start && start - s->start <= s->size && size <= s->size - (start - s->start);
 }
 
 int range_reserve(struct range_arena *a, uint64_t start, uint64_t size) {

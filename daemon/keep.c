@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core-impl.h"
@@ -123,6 +124,41 @@ int keep_new(struct keep **ret, struct core *core, uint64_t next_serial) {
         }
         k->end = k->snap_len;
         k->ready = pages(k->snap_len);
+        core->keep = k;
+        *ret = k;
+        return 0;
+}
+
+int keep_adopt(struct keep **ret, struct core *core, int fd, const struct state_info *info, uint64_t next_serial) {
+        struct keep *k;
+        struct stat sb;
+        uint64_t epoch, body, end;
+        void *m;
+
+        if (info->version != STATE_VERSION || !info->same_pools || info->torn)
+                return -EXDEV;
+        if (fstat(fd, &sb) < 0)
+                return -errno;
+        if ((m = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+                return -errno;
+        /* What was restored is what is there: the same header, and the log's end inside the file. */
+        if (state_header(m, (size_t)sb.st_size, &epoch, &body) < 0 || epoch != info->epoch ||
+            __builtin_add_overflow(body, info->log_bytes + STATE_HEADER_LEN, &end) || end > (uint64_t)sb.st_size ||
+            !(k = calloc(1, sizeof(*k)))) {
+                munmap(m, (size_t)sb.st_size);
+                return -EXDEV;
+        }
+        *k = (struct keep){.core = core,
+                           .fd = fd,
+                           .old_fd = -1,
+                           .map = m,
+                           .map_len = (size_t)sb.st_size,
+                           .snap_len = STATE_HEADER_LEN + (size_t)body,
+                           .end = (size_t)end,
+                           .log_min = LOG_MIN_DEFAULT,
+                           .epoch = epoch,
+                           .next_serial = next_serial};
+        k->ready = pages(k->end) < k->map_len ? pages(k->end) : k->map_len;
         core->keep = k;
         *ret = k;
         return 0;

@@ -23,6 +23,15 @@ struct keep;
 /* Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC). */
 int keep_new(struct keep **ret, struct core *core, uint64_t next_serial);
 /*
+ * Starts keeping core's state by appending to fd, the memfd it was just restored from (info: what
+ * the restore said of it), instead of writing a new snapshot (at 1M regions some 90 MB, a tenth of
+ * a second of every restart): the keep owns fd from now on.  Only a state of this version whose
+ * pools are the core's, id for id, and whose log ends in a whole record (info->same_pools, no
+ * torn bytes) goes on: -EXDEV otherwise, and the caller keeps fd and calls keep_new.
+ */
+struct state_info;
+int keep_adopt(struct keep **ret, struct core *core, int fd, const struct state_info *info, uint64_t next_serial);
+/*
  * Stops keeping (the memfd is closed here; the fd store keeps its own copy). NULL is fine.  At stop,
  * call it before the connections are closed: a close after it would be kept too, every hold it
  * releases with it, and the successor would find only PERSIST regions.

@@ -6,7 +6,8 @@
  *   pool.KIND.SIZE.NAME   each pool's memory (a memfd, or a CUDA VMM export), stored when made
  *   state.0, state.1      the state (keep.h): a new memfd goes under the name the old one does
  *                         not use, then the old name is removed, so a crash between the two leaves
- *                         both and the start takes the newer (keep_epoch_fd)
+ *                         both and the start takes the newer (keep_epoch_fd); a start that restored
+ *                         one goes on appending to it where it can (keep_adopt), stored as it is
  * At start the pools come back first, made from their stored fds where the configuration still
  * asks for the same pool, then the state is read into them, all before the socket is served.
  * A state that cannot be read means its regions are lost: the adopted pools would hand out
@@ -36,11 +37,12 @@ static struct passed_fd *passed;
 static size_t npassed;
 static int state_at = -1; /* passed[] index of the state to restore */
 
-static bool store;          /* there is a store to keep things in */
-static unsigned store_max;  /* FileDescriptorStoreMax= */
-static struct keep *keep;   /* keeping the state, once serving */
-static int state_name = -1; /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
-static bool keep_failed;    /* keep_turn failed: said once */
+static bool store;                 /* there is a store to keep things in */
+static unsigned store_max;         /* FileDescriptorStoreMax= */
+static struct keep *keep;          /* keeping the state, once serving */
+static int state_name = -1;        /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
+static bool keep_failed;           /* keep_turn failed: said once */
+static struct state_info restored; /* what restart_restore said of passed[state_at] */
 enum { POOL_NEW, POOL_STORED, POOL_LEFT_OUT };
 static uint8_t *stored; /* by pool id: POOL_*, whether its fd is in the store */
 static size_t nstored;
@@ -283,6 +285,7 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
                          "they held is not restored",
                          info.torn);
         state_name = !strcmp(passed[state_at].name, state_names[1]);
+        restored = info;
         return 0;
 }
 
@@ -473,7 +476,11 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                      "store",
                      regions);
         core_set_region_fds(core, &region_fds);
-        if ((r = keep_new(&keep, core, next_serial)) < 0) {
+        if (state_at >= 0 && keep_adopt(&keep, core, passed[state_at].fd, &restored, next_serial) == 0) {
+                /* The keep appends to the state restored, which the store holds under its name already. */
+                passed[state_at].fd = -1;
+                fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
+        } else if ((r = keep_new(&keep, core, next_serial)) < 0) {
                 log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
                 unstore_state(); /* the one restored goes stale with the first change */
         } else {

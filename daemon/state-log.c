@@ -424,6 +424,7 @@ static int replay(struct image *im, const uint8_t *log, size_t len, struct state
                 info->records++;
                 at += LOG_HEADER_LEN + n;
         }
+        info->log_bytes = at;
         info->torn = torn(log, at, len);
         return 0;
 }
@@ -540,7 +541,7 @@ int state_log_apply(const uint8_t *body, size_t body_len, const uint8_t *log, si
         int e;
 
         *out = (struct state_rebuilt){0};
-        info->records = info->torn = 0;
+        info->records = info->log_bytes = info->torn = 0;
         if (!whole(log, log_len)) { /* a snapshot alone: read as it is */
                 info->torn = torn(log, 0, log_len);
                 return 0;

@@ -65,7 +65,8 @@ struct restore {
         uint32_t *slots; /* restored, in order */
         uint32_t *refs;  /* their records' reference counts */
         uint32_t nslots;
-        bool done; /* the restore's own references dropped */
+        uint32_t same_pools; /* POOL records that describe the core's pool of their id as it is */
+        bool done;           /* the restore's own references dropped */
         struct slot_fill fill;
         uint32_t old_floor;
         struct {
@@ -154,6 +155,11 @@ static int rec_pool(struct restore *st, struct in *in) {
         if (in->bad || id >= st->npools || st->pools[id] || st->pool_regions[id])
                 return bad(st, -EBADMSG, "the state's record of pool %u is malformed or repeated", id);
         st->pool_regions[id] = nregions + 1; /* + 1: seen */
+        if (id < st->core->npools) {
+                const struct pool *c = st->core->pools[id];
+                st->same_pools += !strcmp(c->conf.name, name) && c->conf.kind == kind && c->conf.isolation == iso &&
+                                  c->total == total;
+        }
         if (!nregions)
                 return 0; /* nothing of it to restore: whether it is still configured does not matter */
         if (!(p = core_pool_find(st->core, name)) || !p->available)
@@ -489,6 +495,8 @@ int state_read_info(struct core *core, const void *buf, size_t len, uint64_t *ne
                 return e;
         e = rb.body ? restore(&st, rb.body, rb.len, true) : restore(&st, b, body, false);
         free(rb.body);
+        si.version = v;
+        si.same_pools = st.same_pools == st.npools && st.npools == core->npools;
         if (!e) {
                 *next_serial = st.next_serial;
                 if (info)

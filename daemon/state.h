@@ -44,9 +44,12 @@ extern uint32_t state_slots_max;
 
 /* What a restore read, for its log line. */
 struct state_info {
+        uint32_t version;
         uint64_t epoch;
-        uint64_t records; /* log records applied after the snapshot */
-        uint64_t torn;    /* bytes dropped after the last whole record (a write cut short, or damage), up to 64 KiB */
+        uint64_t records;   /* log records applied after the snapshot */
+        uint64_t log_bytes; /* their bytes: the log's end, after the snapshot */
+        uint64_t torn;      /* bytes dropped after the last whole record (a write cut short, or damage), up to 64 KiB */
+        bool same_pools;    /* the state's pools are the core's, id for id: a keep may go on appending to it */
 };
 
 /*

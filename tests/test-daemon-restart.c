@@ -223,6 +223,45 @@ Test(restart, sigkill_loses_nothing) {
         restart_keeps_everything(SIGKILL);
 }
 
+/* A PERSIST region named name of pool host, its bytes pattern seed. */
+static void persist(const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(k, "host", 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, seed);
+        alloc_disconnect(k);
+}
+
+static void still_there(const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, seed), "%s lost its bytes", name);
+        alloc_disconnect(k);
+}
+
+/*
+ * A restart goes on appending to the state it restored (no new snapshot): the store keeps it under
+ * its name, and what changes after the restart comes through the next one.
+ */
+Test(restart, the_restored_state_goes_on) {
+        sysd_start(&s, CONF);
+        cr_assert_eq(stored("state.0", 1), 1);
+        persist("one", 1);
+        sysd_restart(&s, SIGKILL);
+        persist("two", 2);
+        cr_assert_eq(stored("state.0", 1), 1, "the state restored left the store: %s", sysd_log(&s));
+        cr_assert_eq(sysd_count(&s, "state.1"), 0, "a new state was stored: %s", sysd_log(&s));
+        sysd_restart(&s, SIGTERM);
+        still_there("one", 1);
+        still_there("two", 2);
+        cr_assert_eq(stored("state.0", 1), 1);
+        cr_assert_eq(sysd_count(&s, "state.1"), 0);
+}
+
 /* Allocates and frees in pool other until killed, counting its allocations in *done (shared). */
 static void load(volatile unsigned *done) {
         struct alloc_client *k;
@@ -587,8 +626,14 @@ Test(restart, a_state_that_cannot_be_kept_leaves_the_store) {
         struct alloc_client *k = persist_then_restart("host", "p", "[pool host]\nkind = host\nsize = 4M\n");
         alloc_disconnect(k);
         sysd_kill(&s, SIGTERM);
-        s.fsize = 32 << 10; /* the restored state is read; a new one cannot be written */
+        s.fsize = 32 << 10; /* the restored state is read and appended to; it cannot grow, nor a new one be written */
         cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 20000 && !strstr(sysd_log(&s), "error: cannot keep the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        alloc_disconnect(k);
         cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart"), "%s", sysd_log(&s));
         cr_assert_eq(stored("state.", 0), 0, "the restored state is still stored");
         sysd_kill(&s, SIGKILL);

@@ -436,3 +436,92 @@ Test(keep, the_epoch_is_read_from_a_checked_header) {
         close(m);
         world_free(&w);
 }
+
+/* fd's bytes in a new memfd, as a successor's store hands over the one its predecessor wrote. */
+static int memfd_copy(int fd) {
+        struct stat sb;
+        int m = memfd_create("copy", MFD_CLOEXEC);
+
+        cr_assert_eq(fstat(fd, &sb), 0);
+        uint8_t *b = malloc((size_t)sb.st_size);
+        cr_assert_eq(pread(fd, b, (size_t)sb.st_size, 0), sb.st_size);
+        cr_assert_eq(write(m, b, (size_t)sb.st_size), sb.st_size);
+        free(b);
+        return m;
+}
+
+/*
+ * A successor appends to the memfd it restored (keep_adopt): its own changes, and compactions,
+ * come through the next restore as if it had written a snapshot of its own.  A log that ends in a
+ * torn record, or a core whose pools are not the state's, is not appended to.
+ */
+Test(keep, a_successor_goes_on_in_the_state_it_restored) {
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+                struct world w, v;
+                struct state_info info;
+                char err[512];
+                uint64_t serial;
+
+                world_new(&w, seed, 4096);
+                for (int n = 0; n < 400; n++)
+                        step(&w);
+                int fd = memfd_copy(keep_fd(w.keep));
+                v = (struct world){.core = state_core(true), .serial = 1000, .rng = seed};
+                cr_assert_eq(state_read_fd_info(v.core, fd, &serial, &info, err, sizeof(err)), 0, "%s", err);
+                cr_assert(info.same_pools);
+                cr_assert_eq(keep_adopt(&v.keep, v.core, fd, &info, v.serial), 0);
+                /* Its pools' memory is the predecessor's (the heaps allocd wrote), as the store hands it over. */
+                memcpy(v.core->pools[1]->map, w.core->pools[1]->map, w.core->pools[1]->total);
+                memory = v.core;
+                keep_set_log_min(v.keep, 4096);
+                for (int n = 0; n < 600; n++) {
+                        step(&v);
+                        cr_assert_geq(keep_turn(v.keep, v.serial, err, sizeof(err)), 0, "%s", err);
+                        if (n % 50 || v.njobs)
+                                continue;
+                        size_t len;
+                        uint8_t *buf = copy_state(&v, &len);
+                        char *want = live(&v), *got = restored(buf, len, NULL, NULL, true);
+                        cr_assert_str_eq(got, want, "seed %llu, after operation %d", (unsigned long long)seed, n);
+                        free(want);
+                        free(got);
+                        free(buf);
+                }
+                state_drop_absent(v.core);
+                world_free(&v);
+                world_free(&w);
+        }
+}
+
+Test(keep, a_torn_log_or_other_pools_get_a_new_snapshot) {
+        struct world w;
+        struct state_info info;
+        struct keep *k;
+        char err[512];
+        uint64_t serial;
+
+        world_new(&w, 5, SIZE_MAX);
+        for (int n = 0; n < 200; n++)
+                step(&w);
+        int fd = memfd_copy(keep_fd(w.keep));
+        size_t end = log_end(&w);
+        cr_assert_eq(pwrite(fd, "\x01", 1, (off_t)end + 5), 1); /* a record cut short */
+        struct core *c = state_core(true);
+        cr_assert_eq(state_read_fd_info(c, fd, &serial, &info, err, sizeof(err)), 0, "%s", err);
+        cr_assert_gt(info.torn, 0);
+        cr_assert_eq(keep_adopt(&k, c, fd, &info, serial), -EXDEV);
+        state_drop_absent(c);
+        core_free(c);
+        /* Pool b of the state is not configured now: its pools are not the core's. */
+        close(fd);
+        fd = memfd_copy(keep_fd(w.keep));
+        c = state_core(false);
+        if (state_read_fd_info(c, fd, &serial, &info, err, sizeof(err)) == 0) {
+                cr_assert_not(info.same_pools);
+                cr_assert_eq(keep_adopt(&k, c, fd, &info, serial), -EXDEV);
+        }
+        state_drop_absent(c);
+        core_free(c);
+        close(fd);
+        world_free(&w);
+}
