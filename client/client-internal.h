@@ -82,6 +82,19 @@ int client_sync(struct alloc_client *c);
 void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase what, uint64_t id, Allocd__Free *f,
                               Allocd__Detach *d);
 
+/*
+ * spare.c (docs/protocol.md, "Spares"): alloc_region_new handed out id of this shape (a Free of it
+ * may ask for a spare); the shape a Free of id asks a spare of, or false for none; the reply that
+ * granted a spare of this shape, the caller's now (map: its fd's mapping), or NULL, with the id of
+ * a spare of another shape that the caller is to give back in *give_back (0: none).
+ */
+void client_spare_set(struct alloc_client *c, bool on);
+void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                       uint64_t id);
+bool client_spare_renew(struct alloc_client *c, uint64_t id, char *pool, uint64_t *size, struct alloc_opts *opts);
+Allocd__Reply *client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                                 struct map_error *map, uint64_t *give_back);
+
 /* held.c: id -> references, under its own lock. */
 struct held *held_new(void);
 struct held *held_free(struct held *h);

@@ -114,6 +114,24 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
         return !c->dead;
 }
 
+/*
+ * A spare granted that no alloc will take (its wait timed out, spare.c): it goes back with a Free
+ * that is listed nowhere, so that its OK is dropped as unsolicited.
+ */
+static void unwanted_spare(struct alloc_client *c, const Allocd__Reply *r) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free fr = ALLOCD__FREE__INIT;
+
+        if ((r->has_error && r->error != ALLOCD__ERROR__OK) || r->body_case != ALLOCD__REPLY__BODY_REGION ||
+            !r->region || !r->region->has_id)
+                return;
+        region_table_drop(c->regions, r->region->id);
+        client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, r->region->id, &fr, NULL);
+        req.has_id = true;
+        req.id = ++c->next_id;
+        send_quietly(c, &req);
+}
+
 static uint64_t now_ns(void) {
         struct timespec t;
 
@@ -197,9 +215,13 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                                                    ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
                                                    : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
                         if (p->pipelined) {
+                                bool kept = p->renew && conn_spare_answered(c, p, r, map);
                                 *pp = p->next;
+                                if (p->renew && !kept)
+                                        unwanted_spare(c, r);
                                 conn_pipelined_answered(c, p, r);
-                                allocd__reply__free_unpacked(r, NULL);
+                                if (!kept)
+                                        allocd__reply__free_unpacked(r, NULL);
                         } else if (!p->abandoned) {
                                 p->reply = r;
                         } else {

@@ -147,10 +147,45 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
         return 0;
 }
 
+static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id, bool pipe);
+
+/* The spare a Free asked for, if it is of this shape; a spare of another shape goes back (spare.c). */
+static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                      struct alloc_region *ret) {
+        struct map_error map;
+        uint64_t other;
+        Allocd__Reply *reply = client_spare_take(c, pool, size, opts, &map, &other);
+        int r = -ENOENT;
+
+        if (other) {
+                held_add(client_held(c), &other, 1);
+                give_back_one(c, ALLOCD__REQUEST__BODY_FREE, other, true);
+        }
+        if (reply) {
+                r = take_region(c, reply, &map, ret);
+                allocd__reply__free_unpacked(reply, NULL);
+        }
+        client_clear_error(); /* a spare that could not be taken is given back: the alloc goes on as usual */
+        return r;
+}
+
+int alloc_set_spare(struct alloc_client *c, bool on) {
+        struct alloc_region unused;
+
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_spare: c is NULL");
+        client_spare_set(c, on);
+        if (!on)
+                take_spare(c, "", 0, NULL, &unused); /* no pool is named "": a spare goes back */
+        return 0;
+}
+
 int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                      struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        int r;
 
         if (!pool || !ret)
                 return client_fail(-EINVAL, "alloc_region_new: pool and ret must not be NULL");
@@ -160,7 +195,12 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
         a.size = size;
         req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
         req.alloc = &a;
-        return run(c, &req, ret);
+        if (!c)
+                return run(c, &req, ret);
+        if (take_spare(c, pool, size, opts, ret) < 0 && (r = run(c, &req, ret)) < 0)
+                return r;
+        client_spare_note(c, pool, size, opts, ret->id);
+        return 0;
 }
 
 /*
@@ -179,6 +219,8 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
         if (!c)
                 return client_fail(-EINVAL, "no connection (NULL)");
         taken = held_take(client_held(c), ids, n);
+        if (!taken && req->body_case == ALLOCD__REQUEST__BODY_FREE)
+                req->free->renew = NULL; /* not held here: its answer is waited for, and is no spare */
         if (taken && pipe)
                 r = client_send_pipelined(c, req, ids, n);
         else
@@ -221,7 +263,19 @@ static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what,
 }
 
 int alloc_region_free(struct alloc_client *c, uint64_t id) {
-        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        struct alloc_opts opts;
+        char pool[ALLOC_POOL_NAME_MAX + 1];
+
+        if (!c || !client_spare_renew(c, id, pool, &a.size, &opts))
+                return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+        alloc_fill(&a, pool, &opts); /* checked when the region was allocated */
+        a.has_size = true;
+        client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, id, &f, NULL);
+        f.renew = &a;
+        return give_back(c, &req, &id, 1, true);
 }
 
 int alloc_region_free_sync(struct alloc_client *c, uint64_t id) {

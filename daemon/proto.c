@@ -273,6 +273,30 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
         granted(core, s, out, id, grant, slot, &res);
 }
 
+/*
+ * A Free's spare (docs/protocol.md, "Spares"), once the Free is done: its grant, or OK and why
+ * there is none.  The Free stands either way, so nothing here is an error.
+ */
+static void handle_renew(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                         const Allocd__Alloc *m) {
+        struct alloc_request a = alloc_request(m);
+        struct core_result res;
+        uint32_t slot = 0;
+        int grant = GRANT_NONE;
+
+        if (m->has_count && m->count == 0)
+                snprintf(res.msg, sizeof(res.msg), "count must be above 0 (or unset for 1)");
+        else if (mapped_read_only(core, s, m->pool))
+                snprintf(res.msg, sizeof(res.msg), "this connection mapped the pool read-only");
+        else
+                grant = core_spare(core, &s->client, &a, &slot, &res);
+        if (grant != GRANT_NONE)
+                return granted(core, s, out, id, grant, slot, &res);
+        char msg[CORE_MSG_MAX + 16];
+        snprintf(msg, sizeof(msg), "no spare: %s", res.msg);
+        proto_error(out, id, E_OK, msg);
+}
+
 /* The regions of a batch, in one reply: only the first names the pool (docs/protocol.md, "Batches"). */
 static void handle_alloc_batch(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                                const Allocd__AllocBatch *m) {
@@ -400,9 +424,9 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         hello.secret.data = s->client.secret;
         hello.secret.len = sizeof(s->client.secret);
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
-        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = true;
+        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = hello.has_renew = true;
         hello.max_batch = CORE_BATCH_MAX;
-        hello.quiet = true;
+        hello.quiet = hello.renew = true;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;
@@ -452,7 +476,8 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         case ALLOCD__REQUEST__BODY_ALLOC:
                 return handle_alloc(core, s, out, id, req->alloc);
         case ALLOCD__REQUEST__BODY_FREE:
-                core_free_region(core, &s->client, req->free->region, &res);
+                if (core_free_region(core, &s->client, req->free->region, &res) == E_OK && req->free->renew)
+                        return handle_renew(core, s, out, id, req->free->renew);
                 return reply_unless_quiet(out, id, req->free->quiet, &res);
         case ALLOCD__REQUEST__BODY_ATTACH:
                 return handle_attach(core, s, out, id, req->attach);
