@@ -33,17 +33,26 @@ struct pending {
         struct pending *next;
 };
 
-/* A spare (spare.c, docs/protocol.md "Spares"): the shape it is of, and where it is. */
+/*
+ * Spares (spare.c, docs/protocol.md "Spares"): the shape they are of, and the Frees that asked for
+ * them, oldest first, each with its answer once read.
+ */
+struct spare_ask {
+        uint64_t req;   /* the Free's request id */
+        uint64_t gen;   /* the connection's generation then: a reconnect since and its spares are gone */
+        uint32_t asked; /* spares it asked for */
+        bool answered;
+        Allocd__Reply *reply; /* answered: the spares granted (a Region or a RegionBatch), or NULL */
+        size_t taken;         /* of reply's regions */
+        struct map_error map; /* the pool fd that came with it, if it could not be mapped */
+};
 struct spare {
         uint64_t last; /* the region the last alloc_region_new of this shape handed out; 0: none */
         char pool[ALLOC_POOL_NAME_MAX + 1];
         uint64_t size;
         struct alloc_opts opts; /* name NULL, format RAW, no PERSIST or UNSEALED */
-        uint64_t req;           /* the Free that asked for it (its request id); 0: no spare asked */
-        uint64_t gen;           /* the connection's generation then: a reconnect since and it is gone */
-        bool answered;
-        Allocd__Reply *reply; /* answered: the spare's grant, or NULL for none */
-        struct map_error map; /* the pool fd that came with it, if it could not be mapped */
+        struct spare_ask ask[SPARES_AHEAD];
+        size_t nask;
 };
 
 struct alloc_client {
@@ -126,8 +135,10 @@ void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim);
 void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
-/* spare.c: renew Free p was listed; lock held. */
-void conn_spare_listed(struct alloc_client *c, const struct pending *p);
+/* spare.c: renew Free p, asking for n spares, was listed; lock held. */
+void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n);
+/* spare.c: renew Free p was never sent; lock held. */
+void conn_spare_unlisted(struct alloc_client *c, const struct pending *p);
 /* spare.c: the reply r to renew Free p came (map: its fd's mapping); true when r is kept as the spare. */
 bool conn_spare_answered(struct alloc_client *c, const struct pending *p, Allocd__Reply *r,
                          const struct map_error *map);

@@ -130,7 +130,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         p->next = c->pending;
         c->pending = p;
         if (p->renew)
-                conn_spare_listed(c, p);
+                conn_spare_listed(c, p, req->free->has_spares ? req->free->spares : 1);
         gen = c->gen;
         if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
                 goto fail;
@@ -197,8 +197,8 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         return r;
 fail:
         conn_unlist(c, p);
-        if (p->renew && c->spare.req == p->id)
-                c->spare.req = 0; /* never sent: no spare comes */
+        if (p->renew)
+                conn_spare_unlisted(c, p);
         pthread_mutex_unlock(&c->lock);
         held_add(c->held, ids, n);
         free(p);

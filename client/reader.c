@@ -115,21 +115,30 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
 }
 
 /*
- * A spare granted that no alloc will take (its wait timed out, spare.c): it goes back with a Free
+ * Spares granted that no alloc will take (their wait timed out, spare.c): each goes back with a Free
  * that is listed nowhere, so that its OK is dropped as unsolicited.
  */
-static void unwanted_spare(struct alloc_client *c, const Allocd__Reply *r) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Free fr = ALLOCD__FREE__INIT;
+static void unwanted_spares(struct alloc_client *c, const Allocd__Reply *r) {
+        Allocd__Region *one[1] = {r->region}, **g = one;
+        size_t n = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region ? 1 : 0;
 
-        if ((r->has_error && r->error != ALLOCD__ERROR__OK) || r->body_case != ALLOCD__REPLY__BODY_REGION ||
-            !r->region || !r->region->has_id)
+        if (r->has_error && r->error != ALLOCD__ERROR__OK)
                 return;
-        region_table_drop(c->regions, r->region->id);
-        client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, r->region->id, &fr, NULL);
-        req.has_id = true;
-        req.id = ++c->next_id;
-        send_quietly(c, &req);
+        if (r->body_case == ALLOCD__REPLY__BODY_BATCH && r->batch) {
+                g = r->batch->regions;
+                n = r->batch->n_regions;
+        }
+        for (size_t i = 0; i < n && !c->dead; i++) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Free fr = ALLOCD__FREE__INIT;
+                if (!g[i]->has_id)
+                        continue;
+                region_table_drop(c->regions, g[i]->id);
+                client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, g[i]->id, &fr, NULL);
+                req.has_id = true;
+                req.id = ++c->next_id;
+                send_quietly(c, &req);
+        }
 }
 
 static uint64_t now_ns(void) {
@@ -218,7 +227,7 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                                 bool kept = p->renew && conn_spare_answered(c, p, r, map);
                                 *pp = p->next;
                                 if (p->renew && !kept)
-                                        unwanted_spare(c, r);
+                                        unwanted_spares(c, r);
                                 conn_pipelined_answered(c, p, r);
                                 if (!kept)
                                         allocd__reply__free_unpacked(r, NULL);

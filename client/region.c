@@ -39,8 +39,7 @@ static int locate(struct alloc_client *c, const Allocd__Region *g, const struct 
         return 0;
 }
 
-/* Region g as this process sees it. */
-static int region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
+int client_region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
                       struct alloc_region *ret) {
         struct alloc_region out = {.device = -1};
         int r;
@@ -84,7 +83,7 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION)
                 return client_fail(-EPROTO, "allocd answered without a region");
-        if ((r = region_out(c, reply->region, map, ret)) < 0) {
+        if ((r = client_region_out(c, reply->region, map, ret)) < 0) {
                 if (r == -EPROTO && (!reply->region || !reply->region->has_id))
                         return r;
                 d.has_region = true;
@@ -149,23 +148,20 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
 
 static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id, bool pipe);
 
-/* The spare a Free asked for, if it is of this shape; a spare of another shape goes back (spare.c). */
+/* A spare a Free asked for, if it is of this shape; spares of another shape go back (spare.c). */
 static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                       struct alloc_region *ret) {
-        struct map_error map;
-        uint64_t other;
-        Allocd__Reply *reply = client_spare_take(c, pool, size, opts, &map, &other);
-        int r = -ENOENT;
+        uint64_t back[SPARES_AHEAD];
+        size_t nback;
+        int r = client_spare_take(c, pool, size, opts, ret, back, &nback);
 
-        if (other) {
-                held_add(client_held(c), &other, 1);
-                give_back_one(c, ALLOCD__REQUEST__BODY_FREE, other, true);
+        if (r == 0)
+                held_add(client_held(c), &ret->id, 1);
+        for (size_t i = 0; i < nback; i++) {
+                held_add(client_held(c), &back[i], 1);
+                give_back_one(c, ALLOCD__REQUEST__BODY_FREE, back[i], true);
         }
-        if (reply) {
-                r = take_region(c, reply, &map, ret);
-                allocd__reply__free_unpacked(reply, NULL);
-        }
-        client_clear_error(); /* a spare that could not be taken is given back: the alloc goes on as usual */
+        client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
         return r;
 }
 
@@ -269,12 +265,13 @@ int alloc_region_free(struct alloc_client *c, uint64_t id) {
         struct alloc_opts opts;
         char pool[ALLOC_POOL_NAME_MAX + 1];
 
-        if (!c || !client_spare_renew(c, id, pool, &a.size, &opts))
+        if (!c || !client_spare_renew(c, id, pool, &a.size, &opts, &f.spares))
                 return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
         alloc_fill(&a, pool, &opts); /* checked when the region was allocated */
         a.has_size = true;
         client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, id, &f, NULL);
         f.renew = &a;
+        f.has_spares = f.spares != 1;
         return give_back(c, &req, &id, 1, true);
 }
 
@@ -375,7 +372,7 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
                 if (!g.pool)
                         g.pool = b->regions[0]->pool; /* only the first names it (docs/protocol.md) */
                 if (r == 0)
-                        r = region_out(c, &g, map, &ret[i]);
+                        r = client_region_out(c, &g, map, &ret[i]);
                 ids[nids++] = g.id;
         }
         if (r < 0 && nids == 0)
