@@ -312,13 +312,18 @@ static void fill_f(int s) {
         alloc(s, "f", 64 << 10, 0, NULL);
 }
 
-static void waiting(void) {
-        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-
+/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
+static void begin_f_full(void) {
         begin(fuzz_header(0, 1, 0, 2));
         hello(0);
         hello(1);
         fill_f(0);
+}
+
+static void waiting(void) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        begin_f_full();
         alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
         alloc(1, "f", 1 << 20, 0, NULL);
         free_region(0, ID(1));
@@ -327,10 +332,7 @@ static void waiting(void) {
         record(0, FUZZ_TURN);
         save("wait-granted");
 
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
+        begin_f_full();
         alloc(1, "f", 4096, ALLOCD__FLAG__NOWAIT, NULL);
         a.has_timeout_ms = true;
         a.timeout_ms = 10;
@@ -352,10 +354,7 @@ static void waiting(void) {
         save("stop-with-waiters");
 
         /* A waiter whose name is taken while it waits is refused when it is tried. */
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
+        begin_f_full();
         alloc(1, "f", 4096, 0, "race");
         alloc(0, "h", 4096, 0, "race");
         free_region(0, ID(0));
@@ -528,16 +527,9 @@ static void renew(int s, uint64_t region, const char *pool, uint64_t size, uint3
         Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
 
-        if (!a)
-                a = &plain;
-        a->pool = (char *)pool;
-        a->has_size = true;
-        a->size = size;
-        a->has_flags = flags != 0;
-        a->flags = flags;
         f.has_region = true;
         f.region = region;
-        f.renew = a;
+        f.renew = alloc_shape(a ? a : &plain, pool, size, flags, a ? a->name : NULL);
         f.has_spares = n != 1;
         f.spares = n;
         put(s, 3, ALLOCD__REQUEST__BODY_FREE, &f);
@@ -575,10 +567,7 @@ static void spares(void) {
         save("spares");
 
         /* A waiter for the room: it comes first, and the renew makes no spare. */
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
+        begin_f_full();
         alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
         renew(0, ID(0), "f", 4096, 0, 2, NULL);
         record(0, FUZZ_TURN);
