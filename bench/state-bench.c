@@ -5,7 +5,8 @@
  *       with 1k and 100k regions live (each pair appends its records; a loop turn after each, so
  *       compactions are counted in);
  *   (b) restoring: a kept memfd read into a fresh core at 1k, 100k and 1M regions (snapshot
- *       only), and 1M changes replayed from the log after an empty snapshot.
+ *       only), and 1M changes replayed from the log after an empty snapshot, and 1M regions with a
+ *       free hole after each (the free space in a million pieces, as after churn).
  *   state-bench [--json] [--seconds S]
  */
 #include <errno.h>
@@ -57,19 +58,27 @@ static struct core *new_core(void) {
         return c;
 }
 
-static void subject_new(struct subject *s, uint32_t live, bool keep) {
+/* live regions; holes: a free 4 KiB after each (twice as many made, every other one freed). */
+static void subject_new(struct subject *s, uint32_t live, bool keep, bool holes) {
         static const uint64_t sizes[BATCH] = {[0 ... BATCH - 1] = 4096};
         struct alloc_request a = {.pool = "a", .numa_node = -1, .flags = F_NOWAIT};
-        uint32_t slots[BATCH];
+        uint32_t slots[BATCH], made = holes ? 2 * live : live;
         struct core_result res;
 
         *s = (struct subject){.core = new_core(), .cl = {.serial = 1, .uid = 1000, .pid = 1}, .serial = 2};
         if (core_client_add(s->core, &s->cl, &res) != E_OK)
                 die(res.msg, 0);
-        for (uint32_t n = 0; n < live; n += BATCH)
-                if (core_alloc_batch(s->core, &s->cl, &a, sizes, live - n < BATCH ? live - n : BATCH, slots, &res) !=
-                    E_OK)
+        for (uint32_t n = 0; n < made; n += BATCH) {
+                uint32_t k = made - n < BATCH ? made - n : BATCH;
+                if (core_alloc_batch(s->core, &s->cl, &a, sizes, k, slots, &res) != E_OK)
                         die(res.msg, 0);
+                for (uint32_t i = 1; holes && i < k; i += 2) {
+                        struct region_info r;
+                        core_region_info(s->core, slots[i], &r);
+                        if (core_free_region(s->core, &s->cl, r.id, &res) != E_OK)
+                                die(res.msg, 0);
+                }
+        }
         if (keep && keep_new(&s->keep, s->core, s->serial) < 0)
                 die("keep_new", -errno);
 }
@@ -115,8 +124,8 @@ static void pair_cost(uint32_t live, double *plain, double *kept, double *compac
         double t[2][TRIALS];
         uint64_t next[2] = {0}, total[2] = {0};
 
-        subject_new(&s[0], live, false);
-        subject_new(&s[1], live, true);
+        subject_new(&s[0], live, false, false);
+        subject_new(&s[1], live, true, false);
         for (int k = 0; k < TRIALS; k++)
                 for (int i = 0; i < 2; i++)
                         t[i][k] = time_trial(pairs, &s[i], 256, &next[i], &total[i]);
@@ -147,18 +156,22 @@ static double restore_time(struct keep *k, uint64_t *bytes) {
         return median(t, 3);
 }
 
+enum from { SNAPSHOT, LOG, FULL, HOLES };
+
 /*
- * (b): n regions in a snapshot; or, log_only, an empty snapshot and n allocations in its log; or,
- * full, n regions in a snapshot and as much log as a keep lets grow before it compacts (the worst
- * case: alloc+free pairs, which leave the regions as they were).
+ * (b): n regions in a snapshot; or, LOG, an empty snapshot and n allocations in its log; or, FULL,
+ * n regions in a snapshot and as much log as a keep lets grow before it compacts (the worst case:
+ * alloc+free pairs, which leave the regions as they were); or, HOLES, n regions in a snapshot with
+ * a free 4 KiB after each (a pool after churn: the free space in n pieces).
  */
-static double restore_cost(uint32_t n, bool log_only, bool full, uint64_t *log_bytes, uint64_t *file_bytes) {
+static double restore_cost(uint32_t n, enum from from, uint64_t *log_bytes, uint64_t *file_bytes) {
+        bool log_only = from == LOG, full = from == FULL;
         struct subject s;
         struct stat sb;
         double t;
 
         if (log_only) {
-                subject_new(&s, 0, true);
+                subject_new(&s, 0, true, false);
                 keep_set_log_min(s.keep, SIZE_MAX);
                 static const uint64_t sizes[BATCH] = {[0 ... BATCH - 1] = 4096};
                 struct alloc_request a = {.pool = "a", .numa_node = -1, .flags = F_NOWAIT};
@@ -168,7 +181,7 @@ static double restore_cost(uint32_t n, bool log_only, bool full, uint64_t *log_b
                         if (core_alloc_batch(s.core, &s.cl, &a, sizes, BATCH, slots, &res) != E_OK)
                                 die(res.msg, 0);
         } else {
-                subject_new(&s, n, true);
+                subject_new(&s, n, true, from == HOLES);
         }
         while (full && keep_log_bytes(s.keep) < 2 * (size_t)n * 90 - 4096) /* LOG_RATIO snapshots of ~90 B a region */
                 pairs(&s, 0, 64);
@@ -181,9 +194,10 @@ static double restore_cost(uint32_t n, bool log_only, bool full, uint64_t *log_b
 
 int main(int argc, char **argv) {
         static const uint32_t live[] = {1000, 100000}, restore[] = {1000, 100000, 1000000};
-        static const char *const from[] = {"snapshot", "snapshot", "snapshot", "log", "snapshot+full log"};
-        double plain[2], kept[2], compact[2], share[2], rt[5];
-        uint64_t logb[5], fileb[5];
+        static const char *const from[] = {"snapshot", "snapshot",          "snapshot",
+                                           "log",      "snapshot+full log", "snapshot, holes"};
+        double plain[2], kept[2], compact[2], share[2], rt[6];
+        uint64_t logb[6], fileb[6];
         bool json = false;
 
         for (int i = 1; i < argc; i++) {
@@ -199,9 +213,10 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 2; i++)
                 pair_cost(live[i], &plain[i], &kept[i], &compact[i], &share[i]);
         for (int i = 0; i < 3; i++)
-                rt[i] = restore_cost(restore[i], false, false, &logb[i], &fileb[i]);
-        rt[3] = restore_cost(1000000, true, false, &logb[3], &fileb[3]);
-        rt[4] = restore_cost(1000000, false, true, &logb[4], &fileb[4]);
+                rt[i] = restore_cost(restore[i], SNAPSHOT, &logb[i], &fileb[i]);
+        rt[3] = restore_cost(1000000, LOG, &logb[3], &fileb[3]);
+        rt[4] = restore_cost(1000000, FULL, &logb[4], &fileb[4]);
+        rt[5] = restore_cost(1000000, HOLES, &logb[5], &fileb[5]);
         if (json) {
                 json_object *root = json_object_new_object(), *pa = json_object_new_array(),
                             *re = json_object_new_array();
@@ -217,7 +232,7 @@ int main(int argc, char **argv) {
                         json_object_object_add(r, "ns_in_compaction", json_object_new_double(share[i]));
                         json_object_array_add(pa, r);
                 }
-                for (int i = 0; i < 5; i++) {
+                for (int i = 0; i < 6; i++) {
                         json_object *r = json_object_new_object();
                         json_object_object_add(r, "regions", json_object_new_uint64(i < 3 ? restore[i] : 1000000));
                         json_object_object_add(r, "from", json_object_new_string(from[i]));
@@ -241,7 +256,7 @@ int main(int argc, char **argv) {
                        kept[i] / plain[i], compact[i], share[i]);
         printf("\n(b) restore: the memfd read into a fresh core (median of 3)\n\n");
         printf("%-10s %-18s %12s %14s %14s\n", "regions", "from", "seconds", "log bytes", "memfd bytes");
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 6; i++)
                 printf("%-10u %-18s %12.4f %14llu %14llu\n", i < 3 ? restore[i] : 1000000, from[i], rt[i],
                        (unsigned long long)logb[i], (unsigned long long)fileb[i]);
         return 0;

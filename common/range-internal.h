@@ -84,7 +84,8 @@ struct range_arena {
         uint64_t quantum;
         uint64_t total, in_use;
         uint64_t nfree, nused;
-        uint64_t rotor; /* next fit resumes here */
+        uint64_t rotor;         /* next fit resumes here */
+        uint32_t reserved_next; /* the free segment after the last range_reserve's range, if any: a hint */
 };
 
 /* A validated request, in bytes, every field a multiple of the quantum. */

@@ -443,6 +443,19 @@ static int want_init(const struct range_arena *a, uint64_t size, const struct ra
         return 0;
 }
 
+/* Cuts [x, x + size) out of free segment f, found by a search; *used: its tag. */
+static int take(struct range_arena *a, uint32_t f, uint64_t x, uint64_t size, uint32_t *used) {
+        /* Reserve after the search, which needs no memory but the treap's nodes: a full arena costs no growth. */
+        int r = tags_reserve(a, 2);
+        if (r >= 0)
+                r = hash_reserve(a);
+        if (r < 0)
+                return r;
+        *used = carve(a, f, x, size);
+        tree_idle(a);
+        return 0;
+}
+
 int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *req, uint64_t *ret) {
         struct want w;
         uint64_t x = 0;
@@ -459,17 +472,48 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
         f = range_find(a, &w, req ? req->policy : RANGE_INSTANTFIT, &x, &r);
         if (!f)
                 return r < 0 ? r : -ENOSPC;
-        /* Reserve after the search, which needs no memory but the treap's nodes: a full arena costs no growth. */
-        r = tags_reserve(a, 2);
-        if (r >= 0)
-                r = hash_reserve(a);
-        if (r < 0)
+        if ((r = take(a, f, x, w.size, &f)) < 0)
                 return r;
-        carve(a, f, x, w.size);
-        tree_idle(a);
         if (req && req->policy == RANGE_NEXTFIT)
                 a->rotor = x + w.size;
         *ret = x;
+        return 0;
+}
+
+/* Free segment f (a hint, perhaps stale) holds [start, start + size). */
+static bool holds(const struct range_arena *a, uint32_t f, uint64_t start, uint64_t size) {
+        const struct seg *s = &a->segs[f];
+        return f && f <= a->hw && seg_free(s) && start >= s->start && start - s->start <= s->size &&
+               size <= s->size - (start - s->start);
+}
+
+int range_reserve(struct range_arena *a, uint64_t start, uint64_t size) {
+        uint64_t q, x = start;
+        uint32_t f, u;
+        int r = 0;
+
+        if (!a || !size)
+                return -EINVAL;
+        q = a->quantum;
+        if (start & (q - 1))
+                return -EDOM;
+        if (size > UINT64_MAX - (q - 1))
+                return -EOVERFLOW;
+        size = (size + q - 1) & ~(q - 1);
+        if (size - 1 > UINT64_MAX - start)
+                return -EOVERFLOW;
+        f = a->reserved_next;
+        if (!holds(a, f, start, size)) {
+                /* A window of exactly the range: the treap's first fit finds the segment that holds it. */
+                struct want w = {.size = size, .align = q, .low = start, .high = start + size ?: UINT64_MAX};
+                f = range_find(a, &w, RANGE_INSTANTFIT, &x, &r);
+                if (!f || x != start)
+                        return r < 0 ? r : -ENOSPC;
+        }
+        if ((r = take(a, f, start, size, &u)) < 0)
+                return r;
+        f = a->segs[u].anext;
+        a->reserved_next = f && seg_free(&a->segs[f]) && a->segs[f].start == start + size ? f : NIL;
         return 0;
 }
 

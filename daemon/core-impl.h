@@ -339,7 +339,8 @@ struct core {
         struct user *users;
         struct client_list clients;
         uint32_t nclients;
-        bool evicting; /* a Disconnect marked connections the server has not closed yet */
+        bool evicting;  /* a Disconnect marked connections the server has not closed yet */
+        bool abandoned; /* core_abandon: nothing is released one by one any more */
         /* state.c: placeholders for the connections a restored state names, the core's to free */
         struct client **absent;
         size_t nabsent;

@@ -169,9 +169,20 @@ void client_enter(struct core *core, struct client *cl, struct user *u) {
 
 void core_client_remove(struct core *core, struct client *cl) {
         waitq_drop_client(core, cl);
-        region_release_client(core, cl);
-        kept_client_gone(core, cl->serial);
+        if (core->abandoned) {
+                /* Its holds stay in the table, which core_free frees whole; no one reads them again. */
+                cl->holds = HOLD_NONE;
+                cl->nrefs = 0;
+                cl->bytes = 0;
+        } else {
+                region_release_client(core, cl);
+                kept_client_gone(core, cl->serial);
+        }
         client_leave(core, cl);
+}
+
+void core_abandon(struct core *core) {
+        core->abandoned = true;
 }
 
 void client_leave(struct core *core, struct client *cl) {

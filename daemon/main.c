@@ -121,6 +121,8 @@ static void stop(void) {
         log_info("stopping");
         sd_notify(0, "STOPPING=1");
         bool kept = restart_stop(core, server_next_serial());
+        if (kept)
+                core_abandon(core);
         reload_stop();
         server_stop(kept);
         /*

@@ -337,10 +337,8 @@ void region_unpublish(struct core *core, uint32_t slot) {
 int region_restore(struct core *core, struct pool *p, uint32_t slot, const struct region *rec,
                    const struct region_format *fmt, const char *name, struct slot_fill *fill) {
         struct regions *rt = &core->regions;
-        struct range_req req = {.low = rec->offset, .high = rec->offset + rec->size, .policy = RANGE_BESTFIT};
         struct user *u = user_get(core, rec->uid);
         uint32_t got, old;
-        uint64_t at;
         int e;
 
         if (!u)
@@ -361,11 +359,9 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
                 }
                 fill->slots[fill->n++] = got;
         }
-        if ((e = range_alloc(p->arena, rec->size, &req, &at)) < 0)
+        if ((e = range_reserve(p->arena, rec->offset, rec->size)) < 0) {
+                e = e == -ENOMEM ? e : -ENOSPC;
                 goto no_range;
-        if (at != rec->offset) {
-                e = -EEXIST;
-                goto no_format;
         }
         if (fmt->format != FMT_RAW && (e = formats_add(&rt->formats, slot, fmt)) < 0)
                 goto no_format;
@@ -393,7 +389,7 @@ no_charge:
         if (fmt->format != FMT_RAW)
                 formats_remove(&rt->formats, slot);
 no_format:
-        range_free(p->arena, at, rec->size);
+        range_free(p->arena, rec->offset, rec->size);
 no_range:
         slots_put(&rt->slots, slot);
 no_slot:

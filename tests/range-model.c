@@ -351,6 +351,42 @@ static void op_alloc(struct model *m) {
         m->live[m->nlive++] = (struct model_live){x, size, (uint64_t)n};
 }
 
+/* range_reserve: in address order half the time (its O(1) hint), anywhere else the other half. */
+static void op_reserve(struct model *m) {
+        uint64_t pick = rnd(m, 100), start, size, q = m->q;
+        int want = 0;
+
+        start = pick < 50 ? m->reserved_end : addr_of(m, (int)rnd(m, UNITS));
+        if (pick % 10 == 0)
+                start += rnd(m, q); /* mostly not a multiple of the quantum */
+        else if (pick % 10 == 1)
+                start = rnd64(m) & ~(q - 1); /* mostly outside the spans */
+        size = pick % 7 == 0 ? rnd64(m) : 1 + rnd(m, 8 * q);
+        if (pick == 99)
+                size = 0;
+        u128 units = ((u128)size + q - 1) / q, end = (u128)start + units * q;
+        if (!size)
+                want = -EINVAL;
+        else if (start % q)
+                want = -EDOM;
+        else if (end > (u128)1 << 64)
+                want = -EOVERFLOW;
+        else if (start < m->base || end > (u128)addr_of(m, UNITS - 1) + q)
+                want = -ENOSPC;
+        else
+                for (u128 u = (start - m->base) / q; u < (start - m->base) / q + units && !want; u++)
+                        want = m->unit[u] == FREE ? 0 : -ENOSPC;
+        int r = range_reserve(m->a, start, size);
+        CHECK(m, r == want, "range_reserve(%#llx, %#llx) = %d, model %d", (unsigned long long)start,
+              (unsigned long long)size, r, want);
+        if (r != 0)
+                return;
+        int u0 = (int)((start - m->base) / q);
+        memset(&m->unit[u0], USED, (size_t)units);
+        m->live[m->nlive++] = (struct model_live){start, size, (uint64_t)units};
+        m->reserved_end = (uint64_t)end;
+}
+
 static int live_index(const struct model *m, uint64_t start) {
         for (int i = 0; i < m->nlive; i++)
                 if (m->live[i].start == start)
@@ -419,6 +455,7 @@ int model_init(struct model *m, uint64_t q, uint64_t base) {
         m->base = base;
         m->nlive = m->nruns = 0;
         m->last_freed = 0;
+        m->reserved_end = base;
         m->op = 0;
         return range_arena_new(&m->a, q);
 }
@@ -432,8 +469,10 @@ void model_step(struct model *m) {
         uint64_t pick = rnd(m, 1000);
         if (pick < (in_spans < UNITS / 2 ? 60u : 4u))
                 op_add(m);
-        else if (pick < 560)
+        else if (pick < 500)
                 op_alloc(m);
+        else if (pick < 560)
+                op_reserve(m);
         else if (pick == 949 && rnd(m, 10) == 0)
                 op_drain(m); /* one operation in 10,000 */
         else if (pick < 950)

@@ -35,6 +35,7 @@ struct model {
         struct model_run runs[MODEL_UNITS];
         int nruns;
         uint64_t last_freed;
+        uint64_t reserved_end; /* where the last range_reserve's range ended: the next often starts there */
         long op;
         long walk_every; /* walk the arena after every walk_every-th operation */
         bool natural;    /* requests mostly of power-of-two sizes aligned to their size (gen_natural) */
@@ -47,7 +48,7 @@ struct model {
 
 /* An empty arena of quantum q; base, a multiple of q, is where the model's units start.  Returns range_arena_new's. */
 int model_init(struct model *m, uint64_t q, uint64_t base);
-/* One random operation (add, alloc, free or query), then every check. */
+/* One random operation (add, alloc, reserve, free or query), then every check. */
 void model_step(struct model *m);
 /* Frees every live range and checks that each span is one free segment again; frees the arena. */
 void model_finish(struct model *m);

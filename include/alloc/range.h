@@ -89,6 +89,16 @@ int range_add(struct range_arena *arena, uint64_t start, uint64_t size);
 int range_alloc(struct range_arena *arena, uint64_t size, const struct range_req *req, uint64_t *ret);
 
 /*
+ * Takes [start, start + size) itself (size rounded up to the quantum), as
+ * drm_mm_reserve_node does: for a range whose place is already decided, such
+ * as a region read back at a restart.  start must be a multiple of the
+ * quantum (else -EDOM); -ENOSPC unless every byte of the range is free.
+ * O(1) when the range starts in what the previous range_reserve left free
+ * after its range (ranges reserved in address order), else O(log n).
+ */
+int range_reserve(struct range_arena *arena, uint64_t start, uint64_t size);
+
+/*
  * Frees the live range that starts at start; size 0 skips the size check.
  * O(1), except now and then: a free that leaves the segments (or the used
  * ones) below a quarter of the room the arena's tables have also moves them
