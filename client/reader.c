@@ -218,7 +218,7 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
                                 ;
                 if (p) {
                         uint64_t confirms = p->confirms; /* p may be freed below */
-                        struct map_error scratch, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
+                        struct map_error scratch = {0}, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
                         if (nfds)
                                 map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
                                                    ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))

@@ -146,7 +146,7 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
         return 0;
 }
 
-static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what, uint64_t id, bool pipe);
+static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe);
 
 /* A spare a Free asked for, if it is of this shape; spares of another shape go back (spare.c). */
 static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
@@ -157,9 +157,16 @@ static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, c
 
         if (r == 0)
                 held_add(client_held(c), &ret->id, 1);
-        for (size_t i = 0; i < nback; i++) {
-                held_add(client_held(c), &back[i], 1);
-                give_back_one(c, ALLOCD__REQUEST__BODY_FREE, back[i], true);
+        if (nback) {
+                /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+                fb.n_regions = nback;
+                fb.regions = back;
+                req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+                req.free_batch = &fb;
+                held_add(client_held(c), back, nback);
+                give_back(c, &req, back, nback, true);
         }
         client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
         return r;
