@@ -146,7 +146,7 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
         return 0;
 }
 
-static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe);
+static int free_batch(struct alloc_client *c, const uint64_t *ids, size_t n);
 
 /* A spare a Free asked for, if it is of this shape; spares of another shape go back (spare.c). */
 static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
@@ -159,14 +159,8 @@ static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, c
                 held_add(client_held(c), &ret->id, 1);
         if (nback) {
                 /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
-                Allocd__Request req = ALLOCD__REQUEST__INIT;
-                Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
-                fb.n_regions = nback;
-                fb.regions = back;
-                req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
-                req.free_batch = &fb;
                 held_add(client_held(c), back, nback);
-                give_back(c, &req, back, nback, true);
+                free_batch(c, back, nback);
         }
         client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
         return r;
@@ -301,9 +295,19 @@ int alloc_region_sync(struct alloc_client *c) {
         return client_sync(c);
 }
 
-int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
+/* A pipelined FreeBatch of ids, checked (each once, 1 to ALLOC_BATCH_MAX). */
+static int free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+
+        fb.n_regions = n;
+        fb.regions = (uint64_t *)ids;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+        req.free_batch = &fb;
+        return give_back(c, &req, ids, n, true);
+}
+
+int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
         uint64_t *sorted, dup;
 
         if (n == 0 || n > ALLOC_BATCH_MAX || !ids)
@@ -317,11 +321,7 @@ int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t 
         if (dup)
                 return client_fail(-EINVAL, "alloc_region_free_batch: region %llu appears twice; name each once",
                                    (unsigned long long)dup);
-        fb.n_regions = n;
-        fb.regions = (uint64_t *)ids;
-        req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
-        req.free_batch = &fb;
-        return give_back(c, &req, ids, n, true);
+        return free_batch(c, ids, n);
 }
 
 int alloc_region_seal(struct alloc_client *c, uint64_t id) {
