@@ -404,7 +404,8 @@ static int connect_daemon(struct ctl *ctl) {
                 *resolved_path = '\0';
         if (r == 0)
                 return EXIT_OK;
-        if (r == -EINVAL) { /* ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET or the socket path: how it was asked */
+        if (r ==
+            -EINVAL) { /* an ALLOCD_* setting (TIMEOUT, SPIN, QUIET, SPARE...) or the socket path: how it was asked */
                 fprintf(stderr, "allocctl: %s\n", alloc_last_error());
                 return EXIT_USAGE;
         }

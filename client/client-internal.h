@@ -82,6 +82,24 @@ int client_sync(struct alloc_client *c);
 void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase what, uint64_t id, Allocd__Free *f,
                               Allocd__Detach *d);
 
+/*
+ * spare.c (docs/protocol.md, "Spares"): alloc_region_new handed out id of this shape (a Free of it
+ * may ask for spares); the shape a Free of id asks *n spares of, or false for none; a spare of this
+ * shape into *ret (0; held_add is the caller's), or -ENOENT, with the ids of spares the caller is to
+ * give back (another shape, or one that could not be taken) in back[0, *nback).
+ */
+#define SPARES_AHEAD 2 /* spares asked or at hand, at most, per connection */
+void client_spare_set(struct alloc_client *c, bool on);
+void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                       uint64_t id);
+bool client_spare_renew(struct alloc_client *c, uint64_t id, char *pool, uint64_t *size, struct alloc_opts *opts,
+                        uint32_t *n);
+int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                      struct alloc_region *ret, uint64_t back[SPARES_AHEAD], size_t *nback);
+/* region.c: region g of a reply as this process sees it (map: the fd that came with the reply). */
+int client_region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
+                      struct alloc_region *ret);
+
 /* held.c: id -> references, under its own lock. */
 struct held *held_new(void);
 struct held *held_free(struct held *h);

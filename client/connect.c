@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * liballoc-client's connections made and ended: the socket, Hello, the
- * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET, ALLOCD_RECONNECT) and the per-connection
+ * environment (ALLOCD_TIMEOUT, ALLOCD_SPIN, ALLOCD_QUIET, ALLOCD_SPARE, ALLOCD_RECONNECT) and the per-connection
  * settings.
  */
 #include <errno.h>
@@ -54,13 +54,16 @@ static int env_spin(uint32_t *ret) {
         return 0;
 }
 
-/* ALLOCD_QUIET: whether pipelined frees may go unanswered where allocd allows it (the default). */
-static int env_quiet(bool *ret) {
-        const char *s = secure_getenv("ALLOCD_QUIET");
+/*
+ * A switch, 0 or 1, else def: ALLOCD_QUIET (pipelined frees may go unanswered where allocd allows
+ * it; on by default), ALLOCD_SPARE (a free asks for a spare; off by default).
+ */
+static int env_switch(const char *name, bool def, bool *ret) {
+        const char *s = secure_getenv(name);
 
-        *ret = !s || !*s || strcmp(s, "1") == 0;
+        *ret = !s || !*s ? def : strcmp(s, "1") == 0;
         if (s && *s && strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
-                return client_fail(-EINVAL, "ALLOCD_QUIET=%s is neither 0 nor 1", s);
+                return client_fail(-EINVAL, "%s=%s is neither 0 nor 1", name, s);
         return 0;
 }
 
@@ -89,6 +92,7 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
         if (h->has_wait_timeout_ms)
                 c->wait_ms = h->wait_timeout_ms;
         c->quiet = c->quiet_env && h->quiet;
+        c->renew_ok = h->renew;
         c->serial = h->has_serial ? h->serial : 0;
         c->secret_len = h->has_secret && h->secret.len <= sizeof(c->secret) ? h->secret.len : 0;
         if (c->secret_len)
@@ -105,7 +109,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         Allocd__Reply *reply;
         struct alloc_client *c;
         uint32_t timeout_ms, spin_us, reconnect_ms;
-        bool quiet;
+        bool quiet, spare;
         int r;
 
         client_clear_error();
@@ -120,7 +124,8 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 || (r = env_quiet(&quiet)) < 0 ||
+        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 ||
+            (r = env_switch("ALLOCD_QUIET", true, &quiet)) < 0 || (r = env_switch("ALLOCD_SPARE", false, &spare)) < 0 ||
             (r = env_reconnect(&reconnect_ms)) < 0)
                 return r;
         strcpy(sa.sun_path, socket_path);
@@ -175,6 +180,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
                 return r;
         }
         c->quiet_env = quiet;
+        c->spare_on = spare;
         conn_hello_done(c, reply->hello);
         allocd__reply__free_unpacked(reply, NULL);
         c->reconnect_ms = reconnect_ms; /* from now on: a Hello that fails is not tried again */
@@ -229,6 +235,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 if (!conn_read_one(c, &now))
                         break;
         }
+        conn_spare_forget(c); /* allocd releases it with the connection */
         pthread_mutex_unlock(&c->lock);
         if (c->fd >= 0)
                 close(c->fd);

@@ -27,9 +27,32 @@ struct pending {
         size_t n;
         uint64_t sent;     /* pipelined and quiet: its place among the quiet requests sent (1, 2, ...); 0: not yet */
         uint64_t confirms; /* its reply says allocd accepted the quiet requests with sent <= confirms */
+        bool renew;        /* pipelined: a Free that asks for a spare (spare.c); always answered */
         Allocd__Reply *reply;
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
         struct pending *next;
+};
+
+/*
+ * Spares (spare.c, docs/protocol.md "Spares"): the shape they are of, and the Frees that asked for
+ * them, oldest first, each with its answer once read.
+ */
+struct spare_ask {
+        uint64_t req;   /* the Free's request id */
+        uint64_t gen;   /* the connection's generation then: a reconnect since and its spares are gone */
+        uint32_t asked; /* spares it asked for */
+        bool answered;
+        Allocd__Reply *reply; /* answered: the spares granted (a Region or a RegionBatch), or NULL */
+        size_t taken;         /* of reply's regions */
+        struct map_error map; /* the pool fd that came with it, if it could not be mapped */
+};
+struct spare {
+        uint64_t last; /* the region the last alloc_region_new of this shape handed out; 0: none */
+        char pool[ALLOC_POOL_NAME_MAX + 1];
+        uint64_t size;
+        struct alloc_opts opts; /* name NULL, format RAW, no PERSIST or UNSEALED */
+        struct spare_ask ask[SPARES_AHEAD];
+        size_t nask;
 };
 
 struct alloc_client {
@@ -65,7 +88,10 @@ struct alloc_client {
         uint64_t serial; /* Hello's: this connection's number and secret, to reclaim its regions with */
         uint8_t secret[32];
         size_t secret_len;
-        char name[256];    /* the client name Hello gave (allocd refuses one past 63 bytes, cut here or not) */
+        char name[256]; /* the client name Hello gave (allocd refuses one past 63 bytes, cut here or not) */
+        bool spare_on;  /* ALLOCD_SPARE, alloc_set_spare */
+        bool renew_ok;  /* Hello said allocd understands Free.renew */
+        struct spare spare;
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];
@@ -109,6 +135,15 @@ void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim);
 void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
+/* spare.c: renew Free p, asking for n spares, was listed; lock held. */
+void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n);
+/* spare.c: renew Free p was never sent; lock held. */
+void conn_spare_unlisted(struct alloc_client *c, const struct pending *p);
+/* spare.c: the reply r to renew Free p came (map: its fd's mapping); true when r is kept as the spare. */
+bool conn_spare_answered(struct alloc_client *c, const struct pending *p, Allocd__Reply *r,
+                         const struct map_error *map);
+/* spare.c: forgets the spare (alloc_disconnect: allocd releases it with the connection); lock held. */
+void conn_spare_forget(struct alloc_client *c);
 /* pipeline.c: a reply that confirms the quiet requests sent up to upto came; lock held. */
 void conn_quiet_confirmed(struct alloc_client *c, uint64_t upto);
 

@@ -97,7 +97,7 @@ static bool answered(const struct alloc_client *c, const void *arg) {
 }
 
 static void set_quiet(Allocd__Request *req) {
-        if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
+        if (req->body_case == ALLOCD__REQUEST__BODY_FREE && !req->free->renew)
                 req->free->has_quiet = req->free->quiet = true;
         else if (req->body_case == ALLOCD__REQUEST__BODY_DETACH)
                 req->detach->has_quiet = req->detach->quiet = true;
@@ -121,11 +121,16 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
          * Listed at once (not pipelined yet: nothing to read for it), so that a reconnect before it is
          * sent counts its regions as given back (reconnect.c) and gives back what allocd still holds.
          */
-        *p = (struct pending){.what = req->body_case, .ids = memcpy(p + 1, ids, n * sizeof(*ids)), .n = n};
+        *p = (struct pending){.what = req->body_case,
+                              .ids = memcpy(p + 1, ids, n * sizeof(*ids)),
+                              .n = n,
+                              .renew = req->body_case == ALLOCD__REQUEST__BODY_FREE && req->free->renew};
         pthread_mutex_lock(&c->lock);
         p->id = ++c->next_id;
         p->next = c->pending;
         c->pending = p;
+        if (p->renew)
+                conn_spare_listed(c, p, req->free->has_spares ? req->free->spares : 1);
         gen = c->gen;
         if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
                 goto fail;
@@ -172,8 +177,8 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 /* Refused already (it was sent): the refusal is filed, and the entry is out of the list. */
                 free(p);
                 r = 0;
-        } else if (r == 0 && c->quiet) {
-                p->sent = ++c->quiet_sent;
+        } else if (r == 0 && c->quiet && !p->renew) {
+                p->sent = ++c->quiet_sent; /* a renew is always answered: its reply is its own */
         } else if (r == -EAGAIN) {
                 c->npipelined--;
                 r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
@@ -192,6 +197,8 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         return r;
 fail:
         conn_unlist(c, p);
+        if (p->renew)
+                conn_spare_unlisted(c, p);
         pthread_mutex_unlock(&c->lock);
         held_add(c->held, ids, n);
         free(p);

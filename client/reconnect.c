@@ -229,8 +229,11 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 else if (!a || !b || !m)
                         r = -ENOMEM;
                 for (size_t i = 0; r == 0 && i < k; i++, n++) {
-                        /* allocd lists ids rising, page after page: anything else would never end or count twice */
-                        if (n && p->regions[i] <= ids[n - 1]) {
+                        /*
+                         * allocd lists ids by slot (an id's low 32 bits) rising, page after page: anything else
+                         * would never end or count twice.  Not by the whole id: a slot reused has a newer generation.
+                         */
+                        if (n && (uint32_t)p->regions[i] <= (uint32_t)ids[n - 1]) {
                                 r = -EPROTO;
                                 break;
                         }

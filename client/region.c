@@ -39,8 +39,7 @@ static int locate(struct alloc_client *c, const Allocd__Region *g, const struct 
         return 0;
 }
 
-/* Region g as this process sees it. */
-static int region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
+int client_region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
                       struct alloc_region *ret) {
         struct alloc_region out = {.device = -1};
         int r;
@@ -84,7 +83,7 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION)
                 return client_fail(-EPROTO, "allocd answered without a region");
-        if ((r = region_out(c, reply->region, map, ret)) < 0) {
+        if ((r = client_region_out(c, reply->region, map, ret)) < 0) {
                 if (r == -EPROTO && (!reply->region || !reply->region->has_id))
                         return r;
                 d.has_region = true;
@@ -147,10 +146,43 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
         return 0;
 }
 
+static int free_batch(struct alloc_client *c, const uint64_t *ids, size_t n);
+
+/* A spare a Free asked for, if it is of this shape; spares of another shape go back (spare.c). */
+static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                      struct alloc_region *ret) {
+        uint64_t back[SPARES_AHEAD];
+        size_t nback;
+        int r = client_spare_take(c, pool, size, opts, ret, back, &nback);
+
+        if (r == 0)
+                held_add(client_held(c), &ret->id, 1);
+        if (nback) {
+                /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
+                held_add(client_held(c), back, nback);
+                free_batch(c, back, nback);
+        }
+        client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
+        return r;
+}
+
+int alloc_set_spare(struct alloc_client *c, bool on) {
+        struct alloc_region unused;
+
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_spare: c is NULL");
+        client_spare_set(c, on);
+        if (!on)
+                take_spare(c, "", 0, NULL, &unused); /* no pool is named "": a spare goes back */
+        return 0;
+}
+
 int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                      struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        int r;
 
         if (!pool || !ret)
                 return client_fail(-EINVAL, "alloc_region_new: pool and ret must not be NULL");
@@ -160,7 +192,12 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
         a.size = size;
         req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
         req.alloc = &a;
-        return run(c, &req, ret);
+        if (!c)
+                return run(c, &req, ret);
+        if (take_spare(c, pool, size, opts, ret) < 0 && (r = run(c, &req, ret)) < 0)
+                return r;
+        client_spare_note(c, pool, size, opts, ret->id);
+        return 0;
 }
 
 /*
@@ -179,6 +216,8 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
         if (!c)
                 return client_fail(-EINVAL, "no connection (NULL)");
         taken = held_take(client_held(c), ids, n);
+        if (!taken && req->body_case == ALLOCD__REQUEST__BODY_FREE)
+                req->free->renew = NULL; /* not held here: its answer is waited for, and is no spare */
         if (taken && pipe)
                 r = client_send_pipelined(c, req, ids, n);
         else
@@ -221,7 +260,20 @@ static int give_back_one(struct alloc_client *c, Allocd__Request__BodyCase what,
 }
 
 int alloc_region_free(struct alloc_client *c, uint64_t id) {
-        return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        struct alloc_opts opts;
+        char pool[ALLOC_POOL_NAME_MAX + 1];
+
+        if (!c || !client_spare_renew(c, id, pool, &a.size, &opts, &f.spares))
+                return give_back_one(c, ALLOCD__REQUEST__BODY_FREE, id, true);
+        alloc_fill(&a, pool, &opts); /* checked when the region was allocated */
+        a.has_size = true;
+        client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, id, &f, NULL);
+        f.renew = &a;
+        f.has_spares = f.spares != 1;
+        return give_back(c, &req, &id, 1, true);
 }
 
 int alloc_region_free_sync(struct alloc_client *c, uint64_t id) {
@@ -243,9 +295,19 @@ int alloc_region_sync(struct alloc_client *c) {
         return client_sync(c);
 }
 
-int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
+/* A pipelined FreeBatch of ids, checked (each once, 1 to ALLOC_BATCH_MAX). */
+static int free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+
+        fb.n_regions = n;
+        fb.regions = (uint64_t *)ids;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+        req.free_batch = &fb;
+        return give_back(c, &req, ids, n, true);
+}
+
+int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t n) {
         uint64_t *sorted, dup;
 
         if (n == 0 || n > ALLOC_BATCH_MAX || !ids)
@@ -259,11 +321,7 @@ int alloc_region_free_batch(struct alloc_client *c, const uint64_t *ids, size_t 
         if (dup)
                 return client_fail(-EINVAL, "alloc_region_free_batch: region %llu appears twice; name each once",
                                    (unsigned long long)dup);
-        fb.n_regions = n;
-        fb.regions = (uint64_t *)ids;
-        req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
-        req.free_batch = &fb;
-        return give_back(c, &req, ids, n, true);
+        return free_batch(c, ids, n);
 }
 
 int alloc_region_seal(struct alloc_client *c, uint64_t id) {
@@ -321,7 +379,7 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
                 if (!g.pool)
                         g.pool = b->regions[0]->pool; /* only the first names it (docs/protocol.md) */
                 if (r == 0)
-                        r = region_out(c, &g, map, &ret[i]);
+                        r = client_region_out(c, &g, map, &ret[i]);
                 ids[nids++] = g.id;
         }
         if (r < 0 && nids == 0)

@@ -9,11 +9,6 @@
  * thread waiting for memory does not hold up another's status call, and
  * requests from several threads are in flight at once.
  *
- * A reply may carry a pool's fd (the first region of that pool on this
- * connection); the reading thread has pool-map.c map the pool before it
- * files the reply, so that another thread's reply for a later region of the
- * same pool, which may be read next, finds the mapping made.
- *
  * Timeouts: each request has a budget (the connection's timeout, plus the
  * wait an allocation asked for), so a stopped or wedged allocd costs a
  * caller -ETIME, not its thread.  A request that timed out stays in the
@@ -24,8 +19,9 @@
  *
  * Pipelined requests (pipeline.c) are listed like any other, but no caller
  * waits for them: whoever reads next hands their replies to pipeline.c.
- * Making and ending a connection is connect.c's; the structures all three
- * share are in connection.h.
+ * Reading and filing replies, spinning, and late replies to abandoned
+ * requests are reader.c's; making and ending a connection is connect.c's;
+ * the structures they share are in connection.h.
  *
  * Reconnecting (reconnect.c): each connection has a generation.  A call that
  * finds its connection lost, or made again by another thread while it
@@ -34,14 +30,6 @@
  * again, at most RETRY_MAX times.  Sends happen without the lock, so a
  * reconnect waits for the senders (senders) and the reader to leave the old
  * socket before it closes it.
- *
- * Spinning: a thread about to sleep for a reply first polls the socket
- * without blocking for up to spin_ns (ALLOCD_SPIN, alloc_set_spin), yielding
- * the CPU between tries so that an allocd on the same CPU can run: a reply
- * within that time costs no wake-up.  Adaptive: a reply that took longer
- * than spin_ns halves the next spin, one that came within it restores the
- * whole, so clients that outnumber the CPUs (each reply late) soon stop
- * burning CPU on each other, and a connection that talks fast spins again.
  */
 #include <errno.h>
 #include <poll.h>
@@ -109,35 +97,6 @@ void conn_die(struct alloc_client *c, int r, const char *why) {
         snprintf(c->dead_msg, sizeof(c->dead_msg), "%s", why);
 }
 
-/* Milliseconds until deadline, rounded up, for poll(); 0 once it has passed. */
-static int ms_left(const struct timespec *deadline) {
-        struct timespec now;
-        int64_t ns;
-
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 + (deadline->tv_nsec - now.tv_nsec);
-        if (ns <= 0)
-                return 0;
-        return ns / 1000000 >= INT32_MAX ? INT32_MAX : (int)((ns + 999999) / 1000000);
-}
-
-/* Sends a packet for which no one waits; lock held.  It must not block: the reading thread sends it. */
-static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
-        uint8_t small[64], *buf = small;
-        size_t len = allocd__request__get_packed_size(req);
-
-        if (len > sizeof(small) && len <= WIRE_MAX_PACKET)
-                buf = malloc(len); /* a FreeBatch: rare, and no stack for it on a reading thread */
-        if (!buf || len > WIRE_MAX_PACKET ||
-            wire_send(c->fd, buf, allocd__request__pack(req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
-                /* Hanging up gives it back: allocd releases all the connection holds. */
-                conn_die(c, -ECONNRESET, "a region allocd granted after its request timed out could not be given back");
-                shutdown(c->fd, SHUT_RDWR);
-        }
-        if (buf != small)
-                free(buf);
-}
-
 int conn_send(struct alloc_client *c, const void *buf, size_t len) {
         int fd = c->fd, r;
 
@@ -148,176 +107,6 @@ int conn_send(struct alloc_client *c, const void *buf, size_t len) {
         if (--c->senders == 0 && c->sleepers)
                 pthread_cond_broadcast(&c->cond); /* a reconnect may wait for this */
         return r;
-}
-
-/* A batch allocated after its request timed out goes back whole: req a FreeBatch of its ids (fb's, malloc'd). */
-static bool give_back_batch(const Allocd__Reply *r, Allocd__Request *req, Allocd__FreeBatch *fb) {
-        _Static_assert(sizeof(uint64_t) * WIRE_MAX_BATCH < WIRE_MAX_PACKET - 64, "a FreeBatch of a batch fits");
-        uint64_t *ids;
-
-        if (r->body_case != ALLOCD__REPLY__BODY_BATCH || !r->batch || !r->batch->n_regions ||
-            r->batch->n_regions > WIRE_MAX_BATCH || !(ids = malloc(r->batch->n_regions * sizeof(*ids))))
-                return false;
-        for (size_t i = 0; i < r->batch->n_regions; i++)
-                ids[i] = r->batch->regions[i] ? r->batch->regions[i]->id : 0;
-        fb->n_regions = r->batch->n_regions;
-        fb->regions = ids;
-        req->body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
-        req->free_batch = fb;
-        return true;
-}
-
-/*
- * The late reply to an abandoned request: what it granted goes back with a
- * Free (alloc), a Detach (attach) or a FreeBatch (a batch) whose own reply is
- * dropped in turn.  Returns whether p stays in the list, waiting for that reply.
- */
-static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Allocd__Reply *r) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Free fr = ALLOCD__FREE__INIT;
-        Allocd__Detach dt = ALLOCD__DETACH__INIT;
-        Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
-        bool one = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region && r->region->has_id;
-
-        if (r->has_error && r->error != ALLOCD__ERROR__OK)
-                return false;
-        if (p->what == ALLOCD__REQUEST__BODY_ALLOC && one) {
-                fr.has_region = true;
-                fr.region = r->region->id;
-                req.body_case = ALLOCD__REQUEST__BODY_FREE;
-                req.free = &fr;
-        } else if (p->what == ALLOCD__REQUEST__BODY_ATTACH && one) {
-                dt.has_region = true;
-                dt.region = r->region->id;
-                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
-                req.detach = &dt;
-        } else if (p->what != ALLOCD__REQUEST__BODY_ALLOC_BATCH || !give_back_batch(r, &req, &fb)) {
-                return false;
-        }
-        req.has_id = true;
-        req.id = p->id = ++c->next_id;
-        p->what = req.body_case;
-        if (one)
-                region_table_drop(c->regions, r->region->id);
-        send_quietly(c, &req);
-        free(fb.regions);
-        return !c->dead;
-}
-
-static uint64_t now_ns(void) {
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
-}
-
-/*
- * A packet that arrives within spin_ns, read without sleeping; -EAGAIN if none did.  Yielding between
- * tries lets an allocd that shares this CPU run; where it has a CPU of its own, sched_yield returns at
- * once.
- */
-static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size_t *nfds) {
-        uint64_t end = now_ns() + spin_ns;
-        ssize_t n;
-
-        for (;;) {
-                *nfds = 1;
-                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), fd, nfds, MSG_DONTWAIT);
-                if (n != -EAGAIN || now_ns() >= end)
-                        return n;
-                sched_yield();
-        }
-}
-
-/*
- * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
- * false if deadline (NULL: none) passed with nothing to read.
- */
-bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
-        struct wire_budget budget;
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int fd = -1, k = 1;
-        size_t nfds = 1;
-        ssize_t n = -EAGAIN;
-        bool drain = deadline && ms_left(deadline) == 0; /* what has arrived, nothing more */
-        uint64_t spin = drain ? 0 : c->spin_now, start = c->spin_ns && !drain ? now_ns() : 0;
-
-        c->reading = true;
-        pthread_mutex_unlock(&c->lock);
-        if (spin)
-                n = spin_recv(c, spin, &fd, &nfds);
-        if (n == -EAGAIN) {
-                if (deadline)
-                        do
-                                k = poll(&pfd, 1, ms_left(deadline));
-                        while (k < 0 && errno == EINTR);
-                if (k != 0) {
-                        nfds = 1;
-                        n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
-                }
-        }
-        pthread_mutex_lock(&c->lock);
-        c->reading = false;
-        /* A reply that came within spin_ns, spun for or not, says spinning pays on this connection. */
-        if (start && n > 0)
-                c->spin_now = now_ns() - start <= c->spin_ns ? c->spin_ns : c->spin_now / 2;
-        if (k == 0) {
-                /* Another waiter, with a later deadline, may read instead. */
-                if (c->sleepers)
-                        pthread_cond_broadcast(&c->cond);
-                return false;
-        }
-        if (n <= 0) {
-                conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
-        } else {
-                /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */
-                wire_budget_init(&budget, 16 * WIRE_MAX_PACKET, NULL, 0);
-                Allocd__Reply *r = allocd__reply__unpack(&budget.allocator, (size_t)n, c->rbuf);
-                struct pending *p = NULL, **pp = &c->pending;
-                if (!r)
-                        conn_die(c, -EPROTO, "allocd sent a reply this library cannot decode");
-                else
-                        for (; (p = *pp) && (p->reply || p->id != r->id); pp = &p->next)
-                                ;
-                if (p) {
-                        uint64_t confirms = p->confirms; /* p may be freed below */
-                        struct map_error scratch, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
-                        if (nfds)
-                                map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
-                                                   ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
-                                                   : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
-                        if (p->pipelined) {
-                                *pp = p->next;
-                                conn_pipelined_answered(c, p, r);
-                                allocd__reply__free_unpacked(r, NULL);
-                        } else if (!p->abandoned) {
-                                p->reply = r;
-                        } else {
-                                if (!answer_abandoned(c, p, r)) {
-                                        *pp = p->next;
-                                        free(p);
-                                }
-                                allocd__reply__free_unpacked(r, NULL);
-                        }
-                        conn_quiet_confirmed(c, confirms);
-                } else {
-                        /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
-                        if (r && r->has_error && r->error != ALLOCD__ERROR__OK) {
-                                conn_die(c, -wire_error_errno(r->error),
-                                         r->message ? r->message : wire_error_name(r->error));
-                                /* An operator closed it (Disconnect): coming back would undo that. */
-                                c->given_up |= r->error == ALLOCD__ERROR__DISCONNECTED;
-                        }
-                        if (r)
-                                allocd__reply__free_unpacked(r, NULL);
-                }
-                /* Mapped or not, the pool fd is not needed past this point: a mapping outlives its fd. */
-                if (nfds)
-                        close(fd);
-        }
-        if (c->sleepers)
-                pthread_cond_broadcast(&c->cond);
-        return true;
 }
 
 /* Zeroing is counted at this rate, far below memset's even on a slow machine, so that it never times out. */

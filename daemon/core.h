@@ -241,6 +241,15 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
 int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_request *m, const uint64_t *sizes,
                      size_t n, uint32_t *slots, struct core_result *res);
 int core_free_batch(struct core *core, struct client *cl, const uint64_t *ids, size_t n, struct core_result *res);
+/*
+ * A spare (a Free's renew, docs/protocol.md "Spares"): m allocated for cl as core_alloc would, but
+ * never waiting and never for a name, a format, PERSIST or UNSEALED, and not while any request waits
+ * for room in the pool (they come first), nor where the region would be zeroed off the loop thread.
+ * GRANT_REGION, or GRANT_NONE with why in res (whose code is then E_OK or the alloc's refusal).
+ */
+#define SPARES_MAX 2 /* spares one Free may ask for */
+int core_spare(struct core *core, struct client *cl, const struct alloc_request *m, uint32_t *slot,
+               struct core_result *res);
 /* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */
 int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_result *res);
 

@@ -273,6 +273,54 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
         granted(core, s, out, id, grant, slot, &res);
 }
 
+/*
+ * A Free's spares (docs/protocol.md, "Spares"), once the Free is done: the spare made (a Region), or
+ * a batch of those made, or OK and why there is none.  The Free stands either way, so nothing here is an error.  An isolation =
+ * region pool's regions each bring their memfd, and a packet carries one: one spare there.
+ */
+static void handle_renew(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                         const Allocd__Free *f) {
+        static Allocd__Region regions[SPARES_MAX];
+        Allocd__Region *list[SPARES_MAX];
+        Allocd__Reply reply = ALLOCD__REPLY__INIT;
+        Allocd__RegionBatch batch = ALLOCD__REGION_BATCH__INIT;
+        struct alloc_request a = alloc_request(f->renew);
+        struct core_result res = {.code = E_OK};
+        uint32_t slot, n = f->has_spares ? f->spares : 1, k = 0;
+        char msg[CORE_MSG_MAX + 32];
+
+        *res.msg = '\0';
+        if (n < 1 || n > SPARES_MAX)
+                snprintf(res.msg, sizeof(res.msg), "spares is 1 to %d, not %u", SPARES_MAX, n);
+        else if (f->renew->has_count && f->renew->count == 0)
+                snprintf(res.msg, sizeof(res.msg), "count must be above 0 (or unset for 1)");
+        else if (mapped_read_only(core, s, f->renew->pool))
+                snprintf(res.msg, sizeof(res.msg), "this connection mapped the pool read-only");
+        for (; !*res.msg && k < n && !out->fd_owned; k++) {
+                if (core_spare(core, &s->client, &a, &slot, &res) != GRANT_REGION)
+                        break;
+                region_msg(core, s, out, slot, &regions[k]);
+                if (k > 0)
+                        regions[k].pool = NULL;
+                list[k] = &regions[k];
+        }
+        snprintf(msg, sizeof(msg), "%s%s", k ? "fewer spares than asked: " : "no spare: ", res.msg);
+        reply.has_id = reply.has_error = true;
+        reply.id = id;
+        reply.message = *res.msg ? msg : NULL;
+        if (k == 1) {
+                /* As an Alloc's: an isolation = region pool's region_fd is mapped from a Region. */
+                reply.body_case = ALLOCD__REPLY__BODY_REGION;
+                reply.region = &regions[0];
+        } else if (k) {
+                batch.n_regions = k;
+                batch.regions = list;
+                reply.body_case = ALLOCD__REPLY__BODY_BATCH;
+                reply.batch = &batch;
+        }
+        proto_pack(out, &reply);
+}
+
 /* The regions of a batch, in one reply: only the first names the pool (docs/protocol.md, "Batches"). */
 static void handle_alloc_batch(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                                const Allocd__AllocBatch *m) {
@@ -400,9 +448,9 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         hello.secret.data = s->client.secret;
         hello.secret.len = sizeof(s->client.secret);
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
-        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = true;
+        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = hello.has_renew = true;
         hello.max_batch = CORE_BATCH_MAX;
-        hello.quiet = true;
+        hello.quiet = hello.renew = true;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;
@@ -452,7 +500,8 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         case ALLOCD__REQUEST__BODY_ALLOC:
                 return handle_alloc(core, s, out, id, req->alloc);
         case ALLOCD__REQUEST__BODY_FREE:
-                core_free_region(core, &s->client, req->free->region, &res);
+                if (core_free_region(core, &s->client, req->free->region, &res) == E_OK && req->free->renew)
+                        return handle_renew(core, s, out, id, req->free);
                 return reply_unless_quiet(out, id, req->free->quiet, &res);
         case ALLOCD__REQUEST__BODY_ATTACH:
                 return handle_attach(core, s, out, id, req->attach);

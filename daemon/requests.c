@@ -192,6 +192,37 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
         return GRANT_WAITING;
 }
 
+int core_spare(struct core *core, struct client *cl, const struct alloc_request *m, uint32_t *slot,
+               struct core_result *res) {
+        struct alloc_request want = *m;
+        struct alloc_args a;
+
+        if ((m->name && *m->name) || m->format != FMT_RAW || (m->flags & (F_PERSIST | F_UNSEALED))) {
+                fail(res, E_INVALID, "a spare is an unnamed region of raw bytes, neither PERSIST nor UNSEALED");
+                return GRANT_NONE;
+        }
+        want.flags = (m->flags | F_NOWAIT) & ~F_NOFAIL;
+        want.timeout_ms = 0;
+        if (check_alloc(core, cl, &want, &a, res) != E_OK)
+                return GRANT_NONE;
+        /* Room the Free just made goes to those waiting for it first (docs/ARCHITECTURE.md, "Wake-ups"). */
+        if (a.pool->nwaiters) {
+                fail(res, E_WOULD_BLOCK, "%" PRIu64 " requests wait for room in pool %s, and come first",
+                     a.pool->nwaiters, a.pool->conf.name);
+                return GRANT_NONE;
+        }
+        if (alloc_try(core, cl, &a, false, slot, res) != E_OK)
+                return GRANT_NONE;
+        /* The reply is the Free's, and waits for nothing: no worker's zeroing. */
+        if (alloc_defers(core, *slot)) {
+                region_discard(core, *slot);
+                fail(res, E_WOULD_BLOCK, "the spare would be zeroed or filled off allocd's loop (over %u bytes)",
+                     ZERO_INLINE_MAX);
+                return GRANT_NONE;
+        }
+        return alloc_finish(core, cl, *slot, res);
+}
+
 int check_free(const struct core *core, const struct client *cl, uint64_t id, struct core_result *res) {
         int slot = region_slot(&core->regions, id);
         const struct region *r;

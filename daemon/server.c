@@ -9,12 +9,9 @@
  * Every connection is on one list, in one state:
  *   HANDSHAKE  accepted, counted against the limits, waiting for Hello;
  *   READY      said Hello;
- *   REFUSED    over a connection limit: told why at once (an id-0 error) and
- *              kept only until it speaks, its Hello deadline, or stop, so
- *              that it reads the reason before it sees the socket close;
+ *   REFUSED    over a connection limit, told why, kept until it reads it;
  *   CLOSING    being torn down.
- * HANDSHAKE and REFUSED connections also sit, in accept order, on a deadline
- * list that one timer sweeps: a client that never says Hello is closed.
+ * Accepting, the Hello deadline and the listening socket are accept.c's.
  *
  * Out: replies go straight to the socket; when it is full they queue, with
  * their fds.  While a connection has OUT_PAUSE bytes queued its requests are
@@ -36,20 +33,15 @@
 #include <unistd.h>
 
 #include "awake.h"
+#include "conn.h"
 #include "grace.h"
-#include "listen.h"
 #include "log.h"
-#include "text.h"
 #include "proto.h"
 #include "server.h"
 
 #define OUT_PAUSE (64u << 10) /* queued reply bytes at which a connection's requests wait */
 #define OUT_MAX (1u << 20)    /* queued reply bytes at which it is closed */
 #define READ_BURST 32         /* requests served from one connection before the loop moves on */
-#define REFUSED_MAX 16        /* refused connections kept just long enough to read why */
-#define ACCEPT_PAUSE_MS 100   /* out of fds: accept again after this, or when a connection closes */
-
-enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
 
 struct packet {
         STAILQ_ENTRY(packet) link;
@@ -60,18 +52,6 @@ struct packet {
         uint8_t data[];
 };
 
-struct conn {
-        struct session s; /* s.client is the core's once in_core */
-        uv_poll_t poll;
-        int fd;
-        enum conn_state state;
-        bool in_core;
-        uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
-        STAILQ_HEAD(, packet) out;
-        size_t out_bytes;
-        uint32_t busy; /* zeroing jobs that will answer on this connection */
-        TAILQ_ENTRY(conn) link, hs_link;
-};
 TAILQ_HEAD(conn_list, conn);
 
 struct zero_work {
@@ -87,22 +67,15 @@ static uv_loop_t *loop;
 static struct core *core;
 static void (*changed)(void);
 static struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
-static struct conn_list handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
-static uint32_t nconns, nrefused, njobs;                                 /* njobs: zeroing jobs in flight */
-static uint64_t next_serial = 1;
+static uint32_t nconns, njobs; /* njobs: zeroing jobs in flight */
 static void (*turn_end)(void);
 static bool served, dirty; /* this turn answered a request; something else changed (server_changed) */
 static uv_check_t turn;
-static uv_timer_t wait_timer, hello_timer, accept_timer;
-static bool accept_paused, stopping;
-static bool kept_at_stop; /* the stop kept the state: connections closing now keep their references there */
-static uv_poll_t listen_poll;
-static int listen_fd = -1;
-static char *bound_path;     /* the socket file we made, removed at stop */
+static uv_timer_t wait_timer;
+static bool kept_at_stop;    /* the stop kept the state: connections closing now keep their references there */
 static struct proto_out out; /* one reply at a time: the loop is single-threaded */
 
 static void conn_cb(uv_poll_t *h, int status, int events);
-static void listen_cb(uv_poll_t *h, int status, int events);
 
 uint32_t server_nconns(void) {
         return nconns;
@@ -153,7 +126,7 @@ static void unsent_grant(struct conn *c, uint64_t id) {
              "client pid %d went before PERSIST region %" PRIu64 " reached it; freed", (int)c->s.client.pid, id);
 }
 
-static void conn_close(struct conn *c) {
+void conn_close(struct conn *c) {
         uint32_t n = c->s.client.nrefs;
         struct packet *p;
 
@@ -162,9 +135,7 @@ static void conn_close(struct conn *c) {
         STAILQ_FOREACH(p, &c->out, link)
         unsent_grant(c, p->persist_grant);
         if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
-                TAILQ_REMOVE(&handshakes, c, hs_link);
-        if (c->state == CONN_REFUSED)
-                nrefused--;
+                accept_handshake_done(c);
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
@@ -178,12 +149,7 @@ static void conn_close(struct conn *c) {
         }
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
-        /* A freed fd may be what accept was waiting for. */
-        if (accept_paused && !stopping) {
-                accept_paused = false;
-                uv_timer_stop(&accept_timer);
-                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
-        }
+        accept_fd_freed();
         changed();
 }
 
@@ -262,7 +228,7 @@ static void flush(struct conn *c) {
         conn_events(c);
 }
 
-static void error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
+void conn_error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
         proto_error(&out, id, code, msg);
         out.fd = -1;
         out.fd_owned = false;
@@ -356,15 +322,16 @@ static void serve(struct conn *c) {
                 if (n == -EAGAIN)
                         return;
                 if (n == -ENOBUFS) {
-                        error_reply(c, 0, E_PROTOCOL,
-                                    "requests carry no file descriptors; the ones sent were closed and the request "
-                                    "ignored");
+                        conn_error_reply(
+                                c, 0, E_PROTOCOL,
+                                "requests carry no file descriptors; the ones sent were closed and the request "
+                                "ignored");
                         continue;
                 }
                 if (n == -EMSGSIZE) {
                         char msg[96];
                         snprintf(msg, sizeof(msg), "packet over the %d-byte limit; closing", WIRE_MAX_PACKET);
-                        error_reply(c, 0, E_PROTOCOL, msg);
+                        conn_error_reply(c, 0, E_PROTOCOL, msg);
                         return conn_close(c);
                 }
                 if (n <= 0 || c->state == CONN_REFUSED)
@@ -377,8 +344,8 @@ static void serve(struct conn *c) {
                 }
                 proto_request(core, &c->s, buf, (size_t)n, arena, sizeof(arena), &out);
                 if (c->state == CONN_HANDSHAKE && c->s.hello) {
+                        accept_handshake_done(c);
                         c->state = CONN_READY;
-                        TAILQ_REMOVE(&handshakes, c, hs_link);
                 }
                 act(c);
                 if (core_evictions(core))
@@ -399,6 +366,12 @@ static void conn_cb(uv_poll_t *h, int status, int events) {
                 serve(c);
         if (c->state != CONN_CLOSING && (events & UV_DISCONNECT) && !(events & UV_READABLE))
                 conn_close(c);
+}
+
+void conn_start(struct conn *c) {
+        TAILQ_INSERT_TAIL(&conns, c, link);
+        nconns++;
+        conn_events(c);
 }
 
 /* ---- once per loop turn ---- */
@@ -433,30 +406,6 @@ static void run_core(void) {
         arm_wait_timer();
 }
 
-/*
- * Closes the connections that have not said Hello in time.  The list is in accept order, which is
- * deadline order until a SIGHUP changes hello_timeout: so the whole list is looked at, and it holds
- * at most max_connections + REFUSED_MAX entries.
- */
-static void hello_sweep(uv_timer_t *t) {
-        struct conn *c, *next;
-        uint64_t now = uv_now(loop), first = UINT64_MAX;
-
-        (void)t;
-        for (c = TAILQ_FIRST(&handshakes); c; c = next) {
-                next = TAILQ_NEXT(c, hs_link);
-                if (c->deadline > now) {
-                        first = c->deadline < first ? c->deadline : first;
-                        continue;
-                }
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
-                     "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
-                conn_close(c);
-        }
-        if (first != UINT64_MAX)
-                uv_timer_start(&hello_timer, hello_sweep, first - now, 0);
-}
-
 static void turn_cb(uv_check_t *h) {
         (void)h;
         run_core();
@@ -473,193 +422,25 @@ void server_changed(void) {
         dirty = true;
 }
 
-uint64_t server_next_serial(void) {
-        return next_serial;
-}
-
-void server_set_next_serial(uint64_t serial) {
-        next_serial = serial;
-}
-
-/* ---- accepting ---- */
-
-/* The command name of pid, for allocctl; best effort (another pid namespace, a process already gone). */
-static void read_comm(pid_t pid, char *buf, size_t size) {
-        char path[64];
-        ssize_t n;
-        int fd;
-
-        *buf = '\0';
-        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        n = read(fd, buf, size - 1);
-        close(fd);
-        buf[n > 0 ? n : 0] = '\0';
-        buf[strcspn(buf, "\n")] = '\0';
-        /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
-        text_sanitize(buf);
-}
-
-static int conn_new(int fd) {
-        struct conn *c = calloc(1, sizeof(*c));
-        struct client *cl = c ? &c->s.client : NULL;
-        struct core_result res;
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-
-        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-                log_err("accepting a client: %s", c ? strerror(errno) : "out of memory");
-                free(c);
-                return -1;
-        }
-        c->fd = fd;
-        cl->serial = next_serial++;
-        cl->pid = cred.pid;
-        cl->uid = cred.uid;
-        cl->gid = cred.gid;
-        len = sizeof(cl->groups);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
-                cl->ngroups = (int)(len / sizeof(gid_t));
-        else
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = cl->pid},
-                     "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
-                     (int)cl->pid, strerror(errno));
-        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
-        core_client_add(core, cl, &res);
-        if (res.code != E_OK && nrefused >= REFUSED_MAX) {
-                /*
-                 * Too many refused already: say why and close now.  What the client sent is read
-                 * first: closing a socket with unread packets resets it, and the client would see
-                 * ECONNRESET before the reason.
-                 */
-                char junk[64];
-                proto_error(&out, 0, res.code, res.msg);
-                wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
-                for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
-                        ;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
-                     res.msg);
-                free(c);
-                return -1;
-        }
-        STAILQ_INIT(&c->out);
-        uv_poll_init(loop, &c->poll, fd);
-        c->poll.data = c;
-        c->in_core = res.code == E_OK;
-        c->state = c->in_core ? CONN_HANDSHAKE : CONN_REFUSED;
-        c->deadline = uv_now(loop) + core_limits(core)->hello_timeout_ms;
-        TAILQ_INSERT_TAIL(&conns, c, link);
-        TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
-        nconns++;
-        if (!uv_is_active((uv_handle_t *)&hello_timer) ||
-            uv_timer_get_due_in(&hello_timer) > core_limits(core)->hello_timeout_ms)
-                uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
-        if (!c->in_core) {
-                nrefused++;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
-                     res.msg);
-                error_reply(c, 0, res.code, res.msg);
-        }
-        conn_events(c);
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = cl->pid}, "client pid %d uid %u connected", (int)cl->pid,
-             (unsigned)cl->uid);
-        changed();
-        return 0;
-}
-
-static void accept_again(uv_timer_t *t) {
-        (void)t;
-        accept_paused = false;
-        if (!stopping)
-                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
-}
-
-static void listen_cb(uv_poll_t *h, int status, int events) {
-        static bool said;
-
-        (void)h;
-        (void)events;
-        if (status < 0)
-                return;
-        for (int i = 0; i < 64; i++) {
-                int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd >= 0) {
-                        said = false;
-                        if (conn_new(fd) < 0)
-                                close(fd);
-                        continue;
-                }
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                        /* Accepting again at once would spin: wait for a connection to close, or a moment. */
-                        if (!said)
-                                log_warn("accept: %s; not accepting until a connection closes (at most %d ms)",
-                                         strerror(errno), ACCEPT_PAUSE_MS);
-                        said = true;
-                        accept_paused = true;
-                        uv_poll_stop(&listen_poll);
-                        uv_timer_start(&accept_timer, accept_again, ACCEPT_PAUSE_MS, 0);
-                } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-                        log_warn("accept: %s", strerror(errno));
-                }
-                return;
-        }
-}
-
 /* ---- set-up and stop ---- */
 
 void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         loop = l;
         core = c;
         changed = changed_cb;
-        stopping = false; /* a server started again in one process (tests/test-reclaim.c) */
         uv_check_init(loop, &turn);
         uv_check_start(&turn, turn_cb);
         uv_timer_init(loop, &wait_timer);
-        uv_timer_init(loop, &hello_timer);
-        uv_timer_init(loop, &accept_timer);
+        accept_init(loop, core, changed);
         awake_init(loop);
         grace_init(loop, core, changed);
-}
-
-static int start_listening(int fd) {
-        listen_fd = fd;
-        uv_poll_init(loop, &listen_poll, fd);
-        return uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
-}
-
-int server_adopt(int fd) {
-        int r = listen_adopt(fd);
-
-        return r < 0 ? r : start_listening(fd);
-}
-
-int server_listen(const char *path, char *err, size_t errsize) {
-        int fd = listen_open(path, err, errsize);
-
-        if (fd < 0)
-                return fd;
-        bound_path = strdup(path);
-        return start_listening(fd);
 }
 
 void server_stop(bool kept) {
         struct conn *c;
 
-        stopping = true;
         kept_at_stop = kept;
-        if (listen_fd >= 0) {
-                uv_poll_stop(&listen_poll);
-                uv_close((uv_handle_t *)&listen_poll, NULL);
-                close(listen_fd);
-                listen_fd = -1;
-        }
-        if (bound_path) {
-                listen_remove(bound_path);
-                free(bound_path);
-                bound_path = NULL;
-        }
+        accept_stop();
         /* Waiters are told before anyone's regions go, so none is granted room that a hang-up made. */
         core_cancel_waiters(core, "allocd is stopping");
         run_core();
@@ -670,8 +451,6 @@ void server_stop(bool kept) {
         uv_check_stop(&turn);
         uv_close((uv_handle_t *)&turn, NULL);
         uv_close((uv_handle_t *)&wait_timer, NULL);
-        uv_close((uv_handle_t *)&hello_timer, NULL);
-        uv_close((uv_handle_t *)&accept_timer, NULL);
         awake_close();
         grace_close();
 }

@@ -3,7 +3,7 @@
 #define ALLOCD_SERVER_H
 
 /*
- * Sockets and connections (server.c): listening, accepting, the connection
+ * Sockets and connections (server.c; accept.c): listening, accepting, the connection
  * lifecycle, packets in and out, and the once-a-loop-turn drain of the
  * core's outcomes.  main.c is its only caller.
  */

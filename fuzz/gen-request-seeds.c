@@ -3,7 +3,7 @@
  * Writes fuzz-request's seed corpus: real Requests packed by protobuf-c, in
  * fuzz-request.h's records, one file a story: every request type, good and
  * bad, the hostile inputs of tests/test-daemon-hostile.c, waiters, zeroing,
- * falloc heaps, hang-ups and limits.  The fuzzer grows its own corpus from these; the
+ * falloc heaps, spares, hang-ups and limits.  The fuzzer grows its own corpus from these; the
  * committed one changes only when this program does:
  *
  *   build-fuzz/fuzz/gen-request-seeds fuzz/corpus/request
@@ -312,13 +312,18 @@ static void fill_f(int s) {
         alloc(s, "f", 64 << 10, 0, NULL);
 }
 
-static void waiting(void) {
-        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-
+/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
+static void begin_f_full(void) {
         begin(fuzz_header(0, 1, 0, 2));
         hello(0);
         hello(1);
         fill_f(0);
+}
+
+static void waiting(void) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        begin_f_full();
         alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
         alloc(1, "f", 1 << 20, 0, NULL);
         free_region(0, ID(1));
@@ -327,10 +332,7 @@ static void waiting(void) {
         record(0, FUZZ_TURN);
         save("wait-granted");
 
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
+        begin_f_full();
         alloc(1, "f", 4096, ALLOCD__FLAG__NOWAIT, NULL);
         a.has_timeout_ms = true;
         a.timeout_ms = 10;
@@ -352,10 +354,7 @@ static void waiting(void) {
         save("stop-with-waiters");
 
         /* A waiter whose name is taken while it waits is refused when it is tried. */
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
+        begin_f_full();
         alloc(1, "f", 4096, 0, "race");
         alloc(0, "h", 4096, 0, "race");
         free_region(0, ID(0));
@@ -522,6 +521,61 @@ static void limits(void) {
         save("hello-deadline");
 }
 
+/* A Free of region that asks for n spares of shape (pool, size, flags), or of shape *a when given. */
+static void renew(int s, uint64_t region, const char *pool, uint64_t size, uint32_t flags, uint32_t n,
+                  Allocd__Alloc *a) {
+        Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+
+        f.has_region = true;
+        f.region = region;
+        f.renew = alloc_shape(a ? a : &plain, pool, size, flags, a ? a->name : NULL);
+        f.has_spares = n != 1;
+        f.spares = n;
+        put(s, 3, ALLOCD__REQUEST__BODY_FREE, &f);
+}
+
+/* Spares (Free.renew): one, two, zeroed, none (waiters first, a bad shape, a refused Free), isolation = region. */
+static void spares(void) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        for (int i = 0; i < 5; i++)
+                alloc(0, "h", 4096, 0, NULL);                                    /* slots 0-4 */
+        renew(0, ID(0), "h", 4096, 0, 1, NULL);                                  /* slot 0 again, generation 2 */
+        renew(0, UINT64_C(2) << 32 | 0, "h", 4096, ALLOCD__FLAG__ZERO, 2, NULL); /* slots 0 (3) and 5 */
+        renew(0, ID(1), "r", 2 << 20, ALLOCD__FLAG__ZERO, 1, NULL);              /* zeroed off the loop: no spare */
+        renew(0, ID(99), "h", 4096, 0, 1, NULL);                                 /* the Free refused: no spare either */
+        renew(0, ID(2), "h", 4096, ALLOCD__FLAG__PERSIST | ALLOCD__FLAG__NOFAIL, 3, NULL);
+        a.name = "spare";
+        renew(0, ID(3), "h", 4096, 0, 1, &a);
+        a.name = NULL;
+        a.has_count = true;
+        a.count = 0;
+        renew(0, ID(4), "h", 4096, 0, 2, &a);
+        a.has_count = false;
+        a.has_format = true;
+        a.format = ALLOCD__FORMAT__FALLOC_HEAP;
+        renew(0, ID(5), "nope", 4096, 0, 2, &a);
+        renew(0, UINT64_C(3) << 32 | 0, "h", 4096, ALLOCD__FLAG__PERSIST, 1, NULL);
+        alloc(0, "r", 4096, 0, NULL);                           /* slot 0, generation 4 */
+        renew(0, UINT64_C(4) << 32 | 0, "r", 4096, 0, 2, NULL); /* one: each region brings its own memfd */
+        status(0, 0);
+        dump(0, 0, NULL);
+        raw(0, "", 0);
+        save("spares");
+
+        /* A waiter for the room: it comes first, and the renew makes no spare. */
+        begin_f_full();
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        renew(0, ID(0), "f", 4096, 0, 2, NULL);
+        record(0, FUZZ_TURN);
+        renew(0, ID(1), "f", 4096, 0, 2, NULL);
+        status(0, 0);
+        save("spares-waiters-first");
+}
+
 int main(int argc, char **argv) {
         if (argc != 2) {
                 fprintf(stderr, "usage: gen-request-seeds DIR\n");
@@ -538,5 +592,6 @@ int main(int argc, char **argv) {
         limits();
         batches();
         reclaiming();
+        spares();
         return 0;
 }

@@ -93,18 +93,20 @@ void hello(int s) {
 }
 
 /* An Alloc of size in pool with flags and name; a, if given, carries the rest. */
-void alloc_with(int s, const char *pool, uint64_t size, uint32_t flags, const char *name, Allocd__Alloc *a) {
-        Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
-
-        if (!a)
-                a = &plain;
+Allocd__Alloc *alloc_shape(Allocd__Alloc *a, const char *pool, uint64_t size, uint32_t flags, const char *name) {
         a->pool = (char *)pool;
         a->has_size = true;
         a->size = size;
         a->has_flags = flags != 0;
         a->flags = flags;
         a->name = (char *)name;
-        put(s, 2, ALLOCD__REQUEST__BODY_ALLOC, a);
+        return a;
+}
+
+void alloc_with(int s, const char *pool, uint64_t size, uint32_t flags, const char *name, Allocd__Alloc *a) {
+        Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
+
+        put(s, 2, ALLOCD__REQUEST__BODY_ALLOC, alloc_shape(a ? a : &plain, pool, size, flags, name));
 }
 
 void alloc(int s, const char *pool, uint64_t size, uint32_t flags, const char *name) {

@@ -25,6 +25,8 @@ void zeroed(int failed);
 void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body);
 void hello_as(int s, uint32_t version, const char *name);
 void hello(int s);
+/* a with pool, size, flags and name set (the rest as the caller left it); returns a. */
+Allocd__Alloc *alloc_shape(Allocd__Alloc *a, const char *pool, uint64_t size, uint32_t flags, const char *name);
 void alloc_with(int s, const char *pool, uint64_t size, uint32_t flags, const char *name, Allocd__Alloc *a);
 void alloc(int s, const char *pool, uint64_t size, uint32_t flags, const char *name);
 void free_region(int s, uint64_t region);

@@ -280,6 +280,16 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms);
  * room costs at most that much CPU before it sleeps.
  */
 int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
+/*
+ * Spares (liballoc-client(3), "SPARES"): on, alloc_region_free of the region the last
+ * alloc_region_new handed out (unnamed, ALLOC_FORMAT_RAW, neither ALLOC_PERSIST nor
+ * ALLOC_UNSEALED) asks allocd, in the same request, for another of the same shape, and the next
+ * alloc_region_new of that shape takes it without a round trip.  At most one spare per
+ * connection; it counts as the connection's region (quota, limits) until taken, and is given back
+ * by an alloc_region_new of another shape, by turning spares off, and at alloc_disconnect.  The
+ * default is $ALLOCD_SPARE (0 or 1), else off.
+ */
+int alloc_set_spare(struct alloc_client *c, bool on);
 /* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Spares (docs/protocol.md, "Spares"; liballoc-client(3), "SPARES"): with
+ * alloc_set_spare or ALLOCD_SPARE=1, the pipelined Free of the region the
+ * last alloc_region_new handed out asks allocd, in the same request, for a
+ * region of the same shape (Free.renew).  Nobody waits for that reply at the
+ * free: whoever reads next files it here.  The next alloc_region_new of that
+ * shape takes the spare from the reply, which was sent while the caller did
+ * its work, so the alloc costs no round trip; an alloc of another shape gives
+ * the spare back first (a pipelined Free), so that it never holds room that
+ * alloc needs.
+ *
+ * Two ahead: a spare asked for at a free is taken at the alloc right after,
+ * too soon for its answer to have come if it were the only one; so a free
+ * asks for as many as bring those asked or at hand to SPARES_AHEAD (the first
+ * asks for two), and each alloc takes the one asked a cycle before, whose
+ * answer is in.  The shape is the last alloc's, and a program that cycles one
+ * shape is what it is for.  A spare
+ * is an ordinary region of the connection to allocd (quota, limits, Dump),
+ * and not in the held table until it is taken: a reconnect's squaring gives
+ * back whatever allocd holds beyond that table, so a spare of a lost
+ * connection is given back there, and this side forgets it (its generation).
+ * All of it under the connection's lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client-internal.h"
+#include "connection.h"
+
+static bool same_opts(const struct alloc_opts *a, const struct alloc_opts *b) {
+        /* What allocd places a spare by; the wait (NOWAIT, NOFAIL, timeout_ms) does not matter to one. */
+        uint32_t f = ~(uint32_t)(ALLOC_NOWAIT | ALLOC_NOFAIL);
+
+        return a->count == b->count && a->align == b->align && a->phase == b->phase && a->boundary == b->boundary &&
+               a->low == b->low && a->high == b->high && a->on_node == b->on_node &&
+               (!a->on_node || a->numa_node == b->numa_node) && (a->flags & f) == (b->flags & f);
+}
+
+/* The shape of an alloc_region_new, or false where it may have no spare (named, a format, PERSIST, UNSEALED). */
+static bool shape_of(const char *pool, const struct alloc_opts *opts, struct alloc_opts *ret) {
+        static const struct alloc_opts none;
+
+        *ret = opts ? *opts : none;
+        if ((ret->name && *ret->name) || ret->format != ALLOC_FORMAT_RAW || ret->chunk_size ||
+            (ret->flags & (ALLOC_PERSIST | ALLOC_UNSEALED)) || strlen(pool) > ALLOC_POOL_NAME_MAX)
+                return false;
+        ret->name = NULL;
+        ret->timeout_ms = 0;
+        return true;
+}
+
+/* The spares a reply granted: a Region, or a RegionBatch whose first alone names the pool. */
+static size_t granted(const Allocd__Reply *r) {
+        if (!r || (r->has_error && r->error != ALLOCD__ERROR__OK))
+                return 0;
+        if (r->body_case == ALLOCD__REPLY__BODY_REGION && r->region)
+                return 1;
+        if (r->body_case == ALLOCD__REPLY__BODY_BATCH && r->batch && r->batch->n_regions &&
+            r->batch->n_regions <= SPARES_AHEAD && r->batch->regions[0]->pool)
+                return r->batch->n_regions;
+        return 0;
+}
+
+static Allocd__Region region_at(const Allocd__Reply *r, size_t i) {
+        Allocd__Region g;
+
+        if (r->body_case == ALLOCD__REPLY__BODY_REGION)
+                return *r->region;
+        g = *r->batch->regions[i];
+        if (!g.pool)
+                g.pool = r->batch->regions[0]->pool;
+        return g;
+}
+
+/* Spares asked or at hand. */
+static uint32_t ahead(const struct alloc_client *c) {
+        uint32_t n = 0;
+
+        for (size_t i = 0; i < c->spare.nask; i++) {
+                const struct spare_ask *a = &c->spare.ask[i];
+                n += a->answered ? (uint32_t)(granted(a->reply) - a->taken) : a->asked;
+        }
+        return n;
+}
+
+static void drop(struct alloc_client *c, size_t i) {
+        if (c->spare.ask[i].reply)
+                allocd__reply__free_unpacked(c->spare.ask[i].reply, NULL);
+        memmove(&c->spare.ask[i], &c->spare.ask[i + 1], (c->spare.nask - i - 1) * sizeof(c->spare.ask[0]));
+        c->spare.nask--;
+}
+
+void conn_spare_forget(struct alloc_client *c) {
+        while (c->spare.nask)
+                drop(c, 0);
+        c->spare.last = 0;
+}
+
+void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n) {
+        /* client_spare_renew made room: asks are answered in order, and listed in order under the lock. */
+        if (c->spare.nask < SPARES_AHEAD)
+                c->spare.ask[c->spare.nask++] = (struct spare_ask){.req = p->id, .gen = c->gen, .asked = n};
+}
+
+void conn_spare_unlisted(struct alloc_client *c, const struct pending *p) {
+        for (size_t i = 0; i < c->spare.nask; i++)
+                if (c->spare.ask[i].req == p->id)
+                        return drop(c, i);
+}
+
+bool conn_spare_answered(struct alloc_client *c, const struct pending *p, Allocd__Reply *r,
+                         const struct map_error *map) {
+        size_t n = granted(r);
+
+        for (size_t i = 0; i < c->spare.nask; i++) {
+                struct spare_ask *a = &c->spare.ask[i];
+                if (a->req != p->id || a->answered)
+                        continue;
+                a->answered = true;
+                if (n > a->asked)
+                        n = 0; /* more than asked: all go back (transport.c), none is kept */
+                for (size_t k = 0; k < n; k++)
+                        if (!region_at(r, k).has_id)
+                                n = 0;
+                if (!n)
+                        return false; /* no spare, and why is in the message: nothing to keep */
+                a->reply = r;
+                a->map = *map;
+                return true;
+        }
+        return false;
+}
+
+void client_spare_set(struct alloc_client *c, bool on) {
+        pthread_mutex_lock(&c->lock);
+        c->spare_on = on;
+        c->spare.last = 0;
+        pthread_mutex_unlock(&c->lock);
+}
+
+void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                       uint64_t id) {
+        struct alloc_opts shape;
+        bool ok = shape_of(pool, opts, &shape);
+
+        pthread_mutex_lock(&c->lock);
+        if (c->spare_on && ok) {
+                snprintf(c->spare.pool, sizeof(c->spare.pool), "%s", pool);
+                c->spare.size = size;
+                c->spare.opts = shape;
+        }
+        c->spare.last = c->spare_on && ok ? id : 0;
+        pthread_mutex_unlock(&c->lock);
+}
+
+bool client_spare_renew(struct alloc_client *c, uint64_t id, char *pool, uint64_t *size, struct alloc_opts *opts,
+                        uint32_t *n) {
+        bool ok;
+
+        pthread_mutex_lock(&c->lock);
+        *n = SPARES_AHEAD - ahead(c);
+        ok = c->spare_on && c->renew_ok && id && id == c->spare.last && !c->dead &&
+             c->spare.nask<SPARES_AHEAD && * n> 0;
+        if (ok) {
+                strcpy(pool, c->spare.pool);
+                *size = c->spare.size;
+                *opts = c->spare.opts;
+                c->spare.last = 0;
+        }
+        pthread_mutex_unlock(&c->lock);
+        return ok;
+}
+
+/* Whether the first ask (arg NULL) or every ask (arg non-NULL) is answered, or gone with its connection. */
+static bool settled(const struct alloc_client *c, const void *arg) {
+        for (size_t i = 0; i < c->spare.nask && (i == 0 || arg); i++)
+                if (!c->spare.ask[i].answered && c->spare.ask[i].gen == c->gen)
+                        return false;
+        return true;
+}
+
+int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
+                      struct alloc_region *ret, uint64_t back[SPARES_AHEAD], size_t *nback) {
+        struct alloc_opts shape;
+        struct timespec deadline;
+        bool same, dl;
+        int r = -ENOENT;
+
+        *nback = 0;
+        pthread_mutex_lock(&c->lock);
+        same = shape_of(pool, opts, &shape) && !strcmp(pool, c->spare.pool) && size == c->spare.size &&
+               same_opts(&shape, &c->spare.opts);
+        dl = conn_plain_deadline(c, &deadline);
+        /* Another shape: every spare goes back, so that none holds room the alloc needs. */
+        if (!same && c->spare.nask && !c->dead && !settled(c, c))
+                conn_await(c, settled, c, dl ? &deadline : NULL);
+        while (c->spare.nask && r < 0) {
+                struct spare_ask *a = &c->spare.ask[0];
+                /* Its answer was asked for with the Free, a cycle ago, and is read now if it has not been. */
+                if (same && !c->dead && !settled(c, NULL))
+                        conn_await(c, settled, NULL, dl ? &deadline : NULL);
+                if (!a->answered || a->gen != c->gen || c->dead) {
+                        /* A reconnect gave it back (or will): allocd held it, the held table not. */
+                        drop(c, 0);
+                        continue;
+                }
+                if (a->taken < granted(a->reply)) {
+                        Allocd__Region g = region_at(a->reply, a->taken++);
+                        if (!same || (r = client_region_out(c, &g, &a->map, ret)) < 0)
+                                back[(*nback)++] = g.id;
+                        continue;
+                }
+                drop(c, 0);
+        }
+        if (c->spare.nask && c->spare.ask[0].answered && c->spare.ask[0].taken == granted(c->spare.ask[0].reply))
+                drop(c, 0);
+        pthread_mutex_unlock(&c->lock);
+        return r < 0 ? -ENOENT : 0;
+}

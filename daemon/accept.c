@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Accepting connections (docs/ARCHITECTURE.md, "Connections"): the listening
+ * socket (made or checked in listen.c) under a uv_poll_t, each accepted fd
+ * made a connection in HANDSHAKE (counted against the limits) or REFUSED
+ * (over a limit: told why at once, kept only until it speaks, its Hello
+ * deadline, or stop, so that it reads the reason before the socket closes;
+ * at most REFUSED_MAX of them).  HANDSHAKE and REFUSED connections sit, in
+ * accept order, on a deadline list that one timer sweeps: a client that
+ * never says Hello is closed.  Out of fds, accepting pauses until a
+ * connection closes or ACCEPT_PAUSE_MS pass, rather than spin.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listen.h"
+#include "log.h"
+#include "server.h"
+#include "text.h"
+
+#define REFUSED_MAX 16      /* refused connections kept just long enough to read why */
+#define ACCEPT_PAUSE_MS 100 /* out of fds: accept again after this, or when a connection closes */
+
+static uv_loop_t *loop;
+static struct core *core;
+static void (*changed)(void);
+static TAILQ_HEAD(, conn) handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
+static uint32_t nrefused;
+static uint64_t next_serial = 1;
+static uv_timer_t hello_timer, accept_timer;
+static bool accept_paused, stopping;
+static uv_poll_t listen_poll;
+static int listen_fd = -1;
+static char *bound_path;     /* the socket file we made, removed at stop */
+static struct proto_out out; /* a refusal's words */
+
+static void listen_cb(uv_poll_t *h, int status, int events);
+
+uint64_t server_next_serial(void) {
+        return next_serial;
+}
+
+void server_set_next_serial(uint64_t serial) {
+        next_serial = serial;
+}
+
+/*
+ * Closes the connections that have not said Hello in time.  The list is in accept order, which is
+ * deadline order until a SIGHUP changes hello_timeout: so the whole list is looked at, and it holds
+ * at most max_connections + REFUSED_MAX entries.
+ */
+static void hello_sweep(uv_timer_t *t) {
+        struct conn *c, *next;
+        uint64_t now = uv_now(loop), first = UINT64_MAX;
+
+        (void)t;
+        for (c = TAILQ_FIRST(&handshakes); c; c = next) {
+                next = TAILQ_NEXT(c, hs_link);
+                if (c->deadline > now) {
+                        first = c->deadline < first ? c->deadline : first;
+                        continue;
+                }
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
+                     "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
+                conn_close(c);
+        }
+        if (first != UINT64_MAX)
+                uv_timer_start(&hello_timer, hello_sweep, first - now, 0);
+}
+
+void accept_handshake_done(struct conn *c) {
+        TAILQ_REMOVE(&handshakes, c, hs_link);
+        if (c->state == CONN_REFUSED)
+                nrefused--;
+}
+
+void accept_fd_freed(void) {
+        if (accept_paused && !stopping) {
+                accept_paused = false;
+                uv_timer_stop(&accept_timer);
+                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
+        }
+}
+
+/* The command name of pid, for allocctl; best effort (another pid namespace, a process already gone). */
+static void read_comm(pid_t pid, char *buf, size_t size) {
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        *buf = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        n = read(fd, buf, size - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
+        text_sanitize(buf);
+}
+
+static int conn_new(int fd) {
+        struct conn *c = calloc(1, sizeof(*c));
+        struct client *cl = c ? &c->s.client : NULL;
+        struct core_result res;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (!c || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_err("accepting a client: %s", c ? strerror(errno) : "out of memory");
+                free(c);
+                return -1;
+        }
+        c->fd = fd;
+        cl->serial = next_serial++;
+        cl->pid = cred.pid;
+        cl->uid = cred.uid;
+        cl->gid = cred.gid;
+        len = sizeof(cl->groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
+                cl->ngroups = (int)(len / sizeof(gid_t));
+        else
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = cl->pid},
+                     "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
+                     (int)cl->pid, strerror(errno));
+        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
+        core_client_add(core, cl, &res);
+        if (res.code != E_OK && nrefused >= REFUSED_MAX) {
+                /*
+                 * Too many refused already: say why and close now.  What the client sent is read
+                 * first: closing a socket with unread packets resets it, and the client would see
+                 * ECONNRESET before the reason.
+                 */
+                char junk[64];
+                proto_error(&out, 0, res.code, res.msg);
+                wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+                for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
+                        ;
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
+                     res.msg);
+                free(c);
+                return -1;
+        }
+        STAILQ_INIT(&c->out);
+        uv_poll_init(loop, &c->poll, fd);
+        c->poll.data = c;
+        c->in_core = res.code == E_OK;
+        c->state = c->in_core ? CONN_HANDSHAKE : CONN_REFUSED;
+        c->deadline = uv_now(loop) + core_limits(core)->hello_timeout_ms;
+        TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
+        conn_start(c);
+        if (!uv_is_active((uv_handle_t *)&hello_timer) ||
+            uv_timer_get_due_in(&hello_timer) > core_limits(core)->hello_timeout_ms)
+                uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
+        if (!c->in_core) {
+                nrefused++;
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
+                     res.msg);
+                conn_error_reply(c, 0, res.code, res.msg);
+        }
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = cl->pid}, "client pid %d uid %u connected", (int)cl->pid,
+             (unsigned)cl->uid);
+        changed();
+        return 0;
+}
+
+static void accept_again(uv_timer_t *t) {
+        (void)t;
+        accept_paused = false;
+        if (!stopping)
+                uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
+}
+
+static void listen_cb(uv_poll_t *h, int status, int events) {
+        static bool said;
+
+        (void)h;
+        (void)events;
+        if (status < 0)
+                return;
+        for (int i = 0; i < 64; i++) {
+                int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd >= 0) {
+                        said = false;
+                        if (conn_new(fd) < 0)
+                                close(fd);
+                        continue;
+                }
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /* Accepting again at once would spin: wait for a connection to close, or a moment. */
+                        if (!said)
+                                log_warn("accept: %s; not accepting until a connection closes (at most %d ms)",
+                                         strerror(errno), ACCEPT_PAUSE_MS);
+                        said = true;
+                        accept_paused = true;
+                        uv_poll_stop(&listen_poll);
+                        uv_timer_start(&accept_timer, accept_again, ACCEPT_PAUSE_MS, 0);
+                } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                        log_warn("accept: %s", strerror(errno));
+                }
+                return;
+        }
+}
+
+/* ---- set-up and stop ---- */
+
+void accept_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
+        loop = l;
+        core = c;
+        changed = changed_cb;
+        stopping = false; /* a server started again in one process (tests/test-reclaim.c) */
+        uv_timer_init(loop, &hello_timer);
+        uv_timer_init(loop, &accept_timer);
+}
+
+static int start_listening(int fd) {
+        listen_fd = fd;
+        uv_poll_init(loop, &listen_poll, fd);
+        return uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
+}
+
+int server_adopt(int fd) {
+        int r = listen_adopt(fd);
+
+        return r < 0 ? r : start_listening(fd);
+}
+
+int server_listen(const char *path, char *err, size_t errsize) {
+        int fd = listen_open(path, err, errsize);
+
+        if (fd < 0)
+                return fd;
+        bound_path = strdup(path);
+        return start_listening(fd);
+}
+
+void accept_stop(void) {
+        stopping = true;
+        if (listen_fd >= 0) {
+                uv_poll_stop(&listen_poll);
+                uv_close((uv_handle_t *)&listen_poll, NULL);
+                close(listen_fd);
+                listen_fd = -1;
+        }
+        if (bound_path) {
+                listen_remove(bound_path);
+                free(bound_path);
+                bound_path = NULL;
+        }
+        uv_close((uv_handle_t *)&hello_timer, NULL);
+        uv_close((uv_handle_t *)&accept_timer, NULL);
+}

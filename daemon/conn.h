@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_CONN_H
+#define ALLOCD_CONN_H
+
+/*
+ * A connection, as server.c (requests, replies, the loop turn) and accept.c (accepting, the
+ * Hello deadline, the listening socket) share it; nothing else sees it.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <uv.h>
+
+#include "core.h"
+#include "proto.h"
+
+enum conn_state { CONN_HANDSHAKE, CONN_READY, CONN_REFUSED, CONN_CLOSING };
+
+struct packet;
+
+struct conn {
+        struct session s; /* s.client is the core's once in_core */
+        uv_poll_t poll;
+        int fd;
+        enum conn_state state;
+        bool in_core;
+        uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
+        STAILQ_HEAD(, packet) out;
+        size_t out_bytes;
+        uint32_t busy; /* zeroing jobs that will answer on this connection */
+        TAILQ_ENTRY(conn) link, hs_link;
+};
+
+/* server.c: c, made by accept.c, joins the served connections (refused ones too, until they go). */
+void conn_start(struct conn *c);
+void conn_close(struct conn *c);
+void conn_error_reply(struct conn *c, uint64_t id, int code, const char *msg);
+
+/* accept.c */
+void accept_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
+/* c leaves HANDSHAKE or REFUSED (said Hello, or closing): off the deadline list. */
+void accept_handshake_done(struct conn *c);
+/* A connection closed: its fd may be what a paused accept waits for. */
+void accept_fd_freed(void);
+/* Stops listening, removes the socket file we made, closes the timers. */
+void accept_stop(void);
+
+#endif

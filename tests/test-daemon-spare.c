@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Spares (docs/protocol.md, "Spares"): a free that asks allocd for a region of
+ * the same shape in the same request, taken by the next alloc without a round
+ * trip (two ahead: docs/protocol.md).  "Without a round trip" is shown by stopping allocd (SIGSTOP) before
+ * the alloc: it returns all the same.  What a spare holds is seen in the
+ * pool's used bytes, which count it as the connection's.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "sysd.h"
+
+#define CONF "[pool small]\nkind = host\nsize = 64K\n"
+
+static struct daemon d;
+
+static void stop(void) {
+        daemon_stop(&d);
+}
+
+static void start(void) {
+        daemon_start(&d, CONF "[pool other]\nkind = host\nsize = 1M\nisolation = region\n");
+}
+
+TestSuite(spare, .init = start, .fini = stop, .timeout = 60);
+
+static struct alloc_client *spare_client(struct daemon *dd) {
+        struct alloc_client *c = daemon_connect(dd);
+
+        cr_assert_eq(alloc_set_spare(c, true), 0, "%s", alloc_last_error());
+        return c;
+}
+
+/*
+ * alloc_region_new while allocd is stopped: only a spare already answered can satisfy it.  NOWAIT
+ * (which a spare's shape leaves out) so that an alloc sent to allocd times out at once.
+ */
+static int alloc_stopped(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *shape,
+                         struct alloc_region *r) {
+        struct alloc_opts o = shape ? *shape : (struct alloc_opts){0};
+        int e;
+
+        cr_assert_eq(alloc_set_timeout(c, 300), 0);
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        o.flags |= ALLOC_NOWAIT;
+        e = alloc_region_new(c, pool, size, &o, r);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(alloc_set_timeout(c, 10000), 0);
+        return e;
+}
+
+Test(spare, the_next_alloc_of_the_shape_takes_it_without_a_round_trip) {
+        struct alloc_client *c = spare_client(&d);
+        struct alloc_region r, s;
+
+        cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error()); /* the free's answer is in */
+        cr_assert_eq(pool_used(c, "small"), 2 * 4096, "the first free asks for two spares, the connection's");
+        int e = alloc_stopped(c, "small", 4096, NULL, &s);
+        cr_assert_eq(e, 0, "the alloc waited for allocd: %d %s", e, alloc_last_error());
+        cr_assert_neq(s.id, r.id);
+        memset(s.ptr, 'x', 4096);
+        /* Cycling the shape keeps one region and a spare or two (asked, or at hand), never more. */
+        for (int i = 0; i < 100; i++) {
+                cr_assert_eq(alloc_region_free(c, s.id), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &s), 0, "%s", alloc_last_error());
+        }
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 2 * 4096);
+        cr_assert_eq(alloc_region_free(c, s.id), 0);
+        cr_assert_eq(alloc_set_spare(c, false), 0, "%s", alloc_last_error()); /* gives the spares back */
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 0);
+        alloc_disconnect(c);
+}
+
+Test(spare, a_spare_is_zero_when_the_alloc_asks_zero) {
+        struct alloc_client *c = spare_client(&d);
+        const struct alloc_opts zero = {.flags = ALLOC_ZERO};
+        struct alloc_region r, s;
+
+        cr_assert_eq(alloc_region_new(c, "small", 8192, &zero, &r), 0, "%s", alloc_last_error());
+        memset(r.ptr, 0xff, 8192);
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_stopped(c, "small", 8192, &zero, &s), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 8192; i++)
+                cr_assert_eq(((unsigned char *)s.ptr)[i], 0, "byte %d", i);
+        /* A spare without ZERO is not one for an alloc that asks it: it goes back, the alloc asks allocd. */
+        cr_assert_eq(alloc_region_free(c, s.id), 0);
+        cr_assert_eq(alloc_region_new(c, "small", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        memset(r.ptr, 0xff, 8192);
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(alloc_region_new(c, "small", 8192, &zero, &s), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 8192; i++)
+                cr_assert_eq(((unsigned char *)s.ptr)[i], 0, "byte %d", i);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 8192, "the other spare went back");
+        alloc_disconnect(c);
+}
+
+Test(spare, another_shape_and_the_close_give_it_back) {
+        struct alloc_client *c = spare_client(&d), *watch = daemon_connect(&d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        /* Another size: the 4 KiB spare goes back before it, and the whole pool fits, NOWAIT. */
+        const struct alloc_opts nowait = {.flags = ALLOC_NOWAIT};
+        cr_assert_eq(alloc_region_new(c, "small", 65536, &nowait, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(watch, "small"), 65536, "a spare of the whole pool");
+        alloc_disconnect(c);
+        cr_assert_eq(wait_used(watch, "small", 0), 0, "the close gave the spare back");
+        alloc_disconnect(watch);
+}
+
+/* A client that waits for the whole pool, then gives it back (its connection closes). */
+static void *waiter(void *arg) {
+        const struct alloc_opts wait = {.timeout_ms = 10000};
+        struct alloc_client *cb = daemon_connect(&d);
+        struct alloc_region x;
+        intptr_t e = alloc_region_new(cb, "small", 65536, &wait, &x);
+
+        (void)arg;
+        alloc_disconnect(cb);
+        return (void *)e;
+}
+
+Test(spare, a_client_waiting_for_the_room_gets_it_first) {
+        struct alloc_client *c = spare_client(&d), *b = daemon_connect(&d);
+        const struct alloc_opts nowait = {.flags = ALLOC_NOWAIT};
+        struct alloc_region r;
+        pthread_t t;
+        void *e;
+
+        cr_assert_eq(alloc_region_new(c, "small", 65536, &nowait, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(pthread_create(&t, NULL, waiter, NULL), 0);
+        cr_assert_eq(wait_waiters(b, "small", 1), 1, "the waiter is queued");
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(pthread_join(t, &e), 0);
+        cr_assert_eq((intptr_t)e, 0, "the waiter did not get the room: %d", (int)(intptr_t)e);
+        /* The free stands, and made no spare: the pool is empty once the waiter has gone. */
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(wait_used(b, "small", 0), 0, "no spare was made");
+        cr_assert_eq(alloc_region_new(c, "small", 65536, &nowait, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(b);
+        alloc_disconnect(c);
+}
+
+Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {
+        struct alloc_client *c = spare_client(&d), *watch = daemon_connect(&d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        /* allocd reads the free, makes the spare and answers a connection already closed. */
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(wait_used(watch, "small", 0), 0);
+        alloc_disconnect(watch);
+}
+
+Test(spare, isolation_region_pools_have_spares_too) {
+        struct alloc_client *c = spare_client(&d);
+        struct alloc_region r, s;
+
+        cr_assert_eq(alloc_region_new(c, "other", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_stopped(c, "other", 4096, NULL, &s), 0, "%s", alloc_last_error());
+        memset(s.ptr, 'y', 4096);
+        cr_assert_eq(alloc_region_free(c, s.id), 0);
+        cr_assert_eq(alloc_set_spare(c, false), 0);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "other"), 0);
+        alloc_disconnect(c);
+}
+
+Test(spare, allocd_spare_is_0_or_1) {
+        struct alloc_client *c;
+
+        setenv("ALLOCD_SPARE", "yes", 1);
+        cr_assert_eq(alloc_connect(&c, d.sock, NULL), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "ALLOCD_SPARE=yes"), "%s", alloc_last_error());
+        setenv("ALLOCD_SPARE", "1", 1);
+        c = daemon_connect(&d);
+        unsetenv("ALLOCD_SPARE");
+        struct alloc_region r, s;
+        cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_stopped(c, "small", 4096, NULL, &s), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+}
+
+/* ---- across a restart with the state (systemd's fd store, played by sysd.c) ---- */
+
+static struct sysd s;
+
+static void end_sysd(void) {
+        sysd_end(&s);
+}
+
+Test(restart, a_spare_held_across_a_restart_is_one_region_and_no_more, .fini = end_sysd) {
+        struct alloc_region r, n;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *c = spare_client(&s.d);
+        /* One spare answered before the restart, one whose answer the restart may cut. */
+        for (int round = 0; round < 2; round++) {
+                cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+                if (round == 0)
+                        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+                sysd_restart(&s, SIGTERM);
+                cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &n), 0, "%s", alloc_last_error());
+                memset(n.ptr, 'z', 4096);
+                cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+                struct alloc_status *st;
+                cr_assert_eq(alloc_status(c, &st), 0, "%s / %s", alloc_last_error(), sysd_log(&s));
+                alloc_status_free(st);
+                cr_assert_eq(pool_used(c, "small"), 4096, "round %d: one region held, no spare left over", round);
+                cr_assert_eq(alloc_region_free_sync(c, n.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert_eq(pool_used(c, "small"), 0);
+        alloc_disconnect(c);
+}
