@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sysd.h"
+#include "restart-checks.h"
 
 #define CONF                                                                                                           \
         "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
@@ -27,58 +27,7 @@
 #define NCLIENTS 3
 #define NREGIONS 16
 
-static struct sysd s;
-
-static void teardown(void) {
-        sysd_end(&s);
-}
-
 TestSuite(restart, .fini = teardown, .timeout = 120);
-
-/* `allocctl --json dump [POOL]`, without the "age" fields, which move with the clock. */
-static char *dump(const char *pool) {
-        char cmd[512], *out = malloc(1 << 20);
-        size_t n = 0, k;
-
-        snprintf(cmd, sizeof(cmd), "%s --socket %s --json dump %s", ALLOCCTL_PATH, s.d.sock, pool ? pool : "");
-        FILE *f = popen(cmd, "r");
-        cr_assert(f && out);
-        while ((k = fread(out + n, 1, (1 << 20) - 1 - n, f)) > 0)
-                n += k;
-        out[n] = '\0';
-        cr_assert_eq(pclose(f), 0, "%s failed: %s", cmd, out);
-        for (char *a; (a = strstr(out, "\"age\": "));) {
-                char *e = a + 7;
-                while (*e >= '0' && *e <= '9')
-                        e++;
-                memmove(a, e, strlen(e) + 1);
-        }
-        return out;
-}
-
-/*
- * How many names in the store begin with prefix, once it holds want of them or 5 s passed: allocd's
- * FDSTORE and FDSTOREREMOVE come after the reply that caused them, and a swap of the state is two.
- */
-static size_t stored(const char *prefix, size_t want) {
-        for (int i = 0; i < 500 && sysd_count(&s, prefix) != want; i++)
-                usleep(10000);
-        return sysd_count(&s, prefix);
-}
-
-static void pattern(void *p, uint64_t size, unsigned seed) {
-        uint32_t *w = p;
-        for (uint64_t i = 0; i < size / 4; i++)
-                w[i] = seed * 2654435761u + (uint32_t)i;
-}
-
-static bool pattern_ok(const void *p, uint64_t size, unsigned seed) {
-        const uint32_t *w = p;
-        for (uint64_t i = 0; i < size / 4; i++)
-                if (w[i] != seed * 2654435761u + (uint32_t)i)
-                        return false;
-        return true;
-}
 
 /* The client processes: each holds its connection and regions until told to check them, or to go. */
 struct clients {

@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd across restarts that go on appending to the state they restored (keep_adopt, issue 18),
+ * systemd played by sysd.c: pools a reload adds or makes at last, in every order, then kills; kill
+ * -9 storms under load, with compactions between and a kill right after one; a pool resized or
+ * taken out after the adoption; an older format's state.  Each restart must restore (never start
+ * fresh) and `allocctl dump` must read the same after it.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "restart-checks.h"
+
+TestSuite(restart2, .fini = teardown, .timeout = 240);
+
+/* allocd's whole stderr (slurp stops at 16 KiB); the caller frees it. */
+static char *whole_log(void) {
+        FILE *f = fopen(s.log, "r");
+        char *b = NULL;
+        size_t n = 0;
+
+        cr_assert(f);
+        cr_assert_geq(getdelim(&b, &n, '\0', f), 0);
+        fclose(f);
+        return b;
+}
+
+/* Every start so far restored its state: none was refused, so none started with fresh pools. */
+static void all_restored(void) {
+        char *log = whole_log();
+
+        cr_assert(!strstr(log, "cannot be restored") && !strstr(log, "is not a state this allocd can read"), "%s", log);
+        free(log);
+}
+
+/*
+ * Detaches id and disconnects, once allocd has answered: a kill right after a disconnect that
+ * allocd has not read yet keeps the connection's holds in the state, for its reconnection.
+ */
+static void let_go(struct alloc_client *k, uint64_t id) {
+        struct alloc_status *st;
+
+        cr_assert_eq(id ? alloc_region_detach(k, id) : 0, 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        alloc_disconnect(k);
+}
+
+/* A PERSIST region of 8 KiB named name in pool, its bytes seed's; its id. */
+static uint64_t keep_one(const char *pool, const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s in %s: %s", name, pool, alloc_last_error());
+        pattern(r.ptr, r.size, seed);
+        let_go(k, r.id);
+        return r.id;
+}
+
+static void there(const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s: %s", name, alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, seed), "%s lost its bytes", name);
+        let_go(k, r.id);
+}
+
+static void drop(const char *name) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s: %s", name, alloc_last_error());
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s: %s", name, alloc_last_error());
+        let_go(k, 0);
+}
+
+static void not_there(const char *name) {
+        struct alloc_client *k = daemon_connect(&s.d);
+
+        cr_assert_eq(alloc_region_attach(k, name, NULL, &(struct alloc_region){0}), -ENOENT, "%s is back", name);
+        alloc_disconnect(k);
+}
+
+/* A restart by sig that restores everything as it was. */
+static void same_after(int sig) {
+        char *before = dump(NULL);
+
+        sysd_restart(&s, sig);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before, "%s", sysd_log(&s));
+        all_restored();
+        free(before);
+        free(after);
+}
+
+/* Two restarts by kill, then every region in names is there with its bytes (seeds 1, 2, ... in order). */
+static void two_kills_keep(const char *const *names) {
+        same_after(SIGKILL);
+        same_after(SIGKILL);
+        for (unsigned i = 0; names[i]; i++)
+                there(names[i], i + 1);
+}
+
+/* SIGHUP with conf; waits for the pool whose store name is stored to be stored. */
+static void reload(const char *conf, const char *stored_name) {
+        write_file(s.d.conf, conf);
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored(stored_name, 1), 1, "%s is not stored: %s", stored_name, sysd_log(&s));
+}
+
+#define POOL_A "[pool a]\nkind = host\nsize = 4M\n"
+#define BIG_NOT_MADE "[pool big]\nkind = host\nsize = 64T\n"
+#define BIG "[pool big]\nkind = host\nsize = 2M\n"
+#define POOL_C "[pool c]\nkind = host\nsize = 2M\n"
+
+/*
+ * A pool a reload adds (c) and one it makes at last (big, which keeps its id), each with a region,
+ * in either order, with restarts by kill between: each restart appends to the state it restored.
+ */
+static void added_and_made(bool big_first, int sig) {
+        sysd_start(&s, POOL_A BIG_NOT_MADE);
+        keep_one("a", "a1", 1);
+        same_after(sig);
+        if (big_first) {
+                reload(POOL_A BIG, "pool.host.2097152.big");
+                keep_one("big", "b1", 2);
+                same_after(sig);
+                reload(POOL_A BIG POOL_C, "pool.host.2097152.c");
+                keep_one("c", "c1", 3);
+        } else {
+                reload(POOL_A BIG_NOT_MADE POOL_C, "pool.host.2097152.c");
+                keep_one("c", "c1", 3);
+                same_after(sig);
+                reload(POOL_A BIG POOL_C, "pool.host.2097152.big");
+                keep_one("big", "b1", 2);
+        }
+        same_after(sig);
+        drop("a1");
+        keep_one("big", "b2", 4);
+        same_after(sig);
+        same_after(SIGTERM);
+        not_there("a1");
+        there("b1", 2);
+        there("b2", 4);
+        there("c1", 3);
+        cr_assert_eq(stored("state.", 1), 1);
+}
+
+Test(restart2, added_then_made_at_last_by_kill) {
+        added_and_made(false, SIGKILL);
+}
+
+Test(restart2, made_at_last_then_added_by_kill) {
+        added_and_made(true, SIGKILL);
+}
+
+Test(restart2, added_then_made_at_last_by_term) {
+        added_and_made(false, SIGTERM);
+}
+
+/* Both in one reload, and the region in the pool made at last before any restart. */
+Test(restart2, added_and_made_in_one_reload) {
+        sysd_start(&s, POOL_A BIG_NOT_MADE);
+        keep_one("a", "a1", 1);
+        reload(POOL_A BIG POOL_C, "pool.host.2097152.big");
+        cr_assert_eq(stored("pool.host.2097152.c", 1), 1);
+        keep_one("big", "b1", 2);
+        keep_one("c", "c1", 3);
+        two_kills_keep((const char *[]){"a1", "b1", "c1", NULL});
+}
+
+#define STORM_CONF                                                                                                     \
+        "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
+        "= 16M\nisolation = region\n"
+
+/*
+ * Allocates and frees in pool until killed: batches of 8, every fourth region named (after its
+ * loader and count) and PERSIST every eighth one, freed with the batch.  It carries on across
+ * every restart (liballoc-client reconnects and reclaims): an error ends it with a status.
+ */
+static void loader(const char *pool, int who) {
+        struct alloc_client *k;
+        struct alloc_region r[8];
+        char name[64];
+
+        if (alloc_connect(&k, s.d.sock, "storm") < 0)
+                _exit(1);
+        for (unsigned n = 0;; n++) {
+                snprintf(name, sizeof(name), "storm%d/%u", who, n);
+                struct alloc_opts o = {.name = n % 4 ? NULL : name, .flags = n % 8 ? 0 : ALLOC_PERSIST};
+                if (alloc_region_new(k, pool, 4096, &o, &r[n % 8]) < 0)
+                        _exit(2);
+                if (n % 8 == 7)
+                        for (int i = 0; i < 8; i++)
+                                if (alloc_region_free(k, r[i].id) < 0)
+                                        _exit(3);
+        }
+}
+
+static pid_t start_loader(const char *pool, int who) {
+        pid_t pid = fork();
+
+        cr_assert(pid >= 0);
+        if (pid == 0)
+                loader(pool, who);
+        return pid;
+}
+
+static void signal_all(const pid_t *pids, int n, int sig) {
+        for (int i = 0; i < n; i++)
+                cr_assert_eq(kill(pids[i], sig), 0);
+}
+
+/* Which state name the store holds (0 or 1), once it holds one. */
+static int state_name(void) {
+        cr_assert_eq(stored("state.", 1), 1, "%s", sysd_log(&s));
+        return sysd_count(&s, "state.1") == 1;
+}
+
+/*
+ * Kill -9 storms: the loaders run, allocd is killed (right after a compaction, or at a random
+ * moment) and restarted, again and again, so that a state is adopted, appended to, compacted and
+ * adopted again.  Every other round the loaders are stopped first and the dump must be the same
+ * after the restart.  The PERSIST regions made between rounds keep their bytes throughout.
+ */
+Test(restart2, kill_storm_under_load) {
+        enum { ROUNDS = 12, LOADERS = 3 };
+        pid_t pids[LOADERS];
+        unsigned compacted = 0;
+        char name[32];
+
+        sysd_start(&s, STORM_CONF);
+        pids[0] = start_loader("other", 0);
+        pids[1] = start_loader("host", 1);
+        pids[2] = start_loader("iso", 2);
+        srand(7);
+        for (int round = 0; round < ROUNDS; round++) {
+                snprintf(name, sizeof(name), "keep%d", round);
+                keep_one(round % 2 ? "host" : "iso", name, 100u + (unsigned)round);
+                if (round % 2) {
+                        /* Right after a compaction: the state's name changes (up to 10 s of load). */
+                        int was = state_name();
+                        for (int i = 0; i < 10000 && sysd_count(&s, was ? "state.0" : "state.1") == 0; i++)
+                                usleep(1000);
+                        compacted += sysd_count(&s, was ? "state.0" : "state.1") == 1;
+                        sysd_restart(&s, SIGKILL);
+                        all_restored();
+                } else {
+                        usleep(50000 + (useconds_t)(rand() % 200000));
+                        signal_all(pids, LOADERS, SIGSTOP);
+                        usleep(20000); /* what they had sent is answered, and kept */
+                        same_after(round % 4 ? SIGKILL : SIGTERM);
+                        signal_all(pids, LOADERS, SIGCONT);
+                }
+                for (int i = 0; i < LOADERS; i++)
+                        cr_assert_eq(waitpid(pids[i], &(int){0}, WNOHANG), 0, "loader %d stopped at round %d", i,
+                                     round);
+        }
+        cr_assert_geq(compacted, 2, "only %u compactions in the storm", compacted);
+        signal_all(pids, LOADERS, SIGKILL);
+        for (int i = 0; i < LOADERS; i++)
+                waitpid(pids[i], &(int){0}, 0);
+        /* The loaders' connections go: what they held goes with them, and what they made PERSIST stays. */
+        struct alloc_client *k = daemon_connect(&s.d);
+        size_t n = 0;
+        for (int i = 0; i < 500 && n != 1; i++) {
+                struct alloc_status *st;
+                usleep(i ? 10000 : 0);
+                cr_assert_eq(alloc_status(k, &st), 0);
+                n = st->nclients;
+                alloc_status_free(st);
+        }
+        cr_assert_eq(n, 1, "%zu connections", n);
+        alloc_disconnect(k);
+        sysd_restart(&s, SIGKILL);
+        all_restored();
+        for (int round = 0; round < ROUNDS; round++) {
+                snprintf(name, sizeof(name), "keep%d", round);
+                there(name, 100u + (unsigned)round);
+        }
+        same_after(SIGKILL);
+}
+
+/* The configuration becomes conf, then a restart by sig (allocd must reach READY=1). */
+static void restart_with(const char *conf, int sig) {
+        sysd_kill(&s, sig);
+        write_file(s.d.conf, conf);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        all_restored();
+}
+
+/* Status lists pool as size bytes, within 5 s (a drained pool is replaced at the end of a loop turn). */
+static void listed_as(const char *pool, uint64_t size) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        uint64_t now = 0;
+
+        for (int i = 0; i < 500 && now != size; i++) {
+                struct alloc_status *st;
+                usleep(i ? 10000 : 0);
+                cr_assert_eq(alloc_status(k, &st), 0);
+                now = 0;
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, pool))
+                                now = st->pools[j].size;
+                alloc_status_free(st);
+        }
+        alloc_disconnect(k);
+        cr_assert_eq(now, size, "pool %s is %llu bytes: %s", pool, (unsigned long long)now, sysd_log(&s));
+}
+
+/* A pool resized across an adopting restart: the new one, made when the old drains, keeps its regions through kills. */
+Test(restart2, resized_after_adoption) {
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n[pool q]\nkind = host\nsize = 4M\n");
+        keep_one("p", "old", 1);
+        keep_one("q", "q1", 2);
+        restart_with("[pool p]\nkind = host\nsize = 8M\n[pool q]\nkind = host\nsize = 4M\n", SIGKILL);
+        there("old", 1);
+        drop("old");
+        listed_as("p", 8u << 20);
+        cr_assert_eq(stored("pool.host.8388608.p", 1), 1, "%s", sysd_log(&s));
+        keep_one("p", "new", 3);
+        same_after(SIGKILL);
+        there("new", 3);
+        there("q1", 2);
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        same_after(SIGKILL);
+        same_after(SIGTERM);
+        there("new", 3);
+        there("q1", 2);
+}
+
+/* Pools p and q with a region each (p1, q1), then a restart by kill with conf. */
+static void p1_q1_then(const char *conf) {
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n[pool q]\nkind = host\nsize = 4M\n");
+        keep_one("p", "p1", 1);
+        keep_one("q", "q1", 2);
+        restart_with(conf, SIGKILL);
+}
+
+/* A pool taken out of the configuration across an adopting restart drains; the others keep theirs through kills. */
+Test(restart2, removed_after_adoption) {
+        p1_q1_then("[pool p]\nkind = host\nsize = 4M\n");
+        keep_one("p", "p2", 3);
+        same_after(SIGKILL);
+        drop("q1");
+        cr_assert_eq(stored("pool.host.4194304.q", 0), 0, "the drained pool is still stored");
+        keep_one("p", "p3", 4);
+        same_after(SIGKILL);
+        /* Configured again: made anew, in place of the drained one's id. */
+        reload("[pool p]\nkind = host\nsize = 4M\n[pool q]\nkind = host\nsize = 4M\n", "pool.host.4194304.q");
+        keep_one("q", "q2", 5);
+        same_after(SIGKILL);
+        same_after(SIGKILL);
+        there("p1", 1);
+        there("p2", 3);
+        there("p3", 4);
+        there("q2", 5);
+        not_there("q1");
+}
+
+/* Pools in another order: ids differ, so the state is written anew, and the regions follow their pools' names. */
+Test(restart2, pools_in_another_order) {
+        p1_q1_then("[pool q]\nkind = host\nsize = 4M\n[pool p]\nkind = host\nsize = 4M\n");
+        keep_one("p", "p2", 3);
+        keep_one("q", "q2", 4);
+        two_kills_keep((const char *[]){"p1", "q1", "p2", "q2", NULL});
+}
+
+static uint32_t crc32c(const uint8_t *p, size_t n) {
+        uint32_t c = ~0u;
+
+        while (n--) {
+                c ^= *p++;
+                for (int k = 0; k < 8; k++)
+                        c = c >> 1 ^ (0x82f63b78u & -(c & 1));
+        }
+        return ~c;
+}
+
+/*
+ * A state of format 3 (4 without LOG_POOL), snapshot and log: read, and kept from then on in a new
+ * state of format 4 rather than appended to (a 3 with a 4's record in it would be neither).
+ */
+Test(restart2, a_version_3_state_is_read_and_replaced) {
+        sysd_start(&s, POOL_A);
+        keep_one("a", "a1", 1);
+        sysd_kill(&s, SIGKILL);
+        int was = state_name(), fd = sysd_fd(&s, was ? "state.1" : "state.0");
+        uint8_t h[40];
+        uint32_t v = 3, crc;
+        cr_assert_eq(pread(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+        memcpy(h + 8, &v, 4);
+        crc = crc32c(h, 36);
+        memcpy(h + 36, &crc, 4);
+        cr_assert_eq(pwrite(fd, h, sizeof(h), 0), (ssize_t)sizeof(h));
+        char *before = NULL;
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        all_restored();
+        there("a1", 1);
+        cr_assert_eq(stored(was ? "state.0" : "state.1", 1), 1, "the version 3 state was appended to: %s",
+                     sysd_log(&s));
+        cr_assert_eq(stored(was ? "state.1" : "state.0", 0), 0);
+        keep_one("a", "a2", 2);
+        before = dump(NULL);
+        free(before);
+        same_after(SIGKILL);
+        there("a1", 1);
+        there("a2", 2);
+}
+
+/*
+ * A connection's holds restored, then released when the grace time passes without it, in a state
+ * that was appended to: the next restart does not bring them back; a reconnection after a second
+ * restart reclaims what it holds again.
+ */
+Test(restart2, grace_release_after_adoption) {
+        const char *conf = "[daemon]\nreclaim_grace = 300ms\n" POOL_A;
+        struct alloc_region r, q;
+
+        sysd_start(&s, conf);
+        keep_one("a", "a1", 1);
+        struct alloc_client *gone = daemon_connect(&s.d), *back = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(gone, "a", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(back, "a", 16384, NULL, &q), 0, "%s", alloc_last_error());
+        pattern(q.ptr, q.size, 9);
+        pool_used(back, "a");
+        sysd_restart(&s, SIGKILL);
+        all_restored();
+        /* back reclaims with its next call; gone says nothing until its grace time is over. */
+        cr_assert_eq(pool_used(back, "a"), 8192 + 8192 + 16384, "%s", sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(wait_used(k, "a", 8192 + 16384), 8192 + 16384, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+        same_after(SIGKILL);
+        same_after(SIGKILL);
+        cr_assert_eq(pool_used(back, "a"), 8192 + 16384, "%s", sysd_log(&s));
+        cr_assert(pattern_ok(q.ptr, q.size, 9));
+        cr_assert_eq(alloc_region_free_sync(back, q.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(back, "a"), 8192, "the released region is back: %s", sysd_log(&s));
+        alloc_disconnect(gone);
+        alloc_disconnect(back);
+        there("a1", 1);
+}
