@@ -19,6 +19,7 @@
 #include "grace.h"
 #include "log.h"
 #include "reload.h"
+#include "restart.h"
 
 static uv_loop_t *loop;
 static struct core *core;
@@ -307,6 +308,7 @@ static void make_pool_done(uv_work_t *w, int status) {
         next_pool();
         if (stopping)
                 return;
+        restart_pools_added(core);
         update();
         if (pools_in_flight == 0) {
                 describe(what, sizeof(what), true);

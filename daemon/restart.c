@@ -394,10 +394,20 @@ static void sync_pools(struct core *core) {
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
                              "pool %s: its last region went; the draining pool is dropped", name);
                         make_deferred(core, name);
-                } else if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW) {
-                        stored[i] = store_pool(&pi);
+                        /*
+                         * The pool made in its place (its id) is stored now: a request of the next turn may
+                         * put a region in it and be answered before that turn ends.
+                         */
+                        core_pool_info(core_pool_at(core, i), &pi);
                 }
+                if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW)
+                        stored[i] = store_pool(&pi);
         }
+}
+
+void restart_pools_added(struct core *core) {
+        if (keep)
+                sync_pools(core);
 }
 
 /* Stores keep_fd() under the state name not in use, then removes the other: a crash between leaves both. */

@@ -51,6 +51,12 @@ void restart_begin(struct core *core, uint64_t next_serial);
  */
 void restart_turn(struct core *core, uint64_t next_serial);
 /*
+ * A pool joined the core (a reload made it): its fd is stored now, before a request can put a
+ * region in it and be answered before the loop turn ends (a kill then would leave a state whose
+ * pool the store lacks, and the next start would refuse it whole).
+ */
+void restart_pools_added(struct core *core);
+/*
  * allocd stops: the state is kept once more and then left as it is (the connections about to close
  * keep their references in it, for their reconnection); with no store, what is lost is logged.
  * Returns whether the state was kept.

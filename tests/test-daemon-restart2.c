@@ -452,3 +452,28 @@ Test(restart2, grace_release_after_adoption) {
         alloc_disconnect(back);
         there("a1", 1);
 }
+
+/*
+ * The pool made in place of a drained namesake (a resize across a restart) is stored at once, as
+ * it is made: the first Alloc in it may come before the end of the next loop turn, and a kill
+ * between its reply and that store left a state with a region in a pool whose memory the store
+ * lacks, which the next start refused whole: every region lost.
+ */
+Test(restart2, a_pool_made_when_its_namesake_drains_is_stored_at_once) {
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n[pool q]\nkind = host\nsize = 4M\n");
+        keep_one("p", "old", 1);
+        keep_one("q", "q1", 2);
+        restart_with("[pool p]\nkind = host\nsize = 8M\n[pool q]\nkind = host\nsize = 4M\n", SIGKILL);
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        /* Nothing asked of allocd from now on: what it stores, it stores by itself. */
+        cr_assert_eq(stored("pool.host.8388608.p", 1), 1, "the new pool is not stored: %s", sysd_log(&s));
+        alloc_disconnect(k);
+        keep_one("p", "new", 3);
+        sysd_restart(&s, SIGKILL);
+        all_restored();
+        there("new", 3);
+        there("q1", 2);
+}
