@@ -235,7 +235,7 @@ static int state_name(void) {
  * after the restart.  The PERSIST regions made between rounds keep their bytes throughout.
  */
 Test(restart2, kill_storm_under_load) {
-        enum { ROUNDS = 12, LOADERS = 3 };
+        enum { ROUNDS = 16, LOADERS = 3 };
         pid_t pids[LOADERS];
         unsigned compacted = 0;
         char name[32];
@@ -254,7 +254,7 @@ Test(restart2, kill_storm_under_load) {
                         for (int i = 0; i < 10000 && sysd_count(&s, was ? "state.0" : "state.1") == 0; i++)
                                 usleep(1000);
                         compacted += sysd_count(&s, was ? "state.0" : "state.1") == 1;
-                        sysd_restart(&s, SIGKILL);
+                        sysd_restart(&s, round % 4 == 3 ? SIGTERM : SIGKILL); /* a stop under load too */
                         all_restored();
                 } else {
                         usleep(50000 + (useconds_t)(rand() % 200000));
