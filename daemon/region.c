@@ -359,10 +359,13 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
                 }
                 fill->slots[fill->n++] = got;
         }
-        if ((e = range_reserve(p->arena, rec->offset, rec->size)) < 0) {
-                e = e == -ENOMEM ? e : -ENOSPC;
+        /* A region is whole quanta (its range's size): range_reserve would round a size that is not. */
+        if (rec->size % p->conf.quantum)
+                e = -EDOM;
+        else if ((e = range_reserve(p->arena, rec->offset, rec->size)) < 0)
+                e = e == -ENOMEM || e == -EDOM ? e : -ENOSPC;
+        if (e < 0)
                 goto no_range;
-        }
         if (fmt->format != FMT_RAW && (e = formats_add(&rt->formats, slot, fmt)) < 0)
                 goto no_format;
         if ((e = pool_charge(p, rec->uid, (int64_t)rec->size)) < 0)
