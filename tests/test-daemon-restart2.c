@@ -477,3 +477,26 @@ Test(restart2, a_pool_made_when_its_namesake_drains_is_stored_at_once) {
         there("new", 3);
         there("q1", 2);
 }
+
+/* A stop, or a kill, while a reload is still making a pool: the state kept is whole, and the next start makes it. */
+static void stop_while_a_pool_is_made(int sig) {
+        sysd_start(&s, POOL_A);
+        keep_one("a", "a1", 1);
+        write_file(s.d.conf, POOL_A "[pool slow]\nkind = host\nsize = 1G\nlock = yes\n");
+        kill(s.d.pid, SIGHUP);
+        usleep(20000);
+        same_after(sig);
+        there("a1", 1);
+        keep_one("slow", "s1", 2);
+        same_after(SIGKILL);
+        there("s1", 2);
+        there("a1", 1);
+}
+
+Test(restart2, a_stop_while_a_pool_is_made) {
+        stop_while_a_pool_is_made(SIGTERM);
+}
+
+Test(restart2, a_kill_while_a_pool_is_made) {
+        stop_while_a_pool_is_made(SIGKILL);
+}
