@@ -286,6 +286,19 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
         c->npipelined = 0;
 }
 
+/* A new connection, not the old one reclaimed: what it held is gone (said once, if it held anything). */
+static int start_afresh(struct alloc_client *c, bool had, const char *why) {
+        held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
+        if (had) {
+                c->revived = -ESTALE;
+                snprintf(c->revived_msg, sizeof(c->revived_msg),
+                         "allocd at %s restarted and this connection's regions are gone (%s); the connection "
+                         "carries on as a new one",
+                         c->path, why);
+        }
+        return 0;
+}
+
 int conn_revive(struct alloc_client *c, uint64_t gen) {
         uint64_t start = now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
@@ -293,7 +306,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         size_t ngiven = 0;
         char why[256];
         int fd = -1, r;
-        bool had;
+        bool had = false, made = false; /* made: a connection was made and said Hello once */
 
         if (c->gen != gen)
                 return c->revived ? client_fail(c->revived, "%s", c->revived_msg) : 0;
@@ -310,12 +323,26 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 return conn_revive(c, gen);
         for (;;) {
                 r = dial(c, &fd);
-                if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0)
-                        break;
+                if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0) {
+                        if (!made) {
+                                forget(c, &given, &ngiven);
+                                had = held_count(c->held) != 0;
+                                made = true;
+                        }
+                        c->revived = 0;
+                        r = r == 1 ? square(c, fd, given, ngiven) : start_afresh(c, had, why);
+                        /*
+                         * allocd went again while this connection squared its regions (restarts in quick
+                         * succession): the next one has the reclaim in its state, and the squaring starts over.
+                         */
+                        if (r != -ECONNRESET && r != -EPIPE)
+                                break;
+                }
                 if (fd >= 0)
                         close(fd);
                 fd = -1;
                 if (r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
+                        free(given);
                         c->given_up = true;
                         snprintf(c->dead_msg, sizeof(c->dead_msg),
                                  "the connection to allocd at %s was lost, and making it again failed for %u ms "
@@ -327,29 +354,13 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000}, NULL);
                 wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
         }
-        forget(c, &given, &ngiven);
-        had = held_count(c->held) != 0;
-        c->revived = 0;
-        if (r == 1) {
-                r = square(c, fd, given, ngiven);
-        } else {
-                held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
-                if (had) {
-                        c->revived = -ESTALE;
-                        snprintf(c->revived_msg, sizeof(c->revived_msg),
-                                 "allocd at %s restarted and this connection's regions are gone (%s); the connection "
-                                 "carries on as a new one",
-                                 c->path, why);
-                }
-                r = 0;
-        }
         free(given);
         if (r < 0) {
                 close(fd);
                 snprintf(c->dead_msg, sizeof(c->dead_msg),
                          "the connection to allocd was made again, but squaring "
                          "its regions with allocd failed");
-                c->dead = r == -ECONNRESET ? r : -EIO;
+                c->dead = -EIO;
                 return conn_fail_dead(c);
         }
         /* As alloc_set_timeout has it: sends bounded by the connection's timeout, reads by their deadlines. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "restart-checks.h"
+#include "restart-proxy.h"
 
 TestSuite(restart2, .fini = teardown, .timeout = 240);
 
@@ -189,7 +190,7 @@ Test(restart2, added_and_made_in_one_reload) {
  * loader and count) and PERSIST every eighth one, freed with the batch.  It carries on across
  * every restart (liballoc-client reconnects and reclaims): an error ends it with a status.
  */
-static void loader(const char *pool, int who) {
+static void loader(const char *pool, int who, bool come_and_go) {
         struct alloc_client *k;
         struct alloc_region r[8];
         char name[64];
@@ -199,21 +200,30 @@ static void loader(const char *pool, int who) {
         for (unsigned n = 0;; n++) {
                 snprintf(name, sizeof(name), "storm%d/%u", who, n);
                 struct alloc_opts o = {.name = n % 4 ? NULL : name, .flags = n % 8 ? 0 : ALLOC_PERSIST};
-                if (alloc_region_new(k, pool, 4096, &o, &r[n % 8]) < 0)
+                r[n % 8].id = 0;
+                int e = alloc_region_new(k, pool, 4096, &o, &r[n % 8]);
+                if (e < 0 && !come_and_go) {
+                        fprintf(stderr, "loader %d: %d %s\n", who, e, alloc_last_error());
                         _exit(2);
+                }
+                if (!r[n % 8].id) /* a pool that comes and goes: not there, or draining */
+                        usleep(2000);
                 if (n % 8 == 7)
                         for (int i = 0; i < 8; i++)
-                                if (alloc_region_free(k, r[i].id) < 0)
+                                if (r[i].id && (e = alloc_region_free(k, r[i].id)) < 0) {
+                                        fprintf(stderr, "loader %d: free: %d %s\n", who, e, alloc_last_error());
                                         _exit(3);
+                                }
         }
 }
 
-static pid_t start_loader(const char *pool, int who) {
+/* come_and_go: the pool is not always there to take an Alloc. */
+static pid_t start_loader(const char *pool, int who, bool come_and_go) {
         pid_t pid = fork();
 
         cr_assert(pid >= 0);
         if (pid == 0)
-                loader(pool, who);
+                loader(pool, who, come_and_go);
         return pid;
 }
 
@@ -222,10 +232,49 @@ static void signal_all(const pid_t *pids, int n, int sig) {
                 cr_assert_eq(kill(pids[i], sig), 0);
 }
 
+static void loaders_alive(const pid_t *pids, int n, int round) {
+        for (int i = 0; i < n; i++) {
+                int status = 0;
+                cr_assert_eq(waitpid(pids[i], &status, WNOHANG), 0, "loader %d stopped at round %d: %#x: %s", i, round,
+                             status, sysd_log(&s));
+        }
+}
+
 /* Which state name the store holds (0 or 1), once it holds one. */
 static int state_name(void) {
         cr_assert_eq(stored("state.", 1), 1, "%s", sysd_log(&s));
         return sysd_count(&s, "state.1") == 1;
+}
+
+/*
+ * The loaders are killed; once allocd has let their connections go (what they held goes with
+ * them, what they made PERSIST stays), a kill and a restart must bring back every keepN of the
+ * rounds, and one more must change nothing.
+ */
+static void storm_end(const pid_t *pids, int n, int rounds) {
+        char name[32];
+
+        signal_all(pids, n, SIGKILL);
+        for (int i = 0; i < n; i++)
+                waitpid(pids[i], &(int){0}, 0);
+        struct alloc_client *k = daemon_connect(&s.d);
+        size_t conns = 0;
+        for (int i = 0; i < 500 && conns != 1; i++) {
+                struct alloc_status *st;
+                usleep(i ? 10000 : 0);
+                cr_assert_eq(alloc_status(k, &st), 0);
+                conns = st->nclients;
+                alloc_status_free(st);
+        }
+        cr_assert_eq(conns, 1, "%zu connections", conns);
+        alloc_disconnect(k);
+        sysd_restart(&s, SIGKILL);
+        all_restored();
+        for (int round = 0; round < rounds; round++) {
+                snprintf(name, sizeof(name), "keep%d", round);
+                there(name, 100u + (unsigned)round);
+        }
+        same_after(SIGKILL);
 }
 
 /*
@@ -241,9 +290,9 @@ Test(restart2, kill_storm_under_load) {
         char name[32];
 
         sysd_start(&s, STORM_CONF);
-        pids[0] = start_loader("other", 0);
-        pids[1] = start_loader("host", 1);
-        pids[2] = start_loader("iso", 2);
+        pids[0] = start_loader("other", 0, false);
+        pids[1] = start_loader("host", 1, false);
+        pids[2] = start_loader("iso", 2, false);
         srand(7);
         for (int round = 0; round < ROUNDS; round++) {
                 snprintf(name, sizeof(name), "keep%d", round);
@@ -263,33 +312,10 @@ Test(restart2, kill_storm_under_load) {
                         same_after(round % 4 ? SIGKILL : SIGTERM);
                         signal_all(pids, LOADERS, SIGCONT);
                 }
-                for (int i = 0; i < LOADERS; i++)
-                        cr_assert_eq(waitpid(pids[i], &(int){0}, WNOHANG), 0, "loader %d stopped at round %d", i,
-                                     round);
+                loaders_alive(pids, LOADERS, round);
         }
         cr_assert_geq(compacted, 2, "only %u compactions in the storm", compacted);
-        signal_all(pids, LOADERS, SIGKILL);
-        for (int i = 0; i < LOADERS; i++)
-                waitpid(pids[i], &(int){0}, 0);
-        /* The loaders' connections go: what they held goes with them, and what they made PERSIST stays. */
-        struct alloc_client *k = daemon_connect(&s.d);
-        size_t n = 0;
-        for (int i = 0; i < 500 && n != 1; i++) {
-                struct alloc_status *st;
-                usleep(i ? 10000 : 0);
-                cr_assert_eq(alloc_status(k, &st), 0);
-                n = st->nclients;
-                alloc_status_free(st);
-        }
-        cr_assert_eq(n, 1, "%zu connections", n);
-        alloc_disconnect(k);
-        sysd_restart(&s, SIGKILL);
-        all_restored();
-        for (int round = 0; round < ROUNDS; round++) {
-                snprintf(name, sizeof(name), "keep%d", round);
-                there(name, 100u + (unsigned)round);
-        }
-        same_after(SIGKILL);
+        storm_end(pids, LOADERS, ROUNDS);
 }
 
 /* The configuration becomes conf, then a restart by sig (allocd must reach READY=1). */
@@ -499,4 +525,78 @@ Test(restart2, a_stop_while_a_pool_is_made) {
 
 Test(restart2, a_kill_while_a_pool_is_made) {
         stop_while_a_pool_is_made(SIGKILL);
+}
+
+/*
+ * Reloads and restarts in a random order while loaders run, one in a pool that a reload adds, takes
+ * out, or resizes (so at a restart it drains, and the pool configured is made when it has): each
+ * start must restore the state it finds, whatever the log says of pools.
+ */
+Test(restart2, reloads_and_restarts_under_load) {
+        static const char *const extra[] = {"", "[pool extra]\nkind = host\nsize = 8M\n",
+                                            "[pool extra]\nkind = host\nsize = 16M\n"};
+        enum { ROUNDS = 24, LOADERS = 2 };
+        char conf[512], name[32];
+        pid_t pids[LOADERS];
+
+        sysd_start(&s, STORM_CONF);
+        pids[0] = start_loader("other", 0, false);
+        pids[1] = start_loader("extra", 1, true);
+        srand(11);
+        for (int round = 0; round < ROUNDS; round++) {
+                snprintf(conf, sizeof(conf), "%s%s", STORM_CONF, extra[rand() % 3]);
+                snprintf(name, sizeof(name), "keep%d", round);
+                keep_one("host", name, 100u + (unsigned)round);
+                switch (rand() % 3) {
+                case 0:
+                        write_file(s.d.conf, conf);
+                        kill(s.d.pid, SIGHUP);
+                        usleep((useconds_t)(rand() % 100000));
+                        break;
+                default:
+                        usleep((useconds_t)(rand() % 100000));
+                        restart_with(conf, rand() % 3 ? SIGKILL : SIGTERM);
+                }
+                loaders_alive(pids, LOADERS, round);
+        }
+        storm_end(pids, LOADERS, ROUNDS);
+}
+
+/*
+ * allocd dies again while a client squares what it holds with the allocd it reconnected to (a
+ * crash loop, or restarts in quick succession): the client reconnects once more and carries on
+ * with its regions, rather than failing the call and, for good, its connection.
+ */
+Test(restart2, a_restart_while_a_client_squares_its_regions) {
+        struct alloc_region r[2];
+        struct alloc_status *st;
+        struct proxy p;
+        struct alloc_client *k;
+
+        sysd_start(&s, POOL_A);
+        proxy_start(&p, &s);
+        cr_assert_eq(alloc_connect(&k, p.path, "squaring"), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 2; i++) {
+                cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r[i]), 0, "%s", alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 40u + (unsigned)i);
+        }
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        /* The reconnection's Hello reclaims; its next request (the squaring's) finds allocd killed. */
+        p.trip_conn = 2;
+        p.trip_after = 1;
+        sysd_restart(&s, SIGKILL);
+        int e = alloc_status(k, &st);
+        cr_assert_eq(e, 0, "%d %s: %s", e, alloc_last_error(), sysd_log(&s));
+        alloc_status_free(st);
+        cr_assert(p.tripped, "allocd was not restarted during the squaring");
+        cr_assert_eq(pool_used(k, "a"), 16384, "%s", sysd_log(&s));
+        for (int i = 0; i < 2; i++) {
+                cr_assert(pattern_ok(r[i].ptr, r[i].size, 40u + (unsigned)i));
+                cr_assert_eq(alloc_region_free_sync(k, r[i].id), 0, "%s", alloc_last_error());
+        }
+        alloc_disconnect(k);
+        /* The allocd the proxy started dies with its thread (PR_SET_PDEATHSIG): this thread starts the next. */
+        sysd_restart(&s, SIGTERM);
+        proxy_stop(&p);
 }
