@@ -45,7 +45,9 @@ static void pass(struct proxy *p, int k, bool to_daemon) {
 
         if (n == -EAGAIN)
                 return;
-        if (n > 0 && to_daemon && k + 1 == p->trip_conn && p->sent[k] == p->trip_after && !p->tripped) {
+        int *count = to_daemon ? &p->sent[k] : &p->got[k];
+
+        if (n > 0 && to_daemon != p->trip_reply && k + 1 == p->trip_conn && *count == p->trip_after && !p->tripped) {
                 p->tripped = true;
                 sysd_kill(p->s, SIGKILL);
                 cr_assert_eq(sysd_spawn(p->s), -1, "%s", sysd_log(p->s));
@@ -57,8 +59,8 @@ static void pass(struct proxy *p, int k, bool to_daemon) {
                 close(fds[i]);
         if (n <= 0)
                 pair_close(p, k);
-        else if (to_daemon)
-                p->sent[k]++;
+        else
+                (*count)++;
 }
 
 static void *run(void *arg) {
@@ -76,7 +78,7 @@ static void *run(void *arg) {
                         int k = p->npairs++, c = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
                         p->client[k] = c;
                         p->daemon[k] = c >= 0 ? unix_socket(p->s->d.sock, false) : -1;
-                        p->sent[k] = 0;
+                        p->sent[k] = p->got[k] = 0;
                         if (p->daemon[k] < 0)
                                 pair_close(p, k);
                 }
@@ -95,6 +97,12 @@ void proxy_start(struct proxy *p, struct sysd *s) {
         snprintf(p->path, sizeof(p->path), "%s/proxy.sock", s->d.dir);
         cr_assert((p->lfd = unix_socket(p->path, true)) >= 0, "%s: %s", p->path, strerror(errno));
         cr_assert_eq(pthread_create(&p->thread, NULL, run, p), 0);
+}
+
+void proxy_trip(struct proxy *p, int conn, bool reply, int after) {
+        p->trip_reply = reply;
+        p->trip_after = after;
+        p->trip_conn = conn; /* last: the proxy's thread reads it first */
 }
 
 void proxy_stop(struct proxy *p) {

@@ -18,18 +18,25 @@ struct proxy {
         struct sysd *s;
         char path[160]; /* where clients connect */
         int lfd;
-        int client[PROXY_PAIRS], daemon[PROXY_PAIRS], sent[PROXY_PAIRS];
+        int client[PROXY_PAIRS], daemon[PROXY_PAIRS];
+        int sent[PROXY_PAIRS], got[PROXY_PAIRS]; /* packets passed on to allocd, and back */
         int npairs;
         pthread_t thread;
         volatile bool quit;
-        /* Connection trip_conn (1 for the first accepted), when it has sent trip_after packets: its next
-         * one is not passed on; allocd is killed and started again, and the connection closed. */
+        /*
+         * Connection trip_conn (1 for the first accepted), when it has sent trip_after packets (or, with
+         * trip_reply, been sent them): its next one that way is not passed on; allocd is killed and
+         * started again, and the connection closed.
+         */
         volatile int trip_conn, trip_after;
+        volatile bool trip_reply;
         volatile bool tripped;
 };
 
 /* Listens at s's directory's proxy.sock and passes everything on until proxy_stop. */
 void proxy_start(struct proxy *p, struct sysd *s);
+/* From now on, connection conn trips after packets that way (the fields above). */
+void proxy_trip(struct proxy *p, int conn, bool reply, int after);
 void proxy_stop(struct proxy *p);
 
 #endif

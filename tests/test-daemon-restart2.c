@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "restart-checks.h"
-#include "restart-proxy.h"
 
 TestSuite(restart2, .fini = teardown, .timeout = 240);
 
@@ -562,41 +561,3 @@ Test(restart2, reloads_and_restarts_under_load) {
         storm_end(pids, LOADERS, ROUNDS);
 }
 
-/*
- * allocd dies again while a client squares what it holds with the allocd it reconnected to (a
- * crash loop, or restarts in quick succession): the client reconnects once more and carries on
- * with its regions, rather than failing the call and, for good, its connection.
- */
-Test(restart2, a_restart_while_a_client_squares_its_regions) {
-        struct alloc_region r[2];
-        struct alloc_status *st;
-        struct proxy p;
-        struct alloc_client *k;
-
-        sysd_start(&s, POOL_A);
-        proxy_start(&p, &s);
-        cr_assert_eq(alloc_connect(&k, p.path, "squaring"), 0, "%s", alloc_last_error());
-        for (int i = 0; i < 2; i++) {
-                cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r[i]), 0, "%s", alloc_last_error());
-                pattern(r[i].ptr, r[i].size, 40u + (unsigned)i);
-        }
-        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
-        alloc_status_free(st);
-        /* The reconnection's Hello reclaims; its next request (the squaring's) finds allocd killed. */
-        p.trip_conn = 2;
-        p.trip_after = 1;
-        sysd_restart(&s, SIGKILL);
-        int e = alloc_status(k, &st);
-        cr_assert_eq(e, 0, "%d %s: %s", e, alloc_last_error(), sysd_log(&s));
-        alloc_status_free(st);
-        cr_assert(p.tripped, "allocd was not restarted during the squaring");
-        cr_assert_eq(pool_used(k, "a"), 16384, "%s", sysd_log(&s));
-        for (int i = 0; i < 2; i++) {
-                cr_assert(pattern_ok(r[i].ptr, r[i].size, 40u + (unsigned)i));
-                cr_assert_eq(alloc_region_free_sync(k, r[i].id), 0, "%s", alloc_last_error());
-        }
-        alloc_disconnect(k);
-        /* The allocd the proxy started dies with its thread (PR_SET_PDEATHSIG): this thread starts the next. */
-        sysd_restart(&s, SIGTERM);
-        proxy_stop(&p);
-}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd restarted at chosen moments of a client's exchange (restart-proxy.h, issue 18): while a
+ * reconnection squares its regions, after a Hello's reclaim or an Alloc that allocd did and kept
+ * but whose reply never came.  The client carries on with what it holds, and nothing is counted
+ * twice.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "restart-checks.h"
+#include "restart-proxy.h"
+
+TestSuite(restart3, .fini = teardown, .timeout = 120);
+
+#define POOL_A "[pool a]\nkind = host\nsize = 4M\n"
+
+/* A client of pool a through proxy p with two regions of 8 KiB, their bytes written (seeds 40, 41). */
+static struct alloc_client *two_regions(struct proxy *p, struct alloc_region *r) {
+        struct alloc_client *k;
+        struct alloc_status *st;
+
+        sysd_start(&s, POOL_A);
+        proxy_start(p, &s);
+        cr_assert_eq(alloc_connect(&k, p->path, "restart3"), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 2; i++) {
+                cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r[i]), 0, "%s", alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 40u + (unsigned)i);
+        }
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        return k;
+}
+
+/* The client carries on holding r[0, n) with their bytes and nothing else; a restart keeps that. */
+static void holds_just(struct proxy *p, struct alloc_client *k, const struct alloc_region *r, int n) {
+        unsigned long long used = pool_used(k, "a");
+        cr_assert(p->tripped, "allocd was not restarted where the test meant");
+        cr_assert_eq(used, 8192u * (unsigned)n, "%s", sysd_log(&s));
+        for (int i = 0; i < n; i++)
+                cr_assert(pattern_ok(r[i].ptr, r[i].size, 40u + (unsigned)i));
+        /* The allocd the proxy started dies with its thread (PR_SET_PDEATHSIG): this thread starts the next. */
+        sysd_restart(&s, SIGKILL);
+        cr_assert_eq(pool_used(k, "a"), 8192u * (unsigned)n, "%s", sysd_log(&s));
+        for (int i = 0; i < n; i++)
+                cr_assert_eq(alloc_region_free_sync(k, r[i].id), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(k, "a"), 0);
+        alloc_disconnect(k);
+        proxy_stop(p);
+}
+
+/*
+ * allocd dies again while a client squares its regions with the allocd it reconnected to (a crash
+ * loop, or restarts in quick succession): the client reconnects once more and carries on with its
+ * regions, rather than failing the call and, for good, its connection.
+ */
+Test(restart3, a_restart_while_a_client_squares_its_regions) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        proxy_trip(&p, 2, false, 1); /* the reconnection's Hello reclaims; its next request finds allocd gone */
+        sysd_restart(&s, SIGKILL);
+        holds_just(&p, k, r, 2);
+}
+
+/* allocd reclaimed the connection (and kept it) but went before its reply: the next allocd reclaims it again. */
+Test(restart3, a_restart_after_a_reclaim_whose_reply_was_lost) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        proxy_trip(&p, 2, true, 0);
+        sysd_restart(&s, SIGKILL);
+        holds_just(&p, k, r, 2);
+}
+
+/* allocd made a region (and kept it) but went before the Alloc's reply: the Alloc is sent again, and the first given
+ * back. */
+Test(restart3, a_restart_after_an_alloc_whose_reply_was_lost) {
+        struct alloc_region r[3];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        proxy_trip(&p, 1, true, 4); /* Hello, two Allocs and a Status answered */
+        cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r[2]), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        pattern(r[2].ptr, r[2].size, 42);
+        holds_just(&p, k, r, 3);
+}
+
+/* A Free that allocd never saw (reply: false), or did and kept (true), before it went: the region is freed once. */
+static void free_cut(bool reply) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        proxy_trip(&p, 1, reply, 4); /* Hello, two Allocs and a Status */
+        cr_assert_eq(alloc_region_free_sync(k, r[1].id), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        holds_just(&p, k, r, 1);
+}
+
+Test(restart3, a_restart_before_a_free) {
+        free_cut(false);
+}
+
+Test(restart3, a_restart_after_a_free_whose_reply_was_lost) {
+        free_cut(true);
+}
+
+/* A Free that asked for a spare (liballoc-client(3), SPARES), allocd went before the reply: the spare is given back. */
+Test(restart3, a_restart_after_a_free_that_asked_for_a_spare) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        cr_assert_eq(alloc_set_spare(k, true), 0);
+        proxy_trip(&p, 1, true, 4); /* Hello, two Allocs and a Status */
+        cr_assert_eq(alloc_region_free(k, r[1].id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r[1]), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        pattern(r[1].ptr, r[1].size, 41);
+        holds_just(&p, k, r, 2);
+}
