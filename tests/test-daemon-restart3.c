@@ -122,3 +122,43 @@ Test(restart3, a_restart_after_a_free_that_asked_for_a_spare) {
         pattern(r[1].ptr, r[1].size, 41);
         holds_just(&p, k, r, 2);
 }
+
+/* An Attach whose reply was lost: sent again, and the reference too many given back (a Detach: the name stays). */
+Test(restart3, a_restart_after_an_attach_whose_reply_was_lost) {
+        struct alloc_region r[3];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r), *owner = daemon_connect(&s.d);
+        struct alloc_region named;
+
+        cr_assert_eq(
+                alloc_region_new(owner, "a", 8192, &(struct alloc_opts){.name = "n", .flags = ALLOC_PERSIST}, &named),
+                0, "%s", alloc_last_error());
+        pattern(named.ptr, named.size, 42);
+        cr_assert_eq(alloc_region_detach(owner, named.id), 0, "%s", alloc_last_error());
+        pool_used(owner, "a");
+        alloc_disconnect(owner);
+        proxy_trip(&p, 1, true, 4); /* Hello, two Allocs and a Status */
+        cr_assert_eq(alloc_region_attach(k, "n", NULL, &r[2]), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert_eq(r[2].id, named.id);
+        /* One reference of k's, and PERSIST: a detach leaves it to its name. */
+        cr_assert_eq(alloc_region_detach(k, r[2].id), 0, "%s", alloc_last_error());
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(c, "n", NULL, &named), 0, "the name went with the give-back: %s",
+                     alloc_last_error());
+        cr_assert(pattern_ok(named.ptr, named.size, 42));
+        cr_assert_eq(alloc_region_free_sync(c, named.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        holds_just(&p, k, r, 2);
+}
+
+/* A client that holds regions and says nothing across three restarts reclaims them at its next call. */
+Test(restart3, a_client_idle_across_three_restarts) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        for (int i = 0; i < 3; i++)
+                sysd_restart(&s, i == 1 ? SIGTERM : SIGKILL);
+        p.tripped = true; /* no trip: the restarts are this test's */
+        holds_just(&p, k, r, 2);
+}
