@@ -51,30 +51,29 @@ static void holds_just(struct proxy *p, struct alloc_client *k, const struct all
         proxy_stop(p);
 }
 
+/* A restart by kill, then allocd restarted again at the reconnection's packet after after that way (reply). */
+static void reconnection_cut(bool reply, int after) {
+        struct alloc_region r[2];
+        struct proxy p;
+        struct alloc_client *k = two_regions(&p, r);
+
+        proxy_trip(&p, 2, reply, after);
+        sysd_restart(&s, SIGKILL);
+        holds_just(&p, k, r, 2);
+}
+
 /*
  * allocd dies again while a client squares its regions with the allocd it reconnected to (a crash
  * loop, or restarts in quick succession): the client reconnects once more and carries on with its
  * regions, rather than failing the call and, for good, its connection.
  */
 Test(restart3, a_restart_while_a_client_squares_its_regions) {
-        struct alloc_region r[2];
-        struct proxy p;
-        struct alloc_client *k = two_regions(&p, r);
-
-        proxy_trip(&p, 2, false, 1); /* the reconnection's Hello reclaims; its next request finds allocd gone */
-        sysd_restart(&s, SIGKILL);
-        holds_just(&p, k, r, 2);
+        reconnection_cut(false, 1); /* the reconnection's Hello reclaims; its next request finds allocd gone */
 }
 
 /* allocd reclaimed the connection (and kept it) but went before its reply: the next allocd reclaims it again. */
 Test(restart3, a_restart_after_a_reclaim_whose_reply_was_lost) {
-        struct alloc_region r[2];
-        struct proxy p;
-        struct alloc_client *k = two_regions(&p, r);
-
-        proxy_trip(&p, 2, true, 0);
-        sysd_restart(&s, SIGKILL);
-        holds_just(&p, k, r, 2);
+        reconnection_cut(true, 0);
 }
 
 /* allocd made a region (and kept it) but went before the Alloc's reply: the Alloc is sent again, and the first given
