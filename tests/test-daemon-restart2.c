@@ -344,12 +344,23 @@ static void listed_as(const char *pool, uint64_t size) {
         cr_assert_eq(now, size, "pool %s is %llu bytes: %s", pool, (unsigned long long)now, sysd_log(&s));
 }
 
-/* A pool resized across an adopting restart: the new one, made when the old drains, keeps its regions through kills. */
-Test(restart2, resized_after_adoption) {
-        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n[pool q]\nkind = host\nsize = 4M\n");
+/*
+ * A pool resized across a restart: the new one, made when the old drains, keeps its regions through
+ * kills.  Last in the file, the old one keeps its id and the state is appended to; first, it is not.
+ */
+static void resized(bool last) {
+        const char *p4 = "[pool p]\nkind = host\nsize = 4M\n", *p8 = "[pool p]\nkind = host\nsize = 8M\n",
+                   *q = "[pool q]\nkind = host\nsize = 4M\n";
+        char before[256], after[256];
+
+        snprintf(before, sizeof(before), "%s%s", last ? q : p4, last ? p4 : q);
+        snprintf(after, sizeof(after), "%s%s", last ? q : p8, last ? p8 : q);
+        sysd_start(&s, before);
         keep_one("p", "old", 1);
         keep_one("q", "q1", 2);
-        restart_with("[pool p]\nkind = host\nsize = 8M\n[pool q]\nkind = host\nsize = 4M\n", SIGKILL);
+        int was = state_name();
+        restart_with(after, SIGKILL);
+        cr_assert_eq(state_name() == was, last, "the state was %s", last ? "written anew" : "appended to");
         there("old", 1);
         drop("old");
         listed_as("p", 8u << 20);
@@ -363,6 +374,14 @@ Test(restart2, resized_after_adoption) {
         same_after(SIGTERM);
         there("new", 3);
         there("q1", 2);
+}
+
+Test(restart2, resized_first_after_a_restart) {
+        resized(false);
+}
+
+Test(restart2, resized_last_after_adoption) {
+        resized(true);
 }
 
 /* Pools p and q with a region each (p1, q1), then a restart by kill with conf. */
@@ -560,4 +579,3 @@ Test(restart2, reloads_and_restarts_under_load) {
         }
         storm_end(pids, LOADERS, ROUNDS);
 }
-
