@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "restart-checks.h"
@@ -160,4 +161,50 @@ Test(restart3, a_client_idle_across_three_restarts) {
                 sysd_restart(&s, i == 1 ? SIGTERM : SIGKILL);
         p.tripped = true; /* no trip: the restarts are this test's */
         holds_just(&p, k, r, 2);
+}
+
+struct waiter {
+        struct alloc_client *k;
+        struct alloc_region r;
+        int e;
+};
+
+static void *wait_for_room(void *arg) {
+        struct waiter *w = arg;
+
+        w->e = alloc_region_new(w->k, "a", 1 << 20, &(struct alloc_opts){.timeout_ms = 20000}, &w->r);
+        return NULL;
+}
+
+/*
+ * An Alloc waiting for room when allocd is killed (or stopped, which cancels it) waits again on the
+ * next one, and gets the room a free there makes.
+ */
+static void wait_across(int sig) {
+        struct alloc_region full;
+        struct waiter w = {0};
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *x = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(x, "a", 4 << 20, NULL, &full), 0, "%s", alloc_last_error());
+        w.k = daemon_connect(&s.d);
+        cr_assert_eq(pthread_create(&t, NULL, wait_for_room, &w), 0);
+        cr_assert_eq(wait_waiters(x, "a", 1), 1);
+        sysd_restart(&s, sig);
+        cr_assert_eq(wait_waiters(x, "a", 1), 1, "the Alloc does not wait on the next allocd: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_free_sync(x, full.id), 0, "%s", alloc_last_error());
+        pthread_join(t, NULL);
+        cr_assert_eq(w.e, 0, "%s", sysd_log(&s));
+        cr_assert_eq(pool_used(x, "a"), 1 << 20);
+        alloc_disconnect(w.k);
+        alloc_disconnect(x);
+}
+
+Test(restart3, a_wait_for_room_carries_on_across_a_kill) {
+        wait_across(SIGKILL);
+}
+
+Test(restart3, a_wait_for_room_carries_on_across_a_stop) {
+        wait_across(SIGTERM);
 }
