@@ -208,3 +208,39 @@ Test(restart3, a_wait_for_room_carries_on_across_a_kill) {
 Test(restart3, a_wait_for_room_carries_on_across_a_stop) {
         wait_across(SIGTERM);
 }
+
+static void *attach_when_sealed(void *arg) {
+        struct waiter *w = arg;
+
+        w->e = alloc_region_attach(w->k, "unsealed", &(struct alloc_attach_opts){.timeout_ms = 20000}, &w->r);
+        return NULL;
+}
+
+/*
+ * An ALLOC_UNSEALED region across a kill: still reserved for its creator, an attach that waited
+ * for the Seal waits on the next allocd, and the creator, reconnected, seals it; the attach gets
+ * its bytes.
+ */
+Test(restart3, an_unsealed_region_is_sealed_after_a_kill) {
+        struct alloc_region r;
+        struct waiter w = {0};
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(
+                alloc_region_new(c, "a", 8192, &(struct alloc_opts){.name = "unsealed", .flags = ALLOC_UNSEALED}, &r),
+                0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 7);
+        w.k = daemon_connect(&s.d);
+        cr_assert_eq(pthread_create(&t, NULL, attach_when_sealed, &w), 0);
+        usleep(100000); /* the attach waits for the Seal, then for the next allocd */
+        sysd_restart(&s, SIGKILL);
+        usleep(100000);
+        cr_assert_eq(alloc_region_seal(c, r.id), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        pthread_join(t, NULL);
+        cr_assert_eq(w.e, 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(w.r.ptr, w.r.size, 7));
+        alloc_disconnect(w.k);
+        alloc_disconnect(c);
+}
