@@ -386,7 +386,9 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
         }
         if (name && *name && (e = region_publish(core, slot, name)) < 0)
                 region_discard(core, slot);
-        user_put(core, u); /* a uid with neither names nor PERSIST keeps no record */
+        /* A uid with neither names nor PERSIST keeps no record; found again, as a discard may have let it go. */
+        if ((u = user_find(core, rec->uid)))
+                user_put(core, u);
         return e;
 no_charge:
         if (fmt->format != FMT_RAW)
