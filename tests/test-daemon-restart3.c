@@ -244,3 +244,32 @@ Test(restart3, an_unsealed_region_is_sealed_after_a_kill) {
         alloc_disconnect(w.k);
         alloc_disconnect(c);
 }
+
+/* A placeholder that allocctl disconnects (after a kill, before its client came back) stays gone after the next kill.
+ */
+Test(restart3, a_placeholder_disconnected_stays_gone) {
+        struct alloc_region r;
+        struct alloc_status *st;
+        char cmd[512];
+        uint64_t serial = 0;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(c, "a", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(c, &st), 0);
+        for (size_t i = 0; i < st->nclients; i++)
+                serial = st->clients[i].regions ? st->clients[i].serial : serial;
+        alloc_status_free(st);
+        sysd_restart(&s, SIGKILL);
+        snprintf(cmd, sizeof(cmd), "%s --socket %s disconnect serial:%llu >/dev/null", ALLOCCTL_PATH, s.d.sock,
+                 (unsigned long long)serial);
+        cr_assert_eq(system(cmd), 0, "%s", sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(wait_used(k, "a", 0), 0, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+        sysd_restart(&s, SIGKILL);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "a"), 0, "the placeholder's region is back: %s", sysd_log(&s));
+        alloc_disconnect(k);
+        alloc_disconnect(c);
+}
