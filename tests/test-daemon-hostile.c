@@ -337,3 +337,53 @@ Test(hostile, a_quiet_free_is_answered_only_when_refused) {
         allocd__reply__free_unpacked(r, NULL);
         close(fd);
 }
+
+Test(hostile, a_free_asks_for_up_to_spares_max_spares) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Reply *r;
+        int fd = raw_connect();
+
+        send_hello(fd, WIRE_VERSION);
+        r = next_reply(fd);
+        cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_HELLO && r->hello->renew, "Hello does not offer renew");
+        cr_expect(r->hello->has_spares_max && r->hello->spares_max == 4, "spares_max %u", r->hello->spares_max);
+        allocd__reply__free_unpacked(r, NULL);
+        a.pool = "f"; /* no fd comes with an fpga pool's regions */
+        a.has_size = true;
+        a.size = 4096;
+        req.has_id = true;
+        req.id = 2;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_REGION, "no region");
+        f.has_region = f.has_spares = true;
+        f.region = r->region->id;
+        f.spares = 4;
+        f.renew = &a;
+        allocd__reply__free_unpacked(r, NULL);
+        req.id = 3;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE;
+        req.free = &f;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 3 && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_BATCH &&
+                          r->batch->n_regions == 4 && !r->message,
+                  "four spares were asked: %s", r && r->message ? r->message : "no batch");
+        f.region = r->batch->regions[3]->id;
+        allocd__reply__free_unpacked(r, NULL);
+        /* One more than spares_max: the Free stands, with no spare, and says why. */
+        f.spares = 5;
+        req.id = 4;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 4 && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY__NOT_SET);
+        cr_expect(r->message && strstr(r->message, "spares is 1 to 4, not 5"), "%s", r->message);
+        allocd__reply__free_unpacked(r, NULL);
+        cr_assert_eq(pool_used(c, "f"), 3 * 4096, "the Free of a spare was done");
+        close(fd);
+        cr_assert_eq(wait_used(c, "f", 0), 0, "the other three went with the connection");
+}
