@@ -260,6 +260,7 @@ int names_init(struct names *n);
 void names_clear(struct names *n);
 /* The region published as name, or -ENOENT. */
 int names_find(const struct names *n, const char *name);
+/* Publishes name for slot: its id in *ret_id; -EEXIST when the name is published already. */
 int names_add(struct names *n, const char *name, uint32_t slot, uint32_t *ret_id);
 void names_remove(struct names *n, uint32_t id);
 const char *names_text(const struct names *n, uint32_t id);

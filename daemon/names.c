@@ -66,10 +66,12 @@ int names_add(struct names *n, const char *name, uint32_t slot, uint32_t *ret_id
         }
         n->tab[id] = (struct name){.text = text, .slot = slot};
         cur = n;
-        if (!tsearch((void *)(uintptr_t)id, &n->tree, cmp)) {
+        void **at = tsearch((void *)(uintptr_t)id, &n->tree, cmp);
+        /* tsearch finds a name that is there already rather than add it: one namespace, each name once. */
+        if (!at || (uint32_t)(uintptr_t)*at != id) {
                 slots_put(&n->ids, id);
                 free(text);
-                return -ENOMEM;
+                return at ? -EEXIST : -ENOMEM;
         }
         n->count++;
         *ret_id = id;

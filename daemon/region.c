@@ -359,10 +359,13 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
                 }
                 fill->slots[fill->n++] = got;
         }
-        if ((e = range_reserve(p->arena, rec->offset, rec->size)) < 0) {
-                e = e == -ENOMEM ? e : -ENOSPC;
+        /* A region is whole quanta (its range's size): range_reserve would round a size that is not. */
+        if (rec->size % p->conf.quantum)
+                e = -EDOM;
+        else if ((e = range_reserve(p->arena, rec->offset, rec->size)) < 0)
+                e = e == -ENOMEM || e == -EDOM ? e : -ENOSPC;
+        if (e < 0)
                 goto no_range;
-        }
         if (fmt->format != FMT_RAW && (e = formats_add(&rt->formats, slot, fmt)) < 0)
                 goto no_format;
         if ((e = pool_charge(p, rec->uid, (int64_t)rec->size)) < 0)
@@ -383,7 +386,9 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
         }
         if (name && *name && (e = region_publish(core, slot, name)) < 0)
                 region_discard(core, slot);
-        user_put(core, u); /* a uid with neither names nor PERSIST keeps no record */
+        /* A uid with neither names nor PERSIST keeps no record; found again, as a discard may have let it go. */
+        if ((u = user_find(core, rec->uid)))
+                user_put(core, u);
         return e;
 no_charge:
         if (fmt->format != FMT_RAW)

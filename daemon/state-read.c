@@ -255,6 +255,7 @@ static int rec_region(struct restore *st, struct in *in) {
                            "region slot %u (%s, offset %#llx, %llu bytes) cannot be restored: %s", slot,
                            core_pool_name(st->pools[id]), (unsigned long long)r.offset, (unsigned long long)r.size,
                            e == -ENOSPC || e == -EEXIST ? "it overlaps another or lies outside the pool"
+                           : e == -EDOM                 ? "its offset or size is not a multiple of the pool's quantum"
                            : e == -ENOMEM               ? "out of memory"
                                                         : "its name is taken, or its slot");
         st->refs[st->nslots] = r.refs;

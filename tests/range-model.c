@@ -369,8 +369,8 @@ static void op_reserve(struct model *m) {
                 want = -EINVAL;
         else if (start % q)
                 want = -EDOM;
-        else if (end > (u128)1 << 64)
-                want = -EOVERFLOW;
+        else if (units * q > UINT64_MAX || end > (u128)1 << 64)
+                want = -EOVERFLOW; /* the size rounded up, or the end, passes 2^64 */
         else if (start < m->base || end > (u128)addr_of(m, UNITS - 1) + q)
                 want = -ENOSPC;
         else
