@@ -302,11 +302,24 @@ static const char *say(struct gpu_proc *p, const char *fmt, ...) {
         return answer;
 }
 
-/* "rounds" or "stop": how many rounds the busy regions' kernels have made so far. */
+/* "rounds" or "stop": how many rounds the busy regions' kernels have made so far (0 on an error, which is said). */
 static unsigned long long rounds(struct gpu_proc *p, const char *cmd) {
         const char *answer = say(p, "%s", cmd);
 
         return strncmp(answer, "ok ", 3) ? 0 : strtoull(answer + 3, NULL, 10);
+}
+
+/* The rounds once they pass since, or after 10 s; asked quietly (a round is a few kernels: well under that). */
+static unsigned long long rounds_past(struct gpu_proc *p, unsigned long long since) {
+        unsigned long long n = 0;
+        char answer[512];
+
+        for (int i = 0; i < 1000 && n <= since; i++) {
+                usleep(i ? 10000 : 0);
+                gpu_ask(p, "rounds", answer, sizeof(answer));
+                n = strncmp(answer, "ok ", 3) ? 0 : strtoull(answer + 3, NULL, 10);
+        }
+        return n;
 }
 
 static void worker_end(struct gpu_proc *p) {
@@ -350,7 +363,15 @@ struct pool {
         bool host;       /* the CPU writes and reads it too */
         bool up;         /* allocd made it */
         unsigned long long used;
+        uint64_t gone; /* the offset of its region "gone", dirty and freed before the restarts */
 };
+
+/* The offset in an answer to alloc, or UINT64_MAX. */
+static uint64_t offset(const char *answer) {
+        const char *o = strstr(answer, "offset=");
+
+        return o ? strtoull(o + 7, NULL, 0) : UINT64_MAX;
+}
 
 static struct pool pools[] = {
         {.name = "g", .region = 16 * MIB},
@@ -432,9 +453,7 @@ static void restart(struct gpu_proc *a, const char *self, int nth, int sig, cons
         say(a, "spin");
         sysd_kill(&s, sig);
         /* No allocd runs now: A's kernels go on through the pointers it has. */
-        unsigned long long down = rounds(a, "rounds");
-        usleep(300000);
-        unsigned long long up = rounds(a, "rounds");
+        unsigned long long down = rounds(a, "rounds"), up = rounds_past(a, down);
         result(up > down, "kernels ran while no allocd ran: rounds %llu, then %llu", down, up);
         int r = sysd_spawn(&s);
         cr_assert_eq(r, -1, "allocd exited with %d before READY=1: %s", r, sysd_log(&s));
@@ -509,7 +528,7 @@ int main(int argc, char **argv) {
         result(fds == npools, "%zu pool fds in the store, one for each of the %zu pools", fds, npools);
         struct gpu_proc a = gpu_spawn(argv[0], "A", (char *const[]){argv[0], "worker", s.d.sock, NULL});
         for (size_t i = 0; i < NPOOLS; i++) {
-                const struct pool *p = &pools[i];
+                struct pool *p = &pools[i];
                 if (!p->up)
                         continue;
                 say(&a, "alloc %s/d0 %s %" PRIu64, p->name, p->name, p->region);
@@ -521,7 +540,7 @@ int main(int argc, char **argv) {
                         say(&a, "fill %s/d1 %zu", p->name, 20 + i);
                 say(&a, "alloc %s/busy %s %" PRIu64, p->name, p->name, p->region);
                 /* Dirty memory, free again: where the ALLOC_ZERO region after the restarts is likely to go. */
-                say(&a, "alloc %s/gone %s %" PRIu64, p->name, p->name, p->region);
+                p->gone = offset(say(&a, "alloc %s/gone %s %" PRIu64, p->name, p->name, p->region));
                 say(&a, "fill %s/gone 99", p->name);
                 say(&a, "free %s/gone", p->name);
         }
@@ -535,7 +554,9 @@ int main(int argc, char **argv) {
                 struct pool *p = &pools[i];
                 if (!p->up)
                         continue;
-                say(&a, "alloc %s/zero %s %" PRIu64 " zero", p->name, p->name, p->region);
+                uint64_t at = offset(say(&a, "alloc %s/zero %s %" PRIu64 " zero", p->name, p->name, p->region));
+                printf("     %s/zero lies %s\n", p->name,
+                       at == p->gone ? "where the bytes of gone were" : "elsewhere than gone: zeros there are weaker");
                 say(&a, "zeros %s/zero", p->name);
                 say(&a, "free %s/zero", p->name);
                 say(&a, "free %s/d1", p->name);
