@@ -40,10 +40,10 @@ struct gpu_proc {
         FILE *in, *out;
         const char *name;
 };
-/* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
-struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
 /* Sends cmd (one line) to p and reads its answer into answer, without the newline; "error: the worker died" at EOF. */
 void gpu_ask(struct gpu_proc *p, const char *cmd, char *answer, size_t size);
+/* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
+struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
 /* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
 #endif
