@@ -58,7 +58,8 @@
         X(cuModuleLoadData, 2000)                                                                                      \
         X(cuModuleUnload, 2000)                                                                                        \
         X(cuModuleGetFunction, 2000)                                                                                   \
-        X(cuLaunchKernel, 4000)
+        X(cuLaunchKernel, 4000)                                                                                        \
+        X(cuMemGetInfo, 3020)
 
 struct cuda {
 #define CUDA_FIELD(name, version) PFN_##name##_v##version name;

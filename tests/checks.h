@@ -4,8 +4,9 @@
 
 /*
  * The checks harness.c and sysd.c make: criterion's in the tests; in a program built with
- * -DCHECKS_OUTSIDE_CRITERION (bench/restart-bench), the few they use, which print what failed and
- * exit 1, since there is no test to fail and no runner to catch an abort.
+ * -DCHECKS_OUTSIDE_CRITERION (bench/restart-bench, tests/gpu/gpu-restart), the few they use,
+ * which print what failed and exit 1, since there is no test to fail and no runner to catch an
+ * abort.
  */
 
 #ifndef CHECKS_OUTSIDE_CRITERION

@@ -170,12 +170,10 @@ static void say(struct gpu_proc *p, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(cmd, sizeof(cmd), fmt, ap);
         va_end(ap);
-        fprintf(p->in, "%s\n", cmd);
-        if (!fgets(answer, sizeof(answer), p->out))
-                snprintf(answer, sizeof(answer), "error: the worker died\n");
+        gpu_ask(p, cmd, answer, sizeof(answer));
         bool ok = !strncmp(answer, "ok", 2);
         failures += !ok;
-        printf("%-4s %s %-36s %s", ok ? "ok" : "FAIL", p->name, cmd, answer);
+        printf("%-4s %s %-36s %s\n", ok ? "ok" : "FAIL", p->name, cmd, answer);
 }
 
 /*
@@ -211,16 +209,12 @@ static void lists_a_device_it_does_not_have(int ndevices) {
 int main(int argc, char **argv) {
         static const char *const pools[] = {"pin", "auto", "g"};
         char sock[128], name[8][32];
-        CUdevice dev;
-        char devname[128];
 
         if (argc == 3 && !strcmp(argv[1], "worker"))
                 return worker(argv[2]);
         setvbuf(stdout, NULL, _IOLBF, 0);
         const struct cuda *cu = gpu_setup();
-        gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
-        cu->cuDeviceGetName(devname, sizeof(devname), dev);
-        printf("device 0: %s, driver CUDA %d.%d\n", devname, cu->driver_version / 1000, cu->driver_version % 1000 / 10);
+        gpu_print_device();
         pid_t allocd = gpu_start_allocd(ALLOCD_PATH,
                                         "[pool pin]\nkind = pinned\nbackend = memfd\nsize = 64M\n"
                                         "flags = portable, devicemap\n"

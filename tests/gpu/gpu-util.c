@@ -42,6 +42,15 @@ const struct cuda *gpu_setup(void) {
         return cu;
 }
 
+void gpu_print_device(void) {
+        char name[128];
+        CUdevice dev;
+
+        gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
+        gpu_check(cu->cuDeviceGetName(name, sizeof(name), dev), "cuDeviceGetName");
+        printf("device 0: %s, driver CUDA %d.%d\n", name, cu->driver_version / 1000, cu->driver_version % 1000 / 10);
+}
+
 CUmodule gpu_load_module(const char *path) {
         static char image[4 << 20];
         FILE *f = fopen(path, "rb");
@@ -100,6 +109,13 @@ struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]
         p.out = fdopen(from[0], "r");
         setvbuf(p.in, NULL, _IOLBF, 0);
         return p;
+}
+
+void gpu_ask(struct gpu_proc *p, const char *cmd, char *answer, size_t size) {
+        fprintf(p->in, "%s\n", cmd);
+        if (!fgets(answer, (int)size, p->out))
+                snprintf(answer, size, "error: the worker died");
+        answer[strcspn(answer, "\n")] = '\0';
 }
 
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize) {

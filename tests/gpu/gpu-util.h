@@ -24,6 +24,8 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
 
 /* The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU. */
 const struct cuda *gpu_setup(void);
+/* Prints device 0's name and the driver's CUDA version (after gpu_setup). */
+void gpu_print_device(void);
 /* Exits 1 with what and the driver's words unless r is CUDA_SUCCESS. */
 void gpu_check(CUresult r, const char *what);
 /* Loads a fatbin (or cubin) from path into the current context; exits 1 if it cannot. */
@@ -38,6 +40,8 @@ struct gpu_proc {
         FILE *in, *out;
         const char *name;
 };
+/* Sends cmd (one line) to p and reads its answer into answer, without the newline; "error: the worker died" at EOF. */
+void gpu_ask(struct gpu_proc *p, const char *cmd, char *answer, size_t size);
 /* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
 struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
 /* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
