@@ -48,7 +48,8 @@ struct gpu_proc {
 };
 /* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
 struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
-/* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
+/* Starts allocd (allocd_path, or where gpu_path finds $ALLOCD_PATH) with config text on a fresh socket
+ * (written to sock); returns its pid once it accepts. */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
 #endif
 
