@@ -25,6 +25,8 @@ mkdir -p "$work/logs"
 rows=$work/rows.tsv
 : >"$rows"
 libs=$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# For the programs that take allocd from the tests' harness (tests/harness.c, daemon_path) or allocctl too.
+export ALLOCD_PATH=$bundle/bin/allocd ALLOCCTL_PATH=$bundle/bin/allocctl
 
 # The host, first: what the results were measured on.
 {

@@ -9,7 +9,7 @@
 const char *gpu_path(const char *var, const char *built) {
         /* Kept for the life of the process, so that callers free nothing (and LeakSanitizer sees them). */
         static char *beside[8];
-        const char *env = getenv(var), *name = strrchr(built, '/') ? strrchr(built, '/') + 1 : built;
+        const char *env = var ? getenv(var) : NULL, *name = strrchr(built, '/') ? strrchr(built, '/') + 1 : built;
         char self[PATH_MAX];
         ssize_t n;
         size_t i;
@@ -71,7 +71,7 @@ const struct cuda *gpu_setup(void) {
 
 CUmodule gpu_load_module(const char *path) {
         static char image[4 << 20];
-        FILE *f = fopen(path, "rb");
+        FILE *f = fopen(access(path, R_OK) == 0 ? path : (path = gpu_path(NULL, path)), "rb");
         size_t n = f ? fread(image, 1, sizeof(image), f) : 0;
         CUmodule mod;
 

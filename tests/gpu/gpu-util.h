@@ -19,7 +19,9 @@
 /*
  * A file a GPU test or benchmark needs (allocd, a fatbin): $var if it is set, else the file of
  * the same name beside this executable (a bundle of scripts/gpu-bundle.sh, run from any folder),
- * else built, the path meson compiled in.  GPU_PATH(ALLOCD_PATH) looks up $ALLOCD_PATH first.
+ * else built, the path meson compiled in.  GPU_PATH(ALLOCD_PATH) looks up $ALLOCD_PATH first.  var NULL:
+ * no variable.  gpu_start_allocd looks its allocd_path up as GPU_PATH(ALLOCD_PATH) does, and
+ * gpu_load_module a path it cannot read beside the executable.
  */
 const char *gpu_path(const char *var, const char *built);
 #define GPU_PATH(macro) gpu_path(#macro, macro)
@@ -48,8 +50,7 @@ struct gpu_proc {
 };
 /* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
 struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
-/* Starts allocd (allocd_path, or where gpu_path finds $ALLOCD_PATH) with config text on a fresh socket
- * (written to sock); returns its pid once it accepts. */
+/* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
 #endif
 
