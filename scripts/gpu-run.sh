@@ -83,6 +83,7 @@ EOF
         local skipped
         skipped=$(grep -o '"skipped":"[^"]*"' "$3" 2>/dev/null | sed 's/"skipped":"\(.*\)"/GPU part skipped: \1/')
         [ -n "$skipped" ] && echo "$skipped" && return
+        [ "$(head -c 1 "$3" 2>/dev/null)" = "{" ] && echo "(no python3 here to read its JSON: logs.tar.gz)" && return
         cat "$2" "$3" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n 1
 }
 
