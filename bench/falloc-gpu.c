@@ -48,7 +48,7 @@ void falloc_gpu_bench(size_t chunk, struct falloc_gpu_result *r) {
         unsigned blocks = (unsigned)(sms * (per_sm / 256));
         r->threads = (uint64_t)blocks * 256;
 
-        CUmodule mod = gpu_load_module(FALLOC_KERNELS_PATH);
+        CUmodule mod = gpu_load_module(GPU_PATH(FALLOC_KERNELS_PATH));
         CUfunction ff, mf;
         gpu_check(cu->cuModuleGetFunction(&ff, mod, "falloc_pairs"), "falloc_pairs");
         gpu_check(cu->cuModuleGetFunction(&mf, mod, "malloc_pairs"), "malloc_pairs");

@@ -60,6 +60,12 @@ bool daemon_notified(struct daemon *d, const char *what, int timeout_ms) {
         }
 }
 
+const char *daemon_path(void) {
+        const char *env = getenv("ALLOCD_PATH");
+
+        return env && *env ? env : ALLOCD_PATH;
+}
+
 int daemon_spawn(struct daemon *d, const char *config, char *const extra_env[], const char *stderr_file) {
         return daemon_spawn_opts(d, config, &(struct daemon_opts){.env = extra_env, .stderr_file = stderr_file});
 }
@@ -108,10 +114,10 @@ int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
                 if (o->die_with_test && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
                         _exit(126);
                 if (config)
-                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);
+                        execl(daemon_path(), "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);
                 else
                         /* --no-config: never a file this machine may have at allocd's default path. */
-                        execl(ALLOCD_PATH, "allocd", "--socket", d->sock, "--no-config", (char *)NULL);
+                        execl(daemon_path(), "allocd", "--socket", d->sock, "--no-config", (char *)NULL);
                 _exit(127);
         }
         long end = now_ms() + 20000;

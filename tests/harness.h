@@ -35,6 +35,9 @@ struct daemon {
         int notify_fd;
 };
 
+/* The allocd the tests start: $ALLOCD_PATH where it is set (a bundle of scripts/gpu-bundle.sh on a GPU
+ * host), else the one meson built. */
+const char *daemon_path(void);
 /* Starts allocd with config (NULL: the built-in pools); fails the test if it does not become ready. */
 void daemon_start(struct daemon *d, const char *config);
 /* As daemon_start, with extra arguments and environment; returns the exit status if allocd exits before READY=1 (-1

@@ -166,7 +166,7 @@ int sysd_spawn(struct sysd *s) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
                 dup2(fd, 2);
-                execl(ALLOCD_PATH, "allocd", "--config", s->d.conf, (char *)NULL);
+                execl(daemon_path(), "allocd", "--config", s->d.conf, (char *)NULL);
                 _exit(127);
         }
         s->quit = false;

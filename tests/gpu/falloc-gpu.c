@@ -95,7 +95,7 @@ static int worker(const char *sock, const char *role) {
 
         setvbuf(stdout, NULL, _IOLBF, 0);
         cu = gpu_setup();
-        CUmodule mod = gpu_load_module(FALLOC_KERNELS_PATH);
+        CUmodule mod = gpu_load_module(GPU_PATH(FALLOC_KERNELS_PATH));
         gpu_check(cu->cuModuleGetFunction(&fn_pairs, mod, "falloc_pairs"), "falloc_pairs");
         gpu_check(cu->cuModuleGetFunction(&fn_drain, mod, "falloc_drain"), "falloc_drain");
         gpu_check(cu->cuModuleGetFunction(&fn_undrain, mod, "falloc_undrain"), "falloc_undrain");

@@ -54,12 +54,13 @@ static struct alloc_region *lookup(struct worker_state *w, const char *name) {
 }
 
 static void load_kernels(struct worker_state *w) {
-        FILE *f = fopen(KERNELS_PATH, "rb");
+        const char *path = GPU_PATH(KERNELS_PATH);
+        FILE *f = fopen(path, "rb");
         static char image[1 << 20];
         CUmodule mod;
 
         if (!f || fread(image, 1, sizeof(image), f) == 0) {
-                fprintf(stderr, "cannot read %s\n", KERNELS_PATH);
+                fprintf(stderr, "cannot read %s\n", path);
                 exit(1);
         }
         fclose(f);

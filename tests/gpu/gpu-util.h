@@ -16,6 +16,16 @@
 
 #define EXIT_SKIP 77
 
+/*
+ * A file a GPU test or benchmark needs (allocd, a fatbin): $var if it is set, else the file of
+ * the same name beside this executable (a bundle of scripts/gpu-bundle.sh, run from any folder),
+ * else built, the path meson compiled in.  GPU_PATH(ALLOCD_PATH) looks up $ALLOCD_PATH first.  var NULL:
+ * no variable.  gpu_start_allocd looks its allocd_path up as GPU_PATH(ALLOCD_PATH) does, and
+ * gpu_load_module a path it cannot read beside the executable.
+ */
+const char *gpu_path(const char *var, const char *built);
+#define GPU_PATH(macro) gpu_path(#macro, macro)
+
 #if HAVE_CUDA
 /* The same pattern as kernels.cu, for checks on the host. */
 static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
