@@ -252,7 +252,7 @@ static int worker(const char *sock) {
 
         setvbuf(stdout, NULL, _IOLBF, 0);
         w.cu = gpu_setup();
-        CUmodule mod = gpu_load_module(KERNELS_PATH);
+        CUmodule mod = gpu_load_module(GPU_PATH(KERNELS_PATH));
         gpu_check(w.cu->cuModuleGetFunction(&w.fill, mod, "fill"), "cuModuleGetFunction fill");
         gpu_check(w.cu->cuModuleGetFunction(&w.check, mod, "check"), "cuModuleGetFunction check");
         if (alloc_connect(&w.c, sock, "gpu-restart") < 0) {
