@@ -21,14 +21,15 @@
 #include "cuda-loader.h"
 #include "log.h"
 
-/* Says once, the first time a pool wants it, why allocd cannot use the GPU. */
+/* Says once, the first time a pool wants it, why allocd cannot use the GPU, and again when a reload's retry says
+ * otherwise (the loader hands out the same pointer for the same words). */
 static void say_no_gpu(void) {
-        static bool said;
+        static const char *said;
         const char *why;
 
-        if (!said && !cuda_get(&why)) {
+        if (!cuda_get(&why) && why != said) {
                 log_warn("%s", why);
-                said = true;
+                said = why;
         }
 }
 

@@ -3,6 +3,7 @@
 
 #if HAVE_CUDA
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +32,17 @@ const struct cuda *gpu_setup(void) {
         CUdevice dev;
         CUcontext ctx;
 
-        cu = cuda_get(&why);
-        if (!cu) {
+        int r = cuda_load(&cu, &why);
+
+        /* Only a machine without a GPU skips; a driver that is there and fails (cuInit's 802: no fabric
+         * manager) or is too old is a failure that someone must see. */
+        if (r == -ENODEV) {
                 printf("skipped: %s\n", why);
                 exit(EXIT_SKIP);
+        }
+        if (r < 0) {
+                fprintf(stderr, "FAIL: %s\n", why);
+                exit(1);
         }
         gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
         gpu_check(cu->cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");

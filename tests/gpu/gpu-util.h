@@ -22,7 +22,10 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
         return seed * 2654435761u ^ (uint32_t)i ^ (uint32_t)(i >> 32);
 }
 
-/* The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU. */
+/*
+ * The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU
+ * (no library, the toolkit's stub, no device), 1 where the driver is there and fails.
+ */
 const struct cuda *gpu_setup(void);
 /* Exits 1 with what and the driver's words unless r is CUDA_SUCCESS. */
 void gpu_check(CUresult r, const char *what);

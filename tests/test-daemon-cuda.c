@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd with a libcuda.so.1 that answers as the test chooses (tests/fake-cuda.c): a driver
+ * that fails at cuInit, one that appears to work but can make nothing, and a SIGHUP after the
+ * driver changed its answer.  No GPU needed; without the toolkit there is nothing to fake.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#if HAVE_CUDA
+
+static struct daemon d;
+static struct alloc_client *c;
+static char libdir[] = "/tmp/allocd-fakecuda-XXXXXX", init_file[128], log_path[] = "/tmp/allocd-fakecuda-log-XXXXXX";
+static char ld_env[160], init_env[160];
+
+static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
+                             "[pool auto]\nkind = pinned\nsize = 2M\n"
+                             "[pool h]\nkind = host\nsize = 1M\n";
+
+/* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult). */
+static void start(const char *cuinit) {
+        char link[160];
+
+        cr_assert(mkdtemp(libdir));
+        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
+        cr_assert_eq(symlink(FAKE_CUDA_PATH, link), 0);
+        snprintf(init_file, sizeof(init_file), "%s/cuinit", libdir);
+        write_file(init_file, cuinit);
+        snprintf(ld_env, sizeof(ld_env), "LD_LIBRARY_PATH=%s", libdir);
+        snprintf(init_env, sizeof(init_env), "FAKE_CUDA_INIT_FILE=%s", init_file);
+        close(mkstemp(log_path));
+        char *env[] = {ld_env, init_env, NULL};
+        cr_assert_eq(daemon_spawn(&d, config, env, log_path), -1, "allocd did not start: see %s", log_path);
+        c = daemon_connect(&d);
+}
+
+static void teardown(void) {
+        char link[160];
+
+        alloc_disconnect(c);
+        daemon_stop(&d);
+        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
+        unlink(link);
+        unlink(init_file);
+        rmdir(libdir);
+        unlink(log_path);
+}
+
+static const char *reason(const char *pool) {
+        static char buf[512];
+        struct alloc_status *s;
+
+        buf[0] = '\0';
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < s->nunavailable; i++)
+                if (!strcmp(s->unavailable[i].name, pool))
+                        snprintf(buf, sizeof(buf), "%s", s->unavailable[i].reason);
+        alloc_status_free(s);
+        return buf;
+}
+
+static void sighup_and_wait(void) {
+        kill(d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(slurp(log_path), "SIGHUP: reload of "); i++)
+                usleep(10000);
+        cr_assert(strstr(slurp(log_path), "SIGHUP: reload of "), "%s", slurp(log_path));
+}
+
+TestSuite(daemon_cuda, .fini = teardown, .timeout = 60);
+
+/* "SIGHUP tries again" is true of the driver too: a failed load is not kept for the life of allocd. */
+Test(daemon_cuda, sighup_loads_the_driver_again) {
+        start("802");
+        cr_expect(strstr(reason("dev"), "CUDA_ERROR_SYSTEM_NOT_READY"), "%s", reason("dev"));
+        write_file(init_file, "100");
+        sighup_and_wait();
+        cr_expect(strstr(reason("dev"), "CUDA_ERROR_NO_DEVICE"), "the reload asked the driver again: %s",
+                  reason("dev"));
+}
+
+/* A GPU test (gpu-kind, through gpu_setup) with the fake driver: what cuInit says decides skip or fail. */
+static int gpu_test_status(const char *cuinit) {
+        char cmd[512], dir[] = "/tmp/allocd-fakecuda-XXXXXX";
+
+        cr_assert(mkdtemp(dir));
+        snprintf(cmd, sizeof(cmd),
+                 "ln -s %s %s/libcuda.so.1 && LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=%s %s >/dev/null 2>&1; r=$?; "
+                 "rm -r %s; exit $r",
+                 FAKE_CUDA_PATH, dir, dir, cuinit, GPU_KIND_PATH, dir);
+        int status = system(cmd);
+        cr_assert(WIFEXITED(status), "%#x", status);
+        return WEXITSTATUS(status);
+}
+
+Test(gpu_tests, skip_only_without_a_gpu_and_fail_on_a_broken_one) {
+        cr_expect_eq(gpu_test_status("100"), 77, "CUDA_ERROR_NO_DEVICE: no GPU, skipped");
+        cr_expect_eq(gpu_test_status("802"), 1, "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
+}
+
+#else
+Test(daemon_cuda, built_without_the_toolkit) {
+        cr_skip_test("built without the CUDA toolkit: there is no driver interface to fake");
+}
+#endif
