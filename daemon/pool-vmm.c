@@ -82,6 +82,59 @@ int vmm_host_numa_check(char *why, size_t whysize) {
         return 0;
 }
 
+/*
+ * What backend = auto asks: the attributes can say yes where cuMemCreate then fails (a container
+ * without SYS_NICE, a NUMA node without memory, an uneven layout: NVIDIA/nccl#2190, #2106), so make
+ * one granule on the node, export it and release it, as NCCL does before it trusts host NUMA.
+ */
+int vmm_host_numa_probe(int numa_node, char *why, size_t whysize) {
+        const struct cuda *cu = cuda_get(NULL);
+        struct vmm v = {.cu = cu};
+        CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                    .requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
+                                    .location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA};
+        CUmemGenericAllocationHandle handle;
+        const char *what = "cuDevicePrimaryCtxRetain";
+        CUcontext ctx, popped;
+        size_t gran = 0;
+        int fd = -1, r = vmm_host_numa_check(why, whysize);
+        CUresult cr;
+
+        if (r < 0)
+                return r;
+        cu->cuDeviceGet(&v.dev, 0);
+        if ((cr = cu->cuDevicePrimaryCtxRetain(&ctx, v.dev)) != CUDA_SUCCESS)
+                goto fail;
+        cu->cuCtxPushCurrent(ctx);
+        int node = numa_node >= 0 ? numa_node : attr(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID);
+        prop.location.id = node < 0 ? 0 : node;
+        what = "cuMemGetAllocationGranularity";
+        cr = cu->cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        if (cr == CUDA_SUCCESS && gran == 0)
+                cr = CUDA_ERROR_INVALID_VALUE;
+        if (cr == CUDA_SUCCESS) {
+                what = "cuMemCreate";
+                cr = cu->cuMemCreate(&handle, gran, &prop, 0);
+        }
+        if (cr == CUDA_SUCCESS) {
+                what = "cuMemExportToShareableHandle";
+                cr = cu->cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+                if (cr == CUDA_SUCCESS)
+                        close(fd);
+                cu->cuMemRelease(handle);
+        }
+        cu->cuCtxPopCurrent(&popped);
+        cu->cuDevicePrimaryCtxRelease(v.dev);
+        if (cr == CUDA_SUCCESS)
+                return 0;
+fail:;
+        char buf[256], name[80];
+        snprintf(name, sizeof(name), "%s (host NUMA node %d)", what, prop.location.id);
+        cuda_error(cu, cr, name, buf, sizeof(buf));
+        snprintf(why, whysize, "a trial allocation failed: %.300s", buf);
+        return -ENOTSUP;
+}
+
 /* Checks that the device can make and export the pool's memory; fills prop. */
 static int vmm_prop(struct pool *p, struct vmm *v, CUmemAllocationProp *prop, char *err, size_t errsize) {
         int ordinal = pool_device(p);
@@ -259,6 +312,11 @@ static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
 }
 
 #else
+
+int vmm_host_numa_probe(int numa_node, char *why, size_t whysize) {
+        (void)numa_node;
+        return vmm_host_numa_check(why, whysize);
+}
 
 int vmm_host_numa_check(char *why, size_t whysize) {
         const char *no;

@@ -46,7 +46,7 @@ static const struct pool_ops *pick_ops(struct pool_conf *conf) {
         case POOL_PINNED:
                 say_no_gpu();
                 if (conf->backend == BACKEND_AUTO) {
-                        r = vmm_host_numa_check(why, sizeof(why));
+                        r = vmm_host_numa_probe(conf->numa_node, why, sizeof(why));
                         conf->backend = r == 0 ? BACKEND_VMM : BACKEND_MEMFD;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf->name}, "pool %s: backend = auto: %s%s",
                              conf->name,

@@ -4,7 +4,8 @@
  * (linked as libcuda.so.1 in a temporary directory on LD_LIBRARY_PATH).  cuInit answers the
  * number in the file FAKE_CUDA_INIT_FILE names (read at each call, so a test can change its mind
  * between allocd's start and a SIGHUP), else FAKE_CUDA_INIT, else 0.  After a successful cuInit
- * the driver says 12.8 and one device with every attribute 1; every other call answers
+ * the driver says 12.8 and one device with every attribute 1 (host NUMA allocations and all), whose
+ * primary context can be retained and pushed; every other call (cuMemCreate first) answers
  * CUDA_ERROR_NOT_SUPPORTED, so that nothing can be made with it.
  */
 #include <cuda.h>
@@ -80,6 +81,24 @@ static CUresult device_attribute(int *v, CUdevice_attribute a, CUdevice d) {
         return CUDA_SUCCESS;
 }
 
+static CUresult ctx_retain(CUcontext *ctx, CUdevice d) {
+        static int primary;
+        (void)d;
+        *ctx = (CUcontext)&primary;
+        return CUDA_SUCCESS;
+}
+
+/* Release, push, pop: nothing to keep. */
+static CUresult ok(void) {
+        return CUDA_SUCCESS;
+}
+
+static CUresult granularity(size_t *g, const CUmemAllocationProp *prop, CUmemAllocationGranularity_flags f) {
+        (void)prop, (void)f;
+        *g = 2 << 20;
+        return CUDA_SUCCESS;
+}
+
 /* Called through pointers of every other type: the caller's arguments are ignored, as the ABI allows. */
 static CUresult not_supported(void) {
         return CUDA_ERROR_NOT_SUPPORTED;
@@ -98,6 +117,11 @@ EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
                 {"cuDeviceGetCount", (void *)device_count},
                 {"cuDeviceGet", (void *)device_get},
                 {"cuDeviceGetAttribute", (void *)device_attribute},
+                {"cuDevicePrimaryCtxRetain", (void *)ctx_retain},
+                {"cuDevicePrimaryCtxRelease", (void *)ok},
+                {"cuCtxPushCurrent", (void *)ok},
+                {"cuCtxPopCurrent", (void *)ok},
+                {"cuMemGetAllocationGranularity", (void *)granularity},
         };
 
         (void)version, (void)flags;

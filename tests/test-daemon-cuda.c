@@ -87,6 +87,26 @@ Test(daemon_cuda, sighup_loads_the_driver_again) {
                   reason("dev"));
 }
 
+/*
+ * A driver whose device says it supports host NUMA allocations but whose cuMemCreate fails (Docker
+ * without SYS_NICE, a memory-less NUMA node): backend = auto tries one and falls back to memfd.
+ */
+Test(daemon_cuda, auto_falls_back_to_memfd_when_the_probe_fails) {
+        struct alloc_status *s;
+        struct alloc_region r;
+
+        start("0");
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        const struct alloc_pool_status *au = pool_status(s, "auto");
+        cr_expect_str_eq(au->backend, "memfd");
+        alloc_status_free(s);
+        cr_expect(strstr(slurp(log_path), "backend = auto: memfd, since a trial allocation failed: cuMemCreate (host "
+                                          "NUMA node 1): CUDA_ERROR_NOT_SUPPORTED"),
+                  "the log says why: %s", slurp(log_path));
+        cr_assert_eq(alloc_region_new(c, "auto", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+}
+
 /* A GPU test (gpu-kind, through gpu_setup) with the fake driver: what cuInit says decides skip or fail. */
 static int gpu_test_status(const char *cuinit) {
         char cmd[512], dir[] = "/tmp/allocd-fakecuda-XXXXXX";
