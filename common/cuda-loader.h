@@ -33,6 +33,7 @@
         X(cuDevicePrimaryCtxRelease, 11000)                                                                            \
         X(cuCtxPushCurrent, 4000)                                                                                      \
         X(cuCtxPopCurrent, 4000)                                                                                       \
+        X(cuCtxGetCurrent, 4000)                                                                                       \
         X(cuCtxSynchronize, 2000)                                                                                      \
         X(cuCtxSetLimit, 3010)                                                                                         \
         X(cuMemHostRegister, 6050)                                                                                     \
