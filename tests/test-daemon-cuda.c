@@ -107,23 +107,56 @@ Test(daemon_cuda, auto_falls_back_to_memfd_when_the_probe_fails) {
         cr_assert_eq(alloc_region_free(c, r.id), 0);
 }
 
-/* A GPU test (gpu-kind, through gpu_setup) with the fake driver: what cuInit says decides skip or fail. */
-static int gpu_test_status(const char *cuinit) {
-        char cmd[512], dir[] = "/tmp/allocd-fakecuda-XXXXXX";
+/*
+ * A GPU test run with the fake driver, whose cuInit answers cuinit; its exit status (-1: killed by a signal), and its
+ * output in out if not NULL.
+ */
+static int gpu_test_status(const char *path, const char *cuinit, char *out, size_t outsize) {
+        char cmd[640], dir[] = "/tmp/allocd-fakecuda-XXXXXX";
 
         cr_assert(mkdtemp(dir));
         snprintf(cmd, sizeof(cmd),
-                 "ln -s %s %s/libcuda.so.1 && LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=%s %s >/dev/null 2>&1; r=$?; "
-                 "rm -r %s; exit $r",
-                 FAKE_CUDA_PATH, dir, dir, cuinit, GPU_KIND_PATH, dir);
-        int status = system(cmd);
-        cr_assert(WIFEXITED(status), "%#x", status);
-        return WEXITSTATUS(status);
+                 "ln -s %s %s/libcuda.so.1 && LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=%s %s >%s/out 2>&1; r=$?; "
+                 "cat %s/out; rm -r %s; exit $r",
+                 FAKE_CUDA_PATH, dir, dir, cuinit, path, dir, dir, dir);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        size_t n = fread(out ? out : cmd, 1, out ? outsize - 1 : sizeof(cmd) - 1, p);
+        if (out)
+                out[n] = '\0';
+        int status = pclose(p);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 Test(gpu_tests, skip_only_without_a_gpu_and_fail_on_a_broken_one) {
-        cr_expect_eq(gpu_test_status("100"), 77, "CUDA_ERROR_NO_DEVICE: no GPU, skipped");
-        cr_expect_eq(gpu_test_status("802"), 1, "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
+        cr_expect_eq(gpu_test_status(GPU_KIND_PATH, "100", NULL, 0), 77, "CUDA_ERROR_NO_DEVICE: no GPU, skipped");
+        cr_expect_eq(gpu_test_status(GPU_KIND_PATH, "802", NULL, 0), 1,
+                     "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
+}
+
+static size_t scratch_folders(void) {
+        FILE *p = popen("ls -d /tmp/allocd-gpu-* 2>/dev/null | wc -l", "r");
+        size_t n = 0;
+
+        cr_assert(p);
+        cr_assert_eq(fscanf(p, "%zu", &n), 1);
+        pclose(p);
+        return n;
+}
+
+/*
+ * gpu-share with a driver that initialises and can do nothing: its workers fail at once.  It must
+ * get to its summary (not die of SIGPIPE writing to a dead worker) and leave no allocd and no
+ * scratch folder behind.
+ */
+Test(gpu_tests, a_failing_gpu_test_says_so_and_cleans_up) {
+        static char out[16384];
+        size_t before = scratch_folders();
+        int status = gpu_test_status(GPU_SHARE_PATH, "0", out, sizeof(out));
+
+        cr_expect_eq(status, 1, "exit status %d:\n%s", status, out);
+        cr_expect(strstr(out, "FAIL: "), "the summary:\n%s", out);
+        cr_expect_eq(scratch_folders(), before, "no scratch folder left:\n%s", out);
 }
 
 #else

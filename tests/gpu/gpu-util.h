@@ -23,7 +23,7 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
 }
 
 /*
- * The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU
+ * The driver with device 0's primary context current, SIGPIPE ignored; exits 77 (saying why) where there is no GPU
  * (no library, the toolkit's stub, no device), 1 where the driver is there and fails.
  */
 const struct cuda *gpu_setup(void);
@@ -43,8 +43,13 @@ struct gpu_proc {
 };
 /* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
 struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
-/* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
+/*
+ * Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts.
+ * Every allocd started is stopped (SIGTERM) and its folder removed at exit, if not before.
+ */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
+/* Sends allocd sig, reaps it and removes its folder. */
+void gpu_stop_allocd(pid_t pid, int sig);
 #endif
 
 #endif
