@@ -136,15 +136,18 @@ static void remove_dir(const char *dir) {
         rmdir(dir);
 }
 
-void gpu_stop_allocd(pid_t pid, int sig) {
+int gpu_stop_allocd(pid_t pid, int sig) {
+        int status = -1;
+
         for (size_t i = 0; i < nstarted; i++) {
                 if (started[i].pid != pid || pid <= 0)
                         continue;
                 kill(pid, sig);
-                waitpid(pid, NULL, 0);
+                waitpid(pid, &status, 0);
                 started[i].pid = 0;
                 remove_dir(started[i].dir);
         }
+        return status;
 }
 
 static void stop_all(void) {

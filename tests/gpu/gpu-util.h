@@ -48,8 +48,8 @@ struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]
  * Every allocd started is stopped (SIGTERM) and its folder removed at exit, if not before.
  */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
-/* Sends allocd sig, reaps it and removes its folder. */
-void gpu_stop_allocd(pid_t pid, int sig);
+/* Sends allocd sig, reaps it and removes its folder; its wait status (-1: not one this process started). */
+int gpu_stop_allocd(pid_t pid, int sig);
 #endif
 
 #endif
