@@ -236,10 +236,11 @@ Test(daemon_pinned, a_pool_taken_out_of_the_file_is_no_longer_listed_as_unavaila
 
 /*
  * The advice when a pinned pool cannot be locked: lock = no is refused for pinned pools, so it must not be
- * offered.  allocd runs as nobody (root's mlock ignores the limit) with 64 KiB of RLIMIT_MEMLOCK.
+ * offered.  allocd runs as nobody (root's mlock ignores the limit) with 64 KiB of RLIMIT_MEMLOCK, from a copy in
+ * the test's folder, since nobody may not reach the build tree (a checkout under /root).
  */
 Test(pinned_lock, the_advice_is_what_a_pinned_pool_allows) {
-        char dir[] = "/tmp/allocd-pinlock-XXXXXX", cmd[1024], out[4096];
+        char dir[] = "/tmp/allocd-pinlock-XXXXXX", cmd[1536], out[4096];
 
         if (geteuid() != 0)
                 cr_skip_test("needs root, to run allocd as nobody");
@@ -249,9 +250,9 @@ Test(pinned_lock, the_advice_is_what_a_pinned_pool_allows) {
         write_file(cmd, "[pool p]\nkind = pinned\nbackend = memfd\nsize = 4M\n");
         cr_assert_eq(chmod(cmd, 0644), 0);
         snprintf(cmd, sizeof(cmd),
-                 "ulimit -l 64; timeout -s INT 2 setpriv --reuid=nobody --regid=nogroup --clear-groups %s "
-                 "--config %s/c.conf --socket %s/s 2>&1; rm -r %s",
-                 ALLOCD_PATH, dir, dir, dir);
+                 "cp %s %s/allocd && chmod 755 %s/allocd && ulimit -l 64 && timeout -s INT 2 setpriv --reuid=nobody "
+                 "--regid=nogroup --clear-groups %s/allocd --config %s/c.conf --socket %s/s 2>&1; rm -r %s",
+                 ALLOCD_PATH, dir, dir, dir, dir, dir, dir);
         FILE *p = popen(cmd, "r");
         cr_assert(p);
         size_t n = fread(out, 1, sizeof(out) - 1, p);
