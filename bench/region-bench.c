@@ -11,7 +11,7 @@
  *             and with spinning off on both sides, and with a spare
  *             (alloc_set_spare: the free asks for the next region, which
  *             the next alloc takes without a round trip), on an allocd of
- *             its own, since its spare holds a second region of the size
+ *             its own, since its spares hold more regions of the size
  *   hand-off  a producer seals a name a consumer process already waits for
  *             in alloc_region_attach, against one round trip, both after
  *             1 ms of quiet (each side asleep, as a waiting consumer is)

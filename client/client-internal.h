@@ -88,7 +88,8 @@ void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase wh
  * shape into *ret (0; held_add is the caller's), or -ENOENT, with the ids of spares the caller is to
  * give back (another shape, or one that could not be taken) in back[0, *nback).
  */
-#define SPARES_AHEAD 2 /* spares asked or at hand, at most, per connection */
+#define SPARES_AHEAD 8               /* spares asked or at hand, at most, per connection */
+#define SPARE_BYTES_AHEAD (8u << 20) /* more than two ahead only while they hold at most this much */
 void client_spare_set(struct alloc_client *c, bool on);
 void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, const struct alloc_opts *opts,
                        uint64_t id);

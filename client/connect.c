@@ -93,6 +93,7 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
                 c->wait_ms = h->wait_timeout_ms;
         c->quiet = c->quiet_env && h->quiet;
         c->renew_ok = h->renew;
+        c->spares_max = !h->renew ? 0 : h->has_spares_max && h->spares_max ? h->spares_max : 2;
         c->serial = h->has_serial ? h->serial : 0;
         c->secret_len = h->has_secret && h->secret.len <= sizeof(c->secret) ? h->secret.len : 0;
         if (c->secret_len)

@@ -51,6 +51,8 @@ struct spare {
         char pool[ALLOC_POOL_NAME_MAX + 1];
         uint64_t size;
         struct alloc_opts opts; /* name NULL, format RAW, no PERSIST or UNSEALED */
+        uint32_t depth;         /* spares asked or at hand of this shape, at most (spare.c) */
+        uint32_t batch;         /* how many a Free asks for at once, at least */
         struct spare_ask ask[SPARES_AHEAD];
         size_t nask;
 };
@@ -88,9 +90,10 @@ struct alloc_client {
         uint64_t serial; /* Hello's: this connection's number and secret, to reclaim its regions with */
         uint8_t secret[32];
         size_t secret_len;
-        char name[256]; /* the client name Hello gave (allocd refuses one past 63 bytes, cut here or not) */
-        bool spare_on;  /* ALLOCD_SPARE, alloc_set_spare */
-        bool renew_ok;  /* Hello said allocd understands Free.renew */
+        char name[256];      /* the client name Hello gave (allocd refuses one past 63 bytes, cut here or not) */
+        bool spare_on;       /* ALLOCD_SPARE, alloc_set_spare */
+        bool renew_ok;       /* Hello said allocd understands Free.renew */
+        uint32_t spares_max; /* renew_ok: spares one Free may ask for (HelloReply.spares_max) */
         struct spare spare;
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */

@@ -10,16 +10,22 @@
  * the spare back first (a pipelined Free), so that it never holds room that
  * alloc needs.
  *
- * Two ahead: a spare asked for at a free is taken at the alloc right after,
- * too soon for its answer to have come if it were the only one; so a free
- * asks for as many as bring those asked or at hand to SPARES_AHEAD (the first
- * asks for two), and each alloc takes the one asked a cycle before, whose
- * answer is in.  The shape is the last alloc's, and a program that cycles one
- * shape is what it is for.  A spare
- * is an ordinary region of the connection to allocd (quota, limits, Dump),
- * and not in the held table until it is taken: a reconnect's squaring gives
- * back whatever allocd holds beyond that table, so a spare of a lost
- * connection is given back there, and this side forgets it (its generation).
+ * Ahead: a spare asked for at a free is taken at the alloc right after, too
+ * soon for its answer to have come if it were the only one; so each alloc
+ * takes the oldest spare, whose answer is in, and a free asks for as many as
+ * bring those asked or at hand back to the shape's depth.  Small regions go
+ * deeper, and are asked for in batches: where allocd runs on the caller's
+ * CPU, each answer costs a send, a receive and a switch between the two, more
+ * than the rest of a small region; so a free asks only once a batch fits
+ * (half the depth, and no more than allocd grants one Free), and one answer
+ * serves a batch of allocs.  The depth is as many regions as
+ * SPARE_BYTES_AHEAD holds, two to eight: what is held ahead stays small, or
+ * two regions as before.  The shape is the last alloc's, and a program that
+ * cycles one shape is what it is for.  A spare is an ordinary region of the
+ * connection to allocd (quota, limits, Dump), and not in the held table until
+ * it is taken: a reconnect's squaring gives back whatever allocd holds beyond
+ * that table, so a spare of a lost connection is given back there, and this
+ * side forgets it (its generation).
  * All of it under the connection's lock.
  */
 #include <errno.h>
@@ -148,9 +154,17 @@ void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, 
 
         pthread_mutex_lock(&c->lock);
         if (c->spare_on && ok) {
+                uint64_t bytes;
                 snprintf(c->spare.pool, sizeof(c->spare.pool), "%s", pool);
                 c->spare.size = size;
                 c->spare.opts = shape;
+                /* allocd made a region of it, so this does not overflow; count 0 is 1. */
+                if (__builtin_mul_overflow(size, shape.count ? shape.count : 1, &bytes) || !bytes)
+                        bytes = UINT64_MAX;
+                c->spare.depth = bytes > SPARE_BYTES_AHEAD / 2 ? 2 : (uint32_t)(SPARE_BYTES_AHEAD / bytes);
+                if (c->spare.depth > SPARES_AHEAD)
+                        c->spare.depth = SPARES_AHEAD;
+                c->spare.batch = c->spare.depth / 2 < c->spares_max ? c->spare.depth / 2 : c->spares_max;
         }
         c->spare.last = c->spare_on && ok ? id : 0;
         pthread_mutex_unlock(&c->lock);
@@ -158,13 +172,16 @@ void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, 
 
 bool client_spare_renew(struct alloc_client *c, uint64_t id, char *pool, uint64_t *size, struct alloc_opts *opts,
                         uint32_t *n) {
+        uint32_t have;
         bool ok;
 
         pthread_mutex_lock(&c->lock);
-        *n = SPARES_AHEAD - ahead(c);
-        ok = c->spare_on && c->renew_ok && id && id == c->spare.last && !c->dead &&
-             c->spare.nask<SPARES_AHEAD && * n> 0;
+        have = ahead(c);
+        ok = c->spare_on && c->renew_ok && id && id == c->spare.last && !c->dead && c->spare.nask < SPARES_AHEAD &&
+             have + c->spare.batch <= c->spare.depth;
         if (ok) {
+                /* As many as bring it to the depth, as allocd allows: the first asks for the most. */
+                *n = c->spare.depth - have < c->spares_max ? c->spare.depth - have : c->spares_max;
                 strcpy(pool, c->spare.pool);
                 *size = c->spare.size;
                 *opts = c->spare.opts;

@@ -247,7 +247,7 @@ int core_free_batch(struct core *core, struct client *cl, const uint64_t *ids, s
  * for room in the pool (they come first), nor where the region would be zeroed off the loop thread.
  * GRANT_REGION, or GRANT_NONE with why in res (whose code is then E_OK or the alloc's refusal).
  */
-#define SPARES_MAX 2 /* spares one Free may ask for */
+#define SPARES_MAX 4 /* spares one Free may ask for */
 int core_spare(struct core *core, struct client *cl, const struct alloc_request *m, uint32_t *slot,
                struct core_result *res);
 /* Seal: the UNSEALED region id, allocated by this connection, may be attached from now on. */

@@ -275,8 +275,8 @@ static void handle_alloc(struct core *core, struct session *s, struct proto_out 
 
 /*
  * A Free's spares (docs/protocol.md, "Spares"), once the Free is done: the spare made (a Region), or
- * a batch of those made, or OK and why there is none.  The Free stands either way, so nothing here is an error.  An isolation =
- * region pool's regions each bring their memfd, and a packet carries one: one spare there.
+ * a batch of those made, or OK and why there is none.  The Free stands either way, so nothing here is an error.  An
+ * isolation = region pool's regions each bring their memfd, and a packet carries one: one spare there.
  */
 static void handle_renew(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
                          const Allocd__Free *f) {
@@ -449,6 +449,8 @@ static void handle_hello(struct core *core, struct session *s, struct proto_out 
         hello.secret.len = sizeof(s->client.secret);
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
         hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = hello.has_renew = true;
+        hello.has_spares_max = true;
+        hello.spares_max = SPARES_MAX;
         hello.max_batch = CORE_BATCH_MAX;
         hello.quiet = hello.renew = true;
         hello.version = WIRE_VERSION;

@@ -294,32 +294,50 @@ Test(hostile, unpacking_is_budgeted) {
         expect_closed(fd);
 }
 
+/*
+ * A raw connection past Hello (its reply offers quiet frees and spares; *spares_max, if not NULL, their
+ * limit, 0 if unset) and a 4 KiB region of the fpga pool f allocated with *a, request 2 (an fpga
+ * pool's region comes without an fd, which next_reply does not take), whose Free is *f: the socket.
+ */
+static int fpga_region(Allocd__Alloc *a, Allocd__Free *f, uint32_t *spares_max) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Reply *r;
+        int fd = raw_connect();
+
+        send_hello(fd, WIRE_VERSION);
+        r = next_reply(fd);
+        cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_HELLO && r->hello->quiet && r->hello->renew,
+                  "Hello does not offer quiet frees and spares");
+        if (spares_max)
+                *spares_max = r->hello->has_spares_max ? r->hello->spares_max : 0;
+        allocd__reply__free_unpacked(r, NULL);
+        a->pool = "f";
+        a->has_size = true;
+        a->size = 4096;
+        req.has_id = true;
+        req.id = 2;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = a;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 2 && r->body_case == ALLOCD__REPLY__BODY_REGION, "no region");
+        f->has_region = true;
+        f->region = r->region->id;
+        allocd__reply__free_unpacked(r, NULL);
+        return fd;
+}
+
 /* Not hostile, but said on a raw socket: a quiet Free is answered only when refused, and Sync answers after it. */
 Test(hostile, a_quiet_free_is_answered_only_when_refused) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
         Allocd__Sync sync = ALLOCD__SYNC__INIT;
+        int fd = fpga_region(&a, &f, NULL);
         Allocd__Reply *r;
-        int fd = raw_connect();
 
-        send_hello(fd, WIRE_VERSION);
-        r = next_reply(fd);
-        cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_HELLO && r->hello->quiet, "Hello does not offer quiet");
-        allocd__reply__free_unpacked(r, NULL);
-        a.pool = "f"; /* an fpga pool: its regions come without an fd, which next_reply does not take */
-        a.has_size = true;
-        a.size = 4096;
+        f.has_quiet = f.quiet = true;
         req.has_id = true;
-        req.id = 2;
-        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
-        req.alloc = &a;
-        send_request(fd, &req, NULL, 0);
-        r = next_reply(fd);
-        cr_assert(r && r->id == 2 && r->body_case == ALLOCD__REPLY__BODY_REGION, "no region");
-        f.has_region = f.has_quiet = f.quiet = true;
-        f.region = r->region->id;
-        allocd__reply__free_unpacked(r, NULL);
         req.body_case = ALLOCD__REQUEST__BODY_FREE;
         req.free = &f;
         for (req.id = 3; req.id <= 4; req.id++) /* the second frees it again: refused */
@@ -336,4 +354,40 @@ Test(hostile, a_quiet_free_is_answered_only_when_refused) {
         cr_assert(r && r->id == 5 && r->error == ALLOCD__ERROR__OK, "Sync is not answered OK after the refusal");
         allocd__reply__free_unpacked(r, NULL);
         close(fd);
+}
+
+Test(hostile, a_free_asks_for_up_to_spares_max_spares) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        uint32_t spares_max;
+        int fd = fpga_region(&a, &f, &spares_max);
+        Allocd__Reply *r;
+
+        cr_expect_eq(spares_max, 4);
+        f.has_spares = true;
+        f.spares = 4;
+        f.renew = &a;
+        req.has_id = true;
+        req.id = 3;
+        req.body_case = ALLOCD__REQUEST__BODY_FREE;
+        req.free = &f;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 3 && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_BATCH &&
+                          r->batch->n_regions == 4 && !r->message,
+                  "four spares were asked: %s", r && r->message ? r->message : "no batch");
+        f.region = r->batch->regions[3]->id;
+        allocd__reply__free_unpacked(r, NULL);
+        /* One more than spares_max: the Free stands, with no spare, and says why. */
+        f.spares = 5;
+        req.id = 4;
+        send_request(fd, &req, NULL, 0);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 4 && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY__NOT_SET);
+        cr_expect(r->message && strstr(r->message, "spares is 1 to 4, not 5"), "%s", r->message);
+        allocd__reply__free_unpacked(r, NULL);
+        cr_assert_eq(pool_used(c, "f"), 3 * 4096, "the Free of a spare was done");
+        close(fd);
+        cr_assert_eq(wait_used(c, "f", 0), 0, "the other three went with the connection");
 }

@@ -2,9 +2,9 @@
 /*
  * Spares (docs/protocol.md, "Spares"): a free that asks allocd for a region of
  * the same shape in the same request, taken by the next alloc without a round
- * trip (two ahead: docs/protocol.md).  "Without a round trip" is shown by stopping allocd (SIGSTOP) before
- * the alloc: it returns all the same.  What a spare holds is seen in the
- * pool's used bytes, which count it as the connection's.
+ * trip (several ahead, asked in batches: docs/protocol.md).  "Without a round trip" is shown by stopping allocd
+ * (SIGSTOP) before the alloc: it returns all the same.  What a spare holds is seen in the pool's used bytes, which
+ * count it as the connection's.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -20,6 +20,7 @@
 #include "sysd.h"
 
 #define CONF "[pool small]\nkind = host\nsize = 64K\n"
+#define SMALL_AHEAD 8 /* spares of a small region ahead at most (docs/protocol.md): a batch is half */
 
 static struct daemon d;
 
@@ -28,7 +29,8 @@ static void stop(void) {
 }
 
 static void start(void) {
-        daemon_start(&d, CONF "[pool other]\nkind = host\nsize = 1M\nisolation = region\n");
+        daemon_start(&d, CONF "[pool other]\nkind = host\nsize = 1M\nisolation = region\n[pool big]\nkind = "
+                              "host\nsize = 32M\n");
 }
 
 TestSuite(spare, .init = start, .fini = stop, .timeout = 60);
@@ -65,22 +67,66 @@ Test(spare, the_next_alloc_of_the_shape_takes_it_without_a_round_trip) {
         cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error()); /* the free's answer is in */
-        cr_assert_eq(pool_used(c, "small"), 2 * 4096, "the first free asks for two spares, the connection's");
+        cr_assert_eq(pool_used(c, "small"), SMALL_AHEAD / 2 * 4096,
+                     "the first free asks for four spares (the most one Free may), the connection's");
         int e = alloc_stopped(c, "small", 4096, NULL, &s);
         cr_assert_eq(e, 0, "the alloc waited for allocd: %d %s", e, alloc_last_error());
         cr_assert_neq(s.id, r.id);
         memset(s.ptr, 'x', 4096);
-        /* Cycling the shape keeps one region and a spare or two (asked, or at hand), never more. */
+        /*
+         * Cycling the shape keeps one region and four to eight spares (asked, or at hand), never more: a
+         * free asks for four once no more than four are ahead, and for none before, so that one answer
+         * serves four allocs.  Four asked at the first free, one taken: the frees of the first and every
+         * fourth cycle after ask, and the 100th alloc leaves seven.
+         */
         for (int i = 0; i < 100; i++) {
                 cr_assert_eq(alloc_region_free(c, s.id), 0, "%s", alloc_last_error());
                 cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &s), 0, "%s", alloc_last_error());
+                cr_assert_leq(pool_used(c, "small"), (1 + SMALL_AHEAD) * 4096, "cycle %d", i);
         }
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
-        cr_assert_eq(pool_used(c, "small"), 2 * 4096);
+        cr_assert_eq(pool_used(c, "small"), (1 + SMALL_AHEAD - 1) * 4096);
         cr_assert_eq(alloc_region_free(c, s.id), 0);
         cr_assert_eq(alloc_set_spare(c, false), 0, "%s", alloc_last_error()); /* gives the spares back */
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 0);
+        alloc_disconnect(c);
+}
+
+/* Cycles regions of size in pool big: each cycle holds the region and at most depth spares. */
+static unsigned long long cycle_big(struct alloc_client *c, uint64_t size, unsigned depth) {
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(c, "big", size, NULL, &r), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 20; i++) {
+                cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_new(c, "big", size, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_leq(pool_used(c, "big"), (1 + depth) * size, "%llu bytes, cycle %d", (unsigned long long)size,
+                              i);
+        }
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        unsigned long long n = pool_used(c, "big") / size;
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        return n;
+}
+
+Test(spare, larger_regions_keep_fewer_ahead) {
+        struct alloc_client *c = spare_client(&d);
+
+        /*
+         * 8 MiB ahead at most, and never fewer than two: eight of 1 MiB (four asked at a time, four to
+         * seven left after an alloc), four of 2 MiB (two at a time, two or three), two of 8 MiB (one at a
+         * time, one); the region held, and the spares left after the 20th alloc.
+         */
+        unsigned long long n = cycle_big(c, 1 << 20, 8);
+        cr_assert_eq(n, 1 + 4, "%llu", n);
+        n = cycle_big(c, 2 << 20, 4);
+        cr_assert_eq(n, 1 + 2, "%llu", n);
+        n = cycle_big(c, 8 << 20, 2);
+        cr_assert_eq(n, 1 + 1, "%llu", n);
+        cr_assert_eq(alloc_set_spare(c, false), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "big"), 0);
         alloc_disconnect(c);
 }
 
@@ -203,6 +249,25 @@ Test(spare, allocd_spare_is_0_or_1) {
         cr_assert_eq(alloc_region_free(c, r.id), 0);
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_stopped(c, "small", 4096, NULL, &s), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+}
+
+static void start_limited(void) {
+        daemon_start(&d, "[daemon]\nmax_regions_per_connection = 3\n" CONF);
+}
+
+Test(limits, spares_stay_within_max_regions_per_connection, .init = start_limited, .fini = stop) {
+        struct alloc_region r;
+        struct alloc_client *c = spare_client(&d);
+        /* Fewer spares than asked, and the allocs go on: the region and two spares make the three. */
+        for (int i = 0; i < 20; i++) {
+                cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0, "cycle %d: %s", i, alloc_last_error());
+                cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+                cr_assert_leq(pool_used(c, "small"), 3 * 4096, "cycle %d", i);
+        }
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        unsigned long long used = pool_used(c, "small");
+        cr_assert_eq(used, 3 * 4096, "three spares, the most the limit leaves: %llu bytes", used);
         alloc_disconnect(c);
 }
 

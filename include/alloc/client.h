@@ -283,9 +283,10 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
 /*
  * Spares (liballoc-client(3), "SPARES"): on, alloc_region_free of the region the last
  * alloc_region_new handed out (unnamed, ALLOC_FORMAT_RAW, neither ALLOC_PERSIST nor
- * ALLOC_UNSEALED) asks allocd, in the same request, for another of the same shape, and the next
- * alloc_region_new of that shape takes it without a round trip.  At most one spare per
- * connection; it counts as the connection's region (quota, limits) until taken, and is given back
+ * ALLOC_UNSEALED) asks allocd, in the same request, for more of the same shape, and the next
+ * alloc_region_new of that shape takes one without a round trip.  At most eight spares per
+ * connection, and 8 MiB of them, or two where two hold more; each counts as the connection's
+ * region (quota, limits) until taken, and is given back
  * by an alloc_region_new of another shape, by turning spares off, and at alloc_disconnect.  The
  * default is $ALLOCD_SPARE (0 or 1), else off.
  */
