@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +121,7 @@ int main(int argc, char **argv) {
         static const char *const pools[] = {"pin", "auto", "g"};
         bool json = false;
         int rounds = 15, opt;
-        char devname[128];
+        char devname[128] = "";
         CUdevice dev;
 
         while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -136,11 +137,11 @@ int main(int argc, char **argv) {
         cu = gpu_setup();
         gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
         cu->cuDeviceGetName(devname, sizeof(devname), dev);
-        gpu_start_allocd(ALLOCD_PATH,
-                         "[pool pin]\nkind = pinned\nbackend = memfd\nsize = 2G\n"
-                         "[pool auto]\nkind = pinned\nsize = 2G\n"
-                         "[pool g]\nkind = gpu\ndevice = 0\nsize = 2G\n",
-                         sock, sizeof(sock));
+        pid_t allocd = gpu_start_allocd(ALLOCD_PATH,
+                                        "[pool pin]\nkind = pinned\nbackend = memfd\nsize = 2G\n"
+                                        "[pool auto]\nkind = pinned\nsize = 2G\n"
+                                        "[pool g]\nkind = gpu\ndevice = 0\nsize = 2G\n",
+                                        sock, sizeof(sock));
         struct alloc_client *c;
         struct alloc_status *st;
         must(alloc_connect(&c, sock, "gpu-bench"), "connect");
@@ -190,6 +191,7 @@ int main(int argc, char **argv) {
         if (json)
                 printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
         json_object_put(root);
+        gpu_stop_allocd(allocd, SIGTERM);
         return 0;
 }
 #endif

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * CUDA in liballoc-client.  Every driver call runs with the primary
- * context of the device in question pushed (and popped after), so the
- * caller's own current context, if any, is left as it was; the primary
- * context is the one the CUDA runtime uses, so registrations made without
- * PORTABLE still serve cudaMemcpy and kernels launched through the runtime.
+ * CUDA in liballoc-client.  No call here makes a context it does not need:
+ * importing, mapping and setting access to a vmm pool need none, and a
+ * primary context retained on a device the program does not use costs that
+ * device's memory and, in EXCLUSIVE_PROCESS mode, shuts every other process
+ * out of it.  cuMemHostRegister needs one: the caller's current context when
+ * there is one (so a registration without PORTABLE serves the context the
+ * program uses; the CUDA runtime's is the current device's primary context),
+ * else device 0's primary context, pushed and popped so that the caller's
+ * thread is left as it was.
  */
 #include "gpu.h"
 
@@ -27,7 +31,7 @@ static int cu_fail(const struct cuda *cu, CUresult r, const char *what, char *er
         return r == CUDA_ERROR_OUT_OF_MEMORY ? -ENOMEM : -EIO;
 }
 
-/* Pushes device ordinal's primary context, retaining it once for g. */
+/* Pushes device ordinal's primary context, retained for g (released by gpu_release, or by the caller). */
 static int enter(const struct cuda *cu, struct gpu_map *g, int ordinal, char *err, size_t errsize) {
         CUdevice dev;
         CUcontext ctx;
@@ -37,9 +41,8 @@ static int enter(const struct cuda *cu, struct gpu_map *g, int ordinal, char *er
                 return cu_fail(cu, r, "cuDeviceGet", err, errsize);
         if ((r = cu->cuDevicePrimaryCtxRetain(&ctx, dev)) != CUDA_SUCCESS)
                 return cu_fail(cu, r, "cuDevicePrimaryCtxRetain", err, errsize);
-        if (g->ctx_device == ordinal)
-                cu->cuDevicePrimaryCtxRelease(dev); /* one retain per map is enough */
         g->ctx_device = ordinal;
+        g->reg_ctx = ctx;
         cu->cuCtxPushCurrent(ctx);
         return 0;
 }
@@ -53,6 +56,7 @@ static void leave(const struct cuda *cu) {
 int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, char *err, size_t errsize) {
         const struct cuda *cu = cuda_get(NULL);
         CUresult r = CUDA_SUCCESS;
+        CUcontext cur = NULL;
         size_t i, n = (size_t)((size + GPU_PIECE - 1) / GPU_PIECE);
         int e;
 
@@ -66,7 +70,9 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
                         return -ENOMEM;
                 }
         }
-        if ((e = enter(cu, g, 0, err, errsize)) < 0) {
+        if (cu->cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur)
+                g->reg_ctx = cur;
+        else if ((e = enter(cu, g, 0, err, errsize)) < 0) {
                 gpu_release(g, base);
                 return e;
         }
@@ -79,7 +85,8 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
                 if (r == CUDA_SUCCESS && g->piece_dev)
                         r = cu->cuMemHostGetDevicePointer((CUdeviceptr *)&g->piece_dev[i], p, 0);
         }
-        leave(cu);
+        if (g->ctx_device >= 0)
+                leave(cu);
         g->registered = true;
         g->size = size;
         if (r != CUDA_SUCCESS) {
@@ -126,15 +133,10 @@ int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const u
         }
         if (uuid && (g->device = find_device(cu, uuid, err, errsize)) < 0)
                 return -ENODEV;
-        if ((e = enter(cu, g, uuid ? g->device : 0, err, errsize)) < 0)
-                return e;
         r = cu->cuMemImportFromShareableHandle(&handle, (void *)(uintptr_t)fd,
                                                CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
-        if (r != CUDA_SUCCESS) {
-                leave(cu);
-                gpu_release(g, NULL);
+        if (r != CUDA_SUCCESS)
                 return cu_fail(cu, r, "cuMemImportFromShareableHandle", err, errsize);
-        }
         r = cu->cuMemAddressReserve((CUdeviceptr *)&g->va, size, align, 0, 0);
         if (r == CUDA_SUCCESS) {
                 g->size = size;
@@ -158,7 +160,6 @@ int gpu_import(struct gpu_map *g, int fd, uint64_t size, uint64_t align, const u
                 }
                 r = cu->cuMemSetAccess(g->va, size, access, naccess);
         }
-        leave(cu);
         if (r != CUDA_SUCCESS) {
                 e = cu_fail(cu, r, "mapping the pool (cuMemAddressReserve, cuMemMap, cuMemSetAccess)", err, errsize);
                 gpu_release(g, NULL);
@@ -183,27 +184,25 @@ uint64_t gpu_dev_ptr(const struct gpu_map *g, uint64_t offset, uint64_t size) {
 void gpu_release(struct gpu_map *g, void *base) {
         const struct cuda *cu;
         CUdevice dev;
-        CUcontext ctx;
 
         /*
-         * Whatever gpu_register and gpu_import set up in CUDA, they set up after
-         * retaining a primary context (ctx_device).  A map without one has
-         * nothing to undo in CUDA, and asking cuda_get() about it would load
-         * and initialise the driver in a process that never used CUDA (every
-         * host-only client, at disconnect).
+         * Only a map that used CUDA calls it: asking cuda_get() otherwise would load and initialise the driver in a
+         * process that never used CUDA (every host-only client, at disconnect).  The pieces are unregistered in the
+         * context they were registered in: the primary context g still holds, or the caller's, which a push finds
+         * gone if the program destroyed it (and its registrations with it).
          */
-        if (g->ctx_device >= 0 && (cu = cuda_get(NULL)) && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS &&
-            cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
-                cu->cuCtxPushCurrent(ctx);
-                for (size_t i = 0; i < g->npieces; i++)
-                        cu->cuMemHostUnregister((char *)base + i * GPU_PIECE);
+        if ((g->npieces || (g->vmm && g->size) || g->ctx_device >= 0) && (cu = cuda_get(NULL))) {
+                if (g->npieces && cu->cuCtxPushCurrent(g->reg_ctx) == CUDA_SUCCESS) {
+                        for (size_t i = 0; i < g->npieces; i++)
+                                cu->cuMemHostUnregister((char *)base + i * GPU_PIECE);
+                        leave(cu);
+                }
                 if (g->vmm && g->size) {
                         cu->cuMemUnmap(g->va, g->size);
                         cu->cuMemAddressFree(g->va, g->size);
                 }
-                leave(cu);
-                cu->cuDevicePrimaryCtxRelease(dev); /* the retain just above */
-                cu->cuDevicePrimaryCtxRelease(dev); /* the map's own */
+                if (g->ctx_device >= 0 && cu->cuDeviceGet(&dev, g->ctx_device) == CUDA_SUCCESS)
+                        cu->cuDevicePrimaryCtxRelease(dev); /* enter's retain */
         }
         free(g->piece_dev);
         *g = (struct gpu_map){.device = -1, .ctx_device = -1};

@@ -13,13 +13,14 @@
 #include <stdint.h>
 
 struct gpu_map {
-        bool registered;     /* pinned memfd: registered with CUDA in this process */
-        bool vmm;            /* mapped with cuMemMap (va), not mmap */
-        int device;          /* gpu: the device's ordinal in this process; else -1 */
-        int ctx_device;      /* whose primary context is retained; -1: none */
-        uint64_t va;         /* vmm: where the pool is mapped (host and device address alike) */
-        uint64_t size;       /* what was registered or mapped */
-        size_t npieces;      /* memfd: registered in pieces of at most GPU_PIECE bytes */
+        bool registered; /* pinned memfd: registered with CUDA in this process */
+        bool vmm;        /* mapped with cuMemMap (va), not mmap */
+        int device;      /* gpu: the device's ordinal in this process; else -1 */
+        int ctx_device;  /* whose primary context is retained (memfd, where the caller had none current); -1: none */
+        void *reg_ctx;   /* memfd: the CUcontext the pieces are registered in (the caller's or ctx_device's) */
+        uint64_t va;     /* vmm: where the pool is mapped (host and device address alike) */
+        uint64_t size;   /* what was registered or mapped */
+        size_t npieces;  /* memfd: registered in pieces of at most GPU_PIECE bytes */
         uint64_t *piece_dev; /* memfd with DEVICEMAP: each piece's device address */
 };
 

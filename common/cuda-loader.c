@@ -8,7 +8,10 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *status_name(CUdriverProcAddressQueryResult st) {
@@ -72,14 +75,21 @@ int cuda_open(struct cuda *cu, const char *soname, char *why, size_t whysize) {
                          soname);
                 return -ENOSYS;
         }
+        /* The error's name is wanted before cuInit, whose failure it names; neither needs cuInit. */
+        get_proc("cuGetErrorName", (void **)&cu->cuGetErrorName, 6000, CU_GET_PROC_ADDRESS_DEFAULT, &st);
+        get_proc("cuGetErrorString", (void **)&cu->cuGetErrorString, 6000, CU_GET_PROC_ADDRESS_DEFAULT, &st);
         r = get_proc("cuInit", (void **)&init, 2000, CU_GET_PROC_ADDRESS_DEFAULT, &st);
-        if (r == CUDA_SUCCESS && init)
+        if (r == CUDA_SUCCESS && !init)
+                r = CUDA_ERROR_NOT_FOUND;
+        if (r == CUDA_SUCCESS)
                 r = init(0);
         if (no_gpu(r, soname, why, whysize) < 0)
                 return -ENODEV;
-        if (r != CUDA_SUCCESS || !init) {
-                snprintf(why, whysize, "CUDA cannot be used: cuInit failed with CUDA error %d", (int)r);
-                return -ENODEV;
+        if (r != CUDA_SUCCESS) {
+                /* A driver that is there and fails (e.g. CUDA_ERROR_SYSTEM_NOT_READY: the fabric manager is not
+                 * running) is a broken GPU, not a machine without one. */
+                cuda_error(cu, r, "CUDA cannot be used: cuInit", why, whysize);
+                return -EIO;
         }
 #define CUDA_LOAD(name, version)                                                                                       \
         r = get_proc(#name, (void **)&cu->name, version, CU_GET_PROC_ADDRESS_DEFAULT, &st);                            \
@@ -92,7 +102,7 @@ int cuda_open(struct cuda *cu, const char *soname, char *why, size_t whysize) {
 #undef CUDA_LOAD
         if ((r = cu->cuDriverGetVersion(&cu->driver_version)) != CUDA_SUCCESS) {
                 cuda_error(cu, r, "CUDA cannot be used: cuDriverGetVersion", why, whysize);
-                return -ENODEV;
+                return -EIO;
         }
         r = cu->cuDeviceGetCount(&cu->ndevices);
         if (r == CUDA_SUCCESS && cu->ndevices == 0)
@@ -101,24 +111,86 @@ int cuda_open(struct cuda *cu, const char *soname, char *why, size_t whysize) {
                 return -ENODEV;
         if (r != CUDA_SUCCESS) {
                 cuda_error(cu, r, "CUDA cannot be used: cuDeviceGetCount", why, whysize);
-                return -ENODEV;
+                return -EIO;
         }
         return 0;
 }
 
+/*
+ * The process's driver.  A failed load is kept (every caller gets the same
+ * answer and the same words) until cuda_retry(): the driver may be installed
+ * or its module loaded after allocd started, and SIGHUP is the operator's way
+ * to say so.  Once loaded, the driver stays for the life of the process.
+ * Reasons are kept, one of each, and never freed, so a pointer handed out
+ * stays valid whatever a later retry says, and the same words are the same
+ * pointer.
+ */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cuda driver;
-static const struct cuda *loaded;
-static char load_why[512];
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static const struct cuda *_Atomic loaded;
+static atomic_bool tried, retry;
+static int load_err;
+static const char *load_why;
+static struct reason {
+        struct reason *next;
+        char text[];
+} * reasons;
 
 static void load(void) {
-        if (cuda_open(&driver, "libcuda.so.1", load_why, sizeof(load_why)) == 0)
-                loaded = &driver;
+        static char why[512];
+        static struct cuda attempt;
+        struct reason *k;
+        int r = cuda_open(&attempt, "libcuda.so.1", why, sizeof(why));
+
+        if (r == 0) {
+                driver = attempt;
+                atomic_store(&loaded, &driver);
+                return;
+        }
+        load_err = r;
+        for (k = reasons; k && strcmp(k->text, why); k = k->next)
+                ;
+        if (!k && (k = malloc(sizeof(*k) + strlen(why) + 1))) {
+                strcpy(k->text, why);
+                k->next = reasons;
+                reasons = k;
+        }
+        load_why = k ? k->text : "CUDA cannot be used: out of memory for the reason why";
+}
+
+int cuda_load(const struct cuda **cu, const char **why) {
+        const struct cuda *l = atomic_load(&loaded);
+        int r;
+
+        if (!l) {
+                pthread_mutex_lock(&lock);
+                if (!(l = atomic_load(&loaded)) && (!atomic_load(&tried) || atomic_exchange(&retry, false))) {
+                        load();
+                        atomic_store(&tried, true);
+                        l = atomic_load(&loaded);
+                }
+                r = l ? 0 : load_err;
+                if (why)
+                        *why = l ? NULL : load_why;
+                pthread_mutex_unlock(&lock);
+        } else {
+                r = 0;
+                if (why)
+                        *why = NULL;
+        }
+        if (cu)
+                *cu = l;
+        return r;
 }
 
 const struct cuda *cuda_get(const char **why) {
-        pthread_once(&once, load);
-        if (why)
-                *why = loaded ? NULL : load_why;
-        return loaded;
+        const struct cuda *cu;
+
+        cuda_load(&cu, why);
+        return cu;
+}
+
+void cuda_retry(void) {
+        if (!atomic_load(&loaded))
+                atomic_store(&retry, true);
 }

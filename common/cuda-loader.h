@@ -33,6 +33,7 @@
         X(cuDevicePrimaryCtxRelease, 11000)                                                                            \
         X(cuCtxPushCurrent, 4000)                                                                                      \
         X(cuCtxPopCurrent, 4000)                                                                                       \
+        X(cuCtxGetCurrent, 4000)                                                                                       \
         X(cuCtxSynchronize, 2000)                                                                                      \
         X(cuCtxSetLimit, 3010)                                                                                         \
         X(cuMemHostRegister, 6050)                                                                                     \
@@ -72,7 +73,9 @@ struct cuda {
 /*
  * Loads the driver from soname into *cu and initialises it.  0, or a
  * negative errno value with the reason in why: -ENODEV for "no GPU" (no
- * library, the toolkit's stub, no device), -ENOSYS for a driver too old.
+ * library, the toolkit's stub, no device), -ENOSYS for a driver too old (or
+ * a library that is no driver), -EIO for a driver that is there and fails
+ * (cuInit's error, e.g. CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU).
  * For tests; everything else calls cuda_get().
  */
 int cuda_open(struct cuda *cu, const char *soname, char *why, size_t whysize);
@@ -83,7 +86,26 @@ void cuda_error(const struct cuda *cu, CUresult r, const char *what, char *buf, 
 struct cuda;
 #endif
 
-/* The driver, loaded once per process; NULL where it cannot be used, and then *why (if not NULL) says why. */
+/*
+ * The driver, loaded on first use; NULL where it cannot be used, and then
+ * *why (if not NULL) says why.  A failure is the answer until cuda_retry();
+ * the reason's pointer stays valid for the life of the process.
+ */
 const struct cuda *cuda_get(const char **why);
+
+/*
+ * cuda_get() with cuda_open()'s errno: 0 (*cu the driver), -ENODEV (no GPU:
+ * no library, the stub, no device), -ENOSYS (too old), -EIO (a broken GPU).
+ * What a test skips for is -ENODEV alone.
+ */
+int cuda_load(const struct cuda **cu, const char **why);
+
+/*
+ * Makes the next cuda_get() load the driver again if it could not so far
+ * (allocd's SIGHUP).  A driver whose cuInit failed in this process may
+ * answer the same again; a library or device that appeared meanwhile is
+ * found.
+ */
+void cuda_retry(void);
 
 #endif

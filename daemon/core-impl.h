@@ -97,6 +97,8 @@ int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot);
 
 /* 0 if pinned pools can use backend = vmm here; else why not, and -ENODEV when there is no GPU. */
 int vmm_host_numa_check(char *why, size_t whysize);
+/* vmm_host_numa_check, then one granule made on numa_node (-1: device 0's nearest), exported and released. */
+int vmm_host_numa_probe(int numa_node, char *why, size_t whysize);
 /* Adds [base, base + size) to the pool's arenas (at open); on error a message in err. */
 int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_t errsize);
 void pool_destroy(struct pool *p);

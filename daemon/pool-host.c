@@ -57,6 +57,9 @@ static int bind_node(struct pool *p, char *err, size_t errsize) {
 }
 
 static int lock_pool(struct pool *p, char *err, size_t errsize) {
+        /* A pinned pool is always locked (lock = no is refused there): the way out is a smaller pool. */
+        const char *instead = p->conf.kind == POOL_PINNED ? "or make the pool smaller" : "or set lock = no";
+        const char *what = p->conf.kind == POOL_PINNED ? "a pinned pool" : "lock = yes";
         struct rlimit rl;
         char need[32], have[32];
 
@@ -65,18 +68,16 @@ static int lock_pool(struct pool *p, char *err, size_t errsize) {
                 fmt_size(need, sizeof(need), p->conf.size);
                 fmt_size(have, sizeof(have), rl.rlim_cur);
                 snprintf(err, errsize,
-                         "pool %s: lock = yes needs %s of locked memory but RLIMIT_MEMLOCK is %s; raise it "
-                         "(LimitMEMLOCK=infinity in allocd.service, or ulimit -l) or set lock = no",
-                         p->conf.name, need, have);
+                         "pool %s: %s needs %s of locked memory but RLIMIT_MEMLOCK is %s; raise it "
+                         "(LimitMEMLOCK=infinity in allocd.service, or ulimit -l) %s",
+                         p->conf.name, what, need, have, instead);
                 return -ENOMEM;
         }
         if (mlock(p->map, p->conf.size) < 0) {
                 int r = -errno;
                 fmt_size(need, sizeof(need), p->conf.size);
-                snprintf(err, errsize,
-                         "pool %s: mlock of %s failed: %s; raise RLIMIT_MEMLOCK (LimitMEMLOCK=) or set "
-                         "lock = no",
-                         p->conf.name, need, strerror(errno));
+                snprintf(err, errsize, "pool %s: mlock of %s failed: %s; raise RLIMIT_MEMLOCK (LimitMEMLOCK=) %s",
+                         p->conf.name, need, strerror(errno), instead);
                 return r;
         }
         return 0;

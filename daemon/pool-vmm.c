@@ -9,7 +9,10 @@
  * clients keep working if the daemon dies.
  *
  * The daemon maps the pool too, with access for one device, only to zero
- * regions (cuMemsetD8 from whatever thread runs the job).
+ * regions (cuMemsetD8 from whatever thread runs the job).  On a device in
+ * EXCLUSIVE_PROCESS compute mode a context in allocd would shut every client
+ * out of the device: there allocd lets its context go once the pool is made,
+ * and takes one only to zero, mapping just the granules it zeroes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,10 +32,11 @@
 struct vmm {
         const struct cuda *cu;
         CUdevice dev;
-        CUcontext ctx; /* the device's primary context, retained while the pool exists */
+        CUcontext ctx; /* the device's primary context, retained while the pool exists; NULL: exclusive */
         CUmemGenericAllocationHandle handle;
         bool created, reserved, mapped;
         CUdeviceptr va;
+        size_t gran;
 };
 
 static int cu_fail(const struct pool *p, const struct cuda *cu, CUresult r, const char *what, char *err,
@@ -80,6 +84,59 @@ int vmm_host_numa_check(char *why, size_t whysize) {
                 return -ENOTSUP;
         }
         return 0;
+}
+
+/*
+ * What backend = auto asks: the attributes can say yes where cuMemCreate then fails (a container
+ * without SYS_NICE, a NUMA node without memory, an uneven layout: NVIDIA/nccl#2190, #2106), so make
+ * one granule on the node, export it and release it, as NCCL does before it trusts host NUMA.
+ */
+int vmm_host_numa_probe(int numa_node, char *why, size_t whysize) {
+        const struct cuda *cu = cuda_get(NULL);
+        struct vmm v = {.cu = cu};
+        CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                    .requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR,
+                                    .location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA};
+        CUmemGenericAllocationHandle handle;
+        const char *what = "cuDevicePrimaryCtxRetain";
+        CUcontext ctx, popped;
+        size_t gran = 0;
+        int fd = -1, r = vmm_host_numa_check(why, whysize);
+        CUresult cr;
+
+        if (r < 0)
+                return r;
+        cu->cuDeviceGet(&v.dev, 0);
+        if ((cr = cu->cuDevicePrimaryCtxRetain(&ctx, v.dev)) != CUDA_SUCCESS)
+                goto fail;
+        cu->cuCtxPushCurrent(ctx);
+        int node = numa_node >= 0 ? numa_node : attr(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID);
+        prop.location.id = node < 0 ? 0 : node;
+        what = "cuMemGetAllocationGranularity";
+        cr = cu->cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+        if (cr == CUDA_SUCCESS && gran == 0)
+                cr = CUDA_ERROR_INVALID_VALUE;
+        if (cr == CUDA_SUCCESS) {
+                what = "cuMemCreate";
+                cr = cu->cuMemCreate(&handle, gran, &prop, 0);
+        }
+        if (cr == CUDA_SUCCESS) {
+                what = "cuMemExportToShareableHandle";
+                cr = cu->cuMemExportToShareableHandle(&fd, handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
+                if (cr == CUDA_SUCCESS)
+                        close(fd);
+                cu->cuMemRelease(handle);
+        }
+        cu->cuCtxPopCurrent(&popped);
+        cu->cuDevicePrimaryCtxRelease(v.dev);
+        if (cr == CUDA_SUCCESS)
+                return 0;
+fail:;
+        char buf[256], name[80];
+        snprintf(name, sizeof(name), "%s (host NUMA node %d)", what, prop.location.id);
+        cuda_error(cu, cr, name, buf, sizeof(buf));
+        snprintf(why, whysize, "a trial allocation failed: %.300s", buf);
+        return -ENOTSUP;
 }
 
 /* Checks that the device can make and export the pool's memory; fills prop. */
@@ -177,6 +234,7 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 r = cu_fail(p, cu, cr, "cuMemGetAllocationGranularity", err, errsize);
                 goto fail;
         }
+        v->gran = gran;
         if (p->conf.size % gran) {
                 uint64_t size = (p->conf.size / gran + 1) * gran;
                 log_info("pool %s: size %" PRIu64 " rounded up to %" PRIu64 ", a multiple of the allocation "
@@ -224,7 +282,20 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
                 cr = cu->cuMemSetAccess(v->va, p->conf.size, &access, 1);
         }
-        cu->cuCtxPopCurrent(&popped);
+        if (cr == CUDA_SUCCESS && attr(v, CU_DEVICE_ATTRIBUTE_COMPUTE_MODE) == CU_COMPUTEMODE_EXCLUSIVE_PROCESS) {
+                /* What was made and exported is checked; the mapping and context go, vmm_zero takes them again. */
+                cu->cuMemUnmap(v->va, p->conf.size);
+                cu->cuMemAddressFree(v->va, p->conf.size);
+                v->mapped = v->reserved = false;
+                cu->cuCtxPopCurrent(&popped);
+                cu->cuDevicePrimaryCtxRelease(v->dev);
+                v->ctx = NULL;
+                log_info("pool %s: device %d is in EXCLUSIVE_PROCESS mode: allocd holds no context on it but to "
+                         "zero, which fails while a client uses the device",
+                         p->conf.name, pool_device(p));
+        } else {
+                cu->cuCtxPopCurrent(&popped);
+        }
         if (cr != CUDA_SUCCESS) {
                 r = cu_fail(p, cu, cr, "exporting and mapping the pool", err, errsize);
                 goto fail;
@@ -239,19 +310,52 @@ fail:
         return r;
 }
 
+/* Maps the granules around [offset, offset + size) for the zeroing only: an exclusive device's pool has no mapping. */
+static CUresult zero_unmapped(struct pool *p, struct vmm *v, uint64_t offset, uint64_t size) {
+        uint64_t lo = offset / v->gran * v->gran, hi = (offset + size + v->gran - 1) / v->gran * v->gran;
+        CUmemAccessDesc access = {.location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = pool_device(p)},
+                                  .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+        CUdeviceptr va;
+        CUresult r = v->cu->cuMemAddressReserve(&va, hi - lo, 0, 0, 0);
+
+        if (r != CUDA_SUCCESS)
+                return r;
+        if ((r = v->cu->cuMemMap(va, hi - lo, lo, v->handle, 0)) == CUDA_SUCCESS) {
+                r = v->cu->cuMemSetAccess(va, hi - lo, &access, 1);
+                if (r == CUDA_SUCCESS)
+                        r = v->cu->cuMemsetD8(va + (offset - lo), 0, size);
+                if (r == CUDA_SUCCESS)
+                        r = v->cu->cuCtxSynchronize();
+                v->cu->cuMemUnmap(va, hi - lo);
+        }
+        v->cu->cuMemAddressFree(va, hi - lo);
+        return r;
+}
+
 static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
         struct vmm *v = p->priv;
-        CUcontext popped;
-        CUresult r;
+        CUcontext ctx = v->ctx, popped;
+        CUresult r = CUDA_SUCCESS;
 
-        v->cu->cuCtxPushCurrent(v->ctx);
-        r = v->cu->cuMemsetD8(v->va + offset, 0, size);
-        if (r == CUDA_SUCCESS)
-                r = v->cu->cuCtxSynchronize();
-        v->cu->cuCtxPopCurrent(&popped);
+        if (!ctx)
+                r = v->cu->cuDevicePrimaryCtxRetain(&ctx, v->dev);
+        if (r == CUDA_SUCCESS) {
+                v->cu->cuCtxPushCurrent(ctx);
+                if (v->mapped) {
+                        r = v->cu->cuMemsetD8(v->va + offset, 0, size);
+                        if (r == CUDA_SUCCESS)
+                                r = v->cu->cuCtxSynchronize();
+                } else {
+                        r = zero_unmapped(p, v, offset, size);
+                }
+                v->cu->cuCtxPopCurrent(&popped);
+                if (!v->ctx)
+                        v->cu->cuDevicePrimaryCtxRelease(v->dev);
+        }
         if (r != CUDA_SUCCESS) {
                 char buf[256];
-                cuda_error(v->cu, r, "cuMemsetD8", buf, sizeof(buf));
+                cuda_error(v->cu, r, v->ctx ? "cuMemsetD8" : "cuMemsetD8 (with a context taken to zero)", buf,
+                           sizeof(buf));
                 log_err("pool %s: zeroing %" PRIu64 " bytes at %#" PRIx64 ": %s", p->conf.name, size, offset, buf);
                 return -EIO;
         }
@@ -259,6 +363,11 @@ static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
 }
 
 #else
+
+int vmm_host_numa_probe(int numa_node, char *why, size_t whysize) {
+        (void)numa_node;
+        return vmm_host_numa_check(why, whysize);
+}
 
 int vmm_host_numa_check(char *why, size_t whysize) {
         const char *no;

@@ -21,14 +21,15 @@
 #include "cuda-loader.h"
 #include "log.h"
 
-/* Says once, the first time a pool wants it, why allocd cannot use the GPU. */
+/* Says once, the first time a pool wants it, why allocd cannot use the GPU, and again when a reload's retry says
+ * otherwise (the loader hands out the same pointer for the same words). */
 static void say_no_gpu(void) {
-        static bool said;
+        static const char *said;
         const char *why;
 
-        if (!said && !cuda_get(&why)) {
+        if (!cuda_get(&why) && why != said) {
                 log_warn("%s", why);
-                said = true;
+                said = why;
         }
 }
 
@@ -45,7 +46,7 @@ static const struct pool_ops *pick_ops(struct pool_conf *conf) {
         case POOL_PINNED:
                 say_no_gpu();
                 if (conf->backend == BACKEND_AUTO) {
-                        r = vmm_host_numa_check(why, sizeof(why));
+                        r = vmm_host_numa_probe(conf->numa_node, why, sizeof(why));
                         conf->backend = r == 0 ? BACKEND_VMM : BACKEND_MEMFD;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = conf->name}, "pool %s: backend = auto: %s%s",
                              conf->name,

@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cuda-loader.h"
 #include "grace.h"
 #include "log.h"
 #include "reload.h"
@@ -358,6 +359,7 @@ void reload_run(void) {
                 return;
         }
         begin();
+        cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         last.limits = apply_limits(&conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {

@@ -64,3 +64,48 @@ Test(cuda_loader, the_toolkit_stub_is_no_gpu) {
         cr_assert(strstr(why, "install the NVIDIA driver"), "says what to do: %s", why);
 }
 #endif
+
+#if HAVE_CUDA
+/* A driver that is there and fails is a broken GPU (-EIO), not "no GPU": the GPU tests fail on it, not skip. */
+Test(cuda_loader, a_driver_whose_cuInit_fails_is_a_broken_gpu) {
+        struct cuda cu;
+        char why[512];
+
+        setenv("FAKE_CUDA_INIT", "802", 1);
+        cr_assert_eq(cuda_open(&cu, FAKE_CUDA_PATH, why, sizeof(why)), -EIO, "%s", why);
+        cr_expect(!strstr(why, "no GPU"), "%s", why);
+        cr_expect(strstr(why, "cuInit") && strstr(why, "CUDA_ERROR_SYSTEM_NOT_READY"), "names the error: %s", why);
+}
+
+Test(cuda_loader, cuInit_saying_no_device_is_no_gpu) {
+        struct cuda cu;
+        char why[512];
+
+        setenv("FAKE_CUDA_INIT", "100", 1);
+        cr_assert_eq(cuda_open(&cu, FAKE_CUDA_PATH, why, sizeof(why)), -ENODEV, "%s", why);
+        cr_expect(strstr(why, "no GPU") && strstr(why, "CUDA_ERROR_NO_DEVICE"), "%s", why);
+}
+
+Test(cuda_loader, a_driver_that_initialises_is_loaded) {
+        struct cuda cu;
+        char why[512];
+
+        setenv("FAKE_CUDA_INIT", "0", 1);
+        cr_assert_eq(cuda_open(&cu, FAKE_CUDA_PATH, why, sizeof(why)), 0, "%s", why);
+        cr_expect_eq(cu.driver_version, 12080);
+        cr_expect_eq(cu.ndevices, 1);
+}
+#endif
+
+/* cuda_load's errno is cuda_get's answer: what a GPU test skips for (-ENODEV) and what it fails on. */
+Test(cuda_loader, cuda_load_agrees_with_cuda_get) {
+        const struct cuda *a, *b;
+        const char *why1, *why2;
+        int r = cuda_load(&a, &why1);
+
+        b = cuda_get(&why2);
+        cr_assert_eq(a, b);
+        cr_assert_eq(why1, why2);
+        cr_assert_eq(r == 0, a != NULL);
+        cr_assert(r == 0 || r == -ENODEV || r == -ENOSYS || r == -EIO, "%d", r);
+}

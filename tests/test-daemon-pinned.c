@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -231,4 +232,32 @@ Test(daemon_pinned, a_pool_taken_out_of_the_file_is_no_longer_listed_as_unavaila
         struct alloc_region r;
         cr_expect_eq(alloc_region_new(c, "dev", 4096, NULL, &r), -ENODEV);
         cr_expect(strstr(alloc_last_error(), "no pool named 'dev'"), "%s", alloc_last_error());
+}
+
+/*
+ * The advice when a pinned pool cannot be locked: lock = no is refused for pinned pools, so it must not be
+ * offered.  allocd runs as nobody (root's mlock ignores the limit) with 64 KiB of RLIMIT_MEMLOCK, from a copy in
+ * the test's folder, since nobody may not reach the build tree (a checkout under /root).
+ */
+Test(pinned_lock, the_advice_is_what_a_pinned_pool_allows) {
+        char dir[] = "/tmp/allocd-pinlock-XXXXXX", cmd[1536], out[4096];
+
+        if (geteuid() != 0)
+                cr_skip_test("needs root, to run allocd as nobody");
+        cr_assert(mkdtemp(dir));
+        cr_assert_eq(chmod(dir, 0777), 0);
+        snprintf(cmd, sizeof(cmd), "%s/c.conf", dir);
+        write_file(cmd, "[pool p]\nkind = pinned\nbackend = memfd\nsize = 4M\n");
+        cr_assert_eq(chmod(cmd, 0644), 0);
+        snprintf(cmd, sizeof(cmd),
+                 "cp %s %s/allocd && chmod 755 %s/allocd && ulimit -l 64 && timeout -s INT 2 setpriv --reuid=nobody "
+                 "--regid=nogroup --clear-groups %s/allocd --config %s/c.conf --socket %s/s 2>&1; rm -r %s",
+                 ALLOCD_PATH, dir, dir, dir, dir, dir, dir);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        pclose(p);
+        cr_expect(strstr(out, "pool p: a pinned pool needs 4M of locked memory but RLIMIT_MEMLOCK is 64K"), "%s", out);
+        cr_expect(strstr(out, "or make the pool smaller") && !strstr(out, "lock = no"), "%s", out);
 }

@@ -201,8 +201,7 @@ static void lists_a_device_it_does_not_have(int ndevices) {
                 snprintf(why, sizeof(why), "%s", alloc_last_error());
         alloc_status_free(s);
         alloc_disconnect(c);
-        kill(allocd, SIGTERM);
-        waitpid(allocd, NULL, 0);
+        gpu_stop_allocd(allocd, SIGTERM);
         failures += !ok;
         printf("%-4s allocd with device = %d: pool g not available: %s\n", ok ? "ok" : "FAIL", ndevices, why);
 }
@@ -235,8 +234,7 @@ int main(int argc, char **argv) {
                         say(&b, "check-host %s %d", name[i], 1 + i);
         }
         printf("killing allocd (pid %d) with SIGKILL\n", (int)allocd);
-        kill(allocd, SIGKILL);
-        waitpid(allocd, NULL, 0);
+        gpu_stop_allocd(allocd, SIGKILL);
         for (int i = 0; i < 3; i++) {
                 say(&a, "fill %s %d", name[i], 10 + i);
                 say(&b, "check %s %d", name[i], 10 + i);

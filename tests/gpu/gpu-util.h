@@ -32,7 +32,10 @@ static inline uint32_t gpu_pattern(uint32_t seed, uint64_t i) {
         return seed * 2654435761u ^ (uint32_t)i ^ (uint32_t)(i >> 32);
 }
 
-/* The driver with device 0's primary context current; exits 77 (saying why) where there is no GPU. */
+/*
+ * The driver with device 0's primary context current, SIGPIPE ignored; exits 77 (saying why) where there is no GPU
+ * (no library, the toolkit's stub, no device), 1 where the driver is there and fails.
+ */
 const struct cuda *gpu_setup(void);
 /* Prints device 0's name and the driver's CUDA version (after gpu_setup). */
 void gpu_print_device(void);
@@ -54,8 +57,13 @@ struct gpu_proc {
 void gpu_ask(struct gpu_proc *p, const char *cmd, char *answer, size_t size);
 /* fork+exec of self with argv, its stdin and stdout the pipes of the returned worker. */
 struct gpu_proc gpu_spawn(const char *self, const char *name, char *const argv[]);
-/* Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts. */
+/*
+ * Starts allocd with config text on a fresh socket (written to sock); returns its pid once it accepts.
+ * Every allocd started is stopped (SIGTERM) and its folder removed at exit, if not before.
+ */
 pid_t gpu_start_allocd(const char *allocd_path, const char *config, char *sock, size_t socksize);
+/* Sends allocd sig, reaps it and removes its folder; its wait status (-1: not one this process started). */
+int gpu_stop_allocd(pid_t pid, int sig);
 #endif
 
 #endif

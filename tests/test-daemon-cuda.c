@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocd with a libcuda.so.1 that answers as the test chooses (tests/fake-cuda.c): a driver
+ * that fails at cuInit, one that appears to work but can make nothing, and a SIGHUP after the
+ * driver changed its answer.  No GPU needed; without the toolkit there is nothing to fake.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#if HAVE_CUDA
+
+static struct daemon d;
+static struct alloc_client *c;
+static char libdir[] = "/tmp/allocd-fakecuda-XXXXXX", init_file[128], log_path[] = "/tmp/allocd-fakecuda-log-XXXXXX";
+static char ld_env[160], init_env[160];
+
+static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
+                             "[pool auto]\nkind = pinned\nsize = 2M\n"
+                             "[pool h]\nkind = host\nsize = 1M\n";
+
+/* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult). */
+static void start(const char *cuinit) {
+        char link[160];
+
+        cr_assert(mkdtemp(libdir));
+        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
+        cr_assert_eq(symlink(FAKE_CUDA_PATH, link), 0);
+        snprintf(init_file, sizeof(init_file), "%s/cuinit", libdir);
+        write_file(init_file, cuinit);
+        snprintf(ld_env, sizeof(ld_env), "LD_LIBRARY_PATH=%s", libdir);
+        snprintf(init_env, sizeof(init_env), "FAKE_CUDA_INIT_FILE=%s", init_file);
+        close(mkstemp(log_path));
+        char *env[] = {ld_env, init_env, NULL};
+        cr_assert_eq(daemon_spawn(&d, config, env, log_path), -1, "allocd did not start: see %s", log_path);
+        c = daemon_connect(&d);
+}
+
+static void teardown(void) {
+        char link[160];
+
+        alloc_disconnect(c);
+        daemon_stop(&d);
+        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
+        unlink(link);
+        unlink(init_file);
+        rmdir(libdir);
+        unlink(log_path);
+}
+
+static const char *reason(const char *pool) {
+        static char buf[512];
+        struct alloc_status *s;
+
+        buf[0] = '\0';
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < s->nunavailable; i++)
+                if (!strcmp(s->unavailable[i].name, pool))
+                        snprintf(buf, sizeof(buf), "%s", s->unavailable[i].reason);
+        alloc_status_free(s);
+        return buf;
+}
+
+static void sighup_and_wait(void) {
+        kill(d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(slurp(log_path), "SIGHUP: reload of "); i++)
+                usleep(10000);
+        cr_assert(strstr(slurp(log_path), "SIGHUP: reload of "), "%s", slurp(log_path));
+}
+
+TestSuite(daemon_cuda, .fini = teardown, .timeout = 60);
+
+/* "SIGHUP tries again" is true of the driver too: a failed load is not kept for the life of allocd. */
+Test(daemon_cuda, sighup_loads_the_driver_again) {
+        start("802");
+        cr_expect(strstr(reason("dev"), "CUDA_ERROR_SYSTEM_NOT_READY"), "%s", reason("dev"));
+        write_file(init_file, "100");
+        sighup_and_wait();
+        cr_expect(strstr(reason("dev"), "CUDA_ERROR_NO_DEVICE"), "the reload asked the driver again: %s",
+                  reason("dev"));
+}
+
+/*
+ * A driver whose device says it supports host NUMA allocations but whose cuMemCreate fails (Docker
+ * without SYS_NICE, a memory-less NUMA node): backend = auto tries one and falls back to memfd.
+ */
+Test(daemon_cuda, auto_falls_back_to_memfd_when_the_probe_fails) {
+        struct alloc_status *s;
+        struct alloc_region r;
+
+        start("0");
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        const struct alloc_pool_status *au = pool_status(s, "auto");
+        cr_expect_str_eq(au->backend, "memfd");
+        alloc_status_free(s);
+        cr_expect(strstr(slurp(log_path), "backend = auto: memfd, since a trial allocation failed: cuMemCreate (host "
+                                          "NUMA node 1): CUDA_ERROR_NOT_SUPPORTED"),
+                  "the log says why: %s", slurp(log_path));
+        cr_assert_eq(alloc_region_new(c, "auto", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0);
+}
+
+/*
+ * A GPU test run with the fake driver, whose cuInit answers cuinit; its exit status (-1: killed by a signal), and its
+ * output in out if not NULL.
+ */
+static int gpu_test_status(const char *path, const char *cuinit, char *out, size_t outsize) {
+        char cmd[640], dir[] = "/tmp/allocd-fakecuda-XXXXXX";
+
+        cr_assert(mkdtemp(dir));
+        snprintf(cmd, sizeof(cmd),
+                 "ln -s %s %s/libcuda.so.1 && LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=%s %s >%s/out 2>&1; r=$?; "
+                 "cat %s/out; rm -r %s; exit $r",
+                 FAKE_CUDA_PATH, dir, dir, cuinit, path, dir, dir, dir);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        size_t n = fread(out ? out : cmd, 1, out ? outsize - 1 : sizeof(cmd) - 1, p);
+        if (out)
+                out[n] = '\0';
+        int status = pclose(p);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(gpu_tests, skip_only_without_a_gpu_and_fail_on_a_broken_one) {
+        cr_expect_eq(gpu_test_status(GPU_KIND_PATH, "100", NULL, 0), 77, "CUDA_ERROR_NO_DEVICE: no GPU, skipped");
+        cr_expect_eq(gpu_test_status(GPU_KIND_PATH, "802", NULL, 0), 1,
+                     "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
+}
+
+static size_t scratch_folders(void) {
+        FILE *p = popen("ls -d /tmp/allocd-gpu-* 2>/dev/null | wc -l", "r");
+        size_t n = 0;
+
+        cr_assert(p);
+        cr_assert_eq(fscanf(p, "%zu", &n), 1);
+        pclose(p);
+        return n;
+}
+
+/*
+ * gpu-share with a driver that initialises and can do nothing: its workers fail at once.  It must
+ * get to its summary (not die of SIGPIPE writing to a dead worker) and leave no allocd and no
+ * scratch folder behind.
+ */
+Test(gpu_tests, a_failing_gpu_test_says_so_and_cleans_up) {
+        static char out[16384];
+        size_t before = scratch_folders();
+        int status = gpu_test_status(GPU_SHARE_PATH, "0", out, sizeof(out));
+
+        cr_expect_eq(status, 1, "exit status %d:\n%s", status, out);
+        cr_expect(strstr(out, "FAIL: "), "the summary:\n%s", out);
+        cr_expect_eq(scratch_folders(), before, "no scratch folder left:\n%s", out);
+}
+
+#else
+Test(daemon_cuda, built_without_the_toolkit) {
+        cr_skip_test("built without the CUDA toolkit: there is no driver interface to fake");
+}
+#endif
