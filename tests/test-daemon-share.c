@@ -184,6 +184,11 @@ Test(daemon_share, sigkill_releases_every_region) {
 Test(daemon_share, mappings_survive_the_daemon) {
         struct alloc_region r;
 
+        /* Not reconnecting (that is test-daemon-reconnect's): a lost allocd is an error at once. */
+        setenv("ALLOCD_RECONNECT", "0", 1);
+        alloc_disconnect(c);
+        c = daemon_connect(&d);
+        unsetenv("ALLOCD_RECONNECT");
         cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), 0);
         strcpy(r.ptr, "before");
         kill(d.pid, SIGKILL);
