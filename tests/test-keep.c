@@ -254,6 +254,18 @@ static char *live(struct world *w) {
         return state_dump(w->core);
 }
 
+/* w's memfd, read into a fresh core, shows what w's core does (after operation n of seed). */
+static void same_as_live(struct world *w, uint64_t seed, int n) {
+        size_t len;
+        uint8_t *buf = copy_state(w, &len);
+        char *want = live(w), *got = restored(buf, len, NULL, NULL, true);
+
+        cr_assert_str_eq(got, want, "seed %llu, after operation %d", (unsigned long long)seed, n);
+        free(want);
+        free(got);
+        free(buf);
+}
+
 Test(keep, every_kth_change_restores_to_the_live_core) {
         for (uint64_t seed = 1; seed <= 4; seed++) {
                 struct world w;
@@ -270,13 +282,7 @@ Test(keep, every_kth_change_restores_to_the_live_core) {
                         compactions += t;
                         if (n % 7 || w.njobs)
                                 continue;
-                        size_t len;
-                        uint8_t *buf = copy_state(&w, &len);
-                        char *want = live(&w), *got = restored(buf, len, NULL, NULL, true);
-                        cr_assert_str_eq(got, want, "seed %llu, after operation %d", (unsigned long long)seed, n);
-                        free(want);
-                        free(got);
-                        free(buf);
+                        same_as_live(&w, seed, n);
                 }
                 cr_assert_eq(keep_epoch_fd(keep_fd(w.keep), &epoch), 0);
                 cr_assert_eq(epoch, epoch0 + (uint64_t)compactions);
@@ -479,13 +485,7 @@ Test(keep, a_successor_goes_on_in_the_state_it_restored) {
                         cr_assert_geq(keep_turn(v.keep, v.serial, err, sizeof(err)), 0, "%s", err);
                         if (n % 50 || v.njobs)
                                 continue;
-                        size_t len;
-                        uint8_t *buf = copy_state(&v, &len);
-                        char *want = live(&v), *got = restored(buf, len, NULL, NULL, true);
-                        cr_assert_str_eq(got, want, "seed %llu, after operation %d", (unsigned long long)seed, n);
-                        free(want);
-                        free(got);
-                        free(buf);
+                        same_as_live(&v, seed, n);
                 }
                 state_drop_absent(v.core);
                 world_free(&v);
