@@ -79,7 +79,7 @@ static void subject_new(struct subject *s, uint32_t live, bool keep, bool holes)
                                 die(res.msg, 0);
                 }
         }
-        if (keep && keep_new(&s->keep, s->core, s->serial) < 0)
+        if (keep && keep_new(&s->keep, s->core, s->serial, 1) < 0)
                 die("keep_new", -errno);
 }
 

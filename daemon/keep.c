@@ -110,14 +110,14 @@ static int open_snapshot(struct keep *k, uint64_t epoch, int *fd, uint8_t **map,
         return 0;
 }
 
-int keep_new(struct keep **ret, struct core *core, uint64_t next_serial) {
+int keep_new(struct keep **ret, struct core *core, uint64_t next_serial, uint64_t epoch) {
         struct keep *k = calloc(1, sizeof(*k));
         int e;
 
         if (!k)
                 return -ENOMEM;
         *k = (struct keep){
-                .core = core, .old_fd = -1, .log_min = LOG_MIN_DEFAULT, .epoch = 1, .next_serial = next_serial};
+                .core = core, .old_fd = -1, .log_min = LOG_MIN_DEFAULT, .epoch = epoch, .next_serial = next_serial};
         if ((e = open_snapshot(k, k->epoch, &k->fd, &k->map, &k->map_len, &k->snap_len)) < 0) {
                 free(k);
                 return e;

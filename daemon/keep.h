@@ -20,8 +20,12 @@
 
 struct keep;
 
-/* Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC). */
-int keep_new(struct keep **ret, struct core *core, uint64_t next_serial);
+/*
+ * Starts keeping core's state: a snapshot now, in a new memfd (O_CLOEXEC), of epoch epoch (1, or above
+ * that of any state the store may still hold: a start picks the highest, so a restart that restored
+ * epoch E and writes anew starts at E + 1, lest the old one win if its removal were lost).
+ */
+int keep_new(struct keep **ret, struct core *core, uint64_t next_serial, uint64_t epoch);
 /*
  * Starts keeping core's state by appending to fd, the memfd it was just restored from (info: what
  * the restore said of it), instead of writing a new snapshot (at 1M regions some 90 MB, a tenth of

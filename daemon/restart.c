@@ -490,7 +490,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 /* The keep appends to the state restored, which the store holds under its name already. */
                 passed[state_at].fd = -1;
                 fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
-        } else if ((r = keep_new(&keep, core, next_serial)) < 0) {
+        } else if ((r = keep_new(&keep, core, next_serial, state_at >= 0 ? restored.epoch + 1 : 1)) < 0) {
                 log_err("cannot keep the state for a restart (%s): a restart loses every region", strerror(-r));
                 unstore_state(); /* the one restored goes stale with the first change */
         } else {

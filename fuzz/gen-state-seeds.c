@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
                 alloc(c, 0, "a", F_PERSIST, "kept");
                 if (story & 1) /* a snapshot with something in it, then the log */
                         alloc(c, 1, "b", F_PERSIST, NULL);
-                keep_new(&k, c, serial);
+                keep_new(&k, c, serial, 1);
                 if (story == 4) {
                         fuzz_state_add_pool(c, 2);
                         alloc(c, 0, "c", F_PERSIST, "in-c");

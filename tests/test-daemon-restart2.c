@@ -579,3 +579,30 @@ Test(restart2, reloads_and_restarts_under_load) {
         }
         storm_end(pids, LOADERS, ROUNDS);
 }
+
+/* The epoch in the header of the state stored as name (0: none stored). */
+static uint64_t stored_epoch(const char *name) {
+        uint8_t h[40];
+        uint64_t epoch = 0;
+
+        for (size_t i = 0; i < s.nstore; i++)
+                if (!strcmp(s.store[i].name, name) && pread(s.store[i].fd, h, sizeof(h), 0) == (ssize_t)sizeof(h))
+                        memcpy(&epoch, h + 24, 8);
+        return epoch;
+}
+
+/*
+ * A restart that cannot append to the state it restored (a pool more now: the ids differ) writes a
+ * new one above the restored epoch, so that the old one could never win, were its removal lost.
+ */
+Test(restart2, a_new_state_after_a_restore_has_a_higher_epoch) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        keep_one("host", "e", 3);
+        cr_assert_eq(stored("state.0", 1), 1);
+        uint64_t before = stored_epoch("state.0");
+        restart_with("[pool host]\nkind = host\nsize = 4M\n[pool more]\nkind = host\nsize = 4M\n", SIGTERM);
+        cr_assert_eq(stored("state.1", 1), 1, "no new state: %s", sysd_log(&s));
+        cr_assert_gt(stored_epoch("state.1"), before, "the new state's epoch %llu is not above the restored %llu",
+                     (unsigned long long)stored_epoch("state.1"), (unsigned long long)before);
+        there("e", 3);
+}

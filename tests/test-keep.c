@@ -45,7 +45,7 @@ static uint64_t rnd(struct world *w, uint64_t n) {
 
 static void world_new(struct world *w, uint64_t seed, size_t log_min) {
         *w = (struct world){.core = state_core(true), .serial = 1, .rng = seed * 0x9e3779b97f4a7c15ull | 1};
-        cr_assert_eq(keep_new(&w->keep, w->core, w->serial), 0);
+        cr_assert_eq(keep_new(&w->keep, w->core, w->serial, 1), 0);
         memory = w->core;
         keep_set_log_min(w->keep, log_min);
 }

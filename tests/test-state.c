@@ -304,7 +304,7 @@ Test(state, a_reclaim_is_kept) {
         uint64_t serial;
         char err[512];
 
-        cr_assert_eq(keep_new(&k, b, 1000), 0);
+        cr_assert_eq(keep_new(&k, b, 1000, 1), 0);
         cr_assert_eq(core_client_add(b, &n, &res), E_OK);
         cr_assert_eq(reclaim(b, &n, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
         char *want = state_dump(b);
