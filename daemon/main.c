@@ -141,6 +141,27 @@ static void stop(void) {
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
 
+/* What serves, what is listed but not made, and what a restart kept read-only for its regions' holders. */
+static void log_ready(void) {
+        size_t serving = 0, unavailable = 0, draining = 0;
+
+        for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool_info pi;
+                core_pool_info(core_pool_at(core, i), &pi);
+                if (pi.draining)
+                        draining++;
+                else if (pi.available)
+                        serving++;
+                else
+                        unavailable++;
+        }
+        if (draining)
+                log_info("ready: %zu pools, %zu not available, %zu draining (kept from before the restart, read-only)",
+                         serving, unavailable, draining);
+        else
+                log_info("ready: %zu pools, %zu not available", serving, unavailable);
+}
+
 static void keep_tick(void) {
         restart_turn(core, server_next_serial());
 }
@@ -398,7 +419,7 @@ int main(int argc, char **argv) {
                 uv_timer_start(&status_timer, status_tick, 1000, 1000);
         send_status();
         sd_notify(0, "READY=1");
-        log_info("ready: %d pools, %zu not available", made, core_npools(core) - (size_t)made);
+        log_ready();
 
         uv_run(loop, UV_RUN_DEFAULT);
 
