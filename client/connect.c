@@ -233,7 +233,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         while (c->fd >= 0 && c->pending && !c->dead) {
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!conn_read_one(c, &now))
+                if (!conn_read_one(c, &now, false))
                         break;
         }
         conn_spare_forget(c); /* allocd releases it with the connection */

@@ -112,16 +112,16 @@ int conn_send(struct alloc_client *c, const void *buf, size_t len);
 /* Takes p out of the list of requests waiting for a reply; lock held. */
 void conn_unlist(struct alloc_client *c, struct pending *p);
 /*
- * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
- * false if deadline (NULL: none) passed with nothing to read.
+ * Reads one reply and files it under its id, spinning first (reader.c) if spin.  Called with the
+ * lock held, returns with it held; false if deadline (NULL: none) passed with nothing to read.
  */
-bool conn_read_one(struct alloc_client *c, const struct timespec *deadline);
+bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin);
 /*
  * Reads, or sleeps while another thread reads, until done(c, arg), the connection dies or deadline
- * (NULL: none) passes; lock held.
+ * (NULL: none) passes; lock held.  spin: as conn_read_one.
  */
 void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
-                const struct timespec *deadline);
+                const struct timespec *deadline, bool spin);
 /* The connection's own deadline from now, for requests that wait for no room; false for none. */
 bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
 /*

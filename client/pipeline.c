@@ -143,7 +143,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                         goto fail;
         }
         if (!pipe_has_room(c, NULL))
-                conn_await(c, pipe_has_room, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
+                conn_await(c, pipe_has_room, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL, true);
         if (c->gen != gen) {
                 /* Made again meanwhile: its squaring gave them back, or they are gone (-ESTALE). */
                 r = conn_revive(c, gen);
@@ -222,7 +222,7 @@ int client_sync(struct alloc_client *c) {
         }
         /* Only what was pipelined before this call: other threads' frees since are theirs to sync. */
         if (!c->quiet)
-                conn_await(c, answered, &last, conn_plain_deadline(c, &deadline) ? &deadline : NULL);
+                conn_await(c, answered, &last, conn_plain_deadline(c, &deadline) ? &deadline : NULL, true);
         if (c->refused) {
                 if (c->refused_more)
                         r = client_fail(c->refused, "%s (and %u more refused since)", c->refused_msg, c->refused_more);

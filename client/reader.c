@@ -170,14 +170,15 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
  * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
  * false if deadline (NULL: none) passed with nothing to read.
  */
-bool conn_read_one(struct alloc_client *c, const struct timespec *deadline) {
+bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin_first) {
         struct wire_budget budget;
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int fd = -1, k = 1;
         size_t nfds = 1;
         ssize_t n = -EAGAIN;
         bool drain = deadline && ms_left(deadline) == 0; /* what has arrived, nothing more */
-        uint64_t spin = drain ? 0 : c->spin_now, start = c->spin_ns && !drain ? now_ns() : 0;
+        bool adapt = c->spin_ns && !drain && spin_first; /* a request not spun for says nothing of spinning */
+        uint64_t spin = adapt ? c->spin_now : 0, start = adapt ? now_ns() : 0;
 
         c->reading = true;
         pthread_mutex_unlock(&c->lock);

@@ -182,13 +182,13 @@ static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__
  * none) passes; lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
  */
 void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
-                const struct timespec *deadline) {
+                const struct timespec *deadline, bool spin) {
         bool expired = false;
         uint64_t gen = c->gen; /* a reconnect ends the wait: its requests have no reply coming */
 
         while (!done(c, arg) && !c->dead && !expired && c->gen == gen) {
                 if (!c->reading) {
-                        expired = !conn_read_one(c, deadline);
+                        expired = !conn_read_one(c, deadline, spin);
                 } else {
                         c->sleepers++;
                         if (deadline)
@@ -203,6 +203,18 @@ void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *
 static bool replied(const struct alloc_client *c, const void *me) {
         (void)c;
         return ((const struct pending *)me)->reply != NULL;
+}
+
+/*
+ * A request whose point is to wake other processes (a Seal; an Alloc that publishes a name at once)
+ * is not spun for: a woken consumer needs a CPU, and one this side held spinning sends it to an idle
+ * one, whose wake-up on a VM costs more than the round trip (docs/PERFORMANCE.md, the hand-off).
+ */
+static bool wakes_others(const Allocd__Request *req) {
+        if (req->body_case == ALLOCD__REQUEST__BODY_SEAL)
+                return true;
+        return req->body_case == ALLOCD__REQUEST__BODY_ALLOC && req->alloc->name && *req->alloc->name &&
+               !(req->alloc->flags & ALLOCD__FLAG__UNSEALED);
 }
 
 static bool never(const struct alloc_client *c, const void *arg) {
@@ -220,7 +232,7 @@ static bool stopping(struct alloc_client *c, const Allocd__Reply *r, const struc
         if (!r->has_error || r->error != ALLOCD__ERROR__CANCELLED || !c->reconnect_ms || c->given_up)
                 return false;
         if (c->gen == gen)
-                conn_await(c, never, NULL, deadline);
+                conn_await(c, never, NULL, deadline, false);
         return c->dead || c->gen != gen;
 }
 
@@ -298,11 +310,11 @@ retry:
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading && c->gen == gen)
-                        conn_read_one(c, timed ? &deadline : NULL);
+                        conn_read_one(c, timed ? &deadline : NULL, false);
                 if (c->gen == gen)
                         conn_die(c, r, "the connection to allocd is gone");
         }
-        conn_await(c, replied, &me, timed ? &deadline : NULL);
+        conn_await(c, replied, &me, timed ? &deadline : NULL, !wakes_others(req));
         if (!me.reply && (c->dead || c->gen != gen)) {
                 /*
                  * Lost with the connection: made again, it is sent again if that is safe.  Listed while
