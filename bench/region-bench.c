@@ -340,20 +340,46 @@ static void add_figures(json_object *root, const char *name, int n, const char *
         json_object_object_add(root, name, o);
 }
 
+enum { P_REGIONS = 1, P_HANDOFF = 2, P_BATCH = 4, P_CPU = 8 };
+
+/* --only's list: a mask of P_*, or -1. */
+static int parts(const char *list) {
+        static const char *names[] = {"regions", "handoff", "batch", "cpu"};
+        char buf[64], *save, *w;
+        int mask = 0, i;
+
+        snprintf(buf, sizeof(buf), "%s", list);
+        for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                for (i = 0; i < 4 && strcmp(w, names[i]); i++)
+                        ;
+                if (i == 4)
+                        return -1;
+                mask |= 1 << i;
+        }
+        return mask ? mask : -1;
+}
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
+                                             {"only", required_argument, NULL, 'o'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0}};
         static struct cell cells[NPLACES][NSIZES];
         char conf[2][128], p[128];
         bool json = false, all = true;
-        int o;
+        int o, only = ~0;
         char *end;
 
-        while ((o = getopt_long(argc, argv, "js:h", opts, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "js:o:h", opts, NULL)) != -1) {
                 if (o == 'j') {
                         json = true;
+                } else if (o == 'o') {
+                        if ((only = parts(optarg)) < 0) {
+                                fprintf(stderr, "region-bench: --only %s: a list of regions, handoff, batch, cpu\n",
+                                        optarg);
+                                return 2;
+                        }
                 } else if (o == 's') {
                         seconds = strtod(optarg, &end);
                         if (*end || !(seconds >= 0.05 && seconds <= 60)) {
@@ -361,7 +387,8 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                 } else {
-                        fprintf(stderr, "usage: region-bench [--json] [--seconds S (per cell, 0.2)]\n");
+                        fprintf(stderr, "usage: region-bench [--json] [--seconds S (per cell, 0.2)] [--only "
+                                        "regions,handoff,batch,cpu]\n");
                         return o == 'h' ? 0 : 2;
                 }
         }
@@ -388,21 +415,26 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 6; k++)
                 servers[k] = start_allocd(k, k == 5 || k == 2 || k == 3 ? -1 : 0, conf[k < 4 ? k % 2 : 0]);
 
-        for (size_t pl = 0; pl < NPLACES; pl++)
+        for (size_t pl = 0; pl < NPLACES && (only & P_REGIONS); pl++)
                 for (size_t i = 0; i < NSIZES; i++) {
                         int base = places[pl].allocd < 0 ? 2 : 0;
                         region_cell(base, base + 1, places[pl].allocd < 0 ? 5 : 4, places[pl].client, sizes[i],
                                     &cells[pl][i]);
                 }
-        double handoff_ns, rtt_ns, batch_ns, single_ns, batch_ratio, cpu_spin, cpu_nospin, client_spin, client_nospin;
-        handoff(2, &handoff_ns, &rtt_ns);
-        batch(2, &batch_ns, &single_ns, &batch_ratio);
-        cpu_spin = cpu_per_request(2, 50, &client_spin);
-        cpu_nospin = cpu_per_request(3, 0, &client_nospin);
-        sleep(1);
-        double c0 = cpu_of(servers[2]);
-        sleep(1);
-        double idle = cpu_of(servers[2]) - c0;
+        double handoff_ns = 0, rtt_ns = 0, batch_ns = 0, single_ns = 0, batch_ratio = 0, cpu_spin = 0, cpu_nospin = 0,
+               client_spin = 0, client_nospin = 0, idle = 0;
+        if (only & P_HANDOFF)
+                handoff(2, &handoff_ns, &rtt_ns);
+        if (only & P_BATCH)
+                batch(2, &batch_ns, &single_ns, &batch_ratio);
+        if (only & P_CPU) {
+                cpu_spin = cpu_per_request(2, 50, &client_spin);
+                cpu_nospin = cpu_per_request(3, 0, &client_nospin);
+                sleep(1);
+                double c0 = cpu_of(servers[2]);
+                sleep(1);
+                idle = cpu_of(servers[2]) - c0;
+        }
 
         for (int k = 0; k < 6; k++) {
                 kill(servers[k], SIGTERM);
@@ -415,7 +447,7 @@ int main(int argc, char **argv) {
         rmdir(dir);
 
         json_object *root = json_object_new_object(), *arr = json_object_new_array();
-        if (!json)
+        if (!json && (only & P_REGIONS))
                 printf("region-bench: a region = alloc + touch first and last byte + free; ns per region, medians of "
                        "%.2f s of %d-region slices per cell, the ways alternating; speed-up = baseline / allocd, "
                        "median of the slices' ratios (target >= 1.5); spare: alloc_set_spare\n\n%-9s %-8s %9s %9s %9s "
@@ -423,7 +455,7 @@ int main(int argc, char **argv) {
                        "%9s %7s %7s %8s %7s %7s\n",
                        seconds, SLICE, "placement", "size", "allocd", "no spin", "spare", "memfd", "shm_open",
                        "x memfd", "x shm", "nospin x", "spare x", "x shm");
-        for (size_t pl = 0; pl < NPLACES; pl++)
+        for (size_t pl = 0; pl < NPLACES && (only & P_REGIONS); pl++)
                 for (size_t i = 0; i < NSIZES; i++) {
                         struct cell *c = &cells[pl][i];
                         char sz[16];
@@ -455,29 +487,38 @@ int main(int argc, char **argv) {
                         json_object_array_add(arr, e);
                 }
         bool handoff_met = handoff_ns <= 1.5 * rtt_ns, batch_met = batch_ratio >= 10;
-        all &= handoff_met && batch_met;
-        if (!json)
-                printf("\nhand-off through a sealed name, consumer waiting, unpinned, after %d us of quiet: %.0f ns, "
-                       "one round trip after the same quiet %.0f ns: %.2fx (target <= 1.5) %s\n"
-                       "1,000 regions, unpinned: one batch %.0f ns, 1,000 requests %.0f ns: %.1fx faster (target >= "
-                       "10) "
-                       "%s\n"
-                       "CPU per request (alloc or free of 4 KiB, unpinned): allocd %.2f us, client %.2f us with spin; "
-                       "allocd %.2f us, client %.2f us without\n"
-                       "allocd idle for 1 s after that: %.3f s of CPU\n",
-                       QUIET_US, handoff_ns, rtt_ns, handoff_ns / rtt_ns, handoff_met ? "met" : "MISSED", batch_ns,
-                       single_ns, batch_ratio, batch_met ? "met" : "MISSED", cpu_spin, client_spin, cpu_nospin,
-                       client_nospin, idle);
         json_object_object_add(root, "regions", arr);
-        add_figures(root, "handoff", 3, (const char *[]){"handoff_ns", "round_trip_ns", "ratio"},
-                    (double[]){handoff_ns, rtt_ns, handoff_ns / rtt_ns}, handoff_met);
-        add_figures(root, "batch", 3, (const char *[]){"batch_ns", "single_ns", "speedup"},
-                    (double[]){batch_ns, single_ns, batch_ratio}, batch_met);
-        add_figures(root, "cpu", 5,
-                    (const char *[]){"allocd_us_per_request_spin", "client_us_per_request_spin",
-                                     "allocd_us_per_request_nospin", "client_us_per_request_nospin",
-                                     "allocd_idle_cpu_s_per_s"},
-                    (double[]){cpu_spin, client_spin, cpu_nospin, client_nospin, idle}, true);
+        if (only & P_HANDOFF) {
+                all &= handoff_met;
+                if (!json)
+                        printf("\nhand-off through a sealed name, consumer waiting, unpinned, after %d us of quiet: "
+                               "%.0f "
+                               "ns, one round trip after the same quiet %.0f ns: %.2fx (target <= 1.5) %s\n",
+                               QUIET_US, handoff_ns, rtt_ns, handoff_ns / rtt_ns, handoff_met ? "met" : "MISSED");
+                add_figures(root, "handoff", 3, (const char *[]){"handoff_ns", "round_trip_ns", "ratio"},
+                            (double[]){handoff_ns, rtt_ns, handoff_ns / rtt_ns}, handoff_met);
+        }
+        if (only & P_BATCH) {
+                all &= batch_met;
+                if (!json)
+                        printf("1,000 regions, unpinned: one batch %.0f ns, 1,000 requests %.0f ns: %.1fx faster "
+                               "(target >= 10) %s\n",
+                               batch_ns, single_ns, batch_ratio, batch_met ? "met" : "MISSED");
+                add_figures(root, "batch", 3, (const char *[]){"batch_ns", "single_ns", "speedup"},
+                            (double[]){batch_ns, single_ns, batch_ratio}, batch_met);
+        }
+        if (only & P_CPU) {
+                if (!json)
+                        printf("CPU per request (alloc or free of 4 KiB, unpinned): allocd %.2f us, client %.2f us "
+                               "with spin; allocd %.2f us, client %.2f us without\n"
+                               "allocd idle for 1 s after that: %.3f s of CPU\n",
+                               cpu_spin, client_spin, cpu_nospin, client_nospin, idle);
+                add_figures(root, "cpu", 5,
+                            (const char *[]){"allocd_us_per_request_spin", "client_us_per_request_spin",
+                                             "allocd_us_per_request_nospin", "client_us_per_request_nospin",
+                                             "allocd_idle_cpu_s_per_s"},
+                            (double[]){cpu_spin, client_spin, cpu_nospin, client_nospin, idle}, true);
+        }
         json_object_object_add(root, "all_targets_met", json_object_new_boolean(all));
         if (json)
                 puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));

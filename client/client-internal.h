@@ -100,6 +100,13 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
 /* region.c: region g of a reply as this process sees it (map: the fd that came with the reply). */
 int client_region_out(struct alloc_client *c, const Allocd__Region *g, const struct map_error *map,
                       struct alloc_region *ret);
+/*
+ * region.c: a RegionBatch's regions, listed or in columns (docs/protocol.md, "Batches"): how many
+ * (0 for one in neither form); the one that carries the pool's fd fields; region i, its pool named.
+ */
+size_t client_batch_size(const Allocd__RegionBatch *b);
+const Allocd__Region *client_batch_first(const Allocd__RegionBatch *b);
+Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i);
 
 /* held.c: id -> references, under its own lock. */
 struct held *held_new(void);

@@ -285,8 +285,8 @@ int pool_table_map(struct pool_table *t, const Allocd__Reply *reply, int fd, cha
         const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
 
         /* A batch's fd belongs to its first region, the one that names the pool. */
-        if (reply->body_case == ALLOCD__REPLY__BODY_BATCH && reply->batch->n_regions)
-                g = reply->batch->regions[0];
+        if (reply->body_case == ALLOCD__REPLY__BODY_BATCH && client_batch_size(reply->batch))
+                g = client_batch_first(reply->batch);
         struct pool_map *m;
         int r;
 

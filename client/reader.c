@@ -63,14 +63,14 @@ static void send_quietly(struct alloc_client *c, Allocd__Request *req) {
 /* A batch allocated after its request timed out goes back whole: req a FreeBatch of its ids (fb's, malloc'd). */
 static bool give_back_batch(const Allocd__Reply *r, Allocd__Request *req, Allocd__FreeBatch *fb) {
         _Static_assert(sizeof(uint64_t) * WIRE_MAX_BATCH < WIRE_MAX_PACKET - 64, "a FreeBatch of a batch fits");
+        size_t n = r->body_case == ALLOCD__REPLY__BODY_BATCH ? client_batch_size(r->batch) : 0;
         uint64_t *ids;
 
-        if (r->body_case != ALLOCD__REPLY__BODY_BATCH || !r->batch || !r->batch->n_regions ||
-            r->batch->n_regions > WIRE_MAX_BATCH || !(ids = malloc(r->batch->n_regions * sizeof(*ids))))
+        if (!n || n > WIRE_MAX_BATCH || !(ids = malloc(n * sizeof(*ids))))
                 return false;
-        for (size_t i = 0; i < r->batch->n_regions; i++)
-                ids[i] = r->batch->regions[i] ? r->batch->regions[i]->id : 0;
-        fb->n_regions = r->batch->n_regions;
+        for (size_t i = 0; i < n; i++)
+                ids[i] = client_batch_region(r->batch, i).id;
+        fb->n_regions = n;
         fb->regions = ids;
         req->body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
         req->free_batch = fb;

@@ -66,6 +66,38 @@ int client_region_out(struct alloc_client *c, const Allocd__Region *g, const str
         return 0;
 }
 
+size_t client_batch_size(const Allocd__RegionBatch *b) {
+        if (!b)
+                return 0;
+        if (b->n_regions)
+                return b->regions[0]->pool ? b->n_regions : 0;
+        if (!b->common || !b->common->pool || b->n_offsets != b->n_ids || b->n_sizes != b->n_ids)
+                return 0;
+        return b->n_ids;
+}
+
+const Allocd__Region *client_batch_first(const Allocd__RegionBatch *b) {
+        return b->n_regions ? b->regions[0] : b->common;
+}
+
+/* A copy: the reply's strings are freed with it. */
+Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
+        Allocd__Region g;
+
+        if (b->n_regions) {
+                g = *b->regions[i];
+                if (!g.pool)
+                        g.pool = b->regions[0]->pool;
+                return g;
+        }
+        g = *b->common;
+        g.has_id = g.has_offset = g.has_size = true;
+        g.id = b->ids[i];
+        g.offset = b->offsets[i];
+        g.size = b->sizes[i];
+        return g;
+}
+
 /* Gives back regions a reply granted that cannot be handed to the caller; the failure r stays the call's. */
 static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region);
 
@@ -369,18 +401,16 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
         size_t nids = 0;
         int r = 0;
 
-        if (!b || b->n_regions != n || !b->regions[0]->pool)
+        if (client_batch_size(b) != n)
                 return client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else", n);
         for (size_t i = 0; i < n; i++) {
-                Allocd__Region g = *b->regions[i]; /* a copy: the reply's own strings are freed with it */
+                Allocd__Region g = client_batch_region(b, i);
                 if (!g.has_id) {
                         /* The others are given back all the same. */
                         if (r == 0)
                                 r = client_fail(-EPROTO, "allocd answered a batch with a region without an id");
                         continue;
                 }
-                if (!g.pool)
-                        g.pool = b->regions[0]->pool; /* only the first names it (docs/protocol.md) */
                 if (r == 0)
                         r = client_region_out(c, &g, map, &ret[i]);
                 ids[nids++] = g.id;
@@ -418,6 +448,7 @@ int alloc_region_new_batch(struct alloc_client *c, const char *pool, const uint6
         b.alloc = &a;
         b.n_sizes = n;
         b.sizes = (uint64_t *)sizes;
+        b.has_columns = b.columns = true;
         req.body_case = ALLOCD__REQUEST__BODY_ALLOC_BATCH;
         req.alloc_batch = &b;
         if ((r = client_call(c, &req, &reply, &map)) < 0)

@@ -64,21 +64,13 @@ static size_t granted(const Allocd__Reply *r) {
                 return 0;
         if (r->body_case == ALLOCD__REPLY__BODY_REGION && r->region)
                 return 1;
-        if (r->body_case == ALLOCD__REPLY__BODY_BATCH && r->batch && r->batch->n_regions &&
-            r->batch->n_regions <= SPARES_AHEAD && r->batch->regions[0]->pool)
-                return r->batch->n_regions;
+        if (r->body_case == ALLOCD__REPLY__BODY_BATCH && client_batch_size(r->batch) <= SPARES_AHEAD)
+                return client_batch_size(r->batch);
         return 0;
 }
 
 static Allocd__Region region_at(const Allocd__Reply *r, size_t i) {
-        Allocd__Region g;
-
-        if (r->body_case == ALLOCD__REPLY__BODY_REGION)
-                return *r->region;
-        g = *r->batch->regions[i];
-        if (!g.pool)
-                g.pool = r->batch->regions[0]->pool;
-        return g;
+        return r->body_case == ALLOCD__REPLY__BODY_REGION ? *r->region : client_batch_region(r->batch, i);
 }
 
 /* Spares asked or at hand. */

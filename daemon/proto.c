@@ -327,11 +327,46 @@ static void handle_renew(struct core *core, struct session *s, struct proto_out 
         proto_pack(out, &reply);
 }
 
-/* The regions of a batch, in one reply: only the first names the pool (docs/protocol.md, "Batches"). */
-static void handle_alloc_batch(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
-                               const Allocd__AllocBatch *m) {
+/*
+ * The regions of a batch, in one reply (docs/protocol.md, "Batches"): listed, where only the first
+ * names the pool, or, when the client asks, in columns, which cost a tenth as much to pack and to
+ * unpack: a thousand Regions were half of a batch's time, on both sides.
+ */
+static void batch_reply(struct core *core, struct session *s, struct proto_out *out, const uint32_t *slots, size_t n,
+                        bool columns, Allocd__RegionBatch *batch) {
         static Allocd__Region regions[CORE_BATCH_MAX]; /* the loop is single-threaded: one reply at a time */
         static Allocd__Region *list[CORE_BATCH_MAX];
+        static uint64_t ids[CORE_BATCH_MAX], offsets[CORE_BATCH_MAX], sizes[CORE_BATCH_MAX];
+
+        if (!columns) {
+                for (size_t i = 0; i < n; i++) {
+                        region_msg(core, s, out, slots[i], &regions[i]);
+                        if (i > 0)
+                                regions[i].pool = NULL;
+                        list[i] = &regions[i];
+                }
+                batch->n_regions = n;
+                batch->regions = list;
+                return;
+        }
+        region_msg(core, s, out, slots[0], &regions[0]);
+        for (size_t i = 0; i < n; i++) {
+                struct region_info r;
+                core_region_info(core, slots[i], &r);
+                ids[i] = r.id;
+                offsets[i] = r.offset;
+                sizes[i] = r.size;
+        }
+        regions[0].has_id = regions[0].has_offset = regions[0].has_size = false;
+        batch->common = &regions[0];
+        batch->n_ids = batch->n_offsets = batch->n_sizes = n;
+        batch->ids = ids;
+        batch->offsets = offsets;
+        batch->sizes = sizes;
+}
+
+static void handle_alloc_batch(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                               const Allocd__AllocBatch *m) {
         static uint32_t slots[CORE_BATCH_MAX];
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__RegionBatch batch = ALLOCD__REGION_BATCH__INIT;
@@ -347,14 +382,7 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
         a = alloc_request(m->alloc);
         if (core_alloc_batch(core, &s->client, &a, m->sizes, m->n_sizes, slots, &res) != E_OK)
                 return reply_result(out, id, &res);
-        for (size_t i = 0; i < m->n_sizes; i++) {
-                region_msg(core, s, out, slots[i], &regions[i]);
-                if (i > 0)
-                        regions[i].pool = NULL;
-                list[i] = &regions[i];
-        }
-        batch.n_regions = m->n_sizes;
-        batch.regions = list;
+        batch_reply(core, s, out, slots, m->n_sizes, m->has_columns && m->columns, &batch);
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.body_case = ALLOCD__REPLY__BODY_BATCH;
@@ -365,8 +393,11 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
                  * WIRE_MAX_BATCH is sized so that this cannot happen; if it did, the regions must not outlive
                  * it, and the pool's fd, if this reply was to bring it, is not sent: the next region brings it.
                  */
-                for (size_t i = 0; i < m->n_sizes; i++)
-                        core_free_region(core, &s->client, regions[i].id, &res);
+                for (size_t i = 0; i < m->n_sizes; i++) {
+                        struct region_info r;
+                        core_region_info(core, slots[i], &r);
+                        core_free_region(core, &s->client, r.id, &res);
+                }
                 if (out->fd >= 0) {
                         struct pool_info info;
                         core_pool_info(core_pool_find(core, a.pool), &info);

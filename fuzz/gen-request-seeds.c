@@ -438,25 +438,27 @@ static void batches(void) {
 
         begin(fuzz_header(0, 1, 2, 3));
         hello(0);
-        alloc_batch(0, "h", three, 3, 0, NULL);
-        alloc_batch(0, "h", too_much, 2, 0, NULL); /* the first fits, the second not: neither stays */
-        alloc_batch(0, "h", three, 2, ALLOCD__FLAG__ZERO, NULL);
-        alloc_batch(0, "h", big, 1, ALLOCD__FLAG__ZERO, NULL);
-        alloc_batch(0, "h", three, 1, ALLOCD__FLAG__PERSIST, NULL);
-        alloc_batch(0, "h", three, 1, 0, "named");
-        alloc_batch(0, "p", three, 3, 0, NULL);
-        alloc_batch(0, "g", three, 2, 0, NULL);
-        alloc_batch(0, "f", four, 4, 0, NULL);
+        alloc_batch(0, "h", three, 3, 0, NULL, false);
+        alloc_batch(0, "h", too_much, 2, 0, NULL, false); /* the first fits, the second not: neither stays */
+        alloc_batch(0, "h", three, 2, ALLOCD__FLAG__ZERO, NULL, false);
+        alloc_batch(0, "h", big, 1, ALLOCD__FLAG__ZERO, NULL, false);
+        alloc_batch(0, "h", three, 1, ALLOCD__FLAG__PERSIST, NULL, false);
+        alloc_batch(0, "h", three, 1, 0, "named", false);
+        alloc_batch(0, "p", three, 3, 0, NULL, false);
+        alloc_batch(0, "g", three, 2, 0, NULL, false);
+        alloc_batch(0, "f", four, 4, 0, NULL, false);
         free_batch(0, two, 2);
         free_batch(0, twice, 2);
         free_batch(0, unknown, 2);
+        alloc_batch(0, "h", three, 2, 0, NULL, true); /* in columns */
+        alloc_batch(0, "p", three, 2, 0, NULL, true);
         status(0, 0);
         save("batches");
 
         begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
         hello(0);
-        alloc_batch(0, "f", four, 4, 0, NULL);
-        alloc_batch(0, "f", four, 3, 0, NULL);
+        alloc_batch(0, "f", four, 4, 0, NULL, false);
+        alloc_batch(0, "f", four, 3, 0, NULL, false);
         free_batch(0, two, 2);
         save("tight-batches");
 }

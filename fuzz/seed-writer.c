@@ -151,7 +151,8 @@ void seal(int s, uint64_t region) {
 }
 
 /* An AllocBatch of the n sizes in pool with flags and name (a batch refuses names). */
-void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name) {
+void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name,
+                 bool columns) {
         Allocd__AllocBatch b = ALLOCD__ALLOC_BATCH__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
 
@@ -162,6 +163,7 @@ void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint3
         b.alloc = &a;
         b.n_sizes = n;
         b.sizes = (uint64_t *)sizes;
+        b.has_columns = b.columns = columns;
         put(s, 10, ALLOCD__REQUEST__BODY_ALLOC_BATCH, &b);
 }
 

@@ -7,6 +7,7 @@
  * add records to it (s: the session a packet comes from), save() writes it to seed_dir/name.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,7 +35,8 @@ void detach(int s, uint64_t region);
 void attach_within(int s, const char *name, uint32_t timeout_ms);
 void attach(int s, const char *name);
 void seal(int s, uint64_t region);
-void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name);
+void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name,
+                 bool columns);
 void free_batch(int s, const uint64_t *ids, size_t n);
 void status(int s, uint64_t after);
 void dump(int s, uint64_t after, const char *pool);

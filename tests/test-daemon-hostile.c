@@ -58,10 +58,13 @@ static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nf
 static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        size_t nfds = 0;
+        int fds[WIRE_MAX_FDS];
+        size_t nfds = WIRE_MAX_FDS;
 
         cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
-        ssize_t n = wire_recv(fd, buf, sizeof(buf), NULL, &nfds, 0);
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+        while (nfds > 0)
+                close(fds[--nfds]); /* a pool's, with a memory region */
         if (n <= 0)
                 return NULL;
         Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
@@ -390,4 +393,61 @@ Test(hostile, a_free_asks_for_up_to_spares_max_spares) {
         cr_assert_eq(pool_used(c, "f"), 3 * 4096, "the Free of a spare was done");
         close(fd);
         cr_assert_eq(wait_used(c, "f", 0), 0, "the other three went with the connection");
+}
+
+/* The same batch's regions listed (old clients) and in columns (AllocBatch.columns): same pool, sizes, no overlap. */
+Test(hostile, a_batch_is_answered_listed_or_in_columns) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__AllocBatch b = ALLOCD__ALLOC_BATCH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        uint64_t sizes[] = {4096, 8192, 4096}, offsets[6], lens[6], ids[6];
+        int fd = hello();
+
+        a.pool = "h";
+        b.alloc = &a;
+        b.n_sizes = 3;
+        b.sizes = sizes;
+        req.has_id = true;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC_BATCH;
+        req.alloc_batch = &b;
+        for (int k = 0; k < 2; k++) {
+                b.has_columns = b.columns = k == 1;
+                req.id = 10 + k;
+                send_request(fd, &req, NULL, 0);
+                Allocd__Reply *r = next_reply(fd);
+                cr_assert(r && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_BATCH, "%s",
+                          r && r->message ? r->message : "no batch");
+                const Allocd__RegionBatch *g = r->batch;
+                if (k == 0) {
+                        cr_assert(g->n_regions == 3 && !g->common && !g->n_ids && !g->n_offsets && !g->n_sizes);
+                        cr_expect(g->regions[0]->pool && !strcmp(g->regions[0]->pool, "h") && g->regions[0]->pool_fd);
+                        for (int i = 0; i < 3; i++) {
+                                cr_expect_eq(!g->regions[i]->pool, i > 0, "only the first names the pool");
+                                ids[i] = g->regions[i]->id;
+                                offsets[i] = g->regions[i]->offset;
+                                lens[i] = g->regions[i]->size;
+                        }
+                } else {
+                        cr_assert(!g->n_regions && g->common && g->n_ids == 3 && g->n_offsets == 3 && g->n_sizes == 3,
+                                  "columns were asked for");
+                        cr_expect(g->common->pool && !strcmp(g->common->pool, "h") && !g->common->has_id &&
+                                  !g->common->has_offset && !g->common->has_size && g->common->sealed);
+                        for (int i = 0; i < 3; i++) {
+                                ids[3 + i] = g->ids[i];
+                                offsets[3 + i] = g->offsets[i];
+                                lens[3 + i] = g->sizes[i];
+                        }
+                }
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        for (int i = 0; i < 6; i++) {
+                cr_expect_eq(lens[i], sizes[i % 3]);
+                for (int j = 0; j < i; j++)
+                        cr_expect(ids[i] != ids[j] &&
+                                          (offsets[i] >= offsets[j] + lens[j] || offsets[j] >= offsets[i] + lens[i]),
+                                  "regions %d and %d are one, or overlap", i, j);
+        }
+        cr_assert_eq(pool_used(c, "h"), 8192 + 2 * 16384);
+        close(fd);
+        cr_assert_eq(wait_used(c, "h", 8192), 8192, "the batches went with the connection");
 }
