@@ -16,6 +16,12 @@
 
 #include "sysd.h"
 
+/* The pools of test-daemon-restart.c and test-daemon-restart-store.c. */
+#define CONF                                                                                                           \
+        "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
+        "= "                                                                                                           \
+        "16M\nisolation = region\n"
+
 static struct sysd s;
 
 static inline void teardown(void) {

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * allocctl's commands that change allocd, against a real allocd holding a known set of regions
+ * (allocctl-common.c): free, disconnect, wait; and a stopped allocd.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "allocctl-common.h"
+
+TestSuite(allocctl, .init = setup, .fini = teardown, .timeout = 60);
+
+/* An operator frees a PERSIST region whose creator is gone; other regions cannot be freed this way. */
+Test(allocctl, free_takes_back_an_orphaned_persist_region) {
+        struct alloc_region r;
+        struct alloc_client *gone;
+        char id[32];
+
+        cr_assert_eq(alloc_connect(&gone, d.sock, "gone"), 0);
+        cr_assert_eq(alloc_region_new(gone, "f", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r), 0);
+        alloc_disconnect(gone);
+        unsigned long long before = pool_used(c, "f");
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)r.id);
+        struct run *x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        cr_assert_eq(pool_used(c, "f"), before - 4096);
+        x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 1, "a dead region: %s", x->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)small.id);
+        x = allocctl(d.sock, "free", id, (char *)NULL);
+        cr_assert_eq(x->status, 1, "not PERSIST, held by another connection");
+        cr_assert(strstr(x->err, "holds no region"), "%s", x->err);
+        x = allocctl(d.sock, "free", "twelve", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+}
+
+static uint64_t serial_of(const char *name) {
+        struct alloc_status *s;
+        uint64_t serial = 0;
+
+        cr_assert_eq(alloc_status(c, &s), 0);
+        for (size_t i = 0; i < s->nclients; i++)
+                if (!strcmp(s->clients[i].name, name))
+                        serial = s->clients[i].serial;
+        alloc_status_free(s);
+        cr_assert_neq(serial, 0, "no client %s", name);
+        return serial;
+}
+
+Test(allocctl, disconnect_drops_a_clients_leases) {
+        char arg[32];
+        struct alloc_region r;
+        unsigned long long before = pool_used(c, "f");
+
+        snprintf(arg, sizeof(arg), "serial:%llu", (unsigned long long)serial_of("tester two"));
+        struct run *x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        cr_assert_str_eq(x->out, "disconnected 1 connection\n");
+        /* Its 300 MiB fpga region went with it; tester one's stay. */
+        cr_assert_eq(wait_used(c, "f", before - (300 << 20)), before - (300 << 20));
+        cr_assert_eq(alloc_region_new(c2, "h", 4096, NULL, &r), -ECONNRESET);
+        cr_assert(strstr(alloc_last_error(), "an operator disconnected this connection"), "%s", alloc_last_error());
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 1, "gone already");
+        cr_assert(strstr(x->err, "no other connection has serial"), "%s", x->err);
+        x = allocctl(d.sock, "disconnect", "2147483647", (char *)NULL);
+        cr_assert_eq(x->status, 1);
+        cr_assert(strstr(x->err, "no other connection is from pid 2147483647"), "%s", x->err);
+        x = allocctl(d.sock, "disconnect", "serial:x", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+        x = allocctl(d.sock, "disconnect", "0", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+        /* A pid closes every connection of the process: tester one is the last of this one's. */
+        snprintf(arg, sizeof(arg), "%d", (int)getpid());
+        x = allocctl(d.sock, "--json", "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        json_object *o = json_tokener_parse(x->out);
+        cr_assert_eq(get_u64(o, "connections"), 1);
+        json_object_put(o);
+        cr_assert_eq(alloc_status(c, &(struct alloc_status *){NULL}), -ECONNRESET);
+}
+
+/* Another uid may not close root's connections, and closes none when one of the targets is not its. */
+Test(allocctl, disconnect_is_the_owners_or_roots) {
+        if (geteuid() != 0)
+                cr_skip_test("needs root to act as another uid");
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                struct alloc_client *other;
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(100);
+                if (alloc_connect(&other, d.sock, "nobody") < 0)
+                        _exit(101);
+                int r = alloc_drop_client(other, getppid(), 0, NULL);
+                _exit(r == -EACCES && strstr(alloc_last_error(), "only root may disconnect") ? 0 : 102);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(c, &s), 0, "still connected");
+        alloc_status_free(s);
+        cr_assert_eq(alloc_status(c2, &s), 0, "still connected");
+        alloc_status_free(s);
+}
+
+Test(allocctl, a_stopped_daemon_times_out) {
+        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        setenv("ALLOCD_TIMEOUT", "300ms", 1);
+        struct run *x = allocctl(d.sock, "status", (char *)NULL);
+        kill(d.pid, SIGCONT);
+        cr_assert_eq(x->status, 3, "%s", x->err);
+        cr_assert(strstr(x->err, "did not answer within 300 ms"), "%s", x->err);
+        setenv("ALLOCD_TIMEOUT", "soon", 1);
+        x = allocctl(d.sock, "status", (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s", x->err);
+        cr_assert(strstr(x->err, "ALLOCD_TIMEOUT=soon is not a duration"), "%s", x->err);
+        unsetenv("ALLOCD_TIMEOUT");
+}
+
+Test(allocctl, wait_for_a_name) {
+        char want[64];
+        struct run *x = allocctl(d.sock, "wait", "frame buffer", (char *)NULL);
+
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(want, sizeof(want), "frame buffer: region %llu, host, 4MiB", (unsigned long long)shared.id);
+        cr_assert(strstr(x->out, want), "%s", x->out);
+        x = allocctl(d.sock, "wait", "nobody's", "200ms", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "no region was published and sealed as 'nobody's'"), "%s", x->err);
+        x = allocctl(d.sock, "wait", "x", "soon", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+}

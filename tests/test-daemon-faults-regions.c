@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regression tests for faults a client could cause in allocd's regions (test-daemon-faults.c has
+ * the connections'): a region released while it is being zeroed, and the region table after
+ * many regions went.  As there, each test starts an allocd with the configuration the fault needs.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "faults-common.h"
+
+TestSuite(faults, .fini = teardown, .timeout = 90);
+
+/* ---- regions being zeroed ---- */
+
+static int by_base(const void *a, const void *b) {
+        const struct alloc_region_info *x = a, *y = b;
+        return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Live regions of pool h do not overlap, and the pool's used bytes are their sum. */
+static void check_pool(const char *when) {
+        struct alloc_dump *dm;
+        uint64_t sum = 0;
+
+        cr_assert_eq(alloc_dump(c, "h", &dm), 0, "%s", alloc_last_error());
+        qsort(dm->regions, dm->nregions, sizeof(dm->regions[0]), by_base);
+        for (size_t i = 0; i < dm->nregions; i++) {
+                sum += dm->regions[i].size;
+                if (i > 0)
+                        cr_assert_leq(dm->regions[i - 1].addr + dm->regions[i - 1].size, dm->regions[i].addr,
+                                      "%s: live regions %llu and %llu overlap", when,
+                                      (unsigned long long)dm->regions[i - 1].id, (unsigned long long)dm->regions[i].id);
+        }
+        alloc_dump_free(dm);
+        cr_assert_eq(pool_used(c, "h"), sum, "%s: pool h says %llu bytes used, its live regions add up to %llu", when,
+                     pool_used(c, "h"), (unsigned long long)sum);
+}
+
+/* The id of the region of pool h that is live now and is not except (0: none yet). */
+static uint64_t find_new_region(uint64_t except) {
+        struct alloc_dump *dm;
+        uint64_t id = 0;
+
+        cr_assert_eq(alloc_dump(c, "h", &dm), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < dm->nregions && !id; i++)
+                if (dm->regions[i].id != except)
+                        id = dm->regions[i].id;
+        alloc_dump_free(dm);
+        return id;
+}
+
+/*
+ * Fault 8: a ZERO region over 1 MiB is zeroed on a worker thread before its
+ * Alloc is answered.  A Free (or Detach) of its id, pipelined on the same
+ * connection before that answer, released it; the Alloc was then answered
+ * with memory back in the pool, and the next Alloc got the same offset.  The
+ * region is the connection's only once its Alloc is answered: before that,
+ * Free and Detach are NOT_FOUND.  The id is learned from a Dump on another
+ * connection while the zeroing runs.
+ */
+Test(faults, region_released_while_zeroed_is_not_handed_out_twice) {
+        enum { ROUNDS = 20, SIZE = 64 << 20 };
+        int raced = 0;
+
+        start("[pool h]\nkind = host\nsize = 256M\n", 0, NULL);
+        c = daemon_connect(&d);
+        int fd = raw_hello("pipeliner");
+
+        for (int i = 0; i < ROUNDS; i++) {
+                uint64_t aid = 100 + 2 * (uint64_t)i, fid = aid + 1, id = 0, off = 0;
+                bool detach = i % 2, alloc_first, held;
+                int ferr = -1;
+
+                send_alloc(fd, aid, "h", SIZE, ALLOCD__FLAG__ZERO);
+                for (long end = now_ms() + 10000; !(id = find_new_region(0)) && now_ms() < end;)
+                        ;
+                cr_assert_neq(id, 0, "round %d: the region never showed in Dump", i);
+                send_release(fd, fid, id, detach);
+
+                /* Both answers, in the order allocd sent them. */
+                Allocd__Reply *first = recv_reply(fd, 10000, "Alloc or Free"), *second;
+                cr_assert_not_null(first, "round %d: allocd closed the connection", i);
+                second = recv_reply(fd, 10000, "Alloc or Free");
+                cr_assert_not_null(second, "round %d: allocd closed the connection", i);
+                alloc_first = first->id == aid;
+                Allocd__Reply *ar = alloc_first ? first : second, *fr = alloc_first ? second : first;
+                cr_assert_eq(ar->id, aid);
+                cr_assert_eq(fr->id, fid);
+                cr_assert_eq(ar->error, ALLOCD__ERROR__OK, "round %d: Alloc: error %d: %s", i, ar->error, ar->message);
+                cr_assert_eq(ar->body_case, ALLOCD__REPLY__BODY_REGION);
+                cr_assert_eq(ar->region->id, id, "round %d: Alloc answered region %llu, Dump showed %llu", i,
+                             (unsigned long long)ar->region->id, (unsigned long long)id);
+                off = ar->region->offset;
+                ferr = fr->error;
+                if (!alloc_first) {
+                        raced++;
+                        cr_expect_eq(ferr, ALLOCD__ERROR__NOT_FOUND,
+                                     "round %d: %s of region %llu, still being zeroed, was answered %d (%s) before "
+                                     "its Alloc was; want NOT_FOUND",
+                                     i, detach ? "Detach" : "Free", (unsigned long long)id, ferr,
+                                     fr->message ? fr->message : "OK");
+                } else {
+                        cr_assert_eq(ferr, ALLOCD__ERROR__OK, "round %d: %s after the Alloc's answer: error %d: %s", i,
+                                     detach ? "Detach" : "Free", ferr, fr->message);
+                }
+                allocd__reply__free_unpacked(first, NULL);
+                allocd__reply__free_unpacked(second, NULL);
+                held = ferr != ALLOCD__ERROR__OK || !alloc_first; /* what the client was told it holds */
+
+                check_pool("after the answers");
+                if (held) {
+                        /* The next client must not get the same memory. */
+                        struct alloc_region other;
+                        cr_assert_eq(alloc_region_new(c, "h", SIZE, NULL, &other), 0, "%s", alloc_last_error());
+                        cr_expect(other.addr + other.size <= off || off + SIZE <= other.addr,
+                                  "round %d: region %llu at %#llx, which the client holds, was handed out again", i,
+                                  (unsigned long long)id, (unsigned long long)off);
+                        cr_assert_eq(alloc_region_free(c, other.id), 0, "%s", alloc_last_error());
+                        cr_assert_eq(find_new_region(0), id,
+                                     "round %d: the client was handed region %llu, and allocd no longer has it", i,
+                                     (unsigned long long)id);
+                        send_release(fd, fid, id, false);
+                        Allocd__Reply *r = recv_reply(fd, 10000, "Free");
+                        cr_assert_not_null(r);
+                        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "round %d: Free after the Alloc's answer: %s", i,
+                                     r->message);
+                        allocd__reply__free_unpacked(r, NULL);
+                }
+                cr_assert_eq(pool_used(c, "h"), 0, "round %d: the pool is not empty", i);
+        }
+        cr_log_info("zeroing: the release overtook the Alloc's answer in %d of %d rounds", raced, ROUNDS);
+        close(fd);
+        cr_assert_eq(wait_used(c, "h", 0), 0);
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 9: the region table grew with the most regions ever held and never
+ * shrank: 262,144 regions left allocd about 114 MB larger after their client
+ * had gone.  The table must give the memory back when the regions go.  (The
+ * pool's range arena keeps its tags, 56 bytes a region at the most, about
+ * 15 MiB here: the margin allows for them.)
+ */
+Test(faults, region_table_shrinks) {
+        enum { NREG = 262144, BATCH = 64 };
+
+        start("[daemon]\nmax_regions_per_connection = 262144\n[pool f]\nkind = fpga\nranges = 0x0+2G\n", 0, NULL);
+        c = daemon_connect(&d);
+        unsigned long long rss0 = daemon_rss(&d);
+        int fd = raw_hello("many regions");
+
+        for (int i = 0; i < NREG; i += BATCH) {
+                for (int j = 0; j < BATCH; j++)
+                        send_alloc(fd, 1 + (uint64_t)(i + j), "f", 4096, 0);
+                for (int j = 0; j < BATCH; j++) {
+                        Allocd__Reply *r = recv_reply(fd, 10000, "Alloc");
+                        cr_assert_not_null(r, "allocd closed the connection after %d regions", i + j);
+                        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "region %d: error %d: %s", i + j, r->error,
+                                     r->message);
+                        allocd__reply__free_unpacked(r, NULL);
+                }
+        }
+        cr_assert_eq(pool_used(c, "f"), (unsigned long long)NREG * 4096);
+        unsigned long long full = daemon_rss(&d);
+        close(fd);
+        cr_assert_eq(wait_used(c, "f", 0), 0, "the regions were not released within 10 s");
+
+        /* Given a few seconds, in case allocd shrinks the table lazily. */
+        unsigned long long rss = daemon_rss(&d);
+        for (long end = now_ms() + 3000; rss >= rss0 + 32 * MiB && now_ms() < end; rss = daemon_rss(&d))
+                usleep(100000);
+        cr_log_info("region table: VmRSS %llu KiB, %llu with %d regions, %llu after", rss0 >> 10, full >> 10, NREG,
+                    rss >> 10);
+        if (UNDER_ASAN)
+                cr_log_info("under ASan, whose allocator keeps what allocd frees resident, its size is not checked");
+        else
+                cr_expect_lt(rss, rss0 + 32 * MiB,
+                             "allocd is %llu MiB larger than before %d regions came and went (%llu MiB with them)",
+                             (rss - rss0) / MiB, NREG, (full - rss0) / MiB);
+        c = alloc_disconnect(c);
+        stop();
+}

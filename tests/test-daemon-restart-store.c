@@ -1,0 +1,327 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What systemd's fd store holds across allocd's restarts and reloads (issue 18), systemd played by
+ * sysd.c as in test-daemon-restart.c: a pool taken out of the configuration is kept read-only until
+ * its regions go, a resized one waits for the old one, a reload's pools are stored, isolation =
+ * region memfds come and go with their regions up to the store's size, what nobody claims is
+ * removed, a state that cannot be kept leaves the store; without a store, a stop says what it loses.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "restart-checks.h"
+
+TestSuite(restart, .fini = teardown, .timeout = 120);
+
+/*
+ * A PERSIST region named name in pool, with a pattern (seed 9), and no client; then a restart (SIGTERM)
+ * with conf as the configuration.  Returns a new connection.
+ */
+static struct alloc_client *persist_then_restart(const char *pool, const char *name, const char *conf) {
+        struct alloc_region r;
+        struct alloc_client *k = daemon_connect(&s.d);
+
+        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 9);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, conf);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        return daemon_connect(&s.d);
+}
+
+/* The size of the pool named name as status lists it once it is want, or after 5 s; 0: not listed. */
+static uint64_t listed_size(struct alloc_client *k, const char *name, uint64_t want) {
+        struct alloc_status *st;
+        uint64_t size = UINT64_MAX;
+
+        for (int i = 0; i < 500 && size != want; i++) {
+                usleep(i ? 10000 : 0); /* a drained pool goes at the end of the loop turn that freed its last region */
+                cr_assert_eq(alloc_status(k, &st), 0);
+                size = 0;
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, name))
+                                size = st->pools[j].size;
+                alloc_status_free(st);
+        }
+        return size;
+}
+
+Test(restart, removed_pool_drains) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = persist_then_restart("other", "kept", "[pool host]\nkind = host\nsize = 64M\n");
+        /* Not counted as "not available": it serves its regions' holders. */
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pools, 0 not available, 1 draining"), "%s", sysd_log(&s));
+        cr_assert_eq(alloc_status(k, &st), 0);
+        const struct alloc_pool_status *p = pool_status(st, "other");
+        cr_assert(strstr(p->draining, "no longer configured"), "draining: '%s'", p->draining);
+        cr_assert_eq(p->regions, 1);
+        alloc_status_free(st);
+        cr_assert_lt(alloc_region_new(k, "other", 4096, NULL, &(struct alloc_region){0}), 0);
+        cr_assert(strstr(alloc_last_error(), "takes no new regions"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 9));
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        /* Its last region gone, the pool goes, from the store too. */
+        cr_assert_eq(listed_size(k, "other", 0), 0, "the drained pool is still listed");
+        cr_assert_eq(stored("pool.host.16777216.other", 0), 0);
+        alloc_disconnect(k);
+}
+
+Test(restart, without_a_store_a_stop_says_what_it_loses) {
+        struct daemon d;
+        char log[128];
+        struct alloc_region r;
+
+        snprintf(log, sizeof(log), "/tmp/allocd-restart-%d.log", (int)getpid());
+        cr_assert_eq(daemon_spawn(&d, CONF, NULL, log), -1);
+        struct alloc_client *k = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0);
+        daemon_stop(&d);
+        alloc_disconnect(k);
+        cr_assert(strstr(slurp(log), "1 regions held by 1 clients: they are lost"), "%s", slurp(log));
+        unlink(log);
+}
+
+/* isolation = region: each region's own memfd is stored as region-ID, restored with the state, removed when freed. */
+Test(restart, region_pools_keep_their_memfds) {
+        struct alloc_region r[4];
+        char name[32];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_new(k, "iso", 8192u << i, &(struct alloc_opts){.name = name}, &r[i]), 0, "%s",
+                             alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 50u + (unsigned)i);
+        }
+        cr_assert_eq(alloc_region_free(k, r[3].id), 0);
+        pool_used(k, "iso");
+        char *before = dump(NULL);
+        cr_assert_eq(stored("region-", 3), 3, "a freed region's memfd is still stored");
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        struct alloc_client *n = daemon_connect(&s.d);
+        for (int i = 0; i < 3; i++) {
+                struct alloc_region a;
+                snprintf(name, sizeof(name), "iso/%d", i);
+                cr_assert_eq(alloc_region_attach(n, name, NULL, &a), 0, "%s: %s", name, alloc_last_error());
+                cr_assert(pattern_ok(a.ptr, a.size, 50u + (unsigned)i), "%s: bytes changed", name);
+        }
+        cr_assert_eq(stored("region-", 3), 3);
+        alloc_disconnect(n);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
+}
+
+/* A pool a reload adds is stored too. */
+Test(restart, reloaded_pools_are_stored) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n");
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
+}
+
+/* A region in a pool a reload added comes through a restart (by kill: the snapshot from before the reload and its log).
+ */
+Test(restart, a_reloaded_pools_regions_survive) {
+        const char *two = "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n";
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, two);
+        kill(s.d.pid, SIGHUP);
+        cr_assert_eq(stored("pool.host.8388608.extra", 1), 1, "%s", sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "extra", 8192, &(struct alloc_opts){.name = "x", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 5);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGKILL);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "x", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 5));
+        alloc_disconnect(k);
+}
+
+/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
+Test(restart, resized_pool_waits_for_the_old_one) {
+        struct alloc_region r;
+        struct alloc_status *st;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("p", "old", "[pool p]\nkind = host\nsize = 8M\n");
+        cr_assert_eq(alloc_status(k, &st), 0);
+        cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
+        cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
+        alloc_status_free(st);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        uint64_t size = listed_size(k, "p", 8u << 20);
+        cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        alloc_disconnect(k);
+}
+
+/* What nobody claims is removed from the store and said: an fd of no known kind, a pool with no region, a region. */
+Test(restart, unclaimed_fds_are_removed) {
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        sysd_kill(&s, SIGTERM);
+        sysd_put(&s, "junk", memfd_create("junk", MFD_CLOEXEC));
+        sysd_put(&s, "region-77", memfd_create("stale", MFD_CLOEXEC));
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "the fd store held junk, which nothing restored uses; removed from the store"), "%s",
+                  log);
+        cr_assert(strstr(log, "held 1 region memfds that the restored state does not name"), "%s", log);
+        cr_assert_eq(stored("junk", 0), 0);
+        cr_assert_eq(stored("region-", 0), 0);
+        cr_assert_eq(stored("pool.host.4194304.host", 1), 1);
+}
+
+/* A pool whose memory is not in the store (never stored, or dropped): its regions cannot be restored in fresh memory.
+ */
+Test(restart, a_pool_missing_from_the_store_is_not_restored_into_fresh_memory) {
+        struct alloc_region r;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "other", 8192, &(struct alloc_opts){.name = "p", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 3);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        sysd_drop(&s, "pool.host.16777216.other");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "pool other holds 1 regions in the state, but its memory is not in the fd store"), "%s",
+                  log);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "restored into fresh memory");
+        alloc_disconnect(k);
+}
+
+/*
+ * isolation = region: the store (FDSTORE=64) keeps two states and at most 62 region memfds (such a
+ * pool has no fd of its own); the next Alloc is refused, so that no stored state names a memfd systemd dropped.  A
+ * restore that failed counts none of the memfds it had taken.
+ */
+Test(restart, region_memfds_stop_where_the_store_is_full) {
+        static struct alloc_region r[63];
+        char name[64];
+
+        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 2; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r[i]), 0,
+                             "%s", alloc_last_error());
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        snprintf(name, sizeof(name), "region-%llu", (unsigned long long)r[1].id);
+        cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
+        sysd_drop(&s, name);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "its memfd is not in the fd store"), "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 62; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "region %d: %s", i, alloc_last_error());
+        int e = alloc_region_new(k, "iso", 4096, NULL, &r[62]);
+        cr_assert_eq(e, -EMFILE, "%d %s", e, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "the store is full (FileDescriptorStoreMax=)"), "%s", alloc_last_error());
+        pool_used(k, "iso");
+        cr_assert_eq(stored("region-", 62), 62);
+        cr_assert_eq(stored("state.", 1), 1);
+        char *before = dump(NULL);
+        sysd_restart(&s, SIGKILL);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(s.dropped, 0, "the store dropped %u fds", s.dropped);
+        alloc_disconnect(k);
+        free(before);
+        free(after);
+}
+
+/* A state that cannot be kept leaves the store: a stale one would be restored as if current. */
+Test(restart, a_state_that_cannot_be_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("host", "p", "[pool host]\nkind = host\nsize = 4M\n");
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 32 << 10; /* the restored state is read and appended to; it cannot grow, nor a new one be written */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 20000 && !strstr(sysd_log(&s), "error: cannot keep the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        alloc_disconnect(k);
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the restored state is still stored");
+        sysd_kill(&s, SIGKILL);
+        s.fsize = 0;
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "a region of the stale state is there");
+        alloc_disconnect(k);
+}
+
+/* The same when keeping fails while allocd runs: its memfd cannot grow for the log, nor a new one be made. */
+Test(restart, a_state_that_stops_being_kept_leaves_the_store) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 64M\n");
+        sysd_kill(&s, SIGTERM);
+        s.fsize = 1l << 30; /* SIGXFSZ ignored; lowered below */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 1), 1);
+        cr_assert_eq(prlimit(s.d.pid, RLIMIT_FSIZE, &(struct rlimit){32 << 10, 32 << 10}, NULL), 0);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 4000 && !strstr(sysd_log(&s), "cannot keep the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert(strstr(sysd_log(&s), "error: cannot keep the state for a restart any longer"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("state.", 0), 0, "the stale state is still stored");
+        alloc_disconnect(k);
+}
+
+/*
+ * The grace time counts from when allocd serves, not from its start: a pool made before the restore
+ * (1 GiB reserved here, about a second on a small machine) does not eat it.
+ */
+Test(restart, the_grace_time_starts_when_allocd_serves) {
+        struct alloc_region r;
+        const char *conf = "[daemon]\nreclaim_grace = 300ms\n[pool host]\nkind = host\nsize = 4M\n";
+
+        sysd_start(&s, conf);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "host", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[daemon]\nreclaim_grace = 300ms\n[pool big]\nkind = host\nsize = 1G\n[pool host]\nkind = "
+                             "host\nsize = 4M\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        /* The next call reconnects and reclaims, within the grace time. */
+        cr_assert_eq(pool_used(k, "host"), 8192, "%s", sysd_log(&s));
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
