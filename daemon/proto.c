@@ -11,12 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "proto.h"
-#include "text.h"
 
 /* The core's codes are the protocol's, value for value. */
 #define SAME(a, b) ((int)(a) == (int)(b))
@@ -433,98 +431,6 @@ static void handle_attach(struct core *core, struct session *s, struct proto_out
         attached(core, s, out, id, grant, slot, &res);
 }
 
-static void handle_hello(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
-                         const Allocd__Hello *m) {
-        Allocd__Reply reply = ALLOCD__REPLY__INIT;
-        Allocd__HelloReply hello = ALLOCD__HELLO_REPLY__INIT;
-        const struct limits *l = core_limits(core);
-        char msg[256];
-
-        if (s->hello) {
-                out->close = true; /* PROTOCOL always ends the connection (docs/protocol.md) */
-                return proto_error(out, id, E_PROTOCOL, "Hello was already sent; closing");
-        }
-        if (!m->has_version || m->version != WIRE_VERSION) {
-                snprintf(msg, sizeof(msg),
-                         "this allocd speaks protocol version %d, the client %u; use a matching liballoc-client",
-                         WIRE_VERSION, m->has_version ? m->version : 0);
-                out->close = true;
-                return proto_error(out, id, E_VERSION, msg);
-        }
-        if (m->client_name) {
-                if (!text_valid(m->client_name, CLIENT_NAME_MAX_LEN)) {
-                        snprintf(msg, sizeof(msg), "client_name is 1-%d bytes of UTF-8 without control characters",
-                                 CLIENT_NAME_MAX_LEN);
-                        return proto_error(out, id, E_INVALID, msg);
-                }
-                core_client_set_name(core, &s->client, m->client_name);
-        }
-        if (m->has_reclaim_serial) {
-                struct core_result res;
-                if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
-                                        m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
-                        /* Still in its handshake: it may say a plain Hello next, as a new connection. */
-                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
-                             "client pid %d uid %u cannot reclaim connection %" PRIu64 ": %s", (int)s->client.pid,
-                             (unsigned)s->client.uid, m->reclaim_serial, res.msg);
-                        return reply_result(out, id, &res);
-                }
-                hello.has_reclaimed = true;
-                hello.reclaimed = s->client.nrefs;
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = s->client.pid},
-                     "client pid %d uid %u reclaimed connection %" PRIu64 " and its %u references", (int)s->client.pid,
-                     (unsigned)s->client.uid, s->client.serial, s->client.nrefs);
-        } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
-                return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
-        } else {
-                core_client_update(core, &s->client); /* the kept state has the secret before the reply */
-        }
-        s->hello = true;
-        hello.has_serial = hello.has_secret = true;
-        hello.serial = s->client.serial;
-        hello.secret.data = s->client.secret;
-        hello.secret.len = sizeof(s->client.secret);
-        hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
-        hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = hello.has_renew = true;
-        hello.has_spares_max = true;
-        hello.spares_max = SPARES_MAX;
-        hello.max_batch = CORE_BATCH_MAX;
-        hello.quiet = hello.renew = true;
-        hello.version = WIRE_VERSION;
-        hello.daemon_version = (char *)ALLOCD_VERSION;
-        hello.max_packet = WIRE_MAX_PACKET;
-        hello.max_regions = l->max_regions_per_connection;
-        hello.max_waiters = l->max_waiters_per_connection;
-        hello.wait_timeout_ms = l->wait_timeout_ms;
-        reply.has_id = reply.has_error = true;
-        reply.id = id;
-        reply.body_case = ALLOCD__REPLY__BODY_HELLO;
-        reply.hello = &hello;
-        proto_pack(out, &reply);
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = s->client.pid}, "client pid %d uid %u connected as '%s'",
-             (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
-}
-
-static void handle_disconnect(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
-                              const Allocd__Disconnect *m) {
-        Allocd__Reply reply = ALLOCD__REPLY__INIT;
-        Allocd__DisconnectReply body = ALLOCD__DISCONNECT_REPLY__INIT;
-        struct core_result res;
-
-        if (core_client_evict(core, &s->client, m->has_serial ? m->serial : 0, m->has_pid ? m->pid : 0,
-                              &body.connections, &body.references, &res) != E_OK)
-                return reply_result(out, id, &res);
-        body.has_connections = body.has_references = true;
-        reply.has_id = reply.has_error = true;
-        reply.id = id;
-        reply.body_case = ALLOCD__REPLY__BODY_DISCONNECT;
-        reply.disconnect = &body;
-        proto_pack(out, &reply);
-        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
-             "client pid %d uid %u disconnects %u connection(s) holding %llu references", (int)s->client.pid,
-             (unsigned)s->client.uid, body.connections, (unsigned long long)body.references);
-}
-
 static void dispatch(struct core *core, struct session *s, const Allocd__Request *req, struct proto_out *out) {
         uint64_t id = req->has_id ? req->id : 0;
         struct core_result res;
@@ -535,7 +441,7 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         }
         switch (req->body_case) {
         case ALLOCD__REQUEST__BODY_HELLO:
-                return handle_hello(core, s, out, id, req->hello);
+                return proto_hello(core, s, out, id, req->hello);
         case ALLOCD__REQUEST__BODY_ALLOC:
                 return handle_alloc(core, s, out, id, req->alloc);
         case ALLOCD__REQUEST__BODY_FREE:
@@ -552,7 +458,7 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         case ALLOCD__REQUEST__BODY_DUMP:
                 return proto_dump(core, s, id, req->dump, out);
         case ALLOCD__REQUEST__BODY_DISCONNECT:
-                return handle_disconnect(core, s, out, id, req->disconnect);
+                return proto_disconnect(core, s, out, id, req->disconnect);
         case ALLOCD__REQUEST__BODY_SEAL:
                 core_seal(core, &s->client, req->seal->has_region ? req->seal->region : 0, &res);
                 return reply_result(out, id, &res);

@@ -57,6 +57,10 @@ void proto_zeroed(struct core *core, struct session *s, uint32_t slot, uint64_t 
 void proto_error(struct proto_out *out, uint64_t req_id, int code, const char *msg);
 void session_clear(struct session *s);
 
+/* Hello and Disconnect (proto-session.c). */
+void proto_hello(struct core *core, struct session *s, struct proto_out *out, uint64_t id, const Allocd__Hello *m);
+void proto_disconnect(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
+                      const Allocd__Disconnect *m);
 /* Status and Dump (proto-status.c). */
 void proto_status(struct core *core, const struct session *s, uint64_t id, const Allocd__Status *m,
                   struct proto_out *out);
