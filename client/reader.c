@@ -119,22 +119,21 @@ static bool answer_abandoned(struct alloc_client *c, struct pending *p, const Al
  * that is listed nowhere, so that its OK is dropped as unsolicited.
  */
 static void unwanted_spares(struct alloc_client *c, const Allocd__Reply *r) {
-        Allocd__Region *one[1] = {r->region}, **g = one;
-        size_t n = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region ? 1 : 0;
+        const Allocd__RegionBatch *b = r->body_case == ALLOCD__REPLY__BODY_BATCH ? r->batch : NULL;
+        /* Listed or in columns, as spare.c reads them; listed, each region with an id, its pool named or not. */
+        size_t n = b ? (b->n_regions ? b->n_regions : client_batch_size(b))
+                     : r->body_case == ALLOCD__REPLY__BODY_REGION && r->region;
 
         if (r->has_error && r->error != ALLOCD__ERROR__OK)
                 return;
-        if (r->body_case == ALLOCD__REPLY__BODY_BATCH && r->batch) {
-                g = r->batch->regions;
-                n = r->batch->n_regions;
-        }
         for (size_t i = 0; i < n && !c->dead; i++) {
                 Allocd__Request req = ALLOCD__REQUEST__INIT;
                 Allocd__Free fr = ALLOCD__FREE__INIT;
-                if (!g[i]->has_id)
+                Allocd__Region g = b ? client_batch_region(b, i) : *r->region;
+                if (!g.has_id)
                         continue;
-                region_table_drop(c->regions, g[i]->id);
-                client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, g[i]->id, &fr, NULL);
+                region_table_drop(c->regions, g.id);
+                client_give_back_request(&req, ALLOCD__REQUEST__BODY_FREE, g.id, &fr, NULL);
                 req.has_id = true;
                 req.id = ++c->next_id;
                 send_quietly(c, &req);

@@ -58,7 +58,7 @@ static bool shape_of(const char *pool, const struct alloc_opts *opts, struct all
         return true;
 }
 
-/* The spares a reply granted: a Region, or a RegionBatch whose first alone names the pool. */
+/* The spares a reply granted: a Region, or a RegionBatch, listed or in columns (client_batch_size). */
 static size_t granted(const Allocd__Reply *r) {
         if (!r || (r->has_error && r->error != ALLOCD__ERROR__OK))
                 return 0;

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client against a fake allocd, a thread of the test on a socket of
+ * its own, that answers batches and spares as a real allocd never would:
+ * columns of different lengths, no common region, more regions than asked.
+ * The client refuses what it cannot read, gives back what it was granted and
+ * did not take, and stays usable.  Its regions are in an fpga pool, which has
+ * no fd to map, so the fake needs no memory.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "alloc/client.h"
+#include "allocd.pb-c.h"
+#include "wire.h"
+
+/* How the fake answers an AllocBatch. */
+enum form { COLUMNS, LISTED, SHORT_OFFSETS, NO_COMMON, ONE_MORE, LISTED_NO_POOL };
+
+static struct {
+        enum form form;
+        uint64_t next;   /* the next Alloc's id */
+        uint32_t spares; /* a Free's spares, in the same form: ids 100, 101, ... */
+        char dir[32], path[64];
+        int lfd;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        uint64_t freed[64]; /* every id a Free or FreeBatch named */
+        size_t nfreed;
+} fake = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void region(Allocd__Region *g, uint64_t id, uint64_t size) {
+        allocd__region__init(g);
+        g->has_id = g->has_kind = g->has_offset = g->has_size = g->has_sealed = true;
+        g->id = id;
+        g->pool = "f";
+        g->kind = ALLOCD__POOL_KIND__FPGA;
+        g->offset = id << 20;
+        g->size = size;
+        g->sealed = true;
+}
+
+static void freed(const uint64_t *ids, size_t n) {
+        pthread_mutex_lock(&fake.lock);
+        for (size_t i = 0; i < n && fake.nfreed < 64; i++)
+                fake.freed[fake.nfreed++] = ids[i];
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static bool was_freed(uint64_t id) {
+        bool yes = false;
+
+        pthread_mutex_lock(&fake.lock);
+        for (size_t i = 0; i < fake.nfreed; i++)
+                yes |= fake.freed[i] == id;
+        pthread_mutex_unlock(&fake.lock);
+        return yes;
+}
+
+/* Regions 100 + i of sizes, in the fake's form; n is at most 64. */
+static void batch(Allocd__RegionBatch *b, const uint64_t *sizes, size_t n, enum form form) {
+        static Allocd__Region common, list[65], *ptrs[65];
+        static uint64_t ids[65], offsets[65], lens[65];
+
+        n += form == ONE_MORE;
+        for (size_t i = 0; i < n; i++) {
+                region(&list[i], 100 + i, sizes[i < n - 1 || form != ONE_MORE ? i : 0]);
+                ptrs[i] = &list[i];
+                ids[i] = list[i].id;
+                offsets[i] = list[i].offset;
+                lens[i] = list[i].size;
+                if (i > 0 || form == LISTED_NO_POOL)
+                        list[i].pool = NULL;
+        }
+        if (form == LISTED || form == LISTED_NO_POOL) {
+                b->n_regions = n;
+                b->regions = ptrs;
+                return;
+        }
+        common = list[0];
+        common.pool = "f";
+        common.has_id = common.has_offset = common.has_size = false;
+        b->common = form == NO_COMMON ? NULL : &common;
+        b->n_ids = b->n_offsets = b->n_sizes = n;
+        b->n_offsets -= form == SHORT_OFFSETS;
+        b->ids = ids;
+        b->offsets = offsets;
+        b->sizes = lens;
+}
+
+static void answer(int fd, const Allocd__Request *q) {
+        Allocd__Reply r = ALLOCD__REPLY__INIT;
+        Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
+        Allocd__RegionBatch b = ALLOCD__REGION_BATCH__INIT;
+        Allocd__Region g;
+        uint64_t sizes[64];
+        uint8_t buf[WIRE_MAX_PACKET];
+
+        r.has_id = r.has_error = true;
+        r.id = q->id;
+        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                h.has_version = h.has_max_packet = h.has_max_batch = h.has_renew = h.has_spares_max = true;
+                h.version = WIRE_VERSION;
+                h.max_packet = WIRE_MAX_PACKET;
+                h.max_batch = WIRE_MAX_BATCH;
+                h.renew = true;
+                h.spares_max = 4;
+                r.body_case = ALLOCD__REPLY__BODY_HELLO;
+                r.hello = &h;
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_ALLOC) {
+                region(&g, fake.next++, q->alloc->size);
+                r.body_case = ALLOCD__REPLY__BODY_REGION;
+                r.region = &g;
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_ALLOC_BATCH) {
+                batch(&b, q->alloc_batch->sizes, q->alloc_batch->n_sizes, fake.form);
+                r.body_case = ALLOCD__REPLY__BODY_BATCH;
+                r.batch = &b;
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_FREE) {
+                freed(&q->free->region, 1);
+                for (uint32_t i = 0; q->free->renew && i < fake.spares; i++)
+                        sizes[i] = q->free->renew->size;
+                if (q->free->renew && fake.spares) {
+                        batch(&b, sizes, fake.spares, fake.form);
+                        r.body_case = ALLOCD__REPLY__BODY_BATCH;
+                        r.batch = &b;
+                }
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH) {
+                freed(q->free_batch->regions, q->free_batch->n_regions);
+        }
+        wire_send(fd, buf, allocd__reply__pack(&r, buf), NULL, 0, MSG_NOSIGNAL);
+}
+
+/* One connection, answered until the client hangs up. */
+static void *serve(void *arg) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        int fd = accept4(fake.lfd, NULL, NULL, SOCK_CLOEXEC);
+        ssize_t n;
+
+        (void)arg;
+        while (fd >= 0 && (n = wire_recv(fd, buf, sizeof(buf), NULL, &(size_t){0}, 0)) > 0) {
+                Allocd__Request *q = allocd__request__unpack(NULL, (size_t)n, buf);
+                if (q)
+                        answer(fd, q);
+                allocd__request__free_unpacked(q, NULL);
+        }
+        if (fd >= 0)
+                close(fd);
+        return NULL;
+}
+
+static struct alloc_client *start(enum form form, uint32_t spares) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct alloc_client *c = NULL;
+
+        fake.form = form;
+        fake.spares = spares;
+        fake.next = 1;
+        strcpy(fake.dir, "/tmp/fake-allocd-XXXXXX");
+        cr_assert(mkdtemp(fake.dir));
+        snprintf(fake.path, sizeof(fake.path), "%s/sock", fake.dir);
+        strcpy(sa.sun_path, fake.path);
+        fake.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        cr_assert(fake.lfd >= 0 && bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fake.lfd, 1) == 0);
+        cr_assert_eq(pthread_create(&fake.thread, NULL, serve, NULL), 0);
+        cr_assert_eq(alloc_connect(&c, fake.path, "fake"), 0, "%s", alloc_last_error());
+        return c;
+}
+
+static void stop(struct alloc_client *c) {
+        alloc_disconnect(c);
+        pthread_join(fake.thread, NULL);
+        close(fake.lfd);
+        unlink(fake.path);
+        rmdir(fake.dir);
+}
+
+TestSuite(fake, .timeout = 30);
+
+Test(fake, a_batch_in_either_form_is_read) {
+        uint64_t sizes[3] = {4096, 8192, 4096};
+        struct alloc_region r[3];
+
+        for (enum form form = COLUMNS; form <= LISTED; form++) {
+                struct alloc_client *c = start(form, 0);
+                cr_assert_eq(alloc_region_new_batch(c, "f", sizes, 3, NULL, r), 0, "%s", alloc_last_error());
+                for (int i = 0; i < 3; i++) {
+                        cr_expect_eq(r[i].id, 100 + i);
+                        cr_expect_eq(r[i].addr, (100 + i) << 20);
+                        cr_expect_eq(r[i].size, sizes[i]);
+                        cr_expect_str_eq(r[i].pool, "f");
+                }
+                stop(c);
+        }
+}
+
+Test(fake, a_batch_it_cannot_read_is_refused) {
+        static const enum form forms[] = {SHORT_OFFSETS, NO_COMMON, ONE_MORE, LISTED_NO_POOL};
+        uint64_t sizes[3] = {4096, 8192, 4096};
+        struct alloc_region r[3], one;
+
+        for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++) {
+                struct alloc_client *c = start(forms[k], 0);
+                cr_expect_eq(alloc_region_new_batch(c, "f", sizes, 3, NULL, r), -EPROTO, "form %d: %s", forms[k],
+                             alloc_last_error());
+                cr_expect(strstr(alloc_last_error(), "answered a batch of 3 regions with something else"), "%s",
+                          alloc_last_error());
+                cr_expect_eq(alloc_region_new(c, "f", 4096, NULL, &one), 0, "%s", alloc_last_error());
+                stop(c);
+        }
+}
+
+/* Spares in columns, as many as asked or fewer, are taken as listed ones are. */
+Test(fake, spares_in_columns_are_taken) {
+        struct alloc_client *c = start(COLUMNS, 2);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_set_spare(c, true), 0);
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(r.id, 100, "the first spare");
+        stop(c);
+}
+
+/* More spares than asked are none of them kept: each goes back, listed or in columns. */
+Test(fake, spares_beyond_the_ask_go_back) {
+        struct alloc_region r;
+
+        for (enum form form = COLUMNS; form <= LISTED; form++) {
+                struct alloc_client *c = start(form, 5); /* the free asks for 4: spares_max */
+                cr_assert_eq(alloc_set_spare(c, true), 0);
+                cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
+                /* It reads the Free's reply, gives the spares back, then allocates: the fake reads in order. */
+                cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_expect_eq(r.id, 2, "no spare was kept");
+                for (uint64_t id = 100; id < 105; id++)
+                        cr_expect(was_freed(id), "form %d: spare %llu was not given back", form,
+                                  (unsigned long long)id);
+                stop(c);
+                fake.nfreed = 0;
+        }
+}
