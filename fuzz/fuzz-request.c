@@ -208,6 +208,36 @@ static void check_region(struct conn *c, const Allocd__Region *g, int fd) {
                            (unsigned long long)g->size, pi.name, (unsigned long long)pi.size);
 }
 
+/*
+ * A batch, listed (the first region names the pool and brings its fd; the others lie in it too) or
+ * in columns (common, with the fd fields, and three columns of one length): each region as a Region.
+ */
+static void check_batch(struct conn *c, const Allocd__RegionBatch *b) {
+        size_t n = b->n_regions ? b->n_regions : b->n_ids;
+
+        if (b->n_regions && (b->common || b->n_ids || b->n_offsets || b->n_sizes))
+                check_fail("a batch both listed and in columns");
+        if (!b->n_regions && (!b->common || !b->n_ids || b->n_offsets != b->n_ids || b->n_sizes != b->n_ids ||
+                              b->common->has_id || b->common->has_offset || b->common->has_size))
+                check_fail("a batch in columns without its common region, or with columns of %zu, %zu and %zu",
+                           b->n_ids, b->n_offsets, b->n_sizes);
+        for (size_t k = 0; k < n; k++) {
+                Allocd__Region g = b->n_regions ? *b->regions[k] : *b->common;
+                if (b->n_regions && k > 0 && g.pool)
+                        check_fail("region %zu of a batch names its pool; only the first does", k);
+                if (b->n_regions) {
+                        g.pool = b->regions[0]->pool;
+                } else {
+                        g.has_id = g.has_offset = g.has_size = true;
+                        g.id = b->ids[k];
+                        g.offset = b->offsets[k];
+                        g.size = b->sizes[k];
+                        g.pool_fd &= k == 0; /* the batch's, once */
+                }
+                check_region(c, &g, k == 0 ? out.fd : -1);
+        }
+}
+
 /* The reply in out must decode, and an error must say why. */
 static int check_reply(int i) {
         Allocd__Reply *r = allocd__reply__unpack(NULL, out.len, out.buf);
@@ -220,14 +250,8 @@ static int check_reply(int i) {
                 check_fail("error %d without a message", code);
         if (r->body_case == ALLOCD__REPLY__BODY_REGION)
                 check_region(&conns[i], r->region, out.fd);
-        /* A batch: the first region names the pool and brings its fd; the others lie in it too. */
-        for (size_t k = 0; r->body_case == ALLOCD__REPLY__BODY_BATCH && k < r->batch->n_regions; k++) {
-                Allocd__Region g = *r->batch->regions[k];
-                if (k > 0 && g.pool)
-                        check_fail("region %zu of a batch names its pool; only the first does", k);
-                g.pool = r->batch->regions[0]->pool;
-                check_region(&conns[i], &g, k == 0 ? out.fd : -1);
-        }
+        if (r->body_case == ALLOCD__REPLY__BODY_BATCH)
+                check_batch(&conns[i], r->batch);
         if (trace)
                 fprintf(stderr, "  session %d <- id %llu %s%s%s%s\n", i, (unsigned long long)r->id,
                         wire_error_name(code), r->message ? ": " : "", r->message ? r->message : "",

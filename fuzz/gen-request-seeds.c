@@ -455,6 +455,13 @@ static void batches(void) {
         status(0, 0);
         save("batches");
 
+        /* The pool's fd came with a batch in columns, so the Alloc after it has none (once a false failure). */
+        begin(fuzz_header(0, 1, 2, 3));
+        hello(0);
+        alloc_batch(0, "h", three, 3, 0, NULL, true);
+        alloc(0, "h", 4096, 0, NULL);
+        save("columns-then-alloc");
+
         begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
         hello(0);
         alloc_batch(0, "f", four, 4, 0, NULL, false);
