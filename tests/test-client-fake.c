@@ -191,8 +191,8 @@ Test(fake, a_batch_in_either_form_is_read) {
                 struct alloc_client *c = start(form, 0);
                 cr_assert_eq(alloc_region_new_batch(c, "f", sizes, 3, NULL, r), 0, "%s", alloc_last_error());
                 for (int i = 0; i < 3; i++) {
-                        cr_expect_eq(r[i].id, 100 + i);
-                        cr_expect_eq(r[i].addr, (100 + i) << 20);
+                        cr_expect_eq(r[i].id, (uint64_t)(100 + i));
+                        cr_expect_eq(r[i].addr, (uint64_t)(100 + i) << 20);
                         cr_expect_eq(r[i].size, sizes[i]);
                         cr_expect_str_eq(r[i].pool, "f");
                 }
