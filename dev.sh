@@ -6,7 +6,7 @@
 #   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
 #   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, falloc, kind, gpu,
 #                                 state, restart, or python (bench/python-bench.py, with Debian's python3)
-#   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range, state; all by default), SECS (60) each
+#   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range, state, reply; all by default), SECS (60) each
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,7 +36,7 @@ run_tests() {
 fuzz_one() {
         local name=$1 secs=$2 work=build-fuzz/run/$1 max_len=4096 rc=0
         [ -x "build-fuzz/fuzz/fuzz-$name" ] || {
-                echo "dev.sh: no fuzzer '$name'; they are request, config, range and state" >&2
+                echo "dev.sh: no fuzzer '$name'; they are request, config, range, state and reply" >&2
                 return 2
         }
         [ "$name" = request ] && max_len=65536 # one input is several packets of up to 64 KiB
@@ -93,7 +93,7 @@ sanitize)
         exit $rc
         ;;
 fuzz)
-        targets=(request config range state)
+        targets=(request config range state reply)
         if [ $# -gt 0 ] && ! [[ $1 =~ ^[0-9]+$ ]]; then
                 targets=("$1")
                 shift

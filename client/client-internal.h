@@ -135,6 +135,12 @@ int held_sync(struct held *h, const uint64_t *ids, const uint32_t *counts, size_
 #define REGISTER_READ_ONLY 0x08u
 /* Where to map size bytes: at a multiple of their largest power of two, MAP_ALIGN_MIN to MAP_ALIGN_MAX. */
 uint64_t map_align(uint64_t size);
+/*
+ * Whether the file fd holds size bytes (*st: its fstat), or -EPROTO with the reason in err: mmap
+ * maps past the end of a file, and the pages there fault (SIGBUS) when they are touched.
+ */
+struct stat;
+int fd_holds(int fd, uint64_t size, struct stat *st, char *err, size_t errsize);
 /* mmap of fd, shared, at a multiple of align; MAP_FAILED and errno on failure. */
 void *mmap_aligned(int fd, uint64_t size, uint64_t align, bool read_only);
 
@@ -161,8 +167,8 @@ struct pool_map {
  * The regions of isolation = region pools this connection holds (region-map.c), each mapped from
  * its own fd.  region_table_map maps the one whose fd came with reply (fd stays the caller's) or,
  * mapped already, counts one more reference; 0, or a negative errno value with the reason in err.
- * region_table_locate fills ret's ptr, cptr and read_only (-EPROTO: not mapped); region_table_drop drops one
- * reference, and unmaps the region at the last (an id not in the table is ignored).
+ * region_table_locate fills ret's ptr, cptr and read_only (-EPROTO: not mapped, or larger than its mapping);
+ * region_table_drop drops one reference, and unmaps the region at the last (an id not in the table is ignored).
  */
 struct region_table;
 struct region_table *region_table_new(void);

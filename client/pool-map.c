@@ -237,6 +237,19 @@ void *mmap_aligned(int fd, uint64_t size, uint64_t align, bool read_only) {
         return a;
 }
 
+int fd_holds(int fd, uint64_t size, struct stat *st, char *err, size_t errsize) {
+        if (fstat(fd, st) < 0) {
+                snprintf(err, errsize, "the fd allocd sent cannot be inspected: %s", strerror(errno));
+                return -EPROTO;
+        }
+        if (st->st_size < 0 || (uint64_t)st->st_size < size) {
+                snprintf(err, errsize, "allocd sent an fd of %lld bytes for %llu bytes", (long long)st->st_size,
+                         (unsigned long long)size);
+                return -EPROTO;
+        }
+        return 0;
+}
+
 /*
  * Maps fd as g says into m, recording each step as it succeeds (gpu_import
  * and gpu_register leave nothing behind when they fail), so that
@@ -261,6 +274,8 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
                         m->base = (void *)(uintptr_t)m->gpu.va;
                 return 0;
         }
+        if ((r = fd_holds(fd, m->size, &st, err, errsize)) < 0)
+                return r;
         p = mmap_aligned(fd, m->size, map_align(m->size), m->read_only);
         if (p == MAP_FAILED) {
                 r = -errno;
@@ -270,10 +285,8 @@ static int map_fd(struct pool_map *m, const Allocd__Region *g, int fd, char *err
         m->base = p;
         m->addr = (uintptr_t)p;
         m->mmapped = true;
-        if (fstat(fd, &st) == 0) {
-                m->dev = st.st_dev;
-                m->ino = st.st_ino;
-        }
+        m->dev = st.st_dev;
+        m->ino = st.st_ino;
         /* CUDA registers a read-only mapping only when told that the device must not write it either. */
         if (g->kind == ALLOCD__POOL_KIND__PINNED)
                 return gpu_register(&m->gpu, m->base, m->size,

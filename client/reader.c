@@ -205,6 +205,9 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool
                 return false;
         }
         if (n <= 0) {
+                /* 0 is the end of the stream, or an empty packet, whose fd is not wanted either. */
+                if (n == 0 && nfds)
+                        close(fd);
                 conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
                 /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */

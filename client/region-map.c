@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "client-internal.h"
 
@@ -77,6 +78,7 @@ static struct region_map *find(struct region_table *t, uint64_t id) {
 int region_table_map(struct region_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize) {
         const Allocd__Region *g = reply->body_case == ALLOCD__REPLY__BODY_REGION ? reply->region : NULL;
         struct region_map *m;
+        struct stat st;
         void *p;
         int r = 0;
 
@@ -89,6 +91,8 @@ int region_table_map(struct region_table *t, const Allocd__Reply *reply, int fd,
                 m->refs++;
                 goto out;
         }
+        if ((r = fd_holds(fd, g->pool_size, &st, err, errsize)) < 0)
+                goto out;
         m = calloc(1, sizeof(*m));
         p = m ? mmap_aligned(fd, g->pool_size, map_align(g->pool_size), g->read_only) : MAP_FAILED;
         if (p == MAP_FAILED) {
@@ -113,6 +117,9 @@ int region_table_locate(struct region_table *t, const Allocd__Region *g, struct 
 
         pthread_mutex_lock(&t->lock);
         m = find(t, g->id);
+        /* A later reference that says the region is larger than its first mapping would reach past it. */
+        if (m && g->size > m->size)
+                m = NULL;
         if (m) {
                 ret->cptr = m->base;
                 ret->read_only = m->read_only;

@@ -210,11 +210,11 @@ Test(pool_table, failed_mappings_leave_nothing) {
         f.region.has_backing = true;
         f.region.backing = ALLOCD__BACKING__CUDA_VMM;
         cr_assert_eq(pool_table_map(t, reply, fd, err, sizeof(err)), -EPROTO);
-        /* mmap refuses an fd that is no memory: its errno and words come back. */
+        /* An fd that is no memory holds none of the pool: refused before mmap, with its size. */
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         reply = fake_reply(&f, "pm-fail", ALLOCD__POOL_KIND__HOST, PAGE);
-        cr_assert_eq(pool_table_map(t, reply, sv[0], err, sizeof(err)), -ENODEV);
-        cr_assert_str_eq(err, strerror(ENODEV));
+        cr_assert_eq(pool_table_map(t, reply, sv[0], err, sizeof(err)), -EPROTO);
+        cr_assert_str_eq(err, "allocd sent an fd of 0 bytes for 4096 bytes");
         close(sv[0]);
         close(sv[1]);
         /*

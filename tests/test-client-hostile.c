@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client against an allocd that answers wrongly (a bug, a version skew, a hostile
+ * process at $ALLOCD_SOCKET): a fake allocd on a socket of its own answers each request with a
+ * canned Reply, the fd it is given beside it.  Each case was found by fuzz/fuzz-reply.c: the call
+ * fails with -EPROTO and words for it, no fd is left behind, and no pointer handed out faults.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "alloc/client.h"
+#include "allocd.pb-c.h"
+#include "wire.h"
+
+#define CANNED_MAX 4
+
+/*
+ * One answer: reply (its id set to the request's; NULL: an empty packet, which allocd never sends),
+ * with a memfd of fd_size bytes beside it if fd_size >= 0.
+ */
+struct canned {
+        Allocd__Reply *reply;
+        long fd_size;
+};
+
+struct fake {
+        char dir[64], path[108];
+        int listener;
+        struct canned answers[CANNED_MAX];
+        size_t n;
+        pthread_t thread;
+};
+
+static void *serve(void *arg) {
+        struct fake *f = arg;
+        uint8_t buf[WIRE_MAX_PACKET];
+        int conn = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+
+        cr_assert_geq(conn, 0);
+        for (size_t i = 0; i < f->n; i++) {
+                ssize_t n = recv(conn, buf, sizeof(buf), 0);
+                Allocd__Request *req = n > 0 ? allocd__request__unpack(NULL, (size_t)n, buf) : NULL;
+                Allocd__Reply *r = f->answers[i].reply;
+                int fd = -1;
+                if (!req)
+                        break;
+                if (r) {
+                        r->has_id = true;
+                        r->id = req->id;
+                }
+                allocd__request__free_unpacked(req, NULL);
+                if (f->answers[i].fd_size >= 0) {
+                        fd = memfd_create("fake-allocd", MFD_CLOEXEC);
+                        cr_assert_eq(ftruncate(fd, f->answers[i].fd_size), 0);
+                }
+                wire_send(conn, buf, r ? allocd__reply__pack(r, buf) : 0, &fd, fd >= 0, 0);
+                if (fd >= 0)
+                        close(fd);
+        }
+        /* Then OK to everything (the client gives back what it could not take) until it hangs up. */
+        for (ssize_t n; (n = recv(conn, buf, sizeof(buf), 0)) > 0;) {
+                Allocd__Request *req = allocd__request__unpack(NULL, (size_t)n, buf);
+                Allocd__Reply ok = ALLOCD__REPLY__INIT;
+                if (!req)
+                        break;
+                ok.has_id = true;
+                ok.id = req->id;
+                allocd__request__free_unpacked(req, NULL);
+                wire_send(conn, buf, allocd__reply__pack(&ok, buf), NULL, 0, 0);
+        }
+        close(conn);
+        return NULL;
+}
+
+static void fake_start(struct fake *f) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        snprintf(f->dir, sizeof(f->dir), "/tmp/client-hostile.XXXXXX");
+        cr_assert_not_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof(f->path), "%s/allocd.sock", f->dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
+        f->listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        cr_assert_eq(bind(f->listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(f->listener, 1), 0);
+        cr_assert_eq(pthread_create(&f->thread, NULL, serve, f), 0);
+}
+
+static void fake_stop(struct fake *f) {
+        pthread_join(f->thread, NULL);
+        close(f->listener);
+        unlink(f->path);
+        rmdir(f->dir);
+}
+
+static void answer(struct fake *f, Allocd__Reply *r, long fd_size) {
+        f->answers[f->n++] = (struct canned){r, fd_size};
+}
+
+static Allocd__HelloReply hello_body = ALLOCD__HELLO_REPLY__INIT;
+static Allocd__Reply hello = ALLOCD__REPLY__INIT;
+
+static void add_hello(struct fake *f) {
+        hello_body.has_version = true;
+        hello_body.version = WIRE_VERSION;
+        hello.body_case = ALLOCD__REPLY__BODY_HELLO;
+        hello.hello = &hello_body;
+        answer(f, &hello, -1);
+}
+
+/* A Region reply of 4 KiB at offset 0 of pool "host", its fd fields set for a pool of pool_size bytes. */
+static void region_reply(Allocd__Reply *r, Allocd__Region *g, uint64_t id, uint64_t pool_size) {
+        allocd__reply__init(r);
+        allocd__region__init(g);
+        r->body_case = ALLOCD__REPLY__BODY_REGION;
+        r->region = g;
+        g->has_id = g->has_size = g->has_pool_fd = g->pool_fd = g->has_pool_size = true;
+        g->id = id;
+        g->pool = "host";
+        g->size = 4096;
+        g->pool_size = pool_size;
+}
+
+/* Sockets and memfds open in this process: what a client could leak. */
+static int count_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        int n = 0;
+
+        cr_assert_not_null(d);
+        while ((e = readdir(d))) {
+                char link[300], to[256];
+                ssize_t k;
+                snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+                if ((k = readlink(link, to, sizeof(to) - 1)) > 0 &&
+                    (!strncmp(to, "socket:", 7) || !strncmp(to, "/memfd:", 7)))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+static void setup(void) {
+        /* A connection allocd broke stays broken: the fake serves one. */
+        setenv("ALLOCD_RECONNECT", "0", 1);
+}
+
+TestSuite(hostile, .init = setup, .timeout = 30);
+
+/* Region r of an isolation = region pool, size bytes, with its own fd. */
+static void isolated(Allocd__Reply *r, Allocd__Region *g, uint64_t size) {
+        region_reply(r, g, 1ull << 32, size);
+        g->size = size;
+        g->pool_fd = false;
+        g->has_region_fd = g->region_fd = true;
+}
+
+/* Connects to f and has alloc_region_new refused with -EPROTO, alloc_last_error() saying words. */
+static void region_refused(struct fake *f, const char *words) {
+        struct alloc_client *c;
+        struct alloc_region out;
+
+        fake_start(f);
+        cr_assert_eq(alloc_connect(&c, f->path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -EPROTO, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), words), "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_stop(f);
+}
+
+/* A pool fd shorter than the pool it stands for: mapped whole, its end would fault (SIGBUS). */
+Test(hostile, pool_fd_shorter_than_the_pool) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+
+        add_hello(&f);
+        region_reply(&r, &g, 1ull << 32, 1 << 20);
+        answer(&f, &r, 4096);
+        region_refused(&f, "an fd of 4096 bytes for 1048576 bytes");
+}
+
+/* An isolation = region region's own fd, likewise. */
+Test(hostile, region_fd_shorter_than_the_region) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+
+        add_hello(&f);
+        isolated(&r, &g, 4096);
+        answer(&f, &r, 0);
+        region_refused(&f, "an fd of 0 bytes for 4096 bytes");
+}
+
+/* A second reference to an isolation = region region that says it is larger than its mapping. */
+Test(hostile, region_grown_past_its_mapping) {
+        struct fake f = {0};
+        Allocd__Reply r1, r2;
+        Allocd__Region g1, g2;
+        struct alloc_client *c;
+        struct alloc_region out;
+        struct alloc_attach_opts now = {0};
+
+        add_hello(&f);
+        isolated(&r1, &g1, 4096);
+        answer(&f, &r1, 4096);
+        isolated(&r2, &g2, 1 << 20);
+        answer(&f, &r2, 1 << 20);
+        fake_start(&f);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(c, "grown", &now, &out), -EPROTO, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_stop(&f);
+}
+
+/* An empty packet with an fd beside it: the connection ends, and the fd is closed. */
+Test(hostile, empty_packet_with_an_fd) {
+        struct fake f = {0};
+        struct alloc_client *c;
+        struct alloc_region out;
+        int before = count_fds();
+
+        add_hello(&f);
+        answer(&f, NULL, 4096);
+        fake_start(&f);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -ECONNRESET, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_stop(&f);
+        cr_assert_eq(count_fds(), before);
+}
+
+/* A refusal with an empty message still says what was refused. */
+Test(hostile, refusal_without_words) {
+        struct fake f = {0};
+        Allocd__Reply r = ALLOCD__REPLY__INIT;
+        struct alloc_client *c;
+        uint32_t n;
+
+        add_hello(&f);
+        r.has_error = true;
+        r.error = ALLOCD__ERROR__DENIED;
+        r.message = "";
+        answer(&f, &r, -1);
+        fake_start(&f);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_drop_client(c, 0, 7, &n), -EACCES, "%s", alloc_last_error());
+        cr_assert_str_eq(alloc_last_error(), "DENIED");
+        alloc_disconnect(c);
+        fake_stop(&f);
+}
