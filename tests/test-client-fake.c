@@ -1,24 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * liballoc-client against a fake allocd, a thread of the test on a socket of
- * its own, that answers batches and spares as a real allocd never would:
- * columns of different lengths, no common region, more regions than asked.
- * The client refuses what it cannot read, gives back what it was granted and
- * did not take, and stays usable.  Its regions are in an fpga pool, which has
- * no fd to map, so the fake needs no memory.
+ * liballoc-client against a fake allocd (fake-allocd.c) that answers batches
+ * and spares as a real allocd never would: columns of different lengths, no
+ * common region, more regions than asked.  The client refuses what it cannot
+ * read, gives back what it was granted and did not take, and stays usable.
+ * Its regions are in an fpga pool, which has no fd to map, so the fake needs
+ * no memory.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "alloc/client.h"
 #include "allocd.pb-c.h"
+#include "fake-allocd.h"
 #include "wire.h"
 
 /* How the fake answers an AllocBatch. */
@@ -28,9 +24,7 @@ static struct {
         enum form form;
         uint64_t next;   /* the next Alloc's id */
         uint32_t spares; /* a Free's spares, in the same form: ids 100, 101, ... */
-        char dir[32], path[64];
-        int lfd;
-        pthread_t thread;
+        struct fake_allocd server;
         pthread_mutex_t lock;
         uint64_t freed[64]; /* every id a Free or FreeBatch named */
         size_t nfreed;
@@ -95,90 +89,65 @@ static void batch(Allocd__RegionBatch *b, const uint64_t *sizes, size_t n, enum 
         b->sizes = lens;
 }
 
-static void answer(int fd, const Allocd__Request *q) {
-        Allocd__Reply r = ALLOCD__REPLY__INIT;
-        Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
-        Allocd__RegionBatch b = ALLOCD__REGION_BATCH__INIT;
-        Allocd__Region g;
+/* Answers by the fake's rules; what the reply points to is static: the fake packs it after. */
+static int answer(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
+        static Allocd__HelloReply h;
+        static Allocd__RegionBatch b;
+        static Allocd__Region g;
         uint64_t sizes[64];
-        uint8_t buf[WIRE_MAX_PACKET];
 
-        r.has_id = r.has_error = true;
-        r.id = q->id;
+        (void)fd;
+        (void)arg;
+        r->has_error = true;
         if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                allocd__hello_reply__init(&h);
                 h.has_version = h.has_max_packet = h.has_max_batch = h.has_renew = h.has_spares_max = true;
                 h.version = WIRE_VERSION;
                 h.max_packet = WIRE_MAX_PACKET;
                 h.max_batch = WIRE_MAX_BATCH;
                 h.renew = true;
                 h.spares_max = 4;
-                r.body_case = ALLOCD__REPLY__BODY_HELLO;
-                r.hello = &h;
+                r->body_case = ALLOCD__REPLY__BODY_HELLO;
+                r->hello = &h;
         } else if (q->body_case == ALLOCD__REQUEST__BODY_ALLOC) {
                 region(&g, fake.next++, q->alloc->size);
-                r.body_case = ALLOCD__REPLY__BODY_REGION;
-                r.region = &g;
+                r->body_case = ALLOCD__REPLY__BODY_REGION;
+                r->region = &g;
         } else if (q->body_case == ALLOCD__REQUEST__BODY_ALLOC_BATCH) {
+                allocd__region_batch__init(&b);
                 batch(&b, q->alloc_batch->sizes, q->alloc_batch->n_sizes, fake.form);
-                r.body_case = ALLOCD__REPLY__BODY_BATCH;
-                r.batch = &b;
+                r->body_case = ALLOCD__REPLY__BODY_BATCH;
+                r->batch = &b;
         } else if (q->body_case == ALLOCD__REQUEST__BODY_FREE) {
                 freed(&q->free->region, 1);
                 for (uint32_t i = 0; q->free->renew && i < fake.spares; i++)
                         sizes[i] = q->free->renew->size;
                 if (q->free->renew && fake.spares) {
+                        allocd__region_batch__init(&b);
                         batch(&b, sizes, fake.spares, fake.form);
-                        r.body_case = ALLOCD__REPLY__BODY_BATCH;
-                        r.batch = &b;
+                        r->body_case = ALLOCD__REPLY__BODY_BATCH;
+                        r->batch = &b;
                 }
         } else if (q->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH) {
                 freed(q->free_batch->regions, q->free_batch->n_regions);
         }
-        wire_send(fd, buf, allocd__reply__pack(&r, buf), NULL, 0, MSG_NOSIGNAL);
-}
-
-/* One connection, answered until the client hangs up. */
-static void *serve(void *arg) {
-        static uint8_t buf[WIRE_MAX_PACKET];
-        int fd = accept4(fake.lfd, NULL, NULL, SOCK_CLOEXEC);
-        ssize_t n;
-
-        (void)arg;
-        while (fd >= 0 && (n = wire_recv(fd, buf, sizeof(buf), NULL, &(size_t){0}, 0)) > 0) {
-                Allocd__Request *q = allocd__request__unpack(NULL, (size_t)n, buf);
-                if (q)
-                        answer(fd, q);
-                allocd__request__free_unpacked(q, NULL);
-        }
-        if (fd >= 0)
-                close(fd);
-        return NULL;
+        return 0;
 }
 
 static struct alloc_client *start(enum form form, uint32_t spares) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct alloc_client *c = NULL;
 
         fake.form = form;
         fake.spares = spares;
         fake.next = 1;
-        strcpy(fake.dir, "/tmp/fake-allocd-XXXXXX");
-        cr_assert(mkdtemp(fake.dir));
-        snprintf(fake.path, sizeof(fake.path), "%s/sock", fake.dir);
-        strcpy(sa.sun_path, fake.path);
-        fake.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        cr_assert(fake.lfd >= 0 && bind(fake.lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(fake.lfd, 1) == 0);
-        cr_assert_eq(pthread_create(&fake.thread, NULL, serve, NULL), 0);
-        cr_assert_eq(alloc_connect(&c, fake.path, "fake"), 0, "%s", alloc_last_error());
+        fake_allocd_start(&fake.server, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, fake.server.path, "fake"), 0, "%s", alloc_last_error());
         return c;
 }
 
 static void stop(struct alloc_client *c) {
         alloc_disconnect(c);
-        pthread_join(fake.thread, NULL);
-        close(fake.lfd);
-        unlink(fake.path);
-        rmdir(fake.dir);
+        fake_allocd_stop(&fake.server);
 }
 
 TestSuite(fake, .timeout = 30);

@@ -1,24 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * liballoc-client against an allocd that answers wrongly (a bug, a version skew, a hostile
- * process at $ALLOCD_SOCKET): a fake allocd on a socket of its own answers each request with a
- * canned Reply, the fd it is given beside it.  Each case was found by fuzz/fuzz-reply.c: the call
+ * process at $ALLOCD_SOCKET): a fake allocd (fake-allocd.c) answers each request with a canned
+ * Reply, the fd it is given beside it.  Each case was found by fuzz/fuzz-reply.c: the call
  * fails with -EPROTO and words for it, no fd is left behind, and no pointer handed out faults.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "alloc/client.h"
 #include "allocd.pb-c.h"
+#include "fake-allocd.h"
 #include "wire.h"
 
 #define CANNED_MAX 4
@@ -33,72 +31,29 @@ struct canned {
 };
 
 struct fake {
-        char dir[64], path[108];
-        int listener;
+        struct fake_allocd server;
         struct canned answers[CANNED_MAX];
-        size_t n;
-        pthread_t thread;
+        size_t n, next;
 };
 
-static void *serve(void *arg) {
+/* Each request gets the next canned answer, then OK to everything (the client gives back what it could not take). */
+static int answer_canned(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
         struct fake *f = arg;
-        uint8_t buf[WIRE_MAX_PACKET];
-        int conn = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+        struct canned *a = f->next < f->n ? &f->answers[f->next++] : NULL;
+        uint64_t id = req->id;
 
-        cr_assert_geq(conn, 0);
-        for (size_t i = 0; i < f->n; i++) {
-                ssize_t n = recv(conn, buf, sizeof(buf), 0);
-                Allocd__Request *req = n > 0 ? allocd__request__unpack(NULL, (size_t)n, buf) : NULL;
-                Allocd__Reply *r = f->answers[i].reply;
-                int fd = -1;
-                if (!req)
-                        break;
-                if (r) {
-                        r->has_id = true;
-                        r->id = req->id;
-                }
-                allocd__request__free_unpacked(req, NULL);
-                if (f->answers[i].fd_size >= 0) {
-                        fd = memfd_create("fake-allocd", MFD_CLOEXEC);
-                        cr_assert_eq(ftruncate(fd, f->answers[i].fd_size), 0);
-                }
-                wire_send(conn, buf, r ? allocd__reply__pack(r, buf) : 0, &fd, fd >= 0, 0);
-                if (fd >= 0)
-                        close(fd);
+        if (!a)
+                return 0;
+        if (a->fd_size >= 0) {
+                *fd = memfd_create("fake-allocd", MFD_CLOEXEC);
+                cr_assert_eq(ftruncate(*fd, a->fd_size), 0);
         }
-        /* Then OK to everything (the client gives back what it could not take) until it hangs up. */
-        for (ssize_t n; (n = recv(conn, buf, sizeof(buf), 0)) > 0;) {
-                Allocd__Request *req = allocd__request__unpack(NULL, (size_t)n, buf);
-                Allocd__Reply ok = ALLOCD__REPLY__INIT;
-                if (!req)
-                        break;
-                ok.has_id = true;
-                ok.id = req->id;
-                allocd__request__free_unpacked(req, NULL);
-                wire_send(conn, buf, allocd__reply__pack(&ok, buf), NULL, 0, 0);
-        }
-        close(conn);
-        return NULL;
-}
-
-static void fake_start(struct fake *f) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-        snprintf(f->dir, sizeof(f->dir), "/tmp/client-hostile.XXXXXX");
-        cr_assert_not_null(mkdtemp(f->dir));
-        snprintf(f->path, sizeof(f->path), "%s/allocd.sock", f->dir);
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path);
-        f->listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        cr_assert_eq(bind(f->listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        cr_assert_eq(listen(f->listener, 1), 0);
-        cr_assert_eq(pthread_create(&f->thread, NULL, serve, f), 0);
-}
-
-static void fake_stop(struct fake *f) {
-        pthread_join(f->thread, NULL);
-        close(f->listener);
-        unlink(f->path);
-        rmdir(f->dir);
+        if (!a->reply)
+                return FAKE_EMPTY;
+        *reply = *a->reply;
+        reply->has_id = true;
+        reply->id = id;
+        return 0;
 }
 
 static void answer(struct fake *f, Allocd__Reply *r, long fd_size) {
@@ -168,12 +123,12 @@ static void region_refused(struct fake *f, const char *words) {
         struct alloc_client *c;
         struct alloc_region out;
 
-        fake_start(f);
-        cr_assert_eq(alloc_connect(&c, f->path, NULL), 0, "%s", alloc_last_error());
+        fake_allocd_start(&f->server, answer_canned, f);
+        cr_assert_eq(alloc_connect(&c, f->server.path, NULL), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -EPROTO, "%s", alloc_last_error());
         cr_assert(strstr(alloc_last_error(), words), "%s", alloc_last_error());
         alloc_disconnect(c);
-        fake_stop(f);
+        fake_allocd_stop(&f->server);
 }
 
 /* A pool fd shorter than the pool it stands for: mapped whole, its end would fault (SIGBUS). */
@@ -214,12 +169,12 @@ Test(hostile, region_grown_past_its_mapping) {
         answer(&f, &r1, 4096);
         isolated(&r2, &g2, 1 << 20);
         answer(&f, &r2, 1 << 20);
-        fake_start(&f);
-        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        fake_allocd_start(&f.server, answer_canned, &f);
+        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_attach(c, "grown", &now, &out), -EPROTO, "%s", alloc_last_error());
         alloc_disconnect(c);
-        fake_stop(&f);
+        fake_allocd_stop(&f.server);
 }
 
 /* An empty packet with an fd beside it: the connection ends, and the fd is closed. */
@@ -231,11 +186,11 @@ Test(hostile, empty_packet_with_an_fd) {
 
         add_hello(&f);
         answer(&f, NULL, 4096);
-        fake_start(&f);
-        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        fake_allocd_start(&f.server, answer_canned, &f);
+        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -ECONNRESET, "%s", alloc_last_error());
         alloc_disconnect(c);
-        fake_stop(&f);
+        fake_allocd_stop(&f.server);
         cr_assert_eq(count_fds(), before);
 }
 
@@ -251,10 +206,10 @@ Test(hostile, refusal_without_words) {
         r.error = ALLOCD__ERROR__DENIED;
         r.message = "";
         answer(&f, &r, -1);
-        fake_start(&f);
-        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        fake_allocd_start(&f.server, answer_canned, &f);
+        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_drop_client(c, 0, 7, &n), -EACCES, "%s", alloc_last_error());
         cr_assert_str_eq(alloc_last_error(), "DENIED");
         alloc_disconnect(c);
-        fake_stop(&f);
+        fake_allocd_stop(&f.server);
 }

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A fake allocd for the client tests (test-client-fake, test-client-hostile): a thread of the test
+ * on a SOCK_SEQPACKET socket in a temporary directory of its own.  It accepts one connection and
+ * answers each Request it reads with the Reply a callback fills in, until the client hangs up.
+ * What it answers is the test's; the socket, the thread and the packets are this file's.
+ */
+#ifndef FAKE_ALLOCD_H
+#define FAKE_ALLOCD_H
+
+#include <pthread.h>
+
+#include "allocd.pb-c.h"
+
+/* What answer returns, besides 0 (send reply): send an empty packet (allocd never does). */
+#define FAKE_EMPTY 1
+
+/*
+ * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive
+ * the call (the thread packs it after): static storage, or arg's.  *fd (-1) may be set to an fd to
+ * send beside the reply, which the fake then closes.  Returns 0 or FAKE_EMPTY.
+ */
+typedef int (*fake_answer_fn)(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg);
+
+struct fake_allocd {
+        char dir[64], path[108]; /* path: the socket to connect to */
+        int listener;
+        pthread_t thread;
+        fake_answer_fn answer;
+        void *arg;
+};
+
+/* Listens at a new f->path and serves its first connection with answer(..., arg); asserts on failure. */
+void fake_allocd_start(struct fake_allocd *f, fake_answer_fn answer, void *arg);
+
+/* Waits for the client to hang up (disconnect it first), then removes the socket and its directory. */
+void fake_allocd_stop(struct fake_allocd *f);
+
+#endif
