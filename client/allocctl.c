@@ -258,8 +258,9 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
         char size[16];
         int e;
 
-        if (argc > 1 && parse_duration_ms(argv[1], &ms) < 0) {
-                fprintf(stderr, "allocctl: wait %s %s: a duration, as 500ms, 30s or 2m\n", argv[0], argv[1]);
+        if (argc > 1 && (e = parse_duration_ms(argv[1], &ms)) < 0) {
+                fprintf(stderr, "allocctl: wait %s %s: %s\n", argv[0], argv[1],
+                        e == -ERANGE ? "too long: at most 71582m (2^32 - 1 ms)" : "a duration, as 500ms, 30s or 2m");
                 return EXIT_USAGE;
         }
         if ((e = alloc_region_attach(ctl->client, argv[0], &(struct alloc_attach_opts){.timeout_ms = ms}, &r)) < 0)
@@ -341,10 +342,11 @@ static const struct command {
          "would: it goes back to its pool once no connection holds it.  Only PERSIST\n"
          "regions outlive their holders, so only those can be freed this way.\n"},
         {"wait", cmd_wait, NULL, 1, 2, "NAME [DURATION]", "wait until NAME is published and sealed",
-         "Waits up to DURATION (30s; 500ms, 2m ...) for a region to be published as NAME\n"
-         "and sealed, as a consumer's attach would, then prints its id, kind, size and\n"
-         "offset (exit 0); exit 1 if it is not there in time.  For scripts that start\n"
-         "a consumer only once its producer is ready.\n"},
+         "Waits up to DURATION (30s; 500ms, 2m ..., at most 71582m; 0 looks once) for a\n"
+         "region to be published as NAME and sealed, as a consumer's attach would, then\n"
+         "prints its id, kind, size, offset, pool and the uid that allocated it (exit 0);\n"
+         "exit 1 if it is not there in time.  For scripts that start a consumer only\n"
+         "once its producer is ready.\n"},
         {"disconnect", cmd_disconnect, NULL, 1, 1, "PID|serial:N", "close a client's connections (its uid or root)",
          "Closes every connection of process PID, or the one connection serial:N (the\n"
          "SERIAL column of `allocctl clients`), as if the process had exited: every\n"
@@ -467,7 +469,9 @@ int main(int argc, char **argv) {
                         cmd = &commands[i];
         if (!cmd) {
                 fprintf(stderr,
-                        "allocctl: unknown command '%s'; the commands are status, dump, clients, free and map\n",
+                        "allocctl: unknown command '%s'; the commands are status, dump, clients, free, wait, "
+                        "disconnect "
+                        "and map\n",
                         argv[optind]);
                 return EXIT_USAGE;
         }

@@ -173,6 +173,9 @@ static int alloc_fill(Allocd__Alloc *a, const char *pool, const struct alloc_opt
                 return client_fail(-EINVAL, "on_node is set but numa_node is %d", opts->numa_node);
         a->has_timeout_ms = opts->timeout_ms != 0;
         a->timeout_ms = opts->timeout_ms;
+        /* On the wire "" is no name at all: taken as such it would be a region nobody can attach. */
+        if (opts->name && !*opts->name)
+                return client_fail(-EINVAL, "a region name is 1-%d bytes, not \"\"; NULL for none", ALLOC_NAME_MAX);
         a->name = (char *)opts->name;
         a->has_format = opts->format != ALLOC_FORMAT_RAW;
         a->format = (Allocd__Format)opts->format;

@@ -30,6 +30,17 @@ static int batch_fail(struct core_result *res, size_t i, size_t n, uint64_t size
                     size, why);
 }
 
+/* "No room now" is false of a region that cannot fit even in the empty pool: that is Alloc's NEVER_FITS. */
+static void never_fits(const struct alloc_args *a, struct core_result *res) {
+        uint64_t off;
+        int r = range_alloc(a->pool->empty, a->size, &a->req, &off);
+
+        if (r < 0)
+                explain(r, a->pool, a, res);
+        else
+                range_free(a->pool->empty, off, 0);
+}
+
 static int batch_args(const struct core *core, const struct client *cl, const struct alloc_request *m, size_t n,
                       struct core_result *res) {
         const struct limits *l = &core->limits;
@@ -75,8 +86,11 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                              a.pool->conf.name);
                         break;
                 }
-                if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK)
+                if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK) {
+                        if (res->code == E_WOULD_BLOCK)
+                                never_fits(&a, res);
                         break;
+                }
                 /* A worker's zeroing answers later, one region at a time: a batch's answer is one reply. */
                 if (alloc_defers(core, slots[i])) {
                         region_discard(core, slots[i]);

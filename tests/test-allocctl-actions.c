@@ -138,4 +138,8 @@ Test(allocctl, wait_for_a_name) {
         cr_assert(strstr(x->err, "no region was published and sealed as 'nobody's'"), "%s", x->err);
         x = allocctl(d.sock, "wait", "x", "soon", (char *)NULL);
         cr_assert_eq(x->status, 2);
+        /* Past 2^32 - 1 ms the duration is well formed but too long: say so, not "a duration". */
+        x = allocctl(d.sock, "wait", "x", "71583m", (char *)NULL);
+        cr_assert_eq(x->status, 2);
+        cr_assert(strstr(x->err, "too long: at most 71582m"), "%s", x->err);
 }

@@ -142,6 +142,13 @@ Test(pipe, a_batch_is_all_or_nothing) {
                           strstr(alloc_last_error(), "none was allocated"),
                   "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 0);
+        /* One that cannot fit even in the empty pool is E2BIG, as for Alloc: not "no room now", to retry. */
+        const uint64_t never[] = {256 << 10, 2 << 20};
+        cr_assert_eq(alloc_region_new_batch(c, "small", never, 2, NULL, r), -E2BIG, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "region 1 of the batch of 2") &&
+                          strstr(alloc_last_error(), "even when it is empty"),
+                  "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 0);
         cr_assert_eq(alloc_region_new_batch(c, "small", fits, 4, NULL, r), 0, "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 1 << 20);
         for (int i = 0; i < 4; i++) {

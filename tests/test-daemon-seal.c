@@ -159,6 +159,9 @@ Test(seal, waits_end_and_are_limited) {
                   alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.flags = ALLOC_UNSEALED}, &r), -EINVAL,
                      "UNSEALED needs a name");
+        /* "" is not a name (the wire cannot tell it from none): refused, not an unnamed region. */
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.name = ""}, &r), -EINVAL);
+        cr_assert(strstr(alloc_last_error(), "NULL for none"), "%s", alloc_last_error());
         /* Two waiters, then max_waiters_per_connection = 2 refuses a third on the same connection. */
         start_waiting(&w[0], c, "many", 10000);
         start_thread(&w[1], w[0].c, "many", 10000);

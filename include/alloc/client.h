@@ -87,7 +87,7 @@ struct alloc_opts {
         int numa_node;
         uint32_t flags;      /* ALLOC_ZERO | ALLOC_NOWAIT | ALLOC_NOFAIL | ALLOC_PERSIST | ALLOC_UNSEALED */
         uint32_t timeout_ms; /* how long to wait for room; 0: allocd's wait_timeout */
-        const char *name;    /* publish the region under this name; NULL: unnamed */
+        const char *name;    /* publish the region under this name; NULL: unnamed ("" is -EINVAL) */
         /*
          * What it holds; ALLOC_FORMAT_FALLOC: a heap of chunk_size chunks (1 to FALLOC_CHUNK_MAX,
          * rounded up to 16) in its first size x count bytes.  allocd writes it in host and pinned
@@ -347,7 +347,8 @@ int alloc_region_sync(struct alloc_client *c);
  * n regions of pool in one request, one of sizes[i] bytes (times
  * opts->count) each, with opts's constraints and flags, into ret[0..n):
  * all or none.  A batch does not wait for room: if the n do not fit now
- * (-EAGAIN), or one is refused (a quota, max_regions_per_connection), none
+ * (-EAGAIN; -E2BIG where one cannot fit even in the empty pool), or one is
+ * refused (a quota, max_regions_per_connection), none
  * is allocated and alloc_last_error() says which and why.  opts->name,
  * ALLOC_PERSIST, ALLOC_UNSEALED and ALLOC_NOFAIL do not apply to a batch
  * (-EINVAL), nor ALLOC_ZERO where allocd would zero off its loop (regions
