@@ -263,7 +263,14 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                         e == -ERANGE ? "too long: at most 71582m (2^32 - 1 ms)" : "a duration, as 500ms, 30s or 2m");
                 return EXIT_USAGE;
         }
-        if ((e = alloc_region_attach(ctl->client, argv[0], &(struct alloc_attach_opts){.timeout_ms = ms}, &r)) < 0)
+        e = alloc_region_attach(ctl->client, argv[0], &(struct alloc_attach_opts){.timeout_ms = ms}, &r);
+        /* allocd's advice ("attach with a timeout") is for programs; here the way to wait is a DURATION. */
+        if (ms == 0 && (e == -ENOENT || e == -EAGAIN)) {
+                fprintf(stderr, "allocctl: wait: '%s' is %s; 0 looks once: give a DURATION (e.g. 30s) to wait for it\n",
+                        argv[0], e == -ENOENT ? "not published" : "not sealed yet");
+                return EXIT_FAILED;
+        }
+        if (e < 0)
                 return request_failed("wait", e);
         if (ctl->json) {
                 json_object *o = json_object_new_object();

@@ -21,24 +21,17 @@
 #include "core-impl.h"
 #include "ids.h"
 
-/* Prefixes res's message with which region of the batch failed and that nothing changed. */
+/*
+ * Prefixes res's message with which region of the batch failed and that nothing changed.  Its figures
+ * (what was free) were counted with the batch's first i regions placed: a batch that "found 0 free" in
+ * a pool status shows empty would puzzle, so the message says so.
+ */
 static int batch_fail(struct core_result *res, size_t i, size_t n, uint64_t size) {
         char why[CORE_MSG_MAX];
 
         snprintf(why, sizeof(why), "%s", res->msg);
-        return fail(res, res->code, "region %zu of the batch of %zu (%" PRIu64 " bytes): %s; none was allocated", i, n,
-                    size, why);
-}
-
-/* "No room now" is false of a region that cannot fit even in the empty pool: that is Alloc's NEVER_FITS. */
-static void never_fits(const struct alloc_args *a, struct core_result *res) {
-        uint64_t off;
-        int r = range_alloc(a->pool->empty, a->size, &a->req, &off);
-
-        if (r < 0)
-                explain(r, a->pool, a, res);
-        else
-                range_free(a->pool->empty, off, 0);
+        return fail(res, res->code, "region %zu of the batch of %zu (%" PRIu64 " bytes): %s%s; none was allocated", i,
+                    n, size, why, i ? " (counted with the batch's regions before it placed)" : "");
 }
 
 static int batch_args(const struct core *core, const struct client *cl, const struct alloc_request *m, size_t n,
@@ -87,8 +80,9 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                         break;
                 }
                 if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK) {
+                        /* "No room now" is false of a region that cannot fit even in the empty pool. */
                         if (res->code == E_WOULD_BLOCK)
-                                never_fits(&a, res);
+                                alloc_never_fits(&a, res);
                         break;
                 }
                 /* A worker's zeroing answers later, one region at a time: a batch's answer is one reply. */

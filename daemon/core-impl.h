@@ -422,6 +422,8 @@ void client_enter(struct core *core, struct client *cl, struct user *u);
 int ok_result(struct core_result *res);
 /* Why the range allocator refused a, in words. */
 int explain(int r, const struct pool *p, const struct alloc_args *a, struct core_result *res);
+/* Whether a can never fit, not even in its empty pool: then res says so (NEVER_FITS), as explain does. */
+bool alloc_never_fits(const struct alloc_args *a, struct core_result *res);
 int fail(struct core_result *res, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

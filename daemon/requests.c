@@ -152,11 +152,22 @@ int check_alloc(struct core *core, const struct client *cl, const struct alloc_r
         return E_OK;
 }
 
+bool alloc_never_fits(const struct alloc_args *a, struct core_result *res) {
+        uint64_t off;
+        int r = range_alloc(a->pool->empty, a->size, &a->req, &off);
+
+        if (r < 0) {
+                explain(r, a->pool, a, res);
+                return true;
+        }
+        range_free(a->pool->empty, off, 0);
+        return false;
+}
+
 int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_request *m, uint32_t *slot,
                struct core_result *res) {
         struct alloc_args a;
-        uint64_t off;
-        int e, r;
+        int e;
 
         if (check_alloc(core, cl, m, &a, res) != E_OK)
                 return GRANT_NONE;
@@ -166,12 +177,8 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
         if (e != E_WOULD_BLOCK)
                 return GRANT_NONE;
         /* A request that no amount of freeing can satisfy fails now instead of waiting for nothing. */
-        r = range_alloc(a.pool->empty, a.size, &a.req, &off);
-        if (r < 0) {
-                explain(r, a.pool, &a, res);
+        if (alloc_never_fits(&a, res))
                 return GRANT_NONE;
-        }
-        range_free(a.pool->empty, off, 0);
         if (a.flags & F_NOWAIT) {
                 size_t n = strlen(res->msg);
                 snprintf(res->msg + n, sizeof(res->msg) - n, "; NOWAIT was given");

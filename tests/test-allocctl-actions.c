@@ -136,6 +136,10 @@ Test(allocctl, wait_for_a_name) {
         x = allocctl(d.sock, "wait", "nobody's", "200ms", (char *)NULL);
         cr_assert_eq(x->status, 1, "%s", x->err);
         cr_assert(strstr(x->err, "no region was published and sealed as 'nobody's'"), "%s", x->err);
+        /* 0 looks once; the advice is allocctl's (a DURATION), not the library's (attach with a timeout). */
+        x = allocctl(d.sock, "wait", "nobody's", "0", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "'nobody's' is not published; 0 looks once: give a DURATION"), "%s", x->err);
         x = allocctl(d.sock, "wait", "x", "soon", (char *)NULL);
         cr_assert_eq(x->status, 2);
         /* Past 2^32 - 1 ms the duration is well formed but too long: say so, not "a duration". */

@@ -139,6 +139,7 @@ Test(pipe, a_batch_is_all_or_nothing) {
 
         cr_assert_eq(alloc_region_new_batch(c, "small", too_much, 3, NULL, r), -EAGAIN);
         cr_assert(strstr(alloc_last_error(), "region 2 of the batch of 3") &&
+                          strstr(alloc_last_error(), "counted with the batch's regions before it") &&
                           strstr(alloc_last_error(), "none was allocated"),
                   "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 0);
