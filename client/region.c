@@ -46,6 +46,12 @@ int client_region_out(struct alloc_client *c, const Allocd__Region *g, const str
 
         if (!g || !g->has_id || !g->pool)
                 return client_fail(-EPROTO, "allocd answered without a region");
+        /* A kind this library does not know (a newer allocd's) it cannot map, nor its caller switch on. */
+        if ((unsigned)g->kind > ALLOCD__POOL_KIND__GPU)
+                return client_fail(-EPROTO,
+                                   "allocd sent a region of pool kind %u, which this liballoc-client does not know; "
+                                   "update it to allocd's version",
+                                   (unsigned)g->kind);
         if (g->kind != ALLOCD__POOL_KIND__FPGA && (r = locate(c, g, map, &out)) < 0)
                 return r;
         out.id = g->id;

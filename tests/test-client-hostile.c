@@ -143,6 +143,20 @@ Test(hostile, pool_fd_shorter_than_the_pool) {
         region_refused(&f, "an fd of 4096 bytes for 1048576 bytes");
 }
 
+/* A pool kind this library does not know: it cannot be mapped, nor handed out as an enum alloc_kind. */
+Test(hostile, region_of_an_unknown_kind) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+
+        add_hello(&f);
+        region_reply(&r, &g, 1ull << 32, 1 << 20);
+        g.kind = (Allocd__PoolKind)7;
+        g.has_kind = true;
+        answer(&f, &r, 1 << 20);
+        region_refused(&f, "a region of pool kind 7");
+}
+
 /* An isolation = region region's own fd, likewise. */
 Test(hostile, region_fd_shorter_than_the_region) {
         struct fake f = {0};
