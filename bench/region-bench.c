@@ -348,7 +348,8 @@ static int parts(const char *list) {
         char buf[64], *save, *w;
         int mask = 0, i;
 
-        snprintf(buf, sizeof(buf), "%s", list);
+        if ((size_t)snprintf(buf, sizeof(buf), "%s", list) >= sizeof(buf))
+                return -1;
         for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
                 for (i = 0; i < 4 && strcmp(w, names[i]); i++)
                         ;

@@ -17,6 +17,7 @@
 
 #include "allocd.pb-c.h"
 #include "fuzz-reply.h"
+#include "seed-file.h"
 #include "wire.h"
 
 #define ID(slot) (UINT64_C(1) << 32 | (slot))
@@ -41,14 +42,7 @@ static void begin(const uint8_t *ops, size_t n) {
 #define OP(op, arg) ((uint8_t)((op) | (arg) << 4))
 
 static void save(const char *name) {
-        char path[512];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/%s", seed_dir, name);
-        if (!(f = fopen(path, "wb")) || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
-                fprintf(stderr, "gen-reply-seeds: %s: %s\n", path, strerror(errno));
-                exit(1);
-        }
+        seed_file_write(seed_dir, name, buf, len);
 }
 
 /* One packet: r packed, with flags (PKT_*). */

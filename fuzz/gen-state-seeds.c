@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "seed-file.h"
 #include "core-impl.h"
 #include "fuzz-state.h"
 #include "keep.h"
@@ -33,7 +34,7 @@ static uint32_t alloc(struct core *c, int i, const char *pool, uint32_t flags, c
 static void save(const char *dir, const char *name, struct keep *k) {
         uint8_t h[STATE_HEADER_LEN];
         uint64_t body;
-        char path[512];
+        char name_mode[256];
 
         /* Up to the log's end: the zeros after it are the memfd's room to grow. */
         if (pread(keep_fd(k), h, sizeof(h), 0) != (ssize_t)sizeof(h))
@@ -44,13 +45,9 @@ static void save(const char *dir, const char *name, struct keep *k) {
         if (!b || pread(keep_fd(k), b + 1, len, 0) != (ssize_t)len)
                 exit(1);
         for (int mode = 0; mode < 2; mode++) {
-                snprintf(path, sizeof(path), "%s/%s-%d", dir, name, mode);
-                FILE *f = fopen(path, "w");
+                snprintf(name_mode, sizeof(name_mode), "%s-%d", name, mode);
                 b[0] = (uint8_t)mode;
-                if (!f || fwrite(b, 1, len + 1, f) != len + 1 || fclose(f)) {
-                        perror(path);
-                        exit(1);
-                }
+                seed_file_write(dir, name_mode, b, len + 1);
         }
         free(b);
 }

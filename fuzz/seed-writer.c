@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "seed-file.h"
 #include "seed-writer.h"
 #include "wire.h"
 
@@ -22,14 +23,7 @@ void begin(uint8_t header) {
 }
 
 void save(const char *name) {
-        char path[4096];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/%s", seed_dir, name);
-        if (!(f = fopen(path, "we")) || fwrite(in, 1, len, f) != len || fclose(f) != 0) {
-                fprintf(stderr, "gen-request-seeds: %s: %s\n", path, strerror(errno));
-                exit(1);
-        }
+        seed_file_write(seed_dir, name, in, len);
 }
 
 void record(int s, int kind) {
