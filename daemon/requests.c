@@ -365,7 +365,9 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
                             id);
         r->flags &= (uint16_t)~F_UNSEALED;
         kept_region(core, (uint32_t)slot, NULL);
-        waitq_name_ready(core, names_text(&core->names, r->name));
+        /* Its name may have gone before the Seal: an owner's Free from another connection takes it. */
+        if (r->name)
+                waitq_name_ready(core, names_text(&core->names, r->name));
         return ok_result(res);
 }
 
