@@ -79,6 +79,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
         static const struct alloc_kind_opts none;
         struct alloc_memkind *k;
         struct alloc_region r;
+        uint64_t afresh;
         long cpus;
         int e;
 
@@ -123,6 +124,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
                 return client_fail(e, "%d kinds are alive in this process; destroy one first", ALLOC_KIND_MAX);
         }
         k->registered = true;
+        afresh = client_afresh(c);
         /* The first region now: a pool that cannot serve the kind is refused here, not at some later malloc. */
         e = alloc_region_new(c, pool, k->region_size,
                              &(struct alloc_opts){.align = ALLOC_KIND_REGION_UNIT,
@@ -143,7 +145,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
                 return client_fail(e, "%s", why);
         }
         /* Into this thread's arena: the thread that makes a kind is the likeliest to use it first. */
-        e = kind_arena_adopt(kind_thread_arena(k), &r);
+        e = kind_arena_adopt(kind_thread_arena(k), &r, afresh);
         if (e < 0) {
                 kind_free(k, false);
                 return e;

@@ -3,7 +3,8 @@
  * Kinds (alloc/kind.h) and their regions in a real allocd (test-kind.c has the blocks): decay and
  * the conservative policy seen in allocd's accounting, a region waiting for room, a free waiting
  * for allocd, no round trip in steady state, two kinds on two pools, detection, bad options, large
- * blocks, and destroy, disconnect and process exit giving everything back.
+ * blocks, destroy, disconnect and process exit giving everything back, and a restart without
+ * allocd's state.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -307,4 +308,30 @@ Test(kind, cuda_pair_on_a_pool_without_a_device) {
         cr_assert_null(alloc_kind_cuda_malloc(1000, 1, NULL));
         cr_assert(strstr(alloc_last_error(), "nope"), "%s", alloc_last_error());
         cr_assert_null(alloc_kind_cuda_malloc(1000, -1, NULL));
+}
+
+/*
+ * allocd restarts without its state: the kind's regions are gone, and a new allocd hands out the
+ * same region ids again.  Destroying the kind must not give back, by those ids, regions it no
+ * longer holds: they may now be another kind's.
+ */
+Test(kind, regions_lost_in_a_restart_are_not_given_back_by_their_old_ids) {
+        struct alloc_memkind *old = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        struct alloc_region r;
+        int status;
+
+        cr_assert_not_null(alloc_kind_malloc(old, 100));
+        kill(d.pid, SIGTERM);
+        cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+        cr_assert_eq(daemon_respawn(&d, NULL), -1);
+        cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), -ESTALE, "%s", alloc_last_error());
+        struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        void *p = alloc_kind_malloc(k, 100);
+        cr_assert_not_null(p);
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB);
+        alloc_kind_destroy(old);
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB, "the new kind's region is still held");
+        memset(p, 1, 100);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(c, "h"), 0);
 }
