@@ -93,6 +93,7 @@ struct alloc_memkind {
         struct kind_arena *arenas;
         unsigned narenas_made; /* initialised so far (a create that fails frees those) */
         bool registered;
+        bool orphan;        /* inherited through fork(): the parent's, never used or given back here (kind-cache.c) */
         int device_ordinal; /* the pool's CUDA device here, -1: none */
 
         struct alloc_client *client;

@@ -335,3 +335,35 @@ Test(kind, regions_lost_in_a_restart_are_not_given_back_by_their_old_ids) {
         alloc_kind_destroy(k);
         cr_assert_eq(pool_used(c, "h"), 0);
 }
+
+/*
+ * A child of fork() inherits the parent's kinds, their caches and its connection's socket: the
+ * regions are shared memory, so a block the child took from a kind would be one the parent hands
+ * out too, and a destroy would give the parent's regions back to allocd.  The child can do neither.
+ */
+Test(kind, a_child_of_fork_neither_allocates_from_nor_destroys_its_parents_kinds) {
+        struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        void *big = alloc_kind_malloc(k, 100000), *p;
+        int status;
+
+        alloc_kind_free(k, alloc_kind_malloc(k, 64)); /* this thread's cache now holds blocks of 64 */
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                errno = 0;
+                void *x = alloc_kind_malloc(k, 64), *y = alloc_kind_malloc(k, 200000);
+                int e = errno;
+                alloc_kind_free(k, big); /* ignored: the parent's block */
+                alloc_kind_destroy(k);   /* only the child's copy of the bookkeeping */
+                _exit(x || y ? 1 : e != EINVAL ? 2 : 0);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status), "the child died");
+        cr_assert_eq(WEXITSTATUS(status), 0, "the child %s", WEXITSTATUS(status) == 1 ? "got blocks" : "saw no EINVAL");
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB, "the parent's region is still held");
+        cr_assert_not_null(p = alloc_kind_malloc(k, 64));
+        memset(p, 1, 64);
+        memset(big, 2, 100000);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(c, "h"), 0);
+}
