@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kind-common.h"
+#include "sysd.h"
 
 TestSuite(kind, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -366,4 +367,30 @@ Test(kind, a_child_of_fork_neither_allocates_from_nor_destroys_its_parents_kinds
         memset(big, 2, 100000);
         alloc_kind_destroy(k);
         cr_assert_eq(pool_used(c, "h"), 0);
+}
+
+/* allocd crashes and restarts with its state (the fd store): the kind carries on with its regions. */
+Test(kind, a_kind_keeps_its_regions_across_a_restart_with_state) {
+        struct sysd s;
+        struct alloc_memkind *k = NULL;
+
+        sysd_start(&s, "[pool h]\nkind = host\nsize = 64M\nmode = 0666\n");
+        struct alloc_client *own = daemon_connect(&s.d);
+        cr_assert_eq(alloc_kind_create(own, "h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE}, &k), 0,
+                     "%s", alloc_last_error());
+        void *small = alloc_kind_malloc(k, 1000), *big = alloc_kind_malloc(k, 3 * MiB);
+        cr_assert(small && big, "%s", alloc_last_error());
+        fill(small, 1000, 1);
+        fill(big, 3 * MiB, 2);
+        sysd_restart(&s, SIGKILL);
+        void *more = alloc_kind_malloc(k, 5 * MiB); /* a region: the connection is made again and reclaimed */
+        cr_assert_not_null(more, "%s", alloc_last_error());
+        cr_assert(filled(small, 1000, 1) && filled(big, 3 * MiB, 2));
+        cr_assert_eq(pool_used(own, "h"), (2 + 4 + 6) * MiB, "every region kept");
+        alloc_kind_free(k, big);
+        alloc_kind_free(k, more);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(own, "h"), 0, "and given back by its id");
+        alloc_disconnect(own);
+        sysd_end(&s);
 }
