@@ -49,6 +49,10 @@ int core_new(struct core **ret, const struct limits *limits) {
         return 0;
 }
 
+void core_seed_ids(struct core *core, uint32_t floor) {
+        core->regions.gen_floor = floor;
+}
+
 void core_free(struct core *core) {
         struct client *cl;
 
