@@ -323,6 +323,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         if (c->gen != gen)
                 return conn_revive(c, gen);
         for (;;) {
+                why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
                 r = dial(c, &fd);
                 if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0) {
                         if (!made) {
