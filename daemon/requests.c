@@ -354,7 +354,8 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
         int slot = region_slot(&core->regions, id);
         struct region *r;
 
-        if (slot < 0)
+        /* One being zeroed is nobody's yet (check_free): its creator learns its id with the Alloc's reply. */
+        if (slot < 0 || (core->regions.tab[slot].state & R_PENDING))
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         r = &core->regions.tab[slot];
         if (r->creator != cl->serial)

@@ -274,6 +274,23 @@ Test(core, a_region_being_zeroed_cannot_be_freed) {
         bye(a);
 }
 
+/* Nor sealed: a Seal of its id is NOT_FOUND, as a Free is, until it has been handed out. */
+Test(core, a_region_being_zeroed_cannot_be_sealed) {
+        struct client *a = client(1);
+        struct core_result res;
+        struct zero_job job;
+        uint32_t slot;
+
+        add_host("h", 16 << 20);
+        cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO | F_UNSEALED, "u", &slot), GRANT_ZEROING);
+        cr_assert_eq(core_seal(core, a, id_of(slot), &res), E_NOT_FOUND);
+        core_zero_job(core, slot, &job);
+        cr_assert_eq(core_zero_run(&job), 0);
+        cr_assert_eq(core_zero_done(core, a, slot, 0, &res), GRANT_REGION);
+        cr_assert_eq(core_seal(core, a, id_of(slot), &res), E_OK);
+        bye(a);
+}
+
 /* A client that goes while its region is zeroed: the region goes back when the worker is done. */
 Test(core, a_region_zeroed_for_a_client_that_left_goes_back) {
         struct client *a = client(1);
