@@ -41,6 +41,11 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                  "allocd.conf:3: 'max_waiters_per_connection' is set twice"},
                 {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n",
                  "allocd.conf:3: size = 3M: not a multiple of the huge page size 2M"},
+                /* --check-config said valid, and start-up left the pool out: "Numerical argument out of domain". */
+                {"[pool a]\nkind = host\nsize = 12K\nquantum = 8K\n",
+                 "allocd.conf:3: size = 12K: not a multiple of quantum = 8K (line 4); use e.g. 16K"},
+                {"[pool p]\nkind = pinned\nquantum = 2M\nsize = 1M\n",
+                 "allocd.conf:4: size = 1M: not a multiple of quantum = 2M (line 3); use e.g. 2M"},
                 {"[pool g]\nkind = gpu\nsize = 64M\n", "allocd.conf:1: [pool g] is a gpu pool without a device"},
                 {"[pool g]\nkind = gpu\ndevice = 0\n", "[pool g] is a gpu pool without a size"},
                 {"[pool g]\nkind = gpu\ndevice = first\nsize = 1M\n", "allocd.conf:3: device = first"},
