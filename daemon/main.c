@@ -320,6 +320,12 @@ int main(int argc, char **argv) {
         uint64_t wd_usec;
 
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
+                /* An empty --socket would listen on an abstract address no client names, unseen. */
+                if ((c == 'c' || c == 's') && !*optarg) {
+                        fprintf(stderr, "allocd: --%s '': give the %s\n", c == 'c' ? "config" : "socket",
+                                c == 'c' ? "configuration file's path" : "socket's path");
+                        return 2;
+                }
                 switch (c) {
                 case 'c':
                         config_path = optarg;

@@ -168,6 +168,35 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         unlink(log);
 }
 
+/* An empty --socket once listened on an abstract address of NUL bytes, which no client can name. */
+Test(config, empty_paths_on_the_command_line_are_refused, .timeout = 60) {
+        static const char *const opt[] = {"--socket", "--config"};
+        char log[] = "/tmp/allocd-conf-log-XXXXXX";
+        int status = 0;
+
+        close(mkstemp(log));
+        for (int i = 0; i < 2; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                        freopen(log, "w", stderr);
+                        execl(ALLOCD_PATH, "allocd", opt[i], "", i ? "--socket" : "--no-config",
+                              i ? "/tmp/allocd-never.sock" : NULL, (char *)NULL);
+                        _exit(127);
+                }
+                pid_t w = 0;
+                for (int t = 0; t < 500 && (w = waitpid(pid, &status, WNOHANG)) == 0; t++)
+                        usleep(10000);
+                if (w == 0) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                }
+                cr_expect(w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s '': still running or %#x",
+                          opt[i], status);
+                cr_expect(strstr(slurp(log), "''"), "%s: %s", opt[i], slurp(log));
+        }
+        unlink(log);
+}
+
 /* libinih skips a byte-order mark; allocd once counted the section beside it wrong and crashed. */
 /* --config takes a file: a directory or a FIFO is refused at once (a FIFO once hung SIGHUP). */
 Test(config, the_config_must_be_a_regular_file, .timeout = 60) {
