@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The listening socket.  A path we bind is ours to clean up, but only if it
- * is a socket: a slip of the finger (--socket allocd.conf) must not delete a
- * file.  A socket file left by a crash is taken over only when nothing
- * answers on it.
+ * The listening socket.  A path we bind is ours to clean up, but only the
+ * socket file we made there: a slip of the finger (--socket allocd.conf)
+ * must not delete a file, nor a stop another allocd's socket.  A socket file
+ * left by a crash is taken over only when nothing answers on it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,10 +18,14 @@
 
 #include "listen.h"
 
+/* The socket file listen_open made: another allocd may bind the path later, and its file is not ours. */
+static dev_t bound_dev;
+static ino_t bound_ino;
+
 void listen_remove(const char *path) {
         struct stat st;
 
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == bound_dev && st.st_ino == bound_ino)
                 unlink(path);
 }
 
@@ -58,6 +62,7 @@ static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
 int listen_open(const char *path, char *err, size_t errsize) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char dir[sizeof(sa.sun_path)];
+        struct stat st;
         int fd, r;
 
         if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -95,5 +100,9 @@ int listen_open(const char *path, char *err, size_t errsize) {
         }
         /* Who may do what is each pool's mode; anyone may connect and ask for status. */
         chmod(path, 0666);
+        if (lstat(path, &st) == 0) {
+                bound_dev = st.st_dev;
+                bound_ino = st.st_ino;
+        }
         return fd;
 }

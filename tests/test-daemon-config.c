@@ -146,6 +146,28 @@ Test(config, a_socket_in_use_is_not_stolen, .timeout = 60) {
         unlink(log);
 }
 
+/*
+ * allocd removes its socket file when it stops, and only its own: another allocd may have bound the path
+ * since (the file was removed, or renamed over, while the first one ran).  It once removed whatever
+ * socket was there, and the other allocd, still running, could no longer be reached.
+ */
+Test(config, stopping_leaves_another_allocds_socket, .timeout = 60) {
+        struct daemon a, b;
+        int status;
+
+        daemon_start(&a, NULL);
+        daemon_start(&b, NULL);
+        cr_assert_eq(rename(b.sock, a.sock), 0, "%s", strerror(errno));
+        kill(a.pid, SIGTERM);
+        cr_assert_eq(waitpid(a.pid, &status, 0), a.pid);
+        a.pid = 0;
+        struct alloc_client *c;
+        cr_assert_eq(alloc_connect(&c, a.sock, "test"), 0, "the other allocd's socket went: %s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&b);
+        daemon_stop(&a);
+}
+
 /* A file that is not a socket is never removed to make room for one. */
 Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         char log[] = "/tmp/allocd-conf-log-XXXXXX", file[] = "/tmp/allocd-not-a-socket-XXXXXX";
