@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,11 +60,29 @@ static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
         return 0;
 }
 
+/* Binds fd at sa, taking over a stale socket file, and listens. */
+static int bind_listen(int fd, const struct sockaddr_un *sa, char *err, size_t errsize) {
+        int r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+
+        if (r < 0 && errno == EADDRINUSE) {
+                if ((r = take_over(sa, err, errsize)) < 0)
+                        return r;
+                r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+        }
+        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "listening on %s: %s", sa->sun_path, strerror(errno));
+                return r;
+        }
+        return 0;
+}
+
 int listen_open(const char *path, char *err, size_t errsize) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char dir[sizeof(sa.sun_path)];
+        const char *parent;
         struct stat st;
-        int fd, r;
+        int fd, dfd, r;
 
         if (strlen(path) >= sizeof(sa.sun_path)) {
                 snprintf(err, errsize, "socket path %s is longer than %zu bytes; choose a shorter --socket", path,
@@ -72,10 +91,11 @@ int listen_open(const char *path, char *err, size_t errsize) {
         }
         strcpy(sa.sun_path, path);
         strcpy(dir, path);
+        parent = dirname(dir); /* "." for a bare name: not in dir */
         /* The parent of a default path is ours to create: /run/allocd, or $XDG_RUNTIME_DIR/allocd. */
-        if (mkdir(dirname(dir), geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
+        if (mkdir(parent, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
                 r = -errno;
-                snprintf(err, errsize, "creating %s for the socket: %s", dir, strerror(errno));
+                snprintf(err, errsize, "creating %s for the socket: %s", parent, strerror(errno));
                 return r;
         }
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -84,17 +104,18 @@ int listen_open(const char *path, char *err, size_t errsize) {
                 snprintf(err, errsize, "socket: %s", strerror(errno));
                 return r;
         }
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        if (r < 0 && errno == EADDRINUSE) {
-                if ((r = take_over(&sa, err, errsize)) < 0) {
-                        close(fd);
-                        return r;
-                }
-                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        }
-        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
-                r = -errno;
-                snprintf(err, errsize, "listening on %s: %s", path, strerror(errno));
+        /*
+         * Two allocds started at once beside a stale socket file would each find it dead and remove it, the
+         * second the first's by then live one, and both run, one unreachable: one at a time, under a lock on
+         * the directory (without one where it cannot be read, as before).
+         */
+        dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                flock(dfd, LOCK_EX);
+        r = bind_listen(fd, &sa, err, errsize);
+        if (dfd >= 0)
+                close(dfd);
+        if (r < 0) {
                 close(fd);
                 return r;
         }

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +168,57 @@ Test(config, stopping_leaves_another_allocds_socket, .timeout = 60) {
         alloc_disconnect(c);
         daemon_stop(&b);
         daemon_stop(&a);
+}
+
+/*
+ * allocds started at once beside a stale socket file: one serves, the others refuse.  Each once found the
+ * file dead and removed it, a later one the socket an earlier one had just bound, and two ran, one of them
+ * unreachable (about one round in eight).
+ */
+Test(config, allocds_started_at_once_on_a_stale_socket_leave_one, .timeout = 120) {
+        enum { ROUNDS = 30, N = 6 };
+        char dir[] = "/tmp/allocd-race-XXXXXX", sock[64], conf[64];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        strcpy(sa.sun_path, sock);
+        for (int round = 0; round < ROUNDS; round++) {
+                pid_t pid[N];
+                int status, exited = 0, alive = 0;
+                /* What a crash leaves: a socket file nothing listens on. */
+                int stale = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+                unlink(sock);
+                cr_assert_eq(bind(stale, (struct sockaddr *)&sa, sizeof(sa)), 0);
+                close(stale);
+                for (int i = 0; i < N; i++) {
+                        pid[i] = fork();
+                        if (pid[i] == 0) {
+                                freopen("/dev/null", "w", stderr);
+                                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                                _exit(127);
+                        }
+                }
+                for (int t = 0; t < 300 && exited < N - 1; t++) {
+                        usleep(10000);
+                        exited = 0;
+                        for (int i = 0; i < N; i++)
+                                exited += kill(pid[i], 0) < 0 || waitpid(pid[i], &status, WNOHANG) == pid[i];
+                }
+                usleep(100000); /* a second survivor has long been listening by now */
+                for (int i = 0; i < N; i++) {
+                        if (waitpid(pid[i], &status, WNOHANG) == 0)
+                                alive++;
+                        kill(pid[i], SIGTERM);
+                        waitpid(pid[i], &status, 0);
+                }
+                cr_assert_eq(alive, 1, "round %d: %d allocds run on one socket", round, alive);
+        }
+        unlink(sock);
+        unlink(conf);
+        rmdir(dir);
 }
 
 /* A file that is not a socket is never removed to make room for one. */
