@@ -142,6 +142,21 @@ Test(reload, spin_changes_on_reload, .timeout = 60) {
         stop(&d);
 }
 
+/* A quantum taken out of the file is a change to the default: logged as waiting for a restart, not skipped. */
+Test(reload, a_quantum_back_to_the_default_waits_for_a_restart, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+
+        start(&d, "[pool f]\nkind = fpga\nranges = 0x0+1M\nquantum = 64K\n");
+        reload(&d, "[pool f]\nkind = fpga\nranges = 0x0+1M\n", "SIGHUP: reloaded ");
+        cr_expect(strstr(slurp(log_path), "change only on restart"), "%s", slurp(log_path));
+        struct alloc_client *c = daemon_connect(&d);
+        cr_expect_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(pool_used(c, "f"), 64 << 10, "the running quantum stays");
+        alloc_disconnect(c);
+        stop(&d);
+}
+
 Test(reload, an_empty_file_is_refused, .timeout = 60) {
         static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
 
