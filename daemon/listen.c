@@ -38,15 +38,18 @@ int listen_adopt(int fd) {
         return 0;
 }
 
-/* EADDRINUSE at path: a live daemon answers; a stale socket file left by a crash does not. */
+/*
+ * EADDRINUSE at path: a live daemon answers; a stale socket file left by a crash refuses the connection.
+ * Anything else (another user's socket we may not connect to) cannot be told apart, and is left.
+ */
 static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
-        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        bool live = probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e;
         struct stat st;
 
+        e = probe < 0 ? errno : connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
         if (probe >= 0)
                 close(probe);
-        if (live) {
+        if (e == 0) {
                 snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
                          sa->sun_path);
                 return -EADDRINUSE;
@@ -56,7 +59,21 @@ static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
                          sa->sun_path);
                 return -EEXIST;
         }
-        unlink(sa->sun_path);
+        if (e != ECONNREFUSED && e != ENOENT) {
+                snprintf(err, errsize,
+                         "%s is in use, and whether anything listens on it cannot be told (%s); stop what does, or "
+                         "choose another --socket",
+                         sa->sun_path, strerror(e));
+                return -EADDRINUSE;
+        }
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
+                e = errno;
+                snprintf(err, errsize,
+                         "%s is a socket file nothing listens on (left by a crash?), and removing it failed (%s); "
+                         "remove it or choose another --socket",
+                         sa->sun_path, strerror(e));
+                return -e;
+        }
         return 0;
 }
 

@@ -221,6 +221,79 @@ Test(config, allocds_started_at_once_on_a_stale_socket_leave_one, .timeout = 120
         rmdir(dir);
 }
 
+/* Runs allocd (as nobody, or as we are) with --socket sock and --config conf; its exit status, stderr in log. */
+static int allocd_as(bool nobody, const char *sock, const char *conf, const char *log) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                if (nobody && (setgid(65534) < 0 || setuid(65534) < 0))
+                        _exit(126);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        for (int t = 0; t < 500 && waitpid(pid, &status, WNOHANG) == 0; t++)
+                usleep(10000);
+        if (kill(pid, SIGKILL) == 0)
+                waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/*
+ * A socket file allocd may not remove (another user's, in a sticky directory) or may not connect to was
+ * refused as "Address already in use", which reads as another allocd; a live socket of another type (a stream
+ * server's) was taken for stale and removed.  Only a socket that refuses the connection is stale.
+ */
+Test(config, a_socket_that_cannot_be_taken_over_is_left_and_says_why, .timeout = 60) {
+        char dir[] = "/tmp/allocd-sticky-XXXXXX", sock[64], conf[64], log[64];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to run allocd as nobody beside root's socket");
+        cr_assert_not_null(mkdtemp(dir));
+        chmod(dir, 01777);
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(log, sizeof(log), "%s/log", dir);
+        write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        chmod(conf, 0644);
+        strcpy(sa.sun_path, sock);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(fd);
+        chmod(sock, 0666); /* stale: anyone may try it, and nothing listens */
+        cr_expect_eq(allocd_as(true, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "a socket file nothing listens on (left by a crash?), and removing it failed"),
+                  "%s", slurp(log));
+        unlink(sock);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 4), 0);
+        chmod(sock, 0700); /* live, but nobody may connect */
+        cr_expect_eq(allocd_as(true, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Permission denied)"), "%s",
+                  slurp(log));
+        close(fd);
+        unlink(sock);
+
+        /* Another program's live stream socket refuses a SEQPACKET connect: it was taken for stale, and removed. */
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 4), 0);
+        cr_expect_eq(allocd_as(false, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Protocol wrong type"), "%s",
+                  slurp(log));
+        struct stat st;
+        cr_expect(stat(sock, &st) == 0, "the other program's socket is still there");
+        close(fd);
+        unlink(sock);
+        unlink(conf);
+        unlink(log);
+        rmdir(dir);
+}
+
 /* A file that is not a socket is never removed to make room for one. */
 Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         char log[] = "/tmp/allocd-conf-log-XXXXXX", file[] = "/tmp/allocd-not-a-socket-XXXXXX";
