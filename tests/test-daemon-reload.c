@@ -157,6 +157,29 @@ Test(reload, a_quantum_back_to_the_default_waits_for_a_restart, .timeout = 60) {
         stop(&d);
 }
 
+/* Limits lowered below what is in use: what is held stays (connections and regions), new requests meet the limit. */
+Test(reload, lowered_limits_keep_what_is_held_and_refuse_more, .timeout = 60) {
+        struct alloc_client *k[3], *extra;
+        struct alloc_region r;
+        struct daemon d;
+
+        start(&d, "[daemon]\nmax_connections = 8\nmax_regions_per_connection = 8\n"
+                  "[pool a]\nkind = host\nsize = 1M\n");
+        for (int i = 0; i < 3; i++)
+                k[i] = daemon_connect(&d);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(alloc_region_new(k[0], "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        reload(&d, "[daemon]\nmax_connections = 1\nmax_regions_per_connection = 1\n[pool a]\nkind = host\nsize = 1M\n",
+               "SIGHUP: reloaded ");
+        cr_expect_eq(alloc_connect(&extra, d.sock, "one too many"), -EMFILE, "max_connections = 1 applies");
+        cr_expect_eq(pool_used(k[2], "a"), 3 * 4096, "the connections and regions held are kept");
+        cr_expect_eq(alloc_region_new(k[0], "a", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 1 applies");
+        cr_expect_eq(alloc_region_new(k[1], "a", 4096, NULL, &r), 0, "up to the new limit: %s", alloc_last_error());
+        for (int i = 0; i < 3; i++)
+                alloc_disconnect(k[i]);
+        stop(&d);
+}
+
 Test(reload, an_empty_file_is_refused, .timeout = 60) {
         static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
 
