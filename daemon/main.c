@@ -285,7 +285,13 @@ static int open_socket(const char *path, int sock) {
                 return 0;
         }
         if (!path) {
-                if ((r = wire_default_socket(def, sizeof(def), false)) < 0) {
+                if ((r = wire_default_socket(def, sizeof(def), false)) == -ENAMETOOLONG) {
+                        log_err("the socket path $ALLOCD_SOCKET or $XDG_RUNTIME_DIR makes is longer than %zu bytes; "
+                                "choose a shorter one with --socket PATH",
+                                sizeof(def) - 1);
+                        return r;
+                }
+                if (r < 0) {
                         log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
                                 "$ALLOCD_SOCKET");
                         return r;

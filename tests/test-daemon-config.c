@@ -316,6 +316,27 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         unlink(log);
 }
 
+/* A default socket path too long for sun_path was blamed on an unset XDG_RUNTIME_DIR, even for root. */
+Test(config, a_default_socket_path_too_long_says_so, .timeout = 60) {
+        char log[] = "/tmp/allocd-conf-log-XXXXXX", env[256];
+        int status;
+
+        close(mkstemp(log));
+        snprintf(env, sizeof(env), "ALLOCD_SOCKET=/tmp/%0150d.sock", 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                putenv(env);
+                execl(ALLOCD_PATH, "allocd", "--no-config", (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%#x", status);
+        cr_expect(strstr(slurp(log), "is longer than 107 bytes; choose a shorter one with --socket PATH"), "%s",
+                  slurp(log));
+        unlink(log);
+}
+
 /* An empty --socket once listened on an abstract address of NUL bytes, which no client can name. */
 Test(config, empty_paths_on_the_command_line_are_refused, .timeout = 60) {
         static const char *const opt[] = {"--socket", "--config"};
