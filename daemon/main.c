@@ -400,6 +400,12 @@ int main(int argc, char **argv) {
                 logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
         loop = uv_default_loop();
+        /*
+         * Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a closed
+         * terminal) killed allocd; it is served once the loop runs.
+         */
+        uv_signal_init(loop, &sig_hup);
+        uv_signal_start(&sig_hup, on_signal, SIGHUP);
         signal(SIGPIPE, SIG_IGN);
         if (restart_collect(&sock) < 0 || (made = make_core(&conf)) < 0) {
                 config_clear(&conf);
@@ -436,10 +442,8 @@ int main(int argc, char **argv) {
 
         uv_signal_init(loop, &sig_term);
         uv_signal_init(loop, &sig_int);
-        uv_signal_init(loop, &sig_hup);
         uv_signal_start(&sig_term, on_signal, SIGTERM);
         uv_signal_start(&sig_int, on_signal, SIGINT);
-        uv_signal_start(&sig_hup, on_signal, SIGHUP);
         uv_timer_init(loop, &watchdog_timer);
         uv_timer_init(loop, &status_timer);
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)

@@ -180,6 +180,45 @@ Test(reload, lowered_limits_keep_what_is_held_and_refuse_more, .timeout = 60) {
         stop(&d);
 }
 
+/* A SIGHUP while the pools are being made (here a 256 MiB one, after the first) once killed allocd. */
+Test(reload, a_sighup_during_start_up_is_a_reload_once_ready, .timeout = 60) {
+        char dir[] = "/tmp/allocd-hup-XXXXXX", sock[64], conf[64];
+        int status;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        write_file(conf, "[pool first]\nkind = fpga\nranges = 0x0+1M\n[pool big]\nkind = host\nsize = 256M\n");
+        new_log();
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log_path, "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 20000 && !strstr(slurp(log_path), "pool first:"); i++)
+                usleep(500);
+        cr_assert(strstr(slurp(log_path), "pool first:"), "%s", slurp(log_path));
+        kill(pid, SIGHUP);
+        for (int i = 0; i < 2000 && !strstr(slurp(log_path), "SIGHUP: reloaded"); i++) {
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        pid = 0;
+                        break;
+                }
+                usleep(5000);
+        }
+        cr_expect(pid, "allocd died of the SIGHUP: %#x", status);
+        cr_expect(strstr(slurp(log_path), "SIGHUP: reloaded"), "%s", slurp(log_path));
+        if (pid) {
+                kill(pid, SIGTERM);
+                waitpid(pid, &status, 0);
+        }
+        unlink(log_path);
+        unlink(conf);
+        unlink(sock);
+        rmdir(dir);
+}
+
 Test(reload, an_empty_file_is_refused, .timeout = 60) {
         static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
 
