@@ -39,17 +39,18 @@ int listen_adopt(int fd) {
 }
 
 /*
- * EADDRINUSE at path: a live daemon answers; a stale socket file left by a crash refuses the connection.
- * Anything else (another user's socket we may not connect to) cannot be told apart, and is left.
+ * EADDRINUSE at path: a live daemon answers, or has its backlog full (a blocking probe would wait for it
+ * for ever); a stale socket file left by a crash refuses the connection.  Anything else (another user's
+ * socket we may not connect to) cannot be told apart, and is left.
  */
 static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
-        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), e;
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e;
         struct stat st;
 
         e = probe < 0 ? errno : connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
         if (probe >= 0)
                 close(probe);
-        if (e == 0) {
+        if (e == 0 || e == EAGAIN) {
                 snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
                          sa->sun_path);
                 return -EADDRINUSE;

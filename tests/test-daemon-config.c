@@ -289,6 +289,22 @@ Test(config, a_socket_that_cannot_be_taken_over_is_left_and_says_why, .timeout =
         cr_expect(stat(sock, &st) == 0, "the other program's socket is still there");
         close(fd);
         unlink(sock);
+
+        /* A listener that accepts nothing, its backlog full: allocd's probe once waited on it for ever. */
+        fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 0), 0);
+        int queued[4];
+        for (int i = 0; i < 4; i++) {
+                queued[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
+                connect(queued[i], (struct sockaddr *)&sa, sizeof(sa));
+        }
+        cr_expect_eq(allocd_as(false, sock, conf, log), 1, "allocd waited on a full backlog");
+        cr_expect(strstr(slurp(log), "another allocd is already listening"), "%s", slurp(log));
+        for (int i = 0; i < 4; i++)
+                close(queued[i]);
+        close(fd);
+        unlink(sock);
         unlink(conf);
         unlink(log);
         rmdir(dir);
