@@ -118,6 +118,20 @@ json_object *json_u64(uint64_t v) {
         return json_object_new_uint64(v);
 }
 
+/*
+ * A number as allocctl prints ids, pids and serials: decimal digits and nothing else.  strtoull
+ * alone takes a sign ("-1" is 2^64 - 1), blanks, and with base 0 "010" as 8: another region's id.
+ */
+static bool parse_decimal(const char *s, uint64_t *v) {
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return false;
+        errno = 0;
+        *v = strtoull(s, &end, 10);
+        return !errno && !*end;
+}
+
 /* ---- dump ---- */
 
 static json_object *region_json(const struct alloc_region_info *r, uint64_t now) {
@@ -231,14 +245,11 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
  * that from any connection, which is how an operator takes back a region whose creator is gone.
  */
 static int cmd_free(struct ctl *ctl, int argc, char **argv) {
-        char *end;
         uint64_t id;
         int r;
 
         (void)argc;
-        errno = 0;
-        id = strtoull(argv[0], &end, 0);
-        if (errno || end == argv[0] || *end) {
+        if (!parse_decimal(argv[0], &id)) {
                 fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
                 return EXIT_USAGE;
         }
@@ -298,15 +309,12 @@ static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
         const char *arg = argv[0], *num = arg;
         uint32_t n = 0;
         uint64_t v;
-        char *end;
         int r;
 
         (void)argc;
         if (!strncmp(arg, "serial:", 7))
                 num = arg + 7;
-        errno = 0;
-        v = strtoull(num, &end, 10);
-        if (errno || end == num || *end || v == 0 || (num == arg && v > INT32_MAX)) {
+        if (!parse_decimal(num, &v) || v == 0 || (num == arg && v > INT32_MAX)) {
                 fprintf(stderr,
                         "allocctl: disconnect %s: a process id, or serial:N for one connection (the SERIAL column "
                         "of `allocctl clients`)\n",

@@ -54,6 +54,53 @@ static uint64_t serial_of(const char *name) {
         return serial;
 }
 
+static bool region_alive(uint64_t id) {
+        struct alloc_dump *dump;
+        bool alive = false;
+
+        cr_assert_eq(alloc_dump(c, NULL, &dump), 0);
+        for (size_t i = 0; i < dump->nregions; i++)
+                alive |= dump->regions[i].id == id;
+        alloc_dump_free(dump);
+        return alive;
+}
+
+/*
+ * Ids, pids and serials are decimal, as allocctl prints them, and nothing else: strtoull took "010"
+ * as 8 (another region), "-N" as 2^64 - N (serial:-18446744073709551615 was serial 1) and
+ * " N" or "+N" as N.  Each is refused before anything is asked of allocd.
+ */
+Test(allocctl, ids_pids_and_serials_are_decimal_digits_only) {
+        struct alloc_region r;
+        char arg[64];
+        struct run *x;
+
+        /* Ids are large (a generation above the slot): no spelling below is another region's id. */
+        cr_assert_eq(alloc_region_new(c, "f", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r), 0);
+        const char *forms[] = {"0x%llx", "0%llo", "+%llu", " %llu", "%llu "};
+        for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+                snprintf(arg, sizeof(arg), forms[i], (unsigned long long)r.id);
+                x = allocctl(d.sock, "free", arg, (char *)NULL);
+                cr_assert_neq(x->status, 0, "free '%s' freed region %llu", arg, (unsigned long long)r.id);
+                cr_assert(region_alive(r.id), "free '%s' freed region %llu", arg, (unsigned long long)r.id);
+        }
+        snprintf(arg, sizeof(arg), "serial:-%llu", (unsigned long long)(0 - serial_of("tester one")));
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        cr_assert(strstr(x->err, "a process id, or serial:N"), "%s", x->err);
+        snprintf(arg, sizeof(arg), "+%d", (int)getpid());
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        snprintf(arg, sizeof(arg), "serial: %llu", (unsigned long long)serial_of("tester two"));
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(c, &s), 0, "tester one still connected");
+        alloc_status_free(s);
+        cr_assert_eq(alloc_status(c2, &s), 0, "tester two still connected");
+        alloc_status_free(s);
+}
+
 Test(allocctl, disconnect_drops_a_clients_leases) {
         char arg[32];
         struct alloc_region r;
