@@ -442,7 +442,7 @@ static int connect_daemon(struct ctl *ctl) {
         return EXIT_UNREACHABLE;
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"json", no_argument, NULL, 'j'},
@@ -540,4 +540,17 @@ int main(int argc, char **argv) {
         alloc_disconnect(ctl.client);
         free(args);
         return r;
+}
+
+/*
+ * What was printed reached stdout: a full disk or a closed file must not pass for a complete
+ * answer, since a script trusts the exit status (a dump cut short exits non-zero).
+ */
+int main(int argc, char **argv) {
+        int r = run(argc, argv), e = fflush(stdout) == EOF ? errno : 0;
+
+        if (!ferror(stdout))
+                return r;
+        fprintf(stderr, "allocctl: could not write the output%s%s\n", e ? ": " : "", e ? strerror(e) : "");
+        return r == EXIT_OK ? EXIT_FAILED : r;
 }

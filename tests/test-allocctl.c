@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <json-c/json.h>
 #include <libxml/parser.h>
@@ -355,4 +356,42 @@ Test(allocctl, exit_codes_and_help) {
         r = allocctl(NULL, "--help", (char *)NULL);
         cr_assert_eq(r->status, 0);
         cr_assert(strstr(r->out, "exit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable"));
+}
+
+/* allocctl's exit status with stdout on /dev/full; what it said on stderr in err. */
+static int to_full_disk(char *err, size_t size, const char *what, const char *arg) {
+        int p[2], status;
+        ssize_t n;
+
+        cr_assert_eq(pipe(p), 0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+                if (full < 0 || dup2(full, 1) < 0 || dup2(p[1], 2) < 0)
+                        _exit(127);
+                execl(ALLOCCTL_PATH, "allocctl", "--socket", d.sock, what, arg, (char *)NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        n = read(p[0], err, size - 1);
+        err[n > 0 ? n : 0] = '\0';
+        close(p[0]);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* Output that could not be written (a full disk) is a failure: a script must not take it for the answer. */
+Test(allocctl, output_that_cannot_be_written_fails) {
+        const char *cmds[][2] = {
+                {"status", NULL}, {"dump", NULL}, {"clients", NULL}, {"--json", "dump"}, {"--help", NULL}};
+        char err[1024];
+
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+                int status = to_full_disk(err, sizeof(err), cmds[i][0], cmds[i][1]);
+                cr_assert_eq(status, 1, "allocctl %s %s > /dev/full: exit %d, %s", cmds[i][0],
+                             cmds[i][1] ? cmds[i][1] : "", status, err);
+                cr_assert(strstr(err, "allocctl: could not write the output: No space left on device"), "%s", err);
+        }
 }
