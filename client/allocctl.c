@@ -165,26 +165,41 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
         return o;
 }
 
+/*
+ * Holders as pid/uid/command, as many as fit in buf, and the rest as +N: a holder cut off the
+ * column would read as none.  ",+4294967296" is at most 12 bytes.
+ */
+static const char *fmt_holders(const struct alloc_region_info *r, char *buf, size_t size) {
+        size_t n = 0, j;
+        uint64_t rest;
+
+        for (j = 0; j < r->nholders; j++) {
+                char comm[32], one[80];
+                int len = snprintf(one, sizeof(one), "%s%d/%u/%s", j ? "," : "", (int)r->holders[j].pid,
+                                   (unsigned)r->holders[j].uid,
+                                   text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
+                bool last = j + 1 == r->nholders && !r->holders_omitted;
+                if (n + (size_t)len + (last ? 0 : 12) >= size)
+                        break;
+                memcpy(buf + n, one, (size_t)len);
+                n += (size_t)len;
+        }
+        buf[n] = '\0';
+        if ((rest = (uint64_t)(r->nholders - j) + r->holders_omitted))
+                snprintf(buf + n, size - n, "%s+%" PRIu64, n ? "," : "", rest);
+        if (!*buf)
+                snprintf(buf, size, "-");
+        return buf;
+}
+
 static void region_row(const struct alloc_region_info *r, uint64_t now) {
         char size[16], flags[64], format[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
-        size_t n = 0;
 
-        *holders = '\0';
-        for (size_t j = 0; j < r->nholders && n < sizeof(holders); j++) {
-                char comm[32];
-                n += (size_t)snprintf(holders + n, sizeof(holders) - n, "%s%d/%u/%s", j ? "," : "",
-                                      (int)r->holders[j].pid, (unsigned)r->holders[j].uid,
-                                      text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
-        }
-        if (r->holders_omitted && n < sizeof(holders))
-                snprintf(holders + n, sizeof(holders) - n, ",+%u", r->holders_omitted);
-        if (!*holders)
-                snprintf(holders, sizeof(holders), "-");
         printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
                fmt_format(r, format, sizeof(format)), fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
-               fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)), holders,
-               text_escape(r->name, false, name, sizeof(name)));
+               fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)),
+               fmt_holders(r, holders, sizeof(holders)), text_escape(r->name, false, name, sizeof(name)));
 }
 
 struct dump_out {

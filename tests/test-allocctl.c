@@ -395,3 +395,40 @@ Test(allocctl, output_that_cannot_be_written_fails) {
                 cr_assert(strstr(err, "allocctl: could not write the output: No space left on device"), "%s", err);
         }
 }
+
+/* A region held by more connections than its HOLDERS column fits lists what fits and counts the rest as +N. */
+Test(allocctl, dump_text_counts_every_holder) {
+        enum { MORE = 24 };
+        struct alloc_client *k[MORE];
+        struct alloc_region r;
+        char id[32], line[2048], *w[16];
+
+        for (int i = 0; i < MORE; i++) {
+                cr_assert_eq(alloc_connect(&k[i], d.sock, "holder"), 0);
+                cr_assert_eq(alloc_region_attach(k[i], "frame buffer", NULL, &r), 0);
+        }
+        struct run *x = allocctl(d.sock, "dump", "h", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)shared.id);
+        cr_assert_not_null(line_starting(x->out, id, line, sizeof(line)), "%s", x->out);
+        cr_assert_eq(words(line, w, 16), 11);
+        /* w[8]: pid/uid/command,...,+N: c, c2 and the MORE holders. */
+        unsigned listed = 0, omitted = 0;
+        char *save = NULL;
+        for (char *h = strtok_r(w[8], ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+                if (*h == '+') {
+                        omitted = (unsigned)atoi(h + 1);
+                        cr_assert_null(strtok_r(NULL, ",", &save), "+N comes last: %s", line);
+                        break;
+                }
+                unsigned pid, uid;
+                char comm[32];
+                cr_assert_eq(sscanf(h, "%u/%u/%31s", &pid, &uid, comm), 3, "a holder cut short: '%s' in %s", h, line);
+                cr_assert_str_eq(comm, "test-allocctl", "a holder cut short: '%s' in %s", h, line);
+                listed++;
+        }
+        cr_assert_gt(omitted, 0, "%s", line);
+        cr_assert_eq(listed + omitted, 2 + MORE, "%u listed, %u omitted: %s", listed, omitted, line);
+        for (int i = 0; i < MORE; i++)
+                alloc_disconnect(k[i]);
+}
