@@ -420,7 +420,8 @@ static void unreachable_hint(void) {
 
 int request_failed(const char *what, int r) {
         fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
-        if (r != -ETIME && r != -ECONNRESET)
+        /* -ECANCELED: allocd stopped under a wait, not sent again with ALLOCD_RECONNECT=0: gone, not refusing. */
+        if (r != -ETIME && r != -ECONNRESET && r != -ECANCELED)
                 return EXIT_FAILED;
         unreachable_hint();
         return EXIT_UNREACHABLE;

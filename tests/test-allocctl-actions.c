@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "allocctl-common.h"
@@ -193,4 +194,49 @@ Test(allocctl, wait_for_a_name) {
         x = allocctl(d.sock, "wait", "x", "71583m", (char *)NULL);
         cr_assert_eq(x->status, 2);
         cr_assert(strstr(x->err, "too long: at most 71582m"), "%s", x->err);
+}
+
+/*
+ * allocd gone in the middle of a command (killed by sig): allocctl tries again for ALLOCD_RECONNECT
+ * (allocctl(1)), then exits 3 as when it cannot reach allocd; it neither hangs nor calls it a
+ * refusal (exit 1).  Returns what allocctl said.
+ */
+static const char *gone_mid_wait(const char *reconnect, int sig) {
+        static char msg[1024];
+        int err[2], status;
+        struct timespec t0, t1;
+
+        cr_assert_eq(pipe(err), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                dup2(err[1], 2);
+                setenv("ALLOCD_RECONNECT", reconnect, 1);
+                execl(ALLOCCTL_PATH, "allocctl", "--socket", d.sock, "wait", "never published", "30s", (char *)NULL);
+                _exit(127);
+        }
+        close(err[1]);
+        usleep(300 * 1000); /* allocctl waits in its Attach */
+        cr_assert_eq(kill(d.pid, sig), 0);
+        cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+        d.pid = -1; /* teardown: nothing left to stop */
+        ssize_t n = read(err[0], msg, sizeof(msg) - 1);
+        msg[n > 0 ? n : 0] = '\0';
+        close(err[0]);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3, "ALLOCD_RECONNECT=%s, signal %d: status %#x: %s",
+                  reconnect, sig, status, msg);
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 10, "allocctl took %lds", (long)(t1.tv_sec - t0.tv_sec));
+        return msg;
+}
+
+Test(allocctl, allocd_gone_mid_command_exits_3_after_reconnect) {
+        const char *msg = gone_mid_wait("500ms", SIGKILL);
+        cr_assert(strstr(msg, "ALLOCD_RECONNECT"), "%s", msg);
+}
+
+Test(allocctl, allocd_stopping_mid_command_exits_3) {
+        gone_mid_wait("0", SIGTERM);
 }
