@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -431,4 +433,25 @@ Test(allocctl, dump_text_counts_every_holder) {
         cr_assert_eq(listed + omitted, 2 + MORE, "%u listed, %u omitted: %s", listed, omitted, line);
         for (int i = 0; i < MORE; i++)
                 alloc_disconnect(k[i]);
+}
+
+/*
+ * --socket '' (a script's unset variable) is a usage error: connect() took the empty path as the
+ * abstract address of all zero bytes, which any user may bind and answer as allocd.
+ */
+Test(allocctl, an_empty_socket_path_is_refused) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX}; /* sun_path all zero: what connect() got for "" */
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+        cr_assert_geq(s, 0);
+        cr_assert_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+        cr_assert_eq(listen(s, 4), 0);
+        setenv("ALLOCD_TIMEOUT", "300ms", 1);
+        struct run *r = allocctl("", "status", (char *)NULL);
+        unsetenv("ALLOCD_TIMEOUT");
+        int k = accept(s, NULL, NULL);
+        cr_assert_lt(k, 0, "allocctl --socket '' connected to the abstract address");
+        close(s);
+        cr_assert_eq(r->status, 2, "%s", r->err);
+        cr_assert(strstr(r->err, "the socket path is empty"), "%s", r->err);
 }
