@@ -469,7 +469,8 @@ static int run(int argc, char **argv) {
         struct ctl ctl = {0};
         const struct command *cmd = NULL;
         char **args;
-        int o, nargs = 0, r;
+        /* args[plain] on came after "--": words, never options (a region may be named "-x"). */
+        int o, nargs = 0, plain = -1, r;
 
         /* '+': stop at the command; its own options are read below, after it. */
         while ((o = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
@@ -513,7 +514,13 @@ static int run(int argc, char **argv) {
                 return EXIT_FAILED;
         }
         for (int i = optind + 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                if (plain < 0 && !strcmp(argv[i], "--")) {
+                        plain = nargs;
+                        if (cmd->parse) /* its own getopt stops there too */
+                                args[nargs++] = argv[i];
+                } else if (plain >= 0) {
+                        args[nargs++] = argv[i];
+                } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         command_usage(cmd, stdout);
                         free(args);
                         return EXIT_OK;
@@ -538,7 +545,7 @@ static int run(int argc, char **argv) {
                         return r;
                 }
         } else {
-                for (int i = 0; i < nargs; i++)
+                for (int i = 0; i < (plain < 0 ? nargs : plain); i++)
                         if (args[i][0] == '-') {
                                 fprintf(stderr, "allocctl %s: unknown option '%s'; try 'allocctl %s --help'\n",
                                         cmd->name, args[i], cmd->name);

@@ -354,6 +354,9 @@ int map_args(int argc, char **argv) {
                         return EXIT_USAGE;
                 }
         }
+        for (int i = optind; i < argc + 1; i++) /* the words after "--" */
+                if (npos++ == 0)
+                        argv[0] = v[i];
         free(v);
         if (npos != 1) {
                 fprintf(stderr, "usage: allocctl map POOL [--svg FILE] [--width N] [--rows N]\n");

@@ -455,3 +455,28 @@ Test(allocctl, an_empty_socket_path_is_refused) {
         cr_assert_eq(r->status, 2, "%s", r->err);
         cr_assert(strstr(r->err, "the socket path is empty"), "%s", r->err);
 }
+
+/* "--" ends the options: a region or pool may be named "-x", and a script must be able to say so. */
+Test(allocctl, words_after_a_double_dash_are_not_options) {
+        struct alloc_region r;
+        char want[64];
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &(struct alloc_opts){.name = "-dash"}, &r), 0, "%s",
+                     alloc_last_error());
+        struct run *x = allocctl(d.sock, "wait", "--", "-dash", "0", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(want, sizeof(want), "-dash: region %llu, host", (unsigned long long)r.id);
+        cr_assert(strstr(x->out, want), "%s", x->out);
+        x = allocctl(d.sock, "--json", "wait", "--", "-dash", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        x = allocctl(d.sock, "wait", "-dash", "0", (char *)NULL);
+        cr_assert_eq(x->status, 2, "before \"--\" it is an option: %s", x->err);
+        x = allocctl(d.sock, "dump", "--", "-nosuch", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "'-nosuch'"), "%s", x->err);
+        x = allocctl(d.sock, "map", "--width", "40", "--", "-nosuch", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "no pool named '-nosuch'"), "%s", x->err);
+        x = allocctl(d.sock, "map", "--", "h", "--width", "40", (char *)NULL);
+        cr_assert_eq(x->status, 2, "after \"--\", --width is a word: %s", x->err);
+}
