@@ -442,6 +442,11 @@ static int connect_daemon(struct ctl *ctl) {
                 fprintf(stderr, "allocctl: %s\n", alloc_last_error());
                 return EXIT_USAGE;
         }
+        if (r == -EMFILE) { /* allocd answered: this uid has all the connections it may have */
+                fprintf(stderr, "allocctl: allocd at %s refused the connection: %s\n", resolved_path,
+                        alloc_last_error());
+                return EXIT_FAILED;
+        }
         if (!*resolved_path)
                 fprintf(stderr, "allocctl: %s\n", alloc_last_error());
         else if (r == -ENOENT || r == -ECONNREFUSED)

@@ -480,3 +480,23 @@ Test(allocctl, words_after_a_double_dash_are_not_options) {
         x = allocctl(d.sock, "map", "--", "h", "--width", "40", (char *)NULL);
         cr_assert_eq(x->status, 2, "after \"--\", --width is a word: %s", x->err);
 }
+
+/*
+ * allocd refusing allocctl's connection (its uid has max_connections_per_uid) is allocd's answer,
+ * exit 1, not exit 3 ("not running": a script would restart a healthy allocd).
+ */
+Test(allocctl, a_refused_connection_is_not_an_unreachable_allocd) {
+        enum { MAX = 300 };
+        struct alloc_client *k[MAX];
+        int n = 0, r;
+
+        while (n < MAX && (r = alloc_connect(&k[n], d.sock, "hog")) == 0)
+                n++;
+        cr_assert_eq(r, -EMFILE, "after %d connections: %s", n, alloc_last_error());
+        struct run *x = allocctl(d.sock, "status", (char *)NULL);
+        for (int i = 0; i < n; i++)
+                alloc_disconnect(k[i]);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "refused the connection: uid"), "%s", x->err);
+        cr_assert(strstr(x->err, "max_connections_per_uid"), "%s", x->err);
+}
