@@ -168,7 +168,9 @@ struct pool_map {
  * its own fd.  region_table_map maps the one whose fd came with reply (fd stays the caller's) or,
  * mapped already, counts one more reference; 0, or a negative errno value with the reason in err.
  * region_table_locate fills ret's ptr, cptr and read_only (-EPROTO: not mapped, or larger than its mapping);
- * region_table_drop drops one reference, and unmaps the region at the last (an id not in the table is ignored).
+ * region_table_drop drops one reference, and unmaps the region at the last (an id not in the table is ignored);
+ * region_table_forget forgets every region (allocd restarted without them, and numbers its regions afresh: an id
+ * may come again for another region), leaving them mapped, as liballoc-client(3) says, until the table is freed.
  */
 struct region_table;
 struct region_table *region_table_new(void);
@@ -176,6 +178,7 @@ struct region_table *region_table_free(struct region_table *t);
 int region_table_map(struct region_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
 int region_table_locate(struct region_table *t, const Allocd__Region *g, struct alloc_region *ret);
 void region_table_drop(struct region_table *t, uint64_t id);
+void region_table_forget(struct region_table *t);
 struct region_table *client_regions(struct alloc_client *c);
 
 /* After a reconnect: allocd sends each pool's fd again, which maps it anew unless it is the same file. */

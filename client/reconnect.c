@@ -289,6 +289,7 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
 /* A new connection, not the old one reclaimed: what it held is gone (said once, if it held anything). */
 static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
+        region_table_forget(c->regions);
         if (had) {
                 c->revived = -ESTALE;
                 snprintf(c->revived_msg, sizeof(c->revived_msg),

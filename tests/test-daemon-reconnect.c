@@ -99,6 +99,37 @@ Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .tim
         daemon_stop(&d);
 }
 
+/*
+ * A new allocd numbers its regions afresh: the first region of an isolation = region pool after the
+ * restart may have the id a lost one had here, and must get its own mapping, not the lost one's.
+ */
+Test(reconnect, a_region_after_a_restart_without_state_is_not_a_lost_one_of_the_same_id, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region old, r, seen;
+        struct alloc_opts named = {.name = "after"};
+
+        cr_assert_eq(daemon_spawn_opts(&d, "[pool iso]\nkind = host\nsize = 4M\nisolation = region\n",
+                                       &(struct daemon_opts){.die_with_test = true}),
+                     -1);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &old), 0, "%s", alloc_last_error());
+        memcpy(old.ptr, "before", 7);
+        restart(&d);
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &r), -ESTALE);
+        cr_assert_str_eq(old.ptr, "before"); /* still mapped */
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, &named, &r), 0, "%s", alloc_last_error());
+        cr_assert_neq(r.ptr, old.ptr, "region %llu got the mapping of lost region %llu", (unsigned long long)r.id,
+                      (unsigned long long)old.id);
+        memcpy(r.ptr, "shared", 7);
+        struct alloc_client *b = daemon_connect(&d);
+        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.cptr, "shared");
+        cr_assert_str_eq(old.ptr, "before");
+        alloc_disconnect(b);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
 Test(reconnect, allocd_reconnect_0_keeps_the_lost_connection_lost, .timeout = 60) {
         struct daemon d;
         struct alloc_status *st = NULL;
