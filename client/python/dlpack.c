@@ -53,12 +53,15 @@ static const struct dtype_info *dtype_by_name(const char *name) {
 static const struct dtype_info *parse_dtype(PyObject *o) {
         const struct dtype_info *d = NULL;
         PyObject *s = o ? PyObject_Str(o) : NULL, *np, *dt;
-        const char *name = s ? PyUnicode_AsUTF8(s) : "uint8";
+        Py_ssize_t len = 5;
+        const char *name = !o ? "uint8" : s ? PyUnicode_AsUTF8AndSize(s, &len) : NULL;
 
-        if (!name) {
+        if (!name) { /* str(o) raised: that error stands */
                 Py_XDECREF(s);
                 return NULL;
         }
+        if (strlen(name) != (size_t)len)
+                goto out; /* a NUL: no dtype's name, and NumPy would read it up to the NUL */
         if (!strncmp(name, "torch.", 6))
                 name += 6;
         if ((d = dtype_by_name(name)) || !o || (np = PyImport_ImportModule("numpy")) == NULL) {

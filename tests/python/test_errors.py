@@ -39,6 +39,15 @@ def test_bad_arguments_raise_and_change_nothing(client):
     for shape in [(-1, 2**61), (0, 2**62, 2**62), (2**62, 0, 4)]:  # sizes whose products overflow
         with pytest.raises(ValueError):
             r.view("int64", shape)
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no str")
+    with pytest.raises(RuntimeError, match="no str"):  # its own error, not a uint8 View
+        r.view(Unprintable())
+    for dtype in ["uint8\0junk", "float32\0", "torch.int64\0x"]:
+        with pytest.raises(ValueError, match="dtype"):
+            r.view(dtype)
     r.free()
     assert region_ids(client) == []
 
