@@ -393,6 +393,18 @@ int py_dlpack_add_constants(PyObject *m) {
 
 /* ---- the View type ---- */
 
+/* A view is laid out in C order; that is Fortran order too when at most one size is above 1. */
+static bool fortran_too(const struct py_view *v) {
+        int above1 = 0;
+
+        for (int i = 0; i < v->ndim; i++) {
+                if (v->shape[i] == 0)
+                        return true;
+                above1 += v->shape[i] > 1;
+        }
+        return above1 <= 1;
+}
+
 static int view_getbuffer(struct py_view *v, Py_buffer *b, int flags) {
         struct py_region *rg = v->region;
 
@@ -404,6 +416,10 @@ static int view_getbuffer(struct py_view *v, Py_buffer *b, int flags) {
         }
         if (!v->dtype->format && (flags & PyBUF_FORMAT)) {
                 PyErr_Format(PyExc_BufferError, "the buffer protocol has no format for %s: use DLPack", v->dtype->name);
+                return -1;
+        }
+        if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && !fortran_too(v)) {
+                PyErr_SetString(PyExc_BufferError, "the view is C-contiguous (row-major), not Fortran-contiguous");
                 return -1;
         }
         if (py_region_export(rg, flags & PyBUF_WRITABLE) < 0)
