@@ -314,7 +314,7 @@ PyObject *py_view_dlpack(PyObject *self, PyObject *args, PyObject *kw) {
         PyObject *stream = Py_None, *max_version = Py_None, *dl_device = Py_None, *copy = Py_None, *cap;
         struct py_region *rg = v->region;
         const struct alloc_region *r = &rg->r;
-        unsigned major = 0, minor = 0;
+        int major = 0, minor = 0;
         DLDevice saved = v->device;
         struct export *e;
         DLTensor *t;
@@ -324,10 +324,13 @@ PyObject *py_view_dlpack(PyObject *self, PyObject *args, PyObject *kw) {
                 return NULL;
         if (stream != Py_None && !PyLong_Check(stream))
                 return PyErr_Format(PyExc_TypeError, "stream=%R: an int or None", stream);
+        /* "ii", not "II": those take -1 as 4294967295 and 2**32 as 0, without a word. */
         if (max_version != Py_None &&
-            (!PyTuple_Check(max_version) || !PyArg_ParseTuple(max_version, "II", &major, &minor))) {
+            (!PyTuple_Check(max_version) || !PyArg_ParseTuple(max_version, "ii", &major, &minor) || major < 0 ||
+             minor < 0)) {
                 PyErr_Clear();
-                return PyErr_Format(PyExc_TypeError, "max_version=%R: a (major, minor) tuple or None", max_version);
+                return PyErr_Format(PyExc_TypeError, "max_version=%R: a (major, minor) tuple of ints from 0, or None",
+                                    max_version);
         }
         if (copy == Py_True)
                 return PyErr_Format(PyExc_BufferError, "copy=True: allocd exports its own memory, never a copy");

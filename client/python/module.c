@@ -183,9 +183,15 @@ int py_timeout_ms(PyObject *o, const char *what, bool zero_ok, uint32_t *ret) {
         double s = PyFloat_AsDouble(o);
 
         if (s == -1.0 && PyErr_Occurred()) {
-                PyErr_Format(PyExc_TypeError, "%s is in seconds (an int or a float), not %.80s", what,
-                             Py_TYPE(o)->tp_name);
-                return -1;
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                        PyErr_Clear(); /* an int past a double's range: out of range below */
+                        s = -1;
+                } else {
+                        if (PyErr_ExceptionMatches(PyExc_TypeError))
+                                PyErr_Format(PyExc_TypeError, "%s is in seconds (an int or a float), not %.80s", what,
+                                             Py_TYPE(o)->tp_name);
+                        return -1;
+                }
         }
         if (!(s >= 0) || (!zero_ok && s == 0) || ceil(s * 1000) > UINT32_MAX) {
                 PyErr_Format(PyExc_ValueError, "%s=%R: seconds, %s and at most %u", what, o,

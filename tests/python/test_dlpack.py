@@ -110,7 +110,8 @@ def test_dlpack_arguments(client):
         r.__dlpack__(copy=True)
     with pytest.raises(BufferError, match="does not copy"):
         r.__dlpack__(dl_device=(allocd.kDLCUDA, 0))
-    for bad in [dict(max_version=1), dict(max_version=("a", 0)), dict(dl_device=1), dict(stream="s"),
+    for bad in [dict(max_version=1), dict(max_version=("a", 0)), dict(max_version=(-1, 0)),
+                dict(max_version=(2 ** 32, 0)), dict(max_version=(1, -1)), dict(dl_device=1), dict(stream="s"),
                 dict(copy=3), dict(nonsense=1)]:
         with pytest.raises(TypeError):
             r.__dlpack__(**bad)

@@ -29,6 +29,11 @@ def test_bad_arguments_raise_and_change_nothing(client):
                      (("x",), {"owner": -1}), (("x",), {"owner": "root"}), (("x",), {"pool": 3})]:
         with pytest.raises((TypeError, ValueError)):
             client.attach(*args, **kw)
+    for huge in (10 ** 400, -10 ** 400):  # past a double: out of range, not "not an int"
+        with pytest.raises(ValueError, match="at most"):
+            client.alloc("h", 4096, timeout=huge)
+        with pytest.raises(ValueError, match="at most"):
+            client.attach("x", timeout=huge)
     with pytest.raises(TypeError):
         client.dump(5)
     with pytest.raises(TypeError):
