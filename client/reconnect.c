@@ -289,6 +289,7 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
 /* A new connection, not the old one reclaimed: what it held is gone (said once, if it held anything). */
 static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
+        atomic_fetch_add(&c->afresh, 1);         /* a new allocd numbers its regions from the start again */
         if (had) {
                 c->revived = -ESTALE;
                 snprintf(c->revived_msg, sizeof(c->revived_msg),
@@ -322,6 +323,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         if (c->gen != gen)
                 return conn_revive(c, gen);
         for (;;) {
+                why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
                 r = dial(c, &fd);
                 if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0) {
                         if (!made) {
