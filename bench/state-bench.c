@@ -30,7 +30,8 @@ static const struct limits lim = {.max_connections = 16,
                                   .max_waiters_per_connection = 1,
                                   .max_names = 1u << 20,
                                   .max_names_per_uid = 1u << 20,
-                                  .max_persist_per_uid = 1u << 20};
+                                  .max_persist_per_uid = 1u << 20,
+                                  .max_region_fds_per_uid = 1u << 20};
 
 struct subject {
         struct core *core;

@@ -67,6 +67,12 @@ int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply_
 struct pool_table *client_pools(struct alloc_client *c);
 /* The connection's table of the regions it holds (held.c); it lives as long as c. */
 struct held *client_held(struct alloc_client *c);
+/*
+ * How many times the connection started afresh after allocd restarted without its state: a region
+ * id got before a change is no longer this connection's, and a new allocd may give it to another
+ * region (a kind keeps its regions' ids, and must not free them by id then).
+ */
+uint64_t client_afresh(struct alloc_client *c);
 
 /*
  * Sends req (a Free, Detach or a batch of frees of the n regions in ids) without waiting for its

@@ -9,6 +9,7 @@
  */
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -88,6 +89,8 @@ struct alloc_client {
         bool given_up;         /* reconnecting failed: dead stays, and calls fail at once */
         int revived;           /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
         char revived_msg[CLIENT_ERROR_MAX];
+        /* Times a reconnect started afresh (client_afresh): the region ids held before are gone, and reused. */
+        _Atomic uint64_t afresh;
         uint64_t serial; /* Hello's: this connection's number and secret, to reclaim its regions with */
         uint8_t secret[32];
         size_t secret_len;

@@ -77,8 +77,11 @@ static size_t page_index(const struct kind_chunk *c, uintptr_t p) {
 static void chunk_free(struct kind_arena *a, struct kind_chunk *c, bool release) {
         struct alloc_memkind *k = a->kind;
 
-        if (release) {
-                /* A failure means the connection is gone, and with it the region. */
+        /*
+         * A failure means the connection is gone, and with it the region.  After allocd restarted
+         * without its state the region is gone too, and its id may name another region now.
+         */
+        if (release && c->afresh == client_afresh(k->client)) {
                 alloc_region_free(k->client, c->region_id);
                 atomic_fetch_add(&k->round_trips, 1);
         }
@@ -152,7 +155,7 @@ static void chunk_use(struct kind_arena *a, struct kind_chunk *c, ssize_t delta)
 }
 
 /* Makes r a chunk of a; lock held.  On failure r is given back to allocd. */
-static int adopt(struct kind_arena *a, const struct alloc_region *r) {
+static int adopt(struct kind_arena *a, const struct alloc_region *r, uint64_t afresh) {
         struct alloc_memkind *k = a->kind;
         uintptr_t base = k->device ? (uintptr_t)r->dev_ptr : (uintptr_t)r->ptr;
         struct kind_chunk *c = calloc(1, sizeof(*c) + (r->size >> KIND_PAGE_SHIFT) * sizeof(c->pages[0]));
@@ -162,7 +165,8 @@ static int adopt(struct kind_arena *a, const struct alloc_region *r) {
                 e = client_fail(-ENOMEM, "out of memory for a region's page table");
                 goto fail;
         }
-        *c = (struct kind_chunk){.kind = k, .arena = a, .region_id = r->id, .base = base, .size = r->size};
+        *c = (struct kind_chunk){
+                .kind = k, .arena = a, .region_id = r->id, .afresh = afresh, .base = base, .size = r->size};
         e = range_arena_new(&c->space, KIND_PAGE);
         if (e == 0)
                 e = range_add(c->space, base, r->size);
@@ -189,11 +193,11 @@ fail:
         return e;
 }
 
-int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r) {
+int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r, uint64_t afresh) {
         int e;
 
         pthread_mutex_lock(&a->lock);
-        e = adopt(a, r);
+        e = adopt(a, r, afresh);
         kind_arena_unlock(a);
         return e;
 }
@@ -212,17 +216,19 @@ static int arena_grow(struct kind_arena *a, size_t size, size_t align) {
                                .flags = k->region_flags,
                                .timeout_ms = k->timeout_ms};
         struct alloc_region r;
+        uint64_t afresh;
         int e;
 
         if (size > SIZE_MAX - ALLOC_KIND_REGION_UNIT)
                 return client_fail(-ENOMEM, "%zu bytes is more than any region", size);
         kind_arena_unlock(a);
+        afresh = client_afresh(k->client);
         e = alloc_region_new(k->client, k->pool, want, &o, &r);
         pthread_mutex_lock(&a->lock);
         atomic_fetch_add(&k->round_trips, 1);
         if (e < 0)
                 return e;
-        return adopt(a, &r);
+        return adopt(a, &r, afresh);
 }
 
 /*

@@ -23,6 +23,13 @@
  * A thread that ends gives its caches back (a pthread key's destructor).
  * That and a kind's destroy both hold the registry's lock, so a cache is
  * either flushed into a live kind or freed with a dead one, never both.
+ *
+ * A child of fork() inherits every kind, its caches and its connection's
+ * socket, while the regions are memory it shares with the parent: a block
+ * it took would be one the parent hands out too, and a region it gave back
+ * would be the parent's.  So the kinds alive at the fork are orphans in the
+ * child: their epoch rises (every call leaves the fast path), and the slow
+ * paths (kind.c) refuse them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -41,6 +48,7 @@ static struct alloc_memkind *registry[ALLOC_KIND_MAX];
 static uint64_t next_serial = 1;
 static pthread_key_t dir_key;
 static pthread_once_t dir_once = PTHREAD_ONCE_INIT;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 struct kind_arena *kind_thread_arena(struct alloc_memkind *kind) {
         if (kind->narenas == 1)
@@ -75,7 +83,7 @@ static void dir_free(void *p) {
         pthread_mutex_lock(&reg_lock);
         for (unsigned id = 0; id < ALLOC_KIND_MAX; id++) {
                 struct alloc_memkind *k = registry[id];
-                if (!d->e[id].cache || !k || k->serial != d->e[id].serial)
+                if (!d->e[id].cache || !k || k->serial != d->e[id].serial || k->orphan)
                         continue;
                 cache_empty(d->e[id].cache);
                 cache_drop(k, d->e[id].cache);
@@ -112,6 +120,8 @@ struct kind_cache *kind_cache_slow(struct alloc_memkind *kind) {
         bool keep = atomic_load(&kind->usage) != ALLOC_KIND_USAGE_CONSERVATIVE;
         struct kind_cache *tc;
 
+        if (kind->orphan)
+                return NULL;
         if (!d) {
                 if (!keep)
                         return NULL;
@@ -161,9 +171,32 @@ void kind_cache_spill(struct kind_bin *b) {
         b->n -= half;
 }
 
+static void fork_prepare(void) {
+        pthread_mutex_lock(&reg_lock);
+}
+
+static void fork_parent(void) {
+        pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_child(void) {
+        for (unsigned id = 0; id < ALLOC_KIND_MAX; id++) {
+                if (!registry[id])
+                        continue;
+                registry[id]->orphan = true;
+                atomic_fetch_add(&registry[id]->epoch, 1);
+        }
+        pthread_mutex_unlock(&reg_lock);
+}
+
+static void fork_handlers(void) {
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 int kind_registry_add(struct alloc_memkind *kind) {
         int r = -EMFILE;
 
+        pthread_once(&fork_once, fork_handlers);
         pthread_mutex_lock(&reg_lock);
         for (unsigned id = 0; id < ALLOC_KIND_MAX; id++) {
                 if (registry[id])

@@ -50,7 +50,8 @@ struct kind_chunk {
         struct alloc_memkind *kind;
         struct kind_arena *arena;
         uint64_t region_id;
-        uintptr_t base; /* where blocks are: the region's host pointer, or its device pointer */
+        uint64_t afresh; /* the connection's client_afresh before the region was asked for */
+        uintptr_t base;  /* where blocks are: the region's host pointer, or its device pointer */
         size_t size;
         size_t used;                 /* bytes of its pages in slabs and runs */
         uint64_t empty_since_ns;     /* when used last fell to 0 */
@@ -92,6 +93,7 @@ struct alloc_memkind {
         struct kind_arena *arenas;
         unsigned narenas_made; /* initialised so far (a create that fails frees those) */
         bool registered;
+        bool orphan;        /* inherited through fork(): the parent's, never used or given back here (kind-cache.c) */
         int device_ordinal; /* the pool's CUDA device here, -1: none */
 
         struct alloc_client *client;
@@ -128,9 +130,11 @@ void *kind_arena_take_run(struct kind_arena *a, size_t size, size_t align);
 void kind_arena_give(void *const *blocks, unsigned n);
 /* The usable size of the block at ptr in chunk c. */
 size_t kind_block_size(const struct kind_chunk *c, const void *ptr);
-/* Makes region r (a multiple of 2 MiB at a multiple of 2 MiB) a chunk of a; lock not held.  On failure r is given back.
+/*
+ * Makes region r (a multiple of 2 MiB at a multiple of 2 MiB) a chunk of a; lock not held.  afresh is
+ * client_afresh before r was asked for.  On failure r is given back.
  */
-int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r);
+int kind_arena_adopt(struct kind_arena *a, const struct alloc_region *r, uint64_t afresh);
 /* Gives chunks empty for longer than the decay (all of them, for the conservative policy) back to allocd. */
 void kind_arena_decay(struct kind_arena *a);
 /*

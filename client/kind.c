@@ -60,6 +60,18 @@ static int check_region(struct alloc_memkind *k, const struct alloc_region *r, b
         return 0;
 }
 
+/* Whether k was inherited through fork() (kind-cache.c): then errno EINVAL, alloc_last_error says so. */
+static bool orphaned(struct alloc_memkind *k) {
+        if (!k->orphan)
+                return false;
+        client_fail(-EINVAL,
+                    "this kind (pool %s) was made before fork() by the parent process: a child makes its "
+                    "own connection and kinds",
+                    k->pool);
+        errno = EINVAL;
+        return true;
+}
+
 static struct alloc_memkind *kind_free(struct alloc_memkind *k, bool release) {
         if (!k)
                 return NULL;
@@ -79,6 +91,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
         static const struct alloc_kind_opts none;
         struct alloc_memkind *k;
         struct alloc_region r;
+        uint64_t afresh;
         long cpus;
         int e;
 
@@ -123,6 +136,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
                 return client_fail(e, "%d kinds are alive in this process; destroy one first", ALLOC_KIND_MAX);
         }
         k->registered = true;
+        afresh = client_afresh(c);
         /* The first region now: a pool that cannot serve the kind is refused here, not at some later malloc. */
         e = alloc_region_new(c, pool, k->region_size,
                              &(struct alloc_opts){.align = ALLOC_KIND_REGION_UNIT,
@@ -143,7 +157,7 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
                 return client_fail(e, "%s", why);
         }
         /* Into this thread's arena: the thread that makes a kind is the likeliest to use it first. */
-        e = kind_arena_adopt(kind_thread_arena(k), &r);
+        e = kind_arena_adopt(kind_thread_arena(k), &r, afresh);
         if (e < 0) {
                 kind_free(k, false);
                 return e;
@@ -153,7 +167,8 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
 }
 
 struct alloc_memkind *alloc_kind_destroy(struct alloc_memkind *kind) {
-        return kind_free(kind, true);
+        /* A child of fork frees its copy of the bookkeeping; the regions are the parent's. */
+        return kind_free(kind, kind && !kind->orphan);
 }
 
 void kind_connection_closing(struct alloc_client *c) {
@@ -170,6 +185,8 @@ int alloc_kind_update_memory_usage_policy(struct alloc_memkind *kind, enum alloc
         if (!kind || (usage != ALLOC_KIND_USAGE_DEFAULT && usage != ALLOC_KIND_USAGE_CONSERVATIVE))
                 return client_fail(-EINVAL, "alloc_kind_update_memory_usage_policy: no kind, or policy %d unknown",
                                    (int)usage);
+        if (orphaned(kind))
+                return -EINVAL;
         atomic_store(&kind->usage, (int)usage);
         atomic_fetch_add(&kind->epoch, 1);
         /* This thread's cache settles now; other threads' at their next call on the kind. */
@@ -198,6 +215,8 @@ static void *small(struct alloc_memkind *k, unsigned cls) {
 
         if (__builtin_expect(tc != NULL, 1))
                 return kind_cache_malloc(tc, cls);
+        if (orphaned(k))
+                return NULL;
         if (kind_arena_take(kind_thread_arena(k), cls, &p, 1) == 1)
                 return p;
         errno = ENOMEM;
@@ -205,9 +224,9 @@ static void *small(struct alloc_memkind *k, unsigned cls) {
 }
 
 static void *run(struct alloc_memkind *k, size_t size, size_t align) {
-        void *p = kind_arena_take_run(kind_thread_arena(k), size ? size : 1, align);
+        void *p = orphaned(k) ? NULL : kind_arena_take_run(kind_thread_arena(k), size ? size : 1, align);
 
-        if (!p)
+        if (!p && !k->orphan)
                 errno = ENOMEM;
         return p;
 }
@@ -263,6 +282,8 @@ void alloc_kind_free(struct alloc_memkind *kind, void *ptr) {
                         return;
                 }
         }
+        if (__builtin_expect(c->kind->orphan, 0))
+                return; /* the parent's block (kind-cache.c) */
         kind_arena_give(&ptr, 1);
 }
 
@@ -318,7 +339,7 @@ int alloc_kind_posix_memalign(struct alloc_memkind *kind, void **memptr, size_t 
         int saved = errno;
         void *p = NULL;
 
-        if (!kind || !memptr || alignment < sizeof(void *) || (alignment & (alignment - 1)))
+        if (!kind || kind->orphan || !memptr || alignment < sizeof(void *) || (alignment & (alignment - 1)))
                 return EINVAL;
         if (size <= KIND_SMALL_MAX && alignment <= KIND_SMALL_MAX) {
                 /* Blocks lie at multiples of their class size in a slab aligned to 64 KiB: a class that

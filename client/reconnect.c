@@ -290,6 +290,7 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
 static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
         region_table_forget(c->regions);
+        atomic_fetch_add(&c->afresh, 1); /* a new allocd numbers its regions from the start again */
         if (had) {
                 c->revived = -ESTALE;
                 snprintf(c->revived_msg, sizeof(c->revived_msg),
@@ -323,6 +324,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         if (c->gen != gen)
                 return conn_revive(c, gen);
         for (;;) {
+                why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
                 r = dial(c, &fd);
                 if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0) {
                         if (!made) {

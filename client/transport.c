@@ -81,6 +81,10 @@ struct held *client_held(struct alloc_client *c) {
         return c->held;
 }
 
+uint64_t client_afresh(struct alloc_client *c) {
+        return atomic_load(&c->afresh);
+}
+
 /* Why the connection is unusable, as a call's failure. */
 int conn_fail_dead(const struct alloc_client *c) {
         return client_fail(c->dead, "%s (%s)", c->dead_msg, strerror(-c->dead));

@@ -187,6 +187,7 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 {"max_connections_per_uid", offsetof(struct limits, max_connections_per_uid)},
                 {"max_names_per_uid", offsetof(struct limits, max_names_per_uid)},
                 {"max_persist_per_uid", offsetof(struct limits, max_persist_per_uid)},
+                {"max_region_fds_per_uid", offsetof(struct limits, max_region_fds_per_uid)},
         };
         struct limits *l = &ps->conf->limits;
         uint64_t v;
@@ -234,7 +235,8 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                         ps,
                         "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
                         "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
-                        "max_persist_per_uid, wait_timeout, hello_timeout, reclaim_grace, spin, log_level",
+                        "max_persist_per_uid, max_region_fds_per_uid, wait_timeout, hello_timeout, reclaim_grace, "
+                        "spin, log_level",
                         key);
         }
         return 1;
@@ -300,6 +302,7 @@ static void limits_default(struct config *conf) {
                 .max_connections_per_uid = 256,
                 .max_names_per_uid = 16384,
                 .max_persist_per_uid = 4096,
+                .max_region_fds_per_uid = 1024,
                 .wait_timeout_ms = 30000,
                 .hello_timeout_ms = 10000,
                 .spin_us = SPIN_DEFAULT_US,

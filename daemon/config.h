@@ -73,6 +73,7 @@ struct limits {
         uint32_t max_names;
         uint32_t max_names_per_uid;
         uint32_t max_persist_per_uid;
+        uint32_t max_region_fds_per_uid;
         uint32_t wait_timeout_ms;  /* for requests that give none */
         uint32_t hello_timeout_ms; /* a connection that says nothing for this long is closed */
         uint32_t spin_us;          /* the loop polls this long after a request before it sleeps (awake.c) */

@@ -272,6 +272,7 @@ const char *names_text(const struct names *n, uint32_t id);
 struct user {
         uid_t uid;
         uint32_t conns, names, persist;
+        uint32_t fds; /* live regions with a memfd of their own (isolation = region) it created */
         struct user *next;
 };
 
@@ -412,8 +413,8 @@ void prep_failed(struct core_result *res, const struct zero_job *job, int result
 /* The uid's counts: found, found or made (NULL: out of memory), and freed once all are zero. */
 struct user *user_find(const struct core *core, uid_t uid);
 struct user *user_get(struct core *core, uid_t uid);
-/* Adds to the names and PERSIST regions counted against uid, which has a record already. */
-void user_count(struct core *core, uid_t uid, int names, int persist);
+/* Adds to the names, PERSIST regions and region memfds counted against uid, which has a record already. */
+void user_count(struct core *core, uid_t uid, int names, int persist, int fds);
 void user_put(struct core *core, struct user *u);
 /* Takes cl, which holds and waits for nothing, off the client list and its uid's count; nothing is kept. */
 void client_leave(struct core *core, struct client *cl);

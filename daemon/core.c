@@ -49,6 +49,10 @@ int core_new(struct core **ret, const struct limits *limits) {
         return 0;
 }
 
+void core_seed_ids(struct core *core, uint32_t floor) {
+        core->regions.gen_floor = floor;
+}
+
 void core_free(struct core *core) {
         struct client *cl;
 
@@ -89,7 +93,7 @@ uint64_t core_now(const struct core *core) {
         return core->now;
 }
 
-/* ---- per-uid counts: a short list, one entry per uid that has a connection, a name or a PERSIST region ---- */
+/* ---- per-uid counts: one entry per uid that has a connection, a name, a PERSIST region or a region memfd ---- */
 
 struct user *user_find(const struct core *core, uid_t uid) {
         for (struct user *u = core->users; u; u = u->next)
@@ -110,7 +114,7 @@ struct user *user_get(struct core *core, uid_t uid) {
 }
 
 void user_put(struct core *core, struct user *u) {
-        if (u->conns || u->names || u->persist)
+        if (u->conns || u->names || u->persist || u->fds)
                 return;
         for (struct user **pp = &core->users; *pp; pp = &(*pp)->next) {
                 if (*pp == u) {
@@ -121,12 +125,13 @@ void user_put(struct core *core, struct user *u) {
         }
 }
 
-void user_count(struct core *core, uid_t uid, int names, int persist) {
+void user_count(struct core *core, uid_t uid, int names, int persist, int fds) {
         /* The uid has a record: a connection made the region, and counts keep it until they are 0. */
         struct user *u = user_find(core, uid);
 
         u->names = (uint32_t)((int64_t)u->names + names);
         u->persist = (uint32_t)((int64_t)u->persist + persist);
+        u->fds = (uint32_t)((int64_t)u->fds + fds);
         user_put(core, u);
 }
 
@@ -325,6 +330,12 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
                             "this connection holds max_regions_per_connection = %u regions; free some or raise the "
                             "limit",
                             l->max_regions_per_connection);
+        /* Each such region holds a file descriptor in allocd: one uid must not take them all. */
+        if (p->conf.isolation == ISOLATION_REGION && cl->user->fds >= l->max_region_fds_per_uid)
+                return fail(res, E_LIMIT,
+                            "uid %u has max_region_fds_per_uid = %u regions in isolation = region pools (each a memfd "
+                            "in allocd); free some or raise max_region_fds_per_uid",
+                            (unsigned)cl->uid, l->max_region_fds_per_uid);
         /* The quota counts what a region takes, its size rounded up to the pool's quantum. */
         uint64_t q = p->conf.quantum, taken = a->size > UINT64_MAX - (q - 1) ? UINT64_MAX : (a->size + q - 1) / q * q;
         if (p->conf.quota_per_uid &&

@@ -111,6 +111,12 @@ TAILQ_HEAD(client_list, client);
 /* ---- the core ---- */
 
 int core_new(struct core **ret, const struct limits *limits);
+/*
+ * Region ids start above generation floor (0 in a new core).  allocd draws it at random at start, so
+ * that the ids a client kept from an allocd that restarted without its state (its reconnect started
+ * afresh) are unlikely to name a region of this one; a restored state raises it to its own floor.
+ */
+void core_seed_ids(struct core *core, uint32_t floor);
 /* Drops every client's holds without replies, destroys regions and pools. NULL is fine. */
 void core_free(struct core *core);
 /*

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +217,22 @@ static int add_pool(const struct pool_conf *pc, int fd) {
 }
 
 /*
+ * Where region ids start (core_seed_ids): at random, below 2^31 so that a slot still takes 2^31
+ * allocations before its generation wraps.  Uniqueness is all it is for, so without entropy yet
+ * (early boot) the clock will do.
+ */
+static uint32_t first_generation(void) {
+        struct timespec ts;
+        uint32_t v;
+
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v)) {
+                clock_gettime(CLOCK_REALTIME, &ts);
+                v = (uint32_t)ts.tv_nsec ^ (uint32_t)ts.tv_sec * 2654435761u;
+        }
+        return v & 0x7fffffffu;
+}
+
+/*
  * A core with conf's pools, made from the fd store's where it has them as configured
  * (restart.h).  Returns the pools made, or a negative errno (logged).
  */
@@ -226,6 +243,7 @@ static int make_core(const struct config *conf) {
                 log_err("out of memory");
                 return -ENOMEM;
         }
+        core_seed_ids(core, first_generation());
         for (size_t i = 0; i < conf->npools; i++) {
                 struct pool_conf pc = conf->pools[i];
                 int fd = restart_pool_fd(&pc);

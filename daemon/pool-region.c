@@ -56,6 +56,7 @@ int pool_region_fill(int fd, uint64_t size) {
 int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot) {
         struct region *r = &core->regions.tab[slot];
         int want = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, seals, fd;
+        struct user *u;
         struct stat st;
 
         if (p->conf.isolation != ISOLATION_REGION)
@@ -70,6 +71,12 @@ int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot) 
                 close(fd);
                 return -EBADF;
         }
+        /* Counted against its creator's uid (max_region_fds_per_uid) as when it was made. */
+        if (!(u = user_get(core, r->uid))) {
+                close(fd);
+                return -ENOMEM;
+        }
+        u->fds++;
         r->fd = fd;
         return 0;
 }

@@ -31,13 +31,10 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 out->close = true;
                 return proto_error(out, id, E_VERSION, msg);
         }
-        if (m->client_name) {
-                if (!text_valid(m->client_name, CLIENT_NAME_MAX_LEN)) {
-                        snprintf(msg, sizeof(msg), "client_name is 1-%d bytes of UTF-8 without control characters",
-                                 CLIENT_NAME_MAX_LEN);
-                        return proto_error(out, id, E_INVALID, msg);
-                }
-                core_client_set_name(core, &s->client, m->client_name);
+        if (m->client_name && !text_valid(m->client_name, CLIENT_NAME_MAX_LEN)) {
+                snprintf(msg, sizeof(msg), "client_name is 1-%d bytes of UTF-8 without control characters",
+                         CLIENT_NAME_MAX_LEN);
+                return proto_error(out, id, E_INVALID, msg);
         }
         if (m->has_reclaim_serial) {
                 struct core_result res;
@@ -59,6 +56,9 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
         } else {
                 core_client_update(core, &s->client); /* the kept state has the secret before the reply */
         }
+        /* Only now: a refused Hello changes nothing, and the client may say another. */
+        if (m->client_name)
+                core_client_set_name(core, &s->client, m->client_name);
         s->hello = true;
         hello.has_serial = hello.has_secret = true;
         hello.serial = s->client.serial;

@@ -103,8 +103,10 @@ int region_new(struct core *core, struct pool *p, const struct client *cl, uint6
         if (flags & F_PERSIST) {
                 r->state |= R_PERSIST;
                 r->refs++;
-                user_count(core, cl->uid, 0, 1);
+                user_count(core, cl->uid, 0, 1, 0);
         }
+        if (fd >= 0)
+                user_count(core, cl->uid, 0, 0, 1);
         pool_count_region(p, 1);
         if (fd >= 0 && core->region_fds.made)
                 core->region_fds.made(core->region_fds.data, region_id(rt, slot), fd);
@@ -122,8 +124,10 @@ static void region_die(struct core *core, uint32_t slot) {
         range_free(p->arena, r->offset, r->size);
         if (r->fd >= 0 && core->region_fds.gone)
                 core->region_fds.gone(core->region_fds.data, region_id(rt, slot));
-        if (r->fd >= 0)
+        if (r->fd >= 0) {
                 close(r->fd);
+                user_count(core, r->uid, 0, 0, -1);
+        }
         r->fd = -1;
         if (r->format != FMT_RAW)
                 formats_remove(&rt->formats, slot);
@@ -224,7 +228,7 @@ void region_unpersist(struct core *core, uint32_t slot) {
         if (!(r->state & R_PERSIST))
                 return;
         r->state &= (uint8_t)~R_PERSIST;
-        user_count(core, r->uid, 0, -1);
+        user_count(core, r->uid, 0, -1, 0);
         kept_region(core, slot, NULL);
         unref(core, slot, 1);
 }
@@ -309,7 +313,7 @@ int region_publish(struct core *core, uint32_t slot, const char *name) {
 
         if ((e = names_add(&core->names, name, slot, &r->name)) < 0)
                 return e;
-        user_count(core, r->uid, 1, 0); /* a name counts against its creator's uid */
+        user_count(core, r->uid, 1, 0, 0); /* a name counts against its creator's uid */
         kept_region(core, slot, NULL);
         name_ready(core, r);
         return 0;
@@ -323,7 +327,7 @@ void region_unpublish(struct core *core, uint32_t slot) {
         if (r->flags & F_UNSEALED)
                 waitq_name_gone(core, names_text(&core->names, r->name));
         names_remove(&core->names, r->name);
-        user_count(core, r->uid, -1, 0);
+        user_count(core, r->uid, -1, 0, 0);
         r->name = 0;
         if (r->refs) /* not as it dies: its last reference's record took it already */
                 kept_region(core, slot, NULL);
@@ -382,7 +386,7 @@ int region_restore(struct core *core, struct pool *p, uint32_t slot, const struc
         if (rec->state & R_PERSIST) {
                 r->state |= R_PERSIST;
                 r->refs++;
-                user_count(core, rec->uid, 0, 1);
+                user_count(core, rec->uid, 0, 1, 0);
         }
         if (name && *name && (e = region_publish(core, slot, name)) < 0)
                 region_discard(core, slot);

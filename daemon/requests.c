@@ -354,7 +354,8 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
         int slot = region_slot(&core->regions, id);
         struct region *r;
 
-        if (slot < 0)
+        /* One being zeroed is nobody's yet (check_free): its creator learns its id with the Alloc's reply. */
+        if (slot < 0 || (core->regions.tab[slot].state & R_PENDING))
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         r = &core->regions.tab[slot];
         if (r->creator != cl->serial)
@@ -365,7 +366,9 @@ int core_seal(struct core *core, struct client *cl, uint64_t id, struct core_res
                             id);
         r->flags &= (uint16_t)~F_UNSEALED;
         kept_region(core, (uint32_t)slot, NULL);
-        waitq_name_ready(core, names_text(&core->names, r->name));
+        /* Its name may have gone before the Seal: an owner's Free from another connection takes it. */
+        if (r->name)
+                waitq_name_ready(core, names_text(&core->names, r->name));
         return ok_result(res);
 }
 

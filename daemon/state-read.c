@@ -261,8 +261,11 @@ static int rec_region(struct restore *st, struct in *in) {
         st->refs[st->nslots] = r.refs;
         st->slots[st->nslots++] = slot;
         if ((e = pool_region_restore(st->core, st->pools[id], slot)) < 0)
-                return bad(st, -ENOENT, "region slot %u of pool %s (isolation = region): its memfd is %s", slot,
-                           core_pool_name(st->pools[id]), e == -ENOENT ? "not in the fd store" : "not of its size");
+                return bad(st, e == -ENOMEM ? -ENOMEM : -ENOENT, "region slot %u of pool %s (isolation = region): %s",
+                           slot, core_pool_name(st->pools[id]),
+                           e == -ENOENT   ? "its memfd is not in the fd store"
+                           : e == -ENOMEM ? "out of memory"
+                                          : "its memfd is not of its size");
         return 0;
 }
 

@@ -282,7 +282,11 @@ void waitq_drop_client(struct core *core, struct client *cl) {
                 if (d->cl != cl)
                         continue;
                 STAILQ_REMOVE(&core->waitq.done, d, waiter, done_link);
-                if (d->done.grant == GRANT_REGION) {
+                /* An Alloc's PERSIST region whose id never reached anyone: it goes as the client's Free would. */
+                if (d->done.grant == GRANT_REGION && !d->done.attach &&
+                    (core->regions.tab[d->done.slot].state & R_PERSIST)) {
+                        core_free_region(core, cl, region_id(&core->regions, d->done.slot), &d->done.res);
+                } else if (d->done.grant == GRANT_REGION) {
                         uint32_t hold = region_hold_of(core, d->done.slot, cl);
                         if (hold != HOLD_NONE)
                                 region_drop_one(core, hold);

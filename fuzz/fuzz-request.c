@@ -124,6 +124,7 @@ static void setup(uint8_t header) {
                 .max_names = 2,
                 .max_names_per_uid = 1,
                 .max_persist_per_uid = 1,
+                .max_region_fds_per_uid = 2,
                 .wait_timeout_ms = 50,
                 .hello_timeout_ms = 100,
         };

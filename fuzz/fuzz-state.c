@@ -44,7 +44,8 @@ struct core *fuzz_state_core_pools(int npools) {
                            .max_waiters_per_connection = 4,
                            .max_names = 1u << 20,
                            .max_names_per_uid = 1u << 20,
-                           .max_persist_per_uid = 1u << 20};
+                           .max_persist_per_uid = 1u << 20,
+                           .max_region_fds_per_uid = 1u << 20};
         struct core *c;
 
         if (core_new(&c, &l) < 0)

@@ -9,10 +9,10 @@
  *
  * SOCKET "-" is the library's default socket (alloc_connect with NULL).
  *
- * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL
+ * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL | regions N POOL
  * tries N connections, N named 4 KiB regions of POOL ("helper-0", ..., each holding its
- * name as text where the pool has memory) or N
- * PERSIST 4 KiB regions of POOL, stopping at the first failure.  It writes one
+ * name as text where the pool has memory), N
+ * PERSIST 4 KiB regions of POOL, or N plain 4 KiB regions of POOL, stopping at the first failure.  It writes one
  * line to stdout, "OK ERRNO MESSAGE" (how many succeeded, the errno value of
  * the one that failed or 0, and allocd's message or "-"), then holds what it
  * got until stdin reaches end of file, and exits with ERRNO.
@@ -47,8 +47,8 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);
                         if (e == 0 && r.ptr)
                                 strcpy(r.ptr, name); /* so that expect NAME NAME can check its bytes later */
-                } else if (!strcmp(op, "persist")) {
-                        o.flags = ALLOC_PERSIST;
+                } else if (!strcmp(op, "persist") || !strcmp(op, "regions")) {
+                        o.flags = strcmp(op, "persist") ? 0 : ALLOC_PERSIST;
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);
                 } else {
                         return 100;
@@ -74,7 +74,8 @@ int main(int argc, char **argv) {
 
         if (argc < 4)
                 return 100;
-        if (!strcmp(argv[2], "conns") || !strcmp(argv[2], "names") || !strcmp(argv[2], "persist"))
+        if (!strcmp(argv[2], "conns") || !strcmp(argv[2], "names") || !strcmp(argv[2], "persist") ||
+            !strcmp(argv[2], "regions"))
                 return hold(argv[1], argv[2], atoi(argv[3]), argc > 4 ? argv[4] : NULL);
         if ((e = alloc_connect(&c, argv[1], "helper")) < 0) {
                 fprintf(stderr, "helper: %s\n", alloc_last_error());

@@ -16,6 +16,7 @@ struct limits state_limits(void) {
                                .max_names = 1u << 20,
                                .max_names_per_uid = 1u << 20,
                                .max_persist_per_uid = 1u << 20,
+                               .max_region_fds_per_uid = 1u << 20,
                                .wait_timeout_ms = 1000,
                                .hello_timeout_ms = 1000};
 }

@@ -28,6 +28,7 @@ static struct limits test_limits(void) {
                 .max_names = 1u << 20,
                 .max_names_per_uid = 1u << 20,
                 .max_persist_per_uid = 1u << 20,
+                .max_region_fds_per_uid = 1u << 20,
                 .wait_timeout_ms = 1000,
                 .hello_timeout_ms = 1000,
         };
@@ -270,6 +271,23 @@ Test(core, a_region_being_zeroed_cannot_be_freed) {
         cr_assert_eq(core_free_region(core, a, id_of(slot), &res), E_OK);
         cr_assert_eq(stats().used, 0);
         bye(b);
+        bye(a);
+}
+
+/* Nor sealed: a Seal of its id is NOT_FOUND, as a Free is, until it has been handed out. */
+Test(core, a_region_being_zeroed_cannot_be_sealed) {
+        struct client *a = client(1);
+        struct core_result res;
+        struct zero_job job;
+        uint32_t slot;
+
+        add_host("h", 16 << 20);
+        cr_assert_eq(alloc(a, "h", 4 << 20, F_ZERO | F_UNSEALED, "u", &slot), GRANT_ZEROING);
+        cr_assert_eq(core_seal(core, a, id_of(slot), &res), E_NOT_FOUND);
+        core_zero_job(core, slot, &job);
+        cr_assert_eq(core_zero_run(&job), 0);
+        cr_assert_eq(core_zero_done(core, a, slot, 0, &res), GRANT_REGION);
+        cr_assert_eq(core_seal(core, a, id_of(slot), &res), E_OK);
         bye(a);
 }
 

@@ -358,3 +358,30 @@ Test(faults, one_uid_cannot_exhaust_global_limits) {
         c = alloc_disconnect(c);
         stop();
 }
+
+/*
+ * Fault 9: an isolation = region pool's regions each hold a memfd in allocd, and nothing bounded
+ * them per uid: one uid's regions (each connection below max_regions_per_connection) took every
+ * fd allocd had, or every slot of the fd store, and other uids could allocate there no more (nor,
+ * out of fds, connect).  max_region_fds_per_uid bounds them, and refuses with LIMIT naming it.
+ */
+Test(faults, one_uid_cannot_take_every_region_fd) {
+        struct helper h;
+        struct alloc_region r[3];
+
+        start("[daemon]\n"
+              "max_region_fds_per_uid = 4\n"
+              "[pool r]\nkind = host\nsize = 1M\nisolation = region\nmode = 0666\n",
+              0, NULL);
+        c = daemon_connect(&d);
+        expect_uid_limit(&h, "regions", 4, "r", "max_region_fds_per_uid");
+        for (int i = 0; i < 3; i++)
+                cr_expect_eq(alloc_region_new(c, "r", 4096, NULL, &r[i]), 0, "root cannot allocate: %s",
+                             alloc_last_error());
+        cr_assert_eq(helper_finish(&h), EMFILE);
+        /* Its regions went with its connection, and with them its count. */
+        expect_uid_limit(&h, "regions", 4, "r", "max_region_fds_per_uid");
+        cr_assert_eq(helper_finish(&h), EMFILE);
+        c = alloc_disconnect(c);
+        stop();
+}

@@ -451,3 +451,85 @@ Test(hostile, a_batch_is_answered_listed_or_in_columns) {
         close(fd);
         cr_assert_eq(wait_used(c, "h", 8192), 8192, "the batches went with the connection");
 }
+
+/*
+ * A Hello refused for its reclaim changes nothing, its client_name included: the client may say a
+ * plain Hello next (docs/protocol.md), and that one's name, or none, is the connection's.  Found by
+ * review: the name was set before the reclaim was tried, and stayed (Status showed it, the kept
+ * state recorded it).
+ */
+Test(hostile, a_refused_reclaim_leaves_the_name_alone) {
+        int fd = raw_connect();
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        uint8_t secret[16] = {0};
+        struct alloc_status *s;
+        uint64_t serial;
+
+        h.has_version = h.has_reclaim_serial = h.has_reclaim_secret = true;
+        h.version = WIRE_VERSION;
+        h.client_name = "not-reclaimed";
+        h.reclaim_serial = 12345;
+        h.reclaim_secret.data = secret;
+        h.reclaim_secret.len = sizeof(secret);
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &h;
+        send_request(fd, &req, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_hello(fd, WIRE_VERSION);
+        Allocd__Reply *r = next_reply(fd);
+        cr_assert(r && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_HELLO);
+        serial = r->hello->serial;
+        allocd__reply__free_unpacked(r, NULL);
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        bool found = false;
+        for (size_t i = 0; i < s->nclients; i++) {
+                if (s->clients[i].serial != serial)
+                        continue;
+                found = true;
+                cr_expect_str_empty(s->clients[i].name, "the refused Hello named the connection '%s'",
+                                    s->clients[i].name);
+        }
+        alloc_status_free(s);
+        cr_expect(found, "connection %llu is not listed", (unsigned long long)serial);
+        close(fd);
+}
+
+/* Sends an Alloc of 4 KiB PERSIST in pool f that waits up to 10 s. */
+static void send_persist_alloc(int fd, uint64_t id) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        a.pool = "f";
+        a.has_size = a.has_flags = a.has_timeout_ms = true;
+        a.size = 4096;
+        a.flags = ALLOCD__FLAG__PERSIST;
+        a.timeout_ms = 10000;
+        req.has_id = true;
+        req.id = id;
+        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+        req.alloc = &a;
+        send_request(fd, &req, NULL, 0);
+}
+
+/*
+ * Two PERSIST Allocs wait; room comes, both are granted in one turn, and the first grant's reply
+ * finds the client gone (it stopped reading: EPIPE), which closes the connection.  Neither grant
+ * reached it, so no one knows either id: both PERSIST regions go, not only the one being sent.
+ * Found by review: the second, still on the core's list of outcomes, lost its hold but kept
+ * PERSIST, and stayed in the pool for the daemon's life.
+ */
+Test(hostile, persist_grants_that_never_reach_a_gone_client_go) {
+        int fd = hello();
+        struct alloc_region all;
+
+        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &all), 0, "%s", alloc_last_error());
+        send_persist_alloc(fd, 1);
+        send_persist_alloc(fd, 2);
+        cr_assert_eq(wait_waiters(c, "f", 2), 2);
+        cr_assert_eq(shutdown(fd, SHUT_RD), 0); /* allocd's next send to it fails with EPIPE */
+        cr_assert_eq(alloc_region_free_sync(c, all.id), 0, "%s", alloc_last_error());
+        cr_expect_eq(wait_used(c, "f", 0), 0, "a PERSIST region granted to the gone client stayed");
+        cr_expect_eq(wait_waiters(c, "f", 0), 0);
+        close(fd);
+}

@@ -95,12 +95,16 @@ Test(restart, without_a_store_a_stop_says_what_it_loses) {
         unlink(log);
 }
 
-/* isolation = region: each region's own memfd is stored as region-ID, restored with the state, removed when freed. */
+/*
+ * isolation = region: each region's own memfd is stored as region-ID, restored with the state, removed when freed;
+ * restored, they count against their uid's max_region_fds_per_uid again.
+ */
 Test(restart, region_pools_keep_their_memfds) {
-        struct alloc_region r[4];
+        struct alloc_region r[4], x;
         char name[32];
 
-        sysd_start(&s, "[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
+        sysd_start(&s,
+                   "[daemon]\nmax_region_fds_per_uid = 4\n[pool iso]\nkind = host\nsize = 16M\nisolation = region\n");
         struct alloc_client *k = daemon_connect(&s.d);
         for (int i = 0; i < 4; i++) {
                 snprintf(name, sizeof(name), "iso/%d", i);
@@ -123,7 +127,16 @@ Test(restart, region_pools_keep_their_memfds) {
                 cr_assert(pattern_ok(a.ptr, a.size, 50u + (unsigned)i), "%s: bytes changed", name);
         }
         cr_assert_eq(stored("region-", 3), 3);
+        cr_assert_eq(alloc_region_new(n, "iso", 4096, NULL, &x), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(n, "iso", 4096, NULL, &r[3]), -EMFILE, "the restored three and one more");
+        cr_assert(strstr(alloc_last_error(), "max_region_fds_per_uid"), "%s", alloc_last_error());
         alloc_disconnect(n);
+        pool_used(k, "iso"); /* k reconnects and reclaims its regions, which its hang-up then releases */
+        alloc_disconnect(k);
+        cr_assert_eq(wait_used(k = daemon_connect(&s.d), "iso", 0), 0);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "none is counted once gone: %s",
+                             alloc_last_error());
         alloc_disconnect(k);
         free(before);
         free(after);

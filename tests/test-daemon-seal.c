@@ -175,3 +175,29 @@ Test(seal, waits_end_and_are_limited) {
         cr_assert_eq(w[1].result, 0, "%s", w[1].error);
         alloc_disconnect(c);
 }
+
+/*
+ * Another connection of the creator's uid frees an UNSEALED PERSIST region (an owner may, holding it
+ * or not): its name goes, the creator keeps its reference, and its Seal then has no name to wake.
+ * Found by review: the Seal queued the name of name id 0, and with any Attach waiting allocd crashed.
+ */
+Test(seal, a_seal_after_the_name_went_elsewhere) {
+        struct alloc_client *c = daemon_connect(&d), *other = daemon_connect(&d);
+        struct alloc_opts o = {.name = "taken-away", .flags = ALLOC_UNSEALED | ALLOC_PERSIST};
+        struct alloc_region r, x;
+        struct waiting w;
+
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &o, &r), 0, "%s", alloc_last_error());
+        start_waiting(&w, other, "someone-else", 10000);
+        cr_assert_eq(alloc_region_free_sync(other, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(other, "taken-away", NULL, &x), -ENOENT, "the name went with the Free");
+        cr_assert_eq(alloc_region_seal(c, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.name = "someone-else"}, &x), 0, "%s",
+                     alloc_last_error());
+        end_waiting(&w);
+        cr_assert_eq(w.result, 0, "%s", w.error);
+        cr_assert_eq(pool_used(other, "host"), 8192, "the creator still holds the sealed region");
+        alloc_disconnect(c);
+        cr_assert_eq(wait_used(other, "host", 0), 0);
+        alloc_disconnect(other);
+}

@@ -3,7 +3,8 @@
  * Kinds (alloc/kind.h) and their regions in a real allocd (test-kind.c has the blocks): decay and
  * the conservative policy seen in allocd's accounting, a region waiting for room, a free waiting
  * for allocd, no round trip in steady state, two kinds on two pools, detection, bad options, large
- * blocks, and destroy, disconnect and process exit giving everything back.
+ * blocks, destroy, disconnect and process exit giving everything back, and a restart without
+ * allocd's state.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "kind-common.h"
+#include "sysd.h"
 
 TestSuite(kind, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -307,4 +309,88 @@ Test(kind, cuda_pair_on_a_pool_without_a_device) {
         cr_assert_null(alloc_kind_cuda_malloc(1000, 1, NULL));
         cr_assert(strstr(alloc_last_error(), "nope"), "%s", alloc_last_error());
         cr_assert_null(alloc_kind_cuda_malloc(1000, -1, NULL));
+}
+
+/*
+ * allocd restarts without its state: the kind's regions are gone, and a new allocd hands out the
+ * same region ids again.  Destroying the kind must not give back, by those ids, regions it no
+ * longer holds: they may now be another kind's.
+ */
+Test(kind, regions_lost_in_a_restart_are_not_given_back_by_their_old_ids) {
+        struct alloc_memkind *old = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        struct alloc_region r;
+        int status;
+
+        cr_assert_not_null(alloc_kind_malloc(old, 100));
+        kill(d.pid, SIGTERM);
+        cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+        cr_assert_eq(daemon_respawn(&d, NULL), -1);
+        cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r), -ESTALE, "%s", alloc_last_error());
+        struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        void *p = alloc_kind_malloc(k, 100);
+        cr_assert_not_null(p);
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB);
+        alloc_kind_destroy(old);
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB, "the new kind's region is still held");
+        memset(p, 1, 100);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(c, "h"), 0);
+}
+
+/*
+ * A child of fork() inherits the parent's kinds, their caches and its connection's socket: the
+ * regions are shared memory, so a block the child took from a kind would be one the parent hands
+ * out too, and a destroy would give the parent's regions back to allocd.  The child can do neither.
+ */
+Test(kind, a_child_of_fork_neither_allocates_from_nor_destroys_its_parents_kinds) {
+        struct alloc_memkind *k = make("h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE});
+        void *big = alloc_kind_malloc(k, 100000), *p;
+        int status;
+
+        alloc_kind_free(k, alloc_kind_malloc(k, 64)); /* this thread's cache now holds blocks of 64 */
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                errno = 0;
+                void *x = alloc_kind_malloc(k, 64), *y = alloc_kind_malloc(k, 200000);
+                int e = errno;
+                alloc_kind_free(k, big); /* ignored: the parent's block */
+                alloc_kind_destroy(k);   /* only the child's copy of the bookkeeping */
+                _exit(x || y ? 1 : e != EINVAL ? 2 : 0);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status), "the child died");
+        cr_assert_eq(WEXITSTATUS(status), 0, "the child %s", WEXITSTATUS(status) == 1 ? "got blocks" : "saw no EINVAL");
+        cr_assert_eq(pool_used(c, "h"), 2 * MiB, "the parent's region is still held");
+        cr_assert_not_null(p = alloc_kind_malloc(k, 64));
+        memset(p, 1, 64);
+        memset(big, 2, 100000);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(c, "h"), 0);
+}
+
+/* allocd crashes and restarts with its state (the fd store): the kind carries on with its regions. */
+Test(kind, a_kind_keeps_its_regions_across_a_restart_with_state) {
+        struct sysd s;
+        struct alloc_memkind *k = NULL;
+
+        sysd_start(&s, "[pool h]\nkind = host\nsize = 64M\nmode = 0666\n");
+        struct alloc_client *own = daemon_connect(&s.d);
+        cr_assert_eq(alloc_kind_create(own, "h", &(struct alloc_kind_opts){.arena = ALLOC_KIND_ARENA_BIJECTIVE}, &k), 0,
+                     "%s", alloc_last_error());
+        void *small = alloc_kind_malloc(k, 1000), *big = alloc_kind_malloc(k, 3 * MiB);
+        cr_assert(small && big, "%s", alloc_last_error());
+        fill(small, 1000, 1);
+        fill(big, 3 * MiB, 2);
+        sysd_restart(&s, SIGKILL);
+        void *more = alloc_kind_malloc(k, 5 * MiB); /* a region: the connection is made again and reclaimed */
+        cr_assert_not_null(more, "%s", alloc_last_error());
+        cr_assert(filled(small, 1000, 1) && filled(big, 3 * MiB, 2));
+        cr_assert_eq(pool_used(own, "h"), (2 + 4 + 6) * MiB, "every region kept");
+        alloc_kind_free(k, big);
+        alloc_kind_free(k, more);
+        alloc_kind_destroy(k);
+        cr_assert_eq(pool_used(own, "h"), 0, "and given back by its id");
+        alloc_disconnect(own);
+        sysd_end(&s);
 }

@@ -80,6 +80,7 @@ static void serve(struct srv *s, const void *state, size_t len, uint32_t grace_m
                            .max_names = 1024,
                            .max_names_per_uid = 1024,
                            .max_persist_per_uid = 1024,
+                           .max_region_fds_per_uid = 1024,
                            .wait_timeout_ms = 5000,
                            .hello_timeout_ms = 5000,
                            .reclaim_grace_ms = grace_ms};

@@ -92,6 +92,8 @@ int alloc_kind_create(struct alloc_client *c, const char *pool, const struct all
 /*
  * Gives every region back to allocd and frees the kind: its pointers are
  * invalid from then on, whatever thread holds them.  Accepts NULL; returns NULL.
+ * In a child of fork(), a kind made before the fork is the parent's: the
+ * child cannot allocate from it (EINVAL), and its destroy gives nothing back.
  */
 struct alloc_memkind *alloc_kind_destroy(struct alloc_memkind *kind);
 /* memkind_update_memory_usage_policy; conservative gives empty regions back at once.  0 or -EINVAL. */
