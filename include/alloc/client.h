@@ -291,7 +291,11 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
  * default is $ALLOCD_SPARE (0 or 1), else off.
  */
 int alloc_set_spare(struct alloc_client *c, bool on);
-/* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
+/*
+ * Releases the connection's regions and unmaps its pools; the connection's last call (no other
+ * thread may be in a call on it).  In a child of fork(), frees the child's copy alone.  Accepts
+ * NULL; returns NULL.
+ */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 
 /* A region of size bytes (times opts->count) in pool; opts may be NULL. */
