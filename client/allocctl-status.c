@@ -35,7 +35,7 @@ static json_object *clients_json(const struct alloc_status *s) {
 }
 
 static void clients_table(const struct alloc_status *s) {
-        char b1[16], b2[80], b3[80];
+        char b1[16], b2[ESCAPED_SIZE(s->clients->comm)], b3[ESCAPED_SIZE(s->clients->name)];
 
         printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
                "WAITING", "CLIENT");
@@ -87,7 +87,7 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
 }
 
 static void status_text(const struct alloc_status *s) {
-        char up[32], b[5][16], name[80];
+        char up[32], b[5][16], name[ESCAPED_SIZE(s->pools->name)];
 
         printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
                s->nclients == 1 ? "" : "s");
@@ -109,7 +109,7 @@ static void status_text(const struct alloc_status *s) {
         /* What the table has no column for: who can reach which bytes, and whose names are whose. */
         for (size_t i = 0, n = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
-                char names[sizeof(p->names) * 4];
+                char names[ESCAPED_SIZE(p->names)];
                 text_escape(p->name, true, name, sizeof(name));
                 if ((p->isolated || *p->names || *p->draining) && n++ == 0)
                         putchar('\n');

@@ -174,7 +174,7 @@ static const char *fmt_holders(const struct alloc_region_info *r, char *buf, siz
         uint64_t rest;
 
         for (j = 0; j < r->nholders; j++) {
-                char comm[32], one[80];
+                char comm[ESCAPED_SIZE(r->holders->comm)], one[128];
                 int len = snprintf(one, sizeof(one), "%s%d/%u/%s", j ? "," : "", (int)r->holders[j].pid,
                                    (unsigned)r->holders[j].uid,
                                    text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
@@ -193,7 +193,8 @@ static const char *fmt_holders(const struct alloc_region_info *r, char *buf, siz
 }
 
 static void region_row(const struct alloc_region_info *r, uint64_t now) {
-        char size[16], flags[64], format[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
+        char size[16], flags[64], format[64], age[32], holders[256], name[ESCAPED_SIZE(r->name)],
+                pool[ESCAPED_SIZE(r->pool)];
 
         printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
@@ -308,7 +309,7 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 json_object_object_add(o, "owner", json_u64(r.owner));
                 json_print(o);
         } else {
-                char pool[4 * ALLOC_POOL_NAME_MAX + 1], name[4 * ALLOC_NAME_MAX + 1];
+                char pool[ESCAPED_SIZE(r.pool)], name[4 * ALLOC_NAME_MAX + 1];
                 printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 " in pool %s, allocated by uid %u\n",
                        text_escape(argv[0], false, name, sizeof(name)), r.id, kind_name(r.kind),
                        fmt_size(r.size, size, sizeof(size)), r.addr, text_escape(r.pool, false, pool, sizeof(pool)),

@@ -500,3 +500,31 @@ Test(allocctl, a_refused_connection_is_not_an_unreachable_allocd) {
         cr_assert(strstr(x->err, "refused the connection: uid"), "%s", x->err);
         cr_assert(strstr(x->err, "max_connections_per_uid"), "%s", x->err);
 }
+
+/* The longest names, each byte escaped (a backslash prints as two), are shown whole, not cut at 80 or 510 bytes. */
+Test(allocctl, long_escaped_names_are_shown_whole) {
+        char client[ALLOC_CLIENT_NAME_MAX + 1], region[ALLOC_NAME_MAX + 1], want[2 * ALLOC_NAME_MAX + 2];
+        struct alloc_client *k;
+        struct alloc_region r;
+
+        memset(client, '\\', sizeof(client) - 1);
+        client[sizeof(client) - 1] = '\0';
+        memset(region, '\\', sizeof(region) - 1);
+        region[sizeof(region) - 1] = '\0';
+        cr_assert_eq(alloc_connect(&k, d.sock, client), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "h", 4096, &(struct alloc_opts){.name = region}, &r), 0, "%s",
+                     alloc_last_error());
+        memset(want, '\\', 2 * ALLOC_CLIENT_NAME_MAX);
+        strcpy(want + 2 * ALLOC_CLIENT_NAME_MAX, "\n");
+        struct run *x = allocctl(d.sock, "clients", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        char *at = strstr(x->out, " \\");
+        cr_assert(at && !strncmp(at + 1, want, strlen(want)), "the client's name cut short: %s", x->out);
+        memset(want, '\\', 2 * ALLOC_NAME_MAX);
+        strcpy(want + 2 * ALLOC_NAME_MAX, "\n");
+        x = allocctl(d.sock, "dump", "h", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        at = strstr(x->out, " \\");
+        cr_assert(at && !strncmp(at + 1, want, strlen(want)), "the region's name cut short: %s", x->out);
+        alloc_disconnect(k);
+}
