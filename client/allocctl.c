@@ -419,8 +419,15 @@ static void unreachable_hint(void) {
                                 "`journalctl -u allocd`\n");
 }
 
+/* alloc_last_error() for a terminal: it quotes what was asked (a pool's name, a path) and allocd's words. */
+static const char *last_error(void) {
+        static char buf[4 * 511 + 1];
+
+        return text_escape(alloc_last_error(), false, buf, sizeof(buf));
+}
+
 int request_failed(const char *what, int r) {
-        fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
+        fprintf(stderr, "allocctl: %s: %s\n", what, last_error());
         /* -ECANCELED: allocd stopped under a wait, not sent again with ALLOCD_RECONNECT=0: gone, not refusing. */
         if (r != -ETIME && r != -ECONNRESET && r != -ECANCELED)
                 return EXIT_FAILED;
@@ -440,16 +447,15 @@ static int connect_daemon(struct ctl *ctl) {
                 return EXIT_OK;
         if (r ==
             -EINVAL) { /* an ALLOCD_* setting (TIMEOUT, SPIN, QUIET, SPARE...) or the socket path: how it was asked */
-                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+                fprintf(stderr, "allocctl: %s\n", last_error());
                 return EXIT_USAGE;
         }
         if (r == -EMFILE) { /* allocd answered: this uid has all the connections it may have */
-                fprintf(stderr, "allocctl: allocd at %s refused the connection: %s\n", resolved_path,
-                        alloc_last_error());
+                fprintf(stderr, "allocctl: allocd at %s refused the connection: %s\n", resolved_path, last_error());
                 return EXIT_FAILED;
         }
         if (!*resolved_path)
-                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+                fprintf(stderr, "allocctl: %s\n", last_error());
         else if (r == -ENOENT || r == -ECONNREFUSED)
                 fprintf(stderr,
                         "allocctl: allocd is not running at %s: start it with `systemctl start allocd` or pass "
@@ -459,7 +465,7 @@ static int connect_daemon(struct ctl *ctl) {
                 fprintf(stderr, "allocctl: may not connect to allocd at %s: %s; run as a user who may\n", resolved_path,
                         strerror(-r));
         else
-                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", resolved_path, alloc_last_error());
+                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", resolved_path, last_error());
         unreachable_hint();
         return EXIT_UNREACHABLE;
 }

@@ -382,7 +382,9 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 if (!strcmp(st->pools[i].name, argv[0]))
                         p = &st->pools[i];
         if (!p) {
-                fprintf(stderr, "allocctl map: allocd has no pool named '%s'; 'allocctl status' lists them\n", argv[0]);
+                char name[ESCAPED_SIZE(st->pools->name)];
+                fprintf(stderr, "allocctl map: allocd has no pool named '%s'; 'allocctl status' lists them\n",
+                        text_escape(argv[0], false, name, sizeof(name)));
                 goto out;
         }
         if (p->nspans == 0) {

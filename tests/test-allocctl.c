@@ -528,3 +528,16 @@ Test(allocctl, long_escaped_names_are_shown_whole) {
         cr_assert(at && !strncmp(at + 1, want, strlen(want)), "the region's name cut short: %s", x->out);
         alloc_disconnect(k);
 }
+
+/* Error messages quote what was asked: a terminal escape in it is shown as \xNN, not sent raw to the terminal. */
+Test(allocctl, errors_escape_what_they_quote) {
+        const char *cmds[] = {"dump", "map"};
+
+        for (size_t i = 0; i < 2; i++) {
+                struct run *x = allocctl(d.sock, cmds[i], "\x1b]0;pwned\x07", (char *)NULL);
+                cr_assert_eq(x->status, 1, "%s", x->err);
+                cr_assert_null(strchr(x->err, '\x1b'), "allocctl %s sent an escape to the terminal: %s", cmds[i],
+                               x->err);
+                cr_assert(strstr(x->err, "'\\x1b]0;pwned\\x07'"), "%s", x->err);
+        }
+}
