@@ -429,6 +429,8 @@ static const char *last_error(void) {
 int request_failed(const char *what, int r) {
         fprintf(stderr, "allocctl: %s: %s\n", what, last_error());
         /* -ECANCELED: allocd stopped under a wait, not sent again with ALLOCD_RECONNECT=0: gone, not refusing. */
+        if (r == -ESTALE)
+                return EXIT_UNREACHABLE; /* it went away and came back without its state: run it again */
         if (r != -ETIME && r != -ECONNRESET && r != -ECANCELED)
                 return EXIT_FAILED;
         unreachable_hint();
