@@ -23,6 +23,9 @@
 #include <unistd.h>
 
 #include "allocctl-common.h"
+#include "allocd.pb-c.h"
+#include "fake-allocd.h"
+#include "wire.h"
 
 TestSuite(allocctl, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -540,4 +543,57 @@ Test(allocctl, errors_escape_what_they_quote) {
                                x->err);
                 cr_assert(strstr(x->err, "'\\x1b]0;pwned\\x07'"), "%s", x->err);
         }
+}
+
+/* A fake allocd whose own words (its version, a pool's backend and draining reason, a pool it could not make) carry
+ * terminal escapes. */
+static int hostile_words(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
+        static Allocd__HelloReply h;
+        static Allocd__StatusReply st;
+        static Allocd__PoolStatus p;
+        static Allocd__UnavailablePool u;
+        static Allocd__PoolStatus *ps[] = {&p};
+        static Allocd__UnavailablePool *us[] = {&u};
+
+        (void)fd;
+        (void)arg;
+        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                allocd__hello_reply__init(&h);
+                h.has_version = h.has_max_packet = true;
+                h.version = WIRE_VERSION;
+                h.max_packet = WIRE_MAX_PACKET;
+                r->body_case = ALLOCD__REPLY__BODY_HELLO;
+                r->hello = &h;
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+                allocd__status_reply__init(&st);
+                allocd__pool_status__init(&p);
+                allocd__unavailable_pool__init(&u);
+                p.name = "p";
+                p.has_kind = true;
+                p.kind = ALLOCD__POOL_KIND__HOST;
+                p.backend = "\033[2J";
+                p.draining = "\033]0;owned\007";
+                u.name = "g";
+                u.reason = "\033[31mred";
+                st.daemon_version = "\033[1mbold";
+                st.n_pools = st.n_unavailable = 1;
+                st.pools = ps;
+                st.unavailable = us;
+                r->body_case = ALLOCD__REPLY__BODY_STATUS;
+                r->status = &st;
+        }
+        return 0;
+}
+
+/* The socket may be anyone's (--socket, ALLOCD_SOCKET): what allocd says is escaped as names are. */
+Test(allocctl, allocds_own_words_reach_no_terminal_raw) {
+        struct fake_allocd f;
+
+        fake_allocd_start(&f, hostile_words, NULL);
+        struct run *r = allocctl(f.path, "status", NULL);
+        fake_allocd_stop(&f);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert_null(strchr(r->out, '\033'), "%s", r->out);
+        cr_assert(strstr(r->out, "\\x1b[1mbold") && strstr(r->out, "\\x1b[31mred") && strstr(r->out, "\\x1b]0;owned"),
+                  "%s", r->out);
 }
