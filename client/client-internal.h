@@ -51,12 +51,13 @@ void client_clear_error(void);
  */
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map);
 /*
- * client_call for a Free, Detach or FreeBatch, and allocd's answer: 0 or a negative errno value.
- * taken: the ntaken regions (all it names) it took out of client_held before it was sent, or NULL.
- * Those are never sent again: if the connection is lost on the way, the squaring with allocd gives
- * them back (reconnect.c), once, and this returns 0.
+ * client_call for a Free, Detach or FreeBatch of the n regions of ids (all it names), and allocd's
+ * answer: 0 or a negative errno value.  It takes them out of client_held, all or none (*taken says
+ * which), as it lists the request, under the connection's lock, so that a reconnect's squaring sees
+ * them either held or given back.  Taken ones are never sent again: if the connection is lost on
+ * the way, the squaring with allocd gives them back (reconnect.c), once, and this returns 0.
  */
-int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken);
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken);
 /* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */
 int client_reply_error(const Allocd__Reply *r);
 /* client_call, then checks that the reply is OK and of kind body (what names the request for the message). */
@@ -74,10 +75,11 @@ struct held *client_held(struct alloc_client *c);
 uint64_t client_afresh(struct alloc_client *c);
 
 /*
- * Sends req (a Free, Detach or a batch of frees of the n regions in ids, all held and taken out
- * of client_held already) without waiting for its reply: whoever reads next files the reply, and
- * a refusal puts ids back in the table and is kept for client_sync.  At most PIPE_MAX such
- * requests are in flight: beyond, this waits for the oldest to be answered.
+ * Sends req (a Free, Detach or a batch of frees of the n regions in ids) without waiting for its
+ * reply, taking ids out of client_held as client_give_back_sync does; 1, sending nothing, where
+ * the table does not hold them all.  Whoever reads next files the reply, and a refusal puts ids
+ * back in the table and is kept for client_sync.  At most PIPE_MAX such requests are in flight:
+ * beyond, this waits for the oldest to be answered.
  */
 #define PIPE_MAX 64
 int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n);
@@ -91,8 +93,8 @@ void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase wh
 /*
  * spare.c (docs/protocol.md, "Spares"): alloc_region_new handed out id of this shape (a Free of it
  * may ask for spares); the shape a Free of id asks *n spares of, or false for none; a spare of this
- * shape into *ret (0; held_add is the caller's), or -ENOENT, with the ids of spares the caller is to
- * give back (another shape, or one that could not be taken) in back[0, *nback).
+ * shape into *ret (0), or -ENOENT, with the ids of spares the caller is to give back (another shape,
+ * or one that could not be taken) in back[0, *nback); both held (held_add) already.
  */
 #define SPARES_AHEAD 8               /* spares asked or at hand, at most, per connection */
 #define SPARE_BYTES_AHEAD (8u << 20) /* more than two ahead only while they hold at most this much */
@@ -174,7 +176,9 @@ struct pool_map {
  * its own fd.  region_table_map maps the one whose fd came with reply (fd stays the caller's) or,
  * mapped already, counts one more reference; 0, or a negative errno value with the reason in err.
  * region_table_locate fills ret's ptr, cptr and read_only (-EPROTO: not mapped, or larger than its mapping);
- * region_table_drop drops one reference, and unmaps the region at the last (an id not in the table is ignored).
+ * region_table_drop drops one reference, and unmaps the region at the last (an id not in the table is ignored);
+ * region_table_forget forgets every region (allocd restarted without them, and numbers its regions afresh: an id
+ * may come again for another region), leaving them mapped, as liballoc-client(3) says, until the table is freed.
  */
 struct region_table;
 struct region_table *region_table_new(void);
@@ -182,6 +186,7 @@ struct region_table *region_table_free(struct region_table *t);
 int region_table_map(struct region_table *t, const Allocd__Reply *reply, int fd, char *err, size_t errsize);
 int region_table_locate(struct region_table *t, const Allocd__Region *g, struct alloc_region *ret);
 void region_table_drop(struct region_table *t, uint64_t id);
+void region_table_forget(struct region_table *t);
 struct region_table *client_regions(struct alloc_client *c);
 
 /* After a reconnect: allocd sends each pool's fd again, which maps it anew unless it is the same file. */

@@ -117,6 +117,9 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         if (!ret)
                 return client_fail(-EINVAL, "alloc_connect: ret is NULL");
         *ret = NULL;
+        /* "" is no file: connect() would reach the abstract address of zero bytes, which anyone may bind. */
+        if (socket_path && !*socket_path)
+                return client_fail(-EINVAL, "the socket path is empty: give allocd's socket, or NULL for the default");
         if (!socket_path) {
                 if ((r = wire_default_socket(def, sizeof(def), true)) < 0)
                         return client_fail(r, "no allocd socket: ALLOCD_SOCKET is unset, " WIRE_SYSTEM_SOCKET
@@ -134,6 +137,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         if (!c)
                 return client_fail(-ENOMEM, "out of memory");
         c->fd = -1;
+        c->pid = getpid();
         strcpy(c->path, socket_path);
         c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
         pthread_mutex_init(&c->lock, NULL);
@@ -220,8 +224,17 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
 }
 
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
+        bool owner;
+
         if (!c)
                 return NULL;
+        /*
+         * A child of fork() has a copy of the socket: it reads nothing from it (the replies are the
+         * parent's) and only closes its copy.  The parent ends the connection for both, with a
+         * shutdown: closing its own copy would leave allocd a socket still open in the child, and the
+         * lease with it.
+         */
+        owner = c->pid == getpid();
         /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
         kind_connection_closing(c);
         /*
@@ -230,7 +243,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
          * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
          */
         pthread_mutex_lock(&c->lock);
-        while (c->fd >= 0 && c->pending && !c->dead) {
+        while (owner && c->fd >= 0 && c->pending && !c->dead) {
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (!conn_read_one(c, &now, false))
@@ -238,6 +251,8 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         }
         conn_spare_forget(c); /* allocd releases it with the connection */
         pthread_mutex_unlock(&c->lock);
+        if (c->fd >= 0 && owner)
+                shutdown(c->fd, SHUT_RDWR);
         if (c->fd >= 0)
                 close(c->fd);
         for (struct pending *p = c->pending, *next; p; p = next) {

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "client-internal.h"
@@ -98,6 +99,7 @@ struct alloc_client {
         bool renew_ok;       /* Hello said allocd understands Free.renew */
         uint32_t spares_max; /* renew_ok: spares one Free may ask for (HelloReply.spares_max) */
         struct spare spare;
+        pid_t pid;         /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];

@@ -113,19 +113,23 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         size_t len;
         int r;
 
-        if (!p) {
-                held_add(c->held, ids, n);
+        if (!p)
                 return client_fail(-ENOMEM, "out of memory");
-        }
         /*
-         * Listed at once (not pipelined yet: nothing to read for it), so that a reconnect before it is
-         * sent counts its regions as given back (reconnect.c) and gives back what allocd still holds.
+         * Listed at once (not pipelined yet: nothing to read for it), as its regions leave the held
+         * table, so that a reconnect before it is sent counts them as given back (reconnect.c) and
+         * gives back what allocd still holds.
          */
         *p = (struct pending){.what = req->body_case,
                               .ids = memcpy(p + 1, ids, n * sizeof(*ids)),
                               .n = n,
                               .renew = req->body_case == ALLOCD__REQUEST__BODY_FREE && req->free->renew};
         pthread_mutex_lock(&c->lock);
+        if (!held_take(c->held, ids, n)) {
+                pthread_mutex_unlock(&c->lock);
+                free(p);
+                return 1;
+        }
         p->id = ++c->next_id;
         p->next = c->pending;
         c->pending = p;
@@ -199,8 +203,8 @@ fail:
         conn_unlist(c, p);
         if (p->renew)
                 conn_spare_unlisted(c, p);
+        held_add(c->held, ids, n); /* under the lock, as they were taken */
         pthread_mutex_unlock(&c->lock);
-        held_add(c->held, ids, n);
         free(p);
         return r;
 }

@@ -289,7 +289,8 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
 /* A new connection, not the old one reclaimed: what it held is gone (said once, if it held anything). */
 static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         held_sync(c->held, NULL, NULL, 0, NULL); /* nothing is held any more */
-        atomic_fetch_add(&c->afresh, 1);         /* a new allocd numbers its regions from the start again */
+        region_table_forget(c->regions);
+        atomic_fetch_add(&c->afresh, 1); /* a new allocd numbers its regions from the start again */
         if (had) {
                 c->revived = -ESTALE;
                 snprintf(c->revived_msg, sizeof(c->revived_msg),

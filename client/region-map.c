@@ -30,11 +30,13 @@ struct region_map {
         uint64_t size;
         uint32_t refs;
         bool read_only;
+        struct region_map *next_lost; /* region_table_forget's list */
 };
 
 struct region_table {
         pthread_mutex_t lock;
         void *root;
+        struct region_map *lost; /* forgotten, mapped until the table is freed */
 };
 
 static int cmp(const void *a, const void *b) {
@@ -62,6 +64,10 @@ struct region_table *region_table_free(struct region_table *t) {
         if (!t)
                 return NULL;
         tdestroy(t->root, unmap);
+        for (struct region_map *m = t->lost, *next; m; m = next) {
+                next = m->next_lost;
+                unmap(m);
+        }
         pthread_mutex_destroy(&t->lock);
         free(t);
         return NULL;
@@ -127,6 +133,28 @@ int region_table_locate(struct region_table *t, const Allocd__Region *g, struct 
         }
         pthread_mutex_unlock(&t->lock);
         return m ? 0 : -EPROTO;
+}
+
+static void lose(const void *node, VISIT v, void *arg) {
+        struct region_table *t = arg;
+        struct region_map *m = *(struct region_map *const *)node;
+
+        if (v == postorder || v == leaf) {
+                m->next_lost = t->lost;
+                t->lost = m;
+        }
+}
+
+static void keep(void *node) {
+        (void)node;
+}
+
+void region_table_forget(struct region_table *t) {
+        pthread_mutex_lock(&t->lock);
+        twalk_r(t->root, lose, t);
+        tdestroy(t->root, keep);
+        t->root = NULL;
+        pthread_mutex_unlock(&t->lock);
 }
 
 void region_table_drop(struct region_table *t, uint64_t id) {

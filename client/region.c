@@ -131,10 +131,10 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
                 d.region = reply->region->id;
                 req.body_case = ALLOCD__REQUEST__BODY_DETACH;
                 req.detach = &d;
+                held_take(client_held(c), &d.region, 1);        /* held as it came (transport.c) */
                 region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
                 return refuse_grant(c, &req, r);
         }
-        held_add(client_held(c), &ret->id, 1);
         return 0;
 }
 
@@ -199,13 +199,9 @@ static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, c
         size_t nback;
         int r = client_spare_take(c, pool, size, opts, ret, back, &nback);
 
-        if (r == 0)
-                held_add(client_held(c), &ret->id, 1);
-        if (nback) {
-                /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
-                held_add(client_held(c), back, nback);
+        /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
+        if (nback)
                 free_batch(c, back, nback);
-        }
         client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
         return r;
 }
@@ -253,22 +249,22 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
  * caller is done with the memory.
  */
 static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool pipe) {
-        bool taken;
-        int r;
+        bool taken = false;
+        int r = 1;
 
         client_clear_error();
         if (!c)
                 return client_fail(-EINVAL, "no connection (NULL)");
-        taken = held_take(client_held(c), ids, n);
-        if (!taken && req->body_case == ALLOCD__REQUEST__BODY_FREE)
-                req->free->renew = NULL; /* not held here: its answer is waited for, and is no spare */
-        if (taken && pipe)
-                r = client_send_pipelined(c, req, ids, n);
-        else
-                r = client_give_back_sync(c, req, taken ? ids : NULL, taken ? n : 0);
-        /* Refused, or not known (-ETIME): still held.  -ESTALE: nothing is held any more. */
-        if (r < 0 && taken && !pipe && r != -ESTALE)
-                held_add(client_held(c), ids, n);
+        if (pipe && (r = client_send_pipelined(c, req, ids, n)) <= 0)
+                taken = true;
+        if (r == 1) {
+                if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
+                        req->free->renew = NULL; /* its answer is waited for, and is no spare */
+                r = client_give_back_sync(c, req, ids, n, &taken);
+                /* Refused, or not known (-ETIME): still held.  -ESTALE: nothing is held any more. */
+                if (r < 0 && taken && r != -ESTALE)
+                        held_add(client_held(c), ids, n);
+        }
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is
                  * skipped. */
@@ -431,9 +427,10 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
                 fb.regions = ids;
                 req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
                 req.free_batch = &fb;
+                for (size_t i = 0; i < nids; i++)
+                        held_take(client_held(c), &ids[i], 1); /* held as they came (transport.c) */
                 return refuse_grant(c, &req, r);
         }
-        held_add(client_held(c), ids, n);
         return 0;
 }
 

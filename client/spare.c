@@ -226,6 +226,10 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
         }
         if (c->spare.nask && c->spare.ask[0].answered && c->spare.ask[0].taken == granted(c->spare.ask[0].reply))
                 drop(c, 0);
+        /* Held from now on, under the lock: a reconnect's squaring then counts them the connection's. */
+        if (r == 0)
+                held_add(c->held, &ret->id, 1);
+        held_add(c->held, back, *nback);
         pthread_mutex_unlock(&c->lock);
         return r < 0 ? -ENOENT : 0;
 }

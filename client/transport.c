@@ -260,9 +260,34 @@ static void done_before(const Allocd__Request *req, Allocd__Reply *rep) {
                 rep->error = ALLOCD__ERROR__OK;
 }
 
-/* client_call; a give-back that took taken[0, ntaken) out of the held table is not sent again. */
-static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken, Allocd__Reply **ret,
-                struct map_error *map) {
+/*
+ * What reply grants the connection goes into the held table before the lock is let go, so that a
+ * reconnect's squaring (under the lock) finds it there, not a reference too many to give back.
+ */
+static void hold_grants(struct alloc_client *c, const Allocd__Request *req, const Allocd__Reply *r) {
+        Allocd__Request__BodyCase what = req->body_case;
+
+        if (r->has_error && r->error != ALLOCD__ERROR__OK)
+                return;
+        if ((what == ALLOCD__REQUEST__BODY_ALLOC || what == ALLOCD__REQUEST__BODY_ATTACH) &&
+            r->body_case == ALLOCD__REPLY__BODY_REGION && r->region && r->region->has_id)
+                held_add(c->held, &r->region->id, 1);
+        else if (what == ALLOCD__REQUEST__BODY_ALLOC_BATCH && r->body_case == ALLOCD__REPLY__BODY_BATCH)
+                for (size_t i = 0, n = client_batch_size(r->batch); i < n; i++) {
+                        Allocd__Region g = client_batch_region(r->batch, i);
+                        if (g.has_id)
+                                held_add(c->held, &g.id, 1);
+                }
+}
+
+/*
+ * client_call; a give-back of ids[0, n) takes them out of the held table as it is listed (*taken),
+ * and is then not sent again.
+ */
+static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken,
+                Allocd__Reply **ret, struct map_error *map) {
+        const uint64_t *took = NULL;
+        size_t ntaken = 0;
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me;
         struct timespec deadline;
@@ -276,8 +301,12 @@ static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *ta
         if (map)
                 map->err = 0;
         pthread_mutex_lock(&c->lock);
+        if (ids && (*taken = held_take(c->held, ids, n))) {
+                took = ids;
+                ntaken = n;
+        }
 retry:
-        me = (struct pending){.what = req->body_case, .ids = taken, .n = ntaken};
+        me = (struct pending){.what = req->body_case, .ids = took, .n = ntaken};
         gen = c->gen;
         req->has_id = true;
         req->id = me.id = ++c->next_id;
@@ -319,10 +348,12 @@ retry:
                         conn_die(c, r, "the connection to allocd is gone");
         }
         conn_await(c, replied, &me, timed ? &deadline : NULL, !wakes_others(req));
-        if (!me.reply && (c->dead || c->gen != gen)) {
+        if (c->gen != gen || (!me.reply && c->dead)) {
                 /*
                  * Lost with the connection: made again, it is sent again if that is safe.  Listed while
-                 * the squaring runs, so that what it took from the table is given back there, once.
+                 * the squaring runs, so that what it took from the table is given back there, once.  A
+                 * reply read before another thread made it again is lost too: the squaring did not know
+                 * of it, and gave back what it granted.
                  */
                 r = conn_revive(c, gen);
                 conn_unlist(c, &me);
@@ -358,6 +389,7 @@ retry:
         *ret = me.reply;
         if (again)
                 done_before(req, me.reply);
+        hold_grants(c, req, me.reply);
         /* Only a failure has words to copy: the message buffer is most of the struct. */
         if (map && (map->err = me.map.err) < 0)
                 memcpy(map->msg, me.map.msg, sizeof(map->msg));
@@ -369,12 +401,12 @@ out:
 }
 
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
-        return call(c, req, NULL, 0, ret, map);
+        return call(c, req, NULL, 0, NULL, ret, map);
 }
 
-int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *taken, size_t ntaken) {
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken) {
         Allocd__Reply *reply;
-        int r = call(c, req, taken, ntaken, &reply, NULL);
+        int r = call(c, req, ids, n, taken, &reply, NULL);
 
         if (r < 0 || !reply)
                 return r;

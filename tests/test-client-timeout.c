@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -153,6 +155,44 @@ Test(timeout, a_grant_read_at_disconnect_is_given_back) {
         cr_assert_eq(wait_used(watch, "host", 1 << 20), 1 << 20, "granted, the answer waiting in c's socket");
         alloc_disconnect(c);
         cr_assert_eq(wait_used(watch, "host", 0), 0);
+        alloc_disconnect(watch);
+}
+
+/*
+ * A child of fork() shares the connection's socket (liballoc-client(3)): the parent's
+ * alloc_disconnect still ends the lease while the child lives, and the child's alloc_disconnect
+ * ends only its copy, leaving the parent's connection as it was.
+ */
+Test(timeout, a_forked_child_neither_keeps_nor_ends_the_lease) {
+        struct alloc_client *c = daemon_connect(&d), *watch = daemon_connect(&d);
+        struct alloc_status *st = NULL;
+        struct alloc_region r;
+        int go[2], status;
+        char x;
+
+        cr_assert_eq(pipe(go), 0);
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        pid_t quiet = fork(); /* keeps its copy, and waits */
+        if (quiet == 0) {
+                close(go[1]); /* the test's end going (a failed assertion) ends the wait too */
+                _exit(read(go[0], &x, 1) == 1 ? 0 : 1);
+        }
+        pid_t closer = fork(); /* disconnects its copy, and exits */
+        if (closer == 0) {
+                alloc_disconnect(c);
+                _exit(0);
+        }
+        cr_assert_eq(waitpid(closer, &status, 0), closer);
+        cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        cr_assert_eq(alloc_region_free_sync(c, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        cr_assert_eq(wait_used(watch, "host", 0), 0, "the child's copy of the socket kept the lease");
+        cr_assert_eq(write(go[1], "x", 1), 1);
+        cr_assert_eq(waitpid(quiet, &status, 0), quiet);
+        close(go[0]);
+        close(go[1]);
         alloc_disconnect(watch);
 }
 

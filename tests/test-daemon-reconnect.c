@@ -100,6 +100,38 @@ Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .tim
 }
 
 /*
+ * An isolation = region pool's region after a restart without state gets its own mapping, never a
+ * lost region's: the library forgets those (their ids may come again, where the new allocd's drawn
+ * start meets the old one's).
+ */
+Test(reconnect, a_region_after_a_restart_without_state_is_not_a_lost_one_of_the_same_id, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region old, r, seen;
+        struct alloc_opts named = {.name = "after"};
+
+        cr_assert_eq(daemon_spawn_opts(&d, "[pool iso]\nkind = host\nsize = 4M\nisolation = region\n",
+                                       &(struct daemon_opts){.die_with_test = true}),
+                     -1);
+        struct alloc_client *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &old), 0, "%s", alloc_last_error());
+        memcpy(old.ptr, "before", 7);
+        restart(&d);
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &r), -ESTALE);
+        cr_assert_str_eq(old.ptr, "before"); /* still mapped */
+        cr_assert_eq(alloc_region_new(c, "iso", 4096, &named, &r), 0, "%s", alloc_last_error());
+        cr_assert_neq(r.ptr, old.ptr, "region %llu got the mapping of lost region %llu", (unsigned long long)r.id,
+                      (unsigned long long)old.id);
+        memcpy(r.ptr, "shared", 7);
+        struct alloc_client *b = daemon_connect(&d);
+        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.cptr, "shared");
+        cr_assert_str_eq(old.ptr, "before");
+        alloc_disconnect(b);
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+/*
  * A program may keep an id from before a restart without state in another thread or structure.
  * The new allocd draws where its ids start, so the old id names none of its regions: a Free of
  * it is NOT_FOUND, not the loss of a region the connection holds now (both allocds hand out their
@@ -119,6 +151,46 @@ Test(reconnect, an_id_from_before_a_restart_without_state_names_no_region_after_
         cr_assert_eq(alloc_region_free(c, old.id), -ENOENT, "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "host"), 8192);
         alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+/* alloc_dump_each's callback: restarts allocd without its state at the first region. */
+static int restart_at_first(const struct alloc_region_info *info, void *d) {
+        static bool done;
+
+        (void)info;
+        if (!done)
+                restart(d);
+        done = true;
+        return 0;
+}
+
+/*
+ * A dump is pages, each asked after the last id of the one before: a restart without state between
+ * two pages would end it early, as if all had been listed (the new allocd has none of the ids, or
+ * others).  It fails instead, and says to dump again.
+ */
+Test(reconnect, a_dump_across_a_restart_without_state_fails_rather_than_ends_early, .timeout = 60) {
+        enum { N = 1000 };
+        struct daemon d;
+        struct alloc_region *rs = calloc(N, sizeof(*rs));
+        uint64_t sizes[N];
+
+        for (int i = 0; i < N; i++)
+                sizes[i] = 4096;
+
+        start(&d);
+        struct alloc_client *maker = daemon_connect(&d), *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new_batch(maker, "host", sizes, N, NULL, rs), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_dump_each(c, NULL, restart_at_first, &d), -ESTALE, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "during the dump"), "%s", alloc_last_error());
+        struct alloc_dump *dump = NULL;
+        cr_assert_eq(alloc_dump(c, NULL, &dump), 0, "%s", alloc_last_error());
+        cr_assert_eq(dump->nregions, 0);
+        alloc_dump_free(dump);
+        alloc_disconnect(maker);
+        alloc_disconnect(c);
+        free(rs);
         daemon_stop(&d);
 }
 
@@ -343,4 +415,86 @@ Test(reconnect, a_wait_cut_by_a_restart_with_state_is_granted_by_the_next_allocd
         cr_assert_eq(used_by(a), 2 << 20);
         alloc_disconnect(w.c);
         alloc_disconnect(a);
+}
+
+/* ---- threads that allocate and free on one connection while allocd restarts with its state ---- */
+
+struct churn {
+        struct alloc_client *c;
+        volatile bool *stop;
+        int id;
+        uint64_t held[16];
+        int n, bad;
+        char err[512];
+};
+
+static void *churn_loop(void *arg) {
+        struct churn *w = arg;
+        unsigned seed = (unsigned)w->id * 7919u;
+
+        while (!*w->stop) {
+                int op = rand_r(&seed) % 6, r = 0;
+                struct alloc_region reg;
+                struct alloc_status *st = NULL;
+                if ((op <= 1 && w->n < 16) || w->n == 0) {
+                        struct alloc_opts o = {.flags = ALLOC_NOWAIT};
+                        r = alloc_region_new(w->c, "host", 4096, &o, &reg);
+                        if (r == 0)
+                                w->held[w->n++] = reg.id;
+                } else if (op == 2) {
+                        r = alloc_region_free(w->c, w->held[--w->n]);
+                } else if (op == 3) {
+                        r = alloc_region_free_sync(w->c, w->held[--w->n]);
+                } else if (op == 4) {
+                        r = alloc_status(w->c, &st);
+                        alloc_status_free(st);
+                } else {
+                        r = alloc_region_sync(w->c);
+                }
+                if (r < 0 && r != -EAGAIN) {
+                        w->bad++;
+                        snprintf(w->err, sizeof(w->err), "op %d: %s", op, alloc_last_error());
+                }
+        }
+        return NULL;
+}
+
+/*
+ * Each thread's regions stay its own through restarts: a grant read before another thread made the
+ * connection again, or a region taken out of the held table as the squaring ran, was a reference
+ * the squaring gave back (later -ENOENT for the region the caller held), or one it missed.
+ */
+Test(reconnect, threads_that_alloc_and_free_through_restarts_lose_no_reference, .fini = end_sysd, .timeout = 120) {
+        volatile bool stop = false;
+        struct churn w[4];
+        pthread_t t[4];
+
+        sysd_start(&s, CONF);
+        struct alloc_client *c = daemon_connect(&s.d);
+        alloc_set_timeout(c, 2000);
+        for (int i = 0; i < 4; i++) {
+                w[i] = (struct churn){.c = c, .stop = &stop, .id = i + 1};
+                pthread_create(&t[i], NULL, churn_loop, &w[i]);
+        }
+        for (int k = 0; k < 10; k++) {
+                usleep(50000);
+                sysd_restart(&s, k % 2 ? SIGKILL : SIGTERM);
+        }
+        usleep(200000);
+        stop = true;
+        int total = 0;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(t[i], NULL);
+                total += w[i].n;
+        }
+        for (int i = 0; i < 4; i++)
+                cr_expect_eq(w[i].bad, 0, "thread %d: %s", i, w[i].err);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), (uint64_t)total * 4096);
+        for (int i = 0; i < 4; i++)
+                for (int k = 0; k < w[i].n; k++)
+                        cr_assert_eq(alloc_region_free_sync(c, w[i].held[k]), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        cr_assert_eq(used_by(c), 0);
+        alloc_disconnect(c);
 }

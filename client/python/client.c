@@ -198,6 +198,7 @@ static PyObject *client_repr(struct py_client *cl) {
 
 /* Regions hold their client, and views their region: when this runs, nothing of it is left in use. */
 static void client_dealloc(struct py_client *cl) {
+        py_client_forget(cl);
         if (cl->c) {
                 struct alloc_client *c = cl->c;
                 cl->c = NULL;
@@ -245,7 +246,8 @@ static PyMethodDef client_methods[] = {
 };
 
 static PyGetSetDef client_getset[] = {
-        {"closed", (getter)client_get_closed, NULL, "True once close() was called.", NULL},
+        {"closed", (getter)client_get_closed, NULL,
+         "True once close() was called, and in a child forked after connect().", NULL},
         {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -53,12 +53,15 @@ static const struct dtype_info *dtype_by_name(const char *name) {
 static const struct dtype_info *parse_dtype(PyObject *o) {
         const struct dtype_info *d = NULL;
         PyObject *s = o ? PyObject_Str(o) : NULL, *np, *dt;
-        const char *name = s ? PyUnicode_AsUTF8(s) : "uint8";
+        Py_ssize_t len = 5;
+        const char *name = !o ? "uint8" : s ? PyUnicode_AsUTF8AndSize(s, &len) : NULL;
 
-        if (!name) {
+        if (!name) { /* str(o) raised: that error stands */
                 Py_XDECREF(s);
                 return NULL;
         }
+        if (strlen(name) != (size_t)len)
+                goto out; /* a NUL: no dtype's name, and NumPy would read it up to the NUL */
         if (!strncmp(name, "torch.", 6))
                 name += 6;
         if ((d = dtype_by_name(name)) || !o || (np = PyImport_ImportModule("numpy")) == NULL) {
@@ -311,7 +314,7 @@ PyObject *py_view_dlpack(PyObject *self, PyObject *args, PyObject *kw) {
         PyObject *stream = Py_None, *max_version = Py_None, *dl_device = Py_None, *copy = Py_None, *cap;
         struct py_region *rg = v->region;
         const struct alloc_region *r = &rg->r;
-        unsigned major = 0, minor = 0;
+        int major = 0, minor = 0;
         DLDevice saved = v->device;
         struct export *e;
         DLTensor *t;
@@ -321,10 +324,13 @@ PyObject *py_view_dlpack(PyObject *self, PyObject *args, PyObject *kw) {
                 return NULL;
         if (stream != Py_None && !PyLong_Check(stream))
                 return PyErr_Format(PyExc_TypeError, "stream=%R: an int or None", stream);
+        /* "ii", not "II": those take -1 as 4294967295 and 2**32 as 0, without a word. */
         if (max_version != Py_None &&
-            (!PyTuple_Check(max_version) || !PyArg_ParseTuple(max_version, "II", &major, &minor))) {
+            (!PyTuple_Check(max_version) || !PyArg_ParseTuple(max_version, "ii", &major, &minor) || major < 0 ||
+             minor < 0)) {
                 PyErr_Clear();
-                return PyErr_Format(PyExc_TypeError, "max_version=%R: a (major, minor) tuple or None", max_version);
+                return PyErr_Format(PyExc_TypeError, "max_version=%R: a (major, minor) tuple of ints from 0, or None",
+                                    max_version);
         }
         if (copy == Py_True)
                 return PyErr_Format(PyExc_BufferError, "copy=True: allocd exports its own memory, never a copy");
@@ -390,6 +396,18 @@ int py_dlpack_add_constants(PyObject *m) {
 
 /* ---- the View type ---- */
 
+/* A view is laid out in C order; that is Fortran order too when at most one size is above 1. */
+static bool fortran_too(const struct py_view *v) {
+        int above1 = 0;
+
+        for (int i = 0; i < v->ndim; i++) {
+                if (v->shape[i] == 0)
+                        return true;
+                above1 += v->shape[i] > 1;
+        }
+        return above1 <= 1;
+}
+
 static int view_getbuffer(struct py_view *v, Py_buffer *b, int flags) {
         struct py_region *rg = v->region;
 
@@ -401,6 +419,10 @@ static int view_getbuffer(struct py_view *v, Py_buffer *b, int flags) {
         }
         if (!v->dtype->format && (flags & PyBUF_FORMAT)) {
                 PyErr_Format(PyExc_BufferError, "the buffer protocol has no format for %s: use DLPack", v->dtype->name);
+                return -1;
+        }
+        if ((flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS && !fortran_too(v)) {
+                PyErr_SetString(PyExc_BufferError, "the view is C-contiguous (row-major), not Fortran-contiguous");
                 return -1;
         }
         if (py_region_export(rg, flags & PyBUF_WRITABLE) < 0)

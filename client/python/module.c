@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,7 +95,9 @@ PyObject *py_raise(int err) {
 
 int py_client_enter(struct py_client *cl) {
         if (cl->closed || !cl->c) {
-                PyErr_SetString(PyExc_ValueError, "the allocd client is closed");
+                PyErr_SetString(PyExc_ValueError, cl->forked ? "this allocd client was connected by the parent process "
+                                                               "before fork(): connect again in this one"
+                                                             : "the allocd client is closed");
                 return -1;
         }
         cl->holds++;
@@ -109,6 +112,38 @@ void py_client_leave(struct py_client *cl) {
                 alloc_disconnect(c);
                 PyEval_RestoreThread(ts);
         }
+}
+
+/*
+ * A child forked from this process has a copy of each Client, whose socket is still the parent's
+ * connection: a request there (a Region deallocated, alloc_disconnect giving back what the kinds
+ * hold) would act on the parent's regions, and could read the parent's replies.  So in the child
+ * every client is closed and its connection forgotten, left to the parent, without a word sent.
+ */
+static struct py_client *clients;
+
+static void after_fork_child(void) {
+        for (struct py_client *cl = clients; cl; cl = cl->next) {
+                cl->closed = cl->forked = true;
+                cl->c = NULL;
+        }
+}
+
+static void client_remember(struct py_client *cl) {
+        cl->prev = NULL;
+        cl->next = clients;
+        if (clients)
+                clients->prev = cl;
+        clients = cl;
+}
+
+void py_client_forget(struct py_client *cl) {
+        if (cl->prev)
+                cl->prev->next = cl->next;
+        else
+                clients = cl->next;
+        if (cl->next)
+                cl->next->prev = cl->prev;
 }
 
 /* Names and client names are bytes to allocd; surrogateescape gives back exactly the bytes it sent. */
@@ -148,9 +183,15 @@ int py_timeout_ms(PyObject *o, const char *what, bool zero_ok, uint32_t *ret) {
         double s = PyFloat_AsDouble(o);
 
         if (s == -1.0 && PyErr_Occurred()) {
-                PyErr_Format(PyExc_TypeError, "%s is in seconds (an int or a float), not %.80s", what,
-                             Py_TYPE(o)->tp_name);
-                return -1;
+                if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                        PyErr_Clear(); /* an int past a double's range: out of range below */
+                        s = -1;
+                } else {
+                        if (PyErr_ExceptionMatches(PyExc_TypeError))
+                                PyErr_Format(PyExc_TypeError, "%s is in seconds (an int or a float), not %.80s", what,
+                                             Py_TYPE(o)->tp_name);
+                        return -1;
+                }
         }
         if (!(s >= 0) || (!zero_ok && s == 0) || ceil(s * 1000) > UINT32_MAX) {
                 PyErr_Format(PyExc_ValueError, "%s=%R: seconds, %s and at most %u", what, o,
@@ -192,8 +233,9 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
                 goto out;
         }
         cl->c = c;
-        cl->closed = false;
+        cl->closed = cl->forked = false;
         cl->holds = 0;
+        client_remember(cl);
 out:
         Py_XDECREF(sock);
         Py_XDECREF(name);
@@ -262,11 +304,17 @@ static int add_errors(PyObject *m) {
 PyMODINIT_FUNC PyInit_allocd(void);
 
 PyMODINIT_FUNC PyInit_allocd(void) {
+        static bool at_fork;
         PyObject *m;
 
         if (PyType_Ready(&py_client_type) < 0 || PyType_Ready(&py_region_type) < 0 || PyType_Ready(&py_view_type) < 0 ||
             PyType_Ready(&py_kind_type) < 0 || PyType_Ready(&py_block_type) < 0)
                 return NULL;
+        if (!at_fork && pthread_atfork(NULL, NULL, after_fork_child) != 0) {
+                PyErr_SetString(PyExc_ImportError, "allocd: pthread_atfork failed");
+                return NULL;
+        }
+        at_fork = true;
         m = PyModule_Create(&module_def);
         if (!m)
                 return NULL;

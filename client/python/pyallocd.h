@@ -23,7 +23,9 @@
 struct py_client {
         PyObject_HEAD struct alloc_client *c; /* NULL once disconnected */
         bool closed;                          /* close() was called: no new calls, no new views */
+        bool forked;                          /* this is a child forked after connect: closed, c NULL */
         Py_ssize_t holds;                     /* calls without the GIL + views of its regions */
+        struct py_client *prev, *next;        /* every client of the process (module.c) */
 };
 
 enum region_state { REGION_LIVE, REGION_FREE_PENDING, REGION_DETACH_PENDING, REGION_GONE };
@@ -63,6 +65,7 @@ PyObject *py_raise(int err);                           /* allocd.Error subclass 
 PyObject *py_raise_msg(int err, const char *fmt, ...); /* the same with a message of our own */
 int py_client_enter(struct py_client *cl);             /* -1 (ValueError set) if closed */
 void py_client_leave(struct py_client *cl);            /* disconnects once closed and nothing holds it */
+void py_client_forget(struct py_client *cl);           /* out of the list of clients, as it is deallocated */
 PyObject *py_text(const char *s);                      /* bytes from allocd as str, losslessly */
 int py_name_arg(PyObject *o, void *ret);               /* O& converter: str/bytes/None -> PyBytes or NULL */
 int py_timeout_ms(PyObject *o, const char *what, bool zero_ok, uint32_t *ret); /* seconds -> ms */

@@ -291,7 +291,11 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
  * default is $ALLOCD_SPARE (0 or 1), else off.
  */
 int alloc_set_spare(struct alloc_client *c, bool on);
-/* Releases the connection's regions and unmaps its pools.  Accepts NULL; returns NULL. */
+/*
+ * Releases the connection's regions and unmaps its pools; the connection's last call (no other
+ * thread may be in a call on it).  In a child of fork(), frees the child's copy alone.  Accepts
+ * NULL; returns NULL.
+ */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 
 /* A region of size bytes (times opts->count) in pool; opts may be NULL. */
@@ -379,7 +383,8 @@ struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
  * id, one page of allocd's replies at a time, so a dump of a million regions
  * costs neither side more than a page.  region (and its holders) is valid
  * only during the call.  fn returns 0 to go on; anything else ends the walk
- * and is returned.
+ * and is returned.  -ESTALE: allocd restarted without its state after fn saw
+ * a region (dump again).
  */
 int alloc_dump_each(struct alloc_client *c, const char *pool,
                     int (*fn)(const struct alloc_region_info *region, void *data), void *data);

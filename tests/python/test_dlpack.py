@@ -110,7 +110,8 @@ def test_dlpack_arguments(client):
         r.__dlpack__(copy=True)
     with pytest.raises(BufferError, match="does not copy"):
         r.__dlpack__(dl_device=(allocd.kDLCUDA, 0))
-    for bad in [dict(max_version=1), dict(max_version=("a", 0)), dict(dl_device=1), dict(stream="s"),
+    for bad in [dict(max_version=1), dict(max_version=("a", 0)), dict(max_version=(-1, 0)),
+                dict(max_version=(2 ** 32, 0)), dict(max_version=(1, -1)), dict(dl_device=1), dict(stream="s"),
                 dict(copy=3), dict(nonsense=1)]:
         with pytest.raises(TypeError):
             r.__dlpack__(**bad)
@@ -129,6 +130,42 @@ def test_dlpack_arguments(client):
         f.__dlpack__()
     with pytest.raises(BufferError):
         memoryview(f)
+
+
+class PyBuffer(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.POINTER(ctypes.c_ssize_t)),
+                ("strides", ctypes.POINTER(ctypes.c_ssize_t)), ("suboffsets", ctypes.c_void_p),
+                ("internal", ctypes.c_void_p)]
+
+
+def get_buffer(obj, flags):
+    """PyObject_GetBuffer with flags that memoryview() never asks: the strides it gave, released."""
+    b = PyBuffer()
+    ctypes.pythonapi.PyObject_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(PyBuffer), ctypes.c_int]
+    ctypes.pythonapi.PyBuffer_Release.argtypes = [ctypes.POINTER(PyBuffer)]
+    ctypes.pythonapi.PyObject_GetBuffer(obj, ctypes.byref(b), flags)
+    strides = [b.strides[i] for i in range(b.ndim)]
+    ctypes.pythonapi.PyBuffer_Release(ctypes.byref(b))
+    return strides
+
+
+PyBUF_STRIDES, PyBUF_C, PyBUF_F, PyBUF_ANY = 0x18, 0x20 | 0x18, 0x40 | 0x18, 0x80 | 0x18
+
+
+def test_buffer_orders(client):
+    """A view is C-contiguous: a consumer that asks for Fortran order gets a BufferError, not C strides."""
+    r = client.alloc("h", 4096)
+    v = r.view("float32", (32, 32))
+    for flags in (PyBUF_STRIDES, PyBUF_C, PyBUF_ANY):
+        assert get_buffer(v, flags) == [128, 4]
+    with pytest.raises(BufferError, match="Fortran"):
+        get_buffer(v, PyBUF_F)
+    assert get_buffer(r.view("float32", (1, 1024)), PyBUF_F) == [4096, 4]  # one line is both orders
+    assert get_buffer(r, PyBUF_F) == [1]
+    r.free()
+    assert region_ids(client) == []  # no export left behind
 
 
 def test_region_stays_while_an_array_views_it(client):

@@ -29,6 +29,11 @@ def test_bad_arguments_raise_and_change_nothing(client):
                      (("x",), {"owner": -1}), (("x",), {"owner": "root"}), (("x",), {"pool": 3})]:
         with pytest.raises((TypeError, ValueError)):
             client.attach(*args, **kw)
+    for huge in (10 ** 400, -10 ** 400):  # past a double: out of range, not "not an int"
+        with pytest.raises(ValueError, match="at most"):
+            client.alloc("h", 4096, timeout=huge)
+        with pytest.raises(ValueError, match="at most"):
+            client.attach("x", timeout=huge)
     with pytest.raises(TypeError):
         client.dump(5)
     with pytest.raises(TypeError):
@@ -39,6 +44,15 @@ def test_bad_arguments_raise_and_change_nothing(client):
     for shape in [(-1, 2**61), (0, 2**62, 2**62), (2**62, 0, 4)]:  # sizes whose products overflow
         with pytest.raises(ValueError):
             r.view("int64", shape)
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("no str")
+    with pytest.raises(RuntimeError, match="no str"):  # its own error, not a uint8 View
+        r.view(Unprintable())
+    for dtype in ["uint8\0junk", "float32\0", "torch.int64\0x"]:
+        with pytest.raises(ValueError, match="dtype"):
+            r.view(dtype)
     r.free()
     assert region_ids(client) == []
 
