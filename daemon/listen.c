@@ -2,7 +2,7 @@
 /*
  * The listening socket.  A path we bind is ours to clean up, but only the
  * socket file we made there: a slip of the finger (--socket allocd.conf)
- * must not delete a file, nor a stop another allocd's socket.  A socket file
+ * must not delete a file, nor a stop remove another allocd's socket.  A socket file
  * left by a crash is taken over only when nothing answers on it.
  */
 #include <errno.h>
