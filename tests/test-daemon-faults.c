@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "faults-common.h"
+#include "wire.h"
 
 TestSuite(faults, .fini = teardown, .timeout = 90);
 
@@ -383,5 +384,45 @@ Test(faults, one_uid_cannot_take_every_region_fd) {
         expect_uid_limit(&h, "regions", 4, "r", "max_region_fds_per_uid");
         cr_assert_eq(helper_finish(&h), EMFILE);
         c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 10: every refused reclaim is logged, and a refused reclaim leaves the connection in its
+ * handshake, so one connection could make allocd write a line per request, as fast as it sent them
+ * (so could denied Allocs, or connections over a limit): the journal's own rate limit would then
+ * drop allocd's other lines.  Lines about clients are rate-limited, and allocd says so.
+ */
+Test(faults, one_client_cannot_flood_the_log) {
+        enum { NREQ = 3000 };
+        static const char *const reclaim[] = {"cannot reclaim connection", NULL};
+        static const char *const limited[] = {"lines about clients", NULL};
+        uint8_t buf[256], secret[16] = {0};
+
+        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
+        int s = raw_connect();
+        for (int i = 0; i < NREQ; i++) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Hello h = ALLOCD__HELLO__INIT;
+                h.has_version = h.has_reclaim_serial = h.has_reclaim_secret = true;
+                h.reclaim_secret = (ProtobufCBinaryData){sizeof(secret), secret};
+                h.version = WIRE_VERSION;
+                h.reclaim_serial = 1000000 + (uint64_t)i;
+                req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+                req.hello = &h;
+                cr_assert_eq(wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_NOSIGNAL), 0);
+                Allocd__Reply *r = recv_reply(s, 10000, "a reclaim of no connection");
+                cr_assert_not_null(r, "allocd closed the connection after %d refused reclaims", i);
+                cr_assert_eq(r->error, ALLOCD__ERROR__NOT_FOUND, "error %d: %s", r->error, r->message);
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        close(s);
+        /* allocd still serves. */
+        close(raw_hello("after"));
+        unsigned long lines = log_count(reclaim);
+        cr_log_info("%d refused reclaims: %lu lines about them", NREQ, lines);
+        cr_expect_lt(lines, NREQ / 2, "one connection made allocd log %lu lines in %d requests", lines, NREQ);
+        cr_expect_eq(log_count(limited), 1, "allocd did not say once that it leaves lines about clients out:\n%s",
+                     slurp(log_path));
         stop();
 }
