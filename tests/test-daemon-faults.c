@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -424,5 +425,63 @@ Test(faults, one_client_cannot_flood_the_log) {
         cr_expect_lt(lines, NREQ / 2, "one connection made allocd log %lu lines in %d requests", lines, NREQ);
         cr_expect_eq(log_count(limited), 1, "allocd did not say once that it leaves lines about clients out:\n%s",
                      slurp(log_path));
+        stop();
+}
+
+/* The fds allocd has open. */
+static int daemon_fds(void) {
+        char path[64];
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)d.pid);
+        DIR *dir = opendir(path);
+        cr_assert_not_null(dir, "%s: %s", path, strerror(errno));
+        for (struct dirent *e; (e = readdir(dir));)
+                n += e->d_name[0] != '.';
+        closedir(dir);
+        return n;
+}
+
+/*
+ * Fault 11: each reply that hands out an isolation = region region carries an fd allocd opened for
+ * it, which a reply queued in allocd keeps open; only the queue's bytes paused the connection, so one
+ * that attached a region over and over without reading held an fd in allocd per ~60-byte reply,
+ * over a thousand before its requests stopped being read, and a few such connections took every fd
+ * allocd had.  A connection with replies queued that carry such fds is not read until it reads them.
+ */
+Test(faults, unread_replies_do_not_hold_fds) {
+        enum { NREQ = 4000 };
+        uint8_t buf[256];
+        struct alloc_region r;
+
+        start("[pool r]\nkind = host\nsize = 1M\nisolation = region\n", 0, NULL);
+        c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "r", 4096, &(struct alloc_opts){.name = "x"}, &r), 0, "%s",
+                     alloc_last_error());
+        int before = daemon_fds();
+        int s = raw_hello("attacher");
+        int sent = 0;
+        for (long end = now_ms() + 3000; sent < NREQ && now_ms() < end;) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Attach at = ALLOCD__ATTACH__INIT;
+                at.name = "x";
+                req.has_id = true;
+                req.id = 2 + (uint64_t)sent;
+                req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+                req.attach = &at;
+                int e = wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (e == -EAGAIN) {
+                        usleep(1000);
+                        continue;
+                }
+                cr_assert_eq(e, 0, "send: %s", strerror(-e));
+                sent++;
+        }
+        usleep(300000);
+        int held = daemon_fds() - before;
+        cr_log_info("%d attaches not read: allocd holds %d fds more", sent, held);
+        cr_expect_lt(held, 64, "one connection that reads none of its %d replies holds %d fds in allocd", sent, held);
+        close(s);
+        c = alloc_disconnect(c);
         stop();
 }
