@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,6 +320,16 @@ static void close_evicted(void) {
         }
 }
 
+/*
+ * Whether the peer of a socket that read 0 bytes hung up: a packet of 0 bytes (an empty Request,
+ * as protobuf packs one) reads as 0 too.
+ */
+static bool hung_up(int fd) {
+        struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
         static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
@@ -343,7 +354,7 @@ static void serve(struct conn *c) {
                         conn_error_reply(c, 0, E_PROTOCOL, msg);
                         return conn_close(c);
                 }
-                if (n <= 0 || c->state == CONN_REFUSED)
+                if (n < 0 || (n == 0 && hung_up(c->fd)) || c->state == CONN_REFUSED)
                         return conn_close(c); /* hung up, or refused and told why already */
                 /* Room an earlier request freed goes to the waiters first, not to whoever asks next. */
                 if (core_pending(core)) {
