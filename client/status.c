@@ -179,13 +179,18 @@ static void region_info(const Allocd__Region *x, struct alloc_region_info *o, st
         o->holders_omitted += (uint32_t)(x->n_holders - o->nholders);
 }
 
+/* Where a Dump with after = id starts: the slot after the id's (its low 32 bits); 0: the start. */
+static uint64_t dump_pos(uint64_t id) {
+        return id ? (uint64_t)(uint32_t)id + 1 : 0;
+}
+
 int alloc_dump_each(struct alloc_client *c, const char *pool,
                     int (*fn)(const struct alloc_region_info *region, void *data), void *data) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Dump dm = ALLOCD__DUMP__INIT;
         struct alloc_holder *holders;
         struct alloc_region_info info;
-        uint64_t last = 0, afresh;
+        uint64_t last = 0, after = 0, afresh;
         bool told = false;
         int r = 0;
 
@@ -200,9 +205,9 @@ int alloc_dump_each(struct alloc_client *c, const char *pool,
         dm.pool = (char *)pool;
         for (;;) {
                 Allocd__Reply *reply;
-                uint64_t before = last;
+                uint64_t before = after;
                 dm.has_after = true;
-                dm.after = last;
+                dm.after = after;
                 if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_DUMP, "Dump", &reply)) < 0)
                         break;
                 /* Pages of two allocds are no one dump: the next one's ids are no sequel of the first's. */
@@ -212,16 +217,37 @@ int alloc_dump_each(struct alloc_client *c, const char *pool,
                                                  "regions had been listed; dump again");
                         break;
                 }
+                if (client_afresh(c) != afresh) { /* none listed yet: the new allocd's dump, from its start */
+                        afresh = client_afresh(c);
+                        if (before) {
+                                allocd__reply__free_unpacked(reply, NULL);
+                                after = 0;
+                                continue;
+                        }
+                }
                 for (size_t i = 0; r == 0 && i < reply->dump->n_regions; i++) {
                         region_info(reply->dump->regions[i], &info, holders);
                         last = info.id;
                         told = true;
                         r = fn(&info, data);
                 }
-                bool more = reply->dump->more;
+                bool more = reply->dump->more, has_next = reply->dump->has_next;
+                uint64_t next = reply->dump->next;
+                size_t n = reply->dump->n_regions;
                 allocd__reply__free_unpacked(reply, NULL);
-                if (r != 0 || !more || last == before)
+                if (r != 0 || !more)
                         break;
+                /* An allocd before next: after the last id; a page that lists none ends the dump. */
+                if (!has_next && (after = last) == before)
+                        break;
+                /* next moves on, past what was listed: else the dump would go round, or list twice. */
+                if (has_next && (dump_pos(next) <= dump_pos(before) || (n && dump_pos(next) < dump_pos(last)))) {
+                        r = client_fail(-EPROTO, "allocd's Dump reply went back (next %#llx after %#llx)",
+                                        (unsigned long long)next, (unsigned long long)before);
+                        break;
+                }
+                if (has_next)
+                        after = next;
         }
         free(holders);
         return r;

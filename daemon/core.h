@@ -412,6 +412,12 @@ struct region_info {
 void core_region_info(const struct core *core, uint32_t slot, struct region_info *info);
 /* The first live slot at or after *slot; false when there is none. */
 bool core_region_next(const struct core *core, uint32_t *slot);
+/*
+ * As core_region_next, looking no further than end (exclusive), so that a caller pages through
+ * the table in bounded steps; when there is none before end, *slot is end if the table goes on
+ * past it, UINT32_MAX if it does not.
+ */
+bool core_region_next_before(const struct core *core, uint32_t *slot, uint32_t end);
 /* Calls fn for each client holding slot, with its count of references; stops when fn returns false. */
 void core_region_holders(const struct core *core, uint32_t slot,
                          bool (*fn)(const struct client *cl, uint32_t count, void *data), void *data);

@@ -3,8 +3,9 @@
  * Status and Dump: the core's state, marshalled into one packet each.  Both
  * page: Status lists the clients after a serial until the packet is full and
  * says how many it left out; Dump lists regions after an id, at most
- * DUMP_MAX a packet, and says whether there are more, so neither side ever
- * holds more than a packet of it, however many regions there are.
+ * DUMP_MAX a packet and DUMP_SCAN slots looked at, and says whether there are
+ * more and after what to ask, so neither side ever holds more than a packet
+ * of it, nor allocd's loop more than a bounded scan, however many regions there are.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -190,6 +191,13 @@ out:
 /* Holders listed per region in a Dump; the rest are counted in holders_omitted. */
 #define HOLDERS_LISTED 32
 #define DUMP_MAX 512
+/*
+ * Slots one Dump looks at, listed or not: a Dump that sees few of the regions (of another pool,
+ * or another user's) would otherwise walk the whole table for one page, ~20 ms at 1M regions, and
+ * a client may pipeline many.  At about 20 ns a slot this is ~0.3 ms; the reply's next says where
+ * to go on.
+ */
+#define DUMP_SCAN 16384
 
 struct holder_block {
         Allocd__Holder h[HOLDERS_LISTED];
@@ -246,7 +254,7 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
         size_t n = 0, budget = WIRE_MAX_PACKET - 256;
         uint32_t slot = m->has_after && m->after ? (uint32_t)m->after + 1 : 0;
         const struct pool *only = NULL;
-        bool more = false;
+        bool more = false, full = false;
 
         if (!rs || !rp || !blocks) {
                 proto_error(out, id, E_INTERNAL, "out of memory");
@@ -260,8 +268,14 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
                 proto_error(out, id, E_NO_POOL, msg);
                 goto out;
         }
-        for (; slot != UINT32_MAX && core_region_next(core, &slot); slot++) {
+        uint32_t end = slot > UINT32_MAX - DUMP_SCAN ? UINT32_MAX : slot + DUMP_SCAN;
+        for (; slot != UINT32_MAX; slot++) {
                 struct region_info r;
+                if (!core_region_next_before(core, &slot, end)) {
+                        more = slot != UINT32_MAX;
+                        d.next = (uint64_t)end - 1; /* the last slot looked at, as an id's low 32 bits */
+                        break;
+                }
                 core_region_info(core, slot, &r);
                 if (only && r.pool != only)
                         continue;
@@ -269,7 +283,7 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
                     !core_pool_may(r.pool, cl, ACCESS_ALLOC))
                         continue;
                 if (n == DUMP_MAX) {
-                        more = true;
+                        full = true;
                         break;
                 }
                 fill_region(&rs[n], &r);
@@ -278,17 +292,22 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
                 rs[n].holders = blocks[n].p;
                 size_t sz = allocd__region__get_packed_size(&rs[n]) + 8;
                 if (sz > budget) {
-                        more = true;
+                        full = true;
                         break;
                 }
                 budget -= sz;
                 rp[n] = &rs[n];
                 n++;
         }
+        if (full) {
+                more = true;
+                d.next = n ? rs[n - 1].id : 0; /* 0 only for a region over the budget alone: never */
+        }
         d.n_regions = n;
         d.regions = rp;
         d.has_more = true;
         d.more = more;
+        d.has_next = more;
         reply.has_id = reply.has_error = true;
         reply.id = id;
         reply.body_case = ALLOCD__REPLY__BODY_DUMP;

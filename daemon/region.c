@@ -287,14 +287,25 @@ void core_region_info(const struct core *core, uint32_t slot, struct region_info
 }
 
 bool core_region_next(const struct core *core, uint32_t *slot) {
-        const struct regions *rt = &core->regions;
+        uint32_t s = *slot;
 
-        for (uint32_t s = *slot; s < rt->slots.hi; s++) {
+        if (!core_region_next_before(core, &s, UINT32_MAX))
+                return false; /* *slot as it was: callers start again from it */
+        *slot = s;
+        return true;
+}
+
+bool core_region_next_before(const struct core *core, uint32_t *slot, uint32_t end) {
+        const struct regions *rt = &core->regions;
+        uint32_t hi = rt->slots.hi < end ? rt->slots.hi : end;
+
+        for (uint32_t s = *slot; s < hi; s++) {
                 if (rt->tab[s].state & R_LIVE) {
                         *slot = s;
                         return true;
                 }
         }
+        *slot = end < rt->slots.hi ? end : UINT32_MAX;
         return false;
 }
 
