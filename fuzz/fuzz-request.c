@@ -239,6 +239,23 @@ static void check_batch(struct conn *c, const Allocd__RegionBatch *b) {
         }
 }
 
+/* A Dump's page: in order of slot, and next (set with more, and only then) not before its last. */
+static void check_dump(const Allocd__DumpReply *d) {
+        uint32_t prev = 0;
+
+        if (d->has_next != d->more)
+                check_fail("a Dump reply with more %d and next %s", d->more, d->has_next ? "set" : "unset");
+        for (size_t k = 0; k < d->n_regions; k++) {
+                if (k && (uint32_t)d->regions[k]->id <= prev)
+                        check_fail("a Dump reply's regions out of order (%#llx after slot %u)",
+                                   (unsigned long long)d->regions[k]->id, prev);
+                prev = (uint32_t)d->regions[k]->id;
+        }
+        if (d->has_next && (!d->next || (d->n_regions && (uint32_t)d->next < prev)))
+                check_fail("a Dump reply's next %#llx goes back (last slot listed %u)", (unsigned long long)d->next,
+                           prev);
+}
+
 /* The reply in out must decode, and an error must say why. */
 static int check_reply(int i) {
         Allocd__Reply *r = allocd__reply__unpack(NULL, out.len, out.buf);
@@ -253,6 +270,8 @@ static int check_reply(int i) {
                 check_region(&conns[i], r->region, out.fd);
         if (r->body_case == ALLOCD__REPLY__BODY_BATCH)
                 check_batch(&conns[i], r->batch);
+        if (r->body_case == ALLOCD__REPLY__BODY_DUMP)
+                check_dump(r->dump);
         if (trace)
                 fprintf(stderr, "  session %d <- id %llu %s%s%s%s\n", i, (unsigned long long)r->id,
                         wire_error_name(code), r->message ? ": " : "", r->message ? r->message : "",

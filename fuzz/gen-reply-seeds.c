@@ -255,7 +255,8 @@ static void status_reply(uint64_t omitted, uint64_t first_serial, size_t nclient
         ok_body(0, ALLOCD__REPLY__BODY_STATUS, &s);
 }
 
-static void dump_reply(uint64_t first, size_t n, bool more) {
+/* next: DumpReply.next (0: unset, as an allocd before it leaves it). */
+static void dump_reply(uint64_t first, size_t n, bool more, uint64_t next) {
         Allocd__DumpReply d = ALLOCD__DUMP_REPLY__INIT;
         Allocd__Region gs[4], *list[4];
         Allocd__Holder h = ALLOCD__HOLDER__INIT, *hs[] = {&h};
@@ -280,6 +281,8 @@ static void dump_reply(uint64_t first, size_t n, bool more) {
         d.regions = list;
         d.has_more = more;
         d.more = more;
+        d.has_next = next != 0;
+        d.next = next;
         ok_body(0, ALLOCD__REPLY__BODY_DUMP, &d);
 }
 
@@ -404,18 +407,28 @@ static void lists(void) {
         BEGIN(OP(OP_STATUS, 0), OP(OP_DUMP, 0), OP(OP_DUMP, 1), OP(OP_DUMP_EACH, 2));
         hello();
         status_reply(0, 1, 2, true);
-        dump_reply(0, 3, false);
-        dump_reply(0, 1, false);
-        dump_reply(0, 3, false);
+        dump_reply(0, 3, false, 0);
+        dump_reply(0, 1, false, 0);
+        dump_reply(0, 3, false, 0);
         save("status-dump");
 
         BEGIN(OP(OP_STATUS, 0), OP(OP_DUMP, 0));
         hello();
         status_reply(2, 1, 3, true);
         status_reply(0, 4, 2, false);
-        dump_reply(0, 4, true);
-        dump_reply(4, 2, false);
+        dump_reply(0, 4, true, 0);
+        dump_reply(4, 2, false, 0);
         save("pages");
+
+        /* Pages that list nothing, allocd having stopped looking, then one that goes back. */
+        BEGIN(OP(OP_DUMP, 0), OP(OP_DUMP_EACH, 0));
+        hello();
+        dump_reply(0, 0, true, 16383);
+        dump_reply(16384, 2, true, 40000);
+        dump_reply(0, 0, false, 0);
+        dump_reply(0, 0, true, 16383);
+        dump_reply(5, 1, true, 100);
+        save("dump-next");
 
         BEGIN(OP(OP_DROP, 1), OP(OP_DROP, 15), OP(OP_FREE_ID, 1), OP(OP_SEAL, 3));
         hello();
