@@ -442,7 +442,6 @@ static void unstore_state(void) {
 }
 
 void restart_begin(struct core *core, uint64_t next_serial) {
-        char name[300];
         size_t want = 2;
         int r;
 
@@ -453,17 +452,28 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 npassed = 0;
                 return;
         }
-        /* The pools made from stored fds are in the store already. */
+        /*
+         * The pools made from stored fds are in the store already.  One that took its stored fd but could
+         * not use it (damaged, a failed mlock, no GPU yet) is made of other memory by a reload: the old fd
+         * leaves the store, so that the new one is stored then and the next start does not adopt the old.
+         */
         for (size_t i = 0; sync_pools_size(core) && i < core_npools(core); i++) {
                 struct pool_info pi;
+                struct stored_pool sp;
                 core_pool_info(core_pool_at(core, i), &pi);
-                want += pi.available && pi.fd >= 0;
-                pool_fdname(&pi, name, sizeof(name));
-                for (size_t j = 0; j < npassed && stored[i] == POOL_NEW; j++)
-                        if (passed[j].fd < 0 && !strcmp(passed[j].name, name)) {
+                bool made = pi.available && pi.fd >= 0;
+                want += made;
+                for (size_t j = 0; j < npassed; j++) {
+                        if (passed[j].fd >= 0 || !fdstore_pool_parse(passed[j].name, &sp) || strcmp(sp.name, pi.name))
+                                continue;
+                        if (!made) {
+                                fdstore_remove(passed[j].name);
+                                passed[j].name[0] = '\0';
+                        } else if (stored[i] == POOL_NEW) {
                                 stored[i] = POOL_STORED;
                                 npool_fds++;
                         }
+                }
         }
         size_t regions = 0;
         for (size_t i = 0; i < npassed; i++) {

@@ -338,3 +338,38 @@ Test(restart, the_grace_time_starts_when_allocd_serves) {
         cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
         alloc_disconnect(k);
 }
+
+/*
+ * A stored pool fd that cannot be used (damaged here; a failed mlock or a GPU not there yet at start does the
+ * same) leaves its pool unavailable, and a reload makes it of fresh memory: the store must hold that memory
+ * then, not the old fd, or the next restart adopts the old fd again, and the regions made since are lost or
+ * restored into memory that is not theirs.
+ */
+Test(restart, a_pool_made_by_a_reload_after_its_stored_fd_failed_is_stored) {
+        const char *conf = "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n";
+        struct alloc_region r;
+        int fd = memfd_create("bad", MFD_CLOEXEC), e = -1;
+
+        cr_assert(fd >= 0 && ftruncate(fd, 4096) == 0);
+        sysd_start(&s, conf);
+        sysd_kill(&s, SIGTERM);
+        sysd_drop(&s, "pool.host.8388608.extra");
+        sysd_put(&s, "pool.host.8388608.extra", fd);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "pool extra: the fd stored for it is not a sealed memfd"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.8388608.extra", 0), 0, "the fd that was not used is still stored");
+        kill(s.d.pid, SIGHUP);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 500 && e; i++) {
+                usleep(i ? 10000 : 0); /* until the reload made it */
+                e = alloc_region_new(k, "extra", 8192, &(struct alloc_opts){.name = "x", .flags = ALLOC_PERSIST}, &r);
+        }
+        cr_assert_eq(e, 0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 6);
+        alloc_disconnect(k);
+        sysd_restart(&s, SIGKILL);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "x", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 6));
+        alloc_disconnect(k);
+}
