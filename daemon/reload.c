@@ -366,6 +366,7 @@ void reload_run(void) {
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         last.limits = apply_limits(&conf);
+        restart_reconfigured(core, &conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool_info p;

@@ -203,19 +203,40 @@ int restart_pool_fd(struct pool_conf *pc) {
         return fd;
 }
 
-bool restart_pool_deferred(const struct pool_conf *pc) {
-        struct stored_pool sp;
-        struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
-        struct pool_conf *n;
+/* pc (a copy) is made when its draining namesake empties. */
+static bool defer(const struct pool_conf *pc) {
+        struct pool_conf *n = realloc(deferred, (ndeferred + 1) * sizeof(*n));
 
-        if (!f || same_pool(pc, &sp) || sp.kind == POOL_GPU || sp.vmm)
-                return false;
-        if (!(n = realloc(deferred, (ndeferred + 1) * sizeof(*n))))
+        if (!n)
                 return false;
         deferred = n;
         deferred[ndeferred] = *pc;
         deferred[ndeferred++].ranges = NULL; /* only memory pools are stored */
         return true;
+}
+
+bool restart_pool_deferred(const struct pool_conf *pc) {
+        struct stored_pool sp;
+        struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
+
+        if (!f || same_pool(pc, &sp) || sp.kind == POOL_GPU || sp.vmm)
+                return false;
+        return defer(pc);
+}
+
+/*
+ * SIGHUP: the pools waiting for a draining namesake are what the file says now, so that a section
+ * changed meanwhile is made as it is, one taken out is not made, and one put back is made.
+ */
+void restart_reconfigured(struct core *core, const struct config *conf) {
+        struct pool_info pi;
+        struct pool *p;
+
+        ndeferred = 0;
+        for (size_t i = 0; i < conf->npools; i++)
+                if ((p = core_pool_find(core, conf->pools[i].name)) && (core_pool_info(p, &pi), pi.draining) &&
+                    !defer(&conf->pools[i]))
+                        return;
 }
 
 static bool is_deferred(const char *name) {

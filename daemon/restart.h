@@ -30,6 +30,8 @@ int restart_pool_fd(struct pool_conf *pc);
  * go: that pool is restored read-only in its place (draining), and pc is made once it is empty.
  */
 bool restart_pool_deferred(const struct pool_conf *pc);
+/* SIGHUP read conf: the pools waiting for a draining namesake are conf's sections of those names now. */
+void restart_reconfigured(struct core *core, const struct config *conf);
 /*
  * After the configured pools: the stored pools no configured pool took become draining pools, then
  * the newest stored state is restored.  0 (*next_serial set, 1 when there was no state), or a

@@ -373,3 +373,39 @@ Test(restart, a_pool_made_by_a_reload_after_its_stored_fd_failed_is_stored) {
         cr_assert(pattern_ok(r.ptr, r.size, 6));
         alloc_disconnect(k);
 }
+
+/*
+ * A pool resized across a restart waits for the old one to drain (resized_pool_waits_for_the_old_one); a SIGHUP
+ * meanwhile that changes its section, or takes it out of the file, is what is made, or not, once it drained.
+ */
+static struct alloc_client *drained_after_reload(const char *reloaded) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart(
+                "p", "old", "[pool p]\nkind = host\nsize = 8M\n[pool q]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, reloaded);
+        kill(s.d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "SIGHUP: reloaded"); i++)
+                usleep(10000);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "the draining pool is dropped"); i++)
+                usleep(10000);
+        cr_assert(strstr(sysd_log(&s), "the draining pool is dropped"), "%s", sysd_log(&s));
+        return k;
+}
+
+Test(restart, a_waiting_pool_is_made_as_a_reload_configured_it) {
+        struct alloc_client *k =
+                drained_after_reload("[pool p]\nkind = host\nsize = 12M\n[pool q]\nkind = host\nsize = "
+                                     "4M\n");
+        cr_assert_eq(listed_size(k, "p", 12u << 20), 12u << 20, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+Test(restart, a_waiting_pool_a_reload_took_out_is_not_made) {
+        struct alloc_client *k = drained_after_reload("[pool q]\nkind = host\nsize = 4M\n");
+        cr_assert_eq(listed_size(k, "p", 0), 0, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
