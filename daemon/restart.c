@@ -203,16 +203,28 @@ int restart_pool_fd(struct pool_conf *pc) {
         return fd;
 }
 
-/* pc (a copy) is made when its draining namesake empties. */
+/* pc (a copy: the configuration it is in goes) is made when its draining namesake empties. */
 static bool defer(const struct pool_conf *pc) {
         struct pool_conf *n = realloc(deferred, (ndeferred + 1) * sizeof(*n));
+        struct span *ranges = pc->nranges ? malloc(pc->nranges * sizeof(*ranges)) : NULL;
 
-        if (!n)
+        if (n)
+                deferred = n;
+        if (!n || (pc->nranges && !ranges)) {
+                free(ranges);
                 return false;
-        deferred = n;
+        }
+        if (pc->nranges)
+                memcpy(ranges, pc->ranges, pc->nranges * sizeof(*ranges));
         deferred[ndeferred] = *pc;
-        deferred[ndeferred++].ranges = NULL; /* only memory pools are stored */
+        deferred[ndeferred++].ranges = ranges; /* an fpga pool's, in place of a stored memory pool */
         return true;
+}
+
+static void undefer_all(void) {
+        for (size_t i = 0; i < ndeferred; i++)
+                free(deferred[i].ranges);
+        ndeferred = 0;
 }
 
 bool restart_pool_deferred(const struct pool_conf *pc) {
@@ -232,7 +244,7 @@ void restart_reconfigured(struct core *core, const struct config *conf) {
         struct pool_info pi;
         struct pool *p;
 
-        ndeferred = 0;
+        undefer_all();
         for (size_t i = 0; i < conf->npools; i++)
                 if ((p = core_pool_find(core, conf->pools[i].name)) && (core_pool_info(p, &pi), pi.draining) &&
                     !defer(&conf->pools[i]))
@@ -323,9 +335,9 @@ void restart_discard(void) {
         state_at = -1;
         state_name = -1;
         nregion_fds = 0; /* a restore undone closed those it had taken */
+        undefer_all();
         free(deferred);
         deferred = NULL;
-        ndeferred = 0;
 }
 
 /* The name a pool's fd has in the store. */
@@ -378,6 +390,7 @@ static void make_deferred(struct core *core, const char *name) {
                         log_err("%s; pool %s is left out (allocctl status says why), SIGHUP tries again", err, name);
                 else
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "pool %s: made as configured", name);
+                free(deferred[i].ranges);
                 deferred[i] = deferred[--ndeferred];
                 return;
         }

@@ -409,3 +409,16 @@ Test(restart, a_waiting_pool_a_reload_took_out_is_not_made) {
         cr_assert_eq(listed_size(k, "p", 0), 0, "%s", sysd_log(&s));
         alloc_disconnect(k);
 }
+
+/* A pool that waits for its draining namesake keeps its whole section: an fpga pool's ranges too. */
+Test(restart, a_waiting_fpga_pool_keeps_its_ranges) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k =
+                persist_then_restart("p", "old", "[pool p]\nkind = fpga\nranges = 0x100000000+8M, 0x200000000+4M\n");
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(listed_size(k, "p", 12u << 20), 12u << 20, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
