@@ -12,7 +12,7 @@
  * asks for the same pool, then the state is read into them, all before the socket is served.
  * A state that cannot be read means its regions are lost: the adopted pools would hand out
  * memory that old clients may still map and write, so the whole core is made again from fresh
- * memory.  A stored pool with no configuration (or another kind or size now) is restored all
+ * memory.  A stored pool with no configuration (or another kind, size or hugepages now) is restored all
  * the same, draining: its regions can be attached, detached and freed, it takes no Alloc, and it
  * goes (from the store too) with its last region; a configured pool of its name waits for that.
  * Without a store nothing is kept, and a stop says what it loses.
@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -181,10 +182,18 @@ static struct passed_fd *stored_pool(const char *name, struct stored_pool *sp) {
         return NULL;
 }
 
-static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp) {
+/*
+ * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend, and of its
+ * pages (hugepages, which the name does not say: a memfd's block size is its page size).
+ */
+static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp, int fd) {
         bool vmm = pc->kind == POOL_PINNED && sp->vmm;
+        struct stat st;
 
         if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
+                return false;
+        if (!sp->vmm && sp->kind != POOL_GPU && fstat(fd, &st) == 0 &&
+            (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : (uint64_t)sysconf(_SC_PAGESIZE)))
                 return false;
         return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
 }
@@ -194,7 +203,7 @@ int restart_pool_fd(struct pool_conf *pc) {
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
         int fd;
 
-        if (!f || !same_pool(pc, &sp))
+        if (!f || !same_pool(pc, &sp, f->fd))
                 return -1;
         if (pc->kind == POOL_PINNED)
                 pc->backend = sp.vmm ? BACKEND_VMM : BACKEND_MEMFD;
@@ -231,7 +240,7 @@ bool restart_pool_deferred(const struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
 
-        if (!f || same_pool(pc, &sp) || sp.kind == POOL_GPU || sp.vmm)
+        if (!f || same_pool(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
                 return false;
         return defer(pc);
 }
@@ -281,7 +290,8 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
                 return;
         }
         snprintf(why, sizeof(why), "restored from the fd store, but %s",
-                 is_deferred(sp->name) ? "configured with another kind or size now" : "no longer configured");
+                 is_deferred(sp->name) ? "configured with another kind, size or hugepages now"
+                                       : "no longer configured");
         core_pool_drain(p, why);
 }
 

@@ -21,12 +21,12 @@
 int restart_collect(int *sock);
 /*
  * The stored fd of the configured pool *pc, when there is a state to restore and the fd was made
- * for a pool of the same kind, backend and size; -1 otherwise.  The fd is the caller's
+ * for a pool of the same kind, backend, size and pages (hugepages); -1 otherwise.  The fd is the caller's
  * (core_pool_add_fd); *pc's backend = auto is settled to the stored pool's.
  */
 int restart_pool_fd(struct pool_conf *pc);
 /*
- * Whether pc must wait for the regions of a stored pool of its name but another kind or size to
+ * Whether pc must wait for the regions of a stored pool of its name but another kind, size or hugepages to
  * go: that pool is restored read-only in its place (draining), and pc is made once it is empty.
  */
 bool restart_pool_deferred(const struct pool_conf *pc);

@@ -173,17 +173,25 @@ Test(restart, a_reloaded_pools_regions_survive) {
         alloc_disconnect(k);
 }
 
-/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
-Test(restart, resized_pool_waits_for_the_old_one) {
-        struct alloc_region r;
+/* Pool p of 4M with a PERSIST region "old", restarted as conf says: p drains, of 4M still.  A new connection. */
+static struct alloc_client *drains_after_restart(const char *conf) {
         struct alloc_status *st;
 
         sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
-        struct alloc_client *k = persist_then_restart("p", "old", "[pool p]\nkind = host\nsize = 8M\n");
+        struct alloc_client *k = persist_then_restart("p", "old", conf);
         cr_assert_eq(alloc_status(k, &st), 0);
-        cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
+        const char *why = pool_status(st, "p")->draining;
+        cr_assert(why && strstr(why, "another kind, size or hugepages"), "%s: %s", why, sysd_log(&s));
         cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
         alloc_status_free(st);
+        return k;
+}
+
+/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
+Test(restart, resized_pool_waits_for_the_old_one) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n");
+
         cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
         uint64_t size = listed_size(k, "p", 8u << 20);
@@ -420,5 +428,18 @@ Test(restart, a_waiting_fpga_pool_keeps_its_ranges) {
         cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
         cr_assert_eq(listed_size(k, "p", 12u << 20), 12u << 20, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/*
+ * hugepages is the pool's backing, which SIGHUP leaves for a restart: across one, the old memory (of other
+ * pages) drains, as for another size, rather than being adopted for a pool it no longer is.
+ */
+Test(restart, a_pool_given_hugepages_drains_its_old_memory) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nhugepages = 2M\n");
+
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, 9));
         alloc_disconnect(k);
 }
