@@ -29,7 +29,8 @@ struct conn {
         uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
         STAILQ_HEAD(, packet) out;
         size_t out_bytes;
-        uint32_t busy; /* zeroing jobs that will answer on this connection */
+        uint32_t out_fds; /* queued replies that carry an fd of their own (an isolation = region region's) */
+        uint32_t busy;    /* zeroing jobs that will answer on this connection */
         TAILQ_ENTRY(conn) link, hs_link;
 };
 

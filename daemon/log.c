@@ -4,6 +4,12 @@
  * $JOURNAL_STREAM) each line goes to the journal with POOL=, REGION= and
  * CLIENT_PID= fields, so `journalctl POOL=host` finds a pool's story;
  * otherwise it is one line on stderr.
+ *
+ * Lines about a client (those whose context names its pid) are what a client
+ * can make allocd write as fast as it sends: a refused reclaim, a denied
+ * Alloc, a connection over a limit.  At most CLIENT_BURST of them are written
+ * each CLIENT_INTERVAL_MS, so that no client floods the journal (whose own
+ * rate limit would then drop allocd's other lines) or spends the loop on it.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -15,14 +21,20 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <systemd/sd-journal.h>
 
 #include "config.h"
 #include "log.h"
 
+#define CLIENT_BURST 1000
+#define CLIENT_INTERVAL_MS 10000
+
 static int log_level = LOG_LEVEL_INFO;
 static bool to_journal;
+static uint64_t client_window; /* when the current CLIENT_INTERVAL_MS began */
+static unsigned client_lines, client_dropped;
 
 void log_init(void) {
         const char *e = getenv("JOURNAL_STREAM");
@@ -50,12 +62,41 @@ int log_level_parse(const char *s) {
         return -1;
 }
 
+/*
+ * Whether a line about a client may be written now: one of the first CLIENT_BURST in this
+ * CLIENT_INTERVAL_MS.  Says when they begin to be left out, and before the first one after the
+ * interval, how many were.  Only the loop thread logs about clients; worker threads (a pool made on
+ * SIGHUP, zeroing) log other lines, which do not come here.
+ */
+static bool client_line_allowed(void) {
+        struct timespec ts;
+        uint64_t now;
+
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        if (now - client_window >= CLIENT_INTERVAL_MS) {
+                if (client_dropped)
+                        log_warn("%u lines about clients were not logged (at most %d in %d s)", client_dropped,
+                                 CLIENT_BURST, CLIENT_INTERVAL_MS / 1000);
+                client_window = now;
+                client_lines = client_dropped = 0;
+        }
+        if (client_lines < CLIENT_BURST) {
+                client_lines++;
+                return true;
+        }
+        if (client_dropped++ == 0)
+                log_warn("more than %d lines about clients in %d s: the rest are left out until then, and counted",
+                         CLIENT_BURST, CLIENT_INTERVAL_MS / 1000);
+        return false;
+}
+
 void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
         static const char *prefix[] = {[LOG_LEVEL_ERR] = "error: ", [LOG_LEVEL_WARNING] = "warning: "};
         char msg[1024];
         va_list ap;
 
-        if (level > log_level)
+        if (level > log_level || (ctx && ctx->pid && !client_line_allowed()))
                 return;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -14,9 +14,10 @@
  * Accepting, the Hello deadline and the listening socket are accept.c's.
  *
  * Out: replies go straight to the socket; when it is full they queue, with
- * their fds.  While a connection has OUT_PAUSE bytes queued its requests are
- * not read (it gets no more replies until it reads the ones it has); past
- * OUT_MAX bytes (only waiters' outcomes can get it there) it is closed.
+ * their fds.  While a connection has OUT_PAUSE bytes queued, or OUT_FDS_PAUSE
+ * replies that each hold an fd open in allocd, its requests are not read (it
+ * gets no more replies until it reads the ones it has); past OUT_MAX bytes
+ * (only waiters' outcomes can get it there) it is closed.
  *
  * Once per loop turn (a uv_check) the core runs its deferred work and each
  * outcome is answered; one timer follows the core's earliest waiter deadline.
@@ -25,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,7 @@
 #define OUT_PAUSE (64u << 10) /* queued reply bytes at which a connection's requests wait */
 #define OUT_MAX (1u << 20)    /* queued reply bytes at which it is closed */
 #define READ_BURST 32         /* requests served from one connection before the loop moves on */
+#define OUT_FDS_PAUSE 4       /* queued replies with an fd of their own at which its requests wait */
 
 struct packet {
         STAILQ_ENTRY(packet) link;
@@ -153,12 +156,17 @@ void conn_close(struct conn *c) {
         changed();
 }
 
+/* Whether c's requests are read: not while it leaves its replies unread (backpressure). */
+static bool conn_reading(const struct conn *c) {
+        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE;
+}
+
 static void conn_events(struct conn *c) {
         int ev = UV_DISCONNECT;
 
         if (c->state == CONN_CLOSING)
                 return;
-        if (c->out_bytes < OUT_PAUSE)
+        if (conn_reading(c))
                 ev |= UV_READABLE;
         if (!STAILQ_EMPTY(&c->out))
                 ev |= UV_WRITABLE;
@@ -205,6 +213,7 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
         memcpy(p->data, o->buf, o->len);
         STAILQ_INSERT_TAIL(&c->out, p, link);
         c->out_bytes += p->len;
+        c->out_fds += p->fd_owned;
         conn_events(c);
         return;
 drop:
@@ -223,6 +232,7 @@ static void flush(struct conn *c) {
                         return conn_close(c);
                 STAILQ_REMOVE_HEAD(&c->out, link);
                 c->out_bytes -= p->len;
+                c->out_fds -= p->fd_owned;
                 packet_free(p);
         }
         conn_events(c);
@@ -310,12 +320,22 @@ static void close_evicted(void) {
         }
 }
 
+/*
+ * Whether the peer of a socket that read 0 bytes hung up: a packet of 0 bytes (an empty Request,
+ * as protobuf packs one) reads as 0 too.
+ */
+static bool hung_up(int fd) {
+        struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
 static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
         static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
 
         core_set_now(core, uv_now(loop));
-        for (int i = 0; i < READ_BURST && c->state != CONN_CLOSING && c->out_bytes < OUT_PAUSE; i++) {
+        for (int i = 0; i < READ_BURST && c->state != CONN_CLOSING && conn_reading(c); i++) {
                 size_t nfds = 0;
                 ssize_t n = wire_recv(c->fd, buf, sizeof(buf), NULL, &nfds, MSG_DONTWAIT);
 
@@ -334,7 +354,7 @@ static void serve(struct conn *c) {
                         conn_error_reply(c, 0, E_PROTOCOL, msg);
                         return conn_close(c);
                 }
-                if (n <= 0 || c->state == CONN_REFUSED)
+                if (n < 0 || (n == 0 && hung_up(c->fd)) || c->state == CONN_REFUSED)
                         return conn_close(c); /* hung up, or refused and told why already */
                 /* Room an earlier request freed goes to the waiters first, not to whoever asks next. */
                 if (core_pending(core)) {

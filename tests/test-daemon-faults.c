@@ -10,6 +10,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include "faults-common.h"
+#include "wire.h"
 
 TestSuite(faults, .fini = teardown, .timeout = 90);
 
@@ -382,6 +384,104 @@ Test(faults, one_uid_cannot_take_every_region_fd) {
         /* Its regions went with its connection, and with them its count. */
         expect_uid_limit(&h, "regions", 4, "r", "max_region_fds_per_uid");
         cr_assert_eq(helper_finish(&h), EMFILE);
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/*
+ * Fault 10: every refused reclaim is logged, and a refused reclaim leaves the connection in its
+ * handshake, so one connection could make allocd write a line per request, as fast as it sent them
+ * (so could denied Allocs, or connections over a limit): the journal's own rate limit would then
+ * drop allocd's other lines.  Lines about clients are rate-limited, and allocd says so.
+ */
+Test(faults, one_client_cannot_flood_the_log) {
+        enum { NREQ = 3000 };
+        static const char *const reclaim[] = {"cannot reclaim connection", NULL};
+        static const char *const limited[] = {"lines about clients", NULL};
+        uint8_t buf[256], secret[16] = {0};
+
+        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
+        int s = raw_connect();
+        for (int i = 0; i < NREQ; i++) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Hello h = ALLOCD__HELLO__INIT;
+                h.has_version = h.has_reclaim_serial = h.has_reclaim_secret = true;
+                h.reclaim_secret = (ProtobufCBinaryData){sizeof(secret), secret};
+                h.version = WIRE_VERSION;
+                h.reclaim_serial = 1000000 + (uint64_t)i;
+                req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+                req.hello = &h;
+                cr_assert_eq(wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_NOSIGNAL), 0);
+                Allocd__Reply *r = recv_reply(s, 10000, "a reclaim of no connection");
+                cr_assert_not_null(r, "allocd closed the connection after %d refused reclaims", i);
+                cr_assert_eq(r->error, ALLOCD__ERROR__NOT_FOUND, "error %d: %s", r->error, r->message);
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        close(s);
+        /* allocd still serves. */
+        close(raw_hello("after"));
+        unsigned long lines = log_count(reclaim);
+        cr_log_info("%d refused reclaims: %lu lines about them", NREQ, lines);
+        cr_expect_lt(lines, NREQ / 2, "one connection made allocd log %lu lines in %d requests", lines, NREQ);
+        cr_expect_eq(log_count(limited), 1, "allocd did not say once that it leaves lines about clients out:\n%s",
+                     slurp(log_path));
+        stop();
+}
+
+/* The fds allocd has open. */
+static int daemon_fds(void) {
+        char path[64];
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)d.pid);
+        DIR *dir = opendir(path);
+        cr_assert_not_null(dir, "%s: %s", path, strerror(errno));
+        for (struct dirent *e; (e = readdir(dir));)
+                n += e->d_name[0] != '.';
+        closedir(dir);
+        return n;
+}
+
+/*
+ * Fault 11: each reply that hands out an isolation = region region carries an fd allocd opened for
+ * it, which a reply queued in allocd keeps open; only the queue's bytes paused the connection, so one
+ * that attached a region over and over without reading held an fd in allocd per ~60-byte reply,
+ * over a thousand before its requests stopped being read, and a few such connections took every fd
+ * allocd had.  A connection with replies queued that carry such fds is not read until it reads them.
+ */
+Test(faults, unread_replies_do_not_hold_fds) {
+        enum { NREQ = 4000 };
+        uint8_t buf[256];
+        struct alloc_region r;
+
+        start("[pool r]\nkind = host\nsize = 1M\nisolation = region\n", 0, NULL);
+        c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "r", 4096, &(struct alloc_opts){.name = "x"}, &r), 0, "%s",
+                     alloc_last_error());
+        int before = daemon_fds();
+        int s = raw_hello("attacher");
+        int sent = 0;
+        for (long end = now_ms() + 3000; sent < NREQ && now_ms() < end;) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Attach at = ALLOCD__ATTACH__INIT;
+                at.name = "x";
+                req.has_id = true;
+                req.id = 2 + (uint64_t)sent;
+                req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+                req.attach = &at;
+                int e = wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (e == -EAGAIN) {
+                        usleep(1000);
+                        continue;
+                }
+                cr_assert_eq(e, 0, "send: %s", strerror(-e));
+                sent++;
+        }
+        usleep(300000);
+        int held = daemon_fds() - before;
+        cr_log_info("%d attaches not read: allocd holds %d fds more", sent, held);
+        cr_expect_lt(held, 64, "one connection that reads none of its %d replies holds %d fds in allocd", sent, held);
+        close(s);
         c = alloc_disconnect(c);
         stop();
 }

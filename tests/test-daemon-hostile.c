@@ -163,6 +163,24 @@ Test(hostile, unknown_request_keeps_the_connection) {
         close(fd);
 }
 
+/*
+ * A packet of 0 bytes is an empty Request (protobuf packs one so), not a hang-up, though recv
+ * returns 0 for both: allocd took it for a hang-up, closed the connection and released its regions.
+ */
+Test(hostile, an_empty_packet_is_an_empty_request) {
+        int fd = hello();
+        cr_assert_eq(send(fd, "", 0, 0), 0);
+        expect_error(fd, ALLOCD__ERROR__INVALID);
+        send_status(fd, NULL, 0);
+        expect_error(fd, ALLOCD__ERROR__OK);
+        close(fd);
+
+        fd = raw_connect(); /* before Hello, as anything but Hello */
+        cr_assert_eq(send(fd, "", 0, 0), 0);
+        expect_error(fd, ALLOCD__ERROR__PROTOCOL);
+        expect_closed(fd);
+}
+
 Test(hostile, packet_over_the_limit) {
         size_t n = WIRE_MAX_PACKET + 4096;
         char *big = calloc(1, n);
