@@ -173,26 +173,30 @@ Test(restart, a_reloaded_pools_regions_survive) {
         alloc_disconnect(k);
 }
 
-/* Pool p of 4M with a PERSIST region "old", restarted as conf says: p drains, of 4M still.  A new connection. */
-static struct alloc_client *drains_after_restart(const char *conf) {
+/*
+ * Pool p of 4M with a PERSIST region "old", restarted as conf says: p drains, of 4M still, and "old" is
+ * attached in *r with what was written to it.  A new connection.
+ */
+static struct alloc_client *drains_after_restart(const char *conf, struct alloc_region *r) {
         struct alloc_status *st;
 
         sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
         struct alloc_client *k = persist_then_restart("p", "old", conf);
         cr_assert_eq(alloc_status(k, &st), 0);
         const char *why = pool_status(st, "p")->draining;
-        cr_assert(why && strstr(why, "another kind, size or hugepages"), "%s: %s", why, sysd_log(&s));
+        cr_assert(why && strstr(why, "another kind, size, quantum or hugepages"), "%s: %s", why, sysd_log(&s));
         cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
         alloc_status_free(st);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r->ptr, r->size, 9));
         return k;
 }
 
 /* A pool resized across a restart: the old one drains its regions, then the new one is made. */
 Test(restart, resized_pool_waits_for_the_old_one) {
         struct alloc_region r;
-        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n");
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n", &r);
 
-        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
         uint64_t size = listed_size(k, "p", 8u << 20);
         cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
@@ -437,9 +441,35 @@ Test(restart, a_waiting_fpga_pool_keeps_its_ranges) {
  */
 Test(restart, a_pool_given_hugepages_drains_its_old_memory) {
         struct alloc_region r;
-        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nhugepages = 2M\n");
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nhugepages = 2M\n", &r);
 
-        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
-        cr_assert(pattern_ok(r.ptr, r.size, 9));
+        alloc_disconnect(k);
+}
+
+/*
+ * quantum waits for a restart too: one made larger cannot hold the old regions (their offsets and sizes are
+ * of the old one), so the old pool drains as for another size, and no other pool's regions are lost; one made
+ * smaller holds them, and its pool is adopted.
+ */
+Test(restart, a_pool_given_a_larger_quantum_drains_its_old_memory) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nquantum = 64K\n", &r);
+
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("pool.host.4194304q65536.p", 1), 1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        cr_assert_eq(alloc_region_new(k, "p", 8192, &(struct alloc_opts){.name = "new", .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s", alloc_last_error());
+        cr_assert_eq(r.size, 64u << 10);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 4M\nquantum = 16K\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pools, 0 not available\n"), "%s", sysd_log(&s));
+        /* Under its quantum now: a region of 16K made next would not fit a pool of 64K again. */
+        cr_assert_eq(stored("pool.host.4194304q16384.p", 1), 1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.4194304q65536.p", 0), 0);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "new", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
         alloc_disconnect(k);
 }
