@@ -533,3 +533,53 @@ Test(hostile, persist_grants_that_never_reach_a_gone_client_go) {
         cr_expect_eq(wait_waiters(c, "f", 0), 0);
         close(fd);
 }
+
+static void send_cancel(int fd, uint64_t id, uint64_t request) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
+
+        m.has_request = true;
+        m.request = request;
+        req.has_id = true;
+        req.id = id;
+        req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
+        req.cancel = &m;
+        send_request(fd, &req, NULL, 0);
+}
+
+/* A Cancel of a request that is not waiting (unknown, answered, another connection's) is NOT_FOUND and changes nothing.
+ */
+Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        int fd = fpga_region(&a, &f, NULL), other = hello();
+        Allocd__Reply *r;
+
+        at.name = "never";
+        at.has_timeout_ms = true;
+        at.timeout_ms = 60000;
+        req.has_id = true;
+        req.id = 10;
+        req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+        req.attach = &at;
+        send_request(fd, &req, NULL, 0);
+        send_cancel(fd, 11, 99); /* unknown */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(fd, 12, 2); /* the Alloc, answered */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(other, 3, 10); /* another connection's */
+        expect_error(other, ALLOCD__ERROR__NOT_FOUND);
+        cr_assert_eq(pool_used(c, "f"), 4096, "the answered Alloc's region went");
+        send_cancel(fd, 13, 10); /* still waiting: cancelled, and answered so after the Cancel's OK */
+        expect_error(fd, ALLOCD__ERROR__OK);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 10 && r->error == ALLOCD__ERROR__CANCELLED && strstr(r->message, "cancelled"),
+                  "the Attach was not answered CANCELLED");
+        allocd__reply__free_unpacked(r, NULL);
+        send_cancel(fd, 14, 10); /* answered now */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        close(other);
+        close(fd);
+}
