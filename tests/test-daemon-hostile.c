@@ -54,6 +54,17 @@ static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nf
         cr_assert_eq(wire_send(fd, buf, n, fds, nfds, 0), 0);
 }
 
+/* A request of id with body (of the oneof's case body_case). */
+static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+
+        req.has_id = true;
+        req.id = id;
+        req.body_case = body_case;
+        req.hello = body; /* the oneof's members share one pointer */
+        send_request(fd, &req, NULL, 0);
+}
+
 /* The next reply, or NULL when allocd closed the connection. */
 static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
@@ -497,7 +508,6 @@ Test(hostile, a_refused_reclaim_leaves_the_name_alone) {
 
 /* Sends an Alloc of 4 KiB PERSIST in pool f that waits up to 10 s. */
 static void send_persist_alloc(int fd, uint64_t id) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
 
         a.pool = "f";
@@ -505,11 +515,7 @@ static void send_persist_alloc(int fd, uint64_t id) {
         a.size = 4096;
         a.flags = ALLOCD__FLAG__PERSIST;
         a.timeout_ms = 10000;
-        req.has_id = true;
-        req.id = id;
-        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
-        req.alloc = &a;
-        send_request(fd, &req, NULL, 0);
+        send_body(fd, id, ALLOCD__REQUEST__BODY_ALLOC, &a);
 }
 
 /*
@@ -535,22 +541,16 @@ Test(hostile, persist_grants_that_never_reach_a_gone_client_go) {
 }
 
 static void send_cancel(int fd, uint64_t id, uint64_t request) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Cancel m = ALLOCD__CANCEL__INIT;
 
         m.has_request = true;
         m.request = request;
-        req.has_id = true;
-        req.id = id;
-        req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
-        req.cancel = &m;
-        send_request(fd, &req, NULL, 0);
+        send_body(fd, id, ALLOCD__REQUEST__BODY_CANCEL, &m);
 }
 
 /* A Cancel of a request that is not waiting (unknown, answered, another connection's) is NOT_FOUND and changes nothing.
  */
 Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Attach at = ALLOCD__ATTACH__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
         Allocd__Free f = ALLOCD__FREE__INIT;
@@ -560,11 +560,7 @@ Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
         at.name = "never";
         at.has_timeout_ms = true;
         at.timeout_ms = 60000;
-        req.has_id = true;
-        req.id = 10;
-        req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
-        req.attach = &at;
-        send_request(fd, &req, NULL, 0);
+        send_body(fd, 10, ALLOCD__REQUEST__BODY_ATTACH, &at);
         send_cancel(fd, 11, 99); /* unknown */
         expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
         send_cancel(fd, 12, 2); /* the Alloc, answered */
