@@ -35,7 +35,7 @@ static json_object *clients_json(const struct alloc_status *s) {
 }
 
 static void clients_table(const struct alloc_status *s) {
-        char b1[16], b2[80], b3[80];
+        char b1[16], b2[ESCAPED_SIZE(s->clients->comm)], b3[ESCAPED_SIZE(s->clients->name)];
 
         printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
                "WAITING", "CLIENT");
@@ -87,34 +87,36 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
 }
 
 static void status_text(const struct alloc_status *s) {
-        char up[32], b[5][16], name[80];
+        /* allocd's own words are escaped too: the socket may be anyone's (ALLOCD_SOCKET, --socket). */
+        char up[32], b[5][16], name[ESCAPED_SIZE(s->pools->name)], words[ESCAPED_SIZE(s->pools->draining)];
 
-        printf("allocd %s, up %s, %zu client%s\n\n", s->daemon_version, fmt_age(s->uptime, up, sizeof(up)), s->nclients,
-               s->nclients == 1 ? "" : "s");
+        printf("allocd %s, up %s, %zu client%s\n\n", text_escape(s->daemon_version, false, words, sizeof(words)),
+               fmt_age(s->uptime, up, sizeof(up)), s->nclients, s->nclients == 1 ? "" : "s");
         printf("%-16s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
                "LARGEST", "FRAG", "REGIONS", "WAITERS");
         for (size_t i = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
                 printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
                        text_escape(p->name, true, name, sizeof(name)), kind_name(p->kind),
-                       *p->backend ? p->backend : "-", fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16),
-                       fmt_size(p->free, b[2], 16), fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p),
-                       p->regions, p->waiters);
+                       *p->backend ? text_escape(p->backend, true, words, sizeof(words)) : "-",
+                       fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16),
+                       fmt_size(p->largest_free, b[3], 16), 100.0 * fragmentation(p), p->regions, p->waiters);
         }
         for (size_t i = 0; i < s->nunavailable; i++) {
                 const struct alloc_unavailable_pool *u = &s->unavailable[i];
                 printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
-                       kind_name(u->kind), u->reason);
+                       kind_name(u->kind), text_escape(u->reason, false, words, sizeof(words)));
         }
         /* What the table has no column for: who can reach which bytes, and whose names are whose. */
         for (size_t i = 0, n = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
-                char names[sizeof(p->names) * 4];
+                char names[ESCAPED_SIZE(p->names)];
                 text_escape(p->name, true, name, sizeof(name));
                 if ((p->isolated || *p->names || *p->draining) && n++ == 0)
                         putchar('\n');
                 if (*p->draining)
-                        printf("%s: draining, takes no new regions: %s\n", name, p->draining);
+                        printf("%s: draining, takes no new regions: %s\n", name,
+                               text_escape(p->draining, false, words, sizeof(words)));
                 if (p->isolated)
                         printf("%s: isolation = region: each region is its own memory, a holder reaches only its own\n",
                                name);

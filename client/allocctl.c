@@ -118,6 +118,20 @@ json_object *json_u64(uint64_t v) {
         return json_object_new_uint64(v);
 }
 
+/*
+ * A number as allocctl prints ids, pids and serials: decimal digits and nothing else.  strtoull
+ * alone takes a sign ("-1" is 2^64 - 1), blanks, and with base 0 "010" as 8: another region's id.
+ */
+static bool parse_decimal(const char *s, uint64_t *v) {
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return false;
+        errno = 0;
+        *v = strtoull(s, &end, 10);
+        return !errno && !*end;
+}
+
 /* ---- dump ---- */
 
 static json_object *region_json(const struct alloc_region_info *r, uint64_t now) {
@@ -151,26 +165,42 @@ static json_object *region_json(const struct alloc_region_info *r, uint64_t now)
         return o;
 }
 
-static void region_row(const struct alloc_region_info *r, uint64_t now) {
-        char size[16], flags[64], format[64], age[32], holders[256], name[2 * ALLOC_NAME_MAX], pool[80];
-        size_t n = 0;
+/*
+ * Holders as pid/uid/command, as many as fit in buf, and the rest as +N: a holder cut off the
+ * column would read as none.  ",+4294967296" is at most 12 bytes.
+ */
+static const char *fmt_holders(const struct alloc_region_info *r, char *buf, size_t size) {
+        size_t n = 0, j;
+        uint64_t rest;
 
-        *holders = '\0';
-        for (size_t j = 0; j < r->nholders && n < sizeof(holders); j++) {
-                char comm[32];
-                n += (size_t)snprintf(holders + n, sizeof(holders) - n, "%s%d/%u/%s", j ? "," : "",
-                                      (int)r->holders[j].pid, (unsigned)r->holders[j].uid,
-                                      text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
+        for (j = 0; j < r->nholders; j++) {
+                char comm[ESCAPED_SIZE(r->holders->comm)], one[128];
+                int len = snprintf(one, sizeof(one), "%s%d/%u/%s", j ? "," : "", (int)r->holders[j].pid,
+                                   (unsigned)r->holders[j].uid,
+                                   text_escape(r->holders[j].comm, true, comm, sizeof(comm)));
+                bool last = j + 1 == r->nholders && !r->holders_omitted;
+                if (n + (size_t)len + (last ? 0 : 12) >= size)
+                        break;
+                memcpy(buf + n, one, (size_t)len);
+                n += (size_t)len;
         }
-        if (r->holders_omitted && n < sizeof(holders))
-                snprintf(holders + n, sizeof(holders) - n, ",+%u", r->holders_omitted);
-        if (!*holders)
-                snprintf(holders, sizeof(holders), "-");
+        buf[n] = '\0';
+        if ((rest = (uint64_t)(r->nholders - j) + r->holders_omitted))
+                snprintf(buf + n, size - n, "%s+%" PRIu64, n ? "," : "", rest);
+        if (!*buf)
+                snprintf(buf, size, "-");
+        return buf;
+}
+
+static void region_row(const struct alloc_region_info *r, uint64_t now) {
+        char size[16], flags[64], format[64], age[32], holders[256], name[ESCAPED_SIZE(r->name)],
+                pool[ESCAPED_SIZE(r->pool)];
+
         printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
                fmt_format(r, format, sizeof(format)), fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
-               fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)), holders,
-               text_escape(r->name, false, name, sizeof(name)));
+               fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)),
+               fmt_holders(r, holders, sizeof(holders)), text_escape(r->name, false, name, sizeof(name)));
 }
 
 struct dump_out {
@@ -231,14 +261,11 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
  * that from any connection, which is how an operator takes back a region whose creator is gone.
  */
 static int cmd_free(struct ctl *ctl, int argc, char **argv) {
-        char *end;
         uint64_t id;
         int r;
 
         (void)argc;
-        errno = 0;
-        id = strtoull(argv[0], &end, 0);
-        if (errno || end == argv[0] || *end) {
+        if (!parse_decimal(argv[0], &id)) {
                 fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
                 return EXIT_USAGE;
         }
@@ -282,7 +309,7 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 json_object_object_add(o, "owner", json_u64(r.owner));
                 json_print(o);
         } else {
-                char pool[4 * ALLOC_POOL_NAME_MAX + 1], name[4 * ALLOC_NAME_MAX + 1];
+                char pool[ESCAPED_SIZE(r.pool)], name[4 * ALLOC_NAME_MAX + 1];
                 printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 " in pool %s, allocated by uid %u\n",
                        text_escape(argv[0], false, name, sizeof(name)), r.id, kind_name(r.kind),
                        fmt_size(r.size, size, sizeof(size)), r.addr, text_escape(r.pool, false, pool, sizeof(pool)),
@@ -298,15 +325,12 @@ static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
         const char *arg = argv[0], *num = arg;
         uint32_t n = 0;
         uint64_t v;
-        char *end;
         int r;
 
         (void)argc;
         if (!strncmp(arg, "serial:", 7))
                 num = arg + 7;
-        errno = 0;
-        v = strtoull(num, &end, 10);
-        if (errno || end == num || *end || v == 0 || (num == arg && v > INT32_MAX)) {
+        if (!parse_decimal(num, &v) || v == 0 || (num == arg && v > INT32_MAX)) {
                 fprintf(stderr,
                         "allocctl: disconnect %s: a process id, or serial:N for one connection (the SERIAL column "
                         "of `allocctl clients`)\n",
@@ -395,9 +419,19 @@ static void unreachable_hint(void) {
                                 "`journalctl -u allocd`\n");
 }
 
+/* alloc_last_error() for a terminal: it quotes what was asked (a pool's name, a path) and allocd's words. */
+static const char *last_error(void) {
+        static char buf[4 * 511 + 1];
+
+        return text_escape(alloc_last_error(), false, buf, sizeof(buf));
+}
+
 int request_failed(const char *what, int r) {
-        fprintf(stderr, "allocctl: %s: %s\n", what, alloc_last_error());
-        if (r != -ETIME && r != -ECONNRESET)
+        fprintf(stderr, "allocctl: %s: %s\n", what, last_error());
+        /* -ECANCELED: allocd stopped under a wait, not sent again with ALLOCD_RECONNECT=0: gone, not refusing. */
+        if (r == -ESTALE)
+                return EXIT_UNREACHABLE; /* it went away and came back without its state: run it again */
+        if (r != -ETIME && r != -ECONNRESET && r != -ECANCELED)
                 return EXIT_FAILED;
         unreachable_hint();
         return EXIT_UNREACHABLE;
@@ -415,11 +449,15 @@ static int connect_daemon(struct ctl *ctl) {
                 return EXIT_OK;
         if (r ==
             -EINVAL) { /* an ALLOCD_* setting (TIMEOUT, SPIN, QUIET, SPARE...) or the socket path: how it was asked */
-                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+                fprintf(stderr, "allocctl: %s\n", last_error());
                 return EXIT_USAGE;
         }
+        if (r == -EMFILE) { /* allocd answered: this uid has all the connections it may have */
+                fprintf(stderr, "allocctl: allocd at %s refused the connection: %s\n", resolved_path, last_error());
+                return EXIT_FAILED;
+        }
         if (!*resolved_path)
-                fprintf(stderr, "allocctl: %s\n", alloc_last_error());
+                fprintf(stderr, "allocctl: %s\n", last_error());
         else if (r == -ENOENT || r == -ECONNREFUSED)
                 fprintf(stderr,
                         "allocctl: allocd is not running at %s: start it with `systemctl start allocd` or pass "
@@ -429,12 +467,12 @@ static int connect_daemon(struct ctl *ctl) {
                 fprintf(stderr, "allocctl: may not connect to allocd at %s: %s; run as a user who may\n", resolved_path,
                         strerror(-r));
         else
-                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", resolved_path, alloc_last_error());
+                fprintf(stderr, "allocctl: cannot talk to allocd at %s: %s\n", resolved_path, last_error());
         unreachable_hint();
         return EXIT_UNREACHABLE;
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"json", no_argument, NULL, 'j'},
@@ -445,7 +483,8 @@ int main(int argc, char **argv) {
         struct ctl ctl = {0};
         const struct command *cmd = NULL;
         char **args;
-        int o, nargs = 0, r;
+        /* args[plain] on came after "--": words, never options (a region may be named "-x"). */
+        int o, nargs = 0, plain = -1, r;
 
         /* '+': stop at the command; its own options are read below, after it. */
         while ((o = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
@@ -489,7 +528,13 @@ int main(int argc, char **argv) {
                 return EXIT_FAILED;
         }
         for (int i = optind + 1; i < argc; i++) {
-                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                if (plain < 0 && !strcmp(argv[i], "--")) {
+                        plain = nargs;
+                        if (cmd->parse) /* its own getopt stops there too */
+                                args[nargs++] = argv[i];
+                } else if (plain >= 0) {
+                        args[nargs++] = argv[i];
+                } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         command_usage(cmd, stdout);
                         free(args);
                         return EXIT_OK;
@@ -514,7 +559,7 @@ int main(int argc, char **argv) {
                         return r;
                 }
         } else {
-                for (int i = 0; i < nargs; i++)
+                for (int i = 0; i < (plain < 0 ? nargs : plain); i++)
                         if (args[i][0] == '-') {
                                 fprintf(stderr, "allocctl %s: unknown option '%s'; try 'allocctl %s --help'\n",
                                         cmd->name, args[i], cmd->name);
@@ -532,4 +577,17 @@ int main(int argc, char **argv) {
         alloc_disconnect(ctl.client);
         free(args);
         return r;
+}
+
+/*
+ * What was printed reached stdout: a full disk or a closed file must not pass for a complete
+ * answer, since a script trusts the exit status (a dump cut short exits non-zero).
+ */
+int main(int argc, char **argv) {
+        int r = run(argc, argv), e = fflush(stdout) == EOF ? errno : 0;
+
+        if (!ferror(stdout))
+                return r;
+        fprintf(stderr, "allocctl: could not write the output%s%s\n", e ? ": " : "", e ? strerror(e) : "");
+        return r == EXIT_OK ? EXIT_FAILED : r;
 }

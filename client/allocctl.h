@@ -19,6 +19,9 @@ struct ctl {
         bool json;
 };
 
+/* Room for text_escape() of the char array a, whatever its bytes: each may become \xNN. */
+#define ESCAPED_SIZE(a) (4 * (sizeof(a) - 1) + 1)
+
 /* "256MiB", "1.5GiB", "0B": a byte count for people; buf of at least 16 bytes. */
 const char *fmt_size(uint64_t bytes, char *buf, size_t size);
 const char *kind_name(enum alloc_kind k);

@@ -118,6 +118,9 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         if (!ret)
                 return client_fail(-EINVAL, "alloc_connect: ret is NULL");
         *ret = NULL;
+        /* "" is no file: connect() would reach the abstract address of zero bytes, which anyone may bind. */
+        if (socket_path && !*socket_path)
+                return client_fail(-EINVAL, "the socket path is empty: give allocd's socket, or NULL for the default");
         if (!socket_path) {
                 if ((r = wire_default_socket(def, sizeof(def), true)) < 0)
                         return client_fail(r, "no allocd socket: ALLOCD_SOCKET is unset, " WIRE_SYSTEM_SOCKET

@@ -25,10 +25,22 @@
 
 enum seg_type { SEG_USED, SEG_FREE, SEG_RESERVED };
 
+/* What the picture needs of a region: 32 bytes and its name, where a dump's copy is some 600. */
+struct mapped {
+        uint64_t id, addr, size;
+        char *name; /* NULL: none */
+};
+
+struct regions {
+        struct mapped *v;
+        size_t n, cap;
+        bool oom;
+};
+
 struct segment {
         enum seg_type type;
         uint64_t base, size;
-        const struct alloc_region_info *region; /* SEG_USED */
+        const struct mapped *region; /* SEG_USED */
 };
 
 struct cell {
@@ -56,7 +68,7 @@ static int cmp_span(const void *a, const void *b) {
 }
 
 static int cmp_region(const void *a, const void *b) {
-        const struct alloc_region_info *x = a, *y = b;
+        const struct mapped *x = a, *y = b;
         return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
@@ -75,24 +87,51 @@ static int push(struct segment **v, size_t *n, size_t *cap, struct segment s) {
         return 0;
 }
 
+/* alloc_dump_each's callback: the pool's regions, kept as the picture needs them. */
+static int collect(const struct alloc_region_info *x, void *data) {
+        struct regions *d = data;
+        struct mapped m = {x->id, x->addr, x->size, NULL};
+
+        if (d->n == d->cap) {
+                size_t c = d->cap ? 2 * d->cap : 64;
+                struct mapped *v = realloc(d->v, c * sizeof(*v));
+                if (v) {
+                        d->v = v;
+                        d->cap = c;
+                }
+        }
+        if (d->n == d->cap || (*x->name && !(m.name = strdup(x->name)))) {
+                d->oom = true;
+                return -ENOMEM;
+        }
+        d->v[d->n++] = m;
+        return 0;
+}
+
+static void regions_free(struct regions *d) {
+        for (size_t i = 0; i < d->n; i++)
+                free(d->v[i].name);
+        free(d->v);
+}
+
 /* The pool's segments in order; spans and regions are sorted in place. */
-static int segments(struct alloc_pool_status *p, struct alloc_dump *d, struct segment **ret, size_t *nret) {
+static int segments(struct alloc_pool_status *p, struct regions *d, struct segment **ret, size_t *nret) {
         struct segment *v = NULL;
         size_t n = 0, cap = 0, k = 0;
         int r = 0;
 
         if (p->nspans) /* qsort must not see NULL, even for nothing */
                 qsort(p->spans, p->nspans, sizeof(*p->spans), cmp_span);
-        if (d->nregions)
-                qsort(d->regions, d->nregions, sizeof(*d->regions), cmp_region);
+        if (d->n)
+                qsort(d->v, d->n, sizeof(*d->v), cmp_region);
         for (size_t i = 0; i < p->nspans && r == 0; i++) {
                 uint64_t at = p->spans[i].base, end = at + p->spans[i].size;
                 if (i > 0) {
                         uint64_t prev = p->spans[i - 1].base + p->spans[i - 1].size;
                         r = push(&v, &n, &cap, (struct segment){SEG_RESERVED, prev, at - prev, NULL});
                 }
-                for (; k < d->nregions && d->regions[k].addr < end && r == 0; k++) {
-                        const struct alloc_region_info *x = &d->regions[k];
+                for (; k < d->n && d->v[k].addr < end && r == 0; k++) {
+                        const struct mapped *x = &d->v[k];
                         if (x->addr < at) /* a snapshot race or overlap: draw what is left */
                                 continue;
                         r = push(&v, &n, &cap, (struct segment){SEG_FREE, at, x->addr - at, NULL});
@@ -213,7 +252,7 @@ static void svg_segment(FILE *f, const struct segment *s, bool largest, uint64_t
                 s->base, fmt_size(s->size, size, sizeof(size)));
         if (s->region) {
                 fprintf(f, " region %" PRIu64, s->region->id);
-                if (*s->region->name) {
+                if (s->region->name) {
                         fputs(" '", f);
                         xml_text(f, s->region->name);
                         fputc('\'', f);
@@ -289,7 +328,7 @@ static json_object *map_json(const struct alloc_pool_status *p, const struct seg
                 json_object_object_add(x, "size", json_object_new_uint64(s[i].size));
                 if (s[i].region) {
                         json_object_object_add(x, "region", json_object_new_uint64(s[i].region->id));
-                        if (*s[i].region->name)
+                        if (s[i].region->name)
                                 json_object_object_add(x, "name", json_text(s[i].region->name));
                 }
                 json_object_array_add(segs, x);
@@ -354,6 +393,9 @@ int map_args(int argc, char **argv) {
                         return EXIT_USAGE;
                 }
         }
+        for (int i = optind; i < argc + 1; i++) /* the words after "--" */
+                if (npos++ == 0)
+                        argv[0] = v[i];
         free(v);
         if (npos != 1) {
                 fprintf(stderr, "usage: allocctl map POOL [--svg FILE] [--width N] [--rows N]\n");
@@ -364,7 +406,7 @@ int map_args(int argc, char **argv) {
 
 int cmd_map(struct ctl *ctl, int argc, char **argv) {
         struct alloc_status *st = NULL;
-        struct alloc_dump *d = NULL;
+        struct regions d = {0};
         struct alloc_pool_status *p = NULL;
         struct segment *s = NULL;
         struct cell *cells = NULL;
@@ -379,18 +421,24 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 if (!strcmp(st->pools[i].name, argv[0]))
                         p = &st->pools[i];
         if (!p) {
-                fprintf(stderr, "allocctl map: allocd has no pool named '%s'; 'allocctl status' lists them\n", argv[0]);
+                char name[ESCAPED_SIZE(st->pools->name)];
+                fprintf(stderr, "allocctl map: allocd has no pool named '%s'; 'allocctl status' lists them\n",
+                        text_escape(argv[0], false, name, sizeof(name)));
                 goto out;
         }
         if (p->nspans == 0) {
                 fprintf(stderr, "allocctl map: allocd did not say what pool '%s' covers (an older allocd?)\n", p->name);
                 goto out;
         }
-        if ((err = alloc_dump(ctl->client, p->name, &d)) < 0) {
+        if ((err = alloc_dump_each(ctl->client, p->name, collect, &d)) < 0 && d.oom) {
+                fprintf(stderr, "allocctl map: out of memory for %zu regions\n", d.n);
+                goto out;
+        }
+        if (err < 0) {
                 rc = request_failed("map", err);
                 goto out;
         }
-        if (segments(p, d, &s, &n) < 0) {
+        if (segments(p, &d, &s, &n) < 0) {
                 fprintf(stderr, "allocctl map: out of memory\n");
                 goto out;
         }
@@ -451,7 +499,7 @@ out:
         free(lines);
         free(cells);
         free(s);
-        alloc_dump_free(d);
+        regions_free(&d);
         alloc_status_free(st);
         return rc;
 }

@@ -185,12 +185,14 @@ int alloc_dump_each(struct alloc_client *c, const char *pool,
         Allocd__Dump dm = ALLOCD__DUMP__INIT;
         struct alloc_holder *holders;
         struct alloc_region_info info;
-        uint64_t last = 0;
+        uint64_t last = 0, afresh;
+        bool told = false;
         int r = 0;
 
         client_clear_error();
         if (!c || !fn)
                 return client_fail(-EINVAL, "alloc_dump_each: c and fn must not be NULL");
+        afresh = client_afresh(c);
         if (!(holders = calloc(DUMP_HOLDERS_MAX, sizeof(*holders))))
                 return client_fail(-ENOMEM, "out of memory");
         req.body_case = ALLOCD__REQUEST__BODY_DUMP;
@@ -203,9 +205,17 @@ int alloc_dump_each(struct alloc_client *c, const char *pool,
                 dm.after = last;
                 if ((r = client_call_for(c, &req, ALLOCD__REPLY__BODY_DUMP, "Dump", &reply)) < 0)
                         break;
+                /* Pages of two allocds are no one dump: the next one's ids are no sequel of the first's. */
+                if (told && client_afresh(c) != afresh) {
+                        allocd__reply__free_unpacked(reply, NULL);
+                        r = client_fail(-ESTALE, "allocd restarted without its state during the dump, after some "
+                                                 "regions had been listed; dump again");
+                        break;
+                }
                 for (size_t i = 0; r == 0 && i < reply->dump->n_regions; i++) {
                         region_info(reply->dump->regions[i], &info, holders);
                         last = info.id;
+                        told = true;
                         r = fn(&info, data);
                 }
                 bool more = reply->dump->more;

@@ -384,6 +384,14 @@ static int check_size(struct parse *ps, size_t pool) {
                 return conf_fail_at(ps, src->key[KEY_SIZE].line, "size = %s: not a multiple of the %s %s; use e.g. %s",
                                     src->key[KEY_SIZE].text, pc->hugepage ? "huge page size" : "page size", a, b);
         }
+        /* Its arena takes whole quanta (a gpu pool's size is only known once rounded up to the granularity). */
+        if (pc->kind != POOL_GPU && pc->quantum && pc->size % pc->quantum) {
+                uint64_t n = pc->size / pc->quantum;
+                size_text((n < UINT64_MAX / pc->quantum ? n + 1 : n) * pc->quantum, b, sizeof(b));
+                return conf_fail_at(ps, src->key[KEY_SIZE].line,
+                                    "size = %s: not a multiple of quantum = %s (line %d); use e.g. %s",
+                                    src->key[KEY_SIZE].text, src->key[KEY_QUANTUM].text, src->key[KEY_QUANTUM].line, b);
+        }
         if (pc->kind != POOL_GPU && pc->quantum && pc->quantum < page) {
                 size_text(page, a, sizeof(a));
                 return conf_fail_at(ps, src->key[KEY_QUANTUM].line,

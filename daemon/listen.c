@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The listening socket.  A path we bind is ours to clean up, but only if it
- * is a socket: a slip of the finger (--socket allocd.conf) must not delete a
- * file.  A socket file left by a crash is taken over only when nothing
- * answers on it.
+ * The listening socket.  A path we bind is ours to clean up, but only the
+ * socket file we made there: a slip of the finger (--socket allocd.conf)
+ * must not delete a file, nor a stop remove another allocd's socket.  A socket file
+ * left by a crash is taken over only when nothing answers on it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,10 +19,14 @@
 
 #include "listen.h"
 
+/* The socket file listen_open made: another allocd may bind the path later, and its file is not ours. */
+static dev_t bound_dev;
+static ino_t bound_ino;
+
 void listen_remove(const char *path) {
         struct stat st;
 
-        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == bound_dev && st.st_ino == bound_ino)
                 unlink(path);
 }
 
@@ -33,15 +38,19 @@ int listen_adopt(int fd) {
         return 0;
 }
 
-/* EADDRINUSE at path: a live daemon answers; a stale socket file left by a crash does not. */
+/*
+ * EADDRINUSE at path: a live daemon answers, or has its backlog full (a blocking probe would wait for it
+ * for ever); a stale socket file left by a crash refuses the connection.  Anything else (another user's
+ * socket we may not connect to) cannot be told apart, and is left.
+ */
 static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
-        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        bool live = probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e;
         struct stat st;
 
+        e = probe < 0 ? errno : connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
         if (probe >= 0)
                 close(probe);
-        if (live) {
+        if (e == 0 || e == EAGAIN) {
                 snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
                          sa->sun_path);
                 return -EADDRINUSE;
@@ -51,14 +60,47 @@ static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
                          sa->sun_path);
                 return -EEXIST;
         }
-        unlink(sa->sun_path);
+        if (e != ECONNREFUSED && e != ENOENT) {
+                snprintf(err, errsize,
+                         "%s is in use, and whether anything listens on it cannot be told (%s); stop what does, or "
+                         "choose another --socket",
+                         sa->sun_path, strerror(e));
+                return -EADDRINUSE;
+        }
+        if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
+                e = errno;
+                snprintf(err, errsize,
+                         "%s is a socket file nothing listens on (left by a crash?), and removing it failed (%s); "
+                         "remove it or choose another --socket",
+                         sa->sun_path, strerror(e));
+                return -e;
+        }
+        return 0;
+}
+
+/* Binds fd at sa, taking over a stale socket file, and listens. */
+static int bind_listen(int fd, const struct sockaddr_un *sa, char *err, size_t errsize) {
+        int r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+
+        if (r < 0 && errno == EADDRINUSE) {
+                if ((r = take_over(sa, err, errsize)) < 0)
+                        return r;
+                r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+        }
+        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "listening on %s: %s", sa->sun_path, strerror(errno));
+                return r;
+        }
         return 0;
 }
 
 int listen_open(const char *path, char *err, size_t errsize) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char dir[sizeof(sa.sun_path)];
-        int fd, r;
+        const char *parent;
+        struct stat st;
+        int fd, dfd, r;
 
         if (strlen(path) >= sizeof(sa.sun_path)) {
                 snprintf(err, errsize, "socket path %s is longer than %zu bytes; choose a shorter --socket", path,
@@ -67,10 +109,11 @@ int listen_open(const char *path, char *err, size_t errsize) {
         }
         strcpy(sa.sun_path, path);
         strcpy(dir, path);
+        parent = dirname(dir); /* "." for a bare name: not in dir */
         /* The parent of a default path is ours to create: /run/allocd, or $XDG_RUNTIME_DIR/allocd. */
-        if (mkdir(dirname(dir), geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
+        if (mkdir(parent, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
                 r = -errno;
-                snprintf(err, errsize, "creating %s for the socket: %s", dir, strerror(errno));
+                snprintf(err, errsize, "creating %s for the socket: %s", parent, strerror(errno));
                 return r;
         }
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -79,21 +122,26 @@ int listen_open(const char *path, char *err, size_t errsize) {
                 snprintf(err, errsize, "socket: %s", strerror(errno));
                 return r;
         }
-        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        if (r < 0 && errno == EADDRINUSE) {
-                if ((r = take_over(&sa, err, errsize)) < 0) {
-                        close(fd);
-                        return r;
-                }
-                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-        }
-        if (r < 0 || listen(fd, SOMAXCONN) < 0) {
-                r = -errno;
-                snprintf(err, errsize, "listening on %s: %s", path, strerror(errno));
+        /*
+         * Two allocds started at once beside a stale socket file would each find it dead and remove it, the
+         * second the first's by then live one, and both run, one unreachable: one at a time, under a lock on
+         * the directory (without one where it cannot be read, as before).
+         */
+        dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0)
+                flock(dfd, LOCK_EX);
+        r = bind_listen(fd, &sa, err, errsize);
+        if (dfd >= 0)
+                close(dfd);
+        if (r < 0) {
                 close(fd);
                 return r;
         }
         /* Who may do what is each pool's mode; anyone may connect and ask for status. */
         chmod(path, 0666);
+        if (lstat(path, &st) == 0) {
+                bound_dev = st.st_dev;
+                bound_ino = st.st_ino;
+        }
         return fd;
 }

@@ -10,7 +10,7 @@
 int listen_open(const char *path, char *err, size_t errsize);
 /* Makes a socket systemd passed non-blocking and close-on-exec. */
 int listen_adopt(int fd);
-/* Removes the socket file at path, and nothing that is not a socket. */
+/* Removes the socket file listen_open made at path: not another's socket, nor anything that is not a socket. */
 void listen_remove(const char *path);
 
 #endif

@@ -285,7 +285,13 @@ static int open_socket(const char *path, int sock) {
                 return 0;
         }
         if (!path) {
-                if ((r = wire_default_socket(def, sizeof(def), false)) < 0) {
+                if ((r = wire_default_socket(def, sizeof(def), false)) == -ENAMETOOLONG) {
+                        log_err("the socket path $ALLOCD_SOCKET or $XDG_RUNTIME_DIR makes is longer than %zu bytes; "
+                                "choose a shorter one with --socket PATH",
+                                sizeof(def) - 1);
+                        return r;
+                }
+                if (r < 0) {
                         log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
                                 "$ALLOCD_SOCKET");
                         return r;
@@ -320,6 +326,12 @@ int main(int argc, char **argv) {
         uint64_t wd_usec;
 
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
+                /* An empty --socket would listen on an abstract address no client names, unseen. */
+                if ((c == 'c' || c == 's') && !*optarg) {
+                        fprintf(stderr, "allocd: --%s '': give the %s\n", c == 'c' ? "config" : "socket",
+                                c == 'c' ? "configuration file's path" : "socket's path");
+                        return 2;
+                }
                 switch (c) {
                 case 'c':
                         config_path = optarg;
@@ -388,6 +400,12 @@ int main(int argc, char **argv) {
                 logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
         loop = uv_default_loop();
+        /*
+         * Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a closed
+         * terminal) killed allocd; it is served once the loop runs.
+         */
+        uv_signal_init(loop, &sig_hup);
+        uv_signal_start(&sig_hup, on_signal, SIGHUP);
         signal(SIGPIPE, SIG_IGN);
         if (restart_collect(&sock) < 0 || (made = make_core(&conf)) < 0) {
                 config_clear(&conf);
@@ -424,10 +442,8 @@ int main(int argc, char **argv) {
 
         uv_signal_init(loop, &sig_term);
         uv_signal_init(loop, &sig_int);
-        uv_signal_init(loop, &sig_hup);
         uv_signal_start(&sig_term, on_signal, SIGTERM);
         uv_signal_start(&sig_int, on_signal, SIGINT);
-        uv_signal_start(&sig_hup, on_signal, SIGHUP);
         uv_timer_init(loop, &watchdog_timer);
         uv_timer_init(loop, &status_timer);
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec >= 2000)

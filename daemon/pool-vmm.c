@@ -235,11 +235,14 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 goto fail;
         }
         v->gran = gran;
-        if (p->conf.size % gran) {
-                uint64_t size = (p->conf.size / gran + 1) * gran;
+        /* Whole quanta too, where the quantum is the larger (both are powers of two): the arena takes no part of one.
+         */
+        uint64_t unit = p->conf.quantum > gran && p->conf.quantum % gran == 0 ? p->conf.quantum : gran;
+        if (p->conf.size % unit) {
+                uint64_t size = (p->conf.size / unit + 1) * unit;
                 log_info("pool %s: size %" PRIu64 " rounded up to %" PRIu64 ", a multiple of the allocation "
-                         "granularity %zu",
-                         p->conf.name, p->conf.size, size, gran);
+                         "granularity %zu%s",
+                         p->conf.name, p->conf.size, size, gran, unit > gran ? " and of the quantum" : "");
                 p->conf.size = size;
         }
         if ((cr = cu->cuDevicePrimaryCtxRetain(&v->ctx, v->dev)) != CUDA_SUCCESS) {

@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cuda-loader.h"
 #include "grace.h"
@@ -234,11 +235,15 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
 
         core_pool_info(p, &info);
         o = info.conf;
+        /* A quantum left out is the kind's default (pool.c's), which the running one was given when made. */
+        uint64_t quantum = n->quantum             ? n->quantum
+                           : n->kind == POOL_FPGA ? FPGA_DEFAULT_QUANTUM
+                                                  : (uint64_t)sysconf(_SC_PAGESIZE);
         /* auto became a backend when the pool was made. */
         if (o->kind != n->kind || info.size_asked != n->size ||
             (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
-            (n->quantum && o->quantum != n->quantum) || o->hugepage != n->hugepage || o->lock != n->lock ||
-            o->numa_node != n->numa_node || !same_ranges(o, n) || o->isolation != n->isolation) {
+            o->quantum != quantum || o->hugepage != n->hugepage || o->lock != n->lock || o->numa_node != n->numa_node ||
+            !same_ranges(o, n) || o->isolation != n->isolation) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
                      "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend, "
                      "device and isolation change only on restart; keeping the running values",

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "allocctl-common.h"
@@ -54,6 +55,53 @@ static uint64_t serial_of(const char *name) {
         return serial;
 }
 
+static bool region_alive(uint64_t id) {
+        struct alloc_dump *dump;
+        bool alive = false;
+
+        cr_assert_eq(alloc_dump(c, NULL, &dump), 0);
+        for (size_t i = 0; i < dump->nregions; i++)
+                alive |= dump->regions[i].id == id;
+        alloc_dump_free(dump);
+        return alive;
+}
+
+/*
+ * Ids, pids and serials are decimal, as allocctl prints them, and nothing else: strtoull took "010"
+ * as 8 (another region), "-N" as 2^64 - N (serial:-18446744073709551615 was serial 1) and
+ * " N" or "+N" as N.  Each is refused before anything is asked of allocd.
+ */
+Test(allocctl, ids_pids_and_serials_are_decimal_digits_only) {
+        struct alloc_region r;
+        char arg[64];
+        struct run *x;
+
+        /* Ids are large (a generation above the slot): no spelling below is another region's id. */
+        cr_assert_eq(alloc_region_new(c, "f", 4096, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r), 0);
+        const char *forms[] = {"0x%llx", "0%llo", "+%llu", " %llu", "%llu "};
+        for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+                snprintf(arg, sizeof(arg), forms[i], (unsigned long long)r.id);
+                x = allocctl(d.sock, "free", arg, (char *)NULL);
+                cr_assert_neq(x->status, 0, "free '%s' freed region %llu", arg, (unsigned long long)r.id);
+                cr_assert(region_alive(r.id), "free '%s' freed region %llu", arg, (unsigned long long)r.id);
+        }
+        snprintf(arg, sizeof(arg), "serial:-%llu", (unsigned long long)(0 - serial_of("tester one")));
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        cr_assert(strstr(x->err, "a process id, or serial:N"), "%s", x->err);
+        snprintf(arg, sizeof(arg), "+%d", (int)getpid());
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        snprintf(arg, sizeof(arg), "serial: %llu", (unsigned long long)serial_of("tester two"));
+        x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(c, &s), 0, "tester one still connected");
+        alloc_status_free(s);
+        cr_assert_eq(alloc_status(c2, &s), 0, "tester two still connected");
+        alloc_status_free(s);
+}
+
 Test(allocctl, disconnect_drops_a_clients_leases) {
         char arg[32];
         struct alloc_region r;
@@ -89,8 +137,10 @@ Test(allocctl, disconnect_drops_a_clients_leases) {
 
 /* Another uid may not close root's connections, and closes none when one of the targets is not its. */
 Test(allocctl, disconnect_is_the_owners_or_roots) {
-        if (geteuid() != 0)
+        if (geteuid() != 0) {
+                teardown(); /* a skipped test's .fini does not run: its allocd would be left running */
                 cr_skip_test("needs root to act as another uid");
+        }
         pid_t pid = fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
@@ -146,4 +196,49 @@ Test(allocctl, wait_for_a_name) {
         x = allocctl(d.sock, "wait", "x", "71583m", (char *)NULL);
         cr_assert_eq(x->status, 2);
         cr_assert(strstr(x->err, "too long: at most 71582m"), "%s", x->err);
+}
+
+/*
+ * allocd gone in the middle of a command (killed by sig): allocctl tries again for ALLOCD_RECONNECT
+ * (allocctl(1)), then exits 3 as when it cannot reach allocd; it neither hangs nor calls it a
+ * refusal (exit 1).  Returns what allocctl said.
+ */
+static const char *gone_mid_wait(const char *reconnect, int sig) {
+        static char msg[1024];
+        int err[2], status;
+        struct timespec t0, t1;
+
+        cr_assert_eq(pipe(err), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                dup2(err[1], 2);
+                setenv("ALLOCD_RECONNECT", reconnect, 1);
+                execl(ALLOCCTL_PATH, "allocctl", "--socket", d.sock, "wait", "never published", "30s", (char *)NULL);
+                _exit(127);
+        }
+        close(err[1]);
+        usleep(300 * 1000); /* allocctl waits in its Attach */
+        cr_assert_eq(kill(d.pid, sig), 0);
+        cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
+        d.pid = -1; /* teardown: nothing left to stop */
+        ssize_t n = read(err[0], msg, sizeof(msg) - 1);
+        msg[n > 0 ? n : 0] = '\0';
+        close(err[0]);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3, "ALLOCD_RECONNECT=%s, signal %d: status %#x: %s",
+                  reconnect, sig, status, msg);
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 10, "allocctl took %lds", (long)(t1.tv_sec - t0.tv_sec));
+        return msg;
+}
+
+Test(allocctl, allocd_gone_mid_command_exits_3_after_reconnect) {
+        const char *msg = gone_mid_wait("500ms", SIGKILL);
+        cr_assert(strstr(msg, "ALLOCD_RECONNECT"), "%s", msg);
+}
+
+Test(allocctl, allocd_stopping_mid_command_exits_3) {
+        gone_mid_wait("0", SIGTERM);
 }

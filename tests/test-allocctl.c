@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <json-c/json.h>
 #include <libxml/parser.h>
@@ -16,10 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "allocctl-common.h"
+#include "allocd.pb-c.h"
+#include "fake-allocd.h"
+#include "wire.h"
 
 TestSuite(allocctl, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -355,4 +361,239 @@ Test(allocctl, exit_codes_and_help) {
         r = allocctl(NULL, "--help", (char *)NULL);
         cr_assert_eq(r->status, 0);
         cr_assert(strstr(r->out, "exit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable"));
+}
+
+/* allocctl's exit status with stdout on /dev/full; what it said on stderr in err. */
+static int to_full_disk(char *err, size_t size, const char *what, const char *arg) {
+        int p[2], status;
+        ssize_t n;
+
+        cr_assert_eq(pipe(p), 0);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+                if (full < 0 || dup2(full, 1) < 0 || dup2(p[1], 2) < 0)
+                        _exit(127);
+                execl(ALLOCCTL_PATH, "allocctl", "--socket", d.sock, what, arg, (char *)NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        n = read(p[0], err, size - 1);
+        err[n > 0 ? n : 0] = '\0';
+        close(p[0]);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* Output that could not be written (a full disk) is a failure: a script must not take it for the answer. */
+Test(allocctl, output_that_cannot_be_written_fails) {
+        const char *cmds[][2] = {
+                {"status", NULL}, {"dump", NULL}, {"clients", NULL}, {"--json", "dump"}, {"--help", NULL}};
+        char err[1024];
+
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+                int status = to_full_disk(err, sizeof(err), cmds[i][0], cmds[i][1]);
+                cr_assert_eq(status, 1, "allocctl %s %s > /dev/full: exit %d, %s", cmds[i][0],
+                             cmds[i][1] ? cmds[i][1] : "", status, err);
+                cr_assert(strstr(err, "allocctl: could not write the output: No space left on device"), "%s", err);
+        }
+}
+
+/* A region held by more connections than its HOLDERS column fits lists what fits and counts the rest as +N. */
+Test(allocctl, dump_text_counts_every_holder) {
+        enum { MORE = 24 };
+        struct alloc_client *k[MORE];
+        struct alloc_region r;
+        char id[32], line[2048], *w[16];
+
+        for (int i = 0; i < MORE; i++) {
+                cr_assert_eq(alloc_connect(&k[i], d.sock, "holder"), 0);
+                cr_assert_eq(alloc_region_attach(k[i], "frame buffer", NULL, &r), 0);
+        }
+        struct run *x = allocctl(d.sock, "dump", "h", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)shared.id);
+        cr_assert_not_null(line_starting(x->out, id, line, sizeof(line)), "%s", x->out);
+        cr_assert_eq(words(line, w, 16), 11);
+        /* w[8]: pid/uid/command,...,+N: c, c2 and the MORE holders. */
+        unsigned listed = 0, omitted = 0;
+        char *save = NULL;
+        for (char *h = strtok_r(w[8], ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+                if (*h == '+') {
+                        omitted = (unsigned)atoi(h + 1);
+                        cr_assert_null(strtok_r(NULL, ",", &save), "+N comes last: %s", line);
+                        break;
+                }
+                unsigned pid, uid;
+                char comm[32];
+                cr_assert_eq(sscanf(h, "%u/%u/%31s", &pid, &uid, comm), 3, "a holder cut short: '%s' in %s", h, line);
+                cr_assert_str_eq(comm, "test-allocctl", "a holder cut short: '%s' in %s", h, line);
+                listed++;
+        }
+        cr_assert_gt(omitted, 0, "%s", line);
+        cr_assert_eq(listed + omitted, 2 + MORE, "%u listed, %u omitted: %s", listed, omitted, line);
+        for (int i = 0; i < MORE; i++)
+                alloc_disconnect(k[i]);
+}
+
+/*
+ * --socket '' (a script's unset variable) is a usage error: connect() took the empty path as the
+ * abstract address of all zero bytes, which any user may bind and answer as allocd.
+ */
+Test(allocctl, an_empty_socket_path_is_refused) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX}; /* sun_path all zero: what connect() got for "" */
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+        cr_assert_geq(s, 0);
+        cr_assert_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0, "%s", strerror(errno));
+        cr_assert_eq(listen(s, 4), 0);
+        setenv("ALLOCD_TIMEOUT", "300ms", 1);
+        struct run *r = allocctl("", "status", (char *)NULL);
+        unsetenv("ALLOCD_TIMEOUT");
+        int k = accept(s, NULL, NULL);
+        cr_assert_lt(k, 0, "allocctl --socket '' connected to the abstract address");
+        close(s);
+        cr_assert_eq(r->status, 2, "%s", r->err);
+        cr_assert(strstr(r->err, "the socket path is empty"), "%s", r->err);
+}
+
+/* "--" ends the options: a region or pool may be named "-x", and a script must be able to say so. */
+Test(allocctl, words_after_a_double_dash_are_not_options) {
+        struct alloc_region r;
+        char want[64];
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &(struct alloc_opts){.name = "-dash"}, &r), 0, "%s",
+                     alloc_last_error());
+        struct run *x = allocctl(d.sock, "wait", "--", "-dash", "0", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(want, sizeof(want), "-dash: region %llu, host", (unsigned long long)r.id);
+        cr_assert(strstr(x->out, want), "%s", x->out);
+        x = allocctl(d.sock, "--json", "wait", "--", "-dash", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        x = allocctl(d.sock, "wait", "-dash", "0", (char *)NULL);
+        cr_assert_eq(x->status, 2, "before \"--\" it is an option: %s", x->err);
+        x = allocctl(d.sock, "dump", "--", "-nosuch", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "'-nosuch'"), "%s", x->err);
+        x = allocctl(d.sock, "map", "--width", "40", "--", "-nosuch", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "no pool named '-nosuch'"), "%s", x->err);
+        x = allocctl(d.sock, "map", "--", "h", "--width", "40", (char *)NULL);
+        cr_assert_eq(x->status, 2, "after \"--\", --width is a word: %s", x->err);
+}
+
+/*
+ * allocd refusing allocctl's connection (its uid has max_connections_per_uid) is allocd's answer,
+ * exit 1, not exit 3 ("not running": a script would restart a healthy allocd).
+ */
+Test(allocctl, a_refused_connection_is_not_an_unreachable_allocd) {
+        enum { MAX = 300 };
+        struct alloc_client *k[MAX];
+        int n = 0, r;
+
+        while (n < MAX && (r = alloc_connect(&k[n], d.sock, "hog")) == 0)
+                n++;
+        cr_assert_eq(r, -EMFILE, "after %d connections: %s", n, alloc_last_error());
+        struct run *x = allocctl(d.sock, "status", (char *)NULL);
+        for (int i = 0; i < n; i++)
+                alloc_disconnect(k[i]);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "refused the connection: uid"), "%s", x->err);
+        cr_assert(strstr(x->err, "max_connections_per_uid"), "%s", x->err);
+}
+
+/* The longest names, each byte escaped (a backslash prints as two), are shown whole, not cut at 80 or 510 bytes. */
+Test(allocctl, long_escaped_names_are_shown_whole) {
+        char client[ALLOC_CLIENT_NAME_MAX + 1], region[ALLOC_NAME_MAX + 1], want[2 * ALLOC_NAME_MAX + 2];
+        struct alloc_client *k;
+        struct alloc_region r;
+
+        memset(client, '\\', sizeof(client) - 1);
+        client[sizeof(client) - 1] = '\0';
+        memset(region, '\\', sizeof(region) - 1);
+        region[sizeof(region) - 1] = '\0';
+        cr_assert_eq(alloc_connect(&k, d.sock, client), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "h", 4096, &(struct alloc_opts){.name = region}, &r), 0, "%s",
+                     alloc_last_error());
+        memset(want, '\\', 2 * ALLOC_CLIENT_NAME_MAX);
+        strcpy(want + 2 * ALLOC_CLIENT_NAME_MAX, "\n");
+        struct run *x = allocctl(d.sock, "clients", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        char *at = strstr(x->out, " \\");
+        cr_assert(at && !strncmp(at + 1, want, strlen(want)), "the client's name cut short: %s", x->out);
+        memset(want, '\\', 2 * ALLOC_NAME_MAX);
+        strcpy(want + 2 * ALLOC_NAME_MAX, "\n");
+        x = allocctl(d.sock, "dump", "h", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        at = strstr(x->out, " \\");
+        cr_assert(at && !strncmp(at + 1, want, strlen(want)), "the region's name cut short: %s", x->out);
+        alloc_disconnect(k);
+}
+
+/* Error messages quote what was asked: a terminal escape in it is shown as \xNN, not sent raw to the terminal. */
+Test(allocctl, errors_escape_what_they_quote) {
+        const char *cmds[] = {"dump", "map"};
+
+        for (size_t i = 0; i < 2; i++) {
+                struct run *x = allocctl(d.sock, cmds[i], "\x1b]0;pwned\x07", (char *)NULL);
+                cr_assert_eq(x->status, 1, "%s", x->err);
+                cr_assert_null(strchr(x->err, '\x1b'), "allocctl %s sent an escape to the terminal: %s", cmds[i],
+                               x->err);
+                cr_assert(strstr(x->err, "'\\x1b]0;pwned\\x07'"), "%s", x->err);
+        }
+}
+
+/* A fake allocd whose own words (its version, a pool's backend and draining reason, a pool it could not make) carry
+ * terminal escapes. */
+static int hostile_words(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
+        static Allocd__HelloReply h;
+        static Allocd__StatusReply st;
+        static Allocd__PoolStatus p;
+        static Allocd__UnavailablePool u;
+        static Allocd__PoolStatus *ps[] = {&p};
+        static Allocd__UnavailablePool *us[] = {&u};
+
+        (void)fd;
+        (void)arg;
+        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                allocd__hello_reply__init(&h);
+                h.has_version = h.has_max_packet = true;
+                h.version = WIRE_VERSION;
+                h.max_packet = WIRE_MAX_PACKET;
+                r->body_case = ALLOCD__REPLY__BODY_HELLO;
+                r->hello = &h;
+        } else if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+                allocd__status_reply__init(&st);
+                allocd__pool_status__init(&p);
+                allocd__unavailable_pool__init(&u);
+                p.name = "p";
+                p.has_kind = true;
+                p.kind = ALLOCD__POOL_KIND__HOST;
+                p.backend = "\033[2J";
+                p.draining = "\033]0;owned\007";
+                u.name = "g";
+                u.reason = "\033[31mred";
+                st.daemon_version = "\033[1mbold";
+                st.n_pools = st.n_unavailable = 1;
+                st.pools = ps;
+                st.unavailable = us;
+                r->body_case = ALLOCD__REPLY__BODY_STATUS;
+                r->status = &st;
+        }
+        return 0;
+}
+
+/* The socket may be anyone's (--socket, ALLOCD_SOCKET): what allocd says is escaped as names are. */
+Test(allocctl, allocds_own_words_reach_no_terminal_raw) {
+        struct fake_allocd f;
+
+        fake_allocd_start(&f, hostile_words, NULL);
+        struct run *r = allocctl(f.path, "status", NULL);
+        fake_allocd_stop(&f);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert_null(strchr(r->out, '\033'), "%s", r->out);
+        cr_assert(strstr(r->out, "\\x1b[1mbold") && strstr(r->out, "\\x1b[31mred") && strstr(r->out, "\\x1b]0;owned"),
+                  "%s", r->out);
 }

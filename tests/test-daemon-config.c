@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +43,11 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                  "allocd.conf:3: 'max_waiters_per_connection' is set twice"},
                 {"[pool a]\nkind = host\nsize = 3M\nhugepages = 2M\n",
                  "allocd.conf:3: size = 3M: not a multiple of the huge page size 2M"},
+                /* --check-config said valid, and start-up left the pool out: "Numerical argument out of domain". */
+                {"[pool a]\nkind = host\nsize = 12K\nquantum = 8K\n",
+                 "allocd.conf:3: size = 12K: not a multiple of quantum = 8K (line 4); use e.g. 16K"},
+                {"[pool p]\nkind = pinned\nquantum = 2M\nsize = 1M\n",
+                 "allocd.conf:4: size = 1M: not a multiple of quantum = 2M (line 3); use e.g. 2M"},
                 {"[pool g]\nkind = gpu\nsize = 64M\n", "allocd.conf:1: [pool g] is a gpu pool without a device"},
                 {"[pool g]\nkind = gpu\ndevice = 0\n", "[pool g] is a gpu pool without a size"},
                 {"[pool g]\nkind = gpu\ndevice = first\nsize = 1M\n", "allocd.conf:3: device = first"},
@@ -141,6 +148,168 @@ Test(config, a_socket_in_use_is_not_stolen, .timeout = 60) {
         unlink(log);
 }
 
+/*
+ * allocd removes its socket file when it stops, and only its own: another allocd may have bound the path
+ * since (the file was removed, or renamed over, while the first one ran).  It once removed whatever
+ * socket was there, and the other allocd, still running, could no longer be reached.
+ */
+Test(config, stopping_leaves_another_allocds_socket, .timeout = 60) {
+        struct daemon a, b;
+        int status;
+
+        daemon_start(&a, NULL);
+        daemon_start(&b, NULL);
+        cr_assert_eq(rename(b.sock, a.sock), 0, "%s", strerror(errno));
+        kill(a.pid, SIGTERM);
+        cr_assert_eq(waitpid(a.pid, &status, 0), a.pid);
+        a.pid = 0;
+        struct alloc_client *c;
+        cr_assert_eq(alloc_connect(&c, a.sock, "test"), 0, "the other allocd's socket went: %s", alloc_last_error());
+        alloc_disconnect(c);
+        daemon_stop(&b);
+        daemon_stop(&a);
+}
+
+/*
+ * allocds started at once beside a stale socket file: one serves, the others refuse.  Each once found the
+ * file dead and removed it, a later one the socket an earlier one had just bound, and two ran, one of them
+ * unreachable (about one round in eight).
+ */
+Test(config, allocds_started_at_once_on_a_stale_socket_leave_one, .timeout = 120) {
+        enum { ROUNDS = 30, N = 6 };
+        char dir[] = "/tmp/allocd-race-XXXXXX", sock[64], conf[64];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        strcpy(sa.sun_path, sock);
+        for (int round = 0; round < ROUNDS; round++) {
+                pid_t pid[N];
+                int status, exited = 0, alive = 0;
+                /* What a crash leaves: a socket file nothing listens on. */
+                int stale = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+                unlink(sock);
+                cr_assert_eq(bind(stale, (struct sockaddr *)&sa, sizeof(sa)), 0);
+                close(stale);
+                for (int i = 0; i < N; i++) {
+                        pid[i] = fork();
+                        if (pid[i] == 0) {
+                                freopen("/dev/null", "w", stderr);
+                                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                                _exit(127);
+                        }
+                }
+                for (int t = 0; t < 300 && exited < N - 1; t++) {
+                        usleep(10000);
+                        exited = 0;
+                        for (int i = 0; i < N; i++)
+                                exited += kill(pid[i], 0) < 0 || waitpid(pid[i], &status, WNOHANG) == pid[i];
+                }
+                usleep(100000); /* a second survivor has long been listening by now */
+                for (int i = 0; i < N; i++) {
+                        if (waitpid(pid[i], &status, WNOHANG) == 0)
+                                alive++;
+                        kill(pid[i], SIGTERM);
+                        waitpid(pid[i], &status, 0);
+                }
+                cr_assert_eq(alive, 1, "round %d: %d allocds run on one socket", round, alive);
+        }
+        unlink(sock);
+        unlink(conf);
+        rmdir(dir);
+}
+
+/* Runs allocd (as nobody, or as we are) with --socket sock and --config conf; its exit status, stderr in log. */
+static int allocd_as(bool nobody, const char *sock, const char *conf, const char *log) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                if (nobody && (setgid(65534) < 0 || setuid(65534) < 0))
+                        _exit(126);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        for (int t = 0; t < 500 && waitpid(pid, &status, WNOHANG) == 0; t++)
+                usleep(10000);
+        if (kill(pid, SIGKILL) == 0)
+                waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/*
+ * A socket file allocd may not remove (another user's, in a sticky directory) or may not connect to was
+ * refused as "Address already in use", which reads as another allocd; a live socket of another type (a stream
+ * server's) was taken for stale and removed.  Only a socket that refuses the connection is stale.
+ */
+Test(config, a_socket_that_cannot_be_taken_over_is_left_and_says_why, .timeout = 60) {
+        char dir[] = "/tmp/allocd-sticky-XXXXXX", sock[64], conf[64], log[64];
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to run allocd as nobody beside root's socket");
+        cr_assert_not_null(mkdtemp(dir));
+        chmod(dir, 01777);
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(log, sizeof(log), "%s/log", dir);
+        write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        chmod(conf, 0644);
+        strcpy(sa.sun_path, sock);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(fd);
+        chmod(sock, 0666); /* stale: anyone may try it, and nothing listens */
+        cr_expect_eq(allocd_as(true, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "a socket file nothing listens on (left by a crash?), and removing it failed"),
+                  "%s", slurp(log));
+        unlink(sock);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 4), 0);
+        chmod(sock, 0700); /* live, but nobody may connect */
+        cr_expect_eq(allocd_as(true, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Permission denied)"), "%s",
+                  slurp(log));
+        close(fd);
+        unlink(sock);
+
+        /* Another program's live stream socket refuses a SEQPACKET connect: it was taken for stale, and removed. */
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 4), 0);
+        cr_expect_eq(allocd_as(false, sock, conf, log), 1);
+        cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Protocol wrong type"), "%s",
+                  slurp(log));
+        struct stat st;
+        cr_expect(stat(sock, &st) == 0, "the other program's socket is still there");
+        close(fd);
+        unlink(sock);
+
+        /* A listener that accepts nothing, its backlog full: allocd's probe once waited on it for ever. */
+        fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        cr_assert_eq(listen(fd, 0), 0);
+        int queued[4];
+        for (int i = 0; i < 4; i++) {
+                queued[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0);
+                connect(queued[i], (struct sockaddr *)&sa, sizeof(sa));
+        }
+        cr_expect_eq(allocd_as(false, sock, conf, log), 1, "allocd waited on a full backlog");
+        cr_expect(strstr(slurp(log), "another allocd is already listening"), "%s", slurp(log));
+        for (int i = 0; i < 4; i++)
+                close(queued[i]);
+        close(fd);
+        unlink(sock);
+        unlink(conf);
+        unlink(log);
+        rmdir(dir);
+}
+
 /* A file that is not a socket is never removed to make room for one. */
 Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         char log[] = "/tmp/allocd-conf-log-XXXXXX", file[] = "/tmp/allocd-not-a-socket-XXXXXX";
@@ -160,6 +329,56 @@ Test(config, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         cr_assert(strstr(slurp(log), "is not a socket"), "%s", slurp(log));
         cr_assert_str_eq(slurp(file), "hi\n");
         unlink(file);
+        unlink(log);
+}
+
+/* A default socket path too long for sun_path was blamed on an unset XDG_RUNTIME_DIR, even for root. */
+Test(config, a_default_socket_path_too_long_says_so, .timeout = 60) {
+        char log[] = "/tmp/allocd-conf-log-XXXXXX", env[256];
+        int status;
+
+        close(mkstemp(log));
+        snprintf(env, sizeof(env), "ALLOCD_SOCKET=/tmp/%0150d.sock", 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                putenv(env);
+                execl(ALLOCD_PATH, "allocd", "--no-config", (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%#x", status);
+        cr_expect(strstr(slurp(log), "is longer than 107 bytes; choose a shorter one with --socket PATH"), "%s",
+                  slurp(log));
+        unlink(log);
+}
+
+/* An empty --socket once listened on an abstract address of NUL bytes, which no client can name. */
+Test(config, empty_paths_on_the_command_line_are_refused, .timeout = 60) {
+        static const char *const opt[] = {"--socket", "--config"};
+        char log[] = "/tmp/allocd-conf-log-XXXXXX";
+        int status = 0;
+
+        close(mkstemp(log));
+        for (int i = 0; i < 2; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                        freopen(log, "w", stderr);
+                        execl(ALLOCD_PATH, "allocd", opt[i], "", i ? "--socket" : "--no-config",
+                              i ? "/tmp/allocd-never.sock" : NULL, (char *)NULL);
+                        _exit(127);
+                }
+                pid_t w = 0;
+                for (int t = 0; t < 500 && (w = waitpid(pid, &status, WNOHANG)) == 0; t++)
+                        usleep(10000);
+                if (w == 0) {
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                }
+                cr_expect(w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s '': still running or %#x",
+                          opt[i], status);
+                cr_expect(strstr(slurp(log), "''"), "%s: %s", opt[i], slurp(log));
+        }
         unlink(log);
 }
 

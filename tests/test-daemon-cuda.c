@@ -23,6 +23,7 @@ static char libdir[] = "/tmp/allocd-fakecuda-XXXXXX", init_file[128], log_path[]
 static char ld_env[160], init_env[160];
 
 static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
+                             "[pool quanta]\nkind = gpu\ndevice = 0\nsize = 6M\nquantum = 4M\n"
                              "[pool auto]\nkind = pinned\nsize = 2M\n"
                              "[pool h]\nkind = host\nsize = 1M\n";
 
@@ -105,6 +106,15 @@ Test(daemon_cuda, auto_falls_back_to_memfd_when_the_probe_fails) {
                   "the log says why: %s", slurp(log_path));
         cr_assert_eq(alloc_region_new(c, "auto", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(c, r.id), 0);
+}
+
+/* A gpu pool's size is rounded up to whole quanta where the quantum is larger than the granularity (2 MiB here):
+ * 6M with 4M quanta was left at 6M, and the arena then refused its last, half quantum. */
+Test(daemon_cuda, a_gpu_pool_is_rounded_up_to_whole_quanta) {
+        start("0");
+        cr_expect(strstr(slurp(log_path), "pool quanta: size 6291456 rounded up to 8388608, a multiple of the "
+                                          "allocation granularity 2097152 and of the quantum"),
+                  "%s", slurp(log_path));
 }
 
 /*

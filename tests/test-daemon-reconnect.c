@@ -154,6 +154,46 @@ Test(reconnect, an_id_from_before_a_restart_without_state_names_no_region_after_
         daemon_stop(&d);
 }
 
+/* alloc_dump_each's callback: restarts allocd without its state at the first region. */
+static int restart_at_first(const struct alloc_region_info *info, void *d) {
+        static bool done;
+
+        (void)info;
+        if (!done)
+                restart(d);
+        done = true;
+        return 0;
+}
+
+/*
+ * A dump is pages, each asked after the last id of the one before: a restart without state between
+ * two pages would end it early, as if all had been listed (the new allocd has none of the ids, or
+ * others).  It fails instead, and says to dump again.
+ */
+Test(reconnect, a_dump_across_a_restart_without_state_fails_rather_than_ends_early, .timeout = 60) {
+        enum { N = 1000 };
+        struct daemon d;
+        struct alloc_region *rs = calloc(N, sizeof(*rs));
+        uint64_t sizes[N];
+
+        for (int i = 0; i < N; i++)
+                sizes[i] = 4096;
+
+        start(&d);
+        struct alloc_client *maker = daemon_connect(&d), *c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new_batch(maker, "host", sizes, N, NULL, rs), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_dump_each(c, NULL, restart_at_first, &d), -ESTALE, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "during the dump"), "%s", alloc_last_error());
+        struct alloc_dump *dump = NULL;
+        cr_assert_eq(alloc_dump(c, NULL, &dump), 0, "%s", alloc_last_error());
+        cr_assert_eq(dump->nregions, 0);
+        alloc_dump_free(dump);
+        alloc_disconnect(maker);
+        alloc_disconnect(c);
+        free(rs);
+        daemon_stop(&d);
+}
+
 Test(reconnect, allocd_reconnect_0_keeps_the_lost_connection_lost, .timeout = 60) {
         struct daemon d;
         struct alloc_status *st = NULL;

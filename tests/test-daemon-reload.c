@@ -142,6 +142,83 @@ Test(reload, spin_changes_on_reload, .timeout = 60) {
         stop(&d);
 }
 
+/* A quantum taken out of the file is a change to the default: logged as waiting for a restart, not skipped. */
+Test(reload, a_quantum_back_to_the_default_waits_for_a_restart, .timeout = 60) {
+        struct daemon d;
+        struct alloc_region r;
+
+        start(&d, "[pool f]\nkind = fpga\nranges = 0x0+1M\nquantum = 64K\n");
+        reload(&d, "[pool f]\nkind = fpga\nranges = 0x0+1M\n", "SIGHUP: reloaded ");
+        cr_expect(strstr(slurp(log_path), "change only on restart"), "%s", slurp(log_path));
+        struct alloc_client *c = daemon_connect(&d);
+        cr_expect_eq(alloc_region_new(c, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_expect_eq(pool_used(c, "f"), 64 << 10, "the running quantum stays");
+        alloc_disconnect(c);
+        stop(&d);
+}
+
+/* Limits lowered below what is in use: what is held stays (connections and regions), new requests meet the limit. */
+Test(reload, lowered_limits_keep_what_is_held_and_refuse_more, .timeout = 60) {
+        struct alloc_client *k[3], *extra;
+        struct alloc_region r;
+        struct daemon d;
+
+        start(&d, "[daemon]\nmax_connections = 8\nmax_regions_per_connection = 8\n"
+                  "[pool a]\nkind = host\nsize = 1M\n");
+        for (int i = 0; i < 3; i++)
+                k[i] = daemon_connect(&d);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(alloc_region_new(k[0], "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        reload(&d, "[daemon]\nmax_connections = 1\nmax_regions_per_connection = 1\n[pool a]\nkind = host\nsize = 1M\n",
+               "SIGHUP: reloaded ");
+        cr_expect_eq(alloc_connect(&extra, d.sock, "one too many"), -EMFILE, "max_connections = 1 applies");
+        cr_expect_eq(pool_used(k[2], "a"), 3 * 4096, "the connections and regions held are kept");
+        cr_expect_eq(alloc_region_new(k[0], "a", 4096, NULL, &r), -EMFILE, "max_regions_per_connection = 1 applies");
+        cr_expect_eq(alloc_region_new(k[1], "a", 4096, NULL, &r), 0, "up to the new limit: %s", alloc_last_error());
+        for (int i = 0; i < 3; i++)
+                alloc_disconnect(k[i]);
+        stop(&d);
+}
+
+/* A SIGHUP while the pools are being made (here a 256 MiB one, after the first) once killed allocd. */
+Test(reload, a_sighup_during_start_up_is_a_reload_once_ready, .timeout = 60) {
+        char dir[] = "/tmp/allocd-hup-XXXXXX", sock[64], conf[64];
+        int status;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        write_file(conf, "[pool first]\nkind = fpga\nranges = 0x0+1M\n[pool big]\nkind = host\nsize = 256M\n");
+        new_log();
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen(log_path, "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 20000 && !strstr(slurp(log_path), "pool first:"); i++)
+                usleep(500);
+        cr_assert(strstr(slurp(log_path), "pool first:"), "%s", slurp(log_path));
+        kill(pid, SIGHUP);
+        for (int i = 0; i < 2000 && !strstr(slurp(log_path), "SIGHUP: reloaded"); i++) {
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        pid = 0;
+                        break;
+                }
+                usleep(5000);
+        }
+        cr_expect(pid, "allocd died of the SIGHUP: %#x", status);
+        cr_expect(strstr(slurp(log_path), "SIGHUP: reloaded"), "%s", slurp(log_path));
+        if (pid) {
+                kill(pid, SIGTERM);
+                waitpid(pid, &status, 0);
+        }
+        unlink(log_path);
+        unlink(conf);
+        unlink(sock);
+        rmdir(dir);
+}
+
 Test(reload, an_empty_file_is_refused, .timeout = 60) {
         static const char *empty[] = {"", "# allocd.conf, cut short\n[daemon]\nmax_regions_per_connection = 100\n"};
 

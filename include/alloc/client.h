@@ -399,7 +399,8 @@ struct alloc_dump *alloc_dump_free(struct alloc_dump *d);
  * id, one page of allocd's replies at a time, so a dump of a million regions
  * costs neither side more than a page.  region (and its holders) is valid
  * only during the call.  fn returns 0 to go on; anything else ends the walk
- * and is returned.
+ * and is returned.  -ESTALE: allocd restarted without its state after fn saw
+ * a region (dump again).
  */
 int alloc_dump_each(struct alloc_client *c, const char *pool,
                     int (*fn)(const struct alloc_region_info *region, void *data), void *data);
