@@ -362,15 +362,6 @@ static void waiting(void) {
         save("wait-name-taken");
 }
 
-/* A Cancel of request (0: none named) on session s, with id 9. */
-static void cancel(int s, uint64_t request) {
-        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
-
-        m.has_request = request != 0;
-        m.request = request;
-        put(s, 9, ALLOCD__REQUEST__BODY_CANCEL, &m);
-}
-
 /* Cancels: of a waiting Attach (id 5) and then of it answered, of unknown ids, another's; of a waiting Alloc. */
 static void cancelling(void) {
         begin(fuzz_header(0, 1, 0, 2));
