@@ -234,7 +234,8 @@ static int interrupted(struct alloc_client *c, struct pending *me, Allocd__Reque
                            : what == ALLOCD__REQUEST__BODY_ATTACH ? "an attach"
                                                                   : "a request",
                            cancelled ? " (allocd was asked to cancel it; a region it grants anyway is given back)"
-                                     : " (a region allocd grants anyway is given back)");
+                           : waits   ? " (a region allocd grants anyway is given back)"
+                                     : "");
 }
 
 /*
