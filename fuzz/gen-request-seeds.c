@@ -362,6 +362,33 @@ static void waiting(void) {
         save("wait-name-taken");
 }
 
+/* Cancels: of a waiting Attach (id 5) and then of it answered, of unknown ids, another's; of a waiting Alloc. */
+static void cancelling(void) {
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        attach_within(0, "later", 1000);
+        cancel(1, 5); /* another connection's request: not found */
+        cancel(0, 99);
+        cancel(0, 0);
+        cancel(0, 5); /* the waiting Attach: cancelled */
+        record(0, FUZZ_TURN);
+        cancel(0, 5); /* answered already */
+        alloc(1, "h", 4096, 0, "later");
+        status(0, 0);
+        save("cancel-attach");
+
+        begin_f_full();
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        free_region(0, ID(1));
+        cancel(1, 2); /* room came first, the grant not yet answered: not found once the turn ran */
+        alloc(1, "f", 1 << 20, 0, NULL);
+        cancel(1, 2); /* waiting: cancelled */
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        save("cancel-alloc");
+}
+
 static void zeroing(void) {
         for (int failed = 0; failed < 2; failed++) {
                 begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
@@ -602,5 +629,6 @@ int main(int argc, char **argv) {
         batches();
         reclaiming();
         spares();
+        cancelling();
         return 0;
 }

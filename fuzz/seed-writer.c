@@ -136,6 +136,14 @@ void attach(int s, const char *name) {
         attach_within(s, name, 0);
 }
 
+void cancel(int s, uint64_t request) {
+        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
+
+        m.has_request = request != 0;
+        m.request = request;
+        put(s, 9, ALLOCD__REQUEST__BODY_CANCEL, &m);
+}
+
 void seal(int s, uint64_t region) {
         Allocd__Seal m = ALLOCD__SEAL__INIT;
 

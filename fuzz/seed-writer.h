@@ -34,6 +34,8 @@ void free_region(int s, uint64_t region);
 void detach(int s, uint64_t region);
 void attach_within(int s, const char *name, uint32_t timeout_ms);
 void attach(int s, const char *name);
+/* A Cancel of request (0: none named), with id 9. */
+void cancel(int s, uint64_t request);
 void seal(int s, uint64_t region);
 void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name,
                  bool columns);
