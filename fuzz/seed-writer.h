@@ -16,6 +16,10 @@
 
 extern const char *seed_dir;
 
+/* Each input starts from a fresh core: the n-th slot handed out (lowest free first) has id 1 << 32 | n. */
+#define ID(slot) (UINT64_C(1) << 32 | (slot))
+#define BIG ((1u << 20) + 4096) /* above ZERO_INLINE_MAX: zeroed by a job */
+
 void begin(uint8_t header);
 void save(const char *name);
 void record(int s, int kind);
@@ -43,5 +47,10 @@ void free_batch(int s, const uint64_t *ids, size_t n);
 void status(int s, uint64_t after);
 void dump(int s, uint64_t after, const char *pool);
 void disconnect(int s, int32_t pid, uint64_t serial);
+
+/* f is 0664, owner 1000: fills it with session s's regions. */
+void fill_f(int s);
+/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
+void begin_f_full(void);
 
 #endif
