@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "restart-checks.h"
@@ -203,6 +204,47 @@ Test(restart, resized_pool_waits_for_the_old_one) {
         cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
         cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        alloc_disconnect(k);
+}
+
+/* Whether uid nobody may attach name (0) or why not (a negative errno). */
+static int nobody_attaches(const char *name) {
+        pid_t pid = fork();
+        int status;
+
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                struct alloc_client *n;
+                struct alloc_region r;
+                int e = setgid(65534) < 0 || setuid(65534) < 0 ? -EPERM : alloc_connect(&n, s.d.sock, "nobody");
+                if (e == 0)
+                        e = alloc_region_attach(n, name, NULL, &r);
+                _exit(-e);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR;
+}
+
+/*
+ * A draining pool's regions are root's to attach (its access rules went with its section): a reload
+ * that opens the section to all is the waiting pool's, not the draining one's, and no change that
+ * waits for a restart.
+ */
+Test(restart, a_reload_leaves_a_draining_pools_access_alone) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n", &r);
+
+        if (geteuid() != 0) {
+                alloc_disconnect(k);
+                cr_skip_test("needs root, to attach as nobody");
+        }
+        cr_assert_eq(nobody_attaches("old"), -EACCES);
+        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 8M\nmode = 0666\n");
+        kill(s.d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "SIGHUP: reloaded"); i++)
+                usleep(10000);
+        cr_assert_eq(nobody_attaches("old"), -EACCES, "%s", sysd_log(&s));
+        cr_assert_null(strstr(sysd_log(&s), "change only on restart"), "%s", sysd_log(&s));
         alloc_disconnect(k);
 }
 
