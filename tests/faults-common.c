@@ -156,6 +156,18 @@ int send_status(int fd, uint64_t id, int flags) {
         return send_req(fd, &req, id, flags);
 }
 
+int send_dump(int fd, uint64_t id, uint64_t after, const char *pool) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Dump dm = ALLOCD__DUMP__INIT;
+
+        dm.has_after = true;
+        dm.after = after;
+        dm.pool = (char *)pool;
+        req.body_case = ALLOCD__REQUEST__BODY_DUMP;
+        req.dump = &dm;
+        return send_req(fd, &req, id, 0);
+}
+
 void send_alloc(int fd, uint64_t id, const char *pool, uint64_t size, uint32_t flags) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;

@@ -28,6 +28,7 @@ Allocd__Reply *recv_reply(int fd, int timeout_ms, const char *what);
 int send_hello(int fd, const char *name);
 int raw_hello(const char *name);
 int send_status(int fd, uint64_t id, int flags);
+int send_dump(int fd, uint64_t id, uint64_t after, const char *pool);
 void send_alloc(int fd, uint64_t id, const char *pool, uint64_t size, uint32_t flags);
 void send_release(int fd, uint64_t id, uint64_t region, bool detach);
 bool closed_by_allocd(int fd, int timeout_ms);

@@ -184,3 +184,83 @@ Test(faults, region_table_shrinks) {
         c = alloc_disconnect(c);
         stop();
 }
+
+/*
+ * A Dump that lists few of the regions it walks past (another pool's, or another user's) looks at
+ * a bounded number of slots and says where to go on (DumpReply.next), rather than walking the
+ * whole table in allocd's loop for one page.  Found by review: ~20 ms a Dump at 1M regions.
+ */
+#define DUMP_FILL 20 /* batches of 1024 in f: more than a Dump looks at (16384 slots) */
+#define DUMP_CONFIG "[pool f]\nkind = fpga\nranges = 0x0+1G\n[pool g]\nkind = fpga\nranges = 0x0+1M\n"
+
+/* batches of 1024 regions in f, then one in g: its id. */
+static uint64_t fill(struct alloc_client *k, size_t batches) {
+        static struct alloc_region rs[ALLOC_BATCH_MAX];
+        static uint64_t sizes[ALLOC_BATCH_MAX];
+
+        for (size_t i = 0; i < ALLOC_BATCH_MAX; i++)
+                sizes[i] = 4096;
+        for (size_t b = 0; b < batches; b++)
+                cr_assert_eq(alloc_region_new_batch(k, "f", sizes, ALLOC_BATCH_MAX, NULL, rs), 0, "%s",
+                             alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "g", 4096, NULL, rs), 0, "%s", alloc_last_error());
+        return rs[0].id;
+}
+
+Test(faults, a_dump_that_lists_nothing_stops_looking) {
+        uint64_t after = 0;
+        int pages = 0;
+
+        start(DUMP_CONFIG, 0, NULL);
+        c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_free(c, fill(c, DUMP_FILL)), 0);
+        int fd = raw_hello("dump");
+        for (bool more = true; more;) {
+                cr_assert_eq(send_dump(fd, (uint64_t)++pages, after, "g"), 0);
+                Allocd__Reply *r = recv_reply(fd, 10000, "Dump");
+                cr_assert(r && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_DUMP);
+                cr_expect_eq(r->dump->n_regions, 0, "pool g has no regions");
+                more = r->dump->more;
+                cr_assert_eq(r->dump->has_next, more, "next is set whenever more is");
+                if (pages == 1)
+                        cr_expect(more && (uint32_t)r->dump->next == 16383,
+                                  "the first page looked at 16384 slots (more %d, next %#llx)", more,
+                                  (unsigned long long)r->dump->next);
+                cr_assert(!more || r->dump->next > after, "next moves on");
+                after = r->dump->next;
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        cr_expect_eq(pages, 2, "%d pages for %d slots", pages, DUMP_FILL * ALLOC_BATCH_MAX + 1);
+        close(fd);
+        c = alloc_disconnect(c);
+        stop();
+}
+
+static int list_g(const struct alloc_region_info *x, void *data) {
+        uint64_t *seen = data;
+        cr_expect_str_eq(x->pool, "g");
+        seen[++seen[0]] = x->id;
+        return seen[0] == 4;
+}
+
+/* g's regions lie each past a gap longer than a Dump looks: alloc_dump_each follows next over it. */
+Test(faults, alloc_dump_each_goes_past_empty_pages) {
+        uint64_t g[3], seen[5] = {0};
+        struct alloc_dump *all;
+
+        start(DUMP_CONFIG, 0, NULL);
+        c = daemon_connect(&d);
+        c2 = daemon_connect(&d);
+        g[0] = fill(c, 0);
+        g[1] = fill(c, DUMP_FILL);
+        g[2] = fill(c2, DUMP_FILL); /* max_regions_per_connection 65536 */
+        cr_assert_eq(alloc_dump_each(c, "g", list_g, seen), 0, "%s", alloc_last_error());
+        cr_assert_eq(seen[0], 3, "listed %llu of pool g's 3 regions", (unsigned long long)seen[0]);
+        cr_expect(seen[1] == g[0] && seen[2] == g[1] && seen[3] == g[2]);
+        cr_assert_eq(alloc_dump(c, NULL, &all), 0, "%s", alloc_last_error());
+        cr_expect_eq(all->nregions, 2 * DUMP_FILL * ALLOC_BATCH_MAX + 3);
+        alloc_dump_free(all);
+        c = alloc_disconnect(c);
+        c2 = alloc_disconnect(c2);
+        stop();
+}

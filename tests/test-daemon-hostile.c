@@ -54,6 +54,17 @@ static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nf
         cr_assert_eq(wire_send(fd, buf, n, fds, nfds, 0), 0);
 }
 
+/* A request of id with body (of the oneof's case body_case). */
+static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+
+        req.has_id = true;
+        req.id = id;
+        req.body_case = body_case;
+        req.hello = body; /* the oneof's members share one pointer */
+        send_request(fd, &req, NULL, 0);
+}
+
 /* The next reply, or NULL when allocd closed the connection. */
 static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
@@ -515,7 +526,6 @@ Test(hostile, a_refused_reclaim_leaves_the_name_alone) {
 
 /* Sends an Alloc of 4 KiB PERSIST in pool f that waits up to 10 s. */
 static void send_persist_alloc(int fd, uint64_t id) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
 
         a.pool = "f";
@@ -523,11 +533,7 @@ static void send_persist_alloc(int fd, uint64_t id) {
         a.size = 4096;
         a.flags = ALLOCD__FLAG__PERSIST;
         a.timeout_ms = 10000;
-        req.has_id = true;
-        req.id = id;
-        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
-        req.alloc = &a;
-        send_request(fd, &req, NULL, 0);
+        send_body(fd, id, ALLOCD__REQUEST__BODY_ALLOC, &a);
 }
 
 /*
@@ -552,93 +558,42 @@ Test(hostile, persist_grants_that_never_reach_a_gone_client_go) {
         close(fd);
 }
 
-/*
- * A Dump that lists few of the regions it walks past (another pool's, or another user's) looks at
- * a bounded number of slots and says where to go on (DumpReply.next), rather than walking the
- * whole table in allocd's loop for one page.  Found by review: ~20 ms a Dump at 1M regions.
+static void send_cancel(int fd, uint64_t id, uint64_t request) {
+        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
+
+        m.has_request = true;
+        m.request = request;
+        send_body(fd, id, ALLOCD__REQUEST__BODY_CANCEL, &m);
+}
+
+/* A Cancel of a request that is not waiting (unknown, answered, another connection's) is NOT_FOUND and changes nothing.
  */
-#define DUMP_FILL 20 /* batches of 1024 in f: more than a Dump looks at (16384 slots) */
+Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        int fd = fpga_region(&a, &f, NULL), other = hello();
+        Allocd__Reply *r;
 
-static void dump_setup(void) {
-        daemon_start(&d, "[pool f]\nkind = fpga\nranges = 0x0+1G\n[pool g]\nkind = fpga\nranges = 0x0+1M\n");
-        c = daemon_connect(&d);
-}
-
-static void dump_teardown(void) {
-        alloc_disconnect(c);
-        daemon_stop(&d);
-}
-
-TestSuite(dump, .init = dump_setup, .fini = dump_teardown, .timeout = 60);
-
-static void fill(struct alloc_client *k, const char *pool, size_t batches, uint64_t *g) {
-        static struct alloc_region rs[ALLOC_BATCH_MAX];
-        static uint64_t sizes[ALLOC_BATCH_MAX];
-
-        for (size_t i = 0; i < ALLOC_BATCH_MAX; i++)
-                sizes[i] = 4096;
-        for (size_t b = 0; b < batches; b++)
-                cr_assert_eq(alloc_region_new_batch(k, pool, sizes, ALLOC_BATCH_MAX, NULL, rs), 0, "%s",
-                             alloc_last_error());
-        cr_assert_eq(alloc_region_new(k, "g", 4096, NULL, rs), 0, "%s", alloc_last_error());
-        *g = rs[0].id;
-}
-
-Test(dump, a_dump_that_lists_nothing_stops_looking) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
-        Allocd__Dump dm = ALLOCD__DUMP__INIT;
-        uint64_t g;
-        int fd = hello(), pages = 0;
-        bool more = true;
-
-        fill(c, "f", DUMP_FILL, &g);
-        cr_assert_eq(alloc_region_free(c, g), 0);
-        req.has_id = true;
-        req.body_case = ALLOCD__REQUEST__BODY_DUMP;
-        req.dump = &dm;
-        dm.pool = "g";
-        dm.has_after = true;
-        while (more) {
-                req.id = ++pages;
-                send_request(fd, &req, NULL, 0);
-                Allocd__Reply *r = next_reply(fd);
-                cr_assert(r && r->error == ALLOCD__ERROR__OK && r->body_case == ALLOCD__REPLY__BODY_DUMP);
-                cr_expect_eq(r->dump->n_regions, 0, "pool g has no regions");
-                more = r->dump->more;
-                cr_assert_eq(r->dump->has_next, more, "next is set whenever more is");
-                if (pages == 1)
-                        cr_expect(more && (uint32_t)r->dump->next == 16383,
-                                  "the first page looked at 16384 slots (more %d, next %#llx)", more,
-                                  (unsigned long long)r->dump->next);
-                cr_assert(!more || r->dump->next > dm.after, "next moves on");
-                dm.after = r->dump->next;
-                allocd__reply__free_unpacked(r, NULL);
-        }
-        cr_expect_eq(pages, 2, "%d pages for %d slots", pages, DUMP_FILL * ALLOC_BATCH_MAX + 1);
+        at.name = "never";
+        at.has_timeout_ms = true;
+        at.timeout_ms = 60000;
+        send_body(fd, 10, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        send_cancel(fd, 11, 99); /* unknown */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(fd, 12, 2); /* the Alloc, answered */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(other, 3, 10); /* another connection's */
+        expect_error(other, ALLOCD__ERROR__NOT_FOUND);
+        cr_assert_eq(pool_used(c, "f"), 4096, "the answered Alloc's region went");
+        send_cancel(fd, 13, 10); /* still waiting: cancelled, and answered so after the Cancel's OK */
+        expect_error(fd, ALLOCD__ERROR__OK);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 10 && r->error == ALLOCD__ERROR__CANCELLED && strstr(r->message, "cancelled"),
+                  "the Attach was not answered CANCELLED");
+        allocd__reply__free_unpacked(r, NULL);
+        send_cancel(fd, 14, 10); /* answered now */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        close(other);
         close(fd);
-}
-
-static int count_g(const struct alloc_region_info *x, void *data) {
-        uint64_t *seen = data;
-        cr_expect_str_eq(x->pool, "g");
-        seen[++seen[0]] = x->id;
-        return seen[0] == 4;
-}
-
-/* g's regions lie each past a gap longer than a Dump looks: alloc_dump_each follows next over it. */
-Test(dump, alloc_dump_each_goes_past_empty_pages) {
-        struct alloc_client *c2 = daemon_connect(&d);
-        uint64_t g[3], seen[5] = {0};
-        struct alloc_dump *all;
-
-        fill(c, "f", 0, &g[0]);
-        fill(c, "f", DUMP_FILL, &g[1]);
-        fill(c2, "f", DUMP_FILL, &g[2]); /* max_regions_per_connection 65536 */
-        cr_assert_eq(alloc_dump_each(c, "g", count_g, seen), 0, "%s", alloc_last_error());
-        cr_assert_eq(seen[0], 3, "listed %llu of pool g's 3 regions", (unsigned long long)seen[0]);
-        cr_expect(seen[1] == g[0] && seen[2] == g[1] && seen[3] == g[2]);
-        cr_assert_eq(alloc_dump(c, NULL, &all), 0, "%s", alloc_last_error());
-        cr_expect_eq(all->nregions, 2 * DUMP_FILL * ALLOC_BATCH_MAX + 3);
-        alloc_dump_free(all);
-        alloc_disconnect(c2);
 }
