@@ -160,11 +160,8 @@ int send_dump(int fd, uint64_t id, uint64_t after, const char *pool) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Dump dm = ALLOCD__DUMP__INIT;
 
-        dm.has_after = true;
-        dm.after = after;
-        dm.pool = (char *)pool;
-        req.body_case = ALLOCD__REQUEST__BODY_DUMP;
-        req.dump = &dm;
+        dm.has_after = true, dm.after = after, dm.pool = (char *)pool;
+        req.body_case = ALLOCD__REQUEST__BODY_DUMP, req.dump = &dm;
         return send_req(fd, &req, id, 0);
 }
 
