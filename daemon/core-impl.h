@@ -92,6 +92,8 @@ int host_reopen_ro(int fd);
 /* pool-region.c: a region's own memfd, sealed; then its memory (fallocate), which may run off the loop thread. */
 int pool_region_new(const struct pool *p, uint64_t size, int *ret);
 int pool_region_fill(int fd, uint64_t size);
+/* A dead region's memfd: its memory goes back to the machine, whoever still maps it; fd is closed. */
+void pool_region_drop(int fd, uint64_t size);
 /* A restored region of an isolation = region pool gets its memfd back (region_fds.stored); -ENOENT, -EBADF. */
 int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot);
 

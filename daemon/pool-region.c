@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +52,17 @@ int pool_region_new(const struct pool *p, uint64_t size, int *ret) {
 
 int pool_region_fill(int fd, uint64_t size) {
         return fallocate(fd, 0, 0, (off_t)size) < 0 ? -errno : 0;
+}
+
+void pool_region_drop(int fd, uint64_t size) {
+        /*
+         * Closing allocd's fd frees nothing while a holder still maps the memfd or keeps its fd (a fork,
+         * a program that keeps fds): that memory, charged to allocd, would outlive the region's place in
+         * the pool, and free and Alloc again would take more without end.  Its pages go now; the holder
+         * reads zeros, and what it writes there is its own memory.
+         */
+        (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+        close(fd);
 }
 
 int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot) {

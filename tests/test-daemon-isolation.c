@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -208,6 +209,40 @@ Test(isolation, region_mapping_lives_as_long_as_a_reference) {
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "freed: unmapped here (status %#x)", status);
         cr_assert_eq(pool_used(c, "iso"), 2 << 20);
+}
+
+/*
+ * A freed region's memory goes back though a process still maps it (a fork of its holder, a program
+ * that keeps the fd): else one that frees and allocates again, keeping each, takes memory without end.
+ */
+Test(isolation, freed_region_memory_goes_back_while_mapped) {
+        enum { SIZE = 64 << 10 };
+        unsigned char vec[SIZE / 4096];
+        struct alloc_region a;
+        int go[2], status;
+
+        cr_assert_eq(alloc_region_new(c, "isorw", SIZE, NULL, &a), 0, "%s", alloc_last_error());
+        memset(a.ptr, 'x', SIZE);
+        cr_assert_eq(pipe(go), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                char b;
+                int n = 0;
+
+                close(go[1]);
+                if (read(go[0], &b, 1) != 0 || mincore(a.ptr, SIZE, vec) < 0)
+                        _exit(100);
+                for (size_t i = 0; i < sizeof(vec); i++)
+                        n += vec[i] & 1;
+                _exit(n + (n == 0 && ((char *)a.ptr)[SIZE - 1] != 0 ? 50 : 0));
+        }
+        close(go[0]);
+        cr_assert_eq(alloc_region_free(c, a.id), 0);
+        close(go[1]);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status), "status %#x", status);
+        cr_assert_eq(WEXITSTATUS(status), 0, "pages of the freed region still resident (or not zeros): %d",
+                     WEXITSTATUS(status));
 }
 
 /* A region says whose it is. */
