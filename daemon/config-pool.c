@@ -465,6 +465,12 @@ int check_pool(struct parse *ps, size_t pool) {
                                     "one; remove one of the two",
                                     pc->lock ? "lock" : "numa_node", key[pc->lock ? KEY_LOCK : KEY_NUMA_NODE].text,
                                     key[KEY_ISOLATION].line);
+        /* Each region is a memfd of its own, of huge pages: the kernel sizes it in whole ones only. */
+        if (pc->isolation == ISOLATION_REGION && pc->hugepage && (!pc->quantum || pc->quantum % pc->hugepage))
+                return conf_fail_at(ps, key[KEY_HUGEPAGES].line,
+                                    "hugepages = %s with isolation = region (line %d): each region is a memfd of huge "
+                                    "pages, whose size is whole huge pages; add quantum = %s",
+                                    key[KEY_HUGEPAGES].text, key[KEY_ISOLATION].line, key[KEY_HUGEPAGES].text);
         switch (pc->kind) {
         case POOL_HOST:
                 return check_size(ps, pool);

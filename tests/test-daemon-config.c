@@ -542,6 +542,10 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                  "only host pools have it"},
                 {"[pool a]\nkind = host\nsize = 1M\nisolation = region\nlock = yes\n", 5, "lock = yes",
                  "not with isolation = region (line 4)"},
+                {"[pool a]\nkind = host\nsize = 4M\nisolation = region\nhugepages = 2M\nquantum = 1M\n", 5,
+                 "hugepages = 2M with isolation = region (line 4)", "add quantum = 2M"},
+                {"[pool a]\nkind = host\nsize = 4M\nhugepages = 2M\nisolation = region\n", 4, "hugepages = 2M",
+                 "whose size is whole huge pages"},
                 {"[pool a]\nkind = host\nsize = 1M\nnames = job/*, \x01"
                  "bad\n",
                  4, "names = job/*", "not a name pattern"},
