@@ -92,7 +92,7 @@ int host_reopen_ro(int fd);
 /* pool-region.c: a region's own memfd, sealed; then its memory (fallocate), which may run off the loop thread. */
 int pool_region_new(const struct pool *p, uint64_t size, int *ret);
 int pool_region_fill(int fd, uint64_t size);
-/* A dead region's memfd: its memory goes back to the machine, whoever still maps it; fd is closed. */
+/* A dead region's memfd: its size bytes go back to the machine, whoever still maps them (0: none); fd is closed. */
 void pool_region_drop(int fd, uint64_t size);
 /* A restored region of an isolation = region pool gets its memfd back (region_fds.stored); -ENOENT, -EBADF. */
 int pool_region_restore(struct core *core, const struct pool *p, uint32_t slot);
@@ -347,6 +347,7 @@ struct core {
         uint32_t nclients;
         bool evicting;  /* a Disconnect marked connections the server has not closed yet */
         bool abandoned; /* core_abandon: nothing is released one by one any more */
+        bool closing;   /* core_free: regions end with allocd, not freed; who maps one keeps its bytes */
         /* state.c: placeholders for the connections a restored state names, the core's to free */
         struct client **absent;
         size_t nabsent;

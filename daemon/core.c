@@ -58,6 +58,7 @@ void core_free(struct core *core) {
 
         if (!core)
                 return;
+        core_stopping(core);
         while ((cl = TAILQ_FIRST(&core->clients)))
                 core_client_remove(core, cl);
         for (size_t i = 0; i < core->nabsent; i++)
@@ -188,6 +189,10 @@ void core_client_remove(struct core *core, struct client *cl) {
 
 void core_abandon(struct core *core) {
         core->abandoned = true;
+}
+
+void core_stopping(struct core *core) {
+        core->closing = true;
 }
 
 void client_leave(struct core *core, struct client *cl) {

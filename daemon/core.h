@@ -126,6 +126,11 @@ void core_free(struct core *core);
  * the tables whole.  Only core_client_remove and core_free may follow.
  */
 void core_abandon(struct core *core);
+/*
+ * allocd stops: the regions its connections' closes release end with it rather than being freed,
+ * so an isolation = region region's memory is not taken from a holder that still runs and maps it.
+ */
+void core_stopping(struct core *core);
 void core_set_limits(struct core *core, const struct limits *limits);
 const struct limits *core_limits(const struct core *core);
 /* Monotonic milliseconds; the server sets it each loop turn (tests and fuzzers set their own). */

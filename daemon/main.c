@@ -124,6 +124,7 @@ static void stop(void) {
         bool kept = restart_stop(core, server_next_serial());
         if (kept)
                 core_abandon(core);
+        core_stopping(core);
         reload_stop();
         server_stop(kept);
         /*

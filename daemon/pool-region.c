@@ -61,7 +61,8 @@ void pool_region_drop(int fd, uint64_t size) {
          * the pool, and free and Alloc again would take more without end.  Its pages go now; the holder
          * reads zeros, and what it writes there is its own memory.
          */
-        (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+        if (size)
+                (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
         close(fd);
 }
 

@@ -125,7 +125,7 @@ static void region_die(struct core *core, uint32_t slot) {
         if (r->fd >= 0 && core->region_fds.gone)
                 core->region_fds.gone(core->region_fds.data, region_id(rt, slot));
         if (r->fd >= 0) {
-                pool_region_drop(r->fd, r->size);
+                pool_region_drop(r->fd, core->closing ? 0 : r->size);
                 user_count(core, r->uid, 0, 0, -1);
         }
         r->fd = -1;

@@ -238,11 +238,26 @@ Test(isolation, freed_region_memory_goes_back_while_mapped) {
         }
         close(go[0]);
         cr_assert_eq(alloc_region_free(c, a.id), 0);
+        cr_assert_eq(pool_used(c, "isorw"), 0, "the Free is served (a Free may be quiet)");
         close(go[1]);
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFEXITED(status), "status %#x", status);
         cr_assert_eq(WEXITSTATUS(status), 0, "pages of the freed region still resident (or not zeros): %d",
                      WEXITSTATUS(status));
+}
+
+/* allocd's stop is no region's death: a client still running keeps its bytes, as with isolation = pool. */
+Test(isolation, a_region_outlives_allocd_in_its_holder) {
+        struct daemon other;
+        struct alloc_region a;
+
+        daemon_start(&other, "[pool iso]\nkind = host\nsize = 1M\nisolation = region\n");
+        struct alloc_client *k = daemon_connect(&other);
+        cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &a), 0, "%s", alloc_last_error());
+        strcpy(a.ptr, "still here");
+        daemon_stop(&other);
+        cr_assert_str_eq(a.ptr, "still here");
+        alloc_disconnect(k);
 }
 
 /* A region says whose it is. */
