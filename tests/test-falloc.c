@@ -45,6 +45,12 @@ Test(falloc, geometry_rounds_the_chunk_and_fills_the_size) {
         }
         cr_assert_eq(falloc_heap_geometry(1 << 20, 0, &cs, &count), -EINVAL);
         cr_assert_eq(falloc_heap_geometry(1ull << 40, (1ull << 30) + 1, &cs, &count), -EINVAL);
+        for (uint64_t wraps = UINT64_MAX - 14; wraps; wraps++) { /* rounded up to 16, each was 0 */
+                cr_assert_eq(falloc_heap_geometry(100, wraps, &cs, &count), -EINVAL, "%#llx",
+                             (unsigned long long)wraps);
+                cr_assert_eq(falloc_heap_size(wraps, 1), 0);
+                cr_assert_eq(falloc_heap_meta_size(1 << 20, wraps), 0);
+        }
         cr_assert_eq(falloc_heap_geometry(700, 512, &cs, &count), -ENOSPC);
         cr_assert_eq(falloc_heap_geometry(falloc_heap_size(4096, 1), 4096, &cs, &count), 0, "the smallest heap fits");
         cr_assert_eq(count, 1);

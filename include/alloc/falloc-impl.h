@@ -416,18 +416,20 @@ FALLOC_FN uint64_t falloc_meta_(uint64_t count) {
 }
 
 FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count) {
-        uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1);
-        if (chunk_size == 0 || cs > FALLOC_CHUNK_MAX || count > (UINT64_MAX >> 8))
+        /* Checked before it is rounded up: the largest values would wrap to 0. */
+        if (chunk_size == 0 || chunk_size > FALLOC_CHUNK_MAX || count > (UINT64_MAX >> 8))
                 return 0;
+        uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1);
         uint64_t meta = falloc_meta_(count);
         return count > (UINT64_MAX - meta) / cs ? 0 : meta + count * cs;
 }
 
 FALLOC_HOST_FN int falloc_heap_geometry(uint64_t size, uint64_t chunk_size, uint64_t *ret_chunk_size,
                                         uint64_t *ret_count) {
-        uint64_t cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1), count;
-        if (chunk_size == 0 || cs > FALLOC_CHUNK_MAX)
+        uint64_t cs, count;
+        if (chunk_size == 0 || chunk_size > FALLOC_CHUNK_MAX) /* FALLOC_CHUNK_MAX is a multiple of 16 */
                 return -EINVAL;
+        cs = (chunk_size + FALLOC_CHUNK_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNK_ALIGN - 1);
         if (size < falloc_heap_size(cs, 1))
                 return -ENOSPC;
         /* Metadata is at most 2 bits a chunk plus 527 bytes: this count is low by at most a few. */
