@@ -94,6 +94,7 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
         c->quiet = c->quiet_env && h->quiet;
         c->renew_ok = h->renew;
         c->spares_max = !h->renew ? 0 : h->has_spares_max && h->spares_max ? h->spares_max : 2;
+        c->cancel_ok = h->has_cancel && h->cancel;
         c->serial = h->has_serial ? h->serial : 0;
         c->secret_len = h->has_secret && h->secret.len <= sizeof(c->secret) ? h->secret.len : 0;
         if (c->secret_len)
@@ -223,6 +224,17 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us) {
         return 0;
 }
 
+int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), void *data) {
+        client_clear_error();
+        if (!c)
+                return client_fail(-EINVAL, "alloc_set_interrupt: c is NULL");
+        pthread_mutex_lock(&c->lock);
+        c->interrupted = interrupted;
+        c->interrupted_data = data;
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+}
+
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         bool owner;
 
@@ -246,7 +258,7 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         while (owner && c->fd >= 0 && c->pending && !c->dead) {
                 struct timespec now;
                 clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!conn_read_one(c, &now, false))
+                if (!conn_read_one(c, &now, false, false))
                         break;
         }
         conn_spare_forget(c); /* allocd releases it with the connection */

@@ -99,7 +99,10 @@ struct alloc_client {
         bool renew_ok;       /* Hello said allocd understands Free.renew */
         uint32_t spares_max; /* renew_ok: spares one Free may ask for (HelloReply.spares_max) */
         struct spare spare;
-        pid_t pid;         /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        pid_t pid; /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        int (*interrupted)(void *data); /* alloc_set_interrupt: whether a signal ends a call's wait */
+        void *interrupted_data;
+        bool cancel_ok;    /* Hello said allocd understands Cancel */
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];
@@ -118,9 +121,11 @@ int conn_send(struct alloc_client *c, const void *buf, size_t len);
 void conn_unlist(struct alloc_client *c, struct pending *p);
 /*
  * Reads one reply and files it under its id, spinning first (reader.c) if spin.  Called with the
- * lock held, returns with it held; false if deadline (NULL: none) passed with nothing to read.
+ * lock held, returns with it held; 1 once one is read, 0 if deadline (NULL: none) passed with nothing
+ * to read, and, where interruptible, -EINTR when a signal interrupted the wait and c->interrupted
+ * said to stop.
  */
-bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin);
+int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin, bool interruptible);
 /*
  * Reads, or sleeps while another thread reads, until done(c, arg), the connection dies or deadline
  * (NULL: none) passes; lock held.  spin: as conn_read_one.

@@ -17,6 +17,11 @@
  * than spin_ns halves the next spin, one that came within it restores the
  * whole, so clients that outnumber the CPUs (each reply late) soon stop
  * burning CPU on each other, and a connection that talks fast spins again.
+ *
+ * Signals (alloc_set_interrupt): recvmsg is restarted after a handler when it
+ * has SA_RESTART, and wire.c retries it on EINTR, so a thread that may be
+ * interrupted waits in poll instead, which a handler always interrupts, and
+ * asks the caller's interrupted() whether to stop.
  */
 #include <errno.h>
 #include <poll.h>
@@ -166,12 +171,23 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
 }
 
 /*
- * Reads one reply and files it under its id.  Called with the lock held, returns with it held;
- * false if deadline (NULL: none) passed with nothing to read.
+ * Waits until the socket has something to read, deadline (NULL: none) passes (0), or a signal
+ * interrupts the wait and intr(data) says to stop (-1); else 1.  Without the lock.
  */
-bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin_first) {
+static int wait_readable(int fd, const struct timespec *deadline, int (*intr)(void *), void *data) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int k;
+
+        while ((k = poll(&pfd, 1, deadline ? ms_left(deadline) : -1)) < 0 && errno == EINTR)
+                if (intr && intr(data))
+                        return -1;
+        return k < 0 ? 1 : k; /* a poll that failed otherwise: recvmsg says why */
+}
+
+int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin_first, bool interruptible) {
         struct wire_budget budget;
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int (*intr)(void *) = interruptible ? c->interrupted : NULL;
+        void *intr_data = c->interrupted_data;
         int fd = -1, k = 1;
         size_t nfds = 1;
         ssize_t n = -EAGAIN;
@@ -184,11 +200,9 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool
         if (spin)
                 n = spin_recv(c, spin, &fd, &nfds);
         if (n == -EAGAIN) {
-                if (deadline)
-                        do
-                                k = poll(&pfd, 1, ms_left(deadline));
-                        while (k < 0 && errno == EINTR);
-                if (k != 0) {
+                if (deadline || intr)
+                        k = wait_readable(c->fd, deadline, intr, intr_data);
+                if (k > 0) {
                         nfds = 1;
                         n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
                 }
@@ -198,11 +212,11 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool
         /* A reply that came within spin_ns, spun for or not, says spinning pays on this connection. */
         if (start && n > 0)
                 c->spin_now = now_ns() - start <= c->spin_ns ? c->spin_ns : c->spin_now / 2;
-        if (k == 0) {
-                /* Another waiter, with a later deadline, may read instead. */
+        if (k <= 0) {
+                /* Another waiter, with a later deadline or not interrupted, may read instead. */
                 if (c->sleepers)
                         pthread_cond_broadcast(&c->cond);
-                return false;
+                return k == 0 ? 0 : -EINTR;
         }
         if (n <= 0) {
                 /* 0 is the end of the stream, or an empty packet, whose fd is not wanted either. */
@@ -261,5 +275,5 @@ bool conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool
         }
         if (c->sleepers)
                 pthread_cond_broadcast(&c->cond);
-        return true;
+        return 1;
 }

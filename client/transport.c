@@ -15,7 +15,9 @@
  * list as abandoned: allocd may still answer it, and its reply must be
  * consumed (a pool fd mapped, since allocd sends each pool's fd once), and a
  * region granted to no one given back, or the connection would hold memory
- * its owner never learned of.
+ * its owner never learned of.  A caller a signal interrupts (alloc_set_interrupt)
+ * gives up the same way, and also sends allocd a Cancel of the request, so
+ * that a wait with no deadline does not stay in allocd's queue.
  *
  * Pipelined requests (pipeline.c) are listed like any other, but no caller
  * waits for them: whoever reads next hands their replies to pipeline.c.
@@ -161,38 +163,97 @@ void conn_unlist(struct alloc_client *c, struct pending *p) {
         *pp = p->next;
 }
 
-/* me's caller gives up; lock held.  A copy takes its place in the list, to take allocd's late answer. */
-static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
+/* Lists an entry that takes allocd's answer to request id, which no caller waits for; lock held. */
+static struct pending *list_abandoned(struct alloc_client *c, uint64_t id, Allocd__Request__BodyCase what) {
         struct pending *p = malloc(sizeof(*p));
 
+        if (p) {
+                *p = (struct pending){
+                        .id = id, .what = what, .abandoned = true, .confirms = c->quiet_sent, .next = c->pending};
+                c->pending = p;
+        }
+        return p;
+}
+
+/* me's caller gives up; lock held.  A copy takes its place in the list, to take allocd's late answer. */
+static int abandon(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
+        struct pending *p;
+
         conn_unlist(c, me);
-        if (!p) {
+        if (!(p = list_abandoned(c, me->id, what))) {
                 /* A late grant could not be given back: the connection, and every region it holds, ends. */
                 conn_die(c, -ENOMEM, "out of memory while giving up on a request");
                 shutdown(c->fd, SHUT_RDWR);
                 return client_fail(-ENOMEM, "out of memory");
         }
-        *p = (struct pending){
-                .id = me->id, .what = what, .abandoned = true, .confirms = me->confirms, .next = c->pending};
-        c->pending = p;
-        return client_fail(-ETIME,
-                           "allocd at %s did not answer within %u ms (beyond any wait for room the request asked "
-                           "for); is it stopped or overloaded? (the timeout is ALLOCD_TIMEOUT or alloc_set_timeout)",
-                           c->path, c->timeout_ms);
+        p->confirms = me->confirms;
+        return 0;
+}
+
+/*
+ * A request that may wait in allocd (for room, for a name), abandoned because a signal interrupted
+ * its caller: a Cancel ends the wait there, so that it does not count against the connection's
+ * waiters until its deadline, or for ever.  Sent without blocking and listed as abandoned, so that
+ * its answer (OK, or NOT_FOUND once the request was answered) is dropped; whether it was sent.
+ * Lock held.
+ */
+static bool send_cancel(struct alloc_client *c, uint64_t id) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Cancel cancel = ALLOCD__CANCEL__INIT;
+        uint8_t buf[64];
+        struct pending *p;
+
+        cancel.has_request = true;
+        cancel.request = id;
+        req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
+        req.cancel = &cancel;
+        req.has_id = true;
+        req.id = ++c->next_id;
+        if (!(p = list_abandoned(c, req.id, req.body_case)))
+                return false;
+        /* A full socket leaves the wait in allocd until its deadline or the connection's end, no worse. */
+        if (wire_send(c->fd, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_DONTWAIT) < 0) {
+                conn_unlist(c, p);
+                free(p);
+                return false;
+        }
+        return true;
+}
+
+/* The caller of request me, which waited for allocd's answer, gives up on a signal; lock held. */
+static int interrupted(struct alloc_client *c, struct pending *me, Allocd__Request__BodyCase what) {
+        bool waits = what == ALLOCD__REQUEST__BODY_ALLOC || what == ALLOCD__REQUEST__BODY_ATTACH;
+        bool cancelled;
+        int r;
+
+        if ((r = abandon(c, me, what)) < 0)
+                return r;
+        cancelled = waits && c->cancel_ok && send_cancel(c, me->id);
+        return client_fail(-EINTR, "interrupted by a signal while waiting for allocd's answer to %s%s",
+                           what == ALLOCD__REQUEST__BODY_ALLOC    ? "an allocation"
+                           : what == ALLOCD__REQUEST__BODY_ATTACH ? "an attach"
+                                                                  : "a request",
+                           cancelled ? " (allocd was asked to cancel it; a region it grants anyway is given back)"
+                           : waits   ? " (a region allocd grants anyway is given back)"
+                                     : "");
 }
 
 /*
  * Reads, or sleeps while another thread reads, until *done, the connection dies or deadline (NULL:
- * none) passes; lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
+ * none) passes, or, where interruptible, a signal interrupts the read and c->interrupted says to stop
+ * (-EINTR; else 0); lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
  */
-void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
-                const struct timespec *deadline, bool spin) {
+static int await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                 const struct timespec *deadline, bool spin, bool interruptible) {
         bool expired = false;
         uint64_t gen = c->gen; /* a reconnect ends the wait: its requests have no reply coming */
+        int k;
 
         while (!done(c, arg) && !c->dead && !expired && c->gen == gen) {
                 if (!c->reading) {
-                        expired = !conn_read_one(c, deadline, spin);
+                        if ((k = conn_read_one(c, deadline, spin, interruptible)) < 0)
+                                return k;
+                        expired = k == 0;
                 } else {
                         c->sleepers++;
                         if (deadline)
@@ -202,6 +263,12 @@ void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *
                         c->sleepers--;
                 }
         }
+        return 0;
+}
+
+void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
+                const struct timespec *deadline, bool spin) {
+        await(c, done, arg, deadline, spin, false);
 }
 
 static bool replied(const struct alloc_client *c, const void *me) {
@@ -291,7 +358,7 @@ static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *id
         uint8_t buf[WIRE_MAX_PACKET];
         struct pending me;
         struct timespec deadline;
-        bool timed;
+        bool timed, intr;
         int again = 0; /* times sent again after a reconnect: a request that brings allocd down is not sent forever */
         uint64_t gen;
         size_t len;
@@ -343,11 +410,11 @@ retry:
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading && c->gen == gen)
-                        conn_read_one(c, timed ? &deadline : NULL, false);
+                        conn_read_one(c, timed ? &deadline : NULL, false, false);
                 if (c->gen == gen)
                         conn_die(c, r, "the connection to allocd is gone");
         }
-        conn_await(c, replied, &me, timed ? &deadline : NULL, !wakes_others(req));
+        intr = await(c, replied, &me, timed ? &deadline : NULL, !wakes_others(req), true) < 0;
         if (c->gen != gen || (!me.reply && c->dead)) {
                 /*
                  * Lost with the connection: made again, it is sent again if that is safe.  Listed while
@@ -374,7 +441,14 @@ retry:
                 return r;
         }
         if (!me.reply) {
-                r = abandon(c, &me, req->body_case);
+                if (intr)
+                        r = interrupted(c, &me, req->body_case);
+                else if ((r = abandon(c, &me, req->body_case)) == 0)
+                        r = client_fail(-ETIME,
+                                        "allocd at %s did not answer within %u ms (beyond any wait for room the "
+                                        "request asked for); is it stopped or overloaded? (the timeout is "
+                                        "ALLOCD_TIMEOUT or alloc_set_timeout)",
+                                        c->path, c->timeout_ms);
                 pthread_mutex_unlock(&c->lock);
                 return r;
         }

@@ -303,6 +303,12 @@ struct core_done {
 bool core_done_pop(struct core *core, struct core_done *d);
 /* Ends every waiter with E_CANCELLED (the daemon stops); their outcomes go on the done list. */
 void core_cancel_waiters(struct core *core, const char *why);
+/*
+ * A Cancel: cl's request req_id, if it waits, ends with E_CANCELLED (its outcome on the done list)
+ * and this is E_OK; else E_NOT_FOUND (answered already, or never a waiting request of cl's), and
+ * nothing changes.
+ */
+int core_cancel(struct core *core, struct client *cl, uint64_t req_id, struct core_result *res);
 
 /* ---- pools ---- */
 

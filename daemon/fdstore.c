@@ -99,8 +99,12 @@ void fdstore_passed_free(struct passed_fd *fds, size_t n) {
 }
 
 void fdstore_pool_name(char *buf, size_t size, const struct stored_pool *sp) {
-        int n = snprintf(buf, size, "pool.%s%s.%" PRIu64 ".", pool_kind_name(sp->kind), sp->vmm ? "-vmm" : "",
-                         sp->size);
+        char q[32] = "";
+
+        if (sp->quantum && sp->quantum != (uint64_t)sysconf(_SC_PAGESIZE))
+                snprintf(q, sizeof(q), "q%" PRIu64, sp->quantum);
+        int n = snprintf(buf, size, "pool.%s%s.%" PRIu64 "%s.", pool_kind_name(sp->kind), sp->vmm ? "-vmm" : "",
+                         sp->size, q);
 
         for (const char *p = sp->name; *p && n >= 0 && (size_t)n + 1 < size; p++)
                 buf[n++] = *p == ':' ? '%' : *p;
@@ -129,6 +133,12 @@ bool fdstore_pool_parse(const char *name, struct stored_pool *sp) {
         s = dot + 1;
         errno = 0;
         sp->size = strtoull(s, &end, 10);
+        if (*end == 'q' && end != s) {
+                s = end + 1;
+                sp->quantum = strtoull(s, &end, 10);
+                if (end == s || !sp->quantum)
+                        return false;
+        }
         if (sp->kind == (enum pool_kind) - 1 || end == s || *end != '.' || errno || !end[1] ||
             strlen(end + 1) > POOL_NAME_MAX_LEN)
                 return false;

@@ -39,12 +39,14 @@ void fdstore_passed_free(struct passed_fd *fds, size_t n);
 /*
  * A pool's fd is stored as "pool.KIND.SIZE.NAME" (':' in NAME as '%', which no pool name has), so
  * that a successor knows what it was before it maps it: the kind ("pinned-vmm" for a pinned pool
- * made by CUDA: its fd is not a memfd), and the size as configured.
+ * made by CUDA: its fd is not a memfd), the size as configured, and "qQUANTUM" after the size where
+ * the quantum is not the page size (the offsets and sizes of its regions are of it).
  */
 struct stored_pool {
         enum pool_kind kind;
         bool vmm;
-        uint64_t size; /* as configured */
+        uint64_t size;    /* as configured */
+        uint64_t quantum; /* 0: the page size */
         char name[POOL_NAME_MAX_LEN + 1];
 };
 void fdstore_pool_name(char *buf, size_t size, const struct stored_pool *sp);

@@ -471,10 +471,15 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                 return proto_error(out, id, E_OK, NULL);
         case ALLOCD__REQUEST__BODY_HELD:
                 return proto_held(core, s, id, req->held, out);
+        case ALLOCD__REQUEST__BODY_CANCEL:
+                if (!req->cancel->has_request)
+                        return proto_error(out, id, E_INVALID, "Cancel needs request: the id of the request to end");
+                core_cancel(core, &s->client, req->cancel->request, &res);
+                return reply_result(out, id, &res);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch, Sync and Held");
+                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch, Sync, Held and Cancel");
         }
 }
 

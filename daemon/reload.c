@@ -377,11 +377,13 @@ void reload_run(void) {
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         last.limits = apply_limits(&conf);
+        restart_reconfigured(core, &conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool_info p;
                 core_pool_info(core_pool_at(core, i), &p);
-                if (configured(&conf, p.name) || (!p.available && !*p.reason))
+                /* A draining pool goes with its last region, whatever the file says. */
+                if (configured(&conf, p.name) || (!p.available && !*p.reason) || p.draining)
                         continue;
                 if (!p.available) {
                         core_pool_forget(core, p.name); /* left out, and now taken out of the file */
@@ -395,10 +397,10 @@ void reload_run(void) {
                 const struct pool_conf *n = &conf.pools[i];
                 struct pool *p = core_pool_find(core, n->name);
                 struct pool_info info;
-                if (p && (core_pool_info(p, &info), info.available))
-                        reload_pool(p, n);
-                else
+                if (!p || (core_pool_info(p, &info), !info.available))
                         make_pool(n);
+                else if (!info.draining) /* its section is the waiting pool's (restart_reconfigured) */
+                        reload_pool(p, n);
         }
         config_clear(&conf);
         describe(what, sizeof(what), true);

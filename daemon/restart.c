@@ -4,6 +4,7 @@
  *
  * What systemd keeps for allocd in its fd store, by name (fdstore.h):
  *   pool.KIND.SIZE.NAME   each pool's memory (a memfd, or a CUDA VMM export), stored when made
+ *                         (SIZEqQUANTUM where the quantum is not the page size)
  *   state.0, state.1      the state (keep.h): a new memfd goes under the name the old one does
  *                         not use, then the old name is removed, so a crash between the two leaves
  *                         both and the start takes the newer (keep_epoch_fd); a start that restored
@@ -12,9 +13,10 @@
  * asks for the same pool, then the state is read into them, all before the socket is served.
  * A state that cannot be read means its regions are lost: the adopted pools would hand out
  * memory that old clients may still map and write, so the whole core is made again from fresh
- * memory.  A stored pool with no configuration (or another kind or size now) is restored all
- * the same, draining: its regions can be attached, detached and freed, it takes no Alloc, and it
- * goes (from the store too) with its last region; a configured pool of its name waits for that.
+ * memory.  A stored pool with no configuration (or another kind, size or hugepages now, or a
+ * larger quantum) is restored all the same, draining: its regions can be attached, detached and
+ * freed, it takes no Alloc, and it goes (from the store too) with its last region; a configured
+ * pool of its name waits for that.
  * Without a store nothing is kept, and a stop says what it loses.
  */
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -181,10 +184,21 @@ static struct passed_fd *stored_pool(const char *name, struct stored_pool *sp) {
         return NULL;
 }
 
-static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp) {
+/*
+ * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend; and, a memfd
+ * (which can drain where it is not), of a quantum its regions are whole multiples of (no larger),
+ * and of its pages (hugepages, which the name does not say: a memfd's block size is its page size).
+ */
+static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp, int fd) {
         bool vmm = pc->kind == POOL_PINNED && sp->vmm;
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        struct stat st;
 
         if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
+                return false;
+        if (!sp->vmm && sp->kind != POOL_GPU &&
+            ((pc->quantum ? pc->quantum : page) > (sp->quantum ? sp->quantum : page) ||
+             (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))))
                 return false;
         return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
 }
@@ -194,7 +208,7 @@ int restart_pool_fd(struct pool_conf *pc) {
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
         int fd;
 
-        if (!f || !same_pool(pc, &sp))
+        if (!f || !same_pool(pc, &sp, f->fd))
                 return -1;
         if (pc->kind == POOL_PINNED)
                 pc->backend = sp.vmm ? BACKEND_VMM : BACKEND_MEMFD;
@@ -203,19 +217,52 @@ int restart_pool_fd(struct pool_conf *pc) {
         return fd;
 }
 
+/* pc (a copy: the configuration it is in goes) is made when its draining namesake empties. */
+static bool defer(const struct pool_conf *pc) {
+        struct pool_conf *n = realloc(deferred, (ndeferred + 1) * sizeof(*n));
+        struct span *ranges = pc->nranges ? malloc(pc->nranges * sizeof(*ranges)) : NULL;
+
+        if (n)
+                deferred = n;
+        if (!n || (pc->nranges && !ranges)) {
+                free(ranges);
+                return false;
+        }
+        if (pc->nranges)
+                memcpy(ranges, pc->ranges, pc->nranges * sizeof(*ranges));
+        deferred[ndeferred] = *pc;
+        deferred[ndeferred++].ranges = ranges; /* an fpga pool's, in place of a stored memory pool */
+        return true;
+}
+
+static void undefer_all(void) {
+        for (size_t i = 0; i < ndeferred; i++)
+                free(deferred[i].ranges);
+        ndeferred = 0;
+}
+
 bool restart_pool_deferred(const struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
-        struct pool_conf *n;
 
-        if (!f || same_pool(pc, &sp) || sp.kind == POOL_GPU || sp.vmm)
+        if (!f || same_pool(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
                 return false;
-        if (!(n = realloc(deferred, (ndeferred + 1) * sizeof(*n))))
-                return false;
-        deferred = n;
-        deferred[ndeferred] = *pc;
-        deferred[ndeferred++].ranges = NULL; /* only memory pools are stored */
-        return true;
+        return defer(pc);
+}
+
+/*
+ * SIGHUP: the pools waiting for a draining namesake are what the file says now, so that a section
+ * changed meanwhile is made as it is, one taken out is not made, and one put back is made.
+ */
+void restart_reconfigured(struct core *core, const struct config *conf) {
+        struct pool_info pi;
+        struct pool *p;
+
+        undefer_all();
+        for (size_t i = 0; i < conf->npools; i++)
+                if ((p = core_pool_find(core, conf->pools[i].name)) && (core_pool_info(p, &pi), pi.draining) &&
+                    !defer(&conf->pools[i]))
+                        return;
 }
 
 static bool is_deferred(const char *name) {
@@ -235,6 +282,7 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
         snprintf(pc.name, sizeof(pc.name), "%s", sp->name);
         pc.kind = sp->kind;
         pc.size = sp->size;
+        pc.quantum = sp->quantum; /* its regions' */
         pc.backend = BACKEND_MEMFD;
         /* Its access rules went with its section: only root reaches a name in it; holders keep theirs. */
         pc.owner = 0;
@@ -248,7 +296,8 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
                 return;
         }
         snprintf(why, sizeof(why), "restored from the fd store, but %s",
-                 is_deferred(sp->name) ? "configured with another kind or size now" : "no longer configured");
+                 is_deferred(sp->name) ? "configured with another kind, size, quantum or hugepages now"
+                                       : "no longer configured");
         core_pool_drain(p, why);
 }
 
@@ -302,16 +351,17 @@ void restart_discard(void) {
         state_at = -1;
         state_name = -1;
         nregion_fds = 0; /* a restore undone closed those it had taken */
+        undefer_all();
         free(deferred);
         deferred = NULL;
-        ndeferred = 0;
 }
 
 /* The name a pool's fd has in the store. */
 static void pool_fdname(const struct pool_info *pi, char *name, size_t size) {
         struct stored_pool sp = {.kind = pi->kind,
                                  .vmm = pi->kind == POOL_PINNED && pi->backend && !strcmp(pi->backend, "vmm"),
-                                 .size = pi->size_asked};
+                                 .size = pi->size_asked,
+                                 .quantum = pi->conf->quantum};
 
         snprintf(sp.name, sizeof(sp.name), "%s", pi->name);
         fdstore_pool_name(name, size, &sp);
@@ -357,6 +407,7 @@ static void make_deferred(struct core *core, const char *name) {
                         log_err("%s; pool %s is left out (allocctl status says why), SIGHUP tries again", err, name);
                 else
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "pool %s: made as configured", name);
+                free(deferred[i].ranges);
                 deferred[i] = deferred[--ndeferred];
                 return;
         }
@@ -442,7 +493,6 @@ static void unstore_state(void) {
 }
 
 void restart_begin(struct core *core, uint64_t next_serial) {
-        char name[300];
         size_t want = 2;
         int r;
 
@@ -453,17 +503,31 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 npassed = 0;
                 return;
         }
-        /* The pools made from stored fds are in the store already. */
+        /*
+         * The pools made from stored fds are in the store already, under their names (one adopted with a
+         * smaller quantum is stored again under its new one, below).  One that took its stored fd but could
+         * not use it (damaged, a failed mlock, no GPU yet) is made of other memory by a reload: the old fd
+         * leaves the store, so that the new one is stored then and the next start does not adopt the old.
+         */
         for (size_t i = 0; sync_pools_size(core) && i < core_npools(core); i++) {
                 struct pool_info pi;
+                struct stored_pool sp;
+                char name[300];
                 core_pool_info(core_pool_at(core, i), &pi);
-                want += pi.available && pi.fd >= 0;
+                bool made = pi.available && pi.fd >= 0;
+                want += made;
                 pool_fdname(&pi, name, sizeof(name));
-                for (size_t j = 0; j < npassed && stored[i] == POOL_NEW; j++)
-                        if (passed[j].fd < 0 && !strcmp(passed[j].name, name)) {
+                for (size_t j = 0; j < npassed; j++) {
+                        if (passed[j].fd >= 0 || !fdstore_pool_parse(passed[j].name, &sp) || strcmp(sp.name, pi.name))
+                                continue;
+                        if (!made || strcmp(passed[j].name, name)) {
+                                fdstore_remove(passed[j].name);
+                                passed[j].name[0] = '\0';
+                        } else if (stored[i] == POOL_NEW) {
                                 stored[i] = POOL_STORED;
                                 npool_fds++;
                         }
+                }
         }
         size_t regions = 0;
         for (size_t i = 0; i < npassed; i++) {

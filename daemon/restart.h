@@ -21,15 +21,19 @@
 int restart_collect(int *sock);
 /*
  * The stored fd of the configured pool *pc, when there is a state to restore and the fd was made
- * for a pool of the same kind, backend and size; -1 otherwise.  The fd is the caller's
- * (core_pool_add_fd); *pc's backend = auto is settled to the stored pool's.
+ * for a pool of the same kind, backend, size and pages (hugepages), and a memfd's with a quantum no
+ * smaller than pc's; -1 otherwise.  The fd is the caller's (core_pool_add_fd); *pc's backend = auto
+ * is settled to the stored pool's.
  */
 int restart_pool_fd(struct pool_conf *pc);
 /*
- * Whether pc must wait for the regions of a stored pool of its name but another kind or size to
- * go: that pool is restored read-only in its place (draining), and pc is made once it is empty.
+ * Whether pc must wait for the regions of a stored pool of its name but another kind, size or
+ * hugepages, or a smaller quantum, to go: that pool is restored read-only in its place (draining),
+ * and pc is made once it is empty.
  */
 bool restart_pool_deferred(const struct pool_conf *pc);
+/* SIGHUP read conf: the pools waiting for a draining namesake are conf's sections of those names now. */
+void restart_reconfigured(struct core *core, const struct config *conf);
 /*
  * After the configured pools: the stored pools no configured pool took become draining pools, then
  * the newest stored state is restored.  0 (*next_serial set, 1 when there was no state), or a

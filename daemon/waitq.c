@@ -21,10 +21,13 @@
  *
  * Deadlines are a binary heap, so expiring is O(log n) a waiter.  A waiter
  * ends granted, timed out, refused (its request became impossible, e.g. its
- * name was taken meanwhile) or cancelled; the outcome goes on the done list
+ * name was taken meanwhile) or cancelled (allocd stops, or its client sent a
+ * Cancel: a client whose caller gave up, e.g. on a signal, frees its place
+ * among the waiters at once); the outcome goes on the done list
  * for the server to answer.  A waiter whose client goes is dropped silently.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,4 +411,20 @@ void core_cancel_waiters(struct core *core, const char *why) {
                         finish(core, w);
                 }
         }
+}
+
+int core_cancel(struct core *core, struct client *cl, uint64_t req_id, struct core_result *res) {
+        struct waiter *w;
+
+        /* At most max_waiters_per_connection of them: a walk is cheap, and a Cancel is rare. */
+        TAILQ_FOREACH(w, &cl->waiters, by_client) {
+                if (w->req_id != req_id)
+                        continue;
+                fail(&w->done.res, E_CANCELLED, "the client cancelled this request (Cancel) while it waited");
+                w->done.grant = GRANT_NONE;
+                finish(core, w);
+                return ok_result(res);
+        }
+        return fail(res, E_NOT_FOUND,
+                    "request %" PRIu64 " of this connection is not waiting (answered already, or never sent)", req_id);
 }

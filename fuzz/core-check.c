@@ -90,7 +90,7 @@ struct tally {
         uint64_t pool_regions[CHECK_POOLS_MAX], pool_bytes[CHECK_POOLS_MAX];
         struct {
                 uid_t uid;
-                uint64_t named, persist, bytes[CHECK_POOLS_MAX];
+                uint64_t named, persist, fds, bytes[CHECK_POOLS_MAX];
         } uids[UIDS_MAX];
         size_t nuids;
 };
@@ -191,6 +191,7 @@ static void count_region(struct core *core, const struct core_view *v, uint32_t 
         t->pool_bytes[r->pool] += r->size;
         t->uids[u].named += r->name != 0;
         t->uids[u].persist += !!(r->state & R_PERSIST);
+        t->uids[u].fds += r->fd >= 0;
         t->uids[u].bytes[r->pool] += r->size;
 }
 
@@ -267,7 +268,7 @@ static void check_clients(struct core *core, const struct core_view *v, const st
                            (unsigned long long)waiters);
 }
 
-/* Each uid's connections, names and PERSIST regions; a uid with none has no entry. */
+/* Each uid's connections, names, PERSIST regions and regions' own memfds; a uid with none has no entry. */
 static void check_users(struct core *core, const struct core_view *v, struct tally *t) {
         for (const struct user *u = core->users; u; u = u->next) {
                 size_t k = uid_index(t, u->uid);
@@ -275,11 +276,15 @@ static void check_users(struct core *core, const struct core_view *v, struct tal
 
                 for (int c = 0; c < CHECK_CLIENTS_MAX; c++)
                         conns += v->clients[c] && v->clients[c]->uid == u->uid;
-                if (u->conns != conns || u->names != t->uids[k].named || u->persist != t->uids[k].persist)
-                        check_fail("uid %u: %u connections, %u names, %u PERSIST counted; there are %u, %llu, %llu",
-                                   (unsigned)u->uid, u->conns, u->names, u->persist, conns,
-                                   (unsigned long long)t->uids[k].named, (unsigned long long)t->uids[k].persist);
-                if (!u->conns && !u->names && !u->persist)
+                if (u->conns != conns || u->names != t->uids[k].named || u->persist != t->uids[k].persist ||
+                    u->fds != t->uids[k].fds)
+                        check_fail(
+                                "uid %u: %u connections, %u names, %u PERSIST, %u memfds counted; there are %u, %llu, "
+                                "%llu, %llu",
+                                (unsigned)u->uid, u->conns, u->names, u->persist, u->fds, conns,
+                                (unsigned long long)t->uids[k].named, (unsigned long long)t->uids[k].persist,
+                                (unsigned long long)t->uids[k].fds);
+                if (!u->conns && !u->names && !u->persist && !u->fds)
                         check_fail("uid %u has an entry with nothing in it", (unsigned)u->uid);
         }
 }

@@ -290,6 +290,32 @@ static int act(int i) {
 
 static void turn(void);
 
+/*
+ * Session i's request (buf) ended a waiter of its own while it was served: only a Cancel answered OK
+ * may, and it ends exactly one and changes nothing else.
+ */
+static void check_cancel(int i, const uint8_t *buf, size_t len, const struct core_snap *before,
+                         struct core_snap *after) {
+        struct wire_budget budget;
+        Allocd__Request *req;
+        Allocd__Reply *r = out.len ? allocd__reply__unpack(NULL, out.len, out.buf) : NULL;
+
+        wire_budget_init(&budget, WIRE_UNPACK_BUDGET, NULL, 0);
+        req = allocd__request__unpack(&budget.allocator, len, buf);
+        if (!req || req->body_case != ALLOCD__REQUEST__BODY_CANCEL || !r || r->error != ALLOCD__ERROR__OK)
+                check_fail("session %d's request ended a waiter, and it is not a Cancel answered OK", i);
+        if (after->clients[i].nwaiters + 1 != before->clients[i].nwaiters)
+                check_fail("a Cancel ended %u waiters", before->clients[i].nwaiters - after->clients[i].nwaiters);
+        /* The rest as it was: a pool's count of waiters, if it was an Alloc's, and the core's. */
+        after->clients[i].nwaiters = before->clients[i].nwaiters;
+        after->st.waiters = before->st.waiters;
+        for (int k = 0; k < CHECK_POOLS_MAX; k++)
+                after->pools[k].waiters = before->pools[k].waiters;
+        core_snap_same(before, after, "a Cancel");
+        allocd__reply__free_unpacked(r, NULL);
+        wire_budget_free(&budget, &req->base);
+}
+
 static void packet(int i, const uint8_t *buf, size_t len) {
         static _Alignas(16) uint8_t arena[16384];
         struct conn *c = &conns[i];
@@ -314,6 +340,8 @@ static void packet(int i, const uint8_t *buf, size_t len) {
         snap(&before);
         proto_request(core, &c->s, buf, len, arena, sizeof(arena), &out);
         snap(&after);
+        if (after.clients[i].nwaiters < before.clients[i].nwaiters)
+                check_cancel(i, buf, len, &before, &after);
         if (act(i) != E_OK) {
                 /* An AllocBatch finds out that it does not fit by placing regions: tables may have grown. */
                 struct wire_budget budget;

@@ -3,7 +3,7 @@
  * Writes fuzz-request's seed corpus: real Requests packed by protobuf-c, in
  * fuzz-request.h's records, one file a story: every request type, good and
  * bad, the hostile inputs of tests/test-daemon-hostile.c, waiters, zeroing,
- * falloc heaps, spares, hang-ups and limits.  The fuzzer grows its own corpus from these; the
+ * falloc heaps, spares (request-stories.c), hang-ups and limits.  The fuzzer grows its own corpus from these; the
  * committed one changes only when this program does:
  *
  *   build-fuzz/fuzz/gen-request-seeds fuzz/corpus/request
@@ -17,11 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "request-stories.h"
 #include "seed-writer.h"
 #include "wire.h"
-
-#define ID(slot) (UINT64_C(1) << 32 | (slot))
-#define BIG ((1u << 20) + 4096) /* above ZERO_INLINE_MAX: zeroed by a job */
 
 /* ---- the stories ---- */
 
@@ -306,20 +304,6 @@ static void sharing(void) {
         save("dump-and-status");
 }
 
-/* f is 0664, owner 1000: the waiting stories run as 1000 and root (uid indices 1 and 0). */
-static void fill_f(int s) {
-        alloc(s, "f", 1 << 20, 0, NULL);
-        alloc(s, "f", 64 << 10, 0, NULL);
-}
-
-/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
-static void begin_f_full(void) {
-        begin(fuzz_header(0, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
-}
-
 static void waiting(void) {
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
 
@@ -362,6 +346,33 @@ static void waiting(void) {
         save("wait-name-taken");
 }
 
+/* Cancels: of a waiting Attach (id 5) and then of it answered, of unknown ids, another's; of a waiting Alloc. */
+static void cancelling(void) {
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        attach_within(0, "later", 1000);
+        cancel(1, 5); /* another connection's request: not found */
+        cancel(0, 99);
+        cancel(0, 0);
+        cancel(0, 5); /* the waiting Attach: cancelled */
+        record(0, FUZZ_TURN);
+        cancel(0, 5); /* answered already */
+        alloc(1, "h", 4096, 0, "later");
+        status(0, 0);
+        save("cancel-attach");
+
+        begin_f_full();
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        free_region(0, ID(1));
+        cancel(1, 2); /* room came first, the grant not yet answered: not found once the turn ran */
+        alloc(1, "f", 1 << 20, 0, NULL);
+        cancel(1, 2); /* waiting: cancelled */
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        save("cancel-alloc");
+}
+
 static void zeroing(void) {
         for (int failed = 0; failed < 2; failed++) {
                 begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
@@ -399,192 +410,6 @@ static void zeroing(void) {
         save("zero-waiter");
 }
 
-/* falloc heaps: allocd writes them (inline, in a region's memfd, after a worker's ZERO); bad formats. */
-static void heaps(void) {
-        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-
-        begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
-        hello(0);
-        hello(1);
-        a.has_format = a.has_chunk_size = true;
-        a.format = ALLOCD__FORMAT__FALLOC_HEAP;
-        a.chunk_size = 256;
-        alloc_with(0, "h", 65536, 0, "heap", &a);
-        attach(1, "heap");
-        alloc_with(0, "r", 65536, 0, NULL, &a);
-        alloc_with(0, "p", BIG, ALLOCD__FLAG__ZERO, "big-heap", &a);
-        attach(1, "big-heap");
-        zeroed(0);
-        alloc_with(0, "g", 65536, 0, "gpu-heap", &a);
-        dump(1, 0, NULL);
-        alloc_with(0, "h", 600, 0, NULL, &a); /* no room for a chunk beside the header */
-        alloc_with(0, "f", 65536, 0, NULL, &a);
-        a.chunk_size = 0;
-        alloc_with(0, "h", 65536, 0, NULL, &a);
-        a.chunk_size = 1ull << 31;
-        alloc_with(0, "h", 65536, 0, NULL, &a);
-        a.format = 7;
-        alloc_with(0, "h", 65536, 0, NULL, &a);
-        a.format = ALLOCD__FORMAT__RAW;
-        alloc_with(0, "h", 65536, 0, NULL, &a);
-        save("falloc-heaps");
-}
-
-/* Batches: all or none, the first region brings the pool's fd, what does not apply to a batch. */
-static void batches(void) {
-        static const uint64_t three[] = {4096, 8192, 65536}, too_much[] = {65536, 131072}, big[] = {BIG};
-        static const uint64_t two[] = {ID(0), ID(1)}, twice[] = {ID(2), ID(2)}, unknown[] = {ID(2), ID(99)};
-        static const uint64_t four[] = {4096, 4096, 4096, 4096};
-
-        begin(fuzz_header(0, 1, 2, 3));
-        hello(0);
-        alloc_batch(0, "h", three, 3, 0, NULL, false);
-        alloc_batch(0, "h", too_much, 2, 0, NULL, false); /* the first fits, the second not: neither stays */
-        alloc_batch(0, "h", three, 2, ALLOCD__FLAG__ZERO, NULL, false);
-        alloc_batch(0, "h", big, 1, ALLOCD__FLAG__ZERO, NULL, false);
-        alloc_batch(0, "h", three, 1, ALLOCD__FLAG__PERSIST, NULL, false);
-        alloc_batch(0, "h", three, 1, 0, "named", false);
-        alloc_batch(0, "p", three, 3, 0, NULL, false);
-        alloc_batch(0, "g", three, 2, 0, NULL, false);
-        alloc_batch(0, "f", four, 4, 0, NULL, false);
-        free_batch(0, two, 2);
-        free_batch(0, twice, 2);
-        free_batch(0, unknown, 2);
-        alloc_batch(0, "h", three, 2, 0, NULL, true); /* in columns */
-        alloc_batch(0, "p", three, 2, 0, NULL, true);
-        status(0, 0);
-        save("batches");
-
-        /* The pool's fd came with a batch in columns, so the Alloc after it has none (once a false failure). */
-        begin(fuzz_header(0, 1, 2, 3));
-        hello(0);
-        alloc_batch(0, "h", three, 3, 0, NULL, true);
-        alloc(0, "h", 4096, 0, NULL);
-        save("columns-then-alloc");
-
-        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
-        hello(0);
-        alloc_batch(0, "f", four, 4, 0, NULL, false);
-        alloc_batch(0, "f", four, 3, 0, NULL, false);
-        free_batch(0, two, 2);
-        save("tight-batches");
-}
-
-/* A reclaim allocd cannot grant (a fresh core holds no placeholder), then the held list paged. */
-static void reclaiming(void) {
-        Allocd__Hello h = ALLOCD__HELLO__INIT;
-        Allocd__Held held = ALLOCD__HELD__INIT;
-        uint8_t secret[16] = {1, 2, 3};
-
-        begin(fuzz_header(0, 1, 2, 3));
-        h.has_version = true;
-        h.version = WIRE_VERSION;
-        h.has_reclaim_serial = true;
-        h.reclaim_serial = 7;
-        h.has_reclaim_secret = true;
-        h.reclaim_secret.len = sizeof(secret);
-        h.reclaim_secret.data = secret;
-        put(0, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
-        h.reclaim_secret.len = 3; /* too short: refused as invalid */
-        put(0, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
-        hello(0);
-        alloc(0, "h", 4096, 0, NULL);
-        alloc(0, "h", 8192, 0, "kept");
-        put(0, 12, ALLOCD__REQUEST__BODY_HELD, &held);
-        held.has_after = true;
-        held.after = ID(0);
-        put(0, 13, ALLOCD__REQUEST__BODY_HELD, &held);
-        save("reclaim-refused-then-held");
-}
-
-static void limits(void) {
-        begin(fuzz_header(FUZZ_TIGHT, 1, 1, 2));
-        hello(0);
-        hello(1);
-        for (int i = 0; i < 4; i++)
-                alloc(0, "f", 4096, 0, NULL);
-        save("tight-regions-and-connections");
-
-        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
-        hello(0);
-        alloc(0, "f", 4096, 0, "n1");
-        alloc(0, "f", 4096, 0, "n2");
-        alloc(0, "f", 4096, ALLOCD__FLAG__PERSIST, NULL);
-        alloc(0, "f", 4096, ALLOCD__FLAG__PERSIST, NULL);
-        save("tight-names-and-persist");
-
-        begin(fuzz_header(FUZZ_TIGHT, 1, 0, 2));
-        hello(0);
-        hello(1);
-        fill_f(0);
-        alloc(1, "f", 4096, 0, NULL);
-        alloc(1, "f", 4096, 0, NULL);
-        tick(60);
-        save("tight-waiters");
-
-        /* A connection that never says Hello is closed at its deadline. */
-        begin(fuzz_header(FUZZ_TIGHT, 1, 2, 3));
-        hello_as(0, WIRE_VERSION, "\x01");
-        tick(200);
-        status(0, 0);
-        save("hello-deadline");
-}
-
-/* A Free of region that asks for n spares of shape (pool, size, flags), or of shape *a when given. */
-static void renew(int s, uint64_t region, const char *pool, uint64_t size, uint32_t flags, uint32_t n,
-                  Allocd__Alloc *a) {
-        Allocd__Alloc plain = ALLOCD__ALLOC__INIT;
-        Allocd__Free f = ALLOCD__FREE__INIT;
-
-        f.has_region = true;
-        f.region = region;
-        f.renew = alloc_shape(a ? a : &plain, pool, size, flags, a ? a->name : NULL);
-        f.has_spares = n != 1;
-        f.spares = n;
-        put(s, 3, ALLOCD__REQUEST__BODY_FREE, &f);
-}
-
-/* Spares (Free.renew): one, two, zeroed, none (waiters first, a bad shape, a refused Free), isolation = region. */
-static void spares(void) {
-        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-
-        begin(fuzz_header(0, 1, 2, 3));
-        hello(0);
-        for (int i = 0; i < 5; i++)
-                alloc(0, "h", 4096, 0, NULL);                                    /* slots 0-4 */
-        renew(0, ID(0), "h", 4096, 0, 1, NULL);                                  /* slot 0 again, generation 2 */
-        renew(0, UINT64_C(2) << 32 | 0, "h", 4096, ALLOCD__FLAG__ZERO, 2, NULL); /* slots 0 (3) and 5 */
-        renew(0, ID(1), "r", 2 << 20, ALLOCD__FLAG__ZERO, 1, NULL);              /* zeroed off the loop: no spare */
-        renew(0, ID(99), "h", 4096, 0, 1, NULL);                                 /* the Free refused: no spare either */
-        renew(0, ID(2), "h", 4096, ALLOCD__FLAG__PERSIST | ALLOCD__FLAG__NOFAIL, 3, NULL);
-        a.name = "spare";
-        renew(0, ID(3), "h", 4096, 0, 1, &a);
-        a.name = NULL;
-        a.has_count = true;
-        a.count = 0;
-        renew(0, ID(4), "h", 4096, 0, 2, &a);
-        a.has_count = false;
-        a.has_format = true;
-        a.format = ALLOCD__FORMAT__FALLOC_HEAP;
-        renew(0, ID(5), "nope", 4096, 0, 2, &a);
-        renew(0, UINT64_C(3) << 32 | 0, "h", 4096, ALLOCD__FLAG__PERSIST, 1, NULL);
-        alloc(0, "r", 4096, 0, NULL);                           /* slot 0, generation 4 */
-        renew(0, UINT64_C(4) << 32 | 0, "r", 4096, 0, 2, NULL); /* one: each region brings its own memfd */
-        status(0, 0);
-        dump(0, 0, NULL);
-        raw(0, "", 0);
-        save("spares");
-
-        /* A waiter for the room: it comes first, and the renew makes no spare. */
-        begin_f_full();
-        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
-        renew(0, ID(0), "f", 4096, 0, 2, NULL);
-        record(0, FUZZ_TURN);
-        renew(0, ID(1), "f", 4096, 0, 2, NULL);
-        status(0, 0);
-        save("spares-waiters-first");
-}
-
 int main(int argc, char **argv) {
         if (argc != 2) {
                 fprintf(stderr, "usage: gen-request-seeds DIR\n");
@@ -602,5 +427,6 @@ int main(int argc, char **argv) {
         batches();
         reclaiming();
         spares();
+        cancelling();
         return 0;
 }

@@ -136,6 +136,14 @@ void attach(int s, const char *name) {
         attach_within(s, name, 0);
 }
 
+void cancel(int s, uint64_t request) {
+        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
+
+        m.has_request = request != 0;
+        m.request = request;
+        put(s, 9, ALLOCD__REQUEST__BODY_CANCEL, &m);
+}
+
 void seal(int s, uint64_t region) {
         Allocd__Seal m = ALLOCD__SEAL__INIT;
 
@@ -195,4 +203,18 @@ void disconnect(int s, int32_t pid, uint64_t serial) {
         d.has_serial = serial != 0;
         d.serial = serial;
         put(s, 8, ALLOCD__REQUEST__BODY_DISCONNECT, &d);
+}
+
+/* f is 0664, owner 1000: the waiting stories run as 1000 and root (uid indices 1 and 0). */
+void fill_f(int s) {
+        alloc(s, "f", 1 << 20, 0, NULL);
+        alloc(s, "f", 64 << 10, 0, NULL);
+}
+
+/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
+void begin_f_full(void) {
+        begin(fuzz_header(0, 1, 0, 2));
+        hello(0);
+        hello(1);
+        fill_f(0);
 }

@@ -16,6 +16,10 @@
 
 extern const char *seed_dir;
 
+/* Each input starts from a fresh core: the n-th slot handed out (lowest free first) has id 1 << 32 | n. */
+#define ID(slot) (UINT64_C(1) << 32 | (slot))
+#define BIG ((1u << 20) + 4096) /* above ZERO_INLINE_MAX: zeroed by a job */
+
 void begin(uint8_t header);
 void save(const char *name);
 void record(int s, int kind);
@@ -34,6 +38,8 @@ void free_region(int s, uint64_t region);
 void detach(int s, uint64_t region);
 void attach_within(int s, const char *name, uint32_t timeout_ms);
 void attach(int s, const char *name);
+/* A Cancel of request (0: none named), with id 9. */
+void cancel(int s, uint64_t request);
 void seal(int s, uint64_t region);
 void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name,
                  bool columns);
@@ -41,5 +47,10 @@ void free_batch(int s, const uint64_t *ids, size_t n);
 void status(int s, uint64_t after);
 void dump(int s, uint64_t after, const char *pool);
 void disconnect(int s, int32_t pid, uint64_t serial);
+
+/* f is 0664, owner 1000: fills it with session s's regions. */
+void fill_f(int s);
+/* Sessions 0 (uid 1000) and 1 (root), and f full of session 0's regions (ID(0), ID(1)). */
+void begin_f_full(void);
 
 #endif

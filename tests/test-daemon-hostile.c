@@ -54,6 +54,17 @@ static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nf
         cr_assert_eq(wire_send(fd, buf, n, fds, nfds, 0), 0);
 }
 
+/* A request of id with body (of the oneof's case body_case). */
+static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+
+        req.has_id = true;
+        req.id = id;
+        req.body_case = body_case;
+        req.hello = body; /* the oneof's members share one pointer */
+        send_request(fd, &req, NULL, 0);
+}
+
 /* The next reply, or NULL when allocd closed the connection. */
 static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
@@ -515,7 +526,6 @@ Test(hostile, a_refused_reclaim_leaves_the_name_alone) {
 
 /* Sends an Alloc of 4 KiB PERSIST in pool f that waits up to 10 s. */
 static void send_persist_alloc(int fd, uint64_t id) {
-        Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
 
         a.pool = "f";
@@ -523,11 +533,7 @@ static void send_persist_alloc(int fd, uint64_t id) {
         a.size = 4096;
         a.flags = ALLOCD__FLAG__PERSIST;
         a.timeout_ms = 10000;
-        req.has_id = true;
-        req.id = id;
-        req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
-        req.alloc = &a;
-        send_request(fd, &req, NULL, 0);
+        send_body(fd, id, ALLOCD__REQUEST__BODY_ALLOC, &a);
 }
 
 /*
@@ -549,5 +555,45 @@ Test(hostile, persist_grants_that_never_reach_a_gone_client_go) {
         cr_assert_eq(alloc_region_free_sync(c, all.id), 0, "%s", alloc_last_error());
         cr_expect_eq(wait_used(c, "f", 0), 0, "a PERSIST region granted to the gone client stayed");
         cr_expect_eq(wait_waiters(c, "f", 0), 0);
+        close(fd);
+}
+
+static void send_cancel(int fd, uint64_t id, uint64_t request) {
+        Allocd__Cancel m = ALLOCD__CANCEL__INIT;
+
+        m.has_request = true;
+        m.request = request;
+        send_body(fd, id, ALLOCD__REQUEST__BODY_CANCEL, &m);
+}
+
+/* A Cancel of a request that is not waiting (unknown, answered, another connection's) is NOT_FOUND and changes nothing.
+ */
+Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        int fd = fpga_region(&a, &f, NULL), other = hello();
+        Allocd__Reply *r;
+
+        at.name = "never";
+        at.has_timeout_ms = true;
+        at.timeout_ms = 60000;
+        send_body(fd, 10, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        send_cancel(fd, 11, 99); /* unknown */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(fd, 12, 2); /* the Alloc, answered */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        send_cancel(other, 3, 10); /* another connection's */
+        expect_error(other, ALLOCD__ERROR__NOT_FOUND);
+        cr_assert_eq(pool_used(c, "f"), 4096, "the answered Alloc's region went");
+        send_cancel(fd, 13, 10); /* still waiting: cancelled, and answered so after the Cancel's OK */
+        expect_error(fd, ALLOCD__ERROR__OK);
+        r = next_reply(fd);
+        cr_assert(r && r->id == 10 && r->error == ALLOCD__ERROR__CANCELLED && strstr(r->message, "cancelled"),
+                  "the Attach was not answered CANCELLED");
+        allocd__reply__free_unpacked(r, NULL);
+        send_cancel(fd, 14, 10); /* answered now */
+        expect_error(fd, ALLOCD__ERROR__NOT_FOUND);
+        close(other);
         close(fd);
 }

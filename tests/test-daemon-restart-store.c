@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "restart-checks.h"
@@ -173,24 +174,77 @@ Test(restart, a_reloaded_pools_regions_survive) {
         alloc_disconnect(k);
 }
 
-/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
-Test(restart, resized_pool_waits_for_the_old_one) {
-        struct alloc_region r;
+/*
+ * Pool p of 4M with a PERSIST region "old", restarted as conf says: p drains, of 4M still, and "old" is
+ * attached in *r with what was written to it.  A new connection.
+ */
+static struct alloc_client *drains_after_restart(const char *conf, struct alloc_region *r) {
         struct alloc_status *st;
 
         sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
-        struct alloc_client *k = persist_then_restart("p", "old", "[pool p]\nkind = host\nsize = 8M\n");
+        struct alloc_client *k = persist_then_restart("p", "old", conf);
         cr_assert_eq(alloc_status(k, &st), 0);
-        cr_assert(strstr(pool_status(st, "p")->draining, "another kind or size"), "%s", pool_status(st, "p")->draining);
+        const char *why = pool_status(st, "p")->draining;
+        cr_assert(why && strstr(why, "another kind, size, quantum or hugepages"), "%s: %s", why, sysd_log(&s));
         cr_assert_eq(pool_status(st, "p")->size, 4u << 20);
         alloc_status_free(st);
-        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, r), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(r->ptr, r->size, 9));
+        return k;
+}
+
+/* A pool resized across a restart: the old one drains its regions, then the new one is made. */
+Test(restart, resized_pool_waits_for_the_old_one) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n", &r);
+
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
         uint64_t size = listed_size(k, "p", 8u << 20);
         cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
         cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(stored("pool.host.8388608.p", 1), 1);
         cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        alloc_disconnect(k);
+}
+
+/* Whether uid nobody may attach name (0) or why not (a negative errno). */
+static int nobody_attaches(const char *name) {
+        pid_t pid = fork();
+        int status;
+
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                struct alloc_client *n;
+                struct alloc_region r;
+                int e = setgid(65534) < 0 || setuid(65534) < 0 ? -EPERM : alloc_connect(&n, s.d.sock, "nobody");
+                if (e == 0)
+                        e = alloc_region_attach(n, name, NULL, &r);
+                _exit(-e);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) ? -WEXITSTATUS(status) : -EINTR;
+}
+
+/*
+ * A draining pool's regions are root's to attach (its access rules went with its section): a reload
+ * that opens the section to all is the waiting pool's, not the draining one's, and no change that
+ * waits for a restart.
+ */
+Test(restart, a_reload_leaves_a_draining_pools_access_alone) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n", &r);
+
+        if (geteuid() != 0) {
+                alloc_disconnect(k);
+                cr_skip_test("needs root, to attach as nobody");
+        }
+        cr_assert_eq(nobody_attaches("old"), -EACCES);
+        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 8M\nmode = 0666\n");
+        kill(s.d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "SIGHUP: reloaded"); i++)
+                usleep(10000);
+        cr_assert_eq(nobody_attaches("old"), -EACCES, "%s", sysd_log(&s));
+        cr_assert_null(strstr(sysd_log(&s), "change only on restart"), "%s", sysd_log(&s));
         alloc_disconnect(k);
 }
 
@@ -336,5 +390,128 @@ Test(restart, the_grace_time_starts_when_allocd_serves) {
         /* The next call reconnects and reclaims, within the grace time. */
         cr_assert_eq(pool_used(k, "host"), 8192, "%s", sysd_log(&s));
         cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
+
+/*
+ * A stored pool fd that cannot be used (damaged here; a failed mlock or a GPU not there yet at start does the
+ * same) leaves its pool unavailable, and a reload makes it of fresh memory: the store must hold that memory
+ * then, not the old fd, or the next restart adopts the old fd again, and the regions made since are lost or
+ * restored into memory that is not theirs.
+ */
+Test(restart, a_pool_made_by_a_reload_after_its_stored_fd_failed_is_stored) {
+        const char *conf = "[pool host]\nkind = host\nsize = 4M\n[pool extra]\nkind = host\nsize = 8M\n";
+        struct alloc_region r;
+        int fd = memfd_create("bad", MFD_CLOEXEC), e = -1;
+
+        cr_assert(fd >= 0 && ftruncate(fd, 4096) == 0);
+        sysd_start(&s, conf);
+        sysd_kill(&s, SIGTERM);
+        sysd_drop(&s, "pool.host.8388608.extra");
+        sysd_put(&s, "pool.host.8388608.extra", fd);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "pool extra: the fd stored for it is not a sealed memfd"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.8388608.extra", 0), 0, "the fd that was not used is still stored");
+        kill(s.d.pid, SIGHUP);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (int i = 0; i < 500 && e; i++) {
+                usleep(i ? 10000 : 0); /* until the reload made it */
+                e = alloc_region_new(k, "extra", 8192, &(struct alloc_opts){.name = "x", .flags = ALLOC_PERSIST}, &r);
+        }
+        cr_assert_eq(e, 0, "%s", alloc_last_error());
+        pattern(r.ptr, r.size, 6);
+        alloc_disconnect(k);
+        sysd_restart(&s, SIGKILL);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "x", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 6));
+        alloc_disconnect(k);
+}
+
+/*
+ * A pool resized across a restart waits for the old one to drain (resized_pool_waits_for_the_old_one); a SIGHUP
+ * meanwhile that changes its section, or takes it out of the file, is what is made, or not, once it drained.
+ */
+static struct alloc_client *drained_after_reload(const char *reloaded) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart(
+                "p", "old", "[pool p]\nkind = host\nsize = 8M\n[pool q]\nkind = host\nsize = 4M\n");
+        write_file(s.d.conf, reloaded);
+        kill(s.d.pid, SIGHUP);
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "SIGHUP: reloaded"); i++)
+                usleep(10000);
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "the draining pool is dropped"); i++)
+                usleep(10000);
+        cr_assert(strstr(sysd_log(&s), "the draining pool is dropped"), "%s", sysd_log(&s));
+        return k;
+}
+
+Test(restart, a_waiting_pool_is_made_as_a_reload_configured_it) {
+        struct alloc_client *k =
+                drained_after_reload("[pool p]\nkind = host\nsize = 12M\n[pool q]\nkind = host\nsize = "
+                                     "4M\n");
+        cr_assert_eq(listed_size(k, "p", 12u << 20), 12u << 20, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+Test(restart, a_waiting_pool_a_reload_took_out_is_not_made) {
+        struct alloc_client *k = drained_after_reload("[pool q]\nkind = host\nsize = 4M\n");
+        cr_assert_eq(listed_size(k, "p", 0), 0, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/* A pool that waits for its draining namesake keeps its whole section: an fpga pool's ranges too. */
+Test(restart, a_waiting_fpga_pool_keeps_its_ranges) {
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool p]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k =
+                persist_then_restart("p", "old", "[pool p]\nkind = fpga\nranges = 0x100000000+8M, 0x200000000+4M\n");
+        cr_assert_eq(alloc_region_attach(k, "old", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(listed_size(k, "p", 12u << 20), 12u << 20, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/*
+ * hugepages is the pool's backing, which SIGHUP leaves for a restart: across one, the old memory (of other
+ * pages) drains, as for another size, rather than being adopted for a pool it no longer is.
+ */
+Test(restart, a_pool_given_hugepages_drains_its_old_memory) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nhugepages = 2M\n", &r);
+
+        alloc_disconnect(k);
+}
+
+/*
+ * quantum waits for a restart too: one made larger cannot hold the old regions (their offsets and sizes are
+ * of the old one), so the old pool drains as for another size, and no other pool's regions are lost; one made
+ * smaller holds them, and its pool is adopted.
+ */
+Test(restart, a_pool_given_a_larger_quantum_drains_its_old_memory) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 4M\nquantum = 64K\n", &r);
+
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(stored("pool.host.4194304q65536.p", 1), 1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.4194304.p", 0), 0);
+        cr_assert_eq(alloc_region_new(k, "p", 8192, &(struct alloc_opts){.name = "new", .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s", alloc_last_error());
+        cr_assert_eq(r.size, 64u << 10);
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool p]\nkind = host\nsize = 4M\nquantum = 16K\n");
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pools, 0 not available\n"), "%s", sysd_log(&s));
+        /* Under its quantum now: a region of 16K made next would not fit a pool of 64K again. */
+        cr_assert_eq(stored("pool.host.4194304q16384.p", 1), 1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.4194304q65536.p", 0), 0);
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "new", NULL, &r), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
         alloc_disconnect(k);
 }

@@ -90,6 +90,13 @@ PyObject *py_raise_msg(int err, const char *fmt, ...) {
 
 PyObject *py_raise(int err) {
         const char *m = alloc_last_error();
+
+        /*
+         * A signal handler raised (KeyboardInterrupt) while the call waited (interrupted, below): that is
+         * the call's exception, whatever the call made of -EINTR (a kind's malloc says ENOMEM).
+         */
+        if (PyErr_Occurred())
+                return NULL;
         return py_raise_msg(err, "%s", *m ? m : strerror(err < 0 ? -err : err));
 }
 
@@ -208,6 +215,21 @@ const char *py_kind_name(enum alloc_kind k) {
         return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 
+/*
+ * alloc_set_interrupt's callback: a signal interrupted a call waiting for allocd, without the GIL.
+ * Python's rule (PEP 475): the handlers run, and the call ends if one raised (the exception stays
+ * set for the method to return), else it goes on waiting.  Handlers run in the main thread only;
+ * elsewhere PyErr_CheckSignals does nothing, and the wait goes on.
+ */
+static int interrupted(void *data) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        int r = PyErr_CheckSignals();
+        (void)data;
+
+        PyGILState_Release(g);
+        return r < 0;
+}
+
 static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
         static char *kwlist[] = {"socket", "name", NULL};
         PyObject *sock = NULL, *name = NULL;
@@ -232,6 +254,7 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
                 alloc_disconnect(c);
                 goto out;
         }
+        alloc_set_interrupt(c, interrupted, NULL);
         cl->c = c;
         cl->closed = cl->forked = false;
         cl->holds = 0;

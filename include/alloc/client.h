@@ -29,6 +29,8 @@
  *   -ETIMEDOUT   no room within the timeout
  *   -E2BIG       the request cannot fit even in the empty pool
  *   -ECANCELED   allocd is stopping
+ *   -EINTR       a signal ended the wait for allocd's answer
+ *                (alloc_set_interrupt); the connection stays usable
  *   -ETIME       allocd did not answer within the connection's timeout
  *                (alloc_set_timeout); the connection stays usable
  *   -ECONNRESET  the connection to allocd is gone
@@ -280,6 +282,20 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms);
  * room costs at most that much CPU before it sleeps.
  */
 int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
+/*
+ * Lets a signal end a call that waits for allocd's answer (an attach waiting
+ * for its name, an allocation waiting for room, ALLOC_NOFAIL).  With
+ * interrupted set, the thread that reads the socket for the waiting calls
+ * polls it, and when a signal handler interrupts the poll (it always does:
+ * poll is never restarted, whatever SA_RESTART says, signal(7)) calls
+ * interrupted(data) without the connection's lock: nonzero ends the call with
+ * -EINTR, abandoning the request as a timed-out one is (a region allocd grants
+ * anyway is given back), and, where allocd understands it, a Cancel ends its
+ * wait in allocd at once; zero goes on waiting.  A thread that sleeps while
+ * another thread of the connection reads is not interrupted.  NULL (the
+ * default): signals never end a wait.
+ */
+int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), void *data);
 /*
  * Spares (liballoc-client(3), "SPARES"): on, alloc_region_free of the region the last
  * alloc_region_new handed out (unnamed, ALLOC_FORMAT_RAW, neither ALLOC_PERSIST nor
