@@ -29,8 +29,10 @@ struct conn {
         uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
         STAILQ_HEAD(, packet) out;
         size_t out_bytes;
-        uint32_t out_fds; /* queued replies that carry an fd of their own (an isolation = region region's) */
-        uint32_t busy;    /* zeroing jobs that will answer on this connection */
+        uint32_t out_fds;  /* queued replies that carry an fd of their own (an isolation = region region's) */
+        uint32_t sent_fds; /* packets with an fd sent since its peer was last seen to have read all (FDS_IN_FLIGHT) */
+        bool waiting;      /* its next packet waits for its peer to read, or for a refused send to be retried */
+        uint32_t busy;     /* zeroing jobs that will answer on this connection */
         TAILQ_ENTRY(conn) link, hs_link;
 };
 

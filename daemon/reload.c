@@ -22,6 +22,7 @@
 #include "log.h"
 #include "reload.h"
 #include "restart.h"
+#include "server.h"
 
 static uv_loop_t *loop;
 static struct core *core;
@@ -39,7 +40,7 @@ static void fit_nofile(struct limits *l, bool quiet) {
         struct rlimit rl;
         /* About 14 fds are the daemon's own (stdio, epoll, signals, the thread pool, the socket, the
          * journal), 2 each pool (its fd, and one a queued reply may be sending), 10 to spare. */
-        uint64_t reserve = 24 + 2 * core_npools(core), fit;
+        uint64_t reserve = 24 + 2 * core_npools(core), fit, flight;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
                 return;
@@ -49,11 +50,21 @@ static void fit_nofile(struct limits *l, bool quiet) {
                         getrlimit(RLIMIT_NOFILE, &rl);
         }
         fit = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve - 16 : 1; /* 16: refused ones, told why */
+        /*
+         * The kernel refuses a user without CAP_SYS_RESOURCE more fds in flight (sent, not yet read)
+         * than its RLIMIT_NOFILE, and each connection may have FDS_IN_FLIGHT (server.h); 16 spare
+         * for the fds allocd gives systemd's fd store.
+         */
+        flight = rl.rlim_cur > 16 + FDS_IN_FLIGHT ? (rl.rlim_cur - 16) / FDS_IN_FLIGHT : 1;
+        if (flight < fit)
+                fit = flight;
         if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
                 if (!quiet)
-                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=); "
-                                 "serving at most %llu connections",
-                                 l->max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)fit);
+                        log_warn(
+                                "max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=: one "
+                                "open for each connection, and %d in flight to each); serving at most %llu connections",
+                                l->max_connections, (unsigned long long)rl.rlim_cur, FDS_IN_FLIGHT,
+                                (unsigned long long)fit);
                 l->max_connections = (uint32_t)fit;
         }
 }

@@ -17,7 +17,11 @@
  * their fds.  While a connection has OUT_PAUSE bytes queued, or OUT_FDS_PAUSE
  * replies that each hold an fd open in allocd, its requests are not read (it
  * gets no more replies until it reads the ones it has); past OUT_MAX bytes
- * (only waiters' outcomes can get it there) it is closed.
+ * (only waiters' outcomes can get it there) it is closed.  An fd sent is in
+ * flight until the peer reads it, and the kernel caps allocd's user at
+ * RLIMIT_NOFILE of those, all connections together: so a connection is sent
+ * at most FDS_IN_FLIGHT packets with an fd that it may not have read, and
+ * then waits (not read either) until its socket says it read them all.
  *
  * Once per loop turn (a uv_check) the core runs its deferred work and each
  * outcome is answered; one timer follows the core's earliest waiter deadline.
@@ -31,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,6 +51,7 @@
 #define OUT_MAX (1u << 20)    /* queued reply bytes at which it is closed */
 #define READ_BURST 32         /* requests served from one connection before the loop moves on */
 #define OUT_FDS_PAUSE 4       /* queued replies with an fd of their own at which its requests wait */
+#define RETRY_MAX_MS 16       /* the longest the retry timer backs off to while no waiting connection moves */
 
 struct packet {
         STAILQ_ENTRY(packet) link;
@@ -75,6 +82,9 @@ static void (*turn_end)(void);
 static bool served, dirty; /* this turn answered a request; something else changed (server_changed) */
 static uv_check_t turn;
 static uv_timer_t wait_timer;
+static uv_timer_t retry_timer; /* flushes the waiting connections (set_waiting) */
+static uint32_t nwaiting, retry_ms;
+static bool refused_logged;  /* a send with an fd failed and was said; again once one has gone since */
 static bool kept_at_stop;    /* the stop kept the state: connections closing now keep their references there */
 static struct proto_out out; /* one reply at a time: the loop is single-threaded */
 
@@ -116,6 +126,45 @@ static void conn_handle_closed(uv_handle_t *h) {
                 conn_free(c);
 }
 
+/* Whether c's requests are read: not while it leaves its replies unread (backpressure). */
+static bool conn_reading(const struct conn *c) {
+        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE && !c->waiting;
+}
+
+static void retry_cb(uv_timer_t *t);
+
+/*
+ * Nothing tells allocd that a peer read a packet: its socket stays writable (a few small packets
+ * are far from the send buffer's size), so UV_WRITABLE would fire at once, again and again.  One
+ * timer retries every waiting connection instead, every millisecond while one moves, backing off
+ * to RETRY_MAX_MS while none does, so that connections that never read cost little.
+ */
+static void set_waiting(struct conn *c, bool waiting) {
+        if (c->waiting == waiting)
+                return;
+        c->waiting = waiting;
+        nwaiting += waiting ? 1 : -1;
+        if (waiting && (retry_ms > 1 || !uv_is_active((uv_handle_t *)&retry_timer))) {
+                /* Not pushed back by each new waiter: due within 1 ms already, it stays. */
+                retry_ms = 1;
+                uv_timer_start(&retry_timer, retry_cb, retry_ms, 0);
+        } else if (!waiting && nwaiting == 0) {
+                uv_timer_stop(&retry_timer);
+        }
+}
+
+static void conn_events(struct conn *c) {
+        int ev = UV_DISCONNECT;
+
+        if (c->state == CONN_CLOSING)
+                return;
+        if (conn_reading(c))
+                ev |= UV_READABLE;
+        if (!STAILQ_EMPTY(&c->out) && !c->waiting)
+                ev |= UV_WRITABLE;
+        uv_poll_start(&c->poll, ev, conn_cb);
+}
+
 /*
  * A PERSIST region whose grant did not reach its client: no one knows its id, so nothing would
  * ever free it.  It goes as the client's Free would (the connection is closing; its hold goes too).
@@ -139,6 +188,7 @@ void conn_close(struct conn *c) {
         unsent_grant(c, p->persist_grant);
         if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
                 accept_handshake_done(c);
+        set_waiting(c, false);
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
@@ -156,40 +206,62 @@ void conn_close(struct conn *c) {
         changed();
 }
 
-/* Whether c's requests are read: not while it leaves its replies unread (backpressure). */
-static bool conn_reading(const struct conn *c) {
-        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE;
-}
-
-static void conn_events(struct conn *c) {
-        int ev = UV_DISCONNECT;
-
-        if (c->state == CONN_CLOSING)
-                return;
-        if (conn_reading(c))
-                ev |= UV_READABLE;
-        if (!STAILQ_EMPTY(&c->out))
-                ev |= UV_WRITABLE;
-        uv_poll_start(&c->poll, ev, conn_cb);
-}
-
 /* ---- out ---- */
+
+enum sent { SENT, FULL, WAIT, GONE }; /* FULL: until the socket is writable; WAIT: the retry timer's */
+
+/* Sends a packet to c, and fd beside it unless it is -1. */
+static enum sent send_packet(struct conn *c, const void *buf, size_t len, int fd) {
+        int r, unread;
+
+        if (fd >= 0 && c->sent_fds >= FDS_IN_FLIGHT) {
+                /* For AF_UNIX, the bytes of the packets sent that the peer has not read yet. */
+                if (ioctl(c->fd, SIOCOUTQ, &unread) == 0 && unread > 0)
+                        return WAIT;
+                c->sent_fds = 0;
+        }
+        r = wire_send(c->fd, buf, len, &fd, fd >= 0, MSG_DONTWAIT);
+        if (r == 0) {
+                c->sent_fds += fd >= 0;
+                refused_logged &= fd < 0;
+                return SENT;
+        }
+        if (r == -EAGAIN)
+                return FULL;
+        if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
+                return GONE;
+        /*
+         * Not the peer's doing (ETOOMANYREFS: allocd's user has RLIMIT_NOFILE fds in flight, all
+         * connections together): closing this connection would not help the next, so it waits.
+         */
+        if (!refused_logged) {
+                refused_logged = true;
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = c->s.client.pid},
+                     "sending a reply to client pid %d failed: %s; it waits and is retried", (int)c->s.client.pid,
+                     strerror(-r));
+        }
+        return WAIT;
+}
 
 /* Sends out's reply to c now, or queues it; a connection that cannot take it is closed. */
 static void conn_send(struct conn *c, const struct proto_out *o) {
         struct packet *p;
-        int r;
 
         if (c->state == CONN_CLOSING || o->len == 0)
                 goto drop;
         if (STAILQ_EMPTY(&c->out)) {
-                r = wire_send(c->fd, o->buf, o->len, &o->fd, o->fd >= 0, MSG_DONTWAIT);
-                if (r == 0)
+                switch (send_packet(c, o->buf, o->len, o->fd)) {
+                case SENT:
                         goto drop;
-                if (r != -EAGAIN) {
+                case GONE:
                         unsent_grant(c, o->persist_grant); /* it hung up: a queued Alloc's answer has no reader */
                         conn_close(c);
                         goto drop;
+                case WAIT:
+                        set_waiting(c, true);
+                        break;
+                case FULL:
+                        break;
                 }
         }
         if (c->out_bytes + o->len > OUT_MAX) {
@@ -221,21 +293,40 @@ drop:
                 close(o->fd);
 }
 
-static void flush(struct conn *c) {
+/* Sends what c has queued, as far as it goes; returns whether anything went. */
+static bool flush(struct conn *c) {
         struct packet *p;
+        bool moved = false;
+        enum sent r = SENT;
 
-        while ((p = STAILQ_FIRST(&c->out))) {
-                int r = wire_send(c->fd, p->data, p->len, &p->fd, p->fd >= 0, MSG_DONTWAIT);
-                if (r == -EAGAIN)
-                        break;
-                if (r < 0)
-                        return conn_close(c);
+        while ((p = STAILQ_FIRST(&c->out)) && (r = send_packet(c, p->data, p->len, p->fd)) == SENT) {
+                moved = true;
                 STAILQ_REMOVE_HEAD(&c->out, link);
                 c->out_bytes -= p->len;
                 c->out_fds -= p->fd_owned;
                 packet_free(p);
         }
+        if (r == GONE) {
+                conn_close(c);
+                return moved;
+        }
+        set_waiting(c, r == WAIT && p);
         conn_events(c);
+        return moved;
+}
+
+static void retry_cb(uv_timer_t *t) {
+        struct conn *c, *next;
+        bool moved = false;
+
+        for (c = TAILQ_FIRST(&conns); c; c = next) {
+                next = TAILQ_NEXT(c, link); /* flush closes only c */
+                if (c->waiting)
+                        moved |= flush(c);
+        }
+        retry_ms = moved ? 1 : retry_ms * 2 < RETRY_MAX_MS ? retry_ms * 2 : RETRY_MAX_MS;
+        if (nwaiting)
+                uv_timer_start(t, retry_cb, retry_ms, 0);
 }
 
 void conn_error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
@@ -381,7 +472,7 @@ static void conn_cb(uv_poll_t *h, int status, int events) {
         if (status < 0)
                 return conn_close(c);
         if (events & UV_WRITABLE)
-                flush(c);
+                (void)flush(c);
         if (c->state != CONN_CLOSING && (events & (UV_READABLE | UV_DISCONNECT)))
                 serve(c);
         if (c->state != CONN_CLOSING && (events & UV_DISCONNECT) && !(events & UV_READABLE))
@@ -451,6 +542,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         uv_check_init(loop, &turn);
         uv_check_start(&turn, turn_cb);
         uv_timer_init(loop, &wait_timer);
+        uv_timer_init(loop, &retry_timer);
         accept_init(loop, core, changed);
         awake_init(loop);
         grace_init(loop, core, changed);
@@ -465,12 +557,13 @@ void server_stop(bool kept) {
         core_cancel_waiters(core, "allocd is stopping");
         run_core();
         while ((c = TAILQ_FIRST(&conns))) {
-                flush(c);
+                (void)flush(c);
                 conn_close(c);
         }
         uv_check_stop(&turn);
         uv_close((uv_handle_t *)&turn, NULL);
         uv_close((uv_handle_t *)&wait_timer, NULL);
+        uv_close((uv_handle_t *)&retry_timer, NULL);
         awake_close();
         grace_close();
 }

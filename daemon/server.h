@@ -15,6 +15,13 @@
 
 #include "core.h"
 
+/*
+ * Packets with an fd a connection may have been sent and not yet read (server.c): the kernel lets
+ * allocd's user (no CAP_SYS_RESOURCE) have at most RLIMIT_NOFILE fds in flight, all connections
+ * together, so reload.c's fit_nofile keeps max_connections x FDS_IN_FLIGHT within it.
+ */
+#define FDS_IN_FLIGHT 4
+
 /* Serves core on loop; changed() is called whenever STATUS= may have changed. */
 void server_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
 int server_listen(const char *path, char *err, size_t errsize);

@@ -33,8 +33,18 @@ long now_ms(void) {
         return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void start_opts(const char *config, struct daemon_opts o);
+
 /* allocd with config and the extra environment env (NULL-terminated, or NULL); its stderr goes to log_path. */
 void start(const char *config, rlim_t nofile, char *const *env) {
+        start_opts(config, (struct daemon_opts){.env = env, .nofile = nofile});
+}
+
+void start_as(const char *config, rlim_t nofile, uid_t uid) {
+        start_opts(config, (struct daemon_opts){.nofile = nofile, .uid = uid});
+}
+
+static void start_opts(const char *config, struct daemon_opts o) {
         if (!*log_path) {
                 char tmp[] = "/tmp/allocd-log-XXXXXX";
                 int fd = mkstemp(tmp);
@@ -42,7 +52,8 @@ void start(const char *config, rlim_t nofile, char *const *env) {
                 close(fd);
                 snprintf(log_path, sizeof(log_path), "%s", tmp);
         }
-        struct daemon_opts o = {.env = env, .stderr_file = log_path, .nofile = nofile, .die_with_test = true};
+        o.stderr_file = log_path;
+        o.die_with_test = true;
         int r = daemon_spawn_opts(&d, config, &o);
         live = true;
         snprintf(helper, sizeof(helper), "%s/helper-client", d.dir);
@@ -210,4 +221,26 @@ bool closed_by_allocd(int fd, int timeout_ms) {
                 allocd__reply__free_unpacked(r, NULL);
         }
         return false;
+}
+
+int send_attaches(int fd, uint64_t first, const char *name, int n, int ms) {
+        int sent = 0;
+
+        for (long end = now_ms() + ms; sent < n && now_ms() < end;) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Attach at = ALLOCD__ATTACH__INIT;
+                at.name = (char *)name;
+                req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
+                req.attach = &at;
+                int e = send_req(fd, &req, first + (uint64_t)sent, MSG_DONTWAIT);
+                if (e == -EAGAIN) {
+                        usleep(1000);
+                        continue;
+                }
+                if (e == -ECONNRESET || e == -EPIPE)
+                        break; /* allocd closed it: what the caller checks */
+                cr_assert_eq(e, 0, "send: %s", strerror(-e));
+                sent++;
+        }
+        return sent;
 }

@@ -19,6 +19,8 @@ extern char helper[200];   /* helper-client, copied where nobody can run it */
 
 long now_ms(void);
 void start(const char *config, rlim_t nofile, char *const *env);
+/* As start, allocd as uid (0: as we are) and without capabilities. */
+void start_as(const char *config, rlim_t nofile, uid_t uid);
 void stop(void);
 void teardown(void);
 
@@ -31,6 +33,9 @@ int send_status(int fd, uint64_t id, int flags);
 int send_dump(int fd, uint64_t id, uint64_t after, const char *pool);
 void send_alloc(int fd, uint64_t id, const char *pool, uint64_t size, uint32_t flags);
 void send_release(int fd, uint64_t id, uint64_t region, bool detach);
+/* Up to n Attaches of name on fd, ids from first, for at most ms while its socket is full, until allocd closes it;
+ * returns how many went. */
+int send_attaches(int fd, uint64_t first, const char *name, int n, int ms);
 bool closed_by_allocd(int fd, int timeout_ms);
 
 #endif

@@ -4,6 +4,7 @@
 #include "checks.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,6 +86,10 @@ int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_
         cr_assert(bind(d->notify_fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
         if (config)
                 write_file(d->conf, config);
+        /* allocd makes its socket in the directory and sends to the notify socket. */
+        if (o && o->uid)
+                cr_assert(chown(d->dir, o->uid, o->uid) == 0 && chown(d->notify, o->uid, o->uid) == 0,
+                          "chown: %s (running allocd as another uid needs root)", strerror(errno));
 
         return daemon_respawn(d, o);
 }
@@ -109,6 +114,9 @@ int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
                         dup2(fd, 2);
                 }
                 if (o->nofile && setrlimit(RLIMIT_NOFILE, &(struct rlimit){o->nofile, o->nofile}) < 0)
+                        _exit(126);
+                /* From root to another uid: the capabilities go too (no SECBIT_KEEP_CAPS). */
+                if (o->uid && (setgroups(0, NULL) < 0 || setgid(o->uid) < 0 || setuid(o->uid) < 0))
                         _exit(126);
                 /* The parent may have died before the call: then nothing would kill us. */
                 if (o->die_with_test && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))

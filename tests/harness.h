@@ -49,6 +49,7 @@ struct daemon_opts {
         const char *stderr_file; /* allocd's stderr goes there */
         rlim_t nofile;           /* RLIMIT_NOFILE, soft and hard, set in allocd before it starts; 0: inherited */
         bool die_with_test;      /* SIGKILL allocd when the test process dies (PR_SET_PDEATHSIG), e.g. on a timeout */
+        uid_t uid; /* allocd runs as this uid and gid, without capabilities (the test is root); 0: as we are */
 };
 /* As daemon_spawn, with the options in o (NULL: none). */
 int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_opts *o);

@@ -451,7 +451,6 @@ static int daemon_fds(void) {
  */
 Test(faults, unread_replies_do_not_hold_fds) {
         enum { NREQ = 4000 };
-        uint8_t buf[256];
         struct alloc_region r;
 
         start("[pool r]\nkind = host\nsize = 1M\nisolation = region\n", 0, NULL);
@@ -460,28 +459,103 @@ Test(faults, unread_replies_do_not_hold_fds) {
                      alloc_last_error());
         int before = daemon_fds();
         int s = raw_hello("attacher");
-        int sent = 0;
-        for (long end = now_ms() + 3000; sent < NREQ && now_ms() < end;) {
-                Allocd__Request req = ALLOCD__REQUEST__INIT;
-                Allocd__Attach at = ALLOCD__ATTACH__INIT;
-                at.name = "x";
-                req.has_id = true;
-                req.id = 2 + (uint64_t)sent;
-                req.body_case = ALLOCD__REQUEST__BODY_ATTACH;
-                req.attach = &at;
-                int e = wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (e == -EAGAIN) {
-                        usleep(1000);
-                        continue;
-                }
-                cr_assert_eq(e, 0, "send: %s", strerror(-e));
-                sent++;
-        }
+        int sent = send_attaches(s, 2, "x", NREQ, 3000);
         usleep(300000);
         int held = daemon_fds() - before;
         cr_log_info("%d attaches not read: allocd holds %d fds more", sent, held);
         cr_expect_lt(held, 64, "one connection that reads none of its %d replies holds %d fds in allocd", sent, held);
         close(s);
         c = alloc_disconnect(c);
+        stop();
+}
+
+/* An OK reply to an Alloc sent on fd, and the fd that came with it (closed). */
+static void expect_granted(int fd, uint64_t id, const char *pool, const char *who) {
+        send_alloc(fd, id, pool, 4096, 0);
+        Allocd__Reply *r = recv_reply(fd, 10000, who);
+        cr_assert_not_null(r, "%s: allocd closed its connection instead of granting its Alloc in %s; its log:\n%s", who,
+                           pool, slurp(log_path));
+        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "%s: error %d: %s", who, r->error, r->message);
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+/*
+ * An fd allocd sends is in flight until its client reads it, and the kernel lets a user without
+ * CAP_SYS_RESOURCE (allocd's, in its unit) have at most RLIMIT_NOFILE of them: a few connections
+ * of one uid that attached an isolation = region region over and over without reading held them
+ * all (some 278 each), and from then on every send with an fd failed, to any client, and allocd
+ * took that for a hang-up: an innocent client's Alloc closed its connection.  Each connection has
+ * at most FDS_IN_FLIGHT of them now.
+ */
+Test(faults, unread_fds_do_not_cost_others_their_connection) {
+        enum { NOFILE = 300, NATT = 3, NREQ = 400 };
+        int att[NATT], total = 0;
+        struct alloc_region r;
+
+        start_as("[pool r]\nkind = host\nsize = 1M\nisolation = region\n[pool h]\nkind = host\nsize = 1M\n", NOFILE,
+                 geteuid() == 0 ? NOBODY : 0);
+        c = daemon_connect(&d);
+        cr_assert_eq(alloc_region_new(c, "r", 4096, &(struct alloc_opts){.name = "x"}, &r), 0, "%s",
+                     alloc_last_error());
+        int innocent = raw_hello("innocent"); /* connected before, and after: */
+        for (int i = 0; i < NATT; i++) {
+                att[i] = raw_hello("attacher");
+                total += send_attaches(att[i], 2, "x", NREQ, 2000);
+        }
+        usleep(300000);
+        cr_log_info("%d connections sent %d attaches and read none", NATT, total);
+        int late = raw_hello("late");
+        expect_granted(innocent, 2, "h", "a client connected before"); /* the pool's fd comes with it */
+        expect_granted(late, 2, "r", "a client connected after");      /* a memfd of its own */
+        expect_granted(late, 3, "h", "a client connected after");
+        for (int i = 0; i < NATT; i++)
+                close(att[i]);
+        close(innocent);
+        close(late);
+        c = alloc_disconnect(c);
+        stop();
+}
+
+/* The cap on fds in flight delays a client that pipelines, never loses a reply. */
+Test(faults, pipelined_region_allocs_all_arrive) {
+        enum { N = 200 };
+        int s, got = 0, fds = 0, sent = 0;
+
+        start_as("[pool r]\nkind = host\nsize = 4M\nisolation = region\n", 0, geteuid() == 0 ? NOBODY : 0);
+        s = raw_hello("pipeliner");
+        for (long end = now_ms() + 20000; got < N && now_ms() < end;) {
+                static uint8_t buf[WIRE_MAX_PACKET];
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+                a.pool = "r";
+                a.has_size = req.has_id = true;
+                a.size = 4096;
+                req.body_case = ALLOCD__REQUEST__BODY_ALLOC;
+                req.alloc = &a;
+                /* As many as the socket takes, then every reply there is. */
+                for (int e = 0; sent < N && e == 0; sent += e == 0) {
+                        req.id = 2 + (uint64_t)sent;
+                        e = wire_send(s, buf, allocd__request__pack(&req, buf), NULL, 0, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        cr_assert(e == 0 || e == -EAGAIN, "send: %s", strerror(-e));
+                }
+                struct pollfd p = {.fd = s, .events = POLLIN};
+                if (poll(&p, 1, 100) != 1)
+                        continue;
+                int fd[WIRE_MAX_FDS];
+                size_t nfd = WIRE_MAX_FDS;
+                ssize_t n = wire_recv(s, buf, sizeof(buf), fd, &nfd, 0);
+                cr_assert_gt(n, 0, "allocd closed the connection after %d of %d replies", got, N);
+                Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+                cr_assert_not_null(r);
+                cr_assert_eq(r->error, ALLOCD__ERROR__OK, "reply %d: error %d: %s", got, r->error, r->message);
+                allocd__reply__free_unpacked(r, NULL);
+                for (size_t i = 0; i < nfd; i++)
+                        close(fd[i]);
+                fds += (int)nfd;
+                got++;
+        }
+        cr_assert_eq(got, N, "%d of %d pipelined Allocs were answered within 20 s", got, N);
+        cr_expect_eq(fds, N, "%d fds came with %d regions", fds, N);
+        close(s);
         stop();
 }
