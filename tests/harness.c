@@ -220,8 +220,14 @@ unsigned long long pool_used(struct alloc_client *c, const char *pool) {
 
 unsigned long long pool_waiters(struct alloc_client *c, const char *pool) {
         struct alloc_status *s;
+        unsigned long long v = 0;
+
         cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
-        unsigned long long v = pool_status(s, pool)->waiters;
+        if (pool)
+                v = pool_status(s, pool)->waiters;
+        else /* an Attach waits for a name, in no pool: each connection counts its own */
+                for (size_t i = 0; i < s->nclients; i++)
+                        v += s->clients[i].waiters;
         alloc_status_free(s);
         return v;
 }

@@ -64,6 +64,7 @@ struct alloc_client *daemon_connect(struct daemon *d);
 /* The pool's entry in s; fails the test if there is none. */
 const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *pool);
 unsigned long long pool_used(struct alloc_client *c, const char *pool);
+/* The requests waiting in pool; pool NULL: on all connections, Attaches of a name included. */
 unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
 /*
  * Polls status until pool's used bytes (or waiters) equal want, for up to 10 s:

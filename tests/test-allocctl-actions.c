@@ -219,7 +219,8 @@ static const char *gone_mid_wait(const char *reconnect, int sig) {
                 _exit(127);
         }
         close(err[1]);
-        usleep(300 * 1000); /* allocctl waits in its Attach */
+        /* allocd counts allocctl's Attach: killed before, allocctl would exit 3 without ever having been connected. */
+        cr_assert_eq(wait_waiters(c, NULL, 1), 1, "allocctl's Attach never waited in allocd");
         cr_assert_eq(kill(d.pid, sig), 0);
         cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
         d.pid = -1; /* teardown: nothing left to stop */

@@ -71,22 +71,10 @@ static void *call_thread(void *arg) {
         return NULL;
 }
 
-/* The waiters allocd counts for all its connections. */
-static uint64_t waiters(void) {
-        struct alloc_status *s;
-        uint64_t n = 0;
-
-        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
-        for (size_t i = 0; i < s->nclients; i++)
-                n += s->clients[i].waiters;
-        alloc_status_free(s);
-        return n;
-}
-
 /* Whether allocd counts want waiters within ms. */
 static bool wait_waiting(uint64_t want, int ms) {
         for (int i = 0; i < ms / 10; i++) {
-                if (waiters() == want)
+                if (pool_waiters(c, NULL) == want)
                         return true;
                 usleep(10000);
         }
@@ -159,11 +147,11 @@ Test(client_interrupt, an_interrupted_allocation_leaves_no_region) {
         pthread_join(t.thread, NULL);
         cr_expect_eq(t.result, -EINTR, "%d: %s", t.result, t.error);
         /* k's calls read what is left to read on it: a late grant, given back. */
-        for (i = 0; i < 500 && (pool_used(c, "h") != 3 * 4096 || waiters()); i++) {
+        for (i = 0; i < 500 && (pool_used(c, "h") != 3 * 4096 || pool_waiters(c, NULL)); i++) {
                 cr_assert_eq(alloc_status(k, &s), 0, "%s", alloc_last_error());
                 alloc_status_free(s);
                 usleep(10000);
         }
         cr_expect_eq(pool_used(c, "h"), 3 * 4096, "a region is left behind");
-        cr_expect_eq(waiters(), 0);
+        cr_expect_eq(pool_waiters(c, NULL), 0);
 }
