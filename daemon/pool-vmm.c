@@ -400,7 +400,6 @@ static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
 #endif
 
 const struct pool_ops pool_vmm_ops = {
-        .default_quantum = 0, /* the page size */
         .open = vmm_open,
         .close = vmm_close,
         .zero = vmm_zero,
