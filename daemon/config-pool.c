@@ -63,6 +63,12 @@ const char *pool_kind_name(enum pool_kind k) {
         return (unsigned)k < NKINDS ? kind_names[k] : "?";
 }
 
+uint64_t pool_conf_quantum(const struct pool_conf *pc) {
+        return pc->quantum             ? pc->quantum
+               : pc->kind == POOL_FPGA ? FPGA_DEFAULT_QUANTUM
+                                       : (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 void pool_conf_defaults(struct pool_conf *pc) {
         memset(pc, 0, sizeof(*pc));
         pc->numa_node = -1;
@@ -405,7 +411,7 @@ static int check_size(struct parse *ps, size_t pool) {
 static int check_ranges(struct parse *ps, size_t pool) {
         const struct pool_conf *pc = &ps->conf->pools[pool];
         const struct written *w = ps->src[pool].ranges;
-        uint64_t q = pc->quantum ? pc->quantum : FPGA_DEFAULT_QUANTUM;
+        uint64_t q = pool_conf_quantum(pc);
         char qs[64];
 
         if (pc->nranges == 0)

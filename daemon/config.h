@@ -94,5 +94,7 @@ int config_default(struct config *conf);
 void config_clear(struct config *conf);
 int parse_size(const char *s, uint64_t *ret);
 const char *pool_kind_name(enum pool_kind k);
+/* pc's quantum, or its kind's default where the file gives none. */
+uint64_t pool_conf_quantum(const struct pool_conf *pc);
 
 #endif

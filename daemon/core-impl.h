@@ -71,7 +71,6 @@ struct pool {
 TAILQ_HEAD(pool_list, pool);
 
 struct pool_ops {
-        uint64_t default_quantum;
         /* Creates the backing; on error a message in err. */
         int (*open)(struct pool *p, char *err, size_t errsize);
         void (*close)(struct pool *p);

@@ -19,6 +19,8 @@
 
 #include "listen.h"
 
+#define LOCK_WAIT_MS 2000 /* the longest a start waits for the socket directory's lock */
+
 /* The socket file listen_open made: another allocd may bind the path later, and its file is not ours. */
 static dev_t bound_dev;
 static ino_t bound_ino;
@@ -125,11 +127,12 @@ int listen_open(const char *path, char *err, size_t errsize) {
         /*
          * Two allocds started at once beside a stale socket file would each find it dead and remove it, the
          * second the first's by then live one, and both run, one unreachable: one at a time, under a lock on
-         * the directory (without one where it cannot be read, as before).
+         * the directory (without one where it cannot be read, as before).  Anyone who may read the directory
+         * may hold that lock, for ever: past LOCK_WAIT_MS (an allocd holds it for a bind) allocd goes on without.
          */
         dfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0)
-                flock(dfd, LOCK_EX);
+        for (int t = 0; dfd >= 0 && flock(dfd, LOCK_EX | LOCK_NB) < 0 && t < LOCK_WAIT_MS; t++)
+                usleep(1000);
         r = bind_listen(fd, &sa, err, errsize);
         if (dfd >= 0)
                 close(dfd);

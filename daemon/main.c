@@ -250,9 +250,8 @@ static int make_core(const struct config *conf) {
                 int fd = restart_pool_fd(&pc);
                 if (fd < 0 && restart_pool_deferred(&pc)) {
                         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = pc.name},
-                             "pool %s: the fd store holds a pool of that name of another kind, size or hugepages; it "
-                             "is made "
-                             "once that one's regions are freed",
+                             "pool %s: the fd store holds a pool of that name of another kind, size, quantum or "
+                             "hugepages; it is made once that one's regions are freed",
                              pc.name);
                         made++; /* that one serves in its place meanwhile */
                         continue;

@@ -22,7 +22,6 @@ static void fpga_close(struct pool *p) {
 }
 
 const struct pool_ops pool_fpga_ops = {
-        .default_quantum = FPGA_DEFAULT_QUANTUM,
         .open = fpga_open,
         .close = fpga_close,
         .zero = NULL,

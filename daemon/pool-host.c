@@ -216,7 +216,6 @@ static int host_zero(struct pool *p, uint64_t offset, uint64_t size) {
 }
 
 const struct pool_ops pool_host_ops = {
-        .default_quantum = 0, /* the page size */
         .open = host_open,
         .close = host_close,
         .zero = host_zero,

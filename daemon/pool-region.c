@@ -31,7 +31,6 @@ static int region_pool_zero(struct pool *p, uint64_t offset, uint64_t size) {
 }
 
 const struct pool_ops pool_region_ops = {
-        .default_quantum = 0, /* the page size */
         .open = region_pool_open,
         .close = region_pool_close,
         .zero = region_pool_zero,

@@ -235,8 +235,7 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 goto fail;
         }
         v->gran = gran;
-        /* Whole quanta too, where the quantum is the larger (both are powers of two): the arena takes no part of one.
-         */
+        /* Whole quanta too, where the quantum is the larger (both powers of two): the arena takes no part of one. */
         uint64_t unit = p->conf.quantum > gran && p->conf.quantum % gran == 0 ? p->conf.quantum : gran;
         if (p->conf.size % unit) {
                 uint64_t size = (p->conf.size / unit + 1) * unit;
@@ -400,7 +399,6 @@ static int vmm_zero(struct pool *p, uint64_t offset, uint64_t size) {
 #endif
 
 const struct pool_ops pool_vmm_ops = {
-        .default_quantum = 0, /* the page size */
         .open = vmm_open,
         .close = vmm_close,
         .zero = vmm_zero,

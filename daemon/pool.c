@@ -125,8 +125,7 @@ static int open_pool(struct pool *p, char *err, size_t errsize) {
         int r;
 
         p->ops = pick_ops(&p->conf);
-        if (!p->conf.quantum)
-                p->conf.quantum = p->ops->default_quantum ? p->ops->default_quantum : (uint64_t)sysconf(_SC_PAGESIZE);
+        p->conf.quantum = pool_conf_quantum(&p->conf);
         p->fd = p->ro_fd = -1;
         if ((r = range_arena_new(&p->arena, p->conf.quantum)) < 0 ||
             (r = range_arena_new(&p->empty, p->conf.quantum)) < 0)

@@ -15,7 +15,6 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cuda-loader.h"
 #include "grace.h"
@@ -246,10 +245,8 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
 
         core_pool_info(p, &info);
         o = info.conf;
-        /* A quantum left out is the kind's default (pool.c's), which the running one was given when made. */
-        uint64_t quantum = n->quantum             ? n->quantum
-                           : n->kind == POOL_FPGA ? FPGA_DEFAULT_QUANTUM
-                                                  : (uint64_t)sysconf(_SC_PAGESIZE);
+        /* A quantum left out is the kind's default, which the running one was given when made. */
+        uint64_t quantum = pool_conf_quantum(n);
         /* auto became a backend when the pool was made. */
         if (o->kind != n->kind || info.size_asked != n->size ||
             (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||

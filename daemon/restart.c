@@ -197,7 +197,7 @@ static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp, 
         if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
                 return false;
         if (!sp->vmm && sp->kind != POOL_GPU &&
-            ((pc->quantum ? pc->quantum : page) > (sp->quantum ? sp->quantum : page) ||
+            (pool_conf_quantum(pc) > (sp->quantum ? sp->quantum : page) ||
              (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))))
                 return false;
         return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;

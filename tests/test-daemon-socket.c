@@ -5,10 +5,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -249,4 +251,37 @@ Test(socket, a_default_socket_path_too_long_says_so, .timeout = 60) {
         cr_expect(strstr(slurp(log), "is longer than 107 bytes; choose a shorter one with --socket PATH"), "%s",
                   slurp(log));
         unlink(log);
+}
+
+/*
+ * The socket directory's lock (two allocds started at once) is one anyone who may read the directory can
+ * take: allocd waited for it for ever, and never served.  It waits a while, then goes on without.
+ */
+Test(socket, a_socket_directory_locked_by_another_does_not_stop_the_start, .timeout = 60) {
+        char dir[] = "/tmp/allocd-lock-XXXXXX", sock[64], conf[64];
+        struct alloc_client *c = NULL;
+        int status;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        cr_assert_eq(flock(dfd, LOCK_EX), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                freopen("/dev/null", "w", stderr);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        for (int t = 0; t < 1000 && alloc_connect(&c, sock, "test") < 0; t++)
+                usleep(10000);
+        kill(pid, SIGTERM);
+        waitpid(pid, &status, 0);
+        close(dfd);
+        cr_assert_not_null(c, "allocd did not serve while its socket directory was locked");
+        alloc_disconnect(c);
+        unlink(sock);
+        unlink(conf);
+        rmdir(dir);
 }
