@@ -73,4 +73,84 @@ static inline bool pattern_ok(const void *p, uint64_t size, unsigned seed) {
         return true;
 }
 
+/* allocd's whole stderr (slurp stops at 16 KiB); the caller frees it. */
+static inline char *whole_log(void) {
+        FILE *f = fopen(s.log, "r");
+        char *b = NULL;
+        size_t n = 0;
+
+        cr_assert(f);
+        cr_assert_geq(getdelim(&b, &n, '\0', f), 0);
+        fclose(f);
+        return b;
+}
+
+/* Every start so far restored its state: none was refused, so none started with fresh pools. */
+static inline void all_restored(void) {
+        char *log = whole_log();
+
+        cr_assert(!strstr(log, "cannot be restored") && !strstr(log, "is not a state this allocd can read"), "%s", log);
+        free(log);
+}
+
+/*
+ * Detaches id and disconnects, once allocd has answered: a kill right after a disconnect that
+ * allocd has not read yet keeps the connection's holds in the state, for its reconnection.
+ */
+static inline void let_go(struct alloc_client *k, uint64_t id) {
+        struct alloc_status *st;
+
+        cr_assert_eq(id ? alloc_region_detach(k, id) : 0, 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        alloc_disconnect(k);
+}
+
+/* A PERSIST region of 8 KiB named name in pool, its bytes seed's; its id. */
+static inline uint64_t keep_one(const char *pool, const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
+                     "%s in %s: %s", name, pool, alloc_last_error());
+        pattern(r.ptr, r.size, seed);
+        let_go(k, r.id);
+        return r.id;
+}
+
+static inline void there(const char *name, unsigned seed) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s: %s", name, alloc_last_error());
+        cr_assert(pattern_ok(r.ptr, r.size, seed), "%s lost its bytes", name);
+        let_go(k, r.id);
+}
+
+/* A restart by sig that restores everything as it was. */
+static inline void same_after(int sig) {
+        char *before = dump(NULL);
+
+        sysd_restart(&s, sig);
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before, "%s", sysd_log(&s));
+        all_restored();
+        free(before);
+        free(after);
+}
+
+/* The configuration becomes conf, then a restart by sig (allocd must reach READY=1). */
+static inline void restart_with(const char *conf, int sig) {
+        sysd_kill(&s, sig);
+        write_file(s.d.conf, conf);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        all_restored();
+}
+
+/* Which state name the store holds (0 or 1), once it holds one. */
+static inline int state_name(void) {
+        cr_assert_eq(stored("state.", 1), 1, "%s", sysd_log(&s));
+        return sysd_count(&s, "state.1") == 1;
+}
+
 #endif

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * allocd across restarts that go on appending to the state they restored (keep_adopt, issue 18),
- * systemd played by sysd.c: pools a reload adds or makes at last, in every order, then kills; kill
- * -9 storms under load, with compactions between and a kill right after one; a pool resized or
- * taken out after the adoption; an older format's state.  Each restart must restore (never start
- * fresh) and `allocctl dump` must read the same after it.
+ * systemd played by sysd.c: pools a reload adds or makes at last, in every order, then kills; a
+ * pool resized or taken out after the adoption; an older format's state.  Each restart must restore
+ * (never start fresh) and `allocctl dump` must read the same after it.  The storms under load are
+ * test-daemon-storm.c's.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -22,60 +22,6 @@
 
 TestSuite(restart2, .fini = teardown, .timeout = 240);
 
-/* allocd's whole stderr (slurp stops at 16 KiB); the caller frees it. */
-static char *whole_log(void) {
-        FILE *f = fopen(s.log, "r");
-        char *b = NULL;
-        size_t n = 0;
-
-        cr_assert(f);
-        cr_assert_geq(getdelim(&b, &n, '\0', f), 0);
-        fclose(f);
-        return b;
-}
-
-/* Every start so far restored its state: none was refused, so none started with fresh pools. */
-static void all_restored(void) {
-        char *log = whole_log();
-
-        cr_assert(!strstr(log, "cannot be restored") && !strstr(log, "is not a state this allocd can read"), "%s", log);
-        free(log);
-}
-
-/*
- * Detaches id and disconnects, once allocd has answered: a kill right after a disconnect that
- * allocd has not read yet keeps the connection's holds in the state, for its reconnection.
- */
-static void let_go(struct alloc_client *k, uint64_t id) {
-        struct alloc_status *st;
-
-        cr_assert_eq(id ? alloc_region_detach(k, id) : 0, 0, "%s", alloc_last_error());
-        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
-        alloc_status_free(st);
-        alloc_disconnect(k);
-}
-
-/* A PERSIST region of 8 KiB named name in pool, its bytes seed's; its id. */
-static uint64_t keep_one(const char *pool, const char *name, unsigned seed) {
-        struct alloc_client *k = daemon_connect(&s.d);
-        struct alloc_region r;
-
-        cr_assert_eq(alloc_region_new(k, pool, 8192, &(struct alloc_opts){.name = name, .flags = ALLOC_PERSIST}, &r), 0,
-                     "%s in %s: %s", name, pool, alloc_last_error());
-        pattern(r.ptr, r.size, seed);
-        let_go(k, r.id);
-        return r.id;
-}
-
-static void there(const char *name, unsigned seed) {
-        struct alloc_client *k = daemon_connect(&s.d);
-        struct alloc_region r;
-
-        cr_assert_eq(alloc_region_attach(k, name, NULL, &r), 0, "%s: %s", name, alloc_last_error());
-        cr_assert(pattern_ok(r.ptr, r.size, seed), "%s lost its bytes", name);
-        let_go(k, r.id);
-}
-
 static void drop(const char *name) {
         struct alloc_client *k = daemon_connect(&s.d);
         struct alloc_region r;
@@ -90,18 +36,6 @@ static void not_there(const char *name) {
 
         cr_assert_eq(alloc_region_attach(k, name, NULL, &(struct alloc_region){0}), -ENOENT, "%s is back", name);
         alloc_disconnect(k);
-}
-
-/* A restart by sig that restores everything as it was. */
-static void same_after(int sig) {
-        char *before = dump(NULL);
-
-        sysd_restart(&s, sig);
-        char *after = dump(NULL);
-        cr_assert_str_eq(after, before, "%s", sysd_log(&s));
-        all_restored();
-        free(before);
-        free(after);
 }
 
 /* Two restarts by kill, then every region in names is there with its bytes (seeds 1, 2, ... in order). */
@@ -178,162 +112,6 @@ Test(restart2, added_and_made_in_one_reload) {
         keep_one("big", "b1", 2);
         keep_one("c", "c1", 3);
         two_kills_keep((const char *[]){"a1", "b1", "c1", NULL});
-}
-
-#define STORM_CONF                                                                                                     \
-        "[pool host]\nkind = host\nsize = 64M\n[pool other]\nkind = host\nsize = 16M\n[pool iso]\nkind = host\nsize "  \
-        "= 16M\nisolation = region\n"
-
-/*
- * Allocates and frees in pool until killed: batches of 8, every fourth region named (after its
- * loader and count) and PERSIST every eighth one, freed with the batch.  It carries on across
- * every restart (liballoc-client reconnects and reclaims): an error ends it with a status.
- */
-static void loader(const char *pool, int who, bool come_and_go) {
-        struct alloc_client *k;
-        struct alloc_region r[8];
-        char name[64];
-
-        if (alloc_connect(&k, s.d.sock, "storm") < 0)
-                _exit(1);
-        for (unsigned n = 0;; n++) {
-                snprintf(name, sizeof(name), "storm%d/%u", who, n);
-                struct alloc_opts o = {.name = n % 4 ? NULL : name, .flags = n % 8 ? 0 : ALLOC_PERSIST};
-                r[n % 8].id = 0;
-                int e = alloc_region_new(k, pool, 4096, &o, &r[n % 8]);
-                if (e < 0 && !come_and_go) {
-                        fprintf(stderr, "loader %d: %d %s\n", who, e, alloc_last_error());
-                        _exit(2);
-                }
-                if (!r[n % 8].id) /* a pool that comes and goes: not there, or draining */
-                        usleep(2000);
-                if (n % 8 == 7)
-                        for (int i = 0; i < 8; i++)
-                                if (r[i].id && (e = alloc_region_free(k, r[i].id)) < 0) {
-                                        fprintf(stderr, "loader %d: free: %d %s\n", who, e, alloc_last_error());
-                                        _exit(3);
-                                }
-        }
-}
-
-/* come_and_go: the pool is not always there to take an Alloc. */
-static pid_t start_loader(const char *pool, int who, bool come_and_go) {
-        pid_t pid = fork();
-
-        cr_assert(pid >= 0);
-        if (pid == 0)
-                loader(pool, who, come_and_go);
-        return pid;
-}
-
-static void signal_all(const pid_t *pids, int n, int sig) {
-        for (int i = 0; i < n; i++)
-                cr_assert_eq(kill(pids[i], sig), 0);
-}
-
-static void loaders_alive(const pid_t *pids, int n, int round) {
-        for (int i = 0; i < n; i++) {
-                int status = 0;
-                cr_assert_eq(waitpid(pids[i], &status, WNOHANG), 0, "loader %d stopped at round %d: %#x: %s", i, round,
-                             status, sysd_log(&s));
-        }
-}
-
-/* Which state name the store holds (0 or 1), once it holds one. */
-static int state_name(void) {
-        cr_assert_eq(stored("state.", 1), 1, "%s", sysd_log(&s));
-        return sysd_count(&s, "state.1") == 1;
-}
-
-/*
- * The loaders are killed; once allocd has let their connections go (what they held goes with
- * them, what they made PERSIST stays), a kill and a restart must bring back every keepN of the
- * rounds, and one more must change nothing.
- */
-static void storm_end(const pid_t *pids, int n, int rounds) {
-        char name[32];
-
-        signal_all(pids, n, SIGKILL);
-        for (int i = 0; i < n; i++)
-                waitpid(pids[i], &(int){0}, 0);
-        struct alloc_client *k = daemon_connect(&s.d);
-        /*
-         * A loader killed before it reclaimed after the last restart leaves a placeholder for reclaim_grace
-         * (2 min): it goes by its serial (a pid names live connections only).
-         */
-        struct alloc_status *left;
-        cr_assert_eq(alloc_status(k, &left), 0);
-        for (size_t j = 0; j < left->nclients; j++)
-                for (int i = 0; i < n; i++)
-                        if (left->clients[j].pid == pids[i])
-                                alloc_drop_client(k, 0, left->clients[j].serial, NULL);
-        alloc_status_free(left);
-        size_t conns = 0;
-        for (int i = 0; i < 500 && conns != 1; i++) {
-                struct alloc_status *st;
-                usleep(i ? 10000 : 0);
-                cr_assert_eq(alloc_status(k, &st), 0);
-                conns = st->nclients;
-                alloc_status_free(st);
-        }
-        cr_assert_eq(conns, 1, "%zu connections", conns);
-        alloc_disconnect(k);
-        sysd_restart(&s, SIGKILL);
-        all_restored();
-        for (int round = 0; round < rounds; round++) {
-                snprintf(name, sizeof(name), "keep%d", round);
-                there(name, 100u + (unsigned)round);
-        }
-        same_after(SIGKILL);
-}
-
-/*
- * Kill -9 storms: the loaders run, allocd is killed (right after a compaction, or at a random
- * moment) and restarted, again and again, so that a state is adopted, appended to, compacted and
- * adopted again.  Every other round the loaders are stopped first and the dump must be the same
- * after the restart.  The PERSIST regions made between rounds keep their bytes throughout.
- */
-Test(restart2, kill_storm_under_load) {
-        enum { ROUNDS = 16, LOADERS = 3 };
-        pid_t pids[LOADERS];
-        unsigned compacted = 0;
-        char name[32];
-
-        sysd_start(&s, STORM_CONF);
-        pids[0] = start_loader("other", 0, false);
-        pids[1] = start_loader("host", 1, false);
-        pids[2] = start_loader("iso", 2, false);
-        srand(7);
-        for (int round = 0; round < ROUNDS; round++) {
-                snprintf(name, sizeof(name), "keep%d", round);
-                keep_one(round % 2 ? "host" : "iso", name, 100u + (unsigned)round);
-                if (round % 2) {
-                        /* Right after a compaction: the state's name changes (up to 10 s of load). */
-                        int was = state_name();
-                        for (int i = 0; i < 10000 && sysd_count(&s, was ? "state.0" : "state.1") == 0; i++)
-                                usleep(1000);
-                        compacted += sysd_count(&s, was ? "state.0" : "state.1") == 1;
-                        sysd_restart(&s, round % 4 == 3 ? SIGTERM : SIGKILL); /* a stop under load too */
-                        all_restored();
-                } else {
-                        usleep(50000 + (useconds_t)(rand() % 200000));
-                        signal_all(pids, LOADERS, SIGSTOP);
-                        usleep(20000); /* what they had sent is answered, and kept */
-                        same_after(round % 4 ? SIGKILL : SIGTERM);
-                        signal_all(pids, LOADERS, SIGCONT);
-                }
-                loaders_alive(pids, LOADERS, round);
-        }
-        cr_assert_geq(compacted, 2, "only %u compactions in the storm", compacted);
-        storm_end(pids, LOADERS, ROUNDS);
-}
-
-/* The configuration becomes conf, then a restart by sig (allocd must reach READY=1). */
-static void restart_with(const char *conf, int sig) {
-        sysd_kill(&s, sig);
-        write_file(s.d.conf, conf);
-        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
-        all_restored();
 }
 
 /* Status lists pool as size bytes, within 5 s (a drained pool is replaced at the end of a loop turn). */
@@ -554,41 +332,6 @@ Test(restart2, a_stop_while_a_pool_is_made) {
 
 Test(restart2, a_kill_while_a_pool_is_made) {
         stop_while_a_pool_is_made(SIGKILL);
-}
-
-/*
- * Reloads and restarts in a random order while loaders run, one in a pool that a reload adds, takes
- * out, or resizes (so at a restart it drains, and the pool configured is made when it has): each
- * start must restore the state it finds, whatever the log says of pools.
- */
-Test(restart2, reloads_and_restarts_under_load) {
-        static const char *const extra[] = {"", "[pool extra]\nkind = host\nsize = 8M\n",
-                                            "[pool extra]\nkind = host\nsize = 16M\n"};
-        enum { ROUNDS = 24, LOADERS = 2 };
-        char conf[512], name[32];
-        pid_t pids[LOADERS];
-
-        sysd_start(&s, STORM_CONF);
-        pids[0] = start_loader("other", 0, false);
-        pids[1] = start_loader("extra", 1, true);
-        srand(11);
-        for (int round = 0; round < ROUNDS; round++) {
-                snprintf(conf, sizeof(conf), "%s%s", STORM_CONF, extra[rand() % 3]);
-                snprintf(name, sizeof(name), "keep%d", round);
-                keep_one("host", name, 100u + (unsigned)round);
-                switch (rand() % 3) {
-                case 0:
-                        write_file(s.d.conf, conf);
-                        kill(s.d.pid, SIGHUP);
-                        usleep((useconds_t)(rand() % 100000));
-                        break;
-                default:
-                        usleep((useconds_t)(rand() % 100000));
-                        restart_with(conf, rand() % 3 ? SIGKILL : SIGTERM);
-                }
-                loaders_alive(pids, LOADERS, round);
-        }
-        storm_end(pids, LOADERS, ROUNDS);
 }
 
 /* The epoch in the header of the state stored as name (0: none stored). */
