@@ -60,6 +60,8 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
 int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken);
 /* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */
 int client_reply_error(const Allocd__Reply *r);
+/* What a refusal says: allocd's message, or, where it has none (or ""), the error's name. */
+const char *client_reply_words(const Allocd__Reply *r);
 /* client_call, then checks that the reply is OK and of kind body (what names the request for the message). */
 int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply__BodyCase body, const char *what,
                     Allocd__Reply **ret);

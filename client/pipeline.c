@@ -42,7 +42,7 @@ void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Al
                         snprintf(c->refused_msg, sizeof(c->refused_msg), "allocd refused the %s of region %llu%s: %s",
                                  p->what == ALLOCD__REQUEST__BODY_DETACH ? "Detach" : "Free",
                                  (unsigned long long)p->ids[0], p->n > 1 ? " and the rest of its batch" : "",
-                                 r->message ? r->message : wire_error_name(r->error));
+                                 client_reply_words(r));
                 }
         }
         if (!p->answered)

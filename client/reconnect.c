@@ -150,7 +150,7 @@ static int hello(struct alloc_client *c, int fd, char *why, size_t whysize) {
                                 reclaim = false;
                                 continue;
                         }
-                        snprintf(why, whysize, "%s", rep->message ? rep->message : wire_error_name(rep->error));
+                        snprintf(why, whysize, "%s", client_reply_words(rep));
                         allocd__reply__free_unpacked(rep, NULL);
                         return r;
                 }

@@ -104,14 +104,17 @@ Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
         return g;
 }
 
-/* Gives back regions a reply granted that cannot be handed to the caller; the failure r stays the call's. */
-static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region *region);
-
-static int refuse_grant(struct alloc_client *c, Allocd__Request *req, int r) {
+/*
+ * Gives back ids[0, n), regions a reply granted that cannot be handed to the caller: held as they
+ * came (transport.c), they leave the held table as the request is listed, under the connection's
+ * lock, so that a reconnect meanwhile gives them back once.  The failure r stays the call's.
+ */
+static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, int r) {
         char why[CLIENT_ERROR_MAX];
+        bool taken;
 
         snprintf(why, sizeof(why), "%s", alloc_last_error());
-        run(c, req, NULL); /* nothing leaks; its result does not change ours */
+        client_give_back_sync(c, req, ids, n, &taken); /* nothing leaks; its result does not change ours */
         return client_fail(r, "%s", why);
 }
 
@@ -131,9 +134,8 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
                 d.region = reply->region->id;
                 req.body_case = ALLOCD__REQUEST__BODY_DETACH;
                 req.detach = &d;
-                held_take(client_held(c), &d.region, 1);        /* held as it came (transport.c) */
                 region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
-                return refuse_grant(c, &req, r);
+                return refuse_grant(c, &req, &d.region, 1, r);
         }
         return 0;
 }
@@ -427,9 +429,7 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
                 fb.regions = ids;
                 req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
                 req.free_batch = &fb;
-                for (size_t i = 0; i < nids; i++)
-                        held_take(client_held(c), &ids[i], 1); /* held as they came (transport.c) */
-                return refuse_grant(c, &req, r);
+                return refuse_grant(c, &req, ids, nids, r);
         }
         return 0;
 }

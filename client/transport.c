@@ -497,12 +497,15 @@ bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret) {
         return request_deadline(c, &status, ret);
 }
 
+const char *client_reply_words(const Allocd__Reply *r) {
+        /* An empty message is no words: the error's name at least says what allocd refused. */
+        return r->message && *r->message ? r->message : wire_error_name(r->error);
+}
+
 int client_reply_error(const Allocd__Reply *r) {
         if (!r->has_error || r->error == ALLOCD__ERROR__OK)
                 return 0;
-        /* An empty message is no words: the error's name at least says what allocd refused. */
-        return client_fail(-wire_error_errno(r->error), "%s",
-                           r->message && *r->message ? r->message : wire_error_name(r->error));
+        return client_fail(-wire_error_errno(r->error), "%s", client_reply_words(r));
 }
 
 int client_call_for(struct alloc_client *c, Allocd__Request *req, Allocd__Reply__BodyCase body, const char *what,
