@@ -32,7 +32,7 @@
 #define PKT_HANGUP (PKT_SILENT | PKT_EXTRA) /* both: the fake allocd closes the connection here */
 
 enum reply_op {
-        OP_ALLOC,       /* alloc_region_new: pool (arg & 3), size 4 KiB x (1 + (arg >> 2)); NOWAIT or 1 ms */
+        OP_ALLOC,       /* alloc_region_new: pool (arg & 3), 4 KiB x (1 + (arg >> 2 & 1)); arg 8: NOWAIT, else 1 ms */
         OP_ALLOC_NAMED, /* alloc_region_new in "h" named "n": arg 1 UNSEALED, 2 PERSIST, 4 FALLOC */
         OP_BATCH,       /* alloc_region_new_batch: pool (arg >> 2), 1 + (arg & 3) regions of 4 KiB */
         OP_ATTACH,      /* alloc_region_attach "n", arg 1: in pool "h", arg 2: by owner */

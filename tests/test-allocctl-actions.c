@@ -66,6 +66,16 @@ static bool region_alive(uint64_t id) {
         return alive;
 }
 
+/* Tester one and tester two both still answered. */
+static void both_still_connected(void) {
+        struct alloc_status *s;
+
+        cr_assert_eq(alloc_status(c, &s), 0, "tester one still connected");
+        alloc_status_free(s);
+        cr_assert_eq(alloc_status(c2, &s), 0, "tester two still connected");
+        alloc_status_free(s);
+}
+
 /*
  * Ids, pids and serials are decimal, as allocctl prints them, and nothing else: strtoull took "010"
  * as 8 (another region), "-N" as 2^64 - N (serial:-18446744073709551615 was serial 1) and
@@ -95,11 +105,7 @@ Test(allocctl, ids_pids_and_serials_are_decimal_digits_only) {
         snprintf(arg, sizeof(arg), "serial: %llu", (unsigned long long)serial_of("tester two"));
         x = allocctl(d.sock, "disconnect", arg, (char *)NULL);
         cr_assert_eq(x->status, 2, "%s: %s", arg, x->err);
-        struct alloc_status *s;
-        cr_assert_eq(alloc_status(c, &s), 0, "tester one still connected");
-        alloc_status_free(s);
-        cr_assert_eq(alloc_status(c2, &s), 0, "tester two still connected");
-        alloc_status_free(s);
+        both_still_connected();
 }
 
 Test(allocctl, disconnect_drops_a_clients_leases) {
@@ -155,11 +161,7 @@ Test(allocctl, disconnect_is_the_owners_or_roots) {
         int status;
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-        struct alloc_status *s;
-        cr_assert_eq(alloc_status(c, &s), 0, "still connected");
-        alloc_status_free(s);
-        cr_assert_eq(alloc_status(c2, &s), 0, "still connected");
-        alloc_status_free(s);
+        both_still_connected();
 }
 
 Test(allocctl, a_stopped_daemon_times_out) {

@@ -118,13 +118,21 @@ static void isolated(Allocd__Reply *r, Allocd__Region *g, uint64_t size) {
         g->has_region_fd = g->region_fd = true;
 }
 
+/* f started, with its canned answers, and a client connected to it. */
+static struct alloc_client *connect_fake(struct fake *f) {
+        struct alloc_client *c;
+
+        fake_allocd_start(&f->server, answer_canned, f);
+        cr_assert_eq(alloc_connect(&c, f->server.path, NULL), 0, "%s", alloc_last_error());
+        return c;
+}
+
 /* Connects to f and has alloc_region_new refused with -EPROTO, alloc_last_error() saying words. */
 static void region_refused(struct fake *f, const char *words) {
         struct alloc_client *c;
         struct alloc_region out;
 
-        fake_allocd_start(&f->server, answer_canned, f);
-        cr_assert_eq(alloc_connect(&c, f->server.path, NULL), 0, "%s", alloc_last_error());
+        c = connect_fake(f);
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -EPROTO, "%s", alloc_last_error());
         cr_assert(strstr(alloc_last_error(), words), "%s", alloc_last_error());
         alloc_disconnect(c);
@@ -183,8 +191,7 @@ Test(hostile, region_grown_past_its_mapping) {
         answer(&f, &r1, 4096);
         isolated(&r2, &g2, 1 << 20);
         answer(&f, &r2, 1 << 20);
-        fake_allocd_start(&f.server, answer_canned, &f);
-        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
+        c = connect_fake(&f);
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_attach(c, "grown", &now, &out), -EPROTO, "%s", alloc_last_error());
         alloc_disconnect(c);
@@ -200,8 +207,7 @@ Test(hostile, empty_packet_with_an_fd) {
 
         add_hello(&f);
         answer(&f, NULL, 4096);
-        fake_allocd_start(&f.server, answer_canned, &f);
-        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
+        c = connect_fake(&f);
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &out), -ECONNRESET, "%s", alloc_last_error());
         alloc_disconnect(c);
         fake_allocd_stop(&f.server);
@@ -220,8 +226,7 @@ Test(hostile, refusal_without_words) {
         r.error = ALLOCD__ERROR__DENIED;
         r.message = "";
         answer(&f, &r, -1);
-        fake_allocd_start(&f.server, answer_canned, &f);
-        cr_assert_eq(alloc_connect(&c, f.server.path, NULL), 0, "%s", alloc_last_error());
+        c = connect_fake(&f);
         cr_assert_eq(alloc_drop_client(c, 0, 7, &n), -EACCES, "%s", alloc_last_error());
         cr_assert_str_eq(alloc_last_error(), "DENIED");
         alloc_disconnect(c);

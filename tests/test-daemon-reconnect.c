@@ -55,6 +55,20 @@ static long ms_since(const struct timespec *t0) {
         return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/* c's new region "after" in pool, r, written "shared", is read so by another client of d's. */
+static void new_region_is_seen_by_another(struct daemon *d, struct alloc_client *c, const char *pool,
+                                          struct alloc_region *r) {
+        struct alloc_region seen;
+
+        cr_assert_eq(alloc_region_new(c, pool, 4096, &(struct alloc_opts){.name = "after"}, r), 0, "%s",
+                     alloc_last_error());
+        memcpy(r->ptr, "shared", 7);
+        struct alloc_client *b = daemon_connect(d);
+        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
+        cr_assert_str_eq(seen.cptr, "shared");
+        alloc_disconnect(b);
+}
+
 Test(reconnect, a_client_without_regions_carries_on_unaware, .timeout = 60) {
         struct daemon d;
         struct alloc_status *st = NULL;
@@ -74,27 +88,21 @@ Test(reconnect, a_client_without_regions_carries_on_unaware, .timeout = 60) {
 
 Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .timeout = 60) {
         struct daemon d;
-        struct alloc_region old, r, seen;
-        struct alloc_opts named = {.name = "after"};
+        struct alloc_region old, r;
 
         start(&d);
         struct alloc_client *c = daemon_connect(&d);
         cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &old), 0, "%s", alloc_last_error());
         memcpy(old.ptr, "before", 7);
         restart(&d);
-        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), -ESTALE);
+        cr_assert_eq(alloc_region_new(c, "host", 4096, &(struct alloc_opts){.name = "after"}, &r), -ESTALE);
         cr_assert(strstr(alloc_last_error(), "restarted") && strstr(alloc_last_error(), "gone") &&
                           strstr(alloc_last_error(), "not waiting to be reclaimed"),
                   "%s", alloc_last_error());
         /* The memory stays mapped: a pointer the program still has does not fault. */
         cr_assert_str_eq(old.ptr, "before");
         /* It carries on as a new connection, in the new allocd's pool (a new memfd, mapped anew). */
-        cr_assert_eq(alloc_region_new(c, "host", 4096, &named, &r), 0, "%s", alloc_last_error());
-        memcpy(r.ptr, "shared", 7);
-        struct alloc_client *b = daemon_connect(&d);
-        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
-        cr_assert_str_eq(seen.ptr, "shared");
-        alloc_disconnect(b);
+        new_region_is_seen_by_another(&d, c, "host", &r);
         alloc_disconnect(c);
         daemon_stop(&d);
 }
@@ -106,8 +114,7 @@ Test(reconnect, regions_lost_in_a_restart_without_state_are_said_gone_once, .tim
  */
 Test(reconnect, a_region_after_a_restart_without_state_is_not_a_lost_one_of_the_same_id, .timeout = 60) {
         struct daemon d;
-        struct alloc_region old, r, seen;
-        struct alloc_opts named = {.name = "after"};
+        struct alloc_region old, r;
 
         cr_assert_eq(daemon_spawn_opts(&d, "[pool iso]\nkind = host\nsize = 4M\nisolation = region\n",
                                        &(struct daemon_opts){.die_with_test = true}),
@@ -118,15 +125,10 @@ Test(reconnect, a_region_after_a_restart_without_state_is_not_a_lost_one_of_the_
         restart(&d);
         cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &r), -ESTALE);
         cr_assert_str_eq(old.ptr, "before"); /* still mapped */
-        cr_assert_eq(alloc_region_new(c, "iso", 4096, &named, &r), 0, "%s", alloc_last_error());
+        new_region_is_seen_by_another(&d, c, "iso", &r);
         cr_assert_neq(r.ptr, old.ptr, "region %llu got the mapping of lost region %llu", (unsigned long long)r.id,
                       (unsigned long long)old.id);
-        memcpy(r.ptr, "shared", 7);
-        struct alloc_client *b = daemon_connect(&d);
-        cr_assert_eq(alloc_region_attach(b, "after", NULL, &seen), 0, "%s", alloc_last_error());
-        cr_assert_str_eq(seen.cptr, "shared");
         cr_assert_str_eq(old.ptr, "before");
-        alloc_disconnect(b);
         alloc_disconnect(c);
         daemon_stop(&d);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,13 +56,19 @@ static void loader(const char *pool, int who, bool come_and_go) {
         }
 }
 
-/* come_and_go: the pool is not always there to take an Alloc. */
+/*
+ * come_and_go: the pool is not always there to take an Alloc.  The loader dies with the test: a
+ * failed assertion leaves none behind (one in a pool that comes and goes ignores every error).
+ */
 static pid_t start_loader(const char *pool, int who, bool come_and_go) {
-        pid_t pid = fork();
+        pid_t parent = getpid(), pid = fork();
 
         cr_assert(pid >= 0);
-        if (pid == 0)
+        if (pid == 0) {
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(4);
                 loader(pool, who, come_and_go);
+        }
         return pid;
 }
 
