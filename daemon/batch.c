@@ -22,16 +22,18 @@
 #include "ids.h"
 
 /*
- * Prefixes res's message with which region of the batch failed and that nothing changed.  Its figures
- * (what was free) were counted with the batch's first i regions placed: a batch that "found 0 free" in
- * a pool status shows empty would puzzle, so the message says so.
+ * Prefixes res's message with which region of the batch failed and that nothing changed.  The figures
+ * of "no room now" and of a quota (what was free, what the uid held) were counted with the batch's first
+ * i regions placed: a batch that "found 0 free" in a pool status shows empty would puzzle, so the message
+ * says so; other refusals have no such figures.
  */
 static int batch_fail(struct core_result *res, size_t i, size_t n, uint64_t size) {
         char why[CORE_MSG_MAX];
+        bool counted = i && (res->code == E_WOULD_BLOCK || res->code == E_QUOTA);
 
         snprintf(why, sizeof(why), "%s", res->msg);
         return fail(res, res->code, "region %zu of the batch of %zu (%" PRIu64 " bytes): %s%s; none was allocated", i,
-                    n, size, why, i ? " (counted with the batch's regions before it placed)" : "");
+                    n, size, why, counted ? " (counted with the batch's regions before it placed)" : "");
 }
 
 static int batch_args(const struct core *core, const struct client *cl, const struct alloc_request *m, size_t n,
