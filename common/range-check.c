@@ -80,6 +80,8 @@ static int check_lines(const struct range_arena *a, uint64_t *passed, char *why,
 }
 
 static int check_hash(const struct range_arena *a, char *why, size_t why_size) {
+        if (a->nlines && (!is_pow2(a->nlines) || a->hash_shift != 64 - floor_log2(a->nlines)))
+                BAD("a hash of %llu lines with shift %u", (unsigned long long)a->nlines, a->hash_shift);
         uint64_t *passed = calloc(a->nlines ? a->nlines : 1, sizeof(*passed));
         if (!passed)
                 BAD("no memory to check the hash");

@@ -625,6 +625,9 @@ Test(check, links_past_the_tags_are_caught) {
         l->tag[k] = UINT32_MAX - 8; /* far past the array */
         assert_caught(a, "a hash slot naming a tag past the array");
         l->tag[k] = tag;
+        a->hash_shift--; /* homes past the last line */
+        assert_caught(a, "a hash whose shift does not match its size");
+        a->hash_shift++;
         assert_sound(a);
         range_arena_free(a);
 }
