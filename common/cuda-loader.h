@@ -89,7 +89,9 @@ struct cuda;
 /*
  * The driver, loaded on first use; NULL where it cannot be used, and then
  * *why (if not NULL) says why.  A failure is the answer until cuda_retry();
- * the reason's pointer stays valid for the life of the process.
+ * the reason's pointer stays valid for the life of the process.  In a child
+ * of fork() of the process that loaded it, NULL (-EIO): the driver is not
+ * fork-safe.
  */
 const struct cuda *cuda_get(const char **why);
 

@@ -5,13 +5,18 @@
  * number in the file FAKE_CUDA_INIT_FILE names (read at each call, so a test can change its mind
  * between allocd's start and a SIGHUP), else FAKE_CUDA_INIT, else 0.  After a successful cuInit
  * the driver says 12.8 and one device with every attribute 1 (host NUMA allocations and all), whose
- * primary context can be retained and pushed; every other call (cuMemCreate first) answers
- * CUDA_ERROR_NOT_SUPPORTED, so that nothing can be made with it.
+ * primary context can be retained and pushed, and host memory registered (its device address is the host's);
+ * every other call (cuMemCreate first) answers CUDA_ERROR_NOT_SUPPORTED, so that nothing can be made with it.
+ *
+ * The real driver is not fork-safe: in a child of fork() of a process that initialised it, what any call does is
+ * undefined (it may fail, hang or crash).  Here every call there aborts, so that a test sees the call.
  */
 #include <cuda.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -29,9 +34,25 @@ static int chosen(const char *file_var, const char *var) {
         return v ? atoi(v) : 0;
 }
 
+static pid_t init_pid;
+
+/* Aborts in a child of fork() of the process whose cuInit succeeded. */
+static void not_forked(const char *call) {
+        if (init_pid && getpid() != init_pid) {
+                fprintf(stderr, "fake libcuda: %s called in a child of fork() of process %d, which initialised CUDA\n",
+                        call, (int)init_pid);
+                abort();
+        }
+}
+
 static CUresult fake_init(unsigned flags) {
+        CUresult r = (CUresult)chosen("FAKE_CUDA_INIT_FILE", "FAKE_CUDA_INIT");
+
         (void)flags;
-        return (CUresult)chosen("FAKE_CUDA_INIT_FILE", "FAKE_CUDA_INIT");
+        not_forked("cuInit");
+        if (r == CUDA_SUCCESS && !init_pid)
+                init_pid = getpid();
+        return r;
 }
 
 static CUresult error_name(CUresult r, const char **s) {
@@ -66,11 +87,13 @@ static CUresult driver_version(int *v) {
 }
 
 static CUresult device_count(int *n) {
+        not_forked("cuDeviceGetCount");
         *n = 1;
         return CUDA_SUCCESS;
 }
 
 static CUresult device_get(CUdevice *d, int ordinal) {
+        not_forked("cuDeviceGet");
         *d = ordinal;
         return ordinal == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
@@ -84,12 +107,34 @@ static CUresult device_attribute(int *v, CUdevice_attribute a, CUdevice d) {
 static CUresult ctx_retain(CUcontext *ctx, CUdevice d) {
         static int primary;
         (void)d;
+        not_forked("cuDevicePrimaryCtxRetain");
         *ctx = (CUcontext)&primary;
         return CUDA_SUCCESS;
 }
 
-/* Release, push, pop: nothing to keep. */
+/* Release, push, pop, unregister: nothing to keep. */
 static CUresult ok(void) {
+        not_forked("a context or registration call");
+        return CUDA_SUCCESS;
+}
+
+/* No context is current: the caller's library pushes its own. */
+static CUresult ctx_current(CUcontext *ctx) {
+        not_forked("cuCtxGetCurrent");
+        *ctx = NULL;
+        return CUDA_SUCCESS;
+}
+
+static CUresult host_register(void *p, size_t size, unsigned flags) {
+        (void)p, (void)size, (void)flags;
+        not_forked("cuMemHostRegister");
+        return CUDA_SUCCESS;
+}
+
+static CUresult host_device_pointer(CUdeviceptr *d, void *p, unsigned flags) {
+        (void)flags;
+        not_forked("cuMemHostGetDevicePointer");
+        *d = (CUdeviceptr)(uintptr_t)p;
         return CUDA_SUCCESS;
 }
 
@@ -101,6 +146,7 @@ static CUresult granularity(size_t *g, const CUmemAllocationProp *prop, CUmemAll
 
 /* Called through pointers of every other type: the caller's arguments are ignored, as the ABI allows. */
 static CUresult not_supported(void) {
+        not_forked("a CUDA call");
         return CUDA_ERROR_NOT_SUPPORTED;
 }
 
@@ -121,6 +167,10 @@ EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
                 {"cuDevicePrimaryCtxRelease", (void *)ok},
                 {"cuCtxPushCurrent", (void *)ok},
                 {"cuCtxPopCurrent", (void *)ok},
+                {"cuCtxGetCurrent", (void *)ctx_current},
+                {"cuMemHostRegister", (void *)host_register},
+                {"cuMemHostUnregister", (void *)ok},
+                {"cuMemHostGetDevicePointer", (void *)host_device_pointer},
                 {"cuMemGetAllocationGranularity", (void *)granularity},
         };
 

@@ -118,6 +118,25 @@ Test(daemon_cuda, a_gpu_pool_is_rounded_up_to_whole_quanta) {
 }
 
 /*
+ * A child of fork() of a process that used CUDA must not call the driver (it is not fork-safe; the fake
+ * aborts): not when it lets go of its copy of the parent's connection, whose pinned pool the parent
+ * registered, nor for a pinned memfd pool of its own, which it gets as plain locked shared memory.
+ */
+Test(daemon_cuda, a_child_of_fork_makes_no_cuda_call) {
+        char cmd[640], out[256] = "";
+
+        start("0");
+        snprintf(cmd, sizeof(cmd), "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 %s %s fork auto 2>&1", libdir, HELPER_PATH,
+                 d.sock);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
+        int status = pclose(p);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
+        cr_expect(strstr(out, "registered 1 0"), "the parent's region registered, the child's not: %s", out);
+}
+
+/*
  * A GPU test run with the fake driver, whose cuInit answers cuinit; its exit status (-1: killed by a signal), and its
  * output in out if not NULL.
  */
