@@ -105,7 +105,7 @@ run_item() { # KIND NAME TIMEOUT CMD...
         local st fig
         st=$(status $rc)
         fig=$(figure "$name" "$log" "$json")
-        # falloc-bench measures the CPU too and exits 0 where its GPU part could not run.
+        # falloc-bench measures the CPU too and exits 0 where there is no GPU for its GPU part (1 on a broken one).
         [[ $st = pass && $fig = "GPU part skipped"* ]] && st=skip
         finish "$name" "$st" "$secs" "$fig"
 }

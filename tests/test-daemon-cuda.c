@@ -163,6 +163,17 @@ Test(gpu_tests, skip_only_without_a_gpu_and_fail_on_a_broken_one) {
                      "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
 }
 
+/* falloc-bench measures the CPU too: its GPU part is skipped without a GPU, and fails the benchmark on a broken one. */
+Test(gpu_tests, falloc_bench_fails_on_a_broken_gpu) {
+        char path[sizeof(FALLOC_BENCH_PATH) + 32];
+
+        if (access(FALLOC_BENCH_PATH, X_OK) < 0)
+                cr_skip_test("no %s (built with -Dbench=false)", FALLOC_BENCH_PATH);
+        snprintf(path, sizeof(path), "%s --seconds 0.01", FALLOC_BENCH_PATH);
+        cr_expect_eq(gpu_test_status(path, "100", NULL, 0), 0, "CUDA_ERROR_NO_DEVICE: no GPU, the GPU part skipped");
+        cr_expect_eq(gpu_test_status(path, "802", NULL, 0), 1, "CUDA_ERROR_SYSTEM_NOT_READY: a broken GPU, failed");
+}
+
 static size_t scratch_folders(void) {
         FILE *p = popen("ls -d /tmp/allocd-gpu-* 2>/dev/null | wc -l", "r");
         size_t n = 0;
