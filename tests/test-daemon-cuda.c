@@ -27,8 +27,9 @@ static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
                              "[pool auto]\nkind = pinned\nsize = 2M\n"
                              "[pool h]\nkind = host\nsize = 1M\n";
 
-/* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult). */
-static void start(const char *cuinit) {
+/* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult), and extra (or NULL) in its
+ * environment. */
+static void start_with(const char *cuinit, char *extra) {
         char link[160];
 
         cr_assert(mkdtemp(libdir));
@@ -39,9 +40,13 @@ static void start(const char *cuinit) {
         snprintf(ld_env, sizeof(ld_env), "LD_LIBRARY_PATH=%s", libdir);
         snprintf(init_env, sizeof(init_env), "FAKE_CUDA_INIT_FILE=%s", init_file);
         close(mkstemp(log_path));
-        char *env[] = {ld_env, init_env, NULL};
+        char *env[] = {ld_env, init_env, extra, NULL};
         cr_assert_eq(daemon_spawn(&d, config, env, log_path), -1, "allocd did not start: see %s", log_path);
         c = daemon_connect(&d);
+}
+
+static void start(const char *cuinit) {
+        start_with(cuinit, NULL);
 }
 
 static void teardown(void) {
@@ -115,6 +120,60 @@ Test(daemon_cuda, a_gpu_pool_is_rounded_up_to_whole_quanta) {
         cr_expect(strstr(slurp(log_path), "pool quanta: size 6291456 rounded up to 8388608, a multiple of the "
                                           "allocation granularity 2097152 and of the quantum"),
                   "%s", slurp(log_path));
+}
+
+/* How many of allocd's fds, or of its mappings, are the fake driver's device memory. */
+static int device_memory_held(const char *what) {
+        char cmd[256];
+        int n = -1;
+
+        snprintf(cmd, sizeof(cmd), "%s /proc/%d/%s 2>/dev/null | grep -c fake-cuda-dev",
+                 !strcmp(what, "fd") ? "ls -l" : "cat", (int)d.pid, what);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        cr_assert_eq(fscanf(p, "%d", &n), 1);
+        pclose(p);
+        return n;
+}
+
+/* The fake driver makes device memory: a gpu pool is made, and mapped by allocd to zero. */
+Test(daemon_cuda, a_gpu_pool_is_made_with_the_fake_driver) {
+        start("0");
+        cr_expect_str_eq(reason("dev"), "", "the pool is available");
+        cr_expect_eq(device_memory_held("fd"), 4, "the pools dev and quanta: the fake's handle and the export each");
+        cr_expect_eq(device_memory_held("maps"), 2, "and one mapping each, to zero");
+}
+
+/*
+ * A driver call that fails while a gpu pool is made leaves the pool unavailable, saying which call
+ * failed, and nothing of it behind in allocd: no fd, no mapping, and the next step not taken.
+ */
+Test(daemon_cuda, each_failing_driver_call_leaves_nothing_behind) {
+        static const char *const calls[][2] = {
+                {"cuMemGetAllocationGranularity", "cuMemGetAllocationGranularity: CUDA_ERROR_UNKNOWN"},
+                {"cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRetain: CUDA_ERROR_UNKNOWN"},
+                {"cuMemCreate", "cuMemCreate: CUDA_ERROR_UNKNOWN"},
+                {"cuMemExportToShareableHandle", "exporting and mapping the pool: CUDA_ERROR_UNKNOWN"},
+                {"cuMemAddressReserve", "exporting and mapping the pool: CUDA_ERROR_UNKNOWN"},
+                {"cuMemMap", "exporting and mapping the pool: CUDA_ERROR_UNKNOWN"},
+                {"cuMemSetAccess", "exporting and mapping the pool: CUDA_ERROR_UNKNOWN"},
+        };
+        static char fail[96];
+
+        for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+                snprintf(fail, sizeof(fail), "FAKE_CUDA_FAIL=%s", calls[i][0]);
+                start_with("0", fail);
+                cr_expect(strstr(reason("dev"), calls[i][1]), "%s: %s", calls[i][0], reason("dev"));
+                cr_expect(strstr(slurp(log_path), calls[i][1]), "%s: the log says so: %s", calls[i][0],
+                          slurp(log_path));
+                cr_expect_eq(device_memory_held("fd"), 0, "%s: no device memory fd left in allocd", calls[i][0]);
+                cr_expect_eq(device_memory_held("maps"), 0, "%s: no mapping left in allocd", calls[i][0]);
+                teardown();
+                snprintf(libdir, sizeof(libdir), "/tmp/allocd-fakecuda-XXXXXX");
+                snprintf(log_path, sizeof(log_path), "/tmp/allocd-fakecuda-log-XXXXXX");
+                c = NULL;
+        }
+        start("0"); /* for the suite's teardown */
 }
 
 /*
