@@ -51,6 +51,7 @@
         X(cuMemRelease, 10020)                                                                                         \
         X(cuMemExportToShareableHandle, 10020)                                                                         \
         X(cuMemImportFromShareableHandle, 10020)                                                                       \
+        X(cuMemGetAllocationPropertiesFromHandle, 10020)                                                               \
         X(cuMemAddressReserve, 10020)                                                                                  \
         X(cuMemAddressFree, 10020)                                                                                     \
         X(cuMemMap, 10020)                                                                                             \

@@ -181,6 +181,29 @@ static int vmm_prop(struct pool *p, struct vmm *v, CUmemAllocationProp *prop, ch
         return 0;
 }
 
+static const char *where(const CUmemLocation *l) {
+        return l->type == CU_MEM_LOCATION_TYPE_DEVICE ? "device" : "host NUMA node";
+}
+
+/*
+ * Whether the allocation adopted from the fd store lies where the configuration wants it now: its name says
+ * kind and size but not the device or node (another device = N, or devices renumbered by CUDA_VISIBLE_DEVICES).
+ */
+static int adopted_in_place(struct pool *p, struct vmm *v, const CUmemAllocationProp *want, char *err, size_t errsize) {
+        CUmemAllocationProp had;
+        CUresult r = v->cu->cuMemGetAllocationPropertiesFromHandle(&had, v->handle);
+
+        if (r != CUDA_SUCCESS)
+                return cu_fail(p, v->cu, r, "cuMemGetAllocationPropertiesFromHandle (the stored fd)", err, errsize);
+        if (had.location.type == want->location.type && had.location.id == want->location.id)
+                return 0;
+        snprintf(err, errsize,
+                 "pool %s: the fd stored for it holds memory of %s %d, not of %s %d as configured; it is "
+                 "not used",
+                 p->conf.name, where(&had.location), had.location.id, where(&want->location), want->location.id);
+        return -EBADF;
+}
+
 static void vmm_close(struct pool *p) {
         struct vmm *v = p->priv;
 
@@ -267,6 +290,10 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 goto fail;
         }
         v->created = true;
+        if (p->fd >= 0 && (r = adopted_in_place(p, v, &prop, err, errsize)) < 0) {
+                cu->cuCtxPopCurrent(&popped);
+                goto fail;
+        }
         if (p->fd < 0)
                 cr = cu->cuMemExportToShareableHandle(&p->fd, v->handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
         if (cr == CUDA_SUCCESS && fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0)
