@@ -186,14 +186,18 @@ static const char *where(const CUmemLocation *l) {
 }
 
 /*
- * Whether the allocation adopted from the fd store lies where the configuration wants it now: its name says
- * kind and size but not the device or node (another device = N, or devices renumbered by CUDA_VISIBLE_DEVICES).
+ * Whether a gpu pool's allocation adopted from the fd store is on the device configured now: its name says kind
+ * and size but not the device (another device = N, or devices renumbered by CUDA_VISIBLE_DEVICES), and memory of
+ * another device would be reported, and mapped by clients, as this one's.  Host memory on another NUMA node is
+ * still the pool's memory: it is not checked.
  */
 static int adopted_in_place(struct pool *p, struct vmm *v, const CUmemAllocationProp *want, char *err, size_t errsize) {
         CUmemAllocationProp had;
-        CUresult r = v->cu->cuMemGetAllocationPropertiesFromHandle(&had, v->handle);
+        CUresult r;
 
-        if (r != CUDA_SUCCESS)
+        if (want->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+                return 0;
+        if ((r = v->cu->cuMemGetAllocationPropertiesFromHandle(&had, v->handle)) != CUDA_SUCCESS)
                 return cu_fail(p, v->cu, r, "cuMemGetAllocationPropertiesFromHandle (the stored fd)", err, errsize);
         if (had.location.type == want->location.type && had.location.id == want->location.id)
                 return 0;
