@@ -196,6 +196,26 @@ Test(daemon_cuda, a_child_of_fork_makes_no_cuda_call) {
         cr_expect(strstr(out, "registered 1 0"), "the parent's region registered, the child's not: %s", out);
 }
 
+/* A pinned memfd region whose registration fails in the client: the error names the driver call that failed. */
+Test(daemon_cuda, a_failed_registration_names_its_call) {
+        static const char *const calls[] = {"cuMemHostRegister", "cuMemHostGetDevicePointer"};
+        char cmd[640], out[512];
+
+        start("0");
+        for (size_t i = 0; i < 2; i++) {
+                snprintf(cmd, sizeof(cmd),
+                         "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 FAKE_CUDA_FAIL=%s %s %s alloc auto 4096 2>&1", libdir,
+                         calls[i], HELPER_PATH, d.sock);
+                FILE *p = popen(cmd, "r");
+                cr_assert(p);
+                out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
+                int status = pclose(p);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s failed: the region is refused", calls[i]);
+                snprintf(cmd, sizeof(cmd), "%s: CUDA_ERROR_UNKNOWN", calls[i]);
+                cr_expect(strstr(out, cmd), "the error names %s: %s", calls[i], out);
+        }
+}
+
 static struct sysd sd;
 
 static void sysd_teardown(void) {
