@@ -244,6 +244,9 @@ Test(cuda_restart, a_stored_gpu_pool_is_not_adopted_on_another_device, .fini = s
         setenv("FAKE_CUDA_DEVICES", "2", 1);
         sysd_start(&sd, "[pool g]\nkind = gpu\ndevice = 0\nsize = 64M\n");
         cr_assert_eq(sysd_count(&sd, "pool.gpu."), 1, "the gpu pool is stored: %s", sysd_log(&sd));
+        /* On the same device, it is adopted. */
+        sysd_restart(&sd, SIGTERM);
+        cr_assert(strstr(sysd_log(&sd), "pool g: gpu, 67108864 bytes, from the fd store"), "%s", sysd_log(&sd));
         sysd_kill(&sd, SIGTERM);
         write_file(sd.d.conf, "[pool g]\nkind = gpu\ndevice = 1\nsize = 64M\n");
         cr_assert_eq(sysd_spawn(&sd), -1, "%s", sysd_log(&sd));
