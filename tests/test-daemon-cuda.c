@@ -26,7 +26,8 @@ static char ld_env[160], init_env[160];
 static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
                              "[pool quanta]\nkind = gpu\ndevice = 0\nsize = 6M\nquantum = 4M\n"
                              "[pool auto]\nkind = pinned\nsize = 2M\n"
-                             "[pool h]\nkind = host\nsize = 1M\n";
+                             "[pool h]\nkind = host\nsize = 1M\n"
+                             "[pool one]\nkind = gpu\ndevice = 1\nsize = 2M\n";
 
 /* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult), and extra (or NULL) in its
  * environment. */
@@ -213,6 +214,34 @@ Test(daemon_cuda, a_failed_registration_names_its_call) {
                 cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s failed: the region is refused", calls[i]);
                 snprintf(cmd, sizeof(cmd), "%s: CUDA_ERROR_UNKNOWN", calls[i]);
                 cr_expect(strstr(out, cmd), "the error names %s: %s", calls[i], out);
+        }
+}
+
+/*
+ * A gpu pool on device 1 (of 2), used by a client whose context is device 0's (the helper has none
+ * current: the library takes none to import): it maps it for device 1, found by UUID; a client that
+ * sees one device only (CUDA_VISIBLE_DEVICES) is told so.
+ */
+Test(daemon_cuda, a_pool_on_the_second_device) {
+        static char two[] = "FAKE_CUDA_DEVICES=2";
+        const char *devices[] = {"2", "1"};
+        char cmd[640], out[512];
+
+        start_with("0", two);
+        cr_expect_str_eq(reason("one"), "", "the pool on device 1 is made");
+        for (int i = 0; i < 2; i++) {
+                snprintf(cmd, sizeof(cmd),
+                         "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 FAKE_CUDA_DEVICES=%s %s %s alloc one 4096 2>&1", libdir,
+                         devices[i], HELPER_PATH, d.sock);
+                FILE *p = popen(cmd, "r");
+                cr_assert(p);
+                out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
+                int status = pclose(p);
+                if (i == 0)
+                        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mapped: %s", out);
+                else
+                        cr_expect(strstr(out, "is not one of the 1 this process can see; check CUDA_VISIBLE_DEVICES"),
+                                  "%s", out);
         }
 }
 
