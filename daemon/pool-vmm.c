@@ -264,6 +264,14 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
         v->gran = gran;
         /* Whole quanta too, where the quantum is the larger (both powers of two): the arena takes no part of one. */
         uint64_t unit = p->conf.quantum > gran && p->conf.quantum % gran == 0 ? p->conf.quantum : gran;
+        if (p->conf.size % unit && p->conf.size > UINT64_MAX - unit) {
+                snprintf(err, errsize,
+                         "pool %s: size %" PRIu64 " cannot be rounded up to a multiple of the allocation granularity "
+                         "%zu%s; make the pool smaller",
+                         p->conf.name, p->conf.size, gran, unit > gran ? " and of the quantum" : "");
+                r = -EINVAL;
+                goto fail;
+        }
         if (p->conf.size % unit) {
                 uint64_t size = (p->conf.size / unit + 1) * unit;
                 log_info("pool %s: size %" PRIu64 " rounded up to %" PRIu64 ", a multiple of the allocation "

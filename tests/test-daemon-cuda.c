@@ -31,6 +31,8 @@ static const char config[] = "[pool dev]\nkind = gpu\ndevice = 0\nsize = 64M\n"
 
 /* allocd with the fake driver, whose cuInit answers what init_file says (a CUresult), and extra (or NULL) in its
  * environment. */
+static const char *conf_text = config; /* what start_with starts allocd with */
+
 static void start_with(const char *cuinit, char *extra) {
         char link[160];
 
@@ -43,7 +45,7 @@ static void start_with(const char *cuinit, char *extra) {
         snprintf(init_env, sizeof(init_env), "FAKE_CUDA_INIT_FILE=%s", init_file);
         close(mkstemp(log_path));
         char *env[] = {ld_env, init_env, extra, NULL};
-        cr_assert_eq(daemon_spawn(&d, config, env, log_path), -1, "allocd did not start: see %s", log_path);
+        cr_assert_eq(daemon_spawn(&d, conf_text, env, log_path), -1, "allocd did not start: see %s", log_path);
         c = daemon_connect(&d);
 }
 
@@ -243,6 +245,18 @@ Test(daemon_cuda, a_pool_on_the_second_device) {
                         cr_expect(strstr(out, "is not one of the 1 this process can see; check CUDA_VISIBLE_DEVICES"),
                                   "%s", out);
         }
+}
+
+/* A gpu pool too large to round up to whole granules is refused as such, not rounded up to 0 bytes. */
+Test(daemon_cuda, a_gpu_pool_too_large_to_round_up_is_refused) {
+        conf_text = "[pool big]\nkind = gpu\ndevice = 0\nsize = 18446744073709547520\n"
+                    "[pool h]\nkind = host\nsize = 1M\n";
+        start("0");
+        cr_expect(!strstr(slurp(log_path), "rounded up to 0"), "%s", slurp(log_path));
+        cr_expect(strstr(reason("big"),
+                         "size 18446744073709547520 cannot be rounded up to a multiple of the allocation "
+                         "granularity 2097152; make the pool smaller"),
+                  "%s", reason("big"));
 }
 
 static struct sysd sd;
