@@ -180,21 +180,29 @@ Test(daemon_cuda, each_failing_driver_call_leaves_nothing_behind) {
         start("0"); /* for the suite's teardown */
 }
 
+/* helper-client with the fake driver (cuInit 0, and env), on allocd's socket with args; its wait status, its output in
+ * out. */
+static int helper(const char *env, const char *args, char *out, size_t outsize) {
+        char cmd[640];
+
+        snprintf(cmd, sizeof(cmd), "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 %s %s %s %s 2>&1", libdir, env, HELPER_PATH,
+                 d.sock, args);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        out[fread(out, 1, outsize - 1, p)] = '\0';
+        return pclose(p);
+}
+
 /*
  * A child of fork() of a process that used CUDA must not call the driver (it is not fork-safe; the fake
  * aborts): not when it lets go of its copy of the parent's connection, whose pinned pool the parent
  * registered, nor for a pinned memfd pool of its own, which it gets as plain locked shared memory.
  */
 Test(daemon_cuda, a_child_of_fork_makes_no_cuda_call) {
-        char cmd[640], out[256] = "";
+        char out[256];
 
         start("0");
-        snprintf(cmd, sizeof(cmd), "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 %s %s fork auto 2>&1", libdir, HELPER_PATH,
-                 d.sock);
-        FILE *p = popen(cmd, "r");
-        cr_assert(p);
-        out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
-        int status = pclose(p);
+        int status = helper("", "fork auto", out, sizeof(out));
         cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, out);
         cr_expect(strstr(out, "registered 1 0"), "the parent's region registered, the child's not: %s", out);
 }
@@ -202,20 +210,15 @@ Test(daemon_cuda, a_child_of_fork_makes_no_cuda_call) {
 /* A pinned memfd region whose registration fails in the client: the error names the driver call that failed. */
 Test(daemon_cuda, a_failed_registration_names_its_call) {
         static const char *const calls[] = {"cuMemHostRegister", "cuMemHostGetDevicePointer"};
-        char cmd[640], out[512];
+        char env[64], out[512], want[64];
 
         start("0");
         for (size_t i = 0; i < 2; i++) {
-                snprintf(cmd, sizeof(cmd),
-                         "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 FAKE_CUDA_FAIL=%s %s %s alloc auto 4096 2>&1", libdir,
-                         calls[i], HELPER_PATH, d.sock);
-                FILE *p = popen(cmd, "r");
-                cr_assert(p);
-                out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
-                int status = pclose(p);
+                snprintf(env, sizeof(env), "FAKE_CUDA_FAIL=%s", calls[i]);
+                int status = helper(env, "alloc auto 4096", out, sizeof(out));
                 cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s failed: the region is refused", calls[i]);
-                snprintf(cmd, sizeof(cmd), "%s: CUDA_ERROR_UNKNOWN", calls[i]);
-                cr_expect(strstr(out, cmd), "the error names %s: %s", calls[i], out);
+                snprintf(want, sizeof(want), "%s: CUDA_ERROR_UNKNOWN", calls[i]);
+                cr_expect(strstr(out, want), "the error names %s: %s", calls[i], out);
         }
 }
 
@@ -226,25 +229,14 @@ Test(daemon_cuda, a_failed_registration_names_its_call) {
  */
 Test(daemon_cuda, a_pool_on_the_second_device) {
         static char two[] = "FAKE_CUDA_DEVICES=2";
-        const char *devices[] = {"2", "1"};
-        char cmd[640], out[512];
+        char out[512];
 
         start_with("0", two);
         cr_expect_str_eq(reason("one"), "", "the pool on device 1 is made");
-        for (int i = 0; i < 2; i++) {
-                snprintf(cmd, sizeof(cmd),
-                         "LD_LIBRARY_PATH=%s FAKE_CUDA_INIT=0 FAKE_CUDA_DEVICES=%s %s %s alloc one 4096 2>&1", libdir,
-                         devices[i], HELPER_PATH, d.sock);
-                FILE *p = popen(cmd, "r");
-                cr_assert(p);
-                out[fread(out, 1, sizeof(out) - 1, p)] = '\0';
-                int status = pclose(p);
-                if (i == 0)
-                        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mapped: %s", out);
-                else
-                        cr_expect(strstr(out, "is not one of the 1 this process can see; check CUDA_VISIBLE_DEVICES"),
-                                  "%s", out);
-        }
+        int status = helper("FAKE_CUDA_DEVICES=2", "alloc one 4096", out, sizeof(out));
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mapped: %s", out);
+        helper("FAKE_CUDA_DEVICES=1", "alloc one 4096", out, sizeof(out));
+        cr_expect(strstr(out, "is not one of the 1 this process can see; check CUDA_VISIBLE_DEVICES"), "%s", out);
 }
 
 /* A gpu pool too large to round up to whole granules is refused as such, not rounded up to 0 bytes. */
