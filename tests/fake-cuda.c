@@ -9,6 +9,7 @@
  * FAKE_CUDA_DEVICES says how many devices (1 by default).  Device memory is a memfd named for its device,
  * which cuMemCreate makes, exports and imports, and cuMemMap maps into the host address space (so that
  * cuMemsetD8 is a memset); host NUMA allocations, kernels and the rest answer CUDA_ERROR_NOT_SUPPORTED.
+ * FAKE_CUDA_COMPUTE_MODE is the devices' compute mode (3: EXCLUSIVE_PROCESS).
  * FAKE_CUDA_FAIL names one entry point that answers CUDA_ERROR_UNKNOWN instead (an injected failure).
  *
  * The real driver is not fork-safe: in a child of fork() of a process that initialised it, what any call does is
@@ -110,8 +111,10 @@ static CUresult device_get(CUdevice *d, int ordinal) {
 }
 
 static CUresult device_attribute(int *v, CUdevice_attribute a, CUdevice d) {
-        (void)a, (void)d;
-        *v = 1;
+        const char *mode = getenv("FAKE_CUDA_COMPUTE_MODE");
+
+        (void)d;
+        *v = a == CU_DEVICE_ATTRIBUTE_COMPUTE_MODE && mode ? atoi(mode) : 1;
         return CUDA_SUCCESS;
 }
 

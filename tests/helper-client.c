@@ -11,6 +11,9 @@
  * parent's connection and allocates in POOL on a connection of its own; prints "registered P C" (whether
  * each region is registered with CUDA), and exits with the child's status (98: killed by a signal).
  *
+ * helper-client SOCKET alloc-zero POOL SIZE: a 4 KiB region of POOL, then an ALLOC_ZERO region of SIZE
+ * bytes; prints the second's offset in the pool.
+ *
  * SOCKET "-" is the library's default socket (alloc_connect with NULL).
  *
  * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL | regions N POOL
@@ -117,6 +120,16 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[2], "fork") && argc == 4) {
                 e = forked(c, argv[1], argv[3]);
+                alloc_disconnect(c);
+                return -e;
+        }
+        if (!strcmp(argv[2], "alloc-zero") && argc == 5) {
+                struct alloc_opts zero = {.flags = ALLOC_ZERO};
+                if ((e = alloc_region_new(c, argv[3], 4096, NULL, &r)) == 0 &&
+                    (e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), &zero, &r)) == 0)
+                        printf("%llu\n", (unsigned long long)r.addr);
+                else
+                        fprintf(stderr, "helper: %s\n", alloc_last_error());
                 alloc_disconnect(c);
                 return -e;
         }

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -249,6 +250,47 @@ Test(daemon_cuda, a_gpu_pool_too_large_to_round_up_is_refused) {
                          "size 18446744073709547520 cannot be rounded up to a multiple of the allocation "
                          "granularity 2097152; make the pool smaller"),
                   "%s", reason("big"));
+}
+
+/*
+ * On a device in EXCLUSIVE_PROCESS mode allocd keeps no mapping of a gpu pool, and zeroes a region by
+ * mapping the granules around it: the region's bytes, and not its neighbours' in the same granules.
+ */
+Test(daemon_cuda, an_exclusive_device_pool_zeroes_just_the_region) {
+        static char exclusive[] = "FAKE_CUDA_COMPUTE_MODE=3";
+        char out[256], path[64], cmd[256];
+        unsigned long long offset;
+        const size_t size = 3 << 20;
+        int fd = -1;
+
+        start_with("0", exclusive);
+        cr_expect(strstr(slurp(log_path), "pool dev: device 0 is in EXCLUSIVE_PROCESS mode"), "%s", slurp(log_path));
+        cr_expect_eq(device_memory_held("maps"), 0, "allocd maps no device memory");
+        /* The dev pool's memory (64 MiB; quanta's is 8), all 0xff. */
+        snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd | awk '/fake-cuda-dev/ {print $9}'", (int)d.pid);
+        FILE *p = popen(cmd, "r");
+        cr_assert(p);
+        for (int n; fd < 0 && fscanf(p, "%d", &n) == 1;) {
+                snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)d.pid, n);
+                fd = open(path, O_RDWR | O_CLOEXEC);
+                if (fd >= 0 && lseek(fd, 0, SEEK_END) != 64 << 20)
+                        fd = (close(fd), -1);
+        }
+        pclose(p);
+        cr_assert_geq(fd, 0, "the pool's memfd");
+        static char ones[64 << 20];
+        memset(ones, 0xff, sizeof(ones));
+        cr_assert_eq(pwrite(fd, ones, sizeof(ones), 0), (ssize_t)sizeof(ones));
+
+        int status = helper("FAKE_CUDA_COMPUTE_MODE=3", "alloc-zero dev 3145728", out, sizeof(out));
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0 && sscanf(out, "%llu", &offset) == 1, "%s", out);
+        cr_assert_eq(pread(fd, ones, size + 2, offset - 1), (ssize_t)(size + 2));
+        size_t nonzero = 0;
+        for (size_t i = 1; i <= size; i++)
+                nonzero += ones[i] != 0;
+        cr_expect_eq(nonzero, 0, "the region at %llu is zeroed", offset);
+        cr_expect(ones[0] == (char)0xff && ones[size + 1] == (char)0xff, "its neighbours are not");
+        close(fd);
 }
 
 static struct sysd sd;
