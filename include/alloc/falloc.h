@@ -107,7 +107,7 @@ typedef struct fallocCtx fallocCtx;
  * Host helpers, from C and C++ (not on the device).  Negative errno values:
  * -EINVAL  chunk_size 0 or over FALLOC_CHUNK_MAX, mem not 8-byte aligned
  * -ENOSPC  size does not hold the header, the bitmaps and one chunk
- * -EBADMSG falloc_heap_open: not a heap, or its geometry does not fit in size
+ * -EBADMSG falloc_heap_open: not a heap, its geometry does not fit in size, or it counts more chunks free than it has
  */
 /* Bytes a heap of count chunks of chunk_size takes; 0 if that passes 2^64 or chunk_size is out of range. */
 FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count);
