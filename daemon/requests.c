@@ -156,6 +156,8 @@ bool alloc_never_fits(const struct alloc_args *a, struct core_result *res) {
         uint64_t off;
         int r = range_alloc(a->pool->empty, a->size, &a->req, &off);
 
+        if (r == -ENOMEM)
+                return false; /* not known: it may fit */
         if (r < 0) {
                 explain(r, a->pool, a, res);
                 return true;
