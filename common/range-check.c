@@ -61,7 +61,7 @@ static int check_lines(const struct range_arena *a, uint64_t *passed, char *why,
                         if (i > a->hw)
                                 BAD("hash line %llu slot %u names tag %u, past the %u handed out",
                                     (unsigned long long)h, k, i, a->hw);
-                        uint64_t z = start_hash(a->segs[i].start);
+                        uint64_t z = start_hash(a, a->segs[i].start);
                         if (!seg_used(&a->segs[i]) || l->fp[k] != hash_fp(a, z))
                                 BAD("hash line %llu slot %u names tag %u, not a used tag with that hash",
                                     (unsigned long long)h, k, i);

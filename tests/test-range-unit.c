@@ -532,7 +532,7 @@ Test(hash, lines_that_overflow) {
         uint64_t xs[N], size;
         int n = 0;
         for (uint64_t x = 0; n < N; x++)
-                if (start_hash(x) >> 61 == 0) {
+                if (start_hash(a, x) >> 61 == 0) {
                         struct range_req req = {.low = x, .high = x + 1};
                         cr_assert_eq(range_alloc(a, 1, &req, &xs[n]), 0);
                         cr_assert_eq(xs[n++], x);
@@ -547,6 +547,33 @@ Test(hash, lines_that_overflow) {
                 assert_sound(a);
         }
         cr_assert_eq(a->lines[0].over, 0);
+        range_arena_free(a);
+}
+
+/*
+ * Starts an outsider chose to fill the first two lines of a hash without the arena's key (as a
+ * client of allocd can, with low and high) spread over the arena's lines: no line passes on more
+ * than a line's worth.  Without the key, all 600 went to those two lines.
+ */
+Test(hash, starts_chosen_without_the_key_spread) {
+        enum { N = 600 }; /* 128 lines */
+        struct range_arena *a = arena_with(1, 0, 1 << 20), keyless = {.hash_key = 0};
+        uint64_t at;
+        unsigned most = 0;
+        int n = 0;
+
+        for (uint64_t x = 0; n < N; x++)
+                if (start_hash(&keyless, x) >> 58 == 0) {
+                        struct range_req req = {.low = x, .high = x + 1};
+                        cr_assert_eq(range_alloc(a, 1, &req, &at), 0);
+                        n++;
+                }
+        cr_assert_eq(a->nlines, 128);
+        for (uint64_t h = 0; h < a->nlines; h++)
+                most = a->lines[h].over > most ? a->lines[h].over : most;
+        cr_assert_lt(most, LINE_SLOTS, "a line passed on %u insertions: the starts were filed by a hash without a key",
+                     most);
+        assert_sound(a);
         range_arena_free(a);
 }
 
