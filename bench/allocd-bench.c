@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -38,6 +39,8 @@
 
 #include <alloc/client.h>
 #include <json-c/json.h>
+
+#include "bench-allocd.h"
 
 #define TRIALS 5
 #define SLICE 128 /* requests per latency burst: about 1 ms */
@@ -117,16 +120,21 @@ static pid_t start_server(enum server s, int cpu) {
         char path[128], conf[128];
         sock_path(path, sizeof(path), s, cpu);
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
-        pid_t pid = fork();
+        if (s == ALLOCD) {
+                const char *what;
+                pid_t pid = bench_allocd_spawn(ALLOCD_PATH, conf, path, cpu, &what);
+                if (pid < 0)
+                        die(what);
+                return pid;
+        }
+        pid_t parent = getpid(), pid = fork();
         if (pid < 0)
                 die("fork");
         if (pid == 0) {
+                /* It goes with the benchmark, however that ends. */
+                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+                        _exit(1);
                 pin(cpu);
-                if (s == ALLOCD) {
-                        execl(ALLOCD_PATH, "allocd", "--socket", path, "--config", conf, "--log-level", "warning",
-                              (char *)NULL);
-                        die("exec allocd");
-                }
                 struct sockaddr_un sa = {.sun_family = AF_UNIX};
                 int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
                 strcpy(sa.sun_path, path);
@@ -137,22 +145,17 @@ static pid_t start_server(enum server s, int cpu) {
         }
         /* Ready when it answers. */
         for (int i = 0; i < 2000; i++) {
-                struct alloc_client *c;
                 struct sockaddr_un sa = {.sun_family = AF_UNIX};
                 strcpy(sa.sun_path, path);
-                if (s == ALLOCD && alloc_connect(&c, path, "bench-probe") == 0) {
-                        alloc_disconnect(c);
-                        return pid;
-                }
                 int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                bool up = s == ECHO && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+                bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
                 close(fd);
                 if (up)
                         return pid;
                 usleep(5000);
         }
         errno = 0;
-        die(s == ALLOCD ? "allocd did not start" : "echo server did not start");
+        die("echo server did not start");
         return -1;
 }
 
@@ -354,13 +357,13 @@ int main(int argc, char **argv) {
         }
         signal(SIGPIPE, SIG_IGN);
         strcpy(dir, "/tmp/allocd-bench-XXXXXX");
-        if (!mkdtemp(dir))
+        if (!bench_mkdtemp(dir))
                 die("mkdtemp");
         char conf[128];
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
-        FILE *f = fopen(conf, "w");
-        fputs("[pool bench]\nkind = host\nsize = 64M\n", f);
-        fclose(f);
+        FILE *f = fopen(conf, "we");
+        if (!f || fputs("[pool bench]\nkind = host\nsize = 64M\n", f) < 0 || fclose(f) != 0)
+                die(conf);
 
         pid_t servers[4] = {start_server(ALLOCD, cpu), start_server(ECHO, cpu), start_server(ALLOCD, -1),
                             start_server(ECHO, -1)};

@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!mkdtemp(dir))
+        if (!bench_mkdtemp(dir))
                 fail("mkdtemp");
         const char *what;
         pid_t pid = bench_allocd_start(ALLOCD_PATH, dir,

@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
         }
         char dir[] = "/tmp/kind-bench-XXXXXX";
         const char *what = "mkdtemp";
-        pid_t allocd = mkdtemp(dir) ? bench_allocd_start(ALLOCD_PATH, dir, "[pool bench]\nkind = host\nsize = 256M\n",
+        pid_t allocd = bench_mkdtemp(dir) ? bench_allocd_start(ALLOCD_PATH, dir, "[pool bench]\nkind = host\nsize = 256M\n",
                                                          sock, sizeof(sock), &what)
                                     : -1;
         if (allocd < 0)

@@ -185,7 +185,11 @@ static void handoff(int k, double *handoff_ns, double *rtt_ns) {
         sock_path(path, sizeof(path), k);
         if (pipe(ready) < 0 || pipe(took) < 0)
                 fail("pipe");
-        if ((kid = fork()) == 0) {
+        if ((kid = fork()) < 0)
+                fail("fork");
+        if (kid == 0) {
+                close(ready[0]);
+                close(took[0]);
                 struct alloc_client *c = open_allocd(k, 50);
                 struct alloc_region r;
                 for (int i = 0; i < HANDOFFS; i++) {
@@ -203,6 +207,9 @@ static void handoff(int k, double *handoff_ns, double *rtt_ns) {
                 alloc_disconnect(c);
                 _exit(0);
         }
+        /* Only the consumer writes: if it fails, the reads below see the end instead of waiting forever. */
+        close(ready[1]);
+        close(took[1]);
         struct alloc_client *c = open_allocd(k, 50);
         for (int i = 0; i < HANDOFFS; i++) {
                 struct alloc_region r;
@@ -215,8 +222,12 @@ static void handoff(int k, double *handoff_ns, double *rtt_ns) {
                         fail("hand-off");
                 usleep(QUIET_US); /* the consumer's Attach is in allocd, and both sides are asleep */
                 t0 = now();
-                if (alloc_region_seal(c, r.id) < 0 || read(took[0], &t, sizeof(t)) != sizeof(t))
+                if (alloc_region_seal(c, r.id) < 0)
                         fail("seal");
+                if (read(took[0], &t, sizeof(t)) != sizeof(t)) {
+                        errno = EPIPE;
+                        fail("the consumer stopped");
+                }
                 h[i] = (t - t0) * 1e9;
                 alloc_region_free(c, r.id);
                 usleep(QUIET_US);
@@ -227,9 +238,7 @@ static void handoff(int k, double *handoff_ns, double *rtt_ns) {
         waitpid(kid, NULL, 0);
         alloc_disconnect(c);
         close(ready[0]);
-        close(ready[1]);
         close(took[0]);
-        close(took[1]);
         *handoff_ns = median(h, HANDOFFS);
         *rtt_ns = median(rt, HANDOFFS);
 }
@@ -399,7 +408,7 @@ int main(int argc, char **argv) {
         }
         signal(SIGPIPE, SIG_IGN);
         strcpy(dir, "/tmp/region-bench-XXXXXX");
-        if (!mkdtemp(dir))
+        if (!bench_mkdtemp(dir))
                 fail("mkdtemp");
         for (int k = 0; k < 2; k++) {
                 snprintf(conf[k], sizeof(conf[k]), "%s/allocd%d.conf", dir, k);

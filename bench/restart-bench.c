@@ -182,7 +182,7 @@ static void round_trip(unsigned regions, bool pinned, struct rt_row *row) {
 
         if (!k || !p || !ra)
                 die("calloc", -ENOMEM);
-        if (!mkdtemp(dir))
+        if (!bench_mkdtemp(dir))
                 die("mkdtemp", -errno);
         sysd_start(&s, conf(regions));
         pid_t plain = bench_allocd_start(ALLOCD_PATH, dir, conf(regions), sock, sizeof(sock), &what);

@@ -319,7 +319,7 @@ int main(int argc, char **argv) {
                         return 2;
         }
         snprintf(dir, sizeof(dir), "/tmp/scale-bench.XXXXXX");
-        if (!mkdtemp(dir))
+        if (!bench_mkdtemp(dir))
                 die("mkdtemp");
         snprintf(conf, sizeof(conf),
                  "[daemon]\nmax_regions_per_connection = 2000000\n[pool f]\nkind = fpga\nranges = "
