@@ -4,13 +4,16 @@
  * SOCK_SEQPACKET daemon has, a bare echo server measured in the same run.
  *
  *   latency     one client: alloc+free pairs through liballoc-client (two
- *               round trips each) against echo round trips of a 64-byte packet,
+ *               round trips each: the free answered, ALLOCD_QUIET=0) against
+ *               echo round trips of a 64-byte packet,
  *               both with client and server pinned to one CPU, then unpinned
  *   throughput  1, 4 and 16 client processes, unpinned, each looping for the
  *               measurement time; requests per second summed
  *
  * The echo server is event-driven like allocd (epoll over non-blocking
- * sockets), so the ratio is the cost of allocd's work, not of its structure.
+ * sockets), and neither it, allocd nor their clients spin (spin = 0,
+ * ALLOCD_SPIN=0), so the ratio is the cost of allocd's work, not of its
+ * structure.
  *
  * These VMs change speed within tens of milliseconds (echo round trips
  * averaged over 60 ms range from 4.7 to 7.1 us from one 60 ms to the next),
@@ -356,13 +359,22 @@ int main(int argc, char **argv) {
                 }
         }
         signal(SIGPIPE, SIG_IGN);
+        /*
+         * Both sides as the echo server and its client are: every free answered, so that each request
+         * is a round trip (a quiet free is a send alone: docs/protocol.md, "Quiet frees"), and no
+         * spinning, so that neither side stays awake while the other sleeps (staying awake is
+         * region-bench's "no spin" column; here it would make the ratio measure the wake-ups of
+         * the echo side's sleeping vCPUs, up to 70 us a round trip unpinned on an idle VM).
+         */
+        setenv("ALLOCD_QUIET", "0", 1);
+        setenv("ALLOCD_SPIN", "0", 1);
         strcpy(dir, "/tmp/allocd-bench-XXXXXX");
         if (!bench_mkdtemp(dir))
                 die("mkdtemp");
         char conf[128];
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
         FILE *f = fopen(conf, "we");
-        if (!f || fputs("[pool bench]\nkind = host\nsize = 64M\n", f) < 0 || fclose(f) != 0)
+        if (!f || fputs("[daemon]\nspin = 0\n[pool bench]\nkind = host\nsize = 64M\n", f) < 0 || fclose(f) != 0)
                 die(conf);
 
         pid_t servers[4] = {start_server(ALLOCD, cpu), start_server(ECHO, cpu), start_server(ALLOCD, -1),
