@@ -31,19 +31,32 @@ import allocd
 SIZES = [(4096, "4 KiB", 2000), (1 << 20, "1 MiB", 500), (64 << 20, "64 MiB", 20)]
 
 
-def start_allocd():
-    d = tempfile.mkdtemp(prefix="allocd-pybench-")
+def start_allocd(d):
+    """allocd on a socket in d, once it says READY=1; an allocd that exits first or takes 20 s fails."""
     conf, sock, notify = (os.path.join(d, n) for n in ("allocd.conf", "allocd.sock", "notify"))
     with open(conf, "w") as f:
         f.write("[pool h]\nkind = host\nsize = 256M\n")
-    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    n.bind(notify)
-    n.settimeout(20)
-    p = subprocess.Popen([os.environ.get("ALLOCD_PATH", "build/daemon/allocd"), "--socket", sock, "--config", conf],
-                         env=dict(os.environ, NOTIFY_SOCKET=notify), stderr=subprocess.DEVNULL)
-    while b"READY=1" not in n.recv(4096):
-        pass
-    return p, sock, d
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as n:
+        n.bind(notify)
+        n.settimeout(0.1)
+        p = subprocess.Popen([os.environ.get("ALLOCD_PATH", "build/daemon/allocd"), "--socket", sock, "--config",
+                              conf, "--log-level", "warning"], env=dict(os.environ, NOTIFY_SOCKET=notify))
+        deadline = time.monotonic() + 20
+        try:
+            while True:
+                try:
+                    if b"READY=1" in n.recv(4096):
+                        return p, sock
+                except socket.timeout:
+                    pass
+                if p.poll() is not None:
+                    sys.exit("python-bench: allocd exited with status %d before it was ready" % p.returncode)
+                if time.monotonic() > deadline:
+                    sys.exit("python-bench: allocd was not ready after 20 s")
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
 
 
 def median(xs):
@@ -167,15 +180,18 @@ def main():
     args = ap.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    p, sock, d = start_allocd()
+    d = tempfile.mkdtemp(prefix="allocd-pybench-")
     try:
-        with allocd.connect(sock, "bench") as c, allocd.connect(sock, "bench-open") as c2:
-            rows = compare(args.rounds, SIZES, c, c2)
-            dl = dlpack_costs(args.rounds, c)
-            kinds = kind_costs(args.rounds, c)
+        p, sock = start_allocd(d)
+        try:
+            with allocd.connect(sock, "bench") as c, allocd.connect(sock, "bench-open") as c2:
+                rows = compare(args.rounds, SIZES, c, c2)
+                dl = dlpack_costs(args.rounds, c)
+                kinds = kind_costs(args.rounds, c)
+        finally:
+            p.terminate()
+            p.wait()
     finally:
-        p.terminate()
-        p.wait()
         for f in os.listdir(d):
             os.unlink(os.path.join(d, f))
         os.rmdir(d)
