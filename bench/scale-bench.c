@@ -59,12 +59,33 @@ static void die(const char *what) {
         exit(1);
 }
 
-/* Runs allocctl [--json] dump into /dev/null; returns seconds, and its peak RSS in *kib. */
+/* The field key (e.g. "VmRSS:") of /proc/PID/status in KiB, or -1; if name, only while pid runs that program. */
+static long status_kib(pid_t pid, const char *key, const char *name) {
+        char path[64], line[256], comm[64] = "";
+        long kib = -1;
+        size_t n = strlen(key);
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if (!(f = fopen(path, "re")))
+                return -1;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Name: %63s", comm) != 1 && !strncmp(line, key, n) &&
+                    sscanf(line + n, "%ld", &kib) == 1)
+                        break;
+        fclose(f);
+        return name && strcmp(comm, name) ? -1 : kib;
+}
+
+/*
+ * Runs allocctl [--json] dump into /dev/null; returns seconds, and its peak RSS in *kib.  The peak is
+ * allocctl's VmHWM, read while it runs: wait4's ru_maxrss would be this process's own RSS, which a
+ * forked child carries through exec (here the client side of a million regions).
+ */
 static double allocctl_dump(bool json, long *kib) {
-        struct rusage ru;
         double t = now();
         int status;
-        pid_t pid = fork();
+        pid_t pid = fork(), r;
 
         if (pid < 0)
                 die("fork");
@@ -77,25 +98,16 @@ static double allocctl_dump(bool json, long *kib) {
                         execl(ALLOCCTL_PATH, "allocctl", "--socket", sock, "dump", (char *)NULL);
                 _exit(127);
         }
-        if (wait4(pid, &status, 0, &ru) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        *kib = 0;
+        while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
+                long hwm = status_kib(pid, "VmHWM:", "allocctl");
+                if (hwm > *kib)
+                        *kib = hwm;
+                usleep(1000);
+        }
+        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 die("allocctl dump");
-        *kib = ru.ru_maxrss;
         return now() - t;
-}
-
-static long rss_kib(pid_t pid) {
-        char path[64], line[256];
-        long kib = -1;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        if (!(f = fopen(path, "re")))
-                return -1;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-                        break;
-        fclose(f);
-        return kib;
 }
 
 static void start_allocd(const char *conf_text) {
@@ -328,11 +340,11 @@ int main(int argc, char **argv) {
         start_allocd(conf);
         struct alloc_client *holder = connect_or_die("bench-holder"), *other = connect_or_die("bench-pairs");
         pair_us(other); /* warm up: the pool's first region, the tables' first pages */
-        rss0 = rss_kib(allocd_pid);
+        rss0 = status_kib(allocd_pid, "VmRSS:", NULL);
         for (long have = 0; n < 3 && counts[n] <= max; n++) {
                 fill_to(holder, counts[n] - have);
                 have = counts[n];
-                rss[n] = rss_kib(allocd_pid);
+                rss[n] = status_kib(allocd_pid, "VmRSS:", NULL);
                 pair[n] = pair_us(other);
         }
         if (n > 0) {
