@@ -37,6 +37,12 @@ soname=$(objdump -p "$libdir/liballoc-client.so" | sed -n 's/^ *SONAME *//p')
 [ "$soname" = liballoc-client.so.0 ] || fail "soname is '$soname', not liballoc-client.so.0"
 [ -e "$libdir/$soname" ] || fail "no $soname"
 grep -q "ExecStart=$prefix/sbin/allocd" "$unitdir/allocd.service" || fail "allocd.service does not start $prefix/sbin/allocd"
+# Outside /usr, ld.so finds the library only through the rpath (no ldconfig, no LD_LIBRARY_PATH).
+if [ "$prefix" != /usr ]; then
+        for f in "$root/bin/allocctl" $(find "$D" -name 'allocd*.so'); do
+                objdump -p "$f" | grep -q "R.*PATH *${libdir#$D}\$" || fail "${f#$D} has no rpath to ${libdir#$D}"
+        done
+fi
 man -l "$root/share/man/man1/allocctl.1" >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "allocctl.1 does not render"
 
 export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"
