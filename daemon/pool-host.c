@@ -140,6 +140,10 @@ static int host_adopt(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
+/* What an operator does about a pool whose huge pages the kernel cannot give. */
+#define HUGE_WHAT_TO_DO "; reserve huge pages (sysctl vm.nr_hugepages, or hugepages= at boot) or set hugepages = no"
+#define HUGE_NOT_ENOUGH " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" HUGE_WHAT_TO_DO
+
 static int host_open(struct pool *p, char *err, size_t errsize) {
         bool adopt = p->adopt_fd >= 0;
         char sz[32];
@@ -159,7 +163,9 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         }
         if (!adopt && (r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {
                 snprintf(err, errsize, "pool %s: making a memfd of %s: %s%s", p->conf.name, sz, strerror(-r),
-                         p->conf.hugepage ? " (are huge pages of that size configured? see /proc/meminfo)" : "");
+                         p->conf.hugepage
+                                 ? " (are huge pages of that size configured? see /proc/meminfo)" HUGE_WHAT_TO_DO
+                                 : "");
                 return r;
         }
         p->map = mmap(NULL, p->conf.size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
@@ -167,7 +173,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                 r = -errno;
                 p->map = NULL;
                 snprintf(err, errsize, "pool %s: mapping %s: %s%s", p->conf.name, sz, strerror(errno),
-                         p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" : "");
+                         p->conf.hugepage ? HUGE_NOT_ENOUGH : "");
                 goto fail;
         }
         if (p->conf.numa_node >= 0 && (r = bind_node(p, err, errsize)) < 0)
@@ -176,8 +182,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         if (!adopt && fallocate(p->fd, 0, 0, (off_t)p->conf.size) < 0) {
                 r = -errno;
                 snprintf(err, errsize, "pool %s: reserving %s: %s%s", p->conf.name, sz, strerror(errno),
-                         errno == ENOSPC ? p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in "
-                                                              "/proc/meminfo)"
+                         errno == ENOSPC ? p->conf.hugepage ? HUGE_NOT_ENOUGH
                                                             : " (not enough memory for the pool: make it smaller)"
                                          : "");
                 goto fail;

@@ -304,3 +304,24 @@ Test(reload, start_up_lists_a_pool_that_cannot_be_made_and_serves_the_rest, .tim
         cr_expect(strstr(allocctl_status(&d), "\nbig              host   not available: "), "%s", allocctl_status(&d));
         stop(&d);
 }
+
+/* A pool of huge pages the kernel has none of said where to look but not what to do. */
+Test(reload, a_pool_without_huge_pages_says_what_to_do, .timeout = 60) {
+        struct daemon d;
+        FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "r");
+        long free_pages = -1;
+
+        if (f) {
+                if (fscanf(f, "%ld", &free_pages) != 1)
+                        free_pages = -1;
+                fclose(f);
+        }
+        if (free_pages != 0)
+                cr_skip_test("this machine has free 2 MiB huge pages (or none of that size at all)");
+        start(&d, "[pool a]\nkind = host\nsize = 1M\n[pool hp]\nkind = host\nsize = 4M\nhugepages = 2M\n");
+        cr_expect(strstr(slurp(log_path), "/allocd.conf:4: pool hp: "), "%s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "; reserve huge pages (sysctl vm.nr_hugepages, or hugepages= at boot) or "
+                                          "set hugepages = no"),
+                  "%s", slurp(log_path));
+        stop(&d);
+}
