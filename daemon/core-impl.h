@@ -16,7 +16,9 @@ struct keep;
 
 /* What an Attach asks of the region it finds: its pool, its creator's uid. */
 struct attach_want {
-        const struct pool *pool; /* NULL: any */
+        /* By id: a reload that makes a pool at last replaces the placeholder a waiter found, and keeps its id. */
+        bool by_pool;
+        uint32_t pool;
         bool by_owner;
         uid_t owner;
 };

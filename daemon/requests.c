@@ -293,9 +293,10 @@ int attach_try(struct core *core, struct client *cl, const char *name, const str
                 return fail(res, E_NOT_FOUND, "no region is published as '%s'; attach with a timeout to wait for it",
                             name);
         core_region_info(core, (uint32_t)s, &r);
-        if ((want->pool && r.pool != want->pool) || (want->by_owner && r.uid != want->owner)) {
+        if ((want->by_pool && r.pool->id != want->pool) || (want->by_owner && r.uid != want->owner)) {
                 char asked[128];
-                int n = want->pool ? snprintf(asked, sizeof(asked), "in pool %s", want->pool->conf.name) : 0;
+                int n = want->by_pool ? snprintf(asked, sizeof(asked), "in pool %s", core->pools[want->pool]->conf.name)
+                                      : 0;
                 if (want->by_owner)
                         snprintf(asked + n, sizeof(asked) - (size_t)n, "%sby uid %u", n ? " " : "",
                                  (unsigned)want->owner);
@@ -331,9 +332,14 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
                      NAME_MAX_LEN);
                 return GRANT_NONE;
         }
-        if (m->pool && *m->pool && !(want.pool = core_pool_find(core, m->pool))) {
-                fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
-                return GRANT_NONE;
+        if (m->pool && *m->pool) {
+                const struct pool *p = core_pool_find(core, m->pool);
+                if (!p) {
+                        fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
+                        return GRANT_NONE;
+                }
+                want.by_pool = true;
+                want.pool = p->id;
         }
         e = attach_try(core, cl, m->name, &want, slot, res);
         if (e == E_OK)

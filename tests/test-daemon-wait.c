@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,4 +173,59 @@ Test(daemon_wait, stop_cancels_waiters_it_could_have_granted) {
         cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         d.pid = 0;
+}
+
+/* ---- waiters across a SIGHUP: what the reload changes applies to them at their next try ---- */
+
+/* Rewrites allocd's file, sends SIGHUP and waits until allocd says the reload is done. */
+static void reload(struct daemon *e, const char *config) {
+        write_file(e->conf, config);
+        kill(e->pid, SIGHUP);
+        cr_assert(daemon_notified(e, "last reload ", 10000), "allocd did not finish the reload");
+}
+
+struct attacher {
+        struct daemon *d;
+        int result;
+};
+
+static void *attach_thread(void *arg) {
+        struct attacher *a = arg;
+        struct alloc_client *k = daemon_connect(a->d);
+        struct alloc_attach_opts o = {.timeout_ms = 10000, .pool = "big"};
+        struct alloc_region r;
+
+        a->result = alloc_region_attach(k, "late", &o, &r);
+        alloc_disconnect(k);
+        return NULL;
+}
+
+/*
+ * An Attach may name a pool that is configured but not made yet (not available); a reload that
+ * makes it at last replaces the placeholder it waited on.  The waiter still waits for that pool,
+ * and attaches the name once it is published there.
+ */
+Test(daemon_wait_reload, an_attach_waiting_in_a_pool_made_by_a_reload_attaches) {
+        struct daemon e;
+        struct attacher a = {.d = &e};
+        struct alloc_region r;
+        pthread_t t;
+
+        daemon_start(&e, "[pool h]\nkind = host\nsize = 16K\n[pool big]\nkind = host\nsize = 64T\n");
+        struct alloc_client *k = daemon_connect(&e);
+        cr_assert_eq(pthread_create(&t, NULL, attach_thread, &a), 0);
+        cr_assert_eq(wait_waiters(k, NULL, 1), 1, "the Attach did not wait");
+        reload(&e, "[pool h]\nkind = host\nsize = 16K\n[pool big]\nkind = host\nsize = 2M\n");
+        int x;
+        /* The pool is made off allocd's loop: not available until it is. */
+        for (int i = 0;
+             i < 1000 && (x = alloc_region_new(k, "big", 4096, &(struct alloc_opts){.name = "late"}, &r)) == -ENODEV;
+             i++)
+                usleep(10000);
+        cr_assert_eq(x, 0, "%s", alloc_last_error());
+        pthread_join(t, NULL);
+        cr_expect_eq(a.result, 0, "the waiter attached the name published in the pool it asked: %s",
+                     strerror(-a.result));
+        alloc_disconnect(k);
+        daemon_stop(&e);
 }
