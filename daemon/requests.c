@@ -14,6 +14,40 @@
 #include "log.h"
 #include "text.h"
 
+/* E_OK if p's access rules (a reload may change them) let cl do what; else E_DENIED, logged. */
+static int pool_allows(const struct pool *p, const struct client *cl, int what, struct core_result *res) {
+        if (core_pool_may(p, cl, what))
+                return E_OK;
+        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
+             "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
+             what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
+        return fail(res, E_DENIED,
+                    "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
+                    "owner/group/mode",
+                    (unsigned)cl->uid, what == ACCESS_ALLOC ? "allocate in" : "attach regions of", p->conf.name,
+                    (unsigned)p->conf.owner, (unsigned)p->conf.group, (unsigned)p->conf.mode);
+}
+
+/* E_OK unless name is reserved for a pool other than p (its names = ...); the reservations may change on reload. */
+static int name_allowed(const struct core *core, const struct pool *p, const char *name, struct core_result *res) {
+        if (!*name || core_pool_reserves(p, name))
+                return E_OK;
+        for (size_t i = 0; i < core->npools; i++)
+                if (core_pool_reserves(core->pools[i], name))
+                        return fail(res, E_DENIED,
+                                    "the name '%s' is reserved for pool %s (its names = ...); publish it there, if its "
+                                    "mode lets you allocate, or pick another name",
+                                    name, core->pools[i]->conf.name);
+        return E_OK;
+}
+
+int alloc_allowed(const struct core *core, const struct client *cl, const struct alloc_args *a,
+                  struct core_result *res) {
+        int e = pool_allows(a->pool, cl, ACCESS_ALLOC, res);
+
+        return e != E_OK ? e : name_allowed(core, a->pool, a->name, res);
+}
+
 /* The pool a request names, if cl may use it for what. */
 static struct pool *usable_pool(struct core *core, const struct client *cl, const char *name, int what,
                                 struct core_result *res) {
@@ -38,18 +72,7 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                      p->conf.name, p->draining);
                 return NULL;
         }
-        if (!core_pool_may(p, cl, what)) {
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
-                     "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
-                     what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
-                fail(res, E_DENIED,
-                     "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
-                     "owner/group/mode",
-                     (unsigned)cl->uid, what == ACCESS_ALLOC ? "allocate in" : "attach regions of", p->conf.name,
-                     (unsigned)p->conf.owner, (unsigned)p->conf.group, (unsigned)p->conf.mode);
-                return NULL;
-        }
-        return p;
+        return pool_allows(p, cl, what, res) == E_OK ? p : NULL;
 }
 
 /* What the region is to hold: its tag, with a heap's geometry checked against the region's size. */
@@ -128,13 +151,8 @@ int check_alloc(struct core *core, const struct client *cl, const struct alloc_r
         if (m->name && *m->name && !text_valid(m->name, NAME_MAX_LEN))
                 return fail(res, E_INVALID, "a region name is 1-%d bytes of UTF-8 without control characters",
                             NAME_MAX_LEN);
-        if (m->name && *m->name && !core_pool_reserves(p, m->name))
-                for (size_t i = 0; i < core->npools; i++)
-                        if (core_pool_reserves(core->pools[i], m->name))
-                                return fail(res, E_DENIED,
-                                            "the name '%s' is reserved for pool %s (its names = ...); publish it "
-                                            "there, if its mode lets you allocate, or pick another name",
-                                            m->name, core->pools[i]->conf.name);
+        if (m->name && name_allowed(core, p, m->name, res) != E_OK)
+                return res->code;
         *a = (struct alloc_args){
                 .pool = p,
                 .size = m->size * count,

@@ -177,6 +177,8 @@ Test(daemon_wait, stop_cancels_waiters_it_could_have_granted) {
 
 /* ---- waiters across a SIGHUP: what the reload changes applies to them at their next try ---- */
 
+#define NOBODY 65534
+
 /* Rewrites allocd's file, sends SIGHUP and waits until allocd says the reload is done. */
 static void reload(struct daemon *e, const char *config) {
         write_file(e->conf, config);
@@ -226,6 +228,83 @@ Test(daemon_wait_reload, an_attach_waiting_in_a_pool_made_by_a_reload_attaches) 
         pthread_join(t, NULL);
         cr_expect_eq(a.result, 0, "the waiter attached the name published in the pool it asked: %s",
                      strerror(-a.result));
+        alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+/* A reload that takes a uid's access to a pool away refuses its waiting Allocs too, at their next try. */
+Test(daemon_wait_reload, a_reload_that_denies_the_pool_refuses_its_waiters) {
+        static const char conf[] = "[pool h]\nkind = host\nsize = 16K\nmode = %s\n";
+        char text[128];
+        struct daemon e;
+        struct alloc_region f[4];
+        int status;
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to wait as another uid");
+        snprintf(text, sizeof(text), conf, "0666");
+        daemon_start(&e, text);
+        struct alloc_client *k = daemon_connect(&e);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct alloc_client *n;
+                struct alloc_region r;
+                if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&n, e.sock, "nobody") < 0)
+                        _exit(100);
+                _exit(-alloc_region_new(n, "h", 4096, &(struct alloc_opts){.timeout_ms = 10000}, &r));
+        }
+        cr_assert_eq(wait_waiters(k, "h", 1), 1, "nobody's Alloc did not wait");
+        snprintf(text, sizeof(text), conf, "0600");
+        reload(&e, text);
+        cr_assert_eq(alloc_region_free(k, f[0].id), 0);
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 100, "the child could not connect as nobody");
+        cr_expect_eq(-WEXITSTATUS(status), -EACCES, "mode = 0600 denies nobody the room it waited for, got %s",
+                     strerror(WEXITSTATUS(status)));
+        cr_expect_eq(pool_used(k, "h"), 3 * 4096, "the freed room stays free");
+        alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+struct named {
+        struct alloc_client *conn;
+        int result;
+};
+
+static void *named_thread(void *arg) {
+        struct named *n = arg;
+        struct alloc_region r;
+
+        n->result =
+                alloc_region_new(n->conn, "h", 4096, &(struct alloc_opts){.name = "job.out", .timeout_ms = 10000}, &r);
+        return NULL;
+}
+
+/* A reload that reserves a waiting Alloc's name for another pool refuses it at its next try. */
+Test(daemon_wait_reload, a_reload_that_reserves_the_name_elsewhere_refuses_its_waiter) {
+        static const char conf[] = "[pool h]\nkind = host\nsize = 16K\n[pool n]\nkind = host\nsize = 16K\n%s";
+        char text[160];
+        struct daemon e;
+        struct alloc_region f[4], r;
+        pthread_t t;
+
+        snprintf(text, sizeof(text), conf, "");
+        daemon_start(&e, text);
+        struct alloc_client *k = daemon_connect(&e);
+        struct named n = {.conn = daemon_connect(&e)};
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
+        cr_assert_eq(pthread_create(&t, NULL, named_thread, &n), 0);
+        cr_assert_eq(wait_waiters(k, "h", 1), 1, "the named Alloc did not wait");
+        snprintf(text, sizeof(text), conf, "names = job.*\n");
+        reload(&e, text);
+        cr_assert_eq(alloc_region_free(k, f[0].id), 0);
+        pthread_join(t, NULL);
+        cr_expect_eq(n.result, -EACCES, "job.out is pool n's now, got %s", strerror(-n.result));
+        cr_expect_eq(alloc_region_attach(k, "job.out", NULL, &r), -ENOENT, "nothing was published");
+        alloc_disconnect(n.conn);
         alloc_disconnect(k);
         daemon_stop(&e);
 }
