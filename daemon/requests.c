@@ -356,6 +356,9 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
                         fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
                         return GRANT_NONE;
                 }
+                /* Waiting would not change it (but for a reload, which the waiter cannot count on). */
+                if (pool_allows(p, cl, ACCESS_ATTACH, res) != E_OK)
+                        return GRANT_NONE;
                 want.by_pool = true;
                 want.pool = p->id;
         }

@@ -232,13 +232,30 @@ Test(daemon_wait_reload, an_attach_waiting_in_a_pool_made_by_a_reload_attaches) 
         daemon_stop(&e);
 }
 
+/* In a child of fork(): its connection to e as nobody (exit 100 where it cannot have one). */
+static struct alloc_client *as_nobody(const struct daemon *e) {
+        struct alloc_client *n;
+
+        if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&n, e->sock, "nobody") < 0)
+                _exit(100);
+        return n;
+}
+
+/* What the child pid said (a negative errno value, as it exited with its opposite). */
+static int child_result(pid_t pid) {
+        int status;
+
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 100, "the child could not connect as nobody");
+        return -WEXITSTATUS(status);
+}
+
 /* A reload that takes a uid's access to a pool away refuses its waiting Allocs too, at their next try. */
 Test(daemon_wait_reload, a_reload_that_denies_the_pool_refuses_its_waiters) {
         static const char conf[] = "[pool h]\nkind = host\nsize = 16K\nmode = %s\n";
         char text[128];
         struct daemon e;
         struct alloc_region f[4];
-        int status;
 
         if (getuid() != 0)
                 cr_skip_test("needs root, to wait as another uid");
@@ -249,20 +266,15 @@ Test(daemon_wait_reload, a_reload_that_denies_the_pool_refuses_its_waiters) {
                 cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
         pid_t pid = fork();
         if (pid == 0) {
-                struct alloc_client *n;
                 struct alloc_region r;
-                if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&n, e.sock, "nobody") < 0)
-                        _exit(100);
-                _exit(-alloc_region_new(n, "h", 4096, &(struct alloc_opts){.timeout_ms = 10000}, &r));
+                _exit(-alloc_region_new(as_nobody(&e), "h", 4096, &(struct alloc_opts){.timeout_ms = 10000}, &r));
         }
         cr_assert_eq(wait_waiters(k, "h", 1), 1, "nobody's Alloc did not wait");
         snprintf(text, sizeof(text), conf, "0600");
         reload(&e, text);
         cr_assert_eq(alloc_region_free(k, f[0].id), 0);
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 100, "the child could not connect as nobody");
-        cr_expect_eq(-WEXITSTATUS(status), -EACCES, "mode = 0600 denies nobody the room it waited for, got %s",
-                     strerror(WEXITSTATUS(status)));
+        int x = child_result(pid);
+        cr_expect_eq(x, -EACCES, "mode = 0600 denies nobody the room it waited for, got %s", strerror(-x));
         cr_expect_eq(pool_used(k, "h"), 3 * 4096, "the freed room stays free");
         alloc_disconnect(k);
         daemon_stop(&e);
@@ -306,5 +318,23 @@ Test(daemon_wait_reload, a_reload_that_reserves_the_name_elsewhere_refuses_its_w
         cr_expect_eq(alloc_region_attach(k, "job.out", NULL, &r), -ENOENT, "nothing was published");
         alloc_disconnect(n.conn);
         alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+/* An Attach that names a pool its uid may not attach in is refused at once: waiting would not change it. */
+Test(daemon_wait_reload, an_attach_in_a_pool_it_may_not_read_does_not_wait) {
+        struct daemon e;
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to attach as another uid");
+        daemon_start(&e, "[pool h]\nkind = host\nsize = 16K\nmode = 0600\n");
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct alloc_region r;
+                _exit(-alloc_region_attach(as_nobody(&e), "later",
+                                           &(struct alloc_attach_opts){.timeout_ms = 300, .pool = "h"}, &r));
+        }
+        int x = child_result(pid);
+        cr_expect_eq(x, -EACCES, "got %s rather than EACCES at once", strerror(-x));
         daemon_stop(&e);
 }
