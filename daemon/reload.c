@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cuda-loader.h"
 #include "grace.h"
@@ -26,6 +27,7 @@
 static uv_loop_t *loop;
 static struct core *core;
 static const char *config_path;
+static bool config_optional; /* serving the built-in pools until config_path exists */
 static int cli_log_level = -1;
 static void (*changed)(void);
 
@@ -370,7 +372,12 @@ void reload_run(void) {
         char err[512], what[1536];
 
         if (!config_path) {
-                log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
+                log_info("SIGHUP: no configuration file to re-read (started with --no-config: the built-in pools)");
+                return;
+        }
+        /* A file written since allocd started with the built-in pools is what the operator reloads for. */
+        if (config_optional && access(config_path, F_OK) < 0 && errno == ENOENT) {
+                log_info("SIGHUP: still no %s: serving the built-in pools", config_path);
                 return;
         }
         if (pools_in_flight) {
@@ -382,6 +389,7 @@ void reload_run(void) {
                 refuse(err);
                 return;
         }
+        config_optional = false; /* read once: from now on a missing file is an error, as for --config */
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         last.limits = apply_limits(&conf);
@@ -437,10 +445,12 @@ void reload_stop(void) {
                 STAILQ_INSERT_TAIL(&queue, head, link);
 }
 
-void reload_init(uv_loop_t *l, struct core *c, const char *path, int log_level_override, void (*changed_cb)(void)) {
+void reload_init(uv_loop_t *l, struct core *c, const char *path, bool optional, int log_level_override,
+                 void (*changed_cb)(void)) {
         loop = l;
         core = c;
         config_path = path;
+        config_optional = optional;
         cli_log_level = log_level_override;
         changed = changed_cb;
 }
