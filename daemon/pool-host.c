@@ -140,6 +140,24 @@ static int host_adopt(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
+/* MemAvailable + SwapFree in bytes: what a fallocate may take without the OOM killer; UINT64_MAX if unknown. */
+static uint64_t mem_available(void) {
+        FILE *f = fopen("/proc/meminfo", "re");
+        uint64_t avail = UINT64_MAX, swap = 0, kb;
+        char line[128];
+
+        if (!f)
+                return UINT64_MAX;
+        while (fgets(line, sizeof(line), f)) {
+                if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+                        avail = kb << 10;
+                else if (sscanf(line, "SwapFree: %" SCNu64 " kB", &kb) == 1)
+                        swap = kb << 10;
+        }
+        fclose(f);
+        return avail == UINT64_MAX ? avail : avail + swap;
+}
+
 /* What an operator does about a pool whose huge pages the kernel cannot give. */
 #define HUGE_WHAT_TO_DO "; reserve huge pages (sysctl vm.nr_hugepages, or hugepages= at boot) or set hugepages = no"
 #define HUGE_NOT_ENOUGH " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" HUGE_WHAT_TO_DO
@@ -159,6 +177,17 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                 fmt_size(ram, sizeof(ram), (uint64_t)si.totalram * si.mem_unit);
                 snprintf(err, errsize, "pool %s: size %s is more than this machine's memory (%s); make it smaller",
                          p->conf.name, sz, ram);
+                return -ENOMEM;
+        }
+        /* Nor what fits the machine but not beside what its other pools and programs hold now. */
+        uint64_t avail = adopt || p->conf.hugepage ? UINT64_MAX : mem_available();
+        if (p->conf.size > avail) {
+                char free_now[32];
+                fmt_size(free_now, sizeof(free_now), avail);
+                snprintf(err, errsize,
+                         "pool %s: size %s is more than the memory available now (%s: MemAvailable + SwapFree in "
+                         "/proc/meminfo; other pools and programs hold the rest); make it smaller or free memory",
+                         p->conf.name, sz, free_now);
                 return -ENOMEM;
         }
         if (!adopt && (r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {

@@ -328,3 +328,40 @@ Test(reload, a_pool_without_huge_pages_says_what_to_do, .timeout = 60) {
                   "%s", slurp(log_path));
         stop(&d);
 }
+
+/* kB of one /proc/meminfo line, or 0. */
+static uint64_t meminfo_kb(const char *key) {
+        FILE *f = fopen("/proc/meminfo", "r");
+        char line[128];
+        uint64_t kb = 0;
+        size_t n = strlen(key);
+
+        while (f && fgets(line, sizeof(line), f))
+                if (!strncmp(line, key, n) && line[n] == ':')
+                        kb = strtoull(line + n + 1, NULL, 10);
+        if (f)
+                fclose(f);
+        return kb;
+}
+
+/*
+ * A pool smaller than the machine but larger than what is free beside its other pools and programs was
+ * fallocated, all of it, until the kernel's OOM killer took something (allocd, or another program).
+ */
+Test(reload, a_pool_larger_than_the_memory_available_is_refused, .timeout = 60) {
+        uint64_t total = meminfo_kb("MemTotal"), avail = meminfo_kb("MemAvailable") + meminfo_kb("SwapFree");
+        char config[256], want[128];
+        struct daemon d;
+
+        /* 16 MiB short of the whole machine: never available while anything runs, so nothing is taken. */
+        if (!total || avail + (1 << 20) > total)
+                cr_skip_test("less than 1 GiB of this machine is in use or swap is large: no size to test with");
+        snprintf(config, sizeof(config), "[pool a]\nkind = host\nsize = 1M\n[pool big]\nkind = host\nsize = %lluK\n",
+                 (unsigned long long)(total - (16 << 10)));
+        start(&d, config);
+        snprintf(want, sizeof(want), "pool big: size %lluK is more than the memory available now (",
+                 (unsigned long long)(total - (16 << 10)));
+        cr_expect(strstr(slurp(log_path), want), "%s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "make it smaller or free memory"), "%s", slurp(log_path));
+        stop(&d);
+}
