@@ -249,15 +249,26 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
         o = info.conf;
         /* A quantum left out is the kind's default, which the running one was given when made. */
         uint64_t quantum = pool_conf_quantum(n);
-        /* auto became a backend when the pool was made. */
-        if (o->kind != n->kind || info.size_asked != n->size ||
-            (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
-            o->quantum != quantum || o->hugepage != n->hugepage || o->lock != n->lock || o->numa_node != n->numa_node ||
-            !same_ranges(o, n) || o->isolation != n->isolation) {
+        /* What a running pool keeps until a restart (backend = auto became a backend when the pool was made). */
+        const struct {
+                bool changed;
+                const char *key;
+        } restart_only[] = {
+                {o->kind != n->kind, "kind"},       {info.size_asked != n->size, "size"},
+                {o->quantum != quantum, "quantum"}, {o->hugepage != n->hugepage, "hugepages"},
+                {o->lock != n->lock, "lock"},       {o->numa_node != n->numa_node, "numa_node"},
+                {!same_ranges(o, n), "ranges"},     {n->backend != BACKEND_AUTO && o->backend != n->backend, "backend"},
+                {o->device != n->device, "device"}, {o->isolation != n->isolation, "isolation"},
+        };
+        char keys[128] = "";
+        for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
+                if (restart_only[i].changed)
+                        reload_list_add(keys, sizeof(keys), restart_only[i].key);
+        if (*keys) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend, "
-                     "device and isolation change only on restart; keeping the running values",
-                     o->name);
+                     "SIGHUP: pool %s: the file changes %s (keys that change only on restart); keeping the running "
+                     "values until allocd restarts",
+                     o->name, keys);
                 last.restart_only++;
         }
         if (o->owner != n->owner || o->group != n->group || o->mode != n->mode ||

@@ -254,7 +254,7 @@ struct alloc_client;
 
 /*
  * Connects to allocd at socket_path (NULL: $ALLOCD_SOCKET, else the system
- * daemon's /run/allocd/allocd.sock when it exists, else
+ * daemon's /run/allocd/allocd.sock for root or when it exists, else
  * $XDG_RUNTIME_DIR/allocd/allocd.sock, a per-user daemon's).  client_name
  * (NULL: the program's name) shows in allocctl status.  Connecting, and each
  * request after it, time out as alloc_set_timeout says; the timeout is
