@@ -51,10 +51,10 @@ check() {
 
 # A run that finishes.
 check "scale-bench --max 1000" scale-bench. 0 "$b/scale-bench" --max 1000
-# Runs that fail once their allocd is up: the library refuses to connect (a bad ALLOCD_SPIN).
-check "isolation-bench, no connection" isolation-bench- nonzero env ALLOCD_SPIN=bad timeout 60 "$b/isolation-bench"
-check "kind-bench, no connection" kind-bench- nonzero env ALLOCD_SPIN=bad timeout 60 "$b/kind-bench"
-check "allocd-bench, no connection" allocd-bench- nonzero env ALLOCD_SPIN=bad timeout 60 "$b/allocd-bench"
+# Runs that fail once their allocd is up: the library refuses to connect (a bad ALLOCD_SPARE).
+check "isolation-bench, no connection" isolation-bench- nonzero env ALLOCD_SPARE=bad timeout 60 "$b/isolation-bench"
+check "kind-bench, no connection" kind-bench- nonzero env ALLOCD_SPARE=bad timeout 60 "$b/kind-bench"
+check "allocd-bench, no connection" allocd-bench- nonzero env ALLOCD_SPARE=bad timeout 60 "$b/allocd-bench"
 
 # region-bench's hand-off with its consumer killed: an error, not a wait without end.
 before=$(leftovers region-bench-)
