@@ -400,6 +400,14 @@ int main(int argc, char **argv) {
         if (!config_path && !no_config)
                 logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
+        /*
+         * Before anything opens an fd: LISTEN_FDS counting more fds than are open would otherwise name
+         * allocd's own (its event loop's), taken for passed ones and closed.
+         */
+        if (restart_collect(&sock) < 0) {
+                config_clear(&conf);
+                return 1;
+        }
         loop = uv_default_loop();
         /*
          * Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a closed
@@ -408,7 +416,7 @@ int main(int argc, char **argv) {
         uv_signal_init(loop, &sig_hup);
         uv_signal_start(&sig_hup, on_signal, SIGHUP);
         signal(SIGPIPE, SIG_IGN);
-        if (restart_collect(&sock) < 0 || (made = make_core(&conf)) < 0) {
+        if ((made = make_core(&conf)) < 0) {
                 config_clear(&conf);
                 return 1;
         }
