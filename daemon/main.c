@@ -256,6 +256,13 @@ static int make_core(const struct config *conf) {
                         made++; /* that one serves in its place meanwhile */
                         continue;
                 }
+                /*
+                 * Making a pool reserves, zeroes or locks all of it (a pinned pool of hundreds of GiB takes
+                 * minutes), before READY=1: systemd's TimeoutStartSec= (90 s) would kill allocd in the middle,
+                 * and Restart= start it again for ever.  Room for each pool, bounded still: 90 s and 1 s for
+                 * each 256 MiB.
+                 */
+                sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64, (90 + pc.size / (256u << 20)) * 1000000);
                 if ((r = add_pool(&pc, fd)) < 0) {
                         core_free(core);
                         core = NULL;

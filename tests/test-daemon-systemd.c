@@ -64,6 +64,11 @@ Test(systemd, socket_activation_and_notify, .timeout = 60) {
         if (e < 0)
                 kill(d.pid, SIGKILL); /* else it holds the test's output open, and the run hangs */
         cr_assert_eq(e, 0, "%s", alloc_last_error());
+        /* Making a large pool can take longer than TimeoutStartSec=. */
+        bool extended = daemon_notified(&d, "EXTEND_TIMEOUT_USEC=91000000", 20000);
+        if (!extended)
+                kill(d.pid, SIGKILL); /* as above */
+        cr_assert(extended, "no EXTEND_TIMEOUT_USEC= before the pools are made");
         cr_assert(daemon_notified(&d, "READY=1", 20000), "no READY=1 on NOTIFY_SOCKET");
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         memset(r.ptr, 1, r.size);
