@@ -396,7 +396,7 @@ static void usage(FILE *f) {
                 fprintf(f, "  %-10s %-40s %s\n", commands[i].name, commands[i].args, commands[i].summary);
         fprintf(f, "\noptions:\n"
                    "  -s, --socket PATH  allocd's socket (default: $ALLOCD_SOCKET, else /run/allocd/allocd.sock\n"
-                   "                     if it exists, else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n"
+                   "                     for root or if it exists, else $XDG_RUNTIME_DIR/allocd/allocd.sock)\n"
                    "  -j, --json         print JSON (schema: docs/cli.md) instead of a table\n"
                    "  -h, --help         this text; 'allocctl COMMAND --help' for one command\n"
                    "  -V, --version      allocctl's version\n"

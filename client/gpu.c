@@ -57,6 +57,7 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
         const struct cuda *cu = cuda_get(NULL);
         CUresult r = CUDA_SUCCESS;
         CUcontext cur = NULL;
+        const char *what = "cuMemHostRegister";
         size_t i, n = (size_t)((size + GPU_PIECE - 1) / GPU_PIECE);
         int e;
 
@@ -79,18 +80,21 @@ int gpu_register(struct gpu_map *g, void *base, uint64_t size, uint32_t flags, c
         for (i = 0; i < n && r == CUDA_SUCCESS; i++) {
                 char *p = (char *)base + i * GPU_PIECE;
                 size_t len = (size_t)(i + 1 < n ? GPU_PIECE : size - i * GPU_PIECE);
+                what = "cuMemHostRegister";
                 r = cu->cuMemHostRegister(p, len, flags);
                 if (r == CUDA_SUCCESS)
                         g->npieces++;
-                if (r == CUDA_SUCCESS && g->piece_dev)
+                if (r == CUDA_SUCCESS && g->piece_dev) {
+                        what = "cuMemHostGetDevicePointer";
                         r = cu->cuMemHostGetDevicePointer((CUdeviceptr *)&g->piece_dev[i], p, 0);
+                }
         }
         if (g->ctx_device >= 0)
                 leave(cu);
         g->registered = true;
         g->size = size;
         if (r != CUDA_SUCCESS) {
-                e = cu_fail(cu, r, "cuMemHostRegister", err, errsize);
+                e = cu_fail(cu, r, what, err, errsize);
                 gpu_release(g, base);
                 return e;
         }

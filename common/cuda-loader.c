@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *status_name(CUdriverProcAddressQueryResult st) {
         switch (st) {
@@ -131,6 +132,7 @@ static const struct cuda *_Atomic loaded;
 static atomic_bool tried, retry;
 static int load_err;
 static const char *load_why;
+static pid_t loaded_by; /* the process whose cuInit succeeded: the driver is not fork-safe */
 static struct reason {
         struct reason *next;
         char text[];
@@ -144,6 +146,7 @@ static void load(void) {
 
         if (r == 0) {
                 driver = attempt;
+                loaded_by = getpid();
                 atomic_store(&loaded, &driver);
                 return;
         }
@@ -173,6 +176,14 @@ int cuda_load(const struct cuda **cu, const char **why) {
                 if (why)
                         *why = l ? NULL : load_why;
                 pthread_mutex_unlock(&lock);
+        } else if (getpid() != loaded_by) {
+                /* A child of fork() (without exec) of a process that initialised the driver: any call may fail,
+                 * hang or crash there, so none is made; its pinned memfd pools are plain locked memory. */
+                l = NULL;
+                r = -EIO;
+                if (why)
+                        *why = "CUDA cannot be used in a child of fork() of a process that initialised it; exec a "
+                               "program to use CUDA in a new process";
         } else {
                 r = 0;
                 if (why)

@@ -51,6 +51,7 @@
         X(cuMemRelease, 10020)                                                                                         \
         X(cuMemExportToShareableHandle, 10020)                                                                         \
         X(cuMemImportFromShareableHandle, 10020)                                                                       \
+        X(cuMemGetAllocationPropertiesFromHandle, 10020)                                                               \
         X(cuMemAddressReserve, 10020)                                                                                  \
         X(cuMemAddressFree, 10020)                                                                                     \
         X(cuMemMap, 10020)                                                                                             \
@@ -89,7 +90,9 @@ struct cuda;
 /*
  * The driver, loaded on first use; NULL where it cannot be used, and then
  * *why (if not NULL) says why.  A failure is the answer until cuda_retry();
- * the reason's pointer stays valid for the life of the process.
+ * the reason's pointer stays valid for the life of the process.  In a child
+ * of fork() of the process that loaded it, NULL (-EIO): the driver is not
+ * fork-safe.
  */
 const struct cuda *cuda_get(const char **why);
 

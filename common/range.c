@@ -112,6 +112,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "range-internal.h"
 
@@ -370,6 +372,9 @@ int range_arena_new(struct range_arena **ret, uint64_t quantum) {
         if (!a)
                 return -ENOMEM;
         a->quantum = quantum;
+        /* Not secret from the process, only from what its callers choose; the address stands in without getrandom. */
+        if (getrandom(&a->hash_key, sizeof(a->hash_key), GRND_NONBLOCK) != sizeof(a->hash_key))
+                a->hash_key = (uint64_t)(uintptr_t)a * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)clock();
         *ret = a;
         return 0;
 }

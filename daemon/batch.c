@@ -13,6 +13,7 @@
  * once would hold room others could use, and a batch is for setting up, when
  * a program can as well allocate one by one to wait.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,29 @@ static int batch_args(const struct core *core, const struct client *cl, const st
         return E_OK;
 }
 
+/*
+ * Regions [0, n) of the batch, the last of which found no room now: where they cannot fit together even
+ * in the empty pool, placed in order as Alloc places them, "no room now" is false (a program would try
+ * again for ever), and res says so, as alloc_never_fits says of one region.
+ */
+static void batch_never_fits(struct alloc_args *a, const uint64_t *sizes, size_t n, struct core_result *res) {
+        uint64_t offs[CORE_BATCH_MAX], total = 0;
+        size_t j;
+        int r = 0;
+
+        if (alloc_never_fits(a, res))
+                return;
+        for (j = 0; j < n && (r = range_alloc(a->pool->empty, sizes[j], &a->req, &offs[j])) == 0; j++)
+                total += sizes[j];
+        for (size_t k = 0; k < j; k++)
+                range_free(a->pool->empty, offs[k], 0);
+        if (r == -ENOSPC)
+                fail(res, E_NEVER_FITS,
+                     "the batch's first %zu regions (%" PRIu64 " bytes in all) cannot fit together in pool %s even "
+                     "when it is empty (%" PRIu64 " bytes); allocate fewer or smaller regions",
+                     j + 1, total + sizes[j], a->pool->conf.name, a->pool->total);
+}
+
 int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_request *m, const uint64_t *sizes,
                      size_t n, uint32_t *slots, struct core_result *res) {
         struct alloc_request one = *m;
@@ -82,9 +106,8 @@ int core_alloc_batch(struct core *core, struct client *cl, const struct alloc_re
                         break;
                 }
                 if (alloc_try(core, cl, &a, false, &slots[i], res) != E_OK) {
-                        /* "No room now" is false of a region that cannot fit even in the empty pool. */
                         if (res->code == E_WOULD_BLOCK)
-                                alloc_never_fits(&a, res);
+                                batch_never_fits(&a, sizes, i + 1, res);
                         break;
                 }
                 /* A worker's zeroing answers later, one region at a time: a batch's answer is one reply. */

@@ -322,7 +322,11 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
-                snprintf(err, errsize, "%s: %s", path, strerror(errno));
+                snprintf(err, errsize, "%s: %s%s", path, strerror(-r),
+                         r == -ENOENT
+                                 ? "; check the path (--config FILE), or run with --no-config for the built-in pools"
+                         : r == -EACCES ? "; make it readable by the user allocd runs as"
+                                        : "");
                 if (fd >= 0)
                         close(fd);
                 return r;

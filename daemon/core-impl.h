@@ -16,7 +16,9 @@ struct keep;
 
 /* What an Attach asks of the region it finds: its pool, its creator's uid. */
 struct attach_want {
-        const struct pool *pool; /* NULL: any */
+        /* By id: a reload that makes a pool at last replaces the placeholder a waiter found, and keeps its id. */
+        bool by_pool;
+        uint32_t pool;
         bool by_owner;
         uid_t owner;
 };
@@ -327,6 +329,9 @@ int waitq_add_attach(struct core *core, struct client *cl, uint64_t req_id, cons
 void waitq_name_ready(struct core *core, const char *name);
 /* name's unsealed region went before its Seal: its waiters are told so in the next core_run. */
 void waitq_name_gone(struct core *core, const char *name);
+/* E_OK if the pool's access rules and the names' reservations, which a reload may change, allow a's Alloc to cl. */
+int alloc_allowed(const struct core *core, const struct client *cl, const struct alloc_args *a,
+                  struct core_result *res);
 /* One try of an Attach, as the request does it and as a waiter is retried (requests.c). */
 int attach_try(struct core *core, struct client *cl, const char *name, const struct attach_want *want, uint32_t *slot,
                struct core_result *res);

@@ -311,6 +311,8 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
         uint64_t off, size;
         int r, fd = -1;
 
+        if ((r = alloc_allowed(core, cl, a, res)) != E_OK)
+                return r;
         if (*a->name) {
                 if (names_find(&core->names, a->name) >= 0)
                         return fail(res, E_EXISTS, "the name '%s' is already published; pick another or attach to it",

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -145,4 +146,22 @@ bool fdstore_pool_parse(const char *name, struct stored_pool *sp) {
         for (size_t i = 0; end[1 + i]; i++)
                 sp->name[i] = end[1 + i] == '%' ? ':' : end[1 + i];
         return true;
+}
+
+bool fdstore_pool_matches(const struct pool_conf *pc, const struct stored_pool *sp, int fd) {
+        bool vmm = pc->kind == POOL_PINNED && sp->vmm;
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        struct stat st;
+
+        if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
+                return false;
+        if (!sp->vmm && sp->kind != POOL_GPU &&
+            (pool_conf_quantum(pc) > (sp->quantum ? sp->quantum : page) ||
+             (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))))
+                return false;
+        return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
+}
+
+void fdstore_region_name(char *buf, size_t size, uint64_t id) {
+        snprintf(buf, size, "region-%" PRIu64, id);
 }

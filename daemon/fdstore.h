@@ -52,5 +52,13 @@ struct stored_pool {
 void fdstore_pool_name(char *buf, size_t size, const struct stored_pool *sp);
 /* The reverse; false when name is not a pool's. */
 bool fdstore_pool_parse(const char *name, struct stored_pool *sp);
+/*
+ * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend; and, a memfd
+ * (which can drain where it is not), of a quantum its regions are whole multiples of (no larger),
+ * and of its pages (hugepages, which the name does not say: a memfd's block size is its page size).
+ */
+bool fdstore_pool_matches(const struct pool_conf *pc, const struct stored_pool *sp, int fd);
+/* An isolation = region memfd is stored as "region-ID". */
+void fdstore_region_name(char *buf, size_t size, uint64_t id);
 
 #endif

@@ -91,7 +91,8 @@ static int bind_listen(int fd, const struct sockaddr_un *sa, char *err, size_t e
         }
         if (r < 0 || listen(fd, SOMAXCONN) < 0) {
                 r = -errno;
-                snprintf(err, errsize, "listening on %s: %s", sa->sun_path, strerror(errno));
+                snprintf(err, errsize, "listening on %s: %s; choose another --socket%s", sa->sun_path, strerror(-r),
+                         r == -EACCES ? ", or run allocd as a user who may write there" : "");
                 return r;
         }
         return 0;
@@ -115,7 +116,10 @@ int listen_open(const char *path, char *err, size_t errsize) {
         /* The parent of a default path is ours to create: /run/allocd, or $XDG_RUNTIME_DIR/allocd. */
         if (mkdir(parent, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST) {
                 r = -errno;
-                snprintf(err, errsize, "creating %s for the socket: %s", parent, strerror(errno));
+                snprintf(err, errsize, "creating %s for the socket: %s; %s", parent, strerror(errno),
+                         r == -ENOENT ? "allocd creates only the socket's own directory: create its parent, or "
+                                        "choose another --socket"
+                                      : "choose another --socket, or run allocd as a user who may create it");
                 return r;
         }
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

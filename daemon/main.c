@@ -441,7 +441,11 @@ int main(int argc, char **argv) {
                 log_err("not one of the %zu pools could be made: allocd serves none until a reload makes some "
                         "(allocctl status says why)",
                         conf.npools);
-        reload_init(loop, core, config_path, cli_log_level, status_changed);
+        reload_init(loop, core,
+                    config_path ? config_path
+                    : no_config ? NULL
+                                : ALLOCD_CONFIG,
+                    !config_path, cli_log_level, status_changed);
         reload_apply_limits(&conf);
         config_clear(&conf);
         server_init(loop, core, status_changed);

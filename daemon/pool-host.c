@@ -140,6 +140,28 @@ static int host_adopt(struct pool *p, char *err, size_t errsize) {
         return 0;
 }
 
+/* MemAvailable + SwapFree in bytes: what a fallocate may take without the OOM killer; UINT64_MAX if unknown. */
+static uint64_t mem_available(void) {
+        FILE *f = fopen("/proc/meminfo", "re");
+        uint64_t avail = UINT64_MAX, swap = 0, kb;
+        char line[128];
+
+        if (!f)
+                return UINT64_MAX;
+        while (fgets(line, sizeof(line), f)) {
+                if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1)
+                        avail = kb << 10;
+                else if (sscanf(line, "SwapFree: %" SCNu64 " kB", &kb) == 1)
+                        swap = kb << 10;
+        }
+        fclose(f);
+        return avail == UINT64_MAX ? avail : avail + swap;
+}
+
+/* What an operator does about a pool whose huge pages the kernel cannot give. */
+#define HUGE_WHAT_TO_DO "; reserve huge pages (sysctl vm.nr_hugepages, or hugepages= at boot) or set hugepages = no"
+#define HUGE_NOT_ENOUGH " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" HUGE_WHAT_TO_DO
+
 static int host_open(struct pool *p, char *err, size_t errsize) {
         bool adopt = p->adopt_fd >= 0;
         char sz[32];
@@ -157,9 +179,22 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                          p->conf.name, sz, ram);
                 return -ENOMEM;
         }
+        /* Nor what fits the machine but not beside what its other pools and programs hold now. */
+        uint64_t avail = adopt || p->conf.hugepage ? UINT64_MAX : mem_available();
+        if (p->conf.size > avail) {
+                char free_now[32];
+                fmt_size(free_now, sizeof(free_now), avail);
+                snprintf(err, errsize,
+                         "pool %s: size %s is more than the memory available now (%s: MemAvailable + SwapFree in "
+                         "/proc/meminfo; other pools and programs hold the rest); make it smaller or free memory",
+                         p->conf.name, sz, free_now);
+                return -ENOMEM;
+        }
         if (!adopt && (r = host_memfd(&p->conf, p->conf.size, &p->fd)) < 0) {
                 snprintf(err, errsize, "pool %s: making a memfd of %s: %s%s", p->conf.name, sz, strerror(-r),
-                         p->conf.hugepage ? " (are huge pages of that size configured? see /proc/meminfo)" : "");
+                         p->conf.hugepage
+                                 ? " (are huge pages of that size configured? see /proc/meminfo)" HUGE_WHAT_TO_DO
+                                 : "");
                 return r;
         }
         p->map = mmap(NULL, p->conf.size, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
@@ -167,7 +202,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
                 r = -errno;
                 p->map = NULL;
                 snprintf(err, errsize, "pool %s: mapping %s: %s%s", p->conf.name, sz, strerror(errno),
-                         p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in /proc/meminfo)" : "");
+                         p->conf.hugepage ? HUGE_NOT_ENOUGH : "");
                 goto fail;
         }
         if (p->conf.numa_node >= 0 && (r = bind_node(p, err, errsize)) < 0)
@@ -176,8 +211,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         if (!adopt && fallocate(p->fd, 0, 0, (off_t)p->conf.size) < 0) {
                 r = -errno;
                 snprintf(err, errsize, "pool %s: reserving %s: %s%s", p->conf.name, sz, strerror(errno),
-                         errno == ENOSPC ? p->conf.hugepage ? " (not enough free huge pages: see HugePages_Free in "
-                                                              "/proc/meminfo)"
+                         errno == ENOSPC ? p->conf.hugepage ? HUGE_NOT_ENOUGH
                                                             : " (not enough memory for the pool: make it smaller)"
                                          : "");
                 goto fail;

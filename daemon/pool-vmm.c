@@ -181,6 +181,33 @@ static int vmm_prop(struct pool *p, struct vmm *v, CUmemAllocationProp *prop, ch
         return 0;
 }
 
+static const char *where(const CUmemLocation *l) {
+        return l->type == CU_MEM_LOCATION_TYPE_DEVICE ? "device" : "host NUMA node";
+}
+
+/*
+ * Whether a gpu pool's allocation adopted from the fd store is on the device configured now: its name says kind
+ * and size but not the device (another device = N, or devices renumbered by CUDA_VISIBLE_DEVICES), and memory of
+ * another device would be reported, and mapped by clients, as this one's.  Host memory on another NUMA node is
+ * still the pool's memory: it is not checked.
+ */
+static int adopted_in_place(struct pool *p, struct vmm *v, const CUmemAllocationProp *want, char *err, size_t errsize) {
+        CUmemAllocationProp had;
+        CUresult r;
+
+        if (want->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+                return 0;
+        if ((r = v->cu->cuMemGetAllocationPropertiesFromHandle(&had, v->handle)) != CUDA_SUCCESS)
+                return cu_fail(p, v->cu, r, "cuMemGetAllocationPropertiesFromHandle (the stored fd)", err, errsize);
+        if (had.location.type == want->location.type && had.location.id == want->location.id)
+                return 0;
+        snprintf(err, errsize,
+                 "pool %s: the fd stored for it holds memory of %s %d, not of %s %d as configured; it is "
+                 "not used",
+                 p->conf.name, where(&had.location), had.location.id, where(&want->location), want->location.id);
+        return -EBADF;
+}
+
 static void vmm_close(struct pool *p) {
         struct vmm *v = p->priv;
 
@@ -237,6 +264,14 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
         v->gran = gran;
         /* Whole quanta too, where the quantum is the larger (both powers of two): the arena takes no part of one. */
         uint64_t unit = p->conf.quantum > gran && p->conf.quantum % gran == 0 ? p->conf.quantum : gran;
+        if (p->conf.size % unit && p->conf.size > UINT64_MAX - unit) {
+                snprintf(err, errsize,
+                         "pool %s: size %" PRIu64 " cannot be rounded up to a multiple of the allocation granularity "
+                         "%zu%s; make the pool smaller",
+                         p->conf.name, p->conf.size, gran, unit > gran ? " and of the quantum" : "");
+                r = -EINVAL;
+                goto fail;
+        }
         if (p->conf.size % unit) {
                 uint64_t size = (p->conf.size / unit + 1) * unit;
                 log_info("pool %s: size %" PRIu64 " rounded up to %" PRIu64 ", a multiple of the allocation "
@@ -267,6 +302,10 @@ static int vmm_open(struct pool *p, char *err, size_t errsize) {
                 goto fail;
         }
         v->created = true;
+        if (p->fd >= 0 && (r = adopted_in_place(p, v, &prop, err, errsize)) < 0) {
+                cu->cuCtxPopCurrent(&popped);
+                goto fail;
+        }
         if (p->fd < 0)
                 cr = cu->cuMemExportToShareableHandle(&p->fd, v->handle, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0);
         if (cr == CUDA_SUCCESS && fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0)

@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cuda-loader.h"
 #include "grace.h"
@@ -26,6 +27,7 @@
 static uv_loop_t *loop;
 static struct core *core;
 static const char *config_path;
+static bool config_optional; /* serving the built-in pools until config_path exists */
 static int cli_log_level = -1;
 static void (*changed)(void);
 
@@ -247,15 +249,26 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
         o = info.conf;
         /* A quantum left out is the kind's default, which the running one was given when made. */
         uint64_t quantum = pool_conf_quantum(n);
-        /* auto became a backend when the pool was made. */
-        if (o->kind != n->kind || info.size_asked != n->size ||
-            (n->backend != BACKEND_AUTO && o->backend != n->backend) || o->device != n->device ||
-            o->quantum != quantum || o->hugepage != n->hugepage || o->lock != n->lock || o->numa_node != n->numa_node ||
-            !same_ranges(o, n) || o->isolation != n->isolation) {
+        /* What a running pool keeps until a restart (backend = auto became a backend when the pool was made). */
+        const struct {
+                bool changed;
+                const char *key;
+        } restart_only[] = {
+                {o->kind != n->kind, "kind"},       {info.size_asked != n->size, "size"},
+                {o->quantum != quantum, "quantum"}, {o->hugepage != n->hugepage, "hugepages"},
+                {o->lock != n->lock, "lock"},       {o->numa_node != n->numa_node, "numa_node"},
+                {!same_ranges(o, n), "ranges"},     {n->backend != BACKEND_AUTO && o->backend != n->backend, "backend"},
+                {o->device != n->device, "device"}, {o->isolation != n->isolation, "isolation"},
+        };
+        char keys[128] = "";
+        for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
+                if (restart_only[i].changed)
+                        reload_list_add(keys, sizeof(keys), restart_only[i].key);
+        if (*keys) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
-                     "SIGHUP: pool %s: kind, size, quantum, hugepages, lock, numa_node, ranges, backend, "
-                     "device and isolation change only on restart; keeping the running values",
-                     o->name);
+                     "SIGHUP: pool %s: the file changes %s (keys that change only on restart); keeping the running "
+                     "values until allocd restarts",
+                     o->name, keys);
                 last.restart_only++;
         }
         if (o->owner != n->owner || o->group != n->group || o->mode != n->mode ||
@@ -359,7 +372,12 @@ void reload_run(void) {
         char err[512], what[1536];
 
         if (!config_path) {
-                log_info("SIGHUP: no configuration file to re-read (started with the built-in pools)");
+                log_info("SIGHUP: no configuration file to re-read (started with --no-config: the built-in pools)");
+                return;
+        }
+        /* A file written since allocd started with the built-in pools is what the operator reloads for. */
+        if (config_optional && access(config_path, F_OK) < 0 && errno == ENOENT) {
+                log_info("SIGHUP: still no %s: serving the built-in pools", config_path);
                 return;
         }
         if (pools_in_flight) {
@@ -371,6 +389,7 @@ void reload_run(void) {
                 refuse(err);
                 return;
         }
+        config_optional = false; /* read once: from now on a missing file is an error, as for --config */
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         last.limits = apply_limits(&conf);
@@ -426,10 +445,12 @@ void reload_stop(void) {
                 STAILQ_INSERT_TAIL(&queue, head, link);
 }
 
-void reload_init(uv_loop_t *l, struct core *c, const char *path, int log_level_override, void (*changed_cb)(void)) {
+void reload_init(uv_loop_t *l, struct core *c, const char *path, bool optional, int log_level_override,
+                 void (*changed_cb)(void)) {
         loop = l;
         core = c;
         config_path = path;
+        config_optional = optional;
         cli_log_level = log_level_override;
         changed = changed_cb;
 }

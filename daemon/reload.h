@@ -9,8 +9,12 @@
 #include "config.h"
 #include "core.h"
 
-/* path NULL: started with the built-in pools; log_level_override -1: the file's. */
-void reload_init(uv_loop_t *loop, struct core *core, const char *path, int log_level_override, void (*changed)(void));
+/*
+ * path NULL: the built-in pools, --no-config; path with optional: the built-in pools, since the
+ * default file path did not exist (a SIGHUP reads it once it does); log_level_override -1: the file's.
+ */
+void reload_init(uv_loop_t *loop, struct core *core, const char *path, bool optional, int log_level_override,
+                 void (*changed)(void));
 /* The file's limits, with max_connections lowered to what RLIMIT_NOFILE (raised to its hard limit) fits. */
 void reload_apply_limits(const struct config *conf);
 void reload_run(void);

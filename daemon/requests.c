@@ -14,6 +14,40 @@
 #include "log.h"
 #include "text.h"
 
+/* E_OK if p's access rules (a reload may change them) let cl do what; else E_DENIED, logged. */
+static int pool_allows(const struct pool *p, const struct client *cl, int what, struct core_result *res) {
+        if (core_pool_may(p, cl, what))
+                return E_OK;
+        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
+             "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
+             what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
+        return fail(res, E_DENIED,
+                    "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
+                    "owner/group/mode",
+                    (unsigned)cl->uid, what == ACCESS_ALLOC ? "allocate in" : "attach regions of", p->conf.name,
+                    (unsigned)p->conf.owner, (unsigned)p->conf.group, (unsigned)p->conf.mode);
+}
+
+/* E_OK unless name is reserved for a pool other than p (its names = ...); the reservations may change on reload. */
+static int name_allowed(const struct core *core, const struct pool *p, const char *name, struct core_result *res) {
+        if (!*name || core_pool_reserves(p, name))
+                return E_OK;
+        for (size_t i = 0; i < core->npools; i++)
+                if (core_pool_reserves(core->pools[i], name))
+                        return fail(res, E_DENIED,
+                                    "the name '%s' is reserved for pool %s (its names = ...); publish it there, if its "
+                                    "mode lets you allocate, or pick another name",
+                                    name, core->pools[i]->conf.name);
+        return E_OK;
+}
+
+int alloc_allowed(const struct core *core, const struct client *cl, const struct alloc_args *a,
+                  struct core_result *res) {
+        int e = pool_allows(a->pool, cl, ACCESS_ALLOC, res);
+
+        return e != E_OK ? e : name_allowed(core, a->pool, a->name, res);
+}
+
 /* The pool a request names, if cl may use it for what. */
 static struct pool *usable_pool(struct core *core, const struct client *cl, const char *name, int what,
                                 struct core_result *res) {
@@ -38,18 +72,7 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                      p->conf.name, p->draining);
                 return NULL;
         }
-        if (!core_pool_may(p, cl, what)) {
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
-                     "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
-                     what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
-                fail(res, E_DENIED,
-                     "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
-                     "owner/group/mode",
-                     (unsigned)cl->uid, what == ACCESS_ALLOC ? "allocate in" : "attach regions of", p->conf.name,
-                     (unsigned)p->conf.owner, (unsigned)p->conf.group, (unsigned)p->conf.mode);
-                return NULL;
-        }
-        return p;
+        return pool_allows(p, cl, what, res) == E_OK ? p : NULL;
 }
 
 /* What the region is to hold: its tag, with a heap's geometry checked against the region's size. */
@@ -128,13 +151,8 @@ int check_alloc(struct core *core, const struct client *cl, const struct alloc_r
         if (m->name && *m->name && !text_valid(m->name, NAME_MAX_LEN))
                 return fail(res, E_INVALID, "a region name is 1-%d bytes of UTF-8 without control characters",
                             NAME_MAX_LEN);
-        if (m->name && *m->name && !core_pool_reserves(p, m->name))
-                for (size_t i = 0; i < core->npools; i++)
-                        if (core_pool_reserves(core->pools[i], m->name))
-                                return fail(res, E_DENIED,
-                                            "the name '%s' is reserved for pool %s (its names = ...); publish it "
-                                            "there, if its mode lets you allocate, or pick another name",
-                                            m->name, core->pools[i]->conf.name);
+        if (m->name && name_allowed(core, p, m->name, res) != E_OK)
+                return res->code;
         *a = (struct alloc_args){
                 .pool = p,
                 .size = m->size * count,
@@ -156,6 +174,8 @@ bool alloc_never_fits(const struct alloc_args *a, struct core_result *res) {
         uint64_t off;
         int r = range_alloc(a->pool->empty, a->size, &a->req, &off);
 
+        if (r == -ENOMEM)
+                return false; /* not known: it may fit */
         if (r < 0) {
                 explain(r, a->pool, a, res);
                 return true;
@@ -291,9 +311,10 @@ int attach_try(struct core *core, struct client *cl, const char *name, const str
                 return fail(res, E_NOT_FOUND, "no region is published as '%s'; attach with a timeout to wait for it",
                             name);
         core_region_info(core, (uint32_t)s, &r);
-        if ((want->pool && r.pool != want->pool) || (want->by_owner && r.uid != want->owner)) {
+        if ((want->by_pool && r.pool->id != want->pool) || (want->by_owner && r.uid != want->owner)) {
                 char asked[128];
-                int n = want->pool ? snprintf(asked, sizeof(asked), "in pool %s", want->pool->conf.name) : 0;
+                int n = want->by_pool ? snprintf(asked, sizeof(asked), "in pool %s", core->pools[want->pool]->conf.name)
+                                      : 0;
                 if (want->by_owner)
                         snprintf(asked + n, sizeof(asked) - (size_t)n, "%sby uid %u", n ? " " : "",
                                  (unsigned)want->owner);
@@ -329,9 +350,17 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
                      NAME_MAX_LEN);
                 return GRANT_NONE;
         }
-        if (m->pool && *m->pool && !(want.pool = core_pool_find(core, m->pool))) {
-                fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
-                return GRANT_NONE;
+        if (m->pool && *m->pool) {
+                const struct pool *p = core_pool_find(core, m->pool);
+                if (!p) {
+                        fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
+                        return GRANT_NONE;
+                }
+                /* Waiting would not change it (but for a reload, which the waiter cannot count on). */
+                if (pool_allows(p, cl, ACCESS_ATTACH, res) != E_OK)
+                        return GRANT_NONE;
+                want.by_pool = true;
+                want.pool = p->id;
         }
         e = attach_try(core, cl, m->name, &want, slot, res);
         if (e == E_OK)

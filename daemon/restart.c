@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -45,6 +44,7 @@ static unsigned store_max;         /* FileDescriptorStoreMax= */
 static struct keep *keep;          /* keeping the state, once serving */
 static int state_name = -1;        /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
 static bool keep_failed;           /* keep_turn failed: said once */
+static bool store_failed;          /* systemd could not take keep_fd(): said once */
 static struct state_info restored; /* what restart_restore said of passed[state_at] */
 enum { POOL_NEW, POOL_STORED, POOL_LEFT_OUT };
 static uint8_t *stored; /* by pool id: POOL_*, whether its fd is in the store */
@@ -76,7 +76,7 @@ static void region_made(void *data, uint64_t id, int fd) {
         (void)data;
         if (!keep)
                 return;
-        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        fdstore_region_name(name, sizeof(name), id);
         if ((r = fdstore_put(fd, name)) < 0)
                 log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses it",
                          id, strerror(-r));
@@ -109,7 +109,7 @@ static int region_stored(void *data, uint64_t id) {
         int fd;
 
         (void)data;
-        snprintf(name, sizeof(name), "region-%" PRIu64, id);
+        fdstore_region_name(name, sizeof(name), id);
         for (size_t i = 0; i < npassed; i++) {
                 if (passed[i].fd < 0 || strcmp(passed[i].name, name))
                         continue;
@@ -128,7 +128,7 @@ static void unstore_gone(void) {
         char name[32];
 
         for (size_t i = 0; i < ngone; i++) {
-                snprintf(name, sizeof(name), "region-%" PRIu64, gone_ids[i]);
+                fdstore_region_name(name, sizeof(name), gone_ids[i]);
                 fdstore_remove(name);
         }
         nregion_fds -= ngone < nregion_fds ? ngone : nregion_fds;
@@ -195,31 +195,12 @@ static struct passed_fd *stored_pool(const char *name, struct stored_pool *sp) {
         return NULL;
 }
 
-/*
- * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend; and, a memfd
- * (which can drain where it is not), of a quantum its regions are whole multiples of (no larger),
- * and of its pages (hugepages, which the name does not say: a memfd's block size is its page size).
- */
-static bool same_pool(const struct pool_conf *pc, const struct stored_pool *sp, int fd) {
-        bool vmm = pc->kind == POOL_PINNED && sp->vmm;
-        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-        struct stat st;
-
-        if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
-                return false;
-        if (!sp->vmm && sp->kind != POOL_GPU &&
-            (pool_conf_quantum(pc) > (sp->quantum ? sp->quantum : page) ||
-             (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))))
-                return false;
-        return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
-}
-
 int restart_pool_fd(struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
         int fd;
 
-        if (!f || !same_pool(pc, &sp, f->fd))
+        if (!f || !fdstore_pool_matches(pc, &sp, f->fd))
                 return -1;
         if (pc->kind == POOL_PINNED)
                 pc->backend = sp.vmm ? BACKEND_VMM : BACKEND_MEMFD;
@@ -256,7 +237,7 @@ bool restart_pool_deferred(const struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
 
-        if (!f || same_pool(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
+        if (!f || fdstore_pool_matches(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
                 return false;
         return defer(pc);
 }
@@ -472,27 +453,6 @@ void restart_pools_added(struct core *core) {
                 sync_pools(core);
 }
 
-/* Stores keep_fd() under the state name not in use, then removes the other: a crash between leaves both. */
-static void store_state(void) {
-        int next = state_name == 0 ? 1 : 0, r;
-
-        /* store_room keeps two places for it: this is never so, but systemd would drop it without a word. */
-        if (npool_fds + nregion_fds + (state_name >= 0) >= store_max) {
-                log_err("systemd's fd store has no room for the new state (FileDescriptorStoreMax=%u): the old one "
-                        "stays, and a restart restores it; raise FileDescriptorStoreMax= in allocd.service",
-                        store_max);
-                return;
-        }
-        if ((r = fdstore_put(keep_fd(keep), state_names[next])) < 0) {
-                log_warn("cannot store the state in systemd's fd store (%s): a restart restores an older one",
-                         strerror(-r));
-                return;
-        }
-        if (state_name >= 0)
-                fdstore_remove(state_names[state_name]);
-        state_name = next;
-}
-
 /*
  * The state can no longer be kept: a stale one left in the store would be restored as if current
  * (freed regions back, with their memory reused), so the next start is fresh, as after stop and start.
@@ -501,6 +461,36 @@ static void unstore_state(void) {
         fdstore_remove(state_names[0]);
         fdstore_remove(state_names[1]);
         state_name = -1;
+}
+
+/*
+ * Stores keep_fd() under the state name not in use, then removes the other: a crash between leaves
+ * both, and the start takes the newer.  When systemd cannot take it, the one stored before is stale
+ * (a compaction made a new memfd, and the old one is appended to no more): it leaves the store, lest
+ * a restart restore freed regions over reused memory, and each loop turn tries again (restart_turn).
+ */
+static void store_state(void) {
+        int next = state_name == 0 ? 1 : 0, r = -ENOSPC;
+
+        /* store_room keeps two places for it: this is never so, but systemd would drop it without a word. */
+        if (npool_fds + nregion_fds + (state_name >= 0) < store_max)
+                r = fdstore_put(keep_fd(keep), state_names[next]);
+        if (r < 0) {
+                if (!store_failed)
+                        log_err("cannot store the state in systemd's fd store (%s): until it can be, a restart "
+                                "loses every region%s",
+                                r == -ENOSPC ? "it is full; raise FileDescriptorStoreMax= in allocd.service"
+                                             : strerror(-r),
+                                state_name >= 0 ? ", since the one stored before is behind and leaves the store" : "");
+                store_failed = true;
+                unstore_state();
+                return;
+        }
+        if (store_failed)
+                log_info("the state is stored in systemd's fd store again: a restart restores it");
+        store_failed = false;
+        fdstore_remove(state_names[!next]); /* the old one; or a stale one whose removal failed */
+        state_name = next;
 }
 
 void restart_begin(struct core *core, uint64_t next_serial) {
@@ -592,8 +582,8 @@ void restart_turn(struct core *core, uint64_t next_serial) {
                 return;
         sync_pools(core);
         r = keep_turn(keep, next_serial, err, sizeof(err));
-        if (r == 1)
-                store_state();
+        if (r == 1 || (r == 0 && state_name < 0 && !keep_failed))
+                store_state(); /* a new memfd; or one systemd could not take yet */
         if (r >= 0)
                 unstore_gone();
         else if (!keep_failed)

@@ -83,7 +83,8 @@ static bool served, dirty; /* this turn answered a request; something else chang
 static uv_check_t turn;
 static uv_timer_t wait_timer;
 static uv_timer_t retry_timer; /* flushes the waiting connections (set_waiting) */
-static uint32_t nwaiting, retry_ms;
+static struct conn_list waiting_conns = TAILQ_HEAD_INITIALIZER(waiting_conns);
+static uint32_t retry_ms;
 static bool refused_logged;  /* a send with an fd failed and was said; again once one has gone since */
 static bool kept_at_stop;    /* the stop kept the state: connections closing now keep their references there */
 static struct proto_out out; /* one reply at a time: the loop is single-threaded */
@@ -143,12 +144,15 @@ static void set_waiting(struct conn *c, bool waiting) {
         if (c->waiting == waiting)
                 return;
         c->waiting = waiting;
-        nwaiting += waiting ? 1 : -1;
+        if (waiting)
+                TAILQ_INSERT_TAIL(&waiting_conns, c, wait_link);
+        else
+                TAILQ_REMOVE(&waiting_conns, c, wait_link);
         if (waiting && (retry_ms > 1 || !uv_is_active((uv_handle_t *)&retry_timer))) {
                 /* Not pushed back by each new waiter: due within 1 ms already, it stays. */
                 retry_ms = 1;
                 uv_timer_start(&retry_timer, retry_cb, retry_ms, 0);
-        } else if (!waiting && nwaiting == 0) {
+        } else if (!waiting && TAILQ_EMPTY(&waiting_conns)) {
                 uv_timer_stop(&retry_timer);
         }
 }
@@ -319,13 +323,13 @@ static void retry_cb(uv_timer_t *t) {
         struct conn *c, *next;
         bool moved = false;
 
-        for (c = TAILQ_FIRST(&conns); c; c = next) {
-                next = TAILQ_NEXT(c, link); /* flush closes only c */
-                if (c->waiting)
-                        moved |= flush(c);
+        /* Only the waiting ones: thousands of idle connections cost a timer that fires every millisecond nothing. */
+        for (c = TAILQ_FIRST(&waiting_conns); c; c = next) {
+                next = TAILQ_NEXT(c, wait_link); /* flush closes, or stops waiting, only c */
+                moved |= flush(c);
         }
         retry_ms = moved ? 1 : retry_ms * 2 < RETRY_MAX_MS ? retry_ms * 2 : RETRY_MAX_MS;
-        if (nwaiting)
+        if (!TAILQ_EMPTY(&waiting_conns))
                 uv_timer_start(t, retry_cb, retry_ms, 0);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc/falloc.h"
 #include "core-impl.h"
 #include "state.h"
 
@@ -218,6 +219,14 @@ static int rec_client(struct restore *st, struct in *in) {
         return 0;
 }
 
+/* A falloc heap's geometry as Alloc gave it (check_format): attachers are told it, and check the header against it. */
+static bool heap_geometry_ok(const struct region_format *f) {
+        uint64_t cs, count;
+
+        return falloc_heap_geometry(f->heap_size, f->chunk_size, &cs, &count) == 0 && cs == f->chunk_size &&
+               count == f->chunk_count;
+}
+
 static int rec_region(struct restore *st, struct in *in) {
         char name[NAME_MAX_LEN + 1];
         struct region r = {0};
@@ -248,7 +257,7 @@ static int rec_region(struct restore *st, struct in *in) {
             (st->nslots && slot <= st->slots[st->nslots - 1]) || !r.gen || r.gen > st->floor || !r.size ||
             r.offset + r.size < r.offset || !r.refs || r.state != (r.state & (R_LIVE | R_PERSIST)) ||
             !(r.state & R_LIVE) || r.format > FMT_FALLOC || (r.flags & ~(F_KNOWN | F_WRITECOMBINED)) ||
-            id >= st->npools || !st->pools[id] || (f.format && f.heap_size > r.size))
+            id >= st->npools || !st->pools[id] || (f.format && (f.heap_size > r.size || !heap_geometry_ok(&f))))
                 return bad(st, -EBADMSG, "the state's record of region slot %u is malformed or out of order", slot);
         if ((e = region_restore(st->core, st->pools[id], slot, &r, &f, name, &st->fill)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,

@@ -7,8 +7,10 @@
 #   summary.txt    the table printed last: name, pass/fail/skip, seconds, key figure
 #   results.json   the same, and each benchmark's JSON, and the host (GPU, driver, CUDA, python)
 #   logs.tar.gz    every log in full (rewritten after each item, so a run cut short keeps what it did)
-# GPU_RUN_TIMEOUT=S caps each item's timeout (suite.tsv has meson's); GPU_RUN_ONLY=REGEX runs the
-# names that match; GPU_RUN_PYTHON=PYTHON is the interpreter the module is built for (python3).
+# GPU_RUN_TIMEOUT=S caps each item's timeout (suite.tsv has meson's); GPU_RUN_BUDGET=S the whole run's
+# (each item gets what is left, and one with under 20 s left is a row "skip (no time)", so that a run
+# under a time limit ends by itself with its three files whole); GPU_RUN_ONLY=REGEX runs the names
+# that match; GPU_RUN_PYTHON=PYTHON is the interpreter the module is built for (python3).
 # Exits 1 if anything failed, else 0.
 set -uo pipefail
 
@@ -22,6 +24,7 @@ mkdir -p "$results" && results=$(cd "$results" && pwd) || exit 2
 work=$(mktemp -d /tmp/gpu-run.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/logs"
+deadline=$((SECONDS + ${GPU_RUN_BUDGET:-1000000000}))
 rows=$work/rows.tsv
 : >"$rows"
 libs=$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -44,12 +47,42 @@ table() {
         awk -F'\t' '{ printf "%-16s %-16s %8s  %s\n", $1, $2, $3, $4 }' <(printf 'name\tresult\tseconds\tkey figure\n') "$rows"
 }
 
+# results.json: the rows, each benchmark's JSON and the host (needs python3; written again after each row).
+write_json() {
+        command -v python3 >/dev/null || return 0
+        python3 - "$work" "$rows" >"$results/results.json.new" <<'EOF' && mv "$results/results.json.new" "$results/results.json"
+import json, os, sys
+work, rows = sys.argv[1:]
+out = {"host": open(os.path.join(work, "logs/host.txt")).read().splitlines(), "results": []}
+for line in open(rows):
+    name, result, secs, fig = line.rstrip("\n").split("\t")
+    row = {"name": name, "result": result, "seconds": secs, "figure": fig}
+    try:
+        row["json"] = json.load(open(os.path.join(work, "logs", name + ".json")))
+    except (OSError, ValueError):
+        pass
+    out["results"].append(row)
+json.dump(out, sys.stdout, indent=1)
+EOF
+}
+
 # finish NAME STATUS SECONDS FIGURE: one row of the table; the table and the logs written again, so
 # that a run stopped at its limit leaves what it did.
 finish() {
         printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:0:70}" >>"$rows"
         table >"$results/summary.txt"
         tar czf "$results/logs.tar.gz.new" -C "$work" logs && mv "$results/logs.tar.gz.new" "$results/logs.tar.gz"
+        write_json
+}
+
+# time_left NAME LIMIT: the timeout NAME gets within GPU_RUN_BUDGET, or nothing (its row says so).
+time_left() {
+        local left=$((deadline - SECONDS - 5))
+        if [ $left -lt 20 ]; then
+                finish "$1" "skip (no time)" 0 "GPU_RUN_BUDGET spent before it"
+                return 1
+        fi
+        echo $(($2 < left ? $2 : left))
 }
 
 # status RC: pass, skip (77) or fail.
@@ -92,6 +125,7 @@ run_item() { # KIND NAME TIMEOUT CMD...
         shift 3
         [[ -z ${GPU_RUN_ONLY:-} || $name =~ $GPU_RUN_ONLY ]] || return 0
         [ -n "${GPU_RUN_TIMEOUT:-}" ] && [ "$GPU_RUN_TIMEOUT" -lt "$limit" ] && limit=$GPU_RUN_TIMEOUT
+        limit=$(time_left "$name" "$limit") || return 0
         echo "gpu-run: $kind $name (timeout ${limit} s)" >&2
         start=$EPOCHREALTIME
         # A test's output is its log; a benchmark's stdout is its JSON (meson runs it with --json).
@@ -105,7 +139,7 @@ run_item() { # KIND NAME TIMEOUT CMD...
         local st fig
         st=$(status $rc)
         fig=$(figure "$name" "$log" "$json")
-        # falloc-bench measures the CPU too and exits 0 where its GPU part could not run.
+        # falloc-bench measures the CPU too and exits 0 where there is no GPU for its GPU part (1 on a broken one).
         [[ $st = pass && $fig = "GPU part skipped"* ]] && st=skip
         finish "$name" "$st" "$secs" "$fig"
 }
@@ -149,8 +183,9 @@ done <"$bundle/suite.tsv"
 # The Python module, built for this host's python3 (the bundle's was built for none: Debian 12 has
 # Python 3.11, GPU hosts often 3.12), then its tests (pytest, torch and cupy where installed).
 python_tests() {
-        local log=$work/logs/python.log py=${GPU_RUN_PYTHON:-python3} inc cc=${CC:-cc} start rc
+        local log=$work/logs/python.log py=${GPU_RUN_PYTHON:-python3} inc cc=${CC:-cc} start rc limit
         [[ -z ${GPU_RUN_ONLY:-} || python =~ $GPU_RUN_ONLY ]] || return 0
+        limit=$(time_left python "${GPU_RUN_TIMEOUT:-300}") || return 0
         echo "gpu-run: python" >&2
         start=$(date +%s)
         command -v "$py" >/dev/null || {
@@ -180,7 +215,7 @@ python_tests() {
                 chmod +x "$work/python/$p"
         done
         (cd "$work" && PYTHONPATH=$work/python:$bundle/python/tests ALLOCD_PATH=$work/python/allocd \
-                ALLOCCTL_PATH=$work/python/allocctl PYTHONUNBUFFERED=1 timeout -k 10 "${GPU_RUN_TIMEOUT:-300}" \
+                ALLOCCTL_PATH=$work/python/allocctl PYTHONUNBUFFERED=1 timeout -k 10 "$limit" \
                 "$py" "$bundle/python/tests/run.py" >>"$log" 2>&1)
         rc=$?
         finish python "$(status $rc)" $(($(date +%s) - start)) "$({ tail -n 1 "$log"
@@ -188,20 +223,6 @@ python_tests() {
 }
 python_tests
 
-command -v python3 >/dev/null && python3 - "$work" "$rows" >"$results/results.json" <<'EOF'
-import json, os, sys
-work, rows = sys.argv[1:]
-out = {"host": open(os.path.join(work, "logs/host.txt")).read().splitlines(), "results": []}
-for line in open(rows):
-    name, result, secs, fig = line.rstrip("\n").split("\t")
-    row = {"name": name, "result": result, "seconds": secs, "figure": fig}
-    try:
-        row["json"] = json.load(open(os.path.join(work, "logs", name + ".json")))
-    except (OSError, ValueError):
-        pass
-    out["results"].append(row)
-json.dump(out, sys.stdout, indent=1)
-EOF
 echo
 grep -E '^(gpu|cuda|python):' "$work/logs/host.txt"
 echo "logs: $results/logs.tar.gz; table: $results/summary.txt"

@@ -50,8 +50,25 @@ pids=
         echo "defaults: the default file itself is checked only as root"
         exit 0
 }
+# Started without the file, which is written later: a reload reads it (the built-in pools stay until a restart).
+"$allocd" 2>"$dir/log" &
+pids="$pids $!"
+for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
+kill -HUP $pids
+for _ in $(seq 200); do grep -q "SIGHUP: still no $default" "$dir/log" && break; sleep 0.05; done
+grep -q "SIGHUP: still no $default: serving the built-in pools" "$dir/log" ||
+        fail "a reload without the default file said: $(cat "$dir/log")"
 mkdir -p "$confdir"
 printf '[pool only]\nkind = host\nsize = 4M\n' >"$default"
+kill -HUP $pids
+for _ in $(seq 200); do "$allocctl" status | grep -q only && break; sleep 0.05; done
+out=$("$allocctl" status) || fail "allocctl status: $out"
+echo "$out" | grep -q only && echo "$out" | grep -q fpga0 ||
+        fail "a reload did not read the default file written since the start: $out; $(cat "$dir/log")"
+kill $pids
+wait
+pids=
+
 out=$("$allocd" --check-config) || fail "--check-config with a default file failed: $out"
 [ "$out" = "$default: valid, 1 pools" ] || fail "--check-config with a default file says: $out"
 "$allocd" --log-level warning &

@@ -7,6 +7,13 @@
  * else the errno value the call failed with (prints the message), or 99 when
  * the region does not start with TEXT.
  *
+ * helper-client SOCKET fork POOL: allocates a region of POOL, forks, and in the child lets go of the
+ * parent's connection and allocates in POOL on a connection of its own; prints "registered P C" (whether
+ * each region is registered with CUDA), and exits with the child's status (98: killed by a signal).
+ *
+ * helper-client SOCKET alloc-zero POOL SIZE: a 4 KiB region of POOL, then an ALLOC_ZERO region of SIZE
+ * bytes; prints the second's offset in the pool.
+ *
  * SOCKET "-" is the library's default socket (alloc_connect with NULL).
  *
  * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL | regions N POOL
@@ -17,10 +24,12 @@
  * the one that failed or 0, and allocd's message or "-"), then holds what it
  * got until stdin reaches end of file, and exits with ERRNO.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <alloc/client.h>
@@ -65,6 +74,34 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
         return -e;
 }
 
+/* A child of fork() of a process that used CUDA: the parent's connection let go, a new one of its own. */
+static int forked(struct alloc_client *c, const char *sock, const char *pool) {
+        struct alloc_region r, child;
+        struct alloc_client *own = NULL;
+        int e, status;
+        pid_t pid;
+
+        if ((e = alloc_region_new(c, pool, 4096, NULL, &r)) < 0)
+                return e;
+        fflush(stdout);
+        if ((pid = fork()) == 0) {
+                alloc_disconnect(c);
+                if ((e = alloc_connect(&own, sock, "helper-child")) == 0 &&
+                    (e = alloc_region_new(own, pool, 4096, NULL, &child)) == 0) {
+                        ((volatile char *)child.ptr)[0] = 1;
+                        printf("registered %d %d\n", r.registered, child.registered);
+                }
+                if (e < 0)
+                        fprintf(stderr, "helper child: %s\n", alloc_last_error());
+                alloc_disconnect(own);
+                fflush(stdout);
+                _exit(-e);
+        }
+        if (pid < 0 || waitpid(pid, &status, 0) != pid)
+                return -ECHILD;
+        return WIFEXITED(status) ? -WEXITSTATUS(status) : -98;
+}
+
 int main(int argc, char **argv) {
         if (argc > 1 && !strcmp(argv[1], "-"))
                 argv[1] = NULL;
@@ -79,6 +116,21 @@ int main(int argc, char **argv) {
                 return hold(argv[1], argv[2], atoi(argv[3]), argc > 4 ? argv[4] : NULL);
         if ((e = alloc_connect(&c, argv[1], "helper")) < 0) {
                 fprintf(stderr, "helper: %s\n", alloc_last_error());
+                return -e;
+        }
+        if (!strcmp(argv[2], "fork") && argc == 4) {
+                e = forked(c, argv[1], argv[3]);
+                alloc_disconnect(c);
+                return -e;
+        }
+        if (!strcmp(argv[2], "alloc-zero") && argc == 5) {
+                struct alloc_opts zero = {.flags = ALLOC_ZERO};
+                if ((e = alloc_region_new(c, argv[3], 4096, NULL, &r)) == 0 &&
+                    (e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), &zero, &r)) == 0)
+                        printf("%llu\n", (unsigned long long)r.addr);
+                else
+                        fprintf(stderr, "helper: %s\n", alloc_last_error());
+                alloc_disconnect(c);
                 return -e;
         }
         if (!strcmp(argv[2], "alloc") && argc == 5)

@@ -21,13 +21,15 @@ pc=$(find "$D" -name alloc-client.pc)
 libdir=$(dirname "$(dirname "$pc")")
 prefix=$(sed -n 's/^prefix=//p' "$pc")
 root=$D$prefix
-unitdir=$D$(pkg-config --variable=systemdsystemunitdir systemd)
+# Under the prefix, never the system's own /lib/systemd (a --prefix=/tmp/x install as root would
+# overwrite it); systemd searches /usr/local/lib/systemd/system and /usr/lib/systemd/system.
+unitdir=$D$(pkg-config --define-variable=root_prefix="$prefix" --variable=systemdsystemunitdir systemd)
 
 for f in "$root/sbin/allocd" "$root/bin/allocctl" "$libdir/liballoc-client.a" "$root/include/alloc/client.h" \
         "$root/include/alloc/range.h" "$root/include/alloc/mem_alloc.h" "$unitdir/allocd.service" \
         "$unitdir/allocd.socket" "$root/share/man/man8/allocd.8" "$root/share/man/man5/allocd.conf.5" \
         "$root/share/man/man1/allocctl.1" "$root/share/man/man3/liballoc-client.3" "$root/share/doc/allocd/allocd.conf" \
-        "$D$(pkg-config --variable=sysusersdir systemd)/allocd.conf"; do
+        "$D$(pkg-config --define-variable=prefix="$prefix" --variable=sysusersdir systemd)/allocd.conf"; do
         [ -e "$f" ] || fail "not installed: ${f#$D}"
 done
 [ -L "$libdir/liballoc-client.so" ] || fail "no liballoc-client.so link for -lalloc-client"
@@ -35,6 +37,12 @@ soname=$(objdump -p "$libdir/liballoc-client.so" | sed -n 's/^ *SONAME *//p')
 [ "$soname" = liballoc-client.so.0 ] || fail "soname is '$soname', not liballoc-client.so.0"
 [ -e "$libdir/$soname" ] || fail "no $soname"
 grep -q "ExecStart=$prefix/sbin/allocd" "$unitdir/allocd.service" || fail "allocd.service does not start $prefix/sbin/allocd"
+# Outside /usr, ld.so finds the library only through the rpath (no ldconfig, no LD_LIBRARY_PATH).
+if [ "$prefix" != /usr ]; then
+        for f in "$root/bin/allocctl" $(find "$D" -name 'allocd*.so'); do
+                objdump -p "$f" | grep -q "R.*PATH *${libdir#$D}\$" || fail "${f#$D} has no rpath to ${libdir#$D}"
+        done
+fi
 man -l "$root/share/man/man1/allocctl.1" >/dev/null 2>&1 || [ ! -x /usr/bin/man ] || fail "allocctl.1 does not render"
 
 export PKG_CONFIG_PATH="$libdir/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$D"

@@ -115,7 +115,8 @@ Test(config, sighup_adds_pools_and_applies_access_rules, .timeout = 60) {
         cr_assert_eq(e, 0, "pool b was not added: %s", alloc_last_error());
         cr_assert_eq(alloc_region_new(c, "a", 8192, NULL, &r), -EDQUOT, "the new quota applies");
         cr_assert_eq(pool_used(c, "a"), 4096, "the region from before the reload is kept");
-        cr_assert(strstr(slurp(log), "change only on restart"), "the size change is logged as not applied");
+        cr_assert(strstr(slurp(log), "pool a: the file changes size (keys that change only on restart)"),
+                  "the size change is logged as not applied: %s", slurp(log));
 
         write_file(d.conf, "[pool a]\nkind = host\nsize = oops\n");
         kill(d.pid, SIGHUP);
@@ -497,4 +498,41 @@ Test(harness, allocd_path_from_the_environment, .timeout = 30) {
         if (r == -1)
                 daemon_stop(&d); /* the allocd meson built */
         cr_expect_eq(r, 1, "daemon_spawn started %s, not $ALLOCD_PATH (/bin/false): %d", ALLOCD_PATH, r);
+}
+
+/* A --config file that is missing or unreadable said only "No such file or directory" or "Permission denied". */
+Test(config, a_config_file_that_cannot_be_read_says_what_to_do, .timeout = 60) {
+        char dir[] = "/tmp/allocd-unreadable-XXXXXX", path[64], log[] = "/tmp/allocd-log-XXXXXX";
+        int status;
+
+        close(mkstemp(log));
+        cr_assert(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/allocd.conf", dir);
+        for (int i = 0; i < 2; i++) {
+                if (i == 1) {
+                        if (geteuid() != 0)
+                                break;
+                        write_file(path, "[pool host]\nkind = host\nsize = 1M\n");
+                        chmod(path, 0600); /* root's: nobody may not read it */
+                        chmod(dir, 0755);
+                }
+                pid_t pid = fork();
+                if (pid == 0) {
+                        freopen(log, "w", stderr);
+                        if (i == 1 && (setgid(65534) < 0 || setuid(65534) < 0))
+                                _exit(126);
+                        execl(ALLOCD_PATH, "allocd", "--check-config", "--config", path, (char *)NULL);
+                        _exit(127);
+                }
+                cr_assert_eq(waitpid(pid, &status, 0), pid);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 78, "%#x: %s", status, slurp(log));
+                cr_expect(strstr(slurp(log), i ? "allocd.conf: Permission denied; make it readable by the user allocd "
+                                                 "runs as"
+                                               : "allocd.conf: No such file or directory; check the path (--config "
+                                                 "FILE), or run with --no-config for the built-in pools"),
+                          "%s", slurp(log));
+        }
+        unlink(path);
+        rmdir(dir);
+        unlink(log);
 }

@@ -323,3 +323,16 @@ Test(daemon_falloc, attach_trusts_the_tag_not_the_bytes) {
                   dump->regions[1].chunk_count == 254);
         alloc_dump_free(dump);
 }
+
+Test(daemon_falloc, attach_refuses_a_header_that_counts_more_free_chunks_than_it_has) {
+        struct alloc_region r, a;
+        struct alloc_opts o = {.name = "heap/overcounted"};
+        fallocDeviceHeap *heap, *h2;
+
+        cr_assert_eq(alloc_falloc_new(c, "h", 65536, 256, &o, &r, &heap), 0, "%s", alloc_last_error());
+        heap->avail = heap->chunk_count + 1; /* a get on the drained heap would look for the extra chunk for ever */
+        cr_assert_eq(alloc_falloc_attach(c, "heap/overcounted", NULL, &a, &h2), -EBADMSG);
+        cr_assert(strstr(alloc_last_error(), "holds none that fits it"), "%s", alloc_last_error());
+        heap->avail = heap->chunk_count;
+        cr_assert_eq(alloc_falloc_attach(c, "heap/overcounted", NULL, &a, &h2), 0, "%s", alloc_last_error());
+}

@@ -137,10 +137,21 @@ Test(pipe, a_batch_is_all_or_nothing) {
         const uint64_t too_much[] = {256 << 10, 256 << 10, 1 << 20};
         const uint64_t fits[] = {256 << 10, 256 << 10, 256 << 10, 256 << 10};
 
-        cr_assert_eq(alloc_region_new_batch(c, "small", too_much, 3, NULL, r), -EAGAIN);
+        struct alloc_region half;
+
+        cr_assert_eq(alloc_region_new(c, "small", 512 << 10, NULL, &half), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new_batch(c, "small", fits, 3, NULL, r), -EAGAIN, "%s", alloc_last_error());
         cr_assert(strstr(alloc_last_error(), "region 2 of the batch of 3") &&
                           strstr(alloc_last_error(), "counted with the batch's regions before it") &&
                           strstr(alloc_last_error(), "none was allocated"),
+                  "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c, "small"), 512 << 10);
+        cr_assert_eq(alloc_region_free_sync(c, half.id), 0, "%s", alloc_last_error());
+        /* Each fits the empty pool, but not all together: no amount of freeing helps, so E2BIG, not "retry". */
+        cr_assert_eq(alloc_region_new_batch(c, "small", too_much, 3, NULL, r), -E2BIG, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "region 2 of the batch of 3") &&
+                          strstr(alloc_last_error(), "first 3 regions (1572864 bytes in all) cannot fit together") &&
+                          !strstr(alloc_last_error(), "counted with the batch's regions"),
                   "%s", alloc_last_error());
         cr_assert_eq(pool_used(c, "small"), 0);
         /* One that cannot fit even in the empty pool is E2BIG, as for Alloc: not "no room now", to retry. */

@@ -373,6 +373,38 @@ Test(restart, a_state_that_stops_being_kept_leaves_the_store) {
 }
 
 /*
+ * systemd cannot take the state a compaction made (its notify socket gone a while): the one it held
+ * before is behind and must not be restored as if current; once it can, the current one is stored.
+ */
+Test(restart, a_state_systemd_could_not_take_is_stored_when_it_can) {
+        char away[160];
+        struct alloc_region r;
+
+        sysd_start(&s, "[pool host]\nkind = host\nsize = 4M\n");
+        struct alloc_client *k = persist_then_restart("host", "p", "[pool host]\nkind = host\nsize = 4M\n");
+        snprintf(away, sizeof(away), "%s.away", s.d.notify);
+        cr_assert_eq(rename(s.d.notify, away), 0);
+        for (int i = 0; i < 40000 && !strstr(sysd_log(&s), "cannot store the state"); i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error());
+                cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        }
+        cr_assert(strstr(sysd_log(&s), "error: cannot store the state"), "no compaction: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error()); /* in the new memfd only */
+        cr_assert_eq(rename(away, s.d.notify), 0);
+        cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0, "%s", alloc_last_error()); /* a loop turn */
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "stored in systemd's fd store again"); i++)
+                usleep(10000);
+        cr_assert(strstr(sysd_log(&s), "stored in systemd's fd store again"), "%s", sysd_log(&s));
+        alloc_disconnect(k);
+        sysd_kill(&s, SIGKILL);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "p", NULL, &r), -ENOENT, "a freed region of a stale state is back");
+        alloc_disconnect(k);
+}
+
+/*
  * The grace time counts from when allocd serves, not from its start: a pool made before the restore
  * (1 GiB reserved here, about a second on a small machine) does not eat it.
  */

@@ -285,3 +285,48 @@ Test(socket, a_socket_directory_locked_by_another_does_not_stop_the_start, .time
         unlink(conf);
         rmdir(dir);
 }
+
+/* Runs allocd --no-config --socket SOCK as uid (when not -1) and returns its exit status; its stderr is in log. */
+static int start_fails(const char *sock, uid_t uid, const char *log) {
+        int status;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                freopen(log, "w", stderr);
+                if (uid != (uid_t)-1 && (setgid(uid) < 0 || setuid(uid) < 0))
+                        _exit(126);
+                execl(ALLOCD_PATH, "allocd", "--socket", sock, "--no-config", (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        return status;
+}
+
+/* A socket path allocd could not make said only "No such file or directory" or "Permission denied". */
+Test(socket, a_socket_path_that_cannot_be_made_says_what_to_do, .timeout = 60) {
+        char log[] = "/tmp/allocd-conf-log-XXXXXX", dir[] = "/tmp/allocd-nodir-XXXXXX", sock[128];
+
+        close(mkstemp(log));
+        cr_assert(mkdtemp(dir));
+        snprintf(sock, sizeof(sock), "%s/missing/sub/allocd.sock", dir);
+        int status = start_fails(sock, -1, log);
+        cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%#x", status);
+        cr_expect(strstr(slurp(log), "sub for the socket: No such file or directory; allocd creates only the "
+                                     "socket's own directory: create its parent, or choose another --socket"),
+                  "%s", slurp(log));
+        if (geteuid() == 0) { /* a directory nobody may write to (mkdtemp's is 0700) */
+                snprintf(sock, sizeof(sock), "%s/allocd.sock", dir);
+                status = start_fails(sock, 65534, log);
+                cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%#x", status);
+                cr_expect(strstr(slurp(log), "allocd.sock: Permission denied; choose another --socket, or run allocd "
+                                             "as a user who may write there"),
+                          "%s", slurp(log));
+                snprintf(sock, sizeof(sock), "%s/new/allocd.sock", dir);
+                status = start_fails(sock, 65534, log);
+                cr_expect(strstr(slurp(log), "new for the socket: Permission denied; choose another --socket, or run "
+                                             "allocd as a user who may create it"),
+                          "%s", slurp(log));
+        }
+        rmdir(dir);
+        unlink(log);
+}

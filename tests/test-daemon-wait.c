@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,4 +173,168 @@ Test(daemon_wait, stop_cancels_waiters_it_could_have_granted) {
         cr_assert_eq(waitpid(d.pid, &status, 0), d.pid);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         d.pid = 0;
+}
+
+/* ---- waiters across a SIGHUP: what the reload changes applies to them at their next try ---- */
+
+#define NOBODY 65534
+
+/* Rewrites allocd's file, sends SIGHUP and waits until allocd says the reload is done. */
+static void reload(struct daemon *e, const char *config) {
+        write_file(e->conf, config);
+        kill(e->pid, SIGHUP);
+        cr_assert(daemon_notified(e, "last reload ", 10000), "allocd did not finish the reload");
+}
+
+struct attacher {
+        struct daemon *d;
+        int result;
+};
+
+static void *attach_thread(void *arg) {
+        struct attacher *a = arg;
+        struct alloc_client *k = daemon_connect(a->d);
+        struct alloc_attach_opts o = {.timeout_ms = 10000, .pool = "big"};
+        struct alloc_region r;
+
+        a->result = alloc_region_attach(k, "late", &o, &r);
+        alloc_disconnect(k);
+        return NULL;
+}
+
+/*
+ * An Attach may name a pool that is configured but not made yet (not available); a reload that
+ * makes it at last replaces the placeholder it waited on.  The waiter still waits for that pool,
+ * and attaches the name once it is published there.
+ */
+Test(daemon_wait_reload, an_attach_waiting_in_a_pool_made_by_a_reload_attaches) {
+        struct daemon e;
+        struct attacher a = {.d = &e};
+        struct alloc_region r;
+        pthread_t t;
+
+        daemon_start(&e, "[pool h]\nkind = host\nsize = 16K\n[pool big]\nkind = host\nsize = 64T\n");
+        struct alloc_client *k = daemon_connect(&e);
+        cr_assert_eq(pthread_create(&t, NULL, attach_thread, &a), 0);
+        cr_assert_eq(wait_waiters(k, NULL, 1), 1, "the Attach did not wait");
+        reload(&e, "[pool h]\nkind = host\nsize = 16K\n[pool big]\nkind = host\nsize = 2M\n");
+        int x;
+        /* The pool is made off allocd's loop: not available until it is. */
+        for (int i = 0;
+             i < 1000 && (x = alloc_region_new(k, "big", 4096, &(struct alloc_opts){.name = "late"}, &r)) == -ENODEV;
+             i++)
+                usleep(10000);
+        cr_assert_eq(x, 0, "%s", alloc_last_error());
+        pthread_join(t, NULL);
+        cr_expect_eq(a.result, 0, "the waiter attached the name published in the pool it asked: %s",
+                     strerror(-a.result));
+        alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+/* In a child of fork(): its connection to e as nobody (exit 100 where it cannot have one). */
+static struct alloc_client *as_nobody(const struct daemon *e) {
+        struct alloc_client *n;
+
+        if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&n, e->sock, "nobody") < 0)
+                _exit(100);
+        return n;
+}
+
+/* What the child pid said (a negative errno value, as it exited with its opposite). */
+static int child_result(pid_t pid) {
+        int status;
+
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 100, "the child could not connect as nobody");
+        return -WEXITSTATUS(status);
+}
+
+/* A reload that takes a uid's access to a pool away refuses its waiting Allocs too, at their next try. */
+Test(daemon_wait_reload, a_reload_that_denies_the_pool_refuses_its_waiters) {
+        static const char conf[] = "[pool h]\nkind = host\nsize = 16K\nmode = %s\n";
+        char text[128];
+        struct daemon e;
+        struct alloc_region f[4];
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to wait as another uid");
+        snprintf(text, sizeof(text), conf, "0666");
+        daemon_start(&e, text);
+        struct alloc_client *k = daemon_connect(&e);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct alloc_region r;
+                _exit(-alloc_region_new(as_nobody(&e), "h", 4096, &(struct alloc_opts){.timeout_ms = 10000}, &r));
+        }
+        cr_assert_eq(wait_waiters(k, "h", 1), 1, "nobody's Alloc did not wait");
+        snprintf(text, sizeof(text), conf, "0600");
+        reload(&e, text);
+        cr_assert_eq(alloc_region_free(k, f[0].id), 0);
+        int x = child_result(pid);
+        cr_expect_eq(x, -EACCES, "mode = 0600 denies nobody the room it waited for, got %s", strerror(-x));
+        cr_expect_eq(pool_used(k, "h"), 3 * 4096, "the freed room stays free");
+        alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+struct named {
+        struct alloc_client *conn;
+        int result;
+};
+
+static void *named_thread(void *arg) {
+        struct named *n = arg;
+        struct alloc_region r;
+
+        n->result =
+                alloc_region_new(n->conn, "h", 4096, &(struct alloc_opts){.name = "job.out", .timeout_ms = 10000}, &r);
+        return NULL;
+}
+
+/* A reload that reserves a waiting Alloc's name for another pool refuses it at its next try. */
+Test(daemon_wait_reload, a_reload_that_reserves_the_name_elsewhere_refuses_its_waiter) {
+        static const char conf[] = "[pool h]\nkind = host\nsize = 16K\n[pool n]\nkind = host\nsize = 16K\n%s";
+        char text[160];
+        struct daemon e;
+        struct alloc_region f[4], r;
+        pthread_t t;
+
+        snprintf(text, sizeof(text), conf, "");
+        daemon_start(&e, text);
+        struct alloc_client *k = daemon_connect(&e);
+        struct named n = {.conn = daemon_connect(&e)};
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
+        cr_assert_eq(pthread_create(&t, NULL, named_thread, &n), 0);
+        cr_assert_eq(wait_waiters(k, "h", 1), 1, "the named Alloc did not wait");
+        snprintf(text, sizeof(text), conf, "names = job.*\n");
+        reload(&e, text);
+        cr_assert_eq(alloc_region_free(k, f[0].id), 0);
+        pthread_join(t, NULL);
+        cr_expect_eq(n.result, -EACCES, "job.out is pool n's now, got %s", strerror(-n.result));
+        cr_expect_eq(alloc_region_attach(k, "job.out", NULL, &r), -ENOENT, "nothing was published");
+        alloc_disconnect(n.conn);
+        alloc_disconnect(k);
+        daemon_stop(&e);
+}
+
+/* An Attach that names a pool its uid may not attach in is refused at once: waiting would not change it. */
+Test(daemon_wait_reload, an_attach_in_a_pool_it_may_not_read_does_not_wait) {
+        struct daemon e;
+
+        if (getuid() != 0)
+                cr_skip_test("needs root, to attach as another uid");
+        daemon_start(&e, "[pool h]\nkind = host\nsize = 16K\nmode = 0600\n");
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct alloc_region r;
+                _exit(-alloc_region_attach(as_nobody(&e), "later",
+                                           &(struct alloc_attach_opts){.timeout_ms = 300, .pool = "h"}, &r));
+        }
+        int x = child_result(pid);
+        cr_expect_eq(x, -EACCES, "got %s rather than EACCES at once", strerror(-x));
+        daemon_stop(&e);
 }

@@ -71,6 +71,30 @@ Test(falloc, open_checks_what_another_process_formatted) {
         cr_assert_eq(falloc_heap_open((char *)mem + 4, size, &o), -EINVAL);
 }
 
+/*
+ * What a peer that may write the heap can leave in it: a count of free chunks above the chunk count (once every
+ * chunk is taken a get looked for a free bit for ever), 0 bits past the last chunk (a get handed out a "chunk"
+ * past the heap's end).
+ */
+Test(falloc, a_corrupt_heap_is_refused_or_never_hands_out_memory_past_its_end) {
+        fallocDeviceHeap *h = make(64, 100), *o;
+        uint64_t size = falloc_heap_size(64, 100);
+        h->avail = 101;
+        cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG, "more chunks free than the heap has");
+        h->avail = 100;
+        void *got[100];
+        for (int i = 0; i < 100; i++)
+                cr_assert(got[i] = fallocGetChunk(heap));
+        char *c5 = (char *)heap + heap->chunks_offset + 5 * 64, *c70 = c5 + 65 * 64;
+        fallocFreeChunk(c5, heap);
+        fallocFreeChunk(c70, heap); /* this thread now looks in word 1 first */
+        falloc_used_(heap)[1] &= (1ull << 36) - 1;
+        cr_assert_eq(fallocGetChunk(heap), c70);
+        cr_assert_eq(fallocGetChunk(heap), c5, "bits 100-127 are no chunks, even when they read 0");
+        cr_assert_eq(falloc_used_(heap)[1] >> 36, ~0ull >> 36, "and are set again");
+        cr_assert_null(fallocGetChunk(heap));
+}
+
 Test(falloc, exhaustion_is_null_and_every_chunk_comes_back) {
         make(32, 130);
         void *got[130];

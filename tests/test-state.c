@@ -186,6 +186,15 @@ Test(state, a_region_being_zeroed_is_left_out) {
         core_free(a);
 }
 
+/* The body's checksum and the header's, made right again after a test changed the body. */
+static void checksum_again(uint8_t *buf, size_t len) {
+        uint32_t crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
+
+        memcpy(buf + 32, &crc, 4);
+        crc = state_crc32c(buf, 36);
+        memcpy(buf + 36, &crc, 4);
+}
+
 /* A state whose checksums are right but whose records lie: each lie refused, nothing read past the table. */
 Test(state, a_checksummed_lie_is_refused) {
         struct core *a = state_core(true), *b = state_core(true);
@@ -203,16 +212,39 @@ Test(state, a_checksummed_lie_is_refused) {
                 at += 8 + n;
                 cr_assert_lt(at, len, "no HOLD record");
         }
-        uint32_t slot = 1u << 28, crc;
+        uint32_t slot = 1u << 28;
         memcpy(buf + at + 8, &slot, 4);
-        crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
-        memcpy(buf + 32, &crc, 4);
-        crc = state_crc32c(buf, 36);
-        memcpy(buf + 36, &crc, 4);
+        checksum_again(buf, len);
         cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
         cr_assert(strstr(err, "hold of slot 268435456"), "%s", err);
         cr_assert_eq(b->regions.slots.used, 0);
         cr_assert_eq(b->nclients, 0);
+        free(buf);
+        core_free(b);
+        core_client_remove(a, &cls[0]);
+        core_free(a);
+}
+
+/* The same for a falloc heap's geometry: a chunk count its size and chunk size do not give is refused. */
+Test(state, a_checksummed_heap_geometry_lie_is_refused) {
+        struct core *a = state_core(true), *b = state_core(true);
+        const uint64_t heap[2] = {4096, 256}; /* heap_size, chunk_size; chunk_count follows */
+        char err[512];
+        uint64_t serial, count;
+        uint8_t *buf, *at;
+        size_t len;
+
+        connect(a, 0, 1000);
+        alloc(a, 0, "b", 4096, F_PERSIST, "heap", FMT_FALLOC);
+        cr_assert_eq(state_write(a, 100, (void **)&buf, &len), 0);
+        cr_assert_not_null(at = memmem(buf, len, heap, sizeof(heap)), "no heap record");
+        memcpy(&count, at + sizeof(heap), 8);
+        count++;
+        memcpy(at + sizeof(heap), &count, 8);
+        checksum_again(buf, len);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
+        cr_assert(strstr(err, "malformed"), "%s", err);
+        cr_assert_eq(b->regions.slots.used, 0);
         free(buf);
         core_free(b);
         core_client_remove(a, &cls[0]);

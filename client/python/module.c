@@ -281,8 +281,9 @@ static PyObject *py_cuda_unavailable(PyObject *self, PyObject *unused) {
 static PyMethodDef module_methods[] = {
         {"connect", (PyCFunction)(void (*)(void))py_connect, METH_VARARGS | METH_KEYWORDS,
          "connect(socket=None, name=None) -> Client\n\n"
-         "Connects to allocd at socket (None: $ALLOCD_SOCKET, else the system daemon's /run/allocd/allocd.sock,\n"
-         "else $XDG_RUNTIME_DIR/allocd/allocd.sock).  name (None: the program's name) shows in allocctl status.\n"
+         "Connects to allocd at socket (None: $ALLOCD_SOCKET, else the system daemon's /run/allocd/allocd.sock\n"
+         "for root or when it exists, else $XDG_RUNTIME_DIR/allocd/allocd.sock).  name (None: the program's name)\n"
+         "shows in allocctl status.\n"
          "The connection is a lease: what it holds goes back to allocd when it closes or the process ends."},
         {"kind_of", py_kind_of, METH_O,
          "kind_of(obj) -> Kind or None\n\n"

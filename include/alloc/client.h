@@ -254,7 +254,7 @@ struct alloc_client;
 
 /*
  * Connects to allocd at socket_path (NULL: $ALLOCD_SOCKET, else the system
- * daemon's /run/allocd/allocd.sock when it exists, else
+ * daemon's /run/allocd/allocd.sock for root or when it exists, else
  * $XDG_RUNTIME_DIR/allocd/allocd.sock, a per-user daemon's).  client_name
  * (NULL: the program's name) shows in allocctl status.  Connecting, and each
  * request after it, time out as alloc_set_timeout says; the timeout is
@@ -367,7 +367,7 @@ int alloc_region_sync(struct alloc_client *c);
  * n regions of pool in one request, one of sizes[i] bytes (times
  * opts->count) each, with opts's constraints and flags, into ret[0..n):
  * all or none.  A batch does not wait for room: if the n do not fit now
- * (-EAGAIN; -E2BIG where one cannot fit even in the empty pool), or one is
+ * (-EAGAIN; -E2BIG where they cannot fit together even in the empty pool), or one is
  * refused (a quota, max_regions_per_connection), none
  * is allocated and alloc_last_error() says which and why.  opts->name,
  * ALLOC_PERSIST, ALLOC_UNSEALED and ALLOC_NOFAIL do not apply to a batch

@@ -256,14 +256,20 @@ FALLOC_FN void falloc_unreserve_(fallocDeviceHeap *h, uint64_t n) {
 
 /* Sets a 0 bit of the used words; ends because the caller holds a reservation (see the theory). */
 FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
-        uint64_t *used = falloc_used_(h), words = h->words, w = falloc_start_(words);
+        uint64_t *used = falloc_used_(h), words = h->words, count = h->chunk_count, w = falloc_start_(words);
         for (;;) {
                 uint64_t v = falloc_peek_(&used[w]);
                 while (~v) {
-                        if (FALLOC_CAS_(&used[w], &v, v | (~v & (v + 1)))) {
+                        /* A 0 past the last chunk was written by no falloc call: set it back, never hand it out. */
+                        uint64_t i = w * 64 + falloc_ctz_(~v),
+                                 want = i < count ? v | (~v & (v + 1)) : v | ~0ull << i % 64;
+                        if (!FALLOC_CAS_(&used[w], &v, want))
+                                continue;
+                        if (i < count) {
                                 falloc_used_word_(w);
-                                return w * 64 + falloc_ctz_(~v);
+                                return i;
                         }
+                        v = want;
                 }
                 if (++w == words)
                         w = 0;
@@ -487,7 +493,8 @@ FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap *
             h->size > size || !falloc_heap_size(h->chunk_size, h->chunk_count) ||
             falloc_heap_size(h->chunk_size, h->chunk_count) > h->size ||
             h->words != h->chunk_count / 64 + (h->chunk_count % 64 != 0) || h->used_offset != FALLOC_HEADER_SIZE ||
-            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count))
+            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count) ||
+            falloc_load_(&h->avail) > h->chunk_count)
                 return -EBADMSG;
         if (ret)
                 *ret = h;

@@ -107,7 +107,7 @@ typedef struct fallocCtx fallocCtx;
  * Host helpers, from C and C++ (not on the device).  Negative errno values:
  * -EINVAL  chunk_size 0 or over FALLOC_CHUNK_MAX, mem not 8-byte aligned
  * -ENOSPC  size does not hold the header, the bitmaps and one chunk
- * -EBADMSG falloc_heap_open: not a heap, or its geometry does not fit in size
+ * -EBADMSG falloc_heap_open: not a heap, its geometry does not fit in size, or it counts more chunks free than it has
  */
 /* Bytes a heap of count chunks of chunk_size takes; 0 if that passes 2^64 or chunk_size is out of range. */
 FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count);
@@ -151,17 +151,22 @@ FALLOC_FN bool fallocAtMark(fallocCtx *ctx, void *mark, unsigned short mark2);
 #include "falloc-ctx.h"
 
 #ifdef __cplusplus
+/* bytes is an unsigned short: a larger T would take (or give back) sizeof(T) mod 65536 bytes and overrun them. */
+#define FALLOC_FITS_(T) static_assert(sizeof(T) <= 0xffff, "falloc contexts take at most 65535 bytes at a time")
 template <typename T> FALLOC_FN T *falloc(fallocCtx *ctx) {
+        FALLOC_FITS_(T);
         return (T *)falloc(ctx, sizeof(T), true);
 }
 /* Pushing to an exhausted heap writes nothing (the seed's version wrote through NULL). */
 template <typename T> FALLOC_FN void fallocPush(fallocCtx *ctx, T t) {
+        FALLOC_FITS_(T);
         T *p = (T *)falloc(ctx, sizeof(T), false);
         if (p)
                 *p = t;
 }
 /* Popping an empty context returns T(). */
 template <typename T> FALLOC_FN T fallocPop(fallocCtx *ctx) {
+        FALLOC_FITS_(T);
         T *p = (T *)fallocRetract(ctx, sizeof(T));
         return p ? *p : T();
 }

@@ -19,6 +19,7 @@
  *   -EMSGSIZE   the range cannot fit inside one boundary block
  *               (boundary < size, or phase puts every start too late)
  *   -EOVERFLOW  size rounded up to the quantum, or start + size, passes 2^64
+ *               (range_add: reaches it)
  *   -EEXIST     range_add: span overlaps one already added
  *   -ENOENT     range_free/range_query: not the start of a live range
  *   -ENOSPC     no free placement satisfies the request now
@@ -80,8 +81,9 @@ struct range_arena *range_arena_free(struct range_arena *arena);
 
 /*
  * Adds [start, start + size) as free space.  start and size must be multiples
- * of the quantum and start + size must not pass 2^64.  A span that touches an
- * existing one merges with it.
+ * of the quantum and start + size must be below 2^64: no span holds the last
+ * address, 2^64 - 1, so that every end is a 64-bit number.  A span that
+ * touches an existing one merges with it.
  */
 int range_add(struct range_arena *arena, uint64_t start, uint64_t size);
 
