@@ -256,6 +256,13 @@ static int make_core(const struct config *conf) {
                         made++; /* that one serves in its place meanwhile */
                         continue;
                 }
+                /*
+                 * Making a pool reserves, zeroes or locks all of it (a pinned pool of hundreds of GiB takes
+                 * minutes), before READY=1: systemd's TimeoutStartSec= (90 s) would kill allocd in the middle,
+                 * and Restart= start it again for ever.  Room for each pool, bounded still: 90 s and 1 s for
+                 * each 256 MiB.
+                 */
+                sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64, (90 + pc.size / (256u << 20)) * 1000000);
                 if ((r = add_pool(&pc, fd)) < 0) {
                         core_free(core);
                         core = NULL;
@@ -400,6 +407,14 @@ int main(int argc, char **argv) {
         if (!config_path && !no_config)
                 logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
+        /*
+         * Before anything opens an fd: LISTEN_FDS counting more fds than are open would otherwise name
+         * allocd's own (its event loop's), taken for passed ones and closed.
+         */
+        if (restart_collect(&sock) < 0) {
+                config_clear(&conf);
+                return 1;
+        }
         loop = uv_default_loop();
         /*
          * Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a closed
@@ -408,7 +423,7 @@ int main(int argc, char **argv) {
         uv_signal_init(loop, &sig_hup);
         uv_signal_start(&sig_hup, on_signal, SIGHUP);
         signal(SIGPIPE, SIG_IGN);
-        if (restart_collect(&sock) < 0 || (made = make_core(&conf)) < 0) {
+        if ((made = make_core(&conf)) < 0) {
                 config_clear(&conf);
                 return 1;
         }

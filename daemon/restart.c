@@ -136,14 +136,25 @@ static void unstore_gone(void) {
 }
 
 int restart_collect(int *sock) {
-        int r = fdstore_passed(&passed, &npassed);
+        char fds[32], names[64];
+        snprintf(fds, sizeof(fds), "%s", getenv("LISTEN_FDS") ? getenv("LISTEN_FDS") : "");
+        snprintf(names, sizeof(names), "%s", getenv("LISTEN_FDNAMES") ? getenv("LISTEN_FDNAMES") : "(unset)");
+        int r = fdstore_passed(&passed, &npassed); /* unsets LISTEN_FDS and LISTEN_FDNAMES */
         uint64_t epoch, best = 0;
 
         *sock = -1;
-        if (r < 0) {
-                log_err("LISTEN_FDS: %s", strerror(-r));
+        if (r == -EBADF)
+                log_err("LISTEN_FDS=%s: some of those fds (from fd 3 on) are not open; allocd takes fds only as "
+                        "systemd passes them",
+                        fds);
+        else if (r == -EINVAL)
+                log_err("LISTEN_FDS=%s, LISTEN_FDNAMES=%s: not a count of fds with one name each; allocd takes "
+                        "fds only as systemd passes them",
+                        fds, names);
+        else if (r < 0)
+                log_err("LISTEN_FDS=%s: %s", fds, strerror(-r));
+        if (r < 0)
                 return r;
-        }
         store = fdstore_enabled(&store_max);
         for (size_t i = 0; i < npassed; i++) {
                 struct passed_fd *f = &passed[i];

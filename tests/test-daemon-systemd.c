@@ -64,6 +64,11 @@ Test(systemd, socket_activation_and_notify, .timeout = 60) {
         if (e < 0)
                 kill(d.pid, SIGKILL); /* else it holds the test's output open, and the run hangs */
         cr_assert_eq(e, 0, "%s", alloc_last_error());
+        /* Making a large pool can take longer than TimeoutStartSec=. */
+        bool extended = daemon_notified(&d, "EXTEND_TIMEOUT_USEC=91000000", 20000);
+        if (!extended)
+                kill(d.pid, SIGKILL); /* as above */
+        cr_assert(extended, "no EXTEND_TIMEOUT_USEC= before the pools are made");
         cr_assert(daemon_notified(&d, "READY=1", 20000), "no READY=1 on NOTIFY_SOCKET");
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         memset(r.ptr, 1, r.size);
@@ -122,5 +127,83 @@ Test(systemd, a_passed_socket_of_the_wrong_type_is_refused, .timeout = 60) {
                 close(fd);
         unlink(log);
         unlink(sock);
+        rmdir(dir);
+}
+
+/*
+ * allocd started as systemd would with LISTEN_FDS=nfds, LISTEN_FDNAMES=names (unless NULL) and fd 3 a
+ * listening SOCK_SEQPACKET socket: its exit status, or -1 when it still runs after 10 s (then killed).
+ * Its stderr is in log.
+ */
+static int start_passed(const char *dir, const char *nfds, const char *names, char *log, size_t logsize) {
+        char sock[128], own[128];
+        struct sockaddr_un addr = {.sun_family = AF_UNIX};
+        int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        snprintf(sock, sizeof(sock), "%s/passed.sock", dir);
+        snprintf(own, sizeof(own), "%s/own.sock", dir);
+        snprintf(log, logsize, "%s/log", dir);
+        strcpy(addr.sun_path, sock);
+        cr_assert_eq(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+        cr_assert_eq(listen(lfd, 16), 0);
+        pid_t pid = fork();
+        if (pid == 0) {
+                char p[32];
+                freopen(log, "w", stderr);
+                dup2(lfd, 3); /* without O_CLOEXEC */
+                for (int fd = 4; fd < 64; fd++)
+                        close(fd);
+                snprintf(p, sizeof(p), "%d", (int)getpid());
+                setenv("LISTEN_PID", p, 1);
+                setenv("LISTEN_FDS", nfds, 1);
+                if (names)
+                        setenv("LISTEN_FDNAMES", names, 1);
+                execl(ALLOCD_PATH, ALLOCD_PATH, "--no-config", "--socket", own, (char *)NULL);
+                _exit(127);
+        }
+        close(lfd);
+        int status = 0;
+        for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+                usleep(10000);
+        if (waitpid(pid, &status, WNOHANG) == 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &status, 0);
+                status = -1;
+        } else
+                status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        unlink(sock);
+        unlink(own);
+        return status;
+}
+
+static void log_has(const char *log, const char *what) {
+        char buf[2048] = {0};
+        FILE *f = fopen(log, "r");
+        cr_assert(f);
+        fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        cr_assert(strstr(buf, what), "the log says \"%s\": %s", what, buf);
+}
+
+/*
+ * LISTEN_FDS counting fds that are not open: allocd took the fds it had opened itself by then (its
+ * event loop's) for passed ones and closed them, and hung.
+ */
+Test(systemd, listen_fds_naming_fds_not_open_is_refused, .timeout = 60) {
+        char dir[] = "/tmp/allocd-sd-XXXXXX", log[160];
+        cr_assert(mkdtemp(dir));
+        cr_assert_eq(start_passed(dir, "3", NULL, log, sizeof(log)), 1, "allocd exits 1, at once");
+        log_has(log, "LISTEN_FDS=3");
+        log_has(log, "not open");
+        unlink(log);
+        rmdir(dir);
+}
+
+Test(systemd, listen_fdnames_of_another_count_is_refused, .timeout = 60) {
+        char dir[] = "/tmp/allocd-sd-XXXXXX", log[160];
+        cr_assert(mkdtemp(dir));
+        cr_assert_eq(start_passed(dir, "1", "a:b", log, sizeof(log)), 1, "allocd exits 1, at once");
+        log_has(log, "LISTEN_FDNAMES=a:b");
+        unlink(log);
         rmdir(dir);
 }
