@@ -62,8 +62,10 @@ before=$(leftovers region-bench-)
 pid=$!
 kid=
 for _ in $(seq 3000); do
-        kid=$(pgrep -P "$pid" -x region-bench)
-        [ -n "$kid" ] && break
+        # Seen twice, 50 ms apart: the consumer, not an allocd between its fork and its exec.
+        kid=$(pgrep -P "$pid" -x region-bench) && sleep 0.05 && [ "$(pgrep -P "$pid" -x region-bench)" = "$kid" ] &&
+                break
+        kid=
         sleep 0.01
 done
 if [ -z "$kid" ]; then
