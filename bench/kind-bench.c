@@ -178,9 +178,10 @@ int main(int argc, char **argv) {
         }
         char dir[] = "/tmp/kind-bench-XXXXXX";
         const char *what = "mkdtemp";
-        pid_t allocd = bench_mkdtemp(dir) ? bench_allocd_start(ALLOCD_PATH, dir, "[pool bench]\nkind = host\nsize = 256M\n",
-                                                         sock, sizeof(sock), &what)
-                                    : -1;
+        pid_t allocd = bench_mkdtemp(dir)
+                               ? bench_allocd_start(ALLOCD_PATH, dir, "[pool bench]\nkind = host\nsize = 256M\n", sock,
+                                                    sizeof(sock), &what)
+                               : -1;
         if (allocd < 0)
                 fail(what);
         if (alloc_connect(&c, sock, "kind-bench") < 0 || alloc_kind_create(c, "bench", NULL, &k) < 0)
