@@ -177,12 +177,7 @@ static int start_passed(const char *dir, const char *nfds, const char *names, ch
 }
 
 static void log_has(const char *log, const char *what) {
-        char buf[2048] = {0};
-        FILE *f = fopen(log, "r");
-        cr_assert(f);
-        fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        cr_assert(strstr(buf, what), "the log says \"%s\": %s", what, buf);
+        cr_assert(strstr(slurp(log), what), "the log says \"%s\": %s", what, slurp(log));
 }
 
 /*
