@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +151,10 @@ static int start_passed(const char *dir, const char *nfds, const char *names, ch
         if (pid == 0) {
                 char p[32];
                 freopen(log, "w", stderr);
-                dup2(lfd, 3); /* without O_CLOEXEC */
+                if (lfd == 3) /* dup2 would leave it O_CLOEXEC */
+                        fcntl(3, F_SETFD, 0);
+                else
+                        dup2(lfd, 3); /* without O_CLOEXEC */
                 for (int fd = 4; fd < 64; fd++)
                         close(fd);
                 snprintf(p, sizeof(p), "%d", (int)getpid());
