@@ -2,7 +2,8 @@
 /*
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
  * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
- * one at a time, and adopted by the core on the loop thread; the rest waits for a restart.  A file
+ * one at a time, and adopted by the core on the loop thread (and so is the pool that waited for a
+ * draining namesake, restart.c); the rest waits for a restart.  A file
  * that does not load (one with no pools included) changes nothing.  What a
  * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
  * is applied with, start-up's included.
@@ -107,6 +108,7 @@ struct pool_work {
         struct pool *pool;
         int r;
         char err[512];
+        bool deferred; /* restart.c's: made in place of its drained namesake, not by a reload */
         STAILQ_ENTRY(pool_work) link;
 };
 
@@ -117,13 +119,21 @@ struct pool_work {
 static STAILQ_HEAD(, pool_work) queue = STAILQ_HEAD_INITIALIZER(queue);
 static unsigned pools_in_flight; /* queued or being made */
 static bool reload_again, stopping;
+static bool reload_making; /* the last reload's pools are still being made: said once they are */
 
-static void pending_names(char *buf, size_t size) {
+/* How many of the last reload's pools are queued or being made (not a deferred one); their names in buf (or NULL). */
+static unsigned pending_names(char *buf, size_t size) {
         struct pool_work *pw;
+        unsigned n = 0;
 
         STAILQ_FOREACH(pw, &queue, link) {
-                reload_list_add(buf, size, pw->conf.name);
+                if (pw->deferred)
+                        continue;
+                if (buf)
+                        reload_list_add(buf, size, pw->conf.name);
+                n++;
         }
+        return n;
 }
 
 /*
@@ -160,18 +170,18 @@ static const char *plural(unsigned n, const char *one, const char *more) {
 /* The outcome in words; full: with each failed pool's reason and what changed besides pools (the journal's). */
 static void describe(char *buf, size_t size, bool full) {
         char pending[96] = "";
+        unsigned npending;
 
         buf[0] = '\0';
         if (*last.refused) {
                 snprintf(buf, size, "refused (%s)", last.refused);
                 return;
         }
-        pending_names(pending, sizeof(pending));
+        npending = pending_names(pending, sizeof(pending));
         if (last.added)
                 part(buf, size, "%u %s added (%s)", last.added, plural(last.added, "pool", "pools"), last.added_names);
-        if (pools_in_flight)
-                part(buf, size, "%u %s pending (%s)", pools_in_flight, plural(pools_in_flight, "pool", "pools"),
-                     pending);
+        if (npending)
+                part(buf, size, "%u %s pending (%s)", npending, plural(npending, "pool", "pools"), pending);
         if (last.failed)
                 part(buf, size, "%u %s failed (%s)", last.failed, plural(last.failed, "pool", "pools"),
                      full ? last.failed_why : last.failed_names);
@@ -286,6 +296,20 @@ static void make_pool_work(uv_work_t *w) {
 
 static void make_pool_done(uv_work_t *w, int status);
 
+/* A deferred pool made, or left out as core_pool_add leaves one (an unavailable placeholder, if it came that far). */
+static void deferred_done(struct pool_work *pw) {
+        int r = pw->pool ? core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) : pw->r;
+
+        if (r < 0)
+                core_pool_discard(pw->pool);
+        if (r < 0 || pw->r < 0)
+                log_err("%s; pool %s is left out (allocctl status says why), SIGHUP tries again", pw->err,
+                        pw->conf.name);
+        else
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = pw->conf.name}, "pool %s: made as configured",
+                     pw->conf.name);
+}
+
 /* Starts the next queued pool if none is being made. */
 static void next_pool(void) {
         struct pool_work *pw;
@@ -294,8 +318,14 @@ static void next_pool(void) {
                 pw->work.data = pw;
                 if (uv_queue_work(loop, &pw->work, make_pool_work, make_pool_done) == 0)
                         return;
-                log_err("SIGHUP: cannot add pool %s: no worker thread", pw->conf.name);
-                pool_failed(pw->conf.name, "no worker thread");
+                if (pw->deferred) {
+                        pw->r = -EAGAIN;
+                        snprintf(pw->err, sizeof(pw->err), "pool %s: no worker thread", pw->conf.name);
+                        deferred_done(pw);
+                } else {
+                        log_err("SIGHUP: cannot add pool %s: no worker thread", pw->conf.name);
+                        pool_failed(pw->conf.name, "no worker thread");
+                }
                 STAILQ_REMOVE_HEAD(&queue, link);
                 free(pw->conf.ranges);
                 free(pw);
@@ -312,6 +342,8 @@ static void make_pool_done(uv_work_t *w, int status) {
         STAILQ_REMOVE_HEAD(&queue, link);
         if (status < 0 || stopping) {
                 core_pool_discard(pw->pool);
+        } else if (pw->deferred) {
+                deferred_done(pw);
         } else if (!pw->pool || core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
                 log_err("SIGHUP: %s:%d: cannot add pool %s: %s", config_path, pw->conf.line, name, pw->err);
                 pool_failed(name, pw->err);
@@ -336,8 +368,12 @@ static void make_pool_done(uv_work_t *w, int status) {
         if (stopping)
                 return;
         restart_pools_added(core);
-        update();
-        if (pools_in_flight == 0) {
+        if (*last.when)
+                update();
+        else
+                changed(); /* no reload yet: a deferred pool, for STATUS= */
+        if (reload_making && !pending_names(NULL, 0)) {
+                reload_making = false;
                 describe(what, sizeof(what), true);
                 log_info("SIGHUP: reload of %s at %s done: %s", config_path, last.when, what);
         }
@@ -347,18 +383,23 @@ static void make_pool_done(uv_work_t *w, int status) {
         }
 }
 
-static void make_pool(const struct pool_conf *n) {
+static void make_pool(const struct pool_conf *n, bool deferred) {
         struct pool_work *pw = calloc(1, sizeof(*pw));
 
         if (!pw || (n->nranges && !(pw->conf.ranges = malloc(n->nranges * sizeof(*n->ranges))))) {
-                log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
-                pool_failed(n->name, "out of memory");
+                if (deferred) {
+                        log_err("pool %s: out of memory; it is left out, SIGHUP tries again", n->name);
+                } else {
+                        log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
+                        pool_failed(n->name, "out of memory");
+                }
                 free(pw);
                 return;
         }
         struct span *ranges = pw->conf.ranges;
         pw->conf = *n;
         pw->conf.ranges = ranges;
+        pw->deferred = deferred;
         if (n->nranges)
                 memcpy(ranges, n->ranges, n->nranges * sizeof(*n->ranges));
         STAILQ_INSERT_TAIL(&queue, pw, link);
@@ -381,7 +422,8 @@ void reload_run(void) {
                 return;
         }
         if (pools_in_flight) {
-                log_info("SIGHUP: pools of the last reload are still being made; re-reading once they are");
+                log_info("SIGHUP: pools are still being made (the last reload's, or one that waited for a draining "
+                         "pool); re-reading once they are");
                 reload_again = true;
                 return;
         }
@@ -414,14 +456,19 @@ void reload_run(void) {
                 struct pool *p = core_pool_find(core, n->name);
                 struct pool_info info;
                 if (!p || (core_pool_info(p, &info), !info.available))
-                        make_pool(n);
+                        make_pool(n, false);
                 else if (!info.draining) /* its section is the waiting pool's (restart_reconfigured) */
                         reload_pool(p, n);
         }
+        reload_making = pools_in_flight > 0;
         config_clear(&conf);
         describe(what, sizeof(what), true);
         log_info("SIGHUP: reloaded %s: %s", config_path, *what ? what : "no changes");
         update();
+}
+
+void reload_make_deferred(const struct pool_conf *pc) {
+        make_pool(pc, true);
 }
 
 unsigned reload_busy(void) {

@@ -18,7 +18,13 @@ void reload_init(uv_loop_t *loop, struct core *core, const char *path, bool opti
 /* The file's limits, with max_connections lowered to what RLIMIT_NOFILE (raised to its hard limit) fits. */
 void reload_apply_limits(const struct config *conf);
 void reload_run(void);
-/* Pools queued or being made. */
+/*
+ * restart.c: pc (copied), the pool that waited for its draining namesake, made now that the namesake
+ * is gone as a reload's new pool is: queued with them and made on the thread pool, keeping the retired
+ * namesake's id; "made as configured" is logged, or why it is left out.
+ */
+void reload_make_deferred(const struct pool_conf *pc);
+/* Pools queued or being made (a reload's, or reload_make_deferred's). */
 unsigned reload_busy(void);
 /* Drops queued pools; the one being made is discarded when done. */
 void reload_stop(void);

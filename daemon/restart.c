@@ -32,6 +32,7 @@
 #include "fdstore.h"
 #include "keep.h"
 #include "log.h"
+#include "reload.h"
 #include "restart.h"
 #include "state.h"
 
@@ -388,17 +389,15 @@ static void unstore_pool(const struct pool_info *pi) {
         fdstore_remove(name);
 }
 
-/* The configured pool that waited for its draining namesake, made now that the namesake is gone. */
-static void make_deferred(struct core *core, const char *name) {
-        char err[512];
-
+/*
+ * The configured pool that waited for its draining namesake, made now that the namesake is gone: on the
+ * thread pool, as a reload's (fallocate and mlock of a large pool would hold up the loop, and the watchdog).
+ */
+static void make_deferred(const char *name) {
         for (size_t i = 0; i < ndeferred; i++) {
                 if (strcmp(deferred[i].name, name))
                         continue;
-                if (core_pool_add(core, &deferred[i], err, sizeof(err)) < 0)
-                        log_err("%s; pool %s is left out (allocctl status says why), SIGHUP tries again", err, name);
-                else
-                        logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "pool %s: made as configured", name);
+                reload_make_deferred(&deferred[i]);
                 free(deferred[i].ranges);
                 deferred[i] = deferred[--ndeferred];
                 return;
@@ -436,12 +435,9 @@ static void sync_pools(struct core *core) {
                         stored[i] = POOL_NEW;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
                              "pool %s: its last region went; the draining pool is dropped", name);
-                        make_deferred(core, name);
-                        /*
-                         * The pool made in its place (its id) is stored now: a request of the next turn may
-                         * put a region in it and be answered before that turn ends.
-                         */
-                        core_pool_info(core_pool_at(core, i), &pi);
+                        /* The pool made in its place keeps its id, and is stored when adopted (restart_pools_added). */
+                        make_deferred(name);
+                        core_pool_info(core_pool_at(core, i), &pi); /* retired: nothing to store */
                 }
                 if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW)
                         stored[i] = store_pool(&pi);

@@ -50,8 +50,8 @@ void restart_discard(void);
 void restart_begin(struct core *core, uint64_t next_serial);
 /*
  * Once per loop turn that changed something: keeps the state current (next_serial: the server's),
- * stores new pools' fds, retires draining pools whose last region went and makes the configured pool
- * that waited for each (restart_pool_deferred).
+ * stores new pools' fds, retires draining pools whose last region went and has the configured pool
+ * that waited for each (restart_pool_deferred) made on the thread pool (reload_make_deferred).
  */
 void restart_turn(struct core *core, uint64_t next_serial);
 /*

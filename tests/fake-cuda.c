@@ -4,7 +4,7 @@
  * (linked as libcuda.so.1 in a temporary directory on LD_LIBRARY_PATH).  cuInit answers the
  * number in the file FAKE_CUDA_INIT_FILE names (read at each call, so a test can change its mind
  * between allocd's start and a SIGHUP), else FAKE_CUDA_INIT, else 0.  After a successful cuInit
- * the driver says 12.8 and one device with every attribute 1 (host NUMA allocations and all), whose
+ * the driver says 12.8 and devices with every attribute 1 (host NUMA allocations and all), whose
  * primary context can be retained and pushed, and host memory registered (its device address is the host's).
  * FAKE_CUDA_DEVICES says how many devices (1 by default).  Device memory is a memfd named for its device,
  * which cuMemCreate makes, exports and imports, and cuMemMap maps into the host address space (so that
@@ -13,7 +13,8 @@
  * FAKE_CUDA_FAIL names one entry point that answers CUDA_ERROR_UNKNOWN instead (an injected failure).
  *
  * The real driver is not fork-safe: in a child of fork() of a process that initialised it, what any call does is
- * undefined (it may fail, hang or crash).  Here every call there aborts, so that a test sees the call.
+ * undefined (it may fail, hang or crash).  Here every call there but cuGetErrorName/String aborts, so that a test sees
+ * the call.
  */
 #include <cuda.h>
 #include <stdint.h>
@@ -89,6 +90,7 @@ static CUresult error_string(CUresult r, const char **s) {
 }
 
 static CUresult driver_version(int *v) {
+        not_forked("cuDriverGetVersion");
         *v = 12080;
         return CUDA_SUCCESS;
 }
@@ -114,6 +116,7 @@ static CUresult device_attribute(int *v, CUdevice_attribute a, CUdevice d) {
         const char *mode = getenv("FAKE_CUDA_COMPUTE_MODE");
 
         (void)d;
+        not_forked("cuDeviceGetAttribute");
         *v = a == CU_DEVICE_ATTRIBUTE_COMPUTE_MODE && mode ? atoi(mode) : 1;
         return CUDA_SUCCESS;
 }
@@ -154,6 +157,7 @@ static CUresult host_device_pointer(CUdeviceptr *d, void *p, unsigned flags) {
 
 static CUresult granularity(size_t *g, const CUmemAllocationProp *prop, CUmemAllocationGranularity_flags f) {
         (void)prop, (void)f;
+        not_forked("cuMemGetAllocationGranularity");
         *g = 2 << 20;
         return CUDA_SUCCESS;
 }
@@ -313,6 +317,7 @@ static CUresult device_uuid(CUuuid *u, CUdevice d) {
 }
 
 static CUresult injected(void) {
+        not_forked("a failing CUDA call");
         return CUDA_ERROR_UNKNOWN;
 }
 

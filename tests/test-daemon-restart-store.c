@@ -207,6 +207,34 @@ Test(restart, resized_pool_waits_for_the_old_one) {
         alloc_disconnect(k);
 }
 
+/*
+ * The pool made once its draining namesake empties is made as a reload's new pool is, on the thread pool:
+ * a Status sent as soon as the Free that emptied the old one is answered is served while the new one (1 GiB,
+ * about a second here) is still being made, which it does not list yet, and an Alloc in it is told there
+ * is no such pool, as during a reload; a SIGHUP meanwhile is read once it is made.  Then it is listed, stored and
+ * takes regions.
+ */
+Test(restart, a_waiting_pool_is_made_off_the_loop) {
+        struct alloc_region r;
+        struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 1G\n", &r);
+
+        cr_assert_eq(alloc_region_free_sync(k, r.id), 0, "%s", alloc_last_error());
+        /* The first Status answers (0: not listed); the old code answered it once the pool was made. */
+        cr_assert_eq(listed_size(k, "p", 0), 0, "Status waited for the pool being made: %s", sysd_log(&s));
+        cr_assert_lt(alloc_region_new(k, "p", 4096, NULL, &r), 0);
+        cr_assert(strstr(alloc_last_error(), "no pool named 'p'"), "%s", alloc_last_error());
+        kill(s.d.pid, SIGHUP); /* read once the pool is made, not as if p were to be made again */
+        cr_assert_eq(listed_size(k, "p", 1u << 30), 1u << 30, "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.host.1073741824.p", 1), 1, "%s", sysd_log(&s));
+        for (int i = 0; i < 500 && !strstr(sysd_log(&s), "SIGHUP: reloaded"); i++)
+                usleep(10000);
+        const char *made = strstr(sysd_log(&s), "pool p: made as configured");
+        cr_assert(made && strstr(made, "SIGHUP: reloaded"), "%s", sysd_log(&s));
+        cr_assert_null(strstr(sysd_log(&s), "cannot add pool p"), "%s", sysd_log(&s));
+        cr_assert_eq(alloc_region_new(k, "p", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
+
 /* Whether uid nobody may attach name (0) or why not (a negative errno). */
 static int nobody_attaches(const char *name) {
         pid_t pid = fork();

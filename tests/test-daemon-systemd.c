@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,7 +151,10 @@ static int start_passed(const char *dir, const char *nfds, const char *names, ch
         if (pid == 0) {
                 char p[32];
                 freopen(log, "w", stderr);
-                dup2(lfd, 3); /* without O_CLOEXEC */
+                if (lfd == 3) /* dup2 would leave it O_CLOEXEC */
+                        fcntl(3, F_SETFD, 0);
+                else
+                        dup2(lfd, 3); /* without O_CLOEXEC */
                 for (int fd = 4; fd < 64; fd++)
                         close(fd);
                 snprintf(p, sizeof(p), "%d", (int)getpid());
@@ -177,12 +181,7 @@ static int start_passed(const char *dir, const char *nfds, const char *names, ch
 }
 
 static void log_has(const char *log, const char *what) {
-        char buf[2048] = {0};
-        FILE *f = fopen(log, "r");
-        cr_assert(f);
-        fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        cr_assert(strstr(buf, what), "the log says \"%s\": %s", what, buf);
+        cr_assert(strstr(slurp(log), what), "the log says \"%s\": %s", what, slurp(log));
 }
 
 /*
