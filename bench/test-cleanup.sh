@@ -7,10 +7,11 @@ set -u
 b=$1
 fails=0
 
-# What a benchmark leaves under its /tmp prefix: the processes on a socket there, and the directories.
+# What a benchmark leaves under its /tmp prefix: the processes on a socket there, of this session only
+# (meson gives each test its own; another run's allocd is not this one's to kill), and the directories.
 leftovers() {
         {
-                pgrep -f -- "--socket /tmp/$1"
+                pgrep -s 0 -f -- "--socket /tmp/$1"
                 ls -d /tmp/"$1"* 2>/dev/null
         } | sort
 }
