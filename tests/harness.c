@@ -4,6 +4,7 @@
 #include "checks.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -179,6 +180,13 @@ void daemon_start(struct daemon *d, const char *config) {
         cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
 }
 
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        (void)st;
+        (void)ftw;
+        (type == FTW_DP ? rmdir : unlink)(path);
+        return 0;
+}
+
 void daemon_stop(struct daemon *d) {
         int status;
 
@@ -189,10 +197,8 @@ void daemon_stop(struct daemon *d) {
                 cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x", status);
         }
         close(d->notify_fd);
-        unlink(d->notify);
-        unlink(d->conf);
-        unlink(d->sock);
-        rmdir(d->dir);
+        /* The whole scratch directory: tests put helpers' copies (run as other uids) and outputs there too. */
+        nftw(d->dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 struct alloc_client *daemon_connect(struct daemon *d) {
