@@ -2,6 +2,7 @@
 #include "bench-util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,84 @@ void die(const char *what, int r) {
         else
                 fprintf(stderr, "%s: %s failed\n", program_invocation_short_name, what);
         exit(1);
+}
+
+int bad_arg(const char *usage, const char *option, const char *value, const char *want) {
+        fprintf(stderr, "%s: %s '%s': expected %s\n%s\n", program_invocation_short_name, option, value, want, usage);
+        return 2;
+}
+
+bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || *s == '-' || v < min || v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
+bool bench_arg_seconds(const char *usage, const char *value, double min, double max, double *ret) {
+        char want[80];
+        char *end;
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v) || v < min || v > max || !(v > 0)) {
+                snprintf(want, sizeof(want), "a number of seconds from %g to %g", min, max);
+                bad_arg(usage, "--seconds", value, want);
+                return false;
+        }
+        *ret = v;
+        return true;
+}
+
+static int allowed_cpus(cpu_set_t *set) {
+        CPU_ZERO(set);
+        return sched_getaffinity(0, sizeof(*set), set) < 0 ? -errno : 0;
+}
+
+bool bench_arg_cpu(const char *usage, const char *value, int *ret) {
+        cpu_set_t set;
+        uint64_t cpu;
+        char want[512] = "a CPU this process may run on: ";
+        size_t n = strlen(want);
+        const char *sep = "";
+
+        if (allowed_cpus(&set) < 0) {
+                snprintf(want, sizeof(want), "a CPU number, but which CPUs are allowed is unknown: %s",
+                         strerror(errno));
+                bad_arg(usage, "--cpu", value, want);
+                return false;
+        }
+        if (parse_u64(value, 0, CPU_SETSIZE - 1, &cpu) && CPU_ISSET(cpu, &set)) {
+                *ret = (int)cpu;
+                return true;
+        }
+        /* The allowed CPUs as ranges, "0-3,8". */
+        for (int i = 0; i < CPU_SETSIZE && n < sizeof(want) - 24; i++) {
+                if (!CPU_ISSET(i, &set) || (i > 0 && CPU_ISSET(i - 1, &set)))
+                        continue;
+                int j = i;
+                while (j + 1 < CPU_SETSIZE && CPU_ISSET(j + 1, &set))
+                        j++;
+                n += snprintf(want + n, sizeof(want) - n, j > i ? "%s%d-%d" : "%s%d", sep, i, j);
+                sep = ",";
+        }
+        bad_arg(usage, "--cpu", value, want);
+        return false;
+}
+
+int bench_cpu_next(int cpu) {
+        cpu_set_t set;
+
+        if (allowed_cpus(&set) < 0)
+                return -1;
+        for (int k = 1; k <= CPU_SETSIZE; k++) {
+                int i = (cpu + k + CPU_SETSIZE) % CPU_SETSIZE;
+                if (i != cpu && CPU_ISSET(i, &set))
+                        return i;
+        }
+        return -1;
 }
 
 int bench_pin(pid_t pid, int cpu) {

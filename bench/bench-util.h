@@ -2,7 +2,7 @@
 #ifndef BENCH_BENCH_UTIL_H
 #define BENCH_BENCH_UTIL_H
 
-/* What range-bench's measurements share: the clock, trials and their median. */
+/* What the benchmarks share: the clock, trials and their median, and their options' parsing. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +24,21 @@ struct target {
 
 /* Says what failed (with strerror(-r) when r is an errno value, else "failed") and exits 1. */
 _Noreturn void die(const char *what, int r);
+/*
+ * Command-line options, strict alike in every benchmark: usage is the benchmark's usage line.
+ * bad_arg says "PROG: OPTION 'VALUE': expected WANT", then usage, and returns 2 (the exit status of
+ * a usage error); the parsers say so through bad_arg and return false, and change *ret only when
+ * they return true.
+ */
+int bad_arg(const char *usage, const char *option, const char *value, const char *want);
+/* A whole decimal number in [min, max], or false (saying nothing). */
+bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* --seconds S: a number from min (above 0) to max. */
+bool bench_arg_seconds(const char *usage, const char *value, double min, double max, double *ret);
+/* --cpu N: a CPU this process may run on (sched_getaffinity); the message lists those. */
+bool bench_arg_cpu(const char *usage, const char *value, int *ret);
+/* The first CPU after cpu (-1: the first of all), wrapping around, that this process may run on; -1 if none but cpu. */
+int bench_cpu_next(int cpu);
 /* CLOCK_MONOTONIC, in seconds. */
 double now(void);
 double median(double *v, int n);

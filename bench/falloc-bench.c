@@ -122,10 +122,12 @@ static double measure(enum subject s, int nthreads, double seconds) {
         return (r[0].pairs + r[1].pairs) / el;
 }
 
+#define USAGE "Usage: falloc-bench [--json] [--seconds S] [--chunk BYTES]"
+
 static void usage(void) {
-        fprintf(stderr, "Usage: falloc-bench [--json] [--seconds S] [--chunk BYTES]\n"
-                        "  --seconds S    per subject and thread count (default 1), split over 5 trials\n"
-                        "  --chunk BYTES  the chunk size (default 2046, rounded up to 2048)\n");
+        fprintf(stderr, USAGE "\n"
+                              "  --seconds S    per subject and thread count (default 1), split over 5 trials\n"
+                              "  --chunk BYTES  the chunk size (default 2046, rounded up to 2048)\n");
         exit(2);
 }
 
@@ -136,15 +138,19 @@ int main(int argc, char **argv) {
                                                  {NULL, 0, NULL, 0}};
         bool json = false;
         double seconds = 1.0, rate[2][NSUBJECTS], trial[NSUBJECTS][TRIALS];
+        uint64_t v;
         int o;
         while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 if (o == 'j')
                         json = true;
-                else if (o == 's' && atof(optarg) > 0)
-                        seconds = atof(optarg);
-                else if (o == 'c' && atol(optarg) >= 16)
-                        chunk = (size_t)atol(optarg);
-                else
+                else if (o == 's') {
+                        if (!bench_arg_seconds(USAGE, optarg, 0.001, 3600, &seconds))
+                                return 2;
+                } else if (o == 'c') {
+                        if (!parse_u64(optarg, 16, HEAP_BYTES, &v))
+                                return bad_arg(USAGE, "--chunk", optarg, "a number of bytes, at least 16");
+                        chunk = (size_t)v;
+                } else
                         usage();
         }
         void *mem = aligned_alloc(FALLOC_CHUNKS_ALIGN, HEAP_BYTES), *pool = malloc(HEAP_BYTES);

@@ -85,6 +85,8 @@ static double trial(enum way w, uint64_t size, const char *name) {
         return (t - t0) / (double)n * 1e6;
 }
 
+#define USAGE "usage: isolation-bench [--json] [--seconds S (0.05-60)] [--cpu N]"
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
@@ -100,12 +102,14 @@ int main(int argc, char **argv) {
         while ((o = getopt_long(argc, argv, "js:c:", opts, NULL)) != -1) {
                 if (o == 'j')
                         json = true;
-                else if (o == 's' && (seconds = atof(optarg)) >= 0.05 && seconds <= 60)
-                        ;
-                else if (o == 'c' && (cpu = atoi(optarg)) >= 0 && cpu < CPU_SETSIZE)
-                        ;
-                else {
-                        fprintf(stderr, "usage: isolation-bench [--json] [--seconds S (0.05-60)] [--cpu N]\n");
+                else if (o == 's') {
+                        if (!bench_arg_seconds(USAGE, optarg, 0.05, 60, &seconds))
+                                return 2;
+                } else if (o == 'c') {
+                        if (!bench_arg_cpu(USAGE, optarg, &cpu))
+                                return 2;
+                } else {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
         }

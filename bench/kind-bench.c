@@ -19,7 +19,7 @@
  * one tenth of a second to the next.
  *
  *   kind-bench [--json] [--seconds S] [--cpu N]   (--cpu: where the one-thread rows run; two-thread rows
- *                                                   use CPUs N and N+1)
+ *                                                   use CPU N and the next CPU it may run on)
  */
 #include <errno.h>
 #include <getopt.h>
@@ -46,7 +46,7 @@
 static size_t sizes[SIZES];
 static struct alloc_memkind *kind; /* NULL: glibc */
 static double seconds = 0.3;
-static int cpu0 = 0;
+static int cpu0 = -1, cpu1 = -1; /* -1: the first CPU this process may run on; the second */
 
 static void fail(const char *what) {
         fprintf(stderr, "kind-bench: %s: %s\n", what, alloc_last_error()[0] ? alloc_last_error() : strerror(errno));
@@ -107,7 +107,7 @@ static void *thread_pairs(void *arg) {
 
 /* Per pair on two threads at once, over per pair on one (both pinned). */
 static double two_over_one(struct alloc_memkind *k) {
-        struct thread_run one = {.cpu = cpu0}, two[2] = {{.cpu = cpu0}, {.cpu = cpu0 + 1}};
+        struct thread_run one = {.cpu = cpu0}, two[2] = {{.cpu = cpu0}, {.cpu = cpu1}};
         pthread_t t[2];
 
         kind = k;
@@ -147,6 +147,8 @@ struct row {
         double kind, glibc, ratio, limit; /* ratio <= limit is the target */
 };
 
+#define USAGE "usage: kind-bench [--json] [--seconds S] [--cpu N]"
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
@@ -163,14 +165,27 @@ int main(int argc, char **argv) {
         while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 if (o == 'j')
                         json = true;
-                else if (o == 's')
-                        seconds = atof(optarg);
-                else if (o == 'c')
-                        cpu0 = atoi(optarg);
-                else {
-                        fprintf(stderr, "usage: kind-bench [--json] [--seconds S] [--cpu N]\n");
+                else if (o == 's') {
+                        if (!bench_arg_seconds(USAGE, optarg, 0.05, 60, &seconds))
+                                return 2;
+                } else if (o == 'c') {
+                        if (!bench_arg_cpu(USAGE, optarg, &cpu0))
+                                return 2;
+                } else {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
+        }
+        if (cpu0 < 0)
+                cpu0 = bench_cpu_next(-1);
+        /* The two-thread rows' second CPU: the next one this process may run on, wrapping around. */
+        cpu1 = bench_cpu_next(cpu0);
+        if (cpu0 < 0 || cpu1 < 0) {
+                fprintf(stderr,
+                        "kind-bench: the two-thread rows need two CPUs, but this process may run on only one "
+                        "(see taskset -p %d)\n",
+                        (int)getpid());
+                return 1;
         }
         for (uint64_t i = 0, x = 88172645463325252ull; i < SIZES; i++) {
                 x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -239,7 +254,7 @@ int main(int argc, char **argv) {
                 puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
         else
                 printf("(detect and round trips: ratio is the value itself; pinned to CPU %d, threads2 on %d and %d)\n",
-                       cpu0, cpu0, cpu0 + 1);
+                       cpu0, cpu0, cpu1);
         json_object_put(root);
         alloc_kind_destroy(k);
         alloc_disconnect(c);

@@ -216,30 +216,16 @@ static void cpu_model(char *buf, size_t size) {
                 fclose(fp);
 }
 
-/* A whole decimal number in [min, max], or false. */
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *end || *s == '-' || v < min || v > max)
-                return false;
-        *ret = v;
-        return true;
-}
-
-static int bad_arg(const char *option, const char *value, const char *want) {
-        fprintf(stderr, "range-bench: %s '%s': expected %s\n", option, value, want);
-        return 2;
-}
+#define USAGE "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]] [--only classic|mixed]"
 
 static void usage(FILE *out) {
         fprintf(out,
-                "Usage: range-bench [--json] [--cpu N] [--seconds S] [--live N[,N...]] [--only classic|mixed]\n"
-                "  --json         print JSON instead of a table\n"
-                "  --cpu N        pin to CPU N (default: not pinned; the CPUs used are reported)\n"
-                "  --seconds S    minimum time per measurement, over %d trials (default 0.3)\n"
-                "  --live LIST    live-range counts (default 1000,10000,100000,1000000)\n"
-                "  --only PART    only the classic workloads (first table) or only the mixed churn (second)\n",
+                USAGE "\n"
+                      "  --json         print JSON instead of a table\n"
+                      "  --cpu N        pin to CPU N (default: not pinned; the CPUs used are reported)\n"
+                      "  --seconds S    minimum time per measurement, over %d trials (default 0.3)\n"
+                      "  --live LIST    live-range counts (default 1000,10000,100000,1000000)\n"
+                      "  --only PART    only the classic workloads (first table) or only the mixed churn (second)\n",
                 TRIALS);
 }
 
@@ -252,8 +238,9 @@ int main(int argc, char **argv) {
                 {0},
         };
         /* clang-format on */
+        int cpu = 0;
         bool json = false, pin = false, classic = true, mixed = true;
-        uint64_t cpu = 0, lives[16] = {1000, 10000, 100000, 1000000};
+        uint64_t lives[16] = {1000, 10000, 100000, 1000000};
         size_t nrows = 4;
         int c;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
@@ -262,17 +249,14 @@ int main(int argc, char **argv) {
                         json = true;
                         break;
                 case 'c':
-                        if (!parse_u64(optarg, 0, CPU_SETSIZE - 1, &cpu))
-                                return bad_arg("--cpu", optarg, "a CPU number");
+                        if (!bench_arg_cpu(USAGE, optarg, &cpu))
+                                return 2;
                         pin = true;
                         break;
-                case 's': {
-                        char *end;
-                        min_seconds = strtod(optarg, &end);
-                        if (end == optarg || *end || !(min_seconds > 0 && min_seconds <= 3600))
-                                return bad_arg("--seconds", optarg, "a number of seconds above 0, at most 3600");
+                case 's':
+                        if (!bench_arg_seconds(USAGE, optarg, 0.001, 3600, &min_seconds))
+                                return 2;
                         break;
-                }
                 case 'l': {
                         const char *want = "1 to 16 counts from 1 to 100000000, separated by commas";
                         char *copy = strdup(optarg), *save = NULL;
@@ -282,16 +266,16 @@ int main(int argc, char **argv) {
                         for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
                                 if (nrows == 16 || !parse_u64(tok, 1, 100000000, &lives[nrows++])) {
                                         free(copy);
-                                        return bad_arg("--live", optarg, want);
+                                        return bad_arg(USAGE, "--live", optarg, want);
                                 }
                         free(copy);
                         if (nrows == 0)
-                                return bad_arg("--live", optarg, want);
+                                return bad_arg(USAGE, "--live", optarg, want);
                         break;
                 }
                 case 'o':
                         if (strcmp(optarg, "classic") != 0 && strcmp(optarg, "mixed") != 0)
-                                return bad_arg("--only", optarg, "classic or mixed");
+                                return bad_arg(USAGE, "--only", optarg, "classic or mixed");
                         classic = strcmp(optarg, "classic") == 0;
                         mixed = !classic;
                         break;

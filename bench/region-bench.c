@@ -369,6 +369,8 @@ static int parts(const char *list) {
         return mask ? mask : -1;
 }
 
+#define USAGE "usage: region-bench [--json] [--seconds S (per cell, 0.2)] [--only regions,handoff,batch,cpu]"
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
@@ -379,7 +381,6 @@ int main(int argc, char **argv) {
         char conf[2][128], p[128];
         bool json = false, all = true;
         int o, only = ~0;
-        char *end;
 
         while ((o = getopt_long(argc, argv, "js:o:h", opts, NULL)) != -1) {
                 if (o == 'j') {
@@ -391,14 +392,10 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                 } else if (o == 's') {
-                        seconds = strtod(optarg, &end);
-                        if (*end || !(seconds >= 0.05 && seconds <= 60)) {
-                                fprintf(stderr, "region-bench: --seconds %s: a number from 0.05 to 60\n", optarg);
+                        if (!bench_arg_seconds(USAGE, optarg, 0.05, 60, &seconds))
                                 return 2;
-                        }
                 } else {
-                        fprintf(stderr, "usage: region-bench [--json] [--seconds S (per cell, 0.2)] [--only "
-                                        "regions,handoff,batch,cpu]\n");
+                        fprintf(o == 'h' ? stdout : stderr, "%s\n", USAGE);
                         return o == 'h' ? 0 : 2;
                 }
         }

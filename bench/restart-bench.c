@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,6 +295,8 @@ static void print_table(const struct restart_row *rr, int nr, const struct rt_ro
                        tr[i].ratio < 1.05 ? "<5% ok" : "<5% MISS");
 }
 
+#define USAGE "Usage: restart-bench [--json] [--trials N (1-64)] [--seconds S] [--max-regions N]"
+
 int main(int argc, char **argv) {
         static const unsigned sizes[MAX_SIZES] = {1000, 100000, 1000000}, live[] = {1000, 100000};
         struct restart_row rr[MAX_SIZES];
@@ -301,26 +304,27 @@ int main(int argc, char **argv) {
         unsigned max_regions = 1000000;
         bool json = false;
         int nr = 0, nt = 0;
+        uint64_t v;
 
         min_seconds = 2;
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--json"))
                         json = true;
-                else if (!strcmp(argv[i], "--trials") && i + 1 < argc)
-                        trials = atoi(argv[++i]);
-                else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
-                        min_seconds = atof(argv[++i]);
-                else if (!strcmp(argv[i], "--max-regions") && i + 1 < argc)
-                        max_regions = (unsigned)strtoul(argv[++i], NULL, 0);
-                else {
-                        fprintf(stderr, "Usage: restart-bench [--json] [--trials N (1-64)] [--seconds S] "
-                                        "[--max-regions N]\n");
+                else if (!strcmp(argv[i], "--trials") && i + 1 < argc) {
+                        if (!parse_u64(argv[++i], 1, 64, &v))
+                                return bad_arg(USAGE, "--trials", argv[i], "a number from 1 to 64");
+                        trials = (int)v;
+                } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+                        if (!bench_arg_seconds(USAGE, argv[++i], 0.001, 3600, &min_seconds))
+                                return 2;
+                } else if (!strcmp(argv[i], "--max-regions") && i + 1 < argc) {
+                        if (!parse_u64(argv[++i], 1, UINT_MAX, &v))
+                                return bad_arg(USAGE, "--max-regions", argv[i], "a number from 1 to 4294967295");
+                        max_regions = (unsigned)v;
+                } else {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
-        }
-        if (trials < 1 || trials > 64) {
-                fprintf(stderr, "restart-bench: --trials takes 1 to 64\n");
-                return 2;
         }
         for (int i = 0; i < MAX_SIZES && sizes[i] <= max_regions; i++)
                 restart_cost(sizes[i], &rr[nr++]);

@@ -193,6 +193,8 @@ static double restore_cost(uint32_t n, enum from from, uint64_t *log_bytes, uint
         return t;
 }
 
+#define USAGE "Usage: state-bench [--json] [--seconds S]"
+
 int main(int argc, char **argv) {
         static const uint32_t live[] = {1000, 100000}, restore[] = {1000, 100000, 1000000};
         static const char *const from[] = {"snapshot", "snapshot",          "snapshot",
@@ -204,10 +206,11 @@ int main(int argc, char **argv) {
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--json"))
                         json = true;
-                else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
-                        min_seconds = atof(argv[++i]);
-                else {
-                        fprintf(stderr, "Usage: state-bench [--json] [--seconds S]\n");
+                else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+                        if (!bench_arg_seconds(USAGE, argv[++i], 0.001, 3600, &min_seconds))
+                                return 2;
+                } else {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
         }
