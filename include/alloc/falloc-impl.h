@@ -65,9 +65,11 @@
  *   pointer outside the chunks or inside one, a double free seen as such)
  *   changes nothing and counts in bad_frees.
  *
- * On the GPU, the lanes of a warp that reserve or free at once on one heap do
- * it with one atomic on avail between them (the leader takes up to as many as
- * there are lanes), since avail is the one word every caller touches.  Each
+ * Every caller, each GPU thread too, does its own atomics on avail.  Lanes
+ * of a warp that shared one (a leader reserving for all, its count passed on
+ * by a shuffle) lost chunks on an H200 (driver 580): lanes that other lanes of
+ * the warp joined mid-way sometimes read the count before the leader wrote it
+ * and took NULL for chunks reserved for them; falloc-gpu caught it.  Each
  * thread starts its scan at a word of its own (a hash of its global index on
  * the device, the last word it used on the host), so that threads contend on
  * a word only when the heap is nearly full.
@@ -203,55 +205,19 @@ FALLOC_FN void falloc_used_word_(uint64_t w) {
 #endif
 }
 
-/* Takes k from avail, or fewer if partial and fewer are left; returns how many it took. */
-FALLOC_FN uint64_t falloc_reserve_(fallocDeviceHeap *h, uint64_t k, bool partial) {
+/* Takes k from avail if that many are there. */
+FALLOC_FN bool falloc_reserve_(fallocDeviceHeap *h, uint64_t k) {
         uint64_t a = falloc_load_(&h->avail);
-        for (;;) {
-                uint64_t take = a >= k ? k : (partial ? a : 0);
-                if (take == 0)
-                        return 0;
-                if (FALLOC_CAS_(&h->avail, &a, a - take))
-                        return take;
-        }
+        while (a >= k)
+                if (FALLOC_CAS_(&h->avail, &a, a - k))
+                        return true;
+        return false;
 }
 
-#if defined(__CUDA_ARCH__)
-static __device__ inline unsigned falloc_lane_(void) {
-        unsigned lane;
-        asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
-        return lane;
-}
-#endif
-
-/* One chunk's reservation; on the device, one atomic for the lanes of the warp here on the same heap. */
-FALLOC_FN bool falloc_reserve_one_(fallocDeviceHeap *h) {
-#if defined(__CUDA_ARCH__)
-        unsigned group = __match_any_sync(__activemask(), (unsigned long long)(uintptr_t)h);
-        unsigned lane = falloc_lane_(), leader = __ffs(group) - 1;
-        unsigned rank = __popc(group & ((1u << lane) - 1));
-        unsigned long long got = 0;
-        if (lane == leader)
-                got = falloc_reserve_(h, (uint64_t)__popc(group), true);
-        got = __shfl_sync(group, got, leader);
-        return rank < got;
-#else
-        return falloc_reserve_(h, 1, false) == 1;
-#endif
-}
-
-/* Gives n chunks back to avail (n = 0 for a refused free); on the device, one atomic a warp for single chunks. */
+/* Gives n chunks back to avail (n = 0 for a refused free). */
 FALLOC_FN void falloc_unreserve_(fallocDeviceHeap *h, uint64_t n) {
-#if defined(__CUDA_ARCH__)
-        unsigned group = __match_any_sync(__activemask(), (unsigned long long)(uintptr_t)h);
-        unsigned ones = __ballot_sync(group, n == 1);
-        if (n > 1)
-                FALLOC_RMW_(add, &h->avail, n);
-        if (falloc_lane_() == (unsigned)__ffs(group) - 1 && ones)
-                FALLOC_RMW_(add, &h->avail, (uint64_t)__popc(ones));
-#else
         if (n)
                 FALLOC_RMW_(add, &h->avail, n);
-#endif
 }
 
 /* Sets a 0 bit of the used words; ends because the caller holds a reservation (see the theory). */
@@ -352,7 +318,7 @@ FALLOC_FN void falloc_bad_free_(fallocDeviceHeap *h) {
 
 FALLOC_FN void *fallocGetChunk(fallocDeviceHeap *heap) {
         heap = falloc_heap_or_default_(heap);
-        if (!heap || !falloc_reserve_one_(heap))
+        if (!heap || !falloc_reserve_(heap, 1))
                 return FALLOC_NULL;
         return falloc_chunk_(heap, falloc_claim_one_(heap));
 }
@@ -367,15 +333,15 @@ FALLOC_FN void *fallocGetChunks(size_t length, size_t *allocLength, fallocDevice
         if (n > heap->chunk_count)
                 return FALLOC_NULL;
         if (n == 1) {
-                if (!falloc_reserve_one_(heap))
+                if (!falloc_reserve_(heap, 1))
                         return FALLOC_NULL;
                 i = falloc_claim_one_(heap);
         } else {
-                if (!falloc_reserve_(heap, n, false))
+                if (!falloc_reserve_(heap, n))
                         return FALLOC_NULL;
                 i = falloc_claim_run_(heap, n);
                 if (i == FALLOC_NONE_) {
-                        FALLOC_RMW_(add, &heap->avail, n);
+                        falloc_unreserve_(heap, n);
                         return FALLOC_NULL;
                 }
                 uint64_t *runs = falloc_runs_(heap), len;

@@ -8,13 +8,16 @@
  *                                     commands on stdin, one answer line each
  *
  * A creates the heap (64 MiB of 256-byte chunks) and an owner table (8 bytes a
- * chunk, zeroed) as named regions; B attaches both.  Both then, at once:
- * churn (every thread of 1024 blocks of 256: get+free pairs), drain (every
- * thread takes chunks until NULL, claiming each in the owner table: together
+ * chunk, zeroed) as named regions; B attaches both.  A alone, then both three
+ * times at once: churn (every thread of 1000 blocks of 256, fewer than the
+ * chunks: get+free pairs; one process alone must never see NULL).  Both then,
+ * at once: drain (every thread of 1024 blocks of 256
+ * takes chunks until NULL, claiming each in the owner table: together
  * they must get exactly the chunk count and no chunk twice; exhaustion under
  * contention), undrain (each frees its own, checking its marks), contexts
- * (every thread pushes and pops 100 values on its own context, with marks).
- * After each step the heap must hold every chunk again.
+ * (every thread of 64 blocks of 256 pushes and pops 100 values on its own
+ * context, with marks).  After each step the heap must hold every chunk again,
+ * its bitmap must agree (as many 0 bits as avail says) and no free was bad.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -45,9 +48,14 @@ static CUfunction fn_pairs, fn_drain, fn_undrain, fn_contexts;
 static CUdeviceptr heap, owners, got, counter;
 static uint64_t count;
 
-static void run(CUfunction f, void **args) {
+/* Churn runs fewer threads than the heap has chunks (a NULL in one process is a lost reservation);
+ * contexts take about 4 chunks a thread (100 values of 8 bytes in 256-byte chunks), in each process. */
+#define CHURN_BLOCKS 1000u
+#define CONTEXT_BLOCKS 64u
+
+static void run(CUfunction f, unsigned blocks, void **args) {
         gpu_check(cu->cuMemsetD8(counter, 0, 8), "cuMemsetD8");
-        gpu_check(cu->cuLaunchKernel(f, BLOCKS, 1, 1, 256, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
+        gpu_check(cu->cuLaunchKernel(f, blocks, 1, 1, 256, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
         gpu_check(cu->cuCtxSynchronize(), "cuCtxSynchronize");
 }
 
@@ -60,11 +68,11 @@ static unsigned long long read_u64(CUdeviceptr p) {
 static void command(const char *line, unsigned long long tag) {
         uint64_t iters = 16;
         unsigned n = 100;
-        if (!strncmp(line, "churn", 5)) {
-                run(fn_pairs, (void *[]){&heap, &iters, &counter});
+        if (!strcmp(line, "churn\n")) {
+                run(fn_pairs, CHURN_BLOCKS, (void *[]){&heap, &iters, &counter});
                 printf("ok nulls %llu\n", read_u64(counter));
         } else if (!strncmp(line, "drain", 5)) {
-                run(fn_drain, (void *[]){&heap, &tag, &owners, &got, &counter});
+                run(fn_drain, BLOCKS, (void *[]){&heap, &tag, &owners, &got, &counter});
                 static unsigned long long per[THREADS];
                 unsigned long long total = 0;
                 gpu_check(cu->cuMemcpyDtoH(per, got, sizeof(per)), "cuMemcpyDtoH");
@@ -72,14 +80,24 @@ static void command(const char *line, unsigned long long tag) {
                         total += per[i];
                 printf("ok got %llu twice %llu\n", total, read_u64(counter));
         } else if (!strncmp(line, "undrain", 7)) {
-                run(fn_undrain, (void *[]){&heap, &tag, &owners, &counter});
+                run(fn_undrain, BLOCKS, (void *[]){&heap, &tag, &owners, &counter});
                 printf("ok bad %llu\n", read_u64(counter));
         } else if (!strncmp(line, "contexts", 8)) {
-                run(fn_contexts, (void *[]){&heap, &n, &counter});
+                run(fn_contexts, CONTEXT_BLOCKS, (void *[]){&heap, &n, &counter});
                 printf("ok bad %llu\n", read_u64(counter));
         } else if (!strncmp(line, "avail", 5)) {
-                printf("ok avail %llu count %llu\n", read_u64(heap + offsetof(fallocDeviceHeap, avail)),
-                       (unsigned long long)count);
+                /* avail, and what the bitmap says: its 0 bits must be avail once every caller is done. */
+                uint64_t words = read_u64(heap + offsetof(fallocDeviceHeap, words)), zeros = 0;
+                uint64_t *used = malloc(words * 8);
+                gpu_check(cu->cuMemcpyDtoH(used, heap + read_u64(heap + offsetof(fallocDeviceHeap, used_offset)),
+                                           words * 8),
+                          "cuMemcpyDtoH");
+                for (uint64_t w = 0; w < words; w++)
+                        zeros += (uint64_t)__builtin_popcountll(~used[w]);
+                free(used);
+                printf("ok avail %llu count %llu zeros %llu bad %llu\n",
+                       read_u64(heap + offsetof(fallocDeviceHeap, avail)), (unsigned long long)count,
+                       (unsigned long long)zeros, read_u64(heap + offsetof(fallocDeviceHeap, bad_frees)));
         } else {
                 printf("error: unknown command %s", line);
         }
@@ -148,10 +166,10 @@ static void expect(bool ok, const char *what) {
 
 static void all_back(struct gpu_proc *p) {
         char a[128], b[128];
-        unsigned long long avail = 0, n = 1;
+        unsigned long long avail = 0, n = 1, zeros = 0, bad = 1;
         both(p, "avail", a, b);
-        sscanf(a, "ok avail %llu count %llu", &avail, &n);
-        expect(avail == n, "every chunk is back in the heap");
+        sscanf(a, "ok avail %llu count %llu zeros %llu bad %llu", &avail, &n, &zeros, &bad);
+        expect(avail == n && zeros == n && bad == 0, "every chunk is back in the heap");
 }
 
 int main(int argc, char **argv) {
@@ -173,8 +191,16 @@ int main(int argc, char **argv) {
                 expect(false, "B attaches the heap");
         printf("A %sB %s", a, b);
         all_back(p);
-        both(p, "churn", a, b);
+        /* One process, then both at once, three times: a warp's lanes must never take NULL for a chunk
+         * reserved for them (the heap never runs out here: a NULL is a reservation lost). */
+        gpu_ask(&p[0], "churn", a, 128);
+        printf("A churn alone %s\n", a);
+        expect(!strcmp(a, "ok nulls 0"), "one process: no NULL from a heap with a chunk for every thread");
         all_back(p);
+        for (int i = 0; i < 3; i++) {
+                both(p, "churn", a, b);
+                all_back(p);
+        }
         both(p, "drain", a, b);
         sscanf(a, "ok got %llu twice %llu", &ga, &ta);
         sscanf(b, "ok got %llu twice %llu", &gb, &tb);

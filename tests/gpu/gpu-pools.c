@@ -204,7 +204,7 @@ static void own_context(const char *sock) {
 static void two_connections(const char *sock) {
         struct alloc_client *a = NULL, *b = NULL;
         struct alloc_region ra, rb;
-        struct alloc_opts named = {.name = "two/conn"};
+        struct alloc_opts named = {.name = "two/conn", .flags = ALLOC_UNSEALED}; /* sealed below, as a writer would */
 
         bool ok = alloc_connect(&a, sock, "gpu-pools-a") == 0 && alloc_connect(&b, sock, "gpu-pools-b") == 0 &&
                   alloc_region_new(a, "mem", MiB, &named, &ra) == 0 && alloc_region_seal(a, ra.id) == 0 &&
