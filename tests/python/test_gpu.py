@@ -114,3 +114,28 @@ def test_gpu_region_between_two_processes(gpu_daemon):
             assert float(t[1024:2048].sum()) == 1024 * 4.0
         else:
             assert scope["from_device"](r.dev_ptr + 4096, 4096) == bytes([4]) * 4096
+
+
+def test_cupy_takes_a_gpu_region(gpu_daemon):
+    """CuPy is no Debian 12 package: this runs on a GPU host that has it (the GPU suite's bundle)."""
+    why = allocd.cuda_unavailable()
+    if why:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy", reason="CuPy is not importable (not in Debian 12; a GPU host's)")
+    import struct
+
+    with gpu_daemon.connect() as c:
+        if not any(p["name"] == "g" for p in c.status()["pools"]):
+            pytest.skip("allocd made no gpu pool: %s" % c.status()["unavailable"])
+        r = c.alloc("g", 1 << 20, zero=True)
+        x = cupy.from_dlpack(r.view("float32"))
+        assert x.data.ptr == r.dev_ptr and x.shape == (1 << 18,) and x.dtype == cupy.float32
+        assert x.device.id == r.device and float(x.sum()) == 0.0  # ZERO, seen through CuPy
+        x[:1024] = 5.0
+        cupy.cuda.runtime.deviceSynchronize()
+        scope = {}
+        exec(CUDA, scope)
+        scope["cuda_context"](r.device)
+        assert scope["from_device"](r.dev_ptr, 8) == struct.pack("ff", 5.0, 5.0)  # the region's own bytes
+        del x
+        r.free()
