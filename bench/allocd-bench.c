@@ -26,7 +26,6 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -55,27 +54,11 @@ enum server { ALLOCD, ECHO };
 static double seconds = 0.5;
 static char dir[64];
 
-static _Noreturn void bail(const char *what) {
-        fprintf(stderr, "allocd-bench: %s: %s\n", what, errno ? strerror(errno) : "failed");
-        exit(1);
-}
-
+/* Pins this process to cpu; cpu < 0: leaves it where it is. */
 static void pin(int cpu) {
-        cpu_set_t set;
-        if (cpu < 0)
-                return;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (sched_setaffinity(0, sizeof(set), &set) < 0)
-                bail("sched_setaffinity");
-}
-
-static void unpin(void) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        for (int i = 0; i < CPU_SETSIZE; i++)
-                CPU_SET(i, &set);
-        sched_setaffinity(0, sizeof(set), &set);
+        int r;
+        if (cpu >= 0 && (r = bench_pin(0, cpu)) < 0)
+                die("sched_setaffinity", r);
 }
 
 static void sock_path(char *buf, size_t n, enum server s, int cpu) {
@@ -122,12 +105,12 @@ static pid_t start_server(enum server s, int cpu) {
                 const char *what;
                 pid_t pid = bench_allocd_spawn(ALLOCD_PATH, conf, path, cpu, &what);
                 if (pid < 0)
-                        bail(what);
+                        die(what, -errno);
                 return pid;
         }
         pid_t parent = getpid(), pid = fork();
         if (pid < 0)
-                bail("fork");
+                die("fork", -errno);
         if (pid == 0) {
                 /* It goes with the benchmark, however that ends. */
                 if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
@@ -137,7 +120,7 @@ static pid_t start_server(enum server s, int cpu) {
                 int lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
                 strcpy(sa.sun_path, path);
                 if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 128) < 0)
-                        bail("echo server");
+                        die("echo server", -errno);
                 echo_serve(lfd);
                 _exit(0);
         }
@@ -152,19 +135,16 @@ static pid_t start_server(enum server s, int cpu) {
                         return pid;
                 usleep(5000);
         }
-        errno = 0;
-        bail("echo server did not start");
-        return -1;
+        die("starting the echo server", 0);
 }
 
 static void allocd_burst(struct alloc_client *c, int requests) {
         struct alloc_region r;
+        int e;
 
         for (int i = 0; i < requests; i += 2)
-                if (alloc_region_new(c, "bench", 4096, NULL, &r) < 0 || alloc_region_free(c, r.id) < 0) {
-                        errno = 0;
-                        bail(alloc_last_error());
-                }
+                if ((e = alloc_region_new(c, "bench", 4096, NULL, &r)) < 0 || (e = alloc_region_free(c, r.id)) < 0)
+                        die(alloc_last_error(), e);
 }
 
 static void echo_burst(int fd, int requests) {
@@ -172,16 +152,15 @@ static void echo_burst(int fd, int requests) {
 
         for (int i = 0; i < requests; i++)
                 if (send(fd, buf, sizeof(buf), 0) != sizeof(buf) || recv(fd, buf, sizeof(buf), 0) <= 0)
-                        bail("echo");
+                        die("echo", -errno);
 }
 
 static struct alloc_client *allocd_open(const char *path) {
         struct alloc_client *c;
+        int e = alloc_connect(&c, path, "bench");
 
-        if (alloc_connect(&c, path, "bench") < 0) {
-                errno = 0;
-                bail(alloc_last_error());
-        }
+        if (e < 0)
+                die(alloc_last_error(), e);
         return c;
 }
 
@@ -191,7 +170,7 @@ static int echo_open(const char *path) {
 
         strcpy(sa.sun_path, path);
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                bail("connect echo");
+                die("connect echo", -errno);
         return fd;
 }
 
@@ -225,7 +204,7 @@ static void latency(int cpu, double *allocd_ns, double *echo_ns, double *ratio) 
         double *a = calloc(max, sizeof(*a)), *e = calloc(max, sizeof(*e)), *r = calloc(max, sizeof(*r));
 
         if (!a || !e || !r)
-                bail("calloc");
+                die("calloc", -errno);
         sock_path(apath, sizeof(apath), ALLOCD, cpu);
         sock_path(epath, sizeof(epath), ECHO, cpu);
         pin(cpu);
@@ -248,7 +227,7 @@ static void latency(int cpu, double *allocd_ns, double *echo_ns, double *ratio) 
         }
         alloc_disconnect(c);
         close(fd);
-        unpin();
+        bench_pin(0, -1); /* every CPU */
         *allocd_ns = median(a, (int)n);
         *echo_ns = median(e, (int)n);
         *ratio = median(r, (int)n);
@@ -263,7 +242,7 @@ static double measure(enum server s, int nclients) {
         sock_path(path, sizeof(path), s, -1);
         int go[2], done[2];
         if (pipe(go) < 0 || pipe(done) < 0)
-                bail("pipe");
+                die("pipe", -errno);
         pid_t kids[64];
         for (int i = 0; i < nclients; i++) {
                 if ((kids[i] = fork()) == 0) {
@@ -284,11 +263,11 @@ static double measure(enum server s, int nclients) {
         char start[64] = {0};
         /* The bound is known to the caller, not to gcc's -Wstringop-overflow once now() is not inlined. */
         if (nclients < 1 || nclients > (int)sizeof(start) || write(go[1], start, (size_t)nclients) != nclients)
-                bail("start");
+                die("start", -errno);
         uint64_t total = 0, n;
         for (int i = 0; i < nclients; i++) {
                 if (read(done[0], &n, sizeof(n)) != sizeof(n))
-                        bail("a client failed");
+                        die("a client failed", -errno);
                 total += n;
         }
         double rate = total / (now() - t0);
@@ -351,12 +330,12 @@ int main(int argc, char **argv) {
         setenv("ALLOCD_SPIN", "0", 1);
         strcpy(dir, "/tmp/allocd-bench-XXXXXX");
         if (!bench_mkdtemp(dir))
-                bail("mkdtemp");
+                die("mkdtemp", -errno);
         char conf[128];
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
         FILE *f = fopen(conf, "we");
         if (!f || fputs("[daemon]\nspin = 0\n[pool bench]\nkind = host\nsize = 64M\n", f) < 0 || fclose(f) != 0)
-                bail(conf);
+                die(conf, -errno);
 
         pid_t servers[4] = {start_server(ALLOCD, cpu), start_server(ECHO, cpu), start_server(ALLOCD, -1),
                             start_server(ECHO, -1)};

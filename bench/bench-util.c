@@ -122,7 +122,7 @@ static int cmp_double(const void *x, const void *y) {
 
 double median(double *v, int n) {
         qsort(v, (size_t)n, sizeof(*v), cmp_double);
-        return v[n / 2];
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double time_trial(steps_fn fn, void *subject, unsigned batch, uint64_t *next, uint64_t *total) {

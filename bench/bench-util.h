@@ -41,6 +41,7 @@ bool bench_arg_cpu(const char *usage, const char *value, int *ret);
 int bench_cpu_next(int cpu);
 /* CLOCK_MONOTONIC, in seconds. */
 double now(void);
+/* Sorts v[0 .. n-1] (n > 0); the middle value, or the mean of the two middle ones when n is even. */
 double median(double *v, int n);
 /* Pins pid (0: this process) to cpu, or lets it run on every CPU when cpu < 0; 0 or -errno. */
 int bench_pin(pid_t pid, int cpu);

@@ -26,10 +26,40 @@
 #include <alloc/client.h>
 #include <json-c/json.h>
 
+#include "bench-util.h"
 #include "gpu-util.h"
 
+#define USAGE "usage: gpu-bench [--json] [--rounds 1-64]"
+
+/* The options, checked before anything needs a GPU (bench/test-args.sh runs without one): 0, or the exit status. */
+static int options(int argc, char **argv, bool *json, int *rounds) {
+        static const struct option opts[] = {
+                {"json", no_argument, NULL, 'j'}, {"rounds", required_argument, NULL, 'r'}, {0}};
+        uint64_t v;
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                if (opt == 'j') {
+                        *json = true;
+                } else if (opt == 'r') {
+                        if (!parse_u64(optarg, 1, 64, &v))
+                                return bad_arg(USAGE, "--rounds", optarg, "a number of rounds from 1 to 64");
+                        *rounds = (int)v;
+                } else {
+                        fprintf(stderr, "%s\n", USAGE);
+                        return 2;
+                }
+        }
+        return 0;
+}
+
 #if !HAVE_CUDA
-int main(void) {
+int main(int argc, char **argv) {
+        bool json = false;
+        int rounds = 15, r = options(argc, argv, &json, &rounds);
+
+        if (r)
+                return r;
         printf("skipped: built without the CUDA toolkit\n");
         return EXIT_SKIP;
 }
@@ -37,22 +67,6 @@ int main(void) {
 
 static const struct cuda *cu;
 static char sock[128];
-
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-        double x = *(const double *)a, y = *(const double *)b;
-        return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-        qsort(v, (size_t)n, sizeof(*v), cmp);
-        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void must(int r, const char *what) {
         if (r < 0) {
@@ -115,25 +129,15 @@ static double from_driver(bool host, uint64_t size, int rounds) {
 }
 
 int main(int argc, char **argv) {
-        static const struct option opts[] = {
-                {"json", no_argument, NULL, 'j'}, {"rounds", required_argument, NULL, 'r'}, {0}};
         static const uint64_t sizes[] = {4096, 1 << 20, 64 << 20, 1 << 30};
         static const char *const pools[] = {"pin", "auto", "g"};
         bool json = false;
-        int rounds = 15, opt;
+        int rounds = 15, r = options(argc, argv, &json, &rounds);
         char devname[128] = "";
         CUdevice dev;
 
-        while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-                if (opt == 'j')
-                        json = true;
-                else if (opt == 'r' && (rounds = atoi(optarg)) >= 1 && rounds <= 64)
-                        ;
-                else {
-                        fprintf(stderr, "usage: gpu-bench [--json] [--rounds 1-64]\n");
-                        return 2;
-                }
-        }
+        if (r)
+                return r;
         cu = gpu_setup();
         gpu_check(cu->cuDeviceGet(&dev, 0), "cuDeviceGet");
         cu->cuDeviceGetName(devname, sizeof(devname), dev);

@@ -37,6 +37,7 @@
 #include <json-c/json.h>
 
 #include "bench-allocd.h"
+#include "bench-util.h"
 
 #define FILLERS 4
 #define PAIRS 2000
@@ -46,13 +47,8 @@
 static char dir[64], sock[128];
 static pid_t allocd_pid;
 
-static double now(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what) {
+/* Says what failed (errno's reason, else the client library's) and exits 1, killing allocd first. */
+static _Noreturn void fail(const char *what) {
         fprintf(stderr, "scale-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
         if (allocd_pid > 0)
                 kill(allocd_pid, SIGKILL);
@@ -88,7 +84,7 @@ static double allocctl_dump(bool json, long *kib) {
         pid_t pid = fork(), r;
 
         if (pid < 0)
-                die("fork");
+                fail("fork");
         if (pid == 0) {
                 if (!freopen("/dev/null", "w", stdout))
                         _exit(127);
@@ -106,7 +102,7 @@ static double allocctl_dump(bool json, long *kib) {
                 usleep(1000);
         }
         if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                die("allocctl dump");
+                fail("allocctl dump");
         return now() - t;
 }
 
@@ -114,7 +110,7 @@ static void start_allocd(const char *conf_text) {
         const char *what;
 
         if ((allocd_pid = bench_allocd_start(ALLOCD_PATH, dir, conf_text, sock, sizeof(sock), &what)) < 0)
-                die(what);
+                fail(what);
 }
 
 static void stop_allocd(void) {
@@ -126,7 +122,7 @@ static void stop_allocd(void) {
 static struct alloc_client *connect_or_die(const char *name) {
         struct alloc_client *c;
         if (alloc_connect(&c, sock, name) < 0)
-                die("connect");
+                fail("connect");
         return c;
 }
 
@@ -142,7 +138,7 @@ static void *fill(void *arg) {
 
         for (long i = 0; i < f->n; i++)
                 if (alloc_region_new(f->c, "f", 4096, NULL, &r) < 0)
-                        die("filling the pool");
+                        fail("filling the pool");
         return NULL;
 }
 
@@ -180,7 +176,7 @@ static double pair_us(struct alloc_client *c) {
         t = now();
         for (int i = 0; i < PAIRS; i++)
                 if (alloc_region_new(c, "f", 4096, NULL, &r) < 0 || alloc_region_free(c, r.id) < 0)
-                        die("alloc + free");
+                        fail("alloc + free");
         t = (now() - t) / PAIRS * 1e6;
         pin(allocd_pid, -1);
         pin(0, -1);
@@ -202,7 +198,7 @@ static void *probe_run(void *arg) {
                 struct alloc_status *s;
                 double t = now();
                 if (alloc_status(c, &s) < 0)
-                        die("status");
+                        fail("status");
                 alloc_status_free(s);
                 t = now() - t;
                 if (t > p->worst)
@@ -226,7 +222,7 @@ static void *wait_one(void *arg) {
         struct alloc_region r;
 
         if (alloc_region_new(w->c, "f", 4096, &o, &r) < 0)
-                die("waiting alloc");
+                fail("waiting alloc");
         atomic_fetch_add(w->count, 1);
         return NULL;
 }
@@ -236,7 +232,7 @@ static long waiters_of(struct alloc_client *c) {
         long n = -1;
 
         if (alloc_status(c, &s) < 0)
-                die("status");
+                fail("status");
         for (size_t i = 0; i < s->npools; i++)
                 if (!strcmp(s->pools[i].name, "f"))
                         n = (long)s->pools[i].waiters;
@@ -261,7 +257,7 @@ static void stall(double *worst_ms, double *baseline_ms, double *settle_ms) {
                  STALL_REGIONS, STALL_REGIONS * 4096);
         start_allocd(conf);
         if (pipe(pipefd) < 0 || (holder = fork()) < 0)
-                die("fork");
+                fail("fork");
         if (holder == 0) {
                 /* Its own process: it dies by SIGKILL, as a crashed client does. */
                 struct alloc_client *c = connect_or_die("bench-holder");
@@ -273,7 +269,7 @@ static void stall(double *worst_ms, double *baseline_ms, double *settle_ms) {
         }
         char x;
         if (read(pipefd[0], &x, 1) != 1)
-                die("the holder did not fill the pool");
+                fail("the holder did not fill the pool");
         ctl = connect_or_die("bench-ctl");
         for (int i = 0; i < STALL_WAITERS; i++) {
                 w[i] = (struct waiter){.c = connect_or_die("bench-waiter"), .count = &granted};
@@ -310,6 +306,8 @@ static void stall(double *worst_ms, double *baseline_ms, double *settle_ms) {
         stop_allocd();
 }
 
+#define USAGE "usage: scale-bench [--json] [--max N (1000-1000000)]"
+
 int main(int argc, char **argv) {
         static const long counts[] = {1000, 100000, 1000000};
         static const struct option opts[] = {
@@ -318,6 +316,7 @@ int main(int argc, char **argv) {
         double pair[3] = {0}, dump_s = 0, ctl_s[2] = {0}, worst, base, settle;
         long ctl_kib[2] = {0};
         size_t ndumped = 0;
+        uint64_t v;
         bool json = false;
         int c, n = 0;
         char conf[512];
@@ -325,14 +324,18 @@ int main(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "jm:", opts, NULL)) != -1) {
                 if (c == 'j')
                         json = true;
+                else if (c == 'm' && parse_u64(optarg, 1000, 1000000, &v))
+                        max = (long)v;
                 else if (c == 'm')
-                        max = atol(optarg);
-                else
+                        return bad_arg(USAGE, "--max", optarg, "a number of regions from 1000 to 1000000");
+                else {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
+                }
         }
         snprintf(dir, sizeof(dir), "/tmp/scale-bench.XXXXXX");
         if (!bench_mkdtemp(dir))
-                die("mkdtemp");
+                fail("mkdtemp");
         snprintf(conf, sizeof(conf),
                  "[daemon]\nmax_regions_per_connection = 2000000\n[pool f]\nkind = fpga\nranges = "
                  "0x100000000+%ld\n",
@@ -351,7 +354,7 @@ int main(int argc, char **argv) {
                 struct alloc_dump *d;
                 double t = now();
                 if (alloc_dump(other, "f", &d) < 0)
-                        die("dump");
+                        fail("dump");
                 dump_s = now() - t;
                 ndumped = d->nregions;
                 alloc_dump_free(d);

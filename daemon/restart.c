@@ -32,7 +32,7 @@
 #include "fdstore.h"
 #include "keep.h"
 #include "log.h"
-#include "reload.h"
+#include "restart-deferred.h"
 #include "restart.h"
 #include "state.h"
 
@@ -50,9 +50,7 @@ static struct state_info restored; /* what restart_restore said of passed[state_
 enum { POOL_NEW, POOL_STORED, POOL_LEFT_OUT };
 static uint8_t *stored; /* by pool id: POOL_*, whether its fd is in the store */
 static size_t nstored;
-static size_t npool_fds;           /* pools' fds in the store */
-static struct pool_conf *deferred; /* configured pools waiting for a draining namesake to empty */
-static size_t ndeferred;
+static size_t npool_fds; /* pools' fds in the store */
 
 static const char *const state_names[] = {"state.0", "state.1"};
 static uint64_t *gone_ids; /* regions whose memfds leave the store once the state says they are gone */
@@ -210,59 +208,13 @@ int restart_pool_fd(struct pool_conf *pc) {
         return fd;
 }
 
-/* pc (a copy: the configuration it is in goes) is made when its draining namesake empties. */
-static bool defer(const struct pool_conf *pc) {
-        struct pool_conf *n = realloc(deferred, (ndeferred + 1) * sizeof(*n));
-        struct span *ranges = pc->nranges ? malloc(pc->nranges * sizeof(*ranges)) : NULL;
-
-        if (n)
-                deferred = n;
-        if (!n || (pc->nranges && !ranges)) {
-                free(ranges);
-                return false;
-        }
-        if (pc->nranges)
-                memcpy(ranges, pc->ranges, pc->nranges * sizeof(*ranges));
-        deferred[ndeferred] = *pc;
-        deferred[ndeferred++].ranges = ranges; /* an fpga pool's, in place of a stored memory pool */
-        return true;
-}
-
-static void undefer_all(void) {
-        for (size_t i = 0; i < ndeferred; i++)
-                free(deferred[i].ranges);
-        ndeferred = 0;
-}
-
 bool restart_pool_deferred(const struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
 
         if (!f || fdstore_pool_matches(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
                 return false;
-        return defer(pc);
-}
-
-/*
- * SIGHUP: the pools waiting for a draining namesake are what the file says now, so that a section
- * changed meanwhile is made as it is, one taken out is not made, and one put back is made.
- */
-void restart_reconfigured(struct core *core, const struct config *conf) {
-        struct pool_info pi;
-        struct pool *p;
-
-        undefer_all();
-        for (size_t i = 0; i < conf->npools; i++)
-                if ((p = core_pool_find(core, conf->pools[i].name)) && (core_pool_info(p, &pi), pi.draining) &&
-                    !defer(&conf->pools[i]))
-                        return;
-}
-
-static bool is_deferred(const char *name) {
-        for (size_t i = 0; i < ndeferred; i++)
-                if (!strcmp(deferred[i].name, name))
-                        return true;
-        return false;
+        return deferred_add(pc);
 }
 
 /* A stored memfd pool that nobody configured as it was: restored read-only, for its regions' holders. */
@@ -289,8 +241,8 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
                 return;
         }
         snprintf(why, sizeof(why), "restored from the fd store, but %s",
-                 is_deferred(sp->name) ? "configured with another kind, size, quantum or hugepages now"
-                                       : "no longer configured");
+                 deferred_has(sp->name) ? "configured with another kind, size, quantum or hugepages now"
+                                        : "no longer configured");
         core_pool_drain(p, why);
 }
 
@@ -344,9 +296,7 @@ void restart_discard(void) {
         state_at = -1;
         state_name = -1;
         nregion_fds = 0; /* a restore undone closed those it had taken */
-        undefer_all();
-        free(deferred);
-        deferred = NULL;
+        deferred_free();
 }
 
 /* The name a pool's fd has in the store. */
@@ -389,21 +339,6 @@ static void unstore_pool(const struct pool_info *pi) {
         fdstore_remove(name);
 }
 
-/*
- * The configured pool that waited for its draining namesake, made now that the namesake is gone: on the
- * thread pool, as a reload's (fallocate and mlock of a large pool would hold up the loop, and the watchdog).
- */
-static void make_deferred(const char *name) {
-        for (size_t i = 0; i < ndeferred; i++) {
-                if (strcmp(deferred[i].name, name))
-                        continue;
-                reload_make_deferred(&deferred[i]);
-                free(deferred[i].ranges);
-                deferred[i] = deferred[--ndeferred];
-                return;
-        }
-}
-
 /* Stores the fd of each pool that has memory and is not in the store yet; retires empty draining pools. */
 static bool sync_pools_size(struct core *core) {
         size_t n = core_npools(core);
@@ -436,7 +371,7 @@ static void sync_pools(struct core *core) {
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
                              "pool %s: its last region went; the draining pool is dropped", name);
                         /* The pool made in its place keeps its id, and is stored when adopted (restart_pools_added). */
-                        make_deferred(name);
+                        deferred_make(name);
                         core_pool_info(core_pool_at(core, i), &pi); /* retired: nothing to store */
                 }
                 if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW)

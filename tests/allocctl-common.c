@@ -64,7 +64,7 @@ struct run *allocctl(const char *sock, ...) {
         va_end(ap);
         argv[n] = NULL;
         cr_assert(pipe(out) == 0 && pipe(err) == 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
                 dup2(out[1], 1);

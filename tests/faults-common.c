@@ -53,7 +53,6 @@ static void start_opts(const char *config, struct daemon_opts o) {
                 snprintf(log_path, sizeof(log_path), "%s", tmp);
         }
         o.stderr_file = log_path;
-        o.die_with_test = true;
         int r = daemon_spawn_opts(&d, config, &o);
         live = true;
         snprintf(helper, sizeof(helper), "%s/helper-client", d.dir);

@@ -95,14 +95,28 @@ int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_
         return daemon_respawn(d, o);
 }
 
+static pid_t forked_by; /* the process that called test_fork last */
+
+bool die_with_test(void) {
+        /* The test may have died before the call: then nothing would kill us. */
+        return prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == forked_by;
+}
+
+pid_t test_fork(void) {
+        forked_by = getpid();
+        pid_t pid = fork();
+        if (pid == 0 && !die_with_test())
+                _exit(126);
+        return pid;
+}
+
 int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
         static const struct daemon_opts none;
         bool config = access(d->conf, F_OK) == 0; /* daemon_spawn_opts wrote it if it was given one */
-        pid_t parent = getpid();
 
         if (!o)
                 o = &none;
-        d->pid = fork();
+        d->pid = test_fork();
         cr_assert(d->pid >= 0);
         if (d->pid == 0) {
                 char env[200];
@@ -116,11 +130,8 @@ int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
                 }
                 if (o->nofile && setrlimit(RLIMIT_NOFILE, &(struct rlimit){o->nofile, o->nofile}) < 0)
                         _exit(126);
-                /* From root to another uid: the capabilities go too (no SECBIT_KEEP_CAPS). */
-                if (o->uid && (setgroups(0, NULL) < 0 || setgid(o->uid) < 0 || setuid(o->uid) < 0))
-                        _exit(126);
-                /* The parent may have died before the call: then nothing would kill us. */
-                if (o->die_with_test && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+                /* From root to another uid: the capabilities go too (no SECBIT_KEEP_CAPS), and the death signal. */
+                if (o->uid && (setgroups(0, NULL) < 0 || setgid(o->uid) < 0 || setuid(o->uid) < 0 || !die_with_test()))
                         _exit(126);
                 if (config)
                         execl(daemon_path(), "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);

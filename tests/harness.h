@@ -35,6 +35,17 @@ struct daemon {
         int notify_fd;
 };
 
+/*
+ * fork() for a test: the child is SIGKILLed when the test process dies (PR_SET_PDEATHSIG), so that a
+ * failed assertion or a timeout leaves no allocd or helper behind; it exits 126 if the test died
+ * before it could say so.  Every allocd the harness starts is one.
+ */
+pid_t test_fork(void);
+/*
+ * In a child of test_fork, again after a change of uid or gid (which clears the death signal); false
+ * when it cannot be set or the test has died already (the child should _exit then).
+ */
+bool die_with_test(void);
 /* The allocd the tests start: $ALLOCD_PATH where it is set (a bundle of scripts/gpu-bundle.sh on a GPU
  * host), else the one meson built. */
 const char *daemon_path(void);
@@ -48,7 +59,6 @@ struct daemon_opts {
         char *const *env;        /* extra environment, NULL-terminated */
         const char *stderr_file; /* allocd's stderr goes there */
         rlim_t nofile;           /* RLIMIT_NOFILE, soft and hard, set in allocd before it starts; 0: inherited */
-        bool die_with_test;      /* SIGKILL allocd when the test process dies (PR_SET_PDEATHSIG), e.g. on a timeout */
         uid_t uid; /* allocd runs as this uid and gid, without capabilities (the test is root); 0: as we are */
 };
 /* As daemon_spawn, with the options in o (NULL: none). */

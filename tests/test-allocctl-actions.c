@@ -147,11 +147,11 @@ Test(allocctl, disconnect_is_the_owners_or_roots) {
                 teardown(); /* a skipped test's .fini does not run: its allocd would be left running */
                 cr_skip_test("needs root to act as another uid");
         }
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 struct alloc_client *other;
-                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0 || !die_with_test())
                         _exit(100);
                 if (alloc_connect(&other, d.sock, "nobody") < 0)
                         _exit(101);
@@ -212,7 +212,7 @@ static const char *gone_mid_wait(const char *reconnect, int sig) {
 
         cr_assert_eq(pipe(err), 0);
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 dup2(err[1], 2);

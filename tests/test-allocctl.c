@@ -369,7 +369,7 @@ static int to_full_disk(char *err, size_t size, const char *what, const char *ar
         ssize_t n;
 
         cr_assert_eq(pipe(p), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 int full = open("/dev/full", O_WRONLY | O_CLOEXEC);

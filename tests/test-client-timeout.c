@@ -172,12 +172,12 @@ Test(timeout, a_forked_child_neither_keeps_nor_ends_the_lease) {
 
         cr_assert_eq(pipe(go), 0);
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
-        pid_t quiet = fork(); /* keeps its copy, and waits */
+        pid_t quiet = test_fork(); /* keeps its copy, and waits */
         if (quiet == 0) {
                 close(go[1]); /* the test's end going (a failed assertion) ends the wait too */
                 _exit(read(go[0], &x, 1) == 1 ? 0 : 1);
         }
-        pid_t closer = fork(); /* disconnects its copy, and exits */
+        pid_t closer = test_fork(); /* disconnects its copy, and exits */
         if (closer == 0) {
                 alloc_disconnect(c);
                 _exit(0);

@@ -62,10 +62,10 @@ static int as_nobody_on(const char *sock, const char *op, const char *arg, const
                 snprintf(cmd, sizeof(cmd), "install -m 0755 '%s' '%s'", HELPER_PATH, helper);
                 cr_assert_eq(system(cmd), 0, "%s", cmd);
         }
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
                         _exit(101);
                 execl(helper, "helper-client", sock, op, arg, size, (char *)NULL);
                 _exit(102);

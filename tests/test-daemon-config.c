@@ -137,7 +137,7 @@ Test(config, empty_paths_on_the_command_line_are_refused, .timeout = 60) {
 
         close(mkstemp(log));
         for (int i = 0; i < 2; i++) {
-                pid_t pid = fork();
+                pid_t pid = test_fork();
                 if (pid == 0) {
                         freopen(log, "w", stderr);
                         execl(ALLOCD_PATH, "allocd", opt[i], "", i ? "--socket" : "--no-config",
@@ -172,7 +172,7 @@ Test(config, the_config_must_be_a_regular_file, .timeout = 60) {
         paths[0] = dir;
         paths[1] = fifo;
         for (int i = 0; i < 2; i++) {
-                pid_t pid = fork();
+                pid_t pid = test_fork();
                 if (pid == 0) {
                         freopen(log, "w", stderr);
                         execl(ALLOCD_PATH, "allocd", "--config", paths[i], "--socket", "/tmp/allocd-never.sock",
@@ -200,7 +200,7 @@ Test(config, check_config_says_whether_a_file_is_valid, .timeout = 60) {
         write_file(good, "[pool host]\nkind = host\nsize = 1M\n");
         write_file(bad, "[pool host]\nkind = host\nsize = lots\n");
         for (int i = 0; i < 2; i++) {
-                pid_t pid = fork();
+                pid_t pid = test_fork();
                 if (pid == 0) {
                         freopen(log, "w", stdout);
                         freopen(log, "a", stderr);
@@ -274,7 +274,7 @@ static int check_config(const char *text, char *out, size_t size) {
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
         snprintf(log, sizeof(log), "%s/log", dir);
         write_file(conf, text);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stdout);
                 freopen(log, "a", stderr);
@@ -457,7 +457,7 @@ Test(config, help_points_at_the_manual_and_the_installed_example, .timeout = 60)
         int status;
 
         close(mkstemp(log));
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stdout);
                 execl(ALLOCD_PATH, "allocd", "--help", (char *)NULL);
@@ -516,10 +516,10 @@ Test(config, a_config_file_that_cannot_be_read_says_what_to_do, .timeout = 60) {
                         chmod(path, 0600); /* root's: nobody may not read it */
                         chmod(dir, 0755);
                 }
-                pid_t pid = fork();
+                pid_t pid = test_fork();
                 if (pid == 0) {
                         freopen(log, "w", stderr);
-                        if (i == 1 && (setgid(65534) < 0 || setuid(65534) < 0))
+                        if (i == 1 && (setgid(65534) < 0 || setuid(65534) < 0 || !die_with_test()))
                                 _exit(126);
                         execl(ALLOCD_PATH, "allocd", "--check-config", "--config", path, (char *)NULL);
                         _exit(127);

@@ -132,7 +132,7 @@ Test(daemon_falloc, two_processes_share_one_heap) {
         cr_assert(r.format == ALLOC_FORMAT_FALLOC && r.chunk_size == CHUNK && r.chunk_count == count);
         cr_assert(r.formatted_by_allocd, "allocd writes the heaps of host pools");
         cr_assert(pipe(up) == 0 && pipe(down) == 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
                 close(up[0]); /* so that either side sees EOF, not a hang, when the other dies */

@@ -249,12 +249,12 @@ static void helper_start(struct helper *h, const char *op, int count, const char
         snprintf(n, sizeof(n), "%d", count);
         cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
         cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-        h->pid = fork();
+        h->pid = test_fork();
         cr_assert(h->pid >= 0);
         if (h->pid == 0) {
                 if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
                         _exit(103);
-                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
                         _exit(101);
                 execl(helper, "helper-client", d.sock, op, n, pool, (char *)NULL);
                 _exit(102);

@@ -63,11 +63,11 @@ static int run_as_nobody(char *const argv[], char *out, size_t size) {
         ssize_t k;
 
         cr_assert_eq(pipe(pfd), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
                 dup2(pfd[1], 1);
-                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
                         _exit(101);
                 execv(argv[0], argv);
                 _exit(102);
@@ -199,7 +199,7 @@ Test(isolation, region_mapping_lives_as_long_as_a_reference) {
         cr_assert_eq(alloc_region_new(c, "iso", 2 << 20, &(struct alloc_opts){.flags = ALLOC_ZERO}, &x), 0);
         cr_assert_eq(((char *)x.ptr)[(2 << 20) - 1], 0, "a large region comes zeroed (its memory taken off the loop)");
         cr_assert_eq(alloc_region_free(c, a.id), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 signal(SIGSEGV, SIG_DFL); /* the kernel's fault, not a sanitizer's report */
                 (void)*(volatile char *)a.ptr;
@@ -224,7 +224,7 @@ Test(isolation, freed_region_memory_goes_back_while_mapped) {
         cr_assert_eq(alloc_region_new(c, "isorw", SIZE, NULL, &a), 0, "%s", alloc_last_error());
         memset(a.ptr, 'x', SIZE);
         cr_assert_eq(pipe(go), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 char b;
                 int n = 0;
@@ -295,12 +295,12 @@ Test(isolation, attach_checks_pool_and_owner) {
         install(HELPER_PATH, prog, sizeof(prog));
         cr_assert_eq(pipe(in), 0);
         cr_assert_eq(pipe(outp), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 dup2(in[0], 0);
                 dup2(outp[1], 1);
                 close(in[1]);
-                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
                         _exit(101);
                 execl(prog, "helper-client", d.sock, "names", "1", "bobs", (char *)NULL);
                 _exit(102);

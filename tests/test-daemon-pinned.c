@@ -151,7 +151,7 @@ Test(daemon_pinned, pinned_memfd_regions_are_locked_shared_memory) {
         strcpy(r.ptr, "from the pinned pool");
 
         /* Another process (fork+exec: never fork once CUDA may be loaded) maps it and reads it. */
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
                 execl(HELPER_PATH, "helper-client", d.sock, "expect", "pinned/frame", "from the pinned pool", NULL);

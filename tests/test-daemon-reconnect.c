@@ -23,7 +23,7 @@
 
 /* allocd, killed if the test dies first (a failed assertion leaves no allocd behind). */
 static void start(struct daemon *d) {
-        int r = daemon_spawn_opts(d, CONF, &(struct daemon_opts){.die_with_test = true});
+        int r = daemon_spawn_opts(d, CONF, NULL);
         cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
 }
 
@@ -39,7 +39,7 @@ static void stop_only(struct daemon *d) {
 
 /* A new allocd on the same socket and configuration, without the state of the one before. */
 static void start_again(struct daemon *d) {
-        int r = daemon_respawn(d, &(struct daemon_opts){.die_with_test = true});
+        int r = daemon_respawn(d, NULL);
         cr_assert_eq(r, -1, "allocd exited with %d before READY=1", r);
 }
 
@@ -116,9 +116,7 @@ Test(reconnect, a_region_after_a_restart_without_state_is_not_a_lost_one_of_the_
         struct daemon d;
         struct alloc_region old, r;
 
-        cr_assert_eq(daemon_spawn_opts(&d, "[pool iso]\nkind = host\nsize = 4M\nisolation = region\n",
-                                       &(struct daemon_opts){.die_with_test = true}),
-                     -1);
+        daemon_start(&d, "[pool iso]\nkind = host\nsize = 4M\nisolation = region\n");
         struct alloc_client *c = daemon_connect(&d);
         cr_assert_eq(alloc_region_new(c, "iso", 4096, NULL, &old), 0, "%s", alloc_last_error());
         memcpy(old.ptr, "before", 7);

@@ -33,7 +33,7 @@ static void new_log(void) {
 /* Starts allocd, its stderr in a fresh log_path; it dies with the test, even one that fails half-way. */
 static int spawn(struct daemon *d, const char *config) {
         new_log();
-        return daemon_spawn_opts(d, config, &(struct daemon_opts){.stderr_file = log_path, .die_with_test = true});
+        return daemon_spawn_opts(d, config, &(struct daemon_opts){.stderr_file = log_path});
 }
 
 static void start(struct daemon *d, const char *config) {
@@ -58,12 +58,13 @@ static void reload(struct daemon *d, const char *config, const char *what) {
 /* Allocates 4 KiB of pool as nobody (the pool's mode decides); 0 or a negative errno value. */
 static int alloc_as_nobody(const struct daemon *d, const char *pool) {
         int status;
-        pid_t pid = fork();
+        pid_t pid = test_fork();
 
         if (pid == 0) {
                 struct alloc_client *c;
                 struct alloc_region r;
-                if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&c, d->sock, "nobody") < 0)
+                if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test() ||
+                    alloc_connect(&c, d->sock, "nobody") < 0)
                         _exit(100);
                 _exit(-alloc_region_new(c, pool, 4096, NULL, &r));
         }
@@ -193,7 +194,7 @@ Test(reload, a_sighup_during_start_up_is_a_reload_once_ready, .timeout = 60) {
         snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
         write_file(conf, "[pool first]\nkind = fpga\nranges = 0x0+1M\n[pool big]\nkind = host\nsize = 256M\n");
         new_log();
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log_path, "w", stderr);
                 execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);

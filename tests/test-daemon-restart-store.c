@@ -237,14 +237,16 @@ Test(restart, a_waiting_pool_is_made_off_the_loop) {
 
 /* Whether uid nobody may attach name (0) or why not (a negative errno). */
 static int nobody_attaches(const char *name) {
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         int status;
 
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 struct alloc_client *n;
                 struct alloc_region r;
-                int e = setgid(65534) < 0 || setuid(65534) < 0 ? -EPERM : alloc_connect(&n, s.d.sock, "nobody");
+                int e = setgid(65534) < 0 || setuid(65534) < 0 || !die_with_test()
+                                ? -EPERM
+                                : alloc_connect(&n, s.d.sock, "nobody");
                 if (e == 0)
                         e = alloc_region_attach(n, name, NULL, &r);
                 _exit(-e);

@@ -77,7 +77,7 @@ static void populate(struct clients *cs) {
         for (int i = 0; i < NCLIENTS; i++) {
                 int cmd[2], ready[2];
                 cr_assert(pipe2(cmd, O_CLOEXEC) == 0 && pipe2(ready, O_CLOEXEC) == 0);
-                cs->pid[i] = fork();
+                cs->pid[i] = test_fork();
                 cr_assert(cs->pid[i] >= 0);
                 if (cs->pid[i] == 0) {
                         /* The clients before it must see their pipe's end when the test closes it. */
@@ -232,7 +232,7 @@ Test(restart, sigkill_under_load) {
         char *before = dump("host");
         volatile unsigned *done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         cr_assert(done != MAP_FAILED);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0)
                 load(done);

@@ -27,7 +27,7 @@ TestSuite(daemon_share, .init = setup, .fini = teardown, .timeout = 60);
 
 /* Runs fn in a child process with its own connection; returns its exit status. */
 static int in_child(int (*fn)(struct alloc_client *, const void *), const void *arg) {
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
                 struct alloc_client *k;
@@ -97,7 +97,7 @@ Test(daemon_share, free_unpublishes_but_attachers_keep_the_memory) {
 
         cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &r), 0);
         cr_assert_eq(pipe(p), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 dup2(p[1], 3);
                 struct alloc_client *k;
@@ -157,7 +157,7 @@ static int alloc_and_wait(struct alloc_client *k, const void *arg) {
 Test(daemon_share, sigkill_releases_every_region) {
         int p[2];
         cr_assert_eq(pipe(p), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 dup2(p[1], 3);
                 struct alloc_client *k;

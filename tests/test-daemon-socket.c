@@ -26,7 +26,7 @@ Test(socket, a_socket_in_use_is_not_stolen, .timeout = 60) {
         close(mkstemp(log));
 
         daemon_start(&a, NULL);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
                 execl(ALLOCD_PATH, "allocd", "--socket", a.sock, "--no-config", (char *)NULL);
@@ -89,11 +89,9 @@ Test(socket, allocds_started_at_once_on_a_stale_socket_leave_one, .timeout = 120
                 cr_assert_eq(bind(stale, (struct sockaddr *)&sa, sizeof(sa)), 0);
                 close(stale);
                 for (int i = 0; i < N; i++) {
-                        pid[i] = fork();
+                        pid[i] = test_fork();
                         cr_assert_geq(pid[i], 0);
                         if (pid[i] == 0) {
-                                /* a test killed at its timeout leaves none running */
-                                prctl(PR_SET_PDEATHSIG, SIGKILL);
                                 freopen("/dev/null", "w", stderr);
                                 execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
                                 _exit(127);
@@ -124,11 +122,11 @@ Test(socket, allocds_started_at_once_on_a_stale_socket_leave_one, .timeout = 120
 /* Runs allocd (as nobody, or as we are) with --socket sock and --config conf; its exit status, stderr in log. */
 static int allocd_as(bool nobody, const char *sock, const char *conf, const char *log) {
         int status;
-        pid_t pid = fork();
+        pid_t pid = test_fork();
 
         if (pid == 0) {
                 freopen(log, "w", stderr);
-                if (nobody && (setgid(65534) < 0 || setuid(65534) < 0))
+                if (nobody && (setgid(65534) < 0 || setuid(65534) < 0 || !die_with_test()))
                         _exit(126);
                 execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
                 _exit(127);
@@ -218,7 +216,7 @@ Test(socket, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         close(mkstemp(log));
         cr_assert_eq(write(fd, "hi\n", 3), 3);
         close(fd);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
                 execl(ALLOCD_PATH, "allocd", "--socket", file, "--no-config", (char *)NULL);
@@ -239,7 +237,7 @@ Test(socket, a_default_socket_path_too_long_says_so, .timeout = 60) {
 
         close(mkstemp(log));
         snprintf(env, sizeof(env), "ALLOCD_SOCKET=/tmp/%0150d.sock", 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
                 putenv(env);
@@ -268,7 +266,7 @@ Test(socket, a_socket_directory_locked_by_another_does_not_stop_the_start, .time
         write_file(conf, "[pool f]\nkind = fpga\nranges = 0x0+1M\n");
         int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         cr_assert_eq(flock(dfd, LOCK_EX), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen("/dev/null", "w", stderr);
                 execl(ALLOCD_PATH, "allocd", "--socket", sock, "--config", conf, (char *)NULL);
@@ -289,11 +287,11 @@ Test(socket, a_socket_directory_locked_by_another_does_not_stop_the_start, .time
 /* Runs allocd --no-config --socket SOCK as uid (when not -1) and returns its exit status; its stderr is in log. */
 static int start_fails(const char *sock, uid_t uid, const char *log) {
         int status;
-        pid_t pid = fork();
+        pid_t pid = test_fork();
 
         if (pid == 0) {
                 freopen(log, "w", stderr);
-                if (uid != (uid_t)-1 && (setgid(uid) < 0 || setuid(uid) < 0))
+                if (uid != (uid_t)-1 && (setgid(uid) < 0 || setuid(uid) < 0 || !die_with_test()))
                         _exit(126);
                 execl(ALLOCD_PATH, "allocd", "--socket", sock, "--no-config", (char *)NULL);
                 _exit(127);
@@ -329,4 +327,42 @@ Test(socket, a_socket_path_that_cannot_be_made_says_what_to_do, .timeout = 60) {
         }
         rmdir(dir);
         unlink(log);
+}
+
+/*
+ * The harness's allocd goes with the test process, however that ends (a failed assertion, a
+ * timeout): here a process that started one and exits without stopping it.  This test adopts the
+ * orphan (a subreaper), so that it can wait for it and, where it lives on, stop it.
+ */
+Test(socket, an_allocd_the_test_left_running_goes_with_it, .timeout = 60) {
+        struct daemon d;
+        int fds[2], status = 0;
+        pid_t got = 0;
+
+        cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
+        pid_t test = fork(); /* plain: it stands for a test process, and the allocd must go with it */
+        cr_assert_geq(test, 0);
+        if (test == 0) {
+                daemon_start(&d, NULL);
+                _exit(write(fds[1], &d, sizeof(d)) == sizeof(d) ? 0 : 1);
+        }
+        close(fds[1]);
+        cr_assert_eq(read(fds[0], &d, sizeof(d)), (ssize_t)sizeof(d));
+        close(fds[0]);
+        cr_assert_eq(waitpid(test, &status, 0), test);
+        for (int i = 0; i < 500 && got == 0; i++) {
+                got = waitpid(d.pid, &status, WNOHANG);
+                if (got == 0)
+                        usleep(10000);
+        }
+        if (got == 0) { /* still running: stopped here, lest it outlive this test too */
+                kill(d.pid, SIGKILL);
+                waitpid(d.pid, &status, 0);
+        }
+        d.pid = 0;
+        d.notify_fd = -1; /* the other process's */
+        daemon_stop(&d);
+        cr_assert(got > 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "allocd outlived the process that started it (%#x)", status);
 }

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,14 +60,11 @@ static void loader(const char *pool, int who, bool come_and_go) {
  * failed assertion leaves none behind (one in a pool that comes and goes ignores every error).
  */
 static pid_t start_loader(const char *pool, int who, bool come_and_go) {
-        pid_t parent = getpid(), pid = fork();
+        pid_t pid = test_fork();
 
         cr_assert(pid >= 0);
-        if (pid == 0) {
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-                        _exit(4);
+        if (pid == 0)
                 loader(pool, who, come_and_go);
-        }
         return pid;
 }
 

@@ -43,7 +43,7 @@ Test(systemd, socket_activation_and_notify, .timeout = 60) {
         strcpy(addr.sun_path, d.notify);
         cr_assert_eq(bind(d.notify_fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
 
-        d.pid = fork();
+        d.pid = test_fork();
         if (d.pid == 0) {
                 char notify[200];
                 snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s", d.notify);
@@ -97,7 +97,7 @@ Test(systemd, a_passed_socket_of_the_wrong_type_is_refused, .timeout = 60) {
         cr_assert(mkdtemp(dir));
         snprintf(sock, sizeof(sock), "%s/stream.sock", dir);
         snprintf(log, sizeof(log), "%s/log", dir);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 freopen(log, "w", stderr);
                 /* A stream socket, as a unit with ListenStream= would pass; --accept=no, so it execs at once. */
@@ -147,7 +147,7 @@ static int start_passed(const char *dir, const char *nfds, const char *names, ch
         strcpy(addr.sun_path, sock);
         cr_assert_eq(bind(lfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
         cr_assert_eq(listen(lfd, 16), 0);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 char p[32];
                 freopen(log, "w", stderr);

@@ -121,7 +121,7 @@ Test(daemon_wait, nofail_waits_past_the_default_timeout) {
 }
 
 Test(daemon_wait, a_closed_connection_cancels_its_waiters) {
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 struct alloc_client *k;
                 struct alloc_region r;
@@ -236,7 +236,7 @@ Test(daemon_wait_reload, an_attach_waiting_in_a_pool_made_by_a_reload_attaches) 
 static struct alloc_client *as_nobody(const struct daemon *e) {
         struct alloc_client *n;
 
-        if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || alloc_connect(&n, e->sock, "nobody") < 0)
+        if (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test() || alloc_connect(&n, e->sock, "nobody") < 0)
                 _exit(100);
         return n;
 }
@@ -264,7 +264,7 @@ Test(daemon_wait_reload, a_reload_that_denies_the_pool_refuses_its_waiters) {
         struct alloc_client *k = daemon_connect(&e);
         for (int i = 0; i < 4; i++)
                 cr_assert_eq(alloc_region_new(k, "h", 4096, NULL, &f[i]), 0, "%s", alloc_last_error());
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 struct alloc_region r;
                 _exit(-alloc_region_new(as_nobody(&e), "h", 4096, &(struct alloc_opts){.timeout_ms = 10000}, &r));
@@ -328,7 +328,7 @@ Test(daemon_wait_reload, an_attach_in_a_pool_it_may_not_read_does_not_wait) {
         if (getuid() != 0)
                 cr_skip_test("needs root, to attach as another uid");
         daemon_start(&e, "[pool h]\nkind = host\nsize = 16K\nmode = 0600\n");
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         if (pid == 0) {
                 struct alloc_region r;
                 _exit(-alloc_region_attach(as_nobody(&e), "later",

@@ -272,7 +272,7 @@ Test(kind, disconnect_destroys_live_kinds) {
 
 /* The process ends (exits, or is killed) holding a kind: allocd takes every region back. */
 static void child_holding_a_kind(bool killed) {
-        pid_t pid = fork();
+        pid_t pid = test_fork();
 
         cr_assert_geq(pid, 0);
         if (pid == 0) {
@@ -348,7 +348,7 @@ Test(kind, a_child_of_fork_neither_allocates_from_nor_destroys_its_parents_kinds
         int status;
 
         alloc_kind_free(k, alloc_kind_malloc(k, 64)); /* this thread's cache now holds blocks of 64 */
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 errno = 0;

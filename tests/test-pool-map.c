@@ -267,7 +267,7 @@ Test(pool_table, host_pool_leaves_cuda_alone) {
         snprintf(link, sizeof(link), "%s/libcuda.so.1", dir);
         cr_assert_eq(symlink(TOOLKIT_STUB, link), 0);
         /* The loader reads LD_LIBRARY_PATH when a process starts: this test again, in a new one. */
-        pid = fork();
+        pid = test_fork();
         cr_assert_geq(pid, 0);
         if (pid == 0) {
                 char *argv[] = {"test-pool-map", "--filter", "pool_table/host_pool_leaves_cuda_alone", NULL};

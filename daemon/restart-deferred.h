@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef ALLOCD_RESTART_DEFERRED_H
+#define ALLOCD_RESTART_DEFERRED_H
+
+/*
+ * The configured pools that wait for a draining namesake restored from the fd store to empty
+ * (restart-deferred.c): restart.c adds them at start and has each made when its namesake goes;
+ * restart_reconfigured (restart.h) sets them anew on SIGHUP.
+ */
+
+#include <stdbool.h>
+
+#include "config.h"
+
+/* pc (copied: the configuration it is in goes) is made when its draining namesake empties; false: no memory. */
+bool deferred_add(const struct pool_conf *pc);
+/* Whether a pool named name waits. */
+bool deferred_has(const char *name);
+/* The pool named name that waited is made now, on the thread pool (reload_make_deferred), and waits no more. */
+void deferred_make(const char *name);
+/* None waits any more; what they held is freed. */
+void deferred_free(void);
+
+#endif
