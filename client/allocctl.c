@@ -400,8 +400,8 @@ static void usage(FILE *f) {
                    "  -j, --json         print JSON (schema: docs/cli.md) instead of a table\n"
                    "  -h, --help         this text; 'allocctl COMMAND --help' for one command\n"
                    "  -V, --version      allocctl's version\n"
-                   "\nenvironment: ALLOCD_SOCKET, and ALLOCD_TIMEOUT (default 30s) for how long to wait for\n"
-                   "allocd to answer\n"
+                   "\nenvironment: ALLOCD_SOCKET; ALLOCD_TIMEOUT (default 30s), how long to wait for allocd to\n"
+                   "answer; ALLOCD_RECONNECT (default 60s), how long to try again when it goes away\n"
                    "\nexit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable or not answering\n");
 }
 
