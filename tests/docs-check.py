@@ -145,6 +145,28 @@ rc, out = check_config(text)
 if rc != 0:
     fail(f"config: pools with every documented key are refused: {out}\n{text}")
 
+# Every value allocd.conf(5) spells out for a key (*kind* = *host* | *pinned* ...) is accepted, each alone
+# in the smallest pool of the kind the key is for.
+minimal = {"host": ["size = 1G"], "pinned": ["size = 1G", "backend = memfd"], "gpu": ["size = 1G", "device = 0"],
+           "fpga": ["ranges = 0x100000000+4G"]}
+nvalues = 0
+for line in conf5.splitlines():
+    if not line.startswith("*") or " = " not in line:
+        continue
+    parts = re.split(r"\*([a-z_]+)\* = ", line)
+    for k, rhs in zip(parts[1::2], parts[2::2]):
+        for v in re.findall(r"\*([A-Za-z0-9]+)\*", rhs):
+            nvalues += 1
+            if k == "kind":
+                text = f"[pool p]\nkind = {v}\n" + "\n".join(minimal.get(v, [])) + "\n"
+            else:
+                kind = kinds.get(k, "pinned" if k in ("backend", "flags") else "host")
+                lines = [x for x in minimal[kind] if not x.startswith(k + " =")] + [f"{k} = {v}"]
+                text = f"[pool p]\nkind = {kind}\n" + "\n".join(lines) + "\n"
+            rc, out = check_config(text)
+            if rc != 0:
+                fail(f"config: allocd.conf(5) gives '{k} = {v}'; allocd refuses it: {out}")
+
 # ---- command-line options ----
 
 
@@ -365,7 +387,7 @@ for f in failures:
 if failures:
     print(f"docs-check: {len(failures)} disagreements between the docs and the code", file=sys.stderr)
     sys.exit(1)
-print(f"docs-check: {len(code_daemon)} [daemon] and {len(code_pool)} pool keys, "
+print(f"docs-check: {len(code_daemon)} [daemon] and {len(code_pool)} pool keys ({nvalues} values), "
       f"{sum(len(t) for _, _, t, _ in programs)} options, {len(code_env)} environment variables, "
       f"{len(man3)} documented functions ({len(patterns)} patterns of liballoc-client.sym), "
       f"{checked_commands} commands in README.md and docs/HACKING.md: the docs and the code agree")
