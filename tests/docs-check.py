@@ -207,6 +207,19 @@ for prog, scd, table, helptext in programs:
             if (m.group(2), m.group(1)) not in {(n, s) for n, _, s in table}:
                 fail(f"options: {prog}'s man page has -{m.group(1)} for --{m.group(2)}; the program does not")
 
+# allocctl's commands (its commands[] table) are those of allocctl(1)'s SYNOPSIS and COMMANDS and docs/cli.md.
+m = re.search(r"^\} commands\[\] = \{(.*?)^\};", read("client/allocctl.c"), re.M | re.S)
+ctl_cmds = set(re.findall(r'^        \{"([a-z-]+)", cmd_', m.group(1), re.M)) if m else set()
+if len(ctl_cmds) < 3:
+    fail("options: cannot find allocctl's commands[] table in client/allocctl.c; update docs-check.py")
+for where, named in (("allocctl(1) SYNOPSIS", set(re.findall(r"\[\*--json\*\] \*([a-z-]+)\*", allocctl1))),
+                     ("allocctl(1) COMMANDS", set(re.findall(r"^\*([a-z-]+)\*", section(allocctl1, "COMMANDS"), re.M))),
+                     ("docs/cli.md", set(re.findall(r"^\| `([a-z-]+)[ `]", read("docs/cli.md").split("| command |")[1].split("\n\n")[0], re.M)))):
+    for c in sorted(ctl_cmds - named):
+        fail(f"options: allocctl has the command '{c}'; {where} does not give it")
+    for c in sorted(named - ctl_cmds):
+        fail(f"options: {where} gives the command '{c}'; allocctl has no such command")
+
 # Every option the man pages name is accepted: getopt says "unrecognized" otherwise.
 code_opts = {prog: {"--" + n: req for n, req, _ in table} for prog, _, table, _ in programs}
 for opt in sorted(man_options(allocd8)):
@@ -373,6 +386,14 @@ for doc in ("README.md", "docs/HACKING.md"):
         if not glob.glob(os.path.join(src, d, n + ".*")) and not glob.glob(os.path.join(src, d, n)) \
                 and not glob.glob(os.path.join(src, d, n.removeprefix("test-") + ".*")):
             fail(f"commands: {doc} runs build/{d}/{n}, which nothing in {d}/ builds")
+    for c in sorted(set(re.findall(r"^(?:\S*/)?allocctl (?:--json |-j |--socket \S+ )*([a-z][a-z-]*)", code, re.M))):
+        checked_commands += 1
+        if c not in ctl_cmds:
+            fail(f"commands: {doc} has allocctl {c}; allocctl has no such command")
+    for o in sorted(set(re.findall(r"^(?:\S*/)?(?:allocd|\./dev\.sh run)(?: --[a-z-]+(?: [A-Za-z0-9_./]+)?)*? (--[a-z][a-z-]*)", code, re.M))):
+        checked_commands += 1
+        if o not in code_opts["allocd"]:
+            fail(f"commands: {doc} has allocd {o}; allocd has no such option")
     for o in sorted(set(re.findall(r"-D ?([a-z_.]+)=", code))):
         checked_commands += 1
         if o not in meson_opts and o not in builtin:
