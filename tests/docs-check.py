@@ -167,6 +167,20 @@ for line in conf5.splitlines():
             if rc != 0:
                 fail(f"config: allocd.conf(5) gives '{k} = {v}'; allocd refuses it: {out}")
 
+# docs/configuration.md's "kinds" column: the kinds of pool that take each key, no more, no fewer.
+m = re.search(r"^## \[pool NAME\]\n(.*?)(?=^## |\Z)", confmd, re.M | re.S)
+for k, col in re.findall(r"^\| `([a-z_]+)` \| ([a-z, ]+) \|", m.group(1) if m else "", re.M):
+    if k == "kind" or k not in values:
+        continue
+    takes = set(minimal) if col.strip() == "all" else {x.strip() for x in col.split(",")}
+    for kind in minimal:
+        lines = [x for x in minimal[kind] if not x.startswith(k + " =")] + [f"{k} = {values[k]}"]
+        rc, out = check_config(f"[pool p]\nkind = {kind}\n" + "\n".join(lines) + "\n")
+        refused = f"not a key of {kind} pools" in out
+        if refused == (kind in takes):
+            fail(f"config: docs/configuration.md says {kind} pools {'take' if kind in takes else 'do not take'} "
+                 f"'{k}'; allocd says: {out or 'valid'}")
+
 # ---- command-line options ----
 
 
