@@ -13,10 +13,12 @@
 - commands: what README.md and docs/HACKING.md have a user type exists (dev.sh subcommands, meson
   -D options, bench and fuzz targets, meson test names and suites, script and program paths).
 A new key, option, variable or function without its docs fails here, saying which."""
+import atexit
 import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +93,7 @@ for sec in ("[daemon]", "[pool NAME]"):
         fail(f"config: section {sec} has no heading in allocd.conf(5) or docs/configuration.md")
 
 tmp = tempfile.mkdtemp(prefix="docs-check.")
+atexit.register(shutil.rmtree, tmp, True)
 
 
 def check_config(text):
@@ -166,6 +169,18 @@ for line in conf5.splitlines():
             rc, out = check_config(text)
             if rc != 0:
                 fail(f"config: allocd.conf(5) gives '{k} = {v}'; allocd refuses it: {out}")
+
+# The limits' defaults: config.c's initializer, docs/configuration.md's default column and allocd.conf(5).
+code_defaults = dict(re.findall(r"^\s*\.(max_[a-z_]+) = (\d+),", config_c, re.M))
+md_defaults = dict(re.findall(r"^\| `(max_[a-z_]+)` \| (\d+) \|", confmd, re.M))
+for k, v in sorted(code_defaults.items()):
+    if md_defaults.get(k) != v:
+        fail(f"config: {k} defaults to {v}; docs/configuration.md says {md_defaults.get(k)}")
+    m = re.search(r"^\*" + k + r"\* = _N_\n(?:\t.*\n)*?\t.*\((\d+)\)", conf5, re.M)
+    if not m or m.group(1) != v:
+        fail(f"config: {k} defaults to {v}; allocd.conf(5) says {m.group(1) if m else 'nothing'}")
+if len(code_defaults) < 5:
+    fail("config: cannot find the limits' defaults in daemon/config.c; update docs-check.py")
 
 # docs/configuration.md's "kinds" column: the kinds of pool that take each key, no more, no fewer.
 m = re.search(r"^## \[pool NAME\]\n(.*?)(?=^## |\Z)", confmd, re.M | re.S)
