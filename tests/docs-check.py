@@ -270,6 +270,13 @@ for opt in sorted(man_options(allocctl1)):
     if r.returncode == 2 or "unrecognized" in r.stderr or not known:
         fail(f"options: allocctl(1) names {opt}; allocctl refuses it: {r.stderr.strip()}")
 
+# allocd(8) says what each setting of allocd.service's [Service] is for.
+unit = read("systemd/allocd.service.in")
+service = re.search(r"^\[Service\]\n(.*?)(?=^\[|\Z)", unit, re.M | re.S)
+for k in sorted(set(re.findall(r"^([A-Z][A-Za-z]+)=", service.group(1) if service else "", re.M))):
+    if "*" + k + "=" not in allocd8:
+        fail(f"options: allocd.service sets {k}=; allocd(8) does not say why")
+
 # ---- environment ----
 
 
