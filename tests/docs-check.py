@@ -2,14 +2,18 @@
 """The documentation agrees with the code, mechanically:
   docs-check.py SRCROOT ALLOCD ALLOCCTL BUILDROOT
 - config: the keys and sections daemon/config*.c accept (their tables, and the keys the daemon's own
-  "unknown key" errors list) are those of allocd.conf(5) and docs/configuration.md, and a file that
-  gives every documented key is valid for `allocd --check-config`;
+  "unknown key" errors list) are those of allocd.conf(5) and docs/configuration.md; a file that
+  gives every documented key, and each value allocd.conf(5) spells out, is valid for
+  `allocd --check-config`; each kind of pool takes the keys docs/configuration.md gives it; the
+  limits' defaults are the documented ones;
 - options: allocd's and allocctl's getopt tables (allocctl map's too) are named in their man pages
-  and --help, and every option the man pages name is accepted;
+  and --help, and every option the man pages name is accepted; allocctl's commands are those of
+  allocctl(1) and docs/cli.md; allocd(8) names every [Service] setting of allocd.service;
 - environment: every variable client/, common/ and daemon/ read is in an ENVIRONMENT section
   (the daemon's in allocd(8)'s), and every variable those sections name is read;
 - symbols: every function liballoc-client.sym exports is declared in include/alloc/*.h and in a
-  man/*.3.scd SYNOPSIS, with the same declaration;
+  man/*.3.scd SYNOPSIS, with the same declaration; every errno allocd's errors become
+  (common/wire.c) is in liballoc-client(3)'s RETURN VALUE;
 - commands: what README.md and docs/HACKING.md have a user type exists (dev.sh subcommands, meson
   -D options, bench and fuzz targets, meson test names and suites, script and program paths).
 A new key, option, variable or function without its docs fails here, saying which."""
@@ -237,13 +241,14 @@ for prog, scd, table, helptext in programs:
                 fail(f"options: {prog}'s man page has -{m.group(1)} for --{m.group(2)}; the program does not")
 
 # allocctl's commands (its commands[] table) are those of allocctl(1)'s SYNOPSIS and COMMANDS and docs/cli.md.
+cli_table = read("docs/cli.md").split("| command |")[-1].split("\n\n")[0]
 m = re.search(r"^\} commands\[\] = \{(.*?)^\};", read("client/allocctl.c"), re.M | re.S)
 ctl_cmds = set(re.findall(r'^        \{"([a-z-]+)", cmd_', m.group(1), re.M)) if m else set()
 if len(ctl_cmds) < 3:
     fail("options: cannot find allocctl's commands[] table in client/allocctl.c; update docs-check.py")
 for where, named in (("allocctl(1) SYNOPSIS", set(re.findall(r"\[\*--json\*\] \*([a-z-]+)\*", allocctl1))),
                      ("allocctl(1) COMMANDS", set(re.findall(r"^\*([a-z-]+)\*", section(allocctl1, "COMMANDS"), re.M))),
-                     ("docs/cli.md", set(re.findall(r"^\| `([a-z-]+)[ `]", read("docs/cli.md").split("| command |")[1].split("\n\n")[0], re.M)))):
+                     ("docs/cli.md", set(re.findall(r"^\| `([a-z-]+)[ `]", cli_table, re.M)))):
     for c in sorted(ctl_cmds - named):
         fail(f"options: allocctl has the command '{c}'; {where} does not give it")
     for c in sorted(named - ctl_cmds):
@@ -257,7 +262,8 @@ for opt in sorted(man_options(allocd8)):
     r = run([allocd, "--check-config", opt] + arg)
     if r.returncode == 2 or "unrecognized" in r.stderr or opt not in code_opts["allocd"]:
         fail(f"options: allocd(8) names {opt}; allocd refuses it: {r.stderr.strip()}")
-map_opts = set(re.findall(r"\*map\* _POOL_ (.*)", allocctl1)[0].split("*")[1::2]) if "*map* _POOL_" in allocctl1 else set()
+m = re.search(r"\*map\* _POOL_ (.*)", allocctl1)
+map_opts = set(m.group(1).split("*")[1::2]) if m else set()
 for opt in sorted(man_options(allocctl1)):
     if opt in map_opts:
         arg = {"--svg": os.path.join(tmp, "m.svg"), "--width": "80"}.get(opt, "4")
@@ -284,7 +290,7 @@ def env_read(dirs):
     found = {}
     for d in dirs:
         for path in sorted(glob.glob(os.path.join(src, d, "**", "*.c"), recursive=True)):
-            c = open(path, encoding="utf-8").read()
+            c = read(os.path.relpath(path, src))
             names = re.findall(r'getenv\("([A-Z_0-9]+)"\)', c) + re.findall(r'env_switch\("([A-Z_0-9]+)"', c)
             names += [n + "<device>" for n in re.findall(r'"([A-Z_0-9]+_)%d"', c) if "getenv(var)" in c]
             for n in names:
@@ -338,7 +344,7 @@ def declarations(text):
 
 headers, header_only = {}, HEADER_ONLY
 for h in sorted(glob.glob(os.path.join(src, "include/alloc/*.h"))):
-    headers.update(declarations(open(h, encoding="utf-8").read()))
+    headers.update(declarations(read(os.path.relpath(h, src))))
 man3 = {}
 for p in sorted(glob.glob("man/*.3.scd", root_dir=src)):
     for block in re.findall(r"^```\n(.*?)^```", section(read(p), "SYNOPSIS"), re.M | re.S):
@@ -357,10 +363,16 @@ for pat in patterns:
         elif man3[n][1] != headers[n]:
             fail(f"symbols: {n}: {man3[n][0]} says\n    {man3[n][1]}\n  include/alloc says\n    {headers[n]}")
 for n, (p, _) in sorted(man3.items()):
-    if n in headers and n not in header_only and not any(re.match("^" + pat.replace("*", "[a-z_0-9]*") + "$", n) for pat in patterns):
+    exported = any(re.match("^" + pat.replace("*", "[a-z_0-9]*") + "$", n) for pat in patterns)
+    if n in headers and n not in header_only and not exported:
         fail(f"symbols: {p} documents {n}, which liballoc-client.sym does not export")
     elif n not in headers and not n.startswith(("falloc_", "cu")):
         fail(f"symbols: {p} documents {n}, which include/alloc/*.h do not declare")
+wire = read("common/wire.c")
+rv = section(read("man/liballoc-client.3.scd"), "RETURN VALUE")
+for name, e in re.findall(r'\{"([A-Z_]+)", (E[A-Z0-9]+)\}', wire):
+    if f"*-{e}*" not in rv:
+        fail(f"symbols: allocd's error {name} is -{e} in liballoc-client; its RETURN VALUE does not list -{e}")
 if len(patterns) != len(set(patterns)):
     fail(f"symbols: liballoc-client.sym names {sorted({p for p in patterns if patterns.count(p) > 1})} twice")
 
@@ -374,12 +386,22 @@ builtin = {"buildtype", "b_sanitize", "b_lundef", "prefix", "sysconfdir", "local
            "b_coverage", "debug", "optimization", "c_args", "default_library", "warning_level", "b_ndebug",
            "python.install_env", "pkg_config_path", "cpp_args", "c_link_args", "b_lto", "bindir"}
 checked_commands = 0
-tests = subprocess.run(["meson", "introspect", build, "--tests"], capture_output=True, text=True)
-tests = json.loads(tests.stdout) if tests.returncode == 0 else None
-if tests is None:
-    fail(f"commands: `meson introspect {build} --tests` failed; cannot check the test names the docs give")
+try:  # what `meson introspect --tests` prints, written at setup
+    with open(os.path.join(build, "meson-info", "intro-tests.json"), encoding="utf-8") as f:
+        tests = json.load(f)
+except (OSError, ValueError) as e:
+    tests = None
+    fail(f"commands: cannot read the build's list of tests ({e}); cannot check the test names the docs give")
 test_names = {t["name"] for t in tests or []}
 suites = {su.split(":")[-1] for t in tests or [] for su in t["suite"]}
+# A test this build leaves out (-Dpython=disabled, a sanitized build) is still one the docs may name.
+for d in ["."] + [d for d in sorted(os.listdir(src)) if os.path.isdir(os.path.join(src, d))
+                 and not d.startswith((".", "build", "subprojects"))]:
+    mb = os.path.join(d, "meson.build")
+    if not os.path.exists(os.path.join(src, mb)):
+        continue
+    test_names |= set(re.findall(r"\btest\('([a-z][a-z0-9-]*)'", read(mb)))
+    suites |= set(re.findall(r"suite: '([a-z][a-z0-9-]*)'", read(mb)))
 m = re.search(r"^fuzz\)\n\s*targets=\(([a-z ]+)\)", devsh, re.M)
 fuzz_targets = set(m.group(1).split()) if m else set()
 for t in sorted(fuzz_targets):
@@ -392,52 +414,47 @@ m = re.search(r"^dev\.sh +(.*)$", read("docs/HACKING.md"), re.M)
 listed = set(re.findall(r"(?:^|\| )([a-z]+)", m.group(1))) if m else set()
 if listed != dev_cmds:
     fail(f"commands: docs/HACKING.md says dev.sh takes {sorted(listed)}; it takes {sorted(dev_cmds)}")
+paths = (r"(?<![\w/.-])((?:\./)?(?:tests|bench|scripts|fuzz|tools|systemd|docs|man)/[\w./-]+"
+         r"\.(?:sh|py|c|md|scd|service|socket|in)|\.ci/run)")
+
+
+def built(d, n):
+    """build*/D/N: something in D/ it is built from; True for a directory only a test makes (build/nspawn/)."""
+    return not os.path.isdir(os.path.join(src, d)) or any(
+        glob.glob(os.path.join(src, d, x)) for x in (n, n + ".*", n.removeprefix("test-") + ".*"))
+
+
+# (what a user types, its regex, whether it exists, what to say when not); each regex's group is the word to check.
+typed = [
+    ("./dev.sh COMMAND", r"\./dev\.sh ([a-z][a-z-]*)", lambda c: c in dev_cmds,
+     f"dev.sh has no such command ({sorted(dev_cmds)})"),
+    ("./dev.sh bench NAME", r"\./dev\.sh bench ([a-z][a-z-]*)",
+     lambda b: b == "python" or os.path.exists(f"{src}/bench/{b}-bench.c"),
+     "there is no bench/NAME-bench.c"),
+    ("./dev.sh fuzz TARGET", r"\./dev\.sh fuzz ([a-z][a-z-]*)", lambda t: t in fuzz_targets,
+     f"dev.sh fuzzes {sorted(fuzz_targets)}"),
+    ("meson test NAME", r"meson test (?:-C \S+ )?([a-z][a-z0-9-]*)", lambda t: tests is None or t in test_names,
+     "there is no such test"),
+    ("--suite NAME", r"--suite ([a-z][a-z0-9-]*)", lambda t: tests is None or t in suites,
+     f"the suites are {sorted(suites)}"),
+    ("a built program", r"\b(build[a-z-]*/[a-z]+/[a-z][a-z0-9-]*)(?![\w-])", lambda b: built(*b.split("/")[1:]),
+     "nothing in the source tree builds it"),
+    ("allocctl COMMAND", r"^(?:\S*/)?allocctl (?:--json |-j |--socket \S+ )*([a-z][a-z-]*)", lambda c: c in ctl_cmds,
+     "allocctl has no such command"),
+    ("allocd OPTION", r"^(?:\S*/)?(?:allocd|\./dev\.sh run)(?: --[a-z-]+(?: [A-Za-z0-9_./]+)?)*? (--[a-z][a-z-]*)",
+     lambda o: o in code_opts["allocd"], "allocd has no such option"),
+    ("-DOPTION=", r"-D ?([a-z_.]+)=", lambda o: o in meson_opts or o in builtin,
+     "meson_options.txt has no such option"),
+    ("a path", paths, lambda p: os.path.exists(os.path.join(src, p)), "it does not exist"),
+]
 for doc in ("README.md", "docs/HACKING.md"):
     text = read(doc)
     code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
-    for c in sorted(set(re.findall(r"\./dev\.sh ([a-z][a-z-]*)", code))):
-        checked_commands += 1
-        if c not in dev_cmds:
-            fail(f"commands: {doc} has ./dev.sh {c}; dev.sh has no such command ({sorted(dev_cmds)})")
-    for b in sorted(set(re.findall(r"\./dev\.sh bench ([a-z][a-z-]*)", code))):
-        checked_commands += 1
-        if b != "python" and not os.path.exists(os.path.join(src, f"bench/{b}-bench.c")):
-            fail(f"commands: {doc} has ./dev.sh bench {b}; there is no bench/{b}-bench.c")
-    for t in sorted(set(re.findall(r"\./dev\.sh fuzz ([a-z][a-z-]*)", code))):
-        checked_commands += 1
-        if t not in fuzz_targets and t != "TARGET":
-            fail(f"commands: {doc} has ./dev.sh fuzz {t}; dev.sh fuzzes {sorted(fuzz_targets)}")
-    for t in sorted(set(re.findall(r"meson test (?:-C \S+ )?([a-z][a-z0-9-]*)", code))):
-        checked_commands += 1
-        if tests is not None and t not in test_names:
-            fail(f"commands: {doc} has meson test {t}; there is no such test")
-    for t in sorted(set(re.findall(r"--suite ([a-z][a-z0-9-]*)", code))):
-        checked_commands += 1
-        if tests is not None and t not in suites:
-            fail(f"commands: {doc} has --suite {t}; the suites are {sorted(suites)}")
-    for d, n in sorted(set(re.findall(r"\bbuild[a-z-]*/([a-z]+)/([a-z][a-z0-9-]*)(?![\w-])", code))):
-        if not os.path.isdir(os.path.join(src, d)):
-            continue  # a directory a test makes in the build tree (build/nspawn/)
-        checked_commands += 1
-        if not glob.glob(os.path.join(src, d, n + ".*")) and not glob.glob(os.path.join(src, d, n)) \
-                and not glob.glob(os.path.join(src, d, n.removeprefix("test-") + ".*")):
-            fail(f"commands: {doc} runs build/{d}/{n}, which nothing in {d}/ builds")
-    for c in sorted(set(re.findall(r"^(?:\S*/)?allocctl (?:--json |-j |--socket \S+ )*([a-z][a-z-]*)", code, re.M))):
-        checked_commands += 1
-        if c not in ctl_cmds:
-            fail(f"commands: {doc} has allocctl {c}; allocctl has no such command")
-    for o in sorted(set(re.findall(r"^(?:\S*/)?(?:allocd|\./dev\.sh run)(?: --[a-z-]+(?: [A-Za-z0-9_./]+)?)*? (--[a-z][a-z-]*)", code, re.M))):
-        checked_commands += 1
-        if o not in code_opts["allocd"]:
-            fail(f"commands: {doc} has allocd {o}; allocd has no such option")
-    for o in sorted(set(re.findall(r"-D ?([a-z_.]+)=", code))):
-        checked_commands += 1
-        if o not in meson_opts and o not in builtin:
-            fail(f"commands: {doc} has -D{o}=; meson_options.txt has no such option")
-    for p in sorted(set(re.findall(r"(?<![\w/.-])((?:\./)?(?:tests|bench|scripts|fuzz|tools|systemd|docs|man)/[\w./-]+\.(?:sh|py|c|md|scd|service|socket|in)|\.ci/run)", code))):
-        checked_commands += 1
-        if not os.path.exists(os.path.join(src, p)):
-            fail(f"commands: {doc} names {p}, which does not exist")
+    for what, rx, exists, why in typed:
+        for word in sorted(set(re.findall(rx, code, re.M))):
+            checked_commands += 1
+            if not exists(word):
+                fail(f"commands: {doc} has `{word}` ({what}); {why}")
 
 for f in failures:
     print("docs-check:", f, file=sys.stderr)
