@@ -8,7 +8,8 @@
   limits' defaults are the documented ones;
 - options: allocd's and allocctl's getopt tables (allocctl map's too) are named in their man pages
   and --help, and every option the man pages name is accepted; allocctl's commands are those of
-  allocctl(1) and docs/cli.md; allocd(8) names every [Service] setting of allocd.service;
+  allocctl(1) and docs/cli.md, and every key its --json prints is in docs/cli.md; allocd(8) names
+  every [Service] setting of allocd.service;
 - environment: every variable client/, common/ and daemon/ read is in an ENVIRONMENT section
   (the daemon's in allocd(8)'s), and every variable those sections name is read;
 - symbols: every function liballoc-client.sym exports is declared in include/alloc/*.h and in a
@@ -253,6 +254,14 @@ for where, named in (("allocctl(1) SYNOPSIS", set(re.findall(r"\[\*--json\*\] \*
         fail(f"options: allocctl has the command '{c}'; {where} does not give it")
     for c in sorted(named - ctl_cmds):
         fail(f"options: {where} gives the command '{c}'; allocctl has no such command")
+
+# Every key allocctl --json prints is in docs/cli.md (its schema is stable: a new key is documented).
+cli_words = set(re.findall(r'`"?([a-z_]+)"?`|"([a-z_]+)"', read("docs/cli.md")))
+cli_words = {a or b for a, b in cli_words}
+for path in sorted(glob.glob("client/allocctl*.c", root_dir=src) + ["client/map.c"]):
+    for k in sorted(set(re.findall(r'json_object_object_add\(\w+, "([a-z_]+)"', read(path)))):
+        if k not in cli_words:
+            fail(f"options: {path} prints the JSON key '{k}'; docs/cli.md does not document it")
 
 # Every option the man pages name is accepted: getopt says "unrecognized" otherwise.
 code_opts = {prog: {"--" + n: req for n, req, _ in table} for prog, _, table, _ in programs}
