@@ -15,6 +15,7 @@
 - symbols: every function liballoc-client.sym exports is declared in include/alloc/*.h and in a
   man/*.3.scd SYNOPSIS, with the same declaration; every errno allocd's errors become
   (common/wire.c) is in liballoc-client(3)'s RETURN VALUE;
+- python: every function, method, attribute and constant of client/python/ is in docs/python.md;
 - commands: what README.md and docs/HACKING.md have a user type exists (dev.sh subcommands, meson
   -D options, bench and fuzz targets, meson test names and suites, script and program paths).
 A new key, option, variable or function without its docs fails here, saying which."""
@@ -384,6 +385,19 @@ for name, e in re.findall(r'\{"([A-Z_]+)", (E[A-Z0-9]+)\}', wire):
         fail(f"symbols: allocd's error {name} is -{e} in liballoc-client; its RETURN VALUE does not list -{e}")
 if len(patterns) != len(set(patterns)):
     fail(f"symbols: liballoc-client.sym names {sorted({p for p in patterns if patterns.count(p) > 1})} twice")
+
+# ---- the Python module ----
+# Every function, method, attribute and constant of client/python/ is named in docs/python.md (a client's
+# __enter__ and __exit__: "a context manager").
+pydoc = read("docs/python.md")
+for path in sorted(glob.glob("client/python/*.c", root_dir=src)):
+    c = read(path)
+    names = set(re.findall(r'PyModule_AddIntConstant\(\w+, "([A-Za-z_0-9]+)"', c))
+    for block in re.findall(r"Py(?:Method|Member|GetSet)Def \w+\[\] = \{(.*?)\n\};", c, re.S):
+        names |= set(re.findall(r'\{"([A-Za-z_][A-Za-z_0-9]*)"', block))
+    for n in sorted(names - {"__enter__", "__exit__"}):
+        if not re.search(r"\b" + re.escape(n) + r"\b", pydoc):
+            fail(f"python: {path} defines {n}; docs/python.md does not name it")
 
 # ---- commands a user types ----
 devsh = read("dev.sh")
