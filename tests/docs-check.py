@@ -16,7 +16,7 @@
   man/*.3.scd SYNOPSIS, with the same declaration; every errno allocd's errors become
   (common/wire.c) is in liballoc-client(3)'s RETURN VALUE;
 - python: every function, method, attribute and constant of client/python/ is in docs/python.md;
-- commands: what README.md and docs/HACKING.md have a user type exists (dev.sh subcommands, meson
+- commands: what README.md and docs/*.md have a user type exists (dev.sh subcommands, meson
   -D options, bench and fuzz targets, meson test names and suites, script and program paths).
 A new key, option, variable or function without its docs fails here, saying which."""
 import atexit
@@ -447,6 +447,9 @@ def built(d, n):
         glob.glob(os.path.join(src, d, x)) for x in (n, n + ".*", n.removeprefix("test-") + ".*"))
 
 
+# Options the docs name to say that they do not exist (allocd(8): "no --takeover").
+not_options = {"--takeover"}
+
 # (what a user types, its regex, whether it exists, what to say when not); each regex's group is the word to check.
 typed = [
     ("./dev.sh COMMAND", r"\./dev\.sh ([a-z][a-z-]*)", lambda c: c in dev_cmds,
@@ -465,14 +468,21 @@ typed = [
     ("allocctl COMMAND", r"^(?:\S*/)?allocctl (?:--json |-j |--socket \S+ )*([a-z][a-z-]*)", lambda c: c in ctl_cmds,
      "allocctl has no such command"),
     ("allocd OPTION", r"^(?:\S*/)?(?:allocd|\./dev\.sh run)(?: --[a-z-]+(?: [A-Za-z0-9_./]+)?)*? (--[a-z][a-z-]*)",
-     lambda o: o in code_opts["allocd"], "allocd has no such option"),
+     lambda o: o in code_opts["allocd"] or o in not_options, "allocd has no such option"),
     ("-DOPTION=", r"-D ?([a-z_.]+)=", lambda o: o in meson_opts or o in builtin,
      "meson_options.txt has no such option"),
     ("a path", paths, lambda p: os.path.exists(os.path.join(src, p)), "it does not exist"),
 ]
-for doc in ("README.md", "docs/HACKING.md"):
+for doc in ["README.md"] + sorted(glob.glob("docs/*.md", root_dir=src)):
     text = read(doc)
     code = "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
+    for name, opts in re.findall(r"\./dev\.sh bench ([a-z]+)((?: --?[a-z-]+(?: [^ #`-][^ #`]*)?)+)", code):
+        src_c = os.path.join(src, f"bench/{name}-bench.c")
+        text_c = read(f"bench/{name}-bench.c") + read("bench/bench-util.c") if os.path.exists(src_c) else ""
+        for o in re.findall(r"(--[a-z-]+)", opts):
+            checked_commands += 1
+            if text_c and f'"{o[2:]}"' not in text_c and f'"{o}' not in text_c:
+                fail(f"commands: {doc} has ./dev.sh bench {name} {o}; bench/{name}-bench.c takes no {o}")
     for what, rx, exists, why in typed:
         for word in sorted(set(re.findall(rx, code, re.M))):
             checked_commands += 1
@@ -487,4 +497,4 @@ if failures:
 print(f"docs-check: {len(code_daemon)} [daemon] and {len(code_pool)} pool keys ({nvalues} values), "
       f"{sum(len(t) for _, _, t, _ in programs)} options, {len(code_env)} environment variables, "
       f"{len(man3)} documented functions ({len(patterns)} patterns of liballoc-client.sym), "
-      f"{checked_commands} commands in README.md and docs/HACKING.md: the docs and the code agree")
+      f"{checked_commands} commands in README.md and docs/*.md: the docs and the code agree")
