@@ -176,6 +176,16 @@ for line in conf5.splitlines():
             if rc != 0:
                 fail(f"config: allocd.conf(5) gives '{k} = {v}'; allocd refuses it: {out}")
 
+# The keys that are lists (each line adds): config-pool.c's table against both docs' words for them.
+code_lists = set(re.findall(r'\[KEY_[A-Z_]+\] = \{"([a-z_]+)", [^}]*, true\}', pool_c))
+m5 = re.search(r"a list too long for one line \(([^)]*)\)", conf5.replace("\n", " "))
+mmd = re.search(r"\n\s*([^\n]*?) may be given again in a section", confmd)
+for where, m in (("allocd.conf(5)", m5), ("docs/configuration.md", mmd)):
+    said = set(re.findall(r"[*`]([a-z_]+)[*`]", m.group(1))) if m else set()
+    if said != code_lists:
+        fail(f"config: {where} says the lists (a key given on several lines) are {sorted(said)}; "
+             f"they are {sorted(code_lists)}")
+
 # The limits' defaults: config.c's initializer, docs/configuration.md's default column and allocd.conf(5).
 code_defaults = dict(re.findall(r"^\s*\.(max_[a-z_]+) = (\d+),", config_c, re.M))
 md_defaults = dict(re.findall(r"^\| `(max_[a-z_]+)` \| (\d+) \|", confmd, re.M))
