@@ -16,6 +16,7 @@
   man/*.3.scd SYNOPSIS, with the same declaration; every errno allocd's errors become
   (common/wire.c) is in liballoc-client(3)'s RETURN VALUE;
 - python: every function, method, attribute and constant of client/python/ is in docs/python.md;
+- references: NAME(N) of one of the project's pages names a man/NAME.N.scd;
 - commands: what README.md and docs/*.md have a user type exists (dev.sh subcommands, meson
   -D options, bench and fuzz targets, meson test names and suites, script and program paths).
 A new key, option, variable or function without its docs fails here, saying which."""
@@ -408,6 +409,13 @@ for path in sorted(glob.glob("client/python/*.c", root_dir=src)):
     for n in sorted(names - {"__enter__", "__exit__"}):
         if not re.search(r"\b" + re.escape(n) + r"\b", pydoc):
             fail(f"python: {path} defines {n}; docs/python.md does not name it")
+
+# ---- references between pages ----
+# NAME(N) of the project's own (allocd*, alloc*, falloc*, liballoc*) is a man/NAME.N.scd.
+for doc in ["README.md"] + sorted(glob.glob("docs/*.md", root_dir=src)) + sorted(glob.glob("man/*.scd", root_dir=src)):
+    for name, n in sorted(set(re.findall(r"\b((?:lib)?f?alloc[a-z_.-]*)\*?\(([1-9])\)", read(doc)))):
+        if not os.path.exists(os.path.join(src, f"man/{name}.{n}.scd")):
+            fail(f"references: {doc} refers to {name}({n}); there is no man/{name}.{n}.scd")
 
 # ---- commands a user types ----
 devsh = read("dev.sh")
