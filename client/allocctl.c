@@ -256,20 +256,26 @@ static int cmd_dump(struct ctl *ctl, int argc, char **argv) {
 
 /* ---- free ---- */
 
+/* ID: a region's id, in decimal digits only. */
+static int free_words(struct ctl *ctl, int argc, char **argv) {
+        (void)argc;
+        if (!parse_decimal(argv[0], &ctl->id)) {
+                fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
+                return EXIT_USAGE;
+        }
+        return EXIT_OK;
+}
+
 /*
  * Frees a PERSIST region by id, whoever made it: allocd lets its uid, the pool's owner or root do
  * that from any connection, which is how an operator takes back a region whose creator is gone.
  */
 static int cmd_free(struct ctl *ctl, int argc, char **argv) {
-        uint64_t id;
         int r;
 
         (void)argc;
-        if (!parse_decimal(argv[0], &id)) {
-                fprintf(stderr, "allocctl: free %s: a region id, as `allocctl dump` shows it\n", argv[0]);
-                return EXIT_USAGE;
-        }
-        if ((r = alloc_region_free(ctl->client, id)) < 0)
+        (void)argv;
+        if ((r = alloc_region_free(ctl->client, ctl->id)) < 0)
                 return request_failed("free", r);
         if (ctl->json)
                 json_print(json_object_new_object());
@@ -278,18 +284,27 @@ static int cmd_free(struct ctl *ctl, int argc, char **argv) {
 
 /* ---- wait ---- */
 
-/* Attaches NAME, waiting for it up to DURATION (30s), then says what it is; the reference goes as allocctl exits. */
-static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
-        uint32_t ms = 30000;
-        struct alloc_region r;
-        char size[16];
+/* NAME [DURATION]: the DURATION, 30s without one. */
+static int wait_words(struct ctl *ctl, int argc, char **argv) {
         int e;
 
-        if (argc > 1 && (e = parse_duration_ms(argv[1], &ms)) < 0) {
+        ctl->ms = 30000;
+        if (argc > 1 && (e = parse_duration_ms(argv[1], &ctl->ms)) < 0) {
                 fprintf(stderr, "allocctl: wait %s %s: %s\n", argv[0], argv[1],
                         e == -ERANGE ? "too long: at most 71582m (2^32 - 1 ms)" : "a duration, as 500ms, 30s or 2m");
                 return EXIT_USAGE;
         }
+        return EXIT_OK;
+}
+
+/* Attaches NAME, waiting for it up to DURATION (30s), then says what it is; the reference goes as allocctl exits. */
+static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
+        uint32_t ms = ctl->ms;
+        struct alloc_region r;
+        char size[16];
+        int e;
+
+        (void)argc;
         e = alloc_region_attach(ctl->client, argv[0], &(struct alloc_attach_opts){.timeout_ms = ms}, &r);
         /* allocd's advice ("attach with a timeout") is for programs; here the way to wait is a DURATION. */
         if (ms == 0 && (e == -ENOENT || e == -EAGAIN)) {
@@ -321,24 +336,32 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
 /* ---- disconnect ---- */
 
 /* PID, or serial:N as `allocctl clients` lists it. */
-static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
+static int disconnect_words(struct ctl *ctl, int argc, char **argv) {
         const char *arg = argv[0], *num = arg;
-        uint32_t n = 0;
-        uint64_t v;
-        int r;
 
         (void)argc;
         if (!strncmp(arg, "serial:", 7))
                 num = arg + 7;
-        if (!parse_decimal(num, &v) || v == 0 || (num == arg && v > INT32_MAX)) {
+        ctl->serial = num != arg;
+        if (!parse_decimal(num, &ctl->id) || ctl->id == 0 || (!ctl->serial && ctl->id > INT32_MAX)) {
                 fprintf(stderr,
                         "allocctl: disconnect %s: a process id, or serial:N for one connection (the SERIAL column "
                         "of `allocctl clients`)\n",
                         arg);
                 return EXIT_USAGE;
         }
-        if ((r = num == arg ? alloc_drop_client(ctl->client, (pid_t)v, 0, &n)
-                            : alloc_drop_client(ctl->client, 0, v, &n)) < 0)
+        return EXIT_OK;
+}
+
+/* Closes the connections of that process, or that one connection. */
+static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
+        uint32_t n = 0;
+        int r;
+
+        (void)argc;
+        (void)argv;
+        if ((r = ctl->serial ? alloc_drop_client(ctl->client, 0, ctl->id, &n)
+                             : alloc_drop_client(ctl->client, (pid_t)ctl->id, 0, &n)) < 0)
                 return request_failed("disconnect", r);
         if (ctl->json) {
                 json_object *o = json_object_new_object();
@@ -355,35 +378,38 @@ static int cmd_disconnect(struct ctl *ctl, int argc, char **argv) {
 static const struct command {
         const char *name;
         int (*run)(struct ctl *ctl, int argc, char **argv);
-        int (*parse)(int argc, char **argv); /* NULL: min_args to max_args words, no options */
+        int (*parse)(int argc, char **argv);                  /* NULL: min_args to max_args words, no options */
+        int (*words)(struct ctl *ctl, int argc, char **argv); /* reads them into ctl, before allocd is asked */
         int min_args, max_args;
         const char *args, *summary, *help;
 } commands[] = {
-        {"status", cmd_status, NULL, 0, 0, "", "pools, daemon version and uptime, connected clients",
+        {"status", cmd_status, NULL, NULL, 0, 0, "", "pools, daemon version and uptime, connected clients",
          "One row per pool: kind, size, used, free, largest free range, fragmentation\n"
          "(1 - largest free / free), regions and waiting requests; then the clients.\n"},
-        {"dump", cmd_dump, NULL, 0, 1, "[POOL]", "every region, or every region of POOL",
+        {"dump", cmd_dump, NULL, NULL, 0, 1, "[POOL]", "every region, or every region of POOL",
          "One row per region you may see: id, pool, offset (memory pools) or address\n"
          "(fpga), size, flags, references, age, holders (pid/uid/command) and name.\n"},
-        {"clients", cmd_clients, NULL, 0, 0, "", "every connection and what it holds",
+        {"clients", cmd_clients, NULL, NULL, 0, 0, "", "every connection and what it holds",
          "One row per connection: its serial, pid, uid, command name, regions and bytes\n"
          "held, waiting requests, and the name the client gave.\n"},
-        {"free", cmd_free, NULL, 1, 1, "ID", "free a PERSIST region (its uid, the pool's owner or root)",
+        {"free", cmd_free, NULL, free_words, 1, 1, "ID", "free a PERSIST region (its uid, the pool's owner or root)",
          "Takes the region's name and its PERSIST reference away, as its creator's Free\n"
          "would: it goes back to its pool once no connection holds it.  Only PERSIST\n"
          "regions outlive their holders, so only those can be freed this way.\n"},
-        {"wait", cmd_wait, NULL, 1, 2, "NAME [DURATION]", "wait until NAME is published and sealed",
+        {"wait", cmd_wait, NULL, wait_words, 1, 2, "NAME [DURATION]", "wait until NAME is published and sealed",
          "Waits up to DURATION (30s; 500ms, 2m ..., at most 71582m; 0 looks once) for a\n"
          "region to be published as NAME and sealed, as a consumer's attach would, then\n"
          "prints its id, kind, size, offset, pool and the uid that allocated it (exit 0);\n"
          "exit 1 if it is not there in time.  For scripts that start a consumer only\n"
          "once its producer is ready.\n"},
-        {"disconnect", cmd_disconnect, NULL, 1, 1, "PID|serial:N", "close a client's connections (its uid or root)",
+        {"disconnect", cmd_disconnect, NULL, disconnect_words, 1, 1, "PID|serial:N",
+         "close a client's connections (its uid or root)",
          "Closes every connection of process PID, or the one connection serial:N (the\n"
          "SERIAL column of `allocctl clients`), as if the process had exited: every\n"
          "region they hold is released, and their next call fails.  Root may close any\n"
          "connection; other users only their own.\n"},
-        {"map", cmd_map, map_args, 1, 1, "POOL [--svg FILE] [--width N] [--rows N]", "a picture of how POOL is used",
+        {"map", cmd_map, map_args, NULL, 1, 1, "POOL [--svg FILE] [--width N] [--rows N]",
+         "a picture of how POOL is used",
          "One cell per slice of the pool, as wide as the terminal: used, partly used,\n"
          "free, the largest free range, and reserved (address space between an fpga\n"
          "pool's ranges).  --svg FILE writes the same picture as SVG, one shape per\n"
@@ -400,8 +426,8 @@ static void usage(FILE *f) {
                    "  -j, --json         print JSON (schema: docs/cli.md) instead of a table\n"
                    "  -h, --help         this text; 'allocctl COMMAND --help' for one command\n"
                    "  -V, --version      allocctl's version\n"
-                   "\nenvironment: ALLOCD_SOCKET, and ALLOCD_TIMEOUT (default 30s) for how long to wait for\n"
-                   "allocd to answer\n"
+                   "\nenvironment: ALLOCD_SOCKET; ALLOCD_TIMEOUT (default 30s), how long to wait for allocd to\n"
+                   "answer; ALLOCD_RECONNECT (default 60s), how long to try again when it goes away\n"
                    "\nexit status: 0 ok, 1 the request failed, 2 usage error, 3 allocd unreachable or not answering\n");
 }
 
@@ -571,6 +597,11 @@ static int run(int argc, char **argv) {
                         free(args);
                         return EXIT_USAGE;
                 }
+        }
+        /* A bad word is a usage error whether or not allocd is there: read them before connecting. */
+        if (cmd->words && (r = cmd->words(&ctl, nargs, args)) != EXIT_OK) {
+                free(args);
+                return r;
         }
         if ((r = connect_daemon(&ctl)) == EXIT_OK)
                 r = cmd->run(&ctl, nargs, args);

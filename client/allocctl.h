@@ -17,6 +17,10 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 struct ctl {
         struct alloc_client *client;
         bool json;
+        /* A command's words, as its words() read them: free's id, disconnect's pid or serial, wait's DURATION. */
+        uint64_t id;
+        bool serial;
+        uint32_t ms;
 };
 
 /* Room for text_escape() of the char array a, whatever its bytes: each may become \xNN. */

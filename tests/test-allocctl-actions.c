@@ -245,3 +245,24 @@ Test(allocctl, allocd_gone_mid_command_exits_3_after_reconnect) {
 Test(allocctl, allocd_stopping_mid_command_exits_3) {
         gone_mid_wait("0", SIGTERM);
 }
+
+/*
+ * A bad ID, DURATION or PID is a usage error (exit 2, docs/cli.md: "nothing was asked of allocd")
+ * whether or not allocd is there: allocctl checks its words before it connects, as it does its options.
+ */
+Test(allocctl, bad_words_are_usage_errors_without_allocd) {
+        const char *none = "/nonexistent/allocd.sock";
+        const char *cases[][3] = {{"free", "twelve", NULL},
+                                  {"wait", "x", "soon"},
+                                  {"wait", "x", "71583m"},
+                                  {"disconnect", "serial:x", NULL},
+                                  {"disconnect", "0", NULL}};
+        struct run *x;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                x = allocctl(none, cases[i][0], cases[i][1], cases[i][2], (char *)NULL);
+                cr_assert_eq(x->status, 2, "%s %s %s: exit %d: %s", cases[i][0], cases[i][1],
+                             cases[i][2] ? cases[i][2] : "", x->status, x->err);
+                cr_assert_null(strstr(x->err, "not running"), "%s", x->err);
+        }
+}
