@@ -457,5 +457,6 @@ void core_stats(const struct core *core, struct core_stats *st) {
                 range_stats(core->pools[i]->arena, &rs);
                 st->used += rs.in_use;
                 st->total += rs.total;
+                st->usage += core->pools[i]->nusage;
         }
 }

@@ -438,6 +438,7 @@ struct core_stats {
         uint64_t regions, names, holds, waiters, used, total;
         uint64_t formats;   /* regions that are not raw bytes (formats.c's entries) */
         uint64_t tries;     /* waiters tried against a pool since start */
+        uint64_t usage;     /* the pools' per-uid byte counts (pool.c): one for each uid with bytes in a pool */
         size_t table_bytes; /* memory of the region table, holds and names */
 };
 void core_stats(const struct core *core, struct core_stats *st);

@@ -360,7 +360,9 @@ uint64_t pool_usage(const struct pool *p, uid_t uid) {
 int pool_charge(struct pool *p, uid_t uid, int64_t bytes) {
         for (size_t i = 0; i < p->nusage; i++) {
                 if (p->usage[i].uid == uid) {
-                        p->usage[i].bytes += (uint64_t)bytes;
+                        /* The uid's last byte gone: its record goes too, so records are one per uid with bytes here. */
+                        if (!(p->usage[i].bytes += (uint64_t)bytes))
+                                p->usage[i] = p->usage[--p->nusage];
                         return 0;
                 }
         }

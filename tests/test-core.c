@@ -516,6 +516,23 @@ Test(core, quota_counts_the_rounded_size) {
         bye(a);
 }
 
+/* A pool's bytes-per-uid records (its quota's) go with the uid's last byte: they do not pile up with every uid that
+ * ever allocated. */
+Test(core, usage_records_go_with_the_last_byte) {
+        enum { N = 1000 };
+        uint32_t slot;
+
+        add_fpga("f", 64 * K);
+        for (uid_t uid = 1; uid <= N; uid++) {
+                struct client *a = client(10000 + uid);
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &slot), GRANT_REGION);
+                bye(a);
+        }
+        cr_assert_eq(stats().used, 0);
+        cr_assert_eq(stats().usage, 0, "%llu per-uid usage records left with nothing in use, after %d uids",
+                     (unsigned long long)stats().usage, N);
+}
+
 /* A falloc heap's tag: a side entry while the region lives; its header written inline, or by the zeroing job. */
 Test(core, a_large_heap_is_written_off_the_loop_thread) {
         struct client *a = client(1);
