@@ -5,7 +5,7 @@
  * CLIENT_PID= fields, so `journalctl POOL=host` finds a pool's story;
  * otherwise it is one line on stderr.
  *
- * Lines about a client (those whose context names its pid) are what a client
+ * Lines about a client (those whose context says so) are what a client
  * can make allocd write as fast as it sends: a refused reclaim, a denied
  * Alloc, a connection over a limit.  At most CLIENT_BURST of them are written
  * each CLIENT_INTERVAL_MS, so that no client floods the journal (whose own
@@ -96,7 +96,7 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
         char msg[1024];
         va_list ap;
 
-        if (level > log_level || (ctx && ctx->pid && !client_line_allowed()))
+        if (level > log_level || (ctx && ctx->client && !client_line_allowed()))
                 return;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);

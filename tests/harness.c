@@ -119,8 +119,10 @@ int daemon_respawn(struct daemon *d, const struct daemon_opts *o) {
                 /* From root to another uid: the capabilities go too (no SECBIT_KEEP_CAPS). */
                 if (o->uid && (setgroups(0, NULL) < 0 || setgid(o->uid) < 0 || setuid(o->uid) < 0))
                         _exit(126);
-                /* The parent may have died before the call: then nothing would kill us. */
-                if (o->die_with_test && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent))
+                /* The parent may have died before the call: then nothing would kill us.  (The first of a pid
+                 * namespace the test made sees its parent as pid 0.) */
+                if (o->die_with_test &&
+                    (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != (getpid() == 1 ? 0 : parent)))
                         _exit(126);
                 if (config)
                         execl(daemon_path(), "allocd", "--socket", d->sock, "--config", d->conf, (char *)NULL);

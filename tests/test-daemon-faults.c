@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,7 +395,7 @@ Test(faults, one_uid_cannot_take_every_region_fd) {
  * (so could denied Allocs, or connections over a limit): the journal's own rate limit would then
  * drop allocd's other lines.  Lines about clients are rate-limited, and allocd says so.
  */
-Test(faults, one_client_cannot_flood_the_log) {
+static void flood_the_log(void) {
         enum { NREQ = 3000 };
         static const char *const reclaim[] = {"cannot reclaim connection", NULL};
         static const char *const limited[] = {"lines about clients", NULL};
@@ -426,6 +427,20 @@ Test(faults, one_client_cannot_flood_the_log) {
         cr_expect_eq(log_count(limited), 1, "allocd did not say once that it leaves lines about clients out:\n%s",
                      slurp(log_path));
         stop();
+}
+
+Test(faults, one_client_cannot_flood_the_log) {
+        flood_the_log();
+}
+
+/*
+ * A client in a pid namespace allocd cannot see (allocd run in a container, the socket bound into it from
+ * outside) has pid 0 in SO_PEERCRED: its lines are about a client all the same, and limited as well.
+ */
+Test(faults, a_client_allocd_sees_as_pid_0_cannot_flood_the_log) {
+        /* allocd, the next child, starts a pid namespace of its own, in which this test is not. */
+        cr_assert_eq(unshare(CLONE_NEWPID), 0, "unshare(CLONE_NEWPID): %s", strerror(errno));
+        flood_the_log();
 }
 
 /* The fds allocd has open. */
