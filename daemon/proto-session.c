@@ -90,6 +90,7 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__DisconnectReply body = ALLOCD__DISCONNECT_REPLY__INIT;
         struct core_result res;
+        char whose[40];
 
         if (core_client_evict(core, &s->client, m->has_serial ? m->serial : 0, m->has_pid ? m->pid : 0,
                               &body.connections, &body.references, &res) != E_OK)
@@ -100,7 +101,11 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
         reply.body_case = ALLOCD__REPLY__BODY_DISCONNECT;
         reply.disconnect = &body;
         proto_pack(out, &reply);
+        if (m->has_serial && m->serial)
+                snprintf(whose, sizeof(whose), "connection %" PRIu64, m->serial);
+        else
+                snprintf(whose, sizeof(whose), "pid %d's", (int)m->pid);
         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .pid = s->client.pid},
-             "client pid %d uid %u disconnects %u connection(s) holding %llu references", (int)s->client.pid,
-             (unsigned)s->client.uid, body.connections, (unsigned long long)body.references);
+             "client pid %d uid %u disconnects %s: %u connection(s) holding %llu references", (int)s->client.pid,
+             (unsigned)s->client.uid, whose, body.connections, (unsigned long long)body.references);
 }
