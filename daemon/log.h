@@ -14,6 +14,7 @@ struct log_ctx {
         const char *pool;
         uint64_t region;
         pid_t pid;
+        uid_t uid;   /* with client */
         bool client; /* a line a client made allocd write (pid is 0 where its pid namespace is not allocd's): limited */
 };
 
