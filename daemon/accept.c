@@ -66,7 +66,7 @@ static void hello_sweep(uv_timer_t *t) {
                         first = c->deadline < first ? c->deadline : first;
                         continue;
                 }
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = c->s.client.pid},
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
                      "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
                 conn_close(c);
         }
@@ -128,7 +128,7 @@ static int conn_new(int fd) {
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
                 cl->ngroups = (int)(len / sizeof(gid_t));
         else
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = cl->pid},
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
                      "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
                      (int)cl->pid, strerror(errno));
         read_comm(cl->pid, cl->comm, sizeof(cl->comm));
@@ -144,8 +144,8 @@ static int conn_new(int fd) {
                 wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
                 for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
                         ;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
-                     res.msg);
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
+                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
                 free(c);
                 return -1;
         }
@@ -162,12 +162,12 @@ static int conn_new(int fd) {
                 uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
         if (!c->in_core) {
                 nrefused++;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pid = cl->pid}, "refusing client pid %d: %s", (int)cl->pid,
-                     res.msg);
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
+                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
                 conn_error_reply(c, 0, res.code, res.msg);
         }
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = cl->pid}, "client pid %d uid %u connected", (int)cl->pid,
-             (unsigned)cl->uid);
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
+             "client pid %d uid %u connected", (int)cl->pid, (unsigned)cl->uid);
         changed();
         return 0;
 }

@@ -23,7 +23,7 @@ static void expire(uv_timer_t *t) {
 
         (void)t;
         while (core_absent_release(core, &a))
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = a.pid},
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = a.uid, .pid = a.pid},
                      "connection %" PRIu64 " (pid %d uid %u '%s') was not reclaimed within reclaim_grace = %ums after "
                      "the restart: released its %u references (%" PRIu64 " bytes it created)",
                      a.serial, (int)a.pid, (unsigned)a.uid, a.name, core_limits(core)->reclaim_grace_ms, a.refs,

@@ -5,11 +5,12 @@
  * CLIENT_PID= fields, so `journalctl POOL=host` finds a pool's story;
  * otherwise it is one line on stderr.
  *
- * Lines about a client (those whose context names its pid) are what a client
+ * Lines about a client (those whose context says so) are what a client
  * can make allocd write as fast as it sends: a refused reclaim, a denied
- * Alloc, a connection over a limit.  At most CLIENT_BURST of them are written
- * each CLIENT_INTERVAL_MS, so that no client floods the journal (whose own
- * rate limit would then drop allocd's other lines) or spends the loop on it.
+ * Alloc, a connection over a limit.  At most CLIENT_BURST of them about one
+ * uid's clients are written each CLIENT_INTERVAL_MS, so that no client floods
+ * the journal (whose own rate limit would then drop allocd's other lines),
+ * hides another uid's lines, or spends the loop on it.
  */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -30,11 +31,16 @@
 
 #define CLIENT_BURST 1000
 #define CLIENT_INTERVAL_MS 10000
+#define CLIENT_UIDS 16
 
 static int log_level = LOG_LEVEL_INFO;
 static bool to_journal;
 static uint64_t client_window; /* when the current CLIENT_INTERVAL_MS began */
-static unsigned client_lines, client_dropped;
+static struct client_uid {
+        uid_t uid;
+        unsigned lines, dropped;
+} client_uid[CLIENT_UIDS + 1];
+static unsigned client_nuids;
 
 void log_init(void) {
         const char *e = getenv("JOURNAL_STREAM");
@@ -63,31 +69,50 @@ int log_level_parse(const char *s) {
 }
 
 /*
- * Whether a line about a client may be written now: one of the first CLIENT_BURST in this
- * CLIENT_INTERVAL_MS.  Says when they begin to be left out, and before the first one after the
- * interval, how many were.  Only the loop thread logs about clients; worker threads (a pool made on
- * SIGHUP, zeroing) log other lines, which do not come here.
+ * Whether a line about a client of uid may be written now: one of that uid's first CLIENT_BURST in this
+ * CLIENT_INTERVAL_MS, so that one uid's flood does not leave out the lines about another's clients.  The first
+ * CLIENT_UIDS uids of an interval are counted apart, any more together.  Says when a uid's lines begin to be left
+ * out, and before the first line about a client after the interval, how many were.  Only the loop thread logs about
+ * clients; worker threads (a pool made on SIGHUP, zeroing) log other lines, which do not come here.
  */
-static bool client_line_allowed(void) {
+static bool client_line_allowed(uid_t uid) {
         struct timespec ts;
         uint64_t now;
+        unsigned i, dropped = 0, uids = 0;
 
         clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
         if (now - client_window >= CLIENT_INTERVAL_MS) {
-                if (client_dropped)
-                        log_warn("%u lines about clients were not logged (at most %d in %d s)", client_dropped,
-                                 CLIENT_BURST, CLIENT_INTERVAL_MS / 1000);
+                for (i = 0; i <= CLIENT_UIDS; i++) {
+                        dropped += client_uid[i].dropped;
+                        uids += client_uid[i].dropped > 0;
+                }
+                if (dropped)
+                        log_warn("%u lines about clients of %u uid(s) were not logged (at most %d a uid in %d s)",
+                                 dropped, uids, CLIENT_BURST, CLIENT_INTERVAL_MS / 1000);
                 client_window = now;
-                client_lines = client_dropped = 0;
+                client_nuids = 0;
+                memset(client_uid, 0, sizeof(client_uid));
         }
-        if (client_lines < CLIENT_BURST) {
-                client_lines++;
+        for (i = 0; i < client_nuids && client_uid[i].uid != uid; i++)
+                ;
+        if (i == client_nuids && client_nuids < CLIENT_UIDS)
+                client_uid[client_nuids++].uid = uid;
+        struct client_uid *u = &client_uid[i]; /* i == CLIENT_UIDS: the uids beyond the first, together */
+        if (u->lines < CLIENT_BURST) {
+                u->lines++;
                 return true;
         }
-        if (client_dropped++ == 0)
-                log_warn("more than %d lines about clients in %d s: the rest are left out until then, and counted",
-                         CLIENT_BURST, CLIENT_INTERVAL_MS / 1000);
+        if (u->dropped++ == 0) {
+                if (i < CLIENT_UIDS)
+                        log_warn("more than %d lines about clients of uid %u in %d s: the rest are left out until "
+                                 "then, and counted",
+                                 CLIENT_BURST, (unsigned)uid, CLIENT_INTERVAL_MS / 1000);
+                else
+                        log_warn("more than %d lines about clients of uids beyond the first %d in %d s: the rest are "
+                                 "left out until then, and counted",
+                                 CLIENT_BURST, CLIENT_UIDS, CLIENT_INTERVAL_MS / 1000);
+        }
         return false;
 }
 
@@ -96,7 +121,7 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
         char msg[1024];
         va_list ap;
 
-        if (level > log_level || (ctx && ctx->pid && !client_line_allowed()))
+        if (level > log_level || (ctx && ctx->client && !client_line_allowed(ctx->uid)))
                 return;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -4,6 +4,7 @@
 
 /* Logging (log.c): stderr, or the journal with fields when systemd started us. */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -13,6 +14,8 @@ struct log_ctx {
         const char *pool;
         uint64_t region;
         pid_t pid;
+        uid_t uid;   /* with client */
+        bool client; /* a line a client made allocd write (pid is 0 where its pid namespace is not allocd's): limited */
 };
 
 void log_init(void);

@@ -41,14 +41,15 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
                                         m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
                         /* Still in its handshake: it may say a plain Hello next, as a new connection. */
-                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
+                        logx(LOG_LEVEL_NOTICE,
+                             &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
                              "client pid %d uid %u cannot reclaim connection %" PRIu64 ": %s", (int)s->client.pid,
                              (unsigned)s->client.uid, m->reclaim_serial, res.msg);
                         return proto_error(out, id, res.code, res.msg);
                 }
                 hello.has_reclaimed = true;
                 hello.reclaimed = s->client.nrefs;
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.pid = s->client.pid},
+                logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
                      "client pid %d uid %u reclaimed connection %" PRIu64 " and its %u references", (int)s->client.pid,
                      (unsigned)s->client.uid, s->client.serial, s->client.nrefs);
         } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
@@ -81,8 +82,8 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
         reply.body_case = ALLOCD__REPLY__BODY_HELLO;
         reply.hello = &hello;
         proto_pack(out, &reply);
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.pid = s->client.pid}, "client pid %d uid %u connected as '%s'",
-             (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
+        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
+             "client pid %d uid %u connected as '%s'", (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
 }
 
 void proto_disconnect(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
@@ -90,6 +91,7 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__DisconnectReply body = ALLOCD__DISCONNECT_REPLY__INIT;
         struct core_result res;
+        char whose[40];
 
         if (core_client_evict(core, &s->client, m->has_serial ? m->serial : 0, m->has_pid ? m->pid : 0,
                               &body.connections, &body.references, &res) != E_OK)
@@ -100,7 +102,11 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
         reply.body_case = ALLOCD__REPLY__BODY_DISCONNECT;
         reply.disconnect = &body;
         proto_pack(out, &reply);
-        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pid = s->client.pid},
-             "client pid %d uid %u disconnects %u connection(s) holding %llu references", (int)s->client.pid,
-             (unsigned)s->client.uid, body.connections, (unsigned long long)body.references);
+        if (m->has_serial && m->serial)
+                snprintf(whose, sizeof(whose), "connection %" PRIu64, m->serial);
+        else
+                snprintf(whose, sizeof(whose), "pid %d's", (int)m->pid);
+        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
+             "client pid %d uid %u disconnects %s: %u connection(s) holding %llu references", (int)s->client.pid,
+             (unsigned)s->client.uid, whose, body.connections, (unsigned long long)body.references);
 }

@@ -18,7 +18,7 @@
 static int pool_allows(const struct pool *p, const struct client *cl, int what, struct core_result *res) {
         if (core_pool_may(p, cl, what))
                 return E_OK;
-        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid},
+        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid, .client = true, .uid = cl->uid},
              "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
              what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
         return fail(res, E_DENIED,

@@ -98,8 +98,9 @@ int daemon_spawn_opts(struct daemon *d, const char *config, const struct daemon_
 static pid_t forked_by; /* the process that called test_fork last */
 
 bool die_with_test(void) {
-        /* The test may have died before the call: then nothing would kill us. */
-        return prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == forked_by;
+        /* The test may have died before the call: then nothing would kill us.  (The first process of a pid
+         * namespace the test made sees its parent as pid 0.) */
+        return prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() == (getpid() == 1 ? 0 : forked_by);
 }
 
 pid_t test_fork(void) {

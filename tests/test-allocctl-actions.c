@@ -266,3 +266,41 @@ Test(allocctl, bad_words_are_usage_errors_without_allocd) {
                 cr_assert_null(strstr(x->err, "not running"), "%s", x->err);
         }
 }
+
+/* allocd's line about a disconnect says whose connections an operator (or a client) closed, not only how many. */
+Test(allocctl_log, disconnect_says_whose_connections) {
+        struct daemon dl;
+        struct alloc_client *victim;
+        char log[] = "/tmp/allocd-disconnect-log-XXXXXX", arg[32], want[64];
+        int fd = mkstemp(log);
+
+        cr_assert(fd >= 0);
+        close(fd);
+        cr_assert_eq(daemon_spawn(&dl, "[pool h]\nkind = host\nsize = 1M\n", NULL, log), -1);
+        cr_assert_eq(alloc_connect(&victim, dl.sock, "victim"), 0);
+        struct alloc_status *s;
+        cr_assert_eq(alloc_status(victim, &s), 0);
+        unsigned long long serial = 0;
+        for (size_t i = 0; i < s->nclients; i++)
+                if (!strcmp(s->clients[i].name, "victim"))
+                        serial = s->clients[i].serial;
+        alloc_status_free(s);
+        snprintf(arg, sizeof(arg), "serial:%llu", serial);
+        struct run *x = allocctl(dl.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        /* And by pid: this process's other connection. */
+        struct alloc_client *other;
+        cr_assert_eq(alloc_connect(&other, dl.sock, "other"), 0);
+        snprintf(arg, sizeof(arg), "%d", (int)getpid());
+        x = allocctl(dl.sock, "disconnect", arg, (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        alloc_disconnect(victim);
+        alloc_disconnect(other);
+        daemon_stop(&dl);
+        const char *text = slurp(log);
+        unlink(log);
+        snprintf(want, sizeof(want), "disconnects connection %llu:", serial);
+        cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
+        snprintf(want, sizeof(want), "disconnects pid %d's: 1 connection(s)", (int)getpid());
+        cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
+}

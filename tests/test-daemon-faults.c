@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,15 +395,12 @@ Test(faults, one_uid_cannot_take_every_region_fd) {
  * (so could denied Allocs, or connections over a limit): the journal's own rate limit would then
  * drop allocd's other lines.  Lines about clients are rate-limited, and allocd says so.
  */
-Test(faults, one_client_cannot_flood_the_log) {
-        enum { NREQ = 3000 };
-        static const char *const reclaim[] = {"cannot reclaim connection", NULL};
-        static const char *const limited[] = {"lines about clients", NULL};
+/* n Hellos on a new connection that each reclaim a connection allocd never had, which allocd logs. */
+static void refused_reclaims(int n) {
         uint8_t buf[256], secret[16] = {0};
-
-        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
         int s = raw_connect();
-        for (int i = 0; i < NREQ; i++) {
+
+        for (int i = 0; i < n; i++) {
                 Allocd__Request req = ALLOCD__REQUEST__INIT;
                 Allocd__Hello h = ALLOCD__HELLO__INIT;
                 h.has_version = h.has_reclaim_serial = h.has_reclaim_secret = true;
@@ -418,6 +416,15 @@ Test(faults, one_client_cannot_flood_the_log) {
                 allocd__reply__free_unpacked(r, NULL);
         }
         close(s);
+}
+
+static void flood_the_log(void) {
+        enum { NREQ = 3000 };
+        static const char *const reclaim[] = {"cannot reclaim connection", NULL};
+        static const char *const limited[] = {"lines about clients", NULL};
+
+        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
+        refused_reclaims(NREQ);
         /* allocd still serves. */
         close(raw_hello("after"));
         unsigned long lines = log_count(reclaim);
@@ -426,6 +433,43 @@ Test(faults, one_client_cannot_flood_the_log) {
         cr_expect_eq(log_count(limited), 1, "allocd did not say once that it leaves lines about clients out:\n%s",
                      slurp(log_path));
         stop();
+}
+
+Test(faults, one_client_cannot_flood_the_log) {
+        flood_the_log();
+}
+
+/*
+ * A client in a pid namespace allocd cannot see (allocd run in a container, the socket bound into it from
+ * outside) has pid 0 in SO_PEERCRED: its lines are about a client all the same, and limited as well.
+ */
+/* The limit is each uid's: one uid's flood does not leave out the lines about another's clients. */
+Test(faults, one_uid_flooding_the_log_does_not_hide_another) {
+        static const char *const nobody[] = {"uid 65534 cannot reclaim", NULL};
+        int status;
+
+        start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
+        refused_reclaims(3000);
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                        _exit(126);
+                refused_reclaims(1);
+                _exit(0);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other uid's client: %#x", status);
+        close(raw_hello("after"));
+        cr_expect_eq(log_count(nobody), 1, "uid %d's refused reclaim is not in allocd's log:\n%s", NOBODY,
+                     slurp(log_path));
+        stop();
+}
+
+Test(faults, a_client_allocd_sees_as_pid_0_cannot_flood_the_log) {
+        /* allocd, the next child, starts a pid namespace of its own, in which this test is not. */
+        cr_assert_eq(unshare(CLONE_NEWPID), 0, "unshare(CLONE_NEWPID): %s", strerror(errno));
+        flood_the_log();
 }
 
 /* The fds allocd has open. */
