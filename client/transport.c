@@ -407,6 +407,15 @@ retry:
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
         }
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET && r != -ENOTCONN) {
+                /*
+                 * Not a hang-up (ENOBUFS, ENOMEM): nothing was sent, a SEQPACKET send being one packet or none,
+                 * and allocd has nothing to say about it; the connection carries on.
+                 */
+                conn_unlist(c, &me);
+                pthread_mutex_unlock(&c->lock);
+                return client_fail(r, "sending the request to allocd failed (%s); it was not sent", strerror(-r));
+        }
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
                 if (!c->reading && c->gen == gen)

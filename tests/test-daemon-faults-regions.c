@@ -2,11 +2,15 @@
 /*
  * Regression tests for faults a client could cause in allocd's regions (test-daemon-faults.c has
  * the connections'): a region released while it is being zeroed, and the region table after
- * many regions went.  As there, each test starts an allocd with the configuration the fault needs.
+ * many regions went, and a request the library could not send.  As there, each test starts an allocd with the
+ * configuration the fault needs.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "faults-common.h"
@@ -263,4 +267,40 @@ Test(faults, alloc_dump_each_goes_past_empty_pages) {
         c = alloc_disconnect(c);
         c2 = alloc_disconnect(c2);
         stop();
+}
+
+/* ---- a request the client could not send ---- */
+
+/*
+ * A send that fails for a reason other than a hang-up (ENOBUFS, ENOMEM: the kernel short of memory for a moment)
+ * sent nothing, as a SEQPACKET send is one packet or none.  The library read on, for a reason allocd never sent,
+ * until the call's deadline (ALLOCD_TIMEOUT; for ever without one), and then took the healthy connection for lost;
+ * found by injecting the failure with strace.  The call fails at once, saying why, and the connection carries on.
+ * strace makes the failure: without it the test is skipped.
+ */
+Test(faults, a_request_that_could_not_be_sent_fails_alone_and_at_once) {
+        char cmd[512], out[512] = "";
+        int ok = -1, err = -1;
+
+        if (system("strace -V >/dev/null 2>&1") != 0)
+                cr_skip_test("strace is not installed (scripts/install-deps.sh installs it)");
+        start("[pool h]\nkind = host\nsize = 16M\n", 0, NULL);
+        /* sendto #1 is the Hello, #2 the first Alloc. */
+        snprintf(cmd, sizeof(cmd),
+                 "ALLOCD_TIMEOUT=20s timeout 60 strace -f -qq -o /dev/null -e trace=sendto "
+                 "-e inject=sendto:error=ENOBUFS:when=2 %s %s each 3 h </dev/null 2>&1",
+                 HELPER_PATH, d.sock);
+        long t0 = now_ms();
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        cr_assert_not_null(fgets(out, sizeof(out), f));
+        pclose(f);
+        long took = now_ms() - t0;
+        cr_assert_eq(sscanf(out, "%d %d", &ok, &err), 2, "helper-client said: %s", out);
+        cr_expect_lt(took, 5000, "the failed send took %ld ms to report", took);
+        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", out);
+        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", out);
+        cr_expect(strstr(out, "not sent"), "the message does not say the request was not sent: %s", out);
+        c = daemon_connect(&d);
+        cr_expect_eq(wait_used(c, "h", 0), 0);
 }
