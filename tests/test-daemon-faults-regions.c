@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Regression tests for faults a client could cause in allocd's regions (test-daemon-faults.c has
- * the connections'): a region released while it is being zeroed, and the region table after
- * many regions went, and a request the library could not send.  As there, each test starts an allocd with the
- * configuration the fault needs.
+ * the connections'): a region released while it is being zeroed, the region table after
+ * many regions went, and a request the library could not send.  As there, each test starts an
+ * allocd with the configuration the fault needs.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
