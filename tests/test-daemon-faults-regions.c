@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "faults-common.h"
@@ -303,4 +304,27 @@ Test(faults, a_request_that_could_not_be_sent_fails_alone_and_at_once) {
         cr_expect(strstr(out, "not sent"), "the message does not say the request was not sent: %s", out);
         c = daemon_connect(&d);
         cr_expect_eq(wait_used(c, "h", 0), 0);
+}
+
+/* ---- a configuration file that cannot be read ---- */
+
+/*
+ * A read of the configuration file that failed (EIO) was taken for its end: allocd, --check-config and SIGHUP
+ * went on with the lines read so far, so a reload applied part of the file (its first pools, limits and access
+ * rules) and a file read from its start said "configures no pools"; found by injecting read failures into a
+ * reload with strace.  /proc/self/mem is a regular file whose first read fails with EIO, as a failing disk's
+ * would.  The file is refused, saying why, and nothing of it is used.
+ */
+Test(faults, a_configuration_file_that_cannot_be_read_is_refused_with_the_reason) {
+        char cmd[256], out[512] = "";
+        size_t n;
+
+        snprintf(cmd, sizeof(cmd), "%s --check-config --config /proc/self/mem 2>&1", ALLOCD_PATH);
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        n = fread(out, 1, sizeof(out) - 1, f);
+        out[n] = '\0';
+        int status = pclose(f);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78, "--check-config: status %d: %s", status, out);
+        cr_expect(strstr(out, "reading it failed: Input/output error"), "--check-config said: %s", out);
 }
