@@ -23,7 +23,9 @@
  * line to stdout, "OK ERRNO MESSAGE" (how many succeeded, the errno value of
  * the one that failed or 0, and allocd's message or "-"), then holds what it
  * got until stdin reaches end of file, and exits with ERRNO.  helper-client SOCKET each N POOL is regions N POOL
- * that goes on past a failure (on the same connection); ERRNO and MESSAGE are the first failure's.
+ * that goes on past a failure (on the same connection); ERRNO and MESSAGE are the first failure's.  each-free N POOL
+ * then frees (alloc_region_free) the regions it got, going on past a failure, and writes a second line, "FREED ERRNO
+ * MESSAGE", of the frees.
  */
 #include <errno.h>
 #include <signal.h>
@@ -42,7 +44,8 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
         static struct alloc_client *conns[HOLD_MAX];
         struct alloc_region r;
         char name[32], buf[64];
-        bool each = !strcmp(op, "each");
+        bool each = !strcmp(op, "each") || !strcmp(op, "each-free");
+        static uint64_t ids[HOLD_MAX];
         int ok = 0, e = 0, first = 0;
         char why[256] = "-";
 
@@ -67,7 +70,7 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
                         return 100;
                 }
                 if (e == 0)
-                        ok++;
+                        ids[ok++] = r.id;
                 else if (!first && (first = e))
                         snprintf(why, sizeof(why), "%s", alloc_last_error());
         }
@@ -75,6 +78,15 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
                 snprintf(why, sizeof(why), "%s", alloc_last_error());
         e = first ? first : e;
         printf("%d %d %s\n", ok, -e, why);
+        if (!strcmp(op, "each-free")) {
+                int freed = 0, fe = 0, k;
+                for (int i = 0; i < ok; i++)
+                        if ((k = alloc_region_free(conns[0], ids[i])) == 0)
+                                freed++;
+                        else if (!fe && (fe = k))
+                                snprintf(why, sizeof(why), "%s", alloc_last_error());
+                printf("%d %d %s\n", freed, -fe, fe ? why : "-");
+        }
         fflush(stdout);
         while (read(0, buf, sizeof(buf)) > 0)
                 ;
@@ -121,7 +133,7 @@ int main(int argc, char **argv) {
         if (argc < 4)
                 return 100;
         if (!strcmp(argv[2], "conns") || !strcmp(argv[2], "names") || !strcmp(argv[2], "persist") ||
-            !strcmp(argv[2], "regions") || !strcmp(argv[2], "each"))
+            !strcmp(argv[2], "regions") || !strcmp(argv[2], "each") || !strcmp(argv[2], "each-free"))
                 return hold(argv[1], argv[2], atoi(argv[3]), argc > 4 ? argv[4] : NULL);
         if ((e = alloc_connect(&c, argv[1], "helper")) < 0) {
                 fprintf(stderr, "helper: %s\n", alloc_last_error());

@@ -273,35 +273,55 @@ Test(faults, alloc_dump_each_goes_past_empty_pages) {
 /* ---- a request the client could not send ---- */
 
 /*
+ * helper-client each-free 3 h with its sendto number when failing with ENOBUFS (#1 is the Hello, #2-#4 the
+ * Allocs, #5-#7 the pipelined Frees): its two lines in alloc and freed, and how long it took.
+ */
+static long send_fails(int when, char *alloc, char *freed, size_t size) {
+        char cmd[512];
+
+        snprintf(cmd, sizeof(cmd),
+                 "ALLOCD_TIMEOUT=20s timeout 60 strace -f -qq -o /dev/null -e trace=sendto "
+                 "-e inject=sendto:error=ENOBUFS:when=%d %s %s each-free 3 h </dev/null 2>&1",
+                 when, HELPER_PATH, d.sock);
+        long t0 = now_ms();
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        cr_assert_not_null(fgets(alloc, (int)size, f));
+        if (!fgets(freed, (int)size, f))
+                *freed = '\0';
+        pclose(f);
+        return now_ms() - t0;
+}
+
+/*
  * A send that fails for a reason other than a hang-up (ENOBUFS, ENOMEM: the kernel short of memory for a moment)
- * sent nothing, as a SEQPACKET send is one packet or none.  The library read on, for a reason allocd never sent,
- * until the call's deadline (ALLOCD_TIMEOUT; for ever without one), and then took the healthy connection for lost;
- * found by injecting the failure with strace.  The call fails at once, saying why, and the connection carries on.
- * strace makes the failure: without it the test is skipped.
+ * sent nothing, as a SEQPACKET send is one packet or none.  The library took the healthy connection for lost: an
+ * Alloc read on, for a reason allocd never sent, until its deadline (ALLOCD_TIMEOUT; for ever without one), and
+ * every call after it failed, as after a pipelined Free whose send failed; found by injecting the failure with
+ * strace.  The call fails at once, saying why, and the connection carries on.  strace makes the failure: without
+ * it the test is skipped.
  */
 Test(faults, a_request_that_could_not_be_sent_fails_alone_and_at_once) {
-        char cmd[512], out[512] = "";
+        char alloc[512] = "", freed[512] = "";
         int ok = -1, err = -1;
 
         if (system("strace -V >/dev/null 2>&1") != 0)
                 cr_skip_test("strace is not installed (scripts/install-deps.sh installs it)");
         start("[pool h]\nkind = host\nsize = 16M\n", 0, NULL);
-        /* sendto #1 is the Hello, #2 the first Alloc. */
-        snprintf(cmd, sizeof(cmd),
-                 "ALLOCD_TIMEOUT=20s timeout 60 strace -f -qq -o /dev/null -e trace=sendto "
-                 "-e inject=sendto:error=ENOBUFS:when=2 %s %s each 3 h </dev/null 2>&1",
-                 HELPER_PATH, d.sock);
-        long t0 = now_ms();
-        FILE *f = popen(cmd, "r");
-        cr_assert_not_null(f);
-        cr_assert_not_null(fgets(out, sizeof(out), f));
-        pclose(f);
-        long took = now_ms() - t0;
-        cr_assert_eq(sscanf(out, "%d %d", &ok, &err), 2, "helper-client said: %s", out);
+        long took = send_fails(2, alloc, freed, sizeof(alloc));
+        cr_assert_eq(sscanf(alloc, "%d %d", &ok, &err), 2, "helper-client said: %s", alloc);
         cr_expect_lt(took, 5000, "the failed send took %ld ms to report", took);
-        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", out);
-        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", out);
-        cr_expect(strstr(out, "not sent"), "the message does not say the request was not sent: %s", out);
+        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", alloc);
+        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", alloc);
+        cr_expect(strstr(alloc, "not sent"), "the message does not say the request was not sent: %s", alloc);
+        cr_expect_eq(sscanf(freed, "%d %d", &ok, &err), 2, "helper-client said: %s", freed);
+        cr_expect_eq(ok, 2, "the frees: %s", freed);
+
+        /* The first Free's send fails: the other two go on the same connection. */
+        send_fails(5, alloc, freed, sizeof(alloc));
+        cr_assert_eq(sscanf(freed, "%d %d", &ok, &err), 2, "helper-client said: %s", freed);
+        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", freed);
+        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", freed);
         c = daemon_connect(&d);
         cr_expect_eq(wait_used(c, "h", 0), 0);
 }
