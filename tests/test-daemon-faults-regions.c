@@ -348,3 +348,25 @@ Test(faults, a_configuration_file_that_cannot_be_read_is_refused_with_the_reason
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78, "--check-config: status %d: %s", status, out);
         cr_expect(strstr(out, "reading it failed: Input/output error"), "--check-config said: %s", out);
 }
+
+/* ---- too few file descriptors for the event loop ---- */
+
+/*
+ * With RLIMIT_NOFILE too low for libuv's own fds (an eventfd, two pipes, the epoll fd), uv_default_loop
+ * returned NULL and allocd crashed with SIGSEGV on it, saying nothing; found by starting allocd under prlimit
+ * --nofile=8.  It says what failed and exits 1.
+ */
+Test(faults, too_few_fds_for_the_event_loop_is_said_not_a_crash) {
+        char log[] = "/tmp/allocd-log-XXXXXX";
+        int fd = mkstemp(log);
+
+        cr_assert(fd >= 0);
+        close(fd);
+        int r = daemon_spawn_opts(&d, "[pool h]\nkind = host\nsize = 16M\n",
+                                  &(struct daemon_opts){.stderr_file = log, .nofile = 8, .die_with_test = true});
+        const char *text = slurp(log);
+        daemon_stop(&d); /* its directory */
+        unlink(log);
+        cr_expect_eq(r, 1, "allocd exited with %d; its log:\n%s", r, text);
+        cr_expect(strstr(text, "making the event loop: Too many open files"), "allocd said:\n%s", text);
+}
