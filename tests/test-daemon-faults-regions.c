@@ -370,3 +370,21 @@ Test(faults, too_few_fds_for_the_event_loop_is_said_not_a_crash) {
         cr_expect_eq(r, 1, "allocd exited with %d; its log:\n%s", r, text);
         cr_expect(strstr(text, "making the event loop: Too many open files"), "allocd said:\n%s", text);
 }
+
+/*
+ * A client with no fd left (RLIMIT_NOFILE) for a region's memfd: the kernel dropped the fd and the library said
+ * "the connection to allocd is gone (No buffer space available)"; found running a client under prlimit
+ * --nofile=4.  It says EMFILE and why.
+ */
+Test(faults, a_client_out_of_fds_is_told_so) {
+        char cmd[512], out[512] = "";
+
+        start("[pool h]\nkind = host\nsize = 16M\n", 0, NULL);
+        snprintf(cmd, sizeof(cmd), "prlimit --nofile=4 %s %s each 1 h </dev/null 2>&1", HELPER_PATH, d.sock);
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        cr_assert_not_null(fgets(out, sizeof(out), f));
+        pclose(f);
+        cr_expect(!strncmp(out, "0 24 ", 5), "helper-client said: %s", out);
+        cr_expect(strstr(out, "RLIMIT_NOFILE"), "helper-client said: %s", out);
+}
