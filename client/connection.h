@@ -117,6 +117,12 @@ void conn_die(struct alloc_client *c, int r, const char *why);
  * fd (a SEQPACKET send is one packet, whole or not at all, whoever else sends); lock held.
  */
 int conn_send(struct alloc_client *c, const void *buf, size_t len);
+/*
+ * conn_send's r when it failed without a hang-up (ENOBUFS, ENOMEM): nothing was sent, a SEQPACKET send being one
+ * packet or none, and allocd has nothing to say about it, so the call fails (alloc_last_error says so) and the
+ * connection carries on; 0 for anything else (sent, -EAGAIN, a hang-up).
+ */
+int conn_unsent(int r);
 /* Takes p out of the list of requests waiting for a reply; lock held. */
 void conn_unlist(struct alloc_client *c, struct pending *p);
 /*

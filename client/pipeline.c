@@ -188,6 +188,9 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
                                 c->timeout_ms);
                 goto fail;
+        } else if (conn_unsent(r) < 0) {
+                c->npipelined--;
+                goto fail;
         }
         if (r < 0) {
                 /*

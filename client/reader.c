@@ -222,7 +222,13 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
                 /* 0 is the end of the stream, or an empty packet, whose fd is not wanted either. */
                 if (n == 0 && nfds)
                         close(fd);
-                conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
+                if (n == -ENOBUFS) /* the kernel dropped the reply's fd (MSG_CTRUNC): the reply is lost with it */
+                        conn_die(
+                                c, -EMFILE,
+                                "a reply's file descriptor could not be received (this process may have none left: "
+                                "RLIMIT_NOFILE), and the reply was lost with it; the connection to allocd is given up");
+                else
+                        conn_die(c, n == 0 ? -ECONNRESET : (int)n, "the connection to allocd is gone");
         } else {
                 /* allocd's batch replies unpack to 240 bytes a region and more; its replies are trusted that far. */
                 wire_budget_init(&budget, 16 * WIRE_MAX_PACKET, NULL, 0);

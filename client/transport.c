@@ -115,6 +115,12 @@ int conn_send(struct alloc_client *c, const void *buf, size_t len) {
         return r;
 }
 
+int conn_unsent(int r) {
+        if (r >= 0 || r == -EAGAIN || r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
+                return 0;
+        return client_fail(r, "sending the request to allocd failed (%s); it was not sent", strerror(-r));
+}
+
 /* Zeroing is counted at this rate, far below memset's even on a slow machine, so that it never times out. */
 #define ZERO_BYTES_PER_S (128ull << 20)
 
@@ -406,6 +412,11 @@ retry:
                 pthread_mutex_unlock(&c->lock);
                 return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
                                    c->path, c->timeout_ms);
+        }
+        if (conn_unsent(r) < 0) {
+                conn_unlist(c, &me);
+                pthread_mutex_unlock(&c->lock);
+                return r;
         }
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */

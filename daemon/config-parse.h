@@ -52,6 +52,7 @@ struct parse {
         const char *path;
         FILE *f;
         int line;         /* the line the reader handed out last */
+        int read_err;     /* errno of a read of the file that failed: the file is not all there */
         int section_line; /* the last [section] header */
         int sections;     /* headers read so far */
         int current;      /* the header the handler saw last */

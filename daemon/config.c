@@ -144,7 +144,10 @@ static char *reader(char *str, int num, void *stream) {
                 if (ch == '\n')
                         break;
         }
-        if (n == 0 || ps->failed)
+        /* getc's EOF is an error too (EIO): what was read is part of the file, never the whole of it. */
+        if (ch == EOF && ferror(ps->f) && !ps->read_err)
+                ps->read_err = errno ? errno : EIO;
+        if (n == 0 || ps->failed || ps->read_err)
                 return NULL;
         str[n] = '\0';
         ps->line++;
@@ -344,9 +347,15 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
         }
         ini_allow_multiline = false;
         ini_stop_on_first_error = true;
+        errno = 0;
         r = ini_parse_stream(reader, &ps, handler, &ps);
         fclose(ps.f);
-        if (r == 0)
+        if (ps.read_err && !ps.failed) {
+                ps.failed = true;
+                snprintf(err, errsize, "%s: reading it failed: %s (after %d lines); nothing of it was used", path,
+                         strerror(ps.read_err), ps.line);
+        }
+        if (r == 0 && !ps.failed)
                 check_empty_pool(&ps);
         if (r > 0 && !ps.failed) {
                 ps.line = r;

@@ -415,13 +415,19 @@ int main(int argc, char **argv) {
                 config_clear(&conf);
                 return 1;
         }
-        loop = uv_default_loop();
         /*
-         * Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a closed
-         * terminal) killed allocd; it is served once the loop runs.
+         * Its eventfd, pipes and epoll fd: a RLIMIT_NOFILE that low leaves no room for them (uv_default_loop is
+         * NULL then).  Making the pools can take seconds (fallocate, mlock): a SIGHUP meanwhile (a reload, a
+         * closed terminal) killed allocd; it is served once the loop runs.
          */
-        uv_signal_init(loop, &sig_hup);
-        uv_signal_start(&sig_hup, on_signal, SIGHUP);
+        errno = 0;
+        if (!(loop = uv_default_loop()) || (errno = -uv_signal_init(loop, &sig_hup)) ||
+            (errno = -uv_signal_start(&sig_hup, on_signal, SIGHUP))) {
+                log_err("making the event loop: %s; raise LimitNOFILE= (RLIMIT_NOFILE) if it is that low",
+                        strerror(errno ? errno : ENOMEM));
+                config_clear(&conf);
+                return 1;
+        }
         signal(SIGPIPE, SIG_IGN);
         if ((made = make_core(&conf)) < 0) {
                 config_clear(&conf);

@@ -8,6 +8,7 @@ pkgs=(
         clang libclang-rt-14-dev   # the sanitizer pass and the fuzzers (ASan/UBSan runtimes, libFuzzer)
         libcriterion-dev           # tests
         libxml2-dev                # tests: allocctl map --svg must parse as XML
+        strace                     # tests: system calls made to fail on purpose (skipped without it)
         scdoc                      # the man pages
         libjson-c-dev              # JSON output (benchmarks, allocctl)
         libuv1-dev                 # the daemon's event loop

@@ -22,10 +22,14 @@
  * PERSIST 4 KiB regions of POOL, or N plain 4 KiB regions of POOL, stopping at the first failure.  It writes one
  * line to stdout, "OK ERRNO MESSAGE" (how many succeeded, the errno value of
  * the one that failed or 0, and allocd's message or "-"), then holds what it
- * got until stdin reaches end of file, and exits with ERRNO.
+ * got until stdin reaches end of file, and exits with ERRNO.  helper-client SOCKET each N POOL is regions N POOL
+ * that goes on past a failure (on the same connection); ERRNO and MESSAGE are the first failure's.  each-free N POOL
+ * then frees (alloc_region_free) the regions it got, going on past a failure, and writes a second line, "FREED ERRNO
+ * MESSAGE", of the frees.
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,13 +44,16 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
         static struct alloc_client *conns[HOLD_MAX];
         struct alloc_region r;
         char name[32], buf[64];
-        int ok = 0, e = 0;
+        bool each = !strcmp(op, "each") || !strcmp(op, "each-free");
+        static uint64_t ids[HOLD_MAX];
+        int ok = 0, e = 0, first = 0;
+        char why[256] = "-";
 
         if (n < 0 || n > HOLD_MAX || (strcmp(op, "conns") && !pool))
                 return 100;
         if (strcmp(op, "conns") && (e = alloc_connect(&conns[0], sock, "helper")) < 0)
                 n = 0;
-        for (int i = 0; i < n && e == 0; i++) {
+        for (int i = 0; i < n && (e == 0 || each); i++) {
                 struct alloc_opts o = {0};
                 if (!strcmp(op, "conns")) {
                         e = alloc_connect(&conns[i], sock, "helper");
@@ -56,16 +63,30 @@ static int hold(const char *sock, const char *op, int n, const char *pool) {
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);
                         if (e == 0 && r.ptr)
                                 strcpy(r.ptr, name); /* so that expect NAME NAME can check its bytes later */
-                } else if (!strcmp(op, "persist") || !strcmp(op, "regions")) {
+                } else if (!strcmp(op, "persist") || !strcmp(op, "regions") || each) {
                         o.flags = strcmp(op, "persist") ? 0 : ALLOC_PERSIST;
                         e = alloc_region_new(conns[0], pool, 4096, &o, &r);
                 } else {
                         return 100;
                 }
                 if (e == 0)
-                        ok++;
+                        ids[ok++] = r.id;
+                else if (!first && (first = e))
+                        snprintf(why, sizeof(why), "%s", alloc_last_error());
         }
-        printf("%d %d %s\n", ok, -e, e ? alloc_last_error() : "-");
+        if (!first && e) /* the connection failed */
+                snprintf(why, sizeof(why), "%s", alloc_last_error());
+        e = first ? first : e;
+        printf("%d %d %s\n", ok, -e, why);
+        if (!strcmp(op, "each-free")) {
+                int freed = 0, fe = 0, k;
+                for (int i = 0; i < ok; i++)
+                        if ((k = alloc_region_free(conns[0], ids[i])) == 0)
+                                freed++;
+                        else if (!fe && (fe = k))
+                                snprintf(why, sizeof(why), "%s", alloc_last_error());
+                printf("%d %d %s\n", freed, -fe, fe ? why : "-");
+        }
         fflush(stdout);
         while (read(0, buf, sizeof(buf)) > 0)
                 ;
@@ -112,7 +133,7 @@ int main(int argc, char **argv) {
         if (argc < 4)
                 return 100;
         if (!strcmp(argv[2], "conns") || !strcmp(argv[2], "names") || !strcmp(argv[2], "persist") ||
-            !strcmp(argv[2], "regions"))
+            !strcmp(argv[2], "regions") || !strcmp(argv[2], "each") || !strcmp(argv[2], "each-free"))
                 return hold(argv[1], argv[2], atoi(argv[3]), argc > 4 ? argv[4] : NULL);
         if ((e = alloc_connect(&c, argv[1], "helper")) < 0) {
                 fprintf(stderr, "helper: %s\n", alloc_last_error());

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Regression tests for faults a client could cause in allocd's regions (test-daemon-faults.c has
- * the connections'): a region released while it is being zeroed, and the region table after
- * many regions went.  As there, each test starts an allocd with the configuration the fault needs.
+ * the connections'): a region released while it is being zeroed, the region table after
+ * many regions went, and a request the library could not send.  As there, each test starts an
+ * allocd with the configuration the fault needs.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "faults-common.h"
@@ -263,4 +268,123 @@ Test(faults, alloc_dump_each_goes_past_empty_pages) {
         c = alloc_disconnect(c);
         c2 = alloc_disconnect(c2);
         stop();
+}
+
+/* ---- a request the client could not send ---- */
+
+/*
+ * helper-client each-free 3 h with its sendto number when failing with ENOBUFS (#1 is the Hello, #2-#4 the
+ * Allocs, #5-#7 the pipelined Frees): its two lines in alloc and freed, and how long it took.
+ */
+static long send_fails(int when, char *alloc, char *freed, size_t size) {
+        char cmd[512];
+
+        snprintf(cmd, sizeof(cmd),
+                 "ALLOCD_TIMEOUT=20s timeout 60 strace -f -qq -o /dev/null -e trace=sendto "
+                 "-e inject=sendto:error=ENOBUFS:when=%d %s %s each-free 3 h </dev/null 2>&1",
+                 when, HELPER_PATH, d.sock);
+        long t0 = now_ms();
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        cr_assert_not_null(fgets(alloc, (int)size, f));
+        if (!fgets(freed, (int)size, f))
+                *freed = '\0';
+        pclose(f);
+        return now_ms() - t0;
+}
+
+/*
+ * A send that fails for a reason other than a hang-up (ENOBUFS, ENOMEM: the kernel short of memory for a moment)
+ * sent nothing, as a SEQPACKET send is one packet or none.  The library took the healthy connection for lost: an
+ * Alloc read on, for a reason allocd never sent, until its deadline (ALLOCD_TIMEOUT; for ever without one), and
+ * every call after it failed, as after a pipelined Free whose send failed; found by injecting the failure with
+ * strace.  The call fails at once, saying why, and the connection carries on.  strace makes the failure: without
+ * it the test is skipped.
+ */
+Test(faults, a_request_that_could_not_be_sent_fails_alone_and_at_once) {
+        char alloc[512] = "", freed[512] = "";
+        int ok = -1, err = -1;
+
+        if (system("strace -V >/dev/null 2>&1") != 0)
+                cr_skip_test("strace is not installed (scripts/install-deps.sh installs it)");
+        start("[pool h]\nkind = host\nsize = 16M\n", 0, NULL);
+        long took = send_fails(2, alloc, freed, sizeof(alloc));
+        cr_assert_eq(sscanf(alloc, "%d %d", &ok, &err), 2, "helper-client said: %s", alloc);
+        cr_expect_lt(took, 5000, "the failed send took %ld ms to report", took);
+        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", alloc);
+        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", alloc);
+        cr_expect(strstr(alloc, "not sent"), "the message does not say the request was not sent: %s", alloc);
+        cr_expect_eq(sscanf(freed, "%d %d", &ok, &err), 2, "helper-client said: %s", freed);
+        cr_expect_eq(ok, 2, "the frees: %s", freed);
+
+        /* The first Free's send fails: the other two go on the same connection. */
+        send_fails(5, alloc, freed, sizeof(alloc));
+        cr_assert_eq(sscanf(freed, "%d %d", &ok, &err), 2, "helper-client said: %s", freed);
+        cr_expect_eq(err, ENOBUFS, "helper-client said: %s", freed);
+        cr_expect_eq(ok, 2, "the connection did not carry on after the failed send: %s", freed);
+        c = daemon_connect(&d);
+        cr_expect_eq(wait_used(c, "h", 0), 0);
+}
+
+/* ---- a configuration file that cannot be read ---- */
+
+/*
+ * A read of the configuration file that failed (EIO) was taken for its end: allocd, --check-config and SIGHUP
+ * went on with the lines read so far, so a reload applied part of the file (its first pools, limits and access
+ * rules) and a file read from its start said "configures no pools"; found by injecting read failures into a
+ * reload with strace.  /proc/self/mem is a regular file whose first read fails with EIO, as a failing disk's
+ * would.  The file is refused, saying why, and nothing of it is used.
+ */
+Test(faults, a_configuration_file_that_cannot_be_read_is_refused_with_the_reason) {
+        char cmd[256], out[512] = "";
+        size_t n;
+
+        snprintf(cmd, sizeof(cmd), "%s --check-config --config /proc/self/mem 2>&1", ALLOCD_PATH);
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        n = fread(out, 1, sizeof(out) - 1, f);
+        out[n] = '\0';
+        int status = pclose(f);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 78, "--check-config: status %d: %s", status, out);
+        cr_expect(strstr(out, "reading it failed: Input/output error"), "--check-config said: %s", out);
+}
+
+/* ---- too few file descriptors for the event loop ---- */
+
+/*
+ * With RLIMIT_NOFILE too low for libuv's own fds (an eventfd, two pipes, the epoll fd), uv_default_loop
+ * returned NULL and allocd crashed with SIGSEGV on it, saying nothing; found by starting allocd under prlimit
+ * --nofile=8.  It says what failed and exits 1.
+ */
+Test(faults, too_few_fds_for_the_event_loop_is_said_not_a_crash) {
+        char log[] = "/tmp/allocd-log-XXXXXX";
+        int fd = mkstemp(log);
+
+        cr_assert(fd >= 0);
+        close(fd);
+        int r = daemon_spawn_opts(&d, "[pool h]\nkind = host\nsize = 16M\n",
+                                  &(struct daemon_opts){.stderr_file = log, .nofile = 8, .die_with_test = true});
+        const char *text = slurp(log);
+        daemon_stop(&d); /* its directory */
+        unlink(log);
+        cr_expect_eq(r, 1, "allocd exited with %d; its log:\n%s", r, text);
+        cr_expect(strstr(text, "making the event loop: Too many open files"), "allocd said:\n%s", text);
+}
+
+/*
+ * A client with no fd left (RLIMIT_NOFILE) for a region's memfd: the kernel dropped the fd and the library said
+ * "the connection to allocd is gone (No buffer space available)"; found running a client under prlimit
+ * --nofile=4.  It says EMFILE and why.
+ */
+Test(faults, a_client_out_of_fds_is_told_so) {
+        char cmd[512], out[512] = "";
+
+        start("[pool h]\nkind = host\nsize = 16M\n", 0, NULL);
+        snprintf(cmd, sizeof(cmd), "prlimit --nofile=4 %s %s each 1 h </dev/null 2>&1", HELPER_PATH, d.sock);
+        FILE *f = popen(cmd, "r");
+        cr_assert_not_null(f);
+        cr_assert_not_null(fgets(out, sizeof(out), f));
+        pclose(f);
+        cr_expect(!strncmp(out, "0 24 ", 5), "helper-client said: %s", out);
+        cr_expect(strstr(out, "RLIMIT_NOFILE"), "helper-client said: %s", out);
 }
