@@ -363,7 +363,7 @@ Test(faults, too_few_fds_for_the_event_loop_is_said_not_a_crash) {
         cr_assert(fd >= 0);
         close(fd);
         int r = daemon_spawn_opts(&d, "[pool h]\nkind = host\nsize = 16M\n",
-                                  &(struct daemon_opts){.stderr_file = log, .nofile = 8, .die_with_test = true});
+                                  &(struct daemon_opts){.stderr_file = log, .nofile = 8});
         const char *text = slurp(log);
         daemon_stop(&d); /* its directory */
         unlink(log);
