@@ -439,10 +439,6 @@ Test(faults, one_client_cannot_flood_the_log) {
         flood_the_log();
 }
 
-/*
- * A client in a pid namespace allocd cannot see (allocd run in a container, the socket bound into it from
- * outside) has pid 0 in SO_PEERCRED: its lines are about a client all the same, and limited as well.
- */
 /* The limit is each uid's: one uid's flood does not leave out the lines about another's clients. */
 Test(faults, one_uid_flooding_the_log_does_not_hide_another) {
         static const char *const nobody[] = {"uid 65534 cannot reclaim", NULL};
@@ -450,10 +446,10 @@ Test(faults, one_uid_flooding_the_log_does_not_hide_another) {
 
         start("[pool f]\nkind = fpga\nranges = 0x0+1M\n", 0, NULL);
         refused_reclaims(3000);
-        pid_t pid = fork();
+        pid_t pid = test_fork();
         cr_assert(pid >= 0);
         if (pid == 0) {
-                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
                         _exit(126);
                 refused_reclaims(1);
                 _exit(0);
@@ -466,6 +462,10 @@ Test(faults, one_uid_flooding_the_log_does_not_hide_another) {
         stop();
 }
 
+/*
+ * A client in a pid namespace allocd cannot see (allocd run in a container, the socket bound into it from
+ * outside) has pid 0 in SO_PEERCRED: its lines are about a client all the same, and limited as well.
+ */
 Test(faults, a_client_allocd_sees_as_pid_0_cannot_flood_the_log) {
         /* allocd, the next child, starts a pid namespace of its own, in which this test is not. */
         cr_assert_eq(unshare(CLONE_NEWPID), 0, "unshare(CLONE_NEWPID): %s", strerror(errno));

@@ -243,12 +243,12 @@ Test(soak, killed_clients_and_reloads) {
         struct mark m = mark();
 
         for (int i = 0; i < N; i++) {
-                pid_t pid = fork();
+                pid_t pid = test_fork();
                 cr_assert(pid >= 0);
                 if (pid == 0) {
                         struct alloc_client *k;
                         struct alloc_region r;
-                        if (i % 2 && (setgid(NOBODY) < 0 || setuid(NOBODY) < 0))
+                        if (i % 2 && (setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test()))
                                 _exit(1);
                         if (alloc_connect(&k, d.sock, "killed") < 0)
                                 _exit(2);
