@@ -66,8 +66,8 @@ static void hello_sweep(uv_timer_t *t) {
                         first = c->deadline < first ? c->deadline : first;
                         continue;
                 }
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-                     "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
+                logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client),
+                     CLIENT_FMT " said no Hello within hello_timeout; closing it", CLIENT_ARGS(&c->s.client));
                 conn_close(c);
         }
         if (first != UINT64_MAX)
@@ -128,9 +128,9 @@ static int conn_new(int fd) {
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
                 cl->ngroups = (int)(len / sizeof(gid_t));
         else
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
-                     (int)cl->pid, strerror(errno));
+                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(cl),
+                     CLIENT_FMT ": its supplementary groups are not known (%s); only its primary group counts",
+                     CLIENT_ARGS(cl), strerror(errno));
         read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
@@ -144,8 +144,7 @@ static int conn_new(int fd) {
                 wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
                 for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
                         ;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 free(c);
                 return -1;
         }
@@ -162,12 +161,10 @@ static int conn_new(int fd) {
                 uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
         if (!c->in_core) {
                 nrefused++;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 conn_error_reply(c, 0, res.code, res.msg);
         }
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-             "client pid %d uid %u connected", (int)cl->pid, (unsigned)cl->uid);
+        logx(LOG_LEVEL_DEBUG, CLIENT_CTX(cl), CLIENT_FMT " connected", CLIENT_ARGS(cl));
         changed();
         return 0;
 }

@@ -158,6 +158,13 @@ Test(faults, silent_connections_do_not_hold_allocd) {
         struct alloc_region reg;
         cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &reg), 0, "%s", alloc_last_error());
         c = alloc_disconnect(c);
+        /* Each line about a client names it by pid and uid, as allocd(8) says: whose connection it was. */
+        static const char *const said[] = {"refusing client pid %d uid %u: ", "client pid %d uid %u said no Hello"};
+        for (size_t i = 0; i < 2; i++) {
+                char want[64];
+                snprintf(want, sizeof(want), said[i], (int)getpid(), (unsigned)getuid());
+                cr_expect(strstr(slurp(log_path), want), "no '%s' in allocd's log:\n%s", want, slurp(log_path));
+        }
         stop();
 }
 
