@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,8 +177,23 @@ static void accept_again(uv_timer_t *t) {
                 uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
 }
 
+/* Says why accept failed, how full allocd is, and what the operator can do about it. */
+static void accept_failed(int err) {
+        struct rlimit rl = {0};
+        const char *fix = err == EMFILE   ? "raise LimitNOFILE= (allocd.service), or lower max_connections or "
+                                            "max_region_fds_per_uid (allocd.conf(5))"
+                          : err == ENFILE ? "the whole system is out of file descriptors: raise fs.file-max "
+                                            "(sysctl), or find what holds them"
+                                          : "the kernel is short of memory";
+
+        getrlimit(RLIMIT_NOFILE, &rl);
+        log_warn("accept: %s (RLIMIT_NOFILE = %llu; connections open: %u); not accepting until a connection closes "
+                 "(at most %d ms); %s",
+                 strerror(err), (unsigned long long)rl.rlim_cur, server_nconns(), ACCEPT_PAUSE_MS, fix);
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events) {
-        static bool said;
+        static bool said; /* out of fds or memory since the queue of connections last ran dry: said so once */
 
         (void)h;
         (void)events;
@@ -186,7 +202,6 @@ static void listen_cb(uv_poll_t *h, int status, int events) {
         for (int i = 0; i < 64; i++) {
                 int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd >= 0) {
-                        said = false;
                         if (conn_new(fd) < 0)
                                 close(fd);
                         continue;
@@ -194,13 +209,18 @@ static void listen_cb(uv_poll_t *h, int status, int events) {
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                         /* Accepting again at once would spin: wait for a connection to close, or a moment. */
                         if (!said)
-                                log_warn("accept: %s; not accepting until a connection closes (at most %d ms)",
-                                         strerror(errno), ACCEPT_PAUSE_MS);
+                                accept_failed(errno);
                         said = true;
                         accept_paused = true;
                         uv_poll_stop(&listen_poll);
                         uv_timer_start(&accept_timer, accept_again, ACCEPT_PAUSE_MS, 0);
-                } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                } else if (errno == EAGAIN) {
+                        /*
+                         * Every waiting connection taken: only now is the shortage over.  A connection taken
+                         * while others wait is no sign of it, and each one that closes lets in one more.
+                         */
+                        said = false;
+                } else if (errno != EINTR && errno != ECONNABORTED) {
                         log_warn("accept: %s", strerror(errno));
                 }
                 return;

@@ -31,23 +31,6 @@
 
 TestSuite(faults, .fini = teardown, .timeout = 90);
 
-/* Lines of allocd's log that contain any of what (NULL-terminated); the log may be far larger than slurp reads. */
-static unsigned long log_count(const char *const *what) {
-        char line[2048];
-        unsigned long n = 0;
-        FILE *f = fopen(log_path, "r");
-
-        while (f && fgets(line, sizeof(line), f)) {
-                bool hit = false;
-                for (size_t i = 0; what[i] && !hit; i++)
-                        hit = strstr(line, what[i]) != NULL;
-                n += hit;
-        }
-        if (f)
-                fclose(f);
-        return n;
-}
-
 /*
  * Fault 1: out of fds, allocd spun on its listening socket (EMFILE leaves the
  * connection queued, so the poll fires again at once) and logged each failed
