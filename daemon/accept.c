@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,8 +67,8 @@ static void hello_sweep(uv_timer_t *t) {
                         first = c->deadline < first ? c->deadline : first;
                         continue;
                 }
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-                     "client pid %d said no Hello within hello_timeout; closing it", (int)c->s.client.pid);
+                logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client),
+                     CLIENT_FMT " said no Hello within hello_timeout; closing it", CLIENT_ARGS(&c->s.client));
                 conn_close(c);
         }
         if (first != UINT64_MAX)
@@ -128,9 +129,9 @@ static int conn_new(int fd) {
         if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &len) == 0)
                 cl->ngroups = (int)(len / sizeof(gid_t));
         else
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "client pid %d: its supplementary groups are not known (%s); only its primary group counts",
-                     (int)cl->pid, strerror(errno));
+                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(cl),
+                     CLIENT_FMT ": its supplementary groups are not known (%s); only its primary group counts",
+                     CLIENT_ARGS(cl), strerror(errno));
         read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
@@ -144,8 +145,7 @@ static int conn_new(int fd) {
                 wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
                 for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
                         ;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 free(c);
                 return -1;
         }
@@ -162,12 +162,10 @@ static int conn_new(int fd) {
                 uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
         if (!c->in_core) {
                 nrefused++;
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-                     "refusing client pid %d: %s", (int)cl->pid, res.msg);
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 conn_error_reply(c, 0, res.code, res.msg);
         }
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.client = true, .uid = cl->uid, .pid = cl->pid},
-             "client pid %d uid %u connected", (int)cl->pid, (unsigned)cl->uid);
+        logx(LOG_LEVEL_DEBUG, CLIENT_CTX(cl), CLIENT_FMT " connected", CLIENT_ARGS(cl));
         changed();
         return 0;
 }
@@ -179,8 +177,23 @@ static void accept_again(uv_timer_t *t) {
                 uv_poll_start(&listen_poll, UV_READABLE, listen_cb);
 }
 
+/* Says why accept failed, how full allocd is, and what the operator can do about it. */
+static void accept_failed(int err) {
+        struct rlimit rl = {0};
+        const char *fix = err == EMFILE   ? "raise LimitNOFILE= (allocd.service), or lower max_connections or "
+                                            "max_region_fds_per_uid (allocd.conf(5))"
+                          : err == ENFILE ? "the whole system is out of file descriptors: raise fs.file-max "
+                                            "(sysctl), or find what holds them"
+                                          : "the kernel is short of memory";
+
+        getrlimit(RLIMIT_NOFILE, &rl);
+        log_warn("accept: %s (RLIMIT_NOFILE = %llu; connections open: %u); not accepting until a connection closes "
+                 "(at most %d ms); %s",
+                 strerror(err), (unsigned long long)rl.rlim_cur, server_nconns(), ACCEPT_PAUSE_MS, fix);
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events) {
-        static bool said;
+        static bool said; /* out of fds or memory since the queue of connections last ran dry: said so once */
 
         (void)h;
         (void)events;
@@ -189,7 +202,6 @@ static void listen_cb(uv_poll_t *h, int status, int events) {
         for (int i = 0; i < 64; i++) {
                 int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (fd >= 0) {
-                        said = false;
                         if (conn_new(fd) < 0)
                                 close(fd);
                         continue;
@@ -197,13 +209,18 @@ static void listen_cb(uv_poll_t *h, int status, int events) {
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                         /* Accepting again at once would spin: wait for a connection to close, or a moment. */
                         if (!said)
-                                log_warn("accept: %s; not accepting until a connection closes (at most %d ms)",
-                                         strerror(errno), ACCEPT_PAUSE_MS);
+                                accept_failed(errno);
                         said = true;
                         accept_paused = true;
                         uv_poll_stop(&listen_poll);
                         uv_timer_start(&accept_timer, accept_again, ACCEPT_PAUSE_MS, 0);
-                } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                } else if (errno == EAGAIN) {
+                        /*
+                         * Every waiting connection taken: only now is the shortage over.  A connection taken
+                         * while others wait is no sign of it, and each one that closes lets in one more.
+                         */
+                        said = false;
+                } else if (errno != EINTR && errno != ECONNABORTED) {
                         log_warn("accept: %s", strerror(errno));
                 }
                 return;

@@ -23,11 +23,10 @@ static void expire(uv_timer_t *t) {
 
         (void)t;
         while (core_absent_release(core, &a))
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = a.uid, .pid = a.pid},
-                     "connection %" PRIu64 " (pid %d uid %u '%s') was not reclaimed within reclaim_grace = %ums after "
-                     "the restart: released its %u references (%" PRIu64 " bytes it created)",
-                     a.serial, (int)a.pid, (unsigned)a.uid, a.name, core_limits(core)->reclaim_grace_ms, a.refs,
-                     a.bytes);
+                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&a),
+                     "connection %" PRIu64 " (" CLIENT_FMT " '%s') was not reclaimed within reclaim_grace = %ums "
+                     "after the restart: released its %u references (%" PRIu64 " bytes it created)",
+                     a.serial, CLIENT_ARGS(&a), a.name, core_limits(core)->reclaim_grace_ms, a.refs, a.bytes);
         changed();
 }
 

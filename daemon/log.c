@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Logging.  Under systemd (stderr is the journal stream named by
- * $JOURNAL_STREAM) each line goes to the journal with POOL=, REGION= and
- * CLIENT_PID= fields, so `journalctl POOL=host` finds a pool's story;
+ * $JOURNAL_STREAM) each line goes to the journal with POOL=, REGION=,
+ * CLIENT_PID= and CLIENT_UID= fields, so `journalctl POOL=host` finds a pool's story;
  * otherwise it is one line on stderr.
  *
  * Lines about a client (those whose context says so) are what a client
@@ -131,8 +131,8 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
                 fprintf(stderr, "allocd: %s%s\n", level <= LOG_LEVEL_WARNING ? prefix[level] : "", msg);
                 return;
         }
-        char f[4][NAME_MAX_LEN + 32];
-        struct iovec iov[6];
+        char f[5][NAME_MAX_LEN + 32];
+        struct iovec iov[7];
         int n = 0;
 
         snprintf(f[0], sizeof(f[0]), "PRIORITY=%d", level);
@@ -151,6 +151,10 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
         if (ctx && ctx->pid) {
                 snprintf(f[3], sizeof(f[3]), "CLIENT_PID=%d", (int)ctx->pid);
                 iov[n++] = (struct iovec){f[3], strlen(f[3])};
+        }
+        if (ctx && ctx->client) { /* beside CLIENT_PID=, or alone where the client's pid is 0 */
+                snprintf(f[4], sizeof(f[4]), "CLIENT_UID=%u", (unsigned)ctx->uid);
+                iov[n++] = (struct iovec){f[4], strlen(f[4])};
         }
         sd_journal_sendv(iov, n);
 }

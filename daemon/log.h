@@ -22,6 +22,13 @@ void log_init(void);
 void log_set_level(int level);
 int log_level_parse(const char *s);
 void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * A line about a client names it so: CLIENT_FMT in the format where the client goes, CLIENT_ARGS(cl)
+ * in the arguments, CLIENT_CTX(cl) as the context (any cl with pid and uid: struct client, its placeholder).
+ */
+#define CLIENT_FMT "client pid %d uid %u"
+#define CLIENT_ARGS(cl) (int)(cl)->pid, (unsigned)(cl)->uid
+#define CLIENT_CTX(cl) (&(struct log_ctx){.client = true, .uid = (cl)->uid, .pid = (cl)->pid})
 #define log_err(...) logx(LOG_LEVEL_ERR, NULL, __VA_ARGS__)
 #define log_warn(...) logx(LOG_LEVEL_WARNING, NULL, __VA_ARGS__)
 #define log_info(...) logx(LOG_LEVEL_INFO, NULL, __VA_ARGS__)

@@ -41,17 +41,16 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
                                         m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
                         /* Still in its handshake: it may say a plain Hello next, as a new connection. */
-                        logx(LOG_LEVEL_NOTICE,
-                             &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
-                             "client pid %d uid %u cannot reclaim connection %" PRIu64 ": %s", (int)s->client.pid,
-                             (unsigned)s->client.uid, m->reclaim_serial, res.msg);
+                        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
+                             CLIENT_FMT " cannot reclaim connection %" PRIu64 ": %s", CLIENT_ARGS(&s->client),
+                             m->reclaim_serial, res.msg);
                         return proto_error(out, id, res.code, res.msg);
                 }
                 hello.has_reclaimed = true;
                 hello.reclaimed = s->client.nrefs;
-                logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
-                     "client pid %d uid %u reclaimed connection %" PRIu64 " and its %u references", (int)s->client.pid,
-                     (unsigned)s->client.uid, s->client.serial, s->client.nrefs);
+                logx(LOG_LEVEL_INFO, CLIENT_CTX(&s->client),
+                     CLIENT_FMT " reclaimed connection %" PRIu64 " and its %u references", CLIENT_ARGS(&s->client),
+                     s->client.serial, s->client.nrefs);
         } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
                 return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
         } else {
@@ -82,8 +81,8 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
         reply.body_case = ALLOCD__REPLY__BODY_HELLO;
         reply.hello = &hello;
         proto_pack(out, &reply);
-        logx(LOG_LEVEL_DEBUG, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
-             "client pid %d uid %u connected as '%s'", (int)s->client.pid, (unsigned)s->client.uid, s->client.name);
+        logx(LOG_LEVEL_DEBUG, CLIENT_CTX(&s->client), CLIENT_FMT " connected as '%s'", CLIENT_ARGS(&s->client),
+             s->client.name);
 }
 
 void proto_disconnect(struct core *core, struct session *s, struct proto_out *out, uint64_t id,
@@ -106,7 +105,7 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
                 snprintf(whose, sizeof(whose), "connection %" PRIu64, m->serial);
         else
                 snprintf(whose, sizeof(whose), "pid %d's", (int)m->pid);
-        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
-             "client pid %d uid %u disconnects %s: %u connection(s) holding %llu references", (int)s->client.pid,
-             (unsigned)s->client.uid, whose, body.connections, (unsigned long long)body.references);
+        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
+             CLIENT_FMT " disconnects %s: %u connection(s) holding %llu references", CLIENT_ARGS(&s->client), whose,
+             body.connections, (unsigned long long)body.references);
 }

@@ -499,9 +499,9 @@ void proto_request(struct core *core, struct session *s, const uint8_t *buf, siz
         wire_budget_init(&budget, WIRE_UNPACK_BUDGET, arena, arena_size);
         req = allocd__request__unpack(&budget.allocator, len, buf);
         if (!req) {
-                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.client = true, .uid = s->client.uid, .pid = s->client.pid},
-                     "client pid %d sent %zu bytes that are not an allocd request; disconnecting it",
-                     (int)s->client.pid, len);
+                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
+                     CLIENT_FMT " sent %zu bytes that are not an allocd request; disconnecting it",
+                     CLIENT_ARGS(&s->client), len);
                 out->close = true;
                 return proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
         }

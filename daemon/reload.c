@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,20 +72,50 @@ static void fit_nofile(struct limits *l, bool quiet) {
         }
 }
 
-/* Returns whether they changed. */
-static bool apply_limits(const struct config *conf) {
+/* The limits by their key in [daemon] (allocd.conf(5)), with the unit each is kept in. */
+static const struct {
+        const char *key, *unit;
+        size_t off;
+} limit_keys[] = {
+        {"max_connections", "", offsetof(struct limits, max_connections)},
+        {"max_connections_per_uid", "", offsetof(struct limits, max_connections_per_uid)},
+        {"max_regions_per_connection", "", offsetof(struct limits, max_regions_per_connection)},
+        {"max_waiters_per_connection", "", offsetof(struct limits, max_waiters_per_connection)},
+        {"max_names", "", offsetof(struct limits, max_names)},
+        {"max_names_per_uid", "", offsetof(struct limits, max_names_per_uid)},
+        {"max_persist_per_uid", "", offsetof(struct limits, max_persist_per_uid)},
+        {"max_region_fds_per_uid", "", offsetof(struct limits, max_region_fds_per_uid)},
+        {"wait_timeout", "ms", offsetof(struct limits, wait_timeout_ms)},
+        {"hello_timeout", "ms", offsetof(struct limits, hello_timeout_ms)},
+        {"spin", "us", offsetof(struct limits, spin_us)},
+        {"reclaim_grace", "ms", offsetof(struct limits, reclaim_grace_ms)},
+};
+/* A limit added to struct limits and not here would change unsaid. */
+_Static_assert(sizeof(limit_keys) / sizeof(limit_keys[0]) * sizeof(uint32_t) == sizeof(struct limits),
+               "every limit is in limit_keys");
+
+/* Applies conf's limits; lists in changes (when not NULL) each that changed, as "key old -> new". */
+static void apply_limits(const struct config *conf, char *changes, size_t size) {
         struct limits l = conf->limits;
-        bool differ;
+        const struct limits *o = core_limits(core);
 
         fit_nofile(&l, false);
-        differ = memcmp(&l, core_limits(core), sizeof(l)) != 0; /* all uint32_t: no padding to differ in */
+        for (size_t i = 0; changes && i < sizeof(limit_keys) / sizeof(limit_keys[0]); i++) {
+                uint32_t a = *(const uint32_t *)((const char *)o + limit_keys[i].off);
+                uint32_t b = *(const uint32_t *)((const char *)&l + limit_keys[i].off);
+                char item[96];
+                if (a == b)
+                        continue;
+                snprintf(item, sizeof(item), "%s %u%s -> %u%s", limit_keys[i].key, a, limit_keys[i].unit, b,
+                         limit_keys[i].unit);
+                reload_list_add(changes, size, item);
+        }
         core_set_limits(core, &l);
         grace_arm();
-        return differ;
 }
 
 void reload_apply_limits(const struct config *conf) {
-        apply_limits(conf);
+        apply_limits(conf, NULL, 0);
 }
 
 void reload_list_add(char *buf, size_t size, const char *item) {
@@ -145,7 +176,7 @@ static struct {
         char when[16];     /* local time, HH:MM:SS; "": no reload yet */
         char refused[512]; /* why the file was refused; "": it was not */
         unsigned added, failed, rules, restart_only, dropped;
-        bool limits; /* the limits changed */
+        char limits[768]; /* the limits that changed, "key old -> new" each */
         char added_names[96], failed_names[96];
         char failed_why[1024]; /* "name: reason", one a failed pool, for the journal */
 } last;
@@ -187,8 +218,8 @@ static void describe(char *buf, size_t size, bool full) {
                      full ? last.failed_why : last.failed_names);
         if (!full)
                 return;
-        if (last.limits)
-                part(buf, size, "limits changed");
+        if (*last.limits)
+                part(buf, size, "limits changed (%s)", last.limits);
         if (last.rules)
                 part(buf, size, "%u %s access rules changed", last.rules, plural(last.rules, "pool's", "pools'"));
         if (last.restart_only)
@@ -434,7 +465,7 @@ void reload_run(void) {
         config_optional = false; /* read once: from now on a missing file is an error, as for --config */
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
-        last.limits = apply_limits(&conf);
+        apply_limits(&conf, last.limits, sizeof(last.limits));
         restart_reconfigured(core, &conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {

@@ -19,7 +19,7 @@ static int pool_allows(const struct pool *p, const struct client *cl, int what, 
         if (core_pool_may(p, cl, what))
                 return E_OK;
         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid, .client = true, .uid = cl->uid},
-             "denied: pid %d uid %u may not %s in pool %s", (int)cl->pid, (unsigned)cl->uid,
+             "denied: " CLIENT_FMT " may not %s in pool %s", CLIENT_ARGS(cl),
              what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
         return fail(res, E_DENIED,
                     "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "

@@ -178,8 +178,8 @@ static void unsent_grant(struct conn *c, uint64_t id) {
 
         if (!id || !c->in_core || core_free_region(core, &c->s.client, id, &res) != E_OK)
                 return;
-        logx(LOG_LEVEL_INFO, &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-             "client pid %d went before PERSIST region %" PRIu64 " reached it; freed", (int)c->s.client.pid, id);
+        logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client),
+             CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
 }
 
 void conn_close(struct conn *c) {
@@ -199,10 +199,9 @@ void conn_close(struct conn *c) {
         if (c->in_core) {
                 core_client_remove(core, &c->s.client);
                 c->in_core = false;
-                logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
-                     &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-                     "client pid %d uid %u%s%s disconnected; %u references %s", (int)c->s.client.pid,
-                     (unsigned)c->s.client.uid, *c->s.client.name ? " " : "", c->s.client.name, n,
+                logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client),
+                     CLIENT_FMT "%s%s disconnected; %u references %s", CLIENT_ARGS(&c->s.client),
+                     *c->s.client.name ? " " : "", c->s.client.name, n,
                      kept_at_stop ? "kept in the fd store for its reconnection" : "released");
         }
         uv_poll_stop(&c->poll);
@@ -241,9 +240,8 @@ static enum sent send_packet(struct conn *c, const void *buf, size_t len, int fd
          */
         if (!refused_logged) {
                 refused_logged = true;
-                logx(LOG_LEVEL_WARNING,
-                     &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-                     "sending a reply to client pid %d failed: %s; it waits and is retried", (int)c->s.client.pid,
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(&c->s.client),
+                     "sending a reply to " CLIENT_FMT " failed: %s; it waits and is retried", CLIENT_ARGS(&c->s.client),
                      strerror(-r));
         }
         return WAIT;
@@ -271,10 +269,9 @@ static void conn_send(struct conn *c, const struct proto_out *o) {
                 }
         }
         if (c->out_bytes + o->len > OUT_MAX) {
-                logx(LOG_LEVEL_WARNING,
-                     &(struct log_ctx){.client = true, .uid = c->s.client.uid, .pid = c->s.client.pid},
-                     "client pid %d leaves its replies unread (%zu bytes queued); disconnecting it",
-                     (int)c->s.client.pid, c->out_bytes);
+                logx(LOG_LEVEL_WARNING, CLIENT_CTX(&c->s.client),
+                     CLIENT_FMT " leaves its replies unread (%zu bytes queued); disconnecting it",
+                     CLIENT_ARGS(&c->s.client), c->out_bytes);
                 unsent_grant(c, o->persist_grant);
                 conn_close(c);
                 goto drop;

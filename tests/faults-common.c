@@ -82,6 +82,22 @@ void teardown(void) {
                 unlink(log_path);
 }
 
+unsigned long log_count(const char *const *what) {
+        char line[2048];
+        unsigned long n = 0;
+        FILE *f = fopen(log_path, "r");
+
+        while (f && fgets(line, sizeof(line), f)) {
+                bool hit = false;
+                for (size_t i = 0; what[i] && !hit; i++)
+                        hit = strstr(line, what[i]) != NULL;
+                n += hit;
+        }
+        if (f)
+                fclose(f);
+        return n;
+}
+
 /* ---- raw sockets ---- */
 
 int raw_socket(bool nonblock, bool *connected) {

@@ -23,6 +23,8 @@ void start(const char *config, rlim_t nofile, char *const *env);
 void start_as(const char *config, rlim_t nofile, uid_t uid);
 void stop(void);
 void teardown(void);
+/* Lines of allocd's log that contain any of what (NULL-terminated); the log may be far larger than slurp reads. */
+unsigned long log_count(const char *const *what);
 
 int raw_socket(bool nonblock, bool *connected);
 int raw_connect(void);

@@ -98,7 +98,7 @@ Test(daemon_access, mode_decides_who_may_allocate) {
         cr_assert_eq(as_nobody("alloc", "alloconly", "4096"), 0);
         cr_assert_eq(as_nobody("alloc", "attachonly", "4096"), EACCES);
         cr_assert_eq(as_nobody("alloc", "grp", "4096"), 0, "nogroup is the pool's group");
-        cr_assert(log_has("denied: pid"), "the daemon logs denials");
+        cr_assert(log_has("denied: client pid"), "the daemon logs denials");
         struct alloc_region r;
         cr_assert_eq(alloc_region_new(c, "private", 4096, NULL, &r), 0, "root may");
         cr_assert_eq(pool_used(c, "private"), 4096, "the denied request took nothing");

@@ -390,3 +390,39 @@ Test(faults, a_client_out_of_fds_is_told_so) {
         cr_expect(!strncmp(out, "0 24 ", 5), "helper-client said: %s", out);
         cr_expect(strstr(out, "RLIMIT_NOFILE"), "helper-client said: %s", out);
 }
+
+/*
+ * allocd out of fds (isolation = region: one fd a live region, here under RLIMIT_NOFILE = 64): accept failed
+ * with a line that said neither how full allocd was nor what to do.  It says the limit, the connections open
+ * and the settings to change, once while connections wait, and allocd serves again once fds are freed.
+ */
+Test(faults, out_of_fds_at_accept_says_the_limit_and_what_to_do) {
+        enum { NOFILE = 64, NCONN = 8 };
+        static const char *const said[] = {"accept: Too many open files (RLIMIT_NOFILE = 64; connections open: ", NULL};
+        static const char *const fix[] = {"raise LimitNOFILE= (allocd.service), or lower max_connections", NULL};
+        struct alloc_region r;
+        int fds[NCONN], n = 0;
+        uint64_t last = 0;
+
+        start("[pool r]\nkind = host\nsize = 1M\nisolation = region\n", NOFILE, NULL);
+        c = daemon_connect(&d);
+        for (; n < 256 && alloc_region_new(c, "r", 4096, NULL, &r) == 0; n++)
+                last = r.id;
+        cr_assert_lt(n, NOFILE, "%d regions, each an fd in allocd, did not run it out of fds", n);
+        for (int i = 0; i < NCONN; i++) {
+                bool ok;
+                fds[i] = raw_socket(true, &ok);
+        }
+        for (int i = 0; i < 500 && !log_count(said); i++)
+                usleep(10000);
+        /* One fd freed lets one connection in while the others wait: still the same shortage, not said again. */
+        cr_assert_eq(alloc_region_free(c, last), 0, "%s", alloc_last_error());
+        usleep(300000);
+        cr_expect_eq(log_count(said), 1, "no single line with '%s':\n%s", said[0], slurp(log_path));
+        cr_expect_eq(log_count(fix), 1, "no single line with '%s':\n%s", fix[0], slurp(log_path));
+        for (int i = 0; i < NCONN; i++)
+                close(fds[i]);
+        c = alloc_disconnect(c);
+        close(raw_hello("after"));
+        stop();
+}

@@ -120,8 +120,10 @@ Test(reload, a_file_that_does_not_load_changes_nothing, .timeout = 60) {
                "[daemon]\nmax_regions_per_connection = 100\n"
                "[pool a]\nkind = host\nsize = 1M\nmode = 0600\nquota_per_uid = 16K\n",
                "SIGHUP: reloaded ");
-        cr_expect(strstr(slurp(log_path), "allocd.conf: limits changed, 1 pool's access rules changed"), "%s",
-                  slurp(log_path));
+        cr_expect(strstr(slurp(log_path),
+                         "allocd.conf: limits changed (max_regions_per_connection 2 -> 100), 1 pool's access rules "
+                         "changed"),
+                  "%s", slurp(log_path));
         cr_expect(daemon_notified(&d, "; last reload ", 5000));
         if (getuid() == 0)
                 cr_expect_eq(alloc_as_nobody(&d, "a"), -EACCES, "mode = 0600 applies");
@@ -137,7 +139,7 @@ Test(reload, spin_changes_on_reload, .timeout = 60) {
         snprintf(conf, sizeof(conf), "[daemon]\nspin = 0\n%s", pool);
         start(&d, conf);
         snprintf(conf, sizeof(conf), "[daemon]\nspin = 2ms\n%s", pool);
-        reload(&d, conf, "limits changed");
+        reload(&d, conf, "limits changed (spin 0us -> 2000us)"); /* which limit, from what to what */
         snprintf(conf, sizeof(conf), "[daemon]\nspin = forever\n%s", pool);
         reload(&d, conf, "allocd.conf:2: spin = forever: not a duration");
         stop(&d);
