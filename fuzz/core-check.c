@@ -156,7 +156,7 @@ static void check_heap(struct core *core, uint32_t slot) {
         if (at == MAP_FAILED)
                 check_fail("region slot %u: cannot map its memfd", slot);
         if (falloc_heap_open(at, r->size, &h) < 0 || h->chunk_size != f.chunk_size || h->chunk_count != f.chunk_count ||
-            h->size != f.heap_size || h->avail != f.chunk_count)
+            h->size != f.heap_size || falloc_heap_available(h) != f.chunk_count)
                 check_fail("region slot %u was handed out without the falloc heap its tag says", slot);
         if (r->fd >= 0)
                 munmap(at, r->size);

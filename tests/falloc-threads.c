@@ -14,7 +14,7 @@
  *    writes its mark through every byte, and checks them before it frees.  An
  *    owner word per chunk, set by compare-and-swap from 0, catches a chunk
  *    handed out twice; a run must be contiguous and as long as asked.
- * 3. At the end every chunk is back: avail = chunk_count, both bitmaps empty
+ * 3. At the end every chunk is back: both bitmaps empty
  *    (past the last chunk: full), no bad free.
  *
  * Any violation prints what and where and exits 1.
@@ -154,8 +154,9 @@ static void check_empty(void) {
         uint64_t *used = (uint64_t *)((char *)heap + heap->used_offset);
         uint64_t *runs = (uint64_t *)((char *)heap + heap->run_offset);
         uint64_t count = heap->chunk_count;
-        if (heap->avail != count || heap->bad_frees)
-                fail("at the end avail is %llu of %llu, bad frees %llu", (unsigned long long)heap->avail,
+        if (falloc_heap_available(heap) != count || heap->bad_frees)
+                fail("at the end %llu of %llu chunks are free, bad frees %llu",
+                     (unsigned long long)falloc_heap_available(heap),
                      (unsigned long long)count, (unsigned long long)heap->bad_frees);
         for (uint64_t w = 0; w < heap->words; w++) {
                 uint64_t pad = w == heap->words - 1 && count % 64 ? ~0ull << (count % 64) : 0;

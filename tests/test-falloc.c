@@ -72,16 +72,21 @@ Test(falloc, open_checks_what_another_process_formatted) {
 }
 
 /*
- * What a peer that may write the heap can leave in it: a count of free chunks above the chunk count (once every
- * chunk is taken a get looked for a free bit for ever), 0 bits past the last chunk (a get handed out a "chunk"
- * past the heap's end).
+ * What a peer that may write the heap can leave in it: a header of another version (version 1 kept a
+ * count of free chunks, which a get reserved from: a count above the chunk count had a get on a full
+ * heap look for a free bit for ever), a bitmap it scribbled on (every get still ends: one pass), 0 bits
+ * past the last chunk (a get handed out a "chunk" past the heap's end).
  */
 Test(falloc, a_corrupt_heap_is_refused_or_never_hands_out_memory_past_its_end) {
         fallocDeviceHeap *h = make(64, 100), *o;
         uint64_t size = falloc_heap_size(64, 100);
-        h->avail = 101;
-        cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG, "more chunks free than the heap has");
-        h->avail = 100;
+        h->version = 1;
+        cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG, "a heap of version 1");
+        h->version = FALLOC_VERSION;
+        memset(falloc_used_(heap), 0xff, 16);
+        cr_assert_null(fallocGetChunk(heap), "a bitmap that says every chunk is taken: NULL, not a search for ever");
+        memset(falloc_used_(heap), 0, 8);
+        falloc_used_(heap)[1] = ~0ull << 36;
         void *got[100];
         for (int i = 0; i < 100; i++)
                 cr_assert(got[i] = fallocGetChunk(heap));
@@ -132,7 +137,7 @@ Test(falloc, runs_are_contiguous_or_null) {
         cr_assert_eq(len, 0);
         cr_assert_null(fallocGetChunks(0, NULL, heap));
         cr_assert_null(fallocGetChunks(64 * 201, NULL, heap));
-        cr_assert_eq(falloc_heap_available(heap), 1, "a refused run gives its reservation back");
+        cr_assert_eq(falloc_heap_available(heap), 1, "a refused run leaves no chunk taken");
         fallocFreeChunks(b, heap);
         cr_assert_eq(falloc_heap_available(heap), 129, "the whole run is freed");
         fallocFreeChunk(a, heap);

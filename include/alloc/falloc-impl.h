@@ -8,71 +8,66 @@
  * offset from the header, so the block works at whatever address each process
  * maps it, in any number of processes at once, and nothing in it is a pointer.
  *
- * State.  Bit i of the used bitmap is 1 while chunk i is taken (handed out, or
- * claimed by a caller that is still looking); bits past the last chunk are
- * 1 from the start.  avail is a 64-bit count of the chunks nobody has taken or
- * been promised.  Bit i of the run bitmap is 1 when chunk i belongs to the
- * same fallocGetChunks run as chunk i - 1; only the holder of a run writes its
- * bits.  Nothing else is shared: there are no lists, no indices that are
- * recycled and no version counters, so there is no ABA to defend against (a
- * compare-and-swap that sees a word holding the value it read has seen every
- * fact that word stands for) and no counter to wrap.
+ * State.  Bit i of the used bitmap is 1 while chunk i is taken; bits past the
+ * last chunk are 1 from the start.  Bit i of the run bitmap is 1 when chunk i
+ * belongs to the same fallocGetChunks run as chunk i - 1; only the holder of a
+ * run writes its bits.  Nothing else is shared, not even a count of the free
+ * chunks: there are no lists, no indices that are recycled and no version
+ * counters, so there is no ABA to defend against (a compare-and-swap that sees
+ * a word holding the value it read has seen every fact that word stands for)
+ * and no counter to wrap, and a get or a free touches one word of the bitmap
+ * (a run, the words it spans), not a word that every caller touches.
  *
- * Getting one chunk: (1) reserve: a compare-and-swap takes 1 from avail if it
- * is not 0, else the call returns NULL; (2) claim: scan the used words from a
- * per-thread start and set the lowest 0 bit of the first word that has one
- * with a compare-and-swap; that bit's chunk is the caller's.  Freeing: clear
- * the run's bits of the used words (fetch-and), then add to avail the number
- * of bits that were set.  A run of n chunks reserves n, then claims the first
- * n-bit gap of 0s (first fit, one pass, words set in increasing order with
- * compare-and-swaps); when a word of the gap turns out taken, it clears the
- * words it had set and goes on past that bit; with no gap left it gives its
- * n back to avail and returns NULL.
+ * Getting one chunk: one pass over the used words from a start of this
+ * thread's own; in the first word that has a 0 bit, set the lowest 0 bit with
+ * a compare-and-swap (on failure, again on the same word while it has a 0 bit);
+ * that bit's chunk is the caller's.  A pass that finds every word full returns
+ * NULL.  Freeing: clear the run's bits of the used words (fetch-and).  A run of
+ * n chunks claims the first n-bit gap of 0s (first fit, one pass, words set in
+ * increasing order with compare-and-swaps); when a word of the gap turns out
+ * taken, it clears the words it had set and goes on past that bit; with no gap
+ * left it returns NULL.
  *
  * Why it is correct under any interleaving:
- *
- *   Invariant: the 0 bits of the used words are at least avail plus what the
- *   callers between reserve and claim still miss (reserved minus claimed).
- *   It holds at format (every bit 0, avail = count); a reservation moves k
- *   from avail to the callers, a claim turns a 0 into a 1 and lowers what its
- *   caller misses, a give-back (of a run's claimed words, or of a reservation)
- *   undoes one of these, and a free adds 0s before it adds to avail.
- *
- *   So a caller holding a reservation always has a 0 bit to find, and the
- *   claim scan, which goes round the words until it sets one, ends.  It is
- *   lock-free: a failed compare-and-swap means another one on that word
- *   succeeded, and a whole round that finds every word full means the 0 bits
- *   it needed were set by other callers (finishing their gets) while it read.
- *   A run's search is one pass, so it ends whatever others do.
  *
  *   No chunk twice: a chunk is handed out only by the compare-and-swap that
  *   turned its bit from 0 to 1, which one caller alone can do, and the bit
  *   stays 1 until that caller's chunk is freed.
  *
- *   NULL means exhausted: a single get returns NULL only when the reserving
- *   compare-and-swap read avail = 0, that is, when every chunk was taken or
- *   promised at that instant.  A run returns NULL when no free gap of its size
- *   was seen in its pass; a gap another caller held for a moment counts as
- *   not free.
+ *   Lock-free, and every call ends: a pass reads each word once, and it reads
+ *   a word again only after a failed compare-and-swap there, which means
+ *   another caller's succeeded (on the host a weak compare-and-swap may also
+ *   fail spuriously, a bounded number of times in practice).  Nothing a
+ *   caller does depends on a count being right, so a heap whose bitmap a peer
+ *   scribbled on hands out at worst what the bitmap says is free, and a get on
+ *   it still ends.
+ *
+ *   NULL means full as far as one pass could see: a get returns NULL when each
+ *   word was full when it read it.  A heap full at one instant gives every get
+ *   NULL; under churn, a chunk given back behind a pass is not seen by it (the
+ *   next call sees it).  A run returns NULL when no free gap of its size was
+ *   seen in its pass; a gap another caller held for a moment counts as not
+ *   free.  A corrupt 0 past the last chunk is set back, never handed out.
  *
  *   Publication: the claim's compare-and-swap is acquire-release and the free's
  *   fetch-and is release, so whatever the previous holder wrote in a chunk
- *   happens before its next holder gets it; the reservation's
- *   compare-and-swap and the free's add to avail pair the same way.  avail
- *   and the bitmaps are the only synchronisation; there are no plain fences.
+ *   happens before its next holder gets it.  The bitmaps are the only
+ *   synchronisation; there are no plain fences.
  *
  *   Freeing something that is not a taken chunk or the start of a run (a
  *   pointer outside the chunks or inside one, a double free seen as such)
  *   changes nothing and counts in bad_frees.
  *
- * Every caller, each GPU thread too, does its own atomics on avail.  Lanes
- * of a warp that shared one (a leader reserving for all, its count passed on
- * by a shuffle) lost chunks on an H200 (driver 580): lanes that other lanes of
- * the warp joined mid-way sometimes read the count before the leader wrote it
- * and took NULL for chunks reserved for them; falloc-gpu caught it.  Each
- * thread starts its scan at a word of its own (a hash of its global index on
- * the device, the last word it used on the host), so that threads contend on
- * a word only when the heap is nearly full.
+ * Each thread starts its pass at a word of its own (a hash of its global index
+ * on the device, the last word it used on the host), so that threads meet on a
+ * word only when the heap is nearly full.  Version 1 of the heap also kept a
+ * count of free chunks that a get reserved from before it claimed a bit: every
+ * get and free of every thread was an atomic on that one word, which held an
+ * H200 to 5 M pairs a second; and lanes of a warp that shared one atomic on it
+ * (a leader reserving for all, its count passed on by a shuffle) lost chunks
+ * there (driver 580): lanes that other lanes of the warp joined mid-way
+ * sometimes read the count before the leader wrote it and took NULL for chunks
+ * reserved for them.  Version 2 has no count and no warp-wide operation.
  *
  * Contexts, stacks of bytes in chunks, are in falloc-ctx.h.
  */
@@ -205,25 +200,10 @@ FALLOC_FN void falloc_used_word_(uint64_t w) {
 #endif
 }
 
-/* Takes k from avail if that many are there. */
-FALLOC_FN bool falloc_reserve_(fallocDeviceHeap *h, uint64_t k) {
-        uint64_t a = falloc_load_(&h->avail);
-        while (a >= k)
-                if (FALLOC_CAS_(&h->avail, &a, a - k))
-                        return true;
-        return false;
-}
-
-/* Gives n chunks back to avail (n = 0 for a refused free). */
-FALLOC_FN void falloc_unreserve_(fallocDeviceHeap *h, uint64_t n) {
-        if (n)
-                FALLOC_RMW_(add, &h->avail, n);
-}
-
-/* Sets a 0 bit of the used words; ends because the caller holds a reservation (see the theory). */
+/* Sets a 0 bit of the used words in one pass from this thread's start: its chunk, or FALLOC_NONE_. */
 FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
         uint64_t *used = falloc_used_(h), words = h->words, count = h->chunk_count, w = falloc_start_(words);
-        for (;;) {
+        for (uint64_t seen = 0; seen < words; seen++, w = w + 1 == words ? 0 : w + 1) {
                 uint64_t v = falloc_peek_(&used[w]);
                 while (~v) {
                         /* A 0 past the last chunk was written by no falloc call: set it back, never hand it out. */
@@ -237,9 +217,8 @@ FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
                         }
                         v = want;
                 }
-                if (++w == words)
-                        w = 0;
         }
+        return FALLOC_NONE_;
 }
 
 /* The first 0 bit at or after i, or count. */
@@ -318,9 +297,8 @@ FALLOC_FN void falloc_bad_free_(fallocDeviceHeap *h) {
 
 FALLOC_FN void *fallocGetChunk(fallocDeviceHeap *heap) {
         heap = falloc_heap_or_default_(heap);
-        if (!heap || !falloc_reserve_(heap, 1))
-                return FALLOC_NULL;
-        return falloc_chunk_(heap, falloc_claim_one_(heap));
+        uint64_t i = heap ? falloc_claim_one_(heap) : FALLOC_NONE_;
+        return i == FALLOC_NONE_ ? FALLOC_NULL : falloc_chunk_(heap, i);
 }
 
 FALLOC_FN void *fallocGetChunks(size_t length, size_t *allocLength, fallocDeviceHeap *heap) {
@@ -329,25 +307,15 @@ FALLOC_FN void *fallocGetChunks(size_t length, size_t *allocLength, fallocDevice
                 *allocLength = 0;
         if (!heap || length == 0)
                 return FALLOC_NULL;
-        uint64_t cs = heap->chunk_size, n = length / cs + (length % cs != 0), i;
+        uint64_t cs = heap->chunk_size, n = length / cs + (length % cs != 0);
         if (n > heap->chunk_count)
                 return FALLOC_NULL;
-        if (n == 1) {
-                if (!falloc_reserve_(heap, 1))
-                        return FALLOC_NULL;
-                i = falloc_claim_one_(heap);
-        } else {
-                if (!falloc_reserve_(heap, n))
-                        return FALLOC_NULL;
-                i = falloc_claim_run_(heap, n);
-                if (i == FALLOC_NONE_) {
-                        falloc_unreserve_(heap, n);
-                        return FALLOC_NULL;
-                }
-                uint64_t *runs = falloc_runs_(heap), len;
-                for (uint64_t pos = i + 1; pos < i + n; pos += len)
-                        FALLOC_RMW_(or, &runs[pos / 64], falloc_mask_(pos, i + n - pos, &len));
-        }
+        uint64_t i = n == 1 ? falloc_claim_one_(heap) : falloc_claim_run_(heap, n);
+        if (i == FALLOC_NONE_)
+                return FALLOC_NULL;
+        uint64_t *runs = falloc_runs_(heap), len;
+        for (uint64_t pos = i + 1; pos < i + n; pos += len)
+                FALLOC_RMW_(or, &runs[pos / 64], falloc_mask_(pos, i + n - pos, &len));
         if (allocLength)
                 *allocLength = (size_t)(n * cs);
         return falloc_chunk_(heap, i);
@@ -369,11 +337,9 @@ FALLOC_FN void fallocFreeChunks(void *obj, fallocDeviceHeap *heap) {
                 n++;
         if (n > 1)
                 falloc_clear_(runs, i + 1, n - 1);
-        uint64_t freed = falloc_clear_(used, i, n);
-        if (freed < n)
+        if (falloc_clear_(used, i, n) < n)
                 falloc_bad_free_(heap);
         falloc_used_word_(i / 64);
-        falloc_unreserve_(heap, freed);
 }
 
 FALLOC_FN void fallocFreeChunk(void *obj, fallocDeviceHeap *heap) {
@@ -442,7 +408,6 @@ FALLOC_HOST_FN int falloc_heap_format(void *mem, uint64_t size, uint64_t chunk_s
         h->used_offset = FALLOC_HEADER_SIZE;
         h->run_offset = FALLOC_HEADER_SIZE + 8 * h->words;
         h->chunks_offset = meta;
-        h->avail = count;
         if (count % 64)
                 falloc_used_(h)[h->words - 1] = ~0ull << (count % 64); /* no chunks there */
         if (ret)
@@ -459,8 +424,7 @@ FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap *
             h->size > size || !falloc_heap_size(h->chunk_size, h->chunk_count) ||
             falloc_heap_size(h->chunk_size, h->chunk_count) > h->size ||
             h->words != h->chunk_count / 64 + (h->chunk_count % 64 != 0) || h->used_offset != FALLOC_HEADER_SIZE ||
-            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count) ||
-            falloc_load_(&h->avail) > h->chunk_count)
+            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count))
                 return -EBADMSG;
         if (ret)
                 *ret = h;
@@ -468,7 +432,15 @@ FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap *
 }
 
 FALLOC_FN uint64_t falloc_heap_available(const fallocDeviceHeap *heap) {
-        return falloc_load_(&heap->avail);
+        fallocDeviceHeap *h = (fallocDeviceHeap *)heap;
+        uint64_t *used = falloc_used_(h), count = h->chunk_count, n = 0;
+        for (uint64_t w = 0; w < h->words; w++) {
+                uint64_t zeros = ~falloc_peek_(&used[w]);
+                if (w == count / 64) /* bits past the last chunk are no chunks, whatever they read */
+                        zeros &= (1ull << count % 64) - 1;
+                n += falloc_popcount_(zeros);
+        }
+        return n;
 }
 
 FALLOC_HOST_FN void fallocSetDefaultHeap(fallocDeviceHeap *heap) {

@@ -69,7 +69,7 @@
 #endif
 
 #define FALLOC_MAGIC 0x3148434f4c4c4146ull /* "FALLOCH1" */
-#define FALLOC_VERSION 1u
+#define FALLOC_VERSION 2u /* 1 counted the free chunks in the header (falloc-impl.h) */
 #define FALLOC_HEADER_SIZE 256u     /* the header; the bitmaps follow it */
 #define FALLOC_CHUNK_ALIGN 16u      /* chunk sizes are rounded up to this */
 #define FALLOC_CHUNKS_ALIGN 256u    /* chunk 0 starts at this alignment, as cudaMalloc's */
@@ -82,7 +82,7 @@
  * is taken), the run bitmap (a set bit: the chunk continues the run of the
  * chunk before it) and the chunks, each at its offset from the header.  The
  * geometry is written once by falloc_heap_format and never changes; the
- * counter that changes sits on its own cache line.
+ * counter that changes (bad_frees) sits on its own cache line.
  */
 typedef struct fallocDeviceHeap {
         uint64_t magic;
@@ -95,8 +95,7 @@ typedef struct fallocDeviceHeap {
         uint64_t used_offset; /* the bitmaps and chunk 0, from the heap's start */
         uint64_t run_offset;
         uint64_t chunks_offset;
-        uint64_t reserved[7];
-        uint64_t avail;     /* chunks neither taken nor promised to a caller (falloc-impl.h) */
+        uint64_t reserved[8];
         uint64_t bad_frees; /* frees of something that was not a taken chunk or run */
         uint64_t pad[14];
 } fallocDeviceHeap;
@@ -107,7 +106,7 @@ typedef struct fallocCtx fallocCtx;
  * Host helpers, from C and C++ (not on the device).  Negative errno values:
  * -EINVAL  chunk_size 0 or over FALLOC_CHUNK_MAX, mem not 8-byte aligned
  * -ENOSPC  size does not hold the header, the bitmaps and one chunk
- * -EBADMSG falloc_heap_open: not a heap, its geometry does not fit in size, or it counts more chunks free than it has
+ * -EBADMSG falloc_heap_open: not a heap (or one of another version), or its geometry does not fit in size
  */
 /* Bytes a heap of count chunks of chunk_size takes; 0 if that passes 2^64 or chunk_size is out of range. */
 FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count);
@@ -124,7 +123,7 @@ FALLOC_HOST_FN int falloc_heap_format(void *mem, uint64_t size, uint64_t chunk_s
 FALLOC_HOST_FN uint64_t falloc_heap_meta_size(uint64_t size, uint64_t chunk_size);
 /* Checks that mem holds a heap whose geometry fits in size bytes (one another process formatted). */
 FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap **ret);
-/* Chunks neither taken nor promised to a caller now. */
+/* Chunks free now, as the used bitmap says (a pass over it: a count, not a promise, while others use the heap). */
 FALLOC_FN uint64_t falloc_heap_available(const fallocDeviceHeap *heap);
 /* The heap fallocGetChunk(NULL) and friends use in this translation unit, on the host. */
 FALLOC_HOST_FN void fallocSetDefaultHeap(fallocDeviceHeap *heap);

@@ -17,7 +17,7 @@
  * contention), undrain (each frees its own, checking its marks), contexts
  * (every thread of 64 blocks of 256 pushes and pops 100 values on its own
  * context, with marks).  After each step the heap must hold every chunk again,
- * its bitmap must agree (as many 0 bits as avail says) and no free was bad.
+ * its bitmap must say so (every bit before the end 0) and no free was refused.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -85,8 +85,8 @@ static void command(const char *line, unsigned long long tag) {
         } else if (!strncmp(line, "contexts", 8)) {
                 run(fn_contexts, CONTEXT_BLOCKS, (void *[]){&heap, &n, &counter});
                 printf("ok bad %llu\n", read_u64(counter));
-        } else if (!strncmp(line, "avail", 5)) {
-                /* avail, and what the bitmap says: its 0 bits must be avail once every caller is done. */
+        } else if (!strncmp(line, "free", 4)) {
+                /* The chunks the bitmap says are free (its 0 bits before the end), and the refused frees. */
                 uint64_t words = read_u64(heap + offsetof(fallocDeviceHeap, words)), zeros = 0;
                 uint64_t *used = malloc(words * 8);
                 gpu_check(cu->cuMemcpyDtoH(used, heap + read_u64(heap + offsetof(fallocDeviceHeap, used_offset)),
@@ -95,9 +95,8 @@ static void command(const char *line, unsigned long long tag) {
                 for (uint64_t w = 0; w < words; w++)
                         zeros += (uint64_t)__builtin_popcountll(~used[w]);
                 free(used);
-                printf("ok avail %llu count %llu zeros %llu bad %llu\n",
-                       read_u64(heap + offsetof(fallocDeviceHeap, avail)), (unsigned long long)count,
-                       (unsigned long long)zeros, read_u64(heap + offsetof(fallocDeviceHeap, bad_frees)));
+                printf("ok free %llu count %llu bad %llu\n", (unsigned long long)zeros, (unsigned long long)count,
+                       read_u64(heap + offsetof(fallocDeviceHeap, bad_frees)));
         } else {
                 printf("error: unknown command %s", line);
         }
@@ -166,10 +165,10 @@ static void expect(bool ok, const char *what) {
 
 static void all_back(struct gpu_proc *p) {
         char a[128], b[128];
-        unsigned long long avail = 0, n = 1, zeros = 0, bad = 1;
-        both(p, "avail", a, b);
-        sscanf(a, "ok avail %llu count %llu zeros %llu bad %llu", &avail, &n, &zeros, &bad);
-        expect(avail == n && zeros == n && bad == 0, "every chunk is back in the heap");
+        unsigned long long nfree = 0, n = 1, bad = 1;
+        both(p, "free", a, b);
+        sscanf(a, "ok free %llu count %llu bad %llu", &nfree, &n, &bad);
+        expect(nfree == n && bad == 0, "every chunk is back in the heap");
 }
 
 int main(int argc, char **argv) {
@@ -204,11 +203,11 @@ int main(int argc, char **argv) {
         both(p, "drain", a, b);
         sscanf(a, "ok got %llu twice %llu", &ga, &ta);
         sscanf(b, "ok got %llu twice %llu", &gb, &tb);
-        both(p, "avail", a, b);
-        sscanf(a, "ok avail %llu count %llu", &x, &n);
+        both(p, "free", a, b);
+        sscanf(a, "ok free %llu count %llu", &x, &n);
         expect(ga + gb == n, "the two processes' kernels drained exactly the chunk count together");
         expect(ta == 0 && tb == 0, "no chunk was handed out twice");
-        expect(x == 0, "an exhausted heap: avail is 0");
+        expect(x == 0, "an exhausted heap: no chunk free");
         both(p, "undrain", a, b);
         expect(!strcmp(a, "ok bad 0\n") && !strcmp(b, "ok bad 0\n"), "every chunk kept its holder's mark");
         all_back(p);
