@@ -128,7 +128,7 @@ void conn_unlist(struct alloc_client *c, struct pending *p);
 /*
  * Reads one reply and files it under its id, spinning first (reader.c) if spin.  Called with the
  * lock held, returns with it held; 1 once one is read, 0 if deadline (NULL: none) passed with nothing
- * to read, and, where interruptible, -EINTR when a signal interrupted the wait and c->interrupted
+ * to read, and, where interruptible, -EINTR when c->interrupted, asked as it waits (reader.c),
  * said to stop.
  */
 int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin, bool interruptible);

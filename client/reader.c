@@ -21,7 +21,12 @@
  * Signals (alloc_set_interrupt): recvmsg is restarted after a handler when it
  * has SA_RESTART, and wire.c retries it on EINTR, so a thread that may be
  * interrupted waits in poll instead, which a handler always interrupts, and
- * asks the caller's interrupted() whether to stop.
+ * asks the caller's interrupted() whether to stop: before it first polls (a
+ * handler that ran while it spun) and after each wake-up.  A handler that
+ * runs after that question and before poll does not interrupt it, and the
+ * library cannot block the application's signals around poll (ppoll): so,
+ * with interrupted() set, no poll lasts longer than INTR_POLL_MS before the
+ * question is asked again.  Without it, waits are as they were.
  */
 #include <errno.h>
 #include <poll.h>
@@ -35,6 +40,9 @@
 #include "client-internal.h"
 #include "connection.h"
 #include "wire.h"
+
+/* The longest a signal that lands just before poll waits to be seen (alloc/client.h says so). */
+#define INTR_POLL_MS 50
 
 /* Milliseconds until deadline, rounded up, for poll(); 0 once it has passed. */
 static int ms_left(const struct timespec *deadline) {
@@ -171,17 +179,26 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
 }
 
 /*
- * Waits until the socket has something to read, deadline (NULL: none) passes (0), or a signal
- * interrupts the wait and intr(data) says to stop (-1); else 1.  Without the lock.
+ * Waits until the socket has something to read, deadline (NULL: none) passes (0), or intr(data) says
+ * to stop (-1); else 1.  Without the lock.  intr is asked before the first poll (a handler that ran
+ * while the thread spun, or before it got here) and after each wake-up.
  */
 static int wait_readable(int fd, const struct timespec *deadline, int (*intr)(void *), void *data) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int k;
+        int k, ms;
 
-        while ((k = poll(&pfd, 1, deadline ? ms_left(deadline) : -1)) < 0 && errno == EINTR)
+        for (;;) {
                 if (intr && intr(data))
                         return -1;
-        return k < 0 ? 1 : k; /* a poll that failed otherwise: recvmsg says why */
+                ms = deadline ? ms_left(deadline) : -1;
+                if (intr && (ms < 0 || ms > INTR_POLL_MS))
+                        ms = INTR_POLL_MS;
+                k = poll(&pfd, 1, ms);
+                if (k > 0 || (k < 0 && errno != EINTR))
+                        return 1; /* a poll that failed otherwise: recvmsg says why */
+                if (k == 0 && (!intr || (deadline && ms_left(deadline) == 0)))
+                        return 0;
+        }
 }
 
 int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool spin_first, bool interruptible) {

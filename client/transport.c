@@ -246,7 +246,7 @@ static int interrupted(struct alloc_client *c, struct pending *me, Allocd__Reque
 
 /*
  * Reads, or sleeps while another thread reads, until *done, the connection dies or deadline (NULL:
- * none) passes, or, where interruptible, a signal interrupts the read and c->interrupted says to stop
+ * none) passes, or, where interruptible, c->interrupted, asked as the read waits, says to stop
  * (-EINTR; else 0); lock held.  done is a flag the reading thread sets: a reply filed, a count dropped.
  */
 static int await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,

@@ -18,14 +18,18 @@ static struct daemon d;
 static struct alloc_client *c, *k; /* c watches; k waits, with no timeout of its own */
 static struct alloc_region fill[4];
 
+static atomic_bool signalled; /* what a handler does: interrupted() answers from it */
+
 static void on_signal(int sig) {
         (void)sig;
+        atomic_store(&signalled, true);
 }
 
 /* A 16 KiB pool, filled by four 4 KiB regions; SIGUSR1 has a handler, without SA_RESTART. */
 static void setup(void) {
         struct sigaction sa = {.sa_handler = on_signal};
 
+        atomic_store(&signalled, false);
         cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
         daemon_start(&d, "[pool h]\nkind = host\nsize = 16K\n");
         c = daemon_connect(&d);
@@ -44,19 +48,22 @@ static void teardown(void) {
 
 TestSuite(client_interrupt, .init = setup, .fini = teardown, .timeout = 60);
 
-static atomic_int asked;
+static atomic_int asked; /* interrupted() calls that found a signal, which each takes */
 
 static int stop(void *data) {
+        if (!atomic_exchange(&signalled, false))
+                return 0;
         atomic_fetch_add(&asked, 1);
         return *(const int *)data;
 }
 
 struct call {
         pthread_t thread;
-        bool alloc; /* an NOFAIL allocation, else an attach of "late" */
+        bool alloc;       /* an NOFAIL allocation, else an attach of "late" */
+        bool raise_first; /* the signal comes before the call */
         int result;
         char error[512];
-        atomic_bool done;
+        atomic_bool calling, done;
 };
 
 static void *call_thread(void *arg) {
@@ -65,6 +72,9 @@ static void *call_thread(void *arg) {
         struct alloc_opts o = {.flags = ALLOC_NOFAIL};
         struct alloc_region r;
 
+        if (t->raise_first)
+                raise(SIGUSR1);
+        atomic_store(&t->calling, true);
         t->result = t->alloc ? alloc_region_new(k, "h", 4096, &o, &r) : alloc_region_attach(k, "late", &ao, &r);
         snprintf(t->error, sizeof(t->error), "%s", alloc_last_error());
         atomic_store(&t->done, true);
@@ -154,4 +164,65 @@ Test(client_interrupt, an_interrupted_allocation_leaves_no_region) {
         }
         cr_expect_eq(pool_used(c, "h"), 3 * 4096, "a region is left behind");
         cr_expect_eq(pool_waiters(c, NULL), 0);
+}
+
+/*
+ * t, an allocation that no room will end, is over within ms with -EINTR, and its wait in allocd is
+ * cancelled.  If not, room ends it, so that the failure does not hang the test.
+ */
+static void expect_interrupted_within(struct call *t, int ms, const char *why) {
+        bool done = wait_done(t, ms);
+
+        if (!done) {
+                cr_expect_eq(alloc_region_free(c, fill[0].id), 0);
+                wait_done(t, 5000);
+        }
+        pthread_join(t->thread, NULL);
+        cr_assert(done, "%s: the allocation went on waiting", why);
+        cr_expect_eq(t->result, -EINTR, "%d: %s", t->result, t->error);
+        cr_expect(wait_waiting(0, 1000), "allocd still counts the wait");
+}
+
+/* The handler ran before the call reached poll: nothing interrupts that poll. */
+Test(client_interrupt, a_signal_before_the_wait_ends_it) {
+        static int yes = 1;
+        struct call t = {.alloc = true, .raise_first = true};
+
+        cr_assert_eq(alloc_set_interrupt(k, stop, &yes), 0);
+        cr_assert_eq(pthread_create(&t.thread, NULL, call_thread, &t), 0);
+        expect_interrupted_within(&t, 2000, "signalled before the call");
+}
+
+/* One signal, while the call spins (10 ms, the most alloc_set_spin allows) before it polls. */
+Test(client_interrupt, a_signal_while_spinning_ends_the_wait) {
+        static int yes = 1;
+        struct call t = {.alloc = true};
+
+        cr_assert_eq(alloc_set_spin(k, 10000), 0);
+        cr_assert_eq(alloc_set_interrupt(k, stop, &yes), 0);
+        cr_assert_eq(pthread_create(&t.thread, NULL, call_thread, &t), 0);
+        while (!atomic_load(&t.calling))
+                usleep(100);
+        usleep(2000);
+        pthread_kill(t.thread, SIGUSR1);
+        expect_interrupted_within(&t, 2000, "signalled while spinning");
+}
+
+/* interrupted() that a handler follows at once, as one that lands between the question and poll does. */
+static int stop_then_raise(void *data) {
+        bool s = atomic_load(&signalled);
+
+        (void)data;
+        if (!s)
+                raise(SIGUSR1);
+        return s;
+}
+
+Test(client_interrupt, a_signal_just_before_poll_is_seen_within_the_bound) {
+        struct call t = {.alloc = true};
+
+        cr_assert_eq(alloc_set_interrupt(k, stop_then_raise, NULL), 0);
+        cr_assert_eq(pthread_create(&t.thread, NULL, call_thread, &t), 0);
+        /* 50 ms at most (alloc_set_interrupt): a second leaves room for a loaded machine. */
+        expect_interrupted_within(&t, 1000, "signalled between interrupted() and poll");
 }

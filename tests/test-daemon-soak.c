@@ -127,7 +127,7 @@ static int interrupted(void *data) {
         return fired;
 }
 
-/* SIGALRM every ms until disarm: one that came before the call's poll would be lost (liballoc-client(3)). */
+/* SIGALRM every ms until disarm: whichever lands in the wait, before or during its poll, ends it. */
 static void arm(void) {
         struct itimerval it = {.it_value = {.tv_usec = 1000}, .it_interval = {.tv_usec = 1000}};
 
@@ -136,8 +136,10 @@ static void arm(void) {
         setitimer(ITIMER_REAL, &it, NULL);
 }
 
+/* interrupted() is asked in every wait, not only after a signal: the next waits are not to end. */
 static void disarm(void) {
         setitimer(ITIMER_REAL, &(struct itimerval){0}, NULL);
+        fired = 0;
 }
 
 static const char *pool(int i) {

@@ -59,12 +59,34 @@ static void *block_ptr(const struct py_region *b) {
         return b->r.kind == ALLOC_KIND_GPU ? (void *)(uintptr_t)b->r.dev_ptr : b->r.ptr;
 }
 
+/*
+ * A call on the kind that may give a region back (a free, a policy's trim) may wait on the connection
+ * (for room among the requests in flight): it runs without the GIL, since the thread that reads the
+ * connection's replies may need the GIL first (module.c, interrupted).  The holds keep the kind and
+ * the connection meanwhile.
+ */
+static PyThreadState *let_go(struct py_kind *kd) {
+        kd->holds++;
+        kd->client->holds++;
+        return PyEval_SaveThread();
+}
+
+static void take_back(struct py_kind *kd, PyThreadState *ts) {
+        PyEval_RestoreThread(ts);
+        py_kind_leave(kd);
+        py_client_leave(kd->client);
+}
+
 int py_block_give_back(struct py_region *b) {
         struct alloc_memkind *k = kind_ptr(b->kind);
+        PyThreadState *ts;
 
         b->state = REGION_GONE;
-        if (k && !b->client->closed)
+        if (k && !b->client->closed) {
+                ts = let_go(b->kind);
                 alloc_kind_free(k, block_ptr(b));
+                take_back(b->kind, ts);
+        }
         return 0;
 }
 
@@ -283,7 +305,9 @@ static PyObject *kind_update_policy(struct py_kind *kd, PyObject *arg) {
 
         if (choice_arg(arg, "usage", usages, &u) < 0 || check_alive(kd) < 0)
                 return NULL;
+        PyThreadState *ts = let_go(kd);
         e = alloc_kind_update_memory_usage_policy(kd->k, (enum alloc_kind_usage_policy)u);
+        take_back(kd, ts);
         if (e < 0)
                 return py_raise(e);
         Py_RETURN_NONE;

@@ -216,18 +216,37 @@ const char *py_kind_name(enum alloc_kind k) {
 }
 
 /*
- * alloc_set_interrupt's callback: a signal interrupted a call waiting for allocd, without the GIL.
- * Python's rule (PEP 475): the handlers run, and the call ends if one raised (the exception stays
- * set for the method to return), else it goes on waiting.  Handlers run in the main thread only;
- * elsewhere PyErr_CheckSignals does nothing, and the wait goes on.
+ * alloc_set_interrupt's callback, without the GIL: asked before a call's wait for allocd sleeps and
+ * every 50 ms while it does, signal or not.  Python's rule (PEP 475): the handlers run, and the call
+ * ends if one raised (the exception stays set for the method to return), else it goes on waiting.
+ * Handlers run in the main thread only (data: its id when the client was made): elsewhere
+ * PyErr_CheckSignals does nothing, so the answer is no without contending for the GIL with the
+ * threads that run Python meanwhile.  No thread may hold the GIL while it waits on the connection
+ * (kind.c, let_go): the main thread's reads would wait for it.
  */
 static int interrupted(void *data) {
-        PyGILState_STATE g = PyGILState_Ensure();
-        int r = PyErr_CheckSignals();
-        (void)data;
+        PyGILState_STATE g;
+        int r;
 
+        if (PyThread_get_thread_ident() != (unsigned long)(uintptr_t)data)
+                return 0;
+        g = PyGILState_Ensure();
+        r = PyErr_CheckSignals();
         PyGILState_Release(g);
         return r < 0;
+}
+
+/* threading.main_thread().ident, as PyThread_get_thread_ident says it there; 0 and an exception if not known. */
+static unsigned long main_thread_ident(void) {
+        PyObject *t = PyImport_ImportModule("threading");
+        PyObject *m = t ? PyObject_CallMethod(t, "main_thread", NULL) : NULL;
+        PyObject *i = m ? PyObject_GetAttrString(m, "ident") : NULL;
+        unsigned long id = i ? PyLong_AsUnsignedLong(i) : 0;
+
+        Py_XDECREF(i);
+        Py_XDECREF(m);
+        Py_XDECREF(t);
+        return PyErr_Occurred() ? 0 : id;
 }
 
 static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
@@ -236,11 +255,13 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
         struct py_client *cl = NULL;
         struct alloc_client *c = NULL;
         PyThreadState *ts;
+        unsigned long main_id;
         int r;
         (void)self;
 
         if (!PyArg_ParseTupleAndKeywords(args, kw, "|O&O&:connect", kwlist, PyUnicode_FSConverter, &sock, py_name_arg,
-                                         &name))
+                                         &name) ||
+            !(main_id = main_thread_ident()))
                 goto out;
         ts = PyEval_SaveThread();
         r = alloc_connect(&c, sock ? PyBytes_AS_STRING(sock) : NULL, name ? PyBytes_AS_STRING(name) : NULL);
@@ -254,7 +275,7 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
                 alloc_disconnect(c);
                 goto out;
         }
-        alloc_set_interrupt(c, interrupted, NULL);
+        alloc_set_interrupt(c, interrupted, (void *)(uintptr_t)main_id);
         cl->c = c;
         cl->closed = cl->forked = false;
         cl->holds = 0;

@@ -286,14 +286,20 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
  * Lets a signal end a call that waits for allocd's answer (an attach waiting
  * for its name, an allocation waiting for room, ALLOC_NOFAIL).  With
  * interrupted set, the thread that reads the socket for the waiting calls
- * polls it, and when a signal handler interrupts the poll (it always does:
- * poll is never restarted, whatever SA_RESTART says, signal(7)) calls
- * interrupted(data) without the connection's lock: nonzero ends the call with
- * -EINTR, abandoning the request as a timed-out one is (a region allocd grants
- * anyway is given back), and, where allocd understands it, a Cancel ends its
- * wait in allocd at once; zero goes on waiting.  A thread that sleeps while
- * another thread of the connection reads is not interrupted.  NULL (the
- * default): signals never end a wait.
+ * polls it, and calls interrupted(data), without the connection's lock,
+ * before its first poll (after any spin: alloc_set_spin) and after each
+ * wake-up: when a signal handler interrupts the poll (it always does: poll is
+ * never restarted, whatever SA_RESTART says, signal(7)), and at least every
+ * 50 ms while it waits, since a handler that runs just before poll does not
+ * interrupt it.  So interrupted is also called when no signal came: it
+ * answers from what the handler recorded (a flag it sets), and a signal that
+ * lands anywhere in the wait ends it within about the spin and 50 ms.
+ * Nonzero ends the call with -EINTR, abandoning the request as a timed-out
+ * one is (a region allocd grants anyway is given back), and, where allocd
+ * understands it, a Cancel ends its wait in allocd at once; zero goes on
+ * waiting.  A thread that sleeps while another thread of the connection reads
+ * is not interrupted.  NULL (the default): signals never end a wait, and
+ * nothing wakes a waiting thread every 50 ms.
  */
 int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), void *data);
 /*
