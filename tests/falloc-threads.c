@@ -156,8 +156,8 @@ static void check_empty(void) {
         uint64_t count = heap->chunk_count;
         if (falloc_heap_available(heap) != count || heap->bad_frees)
                 fail("at the end %llu of %llu chunks are free, bad frees %llu",
-                     (unsigned long long)falloc_heap_available(heap),
-                     (unsigned long long)count, (unsigned long long)heap->bad_frees);
+                     (unsigned long long)falloc_heap_available(heap), (unsigned long long)count,
+                     (unsigned long long)heap->bad_frees);
         for (uint64_t w = 0; w < heap->words; w++) {
                 uint64_t pad = w == heap->words - 1 && count % 64 ? ~0ull << (count % 64) : 0;
                 if (used[w] != pad || runs[w])

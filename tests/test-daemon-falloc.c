@@ -324,7 +324,7 @@ Test(daemon_falloc, attach_trusts_the_tag_not_the_bytes) {
         alloc_dump_free(dump);
 }
 
-/* Version 1 heaps counted free chunks in the header, which version 2 neither keeps nor trusts: never both on one heap. */
+/* Version 1 heaps counted free chunks in the header, which version 2 neither keeps nor trusts. */
 Test(daemon_falloc, attach_refuses_a_heap_of_another_version) {
         struct alloc_region r, a;
         struct alloc_opts o = {.name = "heap/v1"};

@@ -69,11 +69,11 @@
 #endif
 
 #define FALLOC_MAGIC 0x3148434f4c4c4146ull /* "FALLOCH1" */
-#define FALLOC_VERSION 2u /* 1 counted the free chunks in the header (falloc-impl.h) */
-#define FALLOC_HEADER_SIZE 256u     /* the header; the bitmaps follow it */
-#define FALLOC_CHUNK_ALIGN 16u      /* chunk sizes are rounded up to this */
-#define FALLOC_CHUNKS_ALIGN 256u    /* chunk 0 starts at this alignment, as cudaMalloc's */
-#define FALLOC_CHUNK_MAX (1u << 30) /* so that a context's offsets within a chunk fit 32 bits */
+#define FALLOC_VERSION 2u                  /* 1 kept a count of free chunks */
+#define FALLOC_HEADER_SIZE 256u            /* the header; the bitmaps follow it */
+#define FALLOC_CHUNK_ALIGN 16u             /* chunk sizes are rounded up to this */
+#define FALLOC_CHUNKS_ALIGN 256u           /* chunk 0 starts at this alignment, as cudaMalloc's */
+#define FALLOC_CHUNK_MAX (1u << 30)        /* so that a context's offsets within a chunk fit 32 bits */
 #define FALLOC_DEFAULT_CHUNK 2046u
 #define FALLOC_DEFAULT_LENGTH 1048576u
 
