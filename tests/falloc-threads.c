@@ -4,7 +4,10 @@
  * "Theory").  A plain program, so that meson also builds it with
  * -fsanitize=thread (the test falloc-threads-tsan).
  *
- *   falloc-threads [THREADS [OPS [SEED]]]
+ *   falloc-threads [-p] [THREADS [OPS [SEED]]]
+ *
+ * With -p the workers are processes (fork) instead of threads, each mapping
+ * the heap (a memfd) again at an address of its own.
  *
  * 1. Drain: every thread takes single chunks until NULL; together they must
  *    get exactly chunk_count (no chunk twice, no NULL before exhaustion), then
@@ -20,23 +23,30 @@
  * Any violation prints what and where and exits 1.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <alloc/falloc.h>
 
 #define CHUNK 64
 #define HELD_MAX 24
 
+/* What the workers share, in a MAP_SHARED mapping so that processes share it too. */
+static struct shared {
+        _Atomic uint64_t drained, nulls, runs_got;
+        pthread_barrier_t barrier;
+        _Atomic uint32_t owner[];
+} * sh;
 static fallocDeviceHeap *heap;
-static _Atomic uint32_t *owner;
-static _Atomic uint64_t drained, nulls, runs_got;
 static uint64_t ops = 200000, seed = 1;
 static int nthreads = 4;
-static pthread_barrier_t barrier;
 
 static void fail(const char *fmt, ...) {
         va_list ap;
@@ -70,7 +80,7 @@ static void own(uint32_t me, void *p, uint64_t n) {
                 fail("a run of %llu at chunk %llu passes the end", (unsigned long long)n, (unsigned long long)i);
         for (uint64_t j = i; j < i + n; j++) {
                 uint32_t was = 0;
-                if (!atomic_compare_exchange_strong_explicit(&owner[j], &was, me, memory_order_relaxed,
+                if (!atomic_compare_exchange_strong_explicit(&sh->owner[j], &was, me, memory_order_relaxed,
                                                              memory_order_relaxed))
                         fail("chunk %llu handed to thread %u while thread %u holds it", (unsigned long long)j, me, was);
         }
@@ -84,7 +94,7 @@ static void disown(uint32_t me, void *p, uint64_t n) {
                         fail("byte %llu of thread %u's chunk %llu was overwritten", (unsigned long long)b, me,
                              (unsigned long long)i);
         for (uint64_t j = i; j < i + n; j++)
-                atomic_store_explicit(&owner[j], 0, memory_order_relaxed);
+                atomic_store_explicit(&sh->owner[j], 0, memory_order_relaxed);
         fallocFreeChunk(p, heap);
 }
 
@@ -96,10 +106,10 @@ static void *drain(uint32_t me) {
                 own(me, p, 1);
                 got[n++] = p;
         }
-        atomic_fetch_add(&drained, n);
-        pthread_barrier_wait(&barrier);
-        if (atomic_load(&drained) != heap->chunk_count)
-                fail("the threads drained %llu chunks of %llu", (unsigned long long)atomic_load(&drained),
+        atomic_fetch_add(&sh->drained, n);
+        pthread_barrier_wait(&sh->barrier);
+        if (atomic_load(&sh->drained) != heap->chunk_count)
+                fail("the threads drained %llu chunks of %llu", (unsigned long long)atomic_load(&sh->drained),
                      (unsigned long long)heap->chunk_count);
         while (n)
                 disown(me, got[--n], 1);
@@ -113,7 +123,7 @@ static void *worker(void *arg) {
         void *ptr[HELD_MAX];
 
         drain(me);
-        pthread_barrier_wait(&barrier);
+        pthread_barrier_wait(&sh->barrier);
         for (uint64_t op = 0; op < ops; op++) {
                 uint64_t r = next(&s);
                 if (held < HELD_MAX && (held == 0 || r % 8 < 5)) {
@@ -127,12 +137,12 @@ static void *worker(void *arg) {
                                         fail("a run of %llu chunks came with allocLength %zu", (unsigned long long)n,
                                              got);
                                 if (p)
-                                        atomic_fetch_add(&runs_got, 1);
+                                        atomic_fetch_add(&sh->runs_got, 1);
                         } else {
                                 p = fallocGetChunk(heap);
                         }
                         if (!p) {
-                                atomic_fetch_add(&nulls, 1);
+                                atomic_fetch_add(&sh->nulls, 1);
                                 continue;
                         }
                         own(me, p, n);
@@ -166,7 +176,49 @@ static void check_empty(void) {
         }
 }
 
+/* The heap's memfd mapped (again: each process maps it at an address of its own), opened unless format. */
+static fallocDeviceHeap *map_heap(int fd, uint64_t size, bool format) {
+        fallocDeviceHeap *h = NULL;
+        void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mem == MAP_FAILED ||
+            (format ? falloc_heap_format(mem, size, CHUNK, &h) : falloc_heap_open(mem, size, &h)) < 0)
+                fail("cannot map a heap of %llu bytes", (unsigned long long)size);
+        return h;
+}
+
+/* Runs worker in n processes; the first that fails takes the others down with it. */
+static void run_procs(int fd, uint64_t size) {
+        pid_t pid[64];
+        for (int i = 0; i < nthreads; i++) {
+                pid[i] = fork();
+                if (pid[i] < 0)
+                        fail("fork");
+                if (pid[i] == 0) {
+                        heap = map_heap(fd, size, false);
+                        worker((void *)(uintptr_t)(i + 1));
+                        _exit(0);
+                }
+        }
+        for (int left = nthreads; left; left--) {
+                int status;
+                pid_t p = wait(&status);
+                if (p < 0)
+                        fail("wait");
+                if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+                        for (int i = 0; i < nthreads; i++)
+                                if (pid[i] != p)
+                                        kill(pid[i], SIGKILL);
+                        while (wait(NULL) > 0)
+                                ;
+                        fail("a worker process failed (status %#x)", status);
+                }
+        }
+}
+
 int main(int argc, char **argv) {
+        bool procs = argc > 1 && !strcmp(argv[1], "-p");
+        argc -= procs;
+        argv += procs;
         if (argc > 1)
                 nthreads = atoi(argv[1]);
         if (argc > 2)
@@ -174,30 +226,38 @@ int main(int argc, char **argv) {
         if (argc > 3)
                 seed = strtoull(argv[3], NULL, 0);
         if (nthreads < 1 || nthreads > 64 || !seed)
-                fail("usage: falloc-threads [THREADS (1-64) [OPS [SEED (not 0)]]]");
+                fail("usage: falloc-threads [-p] [THREADS (1-64) [OPS [SEED (not 0)]]]");
 
         /* Fewer chunks than the threads may hold at once, and a count that leaves part of a bitmap word. */
-        uint64_t size = falloc_heap_size(CHUNK, (uint64_t)nthreads * HELD_MAX * 2 + 37);
-        void *mem = aligned_alloc(FALLOC_CHUNKS_ALIGN,
-                                  (size + FALLOC_CHUNKS_ALIGN - 1) / FALLOC_CHUNKS_ALIGN * FALLOC_CHUNKS_ALIGN);
-        if (!mem || falloc_heap_format(mem, size, CHUNK, &heap) < 0)
-                fail("cannot make a heap of %llu bytes", (unsigned long long)size);
-        owner = calloc(heap->chunk_count, sizeof(*owner));
-        pthread_t t[64];
-        pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
-        for (int i = 0; i < nthreads; i++)
-                if (pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)))
-                        fail("pthread_create");
-        for (int i = 0; i < nthreads; i++)
-                pthread_join(t[i], NULL);
+        uint64_t count = (uint64_t)nthreads * HELD_MAX * 2 + 37, size = falloc_heap_size(CHUNK, count);
+        int fd = memfd_create("falloc-threads", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
+                fail("cannot make a memfd of %llu bytes", (unsigned long long)size);
+        heap = map_heap(fd, size, true);
+        sh = mmap(NULL, sizeof(*sh) + count * sizeof(sh->owner[0]), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                  -1, 0);
+        pthread_barrierattr_t attr;
+        if (sh == MAP_FAILED || pthread_barrierattr_init(&attr) ||
+            pthread_barrierattr_setpshared(&attr, PTHREAD_PROCESS_SHARED) ||
+            pthread_barrier_init(&sh->barrier, &attr, (unsigned)nthreads))
+                fail("cannot share the checker's state");
+        if (procs) {
+                run_procs(fd, size);
+        } else {
+                pthread_t t[64];
+                for (int i = 0; i < nthreads; i++)
+                        if (pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)(i + 1)))
+                                fail("pthread_create");
+                for (int i = 0; i < nthreads; i++)
+                        pthread_join(t[i], NULL);
+        }
         check_empty();
-        if (nthreads > 1 && !atomic_load(&nulls))
+        if (nthreads > 1 && !atomic_load(&sh->nulls))
                 fail("the heap was never exhausted: the test did not test that");
-        printf("falloc-threads: %d threads x %llu operations on %llu chunks: %llu NULLs (exhausted), %llu runs, "
+        printf("falloc-threads: %d %s x %llu operations on %llu chunks: %llu NULLs (exhausted), %llu runs, "
                "every chunk back\n",
-               nthreads, (unsigned long long)ops, (unsigned long long)heap->chunk_count,
-               (unsigned long long)atomic_load(&nulls), (unsigned long long)atomic_load(&runs_got));
-        free(owner);
-        free(mem);
+               nthreads, procs ? "processes" : "threads", (unsigned long long)ops,
+               (unsigned long long)heap->chunk_count, (unsigned long long)atomic_load(&sh->nulls),
+               (unsigned long long)atomic_load(&sh->runs_got));
         return 0;
 }
