@@ -228,8 +228,9 @@ int main(int argc, char **argv) {
         if (nthreads < 1 || nthreads > 64 || !seed)
                 fail("usage: falloc-threads [-p] [THREADS (1-64) [OPS [SEED (not 0)]]]");
 
-        /* Fewer chunks than the threads may hold at once, and a count that leaves part of a bitmap word. */
-        uint64_t count = (uint64_t)nthreads * HELD_MAX * 2 + 37, size = falloc_heap_size(CHUNK, count);
+        /* Fewer chunks than the threads hold on average once they are busy (about 40 each), and a count that
+         * leaves part of a bitmap word: the heap is exhausted often. */
+        uint64_t count = (uint64_t)nthreads * HELD_MAX * 3 / 2 + 37, size = falloc_heap_size(CHUNK, count);
         int fd = memfd_create("falloc-threads", MFD_CLOEXEC);
         if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
                 fail("cannot make a memfd of %llu bytes", (unsigned long long)size);
