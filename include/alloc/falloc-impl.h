@@ -56,7 +56,14 @@
  *
  *   Freeing something that is not a taken chunk or the start of a run (a
  *   pointer outside the chunks or inside one, a double free seen as such)
- *   changes nothing and counts in bad_frees.
+ *   changes nothing and counts in bad_frees.  Such a free that races with
+ *   the get or free of what it names cannot always be told from a good one:
+ *   a pointer inside a run, freed after the run's claim and before its holder
+ *   wrote the run bits (or, in the run's free, after those were cleared and
+ *   before the used bits were), reads as a taken chunk of its own and frees
+ *   it under its holder; a double free after the chunk was taken again frees
+ *   the new holder's chunk.  Closing the first would take the run bits in the
+ *   used words, set and cleared with them by the same atomic.
  *
  * Each thread starts its pass at a word of its own (a hash of its global index
  * on the device, the last word it used on the host), so that threads meet on a

@@ -15,9 +15,11 @@
  * nvcc (host and device).  From C there are no default arguments and
  * fallocMark takes pointers; from C++ the seed's signatures hold as written.
  *
- *   fallocGetChunk       one chunk, or NULL when every chunk is in use
+ *   fallocGetChunk       one chunk, or NULL when one pass over the bitmap
+ *                        found every chunk in use
  *   fallocFreeChunk      gives back what fallocGetChunk or fallocGetChunks
  *                        returned (the whole run); anything else is ignored
+ *                        where it can be told (falloc-impl.h, "Theory")
  *   fallocGetChunks      ceil(length / chunk size) contiguous chunks, or NULL
  *                        when no such run is free (it may be while others are
  *                        taken and given back around it: a run is first fit
