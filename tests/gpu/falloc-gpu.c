@@ -13,9 +13,9 @@
  * the chunks: get+free pairs; one process alone sees no NULL).  Both then, at
  * once: drain (every thread of 1024 blocks of 256 takes chunks until NULL,
  * claiming each in the owner table: together they must get exactly the chunk
- * count and no chunk twice; exhaustion under contention), undrain (each frees its own, checking its marks), contexts
- * (every thread of 64 blocks of 256 pushes and pops 100 values on its own
- * context, with marks).  After each step the heap must hold every chunk again,
+ * count and no chunk twice; exhaustion under contention), undrain (each frees
+ * its own, checking its marks), contexts (every thread of 64 blocks of 256
+ * pushes and pops 100 values on its own context, with marks).  After each step the heap must hold every chunk again,
  * its bitmap must say so (every bit before the end 0) and no free was refused.
  */
 #include <inttypes.h>
