@@ -15,8 +15,9 @@
  * claiming each in the owner table: together they must get exactly the chunk
  * count and no chunk twice; exhaustion under contention), undrain (each frees
  * its own, checking its marks), contexts (every thread of 64 blocks of 256
- * pushes and pops 100 values on its own context, with marks).  After each step the heap must hold every chunk again,
- * its bitmap must say so (every bit before the end 0) and no free was refused.
+ * pushes and pops 100 values on its own context, with marks).  After each
+ * step every chunk must be free again (every bit of the bitmap before the end
+ * 0) and no free refused.
  */
 #include <inttypes.h>
 #include <signal.h>
