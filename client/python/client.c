@@ -49,8 +49,12 @@ static PyObject *region_request(struct py_client *cl, const char *what, uint64_t
         else if (!(rg = py_region_new(cl, &reg,
                                       name ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
                                                                   "surrogateescape")
-                                           : Py_NewRef(Py_None))))
+                                           : Py_NewRef(Py_None)))) {
+                /* Without the GIL too: the detach may wait for the thread that reads replies (kind.c). */
+                ts = PyEval_SaveThread();
                 alloc_region_detach(cl->c, reg.id);
+                PyEval_RestoreThread(ts);
+        }
         py_client_leave(cl);
         return rg;
 }
