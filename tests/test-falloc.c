@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* The falloc heap in one thread: geometry, exhaustion, runs, refused frees, contexts (falloc(3)). */
+/*
+ * The falloc heap in one thread (geometry, exhaustion, runs, refused frees, contexts), and threads on a
+ * heap whose bitmaps a peer scribbles on (falloc(3)).
+ */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +103,69 @@ Test(falloc, a_corrupt_heap_is_refused_or_never_hands_out_memory_past_its_end) {
         cr_assert_eq(fallocGetChunk(heap), c5, "bits 100-127 are no chunks, even when they read 0");
         cr_assert_eq(falloc_used_(heap)[1] >> 36, ~0ull >> 36, "and are set again");
         cr_assert_null(fallocGetChunk(heap));
+}
+
+static atomic_bool scribbling;
+
+static uint64_t xorshift(uint64_t *s) {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        return *s;
+}
+
+/* A peer that writes random words (all 0, all 1, any bits) over both bitmaps while the others use the heap. */
+static void *scribbler(void *arg) {
+        uint64_t s = (uintptr_t)arg, *used = falloc_used_(heap), *runs = falloc_runs_(heap);
+        while (atomic_load(&scribbling)) {
+                uint64_t r = xorshift(&s), v = r % 4 == 0 ? 0 : r % 4 == 1 ? ~0ull : xorshift(&s);
+                atomic_store_explicit((_Atomic uint64_t *)&(r & 16 ? runs : used)[(r >> 8) % heap->words], v,
+                                      memory_order_relaxed);
+        }
+        return NULL;
+}
+
+/* Gets, runs and frees (of what it got, and of chunks it never got) on a heap that a scribbler writes. */
+static void *scribbled_on(void *arg) {
+        uint64_t s = (uintptr_t)arg, n = 0, cs = heap->chunk_size, count = heap->chunk_count;
+        char *chunks = (char *)heap + heap->chunks_offset, *held[16];
+        for (int k = 0; k < 20000; k++) {
+                uint64_t r = xorshift(&s);
+                size_t len = cs;
+                if (n < 16 && r % 3) {
+                        char *p = r % 4 == 0 ? fallocGetChunks(1 + (r >> 8) % (8 * cs), &len, heap)
+                                             : fallocGetChunk(heap);
+                        if (!p)
+                                continue;
+                        if (p < chunks || (uint64_t)(p - chunks) % cs || (uint64_t)(p - chunks) + len > count * cs)
+                                return p; /* outside the chunks */
+                        memset(p, 1, len);
+                        held[n++] = p;
+                } else if (n) {
+                        fallocFreeChunk(held[--n], heap);
+                }
+                if (r % 7 == 0)
+                        fallocFreeChunk(chunks + (r >> 32) % count * cs, heap);
+        }
+        return NULL;
+}
+
+/* Every call on a bitmap that a peer keeps scribbling on ends and hands out only chunks of the heap. */
+Test(falloc, a_bitmap_scribbled_on_meanwhile_never_hands_out_memory_past_the_heap) {
+        make(64, 200); /* a last bitmap word of 8 chunks and 56 bits that are no chunks */
+        pthread_t worker[3], peer;
+        atomic_store(&scribbling, true);
+        cr_assert_eq(pthread_create(&peer, NULL, scribbler, (void *)(uintptr_t)99), 0);
+        for (uintptr_t i = 0; i < 3; i++)
+                cr_assert_eq(pthread_create(&worker[i], NULL, scribbled_on, (void *)(i + 1)), 0);
+        for (int i = 0; i < 3; i++) {
+                void *outside;
+                pthread_join(worker[i], &outside);
+                cr_expect_null(outside, "a get handed out %p, not a chunk of the heap", outside);
+        }
+        atomic_store(&scribbling, false);
+        pthread_join(peer, NULL);
+        cr_assert_leq(falloc_heap_available(heap), 200);
 }
 
 Test(falloc, exhaustion_is_null_and_every_chunk_comes_back) {
