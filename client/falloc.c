@@ -107,11 +107,20 @@ int alloc_falloc_attach(struct alloc_client *c, const char *name, const struct a
                  (r = gpu_copy(region->device, region->dev_ptr, header, sizeof(header), false, err, sizeof(err))) < 0)
                 client_fail(r, "cannot read the heap's header in region %s: %s", name, err);
         else if (falloc_heap_open(region->ptr ? region->ptr : header, region->size, &h) < 0 ||
-                 h->chunk_size != region->chunk_size || h->chunk_count != region->chunk_count)
+                 h->chunk_size != region->chunk_size || h->chunk_count != region->chunk_count) {
+                const fallocDeviceHeap *seen = region->ptr ? region->ptr : (const void *)header;
+                char why[160] = "no header, or another geometry";
+                if (seen->magic == FALLOC_MAGIC && seen->version != FALLOC_VERSION)
+                        snprintf(why, sizeof(why),
+                                 "a header of version %llu; this library reads version %u only: free the region and "
+                                 "make the heap again",
+                                 (unsigned long long)seen->version, FALLOC_VERSION);
                 r = client_fail(-EBADMSG,
                                 "region %s is tagged as a falloc heap of %llu chunks of %llu bytes, but holds none "
-                                "that fits it (no header, or another geometry)",
-                                name, (unsigned long long)region->chunk_count, (unsigned long long)region->chunk_size);
+                                "that fits it (%s)",
+                                name, (unsigned long long)region->chunk_count, (unsigned long long)region->chunk_size,
+                                why);
+        }
         if (r < 0)
                 return give_back(c, region->id, true, r);
         *heap = (fallocDeviceHeap *)at;

@@ -334,6 +334,8 @@ Test(daemon_falloc, attach_refuses_a_heap_of_another_version) {
         heap->version = 1;
         cr_assert_eq(alloc_falloc_attach(c, "heap/v1", NULL, &a, &h2), -EBADMSG);
         cr_assert(strstr(alloc_last_error(), "holds none that fits it"), "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "a header of version 1; this library reads version 2"), "%s",
+                  alloc_last_error());
         heap->version = FALLOC_VERSION;
         cr_assert_eq(alloc_falloc_attach(c, "heap/v1", NULL, &a, &h2), 0, "%s", alloc_last_error());
 }
