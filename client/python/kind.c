@@ -293,8 +293,11 @@ static PyObject *kind_malloc(struct py_kind *kd, PyObject *args, PyObject *kw) {
         else if (e)
                 py_raise(-e);
         b = e ? NULL : block_new(kd, p, size);
-        if (!e && !b)
+        if (!e && !b) { /* without the GIL, as py_block_give_back's free */
+                ts = PyEval_SaveThread();
                 alloc_kind_free(kd->k, p);
+                PyEval_RestoreThread(ts);
+        }
         py_kind_leave(kd);
         py_client_leave(kd->client);
         return b;
