@@ -178,58 +178,67 @@ static char *reader(char *str, int num, void *stream) {
         return str;
 }
 
-static int limit_key(struct parse *ps, const char *key, const char *value) {
-        static const struct {
-                const char *key;
-                size_t off;
-        } keys[] = {
-                {"max_connections", offsetof(struct limits, max_connections)},
-                {"max_regions_per_connection", offsetof(struct limits, max_regions_per_connection)},
-                {"max_waiters_per_connection", offsetof(struct limits, max_waiters_per_connection)},
-                {"max_names", offsetof(struct limits, max_names)},
-                {"max_connections_per_uid", offsetof(struct limits, max_connections_per_uid)},
-                {"max_names_per_uid", offsetof(struct limits, max_names_per_uid)},
-                {"max_persist_per_uid", offsetof(struct limits, max_persist_per_uid)},
-                {"max_region_fds_per_uid", offsetof(struct limits, max_region_fds_per_uid)},
-        };
-        struct limits *l = &ps->conf->limits;
-        uint64_t v;
-        int lv;
+const struct limit_key limit_keys[] = {
+        {"max_connections", "", offsetof(struct limits, max_connections)},
+        {"max_connections_per_uid", "", offsetof(struct limits, max_connections_per_uid)},
+        {"max_regions_per_connection", "", offsetof(struct limits, max_regions_per_connection)},
+        {"max_waiters_per_connection", "", offsetof(struct limits, max_waiters_per_connection)},
+        {"max_names", "", offsetof(struct limits, max_names)},
+        {"max_names_per_uid", "", offsetof(struct limits, max_names_per_uid)},
+        {"max_persist_per_uid", "", offsetof(struct limits, max_persist_per_uid)},
+        {"max_region_fds_per_uid", "", offsetof(struct limits, max_region_fds_per_uid)},
+        {"wait_timeout", "ms", offsetof(struct limits, wait_timeout_ms)},
+        {"hello_timeout", "ms", offsetof(struct limits, hello_timeout_ms)},
+        {"spin", "us", offsetof(struct limits, spin_us)},
+        {"reclaim_grace", "ms", offsetof(struct limits, reclaim_grace_ms)},
+};
+const size_t nlimit_keys = sizeof(limit_keys) / sizeof(limit_keys[0]);
+/* A limit added to struct limits and not here could not be set, and would change unsaid at a reload. */
+_Static_assert(sizeof(limit_keys) / sizeof(limit_keys[0]) * sizeof(uint32_t) == sizeof(struct limits),
+               "every limit is in limit_keys");
 
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-                if (strcmp(key, keys[i].key))
-                        continue;
+/* Sets the limit k names to value, read in k's unit; conf_fail's value if it is no such value. */
+static int limit_set(struct parse *ps, const struct limit_key *k, const char *value) {
+        uint32_t *at = (uint32_t *)((char *)&ps->conf->limits + k->off);
+        uint64_t v;
+        int r;
+
+        if (!*k->unit) {
                 if (parse_uint(value, 1u << 24, &v) < 0 || v == 0)
-                        return conf_fail(ps, "%s = %s: must be a whole number from 1 to %u", key, value, 1u << 24);
-                *(uint32_t *)((char *)l + keys[i].off) = (uint32_t)v;
-                return 1;
-        }
-        if (!strcmp(key, "wait_timeout") || !strcmp(key, "hello_timeout") || !strcmp(key, "reclaim_grace")) {
-                uint32_t *ms = !strcmp(key, "wait_timeout")    ? &l->wait_timeout_ms
-                               : !strcmp(key, "hello_timeout") ? &l->hello_timeout_ms
-                                                               : &l->reclaim_grace_ms;
-                int r = parse_duration_ms(value, ms);
+                        return conf_fail(ps, "%s = %s: must be a whole number from 1 to %u", k->key, value, 1u << 24);
+                *at = (uint32_t)v;
+        } else if (!strcmp(k->unit, "us")) {
+                if ((r = parse_duration_us(value, SPIN_MAX_US, at)) < 0)
+                        return conf_fail(ps, "%s = %s: %s; use e.g. 50us or 1ms (at most %dms), or 0 to sleep at once",
+                                         k->key, value, r == -ERANGE ? "too long" : "not a duration",
+                                         SPIN_MAX_US / 1000);
+        } else {
+                r = parse_duration_ms(value, at);
                 if (r == -ERANGE)
                         return conf_fail(ps,
                                          "%s = %s: longer than 49 days, the longest allocd can wait; use e.g. 30s, "
                                          "500ms or 2min",
-                                         key, value);
+                                         k->key, value);
                 if (r < 0)
                         return conf_fail(
                                 ps, "%s = %s: not a duration; use e.g. 30s, 500ms or 2min (a bare number is seconds)",
-                                key, value);
-                if (ms == &l->hello_timeout_ms && *ms == 0)
+                                k->key, value);
+                if (at == &ps->conf->limits.hello_timeout_ms && *at == 0)
                         return conf_fail(ps,
                                          "%s = %s: a connection needs time to say Hello; use a duration above 0, "
                                          "e.g. 10s",
-                                         key, value);
-        } else if (!strcmp(key, "spin")) {
-                int r = parse_duration_us(value, SPIN_MAX_US, &l->spin_us);
-                if (r < 0)
-                        return conf_fail(ps,
-                                         "spin = %s: %s; use e.g. 50us or 1ms (at most %dms), or 0 to sleep at once",
-                                         value, r == -ERANGE ? "too long" : "not a duration", SPIN_MAX_US / 1000);
-        } else if (!strcmp(key, "log_level")) {
+                                         k->key, value);
+        }
+        return 1;
+}
+
+static int limit_key(struct parse *ps, const char *key, const char *value) {
+        int lv;
+
+        for (size_t i = 0; i < nlimit_keys; i++)
+                if (!strcmp(key, limit_keys[i].key))
+                        return limit_set(ps, &limit_keys[i], value);
+        if (!strcmp(key, "log_level")) {
                 if ((lv = log_level_parse(value)) < 0)
                         return conf_fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
                 ps->conf->log_level = lv;

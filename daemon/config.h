@@ -80,6 +80,16 @@ struct limits {
         uint32_t reclaim_grace_ms; /* a restored connection not reclaimed for this long is released (grace.c) */
 };
 
+/* A [daemon] key of struct limits: its name in allocd.conf(5), where it is kept, and in what. */
+struct limit_key {
+        const char *key;
+        const char *unit; /* "" (a count), "ms" or "us": how the file's value is read and the field kept */
+        size_t off;
+};
+/* Every limit, nlimit_keys of them (config.c parses them, reload.c says which changed). */
+extern const struct limit_key limit_keys[];
+extern const size_t nlimit_keys;
+
 struct config {
         struct limits limits;
         int log_level;

@@ -72,35 +72,13 @@ static void fit_nofile(struct limits *l, bool quiet) {
         }
 }
 
-/* The limits by their key in [daemon] (allocd.conf(5)), with the unit each is kept in. */
-static const struct {
-        const char *key, *unit;
-        size_t off;
-} limit_keys[] = {
-        {"max_connections", "", offsetof(struct limits, max_connections)},
-        {"max_connections_per_uid", "", offsetof(struct limits, max_connections_per_uid)},
-        {"max_regions_per_connection", "", offsetof(struct limits, max_regions_per_connection)},
-        {"max_waiters_per_connection", "", offsetof(struct limits, max_waiters_per_connection)},
-        {"max_names", "", offsetof(struct limits, max_names)},
-        {"max_names_per_uid", "", offsetof(struct limits, max_names_per_uid)},
-        {"max_persist_per_uid", "", offsetof(struct limits, max_persist_per_uid)},
-        {"max_region_fds_per_uid", "", offsetof(struct limits, max_region_fds_per_uid)},
-        {"wait_timeout", "ms", offsetof(struct limits, wait_timeout_ms)},
-        {"hello_timeout", "ms", offsetof(struct limits, hello_timeout_ms)},
-        {"spin", "us", offsetof(struct limits, spin_us)},
-        {"reclaim_grace", "ms", offsetof(struct limits, reclaim_grace_ms)},
-};
-/* A limit added to struct limits and not here would change unsaid. */
-_Static_assert(sizeof(limit_keys) / sizeof(limit_keys[0]) * sizeof(uint32_t) == sizeof(struct limits),
-               "every limit is in limit_keys");
-
 /* Applies conf's limits; lists in changes (when not NULL) each that changed, as "key old -> new". */
 static void apply_limits(const struct config *conf, char *changes, size_t size) {
         struct limits l = conf->limits;
         const struct limits *o = core_limits(core);
 
         fit_nofile(&l, false);
-        for (size_t i = 0; changes && i < sizeof(limit_keys) / sizeof(limit_keys[0]); i++) {
+        for (size_t i = 0; changes && i < nlimit_keys; i++) {
                 uint32_t a = *(const uint32_t *)((const char *)o + limit_keys[i].off);
                 uint32_t b = *(const uint32_t *)((const char *)&l + limit_keys[i].off);
                 char item[96];

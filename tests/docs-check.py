@@ -56,9 +56,10 @@ def run(argv, **kw):
 # ---- configuration keys ----
 config_c = read("daemon/config.c")
 pool_c = read("daemon/config-pool.c")
+table = re.search(r"const struct limit_key limit_keys\[\] = \{.*?\n\};\n", config_c, re.S)
 m = re.search(r"static int limit_key\(.*?\n}\n", config_c, re.S)
-code_daemon = set(re.findall(r'\{"([a-z_]+)", offsetof', m.group(0)))
-code_daemon |= set(re.findall(r'strcmp\(key, "([a-z_]+)"\)', m.group(0)))
+code_daemon = set(re.findall(r'\{"([a-z_]+)", "[a-z]*", offsetof', table.group(0))) if table and m else set()
+code_daemon |= set(re.findall(r'strcmp\(key, "([a-z_]+)"\)', m.group(0))) if m else set()
 code_pool = set(re.findall(r'\[KEY_[A-Z_]+\] = \{"([a-z_]+)"', pool_c))
 if len(code_daemon) < 5 or len(code_pool) < 5:
     fail("config: cannot find the key tables in daemon/config.c and daemon/config-pool.c; update docs-check.py")
