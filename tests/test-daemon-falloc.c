@@ -324,7 +324,7 @@ Test(daemon_falloc, attach_trusts_the_tag_not_the_bytes) {
         alloc_dump_free(dump);
 }
 
-/* Version 1 heaps counted free chunks in the header, which version 2 neither keeps nor trusts. */
+/* Version 1 heaps counted free chunks in the header, version 2 kept runs in a bitmap of their own. */
 Test(daemon_falloc, attach_refuses_a_heap_of_another_version) {
         struct alloc_region r, a;
         struct alloc_opts o = {.name = "heap/v1"};
@@ -334,7 +334,7 @@ Test(daemon_falloc, attach_refuses_a_heap_of_another_version) {
         heap->version = 1;
         cr_assert_eq(alloc_falloc_attach(c, "heap/v1", NULL, &a, &h2), -EBADMSG);
         cr_assert(strstr(alloc_last_error(), "holds none that fits it"), "%s", alloc_last_error());
-        cr_assert(strstr(alloc_last_error(), "a header of version 1; this library reads version 2"), "%s",
+        cr_assert(strstr(alloc_last_error(), "a header of version 1; this library reads version 3"), "%s",
                   alloc_last_error());
         heap->version = FALLOC_VERSION;
         cr_assert_eq(alloc_falloc_attach(c, "heap/v1", NULL, &a, &h2), 0, "%s", alloc_last_error());

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The falloc heap in one thread (geometry, exhaustion, runs, refused frees, contexts), and threads on a
- * heap whose bitmaps a peer scribbles on (falloc(3)).
+ * heap whose bitmap a peer scribbles on (falloc(3)).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -88,20 +88,21 @@ Test(falloc, a_corrupt_heap_is_refused_or_never_hands_out_memory_past_its_end) {
         h->version = 1;
         cr_assert_eq(falloc_heap_open(mem, size, &o), -EBADMSG, "a heap of version 1");
         h->version = FALLOC_VERSION;
-        memset(falloc_used_(heap), 0xff, 16);
+        uint64_t *used = falloc_used_(heap); /* 100 chunks: 3 words of 32 and one of 4 */
+        memset(used, 0xff, 32);
         cr_assert_null(fallocGetChunk(heap), "a bitmap that says every chunk is taken: NULL, not a search for ever");
-        memset(falloc_used_(heap), 0, 8);
-        falloc_used_(heap)[1] = ~0ull << 36;
+        memset(used, 0, 24);
+        used[3] = 0xfffffff0; /* chunks 100-127 do not exist */
         void *got[100];
         for (int i = 0; i < 100; i++)
                 cr_assert(got[i] = fallocGetChunk(heap));
         char *c5 = (char *)heap + heap->chunks_offset + 5 * 64, *c70 = c5 + 65 * 64;
         fallocFreeChunk(c5, heap);
-        fallocFreeChunk(c70, heap); /* this thread now looks in word 1 first */
-        falloc_used_(heap)[1] &= (1ull << 36) - 1;
+        fallocFreeChunk(c70, heap); /* this thread now looks in word 2 first */
+        used[3] = 0xf;
         cr_assert_eq(fallocGetChunk(heap), c70);
-        cr_assert_eq(fallocGetChunk(heap), c5, "bits 100-127 are no chunks, even when they read 0");
-        cr_assert_eq(falloc_used_(heap)[1] >> 36, ~0ull >> 36, "and are set again");
+        cr_assert_eq(fallocGetChunk(heap), c5, "bits of chunks 100-127 are no chunks, even when they read 0");
+        cr_assert_eq(used[3], 0xffffffffull, "and are set again");
         cr_assert_null(fallocGetChunk(heap));
 }
 
@@ -114,13 +115,12 @@ static uint64_t xorshift(uint64_t *s) {
         return *s;
 }
 
-/* A peer that writes random words (all 0, all 1, any bits) over both bitmaps while the others use the heap. */
+/* A peer that writes random words (all 0, all 1, any bits) over the bitmap while the others use the heap. */
 static void *scribbler(void *arg) {
-        uint64_t s = (uintptr_t)arg, *used = falloc_used_(heap), *runs = falloc_runs_(heap);
+        uint64_t s = (uintptr_t)arg, *used = falloc_used_(heap);
         while (atomic_load(&scribbling)) {
                 uint64_t r = xorshift(&s), v = r % 4 == 0 ? 0 : r % 4 == 1 ? ~0ull : xorshift(&s);
-                atomic_store_explicit((_Atomic uint64_t *)&(r & 16 ? runs : used)[(r >> 8) % heap->words], v,
-                                      memory_order_relaxed);
+                atomic_store_explicit((_Atomic uint64_t *)&used[(r >> 8) % heap->words], v, memory_order_relaxed);
         }
         return NULL;
 }
@@ -152,7 +152,7 @@ static void *scribbled_on(void *arg) {
 
 /* Every call on a bitmap that a peer keeps scribbling on ends and hands out only chunks of the heap. */
 Test(falloc, a_bitmap_scribbled_on_meanwhile_never_hands_out_memory_past_the_heap) {
-        make(64, 200); /* a last bitmap word of 8 chunks and 56 bits that are no chunks */
+        make(64, 200); /* a last bitmap word of 8 chunks and 24 that are no chunks */
         pthread_t worker[3], peer;
         atomic_store(&scribbling, true);
         cr_assert_eq(pthread_create(&peer, NULL, scribbler, (void *)(uintptr_t)99), 0);
@@ -246,6 +246,55 @@ Test(falloc, refused_frees_change_nothing) {
         cr_assert_eq(falloc_heap_available(heap), 61, "and gives nothing back twice");
         fallocFreeChunks(run, heap);
         cr_assert_eq(falloc_heap_available(heap), 64);
+}
+
+static atomic_bool racing;
+static atomic_ullong attempts, seen_free;
+
+/* Takes the heap's only run of two chunks and checks, while it holds it, that the bitmap says so. */
+static void *run_holder(void *arg) {
+        (void)arg;
+        for (int k = 0; k < 100000; k++) {
+                char *p = fallocGetChunks(2 * 64, NULL, heap);
+                if (!p)
+                        continue;
+                if (falloc_heap_available(heap) != 0)
+                        atomic_fetch_add(&seen_free, 1);
+                fallocFreeChunks(p, heap);
+        }
+        return NULL;
+}
+
+/* Frees the second chunk of that run, which is never the start of anything, for as long as the holders run. */
+static void *inside_freer(void *arg) {
+        char *inside = (char *)arg;
+        while (atomic_load(&racing)) {
+                fallocFreeChunk(inside, heap);
+                atomic_fetch_add(&attempts, 1);
+        }
+        return NULL;
+}
+
+/*
+ * A pointer inside a run is refused whenever it is freed, even in the instant the run is being taken
+ * or given back (version 2 of the heap wrote the run bits after the claim and cleared them before the
+ * used bits, and such a free in between freed the chunk under the run's holder).
+ */
+Test(falloc, a_free_inside_a_held_run_is_refused_whatever_it_races_with) {
+        make(64, 2);
+        pthread_t holder[2], freer;
+        atomic_store(&racing, true);
+        cr_assert_eq(pthread_create(&freer, NULL, inside_freer, (char *)heap + heap->chunks_offset + 64), 0);
+        for (int i = 0; i < 2; i++)
+                cr_assert_eq(pthread_create(&holder[i], NULL, run_holder, NULL), 0);
+        for (int i = 0; i < 2; i++)
+                pthread_join(holder[i], NULL);
+        atomic_store(&racing, false);
+        pthread_join(freer, NULL);
+        cr_assert_eq(atomic_load(&seen_free), 0, "a chunk of a held run read free %llu times",
+                     (unsigned long long)atomic_load(&seen_free));
+        cr_assert_eq(heap->bad_frees, atomic_load(&attempts), "every free inside the run was refused, and only those");
+        cr_assert_eq(falloc_heap_available(heap), 2);
 }
 
 Test(falloc, the_default_heap_is_this_files) {

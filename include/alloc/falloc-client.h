@@ -16,7 +16,7 @@
  *
  * Errors as liballoc-client's (alloc/client.h), and:
  *   -EINVAL   chunk_size 0 or over FALLOC_CHUNK_MAX, or an fpga pool
- *   -ENOSPC   size does not hold the header, the bitmaps and one chunk
+ *   -ENOSPC   size does not hold the header, the bitmap and one chunk
  *   -EBADMSG  alloc_falloc_attach: the region is not tagged as a falloc heap, or holds none that fits
  *             it and its tag
  *   -EACCES   alloc_falloc_attach: the region is mapped read-only here (a heap is written by all)
@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 /*
- * A heap of size bytes (header and bitmaps included) of chunk_size chunks
+ * A heap of size bytes (header and bitmap included) of chunk_size chunks
  * (rounded up to 16) in pool, its region tagged ALLOC_FORMAT_FALLOC and
  * formatted before anyone can attach it (by allocd in host and pinned memfd
  * pools, by this process in gpu and vmm pools): with opts->name the region is

@@ -24,9 +24,9 @@ typedef struct cudaDeviceFallocHeap {
 } cudaDeviceFallocHeap;
 
 /*
- * Call this to initialize a falloc heap of length bytes (the header and bitmaps included) in the
+ * Call this to initialize a falloc heap of length bytes (the header and bitmap included) in the
  * current device's memory; *error (if given) says why deviceHeap is NULL.  Only the header and the
- * bitmaps are copied to the device (a quarter of a byte a chunk), so a large heap is made at the
+ * bitmap are copied to the device (a quarter of a byte a chunk), so a large heap is made at the
  * speed of cudaMalloc.
  */
 static __host__ inline cudaDeviceFallocHeap cudaDeviceFallocHeapCreate(size_t chunkSize = FALLOC_DEFAULT_CHUNK,

@@ -3,44 +3,48 @@
  * Theory of the falloc heap
  * =========================
  *
- * The heap is a block of memory: a header, two bitmaps and chunk_count chunks
- * of chunk_size bytes.  Everything inside refers to everything else by its
- * offset from the header, so the block works at whatever address each process
- * maps it, in any number of processes at once, and nothing in it is a pointer.
+ * The heap is a block of memory: a header, a bitmap and chunk_count chunks of
+ * chunk_size bytes.  Everything inside refers to everything else by its offset
+ * from the header, so the block works at whatever address each process maps
+ * it, in any number of processes at once, and nothing in it is a pointer.
  *
- * State.  Bit i of the used bitmap is 1 while chunk i is taken; bits past the
- * last chunk are 1 from the start.  Bit i of the run bitmap is 1 when chunk i
- * belongs to the same fallocGetChunks run as chunk i - 1; only the holder of a
- * run writes its bits.  Nothing else is shared, not even a count of the free
+ * State.  The bitmap has one 64-bit word for each 32 chunks.  In word w, bit b
+ * (b < 32) is 1 while chunk 32w + b is taken, and bit 32 + b is 1 when that
+ * chunk continues the fallocGetChunks run of the chunk before it.  A chunk is
+ * free when both its bits are 0; bits of no chunk (past the last) read taken
+ * from the start.  Nothing else is shared, not even a count of the free
  * chunks: there are no lists, no indices that are recycled and no version
  * counters, so there is no ABA to defend against (a compare-and-swap that sees
  * a word holding the value it read has seen every fact that word stands for)
  * and no counter to wrap, and a get or a free touches one word of the bitmap
  * (a run, the words it spans), not a word that every caller touches.
  *
- * Getting one chunk: one pass over the used words from a start of this
- * thread's own; in the first word that has a 0 bit, set the lowest 0 bit with
- * a compare-and-swap (on failure, again on the same word while it has a 0 bit);
- * that bit's chunk is the caller's.  A pass that finds every word full returns
- * NULL.  Freeing: clear the run's bits of the used words (fetch-and).  A run of
- * n chunks claims the first n-bit gap of 0s (first fit, one pass, words set in
- * increasing order with compare-and-swaps); when a word of the gap turns out
- * taken, it clears the words it had set and goes on past that bit; with no gap
- * left it returns NULL.
+ * Getting one chunk: one pass over the words from a start of this thread's
+ * own.  In a word with a free chunk, set the used bit of the free chunk nearest
+ * a bit of the thread's own with a fetch-or: the chunk is the caller's if that
+ * bit was 0; if not, try the word's other free chunks, as the fetch-or's result
+ * shows them.  A pass that finds every word full returns NULL.  A run of n
+ * chunks claims the first gap of n free chunks (first fit, one pass), word by
+ * word in increasing order, each word's share of it with one compare-and-swap
+ * that sets its used bits and its run bits together; when a chunk of the gap
+ * turns out taken, it clears what it had set and goes on past that chunk; with
+ * no gap left it returns NULL.  Freeing: read the word of the first chunk; it
+ * must be taken and not continue a run.  The run goes on while the run bits
+ * after it are 1; clear both bits of its chunks with one fetch-and a word.
  *
  * Why it is correct under any interleaving:
  *
- *   No chunk twice: a chunk is handed out only by the compare-and-swap that
- *   turned its bit from 0 to 1, which one caller alone can do, and the bit
- *   stays 1 until that caller's chunk is freed.
+ *   No chunk twice: a chunk is handed out only by the atomic that turned its
+ *   used bit from 0 to 1, which one caller alone can do, and the bit stays 1
+ *   until the chunk's holder frees it.
  *
- *   Lock-free, and every call ends: a pass reads each word once, and it reads
- *   a word again only after a failed compare-and-swap there, which means
- *   another caller's succeeded (on the host a weak compare-and-swap may also
- *   fail spuriously, a bounded number of times in practice).  Nothing a
- *   caller does depends on a count being right, so a heap whose bitmap a peer
- *   scribbled on hands out at worst what the bitmap says is free, and a get on
- *   it still ends.
+ *   Lock-free, and every call ends: a pass reads each word once, and it tries
+ *   a word again only after an atomic there that found a chunk it wanted taken,
+ *   which means another caller's atomic took it (on the host a weak compare-
+ *   and-swap may also fail spuriously, a bounded number of times in practice).
+ *   Nothing a caller does depends on a count being right, so a heap whose
+ *   bitmap a peer scribbled on hands out at worst what the bitmap says is free,
+ *   and a get on it still ends.
  *
  *   NULL means full as far as one pass could see: a get returns NULL when each
  *   word was full when it read it.  A heap full at one instant gives every get
@@ -49,32 +53,37 @@
  *   seen in its pass; a gap another caller held for a moment counts as not
  *   free.  A corrupt 0 past the last chunk is set back, never handed out.
  *
- *   Publication: the claim's compare-and-swap is acquire-release and the free's
- *   fetch-and is release, so whatever the previous holder wrote in a chunk
- *   happens before its next holder gets it.  The bitmaps are the only
- *   synchronisation; there are no plain fences.
+ *   Publication: the claims are acquire-release, and so is the free's
+ *   fetch-and, so whatever the previous holder wrote in a chunk happens before
+ *   its next holder gets it.  The bitmap is the only synchronisation; there
+ *   are no plain fences.
  *
- *   Freeing something that is not a taken chunk or the start of a run (a
- *   pointer outside the chunks or inside one, a double free seen as such)
- *   changes nothing and counts in bad_frees.  Such a free that races with
- *   the get or free of what it names cannot always be told from a good one:
- *   a pointer inside a run, freed after the run's claim and before its holder
- *   wrote the run bits (or, in the run's free, after those were cleared and
- *   before the used bits were), reads as a taken chunk of its own and frees
- *   it under its holder; a double free after the chunk was taken again frees
- *   the new holder's chunk.  Closing the first would take the run bits in the
- *   used words, set and cleared with them by the same atomic.
+ *   Frees that are wrong: a pointer outside the chunks or inside one, or a
+ *   chunk that reads free or inside a run, changes nothing and counts in
+ *   bad_frees.  Because a run's used bits and run bits are set by the same
+ *   atomic and cleared by the same atomic, a chunk inside a run reads inside a
+ *   run for as long as it reads taken: a free of it is refused whatever it
+ *   races with.  (Version 2 kept the run bits in a bitmap of their own, written
+ *   after the claim and cleared before the used bits: a free of a pointer
+ *   inside a run in between freed that chunk under its holder.)  What no heap
+ *   that does not know owners can tell: a free of a chunk that someone else
+ *   holds now (a double free after the chunk was taken again) frees it under
+ *   its holder.
  *
- * Each thread starts its pass at a word of its own (a hash of its global index
- * on the device, the last word it used on the host), so that threads meet on a
- * word only when the heap is nearly full.  Version 1 of the heap also kept a
+ * Each thread starts its pass at a word of its own and prefers a bit of its
+ * own in a word (a hash of its global index on the device; on the host the
+ * last word it used and a hash of the thread), so that threads meet on a word
+ * only when the heap is nearly full, and those that meet pick different chunks
+ * of it: a fetch-or does not fail when another caller takes another chunk of
+ * the word, as a compare-and-swap would.  Version 1 of the heap also kept a
  * count of free chunks that a get reserved from before it claimed a bit: every
  * get and free of every thread was an atomic on that one word, which held an
  * H200 to 5 M pairs a second; and lanes of a warp that shared one atomic on it
  * (a leader reserving for all, its count passed on by a shuffle) lost chunks
  * there (driver 580): lanes that other lanes of the warp joined mid-way
  * sometimes read the count before the leader wrote it and took NULL for chunks
- * reserved for them.  Version 2 has no count and no warp-wide operation.
+ * reserved for them.  Versions 2 and 3 have no count and no warp-wide
+ * operation.
  *
  * Contexts, stacks of bytes in chunks, are in falloc-ctx.h.
  */
@@ -166,35 +175,48 @@ FALLOC_FN fallocDeviceHeap *falloc_heap_or_default_(fallocDeviceHeap *heap) {
 #endif
 }
 
+#define FALLOC_PER_WORD_ 32u
+#define FALLOC_LOW_ 0xffffffffull
+
 FALLOC_FN uint64_t *falloc_used_(fallocDeviceHeap *h) {
         return (uint64_t *)((char *)h + h->used_offset);
-}
-
-FALLOC_FN uint64_t *falloc_runs_(fallocDeviceHeap *h) {
-        return (uint64_t *)((char *)h + h->run_offset);
 }
 
 FALLOC_FN char *falloc_chunk_(fallocDeviceHeap *h, uint64_t i) {
         return (char *)h + h->chunks_offset + i * h->chunk_size;
 }
 
-/* Bits [first, first + n) of the word holding bit first, up to its end; *len says how many. */
-FALLOC_FN uint64_t falloc_mask_(uint64_t first, uint64_t n, uint64_t *len) {
-        uint64_t lo = first % 64, k = 64 - lo < n ? 64 - lo : n;
-        *len = k;
-        return (k == 64 ? ~0ull : ((1ull << k) - 1)) << lo;
+/* The chunks of a word that are free: both bits 0. */
+FALLOC_FN uint64_t falloc_free_bits_(uint64_t v) {
+        return ~(v | v >> 32) & FALLOC_LOW_;
 }
 
-/* Where this thread starts its scan. */
-FALLOC_FN uint64_t falloc_start_(uint64_t words) {
+/* The low bits of word w that are chunks (the last word may have fewer than 32). */
+FALLOC_FN uint64_t falloc_real_(uint64_t count, uint64_t w) {
+        uint64_t left = count - w * FALLOC_PER_WORD_;
+        return left >= FALLOC_PER_WORD_ ? FALLOC_LOW_ : (1ull << left) - 1;
+}
+
+/* Chunks [first, first + n) of the word holding chunk first, up to its end, as low bits; *len says how many. */
+FALLOC_FN uint64_t falloc_mask_(uint64_t first, uint64_t n, uint64_t *len) {
+        uint64_t lo = first % FALLOC_PER_WORD_, k = FALLOC_PER_WORD_ - lo < n ? FALLOC_PER_WORD_ - lo : n;
+        *len = k;
+        return (k == FALLOC_PER_WORD_ ? FALLOC_LOW_ : ((1ull << k) - 1)) << lo;
+}
+
+/* Where this thread starts its pass, and (*rot) the bit of a word it prefers. */
+FALLOC_FN uint64_t falloc_start_(uint64_t words, unsigned *rot) {
 #if defined(__CUDA_ARCH__)
         uint64_t block = blockIdx.x + (uint64_t)gridDim.x * (blockIdx.y + (uint64_t)gridDim.y * blockIdx.z);
         uint64_t tid = threadIdx.x + (uint64_t)blockDim.x * (threadIdx.y + (uint64_t)blockDim.y * threadIdx.z);
-        uint64_t g = block * ((uint64_t)blockDim.x * blockDim.y * blockDim.z) + tid;
-        return ((g * 0x9E3779B97F4A7C15ull) >> 20) % words;
+        uint64_t g = (block * ((uint64_t)blockDim.x * blockDim.y * blockDim.z) + tid) * 0x9E3779B97F4A7C15ull;
+        *rot = (unsigned)(g >> 59);
+        return (g >> 20) % words;
 #else
+        uint64_t t = (uint64_t)(uintptr_t)&falloc_hint_ * 0x9E3779B97F4A7C15ull;
         if (!falloc_hint_)
-                falloc_hint_ = ((uint64_t)(uintptr_t)&falloc_hint_ * 0x9E3779B97F4A7C15ull >> 20) + 1;
+                falloc_hint_ = (t >> 20) + 1;
+        *rot = (unsigned)(t >> 59);
         return (falloc_hint_ - 1) % words;
 #endif
 }
@@ -207,75 +229,88 @@ FALLOC_FN void falloc_used_word_(uint64_t w) {
 #endif
 }
 
-/* Sets a 0 bit of the used words in one pass from this thread's start: its chunk, or FALLOC_NONE_. */
+/* Of the set bits of free (low 32), the one at or after bit rot, going round. */
+FALLOC_FN unsigned falloc_pick_(uint64_t free, unsigned rot) {
+        uint64_t r = rot ? (free >> rot | free << (FALLOC_PER_WORD_ - rot)) & FALLOC_LOW_ : free;
+        return (falloc_ctz_(r) + rot) % FALLOC_PER_WORD_;
+}
+
+/* Takes a free chunk in one pass from this thread's start: its index, or FALLOC_NONE_. */
 FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
-        uint64_t *used = falloc_used_(h), words = h->words, count = h->chunk_count, w = falloc_start_(words);
+        uint64_t *used = falloc_used_(h), words = h->words, count = h->chunk_count;
+        unsigned rot;
+        uint64_t w = falloc_start_(words, &rot);
         for (uint64_t seen = 0; seen < words; seen++, w = w + 1 == words ? 0 : w + 1) {
-                uint64_t v = falloc_peek_(&used[w]);
-                while (~v) {
-                        /* A 0 past the last chunk was written by no falloc call: set it back, never hand it out. */
-                        uint64_t i = w * 64 + falloc_ctz_(~v),
-                                 want = i < count ? v | (~v & (v + 1)) : v | ~0ull << i % 64;
-                        if (!FALLOC_CAS_(&used[w], &v, want))
-                                continue;
-                        if (i < count) {
+                uint64_t real = falloc_real_(count, w), v = falloc_peek_(&used[w]), free;
+                /* A 0 past the last chunk was written by no falloc call: set it back, never hand it out. */
+                if (~v & FALLOC_LOW_ & ~real)
+                        v = FALLOC_RMW_(or, &used[w], FALLOC_LOW_ & ~real) | (FALLOC_LOW_ & ~real);
+                while ((free = falloc_free_bits_(v) & real)) {
+                        unsigned b = falloc_pick_(free, rot);
+                        v = FALLOC_RMW_(or, &used[w], 1ull << b);
+                        if (!(v >> b & 1)) {
                                 falloc_used_word_(w);
-                                return i;
+                                return w * FALLOC_PER_WORD_ + b;
                         }
-                        v = want;
                 }
         }
         return FALLOC_NONE_;
 }
 
-/* The first 0 bit at or after i, or count. */
-FALLOC_FN uint64_t falloc_next_zero_(uint64_t *used, uint64_t i, uint64_t count) {
-        uint64_t w = i / 64, v = falloc_peek_(&used[w]) | ((1ull << (i % 64)) - 1);
-        while (!~v) {
-                if (++w * 64 >= count)
+/* The first free chunk at or after i, or count. */
+FALLOC_FN uint64_t falloc_next_free_(uint64_t *used, uint64_t i, uint64_t count) {
+        uint64_t w = i / FALLOC_PER_WORD_,
+                 f = falloc_free_bits_(falloc_peek_(&used[w])) & ~((1ull << (i % FALLOC_PER_WORD_)) - 1);
+        while (!f) {
+                if (++w * FALLOC_PER_WORD_ >= count)
                         return count;
-                v = falloc_peek_(&used[w]);
+                f = falloc_free_bits_(falloc_peek_(&used[w]));
         }
-        uint64_t z = w * 64 + falloc_ctz_(~v);
+        uint64_t z = w * FALLOC_PER_WORD_ + falloc_ctz_(f);
         return z < count ? z : count;
 }
 
-/* How many 0 bits follow from i on, counting up to n. */
-FALLOC_FN uint64_t falloc_zeros_(uint64_t *used, uint64_t i, uint64_t n) {
+/* How many free chunks follow from i on, counting up to n. */
+FALLOC_FN uint64_t falloc_free_from_(uint64_t *used, uint64_t i, uint64_t n) {
         uint64_t pos = i;
         while (pos < i + n) {
-                uint64_t b = pos % 64, v = falloc_peek_(&used[pos / 64]) >> b;
-                uint64_t z = v ? falloc_ctz_(v) : 64 - b;
+                uint64_t b = pos % FALLOC_PER_WORD_, left = FALLOC_PER_WORD_ - b;
+                uint64_t taken = ~falloc_free_bits_(falloc_peek_(&used[pos / FALLOC_PER_WORD_])) & FALLOC_LOW_;
+                uint64_t z = taken >> b ? falloc_ctz_(taken >> b) : left;
                 pos += z;
-                if (z < 64 - b)
+                if (z < left)
                         break;
         }
         return pos - i < n ? pos - i : n;
 }
 
-/* Clears bits [i, i + n); returns how many of them were set. */
-FALLOC_FN uint64_t falloc_clear_(uint64_t *bits, uint64_t i, uint64_t n) {
+/* Clears both bits of chunks [i, i + n); returns how many of them were taken. */
+FALLOC_FN uint64_t falloc_clear_(uint64_t *used, uint64_t i, uint64_t n) {
         uint64_t cleared = 0, len;
         for (uint64_t pos = i; pos < i + n; pos += len) {
                 uint64_t m = falloc_mask_(pos, i + n - pos, &len);
-                cleared += falloc_popcount_(FALLOC_RMW_(and, &bits[pos / 64], ~m) & m);
+                cleared += falloc_popcount_(FALLOC_RMW_(and, &used[pos / FALLOC_PER_WORD_], ~(m | m << 32)) & m);
         }
         return cleared;
 }
 
 /*
- * Sets bits [i, i + n), all of which it saw 0, word by word.  Returns n, or the
- * offset from i of a bit some other caller set first, having cleared its own.
+ * Takes chunks [i, i + n), all of which it saw free, word by word: the used
+ * bits of all and the run bits of all but chunk i, a word with one atomic.
+ * Returns n, or the offset from i of a chunk some other caller took first,
+ * having cleared what it set.
  */
 FALLOC_FN uint64_t falloc_set_run_(uint64_t *used, uint64_t i, uint64_t n) {
         uint64_t len;
         for (uint64_t pos = i; pos < i + n; pos += len) {
-                uint64_t m = falloc_mask_(pos, i + n - pos, &len), v = falloc_peek_(&used[pos / 64]);
-                while (!(v & m) && !FALLOC_CAS_(&used[pos / 64], &v, v | m))
+                uint64_t m = falloc_mask_(pos, i + n - pos, &len), both = m | m << 32;
+                uint64_t runs = pos == i ? (m & (m - 1)) << 32 : m << 32, *at = &used[pos / FALLOC_PER_WORD_];
+                uint64_t v = falloc_peek_(at);
+                while (!(v & both) && !FALLOC_CAS_(at, &v, v | m | runs))
                         ;
-                if (v & m) {
+                if (v & both) {
                         falloc_clear_(used, i, pos - i);
-                        return pos - pos % 64 + falloc_ctz_(v & m) - i;
+                        return pos - pos % FALLOC_PER_WORD_ + falloc_ctz_((v | v >> 32) & m) - i;
                 }
         }
         return n;
@@ -285,10 +320,10 @@ FALLOC_FN uint64_t falloc_set_run_(uint64_t *used, uint64_t i, uint64_t n) {
 FALLOC_FN uint64_t falloc_claim_run_(fallocDeviceHeap *h, uint64_t n) {
         uint64_t *used = falloc_used_(h), count = h->chunk_count, i = 0;
         while (i + n <= count) {
-                uint64_t z = falloc_next_zero_(used, i, count);
+                uint64_t z = falloc_next_free_(used, i, count);
                 if (z + n > count)
                         break;
-                uint64_t got = falloc_zeros_(used, z, n);
+                uint64_t got = falloc_free_from_(used, z, n);
                 if (got == n)
                         got = falloc_set_run_(used, z, n);
                 if (got == n)
@@ -320,9 +355,6 @@ FALLOC_FN void *fallocGetChunks(size_t length, size_t *allocLength, fallocDevice
         uint64_t i = n == 1 ? falloc_claim_one_(heap) : falloc_claim_run_(heap, n);
         if (i == FALLOC_NONE_)
                 return FALLOC_NULL;
-        uint64_t *runs = falloc_runs_(heap), len;
-        for (uint64_t pos = i + 1; pos < i + n; pos += len)
-                FALLOC_RMW_(or, &runs[pos / 64], falloc_mask_(pos, i + n - pos, &len));
         if (allocLength)
                 *allocLength = (size_t)(n * cs);
         return falloc_chunk_(heap, i);
@@ -334,19 +366,27 @@ FALLOC_FN void fallocFreeChunks(void *obj, fallocDeviceHeap *heap) {
                 return;
         char *chunks = (char *)heap + heap->chunks_offset;
         uint64_t cs = heap->chunk_size, count = heap->chunk_count, i = (uint64_t)((char *)obj - chunks) / cs;
-        uint64_t *used = falloc_used_(heap), *runs = falloc_runs_(heap), n = 1;
+        uint64_t *used = falloc_used_(heap), w = i / FALLOC_PER_WORD_, b = i % FALLOC_PER_WORD_, n = 1, v = 0;
         if ((char *)obj < chunks || i >= count || (uint64_t)((char *)obj - chunks) % cs ||
-            (falloc_peek_(&runs[i / 64]) >> (i % 64) & 1) || !(falloc_load_(&used[i / 64]) >> (i % 64) & 1)) {
+            (v = falloc_peek_(&used[w]), (v >> b & 1) == 0 || (v >> 32 >> b & 1))) {
                 falloc_bad_free_(heap);
                 return;
         }
-        while (i + n < count && (falloc_peek_(&runs[(i + n) / 64]) >> ((i + n) % 64) & 1))
-                n++;
-        if (n > 1)
-                falloc_clear_(runs, i + 1, n - 1);
+        /* Only the run's holder changes its run bits, and the chunk after the run reads not continuing it. */
+        for (uint64_t pos = i + 1; pos < count;) {
+                uint64_t left = FALLOC_PER_WORD_ - pos % FALLOC_PER_WORD_;
+                uint64_t x = pos / FALLOC_PER_WORD_ == w ? v : falloc_peek_(&used[pos / FALLOC_PER_WORD_]);
+                uint64_t ones = falloc_ctz_(~(x >> 32 >> pos % FALLOC_PER_WORD_));
+                n += ones;
+                pos += ones;
+                if (ones < left)
+                        break;
+        }
+        if (n > count - i) /* run bits past the last chunk: only a peer's scribbling writes them */
+                n = count - i;
         if (falloc_clear_(used, i, n) < n)
                 falloc_bad_free_(heap);
-        falloc_used_word_(i / 64);
+        falloc_used_word_(w);
 }
 
 FALLOC_FN void fallocFreeChunk(void *obj, fallocDeviceHeap *heap) {
@@ -356,8 +396,8 @@ FALLOC_FN void fallocFreeChunk(void *obj, fallocDeviceHeap *heap) {
 /* Host helpers. */
 
 FALLOC_FN uint64_t falloc_meta_(uint64_t count) {
-        uint64_t words = count / 64 + (count % 64 != 0);
-        return (FALLOC_HEADER_SIZE + 16 * words + FALLOC_CHUNKS_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNKS_ALIGN - 1);
+        uint64_t words = count / FALLOC_PER_WORD_ + (count % FALLOC_PER_WORD_ != 0);
+        return (FALLOC_HEADER_SIZE + 8 * words + FALLOC_CHUNKS_ALIGN - 1) & ~(uint64_t)(FALLOC_CHUNKS_ALIGN - 1);
 }
 
 FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count) {
@@ -411,12 +451,10 @@ FALLOC_HOST_FN int falloc_heap_format(void *mem, uint64_t size, uint64_t chunk_s
         h->size = size;
         h->chunk_size = cs;
         h->chunk_count = count;
-        h->words = count / 64 + (count % 64 != 0);
+        h->words = count / FALLOC_PER_WORD_ + (count % FALLOC_PER_WORD_ != 0);
         h->used_offset = FALLOC_HEADER_SIZE;
-        h->run_offset = FALLOC_HEADER_SIZE + 8 * h->words;
         h->chunks_offset = meta;
-        if (count % 64)
-                falloc_used_(h)[h->words - 1] = ~0ull << (count % 64); /* no chunks there */
+        falloc_used_(h)[h->words - 1] = FALLOC_LOW_ & ~falloc_real_(count, h->words - 1); /* no chunks there */
         if (ret)
                 *ret = h;
         return 0;
@@ -430,8 +468,8 @@ FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap *
             h->header_size != FALLOC_HEADER_SIZE || h->chunk_size % FALLOC_CHUNK_ALIGN || h->chunk_count == 0 ||
             h->size > size || !falloc_heap_size(h->chunk_size, h->chunk_count) ||
             falloc_heap_size(h->chunk_size, h->chunk_count) > h->size ||
-            h->words != h->chunk_count / 64 + (h->chunk_count % 64 != 0) || h->used_offset != FALLOC_HEADER_SIZE ||
-            h->run_offset != FALLOC_HEADER_SIZE + 8 * h->words || h->chunks_offset != falloc_meta_(h->chunk_count))
+            h->words != h->chunk_count / FALLOC_PER_WORD_ + (h->chunk_count % FALLOC_PER_WORD_ != 0) ||
+            h->used_offset != FALLOC_HEADER_SIZE || h->chunks_offset != falloc_meta_(h->chunk_count))
                 return -EBADMSG;
         if (ret)
                 *ret = h;
@@ -441,12 +479,8 @@ FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap *
 FALLOC_FN uint64_t falloc_heap_available(const fallocDeviceHeap *heap) {
         fallocDeviceHeap *h = (fallocDeviceHeap *)heap;
         uint64_t *used = falloc_used_(h), count = h->chunk_count, n = 0;
-        for (uint64_t w = 0; w < h->words; w++) {
-                uint64_t zeros = ~falloc_peek_(&used[w]);
-                if (w == count / 64) /* bits past the last chunk are no chunks, whatever they read */
-                        zeros &= (1ull << count % 64) - 1;
-                n += falloc_popcount_(zeros);
-        }
+        for (uint64_t w = 0; w < h->words; w++) /* bits past the last chunk are no chunks, whatever they read */
+                n += falloc_popcount_(falloc_free_bits_(falloc_peek_(&used[w])) & falloc_real_(count, w));
         return n;
 }
 

@@ -6,7 +6,7 @@
  * falloc: a lock-free heap of fixed-size chunks that works at any address, in
  * any number of processes at once, from CUDA kernels and from CPU threads.
  * The heap is one block of memory (a cudaMalloc, a region of an allocd pool)
- * that holds its own header, its bitmaps and its chunks; inside it there are
+ * that holds its own header, its bitmap and its chunks; inside it there are
  * only offsets, so each process maps it wherever it likes.  The algorithm and
  * why it is correct: falloc-impl.h.
  *
@@ -71,8 +71,8 @@
 #endif
 
 #define FALLOC_MAGIC 0x3148434f4c4c4146ull /* "FALLOCH1" */
-#define FALLOC_VERSION 2u                  /* 1 kept a count of free chunks */
-#define FALLOC_HEADER_SIZE 256u            /* the header; the bitmaps follow it */
+#define FALLOC_VERSION 3u                  /* 1 kept a count of free chunks, 2 a second bitmap */
+#define FALLOC_HEADER_SIZE 256u            /* the header; the bitmap follows it */
 #define FALLOC_CHUNK_ALIGN 16u             /* chunk sizes are rounded up to this */
 #define FALLOC_CHUNKS_ALIGN 256u           /* chunk 0 starts at this alignment, as cudaMalloc's */
 #define FALLOC_CHUNK_MAX (1u << 30)        /* so that a context's offsets within a chunk fit 32 bits */
@@ -80,9 +80,10 @@
 #define FALLOC_DEFAULT_LENGTH 1048576u
 
 /*
- * The heap's first bytes; what follows is the used bitmap (a set bit: the chunk
- * is taken), the run bitmap (a set bit: the chunk continues the run of the
- * chunk before it) and the chunks, each at its offset from the header.  The
+ * The heap's first bytes; what follows is the bitmap (a 64-bit word for each 32
+ * chunks: in its low half a set bit says the chunk is taken, in its high half
+ * that it continues the run of the chunk before it) and the chunks, each at its
+ * offset from the header.  The
  * geometry is written once by falloc_heap_format and never changes; the
  * counter that changes (bad_frees) sits on its own cache line.
  */
@@ -93,11 +94,10 @@ typedef struct fallocDeviceHeap {
         uint64_t size;       /* bytes of the whole heap */
         uint64_t chunk_size; /* a multiple of FALLOC_CHUNK_ALIGN */
         uint64_t chunk_count;
-        uint64_t words;       /* 64-bit words in each bitmap */
-        uint64_t used_offset; /* the bitmaps and chunk 0, from the heap's start */
-        uint64_t run_offset;
-        uint64_t chunks_offset;
-        uint64_t reserved[8];
+        uint64_t words;         /* 64-bit words of the bitmap */
+        uint64_t used_offset;   /* the bitmap, from the heap's start */
+        uint64_t chunks_offset; /* chunk 0 */
+        uint64_t reserved[9];
         uint64_t bad_frees; /* frees of something that was not a taken chunk or run */
         uint64_t pad[14];
 } fallocDeviceHeap;
@@ -107,7 +107,7 @@ typedef struct fallocCtx fallocCtx;
 /*
  * Host helpers, from C and C++ (not on the device).  Negative errno values:
  * -EINVAL  chunk_size 0 or over FALLOC_CHUNK_MAX, mem not 8-byte aligned
- * -ENOSPC  size does not hold the header, the bitmaps and one chunk
+ * -ENOSPC  size does not hold the header, the bitmap and one chunk
  * -EBADMSG falloc_heap_open: not a heap (or one of another version), or its geometry does not fit in size
  */
 /* Bytes a heap of count chunks of chunk_size takes; 0 if that passes 2^64 or chunk_size is out of range. */
@@ -116,7 +116,7 @@ FALLOC_FN uint64_t falloc_heap_size(uint64_t chunk_size, uint64_t count);
 FALLOC_HOST_FN int falloc_heap_geometry(uint64_t size, uint64_t chunk_size, uint64_t *ret_chunk_size,
                                         uint64_t *ret_count);
 /*
- * Writes the header and bitmaps of a heap of size bytes at mem: every chunk free.  Only the first
+ * Writes the header and bitmap of a heap of size bytes at mem: every chunk free.  Only the first
  * falloc_heap_meta_size() bytes are written, so mem may be a staging copy of them (for a heap in
  * device memory): pass the heap's size all the same.
  */
