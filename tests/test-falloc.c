@@ -41,7 +41,7 @@ Test(falloc, geometry_rounds_the_chunk_and_fills_the_size) {
         uint64_t cs, count;
         cr_assert_eq(falloc_heap_geometry(FALLOC_DEFAULT_LENGTH, FALLOC_DEFAULT_CHUNK, &cs, &count), 0);
         cr_assert_eq(cs, 2048, "the seed's 2046 is rounded up to 16");
-        cr_assert_eq(count, 511, "1 MiB holds 511 chunks of 2 KiB beside the header and bitmaps");
+        cr_assert_eq(count, 511, "1 MiB holds 511 chunks of 2 KiB beside the header and bitmap");
         for (uint64_t size = 600; size < 200000; size = size * 3 / 2 + 7) {
                 cr_assert_eq(falloc_heap_geometry(size, 48, &cs, &count), 0);
                 cr_assert_leq(falloc_heap_size(cs, count), size);

@@ -30,7 +30,9 @@
  * turns out taken, it clears what it had set and goes on past that chunk; with
  * no gap left it returns NULL.  Freeing: read the word of the first chunk; it
  * must be taken and not continue a run.  The run goes on while the run bits
- * after it are 1; clear both bits of its chunks with one fetch-and a word.
+ * after it are 1; clear both bits of its chunks with one fetch-and a word,
+ * the last word first (so that a run bit never continues a chunk that has
+ * been freed: a free of that chunk would take the bits for its own run).
  *
  * Why it is correct under any interleaving:
  *
@@ -284,12 +286,20 @@ FALLOC_FN uint64_t falloc_free_from_(uint64_t *used, uint64_t i, uint64_t n) {
         return pos - i < n ? pos - i : n;
 }
 
-/* Clears both bits of chunks [i, i + n); returns how many of them were taken. */
+/*
+ * Clears both bits of chunks [i, i + n), from the last word to the first, so that no run bit outlives
+ * the chunk before it: were the first word cleared first, its last chunk could be taken and freed
+ * again meanwhile, and that free would read the next word's run bits as its own run.  Returns how
+ * many of the chunks were taken.
+ */
 FALLOC_FN uint64_t falloc_clear_(uint64_t *used, uint64_t i, uint64_t n) {
         uint64_t cleared = 0, len;
-        for (uint64_t pos = i; pos < i + n; pos += len) {
-                uint64_t m = falloc_mask_(pos, i + n - pos, &len);
+        for (uint64_t end = i + n; end > i;) {
+                uint64_t pos = (end - 1) / FALLOC_PER_WORD_ * FALLOC_PER_WORD_;
+                pos = pos > i ? pos : i;
+                uint64_t m = falloc_mask_(pos, end - pos, &len);
                 cleared += falloc_popcount_(FALLOC_RMW_(and, &used[pos / FALLOC_PER_WORD_], ~(m | m << 32)) & m);
+                end = pos;
         }
         return cleared;
 }

@@ -90,15 +90,12 @@ static void command(const char *line, unsigned long long tag) {
                 run(fn_contexts, CONTEXT_BLOCKS, (void *[]){&heap, &n, &counter});
                 printf("ok bad %llu\n", read_u64(counter));
         } else if (!strncmp(line, "free", 4)) {
-                /* The chunks the bitmap says are free (its 0 bits before the end), and the refused frees. */
-                uint64_t words = read_u64(heap + offsetof(fallocDeviceHeap, words)), zeros = 0;
-                uint64_t *used = malloc(words * 8);
-                gpu_check(cu->cuMemcpyDtoH(used, heap + read_u64(heap + offsetof(fallocDeviceHeap, used_offset)),
-                                           words * 8),
-                          "cuMemcpyDtoH");
-                for (uint64_t w = 0; w < words; w++)
-                        zeros += (uint64_t)__builtin_popcountll(~used[w]);
-                free(used);
+                /* The chunks the bitmap says are free (a copy of the header and bitmap), and the refused frees. */
+                uint64_t meta = read_u64(heap + offsetof(fallocDeviceHeap, chunks_offset));
+                fallocDeviceHeap *copy = malloc(meta);
+                gpu_check(cu->cuMemcpyDtoH(copy, heap, meta), "cuMemcpyDtoH");
+                uint64_t zeros = falloc_heap_available(copy);
+                free(copy);
                 printf("ok free %llu count %llu bad %llu\n", (unsigned long long)zeros, (unsigned long long)count,
                        read_u64(heap + offsetof(fallocDeviceHeap, bad_frees)));
         } else {
