@@ -6,7 +6,8 @@
  * of each, the median).  Each thread keeps 8 chunks live in a ring: a pair
  * frees the oldest and gets a new one, and writes its first byte.  Then the
  * GPU part (falloc-gpu.c): every thread of a full-device grid against CUDA's
- * device malloc/free, skipped without a GPU.
+ * device malloc/free and against the floor of any bitmap heap (a bit set and
+ * cleared), with issue 17's targets; skipped without a GPU.
  *
  *   falloc-bench [--json] [--seconds S] [--chunk BYTES]
  */
@@ -26,6 +27,9 @@
 
 #define RING 8
 #define HEAP_BYTES (64u << 20)
+/* Issue 17's GPU targets (an H200). */
+#define GPU_VS_MALLOC 50.0
+#define GPU_PAIRS_PER_SECOND 2e9
 
 enum subject { FALLOC, MALLOC, MUTEX_LIST, NSUBJECTS };
 static const char *const subject_names[NSUBJECTS] = {"falloc", "malloc", "mutex-list"};
@@ -196,6 +200,12 @@ int main(int argc, char **argv) {
                         json_object_object_add(gpu, "device_malloc", json_object_new_double(g.malloc_rate));
                         json_object_object_add(gpu, "vs_device_malloc",
                                                json_object_new_double(g.falloc_rate / g.malloc_rate));
+                        json_object_object_add(gpu, "atomic_floor", json_object_new_double(g.floor_rate));
+                        json_object_object_add(gpu, "of_floor", json_object_new_double(g.falloc_rate / g.floor_rate));
+                        json_object_object_add(gpu, "target_vs_device_malloc_met",
+                                               json_object_new_boolean(g.falloc_rate >= GPU_VS_MALLOC * g.malloc_rate));
+                        json_object_object_add(gpu, "target_pairs_per_second_met",
+                                               json_object_new_boolean(g.falloc_rate >= GPU_PAIRS_PER_SECOND));
                 }
                 json_object_object_add(root, "gpu_pairs_per_second", gpu);
                 puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
@@ -212,10 +222,16 @@ int main(int argc, char **argv) {
                                rate[nt - 1][FALLOC] / rate[nt - 1][MUTEX_LIST]);
                 if (g.skipped[0])
                         printf("\nGPU: skipped: %s\n", g.skipped);
-                else
-                        printf("\nGPU (%s, %llu threads): falloc %.3g pairs/s, device malloc %.3g pairs/s: %.1fx\n",
-                               g.device, (unsigned long long)g.threads, g.falloc_rate, g.malloc_rate,
-                               g.falloc_rate / g.malloc_rate);
+                else {
+                        printf("\nGPU (%s, %llu threads): falloc %.3g pairs/s, device malloc %.3g pairs/s, "
+                               "atomic floor %.3g pairs/s (falloc is %.2f of it)\n",
+                               g.device, (unsigned long long)g.threads, g.falloc_rate, g.malloc_rate, g.floor_rate,
+                               g.falloc_rate / g.floor_rate);
+                        printf("target GPU falloc / device malloc %14.1f >= %-6g %s\n", g.falloc_rate / g.malloc_rate,
+                               GPU_VS_MALLOC, g.falloc_rate >= GPU_VS_MALLOC * g.malloc_rate ? "met" : "MISSED");
+                        printf("target GPU falloc pairs/s         %14.3g >= %-6g %s\n", g.falloc_rate,
+                               GPU_PAIRS_PER_SECOND, g.falloc_rate >= GPU_PAIRS_PER_SECOND ? "met" : "MISSED");
+                }
         }
         free(pool);
         free(mem);

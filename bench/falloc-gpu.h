@@ -11,6 +11,7 @@ struct falloc_gpu_result {
         char device[128];
         uint64_t threads;
         double falloc_rate, malloc_rate; /* get+free (malloc+free) pairs per second */
+        double floor_rate;               /* set+clear pairs of bits, nothing else (falloc-kernels.cu) */
 };
 
 void falloc_gpu_bench(size_t chunk, struct falloc_gpu_result *r);

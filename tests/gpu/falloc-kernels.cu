@@ -34,6 +34,18 @@ extern "C" __global__ void malloc_pairs(size_t size, uint64_t iters, unsigned lo
         }
 }
 
+// What any bitmap heap must do at least, for falloc-bench to set beside it: a pair is one atomic
+// that sets a bit of a word and one that clears it, on as many words as the heap has, spread over the
+// threads as falloc spreads them, with nothing else (no check of what the atomic found, relaxed).
+extern "C" __global__ void atomic_floor(unsigned long long *words, uint64_t nwords, uint64_t iters) {
+        uint64_t g = gid() * 0x9E3779B97F4A7C15ull;
+        unsigned long long *w = &words[(g >> 20) % nwords], bit = 1ull << (g >> 59);
+        for (uint64_t i = 0; i < iters; i++) {
+                atomicOr(w, bit);
+                atomicAnd(w, ~bit);
+        }
+}
+
 // Every thread takes chunks until NULL, marking each with its owner in owners[chunk] (which must
 // have been 0: no chunk twice) and in the chunk's first 8 bytes; got[gid] is how many.  Several
 // processes may run it at once on one heap, each with its tag.
