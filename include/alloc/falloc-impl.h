@@ -121,15 +121,13 @@
 #define FALLOC_RMW_(op, p, v) atomic_fetch_##op##_explicit((_Atomic uint64_t *)(p), v, memory_order_acq_rel)
 #endif
 
+/* Reads of the bitmap are relaxed: what orders one holder's bytes before the next's is the atomics that change it. */
 #if defined(__cplusplus) && !defined(__CUDACC__)
-#define FALLOC_ACQ_ ACQUIRE
 #define FALLOC_RLX_ RELAXED
 #else
-#define FALLOC_ACQ_ acquire
 #define FALLOC_RLX_ relaxed
 #endif
 #define FALLOC_XLOAD_(p, o) FALLOC_LOAD_(p, o)
-#define falloc_load_(p) FALLOC_XLOAD_((uint64_t *)(p), FALLOC_ACQ_)
 #define falloc_peek_(p) FALLOC_XLOAD_((uint64_t *)(p), FALLOC_RLX_)
 
 #define FALLOC_NONE_ UINT64_MAX
