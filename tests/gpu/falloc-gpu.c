@@ -16,8 +16,11 @@
  * count and no chunk twice; exhaustion under contention), undrain (each frees
  * its own, checking its marks), contexts (every thread of 64 blocks of 256
  * pushes and pops 100 values on its own context, with marks).  After each
- * step every chunk must be free again (every bit of the bitmap before the end
- * 0) and no free refused.
+ * step every chunk must be free again (the bitmap says so) and no free
+ * refused.  Last, A alone on a heap of two chunks of its own: half the
+ * threads of 64 blocks take and give back its only run, checking that no
+ * chunk reads free while they hold it, the other half free the run's second
+ * chunk over and over (every such free must be refused).
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -44,18 +47,19 @@ int main(void) {
 #define THREADS (BLOCKS * 256u)
 
 static const struct cuda *cu;
-static CUfunction fn_pairs, fn_drain, fn_undrain, fn_contexts;
+static CUfunction fn_pairs, fn_drain, fn_undrain, fn_contexts, fn_run_race;
 static CUdeviceptr heap, owners, got, counter;
 static uint64_t count;
 
 /*
  * Churn runs threads for three quarters of the chunks: in one process at least a quarter of the chunks
- * is always free, about 16 in each bitmap word, so that a get's pass finding every word full (NULL, as
+ * is always free, about 8 in each bitmap word, so that a get's pass finding every word full (NULL, as
  * falloc-impl.h allows under churn) would take a scheduler that is against it word after word; a NULL
  * there is a bug.  Contexts take about 4 chunks a thread (100 values of 8 bytes in 256-byte chunks).
  */
 #define CHURN_BLOCKS 768u
 #define CONTEXT_BLOCKS 64u
+#define RACE_BLOCKS 64u
 
 static void run(CUfunction f, unsigned blocks, void **args) {
         gpu_check(cu->cuMemsetD8(counter, 0, 8), "cuMemsetD8");
@@ -89,6 +93,17 @@ static void command(const char *line, unsigned long long tag) {
         } else if (!strncmp(line, "contexts", 8)) {
                 run(fn_contexts, CONTEXT_BLOCKS, (void *[]){&heap, &n, &counter});
                 printf("ok bad %llu\n", read_u64(counter));
+        } else if (!strncmp(line, "runrace", 7)) {
+                /* A heap of its own, of two chunks, in this process's device memory. */
+                uint64_t size = falloc_heap_size(256, 2), race_iters = 200;
+                CUdeviceptr small = gpu_falloc_heap(size, 256), frees;
+                gpu_check(cu->cuMemAlloc(&frees, 8), "cuMemAlloc");
+                gpu_check(cu->cuMemsetD8(frees, 0, 8), "cuMemsetD8");
+                run(fn_run_race, RACE_BLOCKS, (void *[]){&small, &race_iters, &counter, &frees});
+                printf("ok seen %llu bad %llu frees %llu\n", read_u64(counter),
+                       read_u64(small + offsetof(fallocDeviceHeap, bad_frees)), read_u64(frees));
+                cu->cuMemFree(small);
+                cu->cuMemFree(frees);
         } else if (!strncmp(line, "free", 4)) {
                 /* The chunks the bitmap says are free (a copy of the header and bitmap), and the refused frees. */
                 uint64_t meta = read_u64(heap + offsetof(fallocDeviceHeap, chunks_offset));
@@ -118,6 +133,7 @@ static int worker(const char *sock, const char *role) {
         gpu_check(cu->cuModuleGetFunction(&fn_drain, mod, "falloc_drain"), "falloc_drain");
         gpu_check(cu->cuModuleGetFunction(&fn_undrain, mod, "falloc_undrain"), "falloc_undrain");
         gpu_check(cu->cuModuleGetFunction(&fn_contexts, mod, "falloc_contexts"), "falloc_contexts");
+        gpu_check(cu->cuModuleGetFunction(&fn_run_race, mod, "falloc_run_race"), "falloc_run_race");
         int e = alloc_connect(&c, sock, role);
         if (e == 0)
                 e = create ? alloc_falloc_new(c, "g", 64u << 20, 256, &ho, &r, &h)
@@ -214,6 +230,11 @@ int main(int argc, char **argv) {
         both(p, "contexts", a, b);
         expect(!strcmp(a, "ok bad 0\n") && !strcmp(b, "ok bad 0\n"), "contexts push, pop and mark in kernels");
         all_back(p);
+        unsigned long long seen = 1, bad = 0, frees = 1;
+        gpu_ask(&p[0], "runrace", a, 128);
+        printf("A runrace %s\n", a);
+        sscanf(a, "ok seen %llu bad %llu frees %llu", &seen, &bad, &frees);
+        expect(seen == 0 && bad == frees, "in kernels too, a free inside a held run is refused whatever it races with");
         for (int i = 0; i < 2; i++) {
                 fprintf(p[i].in, "quit\n");
                 waitpid(p[i].pid, NULL, 0);

@@ -78,6 +78,27 @@ extern "C" __global__ void falloc_undrain(fallocDeviceHeap *heap, unsigned long 
         }
 }
 
+// On a heap of two chunks: even threads take and give back its only run, counting in seen_free each
+// time the heap reads as having a free chunk while they hold both; odd threads free the run's second
+// chunk, which is never the start of anything, counting in frees: each must be refused (bad_frees).
+extern "C" __global__ void falloc_run_race(fallocDeviceHeap *heap, uint64_t iters, unsigned long long *seen_free,
+                                           unsigned long long *frees) {
+        char *inside = (char *)heap + heap->chunks_offset + heap->chunk_size;
+        for (uint64_t i = 0; i < iters; i++) {
+                if (gid() % 2) {
+                        fallocFreeChunk(inside, heap);
+                        atomicAdd(frees, 1ull);
+                        continue;
+                }
+                char *p = (char *)fallocGetChunks(2 * heap->chunk_size, nullptr, heap);
+                if (!p)
+                        continue;
+                if (falloc_heap_available(heap) != 0)
+                        atomicAdd(seen_free, 1ull);
+                fallocFreeChunks(p, heap);
+        }
+}
+
 // Each thread pushes n values on its own context, checks marks, pops them back in reverse order.
 extern "C" __global__ void falloc_contexts(fallocDeviceHeap *heap, unsigned n, unsigned long long *bad) {
         fallocCtx *ctx = fallocCreateCtx(heap);
