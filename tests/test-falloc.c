@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <sanitizer/asan_interface.h> /* no-ops unless built with ASan */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,7 @@ static void diff_take(char *p, uint64_t n) {
         }
         d.len[i] = (uint32_t)n;
         d.heads[d.held++] = i;
+        ASAN_UNPOISON_MEMORY_REGION(p, n * d.cs);
         memset(p, diff_mark(i), n * d.cs);
 }
 
@@ -497,6 +499,7 @@ static void diff_give(uint64_t k) {
         for (uint64_t b = 0; b < n * d.cs; b++)
                 DCHECK((unsigned char)p[b] == diff_mark(i), "byte %llu of the run at chunk %llu changed",
                        (unsigned long long)b, (unsigned long long)i);
+        ASAN_POISON_MEMORY_REGION(p, n * d.cs);
         if (diff_next(2))
                 fallocFreeChunks(p, heap);
         else
@@ -543,6 +546,9 @@ static void diff_run(uint64_t chunk, uint64_t count, uint64_t ops) {
         d.before = malloc(heap->words * 8);
         cr_assert(d.owner && d.len && d.heads && d.before);
         memset(d.owner, 0xff, count * sizeof(*d.owner));
+        /* Under ASan: what no call may touch, free chunks and the bytes between the bitmap and chunk 0. */
+        uint64_t *end = falloc_used_(heap) + heap->words;
+        ASAN_POISON_MEMORY_REGION(end, (uint64_t)(d.chunks + count * d.cs - (char *)end));
         diff_check_bitmap();
         uint64_t target = 50; /* percent of the chunks held that the steps lean to, changed now and then */
         for (d.op = 0; d.op < ops; d.op++) {
@@ -567,6 +573,7 @@ static void diff_run(uint64_t chunk, uint64_t count, uint64_t ops) {
                 diff_give(diff_next(d.held));
         diff_check_bitmap();
         DCHECK(falloc_heap_available(heap) == count, "not every chunk came back");
+        ASAN_UNPOISON_MEMORY_REGION(end, (uint64_t)(d.chunks + count * d.cs - (char *)end));
         free(d.owner);
         free(d.len);
         free(d.heads);
