@@ -380,7 +380,7 @@ static struct {
         uint32_t *owner;      /* the first chunk of the allocation holding each chunk, or DIFF_FREE */
         uint32_t *len;        /* at an allocation's first chunk: its length in chunks */
         uint64_t *heads;      /* the first chunks of the allocations held, in no order */
-        uint64_t *before;
+        uint64_t *before;     /* the bitmap before a bad free, which must leave it as it was */
         char *chunks;
 } d;
 
