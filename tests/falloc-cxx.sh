@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # falloc.h from host C++ (falloc(3)): the seed's templates compile and work, and a T that the
 # unsigned short byte count of a context cannot hold is refused at compile time, not truncated
-# (falloc<T> of 65544 bytes took 8 and the caller wrote 65544).
+# (falloc<T> of 65544 bytes took 8 and the caller wrote 65544); and a heap in a static buffer builds
+# with -O2 -Werror.
 set -euo pipefail
 cxx=$1
 inc=$2
@@ -32,6 +33,18 @@ int main() {
 CC
 "$cxx" -std=c++17 -Wall -Wextra -Werror -I"$inc" -o "$dir/ok" "$dir/ok.cc"
 "$dir/ok" || { echo "falloc-cxx: the templates do not work from C++ (exit $?)" >&2; exit 1; }
+# A heap in a static buffer, built with -O2: GCC 12's -Warray-bounds took falloc_heap_format's memset
+# for one of up to 2^54 bytes (the most chunks the geometry allows) and failed a -Werror build.
+cat >"$dir/static.cc" <<'CC'
+#include <alloc/falloc.h>
+alignas(256) static char buf[8192];
+int main() {
+        fallocDeviceHeap *h;
+        return falloc_heap_format(buf, sizeof buf, 64, &h) || !fallocGetChunk(h);
+}
+CC
+"$cxx" -std=c++17 -O2 -Wall -Wextra -Werror -I"$inc" -o "$dir/static" "$dir/static.cc"
+"$dir/static" || { echo "falloc-cxx: a heap in a static buffer does not work (exit $?)" >&2; exit 1; }
 rc=0
 for use in 'falloc<Big>(ctx)' 'fallocPush<Big>(ctx, Big())' 'fallocPop<Big>(ctx)'; do
         printf '#include <alloc/falloc.h>\nstruct Big { char b[65544]; };\nvoid f(fallocCtx *ctx) { %s; }\n' "$use" \
