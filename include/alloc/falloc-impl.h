@@ -16,8 +16,9 @@
  * chunks: there are no lists, no indices that are recycled and no version
  * counters, so there is no ABA to defend against (a compare-and-swap that sees
  * a word holding the value it read has seen every fact that word stands for)
- * and no counter to wrap, and a get or a free touches one word of the bitmap
- * (a run, the words it spans), not a word that every caller touches.
+ * and no counter to wrap, and a get or a free changes one word of the bitmap
+ * (a run, the words it spans; a free of a word's last chunk also reads the
+ * next word), not a word that every caller touches.
  *
  * Getting one chunk: one pass over the words from a start of this thread's
  * own.  In a word with a free chunk, set the used bit of the free chunk nearest
@@ -49,8 +50,8 @@
  *   and a get on it still ends.
  *
  *   NULL means full as far as one pass could see: a get returns NULL when each
- *   word was full when it read it.  A heap full at one instant gives every get
- *   NULL; under churn, a chunk given back behind a pass is not seen by it (the
+ *   word was full when it read it.  A get that runs while the heap stays full
+ *   returns NULL; under churn, a chunk given back behind a pass is not seen by it (the
  *   next call sees it).  A run returns NULL when no free gap of its size was
  *   seen in its pass; a gap another caller held for a moment counts as not
  *   free.  A corrupt 0 past the last chunk is set back, never handed out.
@@ -69,8 +70,11 @@
  *   after the claim and cleared before the used bits: a free of a pointer
  *   inside a run in between freed that chunk under its holder.)  What no heap
  *   that does not know owners can tell: a free of a chunk that someone else
- *   holds now (a double free after the chunk was taken again) frees it under
- *   its holder.
+ *   holds now or is taking (a double free after the chunk was taken again,
+ *   even as the first chunk of a run being claimed) frees it under its holder;
+ *   in a claim under way, the claimer's other chunks of that word with it,
+ *   and the claim, if it then fails, clears chunks that may be others' by
+ *   then.
  *
  * Each thread starts its pass at a word of its own and prefers a bit of its
  * own in a word (a hash of its global index on the device; on the host the

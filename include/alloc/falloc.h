@@ -23,7 +23,8 @@
  *   fallocGetChunks      ceil(length / chunk size) contiguous chunks, or NULL
  *                        when no such run is free (it may be while others are
  *                        taken and given back around it: a run is first fit
- *                        in one pass over the heap)
+ *                        in one pass over the heap; one chunk is got as
+ *                        fallocGetChunk gets it)
  *   fallocFreeChunks     the same as fallocFreeChunk
  *
  * A context (fallocCreateCtx) is a stack of bytes made of chunks, for one
