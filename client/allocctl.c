@@ -196,7 +196,7 @@ static void region_row(const struct alloc_region_info *r, uint64_t now) {
         char size[16], flags[64], format[64], age[32], holders[256], name[ESCAPED_SIZE(r->name)],
                 pool[ESCAPED_SIZE(r->pool)];
 
-        printf("%-12" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
+        printf("%-20" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
                fmt_format(r, format, sizeof(format)), fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
                fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)),
@@ -213,7 +213,7 @@ static void dump_start(const struct dump_out *o) {
         if (o->json)
                 printf("[");
         else
-                printf("%-12s %-12s %18s %10s %-16s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FORMAT",
+                printf("%-20s %-12s %18s %10s %-16s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FORMAT",
                        "FLAGS", "REFS", "AGE", "HOLDERS", "NAME");
 }
 

@@ -95,6 +95,25 @@ static bool header_ok(struct parse *ps) {
 }
 
 /*
+ * libinih drops whatever follows a header's ']': "[pool a] kind = gpu" lost its key, and
+ * "[pool a]]" was [pool a].  Only blanks and a ';' comment after a blank may follow.
+ */
+static bool header_alone(struct parse *ps, const char *line) {
+        const char *end = line + 1 + strcspn(line + 1, "]\r\n"), *t = end + 1;
+
+        if (*end != ']')
+                return true; /* no ']': libinih's syntax error */
+        while (*t == ' ' || *t == '\t')
+                t++;
+        if (!*t || *t == '\r' || *t == '\n' || (*t == ';' && t > end + 1))
+                return true;
+        return conf_fail(ps,
+                         "[%s]: '%.*s' after the ']'; a section header stands alone on its line (a ; comment may "
+                         "follow a blank), and each key on a line of its own",
+                         ps->header, (int)strcspn(t, "\r\n"), t);
+}
+
+/*
  * A line that reaches past libinih's buffer: the rest of it is skipped if what was read is, or ends
  * in, a comment (';' or '#' first, or ';' after a space); otherwise it is refused.
  */
@@ -172,7 +191,7 @@ static char *reader(char *str, int num, void *stream) {
                 ps->pool_header = !strncmp(ps->header, "pool ", 5);
                 ps->section_line = ps->line;
                 ps->sections++;
-                if (ps->failed || !header_ok(ps))
+                if (ps->failed || !header_ok(ps) || !header_alone(ps, s))
                         return NULL;
         }
         return str;

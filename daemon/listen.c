@@ -45,18 +45,36 @@ int listen_adopt(int fd) {
  * for ever); a stale socket file left by a crash refuses the connection.  Anything else (another user's
  * socket we may not connect to) cannot be told apart, and is left.
  */
+/* Connects to sa without waiting: 0 where something answers (or has its backlog full), else the errno. */
+static int probe(const struct sockaddr_un *sa) {
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e;
+
+        e = fd < 0 ? errno : connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
+        if (fd >= 0)
+                close(fd);
+        return e == EAGAIN ? 0 : e;
+}
+
+static int answered(const struct sockaddr_un *sa, char *err, size_t errsize) {
+        snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket", sa->sun_path);
+        return -EADDRINUSE;
+}
+
+int listen_in_use(const char *path, char *err, size_t errsize) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return 0; /* listen_open says so */
+        strcpy(sa.sun_path, path);
+        return probe(&sa) == 0 ? answered(&sa, err, errsize) : 0;
+}
+
 static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
-        int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e;
+        int e = probe(sa);
         struct stat st;
 
-        e = probe < 0 ? errno : connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : errno;
-        if (probe >= 0)
-                close(probe);
-        if (e == 0 || e == EAGAIN) {
-                snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
-                         sa->sun_path);
-                return -EADDRINUSE;
-        }
+        if (e == 0)
+                return answered(sa, err, errsize);
         if (lstat(sa->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
                 snprintf(err, errsize, "%s exists and is not a socket; remove it or choose another --socket",
                          sa->sun_path);

@@ -4,6 +4,7 @@
  *
  * Start-up order: configuration, pools (every byte reserved), socket (ours or
  * systemd's), then READY=1, so a client that connects finds every pool up.
+ * Another allocd answering at our path is found before the pools are made.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -273,6 +274,39 @@ static int make_core(const struct config *conf) {
         return made;
 }
 
+/* The socket's path: path, else the default one in def; NULL where there is none (logged). */
+static const char *socket_path_of(const char *path, char *def, size_t size) {
+        int r;
+
+        if (path)
+                return path;
+        if ((r = wire_default_socket(def, size, false)) == -ENAMETOOLONG) {
+                log_err("the socket path $ALLOCD_SOCKET or $XDG_RUNTIME_DIR makes is longer than %zu bytes; "
+                        "choose a shorter one with --socket PATH",
+                        size - 1);
+                return NULL;
+        }
+        if (r < 0) {
+                log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
+                        "$ALLOCD_SOCKET");
+                return NULL;
+        }
+        return def;
+}
+
+/* Whether path (or the default) cannot be ours: another allocd answers there, or there is no path (logged). */
+static bool socket_taken(const char *path) {
+        char def[108], err[512];
+
+        if (!(path = socket_path_of(path, def, sizeof(def))))
+                return true;
+        if (listen_in_use(path, err, sizeof(err)) < 0) {
+                log_err("%s", err);
+                return true;
+        }
+        return false;
+}
+
 /* sock: the socket systemd passed (restart_collect), or -1. */
 static int open_socket(const char *path, int sock) {
         char def[108], err[512];
@@ -292,20 +326,8 @@ static int open_socket(const char *path, int sock) {
                 log_info("listening on the socket systemd passed");
                 return 0;
         }
-        if (!path) {
-                if ((r = wire_default_socket(def, sizeof(def), false)) == -ENAMETOOLONG) {
-                        log_err("the socket path $ALLOCD_SOCKET or $XDG_RUNTIME_DIR makes is longer than %zu bytes; "
-                                "choose a shorter one with --socket PATH",
-                                sizeof(def) - 1);
-                        return r;
-                }
-                if (r < 0) {
-                        log_err("no socket path: not root and XDG_RUNTIME_DIR is unset; use --socket PATH or "
-                                "$ALLOCD_SOCKET");
-                        return r;
-                }
-                path = def;
-        }
+        if (!(path = socket_path_of(path, def, sizeof(def))))
+                return -EINVAL;
         if ((r = server_listen(path, err, sizeof(err))) < 0) {
                 log_err("%s", err);
                 return r;
@@ -429,6 +451,11 @@ int main(int argc, char **argv) {
                 return 1;
         }
         signal(SIGPIPE, SIG_IGN);
+        /* Before the pools: a second allocd once reserved (and locked) them all, to find the socket taken. */
+        if (sock < 0 && socket_taken(socket_path)) {
+                config_clear(&conf);
+                return 1;
+        }
         if ((made = make_core(&conf)) < 0) {
                 config_clear(&conf);
                 return 1;

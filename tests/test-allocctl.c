@@ -142,6 +142,8 @@ Test(allocctl, dump_text_has_one_row_per_region) {
         /* ID POOL ADDR SIZE FORMAT FLAGS REFS AGE HOLDERS NAME (the name may hold blanks: last) */
         cr_assert_eq(words(line, w, 16), 11);
         cr_assert_str_eq(w[1], "h");
+        /* The row lines up under the header: ids are up to 20 digits (a random generation << 32 | slot). */
+        cr_assert_eq(w[1] - line, strstr(r->out, "POOL") - r->out, "%s", r->out);
         cr_assert_eq(strtoull(w[2], NULL, 0), shared.addr);
         cr_assert_str_eq(w[3], "4MiB");
         cr_assert_str_eq(w[4], "raw");

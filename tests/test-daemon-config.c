@@ -40,6 +40,9 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
                  "allocd.conf:6: [daemon] appears twice (first at line 1)"},
                 {"size = 1M\n", "outside any section"},
                 {"this is not ini\n", "allocd.conf:1: syntax error"},
+                /* libinih drops what follows a header's ']': the key was lost, the stray ']' unsaid. */
+                {"[pool a] kind = host\nsize = 1M\n", "allocd.conf:1: [pool a]: 'kind = host' after the ']'"},
+                {"[pool a]]\nkind = host\nsize = 1M\n", "allocd.conf:1: [pool a]: ']' after the ']'"},
                 {"[daemon]\nmax_connections = 0\n", "allocd.conf:2: max_connections = 0"},
                 {"[daemon]\nwait_timeout = soon\n", "wait_timeout = soon"},
                 {"[daemon]\nmax_waiters_per_connection = 2\nmax_waiters_per_connection = 3\n",

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "pyallocd.h"
 #include <structmember.h>
@@ -64,8 +65,24 @@ int py_region_export(struct py_region *rg, bool writable) {
         return 0;
 }
 
-/* The request free() or detach() put off while views lived; its error has nobody left to hear it. */
-static int give_back(struct py_region *rg, bool free) {
+/*
+ * Whether allocd may refuse to free it: another uid's region (attached) is freed only by the
+ * pool's owner or root, which allocd alone knows.  A pipelined free reports that refusal to a
+ * later alloc_region_sync, which this module never calls: the Region would read as freed while
+ * the connection kept its reference until it closed.
+ */
+static bool free_may_be_refused(const struct py_region *rg) {
+        uid_t me = geteuid();
+
+        return me != 0 && rg->r.owner != me;
+}
+
+/*
+ * Frees or detaches the region.  deferred: the request free() or detach() put off while views
+ * lived, whose error has nobody left to hear it (a refused free then detaches, so that the
+ * reference goes all the same); else a refused free leaves the Region live.
+ */
+static int give_back(struct py_region *rg, bool free, bool deferred) {
         struct alloc_client *c = rg->client->c;
         uint64_t id = rg->r.id;
         int r;
@@ -75,17 +92,25 @@ static int give_back(struct py_region *rg, bool free) {
                 return 0; /* the disconnect gives it back */
         if (rg->kind)
                 return py_block_give_back(rg);
+        bool ask = free && free_may_be_refused(rg);
         rg->client->holds++;
         PyThreadState *ts = PyEval_SaveThread();
-        r = free ? alloc_region_free(c, id) : alloc_region_detach(c, id);
+        if (!free)
+                r = alloc_region_detach(c, id);
+        else if (!ask)
+                r = alloc_region_free(c, id);
+        else if ((r = alloc_region_free_sync(c, id)) == -EACCES && deferred)
+                r = alloc_region_detach(c, id);
         PyEval_RestoreThread(ts);
         py_client_leave(rg->client);
+        if (ask && r == -EACCES)
+                rg->state = REGION_LIVE; /* still held, as allocd says */
         return r;
 }
 
 void py_region_unexport(struct py_region *rg) {
         if (--rg->exports == 0 && rg->state != REGION_LIVE && rg->state != REGION_GONE)
-                give_back(rg, rg->state == REGION_FREE_PENDING);
+                give_back(rg, rg->state == REGION_FREE_PENDING, true);
         if (rg->kind)
                 py_kind_leave(rg->kind);
         py_client_leave(rg->client);
@@ -107,7 +132,7 @@ PyObject *py_region_end(struct py_region *rg, bool free) {
                 rg->state = free ? REGION_FREE_PENDING : REGION_DETACH_PENDING;
                 Py_RETURN_NONE;
         }
-        r = give_back(rg, free);
+        r = give_back(rg, free, false);
         if (r < 0 && r != -ECONNRESET)
                 return py_raise(r);
         Py_RETURN_NONE;
@@ -230,7 +255,7 @@ PyBufferProcs py_region_buffer = {
 /* A region nobody references any more is detached: a persist region stays, as it would in C. */
 static void region_dealloc(struct py_region *rg) {
         if (rg->state == REGION_LIVE)
-                give_back(rg, false);
+                give_back(rg, false, true);
         Py_DECREF(rg->client);
         Py_XDECREF(rg->name);
         PyObject_Free(rg);

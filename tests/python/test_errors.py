@@ -151,3 +151,28 @@ def test_denied_and_read_only_for_another_uid(daemon, client):
 
     assert as_nobody(child) == 0
     assert region_ids(client) == [r.id]
+
+
+def test_a_refused_free_raises_and_keeps_the_region(daemon, client):
+    """free() of another uid's region, attached, is refused by allocd alone: it raises Denied and
+    the Region stays live and held (a pipelined free's refusal, left to a sync nobody calls, read
+    as freed while the connection kept the reference)."""
+    r = client.alloc("quota", 4096, name="shared/theirs")
+
+    def child():
+        with daemon.connect("nobody") as c:
+            g = c.attach("shared/theirs")
+            expect(allocd.Denied, errno.EACCES, g.free)
+            assert g.live
+            assert [d["refs"] for d in c.dump("quota")] == [2]
+            g.detach()
+            assert [d["refs"] for d in c.dump("quota")] == [1]
+            g = c.attach("shared/theirs")
+            m = memoryview(g)
+            g.free()  # put off while the view lives: its refusal has nobody to hear it
+            m.release()
+            assert [d["refs"] for d in c.dump("quota")] == [1], "the reference went all the same"
+        return 0
+
+    assert as_nobody(child) == 0
+    assert region_ids(client) == [r.id] and r.live
