@@ -41,11 +41,9 @@ int listen_adopt(int fd) {
 }
 
 /*
- * EADDRINUSE at path: a live daemon answers, or has its backlog full (a blocking probe would wait for it
- * for ever); a stale socket file left by a crash refuses the connection.  Anything else (another user's
- * socket we may not connect to) cannot be told apart, and is left.
+ * Connects to sa without waiting: 0 where something answers, or has its backlog full (a blocking probe
+ * would wait for it for ever); else the errno (a stale socket file left by a crash refuses).
  */
-/* Connects to sa without waiting: 0 where something answers (or has its backlog full), else the errno. */
 static int probe(const struct sockaddr_un *sa) {
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), e;
 
@@ -69,6 +67,10 @@ int listen_in_use(const char *path, char *err, size_t errsize) {
         return probe(&sa) == 0 ? answered(&sa, err, errsize) : 0;
 }
 
+/*
+ * EADDRINUSE at path: a live daemon answers; a stale socket file is taken over.  Anything else (another
+ * user's socket we may not connect to) cannot be told apart, and is left.
+ */
 static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
         int e = probe(sa);
         struct stat st;
