@@ -164,8 +164,9 @@ static int conn_new(int fd) {
                 nrefused++;
                 logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 conn_error_reply(c, 0, res.code, res.msg);
+        } else {
+                logx(LOG_LEVEL_DEBUG, CLIENT_CTX(cl), CLIENT_FMT " connected", CLIENT_ARGS(cl));
         }
-        logx(LOG_LEVEL_DEBUG, CLIENT_CTX(cl), CLIENT_FMT " connected", CLIENT_ARGS(cl));
         changed();
         return 0;
 }
