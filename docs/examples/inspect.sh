@@ -1,6 +1,6 @@
 #!/bin/sh
-# Starts allocd with example.conf on a private socket, lets the producer and a
-# few fpga ranges hold memory, and shows what allocctl sees.
+# Starts allocd with example.conf on a private socket, lets the producer hold
+# memory, and shows what allocctl sees (fpga0 empty, host with its region).
 #
 #   inspect.sh [ALLOCD [ALLOCCTL [PRODUCER]]]
 # By default the ones this checkout built in build/ (./dev.sh test), else the installed allocd
