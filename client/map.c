@@ -309,7 +309,8 @@ static int write_svg(const char *path, const struct alloc_pool_status *p, const 
 }
 
 static json_object *map_json(const struct alloc_pool_status *p, const struct segment *s, size_t n, ssize_t big,
-                             uint64_t start, u128 extent, char **lines, unsigned rows, unsigned cols) {
+                             uint64_t start, u128 extent, char **lines, unsigned rows, unsigned cols,
+                             uint64_t unshown) {
         json_object *o = json_object_new_object(), *segs = json_object_new_array(), *pic = json_object_new_array();
 
         json_object_object_add(o, "pool", json_text(p->name));
@@ -342,6 +343,7 @@ static json_object *map_json(const struct alloc_pool_status *p, const struct seg
         } else {
                 json_object_object_add(o, "largest_free", NULL);
         }
+        json_object_object_add(o, "unshown_used", json_object_new_uint64(unshown));
         return o;
 }
 
@@ -438,6 +440,11 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 rc = request_failed("map", err);
                 goto out;
         }
+        /* Dump lists only the regions this uid may see; status counts every region of the pool. */
+        uint64_t shown = 0, unshown;
+        for (size_t i = 0; i < d.n; i++)
+                shown += d.v[i].size;
+        unshown = p->used > shown ? p->used - shown : 0;
         if (segments(p, &d, &s, &n) < 0) {
                 fprintf(stderr, "allocctl map: out of memory\n");
                 goto out;
@@ -473,7 +480,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 lines[r][len] = '\0';
         }
         if (ctl->json) {
-                json_print(map_json(p, s, n, big, start, extent, lines, rows, cols));
+                json_print(map_json(p, s, n, big, start, extent, lines, rows, cols, unshown));
         } else {
                 printf("%s: %s, %s in %zu span%s; one cell = %s\n", p->name, kind_name(p->kind),
                        fmt_size(p->size, size, sizeof(size)), p->nspans, p->nspans == 1 ? "" : "s",
@@ -491,6 +498,10 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                                fmt_size(s[big].size, size, sizeof(size)));
                 else
                         printf("largest free range: none, the pool is full\n");
+                if (unshown)
+                        printf("%s more is in use than the regions drawn: regions this uid may not see (another "
+                               "uid's, in a pool it may not use), drawn as free\n",
+                               fmt_size(unshown, size, sizeof(size)));
         }
         rc = opt.svg ? write_svg(opt.svg, p, s, n, big, start, extent, rows) : EXIT_OK;
 out:

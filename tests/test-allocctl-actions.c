@@ -164,6 +164,35 @@ Test(allocctl, disconnect_is_the_owners_or_roots) {
         both_still_connected();
 }
 
+/* Another uid sees no region of pool h (mode 0660, root's): its map draws them free and says how much they hold. */
+Test(allocctl, a_map_says_what_it_may_not_show) {
+        if (geteuid() != 0) {
+                teardown();
+                cr_skip_test("needs root to act as another uid");
+        }
+        unsigned long long used = pool_used(c, "h");
+        cr_assert_gt(used, 0);
+        struct run *x = allocctl(d.sock, "--json", "map", "h", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        cr_assert(strstr(x->out, "\"unshown_used\":0"), "root sees every region: %s", x->out);
+        pid_t pid = test_fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                char want[96];
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0 || !die_with_test())
+                        _exit(100);
+                x = allocctl(d.sock, "--json", "map", "h", (char *)NULL);
+                snprintf(want, sizeof(want), "\"unshown_used\":%llu", used);
+                if (x->status != 0 || !strstr(x->out, want))
+                        _exit(101);
+                x = allocctl(d.sock, "map", "h", "--width", "40", "--rows", "2", (char *)NULL);
+                _exit(x->status == 0 && strstr(x->out, "more is in use than the regions drawn") ? 0 : 102);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
 Test(allocctl, a_stopped_daemon_times_out) {
         cr_assert_eq(kill(d.pid, SIGSTOP), 0);
         setenv("ALLOCD_TIMEOUT", "300ms", 1);
