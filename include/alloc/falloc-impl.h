@@ -23,13 +23,13 @@
  * Getting one chunk: one pass over the words from a start of this thread's
  * own.  In a word with a free chunk, set the used bit of the free chunk nearest
  * a bit of the thread's own with a fetch-or: the chunk is the caller's if that
- * bit was 0; if not, try the word's other free chunks, as the fetch-or's result
- * shows them.  A pass that finds every word full returns NULL.  A run of n
- * chunks claims the first gap of n free chunks (first fit, one pass), word by
- * word in increasing order, each word's share of it with one compare-and-swap
- * that sets its used bits and its run bits together; when a chunk of the gap
- * turns out taken, it clears what it had set and goes on past that chunk; with
- * no gap left it returns NULL.  Freeing: read the word of the first chunk; it
+ * bit was 0; if not, read the word again and try its other free chunks.  A
+ * pass that finds every word full returns NULL.  A run of n chunks claims the
+ * first gap of n free chunks (first fit, one pass), word by word in
+ * increasing order, each word's share of it with one compare-and-swap that
+ * sets its used bits and its run bits together; when a chunk of the gap turns
+ * out taken, it clears what it had set and goes on past that chunk; with no
+ * gap left it returns NULL.  Freeing: read the word of the first chunk; it
  * must be taken and not continue a run.  The run goes on while the run bits
  * after it are 1; clear both bits of its chunks with one fetch-and a word,
  * the last word first (so that a run bit never continues a chunk that has
@@ -250,12 +250,17 @@ FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
                 if (~v & FALLOC_LOW_ & ~real)
                         v = FALLOC_RMW_(or, &used[w], FALLOC_LOW_ & ~real) | (FALLOC_LOW_ & ~real);
                 while ((free = falloc_free_bits_(v) & real)) {
-                        unsigned b = falloc_pick_(free, rot);
-                        v = FALLOC_RMW_(or, &used[w], 1ull << b);
-                        if (!(v >> b & 1)) {
+                        /*
+                         * Only the bit's old value is used, so that x86 makes it one lock bts (a fetch-or
+                         * whose whole result is used is a compare-and-swap loop there); a lost bit reads
+                         * the word again.
+                         */
+                        uint64_t b = falloc_pick_(free, rot), bit = 1ull << b;
+                        if (!(FALLOC_RMW_(or, &used[w], bit) & bit)) {
                                 falloc_used_word_(w);
                                 return w * FALLOC_PER_WORD_ + b;
                         }
+                        v = falloc_peek_(&used[w]);
                 }
         }
         return FALLOC_NONE_;
