@@ -2,7 +2,7 @@
 /*
  * falloc heaps as allocd regions (include/alloc/falloc-client.h).  A heap's
  * region is tagged as one at its Alloc (ALLOC_FORMAT_FALLOC, its chunk size),
- * and allocd writes its header and bitmaps before it hands the region out
+ * and allocd writes its header and bitmap before it hands the region out
  * where it reaches the memory (host and pinned memfd pools).  In gpu and vmm
  * pools it cannot (daemon/formats.c says why): there the creator writes them
  * through a staging copy and cuMemcpyHtoD.  Either way a named heap is sealed

@@ -239,7 +239,7 @@ void formats_get(const struct formats *f, uint32_t slot, struct region_format *f
 void formats_remove(struct formats *f, uint32_t slot);
 /* Whether allocd writes the heaps of p's regions itself: it reaches their memory (p->map, or a region's memfd). */
 bool format_by_allocd(const struct pool *p);
-/* Bytes format_write writes: the heap's header and bitmaps. */
+/* Bytes format_write writes: the heap's header and bitmap. */
 uint64_t format_bytes(const struct region_format *fmt);
 /*
  * Writes the heap fmt says at the start of a region of p (offset, size; fd: its own memfd, or -1),

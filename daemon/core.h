@@ -274,7 +274,7 @@ struct zero_job {
         uint64_t offset, size;
         int fd;                   /* isolation = region: the region's memfd, to fill with memory; else -1 */
         bool zero;                /* set the bytes to zero (a memfd of its own reads as zeros already) */
-        struct region_format fmt; /* FMT_FALLOC: write the heap's header and bitmaps, after the rest */
+        struct region_format fmt; /* FMT_FALLOC: write the heap's header and bitmap, after the rest */
 };
 void core_zero_job(const struct core *core, uint32_t slot, struct zero_job *job);
 /* Runs on a worker thread. */

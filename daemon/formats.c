@@ -11,7 +11,7 @@
  * entry when it makes the region and removes it when the region dies, so an
  * entry's slot is always a live region whose format byte is not FMT_RAW.
  *
- * allocd writes a heap's header and bitmaps where it reaches the memory:
+ * allocd writes a heap's header and bitmap where it reaches the memory:
  * host and pinned memfd pools through its own mapping of the pool, regions
  * of isolation = region pools through a mapping of their memfd made for the
  * write.  It does not write gpu and vmm pools: that would be a copy from the

@@ -100,7 +100,7 @@ static int check_format(const struct pool *p, const struct alloc_request *m, uin
         if (r < 0)
                 return fail(res, E_INVALID,
                             "%" PRIu64 " bytes do not hold a falloc heap of %" PRIu64 "-byte chunks (a %u-byte "
-                            "header, two bitmaps and one chunk at least); ask for at least %" PRIu64 " bytes",
+                            "header, a bitmap and one chunk at least); ask for at least %" PRIu64 " bytes",
                             size, m->chunk_size, FALLOC_HEADER_SIZE, falloc_heap_size(m->chunk_size, 1));
         /* A heap only its creator can write must not be attached before it is written. */
         if (m->name && *m->name && !(m->flags & F_UNSEALED) && !format_by_allocd(p))

@@ -17,7 +17,7 @@
  *    writes its mark through every byte, and checks them before it frees.  An
  *    owner word per chunk, set by compare-and-swap from 0, catches a chunk
  *    handed out twice; a run must be contiguous and as long as asked.
- * 3. At the end every chunk is back: both bitmaps empty
+ * 3. At the end every chunk is back: the bitmap empty
  *    (past the last chunk: full), no bad free.
  *
  * Any violation prints what and where and exits 1.

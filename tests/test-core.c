@@ -545,7 +545,7 @@ Test(core, a_large_heap_is_written_off_the_loop_thread) {
         add_host("h", 80 << 20);
         heap.size = 64 * K;
         cr_assert_eq(core_alloc(core, a, 0, &heap, &small, &res), GRANT_REGION, "%s", res.msg);
-        heap.size = 72 << 20; /* its bitmaps pass ZERO_INLINE_MAX */
+        heap.size = 72 << 20; /* its bitmap passes ZERO_INLINE_MAX */
         cr_assert_eq(core_alloc(core, a, 0, &heap, &large, &res), GRANT_ZEROING, "%s", res.msg);
         core_region_info(core, large, &r);
         cr_assert(r.pending && r.formatted && r.fmt.format == FMT_FALLOC && r.fmt.chunk_size == 16);

@@ -128,7 +128,7 @@ Test(daemon_falloc, two_processes_share_one_heap) {
         cr_assert_eq(alloc_falloc_new(c, "h", HEAP_SIZE, CHUNK, &o, &r, &heap), 0, "%s", alloc_last_error());
         cr_assert_eq((void *)heap, r.ptr);
         uint64_t count = heap->chunk_count;
-        cr_assert_eq(count, 4091, "1 MiB holds 4091 chunks of 256 bytes beside 1280 of header and bitmaps");
+        cr_assert_eq(count, 4091, "1 MiB holds 4091 chunks of 256 bytes beside 1280 of header and bitmap");
         cr_assert(r.format == ALLOC_FORMAT_FALLOC && r.chunk_size == CHUNK && r.chunk_count == count);
         cr_assert(r.formatted_by_allocd, "allocd writes the heaps of host pools");
         cr_assert(pipe(up) == 0 && pipe(down) == 0);
@@ -221,7 +221,7 @@ Test(daemon_falloc, allocd_writes_the_heap_over_what_was_there) {
         fallocDeviceHeap *heap;
 
         cr_assert_eq(alloc_region_new(c, "h", 65536, NULL, &raw), 0);
-        memset(raw.ptr, 0xff, 65536); /* an old heap's bitmaps: every chunk taken */
+        memset(raw.ptr, 0xff, 65536); /* an old heap's bitmap: every chunk taken */
         cr_assert_eq(alloc_region_free(c, raw.id), 0);
         cr_assert_eq(alloc_region_new(c, "h", 65536, &o, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(r.addr, raw.addr, "the same bytes again (lowest fit)");
@@ -234,7 +234,7 @@ Test(daemon_falloc, allocd_writes_the_heap_over_what_was_there) {
 }
 
 Test(daemon_falloc, a_large_heap_is_written_on_a_worker) {
-        /* 16-byte chunks: over a MiB of bitmaps (ZERO_INLINE_MAX) in 72 MiB. */
+        /* 16-byte chunks: over a MiB of bitmap (ZERO_INLINE_MAX) in 72 MiB. */
         struct daemon big;
         struct alloc_client *k;
         struct alloc_region r;

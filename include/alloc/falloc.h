@@ -126,7 +126,7 @@ FALLOC_HOST_FN int falloc_heap_format(void *mem, uint64_t size, uint64_t chunk_s
 FALLOC_HOST_FN uint64_t falloc_heap_meta_size(uint64_t size, uint64_t chunk_size);
 /* Checks that mem holds a heap whose geometry fits in size bytes (one another process formatted). */
 FALLOC_HOST_FN int falloc_heap_open(void *mem, uint64_t size, fallocDeviceHeap **ret);
-/* Chunks free now, as the used bitmap says (a pass over it: a count, not a promise, while others use the heap). */
+/* Chunks free now, as the bitmap says (a pass over it: a count, not a promise, while others use the heap). */
 FALLOC_FN uint64_t falloc_heap_available(const fallocDeviceHeap *heap);
 /* The heap fallocGetChunk(NULL) and friends use in this translation unit, on the host. */
 FALLOC_HOST_FN void fallocSetDefaultHeap(fallocDeviceHeap *heap);

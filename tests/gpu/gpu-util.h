@@ -43,9 +43,9 @@ void gpu_print_device(void);
 void gpu_check(CUresult r, const char *what);
 /* Loads a fatbin (or cubin) from path into the current context; exits 1 if it cannot. */
 CUmodule gpu_load_module(const char *path);
-/* A falloc heap of size bytes in the current device's memory, formatted (only its header and bitmaps are copied). */
+/* A falloc heap of size bytes in the current device's memory, formatted (only its header and bitmap are copied). */
 CUdeviceptr gpu_falloc_heap(uint64_t size, uint64_t chunk_size);
-/* Writes the falloc header and bitmaps of a heap of size bytes at dptr (memory of the current device). */
+/* Writes the falloc header and bitmap of a heap of size bytes at dptr (memory of the current device). */
 void gpu_falloc_format(CUdeviceptr dptr, uint64_t size, uint64_t chunk_size);
 /* A worker process: commands go to in, one answer line each comes from out. */
 struct gpu_proc {
