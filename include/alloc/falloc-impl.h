@@ -17,8 +17,8 @@
  * counters, so there is no ABA to defend against (a compare-and-swap that sees
  * a word holding the value it read has seen every fact that word stands for)
  * and no counter to wrap, and a get or a free changes one word of the bitmap
- * (a run, the words it spans; a free of a word's last chunk also reads the
- * next word), not a word that every caller touches.
+ * (a run, the words it spans; a free whose chunk or run ends its word also
+ * reads the next word's run bits), not a word that every caller touches.
  *
  * Getting one chunk: one pass over the words from a start of this thread's
  * own.  In a word with a free chunk, set the used bit of the free chunk nearest
