@@ -84,9 +84,9 @@
  * The heap's first bytes; what follows is the bitmap (a 64-bit word for each 32
  * chunks: in its low half a set bit says the chunk is taken, in its high half
  * that it continues the run of the chunk before it) and the chunks, each at its
- * offset from the header.  The
- * geometry is written once by falloc_heap_format and never changes; the
- * counter that changes (bad_frees) sits on its own cache line.
+ * offset from the header.  The geometry is written once by falloc_heap_format
+ * and never changes; the counter that changes (bad_frees) sits on its own cache
+ * line.
  */
 typedef struct fallocDeviceHeap {
         uint64_t magic;
