@@ -110,29 +110,23 @@
 #else
 #define FALLOC_REF_(p) cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*(p))
 #endif
-#define FALLOC_LOAD_(p, o) FALLOC_REF_(p).load(cuda::std::memory_order_##o)
+#define FALLOC_PEEK_(p) FALLOC_REF_(p).load(cuda::std::memory_order_relaxed)
 #define FALLOC_CAS_(p, e, d) FALLOC_REF_(p).compare_exchange_weak(*(e), d, cuda::std::memory_order_acq_rel)
 #define FALLOC_RMW_(op, p, v) FALLOC_REF_(p).fetch_##op(v, cuda::std::memory_order_acq_rel)
 #elif defined(__cplusplus)
-#define FALLOC_LOAD_(p, o) __atomic_load_n(p, __ATOMIC_##o)
+#define FALLOC_PEEK_(p) __atomic_load_n(p, __ATOMIC_RELAXED)
 #define FALLOC_CAS_(p, e, d) __atomic_compare_exchange_n(p, e, d, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
 #define FALLOC_RMW_(op, p, v) __atomic_fetch_##op(p, v, __ATOMIC_ACQ_REL)
 #else
 #include <stdatomic.h>
-#define FALLOC_LOAD_(p, o) atomic_load_explicit((_Atomic uint64_t *)(p), memory_order_##o)
+#define FALLOC_PEEK_(p) atomic_load_explicit((_Atomic uint64_t *)(p), memory_order_relaxed)
 #define FALLOC_CAS_(p, e, d)                                                                                           \
         atomic_compare_exchange_weak_explicit((_Atomic uint64_t *)(p), e, d, memory_order_acq_rel, memory_order_relaxed)
 #define FALLOC_RMW_(op, p, v) atomic_fetch_##op##_explicit((_Atomic uint64_t *)(p), v, memory_order_acq_rel)
 #endif
 
 /* Reads of the bitmap are relaxed: what orders one holder's bytes before the next's is the atomics that change it. */
-#if defined(__cplusplus) && !defined(__CUDACC__)
-#define FALLOC_RLX_ RELAXED
-#else
-#define FALLOC_RLX_ relaxed
-#endif
-#define FALLOC_XLOAD_(p, o) FALLOC_LOAD_(p, o)
-#define falloc_peek_(p) FALLOC_XLOAD_((uint64_t *)(p), FALLOC_RLX_)
+#define falloc_peek_(p) FALLOC_PEEK_((uint64_t *)(p))
 
 #define FALLOC_NONE_ UINT64_MAX
 #define FALLOC_CTX_MAGIC 0x78544331u /* "1CTx" */
