@@ -440,11 +440,14 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 rc = request_failed("map", err);
                 goto out;
         }
-        /* Dump lists only the regions this uid may see; status counts every region of the pool. */
+        /*
+         * Dump lists only the regions this uid may see; status counts every region of the pool.  Root
+         * sees every region: a difference there is only a region made or freed between the two requests.
+         */
         uint64_t shown = 0, unshown;
         for (size_t i = 0; i < d.n; i++)
                 shown += d.v[i].size;
-        unshown = p->used > shown ? p->used - shown : 0;
+        unshown = geteuid() != 0 && p->used > shown ? p->used - shown : 0;
         if (segments(p, &d, &s, &n) < 0) {
                 fprintf(stderr, "allocctl map: out of memory\n");
                 goto out;
