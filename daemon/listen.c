@@ -53,30 +53,20 @@ static int probe(const struct sockaddr_un *sa) {
         return e == EAGAIN ? 0 : e;
 }
 
-static int answered(const struct sockaddr_un *sa, char *err, size_t errsize) {
-        snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket", sa->sun_path);
-        return -EADDRINUSE;
-}
-
-int listen_in_use(const char *path, char *err, size_t errsize) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return 0; /* listen_open says so */
-        strcpy(sa.sun_path, path);
-        return probe(&sa) == 0 ? answered(&sa, err, errsize) : 0;
-}
-
 /*
- * EADDRINUSE at path: a live daemon answers; a stale socket file is taken over.  Anything else (another
- * user's socket we may not connect to) cannot be told apart, and is left.
+ * What is at sa: 0 where nothing is, or a socket file nothing listens on (left by a crash: 1), else a
+ * negative errno value and why in err: a live daemon answers; a file that is not a socket; or a socket
+ * we may not connect to (another user's), which cannot be told apart and is left.
  */
-static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
+static int classify(const struct sockaddr_un *sa, char *err, size_t errsize) {
         int e = probe(sa);
         struct stat st;
 
-        if (e == 0)
-                return answered(sa, err, errsize);
+        if (e == 0) {
+                snprintf(err, errsize, "another allocd is already listening on %s; stop it or use --socket",
+                         sa->sun_path);
+                return -EADDRINUSE;
+        }
         if (lstat(sa->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
                 snprintf(err, errsize, "%s exists and is not a socket; remove it or choose another --socket",
                          sa->sun_path);
@@ -89,6 +79,27 @@ static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
                          sa->sun_path, strerror(e));
                 return -EADDRINUSE;
         }
+        return e == ECONNREFUSED;
+}
+
+int listen_in_use(const char *path, char *err, size_t errsize) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+
+        /* Nothing there we may see (a path too long, a directory missing or closed): listen_open says why. */
+        if (strlen(path) >= sizeof(sa.sun_path) || lstat(path, &st) < 0)
+                return 0;
+        strcpy(sa.sun_path, path);
+        int r = classify(&sa, err, errsize);
+        return r < 0 ? r : 0;
+}
+
+/* EADDRINUSE at path: a stale socket file is taken over; anything else classify says is refused. */
+static int take_over(const struct sockaddr_un *sa, char *err, size_t errsize) {
+        int e = classify(sa, err, errsize);
+
+        if (e < 0)
+                return e;
         if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
                 e = errno;
                 snprintf(err, errsize,

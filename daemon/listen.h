@@ -9,9 +9,10 @@
 /* A listening, non-blocking SOCK_SEQPACKET socket bound at path; or a negative errno value and why in err. */
 int listen_open(const char *path, char *err, size_t errsize);
 /*
- * -EADDRINUSE, and why in err, where another allocd answers at path; else 0.  Asked before the pools
- * are made, so that a second allocd does not reserve (and lock) all their memory only to find the
- * socket taken; listen_open asks again, under the directory's lock.
+ * A negative errno value, and why in err, where path cannot be ours (another allocd answers there, a
+ * file that is not a socket is there, or a socket we may not connect to); else 0.  Asked before the
+ * pools are made, so that a second allocd does not reserve (and lock) all their memory only to find
+ * the socket taken; listen_open asks again, under the directory's lock.
  */
 int listen_in_use(const char *path, char *err, size_t errsize);
 /* Makes a socket systemd passed non-blocking and close-on-exec. */

@@ -175,6 +175,7 @@ Test(socket, a_socket_that_cannot_be_taken_over_is_left_and_says_why, .timeout =
         cr_expect_eq(allocd_as(true, sock, conf, log), 1);
         cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Permission denied)"), "%s",
                   slurp(log));
+        cr_expect_null(strstr(slurp(log), "pool f:"), "found before the pools were made: %s", slurp(log));
         close(fd);
         unlink(sock);
 
@@ -185,6 +186,7 @@ Test(socket, a_socket_that_cannot_be_taken_over_is_left_and_says_why, .timeout =
         cr_expect_eq(allocd_as(false, sock, conf, log), 1);
         cr_expect(strstr(slurp(log), "whether anything listens on it cannot be told (Protocol wrong type"), "%s",
                   slurp(log));
+        cr_expect_null(strstr(slurp(log), "pool f:"), "found before the pools were made: %s", slurp(log));
         struct stat st;
         cr_expect(stat(sock, &st) == 0, "the other program's socket is still there");
         close(fd);
@@ -227,6 +229,7 @@ Test(socket, socket_path_that_is_a_file_is_left_alone, .timeout = 60) {
         cr_assert_eq(waitpid(pid, &status, 0), pid);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
         cr_assert(strstr(slurp(log), "is not a socket"), "%s", slurp(log));
+        cr_assert_null(strstr(slurp(log), "pool host:"), "found before the pools were made: %s", slurp(log));
         cr_assert_str_eq(slurp(file), "hi\n");
         unlink(file);
         unlink(log);
