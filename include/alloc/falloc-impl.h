@@ -51,8 +51,8 @@
  *
  *   NULL means full as far as one pass could see: a get returns NULL when each
  *   word was full when it read it.  A get that runs while the heap stays full
- *   returns NULL; under churn, a chunk given back behind a pass is not seen by it (the
- *   next call sees it).  A run returns NULL when no free gap of its size was
+ *   returns NULL; under churn, a chunk given back behind a pass is not seen by
+ *   it (the next call sees it).  A run returns NULL when no free gap of its size was
  *   seen in its pass; a gap another caller held for a moment counts as not
  *   free.  A corrupt 0 past the last chunk is set back, never handed out.
  *
@@ -378,8 +378,10 @@ FALLOC_FN void fallocFreeChunks(void *obj, fallocDeviceHeap *heap) {
         char *chunks = (char *)heap + heap->chunks_offset;
         uint64_t cs = heap->chunk_size, count = heap->chunk_count, i = (uint64_t)((char *)obj - chunks) / cs;
         uint64_t *used = falloc_used_(heap), w = i / FALLOC_PER_WORD_, b = i % FALLOC_PER_WORD_, n = 1, v = 0;
-        if ((char *)obj < chunks || i >= count || (uint64_t)((char *)obj - chunks) % cs ||
-            (v = falloc_peek_(&used[w]), (v >> b & 1) == 0 || (v >> 32 >> b & 1))) {
+        bool chunk = (char *)obj >= chunks && i < count && (uint64_t)((char *)obj - chunks) % cs == 0;
+        if (chunk)
+                v = falloc_peek_(&used[w]);
+        if (!chunk || !(v >> b & 1) || (v >> 32 >> b & 1)) { /* not taken, or inside a run */
                 falloc_bad_free_(heap);
                 return;
         }
