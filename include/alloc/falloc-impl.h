@@ -56,10 +56,12 @@
  *   seen in its pass; a gap another caller held for a moment counts as not
  *   free.  A corrupt 0 past the last chunk is set back, never handed out.
  *
- *   Publication: the claims are acquire-release, and so is the free's
- *   fetch-and, so whatever the previous holder wrote in a chunk happens before
- *   its next holder gets it.  The bitmap is the only synchronisation; there
- *   are no plain fences.
+ *   Publication: a free's fetch-and is a release and a claim's atomic an
+ *   acquire, so whatever the previous holder wrote in a chunk happens before
+ *   its next holder gets it (a later atomic on the word continues the
+ *   release sequence).  Each needs only its half: on the device an
+ *   acquire-release atomic is a fence before it and an L1 invalidation after
+ *   it.  The bitmap is the only synchronisation; there are no plain fences.
  *
  *   Frees that are wrong: a pointer outside the chunks or inside one, or a
  *   chunk that reads free or inside a run, changes nothing and counts in
@@ -110,19 +112,24 @@
 #else
 #define FALLOC_REF_(p) cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*(p))
 #endif
+#define FALLOC_ORDER_(mo) cuda::std::memory_order_##mo
 #define FALLOC_PEEK_(p) FALLOC_REF_(p).load(cuda::std::memory_order_relaxed)
-#define FALLOC_CAS_(p, e, d) FALLOC_REF_(p).compare_exchange_weak(*(e), d, cuda::std::memory_order_acq_rel)
-#define FALLOC_RMW_(op, p, v) FALLOC_REF_(p).fetch_##op(v, cuda::std::memory_order_acq_rel)
+#define FALLOC_CAS_(p, e, d)                                                                                           \
+        FALLOC_REF_(p).compare_exchange_weak(*(e), d, cuda::std::memory_order_acquire, cuda::std::memory_order_relaxed)
+#define FALLOC_RMW_(op, p, v, mo) FALLOC_REF_(p).fetch_##op(v, FALLOC_ORDER_(mo))
 #elif defined(__cplusplus)
+#define FALLOC_ORDER_relaxed __ATOMIC_RELAXED
+#define FALLOC_ORDER_acquire __ATOMIC_ACQUIRE
+#define FALLOC_ORDER_release __ATOMIC_RELEASE
 #define FALLOC_PEEK_(p) __atomic_load_n(p, __ATOMIC_RELAXED)
-#define FALLOC_CAS_(p, e, d) __atomic_compare_exchange_n(p, e, d, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)
-#define FALLOC_RMW_(op, p, v) __atomic_fetch_##op(p, v, __ATOMIC_ACQ_REL)
+#define FALLOC_CAS_(p, e, d) __atomic_compare_exchange_n(p, e, d, true, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
+#define FALLOC_RMW_(op, p, v, mo) __atomic_fetch_##op(p, v, FALLOC_ORDER_##mo)
 #else
 #include <stdatomic.h>
 #define FALLOC_PEEK_(p) atomic_load_explicit((_Atomic uint64_t *)(p), memory_order_relaxed)
 #define FALLOC_CAS_(p, e, d)                                                                                           \
-        atomic_compare_exchange_weak_explicit((_Atomic uint64_t *)(p), e, d, memory_order_acq_rel, memory_order_relaxed)
-#define FALLOC_RMW_(op, p, v) atomic_fetch_##op##_explicit((_Atomic uint64_t *)(p), v, memory_order_acq_rel)
+        atomic_compare_exchange_weak_explicit((_Atomic uint64_t *)(p), e, d, memory_order_acquire, memory_order_relaxed)
+#define FALLOC_RMW_(op, p, v, mo) atomic_fetch_##op##_explicit((_Atomic uint64_t *)(p), v, memory_order_##mo)
 #endif
 
 /* Reads of the bitmap are relaxed: what orders one holder's bytes before the next's is the atomics that change it. */
@@ -242,7 +249,7 @@ FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
                 uint64_t real = falloc_real_(count, w), v = falloc_peek_(&used[w]), free;
                 /* A 0 past the last chunk was written by no falloc call: set it back, never hand it out. */
                 if (~v & FALLOC_LOW_ & ~real)
-                        v = FALLOC_RMW_(or, &used[w], FALLOC_LOW_ & ~real) | (FALLOC_LOW_ & ~real);
+                        v = FALLOC_RMW_(or, &used[w], FALLOC_LOW_ & ~real, relaxed) | (FALLOC_LOW_ & ~real);
                 while ((free = falloc_free_bits_(v) & real)) {
                         /*
                          * Only the bit's old value is used, so that x86 makes it one lock bts (a fetch-or
@@ -250,7 +257,7 @@ FALLOC_FN uint64_t falloc_claim_one_(fallocDeviceHeap *h) {
                          * the word again.
                          */
                         uint64_t b = falloc_pick_(free, rot), bit = 1ull << b;
-                        if (!(FALLOC_RMW_(or, &used[w], bit) & bit)) {
+                        if (!(FALLOC_RMW_(or, &used[w], bit, acquire) & bit)) {
                                 falloc_used_word_(w);
                                 return w * FALLOC_PER_WORD_ + b;
                         }
@@ -299,7 +306,8 @@ FALLOC_FN uint64_t falloc_clear_(uint64_t *used, uint64_t i, uint64_t n) {
                 uint64_t pos = (end - 1) / FALLOC_PER_WORD_ * FALLOC_PER_WORD_;
                 pos = pos > i ? pos : i;
                 uint64_t m = falloc_mask_(pos, end - pos, &len);
-                cleared += falloc_popcount_(FALLOC_RMW_(and, &used[pos / FALLOC_PER_WORD_], ~(m | m << 32)) & m);
+                cleared +=
+                        falloc_popcount_(FALLOC_RMW_(and, &used[pos / FALLOC_PER_WORD_], ~(m | m << 32), release) & m);
                 end = pos;
         }
         return cleared;
@@ -345,7 +353,7 @@ FALLOC_FN uint64_t falloc_claim_run_(fallocDeviceHeap *h, uint64_t n) {
 }
 
 FALLOC_FN void falloc_bad_free_(fallocDeviceHeap *h) {
-        FALLOC_RMW_(add, &h->bad_frees, 1);
+        FALLOC_RMW_(add, &h->bad_frees, 1, relaxed);
 }
 
 FALLOC_FN void *fallocGetChunk(fallocDeviceHeap *heap) {
