@@ -501,7 +501,8 @@ static bool text_refused(const struct session *s, const Allocd__Request *req, co
         r = wire_check_text(&allocd__request__descriptor, buf, len, &bad);
         if (r == 0)
                 return false;
-        if (r != -EILSEQ) { /* not met: protobuf-c refuses all that the walk does, and no message nests */
+        /* Not met: protobuf-c refuses all that the walk does, and no message of allocd.proto holds itself. */
+        if (r != -EILSEQ) {
                 out->close = true;
                 proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
                 return true;
