@@ -59,6 +59,24 @@ void wire_budget_init(struct wire_budget *b, size_t bytes, void *arena, size_t a
 /* Frees a message unpacked with b; the arena itself is the caller's and is simply reused. */
 void wire_budget_free(struct wire_budget *b, ProtobufCMessage *m);
 
+/*
+ * protobuf-c hands a string field over as a C string without its length and checks none of its
+ * bytes: "a\0evil" unpacks as "a" (common/wire-check.c says why that matters).  wire_check_text
+ * reads the packed message in buf[0, len) as desc describes it and finds the first string field,
+ * at any depth, that holds a NUL byte or is not UTF-8 (RFC 3629, as text_next reads it).  Returns
+ * 0 when there is none; -EILSEQ when there is, with *bad saying which; -EBADMSG when the bytes are
+ * not a protobuf message, -ELOOP when messages nest deeper than any of allocd.proto's.
+ */
+enum { WIRE_TEXT_OK, WIRE_TEXT_NUL, WIRE_TEXT_NOT_UTF8 };
+struct wire_bad_text {
+        const ProtobufCMessageDescriptor *message; /* the message the field is in (short_name: "Alloc") */
+        const ProtobufCFieldDescriptor *field;     /* the field (name: "name") */
+        int why;                                   /* WIRE_TEXT_NUL or WIRE_TEXT_NOT_UTF8 */
+};
+int wire_check_text(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len, struct wire_bad_text *bad);
+/* What is wrong with it, in words: "a string field holds a NUL byte". */
+const char *wire_bad_text_why(const struct wire_bad_text *bad);
+
 /* errno value for an allocd.Error code, and the code's name ("DENIED"). */
 int wire_error_errno(int code);
 const char *wire_error_name(int code);

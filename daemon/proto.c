@@ -7,6 +7,7 @@
  * core validates and answers with a code and a message, which go back as
  * they are.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -483,6 +484,34 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         }
 }
 
+/*
+ * A string field that holds a NUL byte or is not UTF-8 is refused before anything reads the C
+ * string protobuf-c made of it, which would be cut at the NUL (common/wire-check.c): INVALID,
+ * naming the field, as any argument out of its domain, and the connection stays.  A request
+ * before Hello is left to dispatch, which ends the connection for it whatever its fields.
+ */
+static bool text_refused(const struct session *s, const Allocd__Request *req, const uint8_t *buf, size_t len,
+                         struct proto_out *out) {
+        struct wire_bad_text bad;
+        char msg[160];
+        int r;
+
+        if (!s->hello && req->body_case != ALLOCD__REQUEST__BODY_HELLO)
+                return false;
+        r = wire_check_text(&allocd__request__descriptor, buf, len, &bad);
+        if (r == 0)
+                return false;
+        /* Not met: protobuf-c refuses all that the walk does, and no message of allocd.proto holds itself. */
+        if (r != -EILSEQ) {
+                out->close = true;
+                proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
+                return true;
+        }
+        snprintf(msg, sizeof(msg), "%s.%s: %s", bad.message->short_name, bad.field->name, wire_bad_text_why(&bad));
+        proto_error(out, req->has_id ? req->id : 0, E_INVALID, msg);
+        return true;
+}
+
 static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
@@ -505,7 +534,8 @@ void proto_request(struct core *core, struct session *s, const uint8_t *buf, siz
                 out->close = true;
                 return proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
         }
-        dispatch(core, s, req, out);
+        if (!text_refused(s, req, buf, len, out))
+                dispatch(core, s, req, out);
         wire_budget_free(&budget, &req->base);
 }
 

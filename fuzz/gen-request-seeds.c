@@ -427,6 +427,7 @@ int main(int argc, char **argv) {
         batches();
         reclaiming();
         spares();
+        strings();
         cancelling();
         return 0;
 }

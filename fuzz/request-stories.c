@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz-request's seed stories of the features added on top of the basics (gen-request-seeds.c runs
- * them): falloc heaps, batches, reclaims, limits and spares.
+ * them): falloc heaps, batches, reclaims, limits, spares, and string fields a client cannot pack.
  */
 #include <stdio.h>
 #include <string.h>
@@ -194,4 +194,52 @@ void spares(void) {
         renew(0, ID(1), "f", 4096, 0, 2, NULL);
         status(0, 0);
         save("spares-waiters-first");
+}
+
+/* Packs a request as put() does, but with each '~' of it a NUL byte and each '^' a 0xff: what protobuf-c cannot pack.
+ */
+static void put_spoiled(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        Allocd__Request r = ALLOCD__REQUEST__INIT;
+
+        r.has_id = true;
+        r.id = id;
+        r.body_case = body_case;
+        r.hello = body; /* the oneof's members share one pointer */
+        size_t n = allocd__request__pack(&r, buf);
+        for (size_t i = 0; i < n; i++)
+                if (buf[i] == '~' || buf[i] == '^')
+                        buf[i] = buf[i] == '~' ? 0 : 0xff;
+        raw(s, buf, n);
+}
+
+/* String fields with a NUL byte or bytes that are not UTF-8 (tests/test-daemon-strings.c): INVALID, nothing done. */
+void strings(void) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Dump d = ALLOCD__DUMP__INIT;
+
+        begin(fuzz_header(0, 1, 2, 3));
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        h.client_name = "me~evil";
+        put_spoiled(0, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        hello(0);
+        hello(1);
+        alloc(1, "h", 4096, 0, "a");
+        put_spoiled(0, 2, ALLOCD__REQUEST__BODY_ALLOC, alloc_shape(&a, "h", 4096, 0, "b~c"));
+        put_spoiled(0, 3, ALLOCD__REQUEST__BODY_ALLOC, alloc_shape(&a, "h^", 4096, 0, NULL));
+        at.name = "a~b";
+        put_spoiled(0, 4, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        alloc(0, "h", 4096, 0, NULL);
+        f.has_region = true;
+        f.region = ID(1);
+        f.renew = alloc_shape(&a, "h~x", 8192, 0, NULL);
+        put_spoiled(0, 5, ALLOCD__REQUEST__BODY_FREE, &f);
+        d.pool = "^";
+        put_spoiled(0, 6, ALLOCD__REQUEST__BODY_DUMP, &d);
+        attach(0, "a");
+        save("strings-with-nul");
 }

@@ -9,5 +9,6 @@ void batches(void);
 void reclaiming(void);
 void limits(void);
 void spares(void);
+void strings(void);
 
 #endif

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * String fields whose bytes protobuf-c would cut or pass on as they are: a NUL byte (protobuf-c
+ * makes "a\0b" the C string "a") or bytes that are not UTF-8.  liballoc-client cannot send
+ * either, so these talk raw protocol.  Each refusal is INVALID naming the field, changes nothing
+ * (no region, no name, no reference, no client name), and leaves the connection usable.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "allocd.pb-c.h"
+#include "harness.h"
+#include "wire.h"
+
+static struct daemon d;
+static struct alloc_client *c;
+
+static void setup(void) {
+        daemon_start(&d, "[pool h]\nkind = host\nsize = 1M\n");
+        c = daemon_connect(&d);
+}
+
+static void teardown(void) {
+        alloc_disconnect(c);
+        daemon_stop(&d);
+}
+
+TestSuite(strings, .init = setup, .fini = teardown, .timeout = 60);
+
+static int raw_connect(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        strcpy(sa.sun_path, d.sock);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/*
+ * Packs req and sends it with each '~' of its strings made a NUL byte and each '^' a 0xff: the
+ * packet a client that builds its own bytes sends.  protobuf-c packs C strings, so it cannot.
+ */
+static void send_raw(int fd, const Allocd__Request *req) {
+        uint8_t buf[4096];
+        size_t n = allocd__request__get_packed_size(req);
+
+        cr_assert_leq(n, sizeof(buf));
+        allocd__request__pack(req, buf);
+        for (size_t i = 0; i < n; i++)
+                if (buf[i] == '~' || buf[i] == '^')
+                        buf[i] = buf[i] == '~' ? 0 : 0xff;
+        cr_assert_eq(wire_send(fd, buf, n, NULL, 0, 0), 0);
+}
+
+static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+
+        req.has_id = id != 0;
+        req.id = id;
+        req.body_case = body_case;
+        req.hello = body; /* the oneof's members share one pointer */
+        send_raw(fd, &req);
+}
+
+/* The next reply; the connection must still be open. */
+static Allocd__Reply *next_reply(int fd) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int fds[WIRE_MAX_FDS];
+        size_t nfds = WIRE_MAX_FDS;
+
+        cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+        while (nfds > 0)
+                close(fds[--nfds]);
+        cr_assert_gt(n, 0, "allocd closed the connection");
+        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(r, "allocd sent a reply that does not decode");
+        return r;
+}
+
+/* The next reply is err for request id; with message (unless NULL) its words. */
+static void expect_reply(int fd, uint64_t id, Allocd__Error err, const char *message) {
+        Allocd__Reply *r = next_reply(fd);
+
+        cr_expect_eq(r->error, err, "error %d (%s), want %d", r->error, r->message ? r->message : "", err);
+        cr_expect_eq(r->id, id);
+        if (message)
+                cr_expect_str_eq(r->message ? r->message : "", message);
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+static void send_hello(int fd, const char *name) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        h.client_name = (char *)name;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+}
+
+static int hello(void) {
+        int fd = raw_connect();
+
+        send_hello(fd, NULL);
+        expect_reply(fd, 1, ALLOCD__ERROR__OK, NULL);
+        return fd;
+}
+
+static void send_alloc(int fd, uint64_t id, const char *pool, const char *name) {
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+
+        a.pool = (char *)pool;
+        a.has_size = true;
+        a.size = 4096;
+        a.name = (char *)name;
+        send_body(fd, id, ALLOCD__REQUEST__BODY_ALLOC, &a);
+}
+
+/* Regions this raw connection holds a reference to. */
+static size_t held(int fd) {
+        Allocd__Held h = ALLOCD__HELD__INIT;
+
+        send_body(fd, 99, ALLOCD__REQUEST__BODY_HELD, &h);
+        Allocd__Reply *r = next_reply(fd);
+        cr_assert_eq(r->error, ALLOCD__ERROR__OK, "%s", r->message ? r->message : "");
+        size_t n = r->body_case == ALLOCD__REPLY__BODY_HELD ? r->held->n_regions : 0;
+        allocd__reply__free_unpacked(r, NULL);
+        return n;
+}
+
+Test(strings, an_alloc_named_with_a_nul_is_invalid_and_publishes_nothing) {
+        struct alloc_region r;
+        int fd = hello();
+
+        send_alloc(fd, 5, "h", "a~b");
+        expect_reply(fd, 5, ALLOCD__ERROR__INVALID, "Alloc.name: a string field holds a NUL byte");
+        cr_expect_eq(pool_used(c, "h"), 0, "the refused Alloc took memory");
+        cr_expect_eq(alloc_region_attach(c, "a", NULL, &r), -ENOENT, "the name was published cut at its NUL");
+        cr_expect_eq(held(fd), 0);
+
+        send_alloc(fd, 6, "h", "a"); /* the connection still serves */
+        expect_reply(fd, 6, ALLOCD__ERROR__OK, NULL);
+        cr_expect_eq(pool_used(c, "h"), 4096);
+        close(fd);
+}
+
+Test(strings, an_attach_named_with_a_nul_is_invalid_and_attaches_nothing) {
+        struct alloc_opts o = {.name = "a"};
+        struct alloc_region r;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        int fd = hello();
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &o, &r), 0, "%s", alloc_last_error());
+        at.name = "a~b"; /* cut at its NUL, it is the name just published */
+        send_body(fd, 5, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        expect_reply(fd, 5, ALLOCD__ERROR__INVALID, "Attach.name: a string field holds a NUL byte");
+        cr_expect_eq(held(fd), 0, "the refused Attach took a reference");
+
+        at.name = "a";
+        send_body(fd, 6, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        expect_reply(fd, 6, ALLOCD__ERROR__OK, NULL);
+        cr_expect_eq(held(fd), 1);
+        close(fd);
+}
+
+/* Free.renew.pool, two messages down: the Free is refused whole, the region is not freed. */
+Test(strings, a_nul_deep_in_a_request_refuses_all_of_it) {
+        Allocd__Free f = ALLOCD__FREE__INIT;
+        Allocd__Alloc renew = ALLOCD__ALLOC__INIT;
+        int fd = hello();
+
+        send_alloc(fd, 5, "h", NULL);
+        Allocd__Reply *rep = next_reply(fd);
+        cr_assert_eq(rep->error, ALLOCD__ERROR__OK);
+        cr_assert_eq(rep->body_case, ALLOCD__REPLY__BODY_REGION);
+        f.has_region = true;
+        f.region = rep->region->id;
+        allocd__reply__free_unpacked(rep, NULL);
+        renew.pool = "h~x";
+        renew.has_size = true;
+        renew.size = 8192;
+        f.renew = &renew;
+        send_body(fd, 6, ALLOCD__REQUEST__BODY_FREE, &f);
+        expect_reply(fd, 6, ALLOCD__ERROR__INVALID, "Alloc.pool: a string field holds a NUL byte");
+        cr_expect_eq(held(fd), 1, "the region was freed");
+        cr_expect_eq(pool_used(c, "h"), 4096);
+        close(fd);
+}
+
+Test(strings, a_hello_whose_name_has_a_nul_is_invalid_and_may_be_said_again) {
+        struct alloc_status *s;
+        int fd = raw_connect();
+
+        send_hello(fd, "me~evil");
+        expect_reply(fd, 1, ALLOCD__ERROR__INVALID, "Hello.client_name: a string field holds a NUL byte");
+        send_hello(fd, "plain");
+        expect_reply(fd, 1, ALLOCD__ERROR__OK, NULL);
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < s->nclients; i++)
+                cr_expect_str_neq(s->clients[i].name, "me", "the refused Hello named the connection");
+        alloc_status_free(s);
+        close(fd);
+}
+
+Test(strings, a_string_that_is_not_utf8_is_invalid) {
+        Allocd__Dump dump = ALLOCD__DUMP__INIT;
+        int fd = hello();
+
+        send_alloc(fd, 5, "h^", NULL);
+        expect_reply(fd, 5, ALLOCD__ERROR__INVALID, "Alloc.pool: a string field is not UTF-8");
+        dump.pool = "^";
+        send_body(fd, 6, ALLOCD__REQUEST__BODY_DUMP, &dump);
+        expect_reply(fd, 6, ALLOCD__ERROR__INVALID, "Dump.pool: a string field is not UTF-8");
+        cr_expect_eq(pool_used(c, "h"), 0);
+        cr_expect_eq(held(fd), 0);
+        close(fd);
+}
