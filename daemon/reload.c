@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
- * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
+ * running pools' access rules and quotas apply at once; a running pool taken out of the file drains
+ * (no new regions; it goes with its last one), and serves again if put back; new pools are made on the thread pool,
  * one at a time, and adopted by the core on the loop thread (and so is the pool that waited for a
  * draining namesake, restart.c); the rest waits for a restart.  A file
  * that does not load (one with no pools included) changes nothing.  What a
