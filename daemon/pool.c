@@ -349,7 +349,8 @@ bool core_pool_reserves(const struct pool *p, const char *name) {
         const char *pat = p->conf.names;
         char one[NAME_MAX_LEN + 1];
 
-        if (p->gone)
+        /* A draining pool takes no Alloc: the names it reserved are free for the pools that do. */
+        if (p->gone || p->draining[0])
                 return false;
         for (const char *nl; (nl = strchr(pat, '\n')); pat = nl + 1) {
                 snprintf(one, sizeof(one), "%.*s", (int)(nl - pat), pat);

@@ -2,9 +2,9 @@
 /*
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
  * running pools' access rules and quotas apply at once; a running pool taken out of the file drains
- * (no new regions; it goes with its last one), and serves again if put back; new pools are made on the thread pool,
- * one at a time, and adopted by the core on the loop thread (and so is the pool that waited for a
- * draining namesake, restart.c); the rest waits for a restart.  A file
+ * (no new regions; it goes with its last one), and serves again if put back; new pools are made on
+ * the thread pool, one at a time, and adopted by the core on the loop thread (and so is the pool
+ * that waited for a draining namesake, restart.c); the rest waits for a restart.  A file
  * that does not load (one with no pools included) changes nothing.  What a
  * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
  * is applied with, start-up's included.
@@ -538,7 +538,6 @@ void reload_run(void) {
                 }
                 take_out(pool, &p);
         }
-        restart_drained(core); /* the empty ones go now */
         for (size_t i = 0; i < conf.npools; i++) {
                 const struct pool_conf *n = &conf.pools[i];
                 struct pool *p = core_pool_find(core, n->name);
@@ -549,6 +548,7 @@ void reload_run(void) {
                         reload_pool(p, n);
         }
         reload_making = pools_in_flight > 0;
+        restart_drained(core); /* the empty ones go now (after the count: a namesake it makes is not this reload's) */
         config_clear(&conf);
         describe(what, sizeof(what), true);
         log_info("SIGHUP: reloaded %s: %s", config_path, *what ? what : "no changes");

@@ -2,8 +2,8 @@
 /*
  * A pool whose section a reload takes out drains (docs/configuration.md, "Reloading"): it takes no
  * new region, and the Allocs waiting for room in it are answered so; the regions held live on, with
- * their bytes; it goes with its last region, from systemd's fd store too (played by sysd.c), or at
- * once when it holds none, with a store or without.  Put back as it was, it serves again; put back
+ * their bytes, and its names reserve nothing; it goes with its last region, from systemd's fd store too (played by
+ * sysd.c), or at once when it holds none, with a store or without.  Put back as it was, it serves again; put back
  * changed, the new pool waits for the old one to empty.  A restart meanwhile keeps it draining.
  */
 #include <criterion/criterion.h>
@@ -114,13 +114,18 @@ Test(reload_drain, a_removed_pool_drains_and_goes_with_its_last_region) {
         uint64_t regions = 0;
         struct alloc_region r, other;
 
-        sysd_start(&s, POOL_A POOL_B);
+        sysd_start(&s, POOL_A POOL_B "names = res/*\n");
         cr_assert_eq(stored("pool.host.4194304.b", 1), 1);
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(k, "b", 8192, &(struct alloc_opts){.name = "kept", .flags = ALLOC_PERSIST}, &r),
                      0, "%s", alloc_last_error());
         pattern(r.ptr, r.size, 7);
+        cr_assert_eq(alloc_region_new(k, "a", 4096, &(struct alloc_opts){.name = "res/1"}, &other), -EACCES,
+                     "b reserves res/*");
         reload(POOL_A);
+        /* What the file no longer reserves is free. */
+        cr_assert_eq(alloc_region_new(k, "a", 4096, &(struct alloc_opts){.name = "res/1"}, &other), 0, "%s",
+                     alloc_last_error());
         cr_assert(strstr(sysd_log(&s), "1 pool draining (b)"), "%s", sysd_log(&s));
         refuses(k, "b", DRAIN_WHY);
         cr_assert(listed(k, "b", why, sizeof(why), &regions));
