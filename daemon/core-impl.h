@@ -11,6 +11,8 @@
 #include "slots.h"
 
 #define HOLD_NONE UINT32_MAX
+/* What an Alloc in a draining pool is told: its name, why it drains. */
+#define POOL_DRAINING_FMT "pool %s takes no new regions: %s; its regions can still be attached, detached and freed"
 
 struct keep;
 
@@ -48,7 +50,8 @@ struct pool {
         bool available;        /* false: configured, but not made (no GPU for it, or the machine refused it) */
         char reason[256];      /* !available: why, for Status and for requests naming the pool */
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
-        char draining[256];    /* not "": takes no Alloc, why (restored from the fd store unconfigured) */
+        char draining[256];    /* not "": takes no Alloc, why (unconfigured: by a reload, or restored so) */
+        bool reload_drained;   /* draining since a reload: its conf is still the configured one */
         int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
         bool from_store; /* its memory is the stored fd's (adopt_fd was open): a state's regions may be restored in it
                           */
@@ -320,6 +323,8 @@ void waitq_clear(struct waitq *q);
 int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a);
 /* A region of p came back: its waiters are retried in the next core_run. */
 void waitq_pool_ready(struct core *core, struct pool *p);
+/* Ends each Alloc waiting for room in draining p with what a new Alloc in it is told (core_pool_drain). */
+void waitq_pool_refuse(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
 /* An Attach of name that waits up to timeout_ms. */

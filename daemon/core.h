@@ -341,8 +341,15 @@ void core_pool_discard(struct pool *p);
  * seals).  fd is taken, closed on error; the pool is then unavailable with the reason, as above.
  */
 int core_pool_add_fd(struct core *core, const struct pool_conf *conf, int fd, char *err, size_t errsize);
-/* The pool takes no Alloc from now on (why says so); Attach, Detach and Free work as before. */
-void core_pool_drain(struct pool *p, const char *why);
+/*
+ * The pool takes no Alloc from now on (why says so), and the Allocs waiting for room in it are
+ * answered so rather than left to their timeout; Attach, Detach and Free work as before.
+ * reload: a reload took its section out, and the pool runs as it was configured, so that the
+ * section put back can serve it again (core_pool_undrain).
+ */
+void core_pool_drain(struct core *core, struct pool *p, const char *why, bool reload);
+/* A pool that a reload drained serves again (its section is back); false, nothing done, for any other. */
+bool core_pool_undrain(struct pool *p);
 /*
  * A draining pool whose last region went: its backing is closed and it is hidden as core_pool_forget
  * hides a pool, its id kept.  False (nothing done) when p is not draining or still holds a region.
@@ -369,6 +376,7 @@ struct pool_info {
         const struct pool_conf *conf;
         const uint8_t *uuid;  /* gpu: 16 bytes */
         const char *draining; /* NULL, or why the pool takes no Alloc (core_pool_drain) */
+        bool reload_drained;  /* draining, by a reload: core_pool_undrain applies */
 };
 void core_pool_info(const struct pool *p, struct pool_info *info);
 /* A new fd of the file fd is (a region's memfd): the same open file, or, read_only, a read-only open of it. */

@@ -231,8 +231,19 @@ int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, si
         return core_pool_add_fd(core, conf, -1, err, errsize);
 }
 
-void core_pool_drain(struct pool *p, const char *why) {
+void core_pool_drain(struct core *core, struct pool *p, const char *why, bool reload) {
         snprintf(p->draining, sizeof(p->draining), "%s", why);
+        p->reload_drained = reload;
+        /* As a new Alloc is told (usable_pool); a waiter would otherwise wait out its timeout, or for ever (NOFAIL). */
+        waitq_pool_refuse(core, p);
+}
+
+bool core_pool_undrain(struct pool *p) {
+        if (!p->available || !p->draining[0] || !p->reload_drained)
+                return false;
+        p->draining[0] = '\0';
+        p->reload_drained = false;
+        return true;
 }
 
 bool core_pool_retire(struct pool *p) {
@@ -243,6 +254,7 @@ bool core_pool_retire(struct pool *p) {
         p->available = false;
         p->gone = true;
         p->draining[0] = '\0';
+        p->reload_drained = false;
         p->reason[0] = '\0';
         return true;
 }
@@ -292,6 +304,7 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .conf = &p->conf,
                 .uuid = p->uuid,
                 .draining = p->available && p->draining[0] ? p->draining : NULL,
+                .reload_drained = p->available && p->draining[0] && p->reload_drained,
         };
 }
 
@@ -336,7 +349,8 @@ bool core_pool_reserves(const struct pool *p, const char *name) {
         const char *pat = p->conf.names;
         char one[NAME_MAX_LEN + 1];
 
-        if (p->gone)
+        /* A draining pool takes no Alloc: the names it reserved are free for the pools that do. */
+        if (p->gone || p->draining[0])
                 return false;
         for (const char *nl; (nl = strchr(pat, '\n')); pat = nl + 1) {
                 snprintf(one, sizeof(one), "%.*s", (int)(nl - pat), pat);

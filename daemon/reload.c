@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * SIGHUP (docs/configuration.md, "Reload"): the file is read again; limits, the log level and
- * running pools' access rules and quotas apply at once; new pools are made on the thread pool,
- * one at a time, and adopted by the core on the loop thread (and so is the pool that waited for a
- * draining namesake, restart.c); the rest waits for a restart.  A file
+ * running pools' access rules and quotas apply at once; a running pool taken out of the file drains
+ * (no new regions; it goes with its last one), and serves again if put back; new pools are made on
+ * the thread pool, one at a time, and adopted by the core on the loop thread (and so is the pool
+ * that waited for a draining namesake, restart.c); the rest waits for a restart.  A file
  * that does not load (one with no pools included) changes nothing.  What a
  * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
  * is applied with, start-up's included.
@@ -130,6 +131,9 @@ static unsigned pools_in_flight; /* queued or being made */
 static bool reload_again, stopping;
 static bool reload_making; /* the last reload's pools are still being made: said once they are */
 
+/* Why a pool whose section a reload took out takes no Alloc (Status, and the error an Alloc gets). */
+#define RELOAD_DRAIN_WHY "taken out of the configuration at a reload; it goes with its last region"
+
 /* How many of the last reload's pools are queued or being made (not a deferred one); their names in buf (or NULL). */
 static unsigned pending_names(char *buf, size_t size) {
         struct pool_work *pw;
@@ -153,9 +157,10 @@ static unsigned pending_names(char *buf, size_t size) {
 static struct {
         char when[16];     /* local time, HH:MM:SS; "": no reload yet */
         char refused[512]; /* why the file was refused; "": it was not */
-        unsigned added, failed, rules, restart_only, dropped;
+        unsigned added, failed, rules, restart_only, draining, removed, back;
         char limits[768]; /* the limits that changed, "key old -> new" each */
         char added_names[96], failed_names[96];
+        char draining_names[96], removed_names[96], back_names[96]; /* taken out: held regions, or none; put back */
         char failed_why[1024]; /* "name: reason", one a failed pool, for the journal */
 } last;
 static char summary[320];
@@ -194,6 +199,15 @@ static void describe(char *buf, size_t size, bool full) {
         if (last.failed)
                 part(buf, size, "%u %s failed (%s)", last.failed, plural(last.failed, "pool", "pools"),
                      full ? last.failed_why : last.failed_names);
+        if (last.draining)
+                part(buf, size, "%u %s draining (%s)", last.draining, plural(last.draining, "pool", "pools"),
+                     last.draining_names);
+        if (last.removed)
+                part(buf, size, "%u %s removed (%s)", last.removed, plural(last.removed, "pool", "pools"),
+                     last.removed_names);
+        if (last.back)
+                part(buf, size, "%u %s serving again (%s)", last.back, plural(last.back, "pool", "pools"),
+                     last.back_names);
         if (!full)
                 return;
         if (*last.limits)
@@ -203,9 +217,6 @@ static void describe(char *buf, size_t size, bool full) {
         if (last.restart_only)
                 part(buf, size, "%u %s other changes wait for a restart", last.restart_only,
                      plural(last.restart_only, "pool's", "pools'"));
-        if (last.dropped)
-                part(buf, size, "%u %s no longer configured, kept until a restart", last.dropped,
-                     plural(last.dropped, "pool", "pools"));
 }
 
 /* Refreshes STATUS='s part and tells main.c. */
@@ -259,8 +270,8 @@ static bool configured(const struct config *conf, const char *name) {
         return false;
 }
 
-/* SIGHUP for a pool that is running: access rules and quota apply, the rest waits for a restart. */
-static void reload_pool(struct pool *p, const struct pool_conf *n) {
+/* The keys of n that differ from running p's and that only a new pool can take, in keys; whether there are any. */
+static bool restart_keys(const struct pool *p, const struct pool_conf *n, char *keys, size_t size) {
         struct pool_info info;
         const struct pool_conf *o;
 
@@ -279,11 +290,22 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
                 {!same_ranges(o, n), "ranges"},     {n->backend != BACKEND_AUTO && o->backend != n->backend, "backend"},
                 {o->device != n->device, "device"}, {o->isolation != n->isolation, "isolation"},
         };
-        char keys[128] = "";
+        keys[0] = '\0';
         for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
                 if (restart_only[i].changed)
-                        reload_list_add(keys, sizeof(keys), restart_only[i].key);
-        if (*keys) {
+                        reload_list_add(keys, size, restart_only[i].key);
+        return *keys != '\0';
+}
+
+/* SIGHUP for a pool that is running: access rules and quota apply, the rest waits for a restart. */
+static void reload_pool(struct pool *p, const struct pool_conf *n) {
+        const struct pool_conf *o;
+        struct pool_info info;
+        char keys[128];
+
+        core_pool_info(p, &info);
+        o = info.conf;
+        if (restart_keys(p, n, keys, sizeof(keys))) {
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = o->name},
                      "SIGHUP: pool %s: the file changes %s (keys that change only on restart); keeping the running "
                      "values until allocd restarts",
@@ -416,6 +438,62 @@ static void make_pool(const struct pool_conf *n, bool deferred) {
         next_pool();
 }
 
+/*
+ * A running pool whose section went drains: the regions clients hold live on, and it goes with the
+ * last (restart.c retires it, from the fd store too; an empty one at once, restart_drained).
+ */
+static void take_out(struct pool *pool, const struct pool_info *p) {
+        if (p->regions) {
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p->name},
+                     "SIGHUP: pool %s is no longer configured: it takes no new regions, and goes with the last of "
+                     "the %llu it holds",
+                     p->name, (unsigned long long)p->regions);
+                last.draining++;
+                reload_list_add(last.draining_names, sizeof(last.draining_names), p->name);
+        } else {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->name},
+                     "SIGHUP: pool %s is no longer configured and holds no region: it goes", p->name);
+                last.removed++;
+                reload_list_add(last.removed_names, sizeof(last.removed_names), p->name);
+        }
+        core_pool_drain(core, pool, RELOAD_DRAIN_WHY, true);
+}
+
+/*
+ * The section of a pool a reload drained is back: the same pool (nothing changed that only a new
+ * pool could take) serves again, its new access rules and quota applied below as any running
+ * pool's; another one is made once the draining pool's last region goes (restart_reconfigured), as
+ * after a restart, so that no region loses a byte.
+ */
+static void put_back(const struct config *conf) {
+        char keys[128], why[256];
+
+        for (size_t i = 0; i < conf->npools; i++) {
+                const struct pool_conf *n = &conf->pools[i];
+                struct pool *p = core_pool_find(core, n->name);
+                struct pool_info info;
+                if (!p || (core_pool_info(p, &info), !info.reload_drained))
+                        continue;
+                if (!restart_keys(p, n, keys, sizeof(keys))) {
+                        core_pool_undrain(p);
+                        logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = n->name},
+                             "SIGHUP: pool %s is configured again: it takes new regions again", n->name);
+                        last.back++;
+                        reload_list_add(last.back_names, sizeof(last.back_names), n->name);
+                        continue;
+                }
+                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = n->name},
+                     "SIGHUP: pool %s is configured again, with another %s: the draining pool stays until its last "
+                     "region goes, and the pool the file describes is made then",
+                     n->name, keys);
+                snprintf(why, sizeof(why),
+                         "configured again at a reload with another %s; the pool the file describes is made when "
+                         "its last region goes",
+                         keys);
+                core_pool_drain(core, p, why, true); /* still the old pool's conf: put back as it was, it serves */
+        }
+}
+
 /* SIGHUP: new pools and new access rules, limits and log level take effect; the rest needs a restart. */
 void reload_run(void) {
         struct config conf;
@@ -444,11 +522,13 @@ void reload_run(void) {
         begin();
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
         apply_limits(&conf, last.limits, sizeof(last.limits));
+        put_back(&conf); /* before restart_reconfigured: a pool serving again waits for nothing */
         restart_reconfigured(core, &conf);
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
         for (size_t i = 0; i < core_npools(core); i++) {
+                struct pool *pool = core_pool_at(core, i);
                 struct pool_info p;
-                core_pool_info(core_pool_at(core, i), &p);
+                core_pool_info(pool, &p);
                 /* A draining pool goes with its last region, whatever the file says. */
                 if (configured(&conf, p.name) || (!p.available && !*p.reason) || p.draining)
                         continue;
@@ -456,9 +536,7 @@ void reload_run(void) {
                         core_pool_forget(core, p.name); /* left out, and now taken out of the file */
                         continue;
                 }
-                logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = p.name},
-                     "SIGHUP: pool %s is no longer configured; it stays until allocd restarts", p.name);
-                last.dropped++;
+                take_out(pool, &p);
         }
         for (size_t i = 0; i < conf.npools; i++) {
                 const struct pool_conf *n = &conf.pools[i];
@@ -470,6 +548,7 @@ void reload_run(void) {
                         reload_pool(p, n);
         }
         reload_making = pools_in_flight > 0;
+        restart_drained(core); /* the empty ones go now (after the count: a namesake it makes is not this reload's) */
         config_clear(&conf);
         describe(what, sizeof(what), true);
         log_info("SIGHUP: reloaded %s: %s", config_path, *what ? what : "no changes");

@@ -67,9 +67,7 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                 return NULL;
         }
         if (what == ACCESS_ALLOC && p->draining[0]) {
-                fail(res, E_NO_POOL,
-                     "pool %s takes no new regions: %s; its regions can still be attached, detached and freed",
-                     p->conf.name, p->draining);
+                fail(res, E_NO_POOL, POOL_DRAINING_FMT, p->conf.name, p->draining);
                 return NULL;
         }
         return pool_allows(p, cl, what, res) == E_OK ? p : NULL;

@@ -41,6 +41,7 @@ static size_t npassed;
 static int state_at = -1; /* passed[] index of the state to restore */
 
 static bool store;                 /* there is a store to keep things in */
+static bool serving;               /* restart_begin ran: every pool and region restored is in the core */
 static unsigned store_max;         /* FileDescriptorStoreMax= */
 static struct keep *keep;          /* keeping the state, once serving */
 static int state_name = -1;        /* which of state.0/state.1 holds keep_fd() in the store; -1: none */
@@ -243,7 +244,7 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
         snprintf(why, sizeof(why), "restored from the fd store, but %s",
                  deferred_has(sp->name) ? "configured with another kind, size, quantum or hugepages now"
                                         : "no longer configured");
-        core_pool_drain(p, why);
+        core_pool_drain(core, p, why, false);
 }
 
 int restart_restore(struct core *core, uint64_t *next_serial) {
@@ -339,7 +340,6 @@ static void unstore_pool(const struct pool_info *pi) {
         fdstore_remove(name);
 }
 
-/* Stores the fd of each pool that has memory and is not in the store yet; retires empty draining pools. */
 static bool sync_pools_size(struct core *core) {
         size_t n = core_npools(core);
 
@@ -354,8 +354,13 @@ static bool sync_pools_size(struct core *core) {
         return true;
 }
 
-static void sync_pools(struct core *core) {
-        if (!sync_pools_size(core))
+/*
+ * Retires empty draining pools (from the store too) and has the pool that waited for each made; with
+ * a store, stores the fd of each pool that has memory and is not in it yet.  Not before restart_begin:
+ * a pool restored draining holds no region until the state is read into it.
+ */
+static void sync_pools_as(struct core *core, const char *emptied) {
+        if (!serving || !sync_pools_size(core))
                 return;
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool *p = core_pool_at(core, i);
@@ -364,24 +369,32 @@ static void sync_pools(struct core *core) {
                 if (pi.draining && !pi.regions) {
                         char name[POOL_NAME_MAX_LEN + 1]; /* the pool made in its place frees pi's */
                         snprintf(name, sizeof(name), "%s", pi.name);
-                        unstore_pool(&pi);
+                        if (keep)
+                                unstore_pool(&pi);
                         core_pool_retire(p);
                         npool_fds -= stored[i] == POOL_STORED;
                         stored[i] = POOL_NEW;
                         logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name},
-                             "pool %s: its last region went; the draining pool is dropped", name);
+                             "pool %s: %s; the draining pool is dropped", name, emptied);
                         /* The pool made in its place keeps its id, and is stored when adopted (restart_pools_added). */
                         deferred_make(name);
                         core_pool_info(core_pool_at(core, i), &pi); /* retired: nothing to store */
                 }
-                if (pi.available && pi.fd >= 0 && stored[i] == POOL_NEW)
+                if (keep && pi.available && pi.fd >= 0 && stored[i] == POOL_NEW)
                         stored[i] = store_pool(&pi);
         }
 }
 
+static void sync_pools(struct core *core) {
+        sync_pools_as(core, "its last region went");
+}
+
+void restart_drained(struct core *core) {
+        sync_pools_as(core, "it holds no region");
+}
+
 void restart_pools_added(struct core *core) {
-        if (keep)
-                sync_pools(core);
+        sync_pools(core);
 }
 
 /*
@@ -428,6 +441,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
         size_t want = 2;
         int r;
 
+        serving = true;
         if (!store) {
                 restart_discard();
                 fdstore_passed_free(passed, npassed);
@@ -509,9 +523,9 @@ void restart_turn(struct core *core, uint64_t next_serial) {
         char err[512];
         int r;
 
+        sync_pools(core); /* a pool a reload drained goes with its last region, store or none */
         if (!keep)
                 return;
-        sync_pools(core);
         r = keep_turn(keep, next_serial, err, sizeof(err));
         if (r == 1 || (r == 0 && state_name < 0 && !keep_failed))
                 store_state(); /* a new memfd; or one systemd could not take yet */
@@ -533,10 +547,12 @@ bool restart_stop(struct core *core, uint64_t next_serial) {
         if (keep) {
                 /* The last changes, then no more: closing the connections below must not free their regions there. */
                 restart_turn(core, next_serial);
+                serving = false; /* nor retire a draining pool that holds them */
                 keep_free(keep);
                 keep = NULL;
                 return !keep_failed;
         }
+        serving = false;
         core_stats(core, &cs);
         if (cs.regions)
                 log_warn("stopping with %" PRIu64 " regions held by %u clients: they are lost, since allocd keeps them "

@@ -61,6 +61,8 @@ void restart_turn(struct core *core, uint64_t next_serial);
  * pool the store lacks, and the next start would refuse it whole).
  */
 void restart_pools_added(struct core *core);
+/* SIGHUP drained pools (core_pool_drain): the empty ones go now, from the store too, as above. */
+void restart_drained(struct core *core);
 /*
  * allocd stops: the state is kept once more and then left as it is (the connections about to close
  * keep their references in it, for their reconnection); with no store, what is lost is logged.

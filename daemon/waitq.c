@@ -272,6 +272,16 @@ void waitq_pool_ready(struct core *core, struct pool *p) {
         TAILQ_INSERT_TAIL(&core->waitq.ready, p, ready_link);
 }
 
+void waitq_pool_refuse(struct core *core, struct pool *p) {
+        struct waiter *w;
+
+        while ((w = TAILQ_FIRST(&p->waiters))) {
+                fail(&w->done.res, E_NO_POOL, POOL_DRAINING_FMT, p->conf.name, p->draining);
+                w->done.grant = GRANT_NONE;
+                finish(core, w);
+        }
+}
+
 void waitq_drop_client(struct core *core, struct client *cl) {
         struct waiter *w, *d, *next;
 

@@ -50,7 +50,8 @@ pids=
         echo "defaults: the default file itself is checked only as root"
         exit 0
 }
-# Started without the file, which is written later: a reload reads it (the built-in pools stay until a restart).
+# Started without the file, which is written later: a reload reads it (the built-in pools, missing from it and
+# empty, go at once, as any pool a reload takes out).
 "$allocd" 2>"$dir/log" &
 pids="$pids $!"
 for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
@@ -63,8 +64,10 @@ printf '[pool only]\nkind = host\nsize = 4M\n' >"$default"
 kill -HUP $pids
 for _ in $(seq 200); do "$allocctl" status | grep -q only && break; sleep 0.05; done
 out=$("$allocctl" status) || fail "allocctl status: $out"
-echo "$out" | grep -q only && echo "$out" | grep -q fpga0 ||
+echo "$out" | grep -q only && ! echo "$out" | grep -q fpga0 ||
         fail "a reload did not read the default file written since the start: $out; $(cat "$dir/log")"
+grep -q "2 pools removed (host, fpga0)" "$dir/log" ||
+        fail "the reload did not say that the built-in pools went: $(cat "$dir/log")"
 kill $pids
 wait
 pids=

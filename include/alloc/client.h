@@ -181,7 +181,7 @@ struct alloc_pool_status {
         uint32_t register_flags;  /* pinned, backend memfd: ALLOC_REGISTER_* */
         bool isolated;            /* isolation = region: each region its own memfd */
         char names[2048];         /* the name patterns it reserves (names =), ", " between them; "" none */
-        char draining[256];       /* "" or why it takes no new regions (restored, no longer configured; allocd(8)) */
+        char draining[256];       /* "" or why it takes no new regions (no longer configured; allocd(8)) */
 };
 
 /* A configured pool allocd could not make because it cannot use the GPU. */
