@@ -220,6 +220,17 @@ struct alloc_client *daemon_connect(struct daemon *d) {
         return c;
 }
 
+int daemon_raw_connect(const struct daemon *d) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        cr_assert(fd >= 0, "socket: %s", strerror(errno));
+        cr_assert_lt(strlen(d->sock), sizeof(sa.sun_path));
+        memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s", d->sock, strerror(errno));
+        return fd;
+}
+
 const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *pool) {
         for (size_t i = 0; i < s->npools; i++)
                 if (!strcmp(s->pools[i].name, pool))

@@ -70,6 +70,8 @@ void daemon_stop(struct daemon *d);
 /* Waits up to timeout_ms for a notify datagram containing what; returns true if seen. */
 bool daemon_notified(struct daemon *d, const char *what, int timeout_ms);
 struct alloc_client *daemon_connect(struct daemon *d);
+/* A socket connected to d with nothing said on it (SOCK_SEQPACKET, CLOEXEC): a raw-protocol client's. */
+int daemon_raw_connect(const struct daemon *d);
 /* Total used bytes of pool, through allocctl's API. */
 /* The pool's entry in s; fails the test if there is none. */
 const struct alloc_pool_status *pool_status(const struct alloc_status *s, const char *pool);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "allocd.pb-c.h"
@@ -39,14 +38,6 @@ static void teardown(void) {
 }
 
 TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 60);
-
-static int raw_connect(void) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        strcpy(sa.sun_path, d.sock);
-        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        return fd;
-}
 
 static void send_request(int fd, Allocd__Request *req, const int *fds, size_t nfds) {
         uint8_t buf[WIRE_MAX_PACKET];
@@ -112,7 +103,7 @@ static void send_hello(int fd, uint32_t version) {
 }
 
 static int hello(void) {
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
 
         send_hello(fd, WIRE_VERSION);
         expect_error(fd, ALLOCD__ERROR__OK);
@@ -131,7 +122,7 @@ static void send_status(int fd, const int *fds, size_t nfds) {
 
 Test(hostile, garbage_before_and_after_hello) {
         static const char junk[] = "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01 not protobuf";
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
         cr_assert_eq(send(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
@@ -186,7 +177,7 @@ Test(hostile, an_empty_packet_is_an_empty_request) {
         expect_error(fd, ALLOCD__ERROR__OK);
         close(fd);
 
-        fd = raw_connect(); /* before Hello, as anything but Hello */
+        fd = daemon_raw_connect(&d); /* before Hello, as anything but Hello */
         cr_assert_eq(send(fd, "", 0, 0), 0);
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
@@ -246,12 +237,12 @@ Test(hostile, unexpected_fds_are_closed) {
 }
 
 Test(hostile, request_before_hello_and_wrong_version) {
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
         send_status(fd, NULL, 0);
         expect_error(fd, ALLOCD__ERROR__PROTOCOL);
         expect_closed(fd);
 
-        fd = raw_connect();
+        fd = daemon_raw_connect(&d);
         send_hello(fd, 99);
         expect_error(fd, ALLOCD__ERROR__VERSION);
         expect_closed(fd);
@@ -334,7 +325,7 @@ Test(hostile, unpacking_is_budgeted) {
 static int fpga_region(Allocd__Alloc *a, Allocd__Free *f, uint32_t *spares_max) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Reply *r;
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
 
         send_hello(fd, WIRE_VERSION);
         r = next_reply(fd);
@@ -488,7 +479,7 @@ Test(hostile, a_batch_is_answered_listed_or_in_columns) {
  * state recorded it).
  */
 Test(hostile, a_refused_reclaim_leaves_the_name_alone) {
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         uint8_t secret[16] = {0};

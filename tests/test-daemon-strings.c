@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "allocd.pb-c.h"
@@ -32,15 +31,6 @@ static void teardown(void) {
 }
 
 TestSuite(strings, .init = setup, .fini = teardown, .timeout = 60);
-
-static int raw_connect(void) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        strcpy(sa.sun_path, d.sock);
-        cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        return fd;
-}
 
 /*
  * Packs req and sends it with each '~' of its strings made a NUL byte and each '^' a 0xff: the
@@ -106,7 +96,7 @@ static void send_hello(int fd, const char *name) {
 }
 
 static int hello(void) {
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
 
         send_hello(fd, NULL);
         expect_reply(fd, 1, ALLOCD__ERROR__OK, NULL);
@@ -196,7 +186,7 @@ Test(strings, a_nul_deep_in_a_request_refuses_all_of_it) {
 
 Test(strings, a_hello_whose_name_has_a_nul_is_invalid_and_may_be_said_again) {
         struct alloc_status *s;
-        int fd = raw_connect();
+        int fd = daemon_raw_connect(&d);
 
         send_hello(fd, "me~evil");
         expect_reply(fd, 1, ALLOCD__ERROR__INVALID, "Hello.client_name: a string field holds a NUL byte");
