@@ -200,13 +200,8 @@ void spares(void) {
  */
 static void put_spoiled(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
         static uint8_t buf[WIRE_MAX_PACKET];
-        Allocd__Request r = ALLOCD__REQUEST__INIT;
+        size_t n = pack(buf, id, body_case, body);
 
-        r.has_id = true;
-        r.id = id;
-        r.body_case = body_case;
-        r.hello = body; /* the oneof's members share one pointer */
-        size_t n = allocd__request__pack(&r, buf);
         for (size_t i = 0; i < n; i++)
                 if (buf[i] == '~' || buf[i] == '^')
                         buf[i] = buf[i] == '~' ? 0 : 0xff;

@@ -61,16 +61,20 @@ void zeroed(int failed) {
         in[len++] = (uint8_t) !!failed;
 }
 
-/* One Request with body (of the kind body_case says) as a packet from session s. */
-void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
-        static uint8_t buf[WIRE_MAX_PACKET];
+size_t pack(uint8_t *buf, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
         Allocd__Request r = ALLOCD__REQUEST__INIT;
 
         r.has_id = true;
         r.id = id;
         r.body_case = body_case;
         r.hello = body; /* the oneof's members share one pointer */
-        raw(s, buf, allocd__request__pack(&r, buf));
+        return allocd__request__pack(&r, buf);
+}
+
+void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+
+        raw(s, buf, pack(buf, id, body_case, body));
 }
 
 void hello_as(int s, uint32_t version, const char *name) {

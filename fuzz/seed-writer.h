@@ -27,7 +27,10 @@ void raw(int s, const void *data, size_t n);
 void cut(size_t n);
 void tick(int ms);
 void zeroed(int failed);
+/* One Request with body (of the kind body_case says) as a packet from session s. */
 void put(int s, uint64_t id, Allocd__Request__BodyCase body_case, void *body);
+/* put()'s packet, in buf (WIRE_MAX_PACKET bytes); its length. */
+size_t pack(uint8_t *buf, uint64_t id, Allocd__Request__BodyCase body_case, void *body);
 void hello_as(int s, uint32_t version, const char *name);
 void hello(int s);
 /* a with pool, size, flags and name set (the rest as the caller left it); returns a. */
