@@ -127,7 +127,7 @@ static void drop_absent(struct core *c) {
         }
 }
 
-static void accepted(struct core *c, uint64_t serial) {
+static void accepted(struct core *c, int npools, uint64_t serial) {
         struct core_view v;
         struct core_snap x, y;
         char err[512];
@@ -143,7 +143,7 @@ static void accepted(struct core *c, uint64_t serial) {
                 core_check(c, &v, true);
         if (state_write(c, serial, &buf, &len) < 0)
                 check_fail("an accepted state cannot be written back");
-        struct core *d = fuzz_state_core();
+        struct core *d = fuzz_state_core_pools(npools);
         struct state_info info;
         if (state_read_info(d, buf, len, &serial2, &info, err, sizeof(err)) < 0)
                 check_fail("an accepted state, written back, is refused: %s", err);
@@ -181,7 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(buf, data + 1, size - 1);
         if (data[0] & 1)
                 fix(buf, size - 1, data[0] & 2);
-        struct core *c = fuzz_state_core_pools(data[0] & 4 ? 2 : 3);
+        int npools = data[0] & 4 ? 2 : 3;
+        struct core *c = fuzz_state_core_pools(npools);
         core_snap(c, &none, &before);
         int e = state_read_info(c, buf, size - 1, &serial, &info, err, sizeof(err));
         if (e < 0) {
@@ -199,7 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (!info.lost_pools != !info.lost_regions || (info.lost_pools && !info.lost[0]))
                         check_fail("%u pools lost with %llu regions: '%s'", info.lost_pools,
                                    (unsigned long long)info.lost_regions, info.lost);
-                accepted(c, serial);
+                accepted(c, npools, serial);
         }
         core_free(c);
         free(buf);
