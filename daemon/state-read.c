@@ -535,7 +535,7 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
                 }
                 lost_by_uid(&st->lost);
                 if (!derived)
-                        e = check_usage(st, &usage);
+                        e = check_usage(st, &usage); /* refused: undo() trims the table, gens and all */
         }
         if (e)
                 undo(st);
