@@ -13,8 +13,8 @@
 #include "core-impl.h"
 #include "state-lost.h"
 
-int lost_init(struct lost *l, uint32_t npools) {
-        *l = (struct lost){0};
+int lost_init(struct lost *l, uint32_t npools, uint32_t fill_room) {
+        *l = (struct lost){.fill_room = fill_room};
         if (!(l->at = calloc(npools + 1, sizeof(*l->at))))
                 return -ENOMEM;
         l->nat = npools;
@@ -45,8 +45,17 @@ int lost_pool(struct lost *l, uint32_t id, const char *name, uint64_t nregions, 
         return 0;
 }
 
-int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region *r, bool named) {
+int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region *r, bool named,
+                struct slot_fill *fill) {
         struct lost_pool *p = &l->pools[l->at[id] - 1];
+
+        if (fill->cap + 1 >= l->fill_room) {
+                uint32_t *n = reallocarray(fill->slots, 2 * (size_t)l->fill_room, sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                fill->slots = n;
+                l->fill_room *= 2;
+        }
 
         if (l->nregions == l->cap) {
                 uint32_t cap = l->cap ? 2 * l->cap : 16;
@@ -70,6 +79,7 @@ int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region 
         };
         p->seen++;
         p->bytes += r->size;
+        fill->cap++;
         return 0;
 }
 
@@ -78,10 +88,34 @@ static int by_slot(const void *a, const void *b) {
         return (x > y) - (x < y);
 }
 
-struct lost_region *lost_find(struct lost *l, uint32_t slot) {
+static struct lost_region *lost_find(struct lost *l, uint32_t slot) {
         struct lost_region key = {.slot = slot};
 
         return l->nregions ? bsearch(&key, l->regions, l->nregions, sizeof(key), by_slot) : NULL;
+}
+
+int lost_hold(struct lost *l, uint32_t slot, uint64_t serial, uint32_t count, uint32_t *refs, uint64_t *bytes) {
+        struct lost_region *r = lost_find(l, slot);
+        uint64_t b;
+
+        if (!r)
+                return 0;
+        b = r->creator == serial ? r->size : 0; /* a holder's bytes are those of the regions it made */
+        if (!count || count >= 1u << 31 || r->counted > UINT32_MAX - count || *refs < count || *bytes < b)
+                return -EBADMSG;
+        r->counted += count;
+        *refs -= count;
+        *bytes -= b;
+        l->nholds++;
+        return 1;
+}
+
+void lost_gens(const struct lost *l, struct regions *rt) {
+        for (uint32_t i = 0; i < l->nregions; i++) {
+                struct region *r = l->regions[i].slot < rt->slots.cap ? &rt->tab[l->regions[i].slot] : NULL;
+                if (r && !(r->state & R_LIVE) && r->gen < l->regions[i].gen)
+                        r->gen = l->regions[i].gen;
+        }
 }
 
 int lost_check(const struct lost *l, char *err, size_t errsize) {

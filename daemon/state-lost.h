@@ -15,6 +15,10 @@
 
 #include "core.h"
 
+struct region;
+struct regions;
+struct slot_fill;
+
 struct lost_pool {
         char name[POOL_NAME_MAX_LEN + 1];
         char why[200];
@@ -38,10 +42,12 @@ struct lost {
         uint32_t npools;
         struct lost_region *regions; /* by slot rising, until lost_by_uid */
         uint32_t nregions, cap;
-        uint64_t nholds; /* HOLD records of them */
+        uint64_t nholds;    /* HOLD records of them */
+        uint32_t fill_room; /* the restore's fill.slots' */
 };
 
-int lost_init(struct lost *l, uint32_t npools);
+/* fill_room: how many slots the restore's struct slot_fill has room for. */
+int lost_init(struct lost *l, uint32_t npools, uint32_t fill_room);
 void lost_free(struct lost *l);
 /* Pool id (named name, with nregions regions) is lost, for the reason fmt says; -ENOMEM. */
 int lost_pool(struct lost *l, uint32_t id, const char *name, uint64_t nregions, const char *fmt, ...)
@@ -49,10 +55,18 @@ int lost_pool(struct lost *l, uint32_t id, const char *name, uint64_t nregions, 
 static inline bool lost_has(const struct lost *l, uint32_t id) {
         return id < l->nat && l->at[id];
 }
-/* A region of lost pool id, as its record has it (slots rising); -ENOMEM. */
-int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region *r, bool named);
-/* The lost region at slot, or NULL. */
-struct lost_region *lost_find(struct lost *l, uint32_t slot);
+/*
+ * A region of lost pool id, as its record has it (slots rising); -ENOMEM.  Its slot is free in the
+ * restored core: fill (region_restore's) takes one more.
+ */
+int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region *r, bool named, struct slot_fill *fill);
+/*
+ * A HOLD record (slot, serial, count): 1 if slot is a lost region's, its count and bytes taken out of
+ * the holder's CLIENT record's (*refs, *bytes); 0 if not; -EBADMSG if it cannot be so.
+ */
+int lost_hold(struct lost *l, uint32_t slot, uint64_t serial, uint32_t count, uint32_t *refs, uint64_t *bytes);
+/* Once restored: each lost region's free slot at its gen at least, so its next region's id is not the lost one's. */
+void lost_gens(const struct lost *l, struct regions *rt);
 /* Each lost region's references and each lost pool's regions against their records; 0, or the first slot or pool wrong.
  */
 int lost_check(const struct lost *l, char *err, size_t errsize);

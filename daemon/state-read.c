@@ -69,7 +69,6 @@ struct restore {
         uint32_t nslots;
         uint32_t last_slot;  /* of the last REGION record, restored or lost */
         struct lost lost;    /* pools with regions that cannot take them back, and those regions */
-        uint32_t fill_alloc; /* fill.slots' room */
         uint32_t same_pools; /* POOL records that describe the core's pool of their id as it is */
         bool done;           /* the restore's own references dropped */
         struct slot_fill fill;
@@ -152,9 +151,8 @@ static int rec_core(struct restore *st, struct in *in) {
         st->fill.slots = malloc(((size_t)st->fill.cap + 1) * sizeof(*st->fill.slots));
         st->core->absent = calloc(st->nclients + 1, sizeof(*st->core->absent));
         st->want = calloc(st->nclients + 1, sizeof(*st->want));
-        st->fill_alloc = st->fill.cap + 1;
-        if (lost_init(&st->lost, st->npools) < 0 || !st->pools || !st->pool_regions || !st->slots || !st->refs ||
-            !st->fill.slots || !st->core->absent || !st->want)
+        if (lost_init(&st->lost, st->npools, st->fill.cap + 1) < 0 || !st->pools || !st->pool_regions || !st->slots ||
+            !st->refs || !st->fill.slots || !st->core->absent || !st->want)
                 return bad(st, -ENOMEM, "out of memory reading the state");
         return 0;
 }
@@ -237,22 +235,6 @@ static int rec_client(struct restore *st, struct in *in) {
         return 0;
 }
 
-/* A region of a lost pool: its slot is free now, and fill takes one more slot for it. */
-static int lost_slot(struct restore *st, uint32_t id, uint32_t slot, const struct region *r, bool named) {
-        if (st->fill.cap + 1 >= st->fill_alloc) {
-                uint32_t n = st->fill_alloc * 2;
-                uint32_t *s = reallocarray(st->fill.slots, n, sizeof(*s));
-                if (!s)
-                        return bad(st, -ENOMEM, "out of memory reading the state");
-                st->fill.slots = s;
-                st->fill_alloc = n;
-        }
-        if (lost_region(&st->lost, id, slot, r, named) < 0)
-                return bad(st, -ENOMEM, "out of memory reading the state");
-        st->fill.cap++;
-        return 0;
-}
-
 /* A falloc heap's geometry as Alloc gave it (check_format): attachers are told it, and check the header against it. */
 static bool heap_geometry_ok(const struct region_format *f) {
         uint64_t cs, count;
@@ -296,8 +278,10 @@ static int rec_region(struct restore *st, struct in *in) {
             (f.format && (f.heap_size > r.size || !heap_geometry_ok(&f))))
                 return bad(st, -EBADMSG, "the state's record of region slot %u is malformed or out of order", slot);
         st->last_slot = slot;
-        if (lost)
-                return lost_slot(st, id, slot, &r, name[0] != '\0');
+        if (lost) /* its slot is free now: one more for fill */
+                return lost_region(&st->lost, id, slot, &r, name[0] != '\0', &st->fill) < 0
+                               ? bad(st, -ENOMEM, "out of memory reading the state")
+                               : 0;
         if ((e = region_restore(st->core, st->pools[id], slot, &r, &f, name, &st->fill)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
                            "region slot %u (%s, offset %#llx, %llu bytes) cannot be restored: %s", slot,
@@ -322,22 +306,13 @@ static int rec_hold(struct restore *st, struct in *in) {
         uint64_t serial = GET(in, uint64_t);
         size_t at = 0;
         struct client *cl = holder_find(st, serial, &at);
-        struct lost_region *lr;
         int e;
 
-        if (cl && (lr = lost_find(&st->lost, slot)) != NULL) {
-                /* Its references and bytes are the client record's no more: the recount will not have them. */
-                uint64_t bytes = lr->creator == serial ? lr->size : 0;
-                if (in->bad || !count || count >= 1u << 31 || lr->counted > UINT32_MAX - count ||
-                    st->want[at].refs < count || st->want[at].bytes < bytes)
-                        return bad(st, -EBADMSG, "the state's hold of slot %u (lost) by connection %llu is malformed",
-                                   slot, (unsigned long long)serial);
-                lr->counted += count;
-                st->want[at].refs -= count;
-                st->want[at].bytes -= bytes;
-                st->lost.nholds++;
-                return 0;
-        }
+        /* A lost region's hold: its references and bytes are the client record's no more. */
+        if (cl && !in->bad && (e = lost_hold(&st->lost, slot, serial, count, &st->want[at].refs, &st->want[at].bytes)))
+                return e < 0 ? bad(st, e, "the state's hold of slot %u (lost) by connection %llu is malformed", slot,
+                                   (unsigned long long)serial)
+                             : 0;
         /* The slot is the file's word: within the table, and a region restored there, before it is read. */
         if (in->bad || !cl || slot >= st->hi || slot >= st->core->regions.slots.cap ||
             !(st->core->regions.tab[slot].state & R_LIVE))
@@ -526,13 +501,7 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
                 st->fill.n = 0;
                 if (st->floor > core->regions.gen_floor)
                         core->regions.gen_floor = st->floor;
-                /* A lost region's id is never another's: its slot's next region takes the gen after its. */
-                for (uint32_t i = 0; i < st->lost.nregions; i++) {
-                        const struct lost_region *lr = &st->lost.regions[i];
-                        struct region *r = lr->slot < core->regions.slots.cap ? &core->regions.tab[lr->slot] : NULL;
-                        if (r && !(r->state & R_LIVE) && r->gen < lr->gen)
-                                r->gen = lr->gen;
-                }
+                lost_gens(&st->lost, &core->regions);
                 lost_by_uid(&st->lost);
                 if (!derived)
                         e = check_usage(st, &usage); /* refused: undo() trims the table, gens and all */
