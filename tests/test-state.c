@@ -251,23 +251,36 @@ Test(state, a_checksummed_heap_geometry_lie_is_refused) {
         core_free(a);
 }
 
-/*
- * busy()'s state read into b, which lacks pool b or has it otherwise: pool b's regions are lost, and
- * only they; the rest is as in a (ids, offsets, names, references), and the counts add up.
- */
-/* state_core(false), with_b: and a pool b of another size than state_core's. */
-static struct core *changed_core(bool with_b) {
+/* How pool b is not as busy() had it: not configured, configured otherwise, or not available. */
+enum pool_b { B_MISSING, B_CHANGED, B_UNAVAILABLE };
+
+static struct core *core_with(enum pool_b how) {
         struct pool_conf hc = {.kind = POOL_HOST, .has_kind = true, .size = 32ull << 20, .mode = 0666, .numa_node = -1};
-        struct core *c = state_core(false);
+        struct core *c = state_core(how == B_UNAVAILABLE);
         char err[256];
 
         snprintf(hc.name, sizeof(hc.name), "b");
-        cr_assert_eq(with_b ? core_pool_add(c, &hc, err, sizeof(err)) : 0, 0, "%s", err);
+        cr_assert_eq(how == B_CHANGED ? core_pool_add(c, &hc, err, sizeof(err)) : 0, 0, "%s", err);
+        if (how == B_UNAVAILABLE) { /* as a gpu pool whose driver failed to load: configured as it was */
+                c->pools[1]->available = false;
+                snprintf(c->pools[1]->reason, sizeof(c->pools[1]->reason), "driver/library version mismatch");
+        }
         return c;
 }
 
-static void loses_only_pool_b(bool changed, const char *why) {
-        struct core *a = busy(), *b = changed_core(changed);
+static void core_with_free(struct core *c) {
+        state_drop_absent(c);
+        if (c->npools > 1)
+                c->pools[1]->available = true; /* its memory was made: freed as it was */
+        core_free(c);
+}
+
+/*
+ * busy()'s state read into b, whose pool b is not as it was: pool b's regions are lost, and only
+ * they; the rest is as in a (ids, offsets, names, references), and the counts add up.
+ */
+static void loses_only_pool_b(enum pool_b how, const char *why) {
+        struct core *a = busy(), *b = core_with(how);
         struct state_info info;
         char err[512];
         uint64_t serial, lost = 0;
@@ -304,7 +317,7 @@ static void loses_only_pool_b(bool changed, const char *why) {
         free(buf);
 
         /* What b restored is a whole state of its own: written and read again, nothing more is lost. */
-        struct core *c = changed_core(changed);
+        struct core *c = core_with(how);
         char *before = state_dump(b), *after;
         cr_assert_eq(state_write(b, 77, &buf, &len), 0);
         cr_assert_eq(state_read_info(c, buf, len, &serial, &info, err, sizeof(err)), 0, "%s", err);
@@ -314,19 +327,21 @@ static void loses_only_pool_b(bool changed, const char *why) {
         free(before);
         free(after);
         free(buf);
-        state_drop_absent(c);
-        core_free(c);
-        state_drop_absent(b);
-        core_free(b);
+        core_with_free(c);
+        core_with_free(b);
         gone(a);
 }
 
 Test(state, a_missing_pool_loses_only_its_regions) {
-        loses_only_pool_b(false, "not configured");
+        loses_only_pool_b(B_MISSING, "not configured");
 }
 
 Test(state, a_changed_pool_loses_only_its_regions) {
-        loses_only_pool_b(true, "configured otherwise");
+        loses_only_pool_b(B_CHANGED, "configured otherwise");
+}
+
+Test(state, an_unavailable_pool_loses_only_its_regions) {
+        loses_only_pool_b(B_UNAVAILABLE, "not available: driver/library version mismatch");
 }
 
 /* The lost pool's records are checked all the same: a lie in them refuses the state, changing nothing. */
