@@ -64,7 +64,8 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
         if (i == SIZE_MAX)
                 return fail(res, E_NOT_FOUND,
                             "connection %" PRIu64 " is not waiting to be reclaimed: allocd restarted without its "
-                            "state, or the grace time (reclaim_grace) passed; the regions it held are gone",
+                            "state, or every region it held was in a pool the restart lost (allocd's log names "
+                            "it), or the grace time (reclaim_grace) passed; the regions it held are gone",
                             serial);
         ph = core->absent[i];
         if (ph->uid != cl->uid || !same_secret(ph->secret, secret))

@@ -13,9 +13,13 @@
  * asks for the same pool, then the state is read into them, all before the socket is served.
  * A state that cannot be read means its regions are lost: the adopted pools would hand out
  * memory that old clients may still map and write, so the whole core is made again from fresh
- * memory.  A stored pool with no configuration (or another kind, size or hugepages now, or a
- * larger quantum) is restored all the same, draining: its regions can be attached, detached and
- * freed, it takes no Alloc, and it goes (from the store too) with its last region; a configured
+ * memory.  A state that can be read but holds regions of a pool that cannot take them back (not
+ * configured and not restored draining, not available, configured otherwise, not of the stored
+ * memory) loses those regions only (state_info.lost, said once a pool): the rest is restored, the
+ * lost regions' memfds (isolation = region) leave the store with what no region claims, and the
+ * state is not appended to (keep_adopt), lest a later start give them back.  A stored pool with no configuration (or
+ * another kind, size or hugepages now, or a larger quantum) is restored all the same, draining: its regions can be
+ * attached, detached and freed, it takes no Alloc, and it goes (from the store too) with its last region; a configured
  * pool of its name waits for that.
  * Without a store nothing is kept, and a stop says what it loses.
  */
@@ -247,6 +251,26 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
         core_pool_drain(core, p, why, false);
 }
 
+/* Each pool whose regions the state held but could not give back (state_info.lost: one a line). */
+static void log_lost(const struct state_info *info) {
+        char pool[POOL_NAME_MAX_LEN + 1];
+        const char *l = info->lost;
+
+        for (uint32_t i = 0; i < info->lost_pools && *l; i++) {
+                const char *nl = strchr(l, '\n'), *colon = strchr(l, ':');
+                int n = nl ? (int)(nl - l) : (int)strlen(l);
+                snprintf(pool, sizeof(pool), "%.*s", colon && (!nl || colon < nl) ? (int)(colon - l) : 0, l);
+                logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = pool},
+                     "pool %.*s: the state's regions of this pool are lost, the rest is restored; their holders "
+                     "are told they are gone when they reconnect.  To keep a pool's regions across a restart, "
+                     "configure it as it was (kind, size, isolation) and make sure its device works first",
+                     n, l);
+                if (!nl)
+                        break;
+                l = nl + 1;
+        }
+}
+
 int restart_restore(struct core *core, uint64_t *next_serial) {
         struct state_info info;
         struct core_stats cs;
@@ -274,6 +298,7 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
                  " references of %u clients (they keep them until they reconnect); %" PRIu64 " bytes in use",
                  passed[state_at].name, info.epoch, info.records, cs.regions, cs.names, cs.holds, core_nclients(core),
                  cs.used);
+        log_lost(&info);
         if (info.torn)
                 log_warn("the state's log ends in %" PRIu64 " bytes that are not a whole change (one cut short when "
                          "allocd was killed while writing it, whose request was never answered; or damage): what "
@@ -492,8 +517,8 @@ void restart_begin(struct core *core, uint64_t next_serial) {
         }
         if (regions)
                 logx(LOG_LEVEL_NOTICE, NULL,
-                     "the fd store held %zu region memfds that the restored state does not name; removed from the "
-                     "store",
+                     "the fd store held %zu region memfds that no restored region claims (the state does not name "
+                     "them, or their pool's regions were lost); removed from the store",
                      regions);
         core_set_region_fds(core, &region_fds);
         if (state_at >= 0 && keep_adopt(&keep, core, passed[state_at].fd, &restored, next_serial) == 0) {

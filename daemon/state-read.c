@@ -15,6 +15,7 @@
 
 #include "alloc/falloc.h"
 #include "core-impl.h"
+#include "state-lost.h"
 #include "state.h"
 
 struct in {
@@ -66,6 +67,8 @@ struct restore {
         uint32_t *slots; /* restored, in order */
         uint32_t *refs;  /* their records' reference counts */
         uint32_t nslots;
+        uint32_t last_slot;  /* of the last REGION record, restored or lost */
+        struct lost lost;    /* pools with regions that cannot take them back, and those regions */
         uint32_t same_pools; /* POOL records that describe the core's pool of their id as it is */
         bool done;           /* the restore's own references dropped */
         struct slot_fill fill;
@@ -73,8 +76,11 @@ struct restore {
         struct {
                 uint32_t refs;
                 uint64_t bytes;
-        } * want;                  /* each absent client's CLIENT record, to check the recount against */
-        struct client **by_serial; /* the absent clients sorted, for the holds: a search each, not a scan */
+        } * want; /* each absent client's CLIENT record (less its lost holds), to check the recount against */
+        struct holder {
+                uint64_t serial;
+                size_t at; /* in core->absent, and want */
+        } * by_serial;     /* the absent clients sorted, for the holds: a search each, not a scan */
         size_t nby_serial;
 };
 
@@ -95,28 +101,34 @@ static struct client *absent_find(const struct core *core, uint64_t serial) {
 }
 
 static int by_serial(const void *a, const void *b) {
-        uint64_t x = (*(struct client *const *)a)->serial, y = (*(struct client *const *)b)->serial;
+        uint64_t x = ((const struct holder *)a)->serial, y = ((const struct holder *)b)->serial;
         return (x > y) - (x < y);
 }
 
-/* A hold's client: up to a million holds, each of up to max_connections clients. */
-static struct client *holder_find(struct restore *st, uint64_t serial) {
+/* A hold's client, and its index in core->absent: up to a million holds, each of up to max_connections clients. */
+static struct client *holder_find(struct restore *st, uint64_t serial, size_t *at) {
         struct core *core = st->core;
-        struct client key = {.serial = serial}, *kp = &key, **found;
+        struct holder key = {.serial = serial}, *found;
 
         if (st->nby_serial != core->nabsent) { /* CLIENT records come first: sorted once */
-                struct client **n = reallocarray(st->by_serial, core->nabsent + 1, sizeof(*n));
-                if (!n)
-                        return absent_find(core, serial);
+                struct holder *n = reallocarray(st->by_serial, core->nabsent + 1, sizeof(*n));
+                if (!n) {
+                        *at = absent_index(core, serial);
+                        return *at == SIZE_MAX ? NULL : core->absent[*at];
+                }
                 st->by_serial = n;
                 st->nby_serial = core->nabsent;
-                memcpy(n, core->absent, core->nabsent * sizeof(*n));
+                for (size_t i = 0; i < core->nabsent; i++)
+                        n[i] = (struct holder){core->absent[i]->serial, i};
                 qsort(n, st->nby_serial, sizeof(*n), by_serial);
         }
         if (!st->nby_serial)
                 return NULL;
-        found = bsearch(&kp, st->by_serial, st->nby_serial, sizeof(*found), by_serial);
-        return found ? *found : NULL;
+        found = bsearch(&key, st->by_serial, st->nby_serial, sizeof(*found), by_serial);
+        if (!found)
+                return NULL;
+        *at = found->at;
+        return core->absent[found->at];
 }
 
 static int rec_core(struct restore *st, struct in *in) {
@@ -139,8 +151,8 @@ static int rec_core(struct restore *st, struct in *in) {
         st->fill.slots = malloc(((size_t)st->fill.cap + 1) * sizeof(*st->fill.slots));
         st->core->absent = calloc(st->nclients + 1, sizeof(*st->core->absent));
         st->want = calloc(st->nclients + 1, sizeof(*st->want));
-        if (!st->pools || !st->pool_regions || !st->slots || !st->refs || !st->fill.slots || !st->core->absent ||
-            !st->want)
+        if (lost_init(&st->lost, st->npools, st->fill.cap + 1) < 0 || !st->pools || !st->pool_regions || !st->slots ||
+            !st->refs || !st->fill.slots || !st->core->absent || !st->want)
                 return bad(st, -ENOMEM, "out of memory reading the state");
         return 0;
 }
@@ -163,26 +175,30 @@ static int rec_pool(struct restore *st, struct in *in) {
         }
         if (!nregions)
                 return 0; /* nothing of it to restore: whether it is still configured does not matter */
-        if (!(p = core_pool_find(st->core, name)) || !p->available)
-                return bad(st, -ENOENT,
-                           "pool %s holds %llu regions in the state but is %s: configure it as it was, or its "
-                           "regions are lost",
-                           name, (unsigned long long)nregions, p ? "not available" : "not configured");
+        /*
+         * A pool that cannot take its regions back loses them, and only them: the rest of the state is
+         * restored without them (state-lost.c), and the caller says what was lost (state_info.lost).
+         */
+        if (!(p = core_pool_find(st->core, name)))
+                return lost_pool(&st->lost, id, name, nregions, "not configured");
+        if (!p->available)
+                return lost_pool(&st->lost, id, name, nregions, "not available: %s", p->reason);
         if (p->conf.kind != kind || p->conf.isolation != iso || p->total != total)
-                return bad(st, -ENOENT,
-                           "pool %s holds %llu regions in the state, but its kind, isolation or size (%llu bytes "
-                           "then, %llu now) changed: configure it as it was, or its regions are lost",
-                           name, (unsigned long long)nregions, (unsigned long long)total, (unsigned long long)p->total);
+                return lost_pool(&st->lost, id, name, nregions,
+                                 "configured otherwise: %s, isolation = %s, %llu bytes then; %s, isolation = %s, "
+                                 "%llu bytes now",
+                                 pool_kind_name((enum pool_kind)kind), iso == ISOLATION_REGION ? "region" : "pool",
+                                 (unsigned long long)total, pool_kind_name(p->conf.kind),
+                                 p->conf.isolation == ISOLATION_REGION ? "region" : "pool",
+                                 (unsigned long long)p->total);
         /*
          * Restoring from an fd store (region_fds.stored set), a pool with memory must be the stored one: old
          * clients map that and write it still, while attachers would map fresh zeros.
          */
         if (st->core->region_fds.stored && p->conf.isolation == ISOLATION_POOL && p->fd >= 0 && !p->from_store)
-                return bad(st, -ENOENT,
-                           "pool %s holds %llu regions in the state, but its memory is not in the fd store (it was not "
-                           "stored, or systemd dropped it: raise FileDescriptorStoreMax=), and a pool of fresh memory "
-                           "cannot hold them",
-                           name, (unsigned long long)nregions);
+                return lost_pool(&st->lost, id, name, nregions,
+                                 "its memory is not in the fd store: it was not stored, or systemd dropped it "
+                                 "(raise FileDescriptorStoreMax=), and a pool of fresh memory cannot hold them");
         st->pools[id] = p;
         return 0;
 }
@@ -253,12 +269,19 @@ static int rec_region(struct restore *st, struct in *in) {
                 f.chunk_count = GET(in, uint64_t);
         }
         get_str(in, name, NAME_MAX_LEN);
-        if (in->bad || st->nslots == st->nregions || slot >= st->hi ||
-            (st->nslots && slot <= st->slots[st->nslots - 1]) || !r.gen || r.gen > st->floor || !r.size ||
+        bool lost = id < st->npools && lost_has(&st->lost, id);
+        if (in->bad || st->nslots + st->lost.nregions == st->nregions || slot >= st->hi ||
+            (st->nslots + st->lost.nregions && slot <= st->last_slot) || !r.gen || r.gen > st->floor || !r.size ||
             r.offset + r.size < r.offset || !r.refs || r.state != (r.state & (R_LIVE | R_PERSIST)) ||
             !(r.state & R_LIVE) || r.format > FMT_FALLOC || (r.flags & ~(F_KNOWN | F_WRITECOMBINED)) ||
-            id >= st->npools || !st->pools[id] || (f.format && (f.heap_size > r.size || !heap_geometry_ok(&f))))
+            id >= st->npools || (!st->pools[id] && !lost) ||
+            (f.format && (f.heap_size > r.size || !heap_geometry_ok(&f))))
                 return bad(st, -EBADMSG, "the state's record of region slot %u is malformed or out of order", slot);
+        st->last_slot = slot;
+        if (lost) /* its slot is free now: one more for fill */
+                return lost_region(&st->lost, id, slot, &r, name[0] != '\0', &st->fill) < 0
+                               ? bad(st, -ENOMEM, "out of memory reading the state")
+                               : 0;
         if ((e = region_restore(st->core, st->pools[id], slot, &r, &f, name, &st->fill)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
                            "region slot %u (%s, offset %#llx, %llu bytes) cannot be restored: %s", slot,
@@ -281,9 +304,15 @@ static int rec_region(struct restore *st, struct in *in) {
 static int rec_hold(struct restore *st, struct in *in) {
         uint32_t slot = GET(in, uint32_t), count = GET(in, uint32_t);
         uint64_t serial = GET(in, uint64_t);
-        struct client *cl = holder_find(st, serial);
+        size_t at = 0;
+        struct client *cl = holder_find(st, serial, &at);
         int e;
 
+        /* A lost region's hold: its references and bytes are the client record's no more. */
+        if (cl && !in->bad && (e = lost_hold(&st->lost, slot, serial, count, &st->want[at].refs, &st->want[at].bytes)))
+                return e < 0 ? bad(st, e, "the state's hold of slot %u (lost) by connection %llu is malformed", slot,
+                                   (unsigned long long)serial)
+                             : 0;
         /* The slot is the file's word: within the table, and a region restored there, before it is read. */
         if (in->bad || !cl || slot >= st->hi || slot >= st->core->regions.slots.cap ||
             !(st->core->regions.tab[slot].state & R_LIVE))
@@ -309,6 +338,10 @@ static int check_usage(struct restore *st, struct in *in) {
                 uint32_t a = GET(in, uint32_t), uid = GET(in, uint32_t);
                 if (type == REC_USAGE) {
                         uint64_t b = GET(in, uint64_t);
+                        if (a < st->npools && lost_has(&st->lost, a)) {
+                                st->lost.pools[st->lost.at[a] - 1].usage += b;
+                                continue;
+                        }
                         if (a >= st->npools || !st->pools[a] || pool_usage(st->pools[a], uid) != b)
                                 return bad(st, -EBADMSG,
                                            "uid %u: the state's bytes charged in pool %u are not its "
@@ -317,8 +350,13 @@ static int check_usage(struct restore *st, struct in *in) {
                         bytes += b;
                 } else {
                         const struct user *u = user_find(core, a);
-                        uint32_t persist = GET(in, uint32_t);
-                        if (!u || u->names != uid || u->persist != persist)
+                        uint32_t persist = GET(in, uint32_t), lost_names, lost_persist;
+                        lost_uid(&st->lost, a, &lost_names, &lost_persist);
+                        bool short_ = uid < lost_names || persist < lost_persist;
+                        uid -= short_ ? 0 : lost_names;
+                        persist -= short_ ? 0 : lost_persist;
+                        /* A uid whose names and PERSIST regions were all lost may have no record now. */
+                        if (short_ || (u ? u->names != uid || u->persist != persist : uid || persist))
                                 return bad(st, -EBADMSG,
                                            "uid %u: the state's names or PERSIST count is not its "
                                            "regions'",
@@ -326,6 +364,10 @@ static int check_usage(struct restore *st, struct in *in) {
                         counts += (uint64_t)uid + persist;
                 }
         }
+        for (uint32_t i = 0; i < st->lost.npools; i++)
+                if (st->lost.pools[i].usage != st->lost.pools[i].bytes)
+                        return bad(st, -EBADMSG, "pool %s (lost): the state's bytes charged are not its regions'",
+                                   st->lost.pools[i].name);
         for (size_t i = 0; i < core->npools; i++)
                 for (size_t u = 0; u < core->pools[i]->nusage; u++)
                         core_bytes += core->pools[i]->usage[u].bytes;
@@ -339,6 +381,7 @@ static int check_usage(struct restore *st, struct in *in) {
 /* Every count the core keeps, recounted by the restore, against the records. */
 static int check_counts(struct restore *st) {
         struct core *core = st->core;
+        int e;
 
         for (uint32_t i = 0; i < st->nslots; i++)
                 if (core->regions.tab[st->slots[i]].refs != st->refs[i] + 1 || st->refs[i] < 1)
@@ -354,9 +397,13 @@ static int check_counts(struct restore *st) {
                         return bad(st, -EBADMSG, "connection %llu: the state counts %u references, its holds make %u",
                                    (unsigned long long)core->absent[i]->serial, st->want[i].refs,
                                    core->absent[i]->nrefs);
-        if (core->nabsent != st->nclients || st->nslots != st->nregions || st->nheld != st->nholds)
-                return bad(st, -EBADMSG, "the state says %u holders, %u regions and %u holds, has %zu, %u and %u",
-                           st->nclients, st->nregions, st->nholds, core->nabsent, st->nslots, st->nheld);
+        if (core->nabsent != st->nclients || st->nslots + st->lost.nregions != st->nregions ||
+            st->nheld + st->lost.nholds != st->nholds)
+                return bad(st, -EBADMSG, "the state says %u holders, %u regions and %u holds, has %zu, %u and %llu",
+                           st->nclients, st->nregions, st->nholds, core->nabsent, st->nslots + st->lost.nregions,
+                           (unsigned long long)(st->nheld + st->lost.nholds));
+        if ((e = lost_check(&st->lost, st->err, st->errsize)) < 0)
+                return e;
         return 0;
 }
 
@@ -454,8 +501,10 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
                 st->fill.n = 0;
                 if (st->floor > core->regions.gen_floor)
                         core->regions.gen_floor = st->floor;
+                lost_gens(&st->lost, &core->regions);
+                lost_by_uid(&st->lost);
                 if (!derived)
-                        e = check_usage(st, &usage);
+                        e = check_usage(st, &usage); /* refused: undo() trims the table, gens and all */
         }
         if (e)
                 undo(st);
@@ -473,7 +522,7 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
         free(st->fill.slots);
         free(st->want);
         free(st->by_serial);
-        return e;
+        return e; /* st->lost: the caller's, for what it says */
 }
 
 int state_read_info(struct core *core, const void *buf, size_t len, uint64_t *next_serial, struct state_info *info,
@@ -509,7 +558,12 @@ int state_read_info(struct core *core, const void *buf, size_t len, uint64_t *ne
         e = rb.body ? restore(&st, rb.body, rb.len, true) : restore(&st, b, body, false);
         free(rb.body);
         si.version = v;
-        si.same_pools = st.same_pools == st.npools && st.npools == core->npools;
+        /* A state that holds lost regions is not appended to: restored again, its pool would take them back. */
+        si.same_pools = st.same_pools == st.npools && st.npools == core->npools && !st.lost.npools;
+        si.lost_pools = st.lost.npools;
+        si.lost_regions = st.lost.nregions;
+        lost_text(&st.lost, si.lost, sizeof(si.lost));
+        lost_free(&st.lost);
         if (!e) {
                 *next_serial = st.next_serial;
                 if (info)

@@ -50,6 +50,14 @@ struct state_info {
         uint64_t log_bytes; /* their bytes: the log's end, after the snapshot */
         uint64_t torn;      /* bytes dropped after the last whole record (a write cut short, or damage), up to 64 KiB */
         bool same_pools;    /* the state's pools are the core's, id for id: a keep may go on appending to it */
+        /*
+         * Pools of the state that held regions but could not take them back (not configured, not
+         * available, configured otherwise, or not of the stored memory): their regions are lost, the
+         * rest restored.  lost: "NAME: N regions (WHY)" for each, one a line ("..." when cut short).
+         */
+        uint32_t lost_pools;
+        uint64_t lost_regions;
+        char lost[1024];
 };
 
 /*
@@ -76,9 +84,11 @@ int state_write_memfd(const struct core *core, uint64_t next_serial, int *ret_fd
 /*
  * Restores buf into core, which has its pools configured and holds no region, name or client yet.
  * Each holder comes back as an absent client (placeholder) of its serial, owned by the core, that
- * holds its references until it is reclaimed or released.  On error: -EBADMSG (corrupt, truncated,
- * inconsistent), -ENOENT (a pool with regions is not configured, or not as it was), -EPROTO (another
- * version), -EBUSY (core not fresh) or -ENOMEM; a message in err, and the core as it was.
+ * holds its references until it is reclaimed or released.  A pool with regions that is not configured,
+ * not available or not as it was loses its regions only (state_info.lost says which): the rest is
+ * restored.  On error: -EBADMSG (corrupt, truncated, inconsistent), -ENOENT (a region's memfd is not
+ * in the fd store, isolation = region), -EPROTO (another version), -EBUSY (core not fresh) or
+ * -ENOMEM; a message in err, and the core as it was.
  */
 int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize);
 /*

@@ -3,12 +3,13 @@
  * A state memfd (snapshot and log, daemon/state.c) from arbitrary bytes, read into a fresh core
  * with two pools.  Byte 0 says how: bit 0, put every checksum right first (the header's, the
  * body's, each log record's as the input's lengths cut them), so that the records themselves are
- * fuzzed and not only the checksums; bit 1, leave the last log record's wrong (a torn tail).  The
- * rest is the memfd's bytes.
+ * fuzzed and not only the checksums; bit 1, leave the last log record's wrong (a torn tail); bit 2,
+ * leave pool c out of the core, so that a state with regions in it loses them (state-lost.c) and the
+ * rest is restored.  The rest is the memfd's bytes.
  *
  * A refused state must leave the core as it was (but for its tables' capacity), with a message.  An accepted one must
- * hold what the core promises (core_check's recount), be written back and read again to the same regions and counts,
- * and, once its placeholders are released, leave only PERSIST regions nobody holds.
+ * hold what the core promises (core_check's recount), be written back and read again to the same regions and counts
+ * (nothing lost the second time), and, once its placeholders are released, leave only PERSIST regions nobody holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,7 +127,7 @@ static void drop_absent(struct core *c) {
         }
 }
 
-static void accepted(struct core *c, uint64_t serial) {
+static void accepted(struct core *c, int npools, uint64_t serial) {
         struct core_view v;
         struct core_snap x, y;
         char err[512];
@@ -142,9 +143,12 @@ static void accepted(struct core *c, uint64_t serial) {
                 core_check(c, &v, true);
         if (state_write(c, serial, &buf, &len) < 0)
                 check_fail("an accepted state cannot be written back");
-        struct core *d = fuzz_state_core();
-        if (state_read(d, buf, len, &serial2, err, sizeof(err)) < 0)
+        struct core *d = fuzz_state_core_pools(npools);
+        struct state_info info;
+        if (state_read_info(d, buf, len, &serial2, &info, err, sizeof(err)) < 0)
                 check_fail("an accepted state, written back, is refused: %s", err);
+        if (info.lost_pools || info.lost_regions)
+                check_fail("an accepted state, written back, loses regions: %s", info.lost);
         free(buf);
         if (serial2 != serial)
                 check_fail("the next serial changed from %llu to %llu", (unsigned long long)serial,
@@ -177,7 +181,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(buf, data + 1, size - 1);
         if (data[0] & 1)
                 fix(buf, size - 1, data[0] & 2);
-        struct core *c = fuzz_state_core();
+        int npools = data[0] & 4 ? 2 : 3;
+        struct core *c = fuzz_state_core_pools(npools);
         core_snap(c, &none, &before);
         int e = state_read_info(c, buf, size - 1, &serial, &info, err, sizeof(err));
         if (e < 0) {
@@ -192,7 +197,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else {
                 if (info.torn > size)
                         check_fail("%llu bytes torn of %zu", (unsigned long long)info.torn, size);
-                accepted(c, serial);
+                if (!info.lost_pools != !info.lost_regions || (info.lost_pools && !info.lost[0]))
+                        check_fail("%u pools lost with %llu regions: '%s'", info.lost_pools,
+                                   (unsigned long long)info.lost_regions, info.lost);
+                accepted(c, npools, serial);
         }
         core_free(c);
         free(buf);

@@ -251,20 +251,134 @@ Test(state, a_checksummed_heap_geometry_lie_is_refused) {
         core_free(a);
 }
 
-Test(state, a_pool_missing_or_changed_is_reported) {
-        struct core *a = busy(), *b = state_core(false);
+/* How pool b is not as busy() had it: not configured, configured otherwise, or not available. */
+enum pool_b { B_MISSING, B_CHANGED, B_UNAVAILABLE };
+
+static struct core *core_with(enum pool_b how) {
+        struct pool_conf hc = {.kind = POOL_HOST, .has_kind = true, .size = 32ull << 20, .mode = 0666, .numa_node = -1};
+        struct core *c = state_core(how == B_UNAVAILABLE);
+        char err[256];
+
+        snprintf(hc.name, sizeof(hc.name), "b");
+        cr_assert_eq(how == B_CHANGED ? core_pool_add(c, &hc, err, sizeof(err)) : 0, 0, "%s", err);
+        if (how == B_UNAVAILABLE) { /* as a gpu pool whose driver failed to load: configured as it was */
+                c->pools[1]->available = false;
+                snprintf(c->pools[1]->reason, sizeof(c->pools[1]->reason), "driver/library version mismatch");
+        }
+        return c;
+}
+
+static void core_with_free(struct core *c) {
+        state_drop_absent(c);
+        if (c->npools > 1)
+                c->pools[1]->available = true; /* its memory was made: freed as it was */
+        core_free(c);
+}
+
+/*
+ * busy()'s state read into b, whose pool b is not as it was: pool b's regions are lost, and only
+ * they; the rest is as in a (ids, offsets, names, references), and the counts add up.
+ */
+static void loses_only_pool_b(enum pool_b how, const char *why) {
+        struct core *a = busy(), *b = core_with(how);
+        struct state_info info;
         char err[512];
-        uint64_t serial;
+        uint64_t serial, lost = 0;
         void *buf;
         size_t len;
 
-        cr_assert_eq(state_write(a, 5, &buf, &len), 0);
-        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -ENOENT);
-        cr_assert(strstr(err, "pool b") && strstr(err, "not configured"), "%s", err);
-        cr_assert_eq(b->regions.slots.used, 0);
+        for (uint32_t s = 0; s < a->regions.slots.cap; s++)
+                lost += (a->regions.tab[s].state & R_LIVE) && a->regions.tab[s].pool == 1;
+        cr_assert_gt(lost, 0);
+        cr_assert_eq(state_write(a, 77, &buf, &len), 0);
+        cr_assert_eq(state_read_info(b, buf, len, &serial, &info, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(info.lost_pools, 1);
+        cr_assert_eq(info.lost_regions, lost);
+        cr_assert(!strncmp(info.lost, "b: ", 3) && strstr(info.lost, why), "%s", info.lost);
+        cr_assert(!info.same_pools, "a state with lost regions must not be appended to");
+        for (uint32_t s = 0; s < a->regions.slots.cap; s++) {
+                const struct region *x = &a->regions.tab[s];
+                const struct region *y = s < b->regions.slots.cap ? &b->regions.tab[s] : NULL;
+                if (!(x->state & R_LIVE))
+                        continue;
+                if (x->pool == 1) { /* lost: its slot free, and its id never another's */
+                        cr_assert(!y || !(y->state & R_LIVE), "lost slot %u restored", s);
+                        cr_assert(!y || y->gen >= x->gen, "slot %u: gen %u, was %u", s, y->gen, x->gen);
+                        continue;
+                }
+                cr_assert(y && (y->state & R_LIVE), "slot %u not restored", s);
+                cr_assert(y->gen == x->gen && y->offset == x->offset && y->size == x->size && y->refs == x->refs,
+                          "slot %u restored otherwise", s);
+                cr_assert_eq(!!y->name, !!x->name, "slot %u's name", s);
+        }
+        cr_assert_lt(names_find(&b->names, "r8"), 0); /* busy() names regions of pool b, and "orphan" in a */
+        cr_assert_geq(names_find(&b->names, "orphan"), 0);
+        state_check(b);
+        free(buf);
+
+        /* What b restored is a whole state of its own: written and read again, nothing more is lost. */
+        struct core *c = core_with(how);
+        char *before = state_dump(b), *after;
+        cr_assert_eq(state_write(b, 77, &buf, &len), 0);
+        cr_assert_eq(state_read_info(c, buf, len, &serial, &info, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(info.lost_pools, 0);
+        after = state_dump(c);
+        cr_assert_str_eq(after, before);
+        free(before);
+        free(after);
+        free(buf);
+        core_with_free(c);
+        core_with_free(b);
+        gone(a);
+}
+
+Test(state, a_missing_pool_loses_only_its_regions) {
+        loses_only_pool_b(B_MISSING, "not configured");
+}
+
+Test(state, a_changed_pool_loses_only_its_regions) {
+        loses_only_pool_b(B_CHANGED, "configured otherwise");
+}
+
+Test(state, an_unavailable_pool_loses_only_its_regions) {
+        loses_only_pool_b(B_UNAVAILABLE, "not available: driver/library version mismatch");
+}
+
+/* The lost pool's records are checked all the same: a lie in them refuses the state, changing nothing. */
+Test(state, a_lie_in_a_lost_pool_is_refused) {
+        struct core *a = state_core(true), *b = state_core(false);
+        char err[512], *before = state_dump(b), *after;
+        uint64_t serial;
+        uint8_t *buf;
+        size_t len, at = STATE_HEADER_LEN;
+
+        connect(a, 0, 1000);
+        alloc(a, 0, "a", 4096, 0, "kept", FMT_RAW);
+        uint32_t lost = alloc(a, 0, "b", 4096, 0, "lost", FMT_RAW);
+        cr_assert_eq(state_write(a, 100, (void **)&buf, &len), 0);
+        for (uint32_t slot = UINT32_MAX;; at += 8) {
+                uint16_t type;
+                uint32_t n;
+                memcpy(&type, buf + at, 2);
+                memcpy(&n, buf + at + 4, 4);
+                if (type == 7 /* REC_HOLD */ && (memcpy(&slot, buf + at + 8, 4), slot == lost))
+                        break;
+                at += n;
+                cr_assert_lt(at, len, "no HOLD record of the lost region");
+        }
+        uint32_t count = 2; /* its REGION record says 1 */
+        memcpy(buf + at + 12, &count, 4);
+        checksum_again(buf, len);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), -EBADMSG);
+        after = state_dump(b);
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(b->nclients, 0);
+        free(before);
+        free(after);
         free(buf);
         core_free(b);
-        gone(a);
+        core_client_remove(a, &cls[0]);
+        core_free(a);
 }
 
 /* ---- reclaim (daemon/reclaim.c): a connection of the restored state comes back ---- */
