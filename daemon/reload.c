@@ -529,9 +529,17 @@ void reload_run(void) {
                 struct pool *pool = core_pool_at(core, i);
                 struct pool_info p;
                 core_pool_info(pool, &p);
-                /* A draining pool goes with its last region, whatever the file says. */
-                if (configured(&conf, p.name) || (!p.available && !*p.reason) || p.draining)
+                if (configured(&conf, p.name) || (!p.available && !*p.reason))
                         continue;
+                /*
+                 * A draining pool goes with its last region, whatever the file says; but one put back
+                 * changed and taken out again waits for no pool now: it drains as taken out, and says so.
+                 */
+                if (p.draining) {
+                        if (p.reload_drained && strcmp(p.draining, RELOAD_DRAIN_WHY))
+                                take_out(pool, &p);
+                        continue;
+                }
                 if (!p.available) {
                         core_pool_forget(core, p.name); /* left out, and now taken out of the file */
                         continue;

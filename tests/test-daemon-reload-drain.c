@@ -289,3 +289,26 @@ Test(reload_drain, its_waiters_are_answered) {
         }
         alloc_disconnect(k);
 }
+
+/* Put back changed, then taken out again: no pool waits for it now, and its reason and the reload say so. */
+Test(reload_drain, taken_out_again_after_a_changed_put_back) {
+        char why[256];
+        struct alloc_region r;
+
+        sysd_start(&s, POOL_A POOL_B);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        reload(POOL_A);
+        reload(POOL_A "[pool b]\nkind = host\nsize = 8M\n");
+        refuses(k, "b", "configured again at a reload with another size");
+        int before = occurrences(s.log, "1 pool draining (b)");
+        reload(POOL_A);
+        cr_assert_gt(occurrences(s.log, "1 pool draining (b)"), before, "the reload says nothing of b: %s",
+                     sysd_log(&s));
+        refuses(k, "b", DRAIN_WHY);
+        cr_assert(listed(k, "b", why, sizeof(why), NULL));
+        cr_assert_str_eq(why, DRAIN_WHY "; it goes with its last region");
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_not(still_listed(k, "b"), "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
