@@ -66,7 +66,8 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
         }
         if (p->kind != POOL_FPGA)
                 ps->isolation = p->conf->isolation == ISOLATION_REGION ? "region" : "pool";
-        if (*p->conf->names)
+        /* A draining pool's patterns reserve nothing (core_pool_reserves): shown, they would say otherwise. */
+        if (*p->conf->names && !p->draining)
                 ps->names = names;
         ps->draining = (char *)p->draining;
         for (const char *c = p->conf->names; *c; c++) {

@@ -133,6 +133,7 @@ Test(reload_drain, a_removed_pool_drains_and_goes_with_its_last_region) {
         cr_assert_eq(regions, 1);
         const char *out = allocctl_status();
         cr_assert(strstr(out, "b: draining, takes no new regions: " DRAIN_WHY), "%s", out);
+        cr_assert_not(strstr(out, "b: reserves the names"), "a draining pool reserves nothing: %s", out);
         /* Its regions live on: read, and attached by another connection. */
         cr_assert(pattern_ok(r.ptr, r.size, 7));
         struct alloc_client *k2 = daemon_connect(&s.d);
