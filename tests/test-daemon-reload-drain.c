@@ -239,6 +239,9 @@ Test(reload_drain, a_restart_keeps_it_draining) {
         cr_assert(listed(k, "b", why, sizeof(why), &regions), "%s", sysd_log(&s));
         cr_assert(*why && regions == 1, "draining '%s', %llu regions", why, (unsigned long long)regions);
         refuses(k, "b", "no longer configured");
+        /* Its regions are as writable as before: the pool only takes no new one. */
+        cr_assert(strstr(sysd_log(&s), "1 draining (kept from before the restart, taking no new regions)"), "%s",
+                  sysd_log(&s));
         there("kept", 11);
         cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
