@@ -305,6 +305,8 @@ Test(reload_drain, taken_out_again_after_a_changed_put_back) {
         reload(POOL_A);
         reload(POOL_A "[pool b]\nkind = host\nsize = 8M\n");
         refuses(k, "b", "configured again at a reload with another size");
+        cr_assert(strstr(sysd_log(&s), "reloaded ") && occurrences(s.log, "1 pool waiting for a draining namesake (b)"),
+                  "the reload says 'no changes': %s", sysd_log(&s));
         int before = occurrences(s.log, "1 pool draining (b)");
         reload(POOL_A);
         cr_assert_gt(occurrences(s.log, "1 pool draining (b)"), before, "the reload says nothing of b: %s",
