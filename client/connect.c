@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "duration.h"
 #include "kind-internal.h"
+#include "text.h"
 #include "wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -176,7 +177,9 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
                 alloc_disconnect(c);
                 return r;
         }
-        snprintf(c->name, sizeof(c->name), "%s", client_name ? client_name : program_invocation_short_name);
+        const char *name = client_name ? client_name : program_invocation_short_name;
+        /* Cut between characters: allocd then refuses it for its length, not as "not UTF-8". */
+        snprintf(c->name, sizeof(c->name), "%.*s", (int)text_cut(name, sizeof(c->name) - 1), name);
         conn_hello(c, &hello, false);
         req.body_case = ALLOCD__REQUEST__BODY_HELLO;
         req.hello = &hello;

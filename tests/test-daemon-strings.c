@@ -222,3 +222,18 @@ Test(strings, a_string_that_is_not_utf8_is_invalid) {
         cr_expect_eq(held(fd), 0);
         close(fd);
 }
+
+/*
+ * A client name too long for liballoc-client's copy, of characters of several bytes: the copy
+ * must not end mid-character, or allocd says "not UTF-8" of a name that was; it says how long one may be.
+ */
+Test(strings, a_long_client_name_is_cut_between_characters) {
+        char name[301] = "";
+        struct alloc_client *k = NULL;
+
+        for (int i = 0; i < 75; i++)
+                strcat(name, "\xf0\x9f\x98\x80"); /* U+1F600, 4 bytes: 300 in all, cut at 255 = 63 x 4 + 3 */
+        cr_assert_eq(alloc_connect(&k, d.sock, name), -EINVAL, "a 300-byte client name was taken");
+        cr_assert(strstr(alloc_last_error(), "1-63 bytes"), "%s", alloc_last_error());
+        cr_assert_not(strstr(alloc_last_error(), "not UTF-8"), "%s", alloc_last_error());
+}
