@@ -16,6 +16,7 @@
 
 #include "allocd.pb-c.h"
 #include "harness.h"
+#include "text.h"
 #include "wire.h"
 
 static struct daemon d;
@@ -236,4 +237,48 @@ Test(strings, a_long_client_name_is_cut_between_characters) {
         cr_assert_eq(alloc_connect(&k, d.sock, name), -EINVAL, "a 300-byte client name was taken");
         cr_assert(strstr(alloc_last_error(), "1-63 bytes"), "%s", alloc_last_error());
         cr_assert_not(strstr(alloc_last_error(), "not UTF-8"), "%s", alloc_last_error());
+}
+
+/* Whether the whole of s is UTF-8. */
+static bool utf8(const char *s) {
+        uint32_t cp;
+
+        for (size_t i = 0, n = strlen(s); i < n;) {
+                int k = text_next(s + i, n - i, &cp);
+                if (k < 0)
+                        return false;
+                i += (size_t)k;
+        }
+        return true;
+}
+
+/* The next reply is NO_POOL, and its message, which quotes the pool's name cut to fit, is UTF-8. */
+static void expect_no_pool_in_utf8(int fd, uint64_t id) {
+        Allocd__Reply *r = next_reply(fd);
+
+        cr_expect_eq(r->error, ALLOCD__ERROR__NO_POOL, "error %d (%s)", r->error, r->message ? r->message : "");
+        cr_expect_eq(r->id, id);
+        cr_expect(r->message && utf8(r->message), "the reply's message is not UTF-8: %s", r->message);
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+/* A reply quoting a long name the request gave cuts it between characters: its message stays UTF-8. */
+Test(strings, a_reply_quoting_a_long_pool_name_cuts_it_between_characters) {
+        Allocd__Dump dump = ALLOCD__DUMP__INIT;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        char pool[1024] = "a";
+        int fd = hello();
+
+        for (int i = 0; i < 200; i++)
+                strcat(pool, "\xf0\x9f\x98\x80"); /* one byte, then 4-byte characters: a cut at 64 or 255 splits one */
+        dump.pool = pool;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_DUMP, &dump);
+        expect_no_pool_in_utf8(fd, 2);
+        send_alloc(fd, 3, pool, NULL);
+        expect_no_pool_in_utf8(fd, 3);
+        at.name = "x";
+        at.pool = pool;
+        send_body(fd, 4, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        expect_no_pool_in_utf8(fd, 4);
+        close(fd);
 }
