@@ -282,3 +282,29 @@ Test(strings, a_reply_quoting_a_long_pool_name_cuts_it_between_characters) {
         expect_no_pool_in_utf8(fd, 4);
         close(fd);
 }
+
+/* The program's name, the client name when none is given, is made one allocd takes: cut to 63 bytes, UTF-8. */
+Test(strings, the_default_client_name_is_one_allocd_takes) {
+        char *was = program_invocation_short_name, longer[80], *names[] = {longer, "a\xff\xfe\x1b[31mb", ""};
+        const char *want[] = {NULL, "a???[31mb", NULL};
+        struct alloc_client *k = NULL;
+
+        memset(longer, 'p', 79);
+        longer[79] = '\0';
+        for (size_t i = 0; i < 3; i++) {
+                program_invocation_short_name = names[i];
+                int r = alloc_connect(&k, d.sock, NULL);
+                program_invocation_short_name = was;
+                cr_assert_eq(r, 0, "a program named '%s' cannot connect: %s", names[i], alloc_last_error());
+                struct alloc_status *s;
+                bool found = false;
+                cr_assert_eq(alloc_status(k, &s), 0, "%s", alloc_last_error());
+                for (size_t j = 0; j < s->nclients; j++)
+                        found |= want[i] ? !strcmp(s->clients[j].name, want[i])
+                                         : i == 0 && strlen(s->clients[j].name) == 63 && s->clients[j].name[0] == 'p';
+                cr_expect(found || i == 2, "program %zu's name not shown as wanted", i);
+                alloc_status_free(s);
+                alloc_disconnect(k);
+        }
+        cr_assert_eq(alloc_connect(&k, d.sock, ""), -EINVAL, "an empty name given was taken");
+}
