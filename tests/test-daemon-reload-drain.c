@@ -318,3 +318,34 @@ Test(reload_drain, taken_out_again_after_a_changed_put_back) {
         cr_assert_not(still_listed(k, "b"), "%s", sysd_log(&s));
         alloc_disconnect(k);
 }
+
+/*
+ * A pool that went and was made anew under its name is other memory: a connection that had mapped
+ * the old one must be sent the new one's fd, or it reads and writes the old memory, which the
+ * region's other holders do not see.
+ */
+Test(reload_drain, a_pool_made_anew_is_mapped_anew) {
+        char why[256];
+        struct alloc_region r, mine, theirs;
+
+        sysd_start(&s, POOL_A POOL_B);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(k), 0, "%s", alloc_last_error());
+        reload(POOL_A); /* b holds nothing: it goes at once */
+        cr_assert_not(still_listed(k, "b"), "%s", sysd_log(&s));
+        reload(POOL_A POOL_B);
+        for (int i = 0; i < 500 && !listed(k, "b", why, sizeof(why), NULL); i++)
+                usleep(10000);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, &(struct alloc_opts){.name = "anew"}, &mine), 0, "%s",
+                     alloc_last_error());
+        pattern(mine.ptr, mine.size, 5);
+        struct alloc_client *k2 = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k2, "anew", NULL, &theirs), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(theirs.ptr, theirs.size, 5), "another connection does not see what was written");
+        pattern(theirs.ptr, theirs.size, 6);
+        cr_assert(pattern_ok(mine.ptr, mine.size, 6), "the writer does not see what another connection wrote");
+        alloc_disconnect(k2);
+        alloc_disconnect(k);
+}
