@@ -537,10 +537,7 @@ void reload_run(void) {
                 core_pool_info(pool, &p);
                 if (configured(&conf, p.name) || (!p.available && !*p.reason))
                         continue;
-                /*
-                 * A draining pool goes with its last region, whatever the file says; but one put back
-                 * changed and taken out again waits for no pool now: it drains as taken out, and says so.
-                 */
+                /* A draining pool goes with its last region; put back changed, then out: drains as taken out. */
                 if (p.draining) {
                         if (p.reload_drained && strcmp(p.draining, RELOAD_DRAIN_WHY))
                                 take_out(pool, &p);
