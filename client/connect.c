@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "duration.h"
 #include "kind-internal.h"
+#include "text.h"
 #include "wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -78,10 +79,22 @@ static int env_reconnect(uint32_t *ret) {
         return 0;
 }
 
+/*
+ * The program's name as a client name allocd takes, so that no program is refused for its file's
+ * name, which its user did not choose for allocd: cut to ALLOC_CLIENT_NAME_MAX bytes between
+ * characters, what is not UTF-8 or a control character made '?'; "" (no name) stays "".
+ */
+static void default_name(char *buf, size_t size) {
+        const char *p = program_invocation_short_name;
+
+        snprintf(buf, size, "%.*s", (int)text_cut(p, ALLOC_CLIENT_NAME_MAX), p);
+        text_sanitize(buf);
+}
+
 void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim) {
         hello->has_version = true;
         hello->version = WIRE_VERSION;
-        hello->client_name = c->name;
+        hello->client_name = *c->name ? c->name : NULL; /* "" is no name (allocd refuses it as one) */
         hello->has_reclaim_serial = hello->has_reclaim_secret = reclaim && c->serial;
         hello->reclaim_serial = c->serial;
         hello->reclaim_secret.data = c->secret;
@@ -118,6 +131,12 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         if (!ret)
                 return client_fail(-EINVAL, "alloc_connect: ret is NULL");
         *ret = NULL;
+        /* An empty name would be sent as none (conn_hello): refused here, as allocd refused it. */
+        if (client_name && !*client_name)
+                return client_fail(-EINVAL,
+                                   "client_name is 1-%d bytes of UTF-8 without control characters, or NULL "
+                                   "for the program's name",
+                                   ALLOC_CLIENT_NAME_MAX);
         /* "" is no file: connect() would reach the abstract address of zero bytes, which anyone may bind. */
         if (socket_path && !*socket_path)
                 return client_fail(-EINVAL, "the socket path is empty: give allocd's socket, or NULL for the default");
@@ -176,7 +195,11 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
                 alloc_disconnect(c);
                 return r;
         }
-        snprintf(c->name, sizeof(c->name), "%s", client_name ? client_name : program_invocation_short_name);
+        if (client_name) /* cut between characters: allocd then refuses it for its length, not as "not UTF-8" */
+                snprintf(c->name, sizeof(c->name), "%.*s", (int)text_cut(client_name, sizeof(c->name) - 1),
+                         client_name);
+        else
+                default_name(c->name, sizeof(c->name));
         conn_hello(c, &hello, false);
         req.body_case = ALLOCD__REQUEST__BODY_HELLO;
         req.hello = &hello;

@@ -117,7 +117,7 @@ static struct pool_map *find_name(const struct pool_table *t, const char *name) 
  */
 static int admit(struct pool_table *t, const char *name, char *err, size_t errsize) {
         if (find_name(t, name)) {
-                /* allocd sends a pool's fd once per connection: a second one is a daemon bug. */
+                /* renew() retired a mapping of this name first: one still here was inserted meanwhile. */
                 snprintf(err, errsize, "allocd sent the fd of pool %s a second time", name);
                 return -EPROTO;
         }
@@ -142,17 +142,19 @@ void pool_table_renew(struct pool_table *t) {
 }
 
 /*
- * The fd of pool name, after a reconnect, for a pool mapped already: the same memfd (allocd kept it
- * across its restart) is mapped already, 1; another file (a new allocd made the pool anew) retires
- * the old mapping, so that the old pointers still reach memory, and the new is mapped beside it.
- * CUDA's exports cannot be told apart: they are always mapped anew.  Write lock held.
+ * The fd of pool name, for a pool mapped already: after a reconnect, or while connected when the
+ * pool drained away and allocd made it anew under its name (it sends the new one's fd then).  The
+ * same memfd (allocd kept it across its restart) is mapped already, 1; another file (a new allocd,
+ * or a new pool) retires the old mapping, so that the old pointers still reach memory, and the new
+ * is mapped beside it.  CUDA's exports cannot be told apart: they are always mapped anew.  Write
+ * lock held.
  */
 static int renew(struct pool_table *t, const char *name, int fd, char *err, size_t errsize) {
         struct pool_map *m = find_name(t, name), **p;
         struct stat st;
         size_t i;
 
-        if (!m || !m->renewed)
+        if (!m)
                 return 0;
         m->renewed = false;
         if (m->mmapped && fstat(fd, &st) == 0 && st.st_dev == m->dev && st.st_ino == m->ino)

@@ -41,6 +41,16 @@ int text_next(const char *s, size_t n, uint32_t *cp) {
         return len;
 }
 
+size_t text_cut(const char *s, size_t max) {
+        const unsigned char *u = (const unsigned char *)s;
+        size_t n = strnlen(s, max), k = n;
+
+        /* s[n] (its NUL, or the byte past max) continues a character: the cut goes back to that one's lead byte. */
+        while (k > 0 && n - k < 3 && (u[k] & 0xc0) == 0x80)
+                k--;
+        return u[k] >= 0xc0 ? k : n; /* no lead byte there: not UTF-8 anyway, cut where asked */
+}
+
 bool text_is_control(uint32_t cp) {
         return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
                (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);

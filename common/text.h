@@ -31,6 +31,11 @@ bool text_valid(const char *s, size_t max);
  * so that a column of the output stays one word; "-" for "".  Truncated to size, never mid-escape.
  */
 const char *text_escape(const char *s, bool spaces, char *buf, size_t size);
+/*
+ * How many of s's first bytes, at most max, end between two characters: a copy cut there to fit
+ * stays UTF-8 if s was, so that what it is sent to judges its length, not a broken last character.
+ */
+size_t text_cut(const char *s, size_t max);
 /* Replaces, in place, each byte of s that is not UTF-8 or belongs to a control character with '?'. */
 void text_sanitize(char *s);
 /* s with every byte that is not UTF-8 replaced by U+FFFD, for JSON; the caller frees it (NULL: out of memory). */

@@ -47,6 +47,7 @@ struct pool {
         struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
         uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
         uint32_t id;           /* its place in core->pools, for its life: pools are never removed */
+        uint64_t made;         /* which pool adopted, of all: one made anew under a drained pool's id is another */
         bool available;        /* false: configured, but not made (no GPU for it, or the machine refused it) */
         char reason[256];      /* !available: why, for Status and for requests naming the pool */
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
@@ -345,6 +346,7 @@ int attach_try(struct core *core, struct client *cl, const char *name, const str
 
 struct core {
         struct limits limits;
+        uint64_t pools_made; /* pools adopted so far (pool.made) */
         uint64_t now;
         struct pool **pools;
         size_t npools;

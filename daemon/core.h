@@ -365,6 +365,7 @@ struct pool_info {
         const char *name;
         enum pool_kind kind;
         uint32_t id;
+        uint64_t made; /* another pool under the same id (made anew) has another: its fd is other memory */
         bool available;
         const char *reason;  /* !available: why */
         const char *backend; /* "memfd", "vmm", or NULL */

@@ -144,7 +144,7 @@ static void stop(void) {
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
 
-/* What serves, what is listed but not made, and what a restart kept read-only for its regions' holders. */
+/* What serves, what is listed but not made, and what a restart kept for its regions' holders (no new region). */
 static void log_ready(void) {
         size_t serving = 0, unavailable = 0, draining = 0;
 
@@ -159,7 +159,8 @@ static void log_ready(void) {
                         unavailable++;
         }
         if (draining)
-                log_info("ready: %zu pools, %zu not available, %zu draining (kept from before the restart, read-only)",
+                log_info("ready: %zu pools, %zu not available, %zu draining (kept from before the restart, "
+                         "taking no new regions)",
                          serving, unavailable, draining);
         else
                 log_info("ready: %zu pools, %zu not available", serving, unavailable);

@@ -197,6 +197,7 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
                 pool_destroy(p);
                 return 0;
         }
+        p->made = ++core->pools_made;
         if (old) {
                 /* An unavailable pool made at last keeps its id. */
                 p->id = old->id;
@@ -292,6 +293,7 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .name = p->conf.name,
                 .kind = p->conf.kind,
                 .id = p->id,
+                .made = p->made,
                 .available = p->available,
                 .reason = p->reason,
                 .backend = backend_name(p),

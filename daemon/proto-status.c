@@ -66,7 +66,8 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
         }
         if (p->kind != POOL_FPGA)
                 ps->isolation = p->conf->isolation == ISOLATION_REGION ? "region" : "pool";
-        if (*p->conf->names)
+        /* A draining pool's patterns reserve nothing (core_pool_reserves): shown, they would say otherwise. */
+        if (*p->conf->names && !p->draining)
                 ps->names = names;
         ps->draining = (char *)p->draining;
         for (const char *c = p->conf->names; *c; c++) {
@@ -264,7 +265,9 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
                 slot = UINT32_MAX; /* nothing after the last slot */
         if (m->pool && (!text_valid(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
                 char msg[128];
-                snprintf(msg, sizeof(msg), "no pool is named '%.64s'; 'allocctl status' lists the pools", m->pool);
+                /* Cut between characters: a reply's strings are UTF-8 as a request's must be. */
+                snprintf(msg, sizeof(msg), "no pool is named '%.*s'; 'allocctl status' lists the pools",
+                         (int)text_cut(m->pool, 64), m->pool);
                 proto_error(out, id, E_NO_POOL, msg);
                 goto out;
         }

@@ -89,25 +89,27 @@ static void reply_unless_quiet(struct proto_out *out, uint64_t id, bool quiet, c
 }
 
 /*
- * Which fd of pool id s has (FD_NONE, FD_RW, FD_RO); sets it to form the first time, and then
- * returns FD_NONE (or out of memory: then it is sent again, harmless).
+ * Which fd of pool p s has (FD_NONE, FD_RW, FD_RO); mark_fd sets it the first time (out of memory:
+ * then it is sent again, harmless).  By id and by which pool holds that id: a pool that drained
+ * away and was made anew under its name keeps the id, but is other memory, whose fd the
+ * connection must be sent again (the client then maps it anew, pool-map.c).
  */
 enum { FD_NONE, FD_RW, FD_RO };
-static int fd_sent(const struct session *s, uint32_t id) {
-        return id < s->nfd_sent ? s->fd_sent[id] : FD_NONE;
+static int fd_sent(const struct session *s, const struct pool_info *p) {
+        return p->id < s->nfd_sent && s->fd_sent[p->id].made == p->made ? s->fd_sent[p->id].form : FD_NONE;
 }
 
-static void mark_fd(struct session *s, uint32_t id, int form) {
-        if (s->nfd_sent <= id) {
-                size_t n = id + 16;
-                uint8_t *f = realloc(s->fd_sent, n);
+static void mark_fd(struct session *s, const struct pool_info *p, int form) {
+        if (s->nfd_sent <= p->id) {
+                size_t n = (size_t)p->id + 16;
+                struct fd_sent *f = reallocarray(s->fd_sent, n, sizeof(*f));
                 if (!f)
                         return;
-                memset(f + s->nfd_sent, 0, n - s->nfd_sent);
+                memset(f + s->nfd_sent, 0, (n - s->nfd_sent) * sizeof(*f));
                 s->fd_sent = f;
                 s->nfd_sent = n;
         }
-        s->fd_sent[id] = (uint8_t)form;
+        s->fd_sent[p->id] = (struct fd_sent){.made = p->made, .form = (uint8_t)form};
         s->any_ro |= form == FD_RO;
 }
 
@@ -140,9 +142,9 @@ static void region_fd(struct session *s, const struct region_info *r, const stru
                 region->backing = ALLOCD__BACKING__MEMFD;
                 return;
         }
-        if (p->fd < 0 || fd_sent(s, p->id) != FD_NONE)
+        if (p->fd < 0 || fd_sent(s, p) != FD_NONE)
                 return;
-        mark_fd(s, p->id, rw ? FD_RW : FD_RO); /* the client maps it as read_only says */
+        mark_fd(s, p, rw ? FD_RW : FD_RO); /* the client maps it as read_only says */
         out->fd = rw || p->ro_fd < 0 ? p->fd : p->ro_fd;
         region->has_pool_fd = region->pool_fd = true;
         region->has_pool_size = true;
@@ -255,7 +257,7 @@ static bool mapped_read_only(struct core *core, const struct session *s, const c
         if (!p)
                 return false;
         core_pool_info(p, &info);
-        return fd_sent(s, info.id) == FD_RO && core_pool_may(p, &s->client, ACCESS_ALLOC);
+        return fd_sent(s, &info) == FD_RO && core_pool_may(p, &s->client, ACCESS_ALLOC);
 }
 
 static void refuse_read_only(struct proto_out *out, uint64_t id) {
@@ -400,7 +402,7 @@ static void handle_alloc_batch(struct core *core, struct session *s, struct prot
                 if (out->fd >= 0) {
                         struct pool_info info;
                         core_pool_info(core_pool_find(core, a.pool), &info);
-                        mark_fd(s, info.id, FD_NONE);
+                        mark_fd(s, &info, FD_NONE);
                         out->fd = -1;
                 }
                 return proto_error(out, id, E_INTERNAL, "the batch's reply does not fit in one packet; none allocated");

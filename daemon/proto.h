@@ -17,12 +17,18 @@
 #include "core.h"
 #include "wire.h"
 
+/* A pool's fd sent to a connection: which pool it was (pool_info.made), and which fd (proto.c). */
+struct fd_sent {
+        uint64_t made;
+        uint8_t form;
+};
+
 /* One connection as the protocol sees it. */
 struct session {
         struct client client; /* the core's */
         bool hello;
-        uint8_t *fd_sent; /* by pool id: which of the pool's fds this connection has (proto.c) */
-        bool any_ro;      /* one of them is read-only */
+        struct fd_sent *fd_sent; /* by pool id: which of the pool's fds this connection has (proto.c) */
+        bool any_ro;             /* one of them is read-only */
         size_t nfd_sent;
 };
 

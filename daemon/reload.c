@@ -157,11 +157,12 @@ static unsigned pending_names(char *buf, size_t size) {
 static struct {
         char when[16];     /* local time, HH:MM:SS; "": no reload yet */
         char refused[512]; /* why the file was refused; "": it was not */
-        unsigned added, failed, rules, restart_only, draining, removed, back;
+        unsigned added, failed, rules, restart_only, draining, removed, back, waiting;
         char limits[768]; /* the limits that changed, "key old -> new" each */
         char added_names[96], failed_names[96];
         char draining_names[96], removed_names[96], back_names[96]; /* taken out: held regions, or none; put back */
-        char failed_why[1024]; /* "name: reason", one a failed pool, for the journal */
+        char waiting_names[96]; /* put back changed: made once the draining pool empties */
+        char failed_why[1024];  /* "name: reason", one a failed pool, for the journal */
 } last;
 static char summary[320];
 
@@ -208,6 +209,9 @@ static void describe(char *buf, size_t size, bool full) {
         if (last.back)
                 part(buf, size, "%u %s serving again (%s)", last.back, plural(last.back, "pool", "pools"),
                      last.back_names);
+        if (last.waiting)
+                part(buf, size, "%u %s waiting for a draining namesake (%s)", last.waiting,
+                     plural(last.waiting, "pool", "pools"), last.waiting_names);
         if (!full)
                 return;
         if (*last.limits)
@@ -491,6 +495,8 @@ static void put_back(const struct config *conf) {
                          "its last region goes",
                          keys);
                 core_pool_drain(core, p, why, true); /* still the old pool's conf: put back as it was, it serves */
+                last.waiting++;
+                reload_list_add(last.waiting_names, sizeof(last.waiting_names), n->name);
         }
 }
 
@@ -529,9 +535,14 @@ void reload_run(void) {
                 struct pool *pool = core_pool_at(core, i);
                 struct pool_info p;
                 core_pool_info(pool, &p);
-                /* A draining pool goes with its last region, whatever the file says. */
-                if (configured(&conf, p.name) || (!p.available && !*p.reason) || p.draining)
+                if (configured(&conf, p.name) || (!p.available && !*p.reason))
                         continue;
+                /* A draining pool goes with its last region; put back changed, then out: drains as taken out. */
+                if (p.draining) {
+                        if (p.reload_drained && strcmp(p.draining, RELOAD_DRAIN_WHY))
+                                take_out(pool, &p);
+                        continue;
+                }
                 if (!p.available) {
                         core_pool_forget(core, p.name); /* left out, and now taken out of the file */
                         continue;

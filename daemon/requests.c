@@ -58,7 +58,9 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                 return NULL;
         }
         if (!p) {
-                fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", name);
+                /* Cut between characters: a reply's strings are UTF-8 as a request's must be. */
+                fail(res, E_NO_POOL, "no pool named '%.*s'; `allocctl status` lists the pools",
+                     (int)text_cut(name, NAME_MAX_LEN), name);
                 return NULL;
         }
         if (!p->available) {
@@ -351,7 +353,8 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
         if (m->pool && *m->pool) {
                 const struct pool *p = core_pool_find(core, m->pool);
                 if (!p) {
-                        fail(res, E_NO_POOL, "no pool named '%.255s'; `allocctl status` lists the pools", m->pool);
+                        fail(res, E_NO_POOL, "no pool named '%.*s'; `allocctl status` lists the pools",
+                             (int)text_cut(m->pool, NAME_MAX_LEN), m->pool);
                         return GRANT_NONE;
                 }
                 /* Waiting would not change it (but for a reload, which the waiter cannot count on). */

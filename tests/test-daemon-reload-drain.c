@@ -133,6 +133,7 @@ Test(reload_drain, a_removed_pool_drains_and_goes_with_its_last_region) {
         cr_assert_eq(regions, 1);
         const char *out = allocctl_status();
         cr_assert(strstr(out, "b: draining, takes no new regions: " DRAIN_WHY), "%s", out);
+        cr_assert_not(strstr(out, "b: reserves the names"), "a draining pool reserves nothing: %s", out);
         /* Its regions live on: read, and attached by another connection. */
         cr_assert(pattern_ok(r.ptr, r.size, 7));
         struct alloc_client *k2 = daemon_connect(&s.d);
@@ -238,6 +239,9 @@ Test(reload_drain, a_restart_keeps_it_draining) {
         cr_assert(listed(k, "b", why, sizeof(why), &regions), "%s", sysd_log(&s));
         cr_assert(*why && regions == 1, "draining '%s', %llu regions", why, (unsigned long long)regions);
         refuses(k, "b", "no longer configured");
+        /* Its regions are as writable as before: the pool only takes no new one. */
+        cr_assert(strstr(sysd_log(&s), "1 draining (kept from before the restart, taking no new regions)"), "%s",
+                  sysd_log(&s));
         there("kept", 11);
         cr_assert_eq(alloc_region_attach(k, "kept", NULL, &r), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
@@ -287,5 +291,61 @@ Test(reload_drain, its_waiters_are_answered) {
                 cr_assert_eq(w[i].result, -ENODEV, "waiter %d: %d %s", i, w[i].result, w[i].error);
                 cr_assert(strstr(w[i].error, "takes no new regions: " DRAIN_WHY), "%s", w[i].error);
         }
+        alloc_disconnect(k);
+}
+
+/* Put back changed, then taken out again: no pool waits for it now, and its reason and the reload say so. */
+Test(reload_drain, taken_out_again_after_a_changed_put_back) {
+        char why[256];
+        struct alloc_region r;
+
+        sysd_start(&s, POOL_A POOL_B);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        reload(POOL_A);
+        reload(POOL_A "[pool b]\nkind = host\nsize = 8M\n");
+        refuses(k, "b", "configured again at a reload with another size");
+        cr_assert(strstr(sysd_log(&s), "reloaded ") && occurrences(s.log, "1 pool waiting for a draining namesake (b)"),
+                  "the reload says 'no changes': %s", sysd_log(&s));
+        int before = occurrences(s.log, "1 pool draining (b)");
+        reload(POOL_A);
+        cr_assert_gt(occurrences(s.log, "1 pool draining (b)"), before, "the reload says nothing of b: %s",
+                     sysd_log(&s));
+        refuses(k, "b", DRAIN_WHY);
+        cr_assert(listed(k, "b", why, sizeof(why), NULL));
+        cr_assert_str_eq(why, DRAIN_WHY "; it goes with its last region");
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_not(still_listed(k, "b"), "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/*
+ * A pool that went and was made anew under its name is other memory: a connection that had mapped
+ * the old one must be sent the new one's fd, or it reads and writes the old memory, which the
+ * region's other holders do not see.
+ */
+Test(reload_drain, a_pool_made_anew_is_mapped_anew) {
+        char why[256];
+        struct alloc_region r, mine, theirs;
+
+        sysd_start(&s, POOL_A POOL_B);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_sync(k), 0, "%s", alloc_last_error());
+        reload(POOL_A); /* b holds nothing: it goes at once */
+        cr_assert_not(still_listed(k, "b"), "%s", sysd_log(&s));
+        reload(POOL_A POOL_B);
+        for (int i = 0; i < 500 && !listed(k, "b", why, sizeof(why), NULL); i++)
+                usleep(10000);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, &(struct alloc_opts){.name = "anew"}, &mine), 0, "%s",
+                     alloc_last_error());
+        pattern(mine.ptr, mine.size, 5);
+        struct alloc_client *k2 = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k2, "anew", NULL, &theirs), 0, "%s", alloc_last_error());
+        cr_assert(pattern_ok(theirs.ptr, theirs.size, 5), "another connection does not see what was written");
+        pattern(theirs.ptr, theirs.size, 6);
+        cr_assert(pattern_ok(mine.ptr, mine.size, 6), "the writer does not see what another connection wrote");
+        alloc_disconnect(k2);
         alloc_disconnect(k);
 }

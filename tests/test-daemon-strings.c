@@ -15,6 +15,7 @@
 
 #include "allocd.pb-c.h"
 #include "harness.h"
+#include "text.h"
 #include "wire.h"
 
 static struct daemon d;
@@ -211,4 +212,89 @@ Test(strings, a_string_that_is_not_utf8_is_invalid) {
         cr_expect_eq(pool_used(c, "h"), 0);
         cr_expect_eq(held(fd), 0);
         close(fd);
+}
+
+/*
+ * A client name too long for liballoc-client's copy, of characters of several bytes: the copy
+ * must not end mid-character, or allocd says "not UTF-8" of a name that was; it says how long one may be.
+ */
+Test(strings, a_long_client_name_is_cut_between_characters) {
+        char name[301] = "";
+        struct alloc_client *k = NULL;
+
+        for (int i = 0; i < 75; i++)
+                strcat(name, "\xf0\x9f\x98\x80"); /* U+1F600, 4 bytes: 300 in all, cut at 255 = 63 x 4 + 3 */
+        cr_assert_eq(alloc_connect(&k, d.sock, name), -EINVAL, "a 300-byte client name was taken");
+        cr_assert(strstr(alloc_last_error(), "1-63 bytes"), "%s", alloc_last_error());
+        cr_assert_not(strstr(alloc_last_error(), "not UTF-8"), "%s", alloc_last_error());
+}
+
+/* Whether the whole of s is UTF-8. */
+static bool utf8(const char *s) {
+        uint32_t cp;
+
+        for (size_t i = 0, n = strlen(s); i < n;) {
+                int k = text_next(s + i, n - i, &cp);
+                if (k < 0)
+                        return false;
+                i += (size_t)k;
+        }
+        return true;
+}
+
+/* The next reply is NO_POOL, and its message, which quotes the pool's name cut to fit, is UTF-8. */
+static void expect_no_pool_in_utf8(int fd, uint64_t id) {
+        Allocd__Reply *r = next_reply(fd);
+
+        cr_expect_eq(r->error, ALLOCD__ERROR__NO_POOL, "error %d (%s)", r->error, r->message ? r->message : "");
+        cr_expect_eq(r->id, id);
+        cr_expect(r->message && utf8(r->message), "the reply's message is not UTF-8: %s", r->message);
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+/* A reply quoting a long name the request gave cuts it between characters: its message stays UTF-8. */
+Test(strings, a_reply_quoting_a_long_pool_name_cuts_it_between_characters) {
+        Allocd__Dump dump = ALLOCD__DUMP__INIT;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        char pool[1024] = "a";
+        int fd = hello();
+
+        for (int i = 0; i < 200; i++)
+                strcat(pool, "\xf0\x9f\x98\x80"); /* one byte, then 4-byte characters: a cut at 64 or 255 splits one */
+        dump.pool = pool;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_DUMP, &dump);
+        expect_no_pool_in_utf8(fd, 2);
+        send_alloc(fd, 3, pool, NULL);
+        expect_no_pool_in_utf8(fd, 3);
+        at.name = "x";
+        at.pool = pool;
+        send_body(fd, 4, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        expect_no_pool_in_utf8(fd, 4);
+        close(fd);
+}
+
+/* The program's name, the client name when none is given, is made one allocd takes: cut to 63 bytes, UTF-8. */
+Test(strings, the_default_client_name_is_one_allocd_takes) {
+        char *was = program_invocation_short_name, longer[80], *names[] = {longer, "a\xff\xfe\x1b[31mb", ""};
+        const char *want[] = {NULL, "a???[31mb", NULL};
+        struct alloc_client *k = NULL;
+
+        memset(longer, 'p', 79);
+        longer[79] = '\0';
+        for (size_t i = 0; i < 3; i++) {
+                program_invocation_short_name = names[i];
+                int r = alloc_connect(&k, d.sock, NULL);
+                program_invocation_short_name = was;
+                cr_assert_eq(r, 0, "a program named '%s' cannot connect: %s", names[i], alloc_last_error());
+                struct alloc_status *s;
+                bool found = false;
+                cr_assert_eq(alloc_status(k, &s), 0, "%s", alloc_last_error());
+                for (size_t j = 0; j < s->nclients; j++)
+                        found |= want[i] ? !strcmp(s->clients[j].name, want[i])
+                                         : i == 0 && strlen(s->clients[j].name) == 63 && s->clients[j].name[0] == 'p';
+                cr_expect(found || i == 2, "program %zu's name not shown as wanted", i);
+                alloc_status_free(s);
+                alloc_disconnect(k);
+        }
+        cr_assert_eq(alloc_connect(&k, d.sock, ""), -EINVAL, "an empty name given was taken");
 }

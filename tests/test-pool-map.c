@@ -168,22 +168,39 @@ Test(pool_table, empty_table_finds_nothing) {
         cr_assert_eq(pool_map_find(NULL, &x, NULL, NULL), -EINVAL);
 }
 
-Test(pool_table, second_fd_of_a_pool_is_refused_and_unmapped) {
+/*
+ * A second fd for a pool mapped already: allocd made the pool anew (it drained away and its section
+ * came back) and sends the new memory, which is mapped in its place; the old mapping stays, for
+ * pointers into it, but is no longer found.  The same memory sent again is the mapping there is.
+ */
+Test(pool_table, a_second_fd_of_a_pool_maps_the_new_memory) {
         struct pool_table *t = pool_table_new();
         struct fake_reply f;
+        struct alloc_region where = {0};
+        Allocd__Region whole = ALLOCD__REGION__INIT;
         char err[256];
         char *first = map_host(t, "pm-dup", PAGE);
         int fd = memfd("pm-dup-again", 2 * PAGE);
         const struct pool_map *m;
 
         cr_assert_eq(
-                pool_table_map(t, fake_reply(&f, "pm-dup", ALLOCD__POOL_KIND__HOST, 2 * PAGE), fd, err, sizeof(err)),
-                -EPROTO);
-        cr_assert(strstr(err, "pm-dup"), "%s", err);
+                pool_table_map(t, fake_reply(&f, "pm-dup", ALLOCD__POOL_KIND__HOST, 2 * PAGE), fd, err, sizeof(err)), 0,
+                "%s", err);
+        cr_assert_eq(mappings_of("pm-dup-again"), 1, "the new memory is not mapped");
+        cr_assert_eq(mappings_of("pm-dup"), 1, "the old mapping went: pointers into it would fault");
+        first[0] = 1; /* still there */
+        cr_assert_eq(pool_table_find(t, first, &m, NULL), -ENOENT, "the old mapping is still found");
+        whole.pool = "pm-dup";
+        whole.size = 2 * PAGE;
+        cr_assert_eq(pool_table_locate(t, &whole, &where), 0, "a region of the new pool is not located");
+        cr_assert_eq(pool_table_find(t, where.cptr, &m, NULL), 0);
+        cr_assert_eq(m->size, 2 * PAGE);
+        /* The same memory again: nothing new is mapped. */
+        cr_assert_eq(
+                pool_table_map(t, fake_reply(&f, "pm-dup", ALLOCD__POOL_KIND__HOST, 2 * PAGE), fd, err, sizeof(err)), 0,
+                "%s", err);
+        cr_assert_eq(mappings_of("pm-dup-again"), 1, "the same memory was mapped twice");
         close(fd);
-        cr_assert_eq(mappings_of("pm-dup-again"), 0, "the refused pool is not left mapped");
-        cr_assert_eq(pool_table_find(t, first, &m, NULL), 0);
-        cr_assert_eq(m->size, PAGE, "the first mapping stays");
         pool_table_free(t);
 }
 

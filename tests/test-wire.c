@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "allocd.pb-c.h"
+#include "text.h"
 #include "wire.h"
 
 static _Alignas(16) uint8_t arena[4096];
@@ -292,4 +293,24 @@ Test(wire, overlong_lengths_and_varints_and_groups_are_not_a_message) {
         cr_expect_eq(wire_check_text(&allocd__request__descriptor, p.b, p.n, &w), -EBADMSG);
         p.b[0] = 10 << 3 | 5;
         cr_expect_eq(wire_check_text(&allocd__request__descriptor, p.b, p.n, &w), -EBADMSG);
+}
+
+/* text_cut: a copy cut to fit ends between characters, whatever their length, and an uncut one is whole. */
+Test(wire, text_cut_ends_between_characters) {
+        const char *chars[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+        char s[64];
+
+        for (size_t c = 0; c < 4; c++) {
+                size_t len = strlen(chars[c]);
+                s[0] = '\0';
+                for (int i = 0; i < 10; i++)
+                        strcat(s, chars[c]);
+                for (size_t max = 0; max <= strlen(s) + 2; max++) {
+                        size_t want = max >= strlen(s) ? strlen(s) : max / len * len;
+                        cr_assert_eq(text_cut(s, max), want, "%zu-byte characters, max %zu", len, max);
+                }
+        }
+        /* Not UTF-8 (a run of continuation bytes): cut where asked. */
+        cr_assert_eq(text_cut("\x80\x80\x80\x80\x80\x80", 5), 5);
+        cr_assert_eq(text_cut("ab\x80\x80\x80\x80", 4), 4);
 }

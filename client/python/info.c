@@ -60,9 +60,11 @@ static PyObject *pool_dict(const void *items, size_t i) {
                               py_text(p->names), "spans", list_of(p->nspans, span, p->spans));
         int r = d ? 0 : -1;
 
-        /* The keys allocctl writes only for some kinds. */
+        /* The keys allocctl writes only for some kinds, or while the pool drains. */
         if (!r && p->kind != ALLOC_KIND_FPGA)
                 r = set_new(d, "isolation", PyUnicode_FromString(p->isolated ? "region" : "pool"));
+        if (!r && *p->draining)
+                r = set_new(d, "draining", py_text(p->draining));
         if (!r && p->kind == ALLOC_KIND_GPU)
                 r = set_new(d, "device", PyLong_FromLong(p->device));
         if (!r && p->kind == ALLOC_KIND_PINNED && !strcmp(p->backend, "memfd")) {

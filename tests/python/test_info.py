@@ -1,9 +1,12 @@
 # SPDX-License-Identifier: MIT
 """status() and dump() have the fields and values of `allocctl --json status` and `dump`."""
 import json
+import os
+import signal
 import subprocess
+import time
 
-from conftest import ALLOCCTL
+from conftest import ALLOCCTL, CONFIG
 
 VARY = {"uptime", "age", "clients"}  # what changes between the two calls, or who is connected
 
@@ -32,4 +35,19 @@ def test_status_and_dump_are_allocctls(daemon, client):
     assert d[1]["name"] is None and d[0]["holders"][0]["name"] == "test"
     assert [x["pool"] for x in client.dump("f")] == ["f"]
     assert client.dump(pool="small") == []
+    del held
+
+
+def test_a_draining_pool_says_so_as_allocctl_does(daemon, client):
+    held = client.alloc("small", 4096)
+    with open(os.path.join(daemon.dir, "allocd.conf"), "w") as f:
+        f.write(CONFIG.replace("[pool small]\nkind = host\nsize = 64K\n", ""))
+    daemon.proc.send_signal(signal.SIGHUP)
+    end = time.monotonic() + 10
+    while "SIGHUP: reloaded" not in daemon.logtext() and time.monotonic() < end:
+        time.sleep(0.01)
+    s, j = client.status(), allocctl(daemon, "status")
+    small = [p for p in s["pools"] if p["name"] == "small"]
+    assert small and small[0].get("draining", "").startswith("taken out of the configuration at a reload")
+    assert without(s) == without(j)
     del held
