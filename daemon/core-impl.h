@@ -53,7 +53,8 @@ struct pool {
         bool gone;             /* !available, and no longer configured: hidden, its id kept */
         char draining[256];    /* not "": takes no Alloc, why (unconfigured: by a reload, or restored so) */
         bool reload_drained;   /* draining since a reload: its conf is still the configured one */
-        int adopt_fd;          /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
+        char held_names[NAME_PATTERNS_MAX + 1]; /* draining: the names = of the namesake that waits for it */
+        int adopt_fd;    /* open: make the backing from this stored fd (fdstore.h) and take it; -1: new */
         bool from_store; /* its memory is the stored fd's (adopt_fd was open): a state's regions may be restored in it
                           */
         const struct pool_ops *ops;

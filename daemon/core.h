@@ -351,6 +351,12 @@ void core_pool_drain(struct core *core, struct pool *p, const char *why, bool re
 /* A pool that a reload drained serves again (its section is back); false, nothing done, for any other. */
 bool core_pool_undrain(struct pool *p);
 /*
+ * Draining p holds names (patterns as pool_conf.names has them) for the configured pool of its name
+ * that is made when p's last region goes, so that nobody publishes them elsewhere meanwhile; ""
+ * holds none.  Nothing for a pool that is not draining.
+ */
+void core_pool_hold_names(struct pool *p, const char *names);
+/*
  * A draining pool whose last region went: its backing is closed and it is hidden as core_pool_forget
  * hides a pool, its id kept.  False (nothing done) when p is not draining or still holds a region.
  */
@@ -378,6 +384,7 @@ struct pool_info {
         const uint8_t *uuid;  /* gpu: 16 bytes */
         const char *draining; /* NULL, or why the pool takes no Alloc (core_pool_drain) */
         bool reload_drained;  /* draining, by a reload: core_pool_undrain applies */
+        const char *names;    /* the patterns it reserves now (pool_conf.names' form): conf's, or held ones */
 };
 void core_pool_info(const struct pool *p, struct pool_info *info);
 /* A new fd of the file fd is (a region's memfd): the same open file, or, read_only, a read-only open of it. */

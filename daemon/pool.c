@@ -243,6 +243,7 @@ bool core_pool_undrain(struct pool *p) {
         if (!p->available || !p->draining[0] || !p->reload_drained)
                 return false;
         p->draining[0] = '\0';
+        p->held_names[0] = '\0';
         p->reload_drained = false;
         return true;
 }
@@ -255,9 +256,20 @@ bool core_pool_retire(struct pool *p) {
         p->available = false;
         p->gone = true;
         p->draining[0] = '\0';
+        p->held_names[0] = '\0';
         p->reload_drained = false;
         p->reason[0] = '\0';
         return true;
+}
+
+void core_pool_hold_names(struct pool *p, const char *names) {
+        if (p->draining[0])
+                snprintf(p->held_names, sizeof(p->held_names), "%s", names);
+}
+
+/* The patterns p reserves now: a draining pool's own went with its section; it holds its namesake's. */
+static const char *reserved(const struct pool *p) {
+        return p->gone ? "" : p->draining[0] ? p->held_names : p->conf.names;
 }
 
 void core_set_region_fds(struct core *core, const struct region_fds *fds) {
@@ -307,6 +319,7 @@ void core_pool_info(const struct pool *p, struct pool_info *info) {
                 .uuid = p->uuid,
                 .draining = p->available && p->draining[0] ? p->draining : NULL,
                 .reload_drained = p->available && p->draining[0] && p->reload_drained,
+                .names = reserved(p),
         };
 }
 
@@ -348,12 +361,9 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what) {
 }
 
 bool core_pool_reserves(const struct pool *p, const char *name) {
-        const char *pat = p->conf.names;
+        const char *pat = reserved(p);
         char one[NAME_MAX_LEN + 1];
 
-        /* A draining pool takes no Alloc: the names it reserved are free for the pools that do. */
-        if (p->gone || p->draining[0])
-                return false;
         for (const char *nl; (nl = strchr(pat, '\n')); pat = nl + 1) {
                 snprintf(one, sizeof(one), "%.*s", (int)(nl - pat), pat);
                 if (fnmatch(one, name, 0) == 0)

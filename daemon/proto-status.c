@@ -66,11 +66,11 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
         }
         if (p->kind != POOL_FPGA)
                 ps->isolation = p->conf->isolation == ISOLATION_REGION ? "region" : "pool";
-        /* A draining pool's patterns reserve nothing (core_pool_reserves): shown, they would say otherwise. */
-        if (*p->conf->names && !p->draining)
+        /* A draining pool's own patterns reserve nothing; those it holds for its namesake do (core_pool_reserves). */
+        if (*p->names)
                 ps->names = names;
         ps->draining = (char *)p->draining;
-        for (const char *c = p->conf->names; *c; c++) {
+        for (const char *c = p->names; *c; c++) {
                 if (*c != '\n')
                         *names++ = *c;
                 else if (c[1])

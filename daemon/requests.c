@@ -21,6 +21,12 @@ static int pool_allows(const struct pool *p, const struct client *cl, int what, 
         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->conf.name, .pid = cl->pid, .client = true, .uid = cl->uid},
              "denied: " CLIENT_FMT " may not %s in pool %s", CLIENT_ARGS(cl),
              what == ACCESS_ALLOC ? "allocate" : "attach", p->conf.name);
+        /* Restored draining (restart.c): its rules went with its section, and no owner can change them now. */
+        if (p->draining[0] && !p->reload_drained)
+                return fail(res, E_DENIED,
+                            "pool %s drains (%s): its access rules went with its section, so only root attaches its "
+                            "regions now; their holders keep them",
+                            p->conf.name, p->draining);
         return fail(res, E_DENIED,
                     "uid %u may not %s pool %s (owner %u, group %u, mode %04o); ask its owner to change "
                     "owner/group/mode",
@@ -33,7 +39,13 @@ static int name_allowed(const struct core *core, const struct pool *p, const cha
         if (!*name || core_pool_reserves(p, name))
                 return E_OK;
         for (size_t i = 0; i < core->npools; i++)
-                if (core_pool_reserves(core->pools[i], name))
+                if (core_pool_reserves(core->pools[i], name) && core->pools[i]->draining[0])
+                        return fail(res, E_DENIED,
+                                    "the name '%s' is reserved for pool %s, which is made anew (as the file now "
+                                    "describes it) once its draining namesake's last region goes; publish it there "
+                                    "then, or pick another name",
+                                    name, core->pools[i]->conf.name);
+                else if (core_pool_reserves(core->pools[i], name))
                         return fail(res, E_DENIED,
                                     "the name '%s' is reserved for pool %s (its names = ...); publish it there, if its "
                                     "mode lets you allocate, or pick another name",

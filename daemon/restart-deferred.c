@@ -42,11 +42,11 @@ void deferred_free(void) {
         deferred = NULL;
 }
 
-bool deferred_has(const char *name) {
+const struct pool_conf *deferred_find(const char *name) {
         for (size_t i = 0; i < ndeferred; i++)
                 if (!strcmp(deferred[i].name, name))
-                        return true;
-        return false;
+                        return &deferred[i];
+        return NULL;
 }
 
 /*
@@ -73,8 +73,13 @@ void restart_reconfigured(struct core *core, const struct config *conf) {
         struct pool *p;
 
         undefer_all();
-        for (size_t i = 0; i < conf->npools; i++)
-                if ((p = core_pool_find(core, conf->pools[i].name)) && (core_pool_info(p, &pi), pi.draining) &&
-                    !deferred_add(&conf->pools[i]))
+        for (size_t i = 0; i < core_npools(core); i++)
+                core_pool_hold_names(core_pool_at(core, i), "");
+        for (size_t i = 0; i < conf->npools; i++) {
+                if (!(p = core_pool_find(core, conf->pools[i].name)) || (core_pool_info(p, &pi), !pi.draining))
+                        continue;
+                if (!deferred_add(&conf->pools[i]))
                         return;
+                core_pool_hold_names(p, conf->pools[i].names); /* the section's names are its, meanwhile */
+        }
 }

@@ -14,8 +14,8 @@
 
 /* pc (copied: the configuration it is in goes) is made when its draining namesake empties; false: no memory. */
 bool deferred_add(const struct pool_conf *pc);
-/* Whether a pool named name waits. */
-bool deferred_has(const char *name);
+/* The pool named name that waits, or NULL. */
+const struct pool_conf *deferred_find(const char *name);
 /* The pool named name that waited is made now, on the thread pool (reload_make_deferred), and waits no more. */
 void deferred_make(const char *name);
 /* None waits any more; what they held is freed. */

@@ -245,10 +245,12 @@ static void add_draining(struct core *core, struct passed_fd *f, const struct st
                         sp->name, pool_kind_name(sp->kind), sp->size, err);
                 return;
         }
+        const struct pool_conf *waiting = deferred_find(sp->name);
         snprintf(why, sizeof(why), "restored from the fd store, but %s",
-                 deferred_has(sp->name) ? "configured with another kind, size, quantum or hugepages now"
-                                        : "no longer configured");
+                 waiting ? "configured with another kind, size, quantum or hugepages now" : "no longer configured");
         core_pool_drain(core, p, why, false);
+        if (waiting)
+                core_pool_hold_names(p, waiting->names);
 }
 
 /* Each pool whose regions the state held but could not give back (state_info.lost: one a line). */

@@ -349,3 +349,27 @@ Test(reload_drain, a_pool_made_anew_is_mapped_anew) {
         alloc_disconnect(k2);
         alloc_disconnect(k);
 }
+
+/*
+ * A section put back changed keeps its names = while the pool it describes waits for the draining
+ * one to empty: nobody publishes them elsewhere meanwhile.  Taken out again, they are free.
+ */
+Test(reload_drain, a_changed_put_back_holds_its_names) {
+        struct alloc_region r, other;
+
+        sysd_start(&s, POOL_A POOL_B "names = res/*\n");
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        reload(POOL_A);
+        reload(POOL_A "[pool b]\nkind = host\nsize = 8M\nnames = res/*\n");
+        refuses(k, "b", "configured again at a reload with another size");
+        cr_assert_eq(alloc_region_new(k, "a", 4096, &(struct alloc_opts){.name = "res/1"}, &other), -EACCES,
+                     "a name the waiting section reserves was published in another pool");
+        cr_assert(strstr(alloc_last_error(), "reserved for pool b, which is made anew"), "%s", alloc_last_error());
+        cr_assert(strstr(allocctl_status(), "b: reserves the names res/*"), "%s", allocctl_status());
+        reload(POOL_A);
+        cr_assert_eq(alloc_region_new(k, "a", 4096, &(struct alloc_opts){.name = "res/1"}, &other), 0, "%s",
+                     alloc_last_error());
+        cr_assert_not(strstr(allocctl_status(), "reserves the names"), "%s", allocctl_status());
+        alloc_disconnect(k);
+}
