@@ -13,13 +13,11 @@
  * trusts nothing: every length is checked against what is left, and the depth is bounded.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "text.h"
 #include "wire.h"
-
-/* Deeper than any message of allocd.proto nests (Request, Free, Alloc: 3). */
-#define CHECK_DEPTH_MAX 16
 
 /* A varint at *p (at most 10 bytes, before end) in *v; false if it runs past end or past 10 bytes. */
 static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
@@ -56,7 +54,7 @@ static int check_text(const uint8_t *s, size_t n) {
 
 static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const uint8_t *end, unsigned depth,
                  struct wire_bad_text *bad) {
-        if (depth > CHECK_DEPTH_MAX)
+        if (depth >= WIRE_CHECK_DEPTH_MAX)
                 return -ELOOP;
         while (p < end) {
                 uint64_t key, len;
@@ -92,10 +90,14 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
                 if (f && f->type == PROTOBUF_C_TYPE_STRING) {
                         int why = check_text(p, (size_t)len);
                         if (why != WIRE_TEXT_OK) {
-                                *bad = (struct wire_bad_text){.message = desc, .field = f, .why = why};
+                                bad->message = desc;
+                                bad->field = f;
+                                bad->why = why;
+                                bad->depth = depth;
                                 return -EILSEQ;
                         }
                 } else if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                        bad->path[depth] = f;
                         int r = check(f->descriptor, p, p + len, depth + 1, bad);
                         if (r < 0)
                                 return r;
@@ -106,7 +108,18 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, const
 }
 
 int wire_check_text(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len, struct wire_bad_text *bad) {
+        *bad = (struct wire_bad_text){0};
         return check(desc, buf, buf + len, 0, bad);
+}
+
+void wire_bad_text_where(const struct wire_bad_text *bad, char *buf, size_t size) {
+        const ProtobufCMessageDescriptor *top = bad->depth ? bad->path[0]->descriptor : bad->message;
+        size_t n = (size_t)snprintf(buf, size, "%s", top->short_name);
+
+        for (unsigned i = 1; i < bad->depth && n < size; i++)
+                n += (size_t)snprintf(buf + n, size - n, ".%s", bad->path[i]->name);
+        if (n < size)
+                snprintf(buf + n, size - n, ".%s", bad->field->name);
 }
 
 const char *wire_bad_text_why(const struct wire_bad_text *bad) {

@@ -68,14 +68,22 @@ void wire_budget_free(struct wire_budget *b, ProtobufCMessage *m);
  * not a protobuf message, -ELOOP when messages nest deeper than any of allocd.proto's.
  */
 enum { WIRE_TEXT_OK, WIRE_TEXT_NUL, WIRE_TEXT_NOT_UTF8 };
+#define WIRE_CHECK_DEPTH_MAX 16 /* deeper than any message of allocd.proto nests (Request, Free, Alloc: 3) */
 struct wire_bad_text {
         const ProtobufCMessageDescriptor *message; /* the message the field is in (short_name: "Alloc") */
         const ProtobufCFieldDescriptor *field;     /* the field (name: "name") */
         int why;                                   /* WIRE_TEXT_NUL or WIRE_TEXT_NOT_UTF8 */
+        const ProtobufCFieldDescriptor *path[WIRE_CHECK_DEPTH_MAX]; /* the message fields it is in, outermost first */
+        unsigned depth;                                             /* how many */
 };
 int wire_check_text(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len, struct wire_bad_text *bad);
 /* What is wrong with it, in words: "a string field holds a NUL byte". */
 const char *wire_bad_text_why(const struct wire_bad_text *bad);
+/*
+ * Where, in buf: the message a request's body is, then the fields down to the string
+ * ("Free.renew.pool" in a Request; "Alloc.name" in a Request or an Alloc).
+ */
+void wire_bad_text_where(const struct wire_bad_text *bad, char *buf, size_t size);
 
 /* errno value for an allocd.Error code, and the code's name ("DENIED"). */
 int wire_error_errno(int code);

@@ -509,7 +509,9 @@ static bool text_refused(const struct session *s, const Allocd__Request *req, co
                 proto_error(out, 0, E_PROTOCOL, "cannot decode the packet as an allocd.Request; closing");
                 return true;
         }
-        snprintf(msg, sizeof(msg), "%s.%s: %s", bad.message->short_name, bad.field->name, wire_bad_text_why(&bad));
+        char where[96];
+        wire_bad_text_where(&bad, where, sizeof(where));
+        snprintf(msg, sizeof(msg), "%s: %s", where, wire_bad_text_why(&bad));
         proto_error(out, req->has_id ? req->id : 0, E_INVALID, msg);
         return true;
 }

@@ -179,7 +179,7 @@ Test(strings, a_nul_deep_in_a_request_refuses_all_of_it) {
         renew.size = 8192;
         f.renew = &renew;
         send_body(fd, 6, ALLOCD__REQUEST__BODY_FREE, &f);
-        expect_reply(fd, 6, ALLOCD__ERROR__INVALID, "Alloc.pool: a string field holds a NUL byte");
+        expect_reply(fd, 6, ALLOCD__ERROR__INVALID, "Free.renew.pool: a string field holds a NUL byte");
         cr_expect_eq(held(fd), 1, "the region was freed");
         cr_expect_eq(pool_used(c, "h"), 4096);
         close(fd);

@@ -150,7 +150,7 @@ static void expect_bad(const struct pkt *p, const ProtobufCMessageDescriptor *d,
         char got[128];
 
         cr_assert_eq(wire_check_text(d, p->b, p->n, &bad), -EILSEQ, "%s passed", where);
-        snprintf(got, sizeof(got), "%s.%s", bad.message->short_name, bad.field->name);
+        wire_bad_text_where(&bad, got, sizeof(got));
         cr_expect_str_eq(got, where);
         cr_expect_eq(bad.why, why, "%s: %s", where, wire_bad_text_why(&bad));
 }
@@ -186,9 +186,9 @@ Test(wire, a_nul_in_a_string_field_is_found_at_any_depth) {
         put_uint(&free_, 1, 5);
         put_bytes(&free_, 3, a.b, a.n);
         p = request(4, &free_);
-        expect_bad(&p, &allocd__request__descriptor, "Alloc.pool", WIRE_TEXT_NUL);
+        expect_bad(&p, &allocd__request__descriptor, "Free.renew.pool", WIRE_TEXT_NUL);
 
-        /* A top-level string, and a repeated one: Reply.message, then PoolStatus.flags' second. */
+        /* A top-level string, and a repeated one: Reply.message, then StatusReply.pools.flags' second. */
         put_bytes(&reply, 3, "x\0", 2);
         expect_bad(&reply, &allocd__reply__descriptor, "Reply.message", WIRE_TEXT_NUL);
         struct pkt pool = {.n = 0}, status = {.n = 0};
@@ -199,7 +199,7 @@ Test(wire, a_nul_in_a_string_field_is_found_at_any_depth) {
         reply = (struct pkt){.n = 0};
         put_uint(&reply, 1, 1);
         put_bytes(&reply, 6, status.b, status.n);
-        expect_bad(&reply, &allocd__reply__descriptor, "PoolStatus.flags", WIRE_TEXT_NUL);
+        expect_bad(&reply, &allocd__reply__descriptor, "StatusReply.pools.flags", WIRE_TEXT_NUL);
 }
 
 Test(wire, a_string_sent_twice_is_checked_each_time) {
