@@ -266,7 +266,7 @@ static void log_lost(const struct state_info *info) {
                 logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = pool},
                      "pool %.*s: the state's regions of this pool are lost, the rest is restored; their holders "
                      "are told they are gone when they reconnect.  To keep a pool's regions across a restart, "
-                     "configure it as it was (kind, size, isolation) and make sure its device works first",
+                     "configure it as it was (kind, size, isolation, quantum) and make sure its device works first",
                      n, l);
                 if (!nl)
                         break;

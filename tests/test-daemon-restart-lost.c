@@ -249,3 +249,23 @@ Test(lost, a_pool_the_full_store_left_out_loses_only_its_regions) {
         free(after);
         alloc_disconnect(k);
 }
+
+/*
+ * An fpga pool given a larger quantum: its regions (of the old one) are lost, and only they.  One that
+ * went from a smaller quantum back to the larger one too: the state kept in between says the smaller.
+ */
+Test(lost, a_pool_given_a_larger_quantum_loses_only_its_regions) {
+#define FPGA_Q(q) "[pool f]\nkind = fpga\nranges = 0x100000000+64M\nquantum = " q "\n"
+        sysd_start(&s, HOST FPGA_Q("64K"));
+        keep_one("host", "h", 1);
+        persist_one("f", "f/a");
+        restart_as(HOST FPGA_Q("4K"), SIGTERM);
+        all_restored();
+        persist_one("f", "f/b"); /* 4 KiB, after f/a's 64 */
+        restart_as(HOST FPGA_Q("64K"), SIGKILL);
+        cr_assert(strstr(sysd_log(&s), "pool f: 2 regions (configured otherwise"), "%s", sysd_log(&s));
+        all_restored();
+        there("h", 1);
+        persist_one("f", "f/a"); /* its name is free again */
+#undef FPGA_Q
+}
