@@ -82,7 +82,8 @@ static void region_made(void *data, uint64_t id, int fd) {
                 return;
         fdstore_region_name(name, sizeof(name), id);
         if ((r = fdstore_put(fd, name)) < 0)
-                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses it",
+                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses every "
+                         "region (a state that names a region memfd the store lacks is not restored)",
                          id, strerror(-r));
         nregion_fds++; /* region_gone counts it out whether it was stored or not */
 }
@@ -265,7 +266,7 @@ static void log_lost(const struct state_info *info) {
                 logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = pool},
                      "pool %.*s: the state's regions of this pool are lost, the rest is restored; their holders "
                      "are told they are gone when they reconnect.  To keep a pool's regions across a restart, "
-                     "configure it as it was (kind, size, isolation) and make sure its device works first",
+                     "configure it as it was (kind, size, isolation, quantum) and make sure its device works first",
                      n, l);
                 if (!nl)
                         break;
@@ -346,7 +347,7 @@ static uint8_t store_pool(const struct pool_info *pi) {
         if (!store_room()) {
                 logx(LOG_LEVEL_ERR, &(struct log_ctx){.pool = pi->name},
                      "pool %s: systemd's fd store is full (FileDescriptorStoreMax=%u: %zu pools, %zu region memfds, "
-                     "the state): its fd is not stored, and a restart loses every region; raise "
+                     "the state): its fd is not stored, and a restart loses its regions (only this pool's); raise "
                      "FileDescriptorStoreMax= in allocd.service",
                      pi->name, store_max, npool_fds, nregion_fds);
                 return POOL_LEFT_OUT;

@@ -160,18 +160,18 @@ static int rec_core(struct restore *st, struct in *in) {
 static int rec_pool(struct restore *st, struct in *in) {
         char name[NAME_MAX_LEN + 1];
         uint32_t id = GET(in, uint32_t), kind = GET(in, uint32_t), iso = GET(in, uint32_t);
-        (void)GET(in, uint32_t);
+        uint32_t q = GET(in, uint32_t); /* log2 of its quantum, + 1; 0: not said */
         uint64_t total = GET(in, uint64_t), nregions = GET(in, uint64_t);
         struct pool *p;
 
         get_str(in, name, POOL_NAME_MAX_LEN);
-        if (in->bad || id >= st->npools || st->pools[id] || st->pool_regions[id])
+        if (in->bad || id >= st->npools || st->pools[id] || st->pool_regions[id] || q > 64)
                 return bad(st, -EBADMSG, "the state's record of pool %u is malformed or repeated", id);
         st->pool_regions[id] = nregions + 1; /* + 1: seen */
         if (id < st->core->npools) {
                 const struct pool *c = st->core->pools[id];
                 st->same_pools += !strcmp(c->conf.name, name) && c->conf.kind == kind && c->conf.isolation == iso &&
-                                  c->total == total;
+                                  c->total == total && q && c->conf.quantum == 1ull << (q - 1);
         }
         if (!nregions)
                 return 0; /* nothing of it to restore: whether it is still configured does not matter */
@@ -183,14 +183,15 @@ static int rec_pool(struct restore *st, struct in *in) {
                 return lost_pool(&st->lost, id, name, nregions, "not configured");
         if (!p->available)
                 return lost_pool(&st->lost, id, name, nregions, "not available: %s", p->reason);
-        if (p->conf.kind != kind || p->conf.isolation != iso || p->total != total)
+        if (p->conf.kind != kind || p->conf.isolation != iso || p->total != total ||
+            (q && p->conf.quantum > 1ull << (q - 1)))
                 return lost_pool(&st->lost, id, name, nregions,
-                                 "configured otherwise: %s, isolation = %s, %llu bytes then; %s, isolation = %s, "
-                                 "%llu bytes now",
+                                 "configured otherwise: %s, isolation = %s, %llu bytes, quantum %llu then; %s, "
+                                 "isolation = %s, %llu bytes, quantum %llu now",
                                  pool_kind_name((enum pool_kind)kind), iso == ISOLATION_REGION ? "region" : "pool",
-                                 (unsigned long long)total, pool_kind_name(p->conf.kind),
+                                 (unsigned long long)total, q ? 1ull << (q - 1) : 0ull, pool_kind_name(p->conf.kind),
                                  p->conf.isolation == ISOLATION_REGION ? "region" : "pool",
-                                 (unsigned long long)p->total);
+                                 (unsigned long long)p->total, (unsigned long long)p->conf.quantum);
         /*
          * Restoring from an fd store (region_fds.stored set), a pool with memory must be the stored one: old
          * clients map that and write it still, while attachers would map fresh zeros.

@@ -343,7 +343,9 @@ size_t state_pool_payload(const struct pool *pl, uint64_t nregions, uint8_t *p) 
         W(p, uint32_t, pl->id);
         W(p, uint32_t, pl->conf.kind);
         W(p, uint32_t, pl->conf.isolation);
-        W(p, uint32_t, 0);
+        /* log2 of the quantum, + 1 (0: not said, as by a state written before): a larger one cannot take its regions.
+         */
+        W(p, uint32_t, (uint32_t)(pl->conf.quantum ? __builtin_ctzll(pl->conf.quantum) + 1 : 0));
         W(p, uint64_t, pl->total);
         W(p, uint64_t, nregions);
         return (size_t)(w_str(p, pl->conf.name) - start);

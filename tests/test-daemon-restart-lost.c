@@ -202,3 +202,70 @@ Test(lost, changed_pools_lose_only_their_regions) {
         free(before);
         free(after);
 }
+
+/*
+ * A pool a reload adds while the store is full (62 region memfds and the two states, FDSTORE=64) is
+ * not stored: its regions are lost at a restart, and only they, as the error said when it was made.
+ */
+Test(lost, a_pool_the_full_store_left_out_loses_only_its_regions) {
+        static struct alloc_region r[62];
+        struct alloc_client *k;
+        char *log;
+        int e = -1;
+
+        sysd_start(&s, ISO);
+        k = daemon_connect(&s.d);
+        for (int i = 0; i < 62; i++)
+                cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "region %d: %s", i, alloc_last_error());
+        pattern(r[0].ptr, r[0].size, 7);
+        pool_used(k, "iso");
+        cr_assert_eq(stored("region-", 62), 62);
+        write_file(s.d.conf, ISO HOST);
+        kill(s.d.pid, SIGHUP);
+        for (int i = 0; i < 500 && e < 0; i++) { /* the reload makes the pool off the loop */
+                usleep(i ? 10000 : 0);
+                struct alloc_client *h = daemon_connect(&s.d);
+                struct alloc_region p;
+                if ((e = alloc_region_new(h, "host", 8192, &(struct alloc_opts){.name = "late", .flags = ALLOC_PERSIST},
+                                          &p)) == 0)
+                        pattern(p.ptr, p.size, 8);
+                let_go(h, 0);
+        }
+        cr_assert_eq(e, 0, "%s", alloc_last_error());
+        log = whole_log();
+        cr_assert(strstr(log, "pool host: systemd's fd store is full"), "%s", log);
+        cr_assert(strstr(log, "a restart loses its regions") && !strstr(log, "a restart loses every region"),
+                  "the error does not say what a restart loses:\n%s", log);
+        free(log);
+        char *before = dump("iso");
+        sysd_restart(&s, SIGTERM);
+        cr_assert(strstr(sysd_log(&s), "pool host: 1 region (its memory is not in the fd store"), "%s", sysd_log(&s));
+        all_restored();
+        char *after = dump("iso");
+        cr_assert_str_eq(after, before);
+        cr_assert_eq(pool_used(k, "iso"), 62 * 4096, "%s", alloc_last_error()); /* reclaimed */
+        cr_assert(pattern_ok(r[0].ptr, r[0].size, 7));
+        free(before);
+        free(after);
+        alloc_disconnect(k);
+}
+
+/*
+ * An fpga pool given a larger quantum: its regions (of the old one) are lost, and only they.  One that
+ * went from a smaller quantum back to the larger one too: the state kept in between says the smaller.
+ */
+Test(lost, a_pool_given_a_larger_quantum_loses_only_its_regions) {
+#define FPGA_Q(q) "[pool f]\nkind = fpga\nranges = 0x100000000+64M\nquantum = " q "\n"
+        sysd_start(&s, HOST FPGA_Q("64K"));
+        keep_one("host", "h", 1);
+        persist_one("f", "f/a");
+        restart_as(HOST FPGA_Q("4K"), SIGTERM);
+        all_restored();
+        persist_one("f", "f/b"); /* 4 KiB, after f/a's 64 */
+        restart_as(HOST FPGA_Q("64K"), SIGKILL);
+        cr_assert(strstr(sysd_log(&s), "pool f: 2 regions (configured otherwise"), "%s", sysd_log(&s));
+        all_restored();
+        there("h", 1);
+        persist_one("f", "f/a"); /* its name is free again */
+#undef FPGA_Q
+}
