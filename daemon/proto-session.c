@@ -40,8 +40,12 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 struct core_result res;
                 if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
                                         m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
-                        /* Still in its handshake: it may say a plain Hello next, as a new connection. */
-                        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
+                        /*
+                         * Still in its handshake: it may say a plain Hello next, as a new connection.  A
+                         * connection not kept (one that held nothing, every client after a restart
+                         * without the state) is everyday; another uid's or a wrong secret is not.
+                         */
+                        logx(res.code == E_NOT_FOUND ? LOG_LEVEL_INFO : LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
                              CLIENT_FMT " cannot reclaim connection %" PRIu64 ": %s", CLIENT_ARGS(&s->client),
                              m->reclaim_serial, res.msg);
                         return proto_error(out, id, res.code, res.msg);
