@@ -158,12 +158,13 @@ static void log_ready(void) {
                 else
                         unavailable++;
         }
+        const char *pools = serving == 1 ? "pool" : "pools";
         if (draining)
-                log_info("ready: %zu pools, %zu not available, %zu draining (kept from before the restart, "
+                log_info("ready: %zu %s, %zu not available, %zu draining (kept from before the restart, "
                          "taking no new regions)",
-                         serving, unavailable, draining);
+                         serving, pools, unavailable, draining);
         else
-                log_info("ready: %zu pools, %zu not available", serving, unavailable);
+                log_info("ready: %zu %s, %zu not available", serving, pools, unavailable);
 }
 
 static void keep_tick(void) {

@@ -64,7 +64,7 @@ Test(restart, removed_pool_drains) {
         sysd_start(&s, CONF);
         struct alloc_client *k = persist_then_restart("other", "kept", "[pool host]\nkind = host\nsize = 64M\n");
         /* Not counted as "not available": it serves its regions' holders. */
-        cr_assert(strstr(sysd_log(&s), "ready: 1 pools, 0 not available, 1 draining"), "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pool, 0 not available, 1 draining"), "%s", sysd_log(&s));
         cr_assert_eq(alloc_status(k, &st), 0);
         const struct alloc_pool_status *p = pool_status(st, "other");
         cr_assert(strstr(p->draining, "no longer configured"), "draining: '%s'", p->draining);
@@ -573,7 +573,7 @@ Test(restart, a_pool_given_a_larger_quantum_drains_its_old_memory) {
         sysd_kill(&s, SIGTERM);
         write_file(s.d.conf, "[pool p]\nkind = host\nsize = 4M\nquantum = 16K\n");
         cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
-        cr_assert(strstr(sysd_log(&s), "ready: 1 pools, 0 not available\n"), "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pool, 0 not available\n"), "%s", sysd_log(&s));
         /* Under its quantum now: a region of 16K made next would not fit a pool of 64K again. */
         cr_assert_eq(stored("pool.host.4194304q16384.p", 1), 1, "%s", sysd_log(&s));
         cr_assert_eq(stored("pool.host.4194304q65536.p", 0), 0);
