@@ -15,45 +15,9 @@
 
 #include "alloc/falloc.h"
 #include "core-impl.h"
+#include "state-in.h"
 #include "state-lost.h"
 #include "state.h"
-
-struct in {
-        const uint8_t *p;
-        size_t left;
-        bool bad; /* read past the record */
-};
-
-static void get(struct in *in, void *v, size_t n) {
-        if (in->bad || in->left < n) {
-                in->bad = true;
-                memset(v, 0, n);
-                return;
-        }
-        memcpy(v, in->p, n);
-        in->p += n;
-        in->left -= n;
-}
-
-#define GET(in, type)                                                                                                  \
-        ({                                                                                                             \
-                type v_;                                                                                               \
-                get(in, &v_, sizeof(v_));                                                                              \
-                v_;                                                                                                    \
-        })
-
-/* A string of at most max bytes, without a NUL, copied into buf (max + 1 bytes). */
-static void get_str(struct in *in, char *buf, size_t max) {
-        uint16_t n = GET(in, uint16_t);
-
-        if (n > max || in->left < n || memchr(in->p, 0, n) != NULL) {
-                in->bad = true;
-                buf[0] = '\0';
-                return;
-        }
-        get(in, buf, n);
-        buf[n] = '\0';
-}
 
 struct restore {
         struct core *core;
@@ -245,53 +209,37 @@ static bool heap_geometry_ok(const struct region_format *f) {
 }
 
 static int rec_region(struct restore *st, struct in *in) {
-        char name[NAME_MAX_LEN + 1];
-        struct region r = {0};
-        struct region_format f = {0};
-        uint32_t slot = GET(in, uint32_t), id;
+        struct region_rec rr;
+        const struct region *r = &rr.r;
+        const struct region_format *f = &rr.f;
+        uint32_t slot, id;
         int e;
 
-        r.gen = GET(in, uint32_t);
-        r.offset = GET(in, uint64_t);
-        r.size = GET(in, uint64_t);
-        r.creator = GET(in, uint64_t);
-        r.created = GET(in, uint32_t);
-        id = GET(in, uint32_t);
-        r.uid = GET(in, uint32_t);
-        r.pid = GET(in, int32_t);
-        r.refs = GET(in, uint32_t);
-        r.flags = GET(in, uint16_t);
-        r.state = GET(in, uint8_t);
-        r.format = GET(in, uint8_t);
-        if (r.format != FMT_RAW) {
-                f.format = r.format;
-                f.heap_size = GET(in, uint64_t);
-                f.chunk_size = GET(in, uint64_t);
-                f.chunk_count = GET(in, uint64_t);
-        }
-        get_str(in, name, NAME_MAX_LEN);
+        get_region(in, &rr);
+        slot = rr.slot;
+        id = rr.pool;
         bool lost = id < st->npools && lost_has(&st->lost, id);
         if (in->bad || st->nslots + st->lost.nregions == st->nregions || slot >= st->hi ||
-            (st->nslots + st->lost.nregions && slot <= st->last_slot) || !r.gen || r.gen > st->floor || !r.size ||
-            r.offset + r.size < r.offset || !r.refs || r.state != (r.state & (R_LIVE | R_PERSIST)) ||
-            !(r.state & R_LIVE) || r.format > FMT_FALLOC || (r.flags & ~(F_KNOWN | F_WRITECOMBINED)) ||
+            (st->nslots + st->lost.nregions && slot <= st->last_slot) || !r->gen || r->gen > st->floor || !r->size ||
+            r->offset + r->size < r->offset || !r->refs || r->state != (r->state & (R_LIVE | R_PERSIST)) ||
+            !(r->state & R_LIVE) || r->format > FMT_FALLOC || (r->flags & ~(F_KNOWN | F_WRITECOMBINED)) ||
             id >= st->npools || (!st->pools[id] && !lost) ||
-            (f.format && (f.heap_size > r.size || !heap_geometry_ok(&f))))
+            (f->format && (f->heap_size > r->size || !heap_geometry_ok(f))))
                 return bad(st, -EBADMSG, "the state's record of region slot %u is malformed or out of order", slot);
         st->last_slot = slot;
         if (lost) /* its slot is free now: one more for fill */
-                return lost_region(&st->lost, id, slot, &r, name[0] != '\0', &st->fill) < 0
+                return lost_region(&st->lost, id, slot, r, rr.name[0] != '\0', &st->fill) < 0
                                ? bad(st, -ENOMEM, "out of memory reading the state")
                                : 0;
-        if ((e = region_restore(st->core, st->pools[id], slot, &r, &f, name, &st->fill)) < 0)
+        if ((e = region_restore(st->core, st->pools[id], slot, r, f, rr.name, &st->fill)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -EBADMSG,
                            "region slot %u (%s, offset %#llx, %llu bytes) cannot be restored: %s", slot,
-                           core_pool_name(st->pools[id]), (unsigned long long)r.offset, (unsigned long long)r.size,
+                           core_pool_name(st->pools[id]), (unsigned long long)r->offset, (unsigned long long)r->size,
                            e == -ENOSPC || e == -EEXIST ? "it overlaps another or lies outside the pool"
                            : e == -EDOM                 ? "its offset or size is not a multiple of the pool's quantum"
                            : e == -ENOMEM               ? "out of memory"
                                                         : "its name is taken, or its slot");
-        st->refs[st->nslots] = r.refs;
+        st->refs[st->nslots] = r->refs;
         st->slots[st->nslots++] = slot;
         if ((e = pool_region_restore(st->core, st->pools[id], slot)) < 0)
                 return bad(st, e == -ENOMEM ? -ENOMEM : -ENOENT, "region slot %u of pool %s (isolation = region): %s",
@@ -449,6 +397,10 @@ static int records(struct restore *st, const uint8_t *body, size_t len, struct i
                         usage->left = (size_t)(in.p + n - usage->p);
                 in.p += n;
                 in.left -= n;
+                /* Before any region is in: a pool whose spans moved is lost alone, not the whole state. */
+                if (type == REC_REGION && last != REC_REGION &&
+                    lost_ranges(&st->lost, st->pools, st->pool_regions, st->npools, in.p - n - 8, in.left + n + 8) < 0)
+                        return bad(st, -ENOMEM, "out of memory reading the state");
                 last = type;
                 e = type == REC_CORE     ? rec_core(st, &rec)
                     : type == REC_POOL   ? rec_pool(st, &rec)

@@ -269,3 +269,48 @@ Test(lost, a_pool_given_a_larger_quantum_loses_only_its_regions) {
         persist_one("f", "f/a"); /* its name is free again */
 #undef FPGA_Q
 }
+
+/*
+ * An fpga pool whose ranges moved, its total kept: its POOL record is as configured, but its regions
+ * lie outside its spans now.  They are lost, and only they (not the whole state, as the restore
+ * refusing the first of them made it); the pool, at its new place, serves again.
+ */
+#define FPGA_MOVED "[pool f]\nkind = fpga\nranges = 0x200000000+64M\n"
+#define MOVED_WHY "configured otherwise: its ranges no longer hold the region at 0x100000000+"
+
+static void moved_on(void) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_region r;
+
+        cr_assert_eq(alloc_region_new(k, "f", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert_geq(r.addr, 0x200000000ull, "address %#llx", (unsigned long long)r.addr);
+        let_go(k, r.id);
+}
+
+Test(lost, a_pool_whose_ranges_moved_loses_only_its_regions) {
+        struct held h;
+
+        sysd_start(&s, HOST FPGA);
+        populate(&h, "f");
+        restart_as(HOST FPGA_MOVED, SIGTERM);
+        only_lost_pool_lost(&h, "f", 2, MOVED_WHY);
+        moved_on();
+}
+
+/* The same read from a snapshot and the changes logged after it (the body rebuilt from the log). */
+Test(lost, a_pool_whose_ranges_moved_in_the_log_loses_only_its_regions) {
+        struct held h;
+        struct alloc_region r;
+
+        sysd_start(&s, HOST FPGA);
+        populate(&h, "f");
+        restart_as(HOST FPGA EXTRA, SIGTERM); /* a snapshot of all that */
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "f", 4096, &(struct alloc_opts){.name = "l/new", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        let_go(k, 0);
+        restart_as(HOST FPGA_MOVED EXTRA, SIGKILL);
+        cr_assert_gt(changes_restored(), 0, "no change after the snapshot:\n%s", sysd_log(&s));
+        only_lost_pool_lost(&h, "f", 3, MOVED_WHY);
+        moved_on();
+}

@@ -344,6 +344,80 @@ Test(state, an_unavailable_pool_loses_only_its_regions) {
         loses_only_pool_b(B_UNAVAILABLE, "not available: driver/library version mismatch");
 }
 
+/* busy()'s pools with pool a's ranges as given (the same total, 64M), each start in units of 4G. */
+static struct core *core_ranges(const uint64_t *starts, size_t n) {
+        struct span sp[2];
+        struct pool_conf a = {.kind = POOL_FPGA,
+                              .has_kind = true,
+                              .quantum = 4096,
+                              .ranges = sp,
+                              .nranges = n,
+                              .mode = 0666,
+                              .numa_node = -1};
+        struct pool_conf b = {.kind = POOL_HOST, .has_kind = true, .size = 16ull << 20, .mode = 0666, .numa_node = -1};
+        struct limits l = state_limits();
+        struct core *c;
+        char err[256];
+
+        for (size_t i = 0; i < n; i++)
+                sp[i] = (struct span){.base = starts[i] << 32, .size = (64ull << 20) / n};
+        cr_assert_eq(core_new(&c, &l), 0);
+        snprintf(a.name, sizeof(a.name), "a");
+        snprintf(b.name, sizeof(b.name), "b");
+        cr_assert_eq(core_pool_add(c, &a, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(core_pool_add(c, &b, err, sizeof(err)), 0, "%s", err);
+        return c;
+}
+
+/*
+ * Pool a's ranges moved, the total kept: its POOL record is as configured, but its regions lie
+ * outside its spans now.  It loses them, and only them; ranges that still hold them lose nothing.
+ */
+Test(state, a_pool_whose_ranges_moved_loses_only_its_regions) {
+        struct core *a = busy(), *b = core_ranges((const uint64_t[]){2}, 1),
+                    *c = core_ranges((const uint64_t[]){1, 3}, 2);
+        struct state_info info;
+        char err[512];
+        uint64_t serial, lost = 0;
+        void *buf;
+        size_t len;
+
+        for (uint32_t s = 0; s < a->regions.slots.cap; s++)
+                lost += (a->regions.tab[s].state & R_LIVE) && a->regions.tab[s].pool == 0;
+        cr_assert_gt(lost, 0);
+        cr_assert_eq(state_write(a, 77, &buf, &len), 0);
+        cr_assert_eq(state_read_info(b, buf, len, &serial, &info, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(info.lost_pools, 1);
+        cr_assert_eq(info.lost_regions, lost);
+        cr_assert(!strncmp(info.lost, "a: ", 3) && strstr(info.lost, "its ranges no longer hold the region at 0x1000"),
+                  "%s", info.lost);
+        cr_assert(!info.same_pools, "a state with lost regions must not be appended to");
+        for (uint32_t s = 0; s < a->regions.slots.cap; s++) {
+                const struct region *x = &a->regions.tab[s];
+                const struct region *y = s < b->regions.slots.cap ? &b->regions.tab[s] : NULL;
+                if (x->state & R_LIVE)
+                        cr_assert_eq(y && (y->state & R_LIVE), x->pool == 1, "slot %u of pool %u", s, x->pool);
+        }
+        cr_assert_geq(names_find(&b->names, "r8"), 0); /* busy() names regions of pool b, and "orphan" in a */
+        cr_assert_lt(names_find(&b->names, "orphan"), 0);
+        /* Not state_check: b's host pool is fresh memory, without the falloc heaps of a's. */
+
+        /* Split in two, the first half where it was: a's regions (a few MB) are all still in it. */
+        cr_assert_eq(state_read_info(c, buf, len, &serial, &info, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(info.lost_pools, 0, "%s", info.lost);
+        for (uint32_t s = 0; s < a->regions.slots.cap; s++) {
+                const struct region *x = &a->regions.tab[s], *y = &c->regions.tab[s];
+                if (x->state & R_LIVE)
+                        cr_assert(s < c->regions.slots.cap && (y->state & R_LIVE) && y->offset == x->offset &&
+                                          y->size == x->size && y->gen == x->gen,
+                                  "slot %u not restored as it was", s);
+        }
+        free(buf);
+        core_with_free(c);
+        core_with_free(b);
+        gone(a);
+}
+
 /* The lost pool's records are checked all the same: a lie in them refuses the state, changing nothing. */
 Test(state, a_lie_in_a_lost_pool_is_refused) {
         struct core *a = state_core(true), *b = state_core(false);
