@@ -403,14 +403,18 @@ void core_pool_update(struct pool *p, const struct pool_conf *conf);
  * isolation = region across a restart (restart.c keeps each region's memfd in systemd's fd store):
  * made(data, id, fd) when a region with a memfd of its own is made, gone(data, id) when it goes, and
  * stored(data, id), while a state is restored, the memfd kept for region id (the core takes it), or
- * -1.  Any of them NULL: not called.  With stored set, a state is read from an fd store: it is
- * refused when it holds regions in a pool (isolation = pool) whose memory was not made from its
- * stored fd (core_pool_add_fd).
+ * -1; has(data, id), while a state is restored, whether that memfd is there, without taking it:
+ * a pool with a region whose memfd is not is lost before any region is restored, its other
+ * memfds left untaken (state_info.lost).  Any of them NULL: not called (stored set, has NULL: a
+ * missing memfd refuses the whole state).  With stored set, a state is read from an fd store:
+ * the regions of a pool (isolation = pool) whose memory was not made from its stored fd
+ * (core_pool_add_fd) are lost.
  */
 struct region_fds {
         void (*made)(void *data, uint64_t id, int fd);
         void (*gone)(void *data, uint64_t id);
         int (*stored)(void *data, uint64_t id);
+        bool (*has)(void *data, uint64_t id);
         bool (*room)(void *data); /* false: no more region memfds can be kept, and Alloc refuses them */
         void *data;
 };

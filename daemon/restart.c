@@ -82,8 +82,8 @@ static void region_made(void *data, uint64_t id, int fd) {
                 return;
         fdstore_region_name(name, sizeof(name), id);
         if ((r = fdstore_put(fd, name)) < 0)
-                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses every "
-                         "region (a state that names a region memfd the store lacks is not restored)",
+                log_warn("region %" PRIu64 ": cannot store its memfd in systemd's fd store (%s): a restart loses "
+                         "every region of its pool",
                          id, strerror(-r));
         nregion_fds++; /* region_gone counts it out whether it was stored or not */
 }
@@ -126,8 +126,20 @@ static int region_stored(void *data, uint64_t id) {
         return -1;
 }
 
+/* Asked before any is taken: a pool with a region whose memfd is not here loses its regions alone. */
+static bool region_has(void *data, uint64_t id) {
+        char name[32];
+
+        (void)data;
+        fdstore_region_name(name, sizeof(name), id);
+        for (size_t i = 0; i < npassed; i++)
+                if (passed[i].fd >= 0 && !strcmp(passed[i].name, name))
+                        return true;
+        return false;
+}
+
 static const struct region_fds region_fds = {
-        .made = region_made, .gone = region_gone, .stored = region_stored, .room = region_room};
+        .made = region_made, .gone = region_gone, .stored = region_stored, .has = region_has, .room = region_room};
 
 static void unstore_gone(void) {
         char name[32];

@@ -4,7 +4,7 @@
 
 /*
  * Reading a state's records (state.c has the format): shared by the restore (state-read.c) and the
- * scan that runs ahead of it (state-ranges.c), so that a record is parsed the same way by both.
+ * scan that runs ahead of it (state-scan.c), so that a record is parsed the same way by both.
  */
 
 #include <stdbool.h>

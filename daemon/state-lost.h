@@ -75,13 +75,14 @@ int lost_check(const struct lost *l, char *err, size_t errsize);
 void lost_by_uid(struct lost *l);
 void lost_uid(const struct lost *l, uint32_t uid, uint32_t *names, uint32_t *persist);
 /*
- * Before the first REGION record is applied (p: its header, left: the bytes from there): each pool of
- * pools (by the state's id, pool_regions its POOL record's count + 1; NULL: none restored) with a region
- * its spans no longer hold, or not on its quantum, is lost, its entry set to NULL.  What the scan cannot
+ * Before the first REGION record is applied (p: its header, left: the bytes from there; state-scan.c):
+ * each pool of pools (by the state's id, pool_regions its POOL record's count + 1; NULL: none restored)
+ * with a region its spans no longer hold, or not on its quantum, or (isolation = region, fds->has set)
+ * whose memfd fds does not have, is lost, its entry set to NULL.  No fd is taken.  What the scan cannot
  * read is left to the restore, which refuses it.  0 or -ENOMEM.
  */
-int lost_ranges(struct lost *l, struct pool **pools, const uint64_t *pool_regions, uint32_t npools, const uint8_t *p,
-                size_t left);
+int lost_scan(struct lost *l, const struct region_fds *fds, struct pool **pools, const uint64_t *pool_regions,
+              uint32_t npools, const uint8_t *p, size_t left);
 /* "NAME: N regions (WHY)" for each lost pool, one a line, into buf (cut short with "..." if it does not fit). */
 void lost_text(const struct lost *l, char *buf, size_t size);
 

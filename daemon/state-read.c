@@ -397,9 +397,13 @@ static int records(struct restore *st, const uint8_t *body, size_t len, struct i
                         usage->left = (size_t)(in.p + n - usage->p);
                 in.p += n;
                 in.left -= n;
-                /* Before any region is in: a pool whose spans moved is lost alone, not the whole state. */
+                /*
+                 * Before any region is in: a pool whose spans moved, or whose region memfds the store lacks,
+                 * is lost alone, not the whole state.
+                 */
                 if (type == REC_REGION && last != REC_REGION &&
-                    lost_ranges(&st->lost, st->pools, st->pool_regions, st->npools, in.p - n - 8, in.left + n + 8) < 0)
+                    lost_scan(&st->lost, &st->core->region_fds, st->pools, st->pool_regions, st->npools, in.p - n - 8,
+                              in.left + n + 8) < 0)
                         return bad(st, -ENOMEM, "out of memory reading the state");
                 last = type;
                 e = type == REC_CORE     ? rec_core(st, &rec)

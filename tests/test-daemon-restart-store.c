@@ -321,9 +321,45 @@ Test(restart, a_pool_missing_from_the_store_is_not_restored_into_fresh_memory) {
 }
 
 /*
+ * isolation = region: a region's memfd missing from the store (systemd dropped it) costs its pool's
+ * regions, and only theirs: the other pools' are restored with their bytes and names, and the lost
+ * pool's other memfds leave the store.  Its next regions are kept across a restart again.
+ */
+Test(restart, a_region_memfd_missing_from_the_store_loses_only_its_pool) {
+        char name[64];
+
+        sysd_start(&s, CONF);
+        keep_one("host", "h", 4);
+        keep_one("other", "o", 5);
+        keep_one("iso", "i1", 6);
+        uint64_t gone = keep_one("iso", "i2", 7);
+        sysd_kill(&s, SIGTERM);
+        snprintf(name, sizeof(name), "region-%llu", (unsigned long long)gone);
+        cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
+        sysd_drop(&s, name);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "pool iso: 2 regions (its region memfds are not all in the fd store (1 missing)"), "%s",
+                  log);
+        cr_assert(strstr(log, "held 1 region memfds that no restored region claims"), "%s", log);
+        all_restored();
+        there("h", 4);
+        there("o", 5);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(k, "i1", NULL, &(struct alloc_region){0}), -ENOENT, "i1 was restored");
+        alloc_disconnect(k);
+        cr_assert_eq(stored("region-", 0), 0, "a lost region's memfd is still stored");
+        keep_one("iso", "i3", 8);
+        cr_assert_eq(stored("region-", 1), 1);
+        same_after(SIGTERM);
+        there("i3", 8);
+        there("h", 4);
+}
+
+/*
  * isolation = region: the store (FDSTORE=64) keeps two states and at most 62 region memfds (such a
  * pool has no fd of its own); the next Alloc is refused, so that no stored state names a memfd systemd dropped.  A
- * restore that failed counts none of the memfds it had taken.
+ * restore that failed (a memfd not the region's: damage, refused whole) counts none of the memfds it had taken.
  */
 Test(restart, region_memfds_stop_where_the_store_is_full) {
         static struct alloc_region r[63];
@@ -339,8 +375,10 @@ Test(restart, region_memfds_stop_where_the_store_is_full) {
         snprintf(name, sizeof(name), "region-%llu", (unsigned long long)r[1].id);
         cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
         sysd_drop(&s, name);
+        sysd_put(&s, name, memfd_create("not-the-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
         cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
-        cr_assert(strstr(sysd_log(&s), "its memfd is not in the fd store"), "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "its memfd is not of its size"), "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "cannot be restored"), "%s", sysd_log(&s));
         k = daemon_connect(&s.d);
         for (int i = 0; i < 62; i++)
                 cr_assert_eq(alloc_region_new(k, "iso", 4096, NULL, &r[i]), 0, "region %d: %s", i, alloc_last_error());
