@@ -164,6 +164,28 @@ Test(lost, a_removed_pool_in_the_log_loses_only_its_regions) {
 }
 
 /*
+ * An isolation = region pool one of whose region memfds the store lost (systemd dropped it): that
+ * pool's regions are lost, with its other memfd, taken by nothing and removed from the store; the
+ * host pool's are restored, held and bytes and all.  The other way to lose such a pool's regions
+ * was once to lose every region of the state.
+ */
+Test(lost, a_region_memfd_missing_from_the_store_loses_only_its_pool) {
+        struct held h;
+        char name[64];
+
+        sysd_start(&s, HOST ISO);
+        populate(&h, "iso");
+        cr_assert_eq(stored("region-", 2), 2, "the regions' memfds were not stored");
+        sysd_kill(&s, SIGKILL); /* h.k's placeholder holds both */
+        snprintf(name, sizeof(name), "region-%llu", (unsigned long long)h.lost.id);
+        cr_assert_geq(sysd_fd(&s, name), 0, "%s is not stored", name);
+        sysd_drop(&s, name);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert_eq(stored("region-", 0), 0, "the lost pool's other memfd is still stored");
+        only_lost_pool_lost(&h, "iso", 2, "its region memfds are not all in the fd store (1 missing)");
+}
+
+/*
  * Pools configured otherwise: f an fpga pool made a host pool, iso an isolation = region pool made
  * isolation = pool.  Each loses its regions; the lost memfds of iso's leave the store.
  */
