@@ -58,7 +58,7 @@ void restart_turn(struct core *core, uint64_t next_serial);
 /*
  * A pool joined the core (a reload made it): its fd is stored now, before a request can put a
  * region in it and be answered before the loop turn ends (a kill then would leave a state whose
- * pool the store lacks, and the next start would refuse it whole).
+ * pool the store lacks, and the next start would lose that pool's regions).
  */
 void restart_pools_added(struct core *core);
 /* SIGHUP drained pools (core_pool_drain): the empty ones go now, from the store too, as above. */
