@@ -109,33 +109,34 @@ static void region_gone(void *data, uint64_t id) {
         gone_ids[ngone++] = id;
 }
 
-static int region_stored(void *data, uint64_t id) {
+/* passed[]'s index of the memfd kept for region id, or -1. */
+static ssize_t region_at(uint64_t id) {
         char name[32];
+
+        fdstore_region_name(name, sizeof(name), id);
+        for (size_t i = 0; i < npassed; i++)
+                if (passed[i].fd >= 0 && !strcmp(passed[i].name, name))
+                        return (ssize_t)i;
+        return -1;
+}
+
+static int region_stored(void *data, uint64_t id) {
+        ssize_t i = region_at(id);
         int fd;
 
         (void)data;
-        fdstore_region_name(name, sizeof(name), id);
-        for (size_t i = 0; i < npassed; i++) {
-                if (passed[i].fd < 0 || strcmp(passed[i].name, name))
-                        continue;
-                fd = passed[i].fd;
-                passed[i].fd = -1;
-                nregion_fds++;
-                return fd;
-        }
-        return -1;
+        if (i < 0)
+                return -1;
+        fd = passed[i].fd;
+        passed[i].fd = -1;
+        nregion_fds++;
+        return fd;
 }
 
 /* Asked before any is taken: a pool with a region whose memfd is not here loses its regions alone. */
 static bool region_has(void *data, uint64_t id) {
-        char name[32];
-
         (void)data;
-        fdstore_region_name(name, sizeof(name), id);
-        for (size_t i = 0; i < npassed; i++)
-                if (passed[i].fd >= 0 && !strcmp(passed[i].name, name))
-                        return true;
-        return false;
+        return region_at(id) >= 0;
 }
 
 static const struct region_fds region_fds = {
