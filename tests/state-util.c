@@ -3,10 +3,12 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core-check.h"
 #include "core-impl.h"
 #include "state-util.h"
+#include "state.h"
 
 struct limits state_limits(void) {
         return (struct limits){.max_connections = 1000,
@@ -140,4 +142,76 @@ void state_drop_absent(struct core *c) {
                 core_client_remove(c, k);
                 free(k);
         }
+}
+
+struct client state_cls[4];
+
+void state_connect(struct core *c, int i, uid_t uid) {
+        struct core_result res;
+
+        state_cls[i] = (struct client){.serial = 10 + (uint64_t)i, .uid = uid, .pid = 100 + i};
+        snprintf(state_cls[i].name, sizeof(state_cls[i].name), "client%d", i);
+        cr_assert_eq(core_client_add(c, &state_cls[i], &res), E_OK, "%s", res.msg);
+}
+
+uint32_t state_alloc(struct core *c, int i, const char *pool, uint64_t size, uint32_t flags, const char *name,
+                     uint32_t format) {
+        struct alloc_request a = {.pool = pool,
+                                  .size = size,
+                                  .numa_node = -1,
+                                  .flags = flags,
+                                  .name = name,
+                                  .format = format,
+                                  .chunk_size = format ? 256 : 0};
+        struct core_result res;
+        uint32_t slot;
+
+        cr_assert_eq(core_alloc(c, &state_cls[i], 0, &a, &slot, &res), GRANT_REGION, "%s", res.msg);
+        if (flags & F_UNSEALED)
+                cr_assert_eq(core_seal(c, &state_cls[i], region_id(&c->regions, slot), &res), E_OK, "%s", res.msg);
+        return slot;
+}
+
+/* A core with many regions: named, PERSIST, tagged, shared, freed ones between, several uids. */
+struct core *state_busy(void) {
+        struct core *c = state_core(true);
+        struct core_result res;
+        uint32_t s;
+
+        state_connect(c, 0, 1000);
+        state_connect(c, 1, 1001);
+        state_connect(c, 2, 1000);
+        for (int k = 0; k < 300; k++) {
+                char name[32];
+                snprintf(name, sizeof(name), "r%d", k);
+                s = state_alloc(c, k % 3, k % 2 ? "a" : "b", 4096 * (1 + k % 7), k % 5 == 0 ? F_PERSIST : 0,
+                                k % 4 == 0 ? name : NULL, k % 22 == 0 ? FMT_FALLOC : FMT_RAW);
+                if (k % 3 == 0) {
+                        struct attach_request at = {.name = name};
+                        if (k % 4 == 0)
+                                cr_assert_eq(core_attach(c, &state_cls[1], 0, &at, &s, &res), GRANT_REGION, "%s",
+                                             res.msg);
+                }
+                if (k % 9 == 4) /* freed: a gap in the slots, a hole in the arena, a gen bumped */
+                        cr_assert_eq(core_free_region(c, &state_cls[k % 3], region_id(&c->regions, s), &res), E_OK,
+                                     "%s", res.msg);
+        }
+        state_connect(c, 3, 1002);
+        s = state_alloc(c, 3, "a", 8192, F_PERSIST, "orphan", FMT_RAW);
+        core_client_remove(c, &state_cls[3]); /* a PERSIST region nobody holds */
+        return c;
+}
+
+void state_gone(struct core *c) {
+        for (int i = 0; i < 3; i++)
+                core_client_remove(c, &state_cls[i]);
+        core_free(c);
+}
+
+void state_checksum_again(uint8_t *buf, size_t len) {
+        uint32_t crc = state_crc32c(buf + STATE_HEADER_LEN, len - STATE_HEADER_LEN);
+
+        memcpy(buf + 32, &crc, 4);
+        crc = state_crc32c(buf, 36);
+        memcpy(buf + 36, &crc, 4);
 }

@@ -5,6 +5,8 @@
 /* What test-state and test-keep share: a core like allocd's, and what Dump would show of it. */
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core.h"
 
@@ -22,5 +24,19 @@ char *state_dump(struct core *c);
 void state_check(struct core *c);
 /* Removes and frees a restored core's placeholders. */
 void state_drop_absent(struct core *c);
+
+/* The clients state_busy connects: state_cls[i] has serial 10 + i. */
+extern struct client state_cls[4];
+/* state_cls[i] connected to c as uid. */
+void state_connect(struct core *c, int i, uid_t uid);
+/* A region of state_cls[i] (sealed if UNSEALED; FMT_FALLOC: a heap of 256-byte chunks); its slot. */
+uint32_t state_alloc(struct core *c, int i, const char *pool, uint64_t size, uint32_t flags, const char *name,
+                     uint32_t format);
+/* A core with many regions: named, PERSIST, tagged, shared, freed ones between, several uids. */
+struct core *state_busy(void);
+/* Removes state_busy's clients and frees c. */
+void state_gone(struct core *c);
+/* The body's checksum and the header's, made right again after a test changed the body. */
+void state_checksum_again(uint8_t *buf, size_t len);
 
 #endif
