@@ -275,6 +275,8 @@ Test(restart2, grace_release_after_adoption) {
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(wait_used(k, "a", 8192 + 16384), 8192 + 16384, "%s", sysd_log(&s));
         alloc_disconnect(k);
+        /* From here back's placeholder must outlive two restarts it does not reconnect in: not 300 ms. */
+        write_file(s.d.conf, "[daemon]\nreclaim_grace = 1min\n" POOL_A);
         same_after(SIGKILL);
         same_after(SIGKILL);
         cr_assert_eq(pool_used(back, "a"), 8192 + 16384, "%s", sysd_log(&s));
