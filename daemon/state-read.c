@@ -107,6 +107,13 @@ static int rec_core(struct restore *st, struct in *in) {
         if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > state_slots_max ||
             st->nregions > st->body_len / 8 || st->nclients > st->body_len / 8 || st->nholds > st->body_len / 8)
                 return bad(st, -EBADMSG, "the state's CORE record is malformed");
+        /*
+         * Every slot the restore adds to the table starts at the state's floor (undo() puts the core's
+         * back): a slot free in the state, below a region restored, would otherwise start at this
+         * allocd's own seed, and its next region could take an id the previous allocd gave.
+         */
+        if (st->floor > st->core->regions.gen_floor)
+                st->core->regions.gen_floor = st->floor;
         st->pools = calloc(st->npools + 1, sizeof(*st->pools));
         st->pool_regions = calloc(st->npools + 1, sizeof(*st->pool_regions));
         st->slots = malloc(((size_t)st->nregions + 1) * sizeof(*st->slots));

@@ -367,3 +367,41 @@ Test(state, held_lists_a_connections_regions_a_page_at_a_time) {
         core_client_remove(c, &state_cls[1]);
         core_free(c);
 }
+
+/*
+ * A slot free in the state (its region freed before the restart) comes back above every gen the
+ * state had, whatever the new core's seed: the ids the previous allocd gave stay its regions'.
+ */
+Test(state, a_free_slot_comes_back_above_every_gen_of_the_state) {
+        struct core *a = state_core(false), *b = state_core(false);
+        struct client n = {.serial = 77, .uid = 1000, .pid = 7};
+        struct alloc_request r = {.pool = "a", .size = 4096, .numa_node = -1};
+        struct core_result res;
+        char err[512];
+        uint64_t serial;
+        uint32_t s;
+        size_t len;
+        void *buf;
+
+        core_seed_ids(a, 1000);
+        core_seed_ids(b, 1000); /* allocd seeds at random: as likely this as any */
+        state_connect(a, 0, 1000);
+        state_alloc(a, 0, "a", 4096, 0, NULL, FMT_RAW);
+        uint32_t freed = state_alloc(a, 0, "a", 4096, 0, NULL, FMT_RAW);
+        state_alloc(a, 0, "a", 4096, 0, NULL, FMT_RAW);
+        uint64_t old = region_id(&a->regions, freed);
+        cr_assert_eq(core_free_region(a, &state_cls[0], old, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(state_write(a, 100, &buf, &len), 0);
+        cr_assert_eq(state_read(b, buf, len, &serial, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(core_client_add(b, &n, &res), E_OK);
+        cr_assert_eq(core_alloc(b, &n, 0, &r, &s, &res), GRANT_REGION, "%s", res.msg);
+        cr_assert_eq(s, freed);
+        cr_assert_gt(b->regions.tab[s].gen, (uint32_t)(old >> 32), "id %#llx of the previous allocd handed out again",
+                     (unsigned long long)region_id(&b->regions, s));
+        core_client_remove(b, &n);
+        state_drop_absent(b);
+        core_free(b);
+        core_client_remove(a, &state_cls[0]);
+        core_free(a);
+        free(buf);
+}
