@@ -50,6 +50,16 @@ static inline void get_str(struct in *in, char *buf, size_t max) {
         buf[n] = '\0';
 }
 
+/*
+ * Whether p serves the stored memory of the pool the state describes (restart.c adopts a stored
+ * pool only as its name in the fd store says it was): its regions' holders may still map and write
+ * it.  A record of it that it cannot take back is damage, and refuses the whole state, since losing
+ * its regions alone would hand that memory out again.  A draining one takes no Alloc: it may lose them.
+ */
+static inline bool state_adopted_memory(const struct pool *p) {
+        return p->from_store && p->fd >= 0 && p->conf.isolation == ISOLATION_POOL && !p->draining[0];
+}
+
 /* A REGION record's fields; in->bad if it is cut short.  What they may be is the restore's to check. */
 struct region_rec {
         uint32_t slot, pool; /* pool: the state's id */

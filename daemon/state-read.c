@@ -154,8 +154,12 @@ static int rec_pool(struct restore *st, struct in *in) {
                 return lost_pool(&st->lost, id, name, nregions, "not configured");
         if (!p->available)
                 return lost_pool(&st->lost, id, name, nregions, "not available: %s", p->reason);
-        if (p->conf.kind != kind || p->conf.isolation != iso || p->total != total ||
-            (q && p->conf.quantum > 1ull << (q - 1)))
+        bool otherwise = p->conf.kind != kind || p->conf.isolation != iso || p->total != total ||
+                         (q && p->conf.quantum > 1ull << (q - 1));
+        /* Adopted only as the store named it: a record that says otherwise is damage (state_adopted_memory). */
+        if (otherwise && state_adopted_memory(p))
+                return bad(st, -EBADMSG, "the state's record of pool %s is not the stored pool it was made from", name);
+        if (otherwise)
                 return lost_pool(&st->lost, id, name, nregions,
                                  "configured otherwise: %s, isolation = %s, %llu bytes, quantum %llu then; %s, "
                                  "isolation = %s, %llu bytes, quantum %llu now",

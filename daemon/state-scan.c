@@ -9,7 +9,8 @@
  * - isolation = region: a region's memfd is not in the fd store (systemd dropped it, or could not
  *   take it).  Only asked, not taken: the restore takes those of the pools kept, and restart.c
  *   removes the rest from the store.  A memfd there but not the region's is the restore's to refuse.
- * Overlaps inside the spans are still the restore's to refuse.
+ * Overlaps inside the spans are still the restore's to refuse, and so is any region of a pool made
+ * from its stored memory (state_adopted_memory): its spans are the stored pool's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -90,8 +91,9 @@ int lost_scan(struct lost *l, const struct region_fds *fds, struct pool **pools,
                 get_region(&rec, &rr);
                 const struct region *r = &rr.r;
                 struct pool *pool = rr.pool < npools ? pools[rr.pool] : NULL;
-                if (rec.bad || !pool || !r->size || r->offset + r->size < r->offset)
-                        continue; /* malformed, or of no pool restored: the restore's to judge */
+                /* Malformed, of no pool restored, or of one of the stored memory: the restore's to judge. */
+                if (rec.bad || !pool || !r->size || r->offset + r->size < r->offset || state_adopted_memory(pool))
+                        continue;
                 if ((e = lost_spans(l, pools, pool_regions, &rr)) < 0)
                         goto out;
                 /* Its id as region_id makes it once restored: the record's gen and slot. */

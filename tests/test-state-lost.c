@@ -217,3 +217,60 @@ Test(state, a_lie_in_a_lost_pool_is_refused) {
 }
 
 /* ---- reclaim (daemon/reclaim.c): a connection of the restored state comes back ---- */
+
+/* The record of type type whose first u32 is first, in buf: its payload's offset. */
+static size_t record_at(const uint8_t *buf, size_t len, uint16_t type, uint32_t first) {
+        for (size_t at = STATE_HEADER_LEN; at + 12 <= len;) {
+                uint16_t t;
+                uint32_t n, f;
+                memcpy(&t, buf + at, 2);
+                memcpy(&n, buf + at + 4, 4);
+                memcpy(&f, buf + at + 8, 4);
+                if (t == type && f == first)
+                        return at + 8;
+                at += 8 + n;
+        }
+        cr_assert_fail("no record of type %u for %u", type, first);
+        return 0;
+}
+
+/*
+ * A pool made from its stored memory (restart.c adopts it only as the state's fd store names it) whose
+ * records say otherwise is damage, not a pool configured otherwise: losing its regions would hand out
+ * memory their holders still map and write, so the whole state is refused, as a state that cannot be
+ * read is (restart.c then makes every pool of fresh memory).
+ */
+Test(state, a_lie_about_a_pool_of_the_stored_memory_refuses_the_state) {
+        struct core *a = state_core(true), *b = state_core(true);
+        char err[512], *before = state_dump(b), *after;
+        uint64_t serial, offset = 64ull << 20; /* past pool b's 16M */
+        uint32_t q = 1;                        /* a quantum of 1, below the pool's */
+        uint8_t *buf;
+        size_t len;
+
+        cr_assert_geq(b->pools[1]->fd, 0);
+        b->pools[1]->from_store = true;
+        state_connect(a, 0, 1000);
+        uint32_t slot = state_alloc(a, 0, "b", 4096, 0, "held", FMT_RAW);
+        cr_assert_eq(state_write(a, 100, (void **)&buf, &len), 0);
+        for (int lie = 0; lie < 2; lie++) {
+                uint8_t *copy = malloc(len);
+                memcpy(copy, buf, len);
+                if (lie == 0)
+                        memcpy(copy + record_at(copy, len, REC_POOL, 1) + 12, &q, 4);
+                else
+                        memcpy(copy + record_at(copy, len, REC_REGION, slot) + 8, &offset, 8);
+                state_checksum_again(copy, len);
+                cr_assert_lt(state_read(b, copy, len, &serial, err, sizeof(err)), 0, "lie %d accepted", lie);
+                after = state_dump(b);
+                cr_assert_str_eq(after, before);
+                free(after);
+                free(copy);
+        }
+        b->pools[1]->from_store = false;
+        free(before);
+        free(buf);
+        core_free(b);
+        core_client_remove(a, &state_cls[0]);
+        core_free(a);
+}
