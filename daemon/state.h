@@ -86,9 +86,10 @@ int state_write_memfd(const struct core *core, uint64_t next_serial, int *ret_fd
  * Each holder comes back as an absent client (placeholder) of its serial, owned by the core, that
  * holds its references until it is reclaimed or released.  A pool with regions that is not configured,
  * not available or not as it was loses its regions only (state_info.lost says which): the rest is
- * restored.  On error: -EBADMSG (corrupt, truncated, inconsistent), -ENOENT (a region's memfd is not
- * in the fd store, isolation = region), -EPROTO (another version), -EBUSY (core not fresh) or
- * -ENOMEM; a message in err, and the core as it was.
+ * restored; but one that serves the memory it was made from in the fd store refuses the state
+ * (state_adopted_memory).  On error: -EBADMSG (corrupt, truncated, inconsistent), -ENOENT (a region's
+ * memfd is not in the fd store, isolation = region, where region_fds.has is not set), -EPROTO (another version), -EBUSY
+ * (core not fresh) or -ENOMEM; a message in err, and the core as it was.
  */
 int state_read(struct core *core, const void *buf, size_t len, uint64_t *next_serial, char *err, size_t errsize);
 /*
