@@ -67,7 +67,6 @@ int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region 
         }
         l->regions[l->nregions++] = (struct lost_region){
                 .slot = slot,
-                .gen = r->gen,
                 .refs = r->refs,
                 .counted = !!(r->state & R_PERSIST),
                 .uid = r->uid,
@@ -108,14 +107,6 @@ int lost_hold(struct lost *l, uint32_t slot, uint64_t serial, uint32_t count, ui
         *bytes -= b;
         l->nholds++;
         return 1;
-}
-
-void lost_gens(const struct lost *l, struct regions *rt) {
-        for (uint32_t i = 0; i < l->nregions; i++) {
-                struct region *r = l->regions[i].slot < rt->slots.cap ? &rt->tab[l->regions[i].slot] : NULL;
-                if (r && !(r->state & R_LIVE) && r->gen < l->regions[i].gen)
-                        r->gen = l->regions[i].gen;
-        }
 }
 
 int lost_check(const struct lost *l, char *err, size_t errsize) {

@@ -17,7 +17,6 @@
 
 struct pool;
 struct region;
-struct regions;
 struct slot_fill;
 
 struct lost_pool {
@@ -30,8 +29,8 @@ struct lost_pool {
 };
 
 struct lost_region {
-        uint32_t slot, gen, refs, counted; /* counted: its HOLD records' counts, plus one for PERSIST */
-        uint32_t uid, pool;                /* pool: an index into lost.pools */
+        uint32_t slot, refs, counted; /* counted: its HOLD records' counts, plus one for PERSIST */
+        uint32_t uid, pool;           /* pool: an index into lost.pools */
         uint64_t size, creator;
         bool named, persist;
 };
@@ -66,8 +65,6 @@ int lost_region(struct lost *l, uint32_t id, uint32_t slot, const struct region 
  * the holder's CLIENT record's (*refs, *bytes); 0 if not; -EBADMSG if it cannot be so.
  */
 int lost_hold(struct lost *l, uint32_t slot, uint64_t serial, uint32_t count, uint32_t *refs, uint64_t *bytes);
-/* Once restored: each lost region's free slot at its gen at least, so its next region's id is not the lost one's. */
-void lost_gens(const struct lost *l, struct regions *rt);
 /* Each lost region's references and each lost pool's regions against their records; 0, or the first slot or pool wrong.
  */
 int lost_check(const struct lost *l, char *err, size_t errsize);

@@ -469,7 +469,6 @@ static int restore(struct restore *st, const uint8_t *body, size_t len, bool der
                 st->fill.n = 0;
                 if (st->floor > core->regions.gen_floor)
                         core->regions.gen_floor = st->floor;
-                lost_gens(&st->lost, &core->regions);
                 lost_by_uid(&st->lost);
                 if (!derived)
                         e = check_usage(st, &usage); /* refused: undo() trims the table, gens and all */
