@@ -328,9 +328,9 @@ int core_pool_add(struct core *core, const struct pool_conf *conf, char *err, si
  * core_pool_add in two steps, so that the slow one (fallocate, mlock, cuMemCreate) can run off the
  * loop thread: core_pool_make touches no core state; a backing that cannot be made gives an
  * unavailable placeholder in *ret with the error (*ret NULL: out of memory before).
- * core_pool_adopt adds the result on the core's thread (an unavailable pool made at last keeps
- * its id; a placeholder replaces an older one's reason); on error the pool is still the caller's,
- * to core_pool_discard.
+ * core_pool_adopt adds the result on the core's thread (in place of, and with the id of, an
+ * unavailable or retired pool of its name: its configuration is the one shown from then on); on
+ * error the pool is still the caller's, to core_pool_discard.
  */
 int core_pool_make(const struct pool_conf *conf, struct pool **ret, char *err, size_t errsize);
 int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize);
@@ -352,13 +352,15 @@ void core_pool_drain(struct core *core, struct pool *p, const char *why, bool re
 bool core_pool_undrain(struct pool *p);
 /*
  * Draining p holds names (patterns as pool_conf.names has them) for the configured pool of its name
- * that is made when p's last region goes, so that nobody publishes them elsewhere meanwhile; ""
- * holds none.  Nothing for a pool that is not draining.
+ * that is made when p's last region goes, so that nobody publishes them elsewhere meanwhile, and goes
+ * on holding them once retired until that pool is adopted in its place; "" holds none.  Nothing for
+ * a pool that neither drains nor went.
  */
 void core_pool_hold_names(struct pool *p, const char *names);
 /*
  * A draining pool whose last region went: its backing is closed and it is hidden as core_pool_forget
- * hides a pool, its id kept.  False (nothing done) when p is not draining or still holds a region.
+ * hides a pool, its id kept (and its held names, core_pool_hold_names).  False (nothing done) when p
+ * is not draining or still holds a region.
  */
 bool core_pool_retire(struct pool *p);
 struct pool *core_pool_find(const struct core *core, const char *name);

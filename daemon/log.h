@@ -34,4 +34,9 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribut
 #define log_info(...) logx(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
 #define log_debug(...) logx(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
 
+/* A count's noun in a line: "1 pool", "2 pools". */
+static inline const char *plural(uint64_t n, const char *one, const char *more) {
+        return n == 1 ? one : more;
+}
+
 #endif

@@ -190,20 +190,19 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
                 snprintf(err, errsize, "pool %s exists already", p->conf.name);
                 return -EEXIST;
         }
-        if (old && !p->available) {
-                /* Still not made: the placeholder stays, with the newest reason. */
-                memcpy(old->reason, p->reason, sizeof(old->reason));
-                old->gone = false;
-                pool_destroy(p);
-                return 0;
-        }
-        p->made = ++core->pools_made;
+        if (p->available)
+                p->made = ++core->pools_made;
         if (old) {
-                /* An unavailable pool made at last keeps its id. */
+                /*
+                 * It takes the id of the pool of its name that was not made, or went: the configuration it
+                 * was made from is the one Status shows and whose names = reserve (a placeholder still not
+                 * made may come from a section changed since, a drained pool's from a section taken out).
+                 */
                 p->id = old->id;
                 core->pools[p->id] = p;
                 pool_destroy(old);
-                kept_pool(core, p);
+                if (p->available)
+                        kept_pool(core, p);
                 return 0;
         }
         if (core->npools >= UINT32_MAX || !(n = realloc(core->pools, (core->npools + 1) * sizeof(*n)))) {
@@ -256,20 +255,23 @@ bool core_pool_retire(struct pool *p) {
         p->available = false;
         p->gone = true;
         p->draining[0] = '\0';
-        p->held_names[0] = '\0';
         p->reload_drained = false;
         p->reason[0] = '\0';
+        /* held_names stay: the namesake that waited is being made (off the loop), and takes them when adopted. */
         return true;
 }
 
 void core_pool_hold_names(struct pool *p, const char *names) {
-        if (p->draining[0])
+        if (p->draining[0] || p->gone)
                 snprintf(p->held_names, sizeof(p->held_names), "%s", names);
 }
 
-/* The patterns p reserves now: a draining pool's own went with its section; it holds its namesake's. */
+/*
+ * The patterns p reserves now: a draining pool's own went with its section; it holds its namesake's,
+ * and so does a retired one until that namesake is made (a gone pool otherwise holds none).
+ */
 static const char *reserved(const struct pool *p) {
-        return p->gone ? "" : p->draining[0] ? p->held_names : p->conf.names;
+        return p->gone || p->draining[0] ? p->held_names : p->conf.names;
 }
 
 void core_set_region_fds(struct core *core, const struct region_fds *fds) {

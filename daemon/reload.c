@@ -178,10 +178,6 @@ static void part(char *buf, size_t size, const char *fmt, ...) {
         reload_list_add(buf, size, item);
 }
 
-static const char *plural(unsigned n, const char *one, const char *more) {
-        return n == 1 ? one : more;
-}
-
 /* The outcome in words; full: with each failed pool's reason and what changed besides pools (the journal's). */
 static void describe(char *buf, size_t size, bool full) {
         char pending[96] = "";

@@ -39,7 +39,7 @@ static int name_allowed(const struct core *core, const struct pool *p, const cha
         if (!*name || core_pool_reserves(p, name))
                 return E_OK;
         for (size_t i = 0; i < core->npools; i++)
-                if (core_pool_reserves(core->pools[i], name) && core->pools[i]->draining[0])
+                if (core_pool_reserves(core->pools[i], name) && (core->pools[i]->draining[0] || core->pools[i]->gone))
                         return fail(res, E_DENIED,
                                     "the name '%s' is reserved for pool %s, which is made anew (as the file now "
                                     "describes it) once its draining namesake's last region goes; publish it there "

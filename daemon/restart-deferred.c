@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "reload.h"
 #include "restart-deferred.h"
 #include "restart.h"
@@ -66,7 +67,8 @@ void deferred_make(const char *name) {
 
 /*
  * SIGHUP: the pools waiting for a draining namesake are what the file says now, so that a section
- * changed meanwhile is made as it is, one taken out is not made, and one put back is made.
+ * changed meanwhile is made as it is, one taken out is not made, and one put back is made.  A retired
+ * pool whose namesake is being made at the time lets go of its names too (core_pool_hold_names).
  */
 void restart_reconfigured(struct core *core, const struct config *conf) {
         struct pool_info pi;
@@ -78,8 +80,10 @@ void restart_reconfigured(struct core *core, const struct config *conf) {
         for (size_t i = 0; i < conf->npools; i++) {
                 if (!(p = core_pool_find(core, conf->pools[i].name)) || (core_pool_info(p, &pi), !pi.draining))
                         continue;
-                if (!deferred_add(&conf->pools[i]))
-                        return;
                 core_pool_hold_names(p, conf->pools[i].names); /* the section's names are its, meanwhile */
+                if (!deferred_add(&conf->pools[i]))
+                        log_err("SIGHUP: pool %s: out of memory; it is not made when its draining namesake "
+                                "empties, its names stay reserved; reload again",
+                                conf->pools[i].name);
         }
 }

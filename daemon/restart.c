@@ -309,11 +309,13 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
                 return r;
         }
         core_stats(core, &cs);
-        log_info("restored from the fd store (%s, epoch %" PRIu64 ", %" PRIu64 " changes after its snapshot): %" PRIu64
-                 " regions, %" PRIu64 " names, %" PRIu64
-                 " references of %u clients (they keep them until they reconnect); %" PRIu64 " bytes in use",
-                 passed[state_at].name, info.epoch, info.records, cs.regions, cs.names, cs.holds, core_nclients(core),
-                 cs.used);
+        log_info("restored from the fd store (%s, epoch %" PRIu64 ", %" PRIu64 " %s after its snapshot): %" PRIu64
+                 " %s, %" PRIu64 " %s, %" PRIu64 " %s of %u %s (they keep them until they reconnect); %" PRIu64
+                 " bytes in use",
+                 passed[state_at].name, info.epoch, info.records, plural(info.records, "change", "changes"), cs.regions,
+                 plural(cs.regions, "region", "regions"), cs.names, plural(cs.names, "name", "names"), cs.holds,
+                 plural(cs.holds, "reference", "references"), core_nclients(core),
+                 plural(core_nclients(core), "client", "clients"), cs.used);
         log_lost(&info);
         if (info.torn)
                 log_warn("the state's log ends in %" PRIu64 " bytes that are not a whole change (one cut short when "

@@ -373,3 +373,40 @@ Test(reload_drain, a_changed_put_back_holds_its_names) {
         cr_assert_not(strstr(allocctl_status(), "reserves the names"), "%s", allocctl_status());
         alloc_disconnect(k);
 }
+
+/* The kind pool name is listed as unavailable with (-1: not listed so). */
+static int unavailable_kind(struct alloc_client *k, const char *name) {
+        struct alloc_status *st;
+        int kind = -1;
+
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < st->nunavailable; i++)
+                if (!strcmp(st->unavailable[i].name, name))
+                        kind = (int)st->unavailable[i].kind;
+        alloc_status_free(st);
+        return kind;
+}
+
+/*
+ * Put back as a pool that cannot be made here (a gpu pool, without a GPU): once the draining one
+ * goes, the placeholder left in its place is the new section's, its kind and its names, not the
+ * drained pool's.  (No GPU, as test-daemon-pinned assumes.)
+ */
+Test(reload_drain, a_put_back_that_cannot_be_made_is_the_new_section) {
+        struct alloc_region r, other;
+        int kind = -1;
+
+        sysd_start(&s, POOL_A POOL_B);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k, "b", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        reload(POOL_A);
+        reload(POOL_A "[pool b]\nkind = gpu\ndevice = 0\nsize = 4M\nnames = res/*\n");
+        cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
+        for (int i = 0; i < 500 && (kind = unavailable_kind(k, "b")) < 0; i++)
+                usleep(10000);
+        cr_assert_eq(kind, ALLOC_KIND_GPU, "b is listed as kind %d, not gpu: %s", kind, allocctl_status());
+        cr_assert_eq(alloc_region_new(k, "a", 4096, &(struct alloc_opts){.name = "res/1"}, &other), -EACCES,
+                     "a name the new section reserves was published in another pool");
+        cr_assert(strstr(alloc_last_error(), "reserved for pool b"), "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
