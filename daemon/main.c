@@ -26,6 +26,7 @@
 #include "log.h"
 #include "proto.h"
 #include "reload.h"
+#include "restart-deferred.h"
 #include "restart.h"
 #include "server.h"
 #include "wire.h"
@@ -158,13 +159,16 @@ static void log_ready(void) {
                 else
                         unavailable++;
         }
-        const char *pools = serving == 1 ? "pool" : "pools";
+        char draining_part[128] = "", waiting_part[160] = "", waiting_names[96];
+        size_t waiting = deferred_list(waiting_names, sizeof(waiting_names));
         if (draining)
-                log_info("ready: %zu %s, %zu not available, %zu draining (kept from before the restart, "
-                         "taking no new regions)",
-                         serving, pools, unavailable, draining);
-        else
-                log_info("ready: %zu %s, %zu not available", serving, pools, unavailable);
+                snprintf(draining_part, sizeof(draining_part),
+                         ", %zu draining (kept from before the restart, taking no new regions)", draining);
+        if (waiting)
+                snprintf(waiting_part, sizeof(waiting_part), ", %zu %s waiting for a draining namesake (%s)", waiting,
+                         plural(waiting, "pool", "pools"), waiting_names);
+        log_info("ready: %zu %s, %zu not available%s%s", serving, plural(serving, "pool", "pools"), unavailable,
+                 draining_part, waiting_part);
 }
 
 static void keep_tick(void) {

@@ -43,6 +43,13 @@ void deferred_free(void) {
         deferred = NULL;
 }
 
+size_t deferred_list(char *buf, size_t size) {
+        buf[0] = '\0';
+        for (size_t i = 0; i < ndeferred; i++)
+                reload_list_add(buf, size, deferred[i].name);
+        return ndeferred;
+}
+
 const struct pool_conf *deferred_find(const char *name) {
         for (size_t i = 0; i < ndeferred; i++)
                 if (!strcmp(deferred[i].name, name))

@@ -9,11 +9,14 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "config.h"
 
 /* pc (copied: the configuration it is in goes) is made when its draining namesake empties; false: no memory. */
 bool deferred_add(const struct pool_conf *pc);
+/* How many pools wait, their names in buf (comma-separated, cut to size). */
+size_t deferred_list(char *buf, size_t size);
 /* The pool named name that waits, or NULL. */
 const struct pool_conf *deferred_find(const char *name);
 /* The pool named name that waited is made now, on the thread pool (reload_make_deferred), and waits no more. */

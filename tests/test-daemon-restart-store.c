@@ -198,6 +198,9 @@ Test(restart, resized_pool_waits_for_the_old_one) {
         struct alloc_region r;
         struct alloc_client *k = drains_after_restart("[pool p]\nkind = host\nsize = 8M\n", &r);
 
+        cr_assert(strstr(sysd_log(&s), ", 0 not available, 1 draining (kept from before the restart, taking no new "
+                                       "regions), 1 pool waiting for a draining namesake (p)\n"),
+                  "%s", sysd_log(&s));
         cr_assert_eq(alloc_region_free(k, r.id), 0, "%s", alloc_last_error());
         uint64_t size = listed_size(k, "p", 8u << 20);
         cr_assert_eq(size, 8u << 20, "the configured pool was not made once the old one drained: %s", sysd_log(&s));
