@@ -42,8 +42,8 @@ static int name_allowed(const struct core *core, const struct pool *p, const cha
                 if (core_pool_reserves(core->pools[i], name) && (core->pools[i]->draining[0] || core->pools[i]->gone))
                         return fail(res, E_DENIED,
                                     "the name '%s' is reserved for pool %s, which is made anew (as the file now "
-                                    "describes it) once its draining namesake's last region goes; publish it there "
-                                    "then, or pick another name",
+                                    "describes it) once its draining namesake has gone (with its last region); "
+                                    "publish it there then, or pick another name",
                                     name, core->pools[i]->conf.name);
                 else if (core_pool_reserves(core->pools[i], name))
                         return fail(res, E_DENIED,
