@@ -198,7 +198,7 @@ static int region_set(struct image *im, const uint8_t *rec, uint32_t len, bool f
                 return bad(im, "the state's record of a region is malformed");
         slot = u32_at(rec);
         gen = u32_at(rec + 4);
-        if (slot >= state_slots_max)
+        if (slot >= state_slots_max())
                 return bad(im, "the state's record of region slot %u is above the most a state may have", slot);
         if (slot >= im->nslots) {
                 uint32_t cap = im->nslots;

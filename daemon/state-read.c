@@ -104,7 +104,7 @@ static int rec_core(struct restore *st, struct in *in) {
         st->nclients = GET(in, uint32_t);
         st->nholds = GET(in, uint32_t);
         /* Every region and client is a record of at least a header: the body bounds what is allocated for them. */
-        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > state_slots_max ||
+        if (in->bad || st->npools > 1u << 16 || st->nregions > st->hi || st->hi > state_slots_max() ||
             st->nregions > st->body_len / 8 || st->nclients > st->body_len / 8 || st->nholds > st->body_len / 8)
                 return bad(st, -EBADMSG, "the state's CORE record is malformed");
         /*

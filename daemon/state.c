@@ -148,7 +148,15 @@ int state_header(const void *buf, size_t len, uint64_t *epoch, uint64_t *body_le
         return 0;
 }
 
-uint32_t state_slots_max = STATE_SLOTS_MAX;
+static uint32_t slots_max = STATE_SLOTS_MAX;
+
+uint32_t state_slots_max(void) {
+        return slots_max;
+}
+
+void state_limit_slots(uint32_t max) {
+        slots_max = max < STATE_SLOTS_MAX ? max : STATE_SLOTS_MAX;
+}
 
 /* ---- writing ---- */
 

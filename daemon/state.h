@@ -34,8 +34,9 @@ enum { LOG_REGION = 16, LOG_HOLD, LOG_CLIENT, LOG_CLIENT_GONE, LOG_SERIAL, LOG_P
 
 /* The most region slots a state may have (a 1 GiB table): a reader refuses more rather than try. */
 #define STATE_SLOTS_MAX (1u << 24)
-/* STATE_SLOTS_MAX, unless a fuzzer lowered it: its inputs should not each ask for a 1 GiB table. */
-extern uint32_t state_slots_max;
+/* STATE_SLOTS_MAX, unless a fuzzer lowered it (state_limit_slots): its inputs should not each ask for a 1 GiB table. */
+uint32_t state_slots_max(void);
+void state_limit_slots(uint32_t max);
 
 /* The longest REGION and CLIENT payloads: a tag and the longest names. */
 #define STATE_REGION_MAX (56 + 24 + 2 + NAME_MAX_LEN)

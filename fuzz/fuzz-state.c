@@ -177,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size < 1 || !(buf = malloc(size)))
                 return 0;
-        state_slots_max = 1u << 16;
+        state_limit_slots(1u << 16);
         memcpy(buf, data + 1, size - 1);
         if (data[0] & 1)
                 fix(buf, size - 1, data[0] & 2);
