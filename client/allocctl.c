@@ -432,7 +432,8 @@ static void usage(FILE *f) {
 }
 
 static void command_usage(const struct command *cmd, FILE *f) {
-        fprintf(f, "usage: allocctl [--socket PATH] [--json] %s %s\n\n%s", cmd->name, cmd->args, cmd->help);
+        fprintf(f, "usage: allocctl [--socket PATH] [--json] %s%s%s\n\n%s", cmd->name, *cmd->args ? " " : "", cmd->args,
+                cmd->help);
 }
 
 /*
@@ -593,6 +594,13 @@ static int run(int argc, char **argv) {
                                 return EXIT_USAGE;
                         }
                 if (nargs < cmd->min_args || nargs > cmd->max_args) {
+                        /* Which word is wrong: the usage alone leaves the user to compare. */
+                        if (nargs > cmd->max_args)
+                                fprintf(stderr, "allocctl %s: unexpected argument '%s'\n", cmd->name,
+                                        args[cmd->max_args]);
+                        else
+                                fprintf(stderr, "allocctl %s: missing %.*s\n", cmd->name, (int)strcspn(cmd->args, " "),
+                                        cmd->args);
                         command_usage(cmd, stderr);
                         free(args);
                         return EXIT_USAGE;

@@ -319,9 +319,18 @@ static int handler(void *user, const char *section, const char *key, const char 
                 ps->seen_line[ps->nseen] = ps->line;
                 strcpy(ps->seen[ps->nseen++], key);
         }
-        if (!ps->pool_header)
-                return limit_key(ps, key, value);
-        return pool_key(ps, conf->npools - 1, key, value);
+        bool failed = ps->failed;
+        int r = ps->pool_header ? pool_key(ps, conf->npools - 1, key, value) : limit_key(ps, key, value);
+        /*
+         * libinih keeps a '#' after a value as part of it (only " ;" starts an inline comment), so
+         * "kind = host  # shared" would be refused as an unknown kind "host  # shared": say why.
+         */
+        if (!failed && ps->failed && (strstr(value, " #") || strstr(value, "\t#"))) {
+                size_t n = strlen(ps->err);
+                snprintf(ps->err + n, ps->errsize - n,
+                         " ('#' after a value is part of it; a comment after a value starts with ';')");
+        }
+        return r;
 }
 
 static void limits_default(struct config *conf) {

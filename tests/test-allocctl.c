@@ -344,6 +344,14 @@ Test(allocctl, exit_codes_and_help) {
         cr_assert_eq(r->status, 2);
         r = allocctl(d.sock, "status", "extra", (char *)NULL);
         cr_assert_eq(r->status, 2);
+        /* The word that is wrong, not only the usage to compare it with. */
+        cr_assert(strstr(r->err, "allocctl status: unexpected argument 'extra'"), "%s", r->err);
+        cr_assert(strstr(r->err, "[--json] status\n"), "%s", r->err);
+        r = allocctl(d.sock, "free", (char *)NULL);
+        cr_assert_eq(r->status, 2);
+        cr_assert(strstr(r->err, "allocctl free: missing ID"), "%s", r->err);
+        r = allocctl(d.sock, "wait", (char *)NULL);
+        cr_assert(strstr(r->err, "allocctl wait: missing NAME\n"), "%s", r->err);
         r = allocctl(d.sock, "map", (char *)NULL);
         cr_assert_eq(r->status, 2);
         r = allocctl(d.sock, "map", "f", "--width", "abc", (char *)NULL);

@@ -348,6 +348,11 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 {"[daemon]\nspin = 50\n", 2, "spin = 50", "not a duration; use e.g. 50us"},
                 {"[daemon]\nspin = 20ms\n", 2, "spin = 20ms", "too long"},
                 {"[daemon]\nmax_names = 9\nmax_names = 10\n", 3, "'max_names' is set twice", "first at line 2"},
+                /* '#' after a value is not a comment (";" is): the refusal says so, not only "unknown kind". */
+                {"[pool a]\nkind = host  # shared\nsize = 1M\n", 2, "kind = host  # shared",
+                 "unknown; use host, pinned, gpu or fpga ('#' after a value is part of it; a comment after a value "
+                 "starts with ';')"},
+                {"[daemon]\nwait_timeout = 5s\t# short\n", 2, "wait_timeout = 5s", "('#' after a value is part of it"},
         };
         char out[4096], where[32];
 

@@ -30,8 +30,14 @@ producer=${3:-$(program producer docs/examples/producer)}
 dir=$(mktemp -d)
 export ALLOCD_SOCKET="$dir/allocd.sock"
 pids=
+producer_pid=
 cleanup() {
         rc=$?
+        # The producer first: an allocd stopped while it still holds a region warns that it is lost.
+        if [ -n "$producer_pid" ]; then
+                kill "$producer_pid" 2>/dev/null || true
+                wait "$producer_pid" 2>/dev/null || true
+        fi
         kill $pids 2>/dev/null || true
         wait 2>/dev/null || true
         rm -rf "$dir"
@@ -43,7 +49,7 @@ trap cleanup EXIT
 pids=$!
 for _ in $(seq 100); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
 "$producer" inspect-demo >/dev/null &
-pids="$pids $!"
+producer_pid=$!
 for _ in $(seq 100); do "$allocctl" dump host | grep -q inspect-demo && break; sleep 0.05; done
 
 echo '$ allocctl status'
