@@ -325,7 +325,7 @@ static int cmd_wait(struct ctl *ctl, int argc, char **argv) {
                 json_print(o);
         } else {
                 char pool[ESCAPED_SIZE(r.pool)], name[4 * ALLOC_NAME_MAX + 1];
-                printf("%s: region %" PRIu64 ", %s, %s at %#" PRIx64 " in pool %s, allocated by uid %u\n",
+                printf("%s: region %" PRIu64 ", %s, %s at 0x%" PRIx64 " in pool %s, allocated by uid %u\n",
                        text_escape(argv[0], false, name, sizeof(name)), r.id, kind_name(r.kind),
                        fmt_size(r.size, size, sizeof(size)), r.addr, text_escape(r.pool, false, pool, sizeof(pool)),
                        (unsigned)r.owner);
@@ -513,6 +513,7 @@ static int run(int argc, char **argv) {
         /* args[plain] on came after "--": words, never options (a region may be named "-x"). */
         int o, nargs = 0, plain = -1, r;
 
+        argv[0] = (char *)"allocctl"; /* getopt's messages start with it: the name, not the path run */
         /* '+': stop at the command; its own options are read below, after it. */
         while ((o = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
                 switch (o) {

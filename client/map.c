@@ -248,7 +248,7 @@ static void svg_segment(FILE *f, const struct segment *s, bool largest, uint64_t
                 fprintf(f, "M%.3f %u h%.3f v%u h%.3f z ", SVG_LEFT + x0, SVG_TOP + r * (SVG_ROW_H + SVG_GAP), x1 - x0,
                         SVG_ROW_H, x0 - x1);
         }
-        fprintf(f, "\"><title>%s%s %#" PRIx64 " +%s", seg_name[s->type], largest ? " (largest free range)" : "",
+        fprintf(f, "\"><title>%s%s 0x%" PRIx64 " +%s", seg_name[s->type], largest ? " (largest free range)" : "",
                 s->base, fmt_size(s->size, size, sizeof(size)));
         if (s->region) {
                 fprintf(f, " region %" PRIu64, s->region->id);
@@ -497,7 +497,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                         printf("%s%s %s", i ? "  " : "", shade[i], shade_name[i]);
                 putchar('\n');
                 if (big >= 0)
-                        printf("largest free range: %#" PRIx64 " +%s\n", s[big].base,
+                        printf("largest free range: 0x%" PRIx64 " +%s\n", s[big].base,
                                fmt_size(s[big].size, size, sizeof(size)));
                 else
                         printf("largest free range: none, the pool is full\n");

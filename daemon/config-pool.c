@@ -234,6 +234,9 @@ static int parse_names(struct parse *ps, struct pool_conf *pc, const char *value
                                       "names = %s: '%s' is not a name pattern; write 1-%d bytes of UTF-8 without "
                                       "control characters, e.g. names = job42/*",
                                       value, tok, NAME_MAX_LEN);
+                else if (strstr(tok, " #") || strstr(tok, "\t#"))
+                        /* Almost always a comment that is not one (config.c says why); such names are rare. */
+                        r = conf_fail(ps, "names = %s: the pattern '%s' holds a ' #'", value, tok);
                 else if (have + strlen(tok) + 1 > NAME_PATTERNS_MAX)
                         r = conf_fail(ps,
                                       "names: the patterns of [pool %s] pass %d bytes in all; use fewer, wider ones",

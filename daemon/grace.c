@@ -25,8 +25,9 @@ static void expire(uv_timer_t *t) {
         while (core_absent_release(core, &a))
                 logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&a),
                      "connection %" PRIu64 " (" CLIENT_FMT " '%s') was not reclaimed within reclaim_grace = %ums "
-                     "after the restart: released its %u references (%" PRIu64 " bytes it created)",
-                     a.serial, CLIENT_ARGS(&a), a.name, core_limits(core)->reclaim_grace_ms, a.refs, a.bytes);
+                     "after the restart: released its %u %s (%" PRIu64 " bytes it created)",
+                     a.serial, CLIENT_ARGS(&a), a.name, core_limits(core)->reclaim_grace_ms, a.refs,
+                     plural(a.refs, "reference", "references"), a.bytes);
         changed();
 }
 

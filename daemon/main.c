@@ -93,10 +93,9 @@ static void send_status(void) {
                 nreg += p.regions;
                 up++;
         }
-        sd_notifyf(0,
-                   "STATUS=%zu pools, %" PRIu64 " regions, %" PRIu64 " of %" PRIu64
-                   " bytes in use, %u clients%s%s%s%s%s",
-                   up, nreg, used, total, server_nconns(), down ? "; not available: " : "", names,
+        sd_notifyf(0, "STATUS=%zu %s, %" PRIu64 " %s, %" PRIu64 " of %" PRIu64 " bytes in use, %u %s%s%s%s%s%s", up,
+                   plural(up, "pool", "pools"), nreg, plural(nreg, "region", "regions"), used, total, server_nconns(),
+                   plural(server_nconns(), "client", "clients"), down ? "; not available: " : "", names,
                    down ? " (allocctl status says why)" : "", *reload_summary() ? "; " : "", reload_summary());
         status_dirty = false;
 }
@@ -361,6 +360,7 @@ int main(int argc, char **argv) {
         int c, r, sock, made;
         uint64_t wd_usec;
 
+        argv[0] = (char *)"allocd"; /* getopt's messages start with it: the name, not the path run */
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
                 /* An empty --socket would listen on an abstract address no client names, unseen. */
                 if ((c == 'c' || c == 's') && !*optarg) {
@@ -424,7 +424,7 @@ int main(int argc, char **argv) {
         }
         if (check_only) {
                 if (config_path)
-                        printf("%s: valid, %zu pools\n", config_path, conf.npools);
+                        printf("%s: valid, %zu %s\n", config_path, conf.npools, plural(conf.npools, "pool", "pools"));
                 else
                         printf("%s: allocd would serve %s\n", no_config ? "--no-config" : "no " ALLOCD_CONFIG,
                                BUILTIN_POOLS);
@@ -476,7 +476,10 @@ int main(int argc, char **argv) {
                 }
         }
         /* Serves all the same: allocctl status says why, and a reload that can make them needs no restart. */
-        if (conf.npools && !made)
+        if (conf.npools == 1 && !made)
+                log_err("the pool could not be made: allocd serves none until a reload makes it (allocctl status "
+                        "says why)");
+        else if (conf.npools && !made)
                 log_err("not one of the %zu pools could be made: allocd serves none until a reload makes some "
                         "(allocctl status says why)",
                         conf.npools);

@@ -23,6 +23,7 @@
 #include "core-impl.h"
 #include "log.h"
 
+/* v in the file's units (K, M, G, ...: 1024s), exact: how a pool's size is written. */
 static void fmt_size(char *buf, size_t size, uint64_t v) {
         static const char units[] = "KMGTPE";
         int u = -1;
@@ -33,6 +34,19 @@ static void fmt_size(char *buf, size_t size, uint64_t v) {
                 snprintf(buf, size, "%" PRIu64, v);
         else
                 snprintf(buf, size, "%" PRIu64 "%c", v, units[u]);
+}
+
+/* v to a tenth of the largest of those units it has one of: the machine's figures (23.5G, not 24683620K). */
+static void fmt_about(char *buf, size_t size, uint64_t v) {
+        static const char units[] = "KMGTPE";
+        int u = -1;
+
+        while (u < 5 && v >> (10 * (u + 2)))
+                u++;
+        if (u < 0 || v % (1ull << (10 * (u + 1))) == 0)
+                fmt_size(buf, size, v);
+        else
+                snprintf(buf, size, "%.1f%c", (double)v / (double)(1ull << (10 * (u + 1))), units[u]);
 }
 
 static int bind_node(struct pool *p, char *err, size_t errsize) {
@@ -174,7 +188,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         struct sysinfo si;
         if (!adopt && !p->conf.hugepage && sysinfo(&si) == 0 && p->conf.size / si.mem_unit > si.totalram) {
                 char ram[32];
-                fmt_size(ram, sizeof(ram), (uint64_t)si.totalram * si.mem_unit);
+                fmt_about(ram, sizeof(ram), (uint64_t)si.totalram * si.mem_unit);
                 snprintf(err, errsize, "pool %s: size %s is more than this machine's memory (%s); make it smaller",
                          p->conf.name, sz, ram);
                 return -ENOMEM;
@@ -183,7 +197,7 @@ static int host_open(struct pool *p, char *err, size_t errsize) {
         uint64_t avail = adopt || p->conf.hugepage ? UINT64_MAX : mem_available();
         if (p->conf.size > avail) {
                 char free_now[32];
-                fmt_size(free_now, sizeof(free_now), avail);
+                fmt_about(free_now, sizeof(free_now), avail);
                 snprintf(err, errsize,
                          "pool %s: size %s is more than the memory available now (%s: MemAvailable + SwapFree in "
                          "/proc/meminfo; other pools and programs hold the rest); make it smaller or free memory",

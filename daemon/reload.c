@@ -516,7 +516,13 @@ void reload_run(void) {
                 reload_again = true;
                 return;
         }
-        if (config_load(&conf, config_path, err, sizeof(err)) < 0) {
+        int r = config_load(&conf, config_path, err, sizeof(err));
+        if (r == -ENOENT) /* config_load's advice (--config, --no-config) is for a start */
+                snprintf(err, sizeof(err),
+                         "%s: %s; put it back, or restart allocd with --no-config for the "
+                         "built-in pools",
+                         config_path, strerror(-r));
+        if (r < 0) {
                 refuse(err);
                 return;
         }

@@ -598,9 +598,10 @@ bool restart_stop(struct core *core, uint64_t next_serial) {
         serving = false;
         core_stats(core, &cs);
         if (cs.regions)
-                log_warn("stopping with %" PRIu64 " regions held by %u clients: they are lost, since allocd keeps them "
+                log_warn("stopping with %" PRIu64 " %s held by %u %s: they are lost, since allocd keeps them "
                          "across a restart only in systemd's fd store (run it as allocd.service, which sets "
                          "FileDescriptorStoreMax= and FDSTORE=; allocd(8), RESTART)",
-                         cs.regions, core_nclients(core));
+                         cs.regions, plural(cs.regions, "region", "regions"), core_nclients(core),
+                         plural(core_nclients(core), "client", "clients"));
         return false;
 }

@@ -73,7 +73,7 @@ wait
 pids=
 
 out=$("$allocd" --check-config) || fail "--check-config with a default file failed: $out"
-[ "$out" = "$default: valid, 1 pools" ] || fail "--check-config with a default file says: $out"
+[ "$out" = "$default: valid, 1 pool" ] || fail "--check-config with a default file says: $out"
 "$allocd" --log-level warning &
 pids="$pids $!"
 for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done

@@ -174,7 +174,7 @@ caps=$(ct sed -n 's/^CapBnd:\t//p' "/proc/$mainpid/status")
 
 say "STATUS= (systemctl show -p StatusText)"
 st=$(ct systemctl show -p StatusText --value allocd.service)
-grep -q 'pools' <<<"$st" || fail "StatusText is '$st'"
+grep -q ' pool' <<<"$st" || fail "StatusText is '$st'"
 say "  $st"
 
 say "systemctl reload with a good config: a locked pool (lock = yes) appears"

@@ -127,6 +127,15 @@ Test(reload, a_file_that_does_not_load_changes_nothing, .timeout = 60) {
         cr_expect(daemon_notified(&d, "; last reload ", 5000));
         if (getuid() == 0)
                 cr_expect_eq(alloc_as_nobody(&d, "a"), -EACCES, "mode = 0600 applies");
+
+        /* The file gone: kept too, with advice for a running allocd (not a start's --config). */
+        cr_assert_eq(unlink(d.conf), 0);
+        kill(d.pid, SIGHUP);
+        for (int i = 0; i < 1000 && !strstr(slurp(log_path), "put it back"); i++)
+                usleep(10000);
+        cr_expect(strstr(slurp(log_path), "No such file or directory; put it back, or restart allocd with --no-config "
+                                          "for the built-in pools; keeping the running configuration"),
+                  "%s", slurp(log_path));
         stop(&d);
 }
 
@@ -306,7 +315,7 @@ Test(reload, start_up_lists_a_pool_that_cannot_be_made_and_serves_the_rest, .tim
 
         /* Not one pool: allocd still starts, says so, and allocctl status says why. */
         cr_assert_eq(spawn(&d, "[pool big]\nkind = host\nsize = 64T\n"), -1, "%s", slurp(log_path));
-        cr_expect(strstr(slurp(log_path), "not one of the 1 pools could be made"), "%s", slurp(log_path));
+        cr_expect(strstr(slurp(log_path), "the pool could not be made: allocd serves none"), "%s", slurp(log_path));
         cr_expect(strstr(allocctl_status(&d), "\nbig              host   not available: "), "%s", allocctl_status(&d));
         stop(&d);
 }

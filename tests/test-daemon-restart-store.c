@@ -92,7 +92,7 @@ Test(restart, without_a_store_a_stop_says_what_it_loses) {
         cr_assert_eq(alloc_region_new(k, "host", 4096, NULL, &r), 0);
         daemon_stop(&d);
         alloc_disconnect(k);
-        cr_assert(strstr(slurp(log), "1 regions held by 1 clients: they are lost"), "%s", slurp(log));
+        cr_assert(strstr(slurp(log), "1 region held by 1 client: they are lost"), "%s", slurp(log));
         unlink(log);
 }
 
