@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A stored pool restored draining (restart.c) keeps its name until its last region goes: the
- * configured pool of that name is made then, from the section it has at that time.
+ * A stored pool restored draining (restart.c: deferred_drain_stored, a memfd, pinned vmm or gpu pool)
+ * keeps its name until its last region goes: the configured pool of that name is made then, from the
+ * section it has at that time.
  */
 #include <errno.h>
 #include <fcntl.h>

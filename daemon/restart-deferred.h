@@ -4,7 +4,8 @@
 
 /*
  * The configured pools that wait for a draining namesake restored from the fd store to empty
- * (restart-deferred.c): restart.c adds them at start and has each made when its namesake goes;
+ * (restart-deferred.c): restart.c adds them at start, has the namesakes restored draining
+ * (deferred_drain_stored) and has each waiting pool made when its namesake goes;
  * restart_reconfigured (restart.h) sets them anew on SIGHUP.
  */
 

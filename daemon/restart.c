@@ -18,9 +18,12 @@
  * memory) loses those regions only (state_info.lost, said once a pool): the rest is restored, the
  * lost regions' memfds (isolation = region) leave the store with what no region claims, and the
  * state is not appended to (keep_adopt), lest a later start give them back.  A stored pool with no configuration (or
- * another kind, size or hugepages now, or a larger quantum) is restored all the same, draining: its regions can be
- * attached, detached and freed, it takes no Alloc, and it goes (from the store too) with its last region; a configured
- * pool of its name waits for that.
+ * another kind, size or hugepages now, or a larger quantum; a gpu pool on another device) is restored all the same,
+ * draining: its regions can be attached, detached and freed, it takes no Alloc, and it goes (from the store too) with
+ * its last region; a configured pool of its name waits for that.  So are memfds, pinned vmm pools and gpu pools
+ * (restart-deferred.c); a gpu pool's name does not say its device, so each device is tried with a copy of its fd
+ * until one is not refused as another's (pool-vmm.c), and a configured gpu pool adopts a copy, so that on that
+ * refusal the stored fd is still here to be restored draining (restart_pool_refused).
  * Without a store nothing is kept, and a stop says what it loses.
  */
 #include <errno.h>
