@@ -146,6 +146,24 @@ Test(cuda_restart, a_resized_gpu_pool_waits_for_the_old_one) {
 }
 
 /*
+ * A larger quantum cannot take the old one's regions: the old pool drains.  It was adopted, and the state's record
+ * of its regions, of the smaller quantum, then refused the whole state as damage (every pool's regions lost).
+ */
+Test(cuda_restart, a_gpu_pool_given_a_larger_quantum_waits_for_the_old_one) {
+        char out[512];
+        struct alloc_client *k =
+                drains_after_restart(SIGKILL, "[pool g]\nkind = gpu\ndevice = 1\nsize = 4M\nquantum = 2M\n" HOST_POOL,
+                                     "another kind, size, quantum or hugepages");
+
+        cr_assert_null(strstr(sysd_log(&s), "cannot be restored"), "%s", sysd_log(&s));
+        cr_assert_eq(helper("dev-expect-free kept gpu-bytes-kept", out, sizeof(out)), 0, "%s", out);
+        cr_assert(listed(k, "g", 4u << 20, 1), "the configured pool was not made once the old one drained: %s",
+                  sysd_log(&s));
+        cr_assert_eq(stored("pool.gpu.4194304q2097152.g", 1), 1, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/*
  * A gpu pool's stored fd holds memory of the device it was made on.  Configured on another device now
  * (or with the devices renumbered: CUDA_VISIBLE_DEVICES), allocd must not adopt it as that device's
  * memory, which it would report (and clients would map) as on the wrong device: it drains where it is,
