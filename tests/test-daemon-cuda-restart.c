@@ -73,6 +73,18 @@ static struct alloc_client *drains_after_restart(int sig, const char *conf, cons
         fake_start(GPU_POOL HOST_POOL);
         cr_assert_eq(helper("dev-persist g kept gpu-bytes-kept", out, sizeof(out)), 0, "%s", out);
         cr_assert_eq(stored("pool.gpu.4194304.g", 1), 1, "%s", sysd_log(&s));
+        /* The helper's hang-up read (and kept) first: a kill before would restore its connection, absent, and its
+         * reference to "kept" with it, until reclaim_grace. */
+        struct alloc_client *c = daemon_connect(&s.d);
+        size_t clients = 0;
+        for (int i = 0; i < 500 && clients != 1; i++) {
+                usleep(i ? 10000 : 0);
+                cr_assert_eq(alloc_status(c, &st), 0, "%s", alloc_last_error());
+                clients = st->nclients;
+                alloc_status_free(st);
+        }
+        cr_assert_eq(clients, 1, "the helper's connection is still there");
+        alloc_disconnect(c);
         sysd_kill(&s, sig);
         write_file(s.d.conf, conf);
         cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
