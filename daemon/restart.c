@@ -235,7 +235,7 @@ int restart_pool_fd(struct pool_conf *pc) {
         if (sp.kind == POOL_GPU) {
                 if ((fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3)) >= 0)
                         lent = f - passed;
-                return fd; /* none: made of fresh memory, and the stored one drains */
+                return fd; /* none: made of fresh memory, its regions lost (restart_begin drops the stored fd) */
         }
         fd = f->fd;
         f->fd = -1;
