@@ -197,6 +197,28 @@ Test(cuda_restart, a_gpu_pool_moved_to_another_device_waits_for_the_old_one) {
         alloc_disconnect(k);
 }
 
+/*
+ * A stored gpu pool that cannot be restored draining (the driver refuses its fd now) loses its regions, and the
+ * resized pool that would have waited for it is made at once, not left waiting for a pool that is not there.
+ */
+Test(cuda_restart, a_pool_waiting_for_one_that_cannot_drain_is_made_at_once) {
+        char out[512];
+
+        fake_start(GPU_POOL HOST_POOL);
+        cr_assert_eq(helper("dev-persist g kept gpu-bytes-kept", out, sizeof(out)), 0, "%s", out);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool g]\nkind = gpu\ndevice = 1\nsize = 8M\n" HOST_POOL);
+        setenv("FAKE_CUDA_FAIL", "cuMemImportFromShareableHandle", 1);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        unsetenv("FAKE_CUDA_FAIL"); /* allocd's; not the helper's */
+        cr_assert(strstr(sysd_log(&s), "the stored pool g (gpu, 4194304 bytes) cannot be restored"), "%s",
+                  sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert(listed(k, "g", 8u << 20, 1), "the configured pool is not made: %s", sysd_log(&s));
+        cr_assert_eq(helper("alloc g 4096", out, sizeof(out)), 0, "%s", out);
+        alloc_disconnect(k);
+}
+
 /* On the same device, as it was: adopted, not drained, its region as it was. */
 Test(cuda_restart, a_stored_gpu_pool_is_adopted_as_it_was) {
         char out[512];
