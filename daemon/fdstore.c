@@ -155,9 +155,11 @@ bool fdstore_pool_matches(const struct pool_conf *pc, const struct stored_pool *
 
         if (pc->kind != sp->kind || pc->size != sp->size || pc->isolation != ISOLATION_POOL)
                 return false;
-        if (!sp->vmm && sp->kind != POOL_GPU &&
-            (pool_conf_quantum(pc) > (sp->quantum ? sp->quantum : page) ||
-             (fstat(fd, &st) == 0 && (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))))
+        /* A larger quantum cannot take the regions of a smaller one: the stored pool drains (CUDA's too). */
+        if (pool_conf_quantum(pc) > (sp->quantum ? sp->quantum : page))
+                return false;
+        if (!sp->vmm && sp->kind != POOL_GPU && fd >= 0 && fstat(fd, &st) == 0 &&
+            (uint64_t)st.st_blksize != (pc->hugepage ? pc->hugepage : page))
                 return false;
         return pc->kind != POOL_PINNED || pc->backend == BACKEND_AUTO || (pc->backend == BACKEND_VMM) == vmm;
 }

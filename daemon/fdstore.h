@@ -53,9 +53,10 @@ void fdstore_pool_name(char *buf, size_t size, const struct stored_pool *sp);
 /* The reverse; false when name is not a pool's. */
 bool fdstore_pool_parse(const char *name, struct stored_pool *sp);
 /*
- * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend; and, a memfd
- * (which can drain where it is not), of a quantum its regions are whole multiples of (no larger),
- * and of its pages (hugepages, which the name does not say: a memfd's block size is its page size).
+ * Whether the stored fd of sp is the pool pc asks for: of its kind, size and backend, of a quantum
+ * its regions are whole multiples of (no larger: the stored one drains where it is not); and, a
+ * memfd, of its pages (hugepages, which the name does not say: a memfd's block size is its page
+ * size; fd -1: not checked).  A gpu pool's device is not in the name: pool-vmm.c checks it.
  */
 bool fdstore_pool_matches(const struct pool_conf *pc, const struct stored_pool *sp, int fd);
 /* An isolation = region memfd is stored as "region-ID". */

@@ -195,6 +195,13 @@ static int add_pool(const struct pool_conf *pc, int fd) {
         int r = core_pool_add_fd(core, pc, fd, err, sizeof(err));
         struct pool *pool = core_pool_find(core, pc->name);
 
+        if (fd >= 0 && restart_pool_refused(pc, r)) {
+                logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = pc->name},
+                     "%s; it is restored draining where it is, and pool %s is made as configured once its regions "
+                     "are freed",
+                     err, pc->name);
+                return 1; /* that one serves in its place meanwhile */
+        }
         if (!pool) {
                 log_err("%s", err);
                 return r;

@@ -4,7 +4,8 @@
 
 /*
  * The configured pools that wait for a draining namesake restored from the fd store to empty
- * (restart-deferred.c): restart.c adds them at start and has each made when its namesake goes;
+ * (restart-deferred.c): restart.c adds them at start, has the namesakes restored draining
+ * (deferred_drain_stored) and has each waiting pool made when its namesake goes;
  * restart_reconfigured (restart.h) sets them anew on SIGHUP.
  */
 
@@ -12,6 +13,8 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "core.h"
+#include "fdstore.h"
 
 /* pc (copied: the configuration it is in goes) is made when its draining namesake empties; false: no memory. */
 bool deferred_add(const struct pool_conf *pc);
@@ -23,5 +26,11 @@ const struct pool_conf *deferred_find(const char *name);
 void deferred_make(const char *name);
 /* None waits any more; what they held is freed. */
 void deferred_free(void);
+/*
+ * The stored pool sp (its fd stored, the callee's), which nobody configured as it was, restored read-only
+ * for its regions' holders (draining; root only, 0600), holding the names of the pool that waits for it;
+ * where it cannot be, that one is made now, and its regions are lost (logged).
+ */
+void deferred_drain_stored(struct core *core, int stored, const struct stored_pool *sp);
 
 #endif

@@ -18,12 +18,16 @@
  * memory) loses those regions only (state_info.lost, said once a pool): the rest is restored, the
  * lost regions' memfds (isolation = region) leave the store with what no region claims, and the
  * state is not appended to (keep_adopt), lest a later start give them back.  A stored pool with no configuration (or
- * another kind, size or hugepages now, or a larger quantum) is restored all the same, draining: its regions can be
- * attached, detached and freed, it takes no Alloc, and it goes (from the store too) with its last region; a configured
- * pool of its name waits for that.
+ * another kind, size or hugepages now, or a larger quantum; a gpu pool on another device) is restored all the same,
+ * draining: its regions can be attached, detached and freed, it takes no Alloc, and it goes (from the store too) with
+ * its last region; a configured pool of its name waits for that.  So are memfds, pinned vmm pools and gpu pools
+ * (restart-deferred.c); a gpu pool's name does not say its device, so each device is tried with a copy of its fd
+ * until one is not refused as another's (pool-vmm.c), and a configured gpu pool adopts a copy, so that on that
+ * refusal the stored fd is still here to be restored draining (restart_pool_refused).
  * Without a store nothing is kept, and a stop says what it loses.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +36,6 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "config-parse.h"
 #include "fdstore.h"
 #include "keep.h"
 #include "log.h"
@@ -213,6 +216,13 @@ static struct passed_fd *stored_pool(const char *name, struct stored_pool *sp) {
         return NULL;
 }
 
+/*
+ * passed[]'s index of the stored gpu pool whose copy restart_pool_fd gave its configured namesake, or -1:
+ * the name does not say the device, and memory of another one is refused only once the driver imported
+ * it (pool-vmm.c, adopted_in_place), so the stored fd stays here for restart_pool_refused to restore draining.
+ */
+static ssize_t lent = -1;
+
 int restart_pool_fd(struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
@@ -222,49 +232,37 @@ int restart_pool_fd(struct pool_conf *pc) {
                 return -1;
         if (pc->kind == POOL_PINNED)
                 pc->backend = sp.vmm ? BACKEND_VMM : BACKEND_MEMFD;
+        if (sp.kind == POOL_GPU) {
+                if ((fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3)) >= 0)
+                        lent = f - passed;
+                return fd; /* none: made of fresh memory, its regions lost (restart_begin drops the stored fd) */
+        }
         fd = f->fd;
         f->fd = -1;
         return fd;
+}
+
+bool restart_pool_refused(const struct pool_conf *pc, int r) {
+        struct passed_fd *f = lent >= 0 ? &passed[lent] : NULL;
+
+        lent = -1;
+        if (!f || f->fd < 0)
+                return false;
+        /* Another device's memory: it drains, on its own device (deferred_drain_stored), and pc waits for it. */
+        if (r == -EBADF && deferred_add(pc))
+                return true;
+        close(f->fd); /* adopted, or made of nothing as a memfd pool whose stored fd failed is */
+        f->fd = -1;
+        return false;
 }
 
 bool restart_pool_deferred(const struct pool_conf *pc) {
         struct stored_pool sp;
         struct passed_fd *f = state_at >= 0 ? stored_pool(pc->name, &sp) : NULL;
 
-        if (!f || fdstore_pool_matches(pc, &sp, f->fd) || sp.kind == POOL_GPU || sp.vmm)
+        if (!f || fdstore_pool_matches(pc, &sp, f->fd))
                 return false;
         return deferred_add(pc);
-}
-
-/* A stored memfd pool that nobody configured as it was: restored read-only, for its regions' holders. */
-static void add_draining(struct core *core, struct passed_fd *f, const struct stored_pool *sp) {
-        struct pool_conf pc;
-        char err[512], why[200];
-        struct pool *p;
-
-        pool_conf_defaults(&pc);
-        snprintf(pc.name, sizeof(pc.name), "%s", sp->name);
-        pc.kind = sp->kind;
-        pc.size = sp->size;
-        pc.quantum = sp->quantum; /* its regions' */
-        pc.backend = BACKEND_MEMFD;
-        /* Its access rules went with its section: only root reaches a name in it; holders keep theirs. */
-        pc.owner = 0;
-        pc.group = 0;
-        pc.mode = 0600;
-        int r = core_pool_add_fd(core, &pc, f->fd, err, sizeof(err));
-        f->fd = -1;
-        if (r < 0 || !(p = core_pool_find(core, sp->name))) {
-                log_err("the stored pool %s (%s, %" PRIu64 " bytes) cannot be restored: %s; its regions are lost",
-                        sp->name, pool_kind_name(sp->kind), sp->size, err);
-                return;
-        }
-        const struct pool_conf *waiting = deferred_find(sp->name);
-        snprintf(why, sizeof(why), "restored from the fd store, but %s",
-                 waiting ? "configured with another kind, size, quantum or hugepages now" : "no longer configured");
-        core_pool_drain(core, p, why, false);
-        if (waiting)
-                core_pool_hold_names(p, waiting->names);
 }
 
 /* Each pool whose regions the state held but could not give back (state_info.lost: one a line). */
@@ -298,10 +296,18 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
         if (state_at < 0)
                 return 0;
         core_set_region_fds(core, &region_fds);
-        for (size_t i = 0; i < npassed; i++)
-                if (passed[i].fd >= 0 && fdstore_pool_parse(passed[i].name, &sp) && !sp.vmm && sp.kind != POOL_GPU &&
-                    !core_pool_find(core, sp.name))
-                        add_draining(core, &passed[i], &sp);
+        for (size_t i = 0; i < npassed; i++) {
+                if (passed[i].fd < 0 || !fdstore_pool_parse(passed[i].name, &sp))
+                        continue;
+                /* A configured gpu pool that refused it as another device's memory waits, not made (deferred). */
+                struct pool *p = core_pool_find(core, sp.name);
+                struct pool_info pi;
+                if (p)
+                        core_pool_info(p, &pi);
+                if (!p || (!pi.available && deferred_find(sp.name)))
+                        deferred_drain_stored(core, passed[i].fd, &sp);
+                passed[i].fd = -1;
+        }
         if ((r = state_read_fd_info(core, passed[state_at].fd, next_serial, &info, err, sizeof(err))) < 0) {
                 log_err("the state the previous allocd left in the fd store (%s) cannot be restored: %s; every region "
                         "it held is lost, and allocd starts with fresh pools",

@@ -22,15 +22,23 @@
 int restart_collect(int *sock);
 /*
  * The stored fd of the configured pool *pc, when there is a state to restore and the fd was made
- * for a pool of the same kind, backend, size and pages (hugepages), and a memfd's with a quantum no
- * smaller than pc's; -1 otherwise.  The fd is the caller's (core_pool_add_fd); *pc's backend = auto
- * is settled to the stored pool's.
+ * for a pool of the same kind, backend, size and pages (hugepages), with a quantum no smaller than
+ * pc's; -1 otherwise.  The fd is the caller's (core_pool_add_fd); *pc's backend = auto is settled
+ * to the stored pool's.  A gpu pool's is a copy, since its name does not say the device: the caller
+ * then tells restart_pool_refused how the adoption went.
  */
 int restart_pool_fd(struct pool_conf *pc);
 /*
- * Whether pc must wait for the regions of a stored pool of its name but another kind, size or
- * hugepages, or a smaller quantum, to go: that pool is restored read-only in its place (draining),
- * and pc is made once it is empty.
+ * After core_pool_add_fd(pc, fd from restart_pool_fd) answered r: true when the stored memory is
+ * another device's (-EBADF): it is restored draining (restart_restore, which replaces the pool not
+ * made), and pc is made once it empties, as restart_pool_deferred's.  False otherwise (the stored
+ * fd is closed: the pool holds its copy, or could not use it).
+ */
+bool restart_pool_refused(const struct pool_conf *pc, int r);
+/*
+ * Whether pc must wait for the regions of a stored pool of its name but another kind, size,
+ * backend or hugepages, or a smaller quantum, to go: that pool (memfd, pinned vmm or gpu) is
+ * restored read-only in its place (draining), and pc is made once it is empty.
  */
 bool restart_pool_deferred(const struct pool_conf *pc);
 /* SIGHUP read conf: the pools waiting for a draining namesake are conf's sections of those names now. */

@@ -14,6 +14,11 @@
  * helper-client SOCKET alloc-zero POOL SIZE: a 4 KiB region of POOL, then an ALLOC_ZERO region of SIZE
  * bytes; prints the second's offset in the pool.
  *
+ * helper-client SOCKET dev-persist POOL NAME TEXT: a PERSIST 4 KiB region NAME of POOL with TEXT written through its
+ * dev_ptr; dev-expect NAME TEXT | dev-expect-free NAME TEXT: attaches NAME, 99 when it does not start with TEXT read
+ * through its dev_ptr (then frees it).  For gpu pools with the fake driver (tests/fake-cuda.c), whose device memory
+ * is mapped in the host's address space.
+ *
  * SOCKET "-" is the library's default socket (alloc_connect with NULL).
  *
  * Counting limits: helper-client SOCKET conns N | names N POOL | persist N POOL | regions N POOL
@@ -30,6 +35,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +156,27 @@ int main(int argc, char **argv) {
                     (e = alloc_region_new(c, argv[3], strtoull(argv[4], NULL, 0), &zero, &r)) == 0)
                         printf("%llu\n", (unsigned long long)r.addr);
                 else
+                        fprintf(stderr, "helper: %s\n", alloc_last_error());
+                alloc_disconnect(c);
+                return -e;
+        }
+        if ((!strcmp(argv[2], "dev-persist") && argc == 6) ||
+            ((!strcmp(argv[2], "dev-expect") || !strcmp(argv[2], "dev-expect-free")) && argc == 5)) {
+                const char *text = argv[argc - 1];
+                if (!strcmp(argv[2], "dev-persist"))
+                        e = alloc_region_new(c, argv[3], 4096,
+                                             &(struct alloc_opts){.name = argv[4], .flags = ALLOC_PERSIST}, &r);
+                else
+                        e = alloc_region_attach(c, argv[3], NULL, &r);
+                if (e == 0 && !r.dev_ptr)
+                        e = -98;
+                else if (e == 0 && !strcmp(argv[2], "dev-persist"))
+                        strcpy((char *)(uintptr_t)r.dev_ptr, text);
+                else if (e == 0 && strncmp((const char *)(uintptr_t)r.dev_ptr, text, strlen(text)))
+                        e = -99;
+                else if (e == 0 && !strcmp(argv[2], "dev-expect-free"))
+                        e = alloc_region_free_sync(c, r.id);
+                if (e < 0 && e > -98)
                         fprintf(stderr, "helper: %s\n", alloc_last_error());
                 alloc_disconnect(c);
                 return -e;

@@ -3,6 +3,7 @@
  * allocd with a libcuda.so.1 that answers as the test chooses (tests/fake-cuda.c): a driver
  * that fails at cuInit, one that appears to work but can make nothing, and a SIGHUP after the
  * driver changed its answer.  No GPU needed; without the toolkit there is nothing to fake.
+ * gpu pools across a restart: test-daemon-cuda-restart.c.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -15,7 +16,6 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sysd.h"
 
 #if HAVE_CUDA
 
@@ -291,58 +291,6 @@ Test(daemon_cuda, an_exclusive_device_pool_zeroes_just_the_region) {
         cr_expect_eq(nonzero, 0, "the region at %llu is zeroed", offset);
         cr_expect(ones[0] == (char)0xff && ones[size + 1] == (char)0xff, "its neighbours are not");
         close(fd);
-}
-
-static struct sysd sd;
-
-static void sysd_teardown(void) {
-        char link[160];
-
-        sysd_end(&sd);
-        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
-        unlink(link);
-        rmdir(libdir);
-}
-
-/*
- * A gpu pool's stored fd holds memory of the device it was made on.  Configured on another device
- * now (or with the devices renumbered: CUDA_VISIBLE_DEVICES), allocd must not adopt it as that
- * device's memory, which it would report (and clients would map) as on the wrong device.
- */
-Test(cuda_restart, a_stored_gpu_pool_is_not_adopted_on_another_device, .fini = sysd_teardown, .timeout = 60) {
-        char link[160];
-
-        cr_assert(mkdtemp(libdir));
-        snprintf(link, sizeof(link), "%s/libcuda.so.1", libdir);
-        cr_assert_eq(symlink(FAKE_CUDA_PATH, link), 0);
-        /* allocd inherits them (the test's own dynamic loader read LD_LIBRARY_PATH at its start). */
-        setenv("LD_LIBRARY_PATH", libdir, 1);
-        setenv("FAKE_CUDA_INIT", "0", 1);
-        setenv("FAKE_CUDA_DEVICES", "2", 1);
-        sysd_start(&sd, "[pool g]\nkind = gpu\ndevice = 0\nsize = 64M\n");
-        cr_assert_eq(sysd_count(&sd, "pool.gpu."), 1, "the gpu pool is stored: %s", sysd_log(&sd));
-        /* On the same device, it is adopted. */
-        sysd_restart(&sd, SIGTERM);
-        cr_assert(strstr(sysd_log(&sd), "pool g: gpu, 67108864 bytes, from the fd store"), "%s", sysd_log(&sd));
-        sysd_kill(&sd, SIGTERM);
-        write_file(sd.d.conf, "[pool g]\nkind = gpu\ndevice = 1\nsize = 64M\n");
-        cr_assert_eq(sysd_spawn(&sd), -1, "%s", sysd_log(&sd));
-        cr_expect(strstr(sysd_log(&sd), "pool g: the fd stored for it holds memory of device 0, not of device 1 as "
-                                        "configured; it is not used"),
-                  "%s", sysd_log(&sd));
-        /* Not available meanwhile; a reload makes it on device 1. */
-        struct alloc_client *k = daemon_connect(&sd.d);
-        struct alloc_status *st;
-        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
-        cr_expect_eq(st->nunavailable, 1, "pool g is left out");
-        alloc_status_free(st);
-        kill(sd.d.pid, SIGHUP);
-        for (int i = 0; i < 500 && !strstr(sysd_log(&sd), "SIGHUP: reload of "); i++)
-                usleep(10000);
-        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
-        cr_expect_eq(st->nunavailable, 0, "pool g is made by the reload: %s", sysd_log(&sd));
-        alloc_status_free(st);
-        alloc_disconnect(k);
 }
 
 /*

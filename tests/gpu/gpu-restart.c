@@ -17,7 +17,8 @@
  * with its own kernel (the new allocd handed it the memory it adopted).  Then an ALLOC_ZERO region
  * comes back zeroed (allocd zeroes through its own mapping of the imported memory), a free of a
  * region from before the restarts gives back its bytes, and once everyone has gone device memory
- * is free again (cuMemGetInfo).
+ * is free again (cuMemGetInfo).  Last, the gpu and pinned vmm pools taken out of the file across a
+ * restart drain: their regions keep their bytes until freed, and the pools go with them (taken_out).
  *
  * sysd.c and harness.c are built into this plain program with tests/checks.h's checks, as for
  * restart-bench: a failed check there prints and exits 1, which meson reports as a failure.
@@ -505,6 +506,64 @@ static void restart(struct gpu_proc *a, const char *self, int nth, int sig, cons
         result(last > up, "kernels ran after the restart: rounds %llu, then %llu", up, last);
 }
 
+/*
+ * The gpu pool and the pinned vmm pool taken out of the file across a restart: each is restored draining (no
+ * Alloc), its region keeps its bytes for its holder A (its old pointer) and for root's B, and the pool goes,
+ * from the store too, with its last region.
+ */
+static void taken_out(const char *self) {
+        size_t left = pools[2].up, out = 0;
+
+        printf("---- the gpu and pinned vmm pools taken out of the file\n");
+        sysd_start(&s, CONF);
+        struct gpu_proc a = gpu_spawn(self, "A", (char *const[]){(char *)self, "worker", s.d.sock, NULL});
+        for (size_t i = 0; i < 2; i++) {
+                if (!pools[i].up)
+                        continue;
+                say(&a, "alloc %s/out %s %" PRIu64, pools[i].name, pools[i].name, pools[i].region);
+                say(&a, "fill %s/out %zu", pools[i].name, 40 + i);
+                out++;
+        }
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, "[pool pmem]\nkind = pinned\nbackend = memfd\nsize = 32M\nflags = portable, devicemap\n");
+        int r = sysd_spawn(&s);
+        cr_assert_eq(r, -1, "allocd exited with %d before READY=1: %s", r, sysd_log(&s));
+        size_t fds = stored_pools(left + out);
+        result(fds == left + out, "%zu pool fds in the store: the draining ones' too", fds);
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_status *st;
+        cr_assert(alloc_status(k, &st) == 0, "alloc_status: %s", alloc_last_error());
+        for (size_t i = 0; i < 2; i++) {
+                const char *why = NULL;
+                for (size_t j = 0; j < st->npools; j++)
+                        if (!strcmp(st->pools[j].name, pools[i].name))
+                                why = st->pools[j].draining;
+                if (pools[i].up)
+                        result(why && strstr(why, "no longer configured"), "pool %s drains: %s", pools[i].name,
+                               why ? why : "not listed");
+        }
+        alloc_status_free(st);
+        alloc_disconnect(k);
+        struct gpu_proc b = gpu_spawn(self, "B", (char *const[]){(char *)self, "worker", s.d.sock, NULL});
+        for (size_t i = 0; i < 2; i++) {
+                if (!pools[i].up)
+                        continue;
+                say(&a, "check %s/out %zu", pools[i].name, 40 + i);
+                if (getuid() == 0) { /* a draining pool's names are root's (0600) */
+                        say(&b, "attach %s/out", pools[i].name);
+                        say(&b, "check %s/out %zu", pools[i].name, 40 + i);
+                }
+        }
+        worker_end(&b);
+        for (size_t i = 0; i < 2; i++)
+                if (pools[i].up)
+                        say(&a, "free %s/out", pools[i].name);
+        fds = stored_pools(left);
+        result(fds == left, "the drained pools went with their last regions, from the store too (%zu left)", fds);
+        worker_end(&a);
+        sysd_end(&s);
+}
+
 int main(int argc, char **argv) {
         struct rlimit rl;
 
@@ -571,6 +630,7 @@ int main(int argc, char **argv) {
                 usleep(50000);
         result(free_after + 64 * MIB >= free_before, "device memory free again: %zu MiB before, %zu MiB after",
                free_before >> 20, free_after >> 20);
+        taken_out(argv[0]);
         printf("%s: %d failure%s\n", failures ? "FAIL" : "PASS", failures, failures == 1 ? "" : "s");
         return failures ? 1 : 0;
 }
