@@ -304,9 +304,10 @@ int restart_restore(struct core *core, uint64_t *next_serial) {
                 struct pool_info pi;
                 if (p)
                         core_pool_info(p, &pi);
-                if (!p || (!pi.available && deferred_find(sp.name)))
+                if (!p || (!pi.available && deferred_find(sp.name))) {
                         deferred_drain_stored(core, passed[i].fd, &sp);
-                passed[i].fd = -1;
+                        passed[i].fd = -1;
+                } /* else restart_begin removes it from the store as unused */
         }
         if ((r = state_read_fd_info(core, passed[state_at].fd, next_serial, &info, err, sizeof(err))) < 0) {
                 log_err("the state the previous allocd left in the fd store (%s) cannot be restored: %s; every region "
