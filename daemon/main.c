@@ -155,7 +155,7 @@ static void log_ready(void) {
                         draining++;
                 else if (pi.available)
                         serving++;
-                else
+                else if (*pi.reason) /* none: gone (retired, or taken out), as STATUS= counts it */
                         unavailable++;
         }
         char draining_part[128] = "", waiting_part[160] = "", waiting_names[96];

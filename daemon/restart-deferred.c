@@ -179,7 +179,10 @@ void deferred_drain_stored(struct core *core, int stored, const struct stored_po
         if (r < 0 || !(p = core_pool_find(core, sp->name))) {
                 log_err("the stored pool %s (%s, %" PRIu64 " bytes) cannot be restored: %s; its regions are lost",
                         sp->name, pool_kind_name(sp->kind), sp->size, err);
-                make_waiting(core, sp->name);
+                if (deferred_find(sp->name))
+                        make_waiting(core, sp->name);
+                else /* its placeholder: no section asks for it, so it is not a pool "not available" */
+                        core_pool_forget(core, sp->name);
                 return;
         }
         const struct pool_conf *waiting = deferred_find(sp->name);

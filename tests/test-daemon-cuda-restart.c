@@ -234,4 +234,27 @@ Test(cuda_restart, a_stored_gpu_pool_is_adopted_as_it_was) {
         alloc_disconnect(k);
 }
 
+/*
+ * A stored gpu pool nobody configures that cannot be restored draining (the driver refuses its fd now) loses its
+ * regions and is gone: not listed as a pool "not available" that no section asks for.
+ */
+Test(cuda_restart, a_removed_gpu_pool_that_cannot_drain_is_not_listed) {
+        char out[512];
+
+        fake_start(GPU_POOL HOST_POOL);
+        cr_assert_eq(helper("dev-persist g kept gpu-bytes-kept", out, sizeof(out)), 0, "%s", out);
+        sysd_kill(&s, SIGTERM);
+        write_file(s.d.conf, HOST_POOL);
+        setenv("FAKE_CUDA_FAIL", "cuMemImportFromShareableHandle", 1);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        unsetenv("FAKE_CUDA_FAIL");
+        cr_assert(strstr(sysd_log(&s), "the stored pool g (gpu, 4194304 bytes) cannot be restored"), "%s",
+                  sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert(listed(k, "g", 0, 0), "pool g is listed: %s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pool, 0 not available"), "%s", sysd_log(&s));
+        cr_assert_eq(stored("pool.gpu.", 0), 0, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
 #endif

@@ -81,6 +81,16 @@ Test(restart, removed_pool_drains) {
         alloc_disconnect(k);
 }
 
+/* Taken out holding no region: it goes at once, and the ready line counts it neither serving nor "not available". */
+Test(restart, an_empty_removed_pool_is_not_counted_not_available) {
+        sysd_start(&s, CONF);
+        struct alloc_client *k = persist_then_restart("host", "kept", "[pool host]\nkind = host\nsize = 64M\n");
+        cr_assert_eq(listed_size(k, "other", 0), 0, "the empty pool is still listed");
+        cr_assert_eq(stored("pool.host.16777216.other", 0), 0);
+        cr_assert(strstr(sysd_log(&s), "ready: 1 pool, 0 not available\n"), "%s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
 Test(restart, without_a_store_a_stop_says_what_it_loses) {
         struct daemon d;
         char log[128];
