@@ -43,10 +43,14 @@ static void fmt_about(char *buf, size_t size, uint64_t v) {
 
         while (u < 5 && v >> (10 * (u + 2)))
                 u++;
-        if (u < 0 || v % (1ull << (10 * (u + 1))) == 0)
+        if (u < 0 || v % (1ull << (10 * (u + 1))) == 0) {
                 fmt_size(buf, size, v);
-        else
-                snprintf(buf, size, "%.1f%c", (double)v / (double)(1ull << (10 * (u + 1))), units[u]);
+                return;
+        }
+        double x = (double)v / (double)(1ull << (10 * (u + 1)));
+        if (x >= 1023.95 && u < 5) /* a tenth short of the next unit: 1.0G, not 1024.0M */
+                x /= 1024, u++;
+        snprintf(buf, size, "%.1f%c", x, units[u]);
 }
 
 static int bind_node(struct pool *p, char *err, size_t errsize) {

@@ -93,7 +93,8 @@ void deferred_make(const char *name) {
 /*
  * SIGHUP: the pools waiting for a draining namesake are what the file says now, so that a section
  * changed meanwhile is made as it is, one taken out is not made, and one put back is made.  A retired
- * pool whose namesake is being made at the time lets go of its names too (core_pool_hold_names).
+ * pool still holding names lets go of them too (core_pool_hold_names): a SIGHUP waits for pools being
+ * made, so its namesake's making failed outright (out of memory, no worker thread), and the file decides.
  */
 void restart_reconfigured(struct core *core, const struct config *conf) {
         struct pool_info pi;
