@@ -2,7 +2,7 @@
 /*
  * Status and Dump: the core's state, marshalled into one packet each.  Both
  * page: Status lists the clients after a serial until the packet is full and
- * says how many it left out; Dump lists regions after an id, at most
+ * says how many it left out (and of each pool's uids a few, counting the rest); Dump lists regions after an id, at most
  * DUMP_MAX a packet and DUMP_SCAN slots looked at, and says whether there are
  * more and after what to ask, so neither side ever holds more than a packet
  * of it, nor allocd's loop more than a bounded scan, however many regions there are.
@@ -38,6 +38,7 @@ static char *flag_names[] = {"portable", "devicemap"};
 
 /* NAMES_TEXT_MAX: room for a pool's names = as one line (a '\n' becomes ", "). */
 #define NAMES_TEXT_MAX (2 * NAME_PATTERNS_MAX + 1)
+
 /*
  * Per-uid use in a Status reply: at most USAGE_LISTED uids a pool, and all the pools' lists together at
  * most USAGE_BUDGET bytes and half the room the pools leave, shared alike among the pools, so that a
