@@ -2,10 +2,11 @@
 /*
  * Status and Dump: the core's state, marshalled into one packet each.  Both
  * page: Status lists the clients after a serial until the packet is full and
- * says how many it left out (and of each pool's uids a few, counting the rest); Dump lists regions after an id, at most
- * DUMP_MAX a packet and DUMP_SCAN slots looked at, and says whether there are
- * more and after what to ask, so neither side ever holds more than a packet
- * of it, nor allocd's loop more than a bounded scan, however many regions there are.
+ * says how many it left out (of each pool's uids, a few, counting the rest);
+ * Dump lists regions after an id, at most DUMP_MAX a packet and DUMP_SCAN
+ * slots looked at, and says whether there are more and after what to ask, so
+ * neither side ever holds more than a packet of it, nor allocd's loop more
+ * than a bounded scan, however many regions there are.
  */
 #include <errno.h>
 #include <stdio.h>
