@@ -5,7 +5,9 @@
  */
 #include "allocctl.h"
 
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <string.h>
 
 static double fragmentation(const struct alloc_pool_status *p) {
@@ -13,6 +15,93 @@ static double fragmentation(const struct alloc_pool_status *p) {
 }
 
 /* ---- status ---- */
+
+/* Per-uid use lines a pool gets in text, the most first; the rest are "and N more" (--json has allocd's all). */
+#define USE_SHOWN 5
+
+/* A uid's or gid's name here (allocd's may differ: another container), or NULL. */
+static const char *user_name(uid_t uid) {
+        const struct passwd *pw = getpwuid(uid);
+        return pw ? pw->pw_name : NULL;
+}
+
+static const char *group_name(gid_t gid) {
+        const struct group *gr = getgrgid(gid);
+        return gr ? gr->gr_name : NULL;
+}
+
+/* The name, escaped as one word, or the number where there is none. */
+static const char *id_text(const char *name, unsigned id, char *buf, size_t size) {
+        if (name && strlen(name) < size / 4)
+                return text_escape(name, true, buf, size);
+        snprintf(buf, size, "%u", id);
+        return buf;
+}
+
+static json_object *name_json(const char *name) {
+        return name ? json_text(name) : NULL;
+}
+
+static void access_json(json_object *o, const struct alloc_pool_status *p) {
+        char mode[8];
+        json_object *usage = json_object_new_array();
+
+        if (!p->has_access)
+                return; /* an older allocd: the keys are left out, not made up */
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)p->mode);
+        json_object_object_add(o, "owner", json_u64(p->owner));
+        json_object_object_add(o, "owner_name", name_json(user_name(p->owner)));
+        json_object_object_add(o, "group", json_u64(p->group));
+        json_object_object_add(o, "group_name", name_json(group_name(p->group)));
+        json_object_object_add(o, "mode", json_object_new_string(mode));
+        json_object_object_add(o, "quota_per_uid", json_u64(p->quota_per_uid));
+        for (size_t j = 0; j < p->nusage; j++) {
+                json_object *u = json_object_new_object();
+                json_object_object_add(u, "uid", json_u64(p->usage[j].uid));
+                json_object_object_add(u, "user", name_json(user_name(p->usage[j].uid)));
+                json_object_object_add(u, "bytes", json_u64(p->usage[j].bytes));
+                json_object_object_add(u, "regions", json_u64(p->usage[j].regions));
+                json_object_array_add(usage, u);
+        }
+        json_object_object_add(o, "usage", usage);
+        json_object_object_add(o, "usage_omitted", json_u64(p->usage_omitted));
+        json_object_object_add(o, "usage_hidden", json_object_new_boolean(p->usage_hidden));
+}
+
+/* "gpu0: access owner alice, group ml, mode 0660; quota 8GiB per uid", then who uses it, the most first. */
+static void access_text(const struct alloc_pool_status *p, const char *name) {
+        char who[4 * 64 + 1], grp[4 * 64 + 1], b[2][16];
+
+        if (!p->has_access)
+                return;
+        printf("%s: access owner %s, group %s, mode %04o; ", name,
+               id_text(user_name(p->owner), (unsigned)p->owner, who, sizeof(who)),
+               id_text(group_name(p->group), (unsigned)p->group, grp, sizeof(grp)), (unsigned)p->mode);
+        if (p->quota_per_uid)
+                printf("quota %s per uid\n", fmt_size(p->quota_per_uid, b[0], 16));
+        else
+                printf("no quota\n");
+        for (size_t j = 0; j < p->nusage && j < USE_SHOWN; j++) {
+                const struct alloc_uid_usage *u = &p->usage[j];
+                printf("%s: used by %s: %s in %" PRIu64 " region%s", name,
+                       id_text(user_name(u->uid), (unsigned)u->uid, who, sizeof(who)), fmt_size(u->bytes, b[0], 16),
+                       u->regions, u->regions == 1 ? "" : "s");
+                double pc = 100.0 * (double)u->bytes / (double)p->quota_per_uid;
+                if (p->quota_per_uid)
+                        printf(pc < 1 ? ", under 1%% of the quota" : ", %.0f%% of the quota", pc);
+                putchar('\n');
+        }
+        uint64_t more = p->usage_omitted + (p->nusage > USE_SHOWN ? p->nusage - USE_SHOWN : 0);
+        /* allocd lists a few uids a pool, to keep its reply one packet: dump has every region, the rest's too. */
+        if (more && !p->usage_omitted)
+                printf("%s: and %" PRIu64 " more uid%s (allocctl --json status lists them)\n", name, more,
+                       more == 1 ? "" : "s");
+        else if (more)
+                printf("%s: and %" PRIu64 " more uid%s (allocctl dump %s lists every region)\n", name, more,
+                       more == 1 ? "" : "s", name);
+        if (p->usage_hidden)
+                printf("%s: other uids' use not shown: you may neither attach nor allocate here\n", name);
+}
 
 static json_object *client_json(const struct alloc_client_status *k) {
         json_object *o = json_object_new_object();
@@ -83,6 +172,7 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
                 json_object_array_add(spans, sp);
         }
         json_object_object_add(o, "spans", spans);
+        access_json(o, p);
         return o;
 }
 
@@ -112,7 +202,7 @@ static void status_text(const struct alloc_status *s) {
                 const struct alloc_pool_status *p = &s->pools[i];
                 char names[ESCAPED_SIZE(p->names)];
                 text_escape(p->name, true, name, sizeof(name));
-                if ((p->isolated || *p->names || *p->draining) && n++ == 0)
+                if ((p->isolated || *p->names || *p->draining || p->has_access) && n++ == 0)
                         putchar('\n');
                 if (*p->draining)
                         printf("%s: draining, takes no new regions: %s\n", name,
@@ -122,6 +212,7 @@ static void status_text(const struct alloc_status *s) {
                                name);
                 if (*p->names)
                         printf("%s: reserves the names %s\n", name, text_escape(p->names, false, names, sizeof(names)));
+                access_text(p, name);
         }
         if (s->nclients) {
                 putchar('\n');

@@ -59,6 +59,18 @@ static int status_pools(struct alloc_status *s, const Allocd__StatusReply *sr) {
                         return -ENOMEM;
                 for (size_t j = 0; j < p->n_spans; j++)
                         o->spans[o->nspans++] = (struct alloc_span){p->spans[j]->address, p->spans[j]->size};
+                o->has_access = p->has_owner && p->has_group && p->has_mode && p->has_quota_per_uid;
+                o->owner = p->owner;
+                o->group = p->group;
+                o->mode = p->mode;
+                o->quota_per_uid = p->quota_per_uid;
+                o->usage_omitted = p->usage_omitted;
+                o->usage_hidden = p->usage_hidden;
+                if (grow(&o->usage, &o->nusage, p->n_usage, sizeof(*o->usage)) < 0)
+                        return -ENOMEM;
+                for (size_t j = 0; j < p->n_usage; j++)
+                        o->usage[o->nusage++] =
+                                (struct alloc_uid_usage){p->usage[j]->uid, p->usage[j]->bytes, p->usage[j]->regions};
         }
         if (grow(&s->unavailable, &s->nunavailable, sr->n_unavailable, sizeof(*s->unavailable)) < 0)
                 return -ENOMEM;
@@ -136,8 +148,10 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
 
 struct alloc_status *alloc_status_free(struct alloc_status *s) {
         if (s) {
-                for (size_t i = 0; i < s->npools; i++)
+                for (size_t i = 0; i < s->npools; i++) {
                         free(s->pools[i].spans);
+                        free(s->pools[i].usage);
+                }
                 free(s->pools);
                 free(s->clients);
                 free(s->unavailable);

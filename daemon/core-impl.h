@@ -38,11 +38,6 @@ struct alloc_args {
 
 /* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
 
-struct uid_usage {
-        uid_t uid;
-        uint64_t bytes;
-};
-
 struct pool {
         struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
         uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
@@ -112,6 +107,7 @@ int pool_add_span(struct pool *p, uint64_t base, uint64_t size, char *err, size_
 void pool_destroy(struct pool *p);
 uint64_t pool_usage(const struct pool *p, uid_t uid);
 void pool_count_region(struct pool *p, int delta);
+/* One region of uid's, bytes long, made (bytes > 0) or gone (bytes < 0): its bytes and its count. */
 int pool_charge(struct pool *p, uid_t uid, int64_t bytes);
 
 /* ---- regions and holds (region.c, hold.c) ---- */

@@ -397,6 +397,19 @@ const char *core_pool_name(const struct pool *p);
 enum pool_kind core_pool_kind(const struct pool *p);
 enum { ACCESS_ATTACH = 4, ACCESS_ALLOC = 2 };
 bool core_pool_may(const struct pool *p, const struct client *cl, int what);
+/* A uid's use of a pool: the bytes and the count of the live regions it made there (quota_per_uid counts these). */
+struct uid_usage {
+        uid_t uid;
+        uint64_t bytes;
+        uint64_t regions;
+};
+/*
+ * At most n of p's users into top, the most bytes first (then the lower uid), with mine's in
+ * the last place if it uses p and would not be listed; only_mine: mine's alone.  Returns how many
+ * it put there; *users is how many uids use p.
+ */
+size_t core_pool_users(const struct pool *p, uid_t mine, bool only_mine, struct uid_usage *top, size_t n,
+                       size_t *users);
 /* Whether p's names = reserves name. */
 bool core_pool_reserves(const struct pool *p, const char *name);
 /* SIGHUP: access rules and quota of a running pool. */

@@ -388,6 +388,7 @@ uint64_t pool_usage(const struct pool *p, uid_t uid) {
 int pool_charge(struct pool *p, uid_t uid, int64_t bytes) {
         for (size_t i = 0; i < p->nusage; i++) {
                 if (p->usage[i].uid == uid) {
+                        p->usage[i].regions += bytes > 0 ? 1 : (uint64_t)-1;
                         /* The uid's last byte gone: its record goes too, so records are one per uid with bytes here. */
                         if (!(p->usage[i].bytes += (uint64_t)bytes))
                                 p->usage[i] = p->usage[--p->nusage];
@@ -400,8 +401,40 @@ int pool_charge(struct pool *p, uid_t uid, int64_t bytes) {
         if (!n)
                 return -ENOMEM;
         p->usage = n;
-        p->usage[p->nusage++] = (struct uid_usage){.uid = uid, .bytes = (uint64_t)bytes};
+        p->usage[p->nusage++] = (struct uid_usage){.uid = uid, .bytes = (uint64_t)bytes, .regions = 1};
         return 0;
+}
+
+static bool ahead(const struct uid_usage *a, const struct uid_usage *b) {
+        return a->bytes != b->bytes ? a->bytes > b->bytes : a->uid < b->uid;
+}
+
+/* A pass that keeps the n first in order: n is small (a Status reply's room), the uids may be many. */
+size_t core_pool_users(const struct pool *p, uid_t mine, bool only_mine, struct uid_usage *top, size_t n,
+                       size_t *users) {
+        const struct uid_usage *own = NULL;
+        size_t k = 0;
+
+        *users = p->nusage;
+        for (size_t i = 0; i < p->nusage; i++) {
+                const struct uid_usage *u = &p->usage[i];
+                if (u->uid == mine)
+                        own = u;
+                if (only_mine || (k == n && (!n || !ahead(u, &top[n - 1]))))
+                        continue;
+                size_t j = k < n ? k++ : n - 1;
+                for (; j > 0 && ahead(u, &top[j - 1]); j--)
+                        top[j] = top[j - 1];
+                top[j] = *u;
+        }
+        if (!own || !n)
+                return k;
+        for (size_t j = 0; j < k; j++)
+                if (top[j].uid == mine)
+                        return k;
+        /* Not among the biggest: the asker still sees where it stands against the quota. */
+        top[k < n ? k++ : n - 1] = *own;
+        return k;
 }
 
 const char *core_pool_name(const struct pool *p) {

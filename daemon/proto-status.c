@@ -2,10 +2,11 @@
 /*
  * Status and Dump: the core's state, marshalled into one packet each.  Both
  * page: Status lists the clients after a serial until the packet is full and
- * says how many it left out; Dump lists regions after an id, at most
- * DUMP_MAX a packet and DUMP_SCAN slots looked at, and says whether there are
- * more and after what to ask, so neither side ever holds more than a packet
- * of it, nor allocd's loop more than a bounded scan, however many regions there are.
+ * says how many it left out (of each pool's uids, a few, counting the rest);
+ * Dump lists regions after an id, at most DUMP_MAX a packet and DUMP_SCAN
+ * slots looked at, and says whether there are more and after what to ask, so
+ * neither side ever holds more than a packet of it, nor allocd's loop more
+ * than a bounded scan, however many regions there are.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,6 +39,48 @@ static char *flag_names[] = {"portable", "devicemap"};
 
 /* NAMES_TEXT_MAX: room for a pool's names = as one line (a '\n' becomes ", "). */
 #define NAMES_TEXT_MAX (2 * NAME_PATTERNS_MAX + 1)
+
+/*
+ * Per-uid use in a Status reply: at most USAGE_LISTED uids a pool, and all the pools' lists together at
+ * most USAGE_BUDGET bytes and half the room the pools leave, shared alike among the pools, so that a
+ * page still holds clients however many uids use however many pools.  USAGE_ENTRY_MAX: one entry's
+ * most bytes packed (tag and length, uid, bytes, regions).
+ */
+#define USAGE_LISTED 32
+#define USAGE_BUDGET (WIRE_MAX_PACKET / 4)
+#define USAGE_ENTRY_MAX 32
+
+/* Room for n uids of each of the pools' lists, n as the share allows: at most some 500 entries in all. */
+struct usage_block {
+        struct uid_usage *top;
+        Allocd__UidUsage *u, **p;
+};
+
+/* Who may do what in the pool, and who uses it: others' use only to whom Dump shows their regions. */
+static void fill_access(Allocd__PoolStatus *ps, const struct pool *pool, const struct pool_info *p,
+                        const struct client *cl, const struct usage_block *b, size_t n) {
+        bool hidden = cl->uid != 0 && !core_pool_may(pool, cl, ACCESS_ATTACH) && !core_pool_may(pool, cl, ACCESS_ALLOC);
+        size_t users, k = core_pool_users(pool, cl->uid, hidden, b->top, n, &users);
+
+        ps->has_owner = ps->has_group = ps->has_mode = ps->has_quota_per_uid = true;
+        ps->owner = p->conf->owner;
+        ps->group = p->conf->group;
+        ps->mode = p->conf->mode;
+        ps->quota_per_uid = p->conf->quota_per_uid;
+        for (size_t j = 0; j < k; j++) {
+                allocd__uid_usage__init(&b->u[j]);
+                b->u[j].has_uid = b->u[j].has_bytes = b->u[j].has_regions = true;
+                b->u[j].uid = b->top[j].uid;
+                b->u[j].bytes = b->top[j].bytes;
+                b->u[j].regions = b->top[j].regions;
+                b->p[j] = &b->u[j];
+        }
+        ps->usage = b->p;
+        ps->n_usage = k;
+        ps->has_usage_omitted = ps->has_usage_hidden = true;
+        ps->usage_omitted = hidden ? 0 : users - k;
+        ps->usage_hidden = hidden;
+}
 
 static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const struct pool_info *p, Allocd__Span *sp,
                       Allocd__Span **spp, char *names) {
@@ -98,7 +141,6 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
         const struct client *k;
         struct timespec now;
 
-        (void)s;
         for (size_t i = 0; info && i < npools; i++) {
                 core_pool_info(core_pool_at(core, i), &info[i]);
                 nsp += info[i].available ? nspans(&info[i]) : 0;
@@ -108,6 +150,7 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
         Allocd__ClientStatus *cs = calloc(nc + 1, sizeof(*cs)), **cp = calloc(nc + 1, sizeof(*cp));
         Allocd__UnavailablePool *us = calloc(npools + 1, sizeof(*us)), **up = calloc(npools + 1, sizeof(*up));
         char *names = calloc(npools + 1, NAMES_TEXT_MAX);
+        struct usage_block ub = {0};
 
         if (!info || !ps || !pp || !sp || !spp || !cs || !cp || !us || !up || !names) {
                 proto_error(out, id, E_INTERNAL, "out of memory");
@@ -139,6 +182,26 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
         st.uptime = ((uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000 - started_ms) / 1000;
         st.started = started_realtime;
         size_t fixed = allocd__status_reply__get_packed_size(&st);
+        if (st.n_pools) {
+                size_t room = fixed < budget ? (budget - fixed) / 2 : 0;
+                size_t share = (room < USAGE_BUDGET ? room : USAGE_BUDGET) / st.n_pools / USAGE_ENTRY_MAX;
+                size_t listed = share < USAGE_LISTED ? share : USAGE_LISTED;
+                ub.top = calloc(st.n_pools * listed + 1, sizeof(*ub.top));
+                ub.u = calloc(st.n_pools * listed + 1, sizeof(*ub.u));
+                ub.p = calloc(st.n_pools * listed + 1, sizeof(*ub.p));
+                if (!ub.top || !ub.u || !ub.p) {
+                        proto_error(out, id, E_INTERNAL, "out of memory");
+                        goto out;
+                }
+                for (size_t i = 0, j = 0; i < npools; i++) {
+                        if (!info[i].available)
+                                continue;
+                        struct usage_block b = {ub.top + j * listed, ub.u + j * listed, ub.p + j * listed};
+                        fill_access(&ps[j], core_pool_at(core, i), &info[i], &s->client, &b, listed);
+                        j++;
+                }
+                fixed = allocd__status_reply__get_packed_size(&st);
+        }
         budget = fixed < budget ? budget - fixed : 0; /* pools too many to list: proto_pack answers INTERNAL */
         TAILQ_FOREACH(k, core_clients(core), link) {
                 Allocd__ClientStatus *x = &cs[n];
@@ -187,6 +250,9 @@ out:
         free(us);
         free(up);
         free(names);
+        free(ub.top);
+        free(ub.u);
+        free(ub.p);
 }
 
 /* Holders listed per region in a Dump; the rest are counted in holders_omitted. */

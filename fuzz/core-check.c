@@ -90,7 +90,7 @@ struct tally {
         uint64_t pool_regions[CHECK_POOLS_MAX], pool_bytes[CHECK_POOLS_MAX];
         struct {
                 uid_t uid;
-                uint64_t named, persist, fds, bytes[CHECK_POOLS_MAX];
+                uint64_t named, persist, fds, bytes[CHECK_POOLS_MAX], regions[CHECK_POOLS_MAX];
         } uids[UIDS_MAX];
         size_t nuids;
 };
@@ -193,6 +193,7 @@ static void count_region(struct core *core, const struct core_view *v, uint32_t 
         t->uids[u].persist += !!(r->state & R_PERSIST);
         t->uids[u].fds += r->fd >= 0;
         t->uids[u].bytes[r->pool] += r->size;
+        t->uids[u].regions[r->pool]++;
 }
 
 static uint32_t pool_waiters(const struct pool *p) {
@@ -226,11 +227,16 @@ static void check_pools(struct core *core, struct tally *t, bool arenas) {
                                    p->conf.name, (unsigned long long)t->pool_bytes[i],
                                    (unsigned long long)t->pool_regions[i], (unsigned long long)rs.in_use,
                                    (unsigned long long)p->nregions);
-                for (size_t u = 0; u < p->nusage; u++)
-                        if (p->usage[u].bytes != t->uids[uid_index(t, p->usage[u].uid)].bytes[i])
-                                check_fail("pool %s: uid %u is charged %llu bytes, holds %llu", p->conf.name,
-                                           (unsigned)p->usage[u].uid, (unsigned long long)p->usage[u].bytes,
-                                           (unsigned long long)t->uids[uid_index(t, p->usage[u].uid)].bytes[i]);
+                for (size_t u = 0; u < p->nusage; u++) {
+                        size_t k = uid_index(t, p->usage[u].uid);
+                        if (p->usage[u].bytes != t->uids[k].bytes[i] || p->usage[u].regions != t->uids[k].regions[i])
+                                check_fail("pool %s: uid %u is charged %llu bytes in %llu regions, holds %llu in %llu",
+                                           p->conf.name, (unsigned)p->usage[u].uid,
+                                           (unsigned long long)p->usage[u].bytes,
+                                           (unsigned long long)p->usage[u].regions,
+                                           (unsigned long long)t->uids[k].bytes[i],
+                                           (unsigned long long)t->uids[k].regions[i]);
+                }
                 if (pool_waiters(p) != p->nwaiters)
                         check_fail("pool %s: %llu waiters counted, %u queued", p->conf.name,
                                    (unsigned long long)p->nwaiters, pool_waiters(p));

@@ -193,6 +193,7 @@ static void status_reply(uint64_t omitted, uint64_t first_serial, size_t nclient
         Allocd__ClientStatus cs[3], *csp[3];
         Allocd__UnavailablePool u = ALLOCD__UNAVAILABLE_POOL__INIT, *up[] = {&u};
         char *flags[] = {"portable", "devicemap"};
+        Allocd__UidUsage us[2] = {ALLOCD__UID_USAGE__INIT, ALLOCD__UID_USAGE__INIT}, *usp[] = {&us[0], &us[1]};
 
         h.name = "h";
         h.has_kind = h.has_size = h.has_used = h.has_free = h.has_largest_free = h.has_regions = true;
@@ -211,6 +212,19 @@ static void status_reply(uint64_t omitted, uint64_t first_serial, size_t nclient
         h.names = "res/*";
         h.n_flags = 2;
         h.flags = flags;
+        h.has_owner = h.has_group = h.has_mode = h.has_quota_per_uid = h.has_usage_omitted = true;
+        h.owner = h.group = 1000;
+        h.mode = 0660;
+        h.quota_per_uid = 16384;
+        for (int i = 0; i < 2; i++) {
+                us[i].has_uid = us[i].has_bytes = us[i].has_regions = true;
+                us[i].uid = 1000 + (uint32_t)i;
+                us[i].bytes = 4096;
+                us[i].regions = 1;
+        }
+        h.n_usage = 2;
+        h.usage = usp;
+        h.usage_omitted = 1;
         f.name = "f";
         f.has_kind = true;
         f.kind = ALLOCD__POOL_KIND__FPGA;

@@ -198,3 +198,132 @@ Test(daemon_access, every_user_finds_the_system_socket) {
         cr_assert_eq(r, 0, "symlink: %s", strerror(errno));
         cr_assert_eq(e, 0, "nobody's client did not reach the system socket: %d", e);
 }
+
+/* In a child as uid (its gid the same number): a PERSIST region of size bytes in pool, which outlives the child. */
+static void persist_as(uid_t uid, const char *pool, uint64_t size) {
+        pid_t pid = test_fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                struct alloc_client *k;
+                struct alloc_region r;
+                struct alloc_opts o = {.flags = ALLOC_PERSIST};
+                int e;
+                if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0 || !die_with_test())
+                        _exit(101);
+                /* The previous child's connection may not be closed in allocd yet: max_connections = 6. */
+                for (int tries = 0; (e = alloc_connect(&k, d.sock, "persist")) == -EMFILE && tries < 1000; tries++)
+                        usleep(2000);
+                _exit(e < 0 ? 102 : alloc_region_new(k, pool, size, &o, &r) < 0 ? 103 : 0);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid %u: %d", (unsigned)uid, status);
+}
+
+static const struct alloc_pool_status *pool_of(const struct alloc_status *s, const char *name) {
+        for (size_t i = 0; i < s->npools; i++)
+                if (!strcmp(s->pools[i].name, name))
+                        return &s->pools[i];
+        cr_assert_fail("no pool %s", name);
+        return NULL;
+}
+
+/* Exits 0 if nobody's Status shows private's rules but not root's use there, and quota's use whole. */
+static int nobodys_status(void) {
+        struct alloc_client *k;
+        struct alloc_status *s;
+
+        if (alloc_connect(&k, d.sock, "nobody") < 0 || alloc_status(k, &s) < 0)
+                return 1;
+        const struct alloc_pool_status *p = pool_of(s, "private"), *q = pool_of(s, "quota");
+        if (!p->has_access || p->mode != 0600 || p->owner != 0)
+                return 2;
+        if (p->nusage || !p->usage_hidden || p->usage_omitted)
+                return 3; /* nobody may neither attach nor allocate in private: root's use is not shown */
+        if (q->usage_hidden || q->nusage != 2 || q->usage[0].uid != NOBODY || q->usage[1].uid != 0)
+                return 4;
+        alloc_status_free(s);
+        alloc_disconnect(k);
+        return 0;
+}
+
+/* Status says each pool's rules to anyone, as ls -l does, and its use per uid to whom Dump shows the regions. */
+Test(daemon_access, status_shows_rules_and_use_per_uid) {
+        struct alloc_region r;
+        struct alloc_status *s;
+
+        cr_assert_eq(alloc_region_new(c, "quota", 8 << 10, NULL, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "quota", 4 << 10, NULL, &r), 0);
+        cr_assert_eq(alloc_region_new(c, "private", 4 << 10, NULL, &r), 0);
+        persist_as(NOBODY, "quota", 16 << 10);
+        cr_assert_eq(alloc_status(c, &s), 0);
+        const struct alloc_pool_status *q = pool_of(s, "quota"), *g = pool_of(s, "grp");
+        cr_assert(q->has_access);
+        cr_assert_eq(q->owner, 0, "allocd's uid: the default owner");
+        cr_assert_eq(q->mode, 0666);
+        cr_assert_eq(q->quota_per_uid, 64 << 10);
+        cr_assert_eq(q->nusage, 2);
+        cr_assert_eq(q->usage[0].uid, NOBODY, "the most bytes first");
+        cr_assert_eq(q->usage[0].bytes, 16 << 10);
+        cr_assert_eq(q->usage[0].regions, 1);
+        cr_assert_eq(q->usage[1].uid, 0);
+        cr_assert_eq(q->usage[1].bytes, 12 << 10);
+        cr_assert_eq(q->usage[1].regions, 2);
+        cr_assert_eq(q->usage_omitted, 0);
+        cr_assert_not(q->usage_hidden);
+        cr_assert_eq(g->group, NOBODY);
+        cr_assert_eq(g->mode, 0060);
+        cr_assert_eq(g->quota_per_uid, 0);
+        alloc_status_free(s);
+
+        pid_t pid = test_fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0 || !die_with_test())
+                        _exit(101);
+                _exit(nobodys_status());
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nobody's status: check %d failed",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/*
+ * Many uids in a pool: a Status lists the biggest (32 a pool, at most), counts the rest, and
+ * shows the asker its own wherever it ranks.  The uids are numbers only: no account is made.
+ */
+#define MANY 36
+#define FIRST_UID 70000u
+Test(daemon_access, status_lists_the_biggest_users_and_the_askers_own) {
+        struct alloc_status *s;
+
+        for (unsigned i = 0; i < MANY; i++)
+                persist_as(FIRST_UID + i, "open", i == MANY - 1 ? 4096 : 8192);
+        cr_assert_eq(alloc_status(c, &s), 0);
+        const struct alloc_pool_status *o = pool_of(s, "open");
+        cr_assert_eq(o->nusage, 32);
+        cr_assert_eq(o->usage_omitted, MANY - 32);
+        for (unsigned i = 0; i < 32; i++) /* ties in bytes: the lower uid first */
+                cr_assert_eq(o->usage[i].uid, FIRST_UID + i, "%u: %u", i, (unsigned)o->usage[i].uid);
+        alloc_status_free(s);
+
+        pid_t pid = test_fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                struct alloc_client *k;
+                uid_t last = FIRST_UID + MANY - 1;
+                if (setgroups(0, NULL) < 0 || setgid(last) < 0 || setuid(last) < 0 || !die_with_test())
+                        _exit(101);
+                if (alloc_connect(&k, d.sock, "last") < 0 || alloc_status(k, &s) < 0)
+                        _exit(102);
+                o = pool_of(s, "open");
+                if (o->nusage != 32 || o->usage_omitted != MANY - 32 || o->usage[30].uid != FIRST_UID + 30)
+                        _exit(103);
+                _exit(o->usage[31].uid == last && o->usage[31].bytes == 4096 && o->usage[31].regions == 1 ? 0 : 104);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the last uid's status: check %d failed",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}

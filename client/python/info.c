@@ -4,6 +4,8 @@
  * (docs/cli.md), so that a script can move between the two.  Names are str decoded with
  * surrogateescape: whatever bytes a client put in one come back as they were.
  */
+#include <grp.h>
+#include <pwd.h>
 #include <time.h>
 
 #include "pyallocd.h"
@@ -48,6 +50,44 @@ static PyObject *span(const void *items, size_t i) {
         return Py_BuildValue("{s:K,s:K}", "base", (unsigned long long)s->base, "size", (unsigned long long)s->size);
 }
 
+/* The name of uid (user) or gid here, as allocctl looks it up, or None; the _r calls: other threads may look too. */
+static PyObject *id_name(unsigned id, bool user) {
+        char buf[4096];
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+
+        if (user ? getpwuid_r(id, &pw, buf, sizeof(buf), &pwp) == 0 && pwp
+                 : getgrgid_r(id, &gr, buf, sizeof(buf), &grp) == 0 && grp)
+                return py_text(user ? pw.pw_name : gr.gr_name);
+        return Py_NewRef(Py_None);
+}
+
+static PyObject *uid_usage(const void *items, size_t i) {
+        const struct alloc_uid_usage *u = (const struct alloc_uid_usage *)items + i;
+
+        return Py_BuildValue("{s:K,s:N,s:K,s:K}", "uid", (unsigned long long)u->uid, "user", id_name(u->uid, true),
+                             "bytes", (unsigned long long)u->bytes, "regions", (unsigned long long)u->regions);
+}
+
+/* allocctl's access keys, left out as it leaves them out for an allocd that does not send them. */
+static int access_keys(PyObject *d, const struct alloc_pool_status *p) {
+        char mode[8];
+
+        if (!p->has_access)
+                return 0;
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)p->mode);
+        if (set_new(d, "owner", PyLong_FromUnsignedLong(p->owner)) < 0 ||
+            set_new(d, "owner_name", id_name(p->owner, true)) < 0 ||
+            set_new(d, "group", PyLong_FromUnsignedLong(p->group)) < 0 ||
+            set_new(d, "group_name", id_name(p->group, false)) < 0 ||
+            set_new(d, "mode", PyUnicode_FromString(mode)) < 0 ||
+            set_new(d, "quota_per_uid", PyLong_FromUnsignedLongLong(p->quota_per_uid)) < 0 ||
+            set_new(d, "usage", list_of(p->nusage, uid_usage, p->usage)) < 0 ||
+            set_new(d, "usage_omitted", PyLong_FromUnsignedLongLong(p->usage_omitted)) < 0)
+                return -1;
+        return set_new(d, "usage_hidden", PyBool_FromLong(p->usage_hidden));
+}
+
 static PyObject *pool_dict(const void *items, size_t i) {
         const struct alloc_pool_status *p = (const struct alloc_pool_status *)items + i;
         PyObject *d =
@@ -76,6 +116,8 @@ static PyObject *pool_dict(const void *items, size_t i) {
                             : devicemap           ? Py_BuildValue("[s]", "devicemap")
                                                   : PyList_New(0));
         }
+        if (!r)
+                r = access_keys(d, p);
         if (r < 0)
                 Py_CLEAR(d);
         return d;

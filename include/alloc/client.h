@@ -170,6 +170,12 @@ struct alloc_span {
 #define ALLOC_REGISTER_PORTABLE 0x1u  /* CU_MEMHOSTREGISTER_PORTABLE */
 #define ALLOC_REGISTER_DEVICEMAP 0x2u /* CU_MEMHOSTREGISTER_DEVICEMAP */
 
+/* One uid's use of a pool: what quota_per_uid counts (each region at its size), and how many regions. */
+struct alloc_uid_usage {
+        uid_t uid;
+        uint64_t bytes, regions;
+};
+
 struct alloc_pool_status {
         char name[ALLOC_NAME_MAX + 1];
         enum alloc_kind kind;
@@ -182,6 +188,21 @@ struct alloc_pool_status {
         bool isolated;            /* isolation = region: each region its own memfd */
         char names[2048];         /* the name patterns it reserves (names =), ", " between them; "" none */
         char draining[256];       /* "" or why it takes no new regions (no longer configured; allocd(8)) */
+        /* Access (allocd.conf(5)); has_access false: an allocd too old to say, and these are 0. */
+        bool has_access;
+        uid_t owner;
+        gid_t group;
+        uint32_t mode;          /* permission bits: 0660 */
+        uint64_t quota_per_uid; /* bytes; 0: no quota */
+        /*
+         * Uids with live regions in the pool, the most bytes first: a few (allocd keeps its reply to one
+         * packet), the caller's own among them if it has any; usage_omitted counts the others.
+         * usage_hidden: the caller may neither attach nor allocate here, and is shown its own use alone.
+         */
+        size_t nusage;
+        struct alloc_uid_usage *usage;
+        uint64_t usage_omitted;
+        bool usage_hidden;
 };
 
 /* A configured pool allocd could not make because it cannot use the GPU. */

@@ -2,6 +2,7 @@
 """Fixtures: a real allocd (the one just built, ALLOCD_PATH) per test, on a socket in a fresh
 temporary directory, started as tests/harness.c starts it: --config FILE, and ready when it says
 READY=1 on a NOTIFY_SOCKET bound here, so nothing sleeps and hopes."""
+import gc
 import os
 import signal
 import socket
@@ -133,3 +134,26 @@ def wait_used(c, pool, want, timeout=10):
 
 def region_ids(c):
     return [r["id"] for r in c.dump()]
+
+
+def as_nobody(fn):
+    """Runs fn in a forked child as nobody (the module is loaded already: no file to read); its exit
+    status is what fn returned, or 99 if it raised (the exception is printed)."""
+    if os.getuid() != 0:
+        pytest.skip("needs root, to run a child as nobody")
+    gc.collect()
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = fn()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

@@ -2,13 +2,12 @@
 """Bad arguments are Python's TypeError or ValueError and change nothing; each error allocd answers is
 its allocd.Error subclass with the errno and allocd's message; read-only regions stay read-only."""
 import errno
-import gc
 import os
 
 import pytest
 
 import allocd
-from conftest import region_ids
+from conftest import as_nobody, region_ids
 
 BAD_ALLOCS = [
     ((), {}), (("h",), {}), ((None, 4096), {}), ((1, 4096), {}), (("h", "4096"), {}), (("h", -1), {}),
@@ -96,29 +95,6 @@ def test_each_error_class(daemon, client, monkeypatch):
     daemon.proc.wait()
     e = expect(allocd.Disconnected, errno.ECONNRESET, other.status)
     assert isinstance(e, ConnectionError)
-
-
-def as_nobody(fn):
-    """Runs fn in a forked child as nobody (the module is loaded already: no file to read); its exit
-    status is what fn returned, or 99 if it raised (the exception is printed)."""
-    if os.getuid() != 0:
-        pytest.skip("needs root, to run a child as nobody")
-    gc.collect()
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            code = fn()
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
 
 
 def test_denied_and_read_only_for_another_uid(daemon, client):

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ALLOCCTL, CONFIG
+from conftest import ALLOCCTL, CONFIG, as_nobody
 
 VARY = {"uptime", "age", "clients"}  # what changes between the two calls, or who is connected
 
@@ -50,4 +50,35 @@ def test_a_draining_pool_says_so_as_allocctl_does(daemon, client):
     small = [p for p in s["pools"] if p["name"] == "small"]
     assert small and small[0].get("draining", "").startswith("taken out of the configuration at a reload")
     assert without(s) == without(j)
+    del held
+
+
+def pool(status, name):
+    return next(p for p in status["pools"] if p["name"] == name)
+
+
+def test_status_shows_each_pools_access_and_use_per_uid(daemon, client):
+    """Rules to anyone, as ls -l shows a file's; use per uid, the most first, to who may see the regions."""
+    held = [client.alloc("quota", 8192), client.alloc("quota", 4096), client.alloc("private", 4096)]
+
+    def child():
+        with daemon.connect("nobody") as c:
+            c.alloc("quota", 16384, persist=True)  # outlives the connection: allocd holds it
+            s = c.status()
+            private, quota = pool(s, "private"), pool(s, "quota")
+            if private["usage"] or not private["usage_hidden"] or private["mode"] != "0600":
+                return 1  # nobody may neither attach nor allocate there: root's use is not its to see
+            if quota["usage_hidden"] or [u["uid"] for u in quota["usage"]] != [65534, 0]:
+                return 2
+        return 0
+    assert as_nobody(child) == 0
+    s, j = client.status(), allocctl(daemon, "status")
+    assert without(s) == without(j)
+    q = pool(s, "quota")
+    assert (q["owner"], q["owner_name"], q["group"], q["group_name"]) == (0, "root", 0, "root")
+    assert (q["mode"], q["quota_per_uid"], q["usage_omitted"], q["usage_hidden"]) == ("0666", 64 << 10, 0, False)
+    assert q["usage"] == [{"uid": 65534, "user": "nobody", "bytes": 16384, "regions": 1},
+                          {"uid": 0, "user": "root", "bytes": 12288, "regions": 2}]
+    assert pool(s, "private")["usage"] == [{"uid": 0, "user": "root", "bytes": 4096, "regions": 1}]
+    assert pool(s, "h")["usage"] == [] and pool(s, "h")["mode"] == "0664"
     del held
