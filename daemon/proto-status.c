@@ -157,7 +157,8 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
                 goto out;
         }
         nsp = 0;
-        for (size_t i = 0; i < npools; i++) {
+        /* A later page (clients_after) is for the clients: the pools came whole in the first. */
+        for (size_t i = 0; !m->has_clients_after && i < npools; i++) {
                 if (info[i].available) {
                         fill_pool(&ps[st.n_pools], core_pool_at(core, i), &info[i], &sp[nsp], &spp[nsp],
                                   names + i * NAMES_TEXT_MAX);

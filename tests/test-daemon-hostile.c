@@ -588,3 +588,23 @@ Test(hostile, a_cancel_ends_only_a_waiting_request_of_its_own) {
         close(other);
         close(fd);
 }
+
+/* A Status page after the first (clients_after) lists clients only: the pools came whole in the first. */
+Test(hostile, a_later_status_page_lists_no_pools) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Status st = ALLOCD__STATUS__INIT;
+        int fd = hello();
+
+        req.body_case = ALLOCD__REQUEST__BODY_STATUS;
+        req.status = &st;
+        for (int page = 0; page < 2; page++) {
+                st.has_clients_after = page > 0;
+                send_request(fd, &req, NULL, 0);
+                Allocd__Reply *r = next_reply(fd);
+                cr_assert(r && r->body_case == ALLOCD__REPLY__BODY_STATUS);
+                cr_expect_eq(r->status->n_pools, page ? 0u : 2u, "page %d lists %zu pools", page, r->status->n_pools);
+                cr_expect_gt(r->status->n_clients, 0, "page %d lists no client", page);
+                allocd__reply__free_unpacked(r, NULL);
+        }
+        close(fd);
+}
