@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client-internal.h"
+#include "connection.h"
 
 static void copy_name(char *dst, size_t size, const char *src) {
         snprintf(dst, size, "%s", src ? src : "");
@@ -112,7 +114,9 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Status st = ALLOCD__STATUS__INIT;
         struct alloc_status *s;
-        uint64_t last = 0;
+        struct timespec deadline, now;
+        uint64_t last = 0, pages = 0;
+        bool timed;
         int r;
 
         client_clear_error();
@@ -123,8 +127,14 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
                 return client_fail(-ENOMEM, "out of memory");
         req.body_case = ALLOCD__REQUEST__BODY_STATUS;
         req.status = &st;
-        /* The pools come whole in the first reply; the clients in as many as it takes. */
-        for (bool first = true;; first = false) {
+        /*
+         * The pools come whole in the first reply; the clients in as many as it takes.  allocd lists each
+         * connection once, so its pages end; an allocd that pages on for ever (a bug, or a hostile process at
+         * the socket) would have this ask for ever, each page answered in time and the list growing, so all of
+         * them share one timeout, the connection's.
+         */
+        timed = conn_plain_deadline(c, &deadline);
+        for (bool first = true;; first = false, pages++) {
                 Allocd__Reply *reply;
                 st.has_clients_after = !first;
                 st.clients_after = last;
@@ -137,6 +147,16 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
                 allocd__reply__free_unpacked(reply, NULL);
                 if (r < 0 || !s->clients_omitted || last == before)
                         break;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (timed && (now.tv_sec > deadline.tv_sec ||
+                              (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))) {
+                        r = client_fail(-ETIME,
+                                        "allocd's Status went on past the timeout (%u ms): %llu pages listed %zu "
+                                        "clients, and it says %llu more are left out",
+                                        c->timeout_ms, (unsigned long long)pages + 1, s->nclients,
+                                        (unsigned long long)s->clients_omitted);
+                        break;
+                }
         }
         if (r < 0) {
                 alloc_status_free(s);

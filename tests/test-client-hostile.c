@@ -232,3 +232,48 @@ Test(hostile, refusal_without_words) {
         alloc_disconnect(c);
         fake_allocd_stop(&f.server);
 }
+
+/*
+ * Status pages that never end: each lists one client past the last and says more are left out.  allocd lists
+ * each connection once, so its pages end; these would have alloc_status ask for ever, its list growing, each
+ * page answered well within the timeout.
+ */
+static int answer_status_for_ever(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
+        static Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
+        static Allocd__StatusReply s = ALLOCD__STATUS_REPLY__INIT;
+        static Allocd__ClientStatus k = ALLOCD__CLIENT_STATUS__INIT, *ks[1] = {&k};
+
+        (void)fd;
+        (void)arg;
+        if (req->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                h.has_version = true;
+                h.version = WIRE_VERSION;
+                reply->body_case = ALLOCD__REPLY__BODY_HELLO;
+                reply->hello = &h;
+        } else if (req->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+                k.has_serial = true;
+                k.serial = req->status->clients_after + 1;
+                s.n_clients = 1;
+                s.clients = ks;
+                s.has_clients_omitted = true;
+                s.clients_omitted = 1;
+                reply->body_case = ALLOCD__REPLY__BODY_STATUS;
+                reply->status = &s;
+                usleep(1000);
+        }
+        return 0;
+}
+
+Test(hostile, status_pages_that_never_end) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        struct alloc_status *s;
+
+        fake_allocd_start(&f, answer_status_for_ever, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(alloc_status(c, &s), -ETIME, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "pages"), "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
