@@ -202,6 +202,7 @@ const struct limit_key limit_keys[] = {
         {"max_connections_per_uid", "", offsetof(struct limits, max_connections_per_uid)},
         {"max_regions_per_connection", "", offsetof(struct limits, max_regions_per_connection)},
         {"max_waiters_per_connection", "", offsetof(struct limits, max_waiters_per_connection)},
+        {"max_waiters_per_uid", "", offsetof(struct limits, max_waiters_per_uid)},
         {"max_names", "", offsetof(struct limits, max_names)},
         {"max_names_per_uid", "", offsetof(struct limits, max_names_per_uid)},
         {"max_persist_per_uid", "", offsetof(struct limits, max_persist_per_uid)},
@@ -265,7 +266,8 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                 return conf_fail(
                         ps,
                         "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
-                        "max_regions_per_connection, max_waiters_per_connection, max_names, max_names_per_uid, "
+                        "max_regions_per_connection, max_waiters_per_connection, max_waiters_per_uid, max_names, "
+                        "max_names_per_uid, "
                         "max_persist_per_uid, max_region_fds_per_uid, wait_timeout, hello_timeout, reclaim_grace, "
                         "spin, log_level",
                         key);
@@ -338,6 +340,7 @@ static void limits_default(struct config *conf) {
                 .max_connections = 1024,
                 .max_regions_per_connection = 65536,
                 .max_waiters_per_connection = 64,
+                .max_waiters_per_uid = 256,
                 .max_names = 65536,
                 .max_connections_per_uid = 256,
                 .max_names_per_uid = 16384,

@@ -70,6 +70,7 @@ struct limits {
         uint32_t max_connections_per_uid;
         uint32_t max_regions_per_connection;
         uint32_t max_waiters_per_connection;
+        uint32_t max_waiters_per_uid;
         uint32_t max_names;
         uint32_t max_names_per_uid;
         uint32_t max_persist_per_uid;

@@ -276,6 +276,7 @@ const char *names_text(const struct names *n, uint32_t id);
 struct user {
         uid_t uid;
         uint32_t conns, names, persist;
+        uint32_t waiters; /* its connections' requests waiting (for room, or for a name) */
         uint32_t fds; /* live regions with a memfd of their own (isolation = region) it created */
         struct user *next;
 };

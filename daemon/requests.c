@@ -196,6 +196,27 @@ bool alloc_never_fits(const struct alloc_args *a, struct core_result *res) {
         return false;
 }
 
+/*
+ * Why cl may not queue one more request to wait, or NULL: per connection, and per uid, since every
+ * waiter is tried again whenever its pool gets room back (waitq.c), so that one user's waiters cannot
+ * take that time from everyone else's requests.
+ */
+static bool waiters_full(const struct core *core, const struct client *cl, char *why, size_t size) {
+        const struct limits *l = &core->limits;
+
+        if (cl->nwaiters >= l->max_waiters_per_connection)
+                snprintf(why, size, "this connection has max_waiters_per_connection = %u requests waiting",
+                         l->max_waiters_per_connection);
+        else if (cl->user->waiters >= l->max_waiters_per_uid)
+                snprintf(why, size,
+                         "uid %u has max_waiters_per_uid = %u requests waiting; let some end or raise "
+                         "max_waiters_per_uid",
+                         (unsigned)cl->uid, l->max_waiters_per_uid);
+        else
+                return false;
+        return true;
+}
+
 int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_request *m, uint32_t *slot,
                struct core_result *res) {
         struct alloc_args a;
@@ -216,12 +237,11 @@ int core_alloc(struct core *core, struct client *cl, uint64_t req_id, const stru
                 snprintf(res->msg + n, sizeof(res->msg) - n, "; NOWAIT was given");
                 return GRANT_NONE;
         }
-        if (cl->nwaiters >= core->limits.max_waiters_per_connection) {
+        char why[160];
+        if (waiters_full(core, cl, why, sizeof(why))) {
                 size_t n = strlen(res->msg);
                 res->code = E_LIMIT;
-                snprintf(res->msg + n, sizeof(res->msg) - n,
-                         ", and this connection already has max_waiters_per_connection = %u requests waiting",
-                         core->limits.max_waiters_per_connection);
+                snprintf(res->msg + n, sizeof(res->msg) - n, ", and %s", why);
                 return GRANT_NONE;
         }
         if (waitq_add(core, cl, req_id, &a) < 0) {
@@ -380,9 +400,9 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
                 return GRANT_REGION;
         if (m->timeout_ms == 0 || (e != E_NOT_FOUND && e != E_WOULD_BLOCK))
                 return GRANT_NONE;
-        if (cl->nwaiters >= core->limits.max_waiters_per_connection) {
-                fail(res, E_LIMIT, "this connection has max_waiters_per_connection = %u requests waiting",
-                     core->limits.max_waiters_per_connection);
+        char why[160];
+        if (waiters_full(core, cl, why, sizeof(why))) {
+                fail(res, E_LIMIT, "%s", why);
                 return GRANT_NONE;
         }
         if (waitq_add_attach(core, cl, req_id, m->name, &want, m->timeout_ms) < 0) {

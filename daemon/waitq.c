@@ -202,6 +202,7 @@ static void waiter_start(struct waitq *q, struct waiter *w, uint64_t deadline) {
         }
         TAILQ_INSERT_TAIL(&w->cl->waiters, w, by_client);
         w->cl->nwaiters++;
+        w->cl->user->waiters++;
         q->nwaiters++;
 }
 
@@ -254,6 +255,7 @@ static void unlink_waiter(struct core *core, struct waiter *w) {
         }
         TAILQ_REMOVE(&w->cl->waiters, w, by_client);
         w->cl->nwaiters--;
+        w->cl->user->waiters--;
         q->nwaiters--;
 }
 

@@ -121,6 +121,7 @@ static void setup(uint8_t header) {
                 .max_connections_per_uid = 1,
                 .max_regions_per_connection = 3,
                 .max_waiters_per_connection = 1,
+                .max_waiters_per_uid = 1024,
                 .max_names = 2,
                 .max_names_per_uid = 1,
                 .max_persist_per_uid = 1,

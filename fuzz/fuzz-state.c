@@ -43,6 +43,7 @@ struct core *fuzz_state_core_pools(int npools) {
                            .max_connections_per_uid = 64,
                            .max_regions_per_connection = UINT32_MAX,
                            .max_waiters_per_connection = 4,
+                           .max_waiters_per_uid = 1024,
                            .max_names = 1u << 20,
                            .max_names_per_uid = 1u << 20,
                            .max_persist_per_uid = 1u << 20,

@@ -15,6 +15,7 @@ struct limits state_limits(void) {
                                .max_connections_per_uid = 1000,
                                .max_regions_per_connection = 1u << 20,
                                .max_waiters_per_connection = 64,
+                               .max_waiters_per_uid = 1024,
                                .max_names = 1u << 20,
                                .max_names_per_uid = 1u << 20,
                                .max_persist_per_uid = 1u << 20,

@@ -24,6 +24,7 @@ static struct limits test_limits(void) {
                 .max_connections_per_uid = 100000,
                 .max_regions_per_connection = 1u << 24,
                 .max_waiters_per_connection = 64,
+                .max_waiters_per_uid = 1024,
                 .max_names = 1u << 20,
                 .max_names_per_uid = 1u << 20,
                 .max_persist_per_uid = 1u << 20,

@@ -18,7 +18,7 @@ static struct alloc_region fill[4];
 
 /* A 16 KiB pool, filled by four 4 KiB regions before each test. */
 static void setup(void) {
-        daemon_start(&d, "[daemon]\nwait_timeout = 300ms\nmax_waiters_per_connection = 2\n"
+        daemon_start(&d, "[daemon]\nwait_timeout = 300ms\nmax_waiters_per_connection = 2\nmax_waiters_per_uid = 3\n"
                          "[pool h]\nkind = host\nsize = 16K\n");
         c = daemon_connect(&d);
         for (int i = 0; i < 4; i++)
@@ -153,6 +153,30 @@ Test(daemon_wait, waiters_per_connection_are_limited) {
         cr_assert_eq(finish(&a), 0);
         cr_assert_eq(finish(&b), 0);
         alloc_disconnect(shared);
+}
+
+/* A uid's waiters on all its connections together: every free tries each again, so one uid must not queue them all. */
+Test(daemon_wait, waiters_per_uid_are_limited) {
+        struct waiter w[3] = {0};
+        struct alloc_region r;
+        struct alloc_opts o = {.flags = ALLOC_NOFAIL};
+        struct alloc_client *k = daemon_connect(&d);
+
+        for (int i = 0; i < 3; i++)
+                start(&w[i], 4096, ALLOC_NOFAIL, (unsigned long long)i + 1);
+        cr_assert_eq(alloc_region_new(k, "h", 4096, &o, &r), -EMFILE, "a 4th waiter of the uid was queued");
+        cr_assert(strstr(alloc_last_error(), "max_waiters_per_uid = 3"), "%s", alloc_last_error());
+        /* One ends (granted; its thread holds the region): the uid may queue one again. */
+        cr_assert_eq(alloc_region_free(c, fill[0].id), 0);
+        cr_assert_eq(wait_waiters(c, "h", 2), 2);
+        struct waiter again = {.conn = k};
+        start(&again, 4096, ALLOC_NOFAIL, 3);
+        for (int i = 1; i < 4; i++)
+                cr_assert_eq(alloc_region_free(c, fill[i].id), 0);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(finish(&w[i]), 0);
+        cr_assert_eq(finish(&again), 0);
+        alloc_disconnect(k);
 }
 
 /*

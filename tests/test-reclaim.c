@@ -77,6 +77,7 @@ static void serve(struct srv *s, const void *state, size_t len, uint32_t grace_m
                            .max_connections_per_uid = 64,
                            .max_regions_per_connection = 1 << 20,
                            .max_waiters_per_connection = 64,
+                           .max_waiters_per_uid = 1024,
                            .max_names = 1024,
                            .max_names_per_uid = 1024,
                            .max_persist_per_uid = 1024,
