@@ -69,6 +69,8 @@ struct pool {
         uint64_t nwaiters;
         bool ready; /* on the ready list: a region came back since its waiters were last tried */
         TAILQ_ENTRY(pool) ready_link;
+        struct waiter *resume; /* ready: where a pass that ran out of its slice goes on; NULL: from the oldest */
+        bool again;            /* a region came back during that pass: another from the oldest follows */
 };
 TAILQ_HEAD(pool_list, pool);
 
@@ -277,7 +279,7 @@ struct user {
         uid_t uid;
         uint32_t conns, names, persist;
         uint32_t waiters; /* its connections' requests waiting (for room, or for a name) */
-        uint32_t fds; /* live regions with a memfd of their own (isolation = region) it created */
+        uint32_t fds;     /* live regions with a memfd of their own (isolation = region) it created */
         struct user *next;
 };
 
@@ -312,7 +314,9 @@ struct waitq {
         struct waiter **heap; /* by deadline */
         uint32_t nheap, heap_cap;
         STAILQ_HEAD(, waiter) done;
-        uint64_t nwaiters, tries;
+        uint64_t nwaiters, tries, slices;    /* slices: passes core_run broke off for the next turn */
+        uint64_t slice_ns;                   /* how long core_run tries waiters before it lets the loop turn */
+        bool yielded;                        /* the last core_run broke off a pass */
         void *names;                         /* tsearch(3) of struct namewait, by name */
         STAILQ_HEAD(, namewait) ready_names; /* to be tried in the next core_run */
 };

@@ -447,6 +447,7 @@ void core_stats(const struct core *core, struct core_stats *st) {
                 .holds = h->slots.used,
                 .waiters = core->waitq.nwaiters,
                 .tries = core->waitq.tries,
+                .slices = core->waitq.slices,
                 .table_bytes = (size_t)rt->slots.cap * sizeof(*rt->tab) + (size_t)h->slots.cap * sizeof(*h->tab) +
                                (size_t)h->hash_cap * sizeof(*h->hash) +
                                (size_t)core->names.ids.cap * sizeof(*core->names.tab) +

@@ -288,10 +288,18 @@ int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int resu
 
 /* ---- deferred work ---- */
 
-/* Expires waiters past their deadline and retries those of pools that became ready; once per loop turn. */
+/*
+ * Expires waiters past their deadline and retries those of pools that became ready; once per loop
+ * turn.  Retrying stops after a slice of time (core_set_slice) and goes on in the next call, so that
+ * waiters that are costly to try (constrained requests in a fragmented pool) never hold up the loop.
+ */
 void core_run(struct core *core);
-/* True when core_run has work (a pool became ready). */
+/* True when core_run has work (a pool became ready, or an outcome waits to be taken). */
 bool core_pending(const struct core *core);
+/* The last core_run stopped at the end of its slice: call it again in the next loop turn, not at once. */
+bool core_yielded(const struct core *core);
+/* How long a core_run retries waiters at most (2 ms by default; at least one try a call). */
+void core_set_slice(struct core *core, uint64_t ns);
 /* The earliest waiter deadline, or UINT64_MAX. */
 uint64_t core_next_deadline(const struct core *core);
 
@@ -473,6 +481,7 @@ struct core_stats {
         uint64_t regions, names, holds, waiters, used, total;
         uint64_t formats;   /* regions that are not raw bytes (formats.c's entries) */
         uint64_t tries;     /* waiters tried against a pool since start */
+        uint64_t slices;    /* passes over a pool's waiters core_run broke off for the next turn */
         uint64_t usage;     /* the pools' per-uid byte counts (pool.c): one for each uid with bytes in a pool */
         size_t table_bytes; /* memory of the region table, holds and names */
 };

@@ -25,6 +25,9 @@
  *
  * Once per loop turn (a uv_check) the core runs its deferred work and each
  * outcome is answered; one timer follows the core's earliest waiter deadline.
+ * Retrying waiters stops after a slice (core_run) and goes on in the next turn,
+ * with an idle handle keeping the loop from sleeping meanwhile, so that
+ * requests are read between slices however costly the waiters are to try.
  * After each request the loop stays awake for allocd.conf's spin (awake.c).
  */
 #include <errno.h>
@@ -81,6 +84,7 @@ static uint32_t nconns, njobs; /* njobs: zeroing jobs in flight */
 static void (*turn_end)(void);
 static bool served, dirty; /* this turn answered a request; something else changed (server_changed) */
 static uv_check_t turn;
+static uv_idle_t more; /* running while the core broke off its waiters for the next turn: poll does not block */
 static uv_timer_t wait_timer;
 static uv_timer_t retry_timer; /* flushes the waiting connections (set_waiting) */
 static struct conn_list waiting_conns = TAILQ_HEAD_INITIALIZER(waiting_conns);
@@ -504,6 +508,10 @@ static void arm_wait_timer(void) {
                 uv_timer_start(&wait_timer, wait_timer_cb, d > now ? d - now : 0, 0);
 }
 
+static void more_cb(uv_idle_t *h) {
+        (void)h; /* the turn's check runs the core again */
+}
+
 static void run_core(void) {
         struct core_done d;
 
@@ -517,7 +525,11 @@ static void run_core(void) {
                         act(c);
                         changed();
                 }
-        } while (core_pending(core));
+        } while (core_pending(core) && !core_yielded(core));
+        if (core_yielded(core))
+                uv_idle_start(&more, more_cb);
+        else
+                uv_idle_stop(&more);
         arm_wait_timer();
 }
 
@@ -545,6 +557,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         changed = changed_cb;
         uv_check_init(loop, &turn);
         uv_check_start(&turn, turn_cb);
+        uv_idle_init(loop, &more);
         uv_timer_init(loop, &wait_timer);
         uv_timer_init(loop, &retry_timer);
         accept_init(loop, core, changed);
@@ -566,6 +579,8 @@ void server_stop(bool kept) {
         }
         uv_check_stop(&turn);
         uv_close((uv_handle_t *)&turn, NULL);
+        uv_idle_stop(&more);
+        uv_close((uv_handle_t *)&more, NULL);
         uv_close((uv_handle_t *)&wait_timer, NULL);
         uv_close((uv_handle_t *)&retry_timer, NULL);
         awake_close();

@@ -31,11 +31,22 @@
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core-impl.h"
 
+/* A pass over waiters that are costly to try (constrained requests in a pool of many holes) goes on next turn. */
+#define SLICE_NS_DEFAULT 2000000
+
+static uint64_t now_ns(void) {
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 void waitq_init(struct waitq *q) {
-        *q = (struct waitq){0};
+        *q = (struct waitq){.slice_ns = SLICE_NS_DEFAULT};
         TAILQ_INIT(&q->ready);
         STAILQ_INIT(&q->done);
         STAILQ_INIT(&q->ready_names);
@@ -58,7 +69,9 @@ void waitq_clear(struct waitq *q) {
         free(q->heap);
         /* Every waiter went with its client: what is left are names nobody waits for. */
         tdestroy(q->names, namewait_free);
+        uint64_t slice = q->slice_ns;
         waitq_init(q);
+        q->slice_ns = slice;
 }
 
 /* ---- names waited for ---- */
@@ -250,6 +263,8 @@ static void unlink_waiter(struct core *core, struct waiter *w) {
                 namewait_put(q, w->nw);
                 w->nw = NULL;
         } else {
+                if (p->resume == w)
+                        p->resume = TAILQ_NEXT(w, by_pool);
                 TAILQ_REMOVE(&p->waiters, w, by_pool);
                 p->nwaiters--;
         }
@@ -268,6 +283,8 @@ static void finish(struct core *core, struct waiter *w) {
 }
 
 void waitq_pool_ready(struct core *core, struct pool *p) {
+        if (p->ready && p->resume)
+                p->again = true; /* the waiters its broken-off pass tried already may fit now */
         if (p->ready || TAILQ_EMPTY(&p->waiters))
                 return;
         p->ready = true;
@@ -313,19 +330,27 @@ void waitq_drop_client(struct core *core, struct client *cl) {
 }
 
 /*
- * Tries p's waiters once, oldest first.  The largest free piece is read once (without the
- * arena's treap it is a walk of a list): each grant only makes it smaller, so it stays an upper
- * bound that skips the waiters that cannot fit, and alloc_try decides the rest exactly.
+ * Tries p's waiters once, oldest first, from where a pass broken off last turn stopped; false when
+ * the slice ends first (at least one waiter is tried a call, so every pass ends).  The largest free
+ * piece is read once a call (without the arena's treap it is a walk of a list): each grant only makes
+ * it smaller, so it stays an upper bound that skips the waiters that cannot fit, and alloc_try decides
+ * the rest exactly; a free between two calls marks the pass to be done again (p->again).
  */
-static void retry(struct core *core, struct pool *p) {
+static bool retry(struct core *core, struct pool *p, uint64_t deadline) {
         struct waiter *w, *next;
         struct range_stats st;
+        bool tried = false;
 
         range_stats(p->arena, &st);
-        for (w = TAILQ_FIRST(&p->waiters); w; w = next) {
+        for (w = p->resume ? p->resume : TAILQ_FIRST(&p->waiters); w; w = next) {
                 next = TAILQ_NEXT(w, by_pool);
                 if (w->args.size > st.largest_free)
                         continue;
+                if (tried && now_ns() >= deadline) {
+                        p->resume = w;
+                        return false;
+                }
+                tried = true;
                 core->waitq.tries++;
                 int e = alloc_try(core, w->cl, &w->args, true, &w->done.slot, &w->done.res);
                 if (e == E_WOULD_BLOCK)
@@ -333,14 +358,21 @@ static void retry(struct core *core, struct pool *p) {
                 w->done.grant = e == E_OK ? alloc_finish(core, w->cl, w->done.slot, &w->done.res) : GRANT_NONE;
                 finish(core, w);
         }
+        p->resume = NULL;
+        return true;
 }
 
-static void retry_now(struct core *core, struct pool *p) {
-        if (!p->ready)
-                return;
+/* p's pass, and another from the oldest if room came back meanwhile; false: the slice ended first. */
+static bool retry_now(struct core *core, struct pool *p, uint64_t deadline) {
+        do {
+                if (!p->resume)
+                        p->again = false; /* a pass from the oldest sees every free so far */
+                if (!retry(core, p, deadline))
+                        return false;
+        } while (p->again);
         TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
         p->ready = false;
-        retry(core, p);
+        return true;
 }
 
 /* Tries nw's waiters once, in arrival order: attach needs no room, so each may succeed. */
@@ -382,8 +414,13 @@ void core_run(struct core *core) {
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
-        while ((p = TAILQ_FIRST(&q->ready)))
-                retry_now(core, p);
+        uint64_t deadline = now_ns() + q->slice_ns;
+        q->yielded = false;
+        while (!q->yielded && (p = TAILQ_FIRST(&q->ready)))
+                if (!retry_now(core, p, deadline)) {
+                        q->yielded = true; /* p stays first in line */
+                        q->slices++;
+                }
         while ((nw = STAILQ_FIRST(&q->ready_names))) {
                 STAILQ_REMOVE_HEAD(&q->ready_names, ready_link);
                 retry_name(core, nw);
@@ -395,6 +432,14 @@ void core_run(struct core *core) {
 bool core_pending(const struct core *core) {
         return !TAILQ_EMPTY(&core->waitq.ready) || !STAILQ_EMPTY(&core->waitq.done) ||
                !STAILQ_EMPTY(&core->waitq.ready_names);
+}
+
+bool core_yielded(const struct core *core) {
+        return core->waitq.yielded;
+}
+
+void core_set_slice(struct core *core, uint64_t ns) {
+        core->waitq.slice_ns = ns;
 }
 
 uint64_t core_next_deadline(const struct core *core) {

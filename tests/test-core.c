@@ -197,6 +197,63 @@ Test(core, waiters_too_large_are_skipped_and_fifo_holds) {
         bye(a);
 }
 
+/*
+ * Waiters costly to try must not hold up the loop: core_run stops after its slice (here none: one
+ * try a call) and the next call goes on where it stopped; room that comes back meanwhile has the
+ * waiters the broken-off pass tried already tried again.
+ */
+Test(core, a_pass_broken_off_goes_on_in_the_next_run) {
+        struct client *a = client(1), *w[6];
+        uint32_t s[4];
+        struct core_result res;
+        struct core_done d;
+
+        add_fpga("f", 16 * K);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &s[i]), GRANT_REGION);
+        for (int i = 0; i < 3; i++) {
+                w[i] = client(2);
+                cr_assert_eq(alloc(w[i], "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        core_set_slice(core, 0);
+        for (int i = 0; i < 3; i++)
+                cr_assert_eq(core_free_region(core, a, id_of(s[i]), &res), E_OK);
+        for (int i = 0; i < 3; i++) {
+                core_run(core);
+                cr_assert(core_done_pop(core, &d), "run %d granted nothing", i);
+                cr_assert_eq(d.client, w[i], "run %d: not the oldest waiter", i);
+                cr_assert_not(core_done_pop(core, &d), "run %d went past its slice", i);
+                cr_assert_eq(core_yielded(core), i < 2, "run %d", i);
+        }
+        cr_assert_not(core_pending(core));
+        cr_assert_eq(stats().slices, 2);
+
+        /* The pool is full again.  An 8 KiB waiter, then two of 4 KiB. */
+        w[3] = client(3), w[4] = client(3), w[5] = client(3);
+        cr_assert_eq(alloc(w[3], "f", 8 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(alloc(w[4], "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        cr_assert_eq(alloc(w[5], "f", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        bye(w[0]); /* 4 KiB back: the 8 KiB one is skipped, the first 4 KiB one granted, the pass broken off */
+        core_run(core);
+        cr_assert(core_done_pop(core, &d) && d.client == w[4]);
+        cr_assert(core_yielded(core));
+        bye(a); /* and w[1], w[2]: 12 KiB back behind the broken-off pass, room for the 8 KiB one too */
+        bye(w[1]);
+        bye(w[2]);
+        bool granted[6] = {0};
+        for (int i = 0; i < 10 && core_pending(core); i++) {
+                core_run(core);
+                while (core_done_pop(core, &d))
+                        for (int j = 3; j < 6; j++)
+                                granted[j] |= d.client == w[j] && d.grant == GRANT_REGION;
+        }
+        cr_assert(granted[5], "the waiter the pass stopped at was not granted");
+        cr_assert(granted[3], "the waiter before where the pass stopped was not tried again");
+        cr_assert_eq(stats().waiters, 0);
+        for (int i = 3; i < 6; i++)
+                bye(w[i]);
+}
+
 Test(core, waiters_time_out_by_the_clock_they_are_given) {
         struct client *a = client(1), *b = client(2);
         struct core_done d;
