@@ -455,8 +455,12 @@ static void serve(struct conn *c) {
                 }
                 if (n < 0 || (n == 0 && hung_up(c->fd)) || c->state == CONN_REFUSED)
                         return conn_close(c); /* hung up, or refused and told why already */
-                /* Room an earlier request freed goes to the waiters first, not to whoever asks next. */
-                if (core_pending(core)) {
+                /*
+                 * Room an earlier request freed goes to the waiters first, not to whoever asks next; but while
+                 * the core has a pass broken off (costly waiters), the turn's slice is all they get, and
+                 * requests are served meanwhile.
+                 */
+                if (core_pending(core) && !core_yielded(core)) {
                         run_core();
                         if (c->state == CONN_CLOSING)
                                 return;
