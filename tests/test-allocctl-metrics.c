@@ -331,6 +331,7 @@ Test(metrics, nothing_answering_is_allocd_up_0_alone_and_exit_0) {
 Test(metrics, json_is_a_usage_error) {
         struct run *r = allocctl(d.sock, "--json", "metrics", (char *)NULL);
         cr_assert_eq(r->status, 2, "%s", r->err);
+        cr_assert(strstr(r->err, "--json does not apply"), "%s", r->err);
         cr_assert_str_empty(r->out);
         r = allocctl(d.sock, "metrics", "extra", (char *)NULL);
         cr_assert_eq(r->status, 2, "%s", r->err);
