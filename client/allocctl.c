@@ -414,6 +414,13 @@ static const struct command {
          "free, the largest free range, and reserved (address space between an fpga\n"
          "pool's ranges).  --svg FILE writes the same picture as SVG, one shape per\n"
          "segment, for a bug report; --width and --rows size the terminal picture.\n"},
+        {"metrics", cmd_metrics, NULL, metrics_words, 0, 0, "", "the same figures for Prometheus",
+         "What status shows, in the Prometheus text format (0.0.4): allocd_up, then per\n"
+         "pool its size, used, free and largest free bytes, regions, waiters, whether it\n"
+         "is available and draining, its quota and each listed uid's use.  When allocd\n"
+         "cannot be reached it prints allocd_up 0 alone and still exits 0, so that\n"
+         "`allocctl metrics > F.$$ && mv F.$$ F` (node_exporter's textfile collector)\n"
+         "replaces the old figures.  Names: docs/cli.md.\n"},
 };
 
 static void usage(FILE *f) {
@@ -544,8 +551,7 @@ static int run(int argc, char **argv) {
         if (!cmd) {
                 fprintf(stderr,
                         "allocctl: unknown command '%s'; the commands are status, dump, clients, free, wait, "
-                        "disconnect "
-                        "and map\n",
+                        "disconnect, map and metrics\n",
                         argv[optind]);
                 return EXIT_USAGE;
         }
@@ -612,7 +618,9 @@ static int run(int argc, char **argv) {
                 free(args);
                 return r;
         }
-        if ((r = connect_daemon(&ctl)) == EXIT_OK)
+        /* metrics says allocd_up 0 where allocd is not there (connect_daemon said why on stderr); a
+         * usage error (a bad ALLOCD_* setting) stays one. */
+        if ((r = connect_daemon(&ctl)) == EXIT_OK || (cmd->run == cmd_metrics && r != EXIT_USAGE))
                 r = cmd->run(&ctl, nargs, args);
         alloc_disconnect(ctl.client);
         free(args);

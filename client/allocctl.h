@@ -45,5 +45,8 @@ int cmd_map(struct ctl *ctl, int argc, char **argv);
 /* allocctl-status.c */
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_clients(struct ctl *ctl, int argc, char **argv);
+/* allocctl-metrics.c: metrics_words refuses --json; cmd_metrics runs with ctl->client NULL too (allocd_up 0). */
+int metrics_words(struct ctl *ctl, int argc, char **argv);
+int cmd_metrics(struct ctl *ctl, int argc, char **argv);
 
 #endif

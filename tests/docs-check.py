@@ -260,7 +260,8 @@ m = re.search(r"^\} commands\[\] = \{(.*?)^\};", read("client/allocctl.c"), re.M
 ctl_cmds = set(re.findall(r'^        \{"([a-z-]+)", cmd_', m.group(1), re.M)) if m else set()
 if len(ctl_cmds) < 3:
     fail("options: cannot find allocctl's commands[] table in client/allocctl.c; update docs-check.py")
-for where, named in (("allocctl(1) SYNOPSIS", set(re.findall(r"\[\*--json\*\] \*([a-z-]+)\*", allocctl1))),
+for where, named in (("allocctl(1) SYNOPSIS", set(re.findall(r"^\*allocctl\* \[\*--socket\* _PATH_\] (?:\[\*--json\*\] )?\*([a-z-]+)\*",
+                                                             allocctl1, re.M))),
                      ("allocctl(1) COMMANDS", set(re.findall(r"^\*([a-z-]+)\*", section(allocctl1, "COMMANDS"), re.M))),
                      ("docs/cli.md", set(re.findall(r"^\| `([a-z-]+)[ `]", cli_table, re.M)))):
     for c in sorted(ctl_cmds - named):

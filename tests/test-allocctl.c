@@ -339,7 +339,7 @@ Test(allocctl, exit_codes_and_help) {
         r = allocctl(d.sock, "frobnicate", (char *)NULL);
         cr_assert_eq(r->status, 2);
         cr_assert(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
-        cr_assert(strstr(r->err, "status, dump, clients, free, wait, disconnect and map"), "%s", r->err);
+        cr_assert(strstr(r->err, "status, dump, clients, free, wait, disconnect, map and metrics"), "%s", r->err);
         r = allocctl(d.sock, "status", "--bogus", (char *)NULL);
         cr_assert_eq(r->status, 2);
         r = allocctl(d.sock, "status", "extra", (char *)NULL);
