@@ -42,6 +42,8 @@ int request_failed(const char *what, int r);
 /* allocctl map (map.c): its options, checked before connecting, then the command. */
 int map_args(int argc, char **argv);
 int cmd_map(struct ctl *ctl, int argc, char **argv);
+/* allocctl-dump.c */
+int cmd_dump(struct ctl *ctl, int argc, char **argv);
 /* allocctl-status.c */
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_clients(struct ctl *ctl, int argc, char **argv);
