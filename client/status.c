@@ -287,10 +287,29 @@ int alloc_dump_each(struct alloc_client *c, const char *pool,
         return r;
 }
 
-/* alloc_dump's callback: a copy of each region, holders and all. */
+struct collecting {
+        struct alloc_dump *d;
+        const struct alloc_client *c;
+        bool timed;
+        struct timespec deadline;
+};
+
+/*
+ * alloc_dump's callback: a copy of each region, holders and all.  allocd lists each region once, so
+ * its pages end; one that pages on for ever (a bug, or a hostile process at the socket) would have the
+ * copy grow for ever, each page answered in time: all of them share one timeout, the connection's.
+ */
 static int collect(const struct alloc_region_info *x, void *data) {
-        struct alloc_dump *d = data;
+        struct collecting *k = data;
+        struct alloc_dump *d = k->d;
         struct alloc_region_info *o;
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (k->timed && (now.tv_sec > k->deadline.tv_sec ||
+                         (now.tv_sec == k->deadline.tv_sec && now.tv_nsec >= k->deadline.tv_nsec)))
+                return client_fail(-ETIME, "allocd's Dump went on past the timeout (%u ms): %zu regions listed so far",
+                                   k->c->timeout_ms, d->nregions);
 
         /* Doubling: a million regions must not cost a million reallocs. */
         if ((d->nregions == 0 || (d->nregions >= 16 && !(d->nregions & (d->nregions - 1)))) &&
@@ -318,7 +337,9 @@ int alloc_dump(struct alloc_client *c, const char *pool, struct alloc_dump **ret
         if (!(d = calloc(1, sizeof(*d))))
                 return client_fail(-ENOMEM, "out of memory");
         /* regions is never NULL, even for none: callers qsort it as they always could. */
-        if ((r = alloc_dump_each(c, pool, collect, d)) < 0 ||
+        struct collecting k = {.d = d, .c = c};
+        k.timed = conn_plain_deadline(c, &k.deadline);
+        if ((r = alloc_dump_each(c, pool, collect, &k)) < 0 ||
             (!d->regions && (r = grow(&d->regions, &d->nregions, 0, sizeof(*d->regions))) < 0)) {
                 alloc_dump_free(d);
                 return r;

@@ -277,3 +277,46 @@ Test(hostile, status_pages_that_never_end) {
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }
+
+/* Dump pages that never end: each lists one region past the last and says there are more. */
+static int answer_dump_for_ever(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
+        static Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
+        static Allocd__DumpReply d = ALLOCD__DUMP_REPLY__INIT;
+        static Allocd__Region r = ALLOCD__REGION__INIT, *rs[1] = {&r};
+
+        (void)fd;
+        (void)arg;
+        if (req->body_case == ALLOCD__REQUEST__BODY_HELLO) {
+                h.has_version = true;
+                h.version = WIRE_VERSION;
+                reply->body_case = ALLOCD__REPLY__BODY_HELLO;
+                reply->hello = &h;
+        } else if (req->body_case == ALLOCD__REQUEST__BODY_DUMP) {
+                r.has_id = r.has_size = true;
+                r.id = req->dump->after + 1;
+                r.size = 4096;
+                d.n_regions = 1;
+                d.regions = rs;
+                d.has_more = d.has_next = true;
+                d.more = true;
+                d.next = r.id;
+                reply->body_case = ALLOCD__REPLY__BODY_DUMP;
+                reply->dump = &d;
+                usleep(1000);
+        }
+        return 0;
+}
+
+Test(hostile, dump_pages_that_never_end) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        struct alloc_dump *d;
+
+        fake_allocd_start(&f, answer_dump_for_ever, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(alloc_dump(c, NULL, &d), -ETIME, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "Dump went on past the timeout"), "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
