@@ -328,6 +328,8 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
 void waitq_pool_ready(struct core *core, struct pool *p);
 /* Ends each Alloc waiting for room in draining p with what a new Alloc in it is told (core_pool_drain). */
 void waitq_pool_refuse(struct core *core, struct pool *p);
+/* p, which has no waiters, leaves the ready list (before it goes: core_pool_adopt). */
+void waitq_pool_unready(struct core *core, struct pool *p);
 /* Removes cl's waiters without an outcome (its connection is gone). */
 void waitq_drop_client(struct core *core, struct client *cl);
 /* An Attach of name that waits up to timeout_ms. */

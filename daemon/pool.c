@@ -200,6 +200,7 @@ int core_pool_adopt(struct core *core, struct pool *p, char *err, size_t errsize
                  */
                 p->id = old->id;
                 core->pools[p->id] = p;
+                waitq_pool_unready(core, old); /* a drained pool emptied while a pass over other pools broke off */
                 pool_destroy(old);
                 if (p->available)
                         kept_pool(core, p);

@@ -291,6 +291,14 @@ void waitq_pool_ready(struct core *core, struct pool *p) {
         TAILQ_INSERT_TAIL(&core->waitq.ready, p, ready_link);
 }
 
+void waitq_pool_unready(struct core *core, struct pool *p) {
+        if (!p->ready)
+                return;
+        TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
+        p->ready = p->again = false;
+        p->resume = NULL;
+}
+
 void waitq_pool_refuse(struct core *core, struct pool *p) {
         struct waiter *w;
 

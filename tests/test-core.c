@@ -254,6 +254,47 @@ Test(core, a_pass_broken_off_goes_on_in_the_next_run) {
                 bye(w[i]);
 }
 
+/*
+ * A pool left on the ready list behind a broken-off pass may drain, empty and be retired meanwhile, and a
+ * pool made under its name then takes its place: the old one must leave the list before it goes.
+ */
+Test(core, a_pool_replaced_while_a_pass_is_broken_off_leaves_the_ready_list) {
+        struct client *a = client(1), *b = client(2), *w[3];
+        uint32_t s[4], sb;
+        struct core_result res;
+
+        add_fpga("a", 16 * K);
+        add_fpga("b", 16 * K);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc(a, "a", 4 * K, 0, NULL, &s[i]), GRANT_REGION);
+        for (int i = 0; i < 3; i++) {
+                w[i] = client(3);
+                cr_assert_eq(alloc(w[i], "a", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        cr_assert_eq(alloc(b, "b", 16 * K, 0, NULL, &sb), GRANT_REGION);
+        cr_assert_eq(alloc(b, "b", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        core_set_slice(core, 0);
+        cr_assert_eq(core_free_region(core, a, id_of(s[0]), &res), E_OK);
+        cr_assert_eq(core_free_region(core, a, id_of(s[1]), &res), E_OK); /* a is ready first, then b */
+        cr_assert_eq(core_free_region(core, b, id_of(sb), &res), E_OK);
+        struct pool *pb = core_pool_find(core, "b");
+        core_pool_drain(core, pb, "taken out", true); /* b's waiter is refused; b stays on the list */
+        core_run(core);
+        cr_assert(core_yielded(core), "a's pass was not broken off");
+        drain(NULL);
+        cr_assert(core_pool_retire(pb));
+        add_fpga("b", 32 * K); /* in b's place: the old b goes */
+        for (int i = 0; i < 10 && core_pending(core); i++) {
+                core_run(core);
+                drain(NULL);
+        }
+        cr_assert_not(core_pending(core));
+        for (int i = 0; i < 3; i++)
+                bye(w[i]);
+        bye(b);
+        bye(a);
+}
+
 Test(core, waiters_time_out_by_the_clock_they_are_given) {
         struct client *a = client(1), *b = client(2);
         struct core_done d;
