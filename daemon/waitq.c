@@ -422,7 +422,7 @@ void core_run(struct core *core) {
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
-        uint64_t deadline = now_ns() + q->slice_ns;
+        uint64_t start = now_ns(), deadline = q->slice_ns > UINT64_MAX - start ? UINT64_MAX : start + q->slice_ns;
         q->yielded = false;
         while (!q->yielded && (p = TAILQ_FIRST(&q->ready)))
                 if (!retry_now(core, p, deadline)) {
