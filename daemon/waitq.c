@@ -299,6 +299,15 @@ void waitq_pool_refuse(struct core *core, struct pool *p) {
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
+        /*
+         * Off the ready list too: a draining pool gets no waiter again, and one that waited behind a
+         * broken-off pass would stay listed while it is retired and freed for its namesake (core_pool_adopt).
+         */
+        if (p->ready) {
+                TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
+                p->ready = p->again = false;
+                p->resume = NULL;
+        }
 }
 
 void waitq_drop_client(struct core *core, struct client *cl) {
