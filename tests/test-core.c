@@ -255,6 +255,43 @@ Test(core, a_pass_broken_off_goes_on_in_the_next_run) {
 }
 
 /*
+ * A pool whose waiters keep getting room back, each pass broken off, must not keep another pool's
+ * waiters from theirs: the next run begins with the other pool.
+ */
+Test(core, a_pool_whose_pass_breaks_off_does_not_starve_the_others) {
+        struct client *a = client(1), *b = client(2), *wa[8], *wb = client(4);
+        uint32_t sa[4], sb;
+        struct core_result res;
+        struct core_done d;
+        bool b_granted = false;
+
+        add_fpga("a", 16 * K);
+        add_fpga("b", 4 * K);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc(a, "a", 4 * K, 0, NULL, &sa[i]), GRANT_REGION);
+        cr_assert_eq(alloc(b, "b", 4 * K, 0, NULL, &sb), GRANT_REGION);
+        for (int i = 0; i < 8; i++) {
+                wa[i] = client(3);
+                cr_assert_eq(alloc(wa[i], "a", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        cr_assert_eq(alloc(wb, "b", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        core_set_slice(core, 0);
+        cr_assert_eq(core_free_region(core, a, id_of(sa[0]), &res), E_OK); /* a is ready first, */
+        cr_assert_eq(core_free_region(core, b, id_of(sb), &res), E_OK);    /* b behind it */
+        /* Each run grants one of a's waiters, which leaves at once: a gets room back every time. */
+        for (int i = 0; i < 6 && !b_granted; i++) {
+                core_run(core);
+                while (core_done_pop(core, &d)) {
+                        b_granted |= d.client == wb && d.grant == GRANT_REGION;
+                        for (int j = 0; j < 8; j++)
+                                if (d.client == wa[j])
+                                        bye(wa[j]);
+                }
+        }
+        cr_assert(b_granted, "b's waiter fits, and was not tried while a's pass kept breaking off");
+}
+
+/*
  * A pool drained while it waits behind a broken-off pass leaves the ready list: retired and replaced
  * by its namesake (core_pool_adopt frees it), it must not be reached by the runs that follow.
  */
