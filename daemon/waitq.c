@@ -307,6 +307,11 @@ void waitq_pool_refuse(struct core *core, struct pool *p) {
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
         }
+        /*
+         * Off the ready list too: a draining pool gets no waiter again, and one that waited behind a
+         * broken-off pass would stay listed while it is retired and freed for its namesake (core_pool_adopt).
+         */
+        waitq_pool_unready(core, p);
 }
 
 void waitq_drop_client(struct core *core, struct client *cl) {
@@ -339,26 +344,26 @@ void waitq_drop_client(struct core *core, struct client *cl) {
 
 /*
  * Tries p's waiters once, oldest first, from where a pass broken off last turn stopped; false when
- * the slice ends first (at least one waiter is tried a call, so every pass ends).  The largest free
- * piece is read once a call (without the arena's treap it is a walk of a list): each grant only makes
- * it smaller, so it stays an upper bound that skips the waiters that cannot fit, and alloc_try decides
- * the rest exactly; a free between two calls marks the pass to be done again (p->again).
+ * the slice ends first (*tried: this core_run tried a waiter already; it tries at least one, so every
+ * pass ends).  The largest free piece is read once a call (without the arena's treap it is a walk of
+ * a list): each grant only makes it smaller, so it stays an upper bound that skips the waiters that
+ * cannot fit, and alloc_try decides the rest exactly; a free between two calls marks the pass to be
+ * done again (p->again).
  */
-static bool retry(struct core *core, struct pool *p, uint64_t deadline) {
+static bool retry(struct core *core, struct pool *p, uint64_t deadline, bool *tried) {
         struct waiter *w, *next;
         struct range_stats st;
-        bool tried = false;
 
         range_stats(p->arena, &st);
         for (w = p->resume ? p->resume : TAILQ_FIRST(&p->waiters); w; w = next) {
                 next = TAILQ_NEXT(w, by_pool);
                 if (w->args.size > st.largest_free)
                         continue;
-                if (tried && now_ns() >= deadline) {
+                if (*tried && now_ns() >= deadline) {
                         p->resume = w;
                         return false;
                 }
-                tried = true;
+                *tried = true;
                 core->waitq.tries++;
                 int e = alloc_try(core, w->cl, &w->args, true, &w->done.slot, &w->done.res);
                 if (e == E_WOULD_BLOCK)
@@ -370,17 +375,25 @@ static bool retry(struct core *core, struct pool *p, uint64_t deadline) {
         return true;
 }
 
-/* p's pass, and another from the oldest if room came back meanwhile; false: the slice ended first. */
-static bool retry_now(struct core *core, struct pool *p, uint64_t deadline) {
-        do {
-                if (!p->resume)
-                        p->again = false; /* a pass from the oldest sees every free so far */
-                if (!retry(core, p, deadline))
-                        return false;
-        } while (p->again);
-        TAILQ_REMOVE(&core->waitq.ready, p, ready_link);
-        p->ready = false;
-        return true;
+/*
+ * p's pass, or what is left of it; false: the slice ended first.  A pass broken off, or one that
+ * room came back during (another from the oldest is due), goes on after the other ready pools'
+ * waiters: a pool whose waiters are costly and keep getting room (one user freeing in a loop) must
+ * not keep everyone else's waiters from theirs.
+ */
+static bool retry_now(struct core *core, struct pool *p, uint64_t deadline, bool *tried) {
+        struct waitq *q = &core->waitq;
+
+        if (!p->resume)
+                p->again = false; /* a pass from the oldest sees every free so far */
+        bool done = retry(core, p, deadline, tried);
+        TAILQ_REMOVE(&q->ready, p, ready_link);
+        if (done && !p->again) {
+                p->ready = false;
+                return true;
+        }
+        TAILQ_INSERT_TAIL(&q->ready, p, ready_link);
+        return done;
 }
 
 /* Tries nw's waiters once, in arrival order: attach needs no room, so each may succeed. */
@@ -423,10 +436,11 @@ void core_run(struct core *core) {
                 finish(core, w);
         }
         uint64_t start = now_ns(), deadline = q->slice_ns > UINT64_MAX - start ? UINT64_MAX : start + q->slice_ns;
+        bool tried = false; /* at least one try a call, so that every pass ends */
         q->yielded = false;
         while (!q->yielded && (p = TAILQ_FIRST(&q->ready)))
-                if (!retry_now(core, p, deadline)) {
-                        q->yielded = true; /* p stays first in line */
+                if (!retry_now(core, p, deadline, &tried)) {
+                        q->yielded = true; /* p went behind the other ready pools */
                         q->slices++;
                 }
         while ((nw = STAILQ_FIRST(&q->ready_names))) {

@@ -241,6 +241,24 @@ static void check_pools(struct core *core, struct tally *t, bool arenas) {
                         check_fail("pool %s: %llu waiters counted, %u queued", p->conf.name,
                                    (unsigned long long)p->nwaiters, pool_waiters(p));
         }
+        /* The ready list outlives a loop turn while a pass is broken off: what it points at must be alive. */
+        size_t nready = 0;
+        for (const struct pool *p = TAILQ_FIRST(&core->waitq.ready); p; p = TAILQ_NEXT(p, ready_link)) {
+                bool listed = false, resumed = !p->resume;
+                for (size_t i = 0; i < core->npools; i++)
+                        listed |= core->pools[i] == p;
+                if (!listed || !p->ready || p->draining[0] || !p->available)
+                        check_fail("a pool on the ready list is not one of the core's, or not ready, or draining");
+                for (const struct waiter *w = TAILQ_FIRST(&p->waiters); w && !resumed; w = TAILQ_NEXT(w, by_pool))
+                        resumed = w == p->resume;
+                if (!resumed)
+                        check_fail("pool %s: the waiter its pass goes on from is not one of its own", p->conf.name);
+                nready++;
+        }
+        for (size_t i = 0; i < core->npools; i++)
+                nready -= core->pools[i]->ready;
+        if (nready)
+                check_fail("the ready list and the pools marked ready differ");
 }
 
 static void check_clients(struct core *core, const struct core_view *v, const struct tally *t) {
@@ -278,10 +296,15 @@ static void check_clients(struct core *core, const struct core_view *v, const st
 static void check_users(struct core *core, const struct core_view *v, struct tally *t) {
         for (const struct user *u = core->users; u; u = u->next) {
                 size_t k = uid_index(t, u->uid);
-                uint32_t conns = 0;
+                uint32_t conns = 0, waiters = 0;
 
-                for (int c = 0; c < CHECK_CLIENTS_MAX; c++)
+                for (int c = 0; c < CHECK_CLIENTS_MAX; c++) {
                         conns += v->clients[c] && v->clients[c]->uid == u->uid;
+                        waiters += v->clients[c] && v->clients[c]->uid == u->uid ? v->clients[c]->nwaiters : 0;
+                }
+                if (u->waiters != waiters)
+                        check_fail("uid %u: %u waiters counted; its connections have %u", (unsigned)u->uid, u->waiters,
+                                   waiters);
                 if (u->conns != conns || u->names != t->uids[k].named || u->persist != t->uids[k].persist ||
                     u->fds != t->uids[k].fds)
                         check_fail(

@@ -296,6 +296,96 @@ Test(core, a_pool_replaced_while_a_pass_is_broken_off_leaves_the_ready_list) {
         bye(a);
 }
 
+/*
+ * A pool whose waiters keep getting room back, each pass broken off, must not keep another pool's
+ * waiters from theirs: the next run begins with the other pool.
+ */
+Test(core, a_pool_whose_pass_breaks_off_does_not_starve_the_others) {
+        struct client *a = client(1), *b = client(2), *wa[8], *wb = client(4);
+        uint32_t sa[4], sb;
+        struct core_result res;
+        struct core_done d;
+        bool b_granted = false;
+
+        add_fpga("a", 16 * K);
+        add_fpga("b", 4 * K);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc(a, "a", 4 * K, 0, NULL, &sa[i]), GRANT_REGION);
+        cr_assert_eq(alloc(b, "b", 4 * K, 0, NULL, &sb), GRANT_REGION);
+        for (int i = 0; i < 8; i++) {
+                wa[i] = client(3);
+                cr_assert_eq(alloc(wa[i], "a", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        cr_assert_eq(alloc(wb, "b", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        core_set_slice(core, 0);
+        cr_assert_eq(core_free_region(core, a, id_of(sa[0]), &res), E_OK); /* a is ready first, */
+        cr_assert_eq(core_free_region(core, b, id_of(sb), &res), E_OK);    /* b behind it */
+        /* Each run grants one of a's waiters, which leaves at once: a gets room back every time. */
+        for (int i = 0; i < 6 && !b_granted; i++) {
+                core_run(core);
+                while (core_done_pop(core, &d)) {
+                        b_granted |= d.client == wb && d.grant == GRANT_REGION;
+                        for (int j = 0; j < 8; j++)
+                                if (d.client == wa[j])
+                                        bye(wa[j]);
+                }
+        }
+        cr_assert(b_granted, "b's waiter fits, and was not tried while a's pass kept breaking off");
+}
+
+/*
+ * A pool drained while it waits behind a broken-off pass leaves the ready list: retired and replaced
+ * by its namesake (core_pool_adopt frees it), it must not be reached by the runs that follow.
+ */
+Test(core, a_drained_pool_leaves_the_ready_list) {
+        struct client *a = client(1), *b = client(2), *wa[3], *wb = client(4);
+        uint32_t sa[4], sb[2];
+        struct core_result res;
+        struct core_done d;
+        struct pool *pb, *nb;
+        char err[256];
+
+        add_fpga("a", 16 * K);
+        add_fpga("b", 8 * K);
+        for (int i = 0; i < 4; i++)
+                cr_assert_eq(alloc(a, "a", 4 * K, 0, NULL, &sa[i]), GRANT_REGION);
+        for (int i = 0; i < 2; i++)
+                cr_assert_eq(alloc(b, "b", 4 * K, 0, NULL, &sb[i]), GRANT_REGION);
+        for (int i = 0; i < 3; i++) {
+                wa[i] = client(3);
+                cr_assert_eq(alloc(wa[i], "a", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        }
+        cr_assert_eq(alloc(wb, "b", 4 * K, F_NOFAIL, NULL, NULL), GRANT_WAITING);
+        core_set_slice(core, 0);
+        cr_assert_eq(core_free_region(core, a, id_of(sa[0]), &res), E_OK);
+        cr_assert_eq(core_free_region(core, a, id_of(sa[1]), &res), E_OK);
+        core_run(core); /* one of a's waiters granted, the pass broken off at the next */
+        cr_assert(core_yielded(core));
+        for (int i = 0; i < 2; i++) /* b is ready, behind a, and empty */
+                cr_assert_eq(core_free_region(core, b, id_of(sb[i]), &res), E_OK);
+        cr_assert(pb = core_pool_find(core, "b"));
+        core_pool_drain(core, pb, "taken out of the configuration", true);
+        cr_assert(core_pool_retire(pb));
+        struct span s = {.base = 1ull << 32, .size = 8 * K};
+        struct pool_conf pc = {.kind = POOL_FPGA,
+                               .has_kind = true,
+                               .quantum = 4096,
+                               .ranges = &s,
+                               .nranges = 1,
+                               .mode = 0666,
+                               .numa_node = -1};
+        snprintf(pc.name, sizeof(pc.name), "b");
+        cr_assert_eq(core_pool_make(&pc, &nb, err, sizeof(err)), 0, "%s", err);
+        cr_assert_eq(core_pool_adopt(core, nb, err, sizeof(err)), 0, "%s", err); /* frees pb */
+        for (int i = 0; i < 10 && core_pending(core); i++) {
+                core_run(core);
+                while (core_done_pop(core, &d))
+                        ;
+        }
+        cr_assert_not(core_pending(core));
+        cr_assert_eq(stats().waiters, 1); /* a's third: a has no room for it */
+}
+
 Test(core, waiters_time_out_by_the_clock_they_are_given) {
         struct client *a = client(1), *b = client(2);
         struct core_done d;
