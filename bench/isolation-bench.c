@@ -41,7 +41,8 @@ static double seconds = 0.3;
 static struct alloc_client *c, *other;
 
 static _Noreturn void fail(const char *what) {
-        fprintf(stderr, "isolation-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
+        fprintf(stderr, "isolation-bench: %s: %s\n", what,
+                alloc_last_error()[0] ? alloc_last_error() : strerror(errno));
         exit(1);
 }
 

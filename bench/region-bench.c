@@ -59,7 +59,7 @@ static char dir[64];
 static pid_t servers[6]; /* 0 on CPU 0, 1 on CPU 0 spinning not at all, 2 and 3 the same unpinned; 4, 5: spares' */
 
 static _Noreturn void fail(const char *what) {
-        fprintf(stderr, "region-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
+        fprintf(stderr, "region-bench: %s: %s\n", what, alloc_last_error()[0] ? alloc_last_error() : strerror(errno));
         exit(1);
 }
 

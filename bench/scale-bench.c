@@ -47,9 +47,9 @@
 static char dir[64], sock[128];
 static pid_t allocd_pid;
 
-/* Says what failed (errno's reason, else the client library's) and exits 1, killing allocd first. */
+/* Says what failed (the client library's reason, else errno's) and exits 1, killing allocd first. */
 static _Noreturn void fail(const char *what) {
-        fprintf(stderr, "scale-bench: %s: %s\n", what, errno ? strerror(errno) : alloc_last_error());
+        fprintf(stderr, "scale-bench: %s: %s\n", what, alloc_last_error()[0] ? alloc_last_error() : strerror(errno));
         if (allocd_pid > 0)
                 kill(allocd_pid, SIGKILL);
         exit(1);
@@ -252,8 +252,8 @@ static void stall(double *worst_ms, double *baseline_ms, double *settle_ms) {
         double t0;
 
         snprintf(conf, sizeof(conf),
-                 "[daemon]\nmax_connections = 1024\nmax_connections_per_uid = 1024\nmax_regions_per_connection = "
-                 "%d\n[pool f]\nkind = fpga\nranges = 0x100000000+%d\n",
+                 "[daemon]\nmax_connections = 1024\nmax_connections_per_uid = 1024\nmax_waiters_per_uid = 1024\n"
+                 "max_regions_per_connection = %d\n[pool f]\nkind = fpga\nranges = 0x100000000+%d\n",
                  STALL_REGIONS, STALL_REGIONS * 4096);
         start_allocd(conf);
         if (pipe(pipefd) < 0 || (holder = fork()) < 0)
