@@ -56,17 +56,12 @@ struct usage_block {
         Allocd__UidUsage *u, **p;
 };
 
-/* Who may do what in the pool, and who uses it: others' use only to whom Dump shows their regions. */
-static void fill_access(Allocd__PoolStatus *ps, const struct pool *pool, const struct pool_info *p,
-                        const struct client *cl, const struct usage_block *b, size_t n) {
+/* Who uses the pool: others' use only to whom Dump shows their regions (the rules are fill_pool's). */
+static void fill_usage(Allocd__PoolStatus *ps, const struct pool *pool, const struct client *cl,
+                       const struct usage_block *b, size_t n) {
         bool hidden = cl->uid != 0 && !core_pool_may(pool, cl, ACCESS_ATTACH) && !core_pool_may(pool, cl, ACCESS_ALLOC);
         size_t users, k = core_pool_users(pool, cl->uid, hidden, b->top, n, &users);
 
-        ps->has_owner = ps->has_group = ps->has_mode = ps->has_quota_per_uid = true;
-        ps->owner = p->conf->owner;
-        ps->group = p->conf->group;
-        ps->mode = p->conf->mode;
-        ps->quota_per_uid = p->conf->quota_per_uid;
         for (size_t j = 0; j < k; j++) {
                 allocd__uid_usage__init(&b->u[j]);
                 b->u[j].has_uid = b->u[j].has_bytes = b->u[j].has_regions = true;
@@ -77,7 +72,6 @@ static void fill_access(Allocd__PoolStatus *ps, const struct pool *pool, const s
         }
         ps->usage = b->p;
         ps->n_usage = k;
-        ps->has_usage_omitted = ps->has_usage_hidden = true;
         ps->usage_omitted = hidden ? 0 : users - k;
         ps->usage_hidden = hidden;
 }
@@ -98,6 +92,13 @@ static void fill_pool(Allocd__PoolStatus *ps, const struct pool *pool, const str
         ps->largest_free = st.largest_free;
         ps->regions = p->regions;
         ps->waiters = p->waiters;
+        /* Here, not in fill_access: the room left for the uids' use is what the rest leaves. */
+        ps->has_owner = ps->has_group = ps->has_mode = ps->has_quota_per_uid = true;
+        ps->owner = p->conf->owner;
+        ps->group = p->conf->group;
+        ps->mode = p->conf->mode;
+        ps->quota_per_uid = p->conf->quota_per_uid;
+        ps->has_usage_omitted = ps->has_usage_hidden = true;
         ps->quantum = st.quantum;
         ps->backend = (char *)p->backend;
         ps->has_device = p->kind == POOL_GPU;
@@ -198,7 +199,7 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
                         if (!info[i].available)
                                 continue;
                         struct usage_block b = {ub.top + j * listed, ub.u + j * listed, ub.p + j * listed};
-                        fill_access(&ps[j], core_pool_at(core, i), &info[i], &s->client, &b, listed);
+                        fill_usage(&ps[j], core_pool_at(core, i), &s->client, &b, listed);
                         j++;
                 }
                 fixed = allocd__status_reply__get_packed_size(&st);
