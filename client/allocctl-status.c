@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <pwd.h>
 #include <string.h>
+#include <unistd.h>
 
 static double fragmentation(const struct alloc_pool_status *p) {
         return p->free ? 1.0 - (double)p->largest_free / (double)p->free : 0.0;
@@ -68,9 +69,22 @@ static void access_json(json_object *o, const struct alloc_pool_status *p) {
         json_object_object_add(o, "usage_hidden", json_object_new_boolean(p->usage_hidden));
 }
 
+/* "gpu0: used by alice: 6GiB in 3 regions, 75% of the quota" */
+static void use_text(const struct alloc_pool_status *p, const char *name, const struct alloc_uid_usage *u) {
+        char who[4 * 64 + 1], b[16];
+
+        printf("%s: used by %s: %s in %" PRIu64 " region%s", name,
+               id_text(user_name(u->uid), (unsigned)u->uid, who, sizeof(who)), fmt_size(u->bytes, b, sizeof(b)),
+               u->regions, u->regions == 1 ? "" : "s");
+        double pc = 100.0 * (double)u->bytes / (double)p->quota_per_uid;
+        if (p->quota_per_uid)
+                printf(pc < 1 ? ", under 1%% of the quota" : ", %.0f%% of the quota", pc);
+        putchar('\n');
+}
+
 /* "gpu0: access owner alice, group ml, mode 0660; quota 8GiB per uid", then who uses it, the most first. */
 static void access_text(const struct alloc_pool_status *p, const char *name) {
-        char who[4 * 64 + 1], grp[4 * 64 + 1], b[2][16];
+        char who[4 * 64 + 1], grp[4 * 64 + 1], b[16];
 
         if (!p->has_access)
                 return;
@@ -78,20 +92,19 @@ static void access_text(const struct alloc_pool_status *p, const char *name) {
                id_text(user_name(p->owner), (unsigned)p->owner, who, sizeof(who)),
                id_text(group_name(p->group), (unsigned)p->group, grp, sizeof(grp)), (unsigned)p->mode);
         if (p->quota_per_uid)
-                printf("quota %s per uid\n", fmt_size(p->quota_per_uid, b[0], 16));
+                printf("quota %s per uid\n", fmt_size(p->quota_per_uid, b, sizeof(b)));
         else
                 printf("no quota\n");
-        for (size_t j = 0; j < p->nusage && j < USE_SHOWN; j++) {
-                const struct alloc_uid_usage *u = &p->usage[j];
-                printf("%s: used by %s: %s in %" PRIu64 " region%s", name,
-                       id_text(user_name(u->uid), (unsigned)u->uid, who, sizeof(who)), fmt_size(u->bytes, b[0], 16),
-                       u->regions, u->regions == 1 ? "" : "s");
-                double pc = 100.0 * (double)u->bytes / (double)p->quota_per_uid;
-                if (p->quota_per_uid)
-                        printf(pc < 1 ? ", under 1%% of the quota" : ", %.0f%% of the quota", pc);
-                putchar('\n');
-        }
-        uint64_t more = p->usage_omitted + (p->nusage > USE_SHOWN ? p->nusage - USE_SHOWN : 0);
+        /* allocd lists the caller's own uid whatever it ranks, so that it sees its use against the quota: so do we. */
+        size_t mine = p->nusage;
+        for (size_t j = USE_SHOWN; j < p->nusage && mine == p->nusage; j++)
+                if (p->usage[j].uid == geteuid())
+                        mine = j;
+        for (size_t j = 0; j < p->nusage && j < USE_SHOWN; j++)
+                use_text(p, name, &p->usage[j]);
+        if (mine < p->nusage)
+                use_text(p, name, &p->usage[mine]);
+        uint64_t more = p->usage_omitted + (p->nusage > USE_SHOWN ? p->nusage - USE_SHOWN : 0) - (mine < p->nusage);
         /* allocd lists a few uids a pool, to keep its reply one packet: dump has every region, the rest's too. */
         if (more && !p->usage_omitted)
                 printf("%s: and %" PRIu64 " more uid%s (allocctl --json status lists them)\n", name, more,

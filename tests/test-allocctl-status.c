@@ -121,8 +121,9 @@ Test(allocctl, another_uid_sees_the_rules_but_not_others_use) {
                   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
-/* A fake allocd's pool p: owner and group with no name here, 8 uids listed and 3 left out; pool old: an older
- * allocd's, that says nothing of access. */
+/* A fake allocd's pool p: owner and group with no name here, 8 uids listed and 3 left out, the last one *arg
+ * where arg is set (allocd lists the caller's own uid last when it ranks lower); pool old: an older allocd's,
+ * that says nothing of access. */
 #define NOBODY_HERE 4000000u
 static int many_users(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
         static Allocd__HelloReply h;
@@ -133,7 +134,6 @@ static int many_users(const Allocd__Request *q, Allocd__Reply *r, int *fd, void 
         static Allocd__UidUsage *up[8];
 
         (void)fd;
-        (void)arg;
         if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
                 allocd__hello_reply__init(&h);
                 h.has_version = h.has_max_packet = true;
@@ -162,6 +162,8 @@ static int many_users(const Allocd__Request *q, Allocd__Reply *r, int *fd, void 
                         u[i].regions = 8 - i;
                         up[i] = &u[i];
                 }
+                if (arg)
+                        u[7].uid = *(const uid_t *)arg;
                 p.n_usage = 8;
                 p.usage = up;
                 p.has_usage_omitted = true;
@@ -202,4 +204,24 @@ Test(allocctl, a_few_uids_then_how_many_more_and_numbers_for_unknown_ids) {
         cr_assert_eq(get_u64(p, "usage_omitted"), 3);
         cr_assert_not(json_object_object_get_ex(pool_named(o, "old"), "owner", &v), "no access keys made up");
         json_object_put(o);
+}
+
+Test(allocctl, the_callers_own_use_shows_whatever_it_ranks) {
+        struct fake_allocd fk;
+        uid_t me = geteuid();
+        char want[256], who[64];
+        const struct passwd *pw = getpwuid(me);
+
+        snprintf(who, sizeof(who), "%s", pw ? pw->pw_name : "");
+        if (!pw)
+                snprintf(who, sizeof(who), "%u", (unsigned)me);
+        fake_allocd_start(&fk, many_users, &me);
+        struct run *r = allocctl(fk.path, "status", NULL);
+        fake_allocd_stop(&fk);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert(has_line(r->out, "p: used by 4000004: 32MiB in 4 regions, 3% of the quota"), "%s", r->out);
+        cr_assert_null(strstr(r->out, "p: used by 4000005"), "%s", r->out);
+        snprintf(want, sizeof(want), "p: used by %s: 4MiB in 1 region, under 1%% of the quota", who);
+        cr_assert(has_line(r->out, want), "allocd sent this uid's own use, ranked 8th: %s", r->out);
+        cr_assert(has_line(r->out, "p: and 5 more uids (allocctl dump p lists every region)"), "%s", r->out);
 }
