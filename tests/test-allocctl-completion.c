@@ -44,6 +44,8 @@ static const char *complete_line(const char *line, bool words_only, const char *
                 setenv("PATH", path, 1);
                 setenv("ALLOCD_CONFIG_DEFAULT", ALLOCD_CONFIG_DEFAULT, 1);
                 unsetenv("ALLOCD_SOCKET");
+                setenv("SOCK", d.sock, 1); /* for lines that name it as $SOCK or ~/allocd.sock */
+                setenv("HOME", d.dir, 1);
                 if (words_only)
                         setenv("WORDS_ONLY", "1", 1);
                 execl("/bin/bash", "bash", "--norc", "--noprofile", "-c", script, "bash", COMPLETION_PATH, line,
@@ -112,6 +114,21 @@ Test(completion, pool_names_for_dump_and_map_from_allocd) {
         ASSERT_COMPLETES(line, "");
         snprintf(line, sizeof(line), "allocctl --socket %s map --width 80 ", d.sock);
         ASSERT_COMPLETES(line, "f h");
+}
+
+Test(completion, the_socket_as_the_shell_would_pass_it) {
+        static const char *forms[] = {"'%s'", "\"%s\"", "$SOCK", "${SOCK}", "\"$SOCK\"", "=$SOCK"};
+        char line[512], sock[300];
+
+        for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+                snprintf(sock, sizeof(sock), forms[i], d.sock);
+                snprintf(line, sizeof(line), "allocctl --socket%s%s dump ", sock[0] == '=' ? "" : " ", sock);
+                cr_assert_str_eq(complete_line(line, false, NULL), "f h", "%s", line);
+        }
+        /* A backslash before any character, and ~/ for $HOME. */
+        snprintf(line, sizeof(line), "allocctl -s %s/\\allocd.sock map ", d.dir);
+        ASSERT_COMPLETES(line, "f h");
+        ASSERT_COMPLETES("allocctl --socket ~/allocd.sock dump ", "f h");
 }
 
 Test(completion, nothing_for_ids_names_and_durations) {
