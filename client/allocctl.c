@@ -217,7 +217,9 @@ static const struct command {
 } commands[] = {
         {"status", cmd_status, NULL, NULL, 0, 0, "", "pools, daemon version and uptime, connected clients",
          "One row per pool: kind, size, used, free, largest free range, fragmentation\n"
-         "(1 - largest free / free), regions and waiting requests; then the clients.\n"},
+         "(1 - largest free / free), regions and waiting requests; then each pool's\n"
+         "owner, group, mode and quota, and its biggest users (yours, if you may neither\n"
+         "attach nor allocate there); then the clients.\n"},
         {"dump", cmd_dump, NULL, NULL, 0, 1, "[POOL]", "every region, or every region of POOL",
          "One row per region you may see: id, pool, offset (memory pools) or address\n"
          "(fpga), size, flags, references, age, holders (pid/uid/command) and name.\n"},
@@ -271,8 +273,9 @@ static void usage(FILE *f) {
 }
 
 static void command_usage(const struct command *cmd, FILE *f) {
-        fprintf(f, "usage: allocctl [--socket PATH] [--json] %s%s%s\n\n%s", cmd->name, *cmd->args ? " " : "", cmd->args,
-                cmd->help);
+        /* metrics has one format: --json there is a usage error (metrics_words). */
+        fprintf(f, "usage: allocctl [--socket PATH] %s%s%s%s\n\n%s", cmd->run == cmd_metrics ? "" : "[--json] ",
+                cmd->name, *cmd->args ? " " : "", cmd->args, cmd->help);
 }
 
 /*

@@ -335,6 +335,10 @@ Test(metrics, json_is_a_usage_error) {
         cr_assert_str_empty(r->out);
         r = allocctl(d.sock, "metrics", "extra", (char *)NULL);
         cr_assert_eq(r->status, 2, "%s", r->err);
+        r = allocctl(d.sock, "metrics", "--help", (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        cr_assert(strstr(r->out, "usage: allocctl [--socket PATH] metrics\n"), "its usage offers no --json: %s",
+                  r->out);
 }
 
 /* A fake allocd with a pool whose name needs every escape, a version with a control character,
