@@ -77,8 +77,11 @@ static void use_text(const struct alloc_pool_status *p, const char *name, const 
                id_text(user_name(u->uid), (unsigned)u->uid, who, sizeof(who)), fmt_size(u->bytes, b, sizeof(b)),
                u->regions, u->regions == 1 ? "" : "s");
         double pc = 100.0 * (double)u->bytes / (double)p->quota_per_uid;
-        if (p->quota_per_uid)
-                printf(pc < 1 ? ", under 1%% of the quota" : ", %.0f%% of the quota", pc);
+        /* Rounded down: a uid at 99.6% has not reached its quota. */
+        if (p->quota_per_uid && pc < 1)
+                printf(", under 1%% of the quota");
+        else if (p->quota_per_uid)
+                printf(", %" PRIu64 "%% of the quota", (uint64_t)pc);
         putchar('\n');
 }
 
@@ -107,8 +110,8 @@ static void access_text(const struct alloc_pool_status *p, const char *name) {
         uint64_t more = p->usage_omitted + (p->nusage > USE_SHOWN ? p->nusage - USE_SHOWN : 0) - (mine < p->nusage);
         /* allocd lists a few uids a pool, to keep its reply one packet: dump has every region, the rest's too. */
         if (more && !p->usage_omitted)
-                printf("%s: and %" PRIu64 " more uid%s (allocctl --json status lists them)\n", name, more,
-                       more == 1 ? "" : "s");
+                printf("%s: and %" PRIu64 " more uid%s (allocctl --json status lists %s)\n", name, more,
+                       more == 1 ? "" : "s", more == 1 ? "it" : "them");
         else if (more)
                 printf("%s: and %" PRIu64 " more uid%s (allocctl dump %s lists every region)\n", name, more,
                        more == 1 ? "" : "s", name);

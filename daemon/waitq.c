@@ -429,8 +429,8 @@ void core_run(struct core *core) {
                              w->name);
                 else
                         fail(&w->done.res, E_TIMEOUT,
-                             "no room in pool %s within the timeout (%llu bytes asked); free regions, raise "
-                             "timeout_ms, or use NOFAIL to wait without limit",
+                             "no room in pool %s within the timeout (%llu bytes asked); free regions, give the "
+                             "request a longer timeout, or use NOFAIL to wait without limit",
                              w->args.pool->conf.name, (unsigned long long)w->args.size);
                 w->done.grant = GRANT_NONE;
                 finish(core, w);
