@@ -10,6 +10,7 @@ pkgs=(
         libxml2-dev                # tests: allocctl map --svg must parse as XML
         strace                     # tests: system calls made to fail on purpose (skipped without it)
         scdoc                      # the man pages
+        bash-completion            # where allocctl's completion is installed (its pkg-config file says)
         libjson-c-dev              # JSON output (benchmarks, allocctl)
         libuv1-dev                 # the daemon's event loop
         libprotobuf-c-dev protobuf-c-compiler  # the wire protocol

@@ -32,6 +32,11 @@ for f in "$root/sbin/allocd" "$root/bin/allocctl" "$libdir/liballoc-client.a" "$
         "$D$(pkg-config --define-variable=prefix="$prefix" --variable=sysusersdir systemd)/allocd.conf"; do
         [ -e "$f" ] || fail "not installed: ${f#$D}"
 done
+# Where bash-completion looks under the prefix (scripts/install-deps.sh installs it; without it, none).
+if pkg-config --exists bash-completion; then
+        compl=$D$(pkg-config --define-variable=datadir="$prefix/share" --variable=completionsdir bash-completion)
+        [ -e "$compl/allocctl" ] || fail "not installed: ${compl#$D}/allocctl"
+fi
 [ -L "$libdir/liballoc-client.so" ] || fail "no liballoc-client.so link for -lalloc-client"
 soname=$(objdump -p "$libdir/liballoc-client.so" | sed -n 's/^ *SONAME *//p')
 [ "$soname" = liballoc-client.so.0 ] || fail "soname is '$soname', not liballoc-client.so.0"
