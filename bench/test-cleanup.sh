@@ -52,6 +52,7 @@ check() {
 
 # A run that finishes.
 check "scale-bench --max 1000" scale-bench. 0 "$b/scale-bench" --max 1000
+check "waiter-bench --seconds 0.2 --holes 1000" waiter-bench- 0 "$b/waiter-bench" --seconds 0.2 --holes 1000
 # Runs that fail once their allocd is up: the library refuses to connect (a bad ALLOCD_SPARE).
 check "isolation-bench, no connection" isolation-bench- nonzero env ALLOCD_SPARE=bad timeout 60 "$b/isolation-bench"
 check "kind-bench, no connection" kind-bench- nonzero env ALLOCD_SPARE=bad timeout 60 "$b/kind-bench"
