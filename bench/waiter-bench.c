@@ -13,7 +13,8 @@
  *             try walks every hole (O(holes): range-place.c's second pass)
  * The report: the probe's median and worst pair in each kind of round, their ratio to the
  * baseline's, and the kicks a second.  Nothing is pinned: the kicker, the probe, the waiters'
- * threads and allocd share the machine's CPUs, as users of one allocd do.
+ * threads and allocd share the machine's CPUs, as users of one allocd do.  $ALLOCD_PATH runs
+ * another allocd (an older build, to compare) in place of the one built beside it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -173,7 +174,8 @@ int main(int argc, char **argv) {
                  "[pool g]\nkind = fpga\nranges = 0x1000000000+16M\nquantum = 4K\n",
                  BASE, (unsigned long long)(2 * holes * Q + (4u << 20)));
         const char *what = "mkdtemp";
-        if (!bench_mkdtemp(dir) || bench_allocd_start(ALLOCD_PATH, dir, conf, sock, sizeof(sock), &what) < 0)
+        const char *allocd = getenv("ALLOCD_PATH") ? getenv("ALLOCD_PATH") : ALLOCD_PATH;
+        if (!bench_mkdtemp(dir) || bench_allocd_start(allocd, dir, conf, sock, sizeof(sock), &what) < 0)
                 fail(what);
         filler = connect_or_die("waiter-bench-holes");
         /* 2 x holes regions at the bottom of f, in address order; the odd ones freed: holes at 4K mod 8K. */

@@ -298,7 +298,7 @@ void core_run(struct core *core);
 bool core_pending(const struct core *core);
 /* The last core_run stopped at the end of its slice: call it again in the next loop turn, not at once. */
 bool core_yielded(const struct core *core);
-/* How long a core_run retries waiters at most (2 ms by default; at least one try a call). */
+/* How long a core_run retries waiters at most (0.5 ms by default; at least one try a call). */
 void core_set_slice(struct core *core, uint64_t ns);
 /* The earliest waiter deadline, or UINT64_MAX. */
 uint64_t core_next_deadline(const struct core *core);

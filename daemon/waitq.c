@@ -36,7 +36,7 @@
 #include "core-impl.h"
 
 /* A pass over waiters that are costly to try (constrained requests in a pool of many holes) goes on next turn. */
-#define SLICE_NS_DEFAULT 2000000
+#define SLICE_NS_DEFAULT 500000
 
 static uint64_t now_ns(void) {
         struct timespec t;
