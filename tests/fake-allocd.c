@@ -55,6 +55,19 @@ void fake_allocd_start(struct fake_allocd *f, fake_answer_fn answer, void *arg) 
         cr_assert_eq(pthread_create(&f->thread, NULL, serve, f), 0);
 }
 
+bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
+
+        if (req->body_case != ALLOCD__REQUEST__BODY_HELLO)
+                return false;
+        h.has_version = h.has_max_packet = true;
+        h.version = WIRE_VERSION;
+        h.max_packet = WIRE_MAX_PACKET;
+        reply->body_case = ALLOCD__REPLY__BODY_HELLO;
+        reply->hello = &h;
+        return true;
+}
+
 void fake_allocd_stop(struct fake_allocd *f) {
         pthread_join(f->thread, NULL);
         close(f->listener);

@@ -9,6 +9,7 @@
 #define FAKE_ALLOCD_H
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "allocd.pb-c.h"
 
@@ -29,6 +30,9 @@ struct fake_allocd {
         fake_answer_fn answer;
         void *arg;
 };
+
+/* Answers req as allocd answers a plain Hello (this protocol version, its packet size); false: req is no Hello. */
+bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply);
 
 /* Listens at a new f->path and serves its first connection with answer(..., arg); asserts on failure. */
 void fake_allocd_start(struct fake_allocd *f, fake_answer_fn answer, void *arg);

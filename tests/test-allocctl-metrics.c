@@ -344,7 +344,6 @@ Test(metrics, json_is_a_usage_error) {
 /* A fake allocd with a pool whose name needs every escape, a version with a control character,
  * a pool it could not make, and use it shows only in part. */
 static int odd_names(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
-        static Allocd__HelloReply h;
         static Allocd__StatusReply st;
         static Allocd__PoolStatus p;
         static Allocd__UnavailablePool u;
@@ -355,14 +354,9 @@ static int odd_names(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *
 
         (void)fd;
         (void)arg;
-        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
-                allocd__hello_reply__init(&h);
-                h.has_version = h.has_max_packet = true;
-                h.version = WIRE_VERSION;
-                h.max_packet = WIRE_MAX_PACKET;
-                r->body_case = ALLOCD__REPLY__BODY_HELLO;
-                r->hello = &h;
-        } else if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+        if (fake_hello(q, r))
+                return 0;
+        if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
                 allocd__status_reply__init(&st);
                 allocd__pool_status__init(&p);
                 allocd__unavailable_pool__init(&u);

@@ -126,7 +126,6 @@ Test(allocctl, another_uid_sees_the_rules_but_not_others_use) {
  * that says nothing of access. */
 #define NOBODY_HERE 4000000u
 static int many_users(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
-        static Allocd__HelloReply h;
         static Allocd__StatusReply st;
         static Allocd__PoolStatus p, old;
         static Allocd__PoolStatus *ps[] = {&p, &old};
@@ -134,14 +133,9 @@ static int many_users(const Allocd__Request *q, Allocd__Reply *r, int *fd, void 
         static Allocd__UidUsage *up[8];
 
         (void)fd;
-        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
-                allocd__hello_reply__init(&h);
-                h.has_version = h.has_max_packet = true;
-                h.version = WIRE_VERSION;
-                h.max_packet = WIRE_MAX_PACKET;
-                r->body_case = ALLOCD__REPLY__BODY_HELLO;
-                r->hello = &h;
-        } else if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+        if (fake_hello(q, r))
+                return 0;
+        if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
                 allocd__status_reply__init(&st);
                 allocd__pool_status__init(&p);
                 allocd__pool_status__init(&old);

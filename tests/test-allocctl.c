@@ -558,7 +558,6 @@ Test(allocctl, errors_escape_what_they_quote) {
 /* A fake allocd whose own words (its version, a pool's backend and draining reason, a pool it could not make) carry
  * terminal escapes. */
 static int hostile_words(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
-        static Allocd__HelloReply h;
         static Allocd__StatusReply st;
         static Allocd__PoolStatus p;
         static Allocd__UnavailablePool u;
@@ -567,14 +566,9 @@ static int hostile_words(const Allocd__Request *q, Allocd__Reply *r, int *fd, vo
 
         (void)fd;
         (void)arg;
-        if (q->body_case == ALLOCD__REQUEST__BODY_HELLO) {
-                allocd__hello_reply__init(&h);
-                h.has_version = h.has_max_packet = true;
-                h.version = WIRE_VERSION;
-                h.max_packet = WIRE_MAX_PACKET;
-                r->body_case = ALLOCD__REPLY__BODY_HELLO;
-                r->hello = &h;
-        } else if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+        if (fake_hello(q, r))
+                return 0;
+        if (q->body_case == ALLOCD__REQUEST__BODY_STATUS) {
                 allocd__status_reply__init(&st);
                 allocd__pool_status__init(&p);
                 allocd__unavailable_pool__init(&u);

@@ -239,18 +239,14 @@ Test(hostile, refusal_without_words) {
  * page answered well within the timeout.
  */
 static int answer_status_for_ever(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
-        static Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
         static Allocd__StatusReply s = ALLOCD__STATUS_REPLY__INIT;
         static Allocd__ClientStatus k = ALLOCD__CLIENT_STATUS__INIT, *ks[1] = {&k};
 
         (void)fd;
         (void)arg;
-        if (req->body_case == ALLOCD__REQUEST__BODY_HELLO) {
-                h.has_version = true;
-                h.version = WIRE_VERSION;
-                reply->body_case = ALLOCD__REPLY__BODY_HELLO;
-                reply->hello = &h;
-        } else if (req->body_case == ALLOCD__REQUEST__BODY_STATUS) {
+        if (fake_hello(req, reply))
+                return 0;
+        if (req->body_case == ALLOCD__REQUEST__BODY_STATUS) {
                 k.has_serial = true;
                 k.serial = req->status->clients_after + 1;
                 s.n_clients = 1;
@@ -280,18 +276,14 @@ Test(hostile, status_pages_that_never_end) {
 
 /* Dump pages that never end: each lists one region past the last and says there are more. */
 static int answer_dump_for_ever(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
-        static Allocd__HelloReply h = ALLOCD__HELLO_REPLY__INIT;
         static Allocd__DumpReply d = ALLOCD__DUMP_REPLY__INIT;
         static Allocd__Region r = ALLOCD__REGION__INIT, *rs[1] = {&r};
 
         (void)fd;
         (void)arg;
-        if (req->body_case == ALLOCD__REQUEST__BODY_HELLO) {
-                h.has_version = true;
-                h.version = WIRE_VERSION;
-                reply->body_case = ALLOCD__REPLY__BODY_HELLO;
-                reply->hello = &h;
-        } else if (req->body_case == ALLOCD__REQUEST__BODY_DUMP) {
+        if (fake_hello(req, reply))
+                return 0;
+        if (req->body_case == ALLOCD__REQUEST__BODY_DUMP) {
                 r.has_id = r.has_size = true;
                 r.id = req->dump->after + 1;
                 r.size = 4096;
