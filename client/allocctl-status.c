@@ -45,10 +45,10 @@ static json_object *name_json(const char *name) {
 
 static void access_json(json_object *o, const struct alloc_pool_status *p) {
         char mode[8];
-        json_object *usage = json_object_new_array();
 
         if (!p->has_access)
                 return; /* an older allocd: the keys are left out, not made up */
+        json_object *usage = json_object_new_array();
         snprintf(mode, sizeof(mode), "%04o", (unsigned)p->mode);
         json_object_object_add(o, "owner", json_u64(p->owner));
         json_object_object_add(o, "owner_name", name_json(user_name(p->owner)));
