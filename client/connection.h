@@ -138,6 +138,8 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
  */
 void conn_await(struct alloc_client *c, bool (*done)(const struct alloc_client *c, const void *arg), const void *arg,
                 const struct timespec *deadline, bool spin);
+/* Whether deadline has passed. */
+bool conn_deadline_passed(const struct timespec *deadline);
 /* The connection's own deadline from now, for requests that wait for no room; false for none. */
 bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
 /*

@@ -178,6 +178,10 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
         }
 }
 
+bool conn_deadline_passed(const struct timespec *deadline) {
+        return ms_left(deadline) == 0;
+}
+
 /*
  * Waits until the socket has something to read, deadline (NULL: none) passes (0), or intr(data) says
  * to stop (-1); else 1.  Without the lock.  intr is asked before the first poll (a handler that ran

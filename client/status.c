@@ -114,7 +114,7 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Status st = ALLOCD__STATUS__INIT;
         struct alloc_status *s;
-        struct timespec deadline, now;
+        struct timespec deadline;
         uint64_t last = 0, pages = 0;
         bool timed;
         int r;
@@ -147,9 +147,7 @@ int alloc_status(struct alloc_client *c, struct alloc_status **ret) {
                 allocd__reply__free_unpacked(reply, NULL);
                 if (r < 0 || !s->clients_omitted || last == before)
                         break;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (timed && (now.tv_sec > deadline.tv_sec ||
-                              (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))) {
+                if (timed && conn_deadline_passed(&deadline)) {
                         r = client_fail(-ETIME,
                                         "allocd's Status went on past the timeout (%u ms): %llu pages listed %zu "
                                         "clients, and it says %llu more are left out",
@@ -303,11 +301,8 @@ static int collect(const struct alloc_region_info *x, void *data) {
         struct collecting *k = data;
         struct alloc_dump *d = k->d;
         struct alloc_region_info *o;
-        struct timespec now;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (k->timed && (now.tv_sec > k->deadline.tv_sec ||
-                         (now.tv_sec == k->deadline.tv_sec && now.tv_nsec >= k->deadline.tv_nsec)))
+        if (k->timed && conn_deadline_passed(&k->deadline))
                 return client_fail(-ETIME, "allocd's Dump went on past the timeout (%u ms): %zu regions listed so far",
                                    k->c->timeout_ms, d->nregions);
 
