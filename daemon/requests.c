@@ -70,9 +70,9 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                 return NULL;
         }
         if (!p) {
-                /* Cut between characters: a reply's strings are UTF-8 as a request's must be. */
-                fail(res, E_NO_POOL, "no pool named '%.*s'; `allocctl status` lists the pools",
-                     (int)text_cut(name, NAME_MAX_LEN), name);
+                char shown[NAME_MAX_LEN + 1];
+                fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
+                     text_escape(name, false, shown, sizeof(shown)));
                 return NULL;
         }
         if (!p->available) {
@@ -385,8 +385,9 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
         if (m->pool && *m->pool) {
                 const struct pool *p = core_pool_find(core, m->pool);
                 if (!p) {
-                        fail(res, E_NO_POOL, "no pool named '%.*s'; `allocctl status` lists the pools",
-                             (int)text_cut(m->pool, NAME_MAX_LEN), m->pool);
+                        char shown[NAME_MAX_LEN + 1];
+                        fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
+                             text_escape(m->pool, false, shown, sizeof(shown)));
                         return GRANT_NONE;
                 }
                 /* Waiting would not change it (but for a reload, which the waiter cannot count on). */

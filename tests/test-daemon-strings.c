@@ -273,6 +273,39 @@ Test(strings, a_reply_quoting_a_long_pool_name_cuts_it_between_characters) {
         close(fd);
 }
 
+/* The next reply is NO_POOL quoting the pool's name with its control characters escaped. */
+static void expect_no_pool_escaped(int fd, uint64_t id, const char *shown) {
+        Allocd__Reply *r = next_reply(fd);
+
+        cr_expect_eq(r->error, ALLOCD__ERROR__NO_POOL, "error %d (%s)", r->error, r->message ? r->message : "");
+        cr_expect_eq(r->id, id);
+        cr_expect(r->message && strstr(r->message, shown), "%s", r->message);
+        cr_expect(r->message && !strchr(r->message, '\x1b'), "the reply's message holds an escape: %s", r->message);
+        allocd__reply__free_unpacked(r, NULL);
+}
+
+/*
+ * A pool name with control characters (a terminal's escape sequences) is quoted back escaped, as
+ * allocctl shows names: a message a program prints as it is cannot drive the terminal.
+ */
+Test(strings, a_reply_quoting_a_pool_name_escapes_its_control_characters) {
+        Allocd__Dump dump = ALLOCD__DUMP__INIT;
+        Allocd__Attach at = ALLOCD__ATTACH__INIT;
+        char pool[] = "a\x1b]0;owned\x07\x1b[2Jb", shown[] = "'a\\x1b]0;owned\\x07\\x1b[2Jb'";
+        int fd = hello();
+
+        dump.pool = pool;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_DUMP, &dump);
+        expect_no_pool_escaped(fd, 2, shown);
+        send_alloc(fd, 3, pool, NULL);
+        expect_no_pool_escaped(fd, 3, shown);
+        at.name = "x";
+        at.pool = pool;
+        send_body(fd, 4, ALLOCD__REQUEST__BODY_ATTACH, &at);
+        expect_no_pool_escaped(fd, 4, shown);
+        close(fd);
+}
+
 /* The program's name, the client name when none is given, is made one allocd takes: cut to 63 bytes, UTF-8. */
 Test(strings, the_default_client_name_is_one_allocd_takes) {
         char *was = program_invocation_short_name, longer[80], *names[] = {longer, "a\xff\xfe\x1b[31mb", ""};
