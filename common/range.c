@@ -485,6 +485,23 @@ int range_alloc(struct range_arena *a, uint64_t size, const struct range_req *re
         return 0;
 }
 
+int range_fits(struct range_arena *a, uint64_t size, const struct range_req *req) {
+        struct want w;
+        uint64_t x;
+        int r;
+
+        if (!a)
+                return -EINVAL;
+        if ((r = want_init(a, size, req, &w)) < 0)
+                return r;
+        if (w.low >= w.high)
+                return -ENOSPC;
+        /* Every policy finds a placement when one exists: instant fit answers whether, at its cost. */
+        if (range_find(a, &w, RANGE_INSTANTFIT, &x, &r))
+                return 0;
+        return r < 0 ? r : -ENOSPC;
+}
+
 /* Free segment f (a hint, perhaps stale) holds [start, start + size). */
 static bool holds(const struct range_arena *a, uint32_t f, uint64_t start, uint64_t size) {
         if (!f || f > a->hw)

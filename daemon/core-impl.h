@@ -38,6 +38,15 @@ struct alloc_args {
 
 /* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
 
+/*
+ * A range that came back to a pool, numbered by waitq's count of them (all pools'), so that a waiter
+ * refused room can be tried again against what came back since, not the whole arena (waitq.c).
+ */
+#define FREED_LOG 16
+struct freed {
+        uint64_t seq, offset, size;
+};
+
 struct pool {
         struct pool_conf conf; /* as running: a vmm pool's size is rounded up to the granularity */
         uint64_t size_asked;   /* the size as configured, so SIGHUP sees a change only if the file's changed */
@@ -71,6 +80,9 @@ struct pool {
         TAILQ_ENTRY(pool) ready_link;
         struct waiter *resume; /* ready: where a pass that ran out of its slice goes on; NULL: from the oldest */
         bool again;            /* a region came back during that pass: another from the oldest follows */
+        struct freed freed[FREED_LOG]; /* the latest ranges that came back, oldest overwritten */
+        uint32_t nfreed;               /* ranges logged in all (freed[nfreed % FREED_LOG] is the next) */
+        uint64_t freed_known;          /* each range that came back after this (waitq's seq) is in freed[] */
 };
 TAILQ_HEAD(pool_list, pool);
 
@@ -292,6 +304,7 @@ struct waiter {
         struct namewait *nw;     /* an Attach's wait for a name; NULL: an Alloc's wait for room */
         struct attach_want want; /* an Attach's */
         uint64_t deadline;       /* UINT64_MAX: NOFAIL */
+        uint64_t refused;        /* an Alloc's: waitq's freed seq when the arena last had no room for it */
         uint32_t heap;           /* index in the deadline heap, or UINT32_MAX */
         /* by_pool: the pool's list, or the name's (nw) */
         TAILQ_ENTRY(waiter) by_pool, by_client;
@@ -316,6 +329,8 @@ struct waitq {
         STAILQ_HEAD(, waiter) done;
         uint64_t nwaiters, tries, slices;    /* slices: passes core_run broke off for the next turn */
         uint64_t slice_ns;                   /* how long core_run tries waiters before it lets the loop turn */
+        uint64_t freed_seq;                  /* ranges that came back to any pool (struct freed) */
+        uint64_t skips;                      /* tries spared: nothing that came back could hold the waiter */
         bool yielded;                        /* the last core_run broke off a pass */
         void *names;                         /* tsearch(3) of struct namewait, by name */
         STAILQ_HEAD(, namewait) ready_names; /* to be tried in the next core_run */
@@ -324,8 +339,8 @@ struct waitq {
 void waitq_init(struct waitq *q);
 void waitq_clear(struct waitq *q);
 int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struct alloc_args *a);
-/* A region of p came back: its waiters are retried in the next core_run. */
-void waitq_pool_ready(struct core *core, struct pool *p);
+/* [offset, offset + size) of p came back: its waiters are retried in the next core_run. */
+void waitq_pool_freed(struct core *core, struct pool *p, uint64_t offset, uint64_t size);
 /* Ends each Alloc waiting for room in draining p with what a new Alloc in it is told (core_pool_drain). */
 void waitq_pool_refuse(struct core *core, struct pool *p);
 /* p, which has no waiters, leaves the ready list (before it goes: core_pool_adopt). */
@@ -416,6 +431,8 @@ int check_alloc(struct core *core, const struct client *cl, const struct alloc_r
                 struct core_result *res);
 /* Whether cl may Free id now; E_OK or why not.  Changes nothing. */
 int check_free(const struct core *core, const struct client *cl, uint64_t id, struct core_result *res);
+/* What alloc_try checks before it looks for room (access, name, limits, quota); E_OK or why not. */
+int alloc_check(const struct core *core, const struct client *cl, const struct alloc_args *a, struct core_result *res);
 /* One try of an allocation, as Alloc does it and as a waiter is retried; quiet: no message on E_WOULD_BLOCK. */
 int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
               struct core_result *res);

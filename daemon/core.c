@@ -303,13 +303,11 @@ int explain(int r, const struct pool *p, const struct alloc_args *a, struct core
         }
 }
 
-/* Everything that can change while a request waits is checked here, at every try. */
-int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
-              struct core_result *res) {
+/* Everything but room that can change while a request waits is checked here, at every try. */
+int alloc_check(const struct core *core, const struct client *cl, const struct alloc_args *a, struct core_result *res) {
         const struct limits *l = &core->limits;
-        struct pool *p = a->pool;
-        uint64_t off, size;
-        int r, fd = -1;
+        const struct pool *p = a->pool;
+        int r;
 
         if ((r = alloc_allowed(core, cl, a, res)) != E_OK)
                 return r;
@@ -352,6 +350,17 @@ int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, 
                             " more (%" PRIu64 " as the pool's quantum rounds it); free regions or raise quota_per_uid",
                             (unsigned)cl->uid, pool_usage(p, cl->uid), p->conf.quota_per_uid, p->conf.name, a->size,
                             taken);
+        return E_OK;
+}
+
+int alloc_try(struct core *core, struct client *cl, const struct alloc_args *a, bool quiet, uint32_t *slot,
+              struct core_result *res) {
+        struct pool *p = a->pool;
+        uint64_t off, size;
+        int r, fd = -1;
+
+        if ((r = alloc_check(core, cl, a, res)) != E_OK)
+                return r;
         r = range_alloc(p->arena, a->size, &a->req, &off);
         if (r == -ENOSPC) {
                 struct range_stats st;
@@ -447,6 +456,7 @@ void core_stats(const struct core *core, struct core_stats *st) {
                 .holds = h->slots.used,
                 .waiters = core->waitq.nwaiters,
                 .tries = core->waitq.tries,
+                .skips = core->waitq.skips,
                 .slices = core->waitq.slices,
                 .table_bytes = (size_t)rt->slots.cap * sizeof(*rt->tab) + (size_t)h->slots.cap * sizeof(*h->tab) +
                                (size_t)h->hash_cap * sizeof(*h->hash) +

@@ -481,6 +481,7 @@ struct core_stats {
         uint64_t regions, names, holds, waiters, used, total;
         uint64_t formats;   /* regions that are not raw bytes (formats.c's entries) */
         uint64_t tries;     /* waiters tried against a pool since start */
+        uint64_t skips;     /* of those, tries the ranges that came back since the waiter's last answered */
         uint64_t slices;    /* passes over a pool's waiters core_run broke off for the next turn */
         uint64_t usage;     /* the pools' per-uid byte counts (pool.c): one for each uid with bytes in a pool */
         size_t table_bytes; /* memory of the region table, holds and names */

@@ -119,9 +119,10 @@ static void region_die(struct core *core, uint32_t slot) {
         struct regions *rt = &core->regions;
         struct region *r = &rt->tab[slot];
         struct pool *p = core->pools[r->pool];
+        uint64_t offset = r->offset, size = r->size; /* shrink may move the table */
 
         region_unpublish(core, slot);
-        range_free(p->arena, r->offset, r->size);
+        range_free(p->arena, offset, size);
         if (r->fd >= 0 && core->region_fds.gone)
                 core->region_fds.gone(core->region_fds.data, region_id(rt, slot));
         if (r->fd >= 0) {
@@ -136,7 +137,7 @@ static void region_die(struct core *core, uint32_t slot) {
         r->state = 0;
         slots_put(&rt->slots, slot);
         shrink(rt);
-        waitq_pool_ready(core, p);
+        waitq_pool_freed(core, p, offset, size);
 }
 
 static void unref(struct core *core, uint32_t slot, uint32_t n) {

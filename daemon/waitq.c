@@ -228,6 +228,7 @@ int waitq_add(struct core *core, struct client *cl, uint64_t req_id, const struc
                 return -ENOMEM;
         w->args = *a;
         w->args.name = w->name;
+        w->refused = q->freed_seq; /* it waits because the try just before found no room */
         TAILQ_INSERT_TAIL(&a->pool->waiters, w, by_pool);
         a->pool->nwaiters++;
         waiter_start(q, w, a->flags & F_NOFAIL ? UINT64_MAX : core->now + timeout);
@@ -282,7 +283,12 @@ static void finish(struct core *core, struct waiter *w) {
         STAILQ_INSERT_TAIL(&core->waitq.done, w, done_link);
 }
 
-void waitq_pool_ready(struct core *core, struct pool *p) {
+void waitq_pool_freed(struct core *core, struct pool *p, uint64_t offset, uint64_t size) {
+        struct freed *f = &p->freed[p->nfreed++ % FREED_LOG];
+
+        if (p->nfreed > FREED_LOG)
+                p->freed_known = f->seq; /* what came back up to the range overwritten is no longer all here */
+        *f = (struct freed){.seq = ++core->waitq.freed_seq, .offset = offset, .size = size};
         if (p->ready && p->resume)
                 p->again = true; /* the waiters its broken-off pass tried already may fit now */
         if (p->ready || TAILQ_EMPTY(&p->waiters))
@@ -343,6 +349,39 @@ void waitq_drop_client(struct core *core, struct client *cl) {
 }
 
 /*
+ * Whether w, refused room when the arena held no placement for it, may fit now.  A placement that
+ * did not exist then holds a byte that was not free then, so it overlaps a range that came back
+ * since: a search of the arena in a window around each such range (O(log n) each) answers exactly,
+ * however many holes the rest of the pool has that w cannot use.  Without the record of every range
+ * since (more came back than the log keeps), it may.
+ */
+static bool room_came_back(struct pool *p, const struct waiter *w) {
+        const struct alloc_args *a = &w->args;
+        uint64_t q0 = p->conf.quantum, size = (a->size + q0 - 1) / q0 * q0, reach = size - q0;
+
+        if (w->refused < p->freed_known || a->size > UINT64_MAX - (q0 - 1))
+                return true;
+        for (uint32_t i = p->nfreed > FREED_LOG ? p->nfreed - FREED_LOG : 0; i < p->nfreed; i++) {
+                const struct freed *f = &p->freed[i % FREED_LOG];
+                if (f->seq <= w->refused)
+                        continue;
+                struct range_req r = a->req;
+                uint64_t high = r.high ? r.high : UINT64_MAX, end = f->offset + f->size;
+                /* A placement overlapping f starts after f->offset - size and ends before end + size. */
+                uint64_t from = f->offset > reach ? f->offset - reach : 0,
+                         to = end > UINT64_MAX - reach ? UINT64_MAX : end + reach;
+                r.low = r.low > from ? r.low : from;
+                high = high < to ? high : to;
+                if (r.low >= high)
+                        continue;
+                r.high = high == UINT64_MAX ? 0 : high;
+                if (range_fits(p->arena, a->size, &r) != -ENOSPC)
+                        return true;
+        }
+        return false;
+}
+
+/*
  * Tries p's waiters once, oldest first, from where a pass broken off last turn stopped; false when
  * the slice ends first (*tried: this core_run tried a waiter already; it tries at least one, so every
  * pass ends).  The largest free piece is read once a call (without the arena's treap it is a walk of
@@ -365,9 +404,18 @@ static bool retry(struct core *core, struct pool *p, uint64_t deadline, bool *tr
                 }
                 *tried = true;
                 core->waitq.tries++;
-                int e = alloc_try(core, w->cl, &w->args, true, &w->done.slot, &w->done.res);
-                if (e == E_WOULD_BLOCK)
+                int e = alloc_check(core, w->cl, &w->args, &w->done.res);
+                if (e == E_OK && !room_came_back(p, w)) {
+                        w->refused = core->waitq.freed_seq;
+                        core->waitq.skips++;
                         continue;
+                }
+                if (e == E_OK)
+                        e = alloc_try(core, w->cl, &w->args, true, &w->done.slot, &w->done.res);
+                if (e == E_WOULD_BLOCK) {
+                        w->refused = core->waitq.freed_seq;
+                        continue;
+                }
                 w->done.grant = e == E_OK ? alloc_finish(core, w->cl, w->done.slot, &w->done.res) : GRANT_NONE;
                 finish(core, w);
         }

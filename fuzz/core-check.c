@@ -240,6 +240,11 @@ static void check_pools(struct core *core, struct tally *t, bool arenas) {
                 if (pool_waiters(p) != p->nwaiters)
                         check_fail("pool %s: %llu waiters counted, %u queued", p->conf.name,
                                    (unsigned long long)p->nwaiters, pool_waiters(p));
+                /* Room only comes back by a free, which makes the pool ready: one that is not has none for them. */
+                for (const struct waiter *w = TAILQ_FIRST(&p->waiters); w && !p->ready; w = TAILQ_NEXT(w, by_pool))
+                        if (range_fits(p->arena, w->args.size, &w->args.req) != -ENOSPC)
+                                check_fail("pool %s: a waiter for %llu bytes fits, and the pool is not ready to try it",
+                                           p->conf.name, (unsigned long long)w->args.size);
         }
         /* The ready list outlives a loop turn while a pass is broken off: what it points at must be alive. */
         size_t nready = 0;

@@ -320,6 +320,10 @@ static void op_alloc(struct model *m) {
                 best = smallest_fit(m, &rq);
                 want = best ? 0 : -ENOSPC;
         }
+        /* Asked first: whether it fits must neither differ from the answer nor change it (next fit's rotor). */
+        int f = range_fits(m->a, size, &req);
+        CHECK(m, f == want, "range_fits(size %#llx policy %d) = %d, model %d", (unsigned long long)size, req.policy, f,
+              want);
         int r = range_alloc(m->a, size, &req, &x);
         CHECK(m, r == want,
               "range_alloc(size %#llx align %#llx phase %#llx boundary %#llx low %#llx high %#llx policy %d) = %d, "

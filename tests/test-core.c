@@ -256,6 +256,51 @@ Test(core, a_pass_broken_off_goes_on_in_the_next_run) {
 }
 
 /*
+ * A waiter the arena had no room for is tried again only against what came back since: a free
+ * that cannot hold it costs no search of the pool's other holes (skips), one that can grants it,
+ * and what a try checks besides room (here a name taken meanwhile) still ends the waiter.
+ */
+Test(core, a_waiter_is_tried_against_what_came_back) {
+        struct client *a = client(1), *w = client(2), *n = client(2), *b = client(3);
+        struct alloc_request r = {
+                .pool = "f", .size = 8 * K, .req = {.align = 8 * K}, .numa_node = -1, .flags = F_NOFAIL};
+        uint32_t s[16], slot;
+        struct core_result res;
+        struct core_done d;
+
+        add_fpga("f", 64 * K);
+        add_fpga("g", 64 * K);
+        for (int i = 0; i < 16; i++)
+                cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &s[i]), GRANT_REGION);
+        /* Holes of 8 KiB at 4K mod 8K (4K, 20K, 36K): none holds 8 KiB aligned to 8 KiB. */
+        for (int i = 1; i < 12; i += 4) {
+                cr_assert_eq(core_free_region(core, a, id_of(s[i]), &res), E_OK);
+                cr_assert_eq(core_free_region(core, a, id_of(s[i + 1]), &res), E_OK);
+        }
+        cr_assert_eq(core_alloc(core, w, 0, &r, &slot, &res), GRANT_WAITING);
+        r.name = "job";
+        cr_assert_eq(core_alloc(core, n, 0, &r, &slot, &res), GRANT_WAITING);
+
+        struct core_stats before = stats();
+        cr_assert_eq(core_free_region(core, a, id_of(s[15]), &res), E_OK); /* 60K: its neighbour is held */
+        core_run(core);
+        cr_assert_not(core_done_pop(core, &d), "a waiter was answered: %s", d.res.msg);
+        cr_assert_eq(stats().skips - before.skips, 2, "the waiters were searched for again");
+
+        cr_assert_eq(alloc(b, "g", 4 * K, 0, "job", NULL), GRANT_REGION); /* the named waiter's name, taken */
+        cr_assert_eq(core_free_region(core, a, id_of(s[3]), &res), E_OK); /* 12K: 4K-16K holds 8K-16K */
+        core_run(core);
+        cr_assert(core_done_pop(core, &d) && d.client == w && d.grant == GRANT_REGION, "the waiter was not granted");
+        cr_assert(core_done_pop(core, &d) && d.client == n && d.grant == GRANT_NONE && d.res.code == E_EXISTS,
+                  "the named waiter was not refused");
+        cr_assert_not(core_done_pop(core, &d));
+        bye(w);
+        bye(n);
+        bye(b);
+        bye(a);
+}
+
+/*
  * A pool left on the ready list behind a broken-off pass may drain, empty and be retired meanwhile, and a
  * pool made under its name then takes its place: the old one must leave the list before it goes.
  */

@@ -31,7 +31,10 @@ static void assert_stats_eq(const struct range_stats *x, const struct range_stat
 static void expect_alloc_error(struct range_arena *a, uint64_t size, const struct range_req *req, int err) {
         struct range_stats before = stats_of(a), after;
         uint64_t x = 0xdead;
-        int r = range_alloc(a, size, req, &x);
+        int r = range_fits(a, size, req);
+        cr_assert_eq(r, err, "range_fits(size %#llx) returned %d (%s), expected %d (%s)", (unsigned long long)size, r,
+                     strerror(-r), err, strerror(-err));
+        r = range_alloc(a, size, req, &x);
         cr_assert_eq(r, err, "range_alloc(size %#llx) returned %d (%s), expected %d (%s)", (unsigned long long)size, r,
                      strerror(-r), err, strerror(-err));
         cr_assert_eq(x, 0xdead, "a failed allocation wrote its result");
@@ -106,6 +109,7 @@ Test(alloc, argument_errors_are_distinct_and_change_nothing) {
         expect_alloc_error(a, 0, NULL, -EINVAL);
         cr_assert_eq(range_alloc(a, 4096, NULL, NULL), -EINVAL);
         cr_assert_eq(range_alloc(NULL, 4096, NULL, &x), -EINVAL);
+        cr_assert_eq(range_fits(NULL, 4096, NULL), -EINVAL);
         expect_alloc_error(a, 4096, &(struct range_req){.align = 3 * 4096}, -EDOM);
         expect_alloc_error(a, 4096, &(struct range_req){.boundary = 12 * K}, -EDOM);
         expect_alloc_error(a, 4096, &(struct range_req){.align = 8192, .phase = 8192}, -EDOM);

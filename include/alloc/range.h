@@ -91,6 +91,13 @@ int range_add(struct range_arena *arena, uint64_t start, uint64_t size);
 int range_alloc(struct range_arena *arena, uint64_t size, const struct range_req *req, uint64_t *ret);
 
 /*
+ * 0 if range_alloc(arena, size, req) would succeed now (where is the policy's
+ * choice; whether is not), -ENOSPC if not, or the error it would return;
+ * takes nothing.  For a narrow window O(log n), as range_alloc's search is.
+ */
+int range_fits(struct range_arena *arena, uint64_t size, const struct range_req *req);
+
+/*
  * Takes [start, start + size) itself (size rounded up to the quantum), as
  * drm_mm_reserve_node does: for a range whose place is already decided, such
  * as a region read back at a restart.  start must be a multiple of the
