@@ -7,8 +7,10 @@
  * pool's waiters once, oldest first, granting every one that now fits, so a
  * large request at the head does not hold back small ones behind it and among
  * those that fit the oldest wins.  A waiter larger than the pool's largest
- * free range is skipped at the cost of a comparison, nothing is formatted for
- * one that still does not fit, and a pool nobody freed into costs nothing: a
+ * free range is skipped at the cost of a comparison, one that no range freed
+ * since its last refusal can hold at the cost of a search near each of those
+ * ranges (room_came_back), nothing is formatted for one that still does not
+ * fit, and a pool nobody freed into costs nothing: a
  * hang-up that returns 65,536 regions retries each waiter once, not 65,536
  * times, and waiters of one pool never slow another's frees.
  *
