@@ -5,12 +5,15 @@
  *
  * An fpga pool f is cut into HOLES free 4 KiB pieces, a 4 KiB region between each; pool g is
  * left alone.  A kicker connection allocates and frees 1 MiB of f (above the holes) in a loop:
- * each free makes f ready, so every waiter of f is tried again.  A probe connection times
+ * each free makes f ready, so every waiter of f is tried again; with --kick-batch N, N regions
+ * of 4 KiB there freed by one FreeBatch, more ranges back at once than allocd logs for its
+ * waiters (16), so that each is searched for in the whole pool again.  A probe connection times
  * alloc + free pairs in g.  Rounds of --seconds alternate, baseline first:
  *   baseline  the kicker and the probe only
  *   waiters   as many Allocs as max_waiters_per_uid lets one uid queue (256), 4 KiB aligned to
  *             8 KiB inside the holes' window, from CONNS connections: none ever fits, and each
- *             try walks every hole (O(holes): range-place.c's second pass)
+ *             try walks every hole (O(holes): range-place.c's second pass), unless allocd can
+ *             tell from the ranges that came back since its last try that it cannot fit
  * The report: the probe's median and worst pair in each kind of round, their ratio to the
  * baseline's, and the kicks a second.  Nothing is pinned: the kicker, the probe, the waiters'
  * threads and allocd share the machine's CPUs, as users of one allocd do.  $ALLOCD_PATH runs
@@ -31,7 +34,7 @@
 #include "bench-allocd.h"
 #include "bench-util.h"
 
-#define USAGE "usage: waiter-bench [--json] [--seconds S (0.2-60)] [--holes N (1000-100000)]"
+#define USAGE "usage: waiter-bench [--json] [--seconds S (0.2-60)] [--holes N (1000-100000)] [--kick-batch N (1-256)]"
 #define BASE 0x100000000ull
 #define Q 4096u
 #define WAITERS 256 /* max_waiters_per_uid's default */
@@ -40,7 +43,7 @@
 #define PROBES_MAX 200000
 
 static double seconds = 1.0;
-static uint64_t holes = 16384;
+static uint64_t holes = 16384, batch = 1;
 static char sock[128];
 static atomic_bool stop;
 static atomic_ulong kicks;
@@ -62,10 +65,19 @@ static struct alloc_client *connect_or_die(const char *name) {
 static void *kick(void *arg) {
         struct alloc_client *c = arg;
         struct alloc_opts o = {.low = BASE + 2 * holes * Q};
-        struct alloc_region r;
+        struct alloc_region r, rs[256];
+        uint64_t sizes[256], ids[256];
 
+        for (uint64_t i = 0; i < batch; i++)
+                sizes[i] = Q;
         while (!atomic_load(&stop)) {
-                if (alloc_region_new(c, "f", 1u << 20, &o, &r) < 0 || alloc_region_free(c, r.id) < 0)
+                if (batch == 1 && (alloc_region_new(c, "f", 1u << 20, &o, &r) < 0 || alloc_region_free(c, r.id) < 0))
+                        fail("kick");
+                if (batch > 1 && alloc_region_new_batch(c, "f", sizes, batch, &o, rs) < 0)
+                        fail("kick");
+                for (uint64_t i = 0; batch > 1 && i < batch; i++)
+                        ids[i] = rs[i].id;
+                if (batch > 1 && alloc_region_free_batch(c, ids, batch) < 0)
                         fail("kick");
                 atomic_fetch_add(&kicks, 1);
         }
@@ -147,6 +159,7 @@ int main(int argc, char **argv) {
         static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                              {"seconds", required_argument, NULL, 's'},
                                              {"holes", required_argument, NULL, 'h'},
+                                             {"kick-batch", required_argument, NULL, 'b'},
                                              {0}};
         char dir[] = "/tmp/waiter-bench-XXXXXX", conf[512];
         struct alloc_client *conns[CONNS], *kicker, *probe, *filler;
@@ -155,14 +168,16 @@ int main(int argc, char **argv) {
         bool json = false;
         int o;
 
-        while ((o = getopt_long(argc, argv, "js:h:", opts, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "js:h:b:", opts, NULL)) != -1) {
                 if (o == 'j')
                         json = true;
                 else if (o == 's' && !bench_arg_seconds(USAGE, optarg, 0.2, 60, &seconds))
                         return 2;
                 else if (o == 'h' && !parse_u64(optarg, 1000, 100000, &holes))
                         return bad_arg(USAGE, "--holes", optarg, "a whole number from 1000 to 100000");
-                else if (o != 'j' && o != 's' && o != 'h') {
+                else if (o == 'b' && !parse_u64(optarg, 1, 256, &batch))
+                        return bad_arg(USAGE, "--kick-batch", optarg, "a whole number from 1 to 256");
+                else if (o != 'j' && o != 's' && o != 'h' && o != 'b') {
                         fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
@@ -220,6 +235,7 @@ int main(int argc, char **argv) {
                 json_object *j = json_object_new_object();
                 json_object_object_add(j, "holes", json_object_new_int64((int64_t)holes));
                 json_object_object_add(j, "waiters", json_object_new_int64(WAITERS));
+                json_object_object_add(j, "kick_batch", json_object_new_int64((int64_t)batch));
                 json_object_object_add(j, "seconds_per_round", json_object_new_double(seconds));
                 json_object_object_add(j, "rounds", json_object_new_int64(ROUNDS));
                 json_object_object_add(j, "placement", json_object_new_string("unpinned"));
@@ -235,9 +251,9 @@ int main(int argc, char **argv) {
                 json_object_put(j);
                 return 0;
         }
-        printf("waiter-bench: %llu holes of 4 KiB in pool f, a kicker freeing into f in a loop, %d rounds of %.1f s "
-               "of each kind, alternating; unpinned\n\n",
-               (unsigned long long)holes, ROUNDS, seconds);
+        printf("waiter-bench: %llu holes of 4 KiB in pool f, a kicker freeing into f in a loop (%s), %d rounds of "
+               "%.1f s of each kind, alternating; unpinned\n\n",
+               (unsigned long long)holes, batch == 1 ? "1 MiB a free" : "a FreeBatch a kick", ROUNDS, seconds);
         printf("%-34s %14s %14s %12s\n", "round", "pair median us", "pair worst us", "kicks/s");
         printf("%-34s %14.1f %14.1f %12.0f\n", "baseline (no waiters)", m0, worst[0], k0);
         printf("%-34s %14.1f %14.1f %12.0f\n", "256 costly waiters of one uid", m1, worst[1], k1);

@@ -39,12 +39,14 @@ struct alloc_args {
 /* ---- pools (pool.c; the backings in pool-host.c, pool-vmm.c, pool-fpga.c) ---- */
 
 /*
- * A range that came back to a pool, numbered by waitq's count of them (all pools'), so that a waiter
- * refused room can be tried again against what came back since, not the whole arena (waitq.c).
+ * What came back to a pool while it had waiters: ranges, each numbered by waitq's count of them (all
+ * pools'), so that a waiter refused room is tried again against what came back since, not the whole
+ * arena (waitq.c).  An entry may cover several ranges and what lies between them: then its number
+ * is the latest's.
  */
 #define FREED_LOG 16
 struct freed {
-        uint64_t seq, offset, size;
+        uint64_t seq, offset, end;
 };
 
 struct pool {
@@ -80,9 +82,8 @@ struct pool {
         TAILQ_ENTRY(pool) ready_link;
         struct waiter *resume; /* ready: where a pass that ran out of its slice goes on; NULL: from the oldest */
         bool again;            /* a region came back during that pass: another from the oldest follows */
-        struct freed freed[FREED_LOG]; /* the latest ranges that came back, oldest overwritten */
-        uint32_t nfreed;               /* ranges logged in all (freed[nfreed % FREED_LOG] is the next) */
-        uint64_t freed_known;          /* each range that came back after this (waitq's seq) is in freed[] */
+        struct freed freed[FREED_LOG]; /* every range that came back since the pool last had no waiter */
+        uint32_t nfreed;
 };
 TAILQ_HEAD(pool_list, pool);
 

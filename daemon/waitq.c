@@ -285,12 +285,32 @@ static void finish(struct core *core, struct waiter *w) {
         STAILQ_INSERT_TAIL(&core->waitq.done, w, done_link);
 }
 
-void waitq_pool_freed(struct core *core, struct pool *p, uint64_t offset, uint64_t size) {
-        struct freed *f = &p->freed[p->nfreed++ % FREED_LOG];
+/* The bytes between [a, b) and [c, d), 0 when they touch or overlap. */
+static uint64_t gap(uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+        return c > b ? c - b : a > d ? a - d : 0;
+}
 
-        if (p->nfreed > FREED_LOG)
-                p->freed_known = f->seq; /* what came back up to the range overwritten is no longer all here */
-        *f = (struct freed){.seq = ++core->waitq.freed_seq, .offset = offset, .size = size};
+void waitq_pool_freed(struct core *core, struct pool *p, uint64_t offset, uint64_t size) {
+        uint64_t seq = ++core->waitq.freed_seq, q = p->conf.quantum, end = offset + (size + q - 1) / q * q;
+        uint32_t near = 0;
+
+        if (TAILQ_EMPTY(&p->waiters)) {
+                p->nfreed = 0; /* a waiter queued from now on was refused after all of it */
+                return;
+        }
+        if (p->nfreed < FREED_LOG) {
+                p->freed[p->nfreed++] = (struct freed){.seq = seq, .offset = offset, .end = end};
+        } else {
+                /* Full: merged with the entry nearest it, which then covers both and the bytes between. */
+                for (uint32_t i = 1; i < FREED_LOG; i++)
+                        if (gap(offset, end, p->freed[i].offset, p->freed[i].end) <
+                            gap(offset, end, p->freed[near].offset, p->freed[near].end))
+                                near = i;
+                struct freed *f = &p->freed[near];
+                *f = (struct freed){.seq = seq,
+                                    .offset = offset < f->offset ? offset : f->offset,
+                                    .end = end > f->end ? end : f->end};
+        }
         if (p->ready && p->resume)
                 p->again = true; /* the waiters its broken-off pass tried already may fit now */
         if (p->ready || TAILQ_EMPTY(&p->waiters))
@@ -353,27 +373,26 @@ void waitq_drop_client(struct core *core, struct client *cl) {
 /*
  * Whether w, refused room when the arena held no placement for it, may fit now.  A placement that
  * did not exist then holds a byte that was not free then, so it overlaps a range that came back
- * since: a search of the arena in a window around each such range (O(log n) each) answers exactly,
- * however many holes the rest of the pool has that w cannot use.  Without the record of every range
- * since (more came back than the log keeps), it may.
+ * since: a search of the arena in a window around each such entry of the log (O(log n) for a range
+ * of a few holes) answers exactly, however many holes the rest of the pool has that w cannot use.
  */
 static bool room_came_back(struct pool *p, const struct waiter *w) {
         const struct alloc_args *a = &w->args;
-        uint64_t q0 = p->conf.quantum, size = (a->size + q0 - 1) / q0 * q0, reach = size - q0;
+        uint64_t q = p->conf.quantum, reach;
 
-        if (w->refused < p->freed_known || a->size > UINT64_MAX - (q0 - 1))
+        if (a->size > UINT64_MAX - (q - 1))
                 return true;
-        for (uint32_t i = p->nfreed > FREED_LOG ? p->nfreed - FREED_LOG : 0; i < p->nfreed; i++) {
-                const struct freed *f = &p->freed[i % FREED_LOG];
+        reach = (a->size + q - 1) / q * q - q;
+        for (uint32_t i = 0; i < p->nfreed; i++) {
+                const struct freed *f = &p->freed[i];
                 if (f->seq <= w->refused)
                         continue;
                 struct range_req r = a->req;
-                uint64_t high = r.high ? r.high : UINT64_MAX, end = f->offset + f->size;
-                /* A placement overlapping f starts after f->offset - size and ends before end + size. */
+                /* A placement overlapping f starts after f->offset - size and ends before f->end + size. */
                 uint64_t from = f->offset > reach ? f->offset - reach : 0,
-                         to = end > UINT64_MAX - reach ? UINT64_MAX : end + reach;
+                         to = f->end > UINT64_MAX - reach ? UINT64_MAX : f->end + reach,
+                         high = r.high && r.high < to ? r.high : to;
                 r.low = r.low > from ? r.low : from;
-                high = high < to ? high : to;
                 if (r.low >= high)
                         continue;
                 r.high = high == UINT64_MAX ? 0 : high;

@@ -264,13 +264,13 @@ Test(core, a_waiter_is_tried_against_what_came_back) {
         struct client *a = client(1), *w = client(2), *n = client(2), *b = client(3);
         struct alloc_request r = {
                 .pool = "f", .size = 8 * K, .req = {.align = 8 * K}, .numa_node = -1, .flags = F_NOFAIL};
-        uint32_t s[16], slot;
+        uint32_t s[128], slot;
         struct core_result res;
         struct core_done d;
 
-        add_fpga("f", 64 * K);
+        add_fpga("f", 512 * K);
         add_fpga("g", 64 * K);
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < 128; i++)
                 cr_assert_eq(alloc(a, "f", 4 * K, 0, NULL, &s[i]), GRANT_REGION);
         /* Holes of 8 KiB at 4K mod 8K (4K, 20K, 36K): none holds 8 KiB aligned to 8 KiB. */
         for (int i = 1; i < 12; i += 4) {
@@ -282,10 +282,16 @@ Test(core, a_waiter_is_tried_against_what_came_back) {
         cr_assert_eq(core_alloc(core, n, 0, &r, &slot, &res), GRANT_WAITING);
 
         struct core_stats before = stats();
-        cr_assert_eq(core_free_region(core, a, id_of(s[15]), &res), E_OK); /* 60K: its neighbour is held */
+        cr_assert_eq(core_free_region(core, a, id_of(s[127]), &res), E_OK); /* its neighbour is held */
         core_run(core);
         cr_assert_not(core_done_pop(core, &d), "a waiter was answered: %s", d.res.msg);
         cr_assert_eq(stats().skips - before.skips, 2, "the waiters were searched for again");
+        /* More single 4 KiB holes than the log has entries: merged, still none searched for in vain. */
+        for (int i = 125; i > 125 - 2 * 24; i -= 2)
+                cr_assert_eq(core_free_region(core, a, id_of(s[i]), &res), E_OK);
+        core_run(core);
+        cr_assert_not(core_done_pop(core, &d), "a waiter was answered: %s", d.res.msg);
+        cr_assert_eq(stats().skips - before.skips, 4, "the waiters were searched for again");
 
         cr_assert_eq(alloc(b, "g", 4 * K, 0, "job", NULL), GRANT_REGION); /* the named waiter's name, taken */
         cr_assert_eq(core_free_region(core, a, id_of(s[3]), &res), E_OK); /* 12K: 4K-16K holds 8K-16K */
@@ -294,6 +300,15 @@ Test(core, a_waiter_is_tried_against_what_came_back) {
         cr_assert(core_done_pop(core, &d) && d.client == n && d.grant == GRANT_NONE && d.res.code == E_EXISTS,
                   "the named waiter was not refused");
         cr_assert_not(core_done_pop(core, &d));
+
+        /* Room that comes back among merged entries is found too. */
+        r.name = NULL;
+        cr_assert_eq(core_alloc(core, w, 0, &r, &slot, &res), GRANT_WAITING);
+        for (int i = 30; i < 30 + 2 * 20; i += 2)
+                cr_assert_eq(core_free_region(core, a, id_of(s[i]), &res), E_OK);
+        cr_assert_eq(core_free_region(core, a, id_of(s[126]), &res), E_OK); /* 504K: 500K-512K is free now */
+        core_run(core);
+        cr_assert(core_done_pop(core, &d) && d.client == w && d.grant == GRANT_REGION, "the waiter was not granted");
         bye(w);
         bye(n);
         bye(b);
