@@ -164,12 +164,14 @@ Test(hostile, pool_fd_not_sealed_against_shrinking) {
         struct fake f = {0};
         Allocd__Reply r;
         Allocd__Region g;
+        int before = count_fds();
 
         add_hello(&f);
         region_reply(&r, &g, 1ull << 32, 1 << 20);
         answer(&f, &r, 1 << 20);
         f.answers[f.n - 1].unsealed = true;
         region_refused(&f, "not sealed against shrinking");
+        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
 }
 
 /* The same for an isolation = region region's own fd. */
@@ -177,12 +179,14 @@ Test(hostile, region_fd_not_sealed_against_shrinking) {
         struct fake f = {0};
         Allocd__Reply r;
         Allocd__Region g;
+        int before = count_fds();
 
         add_hello(&f);
         isolated(&r, &g, 4096);
         answer(&f, &r, 4096);
         f.answers[f.n - 1].unsealed = true;
         region_refused(&f, "not sealed against shrinking");
+        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
 }
 
 /* A pool kind this library does not know: it cannot be mapped, nor handed out as an enum alloc_kind. */
