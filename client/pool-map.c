@@ -35,6 +35,7 @@
  * find is not held up by the import of another pool.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,17 @@ int fd_holds(int fd, uint64_t size, struct stat *st, char *err, size_t errsize) 
         if (st->st_size < 0 || (uint64_t)st->st_size < size) {
                 snprintf(err, errsize, "allocd sent an fd of %lld bytes for %llu bytes", (long long)st->st_size,
                          (unsigned long long)size);
+                return -EPROTO;
+        }
+        /*
+         * The size is only what it is now: whoever else holds the fd could shrink it under the
+         * mapping, and a page past its new end would then fault (SIGBUS) here, in the caller's code.
+         * allocd seals every memfd it sends (pool-host.c); one that is not sealed is no allocd's.
+         */
+        int seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+                snprintf(err, errsize, "allocd sent an fd that is not sealed against shrinking (%s)",
+                         seals < 0 ? strerror(errno) : "no F_SEAL_SHRINK");
                 return -EPROTO;
         }
         return 0;

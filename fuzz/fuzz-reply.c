@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -98,8 +99,10 @@ static void answer(int conn, const uint8_t *bytes, size_t len, uint8_t flags, ui
                 } while (id);
         }
         if (flags & PKT_FD) {
-                fd = memfd_create("fuzz-reply", MFD_CLOEXEC);
-                if (fd < 0 || ftruncate(fd, (off_t)(flags & PKT_PAGES) * PAGE) < 0)
+                /* Sealed as allocd's are, so that the replies that fit are mapped. */
+                fd = memfd_create("fuzz-reply", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+                if (fd < 0 || ftruncate(fd, (off_t)(flags & PKT_PAGES) * PAGE) < 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
                         fail("memfd: %s", strerror(errno));
         }
         /* The client may be gone (it gave up on a call): then the rest goes nowhere. */

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,13 @@
 
 /*
  * One answer: reply (its id set to the request's; NULL: an empty packet, which allocd never sends),
- * with a memfd of fd_size bytes beside it if fd_size >= 0.
+ * with a memfd of fd_size bytes beside it if fd_size >= 0, sealed against resizing as allocd's are
+ * unless unsealed.
  */
 struct canned {
         Allocd__Reply *reply;
         long fd_size;
+        bool unsealed;
 };
 
 struct fake {
@@ -45,8 +48,10 @@ static int answer_canned(const Allocd__Request *req, Allocd__Reply *reply, int *
         if (!a)
                 return 0;
         if (a->fd_size >= 0) {
-                *fd = memfd_create("fake-allocd", MFD_CLOEXEC);
+                *fd = memfd_create("fake-allocd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
                 cr_assert_eq(ftruncate(*fd, a->fd_size), 0);
+                if (!a->unsealed)
+                        cr_assert_eq(fcntl(*fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
         }
         if (!a->reply)
                 return FAKE_EMPTY;
@@ -57,7 +62,7 @@ static int answer_canned(const Allocd__Request *req, Allocd__Reply *reply, int *
 }
 
 static void answer(struct fake *f, Allocd__Reply *r, long fd_size) {
-        f->answers[f->n++] = (struct canned){r, fd_size};
+        f->answers[f->n++] = (struct canned){r, fd_size, false};
 }
 
 static Allocd__HelloReply hello_body = ALLOCD__HELLO_REPLY__INIT;
@@ -149,6 +154,39 @@ Test(hostile, pool_fd_shorter_than_the_pool) {
         region_reply(&r, &g, 1ull << 32, 1 << 20);
         answer(&f, &r, 4096);
         region_refused(&f, "an fd of 4096 bytes for 1048576 bytes");
+}
+
+/*
+ * A pool fd of the right size that its sender could shrink: the client maps it whole, and a page
+ * past the new end would then fault (SIGBUS) in the client, whenever the sender liked.
+ */
+Test(hostile, pool_fd_not_sealed_against_shrinking) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+        int before = count_fds();
+
+        add_hello(&f);
+        region_reply(&r, &g, 1ull << 32, 1 << 20);
+        answer(&f, &r, 1 << 20);
+        f.answers[f.n - 1].unsealed = true;
+        region_refused(&f, "not sealed against shrinking");
+        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
+}
+
+/* The same for an isolation = region region's own fd. */
+Test(hostile, region_fd_not_sealed_against_shrinking) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+        int before = count_fds();
+
+        add_hello(&f);
+        isolated(&r, &g, 4096);
+        answer(&f, &r, 4096);
+        f.answers[f.n - 1].unsealed = true;
+        region_refused(&f, "not sealed against shrinking");
+        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
 }
 
 /* A pool kind this library does not know: it cannot be mapped, nor handed out as an enum alloc_kind. */

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,11 +48,13 @@ static const Allocd__Reply *fake_reply(struct fake_reply *f, const char *name, A
         return &f->reply;
 }
 
+/* Sealed against resizing, as allocd's are: the client maps no other. */
 static int memfd(const char *name, uint64_t size) {
-        int fd = memfd_create(name, MFD_CLOEXEC);
+        int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
         cr_assert_geq(fd, 0);
         cr_assert_eq(ftruncate(fd, (off_t)size), 0);
+        cr_assert_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
         return fd;
 }
 
