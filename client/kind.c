@@ -341,6 +341,13 @@ int alloc_kind_posix_memalign(struct alloc_memkind *kind, void **memptr, size_t 
 
         if (!kind || kind->orphan || !memptr || alignment < sizeof(void *) || (alignment & (alignment - 1)))
                 return EINVAL;
+        /* allocd aligns a region's offset, and a pool is mapped at a multiple of at most MAP_ALIGN_MAX. */
+        if (alignment > MAP_ALIGN_MAX) {
+                client_fail(-ENOMEM, "posix_memalign: no block of pool %s can be aligned to %zu bytes (at most %llu)",
+                            kind->pool, alignment, (unsigned long long)MAP_ALIGN_MAX);
+                errno = saved;
+                return ENOMEM;
+        }
         if (size <= KIND_SMALL_MAX && alignment <= KIND_SMALL_MAX) {
                 /* Blocks lie at multiples of their class size in a slab aligned to 64 KiB: a class that
                  * is a multiple of alignment aligns every block.  The largest class is a power of two. */

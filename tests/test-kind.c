@@ -136,6 +136,14 @@ Test(kind, posix_memalign_as_posix_says) {
         errno = 4242;
         cr_assert_eq(alloc_kind_posix_memalign(k, &p, 64, SIZE_MAX - 4096), ENOMEM);
         cr_assert_eq(errno, 4242);
+        /* Past what a pool's mapping is aligned to: at once, without a region asked for that cannot serve. */
+        struct alloc_kind_stats st0, st;
+        cr_assert_eq(alloc_kind_stats(k, &st0), 0);
+        cr_assert_eq(alloc_kind_posix_memalign(k, &p, (size_t)2 << 30, 64), ENOMEM);
+        cr_assert(strstr(alloc_last_error(), "aligned to 2147483648 bytes"), "%s", alloc_last_error());
+        cr_assert_eq(alloc_kind_stats(k, &st), 0);
+        cr_assert_eq(st.round_trips, st0.round_trips, "allocd was asked for a region");
+        cr_assert_eq(errno, 4242);
         for (size_t align = sizeof(void *); align <= 4 * MiB; align *= 2) {
                 size_t sizes[] = {0, 1, align / 2 + 1, align, 3 * align + 5};
                 for (int j = 0; j < 5; j++) {
