@@ -99,6 +99,45 @@ void fdstore_passed_free(struct passed_fd *fds, size_t n) {
         free(fds);
 }
 
+static int by_name(const void *a, const void *b, void *fds) {
+        const struct passed_fd *f = fds;
+        return strcmp(f[*(const size_t *)a].name, f[*(const size_t *)b].name);
+}
+
+int fdstore_passed_sort(const struct passed_fd *fds, size_t n, size_t **ret) {
+        size_t *order = malloc((n ? n : 1) * sizeof(*order));
+
+        if (!order)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                order[i] = i;
+        qsort_r(order, n, sizeof(*order), by_name, (void *)fds);
+        *ret = order;
+        return 0;
+}
+
+ssize_t fdstore_passed_find(const struct passed_fd *fds, const size_t *order, size_t n, const char *name) {
+        size_t lo = 0, hi = n;
+
+        if (!order) {
+                for (size_t i = 0; i < n; i++)
+                        if (fds[i].fd >= 0 && !strcmp(fds[i].name, name))
+                                return (ssize_t)i;
+                return -1;
+        }
+        while (lo < hi) { /* the first of that name or after it */
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(fds[order[mid]].name, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (; lo < n && !strcmp(fds[order[lo]].name, name); lo++)
+                if (fds[order[lo]].fd >= 0)
+                        return (ssize_t)order[lo];
+        return -1;
+}
+
 void fdstore_pool_name(char *buf, size_t size, const struct stored_pool *sp) {
         char q[32] = "";
 

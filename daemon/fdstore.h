@@ -35,6 +35,13 @@ struct passed_fd {
 int fdstore_passed(struct passed_fd **ret, size_t *n);
 /* Closes the fds not taken and frees the array. */
 void fdstore_passed_free(struct passed_fd *fds, size_t n);
+/*
+ * A permutation of fds' indexes sorted by name in *ret (the caller frees it), so that a start with
+ * many region memfds finds each in O(log n) (fdstore_passed_find), not by comparing every name.
+ */
+int fdstore_passed_sort(const struct passed_fd *fds, size_t n, size_t **ret);
+/* fds' index of an fd not yet taken named name, or -1; order from fdstore_passed_sort, or NULL (a scan). */
+ssize_t fdstore_passed_find(const struct passed_fd *fds, const size_t *order, size_t n, const char *name);
 
 /*
  * A pool's fd is stored as "pool.KIND.SIZE.NAME" (':' in NAME as '%', which no pool name has), so

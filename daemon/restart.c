@@ -45,6 +45,7 @@
 
 static struct passed_fd *passed;
 static size_t npassed;
+static size_t *by_name;   /* passed[] sorted by name (fdstore_passed_sort); NULL: out of memory, scanned */
 static int state_at = -1; /* passed[] index of the state to restore */
 
 static bool store;                 /* there is a store to keep things in */
@@ -117,10 +118,15 @@ static ssize_t region_at(uint64_t id) {
         char name[32];
 
         fdstore_region_name(name, sizeof(name), id);
-        for (size_t i = 0; i < npassed; i++)
-                if (passed[i].fd >= 0 && !strcmp(passed[i].name, name))
-                        return (ssize_t)i;
-        return -1;
+        return fdstore_passed_find(passed, by_name, npassed, name);
+}
+
+static void passed_release(void) {
+        fdstore_passed_free(passed, npassed);
+        passed = NULL;
+        npassed = 0;
+        free(by_name);
+        by_name = NULL;
 }
 
 static int region_stored(void *data, uint64_t id) {
@@ -205,6 +211,8 @@ int restart_collect(int *sock) {
                         }
                 }
         }
+        if (fdstore_passed_sort(passed, npassed, &by_name) < 0)
+                by_name = NULL;
         return 0;
 }
 
@@ -494,9 +502,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
         serving = true;
         if (!store) {
                 restart_discard();
-                fdstore_passed_free(passed, npassed);
-                passed = NULL;
-                npassed = 0;
+                passed_release();
                 return;
         }
         /*
@@ -558,9 +564,7 @@ void restart_begin(struct core *core, uint64_t next_serial) {
                 fdstore_remove(state_names[state_name == 0 ? 1 : 0]);
                 store_state();
         }
-        fdstore_passed_free(passed, npassed);
-        passed = NULL;
-        npassed = 0;
+        passed_release();
         state_at = -1;
         sync_pools(core);
         if (want > store_max)
