@@ -292,7 +292,7 @@ static void unreachable_hint(void) {
 static const char *last_error(void) {
         static char buf[4 * 511 + 1];
 
-        return text_escape(alloc_last_error(), false, buf, sizeof(buf));
+        return text_escape_controls(alloc_last_error(), buf, sizeof(buf));
 }
 
 int request_failed(const char *what, int r) {

@@ -71,7 +71,7 @@ bool text_valid(const char *s, size_t max) {
         return true;
 }
 
-const char *text_escape(const char *s, bool spaces, char *buf, size_t size) {
+static const char *escape(const char *s, bool spaces, bool backslashes, char *buf, size_t size) {
         static const char hex[] = "0123456789abcdef";
         size_t n = strlen(s), o = 0;
         uint32_t cp;
@@ -81,7 +81,7 @@ const char *text_escape(const char *s, bool spaces, char *buf, size_t size) {
         for (size_t i = 0; i < n;) {
                 int k = text_next(s + i, n - i, &cp);
                 bool esc = k < 0 || text_is_control(cp) || (spaces && cp == ' ');
-                size_t len = k < 0 ? 1 : (size_t)k, need = esc ? 4 * len : cp == '\\' ? 2 : len;
+                size_t len = k < 0 ? 1 : (size_t)k, need = esc ? 4 * len : cp == '\\' && backslashes ? 2 : len;
 
                 if (o + need >= size)
                         break;
@@ -90,7 +90,7 @@ const char *text_escape(const char *s, bool spaces, char *buf, size_t size) {
                         if (esc) {
                                 buf[o++] = '\\', buf[o++] = 'x', buf[o++] = hex[b >> 4], buf[o++] = hex[b & 15];
                         } else {
-                                if (b == '\\')
+                                if (b == '\\' && backslashes)
                                         buf[o++] = '\\';
                                 buf[o++] = (char)b;
                         }
@@ -101,6 +101,14 @@ const char *text_escape(const char *s, bool spaces, char *buf, size_t size) {
         if (o == 0 && n == 0 && size > 1)
                 buf[0] = '-', buf[1] = '\0';
         return buf;
+}
+
+const char *text_escape(const char *s, bool spaces, char *buf, size_t size) {
+        return escape(s, spaces, true, buf, size);
+}
+
+const char *text_escape_controls(const char *s, char *buf, size_t size) {
+        return escape(s, false, false, buf, size);
 }
 
 char *text_utf8(const char *s) {

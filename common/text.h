@@ -32,6 +32,11 @@ bool text_valid(const char *s, size_t max);
  */
 const char *text_escape(const char *s, bool spaces, char *buf, size_t size);
 /*
+ * s for a terminal as text_escape has it, a backslash left as it is: for prose that quotes names
+ * allocd escaped already (its messages), where the escape need not be read back.
+ */
+const char *text_escape_controls(const char *s, char *buf, size_t size);
+/*
  * How many of s's first bytes, at most max, end between two characters: a copy cut there to fit
  * stays UTF-8 if s was, so that what it is sent to judges its length, not a broken last character.
  */
