@@ -156,37 +156,35 @@ Test(hostile, pool_fd_shorter_than_the_pool) {
         region_refused(&f, "an fd of 4096 bytes for 1048576 bytes");
 }
 
+/* An fd of the right size that its sender could shrink, of a pool or of a region of its own: refused and closed. */
+static void unsealed_refused(bool own) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g;
+        int before = count_fds();
+
+        add_hello(&f);
+        if (own)
+                isolated(&r, &g, 4096);
+        else
+                region_reply(&r, &g, 1ull << 32, 1 << 20);
+        answer(&f, &r, own ? 4096 : 1 << 20);
+        f.answers[f.n - 1].unsealed = true;
+        region_refused(&f, "not sealed against shrinking");
+        cr_assert_eq(count_fds(), before);
+}
+
 /*
  * A pool fd of the right size that its sender could shrink: the client maps it whole, and a page
  * past the new end would then fault (SIGBUS) in the client, whenever the sender liked.
  */
 Test(hostile, pool_fd_not_sealed_against_shrinking) {
-        struct fake f = {0};
-        Allocd__Reply r;
-        Allocd__Region g;
-        int before = count_fds();
-
-        add_hello(&f);
-        region_reply(&r, &g, 1ull << 32, 1 << 20);
-        answer(&f, &r, 1 << 20);
-        f.answers[f.n - 1].unsealed = true;
-        region_refused(&f, "not sealed against shrinking");
-        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
+        unsealed_refused(false);
 }
 
 /* The same for an isolation = region region's own fd. */
 Test(hostile, region_fd_not_sealed_against_shrinking) {
-        struct fake f = {0};
-        Allocd__Reply r;
-        Allocd__Region g;
-        int before = count_fds();
-
-        add_hello(&f);
-        isolated(&r, &g, 4096);
-        answer(&f, &r, 4096);
-        f.answers[f.n - 1].unsealed = true;
-        region_refused(&f, "not sealed against shrinking");
-        cr_assert_eq(count_fds(), before); /* the fd refused is closed */
+        unsealed_refused(true);
 }
 
 /* A pool kind this library does not know: it cannot be mapped, nor handed out as an enum alloc_kind. */
