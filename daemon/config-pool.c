@@ -462,12 +462,16 @@ int check_pool(struct parse *ps, size_t pool) {
                                 pool_kind_name(pc->kind), key[KEY_KIND].line, list);
                 }
         }
+        /* A pinned memfd pool is no CUDA allocation: the reason there is the lock that covers it whole. */
         if (pc->isolation == ISOLATION_REGION && pc->kind != POOL_HOST)
                 return conf_fail_at(ps, key[KEY_ISOLATION].line,
-                                    "isolation = region: only host pools have it; a %s pool is one CUDA allocation, "
-                                    "exported whole, and a region of it cannot be handed out alone (use a host pool, "
-                                    "or a %s pool per tenant)",
-                                    pool_kind_name(pc->kind), pool_kind_name(pc->kind));
+                                    "isolation = region: only host pools have it; %s, and a region of it cannot be "
+                                    "handed out alone (use a host pool, or a %s pool per tenant)",
+                                    pc->kind == POOL_PINNED
+                                            ? "a pinned pool is locked whole, and with backend = vmm it is one CUDA "
+                                              "allocation, exported whole"
+                                            : "a gpu pool is one CUDA allocation, exported whole",
+                                    pool_kind_name(pc->kind));
         if (pc->isolation == ISOLATION_REGION && (pc->lock || pc->numa_node >= 0))
                 return conf_fail_at(ps, key[pc->lock ? KEY_LOCK : KEY_NUMA_NODE].line,
                                     "%s = %s: not with isolation = region (line %d), whose regions are made one by "

@@ -319,6 +319,8 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                  "use pool (one mapping"},
                 {"[pool g]\nkind = gpu\nsize = 1G\ndevice = 0\nisolation = region\n", 5, "isolation = region",
                  "only host pools have it"},
+                {"[pool p]\nkind = pinned\nsize = 1M\nbackend = memfd\nisolation = region\n", 5, "isolation = region",
+                 "a pinned pool is locked whole"},
                 {"[pool a]\nkind = host\nsize = 1M\nisolation = region\nlock = yes\n", 5, "lock = yes",
                  "not with isolation = region (line 4)"},
                 {"[pool a]\nkind = host\nsize = 4M\nisolation = region\nhugepages = 2M\nquantum = 1M\n", 5,
