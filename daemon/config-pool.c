@@ -188,19 +188,21 @@ static int parse_ranges(struct parse *ps, size_t pool, const char *value) {
 /* "portable, devicemap": cuMemHostRegister's flags for a pinned pool's clients; a second line adds. */
 static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const char *value, bool again) {
         char *buf = strdup(value), *save = NULL, *tok;
-        int r = 1;
+        int r = 1, ntok = 0;
+        bool none = false;
 
         if (!buf)
                 return conf_fail(ps, "out of memory");
         if (!again)
                 pc->register_flags = 0;
         for (tok = strtok_r(buf, ", \t", &save); tok && r; tok = strtok_r(NULL, ", \t", &save)) {
+                ntok++;
                 if (!strcmp(tok, "portable"))
                         pc->register_flags |= REGISTER_PORTABLE;
                 else if (!strcmp(tok, "devicemap"))
                         pc->register_flags |= REGISTER_DEVICEMAP;
                 else if (!strcmp(tok, "none"))
-                        ;
+                        none = true;
                 else if (!strcmp(tok, "writecombined"))
                         r = conf_fail(ps,
                                       "flags = writecombined: write-combined memory comes only from cuMemHostAlloc, "
@@ -210,6 +212,11 @@ static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const ch
                         r = conf_fail(ps, "flags = %s: unknown flag '%s'; use portable, devicemap or none", value, tok);
         }
         free(buf);
+        /* An empty line would silently mean none, which takes clients' device pointers away: a forgotten value. */
+        if (r && !ntok)
+                return conf_fail(ps, "flags: empty; write portable, devicemap (the default: both), or none");
+        if (r && none && ntok > 1)
+                return conf_fail(ps, "flags = %s: none with other flags; write none alone, or the flags alone", value);
         return r;
 }
 
