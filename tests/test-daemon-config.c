@@ -332,6 +332,7 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                  4, "names = job/*", "not a name pattern"},
                 {"[pool a]\nkind = host\nsize = 1M\nnames = ,\n", 4, "names", "empty; write patterns"},
                 {"[pool p]\nkind = pinned\nsize = 1M\nflags =\n", 4, "flags", "empty; write portable"},
+                {"[pool caf\xc3\xa9]\nkind = host\nsize = 1M\n", 1, "[pool caf\xc3\xa9]", "1-63 ASCII letters"},
                 {"[pool p]\nkind = pinned\nsize = 1M\nflags = ,\n", 4, "flags", "empty; write portable"},
                 {"[pool p]\nkind = pinned\nsize = 1M\nflags = none, portable\n", 4, "flags = none, portable",
                  "none with other flags"},
