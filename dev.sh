@@ -4,8 +4,8 @@
 #   ./dev.sh run [ARGS]           install what is missing, build, run allocd in the foreground
 #   ./dev.sh test                 install what is missing, build, run the whole test suite
 #   ./dev.sh sanitize             the test suite again, built by clang with ASan and UBSan
-#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, isolation, falloc, kind, gpu,
-#                                 state, restart, waiter, or python (bench/python-bench.py, with Debian's python3)
+#   ./dev.sh bench NAME [ARGS]    build and run bench/NAME-bench: range, allocd, scale, region, isolation, falloc, kind,
+#                                 gpu, state, restart, waiter, or python (bench/python-bench.py, with Debian's python3)
 #   ./dev.sh fuzz [TARGET] [SECS] the fuzzers (request, config, range, state, reply; all by default), SECS (60) each
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -188,19 +188,21 @@ static int parse_ranges(struct parse *ps, size_t pool, const char *value) {
 /* "portable, devicemap": cuMemHostRegister's flags for a pinned pool's clients; a second line adds. */
 static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const char *value, bool again) {
         char *buf = strdup(value), *save = NULL, *tok;
-        int r = 1;
+        int r = 1, ntok = 0;
+        bool none = false;
 
         if (!buf)
                 return conf_fail(ps, "out of memory");
         if (!again)
                 pc->register_flags = 0;
         for (tok = strtok_r(buf, ", \t", &save); tok && r; tok = strtok_r(NULL, ", \t", &save)) {
+                ntok++;
                 if (!strcmp(tok, "portable"))
                         pc->register_flags |= REGISTER_PORTABLE;
                 else if (!strcmp(tok, "devicemap"))
                         pc->register_flags |= REGISTER_DEVICEMAP;
                 else if (!strcmp(tok, "none"))
-                        ;
+                        none = true;
                 else if (!strcmp(tok, "writecombined"))
                         r = conf_fail(ps,
                                       "flags = writecombined: write-combined memory comes only from cuMemHostAlloc, "
@@ -210,6 +212,11 @@ static int parse_register_flags(struct parse *ps, struct pool_conf *pc, const ch
                         r = conf_fail(ps, "flags = %s: unknown flag '%s'; use portable, devicemap or none", value, tok);
         }
         free(buf);
+        /* An empty line would silently mean none, which takes clients' device pointers away: a forgotten value. */
+        if (r && !ntok)
+                return conf_fail(ps, "flags: empty; write portable, devicemap (the default: both), or none");
+        if (r && none && ntok > 1)
+                return conf_fail(ps, "flags = %s: none with other flags; write none alone, or the flags alone", value);
         return r;
 }
 
@@ -462,12 +469,16 @@ int check_pool(struct parse *ps, size_t pool) {
                                 pool_kind_name(pc->kind), key[KEY_KIND].line, list);
                 }
         }
+        /* A pinned memfd pool is no CUDA allocation: the reason there is the lock that covers it whole. */
         if (pc->isolation == ISOLATION_REGION && pc->kind != POOL_HOST)
                 return conf_fail_at(ps, key[KEY_ISOLATION].line,
-                                    "isolation = region: only host pools have it; a %s pool is one CUDA allocation, "
-                                    "exported whole, and a region of it cannot be handed out alone (use a host pool, "
-                                    "or a %s pool per tenant)",
-                                    pool_kind_name(pc->kind), pool_kind_name(pc->kind));
+                                    "isolation = region: only host pools have it; %s, and a region of it cannot be "
+                                    "handed out alone (use a host pool, or a %s pool per tenant)",
+                                    pc->kind == POOL_PINNED
+                                            ? "a pinned pool is locked whole, and with backend = vmm it is one CUDA "
+                                              "allocation, exported whole"
+                                            : "a gpu pool is one CUDA allocation, exported whole",
+                                    pool_kind_name(pc->kind));
         if (pc->isolation == ISOLATION_REGION && (pc->lock || pc->numa_node >= 0))
                 return conf_fail_at(ps, key[pc->lock ? KEY_LOCK : KEY_NUMA_NODE].line,
                                     "%s = %s: not with isolation = region (line %d), whose regions are made one by "

@@ -85,8 +85,8 @@ static bool header_ok(struct parse *ps) {
                 return conf_fail(ps, "[pool %s]: a name of %zu characters; a pool name is at most %d, shorten it", name,
                                  n, POOL_NAME_MAX_LEN);
         if (n == 0 || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != n)
-                return conf_fail(ps, "[%s]: a pool name is 1-%d letters, digits, '-', '_', '.' or ':'", ps->header,
-                                 POOL_NAME_MAX_LEN);
+                return conf_fail(ps, "[%s]: a pool name is 1-%d ASCII letters, digits, '-', '_', '.' or ':'",
+                                 ps->header, POOL_NAME_MAX_LEN);
         for (size_t i = 0; i < ps->conf->npools; i++)
                 if (!strcmp(ps->conf->pools[i].name, name))
                         return conf_fail(ps, "[pool %s] appears twice (first at line %d); merge them", name,
