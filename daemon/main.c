@@ -140,6 +140,14 @@ static void stop(void) {
         uv_close((uv_handle_t *)&sig_term, NULL);
         uv_close((uv_handle_t *)&sig_int, NULL);
         uv_close((uv_handle_t *)&sig_hup, NULL);
+        /*
+         * libuv gives a signal back its default action with its last handle: a second SIGTERM (an
+         * impatient operator, a script's kill in a loop) would end allocd by the signal, mid-stop and
+         * without its status 0.  The stop under way is what they asked for; SIGKILL still ends it.
+         */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
         uv_close((uv_handle_t *)&watchdog_timer, NULL);
         uv_close((uv_handle_t *)&status_timer, NULL);
 }

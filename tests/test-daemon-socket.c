@@ -67,6 +67,24 @@ Test(socket, stopping_leaves_another_allocds_socket, .timeout = 60) {
         daemon_stop(&a);
 }
 
+/* SIGTERMs that keep coming while allocd stops (an impatient operator): it still stops cleanly, status 0. */
+Test(socket, signals_during_the_stop_do_not_end_it_early, .timeout = 60) {
+        struct daemon a;
+        int status = 0;
+        pid_t p = 0;
+
+        daemon_start(&a, NULL);
+        for (int i = 0; i < 20000 && (p = waitpid(a.pid, &status, WNOHANG)) == 0; i++) {
+                kill(a.pid, i % 3 == 1 ? SIGINT : i % 3 == 2 ? SIGHUP : SIGTERM);
+                usleep(100);
+        }
+        cr_assert_eq(p, a.pid, "allocd did not stop");
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "allocd did not exit cleanly: %#x%s", status,
+                  WIFSIGNALED(status) ? " (killed by a signal)" : "");
+        a.pid = 0;
+        daemon_stop(&a);
+}
+
 /*
  * allocds started at once beside a stale socket file: one serves, the others refuse.  Each once found the
  * file dead and removed it, a later one the socket an earlier one had just bound, and two ran, one of them
