@@ -68,6 +68,7 @@ struct alloc_client {
         int sleepers; /* threads in pthread_cond_wait */
         int dead;     /* 0, or the negative errno that ended the connection */
         char dead_msg[256];
+        bool dead_said; /* dead_msg is allocd's own words: dead's strerror would only blur them */
         struct pending *pending;
         struct pool_table *pools;
         struct region_table *regions; /* isolation = region pools' regions, each its own mapping */

@@ -288,6 +288,8 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
                 } else {
                         /* Unsolicited: a refusal (id 0) ends the connection with its reason. */
                         if (r && r->has_error && r->error != ALLOCD__ERROR__OK) {
+                                if (!c->dead)
+                                        c->dead_said = true;
                                 conn_die(c, -wire_error_errno(r->error), client_reply_words(r));
                                 /* An operator closed it (Disconnect): coming back would undo that. */
                                 c->given_up |= r->error == ALLOCD__ERROR__DISCONNECTED;

@@ -374,6 +374,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         close(c->fd);
         c->fd = fd;
         c->dead = 0;
+        c->dead_said = false;
         c->gen++;
         pool_table_renew(c->pools);
         if (c->sleepers)

@@ -89,6 +89,8 @@ uint64_t client_afresh(struct alloc_client *c) {
 
 /* Why the connection is unusable, as a call's failure. */
 int conn_fail_dead(const struct alloc_client *c) {
+        if (c->dead_said)
+                return client_fail(c->dead, "%s", c->dead_msg);
         return client_fail(c->dead, "%s (%s)", c->dead_msg, strerror(-c->dead));
 }
 
