@@ -385,7 +385,7 @@ static void make_pool_done(uv_work_t *w, int status) {
                 core_pool_info(core_pool_find(core, name), &info);
                 logx(pw->r == -ENODEV ? LOG_LEVEL_WARNING : LOG_LEVEL_ERR, &(struct log_ctx){.pool = name},
                      "SIGHUP: %s:%d: pool %s is not available: %s; the next reload tries again", config_path,
-                     pw->conf.line, name, pw->err);
+                     pw->conf.line, name, info.reason); /* err without its "pool NAME: " */
                 pool_failed(name, info.reason);
         } else {
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
