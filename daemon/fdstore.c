@@ -99,9 +99,12 @@ void fdstore_passed_free(struct passed_fd *fds, size_t n) {
         free(fds);
 }
 
+/* By name, then by index: of two fds of one name the one passed first is found first, as a scan finds it. */
 static int by_name(const void *a, const void *b, void *fds) {
         const struct passed_fd *f = fds;
-        return strcmp(f[*(const size_t *)a].name, f[*(const size_t *)b].name);
+        size_t i = *(const size_t *)a, j = *(const size_t *)b;
+        int c = strcmp(f[i].name, f[j].name);
+        return c ? c : (i > j) - (i < j);
 }
 
 int fdstore_passed_sort(const struct passed_fd *fds, size_t n, size_t **ret) {

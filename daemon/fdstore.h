@@ -40,7 +40,7 @@ void fdstore_passed_free(struct passed_fd *fds, size_t n);
  * many region memfds finds each in O(log n) (fdstore_passed_find), not by comparing every name.
  */
 int fdstore_passed_sort(const struct passed_fd *fds, size_t n, size_t **ret);
-/* fds' index of an fd not yet taken named name, or -1; order from fdstore_passed_sort, or NULL (a scan). */
+/* fds' first index of an fd not yet taken named name, or -1; order from fdstore_passed_sort, or NULL (a scan). */
 ssize_t fdstore_passed_find(const struct passed_fd *fds, const size_t *order, size_t n, const char *name);
 
 /*

@@ -352,6 +352,8 @@ void restart_discard(void) {
                 passed[i].fd = -1;
                 passed[i].name[0] = '\0'; /* nothing of it is in the store now */
         }
+        free(by_name); /* the names it sorted are gone: a lookup scans (and finds nothing) */
+        by_name = NULL;
         state_at = -1;
         state_name = -1;
         nregion_fds = 0; /* a restore undone closed those it had taken */

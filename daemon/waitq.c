@@ -417,8 +417,10 @@ static bool retry(struct core *core, struct pool *p, uint64_t deadline, bool *tr
         range_stats(p->arena, &st);
         for (w = p->resume ? p->resume : TAILQ_FIRST(&p->waiters); w; w = next) {
                 next = TAILQ_NEXT(w, by_pool);
-                if (w->args.size > st.largest_free)
+                if (w->args.size > st.largest_free) {
+                        w->refused = core->waitq.freed_seq; /* no room for it now, as a search would say */
                         continue;
+                }
                 if (*tried && now_ns() >= deadline) {
                         p->resume = w;
                         return false;
@@ -453,9 +455,13 @@ static bool retry(struct core *core, struct pool *p, uint64_t deadline, bool *tr
 static bool retry_now(struct core *core, struct pool *p, uint64_t deadline, bool *tried) {
         struct waitq *q = &core->waitq;
 
-        if (!p->resume)
+        bool whole = !p->resume;
+        if (whole)
                 p->again = false; /* a pass from the oldest sees every free so far */
         bool done = retry(core, p, deadline, tried);
+        /* Every waiter left was refused room after all that came back: none of it need be searched again. */
+        if (whole && done)
+                p->nfreed = 0;
         TAILQ_REMOVE(&q->ready, p, ready_link);
         if (done && !p->again) {
                 p->ready = false;
