@@ -48,6 +48,8 @@ int parse_duration_us(const char *s, uint32_t max_us, uint32_t *ret) {
                 mul = 1;
         else if (!strcmp(end, "ms"))
                 mul = 1000;
+        else if (!strcmp(end, "s"))
+                mul = 1000000; /* a duration, if one longer than the spins it is for */
         else if (!*end && v == 0)
                 mul = 1;
         else

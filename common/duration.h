@@ -12,7 +12,8 @@ int parse_duration_ms(const char *s, uint32_t *ret);
 
 /*
  * A short duration in microseconds, as allocd.conf's spin and ALLOCD_SPIN write it: "50us", "2ms"
- * or "0"; anything but 0 needs its unit.  0, -EINVAL for anything else, -ERANGE past max_us.
+ * or "0"; anything but 0 needs its unit (seconds are one too, "1s" is -ERANGE where max_us is
+ * below a second).  0, -EINVAL for anything else, -ERANGE past max_us.
  */
 int parse_duration_us(const char *s, uint32_t max_us, uint32_t *ret);
 

@@ -354,6 +354,7 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 {"[daemon]\nlog_level = loud\n", 2, "log_level = loud", "use error, warning"},
                 {"[daemon]\nspin = 50\n", 2, "spin = 50", "not a duration; use e.g. 50us"},
                 {"[daemon]\nspin = 20ms\n", 2, "spin = 20ms", "too long"},
+                {"[daemon]\nspin = 1s\n", 2, "spin = 1s", "too long"},
                 {"[daemon]\nmax_names = 9\nmax_names = 10\n", 3, "'max_names' is set twice", "first at line 2"},
                 /* '#' after a value is not a comment (";" is): the refusal says so, not only "unknown kind". */
                 {"[pool a]\nkind = host  # shared\nsize = 1M\n", 2, "kind = host  # shared",
