@@ -222,7 +222,8 @@ static const struct command {
          "attach nor allocate there); then the clients.\n"},
         {"dump", cmd_dump, NULL, NULL, 0, 1, "[POOL]", "every region, or every region of POOL",
          "One row per region you may see: id, pool, offset (memory pools) or address\n"
-         "(fpga), size, flags, references, age, holders (pid/uid/command) and name.\n"},
+         "(fpga), size, format (raw, or falloc:SIZExCOUNT for a heap), flags, references, age,\n"
+         "holders (pid/uid/command) and name.\n"},
         {"clients", cmd_clients, NULL, NULL, 0, 0, "", "every connection and what it holds",
          "One row per connection: its serial, pid, uid, command name, regions and bytes\n"
          "held, waiting requests, and the name the client gave.\n"},
