@@ -198,11 +198,18 @@ static void status_text(const struct alloc_status *s) {
 
         printf("allocd %s, up %s, %zu client%s\n\n", text_escape(s->daemon_version, false, words, sizeof(words)),
                fmt_age(s->uptime, up, sizeof(up)), s->nclients, s->nclients == 1 ? "" : "s");
-        printf("%-16s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
+        /* The pool column as wide as its longest name: a 63-character name would shift the rest. */
+        int w = 16;
+        for (size_t i = 0; i < s->npools + s->nunavailable; i++) {
+                int n = (int)strlen(text_escape(i < s->npools ? s->pools[i].name : s->unavailable[i - s->npools].name,
+                                                true, name, sizeof(name)));
+                w = n > w ? n : w;
+        }
+        printf("%-*s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", w, "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
                "LARGEST", "FRAG", "REGIONS", "WAITERS");
         for (size_t i = 0; i < s->npools; i++) {
                 const struct alloc_pool_status *p = &s->pools[i];
-                printf("%-16s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n",
+                printf("%-*s %-6s %-7s %10s %10s %10s %10s %5.1f%% %8" PRIu64 " %8" PRIu64 "\n", w,
                        text_escape(p->name, true, name, sizeof(name)), kind_name(p->kind),
                        *p->backend ? text_escape(p->backend, true, words, sizeof(words)) : "-",
                        fmt_size(p->size, b[0], 16), fmt_size(p->used, b[1], 16), fmt_size(p->free, b[2], 16),
@@ -210,7 +217,7 @@ static void status_text(const struct alloc_status *s) {
         }
         for (size_t i = 0; i < s->nunavailable; i++) {
                 const struct alloc_unavailable_pool *u = &s->unavailable[i];
-                printf("%-16s %-6s not available: %s\n", text_escape(u->name, true, name, sizeof(name)),
+                printf("%-*s %-6s not available: %s\n", w, text_escape(u->name, true, name, sizeof(name)),
                        kind_name(u->kind), text_escape(u->reason, false, words, sizeof(words)));
         }
         /* What the table has no column for: who can reach which bytes, and whose names are whose. */

@@ -219,3 +219,24 @@ Test(allocctl, the_callers_own_use_shows_whatever_it_ranks) {
         cr_assert(has_line(r->out, want), "allocd sent this uid's own use, ranked 8th: %s", r->out);
         cr_assert(has_line(r->out, "p: and 5 more uids (allocctl dump p lists every region)"), "%s", r->out);
 }
+
+/* The column after a pool's name starts where its heading does, however long the longest name is. */
+Test(allocctl, the_pool_column_is_as_wide_as_the_longest_name) {
+        static const char long_name[] = "a-pool-whose-name-is-as-long-as-allocd-takes-sixty-three-chars9";
+        struct daemon other;
+        char conf[256];
+
+        cr_assert_eq(strlen(long_name), 63);
+        snprintf(conf, sizeof(conf), "[pool %s]\nkind = host\nsize = 1M\n[pool s]\nkind = fpga\nranges = 0x1000+64K\n",
+                 long_name);
+        daemon_start(&other, conf);
+        struct run *r = allocctl(other.sock, "status", (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        const char *head = strstr(r->out, "\nPOOL"), *row_long = strstr(r->out, long_name),
+                   *row_s = strstr(r->out, "\ns ");
+        cr_assert(head && row_long && row_s, "%s", r->out);
+        head++, row_s++;
+        cr_assert_eq(strstr(head, "KIND") - head, strstr(row_long, "host") - row_long, "%s", r->out);
+        cr_assert_eq(strstr(head, "KIND") - head, strstr(row_s, "fpga") - row_s, "%s", r->out);
+        daemon_stop(&other);
+}
