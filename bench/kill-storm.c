@@ -65,6 +65,7 @@ struct name_ent {
 struct wstat {
         uint64_t ops, allocs, attaches, frees, detaches, disconnects, checked_regions, checked_bytes;
         uint64_t mismatches, unexpected, expected_errs, hung, max_call_ms;
+        uint64_t by_errno[160]; /* the allowed errors, by errno */
         char first_problem[256];
 };
 
@@ -157,6 +158,7 @@ static bool call_end(struct worker *x, int e, const char *what, bool allowed) {
                 allowed = true;
         if (allowed) {
                 x->st->expected_errs++;
+                x->st->by_errno[-e < 160 ? -e : 0]++;
                 return false;
         }
         x->st->unexpected++;
@@ -611,6 +613,8 @@ int main(int argc, char **argv) {
                 t.detaches += x->detaches, t.disconnects += x->disconnects, t.checked_regions += x->checked_regions;
                 t.checked_bytes += x->checked_bytes, t.mismatches += x->mismatches, t.unexpected += x->unexpected;
                 t.expected_errs += x->expected_errs, t.hung += x->hung;
+                for (int e = 0; e < 160; e++)
+                        t.by_errno[e] += x->by_errno[e];
                 if (x->max_call_ms > t.max_call_ms)
                         t.max_call_ms = x->max_call_ms;
         }
@@ -627,6 +631,12 @@ int main(int argc, char **argv) {
                (unsigned long long)t.checked_regions, (unsigned long long)t.checked_bytes,
                (unsigned long long)t.mismatches, (unsigned long long)t.unexpected, (unsigned long long)t.expected_errs,
                (unsigned long long)t.hung, failed_workers);
+        printf("allowed errors:");
+        for (int e = 0; e < 160; e++)
+                if (t.by_errno[e])
+                        printf(" %s %llu,", strerrorname_np(e) ? strerrorname_np(e) : "?",
+                               (unsigned long long)t.by_errno[e]);
+        printf("\n");
         printf("end: PERSIST leftovers freed %u; settled %s: used %llu bytes, %zu regions, %zu connections\n",
                leftovers, clean ? "yes" : "NO", (unsigned long long)used, regions, conns);
         printf("allocd fds %u -> %u (after one more restart %u); RSS %llu -> %llu KiB (%llu); store %zu -> %zu fds\n",
