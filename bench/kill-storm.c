@@ -20,30 +20,22 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <dirent.h>
-#include <grp.h>
 
-#include "sysd.h"
+#include "bench-util.h"
+#include "kill-storm.h"
 
-#define MAXW 16
-#define NAMES (1 << 17)
-#define HELD 24
-#define CALL_TIMEOUT_MS 5000
-/* A call may wait out a restart (up to 20 s to READY) and its own timeout: past this it hung. */
-#define HUNG_MS 25000
+#define USAGE                                                                                                          \
+        "usage: kill-storm [--seconds S (1-3600)] [--workers N (1-15)] [--seed N] [--min-ms MS] [--max-ms MS] "        \
+        "[--term-every N] [--early-every N] [--reload 0|1] [--sigstop-ms MS]"
 
-static const char *const pools[] = {"host", "other", "iso", "extra"};
 static const char *const users[] = {"alice", "bob", "mallory"};
 
 #define CONF                                                                                                           \
@@ -52,300 +44,8 @@ static const char *const users[] = {"alice", "bob", "mallory"};
         "[pool other]\nkind = host\nsize = 16M\nmode = 0666\n"                                                         \
         "[pool iso]\nkind = host\nsize = 16M\nisolation = region\nmode = 0666\n"
 
-struct name_ent {
-        char name[40];
-        unsigned seed;
-        uint64_t size;
-        bool persist;
-        uint64_t id;
-        int freed_rc;      /* what the maker's free returned */
-        _Atomic int state; /* 0 free, 1 published and sealed, 2 freed by its maker */
-};
-
-struct wstat {
-        uint64_t ops, allocs, attaches, frees, detaches, disconnects, checked_regions, checked_bytes;
-        uint64_t mismatches, unexpected, expected_errs, hung, max_call_ms;
-        uint64_t by_errno[160]; /* the allowed errors, by errno */
-        char first_problem[256];
-};
-
-struct shared {
-        _Atomic int stop;
-        _Atomic int frozen;  /* allocd is SIGSTOPped (or was, within its timeout): -ETIME is expected */
-        _Atomic int reloads; /* a reload storm: the pool "extra" comes and goes */
-        _Atomic unsigned nnames;
-        struct wstat w[MAXW];
-        struct name_ent names[NAMES];
-};
-
-static struct shared *sh;
-static struct sysd s;
-
-static long now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pattern(void *p, uint64_t size, unsigned seed) {
-        uint32_t *w = p;
-        for (uint64_t i = 0; i < size / 4; i++)
-                w[i] = seed * 2654435761u + (uint32_t)i;
-}
-
-/* The index of the first word that is not the pattern's, or -1. */
-static long pattern_bad(const void *p, uint64_t size, unsigned seed) {
-        const uint32_t *w = p;
-        for (uint64_t i = 0; i < size / 4; i++)
-                if (w[i] != seed * 2654435761u + (uint32_t)i)
-                        return (long)i;
-        return -1;
-}
-
-static void problem(struct wstat *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(struct wstat *st, const char *fmt, ...) {
-        va_list ap;
-        char msg[256];
-
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "kill-storm: %s\n", msg);
-        if (!st->first_problem[0])
-                snprintf(st->first_problem, sizeof(st->first_problem), "%s", msg);
-}
-
-struct held {
-        struct alloc_region r;
-        unsigned seed;
-        bool mine, unknown; /* unknown: its seed is not known (attached as the table wrapped) */
-        int name;           /* index in sh->names, or -1 */
-};
-
-struct worker {
-        int w;
-        struct wstat *st;
-        struct alloc_client *k;
-        struct held h[HELD];
-        int n;
-        unsigned rng, made;
-        long call_start;
-};
-
-static unsigned rnd(struct worker *x) {
-        x->rng = x->rng * 1103515245u + 12345u;
-        return x->rng >> 8;
-}
-
-static void call_begin(struct worker *x) {
-        x->call_start = now_ms();
-}
-
-/* After each call: its time, and whether its error is one the storm allows. */
-static bool call_end(struct worker *x, int e, const char *what, bool allowed) {
-        long ms = now_ms() - x->call_start;
-
-        x->st->ops++;
-        if ((uint64_t)ms > x->st->max_call_ms)
-                x->st->max_call_ms = (uint64_t)ms;
-        if (ms > HUNG_MS) {
-                x->st->hung++;
-                problem(x->st, "worker %d: %s took %ld ms", x->w, what, ms);
-        }
-        if (e >= 0)
-                return true;
-        if (e == -ETIME && atomic_load(&sh->frozen))
-                allowed = true;
-        if (allowed) {
-                x->st->expected_errs++;
-                x->st->by_errno[-e < 160 ? -e : 0]++;
-                return false;
-        }
-        x->st->unexpected++;
-        problem(x->st, "worker %d: %s: %d (%s) %s", x->w, what, e, strerror(-e), alloc_last_error());
-        return false;
-}
-
-static void check(struct worker *x, struct held *h) {
-        if (h->unknown)
-                return;
-        long bad = pattern_bad(h->r.cptr, h->r.size, h->seed);
-
-        x->st->checked_regions++;
-        x->st->checked_bytes += h->r.size;
-        if (bad >= 0) {
-                x->st->mismatches++;
-                problem(x->st, "worker %d: region %#llx (%s, %llu bytes, %s, name %s) lost its bytes at word %ld", x->w,
-                        (unsigned long long)h->r.id, h->r.pool, (unsigned long long)h->r.size,
-                        h->mine ? "made here" : "attached", h->name >= 0 ? sh->names[h->name].name : "-", bad);
-        }
-}
-
-static void drop(struct worker *x, int i) {
-        struct held *h = &x->h[i];
-        int e;
-
-        check(x, h);
-        if (h->mine && h->name >= 0)
-                atomic_store(&sh->names[h->name].state, 2); /* before the free: an attach now finds it or not */
-        call_begin(x);
-        if (h->mine) {
-                e = alloc_region_free(x->k, h->r.id);
-                x->st->frees++;
-        } else {
-                e = alloc_region_detach(x->k, h->r.id);
-                x->st->detaches++;
-        }
-        call_end(x, e, h->mine ? "free" : "detach", false);
-        if (h->mine && h->name >= 0)
-                sh->names[h->name].freed_rc = e;
-        x->h[i] = x->h[--x->n];
-}
-
-static void do_alloc(struct worker *x) {
-        struct held *h = &x->h[x->n];
-        const char *pool = pools[rnd(x) % (atomic_load(&sh->reloads) ? 4 : 3)];
-        uint64_t size = 4096u * (1 + rnd(x) % 32);
-        bool named = rnd(x) % 3 == 0, persist = named && rnd(x) % 4 == 0, zero = rnd(x) % 2;
-        char name[40];
-        int slot = -1;
-
-        snprintf(name, sizeof(name), "w%d/%u", x->w, x->made++);
-        struct alloc_opts o = {.flags = ALLOC_NOWAIT | (zero ? ALLOC_ZERO : 0) | (persist ? ALLOC_PERSIST : 0) |
-                                        (named ? ALLOC_UNSEALED : 0),
-                               .name = named ? name : NULL};
-        call_begin(x);
-        int e = alloc_region_new(x->k, pool, size, &o, &h->r);
-        x->st->allocs++;
-        /* -EMFILE: the fd store is full of region memfds ("the store is full"); extra: not there, or draining. */
-        bool extra = !strcmp(pool, "extra");
-        if (!call_end(x, e, "alloc",
-                      e == -EAGAIN || e == -EDQUOT || (e == -EMFILE && !strcmp(pool, "iso")) ||
-                              (extra && (e == -ENODEV || e == -EBUSY || e == -ENOSPC || e == -E2BIG))))
-                return;
-        h->seed = (unsigned)x->w << 24 | x->made;
-        h->mine = true;
-        h->unknown = false;
-        h->name = -1;
-        if (zero) {
-                const unsigned char *p = h->r.cptr;
-                for (uint64_t j = 0; j < h->r.size; j++)
-                        if (p[j]) {
-                                x->st->mismatches++;
-                                problem(x->st, "worker %d: ZERO region %#llx of %s not zero at %llu", x->w,
-                                        (unsigned long long)h->r.id, pool, (unsigned long long)j);
-                                break;
-                        }
-        }
-        pattern(h->r.ptr, h->r.size, h->seed);
-        x->n++;
-        if (!named)
-                return;
-        call_begin(x);
-        e = alloc_region_seal(x->k, h->r.id);
-        if (!call_end(x, e, "seal", false))
-                return;
-        slot = (int)(atomic_fetch_add(&sh->nnames, 1) % NAMES);
-        struct name_ent *ne = &sh->names[slot];
-        if (atomic_load(&ne->state) == 1) {
-                /* The table wrapped over a live name: this one is not tracked (a PERSIST one is a leftover). */
-                problem(x->st, "worker %d: the name table is full: raise NAMES", x->w);
-                x->st->unexpected++;
-                return;
-        }
-        snprintf(ne->name, sizeof(ne->name), "%s", name);
-        ne->seed = h->seed;
-        ne->size = h->r.size;
-        ne->persist = persist;
-        ne->id = h->r.id;
-        atomic_store(&ne->state, 1);
-        h->name = slot;
-}
-
-static void do_attach(struct worker *x) {
-        unsigned nn = atomic_load(&sh->nnames);
-        if (!nn)
-                return;
-        int slot = (int)(rnd(x) % (nn < NAMES ? nn : NAMES));
-        struct name_ent *ne = &sh->names[slot];
-        if (atomic_load(&ne->state) != 1)
-                return;
-        char name[40];
-        unsigned seed = ne->seed;
-        snprintf(name, sizeof(name), "%s", ne->name);
-        struct held *h = &x->h[x->n];
-        call_begin(x);
-        int e = alloc_region_attach(x->k, name, NULL, &h->r);
-        x->st->attaches++;
-        /*
-         * Gone since (its maker freed it, or disconnected): -ENOENT.  In "extra" restored draining (a
-         * restart after a reload took it out or resized it): -EACCES, its access rules gone with its
-         * section (allocd(8), RESTART).
-         */
-        if (!call_end(x, e, "attach", e == -ENOENT || (e == -EACCES && atomic_load(&sh->reloads))))
-                return;
-        h->seed = seed;
-        h->mine = false;
-        h->name = slot;
-        x->n++;
-        /* The slot taken over by another name meanwhile (the table wrapped): not this region's seed. */
-        h->unknown = strcmp(ne->name, name) || ne->seed != seed;
-        check(x, h);
-}
-
-static void connect_worker(struct worker *x) {
-        int e;
-        for (int i = 0; (e = alloc_connect(&x->k, s.d.sock, "kill-storm")) < 0; i++) {
-                if (i > 100) {
-                        problem(x->st, "worker %d: connect: %d %s", x->w, e, alloc_last_error());
-                        _exit(3);
-                }
-                usleep(100000);
-        }
-        alloc_set_timeout(x->k, CALL_TIMEOUT_MS);
-}
-
-/*
- * tidy: frees and detaches all first; else the lease lets go of what the connection holds, and
- * what it made PERSIST stays, its name in the table, for the end to free.
- */
-static void disconnect_worker(struct worker *x, bool tidy) {
-        while (tidy && x->n)
-                drop(x, (int)(rnd(x) % (unsigned)x->n));
-        for (int i = 0; i < x->n; i++)
-                check(x, &x->h[i]);
-        x->n = 0;
-        alloc_disconnect(x->k);
-        x->st->disconnects++;
-        x->k = NULL;
-}
-
-static _Noreturn void worker_main(int w, uid_t uid, gid_t gid) {
-        struct worker x = {.w = w, .st = &sh->w[w], .rng = 0x9e3779b9u * (unsigned)(w + 1)};
-
-        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0 || !die_with_test())
-                _exit(4);
-        connect_worker(&x);
-        while (!atomic_load(&sh->stop)) {
-                unsigned op = rnd(&x) % 100;
-                if (op < 35 && x.n < HELD)
-                        do_alloc(&x);
-                else if (op < 55 && x.n < HELD)
-                        do_attach(&x);
-                else if (op < 80 && x.n)
-                        drop(&x, (int)(rnd(&x) % (unsigned)x.n));
-                else if (op < 98) {
-                        for (int i = 0; i < x.n; i++)
-                                check(&x, &x.h[i]);
-                } else {
-                        disconnect_worker(&x, op == 98);
-                        connect_worker(&x);
-                }
-        }
-        disconnect_worker(&x, true);
-        _exit(x.st->mismatches || x.st->unexpected || x.st->hung ? 1 : 0);
-}
-
+struct shared *sh;
+struct sysd s;
 /* allocd's fds, what each is, into out (for a report when the counts differ). */
 static void list_fds(pid_t pid, char *out, size_t len) {
         char path[64], target[256];
@@ -425,6 +125,40 @@ static bool settled(struct alloc_client *k, uint64_t *used, size_t *regions, siz
         return false;
 }
 
+/* Where a process that does not answer is: its state, and each thread's kernel stack and wchan. */
+static void show_stuck(pid_t pid) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd),
+                 "grep State /proc/%d/status; for t in /proc/%d/task/*; do echo \"$t: $(cat $t/wchan)\"; cat $t/stack; "
+                 "done; gdb -p %d -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' | head -60",
+                 (int)pid, (int)pid, (int)pid);
+        if (system(cmd) != 0)
+                fprintf(stderr, "kill-storm: could not look at pid %d\n", (int)pid);
+}
+
+/* Says when a step of the storm took more than a second: which, and how long. */
+static void slow(const char *what, long t0) {
+        long ms = now_ms() - t0;
+        if (ms > 1000)
+                fprintf(stderr, "kill-storm: %s took %ld ms\n", what, ms);
+}
+
+static _Atomic int term_done;
+static pid_t term_pid;
+
+/* A SIGTERM not obeyed within 10 s: where allocd is, then SIGKILL (sysd_kill waits for it to exit). */
+static void *term_watch(void *arg) {
+        (void)arg;
+        for (int i = 0; i < 1000 && !atomic_load(&term_done); i++)
+                usleep(10000);
+        if (!atomic_load(&term_done)) {
+                fprintf(stderr, "kill-storm: allocd %d did not stop within 10 s of SIGTERM\n", (int)term_pid);
+                show_stuck(term_pid);
+                kill(term_pid, SIGKILL);
+        }
+        return NULL;
+}
+
 static int early_us;
 
 /* Kills the allocd sysd_spawn is starting early_us after it forked, before it is READY (or just after). */
@@ -447,38 +181,51 @@ static const char *reload_conf(int which) {
 }
 
 int main(int argc, char **argv) {
-        int seconds = 30, nworkers = 6, min_ms = 50, max_ms = 500, term_every = 0, early_every = 0, reload = 0;
+        int nworkers = 6, min_ms = 50, max_ms = 500, term_every = 0, early_every = 0, reload = 0, seed = 1;
         int sigstop_ms = 0;
-        unsigned seed = 1;
+        double seconds = 30;
 
-        for (int i = 1; i + 1 < argc; i += 2) {
-                int v = atoi(argv[i + 1]);
-                if (!strcmp(argv[i], "--seconds"))
-                        seconds = v;
-                else if (!strcmp(argv[i], "--workers"))
-                        nworkers = v < MAXW - 1 ? v : MAXW - 1;
-                else if (!strcmp(argv[i], "--seed"))
-                        seed = (unsigned)v;
-                else if (!strcmp(argv[i], "--min-ms"))
-                        min_ms = v;
-                else if (!strcmp(argv[i], "--max-ms"))
-                        max_ms = v;
-                else if (!strcmp(argv[i], "--term-every"))
-                        term_every = v;
-                else if (!strcmp(argv[i], "--early-every"))
-                        early_every = v;
-                else if (!strcmp(argv[i], "--reload"))
-                        reload = v;
-                else if (!strcmp(argv[i], "--sigstop-ms"))
-                        sigstop_ms = v;
-                else {
-                        fprintf(stderr, "usage: kill-storm [--seconds S] [--workers N] [--seed N] [--min-ms MS] "
-                                        "[--max-ms MS] [--term-every N]\n"
-                                        "  [--early-every N] [--reload 0|1] [--sigstop-ms MS]\n");
+        const struct {
+                const char *name;
+                int *v, min, max;
+        } num[] = {{"--workers", &nworkers, 1, MAXW - 1},
+                   {"--seed", &seed, 0, 1 << 30},
+                   {"--min-ms", &min_ms, 1, 60000},
+                   {"--max-ms", &max_ms, 1, 60000},
+                   {"--term-every", &term_every, 0, 1000},
+                   {"--early-every", &early_every, 0, 1000},
+                   {"--reload", &reload, 0, 1},
+                   {"--sigstop-ms", &sigstop_ms, 0, 600000}};
+        for (int i = 1; i < argc; i += 2) {
+                size_t k = 0;
+                if (i + 1 >= argc) {
+                        fprintf(stderr, "%s\n", USAGE);
                         return 2;
                 }
+                if (!strcmp(argv[i], "--seconds")) {
+                        if (!bench_arg_seconds(USAGE, argv[i + 1], 1, 3600, &seconds))
+                                return 2;
+                        continue;
+                }
+                while (k < sizeof(num) / sizeof(num[0]) && strcmp(argv[i], num[k].name))
+                        k++;
+                uint64_t v;
+                if (k == sizeof(num) / sizeof(num[0])) {
+                        fprintf(stderr, "%s\n", USAGE);
+                        return 2;
+                }
+                if (!parse_u64(argv[i + 1], (uint64_t)num[k].min, (uint64_t)num[k].max, &v)) {
+                        char want[64];
+                        snprintf(want, sizeof(want), "a whole number from %d to %d", num[k].min, num[k].max);
+                        return bad_arg(USAGE, num[k].name, argv[i + 1], want);
+                }
+                *num[k].v = (int)v;
         }
-        srand(seed);
+        if (min_ms > max_ms) {
+                fprintf(stderr, "kill-storm: --min-ms %d is above --max-ms %d\n%s\n", min_ms, max_ms, USAGE);
+                return 2;
+        }
+        srand((unsigned)seed);
         sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (sh == MAP_FAILED)
                 return 1;
@@ -500,11 +247,11 @@ int main(int argc, char **argv) {
         }
         atomic_store(&sh->reloads, reload);
         unsigned kills = 0, terms = 0, failed_starts = 0, early = 0, hups = 0;
-        long restart_max = 0, start = now_ms(), end = start + seconds * 1000L;
+        long restart_max = 0, start = now_ms(), end = start + (long)(seconds * 1000);
         bool froze = false;
         while (now_ms() < end) {
                 usleep((useconds_t)(min_ms + rand() % (max_ms - min_ms + 1)) * 1000);
-                if (sigstop_ms && !froze && now_ms() > start + seconds * 500L) {
+                if (sigstop_ms && !froze && now_ms() > start + (long)(seconds * 500)) {
                         froze = true;
                         atomic_store(&sh->frozen, 1);
                         kill(s.d.pid, SIGSTOP);
@@ -516,12 +263,25 @@ int main(int argc, char **argv) {
                 if (reload && rand() % 2) {
                         write_file(s.d.conf, reload_conf(rand() % 3));
                         kill(s.d.pid, SIGHUP);
+                        fprintf(stderr, "kill-storm: [%ld] SIGHUP %d\n", now_ms() - start, (int)s.d.pid);
                         hups++;
                         usleep((useconds_t)(rand() % 30000));
                 }
                 bool term = term_every && (kills + terms + 1) % (unsigned)term_every == 0;
                 long t0 = now_ms();
+                fprintf(stderr, "kill-storm: [%ld] %s %d\n", t0 - start, term ? "SIGTERM" : "SIGKILL", (int)s.d.pid);
+                pthread_t watch;
+                if (term) {
+                        term_pid = s.d.pid;
+                        atomic_store(&term_done, 0);
+                        pthread_create(&watch, NULL, term_watch, NULL);
+                }
                 sysd_kill(&s, term ? SIGTERM : SIGKILL);
+                if (term) {
+                        atomic_store(&term_done, 1);
+                        pthread_join(watch, NULL);
+                }
+                slow(term ? "a stop by SIGTERM" : "a kill", t0);
                 kills += !term;
                 terms += term;
                 int r;
@@ -561,7 +321,13 @@ int main(int argc, char **argv) {
                 if (!WIFEXITED(status) || WEXITSTATUS(status))
                         failed_workers++;
         }
-        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_client *k;
+        if (alloc_connect(&k, s.d.sock, "kill-storm") < 0) {
+                fprintf(stderr, "kill-storm: the last allocd (pid %d) does not answer: %s\n", (int)s.d.pid,
+                        alloc_last_error());
+                show_stuck(s.d.pid);
+                return 1;
+        }
         unsigned leftovers = free_leftovers(k);
         uint64_t used = 0;
         size_t regions = 0, conns = 0;
