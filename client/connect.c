@@ -258,6 +258,17 @@ int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), 
         return 0;
 }
 
+/* Whether a pipelined Free (or FreeBatch) is listed still: allocd has not said it took it. */
+static bool frees_unconfirmed(struct alloc_client *c) {
+        bool any = false;
+
+        pthread_mutex_lock(&c->lock);
+        for (const struct pending *p = c->pending; p && !any; p = p->next)
+                any = p->pipelined && p->what != ALLOCD__REQUEST__BODY_DETACH;
+        pthread_mutex_unlock(&c->lock);
+        return any;
+}
+
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         bool owner;
 
@@ -272,6 +283,15 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         owner = c->pid == getpid();
         /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
         kind_connection_closing(c);
+        /*
+         * A Free allocd has not confirmed may never reach it: allocd killed before it read the Free
+         * (before or after this close) has its successor hold the region in the connection's name,
+         * and a hang-up gives back references, not PERSIST or the name, so a PERSIST region freed
+         * here would stay for good.  So its Sync is waited for, and a connection lost meanwhile is
+         * made again and squared (reconnect.c), as any call would; a Detach needs none of this.
+         */
+        if (owner && frees_unconfirmed(c))
+                client_sync(c);
         /*
          * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
          * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to

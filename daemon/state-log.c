@@ -406,6 +406,28 @@ static size_t torn(const uint8_t *log, size_t at, size_t len) {
         return 0;
 }
 
+/*
+ * Whether the log is damaged at at, where its whole records end: a kill cuts short at most the record
+ * it was writing, the last, so a whole record right after that one (as far as its length says) is
+ * damage.  Replaying the records before it alone would restore regions freed since and lose regions
+ * handed out since, into the stored memory that their holders still write: the whole state is
+ * refused instead, and allocd starts with fresh pools.
+ */
+static int damaged_at(struct image *im, const uint8_t *log, size_t at, size_t len, uint64_t records) {
+        uint16_t n;
+
+        if (len - at < LOG_HEADER_LEN)
+                return 0;
+        memcpy(&n, log + at + 6, 2);
+        size_t next = at + LOG_HEADER_LEN + n;
+        if (next < len && whole(log + next, len - next))
+                return bad(im,
+                           "the state's log is damaged: record %llu (at byte %zu of the log) is broken and a whole "
+                           "one follows it, which a kill cannot leave",
+                           (unsigned long long)records + 1, at);
+        return 0;
+}
+
 static int replay(struct image *im, const uint8_t *log, size_t len, struct state_info *info) {
         size_t at = 0;
 
@@ -426,7 +448,7 @@ static int replay(struct image *im, const uint8_t *log, size_t len, struct state
         }
         info->log_bytes = at;
         info->torn = torn(log, at, len);
-        return 0;
+        return info->torn ? damaged_at(im, log, at, len, info->records) : 0;
 }
 
 /* ---- the image as a snapshot's body ---- */
@@ -542,9 +564,9 @@ int state_log_apply(const uint8_t *body, size_t body_len, const uint8_t *log, si
 
         *out = (struct state_rebuilt){0};
         info->records = info->log_bytes = info->torn = 0;
-        if (!whole(log, log_len)) { /* a snapshot alone: read as it is */
+        if (!whole(log, log_len)) { /* a snapshot alone: read as it is, unless its log is damaged */
                 info->torn = torn(log, 0, log_len);
-                return 0;
+                return info->torn ? damaged_at(&im, log, 0, log_len, 0) : 0;
         }
         if ((e = snapshot(&im, body, body_len)) == 0 && (e = replay(&im, log, log_len, info)) == 0 && info->records)
                 e = rebuild(&im, out);

@@ -327,3 +327,42 @@ Test(restart, another_version_is_an_error) {
         refused_state(8);
         cr_assert(strstr(sysd_log(&s), "another version of the format"), "%s", sysd_log(&s));
 }
+
+/*
+ * A byte of the state's log damaged (a record broken with whole ones after it: no kill leaves that) refuses the
+ * state as a damaged snapshot does.  Read as a torn tail, the changes before it alone were restored into the stored
+ * memory: the regions allocated after the snapshot were handed out again while their holders still wrote them.
+ */
+Test(restart, damage_in_the_log_starts_fresh) {
+        struct alloc_region r[3], n;
+
+        sysd_start(&s, CONF);
+        struct alloc_client *k = daemon_connect(&s.d);
+        for (unsigned i = 0; i < 3; i++) {
+                cr_assert_eq(alloc_region_new(k, "host", 8192, &(struct alloc_opts){.flags = ALLOC_PERSIST}, &r[i]), 0,
+                             "%s", alloc_last_error());
+                pattern(r[i].ptr, r[i].size, 20u + i);
+        }
+        sysd_kill(&s, SIGKILL);
+        int fd = sysd_fd(&s, sysd_fd(&s, "state.0") >= 0 ? "state.0" : "state.1");
+        uint32_t hlen;
+        uint64_t body;
+        unsigned char b;
+        cr_assert(pread(fd, &hlen, 4, 12) == 4 && pread(fd, &body, 8, 16) == 8);
+        off_t at = (off_t)(hlen + body) + 10; /* the first record's payload (its header is 8 bytes) */
+        cr_assert(pread(fd, &b, 1, at) == 1);
+        b ^= 0x40;
+        cr_assert(pwrite(fd, &b, 1, at) == 1);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        const char *log = sysd_log(&s);
+        cr_assert(strstr(log, "cannot be restored") && strstr(log, "the state's log is damaged"), "%s", log);
+        struct alloc_client *k2 = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(k2, "host", 3 * 8192, NULL, &n), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < n.size; i++)
+                cr_assert_eq(((const unsigned char *)n.ptr)[i], 0, "byte %zu is the old client's: a region it holds",
+                             i);
+        for (unsigned i = 0; i < 3; i++)
+                cr_assert(pattern_ok(r[i].ptr, r[i].size, 20u + i), "the old client's bytes were written over");
+        alloc_disconnect(k2);
+        alloc_disconnect(k);
+}

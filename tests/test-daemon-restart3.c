@@ -273,3 +273,48 @@ Test(restart3, a_placeholder_disconnected_stays_gone) {
         alloc_disconnect(k);
         alloc_disconnect(c);
 }
+
+static void *disconnect_thread(void *k) {
+        alloc_disconnect(k);
+        return NULL;
+}
+
+/*
+ * A PERSIST region's Free that the killed allocd never read, and the connection ended after it: the
+ * disconnect makes sure allocd took the Free (a reconnect squares it, as a call would), or the
+ * region and its name stay for good once reclaim_grace releases the placeholder (kill storm, h-kill:
+ * left with its PERSIST reference alone).  kill_first: allocd is killed before the disconnect, else
+ * while the disconnect waits for it (the Free sent, allocd stopped, the socket not closed yet).
+ */
+static void free_then_disconnect_across_a_kill(bool kill_first) {
+        struct alloc_region r;
+        pthread_t t;
+
+        sysd_start(&s, "[daemon]\nreclaim_grace = 1s\n" POOL_A);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(c, "a", 8192, &(struct alloc_opts){.name = "kept", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error()); /* pipelined: sent, not answered */
+        if (kill_first)
+                sysd_kill(&s, SIGKILL);
+        cr_assert_eq(pthread_create(&t, NULL, disconnect_thread, c), 0);
+        usleep(100000);
+        if (!kill_first)
+                sysd_kill(&s, SIGKILL);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        pthread_join(t, NULL);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(wait_used(k, "a", 0), 0, "a freed PERSIST region stays: %s", sysd_log(&s));
+        struct alloc_region a;
+        cr_assert_eq(alloc_region_attach(k, "kept", NULL, &a), -ENOENT, "its name stays");
+        alloc_disconnect(k);
+}
+
+Test(restart3, a_free_the_killed_allocd_never_read_is_done_by_the_disconnect) {
+        free_then_disconnect_across_a_kill(true);
+}
+
+Test(restart3, a_free_a_disconnect_left_unread_is_done_after_the_kill) {
+        free_then_disconnect_across_a_kill(false);
+}

@@ -336,8 +336,10 @@ int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), 
 int alloc_set_spare(struct alloc_client *c, bool on);
 /*
  * Releases the connection's regions and unmaps its pools; the connection's last call (no other
- * thread may be in a call on it).  In a child of fork(), frees the child's copy alone.  Accepts
- * NULL; returns NULL.
+ * thread may be in a call on it).  A free allocd has not confirmed yet is waited for first (one
+ * round trip; across a restart, the reconnect that squares it), so that a freed ALLOC_PERSIST
+ * region does not outlive an allocd killed before it read the free.  In a child of fork(), frees
+ * the child's copy alone.  Accepts NULL; returns NULL.
  */
 struct alloc_client *alloc_disconnect(struct alloc_client *c);
 
