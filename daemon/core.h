@@ -75,6 +75,12 @@ struct core_result {
         char msg[CORE_MSG_MAX];
 };
 
+/*
+ * E_NO_POOL in res, quoting the name a client gave: its control characters escaped (\xNN, as
+ * allocctl shows names), so that a program printing the message raw sends no terminal escape.
+ */
+int core_no_pool(struct core_result *res, const char *name);
+
 struct core;
 struct pool;
 struct user;

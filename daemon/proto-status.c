@@ -332,10 +332,9 @@ void proto_dump(struct core *core, const struct session *s, uint64_t id, const A
         if (m->has_after && m->after && (uint32_t)m->after == UINT32_MAX)
                 slot = UINT32_MAX; /* nothing after the last slot */
         if (m->pool && (!text_valid(m->pool, NAME_MAX_LEN) || !(only = core_pool_find(core, m->pool)))) {
-                char msg[160], shown[65];
-                snprintf(msg, sizeof(msg), "no pool is named '%s'; 'allocctl status' lists the pools",
-                         *m->pool ? text_escape(m->pool, false, shown, sizeof(shown)) : "");
-                proto_error(out, id, E_NO_POOL, msg);
+                struct core_result res;
+                core_no_pool(&res, m->pool);
+                proto_error(out, id, E_NO_POOL, res.msg);
                 goto out;
         }
         uint32_t end = slot > UINT32_MAX - DUMP_SCAN ? UINT32_MAX : slot + DUMP_SCAN;

@@ -60,6 +60,13 @@ int alloc_allowed(const struct core *core, const struct client *cl, const struct
         return e != E_OK ? e : name_allowed(core, a->pool, a->name, res);
 }
 
+int core_no_pool(struct core_result *res, const char *name) {
+        char shown[NAME_MAX_LEN + 1];
+
+        return fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
+                    *name ? text_escape(name, false, shown, sizeof(shown)) : "");
+}
+
 /* The pool a request names, if cl may use it for what. */
 static struct pool *usable_pool(struct core *core, const struct client *cl, const char *name, int what,
                                 struct core_result *res) {
@@ -70,9 +77,7 @@ static struct pool *usable_pool(struct core *core, const struct client *cl, cons
                 return NULL;
         }
         if (!p) {
-                char shown[NAME_MAX_LEN + 1];
-                fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
-                     text_escape(name, false, shown, sizeof(shown)));
+                core_no_pool(res, name);
                 return NULL;
         }
         if (!p->available) {
@@ -385,9 +390,7 @@ int core_attach(struct core *core, struct client *cl, uint64_t req_id, const str
         if (m->pool && *m->pool) {
                 const struct pool *p = core_pool_find(core, m->pool);
                 if (!p) {
-                        char shown[NAME_MAX_LEN + 1];
-                        fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
-                             text_escape(m->pool, false, shown, sizeof(shown)));
+                        core_no_pool(res, m->pool);
                         return GRANT_NONE;
                 }
                 /* Waiting would not change it (but for a reload, which the waiter cannot count on). */
