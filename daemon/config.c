@@ -263,14 +263,11 @@ static int limit_key(struct parse *ps, const char *key, const char *value) {
                         return conf_fail(ps, "log_level = %s: use error, warning, notice, info or debug", value);
                 ps->conf->log_level = lv;
         } else {
-                return conf_fail(
-                        ps,
-                        "unknown key '%s' in [daemon]; keys are max_connections, max_connections_per_uid, "
-                        "max_regions_per_connection, max_waiters_per_connection, max_waiters_per_uid, max_names, "
-                        "max_names_per_uid, "
-                        "max_persist_per_uid, max_region_fds_per_uid, wait_timeout, hello_timeout, reclaim_grace, "
-                        "spin, log_level",
-                        key);
+                char keys[512] = "";
+                /* From the table: a limit added there is named here too. */
+                for (size_t i = 0; i < nlimit_keys; i++)
+                        snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s, ", limit_keys[i].key);
+                return conf_fail(ps, "unknown key '%s' in [daemon]; keys are %slog_level", key, keys);
         }
         return 1;
 }

@@ -23,6 +23,11 @@ Test(config, bad_files_stop_start_up_with_file_line_and_advice, .timeout = 120) 
         } bad[] = {
                 {"[pool a]\nkind = host\nsize = 12Q\n", "allocd.conf:3: size = 12Q"},
                 {"[pool a]\nkind = host\nsize = 1M\ncolour = blue\n", "allocd.conf:4: unknown key 'colour'"},
+                {"[daemon]\nmax_waiters = 9\n", "unknown key 'max_waiters' in [daemon]; keys are max_connections, "
+                                                "max_connections_per_uid, max_regions_per_connection, "
+                                                "max_waiters_per_connection, max_waiters_per_uid, max_names, "
+                                                "max_names_per_uid, max_persist_per_uid, max_region_fds_per_uid, "
+                                                "wait_timeout, hello_timeout, spin, reclaim_grace, log_level"},
                 {"[pool a]\nkind = host\nsize = 1M\nsize = 2M\n", "allocd.conf:4: 'size' is set twice"},
                 {"[pool a]\nkind = nvme\n", "allocd.conf:2: kind = nvme: unknown"},
                 {"[pool a]\nkind = fpga\n", "allocd.conf:1: [pool a] is an fpga pool without ranges"},
