@@ -81,12 +81,11 @@ static void deferred_drop(const char *name) {
  * thread pool, as a reload's (fallocate and mlock of a large pool would hold up the loop, and the watchdog).
  */
 void deferred_make(const char *name) {
-        for (size_t i = 0; i < ndeferred; i++) {
-                if (strcmp(deferred[i].name, name))
-                        continue;
-                reload_make_deferred(&deferred[i]);
+        const struct pool_conf *pc = deferred_find(name);
+
+        if (pc) {
+                reload_make_deferred(pc); /* takes a copy */
                 deferred_drop(name);
-                return;
         }
 }
 
