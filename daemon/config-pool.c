@@ -330,7 +330,7 @@ int pool_key(struct parse *ps, size_t pool, const char *key, const char *value) 
                 char *end;
                 errno = 0;
                 unsigned long m = strtoul(value, &end, 8);
-                if (errno || *end || !*value || m > 0777 || (m & 0111))
+                if (!isdigit((unsigned char)*value) || errno || *end || m > 0777 || (m & 0111))
                         return conf_fail(ps,
                                          "mode = %s: not a pool mode; use an octal mode of read (attach) and write "
                                          "(allocate) bits, e.g. 0660; execute bits mean nothing here",

@@ -20,6 +20,8 @@
 
 #define MAX_POOLS 256
 #define BOM "\xef\xbb\xbf"
+/* What libinih's buffer holds of a line, less its CRLF and NUL (INI_MAX_LINE is 200 on Debian 12). */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 3)
 
 static int vfail(struct parse *ps, int line, const char *fmt, va_list ap) {
         int n;
@@ -114,10 +116,11 @@ static bool header_alone(struct parse *ps, const char *line) {
 }
 
 /*
- * A line that reaches past libinih's buffer: the rest of it is skipped if what was read is, or ends
- * in, a comment (';' or '#' first, or ';' after a space); otherwise it is refused.
+ * A line longer than LINE_MAX_CHARS, or one that reaches past libinih's buffer (cut: the rest is
+ * still to be read): the rest of it is skipped if what was read is, or ends in, a comment (';' or '#' first, or ';'
+ * after a space); otherwise it is refused.
  */
-static bool long_line(struct parse *ps, const char *s, size_t n) {
+static bool long_line(struct parse *ps, const char *s, size_t n, bool cut) {
         size_t i = strspn(s, " \t\r\v\f");
         bool comment = i < n && (s[i] == ';' || s[i] == '#');
         char key[32];
@@ -126,7 +129,7 @@ static bool long_line(struct parse *ps, const char *s, size_t n) {
         for (i++; i < n && !comment; i++)
                 comment = s[i] == ';' && isspace((unsigned char)s[i - 1]);
         if (comment) {
-                while ((ch = getc(ps->f)) != EOF && ch != '\n')
+                while (cut && (ch = getc(ps->f)) != EOF && ch != '\n')
                         if (ch == '\0')
                                 return conf_fail(ps, "a NUL byte; a configuration file is text");
                 return true;
@@ -141,9 +144,9 @@ static bool long_line(struct parse *ps, const char *s, size_t n) {
                 return conf_fail(ps,
                                  "line longer than %d characters; split the list over several '%s =' lines, each "
                                  "adds to it",
-                                 INI_MAX_LINE - 3, key);
+                                 LINE_MAX_CHARS, key);
         return conf_fail(ps, "line longer than %d characters; shorten it (only a comment may be longer)",
-                         INI_MAX_LINE - 3);
+                         LINE_MAX_CHARS);
 }
 
 /*
@@ -177,13 +180,24 @@ static char *reader(char *str, int num, void *stream) {
         /* libinih skips a UTF-8 byte-order mark before the first line: so must the section count. */
         if (ps->line == 1 && !strncmp(s, BOM, 3))
                 s += 3;
-        if (str[n - 1] != '\n' && (ch = getc(ps->f)) != EOF) {
+        bool cut = str[n - 1] != '\n' && (ch = getc(ps->f)) != EOF;
+        if (cut)
                 ungetc(ch, ps->f);
-                if (!long_line(ps, s, n - (size_t)(s - str)))
-                        return NULL;
-        }
+        /* The same limit whatever ends the line (LF, CRLF, the end of the file). */
+        size_t len = n - (size_t)(s - str);
+        if (len && s[len - 1] == '\n')
+                len--;
+        if (len && s[len - 1] == '\r')
+                len--;
+        if ((cut || len > LINE_MAX_CHARS) && !long_line(ps, s, len, cut))
+                return NULL;
         while (isspace((unsigned char)*s))
                 s++;
+        /* libinih splits a line at its first '=' or ':'; allocd.conf(5) has only '='. */
+        if (*s != ';' && *s != '#' && *s != '[' && s[strcspn(s, "=:")] == ':') {
+                conf_fail(ps, "'%.*s': write KEY = VALUE ('=', not ':', follows a key)", (int)strcspn(s, "\r\n"), s);
+                return NULL;
+        }
         if (*s == '[') {
                 check_empty_pool(ps);
                 /* The text libinih takes for the section; a header with no ']' is its syntax error. */

@@ -369,6 +369,12 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 /* A pattern would take it, and reserve nothing anyone names. */
                 {"[pool a]\nkind = host\nsize = 1M\nnames = job/* # for jobs\n", 4, "names = job/* # for jobs",
                  "holds a ' #' ('#' after a value is part of it"},
+                /* libinih would split these at the ':'; allocd.conf(5) has '=' only. */
+                {"[pool a]\nkind: host\nsize = 1M\n", 2, "'kind: host'", "write KEY = VALUE"},
+                {"[pool a]\nkind = host\nnames: job:x = 1\r\n", 3, "'names: job:x = 1'", "write KEY = VALUE"},
+                /* strtoul takes a sign and leading blanks; a mode is digits. */
+                {"[pool a]\nkind = host\nsize = 1M\nmode = +0604\n", 4, "mode = +0604", "not a pool mode"},
+                {"[pool a]\nkind = host\nsize = 1M\nmode = -0\n", 4, "mode = -0", "not a pool mode"},
         };
         char out[4096], where[32];
 
@@ -438,6 +444,19 @@ Test(config, comments_of_any_length_are_skipped, .timeout = 60) {
         snprintf(conf, sizeof(conf), "[pool h]\nkind = host\nowner = %.200s\n", dots);
         cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
         cr_expect(strstr(out, "allocd.conf:3: line longer than 197 characters; shorten it"), "%s", out);
+
+        /* 197 characters are the limit whatever ends the line: LF, CRLF or the end of the file. */
+        static const char *const ends[] = {"\n", "\r\n", ""};
+        for (size_t i = 0; i < 3; i++)
+                for (int len = 197; len <= 198; len++) {
+                        /* "names = " and a pattern of spaces and dots: legal at any length. */
+                        snprintf(conf, sizeof(conf), "[pool h]\nkind = host\nsize = 1M\nnames = j%.*s%s", len - 9, dots,
+                                 ends[i]);
+                        int rc = check_config(conf, out, sizeof(out));
+                        cr_expect_eq(rc, len == 197 ? 0 : 78, "%d characters, end %zu: %s", len, i, out);
+                        if (len == 198)
+                                cr_expect(strstr(out, "allocd.conf:4: line longer than 197"), "%s", out);
+                }
 }
 
 /* ranges is a list: each line adds windows, up to 64 in a pool; so is flags. */
