@@ -111,11 +111,11 @@ static const char *fmt_holders(const struct alloc_region_info *r, char *buf, siz
         return buf;
 }
 
-static void region_row(const struct alloc_region_info *r, uint64_t now) {
+static void region_row(const struct alloc_region_info *r, uint64_t now, int w) {
         char size[16], flags[64], format[64], age[32], holders[256], name[ESCAPED_SIZE(r->name)],
                 pool[ESCAPED_SIZE(r->pool)];
 
-        printf("%-20" PRIu64 " %-12s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id,
+        printf("%-20" PRIu64 " %-*s %#18" PRIx64 " %10s %-16s %-14s %4u %8s %-24s %s\n", r->id, w,
                text_escape(r->pool, true, pool, sizeof(pool)), r->addr, fmt_size(r->size, size, sizeof(size)),
                fmt_format(r, format, sizeof(format)), fmt_flags(r->flags, flags, sizeof(flags)), r->refs,
                fmt_age(now > r->created ? now - r->created : 0, age, sizeof(age)),
@@ -126,14 +126,15 @@ struct dump_out {
         bool json;
         uint64_t now;
         size_t n;
+        int pool_w;
 };
 
 static void dump_start(const struct dump_out *o) {
         if (o->json)
                 printf("[");
         else
-                printf("%-20s %-12s %18s %10s %-16s %-14s %4s %8s %-24s %s\n", "ID", "POOL", "ADDR", "SIZE", "FORMAT",
-                       "FLAGS", "REFS", "AGE", "HOLDERS", "NAME");
+                printf("%-20s %-*s %18s %10s %-16s %-14s %4s %8s %-24s %s\n", "ID", o->pool_w, "POOL", "ADDR", "SIZE",
+                       "FORMAT", "FLAGS", "REFS", "AGE", "HOLDERS", "NAME");
 }
 
 /* One region as it arrives: a dump of a million regions is never held whole. */
@@ -148,7 +149,7 @@ static int dump_one(const struct alloc_region_info *r, void *data) {
                        json_object_to_json_string_ext(x, JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(x);
         } else {
-                region_row(r, o->now);
+                region_row(r, o->now, o->pool_w);
         }
         o->n++;
         return 0;
@@ -156,8 +157,15 @@ static int dump_one(const struct alloc_region_info *r, void *data) {
 
 int cmd_dump(struct ctl *ctl, int argc, char **argv) {
         const char *pool = argc > 0 ? argv[0] : NULL;
-        struct dump_out o = {.json = ctl->json, .now = (uint64_t)time(NULL)};
+        struct dump_out o = {.json = ctl->json, .now = (uint64_t)time(NULL), .pool_w = 12};
+        struct alloc_status *s;
         int r;
+
+        /* The pools' names, for the width of their column: rows are printed as they arrive. */
+        if (!o.json && alloc_status(ctl->client, &s) == 0) {
+                o.pool_w = pool_column(s, o.pool_w);
+                alloc_status_free(s);
+        }
 
         /* Nothing is printed before the first page arrives, and a walk cut short is not closed: a
          * failed dump never reads as a complete one. */

@@ -192,19 +192,26 @@ static json_object *pool_json(const struct alloc_pool_status *p) {
         return o;
 }
 
+/* A pool column as wide as its longest name (escaped), at least min: a 63-character name would shift the rest. */
+int pool_column(const struct alloc_status *s, int min) {
+        char name[ESCAPED_SIZE(s->pools->name)];
+        int w = min;
+
+        for (size_t i = 0; i < s->npools + s->nunavailable; i++) {
+                int n = (int)strlen(text_escape(i < s->npools ? s->pools[i].name : s->unavailable[i - s->npools].name,
+                                                true, name, sizeof(name)));
+                w = n > w ? n : w;
+        }
+        return w;
+}
+
 static void status_text(const struct alloc_status *s) {
         /* allocd's own words are escaped too: the socket may be anyone's (ALLOCD_SOCKET, --socket). */
         char up[32], b[5][16], name[ESCAPED_SIZE(s->pools->name)], words[ESCAPED_SIZE(s->pools->draining)];
 
         printf("allocd %s, up %s, %zu client%s\n\n", text_escape(s->daemon_version, false, words, sizeof(words)),
                fmt_age(s->uptime, up, sizeof(up)), s->nclients, s->nclients == 1 ? "" : "s");
-        /* The pool column as wide as its longest name: a 63-character name would shift the rest. */
-        int w = 16;
-        for (size_t i = 0; i < s->npools + s->nunavailable; i++) {
-                int n = (int)strlen(text_escape(i < s->npools ? s->pools[i].name : s->unavailable[i - s->npools].name,
-                                                true, name, sizeof(name)));
-                w = n > w ? n : w;
-        }
+        int w = pool_column(s, 16);
         printf("%-*s %-6s %-7s %10s %10s %10s %10s %6s %8s %8s\n", w, "POOL", "KIND", "BACKEND", "SIZE", "USED", "FREE",
                "LARGEST", "FRAG", "REGIONS", "WAITERS");
         for (size_t i = 0; i < s->npools; i++) {

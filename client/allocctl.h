@@ -46,6 +46,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv);
 int cmd_dump(struct ctl *ctl, int argc, char **argv);
 /* allocctl-status.c */
 int cmd_status(struct ctl *ctl, int argc, char **argv);
+int pool_column(const struct alloc_status *s, int min);
 int cmd_clients(struct ctl *ctl, int argc, char **argv);
 /* allocctl-metrics.c: metrics_words refuses --json; cmd_metrics runs with ctl->client NULL too (allocd_up 0). */
 int metrics_words(struct ctl *ctl, int argc, char **argv);

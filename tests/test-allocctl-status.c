@@ -238,5 +238,20 @@ Test(allocctl, the_pool_column_is_as_wide_as_the_longest_name) {
         head++, row_s++;
         cr_assert_eq(strstr(head, "KIND") - head, strstr(row_long, "host") - row_long, "%s", r->out);
         cr_assert_eq(strstr(head, "KIND") - head, strstr(row_s, "fpga") - row_s, "%s", r->out);
+
+        /* So is dump's, whose rows are printed as they arrive. */
+        struct alloc_client *oc = daemon_connect(&other);
+        struct alloc_region reg;
+        cr_assert_eq(alloc_region_new(oc, long_name, 4096, NULL, &reg), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(oc, "s", 4096, NULL, &reg), 0, "%s", alloc_last_error());
+        r = allocctl(other.sock, "dump", (char *)NULL);
+        cr_assert_eq(r->status, 0, "%s", r->err);
+        head = r->out, row_long = strstr(r->out, long_name), row_s = strstr(r->out, " s ");
+        cr_assert(row_long && row_s, "%s", r->out);
+        row_long = (const char *)memrchr(r->out, '\n', (size_t)(row_long - r->out)) + 1;
+        row_s = (const char *)memrchr(r->out, '\n', (size_t)(row_s - r->out)) + 1;
+        cr_assert_eq(strstr(head, "FORMAT") - head, strstr(row_long, "raw") - row_long, "%s", r->out);
+        cr_assert_eq(strstr(head, "FORMAT") - head, strstr(row_s, "raw") - row_s, "%s", r->out);
+        alloc_disconnect(oc);
         daemon_stop(&other);
 }
