@@ -110,6 +110,7 @@ struct client {
         uint32_t nwaiters;
         struct user *user;
         bool evicted; /* a Disconnect marked it; the server closes it (core_evictions) */
+        bool watched; /* a placeholder whose process the server watches (core_absent_watched) */
         TAILQ_ENTRY(client) link;
 };
 TAILQ_HEAD(client_list, client);
@@ -190,8 +191,14 @@ struct absent_info {
         uint32_t refs;
         uint64_t bytes;
 };
-/* Releases one placeholder left (reclaim_grace passed) as its hang-up would have; false when none is. */
+/* Releases one placeholder left that is not watched (reclaim_grace passed) as its hang-up would have; false: none. */
 bool core_absent_release(struct core *core, struct absent_info *info);
+/* Releases the placeholder of serial (its process ended); false when there is none (reclaimed, released). */
+bool core_absent_release_serial(struct core *core, uint64_t serial, struct absent_info *info);
+/* Placeholder i (below core_nabsent): its serial and its client's pid; true if it is not watched yet. */
+bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid);
+/* The server watches the process of placeholder serial: its end releases it, reclaim_grace does not. */
+void core_absent_watched(struct core *core, uint64_t serial);
 /* A page of the regions a connection holds: ids in the order of their slot (an id's low 32 bits), each count. */
 #define HELD_PAGE 4000
 struct held_page {

@@ -1,34 +1,124 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The grace time of a restart (issue 18): a placeholder that no client has
- * reclaimed reclaim_grace after the state was restored is released, as the
- * hang-up of its connection would have released it, and the log says what
- * went.  One timer serves them all, since every placeholder comes from the
- * one restore: the clock starts when grace_arm first finds placeholders, and
- * a reload that changes reclaim_grace moves the deadline, not the start.
+ * What becomes of the connections a restored state brought back as
+ * placeholders (issue 18) while no client reclaims them.
+ *
+ * A client reconnects at its next call, which may be long in coming: a job
+ * that allocated at its start and then only uses its memory makes none.  Its
+ * regions must stay while it lives, since it still maps them, and go when it
+ * ends, as its hang-up would have released them.  So each placeholder's
+ * process is watched through a pidfd (readable once the process has ended):
+ * one that ended while allocd was down is released at once, one that ends
+ * later when it does.  The pid is the one the connection's peer credentials
+ * gave; were it reused by another process while allocd was down, the
+ * placeholder stays until that one ends, held too long rather than too short.
+ *
+ * Only where the process cannot be watched (no pid: a peer in a pid namespace
+ * allocd cannot see; or pidfd_open failed) does reclaim_grace decide: such a
+ * placeholder is released reclaim_grace after the state was restored.  One
+ * timer serves them all, since every placeholder comes from the one restore:
+ * the clock starts when grace_arm first finds placeholders, and a reload that
+ * changes reclaim_grace moves the deadline, not the start.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
+#include <sys/pidfd.h>
+#include <unistd.h>
 
 #include "grace.h"
 #include "log.h"
+
+/* The process of one placeholder, watched until it ends or the placeholder is reclaimed. */
+struct watch {
+        uv_poll_t poll;
+        int fd; /* the pidfd */
+        uint64_t serial;
+        struct watch *next;
+};
 
 static uv_loop_t *loop;
 static struct core *core;
 static void (*changed)(void);
 static uv_timer_t timer;
 static uint64_t since; /* uv_now() when placeholders were first seen; 0: not yet */
+static struct watch *watches;
+
+static void released(const struct absent_info *a, const char *why) {
+        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(a),
+             "connection %" PRIu64 " (" CLIENT_FMT " '%s') %s: released its %u %s (%" PRIu64 " bytes it created)",
+             a->serial, CLIENT_ARGS(a), a->name, why, a->refs, plural(a->refs, "reference", "references"), a->bytes);
+}
 
 static void expire(uv_timer_t *t) {
         struct absent_info a;
+        char why[128];
 
         (void)t;
+        snprintf(why, sizeof(why), "was not reclaimed within reclaim_grace = %ums after the restart",
+                 core_limits(core)->reclaim_grace_ms);
         while (core_absent_release(core, &a))
-                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&a),
-                     "connection %" PRIu64 " (" CLIENT_FMT " '%s') was not reclaimed within reclaim_grace = %ums "
-                     "after the restart: released its %u %s (%" PRIu64 " bytes it created)",
-                     a.serial, CLIENT_ARGS(&a), a.name, core_limits(core)->reclaim_grace_ms, a.refs,
-                     plural(a.refs, "reference", "references"), a.bytes);
+                released(&a, why);
         changed();
+}
+
+static void watch_free(uv_handle_t *h) {
+        struct watch *w = h->data;
+
+        close(w->fd);
+        free(w);
+}
+
+/* Takes w off the list and closes it. */
+static void unwatch(struct watch *w) {
+        for (struct watch **p = &watches; *p; p = &(*p)->next)
+                if (*p == w) {
+                        *p = w->next;
+                        break;
+                }
+        uv_poll_stop(&w->poll);
+        uv_close((uv_handle_t *)&w->poll, watch_free);
+}
+
+static void ended(uv_poll_t *p, int status, int events) {
+        struct watch *w = p->data;
+        struct absent_info a;
+
+        (void)status, (void)events;
+        if (core_absent_release_serial(core, w->serial, &a)) {
+                released(&a, "was not reclaimed before its process ended");
+                changed();
+        }
+        unwatch(w);
+}
+
+/* Watches the process of placeholder serial; a process that is gone already releases it now. */
+static void watch(uint64_t serial, pid_t pid) {
+        struct absent_info a;
+        struct watch *w;
+        int fd;
+
+        if (pid <= 0)
+                return;
+        if ((fd = pidfd_open(pid, 0)) < 0) {
+                if (errno == ESRCH && core_absent_release_serial(core, serial, &a)) {
+                        released(&a, "was not reclaimed: its process ended while allocd was down");
+                        changed();
+                }
+                return; /* otherwise (EMFILE, ENOMEM): reclaim_grace decides */
+        }
+        if (!(w = calloc(1, sizeof(*w))) || uv_poll_init(loop, &w->poll, fd) < 0) {
+                free(w);
+                close(fd);
+                return;
+        }
+        w->fd = fd;
+        w->serial = serial;
+        w->poll.data = w;
+        w->next = watches;
+        watches = w;
+        uv_poll_start(&w->poll, UV_READABLE, ended);
+        core_absent_watched(core, serial);
 }
 
 void grace_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
@@ -36,15 +126,21 @@ void grace_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         core = c;
         changed = changed_cb;
         since = 0;
+        watches = NULL;
         uv_timer_init(loop, &timer);
         grace_arm();
 }
 
 void grace_arm(void) {
-        uint64_t now, due;
+        uint64_t now, due, serial;
+        pid_t pid;
 
         if (!loop || !core_nabsent(core))
                 return;
+        /* From the last: releasing placeholder i moves the last one, seen already, into its place. */
+        for (size_t i = core_nabsent(core); i-- > 0;)
+                if (core_absent_at(core, i, &serial, &pid))
+                        watch(serial, pid);
         /* The loop's clock is that of its last turn, or of its start before the pools and the restore. */
         uv_update_time(loop);
         now = uv_now(loop);
@@ -54,8 +150,18 @@ void grace_arm(void) {
         uv_timer_start(&timer, expire, due > now ? due - now : 0, 0);
 }
 
+void grace_reclaimed(uint64_t serial) {
+        for (struct watch *w = watches; w; w = w->next)
+                if (w->serial == serial) {
+                        unwatch(w);
+                        return;
+                }
+}
+
 void grace_close(void) {
         uv_timer_stop(&timer);
         uv_close((uv_handle_t *)&timer, NULL);
+        while (watches)
+                unwatch(watches);
         loop = NULL;
 }

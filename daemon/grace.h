@@ -3,9 +3,10 @@
 #define ALLOCD_GRACE_H
 
 /*
- * reclaim_grace (grace.c): the connections a restored state brought back as placeholders are
- * released once it has passed without them reconnecting.  server.c starts and stops it;
- * reload.c re-arms it when a reload changes reclaim_grace.
+ * The connections a restored state brought back as placeholders (grace.c): each is released when
+ * its client's process ends, or, where that process cannot be watched, once reclaim_grace has
+ * passed without it reconnecting.  server.c starts and stops it; reload.c re-arms it when a
+ * reload changes reclaim_grace; proto-session.c says when a placeholder was reclaimed.
  */
 
 #include <uv.h>
@@ -14,11 +15,14 @@
 
 void grace_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
 /*
- * Counts reclaim_grace from the first call that finds placeholders (the restore), and fires
+ * Watches the processes of placeholders not watched yet, releasing those whose process is gone;
+ * counts reclaim_grace from the first call that finds placeholders (the restore), and fires
  * reclaim_grace after that, as the limits say now; nothing while there are none.  Called at start,
  * after a state is restored and after each reload.
  */
 void grace_arm(void);
+/* Placeholder serial was reclaimed: its process is no longer watched. */
+void grace_reclaimed(uint64_t serial);
 void grace_close(void);
 
 #endif

@@ -16,8 +16,12 @@
  * learn it byte by byte from how long a refusal takes; the uid is checked as
  * well, so a leaked secret is of use only to the uid that held the regions.
  *
- * What no one reclaims within reclaim_grace is released as a hang-up would
- * release it (core_absent_release, called by the server's grace timer).
+ * A placeholder is released as a hang-up would release it when its client's
+ * process ends, or, where allocd cannot watch that process, when no one
+ * reclaimed it within reclaim_grace (core_absent_release_serial and
+ * core_absent_release, called by the server's grace.c).  Never while the
+ * process lives: a client that makes no call reconnects only at its next one,
+ * and until then it still maps the regions.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -121,18 +125,48 @@ bool absent_release(struct core *core, struct client *cl) {
         return false;
 }
 
-bool core_absent_release(struct core *core, struct absent_info *info) {
-        struct client *ph;
+/* Releases placeholder i as its hang-up would have, saying in info what it held. */
+static void release_at(struct core *core, size_t i, struct absent_info *info) {
+        struct client *ph = core->absent[i];
 
-        if (!core->nabsent)
-                return false;
-        ph = core->absent[core->nabsent - 1];
         *info = (struct absent_info){
                 .serial = ph->serial, .uid = ph->uid, .pid = ph->pid, .refs = ph->nrefs, .bytes = ph->bytes};
         snprintf(info->name, sizeof(info->name), "%s", ph->name);
         core_client_remove(core, ph);
-        absent_drop(core, core->nabsent - 1);
+        absent_drop(core, i);
+}
+
+bool core_absent_release(struct core *core, struct absent_info *info) {
+        for (size_t i = core->nabsent; i-- > 0;)
+                if (!core->absent[i]->watched) {
+                        release_at(core, i, info);
+                        return true;
+                }
+        return false;
+}
+
+bool core_absent_release_serial(struct core *core, uint64_t serial, struct absent_info *info) {
+        size_t i = absent_index(core, serial);
+
+        if (i == SIZE_MAX)
+                return false;
+        release_at(core, i, info);
         return true;
+}
+
+bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid) {
+        if (i >= core->nabsent)
+                return false;
+        *serial = core->absent[i]->serial;
+        *pid = core->absent[i]->pid;
+        return !core->absent[i]->watched;
+}
+
+void core_absent_watched(struct core *core, uint64_t serial) {
+        size_t i = absent_index(core, serial);
+
+        if (i != SIZE_MAX)
+                core->absent[i]->watched = true;
 }
 
 static int by_slot(const void *a, const void *b) {

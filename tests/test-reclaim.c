@@ -12,7 +12,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -199,18 +201,111 @@ static struct alloc_client *holding_one(struct srv *s, struct alloc_region *r) {
         return c;
 }
 
+/* The connection's peer as the state records it: inject sets it. */
+static pid_t peer_pid;
+
+static void set_pid(struct srv *s, struct client *cl) {
+        (void)s;
+        cl->pid = peer_pid;
+}
+
+/* The one connection's serial, for inject. */
+static uint64_t serial_of(struct alloc_client *c) {
+        uint64_t used, serial;
+
+        seen(c, &used, &serial);
+        return serial;
+}
+
+/* The pool's used bytes as a connection of its own sees them: the holder's call would reclaim. */
+static uint64_t used_seen(struct srv *s) {
+        struct alloc_client *o = connect_to(s);
+        uint64_t used, serial;
+
+        seen(o, &used, &serial);
+        alloc_disconnect(o);
+        return used;
+}
+
+/* A placeholder whose process allocd cannot watch (no pid: a pid namespace it cannot see) waits reclaim_grace. */
 Test(reclaim, what_no_one_reclaims_within_the_grace_time_is_released, .timeout = 60) {
         struct alloc_region r;
         struct srv s;
         uint64_t used, serial;
         struct alloc_client *c = holding_one(&s, &r);
 
+        peer_pid = 0;
+        s.inject = set_pid;
+        s.serial = serial_of(c);
         restart(&s, 100);
         usleep(400 * 1000);
         cr_assert_eq(alloc_region_new(c, "f", 4096, NULL, &r), -ESTALE);
         cr_assert(strstr(alloc_last_error(), "grace time"), "%s", alloc_last_error());
         seen(c, &used, &serial);
         cr_assert_eq(used, 0);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/*
+ * A client that makes no call reconnects only at its next one, and maps its regions until then:
+ * while its process lives they are its own, however long past reclaim_grace.
+ */
+Test(reclaim, a_live_client_keeps_its_regions_past_the_grace_time, .timeout = 60) {
+        struct alloc_region r, big;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        restart(&s, 100);
+        usleep(400 * 1000);
+        struct alloc_client *other = connect_to(&s);
+        cr_assert_eq(alloc_region_new(other, "f", 64 << 20, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, &big), -EAGAIN,
+                     "its range went to another: %s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(other, "f", 63 << 20, NULL, &big), 0, "%s", alloc_last_error());
+        cr_assert_neq(big.addr, r.addr);
+        alloc_disconnect(other);
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 1 << 20, "the holder's call reclaims it");
+        cr_assert_eq(alloc_region_free_sync(c, r.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* A placeholder whose process ended while allocd was down goes at once; one whose process ends later, then. */
+Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        int status;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        cr_assert((peer_pid = fork()) >= 0);
+        if (peer_pid == 0)
+                _exit(0);
+        cr_assert_eq(waitpid(peer_pid, &status, 0), peer_pid);
+        s.inject = set_pid;
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        cr_assert_eq(used_seen(&s), 0, "a placeholder of a process that is gone stayed");
+        alloc_disconnect(c);
+
+        c = connect_to(&s);
+        cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        cr_assert((peer_pid = fork()) >= 0);
+        if (peer_pid == 0) {
+                pause();
+                _exit(0);
+        }
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        usleep(200 * 1000);
+        cr_assert_eq(used_seen(&s), 1 << 20, "released while its process lived");
+        kill(peer_pid, SIGKILL);
+        cr_assert_eq(waitpid(peer_pid, &status, 0), peer_pid);
+        uint64_t used = 1;
+        for (int i = 0; i < 500 && used; i++, usleep(10 * 1000))
+                used = used_seen(&s);
+        cr_assert_eq(used, 0, "still held after its process ended");
         alloc_disconnect(c);
         finish(&s);
 }
