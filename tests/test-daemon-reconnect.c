@@ -381,18 +381,33 @@ Test(reconnect, after_a_restart_with_its_state_a_client_carries_on_with_its_regi
         alloc_disconnect(c);
 }
 
-Test(reconnect, regions_not_reclaimed_within_reclaim_grace_are_released, .fini = end_sysd, .timeout = 60) {
-        struct alloc_region r;
+/*
+ * A client that makes no call after a restart reconnects only at its next one, and maps its regions
+ * all the while: reclaim_grace passing must not hand their memory to another (its process lives).
+ */
+Test(reconnect, a_silent_client_keeps_its_regions_past_reclaim_grace, .fini = end_sysd, .timeout = 60) {
+        struct alloc_region r, rest;
 
         sysd_start(&s, "[daemon]\nreclaim_grace = 200ms\n" CONF);
         struct alloc_client *c = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
+        memset(r.ptr, 'k', r.size);
         sysd_restart(&s, SIGKILL);
         usleep(600 * 1000);
-        cr_assert_eq(alloc_region_new(c, "host", 4096, NULL, &r), -ESTALE);
-        cr_assert(strstr(alloc_last_error(), "grace time"), "%s", alloc_last_error());
-        cr_assert(strstr(sysd_log(&s), "was not reclaimed within reclaim_grace = 200ms"), "%s", sysd_log(&s));
-        cr_assert_eq(used_by(c), 0);
+        /* Everything else of the pool, written all over: none of it may be c's. */
+        struct alloc_client *other = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(other, "host", 3 << 20, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, &rest), 0,
+                     "%s", alloc_last_error());
+        memset(rest.ptr, 'x', rest.size);
+        struct alloc_region more;
+        cr_assert_eq(alloc_region_new(other, "host", 4096, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, &more), -EAGAIN,
+                     "c's region went to another after reclaim_grace: %s", sysd_log(&s));
+        cr_assert(!strstr(sysd_log(&s), "was not reclaimed"), "%s", sysd_log(&s));
+        for (size_t i = 0; i < r.size; i++)
+                cr_assert_eq(((char *)r.ptr)[i], 'k', "byte %zu", i);
+        alloc_disconnect(other);
+        cr_assert_eq(used_by(c), 1 << 20, "its next call reclaims it: %s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "reclaimed connection"), "%s", sysd_log(&s));
         alloc_disconnect(c);
 }
 

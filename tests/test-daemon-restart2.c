@@ -252,38 +252,68 @@ Test(restart2, a_version_3_state_is_read_and_replaced) {
         there("a2", 2);
 }
 
+/* A process of its own holding size bytes of pool on its connection, until it is killed. */
+static pid_t holder(const char *pool, uint64_t size) {
+        int ready[2];
+        char c;
+
+        cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+        pid_t pid = test_fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                struct alloc_client *k;
+                struct alloc_region r;
+                close(ready[0]);
+                if (alloc_connect(&k, s.d.sock, "holder") < 0 || alloc_region_new(k, pool, size, NULL, &r) < 0 ||
+                    alloc_region_sync(k) < 0 || write(ready[1], "r", 1) != 1)
+                        _exit(1);
+                for (;;)
+                        pause();
+        }
+        close(ready[1]);
+        cr_assert_eq(read(ready[0], &c, 1), 1, "the holder failed");
+        close(ready[0]);
+        return pid;
+}
+
 /*
- * A connection's holds restored, then released when the grace time passes without it, in a state
- * that was appended to: the next restart does not bring them back; a reconnection after a second
- * restart reclaims what it holds again.
+ * A connection's holds restored, then released when its process ends without it reconnecting, in a
+ * state that was appended to: the next restart does not bring them back; a reconnection after a
+ * second restart reclaims what it holds again, however long after reclaim_grace, for its process lives.
  */
-Test(restart2, grace_release_after_adoption) {
+Test(restart2, release_after_adoption) {
         const char *conf = "[daemon]\nreclaim_grace = 300ms\n" POOL_A;
-        struct alloc_region r, q;
+        struct alloc_region q;
+        int status;
 
         sysd_start(&s, conf);
         keep_one("a", "a1", 1);
-        struct alloc_client *gone = daemon_connect(&s.d), *back = daemon_connect(&s.d);
-        cr_assert_eq(alloc_region_new(gone, "a", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        pid_t gone = holder("a", 8192);
+        struct alloc_client *back = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(back, "a", 16384, NULL, &q), 0, "%s", alloc_last_error());
         pattern(q.ptr, q.size, 9);
         pool_used(back, "a");
         sysd_restart(&s, SIGKILL);
         all_restored();
-        /* back reclaims with its next call; gone says nothing until its grace time is over. */
+        /* back reclaims with its next call; gone's goes when its process ends. */
         cr_assert_eq(pool_used(back, "a"), 8192 + 8192 + 16384, "%s", sysd_log(&s));
+        usleep(500 * 1000);
+        cr_assert_eq(pool_used(back, "a"), 8192 + 8192 + 16384, "released while its process lived: %s", sysd_log(&s));
+        kill(gone, SIGKILL);
+        cr_assert_eq(waitpid(gone, &status, 0), gone);
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(wait_used(k, "a", 8192 + 16384), 8192 + 16384, "%s", sysd_log(&s));
         alloc_disconnect(k);
-        /* From here back's placeholder must outlive two restarts it does not reconnect in: not 300 ms. */
-        write_file(s.d.conf, "[daemon]\nreclaim_grace = 1min\n" POOL_A);
+        cr_assert(strstr(sysd_log(&s), "was not reclaimed before its process ended: released its 1 reference"), "%s",
+                  sysd_log(&s));
+        /* From here back's placeholder must outlive two restarts it does not reconnect in. */
         same_after(SIGKILL);
+        usleep(500 * 1000);
         same_after(SIGKILL);
         cr_assert_eq(pool_used(back, "a"), 8192 + 16384, "%s", sysd_log(&s));
         cr_assert(pattern_ok(q.ptr, q.size, 9));
         cr_assert_eq(alloc_region_free_sync(back, q.id), 0, "%s", alloc_last_error());
         cr_assert_eq(pool_used(back, "a"), 8192, "the released region is back: %s", sysd_log(&s));
-        alloc_disconnect(gone);
         alloc_disconnect(back);
         there("a1", 1);
 }
