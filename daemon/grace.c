@@ -84,8 +84,13 @@ static void ended(uv_poll_t *p, int status, int events) {
         struct watch *w = p->data;
         struct absent_info a;
 
-        (void)status, (void)events;
-        if (core_absent_release_serial(core, w->serial, &a)) {
+        (void)events;
+        if (status < 0) /* not an end: keep it (too long rather than too short) until reclaimed or disconnected */
+                logx(LOG_LEVEL_WARNING, NULL,
+                     "connection %" PRIu64 ": watching its process failed (%s); its regions stay until it reconnects "
+                     "or allocctl disconnect serial:%" PRIu64 " releases them",
+                     w->serial, uv_strerror(status), w->serial);
+        else if (core_absent_release_serial(core, w->serial, &a)) {
                 released(&a, "was not reclaimed before its process ended");
                 changed();
         }
