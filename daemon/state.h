@@ -12,6 +12,7 @@
 
 #include "core.h"
 
+/* allocd(8), RESTART, tells operators both numbers (what an upgrade and a downgrade keep). */
 #define STATE_VERSION 4
 /* The oldest version this allocd reads: 3 is 4 without LOG_POOL. */
 #define STATE_VERSION_MIN 3
