@@ -600,16 +600,23 @@ void restart_turn(struct core *core, uint64_t next_serial) {
 bool restart_stop(struct core *core, uint64_t next_serial) {
         struct core_stats cs;
 
+        core_stats(core, &cs);
         if (keep) {
                 /* The last changes, then no more: closing the connections below must not free their regions there. */
                 restart_turn(core, next_serial);
                 serving = false; /* nor retire a draining pool that holds them */
                 keep_free(keep);
                 keep = NULL;
+                /* A restart and `systemctl stop` (which empties the store) are the same SIGTERM here: say both. */
+                if (cs.regions && !keep_failed)
+                        log_info("stopping with %" PRIu64 " %s held by %u %s: they are kept in systemd's fd store: "
+                                 "a restart (systemctl restart, a crash) restores them; systemctl stop empties the "
+                                 "store and they are lost",
+                                 cs.regions, plural(cs.regions, "region", "regions"), core_nclients(core),
+                                 plural(core_nclients(core), "client", "clients"));
                 return !keep_failed;
         }
         serving = false;
-        core_stats(core, &cs);
         if (cs.regions)
                 log_warn("stopping with %" PRIu64 " %s held by %u %s: they are lost, since allocd keeps them "
                          "across a restart only in systemd's fd store (run it as allocd.service, which sets "
