@@ -116,7 +116,8 @@ static bool client_line_allowed(uid_t uid) {
         return false;
 }
 
-void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
+void log_at(const char *file, const char *line, const char *func, int level, const struct log_ctx *ctx, const char *fmt,
+            ...) {
         static const char *prefix[] = {[LOG_LEVEL_ERR] = "error: ", [LOG_LEVEL_WARNING] = "warning: "};
         char msg[1024];
         va_list ap;
@@ -156,5 +157,5 @@ void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) {
                 snprintf(f[4], sizeof(f[4]), "CLIENT_UID=%u", (unsigned)ctx->uid);
                 iov[n++] = (struct iovec){f[4], strlen(f[4])};
         }
-        sd_journal_sendv(iov, n);
+        sd_journal_sendv_with_location(file, line, func, iov, n);
 }

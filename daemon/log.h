@@ -21,7 +21,13 @@ struct log_ctx {
 void log_init(void);
 void log_set_level(int level);
 int log_level_parse(const char *s);
-void logx(int level, const struct log_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void log_at(const char *file, const char *line, const char *func, int level, const struct log_ctx *ctx, const char *fmt,
+            ...) __attribute__((format(printf, 6, 7)));
+/* A macro so that the journal's CODE_FILE=, CODE_LINE= and CODE_FUNC= are the caller's, not log.c's. */
+#define LOG_STR_(x) #x
+#define LOG_STR(x) LOG_STR_(x)
+#define logx(level, ctx, ...)                                                                                          \
+        log_at("CODE_FILE=" __FILE__, "CODE_LINE=" LOG_STR(__LINE__), __func__, level, ctx, __VA_ARGS__)
 /*
  * A line about a client names it so: CLIENT_FMT in the format where the client goes, CLIENT_ARGS(cl)
  * in the arguments, CLIENT_CTX(cl) as the context (any cl with pid and uid: struct client, its placeholder).

@@ -225,6 +225,10 @@ for _ in $(seq 50); do
 done
 ct journalctl --no-pager -u allocd | has 'no /etc/allocd/allocd.conf; serving the built-in pools' ||
         fail "allocd did not say that it serves the built-in pools"
+say "the journal's CODE_FILE= and CODE_FUNC= are where allocd logged a line, not its logging function"
+code=$(ct journalctl --no-pager -o export _SYSTEMD_UNIT=allocd.service _COMM=allocd | grep -a '^CODE_F' | sort -u)
+grep -q '^CODE_FILE=.*daemon/main\.c$' <<<"$code" && ! grep -qE '^CODE_FUNC=(logx|log_at)$' <<<"$code" ||
+        fail "allocd's journal lines name the logging function as their place: $(tr '\n' ' ' <<<"$code")"
 
 say "systemctl stop allocd"
 ct systemctl stop allocd 2>/dev/null || fail "systemctl stop allocd failed"
