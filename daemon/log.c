@@ -51,19 +51,26 @@ void log_init(void) {
                      st.st_dev == dev && st.st_ino == ino;
 }
 
-void log_set_level(int level) {
+static const char *level_names[] = {[LOG_LEVEL_ERR] = "error",
+                                    [LOG_LEVEL_WARNING] = "warning",
+                                    [LOG_LEVEL_NOTICE] = "notice",
+                                    [LOG_LEVEL_INFO] = "info",
+                                    [LOG_LEVEL_DEBUG] = "debug"};
+
+int log_set_level(int level) {
+        int was = log_level;
+
         log_level = level;
+        return was;
+}
+
+const char *log_level_name(int level) {
+        return level >= LOG_LEVEL_ERR && level <= LOG_LEVEL_DEBUG ? level_names[level] : "?";
 }
 
 int log_level_parse(const char *s) {
-        static const char *names[] = {[LOG_LEVEL_ERR] = "error",
-                                      [LOG_LEVEL_WARNING] = "warning",
-                                      [LOG_LEVEL_NOTICE] = "notice",
-                                      [LOG_LEVEL_INFO] = "info",
-                                      [LOG_LEVEL_DEBUG] = "debug"};
-
         for (int i = LOG_LEVEL_ERR; i <= LOG_LEVEL_DEBUG; i++)
-                if (!strcmp(s, names[i]))
+                if (!strcmp(s, level_names[i]))
                         return i;
         return -1;
 }

@@ -19,7 +19,8 @@ struct log_ctx {
 };
 
 void log_init(void);
-void log_set_level(int level);
+int log_set_level(int level); /* returns the level it replaces */
+const char *log_level_name(int level);
 int log_level_parse(const char *s);
 void log_at(const char *file, const char *line, const char *func, int level, const struct log_ctx *ctx, const char *fmt,
             ...) __attribute__((format(printf, 6, 7)));

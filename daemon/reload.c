@@ -159,6 +159,7 @@ static struct {
         char refused[512]; /* why the file was refused; "": it was not */
         unsigned added, failed, rules, restart_only, draining, removed, back, waiting;
         char limits[768]; /* the limits that changed, "key old -> new" each */
+        char level[40];   /* "log level old -> new", or "" */
         char added_names[96], failed_names[96];
         char draining_names[96], removed_names[96], back_names[96]; /* taken out: held regions, or none; put back */
         char waiting_names[96]; /* put back changed: made once the draining pool empties */
@@ -212,6 +213,8 @@ static void describe(char *buf, size_t size, bool full) {
                 return;
         if (*last.limits)
                 part(buf, size, "limits changed (%s)", last.limits);
+        if (*last.level)
+                part(buf, size, "%s", last.level);
         if (last.rules)
                 part(buf, size, "%u %s access rules changed", last.rules, plural(last.rules, "pool's", "pools'"));
         if (last.restart_only)
@@ -532,7 +535,10 @@ void reload_run(void) {
         apply_limits(&conf, last.limits, sizeof(last.limits));
         put_back(&conf); /* before restart_reconfigured: a pool serving again waits for nothing */
         restart_reconfigured(core, &conf);
-        log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
+        int level = cli_log_level >= 0 ? cli_log_level : conf.log_level, was = log_set_level(level);
+        if (level != was)
+                snprintf(last.level, sizeof(last.level), "log level %s -> %s", log_level_name(was),
+                         log_level_name(level));
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool *pool = core_pool_at(core, i);
                 struct pool_info p;

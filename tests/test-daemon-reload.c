@@ -154,6 +154,22 @@ Test(reload, spin_changes_on_reload, .timeout = 60) {
         stop(&d);
 }
 
+/* log_level is reloadable, and the reload says it changed (it said 'no changes'); debug lines come then. */
+Test(reload, log_level_changes_on_reload, .timeout = 60) {
+        static const char *pool = "[pool a]\nkind = host\nsize = 1M\n";
+        char conf[256];
+        struct daemon d;
+
+        start(&d, pool);
+        snprintf(conf, sizeof(conf), "[daemon]\nlog_level = debug\n%s", pool);
+        reload(&d, conf, "SIGHUP: reloaded ");
+        cr_assert(strstr(slurp(log_path), "allocd.conf: log level info -> debug"), "%s", slurp(log_path));
+        alloc_disconnect(daemon_connect(&d));
+        reload(&d, pool, "log level debug -> info");
+        cr_expect(strstr(slurp(log_path), "connected as "), "no debug line at debug level: %s", slurp(log_path));
+        stop(&d);
+}
+
 /* A quantum taken out of the file is a change to the default: logged as waiting for a restart, not skipped. */
 Test(reload, a_quantum_back_to_the_default_waits_for_a_restart, .timeout = 60) {
         struct daemon d;
