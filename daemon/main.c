@@ -29,6 +29,7 @@
 #include "restart-deferred.h"
 #include "restart.h"
 #include "server.h"
+#include "standby.h"
 #include "wire.h"
 
 /* ALLOCD_CONFIG (read without --config) and ALLOCD_EXAMPLE_CONFIG come from daemon/meson.build. */
@@ -433,6 +434,9 @@ int main(int argc, char **argv) {
                 r = config_load(&conf, config_path, err, sizeof(err));
         else
                 r = config_default(&conf);
+        /* Not --check-config: systemd's LISTEN_PID is the service's main process, never ExecReload's. */
+        if (r < 0 && config_path && !check_only && standby_wanted())
+                return standby_run(config_path, err);
         if (r < 0) {
                 log_err("%s", config_path ? err : "out of memory");
                 return config_path ? EXIT_CONFIG : 1;

@@ -3,7 +3,7 @@
  * allocd across a restart with systemd's fd store (issue 18), systemd played by sysd.c: SIGTERM and
  * SIGKILL under load lose no region, name or byte, and `allocctl dump` reads the same after; a
  * damaged or truncated state is said and gives fresh pools, a damaged header or another version is
- * an error.  test-daemon-restart-store.c has what the store holds across reloads and restarts
+ * an error; an invalid file at a restart keeps allocd up, serving nobody, so the store stays.  test-daemon-restart-store.c has what the store holds across reloads and restarts
  * (pools, region memfds) and what leaves it.
  */
 #include <criterion/criterion.h>
@@ -177,6 +177,37 @@ Test(restart, sigterm_loses_nothing) {
 
 Test(restart, sigkill_loses_nothing) {
         restart_keeps_everything(SIGKILL);
+}
+
+/*
+ * A restart with an invalid file (a typo, or one an older allocd accepted): allocd exited 78, the unit
+ * failed and systemd emptied the store, every region lost while its clients mapped it.  It stays up
+ * serving nobody instead, and the restart after the fix restores everything.
+ */
+Test(restart, an_invalid_file_at_a_restart_keeps_the_store) {
+        struct clients c;
+        struct alloc_client *k;
+
+        sysd_start(&s, CONF);
+        populate(&c);
+        char *before = dump(NULL);
+        write_file(s.d.conf, "[pool host]\nkind = nonsense\n");
+        sysd_kill(&s, SIGTERM);
+        int r = sysd_spawn(&s);
+        cr_assert_eq(r, -1, "allocd exited %d with an invalid file at a restart: %s", r, sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "allocd.conf:2: kind = nonsense") &&
+                          strstr(sysd_log(&s), "it stays up serving nobody instead"),
+                  "%s", sysd_log(&s));
+        cr_assert_lt(alloc_connect(&k, s.d.sock, "early"), 0, "a client was served with the invalid file");
+        write_file(s.d.conf, CONF);
+        sysd_restart(&s, SIGTERM);
+        cr_assert(strstr(sysd_log(&s), "restored from the fd store"), "%s", sysd_log(&s));
+        char *after = dump(NULL);
+        cr_assert_str_eq(after, before);
+        check_names();
+        clients_end(&c, true);
+        free(before);
+        free(after);
 }
 
 /* A PERSIST region named name of pool host, its bytes pattern seed. */
