@@ -3,8 +3,9 @@
  * allocd across a restart with systemd's fd store (issue 18), systemd played by sysd.c: SIGTERM and
  * SIGKILL under load lose no region, name or byte, and `allocctl dump` reads the same after; a
  * damaged or truncated state is said and gives fresh pools, a damaged header or another version is
- * an error; an invalid file at a restart keeps allocd up, serving nobody, so the store stays.  test-daemon-restart-store.c has what the store holds across reloads and restarts
- * (pools, region memfds) and what leaves it.
+ * an error; an invalid file at a restart keeps allocd up, serving nobody, so the store stays.
+ * test-daemon-restart-store.c has what the store holds across reloads and restarts (pools, region memfds) and what
+ * leaves it.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
