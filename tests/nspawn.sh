@@ -285,6 +285,17 @@ done
 [ "$pid" != "$newpid" ] && [ "$pid" != 0 ] || fail "systemd did not start allocd again after SIGKILL"
 after=$(dump) || fail "allocctl --json dump after the kill failed: $after"
 [ "$after" = "$before" ] || fail "the dump changed across a SIGKILL: $(diff <(echo "$before") <(echo "$after") | head -n 20)"
+
+say "systemctl restart with an invalid file: allocd waits, serving nobody, and the store stays (a failed unit's is emptied)"
+ct cp /etc/allocd/allocd.conf /etc/allocd/allocd.conf.good
+ct sh -c 'printf "\n[pool broken]\nkind = nonsense\n" >>/etc/allocd/allocd.conf'
+ct systemctl restart allocd || fail "systemctl restart with an invalid file failed (the unit failed: its store is gone)"
+ct systemctl show -p StatusText --value allocd.service | has 'the configuration is invalid' ||
+        fail "STATUS= does not say the file is invalid: $(ct systemctl show -p StatusText --value allocd.service)"
+ct mv /etc/allocd/allocd.conf.good /etc/allocd/allocd.conf
+ct systemctl restart allocd || fail "systemctl restart after the fix failed"
+after=$(dump) || fail "allocctl --json dump after the fixed restart failed: $after"
+[ "$after" = "$before" ] || fail "the dump changed across a restart with an invalid file: $(diff <(echo "$before") <(echo "$after") | head -n 20)"
 exec {hold}>&-
 wait "$holder" || fail "helper-client names 8 keep failed after the restarts: $(cat "$scratch/names.out")"
 
