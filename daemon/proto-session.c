@@ -55,8 +55,8 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 hello.has_reclaimed = true;
                 hello.reclaimed = s->client.nrefs;
                 logx(LOG_LEVEL_INFO, CLIENT_CTX(&s->client),
-                     CLIENT_FMT " reclaimed connection %" PRIu64 " and its %u references", CLIENT_ARGS(&s->client),
-                     s->client.serial, s->client.nrefs);
+                     CLIENT_FMT " reclaimed connection %" PRIu64 " and its %u %s", CLIENT_ARGS(&s->client),
+                     s->client.serial, s->client.nrefs, plural(s->client.nrefs, "reference", "references"));
         } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
                 return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
         } else {
@@ -111,7 +111,7 @@ void proto_disconnect(struct core *core, struct session *s, struct proto_out *ou
                 snprintf(whose, sizeof(whose), "connection %" PRIu64, m->serial);
         else
                 snprintf(whose, sizeof(whose), "pid %d's", (int)m->pid);
-        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
-             CLIENT_FMT " disconnects %s: %u connection(s) holding %llu references", CLIENT_ARGS(&s->client), whose,
-             body.connections, (unsigned long long)body.references);
+        logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client), CLIENT_FMT " disconnects %s: %u %s holding %llu %s",
+             CLIENT_ARGS(&s->client), whose, body.connections, plural(body.connections, "connection", "connections"),
+             (unsigned long long)body.references, plural(body.references, "reference", "references"));
 }

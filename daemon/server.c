@@ -204,8 +204,8 @@ void conn_close(struct conn *c) {
                 core_client_remove(core, &c->s.client);
                 c->in_core = false;
                 logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client),
-                     CLIENT_FMT "%s%s disconnected; %u references %s", CLIENT_ARGS(&c->s.client),
-                     *c->s.client.name ? " " : "", c->s.client.name, n,
+                     CLIENT_FMT "%s%s disconnected; %u %s %s", CLIENT_ARGS(&c->s.client), *c->s.client.name ? " " : "",
+                     c->s.client.name, n, plural(n, "reference", "references"),
                      kept_at_stop ? "kept in the fd store for its reconnection" : "released");
         }
         uv_poll_stop(&c->poll);

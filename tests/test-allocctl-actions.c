@@ -330,6 +330,6 @@ Test(allocctl_log, disconnect_says_whose_connections) {
         unlink(log);
         snprintf(want, sizeof(want), "disconnects connection %llu:", serial);
         cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
-        snprintf(want, sizeof(want), "disconnects pid %d's: 1 connection(s)", (int)getpid());
+        snprintf(want, sizeof(want), "disconnects pid %d's: 1 connection holding", (int)getpid());
         cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
 }
