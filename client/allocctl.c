@@ -22,6 +22,7 @@
 
 #include "duration.h"
 #include "wire.h"
+#include "version.h"
 
 static const char *socket_path;
 /* socket_path, or the default it stands for; "" if there is none. */

@@ -31,6 +31,7 @@
 #include "server.h"
 #include "standby.h"
 #include "wire.h"
+#include "version.h"
 
 /* ALLOCD_CONFIG (read without --config) and ALLOCD_EXAMPLE_CONFIG come from daemon/meson.build. */
 #define BUILTIN_POOLS "the built-in pools host (256 MiB) and fpga0"

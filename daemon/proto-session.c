@@ -14,6 +14,7 @@
 #include "log.h"
 #include "proto.h"
 #include "text.h"
+#include "version.h"
 
 void proto_hello(struct core *core, struct session *s, struct proto_out *out, uint64_t id, const Allocd__Hello *m) {
         Allocd__Reply reply = ALLOCD__REPLY__INIT;

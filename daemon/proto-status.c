@@ -17,6 +17,7 @@
 #include "log.h"
 #include "proto.h"
 #include "text.h"
+#include "version.h"
 
 static uint64_t started_realtime, started_ms;
 

@@ -20,6 +20,7 @@
 #include "fake-allocd.h"
 #include "text.h"
 #include "wire.h"
+#include "version.h"
 
 TestSuite(metrics, .init = setup, .fini = teardown, .timeout = 60);
 

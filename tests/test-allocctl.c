@@ -26,6 +26,7 @@
 #include "allocd.pb-c.h"
 #include "fake-allocd.h"
 #include "wire.h"
+#include "version.h"
 
 TestSuite(allocctl, .init = setup, .fini = teardown, .timeout = 60);
 
