@@ -224,8 +224,9 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 ids = a ? a : ids;
                 counts = b ? b : counts;
                 made = m ? m : made;
+                /* A refusal says why; anything else that is no page (an OK without one) is allocd's mistake. */
                 if (!p || p->n_counts != k || (p->n_created && p->n_created != k))
-                        r = rep->has_error ? -wire_error_errno(rep->error) : -EPROTO;
+                        r = rep->has_error && rep->error != ALLOCD__ERROR__OK ? -wire_error_errno(rep->error) : -EPROTO;
                 else if (!a || !b || !m)
                         r = -ENOMEM;
                 for (size_t i = 0; r == 0 && i < k; i++, n++) {

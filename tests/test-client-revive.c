@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client's reconnect (client/reconnect.c) against a fake allocd (fake-allocd.c) that hangs
+ * up on a request, as an allocd that dies does, and then answers the new connection's reclaim and
+ * its squaring (Held) wrongly.  The client must not trust those answers: the call fails, nothing
+ * faults, and no fd is left behind.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc/client.h"
+#include "allocd.pb-c.h"
+#include "fake-allocd.h"
+#include "wire.h"
+
+/* How the fake answers a Held. */
+enum held_answer { HELD_OK_WITHOUT_BODY };
+
+static struct {
+        enum held_answer held;
+        int hellos, seals;
+} fake;
+
+static uint8_t secret[32] = {1, 2, 3};
+
+/* A Hello answered as allocd does, with the serial and secret a reclaim names. */
+static void hello(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HelloReply h;
+
+        cr_assert(fake_hello(req, reply));
+        h = *reply->hello;
+        h.has_serial = h.has_secret = true;
+        h.serial = 1;
+        h.secret.data = secret;
+        h.secret.len = sizeof(secret);
+        reply->hello = &h;
+}
+
+static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
+        (void)fd;
+        (void)arg;
+        switch (req->body_case) {
+        case ALLOCD__REQUEST__BODY_HELLO:
+                fake.hellos++;
+                hello(req, reply);
+                return 0;
+        case ALLOCD__REQUEST__BODY_SEAL:
+                /* The first dies with allocd; the one sent again is answered. */
+                return fake.seals++ == 0 ? FAKE_HANGUP : 0;
+        case ALLOCD__REQUEST__BODY_HELD:
+                if (fake.held == HELD_OK_WITHOUT_BODY) {
+                        reply->has_error = true;
+                        reply->error = ALLOCD__ERROR__OK;
+                }
+                return 0;
+        default:
+                return 0;
+        }
+}
+
+/* Sockets open in this process: what a reconnect could leak. */
+static int count_sockets(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        int n = 0;
+
+        cr_assert_not_null(d);
+        while ((e = readdir(d))) {
+                char link[300], to[256];
+                ssize_t k;
+                snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+                if ((k = readlink(link, to, sizeof(to) - 1)) > 0 && !strncmp(to, "socket:", 7))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+static void setup(void) {
+        setenv("ALLOCD_RECONNECT", "5s", 1);
+}
+
+TestSuite(revive, .init = setup, .timeout = 30);
+
+/* A call cut by the hang-up, made again on a connection whose squaring allocd answers with held: it fails. */
+static void squaring_refused(enum held_answer held) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        int before = count_sockets(), r;
+
+        fake.held = held;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        r = alloc_region_seal(c, 7);
+        cr_assert_lt(r, 0, "the squaring was refused, yet the call went on");
+        cr_assert_eq(fake.hellos, 2, "no reconnect: %s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
+}
+
+/* An OK that is no HeldReply: the client read its page from a NULL body. */
+Test(revive, a_held_answered_by_an_ok_without_a_page) {
+        squaring_refused(HELD_OK_WITHOUT_BODY);
+}
