@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc/client.h"
@@ -19,7 +20,11 @@
 #include "wire.h"
 
 /* How the fake answers a Held. */
-enum held_answer { HELD_OK_WITHOUT_BODY };
+enum held_answer {
+        HELD_OK_WITHOUT_BODY,
+        HELD_PAGES_FOR_EVER, /* each page one region past the last, and more to come */
+        HELD_COUNT_FOR_EVER, /* one region the connection holds UINT32_MAX references to */
+};
 
 static struct {
         enum held_answer held;
@@ -41,6 +46,27 @@ static void hello(const Allocd__Request *req, Allocd__Reply *reply) {
         reply->hello = &h;
 }
 
+static void held_page(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HeldReply h;
+        static uint64_t id;
+        static uint32_t count;
+
+        allocd__held_reply__init(&h);
+        h.n_regions = h.n_counts = 1;
+        h.regions = &id;
+        h.counts = &count;
+        if (fake.held == HELD_PAGES_FOR_EVER) {
+                id = (req->held->has_after ? req->held->after : 0) + 1;
+                count = 0;
+                h.has_more = h.more = true;
+        } else {
+                id = 1ull << 32 | 5;
+                count = UINT32_MAX;
+        }
+        reply->body_case = ALLOCD__REPLY__BODY_HELD;
+        reply->held = &h;
+}
+
 static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
         (void)fd;
         (void)arg;
@@ -56,7 +82,9 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
                 if (fake.held == HELD_OK_WITHOUT_BODY) {
                         reply->has_error = true;
                         reply->error = ALLOCD__ERROR__OK;
+                        return 0;
                 }
+                held_page(req, reply);
                 return 0;
         default:
                 return 0;
@@ -82,7 +110,7 @@ static int count_sockets(void) {
 }
 
 static void setup(void) {
-        setenv("ALLOCD_RECONNECT", "5s", 1);
+        setenv("ALLOCD_RECONNECT", "1s", 1);
 }
 
 TestSuite(revive, .init = setup, .timeout = 30);
@@ -91,13 +119,19 @@ TestSuite(revive, .init = setup, .timeout = 30);
 static void squaring_refused(enum held_answer held) {
         struct fake_allocd f;
         struct alloc_client *c;
+        struct timespec t0, t1;
         int before = count_sockets(), r;
 
         fake.held = held;
         fake_allocd_start(&f, answer, NULL);
         cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 300), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         r = alloc_region_seal(c, 7);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
         cr_assert_lt(r, 0, "the squaring was refused, yet the call went on");
+        /* The squaring as a whole is bounded: by ALLOCD_RECONNECT here, the longer of it and the timeout. */
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "the squaring went on for %ld s", (long)(t1.tv_sec - t0.tv_sec));
         cr_assert_eq(fake.hellos, 2, "no reconnect: %s", alloc_last_error());
         alloc_disconnect(c);
         fake_allocd_stop(&f);
@@ -107,4 +141,14 @@ static void squaring_refused(enum held_answer held) {
 /* An OK that is no HeldReply: the client read its page from a NULL body. */
 Test(revive, a_held_answered_by_an_ok_without_a_page) {
         squaring_refused(HELD_OK_WITHOUT_BODY);
+}
+
+/* Pages that never end (allocd lists each region once): the squaring would ask for ever, the lock held. */
+Test(revive, held_pages_that_never_end) {
+        squaring_refused(HELD_PAGES_FOR_EVER);
+}
+
+/* UINT32_MAX references to give back, one round trip each: the squaring would give back for ever. */
+Test(revive, a_held_count_that_never_ends) {
+        squaring_refused(HELD_COUNT_FOR_EVER);
 }
