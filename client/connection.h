@@ -100,7 +100,8 @@ struct alloc_client {
         bool renew_ok;       /* Hello said allocd understands Free.renew */
         uint32_t spares_max; /* renew_ok: spares one Free may ask for (HelloReply.spares_max) */
         struct spare spare;
-        pid_t pid; /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        pid_t pid;      /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        uint64_t forks; /* the process's fork() count when it was made (conn_forked) */
         int (*interrupted)(void *data); /* alloc_set_interrupt: whether a signal ends a call's wait */
         void *interrupted_data;
         bool cancel_ok;    /* Hello said allocd understands Cancel */
@@ -109,6 +110,11 @@ struct alloc_client {
         uint8_t rbuf[WIRE_MAX_PACKET];
 };
 
+/*
+ * -EINVAL (alloc_last_error says why) in a child of fork() of the process that made c, which must not
+ * speak on the socket it shares with its parent, nor read its parent's replies; else 0.
+ */
+int conn_forked(const struct alloc_client *c);
 /* Why the connection is unusable, as a call's failure (alloc_last_error). */
 int conn_fail_dead(const struct alloc_client *c);
 /* The connection is unusable from now on; every call reports why.  Lock held. */

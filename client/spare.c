@@ -199,6 +199,8 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
         int r = -ENOENT;
 
         *nback = 0;
+        if (conn_forked(c) < 0)
+                return -ENOENT; /* the alloc's own request says why */
         pthread_mutex_lock(&c->lock);
         same = shape_of(pool, opts, &shape) && !strcmp(pool, c->spare.pool) && size == c->spare.size &&
                same_opts(&shape, &c->spare.opts);
