@@ -209,10 +209,18 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
         if (!same && c->spare.nask && !c->dead && !settled(c, c))
                 conn_await(c, settled, c, dl ? &deadline : NULL, true);
         while (c->spare.nask && r < 0) {
-                struct spare_ask *a = &c->spare.ask[0];
-                /* Its answer was asked for with the Free, a cycle ago, and is read now if it has not been. */
-                if (same && !c->dead && !settled(c, NULL))
+                struct spare_ask *a;
+                /*
+                 * Its answer was asked for with the Free, a cycle ago, and is read now if it has not been.
+                 * The wait lets the lock go: another thread's alloc may have taken that spare, or dropped
+                 * every ask, meanwhile, so the first ask is looked up after it.
+                 */
+                if (same && !c->dead && !settled(c, NULL)) {
                         conn_await(c, settled, NULL, dl ? &deadline : NULL, true);
+                        if (!c->spare.nask)
+                                break;
+                }
+                a = &c->spare.ask[0];
                 if (!a->answered || a->gen != c->gen || c->dead) {
                         /* A reconnect gave it back (or will): allocd held it, the held table not. */
                         drop(c, 0);

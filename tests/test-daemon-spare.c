@@ -205,6 +205,64 @@ Test(spare, a_client_waiting_for_the_room_gets_it_first) {
         alloc_disconnect(c);
 }
 
+/* Threads that cycle one shape on one connection with spares, each holding one region at a time. */
+#define CYCLERS 3
+/* Past half of SPARE_BYTES_AHEAD: two spares ahead, asked one at a time, so that an ask is often used up. */
+#define CYCLE_SIZE ((4u << 20) + 4096)
+static struct {
+        struct alloc_client *c;
+        pthread_mutex_t lock;
+        uint64_t live[CYCLERS]; /* the region each thread holds; 0: none */
+} cycle = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *cycler(void *arg) {
+        uintptr_t me = (uintptr_t)arg;
+
+        for (int i = 0; i < 20000; i++) {
+                struct alloc_region r;
+                int e = alloc_region_new(cycle.c, "big", CYCLE_SIZE, NULL, &r);
+                if (e < 0)
+                        return (void *)(intptr_t)e;
+                pthread_mutex_lock(&cycle.lock);
+                for (uintptr_t k = 0; k < CYCLERS; k++)
+                        if (cycle.live[k] == r.id)
+                                e = -EEXIST;
+                cycle.live[me] = r.id;
+                pthread_mutex_unlock(&cycle.lock);
+                if (e < 0)
+                        return (void *)(intptr_t)e;
+                pthread_mutex_lock(&cycle.lock);
+                cycle.live[me] = 0;
+                pthread_mutex_unlock(&cycle.lock);
+                if ((e = alloc_region_free(cycle.c, r.id)) < 0)
+                        return (void *)(intptr_t)e;
+        }
+        return NULL;
+}
+
+/*
+ * An alloc that waits for the first spare's answer lets the connection's lock go: another thread
+ * may take that spare, or drop the last ask, meanwhile.  Each region goes to one thread, and the
+ * list of asks is read afresh after the wait (it was read from a freed reply, or dropped below empty).
+ */
+Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_region) {
+        struct alloc_client *watch = daemon_connect(&d);
+        pthread_t t[CYCLERS];
+
+        cycle.c = spare_client(&d);
+        for (uintptr_t i = 0; i < CYCLERS; i++)
+                cr_assert_eq(pthread_create(&t[i], NULL, cycler, (void *)i), 0);
+        for (int i = 0; i < CYCLERS; i++) {
+                void *e;
+                cr_assert_eq(pthread_join(t[i], &e), 0);
+                cr_assert_eq((intptr_t)e, 0, "thread %d: %s", i, strerror(-(int)(intptr_t)e));
+        }
+        cr_assert_eq(alloc_region_sync(cycle.c), 0, "%s", alloc_last_error());
+        alloc_disconnect(cycle.c);
+        cr_assert_eq(wait_used(watch, "big", 0), 0, "the spares went back with the connection");
+        alloc_disconnect(watch);
+}
+
 Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {
         struct alloc_client *c = spare_client(&d), *watch = daemon_connect(&d);
         struct alloc_region r;
