@@ -227,6 +227,12 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
                         continue;
                 }
                 if (a->taken < granted(a->reply)) {
+                        /*
+                         * Threads that free at once each ask before the others' asks are listed, so
+                         * more than SPARES_AHEAD may be at hand: the caller gives these back, and asks again.
+                         */
+                        if (*nback == SPARES_AHEAD)
+                                break;
                         Allocd__Region g = region_at(a->reply, a->taken++);
                         if (!same || (r = client_region_out(c, &g, &a->map, ret)) < 0)
                                 back[(*nback)++] = g.id;

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
@@ -213,6 +214,8 @@ static struct {
         struct alloc_client *c;
         pthread_mutex_t lock;
         uint64_t live[CYCLERS]; /* the region each thread holds; 0: none */
+        uint64_t size;
+        bool mixed;
 } cycle = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void *cycler(void *arg) {
@@ -220,7 +223,8 @@ static void *cycler(void *arg) {
 
         for (int i = 0; i < 20000; i++) {
                 struct alloc_region r;
-                int e = alloc_region_new(cycle.c, "big", CYCLE_SIZE, NULL, &r);
+                /* Now and then another shape, which gives back every spare of the first. */
+                int e = alloc_region_new(cycle.c, "big", cycle.mixed && i % 7 == 6 ? 8192 : cycle.size, NULL, &r);
                 if (e < 0)
                         return (void *)(intptr_t)e;
                 pthread_mutex_lock(&cycle.lock);
@@ -245,11 +249,13 @@ static void *cycler(void *arg) {
  * may take that spare, or drop the last ask, meanwhile.  Each region goes to one thread, and the
  * list of asks is read afresh after the wait (it was read from a freed reply, or dropped below empty).
  */
-Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_region) {
+static void cycle_threads(uint64_t size, bool mixed) {
         struct alloc_client *watch = daemon_connect(&d);
         pthread_t t[CYCLERS];
 
         cycle.c = spare_client(&d);
+        cycle.size = size;
+        cycle.mixed = mixed;
         for (uintptr_t i = 0; i < CYCLERS; i++)
                 cr_assert_eq(pthread_create(&t[i], NULL, cycler, (void *)i), 0);
         for (int i = 0; i < CYCLERS; i++) {
@@ -261,6 +267,19 @@ Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_re
         alloc_disconnect(cycle.c);
         cr_assert_eq(wait_used(watch, "big", 0), 0, "the spares went back with the connection");
         alloc_disconnect(watch);
+}
+
+Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_region) {
+        cycle_threads(CYCLE_SIZE, false);
+}
+
+/*
+ * Small regions go eight ahead, asked four at a time; threads that free at once each ask before
+ * any ask is listed, so more than eight may come.  An alloc of another shape gives back every one
+ * of them (it wrote them past its array of eight, over its own stack).
+ */
+Test(spare, another_shape_gives_back_every_spare_that_threads_asked_for) {
+        cycle_threads(4096, true);
 }
 
 Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {
