@@ -163,8 +163,11 @@ void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim);
 void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
-/* spare.c: renew Free p, asking for n spares, was listed; lock held. */
-void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n);
+/*
+ * spare.c: renew Free p, asking for *n spares, was listed: *n is cut to the room left of the depth;
+ * false where none is left, and the Free is to ask for none.  Lock held.
+ */
+bool conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t *n);
 /* spare.c: renew Free p was never sent; lock held. */
 void conn_spare_unlisted(struct alloc_client *c, const struct pending *p);
 /* spare.c: the reply r to renew Free p came (map: its fd's mapping); true when r is kept as the spare. */

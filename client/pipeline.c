@@ -135,8 +135,18 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         p->id = ++c->next_id;
         p->next = c->pending;
         c->pending = p;
-        if (p->renew)
-                conn_spare_listed(c, p, req->free->has_spares ? req->free->spares : 1);
+        if (p->renew) {
+                uint32_t asked = req->free->has_spares ? req->free->spares : 1;
+                if (conn_spare_listed(c, p, &asked)) {
+                        req->free->spares = asked;
+                        req->free->has_spares = asked != 1;
+                } else {
+                        /* No room left (another thread's Free took it): a plain Free, quiet if allowed. */
+                        req->free->renew = NULL;
+                        req->free->has_spares = false;
+                        p->renew = false;
+                }
+        }
         gen = c->gen;
         if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
                 goto fail;

@@ -97,10 +97,20 @@ void conn_spare_forget(struct alloc_client *c) {
         c->spare.last = 0;
 }
 
-void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n) {
-        /* client_spare_renew made room: asks are answered in order, and listed in order under the lock. */
-        if (c->spare.nask < SPARES_AHEAD)
-                c->spare.ask[c->spare.nask++] = (struct spare_ask){.req = p->id, .gen = c->gen, .asked = n};
+bool conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t *n) {
+        /*
+         * client_spare_renew made room, but let the lock go: other threads' Frees may have listed
+         * their asks since, each counting on the same room.  So the room is counted again here, where
+         * asks are listed in order under the lock, and they are answered in that order.
+         */
+        uint32_t have = ahead(c);
+
+        if (c->spare.nask >= SPARES_AHEAD || have >= c->spare.depth)
+                return false;
+        if (*n > c->spare.depth - have)
+                *n = c->spare.depth - have;
+        c->spare.ask[c->spare.nask++] = (struct spare_ask){.req = p->id, .gen = c->gen, .asked = *n};
+        return true;
 }
 
 void conn_spare_unlisted(struct alloc_client *c, const struct pending *p) {

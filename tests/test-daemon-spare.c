@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
@@ -216,32 +217,34 @@ static struct {
         uint64_t live[CYCLERS]; /* the region each thread holds; 0: none */
         uint64_t size;
         bool mixed;
+        int rounds;
+        _Atomic int done; /* threads finished */
 } cycle = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void *cycler(void *arg) {
         uintptr_t me = (uintptr_t)arg;
+        int e = 0;
 
-        for (int i = 0; i < 20000; i++) {
+        for (int i = 0; i < cycle.rounds && e == 0; i++) {
                 struct alloc_region r;
                 /* Now and then another shape, which gives back every spare of the first. */
-                int e = alloc_region_new(cycle.c, "big", cycle.mixed && i % 7 == 6 ? 8192 : cycle.size, NULL, &r);
-                if (e < 0)
-                        return (void *)(intptr_t)e;
+                if ((e = alloc_region_new(cycle.c, "big", cycle.mixed && i % 7 == 6 ? 8192 : cycle.size, NULL, &r)) < 0)
+                        break;
                 pthread_mutex_lock(&cycle.lock);
                 for (uintptr_t k = 0; k < CYCLERS; k++)
                         if (cycle.live[k] == r.id)
                                 e = -EEXIST;
-                cycle.live[me] = r.id;
+                cycle.live[me] = e ? cycle.live[me] : r.id;
                 pthread_mutex_unlock(&cycle.lock);
                 if (e < 0)
-                        return (void *)(intptr_t)e;
+                        break;
                 pthread_mutex_lock(&cycle.lock);
                 cycle.live[me] = 0;
                 pthread_mutex_unlock(&cycle.lock);
-                if ((e = alloc_region_free(cycle.c, r.id)) < 0)
-                        return (void *)(intptr_t)e;
+                e = alloc_region_free(cycle.c, r.id);
         }
-        return NULL;
+        atomic_fetch_add(&cycle.done, 1);
+        return (void *)(intptr_t)e;
 }
 
 /*
@@ -249,20 +252,30 @@ static void *cycler(void *arg) {
  * may take that spare, or drop the last ask, meanwhile.  Each region goes to one thread, and the
  * list of asks is read afresh after the wait (it was read from a freed reply, or dropped below empty).
  */
-static void cycle_threads(uint64_t size, bool mixed) {
+static void cycle_threads(uint64_t size, bool mixed, int rounds) {
         struct alloc_client *watch = daemon_connect(&d);
         pthread_t t[CYCLERS];
 
         cycle.c = spare_client(&d);
         cycle.size = size;
         cycle.mixed = mixed;
+        cycle.rounds = rounds;
+        unsigned long long most = 0;
         for (uintptr_t i = 0; i < CYCLERS; i++)
                 cr_assert_eq(pthread_create(&t[i], NULL, cycler, (void *)i), 0);
+        /* Each thread holds one region at a time, and the connection at most SMALL_AHEAD spares. */
+        while (atomic_load(&cycle.done) < CYCLERS) {
+                unsigned long long used = pool_used(watch, "big");
+                most = used > most ? used : most;
+        }
         for (int i = 0; i < CYCLERS; i++) {
                 void *e;
                 cr_assert_eq(pthread_join(t[i], &e), 0);
                 cr_assert_eq((intptr_t)e, 0, "thread %d: %s", i, strerror(-(int)(intptr_t)e));
         }
+        /* Another shape's spares may overlap those that go back: only one shape has a bound to check. */
+        if (!mixed)
+                cr_assert_leq(most, (CYCLERS + SMALL_AHEAD) * size, "%llu regions held at once", most / size);
         cr_assert_eq(alloc_region_sync(cycle.c), 0, "%s", alloc_last_error());
         alloc_disconnect(cycle.c);
         cr_assert_eq(wait_used(watch, "big", 0), 0, "the spares went back with the connection");
@@ -270,7 +283,15 @@ static void cycle_threads(uint64_t size, bool mixed) {
 }
 
 Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_region) {
-        cycle_threads(CYCLE_SIZE, false);
+        cycle_threads(CYCLE_SIZE, false, 20000);
+}
+
+/*
+ * Threads that free at once each asked for the spares that would fill the depth, before any of
+ * them listed its ask: more than eight came, each counted against the connection's limits.
+ */
+Test(spare, threads_that_free_at_once_ask_for_no_more_spares_than_the_depth) {
+        cycle_threads(4096, false, 100000);
 }
 
 /*
@@ -279,7 +300,7 @@ Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_re
  * of them (it wrote them past its array of eight, over its own stack).
  */
 Test(spare, another_shape_gives_back_every_spare_that_threads_asked_for) {
-        cycle_threads(4096, true);
+        cycle_threads(4096, true, 20000);
 }
 
 Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {
