@@ -24,11 +24,12 @@ enum held_answer {
         HELD_OK_WITHOUT_BODY,
         HELD_PAGES_FOR_EVER, /* each page one region past the last, and more to come */
         HELD_COUNT_FOR_EVER, /* one region the connection holds UINT32_MAX references to */
+        HELD_HANGUP_ONCE,    /* allocd dies again at the first Held; the next one holds nothing */
 };
 
 static struct {
         enum held_answer held;
-        int hellos, seals;
+        int hellos, seals, helds;
 } fake;
 
 static uint8_t secret[32] = {1, 2, 3};
@@ -55,7 +56,9 @@ static void held_page(const Allocd__Request *req, Allocd__Reply *reply) {
         h.n_regions = h.n_counts = 1;
         h.regions = &id;
         h.counts = &count;
-        if (fake.held == HELD_PAGES_FOR_EVER) {
+        if (fake.held == HELD_HANGUP_ONCE) {
+                h.n_regions = h.n_counts = 0;
+        } else if (fake.held == HELD_PAGES_FOR_EVER) {
                 id = (req->held->has_after ? req->held->after : 0) + 1;
                 count = 0;
                 h.has_more = h.more = true;
@@ -79,6 +82,8 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
                 /* The first dies with allocd; the one sent again is answered. */
                 return fake.seals++ == 0 ? FAKE_HANGUP : 0;
         case ALLOCD__REQUEST__BODY_HELD:
+                if (fake.held == HELD_HANGUP_ONCE && fake.helds++ == 0)
+                        return FAKE_HANGUP;
                 if (fake.held == HELD_OK_WITHOUT_BODY) {
                         reply->has_error = true;
                         reply->error = ALLOCD__ERROR__OK;
@@ -151,4 +156,27 @@ Test(revive, held_pages_that_never_end) {
 /* UINT32_MAX references to give back, one round trip each: the squaring would give back for ever. */
 Test(revive, a_held_count_that_never_ends) {
         squaring_refused(HELD_COUNT_FOR_EVER);
+}
+
+/*
+ * allocd dies again while the new connection squares its regions (restarts in quick succession):
+ * the squaring starts over on a third connection, the call goes on there, and the sockets of the
+ * two lost ones are closed.
+ */
+Test(revive, a_reconnect_cut_in_the_middle_of_its_squaring_starts_over) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        int before = count_sockets();
+
+        fake.held = HELD_HANGUP_ONCE;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_seal(c, 7), 0, "%s", alloc_last_error());
+        cr_assert_eq(fake.hellos, 3);
+        cr_assert_eq(fake.helds, 2);
+        /* The fake's listener, the client's socket and the fake's end of it: none of the lost ones. */
+        cr_assert_eq(count_sockets(), before + 3, "%d sockets", count_sockets() - before);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
 }
