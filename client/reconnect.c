@@ -80,7 +80,7 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
         r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
         if (buf != out)
                 free(buf);
-        while (r == 0) {
+        if (r == 0) {
                 int pfd = -1;
                 size_t nfds = 1;
                 ssize_t n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0);
@@ -95,7 +95,12 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
                         *ret = rep;
                         return 0;
                 }
-                allocd__reply__free_unpacked(rep, NULL); /* never: nothing else was sent on fd */
+                /*
+                 * Nothing else was sent on fd (a request that timed out closes it), so this answers
+                 * none: waiting past it for the right one would wait for ever on an allocd that sends such.
+                 */
+                allocd__reply__free_unpacked(rep, NULL);
+                r = -EPROTO;
         }
         return r;
 }

@@ -34,6 +34,11 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 /* The client may have given up on the call and gone: then the reply goes nowhere. */
                 wire_send(conn, buf, r == FAKE_EMPTY ? 0 : allocd__reply__pack(&reply, buf), &fd, fd >= 0,
                           MSG_NOSIGNAL);
+                while (r == FAKE_FLOOD) {
+                        reply.id += 1000;
+                        if (wire_send(conn, buf, allocd__reply__pack(&reply, buf), NULL, 0, MSG_NOSIGNAL) < 0)
+                                break;
+                }
                 if (fd >= 0)
                         close(fd);
         }

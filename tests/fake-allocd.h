@@ -21,6 +21,8 @@
  */
 #define FAKE_EMPTY 1
 #define FAKE_HANGUP 2
+/* Or send the reply again and again, with ever new ids no request had, until the client hangs up. */
+#define FAKE_FLOOD 3
 
 /*
  * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive

@@ -25,6 +25,7 @@ enum held_answer {
         HELD_PAGES_FOR_EVER, /* each page one region past the last, and more to come */
         HELD_COUNT_FOR_EVER, /* one region the connection holds UINT32_MAX references to */
         HELD_HANGUP_ONCE,    /* allocd dies again at the first Held; the next one holds nothing */
+        HELD_FLOOD,          /* answers of ids never asked, without end */
 };
 
 static struct {
@@ -84,6 +85,10 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         case ALLOCD__REQUEST__BODY_HELD:
                 if (fake.held == HELD_HANGUP_ONCE && fake.helds++ == 0)
                         return FAKE_HANGUP;
+                if (fake.held == HELD_FLOOD) {
+                        reply->id += 1000;
+                        return FAKE_FLOOD;
+                }
                 if (fake.held == HELD_OK_WITHOUT_BODY) {
                         reply->has_error = true;
                         reply->error = ALLOCD__ERROR__OK;
@@ -156,6 +161,14 @@ Test(revive, held_pages_that_never_end) {
 /* UINT32_MAX references to give back, one round trip each: the squaring would give back for ever. */
 Test(revive, a_held_count_that_never_ends) {
         squaring_refused(HELD_COUNT_FOR_EVER);
+}
+
+/*
+ * Answers to no request on the new connection, one after another: nothing else was sent on it,
+ * so the first is allocd's mistake, not a reply to wait past (the wait would never end, the lock held).
+ */
+Test(revive, answers_to_no_request_while_squaring) {
+        squaring_refused(HELD_FLOOD);
 }
 
 /*
