@@ -43,6 +43,7 @@ struct spare_ask {
         uint64_t req;   /* the Free's request id */
         uint64_t gen;   /* the connection's generation then: a reconnect since and its spares are gone */
         uint32_t asked; /* spares it asked for */
+        uint64_t shape; /* struct spare's shape when it was listed: its spares are of that shape */
         bool answered;
         Allocd__Reply *reply; /* answered: the spares granted (a Region or a RegionBatch), or NULL */
         size_t taken;         /* of reply's regions */
@@ -55,6 +56,7 @@ struct spare {
         struct alloc_opts opts; /* name NULL, format RAW, no PERSIST or UNSEALED */
         uint32_t depth;         /* spares asked or at hand of this shape, at most (spare.c) */
         uint32_t batch;         /* how many a Free asks for at once, at least */
+        uint64_t shape;         /* bumped by each change of pool, size or opts */
         struct spare_ask ask[SPARES_AHEAD];
         size_t nask;
 };
@@ -164,10 +166,11 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
 /*
- * spare.c: renew Free p, asking for *n spares, was listed: *n is cut to the room left of the depth;
- * false where none is left, and the Free is to ask for none.  Lock held.
+ * spare.c: renew Free p, asking for *n spares of renew's shape, was listed: *n is cut to the room
+ * left of the depth; false where none is left, or the shape is no longer the connection's, and the
+ * Free is to ask for none.  Lock held.
  */
-bool conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t *n);
+bool conn_spare_listed(struct alloc_client *c, const struct pending *p, const Allocd__Alloc *renew, uint32_t *n);
 /* spare.c: renew Free p was never sent; lock held. */
 void conn_spare_unlisted(struct alloc_client *c, const struct pending *p);
 /* spare.c: the reply r to renew Free p came (map: its fd's mapping); true when r is kept as the spare. */

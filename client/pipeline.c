@@ -137,11 +137,11 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         c->pending = p;
         if (p->renew) {
                 uint32_t asked = req->free->has_spares ? req->free->spares : 1;
-                if (conn_spare_listed(c, p, &asked)) {
+                if (conn_spare_listed(c, p, req->free->renew, &asked)) {
                         req->free->spares = asked;
                         req->free->has_spares = asked != 1;
                 } else {
-                        /* No room left (another thread's Free took it): a plain Free, quiet if allowed. */
+                        /* No room left, or another shape since: a plain Free, quiet if allowed. */
                         req->free->renew = NULL;
                         req->free->has_spares = false;
                         p->renew = false;

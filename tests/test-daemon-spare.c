@@ -228,8 +228,13 @@ static void *cycler(void *arg) {
         for (int i = 0; i < cycle.rounds && e == 0; i++) {
                 struct alloc_region r;
                 /* Now and then another shape, which gives back every spare of the first. */
-                if ((e = alloc_region_new(cycle.c, "big", cycle.mixed && i % 7 == 6 ? 8192 : cycle.size, NULL, &r)) < 0)
+                uint64_t size = cycle.mixed && (i + me) % 7 == 6 ? 8192 : cycle.size;
+                if ((e = alloc_region_new(cycle.c, "big", size, NULL, &r)) < 0)
                         break;
+                if (r.size != size) {
+                        e = -EBADSLT; /* a spare of another shape */
+                        break;
+                }
                 pthread_mutex_lock(&cycle.lock);
                 for (uintptr_t k = 0; k < CYCLERS; k++)
                         if (cycle.live[k] == r.id)
