@@ -248,6 +248,9 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
         client_clear_error();
         if (!c)
                 return client_fail(-EINVAL, "alloc_set_timeout: c is NULL");
+        /* The socket's send timeout is the parent's too: a child leaves it alone. */
+        if (conn_forked(c) < 0)
+                return -EINVAL;
         pthread_mutex_lock(&c->lock);
         c->timeout_ms = timeout_ms;
         /* Sends wait no longer than replies: a full socket buffer is as stuck as a silent allocd. */
