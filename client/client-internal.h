@@ -96,7 +96,8 @@ void client_give_back_request(Allocd__Request *req, Allocd__Request__BodyCase wh
  * spare.c (docs/protocol.md, "Spares"): alloc_region_new handed out id of this shape (a Free of it
  * may ask for spares); the shape a Free of id asks *n spares of, or false for none; a spare of this
  * shape into *ret (0), or -ENOENT, with the ids of spares the caller is to give back (another shape,
- * or one that could not be taken) in back[0, *nback); both held (held_add) already.
+ * or one that could not be taken) in back[0, *nback); both held (held_add) already.  A full back
+ * (-ENOENT) says to ask again, should more than SPARES_AHEAD ever be at hand.
  */
 #define SPARES_AHEAD 8               /* spares asked or at hand, at most, per connection */
 #define SPARE_BYTES_AHEAD (8u << 20) /* more than two ahead only while they hold at most this much */

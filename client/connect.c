@@ -116,6 +116,29 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
                 c->serial = 0; /* an allocd that gives no secret cannot be reclaimed from */
 }
 
+/*
+ * fork()s so far in this process, counted in the child: a connection made before one is its parent's.
+ * A count, not getpid(), which is a system call, on every request.
+ */
+static _Atomic uint64_t forks;
+static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
+
+static void forked(void) {
+        atomic_fetch_add(&forks, 1);
+}
+
+static void count_forks(void) {
+        pthread_atfork(NULL, NULL, forked);
+}
+
+int conn_forked(const struct alloc_client *c) {
+        if (c->forks == atomic_load_explicit(&forks, memory_order_relaxed))
+                return 0;
+        return client_fail(-EINVAL,
+                           "this connection was made by the parent process before fork(): a child may not use it (it "
+                           "shares the parent's socket), and makes its own with alloc_connect");
+}
+
 int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char def[sizeof(sa.sun_path)];
@@ -157,7 +180,9 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         if (!c)
                 return client_fail(-ENOMEM, "out of memory");
         c->fd = -1;
+        pthread_once(&forks_once, count_forks);
         c->pid = getpid();
+        c->forks = atomic_load(&forks);
         strcpy(c->path, socket_path);
         c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
         pthread_mutex_init(&c->lock, NULL);
@@ -223,6 +248,9 @@ int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {
         client_clear_error();
         if (!c)
                 return client_fail(-EINVAL, "alloc_set_timeout: c is NULL");
+        /* The socket's send timeout is the parent's too: a child leaves it alone. */
+        if (conn_forked(c) < 0)
+                return -EINVAL;
         pthread_mutex_lock(&c->lock);
         c->timeout_ms = timeout_ms;
         /* Sends wait no longer than replies: a full socket buffer is as stuck as a silent allocd. */

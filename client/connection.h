@@ -43,6 +43,7 @@ struct spare_ask {
         uint64_t req;   /* the Free's request id */
         uint64_t gen;   /* the connection's generation then: a reconnect since and its spares are gone */
         uint32_t asked; /* spares it asked for */
+        uint64_t shape; /* struct spare's shape when it was listed: its spares are of that shape */
         bool answered;
         Allocd__Reply *reply; /* answered: the spares granted (a Region or a RegionBatch), or NULL */
         size_t taken;         /* of reply's regions */
@@ -55,6 +56,7 @@ struct spare {
         struct alloc_opts opts; /* name NULL, format RAW, no PERSIST or UNSEALED */
         uint32_t depth;         /* spares asked or at hand of this shape, at most (spare.c) */
         uint32_t batch;         /* how many a Free asks for at once, at least */
+        uint64_t shape;         /* bumped by each change of pool, size or opts */
         struct spare_ask ask[SPARES_AHEAD];
         size_t nask;
 };
@@ -100,7 +102,8 @@ struct alloc_client {
         bool renew_ok;       /* Hello said allocd understands Free.renew */
         uint32_t spares_max; /* renew_ok: spares one Free may ask for (HelloReply.spares_max) */
         struct spare spare;
-        pid_t pid; /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        pid_t pid;      /* the process that made it: a child of fork() shares its socket (alloc_disconnect) */
+        uint64_t forks; /* the process's fork() count when it was made (conn_forked) */
         int (*interrupted)(void *data); /* alloc_set_interrupt: whether a signal ends a call's wait */
         void *interrupted_data;
         bool cancel_ok;    /* Hello said allocd understands Cancel */
@@ -109,6 +112,11 @@ struct alloc_client {
         uint8_t rbuf[WIRE_MAX_PACKET];
 };
 
+/*
+ * -EINVAL (alloc_last_error says why) in a child of fork() of the process that made c, which must not
+ * speak on the socket it shares with its parent, nor read its parent's replies; else 0.
+ */
+int conn_forked(const struct alloc_client *c);
 /* Why the connection is unusable, as a call's failure (alloc_last_error). */
 int conn_fail_dead(const struct alloc_client *c);
 /* The connection is unusable from now on; every call reports why.  Lock held. */
@@ -157,8 +165,12 @@ void conn_hello(struct alloc_client *c, Allocd__Hello *hello, bool reclaim);
 void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h);
 /* pipeline.c: the reply r to pipelined request p, out of the list already (p is freed); lock held. */
 void conn_pipelined_answered(struct alloc_client *c, struct pending *p, const Allocd__Reply *r);
-/* spare.c: renew Free p, asking for n spares, was listed; lock held. */
-void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n);
+/*
+ * spare.c: renew Free p, asking for *n spares of renew's shape, was listed: *n is cut to the room
+ * left of the depth; false where none is left, or the shape is no longer the connection's, and the
+ * Free is to ask for none.  Lock held.
+ */
+bool conn_spare_listed(struct alloc_client *c, const struct pending *p, const Allocd__Alloc *renew, uint32_t *n);
 /* spare.c: renew Free p was never sent; lock held. */
 void conn_spare_unlisted(struct alloc_client *c, const struct pending *p);
 /* spare.c: the reply r to renew Free p came (map: its fd's mapping); true when r is kept as the spare. */

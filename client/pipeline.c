@@ -107,13 +107,15 @@ static void set_quiet(Allocd__Request *req) {
 
 int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n) {
         uint8_t buf[WIRE_MAX_PACKET];
-        struct pending *p = malloc(sizeof(*p) + n * sizeof(*ids));
+        struct pending *p;
         struct timespec deadline;
         uint64_t gen;
         size_t len;
         int r;
 
-        if (!p)
+        if ((r = conn_forked(c)) < 0)
+                return r;
+        if (!(p = malloc(sizeof(*p) + n * sizeof(*ids))))
                 return client_fail(-ENOMEM, "out of memory");
         /*
          * Listed at once (not pipelined yet: nothing to read for it), as its regions leave the held
@@ -133,8 +135,18 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
         p->id = ++c->next_id;
         p->next = c->pending;
         c->pending = p;
-        if (p->renew)
-                conn_spare_listed(c, p, req->free->has_spares ? req->free->spares : 1);
+        if (p->renew) {
+                uint32_t asked = req->free->has_spares ? req->free->spares : 1;
+                if (conn_spare_listed(c, p, req->free->renew, &asked)) {
+                        req->free->spares = asked;
+                        req->free->has_spares = asked != 1;
+                } else {
+                        /* No room left, or another shape since: a plain Free, quiet if allowed. */
+                        req->free->renew = NULL;
+                        req->free->has_spares = false;
+                        p->renew = false;
+                }
+        }
         gen = c->gen;
         if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
                 goto fail;
@@ -215,8 +227,10 @@ fail:
 int client_sync(struct alloc_client *c) {
         struct timespec deadline;
         uint64_t last;
-        int r = 0;
+        int r;
 
+        if ((r = conn_forked(c)) < 0)
+                return r;
         pthread_mutex_lock(&c->lock);
         last = c->next_id;
         /* A Sync's reply confirms the quiet ones sent before it; one still in wire_send waits for the next Sync. */

@@ -80,7 +80,7 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
         r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
         if (buf != out)
                 free(buf);
-        while (r == 0) {
+        if (r == 0) {
                 int pfd = -1;
                 size_t nfds = 1;
                 ssize_t n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0);
@@ -95,7 +95,12 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
                         *ret = rep;
                         return 0;
                 }
-                allocd__reply__free_unpacked(rep, NULL); /* never: nothing else was sent on fd */
+                /*
+                 * Nothing else was sent on fd (a request that timed out closes it), so this answers
+                 * none: waiting past it for the right one would wait for ever on an allocd that sends such.
+                 */
+                allocd__reply__free_unpacked(rep, NULL);
+                r = -EPROTO;
         }
         return r;
 }
@@ -201,8 +206,20 @@ static bool how_back(const struct in_flight *f, size_t nf, uint64_t id, bool fir
         return first && made && unknown;
 }
 
+/*
+ * The squaring's whole budget: each of its round trips is bounded (dial), but pages that never end
+ * or a count of billions (a buggy or hostile allocd) would keep it going, the lock held, for ever.
+ * allocd's pages take a few round trips for a million regions, so this much only ends those.
+ */
+static uint64_t square_budget_ms(const struct alloc_client *c) {
+        uint64_t ms = c->timeout_ms ? c->timeout_ms : RPC_TIMEOUT_MS;
+
+        return ms > c->reconnect_ms ? ms : c->reconnect_ms;
+}
+
 /* What allocd says the reclaimed connection holds, squared with the held table (see above). */
 static int square(struct alloc_client *c, int fd, const struct in_flight *given, size_t ngiven) {
+        uint64_t end = now_ms() + square_budget_ms(c);
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Held h = ALLOCD__HELD__INIT;
         uint64_t *ids = NULL;
@@ -215,7 +232,9 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
         req.held = &h;
         for (bool more = true; more && r == 0;) {
                 Allocd__Reply *rep;
-                if ((r = rpc(c, fd, &req, &rep)) < 0)
+                if (now_ms() >= end)
+                        r = -ETIME;
+                if (r < 0 || (r = rpc(c, fd, &req, &rep)) < 0)
                         break;
                 Allocd__HeldReply *p = rep->body_case == ALLOCD__REPLY__BODY_HELD ? rep->held : NULL;
                 size_t k = p ? p->n_regions : 0;
@@ -224,8 +243,9 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 ids = a ? a : ids;
                 counts = b ? b : counts;
                 made = m ? m : made;
+                /* A refusal says why; anything else that is no page (an OK without one) is allocd's mistake. */
                 if (!p || p->n_counts != k || (p->n_created && p->n_created != k))
-                        r = rep->has_error ? -wire_error_errno(rep->error) : -EPROTO;
+                        r = rep->has_error && rep->error != ALLOCD__ERROR__OK ? -wire_error_errno(rep->error) : -EPROTO;
                 else if (!a || !b || !m)
                         r = -ENOMEM;
                 for (size_t i = 0; r == 0 && i < k; i++, n++) {
@@ -254,7 +274,7 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 for (uint32_t k = 0; r == 0 && k < excess[i]; k++) {
                         /* All of them extra: the table had no entry for it. */
                         bool f = how_back(given, ngiven, ids[i], k == 0, made[i], excess[i] == counts[i]);
-                        int e = give_back(c, fd, ids[i], f);
+                        int e = now_ms() >= end ? -ETIME : give_back(c, fd, ids[i], f);
                         r = e == -ENOENT ? 0 : e; /* gone meanwhile: what was wanted */
                 }
         free(ids);
@@ -362,7 +382,8 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 close(fd);
                 snprintf(c->dead_msg, sizeof(c->dead_msg),
                          "the connection to allocd was made again, but squaring "
-                         "its regions with allocd failed");
+                         "its regions with allocd failed (%s)",
+                         r == -ETIME ? "it went on past ALLOCD_RECONNECT and the connection's timeout" : strerror(-r));
                 c->dead = -EIO;
                 return conn_fail_dead(c);
         }

@@ -199,11 +199,14 @@ static int take_spare(struct alloc_client *c, const char *pool, uint64_t size, c
                       struct alloc_region *ret) {
         uint64_t back[SPARES_AHEAD];
         size_t nback;
-        int r = client_spare_take(c, pool, size, opts, ret, back, &nback);
+        int r;
 
-        /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
-        if (nback)
-                free_batch(c, back, nback);
+        do {
+                r = client_spare_take(c, pool, size, opts, ret, back, &nback);
+                /* One request: a reconnect on the way then squares them all, or none (reconnect.c). */
+                if (nback)
+                        free_batch(c, back, nback);
+        } while (r < 0 && nback == SPARES_AHEAD); /* more to give back, or to look at */
         client_clear_error(); /* a spare that could not be taken went back: the alloc goes on as usual */
         return r;
 }

@@ -97,10 +97,32 @@ void conn_spare_forget(struct alloc_client *c) {
         c->spare.last = 0;
 }
 
-void conn_spare_listed(struct alloc_client *c, const struct pending *p, uint32_t n) {
-        /* client_spare_renew made room: asks are answered in order, and listed in order under the lock. */
-        if (c->spare.nask < SPARES_AHEAD)
-                c->spare.ask[c->spare.nask++] = (struct spare_ask){.req = p->id, .gen = c->gen, .asked = n};
+bool conn_spare_listed(struct alloc_client *c, const struct pending *p, const Allocd__Alloc *renew, uint32_t *n) {
+        /*
+         * client_spare_renew made room, but let the lock go: other threads' Frees may have listed
+         * their asks since, each counting on the same room, and another thread's alloc may have
+         * changed the shape.  So both are looked at again here, where asks are listed in order under
+         * the lock (and answered in that order), and each ask is tagged with the shape it asks for.
+         */
+        struct alloc_opts o = {.count = renew->count,
+                               .align = renew->align,
+                               .phase = renew->phase,
+                               .boundary = renew->boundary,
+                               .low = renew->low,
+                               .high = renew->high,
+                               .on_node = renew->has_numa_node,
+                               .numa_node = renew->numa_node,
+                               .flags = renew->flags};
+        uint32_t have = ahead(c);
+
+        if (c->spare.nask >= SPARES_AHEAD || have >= c->spare.depth || !renew->pool ||
+            strcmp(renew->pool, c->spare.pool) || renew->size != c->spare.size || !same_opts(&o, &c->spare.opts))
+                return false;
+        if (*n > c->spare.depth - have)
+                *n = c->spare.depth - have;
+        c->spare.ask[c->spare.nask++] =
+                (struct spare_ask){.req = p->id, .gen = c->gen, .asked = *n, .shape = c->spare.shape};
+        return true;
 }
 
 void conn_spare_unlisted(struct alloc_client *c, const struct pending *p) {
@@ -147,6 +169,9 @@ void client_spare_note(struct alloc_client *c, const char *pool, uint64_t size, 
         pthread_mutex_lock(&c->lock);
         if (c->spare_on && ok) {
                 uint64_t bytes;
+                /* Asks listed before are of the old shape: their spares go back (client_spare_take). */
+                if (strcmp(pool, c->spare.pool) || size != c->spare.size || !same_opts(&shape, &c->spare.opts))
+                        c->spare.shape++;
                 snprintf(c->spare.pool, sizeof(c->spare.pool), "%s", pool);
                 c->spare.size = size;
                 c->spare.opts = shape;
@@ -195,30 +220,49 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
                       struct alloc_region *ret, uint64_t back[SPARES_AHEAD], size_t *nback) {
         struct alloc_opts shape;
         struct timespec deadline;
-        bool same, dl;
+        bool ok, same, dl;
         int r = -ENOENT;
 
         *nback = 0;
+        if (conn_forked(c) < 0)
+                return -ENOENT; /* the alloc's own request says why */
         pthread_mutex_lock(&c->lock);
-        same = shape_of(pool, opts, &shape) && !strcmp(pool, c->spare.pool) && size == c->spare.size &&
-               same_opts(&shape, &c->spare.opts);
+        ok = shape_of(pool, opts, &shape);
+        same = ok && !strcmp(pool, c->spare.pool) && size == c->spare.size && same_opts(&shape, &c->spare.opts);
         dl = conn_plain_deadline(c, &deadline);
         /* Another shape: every spare goes back, so that none holds room the alloc needs. */
         if (!same && c->spare.nask && !c->dead && !settled(c, c))
                 conn_await(c, settled, c, dl ? &deadline : NULL, true);
         while (c->spare.nask && r < 0) {
-                struct spare_ask *a = &c->spare.ask[0];
-                /* Its answer was asked for with the Free, a cycle ago, and is read now if it has not been. */
-                if (same && !c->dead && !settled(c, NULL))
+                struct spare_ask *a;
+                /*
+                 * Its answer was asked for with the Free, a cycle ago, and is read now if it has not been.
+                 * The wait lets the lock go: another thread's alloc may have taken that spare, or dropped
+                 * every ask, meanwhile, so the first ask is looked up after it.
+                 */
+                if (same && !c->dead && !settled(c, NULL)) {
                         conn_await(c, settled, NULL, dl ? &deadline : NULL, true);
+                        if (!c->spare.nask)
+                                break;
+                }
+                /* Another thread's alloc may have changed the shape while the lock was let go. */
+                same = ok && !strcmp(pool, c->spare.pool) && size == c->spare.size && same_opts(&shape, &c->spare.opts);
+                a = &c->spare.ask[0];
                 if (!a->answered || a->gen != c->gen || c->dead) {
                         /* A reconnect gave it back (or will): allocd held it, the held table not. */
                         drop(c, 0);
                         continue;
                 }
                 if (a->taken < granted(a->reply)) {
+                        /*
+                         * conn_spare_listed keeps what is at hand within the depth, SPARES_AHEAD at most;
+                         * should more ever be, back is not overrun: the caller gives these back, and asks again.
+                         */
+                        if (*nback == SPARES_AHEAD)
+                                break;
                         Allocd__Region g = region_at(a->reply, a->taken++);
-                        if (!same || (r = client_region_out(c, &g, &a->map, ret)) < 0)
+                        /* An ask listed under another shape holds spares of that one: back they go. */
+                        if (!same || a->shape != c->spare.shape || (r = client_region_out(c, &g, &a->map, ret)) < 0)
                                 back[(*nback)++] = g.id;
                         continue;
                 }

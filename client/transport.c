@@ -375,6 +375,8 @@ static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *id
         *ret = NULL;
         if (map)
                 map->err = 0;
+        if ((r = conn_forked(c)) < 0)
+                return r;
         pthread_mutex_lock(&c->lock);
         if (ids && (*taken = held_take(c->held, ids, n))) {
                 took = ids;

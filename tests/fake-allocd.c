@@ -11,14 +11,11 @@
 
 #include "wire.h"
 
-/* One connection, answered until the client hangs up or sends what is no Request. */
-static void *serve(void *arg) {
-        struct fake_allocd *f = arg;
+/* One connection, answered until the client hangs up or sends what is no Request; whether an answer hung up. */
+static bool serve_one(struct fake_allocd *f, int conn) {
         uint8_t buf[WIRE_MAX_PACKET];
-        int conn = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
         ssize_t n;
 
-        cr_assert_geq(conn, 0);
         while ((n = wire_recv(conn, buf, sizeof(buf), NULL, &(size_t){0}, 0)) > 0) {
                 Allocd__Request *req = allocd__request__unpack(NULL, (size_t)n, buf);
                 Allocd__Reply reply = ALLOCD__REPLY__INIT;
@@ -29,13 +26,36 @@ static void *serve(void *arg) {
                 reply.id = req->id;
                 r = f->answer(req, &reply, &fd, f->arg);
                 allocd__request__free_unpacked(req, NULL);
+                if (r == FAKE_HANGUP) {
+                        if (fd >= 0)
+                                close(fd);
+                        return true;
+                }
                 /* The client may have given up on the call and gone: then the reply goes nowhere. */
                 wire_send(conn, buf, r == FAKE_EMPTY ? 0 : allocd__reply__pack(&reply, buf), &fd, fd >= 0,
                           MSG_NOSIGNAL);
+                while (r == FAKE_FLOOD) {
+                        reply.id += 1000;
+                        if (wire_send(conn, buf, allocd__reply__pack(&reply, buf), NULL, 0, MSG_NOSIGNAL) < 0)
+                                break;
+                }
                 if (fd >= 0)
                         close(fd);
         }
-        close(conn);
+        return false;
+}
+
+/* The first connection, and each one made after an answer hung up. */
+static void *serve(void *arg) {
+        struct fake_allocd *f = arg;
+        bool again;
+
+        do {
+                int conn = accept4(f->listener, NULL, NULL, SOCK_CLOEXEC);
+                cr_assert_geq(conn, 0);
+                again = serve_one(f, conn);
+                close(conn);
+        } while (again);
         return NULL;
 }
 

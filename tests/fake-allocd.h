@@ -4,6 +4,7 @@
  * on a SOCK_SEQPACKET socket in a temporary directory of its own.  It accepts one connection and
  * answers each Request it reads with the Reply a callback fills in, until the client hangs up.
  * What it answers is the test's; the socket, the thread and the packets are this file's.
+ * An answer may hang up instead (FAKE_HANGUP): the fake then serves the connection made next.
  */
 #ifndef FAKE_ALLOCD_H
 #define FAKE_ALLOCD_H
@@ -13,8 +14,15 @@
 
 #include "allocd.pb-c.h"
 
-/* What answer returns, besides 0 (send reply): send an empty packet (allocd never does). */
+/*
+ * What answer returns, besides 0 (send reply): send an empty packet (allocd never does); or close
+ * the connection without a word, as an allocd that dies does, and serve the next one the client
+ * makes (a client that does not reconnect then leaves fake_allocd_stop waiting).
+ */
 #define FAKE_EMPTY 1
+#define FAKE_HANGUP 2
+/* Or send the reply again and again, with ever new ids no request had, until the client hangs up. */
+#define FAKE_FLOOD 3
 
 /*
  * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive

@@ -201,3 +201,29 @@ Test(daemon_share, mappings_survive_the_daemon) {
         cr_assert_str_not_empty(alloc_last_error());
         cr_assert_eq(alloc_region_free(c, r.id), -ECONNRESET);
 }
+
+/*
+ * A child of fork() that calls on its parent's connection would speak on the parent's socket with
+ * the parent's next request ids: its region would be the parent's lease, which the parent never
+ * learns of, and a reply either reads could be matched to the other's request.  It is refused.
+ */
+Test(daemon_share, a_child_of_fork_may_not_speak_on_its_parents_connection) {
+        struct alloc_region r;
+        struct alloc_status *s;
+        int status;
+
+        pid_t pid = test_fork();
+        if (pid == 0) {
+                int e = alloc_region_new(c, "h", 4096, NULL, &r);
+                if (e == 0)
+                        _exit(1);
+                /* Nor may it set the send timeout of the socket it shares with its parent. */
+                _exit(e == -EINVAL && strstr(alloc_last_error(), "fork") && alloc_set_timeout(c, 1) == -EINVAL ? 0 : 2);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's call on its parent's connection: %s",
+                  WIFEXITED(status) && WEXITSTATUS(status) == 1 ? "allocated" : "failed otherwise");
+        cr_assert_eq(alloc_status(c, &s), 0, "%s", alloc_last_error());
+        alloc_status_free(s);
+        cr_assert_eq(pool_used(c, "h"), 0, "the parent's connection holds what the child allocated");
+}

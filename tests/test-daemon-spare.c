@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
@@ -203,6 +205,107 @@ Test(spare, a_client_waiting_for_the_room_gets_it_first) {
         cr_assert_eq(alloc_region_new(c, "small", 65536, &nowait, &r), 0, "%s", alloc_last_error());
         alloc_disconnect(b);
         alloc_disconnect(c);
+}
+
+/* Threads that cycle one shape on one connection with spares, each holding one region at a time. */
+#define CYCLERS 3
+/* Past half of SPARE_BYTES_AHEAD: two spares ahead, asked one at a time, so that an ask is often used up. */
+#define CYCLE_SIZE ((4u << 20) + 4096)
+static struct {
+        struct alloc_client *c;
+        pthread_mutex_t lock;
+        uint64_t live[CYCLERS]; /* the region each thread holds; 0: none */
+        uint64_t size;
+        bool mixed;
+        int rounds;
+        _Atomic int done; /* threads finished */
+} cycle = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *cycler(void *arg) {
+        uintptr_t me = (uintptr_t)arg;
+        int e = 0;
+
+        for (int i = 0; i < cycle.rounds && e == 0; i++) {
+                struct alloc_region r;
+                /* Now and then another shape, which gives back every spare of the first. */
+                uint64_t size = cycle.mixed && (i + me) % 7 == 6 ? 8192 : cycle.size;
+                if ((e = alloc_region_new(cycle.c, "big", size, NULL, &r)) < 0)
+                        break;
+                if (r.size != size) {
+                        e = -EBADSLT; /* a spare of another shape */
+                        break;
+                }
+                pthread_mutex_lock(&cycle.lock);
+                for (uintptr_t k = 0; k < CYCLERS; k++)
+                        if (cycle.live[k] == r.id)
+                                e = -EEXIST;
+                cycle.live[me] = e ? cycle.live[me] : r.id;
+                pthread_mutex_unlock(&cycle.lock);
+                if (e < 0)
+                        break;
+                pthread_mutex_lock(&cycle.lock);
+                cycle.live[me] = 0;
+                pthread_mutex_unlock(&cycle.lock);
+                e = alloc_region_free(cycle.c, r.id);
+        }
+        atomic_fetch_add(&cycle.done, 1);
+        return (void *)(intptr_t)e;
+}
+
+/*
+ * An alloc that waits for the first spare's answer lets the connection's lock go: another thread
+ * may take that spare, or drop the last ask, meanwhile.  Each region goes to one thread, and the
+ * list of asks is read afresh after the wait (it was read from a freed reply, or dropped below empty).
+ */
+static void cycle_threads(uint64_t size, bool mixed, int rounds) {
+        struct alloc_client *watch = daemon_connect(&d);
+        pthread_t t[CYCLERS];
+
+        cycle.c = spare_client(&d);
+        cycle.size = size;
+        cycle.mixed = mixed;
+        cycle.rounds = rounds;
+        unsigned long long most = 0;
+        for (uintptr_t i = 0; i < CYCLERS; i++)
+                cr_assert_eq(pthread_create(&t[i], NULL, cycler, (void *)i), 0);
+        /* Each thread holds one region at a time, and the connection at most SMALL_AHEAD spares. */
+        while (atomic_load(&cycle.done) < CYCLERS) {
+                unsigned long long used = pool_used(watch, "big");
+                most = used > most ? used : most;
+        }
+        for (int i = 0; i < CYCLERS; i++) {
+                void *e;
+                cr_assert_eq(pthread_join(t[i], &e), 0);
+                cr_assert_eq((intptr_t)e, 0, "thread %d: %s", i, strerror(-(int)(intptr_t)e));
+        }
+        /* Another shape's spares may overlap those that go back: only one shape has a bound to check. */
+        if (!mixed)
+                cr_assert_leq(most, (CYCLERS + SMALL_AHEAD) * size, "%llu regions held at once", most / size);
+        cr_assert_eq(alloc_region_sync(cycle.c), 0, "%s", alloc_last_error());
+        alloc_disconnect(cycle.c);
+        cr_assert_eq(wait_used(watch, "big", 0), 0, "the spares went back with the connection");
+        alloc_disconnect(watch);
+}
+
+Test(spare, threads_that_cycle_one_shape_on_one_connection_each_get_their_own_region) {
+        cycle_threads(CYCLE_SIZE, false, 20000);
+}
+
+/*
+ * Threads that free at once each asked for the spares that would fill the depth, before any of
+ * them listed its ask: more than eight came, each counted against the connection's limits.
+ */
+Test(spare, threads_that_free_at_once_ask_for_no_more_spares_than_the_depth) {
+        cycle_threads(4096, false, 100000);
+}
+
+/*
+ * Small regions go eight ahead, asked four at a time; threads that free at once each ask before
+ * any ask is listed, so more than eight may come.  An alloc of another shape gives back every one
+ * of them (it wrote them past its array of eight, over its own stack).
+ */
+Test(spare, another_shape_gives_back_every_spare_that_threads_asked_for) {
+        cycle_threads(4096, true, 20000);
 }
 
 Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * liballoc-client's reconnect (client/reconnect.c) against a fake allocd (fake-allocd.c) that hangs
+ * up on a request, as an allocd that dies does, and then answers the new connection's reclaim and
+ * its squaring (Held) wrongly.  The client must not trust those answers: the call fails, nothing
+ * faults, and no fd is left behind.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc/client.h"
+#include "allocd.pb-c.h"
+#include "fake-allocd.h"
+#include "wire.h"
+
+/* How the fake answers a Held. */
+enum held_answer {
+        HELD_OK_WITHOUT_BODY,
+        HELD_PAGES_FOR_EVER, /* each page one region past the last, and more to come */
+        HELD_COUNT_FOR_EVER, /* one region the connection holds UINT32_MAX references to */
+        HELD_HANGUP_ONCE,    /* allocd dies again at the first Held; the next one holds nothing */
+        HELD_FLOOD,          /* answers of ids never asked, without end */
+};
+
+static struct {
+        enum held_answer held;
+        int hellos, seals, helds;
+} fake;
+
+static uint8_t secret[32] = {1, 2, 3};
+
+/* A Hello answered as allocd does, with the serial and secret a reclaim names. */
+static void hello(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HelloReply h;
+
+        cr_assert(fake_hello(req, reply));
+        h = *reply->hello;
+        h.has_serial = h.has_secret = true;
+        h.serial = 1;
+        h.secret.data = secret;
+        h.secret.len = sizeof(secret);
+        reply->hello = &h;
+}
+
+static void held_page(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HeldReply h;
+        static uint64_t id;
+        static uint32_t count;
+
+        allocd__held_reply__init(&h);
+        h.n_regions = h.n_counts = 1;
+        h.regions = &id;
+        h.counts = &count;
+        if (fake.held == HELD_HANGUP_ONCE) {
+                h.n_regions = h.n_counts = 0;
+        } else if (fake.held == HELD_PAGES_FOR_EVER) {
+                id = (req->held->has_after ? req->held->after : 0) + 1;
+                count = 0;
+                h.has_more = h.more = true;
+        } else {
+                id = 1ull << 32 | 5;
+                count = UINT32_MAX;
+        }
+        reply->body_case = ALLOCD__REPLY__BODY_HELD;
+        reply->held = &h;
+}
+
+static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg) {
+        (void)fd;
+        (void)arg;
+        switch (req->body_case) {
+        case ALLOCD__REQUEST__BODY_HELLO:
+                fake.hellos++;
+                hello(req, reply);
+                return 0;
+        case ALLOCD__REQUEST__BODY_SEAL:
+                /* The first dies with allocd; the one sent again is answered. */
+                return fake.seals++ == 0 ? FAKE_HANGUP : 0;
+        case ALLOCD__REQUEST__BODY_HELD:
+                if (fake.held == HELD_HANGUP_ONCE && fake.helds++ == 0)
+                        return FAKE_HANGUP;
+                if (fake.held == HELD_FLOOD) {
+                        reply->id += 1000;
+                        return FAKE_FLOOD;
+                }
+                if (fake.held == HELD_OK_WITHOUT_BODY) {
+                        reply->has_error = true;
+                        reply->error = ALLOCD__ERROR__OK;
+                        return 0;
+                }
+                held_page(req, reply);
+                return 0;
+        default:
+                return 0;
+        }
+}
+
+/* Sockets open in this process: what a reconnect could leak. */
+static int count_sockets(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        int n = 0;
+
+        cr_assert_not_null(d);
+        while ((e = readdir(d))) {
+                char link[300], to[256];
+                ssize_t k;
+                snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+                if ((k = readlink(link, to, sizeof(to) - 1)) > 0 && !strncmp(to, "socket:", 7))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+static void setup(void) {
+        setenv("ALLOCD_RECONNECT", "1s", 1);
+}
+
+TestSuite(revive, .init = setup, .timeout = 30);
+
+/* A call cut by the hang-up, made again on a connection whose squaring allocd answers with held: it fails. */
+static void squaring_refused(enum held_answer held) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        struct timespec t0, t1;
+        int before = count_sockets(), r;
+
+        fake.held = held;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 300), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = alloc_region_seal(c, 7);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert_lt(r, 0, "the squaring was refused, yet the call went on");
+        /* The squaring as a whole is bounded: by ALLOCD_RECONNECT here, the longer of it and the timeout. */
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "the squaring went on for %ld s", (long)(t1.tv_sec - t0.tv_sec));
+        cr_assert_eq(fake.hellos, 2, "no reconnect: %s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
+}
+
+/* An OK that is no HeldReply: the client read its page from a NULL body. */
+Test(revive, a_held_answered_by_an_ok_without_a_page) {
+        squaring_refused(HELD_OK_WITHOUT_BODY);
+}
+
+/* Pages that never end (allocd lists each region once): the squaring would ask for ever, the lock held. */
+Test(revive, held_pages_that_never_end) {
+        squaring_refused(HELD_PAGES_FOR_EVER);
+}
+
+/* UINT32_MAX references to give back, one round trip each: the squaring would give back for ever. */
+Test(revive, a_held_count_that_never_ends) {
+        squaring_refused(HELD_COUNT_FOR_EVER);
+}
+
+/*
+ * Answers to no request on the new connection, one after another: nothing else was sent on it,
+ * so the first is allocd's mistake, not a reply to wait past (the wait would never end, the lock held).
+ */
+Test(revive, answers_to_no_request_while_squaring) {
+        squaring_refused(HELD_FLOOD);
+}
+
+/*
+ * allocd dies again while the new connection squares its regions (restarts in quick succession):
+ * the squaring starts over on a third connection, the call goes on there, and the sockets of the
+ * two lost ones are closed.
+ */
+Test(revive, a_reconnect_cut_in_the_middle_of_its_squaring_starts_over) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        int before = count_sockets();
+
+        fake.held = HELD_HANGUP_ONCE;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_seal(c, 7), 0, "%s", alloc_last_error());
+        cr_assert_eq(fake.hellos, 3);
+        cr_assert_eq(fake.helds, 2);
+        /* The fake's listener, the client's socket and the fake's end of it: none of the lost ones. */
+        cr_assert_eq(count_sockets(), before + 3, "%d sockets", count_sockets() - before);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
+}
