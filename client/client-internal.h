@@ -35,6 +35,7 @@
 /* Why the pool fd that came with a reply could not be mapped; err is 0 where it was, or none came. */
 struct map_error {
         int err;
+        bool region_mapped; /* the reply's region fd was mapped: its holder drops the mapping (region_table_drop) */
         char msg[256];
 };
 

@@ -263,10 +263,12 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
                 if (p) {
                         uint64_t confirms = p->confirms; /* p may be freed below */
                         struct map_error scratch = {0}, *map = p->abandoned || p->pipelined ? &scratch : &p->map;
-                        if (nfds)
-                                map->err = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd
-                                                   ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
-                                                   : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
+                        if (nfds) {
+                                bool region = r->body_case == ALLOCD__REPLY__BODY_REGION && r->region->region_fd;
+                                map->err = region ? region_table_map(c->regions, r, fd, map->msg, sizeof(map->msg))
+                                                  : pool_table_map(c->pools, r, fd, map->msg, sizeof(map->msg));
+                                map->region_mapped = region && map->err == 0;
+                        }
                         if (p->pipelined) {
                                 bool kept = p->renew && conn_spare_answered(c, p, r, map);
                                 *pp = p->next;

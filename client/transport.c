@@ -439,9 +439,15 @@ retry:
                  */
                 r = conn_revive(c, gen);
                 conn_unlist(c, &me);
-                /* A reply another thread read meanwhile is stale: the squaring has given back what it grants. */
-                if (me.reply)
+                /*
+                 * A reply another thread read meanwhile is stale: the squaring has given back what it
+                 * grants, and the mapping of its region (isolation = region) goes with it.
+                 */
+                if (me.reply) {
+                        if (me.map.region_mapped)
+                                region_table_drop(c->regions, me.reply->region->id);
                         allocd__reply__free_unpacked(me.reply, NULL);
+                }
                 if (r == 0 && ntaken)
                         goto out; /* no reply: allocd did it, or the squaring did */
                 if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
