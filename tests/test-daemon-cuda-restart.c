@@ -74,7 +74,7 @@ static struct alloc_client *drains_after_restart(int sig, const char *conf, cons
         cr_assert_eq(helper("dev-persist g kept gpu-bytes-kept", out, sizeof(out)), 0, "%s", out);
         cr_assert_eq(stored("pool.gpu.4194304.g", 1), 1, "%s", sysd_log(&s));
         /* The helper's hang-up read (and kept) first: a kill before would restore its connection, absent, and its
-         * reference to "kept" with it, until reclaim_grace. */
+         * reference to "kept" with it, until allocd saw the helper's process end. */
         struct alloc_client *c = daemon_connect(&s.d);
         size_t clients = 0;
         for (int i = 0; i < 500 && clients != 1; i++) {

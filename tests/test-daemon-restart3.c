@@ -282,7 +282,7 @@ static void *disconnect_thread(void *k) {
 /*
  * A PERSIST region's Free that the killed allocd never read, and the connection ended after it: the
  * disconnect makes sure allocd took the Free (a reconnect squares it, as a call would), or the
- * region and its name stay for good once reclaim_grace releases the placeholder (kill storm, h-kill:
+ * region and its name stay for good once the placeholder is released (kill storm, h-kill:
  * left with its PERSIST reference alone).  kill_first: allocd is killed before the disconnect, else
  * while the disconnect waits for it (the Free sent, allocd stopped, the socket not closed yet).
  */

@@ -94,8 +94,9 @@ static void storm_end(const pid_t *pids, int n, int rounds) {
                 waitpid(pids[i], &(int){0}, 0);
         struct alloc_client *k = daemon_connect(&s.d);
         /*
-         * A loader killed before it reclaimed after the last restart leaves a placeholder for reclaim_grace
-         * (2 min): it goes by its serial (a pid names live connections only).
+         * A loader killed before it reclaimed after the last restart leaves a placeholder until allocd
+         * sees its process end (a pidfd poll, a loop turn away): it goes at once by its serial (a pid
+         * names live connections only).
          */
         struct alloc_status *left;
         cr_assert_eq(alloc_status(k, &left), 0);
