@@ -174,6 +174,27 @@ void grace_reclaimed(uint64_t serial) {
                 }
 }
 
+/* Whether serial is a placeholder still. */
+static bool absent(uint64_t serial) {
+        uint64_t s;
+        pid_t pid;
+
+        for (size_t i = 0; i < core_nabsent(core); i++) {
+                (void)core_absent_at(core, i, &s, &pid);
+                if (s == serial)
+                        return true;
+        }
+        return false;
+}
+
+void grace_sweep(void) {
+        for (struct watch *w = watches, *next; w; w = next) {
+                next = w->next;
+                if (!absent(w->serial))
+                        unwatch(w);
+        }
+}
+
 void grace_close(void) {
         uv_timer_stop(&timer);
         uv_close((uv_handle_t *)&timer, NULL);

@@ -24,6 +24,11 @@ void grace_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
 void grace_arm(void);
 /* Placeholder serial was reclaimed: its process is no longer watched. */
 void grace_reclaimed(uint64_t serial);
+/*
+ * A Disconnect released placeholders (core_client_evict): their processes are no longer watched.
+ * Their pidfds stayed open, one each, until those processes ended.
+ */
+void grace_sweep(void);
 void grace_close(void);
 
 #endif
