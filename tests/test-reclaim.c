@@ -295,6 +295,7 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
         cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert((peer_pid = fork()) >= 0);
         if (peer_pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
                 pause();
                 _exit(0);
         }
