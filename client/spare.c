@@ -91,6 +91,19 @@ static void drop(struct alloc_client *c, size_t i) {
         c->spare.nask--;
 }
 
+/*
+ * Drops ask i, whose spares not taken are allocd's no more (a reconnect's squaring gave them back, or
+ * will): the mapping a spare of an isolation = region pool came with goes too, or it stayed until
+ * alloc_disconnect, the memory of a region allocd had freed.
+ */
+static void drop_lost(struct alloc_client *c, size_t i) {
+        const struct spare_ask *a = &c->spare.ask[i];
+
+        if (a->answered && a->map.region_mapped && a->taken < granted(a->reply))
+                region_table_drop(c->regions, a->reply->region->id);
+        drop(c, i);
+}
+
 void conn_spare_forget(struct alloc_client *c) {
         while (c->spare.nask)
                 drop(c, 0);
@@ -250,7 +263,7 @@ int client_spare_take(struct alloc_client *c, const char *pool, uint64_t size, c
                 a = &c->spare.ask[0];
                 if (!a->answered || a->gen != c->gen || c->dead) {
                         /* A reconnect gave it back (or will): allocd held it, the held table not. */
-                        drop(c, 0);
+                        drop_lost(c, 0);
                         continue;
                 }
                 if (a->taken < granted(a->reply)) {

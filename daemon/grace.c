@@ -126,6 +126,11 @@ static void watch(uint64_t serial, pid_t pid) {
         core_absent_watched(core, serial);
 }
 
+static void first_turn(uv_timer_t *t) {
+        (void)t;
+        grace_arm();
+}
+
 void grace_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         loop = l;
         core = c;
@@ -133,7 +138,13 @@ void grace_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         since = 0;
         watches = NULL;
         uv_timer_init(loop, &timer);
-        grace_arm();
+        /*
+         * Not now: a placeholder whose process is gone is released at once, and the state restored is
+         * adopted only after this (restart_begin), which would keep it without that release: the next
+         * restart brought it back, holding a range another region had since taken, and refused the
+         * state whole.  Timers run first in the loop's first turn, before any client is served.
+         */
+        uv_timer_start(&timer, first_turn, 0, 0);
 }
 
 void grace_arm(void) {
@@ -161,6 +172,27 @@ void grace_reclaimed(uint64_t serial) {
                         unwatch(w);
                         return;
                 }
+}
+
+/* Whether serial is a placeholder still. */
+static bool absent(uint64_t serial) {
+        uint64_t s;
+        pid_t pid;
+
+        for (size_t i = 0; i < core_nabsent(core); i++) {
+                (void)core_absent_at(core, i, &s, &pid);
+                if (s == serial)
+                        return true;
+        }
+        return false;
+}
+
+void grace_sweep(void) {
+        for (struct watch *w = watches, *next; w; w = next) {
+                next = w->next;
+                if (!absent(w->serial))
+                        unwatch(w);
+        }
 }
 
 void grace_close(void) {

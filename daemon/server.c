@@ -471,8 +471,10 @@ static void serve(struct conn *c) {
                         c->state = CONN_READY;
                 }
                 act(c);
-                if (core_evictions(core))
+                if (core_evictions(core)) {
                         close_evicted();
+                        grace_sweep();
+                }
                 awake_served(core_limits(core)->spin_us);
                 served = true;
         }

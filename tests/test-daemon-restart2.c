@@ -319,6 +319,38 @@ Test(restart2, release_after_adoption) {
 }
 
 /*
+ * A placeholder whose process ended while allocd was down is released at the start, before the
+ * state restored is adopted (restart_begin): that release is kept like any other.  It was not: the
+ * next restart brought the placeholder back with a hold on a range another region had since taken.
+ */
+Test(restart2, a_placeholder_released_at_the_start_stays_released) {
+        struct alloc_region q;
+        int status;
+
+        sysd_start(&s, POOL_A);
+        pid_t gone = holder("a", 2 << 20);
+        sysd_kill(&s, SIGKILL);
+        kill(gone, SIGKILL);
+        cr_assert_eq(waitpid(gone, &status, 0), gone);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "a"), 0, "%s", sysd_log(&s));
+        cr_assert(strstr(sysd_log(&s), "its process ended while allocd was down"), "%s", sysd_log(&s));
+        /* Its range, and all the rest, to another. */
+        cr_assert_eq(alloc_region_new(k, "a", 4 << 20, NULL, &q), 0, "%s", alloc_last_error());
+        pattern(q.ptr, q.size, 5);
+        cr_assert_eq(alloc_region_sync(k), 0, "%s", alloc_last_error());
+        same_after(SIGKILL);
+        char *log = whole_log(), *once = strstr(log, "its process ended while allocd was down");
+        cr_assert(once && !strstr(once + 1, "its process ended while allocd was down"), "released again: %s", log);
+        free(log);
+        cr_assert_eq(pool_used(k, "a"), 4 << 20, "%s", sysd_log(&s));
+        cr_assert(pattern_ok(q.ptr, q.size, 5));
+        cr_assert_eq(alloc_region_free_sync(k, q.id), 0, "%s", alloc_last_error());
+        alloc_disconnect(k);
+}
+
+/*
  * The pool made in place of a drained namesake (a resize across a restart) is stored at once, as
  * it is made: the first Alloc in it may come before the end of the next loop turn, and a kill
  * between its reply and that store left a state with a region in a pool whose memory the store

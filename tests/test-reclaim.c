@@ -8,12 +8,14 @@
  * The client is the real liballoc-client, reconnecting on its own.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -293,6 +295,7 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
         cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         cr_assert((peer_pid = fork()) >= 0);
         if (peer_pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
                 pause();
                 _exit(0);
         }
@@ -306,6 +309,56 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
         for (int i = 0; i < 500 && used; i++, usleep(10 * 1000))
                 used = used_seen(&s);
         cr_assert_eq(used, 0, "still held after its process ended");
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* The pidfds open in this process, where the server runs: one a placeholder watched. */
+static int pidfds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+        char path[300], to[64];
+        int n = 0;
+
+        cr_assert(d);
+        while ((e = readdir(d))) {
+                snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+                ssize_t k = readlink(path, to, sizeof(to) - 1);
+                n += k > 0 && (to[k] = '\0', !strcmp(to, "anon_inode:[pidfd]"));
+        }
+        closedir(d);
+        return n;
+}
+
+/* A placeholder that a Disconnect (allocctl disconnect serial:N) released leaves its process unwatched. */
+Test(reclaim, a_placeholder_disconnected_is_watched_no_more, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        uint32_t n = 0;
+        int status, fds = 1;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        cr_assert((peer_pid = fork()) >= 0);
+        if (peer_pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
+                pause();
+                _exit(0);
+        }
+        s.inject = set_pid;
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        struct alloc_client *o = connect_to(&s);
+        cr_assert_eq(used_seen(&s), 1 << 20);
+        cr_assert_eq(pidfds(), 1, "its process is not watched");
+        cr_assert_eq(alloc_drop_client(o, 0, s.serial, &n), 0, "%s", alloc_last_error());
+        cr_assert_eq(n, 1);
+        cr_assert_eq(used_seen(&s), 0);
+        for (int i = 0; i < 200 && (fds = pidfds()); i++)
+                usleep(10 * 1000);
+        cr_assert_eq(fds, 0, "the pidfd of a placeholder released stays open while its process lives");
+        kill(peer_pid, SIGKILL);
+        cr_assert_eq(waitpid(peer_pid, &status, 0), peer_pid);
+        alloc_disconnect(o);
         alloc_disconnect(c);
         finish(&s);
 }
