@@ -120,7 +120,7 @@ static bool header_alone(struct parse *ps, const char *line) {
  * still to be read): the rest of it is skipped if what was read is, or ends in, a comment (';' or '#' first, or ';'
  * after a space); otherwise it is refused.
  */
-static bool long_line(struct parse *ps, const char *s, size_t n, bool cut) {
+static bool long_line(struct parse *ps, const char *s, size_t n, bool cut, int limit) {
         size_t i = strspn(s, " \t\r\v\f");
         bool comment = i < n && (s[i] == ';' || s[i] == '#');
         char key[32];
@@ -144,9 +144,8 @@ static bool long_line(struct parse *ps, const char *s, size_t n, bool cut) {
                 return conf_fail(ps,
                                  "line longer than %d characters; split the list over several '%s =' lines, each "
                                  "adds to it",
-                                 LINE_MAX_CHARS, key);
-        return conf_fail(ps, "line longer than %d characters; shorten it (only a comment may be longer)",
-                         LINE_MAX_CHARS);
+                                 limit, key);
+        return conf_fail(ps, "line longer than %d characters; shorten it (only a comment may be longer)", limit);
 }
 
 /*
@@ -189,7 +188,9 @@ static char *reader(char *str, int num, void *stream) {
                 len--;
         if (len && s[len - 1] == '\r')
                 len--;
-        if ((cut || len > LINE_MAX_CHARS) && !long_line(ps, s, len, cut))
+        /* A byte-order mark takes 3 bytes of the buffer from the first line. */
+        int limit = LINE_MAX_CHARS - (int)(s - str);
+        if ((cut || len > (size_t)limit) && !long_line(ps, s, len, cut, limit))
                 return NULL;
         while (isspace((unsigned char)*s))
                 s++;

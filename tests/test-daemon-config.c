@@ -457,6 +457,10 @@ Test(config, comments_of_any_length_are_skipped, .timeout = 60) {
                         if (len == 198)
                                 cr_expect(strstr(out, "allocd.conf:4: line longer than 197"), "%s", out);
                 }
+        /* A byte-order mark takes 3 of them from the first line, and the message says so. */
+        snprintf(conf, sizeof(conf), "\xef\xbb\xbfnames = j%.*s\n", 195 - 9, dots);
+        cr_expect_eq(check_config(conf, out, sizeof(out)), 78);
+        cr_expect(strstr(out, "allocd.conf:1: line longer than 194 characters"), "%s", out);
 }
 
 /* ranges is a list: each line adds windows, up to 64 in a pool; so is flags. */
