@@ -6,7 +6,6 @@
  * fails with -EPROTO and words for it, no fd is left behind, and no pointer handed out faults.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include "allocd.pb-c.h"
 #include "fake-allocd.h"
 #include "wire.h"
+#include "fds.h"
 
 #define CANNED_MAX 4
 
@@ -89,23 +89,9 @@ static void region_reply(Allocd__Reply *r, Allocd__Region *g, uint64_t id, uint6
         g->pool_size = pool_size;
 }
 
-/* Sockets and memfds open in this process: what a client could leak. */
+/* Sockets and memfds open in this process: what a refused reply could leak. */
 static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *e;
-        int n = 0;
-
-        cr_assert_not_null(d);
-        while ((e = readdir(d))) {
-                char link[300], to[256];
-                ssize_t k;
-                snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
-                if ((k = readlink(link, to, sizeof(to) - 1)) > 0 &&
-                    (!strncmp(to, "socket:", 7) || !strncmp(to, "/memfd:", 7)))
-                        n++;
-        }
-        closedir(d);
-        return n;
+        return fds_open((const char *const[]){"socket:", "/memfd:", NULL});
 }
 
 static void setup(void) {

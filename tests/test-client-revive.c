@@ -6,7 +6,6 @@
  * faults, and no fd is left behind.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "allocd.pb-c.h"
 #include "fake-allocd.h"
 #include "wire.h"
+#include "fds.h"
 
 /* How the fake answers a Held. */
 enum held_answer {
@@ -103,20 +103,7 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
 
 /* Sockets open in this process: what a reconnect could leak. */
 static int count_sockets(void) {
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *e;
-        int n = 0;
-
-        cr_assert_not_null(d);
-        while ((e = readdir(d))) {
-                char link[300], to[256];
-                ssize_t k;
-                snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
-                if ((k = readlink(link, to, sizeof(to) - 1)) > 0 && !strncmp(to, "socket:", 7))
-                        n++;
-        }
-        closedir(d);
-        return n;
+        return fds_open((const char *const[]){"socket:", NULL});
 }
 
 static void setup(void) {

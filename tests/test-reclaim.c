@@ -8,7 +8,6 @@
  * The client is the real liballoc-client, reconnecting on its own.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #include "proto.h"
 #include "server.h"
 #include "state.h"
+#include "fds.h"
 
 struct srv {
         uv_loop_t loop;
@@ -315,19 +315,7 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
 
 /* The pidfds open in this process, where the server runs: one a placeholder watched. */
 static int pidfds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        struct dirent *e;
-        char path[300], to[64];
-        int n = 0;
-
-        cr_assert(d);
-        while ((e = readdir(d))) {
-                snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-                ssize_t k = readlink(path, to, sizeof(to) - 1);
-                n += k > 0 && (to[k] = '\0', !strcmp(to, "anon_inode:[pidfd]"));
-        }
-        closedir(d);
-        return n;
+        return fds_open((const char *const[]){"anon_inode:[pidfd]", NULL});
 }
 
 /* A placeholder that a Disconnect (allocctl disconnect serial:N) released leaves its process unwatched. */
