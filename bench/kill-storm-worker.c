@@ -193,6 +193,7 @@ static void do_alloc(struct worker *x) {
         ne->size = h->r.size;
         ne->persist = persist;
         ne->id = h->r.id;
+        ne->self_attached = false;
         atomic_store(&ne->state, 1);
         h->name = slot;
 }
@@ -205,9 +206,10 @@ static void do_attach(struct worker *x) {
         struct name_ent *ne = &sh->names[slot];
         if (atomic_load(&ne->state) != 1)
                 return;
-        char name[40];
+        char name[40], own[16];
         unsigned seed = ne->seed;
         snprintf(name, sizeof(name), "%s", ne->name);
+        snprintf(own, sizeof(own), "w%d/", x->w);
         struct held *h = &x->h[x->n];
         call_begin(x);
         int e = alloc_region_attach(x->k, name, NULL, &h->r);
@@ -225,6 +227,8 @@ static void do_attach(struct worker *x) {
         x->n++;
         /* The slot taken over by another name meanwhile (the table wrapped): not this region's seed. */
         h->unknown = strcmp(ne->name, name) || ne->seed != seed;
+        if (!h->unknown && !strncmp(name, own, strlen(own)))
+                ne->self_attached = true;
         check(x, h);
 }
 

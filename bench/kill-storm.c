@@ -345,10 +345,10 @@ int main(int argc, char **argv) {
                                         if (!strcmp(sh->names[j].name, dp->regions[i].name))
                                                 fprintf(stderr,
                                                         "kill-storm:   in the table: state %d id %#llx persist %d "
-                                                        "freed rc %d\n",
+                                                        "freed rc %d, attached by its maker too %d\n",
                                                         atomic_load(&sh->names[j].state),
                                                         (unsigned long long)sh->names[j].id, sh->names[j].persist,
-                                                        sh->names[j].freed_rc);
+                                                        sh->names[j].freed_rc, sh->names[j].self_attached);
                         }
                         alloc_dump_free(dp);
                 }

@@ -27,8 +27,9 @@ struct name_ent {
         uint64_t size;
         bool persist;
         uint64_t id;
-        int freed_rc;      /* what the maker's free returned */
-        _Atomic int state; /* 0 free, 1 published and sealed, 2 freed by its maker */
+        int freed_rc;       /* what the maker's free returned */
+        bool self_attached; /* its maker attached it by name too (a Free and a Detach of it may be in flight) */
+        _Atomic int state;  /* 0 free, 1 published and sealed, 2 freed by its maker */
 };
 
 struct wstat {

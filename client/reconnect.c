@@ -197,13 +197,19 @@ struct in_flight {
  * else a Detach.  A Free takes the name and PERSIST away with it, so it is only for what the
  * connection meant to free: a Free in flight, or a region it made that the table never had (an
  * Alloc whose reply was lost).  Anything else, a lost Attach or Detach among them, is one
- * reference too many: a Detach.
+ * reference too many: a Detach.  Every give-back in flight is looked at, not the first found: a
+ * Detach of the same region in flight with the Free (its own region attached by name too) would
+ * otherwise send both back as Detaches, and the region would stay, named and PERSIST, for good.
  */
 static bool how_back(const struct in_flight *f, size_t nf, uint64_t id, bool first, bool made, bool unknown) {
+        bool named = false, freed = false;
+
         for (size_t i = 0; i < nf; i++)
-                if (f[i].id == id)
-                        return first && f[i].free;
-        return first && made && unknown;
+                if (f[i].id == id) {
+                        named = true;
+                        freed |= f[i].free;
+                }
+        return first && (named ? freed : made && unknown);
 }
 
 /*

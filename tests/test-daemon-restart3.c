@@ -318,3 +318,42 @@ Test(restart3, a_free_the_killed_allocd_never_read_is_done_by_the_disconnect) {
 Test(restart3, a_free_a_disconnect_left_unread_is_done_after_the_kill) {
         free_then_disconnect_across_a_kill(false);
 }
+
+/*
+ * A connection holds its own PERSIST region twice (made, and attached by its name) and gives both
+ * back, pipelined, a Free and a Detach, which the killed allocd never read: the squaring gives the
+ * two references back, the first by the Free whichever of the two came first, so that the region
+ * goes with its name.  (kill storm, h-persist: the Detach listed after the Free was found first, both
+ * went back as Detaches, and the region stayed for good, named and PERSIST, its Free said done.)
+ */
+static void free_and_detach_across_a_kill(bool free_first) {
+        struct alloc_region r, a;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *c = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(c, "a", 8192, &(struct alloc_opts){.name = "twice", .flags = ALLOC_PERSIST}, &r),
+                     0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_attach(c, "twice", NULL, &a), 0, "%s", alloc_last_error());
+        cr_assert_eq(a.id, r.id);
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        /* Pipelined: sent, not answered. */
+        cr_assert_eq(free_first ? alloc_region_free(c, r.id) : alloc_region_detach(c, a.id), 0, "%s",
+                     alloc_last_error());
+        cr_assert_eq(free_first ? alloc_region_detach(c, a.id) : alloc_region_free(c, r.id), 0, "%s",
+                     alloc_last_error());
+        sysd_restart(&s, SIGKILL);
+        cr_assert_eq(alloc_region_sync(c), 0, "%s: %s", alloc_last_error(), sysd_log(&s));
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "a"), 0, "the freed PERSIST region stays: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_attach(k, "twice", NULL, &a), -ENOENT, "its name stays");
+        alloc_disconnect(k);
+        alloc_disconnect(c);
+}
+
+Test(restart3, a_free_then_a_detach_of_one_region_the_killed_allocd_never_read) {
+        free_and_detach_across_a_kill(true);
+}
+
+Test(restart3, a_detach_then_a_free_of_one_region_the_killed_allocd_never_read) {
+        free_and_detach_across_a_kill(false);
+}
