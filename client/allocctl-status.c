@@ -129,6 +129,8 @@ static json_object *client_json(const struct alloc_client_status *k) {
         json_object_object_add(o, "regions", json_u64(k->regions));
         json_object_object_add(o, "bytes", json_u64(k->bytes));
         json_object_object_add(o, "waiters", json_u64(k->waiters));
+        json_object_object_add(o, "restored", json_object_new_boolean(k->restored));
+        json_object_object_add(o, "watched", json_object_new_boolean(k->watched));
         return o;
 }
 
@@ -142,13 +144,16 @@ static json_object *clients_json(const struct alloc_status *s) {
 static void clients_table(const struct alloc_status *s) {
         char b1[16], b2[ESCAPED_SIZE(s->clients->comm)], b3[ESCAPED_SIZE(s->clients->name)];
 
-        printf("%-8s %-8s %-8s %-16s %8s %10s %8s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
-               "WAITING", "CLIENT");
+        printf("%-8s %-8s %-8s %-16s %8s %10s %8s %-14s  %s\n", "SERIAL", "PID", "UID", "COMMAND", "REGIONS", "BYTES",
+               "WAITING", "STATE", "CLIENT");
         for (size_t i = 0; i < s->nclients; i++) {
                 const struct alloc_client_status *k = &s->clients[i];
-                printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 "  %s\n", k->serial, (int)k->pid,
-                       (unsigned)k->uid, text_escape(k->comm, true, b2, sizeof(b2)), k->regions,
-                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, text_escape(k->name, false, b3, sizeof(b3)));
+                /* restored: held until it reconnects or its process ends; restored:grace: until reclaim_grace. */
+                const char *state = !k->restored ? "connected" : k->watched ? "restored" : "restored:grace";
+                printf("%-8" PRIu64 " %-8d %-8u %-16s %8" PRIu64 " %10s %8" PRIu64 " %-14s  %s\n", k->serial,
+                       (int)k->pid, (unsigned)k->uid, text_escape(k->comm, true, b2, sizeof(b2)), k->regions,
+                       fmt_size(k->bytes, b1, sizeof(b1)), k->waiters, state,
+                       text_escape(k->name, false, b3, sizeof(b3)));
         }
 }
 

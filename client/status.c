@@ -103,6 +103,8 @@ static int status_clients(struct alloc_status *s, const Allocd__StatusReply *sr,
                 o->regions = k->regions;
                 o->bytes = k->bytes;
                 o->waiters = k->waiters;
+                o->restored = k->has_restored && k->restored;
+                o->watched = k->has_watched && k->watched;
                 if (k->serial > *last)
                         *last = k->serial;
         }

@@ -110,6 +110,7 @@ struct client {
         uint32_t nwaiters;
         struct user *user;
         bool evicted; /* a Disconnect marked it; the server closes it (core_evictions) */
+        bool absent;  /* a placeholder of a restored state, until reclaimed or released (reclaim.c) */
         bool watched; /* a placeholder whose process the server watches (core_absent_watched) */
         TAILQ_ENTRY(client) link;
 };

@@ -225,6 +225,8 @@ void proto_status(struct core *core, const struct session *s, uint64_t id, const
                 x->bytes = k->bytes;
                 x->waiters = k->nwaiters;
                 x->serial = k->serial;
+                x->has_restored = x->restored = k->absent;
+                x->has_watched = x->watched = k->watched;
                 size_t sz = allocd__client_status__get_packed_size(x) + 8;
                 if (sz > budget) {
                         omitted++;

@@ -207,6 +207,7 @@ static int rec_client(struct restore *st, struct in *in) {
         st->want[core->nabsent].refs = cl->nrefs;
         st->want[core->nabsent].bytes = cl->bytes;
         client_enter(core, cl, u);
+        cl->absent = true;
         core->absent[core->nabsent++] = cl;
         return 0;
 }

@@ -215,6 +215,7 @@ Test(allocctl, clients_in_text_and_json) {
                 cr_assert_gt(get_u64(k, "serial"), 0);
                 cr_assert_str_eq(get_str(k, "comm"), "test-allocctl");
                 cr_assert_eq(get_u64(k, "waiters"), 0);
+                cr_assert(!json_object_get_boolean(get(k, "restored")) && !json_object_get_boolean(get(k, "watched")));
         }
         cr_assert_eq(seen, 3);
         json_object_put(a);
@@ -228,12 +229,13 @@ Test(allocctl, clients_in_text_and_json) {
                 start--;
         char line[256];
         snprintf(line, sizeof(line), "%.*s", (int)(p - start), start);
-        cr_assert_eq(words(line, w, 16), 7);
+        cr_assert_eq(words(line, w, 16), 8);
         cr_assert_gt(atoi(w[0]), 0, "the serial");
         cr_assert_eq(atoi(w[1]), getpid());
         cr_assert_str_eq(w[3], "test-allocctl");
         cr_assert_str_eq(w[4], "3");
         assert_human(w[5], 4096 + (300 << 20));
+        cr_assert_str_eq(w[7], "connected");
 }
 
 /* The segments allocctl map reports for pool f: spans sorted, the gap reserved, f1 and f2 used. */

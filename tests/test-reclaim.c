@@ -229,6 +229,48 @@ static uint64_t used_seen(struct srv *s) {
         return used;
 }
 
+/* How another connection sees connection serial: restored (a placeholder) and watched. */
+static void restored_seen(struct srv *s, uint64_t serial, bool *restored, bool *watched) {
+        struct alloc_client *o = connect_to(s);
+        struct alloc_status *st;
+
+        *restored = *watched = false;
+        cr_assert_eq(alloc_status(o, &st), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < st->nclients; i++)
+                if (st->clients[i].serial == serial) {
+                        *restored = st->clients[i].restored;
+                        *watched = st->clients[i].watched;
+                }
+        alloc_status_free(st);
+        alloc_disconnect(o);
+}
+
+/* Status says which connections are placeholders, and whether allocd watches their processes. */
+Test(reclaim, status_lists_restored_connections, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        bool restored, watched;
+        struct alloc_client *c = holding_one(&s, &r);
+        uint64_t serial = serial_of(c);
+
+        restored_seen(&s, serial, &restored, &watched);
+        cr_assert(!restored && !watched, "a live connection");
+        restart(&s, 60000);
+        restored_seen(&s, serial, &restored, &watched);
+        cr_assert(restored && watched, "restored %d, watched %d", restored, watched);
+        seen(c, &(uint64_t){0}, &(uint64_t){0}); /* reclaims */
+        restored_seen(&s, serial, &restored, &watched);
+        cr_assert(!restored && !watched, "reclaimed");
+        peer_pid = 0;
+        s.inject = set_pid;
+        s.serial = serial;
+        restart(&s, 60000);
+        restored_seen(&s, serial, &restored, &watched);
+        cr_assert(restored && !watched, "no pid: restored %d, watched %d", restored, watched);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
 /* A placeholder whose process allocd cannot watch (no pid: a pid namespace it cannot see) waits reclaim_grace. */
 Test(reclaim, what_no_one_reclaims_within_the_grace_time_is_released, .timeout = 60) {
         struct alloc_region r;

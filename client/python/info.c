@@ -126,10 +126,11 @@ static PyObject *pool_dict(const void *items, size_t i) {
 static PyObject *client_dict(const void *items, size_t i) {
         const struct alloc_client_status *k = (const struct alloc_client_status *)items + i;
 
-        return Py_BuildValue("{s:K,s:i,s:K,s:N,s:N,s:K,s:K,s:K}", "serial", (unsigned long long)k->serial, "pid",
-                             (int)k->pid, "uid", (unsigned long long)k->uid, "comm", py_text(k->comm), "name",
+        return Py_BuildValue("{s:K,s:i,s:K,s:N,s:N,s:K,s:K,s:K,s:O,s:O}", "serial", (unsigned long long)k->serial,
+                             "pid", (int)k->pid, "uid", (unsigned long long)k->uid, "comm", py_text(k->comm), "name",
                              py_text(k->name), "regions", (unsigned long long)k->regions, "bytes",
-                             (unsigned long long)k->bytes, "waiters", (unsigned long long)k->waiters);
+                             (unsigned long long)k->bytes, "waiters", (unsigned long long)k->waiters, "restored",
+                             k->restored ? Py_True : Py_False, "watched", k->watched ? Py_True : Py_False);
 }
 
 static PyObject *unavailable_dict(const void *items, size_t i) {

@@ -223,6 +223,10 @@ struct alloc_client_status {
         uint64_t regions;                     /* references held */
         uint64_t bytes;                       /* bytes of the regions it allocated and still holds */
         uint64_t waiters;
+        /* A connection a restart brought back that its client has not reclaimed yet: held while the process lives
+         * (watched), or, where allocd cannot watch it, until reclaim_grace (allocd.conf(5)). */
+        bool restored;
+        bool watched;
 };
 
 struct alloc_status {
