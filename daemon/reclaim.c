@@ -69,8 +69,8 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
                 return fail(res, E_NOT_FOUND,
                             /* Under 256 bytes: liballoc-client before ebdc1db kept no more of it. */
                             "connection %" PRIu64 " is not waiting to be reclaimed: it held no region, allocd "
-                            "restarted without its state or lost its pools (see its log), or it was released (its "
-                            "process ended, allocctl disconnect, reclaim_grace); whatever it held is gone",
+                            "restarted without its state or lost its pools (see its log), or it was released (process "
+                            "ended, allocctl disconnect, grace time: reclaim_grace); what it held is gone",
                             serial);
         ph = core->absent[i];
         if (ph->uid != cl->uid || !same_secret(ph->secret, secret))
