@@ -251,6 +251,16 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
         if (*count == 0) {
                 if (serial)
                         return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
+                /* Status lists a placeholder under its pid: an operator who asks by it is told how to name it. */
+                TAILQ_FOREACH(cl, &core->clients, link)
+                if (cl != by && !cl->evicted && cl->pid == pid && absent_is(core, cl) &&
+                    (by->uid == 0 || by->uid == cl->uid))
+                        return fail(res, E_NOT_FOUND,
+                                    "no other connection is from pid %d; connection %" PRIu64
+                                    ", kept across a restart and not reclaimed yet, is named by its serial "
+                                    "alone (the pid may be another process's now): allocctl disconnect "
+                                    "serial:%" PRIu64,
+                                    (int)pid, cl->serial, cl->serial);
                 return fail(res, E_NOT_FOUND, "no other connection is from pid %d", (int)pid);
         }
         for (cl = TAILQ_FIRST(&core->clients); cl; cl = next) {

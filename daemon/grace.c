@@ -22,7 +22,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/pidfd.h>
 #include <unistd.h>
 
@@ -97,22 +99,38 @@ static void ended(uv_poll_t *p, int status, int events) {
         unwatch(w);
 }
 
+/*
+ * Said, since reclaim_grace then releases regions a live process maps, and the line saying so would
+ * otherwise be the first word of it.  Said again at each reload, which tries again.
+ */
+static void unwatched(uint64_t serial, pid_t pid, const char *why) {
+        logx(LOG_LEVEL_WARNING, NULL,
+             "connection %" PRIu64 " (client pid %d): its process cannot be watched (%s); its regions go at "
+             "reclaim_grace = %ums after the restart unless it reconnects first",
+             serial, (int)pid, why, core_limits(core)->reclaim_grace_ms);
+}
+
 /* Watches the process of placeholder serial; a process that is gone already releases it now. */
 static void watch(uint64_t serial, pid_t pid) {
         struct absent_info a;
         struct watch *w;
+        char why[96];
         int fd;
 
         if (pid <= 0)
                 return;
         if ((fd = pidfd_open(pid, 0)) < 0) {
-                if (errno == ESRCH && core_absent_release_serial(core, serial, &a)) {
+                if (errno != ESRCH) { /* EMFILE, ENOMEM: reclaim_grace decides */
+                        snprintf(why, sizeof(why), "pidfd_open: %s", strerror(errno));
+                        unwatched(serial, pid, why);
+                } else if (core_absent_release_serial(core, serial, &a)) {
                         released(&a, "was not reclaimed: its process ended while allocd was down");
                         changed();
                 }
-                return; /* otherwise (EMFILE, ENOMEM): reclaim_grace decides */
+                return;
         }
         if (!(w = calloc(1, sizeof(*w))) || uv_poll_init(loop, &w->poll, fd) < 0) {
+                unwatched(serial, pid, w ? "polling its pidfd failed" : "out of memory");
                 free(w);
                 close(fd);
                 return;

@@ -67,10 +67,10 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
                 return fail(res, E_INVALID, "a connection reclaims in its Hello, before it holds anything");
         if (i == SIZE_MAX)
                 return fail(res, E_NOT_FOUND,
-                            "connection %" PRIu64 " is not waiting to be reclaimed: it held no region, or allocd "
-                            "restarted without its state, or every region it held was in a pool the restart lost "
-                            "(allocd's log names it), or it was released (its process ended, or the grace time "
-                            "(reclaim_grace) passed for a process allocd could not watch); whatever it held is gone",
+                            /* Under 256 bytes: liballoc-client before ebdc1db kept no more of it. */
+                            "connection %" PRIu64 " is not waiting to be reclaimed: it held no region, allocd "
+                            "restarted without its state or lost its pools (see its log), or it was released (process "
+                            "ended, allocctl disconnect, grace time: reclaim_grace); what it held is gone",
                             serial);
         ph = core->absent[i];
         if (ph->uid != cl->uid || !same_secret(ph->secret, secret))

@@ -166,6 +166,9 @@ int sysd_spawn(struct sysd *s) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
                 dup2(fd, 2);
+                /* Last: the dups above need fds past 100, and the test's own fds (closed at exec) may be many. */
+                if (s->nofile)
+                        setrlimit(RLIMIT_NOFILE, &(struct rlimit){(rlim_t)s->nofile, (rlim_t)s->nofile});
                 execl(daemon_path(), "allocd", "--config", s->d.conf, (char *)NULL);
                 _exit(127);
         }

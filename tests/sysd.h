@@ -37,7 +37,8 @@ struct sysd {
         size_t nstore;
         unsigned ready, stopping, dropped; /* READY=1 and STOPPING=1 seen; fds past the store's maximum */
         struct timespec reaped;            /* CLOCK_MONOTONIC when sysd_kill reaped allocd (restart-bench's stop) */
-        long fsize; /* not 0: allocd starts with RLIMIT_FSIZE this low (SIGXFSZ ignored), so its memfds cannot grow */
+        long fsize;  /* not 0: allocd starts with RLIMIT_FSIZE this low (SIGXFSZ ignored), so its memfds cannot grow */
+        long nofile; /* not 0: allocd starts with RLIMIT_NOFILE this low, soft and hard (it cannot raise it) */
 };
 
 /* Binds the socket, writes config, starts allocd with an empty store and waits for READY=1. */

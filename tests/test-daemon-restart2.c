@@ -424,3 +424,38 @@ Test(restart2, a_new_state_after_a_restore_has_a_higher_epoch) {
                      (unsigned long long)stored_epoch("state.1"), (unsigned long long)before);
         there("e", 3);
 }
+
+/*
+ * A placeholder whose process cannot be watched (no pidfd: allocd out of fds) is said in the log, with
+ * what becomes of it: its regions go at reclaim_grace although its process lives, and the line saying
+ * so then would otherwise be the operator's first word of it.
+ */
+Test(restart2, a_process_that_cannot_be_watched_is_said) {
+        enum { N = 40 };
+        struct alloc_client *c[N];
+        struct alloc_region r;
+
+        sysd_start(&s, "[daemon]\nreclaim_grace = 10min\n" POOL_A);
+        for (int i = 0; i < N; i++) {
+                c[i] = daemon_connect(&s.d);
+                cr_assert_eq(alloc_region_new(c[i], "a", 4096, NULL, &r), 0, "%s", alloc_last_error());
+        }
+        /* Room for allocd's own fds and some pidfds, not for all N. */
+        s.nofile = 40;
+        sysd_kill(&s, SIGKILL);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        char *log = NULL;
+        for (int i = 0; i < 200 && (!log || !strstr(log, "cannot be watched")); i++) {
+                free(log);
+                usleep(10 * 1000);
+                log = whole_log();
+        }
+        cr_assert(strstr(log, "its process cannot be watched (pidfd_open: Too many open files); its regions go at "
+                              "reclaim_grace = 600000ms after the restart unless it reconnects first"),
+                  "%s", log);
+        free(log);
+        /* It cannot open the notify socket to say STOPPING=1 either: no clean stop to wait for. */
+        sysd_kill(&s, SIGKILL);
+        for (int i = 0; i < N; i++)
+                alloc_disconnect(c[i]);
+}

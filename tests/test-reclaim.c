@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,6 +586,10 @@ Test(reclaim, a_disconnect_releases_a_placeholder, .timeout = 60) {
         struct alloc_client *other = connect_to(&s);
         /* By pid, a placeholder is nobody's: its process may be gone, and the pid another's now. */
         cr_assert_eq(alloc_drop_client(other, getpid(), 0, &n), -ENOENT, "%s", alloc_last_error());
+        /* ... but allocctl status lists it under that pid: the refusal says how to name it. */
+        char by_serial[64];
+        snprintf(by_serial, sizeof(by_serial), "allocctl disconnect serial:%" PRIu64, serial);
+        cr_assert(strstr(alloc_last_error(), by_serial), "%s", alloc_last_error());
         cr_assert_eq(alloc_drop_client(other, 0, serial, &n), 0, "%s", alloc_last_error());
         cr_assert_eq(n, 1);
         seen(other, &used, &other_serial);
