@@ -161,6 +161,23 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
         return ok_result(res);
 }
 
+int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res) {
+        uint32_t mine = absent_of_uid(core, cl->uid);
+
+        if (cl->user->conns > core->limits.max_connections_per_uid && mine)
+                return fail(res, E_LIMIT,
+                            "uid %u has max_connections_per_uid = %u connections already, %u of them restored by a "
+                            "restart and not reclaimed (allocctl clients lists them); their processes reclaim them "
+                            "at their next call, or free them by ending (or allocctl disconnect serial:N)",
+                            (unsigned)cl->uid, core->limits.max_connections_per_uid, mine);
+        if (core->nclients > core->limits.max_connections && core->nabsent)
+                return fail(res, E_LIMIT,
+                            "allocd has max_connections = %u clients already, %zu of them restored by a restart "
+                            "and not reclaimed (allocctl clients lists them); close some or raise max_connections",
+                            core->limits.max_connections, core->nabsent);
+        return ok_result(res);
+}
+
 void client_enter(struct core *core, struct client *cl, struct user *u) {
         u->conns++;
         cl->user = u;

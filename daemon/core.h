@@ -149,6 +149,13 @@ uint64_t core_now(const struct core *core);
 
 /* Registers cl (filled by the caller up to comm); E_LIMIT when its uid has max_connections_per_uid. */
 int core_client_add(struct core *core, struct client *cl, struct core_result *res);
+/*
+ * cl (added) says a plain Hello: a new connection, not one reclaiming a placeholder.  Counted with the
+ * placeholders (of its uid, and of all), which core_client_add leaves out so that their clients can
+ * get in to reclaim them: E_LIMIT where that passes max_connections_per_uid or max_connections, so
+ * that restarts cannot pile placeholders up while their processes live.
+ */
+int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res);
 /* Cancels its waiters without answering them and drops every reference it holds. */
 void core_client_remove(struct core *core, struct client *cl);
 /* The name it gave in Hello (checked by the caller). */

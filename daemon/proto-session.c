@@ -20,6 +20,7 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
         Allocd__Reply reply = ALLOCD__REPLY__INIT;
         Allocd__HelloReply hello = ALLOCD__HELLO_REPLY__INIT;
         const struct limits *l = core_limits(core);
+        struct core_result res;
         char msg[256];
 
         if (s->hello) {
@@ -39,7 +40,6 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 return proto_error(out, id, E_INVALID, msg);
         }
         if (m->has_reclaim_serial) {
-                struct core_result res;
                 if (core_client_reclaim(core, &s->client, m->reclaim_serial, m->reclaim_secret.data,
                                         m->has_reclaim_secret ? m->reclaim_secret.len : 0, &res) != E_OK) {
                         /*
@@ -58,6 +58,11 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                 logx(LOG_LEVEL_INFO, CLIENT_CTX(&s->client),
                      CLIENT_FMT " reclaimed connection %" PRIu64 " and its %u %s", CLIENT_ARGS(&s->client),
                      s->client.serial, s->client.nrefs, plural(s->client.nrefs, "reference", "references"));
+        } else if (core_client_admit(core, &s->client, &res) != E_OK) {
+                logx(LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(&s->client),
+                     res.msg);
+                out->close = true;
+                return proto_error(out, id, res.code, res.msg);
         } else if (getrandom(s->client.secret, sizeof(s->client.secret), 0) != sizeof(s->client.secret)) {
                 return proto_error(out, id, E_INTERNAL, "allocd could not draw the connection's secret; try again");
         } else {

@@ -272,6 +272,34 @@ Test(reclaim, status_lists_restored_connections, .timeout = 60) {
         finish(&s);
 }
 
+/*
+ * Placeholders count with a uid's new connections (not with those that reclaim them): else a user's
+ * silent processes would pile them up, restart after restart, past max_connections_per_uid.
+ */
+Test(reclaim, placeholders_count_against_new_connections, .timeout = 60) {
+        static struct alloc_client *more[64];
+        struct alloc_region r;
+        struct srv s;
+        uint64_t used, serial;
+        struct alloc_client *c = holding_one(&s, &r);
+        int n = 0;
+
+        restart(&s, 60000);
+        /* 64 a uid (serve's limits): the placeholder and 63 more. */
+        for (; n < 64; n++)
+                if (alloc_connect(&more[n], s.path, "more") < 0)
+                        break;
+        cr_assert_eq(n, 63, "%d new connections beside the placeholder: %s", n, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "restored by a restart and not reclaimed"), "%s", alloc_last_error());
+        /* Its own client still gets in, and takes it back. */
+        seen(c, &used, &serial);
+        cr_assert_eq(used, 1 << 20, "%s", alloc_last_error());
+        for (int i = 0; i < n; i++)
+                alloc_disconnect(more[i]);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
 /* A placeholder whose process allocd cannot watch (no pid: a pid namespace it cannot see) waits reclaim_grace. */
 Test(reclaim, what_no_one_reclaims_within_the_grace_time_is_released, .timeout = 60) {
         struct alloc_region r;
