@@ -53,7 +53,13 @@ static void fit_nofile(struct limits *l, bool quiet) {
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
                         getrlimit(RLIMIT_NOFILE, &rl);
         }
-        fit = rl.rlim_cur > reserve + 16 ? rl.rlim_cur - reserve - 16 : 1; /* 16: refused ones, told why */
+        /*
+         * 16: refused ones, told why.  Two a connection: its socket, and after a restart the pidfd of
+         * its process while it is a placeholder (grace.c), which new connections count with
+         * (core_client_admit), so connections and pidfds are at most max_connections each.
+         */
+        fit = rl.rlim_cur > reserve + 16 ? (rl.rlim_cur - reserve - 16) / 2 : 1;
+        fit = fit ? fit : 1;
         /*
          * The kernel refuses a user without CAP_SYS_RESOURCE more fds in flight (sent, not yet read)
          * than its RLIMIT_NOFILE, and each connection may have FDS_IN_FLIGHT (server.h); 16 spare
@@ -64,11 +70,11 @@ static void fit_nofile(struct limits *l, bool quiet) {
                 fit = flight;
         if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
                 if (!quiet)
-                        log_warn(
-                                "max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=: one "
-                                "open for each connection, and %d in flight to each); serving at most %llu connections",
-                                l->max_connections, (unsigned long long)rl.rlim_cur, FDS_IN_FLIGHT,
-                                (unsigned long long)fit);
+                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=: two "
+                                 "for each connection, its socket and after a restart its process's pidfd, and %d in "
+                                 "flight to each); serving at most %llu connections",
+                                 l->max_connections, (unsigned long long)rl.rlim_cur, FDS_IN_FLIGHT,
+                                 (unsigned long long)fit);
                 l->max_connections = (uint32_t)fit;
         }
 }
