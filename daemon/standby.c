@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -20,7 +21,9 @@
 #include "config.h"
 #include "fdstore.h"
 #include "log.h"
+#include "proto.h"
 #include "standby.h"
+#include "wire.h"
 
 bool standby_wanted(void) {
         char **names = NULL;
@@ -33,6 +36,29 @@ bool standby_wanted(void) {
                 free(names[i]);
         free(names);
         return state && fdstore_enabled(NULL);
+}
+
+/*
+ * A client is told why, as a refused connection is (an unsolicited reply, id 0), and closed: its
+ * library says allocd's words rather than "Connection reset", and keeps trying to reconnect.
+ */
+static void turn_away(int lfd, const char *why) {
+        static struct proto_out out;
+        char msg[512], junk[64];
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (c < 0)
+                return;
+        snprintf(msg, sizeof(msg),
+                 "allocd serves nobody: its configuration file is invalid (%s); it keeps every region, and serves "
+                 "them again once an operator fixes the file and runs systemctl restart allocd",
+                 why);
+        proto_error(&out, 0, E_INTERNAL, msg);
+        wire_send(c, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+        /* What the client sent is read first: a socket closed with unread packets resets, before the reason. */
+        for (int i = 0; i < 4 && recv(c, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
+                ;
+        close(c);
 }
 
 /* SIGHUP: whether the file is right now, said in the log and STATUS=. */
@@ -87,12 +113,9 @@ int standby_run(const char *path, const char *why) {
                         sd_notify(0, "WATCHDOG=1");
                 if (r < 0 && errno != EINTR)
                         break;
-                /* A client told at once (its connection closed) rather than left waiting for a Hello's answer. */
-                if (r > 0 && lfd >= 0 && (p[1].revents & POLLIN)) {
-                        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                        if (c >= 0)
-                                close(c);
-                }
+                /* A client told at once rather than left waiting for a Hello's answer. */
+                if (r > 0 && lfd >= 0 && (p[1].revents & POLLIN))
+                        turn_away(lfd, why);
                 if (r <= 0 || !(p[0].revents & POLLIN) || read(sfd, &si, sizeof(si)) != sizeof(si))
                         continue;
                 if (si.ssi_signo != SIGHUP)

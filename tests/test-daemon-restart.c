@@ -200,6 +200,10 @@ Test(restart, an_invalid_file_at_a_restart_keeps_the_store) {
                           strstr(sysd_log(&s), "it stays up serving nobody instead"),
                   "%s", sysd_log(&s));
         cr_assert_lt(alloc_connect(&k, s.d.sock, "early"), 0, "a client was served with the invalid file");
+        /* It is told why, not "Connection reset". */
+        cr_assert(strstr(alloc_last_error(), "its configuration file is invalid (") &&
+                          strstr(alloc_last_error(), "allocd.conf:2: kind = nonsense"),
+                  "%s", alloc_last_error());
         write_file(s.d.conf, CONF);
         sysd_restart(&s, SIGTERM);
         cr_assert(strstr(sysd_log(&s), "restored from the fd store"), "%s", sysd_log(&s));
