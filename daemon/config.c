@@ -17,6 +17,7 @@
 #include "config-parse.h"
 #include "config-values.h"
 #include "log.h"
+#include "text.h"
 
 #define MAX_POOLS 256
 #define BOM "\xef\xbb\xbf"
@@ -432,6 +433,13 @@ int config_load(struct config *conf, const char *path, char *err, size_t errsize
                 pool_src_clear(&ps.src[i]);
         free(ps.src);
         if (ps.failed) {
+                /* The message quotes the file: a CR or an escape sequence in it must not reach a terminal. */
+                char *quoted = malloc(errsize);
+                if (quoted) {
+                        text_escape_controls(err, quoted, errsize);
+                        memcpy(err, quoted, errsize);
+                        free(quoted);
+                }
                 config_clear(conf);
                 return -EINVAL;
         }

@@ -372,6 +372,8 @@ Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
                 /* libinih would split these at the ':'; allocd.conf(5) has '=' only. */
                 {"[pool a]\nkind: host\nsize = 1M\n", 2, "'kind: host'", "write KEY = VALUE"},
                 {"[pool a]\nkind = host\nnames: job:x = 1\r\n", 3, "'names: job:x = 1'", "write KEY = VALUE"},
+                /* A lone CR is no line end: quoted escaped, so that it does not reach the terminal. */
+                {"[pool a]\nkind = host\rsize = 64M\n", 2, "kind = host\\x0dsize = 64M", "unknown"},
                 /* strtoul takes a sign and leading blanks; a mode is digits. */
                 {"[pool a]\nkind = host\nsize = 1M\nmode = +0604\n", 4, "mode = +0604", "not a pool mode"},
                 {"[pool a]\nkind = host\nsize = 1M\nmode = -0\n", 4, "mode = -0", "not a pool mode"},
