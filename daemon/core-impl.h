@@ -211,8 +211,7 @@ void region_release_client(struct core *core, struct client *cl);
 size_t absent_index(const struct core *core, uint64_t serial);
 /* Placeholders of uid (reclaim.c): counted in its conns, but no connections. */
 uint32_t absent_of_uid(const struct core *core, uid_t uid);
-/* Whether cl is a placeholder; absent_release: if so, its references are released and it is freed. */
-bool absent_is(const struct core *core, const struct client *cl);
+/* If cl is a placeholder (cl->absent), its references are released and it is freed. */
 bool absent_release(struct core *core, struct client *cl);
 /* to (a new connection of from's serial, holding nothing) takes every hold of from over (reclaim.c). */
 void region_take_over(struct core *core, struct client *from, struct client *to);

@@ -241,9 +241,8 @@ uint32_t core_nclients(const struct core *core) {
  * A placeholder (a connection of the allocd before a restart, not reclaimed yet) matches its serial
  * only: its pid was that of a process which may have exited, and the pid be another's now.
  */
-static bool evict_target(const struct core *core, const struct client *cl, const struct client *by, uint64_t serial,
-                         pid_t pid) {
-        return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid && !absent_is(core, cl));
+static bool evict_target(const struct client *cl, const struct client *by, uint64_t serial, pid_t pid) {
+        return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid && !cl->absent);
 }
 
 int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
@@ -256,7 +255,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
                 return fail(res, E_INVALID, "Disconnect takes either a pid (above 0) or a connection serial");
         /* All or none: every target is checked before the first is marked. */
         TAILQ_FOREACH(cl, &core->clients, link) {
-                if (!evict_target(core, cl, by, serial, pid))
+                if (!evict_target(cl, by, serial, pid))
                         continue;
                 if (by->uid != 0 && by->uid != cl->uid)
                         return fail(res, E_DENIED,
@@ -270,8 +269,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
                         return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
                 /* Status lists a placeholder under its pid: an operator who asks by it is told how to name it. */
                 TAILQ_FOREACH(cl, &core->clients, link)
-                if (cl != by && !cl->evicted && cl->pid == pid && absent_is(core, cl) &&
-                    (by->uid == 0 || by->uid == cl->uid))
+                if (cl != by && !cl->evicted && cl->pid == pid && cl->absent && (by->uid == 0 || by->uid == cl->uid))
                         return fail(res, E_NOT_FOUND,
                                     "no other connection is from pid %d; connection %" PRIu64
                                     ", kept across a restart and not reclaimed yet, is named by its serial "
@@ -282,7 +280,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
         }
         for (cl = TAILQ_FIRST(&core->clients); cl; cl = next) {
                 next = TAILQ_NEXT(cl, link);
-                if (!evict_target(core, cl, by, serial, pid))
+                if (!evict_target(cl, by, serial, pid))
                         continue;
                 *refs += cl->nrefs;
                 /* No connection to close: its references go now, as when its grace time passes. */

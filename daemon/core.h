@@ -203,6 +203,8 @@ struct absent_info {
 bool core_absent_release(struct core *core, struct absent_info *info);
 /* Releases the placeholder of serial (its process ended); false when there is none (reclaimed, released). */
 bool core_absent_release_serial(struct core *core, uint64_t serial, struct absent_info *info);
+/* Whether serial is a placeholder still (not reclaimed, not released). */
+bool core_absent_has(const struct core *core, uint64_t serial);
 /* Placeholder i (below core_nabsent): its serial and its client's pid; true if it is not watched yet. */
 bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid);
 /* The server watches the process of placeholder serial: its end releases it, reclaim_grace does not. */

@@ -117,8 +117,10 @@ static void watch(uint64_t serial, pid_t pid) {
         char why[96];
         int fd;
 
-        if (pid <= 0)
+        if (pid <= 0) {
+                unwatched(serial, pid, "no pid: its peer is in a pid namespace allocd cannot see");
                 return;
+        }
         if ((fd = pidfd_open(pid, 0)) < 0) {
                 if (errno != ESRCH) { /* EMFILE, ENOMEM: reclaim_grace decides */
                         snprintf(why, sizeof(why), "pidfd_open: %s", strerror(errno));
@@ -192,23 +194,10 @@ void grace_reclaimed(uint64_t serial) {
                 }
 }
 
-/* Whether serial is a placeholder still. */
-static bool absent(uint64_t serial) {
-        uint64_t s;
-        pid_t pid;
-
-        for (size_t i = 0; i < core_nabsent(core); i++) {
-                (void)core_absent_at(core, i, &s, &pid);
-                if (s == serial)
-                        return true;
-        }
-        return false;
-}
-
 void grace_sweep(void) {
         for (struct watch *w = watches, *next; w; w = next) {
                 next = w->next;
-                if (!absent(w->serial))
+                if (!core_absent_has(core, w->serial))
                         unwatch(w);
         }
 }

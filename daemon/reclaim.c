@@ -107,13 +107,6 @@ size_t core_nabsent(const struct core *core) {
         return core->nabsent;
 }
 
-bool absent_is(const struct core *core, const struct client *cl) {
-        for (size_t i = 0; i < core->nabsent; i++)
-                if (core->absent[i] == cl)
-                        return true;
-        return false;
-}
-
 bool absent_release(struct core *core, struct client *cl) {
         for (size_t i = 0; i < core->nabsent; i++) {
                 if (core->absent[i] != cl)
@@ -152,6 +145,10 @@ bool core_absent_release_serial(struct core *core, uint64_t serial, struct absen
                 return false;
         release_at(core, i, info);
         return true;
+}
+
+bool core_absent_has(const struct core *core, uint64_t serial) {
+        return absent_index(core, serial) != SIZE_MAX;
 }
 
 bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid) {
