@@ -5,8 +5,8 @@
 /*
  * The connections a restored state brought back as placeholders (grace.c): each is released when
  * its client's process ends, or, where that process cannot be watched, once reclaim_grace has
- * passed without it reconnecting.  server.c starts and stops it; reload.c re-arms it when a
- * reload changes reclaim_grace; proto-session.c says when a placeholder was reclaimed.
+ * passed without it reconnecting.  server.c starts and stops it, and says when a placeholder was
+ * reclaimed (proto_out.reclaimed); reload.c re-arms it when a reload changes reclaim_grace.
  */
 
 #include <uv.h>

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <sys/random.h>
 
-#include "grace.h"
 #include "log.h"
 #include "proto.h"
 #include "text.h"
@@ -52,7 +51,7 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                              m->reclaim_serial, res.msg);
                         return proto_error(out, id, res.code, res.msg);
                 }
-                grace_reclaimed(s->client.serial);
+                out->reclaimed = s->client.serial;
                 hello.has_reclaimed = true;
                 hello.reclaimed = s->client.nrefs;
                 logx(LOG_LEVEL_INFO, CLIENT_CTX(&s->client),

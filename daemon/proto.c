@@ -520,7 +520,7 @@ static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
         out->close = out->zero = out->fd_owned = false;
-        out->persist_grant = 0;
+        out->persist_grant = out->reclaimed = 0;
 }
 
 void proto_request(struct core *core, struct session *s, const uint8_t *buf, size_t len, void *arena, size_t arena_size,

@@ -44,7 +44,8 @@ struct proto_out {
          * the server frees it as the client's Free would.
          */
         uint64_t persist_grant;
-        bool zero; /* start zeroing slot; answer req_id when that is done (proto_zeroed) */
+        uint64_t reclaimed; /* the placeholder this Hello reclaimed (0: none): the server stops watching its process */
+        bool zero;          /* start zeroing slot; answer req_id when that is done (proto_zeroed) */
         uint32_t slot;
         uint64_t req_id;
 };

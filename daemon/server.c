@@ -397,6 +397,8 @@ static void act(struct conn *c) {
                 start_zeroing(c, out.slot, out.req_id);
                 return;
         }
+        if (out.reclaimed)
+                grace_reclaimed(out.reclaimed);
         conn_send(c, &out);
         if (out.close)
                 conn_close(c);

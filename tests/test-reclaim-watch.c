@@ -202,6 +202,25 @@ static int pidfds(void) {
         return fds_open((const char *const[]){"anon_inode:[pidfd]", NULL});
 }
 
+/* A placeholder its client reclaimed leaves its process unwatched. */
+Test(reclaim, a_reclaimed_placeholder_is_watched_no_more, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        uint64_t used, serial;
+        int fds = 1;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        restart(&s, 60000);
+        cr_assert_eq(used_seen(&s), 1 << 20);
+        cr_assert_eq(pidfds(), 1, "its process is not watched");
+        seen(c, &used, &serial); /* reclaims */
+        for (int i = 0; i < 200 && (fds = pidfds()); i++)
+                usleep(10 * 1000);
+        cr_assert_eq(fds, 0, "the pidfd of a placeholder reclaimed stays open");
+        alloc_disconnect(c);
+        finish(&s);
+}
+
 /* A placeholder that a Disconnect (allocctl disconnect serial:N) released leaves its process unwatched. */
 Test(reclaim, a_placeholder_disconnected_is_watched_no_more, .timeout = 60) {
         struct alloc_region r;
