@@ -135,16 +135,8 @@ static int conn_new(int fd) {
         read_comm(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
-                /*
-                 * Too many refused already: say why and close now.  What the client sent is read
-                 * first: closing a socket with unread packets resets it, and the client would see
-                 * ECONNRESET before the reason.
-                 */
-                char junk[64];
-                proto_error(&out, 0, res.code, res.msg);
-                wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
-                for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
-                        ;
+                /* Too many refused already: say why and close now. */
+                accept_refuse_now(fd, res.code, res.msg);
                 logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);
                 free(c);
                 return -1;
@@ -169,6 +161,15 @@ static int conn_new(int fd) {
         }
         changed();
         return 0;
+}
+
+void accept_refuse_now(int fd, int code, const char *msg) {
+        char junk[64];
+
+        proto_error(&out, 0, code, msg);
+        wire_send(fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+        for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
+                ;
 }
 
 static void accept_again(uv_timer_t *t) {

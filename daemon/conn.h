@@ -47,6 +47,12 @@ void accept_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
 void accept_handshake_done(struct conn *c);
 /* A connection closed: its fd may be what a paused accept waits for. */
 void accept_fd_freed(void);
+/*
+ * Tells the client of fd why it is refused (an unsolicited reply, id 0, code and msg) without
+ * waiting; what it sent is read first, since a socket closed with unread packets resets and the
+ * client would see ECONNRESET before the reason.  The caller closes fd.
+ */
+void accept_refuse_now(int fd, int code, const char *msg);
 /* Stops listening, removes the socket file we made, closes the timers. */
 void accept_stop(void);
 

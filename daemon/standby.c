@@ -19,11 +19,10 @@
 #include <systemd/sd-daemon.h>
 
 #include "config.h"
+#include "conn.h"
 #include "fdstore.h"
 #include "log.h"
-#include "proto.h"
 #include "standby.h"
-#include "wire.h"
 
 bool standby_wanted(void) {
         char **names = NULL;
@@ -43,8 +42,7 @@ bool standby_wanted(void) {
  * library says allocd's words rather than "Connection reset", and keeps trying to reconnect.
  */
 static void turn_away(int lfd, const char *why) {
-        static struct proto_out out;
-        char msg[512], junk[64];
+        char msg[512];
         int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
         if (c < 0)
@@ -53,11 +51,7 @@ static void turn_away(int lfd, const char *why) {
                  "allocd serves nobody: its configuration file is invalid (%s); it keeps every region, and serves "
                  "them again once an operator fixes the file and runs systemctl restart allocd",
                  why);
-        proto_error(&out, 0, E_INTERNAL, msg);
-        wire_send(c, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
-        /* What the client sent is read first: a socket closed with unread packets resets, before the reason. */
-        for (int i = 0; i < 4 && recv(c, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0; i++)
-                ;
+        accept_refuse_now(c, E_INTERNAL, msg);
         close(c);
 }
 
