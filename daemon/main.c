@@ -139,17 +139,16 @@ static void stop(void) {
                 uv_timer_init(loop, &leave_timer);
                 uv_timer_start(&leave_timer, leave, 0, 0);
         }
-        uv_close((uv_handle_t *)&sig_term, NULL);
-        uv_close((uv_handle_t *)&sig_int, NULL);
-        uv_close((uv_handle_t *)&sig_hup, NULL);
         /*
-         * libuv gives a signal back its default action with its last handle: a second SIGTERM (an
-         * impatient operator, a script's kill in a loop) would end allocd by the signal, mid-stop and
-         * without its status 0.  The stop under way is what they asked for; SIGKILL still ends it.
+         * The signal handles stay open, ignored (on_signal) and no longer keeping the loop: closing
+         * them gives each signal back its default action, and a second SIGTERM (an impatient
+         * operator, a script's kill in a loop) between that and a signal(SIG_IGN) ended allocd by the
+         * signal, mid-stop and without its status 0.  The stop under way is what they asked for;
+         * SIGKILL still ends it.  uv_loop_close then leaves the loop as it is, which exit ends.
          */
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
+        uv_unref((uv_handle_t *)&sig_term);
+        uv_unref((uv_handle_t *)&sig_int);
+        uv_unref((uv_handle_t *)&sig_hup);
         uv_close((uv_handle_t *)&watchdog_timer, NULL);
         uv_close((uv_handle_t *)&status_timer, NULL);
 }
@@ -186,6 +185,8 @@ static void keep_tick(void) {
 
 static void on_signal(uv_signal_t *h, int sig) {
         (void)h;
+        if (stopping)
+                return;
         if (sig == SIGHUP)
                 reload_run();
         else
