@@ -108,6 +108,7 @@ void conn_hello_done(struct alloc_client *c, const Allocd__HelloReply *h) {
         c->renew_ok = h->renew;
         c->spares_max = !h->renew ? 0 : h->has_spares_max && h->spares_max ? h->spares_max : 2;
         c->cancel_ok = h->has_cancel && h->cancel;
+        c->goodbye_ok = h->has_goodbye && h->goodbye;
         c->serial = h->has_serial ? h->serial : 0;
         c->secret_len = h->has_secret && h->secret.len <= sizeof(c->secret) ? h->secret.len : 0;
         if (c->secret_len)
@@ -297,6 +298,55 @@ static bool frees_unconfirmed(struct alloc_client *c) {
         return any;
 }
 
+/*
+ * Whether allocd may hold anything for the connection: a region, a request of it not answered (a grant
+ * may come), a spare.  A connection that holds nothing is not kept across a restart, so its close
+ * leaves nothing behind, and needs no Goodbye.
+ */
+static bool may_hold(struct alloc_client *c) {
+        bool any;
+
+        pthread_mutex_lock(&c->lock);
+        any = held_count(c->held) || c->pending || c->spare.nask;
+        pthread_mutex_unlock(&c->lock);
+        return any;
+}
+
+/*
+ * Replies already in (no call is in flight, so only abandoned and pipelined requests are left): a
+ * grant to an abandoned request is given back before the socket closes, or the Goodbye goes (allocd
+ * reads that Free first).  One still to come finds the socket closed, or the connection ended, and
+ * allocd frees a PERSIST region it could not hand over.
+ */
+static void read_arrived(struct alloc_client *c) {
+        pthread_mutex_lock(&c->lock);
+        while (c->fd >= 0 && c->pending && !c->dead) {
+                struct timespec now;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (!conn_read_one(c, &now, false, false))
+                        break;
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Goodbye, and its OK: allocd has released the connection and kept that in its state, so no restart
+ * brings it back as a placeholder (its process may live on for long).  Its OK also says every quiet
+ * Free before it was taken, as a Sync's would.  A connection lost before the OK is made again and
+ * squared, as for any call, and the Goodbye said again; an allocd that does not know it (one went
+ * back to meanwhile) answers INVALID, and the close does the rest.
+ */
+static void goodbye(struct alloc_client *c) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
+        Allocd__Reply *reply;
+
+        req.body_case = ALLOCD__REQUEST__BODY_GOODBYE;
+        req.goodbye = &g;
+        if (client_call(c, &req, &reply, NULL) == 0)
+                allocd__reply__free_unpacked(reply, NULL);
+}
+
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         bool owner;
 
@@ -311,27 +361,28 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
         owner = c->pid == getpid();
         /* Kinds carve this connection's mappings, which are about to go: they go first (alloc_kind(3)). */
         kind_connection_closing(c);
-        /*
-         * A Free allocd has not confirmed may never reach it: allocd killed before it read the Free
-         * (before or after this close) has its successor hold the region in the connection's name,
-         * and a hang-up gives back references, not PERSIST or the name, so a PERSIST region freed
-         * here would stay for good.  So its Sync is waited for, and a connection lost meanwhile is
-         * made again and squared (reconnect.c), as any call would; a Detach needs none of this.
-         */
-        if (owner && frees_unconfirmed(c))
-                client_sync(c);
-        /*
-         * Only abandoned requests can be left (no call is in flight).  A grant that has arrived is given
-         * back before the socket closes (allocd reads the Free before it sees the hang-up); one still to
-         * come finds the socket closed, and allocd frees a PERSIST region it could not hand over.
-         */
-        pthread_mutex_lock(&c->lock);
-        while (owner && c->fd >= 0 && c->pending && !c->dead) {
-                struct timespec now;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (!conn_read_one(c, &now, false, false))
-                        break;
+        if (owner && c->goodbye_ok && may_hold(c)) {
+                /*
+                 * A close alone, which allocd is killed before it reads, leaves the connection in the
+                 * state: the next allocd keeps its regions for as long as this process lives.
+                 */
+                read_arrived(c);
+                goodbye(c);
+        } else {
+                /*
+                 * A Free allocd has not confirmed may never reach it: allocd killed before it read the
+                 * Free (before or after this close) has its successor hold the region in the
+                 * connection's name, and a hang-up gives back references, not PERSIST or the name, so
+                 * a PERSIST region freed here would stay for good.  So its Sync is waited for, and a
+                 * connection lost meanwhile is made again and squared (reconnect.c), as any call
+                 * would; a Detach needs none of this.
+                 */
+                if (owner && frees_unconfirmed(c))
+                        client_sync(c);
+                if (owner)
+                        read_arrived(c);
         }
+        pthread_mutex_lock(&c->lock);
         conn_spare_forget(c); /* allocd releases it with the connection */
         pthread_mutex_unlock(&c->lock);
         if (c->fd >= 0 && owner)

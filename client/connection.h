@@ -107,6 +107,7 @@ struct alloc_client {
         int (*interrupted)(void *data); /* alloc_set_interrupt: whether a signal ends a call's wait */
         void *interrupted_data;
         bool cancel_ok;    /* Hello said allocd understands Cancel */
+        bool goodbye_ok;   /* Hello said allocd understands Goodbye (alloc_disconnect) */
         uint64_t spin_ns;  /* poll the socket at most this long before sleeping for a reply */
         uint64_t spin_now; /* this long, next time: spin_ns while replies come within it */
         uint8_t rbuf[WIRE_MAX_PACKET];

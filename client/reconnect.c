@@ -67,8 +67,27 @@ static uint64_t now_ms(void) {
         return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* req on fd and its reply, read on this thread alone: no other reads fd yet. */
-static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Reply **ret) {
+/*
+ * fd's receive timeout: the connection's (or RPC_TIMEOUT_MS), cut to until (ms of now_ms(); 0: none);
+ * false once until has passed.
+ */
+static bool receive_within(const struct alloc_client *c, int fd, uint64_t until) {
+        uint64_t ms = c->timeout_ms ? c->timeout_ms : RPC_TIMEOUT_MS, now = now_ms();
+        struct timeval tv;
+
+        if (until && now >= until)
+                return false;
+        if (until && until - now < ms)
+                ms = until - now;
+        tv = (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0;
+}
+
+/*
+ * req on fd and its reply, read on this thread alone: no other reads fd yet.  A reply that takes
+ * longer than the receive timeout is waited for on, until until (0: not at all): see hello().
+ */
+static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Reply **ret, uint64_t until) {
         uint8_t out[128], *buf = out;
         size_t len = allocd__request__get_packed_size(req);
         int r;
@@ -83,7 +102,10 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
         if (r == 0) {
                 int pfd = -1;
                 size_t nfds = 1;
-                ssize_t n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0);
+                ssize_t n;
+                while ((n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
+                       receive_within(c, fd, until))
+                        nfds = 1;
                 if (nfds)
                         close(pfd);
                 if (n <= 0)
@@ -129,8 +151,15 @@ static int dial(struct alloc_client *c, int *ret) {
 /*
  * Hello on fd, reclaiming if the connection has a serial: 1 reclaimed, 0 a new connection (why the
  * reclaim was refused in why), or a negative errno value (try again, or give up: -EPROTO, -EPROTONOSUPPORT).
+ *
+ * Its reply is waited for on fd until until, however long allocd takes to start: while allocd is
+ * down, systemd's listening socket queues the connection, and the next allocd reads the Hello from
+ * that queue whenever it comes.  A socket given up on and closed meanwhile would have it take the
+ * placeholder over for a client that is not there, and release it at the hang-up, while the client,
+ * on a new socket, still maps the regions (allocd also refuses to serve a Hello whose peer hung up,
+ * but cannot see a close that follows its check).  -EAGAIN: until passed, fd still waiting.
  */
-static int hello(struct alloc_client *c, int fd, char *why, size_t whysize) {
+static int hello(struct alloc_client *c, int fd, char *why, size_t whysize, uint64_t until) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         Allocd__Reply *rep;
@@ -142,7 +171,7 @@ static int hello(struct alloc_client *c, int fd, char *why, size_t whysize) {
                 conn_hello(c, &h, reclaim);
                 req.body_case = ALLOCD__REQUEST__BODY_HELLO;
                 req.hello = &h;
-                if ((r = rpc(c, fd, &req, &rep)) < 0)
+                if ((r = rpc(c, fd, &req, &rep, until)) < 0)
                         return r;
                 if (rep->has_error && rep->error != ALLOCD__ERROR__OK) {
                         r = -wire_error_errno(rep->error);
@@ -178,7 +207,7 @@ static int give_back(struct alloc_client *c, int fd, uint64_t id, bool free_it) 
         int r;
 
         client_give_back_request(&req, free_it ? ALLOCD__REQUEST__BODY_FREE : ALLOCD__REQUEST__BODY_DETACH, id, &f, &d);
-        if ((r = rpc(c, fd, &req, &rep)) < 0)
+        if ((r = rpc(c, fd, &req, &rep, 0)) < 0)
                 return r;
         r = rep->has_error ? -wire_error_errno(rep->error) : 0;
         allocd__reply__free_unpacked(rep, NULL);
@@ -240,7 +269,7 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 Allocd__Reply *rep;
                 if (now_ms() >= end)
                         r = -ETIME;
-                if (r < 0 || (r = rpc(c, fd, &req, &rep)) < 0)
+                if (r < 0 || (r = rpc(c, fd, &req, &rep, 0)) < 0)
                         break;
                 Allocd__HeldReply *p = rep->body_case == ALLOCD__REPLY__BODY_HELD ? rep->held : NULL;
                 size_t k = p ? p->n_regions : 0;
@@ -352,7 +381,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
         for (;;) {
                 why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
                 r = dial(c, &fd);
-                if (r == 0 && (r = hello(c, fd, why, sizeof(why))) >= 0) {
+                if (r == 0 && (r = hello(c, fd, why, sizeof(why), start + c->reconnect_ms)) >= 0) {
                         if (!made) {
                                 forget(c, &given, &ngiven);
                                 had = held_count(c->held) != 0;
@@ -367,12 +396,21 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                         if (r != -ECONNRESET && r != -EPIPE)
                                 break;
                 }
-                if (fd >= 0)
-                        close(fd);
-                fd = -1;
                 if (r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
                         free(given);
                         c->given_up = true;
+                        /*
+                         * A Hello still unanswered is kept open, never closed, until alloc_disconnect or
+                         * the process's end: an allocd that reads it late (hello()) reclaims the
+                         * connection and holds its regions while this process maps them, rather than
+                         * releasing them at a close.
+                         */
+                        if (r == -EAGAIN && fd >= 0) {
+                                close(c->fd);
+                                c->fd = fd;
+                        } else if (fd >= 0) {
+                                close(fd);
+                        }
                         snprintf(c->dead_msg, sizeof(c->dead_msg),
                                  "the connection to allocd at %s was lost, and making it again failed for %u ms "
                                  "(%s%s%s; "
@@ -380,6 +418,9 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                                  c->path, c->reconnect_ms, strerror(-r), *why ? ": " : "", why);
                         return conn_fail_dead(c);
                 }
+                if (fd >= 0)
+                        close(fd);
+                fd = -1;
                 nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000}, NULL);
                 wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
         }

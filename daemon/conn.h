@@ -33,6 +33,7 @@ struct conn {
         uint32_t sent_fds; /* packets with an fd sent since its peer was last seen to have read all (FDS_IN_FLIGHT) */
         bool waiting;      /* its next packet waits for its peer to read, or for a refused send to be retried */
         uint32_t busy;     /* zeroing jobs that will answer on this connection */
+        bool bye;          /* said Goodbye and is released: closed once its queued replies are out, read no more */
         TAILQ_ENTRY(conn) link, hs_link, wait_link; /* wait_link: while waiting */
 };
 

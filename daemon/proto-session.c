@@ -77,10 +77,10 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
         hello.secret.len = sizeof(s->client.secret);
         hello.has_version = hello.has_max_packet = hello.has_max_regions = hello.has_max_waiters = true;
         hello.has_wait_timeout_ms = hello.has_max_batch = hello.has_quiet = hello.has_renew = true;
-        hello.has_spares_max = hello.has_cancel = true;
+        hello.has_spares_max = hello.has_cancel = hello.has_goodbye = true;
         hello.spares_max = SPARES_MAX;
         hello.max_batch = CORE_BATCH_MAX;
-        hello.quiet = hello.renew = hello.cancel = true;
+        hello.quiet = hello.renew = hello.cancel = hello.goodbye = true;
         hello.version = WIRE_VERSION;
         hello.daemon_version = (char *)ALLOCD_VERSION;
         hello.max_packet = WIRE_MAX_PACKET;

@@ -479,10 +479,14 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
                         return proto_error(out, id, E_INVALID, "Cancel needs request: the id of the request to end");
                 core_cancel(core, &s->client, req->cancel->request, &res);
                 return reply_result(out, id, &res);
+        case ALLOCD__REQUEST__BODY_GOODBYE:
+                /* The server releases the connection before it sends the OK, then closes it (server.c, act). */
+                out->goodbye = out->close = true;
+                return proto_error(out, id, E_OK, NULL);
         default:
                 return proto_error(out, id, E_INVALID,
                                    "unknown request; this allocd serves Hello, Alloc, Free, Attach, Detach, Status, "
-                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch, Sync, Held and Cancel");
+                                   "Dump, Disconnect, Seal, AllocBatch, FreeBatch, Sync, Held, Cancel and Goodbye");
         }
 }
 
@@ -519,7 +523,7 @@ static bool text_refused(const struct session *s, const Allocd__Request *req, co
 static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
-        out->close = out->zero = out->fd_owned = false;
+        out->close = out->zero = out->fd_owned = out->goodbye = false;
         out->persist_grant = out->reclaimed = 0;
 }
 

@@ -38,6 +38,7 @@ struct proto_out {
         int fd;        /* -1, or an fd to send beside the reply: a pool's (the core's), or fd_owned */
         bool fd_owned; /* fd is the reply's, closed once sent (or never sent) */
         bool close;    /* close the connection once the reply is out */
+        bool goodbye;  /* Goodbye: release the connection (kept so) before the reply goes, then close it */
         /*
          * The PERSIST region this reply hands to the Alloc that made it (0: none).  If the reply never
          * reaches the client (it hung up first), no one knows the id and nothing would ever free it:

@@ -133,7 +133,7 @@ static void conn_handle_closed(uv_handle_t *h) {
 
 /* Whether c's requests are read: not while it leaves its replies unread (backpressure). */
 static bool conn_reading(const struct conn *c) {
-        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE && !c->waiting;
+        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE && !c->waiting && !c->bye;
 }
 
 static void retry_cb(uv_timer_t *t);
@@ -186,8 +186,24 @@ static void unsent_grant(struct conn *c, uint64_t id) {
              CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
 }
 
-void conn_close(struct conn *c) {
+/*
+ * c's references go and its waits end (at a stop that keeps the state, they stay there instead); the
+ * core has kept that in its state by the time this returns, so a reply sent after it is covered.
+ */
+static void leave_core(struct conn *c, const char *how) {
         uint32_t n = c->s.client.nrefs;
+
+        if (!c->in_core)
+                return;
+        core_client_remove(core, &c->s.client);
+        c->in_core = false;
+        logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client), CLIENT_FMT "%s%s %s; %u %s %s",
+             CLIENT_ARGS(&c->s.client), *c->s.client.name ? " " : "", c->s.client.name, how, n,
+             plural(n, "reference", "references"),
+             kept_at_stop ? "kept in the fd store for its reconnection" : "released");
+}
+
+void conn_close(struct conn *c) {
         struct packet *p;
 
         if (c->state == CONN_CLOSING)
@@ -200,14 +216,7 @@ void conn_close(struct conn *c) {
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
-        if (c->in_core) {
-                core_client_remove(core, &c->s.client);
-                c->in_core = false;
-                logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client),
-                     CLIENT_FMT "%s%s disconnected; %u %s %s", CLIENT_ARGS(&c->s.client), *c->s.client.name ? " " : "",
-                     c->s.client.name, n, plural(n, "reference", "references"),
-                     kept_at_stop ? "kept in the fd store for its reconnection" : "released");
-        }
+        leave_core(c, "disconnected");
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
         accept_fd_freed();
@@ -314,7 +323,7 @@ static bool flush(struct conn *c) {
                 c->out_fds -= p->fd_owned;
                 packet_free(p);
         }
-        if (r == GONE) {
+        if (r == GONE || (c->bye && !p)) {
                 conn_close(c);
                 return moved;
         }
@@ -399,8 +408,19 @@ static void act(struct conn *c) {
         }
         if (out.reclaimed)
                 grace_reclaimed(out.reclaimed);
+        /*
+         * A Goodbye's OK says the connection is released and kept so: a restart after it brings back
+         * nothing, so the client need not reconnect to end it.  Its replies queued before the OK go
+         * out first (bye), and then it closes.
+         */
+        if (out.goodbye) {
+                leave_core(c, "said goodbye");
+                changed();
+        }
         conn_send(c, &out);
-        if (out.close)
+        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out))
+                c->bye = true;
+        else if (out.close)
                 conn_close(c);
 }
 
@@ -438,7 +458,17 @@ static void serve(struct conn *c) {
         core_set_now(core, uv_now(loop));
         for (int i = 0; i < READ_BURST && c->state != CONN_CLOSING && conn_reading(c); i++) {
                 size_t nfds = 0;
-                ssize_t n = wire_recv(c->fd, buf, sizeof(buf), NULL, &nfds, MSG_DONTWAIT);
+                ssize_t n;
+
+                /*
+                 * A peer that hung up before its Hello was read is gone, whatever the Hello says: while
+                 * allocd was down, the listening socket (systemd's) queued connections whose clients
+                 * gave up on them; a reclaim served from one would take the placeholder over, and the
+                 * hang-up then release the regions its client still maps (docs/protocol.md, "Reconnecting").
+                 */
+                if (c->state == CONN_HANDSHAKE && hung_up(c->fd))
+                        return conn_close(c);
+                n = wire_recv(c->fd, buf, sizeof(buf), NULL, &nfds, MSG_DONTWAIT);
 
                 if (n == -EAGAIN)
                         return;
