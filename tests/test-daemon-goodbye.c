@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A connection's end across a restart (docs/protocol.md, "Goodbye" and "Reconnecting"):
+ * alloc_disconnect's Goodbye, which allocd answers only once the release is in its kept state, so
+ * that a kill at any moment of it leaves no placeholder behind for a process that lives on; and a
+ * reconnection's Hello that the next allocd reads from the listening socket's queue long after the
+ * client's timeout, which must reclaim the regions for the client, not release them.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "allocd.pb-c.h"
+#include "restart-checks.h"
+#include "restart-proxy.h"
+#include "wire.h"
+
+TestSuite(goodbye, .fini = teardown, .timeout = 120);
+
+#define POOL_A "[pool a]\nkind = host\nsize = 4M\n"
+
+/* A client of pool a at path holding one region of 8 KiB, its bytes written (seed 50), in allocd's state. */
+static struct alloc_client *one_region(const char *path, struct alloc_region *r) {
+        struct alloc_client *k;
+        struct alloc_status *st;
+
+        cr_assert_eq(alloc_connect(&k, path, "goodbye"), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, r), 0, "%s", alloc_last_error());
+        pattern(r->ptr, r->size, 50);
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        alloc_status_free(st);
+        return k;
+}
+
+/* Nothing is held in pool a, and no connection a restart brought back is left, while this process lives. */
+static void nothing_kept(void) {
+        struct alloc_client *k = daemon_connect(&s.d);
+        struct alloc_status *st;
+
+        cr_assert_eq(pool_used(k, "a"), 0, "a placeholder holds the region: %s", sysd_log(&s));
+        cr_assert_eq(alloc_status(k, &st), 0, "%s", alloc_last_error());
+        for (size_t i = 0; i < st->nclients; i++)
+                cr_assert(!st->clients[i].restored, "connection %llu is a placeholder: %s",
+                          (unsigned long long)st->clients[i].serial, sysd_log(&s));
+        alloc_status_free(st);
+        alloc_disconnect(k);
+}
+
+static void *disconnecting(void *k) {
+        alloc_disconnect(k);
+        return NULL;
+}
+
+/*
+ * The client disconnects just as allocd is killed, before allocd read it (allocd stopped, then
+ * SIGKILLed): a close alone would stay in the state, and the next allocd keep the connection as a
+ * placeholder for as long as this process lives.  The Goodbye is not answered, so the library
+ * reconnects, reclaims and says it again.
+ */
+Test(goodbye, a_disconnect_that_allocd_is_killed_before_reading_leaves_no_placeholder) {
+        struct alloc_region r;
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *k = one_region(s.d.sock, &r);
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        pthread_create(&t, NULL, disconnecting, k);
+        usleep(300 * 1000); /* its Goodbye (or its close) is in allocd's socket, unread */
+        sysd_restart(&s, SIGKILL);
+        pthread_join(t, NULL);
+        nothing_kept();
+        cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        all_restored();
+}
+
+/*
+ * allocd read the Goodbye, released the connection and kept that, and was killed before its OK went
+ * out: the next allocd has nothing of the connection, the library's reclaim is refused, and nothing
+ * is held.
+ */
+Test(goodbye, a_goodbye_allocd_kept_before_it_went_is_not_undone) {
+        struct alloc_region r;
+        struct proxy p;
+
+        sysd_start(&s, POOL_A);
+        proxy_start(&p, &s);
+        struct alloc_client *k = one_region(p.path, &r);
+        proxy_trip(&p, 1, true, 3); /* Hello, Alloc and Status answered: the Goodbye's OK is cut */
+        alloc_disconnect(k);
+        cr_assert(p.tripped, "no Goodbye was answered: %s", sysd_log(&s));
+        nothing_kept();
+        /* The allocd the proxy started dies with its thread (PR_SET_PDEATHSIG): this thread starts the next. */
+        sysd_restart(&s, SIGKILL);
+        nothing_kept();
+        proxy_stop(&p);
+}
+
+struct call {
+        struct alloc_client *k;
+        int r;
+        char err[512];
+};
+
+static void *status_call(void *arg) {
+        struct call *c = arg;
+        struct alloc_status *st;
+
+        c->r = alloc_status(c->k, &st);
+        snprintf(c->err, sizeof(c->err), "%s", c->r < 0 ? alloc_last_error() : "");
+        if (c->r == 0)
+                alloc_status_free(st);
+        return NULL;
+}
+
+/*
+ * allocd is down longer than the client's timeout, its listening socket kept (systemd's): the
+ * reconnection's Hello waits in the socket's queue until the next allocd reads it.  A socket the
+ * client had given up on and closed would have that allocd reclaim the connection for no one and
+ * release it at the close; the client's next try then finds no placeholder, and its regions, still
+ * mapped here, gone to the pool.
+ */
+Test(goodbye, a_reconnection_hello_read_late_still_reclaims_the_regions) {
+        struct alloc_region r;
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        setenv("ALLOCD_RECONNECT", "30s", 1);
+        struct call c = {.k = one_region(s.d.sock, &r)};
+        unsetenv("ALLOCD_RECONNECT");
+        cr_assert_eq(alloc_set_timeout(c.k, 200), 0);
+        sysd_kill(&s, SIGKILL);
+        pthread_create(&t, NULL, status_call, &c);
+        usleep(1500 * 1000); /* seven of the client's timeouts */
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        pthread_join(t, NULL);
+        cr_assert_eq(c.r, 0, "%s; allocd: %s", c.err, sysd_log(&s));
+        cr_assert_eq(pool_used(c.k, "a"), 8192, "%s", sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 50));
+        cr_assert_eq(alloc_region_free_sync(c.k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c.k, "a"), 0);
+        alloc_disconnect(c.k);
+}
+
+/* ---- the request itself, on a raw socket ---- */
+
+static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        uint8_t buf[WIRE_MAX_PACKET];
+
+        req.has_id = true;
+        req.id = id;
+        req.body_case = body_case;
+        req.hello = body; /* the oneof's members share one pointer */
+        cr_assert_eq(wire_send(fd, buf, allocd__request__pack(&req, buf), NULL, 0, 0), 0);
+}
+
+/* The next reply's error (its fds closed), or -1 when allocd closed the connection. */
+static int next_error(int fd, uint64_t *id) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int fds[WIRE_MAX_FDS], e;
+        size_t nfds = WIRE_MAX_FDS;
+
+        cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+        while (nfds > 0)
+                close(fds[--nfds]);
+        if (n <= 0)
+                return -1;
+        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(r);
+        e = r->has_error ? (int)r->error : 0;
+        *id = r->id;
+        allocd__reply__free_unpacked(r, NULL);
+        return e;
+}
+
+Test(goodbye, allocd_answers_a_goodbye_once_released_and_then_closes) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
+        uint64_t id;
+
+        sysd_start(&s, POOL_A);
+        /* Before Hello, as any request: PROTOCOL, and closed. */
+        int fd = daemon_raw_connect(&s.d);
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_GOODBYE, &g);
+        cr_assert_eq(next_error(fd, &id), ALLOCD__ERROR__PROTOCOL);
+        cr_assert_eq(next_error(fd, &id), -1);
+        close(fd);
+
+        fd = daemon_raw_connect(&s.d);
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        cr_assert_eq(next_error(fd, &id), 0);
+        a.pool = "a";
+        a.has_size = true;
+        a.size = 8192;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        cr_assert_eq(next_error(fd, &id), 0);
+        send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
+        cr_assert_eq(next_error(fd, &id), 0);
+        cr_assert_eq(id, 3);
+        /* Released by the time of the OK, with this socket still open: not at its close. */
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(k, "a"), 0, "%s", sysd_log(&s));
+        alloc_disconnect(k);
+        cr_assert_eq(next_error(fd, &id), -1, "allocd did not close the connection after its OK");
+        close(fd);
+        sysd_restart(&s, SIGKILL);
+        nothing_kept();
+}
