@@ -8,7 +8,7 @@
  *
  * Every connection is on one list, in one state:
  *   HANDSHAKE  accepted, counted against the limits, waiting for Hello;
- *   READY      said Hello;
+ *   READY      said Hello (and, bye, Goodbye: released, closed once its replies are out);
  *   REFUSED    over a connection limit, told why, kept until it reads it;
  *   CLOSING    being torn down.
  * Accepting, the Hello deadline and the listening socket are accept.c's.
