@@ -367,6 +367,9 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                  * state: the next allocd keeps its regions for as long as this process lives.
                  */
                 read_arrived(c);
+                pthread_mutex_lock(&c->lock);
+                c->closing = true;
+                pthread_mutex_unlock(&c->lock);
                 goodbye(c);
         } else {
                 /*

@@ -90,6 +90,7 @@ struct alloc_client {
         uint32_t senders;      /* threads in wire_send on fd without the lock: a reconnect waits for them */
         uint32_t reconnect_ms; /* ALLOCD_RECONNECT: how long a lost connection is tried again; 0: never */
         bool given_up;         /* reconnecting failed: dead stays, and calls fail at once */
+        bool closing;          /* alloc_disconnect says Goodbye: reconnect only where a socket takes it */
         int revived;           /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
         char revived_msg[CLIENT_ERROR_MAX];
         /* Times a reconnect started afresh (client_afresh): the region ids held before are gone, and reused. */

@@ -396,7 +396,14 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                         if (r != -ECONNRESET && r != -EPIPE)
                                 break;
                 }
-                if (r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
+                /*
+                 * A Goodbye (alloc_disconnect) goes on only while a socket takes the connection: systemd's,
+                 * which allocd.service requires, stays through a restart, and a stop too, and starts
+                 * allocd for it.  No socket at all (allocd stopped for good, or not socket-activated) and
+                 * a process on its way out would wait a minute for nothing.
+                 */
+                bool unheard = c->closing && (r == -ENOENT || r == -ECONNREFUSED);
+                if (unheard || r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
                         free(given);
                         c->given_up = true;
                         /*

@@ -215,3 +215,24 @@ Test(goodbye, allocd_answers_a_goodbye_once_released_and_then_closes) {
         sysd_restart(&s, SIGKILL);
         nothing_kept();
 }
+
+/*
+ * allocd stopped for good, its socket gone (no systemd socket to start it again): the Goodbye finds
+ * the connection lost and no socket to make it again on, and the disconnect returns at once rather
+ * than try for ALLOCD_RECONNECT (a minute) as a call would.
+ */
+Test(goodbye, a_disconnect_with_no_allocd_to_reach_returns_at_once) {
+        struct daemon d;
+        struct alloc_client *k;
+        struct alloc_region r;
+        struct timespec t0, t1;
+
+        daemon_start(&d, POOL_A);
+        cr_assert_eq(alloc_connect(&k, d.sock, "goodbye"), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_region_new(k, "a", 8192, NULL, &r), 0, "%s", alloc_last_error());
+        daemon_stop(&d);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        alloc_disconnect(k);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "alloc_disconnect took %ld s", (long)(t1.tv_sec - t0.tv_sec));
+}
