@@ -330,6 +330,35 @@ static void read_arrived(struct alloc_client *c) {
 }
 
 /*
+ * Whether an abandoned Alloc may still be answered: its grant, a PERSIST region perhaps, goes back with
+ * a Free, which must reach allocd before the Goodbye, after which allocd reads nothing.
+ */
+static bool alloc_abandoned(struct alloc_client *c) {
+        bool any = false;
+
+        pthread_mutex_lock(&c->lock);
+        for (const struct pending *p = c->pending; p && !any; p = p->next)
+                any = p->abandoned && p->what == ALLOCD__REQUEST__BODY_ALLOC;
+        pthread_mutex_unlock(&c->lock);
+        return any;
+}
+
+/*
+ * A Sync round trip: allocd answers in order, so every reply to a request before it that does not
+ * wait has been read by its end, and a grant among them given back (reader.c).
+ */
+static void sync_replies(struct alloc_client *c) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Sync y = ALLOCD__SYNC__INIT;
+        Allocd__Reply *reply;
+
+        req.body_case = ALLOCD__REQUEST__BODY_SYNC;
+        req.sync = &y;
+        if (client_call(c, &req, &reply, NULL) == 0)
+                allocd__reply__free_unpacked(reply, NULL);
+}
+
+/*
  * Goodbye, and its OK: allocd has released the connection and kept that in its state, so no restart
  * brings it back as a placeholder (its process may live on for long).  Its OK also says every quiet
  * Free before it was taken, as a Sync's would.  A connection lost before the OK is made again and
@@ -370,6 +399,13 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 pthread_mutex_lock(&c->lock);
                 c->closing = true;
                 pthread_mutex_unlock(&c->lock);
+                /*
+                 * Rare (a call timed out or was interrupted): one round trip more, so that the grant
+                 * of an Alloc allocd served is given back before the Goodbye; one still waiting for
+                 * room ends with the Goodbye, ungranted, and one being zeroed is freed when done.
+                 */
+                if (alloc_abandoned(c))
+                        sync_replies(c);
                 goodbye(c);
         } else {
                 /*

@@ -236,3 +236,34 @@ Test(goodbye, a_disconnect_with_no_allocd_to_reach_returns_at_once) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "alloc_disconnect took %ld s", (long)(t1.tv_sec - t0.tv_sec));
 }
+
+static void *resume_later(void *arg) {
+        usleep(100 * 1000);
+        kill(*(pid_t *)arg, SIGCONT);
+        return NULL;
+}
+
+/*
+ * An Alloc of a named PERSIST region timed out (allocd stopped) and is answered only as the client
+ * disconnects: its grant is given back with a Free, which must reach allocd before the Goodbye (allocd
+ * reads nothing after it), or the region would stay, named, for good.
+ */
+Test(goodbye, a_persist_grant_that_comes_as_the_client_disconnects_is_given_back) {
+        struct alloc_opts o = {.name = "late", .flags = ALLOC_PERSIST | ALLOC_NOWAIT};
+        struct alloc_region r;
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_set_timeout(k, 200), 0);
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new(k, "a", 8192, &o, &r), -ETIME, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(k, 10000), 0);
+        pthread_create(&t, NULL, resume_later, &s.d.pid);
+        alloc_disconnect(k);
+        pthread_join(t, NULL);
+        struct alloc_client *w = daemon_connect(&s.d);
+        cr_assert_eq(wait_used(w, "a", 0), 0, "the late grant stayed: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_attach(w, "late", NULL, &r), -ENOENT);
+        alloc_disconnect(w);
+}
