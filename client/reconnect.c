@@ -103,6 +103,8 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
                 int pfd = -1;
                 size_t nfds = 1;
                 ssize_t n;
+                if (until)
+                        (void)receive_within(c, fd, until); /* not past it, where it is nearer than the timeout */
                 while ((n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
                        receive_within(c, fd, until))
                         nfds = 1;
