@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fds.h"
+#include "proc.h"
 #include "reclaim-server.h"
 
 /* The connection's peer as the state records it: inject sets it. */
@@ -23,6 +24,7 @@ static pid_t peer_pid;
 static void set_pid(struct srv *s, struct client *cl) {
         (void)s;
         cl->pid = peer_pid;
+        cl->start = proc_start(peer_pid);
 }
 
 /* The one connection's serial, for inject. */
@@ -193,6 +195,28 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
         for (int i = 0; i < 500 && used; i++, usleep(10 * 1000))
                 used = used_seen(&s);
         cr_assert_eq(used, 0, "still held after its process ended");
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* As if the connection's pid were another process's now: the state says its process started at another time. */
+static void pid_reused(struct srv *s, struct client *cl) {
+        (void)s;
+        cr_assert_eq(cl->start, proc_start(getpid()), "the connection does not know when its process started");
+        cr_assert_neq(cl->start, 0);
+        cl->start--;
+}
+
+/* A pid another process took while allocd was down keeps no placeholder: the start it records tells them apart. */
+Test(reclaim, a_pid_another_process_took_keeps_no_placeholder, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        s.inject = pid_reused;
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        cr_assert_eq(used_seen(&s), 0, "the placeholder stayed for the process that has its pid now");
         alloc_disconnect(c);
         finish(&s);
 }
