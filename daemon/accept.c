@@ -112,8 +112,7 @@ static int conn_new(int fd) {
                 logx(LOG_LEVEL_NOTICE, CLIENT_CTX(cl),
                      CLIENT_FMT ": its supplementary groups are not known (%s); only its primary group counts",
                      CLIENT_ARGS(cl), strerror(errno));
-        proc_comm(cl->pid, cl->comm, sizeof(cl->comm));
-        cl->start = proc_start(cl->pid);
+        cl->start = proc_stat(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
                 /* Too many refused already: say why and close now. */

@@ -95,7 +95,7 @@ TAILQ_HEAD(waiter_list, waiter);
 struct client {
         uint64_t serial; /* unique for the daemon's life; regions name their creator by it */
         pid_t pid;
-        uint64_t start; /* its process's start (proc_start) when it connected: with pid, names that process; 0 unknown */
+        uint64_t start; /* its process's start (proc_stat) when it connected: with pid, names that process; 0 unknown */
         uid_t uid;
         gid_t gid;
         gid_t groups[MAX_GROUPS];

@@ -129,7 +129,7 @@ static const char *gone(int fd, pid_t pid, uint64_t start) {
 
         if (!start)
                 return NULL;
-        now = proc_start(pid);
+        now = proc_stat(pid, NULL, 0);
         if (poll(&p, 1, 0) > 0)
                 return "was not reclaimed before its process ended";
         return now && now != start ? "was not reclaimed: its process ended while allocd was down (its pid is another "

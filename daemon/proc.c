@@ -2,10 +2,10 @@
 /*
  * A client's process as /proc shows it, read when it connects (accept.c) and when a restart
  * watches the process of a connection it restored (grace.c).  Best effort: a process gone
- * already, or a peer whose pid allocd's namespace does not map, reads as unknown.
+ * already, or a peer whose pid allocd's namespace does not map, reads as unknown.  One read of
+ * /proc/PID/stat gives both the name and the start, where /proc/PID/comm would cost a second.
  */
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,41 +14,30 @@
 #include "proc.h"
 #include "text.h"
 
-/* The first size - 1 bytes of /proc/PID/NAME into buf, NUL-terminated; their count, -1 when unreadable. */
-static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t size) {
-        char path[64];
+uint64_t proc_stat(pid_t pid, char *comm, size_t size) {
+        /* pid (comm) then 50 numbers of at most 20 digits: 1 KiB holds the 22nd field whatever comm is. */
+        char path[64], buf[1024], *open_paren, *p, *end;
+        unsigned long long start;
         ssize_t n;
         int fd;
 
-        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-                return -1;
-        n = read(fd, buf, size - 1);
+        if (comm)
+                *comm = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        if (pid <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
         close(fd);
         buf[n > 0 ? n : 0] = '\0';
-        return n;
-}
-
-void proc_comm(pid_t pid, char *buf, size_t size) {
-        *buf = '\0';
-        if (pid <= 0 || read_proc(pid, "comm", buf, size) <= 0)
-                return;
-        buf[strcspn(buf, "\n")] = '\0';
-        /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
-        text_sanitize(buf);
-}
-
-uint64_t proc_start(pid_t pid) {
-        /* pid (comm) then 50 numbers at most 20 digits each: 1 KiB holds the 22nd field whatever comm is. */
-        char buf[1024], *p, *end;
-        unsigned long long start;
-
-        if (pid <= 0 || read_proc(pid, "stat", buf, sizeof(buf)) <= 0)
+        /* comm may hold spaces and parentheses: the kernel writes it between the first '(' and the last ')'. */
+        if (!(open_paren = strchr(buf, '(')) || !(p = strrchr(open_paren, ')')))
                 return 0;
-        /* comm may hold spaces and parentheses; the kernel writes it between the first '(' and the last ')'. */
-        if (!(p = strrchr(buf, ')')))
-                return 0;
-        /* Fields 3 to 21 (state to itrealvalue), then starttime. */
+        if (comm) {
+                /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
+                snprintf(comm, size, "%.*s", (int)(p - open_paren - 1), open_paren + 1);
+                text_sanitize(comm);
+        }
+        /* Fields 3 (state) to 21, then starttime. */
         for (int field = 3; field <= 22; field++) {
                 p += strspn(p + 1, " ") + 1; /* past ')' or the field before, to this field's first character */
                 if (field == 22)

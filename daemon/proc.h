@@ -8,13 +8,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Its command name, made printable, into buf (size bytes, at least 1); "" when unreadable. */
-void proc_comm(pid_t pid, char *buf, size_t size);
-
 /*
- * When it started, in clock ticks after boot (/proc/PID/stat, field 22); 0 when unreadable.  With the pid,
- * it names one process for the life of the boot: a pid is reused, a (pid, start) pair is not.
+ * When pid's process started, in clock ticks after boot (/proc/PID/stat, field 22), 0 when unreadable;
+ * and, where comm is not NULL, its command name made printable (size bytes at least 1; "" when
+ * unreadable).  With the pid, the start names one process for the life of the boot: a pid is
+ * reused, a (pid, start) pair is not.
  */
-uint64_t proc_start(pid_t pid);
+uint64_t proc_stat(pid_t pid, char *comm, size_t size);
 
 #endif

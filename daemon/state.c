@@ -17,7 +17,7 @@
  *   USAGE   u32 pool id, uid, u64 bytes              (what the pool charges each uid)
  *   USER    u32 uid, names, PERSIST regions          (uids with either)
  *   CLIENT  u64 serial, u32 uid, gid, pid, refs, u64 bytes; strings name, comm; 16 bytes secret;
- *           u64 its process's start (proc_start; version 5: a record of 3 or 4 ends at the secret, the
+ *           u64 its process's start (proc_stat; version 5: a record of 3 or 4 ends at the secret, the
  *           start unknown) (every connection; the reader keeps only those with references)
  *   REGION  u32 slot, gen, u64 offset, size, creator, u32 created, pool id, uid, pid, refs,
  *           u16 flags, u8 state, u8 format, [u64 heap size, chunk size, chunk count]; string name
