@@ -293,11 +293,18 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
 /*
  * Forgets the requests of the lost connection that no caller waits for (abandoned, pipelined),
  * keeping the ids that give-backs in flight named, pipelined or not (*given, malloc'd); the callers'
- * own entries stay, for them to take out.  Lock held, no thread sending or reading.
+ * own entries stay, for them to take out.  A give-back already answered is in flight no more: done,
+ * or refused, its regions held again (the caller reports the refusal, and must not add them twice:
+ * restored).  Lock held, no thread sending or reading.
  */
 static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngiven) {
         for (struct pending **pp = &c->pending, *p; (p = *pp);) {
-                struct in_flight *f = p->n ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
+                bool answered = p->reply != NULL;
+                struct in_flight *f = p->n && !answered ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
+                if (answered && p->n && !p->restored && p->reply->has_error && p->reply->error != ALLOCD__ERROR__OK) {
+                        held_add(c->held, p->ids, p->n);
+                        p->restored = true;
+                }
                 /* Out of memory: squared as if no give-back named them (a Detach, but for a lost Alloc's). */
                 for (size_t i = 0; f && i < p->n; i++)
                         f[(*ngiven)++] = (struct in_flight){p->ids[i], p->what != ALLOCD__REQUEST__BODY_DETACH};

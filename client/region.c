@@ -249,7 +249,7 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
  * Gives back the n regions of ids with req (a Free, Detach or FreeBatch): without waiting when the
  * connection holds them all and pipe allows it, else waiting for allocd's answer.  Held regions are
  * taken out of the table before the request goes, so that a reconnect on the way knows them given
- * back (reconnect.c), and put back if allocd refuses.  Each reference given back drops one of an
+ * back (reconnect.c), and put back, under the same lock, if allocd refuses.  Each reference given back drops one of an
  * isolation = region region's mapping here (region-map.c); a pipelined one at once, since its
  * caller is done with the memory.
  */
@@ -265,10 +265,8 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
         if (r == 1) {
                 if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
                         req->free->renew = NULL; /* its answer is waited for, and is no spare */
+                /* Refused, or not known (-ETIME): still held, put back in the table under the connection's lock. */
                 r = client_give_back_sync(c, req, ids, n, &taken);
-                /* Refused, or not known (-ETIME): still held.  -ESTALE: nothing is held any more. */
-                if (r < 0 && taken && r != -ESTALE)
-                        held_add(client_held(c), ids, n);
         }
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is

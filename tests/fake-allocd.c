@@ -26,9 +26,11 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 reply.id = req->id;
                 r = f->answer(req, &reply, &fd, f->arg);
                 allocd__request__free_unpacked(req, NULL);
-                if (r == FAKE_HANGUP) {
+                if (r == FAKE_HANGUP || r == FAKE_SILENT) {
                         if (fd >= 0)
                                 close(fd);
+                        if (r == FAKE_SILENT)
+                                continue;
                         return true;
                 }
                 /* The client may have given up on the call and gone: then the reply goes nowhere. */
@@ -41,6 +43,8 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 }
                 if (fd >= 0)
                         close(fd);
+                if (r == FAKE_REPLY_HANGUP)
+                        return true;
         }
         return false;
 }

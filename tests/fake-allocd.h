@@ -23,11 +23,14 @@
 #define FAKE_HANGUP 2
 /* Or send the reply again and again, with ever new ids no request had, until the client hangs up. */
 #define FAKE_FLOOD 3
+/* Or send nothing (an allocd that is slow, or stopped); or send the reply, then hang up as FAKE_HANGUP does. */
+#define FAKE_SILENT 4
+#define FAKE_REPLY_HANGUP 5
 
 /*
  * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive
  * the call (the thread packs it after): static storage, or arg's.  *fd (-1) may be set to an fd to
- * send beside the reply, which the fake then closes.  Returns 0 or FAKE_EMPTY.
+ * send beside the reply, which the fake then closes.  Returns 0 or one of the FAKE_ values above.
  */
 typedef int (*fake_answer_fn)(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg);
 
