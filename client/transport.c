@@ -408,7 +408,7 @@ retry:
         me.next = c->pending;
         c->pending = &me;
         /* A connection lost before this call is made again first, or says why not. */
-        if (c->dead && ((r = conn_revive(c, gen)) < 0 || ntaken)) {
+        if (c->dead && ((r = conn_revive(c, gen, true)) < 0 || ntaken)) {
                 conn_unlist(c, &me);
                 goto out; /* 0 with ntaken: the squaring gave them back */
         }
@@ -448,7 +448,7 @@ retry:
                  * reply read before another thread made it again is lost too: the squaring did not know
                  * of it, and gave back what it granted.
                  */
-                r = conn_revive(c, gen);
+                r = conn_revive(c, gen, true);
                 conn_unlist(c, &me);
                 /*
                  * allocd's answer to a give-back, read before the reconnect, is the answer still: the
@@ -496,7 +496,7 @@ retry:
         conn_unlist(c, &me);
         if (conn_retry_safe(req) && again < RETRY_MAX && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
                 allocd__reply__free_unpacked(me.reply, NULL);
-                if ((r = conn_revive(c, gen)) < 0)
+                if ((r = conn_revive(c, gen, true)) < 0)
                         goto out;
                 again++;
                 goto retry;
