@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,12 +32,14 @@
 static int (*real_unlock)(pthread_mutex_t *);
 static int (*real_wait)(pthread_cond_t *, pthread_mutex_t *);
 static int (*real_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
 
 __attribute__((constructor)) static void find_real(void) {
         real_unlock = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_unlock");
         real_wait = (int (*)(pthread_cond_t *, pthread_mutex_t *))dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2");
         real_timedwait = (int (*)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *))dlvsym(
                 RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+        real_recvmsg = (ssize_t(*)(int, struct msghdr *, int))dlsym(RTLD_NEXT, "recvmsg");
 }
 
 /*
@@ -51,8 +54,10 @@ static struct {
         _Atomic bool learning;
         const char *words;
         atomic_bool asleep, held;
-        void (*meanwhile)(void); /* HOLD_UNLOCK: run on another thread while this one is held */
-        atomic_bool go;          /* HOLD_WAKEUP: let it go on */
+        void (*meanwhile)(void);  /* HOLD_UNLOCK: run on another thread while this one is held */
+        atomic_bool go;           /* HOLD_WAKEUP: let it go on */
+        _Atomic pthread_t reader; /* HOLD_WAKEUP: the thread that reads for it, and whether it does */
+        atomic_bool reading;
 } hold;
 
 static void *run_meanwhile(void *arg) {
@@ -114,6 +119,13 @@ int pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *m, const struct 
         return r;
 }
 
+/* The reading thread is in recvmsg, the connection's reader (c->reading) until a packet comes. */
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+        if (pthread_equal(pthread_self(), atomic_load(&hold.reader)))
+                atomic_store(&hold.reading, true);
+        return real_recvmsg(fd, msg, flags);
+}
+
 /* ---- the fake allocd ---- */
 
 enum seal_answer { SEAL_HANGUP_FIRST, SEAL_SILENT_FIRST };
@@ -172,7 +184,7 @@ static void held(Allocd__Reply *reply) {
 
 /* The first Free is refused once the thread that sent it sleeps (another reads), and allocd dies. */
 static int refuse_free(Allocd__Reply *reply) {
-        for (int i = 0; i < 2000 && !atomic_load(&hold.asleep); i++)
+        for (int i = 0; i < 10000 && !atomic_load(&hold.asleep); i++)
                 usleep(1000);
         reply->has_error = true;
         reply->error = ALLOCD__ERROR__DENIED;
@@ -267,6 +279,7 @@ Test(races, a_detach_that_timed_out_is_not_freed_by_a_reconnect) {
 }
 
 static void *seal_thread(void *arg) {
+        atomic_store(&hold.reader, pthread_self());
         *(int *)arg = alloc_region_seal(c, 7);
         return NULL;
 }
@@ -305,9 +318,8 @@ Test(races, a_refused_free_read_before_a_reconnect_is_reported) {
         cr_assert_eq(alloc_set_spin(c, 0), 0);
         /* The sealer reads the socket, its Seal unanswered, when the Free goes. */
         cr_assert_eq(pthread_create(&sealer, NULL, seal_thread, &sealed), 0);
-        while (atomic_load(&fake.seals) == 0)
+        for (int i = 0; i < 10000 && !atomic_load(&hold.reading); i++)
                 usleep(1000);
-        usleep(100 * 1000);
         cr_assert_eq(pthread_create(&k.thread, NULL, free_thread, &k), 0);
         pthread_join(sealer, NULL);
         cr_assert_eq(sealed, 0, "the Seal across the restart failed");
@@ -320,6 +332,55 @@ Test(races, a_refused_free_read_before_a_reconnect_is_reported) {
         /* Still held, as both sides say: a Free goes without waiting. */
         cr_assert_eq(alloc_region_free(c, REGION), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
+
+static atomic_bool signalled;
+
+static void on_alarm(int sig) {
+        (void)sig;
+        atomic_store(&signalled, true);
+}
+
+static int interrupted(void *data) {
+        (void)data;
+        return atomic_exchange(&signalled, false);
+}
+
+/*
+ * alloc_set_interrupt ends a reconnect that waits between tries for allocd to come back, as it ends
+ * a wait for a reply: the call fails with -EINTR at once, not after ALLOCD_RECONNECT; the connection
+ * stays lost, not given up, and the next call makes it again.
+ */
+Test(races, an_interrupt_ends_a_reconnect_and_the_next_call_makes_it) {
+        struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART: as test-client-interrupt has it */
+        struct itimerval soon = {.it_value = {.tv_usec = 300 * 1000}};
+        struct fake_allocd f;
+        struct timespec t0, t1;
+        char away[sizeof(f.path) + 8];
+        int r;
+
+        fake.seal = SEAL_HANGUP_FIRST;
+        connect_holding(&f);
+        cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+        cr_assert_eq(alloc_set_interrupt(c, interrupted, NULL), 0);
+        /* allocd is gone, and its socket with it, until the test puts it back. */
+        snprintf(away, sizeof(away), "%s.away", f.path);
+        cr_assert_eq(rename(f.path, away), 0);
+        cr_assert_eq(setitimer(ITIMER_REAL, &soon, NULL), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        r = alloc_region_seal(c, 7);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cr_assert_eq(r, -EINTR, "%d: %s", r, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "interrupted by a signal"), "%s", alloc_last_error());
+        cr_assert_lt(t1.tv_sec - t0.tv_sec, 3, "the interrupt ended the reconnect after %ld s",
+                     (long)(t1.tv_sec - t0.tv_sec));
+        cr_assert_eq(atomic_load(&fake.hellos), 1);
+        cr_assert_eq(rename(away, f.path), 0);
+        cr_assert_eq(alloc_region_seal(c, 7), 0, "%s", alloc_last_error());
+        cr_assert_eq(atomic_load(&fake.hellos), 2, "no reconnect");
+        cr_assert_eq(atomic_load(&fake.given_later), 0, "the reconnect gave the region back");
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }
