@@ -399,6 +399,44 @@ int alloc_region_attach(struct alloc_client *c, const char *name, const struct a
         return run(c, &req, ret);
 }
 
+/* FreeBatches of ids[0, n), ALLOC_BATCH_MAX at a time, refusing a grant with r (refuse_grant). */
+static int refuse_grants(struct alloc_client *c, const uint64_t *ids, size_t n, int r) {
+        for (size_t i = 0; i < n; i += ALLOC_BATCH_MAX) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+                fb.n_regions = n - i < ALLOC_BATCH_MAX ? n - i : ALLOC_BATCH_MAX;
+                fb.regions = (uint64_t *)ids + i;
+                req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+                req.free_batch = &fb;
+                refuse_grant(c, &req, fb.regions, fb.n_regions, r);
+        }
+        return r;
+}
+
+/*
+ * A batch reply of another size than asked (allocd's mistake, or a hostile one): what it granted
+ * went into the held table as it came (transport.c), and goes back now, not at the disconnect.
+ */
+static int wrong_batch(struct alloc_client *c, const Allocd__RegionBatch *b, size_t n) {
+        size_t got = client_batch_size(b), nids = 0;
+        uint64_t *ids = got ? calloc(got, sizeof(*ids)) : NULL;
+        int r = client_fail(-EPROTO, "allocd answered a batch of %zu regions with %zu", n, got);
+
+        if (got && !ids)
+                return client_fail(-EPROTO,
+                                   "allocd answered a batch of %zu regions with %zu (and there was no "
+                                   "memory to give them back: they go with the connection)",
+                                   n, got);
+        for (size_t i = 0; i < got; i++) {
+                Allocd__Region g = client_batch_region(b, i);
+                if (g.has_id)
+                        ids[nids++] = g.id;
+        }
+        refuse_grants(c, ids, nids, r);
+        free(ids);
+        return r;
+}
+
 /* The n regions of a batch reply into ret; on failure all are given back, so nothing leaks. */
 static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map, size_t n,
                       struct alloc_region *ret) {
@@ -410,7 +448,7 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
         int r = 0;
 
         if (client_batch_size(b) != n)
-                return client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else", n);
+                return wrong_batch(c, b, n);
         for (size_t i = 0; i < n; i++) {
                 Allocd__Region g = client_batch_region(b, i);
                 if (!g.has_id) {
