@@ -34,12 +34,27 @@ static int (*real_wait)(pthread_cond_t *, pthread_mutex_t *);
 static int (*real_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
 static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
 
+/* A sanitizer whose runtime is linked into the executable (clang's) intercepts some of these: its are the next. */
+extern int __interceptor_pthread_mutex_unlock(pthread_mutex_t *) __attribute__((weak));
+extern int __interceptor_pthread_cond_wait(pthread_cond_t *, pthread_mutex_t *) __attribute__((weak));
+extern int __interceptor_pthread_cond_timedwait(pthread_cond_t *, pthread_mutex_t *, const struct timespec *)
+        __attribute__((weak));
+extern ssize_t __interceptor_recvmsg(int, struct msghdr *, int) __attribute__((weak));
+
 __attribute__((constructor)) static void find_real(void) {
         real_unlock = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_unlock");
         real_wait = (int (*)(pthread_cond_t *, pthread_mutex_t *))dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2");
         real_timedwait = (int (*)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *))dlvsym(
                 RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
         real_recvmsg = (ssize_t(*)(int, struct msghdr *, int))dlsym(RTLD_NEXT, "recvmsg");
+        if (__interceptor_pthread_mutex_unlock)
+                real_unlock = __interceptor_pthread_mutex_unlock;
+        if (__interceptor_pthread_cond_wait)
+                real_wait = __interceptor_pthread_cond_wait;
+        if (__interceptor_pthread_cond_timedwait)
+                real_timedwait = __interceptor_pthread_cond_timedwait;
+        if (__interceptor_recvmsg)
+                real_recvmsg = __interceptor_recvmsg;
 }
 
 /*
