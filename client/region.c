@@ -107,14 +107,18 @@ Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
 /*
  * Gives back ids[0, n), regions a reply granted that cannot be handed to the caller: held as they
  * came (transport.c), they leave the held table as the request is listed, under the connection's
- * lock, so that a reconnect meanwhile gives them back once.  The failure r stays the call's.
+ * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they are put
+ * back (client_give_back_sync), and taken out again: no caller holds them, and a reconnect is to
+ * give back what allocd still holds of them.  The failure r stays the call's.
  */
 static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, int r) {
         char why[CLIENT_ERROR_MAX];
         bool taken;
 
         snprintf(why, sizeof(why), "%s", alloc_last_error());
-        client_give_back_sync(c, req, ids, n, &taken); /* nothing leaks; its result does not change ours */
+        /* Nothing leaks; its result does not change ours. */
+        if (client_give_back_sync(c, req, ids, n, &taken) < 0 && taken)
+                held_take(client_held(c), ids, n);
         return client_fail(r, "%s", why);
 }
 
@@ -420,11 +424,12 @@ static int refuse_grants(struct alloc_client *c, const uint64_t *ids, size_t n, 
 static int wrong_batch(struct alloc_client *c, const Allocd__RegionBatch *b, size_t n) {
         size_t got = client_batch_size(b), nids = 0;
         uint64_t *ids = got ? calloc(got, sizeof(*ids)) : NULL;
-        int r = client_fail(-EPROTO, "allocd answered a batch of %zu regions with %zu", n, got);
+        int r = client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else (%zu regions)", n,
+                            got);
 
         if (got && !ids)
                 return client_fail(-EPROTO,
-                                   "allocd answered a batch of %zu regions with %zu (and there was no "
+                                   "allocd answered a batch of %zu regions with something else (%zu regions, and no "
                                    "memory to give them back: they go with the connection)",
                                    n, got);
         for (size_t i = 0; i < got; i++) {
