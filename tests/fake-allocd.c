@@ -92,6 +92,19 @@ bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply) {
         return true;
 }
 
+void fake_hello_reclaimable(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HelloReply h;
+        static uint8_t secret[32] = {1, 2, 3};
+
+        cr_assert(fake_hello(req, reply));
+        h = *reply->hello;
+        h.has_serial = h.has_secret = true;
+        h.serial = 1;
+        h.secret.data = secret;
+        h.secret.len = sizeof(secret);
+        reply->hello = &h;
+}
+
 void fake_allocd_stop(struct fake_allocd *f) {
         pthread_join(f->thread, NULL);
         close(f->listener);

@@ -44,6 +44,9 @@ struct fake_allocd {
 
 /* Answers req as allocd answers a plain Hello (this protocol version, its packet size); false: req is no Hello. */
 bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply);
+/* fake_hello with the serial and secret a reconnect's Hello names to reclaim the connection (asserts req is a Hello).
+ */
+void fake_hello_reclaimable(const Allocd__Request *req, Allocd__Reply *reply);
 
 /* Listens at a new f->path and serves its first connection with answer(..., arg); asserts on failure. */
 void fake_allocd_start(struct fake_allocd *f, fake_answer_fn answer, void *arg);

@@ -153,20 +153,6 @@ static struct {
         atomic_int given_later; /* Frees and Detaches on a connection made again */
 } fake;
 
-static uint8_t secret[32] = {1, 2, 3};
-
-static void hello(const Allocd__Request *req, Allocd__Reply *reply) {
-        static Allocd__HelloReply h;
-
-        cr_assert(fake_hello(req, reply));
-        h = *reply->hello;
-        h.has_serial = h.has_secret = true;
-        h.serial = 1;
-        h.secret.data = secret;
-        h.secret.len = sizeof(secret);
-        reply->hello = &h;
-}
-
 /* The fpga region REGION: a kind the client locates nowhere, so that no pool fd is wanted. */
 static void region(Allocd__Reply *reply) {
         static Allocd__Region g;
@@ -215,7 +201,7 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         switch (req->body_case) {
         case ALLOCD__REQUEST__BODY_HELLO:
                 atomic_fetch_add(&fake.hellos, 1);
-                hello(req, reply);
+                fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_ALLOC:
                 region(reply);
