@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A fake allocd for the client tests (test-client-fake, test-client-hostile): a thread of the test
+ * A fake allocd for the client tests (test-client-fake, -hostile, -revive, -races): a thread of the test
  * on a SOCK_SEQPACKET socket in a temporary directory of its own.  It accepts one connection and
  * answers each Request it reads with the Reply a callback fills in, until the client hangs up.
  * What it answers is the test's; the socket, the thread and the packets are this file's.
