@@ -40,10 +40,14 @@ const char *fmt_size(uint64_t bytes, char *buf, size_t size) {
 
         while (u + 1 < sizeof(units) / sizeof(units[0]) && bytes >> (10 * (u + 1)))
                 u++;
-        if (u == 0 || bytes % (1ull << (10 * u)) == 0)
+        if (u == 0 || bytes % (1ull << (10 * u)) == 0) {
                 snprintf(buf, size, "%" PRIu64 "%s", bytes >> (10 * u), units[u]);
-        else
-                snprintf(buf, size, "%.1f%s", (double)bytes / (double)(1ull << (10 * u)), units[u]);
+                return buf;
+        }
+        /* Just under the next unit %.1f rounds up to 1024.0: that is 1.0 of the next one. */
+        if ((double)bytes / (double)(1ull << (10 * u)) >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0]))
+                u++;
+        snprintf(buf, size, "%.1f%s", (double)bytes / (double)(1ull << (10 * u)), units[u]);
         return buf;
 }
 

@@ -55,8 +55,10 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
  * client_call for a Free, Detach or FreeBatch of the n regions of ids (all it names), and allocd's
  * answer: 0 or a negative errno value.  It takes them out of client_held, all or none (*taken says
  * which), as it lists the request, under the connection's lock, so that a reconnect's squaring sees
- * them either held or given back.  Taken ones are never sent again: if the connection is lost on
- * the way, the squaring with allocd gives them back (reconnect.c), once, and this returns 0.
+ * them either held or given back; refused, or not known to be done (-ETIME, -EINTR, ...), they are
+ * put back under that same lock (-ESTALE: nothing is held any more).  Taken ones are never sent
+ * again: if the connection is lost on the way, the squaring with allocd gives them back
+ * (reconnect.c), once, and this returns 0; an answer read before the loss is the answer still.
  */
 int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken);
 /* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */

@@ -31,6 +31,8 @@ struct pending {
         uint64_t confirms; /* its reply says allocd accepted the quiet requests with sent <= confirms */
         bool renew;        /* pipelined: a Free that asks for a spare (spare.c); always answered */
         Allocd__Reply *reply;
+        bool restored; /* a give-back's refusal, read before a reconnect, whose ids its squaring put back in the table
+                        */
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
         struct pending *next;
 };
@@ -91,6 +93,7 @@ struct alloc_client {
         uint32_t reconnect_ms; /* ALLOCD_RECONNECT: how long a lost connection is tried again; 0: never */
         bool given_up;         /* reconnecting failed: dead stays, and calls fail at once */
         bool closing;          /* alloc_disconnect says Goodbye: reconnect only where a socket takes it */
+        bool reviving;         /* a reconnect waits between tries without the lock: others wait for it */
         int revived;           /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
         char revived_msg[CLIENT_ERROR_MAX];
         /* Times a reconnect started afresh (client_afresh): the region ids held before are gone, and reused. */
@@ -157,9 +160,11 @@ bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
  * reconnect.c: the connection of generation gen was lost: unless another thread did it already,
  * makes it again (ALLOCD_RECONNECT), reclaims its regions and squares the held table with them;
  * lock held.  0: carry on (a safe request may be sent again); -ESTALE: carry on, but the regions
- * the connection held are gone (alloc_last_error says why); else it stays dead, and why.
+ * the connection held are gone (alloc_last_error says why); -EINTR (interruptible: a call that
+ * waits for allocd's answer): c->interrupted said to stop between tries, and the connection stays
+ * lost for the next call to make again; else it stays dead, and why.
  */
-int conn_revive(struct alloc_client *c, uint64_t gen);
+int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible);
 /* Whether req may be sent again on a new connection when its reply was lost (reconnect.c). */
 bool conn_retry_safe(const Allocd__Request *req);
 /* connect.c: Hello for this connection (reclaiming, with secret); and what its reply says, kept. */

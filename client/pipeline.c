@@ -148,7 +148,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 }
         }
         gen = c->gen;
-        if (c->dead && (r = conn_revive(c, gen)) < 0 && r != -ESTALE)
+        if (c->dead && (r = conn_revive(c, gen, false)) < 0 && r != -ESTALE)
                 goto fail;
         /* Quiet ones are answered only by later replies: ask for one. */
         while (c->quiet && !c->dead && !pipe_has_room(c, NULL)) {
@@ -162,7 +162,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                 conn_await(c, pipe_has_room, NULL, conn_plain_deadline(c, &deadline) ? &deadline : NULL, true);
         if (c->gen != gen) {
                 /* Made again meanwhile: its squaring gave them back, or they are gone (-ESTALE). */
-                r = conn_revive(c, gen);
+                r = conn_revive(c, gen, false);
                 conn_unlist(c, p);
                 pthread_mutex_unlock(&c->lock);
                 free(p);
@@ -210,7 +210,7 @@ int client_send_pipelined(struct alloc_client *c, Allocd__Request *req, const ui
                  * reconnect, whose squaring with allocd gives these regions back (reconnect.c).
                  */
                 conn_die(c, r, "the connection to allocd is gone");
-                r = conn_revive(c, gen);
+                r = conn_revive(c, gen, false);
         }
         pthread_mutex_unlock(&c->lock);
         return r;
@@ -252,7 +252,7 @@ int client_sync(struct alloc_client *c) {
                 c->refused = 0;
                 c->refused_more = 0;
         } else if (c->dead) {
-                r = conn_revive(c, c->gen); /* the frees are given back by its squaring, or gone */
+                r = conn_revive(c, c->gen, false); /* the frees are given back by its squaring, or gone */
         } else if (r < 0) {
                 /* The Sync itself failed, and alloc_last_error says how. */
         } else if (unanswered(c, &last)) {

@@ -30,7 +30,11 @@
  * thread knows yet: the others wait for the lock, then find a new
  * generation and learn the outcome from revived.  They wait past their own
  * deadlines (liballoc-client(3) says so): a deadline cut short would leave
- * a request that may be sent again with nothing to send it on.
+ * a request that may be sent again with nothing to send it on.  Only an
+ * interrupt (alloc_set_interrupt) ends it early, between tries while no
+ * connection is made yet: nothing is half done then, and the next call
+ * starts over.  The lock is let go for that wait, so that interrupted() is
+ * called without it as everywhere else; reviving keeps the others waiting.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -324,11 +328,18 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
 /*
  * Forgets the requests of the lost connection that no caller waits for (abandoned, pipelined),
  * keeping the ids that give-backs in flight named, pipelined or not (*given, malloc'd); the callers'
- * own entries stay, for them to take out.  Lock held, no thread sending or reading.
+ * own entries stay, for them to take out.  A give-back already answered is in flight no more: done,
+ * or refused, its regions held again (the caller reports the refusal, and must not add them twice:
+ * restored).  Lock held, no thread sending or reading.
  */
 static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngiven) {
         for (struct pending **pp = &c->pending, *p; (p = *pp);) {
-                struct in_flight *f = p->n ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
+                bool answered = p->reply != NULL;
+                struct in_flight *f = p->n && !answered ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
+                if (answered && p->n && !p->restored && p->reply->has_error && p->reply->error != ALLOCD__ERROR__OK) {
+                        held_add(c->held, p->ids, p->n);
+                        p->restored = true;
+                }
                 /* Out of memory: squared as if no give-back named them (a Detach, but for a lost Alloc's). */
                 for (size_t i = 0; f && i < p->n; i++)
                         f[(*ngiven)++] = (struct in_flight){p->ids[i], p->what != ALLOCD__REQUEST__BODY_DETACH};
@@ -358,7 +369,32 @@ static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         return 0;
 }
 
-int conn_revive(struct alloc_client *c, uint64_t gen) {
+/*
+ * The backoff before the next try, without the lock, asking interrupted(data) at least every
+ * INTR_POLL_MS as reader.c does; other threads that find the connection lost meanwhile wait for
+ * this one (reviving), since no connection was made yet and none of it is half done.  Lock held;
+ * whether interrupted said to stop.
+ */
+#define INTR_POLL_MS 50
+static bool backoff_interrupted(struct alloc_client *c, uint32_t wait) {
+        int (*intr)(void *) = c->interrupted;
+        void *data = c->interrupted_data;
+        bool stop = false;
+
+        c->reviving = true;
+        pthread_mutex_unlock(&c->lock);
+        for (uint64_t end = now_ms() + wait, now; !(stop = intr(data)) && (now = now_ms()) < end;) {
+                uint64_t ms = end - now < INTR_POLL_MS ? end - now : INTR_POLL_MS;
+                nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)ms * 1000000}, NULL);
+        }
+        pthread_mutex_lock(&c->lock);
+        c->reviving = false;
+        if (c->sleepers)
+                pthread_cond_broadcast(&c->cond);
+        return stop;
+}
+
+int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
         uint64_t start = now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
         struct in_flight *given = NULL;
@@ -373,13 +409,14 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 return 0;
         if (c->dead != -ECONNRESET || !c->reconnect_ms || c->given_up)
                 return conn_fail_dead(c);
-        while (c->senders || c->reading) {
+        while (c->senders || c->reading || c->reviving) {
                 c->sleepers++;
                 pthread_cond_wait(&c->cond, &c->lock);
                 c->sleepers--;
         }
-        if (c->gen != gen)
-                return conn_revive(c, gen);
+        /* Made again meanwhile, or given up, by the thread this one waited for. */
+        if (c->gen != gen || c->given_up)
+                return conn_revive(c, gen, interruptible);
         for (;;) {
                 why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
                 r = dial(c, &fd);
@@ -430,7 +467,17 @@ int conn_revive(struct alloc_client *c, uint64_t gen) {
                 if (fd >= 0)
                         close(fd);
                 fd = -1;
-                nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000}, NULL);
+                if (interruptible && c->interrupted && !made) {
+                        /* Before a connection is made nothing is half done: the next call starts over. */
+                        if (backoff_interrupted(c, wait))
+                                return client_fail(-EINTR,
+                                                   "interrupted by a signal while making the lost connection to "
+                                                   "allocd at %s again; the next call tries again",
+                                                   c->path);
+                } else {
+                        nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000},
+                                  NULL);
+                }
                 wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
         }
         free(given);

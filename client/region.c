@@ -107,14 +107,18 @@ Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
 /*
  * Gives back ids[0, n), regions a reply granted that cannot be handed to the caller: held as they
  * came (transport.c), they leave the held table as the request is listed, under the connection's
- * lock, so that a reconnect meanwhile gives them back once.  The failure r stays the call's.
+ * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they are put
+ * back (client_give_back_sync), and taken out again: no caller holds them, and a reconnect is to
+ * give back what allocd still holds of them.  The failure r stays the call's.
  */
 static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, int r) {
         char why[CLIENT_ERROR_MAX];
         bool taken;
 
         snprintf(why, sizeof(why), "%s", alloc_last_error());
-        client_give_back_sync(c, req, ids, n, &taken); /* nothing leaks; its result does not change ours */
+        /* Nothing leaks; its result does not change ours. */
+        if (client_give_back_sync(c, req, ids, n, &taken) < 0 && taken)
+                held_take(client_held(c), ids, n);
         return client_fail(r, "%s", why);
 }
 
@@ -249,7 +253,7 @@ int alloc_region_new(struct alloc_client *c, const char *pool, uint64_t size, co
  * Gives back the n regions of ids with req (a Free, Detach or FreeBatch): without waiting when the
  * connection holds them all and pipe allows it, else waiting for allocd's answer.  Held regions are
  * taken out of the table before the request goes, so that a reconnect on the way knows them given
- * back (reconnect.c), and put back if allocd refuses.  Each reference given back drops one of an
+ * back (reconnect.c), and put back, under the same lock, if allocd refuses.  Each reference given back drops one of an
  * isolation = region region's mapping here (region-map.c); a pipelined one at once, since its
  * caller is done with the memory.
  */
@@ -265,10 +269,8 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
         if (r == 1) {
                 if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
                         req->free->renew = NULL; /* its answer is waited for, and is no spare */
+                /* Refused, or not known (-ETIME): still held, put back in the table under the connection's lock. */
                 r = client_give_back_sync(c, req, ids, n, &taken);
-                /* Refused, or not known (-ETIME): still held.  -ESTALE: nothing is held any more. */
-                if (r < 0 && taken && r != -ESTALE)
-                        held_add(client_held(c), ids, n);
         }
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is
@@ -401,6 +403,45 @@ int alloc_region_attach(struct alloc_client *c, const char *name, const struct a
         return run(c, &req, ret);
 }
 
+/* FreeBatches of ids[0, n), ALLOC_BATCH_MAX at a time, refusing a grant with r (refuse_grant). */
+static int refuse_grants(struct alloc_client *c, const uint64_t *ids, size_t n, int r) {
+        for (size_t i = 0; i < n; i += ALLOC_BATCH_MAX) {
+                Allocd__Request req = ALLOCD__REQUEST__INIT;
+                Allocd__FreeBatch fb = ALLOCD__FREE_BATCH__INIT;
+                fb.n_regions = n - i < ALLOC_BATCH_MAX ? n - i : ALLOC_BATCH_MAX;
+                fb.regions = (uint64_t *)ids + i;
+                req.body_case = ALLOCD__REQUEST__BODY_FREE_BATCH;
+                req.free_batch = &fb;
+                refuse_grant(c, &req, fb.regions, fb.n_regions, r);
+        }
+        return r;
+}
+
+/*
+ * A batch reply of another size than asked (allocd's mistake, or a hostile one): what it granted
+ * went into the held table as it came (transport.c), and goes back now, not at the disconnect.
+ */
+static int wrong_batch(struct alloc_client *c, const Allocd__RegionBatch *b, size_t n) {
+        size_t got = client_batch_size(b), nids = 0;
+        uint64_t *ids = got ? calloc(got, sizeof(*ids)) : NULL;
+        int r = client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else (%zu regions)", n,
+                            got);
+
+        if (got && !ids)
+                return client_fail(-EPROTO,
+                                   "allocd answered a batch of %zu regions with something else (%zu regions, and no "
+                                   "memory to give them back: they go with the connection)",
+                                   n, got);
+        for (size_t i = 0; i < got; i++) {
+                Allocd__Region g = client_batch_region(b, i);
+                if (g.has_id)
+                        ids[nids++] = g.id;
+        }
+        refuse_grants(c, ids, nids, r);
+        free(ids);
+        return r;
+}
+
 /* The n regions of a batch reply into ret; on failure all are given back, so nothing leaks. */
 static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map, size_t n,
                       struct alloc_region *ret) {
@@ -412,7 +453,7 @@ static int take_batch(struct alloc_client *c, Allocd__Reply *reply, const struct
         int r = 0;
 
         if (client_batch_size(b) != n)
-                return client_fail(-EPROTO, "allocd answered a batch of %zu regions with something else", n);
+                return wrong_batch(c, b, n);
         for (size_t i = 0; i < n; i++) {
                 Allocd__Region g = client_batch_region(b, i);
                 if (!g.has_id) {

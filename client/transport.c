@@ -356,8 +356,20 @@ static void hold_grants(struct alloc_client *c, const Allocd__Request *req, cons
 }
 
 /*
+ * A give-back of took[0, n) that did not happen, or may not have (r: refused, timed out, interrupted),
+ * puts them back in the held table before the lock is let go: a reconnect squares the table with
+ * allocd under the lock, and would give back (Free or Detach, by its own guess) what it finds
+ * neither held nor in flight.  -ESTALE: nothing is held any more.  Lock held; returns r.
+ */
+static int restore(struct alloc_client *c, const uint64_t *took, size_t n, int r) {
+        if (r < 0 && r != -ESTALE && n)
+                held_add(c->held, took, n);
+        return r;
+}
+
+/*
  * client_call; a give-back of ids[0, n) takes them out of the held table as it is listed (*taken),
- * and is then not sent again.
+ * and is then not sent again; refused or not known, it is put back (restore).
  */
 static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken,
                 Allocd__Reply **ret, struct map_error *map) {
@@ -396,7 +408,7 @@ retry:
         me.next = c->pending;
         c->pending = &me;
         /* A connection lost before this call is made again first, or says why not. */
-        if (c->dead && ((r = conn_revive(c, gen)) < 0 || ntaken)) {
+        if (c->dead && ((r = conn_revive(c, gen, true)) < 0 || ntaken)) {
                 conn_unlist(c, &me);
                 goto out; /* 0 with ntaken: the squaring gave them back */
         }
@@ -405,22 +417,21 @@ retry:
         len = allocd__request__get_packed_size(req);
         if (len > sizeof(buf)) {
                 conn_unlist(c, &me);
-                pthread_mutex_unlock(&c->lock);
-                return client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
+                r = client_fail(-EMSGSIZE, "request too large for one packet (%zu bytes)", len);
+                goto out;
         }
         allocd__request__pack(req, buf);
         me.confirms = c->quiet_sent;
         r = conn_send(c, buf, len);
         if (r == -EAGAIN) {
                 conn_unlist(c, &me);
-                pthread_mutex_unlock(&c->lock);
-                return client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?",
-                                   c->path, c->timeout_ms);
+                r = client_fail(-ETIME, "allocd at %s took no request for %u ms; is it stopped or overloaded?", c->path,
+                                c->timeout_ms);
+                goto out;
         }
         if (conn_unsent(r) < 0) {
                 conn_unlist(c, &me);
-                pthread_mutex_unlock(&c->lock);
-                return r;
+                goto out;
         }
         if (r < 0) {
                 /* allocd may have said why it closed (a refused connection): that beats EPIPE. */
@@ -437,8 +448,19 @@ retry:
                  * reply read before another thread made it again is lost too: the squaring did not know
                  * of it, and gave back what it granted.
                  */
-                r = conn_revive(c, gen);
+                r = conn_revive(c, gen, true);
                 conn_unlist(c, &me);
+                /*
+                 * allocd's answer to a give-back, read before the reconnect, is the answer still: the
+                 * squaring did not count the regions given (reconnect.c), and put back those it refused.
+                 */
+                if (me.reply && ntaken && r != -ESTALE) {
+                        *ret = me.reply;
+                        if (client_reply_error(me.reply) < 0 && !me.restored)
+                                held_add(c->held, took, ntaken);
+                        pthread_mutex_unlock(&c->lock);
+                        return 0;
+                }
                 /*
                  * A reply another thread read meanwhile is stale: the squaring has given back what it
                  * grants, and the mapping of its region (isolation = region) goes with it.
@@ -458,8 +480,7 @@ retry:
                         r = client_fail(-ECONNRESET,
                                         "the connection to allocd was lost while this request was in flight and made "
                                         "again; whether allocd did it is not known");
-                pthread_mutex_unlock(&c->lock);
-                return r;
+                goto out;
         }
         if (!me.reply) {
                 if (intr)
@@ -470,13 +491,12 @@ retry:
                                         "request asked for); is it stopped or overloaded? (the timeout is "
                                         "ALLOCD_TIMEOUT or alloc_set_timeout)",
                                         c->path, c->timeout_ms);
-                pthread_mutex_unlock(&c->lock);
-                return r;
+                goto out;
         }
         conn_unlist(c, &me);
         if (conn_retry_safe(req) && again < RETRY_MAX && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
                 allocd__reply__free_unpacked(me.reply, NULL);
-                if ((r = conn_revive(c, gen)) < 0)
+                if ((r = conn_revive(c, gen, true)) < 0)
                         goto out;
                 again++;
                 goto retry;
@@ -485,12 +505,15 @@ retry:
         if (again)
                 done_before(req, me.reply);
         hold_grants(c, req, me.reply);
+        if (ntaken && me.reply->has_error && me.reply->error != ALLOCD__ERROR__OK)
+                held_add(c->held, took, ntaken); /* refused: still held (restore) */
         /* Only a failure has words to copy: the message buffer is most of the struct. */
         if (map && (map->err = me.map.err) < 0)
                 memcpy(map->msg, me.map.msg, sizeof(map->msg));
         pthread_mutex_unlock(&c->lock);
         return 0;
 out:
+        restore(c, took, ntaken, r);
         pthread_mutex_unlock(&c->lock);
         return r;
 }

@@ -11,7 +11,6 @@
  * connection closes or ACCEPT_PAUSE_MS pass, rather than spin.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +21,8 @@
 #include "conn.h"
 #include "listen.h"
 #include "log.h"
+#include "proc.h"
 #include "server.h"
-#include "text.h"
 
 #define REFUSED_MAX 16      /* refused connections kept just long enough to read why */
 #define ACCEPT_PAUSE_MS 100 /* out of fds: accept again after this, or when a connection closes */
@@ -89,25 +88,6 @@ void accept_fd_freed(void) {
         }
 }
 
-/* The command name of pid, for allocctl; best effort (another pid namespace, a process already gone). */
-static void read_comm(pid_t pid, char *buf, size_t size) {
-        char path[64];
-        ssize_t n;
-        int fd;
-
-        *buf = '\0';
-        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return;
-        n = read(fd, buf, size - 1);
-        close(fd);
-        buf[n > 0 ? n : 0] = '\0';
-        buf[strcspn(buf, "\n")] = '\0';
-        /* Any process names itself (prctl PR_SET_NAME), and the kernel cuts the name at 15 bytes. */
-        text_sanitize(buf);
-}
-
 static int conn_new(int fd) {
         struct conn *c = calloc(1, sizeof(*c));
         struct client *cl = c ? &c->s.client : NULL;
@@ -132,7 +112,7 @@ static int conn_new(int fd) {
                 logx(LOG_LEVEL_NOTICE, CLIENT_CTX(cl),
                      CLIENT_FMT ": its supplementary groups are not known (%s); only its primary group counts",
                      CLIENT_ARGS(cl), strerror(errno));
-        read_comm(cl->pid, cl->comm, sizeof(cl->comm));
+        cl->start = proc_stat(cl->pid, cl->comm, sizeof(cl->comm));
         core_client_add(core, cl, &res);
         if (res.code != E_OK && nrefused >= REFUSED_MAX) {
                 /* Too many refused already: say why and close now. */

@@ -95,6 +95,7 @@ TAILQ_HEAD(waiter_list, waiter);
 struct client {
         uint64_t serial; /* unique for the daemon's life; regions name their creator by it */
         pid_t pid;
+        uint64_t start; /* its process's start (proc_stat) when it connected: with pid, names that process; 0 unknown */
         uid_t uid;
         gid_t gid;
         gid_t groups[MAX_GROUPS];
@@ -205,8 +206,8 @@ bool core_absent_release(struct core *core, struct absent_info *info);
 bool core_absent_release_serial(struct core *core, uint64_t serial, struct absent_info *info);
 /* Whether serial is a placeholder still (not reclaimed, not released). */
 bool core_absent_has(const struct core *core, uint64_t serial);
-/* Placeholder i (below core_nabsent): its serial and its client's pid; true if it is not watched yet. */
-bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid);
+/* Placeholder i (below core_nabsent): its serial, its client's pid and start; true if it is not watched yet. */
+bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid, uint64_t *start);
 /* The server watches the process of placeholder serial: its end releases it, reclaim_grace does not. */
 void core_absent_watched(struct core *core, uint64_t serial);
 /* A page of the regions a connection holds: ids in the order of their slot (an id's low 32 bits), each count. */

@@ -10,8 +10,14 @@
  * process is watched through a pidfd (readable once the process has ended):
  * one that ended while allocd was down is released at once, one that ends
  * later when it does.  The pid is the one the connection's peer credentials
- * gave; were it reused by another process while allocd was down, the
- * placeholder stays until that one ends, held too long rather than too short.
+ * gave, and the state keeps with it when that process started (proc.c): a pid
+ * another process took while allocd was down (a long standby gives time to
+ * cycle pids) shows another start, and its placeholder goes as that of a
+ * process ended.  The start is read after the pidfd is open and trusted only
+ * if the pidfd then says its process still runs: the pid cannot change hands
+ * in between, so the start read is the watched process's.  A state of an
+ * older allocd has no start: such a pid is trusted, and a reused one keeps the
+ * placeholder until its new process ends (held too long, never too short).
  *
  * Only where the process cannot be watched (no pid: a peer in a pid namespace
  * allocd cannot see; or pidfd_open failed) does reclaim_grace decide: such a
@@ -22,6 +28,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +37,7 @@
 
 #include "grace.h"
 #include "log.h"
+#include "proc.h"
 
 /* The process of one placeholder, watched until it ends or the placeholder is reclaimed. */
 struct watch {
@@ -110,10 +118,30 @@ static void unwatched(uint64_t serial, pid_t pid, const char *why) {
              serial, (int)pid, why, core_limits(core)->reclaim_grace_ms);
 }
 
+/*
+ * Why the process of pidfd fd, pid's now, is not the one that started at start (0: unknown, so trusted), or
+ * NULL if it is: it has ended, or another process has the pid.  A start unread (a pid in another namespace,
+ * /proc unmounted) or a poll that fails trusts it.
+ */
+static const char *gone(int fd, pid_t pid, uint64_t start) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t now;
+
+        if (!start)
+                return NULL;
+        now = proc_stat(pid, NULL, 0);
+        if (poll(&p, 1, 0) > 0)
+                return "was not reclaimed before its process ended";
+        return now && now != start ? "was not reclaimed: its process ended while allocd was down (its pid is another "
+                                     "process's now)"
+                                   : NULL;
+}
+
 /* Watches the process of placeholder serial; a process that is gone already releases it now. */
-static void watch(uint64_t serial, pid_t pid) {
+static void watch(uint64_t serial, pid_t pid, uint64_t start) {
         struct absent_info a;
         struct watch *w;
+        const char *why_gone;
         char why[96];
         int fd;
 
@@ -127,6 +155,14 @@ static void watch(uint64_t serial, pid_t pid) {
                         unwatched(serial, pid, why);
                 } else if (core_absent_release_serial(core, serial, &a)) {
                         released(&a, "was not reclaimed: its process ended while allocd was down");
+                        changed();
+                }
+                return;
+        }
+        if ((why_gone = gone(fd, pid, start))) {
+                close(fd);
+                if (core_absent_release_serial(core, serial, &a)) {
+                        released(&a, why_gone);
                         changed();
                 }
                 return;
@@ -168,15 +204,15 @@ void grace_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
 }
 
 void grace_arm(void) {
-        uint64_t now, due, serial;
+        uint64_t now, due, serial, start;
         pid_t pid;
 
         if (!loop || !core_nabsent(core))
                 return;
         /* From the last: releasing placeholder i moves the last one, seen already, into its place. */
         for (size_t i = core_nabsent(core); i-- > 0;)
-                if (core_absent_at(core, i, &serial, &pid))
-                        watch(serial, pid);
+                if (core_absent_at(core, i, &serial, &pid, &start))
+                        watch(serial, pid, start);
         /* The loop's clock is that of its last turn, or of its start before the pools and the restore. */
         uv_update_time(loop);
         now = uv_now(loop);

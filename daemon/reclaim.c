@@ -151,11 +151,12 @@ bool core_absent_has(const struct core *core, uint64_t serial) {
         return absent_index(core, serial) != SIZE_MAX;
 }
 
-bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid) {
+bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid, uint64_t *start) {
         if (i >= core->nabsent)
                 return false;
         *serial = core->absent[i]->serial;
         *pid = core->absent[i]->pid;
+        *start = core->absent[i]->start;
         return !core->absent[i]->watched;
 }
 

@@ -295,8 +295,14 @@ int check_free(const struct core *core, const struct client *cl, uint64_t id, st
                 return fail(res, E_NOT_FOUND, "no region %" PRIu64 " is alive", id);
         r = &core->regions.tab[slot];
         /* A PERSIST region outlives its creator's connection: its owner frees it without holding it. */
-        if (region_hold_of(core, (uint32_t)slot, cl) == HOLD_NONE &&
-            ((r->state & R_PENDING) || !(r->state & R_PERSIST)))
+        if (region_hold_of(core, (uint32_t)slot, cl) == HOLD_NONE && !(r->state & R_PERSIST))
+                /* Said to an operator's `allocctl free` too, who needs what takes such a region back. */
+                return fail(res, E_NOT_FOUND,
+                            "this connection holds no region %" PRIu64 ", which is not PERSIST: it goes when its "
+                            "holders free or detach it or disconnect (`allocctl dump` lists them, `allocctl "
+                            "disconnect` closes one)",
+                            id);
+        if (region_hold_of(core, (uint32_t)slot, cl) == HOLD_NONE && (r->state & R_PENDING))
                 return fail(res, E_NOT_FOUND, "this connection holds no region %" PRIu64, id);
         if (cl->uid != r->uid && cl->uid != 0 && cl->uid != core->pools[r->pool]->conf.owner)
                 return fail(res, E_DENIED,

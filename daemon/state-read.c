@@ -195,6 +195,8 @@ static int rec_client(struct restore *st, struct in *in) {
         get_str(in, cl->name, CLIENT_NAME_MAX_LEN);
         get_str(in, cl->comm, sizeof(cl->comm) - 1);
         get(in, cl->secret, sizeof(cl->secret));
+        if (in->left == sizeof(uint64_t)) /* else a record of version 3 or 4: its process's start unknown */
+                cl->start = GET(in, uint64_t);
         if (in->bad || !cl->serial || cl->serial >= st->next_serial || absent_find(core, cl->serial) ||
             core->nabsent == st->nclients) {
                 free(cl);

@@ -2,7 +2,7 @@
 /*
  * The core's state as bytes, for a successor allocd (issue 18).
  *
- * Format, version 4 (host byte order: a state never leaves the machine that wrote it): a snapshot,
+ * Format, version 5 (host byte order: a state never leaves the machine that wrote it): a snapshot,
  * then an append log (keep.c writes both into one memfd; state_write writes a snapshot alone).
  *
  *   header, 40 bytes: "ALLOCDST", u32 version, u32 header length (40), u64 snapshot body length,
@@ -16,8 +16,9 @@
  *   POOL    u32 id, kind, isolation, 0, u64 bytes, regions; string name
  *   USAGE   u32 pool id, uid, u64 bytes              (what the pool charges each uid)
  *   USER    u32 uid, names, PERSIST regions          (uids with either)
- *   CLIENT  u64 serial, u32 uid, gid, pid, refs, u64 bytes; strings name, comm; 16 bytes secret
- *           (every connection; the reader keeps only those with references)
+ *   CLIENT  u64 serial, u32 uid, gid, pid, refs, u64 bytes; strings name, comm; 16 bytes secret;
+ *           u64 its process's start (proc_stat; version 5: a record of 3 or 4 ends at the secret, the
+ *           start unknown) (every connection; the reader keeps only those with references)
  *   REGION  u32 slot, gen, u64 offset, size, creator, u32 created, pool id, uid, pid, refs,
  *           u16 flags, u8 state, u8 format, [u64 heap size, chunk size, chunk count]; string name
  *   HOLD    u32 slot, count, u64 serial
@@ -342,7 +343,9 @@ size_t state_client_payload(const struct client *cl, uint8_t *p) {
         p = w_str(p, cl->name);
         p = w_str(p, cl->comm);
         memcpy(p, cl->secret, sizeof(cl->secret));
-        return (size_t)(p + sizeof(cl->secret) - start);
+        p += sizeof(cl->secret);
+        W(p, uint64_t, cl->start);
+        return (size_t)(p - start);
 }
 
 size_t state_pool_payload(const struct pool *pl, uint64_t nregions, uint8_t *p) {

@@ -13,8 +13,8 @@
 #include "core.h"
 
 /* allocd(8), RESTART, tells operators both numbers (what an upgrade and a downgrade keep). */
-#define STATE_VERSION 4
-/* The oldest version this allocd reads: 3 is 4 without LOG_POOL. */
+#define STATE_VERSION 5
+/* The oldest version this allocd reads: 3 is 4 without LOG_POOL, 4 is 5 without a process's start in CLIENT. */
 #define STATE_VERSION_MIN 3
 #define STATE_HEADER_LEN 40
 
@@ -41,7 +41,7 @@ void state_limit_slots(uint32_t max);
 
 /* The longest REGION and CLIENT payloads: a tag and the longest names. */
 #define STATE_REGION_MAX (56 + 24 + 2 + NAME_MAX_LEN)
-#define STATE_CLIENT_MAX (32 + 2 + CLIENT_NAME_MAX_LEN + 2 + 15 + CLIENT_SECRET_LEN)
+#define STATE_CLIENT_MAX (32 + 2 + CLIENT_NAME_MAX_LEN + 2 + 15 + CLIENT_SECRET_LEN + 8)
 #define STATE_POOL_MAX (32 + 2 + POOL_NAME_MAX_LEN)
 
 /* What a restore read, for its log line. */

@@ -26,9 +26,11 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 reply.id = req->id;
                 r = f->answer(req, &reply, &fd, f->arg);
                 allocd__request__free_unpacked(req, NULL);
-                if (r == FAKE_HANGUP) {
+                if (r == FAKE_HANGUP || r == FAKE_SILENT) {
                         if (fd >= 0)
                                 close(fd);
+                        if (r == FAKE_SILENT)
+                                continue;
                         return true;
                 }
                 /* The client may have given up on the call and gone: then the reply goes nowhere. */
@@ -41,6 +43,8 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 }
                 if (fd >= 0)
                         close(fd);
+                if (r == FAKE_REPLY_HANGUP)
+                        return true;
         }
         return false;
 }
@@ -86,6 +90,19 @@ bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply) {
         reply->body_case = ALLOCD__REPLY__BODY_HELLO;
         reply->hello = &h;
         return true;
+}
+
+void fake_hello_reclaimable(const Allocd__Request *req, Allocd__Reply *reply) {
+        static Allocd__HelloReply h;
+        static uint8_t secret[32] = {1, 2, 3};
+
+        cr_assert(fake_hello(req, reply));
+        h = *reply->hello;
+        h.has_serial = h.has_secret = true;
+        h.serial = 1;
+        h.secret.data = secret;
+        h.secret.len = sizeof(secret);
+        reply->hello = &h;
 }
 
 void fake_allocd_stop(struct fake_allocd *f) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A fake allocd for the client tests (test-client-fake, test-client-hostile): a thread of the test
+ * A fake allocd for the client tests (test-client-fake, -hostile, -revive, -races): a thread of the test
  * on a SOCK_SEQPACKET socket in a temporary directory of its own.  It accepts one connection and
  * answers each Request it reads with the Reply a callback fills in, until the client hangs up.
  * What it answers is the test's; the socket, the thread and the packets are this file's.
@@ -23,11 +23,14 @@
 #define FAKE_HANGUP 2
 /* Or send the reply again and again, with ever new ids no request had, until the client hangs up. */
 #define FAKE_FLOOD 3
+/* Or send nothing (an allocd that is slow, or stopped); or send the reply, then hang up as FAKE_HANGUP does. */
+#define FAKE_SILENT 4
+#define FAKE_REPLY_HANGUP 5
 
 /*
  * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive
  * the call (the thread packs it after): static storage, or arg's.  *fd (-1) may be set to an fd to
- * send beside the reply, which the fake then closes.  Returns 0 or FAKE_EMPTY.
+ * send beside the reply, which the fake then closes.  Returns 0 or one of the FAKE_ values above.
  */
 typedef int (*fake_answer_fn)(const Allocd__Request *req, Allocd__Reply *reply, int *fd, void *arg);
 
@@ -41,6 +44,9 @@ struct fake_allocd {
 
 /* Answers req as allocd answers a plain Hello (this protocol version, its packet size); false: req is no Hello. */
 bool fake_hello(const Allocd__Request *req, Allocd__Reply *reply);
+/* fake_hello with the serial and secret a reconnect's Hello names to reclaim the connection (asserts req is a Hello).
+ */
+void fake_hello_reclaimable(const Allocd__Request *req, Allocd__Reply *reply);
 
 /* Listens at a new f->path and serves its first connection with answer(..., arg); asserts on failure. */
 void fake_allocd_start(struct fake_allocd *f, fake_answer_fn answer, void *arg);

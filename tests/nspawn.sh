@@ -260,6 +260,8 @@ for _ in $(seq 100); do [ -s "$scratch/names.out" ] && break; sleep 0.1; done
 dump() { ct allocctl --json dump | sed -E 's/"age": [0-9]+, //'; }
 before=$(dump) || fail "allocctl --json dump failed: $before"
 [ "$(grep -c '"id": ' <<<"$before")" = 12 ] || fail "not 12 regions before the restart: $before"
+# README's upgrade: daemon-reload (new units) before the restart, and it keeps the store.
+ct systemctl daemon-reload || fail "systemctl daemon-reload failed"
 ct systemctl restart allocd || fail "systemctl restart allocd failed"
 newpid=$(ct systemctl show -p MainPID --value allocd.service)
 [ "$newpid" != "$mainpid" ] || fail "the restart kept the same process"

@@ -255,3 +255,19 @@ Test(allocctl, the_pool_column_is_as_wide_as_the_longest_name) {
         alloc_disconnect(oc);
         daemon_stop(&other);
 }
+
+/* A size just under a unit is the larger unit's: "1.0GiB", not "1024.0MiB" (%.1f rounds up to 1024). */
+Test(allocctl, a_size_just_under_a_unit_shows_in_the_larger_unit) {
+        struct passwd *pw = getpwuid(getuid());
+        struct alloc_region r;
+        char want[256];
+
+        cr_assert_not_null(pw);
+        /* f1 and f2 hold 364 MiB of f: this makes it 1 GiB less 4 KiB. */
+        cr_assert_eq(alloc_region_new(c, "f", (660 << 20) - 4096, NULL, &r), 0, "%s", alloc_last_error());
+        struct run *x = allocctl(d.sock, "status", (char *)NULL);
+        cr_assert_eq(x->status, 0, "%s", x->err);
+        snprintf(want, sizeof(want), "f: used by %s: 1.0GiB in 3 regions", pw->pw_name);
+        cr_assert(has_line(x->out, want), "no '%s' in:\n%s", want, x->out);
+        cr_assert_null(strstr(x->out, "1024.0"), "%s", x->out);
+}

@@ -37,6 +37,7 @@ struct fake {
         struct fake_allocd server;
         struct canned answers[CANNED_MAX];
         size_t n, next;
+        size_t given; /* regions the client gave back (Free, Detach, FreeBatch) */
 };
 
 /* Each request gets the next canned answer, then OK to everything (the client gives back what it could not take). */
@@ -44,6 +45,10 @@ static int answer_canned(const Allocd__Request *req, Allocd__Reply *reply, int *
         struct fake *f = arg;
         struct canned *a = f->next < f->n ? &f->answers[f->next++] : NULL;
         uint64_t id = req->id;
+
+        if (req->body_case == ALLOCD__REQUEST__BODY_FREE_BATCH)
+                f->given += req->free_batch->n_regions;
+        f->given += req->body_case == ALLOCD__REQUEST__BODY_FREE || req->body_case == ALLOCD__REQUEST__BODY_DETACH;
 
         if (!a)
                 return 0;
@@ -333,4 +338,45 @@ Test(hostile, dump_pages_that_never_end) {
         cr_assert(strstr(alloc_last_error(), "Dump went on past the timeout"), "%s", alloc_last_error());
         alloc_disconnect(c);
         fake_allocd_stop(&f);
+}
+
+/*
+ * A batch reply with more regions than asked: the call fails, and every region it granted goes back at
+ * once (they were held until the disconnect); the pool fd that came with it is closed.  The pool stays
+ * mapped, as any pool the connection was sent: allocd sends its fd once.
+ */
+Test(hostile, batch_reply_with_more_regions_than_asked) {
+        struct fake f = {0};
+        Allocd__Reply r;
+        Allocd__Region g[3], *gs[3] = {&g[0], &g[1], &g[2]};
+        Allocd__RegionBatch b = ALLOCD__REGION_BATCH__INIT;
+        struct alloc_client *c;
+        struct alloc_region out[1];
+        uint64_t size = 4096;
+        int before = count_fds();
+
+        add_hello(&f);
+        region_reply(&r, &g[0], 1ull << 32, 1 << 20);
+        for (int i = 1; i < 3; i++) {
+                allocd__region__init(&g[i]);
+                g[i].has_id = g[i].has_size = g[i].has_offset = true;
+                g[i].id = (1ull << 32) + (uint64_t)i;
+                g[i].offset = 4096 * (uint64_t)i;
+                g[i].size = 4096;
+        }
+        b.n_regions = 3;
+        b.regions = gs;
+        r.body_case = ALLOCD__REPLY__BODY_BATCH;
+        r.batch = &b;
+        answer(&f, &r, 1 << 20);
+        c = connect_fake(&f);
+        cr_assert_eq(alloc_region_new_batch(c, "host", &size, 1, NULL, out), -EPROTO, "%s", alloc_last_error());
+        cr_assert_eq(f.given, 3, "%zu of the 3 regions given back", f.given);
+        cr_assert(strstr(alloc_last_error(), "a batch of 1 regions with something else (3 regions)"), "%s",
+                  alloc_last_error());
+        /* The fake's listener and the two ends of the connection: no memfd. */
+        cr_assert_eq(count_fds(), before + 3, "%d fds", count_fds() - before);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f.server);
+        cr_assert_eq(count_fds(), before);
 }

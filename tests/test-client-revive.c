@@ -33,21 +33,6 @@ static struct {
         int hellos, seals, helds;
 } fake;
 
-static uint8_t secret[32] = {1, 2, 3};
-
-/* A Hello answered as allocd does, with the serial and secret a reclaim names. */
-static void hello(const Allocd__Request *req, Allocd__Reply *reply) {
-        static Allocd__HelloReply h;
-
-        cr_assert(fake_hello(req, reply));
-        h = *reply->hello;
-        h.has_serial = h.has_secret = true;
-        h.serial = 1;
-        h.secret.data = secret;
-        h.secret.len = sizeof(secret);
-        reply->hello = &h;
-}
-
 static void held_page(const Allocd__Request *req, Allocd__Reply *reply) {
         static Allocd__HeldReply h;
         static uint64_t id;
@@ -77,7 +62,7 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         switch (req->body_case) {
         case ALLOCD__REQUEST__BODY_HELLO:
                 fake.hellos++;
-                hello(req, reply);
+                fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_SEAL:
                 /* The first dies with allocd; the one sent again is answered. */

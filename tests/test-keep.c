@@ -367,17 +367,22 @@ Test(keep, a_cut_or_a_damaged_byte_gives_the_state_at_a_record_edge) {
 }
 
 /* A record whose CRC holds but that contradicts the state: refused, the core as it was. */
-static void lie(struct world *w, uint16_t type, const void *payload, uint16_t n, const char *what) {
-        size_t len, at = log_end(w);
-        uint8_t *buf = copy_state(w, &len);
-        int e;
-
+/* A log record of type with payload (n bytes) written at at of buf (len bytes, a copy of the memfd). */
+static void put_record(uint8_t *buf, size_t len, size_t at, uint16_t type, const void *payload, uint16_t n) {
         cr_assert_leq(at + LOG_HEADER_LEN + n, len);
         memcpy(buf + at + 4, &type, 2);
         memcpy(buf + at + 6, &n, 2);
         memcpy(buf + at + 8, payload, n);
         uint32_t crc = state_crc32c(buf + at + 4, 4 + (size_t)n);
         memcpy(buf + at, &crc, 4);
+}
+
+static void lie(struct world *w, uint16_t type, const void *payload, uint16_t n, const char *what) {
+        size_t len, at = log_end(w);
+        uint8_t *buf = copy_state(w, &len);
+        int e;
+
+        put_record(buf, len, at, type, payload, n);
         cr_assert_null(restored(buf, len, NULL, &e, false), "%s was accepted", what);
         cr_assert_eq(e, -EBADMSG, "%s", what);
         free(buf);
@@ -416,6 +421,51 @@ Test(keep, a_record_that_contradicts_the_state_is_refused) {
         p[8 + 8 + 2] ^= 0x10; /* its offset, 1 MiB on: free room, so only the check of its place refuses it */
         lie(&w, LOG_REGION, p, (uint16_t)(8 + n), "a region moved");
         lie(&w, 77, p, 8, "a record of no known type");
+        world_free(&w);
+}
+
+/* The process start of connection serial as a fresh core restores it from buf. */
+static uint64_t start_restored(const uint8_t *buf, size_t len, uint64_t serial) {
+        struct core *c = state_core(true);
+        uint64_t next, start = UINT64_MAX;
+        char err[512];
+
+        cr_assert_eq(state_read(c, buf, len, &next, err, sizeof(err)), 0, "%s", err);
+        for (size_t i = 0; i < c->nabsent; i++)
+                if (c->absent[i]->serial == serial)
+                        start = c->absent[i]->start;
+        state_drop_absent(c);
+        core_free(c);
+        return start;
+}
+
+/*
+ * A connection's record keeps when its process started (grace.c tells a reused pid by it); one that
+ * ends at its secret, as written before state version 5, reads as a start unknown (0).
+ */
+Test(keep, a_connection_keeps_its_process_start) {
+        struct world w;
+        struct core_result res;
+        uint32_t slot;
+        uint8_t p[STATE_CLIENT_MAX];
+        size_t len, at, n;
+
+        world_new(&w, 11, 1u << 30);
+        w.cl[0] = (struct client){.serial = w.serial++, .uid = 1000, .pid = 1, .start = 123456789};
+        cr_assert_eq(core_client_add(w.core, &w.cl[0], &res), E_OK);
+        w.on[0] = true;
+        struct alloc_request a = {.pool = "a", .size = 4096, .numa_node = -1};
+        cr_assert_eq(core_alloc(w.core, &w.cl[0], 0, &a, &slot, &res), GRANT_REGION);
+        at = log_end(&w);
+        uint8_t *buf = copy_state(&w, &len);
+        cr_assert_eq(start_restored(buf, len, w.cl[0].serial), 123456789);
+        n = state_client_payload(&w.cl[0], p);
+        put_record(buf, len, at, LOG_CLIENT, p, (uint16_t)(n - sizeof(uint64_t)));
+        cr_assert_eq(start_restored(buf, len, w.cl[0].serial), 0, "a record without a start");
+        put_record(buf, len, at, LOG_CLIENT, p, (uint16_t)(n - 1));
+        int e;
+        cr_assert_null(restored(buf, len, NULL, &e, false), "a start cut short was accepted");
+        free(buf);
         world_free(&w);
 }
 

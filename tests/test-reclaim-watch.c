@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "fds.h"
+#include "proc.h"
 #include "reclaim-server.h"
 
 /* The connection's peer as the state records it: inject sets it. */
@@ -23,6 +25,7 @@ static pid_t peer_pid;
 static void set_pid(struct srv *s, struct client *cl) {
         (void)s;
         cl->pid = peer_pid;
+        cl->start = proc_stat(peer_pid, NULL, 0);
 }
 
 /* The one connection's serial, for inject. */
@@ -195,6 +198,55 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
         cr_assert_eq(used, 0, "still held after its process ended");
         alloc_disconnect(c);
         finish(&s);
+}
+
+/* As if the connection's pid were another process's now: the state says its process started at another time. */
+static void pid_reused(struct srv *s, struct client *cl) {
+        (void)s;
+        cr_assert_eq(cl->start, proc_stat(getpid(), NULL, 0), "the connection does not know when its process started");
+        cr_assert_neq(cl->start, 0);
+        cl->start--;
+}
+
+/* A pid another process took while allocd was down keeps no placeholder: the start it records tells them apart. */
+Test(reclaim, a_pid_another_process_took_keeps_no_placeholder, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        s.inject = pid_reused;
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        cr_assert_eq(used_seen(&s), 0, "the placeholder stayed for the process that has its pid now");
+        alloc_disconnect(c);
+        finish(&s);
+}
+
+/* /proc/PID/stat parsed for a name with spaces and parentheses (a process names itself), and a pid gone. */
+Test(reclaim, a_process_start_and_name_are_read_whatever_its_name) {
+        int ready[2], status;
+        char comm[16], c;
+
+        cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);
+        cr_assert((peer_pid = fork()) >= 0);
+        if (peer_pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                prctl(PR_SET_NAME, ") 1 2 (x) ", 0, 0, 0);
+                if (write(ready[1], "", 1) == 1)
+                        pause();
+                _exit(0);
+        }
+        cr_assert_eq(read(ready[0], &c, 1), 1);
+        uint64_t start = proc_stat(peer_pid, comm, sizeof(comm)), mine = proc_stat(getpid(), NULL, 0);
+        cr_assert_str_eq(comm, ") 1 2 (x) ");
+        cr_assert(start >= mine && mine > 0, "its start %llu, before its parent's %llu", (unsigned long long)start,
+                  (unsigned long long)mine);
+        kill(peer_pid, SIGKILL);
+        cr_assert_eq(waitpid(peer_pid, &status, 0), peer_pid);
+        cr_assert_eq(proc_stat(peer_pid, comm, sizeof(comm)), 0, "a process gone has no start");
+        cr_assert_str_eq(comm, "");
+        close(ready[0]);
+        close(ready[1]);
 }
 
 /* The pidfds open in this process, where the server runs: one a placeholder watched. */

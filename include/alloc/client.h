@@ -323,8 +323,11 @@ int alloc_set_spin(struct alloc_client *c, uint32_t spin_us);
  * one is (a region allocd grants anyway is given back), and, where allocd
  * understands it, a Cancel ends its wait in allocd at once; zero goes on
  * waiting.  A thread that sleeps while another thread of the connection reads
- * is not interrupted.  NULL (the default): signals never end a wait, and
- * nothing wakes a waiting thread every 50 ms.
+ * is not interrupted.  A lost connection's reconnect, made by such a call,
+ * asks the same way between its tries (liballoc-client(3), RECONNECTING):
+ * -EINTR, the connection stays lost, and the next call makes it again.  NULL
+ * (the default): signals never end a wait, and nothing wakes a waiting thread
+ * every 50 ms.
  */
 int alloc_set_interrupt(struct alloc_client *c, int (*interrupted)(void *data), void *data);
 /*
