@@ -156,12 +156,27 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
                             "max_connections_per_uid",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid);
         }
+        /*
+         * Past the uid's share it may only reclaim (core_client_admit refuses its plain Hello), so it
+         * is left out of the count another uid's Hello meets: else a user's silent processes held
+         * their share twice over across a restart, their placeholders and as many connections that
+         * never say Hello, and crowded everyone else out of max_connections.
+         */
+        cl->past = u->conns >= core->limits.max_connections_per_uid;
+        core->npast += cl->past;
         client_enter(core, cl, u);
         kept_client(core, cl);
         return ok_result(res);
 }
 
-int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res) {
+void client_unpast(struct core *core, struct client *cl) {
+        if (cl->past) {
+                cl->past = false;
+                core->npast--;
+        }
+}
+
+int core_client_admit(struct core *core, struct client *cl, struct core_result *res) {
         uint32_t mine = absent_of_uid(core, cl->uid);
 
         if (cl->user->conns > core->limits.max_connections_per_uid && mine)
@@ -170,11 +185,13 @@ int core_client_admit(const struct core *core, const struct client *cl, struct c
                             "restart and not reclaimed (allocctl clients lists them); their processes reclaim them "
                             "at their next call, or free them by ending (or allocctl disconnect serial:N)",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid, mine);
-        if (core->nclients > core->limits.max_connections && core->nabsent)
+        /* Its own uid's placeholders went since it was let in past the share: it is one of the share now. */
+        if (core->nclients - core->npast + cl->past > core->limits.max_connections && core->nabsent)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already, %zu of them restored by a restart "
                             "and not reclaimed (allocctl clients lists them); close some or raise max_connections",
                             core->limits.max_connections, core->nabsent);
+        client_unpast(core, cl);
         return ok_result(res);
 }
 
@@ -214,6 +231,7 @@ void core_stopping(struct core *core) {
 
 void client_leave(struct core *core, struct client *cl) {
         TAILQ_REMOVE(&core->clients, cl, link);
+        client_unpast(core, cl);
         core->nclients--;
         cl->user->conns--;
         user_put(core, cl->user);

@@ -113,6 +113,7 @@ struct client {
         bool evicted; /* a Disconnect marked it; the server closes it (core_evictions) */
         bool absent;  /* a placeholder of a restored state, until reclaimed or released (reclaim.c) */
         bool watched; /* a placeholder whose process the server watches (core_absent_watched) */
+        bool past;    /* let in past its uid's max_connections_per_uid on its placeholders' room (core_client_add) */
         TAILQ_ENTRY(client) link;
 };
 TAILQ_HEAD(client_list, client);
@@ -156,7 +157,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
  * get in to reclaim them: E_LIMIT where that passes max_connections_per_uid or max_connections, so
  * that restarts cannot pile placeholders up while their processes live.
  */
-int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res);
+int core_client_admit(struct core *core, struct client *cl, struct core_result *res);
 /* Cancels its waiters without answering them and drops every reference it holds. */
 void core_client_remove(struct core *core, struct client *cl);
 /* The name it gave in Hello (checked by the caller). */

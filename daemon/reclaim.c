@@ -84,6 +84,7 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
          * serial's, so they stay as they are kept.
          */
         kept_client_gone(core, cl->serial);
+        client_unpast(core, cl); /* in the placeholder's place, which counts */
         region_take_over(core, ph, cl);
         cl->serial = ph->serial;
         memcpy(cl->secret, ph->secret, sizeof(cl->secret));
