@@ -263,25 +263,39 @@ static bool evict_target(const struct client *cl, const struct client *by, uint6
         return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid && !cl->absent);
 }
 
+static int not_yours(const struct client *cl, struct core_result *res) {
+        return fail(res, E_DENIED,
+                    "connection %" PRIu64 " (pid %d) belongs to uid %u; only root may disconnect another user's "
+                    "clients",
+                    cl->serial, (int)cl->pid, (unsigned)cl->uid);
+}
+
 int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
                       uint64_t *refs, struct core_result *res) {
-        struct client *cl, *next;
+        struct client *cl, *next, *denied = NULL;
 
         *count = 0;
         *refs = 0;
         if ((serial == 0) == (pid <= 0))
                 return fail(res, E_INVALID, "Disconnect takes either a pid (above 0) or a connection serial");
-        /* All or none: every target is checked before the first is marked. */
+        /*
+         * All or none: every target is checked before the first is marked.  By pid, a user's targets are
+         * its own connections of the process: another user's there came by a socket passed on (or a pid
+         * taken since it connected), and would otherwise let that user keep this one from closing its own.
+         */
         TAILQ_FOREACH(cl, &core->clients, link) {
                 if (!evict_target(cl, by, serial, pid))
                         continue;
-                if (by->uid != 0 && by->uid != cl->uid)
-                        return fail(res, E_DENIED,
-                                    "connection %" PRIu64 " (pid %d) belongs to uid %u; only root may disconnect "
-                                    "another user's clients",
-                                    cl->serial, (int)cl->pid, (unsigned)cl->uid);
+                if (by->uid != 0 && by->uid != cl->uid) {
+                        if (serial)
+                                return not_yours(cl, res);
+                        denied = cl;
+                        continue;
+                }
                 (*count)++;
         }
+        if (*count == 0 && denied)
+                return not_yours(denied, res);
         if (*count == 0) {
                 if (serial)
                         return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
@@ -298,7 +312,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
         }
         for (cl = TAILQ_FIRST(&core->clients); cl; cl = next) {
                 next = TAILQ_NEXT(cl, link);
-                if (!evict_target(cl, by, serial, pid))
+                if (!evict_target(cl, by, serial, pid) || (by->uid != 0 && by->uid != cl->uid))
                         continue;
                 *refs += cl->nrefs;
                 /* No connection to close: its references go now, as when its grace time passes. */

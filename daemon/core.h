@@ -168,7 +168,8 @@ const struct client_list *core_clients(const struct core *core);
 /*
  * Disconnect: marks every connection of pid (serial 0), or the one numbered
  * serial (pid 0), to be closed, all or none: E_DENIED unless by is root or
- * of their uid; by itself is never marked.  *count and *refs: the
+ * of their uid (by pid, a user's targets are its own connections of the
+ * process: E_DENIED only if it has none there); by itself is never marked.  *count and *refs: the
  * connections marked and the references they hold.  The server closes them
  * (core_evictions) once the reply is out, so no state changes here but the mark.
  */
