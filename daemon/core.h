@@ -101,7 +101,7 @@ struct client {
         gid_t groups[MAX_GROUPS];
         int ngroups;
         char name[CLIENT_NAME_MAX_LEN + 1];
-        char comm[16];                     /* /proc/PID/comm when it connected; "" if unreadable */
+        char comm[16];                     /* its name in /proc/PID/stat when it connected; "" if unreadable */
         uint8_t secret[CLIENT_SECRET_LEN]; /* from Hello: proves a reconnecting client is this one (state.c) */
         uint32_t holds;                    /* first of its holds (region.c), or HOLD_NONE */
         uint32_t nrefs;                    /* references held, duplicates counted (max_regions_per_connection) */
