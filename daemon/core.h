@@ -101,7 +101,7 @@ struct client {
         gid_t groups[MAX_GROUPS];
         int ngroups;
         char name[CLIENT_NAME_MAX_LEN + 1];
-        char comm[16];                     /* /proc/PID/comm when it connected; "" if unreadable */
+        char comm[16];                     /* its name in /proc/PID/stat when it connected; "" if unreadable */
         uint8_t secret[CLIENT_SECRET_LEN]; /* from Hello: proves a reconnecting client is this one (state.c) */
         uint32_t holds;                    /* first of its holds (region.c), or HOLD_NONE */
         uint32_t nrefs;                    /* references held, duplicates counted (max_regions_per_connection) */
@@ -210,8 +210,11 @@ bool core_absent_release_serial(struct core *core, uint64_t serial, struct absen
 bool core_absent_has(const struct core *core, uint64_t serial);
 /* Placeholder i (below core_nabsent): its serial, its client's pid and start; true if it is not watched yet. */
 bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid, uint64_t *start);
-/* The server watches the process of placeholder serial: its end releases it, reclaim_grace does not. */
-void core_absent_watched(struct core *core, uint64_t serial);
+/*
+ * The server watches the process of placeholder serial, which started at start: its end releases it,
+ * reclaim_grace does not.  A placeholder whose start was unknown (an older state) takes start, kept.
+ */
+void core_absent_watched(struct core *core, uint64_t serial, uint64_t start);
 /* A page of the regions a connection holds: ids in the order of their slot (an id's low 32 bits), each count. */
 #define HELD_PAGE 4000
 struct held_page {
