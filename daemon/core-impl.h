@@ -375,6 +375,7 @@ struct core {
         struct user *users;
         struct client_list clients;
         uint32_t nclients;
+        uint32_t npast; /* clients with past set: room for a reclaim, not counted for another's Hello */
         bool evicting;  /* a Disconnect marked connections the server has not closed yet */
         bool abandoned; /* core_abandon: nothing is released one by one any more */
         bool closing;   /* core_free: regions end with allocd, not freed; who maps one keeps its bytes */
@@ -455,6 +456,8 @@ void user_put(struct core *core, struct user *u);
 void client_leave(struct core *core, struct client *cl);
 /* Registers cl under its uid's record u, whatever the limits (core_client_add checked them, or a restore). */
 void client_enter(struct core *core, struct client *cl, struct user *u);
+/* cl, let in past its uid's share (client.past), is one of the share now: it counts for others' Hellos. */
+void client_unpast(struct core *core, struct client *cl);
 int ok_result(struct core_result *res);
 /* Why the range allocator refused a, in words. */
 int explain(int r, const struct pool *p, const struct alloc_args *a, struct core_result *res);

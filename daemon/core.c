@@ -156,12 +156,27 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
                             "max_connections_per_uid",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid);
         }
+        /*
+         * Past the uid's share it may only reclaim (core_client_admit refuses its plain Hello), so it
+         * is left out of the count another uid's Hello meets: else a user's silent processes held
+         * their share twice over across a restart, their placeholders and as many connections that
+         * never say Hello, and crowded everyone else out of max_connections.
+         */
+        cl->past = u->conns >= core->limits.max_connections_per_uid;
+        core->npast += cl->past;
         client_enter(core, cl, u);
         kept_client(core, cl);
         return ok_result(res);
 }
 
-int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res) {
+void client_unpast(struct core *core, struct client *cl) {
+        if (cl->past) {
+                cl->past = false;
+                core->npast--;
+        }
+}
+
+int core_client_admit(struct core *core, struct client *cl, struct core_result *res) {
         uint32_t mine = absent_of_uid(core, cl->uid);
 
         if (cl->user->conns > core->limits.max_connections_per_uid && mine)
@@ -170,11 +185,13 @@ int core_client_admit(const struct core *core, const struct client *cl, struct c
                             "restart and not reclaimed (allocctl clients lists them); their processes reclaim them "
                             "at their next call, or free them by ending (or allocctl disconnect serial:N)",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid, mine);
-        if (core->nclients > core->limits.max_connections && core->nabsent)
+        /* Its own uid's placeholders went since it was let in past the share: it is one of the share now. */
+        if (core->nclients - core->npast + cl->past > core->limits.max_connections && core->nabsent)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already, %zu of them restored by a restart "
                             "and not reclaimed (allocctl clients lists them); close some or raise max_connections",
                             core->limits.max_connections, core->nabsent);
+        client_unpast(core, cl);
         return ok_result(res);
 }
 
@@ -214,6 +231,7 @@ void core_stopping(struct core *core) {
 
 void client_leave(struct core *core, struct client *cl) {
         TAILQ_REMOVE(&core->clients, cl, link);
+        client_unpast(core, cl);
         core->nclients--;
         cl->user->conns--;
         user_put(core, cl->user);
@@ -245,25 +263,39 @@ static bool evict_target(const struct client *cl, const struct client *by, uint6
         return cl != by && !cl->evicted && (serial ? cl->serial == serial : cl->pid == pid && !cl->absent);
 }
 
+static int not_yours(const struct client *cl, struct core_result *res) {
+        return fail(res, E_DENIED,
+                    "connection %" PRIu64 " (pid %d) belongs to uid %u; only root may disconnect another user's "
+                    "clients",
+                    cl->serial, (int)cl->pid, (unsigned)cl->uid);
+}
+
 int core_client_evict(struct core *core, const struct client *by, uint64_t serial, pid_t pid, uint32_t *count,
                       uint64_t *refs, struct core_result *res) {
-        struct client *cl, *next;
+        struct client *cl, *next, *denied = NULL;
 
         *count = 0;
         *refs = 0;
         if ((serial == 0) == (pid <= 0))
                 return fail(res, E_INVALID, "Disconnect takes either a pid (above 0) or a connection serial");
-        /* All or none: every target is checked before the first is marked. */
+        /*
+         * All or none: every target is checked before the first is marked.  By pid, a user's targets are
+         * its own connections of the process: another user's there came by a socket passed on (or a pid
+         * taken since it connected), and would otherwise let that user keep this one from closing its own.
+         */
         TAILQ_FOREACH(cl, &core->clients, link) {
                 if (!evict_target(cl, by, serial, pid))
                         continue;
-                if (by->uid != 0 && by->uid != cl->uid)
-                        return fail(res, E_DENIED,
-                                    "connection %" PRIu64 " (pid %d) belongs to uid %u; only root may disconnect "
-                                    "another user's clients",
-                                    cl->serial, (int)cl->pid, (unsigned)cl->uid);
+                if (by->uid != 0 && by->uid != cl->uid) {
+                        if (serial)
+                                return not_yours(cl, res);
+                        denied = cl;
+                        continue;
+                }
                 (*count)++;
         }
+        if (*count == 0 && denied)
+                return not_yours(denied, res);
         if (*count == 0) {
                 if (serial)
                         return fail(res, E_NOT_FOUND, "no other connection has serial %" PRIu64, serial);
@@ -280,7 +312,7 @@ int core_client_evict(struct core *core, const struct client *by, uint64_t seria
         }
         for (cl = TAILQ_FIRST(&core->clients); cl; cl = next) {
                 next = TAILQ_NEXT(cl, link);
-                if (!evict_target(cl, by, serial, pid))
+                if (!evict_target(cl, by, serial, pid) || (by->uid != 0 && by->uid != cl->uid))
                         continue;
                 *refs += cl->nrefs;
                 /* No connection to close: its references go now, as when its grace time passes. */

@@ -101,7 +101,7 @@ struct client {
         gid_t groups[MAX_GROUPS];
         int ngroups;
         char name[CLIENT_NAME_MAX_LEN + 1];
-        char comm[16];                     /* /proc/PID/comm when it connected; "" if unreadable */
+        char comm[16];                     /* its name in /proc/PID/stat when it connected; "" if unreadable */
         uint8_t secret[CLIENT_SECRET_LEN]; /* from Hello: proves a reconnecting client is this one (state.c) */
         uint32_t holds;                    /* first of its holds (region.c), or HOLD_NONE */
         uint32_t nrefs;                    /* references held, duplicates counted (max_regions_per_connection) */
@@ -113,6 +113,7 @@ struct client {
         bool evicted; /* a Disconnect marked it; the server closes it (core_evictions) */
         bool absent;  /* a placeholder of a restored state, until reclaimed or released (reclaim.c) */
         bool watched; /* a placeholder whose process the server watches (core_absent_watched) */
+        bool past;    /* let in past its uid's max_connections_per_uid on its placeholders' room (core_client_add) */
         TAILQ_ENTRY(client) link;
 };
 TAILQ_HEAD(client_list, client);
@@ -156,7 +157,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
  * get in to reclaim them: E_LIMIT where that passes max_connections_per_uid or max_connections, so
  * that restarts cannot pile placeholders up while their processes live.
  */
-int core_client_admit(const struct core *core, const struct client *cl, struct core_result *res);
+int core_client_admit(struct core *core, struct client *cl, struct core_result *res);
 /* Cancels its waiters without answering them and drops every reference it holds. */
 void core_client_remove(struct core *core, struct client *cl);
 /* The name it gave in Hello (checked by the caller). */
@@ -167,7 +168,8 @@ const struct client_list *core_clients(const struct core *core);
 /*
  * Disconnect: marks every connection of pid (serial 0), or the one numbered
  * serial (pid 0), to be closed, all or none: E_DENIED unless by is root or
- * of their uid; by itself is never marked.  *count and *refs: the
+ * of their uid (by pid, a user's targets are its own connections of the
+ * process: E_DENIED only if it has none there); by itself is never marked.  *count and *refs: the
  * connections marked and the references they hold.  The server closes them
  * (core_evictions) once the reply is out, so no state changes here but the mark.
  */
@@ -208,8 +210,11 @@ bool core_absent_release_serial(struct core *core, uint64_t serial, struct absen
 bool core_absent_has(const struct core *core, uint64_t serial);
 /* Placeholder i (below core_nabsent): its serial, its client's pid and start; true if it is not watched yet. */
 bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *pid, uint64_t *start);
-/* The server watches the process of placeholder serial: its end releases it, reclaim_grace does not. */
-void core_absent_watched(struct core *core, uint64_t serial);
+/*
+ * The server watches the process of placeholder serial, which started at start: its end releases it,
+ * reclaim_grace does not.  A placeholder whose start was unknown (an older state) takes start, kept.
+ */
+void core_absent_watched(struct core *core, uint64_t serial, uint64_t start);
 /* A page of the regions a connection holds: ids in the order of their slot (an id's low 32 bits), each count. */
 #define HELD_PAGE 4000
 struct held_page {

@@ -17,7 +17,9 @@
  * if the pidfd then says its process still runs: the pid cannot change hands
  * in between, so the start read is the watched process's.  A state of an
  * older allocd has no start: such a pid is trusted, and a reused one keeps the
- * placeholder until its new process ends (held too long, never too short).
+ * placeholder until its new process ends (held too long, never too short); the
+ * start of the process watched is kept then, so that only the first restart
+ * after an upgrade has to trust the pid, not every later one.
  *
  * Only where the process cannot be watched (no pid: a peer in a pid namespace
  * allocd cannot see; or pidfd_open failed) does reclaim_grace decide: such a
@@ -119,22 +121,28 @@ static void unwatched(uint64_t serial, pid_t pid, const char *why) {
 }
 
 /*
- * Why the process of pidfd fd, pid's now, is not the one that started at start (0: unknown, so trusted), or
- * NULL if it is: it has ended, or another process has the pid.  A start unread (a pid in another namespace,
- * /proc unmounted) or a poll that fails trusts it.
+ * Why the process of pidfd fd, pid's now, is not the one that started at *start, or NULL if it is: it has
+ * ended, or another process has the pid.  A start unread (a pid in another namespace, /proc unmounted) or a
+ * poll that fails trusts it.  *start 0 (a state of an older allocd) trusts it too, and becomes the start of
+ * the process the pidfd holds, so that the next restart can tell a reused pid: were the pid reused already,
+ * that is the process the placeholder stays for anyway.
  */
-static const char *gone(int fd, pid_t pid, uint64_t start) {
+static const char *gone(int fd, pid_t pid, uint64_t *start) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        uint64_t now;
+        uint64_t now = proc_stat(pid, NULL, 0);
+        int r = poll(&p, 1, 0);
 
-        if (!start)
-                return NULL;
-        now = proc_stat(pid, NULL, 0);
-        if (poll(&p, 1, 0) > 0)
+        if (r > 0)
                 return "was not reclaimed before its process ended";
-        return now && now != start ? "was not reclaimed: its process ended while allocd was down (its pid is another "
-                                     "process's now)"
-                                   : NULL;
+        if (r < 0)
+                return NULL;
+        if (!*start) {
+                *start = now;
+                return NULL;
+        }
+        return now && now != *start ? "was not reclaimed: its process ended while allocd was down (its pid is "
+                                      "another process's now)"
+                                    : NULL;
 }
 
 /* Watches the process of placeholder serial; a process that is gone already releases it now. */
@@ -159,7 +167,7 @@ static void watch(uint64_t serial, pid_t pid, uint64_t start) {
                 }
                 return;
         }
-        if ((why_gone = gone(fd, pid, start))) {
+        if ((why_gone = gone(fd, pid, &start))) {
                 close(fd);
                 if (core_absent_release_serial(core, serial, &a)) {
                         released(&a, why_gone);
@@ -179,7 +187,7 @@ static void watch(uint64_t serial, pid_t pid, uint64_t start) {
         w->next = watches;
         watches = w;
         uv_poll_start(&w->poll, UV_READABLE, ended);
-        core_absent_watched(core, serial);
+        core_absent_watched(core, serial, start);
 }
 
 static void first_turn(uv_timer_t *t) {

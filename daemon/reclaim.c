@@ -84,6 +84,7 @@ int core_client_reclaim(struct core *core, struct client *cl, uint64_t serial, c
          * serial's, so they stay as they are kept.
          */
         kept_client_gone(core, cl->serial);
+        client_unpast(core, cl); /* in the placeholder's place, which counts */
         region_take_over(core, ph, cl);
         cl->serial = ph->serial;
         memcpy(cl->secret, ph->secret, sizeof(cl->secret));
@@ -160,11 +161,17 @@ bool core_absent_at(const struct core *core, size_t i, uint64_t *serial, pid_t *
         return !core->absent[i]->watched;
 }
 
-void core_absent_watched(struct core *core, uint64_t serial) {
+void core_absent_watched(struct core *core, uint64_t serial, uint64_t start) {
         size_t i = absent_index(core, serial);
 
-        if (i != SIZE_MAX)
-                core->absent[i]->watched = true;
+        if (i == SIZE_MAX)
+                return;
+        core->absent[i]->watched = true;
+        if (!core->absent[i]->start && start) {
+                /* Restored from an older state, which had no start: kept, the next restart has it. */
+                core->absent[i]->start = start;
+                kept_client(core, core->absent[i]);
+        }
 }
 
 static int by_slot(const void *a, const void *b) {

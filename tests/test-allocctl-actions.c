@@ -144,6 +144,39 @@ Test(allocctl, disconnect_drops_a_clients_leases) {
         cr_assert_eq(alloc_status(c, &(struct alloc_status *){NULL}), -ECONNRESET);
 }
 
+/*
+ * By pid, a user closes its own connections of the process and leaves another's there (a socket passed on):
+ * one process connects as root, then as nobody twice; nobody's Disconnect of that pid closes nobody's other.
+ */
+Test(allocctl, disconnect_by_pid_closes_the_callers_own_of_the_process) {
+        if (geteuid() != 0) {
+                teardown();
+                cr_skip_test("needs root to act as another uid");
+        }
+        pid_t pid = test_fork();
+        cr_assert_geq(pid, 0);
+        if (pid == 0) {
+                struct alloc_client *root, *mine, *by;
+                uint32_t n = 0;
+                if (!die_with_test() || alloc_connect(&root, d.sock, "root's") < 0)
+                        _exit(100);
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(101);
+                if (alloc_connect(&mine, d.sock, "mine") < 0 || alloc_connect(&by, d.sock, "by") < 0)
+                        _exit(102);
+                if (alloc_drop_client(by, getpid(), 0, &n) < 0 || n != 1)
+                        _exit(103);
+                if (alloc_status(mine, &(struct alloc_status *){NULL}) != -ECONNRESET)
+                        _exit(104);
+                struct alloc_status *st = NULL;
+                _exit(alloc_status(root, &st) == 0 ? 0 : 105);
+        }
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+        both_still_connected();
+}
+
 /* Another uid may not close root's connections, and closes none when one of the targets is not its. */
 Test(allocctl, disconnect_is_the_owners_or_roots) {
         if (geteuid() != 0) {

@@ -222,6 +222,53 @@ Test(reclaim, a_pid_another_process_took_keeps_no_placeholder, .timeout = 60) {
         finish(&s);
 }
 
+/* As a state of format 4 wrote the connection: the peer's pid, no start. */
+static void set_pid_no_start(struct srv *s, struct client *cl) {
+        (void)s;
+        cl->pid = peer_pid;
+        cl->start = 0;
+}
+
+/* The placeholder knows its process's start now; then, as if that pid were this process's now. */
+static void learned_then_reused(struct srv *s, struct client *cl) {
+        (void)s;
+        cr_assert_eq(cl->start, proc_stat(peer_pid, NULL, 0), "the placeholder did not learn when its process started");
+        cl->pid = getpid();
+}
+
+/*
+ * A placeholder restored from a state without starts (an upgrade from format 4) trusts its pid at that
+ * restart, and keeps the start of the process it watches: at the next restart a pid another process took
+ * keeps no placeholder.
+ */
+Test(reclaim, a_placeholder_of_an_older_state_learns_its_process_start, .timeout = 60) {
+        struct alloc_region r;
+        struct srv s;
+        bool restored, watched = false;
+        int status;
+        struct alloc_client *c = holding_one(&s, &r);
+
+        cr_assert((peer_pid = fork()) >= 0);
+        if (peer_pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
+                pause();
+                _exit(0);
+        }
+        s.inject = set_pid_no_start;
+        s.serial = serial_of(c);
+        restart(&s, 60000);
+        for (int i = 0; i < 500 && !watched; i++, usleep(10 * 1000))
+                restored_seen(&s, s.serial, &restored, &watched);
+        cr_assert(restored && watched, "the placeholder of a live process is not watched");
+        s.inject = learned_then_reused;
+        restart(&s, 60000);
+        cr_assert_eq(used_seen(&s), 0, "the placeholder stayed for the process that has its pid now");
+        kill(peer_pid, SIGKILL);
+        cr_assert_eq(waitpid(peer_pid, &status, 0), peer_pid);
+        alloc_disconnect(c);
+        finish(&s);
+}
+
 /* /proc/PID/stat parsed for a name with spaces and parentheses (a process names itself), and a pid gone. */
 Test(reclaim, a_process_start_and_name_are_read_whatever_its_name) {
         int ready[2], status;

@@ -283,6 +283,56 @@ Test(state, placeholders_do_not_count_against_connection_limits) {
         core_free(b);
 }
 
+/* A connection that says a plain Hello, as allocd takes it; removed again where refused. */
+static int plain_hello(struct core *b, struct client *cl) {
+        struct core_result res;
+        int r = core_client_add(b, cl, &res);
+
+        if (r == E_OK && (r = core_client_admit(b, cl, &res)) != E_OK)
+                core_client_remove(b, cl);
+        return r;
+}
+
+/*
+ * A uid's connections let in past max_connections_per_uid on its placeholders' room can only
+ * reclaim them: they do not count against max_connections for another uid's Hello.  Else a user
+ * with silent processes across a restart held its share twice over (its placeholders, and as many
+ * connections that never say Hello) and could leave no room for anyone else.
+ */
+Test(state, connections_past_a_uids_share_do_not_crowd_others_out) {
+        struct core *b = restored(); /* placeholders: uid 1000 two (state_cls[0], [2]), uid 1001 one */
+        struct limits l = state_limits();
+        struct client m1 = {.serial = 500, .uid = 1000, .pid = 100}, m2 = {.serial = 501, .uid = 1000, .pid = 100};
+        struct client v1 = {.serial = 502, .uid = 1002, .pid = 102}, v2 = {.serial = 503, .uid = 1002, .pid = 102};
+        struct absent_info info;
+        struct core_result res;
+
+        l.max_connections = 4;
+        l.max_connections_per_uid = 2;
+        core_set_limits(b, &l);
+        /* uid 1000 is at its share with its placeholders: two more get in, to reclaim them. */
+        cr_assert_eq(core_client_add(b, &m1, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(core_client_add(b, &m2, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(core_client_admit(b, &m1, &res), E_LIMIT, "a plain Hello past the uid's share");
+        /* Three of the four are taken (the placeholders): uid 1002 has room for one, and only one. */
+        cr_assert_eq(plain_hello(b, &v1), E_OK);
+        cr_assert_eq(plain_hello(b, &v2), E_LIMIT);
+        /* A reclaim takes its placeholder's place: still no room for another plain Hello. */
+        cr_assert_eq(reclaim(b, &m1, 10, 0xa0, CLIENT_SECRET_LEN), E_OK);
+        cr_assert_eq(plain_hello(b, &v2), E_LIMIT);
+        core_client_remove(b, &v1);
+        /* Its other placeholder gone before m2's Hello, m2 is a connection of the uid's share: it counts. */
+        cr_assert(core_absent_release_serial(b, 12, &info));
+        cr_assert_eq(core_client_admit(b, &m2, &res), E_OK, "%s", res.msg);
+        cr_assert_eq(plain_hello(b, &v1), E_OK);
+        cr_assert_eq(plain_hello(b, &v2), E_LIMIT, "five connections, a placeholder among them");
+        core_client_remove(b, &v1);
+        core_client_remove(b, &m1);
+        core_client_remove(b, &m2);
+        state_drop_absent(b);
+        core_free(b);
+}
+
 Test(state, a_wrong_secret_uid_or_serial_is_refused_changing_nothing) {
         struct core *b = restored();
         char *before = state_dump(b), *after;
