@@ -186,10 +186,7 @@ static void unsent_grant(struct conn *c, uint64_t id) {
              CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
 }
 
-/*
- * c's references go and its waits end (at a stop that keeps the state, they stay there instead); the
- * core has kept that in its state by the time this returns, so a reply sent after it is covered.
- */
+/* c's references go and its waits end (or stay in a state a stop keeps), kept so before this returns. */
 static void leave_core(struct conn *c, const char *how) {
         uint32_t n = c->s.client.nrefs;
 
@@ -408,11 +405,7 @@ static void act(struct conn *c) {
         }
         if (out.reclaimed)
                 grace_reclaimed(out.reclaimed);
-        /*
-         * A Goodbye's OK says the connection is released and kept so: a restart after it brings back
-         * nothing, so the client need not reconnect to end it.  Its replies queued before the OK go
-         * out first (bye), and then it closes.
-         */
+        /* A Goodbye's OK says the release is kept (no restart brings it back); queued replies go first (bye). */
         if (out.goodbye) {
                 leave_core(c, "said goodbye");
                 changed();
@@ -461,10 +454,9 @@ static void serve(struct conn *c) {
                 ssize_t n;
 
                 /*
-                 * A peer that hung up before its Hello was read is gone, whatever the Hello says: while
-                 * allocd was down, the listening socket (systemd's) queued connections whose clients
-                 * gave up on them; a reclaim served from one would take the placeholder over, and the
-                 * hang-up then release the regions its client still maps (docs/protocol.md, "Reconnecting").
+                 * A peer gone before its Hello is read is not served: a reclaim from a socket its client
+                 * gave up on, queued while allocd was down, would release what the client still maps
+                 * at the hang-up (docs/protocol.md, "Reconnecting").
                  */
                 if (c->state == CONN_HANDSHAKE && hung_up(c->fd))
                         return conn_close(c);
