@@ -273,30 +273,6 @@ Test(config, lock_yes_locks_the_pool, .timeout = 60) {
 #endif
 }
 
-/* allocd --check-config on text written as DIR/allocd.conf; its exit status, and its output in out. */
-static int check_config(const char *text, char *out, size_t size) {
-        char dir[] = "/tmp/allocd-check-XXXXXX", conf[64], log[64];
-        int status;
-
-        cr_assert_not_null(mkdtemp(dir));
-        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
-        snprintf(log, sizeof(log), "%s/log", dir);
-        write_file(conf, text);
-        pid_t pid = test_fork();
-        if (pid == 0) {
-                freopen(log, "w", stdout);
-                freopen(log, "a", stderr);
-                execl(ALLOCD_PATH, "allocd", "--check-config", "--config", conf, (char *)NULL);
-                _exit(127);
-        }
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
-        snprintf(out, size, "%s", slurp(log));
-        unlink(log);
-        unlink(conf);
-        rmdir(dir);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 /* Each refusal names FILE:LINE (the line of the key at fault, not its section's), the key, and what is wrong. */
 Test(config, every_bad_value_names_file_line_and_key, .timeout = 60) {
         static const struct {
