@@ -493,6 +493,15 @@ int check_pool(struct parse *ps, size_t pool) {
                                     "hugepages = %s with isolation = region (line %d): each region is a memfd of huge "
                                     "pages, whose size is whole huge pages; add quantum = %s",
                                     key[KEY_HUGEPAGES].text, key[KEY_ISOLATION].line, key[KEY_HUGEPAGES].text);
+        /* Every region takes at least a quantum: a smaller quota would refuse every allocation of the pool. */
+        uint64_t q = pool_conf_quantum(pc);
+        if (pc->quota_per_uid && pc->quota_per_uid < q) {
+                size_text(q, list, sizeof(list));
+                return conf_fail_at(ps, key[KEY_QUOTA].line,
+                                    "quota_per_uid = %s: below the pool's quantum (%s%s), the least a region takes, "
+                                    "so every allocation would be refused; use at least %s, or 0 for no quota",
+                                    key[KEY_QUOTA].text, list, pc->quantum ? "" : ", the default", list);
+        }
         switch (pc->kind) {
         case POOL_HOST:
                 return check_size(ps, pool);
