@@ -63,8 +63,7 @@ int alloc_allowed(const struct core *core, const struct client *cl, const struct
 int core_no_pool(struct core_result *res, const char *name) {
         char shown[NAME_MAX_LEN + 1];
 
-        return fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
-                    *name ? text_escape(name, false, shown, sizeof(shown)) : "");
+        return fail(res, E_NO_POOL, TEXT_NO_POOL_FMT, *name ? text_escape(name, false, shown, sizeof(shown)) : "");
 }
 
 /* The pool a request names, if cl may use it for what. */

@@ -336,3 +336,25 @@ Test(allocctl_log, disconnect_says_whose_connections) {
         snprintf(want, sizeof(want), "disconnects pid %d's: 1 connection holding", (int)getpid());
         cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
 }
+
+/* A --svg FILE that cannot be written fails map before it prints anything (the picture was printed, then exit 1). */
+Test(allocctl, map_checks_its_svg_file_before_printing) {
+        struct run *x = allocctl(d.sock, "map", "h", "--svg", "/nonexistent/x.svg", (char *)NULL);
+
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert_str_eq(x->out, "");
+        cr_assert(strstr(x->err, "allocctl map: --svg /nonexistent/x.svg: No such file or directory"), "%s", x->err);
+}
+
+/* An unknown pool, in the words of every command that names one. */
+Test(allocctl, an_unknown_pool_is_worded_alike) {
+        char map[sizeof(((struct run *)0)->err)];
+        struct run *x = allocctl(d.sock, "map", "nope", (char *)NULL);
+
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        snprintf(map, sizeof(map), "%s", x->err);
+        x = allocctl(d.sock, "dump", "nope", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert_str_eq(map, "allocctl: map: no pool named 'nope'; `allocctl status` lists the pools\n");
+        cr_assert_str_eq(x->err, "allocctl: dump: no pool named 'nope'; `allocctl status` lists the pools\n");
+}
