@@ -358,3 +358,20 @@ Test(allocctl, an_unknown_pool_is_worded_alike) {
         cr_assert_str_eq(map, "allocctl: map: no pool named 'nope'; `allocctl status` lists the pools\n");
         cr_assert_str_eq(x->err, "allocctl: dump: no pool named 'nope'; `allocctl status` lists the pools\n");
 }
+
+/* A name published and not sealed: said so whether wait looked once or waited ("no region was published"). */
+Test(allocctl, wait_says_a_name_is_not_sealed_yet) {
+        struct alloc_region r;
+        struct run *x;
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &(struct alloc_opts){.name = "half", .flags = ALLOC_UNSEALED}, &r),
+                     0, "%s", alloc_last_error());
+        x = allocctl(d.sock, "wait", "half", "200ms", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "allocctl: wait: 'half' is published but not sealed yet: its creator did not Seal it "
+                                 "within the timeout"),
+                  "%s", x->err);
+        x = allocctl(d.sock, "wait", "half", "0", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "'half' is not sealed yet"), "%s", x->err);
+}
