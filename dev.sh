@@ -68,6 +68,7 @@ run)
         build build
         # Without --config allocd serves its built-in pools: 'host' (256 MiB) and 'fpga0'.
         echo "dev.sh: allocd in the foreground; 'build/client/allocctl status' in another shell; Ctrl-C stops it" >&2
+        echo "dev.sh: the example configuration: ./dev.sh run --config allocd.conf; its keys: man/allocd.conf.5.scd" >&2
         exec build/daemon/allocd "$@"
         ;;
 test)

@@ -261,16 +261,12 @@ static void svg_segment(FILE *f, const struct segment *s, bool largest, uint64_t
         fputs("</title></path>\n", f);
 }
 
-static int write_svg(const char *path, const struct alloc_pool_status *p, const struct segment *s, size_t n,
+/* Writes the picture to f, opened on path, and closes it. */
+static int write_svg(FILE *f, const char *path, const struct alloc_pool_status *p, const struct segment *s, size_t n,
                      ssize_t big, uint64_t start, u128 extent, unsigned rows) {
-        FILE *f = fopen(path, "we");
         unsigned height = SVG_TOP + rows * (SVG_ROW_H + SVG_GAP) + 40;
         char size[16];
 
-        if (!f) {
-                fprintf(stderr, "allocctl map: cannot write %s: %s\n", path, strerror(errno));
-                return EXIT_FAILED;
-        }
         fprintf(f,
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                 "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%u\" height=\"%u\" viewBox=\"0 0 %u %u\" "
@@ -413,6 +409,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
         struct segment *s = NULL;
         struct cell *cells = NULL;
         char **lines = NULL;
+        FILE *svg = NULL;
         size_t n = 0;
         int err, rc = EXIT_FAILED;
         (void)argc;
@@ -424,7 +421,8 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                         p = &st->pools[i];
         if (!p) {
                 char name[ESCAPED_SIZE(st->pools->name)];
-                fprintf(stderr, "allocctl map: allocd has no pool named '%s'; 'allocctl status' lists them\n",
+                /* allocctl dump's words, which are allocd's (its request names the pool). */
+                fprintf(stderr, "allocctl: map: " TEXT_NO_POOL_FMT "\n",
                         text_escape(argv[0], false, name, sizeof(name)));
                 goto out;
         }
@@ -482,6 +480,12 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                         len += (size_t)snprintf(lines[r] + len, cap - len, "%s", shade[shade_of(&cells[c])]);
                 lines[r][len] = '\0';
         }
+        /* Before anything is printed: a path that cannot be written fails the command with nothing on stdout. */
+        if (opt.svg && !(svg = fopen(opt.svg, "we"))) {
+                fprintf(stderr, "allocctl map: --svg %s: %s; give a file in a directory you may write\n", opt.svg,
+                        strerror(errno));
+                goto out;
+        }
         if (ctl->json) {
                 json_print(map_json(p, s, n, big, start, extent, lines, rows, cols, unshown));
         } else {
@@ -506,8 +510,11 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                                "uid's, in a pool it may not use), drawn as free\n",
                                fmt_size(unshown, size, sizeof(size)));
         }
-        rc = opt.svg ? write_svg(opt.svg, p, s, n, big, start, extent, rows) : EXIT_OK;
+        rc = svg ? write_svg(svg, opt.svg, p, s, n, big, start, extent, rows) : EXIT_OK;
+        svg = NULL;
 out:
+        if (svg)
+                fclose(svg);
         for (unsigned r = 0; lines && r < rows; r++)
                 free(lines[r]);
         free(lines);

@@ -46,4 +46,7 @@ void text_sanitize(char *s);
 /* s with every byte that is not UTF-8 replaced by U+FFFD, for JSON; the caller frees it (NULL: out of memory). */
 char *text_utf8(const char *s);
 
+/* What allocd answers a request that names no pool it has, and allocctl says where it finds none: one wording. */
+#define TEXT_NO_POOL_FMT "no pool named '%s'; `allocctl status` lists the pools"
+
 #endif

@@ -17,7 +17,9 @@
 
 #define MAX_RANGES 64
 
-#define SIZE_FORM "a size is a whole number, decimal or 0x hex, with an optional unit K, M, G, T, P or E (e.g. 64M)"
+#define SIZE_FORM                                                                                                      \
+        "a size is a whole number in decimal with an optional unit K, M, G, T, P or E (upper case, powers of 1024; "   \
+        "B or iB may follow), e.g. 64M, or in 0x hex without a unit"
 
 #define KIND_BIT(k) (1u << (k))
 #define ALL_KINDS (KIND_BIT(POOL_HOST) | KIND_BIT(POOL_FPGA) | KIND_BIT(POOL_PINNED) | KIND_BIT(POOL_GPU))
@@ -112,7 +114,7 @@ static void keys_of(unsigned kinds, char *buf, size_t size) {
 }
 
 static int bad_size(struct parse *ps, const char *key, const char *value, int r) {
-        char why[96];
+        char why[256];
 
         size_problem(value, r, why, sizeof(why));
         return conf_fail(ps, "%s = %s: %s; " SIZE_FORM, key, value, why);
@@ -122,7 +124,7 @@ static int bad_size(struct parse *ps, const char *key, const char *value, int r)
 static int add_range(struct parse *ps, size_t pool, char *tok) {
         struct pool_conf *pc = &ps->conf->pools[pool];
         struct pool_src *src = &ps->src[pool];
-        char *plus, *b, *e, why[96];
+        char *plus, *b, *e, why[256];
         struct span sp;
         int r;
 
@@ -491,6 +493,15 @@ int check_pool(struct parse *ps, size_t pool) {
                                     "hugepages = %s with isolation = region (line %d): each region is a memfd of huge "
                                     "pages, whose size is whole huge pages; add quantum = %s",
                                     key[KEY_HUGEPAGES].text, key[KEY_ISOLATION].line, key[KEY_HUGEPAGES].text);
+        /* Every region takes at least a quantum: a smaller quota would refuse every allocation of the pool. */
+        uint64_t q = pool_conf_quantum(pc);
+        if (pc->quota_per_uid && pc->quota_per_uid < q) {
+                size_text(q, list, sizeof(list));
+                return conf_fail_at(ps, key[KEY_QUOTA].line,
+                                    "quota_per_uid = %s: below the pool's quantum (%s%s), the least a region takes, "
+                                    "so every allocation would be refused; use at least %s, or 0 for no quota",
+                                    key[KEY_QUOTA].text, list, pc->quantum ? "" : ", the default", list);
+        }
         switch (pc->kind) {
         case POOL_HOST:
                 return check_size(ps, pool);

@@ -20,29 +20,30 @@ static int number_base(const char *s) {
         return s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10;
 }
 
+/*
+ * One spelling a unit: an upper-case K, M, G, T, P or E, alone or with B or iB after it (all powers of
+ * 1024), and only after a decimal number: in hex, B and E are digits, so that "0x1E" could not say
+ * whether it meant 30 bytes or 1 EiB.
+ */
 int parse_size(const char *s, uint64_t *ret) {
         static const char units[] = "KMGTPE";
+        const char *u;
         char *end;
         uint64_t v;
-        int shift = 0;
+        int base = number_base(s), shift = 0;
 
         if (!isdigit((unsigned char)*s))
                 return -EINVAL;
         errno = 0;
-        v = strtoull(s, &end, number_base(s));
+        v = strtoull(s, &end, base);
         if (errno)
                 return -ERANGE;
         if (*end) {
-                const char *u = strchr(units, toupper((unsigned char)*end));
-                if (!u)
+                if (base != 10 || !(u = strchr(units, *end)))
                         return -EINVAL;
                 shift = 10 * (int)(u - units + 1);
                 end++;
-                if (*end == 'i' && end[1] == 'B')
-                        end += 2;
-                else if (*end == 'B')
-                        end++;
-                if (*end)
+                if (*end && strcmp(end, "B") != 0 && strcmp(end, "iB") != 0)
                         return -EINVAL;
                 if (v > (UINT64_MAX >> shift))
                         return -ERANGE;
@@ -116,7 +117,12 @@ void size_problem(const char *s, int r, char *buf, size_t size) {
                 return;
         }
         strtoull(s, &end, number_base(s));
-        snprintf(buf, size, "'%s' after the number is not a unit", end);
+        if (number_base(s) == 16)
+                snprintf(buf, size, "'%s' after a 0x number, which is bytes, without a unit", end);
+        else if (strchr("kmgtpe", *end))
+                snprintf(buf, size, "'%s' after the number is not a unit (units are upper case)", end);
+        else
+                snprintf(buf, size, "'%s' after the number is not a unit", end);
 }
 
 void size_text(uint64_t v, char *buf, size_t size) {

@@ -79,6 +79,10 @@ static bool header_ok(struct parse *ps) {
         if (!ps->pool_header) {
                 if (strcmp(ps->header, "daemon") != 0)
                         return conf_fail(ps, "unknown section [%s]; sections are [daemon] and [pool NAME]", ps->header);
+                /* At the header, not at its first key: libinih never calls the handler for an empty one. */
+                if (ps->daemon_line)
+                        return conf_fail(ps, "[daemon] appears twice (first at line %d); merge them", ps->daemon_line);
+                ps->daemon_line = ps->line;
                 return true;
         }
         const char *name = header_pool_name(ps);
@@ -201,9 +205,18 @@ static char *reader(char *str, int num, void *stream) {
                 return NULL;
         }
         if (*s == '[') {
-                check_empty_pool(ps);
                 /* The text libinih takes for the section; a header with no ']' is its syntax error. */
-                snprintf(ps->header, sizeof(ps->header), "%.*s", (int)strcspn(s + 1, "]\r\n"), s + 1);
+                char next[sizeof(ps->header)];
+                snprintf(next, sizeof(next), "%.*s", (int)strcspn(s + 1, "]\r\n"), s + 1);
+                /* An empty [pool a] and [pool a] again: the same refusal as when the first had keys. */
+                if (ps->pool_header && ps->current != ps->sections && !strncmp(next, "pool ", 5) &&
+                    !strcmp(header_pool_name(ps), next + 5 + strspn(next + 5, " "))) {
+                        conf_fail(ps, "[pool %s] appears twice (first at line %d); merge them", header_pool_name(ps),
+                                  ps->section_line);
+                        return NULL;
+                }
+                check_empty_pool(ps);
+                memcpy(ps->header, next, sizeof(next));
                 ps->pool_header = !strncmp(ps->header, "pool ", 5);
                 ps->section_line = ps->line;
                 ps->sections++;
@@ -244,9 +257,14 @@ static int limit_set(struct parse *ps, const struct limit_key *k, const char *va
                         return conf_fail(ps, "%s = %s: must be a whole number from 1 to %u", k->key, value, 1u << 24);
                 *at = (uint32_t)v;
         } else if (!strcmp(k->unit, "us")) {
+                /* Unlike the other durations, a bare number is no second here: 50 is more likely meant as 50us. */
+                bool bare = *value && strspn(value, "0123456789") == strlen(value);
                 if ((r = parse_duration_us(value, SPIN_MAX_US, at)) < 0)
                         return conf_fail(ps, "%s = %s: %s; use e.g. 50us or 1ms (at most %dms), or 0 to sleep at once",
-                                         k->key, value, r == -ERANGE ? "too long" : "not a duration",
+                                         k->key, value,
+                                         r == -ERANGE ? "too long"
+                                         : bare       ? "a number without a unit (spin takes us or ms)"
+                                                      : "not a duration",
                                          SPIN_MAX_US / 1000);
         } else {
                 r = parse_duration_ms(value, at);
@@ -316,11 +334,6 @@ static int handler(void *user, const char *section, const char *key, const char 
                         snprintf(n[conf->npools].name, sizeof(n->name), "%s", header_pool_name(ps));
                         n[conf->npools].line = ps->section_line;
                         conf->npools++;
-                } else if (ps->daemon_line) {
-                        return conf_fail_at(ps, ps->section_line,
-                                            "[daemon] appears twice (first at line %d); merge them", ps->daemon_line);
-                } else {
-                        ps->daemon_line = ps->section_line;
                 }
         }
         int i;

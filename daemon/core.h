@@ -449,6 +449,8 @@ size_t core_pool_users(const struct pool *p, uid_t mine, bool only_mine, struct 
                        size_t *users);
 /* Whether p's names = reserves name. */
 bool core_pool_reserves(const struct pool *p, const char *name);
+/* The first of p's names = patterns that matches name, in buf (for messages); NULL when none does. */
+const char *core_pool_reserving(const struct pool *p, const char *name, char *buf, size_t size);
 /* SIGHUP: access rules and quota of a running pool. */
 void core_pool_update(struct pool *p, const struct pool_conf *conf);
 /*

@@ -453,9 +453,16 @@ int main(int argc, char **argv) {
                 return 0;
         }
         log_set_level(cli_log_level >= 0 ? cli_log_level : conf.log_level);
-        if (!config_path && !no_config)
+        /* Before an install (./dev.sh run) neither the manual page nor the example is there: the tree has both. */
+        if (!config_path && !no_config && access(ALLOCD_EXAMPLE_CONFIG, F_OK) == 0)
                 logx(LOG_LEVEL_NOTICE, NULL, "no %s; serving %s; see allocd.conf(5) and %s", ALLOCD_CONFIG,
                      BUILTIN_POOLS, ALLOCD_EXAMPLE_CONFIG);
+        else if (!config_path && !no_config)
+                logx(LOG_LEVEL_NOTICE, NULL,
+                     "no %s; serving %s; the example configuration and allocd.conf(5) are not installed: in "
+                     "allocd's source tree they are allocd.conf (--config allocd.conf) and man/allocd.conf.5.scd "
+                     "(and docs/configuration.md)",
+                     ALLOCD_CONFIG, BUILTIN_POOLS);
         /*
          * Before anything opens an fd: LISTEN_FDS counting more fds than are open would otherwise name
          * allocd's own (its event loop's), taken for passed ones and closed.

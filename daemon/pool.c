@@ -363,16 +363,21 @@ bool core_pool_may(const struct pool *p, const struct client *cl, int what) {
         return (bits & what) == what;
 }
 
-bool core_pool_reserves(const struct pool *p, const char *name) {
+const char *core_pool_reserving(const struct pool *p, const char *name, char *buf, size_t size) {
         const char *pat = reserved(p);
-        char one[NAME_MAX_LEN + 1];
 
         for (const char *nl; (nl = strchr(pat, '\n')); pat = nl + 1) {
-                snprintf(one, sizeof(one), "%.*s", (int)(nl - pat), pat);
-                if (fnmatch(one, name, 0) == 0)
-                        return true;
+                snprintf(buf, size, "%.*s", (int)(nl - pat), pat);
+                if (fnmatch(buf, name, 0) == 0)
+                        return buf;
         }
-        return false;
+        return NULL;
+}
+
+bool core_pool_reserves(const struct pool *p, const char *name) {
+        char one[NAME_MAX_LEN + 1];
+
+        return core_pool_reserving(p, name, one, sizeof(one)) != NULL;
 }
 
 void pool_count_region(struct pool *p, int delta) {

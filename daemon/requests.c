@@ -36,6 +36,8 @@ static int pool_allows(const struct pool *p, const struct client *cl, int what, 
 
 /* E_OK unless name is reserved for a pool other than p (its names = ...); the reservations may change on reload. */
 static int name_allowed(const struct core *core, const struct pool *p, const char *name, struct core_result *res) {
+        char pat[NAME_MAX_LEN + 1];
+
         if (!*name || core_pool_reserves(p, name))
                 return E_OK;
         for (size_t i = 0; i < core->npools; i++)
@@ -45,11 +47,11 @@ static int name_allowed(const struct core *core, const struct pool *p, const cha
                                     "describes it) once its draining namesake has gone (with its last region); "
                                     "publish it there then, or pick another name",
                                     name, core->pools[i]->conf.name);
-                else if (core_pool_reserves(core->pools[i], name))
+                else if (core_pool_reserving(core->pools[i], name, pat, sizeof(pat)))
                         return fail(res, E_DENIED,
-                                    "the name '%s' is reserved for pool %s (its names = ...); publish it there, if its "
-                                    "mode lets you allocate, or pick another name",
-                                    name, core->pools[i]->conf.name);
+                                    "the name '%s' is reserved for pool %s (its names = %s); allocate it in pool %s "
+                                    "(if its mode lets you), or pick a name no pool's names covers",
+                                    name, core->pools[i]->conf.name, pat, core->pools[i]->conf.name);
         return E_OK;
 }
 
@@ -63,8 +65,7 @@ int alloc_allowed(const struct core *core, const struct client *cl, const struct
 int core_no_pool(struct core_result *res, const char *name) {
         char shown[NAME_MAX_LEN + 1];
 
-        return fail(res, E_NO_POOL, "no pool named '%s'; `allocctl status` lists the pools",
-                    *name ? text_escape(name, false, shown, sizeof(shown)) : "");
+        return fail(res, E_NO_POOL, TEXT_NO_POOL_FMT, *name ? text_escape(name, false, shown, sizeof(shown)) : "");
 }
 
 /* The pool a request names, if cl may use it for what. */

@@ -490,6 +490,17 @@ static void retry_name(struct core *core, struct namewait *nw) {
         }
 }
 
+/* Whether name is published, by a region its creator has not sealed yet. */
+static bool name_unsealed(const struct core *core, const char *name) {
+        struct region_info r;
+        int s = names_find(&core->names, name);
+
+        if (s < 0)
+                return false;
+        core_region_info(core, (uint32_t)s, &r);
+        return r.flags & F_UNSEALED;
+}
+
 void core_run(struct core *core) {
         struct waitq *q = &core->waitq;
         struct namewait *nw;
@@ -497,7 +508,12 @@ void core_run(struct core *core) {
 
         while (q->nheap && q->heap[0]->deadline <= core->now) {
                 struct waiter *w = q->heap[0];
-                if (w->nw)
+                if (w->nw && name_unsealed(core, w->name))
+                        fail(&w->done.res, E_TIMEOUT,
+                             "'%s' is published but not sealed yet: its creator did not Seal it within the "
+                             "timeout; raise the timeout, or check that its producer seals it",
+                             w->name);
+                else if (w->nw)
                         fail(&w->done.res, E_TIMEOUT,
                              "no region was published and sealed as '%s' within the timeout; raise the timeout, or "
                              "check that its producer runs",

@@ -1,11 +1,11 @@
 #!/bin/sh
 # allocd without --config: the compiled-in file when it exists, else the built-in pools, saying so;
 # --no-config always the built-in pools; an explicit --config that does not exist is an error.
-#   defaults.sh ALLOCD ALLOCCTL DEFAULT_CONFIG
+#   defaults.sh ALLOCD ALLOCCTL DEFAULT_CONFIG EXAMPLE_CONFIG
 # As root it runs in a private mount namespace with a tmpfs over DEFAULT_CONFIG's directory's
 # parent, so that it can write the default file, and never sees the one this machine may have.
 set -eu
-allocd=$1 allocctl=$2 default=$3
+allocd=$1 allocctl=$2 default=$3 example=$4
 confdir=$(dirname "$default")
 if [ "$(id -u)" -eq 0 ] && [ -z "${DEFAULTS_UNSHARED:-}" ] && [ -d "$(dirname "$confdir")" ] &&
         unshare -m --propagation private true 2>/dev/null; then
@@ -40,8 +40,14 @@ pids="$pids $!"
 for _ in $(seq 200); do [ -S "$ALLOCD_SOCKET" ] && break; sleep 0.05; done
 out=$("$allocctl" status) || fail "allocctl status: $out"
 echo "$out" | grep -q fpga0 || fail "not the built-in pools: $out"
-grep -q "no $default; serving the built-in pools host (256 MiB) and fpga0; see allocd.conf(5) and /" "$dir/log" ||
-        fail "allocd did not say that it serves the built-in pools: $(cat "$dir/log")"
+# Where the example is not installed (a build tree: ./dev.sh run), it names the files in the source tree.
+if [ -e "$example" ]; then
+        want="no $default; serving the built-in pools host (256 MiB) and fpga0; see allocd.conf(5) and $example"
+else
+        want="no $default; serving the built-in pools host (256 MiB) and fpga0; the example configuration and"
+        want="$want allocd.conf(5) are not installed: in allocd's source tree they are allocd.conf"
+fi
+grep -qF "$want" "$dir/log" || fail "allocd did not say that it serves the built-in pools: $(cat "$dir/log")"
 kill $pids
 wait
 pids=

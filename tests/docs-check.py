@@ -128,7 +128,7 @@ values = {
     "wait_timeout": "10s", "hello_timeout": "5s", "reclaim_grace": "2min", "spin": "50us",
     "log_level": "info", "kind": None, "size": "4M", "quantum": "4K", "hugepages": "2M",
     "lock": "no", "numa_node": "0", "ranges": "0x100000000+4G", "owner": "0", "group": "0",
-    "mode": "0660", "quota_per_uid": "1M", "backend": "memfd", "flags": "portable, devicemap",
+    "mode": "0660", "quota_per_uid": "4M", "backend": "memfd", "flags": "portable, devicemap",
     "device": "0", "isolation": "pool", "names": "job/*",
 }
 kinds = {"backend": "pinned", "flags": "pinned", "device": "gpu", "ranges": "fpga"}

@@ -278,3 +278,27 @@ unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned 
 unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want) {
         return wait_for(pool_waiters, c, pool, want);
 }
+
+/* allocd --check-config on text written as DIR/allocd.conf; its exit status, and its output in out. */
+int check_config(const char *text, char *out, size_t size) {
+        char dir[] = "/tmp/allocd-check-XXXXXX", conf[64], log[64];
+        int status;
+
+        cr_assert(mkdtemp(dir));
+        snprintf(conf, sizeof(conf), "%s/allocd.conf", dir);
+        snprintf(log, sizeof(log), "%s/log", dir);
+        write_file(conf, text);
+        pid_t pid = test_fork();
+        if (pid == 0) {
+                freopen(log, "w", stdout);
+                freopen(log, "a", stderr);
+                execl(daemon_path(), "allocd", "--check-config", "--config", conf, (char *)NULL);
+                _exit(127);
+        }
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        snprintf(out, size, "%s", slurp(log));
+        unlink(log);
+        unlink(conf);
+        rmdir(dir);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

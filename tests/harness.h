@@ -92,5 +92,7 @@ double daemon_cpu_seconds(const struct daemon *d);
 void write_file(const char *path, const char *text);
 /* The file's first 16 KiB as a string, in a static buffer ("" if it cannot be read). */
 const char *slurp(const char *path);
+/* allocd --check-config on text written as DIR/allocd.conf; its exit status, and its output in out. */
+int check_config(const char *text, char *out, size_t size);
 
 #endif

@@ -369,3 +369,42 @@ Test(allocctl_log, disconnect_says_whose_connections) {
         snprintf(want, sizeof(want), "disconnects pid %d's: 1 connection holding", (int)getpid());
         cr_expect(strstr(text, want), "no '%s' in allocd's log:\n%s", want, text);
 }
+
+/* A --svg FILE that cannot be written fails map before it prints anything (the picture was printed, then exit 1). */
+Test(allocctl, map_checks_its_svg_file_before_printing) {
+        struct run *x = allocctl(d.sock, "map", "h", "--svg", "/nonexistent/x.svg", (char *)NULL);
+
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert_str_eq(x->out, "");
+        cr_assert(strstr(x->err, "allocctl map: --svg /nonexistent/x.svg: No such file or directory"), "%s", x->err);
+}
+
+/* An unknown pool, in the words of every command that names one. */
+Test(allocctl, an_unknown_pool_is_worded_alike) {
+        char map[sizeof(((struct run *)0)->err)];
+        struct run *x = allocctl(d.sock, "map", "nope", (char *)NULL);
+
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        snprintf(map, sizeof(map), "%s", x->err);
+        x = allocctl(d.sock, "dump", "nope", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert_str_eq(map, "allocctl: map: no pool named 'nope'; `allocctl status` lists the pools\n");
+        cr_assert_str_eq(x->err, "allocctl: dump: no pool named 'nope'; `allocctl status` lists the pools\n");
+}
+
+/* A name published and not sealed: said so whether wait looked once or waited ("no region was published"). */
+Test(allocctl, wait_says_a_name_is_not_sealed_yet) {
+        struct alloc_region r;
+        struct run *x;
+
+        cr_assert_eq(alloc_region_new(c, "h", 4096, &(struct alloc_opts){.name = "half", .flags = ALLOC_UNSEALED}, &r),
+                     0, "%s", alloc_last_error());
+        x = allocctl(d.sock, "wait", "half", "200ms", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "allocctl: wait: 'half' is published but not sealed yet: its creator did not Seal it "
+                                 "within the timeout"),
+                  "%s", x->err);
+        x = allocctl(d.sock, "wait", "half", "0", (char *)NULL);
+        cr_assert_eq(x->status, 1, "%s", x->err);
+        cr_assert(strstr(x->err, "'half' is not sealed yet"), "%s", x->err);
+}

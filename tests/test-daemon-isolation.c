@@ -277,9 +277,14 @@ Test(isolation, reserved_names_stay_in_their_pool) {
         struct alloc_opts o = {.name = "job42/input"};
 
         cr_assert_eq(alloc_region_new(c, "bobs", 4096, &o, &r), -EACCES, "squatting in another pool");
-        cr_assert(strstr(alloc_last_error(), "reserved for pool jobs"), "%s", alloc_last_error());
+        /* The pattern that reserves it, and where to allocate it instead: no "(its names = ...)" to decode. */
+        cr_assert(strstr(alloc_last_error(), "the name 'job42/input' is reserved for pool jobs (its names = job42/*); "
+                                             "allocate it in pool jobs (if its mode lets you), or pick a name no "
+                                             "pool's names covers"),
+                  "%s", alloc_last_error());
         o.name = "exact";
         cr_assert_eq(alloc_region_new(c, "bobs", 4096, &o, &r), -EACCES);
+        cr_assert(strstr(alloc_last_error(), "(its names = exact)"), "%s", alloc_last_error());
         o.name = "job42/input";
         cr_assert_eq(alloc_region_new(c, "jobs", 4096, &o, &r), 0, "%s", alloc_last_error());
         o.name = "job43/input";

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "pyallocd.h"
+#include "text.h"
 
 static PyObject *error_base;
 
@@ -263,6 +264,14 @@ static PyObject *py_connect(PyObject *self, PyObject *args, PyObject *kw) {
                                          &name) ||
             !(main_id = main_thread_ident()))
                 goto out;
+        /* Checked here, so that the error names this parameter, not the protocol's client_name. */
+        if (name && !text_valid(PyBytes_AS_STRING(name), ALLOC_CLIENT_NAME_MAX)) {
+                PyErr_Format(PyExc_ValueError,
+                             "connect(): name is 1-%d bytes of UTF-8 without control characters, or None for the "
+                             "program's name",
+                             ALLOC_CLIENT_NAME_MAX);
+                goto out;
+        }
         ts = PyEval_SaveThread();
         r = alloc_connect(&c, sock ? PyBytes_AS_STRING(sock) : NULL, name ? PyBytes_AS_STRING(name) : NULL);
         PyEval_RestoreThread(ts);

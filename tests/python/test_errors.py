@@ -56,6 +56,15 @@ def test_bad_arguments_raise_and_change_nothing(client):
     assert region_ids(client) == []
 
 
+def test_a_bad_connect_name_names_the_parameter(daemon):
+    # It said "client_name is 1-63 bytes...", the protocol's field, which no caller of connect() wrote.
+    for name in ["", "x" * 64, "a\x01b", "bidi\u202e"]:
+        with pytest.raises(ValueError, match=r"^connect\(\): name is 1-63 bytes of UTF-8") as e:
+            allocd.connect(daemon.sock, name=name)
+        assert "client_name" not in str(e.value)
+    allocd.connect(daemon.sock, name="x" * 63).close()
+
+
 def expect(cls, err, fn, *args, **kw):
     with pytest.raises(cls) as e:
         fn(*args, **kw)
