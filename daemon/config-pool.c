@@ -18,7 +18,7 @@
 #define MAX_RANGES 64
 
 #define SIZE_FORM                                                                                                      \
-        "a size is a whole number in decimal with an optional unit K, M, G, T, P or E (upper case, powers of 1024; "   \
+        "a size is a whole number in decimal with an optional unit K, M, G, T, P or E (either case, powers of 1024; "  \
         "B or iB may follow), e.g. 64M, or in 0x hex without a unit"
 
 #define KIND_BIT(k) (1u << (k))

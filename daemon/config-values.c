@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config-values.h"
 #include "config.h"
@@ -21,9 +22,9 @@ static int number_base(const char *s) {
 }
 
 /*
- * One spelling a unit: an upper-case K, M, G, T, P or E, alone or with B or iB after it (all powers of
- * 1024), and only after a decimal number: in hex, B and E are digits, so that "0x1E" could not say
- * whether it meant 30 bytes or 1 EiB.
+ * One rule for a unit: K, M, G, T, P or E in either case, alone or with B or iB after it (either case
+ * too: all powers of 1024, as allocd always took "4k" and "4K"), and only after a decimal number: in
+ * hex, B and E are digits, so that "0x1E" could not say whether it meant 30 bytes or 1 EiB.
  */
 int parse_size(const char *s, uint64_t *ret) {
         static const char units[] = "KMGTPE";
@@ -39,11 +40,11 @@ int parse_size(const char *s, uint64_t *ret) {
         if (errno)
                 return -ERANGE;
         if (*end) {
-                if (base != 10 || !(u = strchr(units, *end)))
+                if (base != 10 || !(u = strchr(units, toupper((unsigned char)*end))))
                         return -EINVAL;
                 shift = 10 * (int)(u - units + 1);
                 end++;
-                if (*end && strcmp(end, "B") != 0 && strcmp(end, "iB") != 0)
+                if (*end && strcasecmp(end, "B") != 0 && strcasecmp(end, "iB") != 0)
                         return -EINVAL;
                 if (v > (UINT64_MAX >> shift))
                         return -ERANGE;
@@ -119,8 +120,6 @@ void size_problem(const char *s, int r, char *buf, size_t size) {
         strtoull(s, &end, number_base(s));
         if (number_base(s) == 16)
                 snprintf(buf, size, "'%s' after a 0x number, which is bytes, without a unit", end);
-        else if (strchr("kmgtpe", *end))
-                snprintf(buf, size, "'%s' after the number is not a unit (units are upper case)", end);
         else
                 snprintf(buf, size, "'%s' after the number is not a unit", end);
 }

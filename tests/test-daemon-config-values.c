@@ -9,18 +9,16 @@
 
 #include "harness.h"
 
-/* One rule: an upper-case unit, alone or with B or iB, after a decimal number; a 0x number is bytes. */
-Test(config_values, sizes_take_upper_case_units_after_decimal_numbers, .timeout = 60) {
-        static const char *good[] = {"4096", "64K", "64KB", "64KiB", "1M", "1MiB", "1G", "0x100000", "0x1E000"};
+/* One rule: a unit in either case, alone or with B or iB, after a decimal number; a 0x number is bytes. */
+Test(config_values, sizes_take_units_in_either_case_after_decimal_numbers, .timeout = 60) {
+        static const char *good[] = {"4096",    "64K", "64KB", "64KiB", "1M",   "1MiB", "1G",  "0x100000",
+                                     "0x1E000", "4k",  "1g",   "4kb",   "4kib", "4KIB", "1mB", "4Kb"};
         static const struct {
                 const char *size, *what;
         } bad[] = {
-                {"4k", "'k' after the number is not a unit (units are upper case)"},
-                {"1g", "'g' after the number is not a unit (units are upper case)"},
-                {"1e", "'e' after the number is not a unit (units are upper case)"},
-                {"4kb", "'kb' after the number is not a unit (units are upper case)"},
-                {"4kib", "'kib' after the number"},
-                {"4KIB", "'KIB' after the number is not a unit"},
+                {"4kk", "'kk' after the number is not a unit"},
+                {"4kibb", "'kibb' after the number is not a unit"},
+                {"4x", "'x' after the number is not a unit"},
                 {"0x10m", "'m' after a 0x number, which is bytes, without a unit"},
                 {"0x10M", "'M' after a 0x number, which is bytes, without a unit"},
         };
@@ -36,8 +34,8 @@ Test(config_values, sizes_take_upper_case_units_after_decimal_numbers, .timeout 
                 cr_expect_eq(check_config(conf, out, sizeof(out)), 78, "%s: %s", bad[i].size, out);
                 snprintf(want, sizeof(want), "allocd.conf:3: size = %s: %s", bad[i].size, bad[i].what);
                 cr_expect(strstr(out, want), "%s: no '%s' in: %s", bad[i].size, want, out);
-                cr_expect(strstr(out, "upper case, powers of 1024; B or iB may follow), e.g. 64M, or in 0x hex without "
-                                      "a unit"),
+                cr_expect(strstr(out, "either case, powers of 1024; B or iB may follow), e.g. 64M, or in 0x hex "
+                                      "without a unit"),
                           "%s: %s", bad[i].size, out);
         }
 }
