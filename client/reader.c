@@ -227,6 +227,19 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
                         nfds = 1;
                         n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
                 }
+                /*
+                 * allocd closed the socket with requests of ours unread: a SEQPACKET socket then says
+                 * ECONNRESET once, before the packets allocd sent it, such as why it closed (an
+                 * operator's Disconnect, which a reconnect would undo).  Those come next.
+                 */
+                if (n == -ECONNRESET) {
+                        nfds = 1;
+                        ssize_t m = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, MSG_DONTWAIT);
+                        if (m > 0)
+                                n = m;
+                        else if (m == 0 && nfds)
+                                close(fd);
+                }
         }
         pthread_mutex_lock(&c->lock);
         c->reading = false;

@@ -419,17 +419,21 @@ static void act(struct conn *c) {
 
 /* ---- in ---- */
 
-/* The connections a Disconnect marked: each is told why, as far as its socket takes it now, and closed. */
+/*
+ * The connections a Disconnect marked: each is told why, as far as its socket takes it now, and closed,
+ * its requests unread drained first as a refusal's are (a SEQPACKET peer closed with packets unread
+ * reports a reset to the client before what was sent it, and its library would reconnect).
+ */
 static void close_evicted(void) {
         struct conn *c, *next;
 
-        proto_error(&out, 0, E_DISCONNECTED,
-                    "an operator disconnected this connection (allocctl disconnect); its regions were released");
         for (c = TAILQ_FIRST(&conns); c; c = next) {
                 next = TAILQ_NEXT(c, link);
                 if (!c->in_core || !c->s.client.evicted)
                         continue;
-                wire_send(c->fd, out.buf, out.len, NULL, 0, MSG_DONTWAIT);
+                accept_refuse_now(c->fd, E_DISCONNECTED,
+                                  "an operator disconnected this connection (allocctl disconnect); its regions were "
+                                  "released");
                 conn_close(c);
         }
 }

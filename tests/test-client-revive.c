@@ -7,10 +7,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "alloc/client.h"
@@ -30,6 +34,7 @@ enum held_answer {
 
 static struct {
         enum held_answer held;
+        bool disconnects; /* the first Seal is answered as an operator's Disconnect closes a connection */
         int hellos, seals, helds;
 } fake;
 
@@ -65,6 +70,15 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
                 fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_SEAL:
+                if (fake.disconnects && fake.seals++ == 0) {
+                        /* The other thread's Seal comes meanwhile, and is left unread at the close. */
+                        usleep(300 * 1000);
+                        reply->id = 0;
+                        reply->has_error = true;
+                        reply->error = ALLOCD__ERROR__DISCONNECTED;
+                        reply->message = "an operator disconnected this connection";
+                        return FAKE_REPLY_HANGUP;
+                }
                 /* The first dies with allocd; the one sent again is answered. */
                 return fake.seals++ == 0 ? FAKE_HANGUP : 0;
         case ALLOCD__REQUEST__BODY_HELD:
@@ -141,6 +155,43 @@ Test(revive, a_held_count_that_never_ends) {
  */
 Test(revive, answers_to_no_request_while_squaring) {
         squaring_refused(HELD_FLOOD);
+}
+
+static void *seal_8(void *arg) {
+        return (void *)(intptr_t)alloc_region_seal(arg, 8);
+}
+
+/*
+ * An operator's Disconnect closes the connection with a request of the client's still unread: the
+ * socket then reports a reset before allocd's reason.  The client reads the reason and stays closed
+ * (a reconnect would undo the Disconnect), in every thread that waited.
+ */
+Test(revive, a_disconnect_with_requests_unread_is_not_undone) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        pthread_t t;
+        void *other;
+        int r;
+
+        fake.disconnects = true;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(pthread_create(&t, NULL, seal_8, c), 0);
+        usleep(100 * 1000);
+        r = alloc_region_seal(c, 7);
+        cr_assert_eq(pthread_join(t, &other), 0);
+        cr_assert_eq(r, -ECONNRESET, "%d: %s", r, alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "operator"), "%s", alloc_last_error());
+        cr_assert_eq((intptr_t)other, -ECONNRESET);
+        cr_assert_eq(fake.hellos, 1, "the client reconnected");
+        alloc_disconnect(c);
+        /* The fake serves a connection after its hang-up: one that closes at once ends it. */
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f.path);
+        cr_assert_eq(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(s);
+        fake_allocd_stop(&f);
 }
 
 /*
