@@ -412,9 +412,10 @@ static void act(struct conn *c) {
                 changed();
         }
         conn_send(c, &out);
-        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out))
+        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
                 c->bye = true;
-        else if (out.close)
+                conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
+        } else if (out.close)
                 conn_close(c);
 }
 
