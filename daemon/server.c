@@ -176,11 +176,12 @@ static void conn_events(struct conn *c) {
 /*
  * A PERSIST region whose grant did not reach its client: no one knows its id, so nothing would
  * ever free it.  It goes as the client's Free would (the connection is closing; its hold goes too).
+ * After a Goodbye (bye) the client is out of the core, but its uid still frees its PERSIST region.
  */
 static void unsent_grant(struct conn *c, uint64_t id) {
         struct core_result res;
 
-        if (!id || !c->in_core || core_free_region(core, &c->s.client, id, &res) != E_OK)
+        if (!id || !(c->in_core || c->bye) || core_free_region(core, &c->s.client, id, &res) != E_OK)
                 return;
         logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client),
              CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
@@ -411,9 +412,10 @@ static void act(struct conn *c) {
                 changed();
         }
         conn_send(c, &out);
-        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out))
+        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
                 c->bye = true;
-        else if (out.close)
+                conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
+        } else if (out.close)
                 conn_close(c);
 }
 

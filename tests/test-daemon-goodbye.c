@@ -267,3 +267,93 @@ Test(goodbye, a_persist_grant_that_comes_as_the_client_disconnects_is_given_back
         cr_assert_eq(alloc_region_attach(w, "late", NULL, &r), -ENOENT);
         alloc_disconnect(w);
 }
+
+/*
+ * A PERSIST grant queued behind replies the client has not read (its socket full) when its Goodbye
+ * comes, and the client hangs up without reading it: no one knows the region's id, so it goes as at
+ * a close without Goodbye, though the Goodbye released the connection first.
+ */
+Test(goodbye, a_persist_grant_queued_at_a_goodbye_and_never_read_is_freed) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Sync y = ALLOCD__SYNC__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
+        uint64_t id;
+
+        sysd_start(&s, POOL_A);
+        int fd = daemon_raw_connect(&s.d);
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        cr_assert_eq(next_error(fd, &id), 0);
+        /* Small replies, unread: they fill the socket (each packet costs far more than its bytes there). */
+        for (uint64_t i = 0; i < 2000; i++)
+                send_body(fd, 10 + i, ALLOCD__REQUEST__BODY_SYNC, &y);
+        a.pool = "a";
+        a.has_size = a.has_flags = true;
+        a.size = 8192;
+        a.flags = ALLOCD__FLAG__PERSIST;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
+        struct alloc_client *k = daemon_connect(&s.d);
+        /* The Goodbye is served: the connection's last request, after the Alloc. */
+        for (int i = 0; i < 200 && !strstr(sysd_log(&s), "said goodbye"); i++)
+                usleep(10 * 1000);
+        cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        cr_assert_eq(pool_used(k, "a"), 8192, "the grant is not queued: %s", sysd_log(&s));
+        close(fd);
+        cr_assert_eq(wait_used(k, "a", 0), 0, "the PERSIST region no one knows stayed: %s", sysd_log(&s));
+        alloc_disconnect(k);
+}
+
+/* allocd's CPU time so far, in clock ticks (/proc/PID/stat: utime and stime). */
+static unsigned long long cpu_ticks(pid_t pid) {
+        char path[64], buf[1024];
+        unsigned long long ut = 0, st = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        cr_assert_not_null(f = fopen(path, "re"));
+        cr_assert_not_null(fgets(buf, sizeof(buf), f));
+        fclose(f);
+        cr_assert_eq(sscanf(strrchr(buf, ')') + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st),
+                     2);
+        return ut + st;
+}
+
+/*
+ * A Goodbye whose OK queues behind unread replies, with a request after it: allocd reads nothing more
+ * from the connection, and must not be woken for it again and again meanwhile (it spun at full CPU
+ * while the client read nothing).
+ */
+Test(goodbye, a_request_after_a_queued_goodbye_does_not_keep_allocd_busy) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Sync y = ALLOCD__SYNC__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
+        uint64_t id;
+
+        sysd_start(&s, POOL_A);
+        int fd = daemon_raw_connect(&s.d);
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        cr_assert_eq(next_error(fd, &id), 0);
+        for (uint64_t i = 0; i < 2000; i++)
+                send_body(fd, 10 + i, ALLOCD__REQUEST__BODY_SYNC, &y);
+        a.pool = "a"; /* a reference, for the log line */
+        a.has_size = true;
+        a.size = 8192;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
+        send_body(fd, 4, ALLOCD__REQUEST__BODY_SYNC, &y);
+        for (int i = 0; i < 200 && !strstr(sysd_log(&s), "said goodbye"); i++)
+                usleep(10 * 1000);
+        cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        unsigned long long t0 = cpu_ticks(s.d.pid);
+        usleep(1000 * 1000);
+        unsigned long long used = cpu_ticks(s.d.pid) - t0;
+        cr_assert_lt(used * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK), 200,
+                     "allocd used %llu ticks in 1 s while a said-goodbye connection read nothing", used);
+        close(fd);
+}
