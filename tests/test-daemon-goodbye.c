@@ -269,11 +269,11 @@ Test(goodbye, a_persist_grant_that_comes_as_the_client_disconnects_is_given_back
 }
 
 /*
- * A PERSIST grant queued behind replies the client has not read (its socket full) when its Goodbye
- * comes, and the client hangs up without reading it: no one knows the region's id, so it goes as at
- * a close without Goodbye, though the Goodbye released the connection first.
+ * A raw connection to a fresh allocd that said Hello, then an Alloc of 8192 bytes of pool a (flags) and a
+ * Goodbye queued behind 2000 small replies it leaves unread (they fill the socket: each packet costs far
+ * more than its bytes there); returns once allocd has served the Goodbye.
  */
-Test(goodbye, a_persist_grant_queued_at_a_goodbye_and_never_read_is_freed) {
+static int goodbye_queued(uint32_t flags) {
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         Allocd__Sync y = ALLOCD__SYNC__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
@@ -286,20 +286,31 @@ Test(goodbye, a_persist_grant_queued_at_a_goodbye_and_never_read_is_freed) {
         h.version = WIRE_VERSION;
         send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
         cr_assert_eq(next_error(fd, &id), 0);
-        /* Small replies, unread: they fill the socket (each packet costs far more than its bytes there). */
         for (uint64_t i = 0; i < 2000; i++)
                 send_body(fd, 10 + i, ALLOCD__REQUEST__BODY_SYNC, &y);
         a.pool = "a";
         a.has_size = a.has_flags = true;
         a.size = 8192;
-        a.flags = ALLOCD__FLAG__PERSIST;
+        a.flags = flags;
         send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
         send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
-        struct alloc_client *k = daemon_connect(&s.d);
-        /* The Goodbye is served: the connection's last request, after the Alloc. */
+        /* A request after the Goodbye, which allocd never reads. */
+        send_body(fd, 4, ALLOCD__REQUEST__BODY_SYNC, &y);
         for (int i = 0; i < 200 && !strstr(sysd_log(&s), "said goodbye"); i++)
                 usleep(10 * 1000);
         cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        return fd;
+}
+
+/*
+ * A PERSIST grant queued behind replies the client has not read (its socket full) when its Goodbye
+ * comes, and the client hangs up without reading it: no one knows the region's id, so it goes as at
+ * a close without Goodbye, though the Goodbye released the connection first.
+ */
+Test(goodbye, a_persist_grant_queued_at_a_goodbye_and_never_read_is_freed) {
+        int fd = goodbye_queued(ALLOCD__FLAG__PERSIST);
+        struct alloc_client *k = daemon_connect(&s.d);
+
         cr_assert_eq(pool_used(k, "a"), 8192, "the grant is not queued: %s", sysd_log(&s));
         close(fd);
         cr_assert_eq(wait_used(k, "a", 0), 0, "the PERSIST region no one knows stayed: %s", sysd_log(&s));
@@ -327,29 +338,7 @@ static unsigned long long cpu_ticks(pid_t pid) {
  * while the client read nothing).
  */
 Test(goodbye, a_request_after_a_queued_goodbye_does_not_keep_allocd_busy) {
-        Allocd__Hello h = ALLOCD__HELLO__INIT;
-        Allocd__Sync y = ALLOCD__SYNC__INIT;
-        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
-        Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
-        uint64_t id;
-
-        sysd_start(&s, POOL_A);
-        int fd = daemon_raw_connect(&s.d);
-        h.has_version = true;
-        h.version = WIRE_VERSION;
-        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
-        cr_assert_eq(next_error(fd, &id), 0);
-        for (uint64_t i = 0; i < 2000; i++)
-                send_body(fd, 10 + i, ALLOCD__REQUEST__BODY_SYNC, &y);
-        a.pool = "a"; /* a reference, for the log line */
-        a.has_size = true;
-        a.size = 8192;
-        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
-        send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
-        send_body(fd, 4, ALLOCD__REQUEST__BODY_SYNC, &y);
-        for (int i = 0; i < 200 && !strstr(sysd_log(&s), "said goodbye"); i++)
-                usleep(10 * 1000);
-        cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        int fd = goodbye_queued(0);
         unsigned long long t0 = cpu_ticks(s.d.pid);
         usleep(1000 * 1000);
         unsigned long long used = cpu_ticks(s.d.pid) - t0;
