@@ -165,7 +165,7 @@ int metrics_words(struct ctl *ctl, int argc, char **argv) {
         (void)argv;
         if (!ctl->json)
                 return EXIT_OK;
-        fprintf(stderr, "allocctl metrics: prints the Prometheus text format; --json does not apply\n");
+        fprintf(stderr, "allocctl: metrics: prints the Prometheus text format; --json does not apply\n");
         return EXIT_USAGE;
 }
 

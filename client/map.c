@@ -298,7 +298,7 @@ static int write_svg(FILE *f, const char *path, const struct alloc_pool_status *
         }
         fputs("</g>\n</svg>\n", f);
         if (ferror(f) | (fclose(f) != 0)) {
-                fprintf(stderr, "allocctl map: writing %s failed: %s\n", path, strerror(errno));
+                fprintf(stderr, "allocctl: map: writing %s failed: %s\n", path, strerror(errno));
                 return EXIT_FAILED;
         }
         return EXIT_OK;
@@ -376,7 +376,7 @@ int map_args(int argc, char **argv) {
                         x = strtol(optarg, &end, 10);
                         if (errno || *end || end == optarg ||
                             (o == 'w' ? x < MIN_WIDTH || x > MAX_WIDTH : x < 1 || x > MAX_ROWS)) {
-                                fprintf(stderr, "allocctl map: --%s %s: expected a number from %d to %d\n",
+                                fprintf(stderr, "allocctl: map: --%s %s: expected a number from %d to %d\n",
                                         o == 'w' ? "width" : "rows", optarg, o == 'w' ? MIN_WIDTH : 1,
                                         o == 'w' ? MAX_WIDTH : MAX_ROWS);
                                 free(v);
@@ -385,7 +385,7 @@ int map_args(int argc, char **argv) {
                         *(o == 'w' ? &opt.width : &opt.rows) = (unsigned)x;
                         break;
                 default:
-                        fprintf(stderr, "allocctl map: %s '%s'; try 'allocctl map --help'\n",
+                        fprintf(stderr, "allocctl: map: %s '%s'; try 'allocctl map --help'\n",
                                 o == ':' ? "missing value for" : "unknown option", v[optind - 1]);
                         free(v);
                         return EXIT_USAGE;
@@ -427,11 +427,12 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 goto out;
         }
         if (p->nspans == 0) {
-                fprintf(stderr, "allocctl map: allocd did not say what pool '%s' covers (an older allocd?)\n", p->name);
+                fprintf(stderr, "allocctl: map: allocd did not say what pool '%s' covers (an older allocd?)\n",
+                        p->name);
                 goto out;
         }
         if ((err = alloc_dump_each(ctl->client, p->name, collect, &d)) < 0 && d.oom) {
-                fprintf(stderr, "allocctl map: out of memory for %zu regions\n", d.n);
+                fprintf(stderr, "allocctl: map: out of memory for %zu regions\n", d.n);
                 goto out;
         }
         if (err < 0) {
@@ -447,7 +448,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
                 shown += d.v[i].size;
         unshown = geteuid() != 0 && p->used > shown ? p->used - shown : 0;
         if (segments(p, &d, &s, &n) < 0) {
-                fprintf(stderr, "allocctl map: out of memory\n");
+                fprintf(stderr, "allocctl: map: out of memory\n");
                 goto out;
         }
 
@@ -464,7 +465,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
         cells = calloc(ncells, sizeof(*cells));
         lines = calloc(rows, sizeof(*lines));
         if (!cells || !lines) {
-                fprintf(stderr, "allocctl map: out of memory\n");
+                fprintf(stderr, "allocctl: map: out of memory\n");
                 goto out;
         }
         if (extent < ncells) /* fewer bytes than cells: one cell per byte */
@@ -473,7 +474,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
         for (unsigned r = 0; r < rows; r++) {
                 size_t len = 0, cap = (size_t)cols * 4 + 1;
                 if (!(lines[r] = malloc(cap))) {
-                        fprintf(stderr, "allocctl map: out of memory\n");
+                        fprintf(stderr, "allocctl: map: out of memory\n");
                         goto out;
                 }
                 for (size_t c = (size_t)r * cols; c < ncells && c < (size_t)(r + 1) * cols; c++)
@@ -482,7 +483,7 @@ int cmd_map(struct ctl *ctl, int argc, char **argv) {
         }
         /* Before anything is printed: a path that cannot be written fails the command with nothing on stdout. */
         if (opt.svg && !(svg = fopen(opt.svg, "we"))) {
-                fprintf(stderr, "allocctl map: --svg %s: %s; give a file in a directory you may write\n", opt.svg,
+                fprintf(stderr, "allocctl: map: --svg %s: %s; give a file in a directory you may write\n", opt.svg,
                         strerror(errno));
                 goto out;
         }

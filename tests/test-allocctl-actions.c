@@ -376,7 +376,7 @@ Test(allocctl, map_checks_its_svg_file_before_printing) {
 
         cr_assert_eq(x->status, 1, "%s", x->err);
         cr_assert_str_eq(x->out, "");
-        cr_assert(strstr(x->err, "allocctl map: --svg /nonexistent/x.svg: No such file or directory"), "%s", x->err);
+        cr_assert(strstr(x->err, "allocctl: map: --svg /nonexistent/x.svg: No such file or directory"), "%s", x->err);
 }
 
 /* An unknown pool, in the words of every command that names one. */
