@@ -28,6 +28,19 @@ static void set_pid(struct srv *s, struct client *cl) {
         cl->start = proc_stat(peer_pid, NULL, 0);
 }
 
+/* A child that waits until it is killed, or its parent (the test) ends. */
+static pid_t paused_child(void) {
+        pid_t pid = fork();
+
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
+                pause();
+                _exit(0);
+        }
+        return pid;
+}
+
 /* The one connection's serial, for inject. */
 static uint64_t serial_of(struct alloc_client *c) {
         uint64_t used, serial;
@@ -180,12 +193,7 @@ Test(reclaim, a_placeholder_goes_with_its_process, .timeout = 60) {
 
         c = connect_to(&s);
         cr_assert_eq(alloc_region_new(c, "f", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
-        cr_assert((peer_pid = fork()) >= 0);
-        if (peer_pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
-                pause();
-                _exit(0);
-        }
+        peer_pid = paused_child();
         s.serial = serial_of(c);
         restart(&s, 60000);
         usleep(200 * 1000);
@@ -248,12 +256,7 @@ Test(reclaim, a_placeholder_of_an_older_state_learns_its_process_start, .timeout
         int status;
         struct alloc_client *c = holding_one(&s, &r);
 
-        cr_assert((peer_pid = fork()) >= 0);
-        if (peer_pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
-                pause();
-                _exit(0);
-        }
+        peer_pid = paused_child();
         s.inject = set_pid_no_start;
         s.serial = serial_of(c);
         restart(&s, 60000);
@@ -328,12 +331,7 @@ Test(reclaim, a_placeholder_disconnected_is_watched_no_more, .timeout = 60) {
         int status, fds = 1;
         struct alloc_client *c = holding_one(&s, &r);
 
-        cr_assert((peer_pid = fork()) >= 0);
-        if (peer_pid == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion leaves it no orphan */
-                pause();
-                _exit(0);
-        }
+        peer_pid = paused_child();
         s.inject = set_pid;
         s.serial = serial_of(c);
         restart(&s, 60000);
