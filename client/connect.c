@@ -343,6 +343,14 @@ static bool alloc_abandoned(struct alloc_client *c) {
         return any;
 }
 
+/* req sent and its answer read, whatever it says (the callers below say what it gives them). */
+static void round_trip(struct alloc_client *c, Allocd__Request *req) {
+        Allocd__Reply *reply;
+
+        if (client_call(c, req, &reply, NULL) == 0)
+                allocd__reply__free_unpacked(reply, NULL);
+}
+
 /*
  * A Sync round trip: allocd answers in order, so every reply to a request before it that does not
  * wait has been read by its end, and a grant among them given back (reader.c).
@@ -350,12 +358,10 @@ static bool alloc_abandoned(struct alloc_client *c) {
 static void sync_replies(struct alloc_client *c) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Sync y = ALLOCD__SYNC__INIT;
-        Allocd__Reply *reply;
 
         req.body_case = ALLOCD__REQUEST__BODY_SYNC;
         req.sync = &y;
-        if (client_call(c, &req, &reply, NULL) == 0)
-                allocd__reply__free_unpacked(reply, NULL);
+        round_trip(c, &req);
 }
 
 /*
@@ -368,12 +374,10 @@ static void sync_replies(struct alloc_client *c) {
 static void goodbye(struct alloc_client *c) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
-        Allocd__Reply *reply;
 
         req.body_case = ALLOCD__REQUEST__BODY_GOODBYE;
         req.goodbye = &g;
-        if (client_call(c, &req, &reply, NULL) == 0)
-                allocd__reply__free_unpacked(reply, NULL);
+        round_trip(c, &req);
 }
 
 struct alloc_client *alloc_disconnect(struct alloc_client *c) {
