@@ -18,6 +18,16 @@
 #include "client-internal.h"
 #include "wire.h"
 
+/*
+ * wire_recv, and after a reset the packets allocd sent before it: allocd closed the socket with
+ * requests of ours unread, and a SEQPACKET socket then says ECONNRESET once, ahead of what allocd
+ * sent, such as why it closed (an operator's Disconnect, which a reconnect would undo; a refusal).
+ */
+ssize_t conn_recv(int sock, void *buf, size_t size, int *fds, size_t *nfds, int flags);
+
+/* The longest a signal that lands while a thread waits goes unseen (alloc/client.h says so): reader.c, reconnect.c. */
+#define INTR_POLL_MS 50
+
 struct pending {
         uint64_t id;
         Allocd__Request__BodyCase what; /* abandoned: what was asked, so that a late grant is given back */

@@ -41,9 +41,6 @@
 #include "connection.h"
 #include "wire.h"
 
-/* The longest a signal that lands just before poll waits to be seen (alloc/client.h says so). */
-#define INTR_POLL_MS 50
-
 /* Milliseconds until deadline, rounded up, for poll(); 0 once it has passed. */
 static int ms_left(const struct timespec *deadline) {
         struct timespec now;
@@ -160,6 +157,21 @@ static uint64_t now_ns(void) {
         return (uint64_t)t.tv_sec * 1000000000 + (uint64_t)t.tv_nsec;
 }
 
+ssize_t conn_recv(int sock, void *buf, size_t size, int *fds, size_t *nfds, int flags) {
+        size_t max = *nfds;
+        ssize_t n = wire_recv(sock, buf, size, fds, nfds, flags), m;
+
+        if (n != -ECONNRESET)
+                return n;
+        *nfds = max;
+        if ((m = wire_recv(sock, buf, size, fds, nfds, flags | MSG_DONTWAIT)) > 0)
+                return m;
+        if (m == 0 && *nfds)
+                close(fds[0]);
+        *nfds = 0;
+        return n;
+}
+
 /*
  * A packet that arrives within spin_ns, read without sleeping; -EAGAIN if none did.  Yielding between
  * tries lets an allocd that shares this CPU run; where it has a CPU of its own, sched_yield returns at
@@ -171,7 +183,7 @@ static ssize_t spin_recv(struct alloc_client *c, uint64_t spin_ns, int *fd, size
 
         for (;;) {
                 *nfds = 1;
-                n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), fd, nfds, MSG_DONTWAIT);
+                n = conn_recv(c->fd, c->rbuf, sizeof(c->rbuf), fd, nfds, MSG_DONTWAIT);
                 if (n != -EAGAIN || now_ns() >= end)
                         return n;
                 sched_yield();
@@ -225,20 +237,7 @@ int conn_read_one(struct alloc_client *c, const struct timespec *deadline, bool 
                         k = wait_readable(c->fd, deadline, intr, intr_data);
                 if (k > 0) {
                         nfds = 1;
-                        n = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
-                }
-                /*
-                 * allocd closed the socket with requests of ours unread: a SEQPACKET socket then says
-                 * ECONNRESET once, before the packets allocd sent it, such as why it closed (an
-                 * operator's Disconnect, which a reconnect would undo).  Those come next.
-                 */
-                if (n == -ECONNRESET) {
-                        nfds = 1;
-                        ssize_t m = wire_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, MSG_DONTWAIT);
-                        if (m > 0)
-                                n = m;
-                        else if (m == 0 && nfds)
-                                close(fd);
+                        n = conn_recv(c->fd, c->rbuf, sizeof(c->rbuf), &fd, &nfds, 0);
                 }
         }
         pthread_mutex_lock(&c->lock);

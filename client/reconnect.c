@@ -109,7 +109,7 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
                 ssize_t n;
                 if (until)
                         (void)receive_within(c, fd, until); /* not past it, where it is nearer than the timeout */
-                while ((n = wire_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
+                while ((n = conn_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
                        receive_within(c, fd, until))
                         nfds = 1;
                 if (nfds)
@@ -375,7 +375,6 @@ static int start_afresh(struct alloc_client *c, bool had, const char *why) {
  * this one (reviving), since no connection was made yet and none of it is half done.  Lock held;
  * whether interrupted said to stop.
  */
-#define INTR_POLL_MS 50
 static bool backoff_interrupted(struct alloc_client *c, uint32_t wait) {
         int (*intr)(void *) = c->interrupted;
         void *data = c->interrupted_data;
