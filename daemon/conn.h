@@ -3,8 +3,8 @@
 #define ALLOCD_CONN_H
 
 /*
- * A connection, as server.c (requests, replies, the loop turn) and accept.c (accepting, the
- * Hello deadline, the listening socket) share it; nothing else sees it.
+ * A connection, as server.c (requests, the loop turn), outq.c (replies out, backpressure) and
+ * accept.c (accepting, the Hello deadline, the listening socket) share it; nothing else sees it.
  */
 
 #include <stdbool.h>
@@ -41,6 +41,24 @@ struct conn {
 void conn_start(struct conn *c);
 void conn_close(struct conn *c);
 void conn_error_reply(struct conn *c, uint64_t id, int code, const char *msg);
+/* Polls c for what it can do now: read unless paused (outq.c's room), write while replies queue. */
+void conn_events(struct conn *c);
+/* A PERSIST region granted in a reply c's client never got goes as its Free would. */
+void conn_unsent_grant(struct conn *c, uint64_t id);
+
+/* outq.c */
+void outq_init(uv_loop_t *loop);
+void outq_close(void);
+/* Sends o's reply to c now, or queues it; a connection that cannot take it is closed. */
+void outq_send(struct conn *c, const struct proto_out *o);
+/* Sends what c has queued, as far as it goes; whether anything went.  Closes c once it said Goodbye and all went. */
+bool outq_flush(struct conn *c);
+/* Whether c's queue leaves room for more replies, so that its requests are read. */
+bool outq_room(const struct conn *c);
+/* c waits for its peer to read (or a refused send's retry): the retry timer flushes it, not the poll. */
+void outq_set_waiting(struct conn *c, bool waiting);
+void outq_unsent(struct conn *c);
+void outq_free(struct conn *c);
 
 /* accept.c */
 void accept_init(uv_loop_t *loop, struct core *core, void (*changed)(void));

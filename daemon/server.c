@@ -13,15 +13,7 @@
  *   CLOSING    being torn down.
  * Accepting, the Hello deadline and the listening socket are accept.c's.
  *
- * Out: replies go straight to the socket; when it is full they queue, with
- * their fds.  While a connection has OUT_PAUSE bytes queued, or OUT_FDS_PAUSE
- * replies that each hold an fd open in allocd, its requests are not read (it
- * gets no more replies until it reads the ones it has); past OUT_MAX bytes
- * (only waiters' outcomes can get it there) it is closed.  An fd sent is in
- * flight until the peer reads it, and the kernel caps allocd's user at
- * RLIMIT_NOFILE of those, all connections together: so a connection is sent
- * at most FDS_IN_FLIGHT packets with an fd that it may not have read, and
- * then waits (not read either) until its socket says it read them all.
+ * Replies out, and their backpressure, are outq.c's.
  *
  * Once per loop turn (a uv_check) the core runs its deferred work and each
  * outcome is answered; one timer follows the core's earliest waiter deadline.
@@ -38,8 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,20 +40,7 @@
 #include "proto.h"
 #include "server.h"
 
-#define OUT_PAUSE (64u << 10) /* queued reply bytes at which a connection's requests wait */
-#define OUT_MAX (1u << 20)    /* queued reply bytes at which it is closed */
-#define READ_BURST 32         /* requests served from one connection before the loop moves on */
-#define OUT_FDS_PAUSE 4       /* queued replies with an fd of their own at which its requests wait */
-#define RETRY_MAX_MS 16       /* the longest the retry timer backs off to while no waiting connection moves */
-
-struct packet {
-        STAILQ_ENTRY(packet) link;
-        size_t len;
-        int fd;                 /* an fd to send beside it, or -1 */
-        bool fd_owned;          /* fd is the packet's, closed once sent or dropped; else a pool's */
-        uint64_t persist_grant; /* proto_out's: freed if the packet is never sent */
-        uint8_t data[];
-};
+#define READ_BURST 32 /* requests served from one connection before the loop moves on */
 
 TAILQ_HEAD(conn_list, conn);
 
@@ -86,10 +63,6 @@ static bool served, dirty; /* this turn answered a request; something else chang
 static uv_check_t turn;
 static uv_idle_t more; /* running while the core broke off its waiters for the next turn: poll does not block */
 static uv_timer_t wait_timer;
-static uv_timer_t retry_timer; /* flushes the waiting connections (set_waiting) */
-static struct conn_list waiting_conns = TAILQ_HEAD_INITIALIZER(waiting_conns);
-static uint32_t retry_ms;
-static bool refused_logged;  /* a send with an fd failed and was said; again once one has gone since */
 static bool kept_at_stop;    /* the stop kept the state: connections closing now keep their references there */
 static struct proto_out out; /* one reply at a time: the loop is single-threaded */
 
@@ -105,19 +78,8 @@ uint32_t server_jobs(void) {
 
 /* ---- lifecycle ---- */
 
-static void packet_free(struct packet *p) {
-        if (p->fd_owned)
-                close(p->fd);
-        free(p);
-}
-
 static void conn_free(struct conn *c) {
-        struct packet *p;
-
-        while ((p = STAILQ_FIRST(&c->out))) {
-                STAILQ_REMOVE_HEAD(&c->out, link);
-                packet_free(p);
-        }
+        outq_free(c);
         session_clear(&c->s);
         free(c);
 }
@@ -133,35 +95,10 @@ static void conn_handle_closed(uv_handle_t *h) {
 
 /* Whether c's requests are read: not while it leaves its replies unread (backpressure). */
 static bool conn_reading(const struct conn *c) {
-        return c->out_bytes < OUT_PAUSE && c->out_fds < OUT_FDS_PAUSE && !c->waiting && !c->bye;
+        return outq_room(c) && !c->bye;
 }
 
-static void retry_cb(uv_timer_t *t);
-
-/*
- * Nothing tells allocd that a peer read a packet: its socket stays writable (a few small packets
- * are far from the send buffer's size), so UV_WRITABLE would fire at once, again and again.  One
- * timer retries every waiting connection instead, every millisecond while one moves, backing off
- * to RETRY_MAX_MS while none does, so that connections that never read cost little.
- */
-static void set_waiting(struct conn *c, bool waiting) {
-        if (c->waiting == waiting)
-                return;
-        c->waiting = waiting;
-        if (waiting)
-                TAILQ_INSERT_TAIL(&waiting_conns, c, wait_link);
-        else
-                TAILQ_REMOVE(&waiting_conns, c, wait_link);
-        if (waiting && (retry_ms > 1 || !uv_is_active((uv_handle_t *)&retry_timer))) {
-                /* Not pushed back by each new waiter: due within 1 ms already, it stays. */
-                retry_ms = 1;
-                uv_timer_start(&retry_timer, retry_cb, retry_ms, 0);
-        } else if (!waiting && TAILQ_EMPTY(&waiting_conns)) {
-                uv_timer_stop(&retry_timer);
-        }
-}
-
-static void conn_events(struct conn *c) {
+void conn_events(struct conn *c) {
         int ev = UV_DISCONNECT;
 
         if (c->state == CONN_CLOSING)
@@ -178,7 +115,7 @@ static void conn_events(struct conn *c) {
  * ever free it.  It goes as the client's Free would (the connection is closing; its hold goes too).
  * After a Goodbye (bye) the client is out of the core, but its uid still frees its PERSIST region.
  */
-static void unsent_grant(struct conn *c, uint64_t id) {
+void conn_unsent_grant(struct conn *c, uint64_t id) {
         struct core_result res;
 
         if (!id || !(c->in_core || c->bye) || core_free_region(core, &c->s.client, id, &res) != E_OK)
@@ -202,15 +139,12 @@ static void leave_core(struct conn *c, const char *how) {
 }
 
 void conn_close(struct conn *c) {
-        struct packet *p;
-
         if (c->state == CONN_CLOSING)
                 return;
-        STAILQ_FOREACH(p, &c->out, link)
-        unsent_grant(c, p->persist_grant);
+        outq_unsent(c);
         if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
                 accept_handshake_done(c);
-        set_waiting(c, false);
+        outq_set_waiting(c, false);
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
@@ -221,134 +155,11 @@ void conn_close(struct conn *c) {
         changed();
 }
 
-/* ---- out ---- */
-
-enum sent { SENT, FULL, WAIT, GONE }; /* FULL: until the socket is writable; WAIT: the retry timer's */
-
-/* Sends a packet to c, and fd beside it unless it is -1. */
-static enum sent send_packet(struct conn *c, const void *buf, size_t len, int fd) {
-        int r, unread;
-
-        if (fd >= 0 && c->sent_fds >= FDS_IN_FLIGHT) {
-                /* For AF_UNIX, the bytes of the packets sent that the peer has not read yet. */
-                if (ioctl(c->fd, SIOCOUTQ, &unread) == 0 && unread > 0)
-                        return WAIT;
-                c->sent_fds = 0;
-        }
-        r = wire_send(c->fd, buf, len, &fd, fd >= 0, MSG_DONTWAIT);
-        if (r == 0) {
-                c->sent_fds += fd >= 0;
-                refused_logged &= fd < 0;
-                return SENT;
-        }
-        if (r == -EAGAIN)
-                return FULL;
-        if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN)
-                return GONE;
-        /*
-         * Not the peer's doing (ETOOMANYREFS: allocd's user has RLIMIT_NOFILE fds in flight, all
-         * connections together): closing this connection would not help the next, so it waits.
-         */
-        if (!refused_logged) {
-                refused_logged = true;
-                logx(LOG_LEVEL_WARNING, CLIENT_CTX(&c->s.client),
-                     "sending a reply to " CLIENT_FMT " failed: %s; it waits and is retried", CLIENT_ARGS(&c->s.client),
-                     strerror(-r));
-        }
-        return WAIT;
-}
-
-/* Sends out's reply to c now, or queues it; a connection that cannot take it is closed. */
-static void conn_send(struct conn *c, const struct proto_out *o) {
-        struct packet *p;
-
-        if (c->state == CONN_CLOSING || o->len == 0)
-                goto drop;
-        if (STAILQ_EMPTY(&c->out)) {
-                switch (send_packet(c, o->buf, o->len, o->fd)) {
-                case SENT:
-                        goto drop;
-                case GONE:
-                        unsent_grant(c, o->persist_grant); /* it hung up: a queued Alloc's answer has no reader */
-                        conn_close(c);
-                        goto drop;
-                case WAIT:
-                        set_waiting(c, true);
-                        break;
-                case FULL:
-                        break;
-                }
-        }
-        if (c->out_bytes + o->len > OUT_MAX) {
-                logx(LOG_LEVEL_WARNING, CLIENT_CTX(&c->s.client),
-                     CLIENT_FMT " leaves its replies unread (%zu bytes queued); disconnecting it",
-                     CLIENT_ARGS(&c->s.client), c->out_bytes);
-                unsent_grant(c, o->persist_grant);
-                conn_close(c);
-                goto drop;
-        }
-        if (!(p = malloc(sizeof(*p) + o->len))) {
-                unsent_grant(c, o->persist_grant);
-                conn_close(c);
-                goto drop;
-        }
-        p->len = o->len;
-        p->persist_grant = o->persist_grant;
-        /* A pool's fd lives as long as the core, so a queued reply need not dup it; an owned one goes with it. */
-        p->fd = o->fd;
-        p->fd_owned = o->fd_owned;
-        memcpy(p->data, o->buf, o->len);
-        STAILQ_INSERT_TAIL(&c->out, p, link);
-        c->out_bytes += p->len;
-        c->out_fds += p->fd_owned;
-        conn_events(c);
-        return;
-drop:
-        if (o->fd_owned)
-                close(o->fd);
-}
-
-/* Sends what c has queued, as far as it goes; returns whether anything went. */
-static bool flush(struct conn *c) {
-        struct packet *p;
-        bool moved = false;
-        enum sent r = SENT;
-
-        while ((p = STAILQ_FIRST(&c->out)) && (r = send_packet(c, p->data, p->len, p->fd)) == SENT) {
-                moved = true;
-                STAILQ_REMOVE_HEAD(&c->out, link);
-                c->out_bytes -= p->len;
-                c->out_fds -= p->fd_owned;
-                packet_free(p);
-        }
-        if (r == GONE || (c->bye && !p)) {
-                conn_close(c);
-                return moved;
-        }
-        set_waiting(c, r == WAIT && p);
-        conn_events(c);
-        return moved;
-}
-
-static void retry_cb(uv_timer_t *t) {
-        struct conn *c, *next;
-        bool moved = false;
-
-        /* Only the waiting ones: thousands of idle connections cost a timer that fires every millisecond nothing. */
-        for (c = TAILQ_FIRST(&waiting_conns); c; c = next) {
-                next = TAILQ_NEXT(c, wait_link); /* flush closes, or stops waiting, only c */
-                moved |= flush(c);
-        }
-        retry_ms = moved ? 1 : retry_ms * 2 < RETRY_MAX_MS ? retry_ms * 2 : RETRY_MAX_MS;
-        if (!TAILQ_EMPTY(&waiting_conns))
-                uv_timer_start(t, retry_cb, retry_ms, 0);
-}
-
 void conn_error_reply(struct conn *c, uint64_t id, int code, const char *msg) {
         proto_error(&out, id, code, msg);
         out.fd = -1;
         out.fd_owned = false;
-        conn_send(c, &out);
+        outq_send(c, &out);
 }
 
 /* ---- zeroing off the loop thread ---- */
@@ -411,7 +222,7 @@ static void act(struct conn *c) {
                 leave_core(c, "said goodbye");
                 changed();
         }
-        conn_send(c, &out);
+        outq_send(c, &out);
         if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
                 c->bye = true;
                 conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
@@ -516,7 +327,7 @@ static void conn_cb(uv_poll_t *h, int status, int events) {
         if (status < 0)
                 return conn_close(c);
         if (events & UV_WRITABLE)
-                (void)flush(c);
+                (void)outq_flush(c);
         if (c->state != CONN_CLOSING && (events & (UV_READABLE | UV_DISCONNECT)))
                 serve(c);
         if (c->state != CONN_CLOSING && (events & UV_DISCONNECT) && !(events & UV_READABLE))
@@ -595,7 +406,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
         uv_check_start(&turn, turn_cb);
         uv_idle_init(loop, &more);
         uv_timer_init(loop, &wait_timer);
-        uv_timer_init(loop, &retry_timer);
+        outq_init(loop);
         accept_init(loop, core, changed);
         awake_init(loop);
         grace_init(loop, core, changed);
@@ -610,7 +421,7 @@ void server_stop(bool kept) {
         core_cancel_waiters(core, "allocd is stopping");
         run_core();
         while ((c = TAILQ_FIRST(&conns))) {
-                (void)flush(c);
+                (void)outq_flush(c);
                 conn_close(c);
         }
         uv_check_stop(&turn);
@@ -618,7 +429,7 @@ void server_stop(bool kept) {
         uv_idle_stop(&more);
         uv_close((uv_handle_t *)&more, NULL);
         uv_close((uv_handle_t *)&wait_timer, NULL);
-        uv_close((uv_handle_t *)&retry_timer, NULL);
+        outq_close();
         awake_close();
         grace_close();
 }
