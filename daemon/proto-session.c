@@ -44,9 +44,10 @@ void proto_hello(struct core *core, struct session *s, struct proto_out *out, ui
                         /*
                          * Still in its handshake: it may say a plain Hello next, as a new connection.  A
                          * connection not kept (one that held nothing, every client after a restart
-                         * without the state) is everyday; another uid's or a wrong secret is not.
+                         * without the state) is everyday, and a placeholder's release was said when it
+                         * went: debug only.  Another uid's or a wrong secret is not everyday.
                          */
-                        logx(res.code == E_NOT_FOUND ? LOG_LEVEL_INFO : LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
+                        logx(res.code == E_NOT_FOUND ? LOG_LEVEL_DEBUG : LOG_LEVEL_NOTICE, CLIENT_CTX(&s->client),
                              CLIENT_FMT " cannot reclaim connection %" PRIu64 ": %s", CLIENT_ARGS(&s->client),
                              m->reclaim_serial, res.msg);
                         return proto_error(out, id, res.code, res.msg);
