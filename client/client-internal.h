@@ -30,7 +30,7 @@
 
 /* transport.c */
 
-#define CLIENT_ERROR_MAX 512 /* alloc_last_error()'s bytes, its NUL included */
+#define CLIENT_ERROR_MAX 1280 /* alloc_last_error()'s bytes, its NUL included */
 
 /* Why the pool fd that came with a reply could not be mapped; err is 0 where it was, or none came. */
 struct map_error {

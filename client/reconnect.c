@@ -398,7 +398,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
         uint32_t wait = BACKOFF_FIRST_MS;
         struct in_flight *given = NULL;
         size_t ngiven = 0;
-        char why[CLIENT_ERROR_MAX]; /* allocd's refusal, whole: its messages run to 511 bytes (CORE_MSG_MAX) */
+        char why[CLIENT_ERROR_MAX]; /* allocd's refusal, whole: its messages run to 1023 bytes (CORE_MSG_MAX) */
         int fd = -1, r;
         bool had = false, made = false; /* made: a connection was made and said Hello once */
 

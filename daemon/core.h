@@ -25,8 +25,8 @@
 
 #define MAX_GROUPS 64              /* supplementary groups kept per client */
 #define ZERO_INLINE_MAX (1u << 20) /* larger ZERO regions are filled off the loop thread */
-#define CORE_MSG_MAX 512
-#define CLIENT_SECRET_LEN 16 /* bytes of getrandom() a connection is given to reclaim its holds after a restart */
+#define CORE_MSG_MAX 1024          /* a refusal quoting a 255-byte name, a pattern and two pool names */
+#define CLIENT_SECRET_LEN 16       /* bytes of getrandom() a connection is given to reclaim its holds after a restart */
 
 /* The protocol's Error codes, by value (proto.c checks that they agree). */
 enum core_err {

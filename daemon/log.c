@@ -126,7 +126,7 @@ static bool client_line_allowed(uid_t uid) {
 void log_at(const char *file, const char *line, const char *func, int level, const struct log_ctx *ctx, const char *fmt,
             ...) {
         static const char *prefix[] = {[LOG_LEVEL_ERR] = "error: ", [LOG_LEVEL_WARNING] = "warning: "};
-        char msg[1024];
+        char msg[1536]; /* a client context and a refusal of up to CORE_MSG_MAX */
         va_list ap;
 
         if (level > log_level || (ctx && ctx->client && !client_line_allowed(ctx->uid)))

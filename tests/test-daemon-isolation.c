@@ -291,6 +291,34 @@ Test(isolation, reserved_names_stay_in_their_pool) {
         cr_assert_eq(alloc_region_new(c, "bobs", 4096, &o, &r), 0, "names no pool reserves go anywhere");
 }
 
+/* A long refusal (a name of 255 bytes, a pattern as long as a line allows, pool names of 63) reaches the client whole.
+ */
+Test(isolation, a_refusal_quoting_long_names_is_not_cut) {
+        char pool[64], other[64], pattern[256], name[256], config[1024];
+        struct daemon big;
+        struct alloc_region r;
+
+        memset(pool, 'p', 63);
+        pool[63] = '\0';
+        memset(other, 'q', 63);
+        other[63] = '\0';
+        memset(pattern, 'n', 180); /* a config line is at most 197 characters */
+        strcpy(pattern + 180, "*");
+        memset(name, 'n', 255);
+        name[255] = '\0';
+        snprintf(config, sizeof(config),
+                 "[pool %s]\nkind = host\nsize = 1M\nnames = %s\n[pool %s]\nkind = host\nsize = 1M\n", pool, pattern,
+                 other);
+        daemon_start(&big, config);
+        struct alloc_client *k = daemon_connect(&big);
+        struct alloc_opts o = {.name = name};
+        cr_assert_eq(alloc_region_new(k, other, 4096, &o, &r), -EACCES, "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), pattern), "%s", alloc_last_error());
+        cr_assert(strstr(alloc_last_error(), "or pick a name no pool's names covers"), "cut: %s", alloc_last_error());
+        alloc_disconnect(k);
+        daemon_stop(&big);
+}
+
 /* Bob publishes first; alice's consumer, asking for her pool or her uid, is told, not fooled. */
 Test(isolation, attach_checks_pool_and_owner) {
         char prog[256], line[128];
