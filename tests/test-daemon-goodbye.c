@@ -147,6 +147,48 @@ Test(goodbye, a_reconnection_hello_read_late_still_reclaims_the_regions) {
         alloc_disconnect(c.k);
 }
 
+static atomic_bool stop_now; /* what a signal handler would set */
+
+static int stop_when_told(void *data) {
+        (void)data;
+        return atomic_load(&stop_now);
+}
+
+/*
+ * As above, and an interrupt (alloc_set_interrupt) comes while the reconnection's Hello waits: the
+ * call ends with -EINTR, the socket is kept, and the next call waits there for the answer that the
+ * next allocd gives, reclaiming the regions (a second Hello on a new socket would find the
+ * placeholder taken over by the first, which no one reads, and the regions gone).
+ */
+Test(goodbye, an_interrupt_ends_a_reconnection_hello_wait_and_the_next_call_waits_for_its_answer) {
+        struct alloc_region r;
+        struct timespec until;
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        setenv("ALLOCD_RECONNECT", "30s", 1);
+        struct call c = {.k = one_region(s.d.sock, &r)};
+        unsetenv("ALLOCD_RECONNECT");
+        cr_assert_eq(alloc_set_timeout(c.k, 200), 0);
+        cr_assert_eq(alloc_set_interrupt(c.k, stop_when_told, NULL), 0);
+        sysd_kill(&s, SIGKILL);
+        pthread_create(&t, NULL, status_call, &c);
+        usleep(500 * 1000); /* its Hello waits in the listening socket's queue */
+        atomic_store(&stop_now, true);
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        cr_assert_eq(pthread_timedjoin_np(t, NULL, &until), 0, "an interrupt did not end the Hello's wait");
+        cr_assert_eq(c.r, -EINTR, "%s", c.err);
+        cr_assert(strstr(c.err, "Hello"), "%s", c.err);
+        atomic_store(&stop_now, false);
+        cr_assert_eq(sysd_spawn(&s), -1, "%s", sysd_log(&s));
+        cr_assert_eq(pool_used(c.k, "a"), 8192, "%s", sysd_log(&s));
+        cr_assert(pattern_ok(r.ptr, r.size, 50));
+        cr_assert_eq(alloc_region_free_sync(c.k, r.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(pool_used(c.k, "a"), 0);
+        alloc_disconnect(c.k);
+}
+
 /* ---- the request itself, on a raw socket ---- */
 
 static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, void *body) {
