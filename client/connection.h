@@ -41,6 +41,7 @@ struct pending {
         uint64_t confirms; /* its reply says allocd accepted the quiet requests with sent <= confirms */
         bool renew;        /* pipelined: a Free that asks for a spare (spare.c); always answered */
         Allocd__Reply *reply;
+        bool forsaken; /* a give-back of ids no caller holds: refused or not known, they stay out of the table */
         bool restored; /* a give-back's refusal, read before a reconnect, whose ids its squaring put back in the table
                         */
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */

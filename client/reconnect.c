@@ -406,7 +406,8 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
         for (struct pending **pp = &c->pending, *p; (p = *pp);) {
                 bool answered = p->reply != NULL;
                 struct in_flight *f = p->n && !answered ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
-                if (answered && p->n && !p->restored && p->reply->has_error && p->reply->error != ALLOCD__ERROR__OK) {
+                if (answered && p->n && !p->restored && !p->forsaken && p->reply->has_error &&
+                    p->reply->error != ALLOCD__ERROR__OK) {
                         held_add(c->held, p->ids, p->n);
                         p->restored = true;
                 }

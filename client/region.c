@@ -107,9 +107,10 @@ Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
 /*
  * Gives back ids[0, n), regions a reply granted that cannot be handed to the caller: held as they
  * came (transport.c), they leave the held table as the request is listed, under the connection's
- * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they are put
- * back (client_give_back_sync), and taken out again: no caller holds them, and a reconnect is to
- * give back what allocd still holds of them.  The failure r stays the call's.
+ * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they stay out
+ * (forsaken): no caller holds them, and a reconnect, then or later, is to give back what allocd
+ * still holds of them (put back and taken out again after the lock, one in between kept them).
+ * The failure r stays the call's.
  */
 static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, int r) {
         char why[CLIENT_ERROR_MAX];
@@ -117,8 +118,7 @@ static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint
 
         snprintf(why, sizeof(why), "%s", alloc_last_error());
         /* Nothing leaks; its result does not change ours. */
-        if (client_give_back_sync(c, req, ids, n, &taken) < 0 && taken)
-                held_take(client_held(c), ids, n);
+        (void)client_give_back_sync(c, req, ids, n, &taken, true);
         return client_fail(r, "%s", why);
 }
 
@@ -270,7 +270,7 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
                 if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
                         req->free->renew = NULL; /* its answer is waited for, and is no spare */
                 /* Refused, or not known (-ETIME): still held, put back in the table under the connection's lock. */
-                r = client_give_back_sync(c, req, ids, n, &taken);
+                r = client_give_back_sync(c, req, ids, n, &taken, false);
         }
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is
