@@ -122,11 +122,16 @@ static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint
         return client_fail(r, "%s", why);
 }
 
-/* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
-static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map,
+/*
+ * Turns a region reply into *ret; on failure the region is given back so nothing leaks: by a Free
+ * where an Alloc made it (a Detach would leave a PERSIST region, named or not, to no one), else by
+ * a Detach.
+ */
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map, bool made,
                        struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Detach d = ALLOCD__DETACH__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
         int r;
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION)
@@ -134,12 +139,11 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
         if ((r = client_region_out(c, reply->region, map, ret)) < 0) {
                 if (r == -EPROTO && (!reply->region || !reply->region->has_id))
                         return r;
-                d.has_region = true;
-                d.region = reply->region->id;
-                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
-                req.detach = &d;
-                region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
-                return refuse_grant(c, &req, &d.region, 1, r);
+                uint64_t id = reply->region->id;
+                client_give_back_request(&req, made ? ALLOCD__REQUEST__BODY_FREE : ALLOCD__REQUEST__BODY_DETACH, id, &f,
+                                         &d);
+                region_table_drop(client_regions(c), id); /* its own mapping, if it came with one */
+                return refuse_grant(c, &req, &id, 1, r);
         }
         return 0;
 }
@@ -158,7 +162,7 @@ static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region
                 return r;
         r = client_reply_error(reply);
         if (r == 0 && region)
-                r = take_region(c, reply, &map, region);
+                r = take_region(c, reply, &map, req->body_case == ALLOCD__REQUEST__BODY_ALLOC, region);
         allocd__reply__free_unpacked(reply, NULL);
         return r;
 }

@@ -283,10 +283,10 @@ Test(races, a_detach_that_timed_out_is_not_freed_by_a_reconnect) {
 }
 
 /*
- * A grant the caller cannot take (a region of a kind this library does not know) goes back with a
- * Detach; one that times out leaves the region out of the held table.  Put back under the lock and
- * taken out after it, a reconnect in between found it held, kept it, and allocd held it until the
- * disconnect.
+ * A grant the caller cannot take (a region of a kind this library does not know) goes back, with a
+ * Free since an Alloc made it (a Detach would leave a PERSIST region to no one); one that times out
+ * leaves the region out of the held table.  Put back under the lock and taken out after it, a
+ * reconnect in between found it held, kept it, and allocd held it until the disconnect.
  */
 Test(races, a_refused_grant_whose_give_back_timed_out_is_given_back_by_a_reconnect) {
         struct fake_allocd f;
@@ -310,6 +310,7 @@ Test(races, a_refused_grant_whose_give_back_timed_out_is_given_back_by_a_reconne
         cr_assert_eq(atomic_load(&fake.given_later), 1,
                      "the reconnect did not give the region back (%d Frees, %d Detaches in all)",
                      atomic_load(&fake.frees), atomic_load(&fake.detaches));
+        cr_assert_eq(atomic_load(&fake.detaches), 0, "an Alloc's grant went back by a Detach");
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }
