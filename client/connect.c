@@ -345,12 +345,17 @@ static uint64_t alloc_abandoned(struct alloc_client *c, uint64_t after) {
         return id;
 }
 
-/* req sent and its answer read, whatever it says (the callers below say what it gives them). */
-static void round_trip(struct alloc_client *c, Allocd__Request *req) {
+/*
+ * req sent and its answer read, whatever it says (the callers below say what it gives them); false
+ * where no answer was read (timed out, interrupted, the connection given up).
+ */
+static bool round_trip(struct alloc_client *c, Allocd__Request *req) {
         Allocd__Reply *reply;
 
-        if (client_call(c, req, &reply, NULL) == 0)
-                allocd__reply__free_unpacked(reply, NULL);
+        if (client_call(c, req, &reply, NULL) < 0)
+                return false;
+        allocd__reply__free_unpacked(reply, NULL);
+        return true;
 }
 
 /*
@@ -372,7 +377,7 @@ static void sync_replies(struct alloc_client *c) {
  * ungranted.  Sent again after a reconnect, it finds nothing (NOT_FOUND): the wait went with the
  * allocd that had it.
  */
-static void cancel(struct alloc_client *c, uint64_t id) {
+static bool cancel(struct alloc_client *c, uint64_t id) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Cancel k = ALLOCD__CANCEL__INIT;
 
@@ -380,7 +385,7 @@ static void cancel(struct alloc_client *c, uint64_t id) {
         k.request = id;
         req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
         req.cancel = &k;
-        round_trip(c, &req);
+        return round_trip(c, &req);
 }
 
 /*
@@ -428,12 +433,15 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                  * before the Goodbye goes: one granted between a Sync's answer and the Goodbye (it
                  * waited for room, or was zeroed) would be read after it, and its Free never read.
                  * An allocd without Cancel gets the Sync, which narrows that window to the
-                 * Goodbye's own round trip; one restarted meanwhile had its waits end with it, and
-                 * the reconnect's squaring gives back what it granted.
+                 * Goodbye's own round trip, and so does a Cancel whose answer did not come (allocd
+                 * stopped past the timeout): the Sync's answer says it was read.  One restarted
+                 * meanwhile had its waits end with it, and the reconnect's squaring gives back
+                 * what it granted.
                  */
+                bool unsure = !c->cancel_ok;
                 for (uint64_t id = 0; c->cancel_ok && (id = alloc_abandoned(c, id));)
-                        cancel(c, id);
-                if (!c->cancel_ok && alloc_abandoned(c, 0))
+                        unsure |= !cancel(c, id);
+                if (unsure && alloc_abandoned(c, 0))
                         sync_replies(c);
                 goodbye(c);
         } else {
