@@ -381,6 +381,42 @@ Test(goodbye, a_persist_alloc_granted_from_the_wait_queue_as_the_goodbye_goes_is
         alloc_disconnect(filler);
 }
 
+/*
+ * As above, the grant made and sent before the disconnect, and allocd killed (stopped first) while
+ * the disconnect's Cancel waits for its answer: the Free the library sent for the grant it read is
+ * lost with allocd, the next allocd holds the region for the connection's placeholder, and the
+ * reconnection's squaring frees it, before the Goodbye is said again.
+ */
+Test(goodbye, a_late_persist_grant_read_as_allocd_is_killed_is_freed_by_the_reconnection) {
+        struct alloc_opts o = {.name = "late-kill", .flags = ALLOC_PERSIST, .timeout_ms = 3000};
+        struct alloc_region r;
+        pthread_t t;
+
+        sysd_start(&s, POOL_A);
+        filler = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_new(filler, "a", 4 << 20, NULL, &room), 0, "%s", alloc_last_error());
+        struct alloc_client *k = daemon_connect(&s.d);
+        cr_assert_eq(alloc_set_timeout(k, 200), 0);
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        cr_assert_eq(alloc_region_new(k, "a", 8192, &o, &r), -ETIME, "%s", alloc_last_error());
+        cr_assert_eq(kill(s.d.pid, SIGCONT), 0);
+        cr_assert_eq(wait_waiters(filler, "a", 1), 1, "the Alloc does not wait: %s", sysd_log(&s));
+        cr_assert_eq(alloc_region_free_sync(filler, room.id), 0, "%s", alloc_last_error());
+        cr_assert_eq(wait_used(filler, "a", 8192), 8192, "the Alloc was not granted: %s", sysd_log(&s));
+        alloc_disconnect(filler);
+        cr_assert_eq(alloc_set_timeout(k, 10000), 0);
+        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        pthread_create(&t, NULL, disconnecting, k);
+        usleep(300 * 1000); /* the grant read, its Free and the Cancel in allocd's socket, unread */
+        sysd_restart(&s, SIGKILL);
+        pthread_join(t, NULL);
+        nothing_kept();
+        struct alloc_client *w = daemon_connect(&s.d);
+        cr_assert_eq(alloc_region_attach(w, "late-kill", NULL, &r), -ENOENT, "%s", sysd_log(&s));
+        alloc_disconnect(w);
+        all_restored();
+}
+
 static void zeroing_ends(void) {
         usleep(1000 * 1000); /* 128 MiB zeroed many times over */
 }
