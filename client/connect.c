@@ -315,7 +315,8 @@ static bool may_hold(struct alloc_client *c) {
 /*
  * Replies already in (no call is in flight, so only abandoned and pipelined requests are left): a
  * grant to an abandoned request is given back before the socket closes, or the Goodbye goes (allocd
- * reads that Free first).  One still to come: see alloc_disconnect.
+ * reads that Free first).  One still to come finds the socket closed, or the connection ended, and
+ * allocd frees a PERSIST region it could not hand over; with a Goodbye, see alloc_disconnect.
  */
 static void read_arrived(struct alloc_client *c) {
         pthread_mutex_lock(&c->lock);
