@@ -410,9 +410,12 @@ static void start_zeroing(struct conn *c, uint32_t slot, uint64_t req_id) {
 static bool cancel_zeroing(struct conn *c, uint64_t req_id) {
         struct zero_work *z;
 
-        LIST_FOREACH(z, &zeroing, link)
-        if (z->conn == c && z->req_id == req_id && !z->cancelled)
-                return z->cancelled = true;
+        LIST_FOREACH(z, &zeroing, link) {
+                if (z->conn == c && z->req_id == req_id && !z->cancelled) {
+                        z->cancelled = true;
+                        return true;
+                }
+        }
         return false;
 }
 

@@ -265,6 +265,37 @@ Test(goodbye, allocd_answers_a_goodbye_once_released_and_then_closes) {
         nothing_kept();
 }
 
+/* A Cancel ends an Alloc whose region is being zeroed: OK, then the Alloc's CANCELLED, and the region goes. */
+Test(goodbye, a_cancel_ends_an_alloc_being_zeroed) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Cancel k = ALLOCD__CANCEL__INIT;
+        uint64_t id;
+
+        sysd_start(&s, POOL_A "[pool b]\nkind = host\nsize = 256M\n");
+        int fd = daemon_raw_connect(&s.d);
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        cr_assert_eq(next_error(fd, &id), 0);
+        a.pool = "b";
+        a.has_size = a.has_flags = true;
+        a.size = 128 << 20; /* zeroed off the loop, for far longer than the Cancel takes to follow */
+        a.flags = ALLOCD__FLAG__ZERO | ALLOCD__FLAG__PERSIST;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        k.has_request = true;
+        k.request = 2;
+        send_body(fd, 3, ALLOCD__REQUEST__BODY_CANCEL, &k);
+        cr_assert_eq(next_error(fd, &id), 0, "the Cancel was refused");
+        cr_assert_eq(id, 3);
+        cr_assert_eq(next_error(fd, &id), ALLOCD__ERROR__CANCELLED);
+        cr_assert_eq(id, 2);
+        struct alloc_client *w = daemon_connect(&s.d);
+        cr_assert_eq(pool_used(w, "b"), 0, "%s", sysd_log(&s));
+        alloc_disconnect(w);
+        close(fd);
+}
+
 /*
  * allocd stopped for good, its socket gone (no systemd socket to start it again): the Goodbye finds
  * the connection lost and no socket to make it again on, and the disconnect returns at once rather
