@@ -60,7 +60,9 @@ int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **re
  * again: if the connection is lost on the way, the squaring with allocd gives them back
  * (reconnect.c), once, and this returns 0; an answer read before the loss is the answer still.
  */
-int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken);
+/* forsake: ids no caller holds (a grant refused), never put back, so that a reconnect gives them back. */
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken,
+                          bool forsake);
 /* 0 for an OK reply; else its error as a negative errno value, allocd's message in alloc_last_error(). */
 int client_reply_error(const Allocd__Reply *r);
 /* What a refusal says: allocd's message, or, where it has none (or ""), the error's name. */

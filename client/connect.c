@@ -316,7 +316,7 @@ static bool may_hold(struct alloc_client *c) {
  * Replies already in (no call is in flight, so only abandoned and pipelined requests are left): a
  * grant to an abandoned request is given back before the socket closes, or the Goodbye goes (allocd
  * reads that Free first).  One still to come finds the socket closed, or the connection ended, and
- * allocd frees a PERSIST region it could not hand over.
+ * allocd frees a PERSIST region it could not hand over; with a Goodbye, see alloc_disconnect.
  */
 static void read_arrived(struct alloc_client *c) {
         pthread_mutex_lock(&c->lock);
@@ -330,25 +330,33 @@ static void read_arrived(struct alloc_client *c) {
 }
 
 /*
- * Whether an abandoned Alloc may still be answered: its grant, a PERSIST region perhaps, goes back with
- * a Free, which must reach allocd before the Goodbye, after which allocd reads nothing.
+ * An abandoned Alloc that may still be answered, after request after (0: any); 0 for none.  Its
+ * grant, a PERSIST region perhaps, goes back with a Free, which must reach allocd before the
+ * Goodbye, after which allocd reads nothing.  An Attach's grant is a reference, which the Goodbye
+ * releases.
  */
-static bool alloc_abandoned(struct alloc_client *c) {
-        bool any = false;
+static uint64_t alloc_abandoned(struct alloc_client *c, uint64_t after) {
+        uint64_t id = 0;
 
         pthread_mutex_lock(&c->lock);
-        for (const struct pending *p = c->pending; p && !any; p = p->next)
-                any = p->abandoned && p->what == ALLOCD__REQUEST__BODY_ALLOC;
+        for (const struct pending *p = c->pending; p; p = p->next)
+                if (p->abandoned && p->what == ALLOCD__REQUEST__BODY_ALLOC && p->id > after && (!id || p->id < id))
+                        id = p->id;
         pthread_mutex_unlock(&c->lock);
-        return any;
+        return id;
 }
 
-/* req sent and its answer read, whatever it says (the callers below say what it gives them). */
-static void round_trip(struct alloc_client *c, Allocd__Request *req) {
+/*
+ * req sent and its answer read, whatever it says (the callers below say what it gives them); false
+ * where no answer was read (timed out, interrupted, the connection given up).
+ */
+static bool round_trip(struct alloc_client *c, Allocd__Request *req) {
         Allocd__Reply *reply;
 
-        if (client_call(c, req, &reply, NULL) == 0)
-                allocd__reply__free_unpacked(reply, NULL);
+        if (client_call(c, req, &reply, NULL) < 0)
+                return false;
+        allocd__reply__free_unpacked(reply, NULL);
+        return true;
 }
 
 /*
@@ -362,6 +370,23 @@ static void sync_replies(struct alloc_client *c) {
         req.body_case = ALLOCD__REQUEST__BODY_SYNC;
         req.sync = &y;
         round_trip(c, &req);
+}
+
+/*
+ * A Cancel of request id, and its answer: a grant allocd made before it read the Cancel is read
+ * before that answer (and given back, reader.c); one waiting for room, or being zeroed, ends
+ * ungranted.  Sent again after a reconnect, it finds nothing (NOT_FOUND): the wait went with the
+ * allocd that had it.
+ */
+static bool cancel(struct alloc_client *c, uint64_t id) {
+        Allocd__Request req = ALLOCD__REQUEST__INIT;
+        Allocd__Cancel k = ALLOCD__CANCEL__INIT;
+
+        k.has_request = true;
+        k.request = id;
+        req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
+        req.cancel = &k;
+        return round_trip(c, &req);
 }
 
 /*
@@ -404,11 +429,20 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                 c->closing = true;
                 pthread_mutex_unlock(&c->lock);
                 /*
-                 * Rare (a call timed out or was interrupted): one round trip more, so that the grant
-                 * of an Alloc allocd served is given back before the Goodbye; one still waiting for
-                 * room ends with the Goodbye, ungranted, and one being zeroed is freed when done.
+                 * Rare (a call timed out or was interrupted): an Alloc allocd may still answer is
+                 * cancelled first, one round trip each, so that its grant is read, and given back,
+                 * before the Goodbye goes: one granted between a Sync's answer and the Goodbye (it
+                 * waited for room, or was zeroed) would be read after it, and its Free never read.
+                 * An allocd without Cancel gets the Sync, which narrows that window to the
+                 * Goodbye's own round trip, and so does a Cancel whose answer did not come (allocd
+                 * stopped past the timeout): the Sync's answer says it was read.  One restarted
+                 * meanwhile had its waits end with it, and the reconnect's squaring gives back
+                 * what it granted.
                  */
-                if (alloc_abandoned(c))
+                bool unsure = !c->cancel_ok;
+                for (uint64_t id = 0; c->cancel_ok && (id = alloc_abandoned(c, id));)
+                        unsure |= !cancel(c, id);
+                if (unsure && alloc_abandoned(c, 0))
                         sync_replies(c);
                 goodbye(c);
         } else {

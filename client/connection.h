@@ -41,6 +41,7 @@ struct pending {
         uint64_t confirms; /* its reply says allocd accepted the quiet requests with sent <= confirms */
         bool renew;        /* pipelined: a Free that asks for a spare (spare.c); always answered */
         Allocd__Reply *reply;
+        bool forsaken; /* a give-back of ids no caller holds: refused or not known, they stay out of the table */
         bool restored; /* a give-back's refusal, read before a reconnect, whose ids its squaring put back in the table
                         */
         struct map_error map; /* the pool fd that came with the reply, if it could not be mapped */
@@ -104,7 +105,14 @@ struct alloc_client {
         bool given_up;         /* reconnecting failed: dead stays, and calls fail at once */
         bool closing;          /* alloc_disconnect says Goodbye: reconnect only where a socket takes it */
         bool reviving;         /* a reconnect waits between tries without the lock: others wait for it */
-        int revived;           /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
+        /*
+         * An interrupt ended a reconnect's wait for its Hello's answer (reconnect.c): c->fd is that socket,
+         * kept, and the next reconnect waits there for the answer to request hello_id (a reclaim or not).
+         */
+        bool hello_pending;
+        bool hello_reclaim;
+        uint64_t hello_id;
+        int revived; /* the last reconnect's outcome for the calls it cut: 0, or -ESTALE (regions gone) */
         char revived_msg[CLIENT_ERROR_MAX];
         /* Times a reconnect started afresh (client_afresh): the region ids held before are gone, and reused. */
         _Atomic uint64_t afresh;
@@ -171,8 +179,9 @@ bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
  * makes it again (ALLOCD_RECONNECT), reclaims its regions and squares the held table with them;
  * lock held.  0: carry on (a safe request may be sent again); -ESTALE: carry on, but the regions
  * the connection held are gone (alloc_last_error says why); -EINTR (interruptible: a call that
- * waits for allocd's answer): c->interrupted said to stop between tries, and the connection stays
- * lost for the next call to make again; else it stays dead, and why.
+ * waits for allocd's answer): c->interrupted said to stop between tries or while a Hello waited
+ * for its answer, and the connection stays lost for the next call to make again; else it stays
+ * dead, and why.
  */
 int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible);
 /* Whether req may be sent again on a new connection when its reply was lost (reconnect.c). */

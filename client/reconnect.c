@@ -31,12 +31,16 @@
  * generation and learn the outcome from revived.  They wait past their own
  * deadlines (liballoc-client(3) says so): a deadline cut short would leave
  * a request that may be sent again with nothing to send it on.  Only an
- * interrupt (alloc_set_interrupt) ends it early, between tries while no
- * connection is made yet: nothing is half done then, and the next call
- * starts over.  The lock is let go for that wait, so that interrupted() is
- * called without it as everywhere else; reviving keeps the others waiting.
+ * interrupt (alloc_set_interrupt) ends it early, while no connection is made
+ * yet: between tries, or while a Hello waits for allocd to answer it (its
+ * socket is kept, and the next call waits there again).  Nothing is half
+ * done then, and the next call starts over, with a whole ALLOCD_RECONNECT.
+ * The lock is let go for those waits, so that interrupted() is called
+ * without it as everywhere else; reviving keeps the others waiting.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +91,8 @@ static bool receive_within(const struct alloc_client *c, int fd, uint64_t until)
         return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0;
 }
 
-/*
- * req on fd and its reply, read on this thread alone: no other reads fd yet.  A reply that takes
- * longer than the receive timeout is waited for on, until until (0: not at all): see hello().
- */
-static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Reply **ret, uint64_t until) {
+/* req on fd, numbered as the connection's next request: 0, or a negative errno value. */
+static int rpc_send(struct alloc_client *c, int fd, Allocd__Request *req) {
         uint8_t out[128], *buf = out;
         size_t len = allocd__request__get_packed_size(req);
         int r;
@@ -103,34 +104,89 @@ static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Rep
         r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
         if (buf != out)
                 free(buf);
-        if (r == 0) {
-                int pfd = -1;
-                size_t nfds = 1;
-                ssize_t n;
-                if (until)
-                        (void)receive_within(c, fd, until); /* not past it, where it is nearer than the timeout */
-                while ((n = conn_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
-                       receive_within(c, fd, until))
-                        nfds = 1;
-                if (nfds)
-                        close(pfd);
-                if (n <= 0)
-                        return n == 0 ? -ECONNRESET : (int)n;
-                Allocd__Reply *rep = allocd__reply__unpack(NULL, (size_t)n, c->rbuf);
-                if (!rep)
-                        return -EPROTO;
-                if (rep->id == req->id || (rep->id == 0 && rep->has_error && rep->error != ALLOCD__ERROR__OK)) {
-                        *ret = rep;
-                        return 0;
-                }
-                /*
-                 * Nothing else was sent on fd (a request that timed out closes it), so this answers
-                 * none: waiting past it for the right one would wait for ever on an allocd that sends such.
-                 */
-                allocd__reply__free_unpacked(rep, NULL);
-                r = -EPROTO;
-        }
         return r;
+}
+
+/*
+ * Waits without the lock until fd is readable (1), until passes (0) or c->interrupted says to stop
+ * (-EINTR), asking it at least every INTR_POLL_MS, as reader.c does; the others that find the
+ * connection lost meanwhile wait for this thread (reviving), as in backoff_interrupted.  Lock held.
+ */
+static int readable_interrupted(struct alloc_client *c, int fd, uint64_t until) {
+        int (*intr)(void *) = c->interrupted;
+        void *data = c->interrupted_data;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int k;
+
+        c->reviving = true;
+        pthread_mutex_unlock(&c->lock);
+        for (;;) {
+                uint64_t now = now_ms();
+                if (intr(data)) {
+                        k = -EINTR;
+                        break;
+                }
+                if (until && now >= until) {
+                        k = 0;
+                        break;
+                }
+                k = poll(&pfd, 1, until && until - now < INTR_POLL_MS ? (int)(until - now) : INTR_POLL_MS);
+                if (k > 0 || (k < 0 && errno != EINTR)) {
+                        k = 1; /* a poll that failed otherwise: recvmsg says why */
+                        break;
+                }
+        }
+        pthread_mutex_lock(&c->lock);
+        c->reviving = false;
+        if (c->sleepers)
+                pthread_cond_broadcast(&c->cond);
+        return k;
+}
+
+/*
+ * The reply to request id on fd, read on this thread alone: no other reads fd yet.  A reply that takes
+ * longer than the receive timeout is waited for on, until until (0: not at all): see hello();
+ * interruptible (c->interrupted set), that wait ends with -EINTR where interrupted() says so.
+ */
+static int rpc_reply(struct alloc_client *c, int fd, uint64_t id, Allocd__Reply **ret, uint64_t until,
+                     bool interruptible) {
+        int pfd = -1, k;
+        size_t nfds = 1;
+        ssize_t n;
+
+        if (interruptible && c->interrupted && until) {
+                if ((k = readable_interrupted(c, fd, until)) <= 0)
+                        return k < 0 ? k : -EAGAIN;
+        } else if (until) {
+                (void)receive_within(c, fd, until); /* not past it, where it is nearer than the timeout */
+        }
+        while ((n = conn_recv(fd, c->rbuf, sizeof(c->rbuf), &pfd, &nfds, 0)) == -EAGAIN && until &&
+               receive_within(c, fd, until))
+                nfds = 1;
+        if (nfds)
+                close(pfd);
+        if (n <= 0)
+                return n == 0 ? -ECONNRESET : (int)n;
+        Allocd__Reply *rep = allocd__reply__unpack(NULL, (size_t)n, c->rbuf);
+        if (!rep)
+                return -EPROTO;
+        if (rep->id == id || (rep->id == 0 && rep->has_error && rep->error != ALLOCD__ERROR__OK)) {
+                *ret = rep;
+                return 0;
+        }
+        /*
+         * Nothing else was sent on fd (a request that timed out closes it), so this answers none:
+         * waiting past it for the right one would wait for ever on an allocd that sends such.
+         */
+        allocd__reply__free_unpacked(rep, NULL);
+        return -EPROTO;
+}
+
+/* req on fd and its reply (rpc_reply, not interruptible). */
+static int rpc(struct alloc_client *c, int fd, Allocd__Request *req, Allocd__Reply **ret, uint64_t until) {
+        int r = rpc_send(c, fd, req);
+
+        return r < 0 ? r : rpc_reply(c, fd, req->id, ret, until, false);
 }
 
 /* A connected socket to allocd, with the connection's send timeout and rpc's receive timeout. */
@@ -164,21 +220,35 @@ static int dial(struct alloc_client *c, int *ret) {
  * placeholder over for a client that is not there, and release it at the hang-up, while the client,
  * on a new socket, still maps the regions (allocd also refuses to serve a Hello whose peer hung up,
  * but cannot see a close that follows its check).  -EAGAIN: until passed, fd still waiting.
+ * -EINTR (interruptible): c->interrupted said to stop, fd still waiting (hello_pending): the next
+ * try calls this again on fd, which then waits for that Hello's reply rather than send another.
  */
-static int hello(struct alloc_client *c, int fd, char *why, size_t whysize, uint64_t until) {
+static int hello(struct alloc_client *c, int fd, char *why, size_t whysize, uint64_t until, bool interruptible) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         Allocd__Reply *rep;
-        bool reclaim = c->serial != 0;
+        bool reclaim = c->hello_pending ? c->hello_reclaim : c->serial != 0, sent = c->hello_pending;
         int r;
 
         *why = '\0';
+        if (sent && !reclaim && c->serial)
+                snprintf(why, whysize, "its reclaim was refused before an interrupted wait for the Hello after it");
+        c->hello_pending = false;
         for (;;) {
-                conn_hello(c, &h, reclaim);
-                req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-                req.hello = &h;
-                if ((r = rpc(c, fd, &req, &rep, until)) < 0)
+                if (!sent) {
+                        conn_hello(c, &h, reclaim);
+                        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+                        req.hello = &h;
+                        if ((r = rpc_send(c, fd, &req)) < 0)
+                                return r;
+                        c->hello_id = req.id;
+                        c->hello_reclaim = reclaim;
+                }
+                sent = false;
+                if ((r = rpc_reply(c, fd, c->hello_id, &rep, until, interruptible)) < 0) {
+                        c->hello_pending = r == -EINTR;
                         return r;
+                }
                 if (rep->has_error && rep->error != ALLOCD__ERROR__OK) {
                         r = -wire_error_errno(rep->error);
                         /* Refused reclaims stay in the handshake: a plain Hello carries on as a new connection. */
@@ -336,7 +406,8 @@ static void forget(struct alloc_client *c, struct in_flight **given, size_t *ngi
         for (struct pending **pp = &c->pending, *p; (p = *pp);) {
                 bool answered = p->reply != NULL;
                 struct in_flight *f = p->n && !answered ? reallocarray(*given, *ngiven + p->n, sizeof(**given)) : NULL;
-                if (answered && p->n && !p->restored && p->reply->has_error && p->reply->error != ALLOCD__ERROR__OK) {
+                if (answered && p->n && !p->restored && !p->forsaken && p->reply->has_error &&
+                    p->reply->error != ALLOCD__ERROR__OK) {
                         held_add(c->held, p->ids, p->n);
                         p->restored = true;
                 }
@@ -418,8 +489,13 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                 return conn_revive(c, gen, interruptible);
         for (;;) {
                 why[0] = '\0'; /* allocd's words, if this try gets as far as a Hello */
-                r = dial(c, &fd);
-                if (r == 0 && (r = hello(c, fd, why, sizeof(why), start + c->reconnect_ms)) >= 0) {
+                /* A Hello an interrupt left unanswered is waited for on its socket (hello()), kept as c->fd. */
+                if (c->hello_pending)
+                        r = (fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 3)) < 0 ? -errno : 0;
+                else
+                        r = dial(c, &fd);
+                if (r == 0 &&
+                    (r = hello(c, fd, why, sizeof(why), start + c->reconnect_ms, interruptible && !made)) >= 0) {
                         if (!made) {
                                 forget(c, &given, &ngiven);
                                 had = held_count(c->held) != 0;
@@ -433,6 +509,18 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                          */
                         if (r != -ECONNRESET && r != -EPIPE)
                                 break;
+                }
+                if (r == -EINTR) {
+                        /*
+                         * As at give-up, the socket whose Hello is unanswered is kept, not closed (hello()),
+                         * as c->fd: the next try waits there for that answer, for a whole ALLOCD_RECONNECT.
+                         */
+                        close(c->fd);
+                        c->fd = fd;
+                        return client_fail(-EINTR,
+                                           "interrupted by a signal while waiting for allocd at %s to answer the "
+                                           "lost connection's Hello; the next call waits for that answer again",
+                                           c->path);
                 }
                 /*
                  * A Goodbye (alloc_disconnect) goes on only while a socket takes the connection: systemd's,

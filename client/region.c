@@ -107,9 +107,10 @@ Allocd__Region client_batch_region(const Allocd__RegionBatch *b, size_t i) {
 /*
  * Gives back ids[0, n), regions a reply granted that cannot be handed to the caller: held as they
  * came (transport.c), they leave the held table as the request is listed, under the connection's
- * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they are put
- * back (client_give_back_sync), and taken out again: no caller holds them, and a reconnect is to
- * give back what allocd still holds of them.  The failure r stays the call's.
+ * lock, so that a reconnect meanwhile gives them back once.  Refused or not known, they stay out
+ * (forsaken): no caller holds them, and a reconnect, then or later, is to give back what allocd
+ * still holds of them (put back and taken out again after the lock, one in between kept them).
+ * The failure r stays the call's.
  */
 static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, int r) {
         char why[CLIENT_ERROR_MAX];
@@ -117,16 +118,20 @@ static int refuse_grant(struct alloc_client *c, Allocd__Request *req, const uint
 
         snprintf(why, sizeof(why), "%s", alloc_last_error());
         /* Nothing leaks; its result does not change ours. */
-        if (client_give_back_sync(c, req, ids, n, &taken) < 0 && taken)
-                held_take(client_held(c), ids, n);
+        (void)client_give_back_sync(c, req, ids, n, &taken, true);
         return client_fail(r, "%s", why);
 }
 
-/* Turns a region reply into *ret; on failure the region is given back so nothing leaks. */
-static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map,
+/*
+ * Turns a region reply into *ret; on failure the region is given back so nothing leaks: by a Free
+ * where an Alloc made it (a Detach would leave a PERSIST region, named or not, to no one), else by
+ * a Detach.
+ */
+static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struct map_error *map, bool made,
                        struct alloc_region *ret) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Detach d = ALLOCD__DETACH__INIT;
+        Allocd__Free f = ALLOCD__FREE__INIT;
         int r;
 
         if (reply->body_case != ALLOCD__REPLY__BODY_REGION)
@@ -134,12 +139,11 @@ static int take_region(struct alloc_client *c, Allocd__Reply *reply, const struc
         if ((r = client_region_out(c, reply->region, map, ret)) < 0) {
                 if (r == -EPROTO && (!reply->region || !reply->region->has_id))
                         return r;
-                d.has_region = true;
-                d.region = reply->region->id;
-                req.body_case = ALLOCD__REQUEST__BODY_DETACH;
-                req.detach = &d;
-                region_table_drop(client_regions(c), d.region); /* its own mapping, if it came with one */
-                return refuse_grant(c, &req, &d.region, 1, r);
+                uint64_t id = reply->region->id;
+                client_give_back_request(&req, made ? ALLOCD__REQUEST__BODY_FREE : ALLOCD__REQUEST__BODY_DETACH, id, &f,
+                                         &d);
+                region_table_drop(client_regions(c), id); /* its own mapping, if it came with one */
+                return refuse_grant(c, &req, &id, 1, r);
         }
         return 0;
 }
@@ -158,7 +162,7 @@ static int run(struct alloc_client *c, Allocd__Request *req, struct alloc_region
                 return r;
         r = client_reply_error(reply);
         if (r == 0 && region)
-                r = take_region(c, reply, &map, region);
+                r = take_region(c, reply, &map, req->body_case == ALLOCD__REQUEST__BODY_ALLOC, region);
         allocd__reply__free_unpacked(reply, NULL);
         return r;
 }
@@ -270,7 +274,7 @@ static int give_back(struct alloc_client *c, Allocd__Request *req, const uint64_
                 if (req->body_case == ALLOCD__REQUEST__BODY_FREE)
                         req->free->renew = NULL; /* its answer is waited for, and is no spare */
                 /* Refused, or not known (-ETIME): still held, put back in the table under the connection's lock. */
-                r = client_give_back_sync(c, req, ids, n, &taken);
+                r = client_give_back_sync(c, req, ids, n, &taken, false);
         }
         for (size_t i = 0; r == 0 && i < n; i++) {
                 /* Not taken before: what allocd took back is held no longer; an id no record holds (PERSIST) is

@@ -369,9 +369,10 @@ static int restore(struct alloc_client *c, const uint64_t *took, size_t n, int r
 
 /*
  * client_call; a give-back of ids[0, n) takes them out of the held table as it is listed (*taken),
- * and is then not sent again; refused or not known, it is put back (restore).
+ * and is then not sent again; refused or not known, it is put back (restore), unless forsake: no
+ * caller holds them, and a reconnect's squaring is to give back what allocd still holds of them.
  */
-static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken,
+static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken, bool forsake,
                 Allocd__Reply **ret, struct map_error *map) {
         const uint64_t *took = NULL;
         size_t ntaken = 0;
@@ -395,7 +396,7 @@ static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *id
                 ntaken = n;
         }
 retry:
-        me = (struct pending){.what = req->body_case, .ids = took, .n = ntaken};
+        me = (struct pending){.what = req->body_case, .ids = took, .n = ntaken, .forsaken = forsake};
         gen = c->gen;
         req->has_id = true;
         req->id = me.id = ++c->next_id;
@@ -456,7 +457,7 @@ retry:
                  */
                 if (me.reply && ntaken && r != -ESTALE) {
                         *ret = me.reply;
-                        if (client_reply_error(me.reply) < 0 && !me.restored)
+                        if (client_reply_error(me.reply) < 0 && !me.restored && !forsake)
                                 held_add(c->held, took, ntaken);
                         pthread_mutex_unlock(&c->lock);
                         return 0;
@@ -505,7 +506,7 @@ retry:
         if (again)
                 done_before(req, me.reply);
         hold_grants(c, req, me.reply);
-        if (ntaken && me.reply->has_error && me.reply->error != ALLOCD__ERROR__OK)
+        if (ntaken && !forsake && me.reply->has_error && me.reply->error != ALLOCD__ERROR__OK)
                 held_add(c->held, took, ntaken); /* refused: still held (restore) */
         /* Only a failure has words to copy: the message buffer is most of the struct. */
         if (map && (map->err = me.map.err) < 0)
@@ -513,18 +514,19 @@ retry:
         pthread_mutex_unlock(&c->lock);
         return 0;
 out:
-        restore(c, took, ntaken, r);
+        restore(c, took, forsake ? 0 : ntaken, r);
         pthread_mutex_unlock(&c->lock);
         return r;
 }
 
 int client_call(struct alloc_client *c, Allocd__Request *req, Allocd__Reply **ret, struct map_error *map) {
-        return call(c, req, NULL, 0, NULL, ret, map);
+        return call(c, req, NULL, 0, NULL, false, ret, map);
 }
 
-int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken) {
+int client_give_back_sync(struct alloc_client *c, Allocd__Request *req, const uint64_t *ids, size_t n, bool *taken,
+                          bool forsake) {
         Allocd__Reply *reply;
-        int r = call(c, req, ids, n, taken, &reply, NULL);
+        int r = call(c, req, ids, n, taken, forsake, &reply, NULL);
 
         if (r < 0 || !reply)
                 return r;

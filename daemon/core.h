@@ -311,7 +311,8 @@ int core_zero_run(const struct zero_job *job);
 /*
  * Back on the loop thread: the region becomes cl's (cl NULL: its client is
  * gone, the region is dropped).  Returns GRANT_REGION or GRANT_NONE (result
- * failed; the region is gone, nothing was allocated).
+ * failed, or is -ECANCELED: the client cancelled the request meanwhile, and
+ * the answer is E_CANCELLED; the region is gone, nothing was allocated).
  */
 int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int result, struct core_result *res);
 

@@ -47,12 +47,14 @@ static void packet_free(struct packet *p) {
         free(p);
 }
 
-/* c is closing: the PERSIST grants its queued replies carry will reach no one (conn_unsent_grant). */
+/* The PERSIST grants c's queued replies carry will reach no one who gives them back (conn_unsent_grant). */
 void outq_unsent(struct conn *c) {
         struct packet *p;
 
-        STAILQ_FOREACH(p, &c->out, link)
-        conn_unsent_grant(c, p->persist_grant);
+        STAILQ_FOREACH(p, &c->out, link) {
+                conn_unsent_grant(c, p->persist_grant);
+                p->persist_grant = 0;
+        }
 }
 
 void outq_free(struct conn *c) {

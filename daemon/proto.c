@@ -477,7 +477,10 @@ static void dispatch(struct core *core, struct session *s, const Allocd__Request
         case ALLOCD__REQUEST__BODY_CANCEL:
                 if (!req->cancel->has_request)
                         return proto_error(out, id, E_INVALID, "Cancel needs request: the id of the request to end");
-                core_cancel(core, &s->client, req->cancel->request, &res);
+                if (core_cancel(core, &s->client, req->cancel->request, &res) == E_NOT_FOUND) {
+                        out->cancel = req->cancel->request; /* being zeroed, perhaps: the server knows */
+                        out->req_id = id;
+                }
                 return reply_result(out, id, &res);
         case ALLOCD__REQUEST__BODY_GOODBYE:
                 /* The server releases the connection before it sends the OK, then closes it (server.c, act). */
@@ -524,7 +527,7 @@ static void out_init(struct proto_out *out) {
         out->len = 0;
         out->fd = -1;
         out->close = out->zero = out->fd_owned = out->goodbye = false;
-        out->persist_grant = out->reclaimed = 0;
+        out->persist_grant = out->reclaimed = out->cancel = 0;
 }
 
 void proto_request(struct core *core, struct session *s, const uint8_t *buf, size_t len, void *arena, size_t arena_size,

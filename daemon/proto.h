@@ -49,6 +49,11 @@ struct proto_out {
         bool zero;          /* start zeroing slot; answer req_id when that is done (proto_zeroed) */
         uint32_t slot;
         uint64_t req_id;
+        /*
+         * A Cancel of request cancel (0: none), which no waiter is, answered NOT_FOUND: the server ends it
+         * if its region is being zeroed, and answers the Cancel (request req_id) OK instead.
+         */
+        uint64_t cancel;
 };
 
 /* The daemon's start, for Status. */

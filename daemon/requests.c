@@ -493,6 +493,11 @@ int core_zero_done(struct core *core, struct client *cl, uint32_t slot, int resu
                 region_discard(core, slot);
                 return GRANT_NONE;
         }
+        if (result == -ECANCELED) {
+                region_discard(core, slot);
+                fail(res, E_CANCELLED, "the client cancelled this request (Cancel) while its region was being zeroed");
+                return GRANT_NONE;
+        }
         if (result < 0) {
                 struct zero_job job;
                 core_zero_job(core, slot, &job);

@@ -51,6 +51,8 @@ struct zero_work {
         uint64_t req_id;
         struct zero_job job;
         int result;
+        bool cancelled; /* its client sent a Cancel of it: the region goes when done, the answer CANCELLED */
+        LIST_ENTRY(zero_work) link;
 };
 
 static uv_loop_t *loop;
@@ -58,6 +60,8 @@ static struct core *core;
 static void (*changed)(void);
 static struct conn_list conns = TAILQ_HEAD_INITIALIZER(conns);
 static uint32_t nconns, njobs; /* njobs: zeroing jobs in flight */
+/* Those jobs, for a Cancel to find. */
+static LIST_HEAD(, zero_work) zeroing = LIST_HEAD_INITIALIZER(zeroing);
 static void (*turn_end)(void);
 static bool served, dirty; /* this turn answered a request; something else changed (server_changed) */
 static uv_check_t turn;
@@ -179,9 +183,10 @@ static void zero_done(uv_work_t *w, int status) {
         bool live = c->in_core;
 
         njobs--;
+        LIST_REMOVE(z, link);
         if (status < 0 && z->result == 0)
                 z->result = status;
-        proto_zeroed(core, live ? &c->s : NULL, z->slot, z->req_id, z->result, &out);
+        proto_zeroed(core, live ? &c->s : NULL, z->slot, z->req_id, z->cancelled ? -ECANCELED : z->result, &out);
         if (live)
                 act(c);
         if (--c->busy == 0 && c->state == CONN_CLOSING && c->fd < 0)
@@ -200,12 +205,29 @@ static void start_zeroing(struct conn *c, uint32_t slot, uint64_t req_id) {
                 if (uv_queue_work(loop, &z->work, zero_work, zero_done) == 0) {
                         c->busy++;
                         njobs++;
+                        LIST_INSERT_HEAD(&zeroing, z, link);
                         return;
                 }
                 free(z);
         }
         proto_zeroed(core, &c->s, slot, req_id, -ENOMEM, &out);
         act(c);
+}
+
+/*
+ * A Cancel of c's request req_id, which is no waiter: one whose region is being zeroed ends too, so
+ * that nothing is granted after the Cancel's answer (alloc_disconnect's Goodbye follows it).
+ */
+static bool cancel_zeroing(struct conn *c, uint64_t req_id) {
+        struct zero_work *z;
+
+        LIST_FOREACH(z, &zeroing, link) {
+                if (z->conn == c && z->req_id == req_id && !z->cancelled) {
+                        z->cancelled = true;
+                        return true;
+                }
+        }
+        return false;
 }
 
 /* Does what the protocol layer asked for in out. */
@@ -217,16 +239,23 @@ static void act(struct conn *c) {
         }
         if (out.reclaimed)
                 grace_reclaimed(out.reclaimed);
-        /* A Goodbye's OK says the release is kept (no restart brings it back); queued replies go first (bye). */
+        if (out.cancel && cancel_zeroing(c, out.cancel))
+                proto_error(&out, out.req_id, E_OK, NULL);
+        /*
+         * A Goodbye's OK says the release is kept (no restart brings it back); queued replies go first (bye).
+         * A PERSIST grant among them was not sent when the client sent its Goodbye, so the client never
+         * gave it back: it goes now, as at a hang-up (the reply still goes, naming a region that is gone).
+         */
         if (out.goodbye) {
                 leave_core(c, "said goodbye");
+                c->bye = true;
+                outq_unsent(c);
                 changed();
         }
         outq_send(c, &out);
-        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
-                c->bye = true;
+        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out))
                 conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
-        } else if (out.close)
+        else if (out.close)
                 conn_close(c);
 }
 

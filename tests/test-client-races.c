@@ -149,6 +149,7 @@ enum free_answer { FREE_SILENT, FREE_DENIED_THEN_HANGUP };
 static struct {
         enum seal_answer seal;
         enum free_answer free;
+        bool alloc_unknown_kind; /* an Alloc is granted a region of a kind the library does not know */
         atomic_int hellos, seals, frees, detaches;
         atomic_int given_later; /* Frees and Detaches on a connection made again */
 } fake;
@@ -205,6 +206,8 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
                 return 0;
         case ALLOCD__REQUEST__BODY_ALLOC:
                 region(reply);
+                if (fake.alloc_unknown_kind)
+                        reply->region->kind = 99;
                 return 0;
         case ALLOCD__REQUEST__BODY_HELD:
                 held(reply);
@@ -275,6 +278,39 @@ Test(races, a_detach_that_timed_out_is_not_freed_by_a_reconnect) {
         cr_assert_eq(atomic_load(&fake.hellos), 2, "no reconnect");
         cr_assert_eq(atomic_load(&fake.given_later), 0, "the reconnect gave the region back (%d Frees, %d Detaches)",
                      atomic_load(&fake.frees), atomic_load(&fake.detaches) - 1);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
+
+/*
+ * A grant the caller cannot take (a region of a kind this library does not know) goes back, with a
+ * Free since an Alloc made it (a Detach would leave a PERSIST region to no one); one that times out
+ * leaves the region out of the held table.  Put back under the lock and taken out after it, a
+ * reconnect in between found it held, kept it, and allocd held it until the disconnect.
+ */
+Test(races, a_refused_grant_whose_give_back_timed_out_is_given_back_by_a_reconnect) {
+        struct fake_allocd f;
+        struct alloc_region out;
+
+        fake.seal = SEAL_HANGUP_FIRST;
+        fake.alloc_unknown_kind = true;
+        fake_allocd_start(&f, answer, NULL);
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        hold.thread = pthread_self();
+        hold.words = "did not answer within";
+        hold.meanwhile = seal_across_a_restart;
+        atomic_store(&hold.learning, true);
+        atomic_store(&hold.armed, HOLD_UNLOCK);
+        cr_assert_eq(alloc_set_spin(c, 50), 0); /* locks the connection's lock alone: learnt */
+        atomic_store(&hold.learning, false);
+        cr_assert_eq(alloc_set_timeout(c, 200), 0);
+        cr_assert_eq(alloc_region_new(c, "fpga", 4096, NULL, &out), -EPROTO, "%s", alloc_last_error());
+        cr_assert(atomic_load(&hold.held), "the give-back was not held at its end");
+        cr_assert_eq(atomic_load(&fake.hellos), 2, "no reconnect");
+        cr_assert_eq(atomic_load(&fake.given_later), 1,
+                     "the reconnect did not give the region back (%d Frees, %d Detaches in all)",
+                     atomic_load(&fake.frees), atomic_load(&fake.detaches));
+        cr_assert_eq(atomic_load(&fake.detaches), 0, "an Alloc's grant went back by a Detach");
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }
