@@ -115,7 +115,7 @@ struct user *user_get(struct core *core, uid_t uid) {
 }
 
 void user_put(struct core *core, struct user *u) {
-        if (u->conns || u->names || u->persist || u->fds)
+        if (u->conns || u->names || u->persist || u->fds || u->leaving)
                 return;
         for (struct user **pp = &core->users; *pp; pp = &(*pp)->next) {
                 if (*pp == u) {
@@ -142,14 +142,14 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
         struct user *u;
 
         /* Placeholders of a restored state are no connections: their clients must get in to reclaim them. */
-        if (core->nclients - core->nabsent >= core->limits.max_connections)
+        if (core->nclients - core->nabsent + core->nleaving >= core->limits.max_connections)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already; close some or raise max_connections",
                             core->limits.max_connections);
         if (!(u = user_get(core, cl->uid)))
                 return fail(res, E_INTERNAL, "out of memory");
-        if (u->conns >= core->limits.max_connections_per_uid &&
-            u->conns - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
+        if (u->conns + u->leaving >= core->limits.max_connections_per_uid &&
+            u->conns + u->leaving - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
                 user_put(core, u);
                 return fail(res, E_LIMIT,
                             "uid %u has max_connections_per_uid = %u connections already; close some or raise "
@@ -162,7 +162,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
          * their share twice over across a restart, their placeholders and as many connections that
          * never say Hello, and crowded everyone else out of max_connections.
          */
-        cl->past = u->conns >= core->limits.max_connections_per_uid;
+        cl->past = u->conns + u->leaving >= core->limits.max_connections_per_uid;
         core->npast += cl->past;
         client_enter(core, cl, u);
         kept_client(core, cl);
@@ -219,6 +219,22 @@ void core_client_remove(struct core *core, struct client *cl) {
                 kept_client_gone(core, cl->serial);
         }
         client_leave(core, cl);
+}
+
+void core_client_bye(struct core *core, struct client *cl) {
+        cl->user->leaving++;
+        core->nleaving++;
+        core_client_remove(core, cl);
+}
+
+void core_client_gone(struct core *core, uid_t uid) {
+        struct user *u = user_find(core, uid);
+
+        if (!u || !u->leaving)
+                return;
+        u->leaving--;
+        core->nleaving--;
+        user_put(core, u);
 }
 
 void core_abandon(struct core *core) {

@@ -187,14 +187,15 @@ static void unsent_grant(struct conn *c, uint64_t id) {
              CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
 }
 
-/* c's references go and its waits end (or stay in a state a stop keeps), kept so before this returns. */
-static void leave_core(struct conn *c, const char *how) {
+/* c's references go and its waits end (or stay in a state a stop keeps), kept so; bye: core_client_bye. */
+static void leave_core(struct conn *c, const char *how, bool bye) {
         uint32_t n = c->s.client.nrefs;
 
         if (!c->in_core)
                 return;
-        core_client_remove(core, &c->s.client);
+        (bye ? core_client_bye : core_client_remove)(core, &c->s.client);
         c->in_core = false;
+        c->bye = bye;
         logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client), CLIENT_FMT "%s%s %s; %u %s %s",
              CLIENT_ARGS(&c->s.client), *c->s.client.name ? " " : "", c->s.client.name, how, n,
              plural(n, "reference", "references"),
@@ -214,7 +215,9 @@ void conn_close(struct conn *c) {
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
-        leave_core(c, "disconnected");
+        leave_core(c, "disconnected", false);
+        if (c->bye)
+                core_client_gone(core, c->s.client.uid);
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
         accept_fd_freed();
@@ -408,12 +411,11 @@ static void act(struct conn *c) {
                 grace_reclaimed(out.reclaimed);
         /* A Goodbye's OK says the release is kept (no restart brings it back); queued replies go first (bye). */
         if (out.goodbye) {
-                leave_core(c, "said goodbye");
+                leave_core(c, "said goodbye", true);
                 changed();
         }
         conn_send(c, &out);
         if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
-                c->bye = true;
                 conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
         } else if (out.close)
                 conn_close(c);
