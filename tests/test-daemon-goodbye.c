@@ -389,3 +389,15 @@ Test(goodbye, a_queued_goodbye_still_counts_against_the_connection_limits) {
         }
         cr_assert_fail("no room came back at the close: %s", sysd_log(&s));
 }
+
+/*
+ * A stop that keeps the state (SIGTERM) while a Goodbye's OK waits behind unread replies: the
+ * release was kept at the Goodbye, so the next allocd brings back no placeholder for this process.
+ */
+Test(goodbye, a_queued_goodbye_at_a_restart_leaves_no_placeholder) {
+        int fd = goodbye_queued(0);
+
+        sysd_restart(&s, SIGTERM);
+        nothing_kept();
+        close(fd);
+}
