@@ -179,14 +179,14 @@ void client_unpast(struct core *core, struct client *cl) {
 int core_client_admit(struct core *core, struct client *cl, struct core_result *res) {
         uint32_t mine = absent_of_uid(core, cl->uid);
 
-        if (cl->user->conns > core->limits.max_connections_per_uid && mine)
+        if (cl->user->conns + cl->user->leaving > core->limits.max_connections_per_uid && mine)
                 return fail(res, E_LIMIT,
                             "uid %u has max_connections_per_uid = %u connections already, %u of them restored by a "
                             "restart and not reclaimed (allocctl clients lists them); their processes reclaim them "
                             "at their next call, or free them by ending (or allocctl disconnect serial:N)",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid, mine);
         /* Its own uid's placeholders went since it was let in past the share: it is one of the share now. */
-        if (core->nclients - core->npast + cl->past > core->limits.max_connections && core->nabsent)
+        if (core->nclients - core->npast + cl->past + core->nleaving > core->limits.max_connections && core->nabsent)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already, %zu of them restored by a restart "
                             "and not reclaimed (allocctl clients lists them); close some or raise max_connections",
