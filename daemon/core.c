@@ -140,21 +140,28 @@ void user_count(struct core *core, uid_t uid, int names, int persist, int fds) {
 
 int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
         struct user *u;
+        char why[80] = ""; /* Status lists no connection that said Goodbye (core_client_bye): how many count */
 
         /* Placeholders of a restored state are no connections: their clients must get in to reclaim them. */
-        if (core->nclients - core->nabsent + core->nleaving >= core->limits.max_connections)
+        if (core->nclients - core->nabsent + core->nleaving >= core->limits.max_connections) {
+                if (core->nleaving)
+                        snprintf(why, sizeof(why), " (%u of them said Goodbye and leave replies unread)",
+                                 core->nleaving);
                 return fail(res, E_LIMIT,
-                            "allocd has max_connections = %u clients already; close some or raise max_connections",
-                            core->limits.max_connections);
+                            "allocd has max_connections = %u clients already%s; close some or raise max_connections",
+                            core->limits.max_connections, why);
+        }
         if (!(u = user_get(core, cl->uid)))
                 return fail(res, E_INTERNAL, "out of memory");
         if (u->conns + u->leaving >= core->limits.max_connections_per_uid &&
             u->conns + u->leaving - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
+                if (u->leaving)
+                        snprintf(why, sizeof(why), " (%u of them said Goodbye and leave replies unread)", u->leaving);
                 user_put(core, u);
                 return fail(res, E_LIMIT,
-                            "uid %u has max_connections_per_uid = %u connections already; close some or raise "
+                            "uid %u has max_connections_per_uid = %u connections already%s; close some or raise "
                             "max_connections_per_uid",
-                            (unsigned)cl->uid, core->limits.max_connections_per_uid);
+                            (unsigned)cl->uid, core->limits.max_connections_per_uid, why);
         }
         /*
          * Past the uid's share it may only reclaim (core_client_admit refuses its plain Hello), so it

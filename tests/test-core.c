@@ -199,6 +199,7 @@ Test(core, a_goodbye_counts_against_the_connection_limits_until_the_close) {
         core_client_bye(core, bob[0]);
         cr_assert_eq(stats().regions, 0, "the Goodbye released nothing");
         cr_assert_eq(client_add(1001, &bob[2], &res), E_LIMIT, "bob's third connection was let in");
+        cr_assert(strstr(res.msg, "(1 of them said Goodbye"), "%s", res.msg);
         alice[0] = client(1002);
         cr_assert_eq(client_add(1002, &alice[1], &res), E_LIMIT, "a fourth connection was let in");
         cr_assert(strstr(res.msg, "max_connections ="), "%s", res.msg);
