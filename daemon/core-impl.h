@@ -290,6 +290,7 @@ const char *names_text(const struct names *n, uint32_t id);
 struct user {
         uid_t uid;
         uint32_t conns, names, persist;
+        uint32_t leaving; /* its connections that said Goodbye and are still open (core_client_bye) */
         uint32_t waiters; /* its connections' requests waiting (for room, or for a name) */
         uint32_t fds;     /* live regions with a memfd of their own (isolation = region) it created */
         struct user *next;
@@ -375,10 +376,11 @@ struct core {
         struct user *users;
         struct client_list clients;
         uint32_t nclients;
-        uint32_t npast; /* clients with past set: room for a reclaim, not counted for another's Hello */
-        bool evicting;  /* a Disconnect marked connections the server has not closed yet */
-        bool abandoned; /* core_abandon: nothing is released one by one any more */
-        bool closing;   /* core_free: regions end with allocd, not freed; who maps one keeps its bytes */
+        uint32_t npast;    /* clients with past set: room for a reclaim, not counted for another's Hello */
+        uint32_t nleaving; /* connections that said Goodbye, out of the list and still open (core_client_bye) */
+        bool evicting;     /* a Disconnect marked connections the server has not closed yet */
+        bool abandoned;    /* core_abandon: nothing is released one by one any more */
+        bool closing;      /* core_free: regions end with allocd, not freed; who maps one keeps its bytes */
         /* state.c: placeholders for the connections a restored state names, the core's to free */
         struct client **absent;
         size_t nabsent;

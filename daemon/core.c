@@ -115,7 +115,7 @@ struct user *user_get(struct core *core, uid_t uid) {
 }
 
 void user_put(struct core *core, struct user *u) {
-        if (u->conns || u->names || u->persist || u->fds)
+        if (u->conns || u->names || u->persist || u->fds || u->leaving)
                 return;
         for (struct user **pp = &core->users; *pp; pp = &(*pp)->next) {
                 if (*pp == u) {
@@ -140,21 +140,28 @@ void user_count(struct core *core, uid_t uid, int names, int persist, int fds) {
 
 int core_client_add(struct core *core, struct client *cl, struct core_result *res) {
         struct user *u;
+        char why[80] = ""; /* Status lists no connection that said Goodbye (core_client_bye): how many count */
 
         /* Placeholders of a restored state are no connections: their clients must get in to reclaim them. */
-        if (core->nclients - core->nabsent >= core->limits.max_connections)
+        if (core->nclients - core->nabsent + core->nleaving >= core->limits.max_connections) {
+                if (core->nleaving)
+                        snprintf(why, sizeof(why), " (%u of them said Goodbye and leave replies unread)",
+                                 core->nleaving);
                 return fail(res, E_LIMIT,
-                            "allocd has max_connections = %u clients already; close some or raise max_connections",
-                            core->limits.max_connections);
+                            "allocd has max_connections = %u clients already%s; close some or raise max_connections",
+                            core->limits.max_connections, why);
+        }
         if (!(u = user_get(core, cl->uid)))
                 return fail(res, E_INTERNAL, "out of memory");
-        if (u->conns >= core->limits.max_connections_per_uid &&
-            u->conns - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
+        if (u->conns + u->leaving >= core->limits.max_connections_per_uid &&
+            u->conns + u->leaving - absent_of_uid(core, cl->uid) >= core->limits.max_connections_per_uid) {
+                if (u->leaving)
+                        snprintf(why, sizeof(why), " (%u of them said Goodbye and leave replies unread)", u->leaving);
                 user_put(core, u);
                 return fail(res, E_LIMIT,
-                            "uid %u has max_connections_per_uid = %u connections already; close some or raise "
+                            "uid %u has max_connections_per_uid = %u connections already%s; close some or raise "
                             "max_connections_per_uid",
-                            (unsigned)cl->uid, core->limits.max_connections_per_uid);
+                            (unsigned)cl->uid, core->limits.max_connections_per_uid, why);
         }
         /*
          * Past the uid's share it may only reclaim (core_client_admit refuses its plain Hello), so it
@@ -162,7 +169,7 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
          * their share twice over across a restart, their placeholders and as many connections that
          * never say Hello, and crowded everyone else out of max_connections.
          */
-        cl->past = u->conns >= core->limits.max_connections_per_uid;
+        cl->past = u->conns + u->leaving >= core->limits.max_connections_per_uid;
         core->npast += cl->past;
         client_enter(core, cl, u);
         kept_client(core, cl);
@@ -179,14 +186,14 @@ void client_unpast(struct core *core, struct client *cl) {
 int core_client_admit(struct core *core, struct client *cl, struct core_result *res) {
         uint32_t mine = absent_of_uid(core, cl->uid);
 
-        if (cl->user->conns > core->limits.max_connections_per_uid && mine)
+        if (cl->user->conns + cl->user->leaving > core->limits.max_connections_per_uid && mine)
                 return fail(res, E_LIMIT,
                             "uid %u has max_connections_per_uid = %u connections already, %u of them restored by a "
                             "restart and not reclaimed (allocctl clients lists them); their processes reclaim them "
                             "at their next call, or free them by ending (or allocctl disconnect serial:N)",
                             (unsigned)cl->uid, core->limits.max_connections_per_uid, mine);
         /* Its own uid's placeholders went since it was let in past the share: it is one of the share now. */
-        if (core->nclients - core->npast + cl->past > core->limits.max_connections && core->nabsent)
+        if (core->nclients - core->npast + cl->past + core->nleaving > core->limits.max_connections && core->nabsent)
                 return fail(res, E_LIMIT,
                             "allocd has max_connections = %u clients already, %zu of them restored by a restart "
                             "and not reclaimed (allocctl clients lists them); close some or raise max_connections",
@@ -219,6 +226,22 @@ void core_client_remove(struct core *core, struct client *cl) {
                 kept_client_gone(core, cl->serial);
         }
         client_leave(core, cl);
+}
+
+void core_client_bye(struct core *core, struct client *cl) {
+        cl->user->leaving++;
+        core->nleaving++;
+        core_client_remove(core, cl);
+}
+
+void core_client_gone(struct core *core, uid_t uid) {
+        struct user *u = user_find(core, uid);
+
+        if (!u || !u->leaving)
+                return;
+        u->leaving--;
+        core->nleaving--;
+        user_put(core, u);
 }
 
 void core_abandon(struct core *core) {

@@ -160,6 +160,15 @@ int core_client_add(struct core *core, struct client *cl, struct core_result *re
 int core_client_admit(struct core *core, struct client *cl, struct core_result *res);
 /* Cancels its waiters without answering them and drops every reference it holds. */
 void core_client_remove(struct core *core, struct client *cl);
+/*
+ * As core_client_remove, for a connection that said Goodbye and stays open until its client reads
+ * the replies queued before the OK: its uid's and allocd's connection limits count it until
+ * core_client_gone (else connections that said Goodbye and read nothing piled up past
+ * max_connections, each an fd of allocd's, until accept failed for everyone).
+ */
+void core_client_bye(struct core *core, struct client *cl);
+/* A connection of uid that core_client_bye released is closed. */
+void core_client_gone(struct core *core, uid_t uid);
 /* The name it gave in Hello (checked by the caller). */
 void core_client_set_name(struct core *core, struct client *cl, const char *name);
 /* cl's fields changed (its secret): what the core keeps for a successor is brought up to date. */

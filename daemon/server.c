@@ -128,14 +128,15 @@ void conn_unsent_grant(struct conn *c, uint64_t id) {
              CLIENT_FMT " went before PERSIST region %" PRIu64 " reached it; freed", CLIENT_ARGS(&c->s.client), id);
 }
 
-/* c's references go and its waits end (or stay in a state a stop keeps), kept so before this returns. */
-static void leave_core(struct conn *c, const char *how) {
+/* c's references go and its waits end (or stay in a state a stop keeps), kept so; bye: core_client_bye. */
+static void leave_core(struct conn *c, const char *how, bool bye) {
         uint32_t n = c->s.client.nrefs;
 
         if (!c->in_core)
                 return;
-        core_client_remove(core, &c->s.client);
+        (bye ? core_client_bye : core_client_remove)(core, &c->s.client);
         c->in_core = false;
+        c->bye = bye;
         logx(n ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, CLIENT_CTX(&c->s.client), CLIENT_FMT "%s%s %s; %u %s %s",
              CLIENT_ARGS(&c->s.client), *c->s.client.name ? " " : "", c->s.client.name, how, n,
              plural(n, "reference", "references"),
@@ -152,7 +153,9 @@ void conn_close(struct conn *c) {
         c->state = CONN_CLOSING;
         TAILQ_REMOVE(&conns, c, link);
         nconns--;
-        leave_core(c, "disconnected");
+        leave_core(c, "disconnected", false);
+        if (c->bye)
+                core_client_gone(core, c->s.client.uid);
         uv_poll_stop(&c->poll);
         uv_close((uv_handle_t *)&c->poll, conn_handle_closed);
         accept_fd_freed();
@@ -247,8 +250,7 @@ static void act(struct conn *c) {
          * gave it back: it goes now, as at a hang-up (the reply still goes, naming a region that is gone).
          */
         if (out.goodbye) {
-                leave_core(c, "said goodbye");
-                c->bye = true;
+                leave_core(c, "said goodbye", true);
                 outq_unsent(c);
                 changed();
         }

@@ -304,6 +304,12 @@ static int act(int i) {
                 code = check_reply(i);
         if (out.fd_owned)
                 close(out.fd);
+        if (out.goodbye && c->state == CONN_OPEN) {
+                /* server.c: released at once, counted until the close (here at once: the OK is read). */
+                core_client_bye(core, &c->s.client);
+                c->state = CONN_CLOSED;
+                core_client_gone(core, c->s.client.uid);
+        }
         if (out.close)
                 conn_close(c);
         return code;

@@ -373,6 +373,44 @@ static void cancelling(void) {
         save("cancel-alloc");
 }
 
+/*
+ * Goodbyes: before Hello; twice (the second comes on a new connection: before its Hello); from a
+ * connection holding another's named region, with a wait for a name and a PERSIST region of its own;
+ * with an Alloc waiting for room; while its region is being zeroed.
+ */
+static void leaving(void) {
+        begin(fuzz_header(0, 1, 2, 0));
+        goodbye(2);
+        hello(0);
+        hello(1);
+        alloc(0, "h", 4096, 0, "shared");
+        alloc(1, "h", 8192, ALLOCD__FLAG__PERSIST, "kept");
+        attach(1, "shared");
+        attach_within(1, "later", 1000);
+        goodbye(1);
+        goodbye(1);
+        attach(0, "kept");
+        free_region(0, ID(1));
+        status(0, 0);
+        save("goodbye-holding");
+
+        begin_f_full();
+        alloc(1, "f", 4096, ALLOCD__FLAG__NOFAIL, NULL);
+        goodbye(1);
+        free_region(0, ID(0));
+        record(0, FUZZ_TURN);
+        save("goodbye-waiting");
+
+        begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
+        hello(0);
+        alloc(0, "p", BIG, ALLOCD__FLAG__ZERO | ALLOCD__FLAG__PERSIST, "z");
+        goodbye(0);
+        zeroed(0);
+        hello(1);
+        attach(1, "z");
+        save("goodbye-zeroing");
+}
+
 static void zeroing(void) {
         for (int failed = 0; failed < 2; failed++) {
                 begin(fuzz_header(FUZZ_BIG_P, 1, 2, 3));
@@ -429,5 +467,6 @@ int main(int argc, char **argv) {
         spares();
         strings();
         cancelling();
+        leaving();
         return 0;
 }

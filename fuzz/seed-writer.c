@@ -148,6 +148,12 @@ void cancel(int s, uint64_t request) {
         put(s, 9, ALLOCD__REQUEST__BODY_CANCEL, &m);
 }
 
+void goodbye(int s) {
+        Allocd__Goodbye m = ALLOCD__GOODBYE__INIT;
+
+        put(s, 9, ALLOCD__REQUEST__BODY_GOODBYE, &m);
+}
+
 void seal(int s, uint64_t region) {
         Allocd__Seal m = ALLOCD__SEAL__INIT;
 

@@ -44,6 +44,8 @@ void attach(int s, const char *name);
 /* A Cancel of request (0: none named), with id 9. */
 void cancel(int s, uint64_t request);
 void seal(int s, uint64_t region);
+/* A Goodbye, with id 9. */
+void goodbye(int s);
 void alloc_batch(int s, const char *pool, const uint64_t *sizes, size_t n, uint32_t flags, const char *name,
                  bool columns);
 void free_batch(int s, const uint64_t *ids, size_t n);

@@ -179,6 +179,38 @@ Test(core, per_uid_limits) {
         cr_assert_eq(stats().regions, 2, "the PERSIST regions stay");
 }
 
+/*
+ * A connection that said Goodbye is released at once but stays open until its client reads the
+ * replies before the OK: it counts against both connection limits until the server closes it.
+ */
+Test(core, a_goodbye_counts_against_the_connection_limits_until_the_close) {
+        struct limits l = test_limits();
+        struct client *bob[3], *alice[2];
+        struct core_result res;
+
+        teardown();
+        l.max_connections_per_uid = 2;
+        l.max_connections = 3;
+        setup_with(&l);
+        add_fpga("f", 64 * K);
+        bob[0] = client(1001);
+        bob[1] = client(1001);
+        cr_assert_eq(alloc(bob[0], "f", 4 * K, 0, NULL, NULL), GRANT_REGION);
+        core_client_bye(core, bob[0]);
+        cr_assert_eq(stats().regions, 0, "the Goodbye released nothing");
+        cr_assert_eq(client_add(1001, &bob[2], &res), E_LIMIT, "bob's third connection was let in");
+        cr_assert(strstr(res.msg, "(1 of them said Goodbye"), "%s", res.msg);
+        alice[0] = client(1002);
+        cr_assert_eq(client_add(1002, &alice[1], &res), E_LIMIT, "a fourth connection was let in");
+        cr_assert(strstr(res.msg, "max_connections ="), "%s", res.msg);
+        core_client_gone(core, 1001);
+        core_client_gone(core, 1001); /* once only: a second is not room for another */
+        alice[1] = client(1002);
+        cr_assert_eq(client_add(1001, &bob[2], &res), E_LIMIT, "room counted twice");
+        bye(alice[1]);
+        bob[2] = client(1001);
+}
+
 /* A refused request changes nothing. */
 Test(core, refused_requests_change_nothing) {
         struct client *a = client(1);

@@ -348,6 +348,15 @@ Test(goodbye, a_persist_grant_that_comes_as_the_client_disconnects_is_given_back
         alloc_disconnect(w);
 }
 
+/* How many times needle occurs in text. */
+static size_t count_of(const char *text, const char *needle) {
+        size_t n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
 /*
  * What happens just before the client sends its Goodbye: this file's send(), which liballoc-client's
  * reaches before libc's (the executable's definition comes first), runs at_goodbye once, on the
@@ -481,14 +490,14 @@ Test(goodbye, a_persist_alloc_zeroed_as_the_goodbye_goes_is_not_kept) {
  * Goodbye queued behind 2000 small replies it leaves unread (they fill the socket: each packet costs far
  * more than its bytes there); returns once allocd has served the Goodbye.
  */
-static int goodbye_queued(uint32_t flags) {
+static int goodbye_queued_on(uint32_t flags) {
         Allocd__Hello h = ALLOCD__HELLO__INIT;
         Allocd__Sync y = ALLOCD__SYNC__INIT;
         Allocd__Alloc a = ALLOCD__ALLOC__INIT;
         Allocd__Goodbye g = ALLOCD__GOODBYE__INIT;
         uint64_t id;
+        size_t said = count_of(sysd_log(&s), "said goodbye");
 
-        sysd_start(&s, POOL_A);
         int fd = daemon_raw_connect(&s.d);
         h.has_version = true;
         h.version = WIRE_VERSION;
@@ -504,10 +513,15 @@ static int goodbye_queued(uint32_t flags) {
         send_body(fd, 3, ALLOCD__REQUEST__BODY_GOODBYE, &g);
         /* A request after the Goodbye, which allocd never reads. */
         send_body(fd, 4, ALLOCD__REQUEST__BODY_SYNC, &y);
-        for (int i = 0; i < 200 && !strstr(sysd_log(&s), "said goodbye"); i++)
+        for (int i = 0; i < 200 && count_of(sysd_log(&s), "said goodbye") == said; i++)
                 usleep(10 * 1000);
-        cr_assert(strstr(sysd_log(&s), "said goodbye"), "%s", sysd_log(&s));
+        cr_assert_gt(count_of(sysd_log(&s), "said goodbye"), said, "%s", sysd_log(&s));
         return fd;
+}
+
+static int goodbye_queued(uint32_t flags) {
+        sysd_start(&s, POOL_A);
+        return goodbye_queued_on(flags);
 }
 
 /*
@@ -560,5 +574,46 @@ Test(goodbye, a_request_after_a_queued_goodbye_does_not_keep_allocd_busy) {
         unsigned long long used = cpu_ticks(s.d.pid) - t0;
         cr_assert_lt(used * 1000 / (unsigned long long)sysconf(_SC_CLK_TCK), 200,
                      "allocd used %llu ticks in 1 s while a said-goodbye connection read nothing", used);
+        close(fd);
+}
+
+/*
+ * Connections that said Goodbye with their replies unread stay open until they read them: they count
+ * against max_connections_per_uid and max_connections meanwhile.  Out of the count, one user's such
+ * connections piled up past both, each an fd of allocd's, until accept failed for every user.
+ */
+Test(goodbye, a_queued_goodbye_still_counts_against_the_connection_limits) {
+        uint64_t id;
+        int fds[2];
+
+        sysd_start(&s, "[daemon]\nmax_connections_per_uid = 2\nhello_timeout = 1s\n" POOL_A);
+        fds[0] = goodbye_queued_on(0);
+        fds[1] = goodbye_queued_on(0);
+        int fd = daemon_raw_connect(&s.d);
+        cr_assert_eq(next_error(fd, &id), ALLOCD__ERROR__LIMIT, "a third connection was let in: %s", sysd_log(&s));
+        close(fd);
+        /* Once one of them is closed, its room is back. */
+        close(fds[0]);
+        for (int i = 0; i < 100; i++) {
+                struct alloc_client *k;
+                if (alloc_connect(&k, s.d.sock, "goodbye") == 0) {
+                        alloc_disconnect(k);
+                        close(fds[1]);
+                        return;
+                }
+                usleep(10 * 1000);
+        }
+        cr_assert_fail("no room came back at the close: %s", sysd_log(&s));
+}
+
+/*
+ * A stop that keeps the state (SIGTERM) while a Goodbye's OK waits behind unread replies: the
+ * release was kept at the Goodbye, so the next allocd brings back no placeholder for this process.
+ */
+Test(goodbye, a_queued_goodbye_at_a_restart_leaves_no_placeholder) {
+        int fd = goodbye_queued(0);
+
+        sysd_restart(&s, SIGTERM);
+        nothing_kept();
         close(fd);
 }
