@@ -7,7 +7,9 @@
  * deadline, or stop, so that it reads the reason before the socket closes;
  * at most REFUSED_MAX of them).  HANDSHAKE and REFUSED connections sit, in
  * accept order, on a deadline list that one timer sweeps: a client that
- * never says Hello is closed.  Out of fds, accepting pauses until a
+ * never says Hello is closed.  So is one that said Goodbye and leaves its
+ * replies unread for as long (lingering): released already, it still holds
+ * an fd of allocd's and its uid's room, and no one else can close it.  Out of fds, accepting pauses until a
  * connection closes or ACCEPT_PAUSE_MS pass, rather than spin.
  */
 #include <errno.h>
@@ -30,7 +32,7 @@
 static uv_loop_t *loop;
 static struct core *core;
 static void (*changed)(void);
-static TAILQ_HEAD(, conn) handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE and REFUSED, oldest first */
+static TAILQ_HEAD(, conn) handshakes = TAILQ_HEAD_INITIALIZER(handshakes); /* HANDSHAKE, REFUSED, lingering */
 static uint32_t nrefused;
 static uint64_t next_serial = 1;
 static uv_timer_t hello_timer, accept_timer;
@@ -66,8 +68,9 @@ static void hello_sweep(uv_timer_t *t) {
                         first = c->deadline < first ? c->deadline : first;
                         continue;
                 }
-                logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client),
-                     CLIENT_FMT " said no Hello within hello_timeout; closing it", CLIENT_ARGS(&c->s.client));
+                logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client), CLIENT_FMT " %s within hello_timeout; closing it",
+                     CLIENT_ARGS(&c->s.client),
+                     c->lingering ? "said Goodbye and did not read its replies" : "said no Hello");
                 conn_close(c);
         }
         if (first != UINT64_MAX)
@@ -78,6 +81,22 @@ void accept_handshake_done(struct conn *c) {
         TAILQ_REMOVE(&handshakes, c, hs_link);
         if (c->state == CONN_REFUSED)
                 nrefused--;
+        c->lingering = false;
+}
+
+/* c goes on the deadline list, due hello_timeout from now. */
+static void due(struct conn *c) {
+        uint64_t ms = core_limits(core)->hello_timeout_ms;
+
+        c->deadline = uv_now(loop) + ms;
+        TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
+        if (!uv_is_active((uv_handle_t *)&hello_timer) || uv_timer_get_due_in(&hello_timer) > ms)
+                uv_timer_start(&hello_timer, hello_sweep, ms, 0);
+}
+
+void accept_linger(struct conn *c) {
+        c->lingering = true;
+        due(c);
 }
 
 void accept_fd_freed(void) {
@@ -126,12 +145,8 @@ static int conn_new(int fd) {
         c->poll.data = c;
         c->in_core = res.code == E_OK;
         c->state = c->in_core ? CONN_HANDSHAKE : CONN_REFUSED;
-        c->deadline = uv_now(loop) + core_limits(core)->hello_timeout_ms;
-        TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
+        due(c);
         conn_start(c);
-        if (!uv_is_active((uv_handle_t *)&hello_timer) ||
-            uv_timer_get_due_in(&hello_timer) > core_limits(core)->hello_timeout_ms)
-                uv_timer_start(&hello_timer, hello_sweep, core_limits(core)->hello_timeout_ms, 0);
         if (!c->in_core) {
                 nrefused++;
                 logx(LOG_LEVEL_WARNING, CLIENT_CTX(cl), "refusing " CLIENT_FMT ": %s", CLIENT_ARGS(cl), res.msg);

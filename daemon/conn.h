@@ -34,6 +34,7 @@ struct conn {
         bool waiting;      /* its next packet waits for its peer to read, or for a refused send to be retried */
         uint32_t busy;     /* zeroing jobs that will answer on this connection */
         bool bye;          /* said Goodbye and is released: closed once its queued replies are out, read no more */
+        bool lingering;    /* bye with replies queued: on accept.c's deadline list, closed at hello_timeout */
         TAILQ_ENTRY(conn) link, hs_link, wait_link; /* wait_link: while waiting */
 };
 
@@ -62,8 +63,10 @@ void outq_free(struct conn *c);
 
 /* accept.c */
 void accept_init(uv_loop_t *loop, struct core *core, void (*changed)(void));
-/* c leaves HANDSHAKE or REFUSED (said Hello, or closing): off the deadline list. */
+/* c leaves HANDSHAKE or REFUSED (said Hello, or closing), or stops lingering (closing): off the deadline list. */
 void accept_handshake_done(struct conn *c);
+/* c said Goodbye with replies queued: closed if they are not all read within hello_timeout. */
+void accept_linger(struct conn *c);
 /* A connection closed: its fd may be what a paused accept waits for. */
 void accept_fd_freed(void);
 /*

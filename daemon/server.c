@@ -147,7 +147,7 @@ void conn_close(struct conn *c) {
         if (c->state == CONN_CLOSING)
                 return;
         outq_unsent(c);
-        if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED)
+        if (c->state == CONN_HANDSHAKE || c->state == CONN_REFUSED || c->lingering)
                 accept_handshake_done(c);
         outq_set_waiting(c, false);
         c->state = CONN_CLOSING;
@@ -255,9 +255,10 @@ static void act(struct conn *c) {
                 changed();
         }
         outq_send(c, &out);
-        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out))
+        if (out.goodbye && c->state != CONN_CLOSING && !STAILQ_EMPTY(&c->out)) {
                 conn_events(c); /* not readable any more: level-triggered, unread requests would wake it at once */
-        else if (out.close)
+                accept_linger(c);
+        } else if (out.close)
                 conn_close(c);
 }
 

@@ -607,6 +607,33 @@ Test(goodbye, a_queued_goodbye_still_counts_against_the_connection_limits) {
 }
 
 /*
+ * A connection that said Goodbye and never reads its replies is closed at hello_timeout: released
+ * already, only it could close itself, and it held its uid's room for as long as it liked.
+ */
+Test(goodbye, a_queued_goodbye_left_unread_is_closed_at_hello_timeout) {
+        uint64_t id;
+
+        sysd_start(&s, "[daemon]\nmax_connections_per_uid = 1\nhello_timeout = 300ms\n" POOL_A);
+        int fd = goodbye_queued_on(0);
+        int other = daemon_raw_connect(&s.d);
+        cr_assert_eq(next_error(other, &id), ALLOCD__ERROR__LIMIT, "a second connection was let in: %s", sysd_log(&s));
+        close(other);
+        for (int i = 0; i < 300; i++) {
+                struct alloc_client *k;
+                if (alloc_connect(&k, s.d.sock, "goodbye") == 0) {
+                        alloc_disconnect(k);
+                        cr_assert(
+                                strstr(sysd_log(&s), "said Goodbye and did not read its replies within hello_timeout"),
+                                "%s", sysd_log(&s));
+                        close(fd);
+                        return;
+                }
+                usleep(10 * 1000);
+        }
+        cr_assert_fail("the connection that said Goodbye was not closed in 3 s: %s", sysd_log(&s));
+}
+
+/*
  * A stop that keeps the state (SIGTERM) while a Goodbye's OK waits behind unread replies: the
  * release was kept at the Goodbye, so the next allocd brings back no placeholder for this process.
  */
