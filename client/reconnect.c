@@ -510,10 +510,11 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                         if (r != -ECONNRESET && r != -EPIPE)
                                 break;
                 }
-                if (r == -EINTR) {
+                if (r == -EINTR && c->hello_pending) {
                         /*
                          * As at give-up, the socket whose Hello is unanswered is kept, not closed (hello()),
                          * as c->fd: the next try waits there for that answer, for a whole ALLOCD_RECONNECT.
+                         * A connect cut short by a signal (EINTR too) is a try that failed, as any.
                          */
                         close(c->fd);
                         c->fd = fd;
