@@ -109,8 +109,9 @@ static int rpc_send(struct alloc_client *c, int fd, Allocd__Request *req) {
 
 /*
  * Waits without the lock until fd is readable (1), until passes (0) or c->interrupted says to stop
- * (-EINTR), asking it at least every INTR_POLL_MS, as reader.c does; the others that find the
- * connection lost meanwhile wait for this thread (reviving), as in backoff_interrupted.  Lock held.
+ * (-EINTR), asking it at least every INTR_POLL_MS, as reader.c does; fd -1: the backoff between
+ * tries.  The others that find the connection lost meanwhile wait for this thread (reviving): no
+ * connection is made yet, and none of it is half done.  Lock held.
  */
 static int readable_interrupted(struct alloc_client *c, int fd, uint64_t until) {
         int (*intr)(void *) = c->interrupted;
@@ -440,30 +441,6 @@ static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         return 0;
 }
 
-/*
- * The backoff before the next try, without the lock, asking interrupted(data) at least every
- * INTR_POLL_MS as reader.c does; other threads that find the connection lost meanwhile wait for
- * this one (reviving), since no connection was made yet and none of it is half done.  Lock held;
- * whether interrupted said to stop.
- */
-static bool backoff_interrupted(struct alloc_client *c, uint32_t wait) {
-        int (*intr)(void *) = c->interrupted;
-        void *data = c->interrupted_data;
-        bool stop = false;
-
-        c->reviving = true;
-        pthread_mutex_unlock(&c->lock);
-        for (uint64_t end = now_ms() + wait, now; !(stop = intr(data)) && (now = now_ms()) < end;) {
-                uint64_t ms = end - now < INTR_POLL_MS ? end - now : INTR_POLL_MS;
-                nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)ms * 1000000}, NULL);
-        }
-        pthread_mutex_lock(&c->lock);
-        c->reviving = false;
-        if (c->sleepers)
-                pthread_cond_broadcast(&c->cond);
-        return stop;
-}
-
 int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
         uint64_t start = now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
@@ -557,7 +534,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                 fd = -1;
                 if (interruptible && c->interrupted && !made) {
                         /* Before a connection is made nothing is half done: the next call starts over. */
-                        if (backoff_interrupted(c, wait))
+                        if (readable_interrupted(c, -1, now_ms() + wait) < 0)
                                 return client_fail(-EINTR,
                                                    "interrupted by a signal while making the lost connection to "
                                                    "allocd at %s again; the next call tries again",
