@@ -94,11 +94,12 @@ static bool receive_within(const struct alloc_client *c, int fd, uint64_t until)
 /* req on fd, numbered as the connection's next request: 0, or a negative errno value. */
 static int rpc_send(struct alloc_client *c, int fd, Allocd__Request *req) {
         uint8_t out[128], *buf = out;
-        size_t len = allocd__request__get_packed_size(req);
+        size_t len;
         int r;
 
         req->has_id = true;
         req->id = ++c->next_id;
+        len = allocd__request__get_packed_size(req); /* with the id, up to 11 bytes of it */
         if (len > sizeof(out) && !(buf = malloc(len)))
                 return -ENOMEM;
         r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
