@@ -94,11 +94,12 @@ static bool receive_within(const struct alloc_client *c, int fd, uint64_t until)
 /* req on fd, numbered as the connection's next request: 0, or a negative errno value. */
 static int rpc_send(struct alloc_client *c, int fd, Allocd__Request *req) {
         uint8_t out[128], *buf = out;
-        size_t len = allocd__request__get_packed_size(req);
+        size_t len;
         int r;
 
         req->has_id = true;
         req->id = ++c->next_id;
+        len = allocd__request__get_packed_size(req); /* with the id, up to 11 bytes of it */
         if (len > sizeof(out) && !(buf = malloc(len)))
                 return -ENOMEM;
         r = wire_send(fd, buf, allocd__request__pack(req, buf), NULL, 0, 0);
@@ -109,8 +110,9 @@ static int rpc_send(struct alloc_client *c, int fd, Allocd__Request *req) {
 
 /*
  * Waits without the lock until fd is readable (1), until passes (0) or c->interrupted says to stop
- * (-EINTR), asking it at least every INTR_POLL_MS, as reader.c does; the others that find the
- * connection lost meanwhile wait for this thread (reviving), as in backoff_interrupted.  Lock held.
+ * (-EINTR), asking it at least every INTR_POLL_MS, as reader.c does; fd -1: the backoff between
+ * tries.  The others that find the connection lost meanwhile wait for this thread (reviving): no
+ * connection is made yet, and none of it is half done.  Lock held.
  */
 static int readable_interrupted(struct alloc_client *c, int fd, uint64_t until) {
         int (*intr)(void *) = c->interrupted;
@@ -440,30 +442,6 @@ static int start_afresh(struct alloc_client *c, bool had, const char *why) {
         return 0;
 }
 
-/*
- * The backoff before the next try, without the lock, asking interrupted(data) at least every
- * INTR_POLL_MS as reader.c does; other threads that find the connection lost meanwhile wait for
- * this one (reviving), since no connection was made yet and none of it is half done.  Lock held;
- * whether interrupted said to stop.
- */
-static bool backoff_interrupted(struct alloc_client *c, uint32_t wait) {
-        int (*intr)(void *) = c->interrupted;
-        void *data = c->interrupted_data;
-        bool stop = false;
-
-        c->reviving = true;
-        pthread_mutex_unlock(&c->lock);
-        for (uint64_t end = now_ms() + wait, now; !(stop = intr(data)) && (now = now_ms()) < end;) {
-                uint64_t ms = end - now < INTR_POLL_MS ? end - now : INTR_POLL_MS;
-                nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)ms * 1000000}, NULL);
-        }
-        pthread_mutex_lock(&c->lock);
-        c->reviving = false;
-        if (c->sleepers)
-                pthread_cond_broadcast(&c->cond);
-        return stop;
-}
-
 int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
         uint64_t start = now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
@@ -510,10 +488,11 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                         if (r != -ECONNRESET && r != -EPIPE)
                                 break;
                 }
-                if (r == -EINTR) {
+                if (r == -EINTR && c->hello_pending) {
                         /*
                          * As at give-up, the socket whose Hello is unanswered is kept, not closed (hello()),
                          * as c->fd: the next try waits there for that answer, for a whole ALLOCD_RECONNECT.
+                         * A connect cut short by a signal (EINTR too) is a try that failed, as any.
                          */
                         close(c->fd);
                         c->fd = fd;
@@ -556,7 +535,7 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                 fd = -1;
                 if (interruptible && c->interrupted && !made) {
                         /* Before a connection is made nothing is half done: the next call starts over. */
-                        if (backoff_interrupted(c, wait))
+                        if (readable_interrupted(c, -1, now_ms() + wait) < 0)
                                 return client_fail(-EINTR,
                                                    "interrupted by a signal while making the lost connection to "
                                                    "allocd at %s again; the next call tries again",

@@ -6,11 +6,12 @@
  * (over a limit: told why at once, kept only until it speaks, its Hello
  * deadline, or stop, so that it reads the reason before the socket closes;
  * at most REFUSED_MAX of them).  HANDSHAKE and REFUSED connections sit, in
- * accept order, on a deadline list that one timer sweeps: a client that
- * never says Hello is closed.  So is one that said Goodbye and leaves its
- * replies unread for as long (lingering): released already, it still holds
- * an fd of allocd's and its uid's room, and no one else can close it.  Out of fds, accepting pauses until a
- * connection closes or ACCEPT_PAUSE_MS pass, rather than spin.
+ * the order they joined (accepted), on a deadline list that one timer
+ * sweeps: a client that never says Hello is closed.  So is one that said
+ * Goodbye and leaves its replies unread for as long (lingering: it joins at
+ * the Goodbye): released already, it still holds an fd of allocd's and its
+ * uid's room, and no one else can close it.  Out of fds, accepting pauses
+ * until a connection closes or ACCEPT_PAUSE_MS pass, rather than spin.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,9 +54,9 @@ void server_set_next_serial(uint64_t serial) {
 }
 
 /*
- * Closes the connections that have not said Hello in time.  The list is in accept order, which is
- * deadline order until a SIGHUP changes hello_timeout: so the whole list is looked at, and it holds
- * at most max_connections + REFUSED_MAX entries.
+ * Closes the connections that have not said Hello in time, and the lingering ones past theirs.  The
+ * list is in the order they joined it, which is deadline order until a SIGHUP changes hello_timeout:
+ * so the whole list is looked at, and it holds at most max_connections + REFUSED_MAX entries.
  */
 static void hello_sweep(uv_timer_t *t) {
         struct conn *c, *next;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -421,6 +422,63 @@ Test(races, an_interrupt_ends_a_reconnect_and_the_next_call_makes_it) {
         cr_assert_eq(alloc_region_seal(c, 7), 0, "%s", alloc_last_error());
         cr_assert_eq(atomic_load(&fake.hellos), 2, "no reconnect");
         cr_assert_eq(atomic_load(&fake.given_later), 0, "the reconnect gave the region back");
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
+
+/* What stands at the fake's path while it is away: a socket whose queue of connections is full. */
+static struct {
+        pthread_t caller;
+        const char *path, *away;
+        int listener, queued;
+} jam;
+
+/* A signal to the caller, blocked in its reconnect's connect, then the fake back in its place. */
+static void *unjam(void *arg) {
+        (void)arg;
+        usleep(300 * 1000);
+        pthread_kill(jam.caller, SIGALRM);
+        usleep(700 * 1000);
+        close(jam.queued);
+        close(jam.listener);
+        unlink(jam.path);
+        cr_assert_eq(rename(jam.away, jam.path), 0);
+        return NULL;
+}
+
+/*
+ * A signal that cuts a reconnect's connect short (allocd's queue of connections full: connect waits,
+ * and SO_SNDTIMEO has it fail EINTR, SA_RESTART or not) is a try that failed, as it was: without
+ * alloc_set_interrupt nothing asks to stop, and the reconnect goes on.  Taken for an interrupted
+ * wait for a Hello's answer, it ended the call with -EINTR, the lost socket closed and none kept.
+ */
+Test(races, a_signal_in_a_reconnects_connect_does_not_end_a_call_that_is_not_interruptible) {
+        struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART */
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+        struct fake_allocd f;
+        char away[sizeof(f.path) + 8];
+        pthread_t t;
+        int r;
+
+        fake.seal = SEAL_HANGUP_FIRST;
+        connect_holding(&f);
+        cr_assert_eq(sigaction(SIGALRM, &sa, NULL), 0);
+        snprintf(away, sizeof(away), "%s.away", f.path);
+        cr_assert_eq(rename(f.path, away), 0);
+        snprintf(un.sun_path, sizeof(un.sun_path), "%s", f.path);
+        jam.listener = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        cr_assert_eq(bind(jam.listener, (struct sockaddr *)&un, sizeof(un)), 0);
+        cr_assert_eq(listen(jam.listener, 0), 0);
+        jam.queued = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        cr_assert_eq(connect(jam.queued, (struct sockaddr *)&un, sizeof(un)), 0); /* the queue is full now */
+        jam.caller = pthread_self();
+        jam.path = f.path;
+        jam.away = away;
+        cr_assert_eq(pthread_create(&t, NULL, unjam, NULL), 0);
+        r = alloc_region_seal(c, 7);
+        pthread_join(t, NULL);
+        cr_assert_eq(r, 0, "%d: %s", r, alloc_last_error());
+        cr_assert_eq(atomic_load(&fake.hellos), 2, "no reconnect");
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }
