@@ -82,7 +82,7 @@ struct alloc_client {
         bool reading;
         int sleepers; /* threads in pthread_cond_wait */
         int dead;     /* 0, or the negative errno that ended the connection */
-        char dead_msg[256];
+        char dead_msg[CLIENT_ERROR_MAX];
         bool dead_said; /* dead_msg is allocd's own words: dead's strerror would only blur them */
         struct pending *pending;
         struct pool_table *pools;
