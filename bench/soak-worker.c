@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,7 +115,9 @@ static int attach_some(struct worker *x, struct alloc_client *k, struct alloc_re
 
         if (!nn)
                 return -ENOENT;
-        snprintf(name, sizeof(name), "%s", x->sh->names[rnd(x) % (nn < SOAK_NAMES ? nn : SOAK_NAMES)]);
+        /* One of the last 64 published: most older ones are freed by now. */
+        unsigned back = rnd(x) % (nn < 64 ? nn : 64);
+        snprintf(name, sizeof(name), "%s", x->sh->names[(nn - 1 - back) % SOAK_NAMES]);
         x->c->attaches++;
         int e = alloc_region_attach(k, name, NULL, r);
         done(x, e);
@@ -207,6 +211,65 @@ static void short_conn(struct worker *x) {
         x->c->goodbyes++;
 }
 
+/* A connection with spares on and a batch: spares left outstanding at its Goodbye one time in two. */
+static void spare_batch_conn(struct worker *x) {
+        struct alloc_client *k = connect_to(x, "soak-spare");
+        struct alloc_region r[8];
+        uint64_t sizes[8], ids[8];
+        size_t n = 1 + rnd(x) % 8;
+
+        if (!k)
+                return;
+        x->c->shorts++;
+        alloc_set_spare(k, true);
+        for (unsigned i = 0; i < 3 + rnd(x) % 6; i++) {
+                x->c->allocs++;
+                if (done(x, alloc_region_new(k, "host", 4096u << (i % 2), &(struct alloc_opts){.flags = ALLOC_NOWAIT},
+                                             &r[0]))) {
+                        x->c->frees++;
+                        done(x, alloc_region_free(k, r[0].id));
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                sizes[i] = 4096u * (1 + rnd(x) % 4);
+        x->c->allocs++;
+        if (done(x, alloc_region_new_batch(k, "other", sizes, n, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, r)) &&
+            rnd(x) % 2) {
+                for (size_t i = 0; i < n; i++)
+                        ids[i] = r[i].id;
+                x->c->frees++;
+                done(x, alloc_region_free_batch(k, ids, n));
+        }
+        if (rnd(x) % 2)
+                alloc_set_spare(k, false);
+        alloc_disconnect(k);
+        x->c->goodbyes++;
+}
+
+/* A connection that never says Hello: closed at once, or after bytes that are no request. */
+static void raw_conn(struct worker *x) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return;
+        x->c->shorts++;
+        if (strlen(x->sh->sock) >= sizeof(sa.sun_path)) {
+                close(fd);
+                return;
+        }
+        memcpy(sa.sun_path, x->sh->sock, strlen(x->sh->sock) + 1);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && rnd(x) % 2) {
+                char junk[64];
+                for (size_t i = 0; i < sizeof(junk); i++)
+                        junk[i] = (char)rnd(x);
+                if (send(fd, junk, 1 + rnd(x) % sizeof(junk), MSG_NOSIGNAL) < 0)
+                        x->c->by_errno[0]++;
+                usleep(rnd(x) % 2000);
+        }
+        close(fd);
+}
+
 /* A child that allocates, attaches, then waits in allocd (or not), SIGKILLed in the middle. */
 static void killed_child(struct worker *x) {
         int p[2];
@@ -277,8 +340,12 @@ _Noreturn void soak_worker(struct soak_shared *sh, int w, uid_t uid, gid_t gid) 
                         wait_out(&x);
                 } else if (op < 680) {
                         cancel_wait(&x);
-                } else if (op < 800) {
+                } else if (op < 740) {
                         short_conn(&x);
+                } else if (op < 770) {
+                        spare_batch_conn(&x);
+                } else if (op < 800) {
+                        raw_conn(&x);
                 } else if (op < 815) {
                         killed_child(&x);
                 } else if (op < 825) {
