@@ -276,13 +276,13 @@ static void killed_child(struct worker *x) {
         if (pipe2(p, O_CLOEXEC) < 0)
                 return;
         unsigned r0 = rnd(x);
-        pid_t pid = fork();
+        pid_t pid = test_fork(); /* dies with this worker; not fork + die_with_test, which expects the soak's pid */
         if (pid == 0) {
                 struct alloc_region r[4];
                 struct alloc_client *k;
                 close(p[0]);
                 x->rng ^= r0;
-                if (!die_with_test() || alloc_connect(&k, x->sh->sock, "soak-victim") < 0)
+                if (alloc_connect(&k, x->sh->sock, "soak-victim") < 0)
                         _exit(0);
                 for (int i = 0; i < 3; i++)
                         alloc_one(x, k, &r[i], NULL);
@@ -299,14 +299,13 @@ static void killed_child(struct worker *x) {
                 close(p[0]);
                 return;
         }
-        char b;
-        if (read(p[0], &b, 1) < 0)
-                b = 0;
+        char b = 0;
+        bool ready = read(p[0], &b, 1) == 1;
         close(p[0]);
         usleep(rnd(x) % 20000);
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        x->c->killed++;
+        x->c->killed += ready; /* only a child that got as far as its regions */
 }
 
 _Noreturn void soak_worker(struct soak_shared *sh, int w, uid_t uid, gid_t gid) {
