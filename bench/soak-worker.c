@@ -30,7 +30,7 @@ struct worker {
         struct soak_shared *sh;
         struct soak_count *c;
         int w;
-        unsigned rng, made;
+        unsigned rng, made, victims;
         struct alloc_client *k;
         struct alloc_region h[HELD];
         bool mine[HELD], persist[HELD];
@@ -276,12 +276,14 @@ static void killed_child(struct worker *x) {
         if (pipe2(p, O_CLOEXEC) < 0)
                 return;
         unsigned r0 = rnd(x);
+        x->victims++;
         pid_t pid = test_fork(); /* dies with this worker; not fork + die_with_test, which expects the soak's pid */
         if (pid == 0) {
                 struct alloc_region r[4];
                 struct alloc_client *k;
                 close(p[0]);
                 x->rng ^= r0;
+                x->made = 1u << 31 | x->victims << 3; /* names of its own: none its parent or another child makes */
                 if (alloc_connect(&k, x->sh->sock, "soak-victim") < 0)
                         _exit(0);
                 for (int i = 0; i < 3; i++)
