@@ -18,7 +18,7 @@ check() { # BENCH OPTION VALUE
 # A CPU this process may not run on: one past the last allowed (taskset's mask's highest bit).
 bad_cpu=$(($(nproc --all) + 1))
 for b in allocd-bench region-bench state-bench restart-bench isolation-bench kind-bench range-bench falloc-bench \
-        waiter-bench kill-storm; do
+        waiter-bench kill-storm soak; do
         for s in abc 0 -1 1x nan; do
                 check "$b" --seconds "$s"
         done
