@@ -204,7 +204,7 @@ Test(core, a_goodbye_counts_against_the_connection_limits_until_the_close) {
         cr_assert_eq(client_add(1002, &alice[1], &res), E_LIMIT, "a fourth connection was let in");
         cr_assert(strstr(res.msg, "max_connections ="), "%s", res.msg);
         core_client_gone(core, 1001);
-        core_client_gone(core, 1001); /* once only: a second is not room for another */
+        core_client_gone(core, 1001); /* a stray second one (no Goodbye left to end) makes no room */
         alice[1] = client(1002);
         cr_assert_eq(client_add(1001, &bob[2], &res), E_LIMIT, "room counted twice");
         bye(alice[1]);
