@@ -376,17 +376,48 @@ static void sync_replies(struct alloc_client *c) {
  * A Cancel of request id, and its answer: a grant allocd made before it read the Cancel is read
  * before that answer (and given back, reader.c); one waiting for room, or being zeroed, ends
  * ungranted.  Sent again after a reconnect, it finds nothing (NOT_FOUND): the wait went with the
- * allocd that had it.
+ * allocd that had it.  The answer's error (ALLOCD__ERROR__OK, NOT_FOUND, ...), or a negative errno
+ * value where none was read.
  */
-static bool cancel(struct alloc_client *c, uint64_t id) {
+static int cancel(struct alloc_client *c, uint64_t id) {
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Cancel k = ALLOCD__CANCEL__INIT;
+        Allocd__Reply *reply;
+        int r;
 
         k.has_request = true;
         k.request = id;
         req.body_case = ALLOCD__REQUEST__BODY_CANCEL;
         req.cancel = &k;
-        return round_trip(c, &req);
+        if ((r = client_call(c, &req, &reply, NULL)) < 0)
+                return r;
+        r = reply->has_error ? (int)reply->error : ALLOCD__ERROR__OK;
+        allocd__reply__free_unpacked(reply, NULL);
+        return r;
+}
+
+/* Whether the abandoned Alloc *arg has had its answer (its grant read and given back, or a refusal). */
+static bool alloc_answered(const struct alloc_client *c, const void *arg) {
+        for (const struct pending *p = c->pending; p; p = p->next)
+                if (p->abandoned && p->what == ALLOCD__REQUEST__BODY_ALLOC && p->id == *(const uint64_t *)arg)
+                        return false;
+        return true;
+}
+
+/*
+ * A Cancel of Alloc id answered NOT_FOUND while its answer has not come: an allocd from before a
+ * Cancel ended a zeroing (protocol.md, "Cancelling a wait") is zeroing its region, and grants it
+ * when done, perhaps after the Goodbye went.  Its answer is waited for, within the connection's
+ * timeout, so that the grant is given back first.  A reconnect meanwhile forgets the request: the
+ * zeroing went with the allocd that had it.
+ */
+static void await_zeroed(struct alloc_client *c, uint64_t id) {
+        struct timespec deadline;
+
+        pthread_mutex_lock(&c->lock);
+        bool timed = conn_plain_deadline(c, &deadline);
+        conn_await(c, alloc_answered, &id, timed ? &deadline : NULL, false);
+        pthread_mutex_unlock(&c->lock);
 }
 
 /*
@@ -435,13 +466,19 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                  * waited for room, or was zeroed) would be read after it, and its Free never read.
                  * An allocd without Cancel gets the Sync, which narrows that window to the
                  * Goodbye's own round trip, and so does a Cancel whose answer did not come (allocd
-                 * stopped past the timeout): the Sync's answer says it was read.  One restarted
+                 * stopped past the timeout): the Sync's answer says it was read.  An older allocd
+                 * whose Cancel does not end a zeroing answers it NOT_FOUND: the grant is then
+                 * waited for (await_zeroed).  One restarted
                  * meanwhile had its waits end with it, and the reconnect's squaring gives back
                  * what it granted.
                  */
                 bool unsure = !c->cancel_ok;
-                for (uint64_t id = 0; c->cancel_ok && (id = alloc_abandoned(c, id));)
-                        unsure |= !cancel(c, id);
+                for (uint64_t id = 0; c->cancel_ok && (id = alloc_abandoned(c, id));) {
+                        int k = cancel(c, id);
+                        unsure |= k < 0;
+                        if (k == ALLOCD__ERROR__NOT_FOUND)
+                                await_zeroed(c, id);
+                }
                 if (unsure && alloc_abandoned(c, 0))
                         sync_replies(c);
                 goodbye(c);

@@ -43,6 +43,10 @@ static bool serve_one(struct fake_allocd *f, int conn) {
                 }
                 if (fd >= 0)
                         close(fd);
+                if (r == FAKE_THEN && f->then) {
+                        usleep(f->then_ms * 1000);
+                        wire_send(conn, buf, allocd__reply__pack(f->then, buf), NULL, 0, MSG_NOSIGNAL);
+                }
                 if (r == FAKE_REPLY_HANGUP)
                         return true;
         }

@@ -26,6 +26,8 @@
 /* Or send nothing (an allocd that is slow, or stopped); or send the reply, then hang up as FAKE_HANGUP does. */
 #define FAKE_SILENT 4
 #define FAKE_REPLY_HANGUP 5
+/* Or send the reply, then, then_ms later, the reply f->then (an answer to an earlier request, say). */
+#define FAKE_THEN 6
 
 /*
  * Fills reply for req.  reply comes as an OK with the request's id; what it points to must outlive
@@ -40,6 +42,8 @@ struct fake_allocd {
         pthread_t thread;
         fake_answer_fn answer;
         void *arg;
+        Allocd__Reply *then; /* FAKE_THEN's second reply, set by answer */
+        unsigned then_ms;
 };
 
 /* Answers req as allocd answers a plain Hello (this protocol version, its packet size); false: req is no Hello. */

@@ -217,3 +217,77 @@ Test(fake, spares_beyond_the_ask_go_back) {
                 fake.nfreed = 0;
         }
 }
+
+/*
+ * An allocd from before a Cancel ended a zeroing (4725a34 and older): an abandoned Alloc being
+ * zeroed is answered NOT_FOUND to the disconnect's Cancel, and granted (a PERSIST region) once the
+ * zeroing is done.  What the fake read, in order: the grant's Free must come before the Goodbye,
+ * after which allocd reads nothing (the region would stay for good).
+ */
+static struct {
+        Allocd__Request__BodyCase seen[16];
+        size_t n;
+        uint64_t alloc; /* the Alloc's request id */
+        Allocd__Reply late;
+        Allocd__Region region;
+} zeroing;
+
+static int answer_zeroing(const Allocd__Request *q, Allocd__Reply *r, int *fd, void *arg) {
+        static Allocd__HelloReply h;
+
+        (void)fd;
+        (void)arg;
+        pthread_mutex_lock(&fake.lock);
+        if (zeroing.n < 16)
+                zeroing.seen[zeroing.n++] = q->body_case;
+        pthread_mutex_unlock(&fake.lock);
+        if (fake_hello(q, r)) {
+                h = *r->hello;
+                h.has_cancel = h.cancel = h.has_goodbye = h.goodbye = true;
+                r->hello = &h;
+                return 0;
+        }
+        switch (q->body_case) {
+        case ALLOCD__REQUEST__BODY_ALLOC:
+                zeroing.alloc = q->id;
+                return FAKE_SILENT; /* zeroing: the client times out */
+        case ALLOCD__REQUEST__BODY_CANCEL:
+                r->has_error = true;
+                r->error = ALLOCD__ERROR__NOT_FOUND;
+                allocd__reply__init(&zeroing.late);
+                zeroing.late.has_id = true;
+                zeroing.late.id = zeroing.alloc;
+                region(&zeroing.region, 9, 4096);
+                zeroing.late.body_case = ALLOCD__REPLY__BODY_REGION;
+                zeroing.late.region = &zeroing.region;
+                fake.server.then = &zeroing.late;
+                fake.server.then_ms = 300; /* the zeroing ends */
+                return FAKE_THEN;
+        default:
+                return 0;
+        }
+}
+
+Test(fake, a_persist_grant_zeroed_past_a_not_found_cancel_goes_back_before_the_goodbye) {
+        struct alloc_opts o = {.flags = ALLOC_PERSIST | ALLOC_NOWAIT};
+        struct alloc_region out;
+        struct alloc_client *c;
+
+        memset(&zeroing, 0, sizeof(zeroing));
+        fake_allocd_start(&fake.server, answer_zeroing, NULL);
+        cr_assert_eq(alloc_connect(&c, fake.server.path, NULL), 0, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 100), 0);
+        cr_assert_eq(alloc_region_new(c, "f", 4096, &o, &out), -ETIME, "%s", alloc_last_error());
+        cr_assert_eq(alloc_set_timeout(c, 5000), 0);
+        alloc_disconnect(c);
+        fake_allocd_stop(&fake.server);
+        size_t fr = 0, bye = 0;
+        for (size_t i = 0; i < zeroing.n; i++) {
+                if (zeroing.seen[i] == ALLOCD__REQUEST__BODY_FREE && !fr)
+                        fr = i + 1;
+                if (zeroing.seen[i] == ALLOCD__REQUEST__BODY_GOODBYE && !bye)
+                        bye = i + 1;
+        }
+        cr_assert(fr && bye, "no Free (%zu) or no Goodbye (%zu)", fr, bye);
+        cr_assert_lt(fr, bye, "the grant's Free came after the Goodbye: allocd never reads it");
+}
