@@ -29,7 +29,8 @@
  * finds its connection lost, or made again by another thread while it
  * waited, takes its entry out and has conn_revive make the connection
  * again (once, whoever asks first); a request safe to repeat is then sent
- * again, at most RETRY_MAX times.  Sends happen without the lock, so a
+ * again, at most RETRY_MAX times after a loss (a wait allocd cancelled as it
+ * stopped, at each restart).  Sends happen without the lock, so a
  * reconnect waits for the senders (senders) and the reader to leave the old
  * socket before it closes it.
  */
@@ -380,7 +381,8 @@ static int call(struct alloc_client *c, Allocd__Request *req, const uint64_t *id
         struct pending me;
         struct timespec deadline;
         bool timed, intr;
-        int again = 0; /* times sent again after a reconnect: a request that brings allocd down is not sent forever */
+        int again = 0; /* times sent again after a reconnect */
+        int lost = 0;  /* of them, after a loss: a request that brings allocd down is not sent forever */
         uint64_t gen;
         size_t len;
         int r = 0;
@@ -473,7 +475,8 @@ retry:
                 }
                 if (r == 0 && ntaken)
                         goto out; /* no reply: allocd did it, or the squaring did */
-                if (r == 0 && conn_retry_safe(req) && again < RETRY_MAX) {
+                if (r == 0 && conn_retry_safe(req) && lost < RETRY_MAX) {
+                        lost++;
                         again++;
                         goto retry;
                 }
@@ -495,7 +498,8 @@ retry:
                 goto out;
         }
         conn_unlist(c, &me);
-        if (conn_retry_safe(req) && again < RETRY_MAX && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
+        /* Not counted: allocd said it stops (a restart each time, not a request that brings it down). */
+        if (conn_retry_safe(req) && stopping(c, me.reply, timed ? &deadline : NULL, gen)) {
                 allocd__reply__free_unpacked(me.reply, NULL);
                 if ((r = conn_revive(c, gen, true)) < 0)
                         goto out;

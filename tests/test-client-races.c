@@ -151,6 +151,8 @@ static struct {
         enum seal_answer seal;
         enum free_answer free;
         bool alloc_unknown_kind; /* an Alloc is granted a region of a kind the library does not know */
+        bool alloc_hangup;       /* every Alloc brings allocd down (it hangs up) */
+        atomic_int allocs;
         atomic_int hellos, seals, frees, detaches;
         atomic_int given_later; /* Frees and Detaches on a connection made again */
 } fake;
@@ -206,6 +208,9 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
                 fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_ALLOC:
+                atomic_fetch_add(&fake.allocs, 1);
+                if (fake.alloc_hangup)
+                        return FAKE_HANGUP;
                 region(reply);
                 if (fake.alloc_unknown_kind)
                         reply->region->kind = 99;
@@ -373,6 +378,25 @@ Test(races, a_refused_free_read_before_a_reconnect_is_reported) {
         /* Still held, as both sides say: a Free goes without waiting. */
         cr_assert_eq(alloc_region_free(c, REGION), 0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_sync(c), 0, "%s", alloc_last_error());
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+}
+
+/*
+ * An Alloc that brings allocd down each time it is read (a bug allocd has) is sent again after a
+ * loss, but not for ever: three times, then the call fails, and the connection, made again, serves.
+ */
+Test(races, a_request_that_brings_allocd_down_is_sent_again_three_times) {
+        struct fake_allocd f;
+        struct alloc_region out;
+
+        connect_holding(&f);
+        fake.alloc_hangup = true;
+        atomic_store(&fake.allocs, 0);
+        cr_assert_eq(alloc_region_new(c, "fpga", 4096, NULL, &out), -ECONNRESET, "%s", alloc_last_error());
+        cr_assert_eq(atomic_load(&fake.allocs), 4, "sent %d times", atomic_load(&fake.allocs));
+        fake.alloc_hangup = false;
+        cr_assert_eq(alloc_region_new(c, "fpga", 4096, NULL, &out), 0, "%s", alloc_last_error());
         alloc_disconnect(c);
         fake_allocd_stop(&f);
 }

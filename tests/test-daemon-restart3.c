@@ -180,7 +180,7 @@ static void *wait_for_room(void *arg) {
  * An Alloc waiting for room when allocd is killed (or stopped, which cancels it) waits again on the
  * next one, and gets the room a free there makes.
  */
-static void wait_across(int sig) {
+static void wait_across(int sig, int restarts) {
         struct alloc_region full;
         struct waiter w = {0};
         pthread_t t;
@@ -191,8 +191,11 @@ static void wait_across(int sig) {
         w.k = daemon_connect(&s.d);
         cr_assert_eq(pthread_create(&t, NULL, wait_for_room, &w), 0);
         cr_assert_eq(wait_waiters(x, "a", 1), 1);
-        sysd_restart(&s, sig);
-        cr_assert_eq(wait_waiters(x, "a", 1), 1, "the Alloc does not wait on the next allocd: %s", sysd_log(&s));
+        for (int i = 0; i < restarts; i++) {
+                sysd_restart(&s, sig);
+                cr_assert_eq(wait_waiters(x, "a", 1), 1, "the Alloc does not wait on allocd %d: %s", i + 2,
+                             sysd_log(&s));
+        }
         cr_assert_eq(alloc_region_free_sync(x, full.id), 0, "%s", alloc_last_error());
         pthread_join(t, NULL);
         cr_assert_eq(w.e, 0, "%s", sysd_log(&s));
@@ -202,11 +205,16 @@ static void wait_across(int sig) {
 }
 
 Test(restart3, a_wait_for_room_carries_on_across_a_kill) {
-        wait_across(SIGKILL);
+        wait_across(SIGKILL, 1);
 }
 
 Test(restart3, a_wait_for_room_carries_on_across_a_stop) {
-        wait_across(SIGTERM);
+        wait_across(SIGTERM, 1);
+}
+
+/* A wait allocd cancels as it stops is sent again at every restart: the bound on sending again is for losses. */
+Test(restart3, a_wait_for_room_carries_on_across_five_stops) {
+        wait_across(SIGTERM, 5);
 }
 
 static void *attach_when_sealed(void *arg) {
