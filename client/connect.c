@@ -468,9 +468,8 @@ struct alloc_client *alloc_disconnect(struct alloc_client *c) {
                  * Goodbye's own round trip, and so does a Cancel whose answer did not come (allocd
                  * stopped past the timeout): the Sync's answer says it was read.  An older allocd
                  * whose Cancel does not end a zeroing answers it NOT_FOUND: the grant is then
-                 * waited for (await_zeroed).  One restarted
-                 * meanwhile had its waits end with it, and the reconnect's squaring gives back
-                 * what it granted.
+                 * waited for (await_zeroed).  One restarted meanwhile had its waits end with it,
+                 * and the reconnect's squaring gives back what it granted.
                  */
                 bool unsure = !c->cancel_ok;
                 for (uint64_t id = 0; c->cancel_ok && (id = alloc_abandoned(c, id));) {
