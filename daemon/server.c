@@ -219,18 +219,20 @@ static void start_zeroing(struct conn *c, uint32_t slot, uint64_t req_id) {
 
 /*
  * A Cancel of c's request req_id, which is no waiter: one whose region is being zeroed ends too, so
- * that nothing is granted after the Cancel's answer (alloc_disconnect's Goodbye follows it).
+ * that nothing is granted after the Cancel's answer (alloc_disconnect's Goodbye follows it).  Of
+ * several under one id it ends the oldest, as of several waiting (docs/protocol.md): the list is
+ * newest first, so the last match.
  */
 static bool cancel_zeroing(struct conn *c, uint64_t req_id) {
-        struct zero_work *z;
+        struct zero_work *z, *oldest = NULL;
 
         LIST_FOREACH(z, &zeroing, link) {
-                if (z->conn == c && z->req_id == req_id && !z->cancelled) {
-                        z->cancelled = true;
-                        return true;
-                }
+                if (z->conn == c && z->req_id == req_id && !z->cancelled)
+                        oldest = z;
         }
-        return false;
+        if (oldest)
+                oldest->cancelled = true;
+        return oldest != NULL;
 }
 
 /* Does what the protocol layer asked for in out. */

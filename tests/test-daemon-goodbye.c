@@ -296,6 +296,67 @@ Test(goodbye, a_cancel_ends_an_alloc_being_zeroed) {
         close(fd);
 }
 
+/* The size of the Region the next reply grants (its fds closed), or 0 for a reply without one; *err its error. */
+static uint64_t next_region_size(int fd, int *err) {
+        static uint8_t buf[WIRE_MAX_PACKET];
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int fds[WIRE_MAX_FDS];
+        size_t nfds = WIRE_MAX_FDS;
+        uint64_t size = 0;
+
+        cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
+        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
+        while (nfds > 0)
+                close(fds[--nfds]);
+        cr_assert_gt(n, 0);
+        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
+        cr_assert_not_null(r);
+        *err = r->has_error ? (int)r->error : 0;
+        if (r->body_case == ALLOCD__REPLY__BODY_REGION)
+                size = r->region->size;
+        allocd__reply__free_unpacked(r, NULL);
+        return size;
+}
+
+/*
+ * A hostile client's two Allocs under one id, both being zeroed: its Cancel ends the older, as it
+ * would of two waiting (docs/protocol.md), and the newer is granted.
+ */
+Test(goodbye, a_cancel_of_two_zeroing_allocs_under_one_id_ends_the_older) {
+        Allocd__Hello h = ALLOCD__HELLO__INIT;
+        Allocd__Alloc a = ALLOCD__ALLOC__INIT;
+        Allocd__Cancel k = ALLOCD__CANCEL__INIT;
+        uint64_t id, size, granted = 0;
+        int err, ncancelled = 0;
+
+        sysd_start(&s, POOL_A "[pool b]\nkind = host\nsize = 512M\n");
+        int fd = daemon_raw_connect(&s.d);
+        h.has_version = true;
+        h.version = WIRE_VERSION;
+        send_body(fd, 1, ALLOCD__REQUEST__BODY_HELLO, &h);
+        cr_assert_eq(next_error(fd, &id), 0);
+        a.pool = "b";
+        a.has_size = a.has_flags = true;
+        a.flags = ALLOCD__FLAG__ZERO;
+        a.size = 256 << 20; /* the older */
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        a.size = 128 << 20;
+        send_body(fd, 2, ALLOCD__REQUEST__BODY_ALLOC, &a);
+        k.has_request = true;
+        k.request = 2;
+        send_body(fd, 3, ALLOCD__REQUEST__BODY_CANCEL, &k);
+        for (int i = 0; i < 3; i++) {
+                size = next_region_size(fd, &err);
+                ncancelled += err == ALLOCD__ERROR__CANCELLED;
+                granted += size;
+                cr_assert(err == 0 || err == ALLOCD__ERROR__CANCELLED, "error %d", err);
+        }
+        cr_assert_eq(ncancelled, 1);
+        cr_assert_eq(granted, 128 << 20, "the Cancel ended the newer Alloc: granted %llu bytes",
+                     (unsigned long long)granted);
+        close(fd);
+}
+
 /*
  * allocd stopped for good, its socket gone (no systemd socket to start it again): the Goodbye finds
  * the connection lost and no socket to make it again on, and the disconnect returns at once rather
