@@ -29,6 +29,8 @@ int parse_duration_ms(const char *s, uint32_t *ret) {
                 mul = 1;
         else if (!strcmp(end, "min") || !strcmp(end, "m"))
                 mul = 60000;
+        else if (!strcmp(end, "h"))
+                mul = 3600000;
         else
                 return -EINVAL;
         if (v > UINT32_MAX / mul)

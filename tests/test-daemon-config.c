@@ -225,11 +225,11 @@ Test(config, check_config_says_whether_a_file_is_valid, .timeout = 60) {
         unlink(log);
 }
 
-/* allocd.conf(5) lists m for minutes, as min. */
-Test(config, durations_take_m_for_minutes, .timeout = 60) {
+/* allocd.conf(5) lists m for minutes, as min, and h for hours. */
+Test(config, durations_take_m_for_minutes_and_h_for_hours, .timeout = 60) {
         struct daemon d;
 
-        daemon_start(&d, "[daemon]\nwait_timeout = 2m\nhello_timeout = 1min\nreclaim_grace = 0\n[pool host]\nkind = "
+        daemon_start(&d, "[daemon]\nwait_timeout = 2m\nhello_timeout = 1min\nreclaim_grace = 1h\n[pool host]\nkind = "
                          "host\nsize = 1M\n");
         alloc_disconnect(daemon_connect(&d));
         daemon_stop(&d);
