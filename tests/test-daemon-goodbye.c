@@ -202,11 +202,11 @@ static void send_body(int fd, uint64_t id, Allocd__Request__BodyCase body_case, 
         cr_assert_eq(wire_send(fd, buf, allocd__request__pack(&req, buf), NULL, 0, 0), 0);
 }
 
-/* The next reply's error (its fds closed), or -1 when allocd closed the connection. */
-static int next_error(int fd, uint64_t *id) {
+/* The next reply (its fds closed), or NULL when allocd closed the connection. */
+static Allocd__Reply *next_reply(int fd) {
         static uint8_t buf[WIRE_MAX_PACKET];
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int fds[WIRE_MAX_FDS], e;
+        int fds[WIRE_MAX_FDS];
         size_t nfds = WIRE_MAX_FDS;
 
         cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
@@ -219,9 +219,19 @@ static int next_error(int fd, uint64_t *id) {
         while (nfds > 0)
                 close(fds[--nfds]);
         if (n <= 0)
-                return -1;
+                return NULL;
         Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
         cr_assert_not_null(r);
+        return r;
+}
+
+/* The next reply's error, or -1 when allocd closed the connection. */
+static int next_error(int fd, uint64_t *id) {
+        Allocd__Reply *r = next_reply(fd);
+        int e;
+
+        if (!r)
+                return -1;
         e = r->has_error ? (int)r->error : 0;
         *id = r->id;
         allocd__reply__free_unpacked(r, NULL);
@@ -296,21 +306,12 @@ Test(goodbye, a_cancel_ends_an_alloc_being_zeroed) {
         close(fd);
 }
 
-/* The size of the Region the next reply grants (its fds closed), or 0 for a reply without one; *err its error. */
+/* The size of the Region the next reply grants, or 0 for a reply without one; *err its error. */
 static uint64_t next_region_size(int fd, int *err) {
-        static uint8_t buf[WIRE_MAX_PACKET];
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int fds[WIRE_MAX_FDS];
-        size_t nfds = WIRE_MAX_FDS;
+        Allocd__Reply *r = next_reply(fd);
         uint64_t size = 0;
 
-        cr_assert_eq(poll(&p, 1, 10000), 1, "allocd neither answered nor closed");
-        ssize_t n = wire_recv(fd, buf, sizeof(buf), fds, &nfds, 0);
-        while (nfds > 0)
-                close(fds[--nfds]);
-        cr_assert_gt(n, 0);
-        Allocd__Reply *r = allocd__reply__unpack(NULL, (size_t)n, buf);
-        cr_assert_not_null(r);
+        cr_assert_not_null(r, "allocd closed the connection");
         *err = r->has_error ? (int)r->error : 0;
         if (r->body_case == ALLOCD__REPLY__BODY_REGION)
                 size = r->region->size;
