@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,61 @@ static void teardown(void) {
 
 TestSuite(strings, .init = setup, .fini = teardown, .timeout = 60);
 
+/* A varint at *p, below end; false if it runs past end. */
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+        *v = 0;
+        for (unsigned shift = 0; *p < end && shift < 64; shift += 7) {
+                uint8_t b = *(*p)++;
+                *v |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80))
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Makes each '~' of the string fields in the packed message [p, end) a NUL byte and each '^' a
+ * 0xff, walking the fields by desc so that an id or a length that happens to hold 0x7e or 0x5e
+ * is left alone.
+ */
+static void mark_strings(uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *desc) {
+        while (p < end) {
+                const uint8_t *q = p;
+                uint64_t key, v;
+
+                cr_assert(read_varint(&q, end, &key));
+                switch (key & 7) {
+                case 0:
+                        cr_assert(read_varint(&q, end, &v));
+                        break;
+                case 1:
+                        q += 8;
+                        break;
+                case 5:
+                        q += 4;
+                        break;
+                case 2: {
+                        cr_assert(read_varint(&q, end, &v));
+                        cr_assert_leq(v, (uint64_t)(end - q));
+                        uint8_t *s = p + (q - p);
+                        const ProtobufCFieldDescriptor *f =
+                                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
+                        if (f && f->type == PROTOBUF_C_TYPE_MESSAGE)
+                                mark_strings(s, s + v, f->descriptor);
+                        else if (f && f->type == PROTOBUF_C_TYPE_STRING)
+                                for (uint64_t i = 0; i < v; i++)
+                                        if (s[i] == '~' || s[i] == '^')
+                                                s[i] = s[i] == '~' ? 0 : 0xff;
+                        q += v;
+                        break;
+                }
+                default:
+                        cr_assert_fail("wire type %u in a packed request", (unsigned)(key & 7));
+                }
+                p += q - p;
+        }
+}
+
 /*
  * Packs req and sends it with each '~' of its strings made a NUL byte and each '^' a 0xff: the
  * packet a client that builds its own bytes sends.  protobuf-c packs C strings, so it cannot.
@@ -43,9 +99,7 @@ static void send_raw(int fd, const Allocd__Request *req) {
 
         cr_assert_leq(n, sizeof(buf));
         allocd__request__pack(req, buf);
-        for (size_t i = 0; i < n; i++)
-                if (buf[i] == '~' || buf[i] == '^')
-                        buf[i] = buf[i] == '~' ? 0 : 0xff;
+        mark_strings(buf, buf + n, &allocd__request__descriptor);
         cr_assert_eq(wire_send(fd, buf, n, NULL, 0, 0), 0);
 }
 
