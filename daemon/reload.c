@@ -96,6 +96,7 @@ static void apply_limits(const struct config *conf, char *changes, size_t size) 
                 reload_list_add(changes, size, item);
         }
         core_set_limits(core, &l);
+        server_limits_changed();
         grace_arm();
 }
 
