@@ -358,6 +358,11 @@ int main(int argc, char **argv) {
                         printf(" %s %llu", strerrorname_np(e) ? strerrorname_np(e) : "?",
                                (unsigned long long)c.by_errno[e]);
         printf("\n");
+        unsigned nodd = atomic_load(&sh->nodd);
+        if (nodd)
+                printf("unexpected errors %u (the first %u):\n", nodd, nodd < SOAK_ODD ? nodd : SOAK_ODD);
+        for (unsigned i = 0; i < nodd && i < SOAK_ODD; i++)
+                printf("  %s\n", sh->odd[i]);
         if (json) {
                 FILE *f = fopen(json, "we");
                 if (f) {

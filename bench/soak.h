@@ -14,6 +14,8 @@
 #define SOAK_MAXW 16
 #define SOAK_NAMES 4096
 #define SOAK_ERRNO 160
+#define SOAK_ODD 64 /* unexpected errors kept in full */
+#define SOAK_ODD_LEN 384
 
 struct soak_count {
         uint64_t ops, allocs, frees, attaches, detaches, seals, timeouts, cancels, goodbyes, shorts, killed, reconnects;
@@ -24,7 +26,9 @@ struct soak_shared {
         _Atomic int stop;
         _Atomic unsigned nnames;
         char sock[128];
-        char names[SOAK_NAMES][40]; /* published (sealed) names; a freed one fails its attach: -ENOENT */
+        char names[SOAK_NAMES][40];       /* published (sealed) names; a freed one fails its attach: -ENOENT */
+        _Atomic unsigned nodd;            /* unexpected errors seen; the first SOAK_ODD are in odd */
+        char odd[SOAK_ODD][SOAK_ODD_LEN]; /* which worker, call, arguments, errno, alloc_last_error() */
         struct soak_count w[SOAK_MAXW];
 };
 
