@@ -131,9 +131,14 @@ static uint64_t some_size(struct worker *x) {
         return (1u << 20) * (1 + rnd(x) % 2);
 }
 
-static void publish(struct worker *x, const char *name) {
+/*
+ * The slot is taken before it is written: another worker may read it in between, so a name goes in
+ * with one store (a string copied byte by byte was read empty there, and its Attach of "" refused
+ * EINVAL), and a slot not written yet reads 0.
+ */
+static void publish(struct worker *x, unsigned number) {
         unsigned slot = atomic_fetch_add(&x->sh->nnames, 1) % SOAK_NAMES;
-        snprintf(x->sh->names[slot], sizeof(x->sh->names[slot]), "%s", name);
+        atomic_store(&x->sh->names[slot], (uint64_t)(x->w + 1) << 32 | number);
 }
 
 /* One region on k: named (unsealed, then sealed and published) one time in three, PERSIST rarely. */
@@ -141,8 +146,9 @@ static int alloc_one(struct worker *x, struct alloc_client *k, struct alloc_regi
         char name[40];
         bool named = rnd(x) % 3 == 0, persist = persisted && named && rnd(x) % 8 == 0;
         const char *pool = pools[rnd(x) % 4];
+        unsigned number = x->made++;
 
-        snprintf(name, sizeof(name), "w%d/%u", x->w, x->made++);
+        snprintf(name, sizeof(name), "w%d/%u", x->w, number);
         struct alloc_opts o = {.flags = ALLOC_NOWAIT | (rnd(x) % 2 ? ALLOC_ZERO : 0) | (persist ? ALLOC_PERSIST : 0) |
                                         (named ? ALLOC_UNSEALED : 0),
                                .name = named ? name : NULL};
@@ -159,7 +165,7 @@ static int alloc_one(struct worker *x, struct alloc_client *k, struct alloc_regi
                 x->c->seals++;
                 if (done(x, alloc_region_seal(k, r->id), "alloc_region_seal(%#llx, named %s, pool %s)",
                          (unsigned long long)r->id, name, pool))
-                        publish(x, name);
+                        publish(x, number);
         }
         return 0;
 }
@@ -172,7 +178,10 @@ static int attach_some(struct worker *x, struct alloc_client *k, struct alloc_re
                 return -ENOENT;
         /* One of the last 64 published: most older ones are freed by now. */
         unsigned back = rnd(x) % (nn < 64 ? nn : 64);
-        snprintf(name, sizeof(name), "%s", x->sh->names[(nn - 1 - back) % SOAK_NAMES]);
+        uint64_t v = atomic_load(&x->sh->names[(nn - 1 - back) % SOAK_NAMES]);
+        if (!v)
+                return -ENOENT; /* taken by a worker that has not written it yet: nothing published there */
+        snprintf(name, sizeof(name), "w%u/%u", (unsigned)(v >> 32) - 1, (unsigned)v);
         x->c->attaches++;
         int e = alloc_region_attach(k, name, NULL, r);
         done(x, e, "alloc_region_attach(\"%s\", no wait) (published %u, %u back)", name, nn, back);
