@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <grp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,18 +52,69 @@ static long ms_now(void) {
         return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Counts a call and its error; true when it worked. */
-static bool done(struct worker *x, int e) {
-        x->c->ops++;
-        if (e < 0)
-                x->c->by_errno[-e < SOAK_ERRNO ? -e : 0]++;
-        return e >= 0;
+/*
+ * What a soak's calls fail with by design: a freed or never-made name, no room now or in time, a
+ * wait cancelled, a quota, a pool a reload took out, allocd restarting.  Anything else is a bug in
+ * the library, allocd or this worker, and is kept whole (odd) so that it can be chased.
+ */
+static bool expected(int err) {
+        switch (err) {
+        case ENOENT:
+        case EAGAIN:
+        case ETIMEDOUT:
+        case ECANCELED:
+        case EINTR:
+        case EDQUOT:
+        case ENODEV:
+        case ECONNREFUSED:
+                return true;
+        default:
+                return false;
+        }
 }
+
+/* An unexpected error, with the call and its arguments (fmt) and the library's words, for the report. */
+static void odd(struct worker *x, int e, const char *fmt, va_list ap) {
+        unsigned i = atomic_fetch_add(&x->sh->nodd, 1);
+        char what[256], when[32];
+        struct timespec ts;
+        struct tm tm;
+
+        if (i >= SOAK_ODD)
+                return;
+        /* Wall-clock time, to find the moment in allocd's log and among the soak's restarts and reloads. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        localtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof(when), "%H:%M:%S", &tm);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        snprintf(x->sh->odd[i], sizeof(x->sh->odd[i]), "%s.%03ld worker %d pid %d: %s: %s: %s", when,
+                 ts.tv_nsec / 1000000, x->w, (int)getpid(), what, strerrorname_np(-e) ? strerrorname_np(-e) : "?",
+                 alloc_last_error());
+}
+
+/* Counts a call (what fmt says it was) and its error, which this call may also fail with; true when it worked. */
+__attribute__((format(printf, 4, 5))) static bool done_or(struct worker *x, int e, int also, const char *fmt, ...) {
+        x->c->ops++;
+        if (e >= 0)
+                return true;
+        x->c->by_errno[-e < SOAK_ERRNO ? -e : 0]++;
+        if (-e != also && !expected(-e)) {
+                va_list ap;
+                va_start(ap, fmt);
+                odd(x, e, fmt, ap);
+                va_end(ap);
+        }
+        return false;
+}
+
+#define done(x, e, ...) done_or(x, e, 0, __VA_ARGS__)
 
 static struct alloc_client *connect_to(struct worker *x, const char *name) {
         struct alloc_client *k;
         for (int i = 0; i < 300; i++) {
-                if (done(x, alloc_connect(&k, x->sh->sock, name)))
+                /* An allocd stopping for a restart closes a connection whose first Hello it has not answered. */
+                if (done_or(x, alloc_connect(&k, x->sh->sock, name), ECONNRESET, "alloc_connect(%s, \"%s\")",
+                            x->sh->sock, name))
                         return k;
                 usleep(100000); /* allocd restarting: the socket queues, but a refusal may come */
         }
@@ -79,9 +131,14 @@ static uint64_t some_size(struct worker *x) {
         return (1u << 20) * (1 + rnd(x) % 2);
 }
 
-static void publish(struct worker *x, const char *name) {
+/*
+ * The slot is taken before it is written: another worker may read it in between, so a name goes in
+ * with one store (a string copied byte by byte was read empty there, and its Attach of "" refused
+ * EINVAL), and a slot not written yet reads 0.
+ */
+static void publish(struct worker *x, unsigned number) {
         unsigned slot = atomic_fetch_add(&x->sh->nnames, 1) % SOAK_NAMES;
-        snprintf(x->sh->names[slot], sizeof(x->sh->names[slot]), "%s", name);
+        atomic_store(&x->sh->names[slot], (uint64_t)(x->w + 1) << 32 | number);
 }
 
 /* One region on k: named (unsealed, then sealed and published) one time in three, PERSIST rarely. */
@@ -89,22 +146,27 @@ static int alloc_one(struct worker *x, struct alloc_client *k, struct alloc_regi
         char name[40];
         bool named = rnd(x) % 3 == 0, persist = persisted && named && rnd(x) % 8 == 0;
         const char *pool = pools[rnd(x) % 4];
+        unsigned number = x->made++;
 
-        snprintf(name, sizeof(name), "w%d/%u", x->w, x->made++);
+        snprintf(name, sizeof(name), "w%d/%u", x->w, number);
         struct alloc_opts o = {.flags = ALLOC_NOWAIT | (rnd(x) % 2 ? ALLOC_ZERO : 0) | (persist ? ALLOC_PERSIST : 0) |
                                         (named ? ALLOC_UNSEALED : 0),
                                .name = named ? name : NULL};
+        uint64_t size = some_size(x);
         x->c->allocs++;
-        int e = alloc_region_new(k, pool, some_size(x), &o, r);
-        if (!done(x, e))
+        int e = alloc_region_new(k, pool, size, &o, r);
+        /* Each iso region's memfd goes to the fd store for a restart (tests/sysd.c keeps 64): many workers fill it. */
+        if (!done_or(x, e, strcmp(pool, "iso") ? 0 : EMFILE, "alloc_region_new(\"%s\", %llu, flags %#x, name %s)", pool,
+                     (unsigned long long)size, (unsigned)o.flags, o.name ? o.name : "NULL"))
                 return e;
         memset(r->ptr, x->w + 1, r->size < 4096 ? r->size : 4096);
         if (persisted)
                 *persisted = persist;
         if (named) {
                 x->c->seals++;
-                if (done(x, alloc_region_seal(k, r->id)))
-                        publish(x, name);
+                if (done(x, alloc_region_seal(k, r->id), "alloc_region_seal(%#llx, named %s, pool %s)",
+                         (unsigned long long)r->id, name, pool))
+                        publish(x, number);
         }
         return 0;
 }
@@ -117,10 +179,15 @@ static int attach_some(struct worker *x, struct alloc_client *k, struct alloc_re
                 return -ENOENT;
         /* One of the last 64 published: most older ones are freed by now. */
         unsigned back = rnd(x) % (nn < 64 ? nn : 64);
-        snprintf(name, sizeof(name), "%s", x->sh->names[(nn - 1 - back) % SOAK_NAMES]);
+        uint64_t v = atomic_load(&x->sh->names[(nn - 1 - back) % SOAK_NAMES]);
+        if (!v)
+                return -ENOENT; /* taken by a worker that has not written it yet: nothing published there */
+        snprintf(name, sizeof(name), "w%u/%u", (unsigned)(v >> 32) - 1, (unsigned)v);
         x->c->attaches++;
         int e = alloc_region_attach(k, name, NULL, r);
-        done(x, e);
+        /* A name in "extra" after a restart that found it resized or gone: a drained pool's access rules went with its
+         * section, and only root attaches there (configuration.md). */
+        done_or(x, e, EACCES, "alloc_region_attach(\"%s\", no wait) (published %u, %u back)", name, nn, back);
         return e;
 }
 
@@ -133,7 +200,8 @@ static void drop(struct worker *x, int i) {
                 x->c->detaches++;
                 e = alloc_region_detach(x->k, x->h[i].id);
         }
-        done(x, e);
+        done(x, e, "alloc_region_%s(%#llx) (persist %d)", x->mine[i] ? "free" : "detach",
+             (unsigned long long)x->h[i].id, x->persist[i]);
         x->h[i] = x->h[x->n - 1];
         x->mine[i] = x->mine[x->n - 1];
         x->persist[i] = x->persist[x->n - 1];
@@ -156,18 +224,20 @@ static void end_long(struct worker *x, bool tidy) {
 /* A wait in allocd that ends by its timeout: an attach of a name nobody makes, or room in "tight". */
 static void wait_out(struct worker *x) {
         struct alloc_region r;
-        char name[40];
+        char name[40] = "";
+        unsigned ms = 10 + rnd(x) % 40;
         int e;
 
         x->c->timeouts++;
         if (rnd(x) % 2) {
                 snprintf(name, sizeof(name), "nobody/%u", rnd(x) % 64);
-                e = alloc_region_attach(x->k, name, &(struct alloc_attach_opts){.timeout_ms = 10 + rnd(x) % 40}, &r);
+                e = alloc_region_attach(x->k, name, &(struct alloc_attach_opts){.timeout_ms = ms}, &r);
         } else {
-                struct alloc_opts o = {.timeout_ms = 10 + rnd(x) % 40};
+                struct alloc_opts o = {.timeout_ms = ms};
                 e = alloc_region_new(x->k, "tight", 3u << 20, &o, &r);
         }
-        if (done(x, e))
+        if (done(x, e, "%s(\"%s\", timeout %u ms)", name[0] ? "alloc_region_attach" : "alloc_region_new",
+                 name[0] ? name : "tight", ms))
                 alloc_region_free(x->k, r.id); /* the room was there (the attach cannot work) */
 }
 
@@ -187,7 +257,7 @@ static void cancel_wait(struct worker *x) {
         snprintf(name, sizeof(name), "never/%u", rnd(x) % 64);
         int e = alloc_region_attach(x->k, name, &(struct alloc_attach_opts){.timeout_ms = 10000}, &r);
         alloc_set_interrupt(x->k, NULL, NULL);
-        done(x, e);
+        done(x, e, "alloc_region_attach(\"%s\", timeout 10000 ms, interrupted)", name);
 }
 
 /* A connection of a few calls, ended by a Goodbye (alloc_disconnect) with or without its frees. */
@@ -206,7 +276,8 @@ static void short_conn(struct worker *x) {
                 alloc_region_detach(k, r[n].id);
         if (rnd(x) % 2)
                 for (int i = 0; i < n; i++)
-                        done(x, alloc_region_free(k, r[i].id));
+                        done(x, alloc_region_free(k, r[i].id), "alloc_region_free(%#llx) (short connection)",
+                             (unsigned long long)r[i].id);
         alloc_disconnect(k);
         x->c->goodbyes++;
 }
@@ -224,21 +295,26 @@ static void spare_batch_conn(struct worker *x) {
         alloc_set_spare(k, true);
         for (unsigned i = 0; i < 3 + rnd(x) % 6; i++) {
                 x->c->allocs++;
-                if (done(x, alloc_region_new(k, "host", 4096u << (i % 2), &(struct alloc_opts){.flags = ALLOC_NOWAIT},
-                                             &r[0]))) {
+                if (done(x,
+                         alloc_region_new(k, "host", 4096u << (i % 2), &(struct alloc_opts){.flags = ALLOC_NOWAIT},
+                                          &r[0]),
+                         "alloc_region_new(\"host\", %u, NOWAIT) (spares on)", 4096u << (i % 2))) {
                         x->c->frees++;
-                        done(x, alloc_region_free(k, r[0].id));
+                        done(x, alloc_region_free(k, r[0].id), "alloc_region_free(%#llx) (spares on)",
+                             (unsigned long long)r[0].id);
                 }
         }
         for (size_t i = 0; i < n; i++)
                 sizes[i] = 4096u * (1 + rnd(x) % 4);
         x->c->allocs++;
-        if (done(x, alloc_region_new_batch(k, "other", sizes, n, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, r)) &&
+        if (done(x, alloc_region_new_batch(k, "other", sizes, n, &(struct alloc_opts){.flags = ALLOC_NOWAIT}, r),
+                 "alloc_region_new_batch(\"other\", %zu regions, NOWAIT) (spares on)", n) &&
             rnd(x) % 2) {
                 for (size_t i = 0; i < n; i++)
                         ids[i] = r[i].id;
                 x->c->frees++;
-                done(x, alloc_region_free_batch(k, ids, n));
+                done(x, alloc_region_free_batch(k, ids, n), "alloc_region_free_batch(%zu ids from %#llx) (spares on)",
+                     n, (unsigned long long)ids[0]);
         }
         if (rnd(x) % 2)
                 alloc_set_spare(k, false);
@@ -323,7 +399,9 @@ _Noreturn void soak_worker(struct soak_shared *sh, int w, uid_t uid, gid_t gid) 
                         alloc_set_timeout(x.k, 5000);
                         for (; x.nleft > 0; x.nleft--) {
                                 x.c->frees++;
-                                done(&x, alloc_region_free_sync(x.k, x.left[x.nleft - 1]));
+                                done(&x, alloc_region_free_sync(x.k, x.left[x.nleft - 1]),
+                                     "alloc_region_free_sync(%#llx) (PERSIST, left by the last long connection)",
+                                     (unsigned long long)x.left[x.nleft - 1]);
                         }
                 }
                 unsigned op = rnd(&x) % 1000;

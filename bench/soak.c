@@ -7,7 +7,8 @@
  * what could grow: allocd's resident and anonymous memory, its fds, the state memfd's size, the
  * fd store, regions, connections, waiters and its log's bytes; then once every client is gone,
  * and once more after a restart.  It prints the table, and a JSON array with --json FILE.
- * Not a test: it takes minutes; it exits 1 when allocd did not settle, or its fds or state grew.
+ * Not a test: it takes minutes; it exits 1 when allocd did not settle, or its fds or state grew, or
+ * a call failed with an errno the soak does not cause (each printed with its call and arguments).
  *   soak [--seconds S] [--workers N] [--sample S] [--restart-every S] [--reload-every S]
  *        [--json FILE] [--log FILE]
  * $ALLOCD_PATH runs another allocd (an ASan build's, whose LeakSanitizer report the last SIGTERM
@@ -358,6 +359,11 @@ int main(int argc, char **argv) {
                         printf(" %s %llu", strerrorname_np(e) ? strerrorname_np(e) : "?",
                                (unsigned long long)c.by_errno[e]);
         printf("\n");
+        unsigned nodd = atomic_load(&sh->nodd);
+        if (nodd)
+                printf("unexpected errors %u (the first %u):\n", nodd, nodd < SOAK_ODD ? nodd : SOAK_ODD);
+        for (unsigned i = 0; i < nodd && i < SOAK_ODD; i++)
+                printf("  %s\n", sh->odd[i]);
         if (json) {
                 FILE *f = fopen(json, "we");
                 if (f) {
@@ -380,7 +386,7 @@ int main(int argc, char **argv) {
                end->m_regions, end->m_used, end->m_clients, end->regions, end->used, end->conns,
                magree ? "agree" : "DISAGREE", mbad);
         bool bad = !clean || end->fds > st->fds || again->fds > st->fds || end->regions || end->conns || end->waiters ||
-                   end->uids || end->store > st->store || !magree || mbad;
+                   end->uids || end->store > st->store || !magree || mbad || nodd;
         printf("settled %s; fds %u -> %u (restarted %u); store %zu -> %zu; state %llu -> %llu bytes\n",
                clean ? "yes" : "NO", st->fds, end->fds, again->fds, st->store, end->store, st->state, end->state);
         sysd_kill(&s, SIGTERM); /* an ASan allocd's LeakSanitizer speaks now: its log is kept first (atexit) */

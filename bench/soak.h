@@ -14,6 +14,8 @@
 #define SOAK_MAXW 16
 #define SOAK_NAMES 4096
 #define SOAK_ERRNO 160
+#define SOAK_ODD 64 /* unexpected errors kept in full */
+#define SOAK_ODD_LEN 384
 
 struct soak_count {
         uint64_t ops, allocs, frees, attaches, detaches, seals, timeouts, cancels, goodbyes, shorts, killed, reconnects;
@@ -24,7 +26,11 @@ struct soak_shared {
         _Atomic int stop;
         _Atomic unsigned nnames;
         char sock[128];
-        char names[SOAK_NAMES][40]; /* published (sealed) names; a freed one fails its attach: -ENOENT */
+        /* Published (sealed) names "w%d/%u" as (worker + 1) << 32 | number, 0 while none: a name in one store, read
+         * whole; a freed one fails its attach: -ENOENT. */
+        _Atomic uint64_t names[SOAK_NAMES];
+        _Atomic unsigned nodd;            /* unexpected errors seen; the first SOAK_ODD are in odd */
+        char odd[SOAK_ODD][SOAK_ODD_LEN]; /* which worker, call, arguments, errno, alloc_last_error() */
         struct soak_count w[SOAK_MAXW];
 };
 
