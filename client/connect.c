@@ -140,15 +140,95 @@ int conn_forked(const struct alloc_client *c) {
                            "shares the parent's socket), and makes its own with alloc_connect");
 }
 
-int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
+/* What the environment says for a new connection (alloc_connect). */
+struct conn_env {
+        uint32_t timeout_ms, spin_us, reconnect_ms;
+        bool quiet, spare;
+};
+
+/* One try of alloc_connect: a connection to allocd at socket_path, and its Hello answered. */
+static int connect_once(struct alloc_client **ret, const char *socket_path, const char *client_name,
+                        const struct conn_env *e) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        char def[sizeof(sa.sun_path)];
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello hello = ALLOCD__HELLO__INIT;
         Allocd__Reply *reply;
         struct alloc_client *c;
-        uint32_t timeout_ms, spin_us, reconnect_ms;
-        bool quiet, spare;
+        int r;
+
+        strcpy(sa.sun_path, socket_path);
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return client_fail(-ENOMEM, "out of memory");
+        c->fd = -1;
+        pthread_once(&forks_once, count_forks);
+        c->pid = getpid();
+        c->forks = atomic_load(&forks);
+        strcpy(c->path, socket_path);
+        c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
+        pthread_mutex_init(&c->lock, NULL);
+        /* Deadlines are on the monotonic clock: setting the time of day must not fire or stall them. */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        c->spin_ns = c->spin_now = (uint64_t)e->spin_us * 1000;
+        c->pools = pool_table_new();
+        c->regions = region_table_new();
+        c->held = held_new();
+        if (!c->pools || !c->regions || !c->held) {
+                alloc_disconnect(c);
+                return client_fail(-ENOMEM, "out of memory");
+        }
+        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                r = client_fail(-errno, "cannot make a socket: %s", strerror(errno));
+                alloc_disconnect(c);
+                return r;
+        }
+        /* A Unix connect() waits while allocd's backlog is full; SO_SNDTIMEO bounds that wait too. */
+        alloc_set_timeout(c, e->timeout_ms);
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno == EAGAIN)
+                        r = client_fail(-ETIME,
+                                        "allocd at %s accepted no connection within %u ms (its backlog is full); is it "
+                                        "stopped or overloaded? (the timeout is ALLOCD_TIMEOUT)",
+                                        socket_path, e->timeout_ms);
+                else
+                        r = client_fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
+                                        strerror(errno));
+                alloc_disconnect(c);
+                return r;
+        }
+        if (client_name) /* cut between characters: allocd then refuses it for its length, not as "not UTF-8" */
+                snprintf(c->name, sizeof(c->name), "%.*s", (int)text_cut(client_name, sizeof(c->name) - 1),
+                         client_name);
+        else
+                default_name(c->name, sizeof(c->name));
+        conn_hello(c, &hello, false);
+        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
+        req.hello = &hello;
+        r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
+        if (r < 0) {
+                alloc_disconnect(c);
+                return r;
+        }
+        c->quiet_env = e->quiet;
+        c->spare_on = e->spare;
+        conn_hello_done(c, reply->hello);
+        allocd__reply__free_unpacked(reply, NULL);
+        c->reconnect_ms = e->reconnect_ms; /* from now on: a Hello that fails is not tried again */
+        *ret = c;
+        return 0;
+}
+
+int alloc_connect(struct alloc_client **ret, const char *socket_path, const char *client_name) {
+        struct sockaddr_un sa;
+        char def[sizeof(sa.sun_path)];
+        struct conn_env e;
+        uint32_t wait = BACKOFF_FIRST_MS;
+        uint64_t start = conn_now_ms();
         int r;
 
         client_clear_error();
@@ -172,75 +252,22 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         }
         if (strlen(socket_path) >= sizeof(sa.sun_path))
                 return client_fail(-ENAMETOOLONG, "socket path %s is too long", socket_path);
-        if ((r = env_timeout(&timeout_ms)) < 0 || (r = env_spin(&spin_us)) < 0 ||
-            (r = env_switch("ALLOCD_QUIET", true, &quiet)) < 0 || (r = env_switch("ALLOCD_SPARE", false, &spare)) < 0 ||
-            (r = env_reconnect(&reconnect_ms)) < 0)
+        if ((r = env_timeout(&e.timeout_ms)) < 0 || (r = env_spin(&e.spin_us)) < 0 ||
+            (r = env_switch("ALLOCD_QUIET", true, &e.quiet)) < 0 ||
+            (r = env_switch("ALLOCD_SPARE", false, &e.spare)) < 0 || (r = env_reconnect(&e.reconnect_ms)) < 0)
                 return r;
-        strcpy(sa.sun_path, socket_path);
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return client_fail(-ENOMEM, "out of memory");
-        c->fd = -1;
-        pthread_once(&forks_once, count_forks);
-        c->pid = getpid();
-        c->forks = atomic_load(&forks);
-        strcpy(c->path, socket_path);
-        c->wait_ms = DEFAULT_TIMEOUT_MS; /* until Hello says */
-        pthread_mutex_init(&c->lock, NULL);
-        /* Deadlines are on the monotonic clock: setting the time of day must not fire or stall them. */
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        c->spin_ns = c->spin_now = (uint64_t)spin_us * 1000;
-        c->pools = pool_table_new();
-        c->regions = region_table_new();
-        c->held = held_new();
-        if (!c->pools || !c->regions || !c->held) {
-                alloc_disconnect(c);
-                return client_fail(-ENOMEM, "out of memory");
+        /*
+         * A connection lost before its Hello was answered was accepted by an allocd that then stopped
+         * without reading it, or died (a restart): the socket took it, so one is listening, and the
+         * next allocd will answer a new one.  It holds nothing, so it is made again as a lost one is,
+         * for ALLOCD_RECONNECT.  A connect refused (no socket at all) is not tried again.
+         */
+        while ((r = connect_once(ret, socket_path, client_name, &e)) == -ECONNRESET || r == -EPIPE) {
+                if (conn_now_ms() - start + wait > e.reconnect_ms)
+                        break;
+                conn_backoff(&wait);
         }
-        c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (c->fd < 0) {
-                r = client_fail(-errno, "cannot make a socket: %s", strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        /* A Unix connect() waits while allocd's backlog is full; SO_SNDTIMEO bounds that wait too. */
-        alloc_set_timeout(c, timeout_ms);
-        if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno == EAGAIN)
-                        r = client_fail(-ETIME,
-                                        "allocd at %s accepted no connection within %u ms (its backlog is full); is it "
-                                        "stopped or overloaded? (the timeout is ALLOCD_TIMEOUT)",
-                                        socket_path, timeout_ms);
-                else
-                        r = client_fail(-errno, "cannot connect to allocd at %s: %s; is allocd running?", socket_path,
-                                        strerror(errno));
-                alloc_disconnect(c);
-                return r;
-        }
-        if (client_name) /* cut between characters: allocd then refuses it for its length, not as "not UTF-8" */
-                snprintf(c->name, sizeof(c->name), "%.*s", (int)text_cut(client_name, sizeof(c->name) - 1),
-                         client_name);
-        else
-                default_name(c->name, sizeof(c->name));
-        conn_hello(c, &hello, false);
-        req.body_case = ALLOCD__REQUEST__BODY_HELLO;
-        req.hello = &hello;
-        r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
-        if (r < 0) {
-                alloc_disconnect(c);
-                return r;
-        }
-        c->quiet_env = quiet;
-        c->spare_on = spare;
-        conn_hello_done(c, reply->hello);
-        allocd__reply__free_unpacked(reply, NULL);
-        c->reconnect_ms = reconnect_ms; /* from now on: a Hello that fails is not tried again */
-        *ret = c;
-        return 0;
+        return r;
 }
 
 int alloc_set_timeout(struct alloc_client *c, uint32_t timeout_ms) {

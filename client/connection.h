@@ -184,6 +184,15 @@ bool conn_plain_deadline(const struct alloc_client *c, struct timespec *ret);
  * dead, and why.
  */
 int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible);
+/*
+ * reconnect.c: the pause between tries to make a connection: the first BACKOFF_FIRST_MS, then
+ * *wait_ms doubles up to BACKOFF_MAX_MS; conn_backoff sleeps it (not interruptible) and doubles it.
+ */
+#define BACKOFF_FIRST_MS 10
+#define BACKOFF_MAX_MS 1000
+void conn_backoff(uint32_t *wait_ms);
+/* Milliseconds of the monotonic clock. */
+uint64_t conn_now_ms(void);
 /* Whether req may be sent again on a new connection when its reply was lost (reconnect.c). */
 bool conn_retry_safe(const Allocd__Request *req);
 /* connect.c: Hello for this connection (reclaiming, with secret); and what its reply says, kept. */

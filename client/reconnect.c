@@ -54,8 +54,6 @@
 #include "connection.h"
 #include "wire.h"
 
-#define BACKOFF_FIRST_MS 10
-#define BACKOFF_MAX_MS 1000
 #define RPC_TIMEOUT_MS 10000 /* a reply on the new socket, when the connection has no timeout of its own */
 
 bool conn_retry_safe(const Allocd__Request *req) {
@@ -68,19 +66,26 @@ bool conn_retry_safe(const Allocd__Request *req) {
         }
 }
 
-static uint64_t now_ms(void) {
+uint64_t conn_now_ms(void) {
         struct timespec t;
 
         clock_gettime(CLOCK_MONOTONIC, &t);
         return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
+void conn_backoff(uint32_t *wait_ms) {
+        uint32_t w = *wait_ms;
+
+        nanosleep(&(struct timespec){.tv_sec = w / 1000, .tv_nsec = (long)(w % 1000) * 1000000}, NULL);
+        *wait_ms = w * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w * 2;
+}
+
 /*
- * fd's receive timeout: the connection's (or RPC_TIMEOUT_MS), cut to until (ms of now_ms(); 0: none);
+ * fd's receive timeout: the connection's (or RPC_TIMEOUT_MS), cut to until (ms of conn_now_ms(); 0: none);
  * false once until has passed.
  */
 static bool receive_within(const struct alloc_client *c, int fd, uint64_t until) {
-        uint64_t ms = c->timeout_ms ? c->timeout_ms : RPC_TIMEOUT_MS, now = now_ms();
+        uint64_t ms = c->timeout_ms ? c->timeout_ms : RPC_TIMEOUT_MS, now = conn_now_ms();
         struct timeval tv;
 
         if (until && now >= until)
@@ -123,7 +128,7 @@ static int readable_interrupted(struct alloc_client *c, int fd, uint64_t until) 
         c->reviving = true;
         pthread_mutex_unlock(&c->lock);
         for (;;) {
-                uint64_t now = now_ms();
+                uint64_t now = conn_now_ms();
                 if (intr(data)) {
                         k = -EINTR;
                         break;
@@ -332,7 +337,7 @@ static uint64_t square_budget_ms(const struct alloc_client *c) {
 
 /* What allocd says the reclaimed connection holds, squared with the held table (see above). */
 static int square(struct alloc_client *c, int fd, const struct in_flight *given, size_t ngiven) {
-        uint64_t end = now_ms() + square_budget_ms(c);
+        uint64_t end = conn_now_ms() + square_budget_ms(c);
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Held h = ALLOCD__HELD__INIT;
         uint64_t *ids = NULL;
@@ -345,7 +350,7 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
         req.held = &h;
         for (bool more = true; more && r == 0;) {
                 Allocd__Reply *rep;
-                if (now_ms() >= end)
+                if (conn_now_ms() >= end)
                         r = -ETIME;
                 if (r < 0 || (r = rpc(c, fd, &req, &rep, 0)) < 0)
                         break;
@@ -387,7 +392,7 @@ static int square(struct alloc_client *c, int fd, const struct in_flight *given,
                 for (uint32_t k = 0; r == 0 && k < excess[i]; k++) {
                         /* All of them extra: the table had no entry for it. */
                         bool f = how_back(given, ngiven, ids[i], k == 0, made[i], excess[i] == counts[i]);
-                        int e = now_ms() >= end ? -ETIME : give_back(c, fd, ids[i], f);
+                        int e = conn_now_ms() >= end ? -ETIME : give_back(c, fd, ids[i], f);
                         r = e == -ENOENT ? 0 : e; /* gone meanwhile: what was wanted */
                 }
         free(ids);
@@ -443,7 +448,7 @@ static int start_afresh(struct alloc_client *c, bool had, const char *why) {
 }
 
 int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
-        uint64_t start = now_ms();
+        uint64_t start = conn_now_ms();
         uint32_t wait = BACKOFF_FIRST_MS;
         struct in_flight *given = NULL;
         size_t ngiven = 0;
@@ -508,7 +513,8 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                  * a process on its way out would wait a minute for nothing.
                  */
                 bool unheard = c->closing && (r == -ENOENT || r == -ECONNREFUSED);
-                if (unheard || r == -EPROTO || r == -EPROTONOSUPPORT || now_ms() - start + wait > c->reconnect_ms) {
+                if (unheard || r == -EPROTO || r == -EPROTONOSUPPORT ||
+                    conn_now_ms() - start + wait > c->reconnect_ms) {
                         free(given);
                         c->given_up = true;
                         /*
@@ -535,16 +541,15 @@ int conn_revive(struct alloc_client *c, uint64_t gen, bool interruptible) {
                 fd = -1;
                 if (interruptible && c->interrupted && !made) {
                         /* Before a connection is made nothing is half done: the next call starts over. */
-                        if (readable_interrupted(c, -1, now_ms() + wait) < 0)
+                        if (readable_interrupted(c, -1, conn_now_ms() + wait) < 0)
                                 return client_fail(-EINTR,
                                                    "interrupted by a signal while making the lost connection to "
                                                    "allocd at %s again; the next call tries again",
                                                    c->path);
+                        wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
                 } else {
-                        nanosleep(&(struct timespec){.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000},
-                                  NULL);
+                        conn_backoff(&wait);
                 }
-                wait = wait * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : wait * 2;
         }
         free(given);
         if (r < 0) {

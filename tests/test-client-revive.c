@@ -35,6 +35,7 @@ enum held_answer {
 static struct {
         enum held_answer held;
         bool disconnects; /* the first Seal is answered as an operator's Disconnect closes a connection */
+        bool hello_lost;  /* the first Hello is read and not answered: allocd stopped (a restart) */
         int hellos, seals, helds;
 } fake;
 
@@ -66,7 +67,8 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         (void)arg;
         switch (req->body_case) {
         case ALLOCD__REQUEST__BODY_HELLO:
-                fake.hellos++;
+                if (fake.hellos++ == 0 && fake.hello_lost)
+                        return FAKE_HANGUP;
                 fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_SEAL:
@@ -212,6 +214,32 @@ Test(revive, a_reconnect_cut_in_the_middle_of_its_squaring_starts_over) {
         cr_assert_eq(fake.helds, 2);
         /* The fake's listener, the client's socket and the fake's end of it: none of the lost ones. */
         cr_assert_eq(count_sockets(), before + 3, "%d sockets", count_sockets() - before);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
+}
+
+/*
+ * allocd accepted the connection and stopped before it answered the Hello (a restart): the socket
+ * took the connection, so the next allocd will take a new one, and alloc_connect makes it, within
+ * ALLOCD_RECONNECT; with ALLOCD_RECONNECT=0 it fails at once, -ECONNRESET.
+ */
+Test(revive, a_connection_lost_before_its_hello_is_answered_is_made_again) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        int before = count_sockets();
+
+        fake.hello_lost = true;
+        fake_allocd_start(&f, answer, NULL);
+        setenv("ALLOCD_RECONNECT", "0", 1);
+        cr_expect_eq(alloc_connect(&c, f.path, NULL), -ECONNRESET, "ALLOCD_RECONNECT=0: %s", alloc_last_error());
+        cr_expect_eq(fake.hellos, 1);
+        setenv("ALLOCD_RECONNECT", "1s", 1);
+        fake.hellos = 0;
+        cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+        cr_expect_eq(fake.hellos, 2, "the Hello was not said again on a new connection");
+        /* The fake's listener, the client's socket and the fake's end of it: not the lost one. */
+        cr_expect_eq(count_sockets(), before + 3, "%d sockets", count_sockets() - before);
         alloc_disconnect(c);
         fake_allocd_stop(&f);
         cr_assert_eq(count_sockets(), before);
