@@ -277,7 +277,7 @@ static void make_pool(const struct pool_conf *n, bool deferred) {
 
 /*
  * A running pool whose section went drains: the regions clients hold live on, and it goes with the
- * last (restart.c retires it, from the fd store too; an empty one at once, restart_drained).
+ * last (restart-store.c retires it, from the fd store too; an empty one at once, restart_drained).
  */
 static void take_out(struct pool *pool, const struct pool_info *p) {
         if (p->regions) {
