@@ -54,28 +54,32 @@ void server_set_next_serial(uint64_t serial) {
 }
 
 /*
- * Closes the connections that have not said Hello in time, and the lingering ones past theirs.  The
- * list is in the order they joined it, which is deadline order until a SIGHUP changes hello_timeout:
- * so the whole list is looked at, and it holds at most max_connections + REFUSED_MAX entries.
+ * Closes the connections that have not said Hello in time, and the lingering ones past theirs.  Each
+ * is due hello_timeout after it joined, read now rather than when it joined, so that a SIGHUP that
+ * changes hello_timeout applies to those already waiting too (server_limits_changed sweeps at once);
+ * the list is in the order they joined, so it is in deadline order and the sweep stops at the
+ * first not yet due.
  */
 static void hello_sweep(uv_timer_t *t) {
-        struct conn *c, *next;
-        uint64_t now = uv_now(loop), first = UINT64_MAX;
+        struct conn *c;
+        uint64_t now = uv_now(loop), ms = core_limits(core)->hello_timeout_ms;
 
         (void)t;
-        for (c = TAILQ_FIRST(&handshakes); c; c = next) {
-                next = TAILQ_NEXT(c, hs_link);
-                if (c->deadline > now) {
-                        first = c->deadline < first ? c->deadline : first;
-                        continue;
+        while ((c = TAILQ_FIRST(&handshakes))) {
+                if (c->joined + ms > now) {
+                        uv_timer_start(&hello_timer, hello_sweep, c->joined + ms - now, 0);
+                        return;
                 }
                 logx(LOG_LEVEL_INFO, CLIENT_CTX(&c->s.client), CLIENT_FMT " %s within hello_timeout; closing it",
                      CLIENT_ARGS(&c->s.client),
                      c->lingering ? "said Goodbye and did not read its replies" : "said no Hello");
-                conn_close(c);
+                conn_close(c); /* takes c off the list (accept_handshake_done) */
         }
-        if (first != UINT64_MAX)
-                uv_timer_start(&hello_timer, hello_sweep, first - now, 0);
+}
+
+void server_limits_changed(void) {
+        if (!stopping && !TAILQ_EMPTY(&handshakes))
+                uv_timer_start(&hello_timer, hello_sweep, 0, 0);
 }
 
 void accept_handshake_done(struct conn *c) {
@@ -89,7 +93,7 @@ void accept_handshake_done(struct conn *c) {
 static void due(struct conn *c) {
         uint64_t ms = core_limits(core)->hello_timeout_ms;
 
-        c->deadline = uv_now(loop) + ms;
+        c->joined = uv_now(loop);
         TAILQ_INSERT_TAIL(&handshakes, c, hs_link);
         if (!uv_is_active((uv_handle_t *)&hello_timer) || uv_timer_get_due_in(&hello_timer) > ms)
                 uv_timer_start(&hello_timer, hello_sweep, ms, 0);

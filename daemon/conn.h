@@ -26,7 +26,7 @@ struct conn {
         int fd;
         enum conn_state state;
         bool in_core;
-        uint64_t deadline; /* HANDSHAKE, REFUSED: closed at this uv_now() */
+        uint64_t joined; /* on accept.c's deadline list: uv_now() when it joined */
         STAILQ_HEAD(, packet) out;
         size_t out_bytes;
         uint32_t out_fds;  /* queued replies that carry an fd of their own (an isolation = region region's) */

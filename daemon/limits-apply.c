@@ -59,5 +59,6 @@ void limits_apply(struct core *core, const struct config *conf) {
 
         fit_nofile(core, &l);
         core_set_limits(core, &l);
+        server_limits_changed();
         grace_arm();
 }

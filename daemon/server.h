@@ -39,6 +39,8 @@ void server_set_next_serial(uint64_t serial);
  * (restart_stop), so the log says their references are kept, not released. */
 void server_stop(bool kept);
 uint32_t server_nconns(void);
+/* The limits changed (a SIGHUP): a connection waiting for its Hello or lingering is due at the new hello_timeout. */
+void server_limits_changed(void);
 /* Zeroing jobs on the thread pool. */
 uint32_t server_jobs(void);
 

@@ -7,10 +7,13 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -208,6 +211,33 @@ Test(reload, lowered_limits_keep_what_is_held_and_refuse_more, .timeout = 60) {
         cr_expect_eq(alloc_region_new(k[1], "a", 4096, NULL, &r), 0, "up to the new limit: %s", alloc_last_error());
         for (int i = 0; i < 3; i++)
                 alloc_disconnect(k[i]);
+        stop(&d);
+}
+
+/* True if allocd closes fd (which sends nothing) within ms. */
+static bool closed_within(int fd, int ms) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char b;
+
+        return poll(&p, 1, ms) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+/* A lowered hello_timeout applies to a connection already waiting for its Hello, not only to later ones. */
+Test(reload, a_lowered_hello_timeout_closes_a_connection_already_silent, .timeout = 60) {
+        static const char pool[] = "[pool a]\nkind = host\nsize = 1M\n";
+        char conf[128];
+        struct daemon d;
+
+        snprintf(conf, sizeof(conf), "[daemon]\nhello_timeout = 1h\n%s", pool);
+        start(&d, conf);
+        int s = daemon_raw_connect(&d);
+        cr_assert(!closed_within(s, 300), "allocd closed a connection silent for 300 ms (hello_timeout 1h)");
+        snprintf(conf, sizeof(conf), "[daemon]\nhello_timeout = 200ms\n%s", pool);
+        reload(&d, conf, "SIGHUP: reloaded ");
+        cr_expect(closed_within(s, 5000),
+                  "allocd did not close a connection silent since before a reload to hello_timeout = 200ms");
+        cr_expect(strstr(slurp(log_path), "said no Hello within hello_timeout"), "%s", slurp(log_path));
+        close(s);
         stop(&d);
 }
 
