@@ -87,7 +87,7 @@ struct limit_key {
         const char *unit; /* "" (a count), "ms" or "us": how the file's value is read and the field kept */
         size_t off;
 };
-/* Every limit, nlimit_keys of them (config.c parses them, reload.c says which changed). */
+/* Every limit, nlimit_keys of them (config.c parses them, reload-report.c says which changed). */
 extern const struct limit_key limit_keys[];
 extern const size_t nlimit_keys;
 

@@ -464,7 +464,7 @@ const char *core_pool_reserving(const struct pool *p, const char *name, char *bu
 /* SIGHUP: access rules and quota of a running pool. */
 void core_pool_update(struct pool *p, const struct pool_conf *conf);
 /*
- * isolation = region across a restart (restart.c keeps each region's memfd in systemd's fd store):
+ * isolation = region across a restart (restart-store.c keeps each region's memfd in systemd's fd store):
  * made(data, id, fd) when a region with a memfd of its own is made, gone(data, id) when it goes, and
  * stored(data, id), while a state is restored, the memfd kept for region id (the core takes it), or
  * -1; has(data, id), while a state is restored, whether that memfd is there, without taking it:

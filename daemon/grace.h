@@ -6,7 +6,7 @@
  * The connections a restored state brought back as placeholders (grace.c): each is released when
  * its client's process ends, or, where that process cannot be watched, once reclaim_grace has
  * passed without it reconnecting.  server.c starts and stops it, and says when a placeholder was
- * reclaimed (proto_out.reclaimed); reload.c re-arms it when a reload changes reclaim_grace.
+ * reclaimed (proto_out.reclaimed); limits-apply.c re-arms it when a reload changes reclaim_grace.
  */
 
 #include <uv.h>

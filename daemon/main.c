@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "limits-apply.h"
 #include "listen.h"
 #include "log.h"
 #include "proto.h"
@@ -516,7 +517,7 @@ int main(int argc, char **argv) {
                     : no_config ? NULL
                                 : ALLOCD_CONFIG,
                     !config_path, cli_log_level, status_changed);
-        reload_apply_limits(&conf);
+        limits_apply(core, &conf);
         config_clear(&conf);
         server_init(loop, core, status_changed);
         server_set_next_serial(next_serial);

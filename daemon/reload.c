@@ -5,27 +5,24 @@
  * (no new regions; it goes with its last one), and serves again if put back; new pools are made on
  * the thread pool, one at a time, and adopted by the core on the loop thread (and so is the pool
  * that waited for a draining namesake, restart.c); the rest waits for a restart.  A file
- * that does not load (one with no pools included) changes nothing.  What a
- * reload did goes to the journal and, in short, to STATUS=.  Also the limits every configuration
- * is applied with, start-up's included.
+ * that does not load (one with no pools included) changes nothing.  What a reload did goes to
+ * the journal and, in short, to STATUS= (reload-report.c).  The limits every configuration is
+ * applied with, start-up's included, are limits-apply.c's.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cuda-loader.h"
-#include "grace.h"
+#include "limits-apply.h"
 #include "log.h"
+#include "reload-report.h"
 #include "reload.h"
 #include "restart.h"
-#include "server.h"
 
 static uv_loop_t *loop;
 static struct core *core;
@@ -33,87 +30,6 @@ static const char *config_path;
 static bool config_optional; /* serving the built-in pools until config_path exists */
 static int cli_log_level = -1;
 static void (*changed)(void);
-
-/*
- * Raises the soft NOFILE limit to the hard one and keeps max_connections to
- * what fits beside the pools' fds and a margin (journal, CUDA, zero jobs),
- * so that running out of fds is a limit clients are told about, not a
- * failing accept().
- */
-static void fit_nofile(struct limits *l, bool quiet) {
-        struct rlimit rl;
-        /* About 14 fds are the daemon's own (stdio, epoll, signals, the thread pool, the socket, the
-         * journal), 2 each pool (its fd, and one a queued reply may be sending), 10 to spare. */
-        uint64_t reserve = 24 + 2 * core_npools(core), fit, flight;
-
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        if (rl.rlim_cur < rl.rlim_max) {
-                rl.rlim_cur = rl.rlim_max;
-                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                        getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        /*
-         * 16: refused ones, told why.  Two a connection: its socket, and after a restart the pidfd of
-         * its process while it is a placeholder (grace.c), which new connections count with
-         * (core_client_admit), so connections and pidfds are at most max_connections each.
-         */
-        fit = rl.rlim_cur > reserve + 16 ? (rl.rlim_cur - reserve - 16) / 2 : 1;
-        fit = fit ? fit : 1;
-        /*
-         * The kernel refuses a user without CAP_SYS_RESOURCE more fds in flight (sent, not yet read)
-         * than its RLIMIT_NOFILE, and each connection may have FDS_IN_FLIGHT (server.h); 16 spare
-         * for the fds allocd gives systemd's fd store.
-         */
-        flight = rl.rlim_cur > 16 + FDS_IN_FLIGHT ? (rl.rlim_cur - 16) / FDS_IN_FLIGHT : 1;
-        if (flight < fit)
-                fit = flight;
-        if (rl.rlim_cur != RLIM_INFINITY && l->max_connections > fit) {
-                if (!quiet)
-                        log_warn("max_connections = %u does not fit in %llu file descriptors (LimitNOFILE=: two "
-                                 "for each connection, its socket and after a restart its process's pidfd, and %d in "
-                                 "flight to each); serving at most %llu connections",
-                                 l->max_connections, (unsigned long long)rl.rlim_cur, FDS_IN_FLIGHT,
-                                 (unsigned long long)fit);
-                l->max_connections = (uint32_t)fit;
-        }
-}
-
-/* Applies conf's limits; lists in changes (when not NULL) each that changed, as "key old -> new". */
-static void apply_limits(const struct config *conf, char *changes, size_t size) {
-        struct limits l = conf->limits;
-        const struct limits *o = core_limits(core);
-
-        fit_nofile(&l, false);
-        for (size_t i = 0; changes && i < nlimit_keys; i++) {
-                uint32_t a = *(const uint32_t *)((const char *)o + limit_keys[i].off);
-                uint32_t b = *(const uint32_t *)((const char *)&l + limit_keys[i].off);
-                char item[96];
-                if (a == b)
-                        continue;
-                snprintf(item, sizeof(item), "%s %u%s -> %u%s", limit_keys[i].key, a, limit_keys[i].unit, b,
-                         limit_keys[i].unit);
-                reload_list_add(changes, size, item);
-        }
-        core_set_limits(core, &l);
-        server_limits_changed();
-        grace_arm();
-}
-
-void reload_apply_limits(const struct config *conf) {
-        apply_limits(conf, NULL, 0);
-}
-
-void reload_list_add(char *buf, size_t size, const char *item) {
-        size_t n = strlen(buf);
-
-        if (n >= 3 && !strcmp(buf + n - 3, "..."))
-                return;
-        if (n + 2 + strlen(item) + 5 <= size)
-                snprintf(buf + n, size - n, "%s%s", n ? ", " : "", item);
-        else if (n + 5 <= size)
-                snprintf(buf + n, size - n, "%s...", n ? ", " : "");
-}
 
 /*
  * A pool added by SIGHUP is made on the thread pool (fallocate, mlock and cuMemCreate can take
@@ -156,77 +72,12 @@ static unsigned pending_names(char *buf, size_t size) {
         return n;
 }
 
-/*
- * What the last reload did.  Its new pools are made after reload_run returns, so it is counted as
- * they come: said in the journal when the file is read and again once the last pool is made, and
- * in STATUS= (reload_summary) all along, the pools still being made as pending.
- */
-static struct {
-        char when[16];     /* local time, HH:MM:SS; "": no reload yet */
-        char refused[512]; /* why the file was refused; "": it was not */
-        unsigned added, failed, rules, restart_only, draining, removed, back, waiting;
-        char limits[768]; /* the limits that changed, "key old -> new" each */
-        char level[40];   /* "log level old -> new", or "" */
-        char added_names[96], failed_names[96];
-        char draining_names[96], removed_names[96], back_names[96]; /* taken out: held regions, or none; put back */
-        char waiting_names[96]; /* put back changed: made once the draining pool empties */
-        char failed_why[1024];  /* "name: reason", one a failed pool, for the journal */
-} last;
-static char summary[320];
-
-/* Appends a part to a list of parts. */
-static void part(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void part(char *buf, size_t size, const char *fmt, ...) {
-        char item[1200]; /* the longest part: a count and failed_why */
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(item, sizeof(item), fmt, ap);
-        va_end(ap);
-        reload_list_add(buf, size, item);
-}
-
-/* The outcome in words; full: with each failed pool's reason and what changed besides pools (the journal's). */
+/* The outcome in words (report_describe), the pools still being made as pending. */
 static void describe(char *buf, size_t size, bool full) {
         char pending[96] = "";
-        unsigned npending;
+        unsigned npending = pending_names(pending, sizeof(pending));
 
-        buf[0] = '\0';
-        if (*last.refused) {
-                snprintf(buf, size, "refused (%s)", last.refused);
-                return;
-        }
-        npending = pending_names(pending, sizeof(pending));
-        if (last.added)
-                part(buf, size, "%u %s added (%s)", last.added, plural(last.added, "pool", "pools"), last.added_names);
-        if (npending)
-                part(buf, size, "%u %s pending (%s)", npending, plural(npending, "pool", "pools"), pending);
-        if (last.failed)
-                part(buf, size, "%u %s failed (%s)", last.failed, plural(last.failed, "pool", "pools"),
-                     full ? last.failed_why : last.failed_names);
-        if (last.draining)
-                part(buf, size, "%u %s draining (%s)", last.draining, plural(last.draining, "pool", "pools"),
-                     last.draining_names);
-        if (last.removed)
-                part(buf, size, "%u %s removed (%s)", last.removed, plural(last.removed, "pool", "pools"),
-                     last.removed_names);
-        if (last.back)
-                part(buf, size, "%u %s serving again (%s)", last.back, plural(last.back, "pool", "pools"),
-                     last.back_names);
-        if (last.waiting)
-                part(buf, size, "%u %s waiting for a draining namesake (%s)", last.waiting,
-                     plural(last.waiting, "pool", "pools"), last.waiting_names);
-        if (!full)
-                return;
-        if (*last.limits)
-                part(buf, size, "limits changed (%s)", last.limits);
-        if (*last.level)
-                part(buf, size, "%s", last.level);
-        if (last.rules)
-                part(buf, size, "%u %s access rules changed", last.rules, plural(last.rules, "pool's", "pools'"));
-        if (last.restart_only)
-                part(buf, size, "%u %s other changes wait for a restart", last.restart_only,
-                     plural(last.restart_only, "pool's", "pools'"));
+        report_describe(buf, size, full, npending, pending);
 }
 
 /* Refreshes STATUS='s part and tells main.c. */
@@ -234,37 +85,14 @@ static void update(void) {
         char what[256];
 
         describe(what, sizeof(what), false);
-        snprintf(summary, sizeof(summary), "last reload %s: %s", last.when, *what ? what : "applied");
+        report_summarize(what);
         changed();
 }
 
-static void begin(void) {
-        time_t now = time(NULL);
-        struct tm tm;
-
-        memset(&last, 0, sizeof(last));
-        if (!localtime_r(&now, &tm) || !strftime(last.when, sizeof(last.when), "%H:%M:%S", &tm))
-                snprintf(last.when, sizeof(last.when), "?");
-}
-
 static void refuse(const char *why) {
-        begin();
-        snprintf(last.refused, sizeof(last.refused), "%s", why);
+        report_begin(why);
         log_err("SIGHUP: %s; keeping the running configuration", why);
         update();
-}
-
-static void pool_failed(const char *name, const char *why) {
-        char item[NAME_MAX_LEN + 520];
-
-        last.failed++;
-        reload_list_add(last.failed_names, sizeof(last.failed_names), name);
-        snprintf(item, sizeof(item), "%s: %s", name, why);
-        reload_list_add(last.failed_why, sizeof(last.failed_why), item);
-}
-
-const char *reload_summary(void) {
-        return summary;
 }
 
 static bool same_ranges(const struct pool_conf *a, const struct pool_conf *b) {
@@ -320,12 +148,12 @@ static void reload_pool(struct pool *p, const struct pool_conf *n) {
                      "SIGHUP: pool %s: the file changes %s (keys that change only on restart); keeping the running "
                      "values until allocd restarts",
                      o->name, keys);
-                last.restart_only++;
+                report_pool(SAID_RESTART_ONLY, NULL, NULL);
         }
         if (o->owner != n->owner || o->group != n->group || o->mode != n->mode ||
             o->quota_per_uid != n->quota_per_uid || o->register_flags != n->register_flags ||
             strcmp(o->names, n->names))
-                last.rules++;
+                report_pool(SAID_RULES, NULL, NULL);
         core_pool_update(p, n);
 }
 
@@ -365,7 +193,7 @@ static void next_pool(void) {
                         deferred_done(pw);
                 } else {
                         log_err("SIGHUP: cannot add pool %s: no worker thread", pw->conf.name);
-                        pool_failed(pw->conf.name, "no worker thread");
+                        report_pool(SAID_FAILED, pw->conf.name, "no worker thread");
                 }
                 STAILQ_REMOVE_HEAD(&queue, link);
                 free(pw->conf.ranges);
@@ -387,7 +215,7 @@ static void make_pool_done(uv_work_t *w, int status) {
                 deferred_done(pw);
         } else if (!pw->pool || core_pool_adopt(core, pw->pool, pw->err, sizeof(pw->err)) < 0) {
                 log_err("SIGHUP: %s:%d: cannot add pool %s: %s", config_path, pw->conf.line, name, pw->err);
-                pool_failed(name, pw->err);
+                report_pool(SAID_FAILED, name, pw->err);
                 core_pool_discard(pw->pool);
         } else if (pw->r < 0) {
                 /* Adopted as a placeholder: listed as not available, with the reason; the next reload tries
@@ -396,11 +224,10 @@ static void make_pool_done(uv_work_t *w, int status) {
                 logx(pw->r == -ENODEV ? LOG_LEVEL_WARNING : LOG_LEVEL_ERR, &(struct log_ctx){.pool = name},
                      "SIGHUP: %s:%d: pool %s is not available: %s; the next reload tries again", config_path,
                      pw->conf.line, name, info.reason); /* err without its "pool NAME: " */
-                pool_failed(name, info.reason);
+                report_pool(SAID_FAILED, name, info.reason);
         } else {
                 logx(LOG_LEVEL_INFO, &(struct log_ctx){.pool = name}, "SIGHUP: added pool %s", name);
-                last.added++;
-                reload_list_add(last.added_names, sizeof(last.added_names), name);
+                report_pool(SAID_ADDED, name, NULL);
         }
         free(pw->conf.ranges);
         free(pw);
@@ -409,14 +236,14 @@ static void make_pool_done(uv_work_t *w, int status) {
         if (stopping)
                 return;
         restart_pools_added(core);
-        if (*last.when)
+        if (*report_when())
                 update();
         else
                 changed(); /* no reload yet: a deferred pool, for STATUS= */
         if (reload_making && !pending_names(NULL, 0)) {
                 reload_making = false;
                 describe(what, sizeof(what), true);
-                log_info("SIGHUP: reload of %s at %s done: %s", config_path, last.when, what);
+                log_info("SIGHUP: reload of %s at %s done: %s", config_path, report_when(), what);
         }
         if (pools_in_flight == 0 && reload_again) {
                 reload_again = false;
@@ -432,7 +259,7 @@ static void make_pool(const struct pool_conf *n, bool deferred) {
                         log_err("pool %s: out of memory; it is left out, SIGHUP tries again", n->name);
                 } else {
                         log_err("SIGHUP: cannot add pool %s: out of memory", n->name);
-                        pool_failed(n->name, "out of memory");
+                        report_pool(SAID_FAILED, n->name, "out of memory");
                 }
                 free(pw);
                 return;
@@ -450,7 +277,7 @@ static void make_pool(const struct pool_conf *n, bool deferred) {
 
 /*
  * A running pool whose section went drains: the regions clients hold live on, and it goes with the
- * last (restart.c retires it, from the fd store too; an empty one at once, restart_drained).
+ * last (restart-store.c retires it, from the fd store too; an empty one at once, restart_drained).
  */
 static void take_out(struct pool *pool, const struct pool_info *p) {
         if (p->regions) {
@@ -458,13 +285,11 @@ static void take_out(struct pool *pool, const struct pool_info *p) {
                      "SIGHUP: pool %s is no longer configured: it takes no new regions, and goes with the last of "
                      "the %llu it holds",
                      p->name, (unsigned long long)p->regions);
-                last.draining++;
-                reload_list_add(last.draining_names, sizeof(last.draining_names), p->name);
+                report_pool(SAID_DRAINING, p->name, NULL);
         } else {
                 logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = p->name},
                      "SIGHUP: pool %s is no longer configured and holds no region: it goes", p->name);
-                last.removed++;
-                reload_list_add(last.removed_names, sizeof(last.removed_names), p->name);
+                report_pool(SAID_REMOVED, p->name, NULL);
         }
         core_pool_drain(core, pool, RELOAD_DRAIN_WHY, true);
 }
@@ -488,8 +313,7 @@ static void put_back(const struct config *conf) {
                         core_pool_undrain(p);
                         logx(LOG_LEVEL_NOTICE, &(struct log_ctx){.pool = n->name},
                              "SIGHUP: pool %s is configured again: it takes new regions again", n->name);
-                        last.back++;
-                        reload_list_add(last.back_names, sizeof(last.back_names), n->name);
+                        report_pool(SAID_BACK, n->name, NULL);
                         continue;
                 }
                 logx(LOG_LEVEL_WARNING, &(struct log_ctx){.pool = n->name},
@@ -501,8 +325,7 @@ static void put_back(const struct config *conf) {
                          "its last region goes",
                          keys);
                 core_pool_drain(core, p, why, true); /* still the old pool's conf: put back as it was, it serves */
-                last.waiting++;
-                reload_list_add(last.waiting_names, sizeof(last.waiting_names), n->name);
+                report_pool(SAID_WAITING, n->name, NULL);
         }
 }
 
@@ -537,15 +360,16 @@ void reload_run(void) {
                 return;
         }
         config_optional = false; /* read once: from now on a missing file is an error, as for --config */
-        begin();
+        report_begin(NULL);
         cuda_retry(); /* a driver installed or loaded since: the pools that need it are tried below */
-        apply_limits(&conf, last.limits, sizeof(last.limits));
+        const struct limits before = *core_limits(core);
+        limits_apply(core, &conf);
+        report_limits(&before, core_limits(core));
         put_back(&conf); /* before restart_reconfigured: a pool serving again waits for nothing */
         restart_reconfigured(core, &conf);
         int level = cli_log_level >= 0 ? cli_log_level : conf.log_level, was = log_set_level(level);
         if (level != was)
-                snprintf(last.level, sizeof(last.level), "log level %s -> %s", log_level_name(was),
-                         log_level_name(level));
+                report_level(was, level);
         for (size_t i = 0; i < core_npools(core); i++) {
                 struct pool *pool = core_pool_at(core, i);
                 struct pool_info p;

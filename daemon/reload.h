@@ -2,7 +2,7 @@
 #ifndef ALLOCD_RELOAD_H
 #define ALLOCD_RELOAD_H
 
-/* SIGHUP and the limits a configuration is applied with (reload.c); main.c is its caller. */
+/* SIGHUP (reload.c; the limits it applies: limits-apply.h); main.c is its caller. */
 
 #include <uv.h>
 
@@ -15,8 +15,6 @@
  */
 void reload_init(uv_loop_t *loop, struct core *core, const char *path, bool optional, int log_level_override,
                  void (*changed)(void));
-/* The file's limits, with max_connections lowered to what RLIMIT_NOFILE (raised to its hard limit) fits. */
-void reload_apply_limits(const struct config *conf);
 void reload_run(void);
 /*
  * restart.c: pc (copied), the pool that waited for its draining namesake, made now that the namesake

@@ -3,7 +3,7 @@
 #define ALLOCD_RESTART_H
 
 /*
- * Across a restart (restart.c, restart-deferred.c; docs/ARCHITECTURE.md, "Across a restart"): what
+ * Across a restart (restart.c, restart-store.c, restart-deferred.c; docs/ARCHITECTURE.md, "Across a restart"): what
  * allocd takes back from systemd's fd store at start, and what it keeps there while it runs.  main.c
  * is the caller.
  */

@@ -18,7 +18,7 @@
 /*
  * Packets with an fd a connection may have been sent and not yet read (outq.c): the kernel lets
  * allocd's user (no CAP_SYS_RESOURCE) have at most RLIMIT_NOFILE fds in flight, all connections
- * together, so reload.c's fit_nofile keeps max_connections x FDS_IN_FLIGHT within it.
+ * together, so limits-apply.c's fit_nofile keeps max_connections x FDS_IN_FLIGHT within it.
  */
 #define FDS_IN_FLIGHT 4
 
