@@ -4,7 +4,7 @@
  * running pools' access rules and quotas apply at once; a running pool taken out of the file drains
  * (no new regions; it goes with its last one), and serves again if put back; new pools are made on
  * the thread pool, one at a time, and adopted by the core on the loop thread (and so is the pool
- * that waited for a draining namesake, restart.c); the rest waits for a restart.  A file
+ * that waited for a draining namesake, restart-deferred.c); the rest waits for a restart.  A file
  * that does not load (one with no pools included) changes nothing.  What a reload did goes to
  * the journal and, in short, to STATUS= (reload-report.c).  The limits every configuration is
  * applied with, start-up's included, are limits-apply.c's.
@@ -41,7 +41,7 @@ struct pool_work {
         struct pool *pool;
         int r;
         char err[512];
-        bool deferred; /* restart.c's: made in place of its drained namesake, not by a reload */
+        bool deferred; /* restart-deferred.c's: made in place of its drained namesake, not by a reload */
         STAILQ_ENTRY(pool_work) link;
 };
 

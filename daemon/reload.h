@@ -17,7 +17,7 @@ void reload_init(uv_loop_t *loop, struct core *core, const char *path, bool opti
                  void (*changed)(void));
 void reload_run(void);
 /*
- * restart.c: pc (copied), the pool that waited for its draining namesake, made now that the namesake
+ * restart-deferred.c: pc (copied), the pool that waited for its draining namesake, made now that the namesake
  * is gone as a reload's new pool is: queued with them and made on the thread pool, keeping the retired
  * namesake's id; "made as configured" is logged, or why it is left out.
  */
