@@ -24,6 +24,7 @@
 #include "restart-deferred.h"
 #include "restart-store.h"
 #include "restart.h"
+#include "server.h"
 
 const char *const store_state_names[2] = {"state.0", "state.1"};
 
@@ -303,8 +304,11 @@ void restart_turn(struct core *core, uint64_t next_serial) {
 
 bool restart_stop(struct core *core, uint64_t next_serial) {
         struct core_stats cs;
+        uint64_t regions;
 
         core_stats(core, &cs);
+        /* A region still being zeroed is no one's yet, and is not in the state: its Alloc is answered CANCELLED. */
+        regions = cs.regions - (server_jobs() < cs.regions ? server_jobs() : cs.regions);
         if (keep) {
                 /* The last changes, then no more: closing the connections below must not free their regions there. */
                 restart_turn(core, next_serial);
@@ -312,20 +316,20 @@ bool restart_stop(struct core *core, uint64_t next_serial) {
                 keep_free(keep);
                 keep = NULL;
                 /* A restart and `systemctl stop` (which empties the store) are the same SIGTERM here: say both. */
-                if (cs.regions && !keep_failed)
+                if (regions && !keep_failed)
                         log_info("stopping with %" PRIu64 " %s held by %u %s: they are kept in systemd's fd store: "
                                  "a restart (systemctl restart, a crash) restores them; systemctl stop empties the "
                                  "store and they are lost",
-                                 cs.regions, plural(cs.regions, "region", "regions"), core_nclients(core),
+                                 regions, plural(regions, "region", "regions"), core_nclients(core),
                                  plural(core_nclients(core), "client", "clients"));
                 return !keep_failed;
         }
         serving = false;
-        if (cs.regions)
+        if (regions)
                 log_warn("stopping with %" PRIu64 " %s held by %u %s: they are lost, since allocd keeps them "
                          "across a restart only in systemd's fd store (run it as allocd.service, which sets "
                          "FileDescriptorStoreMax= and FDSTORE=; allocd(8), RESTART)",
-                         cs.regions, plural(cs.regions, "region", "regions"), core_nclients(core),
+                         regions, plural(regions, "region", "regions"), core_nclients(core),
                          plural(core_nclients(core), "client", "clients"));
         return false;
 }

@@ -447,6 +447,7 @@ void server_init(uv_loop_t *l, struct core *c, void (*changed_cb)(void)) {
 }
 
 void server_stop(bool kept) {
+        struct zero_work *z;
         struct conn *c;
 
         kept_at_stop = kept;
@@ -454,6 +455,17 @@ void server_stop(bool kept) {
         /* Waiters are told before anyone's regions go, so none is granted room that a hang-up made. */
         core_cancel_waiters(core, "allocd is stopping");
         run_core();
+        /*
+         * An Alloc whose region is being zeroed waits as one for room does, and is told the same: its
+         * region goes with this allocd (it is no one's yet, not in the kept state), and its client
+         * sends it again to the next one.  zero_done, should it still run, finds the client gone.
+         */
+        LIST_FOREACH(z, &zeroing, link) {
+                if (!z->cancelled && z->conn->in_core) {
+                        z->cancelled = true;
+                        conn_error_reply(z->conn, z->req_id, E_CANCELLED, "allocd is stopping");
+                }
+        }
         while ((c = TAILQ_FIRST(&conns))) {
                 (void)outq_flush(c);
                 conn_close(c);
