@@ -10,9 +10,7 @@
 #include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "restart-checks.h"
 #include "restart-proxy.h"
