@@ -264,7 +264,12 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
          */
         while ((r = connect_once(ret, socket_path, client_name, &e)) == -ECONNRESET || r == -EPIPE) {
                 if (conn_now_ms() - start + wait > e.reconnect_ms)
-                        break;
+                        return e.reconnect_ms ? client_fail(r,
+                                                            "allocd at %s closed each connection before it answered "
+                                                            "its Hello, for %u ms; is it restarting in a loop? "
+                                                            "(ALLOCD_RECONNECT says how long to try)",
+                                                            socket_path, e.reconnect_ms)
+                                              : r;
                 conn_backoff(&wait);
         }
         return r;

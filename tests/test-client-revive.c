@@ -35,7 +35,7 @@ enum held_answer {
 static struct {
         enum held_answer held;
         bool disconnects; /* the first Seal is answered as an operator's Disconnect closes a connection */
-        bool hello_lost;  /* the first Hello is read and not answered: allocd stopped (a restart) */
+        int lost_hellos;  /* the first ones are read and not answered: allocd stopped (a restart) */
         int hellos, seals, helds;
 } fake;
 
@@ -67,7 +67,7 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         (void)arg;
         switch (req->body_case) {
         case ALLOCD__REQUEST__BODY_HELLO:
-                if (fake.hellos++ == 0 && fake.hello_lost)
+                if (fake.hellos++ < fake.lost_hellos)
                         return FAKE_HANGUP;
                 fake_hello_reclaimable(req, reply);
                 return 0;
@@ -229,13 +229,21 @@ Test(revive, a_connection_lost_before_its_hello_is_answered_is_made_again) {
         struct alloc_client *c;
         int before = count_sockets();
 
-        fake.hello_lost = true;
         fake_allocd_start(&f, answer, NULL);
+        /* An allocd that never answers: tried for ALLOCD_RECONNECT, and said so. */
+        fake.lost_hellos = 1000;
+        setenv("ALLOCD_RECONNECT", "200ms", 1);
+        cr_expect_eq(alloc_connect(&c, f.path, NULL), -ECONNRESET);
+        cr_expect(strstr(alloc_last_error(), "closed each connection before it answered its Hello, for 200 ms"), "%s",
+                  alloc_last_error());
+        cr_expect_gt(fake.hellos, 3, "tried %d times in 200 ms", fake.hellos);
+        fake.hellos = 0;
+        fake.lost_hellos = 1;
         setenv("ALLOCD_RECONNECT", "0", 1);
         cr_expect_eq(alloc_connect(&c, f.path, NULL), -ECONNRESET, "ALLOCD_RECONNECT=0: %s", alloc_last_error());
         cr_expect_eq(fake.hellos, 1);
-        setenv("ALLOCD_RECONNECT", "1s", 1);
         fake.hellos = 0;
+        setenv("ALLOCD_RECONNECT", "1s", 1);
         cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
         cr_expect_eq(fake.hellos, 2, "the Hello was not said again on a new connection");
         /* The fake's listener, the client's socket and the fake's end of it: not the lost one. */
