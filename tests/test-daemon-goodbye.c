@@ -462,8 +462,7 @@ static void room_comes_back(void) {
  * then is never read.  The disconnect cancels the wait first.
  */
 Test(goodbye, a_persist_alloc_granted_from_the_wait_queue_as_the_goodbye_goes_is_not_kept) {
-        /* A wait far longer than the test, as below: one of 3 s could end before the room came back, unseen. */
-        struct alloc_opts o = {.name = "late-wait", .flags = ALLOC_PERSIST, .timeout_ms = 30000};
+        struct alloc_opts o = {.name = "late-wait", .flags = ALLOC_PERSIST, .timeout_ms = 3000};
         struct alloc_region r;
 
         sysd_start(&s, POOL_A);
@@ -491,11 +490,7 @@ Test(goodbye, a_persist_alloc_granted_from_the_wait_queue_as_the_goodbye_goes_is
  * reconnection's squaring frees it, before the Goodbye is said again.
  */
 Test(goodbye, a_late_persist_grant_read_as_allocd_is_killed_is_freed_by_the_reconnection) {
-        /*
-         * The wait must outlast the steps up to the Free of the room: one of 3 s ran out first in 1 of 4 runs
-         * under the sanitizers on a loaded machine, and the Alloc was never granted.
-         */
-        struct alloc_opts o = {.name = "late-kill", .flags = ALLOC_PERSIST, .timeout_ms = 30000};
+        struct alloc_opts o = {.name = "late-kill", .flags = ALLOC_PERSIST, .timeout_ms = 3000};
         struct alloc_region r;
         pthread_t t;
 
