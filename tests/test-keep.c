@@ -85,6 +85,21 @@ static size_t log_end(struct world *w) {
 }
 
 /*
+ * The bytes of c's regions in pool b, from memory's pool: the heaps allocd wrote, which are all the
+ * check reads of a pool.  A copy of the whole 16 MiB pool at each of the thousands of reads (each
+ * into a fresh memfd, every page faulted in) took most of this file's time, which came to 547 s of
+ * meson's 600 under a loaded CI.
+ */
+static void copy_regions(struct core *c) {
+        for (uint32_t slot = 0; slot < c->regions.slots.hi; slot++) {
+                const struct region *r = &c->regions.tab[slot];
+                if (r->state && r->pool == 1 && r->fd < 0)
+                        memcpy((char *)c->pools[1]->map + r->offset, (const char *)memory->pools[1]->map + r->offset,
+                               r->size);
+        }
+}
+
+/*
  * buf read into a fresh core: its dump, or NULL when refused (the core then left as it was).  The
  * pools' memory is the live core's, as the fd store would hand it over: the heaps allocd wrote.
  */
@@ -98,7 +113,7 @@ static char *restored(const uint8_t *buf, size_t len, struct state_info *info, i
         if (e == 0) {
                 d = state_dump(c);
                 if (check && c->nabsent <= CHECK_CLIENTS_MAX) {
-                        memcpy(c->pools[1]->map, memory->pools[1]->map, c->pools[1]->total);
+                        copy_regions(c);
                         state_check(c);
                 }
                 if (info)
