@@ -299,10 +299,16 @@ static void serve(struct conn *c) {
         static uint8_t buf[WIRE_MAX_PACKET];
         static _Alignas(16) uint8_t arena[16384]; /* the loop is single-threaded: one message at a time */
 
-        core_set_now(core, uv_now(loop));
         for (int i = 0; i < READ_BURST && c->state != CONN_CLOSING && conn_reading(c); i++) {
                 size_t nfds = 0;
                 ssize_t n;
+
+                /*
+                 * A request's timeout counts from its reading: the loop's time is the poll's, and allocd
+                 * may have been descheduled or stopped (SIGSTOP) since, the request sent meanwhile.
+                 */
+                uv_update_time(loop);
+                core_set_now(core, uv_now(loop));
 
                 /*
                  * A peer gone before its Hello is read is not served: a reclaim from a socket its client
