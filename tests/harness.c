@@ -279,6 +279,26 @@ unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsign
         return wait_for(pool_waiters, c, pool, want);
 }
 
+void freeze(pid_t pid) {
+        char path[64], stat[512];
+        long end = now_ms() + 10000;
+
+        cr_assert_eq(kill(pid, SIGSTOP), 0);
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        for (;;) {
+                FILE *f = fopen(path, "re");
+                size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+                if (f)
+                        fclose(f);
+                stat[n] = '\0';
+                const char *state = strrchr(stat, ')'); /* the command, in parentheses, may hold anything */
+                if (state && (state[2] == 'T' || state[2] == 't'))
+                        return;
+                cr_assert_lt(now_ms(), end, "pid %d did not stop within 10 s of SIGSTOP: %s", (int)pid, stat);
+                usleep(1000);
+        }
+}
+
 /* allocd --check-config on text written as DIR/allocd.conf; its exit status, and its output in out. */
 int check_config(const char *text, char *out, size_t size) {
         char dir[] = "/tmp/allocd-check-XXXXXX", conf[64], log[64];

@@ -85,6 +85,11 @@ unsigned long long pool_waiters(struct alloc_client *c, const char *pool);
  */
 unsigned long long wait_used(struct alloc_client *c, const char *pool, unsigned long long want);
 unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsigned long long want);
+/*
+ * SIGSTOP to pid, and waits until it has stopped: kill() returns before the signal is taken, and a
+ * request sent meanwhile may be read (its timeout counting) before allocd stops, not after SIGCONT.
+ */
+void freeze(pid_t pid);
 /* allocd's resident set (VmRSS) in bytes, from /proc/PID/status; fails the test if it cannot be read. */
 unsigned long long daemon_rss(const struct daemon *d);
 /* allocd's CPU time so far, user and system, all threads, in seconds (/proc/PID/stat). */

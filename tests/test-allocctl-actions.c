@@ -230,7 +230,7 @@ Test(allocctl, a_map_says_what_it_may_not_show) {
 }
 
 Test(allocctl, a_stopped_daemon_times_out) {
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         setenv("ALLOCD_TIMEOUT", "300ms", 1);
         struct run *x = allocctl(d.sock, "status", (char *)NULL);
         kill(d.pid, SIGCONT);

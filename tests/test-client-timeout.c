@@ -33,7 +33,7 @@ TestSuite(timeout, .init = setup, .fini = teardown, .timeout = 60);
 Test(timeout, connect_to_a_stopped_daemon) {
         struct alloc_client *c = NULL;
 
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         setenv("ALLOCD_TIMEOUT", "300ms", 1);
         cr_assert_eq(alloc_connect(&c, d.sock, NULL), -ETIME, "%s", alloc_last_error());
         cr_assert_null(c);
@@ -60,7 +60,7 @@ Test(timeout, request_to_a_stopped_daemon_then_recovers) {
         struct alloc_status *s = NULL;
 
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_status(c, &s), -ETIME);
         cr_assert_null(s);
         cr_assert(strstr(alloc_last_error(), "did not answer within 200 ms"), "%s", alloc_last_error());
@@ -78,7 +78,7 @@ Test(timeout, late_grant_is_given_back) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &nowait, &r), -ETIME);
         kill(d.pid, SIGCONT);
         /* allocd grants it once it runs: PERSIST and the name would keep it past the connection. */
@@ -99,7 +99,7 @@ Test(timeout, late_batch_is_given_back) {
         struct alloc_region r[3];
 
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_region_new_batch(c, "host", sizes, 3, NULL, r), -ETIME);
         kill(d.pid, SIGCONT);
         cr_assert_eq(wait_used(watch, "host", 16384), 16384);
@@ -132,7 +132,7 @@ Test(timeout, a_grant_after_the_hang_up_is_freed) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &persist, &r), -ETIME);
         alloc_disconnect(c);
         kill(d.pid, SIGCONT);
@@ -149,7 +149,7 @@ Test(timeout, a_grant_read_at_disconnect_is_given_back) {
         struct alloc_region r;
 
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_region_new(c, "host", 1 << 20, &persist, &r), -ETIME);
         kill(d.pid, SIGCONT);
         cr_assert_eq(wait_used(watch, "host", 1 << 20), 1 << 20, "granted, the answer waiting in c's socket");

@@ -69,7 +69,7 @@ Test(goodbye, a_disconnect_that_allocd_is_killed_before_reading_leaves_no_placeh
 
         sysd_start(&s, POOL_A);
         struct alloc_client *k = one_region(s.d.sock, &r);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         pthread_create(&t, NULL, disconnecting, k);
         usleep(300 * 1000); /* its Goodbye (or its close) is in allocd's socket, unread */
         sysd_restart(&s, SIGKILL);
@@ -398,7 +398,7 @@ Test(goodbye, a_persist_grant_that_comes_as_the_client_disconnects_is_given_back
         sysd_start(&s, POOL_A);
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_set_timeout(k, 200), 0);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         cr_assert_eq(alloc_region_new(k, "a", 8192, &o, &r), -ETIME, "%s", alloc_last_error());
         cr_assert_eq(alloc_set_timeout(k, 10000), 0);
         pthread_create(&t, NULL, resume_later, &s.d.pid);
@@ -470,7 +470,7 @@ Test(goodbye, a_persist_alloc_granted_from_the_wait_queue_as_the_goodbye_goes_is
         cr_assert_eq(alloc_region_new(filler, "a", 4 << 20, NULL, &room), 0, "%s", alloc_last_error());
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_set_timeout(k, 200), 0);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         cr_assert_eq(alloc_region_new(k, "a", 8192, &o, &r), -ETIME, "%s", alloc_last_error());
         cr_assert_eq(kill(s.d.pid, SIGCONT), 0);
         cr_assert_eq(wait_waiters(filler, "a", 1), 1, "the Alloc does not wait: %s", sysd_log(&s));
@@ -499,7 +499,7 @@ Test(goodbye, a_late_persist_grant_read_as_allocd_is_killed_is_freed_by_the_reco
         cr_assert_eq(alloc_region_new(filler, "a", 4 << 20, NULL, &room), 0, "%s", alloc_last_error());
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_set_timeout(k, 200), 0);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         cr_assert_eq(alloc_region_new(k, "a", 8192, &o, &r), -ETIME, "%s", alloc_last_error());
         cr_assert_eq(kill(s.d.pid, SIGCONT), 0);
         cr_assert_eq(wait_waiters(filler, "a", 1), 1, "the Alloc does not wait: %s", sysd_log(&s));
@@ -507,7 +507,7 @@ Test(goodbye, a_late_persist_grant_read_as_allocd_is_killed_is_freed_by_the_reco
         cr_assert_eq(wait_used(filler, "a", 8192), 8192, "the Alloc was not granted: %s", sysd_log(&s));
         alloc_disconnect(filler);
         cr_assert_eq(alloc_set_timeout(k, 10000), 0);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         pthread_create(&t, NULL, disconnecting, k);
         usleep(300 * 1000); /* the grant read, its Free and the Cancel in allocd's socket, unread */
         sysd_restart(&s, SIGKILL);
@@ -534,7 +534,7 @@ Test(goodbye, a_persist_alloc_zeroed_as_the_goodbye_goes_is_not_kept) {
         sysd_start(&s, POOL_A "[pool b]\nkind = host\nsize = 256M\n");
         struct alloc_client *k = daemon_connect(&s.d);
         cr_assert_eq(alloc_set_timeout(k, 200), 0);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         cr_assert_eq(alloc_region_new(k, "b", 128 << 20, &o, &r), -ETIME, "%s", alloc_last_error());
         cr_assert_eq(alloc_set_timeout(k, 10000), 0);
         at_goodbye = zeroing_ends;

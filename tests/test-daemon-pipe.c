@@ -39,7 +39,7 @@ Test(pipe, a_free_does_not_wait_and_the_next_alloc_gets_its_room) {
         cr_assert_eq(alloc_region_new(c, "small", 1 << 20, NULL, &r), 0, "%s", alloc_last_error());
         /* A free that waited for allocd's answer would time out while allocd is stopped. */
         cr_assert_eq(alloc_set_timeout(c, 300), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         int e = alloc_region_free(c, r.id);
         kill(d.pid, SIGCONT);
         cr_assert_eq(e, 0, "the free waited: %d %s", e, alloc_last_error());
@@ -122,7 +122,7 @@ Test(pipe, the_sync_variants_wait_and_answer) {
         /* A sync free waits for allocd's answer, even for a region the connection holds. */
         cr_assert_eq(alloc_region_new(c, "small", 4096, NULL, &r), 0);
         cr_assert_eq(alloc_set_timeout(c, 300), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         int e = alloc_region_free_sync(c, r.id);
         kill(d.pid, SIGCONT);
         cr_assert_eq(e, -ETIME, "the sync free did not wait: %d", e);

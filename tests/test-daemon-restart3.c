@@ -303,7 +303,7 @@ static void free_then_disconnect_across_a_kill(bool kill_first) {
         struct alloc_client *c = daemon_connect(&s.d);
         cr_assert_eq(alloc_region_new(c, "a", 8192, &(struct alloc_opts){.name = "kept", .flags = ALLOC_PERSIST}, &r),
                      0, "%s", alloc_last_error());
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error()); /* pipelined: sent, not answered */
         if (kill_first)
                 sysd_kill(&s, SIGKILL);
@@ -344,7 +344,7 @@ static void free_and_detach_across_a_kill(bool free_first) {
                      0, "%s", alloc_last_error());
         cr_assert_eq(alloc_region_attach(c, "twice", NULL, &a), 0, "%s", alloc_last_error());
         cr_assert_eq(a.id, r.id);
-        cr_assert_eq(kill(s.d.pid, SIGSTOP), 0);
+        freeze(s.d.pid);
         /* Pipelined: sent, not answered. */
         cr_assert_eq(free_first ? alloc_region_free(c, r.id) : alloc_region_detach(c, a.id), 0, "%s",
                      alloc_last_error());

@@ -54,7 +54,7 @@ static int alloc_stopped(struct alloc_client *c, const char *pool, uint64_t size
         int e;
 
         cr_assert_eq(alloc_set_timeout(c, 300), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         o.flags |= ALLOC_NOWAIT;
         e = alloc_region_new(c, pool, size, &o, r);
         kill(d.pid, SIGCONT);
@@ -318,7 +318,7 @@ Test(spare, a_hang_up_in_the_middle_of_a_renew_leaks_nothing) {
          * (alloc_disconnect) times out unanswered, and the library closes.
          */
         cr_assert_eq(alloc_set_timeout(c, 200), 0);
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         cr_assert_eq(alloc_region_free(c, r.id), 0, "%s", alloc_last_error());
         alloc_disconnect(c);
         kill(d.pid, SIGCONT);

@@ -112,7 +112,7 @@ Test(kind, a_free_waiting_for_allocd_holds_no_arena_lock) {
         cr_assert(small && big);
         for (int i = 0; i < 64; i++)
                 cr_assert_eq(alloc_region_new(c, "h", 4096, NULL, &r[i]), 0, "%s", alloc_last_error());
-        cr_assert_eq(kill(d.pid, SIGSTOP), 0);
+        freeze(d.pid);
         for (int i = 0; i < 64; i++)
                 cr_assert_eq(alloc_region_free(c, r[i].id), 0, "pipelined: it does not wait");
         /* big's chunk empties: its region goes back, and that free waits for a Sync allocd cannot answer. */
