@@ -146,9 +146,13 @@ struct conn_env {
         bool quiet, spare;
 };
 
-/* One try of alloc_connect: a connection to allocd at socket_path, and its Hello answered. */
+/*
+ * One try of alloc_connect: a connection to allocd at socket_path, and its Hello answered.  *lost:
+ * it failed because the connection was lost before the answer without a word from allocd (a
+ * restart), not because allocd closed it saying why (an operator's Disconnect: -ECONNRESET too).
+ */
 static int connect_once(struct alloc_client **ret, const char *socket_path, const char *client_name,
-                        const struct conn_env *e) {
+                        const struct conn_env *e, bool *lost) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         Allocd__Request req = ALLOCD__REQUEST__INIT;
         Allocd__Hello hello = ALLOCD__HELLO__INIT;
@@ -156,6 +160,7 @@ static int connect_once(struct alloc_client **ret, const char *socket_path, cons
         struct alloc_client *c;
         int r;
 
+        *lost = false;
         strcpy(sa.sun_path, socket_path);
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -211,6 +216,7 @@ static int connect_once(struct alloc_client **ret, const char *socket_path, cons
         req.hello = &hello;
         r = client_call_for(c, &req, ALLOCD__REPLY__BODY_HELLO, "Hello", &reply);
         if (r < 0) {
+                *lost = (r == -ECONNRESET || r == -EPIPE) && !c->dead_said;
                 alloc_disconnect(c);
                 return r;
         }
@@ -229,6 +235,7 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
         struct conn_env e;
         uint32_t wait = BACKOFF_FIRST_MS;
         uint64_t start = conn_now_ms();
+        bool lost = false;
         int r;
 
         client_clear_error();
@@ -260,9 +267,10 @@ int alloc_connect(struct alloc_client **ret, const char *socket_path, const char
          * A connection lost before its Hello was answered was accepted by an allocd that then stopped
          * without reading it, or died (a restart): the socket took it, so one is listening, and the
          * next allocd will answer a new one.  It holds nothing, so it is made again as a lost one is,
-         * for ALLOCD_RECONNECT.  A connect refused (no socket at all) is not tried again.
+         * for ALLOCD_RECONNECT.  A connect refused (no socket at all) is not tried again, nor a
+         * connection allocd closed saying why (an operator's Disconnect): a new one would undo it.
          */
-        while ((r = connect_once(ret, socket_path, client_name, &e)) == -ECONNRESET || r == -EPIPE) {
+        while ((r = connect_once(ret, socket_path, client_name, &e, &lost)) < 0 && lost) {
                 if (conn_now_ms() - start + wait > e.reconnect_ms)
                         return e.reconnect_ms ? client_fail(r,
                                                             "allocd at %s closed each connection before it answered "

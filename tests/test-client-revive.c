@@ -34,8 +34,9 @@ enum held_answer {
 
 static struct {
         enum held_answer held;
-        bool disconnects; /* the first Seal is answered as an operator's Disconnect closes a connection */
-        int lost_hellos;  /* the first ones are read and not answered: allocd stopped (a restart) */
+        bool disconnects;   /* the first Seal is answered as an operator's Disconnect closes a connection */
+        int lost_hellos;    /* the first ones are read and not answered: allocd stopped (a restart) */
+        int evicted_hellos; /* the first ones are answered as an operator's Disconnect closes a connection */
         int hellos, seals, helds;
 } fake;
 
@@ -69,6 +70,13 @@ static int answer(const Allocd__Request *req, Allocd__Reply *reply, int *fd, voi
         case ALLOCD__REQUEST__BODY_HELLO:
                 if (fake.hellos++ < fake.lost_hellos)
                         return FAKE_HANGUP;
+                if (fake.hellos <= fake.evicted_hellos) {
+                        reply->id = 0;
+                        reply->has_error = true;
+                        reply->error = ALLOCD__ERROR__DISCONNECTED;
+                        reply->message = "an operator disconnected this connection";
+                        return FAKE_REPLY_HANGUP;
+                }
                 fake_hello_reclaimable(req, reply);
                 return 0;
         case ALLOCD__REQUEST__BODY_SEAL:
@@ -248,6 +256,32 @@ Test(revive, a_connection_lost_before_its_hello_is_answered_is_made_again) {
         cr_expect_eq(fake.hellos, 2, "the Hello was not said again on a new connection");
         /* The fake's listener, the client's socket and the fake's end of it: not the lost one. */
         cr_expect_eq(count_sockets(), before + 3, "%d sockets", count_sockets() - before);
+        alloc_disconnect(c);
+        fake_allocd_stop(&f);
+        cr_assert_eq(count_sockets(), before);
+}
+
+/*
+ * An operator's Disconnect (allocctl disconnect PID) can close a connection whose Hello allocd has
+ * not read yet: allocd says so (DISCONNECTED, -ECONNRESET) and closes it.  That is no restart:
+ * alloc_connect fails, as a call on a connection so closed does, rather than undo the operator's
+ * Disconnect with a new connection.
+ */
+Test(revive, a_connection_an_operator_disconnects_before_its_hello_is_answered_is_not_made_again) {
+        struct fake_allocd f;
+        struct alloc_client *c;
+        int before = count_sockets();
+
+        fake_allocd_start(&f, answer, NULL);
+        fake.evicted_hellos = 1;
+        cr_expect_eq(alloc_connect(&c, f.path, NULL), -ECONNRESET, "%s", alloc_last_error());
+        cr_expect(strstr(alloc_last_error(), "an operator disconnected this connection"), "%s", alloc_last_error());
+        cr_expect_eq(fake.hellos, 1, "the Disconnect was undone: %d Hellos", fake.hellos);
+        /* The fake serves the next connection: a new alloc_connect is the program's to make. */
+        if (fake.hellos == 1) {
+                cr_assert_eq(alloc_connect(&c, f.path, NULL), 0, "%s", alloc_last_error());
+                cr_expect_eq(fake.hellos, 2);
+        }
         alloc_disconnect(c);
         fake_allocd_stop(&f);
         cr_assert_eq(count_sockets(), before);
