@@ -379,6 +379,17 @@ int main(int argc, char **argv) {
         int c, r, sock, made;
         uint64_t wd_usec;
 
+        /*
+         * A SIGHUP before the loop's handler is in place ended allocd: it waits, blocked, for the
+         * handler, which then takes it as any (a reload once ready).  The other signals whoever started
+         * allocd blocked (the mask goes across exec; systemd resets it, a script may not) are let
+         * through, or a SIGTERM would never reach the loop.
+         */
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        sigprocmask(SIG_SETMASK, &hup, NULL);
+
         argv[0] = (char *)"allocd"; /* getopt's messages start with it: the name, not the path run */
         while ((c = getopt_long(argc, argv, "c:s:l:Vh", opts, NULL)) != -1) {
                 /* An empty --socket would listen on an abstract address no client names, unseen. */
@@ -485,6 +496,7 @@ int main(int argc, char **argv) {
                 config_clear(&conf);
                 return 1;
         }
+        sigprocmask(SIG_UNBLOCK, &hup, NULL);
         signal(SIGPIPE, SIG_IGN);
         /* Before the pools: a second allocd once reserved (and locked) them all, to find the socket taken. */
         if (sock < 0 && socket_taken(socket_path)) {

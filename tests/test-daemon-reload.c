@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -238,6 +239,21 @@ Test(reload, a_lowered_hello_timeout_closes_a_connection_already_silent, .timeou
                   "allocd did not close a connection silent since before a reload to hello_timeout = 200ms");
         cr_expect(strstr(slurp(log_path), "said no Hello within hello_timeout"), "%s", slurp(log_path));
         close(s);
+        stop(&d);
+}
+
+/* allocd started with SIGHUP blocked (a mask goes across exec: a script's trap) reloads all the same. */
+Test(reload, a_sighup_blocked_by_whoever_started_allocd_still_reloads, .timeout = 60) {
+        sigset_t hup, old;
+        struct daemon d;
+
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        cr_assert_eq(pthread_sigmask(SIG_BLOCK, &hup, &old), 0);
+        int r = spawn(&d, running);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        cr_assert_eq(r, -1, "allocd exited with %d: %s", r, slurp(log_path));
+        reload(&d, running, "SIGHUP: reloaded ");
         stop(&d);
 }
 
