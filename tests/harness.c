@@ -170,20 +170,33 @@ unsigned long long daemon_rss(const struct daemon *d) {
         return kb << 10;
 }
 
-double daemon_cpu_seconds(const struct daemon *d) {
-        char path[64], buf[1024];
-        unsigned long long utime, stime;
+/*
+ * /proc/PID/stat from the field after the command name (the state), which may itself hold spaces and
+ * parentheses; NULL when the process is gone.
+ */
+static const char *proc_stat_fields(pid_t pid, char *buf, size_t size) {
+        char path[64];
+        size_t n;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)d->pid);
-        FILE *f = fopen(path, "r");
-        cr_assert(f, "cannot read %s", path);
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return NULL;
+        n = fread(buf, 1, size - 1, f);
         fclose(f);
         buf[n] = '\0';
-        /* Fields 14 and 15, counted after the command name, which may itself hold spaces and parentheses. */
         const char *p = strrchr(buf, ')');
-        cr_assert(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2,
-                  "cannot parse %s: %s", path, buf);
+        return p && p[1] == ' ' ? p + 2 : NULL;
+}
+
+double daemon_cpu_seconds(const struct daemon *d) {
+        char buf[1024];
+        unsigned long long utime, stime;
+        const char *p = proc_stat_fields(d->pid, buf, sizeof(buf));
+
+        /* Fields 14 and 15: user and system time. */
+        cr_assert(p && sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2,
+                  "cannot parse /proc/%d/stat: %s", (int)d->pid, buf);
         return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -280,21 +293,16 @@ unsigned long long wait_waiters(struct alloc_client *c, const char *pool, unsign
 }
 
 void freeze(pid_t pid) {
-        char path[64], stat[512];
+        char stat[512];
         long end = now_ms() + 10000;
 
         cr_assert_eq(kill(pid, SIGSTOP), 0);
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
         for (;;) {
-                FILE *f = fopen(path, "re");
-                size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
-                if (f)
-                        fclose(f);
-                stat[n] = '\0';
-                const char *state = strrchr(stat, ')'); /* the command, in parentheses, may hold anything */
-                if (state && (state[2] == 'T' || state[2] == 't'))
+                const char *state = proc_stat_fields(pid, stat, sizeof(stat));
+                if (state && (*state == 'T' || *state == 't'))
                         return;
-                cr_assert_lt(now_ms(), end, "pid %d did not stop within 10 s of SIGSTOP: %s", (int)pid, stat);
+                cr_assert_lt(now_ms(), end, "pid %d did not stop within 10 s of SIGSTOP: %s", (int)pid,
+                             state ? stat : "gone");
                 usleep(1000);
         }
 }
